@@ -1,0 +1,45 @@
+# LUC: `make run` starts the service on an embedded PostgreSQL; `make test` runs everything.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "LUC needs Python 3.11 or newer"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(INSTALLED)
+
+.PHONY: help install run test lint format typecheck bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: $(INSTALLED) ## Create .venv and install LUC with its development tools
+
+run: $(INSTALLED) ## Start LUC on 127.0.0.1:8000 (embedded PostgreSQL unless LUC_DATABASE_URL is set)
+	$(BIN)/luc serve
+
+test: $(INSTALLED) lint typecheck ## Lint, type-check and run the whole test suite on real PostgreSQL
+	$(BIN)/pytest -q
+
+lint: $(INSTALLED) ## ruff lint and format check
+	$(BIN)/ruff check service tests bench db
+	$(BIN)/ruff format --check service tests bench db
+
+format: $(INSTALLED) ## Apply ruff's formatting and safe fixes
+	$(BIN)/ruff format service tests bench db
+	$(BIN)/ruff check --fix service tests bench db
+
+typecheck: $(INSTALLED) ## mypy --strict on service/
+	$(BIN)/mypy
+
+bench: $(INSTALLED) ## Ingest benchmark against raw COPY, measured in the same run
+	$(BIN)/python -m bench.ingest
+
+clean: ## Remove .venv and caches (not your data)
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""LUC: the LLM usage cost ledger."""

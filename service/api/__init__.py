@@ -1,0 +1,1 @@
+"""Thin HTTP controllers and wire schemas; no SQL here."""

@@ -1,0 +1,23 @@
+"""What controllers receive: the process's resources, built once in ``app.create_app``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+from litestar.datastructures import State
+
+from service.catalog.service import CatalogCache
+from service.settings import Settings
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    pool: asyncpg.Pool
+    catalog_cache: CatalogCache
+
+
+async def provide_resources(state: State) -> Resources:
+    resources: Resources = state.luc
+    return resources

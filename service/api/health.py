@@ -1,0 +1,31 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+from litestar import Response, get
+from litestar.di import Provide
+
+from service.api.deps import Resources, provide_resources
+from service.api.schemas import Health
+from service.db import CONNECTION_ERRORS
+
+
+@get("/healthz", operation_id="healthz", summary="The process is up", tags=["health"])
+async def healthz() -> Health:
+    return Health(status="ok")
+
+
+@get(
+    "/readyz",
+    operation_id="readyz",
+    summary="The process can reach PostgreSQL",
+    tags=["health"],
+    dependencies={"luc": Provide(provide_resources)},
+)
+async def readyz(luc: Resources) -> Response[Health]:
+    try:
+        async with luc.pool.acquire(timeout=2) as conn:
+            await conn.fetchval("SELECT 1")
+    except CONNECTION_ERRORS:
+        return Response(Health(status="database unavailable"), status_code=503)
+    return Response(Health(status="ready"))

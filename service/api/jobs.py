@@ -1,0 +1,154 @@
+"""Jobs: the list, one job with its invoice lines, and its ledger entries."""
+
+from __future__ import annotations
+
+from litestar import Controller, get
+from litestar.di import Provide
+from litestar.params import Parameter
+
+from service.api.deps import Resources, provide_resources
+from service.api.params import decode_cursor, encode_cursor, page_size, parse_range
+from service.api.schemas import (
+    JobDetailOut,
+    JobLineOut,
+    JobOut,
+    JobPage,
+    LedgerEntryOut,
+    LedgerPage,
+    money,
+    timestamp,
+    totals_fields,
+    unit_prices,
+)
+from service.db import on_connection
+from service.errors import InvalidRequestError, NotFoundError
+from service.ledger.service import job_entries
+from service.rollups.service import job_detail, list_jobs
+
+
+class JobsController(Controller):
+    path = "/v1/jobs"
+    tags = ["jobs"]
+    dependencies = {"luc": Provide(provide_resources)}
+
+    @get(
+        "/",
+        operation_id="listJobs",
+        summary="List jobs with their totals",
+        description=(
+            "Jobs in id order, a page at a time (`next_cursor`). `agent` keeps jobs that agent "
+            "worked on; `from` (inclusive) and `to` (exclusive) keep jobs with events in that "
+            "range. Totals are each job's whole totals."
+        ),
+    )
+    async def list(
+        self,
+        luc: Resources,
+        agent: str | None = None,
+        start: str | None = Parameter(query="from", default=None, description="RFC 3339, inclusive"),
+        end: str | None = Parameter(query="to", default=None, description="RFC 3339, exclusive"),
+        cursor: str | None = None,
+        limit: int | None = Parameter(default=None, description="page size, 1–1000 (100)"),
+    ) -> JobPage:
+        lower, upper = parse_range(start, end)
+        size = page_size(limit)
+        jobs = await on_connection(
+            luc.pool,
+            lambda conn: list_jobs(
+                conn,
+                after_job_id=decode_cursor(cursor),
+                agent=agent,
+                start=lower,
+                end=upper,
+                limit=size + 1,
+            ),
+        )
+        more = len(jobs) > size
+        jobs = jobs[:size]
+        return JobPage(
+            items=[JobOut(job_id=j.job_id, **totals_fields(j.totals)) for j in jobs],
+            next_cursor=encode_cursor(jobs[-1].job_id) if more else None,
+        )
+
+    @get(
+        "/{job_id:str}",
+        operation_id="getJob",
+        summary="One job: totals and lines by agent, model, provider and catalog version",
+    )
+    async def detail(self, luc: Resources, job_id: str) -> JobDetailOut:
+        job = await on_connection(luc.pool, lambda conn: job_detail(conn, job_id))
+        if job is None:
+            raise NotFoundError(f"job {job_id!r} has no recorded usage")
+        return JobDetailOut(
+            job_id=job.job_id,
+            lines=[
+                JobLineOut(
+                    agent=line.agent,
+                    model=line.model,
+                    provider=line.provider,
+                    catalog_version=line.catalog_version,
+                    tier=line.tier,
+                    unit_prices=unit_prices(line.unit_prices),
+                    **totals_fields(line.totals),
+                )
+                for line in job.lines
+            ],
+            **totals_fields(job.totals),
+        )
+
+    @get(
+        "/{job_id:str}/entries",
+        operation_id="listJobLedgerEntries",
+        summary="A job's ledger entries, in the order they were appended",
+    )
+    async def entries(
+        self,
+        luc: Resources,
+        job_id: str,
+        cursor: str | None = None,
+        limit: int | None = Parameter(default=None, description="page size, 1–1000 (100)"),
+    ) -> LedgerPage:
+        size = page_size(limit)
+        position = decode_cursor(cursor)
+        if position and not position.isdigit():
+            raise InvalidRequestError("cursor is not one this API issued", status_code=400)
+        rows = await on_connection(
+            luc.pool, lambda conn: job_entries(conn, job_id, int(position or 0), size + 1)
+        )
+        if not rows and not position:
+            exists = await on_connection(luc.pool, lambda conn: job_detail(conn, job_id))
+            if exists is None:
+                raise NotFoundError(f"job {job_id!r} has no recorded usage")
+        more = len(rows) > size
+        rows = rows[:size]
+        return LedgerPage(
+            job_id=job_id,
+            items=[
+                LedgerEntryOut(
+                    id=e.id,
+                    event_id=e.event_id,
+                    kind=e.kind,
+                    job_id=e.job_id,
+                    agent=e.agent,
+                    model=e.model,
+                    provider=e.provider,
+                    tier=e.tier,
+                    catalog_version=e.catalog_version,
+                    occurred_at=timestamp(e.occurred_at) or "",
+                    recorded_at=timestamp(e.recorded_at) or "",
+                    input_tokens=e.input_tokens,
+                    cached_input_tokens=e.cached_input_tokens,
+                    cache_write_tokens=e.cache_write_tokens,
+                    output_tokens=e.output_tokens,
+                    reasoning_tokens=e.reasoning_tokens,
+                    events=e.event_count,
+                    unpriced_events=e.unpriced_count,
+                    cost_usd=money(e.cost_usd),
+                    provider_cost_usd=money(e.provider_cost_usd),
+                    unit_prices=unit_prices(e.unit_prices),
+                    reason=e.reason,
+                )
+                for e in rows
+            ],
+            next_cursor=encode_cursor(str(rows[-1].id)) if more else None,
+        )

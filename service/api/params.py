@@ -1,0 +1,60 @@
+"""Query parameter parsing shared by controllers: time bounds, cursors, page sizes."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+
+from service.errors import InvalidRequestError
+
+MAX_PAGE = 1000
+DEFAULT_PAGE = 100
+
+
+def parse_instant(name: str, value: str | None) -> datetime | None:
+    """An RFC 3339 query parameter; an offset is required so the instant is unambiguous."""
+    if value is None or value == "":
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace(" ", "+"))
+    except ValueError:
+        raise InvalidRequestError(
+            f"{name}: {value!r} is not an RFC 3339 timestamp (e.g. 2026-11-24T00:00:00Z)",
+            status_code=400,
+        ) from None
+    if parsed.tzinfo is None:
+        raise InvalidRequestError(
+            f"{name}: {value!r} has no UTC offset; add 'Z' or '+hh:mm'", status_code=400
+        )
+    return parsed
+
+
+def parse_range(start: str | None, end: str | None) -> tuple[datetime | None, datetime | None]:
+    """``from`` (inclusive) and ``to`` (exclusive)."""
+    lower, upper = parse_instant("from", start), parse_instant("to", end)
+    if lower is not None and upper is not None and lower > upper:
+        raise InvalidRequestError("from must not be after to", status_code=400)
+    return lower, upper
+
+
+def page_size(limit: int | None) -> int:
+    if limit is None:
+        return DEFAULT_PAGE
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidRequestError(f"limit must be between 1 and {MAX_PAGE}", status_code=400)
+    return limit
+
+
+def encode_cursor(value: str) -> str:
+    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> str:
+    """The position a cursor names; the empty string is the start."""
+    if not cursor:
+        return ""
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidRequestError("cursor is not one this API issued", status_code=400) from None

@@ -1,0 +1,190 @@
+"""Wire schemas of the read and write API. Money is always a decimal string."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from service.rollups.models import Totals
+
+
+def money(value: Decimal | None) -> str | None:
+    """A decimal as a plain string at full precision: no exponent, no rounding."""
+    if value is None:
+        return None
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def timestamp(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+class EventResult(msgspec.Struct, omit_defaults=True):
+    id: str | None
+    status: str
+    reason: str | None = None
+
+
+class BatchResult(msgspec.Struct):
+    accepted: int
+    duplicates: int
+    conflicts: int
+    rejected: int
+    results: list[EventResult]
+
+
+class TotalsOut(msgspec.Struct, kw_only=True):
+    cost_usd: str | None
+    provider_cost_usd: str
+    events: int
+    unpriced_events: int
+    input_tokens: int
+    cached_input_tokens: int
+    cache_write_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    first_event_at: str | None
+    last_event_at: str | None
+
+
+def totals_fields(t: Totals) -> dict[str, Any]:
+    return {
+        "cost_usd": money(t.cost_usd),
+        "provider_cost_usd": money(t.provider_cost_usd) or "0",
+        "events": t.events,
+        "unpriced_events": t.unpriced_events,
+        "input_tokens": t.input_tokens,
+        "cached_input_tokens": t.cached_input_tokens,
+        "cache_write_tokens": t.cache_write_tokens,
+        "output_tokens": t.output_tokens,
+        "reasoning_tokens": t.reasoning_tokens,
+        "first_event_at": timestamp(t.first_event_at),
+        "last_event_at": timestamp(t.last_event_at),
+    }
+
+
+class UnitPrices(msgspec.Struct):
+    """USD per 1M tokens per class, and USD per request."""
+
+    input: str
+    output: str
+    cache_read: str
+    cache_write: str
+    reasoning: str
+    per_request: str
+
+
+class JobLineOut(TotalsOut, kw_only=True):
+    agent: str
+    model: str
+    provider: str
+    catalog_version: int | None
+    tier: str | None
+    unit_prices: UnitPrices | None
+
+
+class JobOut(TotalsOut, kw_only=True):
+    job_id: str
+
+
+class JobDetailOut(JobOut, kw_only=True):
+    lines: list[JobLineOut]
+
+
+class JobPage(msgspec.Struct):
+    items: list[JobOut]
+    next_cursor: str | None
+
+
+class LedgerEntryOut(msgspec.Struct):
+    id: int
+    event_id: str
+    kind: str
+    job_id: str
+    agent: str
+    model: str
+    provider: str
+    tier: str | None
+    catalog_version: int | None
+    occurred_at: str
+    recorded_at: str
+    input_tokens: int
+    cached_input_tokens: int
+    cache_write_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    events: int
+    unpriced_events: int
+    cost_usd: str | None
+    provider_cost_usd: str | None
+    unit_prices: UnitPrices | None
+    reason: str | None
+
+
+class LedgerPage(msgspec.Struct):
+    job_id: str
+    items: list[LedgerEntryOut]
+    next_cursor: str | None
+
+
+class AgentOut(TotalsOut, kw_only=True):
+    agent: str
+
+
+class AgentList(msgspec.Struct):
+    items: list[AgentOut]
+
+
+class DayOut(TotalsOut, kw_only=True):
+    day: str
+
+
+class AgentDetailOut(AgentOut, kw_only=True):
+    days: list[DayOut]
+
+
+class UsageOut(msgspec.Struct):
+    group_by: list[str]
+    rows: list[dict[str, Any]]
+    """Each row: the group's keys, ``cost_usd`` (decimal string), ``events`` and token counts."""
+
+
+class UnpricedEventOut(msgspec.Struct):
+    id: str
+    model: str
+    job_id: str
+    agent: str
+    provider: str
+    occurred_at: str
+    input_tokens: int
+    cached_input_tokens: int
+    cache_write_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    reason: str | None
+
+
+class UnpricedPage(msgspec.Struct):
+    items: list[UnpricedEventOut]
+    next_cursor: str | None
+
+
+class ErrorBody(msgspec.Struct):
+    status_code: int
+    detail: str
+
+
+class Health(msgspec.Struct):
+    status: str
+
+
+def unit_prices(prices: dict[str, Decimal] | None) -> UnitPrices | None:
+    if prices is None:
+        return None
+    return UnitPrices(**{k: money(v) or "0" for k, v in prices.items()})

@@ -1,0 +1,97 @@
+"""The generic usage query and the list of unpriced events."""
+
+from __future__ import annotations
+
+from litestar import Controller, get
+from litestar.di import Provide
+from litestar.params import Parameter
+
+from service.api.deps import Resources, provide_resources
+from service.api.params import decode_cursor, encode_cursor, page_size, parse_range
+from service.api.schemas import UnpricedEventOut, UnpricedPage, UsageOut, timestamp, totals_fields
+from service.db import on_connection
+from service.ledger.service import unpriced_events
+from service.rollups.service import USAGE_GROUPS, usage
+
+
+class UsageController(Controller):
+    path = "/v1"
+    tags = ["usage"]
+    dependencies = {"luc": Provide(provide_resources)}
+
+    @get(
+        "/usage",
+        operation_id="queryUsage",
+        summary="Usage and cost grouped by any of agent, model, provider, tier, day, job_id",
+        description=f"`group_by` is a comma-separated list of: {', '.join(USAGE_GROUPS)}.",
+    )
+    async def query(
+        self,
+        luc: Resources,
+        group_by: str | None = Parameter(default=None, description="comma-separated keys"),
+        start: str | None = Parameter(query="from", default=None, description="RFC 3339, inclusive"),
+        end: str | None = Parameter(query="to", default=None, description="RFC 3339, exclusive"),
+        agent: str | None = None,
+        model: str | None = None,
+        job_id: str | None = None,
+        provider: str | None = None,
+    ) -> UsageOut:
+        lower, upper = parse_range(start, end)
+        keys = [k.strip() for k in (group_by or "").split(",") if k.strip()]
+        rows = await on_connection(
+            luc.pool,
+            lambda conn: usage(
+                conn,
+                group_by=keys,
+                start=lower,
+                end=upper,
+                agent=agent,
+                model=model,
+                job_id=job_id,
+                provider=provider,
+            ),
+        )
+        return UsageOut(
+            group_by=keys, rows=[{**row.keys, **totals_fields(row.totals)} for row in rows]
+        )
+
+    @get(
+        "/unpriced",
+        operation_id="listUnpricedEvents",
+        summary="Events kept without a price because no catalog version knows their model",
+    )
+    async def unpriced(
+        self,
+        luc: Resources,
+        model: str | None = None,
+        job_id: str | None = None,
+        cursor: str | None = None,
+        limit: int | None = Parameter(default=None, description="page size, 1–1000 (100)"),
+    ) -> UnpricedPage:
+        size = page_size(limit)
+        rows = await on_connection(
+            luc.pool,
+            lambda conn: unpriced_events(conn, decode_cursor(cursor), model, job_id, size + 1),
+        )
+        more = len(rows) > size
+        rows = rows[:size]
+        return UnpricedPage(
+            items=[
+                UnpricedEventOut(
+                    id=r["event_id"],
+                    model=r["model"],
+                    job_id=r["job_id"],
+                    agent=r["agent"],
+                    provider=r["provider"],
+                    occurred_at=timestamp(r["occurred_at"]) or "",
+                    input_tokens=r["input_tokens"],
+                    cached_input_tokens=r["cached_input_tokens"],
+                    cache_write_tokens=r["cache_write_tokens"],
+                    output_tokens=r["output_tokens"],
+                    reasoning_tokens=r["reasoning_tokens"],
+                    reason=r["reason"],
+                )
+                for r in rows
+            ],
+            next_cursor=encode_cursor(rows[-1]["event_id"]) if more else None,
+        )

@@ -1,0 +1,75 @@
+"""``create_app()``: the one place where LUC's parts are wired together."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from litestar import Litestar
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+
+from service.api.agents import AgentsController
+from service.api.deps import Resources
+from service.api.errors import http_error_handler, luc_error_handler, unexpected_error_handler
+from service.api.events import EventsController
+from service.api.health import healthz, readyz
+from service.api.jobs import JobsController
+from service.api.usage import UsageController
+from service.catalog.service import CatalogCache, seed_catalog
+from service.db import create_pool, migrate, resolve_database_url
+from service.errors import LucError
+from service.logs import request_logging
+from service.settings import Settings, get_settings
+
+log = structlog.get_logger("luc")
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        url = await resolve_database_url(settings.database)
+        await migrate(url)
+        pool = await create_pool(url, settings.database)
+        async with pool.acquire() as conn:
+            if await seed_catalog(conn):
+                log.info("catalog_seeded", label="aims-v1")
+        app.state.luc = Resources(settings=settings, pool=pool, catalog_cache=CatalogCache())
+        log.info("started", embedded=settings.database.url is None)
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    return Litestar(
+        route_handlers=[
+            EventsController,
+            JobsController,
+            AgentsController,
+            UsageController,
+            healthz,
+            readyz,
+        ],
+        lifespan=[lifespan],
+        middleware=[request_logging],
+        exception_handlers={
+            LucError: luc_error_handler,
+            HTTPException: http_error_handler,
+            Exception: unexpected_error_handler,
+        },
+        request_max_body_size=settings.ingest.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="LUC",
+            version="0.1.0",
+            description=(
+                "LLM usage cost ledger: ingest usage events, price them against a versioned "
+                "catalog, and read exact totals per job, agent, model and day. Money is always "
+                "a decimal string in USD."
+            ),
+            path="/schema",
+        ),
+        logging_config=None,
+    )

@@ -1,0 +1,1 @@
+"""Catalog storage: versions and their prices in PostgreSQL (pricing itself does no I/O)."""

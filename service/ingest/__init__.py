@@ -1,0 +1,1 @@
+"""Stage 1: wire event → validated ``UsageEvent``; dedupe by id in the database."""

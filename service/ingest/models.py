@@ -1,0 +1,97 @@
+"""The usage event: as it arrives on the wire, and once validated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+MAX_TOKENS = 10**15  # far above any call; keeps counts inside PostgreSQL bigint sums
+
+EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+JobId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+AgentName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+ProviderName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+ModelName = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+TokenCount = Annotated[int, msgspec.Meta(ge=0, le=MAX_TOKENS)]
+DecimalString = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class UsageEventIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """One gateway call, exactly as SPEC §2 defines the wire format."""
+
+    id: EventId
+    occurred_at: datetime
+    job_id: JobId
+    agent: AgentName
+    provider: ProviderName
+    model: ModelName
+    input_tokens: TokenCount
+    output_tokens: TokenCount
+    cached_input_tokens: TokenCount = 0
+    cache_write_tokens: TokenCount = 0
+    reasoning_tokens: TokenCount = 0
+    provider_cost_usd: DecimalString | None = None
+    status: Literal["ok", "error"] = "ok"
+    attributes: dict[str, Any] | None = None
+
+
+class BatchIn(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /v1/events/batch``: events are decoded one by one so one bad event sinks alone."""
+
+    events: list[msgspec.Raw]
+
+
+@dataclass(frozen=True, slots=True)
+class UsageEvent:
+    """A validated event: offsets normalised, defaults applied, cost parsed."""
+
+    id: str
+    occurred_at: datetime
+    job_id: str
+    agent: str
+    provider: str
+    model: str
+    input_tokens: int
+    cached_input_tokens: int
+    cache_write_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    provider_cost_usd: Decimal | None
+    status: str
+    attributes: dict[str, Any] | None
+
+
+# The fields that make an event's content; equal content under one id is a duplicate.
+CONTENT_FIELDS = (
+    "occurred_at",
+    "job_id",
+    "agent",
+    "provider",
+    "model",
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "provider_cost_usd",
+    "status",
+    "attributes",
+)
+
+
+def differing_fields(first: UsageEvent, second: UsageEvent) -> list[str]:
+    """Content fields whose values differ (decimals and instants compare by value)."""
+    return [f for f in CONTENT_FIELDS if getattr(first, f) != getattr(second, f)]
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """An event that failed validation; ``id`` is recovered when the body had one."""
+
+    index: int
+    id: str | None
+    reason: str

@@ -1,0 +1,164 @@
+"""Wire bytes → validated events, with one precise message per rejected event."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+
+import msgspec
+
+from service.errors import InvalidRequestError, PayloadTooLargeError
+from service.ingest.models import BatchIn, Rejection, UsageEvent, UsageEventIn
+from service.settings import IngestSettings
+
+_event_decoder = msgspec.json.Decoder(UsageEventIn)
+_batch_decoder = msgspec.json.Decoder(BatchIn)
+_any_decoder = msgspec.json.Decoder()
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedBatch:
+    """Each position of the request holds a valid event or its rejection."""
+
+    items: list[UsageEvent | Rejection]
+
+
+def _recover_id(raw: bytes) -> str | None:
+    try:
+        value = _any_decoder.decode(raw)
+    except msgspec.DecodeError:
+        return None
+    if isinstance(value, dict):
+        event_id = value.get("id")
+        if isinstance(event_id, str):
+            return event_id
+    return None
+
+
+def _describe(exc: msgspec.ValidationError) -> str:
+    # msgspec says e.g. "Expected `int` >= 0 - at `$.input_tokens`"; turn the JSON path
+    # into the field name a gateway developer knows.
+    message = str(exc)
+    if " - at `$." in message:
+        text, _, path = message.partition(" - at `$.")
+        return f"{path.rstrip('`')}: {text[0].lower()}{text[1:]}"
+    if message.startswith("Object contains unknown field"):
+        field = message.split("`")[1]
+        return f"{field}: unknown field (the event format has no such field)"
+    if message.startswith("Object missing required field"):
+        field = message.split("`")[1]
+        return f"{field}: required field is missing"
+    return message.replace(" - at `$`", "")
+
+
+def check_event(event: UsageEventIn, now: datetime, settings: IngestSettings) -> UsageEvent | str:
+    """The rules msgspec's types cannot say; a string is the rejection reason."""
+    occurred_at = event.occurred_at
+    if occurred_at.tzinfo is None:
+        return "occurred_at: timestamp has no UTC offset (RFC 3339 needs one, e.g. 'Z' or '+02:00')"
+    occurred_at = occurred_at.astimezone(UTC)
+    if occurred_at > now + timedelta(seconds=settings.max_future_skew_seconds):
+        return (
+            f"occurred_at: {occurred_at.isoformat()} is more than "
+            f"{settings.max_future_skew_seconds} s in the future"
+        )
+    if event.cached_input_tokens + event.cache_write_tokens > event.input_tokens:
+        return (
+            "cached_input_tokens + cache_write_tokens "
+            f"({event.cached_input_tokens} + {event.cache_write_tokens}) exceed input_tokens "
+            f"({event.input_tokens}); input_tokens counts every prompt token"
+        )
+    if event.reasoning_tokens > event.output_tokens:
+        return (
+            f"reasoning_tokens ({event.reasoning_tokens}) exceed output_tokens "
+            f"({event.output_tokens}); output_tokens counts reasoning too"
+        )
+    provider_cost: Decimal | None = None
+    if event.provider_cost_usd is not None:
+        try:
+            provider_cost = Decimal(event.provider_cost_usd.strip())
+        except InvalidOperation:
+            return f"provider_cost_usd: {event.provider_cost_usd!r} is not a decimal string"
+        if not provider_cost.is_finite() or provider_cost < 0:
+            return "provider_cost_usd: must be a finite decimal, not negative"
+    if event.attributes is not None:
+        size = len(msgspec.json.encode(event.attributes))
+        if size > settings.max_attributes_bytes:
+            return (
+                f"attributes: {size} bytes as JSON, over the limit of "
+                f"{settings.max_attributes_bytes} bytes"
+            )
+    return UsageEvent(
+        id=event.id,
+        occurred_at=occurred_at,
+        job_id=event.job_id,
+        agent=event.agent,
+        provider=event.provider,
+        model=event.model,
+        input_tokens=event.input_tokens,
+        cached_input_tokens=event.cached_input_tokens,
+        cache_write_tokens=event.cache_write_tokens,
+        output_tokens=event.output_tokens,
+        reasoning_tokens=event.reasoning_tokens,
+        provider_cost_usd=provider_cost,
+        status=event.status,
+        attributes=event.attributes,
+    )
+
+
+def parse_event(raw: bytes, index: int, now: datetime, settings: IngestSettings) -> UsageEvent | Rejection:
+    """Decode and check one event; never raises for bad content."""
+    try:
+        wire = _event_decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        return Rejection(index, _recover_id(raw), _describe(exc))
+    except msgspec.DecodeError as exc:
+        return Rejection(index, None, f"event is not valid JSON: {exc}")
+    checked = check_event(wire, now, settings)
+    if isinstance(checked, str):
+        return Rejection(index, wire.id, checked)
+    return checked
+
+
+def parse_single(body: bytes, now: datetime, settings: IngestSettings) -> UsageEvent | Rejection:
+    """``POST /v1/events``: the body is one event."""
+    _check_body(body, settings)
+    try:
+        value = _any_decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise InvalidRequestError(f"body is not valid JSON: {exc}", status_code=400) from exc
+    if not isinstance(value, dict):
+        raise InvalidRequestError("body must be a JSON object: one usage event")
+    return parse_event(body, 0, now, settings)
+
+
+def parse_batch(body: bytes, now: datetime, settings: IngestSettings) -> ParsedBatch:
+    """``POST /v1/events/batch``: an envelope problem fails the request; an event problem
+    rejects that event alone."""
+    _check_body(body, settings)
+    try:
+        batch = _batch_decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequestError(
+            f"body must be {{\"events\": [...]}}: {_describe(exc)}"
+        ) from exc
+    except msgspec.DecodeError as exc:
+        raise InvalidRequestError(f"body is not valid JSON: {exc}", status_code=400) from exc
+    count = len(batch.events)
+    if count == 0:
+        raise InvalidRequestError("events: the batch is empty; send at least one event")
+    if count > settings.max_batch_events:
+        raise PayloadTooLargeError(
+            f"events: the batch holds {count} events; the limit is {settings.max_batch_events}"
+        )
+    return ParsedBatch([parse_event(raw, i, now, settings) for i, raw in enumerate(batch.events)])
+
+
+def _check_body(body: bytes, settings: IngestSettings) -> None:
+    if not body.strip():
+        raise InvalidRequestError("body is empty", status_code=400)
+    if len(body) > settings.max_body_bytes:
+        raise PayloadTooLargeError(
+            f"body is {len(body)} bytes; the limit is {settings.max_body_bytes}"
+        )

@@ -1,0 +1,136 @@
+"""Appending to the ledger and reading it back. Nothing is updated or deleted."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from service.ingest.models import UsageEvent
+from service.ledger import queries
+from service.ledger.models import LedgerEntry, NewLedgerEntry
+from service.pricing.catalog import PriceQuote
+from service.pricing.cost import TokenCounts, event_cost
+
+
+def charge_for(event: UsageEvent, quote: PriceQuote) -> NewLedgerEntry:
+    """The first entry of an event: priced when the quote has a price, else unpriced."""
+    price = quote.price
+    cost = None
+    if price is not None:
+        cost = event_cost(
+            TokenCounts(
+                event.input_tokens,
+                event.cached_input_tokens,
+                event.cache_write_tokens,
+                event.output_tokens,
+                event.reasoning_tokens,
+            ),
+            price,
+        )
+    priced = price is not None and quote.version is not None
+    return NewLedgerEntry(
+        event_id=event.id,
+        kind="charge",
+        job_id=event.job_id,
+        agent=event.agent,
+        model=quote.model_id,
+        provider=event.provider,
+        tier=price.tier if price else None,
+        catalog_version=quote.version.id if priced and quote.version else None,
+        occurred_at=event.occurred_at,
+        billing_day=event.occurred_at.date(),
+        input_tokens=event.input_tokens,
+        cached_input_tokens=event.cached_input_tokens,
+        cache_write_tokens=event.cache_write_tokens,
+        output_tokens=event.output_tokens,
+        reasoning_tokens=event.reasoning_tokens,
+        event_count=1,
+        unpriced_count=0 if priced else 1,
+        cost_usd=cost,
+        provider_cost_usd=event.provider_cost_usd,
+        price_input=price.input if price else None,
+        price_output=price.output if price else None,
+        price_cache_read=price.cache_read if price else None,
+        price_cache_write=price.cache_write if price else None,
+        price_reasoning=price.reasoning if price else None,
+        price_per_request=price.per_request if price else None,
+        reason=quote.reason,
+    )
+
+
+async def append_entries(conn: asyncpg.Connection, entries: Sequence[NewLedgerEntry]) -> list[int]:
+    """Append ``entries``; return their ids. The caller owns the transaction."""
+    if not entries:
+        return []
+    columns: list[list[Any]] = [[] for _ in range(26)]
+    for e in entries:
+        for column, value in zip(
+            columns,
+            (
+                e.event_id, e.kind, e.job_id, e.agent, e.model, e.provider, e.tier,
+                e.catalog_version, e.occurred_at, e.billing_day,
+                e.input_tokens, e.cached_input_tokens, e.cache_write_tokens,
+                e.output_tokens, e.reasoning_tokens, e.event_count, e.unpriced_count,
+                e.cost_usd, e.provider_cost_usd,
+                e.price_input, e.price_output, e.price_cache_read, e.price_cache_write,
+                e.price_reasoning, e.price_per_request, e.reason,
+            ),
+            strict=True,
+        ):
+            column.append(value)
+    rows = await conn.fetch(queries.INSERT_ENTRIES, *columns)
+    return [r["id"] for r in rows]
+
+
+def _entry(r: asyncpg.Record) -> LedgerEntry:
+    unit_prices = None
+    if r["catalog_version"] is not None:
+        unit_prices = {
+            "input": r["price_input"],
+            "output": r["price_output"],
+            "cache_read": r["price_cache_read"],
+            "cache_write": r["price_cache_write"],
+            "reasoning": r["price_reasoning"],
+            "per_request": r["price_per_request"],
+        }
+    return LedgerEntry(
+        id=r["id"],
+        event_id=r["event_id"],
+        kind=r["kind"],
+        job_id=r["job_id"],
+        agent=r["agent"],
+        model=r["model"],
+        provider=r["provider"],
+        tier=r["tier"],
+        catalog_version=r["catalog_version"],
+        occurred_at=r["occurred_at"],
+        recorded_at=r["recorded_at"],
+        input_tokens=r["input_tokens"],
+        cached_input_tokens=r["cached_input_tokens"],
+        cache_write_tokens=r["cache_write_tokens"],
+        output_tokens=r["output_tokens"],
+        reasoning_tokens=r["reasoning_tokens"],
+        event_count=r["event_count"],
+        unpriced_count=r["unpriced_count"],
+        cost_usd=r["cost_usd"],
+        provider_cost_usd=r["provider_cost_usd"],
+        unit_prices=unit_prices,
+        reason=r["reason"],
+    )
+
+
+async def job_entries(
+    conn: asyncpg.Connection, job_id: str, after_id: int, limit: int
+) -> list[LedgerEntry]:
+    """A page of a job's entries in the order they were appended."""
+    rows = await conn.fetch(queries.SELECT_JOB_ENTRIES, job_id, after_id, limit)
+    return [_entry(r) for r in rows]
+
+
+async def unpriced_events(
+    conn: asyncpg.Connection, after_id: str, model: str | None, job_id: str | None, limit: int
+) -> list[asyncpg.Record]:
+    """Events whose model no catalog version priced yet."""
+    return list(await conn.fetch(queries.SELECT_UNPRICED, after_id, model, job_id, limit))

@@ -1,0 +1,99 @@
+"""Recording a batch: the one place where events flow through every stage.
+
+ingest (store new ids) → pricing (catalog in force at each event) → ledger (charges)
+→ rollups, all in one transaction that ``record_batch`` owns, so a reader never sees an
+entry without its rollup. Outcomes are returned only once that transaction has committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from service.catalog.service import CatalogCache
+from service.ingest.models import Rejection, UsageEvent, differing_fields
+from service.ingest.service import insert_new_events, stored_events
+from service.ledger.service import append_entries, charge_for
+from service.rollups.service import apply_entries
+
+ACCEPTED = "accepted"
+DUPLICATE = "duplicate"
+CONFLICT = "conflict"
+REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class EventOutcome:
+    id: str | None
+    status: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    results: list[EventOutcome]
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+
+async def record_batch(
+    conn: asyncpg.Connection, catalog_cache: CatalogCache, items: Sequence[UsageEvent | Rejection]
+) -> BatchOutcome:
+    """Store, price, append and roll up ``items`` in one transaction; outcomes in order."""
+    outcomes: list[EventOutcome | None] = [None] * len(items)
+    first_by_id: dict[str, UsageEvent] = {}
+    repeats: list[tuple[int, UsageEvent]] = []
+    for index, item in enumerate(items):
+        if isinstance(item, Rejection):
+            outcomes[index] = EventOutcome(item.id, REJECTED, item.reason)
+        elif item.id in first_by_id:
+            repeats.append((index, item))
+        else:
+            first_by_id[item.id] = item
+
+    async with conn.transaction():
+        catalog = await catalog_cache.get(conn)
+        fresh = list(first_by_id.values())
+        inserted = await insert_new_events(conn, fresh) if fresh else set()
+        charges = [
+            charge_for(e, catalog.quote(e.model, e.occurred_at)) for e in fresh if e.id in inserted
+        ]
+        await apply_entries(conn, await append_entries(conn, charges))
+        known = await stored_events(conn, [e.id for e in fresh if e.id not in inserted])
+
+    for index, item in enumerate(items):
+        if outcomes[index] is not None or not isinstance(item, UsageEvent):
+            continue
+        if first_by_id.get(item.id) is item:
+            if item.id in inserted:
+                outcomes[index] = EventOutcome(item.id, ACCEPTED)
+            else:
+                outcomes[index] = _compare(item, known[item.id], "an earlier request")
+    for index, item in repeats:
+        outcomes[index] = _compare(item, first_by_id[item.id], "an earlier event of this batch")
+    return BatchOutcome([o for o in outcomes if o is not None])
+
+
+def _compare(event: UsageEvent, first: UsageEvent, where: str) -> EventOutcome:
+    differs = differing_fields(first, event)
+    if not differs:
+        return EventOutcome(event.id, DUPLICATE)
+    return EventOutcome(
+        event.id,
+        CONFLICT,
+        f"id already recorded by {where} with different {', '.join(differs)}; the first is kept",
+    )
+
+
+def rejected_only(items: Sequence[UsageEvent | Rejection]) -> BatchOutcome:
+    """Outcomes for a batch in which no event passed validation (nothing to store)."""
+    return BatchOutcome(
+        [
+            EventOutcome(i.id, REJECTED, i.reason)
+            for i in items
+            if isinstance(i, Rejection)
+        ]
+    )

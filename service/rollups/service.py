@@ -1,0 +1,192 @@
+"""Keeping rollups in step with the ledger, and answering questions from them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+
+import asyncpg
+
+from service.errors import InvalidRequestError
+from service.rollups import queries
+from service.rollups.models import (
+    AgentDetail,
+    AgentSummary,
+    DayTotals,
+    JobDetail,
+    JobLine,
+    JobSummary,
+    Totals,
+    UsageRow,
+)
+
+
+async def apply_entries(conn: asyncpg.Connection, entry_ids: Sequence[int]) -> None:
+    """Add freshly appended ledger entries to every rollup, in the one safe lock order."""
+    if not entry_ids:
+        return
+    ids = list(entry_ids)
+    for statement in queries.UPSERTS_IN_LOCK_ORDER:
+        await conn.execute(statement, ids)
+
+
+async def job_detail(conn: asyncpg.Connection, job_id: str) -> JobDetail | None:
+    row = await conn.fetchrow(queries.SELECT_JOB, job_id)
+    if row is None:
+        return None
+    lines = [
+        JobLine(
+            agent=r["agent"],
+            model=r["model"],
+            provider=r["provider"],
+            catalog_version=r["catalog_version"],
+            tier=r["tier"],
+            unit_prices=None
+            if r["catalog_version"] is None
+            else {
+                k: r[k] for k in ("input", "output", "cache_read", "cache_write", "reasoning", "per_request")
+            },
+            totals=Totals.from_row(r),
+        )
+        for r in await conn.fetch(queries.SELECT_JOB_LINES, job_id)
+    ]
+    return JobDetail(job_id=job_id, totals=Totals.from_row(row), lines=lines)
+
+
+async def list_jobs(
+    conn: asyncpg.Connection,
+    *,
+    after_job_id: str,
+    agent: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    limit: int,
+) -> list[JobSummary]:
+    rows = await conn.fetch(queries.SELECT_JOBS, after_job_id, start, end, agent, limit)
+    return [JobSummary(job_id=r["job_id"], totals=Totals.from_row(r)) for r in rows]
+
+
+async def list_agents(conn: asyncpg.Connection) -> list[AgentSummary]:
+    rows = await conn.fetch(queries.SELECT_AGENTS)
+    return [AgentSummary(agent=r["agent"], totals=Totals.from_row(r)) for r in rows]
+
+
+def _midnight(value: datetime | None) -> date | None:
+    """The UTC date of ``value`` if it is exactly a UTC midnight, else raises ValueError."""
+    if value is None:
+        return None
+    utc = value.astimezone(UTC)
+    if utc.time() != time(0):
+        raise ValueError("not a midnight")
+    return utc.date()
+
+
+def sum_totals(parts: Sequence[Totals]) -> Totals:
+    """Totals of several disjoint parts (days of one agent, say)."""
+    firsts = [p.first_event_at for p in parts if p.first_event_at is not None]
+    lasts = [p.last_event_at for p in parts if p.last_event_at is not None]
+    return Totals(
+        cost_usd=sum((p.cost_usd or Decimal(0) for p in parts), Decimal(0)),
+        provider_cost_usd=sum((p.provider_cost_usd for p in parts), Decimal(0)),
+        events=sum(p.events for p in parts),
+        unpriced_events=sum(p.unpriced_events for p in parts),
+        input_tokens=sum(p.input_tokens for p in parts),
+        cached_input_tokens=sum(p.cached_input_tokens for p in parts),
+        cache_write_tokens=sum(p.cache_write_tokens for p in parts),
+        output_tokens=sum(p.output_tokens for p in parts),
+        reasoning_tokens=sum(p.reasoning_tokens for p in parts),
+        first_event_at=min(firsts) if firsts else None,
+        last_event_at=max(lasts) if lasts else None,
+    )
+
+
+async def agent_detail(
+    conn: asyncpg.Connection, agent: str, start: datetime | None, end: datetime | None
+) -> AgentDetail | None:
+    """An agent's totals and UTC-day series over [start, end).
+
+    Ranges on UTC midnights come from the agent×day rollup; any other range is summed
+    from the ledger, so a partial day is never counted whole.
+    """
+    exists = await conn.fetchval("SELECT 1 FROM rollup_agent_days WHERE agent = $1 LIMIT 1", agent)
+    if not exists:
+        return None
+    try:
+        rows = await conn.fetch(queries.SELECT_AGENT_DAYS, agent, _midnight(start), _midnight(end))
+    except ValueError:
+        rows = await conn.fetch(queries.SELECT_AGENT_DAYS_FROM_LEDGER, agent, start, end)
+    days = [DayTotals(day=r["day"], totals=Totals.from_row(r)) for r in rows if r["events"]]
+    return AgentDetail(agent=agent, totals=sum_totals([d.totals for d in days]), days=days)
+
+
+# The usage query groups ledger entries; keys map to SQL expressions from this fixed set.
+USAGE_GROUPS = {
+    "agent": "agent",
+    "model": "model",
+    "provider": "provider",
+    "tier": "tier",
+    "day": "billing_day",
+    "job_id": "job_id",
+    "catalog_version": "catalog_version",
+}
+
+
+async def usage(
+    conn: asyncpg.Connection,
+    *,
+    group_by: Sequence[str],
+    start: datetime | None,
+    end: datetime | None,
+    agent: str | None,
+    model: str | None,
+    job_id: str | None,
+    provider: str | None,
+) -> list[UsageRow]:
+    """Totals over the ledger, grouped by any of ``USAGE_GROUPS``, within [start, end)."""
+    unknown = [g for g in group_by if g not in USAGE_GROUPS]
+    if unknown:
+        raise InvalidRequestError(
+            f"group_by: unknown key {unknown[0]!r}; choose from {', '.join(USAGE_GROUPS)}"
+        )
+    keys = list(dict.fromkeys(group_by))
+    select_keys = "".join(f"{USAGE_GROUPS[k]} AS {k}, " for k in keys)
+    group = f"GROUP BY {', '.join(USAGE_GROUPS[k] for k in keys)}" if keys else ""
+    order = f"ORDER BY {', '.join(USAGE_GROUPS[k] for k in keys)}" if keys else ""
+    # Only whitelisted identifiers are interpolated; every value is a parameter.
+    sql = f"""
+        SELECT {select_keys}
+               COALESCE(sum(cost_usd), 0) AS cost_usd,
+               COALESCE(sum(provider_cost_usd), 0) AS provider_cost_usd,
+               COALESCE(sum(event_count), 0) AS events,
+               COALESCE(sum(unpriced_count), 0) AS unpriced_events,
+               COALESCE(sum(input_tokens), 0) AS input_tokens,
+               COALESCE(sum(cached_input_tokens), 0) AS cached_input_tokens,
+               COALESCE(sum(cache_write_tokens), 0) AS cache_write_tokens,
+               COALESCE(sum(output_tokens), 0) AS output_tokens,
+               COALESCE(sum(reasoning_tokens), 0) AS reasoning_tokens,
+               min(occurred_at) AS first_event_at, max(occurred_at) AS last_event_at
+        FROM ledger_entries
+        WHERE ($1::timestamptz IS NULL OR occurred_at >= $1)
+          AND ($2::timestamptz IS NULL OR occurred_at < $2)
+          AND ($3::text IS NULL OR agent = $3)
+          AND ($4::text IS NULL OR model = $4)
+          AND ($5::text IS NULL OR job_id = $5)
+          AND ($6::text IS NULL OR provider = $6)
+        {group}
+        {order}
+    """
+    rows = await conn.fetch(sql, start, end, agent, model, job_id, provider)
+    result = []
+    for r in rows:
+        if keys and not r["events"] and r["cost_usd"] == 0:
+            continue  # a group whose entries cancel out entirely (fully re-rated away)
+        if not keys and r["first_event_at"] is None:
+            continue
+        result.append(
+            UsageRow(
+                keys={k: r[k].isoformat() if isinstance(r[k], date) else r[k] for k in keys},
+                totals=Totals.from_row(r),
+            )
+        )
+    return result

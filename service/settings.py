@@ -1,0 +1,115 @@
+"""Settings, read once from ``LUC_*`` environment variables and validated at start-up.
+
+Each concern has a frozen dataclass; a bad value raises ``SettingsError`` naming the
+variable, so a typo stops the service at start instead of misbehaving later.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import platformdirs
+
+from service.errors import SettingsError
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str | None = None
+    """``LUC_DATABASE_URL``: PostgreSQL to use; unset means an embedded server in ``data_dir``."""
+    data_dir: Path = field(default_factory=lambda: Path(platformdirs.user_data_dir("luc")))
+    """``LUC_DATA_DIR``: where the embedded PostgreSQL keeps its files."""
+    pool_min_size: int = 2
+    """``LUC_DB_POOL_MIN``: connections kept open."""
+    pool_max_size: int = 10
+    """``LUC_DB_POOL_MAX``: most connections a process opens."""
+    statement_timeout_ms: int = 30_000
+    """``LUC_DB_STATEMENT_TIMEOUT_MS``: PostgreSQL aborts a statement that runs longer."""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    """``LUC_HOST``: address the HTTP server binds."""
+    port: int = 8000
+    """``LUC_PORT``: port the HTTP server binds."""
+    log_level: str = "info"
+    """``LUC_LOG_LEVEL``: debug, info, warning or error."""
+    log_format: str = "json"
+    """``LUC_LOG_FORMAT``: ``json`` (one object per line) or ``console``."""
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    max_batch_events: int = 5000
+    """``LUC_MAX_BATCH_EVENTS``: most events one ``POST /v1/events/batch`` may carry."""
+    max_body_bytes: int = 16 * 1024 * 1024
+    """``LUC_MAX_BODY_BYTES``: largest request body accepted."""
+    max_future_skew_seconds: int = 300
+    """``LUC_MAX_FUTURE_SKEW_SECONDS``: how far ``occurred_at`` may lie in the future."""
+    max_attributes_bytes: int = 4096
+    """``LUC_MAX_ATTRIBUTES_BYTES``: largest ``attributes`` object, as compact JSON."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database: DatabaseSettings
+    server: ServerSettings
+    ingest: IngestSettings
+
+
+def _int(env: dict[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _choice(env: dict[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name) or default
+    if value not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    """Build settings from ``env`` (default: the process environment), validating each."""
+    env = dict(os.environ if env is None else env)
+    data_dir = env.get("LUC_DATA_DIR")
+    database = DatabaseSettings(
+        url=env.get("LUC_DATABASE_URL") or None,
+        data_dir=Path(data_dir).expanduser() if data_dir else DatabaseSettings().data_dir,
+        pool_min_size=_int(env, "LUC_DB_POOL_MIN", 2),
+        pool_max_size=_int(env, "LUC_DB_POOL_MAX", 10),
+        statement_timeout_ms=_int(env, "LUC_DB_STATEMENT_TIMEOUT_MS", 30_000),
+    )
+    if database.pool_min_size > database.pool_max_size:
+        raise SettingsError("LUC_DB_POOL_MIN must not exceed LUC_DB_POOL_MAX")
+    server = ServerSettings(
+        host=env.get("LUC_HOST") or "127.0.0.1",
+        port=_int(env, "LUC_PORT", 8000, minimum=0),
+        log_level=_choice(env, "LUC_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
+        log_format=_choice(env, "LUC_LOG_FORMAT", "json", ("json", "console")),
+    )
+    ingest = IngestSettings(
+        max_batch_events=_int(env, "LUC_MAX_BATCH_EVENTS", 5000),
+        max_body_bytes=_int(env, "LUC_MAX_BODY_BYTES", 16 * 1024 * 1024),
+        max_future_skew_seconds=_int(env, "LUC_MAX_FUTURE_SKEW_SECONDS", 300, minimum=0),
+        max_attributes_bytes=_int(env, "LUC_MAX_ATTRIBUTES_BYTES", 4096),
+    )
+    return Settings(database=database, server=server, ingest=ingest)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read on first use."""
+    return load_settings()
