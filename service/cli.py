@@ -61,6 +61,8 @@ def migrate(revision: str) -> None:
                 seeded = await seed_catalog(conn)
         finally:
             await pool.close()
-        click.echo(f"schema at {revision}; AIMS catalog {'loaded' if seeded else 'already present'}")
+        click.echo(
+            f"schema at {revision}; AIMS catalog {'loaded' if seeded else 'already present'}"
+        )
 
     asyncio.run(run())

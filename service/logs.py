@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import structlog
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 access_log = structlog.get_logger("luc.access")
@@ -53,7 +54,7 @@ def request_logging(app: ASGIApp) -> ASGIApp:
     """ASGI middleware: method, route template, status and duration of every request."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
             return
         started = time.perf_counter()

@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import asyncpg
-
 from service.catalog.service import CatalogCache
+from service.db import Connection
 from service.ingest.models import Rejection, UsageEvent, differing_fields
 from service.ingest.service import insert_new_events, stored_events
 from service.ledger.service import append_entries, charge_for
@@ -40,7 +39,7 @@ class BatchOutcome:
 
 
 async def record_batch(
-    conn: asyncpg.Connection, catalog_cache: CatalogCache, items: Sequence[UsageEvent | Rejection]
+    conn: Connection, catalog_cache: CatalogCache, items: Sequence[UsageEvent | Rejection]
 ) -> BatchOutcome:
     """Store, price, append and roll up ``items`` in one transaction; outcomes in order."""
     outcomes: list[EventOutcome | None] = [None] * len(items)
@@ -91,9 +90,5 @@ def _compare(event: UsageEvent, first: UsageEvent, where: str) -> EventOutcome:
 def rejected_only(items: Sequence[UsageEvent | Rejection]) -> BatchOutcome:
     """Outcomes for a batch in which no event passed validation (nothing to store)."""
     return BatchOutcome(
-        [
-            EventOutcome(i.id, REJECTED, i.reason)
-            for i in items
-            if isinstance(i, Rejection)
-        ]
+        [EventOutcome(i.id, REJECTED, i.reason) for i in items if isinstance(i, Rejection)]
     )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from litestar import Controller, get
-from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.di import NamedDependency, Provide
+from litestar.params import QueryParameter
 
 from service.api.deps import Resources, provide_resources
 from service.api.params import parse_range
@@ -20,7 +22,7 @@ class AgentsController(Controller):
     dependencies = {"luc": Provide(provide_resources)}
 
     @get("/", operation_id="listAgents", summary="Every agent with its lifetime totals")
-    async def list(self, luc: Resources) -> AgentList:
+    async def list(self, luc: NamedDependency[Resources]) -> AgentList:
         agents = await on_connection(luc.pool, list_agents)
         return AgentList(items=[AgentOut(agent=a.agent, **totals_fields(a.totals)) for a in agents])
 
@@ -31,10 +33,14 @@ class AgentsController(Controller):
     )
     async def detail(
         self,
-        luc: Resources,
+        luc: NamedDependency[Resources],
         agent: str,
-        start: str | None = Parameter(query="from", default=None, description="RFC 3339, inclusive"),
-        end: str | None = Parameter(query="to", default=None, description="RFC 3339, exclusive"),
+        start: Annotated[
+            str | None, QueryParameter(query="from", description="RFC 3339, inclusive")
+        ] = None,
+        end: Annotated[
+            str | None, QueryParameter(query="to", description="RFC 3339, exclusive")
+        ] = None,
     ) -> AgentDetailOut:
         lower, upper = parse_range(start, end)
         found = await on_connection(luc.pool, lambda conn: agent_detail(conn, agent, lower, upper))

@@ -17,7 +17,9 @@ RETRY_AFTER_SECONDS = "5"
 
 
 def luc_error_handler(request: Request[Any, Any, Any], exc: LucError) -> Response[ErrorBody]:
-    headers = {"Retry-After": RETRY_AFTER_SECONDS} if isinstance(exc, DatabaseUnavailableError) else None
+    headers = (
+        {"Retry-After": RETRY_AFTER_SECONDS} if isinstance(exc, DatabaseUnavailableError) else None
+    )
     if exc.status_code >= 500:
         log.warning("request_failed", error=type(exc).__name__, detail=exc.message)
     return Response(
@@ -44,6 +46,8 @@ def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> R
     )
 
 
-def unexpected_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
+def unexpected_error_handler(
+    request: Request[Any, Any, Any], exc: Exception
+) -> Response[ErrorBody]:
     log.exception("unhandled_error", error=type(exc).__name__)
     return Response(ErrorBody(status_code=500, detail="internal error"), status_code=500)

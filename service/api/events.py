@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from litestar import Controller, Request, Response, post
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 
 from service.api.deps import Resources, provide_resources
 from service.api.schemas import BatchResult, EventResult
@@ -44,7 +44,9 @@ class EventsController(Controller):
         status_code=201,
         responses={},
     )
-    async def ingest_one(self, request: Request[Any, Any, Any], luc: Resources) -> Response[EventResult]:
+    async def ingest_one(
+        self, request: Request[Any, Any, Any], luc: NamedDependency[Resources]
+    ) -> Response[EventResult]:
         body = await request.body()
         item = parse_single(body, datetime.now(UTC), luc.settings.ingest)
         outcome = await _record(luc, [item])
@@ -59,13 +61,15 @@ class EventsController(Controller):
         operation_id="ingestEventBatch",
         summary="Record a batch of usage events",
         description=(
-            "Body: {\"events\": [...]}. One transaction for the whole batch; each event gets its "
+            'Body: {"events": [...]}. One transaction for the whole batch; each event gets its '
             "own outcome (accepted, duplicate, conflict, rejected) in request order, and a bad "
             "event never sinks the good ones beside it."
         ),
         status_code=200,
     )
-    async def ingest_batch(self, request: Request[Any, Any, Any], luc: Resources) -> BatchResult:
+    async def ingest_batch(
+        self, request: Request[Any, Any, Any], luc: NamedDependency[Resources]
+    ) -> BatchResult:
         body = await request.body()
         parsed = parse_batch(body, datetime.now(UTC), luc.settings.ingest)
         outcome = await _record(luc, parsed.items)
@@ -74,7 +78,9 @@ class EventsController(Controller):
             duplicates=outcome.count(DUPLICATE),
             conflicts=outcome.count(CONFLICT),
             rejected=outcome.count(REJECTED),
-            results=[EventResult(id=r.id, status=r.status, reason=r.reason) for r in outcome.results],
+            results=[
+                EventResult(id=r.id, status=r.status, reason=r.reason) for r in outcome.results
+            ],
         )
 
 

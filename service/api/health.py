@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from litestar import Response, get
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 
 from service.api.deps import Resources, provide_resources
 from service.api.schemas import Health
@@ -22,7 +22,7 @@ async def healthz() -> Health:
     tags=["health"],
     dependencies={"luc": Provide(provide_resources)},
 )
-async def readyz(luc: Resources) -> Response[Health]:
+async def readyz(luc: NamedDependency[Resources]) -> Response[Health]:
     try:
         async with luc.pool.acquire(timeout=2) as conn:
             await conn.fetchval("SELECT 1")

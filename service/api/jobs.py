@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from litestar import Controller, get
-from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromQuery, QueryParameter
 
 from service.api.deps import Resources, provide_resources
 from service.api.params import decode_cursor, encode_cursor, page_size, parse_range
@@ -43,12 +45,16 @@ class JobsController(Controller):
     )
     async def list(
         self,
-        luc: Resources,
-        agent: str | None = None,
-        start: str | None = Parameter(query="from", default=None, description="RFC 3339, inclusive"),
-        end: str | None = Parameter(query="to", default=None, description="RFC 3339, exclusive"),
-        cursor: str | None = None,
-        limit: int | None = Parameter(default=None, description="page size, 1–1000 (100)"),
+        luc: NamedDependency[Resources],
+        agent: FromQuery[str | None] = None,
+        start: Annotated[
+            str | None, QueryParameter(query="from", description="RFC 3339, inclusive")
+        ] = None,
+        end: Annotated[
+            str | None, QueryParameter(query="to", description="RFC 3339, exclusive")
+        ] = None,
+        cursor: FromQuery[str | None] = None,
+        limit: Annotated[int | None, QueryParameter(description="page size, 1–1000 (100)")] = None,
     ) -> JobPage:
         lower, upper = parse_range(start, end)
         size = page_size(limit)
@@ -75,7 +81,7 @@ class JobsController(Controller):
         operation_id="getJob",
         summary="One job: totals and lines by agent, model, provider and catalog version",
     )
-    async def detail(self, luc: Resources, job_id: str) -> JobDetailOut:
+    async def detail(self, luc: NamedDependency[Resources], job_id: str) -> JobDetailOut:
         job = await on_connection(luc.pool, lambda conn: job_detail(conn, job_id))
         if job is None:
             raise NotFoundError(f"job {job_id!r} has no recorded usage")
@@ -103,10 +109,10 @@ class JobsController(Controller):
     )
     async def entries(
         self,
-        luc: Resources,
+        luc: NamedDependency[Resources],
         job_id: str,
-        cursor: str | None = None,
-        limit: int | None = Parameter(default=None, description="page size, 1–1000 (100)"),
+        cursor: FromQuery[str | None] = None,
+        limit: Annotated[int | None, QueryParameter(description="page size, 1–1000 (100)")] = None,
     ) -> LedgerPage:
         size = page_size(limit)
         position = decode_cursor(cursor)

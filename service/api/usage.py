@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from litestar import Controller, get
-from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromQuery, QueryParameter
 
 from service.api.deps import Resources, provide_resources
 from service.api.params import decode_cursor, encode_cursor, page_size, parse_range
@@ -27,14 +29,18 @@ class UsageController(Controller):
     )
     async def query(
         self,
-        luc: Resources,
-        group_by: str | None = Parameter(default=None, description="comma-separated keys"),
-        start: str | None = Parameter(query="from", default=None, description="RFC 3339, inclusive"),
-        end: str | None = Parameter(query="to", default=None, description="RFC 3339, exclusive"),
-        agent: str | None = None,
-        model: str | None = None,
-        job_id: str | None = None,
-        provider: str | None = None,
+        luc: NamedDependency[Resources],
+        group_by: Annotated[str | None, QueryParameter(description="comma-separated keys")] = None,
+        start: Annotated[
+            str | None, QueryParameter(query="from", description="RFC 3339, inclusive")
+        ] = None,
+        end: Annotated[
+            str | None, QueryParameter(query="to", description="RFC 3339, exclusive")
+        ] = None,
+        agent: FromQuery[str | None] = None,
+        model: FromQuery[str | None] = None,
+        job_id: FromQuery[str | None] = None,
+        provider: FromQuery[str | None] = None,
     ) -> UsageOut:
         lower, upper = parse_range(start, end)
         keys = [k.strip() for k in (group_by or "").split(",") if k.strip()]
@@ -62,11 +68,11 @@ class UsageController(Controller):
     )
     async def unpriced(
         self,
-        luc: Resources,
-        model: str | None = None,
-        job_id: str | None = None,
-        cursor: str | None = None,
-        limit: int | None = Parameter(default=None, description="page size, 1–1000 (100)"),
+        luc: NamedDependency[Resources],
+        model: FromQuery[str | None] = None,
+        job_id: FromQuery[str | None] = None,
+        cursor: FromQuery[str | None] = None,
+        limit: Annotated[int | None, QueryParameter(description="page size, 1–1000 (100)")] = None,
     ) -> UnpricedPage:
         size = page_size(limit)
         rows = await on_connection(

@@ -9,9 +9,8 @@ from decimal import Decimal
 from importlib import resources
 from typing import Any
 
-import asyncpg
-
 from service.catalog import queries
+from service.db import Connection
 from service.errors import CatalogError
 from service.pricing.catalog import Catalog
 from service.pricing.models import TIERS, CatalogVersion, ModelPrice, NewModelPrice
@@ -48,7 +47,7 @@ def _check(version: NewCatalogVersion) -> None:
             raise CatalogError(f"alias {alias!r} points at {target!r}, which is not in the version")
 
 
-async def create_version(conn: asyncpg.Connection, version: NewCatalogVersion) -> int:
+async def create_version(conn: Connection, version: NewCatalogVersion) -> int:
     """Store ``version`` as a full snapshot and return its id. The caller owns the transaction."""
     _check(version)
     row = await conn.fetchrow(
@@ -78,7 +77,7 @@ async def create_version(conn: asyncpg.Connection, version: NewCatalogVersion) -
     return int(row["id"])
 
 
-async def load_catalog(conn: asyncpg.Connection) -> Catalog:
+async def load_catalog(conn: Connection) -> Catalog:
     """Every version with its prices."""
     prices: dict[int, dict[str, ModelPrice]] = {}
     for r in await conn.fetch(queries.SELECT_PRICES):
@@ -121,7 +120,7 @@ class CatalogCache:
         self._catalog = Catalog([])
         self._stamp: tuple[int, int | None] = (0, None)
 
-    async def get(self, conn: asyncpg.Connection) -> Catalog:
+    async def get(self, conn: Connection) -> Catalog:
         row = await conn.fetchrow(queries.CATALOG_STAMP)
         assert row is not None
         stamp = (int(row["versions"]), row["newest"])
@@ -166,7 +165,7 @@ def aims_catalog() -> NewCatalogVersion:
     return parse_catalog_document(json.loads(text))
 
 
-async def seed_catalog(conn: asyncpg.Connection) -> bool:
+async def seed_catalog(conn: Connection) -> bool:
     """Make the AIMS catalog version 1 when the ledger has no catalog yet."""
     async with conn.transaction():
         await conn.execute(queries.SEED_LOCK)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import asyncpg
-
+from service.db import Connection
 from service.ingest import queries
 from service.ingest.models import UsageEvent
 
 
-async def insert_new_events(conn: asyncpg.Connection, events: Sequence[UsageEvent]) -> set[str]:
+async def insert_new_events(conn: Connection, events: Sequence[UsageEvent]) -> set[str]:
     """Insert ``events`` (unique ids) and return the ids that were new.
 
     Ids already stored insert nothing; the caller classifies them with ``stored_events``.
@@ -36,7 +35,7 @@ async def insert_new_events(conn: asyncpg.Connection, events: Sequence[UsageEven
     return {r["event_id"] for r in rows}
 
 
-async def stored_events(conn: asyncpg.Connection, ids: Sequence[str]) -> dict[str, UsageEvent]:
+async def stored_events(conn: Connection, ids: Sequence[str]) -> dict[str, UsageEvent]:
     """The stored events with these ids."""
     rows = await conn.fetch(queries.SELECT_EVENTS_BY_ID, list(ids))
     return {

@@ -107,7 +107,9 @@ def check_event(event: UsageEventIn, now: datetime, settings: IngestSettings) ->
     )
 
 
-def parse_event(raw: bytes, index: int, now: datetime, settings: IngestSettings) -> UsageEvent | Rejection:
+def parse_event(
+    raw: bytes, index: int, now: datetime, settings: IngestSettings
+) -> UsageEvent | Rejection:
     """Decode and check one event; never raises for bad content."""
     try:
         wire = _event_decoder.decode(raw)
@@ -140,9 +142,7 @@ def parse_batch(body: bytes, now: datetime, settings: IngestSettings) -> ParsedB
     try:
         batch = _batch_decoder.decode(body)
     except msgspec.ValidationError as exc:
-        raise InvalidRequestError(
-            f"body must be {{\"events\": [...]}}: {_describe(exc)}"
-        ) from exc
+        raise InvalidRequestError(f'body must be {{"events": [...]}}: {_describe(exc)}') from exc
     except msgspec.DecodeError as exc:
         raise InvalidRequestError(f"body is not valid JSON: {exc}", status_code=400) from exc
     count = len(batch.events)

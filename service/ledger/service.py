@@ -7,6 +7,7 @@ from typing import Any
 
 import asyncpg
 
+from service.db import Connection
 from service.ingest.models import UsageEvent
 from service.ledger import queries
 from service.ledger.models import LedgerEntry, NewLedgerEntry
@@ -60,7 +61,7 @@ def charge_for(event: UsageEvent, quote: PriceQuote) -> NewLedgerEntry:
     )
 
 
-async def append_entries(conn: asyncpg.Connection, entries: Sequence[NewLedgerEntry]) -> list[int]:
+async def append_entries(conn: Connection, entries: Sequence[NewLedgerEntry]) -> list[int]:
     """Append ``entries``; return their ids. The caller owns the transaction."""
     if not entries:
         return []
@@ -69,13 +70,32 @@ async def append_entries(conn: asyncpg.Connection, entries: Sequence[NewLedgerEn
         for column, value in zip(
             columns,
             (
-                e.event_id, e.kind, e.job_id, e.agent, e.model, e.provider, e.tier,
-                e.catalog_version, e.occurred_at, e.billing_day,
-                e.input_tokens, e.cached_input_tokens, e.cache_write_tokens,
-                e.output_tokens, e.reasoning_tokens, e.event_count, e.unpriced_count,
-                e.cost_usd, e.provider_cost_usd,
-                e.price_input, e.price_output, e.price_cache_read, e.price_cache_write,
-                e.price_reasoning, e.price_per_request, e.reason,
+                e.event_id,
+                e.kind,
+                e.job_id,
+                e.agent,
+                e.model,
+                e.provider,
+                e.tier,
+                e.catalog_version,
+                e.occurred_at,
+                e.billing_day,
+                e.input_tokens,
+                e.cached_input_tokens,
+                e.cache_write_tokens,
+                e.output_tokens,
+                e.reasoning_tokens,
+                e.event_count,
+                e.unpriced_count,
+                e.cost_usd,
+                e.provider_cost_usd,
+                e.price_input,
+                e.price_output,
+                e.price_cache_read,
+                e.price_cache_write,
+                e.price_reasoning,
+                e.price_per_request,
+                e.reason,
             ),
             strict=True,
         ):
@@ -122,7 +142,7 @@ def _entry(r: asyncpg.Record) -> LedgerEntry:
 
 
 async def job_entries(
-    conn: asyncpg.Connection, job_id: str, after_id: int, limit: int
+    conn: Connection, job_id: str, after_id: int, limit: int
 ) -> list[LedgerEntry]:
     """A page of a job's entries in the order they were appended."""
     rows = await conn.fetch(queries.SELECT_JOB_ENTRIES, job_id, after_id, limit)
@@ -130,7 +150,7 @@ async def job_entries(
 
 
 async def unpriced_events(
-    conn: asyncpg.Connection, after_id: str, model: str | None, job_id: str | None, limit: int
+    conn: Connection, after_id: str, model: str | None, job_id: str | None, limit: int
 ) -> list[asyncpg.Record]:
     """Events whose model no catalog version priced yet."""
     return list(await conn.fetch(queries.SELECT_UNPRICED, after_id, model, job_id, limit))

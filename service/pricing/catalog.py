@@ -50,6 +50,9 @@ class Catalog:
         price = version.models.get(model_id)
         if price is None:
             return PriceQuote(
-                version, model_id, None, f"model {model_id!r} is not in catalog version {version.id}"
+                version,
+                model_id,
+                None,
+                f"model {model_id!r} is not in catalog version {version.id}",
             )
         return PriceQuote(version, model_id, price, None)

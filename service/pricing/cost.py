@@ -16,7 +16,9 @@ TOKENS_PER_PRICE_UNIT = Decimal(1_000_000)
 
 # Enough digits for any realistic token count times any price, and Inexact trapped:
 # if a result ever needed rounding, pricing fails loudly instead of losing a digit.
-_EXACT = decimal.Context(prec=80, traps=[decimal.Inexact, decimal.InvalidOperation, decimal.Overflow])
+_EXACT = decimal.Context(
+    prec=80, traps=[decimal.Inexact, decimal.InvalidOperation, decimal.Overflow]
+)
 
 
 @dataclass(frozen=True, slots=True)

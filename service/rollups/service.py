@@ -6,8 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 
-import asyncpg
-
+from service.db import Connection
 from service.errors import InvalidRequestError
 from service.rollups import queries
 from service.rollups.models import (
@@ -22,7 +21,7 @@ from service.rollups.models import (
 )
 
 
-async def apply_entries(conn: asyncpg.Connection, entry_ids: Sequence[int]) -> None:
+async def apply_entries(conn: Connection, entry_ids: Sequence[int]) -> None:
     """Add freshly appended ledger entries to every rollup, in the one safe lock order."""
     if not entry_ids:
         return
@@ -31,7 +30,7 @@ async def apply_entries(conn: asyncpg.Connection, entry_ids: Sequence[int]) -> N
         await conn.execute(statement, ids)
 
 
-async def job_detail(conn: asyncpg.Connection, job_id: str) -> JobDetail | None:
+async def job_detail(conn: Connection, job_id: str) -> JobDetail | None:
     row = await conn.fetchrow(queries.SELECT_JOB, job_id)
     if row is None:
         return None
@@ -45,7 +44,15 @@ async def job_detail(conn: asyncpg.Connection, job_id: str) -> JobDetail | None:
             unit_prices=None
             if r["catalog_version"] is None
             else {
-                k: r[k] for k in ("input", "output", "cache_read", "cache_write", "reasoning", "per_request")
+                k: r[k]
+                for k in (
+                    "input",
+                    "output",
+                    "cache_read",
+                    "cache_write",
+                    "reasoning",
+                    "per_request",
+                )
             },
             totals=Totals.from_row(r),
         )
@@ -55,7 +62,7 @@ async def job_detail(conn: asyncpg.Connection, job_id: str) -> JobDetail | None:
 
 
 async def list_jobs(
-    conn: asyncpg.Connection,
+    conn: Connection,
     *,
     after_job_id: str,
     agent: str | None,
@@ -67,7 +74,7 @@ async def list_jobs(
     return [JobSummary(job_id=r["job_id"], totals=Totals.from_row(r)) for r in rows]
 
 
-async def list_agents(conn: asyncpg.Connection) -> list[AgentSummary]:
+async def list_agents(conn: Connection) -> list[AgentSummary]:
     rows = await conn.fetch(queries.SELECT_AGENTS)
     return [AgentSummary(agent=r["agent"], totals=Totals.from_row(r)) for r in rows]
 
@@ -102,7 +109,7 @@ def sum_totals(parts: Sequence[Totals]) -> Totals:
 
 
 async def agent_detail(
-    conn: asyncpg.Connection, agent: str, start: datetime | None, end: datetime | None
+    conn: Connection, agent: str, start: datetime | None, end: datetime | None
 ) -> AgentDetail | None:
     """An agent's totals and UTC-day series over [start, end).
 
@@ -133,7 +140,7 @@ USAGE_GROUPS = {
 
 
 async def usage(
-    conn: asyncpg.Connection,
+    conn: Connection,
     *,
     group_by: Sequence[str],
     start: datetime | None,
