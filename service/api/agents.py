@@ -6,7 +6,7 @@ from typing import Annotated
 
 from litestar import Controller, get
 from litestar.di import NamedDependency, Provide
-from litestar.params import QueryParameter
+from litestar.params import FromPath, QueryParameter
 
 from service.api.deps import Resources, provide_resources
 from service.api.params import parse_range
@@ -34,12 +34,12 @@ class AgentsController(Controller):
     async def detail(
         self,
         luc: NamedDependency[Resources],
-        agent: str,
+        agent: FromPath[str],
         start: Annotated[
-            str | None, QueryParameter(query="from", description="RFC 3339, inclusive")
+            str | None, QueryParameter(name="from", description="RFC 3339, inclusive")
         ] = None,
         end: Annotated[
-            str | None, QueryParameter(query="to", description="RFC 3339, exclusive")
+            str | None, QueryParameter(name="to", description="RFC 3339, exclusive")
         ] = None,
     ) -> AgentDetailOut:
         lower, upper = parse_range(start, end)

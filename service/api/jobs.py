@@ -6,7 +6,7 @@ from typing import Annotated
 
 from litestar import Controller, get
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromQuery, QueryParameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 
 from service.api.deps import Resources, provide_resources
 from service.api.params import decode_cursor, encode_cursor, page_size, parse_range
@@ -48,10 +48,10 @@ class JobsController(Controller):
         luc: NamedDependency[Resources],
         agent: FromQuery[str | None] = None,
         start: Annotated[
-            str | None, QueryParameter(query="from", description="RFC 3339, inclusive")
+            str | None, QueryParameter(name="from", description="RFC 3339, inclusive")
         ] = None,
         end: Annotated[
-            str | None, QueryParameter(query="to", description="RFC 3339, exclusive")
+            str | None, QueryParameter(name="to", description="RFC 3339, exclusive")
         ] = None,
         cursor: FromQuery[str | None] = None,
         limit: Annotated[int | None, QueryParameter(description="page size, 1–1000 (100)")] = None,
@@ -81,7 +81,7 @@ class JobsController(Controller):
         operation_id="getJob",
         summary="One job: totals and lines by agent, model, provider and catalog version",
     )
-    async def detail(self, luc: NamedDependency[Resources], job_id: str) -> JobDetailOut:
+    async def detail(self, luc: NamedDependency[Resources], job_id: FromPath[str]) -> JobDetailOut:
         job = await on_connection(luc.pool, lambda conn: job_detail(conn, job_id))
         if job is None:
             raise NotFoundError(f"job {job_id!r} has no recorded usage")
@@ -110,7 +110,7 @@ class JobsController(Controller):
     async def entries(
         self,
         luc: NamedDependency[Resources],
-        job_id: str,
+        job_id: FromPath[str],
         cursor: FromQuery[str | None] = None,
         limit: Annotated[int | None, QueryParameter(description="page size, 1–1000 (100)")] = None,
     ) -> LedgerPage:

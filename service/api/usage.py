@@ -32,10 +32,10 @@ class UsageController(Controller):
         luc: NamedDependency[Resources],
         group_by: Annotated[str | None, QueryParameter(description="comma-separated keys")] = None,
         start: Annotated[
-            str | None, QueryParameter(query="from", description="RFC 3339, inclusive")
+            str | None, QueryParameter(name="from", description="RFC 3339, inclusive")
         ] = None,
         end: Annotated[
-            str | None, QueryParameter(query="to", description="RFC 3339, exclusive")
+            str | None, QueryParameter(name="to", description="RFC 3339, exclusive")
         ] = None,
         agent: FromQuery[str | None] = None,
         model: FromQuery[str | None] = None,
