@@ -11,6 +11,7 @@ from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 
 from service.api.agents import AgentsController
+from service.api.catalog import CatalogController
 from service.api.deps import Resources
 from service.api.errors import http_error_handler, luc_error_handler, unexpected_error_handler
 from service.api.events import EventsController
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             EventsController,
             JobsController,
             AgentsController,
+            CatalogController,
             UsageController,
             healthz,
             readyz,

@@ -8,7 +8,8 @@
     ├── NotFoundError            the resource does not exist            404
     ├── InvalidRequestError      the request cannot be processed        400 / 422
     │   └── PayloadTooLargeError body or batch beyond its limit         413
-    └── CatalogError             a catalog version is invalid           422
+    ├── CatalogError             a catalog version is invalid           422
+    └── UpstreamError            an outside service failed us           502
 """
 
 from __future__ import annotations
@@ -53,3 +54,9 @@ class PayloadTooLargeError(InvalidRequestError):
 
 class CatalogError(LucError):
     status_code = 422
+
+
+class UpstreamError(LucError):
+    """An outside service (OpenRouter's model list, say) failed or answered nonsense."""
+
+    status_code = 502

@@ -14,6 +14,7 @@ from service.catalog.service import CatalogCache
 from service.db import Connection
 from service.ingest.models import Rejection, UsageEvent, differing_fields
 from service.ingest.service import insert_new_events, stored_events
+from service.ledger.rerate import lock_repricing
 from service.ledger.service import append_entries, charge_for
 from service.rollups.service import apply_entries
 
@@ -54,6 +55,9 @@ async def record_batch(
             first_by_id[item.id] = item
 
     async with conn.transaction():
+        # Shared: batches run side by side, but not beside a new catalog version that is
+        # pricing unpriced events (see ledger.queries.LOCK_REPRICING).
+        await lock_repricing(conn, shared=True)
         catalog = await catalog_cache.get(conn)
         fresh = list(first_by_id.values())
         inserted = await insert_new_events(conn, fresh) if fresh else set()

@@ -55,10 +55,19 @@ class IngestSettings:
 
 
 @dataclass(frozen=True)
+class OpenRouterSettings:
+    base_url: str = "https://openrouter.ai/api/v1"
+    """``LUC_OPENROUTER_BASE_URL``: OpenRouter's API root (model list, chat completions)."""
+    timeout_seconds: float = 30.0
+    """``LUC_OPENROUTER_TIMEOUT_SECONDS``: timeout of one request to OpenRouter."""
+
+
+@dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings
     server: ServerSettings
     ingest: IngestSettings
+    openrouter: OpenRouterSettings = field(default_factory=OpenRouterSettings)
 
 
 def _int(env: dict[str, str], name: str, default: int, minimum: int = 1) -> int:
@@ -106,7 +115,14 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         max_future_skew_seconds=_int(env, "LUC_MAX_FUTURE_SKEW_SECONDS", 300, minimum=0),
         max_attributes_bytes=_int(env, "LUC_MAX_ATTRIBUTES_BYTES", 4096),
     )
-    return Settings(database=database, server=server, ingest=ingest)
+    base_url = env.get("LUC_OPENROUTER_BASE_URL") or OpenRouterSettings.base_url
+    if not base_url.startswith(("http://", "https://")):
+        raise SettingsError(f"LUC_OPENROUTER_BASE_URL must be an http(s) URL, got {base_url!r}")
+    openrouter = OpenRouterSettings(
+        base_url=base_url,
+        timeout_seconds=float(_int(env, "LUC_OPENROUTER_TIMEOUT_SECONDS", 30)),
+    )
+    return Settings(database=database, server=server, ingest=ingest, openrouter=openrouter)
 
 
 @lru_cache(maxsize=1)

@@ -30,7 +30,7 @@ $$;
 -- Catalog --------------------------------------------------------------------------------
 CREATE TABLE catalog_versions (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    label           text NOT NULL,
+    label           text,
     effective_from  timestamptz NOT NULL,
     created_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
     default_model   text,

@@ -21,7 +21,7 @@ AIMS_CATALOG_FILE = "aims-v1.json"
 @dataclass(frozen=True)
 class NewCatalogVersion:
     effective_from: datetime
-    label: str
+    label: str | None
     models: list[NewModelPrice]
     aliases: dict[str, str] = field(default_factory=dict)
     default_model: str | None = None
@@ -30,7 +30,9 @@ class NewCatalogVersion:
 
 def _check(version: NewCatalogVersion) -> None:
     if version.effective_from.tzinfo is None:
-        raise CatalogError("effective_from must carry a UTC offset")
+        raise CatalogError("effective_from: timestamp has no UTC offset; add 'Z' or '+hh:mm'")
+    if not version.models:
+        raise CatalogError("models: a catalog version needs at least one model")
     seen: set[str] = set()
     for model in version.models:
         if model.model_id in seen:
@@ -45,6 +47,72 @@ def _check(version: NewCatalogVersion) -> None:
     for alias, target in version.aliases.items():
         if target not in seen:
             raise CatalogError(f"alias {alias!r} points at {target!r}, which is not in the version")
+    if version.default_model is not None and version.default_model not in seen:
+        raise CatalogError(f"default_model {version.default_model!r} is not in the version")
+
+
+def derive_version(
+    parent: CatalogVersion | None,
+    *,
+    effective_from: datetime,
+    label: str | None,
+    models: list[NewModelPrice],
+    remove: list[str],
+    aliases: dict[str, str] | None,
+    default_model: str | None,
+) -> NewCatalogVersion:
+    """A full snapshot: ``models`` alone, or the parent's models changed by ``models``
+    (added or replaced) and ``remove`` (dropped). Aliases merge over the parent's."""
+    if parent is None:
+        if remove:
+            raise CatalogError("remove: only a version with a parent can remove models")
+        return NewCatalogVersion(
+            effective_from=effective_from,
+            label=label,
+            models=models,
+            aliases=dict(aliases or {}),
+            default_model=default_model,
+        )
+    snapshot = {m.model_id: _as_new(m) for m in parent.models.values()}
+    for model_id in remove:
+        if model_id not in snapshot:
+            raise CatalogError(f"remove: model {model_id!r} is not in parent version {parent.id}")
+        if any(m.model_id == model_id for m in models):
+            raise CatalogError(f"model {model_id!r} is both removed and given")
+        del snapshot[model_id]
+    given: set[str] = set()
+    for model in models:
+        if model.model_id in given:
+            raise CatalogError(f"model {model.model_id!r} appears twice")
+        given.add(model.model_id)
+        snapshot[model.model_id] = model
+    merged_aliases = {
+        alias: target for alias, target in parent.aliases.items() if target in snapshot
+    } | dict(aliases or {})
+    inherited_default = parent.default_model if parent.default_model in snapshot else None
+    return NewCatalogVersion(
+        effective_from=effective_from,
+        label=label,
+        models=list(snapshot.values()),
+        aliases=merged_aliases,
+        default_model=default_model or inherited_default,
+        parent_id=parent.id,
+    )
+
+
+def _as_new(price: ModelPrice) -> NewModelPrice:
+    return NewModelPrice(
+        model_id=price.model_id,
+        name=price.name,
+        tier=price.tier,
+        input=price.input,
+        output=price.output,
+        cache_read=price.cache_read,
+        cache_write=price.cache_write,
+        reasoning=price.reasoning,
+        per_request=price.per_request,
+        context_tokens=price.context_tokens,
+    )
 
 
 async def create_version(conn: Connection, version: NewCatalogVersion) -> int:

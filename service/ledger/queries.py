@@ -54,3 +54,50 @@ WHERE e.event_id > $1
 ORDER BY e.event_id
 LIMIT $4
 """
+
+# Serialises everything that re-prices existing events (re-rating, a new catalog version
+# pricing unpriced events) against itself; ingest takes the same lock shared, so a batch
+# priced with the old catalog has committed before a new version looks for unpriced events.
+REPRICING_LOCK_KEY = 0x4C55C1
+LOCK_REPRICING = f"SELECT pg_advisory_xact_lock({REPRICING_LOCK_KEY})"
+LOCK_REPRICING_SHARED = f"SELECT pg_advisory_xact_lock_shared({REPRICING_LOCK_KEY})"
+
+# An event's live booking: the entries of one (version, model, tier) whose event counts net
+# to one. A charge is a booking; a re-rating reverses it and books the event anew.
+_BOOKINGS = """
+SELECT e.event_id, e.occurred_at, e.job_id, e.agent, e.provider, e.model AS sent_model,
+       e.input_tokens, e.cached_input_tokens, e.cache_write_tokens, e.output_tokens,
+       e.reasoning_tokens, e.provider_cost_usd,
+       b.catalog_version, b.model, b.tier, b.cost_usd, b.unpriced
+FROM usage_events AS e
+JOIN LATERAL (
+    SELECT l.catalog_version, l.model, l.tier, sum(l.cost_usd) AS cost_usd,
+           sum(l.unpriced_count) > 0 AS unpriced
+    FROM ledger_entries AS l
+    WHERE l.event_id = e.event_id
+    GROUP BY l.catalog_version, l.model, l.tier
+    HAVING sum(l.event_count) = 1
+) AS b ON true
+"""
+
+# Events that occurred since $1, a page at a time in (occurred_at, event_id) order.
+SELECT_BOOKINGS_SINCE = f"""
+{_BOOKINGS}
+WHERE e.occurred_at >= $1
+  AND (e.occurred_at, e.event_id) > ($2::timestamptz, $3::text)
+ORDER BY e.occurred_at, e.event_id
+LIMIT $4
+"""
+
+COUNT_EVENTS_SINCE = "SELECT count(*) FROM usage_events WHERE occurred_at >= $1"
+
+SELECT_UNPRICED_BOOKINGS = f"""
+{_BOOKINGS}
+WHERE e.event_id IN (
+    SELECT event_id FROM ledger_entries
+    WHERE unpriced_count <> 0
+    GROUP BY event_id
+    HAVING sum(unpriced_count) > 0
+)
+ORDER BY e.event_id
+"""

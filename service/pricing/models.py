@@ -29,7 +29,7 @@ class ModelPrice:
 @dataclass(frozen=True, slots=True)
 class CatalogVersion:
     id: int
-    label: str
+    label: str | None
     effective_from: datetime
     created_at: datetime | None
     default_model: str | None

@@ -1,0 +1,80 @@
+"""Turning an OpenRouter ``/models`` payload into a new catalog version, when it changes one.
+
+The import starts from the newest catalog version: imported models replace or join its
+models, models the payload does not list are kept (the gateway may reach them elsewhere,
+e.g. on Vertex AI), aliases and the default model carry over. No change, no version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from service.catalog.service import NewCatalogVersion, derive_version
+from service.errors import CatalogError, UpstreamError
+from service.pricing.catalog import Catalog
+from service.pricing.diff import CatalogDiff, diff_models
+from service.pricing.openrouter import NotOpenRouterShapeError, SkippedModel, parse_models
+
+DEFAULT_OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
+
+
+@dataclass(frozen=True)
+class ImportPlan:
+    version: NewCatalogVersion | None
+    """None when the payload changes nothing."""
+    diff: CatalogDiff
+    skipped: list[SkippedModel]
+    imported: int
+
+
+def newest(catalog: Catalog) -> Any:
+    return catalog.versions[-1] if catalog.versions else None
+
+
+def plan_import(
+    payload: Any, catalog: Catalog, *, effective_from: datetime, label: str | None
+) -> ImportPlan:
+    base = newest(catalog)
+    known = base.models if base else {}
+    try:
+        result = parse_models(payload, known)
+    except NotOpenRouterShapeError as exc:
+        raise CatalogError(str(exc)) from exc
+    if not result.models:
+        raise CatalogError("the payload prices no model; nothing to import")
+    version = derive_version(
+        base,
+        effective_from=effective_from,
+        label=label,
+        models=result.models,
+        remove=[],
+        aliases=None,
+        default_model=None,
+    )
+    after = {m.model_id: m.with_defaults() for m in version.models}
+    diff = diff_models(known, after, base.aliases if base else {}, version.aliases)
+    return ImportPlan(
+        version=None if diff.is_empty else version,
+        diff=diff,
+        skipped=result.skipped,
+        imported=len(result.models),
+    )
+
+
+async def fetch_openrouter_models(client: httpx.AsyncClient, base_url: str) -> Any:
+    """``GET {base_url}/models``: the public model list (no key needed)."""
+    url = f"{base_url.rstrip('/')}/models"
+    try:
+        response = await client.get(url)
+        response.raise_for_status()
+        return response.json()
+    except httpx.HTTPStatusError as exc:
+        raise UpstreamError(f"{url} answered {exc.response.status_code}") from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamError(f"cannot fetch {url}: {exc}") from exc
+    except ValueError as exc:
+        raise UpstreamError(f"{url} did not answer JSON") from exc

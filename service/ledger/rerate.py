@@ -1,0 +1,148 @@
+"""Re-rating: price existing events again under the catalog as it now stands.
+
+An event's live booking (version, model, cost) is compared with what the version in
+force at its ``occurred_at`` says today. When they differ, two entries are appended: a
+reversal of the booking and a new booking. Nothing is edited, and running the same
+re-rating twice appends nothing the second time, because the bookings then agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from service.db import Connection
+from service.ingest.models import UsageEvent
+from service.ledger import queries
+from service.ledger.models import NewLedgerEntry
+from service.ledger.service import charge_for
+from service.pricing.catalog import Catalog
+
+
+@dataclass(frozen=True, slots=True)
+class Booking:
+    """How an event stands on the ledger now."""
+
+    event: UsageEvent
+    catalog_version: int | None
+    model: str
+    tier: str | None
+    cost_usd: Decimal | None
+    unpriced: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Rerating:
+    """One event's change: its old booking, the new one, and the entries that do it."""
+
+    booking: Booking
+    entries: tuple[NewLedgerEntry, NewLedgerEntry]
+
+    @property
+    def new_version(self) -> int | None:
+        return self.entries[1].catalog_version
+
+    @property
+    def delta_usd(self) -> Decimal:
+        """Change of the event's cost; an unpriced booking counts as no cost yet."""
+        return (self.entries[1].cost_usd or Decimal(0)) - (self.booking.cost_usd or Decimal(0))
+
+
+def booking_from_row(r: Any) -> Booking:
+    event = UsageEvent(
+        id=r["event_id"],
+        occurred_at=r["occurred_at"],
+        job_id=r["job_id"],
+        agent=r["agent"],
+        provider=r["provider"],
+        model=r["sent_model"],
+        input_tokens=r["input_tokens"],
+        cached_input_tokens=r["cached_input_tokens"],
+        cache_write_tokens=r["cache_write_tokens"],
+        output_tokens=r["output_tokens"],
+        reasoning_tokens=r["reasoning_tokens"],
+        provider_cost_usd=r["provider_cost_usd"],
+        status="ok",
+        attributes=None,
+    )
+    return Booking(
+        event=event,
+        catalog_version=r["catalog_version"],
+        model=r["model"],
+        tier=r["tier"],
+        cost_usd=r["cost_usd"],
+        unpriced=bool(r["unpriced"]),
+    )
+
+
+def plan_rerating(booking: Booking, catalog: Catalog, why: str) -> Rerating | None:
+    """The entries that move ``booking`` to today's price, or None when it already agrees."""
+    event = booking.event
+    quote = catalog.quote(event.model, event.occurred_at)
+    target = charge_for(event, quote)
+    if target.catalog_version == booking.catalog_version and target.model == booking.model:
+        return None
+    old = catalog.by_id.get(booking.catalog_version) if booking.catalog_version else None
+    old_price = old.models.get(booking.model) if old else None
+    reversal = NewLedgerEntry(
+        event_id=event.id,
+        kind="adjustment",
+        job_id=event.job_id,
+        agent=event.agent,
+        model=booking.model,
+        provider=event.provider,
+        tier=booking.tier,
+        catalog_version=booking.catalog_version,
+        occurred_at=event.occurred_at,
+        billing_day=event.occurred_at.date(),
+        input_tokens=-event.input_tokens,
+        cached_input_tokens=-event.cached_input_tokens,
+        cache_write_tokens=-event.cache_write_tokens,
+        output_tokens=-event.output_tokens,
+        reasoning_tokens=-event.reasoning_tokens,
+        event_count=-1,
+        unpriced_count=-1 if booking.unpriced else 0,
+        cost_usd=None if booking.cost_usd is None else -booking.cost_usd,
+        provider_cost_usd=None if event.provider_cost_usd is None else -event.provider_cost_usd,
+        price_input=old_price.input if old_price else None,
+        price_output=old_price.output if old_price else None,
+        price_cache_read=old_price.cache_read if old_price else None,
+        price_cache_write=old_price.cache_write if old_price else None,
+        price_reasoning=old_price.reasoning if old_price else None,
+        price_per_request=old_price.per_request if old_price else None,
+        reason=f"reversal: {why}",
+    )
+    rebooking = NewLedgerEntry(
+        **{
+            **{f: getattr(target, f) for f in NewLedgerEntry.__dataclass_fields__},
+            "kind": "adjustment",
+            "reason": f"{why}" + (f"; still unpriced: {target.reason}" if target.reason else ""),
+        }
+    )
+    return Rerating(booking=booking, entries=(reversal, rebooking))
+
+
+async def bookings_since(
+    conn: Connection, since: datetime, after: tuple[datetime, str] | None, limit: int
+) -> list[Booking]:
+    """A page of live bookings of events that occurred at or after ``since``."""
+    # (since, "") starts at ``since`` itself: event ids are never empty.
+    start_at, start_id = after if after else (since, "")
+    rows = await conn.fetch(queries.SELECT_BOOKINGS_SINCE, since, start_at, start_id, limit)
+    return [booking_from_row(r) for r in rows]
+
+
+async def count_events_since(conn: Connection, since: datetime) -> int:
+    return int(await conn.fetchval(queries.COUNT_EVENTS_SINCE, since))
+
+
+async def unpriced_bookings(conn: Connection) -> list[Booking]:
+    """Live bookings of every event that is still unpriced."""
+    return [booking_from_row(r) for r in await conn.fetch(queries.SELECT_UNPRICED_BOOKINGS)]
+
+
+async def lock_repricing(conn: Connection, *, shared: bool = False) -> None:
+    """Take the re-pricing lock for the rest of the transaction (see queries)."""
+    await conn.execute(queries.LOCK_REPRICING_SHARED if shared else queries.LOCK_REPRICING)

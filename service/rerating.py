@@ -1,0 +1,123 @@
+"""Re-pricing recorded events: the one place where corrections flow to ledger and rollups.
+
+Two callers: a new catalog version prices events that were unpriced (at once, in the
+transaction that creates the version), and ``rerate_since`` applies a retroactive
+correction to every event since a time, in chunks, or only reports it (dry run).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from service.catalog.service import NewCatalogVersion, create_version, load_catalog
+from service.db import Connection
+from service.ledger.rerate import (
+    Rerating,
+    bookings_since,
+    count_events_since,
+    lock_repricing,
+    plan_rerating,
+    unpriced_bookings,
+)
+from service.ledger.service import append_entries
+from service.rollups.service import apply_entries
+
+RERATE_CHUNK = 2000
+
+
+@dataclass
+class Delta:
+    events: int = 0
+    delta_usd: Decimal = Decimal(0)
+
+
+@dataclass
+class RerateSummary:
+    """What a re-rating changes (or would change, on a dry run)."""
+
+    since: datetime | None
+    dry_run: bool
+    events_examined: int = 0
+    events_changed: int = 0
+    entries_appended: int = 0
+    delta_usd: Decimal = Decimal(0)
+    jobs: dict[str, Delta] = field(default_factory=lambda: defaultdict(Delta))
+    agents: dict[str, Delta] = field(default_factory=lambda: defaultdict(Delta))
+
+    def add(self, rerating: Rerating) -> None:
+        event = rerating.booking.event
+        delta = rerating.delta_usd
+        self.events_changed += 1
+        self.delta_usd += delta
+        for bucket in (self.jobs[event.job_id], self.agents[event.agent]):
+            bucket.events += 1
+            bucket.delta_usd += delta
+
+
+async def _apply(conn: Connection, reratings: list[Rerating]) -> int:
+    entries = [entry for r in reratings for entry in r.entries]
+    await apply_entries(conn, await append_entries(conn, entries))
+    return len(entries)
+
+
+async def create_version_and_price_unpriced(
+    conn: Connection, version: NewCatalogVersion
+) -> tuple[int, RerateSummary]:
+    """Create ``version`` and price every unpriced event it now prices, in one transaction."""
+    async with conn.transaction():
+        await lock_repricing(conn)
+        version_id = await create_version(conn, version)
+        catalog = await load_catalog(conn)
+        summary = RerateSummary(since=None, dry_run=False)
+        reratings = []
+        for booking in await unpriced_bookings(conn):
+            summary.events_examined += 1
+            rerating = plan_rerating(booking, catalog, f"priced by catalog version {version_id}")
+            if rerating is not None and rerating.new_version is not None:
+                reratings.append(rerating)
+                summary.add(rerating)
+        summary.entries_appended = await _apply(conn, reratings)
+    return version_id, summary
+
+
+async def rerate_since(
+    conn: Connection,
+    since: datetime,
+    *,
+    dry_run: bool,
+    progress: Callable[[int, int], None] | None = None,
+    chunk: int = RERATE_CHUNK,
+) -> RerateSummary:
+    """Re-price every event that occurred at or after ``since`` with today's catalog.
+
+    Each chunk commits on its own; a crash part-way leaves a consistent ledger, and
+    running again finishes the job without repeating what was done.
+    """
+    summary = RerateSummary(since=since, dry_run=dry_run)
+    total = await count_events_since(conn, since)
+    after: tuple[datetime, str] | None = None
+    why = f"re-rated since {since.isoformat()}"
+    while True:
+        async with conn.transaction():
+            await lock_repricing(conn)
+            catalog = await load_catalog(conn)
+            page = await bookings_since(conn, since, after, chunk)
+            reratings = []
+            for booking in page:
+                rerating = plan_rerating(booking, catalog, why)
+                if rerating is not None:
+                    reratings.append(rerating)
+                    summary.add(rerating)
+            if not dry_run and reratings:
+                summary.entries_appended += await _apply(conn, reratings)
+        summary.events_examined += len(page)
+        if progress is not None:
+            progress(summary.events_examined, total)
+        if len(page) < chunk:
+            return summary
+        last = page[-1].event
+        after = (last.occurred_at, last.id)
