@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 import structlog
 from litestar import Litestar
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 
 from service.api.agents import AgentsController
+from service.api.budgets import AlertsController, BudgetsController
 from service.api.catalog import CatalogController
 from service.api.deps import Resources
 from service.api.errors import http_error_handler, luc_error_handler, unexpected_error_handler
@@ -18,6 +22,7 @@ from service.api.events import EventsController
 from service.api.health import healthz, readyz
 from service.api.jobs import JobsController
 from service.api.usage import UsageController
+from service.budgets.delivery import Dispatcher
 from service.catalog.service import CatalogCache, seed_catalog
 from service.db import create_pool, migrate, resolve_database_url
 from service.errors import LucError
@@ -38,11 +43,26 @@ def create_app(settings: Settings | None = None) -> Litestar:
         async with pool.acquire() as conn:
             if await seed_catalog(conn):
                 log.info("catalog_seeded", label="aims-v1")
-        app.state.luc = Resources(settings=settings, pool=pool, catalog_cache=CatalogCache())
+        # One long-lived client for webhook targets: no redirects (a redirect could lead
+        # past the allow-list), explicit timeouts and limits.
+        webhook_client = httpx.AsyncClient(
+            follow_redirects=False,
+            timeout=httpx.Timeout(settings.budgets.timeout_seconds),
+            limits=httpx.Limits(max_connections=20),
+        )
+        dispatcher = Dispatcher(pool, settings.budgets, webhook_client)
+        dispatch_task = asyncio.create_task(dispatcher.run(), name="luc-webhook-dispatcher")
+        app.state.luc = Resources(
+            settings=settings, pool=pool, catalog_cache=CatalogCache(), dispatcher=dispatcher
+        )
         log.info("started", embedded=settings.database.url is None)
         try:
             yield
         finally:
+            dispatcher.stop()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(dispatch_task, timeout=settings.budgets.timeout_seconds + 5)
+            await webhook_client.aclose()
             await pool.close()
 
     return Litestar(
@@ -50,6 +70,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             EventsController,
             JobsController,
             AgentsController,
+            BudgetsController,
+            AlertsController,
             CatalogController,
             UsageController,
             healthz,

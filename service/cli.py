@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from service.demo import demo
 from service.errors import LucError
 from service.settings import get_settings
 
@@ -42,6 +45,9 @@ def serve(host: str | None, port: int | None) -> None:
 
     settings = get_settings()
     configure_logging(settings.server.log_level, settings.server.log_format)
+    # uvicorn re-raises SIGTERM once it has shut down gracefully; with the default handler
+    # the process would die without running atexit, leaving the embedded PostgreSQL up.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     uvicorn.run(
         create_app(settings),
         host=host or settings.server.host,
@@ -75,6 +81,9 @@ def migrate(revision: str) -> None:
         )
 
     asyncio.run(run())
+
+
+main.add_command(demo)
 
 
 def _run_on_database(work: Callable[[Connection], Awaitable[T]]) -> T:

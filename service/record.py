@@ -1,8 +1,9 @@
 """Recording a batch: the one place where events flow through every stage.
 
 ingest (store new ids) → pricing (catalog in force at each event) → ledger (charges)
-→ rollups, all in one transaction that ``record_batch`` owns, so a reader never sees an
-entry without its rollup. Outcomes are returned only once that transaction has committed.
+→ rollups → budgets (spend, alerts, outbox), all in one transaction that ``record_batch``
+owns, so a reader never sees an entry without its rollup. Outcomes are returned only once
+that transaction has committed.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from service.budgets.service import apply_entries as apply_to_budgets
 from service.catalog.service import CatalogCache
 from service.db import Connection
 from service.ingest.models import Rejection, UsageEvent, differing_fields
 from service.ingest.service import insert_new_events, stored_events
 from service.ledger.rerate import lock_repricing
 from service.ledger.service import append_entries, charge_for
-from service.rollups.service import apply_entries
+from service.rollups.service import apply_entries as apply_to_rollups
 
 ACCEPTED = "accepted"
 DUPLICATE = "duplicate"
@@ -34,6 +36,8 @@ class EventOutcome:
 @dataclass(frozen=True, slots=True)
 class BatchOutcome:
     results: list[EventOutcome]
+    alerts: int = 0
+    """Budget alerts this batch raised (the dispatcher can be woken for them)."""
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.results if r.status == status)
@@ -64,7 +68,9 @@ async def record_batch(
         charges = [
             charge_for(e, catalog.quote(e.model, e.occurred_at)) for e in fresh if e.id in inserted
         ]
-        await apply_entries(conn, await append_entries(conn, charges))
+        entry_ids = await append_entries(conn, charges)
+        await apply_to_rollups(conn, entry_ids)
+        alerts = await apply_to_budgets(conn, entry_ids)
         known = await stored_events(conn, [e.id for e in fresh if e.id not in inserted])
 
     for index, item in enumerate(items):
@@ -77,7 +83,7 @@ async def record_batch(
                 outcomes[index] = _compare(item, known[item.id], "an earlier request")
     for index, item in repeats:
         outcomes[index] = _compare(item, first_by_id[item.id], "an earlier event of this batch")
-    return BatchOutcome([o for o in outcomes if o is not None])
+    return BatchOutcome([o for o in outcomes if o is not None], alerts=alerts)
 
 
 def _compare(event: UsageEvent, first: UsageEvent, where: str) -> EventOutcome:

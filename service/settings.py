@@ -63,11 +63,33 @@ class OpenRouterSettings:
 
 
 @dataclass(frozen=True)
+class BudgetSettings:
+    webhook_secret: str | None = None
+    """``LUC_WEBHOOK_SECRET``: Standard Webhooks secret (``whsec_<base64>``) signing alerts."""
+    allowed_hosts: tuple[str, ...] = ("*",)
+    """``LUC_WEBHOOK_ALLOWED_HOSTS``: comma-separated hosts (``*.x.com`` works); ``*`` = any
+    public host. Private and loopback addresses must be listed by name or address."""
+    retry_window_seconds: int = 72 * 3600
+    """``LUC_WEBHOOK_RETRY_WINDOW_SECONDS``: how long a failing delivery is retried."""
+    backoff_base_seconds: float = 5.0
+    """``LUC_WEBHOOK_BACKOFF_BASE_SECONDS``: first retry delay; it doubles, with jitter."""
+    backoff_max_seconds: float = 3600.0
+    """``LUC_WEBHOOK_BACKOFF_MAX_SECONDS``: longest delay between two attempts."""
+    timeout_seconds: float = 10.0
+    """``LUC_WEBHOOK_TIMEOUT_SECONDS``: timeout of one delivery attempt."""
+    poll_seconds: float = 1.0
+    """``LUC_WEBHOOK_POLL_SECONDS``: how often the dispatcher looks for due deliveries."""
+    reservation_seconds: int = 300
+    """``LUC_BUDGET_RESERVATION_SECONDS``: how long a pre-call reservation holds."""
+
+
+@dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings
     server: ServerSettings
     ingest: IngestSettings
     openrouter: OpenRouterSettings = field(default_factory=OpenRouterSettings)
+    budgets: BudgetSettings = field(default_factory=BudgetSettings)
 
 
 def _int(env: dict[str, str], name: str, default: int, minimum: int = 1) -> int:
@@ -80,6 +102,20 @@ def _int(env: dict[str, str], name: str, default: int, minimum: int = 1) -> int:
         raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
     if value < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    """A duration in seconds (not money)."""
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be positive, got {raw!r}")
     return value
 
 
@@ -122,7 +158,29 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         base_url=base_url,
         timeout_seconds=float(_int(env, "LUC_OPENROUTER_TIMEOUT_SECONDS", 30)),
     )
-    return Settings(database=database, server=server, ingest=ingest, openrouter=openrouter)
+    secret = env.get("LUC_WEBHOOK_SECRET") or None
+    if secret is not None and not secret.startswith("whsec_"):
+        raise SettingsError("LUC_WEBHOOK_SECRET must be a Standard Webhooks secret: whsec_<base64>")
+    hosts = tuple(
+        h.strip() for h in (env.get("LUC_WEBHOOK_ALLOWED_HOSTS") or "*").split(",") if h.strip()
+    )
+    budgets = BudgetSettings(
+        webhook_secret=secret,
+        allowed_hosts=hosts or ("*",),
+        retry_window_seconds=_int(env, "LUC_WEBHOOK_RETRY_WINDOW_SECONDS", 72 * 3600),
+        backoff_base_seconds=_float(env, "LUC_WEBHOOK_BACKOFF_BASE_SECONDS", 5.0),
+        backoff_max_seconds=_float(env, "LUC_WEBHOOK_BACKOFF_MAX_SECONDS", 3600.0),
+        timeout_seconds=_float(env, "LUC_WEBHOOK_TIMEOUT_SECONDS", 10.0),
+        poll_seconds=_float(env, "LUC_WEBHOOK_POLL_SECONDS", 1.0),
+        reservation_seconds=_int(env, "LUC_BUDGET_RESERVATION_SECONDS", 300),
+    )
+    return Settings(
+        database=database,
+        server=server,
+        ingest=ingest,
+        openrouter=openrouter,
+        budgets=budgets,
+    )
 
 
 @lru_cache(maxsize=1)

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Controller, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, QueryParameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 
 from service.api.deps import Resources, provide_resources
 from service.api.params import parse_instant
@@ -286,7 +286,9 @@ class CatalogController(Controller):
         ),
         status_code=201,
     )
-    async def create(self, luc: NamedDependency[Resources], data: VersionIn) -> VersionOut:
+    async def create(
+        self, luc: NamedDependency[Resources], data: JSONBody[VersionIn]
+    ) -> VersionOut:
         effective_from = parse_instant("effective_from", data.effective_from)
         assert effective_from is not None
         catalog = await _catalog(luc)
@@ -378,7 +380,7 @@ class CatalogController(Controller):
         ),
         status_code=200,
     )
-    async def rerate(self, luc: NamedDependency[Resources], data: RerateIn) -> RerateOut:
+    async def rerate(self, luc: NamedDependency[Resources], data: JSONBody[RerateIn]) -> RerateOut:
         since = parse_instant("since", data.since)
         if since is None:
             raise InvalidRequestError("since: required")

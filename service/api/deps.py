@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import asyncpg
 from litestar.datastructures import State
 
+from service.budgets.delivery import Dispatcher
 from service.catalog.service import CatalogCache
 from service.settings import Settings
 
@@ -16,6 +17,7 @@ class Resources:
     settings: Settings
     pool: asyncpg.Pool
     catalog_cache: CatalogCache
+    dispatcher: Dispatcher | None = None
 
 
 async def provide_resources(state: State) -> Resources:

@@ -87,4 +87,9 @@ class EventsController(Controller):
 async def _record(luc: Resources, items: Sequence[UsageEvent | Rejection]) -> BatchOutcome:
     if not any(isinstance(i, UsageEvent) for i in items):
         return rejected_only(items)  # nothing to store: answer even while the database is down
-    return await on_connection(luc.pool, lambda conn: record_batch(conn, luc.catalog_cache, items))
+    outcome = await on_connection(
+        luc.pool, lambda conn: record_batch(conn, luc.catalog_cache, items)
+    )
+    if outcome.alerts and luc.dispatcher is not None:
+        luc.dispatcher.wake()
+    return outcome

@@ -45,7 +45,11 @@ def plan_import(
     except NotOpenRouterShapeError as exc:
         raise CatalogError(str(exc)) from exc
     if not result.models:
-        raise CatalogError("the payload prices no model; nothing to import")
+        # Say why: the skip reasons are the only clue to what is wrong with the file.
+        why = "; ".join(f"{s.model_id}: {s.reason}" for s in result.skipped[:3])
+        raise CatalogError(
+            "the payload prices no model; nothing to import" + (f" ({why})" if why else "")
+        )
     version = derive_version(
         base,
         effective_from=effective_from,

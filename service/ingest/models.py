@@ -85,7 +85,50 @@ CONTENT_FIELDS = (
 
 def differing_fields(first: UsageEvent, second: UsageEvent) -> list[str]:
     """Content fields whose values differ (decimals and instants compare by value)."""
-    return [f for f in CONTENT_FIELDS if getattr(first, f) != getattr(second, f)]
+    return [
+        f
+        for f in CONTENT_FIELDS
+        if not (
+            same_json(first.attributes, second.attributes)
+            if f == "attributes"
+            else getattr(first, f) == getattr(second, f)
+        )
+    ]
+
+
+def _json_number(value: object) -> object:
+    # jsonb keeps numbers as NUMERIC and prints 1e23 back as an integer literal, so a float
+    # and what PostgreSQL returns for it compare as the decimals their JSON texts denote.
+    # bool is tested first: JSON true is not the number 1.
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, int):
+        return Decimal(value)
+    return value
+
+
+def same_json(first: object, second: object) -> bool:
+    """Equality of two decoded JSON values as JSON sees it (numbers by value, true ≠ 1)."""
+    pending = [(first, second)]  # iterative: attributes may nest deeply
+    while pending:
+        a, b = pending.pop()
+        if isinstance(a, dict) and isinstance(b, dict):
+            if a.keys() != b.keys():
+                return False
+            pending.extend((a[k], b[k]) for k in a)
+        elif isinstance(a, list) and isinstance(b, list):
+            if len(a) != len(b):
+                return False
+            pending.extend(zip(a, b, strict=True))
+        elif isinstance(a, (dict, list)) or isinstance(b, (dict, list)):
+            return False
+        else:
+            x, y = _json_number(a), _json_number(b)
+            if type(x) is not type(y) or x != y:
+                return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ class ParsedBatch:
 def _recover_id(raw: bytes) -> str | None:
     try:
         value = _any_decoder.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
     if isinstance(value, dict):
         event_id = value.get("id")
@@ -52,12 +52,52 @@ def _describe(exc: msgspec.ValidationError) -> str:
     return message.replace(" - at `$`", "")
 
 
+# PostgreSQL text and jsonb cannot hold U+0000; refusing it here keeps one such event from
+# failing the whole batch's transaction.
+_NUL = "\x00"
+_TEXT_FIELDS = ("id", "job_id", "agent", "provider", "model")
+# provider_cost_usd is stored as NUMERIC and summed into rollups: keep it to amounts a
+# bill can hold (below 10^18 USD, at most 30 decimal places) instead of failing the batch.
+_MAX_COST_DIGITS_BEFORE_POINT = 18
+_MAX_COST_DECIMAL_PLACES = 30
+
+
+def _decimal_places(value: Decimal) -> int:
+    """Significant digits after the point (``1.2300`` has 2); no context, so no overflow."""
+    _sign, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # a finite value
+    trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    return max(0, -(exponent + trailing_zeros)) if any(digits) else 0
+
+
+def _holds_nul(value: object) -> bool:
+    """Whether any string (key or value) in a decoded JSON value contains U+0000."""
+    stack = [value]  # iterative: attributes may nest deeper than Python's recursion limit
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _NUL in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def check_event(event: UsageEventIn, now: datetime, settings: IngestSettings) -> UsageEvent | str:
     """The rules msgspec's types cannot say; a string is the rejection reason."""
     occurred_at = event.occurred_at
     if occurred_at.tzinfo is None:
         return "occurred_at: timestamp has no UTC offset (RFC 3339 needs one, e.g. 'Z' or '+02:00')"
-    occurred_at = occurred_at.astimezone(UTC)
+    for name in _TEXT_FIELDS:
+        if _NUL in getattr(event, name):
+            return f"{name}: must not contain the NUL character (U+0000)"
+    try:
+        occurred_at = occurred_at.astimezone(UTC)
+    except OverflowError:
+        return f"occurred_at: {occurred_at.isoformat()} is out of range in UTC"
     if occurred_at > now + timedelta(seconds=settings.max_future_skew_seconds):
         return (
             f"occurred_at: {occurred_at.isoformat()} is more than "
@@ -82,6 +122,15 @@ def check_event(event: UsageEventIn, now: datetime, settings: IngestSettings) ->
             return f"provider_cost_usd: {event.provider_cost_usd!r} is not a decimal string"
         if not provider_cost.is_finite() or provider_cost < 0:
             return "provider_cost_usd: must be a finite decimal, not negative"
+        if (
+            provider_cost.adjusted() >= _MAX_COST_DIGITS_BEFORE_POINT
+            or _decimal_places(provider_cost) > _MAX_COST_DECIMAL_PLACES
+        ):
+            return (
+                f"provider_cost_usd: {event.provider_cost_usd!r} is out of range (below "
+                f"10^{_MAX_COST_DIGITS_BEFORE_POINT} USD, at most "
+                f"{_MAX_COST_DECIMAL_PLACES} decimal places)"
+            )
     if event.attributes is not None:
         size = len(msgspec.json.encode(event.attributes))
         if size > settings.max_attributes_bytes:
@@ -89,6 +138,8 @@ def check_event(event: UsageEventIn, now: datetime, settings: IngestSettings) ->
                 f"attributes: {size} bytes as JSON, over the limit of "
                 f"{settings.max_attributes_bytes} bytes"
             )
+        if _holds_nul(event.attributes):
+            return "attributes: must not contain the NUL character (U+0000)"
     return UsageEvent(
         id=event.id,
         occurred_at=occurred_at,
@@ -117,6 +168,8 @@ def parse_event(
         return Rejection(index, _recover_id(raw), _describe(exc))
     except msgspec.DecodeError as exc:
         return Rejection(index, None, f"event is not valid JSON: {exc}")
+    except RecursionError:
+        return Rejection(index, None, "event nests JSON too deeply")
     checked = check_event(wire, now, settings)
     if isinstance(checked, str):
         return Rejection(index, wire.id, checked)
@@ -130,6 +183,8 @@ def parse_single(body: bytes, now: datetime, settings: IngestSettings) -> UsageE
         value = _any_decoder.decode(body)
     except msgspec.DecodeError as exc:
         raise InvalidRequestError(f"body is not valid JSON: {exc}", status_code=400) from exc
+    except RecursionError as exc:
+        raise InvalidRequestError("body nests JSON too deeply", status_code=400) from exc
     if not isinstance(value, dict):
         raise InvalidRequestError("body must be a JSON object: one usage event")
     return parse_event(body, 0, now, settings)
@@ -145,6 +200,8 @@ def parse_batch(body: bytes, now: datetime, settings: IngestSettings) -> ParsedB
         raise InvalidRequestError(f'body must be {{"events": [...]}}: {_describe(exc)}') from exc
     except msgspec.DecodeError as exc:
         raise InvalidRequestError(f"body is not valid JSON: {exc}", status_code=400) from exc
+    except RecursionError as exc:
+        raise InvalidRequestError("body nests JSON too deeply", status_code=400) from exc
     count = len(batch.events)
     if count == 0:
         raise InvalidRequestError("events: the batch is empty; send at least one event")

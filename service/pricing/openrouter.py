@@ -51,7 +51,12 @@ class ImportResult:
 
 def per_million(per_token: Decimal) -> Decimal:
     """USD per token → USD per 1M tokens, exactly."""
-    return per_token.scaleb(6, context=_WIDE)
+    value = per_token.scaleb(6, context=_WIDE)
+    # "0.00015" scales to 1.5E+2; a positive exponent would print in scientific notation
+    # (the import diff shows these values), so bring it back to a plain integer, exactly.
+    if value == value.to_integral_value():
+        value = value.quantize(Decimal(1), context=_WIDE)
+    return value
 
 
 def tier_for(output_per_million: Decimal) -> str:

@@ -1,0 +1,371 @@
+"""Budgets, the pre-call check, and alerts with their delivery state."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Annotated
+
+import msgspec
+from litestar import Controller, Response, delete, get, patch, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from standardwebhooks.webhooks import Webhook
+
+from service.api.deps import Resources, provide_resources
+from service.api.schemas import money, timestamp
+from service.budgets.delivery import redeliver
+from service.budgets.models import Alert, Budget, BudgetStanding, NewBudget
+from service.budgets.service import (
+    BudgetChanges,
+    check_call,
+    create_budget,
+    delete_budget,
+    get_budget,
+    list_alerts,
+    list_budgets,
+    new_webhook_secret,
+    update_budget,
+)
+from service.budgets.targets import check_target
+from service.db import Connection, on_connection
+from service.errors import InvalidRequestError, NotFoundError
+
+
+class BudgetIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    scope: str
+    """``global``, ``agent``, ``job`` or ``model``."""
+    scope_id: str | None = None
+    """The agent, job or model id; absent for ``global``."""
+    period: str
+    """``lifetime``, ``day`` or ``month`` (calendar periods in UTC, by event time)."""
+    limit_usd: str
+    """Decimal string."""
+    thresholds: list[Decimal] | None = None
+    """Fractions of the limit in (0, 1]; default [0.5, 0.8, 1.0]."""
+    hard: bool = False
+    """True: pre-call checks deny once the limit is reached."""
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    """Standard Webhooks secret (``whsec_<base64>``); default LUC_WEBHOOK_SECRET."""
+
+
+class BudgetPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    limit_usd: str | None = None
+    thresholds: list[Decimal] | None = None
+    hard: bool | None = None
+    webhook_url: str | None = None
+    """An empty string removes the webhook."""
+    webhook_secret: str | None = None
+
+
+class BudgetOut(msgspec.Struct, kw_only=True):
+    id: int
+    scope: str
+    scope_id: str | None
+    period: str
+    limit_usd: str
+    thresholds: list[float]
+    """Fractions of the limit (ratios, not money)."""
+    hard: bool
+    webhook_url: str | None
+    created_at: str
+    updated_at: str
+    webhook_secret: str | None = None
+    """Only in the answer that created it, when LUC generated the secret."""
+
+
+class BudgetList(msgspec.Struct):
+    items: list[BudgetOut]
+
+
+class StandingOut(msgspec.Struct):
+    id: int
+    scope: str
+    scope_id: str | None
+    period: str
+    period_start: str
+    hard: bool
+    limit_usd: str
+    spent_usd: str
+    reserved_usd: str
+    remaining_usd: str
+    exceeded: bool
+
+
+class CheckOut(msgspec.Struct):
+    allowed: bool
+    remaining_usd: str | None
+    budgets: list[StandingOut]
+    reservation_ids: list[str]
+    reason: str | None
+
+
+class AlertOut(msgspec.Struct):
+    alert_id: str
+    budget_id: int
+    scope: str
+    scope_id: str | None
+    period_start: str
+    threshold: float
+    """Fraction of the limit (a ratio, not money)."""
+    spent_usd: str
+    limit_usd: str
+    created_at: str
+    delivery: str
+    """``none`` (no webhook), ``pending``, ``delivered`` or ``dead``."""
+    attempts: int
+    last_error: str | None
+    delivered_at: str | None
+
+
+class AlertList(msgspec.Struct):
+    items: list[AlertOut]
+
+
+def budget_out(b: Budget, secret: str | None = None) -> BudgetOut:
+    return BudgetOut(
+        id=b.id,
+        scope=b.scope,
+        scope_id=b.scope_id,
+        period=b.period,
+        limit_usd=money(b.limit_usd) or "0",
+        thresholds=[float(t) for t in b.thresholds],
+        hard=b.hard,
+        webhook_url=b.webhook_url,
+        created_at=timestamp(b.created_at) or "",
+        updated_at=timestamp(b.updated_at) or "",
+        webhook_secret=secret,
+    )
+
+
+def standing_out(s: BudgetStanding) -> StandingOut:
+    b = s.budget
+    return StandingOut(
+        id=b.id,
+        scope=b.scope,
+        scope_id=b.scope_id,
+        period=b.period,
+        period_start=timestamp(s.period_start) or "",
+        hard=b.hard,
+        limit_usd=money(b.limit_usd) or "0",
+        spent_usd=money(s.spent_usd) or "0",
+        reserved_usd=money(s.reserved_usd) or "0",
+        remaining_usd=money(s.remaining_usd) or "0",
+        exceeded=s.spent_usd >= b.limit_usd,
+    )
+
+
+def alert_out(a: Alert) -> AlertOut:
+    return AlertOut(
+        alert_id=a.id,
+        budget_id=a.budget_id,
+        scope=a.scope,
+        scope_id=a.scope_id,
+        period_start=timestamp(a.period_start) or "",
+        threshold=float(a.threshold),
+        spent_usd=money(a.spent_usd) or "0",
+        limit_usd=money(a.limit_usd) or "0",
+        created_at=timestamp(a.created_at) or "",
+        delivery=a.delivery,
+        attempts=a.attempts,
+        last_error=a.last_error,
+        delivered_at=timestamp(a.delivered_at),
+    )
+
+
+def _amount(field: str, raw: str) -> Decimal:
+    try:
+        value = Decimal(raw.strip())
+    except InvalidOperation:
+        raise InvalidRequestError(f"{field}: {raw!r} is not a decimal string") from None
+    if not value.is_finite():
+        raise InvalidRequestError(f"{field}: {raw!r} is not a finite amount")
+    return value
+
+
+def _secret(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    try:
+        Webhook(raw)
+    except Exception:
+        raise InvalidRequestError(
+            "webhook_secret: must be a Standard Webhooks secret, whsec_<base64>"
+        ) from None
+    if not raw.startswith("whsec_"):
+        raise InvalidRequestError("webhook_secret: must start with whsec_")
+    return raw
+
+
+class BudgetsController(Controller):
+    path = "/v1/budgets"
+    tags = ["budgets"]
+    dependencies = {"luc": Provide(provide_resources)}
+
+    @post(
+        "/",
+        operation_id="createBudget",
+        summary="Create a budget",
+        description=(
+            "Spend already on the ledger counts towards it. Each threshold fires one alert "
+            "per period; with a webhook, the alert is posted signed (Standard Webhooks)."
+        ),
+        status_code=201,
+    )
+    async def create(self, luc: NamedDependency[Resources], data: JSONBody[BudgetIn]) -> BudgetOut:
+        settings = luc.settings.budgets
+        secret = _secret(data.webhook_secret)
+        generated = None
+        if data.webhook_url is not None:
+            await check_target(data.webhook_url, settings.allowed_hosts)
+            if secret is None and settings.webhook_secret is None:
+                secret = generated = new_webhook_secret()
+        new = NewBudget(
+            scope=data.scope,
+            scope_id=data.scope_id,
+            period=data.period,
+            limit_usd=_amount("limit_usd", data.limit_usd),
+            thresholds=list(data.thresholds or []),
+            hard=data.hard,
+            webhook_url=data.webhook_url,
+            webhook_secret=secret,
+        )
+        budget = await on_connection(luc.pool, lambda conn: create_budget(conn, new))
+        return budget_out(budget, generated)
+
+    @get("/", operation_id="listBudgets", summary="Budgets, optionally of one scope")
+    async def list(
+        self,
+        luc: NamedDependency[Resources],
+        scope: FromQuery[str | None] = None,
+        scope_id: FromQuery[str | None] = None,
+    ) -> BudgetList:
+        budgets = await on_connection(luc.pool, lambda conn: list_budgets(conn, scope, scope_id))
+        return BudgetList(items=[budget_out(b) for b in budgets])
+
+    @get(
+        "/check",
+        operation_id="checkBudgets",
+        summary="May a call go ahead? Reserves the estimate against hard budgets",
+        description=(
+            "Considers the global budget and those of the given job, agent and model, in the "
+            "period that contains now. A hard budget denies when spent + reserved + estimate "
+            "would pass its limit; when allowed, the estimate is reserved until the call's "
+            "usage event arrives (or the reservation expires)."
+        ),
+    )
+    async def check(
+        self,
+        luc: NamedDependency[Resources],
+        job_id: FromQuery[str | None] = None,
+        agent: FromQuery[str | None] = None,
+        model: FromQuery[str | None] = None,
+        estimated_cost_usd: Annotated[
+            str | None, QueryParameter(description="decimal string, USD")
+        ] = None,
+    ) -> CheckOut:
+        estimate = (
+            None
+            if estimated_cost_usd is None
+            else _amount("estimated_cost_usd", estimated_cost_usd)
+        )
+
+        async def run(conn: Connection) -> CheckOut:
+            result = await check_call(
+                conn,
+                job_id=job_id,
+                agent=agent,
+                model=model,
+                estimated_cost_usd=estimate,
+                now=datetime.now(UTC),
+                reservation_seconds=luc.settings.budgets.reservation_seconds,
+            )
+            return CheckOut(
+                allowed=result.allowed,
+                remaining_usd=money(result.remaining_usd),
+                budgets=[standing_out(s) for s in result.standings],
+                reservation_ids=result.reservation_ids,
+                reason=result.reason,
+            )
+
+        return await on_connection(luc.pool, run)
+
+    @get("/{budget_id:int}", operation_id="getBudget", summary="One budget")
+    async def one(self, luc: NamedDependency[Resources], budget_id: FromPath[int]) -> BudgetOut:
+        return budget_out(await on_connection(luc.pool, lambda conn: get_budget(conn, budget_id)))
+
+    @patch(
+        "/{budget_id:int}",
+        operation_id="updateBudget",
+        summary="Change a budget's limit, thresholds, hardness or webhook",
+    )
+    async def update(
+        self, luc: NamedDependency[Resources], budget_id: FromPath[int], data: JSONBody[BudgetPatch]
+    ) -> BudgetOut:
+        if data.webhook_url:
+            await check_target(data.webhook_url, luc.settings.budgets.allowed_hosts)
+        changes = BudgetChanges(
+            limit_usd=None if data.limit_usd is None else _amount("limit_usd", data.limit_usd),
+            thresholds=data.thresholds,
+            hard=data.hard,
+            webhook_url=data.webhook_url or None,
+            clear_webhook=data.webhook_url == "",
+            webhook_secret=_secret(data.webhook_secret),
+        )
+        budget = await on_connection(luc.pool, lambda conn: update_budget(conn, budget_id, changes))
+        return budget_out(budget)
+
+    @delete(
+        "/{budget_id:int}",
+        operation_id="deleteBudget",
+        summary="Retire a budget (its alerts stay on record)",
+        status_code=204,
+    )
+    async def remove(self, luc: NamedDependency[Resources], budget_id: FromPath[int]) -> None:
+        await on_connection(luc.pool, lambda conn: delete_budget(conn, budget_id))
+
+
+class AlertsController(Controller):
+    path = "/v1/alerts"
+    tags = ["budgets"]
+    dependencies = {"luc": Provide(provide_resources)}
+
+    @get("/", operation_id="listAlerts", summary="Budget alerts with their delivery state")
+    async def list(
+        self, luc: NamedDependency[Resources], budget_id: FromQuery[int | None] = None
+    ) -> AlertList:
+        alerts = await on_connection(luc.pool, lambda conn: list_alerts(conn, budget_id))
+        return AlertList(items=[alert_out(a) for a in alerts])
+
+    @get("/{alert_id:str}", operation_id="getAlert", summary="One alert")
+    async def one(self, luc: NamedDependency[Resources], alert_id: FromPath[str]) -> AlertOut:
+        alerts = await on_connection(luc.pool, lambda conn: _alerts_by_id(conn, alert_id))
+        if not alerts:
+            raise NotFoundError(f"alert {alert_id!r} does not exist")
+        return alert_out(alerts[0])
+
+    @post(
+        "/{alert_id:str}/redeliver",
+        operation_id="redeliverAlert",
+        summary="Send an alert's webhook again (after it was marked dead)",
+        status_code=202,
+    )
+    async def resend(
+        self, luc: NamedDependency[Resources], alert_id: FromPath[str]
+    ) -> Response[AlertOut]:
+        window = luc.settings.budgets.retry_window_seconds
+        await on_connection(luc.pool, lambda conn: redeliver(conn, alert_id, window))
+        if luc.dispatcher is not None:
+            luc.dispatcher.wake()
+        alerts = await on_connection(luc.pool, lambda conn: _alerts_by_id(conn, alert_id))
+        return Response(alert_out(alerts[0]), status_code=202)
+
+
+async def _alerts_by_id(conn: Connection, alert_id: str) -> list[Alert]:
+    try:
+        return await list_alerts(conn, alert_id=alert_id)
+    except Exception as exc:  # a malformed uuid
+        if type(exc).__name__ == "DataError":
+            return []
+        raise

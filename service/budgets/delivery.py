@@ -1,0 +1,178 @@
+"""Webhook delivery from the alert outbox: signed, retried with backoff, at least once.
+
+The dispatcher runs inside every LUC process. It claims due rows with ``FOR UPDATE SKIP
+LOCKED`` and a lease, posts each alert signed the Standard Webhooks way (``webhook-id`` is
+the alert id, stable across retries, so receivers can drop repeats), and records the
+outcome. A failure waits ``base·2^(attempt−1)`` seconds (capped, with jitter) before the
+next attempt; past the retry window the alert is marked dead and can be re-sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import httpx
+import msgspec
+import structlog
+from standardwebhooks.webhooks import Webhook
+
+from service.budgets import queries
+from service.budgets.targets import check_target
+from service.db import CONNECTION_ERRORS, Connection
+from service.errors import InvalidRequestError, NotFoundError
+from service.settings import BudgetSettings
+
+log = structlog.get_logger("luc.webhooks")
+
+EVENT_TYPE = "budget.threshold_crossed"
+CLAIM_BATCH = 20
+
+
+def _money(value: Any) -> str:
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def webhook_body(alert: Any) -> bytes:
+    """The JSON body of one alert; identical on every attempt."""
+    return msgspec.json.encode(
+        {
+            "type": EVENT_TYPE,
+            "timestamp": alert["created_at"].astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "data": {
+                "alert_id": str(alert["id"]),
+                "budget_id": alert["budget_id"],
+                "scope": alert["scope"],
+                "scope_id": alert["scope_id"],
+                "period_start": alert["period_start"]
+                .astimezone(UTC)
+                .isoformat()
+                .replace("+00:00", "Z"),
+                # A threshold is a fraction of the limit, not money: a JSON number.
+                "threshold": float(alert["threshold"]),
+                "spent_usd": _money(alert["spent_usd"]),
+                "limit_usd": _money(alert["limit_usd"]),
+            },
+        }
+    )
+
+
+def signed_headers(secret: str, message_id: str, body: bytes, now: datetime) -> dict[str, str]:
+    """Standard Webhooks headers: id, timestamp, ``v1,<base64 HMAC-SHA256>``."""
+    signature = Webhook(secret).sign(msg_id=message_id, timestamp=now, data=body.decode())
+    return {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": signature,
+        "content-type": "application/json",
+        "user-agent": "LUC-webhooks/1",
+    }
+
+
+def backoff_seconds(attempt: int, settings: BudgetSettings) -> float:
+    """Delay before the next attempt, a duration: exponential, capped, with jitter."""
+    growth: float = 2.0 ** (attempt - 1)
+    ceiling = min(settings.backoff_max_seconds, settings.backoff_base_seconds * growth)
+    return ceiling * random.uniform(0.5, 1.0)
+
+
+class Dispatcher:
+    """Delivers due alerts until stopped; ``wake()`` skips the wait after new alerts."""
+
+    def __init__(
+        self, pool: asyncpg.Pool, settings: BudgetSettings, client: httpx.AsyncClient
+    ) -> None:
+        self.pool = pool
+        self.settings = settings
+        self.client = client
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while not self._stopping:
+            try:
+                delivered = await self.deliver_due()
+            except CONNECTION_ERRORS as exc:
+                log.warning("dispatcher_database_unavailable", error=str(exc))
+                delivered = 0
+            except Exception:
+                log.exception("dispatcher_failed")
+                delivered = 0
+            if delivered:
+                continue  # there may be more due right away
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.poll_seconds)
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def deliver_due(self) -> int:
+        """Claim and attempt one round of due deliveries; returns how many were claimed."""
+        lease = self.settings.timeout_seconds + 30
+        async with self.pool.acquire() as conn:
+            claimed = await conn.fetch(
+                queries.CLAIM_DUE, CLAIM_BATCH, lease, float(self.settings.retry_window_seconds)
+            )
+            if not claimed:
+                return 0
+            alerts = {
+                str(r["id"]): r
+                for r in await conn.fetch(
+                    queries.SELECT_DELIVERY_DATA, [r["alert_id"] for r in claimed]
+                )
+            }
+        await asyncio.gather(*(self._attempt(row, alerts[str(row["alert_id"])]) for row in claimed))
+        return len(claimed)
+
+    async def _attempt(self, row: Any, alert: Any) -> None:
+        alert_id = str(row["alert_id"])
+        error = await self._post(row["webhook_url"], alert_id, alert)
+        async with self.pool.acquire() as conn:
+            if error is None:
+                await conn.execute(queries.MARK_DELIVERED, row["alert_id"])
+                log.info("webhook_delivered", alert_id=alert_id, attempt=row["attempts"])
+                return
+            delay = backoff_seconds(row["attempts"], self.settings)
+            await conn.execute(queries.MARK_FAILED, row["alert_id"], error[:500], delay)
+            log.warning(
+                "webhook_failed", alert_id=alert_id, attempt=row["attempts"], error=error[:200]
+            )
+
+    async def _post(self, url: str, alert_id: str, alert: Any) -> str | None:
+        """One attempt; the error text, or None on a 2xx answer."""
+        secret = alert["webhook_secret"] or self.settings.webhook_secret
+        if not secret:
+            return "no webhook secret: set LUC_WEBHOOK_SECRET or the budget's webhook_secret"
+        try:
+            await check_target(url, self.settings.allowed_hosts)
+        except InvalidRequestError as exc:
+            return exc.message
+        body = webhook_body(alert)
+        headers = signed_headers(secret, alert_id, body, datetime.now(UTC))
+        try:
+            response = await self.client.post(url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            return f"{type(exc).__name__}: {exc}"
+        if 200 <= response.status_code < 300:
+            return None
+        return f"HTTP {response.status_code}"
+
+
+async def redeliver(conn: Connection, alert_id: str, retry_window_seconds: int) -> None:
+    """Put a dead (or delivered) alert back in the outbox for another round."""
+    try:
+        result = await conn.execute(queries.REDELIVER, alert_id, float(retry_window_seconds))
+    except asyncpg.DataError:
+        raise NotFoundError(f"alert {alert_id!r} does not exist") from None
+    if result == "UPDATE 0":
+        raise NotFoundError(f"alert {alert_id!r} has no webhook delivery")

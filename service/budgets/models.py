@@ -1,0 +1,80 @@
+"""Budgets, the alerts they raise, and the answer to "may this call go ahead?"."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+SCOPES = ("global", "agent", "job", "model")
+PERIODS = ("lifetime", "day", "month")
+DEFAULT_THRESHOLDS = (Decimal("0.5"), Decimal("0.8"), Decimal("1"))
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    id: int
+    scope: str
+    scope_id: str | None
+    period: str
+    limit_usd: Decimal
+    thresholds: list[Decimal]
+    """Fractions of the limit in (0, 1], ascending."""
+    hard: bool
+    webhook_url: str | None
+    has_own_secret: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewBudget:
+    scope: str
+    scope_id: str | None
+    period: str
+    limit_usd: Decimal
+    thresholds: list[Decimal]
+    hard: bool
+    webhook_url: str | None
+    webhook_secret: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    id: str
+    budget_id: int
+    scope: str
+    scope_id: str | None
+    period_start: datetime
+    threshold: Decimal
+    spent_usd: Decimal
+    limit_usd: Decimal
+    created_at: datetime
+    delivery: str
+    """``none`` (no webhook), ``pending``, ``delivered`` or ``dead``."""
+    attempts: int
+    last_error: str | None
+    delivered_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetStanding:
+    """One budget as a pre-call check sees it, in the period that contains now."""
+
+    budget: Budget
+    period_start: datetime
+    spent_usd: Decimal
+    reserved_usd: Decimal
+
+    @property
+    def remaining_usd(self) -> Decimal:
+        return self.budget.limit_usd - self.spent_usd - self.reserved_usd
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    allowed: bool
+    remaining_usd: Decimal | None
+    standings: list[BudgetStanding]
+    reservation_ids: list[str]
+    reason: str | None

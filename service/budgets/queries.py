@@ -1,0 +1,215 @@
+"""SQL owned by budgets (``budgets``, ``budget_spend``, ``alerts``, ``alert_outbox``,
+``budget_reservations``)."""
+
+BUDGET_COLUMNS = """
+id, scope, scope_id, period, limit_usd, thresholds, hard, webhook_url,
+webhook_secret IS NOT NULL AS has_own_secret, created_at, updated_at
+"""
+
+INSERT_BUDGET = f"""
+INSERT INTO budgets (scope, scope_id, period, limit_usd, thresholds, hard, webhook_url,
+                     webhook_secret)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+RETURNING {BUDGET_COLUMNS}
+"""
+
+SELECT_BUDGET = f"SELECT {BUDGET_COLUMNS} FROM budgets WHERE id = $1 AND deleted_at IS NULL"
+
+SELECT_BUDGETS = f"""
+SELECT {BUDGET_COLUMNS} FROM budgets
+WHERE deleted_at IS NULL
+  AND ($1::text IS NULL OR scope = $1)
+  AND ($2::text IS NULL OR scope_id = $2)
+ORDER BY id
+"""
+
+UPDATE_BUDGET = f"""
+UPDATE budgets
+SET limit_usd = $2, thresholds = $3, hard = $4, webhook_url = $5,
+    webhook_secret = COALESCE($6, webhook_secret), updated_at = now()
+WHERE id = $1 AND deleted_at IS NULL
+RETURNING {BUDGET_COLUMNS}
+"""
+
+DELETE_BUDGET = "UPDATE budgets SET deleted_at = now() WHERE id = $1 AND deleted_at IS NULL"
+
+SELECT_WEBHOOK_SECRET = "SELECT webhook_secret FROM budgets WHERE id = $1"
+
+# Spend of a new budget from the ledger as it stands, per period.
+BACKFILL_SPEND = """
+INSERT INTO budget_spend (budget_id, period_start, spent_usd)
+SELECT $1, luc_period_start($2, occurred_at), sum(cost_usd)
+FROM ledger_entries
+WHERE cost_usd IS NOT NULL
+  AND ($3 = 'global'
+       OR ($3 = 'agent' AND agent = $4)
+       OR ($3 = 'job' AND job_id = $4)
+       OR ($3 = 'model' AND model = $4))
+GROUP BY 2
+"""
+
+# Adds the cost of freshly appended entries to every budget they count towards, per
+# period of each entry's occurred_at (event time, not the wall clock). Rows are locked in
+# key order, after the rollups, like every other writer. Returns each touched spend row
+# with the amount this batch added, so the caller knows the value before and after.
+ADD_SPEND = """
+WITH entry AS (
+    SELECT job_id, agent, model, occurred_at, cost_usd
+    FROM ledger_entries
+    WHERE id = ANY($1::bigint[]) AND cost_usd IS NOT NULL AND cost_usd <> 0
+),
+delta AS (
+    SELECT b.id AS budget_id, luc_period_start(b.period, entry.occurred_at) AS period_start,
+           sum(entry.cost_usd) AS amount
+    FROM entry
+    JOIN budgets AS b
+      ON b.deleted_at IS NULL
+     AND (b.scope = 'global'
+          OR (b.scope = 'agent' AND b.scope_id = entry.agent)
+          OR (b.scope = 'job' AND b.scope_id = entry.job_id)
+          OR (b.scope = 'model' AND b.scope_id = entry.model))
+    GROUP BY 1, 2
+),
+upserted AS (
+    INSERT INTO budget_spend AS s (budget_id, period_start, spent_usd)
+    SELECT budget_id, period_start, amount FROM delta ORDER BY budget_id, period_start
+    ON CONFLICT (budget_id, period_start) DO UPDATE SET spent_usd = s.spent_usd + EXCLUDED.spent_usd
+    RETURNING s.budget_id, s.period_start, s.spent_usd
+)
+SELECT u.budget_id, u.period_start, u.spent_usd, d.amount,
+       b.scope, b.scope_id, b.limit_usd, b.thresholds, b.webhook_url
+FROM upserted AS u
+JOIN delta AS d USING (budget_id, period_start)
+JOIN budgets AS b ON b.id = u.budget_id
+"""
+
+INSERT_ALERTS = """
+INSERT INTO alerts (budget_id, period_start, threshold, spent_usd, limit_usd, scope, scope_id)
+SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::numeric[], $4::numeric[],
+                     $5::numeric[], $6::text[], $7::text[])
+ON CONFLICT (budget_id, period_start, threshold) DO NOTHING
+RETURNING id, budget_id
+"""
+
+INSERT_OUTBOX = """
+INSERT INTO alert_outbox (alert_id, webhook_url)
+SELECT * FROM unnest($1::uuid[], $2::text[])
+"""
+
+# Claims due deliveries for a lease. SKIP LOCKED lets several dispatchers (replicas) share
+# the outbox without claiming a row twice; the lease frees rows of a dispatcher that died.
+CLAIM_DUE = """
+UPDATE alert_outbox AS o
+SET locked_until = now() + make_interval(secs => $2), attempts = o.attempts + 1,
+    retry_until = COALESCE(o.retry_until, now() + make_interval(secs => $3))
+FROM (
+    SELECT alert_id FROM alert_outbox
+    WHERE delivered_at IS NULL AND dead_at IS NULL AND next_attempt_at <= now()
+      AND (locked_until IS NULL OR locked_until < now())
+    ORDER BY next_attempt_at
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+) AS due
+WHERE o.alert_id = due.alert_id
+RETURNING o.alert_id, o.webhook_url, o.attempts, o.retry_until
+"""
+
+SELECT_DELIVERY_DATA = """
+SELECT a.id, a.budget_id, a.scope, a.scope_id, a.period_start, a.threshold, a.spent_usd,
+       a.limit_usd, a.created_at, b.webhook_secret
+FROM alerts AS a JOIN budgets AS b ON b.id = a.budget_id
+WHERE a.id = ANY($1::uuid[])
+"""
+
+MARK_DELIVERED = """
+UPDATE alert_outbox SET delivered_at = now(), locked_until = NULL, last_error = NULL
+WHERE alert_id = $1
+"""
+
+# Schedules the next attempt, or marks the delivery dead once the retry window is spent.
+MARK_FAILED = """
+UPDATE alert_outbox
+SET last_error = $2, locked_until = NULL,
+    next_attempt_at = now() + make_interval(secs => $3),
+    dead_at = CASE WHEN now() + make_interval(secs => $3) > retry_until THEN now() END
+WHERE alert_id = $1
+"""
+
+REDELIVER = """
+UPDATE alert_outbox
+SET dead_at = NULL, delivered_at = NULL, attempts = 0, next_attempt_at = now(),
+    locked_until = NULL, retry_until = now() + make_interval(secs => $2)
+WHERE alert_id = $1
+"""
+
+SELECT_ALERTS = """
+SELECT a.id, a.budget_id, a.scope, a.scope_id, a.period_start, a.threshold, a.spent_usd,
+       a.limit_usd, a.created_at,
+       CASE WHEN o.alert_id IS NULL THEN 'none'
+            WHEN o.delivered_at IS NOT NULL THEN 'delivered'
+            WHEN o.dead_at IS NOT NULL THEN 'dead'
+            ELSE 'pending' END AS delivery,
+       COALESCE(o.attempts, 0) AS attempts, o.last_error, o.delivered_at
+FROM alerts AS a
+LEFT JOIN alert_outbox AS o ON o.alert_id = a.id
+WHERE ($1::bigint IS NULL OR a.budget_id = $1)
+  AND ($2::uuid IS NULL OR a.id = $2)
+ORDER BY a.created_at, a.id
+LIMIT $3
+"""
+
+# Locks the hard budgets a check reserves against, in id order, so concurrent checks
+# queue and each sees the reservations of the ones before it.
+LOCK_BUDGETS = "SELECT id FROM budgets WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE"
+
+SELECT_STANDING = """
+SELECT b.id,
+       COALESCE((SELECT spent_usd FROM budget_spend s
+                 WHERE s.budget_id = b.id AND s.period_start = $2), 0) AS spent_usd,
+       COALESCE((SELECT sum(amount_usd) FROM budget_reservations r
+                 WHERE r.budget_id = b.id AND r.period_start = $2
+                   AND r.settled_at IS NULL AND r.expires_at > now()), 0) AS reserved_usd
+FROM budgets AS b
+WHERE b.id = $1
+"""
+
+SELECT_APPLICABLE = f"""
+SELECT {BUDGET_COLUMNS} FROM budgets
+WHERE deleted_at IS NULL
+  AND (scope = 'global'
+       OR (scope = 'job' AND scope_id = $1)
+       OR (scope = 'agent' AND scope_id = $2)
+       OR (scope = 'model' AND scope_id = $3))
+ORDER BY id
+"""
+
+INSERT_RESERVATIONS = """
+INSERT INTO budget_reservations (budget_id, period_start, job_id, agent, model, amount_usd,
+                                 expires_at)
+SELECT budget_id, period_start, $3, $4, $5, $6, now() + make_interval(secs => $7)
+FROM unnest($1::bigint[], $2::timestamptz[]) AS r(budget_id, period_start)
+RETURNING id
+"""
+
+HAS_OPEN_RESERVATIONS = """
+SELECT EXISTS (SELECT 1 FROM budget_reservations WHERE settled_at IS NULL AND expires_at > now())
+"""
+
+SELECT_ARRIVED_CALLS = """
+SELECT job_id, agent, model FROM ledger_entries WHERE id = ANY($1::bigint[]) AND kind = 'charge'
+"""
+
+# Open reservations that calls of these jobs or agents may settle, oldest first, locked so
+# that two batches cannot settle the same reservation.
+SELECT_OPEN_RESERVATIONS = """
+SELECT id, budget_id, job_id, agent, model
+FROM budget_reservations
+WHERE settled_at IS NULL AND expires_at > now()
+  AND (job_id = ANY($1::text[]) OR agent = ANY($2::text[]))
+ORDER BY created_at, id
+FOR UPDATE
+"""
+
+SETTLE_RESERVATIONS = """
+UPDATE budget_reservations SET settled_at = now() WHERE id = ANY($1::uuid[])
+"""

@@ -1,0 +1,343 @@
+"""Budgets: definition, spend evaluation inside the ingest transaction, pre-call checks."""
+
+from __future__ import annotations
+
+import secrets
+from base64 import b64encode
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from service.budgets import queries
+from service.budgets.models import (
+    DEFAULT_THRESHOLDS,
+    PERIODS,
+    SCOPES,
+    Alert,
+    Budget,
+    BudgetStanding,
+    CheckResult,
+    NewBudget,
+)
+from service.db import Connection
+from service.errors import InvalidRequestError, NotFoundError
+
+
+def period_start(period: str, at: datetime) -> datetime:
+    """Start of the UTC period containing ``at`` (mirrors SQL ``luc_period_start``)."""
+    utc = at.astimezone(UTC)
+    if period == "day":
+        return utc.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "month":
+        return utc.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def new_webhook_secret() -> str:
+    """A Standard Webhooks secret: ``whsec_`` and 32 random bytes in base64."""
+    return "whsec_" + b64encode(secrets.token_bytes(32)).decode()
+
+
+def check_definition(
+    scope: str, scope_id: str | None, period: str, limit_usd: Decimal, thresholds: Sequence[Decimal]
+) -> list[Decimal]:
+    """Validate a budget's shape; returns its thresholds sorted and de-duplicated."""
+    if scope not in SCOPES:
+        raise InvalidRequestError(f"scope: {scope!r} is not one of {', '.join(SCOPES)}")
+    if scope == "global" and scope_id is not None:
+        raise InvalidRequestError("scope_id: a global budget has no scope_id")
+    if scope != "global" and not scope_id:
+        raise InvalidRequestError(f"scope_id: required for a budget of scope {scope!r}")
+    if period not in PERIODS:
+        raise InvalidRequestError(f"period: {period!r} is not one of {', '.join(PERIODS)}")
+    if not limit_usd.is_finite() or limit_usd <= 0:
+        raise InvalidRequestError(f"limit_usd: must be a positive amount, got {limit_usd}")
+    if not thresholds:
+        raise InvalidRequestError("thresholds: give at least one, e.g. [0.5, 0.8, 1.0]")
+    for t in thresholds:
+        if not t.is_finite() or not Decimal(0) < t <= Decimal(1):
+            raise InvalidRequestError(
+                f"thresholds: {t} is outside (0, 1]; a threshold is a fraction of the limit"
+            )
+    return sorted(set(thresholds))
+
+
+def _budget(r: Any) -> Budget:
+    return Budget(
+        id=r["id"],
+        scope=r["scope"],
+        scope_id=r["scope_id"],
+        period=r["period"],
+        limit_usd=r["limit_usd"],
+        thresholds=list(r["thresholds"]),
+        hard=r["hard"],
+        webhook_url=r["webhook_url"],
+        has_own_secret=r["has_own_secret"],
+        created_at=r["created_at"],
+        updated_at=r["updated_at"],
+    )
+
+
+async def create_budget(conn: Connection, new: NewBudget) -> Budget:
+    """Store a budget and count the spend already on the ledger towards it."""
+    thresholds = check_definition(
+        new.scope, new.scope_id, new.period, new.limit_usd, new.thresholds or DEFAULT_THRESHOLDS
+    )
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            queries.INSERT_BUDGET,
+            new.scope,
+            new.scope_id,
+            new.period,
+            new.limit_usd,
+            thresholds,
+            new.hard,
+            new.webhook_url,
+            new.webhook_secret,
+        )
+        assert row is not None
+        await conn.execute(queries.BACKFILL_SPEND, row["id"], new.period, new.scope, new.scope_id)
+    return _budget(row)
+
+
+async def get_budget(conn: Connection, budget_id: int) -> Budget:
+    row = await conn.fetchrow(queries.SELECT_BUDGET, budget_id)
+    if row is None:
+        raise NotFoundError(f"budget {budget_id} does not exist")
+    return _budget(row)
+
+
+async def list_budgets(conn: Connection, scope: str | None, scope_id: str | None) -> list[Budget]:
+    return [_budget(r) for r in await conn.fetch(queries.SELECT_BUDGETS, scope, scope_id)]
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetChanges:
+    limit_usd: Decimal | None = None
+    thresholds: list[Decimal] | None = None
+    hard: bool | None = None
+    webhook_url: str | None = None
+    clear_webhook: bool = False
+    webhook_secret: str | None = None
+
+
+async def update_budget(conn: Connection, budget_id: int, changes: BudgetChanges) -> Budget:
+    """Change limit, thresholds, hardness or webhook; scope and period stay fixed."""
+    current = await get_budget(conn, budget_id)
+    limit_usd = current.limit_usd if changes.limit_usd is None else changes.limit_usd
+    thresholds = check_definition(
+        current.scope,
+        current.scope_id,
+        current.period,
+        limit_usd,
+        current.thresholds if changes.thresholds is None else changes.thresholds,
+    )
+    webhook_url = None if changes.clear_webhook else (changes.webhook_url or current.webhook_url)
+    row = await conn.fetchrow(
+        queries.UPDATE_BUDGET,
+        budget_id,
+        limit_usd,
+        thresholds,
+        current.hard if changes.hard is None else changes.hard,
+        webhook_url,
+        changes.webhook_secret,
+    )
+    if row is None:
+        raise NotFoundError(f"budget {budget_id} does not exist")
+    return _budget(row)
+
+
+async def delete_budget(conn: Connection, budget_id: int) -> None:
+    """Retire a budget; its alerts stay on record."""
+    if (await conn.execute(queries.DELETE_BUDGET, budget_id)) == "UPDATE 0":
+        raise NotFoundError(f"budget {budget_id} does not exist")
+
+
+@dataclass(frozen=True, slots=True)
+class Crossing:
+    budget_id: int
+    period_start: datetime
+    threshold: Decimal
+    spent_usd: Decimal
+    limit_usd: Decimal
+    scope: str
+    scope_id: str | None
+    webhook_url: str | None
+
+
+def crossings(rows: Sequence[Any]) -> list[Crossing]:
+    """Thresholds that a spend change moved past: before < threshold·limit ≤ after."""
+    found = []
+    for r in rows:
+        after = r["spent_usd"]
+        before = after - r["amount"]
+        for threshold in r["thresholds"]:
+            level = threshold * r["limit_usd"]
+            if before < level <= after:
+                found.append(
+                    Crossing(
+                        budget_id=r["budget_id"],
+                        period_start=r["period_start"],
+                        threshold=threshold,
+                        spent_usd=after,
+                        limit_usd=r["limit_usd"],
+                        scope=r["scope"],
+                        scope_id=r["scope_id"],
+                        webhook_url=r["webhook_url"],
+                    )
+                )
+    return found
+
+
+async def apply_entries(conn: Connection, entry_ids: Sequence[int]) -> int:
+    """Count new ledger entries towards budgets; record alerts and their outbox rows.
+
+    Runs in the caller's transaction, after the rollups. Returns the number of alerts
+    raised (a unique key makes each threshold fire once per budget and period).
+    """
+    if not entry_ids:
+        return 0
+    ids = list(entry_ids)
+    await settle_reservations(conn, ids)
+    found = crossings(await conn.fetch(queries.ADD_SPEND, ids))
+    if not found:
+        return 0
+    created = await conn.fetch(
+        queries.INSERT_ALERTS,
+        [c.budget_id for c in found],
+        [c.period_start for c in found],
+        [c.threshold for c in found],
+        [c.spent_usd for c in found],
+        [c.limit_usd for c in found],
+        [c.scope for c in found],
+        [c.scope_id for c in found],
+    )
+    urls = {c.budget_id: c.webhook_url for c in found}
+    with_hooks = [(r["id"], urls[r["budget_id"]]) for r in created if urls[r["budget_id"]]]
+    if with_hooks:
+        await conn.execute(
+            queries.INSERT_OUTBOX, [a for a, _ in with_hooks], [u for _, u in with_hooks]
+        )
+    return len(created)
+
+
+async def settle_reservations(conn: Connection, entry_ids: list[int]) -> None:
+    """Each arriving call settles, per budget, the oldest open reservation it matches
+    (same job, agent and model where the reservation named them)."""
+    if not await conn.fetchval(queries.HAS_OPEN_RESERVATIONS):
+        return
+    calls = await conn.fetch(queries.SELECT_ARRIVED_CALLS, entry_ids)
+    if not calls:
+        return
+    open_rows = list(
+        await conn.fetch(
+            queries.SELECT_OPEN_RESERVATIONS,
+            list({c["job_id"] for c in calls}),
+            list({c["agent"] for c in calls}),
+        )
+    )
+    settled: dict[Any, None] = {}  # ordered set
+    for call in calls:
+        taken_budgets: set[int] = set()
+        for r in open_rows:
+            if r["budget_id"] in taken_budgets or r["id"] in settled:
+                continue
+            if all(r[k] is None or r[k] == call[k] for k in ("job_id", "agent", "model")):
+                settled[r["id"]] = None
+                taken_budgets.add(r["budget_id"])
+    if settled:
+        await conn.execute(queries.SETTLE_RESERVATIONS, list(settled))
+
+
+def _alert(r: Any) -> Alert:
+    return Alert(
+        id=str(r["id"]),
+        budget_id=r["budget_id"],
+        scope=r["scope"],
+        scope_id=r["scope_id"],
+        period_start=r["period_start"],
+        threshold=r["threshold"],
+        spent_usd=r["spent_usd"],
+        limit_usd=r["limit_usd"],
+        created_at=r["created_at"],
+        delivery=r["delivery"],
+        attempts=r["attempts"],
+        last_error=r["last_error"],
+        delivered_at=r["delivered_at"],
+    )
+
+
+async def list_alerts(
+    conn: Connection, budget_id: int | None = None, alert_id: str | None = None, limit: int = 1000
+) -> list[Alert]:
+    return [_alert(r) for r in await conn.fetch(queries.SELECT_ALERTS, budget_id, alert_id, limit)]
+
+
+async def check_call(
+    conn: Connection,
+    *,
+    job_id: str | None,
+    agent: str | None,
+    model: str | None,
+    estimated_cost_usd: Decimal | None,
+    now: datetime,
+    reservation_seconds: int,
+) -> CheckResult:
+    """May a call go ahead? Hard budgets deny once spent + reserved + estimate passes the
+    limit; an allowed estimate is reserved atomically against every hard budget."""
+    if estimated_cost_usd is not None and (
+        not estimated_cost_usd.is_finite() or estimated_cost_usd < 0
+    ):
+        raise InvalidRequestError("estimated_cost_usd: must be a decimal amount, not negative")
+    async with conn.transaction():
+        budgets = [
+            _budget(r) for r in await conn.fetch(queries.SELECT_APPLICABLE, job_id, agent, model)
+        ]
+        hard_ids = [b.id for b in budgets if b.hard]
+        if hard_ids and estimated_cost_usd:
+            await conn.execute(queries.LOCK_BUDGETS, hard_ids)
+        standings = []
+        for b in budgets:
+            start = period_start(b.period, now)
+            row = await conn.fetchrow(queries.SELECT_STANDING, b.id, start)
+            assert row is not None
+            standings.append(BudgetStanding(b, start, row["spent_usd"], row["reserved_usd"]))
+        estimate = estimated_cost_usd or Decimal(0)
+        denied = [
+            s
+            for s in standings
+            if s.budget.hard
+            and (s.remaining_usd < estimate or (estimate == 0 and s.remaining_usd <= 0))
+        ]
+        reservation_ids: list[str] = []
+        hard = [s for s in standings if s.budget.hard]
+        if not denied and hard and estimate > 0:
+            rows = await conn.fetch(
+                queries.INSERT_RESERVATIONS,
+                [s.budget.id for s in hard],
+                [s.period_start for s in hard],
+                job_id,
+                agent,
+                model,
+                estimate,
+                float(reservation_seconds),  # an interval length in seconds, not money
+            )
+            reservation_ids = [str(r["id"]) for r in rows]
+    remaining = min((s.remaining_usd for s in standings), default=None)
+    reason = None
+    if denied:
+        first = denied[0].budget
+        reason = (
+            f"budget {first.id} ({first.scope}"
+            + (f" {first.scope_id}" if first.scope_id else "")
+            + f", {first.period}) has {denied[0].remaining_usd} USD left of {first.limit_usd}"
+        )
+    return CheckResult(
+        allowed=not denied,
+        remaining_usd=remaining,
+        standings=standings,
+        reservation_ids=reservation_ids,
+        reason=reason,
+    )

@@ -1,0 +1,383 @@
+"""Bad input over HTTP (SPEC §2): a precise 4xx for a bad request, a per-event ``rejected``
+with its reason for a bad event, and the good events beside a bad one are still recorded.
+
+The many cases share one database and one app (cloning a database per case would cost
+more than the cases): each case uses its own event ids and job ids and looks only at those.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from litestar.testing import AsyncTestClient
+
+from service.app import create_app
+from service.db import connect, with_database
+from tests.conftest import settings_for
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+MAX_BATCH = 3
+MAX_BODY = 32 * 1024
+
+
+async def _admin(admin_url: str, sql: str) -> None:
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="module")
+def shared_database(admin_url: str, template_database: str) -> Iterator[str]:
+    """One fresh database for this module, cloned from the migrated template."""
+    name = f"luc_test_bad_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"'))
+    yield with_database(admin_url, name)
+    asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def api(shared_database: str) -> AsyncIterator[AsyncTestClient[Any]]:
+    """The app with small limits: 3 events per batch, 32 KiB per body."""
+    settings = settings_for(
+        shared_database, LUC_MAX_BATCH_EVENTS=str(MAX_BATCH), LUC_MAX_BODY_BYTES=str(MAX_BODY)
+    )
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        yield client
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def db(shared_database: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await connect(shared_database)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def stored_ids(db: asyncpg.Connection, prefix: str) -> list[str]:
+    rows = await db.fetch(
+        "SELECT event_id FROM usage_events WHERE starts_with(event_id, $1) ORDER BY event_id",
+        prefix,
+    )
+    return [r["event_id"] for r in rows]
+
+
+def good(event_id: str, job_id: str, **changes: Any) -> dict[str, Any]:
+    """A valid call: gemini-3.0-flash (0.10 / 0.40 per 1M), 1000 in and 500 out.
+
+    1000·0.10 + 500·0.40 = 100 + 200 = 300 per 1M → 0.0003
+    """
+    event: dict[str, Any] = {
+        "id": event_id,
+        "occurred_at": "2025-11-20T10:00:00Z",
+        "job_id": job_id,
+        "agent": "ACHEEVY",
+        "provider": "openrouter",
+        "model": "gemini-3.0-flash",
+        "input_tokens": 1000,
+        "output_tokens": 500,
+    }
+    event.update(changes)
+    return event
+
+
+FUTURE = "<a day from now>"
+MISSING = "<field removed>"
+
+# (case, changes to a good event, the field the reason must start with, words it must hold)
+BAD_EVENTS: list[tuple[str, dict[str, Any], str, str]] = [
+    ("count-as-string", {"input_tokens": "1000"}, "input_tokens", "expected `int`"),
+    ("count-as-float", {"output_tokens": 12.5}, "output_tokens", "expected `int`"),
+    ("count-as-bool", {"cached_input_tokens": True}, "cached_input_tokens", "expected `int`"),
+    ("negative-count", {"output_tokens": -1}, "output_tokens", ">= 0"),
+    ("negative-cached", {"cached_input_tokens": -3}, "cached_input_tokens", ">= 0"),
+    (
+        "cached-plus-write-above-input",
+        {"cached_input_tokens": 600, "cache_write_tokens": 401},
+        "cached_input_tokens + cache_write_tokens",
+        "exceed input_tokens (1000)",
+    ),
+    ("reasoning-above-output", {"reasoning_tokens": 501}, "reasoning_tokens", "exceed"),
+    (
+        "timestamp-without-offset",
+        {"occurred_at": "2025-11-20T10:00:00"},
+        "occurred_at",
+        "no UTC offset",
+    ),
+    ("timestamp-not-a-time", {"occurred_at": "last tuesday"}, "occurred_at", "RFC3339"),
+    ("timestamp-far-future", {"occurred_at": FUTURE}, "occurred_at", "in the future"),
+    (
+        "attributes-over-4-kib",
+        {"attributes": {"prompt": "x" * 4100}},
+        "attributes",
+        "over the limit of 4096 bytes",
+    ),
+    ("attributes-not-an-object", {"attributes": "route=/chat"}, "attributes", "object"),
+    ("unknown-field", {"colour": "blue"}, "colour", "unknown field"),
+    ("sets-cost", {"cost_usd": "0"}, "cost_usd", "unknown field"),
+    ("sets-price", {"price": {"input": "0"}}, "price", "unknown field"),
+    ("sets-catalog-version", {"catalog_version": 1}, "catalog_version", "unknown field"),
+    ("id-too-long", {"id": "i" * 129}, "id", "length <= 128"),
+    ("id-empty", {"id": ""}, "id", "length >= 1"),
+    ("id-not-a-string", {"id": 42}, "id", "expected `str`"),
+    ("job-missing", {"job_id": MISSING}, "job_id", "required field is missing"),
+    ("agent-too-long", {"agent": "A" * 65}, "agent", "length <= 64"),
+    ("status-unknown", {"status": "timeout"}, "status", "'timeout'"),
+    ("provider-cost-number", {"provider_cost_usd": 0.0003}, "provider_cost_usd", "`str"),
+    ("provider-cost-not-decimal", {"provider_cost_usd": "3 cents"}, "provider_cost_usd", "decimal"),
+    ("provider-cost-negative", {"provider_cost_usd": "-0.01"}, "provider_cost_usd", "negative"),
+    ("provider-cost-huge", {"provider_cost_usd": "1e999999"}, "provider_cost_usd", "range"),
+    ("model-with-nul", {"model": "gemini\u0000"}, "model", "NUL"),
+    ("attributes-with-nul", {"attributes": {"k": "\u0000"}}, "attributes", "NUL"),
+    (
+        "timestamp-out-of-range",
+        {"occurred_at": "0001-01-01T00:00:00+05:00"},
+        "occurred_at",
+        "range",
+    ),
+]
+
+
+def bad_event(case: str, changes: dict[str, Any]) -> dict[str, Any]:
+    event = good(f"{case}-bad", f"job-{case}")
+    for name, value in changes.items():
+        if value == MISSING:
+            event.pop(name)
+        elif value == FUTURE:
+            event[name] = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+        else:
+            event[name] = value
+    return event
+
+
+@pytest.mark.parametrize(
+    ("case", "changes", "field", "says"), BAD_EVENTS, ids=[c[0] for c in BAD_EVENTS]
+)
+async def test_a_bad_event_is_rejected_with_its_reason_and_the_good_ones_beside_it_count(
+    api: AsyncTestClient[Any],
+    db: asyncpg.Connection,
+    case: str,
+    changes: dict[str, Any],
+    field: str,
+    says: str,
+) -> None:
+    job = f"job-{case}"
+    bad = bad_event(case, changes)
+    batch = [good(f"{case}-good-1", job), bad, good(f"{case}-good-2", job)]
+    response = await api.post("/v1/events/batch", json={"events": batch})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert (answer["accepted"], answer["duplicates"], answer["conflicts"], answer["rejected"]) == (
+        2,
+        0,
+        0,
+        1,
+    )
+    first, rejected, last = answer["results"]
+    assert first == {"id": f"{case}-good-1", "status": "accepted"}
+    assert last == {"id": f"{case}-good-2", "status": "accepted"}
+    assert rejected["status"] == "rejected"
+    assert rejected["reason"].startswith(field), rejected["reason"]
+    assert says in rejected["reason"], rejected["reason"]
+    if isinstance(bad.get("id"), str) and field != "id":
+        assert rejected["id"] == bad["id"]
+
+    # the two good events, 0.0003 each, are the job's whole total
+    totals = (await api.get(f"/v1/jobs/{job}")).json()
+    assert (totals["cost_usd"], totals["events"], totals["input_tokens"]) == ("0.0006", 2, 2000)
+    assert await stored_ids(db, f"{case}-") == [f"{case}-good-1", f"{case}-good-2"]
+    entries = await db.fetchval("SELECT count(*) FROM ledger_entries WHERE job_id = $1", job)
+    assert entries == 2
+
+
+async def test_an_event_that_is_not_an_object_is_rejected_alone(
+    api: AsyncTestClient[Any],
+) -> None:
+    batch = [good("obj-1", "job-obj"), 17, ["a"], good("obj-2", "job-obj")]
+    response = await api.post(
+        "/v1/events/batch", json={"events": batch[:1] + batch[1:2] + batch[3:]}
+    )
+    answer = response.json()
+    assert [r["status"] for r in answer["results"]] == ["accepted", "rejected", "accepted"]
+    assert answer["results"][1]["id"] is None
+    assert "object" in answer["results"][1]["reason"]
+    assert (await api.get("/v1/jobs/job-obj")).json()["events"] == 2
+
+
+def raw(body: bytes) -> dict[str, Any]:
+    return {"content": body, "headers": {"content-type": "application/json"}}
+
+
+FOUR = {"events": [good(f"four-{i}", "job-four") for i in range(MAX_BATCH + 1)]}
+
+# (case, body, status, words the detail must hold)
+BAD_BODIES: list[tuple[str, bytes, int, str]] = [
+    ("empty-body", b"", 400, "body is empty"),
+    ("not-json", b'{"events": [', 400, "not valid JSON"),
+    ("not-json-at-all", b"events=1", 400, "not valid JSON"),
+    ("json-array", b"[]", 422, 'body must be {"events": [...]}'),
+    ("json-string", b'"events"', 422, 'body must be {"events": [...]}'),
+    ("json-null", b"null", 422, 'body must be {"events": [...]}'),
+    ("missing-events", b"{}", 422, "events: required field is missing"),
+    ("misnamed-events", b'{"event": []}', 422, "event"),
+    ("events-not-a-list", b'{"events": {"id": "x"}}', 422, "events: expected `array`"),
+    ("empty-batch", b'{"events": []}', 422, "events: the batch is empty"),
+    ("batch-over-limit", json.dumps(FOUR).encode(), 413, "events: the batch holds 4"),
+    ("nested-too-deep", b'{"events": ' + b"[" * 3000 + b"]" * 3000 + b"}", 400, "deep"),
+    ("body-over-limit", b'{"events": ["' + b"x" * MAX_BODY + b'"]}', 413, ""),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "body", "status", "says"), BAD_BODIES, ids=[c[0] for c in BAD_BODIES]
+)
+async def test_a_bad_batch_body_fails_with_a_precise_status_and_nothing_is_stored(
+    api: AsyncTestClient[Any],
+    db: asyncpg.Connection,
+    case: str,
+    body: bytes,
+    status: int,
+    says: str,
+) -> None:
+    before = await db.fetchval("SELECT count(*) FROM usage_events")
+    response = await api.post("/v1/events/batch", **raw(body))
+    assert response.status_code == status, response.text
+    error = response.json()
+    assert error["status_code"] == status
+    assert says in error["detail"], error["detail"]
+    assert await db.fetchval("SELECT count(*) FROM usage_events") == before
+
+
+async def test_a_batch_at_the_limit_is_accepted(api: AsyncTestClient[Any]) -> None:
+    events = FOUR["events"][:MAX_BATCH]
+    response = await api.post("/v1/events/batch", json={"events": events})
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == MAX_BATCH
+    # 3 × 0.0003
+    assert (await api.get("/v1/jobs/job-four")).json()["cost_usd"] == "0.0009"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        (b"", 400, "body is empty"),
+        (b"{oops", 400, "not valid JSON"),
+        (b"[]", 422, "JSON object"),
+        (b"12", 422, "JSON object"),
+    ],
+)
+async def test_a_single_event_body_that_is_not_an_event_fails(
+    api: AsyncTestClient[Any], body: bytes, status: int, says: str
+) -> None:
+    response = await api.post("/v1/events", **raw(body))
+    assert response.status_code == status, response.text
+    assert says in response.json()["detail"]
+
+
+# Same id, same content, counted once ------------------------------------------------------
+
+
+async def test_a_replayed_event_is_a_duplicate_counted_once(api: AsyncTestClient[Any]) -> None:
+    event = good("dup-1", "job-dup", cached_input_tokens=200, provider_cost_usd="0.00031")
+    first = (await api.post("/v1/events/batch", json={"events": [event]})).json()
+    assert first["accepted"] == 1
+    again = (
+        await api.post("/v1/events/batch", json={"events": [event, good("dup-2", "job-dup")]})
+    ).json()
+    assert (again["accepted"], again["duplicates"], again["conflicts"]) == (1, 1, 0)
+    assert again["results"][0] == {"id": "dup-1", "status": "duplicate"}
+
+    # the same content written differently: another offset, another decimal spelling,
+    # fields in another order, defaults spelled out
+    rewritten = {
+        **dict(reversed(list(event.items()))),
+        "occurred_at": "2025-11-20T11:00:00+01:00",
+        "provider_cost_usd": "0.000310",
+        "cache_write_tokens": 0,
+        "status": "ok",
+    }
+    third = await api.post("/v1/events", json=rewritten)
+    assert third.status_code == 200, third.text
+    assert third.json() == {"id": "dup-1", "status": "duplicate"}
+
+    job = (await api.get("/v1/jobs/job-dup")).json()
+    # dup-1 (0.0003, as cached tokens cost input price by default) + dup-2 (0.0003)
+    assert (job["cost_usd"], job["events"], job["provider_cost_usd"]) == ("0.0006", 2, "0.00031")
+
+
+async def test_a_repeat_inside_one_batch_is_a_duplicate_counted_once(
+    api: AsyncTestClient[Any],
+) -> None:
+    event = good("twice-1", "job-twice")
+    answer = (await api.post("/v1/events/batch", json={"events": [event, event]})).json()
+    assert [r["status"] for r in answer["results"]] == ["accepted", "duplicate"]
+    assert (await api.get("/v1/jobs/job-twice")).json()["events"] == 1
+
+
+# Same id, other content: a conflict, and the first stays ---------------------------------
+
+
+async def test_a_reused_id_with_other_content_is_a_conflict_and_the_first_stays(
+    api: AsyncTestClient[Any],
+) -> None:
+    first = good("reuse-1", "job-reuse")
+    assert (await api.post("/v1/events", json=first)).status_code == 201
+    changed = {**first, "output_tokens": 5000, "job_id": "job-elsewhere"}
+    answer = (await api.post("/v1/events/batch", json={"events": [changed]})).json()
+    assert (answer["accepted"], answer["conflicts"]) == (0, 1)
+    result = answer["results"][0]
+    assert result["status"] == "conflict"
+    assert "job_id" in result["reason"] and "output_tokens" in result["reason"]
+    assert "the first is kept" in result["reason"]
+
+    job = (await api.get("/v1/jobs/job-reuse")).json()
+    assert (job["cost_usd"], job["events"], job["output_tokens"]) == ("0.0003", 1, 500)
+    assert (await api.get("/v1/jobs/job-elsewhere")).status_code == 404
+
+
+async def test_a_conflict_inside_one_batch_keeps_the_first(api: AsyncTestClient[Any]) -> None:
+    first = good("inner-1", "job-inner")
+    second = {**first, "input_tokens": 2000}
+    answer = (await api.post("/v1/events/batch", json={"events": [first, second]})).json()
+    assert [r["status"] for r in answer["results"]] == ["accepted", "conflict"]
+    assert "input_tokens" in answer["results"][1]["reason"]
+    job = (await api.get("/v1/jobs/job-inner")).json()
+    assert (job["cost_usd"], job["input_tokens"]) == ("0.0003", 1000)
+
+
+async def test_a_single_event_answers_201_200_409_or_422(api: AsyncTestClient[Any]) -> None:
+    event = good("single-1", "job-single")
+    accepted = await api.post("/v1/events", json=event)
+    assert (accepted.status_code, accepted.json()) == (
+        201,
+        {"id": "single-1", "status": "accepted"},
+    )
+    duplicate = await api.post("/v1/events", json=event)
+    assert (duplicate.status_code, duplicate.json()) == (
+        200,
+        {"id": "single-1", "status": "duplicate"},
+    )
+    conflict = await api.post("/v1/events", json={**event, "agent": "ORACLE"})
+    assert conflict.status_code == 409
+    assert conflict.json()["status"] == "conflict"
+    assert "agent" in conflict.json()["reason"]
+    rejected = await api.post(
+        "/v1/events", json={**event, "id": "single-2", "reasoning_tokens": 501}
+    )
+    assert rejected.status_code == 422
+    assert rejected.json()["status"] == "rejected"
+    assert rejected.json()["reason"].startswith("reasoning_tokens")
+
+    job = (await api.get("/v1/jobs/job-single")).json()
+    assert (job["cost_usd"], job["events"], job["lines"][0]["agent"]) == ("0.0003", 1, "ACHEEVY")

@@ -1,0 +1,484 @@
+"""`luc catalog sync` and `luc catalog import` against a fake OpenRouter on loopback.
+
+The fake is a real HTTP server serving ``GET /api/v1/models`` in OpenRouter's shape
+(reference/openrouter.md §5): per-token USD decimal strings, a dynamic ``"-1"`` router,
+a model without cache prices, one with ``internal_reasoning``, one with cache read/write
+prices, one with a per-request price. The CLI runs as a child process, as an operator
+would run it; the versions it creates are read back over REST.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from click.testing import CliRunner, Result
+
+from service.cli import main
+from service.settings import get_settings
+from tests.conftest import PROJECT_ROOT
+
+
+def model(model_id: str, name: str, pricing: dict[str, str], context_length: int) -> dict[str, Any]:
+    """One entry of ``data[]`` with the fields OpenRouter serves."""
+    return {
+        "id": model_id,
+        "canonical_slug": model_id,
+        "name": name,
+        "created": 1_750_000_000,
+        "description": f"{name}.",
+        "context_length": context_length,
+        "architecture": {
+            "modality": "text->text",
+            "input_modalities": ["text"],
+            "output_modalities": ["text"],
+            "tokenizer": "Other",
+            "instruct_type": None,
+        },
+        "pricing": pricing,
+        "top_provider": {
+            "context_length": context_length,
+            "max_completion_tokens": 16384,
+            "is_moderated": False,
+        },
+        "per_request_limits": None,
+        "supported_parameters": ["max_tokens", "temperature", "tools"],
+        "default_parameters": None,
+        "expiration_date": None,
+    }
+
+
+def models_payload(deepseek_completion: str = "0.000002") -> dict[str, Any]:
+    data = [
+        model(
+            "openai/gpt-4o-mini",
+            "OpenAI: GPT-4o-mini",
+            {
+                "prompt": "0.00000015",
+                "completion": "0.0000006",
+                "request": "0",
+                "image": "0.000217",
+                "web_search": "0",
+                # "0": not priced separately, so reasoning is billed at the output price.
+                "internal_reasoning": "0",
+                "input_cache_read": "0.000000075",
+            },
+            128000,
+        ),
+        model(
+            # No cache prices at all; reasoning priced on its own.
+            "deepseek/deepseek-r1",
+            "DeepSeek: R1",
+            {
+                "prompt": "0.0000004",
+                "completion": deepseek_completion,
+                "internal_reasoning": "0.0000035",
+                "request": "0",
+                "image": "0",
+                "web_search": "0",
+            },
+            163840,
+        ),
+        model(
+            # Known to the AIMS catalog (standard): name and tier kept.
+            "anthropic/claude-sonnet-4.5",
+            "Anthropic: Claude Sonnet 4.5",
+            {
+                "prompt": "0.000003",
+                "completion": "0.000015",
+                "request": "0",
+                "image": "0.0048",
+                "web_search": "0",
+                "internal_reasoning": "0",
+                "input_cache_read": "0.0000003",
+                "input_cache_write": "0.00000375",
+            },
+            1000000,
+        ),
+        model(
+            # Known (economy in AIMS); the rule alone would say fast (output 0.40).
+            "meta-llama/llama-3.3-70b-instruct",
+            "Meta: Llama 3.3 70B Instruct",
+            {"prompt": "0.00000013", "completion": "0.0000004"},
+            131072,
+        ),
+        model(
+            "perplexity/sonar-pro",
+            "Perplexity: Sonar Pro",
+            {"prompt": "0.000003", "completion": "0.000015", "request": "0.005"},
+            200000,
+        ),
+        model(
+            "openai/o1-pro",
+            "OpenAI: o1-pro",
+            {"prompt": "0.00015", "completion": "0.0006"},
+            200000,
+        ),
+        model(
+            # Output exactly 0.30 per 1M: the fast floor is inclusive.
+            "qwen/qwen-2.5-72b-instruct",
+            "Qwen2.5 72B Instruct",
+            {"prompt": "0.00000012", "completion": "0.0000003"},
+            32768,
+        ),
+        model(
+            # Output just under 0.30 per 1M: economy; many digits, moved exactly.
+            "mistralai/mistral-nemo",
+            "Mistral: Mistral Nemo",
+            {"prompt": "0.0000000075", "completion": "0.00000029999"},
+            131072,
+        ),
+        model(
+            "openrouter/auto",
+            "Auto Router",
+            {"prompt": "-1", "completion": "-1"},
+            2000000,
+        ),
+        model(
+            "openai/text-embedding-3-small",
+            "OpenAI: Text Embedding 3 Small",
+            {"prompt": "0.00000002"},
+            8192,
+        ),
+    ]
+    return {"data": data, "total_count": len(data), "links": {"next": None}}
+
+
+# The imported models as GET /v1/catalog/versions/{id} must show them, per 1M tokens,
+# worked out by hand from the per-token strings above.
+EXPECTED_IMPORTED = {
+    "openai/gpt-4o-mini": {
+        "name": "OpenAI: GPT-4o-mini",
+        "tier": "fast",  # output 0.6 ≥ 0.30
+        "input": "0.15",  # 0.00000015 × 10⁶
+        "output": "0.6",
+        "cache_read": "0.075",
+        "cache_write": "0.15",  # absent: defaults to input
+        "reasoning": "0.6",  # "0": falls back to output
+        "per_request": "0",
+        "context_tokens": 128000,
+    },
+    "deepseek/deepseek-r1": {
+        "name": "DeepSeek: R1",
+        "tier": "fast",  # output 2
+        "input": "0.4",
+        "output": "2",
+        "cache_read": "0.4",
+        "cache_write": "0.4",
+        "reasoning": "3.5",
+        "per_request": "0",
+        "context_tokens": 163840,
+    },
+    "anthropic/claude-sonnet-4.5": {
+        "name": "Claude Sonnet 4.5",  # the catalog's name, not OpenRouter's
+        "tier": "standard",
+        "input": "3",
+        "output": "15",
+        "cache_read": "0.3",
+        "cache_write": "3.75",
+        "reasoning": "15",
+        "per_request": "0",
+        "context_tokens": 1000000,
+    },
+    "meta-llama/llama-3.3-70b-instruct": {
+        "name": "Llama 3.3 70B",
+        "tier": "economy",  # kept from the AIMS catalog
+        "input": "0.13",
+        "output": "0.4",
+        "cache_read": "0.13",
+        "cache_write": "0.13",
+        "reasoning": "0.4",
+        "per_request": "0",
+        "context_tokens": 131072,
+    },
+    "perplexity/sonar-pro": {
+        "name": "Perplexity: Sonar Pro",
+        "tier": "standard",  # 8 ≤ 15 < 20
+        "input": "3",
+        "output": "15",
+        "cache_read": "3",
+        "cache_write": "3",
+        "reasoning": "15",
+        "per_request": "0.005",  # per call, not scaled
+        "context_tokens": 200000,
+    },
+    "openai/o1-pro": {
+        "name": "OpenAI: o1-pro",
+        "tier": "premium",  # 600 ≥ 20
+        "input": "150",
+        "output": "600",
+        "cache_read": "150",
+        "cache_write": "150",
+        "reasoning": "600",
+        "per_request": "0",
+        "context_tokens": 200000,
+    },
+    "qwen/qwen-2.5-72b-instruct": {
+        "name": "Qwen2.5 72B Instruct",
+        "tier": "fast",
+        "input": "0.12",
+        "output": "0.3",
+        "cache_read": "0.12",
+        "cache_write": "0.12",
+        "reasoning": "0.3",
+        "per_request": "0",
+        "context_tokens": 32768,
+    },
+    "mistralai/mistral-nemo": {
+        "name": "Mistral: Mistral Nemo",
+        "tier": "economy",
+        "input": "0.0075",
+        "output": "0.29999",
+        "cache_read": "0.0075",
+        "cache_write": "0.0075",
+        "reasoning": "0.29999",
+        "per_request": "0",
+        "context_tokens": 131072,
+    },
+}
+NEW_MODELS = sorted(
+    EXPECTED_IMPORTED.keys() - {"anthropic/claude-sonnet-4.5", "meta-llama/llama-3.3-70b-instruct"}
+)
+
+
+class FakeOpenRouter:
+    """``GET /api/v1/models`` on loopback, serving whatever ``payload`` holds now."""
+
+    def __init__(self) -> None:
+        self.payload: dict[str, Any] = models_payload()
+        self.requests: list[str] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                fake.requests.append(self.path)
+                if self.path.split("?")[0] == "/api/v1/models":
+                    status, body = 200, fake.payload
+                else:
+                    status, body = 404, {"error": {"code": 404, "message": "Not Found"}}
+                raw = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/api/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def openrouter() -> Iterator[FakeOpenRouter]:
+    fake = FakeOpenRouter()
+    yield fake
+    fake.close()
+
+
+async def luc(database_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m service ARGS`` on the test's database, as an operator runs it."""
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "service", *args],
+        env={**os.environ, "LUC_DATABASE_URL": database_url, "COLUMNS": "200", **env},
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def luc_in_process(database_url: str, *args: str, **env: str) -> Result:
+    """The same command through click's runner: quicker, for the cases that fail early."""
+
+    def invoke() -> Result:
+        get_settings.cache_clear()  # settings are read once per process; read them anew
+        try:
+            return CliRunner().invoke(
+                main, list(args), env={"LUC_DATABASE_URL": database_url, **env}
+            )
+        finally:
+            get_settings.cache_clear()
+
+    # In a thread: the command runs its own event loop.
+    return await asyncio.to_thread(invoke)
+
+
+def models_by_id(version: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {m.pop("id"): m for m in (dict(m) for m in version["models"])}
+
+
+async def test_sync_creates_a_version_only_when_openrouter_prices_change(
+    client: Any, database_url: str, openrouter: FakeOpenRouter
+) -> None:
+    env = {"LUC_OPENROUTER_BASE_URL": openrouter.base_url}
+
+    first = await luc(database_url, "catalog", "sync", "--label", "openrouter-1", **env)
+    assert first.returncode == 0, first.stderr
+    assert f"fetched {openrouter.base_url}/models" in first.stdout
+    assert "skipped openrouter/auto: pricing.prompt is dynamic (-1)" in first.stdout
+    assert (
+        "skipped openai/text-embedding-3-small: "
+        "pricing.prompt and pricing.completion are both required" in first.stdout
+    )
+    assert "8 models priced by the source, 2 skipped" in first.stdout
+    assert "created catalog version 2" in first.stdout
+    assert "+ openai/o1-pro (premium): input 150, output 600" in first.stdout
+
+    versions = (await client.get("/v1/catalog/versions")).json()["items"]
+    assert [v["id"] for v in versions] == [1, 2]
+    assert versions[1]["label"] == "openrouter-1"
+    assert versions[1]["parent"] == 1
+    current = (await client.get("/v1/catalog")).json()
+    assert current["id"] == 2
+    models = models_by_id(current)
+    assert {m: models[m] for m in EXPECTED_IMPORTED} == EXPECTED_IMPORTED
+    assert "openrouter/auto" not in models
+    assert "openai/text-embedding-3-small" not in models
+    # AIMS models the payload does not list are kept as they were, with aliases and default.
+    assert models["anthropic/claude-opus-4.6"]["input"] == "5"
+    assert models["google/gemini-3.0-flash"]["output"] == "0.4"
+    assert len(models) == 10 + len(NEW_MODELS)
+    assert current["aliases"] == {"gemini-3.0-flash": "google/gemini-3.0-flash"}
+    assert current["default_model"] == "google/gemini-3.0-flash"
+
+    diff = (await client.get("/v1/catalog/diff", params={"from": 1, "to": 2})).json()
+    assert [m["id"] for m in diff["added"]] == NEW_MODELS
+    assert diff["removed"] == []
+    assert {c["id"]: c["fields"] for c in diff["changed"]} == {
+        "anthropic/claude-sonnet-4.5": ["cache_read", "cache_write"],
+        "meta-llama/llama-3.3-70b-instruct": [
+            "input",
+            "output",
+            "cache_read",
+            "cache_write",
+            "reasoning",
+            "context_tokens",
+        ],
+    }
+
+    second = await luc(database_url, "catalog", "sync", **env)
+    assert second.returncode == 0, second.stderr
+    assert "no change: the newest catalog version already has these prices" in second.stdout
+    assert "created catalog version" not in second.stdout
+    versions = (await client.get("/v1/catalog/versions")).json()["items"]
+    assert [v["id"] for v in versions] == [1, 2]
+
+    openrouter.payload = models_payload(deepseek_completion="0.00000219")
+    third = await luc(database_url, "catalog", "sync", **env)
+    assert third.returncode == 0, third.stderr
+    assert "~ deepseek/deepseek-r1: output 2 → 2.19" in third.stdout
+    assert "created catalog version 3" in third.stdout
+    versions = (await client.get("/v1/catalog/versions")).json()["items"]
+    assert [v["id"] for v in versions] == [1, 2, 3]
+
+    diff = (await client.get("/v1/catalog/diff", params={"from": 2, "to": 3})).json()
+    assert diff["from"] == 2 and diff["to"] == 3
+    assert diff["added"] == [] and diff["removed"] == []
+    assert len(diff["changed"]) == 1
+    change = diff["changed"][0]
+    assert change["id"] == "deepseek/deepseek-r1"
+    assert change["fields"] == ["output"]
+    assert change["before"]["output"] == "2" and change["after"]["output"] == "2.19"
+    # The separately priced reasoning does not follow the output price.
+    assert change["before"]["reasoning"] == change["after"]["reasoning"] == "3.5"
+    assert openrouter.requests == ["/api/v1/models"] * 3
+
+
+async def test_import_of_a_saved_payload_matches_what_a_sync_would_create(
+    client: Any, database_url: str, openrouter: FakeOpenRouter, tmp_path: Path
+) -> None:
+    saved = tmp_path / "openrouter-models.json"
+    saved.write_text(json.dumps(models_payload()))
+
+    dry = await luc_in_process(database_url, "catalog", "import", str(saved), "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "+ perplexity/sonar-pro (standard): input 3, output 15" in dry.stdout
+    assert "dry run: no version created" in dry.stdout
+    assert len((await client.get("/v1/catalog/versions")).json()["items"]) == 1
+
+    done = await luc(
+        database_url,
+        "catalog",
+        "import",
+        str(saved),
+        "--effective-from",
+        "2026-11-01T00:00:00Z",
+        "--label",
+        "saved",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "skipped openrouter/auto: pricing.prompt is dynamic (-1)" in done.stdout
+    assert "created catalog version 2 effective 2026-11-01T00:00:00+00:00" in done.stdout
+    version = (await client.get("/v1/catalog/versions/2")).json()
+    assert version["label"] == "saved"
+    assert version["effective_from"] == "2026-11-01T00:00:00Z"
+    models = models_by_id(version)
+    assert {m: models[m] for m in EXPECTED_IMPORTED} == EXPECTED_IMPORTED
+
+    # The same payload over HTTP finds nothing new.
+    synced = await luc_in_process(
+        database_url, "catalog", "sync", LUC_OPENROUTER_BASE_URL=openrouter.base_url
+    )
+    assert synced.exit_code == 0, synced.output
+    assert "no change" in synced.stdout
+    assert len((await client.get("/v1/catalog/versions")).json()["items"]) == 2
+
+
+AIMS_FILE = PROJECT_ROOT / "service" / "pricing" / "aims-v1.json"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        pytest.param(
+            AIMS_FILE.read_text(),
+            "expected OpenRouter's /api/v1/models shape",
+            id="a catalog file in LUC's own shape",
+        ),
+        pytest.param(
+            json.dumps(models_payload()["data"]),
+            "expected OpenRouter's /api/v1/models shape",
+            id="the model list without its data wrapper",
+        ),
+        pytest.param("<html>Bad gateway</html>", "is not JSON", id="not JSON"),
+        pytest.param(
+            json.dumps(
+                {"data": [{"id": "a/b", "pricing": {"prompt": 0.000001, "completion": 0.000002}}]}
+            ),
+            "pricing.prompt is 1e-06, not a decimal string",
+            id="prices as JSON numbers",
+        ),
+    ],
+)
+async def test_import_of_a_file_that_is_not_openrouters_shape_is_refused_and_creates_nothing(
+    db: asyncpg.Connection, database_url: str, tmp_path: Path, content: str, message: str
+) -> None:
+    path = tmp_path / "models.json"
+    path.write_text(content)
+
+    result = await luc_in_process(database_url, "catalog", "import", str(path))
+
+    assert result.exit_code == 1, result.output
+    assert message in result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert await db.fetchval("SELECT count(*) FROM catalog_versions") == 1
+    assert await db.fetchval("SELECT count(*) FROM catalog_prices") == 10

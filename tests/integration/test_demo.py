@@ -1,0 +1,117 @@
+"""``luc demo`` against a real server: what LUC reports is exactly what the demo sent."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from service.cli import main
+from service.demo import plan_traffic
+from tests.conftest import free_port
+from tests.integration.ledger_truth import (
+    AGENTS,
+    PRICES,
+    UNKNOWN_MODEL,
+    assert_jobs_match,
+    expected_cost,
+)
+
+SENT = re.compile(
+    r"Sent (\d+) events: (\d+) replayed duplicates, (\d+) unknown-model event, "
+    r"over (\d+) jobs in (\d+) batches"
+)
+
+
+def _demo(*args: str) -> tuple[int, int, str]:
+    """Run ``luc demo``; return (events sent, replays, output)."""
+    result = CliRunner().invoke(main, ["demo", *args])
+    assert result.exit_code == 0, result.output
+    match = SENT.search(result.output)
+    assert match, result.output
+    sent, replays, unknown, _, _ = map(int, match.groups())
+    assert unknown == 1
+    return sent, replays, result.output
+
+
+def _total(http: httpx.Client) -> dict[str, Any]:
+    rows = http.get("/v1/usage").json()["rows"]
+    assert len(rows) == 1
+    return dict(rows[0])
+
+
+@pytest.mark.slow
+def test_demo_traffic_arrives_exactly_and_luc_reports_what_was_sent(server_factory: Any) -> None:
+    server = server_factory()
+    until = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    args = ("--url", server.base_url, "--jobs", "12", "--seed", "5", "--run-id", "t1")
+    sent, replays, output = _demo(*args, "--until", until.isoformat())
+
+    # The run is reproducible, so the test knows every event that went out.
+    plan = plan_traffic(5, 12, "t1", until)
+    assert (len(plan.events), plan.replays) == (sent, replays)
+    distinct = {e["id"]: e for e in plan.events}
+    assert len(distinct) == sent - replays
+    for event in plan.events:
+        assert event == distinct[event["id"]], "a replay repeats its event exactly"
+    events = list(distinct.values())
+    times = [datetime.fromisoformat(e["occurred_at"]) for e in events]
+    assert until - timedelta(days=3) <= min(times) and max(times) <= until
+    assert {e["agent"] for e in events} == set(AGENTS)
+    assert {e["provider"] for e in events} == {"openrouter", "vertex", "stub"}
+    assert {e["model"] for e in events} >= {*PRICES, "gemini-3.0-flash", UNKNOWN_MODEL}
+    assert [e["model"] for e in events].count(UNKNOWN_MODEL) == 1
+    assert all("provider_cost_usd" in e for e in events if e["provider"] == "openrouter")
+    assert all(isinstance(e["provider_cost_usd"], str) for e in events if "provider_cost_usd" in e)
+    for name in ("cached_input_tokens", "cache_write_tokens", "reasoning_tokens"):
+        assert sum(e[name] for e in events) > 0, name
+
+    with httpx.Client(base_url=server.base_url) as http:
+        total = _total(http)
+        assert total["events"] == sent - replays
+        assert total["unpriced_events"] == 1
+        costs = [expected_cost(e) for e in events]
+        assert Decimal(total["cost_usd"]) == sum(c for c in costs if c is not None)
+        assert Decimal(total["provider_cost_usd"]) == sum(
+            Decimal(e.get("provider_cost_usd", "0")) for e in events
+        )
+        unpriced = http.get("/v1/unpriced").json()["items"]
+        assert [(u["model"], u["id"]) for u in unpriced] == [
+            (e["model"], e["id"]) for e in events if e["model"] == UNKNOWN_MODEL
+        ]
+        tiers = {r["tier"] for r in http.get("/v1/usage?group_by=tier").json()["rows"]}
+        assert tiers == {"premium", "standard", "fast", "economy", None}
+        agents = http.get("/v1/agents").json()["items"]
+        assert {a["agent"] for a in agents} == set(AGENTS)
+        assert sum(a["events"] for a in agents) == sent - replays
+        jobs = http.get("/v1/jobs").json()["items"]
+        assert len(jobs) == 12 and all(j["job_id"].startswith("t1-") for j in jobs)
+    assert_jobs_match(server.base_url, events)
+    # The demo printed LUC's answer: the same total, and a count of one unpriced event.
+    assert f"${total['cost_usd']}" in output
+    assert re.search(r"unpriced events\s*│\s*1\s*│", output), output
+
+    # The same run again: every event a duplicate, nothing moves.
+    again, _, _ = _demo(*args, "--until", until.isoformat())
+    assert again == sent
+    with httpx.Client(base_url=server.base_url) as http:
+        assert _total(http) == total
+
+    # A fresh run (its own random id, events up to this hour) adds new usage.
+    more, more_replays, _ = _demo("--url", server.base_url, "--jobs", "4")
+    with httpx.Client(base_url=server.base_url) as http:
+        assert _total(http)["events"] == total["events"] + more - more_replays
+        assert len(http.get("/v1/jobs").json()["items"]) == 16
+
+
+def test_demo_without_a_running_luc_says_how_to_start_one() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    result = CliRunner().invoke(main, ["demo", "--url", url])
+    assert result.exit_code == 1
+    assert f"no LUC answering at {url}" in result.output
+    assert "luc serve" in result.output

@@ -1,0 +1,257 @@
+"""Wire bytes → validated events (SPEC §2): each rule on its own, with its message."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from service.errors import InvalidRequestError, PayloadTooLargeError
+from service.ingest.models import Rejection, UsageEvent, differing_fields
+from service.ingest.validate import parse_batch, parse_event, parse_single
+from service.settings import IngestSettings
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+SETTINGS = IngestSettings(max_batch_events=3, max_body_bytes=64 * 1024)
+
+GOOD: dict[str, Any] = {
+    "id": "gen-1",
+    "occurred_at": "2026-11-24T11:00:00Z",
+    "job_id": "job-1",
+    "agent": "ACHEEVY",
+    "provider": "openrouter",
+    "model": "google/gemini-3.0-flash",
+    "input_tokens": 1000,
+    "output_tokens": 500,
+}
+
+
+def event(**changes: Any) -> bytes:
+    """GOOD with ``changes``; a value of ``...`` removes the field."""
+    body = {**GOOD, **changes}
+    return json.dumps({k: v for k, v in body.items() if v is not ...}).encode()
+
+
+def parsed(raw: bytes) -> UsageEvent:
+    result = parse_event(raw, 0, NOW, SETTINGS)
+    assert isinstance(result, UsageEvent), result
+    return result
+
+
+def rejected(raw: bytes) -> Rejection:
+    result = parse_event(raw, 0, NOW, SETTINGS)
+    assert isinstance(result, Rejection), result
+    return result
+
+
+def test_a_minimal_event_gets_the_defaults_of_the_spec() -> None:
+    e = parsed(event())
+    assert (e.cached_input_tokens, e.cache_write_tokens, e.reasoning_tokens) == (0, 0, 0)
+    assert e.status == "ok"
+    assert e.provider_cost_usd is None
+    assert e.attributes is None
+    assert e.occurred_at == datetime(2026, 11, 24, 11, 0, tzinfo=UTC)
+
+
+def test_a_full_event_keeps_every_field() -> None:
+    e = parsed(
+        event(
+            cached_input_tokens=300,
+            cache_write_tokens=200,
+            reasoning_tokens=100,
+            provider_cost_usd="0.000123456789",
+            status="error",
+            attributes={"route": "/chat", "n": [1, 2]},
+        )
+    )
+    assert (e.input_tokens, e.cached_input_tokens, e.cache_write_tokens) == (1000, 300, 200)
+    assert (e.output_tokens, e.reasoning_tokens) == (500, 100)
+    assert e.provider_cost_usd == Decimal("0.000123456789")
+    assert e.status == "error"
+    assert e.attributes == {"route": "/chat", "n": [1, 2]}
+
+
+def test_occurred_at_with_an_offset_is_normalised_to_utc() -> None:
+    e = parsed(event(occurred_at="2026-11-24T13:30:00+02:00"))
+    assert e.occurred_at == datetime(2026, 11, 24, 11, 30, tzinfo=UTC)
+    assert e.occurred_at.utcoffset() == timedelta(0)
+
+
+def test_token_classes_exactly_at_their_totals_are_accepted() -> None:
+    e = parsed(event(cached_input_tokens=600, cache_write_tokens=400, reasoning_tokens=500))
+    assert (e.cached_input_tokens + e.cache_write_tokens, e.reasoning_tokens) == (1000, 500)
+
+
+def test_occurred_at_exactly_at_the_allowed_skew_is_accepted() -> None:
+    parsed(event(occurred_at="2026-11-24T12:05:00Z"))  # now + 300 s
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "says"),
+    [
+        ({"input_tokens": "1000"}, "input_tokens", "expected `int`"),
+        ({"input_tokens": 1.5}, "input_tokens", "expected `int`"),
+        ({"input_tokens": True}, "input_tokens", "expected `int`"),
+        ({"output_tokens": -1}, "output_tokens", ">= 0"),
+        ({"cached_input_tokens": -5}, "cached_input_tokens", ">= 0"),
+        ({"input_tokens": 10**16}, "input_tokens", "<="),
+        ({"input_tokens": ...}, "input_tokens", "required"),
+        ({"id": ...}, "id", "required"),
+        ({"id": ""}, "id", "length >= 1"),
+        ({"id": "x" * 129}, "id", "length <= 128"),
+        ({"job_id": "j" * 129}, "job_id", "length <= 128"),
+        ({"agent": "a" * 65}, "agent", "length <= 64"),
+        ({"job_id": None}, "job_id", "got `null`"),
+        ({"status": "failed"}, "status", "'failed'"),
+        ({"occurred_at": "2026-11-24T11:00:00"}, "occurred_at", "no UTC offset"),
+        ({"occurred_at": "yesterday"}, "occurred_at", "RFC3339"),
+        ({"occurred_at": 1764000000}, "occurred_at", "expected `datetime`"),
+        ({"occurred_at": "2026-11-24T12:05:01Z"}, "occurred_at", "in the future"),
+        ({"occurred_at": "0001-01-01T00:00:00+01:00"}, "occurred_at", "out of range"),
+        ({"provider_cost_usd": 0.0012}, "provider_cost_usd", "expected `str | null`"),
+        ({"provider_cost_usd": "twelve"}, "provider_cost_usd", "not a decimal string"),
+        ({"provider_cost_usd": "-0.01"}, "provider_cost_usd", "not negative"),
+        ({"provider_cost_usd": "NaN"}, "provider_cost_usd", "finite"),
+        ({"provider_cost_usd": "1e400000000"}, "provider_cost_usd", "out of range"),
+        ({"provider_cost_usd": "1e-31"}, "provider_cost_usd", "out of range"),
+        ({"attributes": ["a"]}, "attributes", "expected `object | null`"),
+        ({"attributes": {"blob": "x" * 4096}}, "attributes", "over the limit of 4096"),
+        ({"attributes": {"a": "nul\u0000"}}, "attributes", "NUL"),
+        ({"job_id": "job\u0000"}, "job_id", "NUL"),
+        ({"cost_usd": "0"}, "cost_usd", "unknown field"),
+        ({"price": "1"}, "price", "unknown field"),
+        ({"catalog_version": 1}, "catalog_version", "unknown field"),
+    ],
+)
+def test_each_rule_rejects_with_a_message_that_names_the_field(
+    changes: dict[str, Any], field: str, says: str
+) -> None:
+    reason = rejected(event(**changes)).reason
+    assert reason.startswith(f"{field}:"), reason
+    assert says in reason, reason
+
+
+def test_cached_and_cache_write_tokens_above_input_are_rejected_with_the_numbers() -> None:
+    reason = rejected(event(cached_input_tokens=700, cache_write_tokens=301)).reason
+    assert "cached_input_tokens + cache_write_tokens (700 + 301)" in reason
+    assert "input_tokens (1000)" in reason
+
+
+def test_reasoning_above_output_is_rejected_with_the_numbers() -> None:
+    reason = rejected(event(reasoning_tokens=501)).reason
+    assert reason.startswith("reasoning_tokens (501) exceed output_tokens (500)"), reason
+
+
+def test_attributes_just_under_the_limit_are_accepted() -> None:
+    # {"b":"..."} is 8 bytes of JSON around the string: 4088 + 8 = 4096.
+    assert parsed(event(attributes={"b": "x" * 4088})).attributes is not None
+
+
+def test_a_rejection_keeps_the_id_when_the_body_had_one() -> None:
+    assert rejected(event(output_tokens=-1)).id == "gen-1"
+    assert rejected(event(id=...)).id is None
+    assert parse_event(b"[1, 2]", 4, NOW, SETTINGS) == Rejection(
+        4, None, "Expected `object`, got `array`"
+    )
+
+
+def test_an_event_that_is_not_json_is_rejected_alone() -> None:
+    result = parse_event(b"{nope", 2, NOW, SETTINGS)
+    assert isinstance(result, Rejection)
+    assert result.index == 2
+    assert "not valid JSON" in result.reason
+
+
+def test_a_deeply_nested_event_is_rejected_not_crashed() -> None:
+    deep = b'{"id": "gen-1", "attributes": {"a": ' + b"[" * 5000 + b"]" * 5000 + b"}}"
+    assert rejected(deep).reason == "event nests JSON too deeply"
+
+
+def test_a_batch_parses_each_event_on_its_own() -> None:
+    body = json.dumps(
+        {"events": [GOOD, {**GOOD, "id": "gen-2", "input_tokens": -1}, {**GOOD, "id": "gen-3"}]}
+    ).encode()
+    items = parse_batch(body, NOW, SETTINGS).items
+    assert [type(i).__name__ for i in items] == ["UsageEvent", "Rejection", "UsageEvent"]
+    bad = items[1]
+    assert isinstance(bad, Rejection)
+    assert (bad.index, bad.id) == (1, "gen-2")
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        (b"", 400, "body is empty"),
+        (b"{not json", 400, "not valid JSON"),
+        (b"[]", 422, "Expected `object`"),
+        (b'"events"', 422, "Expected `object`"),
+        (b"{}", 422, "events: required field is missing"),
+        (b'{"events": {}}', 422, "events: expected `array`"),
+        (b'{"events": [], "extra": 1}', 422, "extra: unknown field"),
+        (b'{"events": []}', 422, "events: the batch is empty"),
+        (b'{"events": [{}, {}, {}, {}]}', 413, "events: the batch holds 4 events; the limit is 3"),
+        (b'{"events": ' + b"[" * 5000 + b"]" * 5000 + b"}", 400, "nests JSON too deeply"),
+        (b'{"events": ["' + b"x" * 70_000 + b'"]}', 413, "the limit is 65536"),
+    ],
+)
+def test_an_envelope_problem_fails_the_whole_batch(body: bytes, status: int, says: str) -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        parse_batch(body, NOW, SETTINGS)
+    assert caught.value.status_code == status
+    assert says in caught.value.message
+    if status == 413:
+        assert isinstance(caught.value, PayloadTooLargeError)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        (b"  ", 400, "body is empty"),
+        (b"nope", 400, "not valid JSON"),
+        (b"[1]", 422, "must be a JSON object"),
+        (b"42", 422, "must be a JSON object"),
+    ],
+)
+def test_a_single_event_body_that_is_not_an_object_fails(
+    body: bytes, status: int, says: str
+) -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        parse_single(body, NOW, SETTINGS)
+    assert caught.value.status_code == status
+    assert says in caught.value.message
+
+
+def test_a_single_event_body_with_a_bad_field_is_a_rejection_not_an_error() -> None:
+    result = parse_single(event(reasoning_tokens=900), NOW, SETTINGS)
+    assert isinstance(result, Rejection)
+    assert result.reason.startswith("reasoning_tokens")
+
+
+def test_the_same_content_written_differently_has_no_differing_fields() -> None:
+    first = parsed(event(provider_cost_usd="0.10", attributes={"a": 1, "b": [1e23]}))
+    second = parsed(
+        event(
+            occurred_at="2026-11-24T12:00:00+01:00",
+            provider_cost_usd="0.1",
+            attributes={"b": [10**23], "a": 1},
+        )
+    )
+    assert differing_fields(first, second) == []
+
+
+def test_differing_content_names_each_field_that_differs() -> None:
+    first = parsed(event(attributes={"flag": 1}))
+    second = parsed(event(output_tokens=501, model="other/model", attributes={"flag": True}))
+    assert differing_fields(first, second) == ["model", "output_tokens", "attributes"]
+
+
+def test_the_future_skew_follows_the_setting() -> None:
+    strict = IngestSettings(max_future_skew_seconds=0)
+    later = NOW.astimezone(timezone(timedelta(hours=-5))) + timedelta(microseconds=1)
+    raw = event(occurred_at=later.isoformat())
+    result = parse_event(raw, 0, NOW, strict)
+    assert isinstance(result, Rejection)
+    assert "more than 0 s in the future" in result.reason
