@@ -21,12 +21,14 @@ from service.api.errors import http_error_handler, luc_error_handler, unexpected
 from service.api.events import EventsController
 from service.api.health import healthz, readyz
 from service.api.jobs import JobsController
+from service.api.metrics import metrics as metrics_endpoint
 from service.api.usage import UsageController
 from service.budgets.delivery import Dispatcher
 from service.catalog.service import CatalogCache, seed_catalog
 from service.db import create_pool, migrate, resolve_database_url
 from service.errors import LucError
 from service.logs import request_logging
+from service.metrics.instruments import Metrics
 from service.settings import Settings, get_settings
 
 log = structlog.get_logger("luc")
@@ -34,6 +36,7 @@ log = structlog.get_logger("luc")
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -53,7 +56,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         dispatcher = Dispatcher(pool, settings.budgets, webhook_client)
         dispatch_task = asyncio.create_task(dispatcher.run(), name="luc-webhook-dispatcher")
         app.state.luc = Resources(
-            settings=settings, pool=pool, catalog_cache=CatalogCache(), dispatcher=dispatcher
+            settings=settings,
+            pool=pool,
+            catalog_cache=CatalogCache(),
+            metrics=metrics,
+            dispatcher=dispatcher,
         )
         log.info("started", embedded=settings.database.url is None)
         try:
@@ -76,9 +83,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             UsageController,
             healthz,
             readyz,
+            metrics_endpoint,
         ],
         lifespan=[lifespan],
-        middleware=[request_logging],
+        middleware=[request_logging, metrics.middleware],
         exception_handlers={
             LucError: luc_error_handler,
             HTTPException: http_error_handler,

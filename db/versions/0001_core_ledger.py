@@ -174,6 +174,27 @@ CREATE TABLE rollup_job_lines (
 );
 CREATE INDEX rollup_job_lines_agent ON rollup_job_lines (agent, job_id);
 
+-- Totals without the job: what /metrics serves. Its size is bounded by agents × models ×
+-- providers × tiers, so a scrape costs the same with a hundred jobs or a million.
+CREATE TABLE rollup_usage (
+    agent               text NOT NULL,
+    model               text NOT NULL,
+    provider            text NOT NULL,
+    tier                text,
+    cost_usd            numeric NOT NULL DEFAULT 0,
+    provider_cost_usd   numeric NOT NULL DEFAULT 0,
+    events              bigint NOT NULL DEFAULT 0,
+    unpriced_events     bigint NOT NULL DEFAULT 0,
+    input_tokens        bigint NOT NULL DEFAULT 0,
+    cached_input_tokens bigint NOT NULL DEFAULT 0,
+    cache_write_tokens  bigint NOT NULL DEFAULT 0,
+    output_tokens       bigint NOT NULL DEFAULT 0,
+    reasoning_tokens    bigint NOT NULL DEFAULT 0,
+    first_event_at      timestamptz NOT NULL,
+    last_event_at       timestamptz NOT NULL,
+    UNIQUE NULLS NOT DISTINCT (agent, model, provider, tier)
+);
+
 CREATE TABLE rollup_agent_days (
     agent               text NOT NULL,
     day                 date NOT NULL,
@@ -214,7 +235,7 @@ CREATE TABLE rollup_model_days (
 def downgrade() -> None:
     run_sql(
         """
-DROP TABLE rollup_model_days, rollup_agent_days, rollup_job_lines, rollup_jobs;
+DROP TABLE rollup_model_days, rollup_agent_days, rollup_usage, rollup_job_lines, rollup_jobs;
 DROP TABLE ledger_entries, usage_events, catalog_prices, catalog_versions;
 DROP FUNCTION luc_refuse_change();
 """

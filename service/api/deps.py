@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 from litestar.datastructures import State
 
 from service.budgets.delivery import Dispatcher
 from service.catalog.service import CatalogCache
+from service.metrics.instruments import Metrics
 from service.settings import Settings
 
 
@@ -17,6 +18,7 @@ class Resources:
     settings: Settings
     pool: asyncpg.Pool
     catalog_cache: CatalogCache
+    metrics: Metrics = field(default_factory=Metrics)
     dispatcher: Dispatcher | None = None
 
 

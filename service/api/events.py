@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -85,11 +86,18 @@ class EventsController(Controller):
 
 
 async def _record(luc: Resources, items: Sequence[UsageEvent | Rejection]) -> BatchOutcome:
+    started = time.perf_counter()
     if not any(isinstance(i, UsageEvent) for i in items):
-        return rejected_only(items)  # nothing to store: answer even while the database is down
-    outcome = await on_connection(
-        luc.pool, lambda conn: record_batch(conn, luc.catalog_cache, items)
-    )
+        outcome = rejected_only(items)  # nothing to store: answers even with the database down
+    else:
+        outcome = await on_connection(
+            luc.pool, lambda conn: record_batch(conn, luc.catalog_cache, items)
+        )
+    luc.metrics.ingest_seconds.observe(time.perf_counter() - started)
+    luc.metrics.batch_events.observe(len(items))
+    for status in (ACCEPTED, DUPLICATE, CONFLICT, REJECTED):
+        if count := outcome.count(status):
+            luc.metrics.events.labels(status).inc(count)
     if outcome.alerts and luc.dispatcher is not None:
         luc.dispatcher.wake()
     return outcome

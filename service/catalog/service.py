@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
+from decimal import Context, Decimal
 from importlib import resources
 from typing import Any
 
@@ -16,6 +16,23 @@ from service.pricing.catalog import Catalog
 from service.pricing.models import TIERS, CatalogVersion, ModelPrice, NewModelPrice
 
 AIMS_CATALOG_FILE = "aims-v1.json"
+
+# Bounds that keep a price storable exactly (asyncpg silently encodes a numeric of 1e131072
+# or more as 0, and refuses one with more than 16383 decimals) and every event cost exact
+# within pricing's 80 digits. No real price comes near them.
+MAX_PRICE = Decimal("1e12")
+PRICE_DECIMALS = 30
+_QUANTUM = Decimal(1).scaleb(-PRICE_DECIMALS)
+_WIDE = Context(prec=100)
+MAX_CONTEXT_TOKENS = 2**31 - 1  # catalog_prices.context_tokens is a PostgreSQL integer
+
+
+def _storable(price: Decimal) -> bool:
+    return (
+        price.is_finite()
+        and 0 <= price < MAX_PRICE
+        and price == price.quantize(_QUANTUM, context=_WIDE)
+    )
 
 
 @dataclass(frozen=True)
@@ -42,8 +59,16 @@ def _check(version: NewCatalogVersion) -> None:
             raise CatalogError(f"model {model.model_id!r}: tier must be one of {', '.join(TIERS)}")
         prices = [model.input, model.output, model.cache_read, model.cache_write]
         prices += [model.reasoning, model.per_request]
-        if any(p is not None and (not p.is_finite() or p < 0) for p in prices):
-            raise CatalogError(f"model {model.model_id!r}: prices must be finite and not negative")
+        if any(p is not None and not _storable(p) for p in prices):
+            raise CatalogError(
+                f"model {model.model_id!r}: prices must be finite, not negative, below "
+                f"{MAX_PRICE:f} and have at most {PRICE_DECIMALS} decimal places"
+            )
+        if model.context_tokens is not None and not 0 < model.context_tokens <= MAX_CONTEXT_TOKENS:
+            raise CatalogError(
+                f"model {model.model_id!r}: context_tokens must be between 1 and "
+                f"{MAX_CONTEXT_TOKENS}"
+            )
     for alias, target in version.aliases.items():
         if target not in seen:
             raise CatalogError(f"alias {alias!r} points at {target!r}, which is not in the version")

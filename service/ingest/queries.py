@@ -2,7 +2,8 @@
 
 # The primary key is the idempotency key: a replayed id inserts nothing and is not
 # returned. Callers pass rows sorted by event_id so that two batches sharing ids lock
-# index entries in the same order and cannot deadlock.
+# index entries in the same order and cannot deadlock. provider_cost_usd arrives as decimal
+# text (exact; asyncpg encodes text much faster than binary NUMERIC).
 INSERT_EVENTS = """
 INSERT INTO usage_events (event_id, occurred_at, job_id, agent, provider, model,
                           input_tokens, cached_input_tokens, cache_write_tokens,
@@ -10,7 +11,7 @@ INSERT INTO usage_events (event_id, occurred_at, job_id, agent, provider, model,
 SELECT *
 FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[],
             $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[],
-            $12::numeric[], $13::text[], $14::jsonb[])
+            $12::text[]::numeric[], $13::text[], $14::jsonb[])
 ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id
 """

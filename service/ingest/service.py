@@ -28,7 +28,8 @@ async def insert_new_events(conn: Connection, events: Sequence[UsageEvent]) -> s
         [e.cache_write_tokens for e in ordered],
         [e.output_tokens for e in ordered],
         [e.reasoning_tokens for e in ordered],
-        [e.provider_cost_usd for e in ordered],
+        # Decimal text: exact, and cheaper for asyncpg than binary NUMERIC (see the query).
+        [None if e.provider_cost_usd is None else str(e.provider_cost_usd) for e in ordered],
         [e.status for e in ordered],
         [e.attributes for e in ordered],
     )
@@ -37,6 +38,8 @@ async def insert_new_events(conn: Connection, events: Sequence[UsageEvent]) -> s
 
 async def stored_events(conn: Connection, ids: Sequence[str]) -> dict[str, UsageEvent]:
     """The stored events with these ids."""
+    if not ids:
+        return {}  # the usual case (every event new): spare the round trip
     rows = await conn.fetch(queries.SELECT_EVENTS_BY_ID, list(ids))
     return {
         r["event_id"]: UsageEvent(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
+from operator import attrgetter
 from typing import Any
 
 import asyncpg
@@ -61,45 +63,57 @@ def charge_for(event: UsageEvent, quote: PriceQuote) -> NewLedgerEntry:
     )
 
 
+# NewLedgerEntry fields in the column order of queries.INSERT_ENTRIES.
+_INSERT_FIELDS = (
+    "event_id",
+    "kind",
+    "job_id",
+    "agent",
+    "model",
+    "provider",
+    "tier",
+    "catalog_version",
+    "occurred_at",
+    "billing_day",
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "event_count",
+    "unpriced_count",
+    "cost_usd",
+    "provider_cost_usd",
+    "price_input",
+    "price_output",
+    "price_cache_read",
+    "price_cache_write",
+    "price_reasoning",
+    "price_per_request",
+    "reason",
+)
+_insert_row = attrgetter(*_INSERT_FIELDS)
+_MONEY_COLUMNS = frozenset(
+    i
+    for i, f in enumerate(_INSERT_FIELDS)
+    if f in ("cost_usd", "provider_cost_usd") or f.startswith("price_")
+)
+
+
+def _decimal_text(value: Decimal | None) -> str | None:
+    # str() of a Decimal is exact (exponent notation included) and PostgreSQL's numeric
+    # input reads it back to the same value; see queries.INSERT_ENTRIES for why text.
+    return None if value is None else str(value)
+
+
 async def append_entries(conn: Connection, entries: Sequence[NewLedgerEntry]) -> list[int]:
     """Append ``entries``; return their ids. The caller owns the transaction."""
     if not entries:
         return []
-    columns: list[list[Any]] = [[] for _ in range(26)]
-    for e in entries:
-        for column, value in zip(
-            columns,
-            (
-                e.event_id,
-                e.kind,
-                e.job_id,
-                e.agent,
-                e.model,
-                e.provider,
-                e.tier,
-                e.catalog_version,
-                e.occurred_at,
-                e.billing_day,
-                e.input_tokens,
-                e.cached_input_tokens,
-                e.cache_write_tokens,
-                e.output_tokens,
-                e.reasoning_tokens,
-                e.event_count,
-                e.unpriced_count,
-                e.cost_usd,
-                e.provider_cost_usd,
-                e.price_input,
-                e.price_output,
-                e.price_cache_read,
-                e.price_cache_write,
-                e.price_reasoning,
-                e.price_per_request,
-                e.reason,
-            ),
-            strict=True,
-        ):
-            column.append(value)
+    columns: list[list[Any]] = [
+        [_decimal_text(v) for v in column] if i in _MONEY_COLUMNS else list(column)
+        for i, column in enumerate(zip(*map(_insert_row, entries), strict=True))
+    ]
     rows = await conn.fetch(queries.INSERT_ENTRIES, *columns)
     return [r["id"] for r in rows]
 

@@ -2,7 +2,7 @@
 
 Each upsert reads the entries a batch just appended, aggregates them per rollup key, and
 adds the sums. Rows are upserted in key order, and the tables are always visited in the
-same order (jobs, lines, agent days, model days), so concurrent batches touching the same
+same order (jobs, lines, usage, agent days, model days), so concurrent batches touching the same
 keys queue behind each other instead of deadlocking.
 """
 
@@ -71,8 +71,23 @@ ORDER BY model, billing_day
 ON CONFLICT (model, day) DO UPDATE SET {_ADD}
 """
 
+UPSERT_USAGE = f"""
+INSERT INTO rollup_usage AS r (agent, model, provider, tier, {_COLUMNS})
+SELECT agent, model, provider, tier, {_MEASURES.format(cost=_TOTAL_COST)}
+FROM ledger_entries WHERE id = ANY($1::bigint[])
+GROUP BY agent, model, provider, tier
+ORDER BY agent, model, provider, tier
+ON CONFLICT (agent, model, provider, tier) DO UPDATE SET {_ADD}
+"""
+
 # Order matters: see the module docstring.
-UPSERTS_IN_LOCK_ORDER = (UPSERT_JOBS, UPSERT_JOB_LINES, UPSERT_AGENT_DAYS, UPSERT_MODEL_DAYS)
+UPSERTS_IN_LOCK_ORDER = (
+    UPSERT_JOBS,
+    UPSERT_JOB_LINES,
+    UPSERT_USAGE,
+    UPSERT_AGENT_DAYS,
+    UPSERT_MODEL_DAYS,
+)
 
 # Read side ---------------------------------------------------------------------------------
 

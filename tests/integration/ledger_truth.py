@@ -212,6 +212,12 @@ _ROLLUPS = (
         "job_id, agent, model, provider, catalog_version",
         "sum(cost_usd)",  # a line stays NULL while unpriced
     ),
+    (
+        "rollup_usage",
+        "agent, model, provider, tier",
+        "agent, model, provider, tier",
+        "COALESCE(sum(cost_usd), 0)",
+    ),
     ("rollup_agent_days", "agent, day", "agent, billing_day", "COALESCE(sum(cost_usd), 0)"),
     ("rollup_model_days", "model, day", "model, billing_day", "COALESCE(sum(cost_usd), 0)"),
 )

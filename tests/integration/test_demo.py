@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from service.cli import main
-from service.demo import plan_traffic
+from service.demo_traffic import plan_traffic
 from tests.conftest import free_port
 from tests.integration.ledger_truth import (
     AGENTS,

@@ -1,0 +1,28 @@
+"""``GET /metrics``: Prometheus exposition of the ledger and of this process."""
+
+from __future__ import annotations
+
+from litestar import Response, get
+from litestar.di import NamedDependency, Provide
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from service.api.deps import Resources, provide_resources
+from service.db import CONNECTION_ERRORS
+from service.metrics.ledger import LedgerSnapshot, read_snapshot
+
+
+@get(
+    "/metrics",
+    operation_id="metrics",
+    summary="Prometheus metrics: cost and tokens from the ledger, ingest and HTTP timings",
+    tags=["metrics"],
+    dependencies={"luc": Provide(provide_resources)},
+    include_in_schema=True,
+)
+async def metrics(luc: NamedDependency[Resources]) -> Response[bytes]:
+    try:
+        async with luc.pool.acquire(timeout=5) as conn:
+            snapshot = await read_snapshot(conn)
+    except CONNECTION_ERRORS:
+        snapshot = LedgerSnapshot(database_up=False)  # still serve this process's series
+    return Response(luc.metrics.render(snapshot), media_type=CONTENT_TYPE_LATEST)

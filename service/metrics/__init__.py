@@ -1,0 +1,1 @@
+"""Prometheus: the service's own registry, process instruments, and ledger collectors."""

@@ -1,0 +1,137 @@
+"""Series that come from committed ledger data, not from process memory.
+
+Cost and token totals are read from the ``rollup_usage`` projection at scrape time, so
+they survive restarts, agree with REST to the last digit the float allows, and are the
+same whichever replica or worker answers the scrape. Because every instance reports the
+whole ledger, queries must not sum them across instances: dashboards take
+``max without (instance)`` first. (Multiprocess mode would instead make each process
+count only what it ingested, and lose history at every restart.)
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from service.db import Connection
+from service.metrics import queries
+
+TOKEN_CLASSES = {
+    "input": "input_tokens",
+    "cached_input": "cached_input_tokens",
+    "cache_write": "cache_write_tokens",
+    "output": "output_tokens",
+    "reasoning": "reasoning_tokens",
+}
+
+
+@dataclass
+class LedgerSnapshot:
+    usage: list[Any] = field(default_factory=list)
+    catalog: Any | None = None
+    budgets: list[Any] = field(default_factory=list)
+    database_up: bool = False
+
+
+async def read_snapshot(conn: Connection) -> LedgerSnapshot:
+    return LedgerSnapshot(
+        usage=list(await conn.fetch(queries.USAGE)),
+        catalog=await conn.fetchrow(queries.CATALOG_IN_FORCE),
+        budgets=list(await conn.fetch(queries.BUDGET_SPEND)),
+        database_up=True,
+    )
+
+
+class LedgerCollector(Collector):
+    """Yields the latest snapshot; the /metrics handler refreshes it before each render."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._snapshot = LedgerSnapshot()
+
+    def update(self, snapshot: LedgerSnapshot) -> None:
+        with self._lock:
+            self._snapshot = snapshot
+
+    def describe(self) -> list[Metric]:
+        return []  # series vary with the ledger; describing none skips the eager collect
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            snap = self._snapshot
+        up = GaugeMetricFamily(
+            "luc_database_up", "1 when the last scrape could read the ledger from PostgreSQL"
+        )
+        up.add_metric([], 1.0 if snap.database_up else 0.0)
+        yield up
+        if not snap.database_up:
+            return
+        labels = ["agent", "model", "provider", "tier"]
+        cost = CounterMetricFamily(
+            "luc_cost_usd", "Catalog-priced cost in USD, from the ledger", labels=labels
+        )
+        provider_cost = CounterMetricFamily(
+            "luc_provider_cost_usd", "Provider-reported cost in USD, from the ledger", labels=labels
+        )
+        events = CounterMetricFamily(
+            "luc_ledger_events", "Events recorded on the ledger", labels=labels
+        )
+        tokens = CounterMetricFamily(
+            "luc_tokens",
+            "Tokens recorded on the ledger, by class",
+            labels=["agent", "model", "class"],
+        )
+        unpriced: dict[str, float] = {}
+        token_sums: dict[tuple[str, str, str], float] = {}
+        for r in snap.usage:
+            key = [r["agent"], r["model"], r["provider"], r["tier"]]
+            if r["tier"] != "unpriced":  # unpriced cost is unknown, not zero
+                cost.add_metric(key, float(r["cost_usd"]))
+            provider_cost.add_metric(key, float(r["provider_cost_usd"]))
+            events.add_metric(key, float(r["events"]))
+            unpriced[r["model"]] = unpriced.get(r["model"], 0.0) + float(r["unpriced_events"])
+            for name, column in TOKEN_CLASSES.items():
+                token_key = (r["agent"], r["model"], name)
+                token_sums[token_key] = token_sums.get(token_key, 0.0) + float(r[column])
+        for token_key, value in sorted(token_sums.items()):
+            tokens.add_metric(list(token_key), value)
+        yield cost
+        yield provider_cost
+        yield events
+        yield tokens
+        unpriced_gauge = GaugeMetricFamily(
+            "luc_unpriced_events",
+            "Events kept without a price because no catalog version knows their model",
+            labels=["model"],
+        )
+        for model, count in sorted(unpriced.items()):
+            if count:
+                unpriced_gauge.add_metric([model], count)
+        yield unpriced_gauge
+        info = GaugeMetricFamily(
+            "luc_catalog_info", "The catalog version in force now", labels=["version", "label"]
+        )
+        if snap.catalog is not None:
+            info.add_metric([str(snap.catalog["id"]), snap.catalog["label"]], 1.0)
+        yield info
+        ratio = GaugeMetricFamily(
+            "luc_budget_spent_ratio",
+            "Spend over limit of each budget in its current period (1 = limit reached)",
+            labels=["budget_id", "scope", "period"],
+        )
+        limit = GaugeMetricFamily(
+            "luc_budget_limit_usd",
+            "Limit of each budget in USD",
+            labels=["budget_id", "scope", "period"],
+        )
+        for b in snap.budgets:
+            key = [str(b["id"]), b["scope"], b["period"]]
+            ratio.add_metric(key, float(b["spent_usd"] / b["limit_usd"]))
+            limit.add_metric(key, float(b["limit_usd"]))
+        yield ratio
+        yield limit

@@ -1,0 +1,516 @@
+"""Catalog versions over REST: create, read back, history, diff; pricing by the version in
+force at ``occurred_at``; immutability enforced by the database; bad input refused whole.
+
+Version 1 of every test database is the AIMS catalog (effective 2025-01-01, Gemini 3.0
+Flash at $0.10 in / $0.40 out per 1M tokens).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import pytest
+
+ACME = {
+    "id": "acme/rocket-1",
+    "name": "Acme Rocket 1",
+    "tier": "premium",
+    "input": "12.50",
+    "output": "50",
+    "cache_read": "1.25",
+    "cache_write": "15.625",
+    "reasoning": "60",
+    "per_request": "0.002",
+    "context_tokens": 400000,
+}
+# As the API shows it back: decimal strings, value-equal, without trailing zeros.
+ACME_OUT = {**ACME, "input": "12.5"}
+PEBBLE = {
+    "id": "pebble/mini",
+    "name": "Pebble Mini",
+    "tier": "economy",
+    "input": "0.05",
+    "output": "0.2",
+}
+# Optional prices absent: cache prices default to input, reasoning to output, per call to 0.
+PEBBLE_OUT = {
+    **PEBBLE,
+    "cache_read": "0.05",
+    "cache_write": "0.05",
+    "reasoning": "0.2",
+    "per_request": "0",
+    "context_tokens": None,
+}
+
+
+def flash(**prices: str) -> dict[str, Any]:
+    """Gemini 3.0 Flash with other prices (the model that the AIMS alias points at)."""
+    return {
+        "id": "google/gemini-3.0-flash",
+        "name": "Gemini 3.0 Flash",
+        "tier": "fast",
+        "context_tokens": 1000000,
+        **prices,
+    }
+
+
+async def create(client: Any, body: dict[str, Any]) -> dict[str, Any]:
+    response = await client.post("/v1/catalog/versions", json=body)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def version_count(client: Any) -> int:
+    return len((await client.get("/v1/catalog/versions")).json()["items"])
+
+
+async def test_a_full_version_is_stored_and_read_back_with_decimal_string_prices(
+    client: Any,
+) -> None:
+    created = await create(
+        client,
+        {
+            "effective_from": "2026-06-01T00:00:00Z",
+            "label": "acme-only",
+            "models": [PEBBLE, ACME],
+            "aliases": {"rocket": "acme/rocket-1"},
+            "default_model": "pebble/mini",
+        },
+    )
+
+    assert created["id"] == 2
+    assert created["label"] == "acme-only"
+    assert created["effective_from"] == "2026-06-01T00:00:00Z"
+    assert created["parent"] is None
+    assert created["models"] == [ACME_OUT, PEBBLE_OUT]  # in id order; nothing of AIMS kept
+    assert created["aliases"] == {"rocket": "acme/rocket-1"}
+    assert created["default_model"] == "pebble/mini"
+    assert created["repriced_events"] == 0
+
+    again = (await client.get("/v1/catalog/versions/2")).json()
+    assert {k: v for k, v in again.items() if k != "repriced_events"} == {
+        k: v for k, v in created.items() if k != "repriced_events"
+    }
+    listed = (await client.get("/v1/catalog/versions")).json()["items"]
+    assert [(v["id"], v["label"], v["models"]) for v in listed] == [
+        (1, "aims-v1", 10),
+        (2, "acme-only", 2),
+    ]
+    # Effective since June, so the version in force now.
+    assert (await client.get("/v1/catalog")).json()["id"] == 2
+
+
+async def test_a_version_with_a_parent_is_stored_as_a_full_snapshot(client: Any) -> None:
+    created = await create(
+        client,
+        {
+            "effective_from": "2026-07-01T00:00:00+02:00",
+            "parent": 1,
+            "models": [ACME, flash(input="0.08", output="0.32")],
+            "remove": ["openai/gpt-5.1", "meta-llama/llama-3.3-70b-instruct"],
+            "aliases": {"rocket": "acme/rocket-1", "opus": "anthropic/claude-opus-4.6"},
+        },
+    )
+
+    assert created["parent"] == 1
+    assert created["effective_from"] == "2026-06-30T22:00:00Z"
+    models = {m["id"]: m for m in created["models"]}
+    assert len(models) == 10 - 2 + 1
+    assert "openai/gpt-5.1" not in models
+    assert "meta-llama/llama-3.3-70b-instruct" not in models
+    assert models["acme/rocket-1"] == ACME_OUT
+    assert models["google/gemini-3.0-flash"]["input"] == "0.08"
+    assert models["google/gemini-3.0-flash"]["cache_read"] == "0.08"  # default follows input
+    # Untouched parent entries are copied as they were.
+    assert models["anthropic/claude-opus-4.6"] == {
+        "id": "anthropic/claude-opus-4.6",
+        "name": "Claude Opus 4.6",
+        "tier": "premium",
+        "input": "5",
+        "output": "25",
+        "cache_read": "5",
+        "cache_write": "5",
+        "reasoning": "25",
+        "per_request": "0",
+        "context_tokens": 1000000,
+    }
+    # The parent's alias carries over; the new ones join it.
+    assert created["aliases"] == {
+        "gemini-3.0-flash": "google/gemini-3.0-flash",
+        "opus": "anthropic/claude-opus-4.6",
+        "rocket": "acme/rocket-1",
+    }
+    assert created["default_model"] == "google/gemini-3.0-flash"
+
+
+async def test_history_and_diff_show_what_changed_between_versions(client: Any) -> None:
+    await create(
+        client,
+        {
+            "effective_from": "2026-03-01T00:00:00Z",
+            "parent": 1,
+            "models": [flash(input="0.20", output="0.80"), PEBBLE],
+            "remove": ["openai/gpt-5.2"],
+        },
+    )
+    await create(
+        client,
+        {
+            "effective_from": "2026-04-01T00:00:00Z",
+            "parent": 2,
+            "models": [flash(input="0.20", output="0.90", reasoning="2")],
+            "remove": ["pebble/mini"],
+        },
+    )
+
+    history = (await client.get("/v1/catalog/models/google/gemini-3.0-flash/history")).json()
+    assert history["model_id"] == "google/gemini-3.0-flash"
+    assert [
+        (p["catalog_version"], p["effective_from"], p["price"]["input"], p["price"]["output"])
+        for p in history["versions"]
+    ] == [
+        (1, "2025-01-01T00:00:00Z", "0.1", "0.4"),
+        (2, "2026-03-01T00:00:00Z", "0.2", "0.8"),
+        (3, "2026-04-01T00:00:00Z", "0.2", "0.9"),
+    ]
+    pebble = (await client.get("/v1/catalog/models/pebble/mini/history")).json()
+    assert [(p["catalog_version"], p["price"] is not None) for p in pebble["versions"]] == [
+        (1, False),
+        (2, True),
+        (3, False),
+    ]
+    missing = await client.get("/v1/catalog/models/nobody/nothing/history")
+    assert missing.status_code == 404
+    assert "nobody/nothing" in missing.json()["detail"]
+
+    diff = (await client.get("/v1/catalog/diff", params={"from": 1, "to": 2})).json()
+    assert [m["id"] for m in diff["added"]] == ["pebble/mini"]
+    assert [m["id"] for m in diff["removed"]] == ["openai/gpt-5.2"]
+    assert [(c["id"], c["fields"]) for c in diff["changed"]] == [
+        (
+            "google/gemini-3.0-flash",
+            ["input", "output", "cache_read", "cache_write", "reasoning"],
+        )
+    ]
+    diff = (await client.get("/v1/catalog/diff", params={"from": 2, "to": 3})).json()
+    assert diff["added"] == []
+    assert [m["id"] for m in diff["removed"]] == ["pebble/mini"]
+    [change] = diff["changed"]
+    assert change["fields"] == ["output", "reasoning"]
+    assert (change["before"]["output"], change["after"]["output"]) == ("0.8", "0.9")
+    assert (change["before"]["reasoning"], change["after"]["reasoning"]) == ("0.8", "2")
+    unknown = await client.get("/v1/catalog/diff", params={"from": 1, "to": 99})
+    assert unknown.status_code == 404
+    assert "catalog version 99 does not exist" in unknown.json()["detail"]
+
+
+# Every event: 12,000 prompt tokens (2,000 of them cache reads) and 3,000 completion tokens
+# (1,000 of them reasoning).
+TOKENS = {
+    "input_tokens": 12_000,
+    "cached_input_tokens": 2_000,
+    "output_tokens": 3_000,
+    "reasoning_tokens": 1_000,
+}
+MILLION = Decimal(1_000_000)
+
+
+def event(event_id: str, occurred_at: str) -> dict[str, Any]:
+    return {
+        "id": event_id,
+        "occurred_at": occurred_at,
+        "job_id": "job-versions",
+        "agent": "ORACLE",
+        "provider": "openrouter",
+        "model": "gemini-3.0-flash",
+        **TOKENS,
+    }
+
+
+async def test_each_event_is_priced_by_the_version_in_force_when_it_occurred(
+    client: Any,
+) -> None:
+    # Created out of order: effective_from decides, not creation order.
+    t3 = await create(
+        client,
+        {
+            "effective_from": "2026-09-01T00:00:00Z",
+            "label": "t3",
+            "parent": 1,
+            "models": [flash(input="0.25", output="1", reasoning="3.5", per_request="0.001")],
+        },
+    )
+    t1 = await create(
+        client,
+        {
+            "effective_from": "2026-03-01T00:00:00Z",
+            "label": "t1",
+            "parent": 1,
+            "models": [flash(input="0.20", output="0.80")],
+        },
+    )
+    t2 = await create(
+        client,
+        {
+            "effective_from": "2026-06-01T00:00:00Z",
+            "label": "t2",
+            "parent": 1,
+            "models": [flash(input="0.30", output="1.20", cache_read="0.03")],
+        },
+    )
+    events = [
+        event("before-t1", "2026-02-15T12:00:00Z"),
+        event("between-t1-t2", "2026-05-31T23:59:59.999999Z"),
+        event("at-t2", "2026-06-01T00:00:00Z"),  # effective_from is not after it
+        event("between-t2-t3", "2026-08-01T08:30:00+02:00"),
+        event("after-t3", "2026-10-01T00:00:00Z"),
+    ]
+    batch = await client.post("/v1/events/batch", json={"events": events})
+    assert batch.json()["accepted"] == 5, batch.text
+
+    # By hand, per 1M tokens: 10,000 plain input, 2,000 cache read, 2,000 plain output,
+    # 1,000 reasoning.
+    expected = {
+        # AIMS: 10,000×0.10 + 2,000×0.10 + 2,000×0.40 + 1,000×0.40 = 2,400
+        "before-t1": (1, Decimal("0.0024")),
+        # t1: 10,000×0.20 + 2,000×0.20 + 2,000×0.80 + 1,000×0.80 = 4,800
+        "between-t1-t2": (t1["id"], Decimal("0.0048")),
+        # t2: 10,000×0.30 + 2,000×0.03 + 2,000×1.20 + 1,000×1.20 = 6,660
+        "at-t2": (t2["id"], Decimal("0.00666")),
+        "between-t2-t3": (t2["id"], Decimal("0.00666")),
+        # t3: 10,000×0.25 + 2,000×0.25 + 2,000×1 + 1,000×3.5 = 8,500, plus $0.001 per call
+        "after-t3": (t3["id"], Decimal("0.0085") + Decimal("0.001")),
+    }
+    entries = (await client.get("/v1/jobs/job-versions/entries")).json()["items"]
+    assert {e["event_id"]: (e["catalog_version"], Decimal(e["cost_usd"])) for e in entries} == (
+        expected
+    )
+    assert all(e["kind"] == "charge" for e in entries)
+    by_event = {e["event_id"]: e for e in entries}
+    assert by_event["at-t2"]["unit_prices"] == {
+        "input": "0.3",
+        "output": "1.2",
+        "cache_read": "0.03",
+        "cache_write": "0.3",
+        "reasoning": "1.2",
+        "per_request": "0",
+    }
+
+    job = (await client.get("/v1/jobs/job-versions")).json()
+    # 0.0024 + 0.0048 + 0.00666 + 0.00666 + 0.0095
+    assert Decimal(job["cost_usd"]) == Decimal("0.03002")
+    assert {line["catalog_version"]: Decimal(line["cost_usd"]) for line in job["lines"]} == {
+        1: Decimal("0.0024"),
+        t1["id"]: Decimal("0.0048"),
+        t2["id"]: Decimal("0.01332"),
+        t3["id"]: Decimal("0.0095"),
+    }
+
+
+async def test_on_equal_effective_from_the_version_created_last_prices(client: Any) -> None:
+    first = await create(
+        client,
+        {
+            "effective_from": "2026-05-01T00:00:00Z",
+            "parent": 1,
+            "models": [flash(input="0.20", output="0.80")],
+        },
+    )
+    last = await create(
+        client,
+        {
+            "effective_from": "2026-05-01T02:00:00+02:00",  # the same instant
+            "parent": 1,
+            "models": [flash(input="0.50", output="2")],
+        },
+    )
+    assert last["id"] > first["id"]
+    response = await client.post("/v1/events", json=event("tied", "2026-05-02T00:00:00Z"))
+    assert response.status_code == 201, response.text
+
+    [entry] = (await client.get("/v1/jobs/job-versions/entries")).json()["items"]
+    assert entry["catalog_version"] == last["id"]
+    # 10,000×0.50 + 2,000×0.50 + 2,000×2 + 1,000×2 = 12,000 per 1M
+    assert Decimal(entry["cost_usd"]) == Decimal("0.012")
+    assert (await client.get("/v1/catalog")).json()["id"] == last["id"]
+
+
+async def test_the_catalog_in_force_now_ignores_versions_that_start_later(client: Any) -> None:
+    await create(
+        client,
+        {"effective_from": "2099-01-01T00:00:00Z", "parent": 1, "models": [PEBBLE]},
+    )
+    assert (await client.get("/v1/catalog")).json()["id"] == 1
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE catalog_versions SET label = 'edited' WHERE id = 1",
+        "UPDATE catalog_versions SET effective_from = now() WHERE id = 1",
+        "DELETE FROM catalog_versions WHERE id = 1",
+        "UPDATE catalog_prices SET input = 0 WHERE version_id = 1",
+        "DELETE FROM catalog_prices WHERE version_id = 1",
+        "TRUNCATE catalog_prices",
+    ],
+)
+async def test_the_database_refuses_to_change_a_catalog_version(
+    db: asyncpg.Connection, statement: str
+) -> None:
+    before = await db.fetch("SELECT * FROM catalog_prices ORDER BY model_id")
+    table = statement.split()[1] if statement.startswith(("UPDATE", "TRUNCATE")) else None
+    table = table or statement.split()[2]
+    operation = statement.split()[0]
+
+    with pytest.raises(asyncpg.InsufficientPrivilegeError) as refused:
+        await db.execute(statement)
+
+    assert str(refused.value) == f"table {table} is append-only: {operation} is not allowed"
+    assert await db.fetch("SELECT * FROM catalog_prices ORDER BY model_id") == before
+    assert await db.fetchval("SELECT label FROM catalog_versions WHERE id = 1") == "aims-v1"
+
+
+def body(**changes: Any) -> dict[str, Any]:
+    """A valid version with ``changes`` applied."""
+    return {"effective_from": "2026-06-01T00:00:00Z", "models": [ACME, PEBBLE], **changes}
+
+
+@pytest.mark.parametrize(
+    ("request_body", "status", "message"),
+    [
+        pytest.param(
+            body(models=[{**ACME, "output": "-0.5"}]),
+            422,
+            "models[acme/rocket-1].output: '-0.5' must be a finite price, not negative",
+            id="negative price",
+        ),
+        pytest.param(
+            body(models=[{**PEBBLE, "cache_read": "NaN"}]),
+            422,
+            "models[pebble/mini].cache_read: 'NaN' must be a finite price",
+            id="price that is not a number",
+        ),
+        pytest.param(
+            body(models=[{**PEBBLE, "input": "cheap"}]),
+            422,
+            "models[pebble/mini].input: 'cheap' is not a decimal string",
+            id="price that is not a decimal",
+        ),
+        pytest.param(
+            body(models=[ACME, PEBBLE, {**PEBBLE, "input": "0.06"}]),
+            422,
+            "model 'pebble/mini' appears twice",
+            id="duplicate model id",
+        ),
+        pytest.param(
+            body(parent=1, models=[PEBBLE, PEBBLE]),
+            422,
+            "model 'pebble/mini' appears twice",
+            id="duplicate model id against a parent",
+        ),
+        pytest.param(
+            body(aliases={"rocket": "acme/rocket-2"}),
+            422,
+            "alias 'rocket' points at 'acme/rocket-2', which is not in the version",
+            id="alias pointing nowhere",
+        ),
+        pytest.param(
+            body(default_model="acme/rocket-2"),
+            422,
+            "default_model 'acme/rocket-2' is not in the version",
+            id="default model not in the version",
+        ),
+        pytest.param(
+            body(effective_from="2026-06-01T00:00:00"),
+            400,
+            "effective_from: '2026-06-01T00:00:00' has no UTC offset",
+            id="effective_from without offset",
+        ),
+        pytest.param(
+            body(effective_from="June 1st"),
+            400,
+            "effective_from: 'June 1st' is not an RFC 3339 timestamp",
+            id="effective_from not a timestamp",
+        ),
+        pytest.param(
+            body(models=[{**ACME, "input": 12.5}]),
+            400,
+            "models[0].input: Expected `str`, got `float`",
+            id="price as JSON number",
+        ),
+        pytest.param(
+            body(models=[{**ACME, "colour": "red"}]),
+            400,
+            "models[0]: Object contains unknown field `colour`",
+            id="unknown field in a model",
+        ),
+        pytest.param(
+            body(currency="EUR"),
+            400,
+            "Object contains unknown field `currency`",
+            id="unknown field in the version",
+        ),
+        pytest.param(
+            body(models=[{**ACME, "tier": "gold"}]),
+            400,
+            "models[0].tier: Invalid enum value 'gold'",
+            id="unknown tier",
+        ),
+        pytest.param(
+            body(parent=99),
+            404,
+            "catalog version 99 does not exist",
+            id="unknown parent",
+        ),
+        pytest.param(
+            body(parent=1, models=[], remove=["acme/rocket-1"]),
+            422,
+            "remove: model 'acme/rocket-1' is not in parent version 1",
+            id="remove of a model not in the parent",
+        ),
+        pytest.param(
+            body(remove=["pebble/mini"]),
+            422,
+            "remove: only a version with a parent can remove models",
+            id="remove without a parent",
+        ),
+        pytest.param(
+            body(models=[]),
+            422,
+            "models: a catalog version needs at least one model",
+            id="no models",
+        ),
+        pytest.param(
+            body(models=[{**ACME, "context_tokens": 3_000_000_000}]),
+            422,
+            "model 'acme/rocket-1': context_tokens must be between 1 and 2147483647",
+            id="context window beyond what the column holds",
+        ),
+        pytest.param(
+            body(models=[{**ACME, "input": "1e200000"}]),
+            422,
+            "model 'acme/rocket-1': prices must be finite, not negative, below 1000000000000",
+            id="absurdly large price (asyncpg would store it as 0)",
+        ),
+        pytest.param(
+            body(models=[{**ACME, "input": "1e-20000"}]),
+            422,
+            "and have at most 30 decimal places",
+            id="price with more decimals than can be stored",
+        ),
+    ],
+)
+async def test_a_bad_version_is_refused_with_a_clear_message_and_nothing_is_written(
+    client: Any, db: asyncpg.Connection, request_body: dict[str, Any], status: int, message: str
+) -> None:
+    prices_before = await db.fetchval("SELECT count(*) FROM catalog_prices")
+
+    response = await client.post("/v1/catalog/versions", json=request_body)
+
+    assert response.status_code == status, response.text
+    assert message in response.json()["detail"]
+    assert await version_count(client) == 1
+    assert await db.fetchval("SELECT count(*) FROM catalog_versions") == 1
+    assert await db.fetchval("SELECT count(*) FROM catalog_prices") == prices_before

@@ -1,0 +1,611 @@
+"""Properties of the ledger under random traffic (SPEC §2–4), on real PostgreSQL.
+
+Hypothesis draws streams of events over several jobs, agents and models (one unknown),
+with replays, replays written differently, conflicting reuses of ids and invalid events,
+cut into batches of random sizes, across catalog versions that change mid-stream. A model
+written here predicts each answer; afterwards the tables must hold exactly what it says:
+
+- each batch answer (per event and counts) is what the model expects;
+- each accepted id has one stored event (its first content) and exactly one charge;
+- each entry's cost equals a Decimal computation made here from the catalog prices of the
+  version in force at its ``occurred_at``;
+- every rollup equals the sums of its ledger entries, exactly.
+
+Each example runs on its own database cloned from the migrated template.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from litestar.testing import AsyncTestClient
+
+from service.app import create_app
+from service.catalog.service import NewCatalogVersion, create_version
+from service.db import connect, with_database
+from service.pricing.models import NewModelPrice
+from service.rerating import create_version_and_price_unpriced
+from tests.conftest import settings_for
+
+D = Decimal
+MILLION = D(1_000_000)
+TOKEN_FIELDS = (
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+)
+
+# Catalog ------------------------------------------------------------------------------------
+
+AIMS_FILE = Path(__file__).resolve().parents[2] / "service" / "pricing" / "aims-v1.json"
+PRICE_NAMES = ("input", "output", "cache_read", "cache_write", "reasoning", "per_request")
+
+
+@dataclass(frozen=True)
+class Version:
+    """The test's own copy of a catalog version: prices with SPEC §3's defaults applied."""
+
+    id: int
+    effective_from: datetime
+    prices: dict[str, dict[str, Decimal]]
+    aliases: dict[str, str]
+
+
+def with_defaults(
+    input_price: Decimal,
+    output_price: Decimal,
+    cache_read: Decimal | None = None,
+    cache_write: Decimal | None = None,
+    reasoning: Decimal | None = None,
+    per_request: Decimal | None = None,
+) -> dict[str, Decimal]:
+    return {
+        "input": input_price,
+        "output": output_price,
+        "cache_read": input_price if cache_read is None else cache_read,
+        "cache_write": input_price if cache_write is None else cache_write,
+        "reasoning": output_price if reasoning is None else reasoning,
+        "per_request": D(0) if per_request is None else per_request,
+    }
+
+
+def aims_version() -> Version:
+    doc = json.loads(AIMS_FILE.read_text())
+    prices = {m["id"]: with_defaults(D(m["input"]), D(m["output"])) for m in doc["models"]}
+    return Version(1, datetime.fromisoformat(doc["effective_from"]), prices, doc["aliases"])
+
+
+V1 = aims_version()
+T0 = datetime(2025, 6, 1, tzinfo=UTC)  # the middle of the event range: version 2 starts
+T1 = T0 + timedelta(days=3)  # versions 3 and 4 start together; 4 is created last and wins
+EARLIEST = T0 - timedelta(days=3)
+LATEST = T0 + timedelta(days=6)
+
+FLASH = "google/gemini-3.0-flash"
+SONNET = "anthropic/claude-sonnet-4.5"
+GPT = "openai/gpt-5.2"
+LLAMA = "meta-llama/llama-3.3-70b-instruct"
+UNKNOWN = "vendor/unknown-x"
+# As the gateway names them: an alias, ids, a model only some versions have, and one none has.
+SENT_MODELS = ("gemini-3.0-flash", FLASH, SONNET, GPT, LLAMA, UNKNOWN)
+# (UNKNOWN's tier is only used by the version that re-rating adds in the last test.)
+TIERS = {FLASH: "fast", SONNET: "standard", GPT: "premium", LLAMA: "economy", UNKNOWN: "standard"}
+
+# Version 3 is shadowed by version 4 (same effective_from, created later): never used.
+V3_PRICES = {m: with_defaults(D(99), D(99)) for m in (FLASH, SONNET, GPT, LLAMA)}
+# Version 4: every model back, explicit class prices, and no alias (the short name of
+# gemini-3.0-flash is unknown from T1 on).
+V4_PRICES = {
+    FLASH: with_defaults(D("0.125"), D("0.5"), D("0.0125"), D("0.15625"), D("0.75")),
+    SONNET: with_defaults(D("2.9"), D("14.1"), D("0.29"), D("3.6"), D("14.1"), D("0.0001")),
+    GPT: with_defaults(D("4.75"), D("19"), reasoning=D("23.5")),
+    LLAMA: with_defaults(D("0.09"), D("0.09"), per_request=D("0.00002")),
+}
+
+
+def new_version(
+    effective_from: datetime, prices: dict[str, dict[str, Decimal]], aliases: dict[str, str]
+) -> NewCatalogVersion:
+    return NewCatalogVersion(
+        effective_from=effective_from,
+        label=None,
+        models=[
+            NewModelPrice(
+                model_id=model,
+                name=model,
+                tier=TIERS[model],
+                input=p["input"],
+                output=p["output"],
+                cache_read=p["cache_read"],
+                cache_write=p["cache_write"],
+                reasoning=p["reasoning"],
+                per_request=p["per_request"],
+            )
+            for model, p in prices.items()
+        ],
+        aliases=aliases,
+    )
+
+
+def in_force(versions: list[Version], when: datetime) -> Version | None:
+    """SPEC §3: latest effective_from not after ``when``; on a tie the one created last."""
+    candidates = [v for v in versions if v.effective_from <= when]
+    return max(candidates, key=lambda v: (v.effective_from, v.id)) if candidates else None
+
+
+def expected_charge(
+    versions: list[Version], content: Content
+) -> tuple[int | None, str, Decimal | None]:
+    """(version id, catalog model id, cost) of an event, straight from SPEC §3."""
+    version = in_force(versions, content.occurred_at)
+    if version is None:
+        return None, content.model, None
+    model = version.aliases.get(content.model, content.model)
+    price = version.prices.get(model)
+    if price is None:
+        return None, model, None
+    per_million = (
+        (content.input_tokens - content.cached_input_tokens - content.cache_write_tokens)
+        * price["input"]
+        + content.cached_input_tokens * price["cache_read"]
+        + content.cache_write_tokens * price["cache_write"]
+        + (content.output_tokens - content.reasoning_tokens) * price["output"]
+        + content.reasoning_tokens * price["reasoning"]
+    )
+    return version.id, model, per_million / MILLION + price["per_request"]
+
+
+# Events -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Content:
+    """What makes an event's content; equal contents under one id are a duplicate."""
+
+    occurred_at: datetime
+    job_id: str
+    agent: str
+    provider: str
+    model: str
+    input_tokens: int
+    cached_input_tokens: int
+    cache_write_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    provider_cost_usd: Decimal | None
+    status: str
+    attributes: tuple[tuple[str, int], ...] | None
+
+
+@dataclass(frozen=True)
+class Spelling:
+    """How an event is written on the wire; any spelling of one content is the same event."""
+
+    offset_minutes: int = 0
+    spell_out_defaults: bool = False
+    pad_cost: bool = False
+
+
+@dataclass(frozen=True)
+class Sent:
+    event_id: str
+    content: Content
+    spelling: Spelling
+    breakage: str | None = None
+    """A way this event is made invalid, or ``None``."""
+
+
+BREAKAGES = (
+    "negative-output",
+    "reasoning-above-output",
+    "cached-above-input",
+    "no-offset",
+    "far-future",
+    "sets-cost",
+    "count-as-string",
+)
+
+
+def wire(sent: Sent) -> dict[str, Any]:
+    c, s = sent.content, sent.spelling
+    offset = timezone(timedelta(minutes=s.offset_minutes))
+    event: dict[str, Any] = {
+        "id": sent.event_id,
+        "occurred_at": c.occurred_at.astimezone(offset).isoformat(),
+        "job_id": c.job_id,
+        "agent": c.agent,
+        "provider": c.provider,
+        "model": c.model,
+        "input_tokens": c.input_tokens,
+        "output_tokens": c.output_tokens,
+    }
+    for name in ("cached_input_tokens", "cache_write_tokens", "reasoning_tokens"):
+        if getattr(c, name) or s.spell_out_defaults:
+            event[name] = getattr(c, name)
+    if c.provider_cost_usd is not None:
+        text = format(c.provider_cost_usd, "f")
+        if s.pad_cost:  # 0.25 → 0.250, 3 → 3.0: the same amount
+            text += "0" if "." in text else ".0"
+        event["provider_cost_usd"] = text
+    if c.status != "ok" or s.spell_out_defaults:
+        event["status"] = c.status
+    if c.attributes is not None:
+        event["attributes"] = dict(c.attributes)
+    broken = {
+        None: {},
+        "negative-output": {"output_tokens": -1},
+        "reasoning-above-output": {"reasoning_tokens": c.output_tokens + 1},
+        "cached-above-input": {"cached_input_tokens": c.input_tokens + 1},
+        "no-offset": {"occurred_at": c.occurred_at.replace(tzinfo=None).isoformat()},
+        "far-future": {"occurred_at": "2999-01-01T00:00:00Z"},
+        "sets-cost": {"cost_usd": "0"},
+        "count-as-string": {"input_tokens": str(c.input_tokens)},
+    }[sent.breakage]
+    return {**event, **broken}
+
+
+def instants() -> st.SearchStrategy[datetime]:
+    boundaries = st.sampled_from(
+        [T0, T1, T0 - timedelta(microseconds=1), T1 - timedelta(microseconds=1), EARLIEST]
+    )
+    anywhere = st.integers(0, int((LATEST - EARLIEST).total_seconds()) * 1000).map(
+        lambda ms: EARLIEST + timedelta(milliseconds=ms)
+    )
+    return st.one_of(boundaries, anywhere, anywhere, anywhere)
+
+
+@st.composite
+def contents(draw: st.DrawFn) -> Content:
+    input_tokens = draw(st.integers(0, 2_000_000))
+    cached = draw(st.integers(0, input_tokens))
+    written = draw(st.integers(0, input_tokens - cached))
+    output_tokens = draw(st.integers(0, 200_000))
+    reasoning = draw(st.integers(0, output_tokens))
+    cost = draw(
+        st.none()
+        | st.builds(lambda n, k: D(n).scaleb(-k), st.integers(0, 10**9), st.integers(0, 12))
+    )
+    attributes = draw(
+        st.none()
+        | st.lists(
+            st.tuples(st.sampled_from(["n", "route", "try"]), st.integers(-5, 5)), max_size=2
+        ).map(lambda kv: tuple(sorted(dict(kv).items())))
+    )
+    return Content(
+        occurred_at=draw(instants()),
+        job_id=draw(st.sampled_from(["job-a", "job-b", "job-c"])),
+        agent=draw(st.sampled_from(["ACHEEVY", "Boomer_Ang", "ORACLE", "ByteRover"])),
+        provider=draw(st.sampled_from(["openrouter", "vertex", "stub"])),
+        model=draw(st.sampled_from(SENT_MODELS)),
+        input_tokens=input_tokens,
+        cached_input_tokens=cached,
+        cache_write_tokens=written,
+        output_tokens=output_tokens,
+        reasoning_tokens=reasoning,
+        provider_cost_usd=cost,
+        status=draw(st.sampled_from(["ok", "ok", "error"])),
+        attributes=attributes,
+    )
+
+
+spellings = st.builds(
+    Spelling,
+    offset_minutes=st.sampled_from([0, 0, 120, -300, 330]),
+    spell_out_defaults=st.booleans(),
+    pad_cost=st.booleans(),
+)
+
+
+def a_price() -> st.SearchStrategy[Decimal]:
+    """Up to 6 decimal places, up to 100 USD per 1M tokens."""
+    return st.builds(lambda n, k: D(n).scaleb(-k), st.integers(0, 100_000_000), st.integers(0, 6))
+
+
+@st.composite
+def v2_prices(draw: st.DrawFn) -> dict[str, dict[str, Decimal]]:
+    """Version 2 (from T0): random prices for three models; LLAMA is dropped."""
+    optional = st.none() | a_price()
+    return {
+        model: with_defaults(
+            draw(a_price()),
+            draw(a_price()),
+            draw(optional),
+            draw(optional),
+            draw(optional),
+            draw(st.none() | a_price().map(lambda p: p / 1000)),
+        )
+        for model in (FLASH, SONNET, GPT)
+    }
+
+
+@dataclass
+class Plan:
+    v2: dict[str, dict[str, Decimal]]
+    batches: list[list[Sent]]
+
+
+@st.composite
+def plans(draw: st.DrawFn) -> Plan:
+    sent: list[Sent] = []
+    for _ in range(draw(st.integers(1, 36))):
+        kind = draw(
+            st.sampled_from(["new", "new", "new", "reuse-id", "replay", "respell", "invalid"])
+        )
+        if kind in ("replay", "respell", "reuse-id") and sent:
+            earlier = draw(st.sampled_from(sent))
+            if kind == "replay":
+                sent.append(earlier)
+            elif kind == "respell":
+                sent.append(Sent(earlier.event_id, earlier.content, draw(spellings)))
+            else:
+                sent.append(Sent(earlier.event_id, draw(contents()), draw(spellings)))
+            continue
+        event_id = f"gen-{draw(st.integers(0, 30)):02d}"
+        breakage = draw(st.sampled_from(BREAKAGES)) if kind == "invalid" else None
+        sent.append(Sent(event_id, draw(contents()), draw(spellings), breakage))
+    batches: list[list[Sent]] = []
+    while sent:
+        size = draw(st.integers(1, 8))
+        batches.append(sent[:size])
+        sent = sent[size:]
+    return Plan(v2=draw(v2_prices()), batches=batches)
+
+
+# The model ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Ledger:
+    """What the service must hold: the first content of each accepted id."""
+
+    stored: dict[str, Content] = field(default_factory=dict)
+
+    def outcome(self, sent: Sent) -> str:
+        if sent.breakage is not None:
+            return "rejected"
+        first = self.stored.get(sent.event_id)
+        if first is None:
+            self.stored[sent.event_id] = sent.content
+            return "accepted"
+        return "duplicate" if first == sent.content else "conflict"
+
+
+# Checks on the tables ------------------------------------------------------------------------
+
+_FROM_LEDGER = """
+    {cost}, COALESCE(sum(provider_cost_usd), 0), sum(event_count), sum(unpriced_count),
+    sum(input_tokens), sum(cached_input_tokens), sum(cache_write_tokens),
+    sum(output_tokens), sum(reasoning_tokens), min(occurred_at), max(occurred_at)
+"""
+_STORED = """
+    cost_usd, provider_cost_usd, events, unpriced_events, input_tokens, cached_input_tokens,
+    cache_write_tokens, output_tokens, reasoning_tokens, first_event_at, last_event_at
+"""
+# table → (its key columns, the same keys over ledger_entries, cost as the table sums it)
+ROLLUPS = {
+    "rollup_jobs": ("job_id", "job_id", "COALESCE(sum(cost_usd), 0)"),
+    "rollup_job_lines": (
+        "job_id, agent, model, provider, catalog_version",
+        "job_id, agent, model, provider, catalog_version",
+        "sum(cost_usd)",  # an unpriced line's cost stays NULL: unknown, not zero
+    ),
+    "rollup_usage": (
+        "agent, model, provider, tier",
+        "agent, model, provider, tier",
+        "COALESCE(sum(cost_usd), 0)",
+    ),
+    "rollup_agent_days": ("agent, day", "agent, billing_day", "COALESCE(sum(cost_usd), 0)"),
+    "rollup_model_days": ("model, day", "model, billing_day", "COALESCE(sum(cost_usd), 0)"),
+}
+
+
+async def rollup_differences(conn: asyncpg.Connection) -> dict[str, list[tuple[Any, ...]]]:
+    """Rebuild every rollup from the ledger in SQL; rows that differ either way, by table.
+
+    EXCEPT compares values (numeric 0.30 = 0.3, NULL = NULL), so equal means exactly equal.
+    """
+    differences: dict[str, list[tuple[Any, ...]]] = {}
+    for table, (keys, ledger_keys, cost) in ROLLUPS.items():
+        rebuilt = (
+            f"SELECT {ledger_keys}, {_FROM_LEDGER.format(cost=cost)} "
+            f"FROM ledger_entries GROUP BY {ledger_keys}"
+        )
+        stored = f"SELECT {keys}, {_STORED} FROM {table}"
+        rows = await conn.fetch(
+            f"(({rebuilt}) EXCEPT ALL ({stored})) UNION ALL (({stored}) EXCEPT ALL ({rebuilt}))"
+        )
+        if rows:
+            differences[table] = [tuple(r) for r in rows]
+    return differences
+
+
+async def check_tables(conn: asyncpg.Connection, model: Ledger, versions: list[Version]) -> None:
+    # one stored event per accepted id, holding its first content
+    rows = await conn.fetch(
+        "SELECT event_id, occurred_at, job_id, model, input_tokens, output_tokens,"
+        " provider_cost_usd FROM usage_events"
+    )
+    assert {r["event_id"] for r in rows} == set(model.stored)
+    for r in rows:
+        first = model.stored[r["event_id"]]
+        assert (r["occurred_at"], r["job_id"], r["model"]) == (
+            first.occurred_at,
+            first.job_id,
+            first.model,
+        )
+        assert (r["input_tokens"], r["output_tokens"]) == (first.input_tokens, first.output_tokens)
+        assert r["provider_cost_usd"] == first.provider_cost_usd
+
+    # exactly one entry per accepted id, a charge, priced as SPEC §3 says
+    entries = await conn.fetch(
+        "SELECT event_id, kind, catalog_version, model, cost_usd, unpriced_count, event_count,"
+        " billing_day, tier FROM ledger_entries"
+    )
+    assert sorted(e["event_id"] for e in entries) == sorted(model.stored)
+    for e in entries:
+        content = model.stored[e["event_id"]]
+        version_id, model_id, cost = expected_charge(versions, content)
+        assert e["kind"] == "charge"
+        assert (e["catalog_version"], e["model"], e["cost_usd"]) == (version_id, model_id, cost), (
+            content
+        )
+        assert e["unpriced_count"] == (1 if cost is None else 0)
+        assert e["event_count"] == 1
+        assert e["billing_day"] == content.occurred_at.astimezone(UTC).date()
+        assert e["tier"] == (TIERS[model_id] if cost is not None else None)
+
+    assert await rollup_differences(conn) == {}
+
+
+async def check_jobs(client: AsyncTestClient[Any], model: Ledger, versions: list[Version]) -> None:
+    """Each job over REST: the model's totals, to the last digit."""
+    cost: dict[str, Decimal] = defaultdict(Decimal)
+    provider: dict[str, Decimal] = defaultdict(Decimal)
+    counts: dict[str, list[int]] = defaultdict(lambda: [0] * 7)
+    for content in model.stored.values():
+        price = expected_charge(versions, content)[2]
+        cost[content.job_id] += price or 0
+        provider[content.job_id] += content.provider_cost_usd or 0
+        tally = counts[content.job_id]
+        tally[0] += 1
+        tally[1] += price is None
+        for i, name in enumerate(TOKEN_FIELDS, start=2):
+            tally[i] += getattr(content, name)
+    for job_id in ("job-a", "job-b", "job-c"):
+        response = await client.get(f"/v1/jobs/{job_id}")
+        if job_id not in counts:
+            assert response.status_code == 404
+            continue
+        job = response.json()
+        assert D(job["cost_usd"]) == cost[job_id]
+        assert D(job["provider_cost_usd"]) == provider[job_id]
+        got = [job["events"], job["unpriced_events"], *(job[n] for n in TOKEN_FIELDS)]
+        assert got == counts[job_id]
+
+
+# The property -------------------------------------------------------------------------------
+
+
+async def _admin(admin_url: str, sql: str) -> None:
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def run_plan(admin_url: str, template: str, plan: Plan) -> None:
+    name = f"luc_prop_{uuid.uuid4().hex[:12]}"
+    await _admin(admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    url = with_database(admin_url, name)
+    try:
+        conn = await connect(url)
+        try:
+            async with conn.transaction():
+                v2 = await create_version(conn, new_version(T0, plan.v2, V1.aliases))
+                v3 = await create_version(conn, new_version(T1, V3_PRICES, V1.aliases))
+                v4 = await create_version(conn, new_version(T1, V4_PRICES, {}))
+            versions = [
+                V1,
+                Version(v2, T0, plan.v2, V1.aliases),
+                Version(v3, T1, V3_PRICES, V1.aliases),
+                Version(v4, T1, V4_PRICES, {}),
+            ]
+            model = Ledger()
+            app = create_app(settings_for(url))
+            async with AsyncTestClient(app=app) as client:
+                for batch in plan.batches:
+                    expected = [model.outcome(s) for s in batch]
+                    response = await client.post(
+                        "/v1/events/batch", json={"events": [wire(s) for s in batch]}
+                    )
+                    assert response.status_code == 200, response.text
+                    answer = response.json()
+                    assert [r["status"] for r in answer["results"]] == expected, answer
+                    assert [r["id"] for r in answer["results"]] == [s.event_id for s in batch]
+                    assert [
+                        answer["accepted"],
+                        answer["duplicates"],
+                        answer["conflicts"],
+                        answer["rejected"],
+                    ] == [
+                        expected.count(s) for s in ("accepted", "duplicate", "conflict", "rejected")
+                    ]
+                await check_jobs(client, model, versions)
+            await check_tables(conn, model, versions)
+        finally:
+            await conn.close()
+    finally:
+        await _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@settings(
+    max_examples=18,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(plan=plans())
+def test_any_stream_leaves_each_event_charged_once_and_every_rollup_equal_to_its_ledger(
+    admin_url: str, template_database: str, plan: Plan
+) -> None:
+    asyncio.run(run_plan(admin_url, template_database, plan))
+
+
+# Rebuilding the rollups after re-rating -------------------------------------------------------
+
+
+async def test_every_rollup_rebuilt_from_the_ledger_equals_the_stored_one(
+    client: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    """Charges, replays and then re-rating (reversal and new booking entries): a rebuild of
+    each rollup from the ledger alone still gives every stored row exactly."""
+    events = [
+        {
+            "id": f"rb-{i}",
+            "occurred_at": (T0 + timedelta(hours=7 * i)).isoformat(),
+            "job_id": f"job-rb-{i % 3}",
+            "agent": ("ACHEEVY", "ORACLE", "ByteRover")[i % 3],
+            "provider": "openrouter",
+            "model": (FLASH, "gemini-3.0-flash", SONNET, UNKNOWN, LLAMA)[i % 5],
+            "input_tokens": 1000 * i + 7,
+            "cached_input_tokens": 100 * i,
+            "cache_write_tokens": 3 * i,
+            "output_tokens": 333 * i,
+            "reasoning_tokens": 11 * i,
+            "provider_cost_usd": f"0.{i:04d}1",
+        }
+        for i in range(30)
+    ]
+    for start in range(0, 30, 7):
+        answer = (
+            await client.post("/v1/events/batch", json={"events": events[start : start + 9]})
+        ).json()
+        assert answer["conflicts"] == answer["rejected"] == 0
+    assert (await client.get("/v1/unpriced")).json()["items"]
+    assert await rollup_differences(db) == {}
+
+    # A version that knows the unknown model prices its events with adjustment entries.
+    unknown_priced = new_version(
+        T0 - timedelta(days=1),
+        {**{m: V1.prices[m] for m in (FLASH, SONNET, LLAMA)}, UNKNOWN: with_defaults(D(1), D(2))},
+        V1.aliases,
+    )
+    _, summary = await create_version_and_price_unpriced(db, unknown_priced)
+    assert summary.events_changed == 6  # rb-3, rb-8, …, rb-28
+    kinds = await db.fetch("SELECT kind, count(*) AS n FROM ledger_entries GROUP BY kind")
+    assert {r["kind"]: r["n"] for r in kinds} == {"charge": 30, "adjustment": 12}
+    assert (await client.get("/v1/unpriced")).json()["items"] == []
+    assert await rollup_differences(db) == {}
