@@ -19,7 +19,7 @@ class Metrics:
 
     def __init__(self) -> None:
         # The *_created series double the output and no dashboard reads them.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in the library
         self.registry = CollectorRegistry(auto_describe=False)
         self.ledger = LedgerCollector()
         self.registry.register(self.ledger)
