@@ -22,6 +22,8 @@ help: ## List the targets
 install: $(INSTALLED) ## Create .venv and install LUC with its development tools
 
 run: $(INSTALLED) ## Start LUC on 127.0.0.1:8000 (embedded PostgreSQL unless LUC_DATABASE_URL is set)
+	@echo "LUC needs an API key on every route but /healthz. First admin key, in another shell:"
+	@echo "    $(BIN)/luc keys create --scope admin --name me"
 	$(BIN)/luc serve
 
 test: $(INSTALLED) lint typecheck ## Lint, type-check and run the whole test suite on real PostgreSQL

@@ -42,6 +42,12 @@ class BenchDatabase:
     postmaster_pid: int | None
     """The server's main process when it runs on this machine and we may read it."""
     embedded: bool
+    api_key: str | None = None
+    """An ``ingest`` key for the service's ``Authorization`` header (None: no auth module)."""
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
 
 async def _admin(admin_url: str, sql: str) -> None:
@@ -68,11 +74,18 @@ async def _postmaster_pid(url: str) -> int | None:
     return pid if psutil.pid_exists(pid) else None
 
 
-async def _prepare(url: str) -> None:
+async def _prepare(url: str) -> str | None:
+    """Migrate, load the AIMS catalog, and make an ``ingest`` key as the gateway has one."""
     await asyncio.to_thread(migrate_sync, url)
     conn = await connect(url)
     try:
         await seed_catalog(conn)
+        try:
+            from service.auth.keys import create_key
+        except ImportError:
+            return None
+        _, secret = await create_key(conn, "bench", "ingest")
+        return secret
     finally:
         await conn.close()
 
@@ -90,8 +103,8 @@ def scratch_database() -> Iterator[BenchDatabase]:
         asyncio.run(_admin(external, f'CREATE DATABASE "{name}"'))
         url = with_database(external, name)
         try:
-            asyncio.run(_prepare(url))
-            yield BenchDatabase(url, asyncio.run(_postmaster_pid(url)), embedded=False)
+            key = asyncio.run(_prepare(url))
+            yield BenchDatabase(url, asyncio.run(_postmaster_pid(url)), embedded=False, api_key=key)
         finally:
             asyncio.run(_admin(external, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         return
@@ -104,8 +117,8 @@ def scratch_database() -> Iterator[BenchDatabase]:
         admin_url = str(server.get_uri())
         asyncio.run(_admin(admin_url, 'CREATE DATABASE "luc_bench"'))
         url = with_database(admin_url, "luc_bench")
-        asyncio.run(_prepare(url))
-        yield BenchDatabase(url, server.get_pid(), embedded=True)
+        key = asyncio.run(_prepare(url))
+        yield BenchDatabase(url, server.get_pid(), embedded=True, api_key=key)
     finally:
         server.cleanup()
         shutil.rmtree(folder, ignore_errors=True)
@@ -193,7 +206,7 @@ def process_cpu_seconds(pid: int) -> float:
 def postgres_cpu_seconds(postmaster_pid: int) -> float | None:
     """CPU of a PostgreSQL server so far: the postmaster, its live children, and the
     children it has already reaped (closed connections), so nothing drops out between
-    two readings."""
+    two readings. It is the whole server: on a shared one, other databases count too."""
     try:
         main = psutil.Process(postmaster_pid)
         times = main.cpu_times()

@@ -4,13 +4,18 @@
 scratch database on ``LUC_DATABASE_URL``'s server), migrates it, starts ``luc serve`` in
 its own process and sends it batches of realistic usage events over loopback, first from
 one sender, then from several at once. Beside each run it measures its references on the
-same database: asyncpg ``copy_records_to_table`` of the identical rows into a table built
-``LIKE usage_events INCLUDING ALL`` (the same indexes), and the same plus the ledger rows
-the service writes for them into a table ``LIKE ledger_entries INCLUDING ALL``.
+same database with asyncpg ``copy_records_to_table`` of the identical rows, one
+transaction per batch, over as many connections as there are senders:
 
-It prints a markdown table (events/s, ratio to COPY, CPU per event for the server and for
-PostgreSQL), writes the figures as JSON, and finally checks in SQL that every rollup equals
-the sum of its ledger entries; the exit status is non-zero when it does not.
+- ``copy_events`` (the reference of the ratio): the events as ``usage_events`` rows into a
+  table built ``LIKE usage_events INCLUDING ALL`` (the same indexes);
+- ``copy_ledger``: the charges the service appends for them, into a table ``LIKE
+  ledger_entries INCLUDING ALL`` (the reference that issue 9 calls B1);
+- ``copy_events_and_ledger``: both, in one transaction: the raw volume ingest writes.
+
+It prints a markdown table (events/s, ratio to COPY, CPU per event for the Python side and
+for PostgreSQL), writes the figures as JSON, and finally checks in SQL that every rollup
+equals the sum of its ledger entries; the exit status is non-zero when it does not.
 """
 
 from __future__ import annotations
@@ -254,23 +259,27 @@ _answer_decoder = msgspec.json.Decoder(BatchAnswer)
 
 
 async def send_batches(
-    base_url: str, batches: Sequence[Batch], concurrency: int, meter: CpuMeter
+    base_url: str,
+    batches: Sequence[Batch],
+    concurrency: int,
+    meter: CpuMeter,
+    headers: dict[str, str] | None = None,
 ) -> float:
     """POST every batch from ``concurrency`` senders; seconds from first send to last answer.
 
     Every event must come back ``accepted``: anything else is a broken benchmark."""
     pending = iter(batches)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    headers = {"content-type": "application/json"}
     async with httpx.AsyncClient(
-        base_url=base_url, timeout=httpx.Timeout(300.0), limits=limits
+        base_url=base_url,
+        timeout=httpx.Timeout(300.0),
+        limits=limits,
+        headers={"content-type": "application/json", **(headers or {})},
     ) as client:
 
         async def sender() -> None:
             for batch in pending:
-                response = await client.post(
-                    "/v1/events/batch", content=batch.body, headers=headers
-                )
+                response = await client.post("/v1/events/batch", content=batch.body)
                 response.raise_for_status()
                 answer = _answer_decoder.decode(response.content)
                 if answer.accepted != len(batch.event_rows):
@@ -379,7 +388,7 @@ async def run_all(
     warm = make_batches(catalog, 1, args.batch_size, seed=args.seed * 1000)
     for reference in REFERENCES:
         await copy_batches(db.url, warm, 1, reference, CpuMeter(None, None))
-    await send_batches(server.base_url, warm, 1, CpuMeter(None, None))
+    await send_batches(server.base_url, warm, 1, CpuMeter(None, None), db.auth_headers)
 
     for round_index, concurrency in enumerate(args.concurrency, start=1):
         batches = make_batches(
@@ -402,7 +411,9 @@ async def run_all(
             "http_batch_ingest",
             concurrency,
             batches,
-            lambda meter, b=batches, c=concurrency: send_batches(server.base_url, b, c, meter),
+            lambda meter, b=batches, c=concurrency: send_batches(
+                server.base_url, b, c, meter, db.auth_headers
+            ),
         )
     return results
 
@@ -572,7 +583,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         ),
     )
     parser.add_argument(
-        "--batches", type=int, default=12, help="batches per run (default: 12, ~10 s of ingest)"
+        "--batches", type=int, default=16, help="batches per run (default: 16, ~10 s of ingest)"
     )
     parser.add_argument(
         "--batch-size", type=int, default=5000, help="events per batch (default: 5000)"

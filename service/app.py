@@ -11,6 +11,8 @@ import httpx
 import structlog
 from litestar import Litestar
 from litestar.exceptions import HTTPException
+from litestar.middleware import DefineMiddleware
+from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
 
 from service.api.agents import AgentsController
@@ -20,9 +22,13 @@ from service.api.deps import Resources
 from service.api.errors import http_error_handler, luc_error_handler, unexpected_error_handler
 from service.api.events import EventsController
 from service.api.health import healthz, readyz
+from service.api.invoices import InvoicesController, JobInvoicesController
 from service.api.jobs import JobsController
+from service.api.keys import KeysController
 from service.api.metrics import metrics as metrics_endpoint
 from service.api.usage import UsageController
+from service.auth.guard import rate_limit_identity, require_key
+from service.auth.keys import count_admin_keys
 from service.budgets.delivery import Dispatcher
 from service.catalog.service import CatalogCache, seed_catalog
 from service.db import create_pool, migrate, resolve_database_url
@@ -32,6 +38,18 @@ from service.metrics.instruments import Metrics
 from service.settings import Settings, get_settings
 
 log = structlog.get_logger("luc")
+
+
+def rate_limit(settings: Settings) -> list[DefineMiddleware]:
+    """Per key (or per address without one) request rate, in this process."""
+    if not settings.auth.rate_limit_per_second:
+        return []
+    config = RateLimitConfig(
+        rate_limit=("second", settings.auth.rate_limit_per_second),
+        exclude=["/healthz", "/readyz"],
+        identifier_for_request=rate_limit_identity,
+    )
+    return [config.middleware]
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -46,6 +64,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         async with pool.acquire() as conn:
             if await seed_catalog(conn):
                 log.info("catalog_seeded", label="aims-v1")
+            if settings.auth.enabled and not await count_admin_keys(conn):
+                log.warning(
+                    "no_admin_key",
+                    detail="every route but /healthz needs an API key; create the first one "
+                    "with: luc keys create --scope admin --name <you>",
+                )
         # One long-lived client for webhook targets: no redirects (a redirect could lead
         # past the allow-list), explicit timeouts and limits.
         webhook_client = httpx.AsyncClient(
@@ -62,6 +86,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             metrics=metrics,
             dispatcher=dispatcher,
         )
+        if not settings.auth.enabled:
+            log.warning("auth_disabled", detail="LUC_AUTH=off: every route is open to anyone")
         log.info("started", embedded=settings.database.url is None)
         try:
             yield
@@ -76,6 +102,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[
             EventsController,
             JobsController,
+            JobInvoicesController,
+            InvoicesController,
             AgentsController,
             BudgetsController,
             AlertsController,
@@ -84,9 +112,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             healthz,
             readyz,
             metrics_endpoint,
+            KeysController,
         ],
         lifespan=[lifespan],
-        middleware=[request_logging, metrics.middleware],
+        middleware=[request_logging, metrics.middleware, *rate_limit(settings)],
+        guards=[require_key],
         exception_handlers={
             LucError: luc_error_handler,
             HTTPException: http_error_handler,

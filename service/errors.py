@@ -9,6 +9,7 @@
     ├── InvalidRequestError      the request cannot be processed        400 / 422
     │   └── PayloadTooLargeError body or batch beyond its limit         413
     ├── CatalogError             a catalog version is invalid           422
+    ├── ConflictError            the request clashes with stored state  409
     └── UpstreamError            an outside service failed us           502
 """
 
@@ -54,6 +55,12 @@ class PayloadTooLargeError(InvalidRequestError):
 
 class CatalogError(LucError):
     status_code = 422
+
+
+class ConflictError(LucError):
+    """The request cannot apply to the state stored now (nothing new to invoice, say)."""
+
+    status_code = 409
 
 
 class UpstreamError(LucError):

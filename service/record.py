@@ -82,7 +82,12 @@ async def record_batch(
             else:
                 outcomes[index] = _compare(item, known[item.id], "an earlier request")
     for index, item in repeats:
-        outcomes[index] = _compare(item, first_by_id[item.id], "an earlier event of this batch")
+        # Compare with what is kept under the id: this batch's first event when it was
+        # inserted, else the stored one (a repeat of a conflicting event is a conflict too).
+        if item.id in inserted:
+            outcomes[index] = _compare(item, first_by_id[item.id], "an earlier event of this batch")
+        else:
+            outcomes[index] = _compare(item, known[item.id], "an earlier request")
     return BatchOutcome([o for o in outcomes if o is not None], alerts=alerts)
 
 

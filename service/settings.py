@@ -84,12 +84,24 @@ class BudgetSettings:
 
 
 @dataclass(frozen=True)
+class AuthSettings:
+    enabled: bool = True
+    """``LUC_AUTH``: ``on`` (default) requires an API key on every route but the probes;
+    ``off`` is for local experiments only and is logged loudly."""
+    metrics_public: bool = False
+    """``LUC_METRICS_PUBLIC``: ``1`` lets Prometheus scrape /metrics without a key."""
+    rate_limit_per_second: int = 1000
+    """``LUC_RATE_LIMIT_PER_SECOND``: requests per second per key (or address); 0 = off."""
+
+
+@dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings
     server: ServerSettings
     ingest: IngestSettings
     openrouter: OpenRouterSettings = field(default_factory=OpenRouterSettings)
     budgets: BudgetSettings = field(default_factory=BudgetSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
 
 
 def _int(env: dict[str, str], name: str, default: int, minimum: int = 1) -> int:
@@ -174,12 +186,18 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         poll_seconds=_float(env, "LUC_WEBHOOK_POLL_SECONDS", 1.0),
         reservation_seconds=_int(env, "LUC_BUDGET_RESERVATION_SECONDS", 300),
     )
+    auth = AuthSettings(
+        enabled=_choice(env, "LUC_AUTH", "on", ("on", "off")) == "on",
+        metrics_public=_choice(env, "LUC_METRICS_PUBLIC", "0", ("0", "1")) == "1",
+        rate_limit_per_second=_int(env, "LUC_RATE_LIMIT_PER_SECOND", 1000, minimum=0),
+    )
     return Settings(
         database=database,
         server=server,
         ingest=ingest,
         openrouter=openrouter,
         budgets=budgets,
+        auth=auth,
     )
 
 

@@ -26,6 +26,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from service.app import create_app
+from service.auth.keys import create_key
 from service.catalog.service import seed_catalog
 from service.db import connect, migrate_sync, with_database
 from service.settings import Settings, load_settings
@@ -76,8 +77,23 @@ def template_database(admin_url: str) -> str:
     return name
 
 
+@pytest.fixture(scope="session")
+def admin_key(template_database: str, admin_url: str) -> str:
+    """An admin API key present in every test database (created in the template)."""
+
+    async def create() -> str:
+        conn = await connect(with_database(admin_url, template_database))
+        try:
+            _, secret = await create_key(conn, "tests", "admin")
+        finally:
+            await conn.close()
+        return secret
+
+    return asyncio.run(create())
+
+
 @pytest.fixture
-def database_url(admin_url: str, template_database: str) -> Iterator[str]:
+def database_url(admin_url: str, template_database: str, admin_key: str) -> Iterator[str]:
     """A fresh database for one test, already migrated and seeded."""
     name = f"luc_test_{uuid.uuid4().hex[:12]}"
     asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"'))
@@ -86,16 +102,21 @@ def database_url(admin_url: str, template_database: str) -> Iterator[str]:
 
 
 def settings_for(database_url: str, **env: str) -> Settings:
-    """Settings as the service would read them, pointed at ``database_url``."""
-    base = load_settings({"LUC_DATABASE_URL": database_url, **env})
+    """Settings as the service would read them, pointed at ``database_url``.
+
+    Authentication is off unless a test passes ``LUC_AUTH="on"``: tests of other features
+    call routes without keys; tests/integration/test_auth.py covers every route with keys.
+    """
+    base = load_settings({"LUC_DATABASE_URL": database_url, "LUC_AUTH": "off", **env})
     return replace(base, database=replace(base.database, pool_min_size=1, pool_max_size=5))
 
 
 @pytest.fixture
-async def client(database_url: str) -> AsyncIterator[AsyncTestClient[object]]:
-    """The LUC app in-process, on the test's database."""
-    app = create_app(settings_for(database_url))
+async def client(database_url: str, admin_key: str) -> AsyncIterator[AsyncTestClient[object]]:
+    """The LUC app in-process, on the test's database, authenticated with an admin key."""
+    app = create_app(settings_for(database_url, LUC_AUTH="on"))
     async with AsyncTestClient(app=app) as test_client:
+        test_client.headers["Authorization"] = f"Bearer {admin_key}"
         yield test_client
 
 
@@ -126,6 +147,7 @@ class ServerProcess:
             "LUC_DATABASE_URL": database_url,
             "LUC_PORT": str(self.port),
             "LUC_LOG_LEVEL": "warning",
+            "LUC_AUTH": "off",  # as in settings_for; pass LUC_AUTH="on" to test with keys
             **env,
         }
         self.log_path = log_path

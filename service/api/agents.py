@@ -11,6 +11,7 @@ from litestar.params import FromPath, QueryParameter
 from service.api.deps import Resources, provide_resources
 from service.api.params import parse_range
 from service.api.schemas import AgentDetailOut, AgentList, AgentOut, DayOut, totals_fields
+from service.auth.guard import READ
 from service.db import on_connection
 from service.errors import NotFoundError
 from service.rollups.service import agent_detail, list_agents
@@ -19,6 +20,7 @@ from service.rollups.service import agent_detail, list_agents
 class AgentsController(Controller):
     path = "/v1/agents"
     tags = ["agents"]
+    opt = READ
     dependencies = {"luc": Provide(provide_resources)}
 
     @get("/", operation_id="listAgents", summary="Every agent with its lifetime totals")

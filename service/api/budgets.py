@@ -14,8 +14,15 @@ from standardwebhooks.webhooks import Webhook
 
 from service.api.deps import Resources, provide_resources
 from service.api.schemas import money, timestamp
+from service.auth.guard import ADMIN, INGEST_OR_READ, READ
 from service.budgets.delivery import redeliver
-from service.budgets.models import Alert, Budget, BudgetStanding, NewBudget
+from service.budgets.models import (
+    DEFAULT_THRESHOLDS,
+    Alert,
+    Budget,
+    BudgetStanding,
+    NewBudget,
+)
 from service.budgets.service import (
     BudgetChanges,
     check_call,
@@ -201,6 +208,7 @@ def _secret(raw: str | None) -> str | None:
 class BudgetsController(Controller):
     path = "/v1/budgets"
     tags = ["budgets"]
+    opt = READ
     dependencies = {"luc": Provide(provide_resources)}
 
     @post(
@@ -212,6 +220,7 @@ class BudgetsController(Controller):
             "per period; with a webhook, the alert is posted signed (Standard Webhooks)."
         ),
         status_code=201,
+        opt=ADMIN,
     )
     async def create(self, luc: NamedDependency[Resources], data: JSONBody[BudgetIn]) -> BudgetOut:
         settings = luc.settings.budgets
@@ -226,7 +235,8 @@ class BudgetsController(Controller):
             scope_id=data.scope_id,
             period=data.period,
             limit_usd=_amount("limit_usd", data.limit_usd),
-            thresholds=list(data.thresholds or []),
+            # Absent: the defaults; an explicit [] is refused (no silent defaults).
+            thresholds=list(DEFAULT_THRESHOLDS if data.thresholds is None else data.thresholds),
             hard=data.hard,
             webhook_url=data.webhook_url,
             webhook_secret=secret,
@@ -238,10 +248,13 @@ class BudgetsController(Controller):
     async def list(
         self,
         luc: NamedDependency[Resources],
-        scope: FromQuery[str | None] = None,
+        # ``scope`` is a reserved handler kwarg in Litestar (the ASGI scope): alias it.
+        budget_scope: Annotated[str | None, QueryParameter(name="scope")] = None,
         scope_id: FromQuery[str | None] = None,
     ) -> BudgetList:
-        budgets = await on_connection(luc.pool, lambda conn: list_budgets(conn, scope, scope_id))
+        budgets = await on_connection(
+            luc.pool, lambda conn: list_budgets(conn, budget_scope, scope_id)
+        )
         return BudgetList(items=[budget_out(b) for b in budgets])
 
     @get(
@@ -254,6 +267,7 @@ class BudgetsController(Controller):
             "would pass its limit; when allowed, the estimate is reserved until the call's "
             "usage event arrives (or the reservation expires)."
         ),
+        opt=INGEST_OR_READ,
     )
     async def check(
         self,
@@ -299,6 +313,7 @@ class BudgetsController(Controller):
         "/{budget_id:int}",
         operation_id="updateBudget",
         summary="Change a budget's limit, thresholds, hardness or webhook",
+        opt=ADMIN,
     )
     async def update(
         self, luc: NamedDependency[Resources], budget_id: FromPath[int], data: JSONBody[BudgetPatch]
@@ -321,6 +336,7 @@ class BudgetsController(Controller):
         operation_id="deleteBudget",
         summary="Retire a budget (its alerts stay on record)",
         status_code=204,
+        opt=ADMIN,
     )
     async def remove(self, luc: NamedDependency[Resources], budget_id: FromPath[int]) -> None:
         await on_connection(luc.pool, lambda conn: delete_budget(conn, budget_id))
@@ -329,6 +345,7 @@ class BudgetsController(Controller):
 class AlertsController(Controller):
     path = "/v1/alerts"
     tags = ["budgets"]
+    opt = READ
     dependencies = {"luc": Provide(provide_resources)}
 
     @get("/", operation_id="listAlerts", summary="Budget alerts with their delivery state")
@@ -350,6 +367,7 @@ class AlertsController(Controller):
         operation_id="redeliverAlert",
         summary="Send an alert's webhook again (after it was marked dead)",
         status_code=202,
+        opt=ADMIN,
     )
     async def resend(
         self, luc: NamedDependency[Resources], alert_id: FromPath[str]

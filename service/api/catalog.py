@@ -14,6 +14,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from service.api.deps import Resources, provide_resources
 from service.api.params import parse_instant
 from service.api.schemas import money, timestamp
+from service.auth.guard import ADMIN, READ
 from service.catalog.service import CatalogCache, derive_version
 from service.db import Connection, on_connection
 from service.errors import CatalogError, InvalidRequestError, NotFoundError
@@ -236,6 +237,7 @@ def _version(catalog: Catalog, version_id: int) -> CatalogVersion:
 class CatalogController(Controller):
     path = "/v1/catalog"
     tags = ["catalog"]
+    opt = READ
     dependencies = {"luc": Provide(provide_resources)}
 
     @get("/", operation_id="getCurrentCatalog", summary="The catalog version in force now")
@@ -285,6 +287,7 @@ class CatalogController(Controller):
             "re-rating (`POST /v1/catalog/rerate`)."
         ),
         status_code=201,
+        opt=ADMIN,
     )
     async def create(
         self, luc: NamedDependency[Resources], data: JSONBody[VersionIn]
@@ -379,6 +382,7 @@ class CatalogController(Controller):
             "appended. A second run appends nothing."
         ),
         status_code=200,
+        opt=ADMIN,
     )
     async def rerate(self, luc: NamedDependency[Resources], data: JSONBody[RerateIn]) -> RerateOut:
         since = parse_instant("since", data.since)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import asyncpg
 from litestar.datastructures import State
 
+from service.auth.guard import KeyCache
 from service.budgets.delivery import Dispatcher
 from service.catalog.service import CatalogCache
 from service.metrics.instruments import Metrics
@@ -20,6 +21,7 @@ class Resources:
     catalog_cache: CatalogCache
     metrics: Metrics = field(default_factory=Metrics)
     dispatcher: Dispatcher | None = None
+    key_cache: KeyCache = field(default_factory=KeyCache)
 
 
 async def provide_resources(state: State) -> Resources:

@@ -39,10 +39,15 @@ def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> R
         ]
         if parts:
             detail = f"{detail}: {'; '.join(parts)}"
+    headers = dict(exc.headers or {})
+    if exc.status_code == 429 and "Retry-After" not in headers:
+        # Litestar's limiter counts per second; the window is over within a second.
+        headers["Retry-After"] = "1"
+        detail = "request rate over the limit of this API key; retry after the Retry-After delay"
     return Response(
         ErrorBody(status_code=exc.status_code, detail=detail),
         status_code=exc.status_code,
-        headers=exc.headers,
+        headers=headers,
     )
 
 

@@ -12,6 +12,7 @@ from litestar.di import NamedDependency, Provide
 
 from service.api.deps import Resources, provide_resources
 from service.api.schemas import BatchResult, EventResult
+from service.auth.guard import INGEST
 from service.db import on_connection
 from service.ingest.models import Rejection, UsageEvent
 from service.ingest.validate import parse_batch, parse_single
@@ -31,6 +32,7 @@ SINGLE_STATUS = {ACCEPTED: 201, DUPLICATE: 200, CONFLICT: 409, REJECTED: 422}
 class EventsController(Controller):
     path = "/v1/events"
     tags = ["ingest"]
+    opt = INGEST
     dependencies = {"luc": Provide(provide_resources)}
 
     @post(

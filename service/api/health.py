@@ -7,10 +7,11 @@ from litestar.di import NamedDependency, Provide
 
 from service.api.deps import Resources, provide_resources
 from service.api.schemas import Health
+from service.auth.guard import PUBLIC
 from service.db import CONNECTION_ERRORS
 
 
-@get("/healthz", operation_id="healthz", summary="The process is up", tags=["health"])
+@get("/healthz", operation_id="healthz", summary="The process is up", tags=["health"], opt=PUBLIC)
 async def healthz() -> Health:
     return Health(status="ok")
 
@@ -20,6 +21,7 @@ async def healthz() -> Health:
     operation_id="readyz",
     summary="The process can reach PostgreSQL",
     tags=["health"],
+    opt=PUBLIC,
     dependencies={"luc": Provide(provide_resources)},
 )
 async def readyz(luc: NamedDependency[Resources]) -> Response[Health]:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import Controller, get
+from litestar import Controller, get, patch
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from service.api.deps import Resources, provide_resources
+from service.api.invoices import JobInfoOut, JobPatch, job_info_out
 from service.api.params import decode_cursor, encode_cursor, page_size, parse_range
 from service.api.schemas import (
     JobDetailOut,
@@ -22,8 +23,10 @@ from service.api.schemas import (
     totals_fields,
     unit_prices,
 )
+from service.auth.guard import ADMIN, READ
 from service.db import on_connection
 from service.errors import InvalidRequestError, NotFoundError
+from service.invoices.service import update_job
 from service.ledger.service import job_entries
 from service.rollups.service import job_detail, list_jobs
 
@@ -31,6 +34,7 @@ from service.rollups.service import job_detail, list_jobs
 class JobsController(Controller):
     path = "/v1/jobs"
     tags = ["jobs"]
+    opt = READ
     dependencies = {"luc": Provide(provide_resources)}
 
     @get(
@@ -101,6 +105,22 @@ class JobsController(Controller):
             ],
             **totals_fields(job.totals),
         )
+
+    @patch(
+        "/{job_id:str}",
+        operation_id="updateJob",
+        summary="Set a job's status (open, closed) and invoice metadata",
+        description=(
+            "customer, title and reference appear on the job's next invoices; null clears one. "
+            "A closed job still records usage: it goes on the next follow-up invoice."
+        ),
+        opt=ADMIN,
+    )
+    async def update(
+        self, luc: NamedDependency[Resources], job_id: FromPath[str], data: JSONBody[JobPatch]
+    ) -> JobInfoOut:
+        job = await on_connection(luc.pool, lambda conn: update_job(conn, job_id, data.changes()))
+        return job_info_out(job)
 
     @get(
         "/{job_id:str}/entries",

@@ -7,6 +7,7 @@ from litestar.di import NamedDependency, Provide
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from service.api.deps import Resources, provide_resources
+from service.auth.guard import READ
 from service.db import CONNECTION_ERRORS
 from service.metrics.ledger import LedgerSnapshot, read_snapshot
 
@@ -18,6 +19,7 @@ from service.metrics.ledger import LedgerSnapshot, read_snapshot
     tags=["metrics"],
     dependencies={"luc": Provide(provide_resources)},
     include_in_schema=True,
+    opt={**READ, "metrics": True},
 )
 async def metrics(luc: NamedDependency[Resources]) -> Response[bytes]:
     try:

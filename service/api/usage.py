@@ -11,6 +11,7 @@ from litestar.params import FromQuery, QueryParameter
 from service.api.deps import Resources, provide_resources
 from service.api.params import decode_cursor, encode_cursor, page_size, parse_range
 from service.api.schemas import UnpricedEventOut, UnpricedPage, UsageOut, timestamp, totals_fields
+from service.auth.guard import READ
 from service.db import on_connection
 from service.ledger.service import unpriced_events
 from service.rollups.service import USAGE_GROUPS, usage
@@ -19,6 +20,7 @@ from service.rollups.service import USAGE_GROUPS, usage
 class UsageController(Controller):
     path = "/v1"
     tags = ["usage"]
+    opt = READ
     dependencies = {"luc": Provide(provide_resources)}
 
     @get(

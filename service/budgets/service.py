@@ -12,7 +12,6 @@ from typing import Any
 
 from service.budgets import queries
 from service.budgets.models import (
-    DEFAULT_THRESHOLDS,
     PERIODS,
     SCOPES,
     Alert,
@@ -83,7 +82,7 @@ def _budget(r: Any) -> Budget:
 async def create_budget(conn: Connection, new: NewBudget) -> Budget:
     """Store a budget and count the spend already on the ledger towards it."""
     thresholds = check_definition(
-        new.scope, new.scope_id, new.period, new.limit_usd, new.thresholds or DEFAULT_THRESHOLDS
+        new.scope, new.scope_id, new.period, new.limit_usd, new.thresholds
     )
     async with conn.transaction():
         row = await conn.fetchrow(

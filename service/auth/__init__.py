@@ -1,0 +1,1 @@
+"""API keys and scopes: ``ingest`` (the gateway), ``read`` (finance), ``admin`` (all)."""

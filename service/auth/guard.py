@@ -1,0 +1,108 @@
+"""The one guard every route passes: a valid, unrevoked key whose scope the route allows.
+
+Routes declare what they need in ``opt={"scope": ...}`` (see ``READ``, ``INGEST``,
+``ADMIN``, ``PUBLIC``); a route that declares nothing needs ``admin``, so a forgotten
+declaration fails closed. An admin key may do everything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+
+from service.auth.keys import ApiKey, find_key
+from service.db import CONNECTION_ERRORS
+from service.errors import DatabaseUnavailableError
+
+PUBLIC: dict[str, Any] = {"scope": ()}
+READ: dict[str, Any] = {"scope": ("read",)}
+INGEST: dict[str, Any] = {"scope": ("ingest",)}
+ADMIN: dict[str, Any] = {"scope": ("admin",)}
+INGEST_OR_READ: dict[str, Any] = {"scope": ("ingest", "read")}
+
+# A revoked key stops working within this many seconds on every process.
+KEY_CACHE_SECONDS = 2.0
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="luc"'}
+
+
+def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    header = connection.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def rate_limit_identity(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    """Who a request counts against: its key (hashed; never the key itself) or its address."""
+    token = bearer_token(connection)
+    if token:
+        return "key:" + hashlib.sha256(token.encode()).hexdigest()[:24]
+    client = connection.client
+    return "addr:" + (client.host if client else "unknown")
+
+
+def required_scopes(handler: BaseRouteHandler) -> tuple[str, ...]:
+    """The scopes a route accepts; ``()`` is public; undeclared means admin only."""
+    scopes = handler.opt.get("scope")
+    return ("admin",) if scopes is None else tuple(scopes)
+
+
+class KeyCache:
+    """Keys looked up recently, so a busy gateway does not cost a query per request."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[float, ApiKey | None]] = {}
+
+    def get(self, token: str) -> tuple[bool, ApiKey | None]:
+        entry = self._entries.get(token)
+        if entry is None or time.monotonic() - entry[0] > KEY_CACHE_SECONDS:
+            return False, None
+        return True, entry[1]
+
+    def put(self, token: str, key: ApiKey | None) -> None:
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[token] = (time.monotonic(), key)
+
+
+async def require_key(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    luc = connection.app.state.luc
+    openapi_path = connection.app.openapi_config.path if connection.app.openapi_config else None
+    scopes = required_scopes(handler)
+    if scopes == () or (openapi_path and connection.scope["path"].startswith(openapi_path)):
+        return
+    if not luc.settings.auth.enabled:
+        return
+    if handler.opt.get("metrics") and luc.settings.auth.metrics_public:
+        return
+    token = bearer_token(connection)
+    if token is None:
+        raise NotAuthorizedException(
+            "missing API key: send Authorization: Bearer <key>", headers=_CHALLENGE
+        )
+    cached, key = luc.key_cache.get(token)
+    if not cached:
+        try:
+            async with luc.pool.acquire() as conn:
+                key = await find_key(conn, token)
+        except CONNECTION_ERRORS as exc:
+            raise DatabaseUnavailableError(f"PostgreSQL is unavailable: {exc}") from exc
+        luc.key_cache.put(token, key)
+    if key is None:
+        raise NotAuthorizedException("invalid API key", headers=_CHALLENGE)
+    if key.revoked_at is not None:
+        raise NotAuthorizedException("this API key was revoked", headers=_CHALLENGE)
+    if key.scope != "admin" and key.scope not in scopes:
+        needed = " or ".join(dict.fromkeys((*scopes, "admin")))
+        raise PermissionDeniedException(
+            f"this route needs a key of scope {needed}; this key's scope is {key.scope!r}"
+        )
+    connection.scope["luc_key"] = key  # type: ignore[typeddict-unknown-key]  # for handlers

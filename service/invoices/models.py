@@ -1,0 +1,161 @@
+"""Invoice shapes, and the one rounding rule an invoice applies to money."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+CURRENCY = "USD"
+JOB_STATUSES = ("open", "closed")
+NUMBER_PREFIX = "LUC"
+
+# Lines and the subtotal keep full precision; only the total is rounded, once, to cents.
+# Half up means half away from zero in Python's decimal, so a credit rounds like a charge.
+ROUNDING = ROUND_HALF_UP
+CENT = Decimal("0.01")
+ROUNDING_RULE = (
+    "total = subtotal rounded once to 0.01 USD, half up (ROUND_HALF_UP: 0.125 → 0.13); "
+    "lines and subtotal at full precision"
+)
+
+PRICE_CLASSES = ("input", "output", "cache_read", "cache_write", "reasoning", "per_request")
+
+
+def invoice_number(year: int, seq: int) -> str:
+    """``LUC-2026-000042``: the year of issue and the gap-free sequence within it."""
+    return f"{NUMBER_PREFIX}-{year}-{seq:06d}"
+
+
+def round_total(subtotal: Decimal) -> Decimal:
+    """The invoice total: ``subtotal`` rounded once to cents by ``ROUNDING``."""
+    total = subtotal.quantize(CENT, rounding=ROUNDING)
+    return total if total != 0 else Decimal("0.00")  # never "-0.00"
+
+
+def decimal_text(value: Decimal) -> str:
+    """A decimal as a plain string at full precision: no exponent, no trailing zeros."""
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def cents_text(value: Decimal) -> str:
+    """An amount already rounded to cents, with both decimals (``1.00``)."""
+    return format(value.quantize(CENT), "f")
+
+
+def instant_text(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class JobInfo:
+    """A job's metadata; a job nobody described yet is open with no metadata."""
+
+    job_id: str
+    status: str
+    customer: str | None
+    title: str | None
+    reference: str | None
+    updated_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobChanges:
+    """A PATCH: ``None`` leaves a field as it is; ``clear`` names fields set to null."""
+
+    status: str | None = None
+    customer: str | None = None
+    title: str | None = None
+    reference: str | None = None
+    clear: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class DraftLine:
+    """Covered entries of one agent × model × provider × catalog version (one unit price)."""
+
+    agent: str
+    model: str
+    model_name: str | None
+    provider: str
+    catalog_version: int
+    tier: str | None
+    events: int
+    input_tokens: int
+    cached_input_tokens: int
+    cache_write_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    unit_prices: dict[str, Decimal]
+    amount_usd: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """What an invoice of a job would hold now: the entries no earlier invoice covers."""
+
+    job: JobInfo
+    entry_ids: list[int]
+    lines: list[DraftLine]
+    unpriced_events: int
+    """Events of the job still unpriced: not billed; a later follow-up bills them."""
+    period_start: datetime | None
+    period_end: datetime | None
+    earlier: list[str]
+    """Numbers of the job's issued invoices, oldest first."""
+
+    @property
+    def subtotal(self) -> Decimal:
+        return sum((line.amount_usd for line in self.lines), Decimal(0))
+
+    @property
+    def total(self) -> Decimal:
+        return round_total(self.subtotal)
+
+    @property
+    def follow_up_of(self) -> str | None:
+        return self.earlier[-1] if self.earlier else None
+
+
+@dataclass(frozen=True, slots=True)
+class Invoice:
+    """An issued invoice: its canonical document (the digest covers it) and the digest."""
+
+    number: str
+    job_id: str
+    issued_at: datetime
+    total_usd: Decimal
+    document: dict[str, Any]
+    """The invoice without ``digest``, as parsed from the stored canonical JSON."""
+    canonical: str
+    digest: str
+
+    def with_digest(self) -> dict[str, Any]:
+        return {**self.document, "digest": self.digest}
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceSummary:
+    number: str
+    job_id: str
+    issued_at: datetime
+    subtotal_usd: Decimal
+    rounding_usd: Decimal
+    total_usd: Decimal
+    covered_entries: int
+    unpriced_events: int
+    follow_up_of: str | None
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """The outcome of checking an invoice against its digest."""
+
+    number: str | None
+    ok: bool
+    problems: list[str]

@@ -1,0 +1,144 @@
+"""SQL owned by invoices (tables ``jobs``, ``invoice_*``, ``invoices``)."""
+
+# Jobs metadata -----------------------------------------------------------------------------
+
+SELECT_JOB = """
+SELECT job_id, status, customer, title, reference, updated_at FROM jobs WHERE job_id = $1
+"""
+
+# Serialises everything that issues invoices for one job: the second of two concurrent
+# issues waits here, then sees the first one's entries as invoiced.
+ENSURE_JOB = "INSERT INTO jobs (job_id) VALUES ($1) ON CONFLICT (job_id) DO NOTHING"
+LOCK_JOB = f"{SELECT_JOB.strip()} FOR UPDATE"
+
+UPSERT_JOB = """
+INSERT INTO jobs AS j (job_id, status, customer, title, reference)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (job_id) DO UPDATE SET
+    status = EXCLUDED.status,
+    customer = EXCLUDED.customer,
+    title = EXCLUDED.title,
+    reference = EXCLUDED.reference,
+    updated_at = now()
+RETURNING job_id, status, customer, title, reference, updated_at
+"""
+
+JOB_HAS_USAGE = "SELECT EXISTS (SELECT 1 FROM ledger_entries WHERE job_id = $1)"
+
+# Drafting ----------------------------------------------------------------------------------
+
+# The entries the next invoice of a job covers: every entry no invoice covers yet, except
+# the unpriced bookings of events that are still unpriced; those wait for a catalog version
+# that prices them, and then go, with their reversal and priced re-booking, on a follow-up.
+SELECT_UNINVOICED_ENTRY_IDS = """
+SELECT l.id
+FROM ledger_entries AS l
+WHERE l.job_id = $1
+  AND NOT EXISTS (SELECT 1 FROM invoice_entries AS i WHERE i.ledger_entry_id = l.id)
+  AND (l.catalog_version IS NOT NULL OR NOT EXISTS (
+        SELECT 1 FROM ledger_entries AS u
+        WHERE u.event_id = l.event_id
+        HAVING sum(u.unpriced_count) > 0))
+ORDER BY l.id
+"""
+
+# Lines of a draft: one per agent × model × provider × catalog version (prices are part of
+# the key so a line can only ever have one unit price). Unpriced bookings of events priced
+# since (catalog_version NULL) net to zero and make no line.
+SELECT_DRAFT_LINES = """
+SELECT l.agent, l.model, p.name AS model_name, l.provider, l.catalog_version, l.tier,
+       sum(l.event_count) AS events,
+       sum(l.input_tokens) AS input_tokens, sum(l.cached_input_tokens) AS cached_input_tokens,
+       sum(l.cache_write_tokens) AS cache_write_tokens, sum(l.output_tokens) AS output_tokens,
+       sum(l.reasoning_tokens) AS reasoning_tokens,
+       l.price_input, l.price_output, l.price_cache_read, l.price_cache_write,
+       l.price_reasoning, l.price_per_request,
+       sum(l.cost_usd) AS amount_usd
+FROM ledger_entries AS l
+LEFT JOIN catalog_prices AS p ON p.version_id = l.catalog_version AND p.model_id = l.model
+WHERE l.id = ANY($1::bigint[]) AND l.catalog_version IS NOT NULL
+GROUP BY l.agent, l.model, p.name, l.provider, l.catalog_version, l.tier,
+         l.price_input, l.price_output, l.price_cache_read, l.price_cache_write,
+         l.price_reasoning, l.price_per_request
+ORDER BY l.agent, l.model, l.provider, l.catalog_version
+"""
+
+SELECT_PERIOD = """
+SELECT min(occurred_at) AS period_start, max(occurred_at) AS period_end
+FROM ledger_entries WHERE id = ANY($1::bigint[])
+"""
+
+COUNT_UNPRICED_EVENTS = """
+SELECT count(*) FROM (
+    SELECT event_id FROM ledger_entries
+    WHERE job_id = $1 AND unpriced_count <> 0
+    GROUP BY event_id
+    HAVING sum(unpriced_count) > 0
+) AS still_unpriced
+"""
+
+SELECT_JOB_INVOICE_NUMBERS = """
+SELECT number FROM invoices WHERE job_id = $1 ORDER BY year, seq
+"""
+
+# Issuing -----------------------------------------------------------------------------------
+
+# The next number of the year. The upsert takes the year's row lock until commit: concurrent
+# issues queue here and each sees the number the previous one committed (READ COMMITTED
+# re-reads the row after the wait), so numbers are consecutive; a rollback returns the number.
+NEXT_NUMBER = """
+INSERT INTO invoice_counters AS c (year, last_number) VALUES ($1, 1)
+ON CONFLICT (year) DO UPDATE SET last_number = c.last_number + 1
+RETURNING last_number
+"""
+
+INSERT_INVOICE = """
+INSERT INTO invoices (number, year, seq, job_id, issued_at, currency, subtotal_usd,
+                      rounding_rule, rounding_usd, total_usd, covered_entries, unpriced_events,
+                      follow_up_of, canonical, digest)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+"""
+
+INSERT_LINES = """
+INSERT INTO invoice_lines (invoice_number, position, agent, model, provider, catalog_version,
+                           tier, events, input_tokens, cached_input_tokens, cache_write_tokens,
+                           output_tokens, reasoning_tokens, price_input, price_output,
+                           price_cache_read, price_cache_write, price_reasoning,
+                           price_per_request, amount_usd)
+SELECT $1, *
+FROM unnest($2::int[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[],
+            $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[],
+            $13::bigint[], $14::numeric[], $15::numeric[], $16::numeric[], $17::numeric[],
+            $18::numeric[], $19::numeric[], $20::numeric[])
+"""
+
+INSERT_ENTRIES = """
+INSERT INTO invoice_entries (invoice_number, ledger_entry_id)
+SELECT $1, unnest($2::bigint[])
+"""
+
+# Reading -----------------------------------------------------------------------------------
+
+SELECT_INVOICE = """
+SELECT number, job_id, issued_at, total_usd, canonical, digest FROM invoices WHERE number = $1
+"""
+
+SELECT_INVOICES = """
+SELECT number, job_id, issued_at, subtotal_usd, rounding_usd, total_usd, covered_entries,
+       unpriced_events, follow_up_of, digest
+FROM invoices
+WHERE ($1::text IS NULL OR job_id = $1)
+  AND (year, seq) > ($2::int, $3::int)
+ORDER BY year, seq
+LIMIT $4
+"""
+
+SELECT_INVOICE_COLUMNS = """
+SELECT number, job_id, issued_at, currency, subtotal_usd, rounding_rule, rounding_usd,
+       total_usd, covered_entries, unpriced_events, follow_up_of
+FROM invoices WHERE number = $1
+"""
+
+SELECT_INVOICE_ENTRY_IDS = """
+SELECT ledger_entry_id FROM invoice_entries WHERE invoice_number = $1 ORDER BY ledger_entry_id
+"""

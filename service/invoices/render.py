@@ -1,0 +1,300 @@
+"""An invoice's forms: the canonical JSON its digest covers, CSV, and a printable HTML page.
+
+Pure functions, no I/O. CSV and HTML are rendered from the stored canonical document, so
+every form shows exactly the figures the digest protects.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from datetime import datetime
+from html import escape
+from typing import Any
+
+from service.invoices.models import (
+    CURRENCY,
+    PRICE_CLASSES,
+    ROUNDING_RULE,
+    Draft,
+    DraftLine,
+    cents_text,
+    decimal_text,
+    instant_text,
+)
+from service.rollups.models import TOKEN_CLASSES
+
+# Canonical JSON ----------------------------------------------------------------------------
+
+
+def canonical_json(document: dict[str, Any]) -> str:
+    """Sorted keys, no whitespace, UTF-8 text; money is already a string in ``document``."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def digest_of(document: dict[str, Any]) -> str:
+    """SHA-256 (hex) of the canonical JSON of ``document`` without its ``digest`` field."""
+    return sha256_hex(canonical_json({k: v for k, v in document.items() if k != "digest"}))
+
+
+def entries_digest(entry_ids: list[int]) -> str:
+    """SHA-256 of the covered ledger entry ids, ascending, comma-separated."""
+    return sha256_hex(",".join(str(i) for i in sorted(entry_ids)))
+
+
+def line_document(line: DraftLine) -> dict[str, Any]:
+    return {
+        "agent": line.agent,
+        "model": line.model,
+        "model_name": line.model_name,
+        "provider": line.provider,
+        "catalog_version": line.catalog_version,
+        "tier": line.tier,
+        "events": line.events,
+        "input_tokens": line.input_tokens,
+        "cached_input_tokens": line.cached_input_tokens,
+        "cache_write_tokens": line.cache_write_tokens,
+        "output_tokens": line.output_tokens,
+        "reasoning_tokens": line.reasoning_tokens,
+        "unit_prices": {k: decimal_text(line.unit_prices[k]) for k in PRICE_CLASSES},
+        "amount_usd": decimal_text(line.amount_usd),
+    }
+
+
+def notes_for(draft: Draft) -> list[str]:
+    notes = []
+    if draft.follow_up_of is not None:
+        notes.append(
+            f"Follow-up to {draft.follow_up_of}: covers only ledger entries recorded after "
+            "the earlier invoices of this job (late usage and re-rating adjustments)."
+        )
+    if draft.unpriced_events:
+        n = draft.unpriced_events
+        notes.append(
+            f"Not billed: {n} unpriced event{'s' if n != 1 else ''} (no catalog price yet); "
+            "billed on a follow-up invoice once a catalog version prices them."
+        )
+    return notes
+
+
+def invoice_document(
+    draft: Draft, number: str | None, issued_at: datetime | None
+) -> dict[str, Any]:
+    """The invoice as JSON-ready data (without ``digest``); ``number`` None for a preview."""
+    subtotal, total = draft.subtotal, draft.total
+    return {
+        "number": number,
+        "job_id": draft.job.job_id,
+        "issued_at": None if issued_at is None else instant_text(issued_at),
+        "currency": CURRENCY,
+        "customer": draft.job.customer,
+        "title": draft.job.title,
+        "reference": draft.job.reference,
+        "follow_up_of": draft.follow_up_of,
+        "period_start": None if draft.period_start is None else instant_text(draft.period_start),
+        "period_end": None if draft.period_end is None else instant_text(draft.period_end),
+        "lines": [line_document(line) for line in draft.lines],
+        "events": sum(line.events for line in draft.lines),
+        "subtotal_usd": decimal_text(subtotal),
+        "rounding_rule": ROUNDING_RULE,
+        "rounding_usd": decimal_text(total - subtotal),
+        "total_usd": cents_text(total),
+        "covered_entries": len(draft.entry_ids),
+        "entries_sha256": entries_digest(draft.entry_ids),
+        "unpriced_events": draft.unpriced_events,
+        "notes": notes_for(draft),
+    }
+
+
+# CSV ---------------------------------------------------------------------------------------
+
+CSV_COLUMNS = (
+    "invoice",
+    "job_id",
+    "row",
+    "agent",
+    "model",
+    "provider",
+    "catalog_version",
+    "tier",
+    "events",
+    *TOKEN_CLASSES,
+    *(f"unit_price_{k}" for k in PRICE_CLASSES),
+    "amount_usd",
+    "note",
+)
+
+
+def _text_cell(value: str | None) -> str:
+    """Text as a spreadsheet will not run it: a leading formula character gets a quote."""
+    if value and value[0] in "=+-@\t\r":
+        return "'" + value
+    return value or ""
+
+
+def to_csv(document: dict[str, Any]) -> str:
+    """One ``line`` row per invoice line, then ``subtotal``, ``rounding`` and ``total`` rows.
+
+    The ``line`` rows' ``amount_usd`` sum to the subtotal exactly (full precision).
+    """
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    head = [document["number"] or "preview", _text_cell(document["job_id"])]
+    blank_line = [""] * (len(CSV_COLUMNS) - 5)
+    for line in document["lines"]:
+        prices = line["unit_prices"]
+        writer.writerow(
+            [
+                *head,
+                "line",
+                _text_cell(line["agent"]),
+                _text_cell(line["model"]),
+                _text_cell(line["provider"]),
+                line["catalog_version"],
+                line["tier"] or "",
+                line["events"],
+                *(line[k] for k in TOKEN_CLASSES),
+                *(prices[k] for k in PRICE_CLASSES),
+                line["amount_usd"],
+                "",
+            ]
+        )
+    for row, amount, note in (
+        ("subtotal", document["subtotal_usd"], f"{document['events']} events"),
+        ("rounding", document["rounding_usd"], document["rounding_rule"]),
+        ("total", document["total_usd"], document["currency"]),
+    ):
+        writer.writerow([*head, row, *blank_line, amount, note])
+    if document["unpriced_events"]:
+        n = document["unpriced_events"]
+        writer.writerow([*head, "not_billed", *blank_line, "", f"{n} unpriced events, not billed"])
+    return out.getvalue()
+
+
+# HTML --------------------------------------------------------------------------------------
+
+_CSS = """
+@page { size: A4; margin: 16mm 14mm; }
+* { box-sizing: border-box; }
+body { font: 10pt/1.4 "DejaVu Sans", "Helvetica Neue", Arial, sans-serif; color: #1a1a1a;
+       margin: 0 auto; max-width: 182mm; padding: 8mm 0; }
+header { display: flex; justify-content: space-between; align-items: flex-start;
+         border-bottom: 2px solid #1a1a1a; padding-bottom: 4mm; margin-bottom: 5mm; }
+h1 { font-size: 20pt; margin: 0; letter-spacing: 0.02em; }
+.number { font-size: 12pt; font-weight: bold; margin-top: 1mm; }
+.issuer { text-align: right; color: #555; }
+dl.meta { display: grid; grid-template-columns: 32mm 1fr; gap: 1mm 4mm; margin: 0 0 5mm; }
+dl.meta dt { color: #555; }
+dl.meta dd { margin: 0; }
+table { width: 100%; border-collapse: collapse; }
+th { text-align: left; font-size: 8pt; text-transform: uppercase; color: #555;
+     border-bottom: 1px solid #1a1a1a; padding: 1.5mm 1mm; }
+td { vertical-align: top; border-bottom: 1px solid #ddd; padding: 1.5mm 1mm; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.small { font-size: 7.5pt; color: #444; white-space: nowrap; }
+table.totals { width: 95mm; margin: 5mm 0 0 auto; }
+table.totals td { border: none; padding: 1mm; }
+table.totals tr.total td { border-top: 2px solid #1a1a1a; font-size: 12pt; font-weight: bold; }
+.notes { margin-top: 6mm; font-size: 9pt; }
+footer { margin-top: 8mm; border-top: 1px solid #ddd; padding-top: 2mm; font-size: 7.5pt;
+         color: #555; word-break: break-all; }
+@media print { body { padding: 0; } }
+"""
+
+
+def _e(value: Any) -> str:
+    return escape("" if value is None else str(value))
+
+
+def _tokens(line: dict[str, Any]) -> str:
+    labels = ("input", "cached", "cache write", "output", "reasoning")
+    return "<br>".join(
+        f"{label} {int(line[k]):,}" for label, k in zip(labels, TOKEN_CLASSES, strict=True)
+    )
+
+
+def _prices(prices: dict[str, str]) -> str:
+    labels = {
+        "input": "input",
+        "output": "output",
+        "cache_read": "cache read",
+        "cache_write": "cache write",
+        "reasoning": "reasoning",
+        "per_request": "per request",
+    }
+    return "<br>".join(f"{labels[k]} {_e(prices[k])}" for k in PRICE_CLASSES)
+
+
+def _date(value: str | None) -> str:
+    return "" if value is None else _e(value.replace("T", " ").replace("Z", " UTC"))
+
+
+def to_html(document: dict[str, Any], digest: str | None) -> str:
+    """A printable A4 page: inline CSS, no script, every value escaped."""
+    d = document
+    number = d["number"] or "PREVIEW (not issued)"
+    period = f"{_date(d['period_start'])} – {_date(d['period_end'])}" if d["period_start"] else ""
+    meta = [  # (label, HTML)
+        ("Invoice number", _e(number)),
+        ("Issued", _date(d["issued_at"]) or "not issued"),
+        ("Job", _e(d["job_id"])),
+        ("Customer", _e(d["customer"])),
+        ("Title", _e(d["title"])),
+        ("Reference", _e(d["reference"])),
+        ("Follow-up of", _e(d["follow_up_of"])),
+        ("Usage period", period),
+    ]
+    meta_html = "".join(f"<dt>{label}</dt><dd>{value}</dd>" for label, value in meta if value)
+    rows = "".join(
+        "<tr>"
+        f"<td><strong>{_e(line['model_name'] or line['model'])}</strong>"
+        f"<div class='small'>{_e(line['model'])}<br>agent {_e(line['agent'])} · "
+        f"{_e(line['provider'])}<br>catalog version {_e(line['catalog_version'])}</div></td>"
+        f"<td class='num'>{int(line['events']):,}</td>"
+        f"<td class='small'>{_tokens(line)}</td>"
+        f"<td class='small'>{_prices(line['unit_prices'])}</td>"
+        f"<td class='num'>{_e(line['amount_usd'])}</td>"
+        "</tr>"
+        for line in d["lines"]
+    )
+    notes = "".join(f"<p>{_e(n)}</p>" for n in d["notes"])
+    digest_html = f"SHA-256 of the canonical JSON: {_e(digest)}" if digest else "Preview: no digest"
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Invoice {_e(number)}</title>
+<style>{_CSS}</style>
+</head>
+<body>
+<header>
+  <div><h1>Invoice</h1><div class="number" id="invoice-number">{_e(number)}</div></div>
+  <div class="issuer">LUC · LLM usage cost ledger<br>Currency: {_e(d["currency"])}</div>
+</header>
+<dl class="meta">{meta_html}</dl>
+<table class="lines">
+  <thead><tr><th>Model / agent</th><th class="num">Events</th><th>Tokens</th>
+  <th>Unit prices (USD per 1M tokens)</th><th class="num">Amount (USD)</th></tr></thead>
+  <tbody>{rows}</tbody>
+</table>
+<table class="totals">
+  <tr><td>Subtotal (full precision)</td><td class="num">{_e(d["subtotal_usd"])}</td></tr>
+  <tr><td>Rounding</td><td class="num">{_e(d["rounding_usd"])}</td></tr>
+  <tr class="total"><td>Total {_e(d["currency"])}</td>
+      <td class="num" id="invoice-total">{_e(d["total_usd"])}</td></tr>
+</table>
+<div class="notes">
+  <p>Rounding rule: {_e(d["rounding_rule"])}.</p>
+  {notes}
+</div>
+<footer>{int(d["covered_entries"]):,} ledger entries covered · {digest_html}</footer>
+</body>
+</html>
+"""

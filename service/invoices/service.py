@@ -1,0 +1,360 @@
+"""Job metadata, invoice preview and issue, reading and verifying issued invoices.
+
+An issued invoice is a snapshot: its canonical JSON and digest are stored in the issuing
+transaction beside its lines and the ledger entries it covers, and the database refuses
+to change any of them. Usage recorded later is covered by the job's next (follow-up)
+invoice; an entry is covered by at most one invoice.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from service.db import Connection
+from service.errors import ConflictError, InvalidRequestError, NotFoundError
+from service.invoices import queries
+from service.invoices.models import (
+    CURRENCY,
+    JOB_STATUSES,
+    PRICE_CLASSES,
+    ROUNDING_RULE,
+    Draft,
+    DraftLine,
+    Invoice,
+    InvoiceSummary,
+    JobChanges,
+    JobInfo,
+    Verification,
+    invoice_number,
+    round_total,
+)
+from service.invoices.render import (
+    canonical_json,
+    digest_of,
+    entries_digest,
+    invoice_document,
+    sha256_hex,
+)
+from service.ledger.rerate import lock_repricing
+from service.rollups.models import TOKEN_CLASSES
+
+MAX_METADATA_CHARS = 500
+
+
+# Jobs metadata -----------------------------------------------------------------------------
+
+
+def _job(row: asyncpg.Record | None, job_id: str) -> JobInfo:
+    if row is None:
+        return JobInfo(job_id, "open", None, None, None, None)
+    return JobInfo(
+        job_id=row["job_id"],
+        status=row["status"],
+        customer=row["customer"],
+        title=row["title"],
+        reference=row["reference"],
+        updated_at=row["updated_at"],
+    )
+
+
+async def get_job(conn: Connection, job_id: str) -> JobInfo:
+    """A job's metadata; a job nobody described is open, without metadata."""
+    return _job(await conn.fetchrow(queries.SELECT_JOB, job_id), job_id)
+
+
+async def update_job(conn: Connection, job_id: str, changes: JobChanges) -> JobInfo:
+    """Set a job's status and metadata. Usage is not required: a job can be described first."""
+    if changes.status is not None and changes.status not in JOB_STATUSES:
+        raise InvalidRequestError(f"status: must be one of {', '.join(JOB_STATUSES)}")
+    for name in ("customer", "title", "reference"):
+        value = getattr(changes, name)
+        if value is not None and len(value) > MAX_METADATA_CHARS:
+            raise InvalidRequestError(f"{name}: at most {MAX_METADATA_CHARS} characters")
+    async with conn.transaction():
+        await conn.execute(queries.ENSURE_JOB, job_id)
+        current = _job(await conn.fetchrow(queries.LOCK_JOB, job_id), job_id)
+
+        def pick(name: str) -> Any:
+            if name in changes.clear:
+                return None
+            new = getattr(changes, name)
+            return getattr(current, name) if new is None else new
+
+        row = await conn.fetchrow(
+            queries.UPSERT_JOB,
+            job_id,
+            pick("status") or "open",
+            pick("customer"),
+            pick("title"),
+            pick("reference"),
+        )
+    return _job(row, job_id)
+
+
+# Drafting ----------------------------------------------------------------------------------
+
+
+def _line(r: asyncpg.Record) -> DraftLine:
+    return DraftLine(
+        agent=r["agent"],
+        model=r["model"],
+        model_name=r["model_name"],
+        provider=r["provider"],
+        catalog_version=r["catalog_version"],
+        tier=r["tier"],
+        events=int(r["events"]),
+        input_tokens=int(r["input_tokens"]),
+        cached_input_tokens=int(r["cached_input_tokens"]),
+        cache_write_tokens=int(r["cache_write_tokens"]),
+        output_tokens=int(r["output_tokens"]),
+        reasoning_tokens=int(r["reasoning_tokens"]),
+        unit_prices={k: r[f"price_{k}"] for k in PRICE_CLASSES},
+        amount_usd=r["amount_usd"],
+    )
+
+
+def _is_empty(line: DraftLine) -> bool:
+    """A line whose entries cancel out (a charge and its reversal on the same invoice)."""
+    return (
+        line.events == 0
+        and line.amount_usd == 0
+        and all(getattr(line, k) == 0 for k in TOKEN_CLASSES)
+    )
+
+
+async def _draft(conn: Connection, job: JobInfo) -> Draft:
+    ids = [r["id"] for r in await conn.fetch(queries.SELECT_UNINVOICED_ENTRY_IDS, job.job_id)]
+    lines = [_line(r) for r in await conn.fetch(queries.SELECT_DRAFT_LINES, ids)] if ids else []
+    period = await conn.fetchrow(queries.SELECT_PERIOD, ids) if ids else None
+    return Draft(
+        job=job,
+        entry_ids=ids,
+        lines=[line for line in lines if not _is_empty(line)],
+        unpriced_events=int(await conn.fetchval(queries.COUNT_UNPRICED_EVENTS, job.job_id)),
+        period_start=period["period_start"] if period else None,
+        period_end=period["period_end"] if period else None,
+        earlier=[
+            r["number"] for r in await conn.fetch(queries.SELECT_JOB_INVOICE_NUMBERS, job.job_id)
+        ],
+    )
+
+
+async def _require_usage(conn: Connection, job_id: str) -> None:
+    if not await conn.fetchval(queries.JOB_HAS_USAGE, job_id):
+        raise NotFoundError(f"job {job_id!r} has no recorded usage")
+
+
+async def preview_invoice(conn: Connection, job_id: str) -> Draft:
+    """What ``issue_invoice`` would issue now: the entries no earlier invoice covers."""
+    await _require_usage(conn, job_id)
+    return await _draft(conn, await get_job(conn, job_id))
+
+
+def _nothing_new(draft: Draft) -> str:
+    message = f"nothing new to invoice for job {draft.job.job_id!r}: "
+    if draft.earlier:
+        message += (
+            f"every ledger entry is already on {', '.join(draft.earlier)}; usage recorded "
+            "from now on goes on a follow-up invoice"
+        )
+    else:
+        message += "it has no priced usage yet"
+    if draft.unpriced_events:
+        message += (
+            f" ({draft.unpriced_events} unpriced events wait for a catalog version that "
+            "prices them)"
+        )
+    return message
+
+
+# Issuing -----------------------------------------------------------------------------------
+
+
+async def issue_invoice(conn: Connection, job_id: str) -> Invoice:
+    """Issue the job's next invoice, covering every entry no earlier invoice covers.
+
+    Refused (``ConflictError``) when there is nothing new. Numbers are gap-free per year:
+    the year's counter row is incremented in this transaction.
+    """
+    async with conn.transaction():
+        # Re-pricing waits until this invoice is issued (ingest does not), so the entries
+        # it covers and the unpriced events it names are one consistent picture.
+        await lock_repricing(conn, shared=True)
+        await _require_usage(conn, job_id)
+        await conn.execute(queries.ENSURE_JOB, job_id)
+        job = _job(await conn.fetchrow(queries.LOCK_JOB, job_id), job_id)
+        draft = await _draft(conn, job)
+        if not draft.entry_ids:
+            raise ConflictError(_nothing_new(draft))
+        year = int(await conn.fetchval("SELECT extract(year FROM now() AT TIME ZONE 'UTC')"))
+        seq = await conn.fetchval(queries.NEXT_NUMBER, year)
+        # Read after the counter's lock: issue times follow number order.
+        issued_at = await conn.fetchval("SELECT clock_timestamp()")
+        number = invoice_number(year, seq)
+        document = invoice_document(draft, number, issued_at)
+        canonical = canonical_json(document)
+        digest = sha256_hex(canonical)
+        subtotal, total = draft.subtotal, draft.total
+        await conn.execute(
+            queries.INSERT_INVOICE,
+            number,
+            year,
+            seq,
+            job_id,
+            issued_at,
+            CURRENCY,
+            subtotal,
+            ROUNDING_RULE,
+            total - subtotal,
+            total,
+            len(draft.entry_ids),
+            draft.unpriced_events,
+            draft.follow_up_of,
+            canonical,
+            digest,
+        )
+        await _insert_lines(conn, number, draft.lines)
+        await conn.execute(queries.INSERT_ENTRIES, number, draft.entry_ids)
+    return Invoice(number, job_id, issued_at, total, document, canonical, digest)
+
+
+async def _insert_lines(conn: Connection, number: str, lines: list[DraftLine]) -> None:
+    if not lines:
+        return
+    columns: list[list[Any]] = [
+        list(range(1, len(lines) + 1)),
+        [x.agent for x in lines],
+        [x.model for x in lines],
+        [x.provider for x in lines],
+        [x.catalog_version for x in lines],
+        [x.tier for x in lines],
+        [x.events for x in lines],
+        *([getattr(x, k) for x in lines] for k in TOKEN_CLASSES),
+        *([x.unit_prices[k] for x in lines] for k in PRICE_CLASSES),
+        [x.amount_usd for x in lines],
+    ]
+    await conn.execute(queries.INSERT_LINES, number, *columns)
+
+
+# Reading -----------------------------------------------------------------------------------
+
+
+def _invoice(row: asyncpg.Record) -> Invoice:
+    return Invoice(
+        number=row["number"],
+        job_id=row["job_id"],
+        issued_at=row["issued_at"],
+        total_usd=row["total_usd"],
+        document=json.loads(row["canonical"]),
+        canonical=row["canonical"],
+        digest=row["digest"],
+    )
+
+
+async def get_invoice(conn: Connection, number: str) -> Invoice:
+    row = await conn.fetchrow(queries.SELECT_INVOICE, number)
+    if row is None:
+        raise NotFoundError(f"invoice {number!r} does not exist")
+    return _invoice(row)
+
+
+def parse_number(number: str) -> tuple[int, int]:
+    """``LUC-2026-000042`` → (2026, 42)."""
+    try:
+        prefix, year, seq = number.split("-")
+        if prefix != "LUC":
+            raise ValueError(prefix)
+        return int(year), int(seq)
+    except ValueError:
+        raise InvalidRequestError(f"{number!r} is not an invoice number", status_code=400) from None
+
+
+async def list_invoices(
+    conn: Connection, job_id: str | None, after: str | None, limit: int
+) -> list[InvoiceSummary]:
+    """Issued invoices in number order, optionally of one job, after the number ``after``."""
+    year, seq = parse_number(after) if after else (0, 0)
+    rows = await conn.fetch(queries.SELECT_INVOICES, job_id, year, seq, limit)
+    return [
+        InvoiceSummary(
+            number=r["number"],
+            job_id=r["job_id"],
+            issued_at=r["issued_at"],
+            subtotal_usd=r["subtotal_usd"],
+            rounding_usd=r["rounding_usd"],
+            total_usd=r["total_usd"],
+            covered_entries=r["covered_entries"],
+            unpriced_events=r["unpriced_events"],
+            follow_up_of=r["follow_up_of"],
+            digest=r["digest"],
+        )
+        for r in rows
+    ]
+
+
+# Verifying ---------------------------------------------------------------------------------
+
+
+def verify_document(document: dict[str, Any]) -> Verification:
+    """Check an exported invoice against its own digest, and its arithmetic."""
+    number = document.get("number")
+    problems = []
+    claimed = document.get("digest")
+    if not isinstance(claimed, str):
+        problems.append("the document has no digest")
+    elif digest_of(document) != claimed:
+        problems.append(
+            f"digest mismatch: the document hashes to {digest_of(document)}, it claims {claimed}"
+        )
+    try:
+        lines = [Decimal(line["amount_usd"]) for line in document["lines"]]
+        subtotal = Decimal(document["subtotal_usd"])
+        total = Decimal(document["total_usd"])
+        rounding = Decimal(document["rounding_usd"])
+    except (KeyError, TypeError, ArithmeticError, ValueError) as exc:
+        problems.append(f"the document's amounts cannot be read: {exc!r}")
+    else:
+        if sum(lines, Decimal(0)) != subtotal:
+            problems.append("the lines do not sum to the subtotal")
+        if round_total(subtotal) != total:
+            problems.append("the total is not the subtotal rounded by the stated rule")
+        if total - subtotal != rounding:
+            problems.append("rounding_usd is not total − subtotal")
+    return Verification(
+        number=number if isinstance(number, str) else None, ok=not problems, problems=problems
+    )
+
+
+async def verify_stored(conn: Connection, number: str) -> Verification:
+    """Check a stored invoice: its text against its digest, and its rows against its text."""
+    invoice = await get_invoice(conn, number)
+    problems = []
+    if sha256_hex(invoice.canonical) != invoice.digest:
+        problems.append("stored digest does not match the stored canonical JSON")
+    if canonical_json(invoice.document) != invoice.canonical:
+        problems.append("stored text is not in canonical form")
+    problems += verify_document(invoice.with_digest()).problems
+    doc = invoice.document
+    row = await conn.fetchrow(queries.SELECT_INVOICE_COLUMNS, number)
+    assert row is not None
+    for column, value in (
+        ("job_id", row["job_id"]),
+        ("currency", row["currency"]),
+        ("rounding_rule", row["rounding_rule"]),
+        ("follow_up_of", row["follow_up_of"]),
+        ("covered_entries", row["covered_entries"]),
+        ("unpriced_events", row["unpriced_events"]),
+    ):
+        if doc.get(column) != value:
+            problems.append(f"column {column} ({value!r}) differs from the document")
+    for column in ("subtotal_usd", "rounding_usd", "total_usd"):
+        if Decimal(doc[column]) != row[column]:
+            problems.append(f"column {column} ({row[column]}) differs from the document")
+    ids = [r["ledger_entry_id"] for r in await conn.fetch(queries.SELECT_INVOICE_ENTRY_IDS, number)]
+    if len(ids) != doc.get("covered_entries") or entries_digest(ids) != doc.get("entries_sha256"):
+        problems.append("the covered ledger entries differ from the document")
+    return Verification(number=number, ok=not problems, problems=problems)

@@ -1,0 +1,152 @@
+"""Shared by the budget and webhook tests: usage events with hand-priced costs, a real
+webhook receiver on loopback, and a few waiting helpers.
+
+Costs are worked out here with Decimal from the AIMS catalog prices (USD per 1M tokens),
+copied by hand from ``catalog/aims-v1.json``, never by calling LUC.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from tests.conftest import free_port
+
+MILLION = Decimal(1_000_000)
+
+# anthropic/claude-opus-4.6: input 5.00, output 25.00 USD per 1M tokens.
+OPUS = "anthropic/claude-opus-4.6"
+OPUS_INPUT = Decimal("5.00")
+OPUS_OUTPUT = Decimal("25.00")
+
+
+def opus_cost(input_tokens: int, output_tokens: int = 0) -> Decimal:
+    """SPEC §3 for an Opus 4.6 call without cache or reasoning tokens."""
+    return (input_tokens * OPUS_INPUT + output_tokens * OPUS_OUTPUT) / MILLION
+
+
+def opus_tokens_for(usd: str) -> int:
+    """Input tokens whose Opus 4.6 price is exactly ``usd`` (at 5 USD per 1M, 200,000 per
+    dollar)."""
+    tokens = Decimal(usd) * MILLION / OPUS_INPUT
+    assert tokens == tokens.to_integral_value(), usd
+    return int(tokens)
+
+
+def opus_event(
+    event_id: str,
+    usd: str,
+    *,
+    occurred_at: str,
+    job_id: str = "job-1",
+    agent: str = "ACHEEVY",
+) -> dict[str, Any]:
+    """A usage event whose catalog cost is exactly ``usd`` (input tokens only)."""
+    tokens = opus_tokens_for(usd)
+    assert opus_cost(tokens) == Decimal(usd)
+    return {
+        "id": event_id,
+        "occurred_at": occurred_at,
+        "job_id": job_id,
+        "agent": agent,
+        "provider": "openrouter",
+        "model": OPUS,
+        "input_tokens": tokens,
+        "output_tokens": 0,
+    }
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str, every: float = 0.1) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One request the receiver got, and what it answered."""
+
+    path: str
+    headers: dict[str, str]
+    """Lower-cased names."""
+    body: bytes
+    received_at: float
+    """Unix time, seconds."""
+    status: int
+
+
+# How the receiver answers a request: (status, extra headers), given the path and how
+# many requests that path had before this one.
+Answer = Callable[[str, int], tuple[int, dict[str, str]]]
+
+
+def always(status: int) -> Answer:
+    return lambda path, seen: (status, {})
+
+
+@dataclass
+class Receiver:
+    """A webhook receiver: a real HTTP server on 127.0.0.1 in a thread, on a fixed port so
+    that it can go down (connection refused) and come back at the same URL."""
+
+    port: int = field(default_factory=free_port)
+    answer: Answer = field(default_factory=lambda: always(200))
+    deliveries: list[Delivery] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _server: ThreadingHTTPServer | None = None
+    _thread: threading.Thread | None = None
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def received(self, path: str | None = None) -> list[Delivery]:
+        with self._lock:
+            return [d for d in self.deliveries if path is None or d.path == path]
+
+    def start(self) -> None:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                with receiver._lock:
+                    seen = sum(1 for d in receiver.deliveries if d.path == self.path)
+                    status, extra = receiver.answer(self.path, seen)
+                    receiver.deliveries.append(
+                        Delivery(self.path, headers, body, time.time(), status)
+                    )
+                self.send_response(status)
+                for name, value in extra.items():
+                    self.send_header(name, value)
+                self.send_header("content-length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Down: the port is closed, so connections are refused."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            assert self._thread is not None
+            self._thread.join(5)
+            self._server = None

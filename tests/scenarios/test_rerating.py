@@ -1,0 +1,398 @@
+"""Re-rating stories: prices arrive late, and prices are corrected after the fact.
+
+(a) Events for a model the catalog lacks are kept unpriced; the version that adds the
+model prices them at once, with a reversal and a re-booking per event.
+(b) A version that corrects a price in the past changes nothing by itself; the re-rating
+run (dry run first) moves each job and agent by exactly the hand-computed delta, and a
+second run finds nothing left to do.
+
+Version 1 is the AIMS catalog (effective 2025-01-01): Claude Sonnet 4.5 at $3 in / $15 out
+per 1M tokens (cache prices default to input), Gemini 3.0 Flash at $0.10 / $0.40.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from tests.conftest import PROJECT_ROOT
+from tests.integration.ledger_truth import assert_rollups_equal_ledger
+
+
+def event(event_id: str, occurred_at: str, job: str, agent: str, model: str, **tokens: int) -> Any:
+    return {
+        "id": event_id,
+        "occurred_at": occurred_at,
+        "job_id": job,
+        "agent": agent,
+        "provider": "openrouter",
+        "model": model,
+        **tokens,
+    }
+
+
+async def record(client: Any, events: list[dict[str, Any]]) -> None:
+    response = await client.post("/v1/events/batch", json={"events": events})
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == len(events), response.text
+
+
+async def job(client: Any, job_id: str) -> dict[str, Any]:
+    response = await client.get(f"/v1/jobs/{job_id}")
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+async def entries(client: Any, job_id: str) -> list[dict[str, Any]]:
+    response = await client.get(f"/v1/jobs/{job_id}/entries")
+    assert response.status_code == 200, response.text
+    return list(response.json()["items"])
+
+
+MISTRAL = {
+    "id": "mistralai/mistral-large-2512",
+    "name": "Mistral Large 3",
+    "tier": "standard",
+    "input": "0.50",
+    "output": "1.50",
+    "cache_read": "0.05",
+}
+
+
+async def test_unpriced_events_are_priced_when_a_version_brings_their_model(
+    client: Any, db: asyncpg.Connection
+) -> None:
+    await record(
+        client,
+        [
+            event(
+                "u1",
+                "2026-10-10T09:00:00Z",
+                "job-u",
+                "ACHEEVY",
+                "mistralai/mistral-large-2512",
+                input_tokens=30_000,
+                output_tokens=2_000,
+            ),
+            # Sent by an alias that no version knows yet.
+            event(
+                "u2",
+                "2026-10-11T09:00:00Z",
+                "job-u",
+                "ByteRover",
+                "mistral-large",
+                input_tokens=12_000,
+                cached_input_tokens=4_000,
+                output_tokens=1_500,
+                reasoning_tokens=500,
+            ),
+            event(
+                "k1",
+                "2026-10-10T10:00:00Z",
+                "job-u",
+                "ACHEEVY",
+                "gemini-3.0-flash",
+                input_tokens=10_000,
+                output_tokens=1_000,
+            ),
+        ],
+    )
+    unpriced = (await client.get("/v1/unpriced")).json()["items"]
+    assert [(u["id"], u["model"]) for u in unpriced] == [
+        ("u1", "mistralai/mistral-large-2512"),
+        ("u2", "mistral-large"),
+    ]
+    before = await job(client, "job-u")
+    # Only k1 is priced: 10,000 × 0.10 + 1,000 × 0.40 = 1,400 per 1M.
+    assert Decimal(before["cost_usd"]) == Decimal("0.0014")
+    assert before["unpriced_events"] == 2
+
+    response = await client.post(
+        "/v1/catalog/versions",
+        json={
+            "effective_from": "2026-09-01T00:00:00Z",
+            "label": "mistral arrives",
+            "parent": 1,
+            "models": [MISTRAL],
+            "aliases": {"mistral-large": "mistralai/mistral-large-2512"},
+        },
+    )
+    assert response.status_code == 201, response.text
+    version = response.json()
+    assert version["repriced_events"] == 2
+
+    assert (await client.get("/v1/unpriced")).json()["items"] == []
+    after = await job(client, "job-u")
+    # u1: 30,000 × 0.50 + 2,000 × 1.50 = 18,000 per 1M → 0.018
+    # u2: 8,000 × 0.50 + 4,000 × 0.05 + 1,000 × 1.50 + 500 × 1.50 = 6,450 → 0.00645
+    assert Decimal(after["cost_usd"]) == Decimal("0.0014") + Decimal("0.018") + Decimal("0.00645")
+    assert after["unpriced_events"] == 0
+    assert after["events"] == 3
+    assert after["input_tokens"] == 52_000
+    lines = {
+        (line["agent"], line["model"], line["catalog_version"]): Decimal(line["cost_usd"])
+        for line in after["lines"]
+    }
+    assert lines == {
+        ("ACHEEVY", "google/gemini-3.0-flash", 1): Decimal("0.0014"),
+        ("ACHEEVY", "mistralai/mistral-large-2512", version["id"]): Decimal("0.018"),
+        ("ByteRover", "mistralai/mistral-large-2512", version["id"]): Decimal("0.00645"),
+    }
+
+    ledger = await entries(client, "job-u")
+    for event_id, sent_model, cost in (
+        ("u1", "mistralai/mistral-large-2512", "0.018"),
+        ("u2", "mistral-large", "0.00645"),
+    ):
+        mine = [e for e in ledger if e["event_id"] == event_id]
+        assert [
+            (e["kind"], e["model"], e["catalog_version"], e["events"], e["unpriced_events"])
+            for e in mine
+        ] == [
+            ("charge", sent_model, None, 1, 1),
+            ("adjustment", sent_model, None, -1, -1),  # the reversal
+            ("adjustment", "mistralai/mistral-large-2512", version["id"], 1, 0),
+        ]
+        assert [e["cost_usd"] for e in mine[:2]] == [None, None]
+        assert Decimal(mine[2]["cost_usd"]) == Decimal(cost)
+        assert mine[2]["unit_prices"]["input"] == "0.5"
+        assert mine[2]["unit_prices"]["cache_read"] == "0.05"
+    assert [e["kind"] for e in ledger if e["event_id"] == "k1"] == ["charge"]
+
+    await assert_rollups_equal_ledger(db)
+
+
+async def test_an_unknown_model_used_before_the_new_version_starts_stays_unpriced(
+    client: Any, db: asyncpg.Connection
+) -> None:
+    tokens = {"input_tokens": 1_000, "output_tokens": 100}
+    await record(
+        client,
+        [
+            event("early", "2026-08-15T00:00:00Z", "job-e", "ORACLE", MISTRAL["id"], **tokens),
+            event("late", "2026-09-15T00:00:00Z", "job-e", "ORACLE", MISTRAL["id"], **tokens),
+        ],
+    )
+
+    response = await client.post(
+        "/v1/catalog/versions",
+        json={"effective_from": "2026-09-01T00:00:00Z", "parent": 1, "models": [MISTRAL]},
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["repriced_events"] == 1
+
+    unpriced = (await client.get("/v1/unpriced")).json()["items"]
+    assert [u["id"] for u in unpriced] == ["early"]
+    assert "not in catalog version 1" in unpriced[0]["reason"]
+    # late: 1,000 × 0.50 + 100 × 1.50 = 650 per 1M
+    assert Decimal((await job(client, "job-e"))["cost_usd"]) == Decimal("0.00065")
+    await assert_rollups_equal_ledger(db)
+
+
+SONNET = "anthropic/claude-sonnet-4.5"
+# The correction: AIMS v1 left Sonnet's cache prices at the input price ($3); the real ones
+# are $0.30 for a cache read and $3.75 for a cache write.
+SONNET_CORRECTED = {
+    "id": SONNET,
+    "name": "Claude Sonnet 4.5",
+    "tier": "standard",
+    "input": "3",
+    "output": "15",
+    "cache_read": "0.30",
+    "cache_write": "3.75",
+    "context_tokens": 1000000,
+}
+CORRECTION_EVENTS = [
+    # Before the correction takes effect: v1 stays in force for it.
+    event(
+        "p0",
+        "2026-09-20T00:00:00Z",
+        "job-r1",
+        "ACHEEVY",
+        SONNET,
+        input_tokens=100_000,
+        output_tokens=10_000,
+    ),
+    # v1: 200,000 × 3 + 20,000 × 15 = 900,000 per 1M → 0.9
+    # v2: 140,000 × 3 + 50,000 × 0.30 + 10,000 × 3.75 + 15,000 × 15 + 5,000 × 15
+    #     = 420,000 + 15,000 + 37,500 + 225,000 + 75,000 = 772,500 → 0.7725; Δ −0.1275
+    event(
+        "r1",
+        "2026-10-02T10:00:00Z",
+        "job-r1",
+        "ACHEEVY",
+        SONNET,
+        input_tokens=200_000,
+        cached_input_tokens=50_000,
+        cache_write_tokens=10_000,
+        output_tokens=20_000,
+        reasoning_tokens=5_000,
+    ),
+    # v1: 80,000 × 3 + 4,000 × 15 = 300,000 → 0.3
+    # v2: 20,000 × 3 + 60,000 × 0.30 + 4,000 × 15 = 138,000 → 0.138; Δ −0.162
+    event(
+        "r2",
+        "2026-10-03T12:00:00Z",
+        "job-r2",
+        "ORACLE",
+        SONNET,
+        input_tokens=80_000,
+        cached_input_tokens=60_000,
+        output_tokens=4_000,
+    ),
+    # v1: 10,000 × 3 + 1,000 × 15 = 45,000 → 0.045
+    # v2: 2,000 × 3 + 8,000 × 3.75 + 1,000 × 15 = 51,000 → 0.051; Δ +0.006
+    event(
+        "r3",
+        "2026-10-04T08:00:00Z",
+        "job-r1",
+        "ORACLE",
+        SONNET,
+        input_tokens=10_000,
+        cache_write_tokens=8_000,
+        output_tokens=1_000,
+    ),
+    # Gemini's price is the same in both versions: 50,000 × 0.10 + 5,000 × 0.40 → 0.007.
+    # It is booked again under the version now in force, with a zero delta.
+    event(
+        "g1",
+        "2026-10-02T11:00:00Z",
+        "job-r2",
+        "ACHEEVY",
+        "gemini-3.0-flash",
+        input_tokens=50_000,
+        output_tokens=5_000,
+    ),
+]
+SINCE = "2026-09-01T00:00:00Z"
+# Per job: r1 + r3 = −0.1275 + 0.006; r2 + g1 = −0.162 + 0. Per agent: ACHEEVY r1 + g1,
+# ORACLE r2 + r3.
+JOB_DELTAS = {"job-r1": (2, Decimal("-0.1215")), "job-r2": (2, Decimal("-0.162"))}
+AGENT_DELTAS = {"ACHEEVY": (2, Decimal("-0.1275")), "ORACLE": (2, Decimal("-0.156"))}
+TOTAL_DELTA = Decimal("-0.2835")
+
+
+def deltas(rows: list[dict[str, Any]]) -> dict[str, tuple[int, Decimal]]:
+    return {row["key"]: (row["events"], Decimal(row["delta_usd"])) for row in rows}
+
+
+async def rerate_cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "service", "catalog", "rerate", *args],
+        env={**os.environ, "LUC_DATABASE_URL": database_url, "COLUMNS": "200"},
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def test_a_retroactive_correction_is_applied_only_by_rerating_and_only_once(
+    client: Any, db: asyncpg.Connection, database_url: str
+) -> None:
+    await record(client, CORRECTION_EVENTS)
+    # p0 0.45 + r1 0.9 + r3 0.045; r2 0.3 + g1 0.007
+    assert Decimal((await job(client, "job-r1"))["cost_usd"]) == Decimal("1.395")
+    assert Decimal((await job(client, "job-r2"))["cost_usd"]) == Decimal("0.307")
+    acheevy_before = Decimal((await client.get("/v1/agents/ACHEEVY")).json()["cost_usd"])
+    oracle_before = Decimal((await client.get("/v1/agents/ORACLE")).json()["cost_usd"])
+    assert (acheevy_before, oracle_before) == (Decimal("1.357"), Decimal("0.345"))
+
+    response = await client.post(
+        "/v1/catalog/versions",
+        json={
+            "effective_from": "2026-10-01T00:00:00Z",
+            "label": "sonnet cache prices corrected",
+            "parent": 1,
+            "models": [SONNET_CORRECTED],
+        },
+    )
+    assert response.status_code == 201, response.text
+    correction = response.json()["id"]
+
+    # The version alone changes nothing already booked.
+    rows = await db.fetchval("SELECT count(*) FROM ledger_entries")
+    assert rows == 5
+    assert Decimal((await job(client, "job-r1"))["cost_usd"]) == Decimal("1.395")
+    assert Decimal((await job(client, "job-r2"))["cost_usd"]) == Decimal("0.307")
+
+    dry = await client.post("/v1/catalog/rerate", json={"since": SINCE, "dry_run": True})
+    assert dry.status_code == 200, dry.text
+    report = dry.json()
+    assert report["dry_run"] is True
+    assert report["events_examined"] == 5
+    assert report["events_changed"] == 4
+    assert report["entries_appended"] == 0
+    assert Decimal(report["delta_usd"]) == TOTAL_DELTA
+    assert deltas(report["jobs"]) == JOB_DELTAS
+    assert deltas(report["agents"]) == AGENT_DELTAS
+    assert await db.fetchval("SELECT count(*) FROM ledger_entries") == rows
+
+    cli = await rerate_cli(database_url, "--since", SINCE, "--dry-run")
+    assert cli.returncode == 0, cli.stderr
+    summary = re.search(r"would change (\d+), total delta (\S+) USD; (\d+) entries", cli.stdout)
+    assert summary is not None, cli.stdout
+    assert (int(summary[1]), Decimal(summary[2]), int(summary[3])) == (4, TOTAL_DELTA, 0)
+    for key, (count, delta) in {**JOB_DELTAS, **AGENT_DELTAS}.items():
+        line = re.search(rf"{key}\s*│\s*(\d+)\s*│\s*(\S+)", cli.stdout)
+        assert line is not None, (key, cli.stdout)
+        assert (int(line[1]), Decimal(line[2])) == (count, delta)
+    assert await db.fetchval("SELECT count(*) FROM ledger_entries") == rows
+
+    real = await client.post("/v1/catalog/rerate", json={"since": SINCE})
+    assert real.status_code == 200, real.text
+    applied = real.json()
+    assert applied["dry_run"] is False
+    assert applied["events_changed"] == 4
+    assert applied["entries_appended"] == 8
+    assert Decimal(applied["delta_usd"]) == TOTAL_DELTA
+    assert deltas(applied["jobs"]) == JOB_DELTAS
+    assert deltas(applied["agents"]) == AGENT_DELTAS
+    assert await db.fetchval("SELECT count(*) FROM ledger_entries") == rows + 8
+
+    # 1.395 − 0.1215 = 0.45 + 0.7725 + 0.051; 0.307 − 0.162 = 0.138 + 0.007
+    assert Decimal((await job(client, "job-r1"))["cost_usd"]) == Decimal("1.2735")
+    assert Decimal((await job(client, "job-r2"))["cost_usd"]) == Decimal("0.145")
+    acheevy = Decimal((await client.get("/v1/agents/ACHEEVY")).json()["cost_usd"])
+    oracle = Decimal((await client.get("/v1/agents/ORACLE")).json()["cost_usd"])
+    assert acheevy - acheevy_before == AGENT_DELTAS["ACHEEVY"][1]
+    assert oracle - oracle_before == AGENT_DELTAS["ORACLE"][1]
+
+    ledger = await entries(client, "job-r1") + await entries(client, "job-r2")
+    booked = {
+        "r1": (Decimal("0.9"), Decimal("0.7725")),
+        "r2": (Decimal("0.3"), Decimal("0.138")),
+        "r3": (Decimal("0.045"), Decimal("0.051")),
+        "g1": (Decimal("0.007"), Decimal("0.007")),
+    }
+    for event_id, (old, new) in booked.items():
+        mine = [e for e in ledger if e["event_id"] == event_id]
+        assert [(e["kind"], e["catalog_version"], e["events"]) for e in mine] == [
+            ("charge", 1, 1),
+            ("adjustment", 1, -1),
+            ("adjustment", correction, 1),
+        ], event_id
+        assert [Decimal(e["cost_usd"]) for e in mine] == [old, -old, new], event_id
+        assert mine[1]["reason"].startswith("reversal: ")
+    assert [(e["kind"], e["catalog_version"]) for e in ledger if e["event_id"] == "p0"] == [
+        ("charge", 1)
+    ]
+    await assert_rollups_equal_ledger(db)
+
+    again = await client.post("/v1/catalog/rerate", json={"since": SINCE})
+    assert again.status_code == 200, again.text
+    assert again.json()["events_examined"] == 5
+    assert again.json()["events_changed"] == 0
+    assert again.json()["entries_appended"] == 0
+    assert Decimal(again.json()["delta_usd"]) == 0
+    assert again.json()["jobs"] == [] and again.json()["agents"] == []
+    assert await db.fetchval("SELECT count(*) FROM ledger_entries") == rows + 8
+    assert Decimal((await job(client, "job-r1"))["cost_usd"]) == Decimal("1.2735")
