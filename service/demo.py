@@ -201,8 +201,20 @@ def _parse_until(value: str | None) -> datetime:
     show_default=True,
     help="Events per POST /v1/events/batch.",
 )
+@click.option(
+    "--key",
+    envvar="LUC_API_KEY",
+    default=None,
+    help="API key of scope admin (or ingest + read); default $LUC_API_KEY.",
+)
 def demo(
-    url: str, jobs: int, seed: int, run_id: str | None, until: str | None, batch_size: int
+    url: str,
+    jobs: int,
+    seed: int,
+    run_id: str | None,
+    until: str | None,
+    batch_size: int,
+    key: str | None,
 ) -> None:
     """Send realistic gateway traffic to a running LUC and show what it now reports.
 
@@ -217,12 +229,20 @@ def demo(
     """
     console = Console()
     plan = plan_traffic(seed, jobs, run_id or secrets.token_hex(3), _parse_until(until))
-    with httpx.Client(base_url=url, timeout=httpx.Timeout(60.0, connect=5.0)) as http:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    timeout = httpx.Timeout(60.0, connect=5.0)
+    with httpx.Client(base_url=url, timeout=timeout, headers=headers) as http:
         try:
             http.get("/healthz").raise_for_status()
         except httpx.HTTPError as exc:
             raise click.ClickException(
                 f"no LUC answering at {url} ({exc}); start one with `luc serve` or `make run`"
             ) from exc
+        if http.get("/v1/agents").status_code in (401, 403):
+            raise click.ClickException(
+                "LUC wants an API key of scope admin: create one with "
+                "`luc keys create --scope admin --name demo` and pass it with --key "
+                "or LUC_API_KEY"
+            )
         answers = send(http, plan, batch_size, console)
         report(http, plan, answers, console)

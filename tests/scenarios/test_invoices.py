@@ -545,7 +545,10 @@ async def test_invoices_issued_concurrently_take_consecutive_numbers_without_gap
     jobs = [f"job-c{i}" for i in range(5)]
     await record(
         client,
-        [event(f"c{i}", j, "ACHEEVY", FLASH, input_tokens=1_000) for i, j in enumerate(jobs)],
+        [
+            event(f"c{i}", j, "ACHEEVY", FLASH, input_tokens=1_000, output_tokens=0)
+            for i, j in enumerate(jobs)
+        ],
     )
     # Five jobs at once, one of them twice: the second issue of job-c0 finds nothing new,
     # and its refusal must not burn a number.
@@ -561,7 +564,9 @@ async def test_invoices_issued_concurrently_take_consecutive_numbers_without_gap
     by_number = sorted(issued, key=lambda i: i["number"])
     assert [i["issued_at"] for i in by_number] == sorted(i["issued_at"] for i in issued)
 
-    await record(client, [event("c9", jobs[3], "ACHEEVY", FLASH, input_tokens=1_000)])
+    await record(
+        client, [event("c9", jobs[3], "ACHEEVY", FLASH, input_tokens=1_000, output_tokens=0)]
+    )
     assert (await issue(client, jobs[3]))["number"] == number(6)
     year = datetime.now(UTC).year
     assert await db.fetchval("SELECT last_number FROM invoice_counters WHERE year = $1", year) == 6

@@ -1,0 +1,1 @@
+"""Grafana dashboards for LUC, generated as code by ``grafana.build``."""
