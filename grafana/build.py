@@ -536,14 +536,32 @@ LIMIT 25
                     instant=True,
                 ),
             ],
-            width=10,
+        ),
+        table(
+            "Catalog vs provider-reported cost by model (ledger)",
+            "Per model over the UTC days of the time range, from the model × day rollup. "
+            "Provider-reported cost counts only the events whose provider reported one.",
+            [
+                sql(f"""
+SELECT model, sum(cost_usd) AS "catalog", sum(provider_cost_usd) AS "provider-reported",
+       sum(events) AS events, sum(unpriced_events) AS "unpriced events"
+FROM rollup_model_days
+WHERE day BETWEEN {FROM_DAY} AND {TO_DAY}
+GROUP BY model
+ORDER BY 2 DESC, 1
+""")
+            ],
+            money_columns=("catalog", "provider-reported"),
+            width=12,
+            height=8,
         ),
         stat(
             "Provider-reported minus catalog",
             "Over the series where the provider reports a cost and the catalog priced it: "
             f"positive when the provider charged more than the catalog says. {LEDGER_NOTE}",
             prom(f"sum(({provider_cost} > 0) - {catalog_cost})", instant=True),
-            width=7,
+            width=6,
+            height=6,
             decimals=4,
         ),
         stat(
@@ -555,24 +573,8 @@ LIMIT 25
                 instant=True,
             ),
             unit="percentunit",
-            width=7,
-        ),
-        table(
-            "Catalog vs provider-reported cost by model (ledger)",
-            "Per model over the UTC days of the time range, from the model × day rollup.",
-            [
-                sql(f"""
-SELECT model, sum(cost_usd) AS "catalog", sum(provider_cost_usd) AS "provider-reported",
-       sum(provider_cost_usd) - sum(cost_usd) AS "difference",
-       sum(events) AS events, sum(unpriced_events) AS "unpriced events"
-FROM rollup_model_days
-WHERE day BETWEEN {FROM_DAY} AND {TO_DAY}
-GROUP BY model
-ORDER BY 2 DESC, 1
-""")
-            ],
-            money_columns=("catalog", "provider-reported", "difference"),
-            width=14,
+            width=6,
+            height=6,
         ),
         bargauge(
             "Unpriced events by model",
@@ -580,7 +582,7 @@ ORDER BY 2 DESC, 1
             f"then re-rate (luc catalog rerate). {LEDGER_NOTE}",
             [prom(ledger("luc_unpriced_events", "model"), "{{model}}", instant=True)],
             unit="short",
-            width=10,
+            height=6,
             thresholds=[(None, "orange")],
         ),
         row("Budgets"),

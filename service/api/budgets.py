@@ -286,13 +286,21 @@ class BudgetsController(Controller):
         )
 
         async def run(conn: Connection) -> CheckOut:
+            now = datetime.now(UTC)
+            # The ledger (and so model budgets and reservation settling) names models by
+            # catalog id: resolve an alias as pricing will (gemini-3.0-flash → google/…).
+            model_id = (
+                None
+                if model is None
+                else (await luc.catalog_cache.get(conn)).quote(model, now).model_id
+            )
             result = await check_call(
                 conn,
                 job_id=job_id,
                 agent=agent,
-                model=model,
+                model=model_id,
                 estimated_cost_usd=estimate,
-                now=datetime.now(UTC),
+                now=now,
                 reservation_seconds=luc.settings.budgets.reservation_seconds,
             )
             return CheckOut(

@@ -1,9 +1,11 @@
 """Re-rating: price existing events again under the catalog as it now stands.
 
 An event's live booking (version, model, cost) is compared with what the version in
-force at its ``occurred_at`` says today. When they differ, two entries are appended: a
-reversal of the booking and a new booking. Nothing is edited, and running the same
-re-rating twice appends nothing the second time, because the bookings then agree.
+force at its ``occurred_at`` says today. When the money differs (or the event was
+unpriced), two entries are appended: a reversal of the booking and a new booking. An
+event whose cost is the same under the newer version keeps its booking. Nothing is
+edited, and running the same re-rating twice appends nothing the second time, because the
+bookings then agree.
 """
 
 from __future__ import annotations
@@ -83,6 +85,14 @@ def plan_rerating(booking: Booking, catalog: Catalog, why: str) -> Rerating | No
     quote = catalog.quote(event.model, event.occurred_at)
     target = charge_for(event, quote)
     if target.catalog_version == booking.catalog_version and target.model == booking.model:
+        return None
+    if (
+        booking.cost_usd is not None
+        and target.cost_usd == booking.cost_usd
+        and (target.model, target.tier) == (booking.model, booking.tier)
+    ):
+        # Same money under a newer version (a price that did not change): re-booking it
+        # would add two entries that cancel out and tell finance nothing.
         return None
     old = catalog.by_id.get(booking.catalog_version) if booking.catalog_version else None
     old_price = old.models.get(booking.model) if old else None

@@ -551,10 +551,23 @@ async def test_invoices_issued_concurrently_take_consecutive_numbers_without_gap
         ],
     )
     # Five jobs at once, one of them twice: the second issue of job-c0 finds nothing new,
-    # and its refusal must not burn a number.
-    responses = await asyncio.gather(
-        *(client.post(f"/v1/jobs/{j}/invoices") for j in [*jobs, jobs[0]])
-    )
+    # and its refusal must not burn a number. The counter table is held locked until all
+    # five issues wait on it, so they really do reach the year's counter together.
+    async with db.transaction():
+        await db.execute("LOCK TABLE invoice_counters IN EXCLUSIVE MODE")
+        requests = [
+            asyncio.create_task(client.post(f"/v1/jobs/{j}/invoices")) for j in [*jobs, jobs[0]]
+        ]
+        for _ in range(200):
+            waiting = await db.fetchval(
+                "SELECT count(*) FROM pg_locks "
+                "WHERE relation = 'invoice_counters'::regclass AND NOT granted"
+            )
+            if waiting == 5:
+                break
+            await asyncio.sleep(0.05)
+        assert waiting == 5
+    responses = await asyncio.gather(*requests)
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [201, 201, 201, 201, 201, 409]
     issued = [r.json() for r in responses if r.status_code == 201]

@@ -260,7 +260,7 @@ CORRECTION_EVENTS = [
         output_tokens=1_000,
     ),
     # Gemini's price is the same in both versions: 50,000 × 0.10 + 5,000 × 0.40 → 0.007.
-    # It is booked again under the version now in force, with a zero delta.
+    # Its money does not change, so it keeps its booking under version 1.
     event(
         "g1",
         "2026-10-02T11:00:00Z",
@@ -274,8 +274,8 @@ CORRECTION_EVENTS = [
 SINCE = "2026-09-01T00:00:00Z"
 # Per job: r1 + r3 = −0.1275 + 0.006; r2 + g1 = −0.162 + 0. Per agent: ACHEEVY r1 + g1,
 # ORACLE r2 + r3.
-JOB_DELTAS = {"job-r1": (2, Decimal("-0.1215")), "job-r2": (2, Decimal("-0.162"))}
-AGENT_DELTAS = {"ACHEEVY": (2, Decimal("-0.1275")), "ORACLE": (2, Decimal("-0.156"))}
+JOB_DELTAS = {"job-r1": (2, Decimal("-0.1215")), "job-r2": (1, Decimal("-0.162"))}
+AGENT_DELTAS = {"ACHEEVY": (1, Decimal("-0.1275")), "ORACLE": (2, Decimal("-0.156"))}
 TOTAL_DELTA = Decimal("-0.2835")
 
 
@@ -329,7 +329,7 @@ async def test_a_retroactive_correction_is_applied_only_by_rerating_and_only_onc
     report = dry.json()
     assert report["dry_run"] is True
     assert report["events_examined"] == 5
-    assert report["events_changed"] == 4
+    assert report["events_changed"] == 3
     assert report["entries_appended"] == 0
     assert Decimal(report["delta_usd"]) == TOTAL_DELTA
     assert deltas(report["jobs"]) == JOB_DELTAS
@@ -340,7 +340,7 @@ async def test_a_retroactive_correction_is_applied_only_by_rerating_and_only_onc
     assert cli.returncode == 0, cli.stderr
     summary = re.search(r"would change (\d+), total delta (\S+) USD; (\d+) entries", cli.stdout)
     assert summary is not None, cli.stdout
-    assert (int(summary[1]), Decimal(summary[2]), int(summary[3])) == (4, TOTAL_DELTA, 0)
+    assert (int(summary[1]), Decimal(summary[2]), int(summary[3])) == (3, TOTAL_DELTA, 0)
     for key, (count, delta) in {**JOB_DELTAS, **AGENT_DELTAS}.items():
         line = re.search(rf"{key}\s*│\s*(\d+)\s*│\s*(\S+)", cli.stdout)
         assert line is not None, (key, cli.stdout)
@@ -351,12 +351,12 @@ async def test_a_retroactive_correction_is_applied_only_by_rerating_and_only_onc
     assert real.status_code == 200, real.text
     applied = real.json()
     assert applied["dry_run"] is False
-    assert applied["events_changed"] == 4
-    assert applied["entries_appended"] == 8
+    assert applied["events_changed"] == 3
+    assert applied["entries_appended"] == 6
     assert Decimal(applied["delta_usd"]) == TOTAL_DELTA
     assert deltas(applied["jobs"]) == JOB_DELTAS
     assert deltas(applied["agents"]) == AGENT_DELTAS
-    assert await db.fetchval("SELECT count(*) FROM ledger_entries") == rows + 8
+    assert await db.fetchval("SELECT count(*) FROM ledger_entries") == rows + 6
 
     # 1.395 − 0.1215 = 0.45 + 0.7725 + 0.051; 0.307 − 0.162 = 0.138 + 0.007
     assert Decimal((await job(client, "job-r1"))["cost_usd"]) == Decimal("1.2735")
@@ -371,7 +371,6 @@ async def test_a_retroactive_correction_is_applied_only_by_rerating_and_only_onc
         "r1": (Decimal("0.9"), Decimal("0.7725")),
         "r2": (Decimal("0.3"), Decimal("0.138")),
         "r3": (Decimal("0.045"), Decimal("0.051")),
-        "g1": (Decimal("0.007"), Decimal("0.007")),
     }
     for event_id, (old, new) in booked.items():
         mine = [e for e in ledger if e["event_id"] == event_id]
@@ -382,9 +381,10 @@ async def test_a_retroactive_correction_is_applied_only_by_rerating_and_only_onc
         ], event_id
         assert [Decimal(e["cost_usd"]) for e in mine] == [old, -old, new], event_id
         assert mine[1]["reason"].startswith("reversal: ")
-    assert [(e["kind"], e["catalog_version"]) for e in ledger if e["event_id"] == "p0"] == [
-        ("charge", 1)
-    ]
+    for unchanged in ("p0", "g1"):
+        assert [
+            (e["kind"], e["catalog_version"]) for e in ledger if e["event_id"] == unchanged
+        ] == [("charge", 1)], unchanged
     await assert_rollups_equal_ledger(db)
 
     again = await client.post("/v1/catalog/rerate", json={"since": SINCE})
@@ -394,5 +394,5 @@ async def test_a_retroactive_correction_is_applied_only_by_rerating_and_only_onc
     assert again.json()["entries_appended"] == 0
     assert Decimal(again.json()["delta_usd"]) == 0
     assert again.json()["jobs"] == [] and again.json()["agents"] == []
-    assert await db.fetchval("SELECT count(*) FROM ledger_entries") == rows + 8
+    assert await db.fetchval("SELECT count(*) FROM ledger_entries") == rows + 6
     assert Decimal((await job(client, "job-r1"))["cost_usd"]) == Decimal("1.2735")

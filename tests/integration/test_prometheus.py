@@ -1,0 +1,453 @@
+"""A real Prometheus scrapes a real LUC after ``luc demo``: dashboards and alerts hold up.
+
+One LUC (``luc serve``) and one Prometheus (Debian's ``prometheus`` package, 1 s scrapes,
+``prometheus/alerts.yml`` loaded) are shared by the tests of this module. The story: two
+budgets are created, ``luc demo`` runs before Prometheus starts, then, while Prometheus
+scrapes, a second demo run, a probe event of known cost, a conflict, 30 rejected events
+and one malformed request. Then every PromQL expression of every dashboard panel and every
+alert rule runs against Prometheus' HTTP API, every SQL panel runs against the database,
+and Prometheus' totals are compared with REST's.
+
+Without ``prometheus``/``promtool`` these tests skip, except in CI (``CI`` set), where a
+missing tool is a failure: ``.ci/run`` installs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import yaml
+from click.testing import CliRunner
+from prometheus_client.parser import text_string_to_metric_families
+
+from service.cli import main
+from service.db import connect, with_database
+from tests.conftest import PROJECT_ROOT, ServerProcess, free_port
+
+pytestmark = pytest.mark.slow
+
+ALERTS = PROJECT_ROOT / "prometheus" / "alerts.yml"
+ALERTS_TEST = PROJECT_ROOT / "prometheus" / "alerts_test.yml"
+DASHBOARDS = PROJECT_ROOT / "grafana" / "dashboards"
+
+# What Grafana puts in place of its PromQL variables, for a dashboard showing the last hour.
+PROMQL_VARIABLES = {"$__rate_interval": "1m", "$__range": "1h", "$__interval": "15s"}
+
+# The alerts the story must set off (pending or firing); every other rule must stay quiet.
+ACTIVE_ALERTS = {
+    "LucUnpricedEvents",  # the demo's unknown model
+    "LucBudgetNearLimit",  # the probe job's budget: 0.42 of 0.50 USD
+    "LucBudgetExhausted",  # ACHEEVY's 1 USD budget, spent many times over
+    "LucIngestRejections",  # 30 rejected of about 150 events
+    "LucIngestConflicts",  # the probe event sent again with other content
+}
+
+# The probe: 100,000 input tokens at 3.00 USD/1M and 10,000 output tokens at 12.00 USD/1M
+# (openai/gpt-5.1 in the AIMS catalog) = 0.30 + 0.12 = 0.42 USD, against a 0.50 USD budget.
+PROBE_JOB = "prom-budget-probe"
+PROBE_LIMIT = "0.50"
+
+
+def require(tool: str) -> str:
+    """The tool's path; a skip without it, or a failure in CI, which must run these tests."""
+    path = shutil.which(tool)
+    if path:
+        return path
+    reason = f"`{tool}` is not installed (Debian: apt-get install prometheus)"
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}; CI must run the Prometheus tests (.ci/run installs it)")
+    pytest.skip(reason)
+
+
+def rules() -> list[dict[str, Any]]:
+    document = yaml.safe_load(ALERTS.read_text())
+    return [rule for group in document["groups"] for rule in group["rules"]]
+
+
+def panels(name: str) -> list[dict[str, Any]]:
+    board = json.loads((DASHBOARDS / name).read_text())
+    return [p for p in board["panels"] if p["type"] != "row"]
+
+
+def panel_queries(datasource: str) -> list[tuple[str, str]]:
+    """(dashboard / panel title, query) of every target on the datasource with this uid."""
+    key = "expr" if datasource == "luc-prometheus" else "rawSql"
+    found = []
+    for name in sorted(p.name for p in DASHBOARDS.glob("*.json")):
+        for p in panels(name):
+            for target in p["targets"]:
+                if target["datasource"]["uid"] == datasource:
+                    found.append((f"{name} / {p['title']} / {target['refId']}", target[key]))
+    return found
+
+
+def grafana_promql(expr: str) -> str:
+    for variable, value in PROMQL_VARIABLES.items():
+        expr = expr.replace(variable, value)
+    assert "$" not in expr, f"unknown Grafana variable in {expr}"
+    return expr
+
+
+def grafana_sql(raw: str, start: datetime, end: datetime) -> str:
+    """Expand the PostgreSQL datasource's macros as Grafana does: quoted RFC 3339 instants."""
+    since, until = (f"'{t.strftime('%Y-%m-%dT%H:%M:%SZ')}'" for t in (start, end))
+    raw = re.sub(r"\$__timeFilter\((\w+)\)", rf"\1 BETWEEN {since} AND {until}", raw)
+    raw = raw.replace("$__timeFrom()", since).replace("$__timeTo()", until)
+    assert "$" not in raw, f"unknown Grafana macro in {raw}"
+    return raw
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+class Prometheus:
+    """``prometheus`` in a child process scraping one LUC every second."""
+
+    def __init__(self, binary: str, folder: Path, target: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = folder / "prometheus.log"
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(ALERTS)],
+            "scrape_configs": [
+                {
+                    "job_name": "luc",
+                    "scrape_timeout": "1s",
+                    "static_configs": [{"targets": [target]}],
+                }
+            ],
+        }
+        (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    binary,
+                    f"--config.file={folder / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={folder / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                    "--log.level=warn",
+                ],
+                stdout=log,
+                stderr=log,
+            )
+        wait_for("Prometheus to be ready", self._ready)
+
+    def _ready(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"prometheus exited: {self.log.read_text()[-2000:]}")
+        try:
+            return httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """An instant query; fails the test when Prometheus refuses the expression."""
+        response = httpx.post(f"{self.url}/api/v1/query", data={"query": expr}, timeout=10)
+        body = response.json()
+        assert response.status_code == 200 and body["status"] == "success", (expr, body)
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    def value(self, expr: str) -> str:
+        result = self.query(expr)
+        assert len(result) == 1, (expr, result)
+        return str(result[0]["value"][1])
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@dataclass
+class Story:
+    luc: str
+    prometheus: Prometheus
+    database_url: str
+    metrics: str
+    """LUC's /metrics after the story."""
+    total: dict[str, Any]
+    """GET /v1/usage's one row after the story."""
+
+
+async def _admin(url: str, sql: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def _demo(url: str, run_id: str, jobs: int) -> None:
+    args = ["demo", "--url", url, "--jobs", str(jobs), "--seed", "11", "--run-id", run_id]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+
+
+def _probe(**changes: Any) -> dict[str, Any]:
+    occurred = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    return {
+        "id": "prom-probe-1",
+        "occurred_at": occurred.isoformat(),
+        "job_id": PROBE_JOB,
+        "agent": "ORACLE",
+        "provider": "openrouter",
+        "model": "openai/gpt-5.1",
+        "input_tokens": 100_000,
+        "output_tokens": 10_000,
+        "provider_cost_usd": "0.42",
+        **changes,
+    }
+
+
+def _traffic_while_scraped(http: httpx.Client, url: str) -> None:
+    _demo(url, "during", jobs=6)
+    answer = http.post("/v1/events/batch", json={"events": [_probe()]}).json()
+    assert answer["accepted"] == 1, answer
+    answer = http.post("/v1/events/batch", json={"events": [_probe(output_tokens=20_000)]}).json()
+    assert answer["conflicts"] == 1, answer
+    bad = [_probe(id=f"prom-bad-{i}", input_tokens=-1) for i in range(30)]
+    answer = http.post("/v1/events/batch", json={"events": bad}).json()
+    assert answer["rejected"] == 30, answer
+    malformed = http.post("/v1/events/batch", json={"events": "not a list"})
+    assert 400 <= malformed.status_code < 500, malformed.text
+
+
+@pytest.fixture(scope="module")
+def story(
+    admin_url: str, template_database: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Story]:
+    binary = require("prometheus")
+    folder = tmp_path_factory.mktemp("prometheus")
+    name = f"luc_test_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"'))
+    database_url = with_database(admin_url, name)
+    server = ServerProcess(database_url, folder / "luc.log", LUC_AUTH="off")
+    prometheus: Prometheus | None = None
+    try:
+        server.start()
+        with httpx.Client(base_url=server.base_url, timeout=30) as http:
+            for scope, scope_id, limit in (
+                ("agent", "ACHEEVY", "1"),
+                ("job", PROBE_JOB, PROBE_LIMIT),
+            ):
+                budget = {
+                    "scope": scope,
+                    "scope_id": scope_id,
+                    "period": "lifetime",
+                    "limit_usd": limit,
+                }
+                response = http.post("/v1/budgets", json=budget)
+                assert response.status_code == 201, response.text
+            _demo(server.base_url, "before", jobs=10)
+
+            prometheus = Prometheus(binary, folder, f"127.0.0.1:{server.port}")
+            scraped = prometheus
+            wait_for(
+                "two scrapes of LUC",
+                lambda: any(
+                    float(r["value"][1]) >= 2
+                    for r in scraped.query("count_over_time(luc_database_up[1m])")
+                ),
+            )
+            _traffic_while_scraped(http, server.base_url)
+            done = time.time()
+            wait_for(
+                "a scrape after the last event",
+                lambda: any(
+                    float(r["value"][1]) > done + 1
+                    for r in scraped.query("max(timestamp(luc_database_up))")
+                ),
+            )
+            rows = http.get("/v1/usage").json()["rows"]
+            assert len(rows) == 1, rows
+            metrics = http.get("/metrics")
+            assert metrics.status_code == 200, metrics.text
+        yield Story(server.base_url, prometheus, database_url, metrics.text, rows[0])
+    finally:
+        if prometheus is not None:
+            prometheus.stop()
+        server.stop()
+        asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+# Dashboards --------------------------------------------------------------------------------
+
+
+def test_every_dashboard_promql_expression_runs_on_prometheus_and_returns_series(
+    story: Story,
+) -> None:
+    queries = panel_queries("luc-prometheus")
+    assert len(queries) >= 30
+    empty = [where for where, expr in queries if not story.prometheus.query(grafana_promql(expr))]
+    assert empty == [], "panels without data after the demo"
+
+
+def test_every_sql_panel_runs_on_the_ledger_database_and_returns_rows(story: Story) -> None:
+    queries = panel_queries("luc-postgres")
+    assert len(queries) >= 5
+    end = datetime.now(UTC)
+    start = end - timedelta(days=7)  # the finance dashboard's default range
+
+    async def run() -> dict[str, list[asyncpg.Record]]:
+        conn = await connect(story.database_url)
+        try:
+            return {where: await conn.fetch(grafana_sql(raw, start, end)) for where, raw in queries}
+        finally:
+            await conn.close()
+
+    results = asyncio.run(run())
+    assert [where for where, rows in results.items() if not rows] == []
+    (top,) = (rows for where, rows in results.items() if "Top jobs by cost" in where)
+    assert len(top) == 17  # 10 + 6 demo jobs and the probe's
+    assert [r["cost"] for r in top] == sorted((r["cost"] for r in top), reverse=True)
+
+
+def test_prometheus_sum_of_cost_equals_the_rest_total(story: Story) -> None:
+    rest = Decimal(story.total["cost_usd"])
+    for expr in (
+        "sum(luc_cost_usd_total)",
+        # as the dashboards read it: replicas folded first
+        "sum(max by (agent, model, provider, tier) (luc_cost_usd_total))",
+    ):
+        prometheus = Decimal(story.prometheus.value(expr))
+        assert abs(prometheus - rest) <= Decimal("1e-9"), (expr, prometheus, rest)
+    assert rest > Decimal("0.42")
+    provider = Decimal(story.prometheus.value("sum(luc_provider_cost_usd_total)"))
+    assert abs(provider - Decimal(story.total["provider_cost_usd"])) <= Decimal("1e-9")
+
+
+def test_prometheus_counts_of_events_and_tokens_equal_the_rest_totals(story: Story) -> None:
+    events = story.prometheus.value("sum(luc_ledger_events_total)")
+    assert float(events) == story.total["events"]
+    unpriced = story.prometheus.value("sum(luc_unpriced_events)")
+    assert float(unpriced) == story.total["unpriced_events"] == 2  # one per demo run
+    by_class = {
+        r["metric"]["class"]: float(r["value"][1])
+        for r in story.prometheus.query("sum by (class) (luc_tokens_total)")
+    }
+    assert by_class == {
+        "input": story.total["input_tokens"],
+        "cached_input": story.total["cached_input_tokens"],
+        "cache_write": story.total["cache_write_tokens"],
+        "output": story.total["output_tokens"],
+        "reasoning": story.total["reasoning_tokens"],
+    }
+
+
+def test_budget_ratios_in_prometheus_are_spend_over_limit(story: Story) -> None:
+    ratios = {
+        r["metric"]["scope"]: Decimal(r["value"][1])
+        for r in story.prometheus.query("luc_budget_spent_ratio")
+    }
+    assert ratios["job"] == Decimal("0.84")  # 0.42 / 0.50, the conflicting resend not counted
+    assert ratios["agent"] > 1
+
+
+# Alert rules -------------------------------------------------------------------------------
+
+
+def test_every_alert_expression_runs_and_only_the_story_s_alerts_have_data(story: Story) -> None:
+    with_data = {r["alert"] for r in rules() if story.prometheus.query(r["expr"])}
+    assert with_data == ACTIVE_ALERTS
+
+
+def test_every_series_the_alerts_and_dashboards_name_exists_in_prometheus(story: Story) -> None:
+    """A quiet rule could hide a misspelt series; every name must match scraped data."""
+    texts = [r["expr"] for r in rules()] + [e for _, e in panel_queries("luc-prometheus")]
+    names = {n for text in texts for n in re.findall(r"\b(luc_\w+|up)\b(?!\s*\()", text)}
+    assert "luc_cost_usd_total" in names and "up" in names
+    missing = [n for n in sorted(names) if not story.prometheus.query(f"count({n})")]
+    assert missing == []
+
+
+def test_prometheus_loads_the_rules_and_sets_off_the_expected_alerts(story: Story) -> None:
+    prometheus = story.prometheus
+
+    def loaded_rules() -> list[dict[str, Any]]:
+        groups = httpx.get(f"{prometheus.url}/api/v1/rules").json()["data"]["groups"]
+        return [rule for group in groups for rule in group["rules"]]
+
+    wait_for("every rule evaluated", lambda: all(r["health"] == "ok" for r in loaded_rules()))
+    assert sorted(r["name"] for r in loaded_rules()) == sorted(r["alert"] for r in rules())
+
+    def active() -> set[str]:
+        alerts = httpx.get(f"{prometheus.url}/api/v1/alerts").json()["data"]["alerts"]
+        return {a["labels"]["alertname"] for a in alerts}
+
+    wait_for("the story's alerts", lambda: active() == ACTIVE_ALERTS)
+
+
+# The exposition and the rule files ---------------------------------------------------------
+
+
+def test_promtool_finds_nothing_to_say_about_the_metrics_output(story: Story) -> None:
+    promtool = require("promtool")
+    checked = subprocess.run(
+        [promtool, "check", "metrics"], input=story.metrics, capture_output=True, text=True
+    )
+    assert (checked.returncode, checked.stdout + checked.stderr) == (0, "")
+
+
+def test_metrics_carry_no_job_id_and_one_series_per_label_set(story: Story) -> None:
+    seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+    for family in text_string_to_metric_families(story.metrics):
+        for sample in family.samples:
+            assert "job_id" not in sample.labels, sample
+            key = (sample.name, tuple(sorted(sample.labels.items())))
+            assert key not in seen, key
+            seen.add(key)
+    assert any(name == "luc_budget_spent_ratio" for name, _ in seen)
+
+
+def test_promtool_check_rules_accepts_the_alert_rules() -> None:
+    promtool = require("promtool")
+    checked = subprocess.run(
+        [promtool, "check", "rules", str(ALERTS)], capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"SUCCESS: {len(rules())} rules found" in checked.stdout
+
+
+def test_promtool_unit_tests_of_the_alert_rules_pass() -> None:
+    promtool = require("promtool")
+    checked = subprocess.run(
+        [promtool, "test", "rules", str(ALERTS_TEST)], capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_every_alert_rule_has_unit_tests_where_it_fires_and_where_it_does_not() -> None:
+    cases: dict[str, set[bool]] = {r["alert"]: set() for r in rules()}
+    for test in yaml.safe_load(ALERTS_TEST.read_text())["tests"]:
+        for case in test["alert_rule_test"]:
+            cases[case["alertname"]].add(bool(case.get("exp_alerts")))
+    assert {name: sorted(fires) for name, fires in cases.items()} == {
+        name: [False, True] for name in cases
+    }
