@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
@@ -40,6 +41,9 @@ def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> R
         if parts:
             detail = f"{detail}: {'; '.join(parts)}"
     headers = dict(exc.headers or {})
+    if exc.status_code == 413:
+        limit = request.app.state.luc.settings.ingest.max_body_bytes
+        detail = f"request body is over the limit of {limit} bytes (LUC_MAX_BODY_BYTES)"
     if exc.status_code == 429 and "Retry-After" not in headers:
         # Litestar's limiter counts per second; the window is over within a second.
         headers["Retry-After"] = "1"
@@ -54,5 +58,23 @@ def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> R
 def unexpected_error_handler(
     request: Request[Any, Any, Any], exc: Exception
 ) -> Response[ErrorBody]:
+    if _is_unstorable_parameter(exc):
+        log.warning("unstorable_parameter", error=type(exc).__name__, detail=str(exc)[:200])
+        detail = (
+            "a parameter cannot be used: a number beyond 64 bits, or text holding the NUL "
+            "character (U+0000)"
+        )
+        return Response(ErrorBody(status_code=400, detail=detail), status_code=400)
     log.exception("unhandled_error", error=type(exc).__name__)
     return Response(ErrorBody(status_code=500, detail="internal error"), status_code=500)
+
+
+def _is_unstorable_parameter(exc: Exception) -> bool:
+    """A path or query value PostgreSQL cannot take: the client's error, not ours."""
+    # Text holding U+0000 (SQLSTATE 22021), refused by the server.
+    if isinstance(exc, asyncpg.CharacterNotInRepertoireError):
+        return True
+    # asyncpg refuses to encode an argument (an integer beyond int64) before sending it.
+    return isinstance(exc, asyncpg.DataError) and str(exc).startswith(
+        "invalid input for query argument"
+    )

@@ -36,7 +36,9 @@ def _recover_id(raw: bytes) -> str | None:
     return None
 
 
-def _describe(exc: msgspec.ValidationError) -> str:
+def _describe(
+    exc: msgspec.ValidationError, what: str = "the event format", subject: str = "an event"
+) -> str:
     # msgspec says e.g. "Expected `int` >= 0 - at `$.input_tokens`"; turn the JSON path
     # into the field name a gateway developer knows.
     message = str(exc)
@@ -45,10 +47,13 @@ def _describe(exc: msgspec.ValidationError) -> str:
         return f"{path.rstrip('`')}: {text[0].lower()}{text[1:]}"
     if message.startswith("Object contains unknown field"):
         field = message.split("`")[1]
-        return f"{field}: unknown field (the event format has no such field)"
+        return f"{field}: unknown field ({what} has no such field)"
     if message.startswith("Object missing required field"):
         field = message.split("`")[1]
         return f"{field}: required field is missing"
+    if message.startswith("Expected `object`") and " - at `$." not in message:
+        got = message.split(", ", 1)[-1].split(" - ")[0]
+        return f"{subject} must be a JSON object, {got}"
     return message.replace(" - at `$`", "")
 
 
@@ -197,7 +202,8 @@ def parse_batch(body: bytes, now: datetime, settings: IngestSettings) -> ParsedB
     try:
         batch = _batch_decoder.decode(body)
     except msgspec.ValidationError as exc:
-        raise InvalidRequestError(f'body must be {{"events": [...]}}: {_describe(exc)}') from exc
+        problem = _describe(exc, "the batch envelope", "the body")
+        raise InvalidRequestError(f'body must be {{"events": [...]}}: {problem}') from exc
     except msgspec.DecodeError as exc:
         raise InvalidRequestError(f"body is not valid JSON: {exc}", status_code=400) from exc
     except RecursionError as exc:

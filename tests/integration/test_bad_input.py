@@ -204,15 +204,14 @@ async def test_a_bad_event_is_rejected_with_its_reason_and_the_good_ones_beside_
 async def test_an_event_that_is_not_an_object_is_rejected_alone(
     api: AsyncTestClient[Any],
 ) -> None:
-    batch = [good("obj-1", "job-obj"), 17, ["a"], good("obj-2", "job-obj")]
-    response = await api.post(
-        "/v1/events/batch", json={"events": batch[:1] + batch[1:2] + batch[3:]}
-    )
-    answer = response.json()
-    assert [r["status"] for r in answer["results"]] == ["accepted", "rejected", "accepted"]
-    assert answer["results"][1]["id"] is None
-    assert "object" in answer["results"][1]["reason"]
-    assert (await api.get("/v1/jobs/job-obj")).json()["events"] == 2
+    for i, not_an_object in enumerate([17, ["a"], None, "event"]):
+        job = f"job-obj-{i}"
+        batch = [good(f"obj-{i}-1", job), not_an_object, good(f"obj-{i}-2", job)]
+        answer = (await api.post("/v1/events/batch", json={"events": batch})).json()
+        assert [r["status"] for r in answer["results"]] == ["accepted", "rejected", "accepted"]
+        assert answer["results"][1]["id"] is None
+        assert "an event must be a JSON object" in answer["results"][1]["reason"]
+        assert (await api.get(f"/v1/jobs/{job}")).json()["events"] == 2
 
 
 def raw(body: bytes) -> dict[str, Any]:

@@ -154,7 +154,7 @@ def test_a_rejection_keeps_the_id_when_the_body_had_one() -> None:
     assert rejected(event(output_tokens=-1)).id == "gen-1"
     assert rejected(event(id=...)).id is None
     assert parse_event(b"[1, 2]", 4, NOW, SETTINGS) == Rejection(
-        4, None, "Expected `object`, got `array`"
+        4, None, "an event must be a JSON object, got `array`"
     )
 
 
@@ -186,8 +186,8 @@ def test_a_batch_parses_each_event_on_its_own() -> None:
     [
         (b"", 400, "body is empty"),
         (b"{not json", 400, "not valid JSON"),
-        (b"[]", 422, "Expected `object`"),
-        (b'"events"', 422, "Expected `object`"),
+        (b"[]", 422, "the body must be a JSON object"),
+        (b'"events"', 422, "the body must be a JSON object"),
         (b"{}", 422, "events: required field is missing"),
         (b'{"events": {}}', 422, "events: expected `array`"),
         (b'{"events": [], "extra": 1}', 422, "extra: unknown field"),

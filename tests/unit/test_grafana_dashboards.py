@@ -1,0 +1,120 @@
+"""The committed Grafana files are what ``grafana.build`` generates, and hang together."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from grafana import build
+
+GRAFANA = Path(build.__file__).resolve().parent
+PROVISIONING = GRAFANA / "provisioning"
+ALERTS = GRAFANA.parent / "prometheus" / "alerts.yml"
+
+# Series read from the ledger at scrape time: every replica reports the same value.
+LEDGER_SERIES = (
+    "luc_cost_usd_total",
+    "luc_provider_cost_usd_total",
+    "luc_ledger_events_total",
+    "luc_tokens_total",
+    "luc_unpriced_events",
+    "luc_catalog_info",
+    "luc_budget_spent_ratio",
+    "luc_budget_limit_usd",
+)
+
+
+def committed() -> dict[str, dict[str, Any]]:
+    return {p.name: json.loads(p.read_text()) for p in sorted(build.DASHBOARDS_DIR.glob("*.json"))}
+
+
+def targets() -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (f"{name} / {p['title']}", t)
+        for name, board in committed().items()
+        for p in board["panels"]
+        for t in p.get("targets", [])
+    ]
+
+
+def test_committed_dashboards_equal_what_the_code_generates() -> None:
+    generated = build.dashboards()
+    assert sorted(generated) == sorted(committed()) == ["finance.json", "operations.json"]
+    for name, board in generated.items():
+        assert (build.DASHBOARDS_DIR / name).read_text() == build.render(board), (
+            f"{name} is out of date: run python -m grafana.build"
+        )
+    assert build.main(["--check"]) == 0
+
+
+def test_rendering_is_deterministic_sorted_json() -> None:
+    board = build.finance()
+    text = build.render(board)
+    assert text == build.render(build.finance())
+    assert text == json.dumps(json.loads(text), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def test_every_panel_queries_a_provisioned_datasource() -> None:
+    provisioned = yaml.safe_load((PROVISIONING / "datasources" / "luc.yaml").read_text())
+    sources = {d["uid"]: d["type"] for d in provisioned["datasources"]}
+    assert sources == {
+        "luc-prometheus": "prometheus",
+        "luc-postgres": "grafana-postgresql-datasource",
+    }
+    for where, target in targets():
+        source = target["datasource"]
+        assert sources.get(source["uid"]) == source["type"], where
+        query = target.get("expr") or target.get("rawSql")
+        assert query, where
+
+
+def test_the_dashboard_provider_loads_a_folder_of_these_files() -> None:
+    provider = yaml.safe_load((PROVISIONING / "dashboards" / "luc.yaml").read_text())
+    (only,) = provider["providers"]
+    assert only["type"] == "file" and only["options"]["path"] == "${LUC_GRAFANA_DASHBOARDS}"
+    defaults = (PROVISIONING / "luc.env").read_text()
+    used = set(re.findall(r"\$\{(\w+)\}", (PROVISIONING / "datasources" / "luc.yaml").read_text()))
+    used |= {"LUC_GRAFANA_DASHBOARDS"}
+    assert {line.split("=")[0] for line in defaults.splitlines() if "=" in line} == used
+
+
+def test_panels_have_unique_ids_and_do_not_overlap() -> None:
+    for name, board in committed().items():
+        ids = [p["id"] for p in board["panels"]]
+        assert ids == list(range(1, len(ids) + 1)), name
+        cells: set[tuple[int, int]] = set()
+        for p in board["panels"]:
+            g = p["gridPos"]
+            assert g["x"] + g["w"] <= 24, (name, p["title"])
+            mine = {
+                (x, y)
+                for x in range(g["x"], g["x"] + g["w"])
+                for y in range(g["y"], g["y"] + g["h"])
+            }
+            assert not cells & mine, (name, p["title"])
+            cells |= mine
+
+
+def _unfolded(expr: str) -> list[str]:
+    """Ledger series in ``expr`` not directly under ``max by (...)`` (optionally around a
+    ``rate``/``increase``): summing those across replicas would count the ledger twice."""
+    bad = []
+    for match in re.finditer(r"\b(" + "|".join(LEDGER_SERIES) + r")\b", expr):
+        before = expr[: match.start()]
+        if not re.search(r"max by \([^()]*\) \(((rate|increase)\()?$", before):
+            bad.append(match.group(1))
+    return bad
+
+
+def test_ledger_series_are_folded_across_replicas_before_any_sum() -> None:
+    for where, target in targets():
+        if "expr" in target:
+            assert _unfolded(target["expr"]) == [], where
+    for group in yaml.safe_load(ALERTS.read_text())["groups"]:
+        for rule in group["rules"]:
+            assert _unfolded(rule["expr"]) == [], rule["alert"]
+    assert _unfolded("sum(luc_cost_usd_total)") == ["luc_cost_usd_total"]
