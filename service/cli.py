@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -48,6 +49,12 @@ def serve(host: str | None, port: int | None) -> None:
     # uvicorn re-raises SIGTERM once it has shut down gracefully; with the default handler
     # the process would die without running atexit, leaving the embedded PostgreSQL up.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    # A 5,000-event batch allocates hundreds of thousands of short-lived objects; with the
+    # default thresholds the collector ran dozens of times per batch (a fifth of the CPU,
+    # measured with py-spy). Start-up objects are frozen out of every collection.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
     uvicorn.run(
         create_app(settings),
         host=host or settings.server.host,
