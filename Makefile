@@ -30,18 +30,19 @@ test: $(INSTALLED) lint typecheck ## Lint, type-check and run the whole test sui
 	$(BIN)/pytest -q
 
 lint: $(INSTALLED) ## ruff lint and format check
-	$(BIN)/ruff check service tests bench db
-	$(BIN)/ruff format --check service tests bench db
+	$(BIN)/ruff check service tests bench db grafana
+	$(BIN)/ruff format --check service tests bench db grafana
 
 format: $(INSTALLED) ## Apply ruff's formatting and safe fixes
-	$(BIN)/ruff format service tests bench db
-	$(BIN)/ruff check --fix service tests bench db
+	$(BIN)/ruff format service tests bench db grafana
+	$(BIN)/ruff check --fix service tests bench db grafana
 
 typecheck: $(INSTALLED) ## mypy --strict on service/
 	$(BIN)/mypy
 
-bench: $(INSTALLED) ## Ingest benchmark against raw COPY, measured in the same run
+bench: $(INSTALLED) ## Ingest against raw COPY; /metrics with 100 and 100,000 jobs
 	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.metrics
 
 clean: ## Remove .venv and caches (not your data)
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

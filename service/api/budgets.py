@@ -230,9 +230,14 @@ class BudgetsController(Controller):
             await check_target(data.webhook_url, settings.allowed_hosts)
             if secret is None and settings.webhook_secret is None:
                 secret = generated = new_webhook_secret()
+        scope_id = data.scope_id
+        if data.scope == "model" and scope_id:
+            # The ledger names models by catalog id; a budget on an alias would never count.
+            catalog = await on_connection(luc.pool, luc.catalog_cache.get)
+            scope_id = catalog.quote(scope_id, datetime.now(UTC)).model_id
         new = NewBudget(
             scope=data.scope,
-            scope_id=data.scope_id,
+            scope_id=scope_id,
             period=data.period,
             limit_usd=_amount("limit_usd", data.limit_usd),
             # Absent: the defaults; an explicit [] is refused (no silent defaults).

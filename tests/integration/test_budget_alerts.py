@@ -44,7 +44,7 @@ def _alert_keys(alerts: list[dict[str, Any]]) -> set[tuple[int, datetime, Decima
 
 def _standing(check: dict[str, Any], budget_id: int) -> dict[str, Any]:
     [standing] = [b for b in check["budgets"] if b["id"] == budget_id]
-    return standing
+    return dict(standing)
 
 
 @pytest.mark.slow

@@ -6,7 +6,8 @@ budgets are created, ``luc demo`` runs before Prometheus starts, then, while Pro
 scrapes, a second demo run, a probe event of known cost, a conflict, 30 rejected events
 and one malformed request. Then every PromQL expression of every dashboard panel and every
 alert rule runs against Prometheus' HTTP API, every SQL panel runs against the database,
-and Prometheus' totals are compared with REST's.
+and Prometheus' totals are compared with REST's. LUC runs with authentication on, and
+Prometheus scrapes it with a ``read`` key, as the README shows.
 
 Without ``prometheus``/``promtool`` these tests skip, except in CI (``CI`` set), where a
 missing tool is a failure: ``.ci/run`` installs it.
@@ -46,8 +47,9 @@ ALERTS = PROJECT_ROOT / "prometheus" / "alerts.yml"
 ALERTS_TEST = PROJECT_ROOT / "prometheus" / "alerts_test.yml"
 DASHBOARDS = PROJECT_ROOT / "grafana" / "dashboards"
 
-# What Grafana puts in place of its PromQL variables, for a dashboard showing the last hour.
-PROMQL_VARIABLES = {"$__rate_interval": "1m", "$__range": "1h", "$__interval": "15s"}
+# What Grafana puts in place of its PromQL variables, for a dashboard showing the last hour
+# (a rate window of 5m spans all the samples, however slowly the tests run).
+PROMQL_VARIABLES = {"$__rate_interval": "5m", "$__range": "1h", "$__interval": "15s"}
 
 # The alerts the story must set off (pending or firing); every other rule must stay quiet.
 ACTIVE_ALERTS = {
@@ -124,10 +126,11 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float = 20.0) -> Non
 class Prometheus:
     """``prometheus`` in a child process scraping one LUC every second."""
 
-    def __init__(self, binary: str, folder: Path, target: str) -> None:
+    def __init__(self, binary: str, folder: Path, target: str, key: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = folder / "prometheus.log"
+        (folder / "luc-read-key").write_text(key)
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(ALERTS)],
@@ -135,6 +138,8 @@ class Prometheus:
                 {
                     "job_name": "luc",
                     "scrape_timeout": "1s",
+                    # As the README says: a `read` key, never in the config file itself.
+                    "authorization": {"credentials_file": str(folder / "luc-read-key")},
                     "static_configs": [{"targets": [target]}],
                 }
             ],
@@ -204,8 +209,9 @@ async def _admin(url: str, sql: str) -> None:
         await conn.close()
 
 
-def _demo(url: str, run_id: str, jobs: int) -> None:
-    args = ["demo", "--url", url, "--jobs", str(jobs), "--seed", "11", "--run-id", run_id]
+def _demo(url: str, key: str, run_id: str, jobs: int) -> None:
+    args = ["demo", "--url", url, "--key", key, "--jobs", str(jobs), "--seed", "11"]
+    args += ["--run-id", run_id]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
 
@@ -226,8 +232,8 @@ def _probe(**changes: Any) -> dict[str, Any]:
     }
 
 
-def _traffic_while_scraped(http: httpx.Client, url: str) -> None:
-    _demo(url, "during", jobs=6)
+def _traffic_while_scraped(http: httpx.Client, url: str, key: str) -> None:
+    _demo(url, key, "during", jobs=6)
     answer = http.post("/v1/events/batch", json={"events": [_probe()]}).json()
     assert answer["accepted"] == 1, answer
     answer = http.post("/v1/events/batch", json={"events": [_probe(output_tokens=20_000)]}).json()
@@ -241,18 +247,22 @@ def _traffic_while_scraped(http: httpx.Client, url: str) -> None:
 
 @pytest.fixture(scope="module")
 def story(
-    admin_url: str, template_database: str, tmp_path_factory: pytest.TempPathFactory
+    admin_url: str,
+    template_database: str,
+    admin_key: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Story]:
     binary = require("prometheus")
     folder = tmp_path_factory.mktemp("prometheus")
     name = f"luc_test_{uuid.uuid4().hex[:12]}"
     asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"'))
     database_url = with_database(admin_url, name)
-    server = ServerProcess(database_url, folder / "luc.log", LUC_AUTH="off")
+    server = ServerProcess(database_url, folder / "luc.log", LUC_AUTH="on")
     prometheus: Prometheus | None = None
     try:
         server.start()
-        with httpx.Client(base_url=server.base_url, timeout=30) as http:
+        admin = {"Authorization": f"Bearer {admin_key}"}
+        with httpx.Client(base_url=server.base_url, headers=admin, timeout=30) as http:
             for scope, scope_id, limit in (
                 ("agent", "ACHEEVY", "1"),
                 ("job", PROBE_JOB, PROBE_LIMIT),
@@ -265,9 +275,12 @@ def story(
                 }
                 response = http.post("/v1/budgets", json=budget)
                 assert response.status_code == 201, response.text
-            _demo(server.base_url, "before", jobs=10)
+            _demo(server.base_url, admin_key, "before", jobs=10)
+            read = http.post("/v1/keys", json={"name": "prometheus", "scope": "read"})
+            assert read.status_code == 201, read.text
 
-            prometheus = Prometheus(binary, folder, f"127.0.0.1:{server.port}")
+            target = f"127.0.0.1:{server.port}"
+            prometheus = Prometheus(binary, folder, target, read.json()["key"])
             scraped = prometheus
             wait_for(
                 "two scrapes of LUC",
@@ -276,7 +289,7 @@ def story(
                     for r in scraped.query("count_over_time(luc_database_up[1m])")
                 ),
             )
-            _traffic_while_scraped(http, server.base_url)
+            _traffic_while_scraped(http, server.base_url, admin_key)
             done = time.time()
             wait_for(
                 "a scrape after the last event",
