@@ -20,12 +20,14 @@ from service.api.budgets import AlertsController, BudgetsController
 from service.api.catalog import CatalogController
 from service.api.deps import Resources
 from service.api.errors import http_error_handler, luc_error_handler, unexpected_error_handler
-from service.api.events import EventsController
+from service.api.events import EventsController, record_events
 from service.api.health import healthz, readyz
 from service.api.invoices import InvoicesController, JobInvoicesController
 from service.api.jobs import JobsController
 from service.api.keys import KeysController
 from service.api.metrics import metrics as metrics_endpoint
+from service.api.openapi import document_errors
+from service.api.proxy import ChatCompletionsController
 from service.api.usage import UsageController
 from service.auth.guard import rate_limit_identity, require_key
 from service.auth.keys import count_admin_keys
@@ -33,6 +35,9 @@ from service.budgets.delivery import Dispatcher
 from service.catalog.service import CatalogCache, seed_catalog
 from service.db import create_pool, migrate, resolve_database_url
 from service.errors import LucError
+from service.gateway.chain import build_chain, upstream_client
+from service.gateway.gateway import Gateway
+from service.gateway.local import DatabaseBudgets, RecordingSink, database_catalog
 from service.logs import request_logging
 from service.metrics.instruments import Metrics
 from service.settings import Settings, get_settings
@@ -79,26 +84,47 @@ def create_app(settings: Settings | None = None) -> Litestar:
         )
         dispatcher = Dispatcher(pool, settings.budgets, webhook_client)
         dispatch_task = asyncio.create_task(dispatcher.run(), name="luc-webhook-dispatcher")
-        app.state.luc = Resources(
+        resources = Resources(
             settings=settings,
             pool=pool,
             catalog_cache=CatalogCache(),
             metrics=metrics,
             dispatcher=dispatcher,
         )
+        # The gateway behind /v1/chat/completions: one long-lived client per upstream
+        # (timeouts and limits in upstream_client); usage goes straight to the ledger.
+        openrouter_http = upstream_client(settings.gateway.timeout_seconds)
+        vertex_http = upstream_client(settings.gateway.timeout_seconds)
+        resources.gateway = Gateway(
+            build_chain(settings, openrouter_http=openrouter_http, vertex_http=vertex_http),
+            RecordingSink(
+                pool,
+                resources.catalog_cache,
+                settings.ingest,
+                record=lambda items: record_events(resources, items),
+            ),
+            database_catalog(pool, resources.catalog_cache),
+            budgets=DatabaseBudgets(pool, settings.budgets.reservation_seconds),
+            default_model=settings.gateway.default_model,
+        )
+        app.state.luc = resources
         if not settings.auth.enabled:
             log.warning("auth_disabled", detail="LUC_AUTH=off: every route is open to anyone")
         log.info("started", embedded=settings.database.url is None)
         try:
             yield
         finally:
+            # Streams still being read are metered before the pool closes.
+            await resources.gateway.aclose(grace_seconds=settings.gateway.timeout_seconds)
+            await openrouter_http.aclose()
+            await vertex_http.aclose()
             dispatcher.stop()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(dispatch_task, timeout=settings.budgets.timeout_seconds + 5)
             await webhook_client.aclose()
             await pool.close()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             EventsController,
             JobsController,
@@ -113,6 +139,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             readyz,
             metrics_endpoint,
             KeysController,
+            ChatCompletionsController,
         ],
         lifespan=[lifespan],
         middleware=[request_logging, metrics.middleware, *rate_limit(settings)],
@@ -135,3 +162,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
         logging_config=None,
     )
+    document_errors(app)  # security and error answers in the OpenAPI document
+    return app

@@ -10,7 +10,18 @@
     │   └── PayloadTooLargeError body or batch beyond its limit         413
     ├── CatalogError             a catalog version is invalid           422
     ├── ConflictError            the request clashes with stored state  409
+    ├── BudgetExceededError      a hard budget refuses an LLM call      402
     └── UpstreamError            an outside service failed us           502
+        └── GatewayError         an LLM provider call failed; carries advice
+            ├── AuthenticationFailedError  provider refused LUC's credentials   502
+            ├── InsufficientCreditsError   provider account out of credits      402
+            ├── RateLimitedError           provider rate limit, retries spent   429
+            ├── UnknownModelError          model id unknown to catalog/provider 400
+            ├── UpstreamRejectedError      provider refused the request itself  400
+            └── UpstreamUnavailableError   5xx, timeout, connection, mid-stream 502
+
+A ``GatewayError`` says whether the fallback chain may try the next provider
+(``falls_through``) and whether the same provider may be retried (``retryable``).
 """
 
 from __future__ import annotations
@@ -67,3 +78,91 @@ class UpstreamError(LucError):
     """An outside service (OpenRouter's model list, say) failed or answered nonsense."""
 
     status_code = 502
+
+
+class BudgetExceededError(LucError):
+    """A hard budget refuses the call before any token is spent."""
+
+    status_code = 402
+
+
+class GatewayError(UpstreamError):
+    """An LLM provider call failed. ``advice`` says what to do about it."""
+
+    falls_through = False
+    """May the fallback chain try the next provider?"""
+    retryable = False
+    """May the same provider be asked again (after ``retry_after`` or a backoff)?"""
+    advice = ""
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        provider: str | None = None,
+        upstream_status: int | None = None,
+        retry_after: float | None = None,
+        advice: str | None = None,
+    ) -> None:
+        if advice is not None:
+            self.advice = advice
+        where = f"{provider}: " if provider else ""
+        status = f" (HTTP {upstream_status})" if upstream_status else ""
+        tail = f" — {self.advice}" if self.advice else ""
+        super().__init__(f"{where}{detail}{status}{tail}")
+        self.detail = detail
+        self.provider = provider
+        self.upstream_status = upstream_status
+        self.retry_after = retry_after
+
+
+class AuthenticationFailedError(GatewayError):
+    """The provider refused LUC's own credentials: an operator must fix them (502 to
+    callers, whose LUC key is fine)."""
+
+    status_code = 502
+    advice = "check OPENROUTER_API_KEY: it must be a valid, enabled OpenRouter key (sk-or-v1-…)"
+
+
+class InsufficientCreditsError(GatewayError):
+    status_code = 402
+    advice = (
+        "add credits to the OpenRouter account (https://openrouter.ai/settings/credits) "
+        "or ask for fewer max_tokens; a negative balance refuses even free models"
+    )
+
+
+class RateLimitedError(GatewayError):
+    status_code = 429
+    falls_through = True
+    retryable = True
+    advice = (
+        "lower the request rate: use a cheaper/lower tier model or less concurrency, and "
+        "wait Retry-After seconds (free :free models allow 20 requests per minute)"
+    )
+
+
+class UnknownModelError(GatewayError):
+    status_code = 400
+    advice = (
+        "check the model id against LUC's catalog (GET /v1/catalog) and the provider's "
+        "model list (OpenRouter GET /api/v1/models); ids look like google/gemini-3.0-flash"
+    )
+
+
+class UpstreamRejectedError(GatewayError):
+    """The provider refused the request itself (bad parameters, context too long,
+    moderation); another provider would refuse it too."""
+
+    status_code = 400
+    advice = "fix the request: the provider's message says which parameter it refused"
+
+
+class UpstreamUnavailableError(GatewayError):
+    status_code = 502
+    falls_through = True
+    retryable = True
+    advice = (
+        "the provider is down or overloaded; LUC retried with backoff and tried the next "
+        "provider of LUC_GATEWAY_CHAIN — try again later"
+    )

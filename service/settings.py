@@ -62,6 +62,69 @@ class OpenRouterSettings:
     """``LUC_OPENROUTER_TIMEOUT_SECONDS``: timeout of one request to OpenRouter."""
 
 
+GATEWAY_PROVIDERS = ("vertex", "openrouter", "stub")
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    openrouter_api_key: str | None = None
+    """``OPENROUTER_API_KEY`` (no ``LUC_`` prefix, as OpenRouter's own tools name it);
+    unset leaves OpenRouter out of the chain."""
+    chain: tuple[str, ...] = GATEWAY_PROVIDERS
+    """``LUC_GATEWAY_CHAIN``: providers tried in order, comma-separated (vertex, openrouter,
+    stub); one without credentials is skipped, and with none left the stub answers."""
+    default_model: str = "google/gemini-3.0-flash"
+    """``LUC_GATEWAY_DEFAULT_MODEL``: the model of a call that names none."""
+    timeout_seconds: float = 120.0
+    """``LUC_GATEWAY_TIMEOUT_SECONDS``: longest wait for a provider's next bytes."""
+    max_retries: int = 2
+    """``LUC_GATEWAY_MAX_RETRIES``: retries per provider of a 429, 5xx, timeout or
+    connection error before the chain moves on."""
+    backoff_base_seconds: float = 0.5
+    """``LUC_GATEWAY_BACKOFF_BASE_SECONDS``: first delay without ``Retry-After``; it
+    doubles per retry, with jitter."""
+    max_retry_after_seconds: float = 60.0
+    """``LUC_GATEWAY_MAX_RETRY_AFTER_SECONDS``: a longer ``Retry-After`` is not waited for;
+    the provider counts as rate-limited and the chain moves on."""
+    http_referer: str | None = None
+    """``LUC_GATEWAY_HTTP_REFERER``: ``HTTP-Referer`` sent to OpenRouter (app attribution)."""
+    app_title: str = "LUC"
+    """``LUC_GATEWAY_TITLE``: ``X-Title`` sent to OpenRouter (app attribution)."""
+    vertex_project: str | None = None
+    """``LUC_VERTEX_PROJECT``: Google Cloud project of the Vertex AI endpoint."""
+    vertex_location: str = "global"
+    """``LUC_VERTEX_LOCATION``: Vertex AI region, or ``global``."""
+    vertex_base_url: str | None = None
+    """``LUC_VERTEX_BASE_URL``: the OpenAI-compatible root (up to ``/endpoints/openapi``);
+    default derived from project and location."""
+    vertex_access_token: str | None = None
+    """``LUC_VERTEX_ACCESS_TOKEN``: an OAuth2 access token (they last about an hour)."""
+    vertex_token_command: str | None = None
+    """``LUC_VERTEX_TOKEN_COMMAND``: prints a fresh token, e.g. ``gcloud auth
+    print-access-token``; run at first use and again when Vertex answers 401."""
+    vertex_models: tuple[str, ...] = ("google/",)
+    """``LUC_VERTEX_MODELS``: comma-separated model id prefixes Vertex serves."""
+
+    @property
+    def vertex_url(self) -> str | None:
+        """Vertex's OpenAI-compatible root, or ``None`` when not configured."""
+        if self.vertex_base_url:
+            return self.vertex_base_url.rstrip("/")
+        if not self.vertex_project:
+            return None
+        loc = self.vertex_location
+        host = (
+            "aiplatform.googleapis.com" if loc == "global" else f"{loc}-aiplatform.googleapis.com"
+        )
+        return f"https://{host}/v1/projects/{self.vertex_project}/locations/{loc}/endpoints/openapi"
+
+    @property
+    def vertex_configured(self) -> bool:
+        return self.vertex_url is not None and bool(
+            self.vertex_access_token or self.vertex_token_command
+        )
+
+
 @dataclass(frozen=True)
 class BudgetSettings:
     webhook_secret: str | None = None
@@ -102,6 +165,7 @@ class Settings:
     openrouter: OpenRouterSettings = field(default_factory=OpenRouterSettings)
     budgets: BudgetSettings = field(default_factory=BudgetSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
 
 
 def _int(env: dict[str, str], name: str, default: int, minimum: int = 1) -> int:
@@ -191,13 +255,50 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         metrics_public=_choice(env, "LUC_METRICS_PUBLIC", "0", ("0", "1")) == "1",
         rate_limit_per_second=_int(env, "LUC_RATE_LIMIT_PER_SECOND", 1000, minimum=0),
     )
+    gateway = _gateway(env)
     return Settings(
+        gateway=gateway,
         database=database,
         server=server,
         ingest=ingest,
         openrouter=openrouter,
         budgets=budgets,
         auth=auth,
+    )
+
+
+def _gateway(env: dict[str, str]) -> GatewaySettings:
+    chain = tuple(p.strip() for p in (env.get("LUC_GATEWAY_CHAIN") or "").split(",") if p.strip())
+    chain = chain or GATEWAY_PROVIDERS
+    for name in chain:
+        if name not in GATEWAY_PROVIDERS:
+            raise SettingsError(
+                f"LUC_GATEWAY_CHAIN: {name!r} is not one of {', '.join(GATEWAY_PROVIDERS)}"
+            )
+    if len(set(chain)) != len(chain):
+        raise SettingsError("LUC_GATEWAY_CHAIN names a provider twice")
+    vertex_base_url = env.get("LUC_VERTEX_BASE_URL") or None
+    if vertex_base_url and not vertex_base_url.startswith(("http://", "https://")):
+        raise SettingsError(f"LUC_VERTEX_BASE_URL must be an http(s) URL, got {vertex_base_url!r}")
+    prefixes = tuple(
+        p.strip() for p in (env.get("LUC_VERTEX_MODELS") or "google/").split(",") if p.strip()
+    )
+    return GatewaySettings(
+        openrouter_api_key=env.get("OPENROUTER_API_KEY") or None,
+        chain=chain,
+        default_model=env.get("LUC_GATEWAY_DEFAULT_MODEL") or GatewaySettings.default_model,
+        timeout_seconds=_float(env, "LUC_GATEWAY_TIMEOUT_SECONDS", 120.0),
+        max_retries=_int(env, "LUC_GATEWAY_MAX_RETRIES", 2, minimum=0),
+        backoff_base_seconds=_float(env, "LUC_GATEWAY_BACKOFF_BASE_SECONDS", 0.5),
+        max_retry_after_seconds=_float(env, "LUC_GATEWAY_MAX_RETRY_AFTER_SECONDS", 60.0),
+        http_referer=env.get("LUC_GATEWAY_HTTP_REFERER") or None,
+        app_title=env.get("LUC_GATEWAY_TITLE") or "LUC",
+        vertex_project=env.get("LUC_VERTEX_PROJECT") or None,
+        vertex_location=env.get("LUC_VERTEX_LOCATION") or "global",
+        vertex_base_url=vertex_base_url,
+        vertex_access_token=env.get("LUC_VERTEX_ACCESS_TOKEN") or None,
+        vertex_token_command=env.get("LUC_VERTEX_TOKEN_COMMAND") or None,
+        vertex_models=prefixes or ("google/",),
     )
 
 

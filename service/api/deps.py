@@ -10,6 +10,7 @@ from litestar.datastructures import State
 from service.auth.guard import KeyCache
 from service.budgets.delivery import Dispatcher
 from service.catalog.service import CatalogCache
+from service.gateway.gateway import Gateway
 from service.metrics.instruments import Metrics
 from service.settings import Settings
 
@@ -22,6 +23,8 @@ class Resources:
     metrics: Metrics = field(default_factory=Metrics)
     dispatcher: Dispatcher | None = None
     key_cache: KeyCache = field(default_factory=KeyCache)
+    gateway: Gateway | None = None
+    """Behind ``POST /v1/chat/completions``; built in the lifespan."""
 
 
 async def provide_resources(state: State) -> Resources:

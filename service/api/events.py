@@ -9,12 +9,15 @@ from typing import Any
 
 from litestar import Controller, Request, Response, post
 from litestar.di import NamedDependency, Provide
+from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import OpenAPIType, Schema
 
 from service.api.deps import Resources, provide_resources
-from service.api.schemas import BatchResult, EventResult
+from service.api.openapi import json_schema_of, raw_json_body
+from service.api.schemas import BatchResult, ErrorBody, EventResult
 from service.auth.guard import INGEST
 from service.db import on_connection
-from service.ingest.models import Rejection, UsageEvent
+from service.ingest.models import Rejection, UsageEvent, UsageEventIn
 from service.ingest.validate import parse_batch, parse_single
 from service.record import (
     ACCEPTED,
@@ -27,6 +30,23 @@ from service.record import (
 )
 
 SINGLE_STATUS = {ACCEPTED: 201, DUPLICATE: 200, CONFLICT: 409, REJECTED: 422}
+
+# The handlers read their bodies raw (so one bad event is rejected alone): the bodies they
+# expect are documented here instead of derived from a ``data`` parameter.
+EVENT_BODY = json_schema_of(UsageEventIn, occurred_at={"type": "string", "format": "date-time"})
+BATCH_BODY = Schema(
+    type=OpenAPIType.OBJECT,
+    properties={
+        "events": Schema(
+            type=OpenAPIType.ARRAY,
+            items=EVENT_BODY,
+            min_items=1,
+            description="Up to LUC_MAX_BATCH_EVENTS (default 5,000) events, each judged alone",
+        )
+    },
+    required=["events"],
+    additional_properties=False,
+)
 
 
 class EventsController(Controller):
@@ -45,14 +65,23 @@ class EventsController(Controller):
             "422 rejected with the reason."
         ),
         status_code=201,
-        responses={},
+        operation_class=raw_json_body(EVENT_BODY, "One usage event (SPEC §2)"),
+        responses={
+            200: ResponseSpec(EventResult, description="Duplicate: same id and content"),
+            409: ResponseSpec(EventResult, description="Conflict: same id, other content"),
+            422: ResponseSpec(
+                EventResult | ErrorBody,  # a union: documented as oneOf
+                description="The event is rejected (with its reason), or the body is no event",
+                generate_examples=False,
+            ),
+        },
     )
     async def ingest_one(
         self, request: Request[Any, Any, Any], luc: NamedDependency[Resources]
     ) -> Response[EventResult]:
         body = await request.body()
         item = parse_single(body, datetime.now(UTC), luc.settings.ingest)
-        outcome = await _record(luc, [item])
+        outcome = await record_events(luc, [item])
         result = outcome.results[0]
         return Response(
             EventResult(id=result.id, status=result.status, reason=result.reason),
@@ -69,13 +98,14 @@ class EventsController(Controller):
             "event never sinks the good ones beside it."
         ),
         status_code=200,
+        operation_class=raw_json_body(BATCH_BODY, '{"events": [event, ...]}'),
     )
     async def ingest_batch(
         self, request: Request[Any, Any, Any], luc: NamedDependency[Resources]
     ) -> BatchResult:
         body = await request.body()
         parsed = parse_batch(body, datetime.now(UTC), luc.settings.ingest)
-        outcome = await _record(luc, parsed.items)
+        outcome = await record_events(luc, parsed.items)
         return BatchResult(
             accepted=outcome.count(ACCEPTED),
             duplicates=outcome.count(DUPLICATE),
@@ -87,7 +117,8 @@ class EventsController(Controller):
         )
 
 
-async def _record(luc: Resources, items: Sequence[UsageEvent | Rejection]) -> BatchOutcome:
+async def record_events(luc: Resources, items: Sequence[UsageEvent | Rejection]) -> BatchOutcome:
+    """Record a batch with the ingest metrics; the gateway's in-process sink uses it too."""
     started = time.perf_counter()
     if not any(isinstance(i, UsageEvent) for i in items):
         outcome = rejected_only(items)  # nothing to store: answers even with the database down

@@ -1,0 +1,230 @@
+"""``POST /v1/chat/completions``: OpenAI's chat completions protocol, metered by LUC.
+
+Point any OpenAI SDK at LUC (``base_url=<luc>/v1``, ``api_key=<LUC key of scope
+ingest>``) and attribute each call with the ``X-LUC-Job`` and ``X-LUC-Agent`` headers.
+LUC checks the budget, calls the chain (its own upstream keys never leave the server),
+answers as the provider did, and records the call's usage once. Errors have OpenAI's
+shape, ``{"error": {"message", "type", "code"}}``, so SDKs raise their usual exceptions.
+
+Streams are passed through chunk by chunk as they arrive. If the client goes away
+mid-stream, LUC keeps reading the upstream stream to its end and records the whole
+generation, which is what the provider bills (the usage comes in the last chunk).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+import structlog
+from litestar import Controller, Request, Response, post
+from litestar.di import NamedDependency, Provide
+from litestar.exceptions import HTTPException
+from litestar.openapi import ResponseSpec
+from litestar.response import Stream
+
+from service.api.deps import Resources, provide_resources
+from service.api.errors import RETRY_AFTER_SECONDS
+from service.api.schemas import money
+from service.auth.guard import INGEST
+from service.auth.keys import ApiKey
+from service.errors import (
+    BudgetExceededError,
+    DatabaseUnavailableError,
+    GatewayError,
+    InvalidRequestError,
+    LucError,
+    RateLimitedError,
+)
+from service.gateway.gateway import Gateway
+from service.gateway.models import CallContext, ChatRequest, StreamHandle
+
+log = structlog.get_logger("luc.proxy")
+
+JOB_HEADER = "X-LUC-Job"
+AGENT_HEADER = "X-LUC-Agent"
+MAX_JOB_ID = 128
+MAX_AGENT = 64
+# Fields LUC sets itself; everything else in the body goes upstream untouched.
+_OWN_FIELDS = ("model", "stream")
+
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "insufficient_quota",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+class OpenAIErrorDetail(msgspec.Struct):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class OpenAIError(msgspec.Struct):
+    """OpenAI's error body, which OpenAI SDKs turn into their exceptions."""
+
+    error: OpenAIErrorDetail
+
+
+def _documented(description: str) -> ResponseSpec:
+    return ResponseSpec(OpenAIError, description=description, generate_examples=False)
+
+
+def openai_error(status: int, message: str, code: str | None = None) -> dict[str, Any]:
+    kind = _ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+def _code(exc: LucError) -> str:
+    """``RateLimitedError`` → ``rate_limited``: a stable, readable error code."""
+    name = type(exc).__name__.removesuffix("Error")
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+
+
+def proxy_luc_error(request: Request[Any, Any, Any], exc: LucError) -> Response[Any]:
+    headers: dict[str, str] = {}
+    if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    if isinstance(exc, DatabaseUnavailableError):
+        headers["Retry-After"] = RETRY_AFTER_SECONDS  # as on every other route
+    if exc.status_code >= 500:
+        log.warning("proxy_call_failed", error=type(exc).__name__, detail=exc.message)
+    return Response(
+        openai_error(exc.status_code, exc.message, _code(exc)),
+        status_code=exc.status_code,
+        headers=headers,
+    )
+
+
+def proxy_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    headers = dict(exc.headers or {})
+    if exc.status_code == 429:
+        headers.setdefault("Retry-After", "1")  # the per-key limiter counts per second
+    return Response(
+        openai_error(exc.status_code, str(exc.detail)),
+        status_code=exc.status_code,
+        headers=headers,
+    )
+
+
+def _attribution(request: Request[Any, Any, Any]) -> tuple[str, str]:
+    job = request.headers.get(JOB_HEADER, "").strip()
+    agent = request.headers.get(AGENT_HEADER, "").strip()
+    missing = [h for h, v in ((JOB_HEADER, job), (AGENT_HEADER, agent)) if not v]
+    if missing:
+        raise InvalidRequestError(
+            f"missing {' and '.join(missing)} header: every call is metered to a job and an "
+            f"agent (OpenAI SDK: default_headers={{'{JOB_HEADER}': 'job-42', "
+            f"'{AGENT_HEADER}': 'ACHEEVY'}})",
+            status_code=400,
+        )
+    if len(job) > MAX_JOB_ID or len(agent) > MAX_AGENT:
+        raise InvalidRequestError(
+            f"{JOB_HEADER} is at most {MAX_JOB_ID} characters and {AGENT_HEADER} at most "
+            f"{MAX_AGENT}",
+            status_code=400,
+        )
+    return job, agent
+
+
+def _chat_request(raw: bytes, gateway: Gateway) -> tuple[ChatRequest, bool]:
+    try:
+        body = msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise InvalidRequestError(f"body is not valid JSON: {exc}", status_code=400) from exc
+    if not isinstance(body, dict):
+        raise InvalidRequestError("body must be a JSON object", status_code=400)
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequestError("messages: required, a non-empty list", status_code=400)
+    model = body.get("model") or gateway.default_model
+    if not isinstance(model, str):
+        raise InvalidRequestError("model: must be a string", status_code=400)
+    forward = {k: v for k, v in body.items() if k not in _OWN_FIELDS}
+    return ChatRequest(model=model, body=forward), body.get("stream") is True
+
+
+async def _sse(handle: StreamHandle) -> AsyncIterator[bytes]:
+    async for event in handle.events():
+        yield event.sse()
+    if handle.error is None:
+        yield b"data: [DONE]\n\n"
+    elif not handle.error_forwarded:
+        # The upstream broke off without saying why: tell the client as OpenRouter would.
+        error = {"error": {"code": 502, "message": handle.error.message}}
+        yield b"data: " + msgspec.json.encode(error) + b"\n\n"
+
+
+class ChatCompletionsController(Controller):
+    path = "/v1/chat/completions"
+    tags = ["gateway"]
+    opt = INGEST
+    dependencies = {"luc": Provide(provide_resources)}
+    exception_handlers = {LucError: proxy_luc_error, HTTPException: proxy_http_error}
+
+    @post(
+        "/",
+        operation_id="createChatCompletion",
+        summary="OpenAI-compatible chat completion, metered per job and agent",
+        description=(
+            "OpenAI's chat completions protocol, streaming or not. Headers X-LUC-Job and "
+            "X-LUC-Agent (required) attribute the call. A hard budget that is exhausted "
+            "answers 402. Upstream failures carry advice in error.message. Every call's "
+            "usage is recorded once, also when the client disconnects mid-stream."
+        ),
+        status_code=200,
+        responses={
+            400: _documented(
+                "Missing X-LUC-Job or X-LUC-Agent, a body that is no chat request, a model "
+                "LUC cannot price, or a request the provider refused"
+            ),
+            402: _documented("A hard budget is exhausted, or the provider is out of credits"),
+            429: _documented("Rate-limited upstream after LUC's retries; see Retry-After"),
+            502: _documented("The providers failed (or refused LUC's credentials)"),
+        },
+    )
+    async def create(
+        self, request: Request[Any, Any, Any], luc: NamedDependency[Resources]
+    ) -> Response[Any]:
+        if luc.gateway is None:
+            raise GatewayError("the gateway is not configured in this process")
+        job, agent = _attribution(request)
+        chat, stream = _chat_request(await request.body(), luc.gateway)
+        attributes: dict[str, Any] = {"route": "proxy"}
+        key = request.scope.get("luc_key")  # set by the guard
+        if isinstance(key, ApiKey):
+            attributes["api_key_id"] = key.id
+        context = CallContext(job, agent, attributes)
+        try:
+            if stream:
+                handle = await luc.gateway.open_stream(chat, context)
+                return Stream(
+                    _sse(handle),
+                    media_type="text/event-stream",
+                    headers={
+                        "Cache-Control": "no-cache",
+                        "X-Accel-Buffering": "no",
+                        "X-LUC-Provider": handle.provider or "",
+                    },
+                )
+            result, completion = await luc.gateway.complete(chat, context)
+        except BudgetExceededError as exc:
+            log.info("proxy_call_refused_by_budget", job_id=job, agent=agent, reason=exc.message)
+            raise
+        return Response(
+            completion.body,
+            media_type="application/json",
+            headers={
+                "X-LUC-Provider": result.provider,
+                "X-LUC-Event-Id": result.generation_id,
+                "X-LUC-Cost-USD": money(result.cost.usd) or "0",
+            },
+        )

@@ -1,0 +1,389 @@
+"""The ``Gateway``: what AIMS code calls, and where every call's usage event is born.
+
+    result = await gateway.chat(model=..., messages=..., job_id=..., agent=...)
+    async for piece in gateway.stream(model=..., messages=..., job_id=..., agent=...):
+        ...  # text deltas (str), then the ChatResult
+
+Before a call: the model must be in LUC's catalog (else ``UnknownModelError``), and the
+budget gate, when there is one, must allow the estimated cost (else
+``BudgetExceededError``). Every upstream attempt that spent tokens emits exactly one usage
+event (id = the generation id) to the sink: the ledger in-process, the emitter elsewhere.
+
+Metering never depends on the caller staying: a non-streaming call runs in a shielded
+task, and a stream is read to its end by a task of its own, so a caller that goes away
+mid-stream still gets the whole generation recorded — the provider bills it all anyway
+(closing early stops billing only with some providers, and loses the usage, which comes
+in the last chunk).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import structlog
+
+from service.errors import BudgetExceededError, GatewayError, UnknownModelError
+from service.errors import UpstreamUnavailableError as Unavailable
+from service.gateway.chain import Chain, Provider, UpstreamStream
+from service.gateway.models import (
+    DEFAULT_MODEL,
+    BudgetGate,
+    CallContext,
+    ChatRequest,
+    ChatResult,
+    Completion,
+    Cost,
+    ProviderUsage,
+    StreamHandle,
+    UsageSink,
+)
+from service.gateway.upstream import error_text, first_choice
+from service.gateway.usage import estimate_tokens, estimated_usage, usage_event
+from service.pricing.catalog import Catalog
+from service.pricing.cost import TokenCounts, event_cost
+
+log = structlog.get_logger("luc.gateway")
+
+CatalogSource = Callable[[], Awaitable[Catalog]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    request: ChatRequest
+    """With the model resolved to its catalog id (aliases work)."""
+    catalog: Catalog
+    occurred_at: datetime
+
+
+class Gateway:
+    def __init__(
+        self,
+        chain: Chain,
+        sink: UsageSink,
+        catalog: CatalogSource,
+        *,
+        budgets: BudgetGate | None = None,
+        default_model: str = DEFAULT_MODEL,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.chain = chain
+        self.sink = sink
+        self.catalog = catalog
+        self.budgets = budgets
+        self.default_model = default_model
+        self.clock = clock
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # The client API ---------------------------------------------------------------------------
+
+    def request(
+        self,
+        *,
+        messages: Sequence[Any],
+        model: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        **extra: Any,
+    ) -> ChatRequest:
+        """An OpenAI chat body; ``extra`` carries further fields (``tools``, ``provider``…)."""
+        body: dict[str, Any] = {**extra, "messages": list(messages)}
+        if max_tokens is not None:
+            body["max_tokens"] = max_tokens
+        if temperature is not None:
+            body["temperature"] = temperature
+        return ChatRequest(model=model or self.default_model, body=body)
+
+    async def chat(
+        self,
+        *,
+        messages: Sequence[Any],
+        job_id: str,
+        agent: str,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        attributes: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> ChatResult:
+        """One chat completion; raises a ``GatewayError`` (with advice) when it fails."""
+        request = self.request(
+            messages=messages, model=model, max_tokens=max_tokens, temperature=temperature, **extra
+        )
+        result, completion = await self.complete(
+            request, CallContext(job_id, agent, attributes or {})
+        )
+        if completion.error:
+            raise Unavailable(
+                f"the answer failed after {result.tokens.output} output tokens (billed): "
+                f"{completion.error}",
+                provider=result.provider,
+            )
+        return result
+
+    async def stream(
+        self,
+        *,
+        messages: Sequence[Any],
+        job_id: str,
+        agent: str,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        attributes: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> AsyncIterator[str | ChatResult]:
+        """Text deltas as they come, then the ``ChatResult``."""
+        request = self.request(
+            messages=messages, model=model, max_tokens=max_tokens, temperature=temperature, **extra
+        )
+        handle = await self.open_stream(request, CallContext(job_id, agent, attributes or {}))
+        async for event in handle.events():
+            if delta := event.delta:
+                yield delta
+        yield await handle.result()
+
+    # What the proxy uses too --------------------------------------------------------------------
+
+    async def complete(
+        self, request: ChatRequest, context: CallContext
+    ) -> tuple[ChatResult, Completion]:
+        """A non-streaming call: the metered result and the provider's answer as sent."""
+        prepared = await self._prepare(request, context)
+        return await asyncio.shield(self._spawn(self._complete(prepared, context)))
+
+    async def open_stream(self, request: ChatRequest, context: CallContext) -> StreamHandle:
+        """Open a stream (retries and fall-through happen here, before its first byte)."""
+        prepared = await self._prepare(request, context)
+        handle = StreamHandle()
+        self._spawn(self._run_stream(prepared, context, handle))
+        handle.provider = await asyncio.shield(handle.opened)
+        return handle
+
+    async def aclose(self, grace_seconds: float = 30.0) -> None:
+        """Let calls in flight finish and meter (up to ``grace_seconds``), then cancel."""
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(list(self._tasks), timeout=grace_seconds)
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(BaseException):
+                await task
+
+    # Inside ---------------------------------------------------------------------------------------
+
+    def _spawn(self, work: Awaitable[Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        # A caller that went away never reads the outcome; mark it read (it was logged).
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return task
+
+    async def _prepare(self, request: ChatRequest, context: CallContext) -> _Prepared:
+        catalog = await self.catalog()
+        now = self.clock()
+        quote = catalog.quote(request.model, now)
+        if quote.price is None:
+            raise UnknownModelError(f"LUC cannot price {request.model!r}: {quote.reason}")
+        if self.budgets is not None:
+            prompt_tokens = estimate_tokens(request.prompt_text())
+            estimate = event_cost(
+                TokenCounts(prompt_tokens, 0, 0, request.max_output_tokens() or 0, 0), quote.price
+            )
+            verdict = await self.budgets.check(
+                job_id=context.job_id,
+                agent=context.agent,
+                model=quote.model_id,
+                estimated_cost_usd=estimate,
+            )
+            if not verdict.allowed:
+                raise BudgetExceededError(
+                    f"budget exhausted: {verdict.reason or 'a hard budget refuses the call'}; "
+                    "raise the budget's limit_usd or wait for its next period"
+                )
+        return _Prepared(replace(request, model=quote.model_id), catalog, now)
+
+    async def _complete(
+        self, prepared: _Prepared, context: CallContext
+    ) -> tuple[ChatResult, Completion]:
+        provider, completion = await self.chain.complete(prepared.request)
+        usage = completion.usage
+        if usage is None and completion.generation_id:
+            usage = await provider.usage_after(completion.generation_id)
+        if usage is None:
+            usage = estimated_usage(prepared.request.prompt_text(), completion.text)
+        result = await self._meter(
+            prepared,
+            context,
+            provider=provider.name,
+            generation_id=completion.generation_id,
+            answered_model=completion.model,
+            usage=usage,
+            text=completion.text,
+            finish_reason=completion.finish_reason,
+            error=completion.error,
+            streamed=False,
+        )
+        return result, completion
+
+    async def _run_stream(
+        self, prepared: _Prepared, context: CallContext, handle: StreamHandle
+    ) -> None:
+        try:
+            provider, upstream = await self.chain.open_stream(prepared.request)
+        except Exception as exc:  # the caller of open_stream raises it
+            handle.opened.set_exception(exc)
+            handle.opened.exception()  # retrieved even if that caller went away
+            return
+        except BaseException:
+            handle.opened.cancel()
+            raise
+        handle.opened.set_result(provider.name)
+        result: ChatResult | None = None
+        try:
+            result = await self._pump(prepared, context, provider, upstream, handle)
+        except Exception as exc:  # a bug must not hang the caller
+            log.exception("stream_pump_failed", provider=provider.name)
+            handle.error = Unavailable(f"the stream failed inside LUC: {exc}")
+        finally:
+            handle._queue.put_nowait(None)
+            if not handle._done.done():
+                handle._done.set_result(result)
+
+    async def _pump(
+        self,
+        prepared: _Prepared,
+        context: CallContext,
+        provider: Provider,
+        upstream: UpstreamStream,
+        handle: StreamHandle,
+    ) -> ChatResult | None:
+        generation_id = upstream.generation_id
+        answered_model: str | None = None
+        parts: list[str] = []
+        finish_reason: str | None = None
+        usage: ProviderUsage | None = None
+        error: str | None = None
+        chunks = 0
+        try:
+            async for event in upstream.events():
+                handle._queue.put_nowait(event)
+                data = event.data
+                if data is None:
+                    continue
+                chunks += 1
+                generation_id = generation_id or _text(data.get("id"))
+                answered_model = answered_model or _text(data.get("model"))
+                parts.append(event.delta)
+                finish_reason = _text(first_choice(data).get("finish_reason")) or finish_reason
+                raw_usage = data.get("usage")
+                if isinstance(raw_usage, dict):  # whichever chunk carries it, in any shape
+                    usage = provider.usage_of(raw_usage)
+                if data.get("error"):
+                    error = error_text(data["error"])
+                    handle.error_forwarded = True
+                    break  # the provider ends the stream here; some never send [DONE]
+        except GatewayError as exc:
+            error = exc.detail
+        finally:
+            await upstream.aclose()
+        text = "".join(parts)
+        if error is not None:
+            handle.error = Unavailable(
+                f"the stream failed after {len(text)} characters (tokens spent are billed): "
+                f"{error}",
+                provider=provider.name,
+            )
+        if usage is None and generation_id:
+            usage = await provider.usage_after(generation_id)
+        if usage is None:
+            if not chunks:
+                return None  # nothing arrived: no sign that any token was spent
+            usage = estimated_usage(prepared.request.prompt_text(), text)
+        return await self._meter(
+            prepared,
+            context,
+            provider=provider.name,
+            generation_id=generation_id,
+            answered_model=answered_model,
+            usage=usage,
+            text=text,
+            finish_reason=finish_reason,
+            error=error,
+            streamed=True,
+        )
+
+    async def _meter(
+        self,
+        prepared: _Prepared,
+        context: CallContext,
+        *,
+        provider: str,
+        generation_id: str | None,
+        answered_model: str | None,
+        usage: ProviderUsage,
+        text: str,
+        finish_reason: str | None,
+        error: str | None,
+        streamed: bool,
+    ) -> ChatResult:
+        """Emit the attempt's one usage event; price it as the ledger will."""
+        catalog, when = prepared.catalog, prepared.occurred_at
+        model = prepared.request.model
+        attributes: dict[str, Any] = {"streamed": streamed}
+        if answered_model and answered_model != model:
+            attributes["upstream_model"] = answered_model
+            # The model that really answered (OpenRouter fallbacks), when LUC can price it.
+            other = catalog.quote(answered_model, when)
+            if other.price is not None:
+                model = other.model_id
+        if error:
+            attributes["error"] = error[:500]
+        event = usage_event(
+            generation_id=generation_id,
+            occurred_at=when,
+            context=context,
+            provider=provider,
+            model=model,
+            usage=usage,
+            status="error" if error else "ok",
+            attributes=attributes,
+        )
+        try:
+            await self.sink.emit(event)
+        except Exception:
+            # The call is paid for either way; keep the event in the log to replay it.
+            log.exception("usage_event_not_emitted", event=msgspec.json.encode(event).decode())
+        quote = catalog.quote(model, when)
+        assert quote.price is not None  # checked in _prepare, or just above
+        tokens = usage.tokens()
+        cost = event_cost(
+            TokenCounts(
+                tokens.input, tokens.cached, tokens.cache_write, tokens.output, tokens.reasoning
+            ),
+            quote.price,
+        )
+        return ChatResult(
+            text=text,
+            cost=Cost(
+                usd=cost,
+                provider_usd=usage.provider_cost_usd,
+                catalog_version=quote.version.id if quote.version else None,
+            ),
+            tokens=tokens,
+            provider=provider,
+            model=model,
+            generation_id=event.id,
+            finish_reason=finish_reason,
+        )
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None

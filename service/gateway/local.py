@@ -1,0 +1,125 @@
+"""The gateway inside LUC: usage goes straight to the ledger, budgets and prices come
+from the database. (A gateway running elsewhere uses ``service.client`` instead.)
+
+The gateway is where usage is born, so it sits before ingest in the flow; in-process it
+still hands each event to ``record_batch``, exactly as ``POST /v1/events`` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import asyncpg
+import msgspec
+import structlog
+
+from service.budgets.service import check_call
+from service.catalog.service import CatalogCache, aims_catalog
+from service.db import on_connection
+from service.errors import LucError
+from service.gateway.models import BudgetVerdict
+from service.ingest.models import Rejection, UsageEvent, UsageEventIn
+from service.ingest.validate import check_event
+from service.pricing.catalog import Catalog
+from service.pricing.models import CatalogVersion
+from service.record import ACCEPTED, DUPLICATE, BatchOutcome, record_batch
+from service.settings import IngestSettings
+
+log = structlog.get_logger("luc.gateway")
+
+RecordFn = Callable[[Sequence[UsageEvent | Rejection]], Awaitable[BatchOutcome]]
+
+
+class RecordingSink:
+    """Validates each event as ingest does and records it in its own transaction."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        catalog_cache: CatalogCache,
+        ingest: IngestSettings,
+        record: RecordFn | None = None,
+    ) -> None:
+        self.pool = pool
+        self.catalog_cache = catalog_cache
+        self.ingest = ingest
+        self._record = record or self._record_batch
+
+    async def _record_batch(self, items: Sequence[UsageEvent | Rejection]) -> BatchOutcome:
+        return await on_connection(
+            self.pool, lambda conn: record_batch(conn, self.catalog_cache, items)
+        )
+
+    async def emit(self, event: UsageEventIn) -> None:
+        body = msgspec.json.encode(event).decode()
+        checked = check_event(event, datetime.now(UTC), self.ingest)
+        if isinstance(checked, str):
+            log.error("usage_event_invalid", reason=checked, event=body)
+            return
+        try:
+            outcome = await self._record([checked])
+        except LucError as exc:
+            # PostgreSQL is down: LUC itself is. The log line holds the event to replay.
+            log.error("usage_event_not_recorded", error=exc.message, event=body)
+            return
+        result = outcome.results[0]
+        if result.status not in (ACCEPTED, DUPLICATE):
+            log.error("usage_event_refused", status=result.status, reason=result.reason, event=body)
+
+
+class DatabaseBudgets:
+    """The pre-call check of ``GET /v1/budgets/check``, on the database directly."""
+
+    def __init__(self, pool: asyncpg.Pool, reservation_seconds: int) -> None:
+        self.pool = pool
+        self.reservation_seconds = reservation_seconds
+
+    async def check(
+        self, *, job_id: str, agent: str, model: str, estimated_cost_usd: Decimal
+    ) -> BudgetVerdict:
+        result = await on_connection(
+            self.pool,
+            lambda conn: check_call(
+                conn,
+                job_id=job_id,
+                agent=agent,
+                model=model,
+                estimated_cost_usd=estimated_cost_usd,
+                now=datetime.now(UTC),
+                reservation_seconds=self.reservation_seconds,
+            ),
+        )
+        return BudgetVerdict(result.allowed, result.remaining_usd, result.reason)
+
+
+def database_catalog(pool: asyncpg.Pool, cache: CatalogCache) -> Callable[[], Awaitable[Catalog]]:
+    """The ledger's catalog (every version), reloaded only when a version was added."""
+
+    async def load() -> Catalog:
+        return await on_connection(pool, cache.get)
+
+    return load
+
+
+def bundled_catalog() -> Catalog:
+    """The AIMS catalog shipped with LUC, for a gateway that cannot read LUC's own."""
+    new = aims_catalog()
+    version = CatalogVersion(
+        id=0,
+        label=new.label,
+        effective_from=new.effective_from,
+        created_at=None,
+        default_model=new.default_model,
+        aliases=new.aliases,
+        models={m.model_id: m.with_defaults() for m in new.models},
+    )
+    return Catalog([version])
+
+
+def fixed_catalog(catalog: Catalog) -> Callable[[], Awaitable[Catalog]]:
+    async def load() -> Catalog:
+        return catalog
+
+    return load

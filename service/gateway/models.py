@@ -1,0 +1,221 @@
+"""What the gateway hands out (``ChatResult``) and what flows between its parts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol
+
+import msgspec
+
+from service.errors import GatewayError
+from service.ingest.models import UsageEventIn
+
+DEFAULT_MODEL = "google/gemini-3.0-flash"
+
+
+@dataclass(frozen=True, slots=True)
+class Tokens:
+    """A call's tokens as billed: ``input`` counts cached reads and cache writes,
+    ``output`` counts reasoning (SPEC §2)."""
+
+    input: int
+    output: int
+    cached: int = 0
+    cache_write: int = 0
+    reasoning: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.input + self.output
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    usd: Decimal
+    """Priced by LUC's catalog at the time of the call, exactly as the ledger prices it."""
+    provider_usd: Decimal | None = None
+    """What the provider reported (OpenRouter ``usage.cost``); ``None`` when it says nothing."""
+    catalog_version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatResult:
+    text: str
+    cost: Cost
+    tokens: Tokens
+    provider: str
+    """``openrouter``, ``vertex`` or ``stub``: who answered."""
+    model: str
+    """The catalog model id the call was metered under."""
+    generation_id: str
+    """The provider's id of the generation; also the usage event's id."""
+    finish_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderUsage:
+    """A provider's usage block mapped to SPEC §2 token classes."""
+
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    provider_cost_usd: Decimal | None = None
+    source: str = "response"
+    """``response`` (the provider's usage), ``generation`` (OpenRouter's /generation
+    record) or ``estimate`` (counted from text length: the stub, or no usage arrived)."""
+
+    def tokens(self) -> Tokens:
+        return Tokens(
+            input=self.input_tokens,
+            output=self.output_tokens,
+            cached=self.cached_input_tokens,
+            cache_write=self.cache_write_tokens,
+            reasoning=self.reasoning_tokens,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """An OpenAI chat completions body as it goes upstream (``stream`` is the provider's)."""
+
+    model: str
+    body: dict[str, Any]
+
+    @property
+    def messages(self) -> list[Any]:
+        messages = self.body.get("messages")
+        return messages if isinstance(messages, list) else []
+
+    def prompt_text(self) -> str:
+        """Every message's text, for estimates (the stub, budget checks)."""
+        parts: list[str] = []
+        for message in self.messages:
+            content = message.get("content") if isinstance(message, dict) else None
+            if isinstance(content, str):
+                parts.append(content)
+            elif isinstance(content, list):  # content parts: [{"type": "text", "text": ...}]
+                parts.extend(
+                    p["text"]
+                    for p in content
+                    if isinstance(p, dict) and isinstance(p.get("text"), str)
+                )
+        return "\n".join(parts)
+
+    def max_output_tokens(self) -> int | None:
+        for key in ("max_completion_tokens", "max_tokens"):
+            value = self.body.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """One non-streaming upstream answer (HTTP 200: tokens were spent)."""
+
+    provider: str
+    body: bytes
+    """The answer as the provider sent it, passed through by the proxy."""
+    generation_id: str | None
+    model: str | None
+    text: str
+    finish_reason: str | None
+    usage: ProviderUsage | None
+    error: str | None = None
+    """A failure reported inside a 200 answer (partial output, then an error)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    """One SSE event from upstream: a ``data:`` JSON chunk or a ``:`` comment."""
+
+    payload: bytes
+    """The data text (JSON) or the comment text, exactly as received."""
+    data: dict[str, Any] | None = None
+    comment: bool = False
+
+    def sse(self) -> bytes:
+        if self.comment:
+            return b":" + self.payload + b"\n\n"
+        return b"data: " + self.payload + b"\n\n"
+
+    @property
+    def delta(self) -> str:
+        """The text this chunk adds (``choices[0].delta.content``), ``""`` if none."""
+        choices = self.data.get("choices") if self.data else None
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            return ""
+        delta = choices[0].get("delta")
+        content = delta.get("content") if isinstance(delta, dict) else None
+        return content if isinstance(content, str) else ""
+
+
+class StreamHandle:
+    """A stream being read by the gateway's own task: ``events()`` for its chunks as they
+    come (once), ``result()`` for the metered outcome."""
+
+    def __init__(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.opened: asyncio.Future[str] = loop.create_future()
+        self._done: asyncio.Future[ChatResult | None] = loop.create_future()
+        self._queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue()
+        self.provider: str | None = None
+        self.error: GatewayError | None = None
+        """Why the stream ended early, after its first byte."""
+        self.error_forwarded = False
+        """Whether the provider's own error event was among the events."""
+
+    async def events(self) -> AsyncIterator[StreamEvent]:
+        while (event := await self._queue.get()) is not None:
+            yield event
+
+    async def result(self) -> ChatResult:
+        """The metered result; raises the stream's error (after it was metered)."""
+        result = await asyncio.shield(self._done)
+        if self.error is not None:
+            raise self.error
+        assert result is not None
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetVerdict:
+    allowed: bool
+    remaining_usd: Decimal | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    """Who a call is for, and what travels with its usage event."""
+
+    job_id: str
+    agent: str
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+class UsageSink(Protocol):
+    """Where usage events go: the ledger in-process, or the emitter to a remote LUC."""
+
+    async def emit(self, event: UsageEventIn) -> None: ...
+
+
+class BudgetGate(Protocol):
+    """The pre-call budget check."""
+
+    async def check(
+        self, *, job_id: str, agent: str, model: str, estimated_cost_usd: Decimal
+    ) -> BudgetVerdict: ...
+
+
+def decode_json(raw: bytes | str) -> Any:
+    """JSON with every non-integer number as a Decimal (``usage.cost`` stays exact)."""
+    return _decoder.decode(raw)
+
+
+_decoder = msgspec.json.Decoder(float_hook=Decimal)

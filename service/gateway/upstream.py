@@ -1,0 +1,315 @@
+"""What OpenRouter and Vertex AI share: an OpenAI-compatible chat endpoint over httpx.
+
+One request is retried in place on 429, 408, 5xx, timeouts and connection errors, at most
+``max_retries`` times: after ``Retry-After`` when the provider sends one (a longer wait
+than ``max_retry_after_seconds`` is not taken: the error goes to the chain at once), else
+after an exponential backoff with jitter. Streams are retried only before their first
+byte; once a provider answered 200, tokens are being spent and nothing is sent twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar
+
+import httpx
+import msgspec
+import structlog
+
+from service.errors import (
+    AuthenticationFailedError,
+    GatewayError,
+    InsufficientCreditsError,
+    RateLimitedError,
+    UnknownModelError,
+    UpstreamRejectedError,
+    UpstreamUnavailableError,
+)
+from service.gateway.models import ChatRequest, Completion, ProviderUsage, StreamEvent, decode_json
+from service.gateway.sse import DONE, sse_messages
+
+log = structlog.get_logger("luc.gateway")
+
+_MODEL_NOT_FOUND = (
+    "not a valid model",
+    "model not found",
+    "model_not_found",
+    "unknown model",
+    "does not exist",
+    "no endpoints found",
+    "is not found",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_retries: int = 2
+    backoff_base_seconds: float = 0.5
+    max_retry_after_seconds: float = 60.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float | None:
+        """Seconds to wait before retry ``attempt`` (0-based); ``None``: do not wait."""
+        if retry_after is not None:
+            return max(retry_after, 0.0) if retry_after <= self.max_retry_after_seconds else None
+        # Full backoff halved by jitter, so retries of many callers spread out.
+        return float(self.backoff_base_seconds * 2**attempt * random.uniform(0.5, 1.0))
+
+
+def retry_after_seconds(headers: httpx.Headers, error: Mapping[str, Any]) -> float | None:
+    """``Retry-After`` (seconds or an HTTP date), else what the error body says."""
+    raw = headers.get("retry-after")
+    if raw:
+        try:
+            return max(float(raw), 0.0)
+        except ValueError:
+            try:
+                when = parsedate_to_datetime(raw)
+            except (TypeError, ValueError):
+                when = None
+            if when is not None:
+                return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+    metadata = error.get("metadata")
+    availability = error.get("availability")
+    for holder, key in ((metadata, "retry_after_seconds"), (availability, "retry_after")):
+        if isinstance(holder, Mapping):
+            value = holder.get(key)
+            # JSON decoded with Decimal floats; a duration in seconds, not money.
+            if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
+                return max(float(value), 0.0)
+    return None
+
+
+def error_object(body: bytes) -> tuple[str, Mapping[str, Any]]:
+    """The message and ``error`` object of an error body, in OpenRouter's envelope or
+    Google's (sometimes wrapped in a list); a body that is neither is quoted."""
+    try:
+        data = decode_json(body) if body.strip() else None
+    except msgspec.DecodeError:
+        data = None
+    if isinstance(data, list) and data and isinstance(data[0], Mapping):
+        data = data[0]
+    error = data.get("error") if isinstance(data, Mapping) else None
+    if isinstance(error, Mapping):
+        message = str(error.get("message") or "no message")
+        metadata = error.get("metadata")
+        raw = metadata.get("raw") if isinstance(metadata, Mapping) else None
+        if isinstance(raw, str) and raw:
+            message = f"{message}: {raw[:300]}"
+        return message, error
+    if isinstance(error, str):
+        return error, {}
+    text = body.decode("utf-8", "replace").strip()[:300]
+    return text or "empty body", {}
+
+
+def is_unknown_model(message: str, error: Mapping[str, Any]) -> bool:
+    metadata = error.get("metadata")
+    if isinstance(metadata, Mapping) and metadata.get("error_type") == "model_not_found":
+        return True
+    lowered = message.lower()
+    return "model" in lowered and any(m in lowered for m in _MODEL_NOT_FOUND)
+
+
+class HttpProvider:
+    """Base of the HTTP providers; subclasses give headers, usage mapping and advice."""
+
+    name: ClassVar[str] = "http"
+
+    def __init__(self, http: httpx.AsyncClient, base_url: str, retry: RetryPolicy) -> None:
+        self.http = http
+        self.base_url = base_url.rstrip("/")
+        self.retry = retry
+
+    # What subclasses say ------------------------------------------------------------------
+
+    async def headers(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def usage_of(self, usage: Mapping[str, Any]) -> ProviderUsage:
+        raise NotImplementedError
+
+    def serves(self, model: str) -> bool:
+        return True
+
+    def payload(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
+        return {**request.body, "model": request.model, "stream": stream}
+
+    async def recover(self, error: GatewayError) -> bool:
+        """A chance to repair the cause (a stale token) and retry at once."""
+        return False
+
+    async def usage_after(self, generation_id: str) -> ProviderUsage | None:
+        """Usage of a generation whose answer carried none (after a mid-stream error)."""
+        return None
+
+    def classify(
+        self, status: int, message: str, error: Mapping[str, Any], retry_after: float | None
+    ) -> GatewayError:
+        """An HTTP error status as a typed error."""
+        args: dict[str, Any] = {"provider": self.name, "upstream_status": status}
+        if status == 401:
+            return AuthenticationFailedError(message, **args)
+        if status == 402:
+            return InsufficientCreditsError(message, **args)
+        if status == 429:
+            return RateLimitedError(message, retry_after=retry_after, **args)
+        if status == 404 or (status == 400 and is_unknown_model(message, error)):
+            return UnknownModelError(message, **args)
+        if status == 408 or status >= 500:
+            return UpstreamUnavailableError(message, retry_after=retry_after, **args)
+        return UpstreamRejectedError(message, **args)
+
+    # The calls --------------------------------------------------------------------------------
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        response = await self._send(request, stream=False)
+        content = response.content
+        try:
+            data = decode_json(content.strip())
+        except msgspec.DecodeError as exc:
+            raise UpstreamUnavailableError(
+                f"the answer is not JSON ({exc})", provider=self.name
+            ) from exc
+        if not isinstance(data, dict):
+            raise UpstreamUnavailableError("the answer is not a JSON object", provider=self.name)
+        if "choices" not in data and isinstance(data.get("error"), Mapping):
+            message, error = error_object(content)
+            code = error.get("code")
+            status = code if isinstance(code, int) and not isinstance(code, bool) else 502
+            raise self.classify(status, message, error, None)
+        choice = first_choice(data)
+        reply = choice.get("message")
+        text = reply.get("content") if isinstance(reply, Mapping) else None
+        choice_error = choice.get("error")
+        usage = data.get("usage")
+        return Completion(
+            provider=self.name,
+            body=content,
+            generation_id=_str(data.get("id")) or response.headers.get("x-generation-id"),
+            model=_str(data.get("model")),
+            text=text if isinstance(text, str) else "",
+            finish_reason=_str(choice.get("finish_reason")),
+            usage=self.usage_of(usage) if isinstance(usage, Mapping) else None,
+            error=error_text(choice_error) if choice_error else None,
+        )
+
+    async def open_stream(self, request: ChatRequest) -> HttpStream:
+        return HttpStream(self, await self._send(request, stream=True))
+
+    async def _send(self, request: ChatRequest, *, stream: bool) -> httpx.Response:
+        """POST the chat request; a 2xx response (for streams: unread) or a typed error."""
+        attempt = 0
+        recovered = False
+        while True:
+            body = msgspec.json.encode(self.payload(request, stream))
+            headers = {**await self.headers(), "Content-Type": "application/json"}
+            if stream:
+                headers["Accept"] = "text/event-stream"
+            outgoing = self.http.build_request(
+                "POST", f"{self.base_url}/chat/completions", content=body, headers=headers
+            )
+            error: GatewayError
+            try:
+                response = await self.http.send(outgoing, stream=stream)
+            except httpx.TimeoutException as exc:
+                error = UpstreamUnavailableError(
+                    f"no answer within the timeout ({type(exc).__name__})", provider=self.name
+                )
+            except httpx.HTTPError as exc:
+                error = UpstreamUnavailableError(
+                    f"cannot reach {self.base_url} ({type(exc).__name__}: {exc})",
+                    provider=self.name,
+                )
+            else:
+                if response.status_code < 400:
+                    return response
+                content = await response.aread()
+                await response.aclose()
+                message, err = error_object(content)
+                error = self.classify(
+                    response.status_code,
+                    message,
+                    err,
+                    retry_after_seconds(response.headers, err),
+                )
+            if not recovered and await self.recover(error):
+                recovered = True
+                continue
+            delay = self.retry.delay(attempt, error.retry_after) if error.retryable else None
+            if delay is None or attempt >= self.retry.max_retries:
+                raise error
+            attempt += 1
+            log.info(
+                "upstream_retry",
+                provider=self.name,
+                status=error.upstream_status,
+                attempt=attempt,
+                delay_seconds=round(delay, 3),
+            )
+            await asyncio.sleep(delay)
+
+
+class HttpStream:
+    """An open SSE answer; ``events()`` reads it once, to the end or the first failure."""
+
+    def __init__(self, provider: HttpProvider, response: httpx.Response) -> None:
+        self.provider = provider
+        self.response = response
+        self.generation_id = response.headers.get("x-generation-id")
+
+    async def events(self) -> AsyncIterator[StreamEvent]:
+        name = self.provider.name
+        try:
+            async for message in sse_messages(self.response.aiter_lines()):
+                if message.comment:
+                    yield StreamEvent(message.text.encode(), comment=True)
+                    continue
+                if message.text.strip() == DONE:
+                    return
+                try:
+                    data = decode_json(message.text)
+                except msgspec.DecodeError:
+                    log.warning("stream_event_not_json", provider=name, data=message.text[:200])
+                    continue
+                if isinstance(data, dict):
+                    yield StreamEvent(message.text.encode(), data=data)
+        except httpx.TimeoutException as exc:
+            raise UpstreamUnavailableError(
+                f"the stream stalled beyond the timeout ({type(exc).__name__})", provider=name
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise UpstreamUnavailableError(
+                f"the stream broke off ({type(exc).__name__}: {exc})", provider=name
+            ) from exc
+        finally:
+            await self.response.aclose()
+
+    async def aclose(self) -> None:
+        await self.response.aclose()
+
+
+def first_choice(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``choices[0]``, or an empty mapping: usage chunks may carry ``choices: []``."""
+    choices = data.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], Mapping):
+        return choices[0]
+    return {}
+
+
+def error_text(error: Any) -> str:
+    """A mid-stream (or per-choice) error object as one line."""
+    if isinstance(error, Mapping):
+        code = error.get("code")
+        message = error.get("message") or "error"
+        return f"{message} (code {code})" if code is not None else str(message)
+    return str(error)
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None

@@ -1,0 +1,192 @@
+"""Provider usage → the SPEC §2 event fields.
+
+OpenRouter (OpenAI conventions) → event:
+
+    usage.prompt_tokens                               → input_tokens
+    usage.prompt_tokens_details.cached_tokens         → cached_input_tokens
+    usage.prompt_tokens_details.cache_write_tokens    → cache_write_tokens
+    usage.completion_tokens                           → output_tokens
+    usage.completion_tokens_details.reasoning_tokens  → reasoning_tokens
+    usage.cost                                        → provider_cost_usd (decimal string)
+    id (gen-…)                                        → id
+
+Vertex AI sends no cost, and its ``completion_tokens`` may leave thinking tokens out
+(``total_tokens`` then exceeds prompt + completion), so output is billed as
+``max(completion_tokens, total_tokens − prompt_tokens)``.
+
+The cost is decoded from the JSON text as a Decimal (``decode_json``), never through a
+binary float. Sub-objects may be missing or ``null``; counts that break SPEC's invariants
+(cache tokens above the prompt, reasoning above the completion) mean the provider counted
+them apart, so they are added to the total instead of failing the event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+import structlog
+
+from service.gateway.models import CallContext, ProviderUsage
+from service.ingest.models import UsageEventIn
+
+log = structlog.get_logger("luc.gateway")
+
+MAX_EVENT_ID = 128
+CHARS_PER_TOKEN = 4  # the usual rule of thumb for English text and code
+
+
+def _count(value: Any) -> int:
+    """A token count from JSON; anything else (null, negative, text) counts as 0."""
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return max(value, 0)
+    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        return max(int(value), 0)
+    return 0
+
+
+def _sub(usage: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = usage.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
+def _cost(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+        return None
+    cost = Decimal(value)
+    if not cost.is_finite() or cost < 0:
+        log.warning("provider_cost_ignored", cost=str(value))
+        return None
+    return cost
+
+
+def _consistent(
+    input_tokens: int, cached: int, cache_write: int, output: int, reasoning: int
+) -> tuple[int, int]:
+    if cached + cache_write > input_tokens:
+        input_tokens += cached + cache_write
+    if reasoning > output:
+        output += reasoning
+    return input_tokens, output
+
+
+def from_openai_usage(usage: Mapping[str, Any], source: str = "response") -> ProviderUsage:
+    """OpenRouter's (and the stub's) ``usage`` object."""
+    prompt = _sub(usage, "prompt_tokens_details")
+    completion = _sub(usage, "completion_tokens_details")
+    cached = _count(prompt.get("cached_tokens"))
+    cache_write = _count(prompt.get("cache_write_tokens"))
+    reasoning = _count(completion.get("reasoning_tokens"))
+    input_tokens, output = _consistent(
+        _count(usage.get("prompt_tokens")),
+        cached,
+        cache_write,
+        _count(usage.get("completion_tokens")),
+        reasoning,
+    )
+    return ProviderUsage(
+        input_tokens=input_tokens,
+        output_tokens=output,
+        cached_input_tokens=cached,
+        cache_write_tokens=cache_write,
+        reasoning_tokens=reasoning,
+        provider_cost_usd=_cost(usage.get("cost")),
+        source=source,
+    )
+
+
+def from_vertex_usage(usage: Mapping[str, Any]) -> ProviderUsage:
+    """Vertex AI's ``usage``: no cost; thinking tokens may sit outside completion_tokens."""
+    prompt_tokens = _count(usage.get("prompt_tokens"))
+    completion_tokens = _count(usage.get("completion_tokens"))
+    total = _count(usage.get("total_tokens"))
+    cached = _count(_sub(usage, "prompt_tokens_details").get("cached_tokens"))
+    reasoning = _count(_sub(usage, "completion_tokens_details").get("reasoning_tokens"))
+    output = max(completion_tokens, total - prompt_tokens)
+    input_tokens, output = _consistent(prompt_tokens, cached, 0, output, reasoning)
+    return ProviderUsage(
+        input_tokens=input_tokens,
+        output_tokens=output,
+        cached_input_tokens=cached,
+        reasoning_tokens=reasoning,
+    )
+
+
+def from_generation(data: Mapping[str, Any]) -> ProviderUsage:
+    """OpenRouter's ``GET /generation`` record (native counts, which is what it bills)."""
+    cached = _count(data.get("native_tokens_cached"))
+    reasoning = _count(data.get("native_tokens_reasoning"))
+    input_tokens, output = _consistent(
+        _count(data.get("native_tokens_prompt")),
+        cached,
+        0,
+        _count(data.get("native_tokens_completion")),
+        reasoning,
+    )
+    return ProviderUsage(
+        input_tokens=input_tokens,
+        output_tokens=output,
+        cached_input_tokens=cached,
+        reasoning_tokens=reasoning,
+        provider_cost_usd=_cost(data.get("total_cost")),
+        source="generation",
+    )
+
+
+def estimate_tokens(text: str) -> int:
+    """Tokens of ``text`` by length: one per four characters, at least one for any text."""
+    return math.ceil(len(text) / CHARS_PER_TOKEN) if text else 0
+
+
+def estimated_usage(prompt: str, reply: str) -> ProviderUsage:
+    return ProviderUsage(
+        input_tokens=estimate_tokens(prompt),
+        output_tokens=estimate_tokens(reply),
+        source="estimate",
+    )
+
+
+def decimal_string(value: Decimal | None) -> str | None:
+    """Plain notation, every digit kept (``1E-7`` → ``0.0000001``)."""
+    return None if value is None else format(value, "f")
+
+
+def usage_event(
+    *,
+    generation_id: str | None,
+    occurred_at: datetime,
+    context: CallContext,
+    provider: str,
+    model: str,
+    usage: ProviderUsage,
+    status: Literal["ok", "error"] = "ok",
+    attributes: Mapping[str, Any] | None = None,
+) -> UsageEventIn:
+    """The one usage event of one upstream attempt; its id is the generation id."""
+    if not generation_id:
+        generation_id = f"luc-{uuid.uuid4().hex}"
+    elif len(generation_id) > MAX_EVENT_ID:  # keep the id stable, within the wire limit
+        generation_id = "luc-" + hashlib.sha256(generation_id.encode()).hexdigest()
+    return UsageEventIn(
+        id=generation_id,
+        occurred_at=occurred_at,
+        job_id=context.job_id,
+        agent=context.agent,
+        provider=provider,
+        model=model,
+        input_tokens=usage.input_tokens,
+        cached_input_tokens=usage.cached_input_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        output_tokens=usage.output_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        provider_cost_usd=decimal_string(usage.provider_cost_usd),
+        status=status,
+        attributes={**context.attributes, **(attributes or {}), "usage_source": usage.source},
+    )

@@ -1,0 +1,120 @@
+"""Provider usage → SPEC §2 fields, and the SSE reader: pure functions, checked by hand."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from service.gateway.models import CallContext, decode_json
+from service.gateway.sse import SSEMessage, sse_messages
+from service.gateway.usage import (
+    decimal_string,
+    from_generation,
+    from_openai_usage,
+    from_vertex_usage,
+    usage_event,
+)
+
+
+def test_openrouter_usage_maps_every_token_class_and_keeps_the_cost_exact() -> None:
+    raw = decode_json(
+        b'{"prompt_tokens": 2150, "completion_tokens": 40, "total_tokens": 2190,'
+        b' "cost": 0.0009804, "prompt_tokens_details": {"cached_tokens": 2000,'
+        b' "cache_write_tokens": 100}, "completion_tokens_details": {"reasoning_tokens": 30}}'
+    )
+    usage = from_openai_usage(raw)
+    assert (usage.input_tokens, usage.cached_input_tokens, usage.cache_write_tokens) == (
+        2150,
+        2000,
+        100,
+    )
+    assert (usage.output_tokens, usage.reasoning_tokens) == (40, 30)
+    assert usage.provider_cost_usd == Decimal("0.0009804")
+    event = usage_event(
+        generation_id="gen-1767225600-Q3vX8kLm2PzR7tYw1NbC",
+        occurred_at=datetime(2026, 1, 1, tzinfo=UTC),
+        context=CallContext("job-1", "ACHEEVY"),
+        provider="openrouter",
+        model="anthropic/claude-sonnet-4.5",
+        usage=usage,
+    )
+    assert event.id == "gen-1767225600-Q3vX8kLm2PzR7tYw1NbC"
+    assert event.provider_cost_usd == "0.0009804"
+
+
+def test_missing_or_null_usage_parts_count_as_zero() -> None:
+    usage = from_openai_usage(
+        {"prompt_tokens": 5, "completion_tokens": 1, "prompt_tokens_details": None}
+    )
+    assert (usage.cached_input_tokens, usage.reasoning_tokens, usage.provider_cost_usd) == (
+        0,
+        0,
+        None,
+    )
+
+
+def test_a_tiny_cost_in_exponent_notation_becomes_a_plain_decimal_string() -> None:
+    raw = decode_json(b'{"prompt_tokens": 1, "completion_tokens": 1, "cost": 1e-7}')
+    assert decimal_string(from_openai_usage(raw).provider_cost_usd) == "0.0000001"
+
+
+def test_cache_tokens_reported_outside_the_prompt_are_added_to_it() -> None:
+    usage = from_openai_usage(
+        {
+            "prompt_tokens": 10,
+            "completion_tokens": 1,
+            "prompt_tokens_details": {"cached_tokens": 90},
+        }
+    )
+    assert (usage.input_tokens, usage.cached_input_tokens) == (100, 90)
+
+
+def test_vertex_output_is_the_larger_of_completion_and_total_minus_prompt() -> None:
+    thinking = from_vertex_usage(
+        {
+            "prompt_tokens": 100,
+            "completion_tokens": 20,
+            "total_tokens": 150,
+            "completion_tokens_details": {"reasoning_tokens": 30},
+        }
+    )
+    assert (thinking.output_tokens, thinking.reasoning_tokens) == (50, 30)
+    plain = from_vertex_usage({"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120})
+    assert plain.output_tokens == 20 and plain.provider_cost_usd is None
+
+
+def test_the_generation_record_maps_native_counts() -> None:
+    usage = from_generation(
+        decode_json(
+            b'{"native_tokens_prompt": 100, "native_tokens_completion": 20,'
+            b' "native_tokens_reasoning": 5, "native_tokens_cached": 40, "total_cost": 0.00002}'
+        )
+    )
+    assert (usage.input_tokens, usage.output_tokens, usage.reasoning_tokens) == (100, 20, 5)
+    assert (usage.cached_input_tokens, usage.provider_cost_usd) == (40, Decimal("0.00002"))
+    assert usage.source == "generation"
+
+
+@pytest.mark.asyncio
+async def test_sse_reader_skips_nothing_but_comments_and_joins_multiline_data() -> None:
+    async def lines() -> AsyncIterator[str]:
+        for line in [
+            ": OPENROUTER PROCESSING",
+            "",
+            'data: {"a":',
+            "data: 1}\r",
+            "",
+            "event: ignored",
+            "data: [DONE]",
+            "",
+        ]:
+            yield line
+
+    assert [m async for m in sse_messages(lines())] == [
+        SSEMessage(" OPENROUTER PROCESSING", comment=True),
+        SSEMessage('{"a":\n1}'),
+        SSEMessage("[DONE]"),
+    ]
