@@ -38,6 +38,7 @@ from service.errors import LucError
 from service.gateway.chain import build_chain, upstream_client
 from service.gateway.gateway import Gateway
 from service.gateway.local import DatabaseBudgets, RecordingSink, database_catalog
+from service.group_commit import GroupWriter
 from service.logs import request_logging
 from service.metrics.instruments import Metrics
 from service.settings import Settings, get_settings
@@ -107,6 +108,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             budgets=DatabaseBudgets(pool, settings.budgets.reservation_seconds),
             default_model=settings.gateway.default_model,
         )
+        resources.group_writer = GroupWriter(lambda events: record_events(resources, events))
+        resources.group_writer.start()
         app.state.luc = resources
         if not settings.auth.enabled:
             log.warning("auth_disabled", detail="LUC_AUTH=off: every route is open to anyone")
@@ -116,6 +119,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         finally:
             # Streams still being read are metered before the pool closes.
             await resources.gateway.aclose(grace_seconds=settings.gateway.timeout_seconds)
+            await resources.group_writer.stop()
             await openrouter_http.aclose()
             await vertex_http.aclose()
             dispatcher.stop()

@@ -38,6 +38,11 @@ CREATE TABLE invoice_counters (
     year        integer PRIMARY KEY,
     last_number integer NOT NULL CHECK (last_number > 0)
 );
+-- Only ever incremented: a deleted row would hand out numbers again.
+CREATE TRIGGER invoice_counters_no_delete BEFORE DELETE ON invoice_counters
+    FOR EACH ROW EXECUTE FUNCTION luc_refuse_change();
+CREATE TRIGGER invoice_counters_no_truncate BEFORE TRUNCATE ON invoice_counters
+    FOR EACH STATEMENT EXECUTE FUNCTION luc_refuse_change();
 
 -- An issued invoice. `canonical` is the exact text the digest was computed over (sorted
 -- keys, no whitespace, money as strings); columns beside it are copies for querying.

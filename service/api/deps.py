@@ -11,6 +11,7 @@ from service.auth.guard import KeyCache
 from service.budgets.delivery import Dispatcher
 from service.catalog.service import CatalogCache
 from service.gateway.gateway import Gateway
+from service.group_commit import GroupWriter
 from service.metrics.instruments import Metrics
 from service.settings import Settings
 
@@ -23,6 +24,7 @@ class Resources:
     metrics: Metrics = field(default_factory=Metrics)
     dispatcher: Dispatcher | None = None
     key_cache: KeyCache = field(default_factory=KeyCache)
+    group_writer: GroupWriter | None = None
     gateway: Gateway | None = None
     """Behind ``POST /v1/chat/completions``; built in the lifespan."""
 

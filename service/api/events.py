@@ -81,8 +81,11 @@ class EventsController(Controller):
     ) -> Response[EventResult]:
         body = await request.body()
         item = parse_single(body, datetime.now(UTC), luc.settings.ingest)
-        outcome = await record_events(luc, [item])
-        result = outcome.results[0]
+        if isinstance(item, UsageEvent) and luc.group_writer is not None:
+            # Shares a transaction with the single events other requests sent meanwhile.
+            result = await luc.group_writer.submit(item)
+        else:
+            result = (await record_events(luc, [item])).results[0]
         return Response(
             EventResult(id=result.id, status=result.status, reason=result.reason),
             status_code=SINGLE_STATUS[result.status],

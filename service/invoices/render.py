@@ -233,7 +233,10 @@ def _prices(prices: dict[str, str]) -> str:
 
 
 def _date(value: str | None) -> str:
-    return "" if value is None else _e(value.replace("T", " ").replace("Z", " UTC"))
+    """``2026-11-24T01:58:36.639108Z`` → ``2026-11-24 01:58:36 UTC`` (whole seconds)."""
+    if value is None:
+        return ""
+    return _e(value.split(".")[0].rstrip("Z").replace("T", " ") + " UTC")
 
 
 def to_html(document: dict[str, Any], digest: str | None) -> str:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 
 from tests.conftest import PROJECT_ROOT
@@ -379,6 +380,9 @@ async def test_an_issued_invoice_cannot_be_changed_and_still_verifies_after_more
             await db.execute(statement, n)
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
         await db.execute("TRUNCATE invoices CASCADE")
+    # The year's counter only moves forward: it cannot be deleted to hand numbers out again.
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await db.execute("DELETE FROM invoice_counters")
     # Nor can a row be slipped in whose digest does not match its text.
     with pytest.raises(asyncpg.CheckViolationError):
         await db.execute(
@@ -540,47 +544,59 @@ async def test_the_csv_parses_and_its_lines_sum_to_the_subtotal(client: Any) -> 
 
 
 async def test_invoices_issued_concurrently_take_consecutive_numbers_without_gaps(
-    client: Any, db: asyncpg.Connection
+    server_factory: Any, db: asyncpg.Connection
 ) -> None:
+    # A real server process: requests to it run side by side (the in-process test client
+    # would run them one at a time).
+    server = server_factory()
     jobs = [f"job-c{i}" for i in range(5)]
-    await record(
-        client,
-        [
-            event(f"c{i}", j, "ACHEEVY", FLASH, input_tokens=1_000, output_tokens=0)
-            for i, j in enumerate(jobs)
-        ],
-    )
-    # Five jobs at once, one of them twice: the second issue of job-c0 finds nothing new,
-    # and its refusal must not burn a number. The counter table is held locked until all
-    # five issues wait on it, so they really do reach the year's counter together.
-    async with db.transaction():
-        await db.execute("LOCK TABLE invoice_counters IN EXCLUSIVE MODE")
-        requests = [
-            asyncio.create_task(client.post(f"/v1/jobs/{j}/invoices")) for j in [*jobs, jobs[0]]
-        ]
-        for _ in range(200):
-            waiting = await db.fetchval(
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        await record(
+            http,
+            [
+                event(f"c{i}", j, "ACHEEVY", FLASH, input_tokens=1_000, output_tokens=0)
+                for i, j in enumerate(jobs)
+            ],
+        )
+        # Five jobs at once, one of them twice: the second issue of job-c0 finds nothing
+        # new, and its refusal must not burn a number. The counter table is held locked
+        # until all six requests wait (five on the counter, one behind job-c0's first
+        # issue), so they really do reach the year's counter together.
+        async with db.transaction():
+            await db.execute("LOCK TABLE invoice_counters IN EXCLUSIVE MODE")
+            requests = [
+                asyncio.create_task(http.post(f"/v1/jobs/{j}/invoices")) for j in [*jobs, jobs[0]]
+            ]
+            waiting = on_counter = 0
+            for _ in range(200):
+                # Activity is a snapshot per transaction unless cleared.
+                await db.execute("SELECT pg_stat_clear_snapshot()")
+                waiting = await db.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+                if waiting == 6:
+                    break
+                await asyncio.sleep(0.05)
+            on_counter = await db.fetchval(
                 "SELECT count(*) FROM pg_locks "
                 "WHERE relation = 'invoice_counters'::regclass AND NOT granted"
             )
-            if waiting == 5:
-                break
-            await asyncio.sleep(0.05)
-        assert waiting == 5
-    responses = await asyncio.gather(*requests)
-    statuses = sorted(r.status_code for r in responses)
-    assert statuses == [201, 201, 201, 201, 201, 409]
-    issued = [r.json() for r in responses if r.status_code == 201]
-    assert sorted(i["number"] for i in issued) == [number(s) for s in range(1, 6)]
-    assert sorted(i["job_id"] for i in issued) == jobs
-    # Issue times follow number order.
-    by_number = sorted(issued, key=lambda i: i["number"])
-    assert [i["issued_at"] for i in by_number] == sorted(i["issued_at"] for i in issued)
+        responses = await asyncio.gather(*requests)
+        assert (waiting, on_counter) == (6, 5)
+        statuses = sorted(r.status_code for r in responses)
+        assert statuses == [201, 201, 201, 201, 201, 409], [r.text for r in responses]
+        issued = [r.json() for r in responses if r.status_code == 201]
+        assert sorted(i["number"] for i in issued) == [number(s) for s in range(1, 6)]
+        assert sorted(i["job_id"] for i in issued) == jobs
+        # Issue times follow number order.
+        by_number = sorted(issued, key=lambda i: i["number"])
+        assert [i["issued_at"] for i in by_number] == sorted(i["issued_at"] for i in issued)
 
-    await record(
-        client, [event("c9", jobs[3], "ACHEEVY", FLASH, input_tokens=1_000, output_tokens=0)]
-    )
-    assert (await issue(client, jobs[3]))["number"] == number(6)
+        await record(
+            http, [event("c9", jobs[3], "ACHEEVY", FLASH, input_tokens=1_000, output_tokens=0)]
+        )
+        assert (await issue(http, jobs[3]))["number"] == number(6)
     year = datetime.now(UTC).year
     assert await db.fetchval("SELECT last_number FROM invoice_counters WHERE year = $1", year) == 6
     seqs = [r["seq"] for r in await db.fetch("SELECT seq FROM invoices ORDER BY seq")]

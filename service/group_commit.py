@@ -1,0 +1,81 @@
+"""Group commit for single events: concurrent ``POST /v1/events`` share one transaction.
+
+One event per transaction pays a commit (a WAL flush) per event. The writer of each
+process takes the events waiting in its queue, records them together with
+``record_batch`` and answers every request only after that commit. A failed commit
+fails every request in it, so no event is acknowledged without being stored. Under no
+load a lone event commits at once (no waiting for company); under load the group grows
+by itself while the previous commit is in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+
+import structlog
+
+from service.ingest.models import UsageEvent
+from service.record import BatchOutcome, EventOutcome
+
+log = structlog.get_logger("luc.ingest")
+
+MAX_GROUP = 1000
+
+Recorder = Callable[[Sequence[UsageEvent]], Awaitable[BatchOutcome]]
+
+
+class GroupWriter:
+    """Queues single events and records them in groups, one transaction per group."""
+
+    def __init__(self, record: Recorder, max_group: int = MAX_GROUP) -> None:
+        self._record = record
+        self._max_group = max_group
+        self._queue: asyncio.Queue[tuple[UsageEvent, asyncio.Future[EventOutcome]]] = (
+            asyncio.Queue()
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="luc-group-commit")
+
+    async def stop(self) -> None:
+        """Finish what is queued, then stop."""
+        if self._task is None:
+            return
+        await self._queue.join()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def submit(self, event: UsageEvent) -> EventOutcome:
+        """Record ``event``; returns once the transaction holding it has committed."""
+        future: asyncio.Future[EventOutcome] = asyncio.get_running_loop().create_future()
+        await self._queue.put((event, future))
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            group = [await self._queue.get()]
+            while len(group) < self._max_group and not self._queue.empty():
+                group.append(self._queue.get_nowait())
+            try:
+                await self._commit(group)
+            finally:
+                for _ in group:
+                    self._queue.task_done()
+
+    async def _commit(self, group: list[tuple[UsageEvent, asyncio.Future[EventOutcome]]]) -> None:
+        try:
+            outcome = await self._record([event for event, _ in group])
+        except Exception as exc:  # every request of the group gets the failure
+            for _, future in group:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), result in zip(group, outcome.results, strict=True):
+            if not future.done():  # the client may have gone away meanwhile
+                future.set_result(result)
+        if len(group) > 1:
+            log.debug("group_commit", events=len(group))

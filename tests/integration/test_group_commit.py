@@ -1,0 +1,75 @@
+"""Single events sent concurrently to a real server: grouped into shared commits, each
+answered after its own commit, totals exact."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
+
+CLIENTS = 32
+PER_CLIENT = 15
+
+
+def event(client: int, n: int) -> dict[str, Any]:
+    return {
+        "id": f"single-{client}-{n}",
+        "occurred_at": "2026-11-20T10:00:00Z",
+        "job_id": f"job-{client % 4}",
+        "agent": "ACHEEVY",
+        "provider": "openrouter",
+        "model": "google/gemini-3.0-flash",
+        "input_tokens": 1000,
+        "output_tokens": 500,
+    }
+
+
+async def test_concurrent_single_events_are_grouped_and_each_counted_once(
+    server_factory: Any, db: asyncpg.Connection
+) -> None:
+    server = server_factory()
+    commits_before = await db.fetchval(
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+    )
+
+    async def send(client: int, http: httpx.AsyncClient) -> list[tuple[int, str]]:
+        answers = []
+        for n in range(PER_CLIENT):
+            body = event(client, n)
+            r = await http.post("/v1/events", json=body)
+            answers.append((r.status_code, r.json()["status"]))
+            # every fifth event is sent again at once: a duplicate, answered 200
+            if n % 5 == 0:
+                again = await http.post("/v1/events", json=body)
+                answers.append((again.status_code, again.json()["status"]))
+        return answers
+
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
+        results = await asyncio.gather(*(send(c, http) for c in range(CLIENTS)))
+
+    flat = [a for answers in results for a in answers]
+    accepted = [a for a in flat if a == (201, "accepted")]
+    duplicates = [a for a in flat if a == (200, "duplicate")]
+    assert len(accepted) == CLIENTS * PER_CLIENT
+    assert len(duplicates) == CLIENTS * 3
+    assert len(flat) == len(accepted) + len(duplicates)
+
+    # 480 events at 1000 × $0.10/M + 500 × $0.40/M = $0.0003 each → $0.144
+    total = await db.fetchval("SELECT sum(cost_usd) FROM rollup_jobs")
+    assert total == Decimal("0.0003") * CLIENTS * PER_CLIENT
+    assert await db.fetchval("SELECT count(*) FROM ledger_entries") == CLIENTS * PER_CLIENT
+    commits = (
+        await db.fetchval(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        )
+        - commits_before
+    )
+    # One commit per event would be 576 ingest transactions (plus reads); grouping needs
+    # far fewer. The bound is loose: the machine decides how many wait together.
+    assert commits < len(flat), commits

@@ -1,0 +1,72 @@
+"""The group writer answers each request from the commit that held its event."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import pytest
+
+from service.group_commit import GroupWriter
+from service.ingest.models import UsageEvent
+from service.record import ACCEPTED, BatchOutcome, EventOutcome
+
+
+def event(event_id: str) -> UsageEvent:
+    return UsageEvent(
+        id=event_id,
+        occurred_at=datetime(2026, 11, 1, tzinfo=UTC),
+        job_id="job",
+        agent="ORACLE",
+        provider="stub",
+        model="google/gemini-3.0-flash",
+        input_tokens=1,
+        cached_input_tokens=0,
+        cache_write_tokens=0,
+        output_tokens=1,
+        reasoning_tokens=0,
+        provider_cost_usd=None,
+        status="ok",
+        attributes=None,
+    )
+
+
+async def test_concurrent_events_share_a_commit_and_each_gets_its_own_answer() -> None:
+    groups: list[list[str]] = []
+
+    async def record(events: Sequence[UsageEvent]) -> BatchOutcome:
+        groups.append([e.id for e in events])
+        await asyncio.sleep(0.01)  # a commit takes a while; others queue meanwhile
+        return BatchOutcome([EventOutcome(e.id, ACCEPTED) for e in events])
+
+    writer = GroupWriter(record)
+    writer.start()
+    answers = await asyncio.gather(*(writer.submit(event(f"e{i}")) for i in range(50)))
+    await writer.stop()
+
+    assert [a.id for a in answers] == [f"e{i}" for i in range(50)]
+    assert sorted(i for g in groups for i in g) == sorted(f"e{i}" for i in range(50))
+    # All 50 were waiting when the writer looked: one commit holds them all.
+    assert groups == [[f"e{i}" for i in range(50)]]
+
+
+async def test_a_failed_commit_fails_every_request_in_it_and_the_writer_goes_on() -> None:
+    calls = 0
+
+    async def record(events: Sequence[UsageEvent]) -> BatchOutcome:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionError("database went away")
+        return BatchOutcome([EventOutcome(e.id, ACCEPTED) for e in events])
+
+    writer = GroupWriter(record)
+    writer.start()
+    first = asyncio.ensure_future(writer.submit(event("a")))
+    await asyncio.sleep(0)  # "a" is taken alone into the commit that will fail
+    rest = [asyncio.ensure_future(writer.submit(event(i))) for i in ("b", "c")]
+    with pytest.raises(ConnectionError):
+        await first
+    assert [(await r).status for r in rest] == [ACCEPTED, ACCEPTED]
+    await writer.stop()

@@ -1,0 +1,141 @@
+"""Invoice money rules and forms, without a database: rounding, canonical JSON, CSV."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from decimal import Decimal
+from typing import Any
+
+from service.invoices.models import cents_text, decimal_text, round_total
+from service.invoices.render import canonical_json, digest_of, to_csv
+from service.invoices.service import verify_document
+
+D = Decimal
+
+
+def test_the_total_rounds_half_up_away_from_zero_and_only_at_the_half() -> None:
+    assert round_total(D("0.125")) == D("0.13")  # half even would give 0.12
+    assert round_total(D("0.135")) == D("0.14")
+    assert round_total(D("0.1249999999")) == D("0.12")
+    assert round_total(D("-0.125")) == D("-0.13")  # a credit rounds like a charge
+    assert round_total(D("2.675")) == D("2.68")  # float round() gives 2.67
+
+
+def test_a_total_that_rounds_to_nothing_is_zero_not_minus_zero() -> None:
+    assert cents_text(round_total(D("-0.001"))) == "0.00"
+    assert cents_text(round_total(D("0.004"))) == "0.00"
+    assert cents_text(D("1")) == "1.00"
+
+
+def test_money_text_is_plain_decimal_at_full_precision() -> None:
+    assert decimal_text(D("1E-7")) == "0.0000001"
+    assert decimal_text(D("0.0581200")) == "0.05812"
+    assert decimal_text(D("-0.00")) == "0"
+    assert decimal_text(D("120")) == "120"
+
+
+def test_canonical_json_sorts_keys_has_no_whitespace_and_keeps_unicode() -> None:
+    text = canonical_json({"b": "0.10", "a": [1, {"d": None, "c": "→"}]})
+    assert text == '{"a":[1,{"c":"→","d":null}],"b":"0.10"}'
+
+
+def document() -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "number": "LUC-2026-000007",
+        "job_id": '=HYPERLINK("x")',
+        "currency": "USD",
+        "lines": [
+            {
+                "agent": "@agent",
+                "model": "m/one",
+                "provider": "p",
+                "catalog_version": 1,
+                "tier": "fast",
+                "events": 2,
+                "input_tokens": 10,
+                "cached_input_tokens": 0,
+                "cache_write_tokens": 0,
+                "output_tokens": 5,
+                "reasoning_tokens": 0,
+                "unit_prices": {
+                    "input": "0.1",
+                    "output": "0.4",
+                    "cache_read": "0.1",
+                    "cache_write": "0.1",
+                    "reasoning": "0.4",
+                    "per_request": "0",
+                },
+                "amount_usd": "0.1",
+            },
+            {
+                "agent": "b",
+                "model": "m/two",
+                "provider": "p",
+                "catalog_version": 2,
+                "tier": None,
+                "events": 1,
+                "input_tokens": 1,
+                "cached_input_tokens": 0,
+                "cache_write_tokens": 0,
+                "output_tokens": 1,
+                "reasoning_tokens": 0,
+                "unit_prices": {
+                    "input": "1",
+                    "output": "1",
+                    "cache_read": "1",
+                    "cache_write": "1",
+                    "reasoning": "1",
+                    "per_request": "0",
+                },
+                "amount_usd": "0.025",
+            },
+        ],
+        "events": 3,
+        "subtotal_usd": "0.125",
+        "rounding_rule": "half up",
+        "rounding_usd": "0.005",
+        "total_usd": "0.13",
+        "unpriced_events": 2,
+    }
+    text = canonical_json(body)
+    return {**body, "digest": hashlib.sha256(text.encode()).hexdigest()}
+
+
+def test_an_untouched_document_verifies_and_any_change_does_not() -> None:
+    good = document()
+    assert digest_of(good) == good["digest"]
+    assert verify_document(good).ok
+
+    changed = document()
+    changed["lines"][1]["input_tokens"] = 2
+    result = verify_document(changed)
+    assert not result.ok and "digest mismatch" in result.problems[0]
+
+
+def test_a_document_whose_arithmetic_is_wrong_fails_even_with_a_matching_digest() -> None:
+    bad = document()
+    bad["total_usd"] = "0.12"  # half even, not the stated rule
+    bad["rounding_usd"] = "-0.005"
+    bad["digest"] = digest_of(bad)
+    result = verify_document(bad)
+    assert result.problems == ["the total is not the subtotal rounded by the stated rule"]
+
+
+def test_the_csv_rows_sum_to_the_subtotal_and_text_cannot_become_a_formula() -> None:
+    rows = list(csv.DictReader(io.StringIO(to_csv(document()))))
+    assert [r["row"] for r in rows] == [
+        "line",
+        "line",
+        "subtotal",
+        "rounding",
+        "total",
+        "not_billed",
+    ]
+    lines = [r for r in rows if r["row"] == "line"]
+    assert sum(D(r["amount_usd"]) for r in lines) == D(rows[2]["amount_usd"]) == D("0.125")
+    assert rows[4]["amount_usd"] == "0.13"
+    assert lines[0]["agent"] == "'@agent"
+    assert lines[0]["job_id"] == '\'=HYPERLINK("x")'
+    assert lines[1]["tier"] == ""
