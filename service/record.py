@@ -18,6 +18,7 @@ from service.ingest.models import Rejection, UsageEvent, differing_fields
 from service.ingest.service import insert_new_events, stored_events
 from service.ledger.rerate import lock_repricing
 from service.ledger.service import append_entries, charge_for
+from service.pricing.catalog import Catalog
 from service.rollups.service import apply_entries as apply_to_rollups
 
 ACCEPTED = "accepted"
@@ -100,6 +101,27 @@ def _compare(event: UsageEvent, first: UsageEvent, where: str) -> EventOutcome:
         CONFLICT,
         f"id already recorded by {where} with different {', '.join(differs)}; the first is kept",
     )
+
+
+def price_only(catalog: Catalog, items: Sequence[UsageEvent | Rejection]) -> BatchOutcome:
+    """What ``record_batch`` answers, without the database: ``LUC_INGEST_PERSIST=0``.
+
+    A benchmarking switch (issue 9's B2 reference): every event is validated (already) and
+    priced as ingest prices it, but nothing is stored, so an id sent twice in two requests
+    is accepted twice. Repeats inside the batch are still told apart.
+    """
+    first_by_id: dict[str, UsageEvent] = {}
+    outcomes = []
+    for item in items:
+        if isinstance(item, Rejection):
+            outcomes.append(EventOutcome(item.id, REJECTED, item.reason))
+        elif (first := first_by_id.get(item.id)) is not None:
+            outcomes.append(_compare(item, first, "an earlier event of this batch"))
+        else:
+            first_by_id[item.id] = item
+            charge_for(item, catalog.quote(item.model, item.occurred_at))
+            outcomes.append(EventOutcome(item.id, ACCEPTED))
+    return BatchOutcome(outcomes)
 
 
 def rejected_only(items: Sequence[UsageEvent | Rejection]) -> BatchOutcome:

@@ -293,7 +293,8 @@ class CatalogController(Controller):
         self, luc: NamedDependency[Resources], data: JSONBody[VersionIn]
     ) -> VersionOut:
         effective_from = parse_instant("effective_from", data.effective_from)
-        assert effective_from is not None
+        if effective_from is None:
+            raise InvalidRequestError("effective_from: give an RFC 3339 timestamp with offset")
         catalog = await _catalog(luc)
         parent = _version(catalog, data.parent) if data.parent is not None else None
         new = derive_version(

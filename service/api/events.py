@@ -25,6 +25,7 @@ from service.record import (
     DUPLICATE,
     REJECTED,
     BatchOutcome,
+    price_only,
     record_batch,
     rejected_only,
 )
@@ -125,6 +126,11 @@ async def record_events(luc: Resources, items: Sequence[UsageEvent | Rejection])
     started = time.perf_counter()
     if not any(isinstance(i, UsageEvent) for i in items):
         outcome = rejected_only(items)  # nothing to store: answers even with the database down
+    elif not luc.settings.ingest.persist:  # a benchmark's reference (B2): nothing is stored
+        catalog = luc.catalog_cache.loaded
+        if catalog is None:
+            catalog = await on_connection(luc.pool, luc.catalog_cache.get)
+        outcome = price_only(catalog, items)
     else:
         outcome = await on_connection(
             luc.pool, lambda conn: record_batch(conn, luc.catalog_cache, items)

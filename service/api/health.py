@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from litestar import Response, get
 from litestar.di import NamedDependency, Provide
+from litestar.openapi import ResponseSpec
 
 from service.api.deps import Resources, provide_resources
 from service.api.schemas import Health
@@ -23,6 +24,7 @@ async def healthz() -> Health:
     tags=["health"],
     opt=PUBLIC,
     dependencies={"luc": Provide(provide_resources)},
+    responses={503: ResponseSpec(Health, description="PostgreSQL cannot be reached")},
 )
 async def readyz(luc: NamedDependency[Resources]) -> Response[Health]:
     try:

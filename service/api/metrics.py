@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from litestar import Response, get
+from litestar import MediaType, Response, get
 from litestar.di import NamedDependency, Provide
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -10,6 +10,9 @@ from service.api.deps import Resources, provide_resources
 from service.auth.guard import READ
 from service.db import CONNECTION_ERRORS
 from service.metrics.ledger import LedgerSnapshot, read_snapshot
+
+# Litestar appends "; charset=utf-8" to text/* types itself; CONTENT_TYPE_LATEST has it.
+EXPOSITION_TYPE = CONTENT_TYPE_LATEST.replace("; charset=utf-8", "")
 
 
 @get(
@@ -20,6 +23,7 @@ from service.metrics.ledger import LedgerSnapshot, read_snapshot
     dependencies={"luc": Provide(provide_resources)},
     include_in_schema=True,
     opt={**READ, "metrics": True},
+    media_type=MediaType.TEXT,
 )
 async def metrics(luc: NamedDependency[Resources]) -> Response[bytes]:
     try:
@@ -27,4 +31,4 @@ async def metrics(luc: NamedDependency[Resources]) -> Response[bytes]:
             snapshot = await read_snapshot(conn)
     except CONNECTION_ERRORS:
         snapshot = LedgerSnapshot(database_up=False)  # still serve this process's series
-    return Response(luc.metrics.render(snapshot), media_type=CONTENT_TYPE_LATEST)
+    return Response(luc.metrics.render(snapshot), media_type=EXPOSITION_TYPE)

@@ -222,6 +222,12 @@ class CatalogCache:
             self._stamp = stamp
         return self._catalog
 
+    @property
+    def loaded(self) -> Catalog | None:
+        """The catalog as last loaded, without asking the database; None before the first
+        load. Only ``LUC_INGEST_PERSIST=0`` (a benchmark) prices against it as it is."""
+        return None if self._stamp == (0, None) else self._catalog
+
 
 def parse_catalog_document(doc: dict[str, Any]) -> NewCatalogVersion:
     """A catalog in the AIMS file shape (``aims-v1.json``) as a new version."""

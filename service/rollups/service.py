@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
+from typing import Any
 
 from service.db import Connection
 from service.errors import InvalidRequestError
@@ -139,6 +141,66 @@ USAGE_GROUPS = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class _UsageRollup:
+    """A rollup that answers a usage query exactly when the query asks only for its keys,
+    filters only on them, and (per-day rollups only) bounds time on UTC midnights."""
+
+    table: str
+    keys: dict[str, str]
+    """usage key → the rollup's column"""
+    daily: bool
+
+
+# Tried in order; a query none of them can answer exactly is summed from the ledger.
+_USAGE_ROLLUPS = (
+    _UsageRollup("rollup_agent_days", {"agent": "agent", "day": "day"}, daily=True),
+    _UsageRollup("rollup_model_days", {"model": "model", "day": "day"}, daily=True),
+    _UsageRollup(
+        "rollup_usage",
+        {"agent": "agent", "model": "model", "provider": "provider", "tier": "tier"},
+        daily=False,
+    ),
+)
+
+
+def _usage_from_rollup(
+    keys: Sequence[str],
+    start: datetime | None,
+    end: datetime | None,
+    filters: dict[str, str | None],
+) -> tuple[str, str, list[object]] | None:
+    """(table, WHERE clause, parameters) of the first rollup that answers exactly, or None.
+
+    A per-day rollup is exact on [start, end) when both bounds are UTC midnights (or open),
+    since an entry's billing_day is the UTC date of its occurred_at; ``rollup_usage`` holds
+    no time, so it answers only unbounded queries.
+    """
+    wanted = {k for k, v in filters.items() if v is not None} | set(keys)
+    for rollup in _USAGE_ROLLUPS:
+        if not wanted <= rollup.keys.keys():
+            continue
+        conditions: list[str] = []
+        params: list[object] = []
+        if rollup.daily:
+            try:
+                first_day, end_day = _midnight(start), _midnight(end)
+            except ValueError:
+                continue
+            for op, day in ((">=", first_day), ("<", end_day)):
+                if day is not None:
+                    params.append(day)
+                    conditions.append(f"day {op} ${len(params)}")
+        elif start is not None or end is not None:
+            continue
+        for key, value in filters.items():
+            if value is not None:
+                params.append(value)
+                conditions.append(f"{rollup.keys[key]} = ${len(params)}::text")
+        return rollup.table, " AND ".join(conditions) or "true", params
+    return None
+
+
 async def usage(
     conn: Connection,
     *,
@@ -149,14 +211,68 @@ async def usage(
     model: str | None,
     job_id: str | None,
     provider: str | None,
+    use_rollups: bool = True,
 ) -> list[UsageRow]:
-    """Totals over the ledger, grouped by any of ``USAGE_GROUPS``, within [start, end)."""
+    """Totals over the ledger, grouped by any of ``USAGE_GROUPS``, within [start, end).
+
+    Served from a rollup when one answers exactly (``_usage_from_rollup``), so the common
+    queries never scan the ledger; otherwise summed from the ledger. Both give the same
+    rows, to the last digit; ``use_rollups=False`` forces the ledger (tests compare them).
+    """
     unknown = [g for g in group_by if g not in USAGE_GROUPS]
     if unknown:
         raise InvalidRequestError(
             f"group_by: unknown key {unknown[0]!r}; choose from {', '.join(USAGE_GROUPS)}"
         )
     keys = list(dict.fromkeys(group_by))
+    filters = {"agent": agent, "model": model, "job_id": job_id, "provider": provider}
+    plan = _usage_from_rollup(keys, start, end, filters) if use_rollups else None
+    if plan is not None:
+        table, where, params = plan
+        # Only whitelisted identifiers are interpolated; every value is a parameter. The
+        # rollups name their key columns as the usage keys.
+        sql = f"""
+            SELECT {"".join(f"{k}, " for k in keys)}
+                   COALESCE(sum(cost_usd), 0) AS cost_usd,
+                   COALESCE(sum(provider_cost_usd), 0) AS provider_cost_usd,
+                   COALESCE(sum(events), 0) AS events,
+                   COALESCE(sum(unpriced_events), 0) AS unpriced_events,
+                   COALESCE(sum(input_tokens), 0) AS input_tokens,
+                   COALESCE(sum(cached_input_tokens), 0) AS cached_input_tokens,
+                   COALESCE(sum(cache_write_tokens), 0) AS cache_write_tokens,
+                   COALESCE(sum(output_tokens), 0) AS output_tokens,
+                   COALESCE(sum(reasoning_tokens), 0) AS reasoning_tokens,
+                   min(first_event_at) AS first_event_at, max(last_event_at) AS last_event_at
+            FROM {table}
+            WHERE {where}
+            {f"GROUP BY {', '.join(keys)} ORDER BY {', '.join(keys)}" if keys else ""}
+        """
+        rows = await conn.fetch(sql, *params)
+    else:
+        rows = await _usage_from_ledger(conn, keys, start, end, filters)
+    result = []
+    for r in rows:
+        if keys and not r["events"] and r["cost_usd"] == 0:
+            continue  # a group whose entries cancel out entirely (fully re-rated away)
+        if not keys and r["first_event_at"] is None:
+            continue
+        result.append(
+            UsageRow(
+                keys={k: r[k].isoformat() if isinstance(r[k], date) else r[k] for k in keys},
+                totals=Totals.from_row(r),
+            )
+        )
+    return result
+
+
+async def _usage_from_ledger(
+    conn: Connection,
+    keys: Sequence[str],
+    start: datetime | None,
+    end: datetime | None,
+    filters: dict[str, str | None],
+) -> list[Any]:
+    """The usage query summed from the ledger entries themselves: any keys, any range."""
     select_keys = "".join(f"{USAGE_GROUPS[k]} AS {k}, " for k in keys)
     group = f"GROUP BY {', '.join(USAGE_GROUPS[k] for k in keys)}" if keys else ""
     order = f"ORDER BY {', '.join(USAGE_GROUPS[k] for k in keys)}" if keys else ""
@@ -183,17 +299,14 @@ async def usage(
         {group}
         {order}
     """
-    rows = await conn.fetch(sql, start, end, agent, model, job_id, provider)
-    result = []
-    for r in rows:
-        if keys and not r["events"] and r["cost_usd"] == 0:
-            continue  # a group whose entries cancel out entirely (fully re-rated away)
-        if not keys and r["first_event_at"] is None:
-            continue
-        result.append(
-            UsageRow(
-                keys={k: r[k].isoformat() if isinstance(r[k], date) else r[k] for k in keys},
-                totals=Totals.from_row(r),
-            )
+    return list(
+        await conn.fetch(
+            sql,
+            start,
+            end,
+            filters["agent"],
+            filters["model"],
+            filters["job_id"],
+            filters["provider"],
         )
-    return result
+    )

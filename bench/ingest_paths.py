@@ -1,0 +1,433 @@
+"""Every ingest path against its reference, measured in the same run (issue 9 §3, §4).
+
+``python -m bench.ingest_paths`` (part of ``make bench``) starts a scratch PostgreSQL, one
+``luc serve`` that stores events and one started with ``LUC_INGEST_PERSIST=0`` (validates,
+prices and answers, stores nothing), and drives both over loopback from this process:
+
+- B3: ``GET /healthz`` at one connection, the floor under every latency below;
+- B1 (``COPY`` of the identical ledger rows, as ``bench.ingest`` measures it) and B2 (the
+  same batches to the server that stores nothing), then batch ingest with keys spread as
+  in real traffic, and (c) the same with every event on one job and one agent (hot rows);
+- (b) single events (``POST /v1/events``, group commit) at 1, 8 and 64 clients beside B2 at
+  the same concurrency, then paced at half the saturated rate for the latency target;
+- a run where a tenth of every batch replays events already stored (same content: each
+  must come back ``duplicate``).
+
+After the batch runs and again after the replays it checks in SQL that every rollup equals
+the sum of its ledger entries (EXCEPT both ways) and that each stored event has exactly one
+charge; the exit status is non-zero when not. It prints markdown tables and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from bench.harness import BenchDatabase, CpuMeter, LucServer, machine, print_table, scratch_database
+from bench.ingest import CREATE_REFERENCE_TABLES, Batch, _checkpoint, copy_batches, make_batches
+from bench.loadgen import Answer, Call, Run, closed_loop, expect_status, paced
+from bench.metrics import CHECKS
+from service.catalog.service import load_catalog
+from service.db import connect
+
+DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "ingest_paths.json"
+HOT_JOB, HOT_AGENT = "job-hot", "ACHEEVY"
+REPLAY_SHARE = 0.10
+
+# Issue 9 §4.
+TARGET_BATCH_OVER_B1 = 0.5
+TARGET_SINGLE_OVER_B2 = 0.6
+TARGET_SINGLE_P99_MS = 5.0
+TARGET_HOT_OVER_SPREAD = 0.9
+TARGET_HOT_P99_OVER_SPREAD = 2.0
+
+
+class BatchAnswer(msgspec.Struct):
+    accepted: int
+    duplicates: int
+    conflicts: int
+    rejected: int
+
+
+_answer = msgspec.json.Decoder(BatchAnswer)
+
+
+def expect_batch(duplicate_share: float = 0.0) -> Any:
+    """Every event accepted, or exactly the replayed share answered ``duplicate``."""
+
+    def check(call: Call, response: Answer) -> None:
+        if response.status_code != 200:
+            raise RuntimeError(f"batch: {response.status_code} {response.text[:300]}")
+        answer = _answer.decode(response.content)
+        duplicates = round(call.events * duplicate_share)
+        if (answer.accepted, answer.duplicates) != (call.events - duplicates, duplicates):
+            raise RuntimeError(f"batch of {call.events}: unexpected answer {answer}")
+
+    return check
+
+
+# Workload ---------------------------------------------------------------------------------
+
+
+def _events(batch: Batch) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = msgspec.json.decode(batch.body)["events"]
+    return events
+
+
+def batch_calls(bodies: Sequence[list[dict[str, Any]]]) -> list[Call]:
+    return [
+        Call("POST", "/v1/events/batch", msgspec.json.encode({"events": b}), len(b)) for b in bodies
+    ]
+
+
+def hot(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The same events, all on one job and one agent: every batch upserts the same rows."""
+    return [{**e, "job_id": HOT_JOB, "agent": HOT_AGENT} for e in events]
+
+
+def with_replays(
+    fresh: list[dict[str, Any]], stored: Sequence[dict[str, Any]], offset: int
+) -> list[dict[str, Any]]:
+    """``fresh`` with its first tenth swapped for events already stored (identical)."""
+    count = round(len(fresh) * REPLAY_SHARE)
+    replays = [stored[(offset + i) % len(stored)] for i in range(count)]
+    return replays + fresh[count:]
+
+
+# Runs -------------------------------------------------------------------------------------
+
+
+async def copy_run(db: BenchDatabase, batches: Sequence[Batch], senders: int) -> Run:
+    """B1: COPY the identical ledger rows, one transaction per batch (``bench.ingest``)."""
+    meter = CpuMeter(None, db.postmaster_pid)
+    seconds = await copy_batches(db.url, batches, senders, "copy_ledger", meter)
+    events = sum(len(b.ledger_rows) for b in batches)
+    run = Run("B1 COPY ledger rows", senders, len(batches), events, seconds)
+    # The Python that does the work of a COPY is this process.
+    run.cpu = {"server": meter.client, "postgres": meter.postgres, "client": meter.client}
+    return run
+
+
+async def check_ledger(url: str, events_stored: int) -> dict[str, Any]:
+    """Every rollup equals its ledger entries exactly; one charge per stored event."""
+    conn = await connect(url)
+    try:
+        mismatches = {name: int(await conn.fetchval(sql)) for name, sql in CHECKS.items()}
+        stored = int(await conn.fetchval("SELECT count(*) FROM usage_events"))
+        charges = int(await conn.fetchval("SELECT count(*) FROM ledger_entries"))
+    finally:
+        await conn.close()
+    ok = not any(mismatches.values()) and stored == charges == events_stored
+    return {
+        "ok": ok,
+        "mismatched_rows": mismatches,
+        "events_expected": events_stored,
+        "events_stored": stored,
+        "ledger_entries": charges,
+    }
+
+
+async def run_all(
+    db: BenchDatabase, server: LucServer, dry: LucServer, args: argparse.Namespace
+) -> dict[str, Any]:
+    conn = await connect(db.url)
+    try:
+        await conn.execute(CREATE_REFERENCE_TABLES)
+        catalog = await load_catalog(conn)
+    finally:
+        await conn.close()
+    headers = db.auth_headers
+    stored: list[dict[str, Any]] = []  # every event the storing server has accepted
+    runs: dict[str, list[Run]] = {"floor": [], "batch": [], "single": [], "replay": []}
+    checks: dict[str, Any] = {}
+    seed = args.seed * 1000
+
+    def meter(target: LucServer) -> CpuMeter:
+        return CpuMeter(target.pid, db.postmaster_pid)
+
+    def show(run: Run, extra: str = "") -> None:
+        print(
+            f"  {run.name:<34} ×{run.concurrency:<3} {run.per_s:>10,.0f}/s  "
+            f"p50 {run.ms(0.5):7.2f} ms  p99 {run.ms(0.99):7.2f} ms {extra}",
+            flush=True,
+        )
+
+    # Warm-up: plans, caches, connections, the catalog of the server that stores nothing.
+    warm = make_batches(catalog, 1, 1000, seed=seed)
+    await copy_batches(db.url, warm, 1, "copy_ledger", CpuMeter(None, None))
+    for target in (server, dry):
+        await closed_loop(
+            "warm-up", target.base_url, batch_calls([_events(warm[0])]), 1,
+            CpuMeter(None, None), expect_batch(), headers,
+        )  # fmt: skip
+    stored += _events(warm[0])
+
+    # B3: a no-op round trip at one connection.
+    noop = [Call("GET", "/healthz")] * args.noop_requests
+    runs["floor"].append(
+        await closed_loop("B3 GET /healthz (no-op)", server.base_url, noop, 1, meter(server),
+                          expect_status(200), headers)
+    )  # fmt: skip
+    show(runs["floor"][-1])
+
+    # Batches: B1, B2, spread keys, hot keys; per batch size and number of senders.
+    for size in args.batch_sizes:
+        for senders in args.senders:
+            seed += 1
+            count = max(2 * senders, args.batch_events // size)
+            spread = make_batches(catalog, count, size, seed=seed, first_batch=seed * count)
+            hot_bodies = [
+                hot(_events(b)) for b in make_batches(catalog, count, size, seed=seed + 500_000)
+            ]
+            bodies = [_events(b) for b in spread]
+            await _checkpoint(db.url)  # no dirty pages left from the run before
+            measured = [
+                await copy_run(db, spread, senders),
+                await closed_loop("B2 batch, persistence off", dry.base_url,
+                                  batch_calls(bodies), senders, meter(dry), expect_batch(),
+                                  headers),
+                await closed_loop("(a) batch, spread keys", server.base_url, batch_calls(bodies),
+                                  senders, meter(server), expect_batch(), headers),
+                await closed_loop("(c) batch, one job and agent (hot)", server.base_url,
+                                  batch_calls(hot_bodies), senders, meter(server),
+                                  expect_batch(), headers),
+            ]  # fmt: skip
+            for b in bodies:
+                stored += b
+            stored += [e for b in hot_bodies for e in b]
+            for run in measured:
+                run.name = f"{run.name} [{size:,}]"
+                runs["batch"].append(run)
+                show(run)
+    checks["after_batches"] = await check_ledger(db.url, len(stored))
+    print(f"  check after the batch runs: {'OK' if checks['after_batches']['ok'] else 'FAILED'}")
+
+    # Single events: B2 and group commit at each concurrency, then paced at half the best.
+    for clients in args.clients:
+        seed += 1
+        fresh = [e for b in make_batches(catalog, 1, args.single_events, seed=seed) for e in
+                 _events(b)]  # fmt: skip
+        calls = [Call("POST", "/v1/events", msgspec.json.encode(e), 1) for e in fresh]
+        await _checkpoint(db.url)
+        for target, name in ((dry, "B2 single, persistence off"), (server, "(b) single event")):
+            run = await closed_loop(name, target.base_url, calls, clients, meter(target),
+                                    expect_status(201), headers)  # fmt: skip
+            runs["single"].append(run)
+            show(run)
+        stored += fresh
+    best = max((r for r in runs["single"] if r.name.startswith("(b)")), key=lambda r: r.per_s)
+    seed += 1
+    fresh = [e for b in make_batches(catalog, 1, args.single_events, seed=seed) for e in
+             _events(b)]  # fmt: skip
+    calls = [Call("POST", "/v1/events", msgspec.json.encode(e), 1) for e in fresh]
+    half = await paced(
+        "(b) single event at half the best rate", server.base_url, calls, best.per_s / 2,
+        max(args.clients), meter(server), expect_status(201), headers,
+    )  # fmt: skip
+    stored += fresh
+    runs["single"].append(half)
+    show(half, f"(paced at {best.per_s / 2:,.0f}/s)")
+
+    # A tenth of every batch replays stored events: duplicates, counted once.
+    seed += 1
+    size = min(args.batch_sizes)
+    count = max(4, args.batch_events // size)
+    bodies = [
+        with_replays(_events(b), stored, i * size)
+        for i, b in enumerate(make_batches(catalog, count, size, seed=seed))
+    ]
+    replay = await closed_loop("batch with 10 % replayed duplicates", server.base_url,
+                               batch_calls(bodies), max(args.senders), meter(server),
+                               expect_batch(REPLAY_SHARE), headers)  # fmt: skip
+    replay.name = f"{replay.name} [{size:,}]"
+    runs["replay"].append(replay)
+    show(replay)
+    stored += [e for b in bodies for e in b[round(size * REPLAY_SHARE) :]]
+    checks["after_replays"] = await check_ledger(db.url, len(stored))
+    print(f"  check after the replays: {'OK' if checks['after_replays']['ok'] else 'FAILED'}")
+    return {"runs": runs, "checks": checks}
+
+
+# Report -----------------------------------------------------------------------------------
+
+
+def _f(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def _row(run: Run, ratio: float | None, over: str) -> list[str]:
+    return [
+        run.name,
+        str(run.concurrency),
+        f"{run.events or run.requests:,}",
+        f"{run.per_s:,.0f}",
+        _f(ratio, ".2f") + (f" × {over}" if ratio is not None else ""),
+        f"{run.ms(0.5):.2f}" if run.latencies else "–",
+        f"{run.ms(0.99):.2f}" if run.latencies else "–",
+        _f(run.per_core_s if run.events else None, ",.0f"),
+        _f(run.cpu_us("server") if run.events else None, ".1f"),
+        _f(run.cpu_us("postgres") if run.events else None, ".1f"),
+    ]
+
+
+def report(runs: dict[str, list[Run]]) -> dict[str, Any]:
+    """Print the table; return each ratio with its target."""
+    rows: list[list[str]] = []
+    verdicts: list[dict[str, Any]] = []
+
+    def verdict(what: str, value: float, target: float, most: bool = False) -> None:
+        met = value <= target if most else value >= target
+        verdicts.append(
+            {"what": what, "value": round(value, 3), "target": target, "at_most": most, "met": met}
+        )
+
+    noop = runs["floor"][0]
+    rows.append(_row(noop, None, ""))
+    batch = runs["batch"]
+    for i in range(0, len(batch), 4):
+        b1, b2, spread, hot_run = batch[i : i + 4]
+        key = f"{spread.name.split('[')[1].rstrip(']')} events, ×{spread.concurrency}"
+        rows.append(_row(b1, None, ""))
+        rows.append(_row(b2, b2.per_s / b1.per_s, "B1"))
+        rows.append(_row(spread, spread.per_s / b1.per_s, "B1"))
+        rows.append(_row(hot_run, hot_run.per_s / spread.per_s, "(a)"))
+        verdict(f"(a) batch / B1 ({key})", spread.per_s / b1.per_s, TARGET_BATCH_OVER_B1)
+        verdict(f"(c) hot / spread ({key})", hot_run.per_s / spread.per_s, TARGET_HOT_OVER_SPREAD)
+        verdict(
+            f"(c) hot p99 / spread p99 ({key})",
+            hot_run.ms(0.99) / spread.ms(0.99),
+            TARGET_HOT_P99_OVER_SPREAD,
+            most=True,
+        )
+    single = runs["single"]
+    for b2, one in zip(single[0:-1:2], single[1:-1:2], strict=True):
+        rows.append(_row(b2, None, ""))
+        rows.append(_row(one, one.per_s / b2.per_s, "B2"))
+        verdict(
+            f"(b) single / B2 (×{one.concurrency})", one.per_s / b2.per_s, TARGET_SINGLE_OVER_B2
+        )
+    half = single[-1]
+    rows.append(_row(half, None, ""))
+    verdict("(b) p99 ms at half the saturated rate", half.ms(0.99), TARGET_SINGLE_P99_MS, True)
+    for run in runs["replay"]:
+        rows.append(_row(run, None, ""))
+    print()
+    print_table(
+        ["run", "clients", "events", "events/s", "ratio", "p50 ms", "p99 ms",
+         "events/s per core", "Python CPU µs/event", "PostgreSQL CPU µs/event"],
+        rows,
+    )  # fmt: skip
+    print(
+        "(per core: events per CPU second of luc serve + PostgreSQL; Python CPU: luc serve, "
+        "or this process for a COPY; p50/p99: per request, a batch being one request)"
+    )
+    print(f"B3 no-op p99 at one connection: {noop.ms(0.99):.2f} ms")
+    print()
+    for v in verdicts:
+        bound = "at most" if v["at_most"] else "at least"
+        print(
+            f"{v['what']}: {v['value']:.2f} "
+            f"({'meets' if v['met'] else 'MISSES'} the target: {bound} {v['target']})"
+        )
+    return {"verdicts": verdicts, "noop_p99_ms": round(noop.ms(0.99), 3)}
+
+
+# Command line -----------------------------------------------------------------------------
+
+
+def _numbers(text: str) -> list[int]:
+    try:
+        values = [int(v.replace("_", "")) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers like 1,8,64, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("each number must be at least 1")
+    return values
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.ingest_paths",
+        description="Batch, hot-key, single-event and replayed ingest over HTTP beside their "
+        "references (COPY, the same server with persistence off, a no-op endpoint).",
+    )
+    parser.add_argument("--quick", action="store_true", help="a small run (about a minute)")
+    parser.add_argument("--batch-sizes", type=_numbers, default=[1000, 5000])
+    parser.add_argument("--senders", type=_numbers, default=[1, 2], help="batch senders")
+    parser.add_argument("--batch-events", type=int, default=40_000, help="events per batch run")
+    parser.add_argument("--clients", type=_numbers, default=[1, 8, 64], help="single-event")
+    parser.add_argument("--single-events", type=int, default=4000, help="per single run")
+    parser.add_argument("--noop-requests", type=int, default=3000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.batch_events = min(args.batch_events, 10_000)
+        args.single_events = min(args.single_events, 1000)
+        args.noop_requests = min(args.noop_requests, 1000)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    started_at = datetime.now(UTC)
+    print(
+        f"ingest paths: batches of {args.batch_sizes} × senders {args.senders}, "
+        f"single events at {args.clients} clients",
+        flush=True,
+    )
+    env = {
+        "LUC_MAX_BATCH_EVENTS": str(max(5000, *args.batch_sizes)),
+        "LUC_RATE_LIMIT_PER_SECOND": "0",  # a benchmark is not abuse
+    }
+    with tempfile.TemporaryDirectory(prefix="luc-bench-") as tmp, scratch_database() as db:
+        server = LucServer(db.url, Path(tmp) / "server.log", env=env)
+        dry = LucServer(db.url, Path(tmp) / "dry.log", env={**env, "LUC_INGEST_PERSIST": "0"})
+        server.start()
+        try:
+            dry.start()
+            result = asyncio.run(run_all(db, server, dry, args))
+        except BaseException:
+            print(server.log_tail(), dry.log_tail(), file=sys.stderr)
+            raise
+        finally:
+            dry.stop()
+            server.stop()
+        embedded = db.embedded
+
+    summary = report(result["runs"])
+    ok = all(c["ok"] for c in result["checks"].values())
+    print()
+    if ok:
+        print("check: every rollup equals the sum of its ledger entries after each run: OK")
+    else:
+        print(f"check FAILED: {json.dumps(result['checks'])}")
+    document = {
+        "benchmark": "ingest_paths",
+        "started_at": started_at.isoformat(),
+        "machine": machine(),
+        "config": {
+            **{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "database": "embedded" if embedded else "LUC_DATABASE_URL",
+        },
+        "runs": {group: [r.as_json() for r in rs] for group, rs in result["runs"].items()},
+        **summary,
+        "checks": result["checks"],
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(document, indent=2) + "\n")
+    print(f"results written to {args.json}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

