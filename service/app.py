@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -34,6 +35,7 @@ from service.auth.guard import rate_limit_identity, require_key
 from service.auth.keys import count_admin_keys
 from service.budgets.delivery import Dispatcher
 from service.catalog.service import CatalogCache, seed_catalog
+from service.client import Spool
 from service.db import create_pool, migrate, resolve_database_url
 from service.errors import LucError
 from service.gateway.chain import build_chain, upstream_client
@@ -96,14 +98,24 @@ def create_app(settings: Settings | None = None) -> Litestar:
         # (timeouts and limits in upstream_client); usage goes straight to the ledger.
         openrouter_http = upstream_client(settings.gateway.timeout_seconds)
         vertex_http = upstream_client(settings.gateway.timeout_seconds)
+        # Usage of proxied calls waits here while PostgreSQL is down; one file per
+        # database, so two ledgers on one machine never replay into each other.
+        spool = Spool(
+            settings.database.data_dir
+            / "spool"
+            / f"gateway-{hashlib.sha256(url.encode()).hexdigest()[:16]}.sqlite"
+        )
+        sink = RecordingSink(
+            pool,
+            resources.catalog_cache,
+            settings.ingest,
+            record=lambda items: record_events(resources, items),
+            spool=spool,
+        )
+        replay_task = asyncio.create_task(sink.run_replay(), name="luc-gateway-spool-replay")
         resources.gateway = Gateway(
             build_chain(settings, openrouter_http=openrouter_http, vertex_http=vertex_http),
-            RecordingSink(
-                pool,
-                resources.catalog_cache,
-                settings.ingest,
-                record=lambda items: record_events(resources, items),
-            ),
+            sink,
             database_catalog(pool, resources.catalog_cache),
             budgets=DatabaseBudgets(pool, settings.budgets.reservation_seconds),
             default_model=settings.gateway.default_model,
@@ -120,6 +132,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             # Streams still being read are metered before the pool closes.
             await resources.gateway.aclose(grace_seconds=settings.gateway.timeout_seconds)
             await resources.group_writer.stop()
+            replay_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await replay_task
+            await spool.close()
             await openrouter_http.aclose()
             await vertex_http.aclose()
             dispatcher.stop()

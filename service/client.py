@@ -102,6 +102,8 @@ class Spool:
         await self._run(self._add, rows)
 
     def _add(self, rows: Sequence[tuple[str, bytes]]) -> None:
+        if self._conn is None:
+            self._open()  # opened on first use: a spool that never fills leaves no file
         now = time.time()
         with self.conn:  # one transaction
             self.conn.execute("BEGIN")
@@ -116,6 +118,10 @@ class Spool:
         return result
 
     def _take(self, limit: int) -> list[tuple[int, str, bytes]]:
+        if self._conn is None:
+            if not self.path.exists():
+                return []
+            self._open()
         return self.conn.execute(
             "SELECT seq, event_id, body FROM pending ORDER BY seq LIMIT ?", (limit,)
         ).fetchall()

@@ -7,6 +7,7 @@ still hands each event to ``record_batch``, exactly as ``POST /v1/events`` does.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -17,8 +18,9 @@ import structlog
 
 from service.budgets.service import check_call
 from service.catalog.service import CatalogCache, aims_catalog
+from service.client import Spool
 from service.db import on_connection
-from service.errors import LucError
+from service.errors import DatabaseUnavailableError, LucError
 from service.gateway.models import BudgetVerdict
 from service.ingest.models import Rejection, UsageEvent, UsageEventIn
 from service.ingest.validate import check_event
@@ -41,11 +43,14 @@ class RecordingSink:
         catalog_cache: CatalogCache,
         ingest: IngestSettings,
         record: RecordFn | None = None,
+        spool: Spool | None = None,
     ) -> None:
         self.pool = pool
         self.catalog_cache = catalog_cache
         self.ingest = ingest
         self._record = record or self._record_batch
+        self.spool = spool
+        """Where usage waits while PostgreSQL is down; replayed by ``replay_spooled``."""
 
     async def _record_batch(self, items: Sequence[UsageEvent | Rejection]) -> BatchOutcome:
         return await on_connection(
@@ -60,13 +65,68 @@ class RecordingSink:
             return
         try:
             outcome = await self._record([checked])
+        except DatabaseUnavailableError as exc:
+            if self.spool is None:
+                log.error("usage_event_not_recorded", error=exc.message, event=body)
+                return
+            # The upstream call happened and was paid for: keep its usage on local disk
+            # until PostgreSQL is back (replay_spooled), like a remote gateway's emitter.
+            await self.spool.add([(checked.id, body.encode())])
+            log.warning("usage_event_spooled", event_id=checked.id, error=exc.message)
+            return
         except LucError as exc:
-            # PostgreSQL is down: LUC itself is. The log line holds the event to replay.
             log.error("usage_event_not_recorded", error=exc.message, event=body)
             return
         result = outcome.results[0]
         if result.status not in (ACCEPTED, DUPLICATE):
             log.error("usage_event_refused", status=result.status, reason=result.reason, event=body)
+
+    async def replay_spooled(self, limit: int = 500) -> int:
+        """Record what waits in the spool; returns how many events left it.
+
+        Raises ``DatabaseUnavailableError`` while PostgreSQL is still away.
+        """
+        if self.spool is None:
+            return 0
+        rows = await self.spool.take(limit)
+        if not rows:
+            return 0
+        now = datetime.now(UTC)
+        checked: list[tuple[int, str, bytes, UsageEvent | str]] = []
+        for seq, event_id, body in rows:
+            try:
+                wire = msgspec.json.decode(body, type=UsageEventIn)
+            except msgspec.MsgspecError as exc:
+                checked.append((seq, event_id, body, f"spooled event unreadable: {exc}"))
+                continue
+            checked.append((seq, event_id, body, check_event(wire, now, self.ingest)))
+        events = [c for _, _, _, c in checked if isinstance(c, UsageEvent)]
+        results = iter((await self._record(events)).results if events else [])
+        done: list[int] = []
+        aside: list[tuple[int, str, bytes, str, str | None]] = []
+        for seq, event_id, body, item in checked:
+            if isinstance(item, str):
+                aside.append((seq, event_id, body, "rejected", item))
+                continue
+            result = next(results)
+            if result.status in (ACCEPTED, DUPLICATE):
+                done.append(seq)
+            else:
+                aside.append((seq, event_id, body, result.status, result.reason))
+        await self.spool.settle(done, aside)
+        for _, event_id, _, status, reason in aside:
+            log.error("spooled_event_refused", event_id=event_id, status=status, reason=reason)
+        return len(rows)
+
+    async def run_replay(self, every_seconds: float = 2.0) -> None:
+        """Replay the spool until cancelled; quiet while PostgreSQL stays away."""
+        while True:
+            try:
+                while await self.replay_spooled():
+                    pass
+            except DatabaseUnavailableError:
+                pass
+            await asyncio.sleep(every_seconds)
 
 
 class DatabaseBudgets:
