@@ -40,8 +40,10 @@ format: $(INSTALLED) ## Apply ruff's formatting and safe fixes
 typecheck: $(INSTALLED) ## mypy --strict on service/
 	$(BIN)/mypy
 
-bench: $(INSTALLED) ## Ingest against raw COPY; /metrics with 100 and 100,000 jobs
+bench: $(INSTALLED) ## Ingest vs COPY, ingest paths, reads at 10k and 10M rows, /metrics (long)
 	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.ingest_paths
+	$(BIN)/python -m bench.reads --ledger-rows 10000000
 	$(BIN)/python -m bench.metrics
 
 clean: ## Remove .venv and caches (not your data)

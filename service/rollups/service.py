@@ -164,7 +164,7 @@ _USAGE_ROLLUPS = (
 )
 
 
-def _usage_from_rollup(
+def usage_rollup_plan(
     keys: Sequence[str],
     start: datetime | None,
     end: datetime | None,
@@ -215,7 +215,7 @@ async def usage(
 ) -> list[UsageRow]:
     """Totals over the ledger, grouped by any of ``USAGE_GROUPS``, within [start, end).
 
-    Served from a rollup when one answers exactly (``_usage_from_rollup``), so the common
+    Served from a rollup when one answers exactly (``usage_rollup_plan``), so the common
     queries never scan the ledger; otherwise summed from the ledger. Both give the same
     rows, to the last digit; ``use_rollups=False`` forces the ledger (tests compare them).
     """
@@ -226,7 +226,7 @@ async def usage(
         )
     keys = list(dict.fromkeys(group_by))
     filters = {"agent": agent, "model": model, "job_id": job_id, "provider": provider}
-    plan = _usage_from_rollup(keys, start, end, filters) if use_rollups else None
+    plan = usage_rollup_plan(keys, start, end, filters) if use_rollups else None
     if plan is not None:
         table, where, params = plan
         # Only whitelisted identifiers are interpolated; every value is a parameter. The
