@@ -72,8 +72,8 @@ WITH models AS (
     CROSS JOIN generate_series(0, $3::int - 1) AS k
     CROSS JOIN models AS m
     CROSS JOIN LATERAL (
-        SELECT now() - ((j * 7919 + k * 104729) % 2592000) * interval '1 second' AS t,
-               (1000 + (j * 7919 + k * 31) % 50000)::bigint AS input_tokens,
+        SELECT now() - ((j::bigint * 7919 + k * 104729) % 2592000) * interval '1 second' AS t,
+               (1000 + (j::bigint * 7919 + k * 31) % 50000)::bigint AS input_tokens,
                (100 + (j * 131 + k * 17) % 4000)::bigint AS output_tokens
     ) AS v
     RETURNING *
