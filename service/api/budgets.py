@@ -394,9 +394,4 @@ class AlertsController(Controller):
 
 
 async def _alerts_by_id(conn: Connection, alert_id: str) -> list[Alert]:
-    try:
-        return await list_alerts(conn, alert_id=alert_id)
-    except Exception as exc:  # a malformed uuid
-        if type(exc).__name__ == "DataError":
-            return []
-        raise
+    return await list_alerts(conn, alert_id=alert_id)

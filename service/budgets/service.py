@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import uuid
 from base64 import b64encode
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -271,6 +272,12 @@ def _alert(r: Any) -> Alert:
 async def list_alerts(
     conn: Connection, budget_id: int | None = None, alert_id: str | None = None, limit: int = 1000
 ) -> list[Alert]:
+    """Alerts, oldest first; an ``alert_id`` that is no UUID names no alert."""
+    if alert_id is not None:
+        try:
+            uuid.UUID(alert_id)
+        except ValueError:
+            return []
     return [_alert(r) for r in await conn.fetch(queries.SELECT_ALERTS, budget_id, alert_id, limit)]
 
 
