@@ -38,6 +38,7 @@ from typing import Any
 from bench.harness import BenchDatabase, CpuMeter, LucServer, machine, print_table, scratch_database
 from bench.loadgen import Call, Run, closed_loop, expect_status
 from bench.metrics import CHECKS, LOAD_CHUNK
+from service.auth.keys import create_key
 from service.db import connect
 from service.rollups.queries import UPSERTS_IN_LOCK_ORDER
 
@@ -120,8 +121,6 @@ async def load(ledger: Ledger, parallel: int = 2) -> None:
         with contextlib.suppress(Exception):
             await conns[0].execute("CHECKPOINT")
         ledger.timings["vacuum_s"] = time.perf_counter() - started
-
-        from service.auth.keys import create_key
 
         _, ledger.read_key = await create_key(conns[0], "bench-reader", "read")
     finally:

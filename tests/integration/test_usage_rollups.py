@@ -1,0 +1,160 @@
+"""``GET /v1/usage`` answers from a rollup when one holds the answer exactly, and its rows
+are the very rows that summing the ledger gives, to the last digit.
+
+Three UTC days of events from three agents on four models, one event a second before
+midnight and one on it, a model no catalog knows (kept unpriced), one sent by an alias
+that a later version brings (re-rated: a reversal and a re-booking, so a model × day row
+of the alias is left at zero), and a replay (counted once). Every query below runs both
+ways: through the rollup it is planned on, and forced onto the ledger.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from service.rollups.models import UsageRow
+from service.rollups.service import usage, usage_rollup_plan
+
+
+def ev(
+    event_id: str, at: str, agent: str, provider: str, model: str, inp: int, out: int, **more: Any
+) -> dict[str, Any]:
+    return {
+        "id": event_id,
+        "occurred_at": at,
+        "job_id": "job-a" if agent != "ByteRover" else "job-b",
+        "agent": agent,
+        "provider": provider,
+        "model": model,
+        "input_tokens": inp,
+        "output_tokens": out,
+        **more,
+    }
+
+
+EVENTS = [
+    # 10,000 × 3 + 1,000 × 15 = 45,000 per 1M
+    ev("r1", "2026-10-10T09:00:00Z", "ACHEEVY", "openrouter", "anthropic/claude-sonnet-4.5",
+       10_000, 1_000, provider_cost_usd="0.045"),
+    # 20,000 × 0.10 (cache reads at the input price) + 2,000 × 0.40 = 2,800 per 1M
+    ev("r2", "2026-10-10T23:59:59Z", "ORACLE", "vertex", "gemini-3.0-flash", 20_000, 2_000,
+       cached_input_tokens=5_000),
+    # 10,000 × 0.10 + 1,000 × 0.40 = 1,400 per 1M; on midnight: the 11th
+    ev("r3", "2026-10-11T00:00:00Z", "ORACLE", "vertex", "google/gemini-3.0-flash", 10_000, 1_000),
+    # unpriced until version 2: then 30,000 × 0.50 + 2,000 × 1.50 = 18,000 per 1M
+    ev("r4", "2026-10-11T12:00:00Z", "ACHEEVY", "openrouter", "mistral-large", 30_000, 2_000),
+    # 100,000 × 0.10 + 10,000 × 0.10 = 11,000 per 1M
+    ev("r5", "2026-10-12T08:00:00Z", "ByteRover", "openrouter",
+       "meta-llama/llama-3.3-70b-instruct", 100_000, 10_000, provider_cost_usd="0.0111"),
+    # 4,000 × 0.80 + 500 × 4 = 5,200 per 1M
+    ev("r6", "2026-10-12T09:00:00Z", "ACHEEVY", "openrouter", "anthropic/claude-haiku-4.5",
+       4_000, 500),
+    ev("r7", "2026-10-12T10:00:00Z", "ByteRover", "stub", "acme/never-priced", 1_000, 100),
+]  # fmt: skip
+
+MISTRAL = {
+    "id": "mistralai/mistral-large-2512",
+    "name": "Mistral Large 3",
+    "tier": "standard",
+    "input": "0.50",
+    "output": "1.50",
+}
+
+OCT_10, OCT_11, OCT_12, OCT_13 = (f"2026-10-{d}T00:00:00Z" for d in (10, 11, 12, 13))
+
+# (group_by, from, to, filters, where the answer comes from)
+QUERIES: list[tuple[list[str], str | None, str | None, dict[str, str], str]] = [
+    ([], None, None, {}, "rollup_agent_days"),
+    (["agent"], None, None, {}, "rollup_agent_days"),
+    (["agent", "day"], OCT_10, OCT_12, {}, "rollup_agent_days"),
+    (["day"], OCT_11, None, {"agent": "ACHEEVY"}, "rollup_agent_days"),
+    # 02:00 at +02:00 is a UTC midnight too
+    (["day", "agent"], "2026-10-11T02:00:00+02:00", OCT_13, {}, "rollup_agent_days"),
+    (["model"], None, None, {}, "rollup_model_days"),
+    (["model", "day"], OCT_10, OCT_13, {"model": "google/gemini-3.0-flash"}, "rollup_model_days"),
+    # the alias's row was re-rated away: no row either way
+    (["day"], None, None, {"model": "mistral-large"}, "rollup_model_days"),
+    (["agent", "model", "provider", "tier"], None, None, {}, "rollup_usage"),
+    (["tier"], None, None, {"provider": "vertex"}, "rollup_usage"),
+    (["provider"], None, None, {"agent": "ORACLE", "model": "google/gemini-3.0-flash"},
+     "rollup_usage"),
+    # what no rollup can answer exactly
+    (["agent", "day"], "2026-10-10T12:00:00Z", OCT_12, {}, "ledger"),
+    (["provider"], OCT_10, OCT_12, {}, "ledger"),
+    (["agent"], None, None, {"job_id": "job-a"}, "ledger"),
+    (["catalog_version"], None, None, {}, "ledger"),
+    (["agent", "model"], OCT_11, None, {}, "ledger"),
+]  # fmt: skip
+
+
+def _exact(rows: list[UsageRow]) -> list[tuple[Any, ...]]:
+    """Rows with every Decimal as its string, so 0.0150 and 0.015 would differ."""
+    return [(row.keys, {k: str(v) for k, v in asdict(row.totals).items()}) for row in rows]
+
+
+async def test_rollup_and_ledger_paths_give_identical_usage_rows(
+    client: Any, db: asyncpg.Connection
+) -> None:
+    response = await client.post("/v1/events/batch", json={"events": [*EVENTS, EVENTS[0]]})
+    assert response.status_code == 200, response.text
+    assert (response.json()["accepted"], response.json()["duplicates"]) == (7, 1)
+    version = await client.post(
+        "/v1/catalog/versions",
+        json={
+            "effective_from": "2026-01-01T00:00:00Z",
+            "parent": 1,
+            "models": [MISTRAL],
+            "aliases": {"mistral-large": "mistralai/mistral-large-2512"},
+        },
+    )
+    assert version.status_code == 201, version.text
+    assert version.json()["repriced_events"] == 1
+
+    for group_by, start, end, filters, source in QUERIES:
+        lower = None if start is None else datetime.fromisoformat(start)
+        upper = None if end is None else datetime.fromisoformat(end)
+        every = {"agent": None, "model": None, "job_id": None, "provider": None, **filters}
+        plan = usage_rollup_plan(group_by, lower, upper, every)
+        assert (plan[0] if plan else "ledger") == source, (group_by, start, end, filters)
+        kwargs: dict[str, Any] = dict(group_by=group_by, start=lower, end=upper, **every)
+        from_rollup = await usage(db, **kwargs)
+        from_ledger = await usage(db, **kwargs, use_rollups=False)
+        re_rated_away = filters.get("model") == "mistral-large"
+        assert bool(from_rollup) != re_rated_away, (group_by, start, end, filters)
+        assert _exact(from_rollup) == _exact(from_ledger), (group_by, start, end, filters)
+
+
+async def test_usage_by_agent_and_day_on_midnights_reads_the_rollup_figures_by_hand(
+    client: Any, db: asyncpg.Connection
+) -> None:
+    response = await client.post("/v1/events/batch", json={"events": EVENTS})
+    assert response.status_code == 200, response.text
+    await client.post(
+        "/v1/catalog/versions",
+        json={
+            "effective_from": "2026-01-01T00:00:00Z",
+            "parent": 1,
+            "models": [MISTRAL],
+            "aliases": {"mistral-large": "mistralai/mistral-large-2512"},
+        },
+    )
+    answer = await client.get(
+        "/v1/usage", params={"group_by": "agent,day", "from": OCT_10, "to": OCT_12}
+    )
+    assert answer.status_code == 200, answer.text
+    rows = [
+        (r["agent"], r["day"], Decimal(r["cost_usd"]), r["events"], r["input_tokens"])
+        for r in answer.json()["rows"]
+    ]
+    assert rows == [
+        ("ACHEEVY", "2026-10-10", Decimal("0.045"), 1, 10_000),
+        # r4, re-rated from unpriced: its reversal and re-booking net to one event
+        ("ACHEEVY", "2026-10-11", Decimal("0.018"), 1, 30_000),
+        ("ORACLE", "2026-10-10", Decimal("0.0028"), 1, 20_000),
+        ("ORACLE", "2026-10-11", Decimal("0.0014"), 1, 10_000),
+    ]
