@@ -33,7 +33,14 @@ from typing import Any
 import msgspec
 
 from bench.harness import BenchDatabase, CpuMeter, LucServer, machine, print_table, scratch_database
-from bench.ingest import CREATE_REFERENCE_TABLES, Batch, _checkpoint, copy_batches, make_batches
+from bench.ingest import (
+    CREATE_REFERENCE_TABLES,
+    Batch,
+    _checkpoint,
+    check_invariant,
+    copy_batches,
+    make_batches,
+)
 from bench.loadgen import Answer, Call, Run, closed_loop, expect_status, paced
 from bench.metrics import CHECKS
 from service.catalog.service import load_catalog
@@ -119,21 +126,7 @@ async def copy_run(db: BenchDatabase, batches: Sequence[Batch], senders: int) ->
 
 async def check_ledger(url: str, events_stored: int) -> dict[str, Any]:
     """Every rollup equals its ledger entries exactly; one charge per stored event."""
-    conn = await connect(url)
-    try:
-        mismatches = {name: int(await conn.fetchval(sql)) for name, sql in CHECKS.items()}
-        stored = int(await conn.fetchval("SELECT count(*) FROM usage_events"))
-        charges = int(await conn.fetchval("SELECT count(*) FROM ledger_entries"))
-    finally:
-        await conn.close()
-    ok = not any(mismatches.values()) and stored == charges == events_stored
-    return {
-        "ok": ok,
-        "mismatched_rows": mismatches,
-        "events_expected": events_stored,
-        "events_stored": stored,
-        "ledger_entries": charges,
-    }
+    return await check_invariant(url, events_stored, CHECKS)
 
 
 async def run_all(
