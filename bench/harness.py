@@ -6,6 +6,7 @@ its reference on the same database, in the same run, and prints the ratio.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
@@ -281,3 +282,14 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     )
     for row in rows:
         print(line(row))
+
+
+def positive_numbers(text: str) -> list[int]:
+    """An argparse type: a comma-separated list of whole numbers ≥ 1 (``1,8,64``)."""
+    try:
+        values = [int(v.replace("_", "")) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers like 1,8,64, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("each number must be at least 1")
+    return values

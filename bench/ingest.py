@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -39,11 +39,19 @@ import asyncpg
 import httpx
 import msgspec
 
-from bench.harness import BenchDatabase, CpuMeter, LucServer, machine, print_table, scratch_database
+from bench.harness import (
+    BenchDatabase,
+    CpuMeter,
+    LucServer,
+    machine,
+    positive_numbers,
+    print_table,
+    scratch_database,
+)
 from service.catalog.service import load_catalog
 from service.db import Connection, connect
 from service.ingest.models import UsageEvent
-from service.ledger.service import charge_for
+from service.ledger.service import INSERT_FIELDS, charge_for
 from service.pricing.catalog import Catalog
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "ingest.json"
@@ -80,50 +88,10 @@ CREATE TABLE {COPY_LEDGER} (LIKE ledger_entries INCLUDING ALL);
 CREATE TABLE {COPY_PAIR_EVENTS} (LIKE usage_events INCLUDING ALL);
 CREATE TABLE {COPY_PAIR_LEDGER} (LIKE ledger_entries INCLUDING ALL);
 """
-EVENT_COLUMNS = (
-    "event_id",
-    "occurred_at",
-    "job_id",
-    "agent",
-    "provider",
-    "model",
-    "input_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "provider_cost_usd",
-    "status",
-    "attributes",
-)
-LEDGER_COLUMNS = (
-    "event_id",
-    "kind",
-    "job_id",
-    "agent",
-    "model",
-    "provider",
-    "tier",
-    "catalog_version",
-    "occurred_at",
-    "billing_day",
-    "input_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "event_count",
-    "unpriced_count",
-    "cost_usd",
-    "provider_cost_usd",
-    "price_input",
-    "price_output",
-    "price_cache_read",
-    "price_cache_write",
-    "price_reasoning",
-    "price_per_request",
-    "reason",
-)
+# The columns of usage_events are the validated event's fields (its id as event_id), and
+# those of a charge are the ones the service itself inserts.
+EVENT_COLUMNS = ("event_id", *(f.name for f in fields(UsageEvent) if f.name != "id"))
+LEDGER_COLUMNS = INSERT_FIELDS
 
 
 # Workload ---------------------------------------------------------------------------------
@@ -567,16 +535,6 @@ def report(results: Sequence[Measurement]) -> list[dict[str, Any]]:
 # Command line -----------------------------------------------------------------------------
 
 
-def _concurrency(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers like 1,2, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError("each concurrency must be at least 1")
-    return values
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.ingest",
@@ -595,7 +553,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--concurrency",
-        type=_concurrency,
+        type=positive_numbers,
         default=[1, 2],
         help="concurrent senders, one run each, comma-separated (default: 1,2)",
     )

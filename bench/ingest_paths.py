@@ -32,7 +32,15 @@ from typing import Any
 
 import msgspec
 
-from bench.harness import BenchDatabase, CpuMeter, LucServer, machine, print_table, scratch_database
+from bench.harness import (
+    BenchDatabase,
+    CpuMeter,
+    LucServer,
+    machine,
+    positive_numbers,
+    print_table,
+    scratch_database,
+)
 from bench.ingest import (
     CREATE_REFERENCE_TABLES,
     Batch,
@@ -337,16 +345,6 @@ def report(runs: dict[str, list[Run]]) -> dict[str, Any]:
 # Command line -----------------------------------------------------------------------------
 
 
-def _numbers(text: str) -> list[int]:
-    try:
-        values = [int(v.replace("_", "")) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers like 1,8,64, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError("each number must be at least 1")
-    return values
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.ingest_paths",
@@ -354,10 +352,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "references (COPY, the same server with persistence off, a no-op endpoint).",
     )
     parser.add_argument("--quick", action="store_true", help="a small run (about a minute)")
-    parser.add_argument("--batch-sizes", type=_numbers, default=[1000, 5000])
-    parser.add_argument("--senders", type=_numbers, default=[1, 2], help="batch senders")
+    parser.add_argument("--batch-sizes", type=positive_numbers, default=[1000, 5000])
+    parser.add_argument("--senders", type=positive_numbers, default=[1, 2], help="batch senders")
     parser.add_argument("--batch-events", type=int, default=40_000, help="events per batch run")
-    parser.add_argument("--clients", type=_numbers, default=[1, 8, 64], help="single-event")
+    parser.add_argument("--clients", type=positive_numbers, default=[1, 8, 64], help="single-event")
     parser.add_argument("--single-events", type=int, default=4000, help="per single run")
     parser.add_argument("--noop-requests", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=1)

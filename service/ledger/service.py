@@ -64,7 +64,7 @@ def charge_for(event: UsageEvent, quote: PriceQuote) -> NewLedgerEntry:
 
 
 # NewLedgerEntry fields in the column order of queries.INSERT_ENTRIES.
-_INSERT_FIELDS = (
+INSERT_FIELDS = (
     "event_id",
     "kind",
     "job_id",
@@ -92,10 +92,10 @@ _INSERT_FIELDS = (
     "price_per_request",
     "reason",
 )
-_insert_row = attrgetter(*_INSERT_FIELDS)
+_insert_row = attrgetter(*INSERT_FIELDS)
 _MONEY_COLUMNS = frozenset(
     i
-    for i, f in enumerate(_INSERT_FIELDS)
+    for i, f in enumerate(INSERT_FIELDS)
     if f in ("cost_usd", "provider_cost_usd") or f.startswith("price_")
 )
 
