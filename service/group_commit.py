@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import structlog
 
 from service.ingest.models import UsageEvent
-from service.record import BatchOutcome, EventOutcome
+from service.record.service import BatchOutcome, EventOutcome
 
 log = structlog.get_logger("luc.ingest")
 

@@ -48,15 +48,16 @@ WHERE cost_usd IS NOT NULL
 GROUP BY 2
 """
 
-# Adds the cost of freshly appended entries to every budget they count towards, per
-# period of each entry's occurred_at (event time, not the wall clock). Rows are locked in
+# Adds the cost of the transaction's new ledger entries (the ledger's luc_new_entries) to
+# every budget they count towards, per period of each entry's occurred_at (event time, not
+# the wall clock). Rows are locked in
 # key order, after the rollups, like every other writer. Returns each touched spend row
 # with the amount this batch added, so the caller knows the value before and after.
 ADD_SPEND = """
 WITH entry AS (
     SELECT job_id, agent, model, occurred_at, cost_usd
-    FROM ledger_entries
-    WHERE id = ANY($1::bigint[]) AND cost_usd IS NOT NULL AND cost_usd <> 0
+    FROM luc_new_entries
+    WHERE cost_usd IS NOT NULL AND cost_usd <> 0
 ),
 delta AS (
     SELECT b.id AS budget_id, luc_period_start(b.period, entry.occurred_at) AS period_start,
@@ -191,12 +192,15 @@ FROM unnest($1::bigint[], $2::timestamptz[]) AS r(budget_id, period_start)
 RETURNING id
 """
 
-HAS_OPEN_RESERVATIONS = """
-SELECT EXISTS (SELECT 1 FROM budget_reservations WHERE settled_at IS NULL AND expires_at > now())
-"""
+# Whether a batch has budget work at all: two conditions the recorder asks about in the
+# query that opens its transaction, so that a batch with no budgets in play pays nothing.
+ANY_BUDGETS = "EXISTS (SELECT 1 FROM budgets WHERE deleted_at IS NULL)"
+ANY_OPEN_RESERVATIONS = (
+    "EXISTS (SELECT 1 FROM budget_reservations WHERE settled_at IS NULL AND expires_at > now())"
+)
 
 SELECT_ARRIVED_CALLS = """
-SELECT job_id, agent, model FROM ledger_entries WHERE id = ANY($1::bigint[]) AND kind = 'charge'
+SELECT job_id, agent, model FROM luc_new_entries WHERE kind = 'charge'
 """
 
 # Open reservations that calls of these jobs or agents may settle, oldest first, locked so

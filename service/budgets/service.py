@@ -23,6 +23,7 @@ from service.budgets.models import (
 )
 from service.db import Connection
 from service.errors import InvalidRequestError, NotFoundError
+from service.ledger.rerate import lock_repricing
 
 
 def period_start(period: str, at: datetime) -> datetime:
@@ -86,6 +87,10 @@ async def create_budget(conn: Connection, new: NewBudget) -> Budget:
         new.scope, new.scope_id, new.period, new.limit_usd, new.thresholds
     )
     async with conn.transaction():
+        # Exclusive: batches in flight commit first (the backfill sees their spend), and
+        # batches after it see the budget. Without it, a batch that had not seen the new
+        # budget and committed after the backfill would never count towards it.
+        await lock_repricing(conn)
         row = await conn.fetchrow(
             queries.INSERT_BUDGET,
             new.scope,
@@ -191,17 +196,22 @@ def crossings(rows: Sequence[Any]) -> list[Crossing]:
     return found
 
 
-async def apply_entries(conn: Connection, entry_ids: Sequence[int]) -> int:
-    """Count new ledger entries towards budgets; record alerts and their outbox rows.
+async def apply_new_entries(
+    conn: Connection, *, budgets_exist: bool = True, reservations_open: bool = True
+) -> int:
+    """Count the transaction's new ledger entries towards budgets; record alerts and
+    their outbox rows.
 
-    Runs in the caller's transaction, after the rollups. Returns the number of alerts
-    raised (a unique key makes each threshold fire once per budget and period).
+    Runs in the caller's transaction, after the rollups. A caller that already knows
+    there are no budgets, or no open reservations, says so and spares the queries. Returns
+    the number of alerts raised (a unique key makes each threshold fire once per budget
+    and period).
     """
-    if not entry_ids:
+    if reservations_open:
+        await settle_reservations(conn)
+    if not budgets_exist:
         return 0
-    ids = list(entry_ids)
-    await settle_reservations(conn, ids)
-    found = crossings(await conn.fetch(queries.ADD_SPEND, ids))
+    found = crossings(await conn.fetch(queries.ADD_SPEND))
     if not found:
         return 0
     created = await conn.fetch(
@@ -223,12 +233,11 @@ async def apply_entries(conn: Connection, entry_ids: Sequence[int]) -> int:
     return len(created)
 
 
-async def settle_reservations(conn: Connection, entry_ids: list[int]) -> None:
-    """Each arriving call settles, per budget, the oldest open reservation it matches
-    (same job, agent and model where the reservation named them)."""
-    if not await conn.fetchval(queries.HAS_OPEN_RESERVATIONS):
-        return
-    calls = await conn.fetch(queries.SELECT_ARRIVED_CALLS, entry_ids)
+async def settle_reservations(conn: Connection) -> None:
+    """Each arriving call (a new charge of the transaction) settles, per budget, the oldest
+    open reservation it matches (same job, agent and model where the reservation named
+    them)."""
+    calls = await conn.fetch(queries.SELECT_ARRIVED_CALLS)
     if not calls:
         return
     open_rows = list(

@@ -213,10 +213,13 @@ class CatalogCache:
         self._catalog = Catalog([])
         self._stamp: tuple[int, int | None] = (0, None)
 
-    async def get(self, conn: Connection) -> Catalog:
-        row = await conn.fetchrow(queries.CATALOG_STAMP)
-        assert row is not None
-        stamp = (int(row["versions"]), row["newest"])
+    async def get(self, conn: Connection, stamp: tuple[int, int | None] | None = None) -> Catalog:
+        """The catalog as the database holds it; ``stamp`` is the ``versions, newest`` row
+        of ``queries.CATALOG_STAMP`` when the caller has just read it."""
+        if stamp is None:
+            row = await conn.fetchrow(queries.CATALOG_STAMP)
+            assert row is not None
+            stamp = (int(row["versions"]), row["newest"])
         if stamp != self._stamp:
             self._catalog = await load_catalog(conn)
             self._stamp = stamp

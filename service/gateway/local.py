@@ -26,7 +26,7 @@ from service.ingest.models import Rejection, UsageEvent, UsageEventIn
 from service.ingest.validate import check_event
 from service.pricing.catalog import Catalog
 from service.pricing.models import CatalogVersion
-from service.record import ACCEPTED, DUPLICATE, BatchOutcome, record_batch
+from service.record.service import ACCEPTED, DUPLICATE, BatchOutcome, record_batch
 from service.settings import IngestSettings
 
 log = structlog.get_logger("luc.gateway")

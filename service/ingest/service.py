@@ -9,33 +9,6 @@ from service.ingest import queries
 from service.ingest.models import UsageEvent
 
 
-async def insert_new_events(conn: Connection, events: Sequence[UsageEvent]) -> set[str]:
-    """Insert ``events`` (unique ids) and return the ids that were new.
-
-    Ids already stored insert nothing; the caller classifies them with ``stored_events``.
-    """
-    ordered = sorted(events, key=lambda e: e.id)
-    rows = await conn.fetch(
-        queries.INSERT_EVENTS,
-        [e.id for e in ordered],
-        [e.occurred_at for e in ordered],
-        [e.job_id for e in ordered],
-        [e.agent for e in ordered],
-        [e.provider for e in ordered],
-        [e.model for e in ordered],
-        [e.input_tokens for e in ordered],
-        [e.cached_input_tokens for e in ordered],
-        [e.cache_write_tokens for e in ordered],
-        [e.output_tokens for e in ordered],
-        [e.reasoning_tokens for e in ordered],
-        # Decimal text: exact, and cheaper for asyncpg than binary NUMERIC (see the query).
-        [None if e.provider_cost_usd is None else str(e.provider_cost_usd) for e in ordered],
-        [e.status for e in ordered],
-        [e.attributes for e in ordered],
-    )
-    return {r["event_id"] for r in rows}
-
-
 async def stored_events(conn: Connection, ids: Sequence[str]) -> dict[str, UsageEvent]:
     """The stored events with these ids."""
     if not ids:

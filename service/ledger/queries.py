@@ -1,8 +1,146 @@
-"""SQL owned by the ledger (table ``ledger_entries``)."""
+"""SQL owned by the ledger (table ``ledger_entries``, and the transaction's scratch tables).
 
-# Money travels as decimal text cast to numeric: exact either way, and asyncpg encodes text
-# several times faster than binary NUMERIC, which showed in the ingest benchmark's profile.
+Two temporary tables live on each connection, emptied at every commit:
+``luc_staged_charges`` holds a batch as it arrives (events with their priced charges, loaded
+with binary ``COPY``), and ``luc_new_entries`` a copy of every ledger entry appended in the
+transaction, which the rollups and budgets read instead of probing the ledger by id.
+"""
+
+# The ledger's scratch tables, created once per connection. Money is staged as decimal
+# text and cast on the way into the ledger (see INSERT_ENTRIES for why text), attributes
+# as JSON text (binary COPY has no use for the pool's text jsonb codec). ON COMMIT
+# DELETE ROWS empties them at each commit of a transaction that touched them; temporary
+# rows write no WAL.
+CREATE_SCRATCH_TABLES = """
+CREATE TEMP TABLE IF NOT EXISTS luc_staged_charges (
+    event_id            text NOT NULL,
+    occurred_at         timestamptz NOT NULL,
+    job_id              text NOT NULL,
+    agent               text NOT NULL,
+    provider            text NOT NULL,
+    sent_model          text NOT NULL,
+    input_tokens        bigint NOT NULL,
+    cached_input_tokens bigint NOT NULL,
+    cache_write_tokens  bigint NOT NULL,
+    output_tokens       bigint NOT NULL,
+    reasoning_tokens    bigint NOT NULL,
+    provider_cost_usd   text,
+    status              text NOT NULL,
+    attributes          text,
+    model               text NOT NULL,
+    tier                text,
+    catalog_version     bigint,
+    billing_day         date NOT NULL,
+    unpriced_count      integer NOT NULL,
+    cost_usd            text,
+    price_input         text,
+    price_output        text,
+    price_cache_read    text,
+    price_cache_write   text,
+    price_reasoning     text,
+    price_per_request   text,
+    reason              text
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS luc_new_entries (LIKE ledger_entries) ON COMMIT DELETE ROWS;
+"""
+
+SCRATCH_TABLES_READY = "to_regclass('pg_temp.luc_new_entries') IS NOT NULL"
+
+# Columns of luc_staged_charges in the order ``copy_records_to_table`` sends them.
+STAGED_COLUMNS = (
+    "event_id",
+    "occurred_at",
+    "job_id",
+    "agent",
+    "provider",
+    "sent_model",
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "provider_cost_usd",
+    "status",
+    "attributes",
+    "model",
+    "tier",
+    "catalog_version",
+    "billing_day",
+    "unpriced_count",
+    "cost_usd",
+    "price_input",
+    "price_output",
+    "price_cache_read",
+    "price_cache_write",
+    "price_reasoning",
+    "price_per_request",
+    "reason",
+)
+
+# Stores the staged events whose id is new and appends their charges, in one statement.
+# usage_events' primary key is the idempotency key: a replayed id inserts nothing, is not
+# returned, and so gets no charge. Rows go in event_id order so that two batches sharing
+# ids lock index entries in the same order and cannot deadlock.
+# The statement consumes the staged rows (DELETE … RETURNING) and replaces what
+# luc_new_entries held with this batch's charges, so a second batch in one transaction
+# starts clean: every part of one statement sees the tables as they were when it began,
+# so the DELETEs remove only older rows. It answers the new event ids.
+APPEND_STAGED_CHARGES = """
+WITH staged AS (
+    DELETE FROM luc_staged_charges RETURNING *
+),
+forgotten AS (
+    DELETE FROM luc_new_entries
+),
+new_events AS (
+    INSERT INTO usage_events (event_id, occurred_at, job_id, agent, provider, model,
+                              input_tokens, cached_input_tokens, cache_write_tokens,
+                              output_tokens, reasoning_tokens, provider_cost_usd, status,
+                              attributes)
+    SELECT event_id, occurred_at, job_id, agent, provider, sent_model,
+           input_tokens, cached_input_tokens, cache_write_tokens,
+           output_tokens, reasoning_tokens, provider_cost_usd::numeric, status,
+           attributes::jsonb
+    FROM staged
+    ORDER BY event_id
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING event_id
+),
+appended AS (
+    INSERT INTO ledger_entries (event_id, kind, job_id, agent, model, provider, tier,
+                                catalog_version, occurred_at, billing_day,
+                                input_tokens, cached_input_tokens, cache_write_tokens,
+                                output_tokens, reasoning_tokens, event_count, unpriced_count,
+                                cost_usd, provider_cost_usd,
+                                price_input, price_output, price_cache_read,
+                                price_cache_write, price_reasoning, price_per_request, reason)
+    SELECT s.event_id, 'charge', s.job_id, s.agent, s.model, s.provider, s.tier,
+           s.catalog_version, s.occurred_at, s.billing_day,
+           s.input_tokens, s.cached_input_tokens, s.cache_write_tokens,
+           s.output_tokens, s.reasoning_tokens, 1, s.unpriced_count,
+           s.cost_usd::numeric, s.provider_cost_usd::numeric,
+           s.price_input::numeric, s.price_output::numeric, s.price_cache_read::numeric,
+           s.price_cache_write::numeric, s.price_reasoning::numeric,
+           s.price_per_request::numeric, s.reason
+    FROM staged AS s
+    JOIN new_events USING (event_id)
+    RETURNING *
+),
+remembered AS (
+    INSERT INTO luc_new_entries SELECT * FROM appended
+)
+SELECT event_id FROM new_events
+"""
+
+# Appends adjustments (re-rating), replacing what luc_new_entries held with them (see
+# APPEND_STAGED_CHARGES). Money travels as decimal text cast to numeric: exact either way,
+# and asyncpg encodes text several times faster than binary NUMERIC (the ingest
+# benchmark's profile showed it).
 INSERT_ENTRIES = """
+WITH forgotten AS (
+    DELETE FROM luc_new_entries
+),
+appended AS (
 INSERT INTO ledger_entries (event_id, kind, job_id, agent, model, provider, tier,
                             catalog_version, occurred_at, billing_day,
                             input_tokens, cached_input_tokens, cache_write_tokens,
@@ -17,7 +155,9 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text
             $16::int[], $17::int[], $18::text[]::numeric[], $19::text[]::numeric[],
             $20::text[]::numeric[], $21::text[]::numeric[], $22::text[]::numeric[],
             $23::text[]::numeric[], $24::text[]::numeric[], $25::text[]::numeric[], $26::text[])
-RETURNING id
+RETURNING *
+)
+INSERT INTO luc_new_entries SELECT * FROM appended
 """
 
 ENTRY_COLUMNS = """
@@ -60,6 +200,8 @@ LIMIT $4
 # Serialises everything that re-prices existing events (re-rating, a new catalog version
 # pricing unpriced events) against itself; ingest takes the same lock shared, so a batch
 # priced with the old catalog has committed before a new version looks for unpriced events.
+# Creating a budget takes it too, so that the budget's backfill and the batches' spend
+# meet exactly (see budgets.service.create_budget).
 REPRICING_LOCK_KEY = 0x4C55C1
 LOCK_REPRICING = f"SELECT pg_advisory_xact_lock({REPRICING_LOCK_KEY})"
 LOCK_REPRICING_SHARED = f"SELECT pg_advisory_xact_lock_shared({REPRICING_LOCK_KEY})"

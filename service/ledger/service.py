@@ -8,6 +8,7 @@ from operator import attrgetter
 from typing import Any
 
 import asyncpg
+import msgspec
 
 from service.db import Connection
 from service.ingest.models import UsageEvent
@@ -106,16 +107,76 @@ def _decimal_text(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
 
 
-async def append_entries(conn: Connection, entries: Sequence[NewLedgerEntry]) -> list[int]:
-    """Append ``entries``; return their ids. The caller owns the transaction."""
+async def append_entries(conn: Connection, entries: Sequence[NewLedgerEntry]) -> None:
+    """Append ``entries`` (adjustments); they become the transaction's new entries.
+
+    The caller owns the transaction and passes the new entries on to the rollups and
+    budgets before appending anything else.
+    """
     if not entries:
-        return []
+        return
     columns: list[list[Any]] = [
         [_decimal_text(v) for v in column] if i in _MONEY_COLUMNS else list(column)
         for i, column in enumerate(zip(*map(_insert_row, entries), strict=True))
     ]
-    rows = await conn.fetch(queries.INSERT_ENTRIES, *columns)
-    return [r["id"] for r in rows]
+    await conn.execute(queries.INSERT_ENTRIES, *columns)
+
+
+async def create_scratch_tables(conn: Connection) -> None:
+    """Create the connection's scratch tables (see ``queries``); a no-op when they exist."""
+    await conn.execute(queries.CREATE_SCRATCH_TABLES)
+
+
+StagedCharge = tuple[Any, ...]
+"""A row of ``luc_staged_charges``: an event and its first ledger entry."""
+
+
+def staged_charge(event: UsageEvent, charge: NewLedgerEntry) -> StagedCharge:
+    """The staging row of ``event`` with ``charge`` (from ``charge_for``)."""
+    return (
+        event.id,
+        event.occurred_at,
+        event.job_id,
+        event.agent,
+        event.provider,
+        event.model,
+        event.input_tokens,
+        event.cached_input_tokens,
+        event.cache_write_tokens,
+        event.output_tokens,
+        event.reasoning_tokens,
+        _decimal_text(event.provider_cost_usd),
+        event.status,
+        None if event.attributes is None else msgspec.json.encode(event.attributes).decode(),
+        charge.model,
+        charge.tier,
+        charge.catalog_version,
+        charge.billing_day,
+        charge.unpriced_count,
+        _decimal_text(charge.cost_usd),
+        _decimal_text(charge.price_input),
+        _decimal_text(charge.price_output),
+        _decimal_text(charge.price_cache_read),
+        _decimal_text(charge.price_cache_write),
+        _decimal_text(charge.price_reasoning),
+        _decimal_text(charge.price_per_request),
+        charge.reason,
+    )
+
+
+async def append_staged_charges(conn: Connection, rows: Sequence[StagedCharge]) -> set[str]:
+    """Store the events of ``rows`` whose id is new and append their charges.
+
+    Returns the new ids; a replayed id stores and appends nothing. The charges become the
+    transaction's new entries. Rows are loaded with binary ``COPY`` into the connection's
+    scratch table (``create_scratch_tables`` first), then moved in one statement.
+    """
+    if not rows:
+        return set()
+    await conn.copy_records_to_table(
+        "luc_staged_charges", records=rows, columns=queries.STAGED_COLUMNS
+    )
+    return {r[0] for r in await conn.fetch(queries.APPEND_STAGED_CHARGES)}
 
 
 def _entry(r: asyncpg.Record) -> LedgerEntry:

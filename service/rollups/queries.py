@@ -1,9 +1,10 @@
 """SQL owned by the rollups (tables ``rollup_*``).
 
-Each upsert reads the entries a batch just appended, aggregates them per rollup key, and
-adds the sums. Rows are upserted in key order, and the tables are always visited in the
-same order (jobs, lines, usage, agent days, model days), so concurrent batches touching the same
-keys queue behind each other instead of deadlocking.
+Each upsert reads the entries the transaction just appended (the ledger's scratch table
+``luc_new_entries``), aggregates them per rollup key, and adds the sums. Rows are upserted
+in key order, and the tables are always visited in the same order (jobs, lines, usage,
+agent days, model days), so concurrent batches touching the same keys queue behind each
+other instead of deadlocking.
 """
 
 _MEASURES = """
@@ -38,7 +39,7 @@ _LINE_COST = "sum(cost_usd)"
 UPSERT_JOBS = f"""
 INSERT INTO rollup_jobs AS r (job_id, {_COLUMNS})
 SELECT job_id, {_MEASURES.format(cost=_TOTAL_COST)}
-FROM ledger_entries WHERE id = ANY($1::bigint[])
+FROM luc_new_entries
 GROUP BY job_id
 ORDER BY job_id
 ON CONFLICT (job_id) DO UPDATE SET {_ADD}
@@ -47,7 +48,7 @@ ON CONFLICT (job_id) DO UPDATE SET {_ADD}
 UPSERT_JOB_LINES = f"""
 INSERT INTO rollup_job_lines AS r (job_id, agent, model, provider, catalog_version, {_COLUMNS})
 SELECT job_id, agent, model, provider, catalog_version, {_MEASURES.format(cost=_LINE_COST)}
-FROM ledger_entries WHERE id = ANY($1::bigint[])
+FROM luc_new_entries
 GROUP BY job_id, agent, model, provider, catalog_version
 ORDER BY job_id, agent, model, provider, catalog_version
 ON CONFLICT (job_id, agent, model, provider, catalog_version) DO UPDATE SET {_ADD}
@@ -56,7 +57,7 @@ ON CONFLICT (job_id, agent, model, provider, catalog_version) DO UPDATE SET {_AD
 UPSERT_AGENT_DAYS = f"""
 INSERT INTO rollup_agent_days AS r (agent, day, {_COLUMNS})
 SELECT agent, billing_day, {_MEASURES.format(cost=_TOTAL_COST)}
-FROM ledger_entries WHERE id = ANY($1::bigint[])
+FROM luc_new_entries
 GROUP BY agent, billing_day
 ORDER BY agent, billing_day
 ON CONFLICT (agent, day) DO UPDATE SET {_ADD}
@@ -65,7 +66,7 @@ ON CONFLICT (agent, day) DO UPDATE SET {_ADD}
 UPSERT_MODEL_DAYS = f"""
 INSERT INTO rollup_model_days AS r (model, day, {_COLUMNS})
 SELECT model, billing_day, {_MEASURES.format(cost=_TOTAL_COST)}
-FROM ledger_entries WHERE id = ANY($1::bigint[])
+FROM luc_new_entries
 GROUP BY model, billing_day
 ORDER BY model, billing_day
 ON CONFLICT (model, day) DO UPDATE SET {_ADD}
@@ -74,19 +75,16 @@ ON CONFLICT (model, day) DO UPDATE SET {_ADD}
 UPSERT_USAGE = f"""
 INSERT INTO rollup_usage AS r (agent, model, provider, tier, {_COLUMNS})
 SELECT agent, model, provider, tier, {_MEASURES.format(cost=_TOTAL_COST)}
-FROM ledger_entries WHERE id = ANY($1::bigint[])
+FROM luc_new_entries
 GROUP BY agent, model, provider, tier
 ORDER BY agent, model, provider, tier
 ON CONFLICT (agent, model, provider, tier) DO UPDATE SET {_ADD}
 """
 
-# Order matters: see the module docstring.
-UPSERTS_IN_LOCK_ORDER = (
-    UPSERT_JOBS,
-    UPSERT_JOB_LINES,
-    UPSERT_USAGE,
-    UPSERT_AGENT_DAYS,
-    UPSERT_MODEL_DAYS,
+# Order matters: see the module docstring. The upserts take no parameters, so they travel
+# as one multi-statement query: one round trip for all five.
+UPSERTS_IN_LOCK_ORDER = ";\n".join(
+    (UPSERT_JOBS, UPSERT_JOB_LINES, UPSERT_USAGE, UPSERT_AGENT_DAYS, UPSERT_MODEL_DAYS)
 )
 
 # Read side ---------------------------------------------------------------------------------

@@ -23,13 +23,9 @@ from service.rollups.models import (
 )
 
 
-async def apply_entries(conn: Connection, entry_ids: Sequence[int]) -> None:
-    """Add freshly appended ledger entries to every rollup, in the one safe lock order."""
-    if not entry_ids:
-        return
-    ids = list(entry_ids)
-    for statement in queries.UPSERTS_IN_LOCK_ORDER:
-        await conn.execute(statement, ids)
+async def apply_new_entries(conn: Connection) -> None:
+    """Add the transaction's new ledger entries to every rollup, in the one safe lock order."""
+    await conn.execute(queries.UPSERTS_IN_LOCK_ORDER)
 
 
 async def job_detail(conn: Connection, job_id: str) -> JobDetail | None:

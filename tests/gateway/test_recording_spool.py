@@ -17,7 +17,7 @@ from service.db import create_pool
 from service.errors import DatabaseUnavailableError
 from service.gateway.local import RecordingSink
 from service.ingest.models import Rejection, UsageEvent, UsageEventIn
-from service.record import BatchOutcome, record_batch
+from service.record.service import BatchOutcome, record_batch
 from service.settings import load_settings
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from service.group_commit import GroupWriter
 from service.ingest.models import UsageEvent
-from service.record import ACCEPTED, BatchOutcome, EventOutcome
+from service.record.service import ACCEPTED, BatchOutcome, EventOutcome
 
 
 def event(event_id: str) -> UsageEvent:

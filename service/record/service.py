@@ -1,9 +1,14 @@
 """Recording a batch: the one place where events flow through every stage.
 
-ingest (store new ids) → pricing (catalog in force at each event) → ledger (charges)
-→ rollups → budgets (spend, alerts, outbox), all in one transaction that ``record_batch``
-owns, so a reader never sees an entry without its rollup. Outcomes are returned only once
-that transaction has committed.
+pricing (catalog in force at each event) → ingest and ledger (store the new ids, append
+their charges) → rollups → budgets (spend, alerts, outbox), all in one transaction that
+``record_batch`` owns, so a reader never sees an entry without its rollup. Outcomes are
+returned only once that transaction has committed.
+
+A batch costs a fixed handful of round trips whatever its size: open (lock, then what the
+stages need to know), binary ``COPY`` of the priced events into a scratch table, one
+statement that stores the new events and appends their charges, one for the five rollups,
+budgets only when some exist, and the commit.
 """
 
 from __future__ import annotations
@@ -11,15 +16,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from service.budgets.service import apply_entries as apply_to_budgets
+from service.budgets.service import apply_new_entries as apply_to_budgets
 from service.catalog.service import CatalogCache
 from service.db import Connection
 from service.ingest.models import Rejection, UsageEvent, differing_fields
-from service.ingest.service import insert_new_events, stored_events
+from service.ingest.service import stored_events
 from service.ledger.rerate import lock_repricing
-from service.ledger.service import append_entries, charge_for
+from service.ledger.service import (
+    append_staged_charges,
+    charge_for,
+    create_scratch_tables,
+    staged_charge,
+)
 from service.pricing.catalog import Catalog
-from service.rollups.service import apply_entries as apply_to_rollups
+from service.record import queries
+from service.rollups.service import apply_new_entries as apply_to_rollups
 
 ACCEPTED = "accepted"
 DUPLICATE = "duplicate"
@@ -59,20 +70,37 @@ async def record_batch(
         else:
             first_by_id[item.id] = item
 
-    async with conn.transaction():
-        # Shared: batches run side by side, but not beside a new catalog version that is
-        # pricing unpriced events (see ledger.queries.LOCK_REPRICING).
-        await lock_repricing(conn, shared=True)
-        catalog = await catalog_cache.get(conn)
-        fresh = list(first_by_id.values())
-        inserted = await insert_new_events(conn, fresh) if fresh else set()
-        charges = [
-            charge_for(e, catalog.quote(e.model, e.occurred_at)) for e in fresh if e.id in inserted
-        ]
-        entry_ids = await append_entries(conn, charges)
-        await apply_to_rollups(conn, entry_ids)
-        alerts = await apply_to_budgets(conn, entry_ids)
-        known = await stored_events(conn, [e.id for e in fresh if e.id not in inserted])
+    fresh = list(first_by_id.values())
+    alerts = 0
+    inserted: set[str] = set()
+    known: dict[str, UsageEvent] = {}
+    if fresh:
+        async with conn.transaction():
+            # Shared: batches run side by side, but not beside a new catalog version that
+            # is pricing unpriced events, nor a budget being created (ledger.queries).
+            await lock_repricing(conn, shared=True)
+            opened = await conn.fetchrow(queries.OPEN_BATCH)
+            assert opened is not None
+            if not opened["scratch_ready"]:
+                await create_scratch_tables(conn)
+            catalog = await catalog_cache.get(conn, (opened["versions"], opened["newest"]))
+            # Every event is priced before knowing which ids are new: replays are rare,
+            # and the database tells new from replayed in the statement that stores them.
+            inserted = await append_staged_charges(
+                conn,
+                [
+                    staged_charge(e, charge_for(e, catalog.quote(e.model, e.occurred_at)))
+                    for e in fresh
+                ],
+            )
+            if inserted:
+                await apply_to_rollups(conn)
+                alerts = await apply_to_budgets(
+                    conn,
+                    budgets_exist=opened["budgets_exist"],
+                    reservations_open=opened["reservations_open"],
+                )
+            known = await stored_events(conn, [e.id for e in fresh if e.id not in inserted])
 
     for index, item in enumerate(items):
         if outcomes[index] is not None or not isinstance(item, UsageEvent):

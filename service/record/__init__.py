@@ -1,0 +1,1 @@
+"""Recording batches of usage events: the one place where events flow through every stage."""
