@@ -39,7 +39,7 @@ import httpx
 from bench.harness import BenchDatabase, CpuMeter, LucServer, machine, print_table, scratch_database
 from bench.ingest import INVARIANT_CHECKS, _rollup_check
 from service.db import connect
-from service.rollups.queries import UPSERTS_IN_LOCK_ORDER
+from service.rollups.queries import UPSERTS
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "metrics.json"
 FLAT_TARGET = 1.5  # p50 at the largest size over p50 at the smallest
@@ -99,6 +99,14 @@ LEFT JOIN catalog_prices AS p ON p.version_id = $4 AND p.model_id = e.model
 RETURNING id
 """
 
+# The service's rollup upserts over one loaded chunk's entries (the service reads the
+# transaction's new entries from its scratch table; the loader has their ids).
+CHUNK_UPSERTS = tuple(
+    q.replace("FROM luc_new_entries", "FROM ledger_entries WHERE id = ANY($1::bigint[])")
+    for q in UPSERTS.values()
+)
+assert all("$1" in q for q in CHUNK_UPSERTS), "the rollup upserts changed shape"
+
 CHECKS = {
     **INVARIANT_CHECKS,
     "rollup_usage": _rollup_check(
@@ -135,7 +143,7 @@ async def load_jobs(url: str, first: int, last: int, events_per_job: int) -> int
             async with conn.transaction():
                 rows = await conn.fetch(LOAD_CHUNK, lo, hi, events_per_job, version)
                 ids = [r["id"] for r in rows]
-                for upsert in UPSERTS_IN_LOCK_ORDER:
+                for upsert in CHUNK_UPSERTS:
                     await conn.execute(upsert, ids)
             written += len(ids)
         await conn.execute("ANALYZE")

@@ -40,7 +40,7 @@ from bench.loadgen import Call, Run, closed_loop, expect_status
 from bench.metrics import CHECKS, LOAD_CHUNK
 from service.auth.keys import create_key
 from service.db import connect
-from service.rollups.queries import UPSERTS_IN_LOCK_ORDER
+from service.rollups.queries import UPSERTS
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "reads.json"
 EVENTS_PER_JOB = 4
@@ -54,11 +54,9 @@ TARGET_P99_MS = {1: 2.0, 16: 10.0}
 
 # The service's rollup upserts over the whole ledger instead of one batch's entries: the
 # same GROUP BYs and measures, so a rebuilt rollup is what ingest would have made.
-_BATCH_FILTER = "FROM ledger_entries WHERE id = ANY($1::bigint[])"
-REBUILD_ROLLUPS = tuple(
-    q.replace(_BATCH_FILTER, "FROM ledger_entries") for q in UPSERTS_IN_LOCK_ORDER
-)
-assert all("$1" not in q for q in REBUILD_ROLLUPS), "the rollup upserts changed shape"
+_BATCH_SOURCE = "FROM luc_new_entries"
+REBUILD_ROLLUPS = tuple(q.replace(_BATCH_SOURCE, "FROM ledger_entries") for q in UPSERTS.values())
+assert all(_BATCH_SOURCE not in q for q in REBUILD_ROLLUPS), "the rollup upserts changed shape"
 
 
 @dataclass

@@ -22,6 +22,7 @@ from service.record.service import BatchOutcome, EventOutcome
 log = structlog.get_logger("luc.ingest")
 
 MAX_GROUP = 1000
+WRITERS = 2
 
 Recorder = Callable[[Sequence[UsageEvent]], Awaitable[BatchOutcome]]
 
@@ -29,25 +30,36 @@ Recorder = Callable[[Sequence[UsageEvent]], Awaitable[BatchOutcome]]
 class GroupWriter:
     """Queues single events and records them in groups, one transaction per group."""
 
-    def __init__(self, record: Recorder, max_group: int = MAX_GROUP) -> None:
+    def __init__(
+        self, record: Recorder, max_group: int = MAX_GROUP, writers: int = WRITERS
+    ) -> None:
         self._record = record
         self._max_group = max_group
+        self._writers = writers
         self._queue: asyncio.Queue[tuple[UsageEvent, asyncio.Future[EventOutcome]]] = (
             asyncio.Queue()
         )
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="luc-group-commit")
+        # Several writers: while one group waits for its commit (a WAL flush), the next
+        # group is already being written on another connection.
+        self._tasks = [
+            asyncio.create_task(self._run(), name=f"luc-group-commit-{n}")
+            for n in range(self._writers)
+        ]
 
     async def stop(self) -> None:
         """Finish what is queued, then stop."""
-        if self._task is None:
+        if not self._tasks:
             return
         await self._queue.join()
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
 
     async def submit(self, event: UsageEvent) -> EventOutcome:
         """Record ``event``; returns once the transaction holding it has committed."""

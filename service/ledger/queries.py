@@ -81,15 +81,11 @@ STAGED_COLUMNS = (
 # usage_events' primary key is the idempotency key: a replayed id inserts nothing, is not
 # returned, and so gets no charge. Rows go in event_id order so that two batches sharing
 # ids lock index entries in the same order and cannot deadlock.
-# The statement consumes the staged rows (DELETE … RETURNING) and replaces what
-# luc_new_entries held with this batch's charges, so a second batch in one transaction
-# starts clean: every part of one statement sees the tables as they were when it began,
-# so the DELETEs remove only older rows. It answers the new event ids.
+# It replaces what luc_new_entries held with this batch's charges: every part of one
+# statement sees the tables as they were when it began, so the DELETE removes only older
+# rows (those of an earlier batch in the same transaction). It answers the new event ids.
 APPEND_STAGED_CHARGES = """
-WITH staged AS (
-    DELETE FROM luc_staged_charges RETURNING *
-),
-forgotten AS (
+WITH forgotten AS (
     DELETE FROM luc_new_entries
 ),
 new_events AS (
@@ -101,7 +97,7 @@ new_events AS (
            input_tokens, cached_input_tokens, cache_write_tokens,
            output_tokens, reasoning_tokens, provider_cost_usd::numeric, status,
            attributes::jsonb
-    FROM staged
+    FROM luc_staged_charges
     ORDER BY event_id
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id
@@ -122,7 +118,7 @@ appended AS (
            s.price_input::numeric, s.price_output::numeric, s.price_cache_read::numeric,
            s.price_cache_write::numeric, s.price_reasoning::numeric,
            s.price_per_request::numeric, s.reason
-    FROM staged AS s
+    FROM luc_staged_charges AS s
     JOIN new_events USING (event_id)
     RETURNING *
 ),
@@ -245,3 +241,7 @@ WHERE e.event_id IN (
 )
 ORDER BY e.event_id
 """
+
+# Staged rows stay until the commit; a batch recorded inside a caller's longer transaction
+# clears those of an earlier batch first.
+CLEAR_STAGED = "DELETE FROM luc_staged_charges"

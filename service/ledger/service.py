@@ -164,15 +164,20 @@ def staged_charge(event: UsageEvent, charge: NewLedgerEntry) -> StagedCharge:
     )
 
 
-async def append_staged_charges(conn: Connection, rows: Sequence[StagedCharge]) -> set[str]:
+async def append_staged_charges(
+    conn: Connection, rows: Sequence[StagedCharge], *, inside_longer_transaction: bool = False
+) -> set[str]:
     """Store the events of ``rows`` whose id is new and append their charges.
 
     Returns the new ids; a replayed id stores and appends nothing. The charges become the
     transaction's new entries. Rows are loaded with binary ``COPY`` into the connection's
-    scratch table (``create_scratch_tables`` first), then moved in one statement.
+    scratch table (``create_scratch_tables`` first), then moved in one statement. A caller
+    whose transaction may already have staged a batch says so, and those rows go first.
     """
     if not rows:
         return set()
+    if inside_longer_transaction:
+        await conn.execute(queries.CLEAR_STAGED)
     await conn.copy_records_to_table(
         "luc_staged_charges", records=rows, columns=queries.STAGED_COLUMNS
     )

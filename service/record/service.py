@@ -75,6 +75,7 @@ async def record_batch(
     inserted: set[str] = set()
     known: dict[str, UsageEvent] = {}
     if fresh:
+        inside_longer_transaction = conn.is_in_transaction()
         async with conn.transaction():
             # Shared: batches run side by side, but not beside a new catalog version that
             # is pricing unpriced events, nor a budget being created (ledger.queries).
@@ -92,6 +93,7 @@ async def record_batch(
                     staged_charge(e, charge_for(e, catalog.quote(e.model, e.occurred_at)))
                     for e in fresh
                 ],
+                inside_longer_transaction=inside_longer_transaction,
             )
             if inserted:
                 await apply_to_rollups(conn)

@@ -25,7 +25,7 @@ from service.rollups.models import (
 
 async def apply_new_entries(conn: Connection) -> None:
     """Add the transaction's new ledger entries to every rollup, in the one safe lock order."""
-    await conn.execute(queries.UPSERTS_IN_LOCK_ORDER)
+    await conn.fetchval(queries.UPSERT_ALL)  # prepared: see UPSERT_ALL
 
 
 async def job_detail(conn: Connection, job_id: str) -> JobDetail | None:

@@ -1,0 +1,155 @@
+"""record_batch on its own: the staged write path, called the ways the service calls it.
+
+Costs are worked out by hand from the AIMS catalog (anthropic/claude-sonnet-4.5: $3 input,
+$15 output per million tokens): 1,000 input + 200 output tokens cost
+0.003 + 0.003 = $0.006; 2,000 input + 100 output cost 0.006 + 0.0015 = $0.0075.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import asyncpg
+import pytest
+
+from service.budgets.models import NewBudget
+from service.budgets.service import create_budget
+from service.catalog.service import CatalogCache
+from service.db import connect
+from service.ingest.models import UsageEvent
+from service.ledger.rerate import lock_repricing
+from service.record.service import ACCEPTED, CONFLICT, DUPLICATE, record_batch
+
+MODEL = "anthropic/claude-sonnet-4.5"
+WHEN = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+def event(event_id: str, job_id: str, input_tokens: int, output_tokens: int) -> UsageEvent:
+    return UsageEvent(
+        id=event_id,
+        occurred_at=WHEN,
+        job_id=job_id,
+        agent="ORACLE",
+        provider="openrouter",
+        model=MODEL,
+        input_tokens=input_tokens,
+        cached_input_tokens=0,
+        cache_write_tokens=0,
+        output_tokens=output_tokens,
+        reasoning_tokens=0,
+        provider_cost_usd=None,
+        status="ok",
+        attributes={"step": event_id},
+    )
+
+
+@pytest.fixture
+async def writer(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await connect(database_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def job_cost(db: asyncpg.Connection, job_id: str) -> tuple[Decimal, int]:
+    row = await db.fetchrow("SELECT cost_usd, events FROM rollup_jobs WHERE job_id = $1", job_id)
+    assert row is not None
+    return row["cost_usd"], row["events"]
+
+
+async def test_a_batch_stores_events_charges_and_rollups(
+    writer: asyncpg.Connection, db: asyncpg.Connection
+) -> None:
+    outcome = await record_batch(
+        writer, CatalogCache(), [event("e1", "job-a", 1000, 200), event("e2", "job-a", 2000, 100)]
+    )
+
+    assert [r.status for r in outcome.results] == [ACCEPTED, ACCEPTED]
+    assert await job_cost(db, "job-a") == (Decimal("0.0135"), 2)
+    stored = await db.fetchrow("SELECT model, attributes FROM usage_events WHERE event_id = 'e2'")
+    assert stored is not None and dict(stored) == {"model": MODEL, "attributes": {"step": "e2"}}
+    charges = await db.fetch(
+        "SELECT event_id, kind, cost_usd, price_input FROM ledger_entries ORDER BY event_id"
+    )
+    assert [tuple(r) for r in charges] == [
+        ("e1", "charge", Decimal("0.006"), Decimal("3.00")),
+        ("e2", "charge", Decimal("0.0075"), Decimal("3.00")),
+    ]
+
+
+async def test_two_batches_in_one_longer_transaction_count_each_event_once(
+    writer: asyncpg.Connection, db: asyncpg.Connection
+) -> None:
+    """The scratch tables keep their rows until the commit: the second batch must not take
+    the first batch's staged events or new entries for its own."""
+    cache = CatalogCache()
+    async with writer.transaction():
+        first = await record_batch(writer, cache, [event("e1", "job-a", 1000, 200)])
+        second = await record_batch(writer, cache, [event("e2", "job-a", 2000, 100)])
+
+    assert [r.status for r in (*first.results, *second.results)] == [ACCEPTED, ACCEPTED]
+    assert await job_cost(db, "job-a") == (Decimal("0.0135"), 2)
+    assert await db.fetchval("SELECT count(*) FROM ledger_entries") == 2
+
+
+async def test_replays_on_the_same_connection_append_nothing(
+    writer: asyncpg.Connection, db: asyncpg.Connection
+) -> None:
+    cache = CatalogCache()
+    await record_batch(writer, cache, [event("e1", "job-a", 1000, 200)])
+
+    again = await record_batch(
+        writer,
+        cache,
+        [
+            event("e1", "job-a", 1000, 200),  # the same event again
+            event("e2", "job-a", 2000, 100),  # new
+            event("e1", "job-a", 1000, 999),  # the id reused with other tokens
+        ],
+    )
+
+    assert [r.status for r in again.results] == [DUPLICATE, ACCEPTED, CONFLICT]
+    assert again.results[2].reason is not None and "output_tokens" in again.results[2].reason
+    assert await job_cost(db, "job-a") == (Decimal("0.0135"), 2)
+    assert await db.fetchval("SELECT count(*) FROM ledger_entries") == 2
+
+
+async def test_a_budget_created_beside_a_batch_in_flight_counts_its_spend(
+    writer: asyncpg.Connection, db: asyncpg.Connection, database_url: str
+) -> None:
+    """Creating a budget waits for the batch holding the lock, so its backfill sees that
+    batch's spend (without the wait, neither would count the other)."""
+    other = await connect(database_url)
+    try:
+        transaction = writer.transaction()
+        await transaction.start()
+        await lock_repricing(writer, shared=True)  # what a batch holds while it records
+        creating = asyncio.create_task(
+            create_budget(
+                other,
+                NewBudget(
+                    scope="job",
+                    scope_id="job-a",
+                    period="month",
+                    limit_usd=Decimal("1"),
+                    thresholds=[Decimal("0.5")],
+                    hard=False,
+                    webhook_url=None,
+                    webhook_secret=None,
+                ),
+            )
+        )
+        await asyncio.sleep(0.3)
+        assert not creating.done()
+        await record_batch(writer, CatalogCache(), [event("e1", "job-a", 1000, 200)])
+        await transaction.commit()
+        budget = await asyncio.wait_for(creating, timeout=10)
+    finally:
+        await other.close()
+
+    spent = await db.fetchval("SELECT spent_usd FROM budget_spend WHERE budget_id = $1", budget.id)
+    assert spent == Decimal("0.006")
