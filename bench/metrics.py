@@ -39,7 +39,7 @@ import httpx
 from bench.harness import BenchDatabase, CpuMeter, LucServer, machine, print_table, scratch_database
 from bench.ingest import INVARIANT_CHECKS, _rollup_check
 from service.db import connect
-from service.rollups.queries import UPSERTS
+from service.rollups.queries import upserts
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "metrics.json"
 FLAT_TARGET = 1.5  # p50 at the largest size over p50 at the smallest
@@ -99,13 +99,8 @@ LEFT JOIN catalog_prices AS p ON p.version_id = $4 AND p.model_id = e.model
 RETURNING id
 """
 
-# The service's rollup upserts over one loaded chunk's entries (the service reads the
-# transaction's new entries from its scratch table; the loader has their ids).
-CHUNK_UPSERTS = tuple(
-    q.replace("FROM luc_new_entries", "FROM ledger_entries WHERE id = ANY($1::bigint[])")
-    for q in UPSERTS.values()
-)
-assert all("$1" in q for q in CHUNK_UPSERTS), "the rollup upserts changed shape"
+# The service's rollup upserts over one loaded chunk's entries.
+CHUNK_UPSERTS = tuple(upserts("ledger_entries WHERE id = ANY($1::bigint[])").values())
 
 CHECKS = {
     **INVARIANT_CHECKS,

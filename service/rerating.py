@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from service.budgets.service import apply_new_entries as apply_to_budgets
 from service.catalog.service import NewCatalogVersion, create_version, load_catalog
 from service.db import Connection
 from service.ledger.rerate import (
@@ -24,8 +23,7 @@ from service.ledger.rerate import (
     plan_rerating,
     unpriced_bookings,
 )
-from service.ledger.service import append_entries, create_scratch_tables
-from service.rollups.service import apply_new_entries as apply_to_rollups
+from service.record.service import record_adjustments
 
 RERATE_CHUNK = 2000
 
@@ -61,12 +59,7 @@ class RerateSummary:
 
 async def _apply(conn: Connection, reratings: list[Rerating]) -> int:
     entries = [entry for r in reratings for entry in r.entries]
-    if not entries:
-        return 0
-    await create_scratch_tables(conn)
-    await append_entries(conn, entries)
-    await apply_to_rollups(conn)
-    await apply_to_budgets(conn)
+    await record_adjustments(conn, entries)
     return len(entries)
 
 

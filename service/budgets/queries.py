@@ -48,16 +48,15 @@ WHERE cost_usd IS NOT NULL
 GROUP BY 2
 """
 
-# Adds the cost of the transaction's new ledger entries (the ledger's luc_new_entries) to
-# every budget they count towards, per period of each entry's occurred_at (event time, not
-# the wall clock). Rows are locked in
-# key order, after the rollups, like every other writer. Returns each touched spend row
+# Adds the cost of freshly appended ledger entries to every budget they count towards,
+# per period of each entry's occurred_at (event time, not the wall clock). Rows are locked
+# in key order, after the rollups, like every other writer. Returns each touched spend row
 # with the amount this batch added, so the caller knows the value before and after.
 ADD_SPEND = """
 WITH entry AS (
     SELECT job_id, agent, model, occurred_at, cost_usd
-    FROM luc_new_entries
-    WHERE cost_usd IS NOT NULL AND cost_usd <> 0
+    FROM ledger_entries
+    WHERE id = ANY($1::bigint[]) AND cost_usd IS NOT NULL AND cost_usd <> 0
 ),
 delta AS (
     SELECT b.id AS budget_id, luc_period_start(b.period, entry.occurred_at) AS period_start,
@@ -200,7 +199,7 @@ ANY_OPEN_RESERVATIONS = (
 )
 
 SELECT_ARRIVED_CALLS = """
-SELECT job_id, agent, model FROM luc_new_entries WHERE kind = 'charge'
+SELECT job_id, agent, model FROM ledger_entries WHERE id = ANY($1::bigint[]) AND kind = 'charge'
 """
 
 # Open reservations that calls of these jobs or agents may settle, oldest first, locked so

@@ -196,22 +196,29 @@ def crossings(rows: Sequence[Any]) -> list[Crossing]:
     return found
 
 
-async def apply_new_entries(
-    conn: Connection, *, budgets_exist: bool = True, reservations_open: bool = True
+async def apply_entries(
+    conn: Connection,
+    entry_ids: Sequence[int],
+    *,
+    budgets_exist: bool = True,
+    reservations_open: bool = True,
 ) -> int:
-    """Count the transaction's new ledger entries towards budgets; record alerts and
-    their outbox rows.
+    """Count freshly appended ledger entries towards budgets; record alerts and their
+    outbox rows.
 
     Runs in the caller's transaction, after the rollups. A caller that already knows
     there are no budgets, or no open reservations, says so and spares the queries. Returns
     the number of alerts raised (a unique key makes each threshold fire once per budget
     and period).
     """
+    if not entry_ids:
+        return 0
+    ids = list(entry_ids)
     if reservations_open:
-        await settle_reservations(conn)
+        await settle_reservations(conn, ids)
     if not budgets_exist:
         return 0
-    found = crossings(await conn.fetch(queries.ADD_SPEND))
+    found = crossings(await conn.fetch(queries.ADD_SPEND, ids))
     if not found:
         return 0
     created = await conn.fetch(
@@ -233,11 +240,10 @@ async def apply_new_entries(
     return len(created)
 
 
-async def settle_reservations(conn: Connection) -> None:
-    """Each arriving call (a new charge of the transaction) settles, per budget, the oldest
-    open reservation it matches (same job, agent and model where the reservation named
-    them)."""
-    calls = await conn.fetch(queries.SELECT_ARRIVED_CALLS)
+async def settle_reservations(conn: Connection, entry_ids: list[int]) -> None:
+    """Each arriving call (a new charge) settles, per budget, the oldest open reservation
+    it matches (same job, agent and model where the reservation named them)."""
+    calls = await conn.fetch(queries.SELECT_ARRIVED_CALLS, entry_ids)
     if not calls:
         return
     open_rows = list(

@@ -1,93 +1,73 @@
-"""SQL owned by the ledger (table ``ledger_entries``, and the transaction's scratch tables).
+"""SQL owned by the ledger (table ``ledger_entries``, and the staging of a batch).
 
-Two temporary tables live on each connection, emptied at every commit:
-``luc_staged_charges`` holds a batch as it arrives (events with their priced charges, loaded
-with binary ``COPY``), and ``luc_new_entries`` a copy of every ledger entry appended in the
-transaction, which the rollups and budgets read instead of probing the ledger by id.
+The statements that append entries are pieces (common table expressions ending in
+``appended``, the rows just appended): the recorder adds the rollups to the same
+statement (``service.record.queries``), so appending a batch and rolling it up is one
+round trip.
 """
 
-# The ledger's scratch tables, created once per connection. Money is staged as decimal
-# text and cast on the way into the ledger (see INSERT_ENTRIES for why text), attributes
-# as JSON text (binary COPY has no use for the pool's text jsonb codec). ON COMMIT
-# DELETE ROWS empties them at each commit of a transaction that touched them; temporary
-# rows write no WAL.
-CREATE_SCRATCH_TABLES = """
-CREATE TEMP TABLE IF NOT EXISTS luc_staged_charges (
-    event_id            text NOT NULL,
-    occurred_at         timestamptz NOT NULL,
-    job_id              text NOT NULL,
-    agent               text NOT NULL,
-    provider            text NOT NULL,
-    sent_model          text NOT NULL,
-    input_tokens        bigint NOT NULL,
-    cached_input_tokens bigint NOT NULL,
-    cache_write_tokens  bigint NOT NULL,
-    output_tokens       bigint NOT NULL,
-    reasoning_tokens    bigint NOT NULL,
-    provider_cost_usd   text,
-    status              text NOT NULL,
-    attributes          text,
-    model               text NOT NULL,
-    tier                text,
-    catalog_version     bigint,
-    billing_day         date NOT NULL,
-    unpriced_count      integer NOT NULL,
-    cost_usd            text,
-    price_input         text,
-    price_output        text,
-    price_cache_read    text,
-    price_cache_write   text,
-    price_reasoning     text,
-    price_per_request   text,
-    reason              text
-) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS luc_new_entries (LIKE ledger_entries) ON COMMIT DELETE ROWS;
-"""
-
-SCRATCH_TABLES_READY = "to_regclass('pg_temp.luc_new_entries') IS NOT NULL"
-
-# Columns of luc_staged_charges in the order ``copy_records_to_table`` sends them.
+# A batch's events with their priced charges, as the recorder sends them. Money is decimal
+# text, cast on the way into the tables (see ENTRY_PARAMETERS for why text); attributes are
+# JSON text.
 STAGED_COLUMNS = (
-    "event_id",
-    "occurred_at",
-    "job_id",
-    "agent",
-    "provider",
-    "sent_model",
-    "input_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "provider_cost_usd",
-    "status",
-    "attributes",
-    "model",
-    "tier",
-    "catalog_version",
-    "billing_day",
-    "unpriced_count",
-    "cost_usd",
-    "price_input",
-    "price_output",
-    "price_cache_read",
-    "price_cache_write",
-    "price_reasoning",
-    "price_per_request",
-    "reason",
+    ("event_id", "text"),
+    ("occurred_at", "timestamptz"),
+    ("job_id", "text"),
+    ("agent", "text"),
+    ("provider", "text"),
+    ("sent_model", "text"),
+    ("input_tokens", "bigint"),
+    ("cached_input_tokens", "bigint"),
+    ("cache_write_tokens", "bigint"),
+    ("output_tokens", "bigint"),
+    ("reasoning_tokens", "bigint"),
+    ("provider_cost_usd", "text"),
+    ("status", "text"),
+    ("attributes", "text"),
+    ("model", "text"),
+    ("tier", "text"),
+    ("catalog_version", "bigint"),
+    ("billing_day", "date"),
+    ("unpriced_count", "integer"),
+    ("cost_usd", "text"),
+    ("price_input", "text"),
+    ("price_output", "text"),
+    ("price_cache_read", "text"),
+    ("price_cache_write", "text"),
+    ("price_reasoning", "text"),
+    ("price_per_request", "text"),
+    ("reason", "text"),
 )
+STAGED_NAMES = tuple(name for name, _ in STAGED_COLUMNS)
+_STAGED_DEFINITION = ", ".join(f"{name} {kind}" for name, kind in STAGED_COLUMNS)
 
-# Stores the staged events whose id is new and appends their charges, in one statement.
-# usage_events' primary key is the idempotency key: a replayed id inserts nothing, is not
-# returned, and so gets no charge. Rows go in event_id order so that two batches sharing
-# ids lock index entries in the same order and cannot deadlock.
-# It replaces what luc_new_entries held with this batch's charges: every part of one
-# statement sees the tables as they were when it began, so the DELETE removes only older
-# rows (those of an earlier batch in the same transaction). It answers the new event ids.
-APPEND_STAGED_CHARGES = """
-WITH forgotten AS (
-    DELETE FROM luc_new_entries
-),
+# Large batches are staged with binary COPY into this per-connection temporary table
+# (4 µs of PostgreSQL per event, against 13 µs for parsing the same rows as JSON). ON
+# COMMIT DELETE ROWS empties it at each commit, but that truncation costs about 0.3 ms in
+# every transaction that touched a temporary table, so small groups go inline instead.
+CREATE_STAGING_TABLE = (
+    f"CREATE TEMP TABLE IF NOT EXISTS luc_staged_charges ({_STAGED_DEFINITION})"
+    " ON COMMIT DELETE ROWS"
+)
+STAGING_TABLE_READY = "to_regclass('pg_temp.luc_staged_charges') IS NOT NULL"
+STAGED_FROM_TABLE = "SELECT * FROM luc_staged_charges"
+# Staged rows stay until the commit; a batch recorded inside a caller's longer transaction
+# clears those of an earlier batch first.
+CLEAR_STAGED = "DELETE FROM luc_staged_charges"
+# Small groups travel inline, as one JSON parameter (an array of objects).
+STAGED_FROM_JSON = f"SELECT * FROM json_to_recordset($1::json) AS s({_STAGED_DEFINITION})"
+
+
+def append_staged_charges(staged_source: str) -> str:
+    """Common table expressions that store the staged events whose id is new and append
+    their charges; ``new_events`` and ``appended`` name what was stored.
+
+    usage_events' primary key is the idempotency key: a replayed id inserts nothing, is not
+    returned, and so gets no charge. Rows go in event_id order so that two batches sharing
+    ids lock index entries in the same order and cannot deadlock.
+    """
+    return f"""
+staged AS ({staged_source}),
 new_events AS (
     INSERT INTO usage_events (event_id, occurred_at, job_id, agent, provider, model,
                               input_tokens, cached_input_tokens, cache_write_tokens,
@@ -97,7 +77,7 @@ new_events AS (
            input_tokens, cached_input_tokens, cache_write_tokens,
            output_tokens, reasoning_tokens, provider_cost_usd::numeric, status,
            attributes::jsonb
-    FROM luc_staged_charges
+    FROM staged
     ORDER BY event_id
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id
@@ -118,43 +98,35 @@ appended AS (
            s.price_input::numeric, s.price_output::numeric, s.price_cache_read::numeric,
            s.price_cache_write::numeric, s.price_reasoning::numeric,
            s.price_per_request::numeric, s.reason
-    FROM luc_staged_charges AS s
+    FROM staged AS s
     JOIN new_events USING (event_id)
     RETURNING *
-),
-remembered AS (
-    INSERT INTO luc_new_entries SELECT * FROM appended
-)
-SELECT event_id FROM new_events
-"""
+)"""
 
-# Appends adjustments (re-rating), replacing what luc_new_entries held with them (see
-# APPEND_STAGED_CHARGES). Money travels as decimal text cast to numeric: exact either way,
-# and asyncpg encodes text several times faster than binary NUMERIC (the ingest
-# benchmark's profile showed it).
-INSERT_ENTRIES = """
-WITH forgotten AS (
-    DELETE FROM luc_new_entries
-),
+
+# Appends adjustments (re-rating) given as one array per column: a common table expression
+# named ``appended``, like append_staged_charges. Money travels as decimal text cast to
+# numeric: exact either way, and asyncpg encodes text several times faster than binary
+# NUMERIC (the ingest benchmark's profile showed it).
+APPEND_ENTRIES = """
 appended AS (
-INSERT INTO ledger_entries (event_id, kind, job_id, agent, model, provider, tier,
-                            catalog_version, occurred_at, billing_day,
-                            input_tokens, cached_input_tokens, cache_write_tokens,
-                            output_tokens, reasoning_tokens, event_count, unpriced_count,
-                            cost_usd, provider_cost_usd,
-                            price_input, price_output, price_cache_read, price_cache_write,
-                            price_reasoning, price_per_request, reason)
-SELECT *
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-            $7::text[], $8::bigint[], $9::timestamptz[], $10::date[],
-            $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[],
-            $16::int[], $17::int[], $18::text[]::numeric[], $19::text[]::numeric[],
-            $20::text[]::numeric[], $21::text[]::numeric[], $22::text[]::numeric[],
-            $23::text[]::numeric[], $24::text[]::numeric[], $25::text[]::numeric[], $26::text[])
-RETURNING *
-)
-INSERT INTO luc_new_entries SELECT * FROM appended
-"""
+    INSERT INTO ledger_entries (event_id, kind, job_id, agent, model, provider, tier,
+                                catalog_version, occurred_at, billing_day,
+                                input_tokens, cached_input_tokens, cache_write_tokens,
+                                output_tokens, reasoning_tokens, event_count, unpriced_count,
+                                cost_usd, provider_cost_usd,
+                                price_input, price_output, price_cache_read,
+                                price_cache_write, price_reasoning, price_per_request, reason)
+    SELECT *
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                $7::text[], $8::bigint[], $9::timestamptz[], $10::date[],
+                $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[],
+                $16::int[], $17::int[], $18::text[]::numeric[], $19::text[]::numeric[],
+                $20::text[]::numeric[], $21::text[]::numeric[], $22::text[]::numeric[],
+                $23::text[]::numeric[], $24::text[]::numeric[], $25::text[]::numeric[],
+                $26::text[])
+    RETURNING *
+)"""
 
 ENTRY_COLUMNS = """
 id, event_id, kind, job_id, agent, model, provider, tier, catalog_version, occurred_at,
@@ -241,7 +213,3 @@ WHERE e.event_id IN (
 )
 ORDER BY e.event_id
 """
-
-# Staged rows stay until the commit; a batch recorded inside a caller's longer transaction
-# clears those of an earlier batch first.
-CLEAR_STAGED = "DELETE FROM luc_staged_charges"

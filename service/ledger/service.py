@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from operator import attrgetter
 from typing import Any
@@ -103,32 +104,23 @@ _MONEY_COLUMNS = frozenset(
 
 def _decimal_text(value: Decimal | None) -> str | None:
     # str() of a Decimal is exact (exponent notation included) and PostgreSQL's numeric
-    # input reads it back to the same value; see queries.INSERT_ENTRIES for why text.
+    # input reads it back to the same value; see queries.APPEND_ENTRIES for why text.
     return None if value is None else str(value)
 
 
-async def append_entries(conn: Connection, entries: Sequence[NewLedgerEntry]) -> None:
-    """Append ``entries`` (adjustments); they become the transaction's new entries.
-
-    The caller owns the transaction and passes the new entries on to the rollups and
-    budgets before appending anything else.
-    """
-    if not entries:
-        return
-    columns: list[list[Any]] = [
+def entry_parameters(entries: Sequence[NewLedgerEntry]) -> list[list[Any]]:
+    """The arguments of ``queries.APPEND_ENTRIES`` for ``entries``: one list per column."""
+    return [
         [_decimal_text(v) for v in column] if i in _MONEY_COLUMNS else list(column)
         for i, column in enumerate(zip(*map(_insert_row, entries), strict=True))
     ]
-    await conn.execute(queries.INSERT_ENTRIES, *columns)
-
-
-async def create_scratch_tables(conn: Connection) -> None:
-    """Create the connection's scratch tables (see ``queries``); a no-op when they exist."""
-    await conn.execute(queries.CREATE_SCRATCH_TABLES)
 
 
 StagedCharge = tuple[Any, ...]
-"""A row of ``luc_staged_charges``: an event and its first ledger entry."""
+"""An event with its first ledger entry, in the column order of ``queries.STAGED_COLUMNS``."""
+
+INLINE_LIMIT = 32
+"""Groups up to this many events travel inline (see ``queries.CREATE_STAGING_TABLE``)."""
 
 
 def staged_charge(event: UsageEvent, charge: NewLedgerEntry) -> StagedCharge:
@@ -164,24 +156,41 @@ def staged_charge(event: UsageEvent, charge: NewLedgerEntry) -> StagedCharge:
     )
 
 
-async def append_staged_charges(
-    conn: Connection, rows: Sequence[StagedCharge], *, inside_longer_transaction: bool = False
-) -> set[str]:
-    """Store the events of ``rows`` whose id is new and append their charges.
+@dataclass(frozen=True, slots=True)
+class Staging:
+    """Where a batch's staged rows are for ``queries.append_staged_charges``."""
 
-    Returns the new ids; a replayed id stores and appends nothing. The charges become the
-    transaction's new entries. Rows are loaded with binary ``COPY`` into the connection's
-    scratch table (``create_scratch_tables`` first), then moved in one statement. A caller
-    whose transaction may already have staged a batch says so, and those rows go first.
+    source: str
+    """``queries.STAGED_FROM_JSON`` or ``queries.STAGED_FROM_TABLE``."""
+    arguments: tuple[Any, ...]
+
+
+async def stage_charges(
+    conn: Connection,
+    rows: Sequence[StagedCharge],
+    *,
+    table_ready: bool,
+    inside_longer_transaction: bool,
+) -> Staging:
+    """Make ``rows`` ready for the statement that appends them.
+
+    A small group goes inline as one JSON argument; a larger batch is loaded with binary
+    ``COPY`` into the connection's staging table, created on first use (``table_ready``
+    says whether it exists). A caller whose transaction may already have staged a batch
+    says so, and those rows go first.
     """
-    if not rows:
-        return set()
-    if inside_longer_transaction:
+    if len(rows) <= INLINE_LIMIT:
+        objects = [dict(zip(queries.STAGED_NAMES, r, strict=True)) for r in rows]
+        document = msgspec.json.encode(objects)
+        return Staging(queries.STAGED_FROM_JSON, (document.decode(),))
+    if not table_ready:
+        await conn.execute(queries.CREATE_STAGING_TABLE)
+    elif inside_longer_transaction:
         await conn.execute(queries.CLEAR_STAGED)
     await conn.copy_records_to_table(
-        "luc_staged_charges", records=rows, columns=queries.STAGED_COLUMNS
+        "luc_staged_charges", records=rows, columns=queries.STAGED_NAMES
     )
-    return {r[0] for r in await conn.fetch(queries.APPEND_STAGED_CHARGES)}
+    return Staging(queries.STAGED_FROM_TABLE, ())
 
 
 def _entry(r: asyncpg.Record) -> LedgerEntry:

@@ -6,9 +6,9 @@ their charges) → rollups → budgets (spend, alerts, outbox), all in one trans
 returned only once that transaction has committed.
 
 A batch costs a fixed handful of round trips whatever its size: open (lock, then what the
-stages need to know), binary ``COPY`` of the priced events into a scratch table, one
-statement that stores the new events and appends their charges, one for the five rollups,
-budgets only when some exist, and the commit.
+stages need to know), the priced events staged (inline for a small group, binary ``COPY``
+for a batch), one statement that stores the new events, appends their charges and rolls
+them up, budgets only when some exist, and the commit.
 """
 
 from __future__ import annotations
@@ -16,21 +16,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from service.budgets.service import apply_new_entries as apply_to_budgets
+from service.budgets.service import apply_entries as apply_to_budgets
 from service.catalog.service import CatalogCache
 from service.db import Connection
 from service.ingest.models import Rejection, UsageEvent, differing_fields
 from service.ingest.service import stored_events
+from service.ledger.models import NewLedgerEntry
 from service.ledger.rerate import lock_repricing
-from service.ledger.service import (
-    append_staged_charges,
-    charge_for,
-    create_scratch_tables,
-    staged_charge,
-)
+from service.ledger.service import charge_for, entry_parameters, stage_charges, staged_charge
 from service.pricing.catalog import Catalog
 from service.record import queries
-from service.rollups.service import apply_new_entries as apply_to_rollups
 
 ACCEPTED = "accepted"
 DUPLICATE = "duplicate"
@@ -82,23 +77,24 @@ async def record_batch(
             await lock_repricing(conn, shared=True)
             opened = await conn.fetchrow(queries.OPEN_BATCH)
             assert opened is not None
-            if not opened["scratch_ready"]:
-                await create_scratch_tables(conn)
             catalog = await catalog_cache.get(conn, (opened["versions"], opened["newest"]))
             # Every event is priced before knowing which ids are new: replays are rare,
             # and the database tells new from replayed in the statement that stores them.
-            inserted = await append_staged_charges(
+            staging = await stage_charges(
                 conn,
                 [
                     staged_charge(e, charge_for(e, catalog.quote(e.model, e.occurred_at)))
                     for e in fresh
                 ],
+                table_ready=opened["staging_table_ready"],
                 inside_longer_transaction=inside_longer_transaction,
             )
-            if inserted:
-                await apply_to_rollups(conn)
+            rows = await conn.fetch(queries.RECORD_BATCH[staging.source], *staging.arguments)
+            inserted = {r["event_id"] for r in rows}
+            if opened["budgets_exist"] or opened["reservations_open"]:
                 alerts = await apply_to_budgets(
                     conn,
+                    [r["id"] for r in rows],
                     budgets_exist=opened["budgets_exist"],
                     reservations_open=opened["reservations_open"],
                 )
@@ -120,6 +116,15 @@ async def record_batch(
         else:
             outcomes[index] = _compare(item, known[item.id], "an earlier request")
     return BatchOutcome([o for o in outcomes if o is not None], alerts=alerts)
+
+
+async def record_adjustments(conn: Connection, entries: Sequence[NewLedgerEntry]) -> None:
+    """Append re-rating's ``entries``, roll them up and count them towards budgets, in the
+    caller's transaction."""
+    if not entries:
+        return
+    rows = await conn.fetch(queries.RECORD_ADJUSTMENTS, *entry_parameters(entries))
+    await apply_to_budgets(conn, [r["id"] for r in rows])
 
 
 def _compare(event: UsageEvent, first: UsageEvent, where: str) -> EventOutcome:

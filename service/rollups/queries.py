@@ -1,7 +1,7 @@
 """SQL owned by the rollups (tables ``rollup_*``).
 
-Each upsert reads the entries the transaction just appended (the ledger's scratch table
-``luc_new_entries``), aggregates them per rollup key, and adds the sums. Rows are upserted
+Each upsert reads the entries just appended (in the statement that appends them),
+aggregates them per rollup key, and adds the sums. Rows are upserted
 in key order, and the tables are always visited in the same order (one statement does
 all five), so concurrent batches touching the same keys queue behind each other instead
 of deadlocking.
@@ -36,68 +36,63 @@ _TOTAL_COST = "COALESCE(sum(cost_usd), 0)"
 # A line's cost stays NULL while its entries are unpriced (the key holds no version).
 _LINE_COST = "sum(cost_usd)"
 
-UPSERT_JOBS = f"""
+
+def upserts(source: str) -> dict[str, str]:
+    """The five upserts, each adding the entries of ``source`` (a relation with the
+    ledger's columns, optionally with a WHERE clause) to its rollup."""
+    return {
+        "jobs": f"""
 INSERT INTO rollup_jobs AS r (job_id, {_COLUMNS})
 SELECT job_id, {_MEASURES.format(cost=_TOTAL_COST)}
-FROM luc_new_entries
+FROM {source}
 GROUP BY job_id
 ORDER BY job_id
 ON CONFLICT (job_id) DO UPDATE SET {_ADD}
-"""
-
-UPSERT_JOB_LINES = f"""
+""",
+        "lines": f"""
 INSERT INTO rollup_job_lines AS r (job_id, agent, model, provider, catalog_version, {_COLUMNS})
 SELECT job_id, agent, model, provider, catalog_version, {_MEASURES.format(cost=_LINE_COST)}
-FROM luc_new_entries
+FROM {source}
 GROUP BY job_id, agent, model, provider, catalog_version
 ORDER BY job_id, agent, model, provider, catalog_version
 ON CONFLICT (job_id, agent, model, provider, catalog_version) DO UPDATE SET {_ADD}
-"""
-
-UPSERT_AGENT_DAYS = f"""
-INSERT INTO rollup_agent_days AS r (agent, day, {_COLUMNS})
-SELECT agent, billing_day, {_MEASURES.format(cost=_TOTAL_COST)}
-FROM luc_new_entries
-GROUP BY agent, billing_day
-ORDER BY agent, billing_day
-ON CONFLICT (agent, day) DO UPDATE SET {_ADD}
-"""
-
-UPSERT_MODEL_DAYS = f"""
-INSERT INTO rollup_model_days AS r (model, day, {_COLUMNS})
-SELECT model, billing_day, {_MEASURES.format(cost=_TOTAL_COST)}
-FROM luc_new_entries
-GROUP BY model, billing_day
-ORDER BY model, billing_day
-ON CONFLICT (model, day) DO UPDATE SET {_ADD}
-"""
-
-UPSERT_USAGE = f"""
+""",
+        "usage": f"""
 INSERT INTO rollup_usage AS r (agent, model, provider, tier, {_COLUMNS})
 SELECT agent, model, provider, tier, {_MEASURES.format(cost=_TOTAL_COST)}
-FROM luc_new_entries
+FROM {source}
 GROUP BY agent, model, provider, tier
 ORDER BY agent, model, provider, tier
 ON CONFLICT (agent, model, provider, tier) DO UPDATE SET {_ADD}
-"""
+""",
+        "agent_days": f"""
+INSERT INTO rollup_agent_days AS r (agent, day, {_COLUMNS})
+SELECT agent, billing_day, {_MEASURES.format(cost=_TOTAL_COST)}
+FROM {source}
+GROUP BY agent, billing_day
+ORDER BY agent, billing_day
+ON CONFLICT (agent, day) DO UPDATE SET {_ADD}
+""",
+        "model_days": f"""
+INSERT INTO rollup_model_days AS r (model, day, {_COLUMNS})
+SELECT model, billing_day, {_MEASURES.format(cost=_TOTAL_COST)}
+FROM {source}
+GROUP BY model, billing_day
+ORDER BY model, billing_day
+ON CONFLICT (model, day) DO UPDATE SET {_ADD}
+""",
+    }
 
-# The five upserts as one statement: one round trip, and one plan that asyncpg prepares
-# once per connection (planning five upserts anew cost more than running them for a batch
-# of one event). PostgreSQL runs the data-modifying parts of a statement one after another,
-# always in the same order for the same statement, so every writer visits the tables in
-# one order (see the module docstring).
-UPSERTS = {
-    "jobs": UPSERT_JOBS,
-    "lines": UPSERT_JOB_LINES,
-    "usage": UPSERT_USAGE,
-    "agent_days": UPSERT_AGENT_DAYS,
-    "model_days": UPSERT_MODEL_DAYS,
-}
-UPSERT_ALL = (
-    "WITH "
-    + ",\n".join(f"{name} AS ({statement})" for name, statement in UPSERTS.items())
-    + "\nSELECT 1"
-)
+
+def upserts_over(source: str) -> str:
+    """The five upserts as common table expressions over ``source``, for the statement that
+    appends the entries (one round trip, one plan prepared once per connection).
+
+    PostgreSQL runs the data-modifying parts of a statement one after another, always in
+    the same order for the same statement, so every writer visits the tables in one order.
+    """
+    return ",\n".join(f"rollup_{name} AS ({sql})" for name, sql in upserts(source).items())
+
 
 # Read side ---------------------------------------------------------------------------------
 

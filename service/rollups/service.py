@@ -23,11 +23,6 @@ from service.rollups.models import (
 )
 
 
-async def apply_new_entries(conn: Connection) -> None:
-    """Add the transaction's new ledger entries to every rollup, in the one safe lock order."""
-    await conn.fetchval(queries.UPSERT_ALL)  # prepared: see UPSERT_ALL
-
-
 async def job_detail(conn: Connection, job_id: str) -> JobDetail | None:
     row = await conn.fetchrow(queries.SELECT_JOB, job_id)
     if row is None:

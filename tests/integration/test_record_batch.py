@@ -21,6 +21,7 @@ from service.catalog.service import CatalogCache
 from service.db import connect
 from service.ingest.models import UsageEvent
 from service.ledger.rerate import lock_repricing
+from service.ledger.service import INLINE_LIMIT
 from service.record.service import ACCEPTED, CONFLICT, DUPLICATE, record_batch
 
 MODEL = "anthropic/claude-sonnet-4.5"
@@ -153,3 +154,24 @@ async def test_a_budget_created_beside_a_batch_in_flight_counts_its_spend(
 
     spent = await db.fetchval("SELECT spent_usd FROM budget_spend WHERE budget_id = $1", budget.id)
     assert spent == Decimal("0.006")
+
+
+@pytest.mark.parametrize("size", [INLINE_LIMIT, INLINE_LIMIT + 1])
+async def test_small_groups_inline_and_batches_by_copy_give_the_same_ledger(
+    writer: asyncpg.Connection, db: asyncpg.Connection, size: int
+) -> None:
+    """Both staging paths (inline JSON up to INLINE_LIMIT events, binary COPY above), each
+    twice inside one longer transaction, with a replay of the first batch's events."""
+    cache = CatalogCache()
+    first = [event(f"a{n}", "job-a", 1000, 200) for n in range(size)]
+    second = [event(f"b{n}", "job-a", 2000, 100) for n in range(size)]
+    async with writer.transaction():
+        await record_batch(writer, cache, first)
+        outcome = await record_batch(writer, cache, [*second, first[0]])
+
+    assert [r.status for r in outcome.results] == [ACCEPTED] * size + [DUPLICATE]
+    # size × $0.006 + size × $0.0075
+    assert await job_cost(db, "job-a") == (Decimal("0.0135") * size, 2 * size)
+    assert await db.fetchval("SELECT count(*) FROM ledger_entries") == 2 * size
+    stored = await db.fetchval("SELECT attributes FROM usage_events WHERE event_id = 'b1'")
+    assert stored == {"step": "b1"}
