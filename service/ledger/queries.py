@@ -58,6 +58,15 @@ CLEAR_STAGED = "DELETE FROM luc_staged_charges"
 STAGED_FROM_JSON = f"SELECT * FROM json_to_recordset($1::json) AS s({_STAGED_DEFINITION})"
 
 
+# The ledger columns every append fills (id and recorded_at come from their defaults).
+_INSERT_INTO_LEDGER = """ledger_entries (
+        event_id, kind, job_id, agent, model, provider, tier, catalog_version, occurred_at,
+        billing_day, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens,
+        reasoning_tokens, event_count, unpriced_count, cost_usd, provider_cost_usd,
+        price_input, price_output, price_cache_read, price_cache_write, price_reasoning,
+        price_per_request, reason)"""
+
+
 def append_staged_charges(staged_source: str) -> str:
     """Common table expressions that store the staged events whose id is new and append
     their charges; ``new_events`` and ``appended`` name what was stored.
@@ -83,13 +92,7 @@ new_events AS (
     RETURNING event_id
 ),
 appended AS (
-    INSERT INTO ledger_entries (event_id, kind, job_id, agent, model, provider, tier,
-                                catalog_version, occurred_at, billing_day,
-                                input_tokens, cached_input_tokens, cache_write_tokens,
-                                output_tokens, reasoning_tokens, event_count, unpriced_count,
-                                cost_usd, provider_cost_usd,
-                                price_input, price_output, price_cache_read,
-                                price_cache_write, price_reasoning, price_per_request, reason)
+    INSERT INTO {_INSERT_INTO_LEDGER}
     SELECT s.event_id, 'charge', s.job_id, s.agent, s.model, s.provider, s.tier,
            s.catalog_version, s.occurred_at, s.billing_day,
            s.input_tokens, s.cached_input_tokens, s.cache_write_tokens,
@@ -108,15 +111,9 @@ appended AS (
 # named ``appended``, like append_staged_charges. Money travels as decimal text cast to
 # numeric: exact either way, and asyncpg encodes text several times faster than binary
 # NUMERIC (the ingest benchmark's profile showed it).
-APPEND_ENTRIES = """
+APPEND_ENTRIES = f"""
 appended AS (
-    INSERT INTO ledger_entries (event_id, kind, job_id, agent, model, provider, tier,
-                                catalog_version, occurred_at, billing_day,
-                                input_tokens, cached_input_tokens, cache_write_tokens,
-                                output_tokens, reasoning_tokens, event_count, unpriced_count,
-                                cost_usd, provider_cost_usd,
-                                price_input, price_output, price_cache_read,
-                                price_cache_write, price_reasoning, price_per_request, reason)
+    INSERT INTO {_INSERT_INTO_LEDGER}
     SELECT *
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                 $7::text[], $8::bigint[], $9::timestamptz[], $10::date[],
