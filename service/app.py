@@ -42,6 +42,7 @@ from service.gateway.chain import build_chain, upstream_client
 from service.gateway.gateway import Gateway
 from service.gateway.local import DatabaseBudgets, RecordingSink, database_catalog
 from service.group_commit import GroupWriter
+from service.ledger.service import ensure_months_ahead
 from service.metrics.instruments import Metrics
 from service.settings import Settings, get_settings
 
@@ -72,6 +73,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         async with pool.acquire() as conn:
             if await seed_catalog(conn):
                 log.info("catalog_seeded", label="aims-v1")
+            if created := await ensure_months_ahead(conn):
+                log.info("ledger_months_created", partitions=created)
             if settings.auth.enabled and not await count_admin_keys(conn):
                 log.warning(
                     "no_admin_key",
@@ -120,7 +123,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             budgets=DatabaseBudgets(pool, settings.budgets.reservation_seconds),
             default_model=settings.gateway.default_model,
         )
-        resources.group_writer = GroupWriter(lambda events: record_events(resources, events))
+        resources.group_writer = GroupWriter(
+            lambda events: record_events(resources, events), writers=settings.ingest.writers
+        )
         resources.group_writer.start()
         app.state.luc = resources
         if not settings.auth.enabled:

@@ -43,7 +43,7 @@ class GroupWriter:
 
     def start(self) -> None:
         # Several writers: while one group waits for its commit (a WAL flush), the next
-        # group is already being written on another connection.
+        # group is already being written on another connection (LUC_INGEST_WRITERS).
         self._tasks = [
             asyncio.create_task(self._run(), name=f"luc-group-commit-{n}")
             for n in range(self._writers)

@@ -52,6 +52,9 @@ class IngestSettings:
     """``LUC_MAX_FUTURE_SKEW_SECONDS``: how far ``occurred_at`` may lie in the future."""
     max_attributes_bytes: int = 4096
     """``LUC_MAX_ATTRIBUTES_BYTES``: largest ``attributes`` object, as compact JSON."""
+    writers: int = 2
+    """``LUC_INGEST_WRITERS``: group-commit writers per process for single events; while one
+    group waits for its commit, the next is written on another connection."""
     persist: bool = True
     """``LUC_INGEST_PERSIST``: ``1`` (default) stores every event. ``0`` is a benchmarking
     switch (issue 9's B2 reference): ingest validates, prices against the catalog loaded
@@ -230,6 +233,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         max_body_bytes=_int(env, "LUC_MAX_BODY_BYTES", 16 * 1024 * 1024),
         max_future_skew_seconds=_int(env, "LUC_MAX_FUTURE_SKEW_SECONDS", 300, minimum=0),
         max_attributes_bytes=_int(env, "LUC_MAX_ATTRIBUTES_BYTES", 4096),
+        writers=_int(env, "LUC_INGEST_WRITERS", 2),
         persist=_choice(env, "LUC_INGEST_PERSIST", "1", ("0", "1")) == "1",
     )
     base_url = env.get("LUC_OPENROUTER_BASE_URL") or OpenRouterSettings.base_url

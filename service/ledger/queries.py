@@ -6,6 +6,10 @@ statement (``service.record.queries``), so appending a batch and rolling it up i
 round trip.
 """
 
+# The ledger is partitioned by UTC month of occurred_at (migration 0006); this makes the
+# partitions of this month and the next $1 ones when missing, and answers how many it made.
+ENSURE_MONTHS_AHEAD = "SELECT luc_ensure_ledger_months(now()::date, $1)"
+
 # A batch's events with their priced charges, as the recorder sends them. Money is decimal
 # text, cast on the way into the tables (see ENTRY_PARAMETERS for why text); attributes are
 # JSON text.

@@ -108,6 +108,13 @@ def _decimal_text(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
 
 
+async def ensure_months_ahead(conn: Connection, months: int = 2) -> int:
+    """Create the ledger partitions of this month and the next ``months``; returns how many
+    were missing. Called at start-up: a service restarted at least every two months never
+    sends an event of the present into the default partition."""
+    return int(await conn.fetchval(queries.ENSURE_MONTHS_AHEAD, months))
+
+
 def entry_parameters(entries: Sequence[NewLedgerEntry]) -> list[list[Any]]:
     """The arguments of ``queries.APPEND_ENTRIES`` for ``entries``: one list per column."""
     return [

@@ -1,0 +1,82 @@
+"""The ledger partitioned by UTC month (migration 0006) and kept ahead by the service."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+
+from service.catalog.service import CatalogCache
+from service.ingest.models import UsageEvent
+from service.ledger.service import ensure_months_ahead
+from service.record.service import record_batch
+
+
+def event(event_id: str, occurred_at: datetime) -> UsageEvent:
+    return UsageEvent(
+        id=event_id,
+        occurred_at=occurred_at,
+        job_id="job-p",
+        agent="ORACLE",
+        provider="openrouter",
+        model="anthropic/claude-sonnet-4.5",
+        input_tokens=1000,
+        cached_input_tokens=0,
+        cache_write_tokens=0,
+        output_tokens=200,
+        reasoning_tokens=0,
+        provider_cost_usd=None,
+        status="ok",
+        attributes=None,
+    )
+
+
+def month_partition(when: datetime) -> str:
+    return f"ledger_entries_{when:%Y_%m}"
+
+
+async def test_entries_land_in_their_month_and_far_ones_in_the_default(
+    db: asyncpg.Connection,
+) -> None:
+    now = datetime.now(UTC)
+    await ensure_months_ahead(db)
+    long_ago = datetime(2001, 2, 3, tzinfo=UTC)
+    await record_batch(db, CatalogCache(), [event("now", now), event("old", long_ago)])
+
+    rows = await db.fetch(
+        "SELECT event_id, tableoid::regclass::text AS part FROM ledger_entries ORDER BY 1"
+    )
+    assert [tuple(r) for r in rows] == [
+        ("now", month_partition(now)),
+        ("old", "ledger_entries_default"),
+    ]
+
+
+async def test_months_ahead_are_made_once(db: asyncpg.Connection) -> None:
+    await ensure_months_ahead(db)  # whatever the template already had
+    assert await ensure_months_ahead(db) == 0
+    assert await ensure_months_ahead(db, months=4) == 2  # two more months ahead
+
+
+async def test_a_month_with_rows_in_the_default_is_left_alone(db: asyncpg.Connection) -> None:
+    long_ago = datetime(2001, 2, 3, tzinfo=UTC)
+    await record_batch(db, CatalogCache(), [event("old", long_ago)])
+
+    made = await db.fetchval("SELECT luc_ensure_ledger_months('2001-01-01', 0)")
+
+    # Every month from January 2001 to now but February 2001, which waits in the default.
+    assert await db.fetchval("SELECT to_regclass('ledger_entries_2001_02')") is None
+    assert await db.fetchval("SELECT to_regclass('ledger_entries_2001_03')") is not None
+    assert made > 12 * 20
+    assert await db.fetchval("SELECT count(*) FROM ledger_entries") == 1
+
+
+@pytest.mark.parametrize("table", ["ledger_entries", "ledger_entries_default"])
+async def test_no_partition_can_be_truncated(db: asyncpg.Connection, table: str) -> None:
+    await ensure_months_ahead(db)
+    with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+        await db.execute(f"TRUNCATE {table}")
+    month = month_partition(datetime.now(UTC))
+    with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+        await db.execute(f"TRUNCATE {month}")
