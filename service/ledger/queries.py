@@ -62,13 +62,16 @@ CLEAR_STAGED = "DELETE FROM luc_staged_charges"
 STAGED_FROM_JSON = f"SELECT * FROM json_to_recordset($1::json) AS s({_STAGED_DEFINITION})"
 
 
-# The ledger columns every append fills (id and recorded_at come from their defaults).
-_INSERT_INTO_LEDGER = """ledger_entries (
-        event_id, kind, job_id, agent, model, provider, tier, catalog_version, occurred_at,
-        billing_day, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens,
-        reasoning_tokens, event_count, unpriced_count, cost_usd, provider_cost_usd,
-        price_input, price_output, price_cache_read, price_cache_write, price_reasoning,
-        price_per_request, reason)"""
+# The ledger columns every append fills (id and recorded_at come from their defaults), in
+# the order of APPEND_ENTRIES' arrays.
+INSERT_FIELDS = (
+    "event_id", "kind", "job_id", "agent", "model", "provider", "tier", "catalog_version",
+    "occurred_at", "billing_day", "input_tokens", "cached_input_tokens", "cache_write_tokens",
+    "output_tokens", "reasoning_tokens", "event_count", "unpriced_count", "cost_usd",
+    "provider_cost_usd", "price_input", "price_output", "price_cache_read",
+    "price_cache_write", "price_reasoning", "price_per_request", "reason",
+)  # fmt: skip
+_INSERT_INTO_LEDGER = f"ledger_entries ({', '.join(INSERT_FIELDS)})"
 
 
 def append_staged_charges(staged_source: str) -> str:

@@ -65,35 +65,8 @@ def charge_for(event: UsageEvent, quote: PriceQuote) -> NewLedgerEntry:
     )
 
 
-# NewLedgerEntry fields in the column order of queries.INSERT_ENTRIES.
-INSERT_FIELDS = (
-    "event_id",
-    "kind",
-    "job_id",
-    "agent",
-    "model",
-    "provider",
-    "tier",
-    "catalog_version",
-    "occurred_at",
-    "billing_day",
-    "input_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "event_count",
-    "unpriced_count",
-    "cost_usd",
-    "provider_cost_usd",
-    "price_input",
-    "price_output",
-    "price_cache_read",
-    "price_cache_write",
-    "price_reasoning",
-    "price_per_request",
-    "reason",
-)
+# NewLedgerEntry fields in the column order of queries.APPEND_ENTRIES.
+INSERT_FIELDS = queries.INSERT_FIELDS
 _insert_row = attrgetter(*INSERT_FIELDS)
 _MONEY_COLUMNS = frozenset(
     i
