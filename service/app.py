@@ -29,6 +29,7 @@ from service.api.keys import KeysController
 from service.api.metrics import metrics as metrics_endpoint
 from service.api.observe import observe_requests
 from service.api.openapi import document_errors
+from service.api.parked import ParkedUsageController
 from service.api.proxy import ChatCompletionsController
 from service.api.usage import UsageController
 from service.auth.guard import rate_limit_identity, require_key
@@ -101,8 +102,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         # (timeouts and limits in upstream_client); usage goes straight to the ledger.
         openrouter_http = upstream_client(settings.gateway.timeout_seconds)
         vertex_http = upstream_client(settings.gateway.timeout_seconds)
-        # Usage of proxied calls waits here while PostgreSQL is down; one file per
-        # database, so two ledgers on one machine never replay into each other.
+        # Usage of proxied calls waits here while it cannot be recorded, and what the ledger
+        # refuses is parked here; one file per database, so two ledgers on one machine never
+        # replay into each other.
         spool = Spool(
             settings.database.data_dir
             / "spool"
@@ -114,7 +116,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             settings.ingest,
             record=lambda items: record_events(resources, items),
             spool=spool,
+            metrics=metrics,
+            record_timeout_seconds=settings.gateway.record_timeout_seconds,
         )
+        resources.recording = sink
         replay_task = asyncio.create_task(sink.run_replay(), name="luc-gateway-spool-replay")
         resources.gateway = Gateway(
             build_chain(settings, openrouter_http=openrouter_http, vertex_http=vertex_http),
@@ -165,6 +170,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             metrics_endpoint,
             KeysController,
             ChatCompletionsController,
+            ParkedUsageController,
         ],
         lifespan=[lifespan],
         middleware=[observe_requests(metrics), *rate_limit(settings)],

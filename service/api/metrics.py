@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+
 from litestar import MediaType, Response, get
 from litestar.di import NamedDependency, Provide
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -31,4 +34,10 @@ async def metrics(luc: NamedDependency[Resources]) -> Response[bytes]:
             snapshot = await read_snapshot(conn)
     except CONNECTION_ERRORS:
         snapshot = LedgerSnapshot(database_up=False)  # still serve this process's series
+    if luc.recording is not None:
+        # Read from the spool file at each scrape: every process sharing it sees the same.
+        with contextlib.suppress(sqlite3.Error, OSError):
+            pending, parked = await luc.recording.spool_counts()
+            luc.metrics.gateway_spool_pending.set(pending)
+            luc.metrics.gateway_parked_events.set(parked)
     return Response(luc.metrics.render(snapshot), media_type=EXPOSITION_TYPE)

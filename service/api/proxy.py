@@ -3,7 +3,9 @@
 Point any OpenAI SDK at LUC (``base_url=<luc>/v1``, ``api_key=<LUC key of scope
 ingest>``) and attribute each call with the ``X-LUC-Job`` and ``X-LUC-Agent`` headers.
 LUC checks the budget, calls the chain (its own upstream keys never leave the server),
-answers as the provider did, and records the call's usage once. Errors have OpenAI's
+answers as the provider did, and records the call's usage once (when the ledger cannot
+take it now, it waits in the local spool, or is parked for an operator: the answer is
+delivered either way; ``service.gateway.local``). Errors have OpenAI's
 shape, ``{"error": {"message", "type", "code"}}``, so SDKs raise their usual exceptions.
 
 Streams are passed through chunk by chunk as they arrive. If the client goes away
@@ -39,13 +41,12 @@ from service.errors import (
 )
 from service.gateway.gateway import Gateway
 from service.gateway.models import CallContext, ChatRequest, StreamHandle
+from service.gateway.usage import attribution_problems
 
 log = structlog.get_logger("luc.proxy")
 
 JOB_HEADER = "X-LUC-Job"
 AGENT_HEADER = "X-LUC-Agent"
-MAX_JOB_ID = 128
-MAX_AGENT = 64
 # Fields LUC sets itself; everything else in the body goes upstream untouched.
 _OWN_FIELDS = ("model", "stream")
 
@@ -126,10 +127,12 @@ def _attribution(request: Request[Any, Any, Any]) -> tuple[str, str]:
             f"'{AGENT_HEADER}': 'ACHEEVY'}})",
             status_code=400,
         )
-    if len(job) > MAX_JOB_ID or len(agent) > MAX_AGENT:
+    # Checked as the ledger checks the event's job_id and agent, before the provider is
+    # paid: usage the ledger would refuse must never be bought.
+    if problems := attribution_problems(job, agent):
+        header = {"job_id": JOB_HEADER, "agent": AGENT_HEADER}
         raise InvalidRequestError(
-            f"{JOB_HEADER} is at most {MAX_JOB_ID} characters and {AGENT_HEADER} at most "
-            f"{MAX_AGENT}",
+            "; ".join(f"{header[name]}: {problem}" for name, problem in problems.items()),
             status_code=400,
         )
     return job, agent
@@ -183,8 +186,9 @@ class ChatCompletionsController(Controller):
         status_code=200,
         responses={
             400: _documented(
-                "Missing X-LUC-Job or X-LUC-Agent, a body that is no chat request, a model "
-                "LUC cannot price, or a request the provider refused"
+                "Missing or invalid X-LUC-Job (1-128 characters) or X-LUC-Agent (1-64), a "
+                "body that is no chat request, a model LUC cannot price, or a request the "
+                "provider refused"
             ),
             402: _documented("A hard budget is exhausted, or the provider is out of credits"),
             429: _documented("Rate-limited upstream after LUC's retries; see Retry-After"),

@@ -4,10 +4,13 @@
     async for piece in gateway.stream(model=..., messages=..., job_id=..., agent=...):
         ...  # text deltas (str), then the ChatResult
 
-Before a call: the model must be in LUC's catalog (else ``UnknownModelError``), and the
-budget gate, when there is one, must allow the estimated cost (else
+Before a call: the job and agent must be ones the ledger takes (else
+``InvalidRequestError``), the model must be in LUC's catalog (else ``UnknownModelError``),
+and the budget gate, when there is one, must allow the estimated cost (else
 ``BudgetExceededError``). Every upstream attempt that spent tokens emits exactly one usage
 event (id = the generation id) to the sink: the ledger in-process, the emitter elsewhere.
+A failure to record never turns a delivered answer into an error: the sink keeps what it
+cannot deliver (a local spool), and ``_meter`` lets nothing escape into the answer.
 
 Metering never depends on the caller staying: a non-streaming call runs in a shielded
 task, and a stream is read to its end by a task of its own, so a caller that goes away
@@ -28,7 +31,12 @@ from typing import Any
 import msgspec
 import structlog
 
-from service.errors import BudgetExceededError, GatewayError, UnknownModelError
+from service.errors import (
+    BudgetExceededError,
+    GatewayError,
+    InvalidRequestError,
+    UnknownModelError,
+)
 from service.errors import UpstreamUnavailableError as Unavailable
 from service.gateway.chain import Chain, Provider, UpstreamStream
 from service.gateway.models import (
@@ -44,7 +52,12 @@ from service.gateway.models import (
     UsageSink,
 )
 from service.gateway.upstream import error_text, first_choice
-from service.gateway.usage import estimate_tokens, estimated_usage, usage_event
+from service.gateway.usage import (
+    attribution_problems,
+    estimate_tokens,
+    estimated_usage,
+    usage_event,
+)
 from service.pricing.catalog import Catalog
 from service.pricing.cost import TokenCounts, event_cost
 
@@ -187,6 +200,10 @@ class Gateway:
         return task
 
     async def _prepare(self, request: ChatRequest, context: CallContext) -> _Prepared:
+        if problems := attribution_problems(context.job_id, context.agent):
+            raise InvalidRequestError(
+                "; ".join(f"{name}: {problem}" for name, problem in problems.items())
+            )
         catalog = await self.catalog()
         now = self.clock()
         quote = catalog.quote(request.model, now)
@@ -359,8 +376,10 @@ class Gateway:
         try:
             await self.sink.emit(event)
         except Exception:
-            # The call is paid for either way; keep the event in the log to replay it.
-            log.exception("usage_event_not_emitted", event=msgspec.json.encode(event).decode())
+            # Sinks keep what they cannot deliver (a spool) and should not raise; if one does
+            # anyway, the answer is still delivered (it was paid for) and the usage is logged
+            # whole, to be replayed by hand.
+            log.exception("usage_event_not_emitted", usage=msgspec.json.encode(event).decode())
         quote = catalog.quote(model, when)
         assert quote.price is not None  # checked in _prepare, or just above
         tokens = usage.tokens()

@@ -18,24 +18,77 @@ import structlog
 
 from service.budgets.service import check_call
 from service.catalog.service import CatalogCache, aims_catalog
-from service.client import Spool
+from service.client import Parked, Spool
 from service.db import on_connection
-from service.errors import DatabaseUnavailableError, LucError
+from service.errors import DatabaseUnavailableError, LucError, NotFoundError
 from service.gateway.models import BudgetVerdict
 from service.ingest.models import Rejection, UsageEvent, UsageEventIn
-from service.ingest.validate import check_event
+from service.ingest.validate import parse_event
+from service.metrics.instruments import Metrics
 from service.pricing.catalog import Catalog
 from service.pricing.models import CatalogVersion
-from service.record.service import ACCEPTED, DUPLICATE, BatchOutcome, record_batch
+from service.record.service import (
+    ACCEPTED,
+    DUPLICATE,
+    REJECTED,
+    BatchOutcome,
+    EventOutcome,
+    record_batch,
+)
 from service.settings import IngestSettings
 
 log = structlog.get_logger("luc.gateway")
 
 RecordFn = Callable[[Sequence[UsageEvent | Rejection]], Awaitable[BatchOutcome]]
 
+# Errors of one event's content (a value PostgreSQL refuses, a bug pricing it): a batch they
+# spoil is replayed event by event, so the event holds back only itself. Anything else (a
+# lost connection, a timeout, a lock, a restart) would fail every event alike.
+_EVENT_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+)
+_SHARED_ERRORS: tuple[type[BaseException], ...] = (
+    LucError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+)
+
+
+def _alone(exc: BaseException) -> bool:
+    """Whether ``exc`` may come from one event alone (see ``_EVENT_ERRORS``)."""
+    return isinstance(exc, _EVENT_ERRORS) or not isinstance(exc, _SHARED_ERRORS)
+
+
+def _cause(exc: BaseException) -> str:
+    """A bounded label for the metric: why usage went to the spool."""
+    if isinstance(exc, DatabaseUnavailableError):
+        return "database_unavailable"
+    if isinstance(exc, (TimeoutError, asyncpg.QueryCanceledError, asyncpg.LockNotAvailableError)):
+        return "timeout"
+    return "error"
+
+
+def _why(exc: BaseException) -> str:
+    return exc.message if isinstance(exc, LucError) else f"{type(exc).__name__}: {exc}"
+
 
 class RecordingSink:
-    """Validates each event as ingest does and records it in its own transaction."""
+    """The proxy's usage sink: every call's usage is on the ledger, or durably in the local
+    spool, when ``emit`` returns, whatever fails; ``emit`` never raises.
+
+    - ``accepted`` or ``duplicate``: on the ledger (stored once).
+    - The recording failed (PostgreSQL away, a statement or lock timeout, an internal error,
+      no answer within ``record_timeout_seconds``): spooled; ``run_replay`` records it later.
+    - ``conflict`` or ``rejected`` (an answer that will not change on retry): parked in the
+      spool, listed by ``GET /v1/usage/parked`` and counted in /metrics, until an operator
+      replays it (``replay_parked``, once the cause is fixed) or discards it.
+
+    Without a spool (tests, tools), what cannot go on the ledger is logged with its body.
+    """
 
     def __init__(
         self,
@@ -44,89 +97,218 @@ class RecordingSink:
         ingest: IngestSettings,
         record: RecordFn | None = None,
         spool: Spool | None = None,
+        *,
+        metrics: Metrics | None = None,
+        record_timeout_seconds: float | None = None,
     ) -> None:
         self.pool = pool
         self.catalog_cache = catalog_cache
         self.ingest = ingest
         self._record = record or self._record_batch
         self.spool = spool
-        """Where usage waits while PostgreSQL is down; replayed by ``replay_spooled``."""
+        """Where usage waits when it cannot be recorded, and what LUC refused is parked."""
+        self.metrics = metrics or Metrics()
+        self.record_timeout_seconds = record_timeout_seconds
+        """How long a call's answer may wait for its usage to be recorded; then it is
+        spooled instead (metering stays off the call's critical path)."""
 
     async def _record_batch(self, items: Sequence[UsageEvent | Rejection]) -> BatchOutcome:
         return await on_connection(
             self.pool, lambda conn: record_batch(conn, self.catalog_cache, items)
         )
 
+    def _check(self, body: bytes) -> UsageEvent | str:
+        """The event as ``POST /v1/events`` takes it, decoded from its wire form, so the
+        type limits (job_id 1–128 characters, agent 1–64…) hold here too; or why not."""
+        item = parse_event(body, 0, datetime.now(UTC), self.ingest)
+        return item.reason if isinstance(item, Rejection) else item
+
+    # One call's usage -----------------------------------------------------------------------
+
     async def emit(self, event: UsageEventIn) -> None:
-        body = msgspec.json.encode(event).decode()
-        checked = check_event(event, datetime.now(UTC), self.ingest)
+        body = msgspec.json.encode(event)
+        checked = self._check(body)
         if isinstance(checked, str):
-            log.error("usage_event_invalid", reason=checked, event=body)
+            await self._park(event.id, body, REJECTED, checked)
             return
         try:
-            outcome = await self._record([checked])
-        except DatabaseUnavailableError as exc:
-            if self.spool is None:
-                log.error("usage_event_not_recorded", error=exc.message, event=body)
-                return
-            # The upstream call happened and was paid for: keep its usage on local disk
-            # until PostgreSQL is back (replay_spooled), like a remote gateway's emitter.
-            await self.spool.add([(checked.id, body.encode())])
-            log.warning("usage_event_spooled", event_id=checked.id, error=exc.message)
-            return
-        except LucError as exc:
-            log.error("usage_event_not_recorded", error=exc.message, event=body)
+            if self.record_timeout_seconds is None:
+                outcome = await self._record([checked])
+            else:
+                outcome = await asyncio.wait_for(
+                    self._record([checked]), self.record_timeout_seconds
+                )
+        except asyncio.CancelledError:
+            # Shut down past the gateway's grace period: the call was paid for all the same.
+            await self._spool(event.id, body, "cancelled", "recording cancelled at shutdown")
+            raise
+        except Exception as exc:  # whatever it is, the usage must not be lost
+            await self._spool(event.id, body, _cause(exc), _why(exc), unexpected=_alone(exc))
             return
         result = outcome.results[0]
         if result.status not in (ACCEPTED, DUPLICATE):
-            log.error("usage_event_refused", status=result.status, reason=result.reason, event=body)
+            await self._park(event.id, body, result.status, result.reason)
+
+    async def _spool(
+        self, event_id: str, body: bytes, cause: str, why: str, *, unexpected: bool = False
+    ) -> None:
+        if self.spool is not None:
+            try:
+                await self.spool.add([(event_id, body)])
+            except Exception as exc:  # the local disk failed too
+                why = f"{why}; and the spool failed: {type(exc).__name__}: {exc}"
+            else:
+                # An unexpected error (a bug?) keeps its traceback in the log.
+                log.warning(
+                    "usage_event_spooled", event_id=event_id, error=why, exc_info=unexpected
+                )
+                self.metrics.gateway_spooled.labels(cause).inc()
+                return
+        self._unrecorded(event_id, body, why)
+
+    async def _park(self, event_id: str, body: bytes, status: str, reason: str | None) -> None:
+        if self.spool is not None:
+            try:
+                await self.spool.park([(event_id, body, status, reason)])
+            except Exception as exc:
+                reason = f"{reason}; and the spool failed: {type(exc).__name__}: {exc}"
+            else:
+                log.error("usage_event_parked", event_id=event_id, status=status, reason=reason)
+                self.metrics.gateway_parked.labels(status).inc()
+                return
+        self._unrecorded(event_id, body, f"{status}: {reason}")
+
+    def _unrecorded(self, event_id: str, body: bytes, why: str) -> None:
+        """The last resort: the log is the only place left for the call's usage."""
+        log.error("usage_event_not_recorded", event_id=event_id, why=why, usage=body.decode())
+        self.metrics.gateway_unrecorded.inc()
+
+    # The spool --------------------------------------------------------------------------------
 
     async def replay_spooled(self, limit: int = 500) -> int:
-        """Record what waits in the spool; returns how many events left it.
+        """Record what waits in the spool; returns how many events left it (recorded, or
+        parked when refused).
 
-        Raises ``DatabaseUnavailableError`` while PostgreSQL is still away.
+        Raises the error that kept every event from the ledger (``DatabaseUnavailableError``
+        while PostgreSQL is away, a timeout…). An event that fails on its own (see
+        ``_alone``) stays spooled without holding back the others.
         """
         if self.spool is None:
             return 0
         rows = await self.spool.take(limit)
         if not rows:
             return 0
-        now = datetime.now(UTC)
-        checked: list[tuple[int, str, bytes, UsageEvent | str]] = []
-        for seq, event_id, body in rows:
-            try:
-                wire = msgspec.json.decode(body, type=UsageEventIn)
-            except msgspec.MsgspecError as exc:
-                checked.append((seq, event_id, body, f"spooled event unreadable: {exc}"))
-                continue
-            checked.append((seq, event_id, body, check_event(wire, now, self.ingest)))
+        checked = [(seq, event_id, body, self._check(body)) for seq, event_id, body in rows]
         events = [c for _, _, _, c in checked if isinstance(c, UsageEvent)]
-        results = iter((await self._record(events)).results if events else [])
+        outcomes: dict[str, EventOutcome] = {}
+        error: Exception | None = None
+        try:
+            if events:
+                batch = await self._record(events)
+                outcomes = {e.id: r for e, r in zip(events, batch.results, strict=True)}
+        except Exception as exc:
+            if len(events) < 2 or not _alone(exc):
+                raise
+            error = exc
+            log.warning("spooled_batch_failed_recording_one_by_one", error=_why(exc))
+            for event in events:
+                try:
+                    outcomes[event.id] = (await self._record([event])).results[0]
+                except Exception as alone:
+                    error = alone
+                    log.warning("spooled_event_not_recorded", event_id=event.id, error=_why(alone))
+                    if not _alone(alone):
+                        break  # the database, not this event: the next attempt, later
         done: list[int] = []
         aside: list[tuple[int, str, bytes, str, str | None]] = []
         for seq, event_id, body, item in checked:
             if isinstance(item, str):
-                aside.append((seq, event_id, body, "rejected", item))
-                continue
-            result = next(results)
-            if result.status in (ACCEPTED, DUPLICATE):
+                aside.append((seq, event_id, body, REJECTED, item))
+            elif (result := outcomes.get(item.id)) is None:
+                continue  # not recorded: stays spooled
+            elif result.status in (ACCEPTED, DUPLICATE):
                 done.append(seq)
             else:
                 aside.append((seq, event_id, body, result.status, result.reason))
         await self.spool.settle(done, aside)
         for _, event_id, _, status, reason in aside:
-            log.error("spooled_event_refused", event_id=event_id, status=status, reason=reason)
-        return len(rows)
+            log.error("usage_event_parked", event_id=event_id, status=status, reason=reason)
+            self.metrics.gateway_parked.labels(status).inc()
+        if error is not None and not done and not aside:
+            raise error
+        return len(done) + len(aside)
 
-    async def run_replay(self, every_seconds: float = 2.0) -> None:
-        """Replay the spool until cancelled; quiet while PostgreSQL stays away."""
+    async def run_replay(self, every_seconds: float = 2.0, max_delay_seconds: float = 60.0) -> None:
+        """Replay the spool until cancelled. A failed attempt is logged and counted, and the
+        next one waits twice as long (up to ``max_delay_seconds``); one that places
+        something resets the wait."""
+        failures = 0
         while True:
             try:
                 while await self.replay_spooled():
-                    pass
-            except DatabaseUnavailableError:
-                pass
-            await asyncio.sleep(every_seconds)
+                    failures = 0
+            except Exception as exc:  # whatever it is, try again later: never give up
+                failures += 1
+                delay = min(max_delay_seconds, every_seconds * 2**failures)
+                self.metrics.gateway_replay_failures.inc()
+                log.warning(
+                    "usage_spool_replay_failed",
+                    error=_why(exc),
+                    attempt=failures,
+                    retry_in_seconds=delay,
+                    exc_info=_alone(exc),
+                )
+            else:
+                delay = every_seconds
+            await asyncio.sleep(delay)
+
+    async def spool_counts(self) -> tuple[int, int]:
+        """(usage waiting in the spool, usage parked)."""
+        return (0, 0) if self.spool is None else await self.spool.counts()
+
+    # What an operator does with parked usage -------------------------------------------------
+
+    async def parked(self, after: int, limit: int) -> list[Parked]:
+        return [] if self.spool is None else await self.spool.parked(after, limit)
+
+    async def replay_parked(self, parked_id: int) -> EventOutcome:
+        """Try one parked event again, once its cause is fixed (the job's customer set, the
+        clock right…): recorded, it leaves the list; refused, it stays with the new reason.
+        """
+        item = None if self.spool is None else await self.spool.parked_one(parked_id)
+        if item is None:
+            raise NotFoundError(f"no parked usage {parked_id}")
+        assert self.spool is not None
+        checked = self._check(item.body)
+        if isinstance(checked, str):
+            result = EventOutcome(item.event_id, REJECTED, checked)
+        else:
+            try:
+                result = (await self._record([checked])).results[0]
+            except LucError:
+                raise
+            except Exception as exc:
+                raise DatabaseUnavailableError(f"cannot record it now: {_why(exc)}") from exc
+        if result.status in (ACCEPTED, DUPLICATE):
+            await self.spool.drop_parked(parked_id)
+            log.info("parked_usage_replayed", event_id=item.event_id, status=result.status)
+        else:
+            await self.spool.park([(item.event_id, item.body, result.status, result.reason)])
+        return result
+
+    async def discard_parked(self, parked_id: int) -> Parked:
+        """Drop one parked event for good; its body stays in the log."""
+        item = None if self.spool is None else await self.spool.drop_parked(parked_id)
+        if item is None:
+            raise NotFoundError(f"no parked usage {parked_id}")
+        log.warning(
+            "parked_usage_discarded",
+            event_id=item.event_id,
+            status=item.status,
+            reason=item.reason,
+            usage=item.body.decode(errors="replace"),
+        )
+        return item
 
 
 class DatabaseBudgets:

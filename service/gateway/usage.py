@@ -33,7 +33,7 @@ from typing import Any, Literal
 import structlog
 
 from service.gateway.models import CallContext, ProviderUsage
-from service.ingest.models import UsageEventIn
+from service.ingest.models import AgentName, JobId, UsageEventIn
 
 log = structlog.get_logger("luc.gateway")
 
@@ -156,6 +156,28 @@ def estimated_usage(prompt: str, reply: str) -> ProviderUsage:
 def decimal_string(value: Decimal | None) -> str | None:
     """Plain notation, every digit kept (``1E-7`` → ``0.0000001``)."""
     return None if value is None else format(value, "f")
+
+
+def _length_limits(kind: Any) -> tuple[int, int]:
+    meta = kind.__metadata__[0]
+    return meta.min_length, meta.max_length
+
+
+# SPEC §2's limits, read from the event's own declaration (service.ingest.models).
+ATTRIBUTION_LIMITS = {"job_id": _length_limits(JobId), "agent": _length_limits(AgentName)}
+
+
+def attribution_problems(job_id: str, agent: str) -> dict[str, str]:
+    """What keeps ``job_id`` and ``agent`` off the ledger, by field (empty when nothing):
+    checked before a call, so the provider is never paid for usage LUC would refuse."""
+    problems: dict[str, str] = {}
+    for name, value in (("job_id", job_id), ("agent", agent)):
+        shortest, longest = ATTRIBUTION_LIMITS[name]
+        if not shortest <= len(value) <= longest:
+            problems[name] = f"must be {shortest} to {longest} characters, got {len(value)}"
+        elif "\x00" in value:
+            problems[name] = "must not contain the NUL character (U+0000)"
+    return problems
 
 
 def usage_event(

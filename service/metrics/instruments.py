@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.exposition import generate_latest
 
 from service.metrics.ledger import LedgerCollector, LedgerSnapshot
@@ -42,6 +42,45 @@ class Metrics:
             "luc_http_request_duration_seconds",
             "HTTP request duration by route template, method and status",
             ["route", "method", "status"],
+            registry=self.registry,
+        )
+
+        # The proxy's usage that is not on the ledger (yet): service.gateway.local.
+        self.gateway_spooled = Counter(
+            "luc_gateway_usage_spooled",
+            "Proxied calls whose usage went to the local spool instead of the ledger, by cause",
+            ["cause"],
+            registry=self.registry,
+        )
+        for cause in ("database_unavailable", "timeout", "error", "cancelled"):
+            self.gateway_spooled.labels(cause)
+        self.gateway_parked = Counter(
+            "luc_gateway_usage_parked",
+            "Proxied calls whose usage the ledger refused (conflict, rejected), parked for an "
+            "operator",
+            ["status"],
+            registry=self.registry,
+        )
+        for status in ("conflict", "rejected"):
+            self.gateway_parked.labels(status)
+        self.gateway_unrecorded = Counter(
+            "luc_gateway_usage_unrecorded",
+            "Proxied calls whose usage could be neither recorded nor spooled (only in the log)",
+            registry=self.registry,
+        )
+        self.gateway_replay_failures = Counter(
+            "luc_gateway_spool_replay_failures",
+            "Attempts to replay the spool that placed nothing (each is retried with backoff)",
+            registry=self.registry,
+        )
+        self.gateway_spool_pending = Gauge(
+            "luc_gateway_spool_pending_events",
+            "Usage events waiting in the local spool to be recorded",
+            registry=self.registry,
+        )
+        self.gateway_parked_events = Gauge(
+            "luc_gateway_parked_events",
+            "Usage events parked in the local spool until an operator replays or discards them",
             registry=self.registry,
         )
 
