@@ -1,14 +1,21 @@
-"""Usage born in LUC's own gateway while PostgreSQL is away waits in a local spool and
-reaches the ledger once PostgreSQL is back: nothing lost, nothing twice."""
+"""Usage born in LUC's own gateway that cannot be recorded (PostgreSQL away, any other
+failure) waits in a local spool and reaches the ledger later: nothing lost, nothing twice.
+The replay never gives up, waits longer after each failure, and one event that fails on
+its own holds back nobody else."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import contextlib
+import itertools
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
+import msgspec
 import pytest
 
 from service.catalog.service import CatalogCache
@@ -17,6 +24,7 @@ from service.db import create_pool
 from service.errors import DatabaseUnavailableError
 from service.gateway.local import RecordingSink
 from service.ingest.models import Rejection, UsageEvent, UsageEventIn
+from service.metrics.instruments import Metrics
 from service.record.service import BatchOutcome, record_batch
 from service.settings import load_settings
 
@@ -70,6 +78,123 @@ async def test_usage_recorded_during_an_outage_is_spooled_then_replayed_once(
         # 3 events × (1000 × $0.10 + 500 × $0.40) / 1M = 3 × $0.0003
         assert await db.fetchval("SELECT cost_usd FROM rollup_jobs") == Decimal("0.0009")
         assert await db.fetchval("SELECT count(*) FROM ledger_entries") == 3
+    finally:
+        await spool.close()
+        await pool.close()
+
+
+async def _until(what: str, check: Callable[[], Awaitable[bool]], seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def test_the_replay_keeps_going_after_unexpected_errors_with_growing_waits(
+    database_url: str, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    settings = load_settings({"LUC_DATABASE_URL": database_url})
+    pool = await create_pool(database_url, settings.database)
+    cache = CatalogCache()
+    attempts: list[float] = []
+    failures: list[Exception] = [
+        DatabaseUnavailableError("PostgreSQL is unavailable: connection refused"),
+        asyncpg.exceptions.InternalServerError("cache lookup failed for type 16384"),
+        RuntimeError("a bug nobody expected"),
+    ]
+
+    async def record(items: Sequence[UsageEvent | Rejection]) -> BatchOutcome:
+        attempts.append(time.monotonic())
+        if failures:
+            raise failures.pop(0)
+        async with pool.acquire() as conn:
+            return await record_batch(conn, cache, items)
+
+    metrics = Metrics()
+    spool = Spool(tmp_path / "spool.sqlite")
+    sink = RecordingSink(pool, cache, settings.ingest, record=record, spool=spool, metrics=metrics)
+    replay: asyncio.Task[None] | None = None
+    try:
+        await spool.add([("gen-0", msgspec.json.encode(usage("gen-0")))])
+        replay = asyncio.create_task(sink.run_replay(every_seconds=0.05, max_delay_seconds=0.15))
+
+        async def placed() -> bool:
+            return await spool.counts() == (0, 0)
+
+        await _until("the spool to empty", placed)
+        # Three failed attempts, then the fourth placed the event.
+        assert len(attempts) == 4
+        assert metrics.registry.get_sample_value("luc_gateway_spool_replay_failures_total") == 3
+        # The waits double from 0.1 s (2 × every_seconds) and stop at the cap of 0.15 s.
+        waits = [later - earlier for earlier, later in itertools.pairwise(attempts)]
+        assert waits[0] >= 0.1 and waits[1] >= 0.15 and waits[2] >= 0.15
+        # 1000 × $0.10 + 500 × $0.40 per 1M
+        assert await db.fetchval("SELECT cost_usd FROM rollup_jobs") == Decimal("0.0003")
+        assert await db.fetchval("SELECT count(*) FROM ledger_entries") == 1
+    finally:
+        if replay is not None:
+            replay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await replay
+        await spool.close()
+        await pool.close()
+
+
+async def test_an_event_that_fails_alone_holds_back_only_itself(
+    database_url: str, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    settings = load_settings({"LUC_DATABASE_URL": database_url})
+    pool = await create_pool(database_url, settings.database)
+    cache = CatalogCache()
+
+    async def record(items: Sequence[UsageEvent | Rejection]) -> BatchOutcome:
+        # A bug that only this event's content sets off (not the database's fault).
+        if any(isinstance(i, UsageEvent) and i.id == "gen-poison" for i in items):
+            raise ValueError("cannot price gen-poison")
+        async with pool.acquire() as conn:
+            return await record_batch(conn, cache, items)
+
+    metrics = Metrics()
+    spool = Spool(tmp_path / "spool.sqlite")
+    sink = RecordingSink(pool, cache, settings.ingest, record=record, spool=spool, metrics=metrics)
+    try:
+        ids = ["gen-a", "gen-poison", "gen-b"]
+        await spool.add([(i, msgspec.json.encode(usage(i))) for i in ids])
+        assert await sink.replay_spooled() == 2  # gen-a and gen-b are on the ledger
+        with pytest.raises(ValueError, match="cannot price gen-poison"):
+            await sink.replay_spooled()  # only gen-poison is left: the attempt places nothing
+        assert await spool.counts() == (1, 0)  # still spooled, never dropped
+        [(_, waiting, _)] = await spool.take(10)
+        assert waiting == "gen-poison"
+        rows = await db.fetch("SELECT event_id FROM ledger_entries ORDER BY event_id")
+        assert [r["event_id"] for r in rows] == ["gen-a", "gen-b"]
+    finally:
+        await spool.close()
+        await pool.close()
+
+
+async def test_a_sink_whose_record_fails_in_any_way_spools_the_usage(
+    database_url: str, tmp_path: Path
+) -> None:
+    settings = load_settings({"LUC_DATABASE_URL": database_url})
+    pool = await create_pool(database_url, settings.database)
+
+    async def record(items: Sequence[UsageEvent | Rejection]) -> BatchOutcome:
+        raise asyncpg.exceptions.InternalServerError("cache lookup failed for type 1234")
+
+    metrics = Metrics()
+    spool = Spool(tmp_path / "spool.sqlite")
+    sink = RecordingSink(
+        pool, CatalogCache(), settings.ingest, record=record, spool=spool, metrics=metrics
+    )
+    try:
+        await sink.emit(usage("gen-x"))  # returns: the answer is not held up, nor broken
+        assert await spool.counts() == (1, 0)
+        spooled = metrics.registry.get_sample_value(
+            "luc_gateway_usage_spooled_total", {"cause": "error"}
+        )
+        assert spooled == 1
     finally:
         await spool.close()
         await pool.close()

@@ -64,6 +64,7 @@ EXPECTED_SCOPES: dict[str, str] = {
     "listAlerts": READ,
     "getAlert": READ,
     "metrics": READ,
+    "listParkedUsage": READ,
     # operators
     "updateJob": ADMIN,
     "issueJobInvoice": ADMIN,
@@ -73,6 +74,8 @@ EXPECTED_SCOPES: dict[str, str] = {
     "updateBudget": ADMIN,
     "deleteBudget": ADMIN,
     "redeliverAlert": ADMIN,
+    "replayParkedUsage": ADMIN,
+    "discardParkedUsage": ADMIN,
     "listKeys": ADMIN,
     "createKey": ADMIN,
     "revokeKey": ADMIN,
