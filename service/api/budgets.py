@@ -416,7 +416,11 @@ class BudgetsController(Controller):
             clear_webhook=data.webhook_url == "",
             webhook_secret=_secret(data.webhook_secret),
         )
-        budget = await on_connection(luc.pool, lambda conn: update_budget(conn, budget_id, changes))
+        budget, alerts = await on_connection(
+            luc.pool, lambda conn: update_budget(conn, budget_id, changes, datetime.now(UTC))
+        )
+        if alerts and luc.dispatcher is not None:
+            luc.dispatcher.wake()  # a threshold the new limit puts behind the spend fires now
         return budget_out(budget)
 
     @delete(

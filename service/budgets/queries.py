@@ -213,3 +213,8 @@ WITH named AS (
 UPDATE budget_reservations SET settled_at = now()
 WHERE id IN (SELECT id FROM named)
 """
+
+# A budget's spend in one period, which a limit change re-evaluates its thresholds against.
+SELECT_SPEND = """
+SELECT spent_usd FROM budget_spend WHERE budget_id = $1 AND period_start = $2
+"""

@@ -130,30 +130,73 @@ class BudgetChanges:
     webhook_secret: str | None = None
 
 
-async def update_budget(conn: Connection, budget_id: int, changes: BudgetChanges) -> Budget:
-    """Change limit, thresholds, hardness or webhook; scope and period stay fixed."""
-    current = await get_budget(conn, budget_id)
-    limit_usd = current.limit_usd if changes.limit_usd is None else changes.limit_usd
-    thresholds = check_definition(
-        current.scope,
-        current.scope_id,
-        current.period,
-        limit_usd,
-        current.thresholds if changes.thresholds is None else changes.thresholds,
-    )
-    webhook_url = None if changes.clear_webhook else (changes.webhook_url or current.webhook_url)
-    row = await conn.fetchrow(
-        queries.UPDATE_BUDGET,
-        budget_id,
-        limit_usd,
-        thresholds,
-        current.hard if changes.hard is None else changes.hard,
-        webhook_url,
-        changes.webhook_secret,
-    )
-    if row is None:
-        raise NotFoundError(f"budget {budget_id} does not exist")
-    return budget_from_row(row)
+async def update_budget(
+    conn: Connection, budget_id: int, changes: BudgetChanges, now: datetime
+) -> tuple[Budget, int]:
+    """Change limit, thresholds, hardness or webhook; scope and period stay fixed.
+
+    A new limit or new thresholds are evaluated at once against the spend of the period
+    that contains ``now``: a threshold the spend has already passed fires then, in this
+    transaction, unless it fired before in the period. Returns the budget and the number
+    of alerts raised.
+    """
+    async with conn.transaction():
+        reevaluate = changes.limit_usd is not None or changes.thresholds is not None
+        if reevaluate:
+            # Exclusive, as for a new budget: batches in flight commit first (their spend
+            # is in what is read below), and later ones see the new limit. Otherwise a
+            # batch that read the old limit could pass a threshold of the new one unseen.
+            await lock_repricing(conn)
+        current = await get_budget(conn, budget_id)
+        limit_usd = current.limit_usd if changes.limit_usd is None else changes.limit_usd
+        thresholds = check_definition(
+            current.scope,
+            current.scope_id,
+            current.period,
+            limit_usd,
+            current.thresholds if changes.thresholds is None else changes.thresholds,
+        )
+        webhook_url = (
+            None if changes.clear_webhook else (changes.webhook_url or current.webhook_url)
+        )
+        row = await conn.fetchrow(
+            queries.UPDATE_BUDGET,
+            budget_id,
+            limit_usd,
+            thresholds,
+            current.hard if changes.hard is None else changes.hard,
+            webhook_url,
+            changes.webhook_secret,
+        )
+        if row is None:
+            raise NotFoundError(f"budget {budget_id} does not exist")
+        budget = budget_from_row(row)
+        alerts = 0
+        if reevaluate:
+            alerts = await _raise_alerts(conn, await _passed_thresholds(conn, budget, now))
+    return budget, alerts
+
+
+async def _passed_thresholds(conn: Connection, budget: Budget, now: datetime) -> list[Crossing]:
+    """The thresholds that the spend of the current period has reached (spent ≥ t·limit)."""
+    start = period_start(budget.period, now)
+    spent = await conn.fetchval(queries.SELECT_SPEND, budget.id, start)
+    if spent is None:
+        return []
+    return [
+        Crossing(
+            budget_id=budget.id,
+            period_start=start,
+            threshold=threshold,
+            spent_usd=spent,
+            limit_usd=budget.limit_usd,
+            scope=budget.scope,
+            scope_id=budget.scope_id,
+            webhook_url=budget.webhook_url,
+        )
+        for threshold in budget.thresholds
+        if spent >= threshold * budget.limit_usd
+    ]
 
 
 async def delete_budget(conn: Connection, budget_id: int) -> None:
