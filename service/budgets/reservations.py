@@ -20,13 +20,34 @@ from service.budgets.service import budget_from_row, period_start
 from service.db import Connection
 from service.errors import InvalidRequestError
 
+# An estimate is held as NUMERIC: keep it to amounts a bill can hold, as ingest does for
+# provider costs, so that a wild one is refused by name rather than by the database.
+_MAX_DIGITS_BEFORE_POINT = 18
+_MAX_DECIMAL_PLACES = 30
+
+
+def _decimal_places(value: Decimal) -> int:
+    """Significant digits after the point (``1.2300`` has 2), without a context."""
+    _sign, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # a finite value
+    trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    return max(0, -(exponent + trailing_zeros)) if any(digits) else 0
+
 
 def _estimate(estimated_cost_usd: Decimal | None) -> Decimal:
     if estimated_cost_usd is None:
         return Decimal(0)
-    if not estimated_cost_usd.is_finite() or estimated_cost_usd < 0:
+    value = estimated_cost_usd
+    if not value.is_finite() or value < 0:
         raise InvalidRequestError("estimated_cost_usd: must be a decimal amount, not negative")
-    return estimated_cost_usd
+    if (value and value.adjusted() >= _MAX_DIGITS_BEFORE_POINT) or (
+        _decimal_places(value) > _MAX_DECIMAL_PLACES
+    ):
+        raise InvalidRequestError(
+            f"estimated_cost_usd: {value} is out of range (below 10^{_MAX_DIGITS_BEFORE_POINT}"
+            f" USD, at most {_MAX_DECIMAL_PLACES} decimal places)"
+        )
+    return value
 
 
 async def _standings(
