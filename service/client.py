@@ -375,11 +375,16 @@ class RemoteBudgets:
                 raise ValueError(f"unexpected HTTP {response.status_code}")
             data = response.json()
             remaining = data.get("remaining_usd")
+            reservation_id = data.get("reservation_id")
             verdict = BudgetVerdict(
                 allowed=response.status_code != 402 and data.get("allowed") is True,
                 remaining_usd=None if remaining is None else Decimal(remaining),
                 reason=data.get("reason"),
-                reservation_id=data.get("reservation_id"),
+                # It travels on the usage event: anything but an id the event can carry
+                # would get the call's usage rejected, so it is dropped instead.
+                reservation_id=reservation_id
+                if isinstance(reservation_id, str) and 0 < len(reservation_id) <= 128
+                else None,
             )
         except (httpx.HTTPError, ValueError, ArithmeticError, AttributeError) as exc:
             status = exc.response.status_code if isinstance(exc, httpx.HTTPStatusError) else None
