@@ -1,4 +1,4 @@
-"""Budgets, the pre-call check, and alerts with their delivery state."""
+"""Budgets, the pre-call check and reservations, and alerts with their delivery state."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ from typing import Annotated
 import msgspec
 from litestar import Controller, Response, delete, get, patch, post
 from litestar.di import NamedDependency, Provide
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from standardwebhooks.webhooks import Webhook
 
 from service.api.deps import Resources, provide_resources
 from service.api.schemas import money, timestamp
-from service.auth.guard import ADMIN, INGEST_OR_READ, READ
+from service.auth.guard import ADMIN, INGEST, INGEST_OR_READ, READ
+from service.budgets import reservations
 from service.budgets.delivery import redeliver
 from service.budgets.models import (
     DEFAULT_THRESHOLDS,
@@ -25,7 +27,6 @@ from service.budgets.models import (
 )
 from service.budgets.service import (
     BudgetChanges,
-    check_call,
     create_budget,
     delete_budget,
     get_budget,
@@ -37,6 +38,7 @@ from service.budgets.service import (
 from service.budgets.targets import check_target
 from service.db import Connection, on_connection
 from service.errors import InvalidRequestError, NotFoundError
+from service.ingest.models import AgentName, JobId, ModelName
 
 
 class BudgetIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -103,9 +105,34 @@ class StandingOut(msgspec.Struct):
 class CheckOut(msgspec.Struct):
     allowed: bool
     remaining_usd: str | None
+    """The least any applicable budget has left; null when none applies."""
     budgets: list[StandingOut]
-    reservation_ids: list[str]
     reason: str | None
+    """Why a call would be refused: the first hard budget without room."""
+
+
+class ReservationIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    job_id: JobId
+    agent: AgentName
+    model: ModelName
+    """A catalog model id or alias."""
+    estimated_cost_usd: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    """Decimal string: what the call may cost (prompt and max output at list price)."""
+    customer_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
+
+
+class ReservationOut(msgspec.Struct):
+    allowed: bool
+    reservation_id: str | None
+    """Put it on the call's usage event (``reservation_id``): that settles this reservation.
+    Null when refused, or when no hard budget applies (nothing to hold)."""
+    remaining_usd: str | None
+    """The least any applicable budget has left, this reservation deducted."""
+    budgets: list[StandingOut]
+    reason: str | None
+    """Why the call is refused: the first hard budget without room."""
+    expires_at: str | None
+    """When the reservation lapses if no usage event names it (LUC_BUDGET_RESERVATION_SECONDS)."""
 
 
 class AlertOut(msgspec.Struct):
@@ -265,12 +292,12 @@ class BudgetsController(Controller):
     @get(
         "/check",
         operation_id="checkBudgets",
-        summary="May a call go ahead? Reserves the estimate against hard budgets",
+        summary="Would a call go ahead? Only looks: reserves nothing",
         description=(
             "Considers the global budget and those of the given job, agent and model, in the "
-            "period that contains now. A hard budget denies when spent + reserved + estimate "
-            "would pass its limit; when allowed, the estimate is reserved until the call's "
-            "usage event arrives (or the reservation expires)."
+            "period that contains now. A hard budget refuses when spent + reserved + estimate "
+            "would pass its limit. Safe to repeat: to hold the estimate for a call, reserve it "
+            "with POST /v1/budgets/reservations."
         ),
         opt=INGEST_OR_READ,
     )
@@ -292,31 +319,79 @@ class BudgetsController(Controller):
 
         async def run(conn: Connection) -> CheckOut:
             now = datetime.now(UTC)
-            # The ledger (and so model budgets and reservation settling) names models by
-            # catalog id: resolve an alias as pricing will (gemini-3.0-flash → google/…).
-            model_id = (
-                None
-                if model is None
-                else (await luc.catalog_cache.get(conn)).quote(model, now).model_id
-            )
-            result = await check_call(
+            result = await reservations.check(
                 conn,
                 job_id=job_id,
                 agent=agent,
-                model=model_id,
+                model=await _model_id(luc, conn, model, now),
                 estimated_cost_usd=estimate,
                 now=now,
-                reservation_seconds=luc.settings.budgets.reservation_seconds,
             )
             return CheckOut(
                 allowed=result.allowed,
                 remaining_usd=money(result.remaining_usd),
                 budgets=[standing_out(s) for s in result.standings],
-                reservation_ids=result.reservation_ids,
                 reason=result.reason,
             )
 
         return await on_connection(luc.pool, run)
+
+    @post(
+        "/reservations",
+        operation_id="createBudgetReservation",
+        summary="Admit a call under its hard budgets, holding its estimate until its usage",
+        description=(
+            "Considers the same budgets as the check. Refused (402) when a hard budget has "
+            "less left than the estimate. Admitted, the estimate is held against every hard "
+            "budget of the call (201, with a reservation_id) until a usage event naming that "
+            "reservation_id is recorded, or the reservation expires; with no hard budget "
+            "nothing is held (200, reservation_id null). Usage without a reservation_id "
+            "releases no reservation. Keys of scope ingest or admin only."
+        ),
+        status_code=201,
+        opt=INGEST,
+        responses={
+            200: ResponseSpec(
+                ReservationOut,
+                description="Allowed; no hard budget applies, so nothing is held",
+                generate_examples=False,
+            ),
+            402: ResponseSpec(
+                ReservationOut,
+                description="Refused: a hard budget has no room for the estimate",
+                generate_examples=False,
+            ),
+        },
+    )
+    async def reserve(
+        self, luc: NamedDependency[Resources], data: JSONBody[ReservationIn]
+    ) -> Response[ReservationOut]:
+        estimate = _amount("estimated_cost_usd", data.estimated_cost_usd)
+
+        async def run(conn: Connection) -> ReservationOut:
+            now = datetime.now(UTC)
+            result = await reservations.reserve(
+                conn,
+                job_id=data.job_id,
+                agent=data.agent,
+                model=await _model_id(luc, conn, data.model, now),
+                estimated_cost_usd=estimate,
+                now=now,
+                reservation_seconds=luc.settings.budgets.reservation_seconds,
+                customer_id=data.customer_id,
+            )
+            return ReservationOut(
+                allowed=result.allowed,
+                reservation_id=result.reservation_id,
+                remaining_usd=money(result.remaining_usd),
+                budgets=[standing_out(s) for s in result.standings],
+                reason=result.reason,
+                expires_at=timestamp(result.expires_at),
+            )
+
+        answer = await on_connection(luc.pool, run)
+        status = 402 if not answer.allowed else 201 if answer.reservation_id else 200
+        return Response(answer, status_code=status)
 
     @get("/{budget_id:int}", operation_id="getBudget", summary="One budget")
     async def one(self, luc: NamedDependency[Resources], budget_id: FromPath[int]) -> BudgetOut:
@@ -341,7 +416,11 @@ class BudgetsController(Controller):
             clear_webhook=data.webhook_url == "",
             webhook_secret=_secret(data.webhook_secret),
         )
-        budget = await on_connection(luc.pool, lambda conn: update_budget(conn, budget_id, changes))
+        budget, alerts = await on_connection(
+            luc.pool, lambda conn: update_budget(conn, budget_id, changes, datetime.now(UTC))
+        )
+        if alerts and luc.dispatcher is not None:
+            luc.dispatcher.wake()  # a threshold the new limit puts behind the spend fires now
         return budget_out(budget)
 
     @delete(
@@ -391,6 +470,16 @@ class AlertsController(Controller):
             luc.dispatcher.wake()
         alerts = await on_connection(luc.pool, lambda conn: _alerts_by_id(conn, alert_id))
         return Response(alert_out(alerts[0]), status_code=202)
+
+
+async def _model_id(
+    luc: Resources, conn: Connection, model: str | None, now: datetime
+) -> str | None:
+    """The catalog id of ``model``: the ledger (so model budgets and settling) names models
+    by id, so an alias is resolved as pricing will resolve it (gemini-3.0-flash → google/…)."""
+    if model is None:
+        return None
+    return (await luc.catalog_cache.get(conn)).quote(model, now).model_id
 
 
 async def _alerts_by_id(conn: Connection, alert_id: str) -> list[Alert]:

@@ -2,11 +2,12 @@
 
 Point any OpenAI SDK at LUC (``base_url=<luc>/v1``, ``api_key=<LUC key of scope
 ingest>``) and attribute each call with the ``X-LUC-Job`` and ``X-LUC-Agent`` headers.
-LUC checks the budget, calls the chain (its own upstream keys never leave the server),
-answers as the provider did, and records the call's usage once (when the ledger cannot
-take it now, it waits in the local spool, or is parked for an operator: the answer is
-delivered either way; ``service.gateway.local``). Errors have OpenAI's
-shape, ``{"error": {"message", "type", "code"}}``, so SDKs raise their usual exceptions.
+LUC reserves the call's estimate under its hard budgets (or answers 402), calls the chain
+(its own upstream keys never leave the server), answers as the provider did, and records
+the call's usage once, with the reservation id that settles the reservation (when the
+ledger cannot take it now, it waits in the local spool, or is parked for an operator: the
+answer is delivered either way; ``service.gateway.local``). Errors have OpenAI's shape,
+``{"error": {"message", "type", "code"}}``, so SDKs raise their usual exceptions.
 
 Streams are passed through chunk by chunk as they arrive. If the client goes away
 mid-stream, LUC keeps reading the upstream stream to its end and records the whole
@@ -179,9 +180,11 @@ class ChatCompletionsController(Controller):
         summary="OpenAI-compatible chat completion, metered per job and agent",
         description=(
             "OpenAI's chat completions protocol, streaming or not. Headers X-LUC-Job and "
-            "X-LUC-Agent (required) attribute the call. A hard budget that is exhausted "
-            "answers 402. Upstream failures carry advice in error.message. Every call's "
-            "usage is recorded once, also when the client disconnects mid-stream."
+            "X-LUC-Agent (required) attribute the call. Under hard budgets the call's "
+            "estimate is reserved first (prompt and max_tokens at list price), and a budget "
+            "without room for it answers 402; the call's usage settles the reservation. "
+            "Upstream failures carry advice in error.message. Every call's usage is "
+            "recorded once, also when the client disconnects mid-stream."
         ),
         status_code=200,
         responses={
@@ -190,7 +193,10 @@ class ChatCompletionsController(Controller):
                 "body that is no chat request, a model LUC cannot price, or a request the "
                 "provider refused"
             ),
-            402: _documented("A hard budget is exhausted, or the provider is out of credits"),
+            402: _documented(
+                "A hard budget has no room for the call's estimate, or the provider is out "
+                "of credits"
+            ),
             429: _documented("Rate-limited upstream after LUC's retries; see Retry-After"),
             502: _documented("The providers failed (or refused LUC's credentials)"),
         },

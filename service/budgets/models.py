@@ -73,8 +73,15 @@ class BudgetStanding:
 
 @dataclass(frozen=True, slots=True)
 class CheckResult:
+    """The answer to "may this call go ahead?"; with ``reservation_id`` when the estimate is
+    now held against the call's hard budgets (``reserve``; a look, ``check``, holds nothing).
+    """
+
     allowed: bool
     remaining_usd: Decimal | None
+    """The least any applicable budget has left (after this reservation, when one was made)."""
     standings: list[BudgetStanding]
-    reservation_ids: list[str]
     reason: str | None
+    """Why a call was refused: the first hard budget without room."""
+    reservation_id: str | None = None
+    expires_at: datetime | None = None

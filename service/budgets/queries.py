@@ -183,36 +183,38 @@ WHERE deleted_at IS NULL
 ORDER BY id
 """
 
+# One reservation: a row per hard budget of the call, all under one reservation id.
 INSERT_RESERVATIONS = """
-INSERT INTO budget_reservations (budget_id, period_start, job_id, agent, model, amount_usd,
-                                 expires_at)
-SELECT budget_id, period_start, $3, $4, $5, $6, now() + make_interval(secs => $7)
-FROM unnest($1::bigint[], $2::timestamptz[]) AS r(budget_id, period_start)
-RETURNING id
+INSERT INTO budget_reservations (reservation_id, budget_id, period_start, job_id, agent, model,
+                                 customer_id, amount_usd, expires_at)
+SELECT $1, budget_id, period_start, $4, $5, $6, $7, $8, now() + make_interval(secs => $9)
+FROM unnest($2::bigint[], $3::timestamptz[]) AS r(budget_id, period_start)
+RETURNING expires_at
 """
 
-# Whether a batch has budget work at all: two conditions the recorder asks about in the
-# query that opens its transaction, so that a batch with no budgets in play pays nothing.
+# Whether a batch has budget work at all: asked in the query that opens the recorder's
+# transaction, so that a batch with no budgets in play pays nothing.
 ANY_BUDGETS = "EXISTS (SELECT 1 FROM budgets WHERE deleted_at IS NULL)"
-ANY_OPEN_RESERVATIONS = (
-    "EXISTS (SELECT 1 FROM budget_reservations WHERE settled_at IS NULL AND expires_at > now())"
-)
 
-SELECT_ARRIVED_CALLS = """
-SELECT job_id, agent, model FROM ledger_entries WHERE id = ANY($1::bigint[]) AND kind = 'charge'
-"""
-
-# Open reservations that calls of these jobs or agents may settle, oldest first, locked so
-# that two batches cannot settle the same reservation.
-SELECT_OPEN_RESERVATIONS = """
-SELECT id, budget_id, job_id, agent, model
-FROM budget_reservations
-WHERE settled_at IS NULL AND expires_at > now()
-  AND (job_id = ANY($1::text[]) OR agent = ANY($2::text[]))
-ORDER BY created_at, id
-FOR UPDATE
-"""
-
+# Settles the reservations that arriving calls name: every row of each, when its job is
+# the call's job (an id copied onto another job's usage releases nothing) and it still
+# holds (an expired or settled one is left as it is). Rows are locked in id order first,
+# so two batches that name rows of the same reservations cannot deadlock.
 SETTLE_RESERVATIONS = """
-UPDATE budget_reservations SET settled_at = now() WHERE id = ANY($1::uuid[])
+WITH named AS (
+    SELECT r.id
+    FROM budget_reservations AS r
+    JOIN unnest($1::uuid[], $2::text[]) AS c(reservation_id, job_id)
+      ON r.reservation_id = c.reservation_id AND r.job_id = c.job_id
+    WHERE r.settled_at IS NULL AND r.expires_at > now()
+    ORDER BY r.id
+    FOR UPDATE OF r
+)
+UPDATE budget_reservations SET settled_at = now()
+WHERE id IN (SELECT id FROM named)
+"""
+
+# A budget's spend in one period, which a limit change re-evaluates its thresholds against.
+SELECT_SPEND = """
+SELECT spent_usd FROM budget_spend WHERE budget_id = $1 AND period_start = $2
 """

@@ -1,4 +1,7 @@
-"""Budgets: definition, spend evaluation inside the ingest transaction, pre-call checks."""
+"""Budgets: definition, spend evaluation inside the ingest transaction, alerts.
+
+Pre-call checks and reservations are in ``service.budgets.reservations``.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +20,6 @@ from service.budgets.models import (
     SCOPES,
     Alert,
     Budget,
-    BudgetStanding,
-    CheckResult,
     NewBudget,
 )
 from service.db import Connection
@@ -65,7 +66,8 @@ def check_definition(
     return sorted(set(thresholds))
 
 
-def _budget(r: Any) -> Budget:
+def budget_from_row(r: Any) -> Budget:
+    """A ``Budget`` from a row of ``queries.BUDGET_COLUMNS``."""
     return Budget(
         id=r["id"],
         scope=r["scope"],
@@ -104,18 +106,18 @@ async def create_budget(conn: Connection, new: NewBudget) -> Budget:
         )
         assert row is not None
         await conn.execute(queries.BACKFILL_SPEND, row["id"], new.period, new.scope, new.scope_id)
-    return _budget(row)
+    return budget_from_row(row)
 
 
 async def get_budget(conn: Connection, budget_id: int) -> Budget:
     row = await conn.fetchrow(queries.SELECT_BUDGET, budget_id)
     if row is None:
         raise NotFoundError(f"budget {budget_id} does not exist")
-    return _budget(row)
+    return budget_from_row(row)
 
 
 async def list_budgets(conn: Connection, scope: str | None, scope_id: str | None) -> list[Budget]:
-    return [_budget(r) for r in await conn.fetch(queries.SELECT_BUDGETS, scope, scope_id)]
+    return [budget_from_row(r) for r in await conn.fetch(queries.SELECT_BUDGETS, scope, scope_id)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,30 +130,73 @@ class BudgetChanges:
     webhook_secret: str | None = None
 
 
-async def update_budget(conn: Connection, budget_id: int, changes: BudgetChanges) -> Budget:
-    """Change limit, thresholds, hardness or webhook; scope and period stay fixed."""
-    current = await get_budget(conn, budget_id)
-    limit_usd = current.limit_usd if changes.limit_usd is None else changes.limit_usd
-    thresholds = check_definition(
-        current.scope,
-        current.scope_id,
-        current.period,
-        limit_usd,
-        current.thresholds if changes.thresholds is None else changes.thresholds,
-    )
-    webhook_url = None if changes.clear_webhook else (changes.webhook_url or current.webhook_url)
-    row = await conn.fetchrow(
-        queries.UPDATE_BUDGET,
-        budget_id,
-        limit_usd,
-        thresholds,
-        current.hard if changes.hard is None else changes.hard,
-        webhook_url,
-        changes.webhook_secret,
-    )
-    if row is None:
-        raise NotFoundError(f"budget {budget_id} does not exist")
-    return _budget(row)
+async def update_budget(
+    conn: Connection, budget_id: int, changes: BudgetChanges, now: datetime
+) -> tuple[Budget, int]:
+    """Change limit, thresholds, hardness or webhook; scope and period stay fixed.
+
+    A new limit or new thresholds are evaluated at once against the spend of the period
+    that contains ``now``: a threshold the spend has already passed fires then, in this
+    transaction, unless it fired before in the period. Returns the budget and the number
+    of alerts raised.
+    """
+    async with conn.transaction():
+        reevaluate = changes.limit_usd is not None or changes.thresholds is not None
+        if reevaluate:
+            # Exclusive, as for a new budget: batches in flight commit first (their spend
+            # is in what is read below), and later ones see the new limit. Otherwise a
+            # batch that read the old limit could pass a threshold of the new one unseen.
+            await lock_repricing(conn)
+        current = await get_budget(conn, budget_id)
+        limit_usd = current.limit_usd if changes.limit_usd is None else changes.limit_usd
+        thresholds = check_definition(
+            current.scope,
+            current.scope_id,
+            current.period,
+            limit_usd,
+            current.thresholds if changes.thresholds is None else changes.thresholds,
+        )
+        webhook_url = (
+            None if changes.clear_webhook else (changes.webhook_url or current.webhook_url)
+        )
+        row = await conn.fetchrow(
+            queries.UPDATE_BUDGET,
+            budget_id,
+            limit_usd,
+            thresholds,
+            current.hard if changes.hard is None else changes.hard,
+            webhook_url,
+            changes.webhook_secret,
+        )
+        if row is None:
+            raise NotFoundError(f"budget {budget_id} does not exist")
+        budget = budget_from_row(row)
+        alerts = 0
+        if reevaluate:
+            alerts = await _raise_alerts(conn, await _passed_thresholds(conn, budget, now))
+    return budget, alerts
+
+
+async def _passed_thresholds(conn: Connection, budget: Budget, now: datetime) -> list[Crossing]:
+    """The thresholds that the spend of the current period has reached (spent ≥ t·limit)."""
+    start = period_start(budget.period, now)
+    spent = await conn.fetchval(queries.SELECT_SPEND, budget.id, start)
+    if spent is None:
+        return []
+    return [
+        Crossing(
+            budget_id=budget.id,
+            period_start=start,
+            threshold=threshold,
+            spent_usd=spent,
+            limit_usd=budget.limit_usd,
+            scope=budget.scope,
+            scope_id=budget.scope_id,
+            webhook_url=budget.webhook_url,
+        )
+        for threshold in budget.thresholds
+        if spent >= threshold * budget.limit_usd
+    ]
 
 
 async def delete_budget(conn: Connection, budget_id: int) -> None:
@@ -196,29 +241,23 @@ def crossings(rows: Sequence[Any]) -> list[Crossing]:
     return found
 
 
-async def apply_entries(
-    conn: Connection,
-    entry_ids: Sequence[int],
-    *,
-    budgets_exist: bool = True,
-    reservations_open: bool = True,
-) -> int:
+async def apply_entries(conn: Connection, entry_ids: Sequence[int]) -> int:
     """Count freshly appended ledger entries towards budgets; record alerts and their
     outbox rows.
 
-    Runs in the caller's transaction, after the rollups. A caller that already knows
-    there are no budgets, or no open reservations, says so and spares the queries. Returns
-    the number of alerts raised (a unique key makes each threshold fire once per budget
-    and period).
+    Runs in the caller's transaction, after the rollups. Returns the number of alerts
+    raised (a unique key makes each threshold fire once per budget and period).
     """
     if not entry_ids:
         return 0
-    ids = list(entry_ids)
-    if reservations_open:
-        await settle_reservations(conn, ids)
-    if not budgets_exist:
-        return 0
-    found = crossings(await conn.fetch(queries.ADD_SPEND, ids))
+    return await _raise_alerts(
+        conn, crossings(await conn.fetch(queries.ADD_SPEND, list(entry_ids)))
+    )
+
+
+async def _raise_alerts(conn: Connection, found: Sequence[Crossing]) -> int:
+    """Record an alert per crossing not recorded yet in its period, and the outbox rows of
+    those with a webhook; returns how many alerts are new."""
     if not found:
         return 0
     created = await conn.fetch(
@@ -238,32 +277,6 @@ async def apply_entries(
             queries.INSERT_OUTBOX, [a for a, _ in with_hooks], [u for _, u in with_hooks]
         )
     return len(created)
-
-
-async def settle_reservations(conn: Connection, entry_ids: list[int]) -> None:
-    """Each arriving call (a new charge) settles, per budget, the oldest open reservation
-    it matches (same job, agent and model where the reservation named them)."""
-    calls = await conn.fetch(queries.SELECT_ARRIVED_CALLS, entry_ids)
-    if not calls:
-        return
-    open_rows = list(
-        await conn.fetch(
-            queries.SELECT_OPEN_RESERVATIONS,
-            list({c["job_id"] for c in calls}),
-            list({c["agent"] for c in calls}),
-        )
-    )
-    settled: dict[Any, None] = {}  # ordered set
-    for call in calls:
-        taken_budgets: set[int] = set()
-        for r in open_rows:
-            if r["budget_id"] in taken_budgets or r["id"] in settled:
-                continue
-            if all(r[k] is None or r[k] == call[k] for k in ("job_id", "agent", "model")):
-                settled[r["id"]] = None
-                taken_budgets.add(r["budget_id"])
-    if settled:
-        await conn.execute(queries.SETTLE_RESERVATIONS, list(settled))
 
 
 def _alert(r: Any) -> Alert:
@@ -294,71 +307,3 @@ async def list_alerts(
         except ValueError:
             return []
     return [_alert(r) for r in await conn.fetch(queries.SELECT_ALERTS, budget_id, alert_id, limit)]
-
-
-async def check_call(
-    conn: Connection,
-    *,
-    job_id: str | None,
-    agent: str | None,
-    model: str | None,
-    estimated_cost_usd: Decimal | None,
-    now: datetime,
-    reservation_seconds: int,
-) -> CheckResult:
-    """May a call go ahead? Hard budgets deny once spent + reserved + estimate passes the
-    limit; an allowed estimate is reserved atomically against every hard budget."""
-    if estimated_cost_usd is not None and (
-        not estimated_cost_usd.is_finite() or estimated_cost_usd < 0
-    ):
-        raise InvalidRequestError("estimated_cost_usd: must be a decimal amount, not negative")
-    async with conn.transaction():
-        budgets = [
-            _budget(r) for r in await conn.fetch(queries.SELECT_APPLICABLE, job_id, agent, model)
-        ]
-        hard_ids = [b.id for b in budgets if b.hard]
-        if hard_ids and estimated_cost_usd:
-            await conn.execute(queries.LOCK_BUDGETS, hard_ids)
-        standings = []
-        for b in budgets:
-            start = period_start(b.period, now)
-            row = await conn.fetchrow(queries.SELECT_STANDING, b.id, start)
-            assert row is not None
-            standings.append(BudgetStanding(b, start, row["spent_usd"], row["reserved_usd"]))
-        estimate = estimated_cost_usd or Decimal(0)
-        denied = [
-            s
-            for s in standings
-            if s.budget.hard
-            and (s.remaining_usd < estimate or (estimate == 0 and s.remaining_usd <= 0))
-        ]
-        reservation_ids: list[str] = []
-        hard = [s for s in standings if s.budget.hard]
-        if not denied and hard and estimate > 0:
-            rows = await conn.fetch(
-                queries.INSERT_RESERVATIONS,
-                [s.budget.id for s in hard],
-                [s.period_start for s in hard],
-                job_id,
-                agent,
-                model,
-                estimate,
-                float(reservation_seconds),  # an interval length in seconds, not money
-            )
-            reservation_ids = [str(r["id"]) for r in rows]
-    remaining = min((s.remaining_usd for s in standings), default=None)
-    reason = None
-    if denied:
-        first = denied[0].budget
-        reason = (
-            f"budget {first.id} ({first.scope}"
-            + (f" {first.scope_id}" if first.scope_id else "")
-            + f", {first.period}) has {denied[0].remaining_usd} USD left of {first.limit_usd}"
-        )
-    return CheckResult(
-        allowed=not denied,
-        remaining_usd=remaining,
-        standings=standings,
-        reservation_ids=reservation_ids,
-        reason=reason,
-    )

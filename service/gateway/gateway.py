@@ -6,11 +6,13 @@
 
 Before a call: the job and agent must be ones the ledger takes (else
 ``InvalidRequestError``), the model must be in LUC's catalog (else ``UnknownModelError``),
-and the budget gate, when there is one, must allow the estimated cost (else
-``BudgetExceededError``). Every upstream attempt that spent tokens emits exactly one usage
-event (id = the generation id) to the sink: the ledger in-process, the emitter elsewhere.
-A failure to record never turns a delivered answer into an error: the sink keeps what it
-cannot deliver (a local spool), and ``_meter`` lets nothing escape into the answer.
+and the budget gate, when there is one, must admit the estimated cost (else
+``BudgetExceededError``); under hard budgets it reserves the estimate, and the call's
+usage event carries the ``reservation_id``, which settles that reservation. Every
+upstream attempt that spent tokens emits exactly one usage event (id = the generation id)
+to the sink: the ledger in-process, the emitter elsewhere. A failure to record never
+turns a delivered answer into an error: the sink keeps what it cannot deliver (a local
+spool), and ``_meter`` lets nothing escape into the answer.
 
 Metering never depends on the caller staying: a non-streaming call runs in a shielded
 task, and a stream is read to its end by a task of its own, so a caller that goes away
@@ -72,6 +74,8 @@ class _Prepared:
     """With the model resolved to its catalog id (aliases work)."""
     catalog: Catalog
     occurred_at: datetime
+    reservation_id: str | None = None
+    """The budget reservation the call was admitted under; its usage event settles it."""
 
 
 class Gateway:
@@ -209,12 +213,13 @@ class Gateway:
         quote = catalog.quote(request.model, now)
         if quote.price is None:
             raise UnknownModelError(f"LUC cannot price {request.model!r}: {quote.reason}")
+        reservation_id = None
         if self.budgets is not None:
             prompt_tokens = estimate_tokens(request.prompt_text())
             estimate = event_cost(
                 TokenCounts(prompt_tokens, 0, 0, request.max_output_tokens() or 0, 0), quote.price
             )
-            verdict = await self.budgets.check(
+            verdict = await self.budgets.reserve(
                 job_id=context.job_id,
                 agent=context.agent,
                 model=quote.model_id,
@@ -225,7 +230,8 @@ class Gateway:
                     f"budget exhausted: {verdict.reason or 'a hard budget refuses the call'}; "
                     "raise the budget's limit_usd or wait for its next period"
                 )
-        return _Prepared(replace(request, model=quote.model_id), catalog, now)
+            reservation_id = verdict.reservation_id
+        return _Prepared(replace(request, model=quote.model_id), catalog, now, reservation_id)
 
     async def _complete(
         self, prepared: _Prepared, context: CallContext
@@ -372,6 +378,7 @@ class Gateway:
             usage=usage,
             status="error" if error else "ok",
             attributes=attributes,
+            reservation_id=prepared.reservation_id,
         )
         try:
             await self.sink.emit(event)

@@ -16,7 +16,7 @@ import asyncpg
 import msgspec
 import structlog
 
-from service.budgets.service import check_call
+from service.budgets.reservations import reserve
 from service.catalog.service import CatalogCache, aims_catalog
 from service.client import Parked, Spool
 from service.db import on_connection
@@ -312,18 +312,18 @@ class RecordingSink:
 
 
 class DatabaseBudgets:
-    """The pre-call check of ``GET /v1/budgets/check``, on the database directly."""
+    """``POST /v1/budgets/reservations``, on the database directly."""
 
     def __init__(self, pool: asyncpg.Pool, reservation_seconds: int) -> None:
         self.pool = pool
         self.reservation_seconds = reservation_seconds
 
-    async def check(
+    async def reserve(
         self, *, job_id: str, agent: str, model: str, estimated_cost_usd: Decimal
     ) -> BudgetVerdict:
         result = await on_connection(
             self.pool,
-            lambda conn: check_call(
+            lambda conn: reserve(
                 conn,
                 job_id=job_id,
                 agent=agent,
@@ -333,7 +333,9 @@ class DatabaseBudgets:
                 reservation_seconds=self.reservation_seconds,
             ),
         )
-        return BudgetVerdict(result.allowed, result.remaining_usd, result.reason)
+        return BudgetVerdict(
+            result.allowed, result.remaining_usd, result.reason, result.reservation_id
+        )
 
 
 def database_catalog(pool: asyncpg.Pool, cache: CatalogCache) -> Callable[[], Awaitable[Catalog]]:

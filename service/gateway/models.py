@@ -188,6 +188,9 @@ class BudgetVerdict:
     allowed: bool
     remaining_usd: Decimal | None = None
     reason: str | None = None
+    reservation_id: str | None = None
+    """The reservation that holds the call's estimate under its hard budgets; the call's
+    usage event carries it, which settles it. ``None`` when nothing is held."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,9 +209,10 @@ class UsageSink(Protocol):
 
 
 class BudgetGate(Protocol):
-    """The pre-call budget check."""
+    """Admission under budgets: reserves the call's estimate against its hard budgets
+    (``POST /v1/budgets/reservations``), or refuses the call."""
 
-    async def check(
+    async def reserve(
         self, *, job_id: str, agent: str, model: str, estimated_cost_usd: Decimal
     ) -> BudgetVerdict: ...
 

@@ -190,6 +190,7 @@ def usage_event(
     usage: ProviderUsage,
     status: Literal["ok", "error"] = "ok",
     attributes: Mapping[str, Any] | None = None,
+    reservation_id: str | None = None,
 ) -> UsageEventIn:
     """The one usage event of one upstream attempt; its id is the generation id."""
     if not generation_id:
@@ -210,5 +211,6 @@ def usage_event(
         reasoning_tokens=usage.reasoning_tokens,
         provider_cost_usd=decimal_string(usage.provider_cost_usd),
         status=status,
+        reservation_id=reservation_id,
         attributes={**context.attributes, **(attributes or {}), "usage_source": usage.source},
     )

@@ -18,6 +18,7 @@ ProviderName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 ModelName = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 TokenCount = Annotated[int, msgspec.Meta(ge=0, le=MAX_TOKENS)]
 DecimalString = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+ReservationId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 
 
 class UsageEventIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -36,6 +37,10 @@ class UsageEventIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     reasoning_tokens: TokenCount = 0
     provider_cost_usd: DecimalString | None = None
     status: Literal["ok", "error"] = "ok"
+    reservation_id: ReservationId | None = None
+    """The budget reservation the call was admitted under (``POST /v1/budgets/reservations``);
+    recording the event settles exactly that one. An id LUC does not hold (unknown, expired,
+    settled already) settles nothing and does not reject the event: the call was paid."""
     attributes: dict[str, Any] | None = None
 
 
@@ -63,6 +68,7 @@ class UsageEvent:
     provider_cost_usd: Decimal | None
     status: str
     attributes: dict[str, Any] | None
+    reservation_id: str | None = None
 
 
 # The fields that make an event's content; equal content under one id is a duplicate.
@@ -80,6 +86,7 @@ CONTENT_FIELDS = (
     "provider_cost_usd",
     "status",
     "attributes",
+    "reservation_id",
 )
 
 

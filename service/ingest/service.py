@@ -30,6 +30,7 @@ async def stored_events(conn: Connection, ids: Sequence[str]) -> dict[str, Usage
             provider_cost_usd=r["provider_cost_usd"],
             status=r["status"],
             attributes=r["attributes"],
+            reservation_id=r["reservation_id"],
         )
         for r in rows
     }

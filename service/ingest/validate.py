@@ -154,6 +154,8 @@ def check_event(event: UsageEventIn, now: datetime, settings: IngestSettings) ->
             )
         if _holds_nul(event.attributes):
             return "attributes: must not contain the NUL character (U+0000)"
+    if event.reservation_id is not None and _NUL in event.reservation_id:
+        return "reservation_id: must not contain the NUL character (U+0000)"
     return UsageEvent(
         id=event.id,
         occurred_at=occurred_at,
@@ -169,6 +171,7 @@ def check_event(event: UsageEventIn, now: datetime, settings: IngestSettings) ->
         provider_cost_usd=provider_cost,
         status=event.status,
         attributes=event.attributes,
+        reservation_id=event.reservation_id,
     )
 
 

@@ -28,6 +28,7 @@ STAGED_COLUMNS = (
     ("provider_cost_usd", "text"),
     ("status", "text"),
     ("attributes", "text"),
+    ("reservation_id", "text"),
     ("model", "text"),
     ("tier", "text"),
     ("catalog_version", "bigint"),
@@ -88,11 +89,11 @@ new_events AS (
     INSERT INTO usage_events (event_id, occurred_at, job_id, agent, provider, model,
                               input_tokens, cached_input_tokens, cache_write_tokens,
                               output_tokens, reasoning_tokens, provider_cost_usd, status,
-                              attributes)
+                              attributes, reservation_id)
     SELECT event_id, occurred_at, job_id, agent, provider, sent_model,
            input_tokens, cached_input_tokens, cache_write_tokens,
            output_tokens, reasoning_tokens, provider_cost_usd::numeric, status,
-           attributes::jsonb
+           attributes::jsonb, reservation_id
     FROM staged
     ORDER BY event_id
     ON CONFLICT (event_id) DO NOTHING

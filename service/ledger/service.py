@@ -120,6 +120,7 @@ def staged_charge(event: UsageEvent, charge: NewLedgerEntry) -> StagedCharge:
         _decimal_text(event.provider_cost_usd),
         event.status,
         None if event.attributes is None else msgspec.json.encode(event.attributes).decode(),
+        event.reservation_id,
         charge.model,
         charge.tier,
         charge.catalog_version,

@@ -15,8 +15,7 @@ from service.rollups import queries as rollups
 OPEN_BATCH = f"""
 SELECT stamp.versions, stamp.newest,
        {ledger.STAGING_TABLE_READY} AS staging_table_ready,
-       {budgets.ANY_BUDGETS} AS budgets_exist,
-       {budgets.ANY_OPEN_RESERVATIONS} AS reservations_open
+       {budgets.ANY_BUDGETS} AS budgets_exist
 FROM ({catalog.CATALOG_STAMP}) AS stamp
 """
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from service.budgets.reservations import settle as settle_reservations
 from service.budgets.service import apply_entries as apply_to_budgets
 from service.catalog.service import CatalogCache
 from service.db import Connection
@@ -91,13 +92,18 @@ async def record_batch(
             )
             rows = await conn.fetch(queries.RECORD_BATCH[staging.source], *staging.arguments)
             inserted = {r["event_id"] for r in rows}
-            if opened["budgets_exist"] or opened["reservations_open"]:
-                alerts = await apply_to_budgets(
-                    conn,
-                    [r["id"] for r in rows],
-                    budgets_exist=opened["budgets_exist"],
-                    reservations_open=opened["reservations_open"],
-                )
+            # A call admitted under a reservation releases it as its spend lands; a
+            # replayed event settled its reservation when it was first recorded.
+            await settle_reservations(
+                conn,
+                [
+                    (e.job_id, e.reservation_id)
+                    for e in fresh
+                    if e.reservation_id and e.id in inserted
+                ],
+            )
+            if opened["budgets_exist"]:
+                alerts = await apply_to_budgets(conn, [r["id"] for r in rows])
             known = await stored_events(conn, [e.id for e in fresh if e.id not in inserted])
 
     for index, item in enumerate(items):

@@ -41,7 +41,8 @@ EXPECTED_SCOPES: dict[str, str] = {
     # the gateway writes
     "ingestEvent": INGEST,
     "ingestEventBatch": INGEST,
-    "checkBudgets": INGEST_OR_READ,
+    "checkBudgets": INGEST_OR_READ,  # only looks
+    "createBudgetReservation": INGEST,  # holds budget: a read key must not block the gateway
     "createChatCompletion": INGEST,  # the metering proxy: OpenAI SDKs pass an ingest key
     # finance reads
     "listJobs": READ,

@@ -1,6 +1,8 @@
-"""The pre-call check: hard budgets reserve each allowed estimate atomically, so parallel
-calls cannot overshoot; a reservation ends when the call's usage event arrives, or when
-it expires. Soft budgets only report.
+"""Admission under budgets. ``GET /v1/budgets/check`` only looks; ``POST
+/v1/budgets/reservations`` holds a call's estimate against its hard budgets, atomically,
+so parallel calls cannot overshoot. A reservation ends when a usage event naming its
+``reservation_id`` arrives, or when it expires: usage without a reservation id never
+releases headroom that another call holds. Soft budgets only report.
 
 Costs by hand: Claude Opus 4.6 input tokens at 5.00 USD per 1M (``opus_event``).
 """
@@ -9,16 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 
 from service.app import create_app
+from service.auth.keys import create_key
 from tests.conftest import settings_for
 from tests.integration.budget_support import OPUS, opus_event
 
@@ -49,13 +54,38 @@ async def _check(client: Any, job: str, estimate: str | None = None) -> dict[str
     return dict(response.json())
 
 
-def _money(check: dict[str, Any], key: str) -> Decimal:
-    [standing] = check["budgets"]
-    return Decimal(standing[key])
+async def _reserve(
+    client: Any, job: str, estimate: str, expect: int = 201, model: str = OPUS
+) -> dict[str, Any]:
+    body = {"job_id": job, "agent": "ACHEEVY", "model": model, "estimated_cost_usd": estimate}
+    response = await client.post("/v1/budgets/reservations", json=body)
+    assert response.status_code == expect, response.text
+    return dict(response.json())
+
+
+async def _held(client: Any, job: str) -> tuple[Decimal, Decimal]:
+    """(spent, reserved) of the job's one budget."""
+    [standing] = (await _check(client, job))["budgets"]
+    return Decimal(standing["spent_usd"]), Decimal(standing["reserved_usd"])
+
+
+async def _record(client: Any, event: dict[str, Any], status: str = "accepted") -> None:
+    response = await client.post("/v1/events/batch", json={"events": [event]})
+    assert response.status_code == 200, response.text
+    [result] = response.json()["results"]
+    assert result["status"] == status, result
+
+
+def _call(event_id: str, usd: str, job: str, reservation_id: str | None) -> dict[str, Any]:
+    """A usage event of ``usd`` on ``job``, naming ``reservation_id`` when given."""
+    event = opus_event(event_id, usd, occurred_at=AT, job_id=job)
+    if reservation_id is not None:
+        event["reservation_id"] = reservation_id
+    return event
 
 
 @pytest.mark.slow
-def test_twenty_concurrent_checks_against_room_for_five_calls_allow_exactly_five(
+def test_twenty_concurrent_reservations_against_room_for_five_calls_admit_exactly_five(
     server_factory: Any,
 ) -> None:
     server = server_factory()
@@ -70,7 +100,7 @@ def test_twenty_concurrent_checks_against_room_for_five_calls_allow_exactly_five
                 "hard": True,
             },
         ).json()
-    params = {
+    body = {
         "job_id": "job-hard",
         "agent": "ACHEEVY",
         "model": OPUS,
@@ -78,35 +108,36 @@ def test_twenty_concurrent_checks_against_room_for_five_calls_allow_exactly_five
     }
     gate = threading.Barrier(20)
 
-    def check(_: int) -> dict[str, Any]:
+    def reserve(_: int) -> tuple[int, dict[str, Any]]:
         with httpx.Client(base_url=server.base_url, timeout=60) as own:
-            own.get("/readyz")
+            own.get("/readyz")  # connected before the gate opens
             gate.wait()
-            response = own.get("/v1/budgets/check", params=params)
-            assert response.status_code == 200, response.text
-            return dict(response.json())
+            response = own.post("/v1/budgets/reservations", json=body)
+            return response.status_code, dict(response.json())
 
     with ThreadPoolExecutor(20) as pool:
-        answers = list(pool.map(check, range(20)))
+        answers = list(pool.map(reserve, range(20)))
 
-    allowed = [a for a in answers if a["allowed"]]
-    denied = [a for a in answers if not a["allowed"]]
+    admitted = [a for status, a in answers if status == 201]
+    refused = [a for status, a in answers if status == 402]
     # 1.00 / 0.20 = 5 calls fit.
-    assert len(allowed) == 5
-    for a in allowed:
-        assert len(a["reservation_ids"]) == 1
+    assert (len(admitted), len(refused)) == (5, 15)
+    assert len({a["reservation_id"] for a in admitted}) == 5
+    for a in admitted:
+        assert a["allowed"] is True
         assert a["reason"] is None
-    # Each allowed check saw the reservations of those before it: what remained before its
-    # own reservation was 1.00, 0.80, 0.60, 0.40 and 0.20, once each.
-    assert sorted(Decimal(a["remaining_usd"]) for a in allowed) == [
+    # Each admitted call saw the reservations of those before it: what remained after its
+    # own was 0.80, 0.60, 0.40, 0.20 and 0, once each.
+    assert sorted(Decimal(a["remaining_usd"]) for a in admitted) == [
+        Decimal("0"),
         Decimal("0.20"),
         Decimal("0.40"),
         Decimal("0.60"),
         Decimal("0.80"),
-        Decimal("1.00"),
     ]
-    for a in denied:
-        assert a["reservation_ids"] == []
+    for a in refused:
+        assert a["allowed"] is False
+        assert a["reservation_id"] is None
         assert Decimal(a["remaining_usd"]) == 0
         assert f"budget {budget['id']}" in a["reason"]
 
@@ -119,50 +150,138 @@ def test_twenty_concurrent_checks_against_room_for_five_calls_allow_exactly_five
     assert Decimal(standing["remaining_usd"]) == 0
 
 
-async def test_a_reservation_is_settled_when_the_calls_usage_event_arrives(
+async def test_a_check_only_looks_and_reserves_nothing(client: AsyncTestClient[Any]) -> None:
+    await _hard_budget(client, "job-look", "0.50")
+    for _ in range(5):
+        looked = await _check(client, "job-look", "0.40")
+        assert looked["allowed"] is True
+        assert Decimal(looked["remaining_usd"]) == Decimal("0.50")
+        assert "reservation_id" not in looked
+    assert await _held(client, "job-look") == (0, 0)
+    # A reservation holds; the look then sees it and holds nothing more.
+    await _reserve(client, "job-look", "0.40")
+    refused = await _check(client, "job-look", "0.40")
+    assert refused["allowed"] is False
+    assert await _held(client, "job-look") == (0, Decimal("0.40"))
+
+
+async def test_unreserved_usage_never_frees_headroom_another_call_holds(
     client: AsyncTestClient[Any],
 ) -> None:
+    limit = Decimal("1.00")
+    await _hard_budget(client, "job-o", "1.00")
+
+    async def promised() -> Decimal:
+        spent, reserved = await _held(client, "job-o")
+        assert spent + reserved <= limit, (spent, reserved)
+        return spent + reserved
+
+    held = [(await _reserve(client, "job-o", "0.25"))["reservation_id"] for _ in range(3)]
+    assert await promised() == Decimal("0.75")
+    # Four tiny calls arrive that reserved nothing: they add spend, and release nothing.
+    for n in range(4):
+        await _record(client, _call(f"tiny-{n}", "0.01", "job-o", None))
+        await promised()
+    assert await _held(client, "job-o") == (Decimal("0.04"), Decimal("0.75"))
+    # 1.00 − 0.04 − 0.75 = 0.21 left: 0.25 is refused, 0.21 fits exactly, then nothing does.
+    refused = await _reserve(client, "job-o", "0.25", expect=402)
+    assert Decimal(refused["remaining_usd"]) == Decimal("0.21")
+    held.append((await _reserve(client, "job-o", "0.21"))["reservation_id"])
+    assert await promised() == limit
+    await _reserve(client, "job-o", "0.01", expect=402)
+
+    # The admitted calls arrive, each naming its reservation and costing its estimate:
+    # the spend ends exactly at the limit.
+    for n, (reservation, usd) in enumerate(
+        zip(held, ["0.25", "0.25", "0.25", "0.21"], strict=True)
+    ):
+        await _record(client, _call(f"call-{n}", usd, "job-o", reservation))
+        await promised()
+    assert await _held(client, "job-o") == (limit, 0)
+
+
+async def test_the_reviewed_overshoot_stops_at_the_unreserved_usage(
+    client: AsyncTestClient[Any],
+) -> None:
+    # The review's story: a 1.00 hard budget, four reservations of 0.25, four unreserved
+    # tiny calls, then three more reservations. They used to be admitted (the tiny calls
+    # settled the four reservations) and the budget ended at 2.00; now they are refused.
+    await _hard_budget(client, "job-r", "1.00")
+    held = [(await _reserve(client, "job-r", "0.25"))["reservation_id"] for _ in range(4)]
+    for n in range(4):
+        await _record(client, _call(f"tiny-{n}", "0.01", "job-r", None))
+    assert await _held(client, "job-r") == (Decimal("0.04"), Decimal("1.00"))
+    for _ in range(3):
+        await _reserve(client, "job-r", "0.25", expect=402)
+    for n, reservation in enumerate(held):
+        await _record(client, _call(f"call-{n}", "0.25", "job-r", reservation))
+    # What no gate can stop (usage that never asked) is all it went over by.
+    assert await _held(client, "job-r") == (Decimal("1.04"), 0)
+
+
+async def test_a_usage_event_settles_exactly_the_reservation_it_names(
+    client: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
     await _hard_budget(client, "job-s", "1.00")
-    first = await _check(client, "job-s", "0.20")
-    assert first["allowed"] is True
-    assert len(first["reservation_ids"]) == 1
+    first = (await _reserve(client, "job-s", "0.20"))["reservation_id"]
+    second = (await _reserve(client, "job-s", "0.30"))["reservation_id"]
+    assert await _held(client, "job-s") == (0, Decimal("0.50"))
 
-    held = await _check(client, "job-s")
-    assert _money(held, "reserved_usd") == Decimal("0.20")
-    assert Decimal(held["remaining_usd"]) == Decimal("0.80")
+    # Another job's call naming the first reservation releases nothing of job-s.
+    await _record(client, _call("other-1", "0.05", "job-other", first))
+    # Nor does a call of job-s without a reservation (the old rule: the oldest was taken).
+    await _record(client, _call("bare-1", "0.05", "job-s", None))
+    assert await _held(client, "job-s") == (Decimal("0.05"), Decimal("0.50"))
 
-    # Another job's call settles nothing.
-    await client.post("/v1/events", json=opus_event("other-1", "0.05", occurred_at=AT))
-    assert _money(await _check(client, "job-s"), "reserved_usd") == Decimal("0.20")
+    # The second call arrives, costing 0.10: its 0.30 gives way to 0.10 spent; the first
+    # reservation, older, still holds.
+    await _record(client, _call("s-2", "0.10", "job-s", second))
+    assert await _held(client, "job-s") == (Decimal("0.15"), Decimal("0.20"))
+    settled = await db.fetch(
+        "SELECT reservation_id::text AS id, settled_at IS NOT NULL AS settled"
+        " FROM budget_reservations ORDER BY created_at"
+    )
+    assert [(r["id"], r["settled"]) for r in settled] == [(first, False), (second, True)]
+    stored = await db.fetchval("SELECT reservation_id FROM usage_events WHERE event_id = 's-2'")
+    assert stored == second
 
-    # The call arrives, costing 0.15: the 0.20 promise gives way to 0.15 spent.
-    await client.post("/v1/events", json=opus_event("s-1", "0.15", occurred_at=AT, job_id="job-s"))
-    settled = await _check(client, "job-s")
-    assert _money(settled, "reserved_usd") == 0
-    assert _money(settled, "spent_usd") == Decimal("0.15")
-    assert Decimal(settled["remaining_usd"]) == Decimal("0.85")
+    # Replayed as it was: a duplicate, settling nothing more. Replayed naming another
+    # reservation: a conflict that names the field, and the first reservation still holds.
+    await _record(client, _call("s-2", "0.10", "job-s", second), "duplicate")
+    response = await client.post(
+        "/v1/events/batch", json={"events": [_call("s-2", "0.10", "job-s", first)]}
+    )
+    [result] = response.json()["results"]
+    assert result["status"] == "conflict"
+    assert "reservation_id" in result["reason"]
+    assert await _held(client, "job-s") == (Decimal("0.15"), Decimal("0.20"))
 
-    # Two calls reserved, one arrives: one reservation is settled, the other still holds.
-    await _check(client, "job-s", "0.20")
-    await _check(client, "job-s", "0.20")
-    await client.post("/v1/events", json=opus_event("s-2", "0.10", occurred_at=AT, job_id="job-s"))
-    half = await _check(client, "job-s")
-    assert _money(half, "reserved_usd") == Decimal("0.20")
-    assert _money(half, "spent_usd") == Decimal("0.25")
-    assert Decimal(half["remaining_usd"]) == Decimal("0.55")
+    # A call naming the first, a second time: the second event settles nothing more.
+    await _record(client, _call("s-1", "0.20", "job-s", first))
+    await _record(client, _call("s-1b", "0.01", "job-s", first))
+    assert await _held(client, "job-s") == (Decimal("0.36"), 0)
+
+
+async def test_a_reservation_id_luc_does_not_hold_settles_nothing_and_the_usage_is_kept(
+    client: AsyncTestClient[Any],
+) -> None:
+    await _hard_budget(client, "job-u", "1.00")
+    await _reserve(client, "job-u", "0.40")
+    for n, unknown in enumerate(["not-a-uuid", "00000000-0000-4000-8000-000000000000", "x" * 128]):
+        await _record(client, _call(f"u-{n}", "0.10", "job-u", unknown))
+    assert await _held(client, "job-u") == (Decimal("0.30"), Decimal("0.40"))
+    # Malformed like any other field: empty, over 128 characters, not a string.
+    for bad in ("", "x" * 129, 42):
+        event = _call("u-bad", "0.10", "job-u", None) | {"reservation_id": bad}
+        await _record(client, event, "rejected")
 
 
 async def test_a_reservation_made_with_a_model_alias_is_settled_by_its_call(
     client: AsyncTestClient[Any],
 ) -> None:
     await _hard_budget(client, "job-alias", "1.00")
-    params = {
-        "job_id": "job-alias",
-        "agent": "ACHEEVY",
-        "model": "gemini-3.0-flash",  # alias of google/gemini-3.0-flash
-        "estimated_cost_usd": "0.20",
-    }
-    assert (await client.get("/v1/budgets/check", params=params)).json()["allowed"] is True
+    # gemini-3.0-flash is an alias of google/gemini-3.0-flash.
+    made = await _reserve(client, "job-alias", "0.20", model="gemini-3.0-flash")
     # 1,000,000 input tokens of Gemini 3.0 Flash at 0.10 USD per 1M = 0.10 USD.
     event = {
         "id": "alias-1",
@@ -173,11 +292,10 @@ async def test_a_reservation_made_with_a_model_alias_is_settled_by_its_call(
         "model": "gemini-3.0-flash",
         "input_tokens": 1_000_000,
         "output_tokens": 0,
+        "reservation_id": made["reservation_id"],
     }
-    assert (await client.post("/v1/events", json=event)).status_code in (200, 201)
-    after = await _check(client, "job-alias")
-    assert _money(after, "reserved_usd") == 0
-    assert _money(after, "spent_usd") == Decimal("0.10")
+    await _record(client, event)
+    assert await _held(client, "job-alias") == (Decimal("0.10"), 0)
 
 
 @pytest.fixture
@@ -190,39 +308,47 @@ async def short_reservations(database_url: str) -> AsyncIterator[AsyncTestClient
 async def test_reservations_expire(short_reservations: AsyncTestClient[Any]) -> None:
     client = short_reservations
     await _hard_budget(client, "job-x", "0.50")
-    assert (await _check(client, "job-x", "0.40"))["allowed"] is True
+    made = await _reserve(client, "job-x", "0.40")
     # Held: 0.10 left, so another 0.40 is refused...
-    refused = await _check(client, "job-x", "0.40")
-    assert refused["allowed"] is False
-    assert _money(refused, "reserved_usd") == Decimal("0.40")
+    refused = await _reserve(client, "job-x", "0.40", expect=402)
+    assert Decimal(refused["remaining_usd"]) == Decimal("0.10")
 
-    await asyncio.sleep(1.3)  # ...until the reservation (1 s) runs out unclaimed.
+    # ...until the reservation (1 s) runs out unclaimed.
+    deadline = time.monotonic() + 10
+    while (await _held(client, "job-x"))[1] != 0:
+        assert time.monotonic() < deadline, "the reservation never expired"
+        await asyncio.sleep(0.05)
     freed = await _check(client, "job-x")
-    assert _money(freed, "reserved_usd") == 0
     assert Decimal(freed["remaining_usd"]) == Decimal("0.50")
-    assert (await _check(client, "job-x", "0.40"))["allowed"] is True
+    # Its call, arriving late, is recorded and settles nothing (it holds nothing now).
+    await _record(client, _call("late-1", "0.30", "job-x", made["reservation_id"]))
+    assert await _held(client, "job-x") == (Decimal("0.30"), 0)
+    await _reserve(client, "job-x", "0.20")
 
 
-async def test_a_soft_budget_never_denies(client: AsyncTestClient[Any]) -> None:
+async def test_a_soft_budget_never_denies_and_holds_nothing(
+    client: AsyncTestClient[Any],
+) -> None:
     response = await client.post(
         "/v1/budgets",
         json={"scope": "job", "scope_id": "job-soft", "period": "lifetime", "limit_usd": "0.50"},
     )
     assert response.json()["hard"] is False
-    await client.post(
-        "/v1/events", json=opus_event("soft-1", "0.60", occurred_at=AT, job_id="job-soft")
-    )
+    await _record(client, _call("soft-1", "0.60", "job-soft", None))
     for estimate in (None, "0", "0.01", "100"):
         check = await _check(client, "job-soft", estimate)
         assert check["allowed"] is True, estimate
-        assert check["reservation_ids"] == []
         [standing] = check["budgets"]
         assert standing["exceeded"] is True
-        assert Decimal(standing["reserved_usd"]) == 0  # soft budgets reserve nothing
         assert Decimal(check["remaining_usd"]) == Decimal("-0.10")
+    # Allowed with nothing to hold: 200 and no reservation id.
+    made = await _reserve(client, "job-soft", "100", expect=200)
+    assert (made["allowed"], made["reservation_id"], made["expires_at"]) == (True, None, None)
+    assert Decimal(made["budgets"][0]["reserved_usd"]) == 0
+    assert await _held(client, "job-soft") == (Decimal("0.60"), 0)
 
 
-async def test_a_hard_budget_denies_once_spent_reaches_the_limit(
+async def test_a_hard_budget_refuses_once_spent_reaches_the_limit(
     client: AsyncTestClient[Any],
 ) -> None:
     budget = await _hard_budget(client, "job-h", "0.50")
@@ -230,16 +356,18 @@ async def test_a_hard_budget_denies_once_spent_reaches_the_limit(
     assert fresh["allowed"] is True
     assert Decimal(fresh["remaining_usd"]) == Decimal("0.50")
 
-    await client.post("/v1/events", json=opus_event("h-1", "0.30", occurred_at=AT, job_id="job-h"))
+    await _record(client, _call("h-1", "0.30", "job-h", None))
     # 0.20 left: an estimate of 0.30 would overshoot, 0.20 fits exactly.
-    over = await _check(client, "job-h", "0.30")
+    over = await _reserve(client, "job-h", "0.30", expect=402)
     assert over["allowed"] is False
-    assert over["reservation_ids"] == []
+    assert over["reservation_id"] is None
     assert f"budget {budget}" in over["reason"]
-    assert _money(over, "reserved_usd") == 0  # a denied check reserves nothing
-    assert (await _check(client, "job-h", "0.20"))["allowed"] is True
+    assert await _held(client, "job-h") == (Decimal("0.30"), 0)  # a refusal holds nothing
+    made = await _reserve(client, "job-h", "0.20")
+    assert made["reason"] is None
+    assert Decimal(made["remaining_usd"]) == 0
 
-    await client.post("/v1/events", json=opus_event("h-2", "0.20", occurred_at=AT, job_id="job-h"))
+    await _record(client, _call("h-2", "0.20", "job-h", made["reservation_id"]))
     for estimate in (None, "0", "0.01"):
         at_limit = await _check(client, "job-h", estimate)
         assert at_limit["allowed"] is False, estimate
@@ -247,20 +375,78 @@ async def test_a_hard_budget_denies_once_spent_reaches_the_limit(
         assert standing["exceeded"] is True
         assert Decimal(standing["spent_usd"]) == Decimal("0.50")
         assert Decimal(standing["remaining_usd"]) == 0
+    await _reserve(client, "job-h", "0", expect=402)
 
     # Other jobs are not held back by this job's budget.
-    other = await client.get(
-        "/v1/budgets/check", params={"job_id": "job-free", "estimated_cost_usd": "5"}
-    )
-    assert other.json()["allowed"] is True
-    assert other.json()["budgets"] == []
-    assert other.json()["remaining_usd"] is None
+    other = await _reserve(client, "job-free", "5", expect=200)
+    assert other["budgets"] == []
+    assert other["remaining_usd"] is None
 
 
 async def test_a_bad_estimate_is_refused(client: AsyncTestClient[Any]) -> None:
-    for estimate in ("-0.01", "abc", "NaN"):
+    for estimate in ("-0.01", "abc", "NaN", "1e18", "1e-31", "0.1" + "0" * 30 + "1"):
         response = await client.get(
             "/v1/budgets/check", params={"job_id": "j", "estimated_cost_usd": estimate}
         )
         assert response.status_code == 422, response.text
         assert "estimated_cost_usd" in response.json()["detail"]
+        body = {"job_id": "j", "agent": "A", "model": OPUS, "estimated_cost_usd": estimate}
+        response = await client.post("/v1/budgets/reservations", json=body)
+        assert response.status_code == 422, response.text
+        assert "estimated_cost_usd" in response.json()["detail"]
+    response = await client.post(
+        "/v1/budgets/reservations", json={"job_id": "j", "agent": "A", "model": OPUS}
+    )
+    assert response.status_code == 400, response.text
+    assert "estimated_cost_usd" in response.json()["detail"]
+
+
+@pytest.fixture
+async def with_keys(database_url: str) -> AsyncIterator[AsyncTestClient[Any]]:
+    app = create_app(settings_for(database_url, LUC_AUTH="on", LUC_RATE_LIMIT_PER_SECOND="0"))
+    async with AsyncTestClient(app=app) as test_client:
+        yield test_client
+
+
+async def test_a_read_key_may_look_but_not_reserve_and_an_ingest_key_may(
+    with_keys: AsyncTestClient[Any], db: asyncpg.Connection, admin_key: str
+) -> None:
+    client = with_keys
+    _, read_key = await create_key(db, "finance", "read")
+    _, ingest_key = await create_key(db, "gateway", "ingest")
+    created = await client.post(
+        "/v1/budgets",
+        json={"scope": "job", "scope_id": "job-k", "period": "lifetime", "limit_usd": "1"}
+        | {"hard": True},
+        headers={"Authorization": f"Bearer {admin_key}"},
+    )
+    assert created.status_code == 201, created.text
+    body = {"job_id": "job-k", "agent": "ACHEEVY", "model": OPUS, "estimated_cost_usd": "1"}
+
+    # A read key could otherwise hold the whole budget and stop the gateway.
+    as_reader = {"Authorization": f"Bearer {read_key}"}
+    refused = await client.post("/v1/budgets/reservations", json=body, headers=as_reader)
+    assert refused.status_code == 403
+    assert "needs a key of scope ingest" in refused.json()["detail"]
+    looked = await client.get("/v1/budgets/check", params={"job_id": "job-k"}, headers=as_reader)
+    assert looked.status_code == 200
+    assert Decimal(looked.json()["budgets"][0]["reserved_usd"]) == 0
+
+    as_gateway = {"Authorization": f"Bearer {ingest_key}"}
+    made = await client.post(
+        "/v1/budgets/reservations", json=body | {"customer_id": "acme"}, headers=as_gateway
+    )
+    assert made.status_code == 201, made.text
+    row = await db.fetchrow(
+        "SELECT job_id, agent, model, customer_id, amount_usd FROM budget_reservations"
+        " WHERE reservation_id = $1::uuid",
+        made.json()["reservation_id"],
+    )
+    assert row is not None
+    assert dict(row) == {
+        "job_id": "job-k",
+        "agent": "ACHEEVY",
+        "model": OPUS,
+        "customer_id": "acme",
+        "amount_usd": Decimal("1"),
+    }

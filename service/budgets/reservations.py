@@ -1,0 +1,199 @@
+"""May a call go ahead? A look (``check``), a reservation that holds its estimate against
+every hard budget of the call (``reserve``), and the settling of a reservation by the usage
+event that names it (``settle``).
+
+A reservation's headroom is released only by its own call's usage, or when it expires:
+usage without a reservation id adds spend and never frees what another call holds, so
+spent + reserved stays the measure of what is promised.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from decimal import Decimal
+
+from service.budgets import queries
+from service.budgets.models import BudgetStanding, CheckResult
+from service.budgets.service import budget_from_row, period_start
+from service.db import Connection
+from service.errors import InvalidRequestError
+
+# An estimate is held as NUMERIC: keep it to amounts a bill can hold, as ingest does for
+# provider costs, so that a wild one is refused by name rather than by the database.
+_MAX_DIGITS_BEFORE_POINT = 18
+_MAX_DECIMAL_PLACES = 30
+
+
+def _decimal_places(value: Decimal) -> int:
+    """Significant digits after the point (``1.2300`` has 2), without a context."""
+    _sign, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # a finite value
+    trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    return max(0, -(exponent + trailing_zeros)) if any(digits) else 0
+
+
+def _estimate(estimated_cost_usd: Decimal | None) -> Decimal:
+    if estimated_cost_usd is None:
+        return Decimal(0)
+    value = estimated_cost_usd
+    if not value.is_finite() or value < 0:
+        raise InvalidRequestError("estimated_cost_usd: must be a decimal amount, not negative")
+    if (value and value.adjusted() >= _MAX_DIGITS_BEFORE_POINT) or (
+        _decimal_places(value) > _MAX_DECIMAL_PLACES
+    ):
+        raise InvalidRequestError(
+            f"estimated_cost_usd: {value} is out of range (below 10^{_MAX_DIGITS_BEFORE_POINT}"
+            f" USD, at most {_MAX_DECIMAL_PLACES} decimal places)"
+        )
+    return value
+
+
+async def _standings(
+    conn: Connection, job_id: str | None, agent: str | None, model: str | None, now: datetime
+) -> list[BudgetStanding]:
+    budgets = [
+        budget_from_row(r)
+        for r in await conn.fetch(queries.SELECT_APPLICABLE, job_id, agent, model)
+    ]
+    standings = []
+    for b in budgets:
+        start = period_start(b.period, now)
+        row = await conn.fetchrow(queries.SELECT_STANDING, b.id, start)
+        assert row is not None
+        standings.append(BudgetStanding(b, start, row["spent_usd"], row["reserved_usd"]))
+    return standings
+
+
+def _refusing(standings: Iterable[BudgetStanding], estimate: Decimal) -> list[BudgetStanding]:
+    """Hard budgets without room: less left than the estimate, or nothing left at all."""
+    return [
+        s
+        for s in standings
+        if s.budget.hard
+        and (s.remaining_usd < estimate or (estimate == 0 and s.remaining_usd <= 0))
+    ]
+
+
+def _reason(refusing: Sequence[BudgetStanding]) -> str | None:
+    if not refusing:
+        return None
+    first = refusing[0]
+    b = first.budget
+    return (
+        f"budget {b.id} ({b.scope}"
+        + (f" {b.scope_id}" if b.scope_id else "")
+        + f", {b.period}) has {first.remaining_usd} USD left of {b.limit_usd}"
+    )
+
+
+def _least_remaining(standings: Iterable[BudgetStanding]) -> Decimal | None:
+    return min((s.remaining_usd for s in standings), default=None)
+
+
+async def check(
+    conn: Connection,
+    *,
+    job_id: str | None,
+    agent: str | None,
+    model: str | None,
+    estimated_cost_usd: Decimal | None,
+    now: datetime,
+) -> CheckResult:
+    """Would a call of this estimate be admitted now? Only looks: holds nothing."""
+    estimate = _estimate(estimated_cost_usd)
+    standings = await _standings(conn, job_id, agent, model, now)
+    refusing = _refusing(standings, estimate)
+    return CheckResult(
+        allowed=not refusing,
+        remaining_usd=_least_remaining(standings),
+        standings=standings,
+        reason=_reason(refusing),
+    )
+
+
+async def reserve(
+    conn: Connection,
+    *,
+    job_id: str,
+    agent: str,
+    model: str | None,
+    estimated_cost_usd: Decimal,
+    now: datetime,
+    reservation_seconds: int,
+    customer_id: str | None = None,
+) -> CheckResult:
+    """Admit a call or refuse it. Admitted under hard budgets, its estimate is held against
+    each of them under one new reservation id until the call's usage names that id, or the
+    reservation expires. Without a hard budget nothing needs holding (no reservation id).
+    """
+    estimate = _estimate(estimated_cost_usd)
+    async with conn.transaction():
+        hard_ids = [
+            r["id"]
+            for r in await conn.fetch(queries.SELECT_APPLICABLE, job_id, agent, model)
+            if r["hard"]
+        ]
+        if hard_ids:
+            # Concurrent reservations of a budget queue here, and each reads the standing
+            # (spend and open reservations, in one statement) only once those before it
+            # have committed: together they never promise more than the limit.
+            await conn.execute(queries.LOCK_BUDGETS, hard_ids)
+        standings = await _standings(conn, job_id, agent, model, now)
+        hard = [s for s in standings if s.budget.hard]
+        refusing = _refusing(standings, estimate)
+        if refusing or not hard:
+            return CheckResult(
+                allowed=not refusing,
+                remaining_usd=_least_remaining(standings),
+                standings=standings,
+                reason=_reason(refusing),
+            )
+        reservation_id = uuid.uuid4()
+        rows = await conn.fetch(
+            queries.INSERT_RESERVATIONS,
+            reservation_id,
+            [s.budget.id for s in hard],
+            [s.period_start for s in hard],
+            job_id,
+            agent,
+            model,
+            customer_id,
+            estimate,
+            float(reservation_seconds),  # an interval length in seconds, not money
+        )
+    held = [
+        BudgetStanding(s.budget, s.period_start, s.spent_usd, s.reserved_usd + estimate)
+        if s.budget.hard
+        else s
+        for s in standings
+    ]
+    return CheckResult(
+        allowed=True,
+        remaining_usd=_least_remaining(held),
+        standings=held,
+        reason=None,
+        reservation_id=str(reservation_id),
+        expires_at=rows[0]["expires_at"],
+    )
+
+
+async def settle(conn: Connection, calls: Iterable[tuple[str, str]]) -> None:
+    """Settle the reservations that newly recorded calls name, as (job id, reservation id).
+
+    Runs in the recording transaction, so the spend of a call and the release of its
+    reservation commit together. An id that is no reservation LUC issued (not even a UUID),
+    one of another job, an expired or an already settled one settles nothing: the event is
+    recorded all the same, since the call was paid for.
+    """
+    job_ids: list[str] = []
+    reservation_ids: list[uuid.UUID] = []
+    for job_id, raw in calls:
+        try:
+            reservation_ids.append(uuid.UUID(raw))
+        except ValueError:
+            continue
+        job_ids.append(job_id)
+    if reservation_ids:
+        await conn.execute(queries.SETTLE_RESERVATIONS, reservation_ids, job_ids)

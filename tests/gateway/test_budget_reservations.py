@@ -1,0 +1,233 @@
+"""A call under a hard budget is admitted by a reservation of its estimate, its usage event
+carries the reservation id, and recording that event settles exactly that reservation:
+in-process (``Gateway`` + ``DatabaseBudgets``), through the proxy, and from a gateway
+running elsewhere (``RemoteBudgets`` + ``Emitter`` against ``luc serve``), each calling the
+fake OpenRouter over HTTP.
+
+Estimates and costs by hand, Gemini 3.0 Flash at 0.10 USD in and 0.40 USD out per 1M: the
+prompt "What is the capital of France?" (30 characters) is estimated at 8 tokens, so with
+``max_tokens`` 1000 a call is estimated at 8·0.10 + 1000·0.40 = 400.8 per 1M = 0.0004008;
+an answer of 100 prompt and 20 completion tokens costs 10 + 8 = 18 per 1M = 0.000018.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from litestar.testing import AsyncTestClient
+
+from service.app import create_app
+from service.auth.keys import create_key
+from service.budgets.models import NewBudget
+from service.budgets.service import create_budget
+from service.client import Emitter, RemoteBudgets
+from service.errors import BudgetExceededError
+from service.gateway.chain import Chain
+from service.gateway.gateway import Gateway
+from service.gateway.local import bundled_catalog, fixed_catalog
+from service.gateway.openrouter import OpenRouterProvider
+from tests.conftest import settings_for
+from tests.gateway.fake_openrouter import FakeOpenRouter, Reply, usage
+
+pytestmark = pytest.mark.asyncio
+
+FLASH = "google/gemini-3.0-flash"
+HELLO = [{"role": "user", "content": "What is the capital of France?"}]
+ESTIMATE = Decimal("0.0004008")
+COST = Decimal("0.000018")
+
+RESERVATIONS = """
+SELECT r.reservation_id::text AS reservation_id, r.amount_usd, r.settled_at IS NOT NULL AS settled,
+       e.event_id
+FROM budget_reservations AS r
+LEFT JOIN usage_events AS e ON e.reservation_id = r.reservation_id::text
+WHERE r.job_id = $1
+ORDER BY r.created_at
+"""
+
+
+async def _hard_budget(db: asyncpg.Connection, job: str, limit: str) -> int:
+    budget = await create_budget(
+        db,
+        NewBudget(
+            scope="job",
+            scope_id=job,
+            period="lifetime",
+            limit_usd=Decimal(limit),
+            thresholds=[Decimal(1)],
+            hard=True,
+            webhook_url=None,
+            webhook_secret=None,
+        ),
+    )
+    return budget.id
+
+
+async def _reservations(db: asyncpg.Connection, job: str) -> list[dict[str, Any]]:
+    return [dict(r) for r in await db.fetch(RESERVATIONS, job)]
+
+
+async def _spent(db: asyncpg.Connection, budget: int) -> Decimal:
+    return Decimal(
+        await db.fetchval(
+            "SELECT COALESCE(sum(spent_usd), 0) FROM budget_spend WHERE budget_id = $1", budget
+        )
+    )
+
+
+def _answer() -> Reply:
+    return Reply(text="Paris.", usage=usage(100, 20, cost="0.000018"))
+
+
+async def test_the_gateway_reserves_and_its_calls_usage_settles_the_reservation(
+    make_gateway: Callable[..., Gateway],
+    openrouter: OpenRouterProvider,
+    fake_openrouter: FakeOpenRouter,
+    db: asyncpg.Connection,
+) -> None:
+    budget = await _hard_budget(db, "job-g", "1.00")
+    gateway = make_gateway(openrouter)
+    fake_openrouter.push(_answer(), _answer())
+
+    chat = await gateway.chat(
+        model=FLASH, messages=HELLO, job_id="job-g", agent="ACHEEVY", max_tokens=1000
+    )
+    pieces = [
+        p
+        async for p in gateway.stream(
+            model=FLASH, messages=HELLO, job_id="job-g", agent="ACHEEVY", max_tokens=1000
+        )
+    ]
+    streamed = pieces[-1]
+    assert not isinstance(streamed, str)
+
+    # Two reservations of the estimate, each named by its own call's event and settled.
+    held = await _reservations(db, "job-g")
+    assert [(r["amount_usd"], r["settled"], r["event_id"]) for r in held] == [
+        (ESTIMATE, True, chat.generation_id),
+        (ESTIMATE, True, streamed.generation_id),
+    ]
+    assert held[0]["reservation_id"] != held[1]["reservation_id"]
+    assert await _spent(db, budget) == 2 * COST
+
+
+async def test_the_gateway_refuses_a_call_the_budget_has_no_room_for_before_any_upstream_call(
+    make_gateway: Callable[..., Gateway],
+    openrouter: OpenRouterProvider,
+    fake_openrouter: FakeOpenRouter,
+    db: asyncpg.Connection,
+) -> None:
+    await _hard_budget(db, "job-tight", "0.0004")  # below the estimate of 0.0004008
+    with pytest.raises(BudgetExceededError, match="budget exhausted"):
+        await make_gateway(openrouter).chat(
+            model=FLASH, messages=HELLO, job_id="job-tight", agent="ACHEEVY", max_tokens=1000
+        )
+    assert fake_openrouter.chat_calls() == []
+    assert await _reservations(db, "job-tight") == []
+
+
+@pytest.fixture
+async def proxy(
+    database_url: str, fake_openrouter: FakeOpenRouter, db: asyncpg.Connection
+) -> AsyncIterator[AsyncTestClient[Any]]:
+    settings = settings_for(
+        database_url,
+        LUC_AUTH="on",
+        OPENROUTER_API_KEY=fake_openrouter.api_key,
+        LUC_OPENROUTER_BASE_URL=fake_openrouter.base_url,
+        LUC_GATEWAY_CHAIN="openrouter",
+    )
+    _, key = await create_key(db, "sdk", "ingest")
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        client.headers["Authorization"] = f"Bearer {key}"
+        yield client
+
+
+async def test_the_proxy_reserves_and_the_calls_usage_settles_the_reservation(
+    proxy: AsyncTestClient[Any], fake_openrouter: FakeOpenRouter, db: asyncpg.Connection
+) -> None:
+    budget = await _hard_budget(db, "job-p", "1.00")
+    fake_openrouter.push(_answer(), _answer())
+    headers = {"X-LUC-Job": "job-p", "X-LUC-Agent": "ACHEEVY"}
+    body = {"model": FLASH, "messages": HELLO, "max_tokens": 1000}
+
+    answer = await proxy.post("/v1/chat/completions", json=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    streamed = await proxy.post(
+        "/v1/chat/completions", json=body | {"stream": True}, headers=headers
+    )
+    assert streamed.status_code == 200
+    assert streamed.text.endswith("data: [DONE]\n\n")
+
+    # The stream is metered by the gateway's own task once the last chunk is read: wait
+    # for its event rather than for a fixed time.
+    deadline = time.monotonic() + 10
+    while sum(r["settled"] for r in await _reservations(db, "job-p")) < 2:
+        assert time.monotonic() < deadline, await _reservations(db, "job-p")
+        await asyncio.sleep(0.05)
+    held = await _reservations(db, "job-p")
+    assert [(r["amount_usd"], r["settled"]) for r in held] == [(ESTIMATE, True)] * 2
+    assert held[0]["event_id"] == answer.headers["x-luc-event-id"]
+    assert held[1]["event_id"] is not None
+    assert await _spent(db, budget) == 2 * COST
+
+    # 1.00 − 0.000036 spent cannot hold a call of max_tokens 2,500,000 (1.0000008).
+    refused = await proxy.post(
+        "/v1/chat/completions", json=body | {"max_tokens": 2_500_000}, headers=headers
+    )
+    assert refused.status_code == 402
+    assert refused.json()["error"]["code"] == "budget_exceeded"
+    assert len(await _reservations(db, "job-p")) == 2
+    assert len(fake_openrouter.chat_calls()) == 2
+
+
+@pytest.mark.slow
+async def test_a_remote_gateway_reserves_over_rest_and_its_spooled_usage_settles_it(
+    server_factory: Callable[..., Any],
+    openrouter: OpenRouterProvider,
+    fake_openrouter: FakeOpenRouter,
+    db: asyncpg.Connection,
+    tmp_path: Path,
+) -> None:
+    # Room for a call of max_tokens 1000 (0.0004008), not of 5000 (0.0020008).
+    budget = await _hard_budget(db, "job-r", "0.0006")
+    _, key = await create_key(db, "aims-gateway", "ingest")
+    server = server_factory(LUC_AUTH="on")
+    fake_openrouter.push(_answer())
+    async with (
+        httpx.AsyncClient(timeout=10) as http,
+        Emitter(server.base_url, key, tmp_path / "spool.db", linger_seconds=0) as emitter,
+    ):
+        gateway = Gateway(
+            Chain([openrouter]),
+            emitter,
+            fixed_catalog(bundled_catalog()),
+            budgets=RemoteBudgets(server.base_url, key, http),
+        )
+        result = await gateway.chat(
+            model=FLASH, messages=HELLO, job_id="job-r", agent="ACHEEVY", max_tokens=1000
+        )
+        # A call the budget has no room for is refused by LUC's 402 before going upstream.
+        with pytest.raises(BudgetExceededError, match="budget exhausted: budget"):
+            await gateway.chat(
+                model=FLASH, messages=HELLO, job_id="job-r", agent="ACHEEVY", max_tokens=5000
+            )
+        assert await emitter.flush(timeout_seconds=30)
+        assert await emitter.kept_aside() == []
+
+        [held] = await _reservations(db, "job-r")
+        assert (held["amount_usd"], held["settled"], held["event_id"]) == (
+            ESTIMATE,
+            True,
+            result.generation_id,
+        )
+        assert await _spent(db, budget) == COST
+        assert len(fake_openrouter.chat_calls()) == 1
