@@ -28,17 +28,51 @@ log = logging.getLogger(__name__)
 EMBEDDED_DATABASE = "luc"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-# Errors that mean "PostgreSQL is not there right now", as opposed to a bad statement.
+# Errors that mean "PostgreSQL is not there right now", as opposed to a bad statement. Each
+# can surface while a server stops (``pg_ctl stop -m fast`` under load), depending on where
+# a request is when it happens:
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    # connecting while nothing listens, a reset or broken socket
     OSError,
+    # SQLSTATE class 08: the connection failed or does not exist any more
     asyncpg.PostgresConnectionError,
+    # 57P03 "the database system is shutting down / starting up", while the pool reconnects
     asyncpg.CannotConnectNowError,
     asyncpg.ConnectionDoesNotExistError,
+    # "connection is closed", "pool is closing": the client noticed first
     asyncpg.InterfaceError,
+    # 57P01 (fast shutdown, pg_terminate_backend), 57P02 (a crashed backend), 57P04, 57P05
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
+    asyncpg.DatabaseDroppedError,
+    asyncpg.IdleSessionTimeoutError,
+    # 53300: no connection slot left
+    asyncpg.TooManyConnectionsError,
+    # The server's termination notice arrived between two statements, leaving the
+    # protocol mid-error: the next statement (often the COMMIT) fails with "cannot switch
+    # to state …; another operation is in progress". Nothing was committed.
+    asyncpg.InternalClientError,
+    # acquiring a connection from a pool that cannot open one in time
     TimeoutError,
 )
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Is ``exc``, or what caused it, PostgreSQL being away (``CONNECTION_ERRORS``)?"""
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, CONNECTION_ERRORS):
+            return True
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return False
+
 
 T = TypeVar("T")
 

@@ -36,6 +36,7 @@ from tests.integration.ledger_truth import (
     expected_jobs,
     make_events,
 )
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -226,3 +227,104 @@ async def test_a_database_outage_gives_503s_then_recovery_and_exact_totals(
         await assert_ledger_holds_each_event_once(conn, events)
     finally:
         await conn.close()
+
+
+WRITERS = 24  # concurrent clients, each sending one request after another
+CYCLES = 2  # stops under load; each catches the requests in flight at another point
+TERMINATIONS = 20  # rounds of pg_terminate_backend on LUC's connections before the stops
+
+
+async def test_every_answer_during_a_fast_shutdown_under_load_is_2xx_or_503_with_retry_after(
+    postgres: tuple[Postgres, str], tmp_path: Path
+) -> None:
+    """LUC's connections terminated again and again, then ``pg_ctl stop -m fast`` twice,
+    while many writes are in flight: each request meets the outage at another point
+    (acquiring a connection, mid-statement, committing, the pool reconnecting), and each
+    must answer 2xx or 503 with Retry-After, never a 500. Before the fix, a termination
+    notice read between two statements surfaced as asyncpg's InternalClientError: 500."""
+    pg, url = postgres
+    server = ServerProcess(url, tmp_path / "luc.log")
+    server.start()
+    events = make_events(
+        "fast",
+        WRITERS * 1000,
+        jobs=[f"job-{n}" for n in range(5)],
+        seed=20261126,
+        start=datetime(2026, 11, 21, 8, 0, tzinfo=UTC),
+    )
+    answers: list[tuple[str, int, str | None, str]] = []
+    acked: set[str] = set()
+    done = asyncio.Event()
+
+    async def writer(n: int, http: httpx.AsyncClient) -> None:
+        for i, sent in enumerate(events[n::WRITERS]):
+            if done.is_set():
+                return
+            # Single events, one-event batches, and budgets (a write elsewhere).
+            if i % 5 == 4:
+                what = "budget"
+                response = await http.post(
+                    "/v1/budgets",
+                    json={
+                        "scope": "job",
+                        "scope_id": f"job-{n}-{i}",
+                        "period": "day",
+                        "limit_usd": "10",
+                    },
+                )
+            elif i % 2:
+                what = "batch"
+                response = await http.post("/v1/events/batch", json={"events": [sent]})
+            else:
+                what = "event"
+                response = await http.post("/v1/events", json=sent)
+            answers.append(
+                (what, response.status_code, response.headers.get("retry-after"), response.text)
+            )
+            if response.is_success and what != "budget":
+                acked.add(sent["id"])
+
+    def count(status: int) -> int:
+        return sum(1 for a in answers if a[1] == status)
+
+    try:
+        async with httpx.AsyncClient(
+            base_url=server.base_url,
+            timeout=30,
+            limits=httpx.Limits(max_connections=WRITERS, max_keepalive_connections=WRITERS),
+        ) as http:
+            writers = [asyncio.create_task(writer(n, http)) for n in range(WRITERS)]
+            # What a fast shutdown sends each backend first (57P01), without the shutdown:
+            # many rounds, so that some land between two statements of a transaction.
+            admin = await connect(url)
+            try:
+                for _ in range(TERMINATIONS):
+                    seen = len(answers)
+                    await wait_until(lambda n=seen: len(answers) >= n + 20, 60, "writes")
+                    await admin.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE application_name = 'luc'"
+                    )
+            finally:
+                await admin.close()
+            for _ in range(CYCLES):
+                # The load is on: another 200 writes have gone through since the last cycle.
+                ok = len(answers) - count(503)
+                await wait_until(lambda ok=ok: len(answers) - count(503) >= ok + 200, 60, "writes")
+                await asyncio.to_thread(pg.stop_fast)
+                # Every writer has met the outage: twice as many 503s as writers.
+                refused = count(503)
+                await wait_until(lambda n=refused: count(503) >= n + 2 * WRITERS, 60, "503s")
+                await asyncio.to_thread(pg.start)
+            done.set()
+            await asyncio.wait_for(asyncio.gather(*writers), 120)
+    finally:
+        server.stop()
+
+    wrong = [a for a in answers if not (200 <= a[1] < 300 or a[1] == 503)]
+    assert wrong == [], wrong[:5]
+    unavailable = [a for a in answers if a[1] == 503]
+    assert len(unavailable) >= CYCLES * 2 * WRITERS
+    assert all(retry is not None and int(retry) >= 1 for _, _, retry, _ in unavailable)
+    # Whatever was acknowledged is stored.
+    assert acked <= await _stored_ids(url)
