@@ -96,8 +96,6 @@ def make_webhook_client(
         timeout=httpx.Timeout(settings.timeout_seconds),
         limits=httpx.Limits(max_connections=20, max_keepalive_connections=0),
         verify=verify,
-        # Proxies from the environment would resolve the name again, elsewhere.
-        trust_env=False,
     )
 
 
