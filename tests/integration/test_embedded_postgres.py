@@ -9,6 +9,9 @@ own, and the postmaster that it starts.
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,16 @@ from tests.conftest import ServerProcess
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """LUC_DATA_DIR, outside pytest's tmp_path: as root, PostgreSQL runs as a user of its
+    own, which must be able to traverse the folder's parents, and pytest keeps its base
+    folder private (another pytest session on the machine can make it so at any time)."""
+    folder = Path(tempfile.mkdtemp(prefix="luc-embedded-test-"))
+    yield folder / "data"
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _postmaster_pid(pgdata: Path) -> int | None:
@@ -56,9 +69,8 @@ def _log_lines(path: Path) -> list[dict[str, Any]]:
 
 
 def test_an_orphaned_embedded_server_is_stopped_at_start_and_a_clean_stop_leaves_none(
-    tmp_path: Path,
+    tmp_path: Path, data_dir: Path
 ) -> None:
-    data_dir = tmp_path / "data"
     pgdata = (data_dir / "pgdata").resolve()
     server = ServerProcess(None, tmp_path / "first.log", LUC_DATA_DIR=str(data_dir))
     again = ServerProcess(None, tmp_path / "second.log", LUC_DATA_DIR=str(data_dir))
@@ -92,10 +104,11 @@ def test_an_orphaned_embedded_server_is_stopped_at_start_and_a_clean_stop_leaves
             psutil.Process(pid).kill()
 
 
-def test_a_server_shared_with_a_live_luc_is_joined_not_stopped(tmp_path: Path) -> None:
+def test_a_server_shared_with_a_live_luc_is_joined_not_stopped(
+    tmp_path: Path, data_dir: Path
+) -> None:
     """Two LUC processes on one data folder: the second start is no orphan case, and the
     server stays up until the last of them stops."""
-    data_dir = tmp_path / "data"
     pgdata = (data_dir / "pgdata").resolve()
     first = ServerProcess(None, tmp_path / "first.log", LUC_DATA_DIR=str(data_dir))
     second = ServerProcess(None, tmp_path / "second.log", LUC_DATA_DIR=str(data_dir))
