@@ -8,7 +8,6 @@ import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
 import structlog
 from litestar import Litestar
 from litestar.exceptions import HTTPException
@@ -34,7 +33,7 @@ from service.api.proxy import ChatCompletionsController
 from service.api.usage import UsageController
 from service.auth.guard import rate_limit_identity, require_key
 from service.auth.keys import count_admin_keys
-from service.budgets.delivery import Dispatcher
+from service.budgets.delivery import Dispatcher, make_webhook_client
 from service.catalog.service import CatalogCache, seed_catalog
 from service.client import Spool
 from service.db import create_pool, migrate, resolve_database_url
@@ -82,13 +81,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
                     detail="every route but /healthz needs an API key; create the first one "
                     "with: luc keys create --scope admin --name <you>",
                 )
-        # One long-lived client for webhook targets: no redirects (a redirect could lead
-        # past the allow-list), explicit timeouts and limits.
-        webhook_client = httpx.AsyncClient(
-            follow_redirects=False,
-            timeout=httpx.Timeout(settings.budgets.timeout_seconds),
-            limits=httpx.Limits(max_connections=20),
-        )
+        # One long-lived client for webhook targets (no redirects, no kept connections).
+        webhook_client = make_webhook_client(settings.budgets)
         dispatcher = Dispatcher(pool, settings.budgets, webhook_client)
         dispatch_task = asyncio.create_task(dispatcher.run(), name="luc-webhook-dispatcher")
         resources = Resources(

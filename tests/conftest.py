@@ -9,6 +9,7 @@ see each other's rows and the append-only tables never need emptying.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -131,47 +132,87 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
 
 
 def free_port() -> int:
+    """A port that was free a moment ago. Only for a process that retries when it is taken
+    meanwhile (``ServerProcess``) or a client that expects nothing there; a server in the
+    test's own process binds port 0 itself and reads its port (``Receiver``)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-class ServerProcess:
-    """``luc serve`` in a child process on a free port: a real server a test can kill."""
+@contextlib.contextmanager
+def closed_port() -> Iterator[int]:
+    """A port where connections are refused for as long as the block runs: bound, so no
+    other process can take it, and never listening."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield int(s.getsockname()[1])
 
-    def __init__(self, database_url: str, log_path: Path, **env: str) -> None:
+
+class ServerProcess:
+    """``luc serve`` in a child process on a free port: a real server a test can kill.
+
+    With ``database_url=None`` it runs on its own embedded PostgreSQL (pass
+    ``LUC_DATA_DIR``). The first start picks another port when the one it was given is
+    taken by then; later starts keep the port, which clients of the test already know.
+    """
+
+    PORT_ATTEMPTS = 5
+
+    def __init__(self, database_url: str | None, log_path: Path, **env: str) -> None:
         self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,
-            "LUC_DATABASE_URL": database_url,
-            "LUC_PORT": str(self.port),
             "LUC_LOG_LEVEL": "warning",
             "LUC_AUTH": "off",  # as in settings_for; pass LUC_AUTH="on" to test with keys
             **env,
         }
+        self.env.pop("LUC_DATABASE_URL", None)
+        if database_url is not None:
+            self.env["LUC_DATABASE_URL"] = database_url
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
+        self._started_once = False
 
-    def start(self, timeout: float = 30.0) -> None:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "service", "serve"],
-            env=self.env,
-            cwd=PROJECT_ROOT,
-            stdout=log,
-            stderr=log,
-        )
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> None:
+        for _ in range(self.PORT_ATTEMPTS):
+            if self._start(timeout):
+                self._started_once = True
+                return
+            self.port = free_port()  # taken since it was picked: another one
+        raise RuntimeError(f"luc serve found no free port: {self.log_path.read_text()[-2000:]}")
+
+    def _start(self, timeout: float) -> bool:
+        """Start and wait until ready; False when the port was taken (first start only)."""
+        self.log_path.touch()
+        offset = self.log_path.stat().st_size
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "service", "serve"],
+                env={**self.env, "LUC_PORT": str(self.port)},
+                cwd=PROJECT_ROOT,
+                stdout=log,
+                stderr=log,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"luc serve exited: {self.log_path.read_text()[-2000:]}")
+                with self.log_path.open("rb") as log:
+                    log.seek(offset)
+                    written = log.read().decode(errors="replace")
+                if "address already in use" in written.lower() and not self._started_once:
+                    return False
+                raise RuntimeError(f"luc serve exited: {written[-2000:]}")
             try:
                 if httpx.get(f"{self.base_url}/readyz", timeout=1).status_code == 200:
-                    return
+                    return True
             except httpx.HTTPError:
                 pass
-            time.sleep(0.1)
+            time.sleep(0.1)  # polling a child process's readiness, with a deadline
         raise RuntimeError(f"luc serve did not become ready: {self.log_path.read_text()[-2000:]}")
 
     def kill(self) -> None:
@@ -181,10 +222,11 @@ class ServerProcess:
             self.process.wait()
 
     def stop(self) -> None:
+        """SIGTERM, as a clean stop; SIGKILL if it has not exited after 30 s."""
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(10)
+                self.process.wait(30)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()

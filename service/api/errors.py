@@ -10,6 +10,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
 from service.api.schemas import ErrorBody
+from service.db import is_unavailable
 from service.errors import DatabaseUnavailableError, LucError
 
 log = structlog.get_logger("luc.api")
@@ -65,8 +66,21 @@ def unexpected_error_handler(
             "character (U+0000)"
         )
         return Response(ErrorBody(status_code=400, detail=detail), status_code=400)
+    if is_unavailable(exc):
+        # A database outage that reached here untranslated (every path through db.py
+        # translates it): still the client's cue to retry, never a 500.
+        log.warning("database_unavailable", path=request.url.path, error=type(exc).__name__)
+        return _unavailable(f"PostgreSQL is unavailable: {exc}")
     log.exception("unhandled_error", error=type(exc).__name__)
     return Response(ErrorBody(status_code=500, detail="internal error"), status_code=500)
+
+
+def _unavailable(detail: str) -> Response[ErrorBody]:
+    return Response(
+        ErrorBody(status_code=503, detail=detail),
+        status_code=503,
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
+    )
 
 
 def _is_unstorable_parameter(exc: Exception) -> bool:

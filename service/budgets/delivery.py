@@ -5,6 +5,11 @@ LOCKED`` and a lease, posts each alert signed the Standard Webhooks way (``webho
 the alert id, stable across retries, so receivers can drop repeats), and records the
 outcome. A failure waits ``base·2^(attempt−1)`` seconds (capped, with jitter) before the
 next attempt; past the retry window the alert is marked dead and can be re-sent.
+
+Each attempt resolves the target once and connects to an address that was checked
+(``targets.resolve_target``): the URL is rewritten to that address, and the original host
+goes in the Host header and, over TLS, in the SNI, so the certificate is still verified
+against the host name.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import ssl
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +28,7 @@ import structlog
 from standardwebhooks.webhooks import Webhook
 
 from service.budgets import queries
-from service.budgets.targets import check_target
+from service.budgets.targets import Resolver, Target, resolve_target, system_resolver
 from service.db import CONNECTION_ERRORS, Connection
 from service.errors import InvalidRequestError, NotFoundError
 from service.settings import BudgetSettings
@@ -74,6 +80,50 @@ def signed_headers(secret: str, message_id: str, body: bytes, now: datetime) -> 
     }
 
 
+def make_webhook_client(
+    settings: BudgetSettings, verify: ssl.SSLContext | bool = True
+) -> httpx.AsyncClient:
+    """The one client for webhook targets: no redirects (a redirect could lead past the
+    allow-list), explicit timeouts and limits, and no connection kept alive.
+
+    Requests go to an address, not a name (``post_to_target``), and a connection pool
+    knows a connection by address only: a kept TLS connection, verified for one host name,
+    could carry the request of another host behind the same address (a shared CDN edge)
+    without its certificate ever being checked. Alerts are rare; a handshake each is cheap.
+    """
+    return httpx.AsyncClient(
+        follow_redirects=False,
+        timeout=httpx.Timeout(settings.timeout_seconds),
+        limits=httpx.Limits(max_connections=20, max_keepalive_connections=0),
+        verify=verify,
+    )
+
+
+async def post_to_target(
+    client: httpx.AsyncClient, target: Target, body: bytes, headers: dict[str, str]
+) -> httpx.Response:
+    """POST to the checked addresses of ``target``, in order, until one connects."""
+    url = httpx.URL(target.url)
+    extensions = {"sni_hostname": target.host} if url.scheme == "https" else {}
+    # The Host header as the URL had it (with a non-default port), not the address.
+    host_header = url.netloc.decode("ascii")
+    failure: httpx.ConnectError | None = None
+    for address in target.addresses:
+        request = client.build_request(
+            "POST",
+            url.copy_with(host=str(address)),
+            content=body,
+            headers={**headers, "host": host_header},
+            extensions=extensions,
+        )
+        try:
+            return await client.send(request)
+        except httpx.ConnectError as exc:
+            failure = exc  # the next checked address, if there is one
+    assert failure is not None  # a Target has at least one address
+    raise failure
+
+
 def backoff_seconds(attempt: int, settings: BudgetSettings) -> float:
     """Delay before the next attempt, a duration: exponential, capped, with jitter."""
     growth: float = 2.0 ** (attempt - 1)
@@ -85,11 +135,16 @@ class Dispatcher:
     """Delivers due alerts until stopped; ``wake()`` skips the wait after new alerts."""
 
     def __init__(
-        self, pool: asyncpg.Pool, settings: BudgetSettings, client: httpx.AsyncClient
+        self,
+        pool: asyncpg.Pool,
+        settings: BudgetSettings,
+        client: httpx.AsyncClient,
+        resolve: Resolver = system_resolver,
     ) -> None:
         self.pool = pool
         self.settings = settings
         self.client = client
+        self.resolve = resolve
         self._wake = asyncio.Event()
         self._stopping = False
 
@@ -136,7 +191,9 @@ class Dispatcher:
 
     async def _attempt(self, row: Any, alert: Any) -> None:
         alert_id = str(row["alert_id"])
-        error = await self._post(row["webhook_url"], alert_id, alert)
+        error = await deliver_alert(
+            self.client, row["webhook_url"], alert, self.settings, self.resolve
+        )
         async with self.pool.acquire() as conn:
             if error is None:
                 await conn.execute(queries.MARK_DELIVERED, row["alert_id"])
@@ -148,24 +205,35 @@ class Dispatcher:
                 "webhook_failed", alert_id=alert_id, attempt=row["attempts"], error=error[:200]
             )
 
-    async def _post(self, url: str, alert_id: str, alert: Any) -> str | None:
-        """One attempt; the error text, or None on a 2xx answer."""
-        secret = alert["webhook_secret"] or self.settings.webhook_secret
-        if not secret:
-            return "no webhook secret: set LUC_WEBHOOK_SECRET or the budget's webhook_secret"
-        try:
-            await check_target(url, self.settings.allowed_hosts)
-        except InvalidRequestError as exc:
-            return exc.message
-        body = webhook_body(alert)
-        headers = signed_headers(secret, alert_id, body, datetime.now(UTC))
-        try:
-            response = await self.client.post(url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            return f"{type(exc).__name__}: {exc}"
-        if 200 <= response.status_code < 300:
-            return None
-        return f"HTTP {response.status_code}"
+
+async def deliver_alert(
+    client: httpx.AsyncClient,
+    url: str,
+    alert: Any,
+    settings: BudgetSettings,
+    resolve: Resolver = system_resolver,
+) -> str | None:
+    """One attempt at posting ``alert`` to ``url``; the error text, or None on a 2xx answer.
+
+    The target is checked (and resolved, once) now, not when the budget was saved: the
+    allow-list or the name's addresses may have changed since.
+    """
+    secret = alert["webhook_secret"] or settings.webhook_secret
+    if not secret:
+        return "no webhook secret: set LUC_WEBHOOK_SECRET or the budget's webhook_secret"
+    try:
+        target = await resolve_target(url, settings.allowed_hosts, resolve)
+    except InvalidRequestError as exc:
+        return exc.message
+    body = webhook_body(alert)
+    headers = signed_headers(secret, str(alert["id"]), body, datetime.now(UTC))
+    try:
+        response = await post_to_target(client, target, body, headers)
+    except httpx.HTTPError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    if 200 <= response.status_code < 300:
+        return None
+    return f"HTTP {response.status_code}"
 
 
 async def redeliver(conn: Connection, alert_id: str, retry_window_seconds: int) -> None:

@@ -7,6 +7,7 @@ copied by hand from ``catalog/aims-v1.json``, never by calling LUC.
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -15,7 +16,9 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tests.conftest import free_port
+from tests.support.waiting import wait_for
+
+__all__ = ["Delivery", "Receiver", "always", "opus_event", "wait_for"]
 
 MILLION = Decimal(1_000_000)
 
@@ -61,18 +64,6 @@ def opus_event(
     }
 
 
-def wait_for(condition: Callable[[], Any], timeout: float, what: str, every: float = 0.1) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(every)
-
-
 @dataclass(frozen=True)
 class Delivery:
     """One request the receiver got, and what it answered."""
@@ -97,18 +88,26 @@ def always(status: int) -> Answer:
 
 @dataclass
 class Receiver:
-    """A webhook receiver: a real HTTP server on 127.0.0.1 in a thread, on a fixed port so
-    that it can go down (connection refused) and come back at the same URL."""
+    """A webhook receiver: a real HTTP server on loopback in a thread. The first start binds
+    a port the system picks; later starts bind that same port again, so that the receiver
+    can go down (connection refused) and come back at the same URL."""
 
-    port: int = field(default_factory=free_port)
+    host: str = "127.0.0.1"
+    port: int = 0
+    """0 until the first start."""
     answer: Answer = field(default_factory=lambda: always(200))
+    tls: ssl.SSLContext | None = None
+    """A server context: serve HTTPS with its certificate."""
     deliveries: list[Delivery] = field(default_factory=list)
+    server_names: list[str | None] = field(default_factory=list)
+    """The TLS server name (SNI) of each handshake."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
 
     def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        assert self.port, "start the receiver first: its port is picked when it binds"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}{path}"
 
     def received(self, path: str | None = None) -> list[Delivery]:
         with self._lock:
@@ -137,10 +136,23 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
+        self.port = self._server.server_address[1]
         self._server.daemon_threads = True
+        if self.tls is not None:
+            self.tls.sni_callback = self._note_server_name
+            # The handshake runs in the handler's thread, on the first read.
+            self._server.socket = self.tls.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False
+            )
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
+
+    def _note_server_name(
+        self, sock: ssl.SSLObject | ssl.SSLSocket, name: str | None, context: ssl.SSLContext
+    ) -> None:
+        with self._lock:
+            self.server_names.append(name)
 
     def stop(self) -> None:
         """Down: the port is closed, so connections are refused."""

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from service.cli import main
 from service.demo_traffic import plan_traffic
-from tests.conftest import free_port
+from tests.conftest import closed_port
 from tests.integration.ledger_truth import (
     AGENTS,
     PRICES,
@@ -110,8 +110,9 @@ def test_demo_traffic_arrives_exactly_and_luc_reports_what_was_sent(server_facto
 
 
 def test_demo_without_a_running_luc_says_how_to_start_one() -> None:
-    url = f"http://127.0.0.1:{free_port()}"
-    result = CliRunner().invoke(main, ["demo", "--url", url])
+    with closed_port() as port:
+        url = f"http://127.0.0.1:{port}"
+        result = CliRunner().invoke(main, ["demo", "--url", url])
     assert result.exit_code == 1
     assert f"no LUC answering at {url}" in result.output
     assert "luc serve" in result.output

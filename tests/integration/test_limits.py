@@ -17,6 +17,8 @@ import base64
 import os
 import socket
 import time
+from collections import Counter
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -27,7 +29,7 @@ from litestar.testing import AsyncTestClient
 
 from service.app import create_app
 from service.auth.keys import create_key
-from tests.conftest import free_port, settings_for
+from tests.conftest import closed_port, settings_for
 from tests.integration.ledger_truth import expected_cost
 
 MAX_BODY = 64 * 1024
@@ -138,7 +140,8 @@ async def test_150_requests_a_second_on_a_key_limited_to_100_get_429_for_the_exc
     _, key = await create_key(db, "gateway", "ingest")
     _, other_key = await create_key(db, "finance", "read")
     rate, seconds = 150, 2
-    answers: list[tuple[float, float, int, str | None]] = []
+    # (status, Retry-After, RateLimit-Remaining) of each request.
+    answers: list[tuple[int, str | None, str | None]] = []
 
     async with httpx.AsyncClient(
         base_url=server.base_url,
@@ -146,17 +149,21 @@ async def test_150_requests_a_second_on_a_key_limited_to_100_get_429_for_the_exc
         timeout=30,
         limits=httpx.Limits(max_connections=200, max_keepalive_connections=200),
     ) as http:
-        await http.post("/v1/events", json=event("warm-up"))  # connections, caches
-        # Start on a whole second: the limiter counts per wall-clock second.
-        await asyncio.sleep(1.0 - time.time() % 1.0 + 0.02)
-        start = time.time()
+        # Connections and caches; this request takes a slot of the key's window too.
+        warm_up = await http.post("/v1/events", json=event("warm-up"))
+        assert warm_up.status_code == 201, warm_up.text
+        start = time.monotonic()
 
         async def one(i: int) -> None:
-            await asyncio.sleep(max(0.0, start + i / rate - time.time()))
-            sent = time.time()
+            # Paced at 150 a second: a request's own send time, not a synchronisation.
+            await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
             response = await http.post("/v1/events", json=event(f"rate-{i:04d}"))
             answers.append(
-                (sent, time.time(), response.status_code, response.headers.get("retry-after"))
+                (
+                    response.status_code,
+                    response.headers.get("retry-after"),
+                    response.headers.get("ratelimit-remaining"),
+                )
             )
 
         await asyncio.gather(*(one(i) for i in range(rate * seconds)))
@@ -164,23 +171,33 @@ async def test_150_requests_a_second_on_a_key_limited_to_100_get_429_for_the_exc
         other = await http.get("/v1/agents", headers={"Authorization": f"Bearer {other_key}"})
         assert other.status_code == 200, other.text
 
-    statuses = [status for _, _, status, _ in answers]
+    assert len(answers) == rate * seconds
+    statuses = [status for status, _, _ in answers]
     assert set(statuses) <= {201, 429}, set(statuses)
-    refused = [a for a in answers if a[2] == 429]
+    refused = [a for a in answers if a[0] == 429]
     assert refused, "150 requests a second on a key limited to 100, and no 429"
-    assert all(retry_after is not None and int(retry_after) >= 1 for *_, retry_after in refused)
-    # The limiter counts per wall-clock second, when it sees a request. A request sent and
-    # answered within one second was counted in that second: of those, at most 100 pass
-    # and the rest must be 429. (On an idle machine that is ~150 a second, so ~100 refused
-    # in all; on a loaded one the server spreads them and fewer need refusing.)
-    within: dict[int, list[int]] = {}
-    for sent, answered, status, _ in answers:
-        if int(sent) == int(answered):
-            within.setdefault(int(sent), []).append(status)
-    for second, seen in within.items():
-        assert seen.count(201) <= 100, (second, seen.count(201), seen.count(429))
-    # Exactly the acknowledged events are stored; refused ones are not.
+    assert all(retry is not None and int(retry) >= 1 for _, retry, _ in refused)
+    assert all(remaining == "0" for _, _, remaining in refused)
+    # The limiter counts per wall-clock second (a window opens with its first request and
+    # closes at the next whole second) and tells each accepted request how many remain in
+    # its window: 99, 98, … down to 0 when all 100 are used. Every window hands out
+    # consecutive slots from 99 down, so no slot is given more often than the one above
+    # it, and the number of windows is how often slot 99 was given. However the machine
+    # spreads the requests over windows, these counts hold.
+    remaining = Counter(int(r) for status, _, r in answers if status == 201 and r is not None)
+    remaining[int(warm_up.headers["ratelimit-remaining"])] += 1
     accepted = statuses.count(201)
+    assert sum(remaining.values()) == accepted + 1  # every accepted request was counted
+    assert set(remaining) <= set(range(100))
+    windows = remaining[99]
+    assert windows >= 1
+    assert [remaining[slot] for slot in range(99, -1, -1)] == sorted(
+        remaining.values(), reverse=True
+    ) + [0] * (100 - len(remaining))
+    assert accepted + 1 <= 100 * windows
+    # A refusal only comes from a full window: at least one window used all 100 slots.
+    assert remaining[0] >= 1
+    # Exactly the acknowledged events are stored; refused ones are not.
     stored = await db.fetchval("SELECT count(*) FROM usage_events WHERE event_id LIKE 'rate-%'")
     assert stored == accepted
 
@@ -246,11 +263,17 @@ def _secret() -> str:
     return "whsec_" + base64.b64encode(os.urandom(24)).decode()
 
 
+@pytest.fixture
+def dead_port() -> Iterator[int]:
+    """Nothing listens there (and nothing can start to): every delivery fails."""
+    with closed_port() as port:
+        yield port
+
+
 @pytest.mark.slow
 async def test_keys_and_webhook_secrets_never_show_in_logs_errors_or_the_openapi_document(
-    server_factory: Any, db: asyncpg.Connection, admin_key: str
+    server_factory: Any, db: asyncpg.Connection, admin_key: str, dead_port: int
 ) -> None:
-    dead_port = free_port()  # nothing listens: every delivery fails and is logged
     server = server_factory(
         LUC_AUTH="on",
         LUC_LOG_LEVEL="debug",

@@ -20,9 +20,11 @@ from service.budgets.service import create_budget
 from service.catalog.service import CatalogCache
 from service.db import connect
 from service.ingest.models import UsageEvent
+from service.ledger.queries import REPRICING_LOCK_KEY
 from service.ledger.rerate import lock_repricing
 from service.ledger.service import INLINE_LIMIT
 from service.record.service import ACCEPTED, CONFLICT, DUPLICATE, record_batch
+from tests.support.waiting import wait_until
 
 MODEL = "anthropic/claude-sonnet-4.5"
 WHEN = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -144,7 +146,17 @@ async def test_a_budget_created_beside_a_batch_in_flight_counts_its_spend(
                 ),
             )
         )
-        await asyncio.sleep(0.3)
+        # Wait until PostgreSQL shows the budget's transaction queued on the lock.
+        await wait_until(
+            lambda: db.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = $1 "
+                "AND pid = $2 AND NOT granted",
+                REPRICING_LOCK_KEY,
+                other.get_server_pid(),
+            ),
+            10,
+            "the budget's creation to wait for the lock",
+        )
         assert not creating.done()
         await record_batch(writer, CatalogCache(), [event("e1", "job-a", 1000, 200)])
         await transaction.commit()

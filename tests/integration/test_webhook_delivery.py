@@ -132,7 +132,13 @@ def test_every_crossing_arrives_under_one_id_through_errors_an_outage_and_a_rest
     server.kill()
     server.start()
     _send(http, opus_event("hook-3", "0.20", occurred_at=AT, job_id="job-hook"))
-    time.sleep(1)
+
+    def restarted_and_failing() -> bool:
+        # The new crossing is attempted by the restarted LUC, and fails like the others.
+        alerts = _alerts(http)
+        return len(alerts) == 5 and all(a["attempts"] >= 1 for a in alerts)
+
+    wait_for(restarted_and_failing, 15, "the restarted LUC to attempt the new crossing")
     assert [a["delivery"] for a in _alerts(http)] == ["pending"] * 5
 
     # Phase 3: the receiver is back, and healthy.
@@ -236,9 +242,25 @@ def test_a_delivery_failing_past_its_retry_window_is_dead_and_can_be_sent_again(
     assert {d.status for d in receiver.received("/moved")} == {302}
     assert receiver.received("/landing") == []
 
-    # Dead means no more attempts.
+    # Dead means no more attempts: the dispatcher is still at work (a later alert arrives)
+    # and longer than any backoff (1 s at most here) has passed since the last attempt,
+    # yet the dead one was not tried again.
     attempts_when_dead = len(receiver.received("/broken"))
-    time.sleep(1)
+    last_attempt = receiver.received("/broken")[-1].received_at
+    _budget(
+        http,
+        scope="job",
+        scope_id="job-later",
+        limit_usd="0.10",
+        thresholds=[1],
+        webhook_url=receiver.url("/later"),
+    )
+    _send(http, opus_event("dead-3", "0.10", occurred_at=AT, job_id="job-later"))
+    wait_for(
+        lambda: receiver.received("/later") and time.time() > last_attempt + 1.5,
+        10,
+        "a later alert delivered, past the longest backoff",
+    )
     assert len(receiver.received("/broken")) == attempts_when_dead
 
     # The receiver is fixed; an operator sends the dead alert again.

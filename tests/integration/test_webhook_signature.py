@@ -1,6 +1,8 @@
-"""Alert webhooks are signed the Standard Webhooks way, and the signature checks out with
-an HMAC-SHA256 verifier written here from the specification (hmac + base64), not with the
-library LUC signs with. Tampering, a wrong secret and a stale timestamp all fail it.
+"""Alert webhooks are signed the Standard Webhooks way. LUC's real delivery checks out with
+an HMAC-SHA256 verifier written here from the specification (hmac + base64), and with the
+``standardwebhooks`` library as a receiver would use it; the library refuses the same
+delivery once its body is tampered with, its timestamp is stale or refreshed, its id
+changed, or the secret is another one.
 
 The app runs in-process with its dispatcher; the receiver is a real HTTP server on
 loopback (listed in ``LUC_WEBHOOK_ALLOWED_HOSTS``).
@@ -8,13 +10,11 @@ loopback (listed in ``LUC_WEBHOOK_ALLOWED_HOSTS``).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
 import json
 import re
-import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -22,10 +22,13 @@ from typing import Any
 
 import pytest
 from litestar.testing import AsyncTestClient
+from standardwebhooks import webhooks
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from service.app import create_app
 from tests.conftest import settings_for
 from tests.integration.budget_support import Delivery, Receiver, opus_event
+from tests.support.waiting import wait_until
 
 # Standard Webhooks secrets: "whsec_" and the base64 of the key bytes.
 LUC_SECRET = "whsec_" + base64.b64encode(b"luc-test-signing-key-0123456789!").decode()
@@ -50,6 +53,27 @@ def verify(secret: str, headers: Mapping[str, str], body: bytes, now: float) -> 
     return False
 
 
+def library_verify(
+    secret: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    now: float,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Any:
+    """The ``standardwebhooks`` receiver's check, its clock pinned at ``now`` (Unix
+    seconds): it compares the timestamp with ``datetime.now``, which is all it reads."""
+
+    class PinnedClock(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> PinnedClock:
+            return cls.fromtimestamp(now, tz)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(webhooks, "datetime", PinnedClock)
+        return Webhook(secret).verify(body, dict(headers))
+
+
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     server = Receiver()
@@ -72,10 +96,7 @@ async def app_client(database_url: str) -> AsyncIterator[AsyncTestClient[Any]]:
 
 
 async def _received(receiver: Receiver, path: str, within: float = 15) -> Delivery:
-    deadline = time.monotonic() + within
-    while not receiver.received(path):
-        assert time.monotonic() < deadline, f"no webhook arrived at {path}"
-        await asyncio.sleep(0.05)
+    await wait_until(lambda: receiver.received(path), within, f"a webhook at {path}")
     return receiver.received(path)[0]
 
 
@@ -85,7 +106,7 @@ def _parse_time(text: str) -> datetime:
 
 
 async def test_signature_verifies_independently_and_the_body_has_the_documented_shape(
-    app_client: AsyncTestClient[Any], receiver: Receiver
+    app_client: AsyncTestClient[Any], receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     budget = (
         await app_client.post(
@@ -129,35 +150,49 @@ async def test_signature_verifies_independently_and_the_body_has_the_documented_
     assert isinstance(data["spent_usd"], str) and Decimal(data["spent_usd"]) == Decimal("0.60")
     assert isinstance(data["limit_usd"], str) and Decimal(data["limit_usd"]) == Decimal("1.00")
 
-    # The same message fails the check once anything it covers changes.
+    # A receiver using the library accepts LUC's delivery as it arrived, and up to five
+    # minutes after its timestamp...
+    stamp = int(headers["webhook-timestamp"])
+    at = delivery.received_at
+
+    def check(headers: Mapping[str, str], body: bytes, now: float, secret: str = LUC_SECRET) -> Any:
+        return library_verify(secret, headers, body, now=now, monkeypatch=monkeypatch)
+
+    assert check(headers, body, at) == payload
+    assert check(headers, body, stamp + TOLERANCE_SECONDS) == payload
+
+    # ...and refuses it once anything the signature covers changes: the body, the id...
     tampered = body.replace(b'"spent_usd":"0.6"', b'"spent_usd":"0.1"')
     assert tampered != body
-    assert not verify(LUC_SECRET, headers, tampered, now=delivery.received_at)
-    assert not verify(BUDGET_SECRET, headers, body, now=delivery.received_at)
-    wrong_key = "whsec_" + base64.b64encode(b"luc-test-signing-key-0123456789?").decode()
-    assert not verify(wrong_key, headers, body, now=delivery.received_at)
+    with pytest.raises(WebhookVerificationError, match="No matching signature"):
+        check(headers, tampered, at)
     other_id = {**headers, "webhook-id": "00000000-0000-0000-0000-000000000000"}
-    assert not verify(LUC_SECRET, other_id, body, now=delivery.received_at)
-
-    # Stale: received more than five minutes after it was signed; nor can a replay pass
-    # by putting a fresh timestamp on the old signature.
-    stamp = int(headers["webhook-timestamp"])
-    assert verify(LUC_SECRET, headers, body, now=stamp + TOLERANCE_SECONDS)
-    assert not verify(LUC_SECRET, headers, body, now=stamp + TOLERANCE_SECONDS + 1)
-    assert not verify(LUC_SECRET, headers, body, now=stamp - TOLERANCE_SECONDS - 1)
+    with pytest.raises(WebhookVerificationError, match="No matching signature"):
+        check(other_id, body, at)
+    # ...or with another secret...
+    wrong_key = "whsec_" + base64.b64encode(b"luc-test-signing-key-0123456789?").decode()
+    for secret in (BUDGET_SECRET, wrong_key):
+        with pytest.raises(WebhookVerificationError, match="No matching signature"):
+            check(headers, body, at, secret)
+    # ...and once it is stale: received more than five minutes after it was signed (or
+    # before); nor does a fresh timestamp on the old signature pass (a replay).
+    with pytest.raises(WebhookVerificationError, match="too old"):
+        check(headers, body, stamp + TOLERANCE_SECONDS + 1)
+    with pytest.raises(WebhookVerificationError, match="too new"):
+        check(headers, body, stamp - TOLERANCE_SECONDS - 1)
     refreshed = {**headers, "webhook-timestamp": str(stamp + 3600)}
-    assert not verify(LUC_SECRET, refreshed, body, now=stamp + 3600)
+    with pytest.raises(WebhookVerificationError, match="No matching signature"):
+        check(refreshed, body, stamp + 3600)
 
-    deadline = time.monotonic() + 10
-    while (await app_client.get(f"/v1/alerts/{alert['alert_id']}")).json()[
-        "delivery"
-    ] != "delivered":
-        assert time.monotonic() < deadline, "the alert never showed as delivered"
-        await asyncio.sleep(0.05)
+    async def shows_delivered() -> bool:
+        one = (await app_client.get(f"/v1/alerts/{alert['alert_id']}")).json()
+        return bool(one["delivery"] == "delivered")
+
+    await wait_until(shows_delivered, 10, "the alert to show as delivered")
 
 
 async def test_a_budget_with_its_own_secret_is_signed_with_that_secret(
-    app_client: AsyncTestClient[Any], receiver: Receiver
+    app_client: AsyncTestClient[Any], receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for job, path, secret in (
         ("job-own", "/own", BUDGET_SECRET),
@@ -183,9 +218,24 @@ async def test_a_budget_with_its_own_secret_is_signed_with_that_secret(
         )
 
     own = await _received(receiver, "/own")
-    assert verify(BUDGET_SECRET, own.headers, own.body, now=own.received_at)
-    assert not verify(LUC_SECRET, own.headers, own.body, now=own.received_at)
-
     default = await _received(receiver, "/default")
-    assert verify(LUC_SECRET, default.headers, default.body, now=default.received_at)
-    assert not verify(BUDGET_SECRET, default.headers, default.body, now=default.received_at)
+    for delivery, secret, other in (
+        (own, BUDGET_SECRET, LUC_SECRET),
+        (default, LUC_SECRET, BUDGET_SECRET),
+    ):
+        assert verify(secret, delivery.headers, delivery.body, now=delivery.received_at)
+        assert library_verify(
+            secret,
+            delivery.headers,
+            delivery.body,
+            now=delivery.received_at,
+            monkeypatch=monkeypatch,
+        )
+        with pytest.raises(WebhookVerificationError, match="No matching signature"):
+            library_verify(
+                other,
+                delivery.headers,
+                delivery.body,
+                now=delivery.received_at,
+                monkeypatch=monkeypatch,
+            )

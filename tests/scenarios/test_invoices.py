@@ -82,8 +82,14 @@ def expected_digest(invoice: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def number(seq: int) -> str:
-    return f"LUC-{datetime.now(UTC).year}-{seq:06d}"
+def year_of(invoice: dict[str, Any]) -> int:
+    """The UTC year the invoice was issued in: its number's year (not the test's clock,
+    which may have passed New Year since)."""
+    return datetime.fromisoformat(invoice["issued_at"].replace("Z", "+00:00")).astimezone(UTC).year
+
+
+def number(seq: int, year: int) -> str:
+    return f"LUC-{year}-{seq:06d}"
 
 
 def line_key(line: dict[str, Any]) -> tuple[str, str, str, int]:
@@ -165,7 +171,7 @@ async def test_an_invoice_total_is_the_jobs_ledger_total_rounded_once_to_cents(
     assert preview["earlier_invoices"] == []
 
     invoice = await issue(client, JOB_A)
-    assert invoice["number"] == number(1)
+    assert invoice["number"] == number(1, year_of(invoice))
     assert invoice["job_id"] == JOB_A
     assert invoice["currency"] == "USD"
     assert invoice["follow_up_of"] is None
@@ -292,7 +298,7 @@ async def test_late_usage_after_issue_goes_on_a_follow_up_with_exactly_the_late_
         ],
     )
     second = await issue(client, job)
-    assert second["number"] == number(2)
+    assert second["number"] == number(2, year_of(second))
     assert second["follow_up_of"] == first["number"]
     assert second["covered_entries"] == 2
     assert await covered_event_ids(db, second["number"]) == ["l3", "l4"]
@@ -587,7 +593,9 @@ async def test_invoices_issued_concurrently_take_consecutive_numbers_without_gap
         statuses = sorted(r.status_code for r in responses)
         assert statuses == [201, 201, 201, 201, 201, 409], [r.text for r in responses]
         issued = [r.json() for r in responses if r.status_code == 201]
-        assert sorted(i["number"] for i in issued) == [number(s) for s in range(1, 6)]
+        # One year's counter: all six requests met it within a moment.
+        (year,) = {year_of(i) for i in issued}
+        assert sorted(i["number"] for i in issued) == [number(s, year) for s in range(1, 6)]
         assert sorted(i["job_id"] for i in issued) == jobs
         # Issue times follow number order.
         by_number = sorted(issued, key=lambda i: i["number"])
@@ -596,8 +604,9 @@ async def test_invoices_issued_concurrently_take_consecutive_numbers_without_gap
         await record(
             http, [event("c9", jobs[3], "ACHEEVY", FLASH, input_tokens=1_000, output_tokens=0)]
         )
-        assert (await issue(http, jobs[3]))["number"] == number(6)
-    year = datetime.now(UTC).year
+        sixth = await issue(http, jobs[3])
+        assert sixth["number"] == number(6, year_of(sixth))
+    year = year_of(sixth)
     assert await db.fetchval("SELECT last_number FROM invoice_counters WHERE year = $1", year) == 6
     seqs = [r["seq"] for r in await db.fetch("SELECT seq FROM invoices ORDER BY seq")]
     assert seqs == [1, 2, 3, 4, 5, 6]
@@ -622,7 +631,7 @@ async def test_luc_invoice_verify_accepts_an_export_and_fails_on_a_tampered_one(
     issued = await luc(database_url, "issue", JOB_A)
     assert issued.returncode == 0, issued.stderr
     invoice = json.loads(issued.stdout)
-    assert (invoice["number"], invoice["total_usd"]) == (number(1), "0.06")
+    assert (invoice["number"], invoice["total_usd"]) == (number(1, year_of(invoice)), "0.06")
     assert invoice["digest"] == expected_digest(invoice)
 
     shown = await luc(database_url, "show", invoice["number"], "--format", "json")

@@ -33,12 +33,26 @@ def committed() -> dict[str, dict[str, Any]]:
 
 
 def targets() -> list[tuple[str, dict[str, Any]]]:
-    return [
+    """Every query of every panel; never none, so a loop over them always checks some."""
+    found = [
         (f"{name} / {p['title']}", t)
         for name, board in committed().items()
         for p in board["panels"]
         for t in p.get("targets", [])
     ]
+    assert found, "no panel queries anything"
+    return found
+
+
+def test_every_dashboard_has_panels_and_every_panel_but_a_row_has_a_query() -> None:
+    boards = committed()
+    assert sorted(boards) == ["finance.json", "operations.json"]
+    for name, board in boards.items():
+        panels = [p for p in board["panels"] if p["type"] != "row"]
+        rows = [p for p in board["panels"] if p["type"] == "row"]
+        assert len(panels) >= 10 and len(rows) >= 2, (name, len(panels), len(rows))
+        for panel in panels:
+            assert panel.get("targets"), (name, panel["title"])
 
 
 def test_committed_dashboards_equal_what_the_code_generates() -> None:
@@ -85,6 +99,7 @@ def test_the_dashboard_provider_loads_a_folder_of_these_files() -> None:
 def test_panels_have_unique_ids_and_do_not_overlap() -> None:
     for name, board in committed().items():
         ids = [p["id"] for p in board["panels"]]
+        assert ids, name
         assert ids == list(range(1, len(ids) + 1)), name
         cells: set[tuple[int, int]] = set()
         for p in board["panels"]:
@@ -111,10 +126,16 @@ def _unfolded(expr: str) -> list[str]:
 
 
 def test_ledger_series_are_folded_across_replicas_before_any_sum() -> None:
-    for where, target in targets():
-        if "expr" in target:
-            assert _unfolded(target["expr"]) == [], where
-    for group in yaml.safe_load(ALERTS.read_text())["groups"]:
-        for rule in group["rules"]:
-            assert _unfolded(rule["expr"]) == [], rule["alert"]
+    promql = [(where, target["expr"]) for where, target in targets() if "expr" in target]
+    rules = [
+        rule for group in yaml.safe_load(ALERTS.read_text())["groups"] for rule in group["rules"]
+    ]
+    # Both dashboards query Prometheus, and so do the alert rules: something to check.
+    assert len({where.split(" / ")[0] for where, _ in promql}) == 2
+    assert rules
+    assert any(re.search("|".join(LEDGER_SERIES), expr) for _, expr in promql)
+    for where, expr in promql:
+        assert _unfolded(expr) == [], where
+    for rule in rules:
+        assert _unfolded(rule["expr"]) == [], rule["alert"]
     assert _unfolded("sum(luc_cost_usd_total)") == ["luc_cost_usd_total"]

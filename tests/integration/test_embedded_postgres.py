@@ -1,0 +1,130 @@
+"""The embedded PostgreSQL belongs to the LUC processes that use it: one left behind by a
+LUC that was killed (SIGKILL, no exit hooks) is found at the next start, stopped and said
+so in the log; a clean stop (SIGTERM) stops the server LUC runs.
+
+Real processes throughout: ``luc serve`` without LUC_DATABASE_URL, on a data folder of its
+own, and the postmaster that it starts.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from tests.conftest import ServerProcess
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """LUC_DATA_DIR, outside pytest's tmp_path: as root, PostgreSQL runs as a user of its
+    own, which must be able to traverse the folder's parents, and pytest keeps its base
+    folder private (another pytest session on the machine can make it so at any time)."""
+    folder = Path(tempfile.mkdtemp(prefix="luc-embedded-test-"))
+    yield folder / "data"
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _postmaster_pid(pgdata: Path) -> int | None:
+    """The pid in postmaster.pid when that process is alive, else None."""
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
+    except (FileNotFoundError, IndexError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _postgres_of(pgdata: Path) -> list[int]:
+    """Every live postgres process started on ``pgdata`` (its command line names it)."""
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if proc.info["name"] == "postgres" and str(pgdata) in cmdline and _alive(proc.pid):
+            found.append(proc.pid)
+    return found
+
+
+def _log_lines(path: Path) -> list[dict[str, Any]]:
+    lines = []
+    for line in path.read_text().splitlines():
+        if line.startswith("{"):
+            lines.append(json.loads(line))
+    return lines
+
+
+def test_an_orphaned_embedded_server_is_stopped_at_start_and_a_clean_stop_leaves_none(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    pgdata = (data_dir / "pgdata").resolve()
+    server = ServerProcess(None, tmp_path / "first.log", LUC_DATA_DIR=str(data_dir))
+    again = ServerProcess(None, tmp_path / "second.log", LUC_DATA_DIR=str(data_dir))
+    try:
+        server.start()
+        orphan = _postmaster_pid(pgdata)
+        assert orphan is not None
+
+        # LUC dies without its exit hooks; its PostgreSQL is left running.
+        server.kill()
+        assert _alive(orphan)
+
+        again.start()
+        said = [line for line in _log_lines(again.log_path) if "orphan" in line["event"]]
+        assert [(line["event"], line["pid"]) for line in said] == [
+            ("embedded_postgres_orphan_stopped", orphan)
+        ], said
+        assert not _alive(orphan)
+        running = _postmaster_pid(pgdata)
+        assert running is not None and running != orphan
+
+        # A clean stop stops the server this LUC runs: no postgres of that folder is left.
+        again.stop()
+        assert again.process is not None and again.process.returncode == 0
+        wait_for(lambda: not _postgres_of(pgdata), 30, "the postmaster to stop")
+        assert _postmaster_pid(pgdata) is None
+    finally:
+        server.kill()
+        again.kill()
+        for pid in _postgres_of(pgdata):  # a failed run leaves nothing behind either
+            psutil.Process(pid).kill()
+
+
+def test_a_server_shared_with_a_live_luc_is_joined_not_stopped(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    """Two LUC processes on one data folder: the second start is no orphan case, and the
+    server stays up until the last of them stops."""
+    pgdata = (data_dir / "pgdata").resolve()
+    first = ServerProcess(None, tmp_path / "first.log", LUC_DATA_DIR=str(data_dir))
+    second = ServerProcess(None, tmp_path / "second.log", LUC_DATA_DIR=str(data_dir))
+    try:
+        first.start()
+        postmaster = _postmaster_pid(pgdata)
+        second.start()
+        assert not [line for line in _log_lines(second.log_path) if "orphan" in line["event"]]
+        assert _postmaster_pid(pgdata) == postmaster
+
+        first.stop()
+        assert _postmaster_pid(pgdata) == postmaster  # still used by the second
+        second.stop()
+        wait_for(lambda: not _postgres_of(pgdata), 30, "the postmaster to stop")
+    finally:
+        first.kill()
+        second.kill()
+        for pid in _postgres_of(pgdata):
+            psutil.Process(pid).kill()

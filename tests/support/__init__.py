@@ -1,0 +1,1 @@
+"""Helpers that tests (and bench/) share: waiting on conditions, ports, servers."""

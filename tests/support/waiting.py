@@ -1,0 +1,50 @@
+"""Waiting on a condition with a deadline: the one way tests synchronise with a server, a
+thread or PostgreSQL (never a bare ``sleep`` that hopes the other side is done).
+
+The deadline is generous on purpose: it only bounds how long a broken run hangs. A slow
+machine makes a test slower, never wrong; the poll interval is short so a fast one wastes
+little time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def wait_for(condition: Callable[[], T], timeout: float, what: str, every: float = 0.05) -> T:
+    """Call ``condition`` until it returns something truthy, and return that; fail naming
+    ``what`` once ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
+
+
+async def wait_until(
+    condition: Callable[[], Awaitable[T]] | Callable[[], T],
+    within: float,
+    what: str,
+    every: float = 0.05,
+) -> T:
+    """``wait_for`` inside an event loop: ``condition`` may be a coroutine function, and
+    the loop keeps running between calls."""
+    deadline = time.monotonic() + within
+    while True:
+        value: Any = condition()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within} s waiting for {what}")
+        await asyncio.sleep(every)
