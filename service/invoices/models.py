@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
+
+from service.money import exact_sum, quantize_half_up
 
 CURRENCY = "USD"
 JOB_STATUSES = ("open", "closed")
 NUMBER_PREFIX = "LUC"
 
-# Lines and the subtotal keep full precision; only the total is rounded, once, to cents.
-# Half up means half away from zero in Python's decimal, so a credit rounds like a charge.
-ROUNDING = ROUND_HALF_UP
+# Lines and the subtotal keep full precision (summed exactly, service.money); only the total
+# is rounded, once, to cents, half up: half away from zero in Python's decimal, so a credit
+# rounds like a charge.
 CENT = Decimal("0.01")
 ROUNDING_RULE = (
     "total = subtotal rounded once to 0.01 USD, half up (ROUND_HALF_UP: 0.125 → 0.13); "
@@ -29,8 +31,8 @@ def invoice_number(year: int, seq: int) -> str:
 
 
 def round_total(subtotal: Decimal) -> Decimal:
-    """The invoice total: ``subtotal`` rounded once to cents by ``ROUNDING``."""
-    total = subtotal.quantize(CENT, rounding=ROUNDING)
+    """The invoice total: ``subtotal`` rounded once to cents, half up (``ROUNDING_RULE``)."""
+    total = quantize_half_up(subtotal, CENT)
     return total if total != 0 else Decimal("0.00")  # never "-0.00"
 
 
@@ -44,7 +46,7 @@ def decimal_text(value: Decimal) -> str:
 
 def cents_text(value: Decimal) -> str:
     """An amount already rounded to cents, with both decimals (``1.00``)."""
-    return format(value.quantize(CENT), "f")
+    return format(quantize_half_up(value, CENT), "f")
 
 
 def instant_text(value: datetime) -> str:
@@ -110,7 +112,7 @@ class Draft:
 
     @property
     def subtotal(self) -> Decimal:
-        return sum((line.amount_usd for line in self.lines), Decimal(0))
+        return exact_sum(line.amount_usd for line in self.lines)
 
     @property
     def total(self) -> Decimal:

@@ -40,7 +40,9 @@ from service.invoices.render import (
     sha256_hex,
 )
 from service.ledger.rerate import lock_repricing
+from service.money import exact_difference, exact_sum
 from service.rollups.models import TOKEN_CLASSES
+from service.wire import parse_money
 
 MAX_METADATA_CHARS = 500
 
@@ -209,7 +211,7 @@ async def issue_invoice(conn: Connection, job_id: str) -> Invoice:
             CURRENCY,
             subtotal,
             ROUNDING_RULE,
-            total - subtotal,
+            exact_difference(total, subtotal),
             total,
             len(draft.entry_ids),
             draft.unpriced_events,
@@ -311,18 +313,23 @@ def verify_document(document: dict[str, Any]) -> Verification:
             f"digest mismatch: the document hashes to {digest_of(document)}, it claims {claimed}"
         )
     try:
-        lines = [Decimal(line["amount_usd"]) for line in document["lines"]]
-        subtotal = Decimal(document["subtotal_usd"])
-        total = Decimal(document["total_usd"])
-        rounding = Decimal(document["rounding_usd"])
-    except (KeyError, TypeError, ArithmeticError, ValueError) as exc:
-        problems.append(f"the document's amounts cannot be read: {exc!r}")
+        lines = [
+            parse_money(f"lines[{i}].amount_usd", line["amount_usd"], signed=True)
+            for i, line in enumerate(document["lines"])
+        ]
+        subtotal = parse_money("subtotal_usd", document["subtotal_usd"], signed=True)
+        total = parse_money("total_usd", document["total_usd"], signed=True)
+        rounding = parse_money("rounding_usd", document["rounding_usd"], signed=True)
+    except (KeyError, TypeError, ValueError) as exc:
+        problems.append(f"the document's amounts cannot be read: {exc}")
     else:
-        if sum(lines, Decimal(0)) != subtotal:
+        # Exactly, at every digit the document holds: a 28-digit sum would agree with a
+        # subtotal rounded the same way.
+        if exact_sum(lines) != subtotal:
             problems.append("the lines do not sum to the subtotal")
         if round_total(subtotal) != total:
             problems.append("the total is not the subtotal rounded by the stated rule")
-        if total - subtotal != rounding:
+        if exact_difference(total, subtotal) != rounding:
             problems.append("rounding_usd is not total − subtotal")
     return Verification(
         number=number if isinstance(number, str) else None, ok=not problems, problems=problems
