@@ -26,6 +26,7 @@ from service.record.service import (
     REJECTED,
     BatchOutcome,
     price_only,
+    record_apart,
     record_batch,
     rejected_only,
 )
@@ -132,8 +133,13 @@ async def record_events(luc: Resources, items: Sequence[UsageEvent | Rejection])
             catalog = await on_connection(luc.pool, luc.catalog_cache.get)
         outcome = price_only(catalog, items)
     else:
-        outcome = await on_connection(
-            luc.pool, lambda conn: record_batch(conn, luc.catalog_cache, items)
+        # A batch (or a group of single events) that PostgreSQL refuses because of one
+        # event's values is recorded without that event, which alone is rejected.
+        outcome = await record_apart(
+            lambda part: on_connection(
+                luc.pool, lambda conn: record_batch(conn, luc.catalog_cache, part)
+            ),
+            items,
         )
     luc.metrics.ingest_seconds.observe(time.perf_counter() - started)
     luc.metrics.batch_events.observe(len(items))

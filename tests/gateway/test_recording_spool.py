@@ -4,7 +4,6 @@ reaches the ledger once PostgreSQL is back: nothing lost, nothing twice."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from service.settings import load_settings
 def usage(event_id: str) -> UsageEventIn:
     return UsageEventIn(
         id=event_id,
-        occurred_at=datetime(2026, 11, 20, 10, tzinfo=UTC),
+        occurred_at="2026-11-20T10:00:00Z",
         job_id="job-spool",
         agent="ORACLE",
         provider="openrouter",
