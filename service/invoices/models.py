@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from service.money import exact_sum, quantize_half_up
+from service.wire import instant_text as instant_text
+from service.wire import money_text
 
 CURRENCY = "USD"
 JOB_STATUSES = ("open", "closed")
@@ -36,21 +38,14 @@ def round_total(subtotal: Decimal) -> Decimal:
     return total if total != 0 else Decimal("0.00")  # never "-0.00"
 
 
-def decimal_text(value: Decimal) -> str:
-    """A decimal as a plain string at full precision: no exponent, no trailing zeros."""
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
+# An amount at full precision on an invoice is its wire form (service.wire); so is an
+# instant (``instant_text``, imported from there).
+decimal_text = money_text
 
 
 def cents_text(value: Decimal) -> str:
     """An amount already rounded to cents, with both decimals (``1.00``)."""
     return format(quantize_half_up(value, CENT), "f")
-
-
-def instant_text(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)

@@ -248,7 +248,7 @@ async def assert_rollups_equal_ledger(conn: asyncpg.Connection) -> None:
         )
         stored_rows = await conn.fetch(f"SELECT {keys}, {_STORED} FROM {table}")
         width = len(keys.split(","))
-        # Compared as values: a ledger sum is numeric where the rollup column is bigint.
+        # Compared as values: Decimal(10) == 10, and a sum may print 1E+1 where a column has 10.
         assert {tuple(r)[:width]: tuple(r)[width:] for r in stored_rows} == {
             tuple(r)[:width]: tuple(r)[width:] for r in from_ledger
         }, table
