@@ -188,3 +188,34 @@ async def luc(database_url: str, *args: str) -> subprocess.CompletedProcess[str]
         text=True,
         timeout=60,
     )
+
+
+async def test_a_budget_threshold_compares_the_exact_spend_with_the_exact_limit(
+    client: Any,
+) -> None:
+    # $1 and a hair: 40 significant digits. 28 digits would round the limit down to $1.
+    limit = "1.000000000000000000000000000000000000001"
+    budget = await client.post(
+        "/v1/budgets",
+        json={"scope": "global", "period": "lifetime", "limit_usd": limit, "thresholds": [1]},
+    )
+    assert budget.status_code == 201, budget.text
+    assert budget.json()["limit_usd"] == limit
+
+    def flash(event_id: str, input_tokens: int) -> dict[str, Any]:
+        """gemini-3.0-flash input at $0.10 per 1M tokens."""
+        return {**call(event_id), "model": "gemini-3.0-flash", "input_tokens": input_tokens}
+
+    check = (await client.get("/v1/budgets/check", params={"job_id": JOB})).json()
+    assert check["remaining_usd"] == limit  # every digit of it
+
+    # 10,000,000 × $0.10/M = exactly $1.00: below the limit by 10^-39, so 100 % is not reached.
+    assert (await client.post("/v1/events", json=flash("budget-1", 10_000_000))).status_code == 201
+    assert (await client.get("/v1/alerts")).json()["items"] == []
+    check = (await client.get("/v1/budgets/check", params={"job_id": JOB})).json()
+    assert check["remaining_usd"] == "0.000000000000000000000000000000000000001"
+
+    # One more token ($0.0000001) passes it: the alert fires then, once.
+    assert (await client.post("/v1/events", json=flash("budget-2", 1))).status_code == 201
+    alerts = (await client.get("/v1/alerts")).json()["items"]
+    assert [(a["threshold"], a["spent_usd"]) for a in alerts] == [(1, "1.0000001")]
