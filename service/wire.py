@@ -14,6 +14,7 @@ or month, so such a timestamp is refused rather than rounded.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -150,6 +151,11 @@ def parse_instant(field: str, text: str) -> datetime:
         )
     if second == "60":
         raise WireValueError(field, f"{shown} is a leap second, which LUC cannot represent")
+    if offset == "Z" or (offset != "z" and offset[4] <= "5"):
+        # The common forms, in C; it would also take what the checks above refuse, and
+        # minutes of 60 or more in an offset, hence only here.
+        with contextlib.suppress(ValueError):
+            return datetime.fromisoformat(text)
     try:
         return datetime(
             int(year),

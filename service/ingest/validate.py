@@ -140,7 +140,7 @@ def _attributes_problem(value: object) -> str | None:
     depth = _json_depth(value)
     if depth > MAX_ATTRIBUTE_DEPTH:
         return f"nested {depth} levels deep; at most {MAX_ATTRIBUTE_DEPTH}"
-    stack = [value]
+    stack = [value]  # iterative, like _json_depth
     while stack:
         item = stack.pop()
         if isinstance(item, str):
@@ -199,9 +199,21 @@ def check_event(event: UsageEventIn, now: datetime, settings: IngestSettings) ->
                 f"{_MAX_COST_DECIMAL_PLACES} decimal places)"
             )
     if event.attributes is not None:
-        if problem := _attributes_problem(event.attributes):
+        try:
+            encoded = msgspec.json.encode(event.attributes)
+        except (UnicodeEncodeError, RecursionError):  # a lone surrogate, or nesting
+            encoded = b""
+        # The walk over every value is needed only when the JSON text allows a problem: it
+        # failed to encode, holds a NUL escape, or has more brackets than levels allowed.
+        if (
+            not encoded
+            or b"\\u0000" in encoded
+            or encoded.count(b"[") + encoded.count(b"{") > MAX_ATTRIBUTE_DEPTH
+        ) and (problem := _attributes_problem(event.attributes)):
             return f"attributes: {problem}"
-        size = len(msgspec.json.encode(event.attributes))
+        if not encoded:
+            return "attributes: cannot be written as JSON"
+        size = len(encoded)
         if size > settings.max_attributes_bytes:
             return (
                 f"attributes: {size} bytes as JSON, over the limit of "
