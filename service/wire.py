@@ -29,6 +29,8 @@ MAX_FRACTION_DIGITS = 6
 # of a point. [0-9] (not \d) so that no other script's digits pass.
 _MONEY = re.compile(r"(-?)(0|[1-9][0-9]*)(?:\.([0-9]+))?")
 _MONEY_MAX_CHARS = 1 + MAX_SIGNIFICANT_DIGITS + 1 + MAX_DECIMAL_PLACES + 1  # sign, point
+# What LUC writes may be longer: an exact sum of amounts has more digits than any of them.
+_WRITTEN_MAX_CHARS = 1000
 # Near misses, to say what is wrong with them.
 _EXPONENT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)[eE][+-]?[0-9]+")
 _UNDERSCORED = re.compile(r"[+-]?[0-9_]+(\.[0-9_]*)?")
@@ -72,12 +74,22 @@ def _not_money(text: str, signed: bool) -> str:
     return f"{shown} {problem} (a plain decimal string is expected, e.g. '12.05')"
 
 
-def parse_money(field: str, text: str, *, signed: bool = False) -> Decimal:
+def parse_money(
+    field: str, text: str, *, signed: bool = False, written_by_luc: bool = False
+) -> Decimal:
     """``text`` as an exact Decimal, or ``WireValueError`` naming ``field`` and the reason.
 
     ``signed`` allows a leading minus sign (a credit, a difference); amounts that cannot be
-    negative are written without any sign.
+    negative are written without any sign. ``written_by_luc`` reads an amount LUC wrote
+    (an invoice's subtotal, say): the same form, but an exact sum may have more digits
+    than any amount LUC takes.
     """
+    if written_by_luc:
+        if len(text) <= _WRITTEN_MAX_CHARS and (match := _MONEY.fullmatch(text)):
+            if match.group(1) and not signed:
+                raise WireValueError(field, _not_money(text, signed))
+            return Decimal(text)
+        raise WireValueError(field, _not_money(text, signed))
     match = _MONEY.fullmatch(text) if len(text) <= _MONEY_MAX_CHARS else None
     if match is None:
         if len(text) > _MONEY_MAX_CHARS and _MONEY.fullmatch(text):

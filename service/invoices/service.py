@@ -301,6 +301,10 @@ async def list_invoices(
 # Verifying ---------------------------------------------------------------------------------
 
 
+def _amount(field: str, text: str) -> Decimal:
+    return parse_money(field, text, signed=True, written_by_luc=True)
+
+
 def verify_document(document: dict[str, Any]) -> Verification:
     """Check an exported invoice against its own digest, and its arithmetic."""
     number = document.get("number")
@@ -314,12 +318,12 @@ def verify_document(document: dict[str, Any]) -> Verification:
         )
     try:
         lines = [
-            parse_money(f"lines[{i}].amount_usd", line["amount_usd"], signed=True)
+            _amount(f"lines[{i}].amount_usd", line["amount_usd"])
             for i, line in enumerate(document["lines"])
         ]
-        subtotal = parse_money("subtotal_usd", document["subtotal_usd"], signed=True)
-        total = parse_money("total_usd", document["total_usd"], signed=True)
-        rounding = parse_money("rounding_usd", document["rounding_usd"], signed=True)
+        subtotal = _amount("subtotal_usd", document["subtotal_usd"])
+        total = _amount("total_usd", document["total_usd"])
+        rounding = _amount("rounding_usd", document["rounding_usd"])
     except (KeyError, TypeError, ValueError) as exc:
         problems.append(f"the document's amounts cannot be read: {exc}")
     else:
