@@ -100,7 +100,8 @@ class EventsController(Controller):
         description=(
             'Body: {"events": [...]}. One transaction for the whole batch; each event gets its '
             "own outcome (accepted, duplicate, conflict, rejected) in request order, and a bad "
-            "event never sinks the good ones beside it."
+            "event never sinks the good ones beside it (should PostgreSQL refuse an event's "
+            "values, the batch is committed in parts without it, and it alone is rejected)."
         ),
         status_code=200,
         operation_class=raw_json_body(BATCH_BODY, '{"events": [event, ...]}'),
