@@ -158,7 +158,9 @@ def make_events(
         }
         if provider == "openrouter":
             # OpenRouter's usage.cost, with more digits than any catalog price.
-            event["provider_cost_usd"] = str(Decimal(rng.randint(0, 10**9)) / Decimal(10**12))
+            # Plain notation (SPEC §2): str() would write 5E-12 or 0E-12.
+            cost = Decimal(rng.randint(0, 10**9)) / Decimal(10**12)
+            event["provider_cost_usd"] = format(cost, "f")
         events.append(event)
     return events
 
