@@ -53,6 +53,7 @@ from service.db import Connection, connect
 from service.ingest.models import UsageEvent
 from service.ledger.service import INSERT_FIELDS, charge_for
 from service.pricing.catalog import Catalog
+from service.wire import instant_text, money_text
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "ingest.json"
 TARGET_RATIO = 0.5
@@ -144,7 +145,7 @@ def _event(rng: random.Random, batch_index: int, now: datetime) -> UsageEvent:
 def _wire(e: UsageEvent) -> dict[str, Any]:
     wire: dict[str, Any] = {
         "id": e.id,
-        "occurred_at": e.occurred_at.isoformat().replace("+00:00", "Z"),
+        "occurred_at": instant_text(e.occurred_at),
         "job_id": e.job_id,
         "agent": e.agent,
         "provider": e.provider,
@@ -158,7 +159,7 @@ def _wire(e: UsageEvent) -> dict[str, Any]:
         if getattr(e, name):
             wire[name] = getattr(e, name)
     if e.provider_cost_usd is not None:
-        wire["provider_cost_usd"] = str(e.provider_cost_usd)
+        wire["provider_cost_usd"] = money_text(e.provider_cost_usd)  # str() may say 5E-9
     return wire
 
 

@@ -116,13 +116,12 @@ def _run_on_database(work: Callable[[Connection], Awaitable[T]]) -> T:
 def _parse_time(value: str | None, name: str) -> datetime:
     if value is None:
         return datetime.now(UTC)
+    from service.wire import WireValueError, parse_instant
+
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not RFC 3339", param_hint=name) from None
-    if parsed.tzinfo is None:
-        raise click.BadParameter(f"{value!r} has no UTC offset (add Z)", param_hint=name)
-    return parsed
+        return parse_instant(name, value)
+    except WireValueError as exc:
+        raise click.BadParameter(exc.reason, param_hint=name) from None
 
 
 @main.group()

@@ -21,6 +21,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from service.demo_traffic import DAYS, TrafficPlan, plan_traffic
+from service.money import exact_sum
+from service.wire import money_text
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -75,8 +77,7 @@ def send(http: httpx.Client, plan: TrafficPlan, batch_size: int, console: Consol
 
 def _plain(value: Decimal) -> str:
     """A decimal as the API writes money: full precision, no trailing zeros."""
-    text = format(value, "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text
+    return money_text(value)
 
 
 def _money(value: str | None) -> str:
@@ -124,7 +125,7 @@ def report(http: httpx.Client, plan: TrafficPlan, answers: Answers, console: Con
             break
     by_job = _get(http, "/v1/usage", group_by="job_id")["rows"]
     this_run = [row for row in by_job if row["job_id"] in set(plan.jobs)]
-    run_cost = sum((Decimal(row["cost_usd"]) for row in this_run), Decimal(0))
+    run_cost = exact_sum(Decimal(row["cost_usd"]) for row in this_run)
     totals = Table(title="LUC now reports")
     totals.add_column("")
     totals.add_column("value", justify="right")

@@ -2,7 +2,9 @@
 
 One event per transaction pays a commit (a WAL flush) per event. The writer of each
 process takes the events waiting in its queue, records them together with
-``record_batch`` and answers every request only after that commit. A failed commit
+``record_batch`` and answers every request only after that commit. A commit that
+PostgreSQL refuses because of one event's values is retried without that event, whose
+request alone is rejected (``record_apart``, in the recorder); any other failed commit
 fails every request in it, so no event is acknowledged without being stored. Under no
 load a lone event commits at once (no waiting for company); under load the group grows
 by itself while the previous commit is in flight.
@@ -60,6 +62,11 @@ class GroupWriter:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+
+    @property
+    def waiting(self) -> int:
+        """Events queued and not yet taken into a group."""
+        return self._queue.qsize()
 
     async def submit(self, event: UsageEvent) -> EventOutcome:
         """Record ``event``; returns once the transaction holding it has committed."""

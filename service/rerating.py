@@ -23,6 +23,7 @@ from service.ledger.rerate import (
     plan_rerating,
     unpriced_bookings,
 )
+from service.money import EXACT
 from service.record.service import record_adjustments
 
 RERATE_CHUNK = 2000
@@ -51,10 +52,10 @@ class RerateSummary:
         event = rerating.booking.event
         delta = rerating.delta_usd
         self.events_changed += 1
-        self.delta_usd += delta
+        self.delta_usd = EXACT.add(self.delta_usd, delta)
         for bucket in (self.jobs[event.job_id], self.agents[event.agent]):
             bucket.events += 1
-            bucket.delta_usd += delta
+            bucket.delta_usd = EXACT.add(bucket.delta_usd, delta)
 
 
 async def _apply(conn: Connection, reratings: list[Rerating]) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from service.db import run_sql
 
 revision = "0008_reservation_ids"
-down_revision = "0006_partition_ledger_by_month"
+down_revision = "0007_exact_sums"
 branch_labels = None
 depends_on = None
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Annotated
 
 import msgspec
@@ -39,6 +39,7 @@ from service.budgets.targets import check_target
 from service.db import Connection, on_connection
 from service.errors import InvalidRequestError, NotFoundError
 from service.ingest.models import AgentName, JobId, ModelName
+from service.wire import WireValueError, parse_money
 
 
 class BudgetIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -209,13 +210,11 @@ def alert_out(a: Alert) -> AlertOut:
 
 
 def _amount(field: str, raw: str) -> Decimal:
+    """An amount on the wire (SPEC §2's money rule: service.wire); never negative."""
     try:
-        value = Decimal(raw.strip())
-    except InvalidOperation:
-        raise InvalidRequestError(f"{field}: {raw!r} is not a decimal string") from None
-    if not value.is_finite():
-        raise InvalidRequestError(f"{field}: {raw!r} is not a finite amount")
-    return value
+        return parse_money(field, raw)
+    except WireValueError as exc:
+        raise InvalidRequestError(str(exc)) from None
 
 
 def _secret(raw: str | None) -> str | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -22,6 +22,7 @@ from service.pricing.catalog import Catalog
 from service.pricing.diff import ModelChange, diff_models
 from service.pricing.models import CatalogVersion, ModelPrice, NewModelPrice
 from service.rerating import RerateSummary, create_version_and_price_unpriced, rerate_since
+from service.wire import WireValueError, parse_money
 
 PriceString = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
@@ -195,12 +196,9 @@ def _decimal(field: str, raw: str | None) -> Decimal | None:
     if raw is None:
         return None
     try:
-        value = Decimal(raw.strip())
-    except InvalidOperation:
-        raise CatalogError(f"{field}: {raw!r} is not a decimal string") from None
-    if not value.is_finite() or value < 0:
-        raise CatalogError(f"{field}: {raw!r} must be a finite price, not negative")
-    return value
+        return parse_money(field, raw)  # SPEC §2's money rule; a price is never negative
+    except WireValueError as exc:
+        raise CatalogError(str(exc)) from None
 
 
 def new_model(m: ModelIn) -> NewModelPrice:

@@ -26,6 +26,7 @@ from service.record.service import (
     REJECTED,
     BatchOutcome,
     price_only,
+    record_apart,
     record_batch,
     rejected_only,
 )
@@ -99,7 +100,8 @@ class EventsController(Controller):
         description=(
             'Body: {"events": [...]}. One transaction for the whole batch; each event gets its '
             "own outcome (accepted, duplicate, conflict, rejected) in request order, and a bad "
-            "event never sinks the good ones beside it."
+            "event never sinks the good ones beside it (should PostgreSQL refuse an event's "
+            "values, the batch is committed in parts without it, and it alone is rejected)."
         ),
         status_code=200,
         operation_class=raw_json_body(BATCH_BODY, '{"events": [event, ...]}'),
@@ -132,8 +134,13 @@ async def record_events(luc: Resources, items: Sequence[UsageEvent | Rejection])
             catalog = await on_connection(luc.pool, luc.catalog_cache.get)
         outcome = price_only(catalog, items)
     else:
-        outcome = await on_connection(
-            luc.pool, lambda conn: record_batch(conn, luc.catalog_cache, items)
+        # A batch (or a group of single events) that PostgreSQL refuses because of one
+        # event's values is recorded without that event, which alone is rejected.
+        outcome = await record_apart(
+            lambda part: on_connection(
+                luc.pool, lambda conn: record_batch(conn, luc.catalog_cache, part)
+            ),
+            items,
         )
     luc.metrics.ingest_seconds.observe(time.perf_counter() - started)
     luc.metrics.batch_events.observe(len(items))

@@ -6,6 +6,7 @@ import base64
 import binascii
 from datetime import datetime
 
+from service import wire
 from service.errors import InvalidRequestError
 
 MAX_PAGE = 1000
@@ -16,18 +17,12 @@ def parse_instant(name: str, value: str | None) -> datetime | None:
     """An RFC 3339 query parameter; an offset is required so the instant is unambiguous."""
     if value is None or value == "":
         return None
+    # A "+" of an offset arrives as a space when the client did not encode it.
+    text = value[:19] + value[19:].replace(" ", "+")
     try:
-        parsed = datetime.fromisoformat(value.replace(" ", "+"))
-    except ValueError:
-        raise InvalidRequestError(
-            f"{name}: {value!r} is not an RFC 3339 timestamp (e.g. 2026-11-24T00:00:00Z)",
-            status_code=400,
-        ) from None
-    if parsed.tzinfo is None:
-        raise InvalidRequestError(
-            f"{name}: {value!r} has no UTC offset; add 'Z' or '+hh:mm'", status_code=400
-        )
-    return parsed
+        return wire.parse_instant(name, text)
+    except wire.WireValueError as exc:
+        raise InvalidRequestError(str(exc), status_code=400) from None
 
 
 def parse_range(start: str | None, end: str | None) -> tuple[datetime | None, datetime | None]:

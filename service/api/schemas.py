@@ -9,20 +9,17 @@ from typing import Any
 import msgspec
 
 from service.rollups.models import Totals
+from service.wire import instant_text, money_text
 
 
 def money(value: Decimal | None) -> str | None:
-    """A decimal as a plain string at full precision: no exponent, no rounding."""
-    if value is None:
-        return None
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
+    """An amount in its wire form (``service.wire.money_text``), or None."""
+    return None if value is None else money_text(value)
 
 
 def timestamp(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")
+    """An instant in its wire form (``service.wire.instant_text``), or None."""
+    return None if value is None else instant_text(value)
 
 
 class EventResult(msgspec.Struct, omit_defaults=True):

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from service.money import exact
+
 SCOPES = ("global", "agent", "job", "model")
 PERIODS = ("lifetime", "day", "month")
 DEFAULT_THRESHOLDS = (Decimal("0.5"), Decimal("0.8"), Decimal("1"))
@@ -68,7 +70,8 @@ class BudgetStanding:
 
     @property
     def remaining_usd(self) -> Decimal:
-        return self.budget.limit_usd - self.spent_usd - self.reserved_usd
+        with exact():  # limits have up to 40 significant digits; Python's default keeps 28
+            return self.budget.limit_usd - self.spent_usd - self.reserved_usd
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from service.budgets.models import (
 from service.db import Connection
 from service.errors import InvalidRequestError, NotFoundError
 from service.ledger.rerate import lock_repricing
+from service.money import EXACT
 
 
 def period_start(period: str, at: datetime) -> datetime:
@@ -222,9 +223,10 @@ def crossings(rows: Sequence[Any]) -> list[Crossing]:
     found = []
     for r in rows:
         after = r["spent_usd"]
-        before = after - r["amount"]
+        before = EXACT.subtract(after, r["amount"])
         for threshold in r["thresholds"]:
-            level = threshold * r["limit_usd"]
+            # Exact: at 28 digits, a 40-digit limit would round onto the spend itself.
+            level = EXACT.multiply(threshold, r["limit_usd"])
             if before < level <= after:
                 found.append(
                     Crossing(

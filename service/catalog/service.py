@@ -14,6 +14,7 @@ from service.db import Connection
 from service.errors import CatalogError
 from service.pricing.catalog import Catalog
 from service.pricing.models import TIERS, CatalogVersion, ModelPrice, NewModelPrice
+from service.wire import parse_instant, parse_money
 
 AIMS_CATALOG_FILE = "aims-v1.json"
 
@@ -234,24 +235,30 @@ class CatalogCache:
 
 def parse_catalog_document(doc: dict[str, Any]) -> NewCatalogVersion:
     """A catalog in the AIMS file shape (``aims-v1.json``) as a new version."""
+
+    def price(model: dict[str, Any], name: str) -> Decimal | None:
+        if name not in model:
+            return None
+        return parse_money(f"models[{model['id']}].{name}", model[name])
+
     try:
         models = [
             NewModelPrice(
                 model_id=m["id"],
                 name=m["name"],
                 tier=m["tier"],
-                input=Decimal(m["input"]),
-                output=Decimal(m["output"]),
-                cache_read=Decimal(m["cache_read"]) if "cache_read" in m else None,
-                cache_write=Decimal(m["cache_write"]) if "cache_write" in m else None,
-                reasoning=Decimal(m["reasoning"]) if "reasoning" in m else None,
-                per_request=Decimal(m["per_request"]) if "per_request" in m else None,
+                input=parse_money(f"models[{m['id']}].input", m["input"]),
+                output=parse_money(f"models[{m['id']}].output", m["output"]),
+                cache_read=price(m, "cache_read"),
+                cache_write=price(m, "cache_write"),
+                reasoning=price(m, "reasoning"),
+                per_request=price(m, "per_request"),
                 context_tokens=m.get("context_tokens"),
             )
             for m in doc["models"]
         ]
         return NewCatalogVersion(
-            effective_from=datetime.fromisoformat(doc["effective_from"]),
+            effective_from=parse_instant("effective_from", doc["effective_from"]),
             label=doc.get("version_label", "catalog"),
             models=models,
             aliases=dict(doc.get("aliases", {})),

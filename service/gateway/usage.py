@@ -34,6 +34,7 @@ import structlog
 
 from service.gateway.models import CallContext, ProviderUsage
 from service.ingest.models import AgentName, JobId, UsageEventIn
+from service.wire import instant_text
 
 log = structlog.get_logger("luc.gateway")
 
@@ -199,7 +200,7 @@ def usage_event(
         generation_id = "luc-" + hashlib.sha256(generation_id.encode()).hexdigest()
     return UsageEventIn(
         id=generation_id,
-        occurred_at=occurred_at,
+        occurred_at=instant_text(occurred_at),
         job_id=context.job_id,
         agent=context.agent,
         provider=provider,

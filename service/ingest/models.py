@@ -9,7 +9,9 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-MAX_TOKENS = 10**15  # far above any call; keeps counts inside PostgreSQL bigint sums
+# Per class per event (SPEC §2): far above any call. Sums of them are NUMERIC in the rollups
+# and invoices (migration 0007), so no number of events can overflow them.
+MAX_TOKENS = 10**12
 
 EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 JobId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
@@ -19,13 +21,16 @@ ModelName = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 TokenCount = Annotated[int, msgspec.Meta(ge=0, le=MAX_TOKENS)]
 DecimalString = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 ReservationId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+# Text, checked by service.wire.parse_instant: a decoder that parsed it would round a 7th
+# fractional digit instead of refusing it.
+Timestamp = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 
 class UsageEventIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """One gateway call, exactly as SPEC §2 defines the wire format."""
 
     id: EventId
-    occurred_at: datetime
+    occurred_at: Timestamp
     job_id: JobId
     agent: AgentName
     provider: ProviderName

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 import msgspec
 
 from service.errors import InvalidRequestError, PayloadTooLargeError
 from service.ingest.models import BatchIn, Rejection, UsageEvent, UsageEventIn
+from service.ingest.scan import batch_events, object_members
 from service.settings import IngestSettings
+from service.wire import WireValueError, parse_instant, parse_money
 
 _event_decoder = msgspec.json.Decoder(UsageEventIn)
 
@@ -33,11 +38,20 @@ class ParsedBatch:
     items: list[UsageEvent | Rejection]
 
 
-def _recover_id(raw: bytes) -> str | None:
+def _recover_id(raw: bytes | msgspec.Raw) -> str | None:
+    """The event's id when it has a readable one, whatever else is wrong with it."""
+    value: object = None
     try:
         value = _any_decoder.decode(raw)
     except (msgspec.DecodeError, RecursionError):
-        return None
+        # Something else cannot be decoded (a number out of range, say): read the id alone.
+        for name, member in object_members(bytes(raw)) or []:
+            if name == "id":
+                with contextlib.suppress(msgspec.DecodeError, RecursionError):
+                    value = {"id": _any_decoder.decode(member)}
+                break
+        else:
+            return None
     if isinstance(value, dict):
         event_id = value.get("id")
         if isinstance(event_id, str):
@@ -53,7 +67,10 @@ def _describe(
     message = str(exc)
     if " - at `$." in message:
         text, _, path = message.partition(" - at `$.")
-        return f"{path.rstrip('`')}: {text[0].lower()}{text[1:]}"
+        path = path.rstrip("`")
+        field = re.split(r"[.\[]", path, maxsplit=1)[0]
+        where = "" if field == path else f" (at {path})"
+        return f"{field}: {text[0].lower()}{text[1:]}{where}"
     if message.startswith("Object contains unknown field"):
         field = message.split("`")[1]
         return f"{field}: unknown field ({what} has no such field)"
@@ -66,10 +83,18 @@ def _describe(
     return message.replace(" - at `$`", "")
 
 
-# PostgreSQL text and jsonb cannot hold U+0000; refusing it here keeps one such event from
-# failing the whole batch's transaction.
+# PostgreSQL text and jsonb cannot hold U+0000, and no UTF-8 text holds a lone UTF-16
+# surrogate (U+D800–U+DFFF; msgspec refuses their escapes, but an event built in-process
+# may carry one): refusing them here keeps one such event from failing its whole batch's
+# transaction.
 _NUL = "\x00"
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _TEXT_FIELDS = ("id", "job_id", "agent", "provider", "model")
+# Attributes are a small free-form object (request id, route, customer, …); deeper nesting
+# is refused with a reason, well before any decoder or encoder on the way to PostgreSQL
+# runs out of stack.
+MAX_ATTRIBUTE_DEPTH = 32
 # provider_cost_usd is stored as NUMERIC and summed into rollups: keep it to amounts a
 # bill can hold (below 10^18 USD, at most 30 decimal places) instead of failing the batch.
 _MAX_COST_DIGITS_BEFORE_POINT = 18
@@ -84,30 +109,60 @@ def _decimal_places(value: Decimal) -> int:
     return max(0, -(exponent + trailing_zeros)) if any(digits) else 0
 
 
-def _holds_nul(value: object) -> bool:
-    """Whether any string (key or value) in a decoded JSON value contains U+0000."""
-    stack = [value]  # iterative: attributes may nest deeper than Python's recursion limit
+def _text_problem(text: str) -> str | None:
+    """What PostgreSQL could not store in ``text``, if anything."""
+    if _NUL in text:
+        return "must not contain the NUL character (U+0000)"
+    if not text.isascii() and (lone := _SURROGATES.search(text)):
+        return (
+            f"holds a lone UTF-16 surrogate (U+{ord(lone.group()):04X}), which is not Unicode text"
+        )
+    return None
+
+
+def _json_depth(value: object) -> int:
+    """Levels of arrays and objects in a decoded JSON value (a scalar is 0)."""
+    deepest = 0
+    stack = [(value, 1)]  # iterative: the value may nest deeper than Python's recursion limit
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            deepest = max(deepest, depth)
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            deepest = max(deepest, depth)
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
+
+
+def _attributes_problem(value: object) -> str | None:
+    """Why decoded attributes cannot be stored: nesting, NUL, lone surrogates."""
+    depth = _json_depth(value)
+    if depth > MAX_ATTRIBUTE_DEPTH:
+        return f"nested {depth} levels deep; at most {MAX_ATTRIBUTE_DEPTH}"
+    stack = [value]  # iterative, like _json_depth
     while stack:
         item = stack.pop()
         if isinstance(item, str):
-            if _NUL in item:
-                return True
+            if problem := _text_problem(item):
+                return problem
         elif isinstance(item, dict):
             stack.extend(item.keys())
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
-    return False
+    return None
 
 
 def check_event(event: UsageEventIn, now: datetime, settings: IngestSettings) -> UsageEvent | str:
     """The rules msgspec's types cannot say; a string is the rejection reason."""
-    occurred_at = event.occurred_at
-    if occurred_at.tzinfo is None:
-        return "occurred_at: timestamp has no UTC offset (RFC 3339 needs one, e.g. 'Z' or '+02:00')"
+    try:
+        occurred_at = parse_instant("occurred_at", event.occurred_at)
+    except WireValueError as exc:
+        return str(exc)
     for name in _TEXT_FIELDS:
-        if _NUL in getattr(event, name):
-            return f"{name}: must not contain the NUL character (U+0000)"
+        if problem := _text_problem(getattr(event, name)):
+            return f"{name}: {problem}"
     try:
         occurred_at = occurred_at.astimezone(UTC)
     except OverflowError:
@@ -131,11 +186,9 @@ def check_event(event: UsageEventIn, now: datetime, settings: IngestSettings) ->
     provider_cost: Decimal | None = None
     if event.provider_cost_usd is not None:
         try:
-            provider_cost = Decimal(event.provider_cost_usd.strip())
-        except InvalidOperation:
-            return f"provider_cost_usd: {event.provider_cost_usd!r} is not a decimal string"
-        if not provider_cost.is_finite() or provider_cost < 0:
-            return "provider_cost_usd: must be a finite decimal, not negative"
+            provider_cost = parse_money("provider_cost_usd", event.provider_cost_usd)
+        except WireValueError as exc:
+            return str(exc)
         if (
             provider_cost.adjusted() >= _MAX_COST_DIGITS_BEFORE_POINT
             or _decimal_places(provider_cost) > _MAX_COST_DECIMAL_PLACES
@@ -146,16 +199,28 @@ def check_event(event: UsageEventIn, now: datetime, settings: IngestSettings) ->
                 f"{_MAX_COST_DECIMAL_PLACES} decimal places)"
             )
     if event.attributes is not None:
-        size = len(msgspec.json.encode(event.attributes))
+        try:
+            encoded = msgspec.json.encode(event.attributes)
+        except (UnicodeEncodeError, RecursionError):  # a lone surrogate, or nesting
+            encoded = b""
+        # The walk over every value is needed only when the JSON text allows a problem: it
+        # failed to encode, holds a NUL escape, or has more brackets than levels allowed.
+        if (
+            not encoded
+            or b"\\u0000" in encoded
+            or encoded.count(b"[") + encoded.count(b"{") > MAX_ATTRIBUTE_DEPTH
+        ) and (problem := _attributes_problem(event.attributes)):
+            return f"attributes: {problem}"
+        if not encoded:
+            return "attributes: cannot be written as JSON"
+        size = len(encoded)
         if size > settings.max_attributes_bytes:
             return (
                 f"attributes: {size} bytes as JSON, over the limit of "
                 f"{settings.max_attributes_bytes} bytes"
             )
-        if _holds_nul(event.attributes):
-            return "attributes: must not contain the NUL character (U+0000)"
-    if event.reservation_id is not None and _NUL in event.reservation_id:
-        return "reservation_id: must not contain the NUL character (U+0000)"
+    if event.reservation_id is not None and (problem := _text_problem(event.reservation_id)):
+        return f"reservation_id: {problem}"
     return UsageEvent(
         id=event.id,
         occurred_at=occurred_at,
@@ -176,18 +241,51 @@ def check_event(event: UsageEventIn, now: datetime, settings: IngestSettings) ->
 
 
 def parse_event(
-    raw: bytes, index: int, now: datetime, settings: IngestSettings
+    raw: bytes | msgspec.Raw, index: int, now: datetime, settings: IngestSettings
 ) -> UsageEvent | Rejection:
     """Decode and check one event; never raises for bad content."""
     try:
         wire = _event_decoder.decode(raw)
     except msgspec.ValidationError as exc:
         return Rejection(index, _recover_id(raw), _describe(exc))
-    except msgspec.DecodeError as exc:
-        return Rejection(index, None, f"event is not valid JSON: {exc}")
-    except RecursionError:
-        return Rejection(index, None, "event nests JSON too deeply")
+    except (msgspec.DecodeError, RecursionError) as exc:
+        return _undecodable(raw, index, exc)
     return _checked(wire, index, now, settings)
+
+
+def _undecodable(raw: bytes | msgspec.Raw, index: int, exc: Exception) -> Rejection:
+    """The rejection of an event msgspec cannot decode at all: decoded member by member,
+    the reason names the field at fault (attributes nested too deeply, a string escape for a
+    lone surrogate, broken JSON) and the id is kept when it is readable."""
+    members = object_members(bytes(raw))
+    if members is None:
+        if isinstance(exc, RecursionError):
+            return Rejection(index, None, "event nests JSON too deeply")
+        return Rejection(index, None, f"event is not valid JSON: {exc}")
+    event_id = None
+    problem = None
+    deepest = (0, "")
+    for name, value_raw in members:
+        try:
+            value = _any_decoder.decode(value_raw)
+        except RecursionError:
+            problem = problem or f"{name}: nests JSON too deeply"
+            continue
+        except msgspec.DecodeError as error:
+            if "surrogate" in str(error) or _SURROGATE_ESCAPE.search(value_raw):
+                problem = problem or (
+                    f"{name}: holds a string escape for a lone UTF-16 surrogate "
+                    "(\\ud800–\\udfff without its pair), which is not Unicode text"
+                )
+            else:
+                problem = problem or f"{name}: not valid JSON: {error}"
+            continue
+        if name == "id" and isinstance(value, str):
+            event_id = value
+        deepest = max(deepest, (_json_depth(value), name))
+    if problem is None:  # each part decodes; together they nest one level too deep
+        problem = f"{deepest[1] or 'event'}: nests JSON too deeply ({deepest[0]} levels)"
+    return Rejection(index, event_id, problem)
 
 
 def parse_single(body: bytes, now: datetime, settings: IngestSettings) -> UsageEvent | Rejection:
@@ -195,10 +293,14 @@ def parse_single(body: bytes, now: datetime, settings: IngestSettings) -> UsageE
     _check_body(body, settings)
     try:
         value = _any_decoder.decode(body)
-    except msgspec.DecodeError as exc:
+    except msgspec.ValidationError:  # JSON, with a number no Python type holds
+        return parse_event(body, 0, now, settings)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        if object_members(body) is not None:
+            return _undecodable(body, 0, exc)  # an object with one bad field: rejected
+        if isinstance(exc, RecursionError):
+            raise InvalidRequestError("body nests JSON too deeply", status_code=400) from exc
         raise InvalidRequestError(f"body is not valid JSON: {exc}", status_code=400) from exc
-    except RecursionError as exc:
-        raise InvalidRequestError("body nests JSON too deeply", status_code=400) from exc
     if not isinstance(value, dict):
         raise InvalidRequestError("body must be a JSON object: one usage event")
     return parse_event(body, 0, now, settings)
@@ -217,17 +319,24 @@ def parse_batch(body: bytes, now: datetime, settings: IngestSettings) -> ParsedB
         return ParsedBatch(
             [_checked(wire, i, now, settings) for i, wire in enumerate(typed.events)]
         )
+    events: Sequence[bytes | msgspec.Raw]
     try:
-        batch = _batch_decoder.decode(body)
+        events = _batch_decoder.decode(body).events
     except msgspec.ValidationError as exc:
         problem = _describe(exc, "the batch envelope", "the body")
         raise InvalidRequestError(f'body must be {{"events": [...]}}: {problem}') from exc
-    except msgspec.DecodeError as exc:
-        raise InvalidRequestError(f"body is not valid JSON: {exc}", status_code=400) from exc
-    except RecursionError as exc:
-        raise InvalidRequestError("body nests JSON too deeply", status_code=400) from exc
-    _check_count(len(batch.events), settings)
-    return ParsedBatch([parse_event(raw, i, now, settings) for i, raw in enumerate(batch.events)])
+    except (msgspec.DecodeError, RecursionError) as exc:
+        # Perhaps one event is what msgspec cannot decode (nested too deeply, a lone
+        # surrogate escape): split the envelope without decoding the events, and let each
+        # event be decoded, and rejected, alone.
+        split = batch_events(body)
+        if split is None:
+            if isinstance(exc, RecursionError):
+                raise InvalidRequestError("body nests JSON too deeply", status_code=400) from exc
+            raise InvalidRequestError(f"body is not valid JSON: {exc}", status_code=400) from exc
+        events = split
+    _check_count(len(events), settings)
+    return ParsedBatch([parse_event(raw, i, now, settings) for i, raw in enumerate(events)])
 
 
 def _check_count(count: int, settings: IngestSettings) -> None:

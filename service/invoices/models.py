@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
+
+from service.money import exact_sum, quantize_half_up
+from service.wire import instant_text as instant_text
+from service.wire import money_text
 
 CURRENCY = "USD"
 JOB_STATUSES = ("open", "closed")
 NUMBER_PREFIX = "LUC"
 
-# Lines and the subtotal keep full precision; only the total is rounded, once, to cents.
-# Half up means half away from zero in Python's decimal, so a credit rounds like a charge.
-ROUNDING = ROUND_HALF_UP
+# Lines and the subtotal keep full precision (summed exactly, service.money); only the total
+# is rounded, once, to cents, half up: half away from zero in Python's decimal, so a credit
+# rounds like a charge.
 CENT = Decimal("0.01")
 ROUNDING_RULE = (
     "total = subtotal rounded once to 0.01 USD, half up (ROUND_HALF_UP: 0.125 → 0.13); "
@@ -29,26 +33,19 @@ def invoice_number(year: int, seq: int) -> str:
 
 
 def round_total(subtotal: Decimal) -> Decimal:
-    """The invoice total: ``subtotal`` rounded once to cents by ``ROUNDING``."""
-    total = subtotal.quantize(CENT, rounding=ROUNDING)
+    """The invoice total: ``subtotal`` rounded once to cents, half up (``ROUNDING_RULE``)."""
+    total = quantize_half_up(subtotal, CENT)
     return total if total != 0 else Decimal("0.00")  # never "-0.00"
 
 
-def decimal_text(value: Decimal) -> str:
-    """A decimal as a plain string at full precision: no exponent, no trailing zeros."""
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
+# An amount at full precision on an invoice is its wire form (service.wire); so is an
+# instant (``instant_text``, imported from there).
+decimal_text = money_text
 
 
 def cents_text(value: Decimal) -> str:
     """An amount already rounded to cents, with both decimals (``1.00``)."""
-    return format(value.quantize(CENT), "f")
-
-
-def instant_text(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return format(quantize_half_up(value, CENT), "f")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +107,7 @@ class Draft:
 
     @property
     def subtotal(self) -> Decimal:
-        return sum((line.amount_usd for line in self.lines), Decimal(0))
+        return exact_sum(line.amount_usd for line in self.lines)
 
     @property
     def total(self) -> Decimal:

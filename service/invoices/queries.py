@@ -106,9 +106,10 @@ INSERT INTO invoice_lines (invoice_number, position, agent, model, provider, cat
                            price_cache_read, price_cache_write, price_reasoning,
                            price_per_request, amount_usd)
 SELECT $1, *
+-- Token sums are numeric (migration 0007): a line may sum more than bigint holds.
 FROM unnest($2::int[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[],
-            $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[],
-            $13::bigint[], $14::numeric[], $15::numeric[], $16::numeric[], $17::numeric[],
+            $8::bigint[], $9::numeric[], $10::numeric[], $11::numeric[], $12::numeric[],
+            $13::numeric[], $14::numeric[], $15::numeric[], $16::numeric[], $17::numeric[],
             $18::numeric[], $19::numeric[], $20::numeric[])
 """
 

@@ -24,6 +24,7 @@ from service.invoices.models import (
     decimal_text,
     instant_text,
 )
+from service.money import exact_difference
 from service.rollups.models import TOKEN_CLASSES
 
 # Canonical JSON ----------------------------------------------------------------------------
@@ -103,7 +104,7 @@ def invoice_document(
         "events": sum(line.events for line in draft.lines),
         "subtotal_usd": decimal_text(subtotal),
         "rounding_rule": ROUNDING_RULE,
-        "rounding_usd": decimal_text(total - subtotal),
+        "rounding_usd": decimal_text(exact_difference(total, subtotal)),
         "total_usd": cents_text(total),
         "covered_entries": len(draft.entry_ids),
         "entries_sha256": entries_digest(draft.entry_ids),

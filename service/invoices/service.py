@@ -40,7 +40,9 @@ from service.invoices.render import (
     sha256_hex,
 )
 from service.ledger.rerate import lock_repricing
+from service.money import exact_difference, exact_sum
 from service.rollups.models import TOKEN_CLASSES
+from service.wire import parse_money
 
 MAX_METADATA_CHARS = 500
 
@@ -209,7 +211,7 @@ async def issue_invoice(conn: Connection, job_id: str) -> Invoice:
             CURRENCY,
             subtotal,
             ROUNDING_RULE,
-            total - subtotal,
+            exact_difference(total, subtotal),
             total,
             len(draft.entry_ids),
             draft.unpriced_events,
@@ -299,6 +301,10 @@ async def list_invoices(
 # Verifying ---------------------------------------------------------------------------------
 
 
+def _amount(field: str, text: str) -> Decimal:
+    return parse_money(field, text, signed=True, written_by_luc=True)
+
+
 def verify_document(document: dict[str, Any]) -> Verification:
     """Check an exported invoice against its own digest, and its arithmetic."""
     number = document.get("number")
@@ -311,18 +317,23 @@ def verify_document(document: dict[str, Any]) -> Verification:
             f"digest mismatch: the document hashes to {digest_of(document)}, it claims {claimed}"
         )
     try:
-        lines = [Decimal(line["amount_usd"]) for line in document["lines"]]
-        subtotal = Decimal(document["subtotal_usd"])
-        total = Decimal(document["total_usd"])
-        rounding = Decimal(document["rounding_usd"])
-    except (KeyError, TypeError, ArithmeticError, ValueError) as exc:
-        problems.append(f"the document's amounts cannot be read: {exc!r}")
+        lines = [
+            _amount(f"lines[{i}].amount_usd", line["amount_usd"])
+            for i, line in enumerate(document["lines"])
+        ]
+        subtotal = _amount("subtotal_usd", document["subtotal_usd"])
+        total = _amount("total_usd", document["total_usd"])
+        rounding = _amount("rounding_usd", document["rounding_usd"])
+    except (KeyError, TypeError, ValueError) as exc:
+        problems.append(f"the document's amounts cannot be read: {exc}")
     else:
-        if sum(lines, Decimal(0)) != subtotal:
+        # Exactly, at every digit the document holds: a 28-digit sum would agree with a
+        # subtotal rounded the same way.
+        if exact_sum(lines) != subtotal:
             problems.append("the lines do not sum to the subtotal")
         if round_total(subtotal) != total:
             problems.append("the total is not the subtotal rounded by the stated rule")
-        if total - subtotal != rounding:
+        if exact_difference(total, subtotal) != rounding:
             problems.append("rounding_usd is not total − subtotal")
     return Verification(
         number=number if isinstance(number, str) else None, ok=not problems, problems=problems

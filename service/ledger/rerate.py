@@ -20,6 +20,7 @@ from service.ingest.models import UsageEvent
 from service.ledger import queries
 from service.ledger.models import NewLedgerEntry
 from service.ledger.service import charge_for
+from service.money import exact_difference
 from service.pricing.catalog import Catalog
 
 
@@ -49,7 +50,9 @@ class Rerating:
     @property
     def delta_usd(self) -> Decimal:
         """Change of the event's cost; an unpriced booking counts as no cost yet."""
-        return (self.entries[1].cost_usd or Decimal(0)) - (self.booking.cost_usd or Decimal(0))
+        return exact_difference(
+            self.entries[1].cost_usd or Decimal(0), self.booking.cost_usd or Decimal(0)
+        )
 
 
 def booking_from_row(r: Any) -> Booking:
@@ -114,8 +117,11 @@ def plan_rerating(booking: Booking, catalog: Catalog, why: str) -> Rerating | No
         reasoning_tokens=-event.reasoning_tokens,
         event_count=-1,
         unpriced_count=-1 if booking.unpriced else 0,
-        cost_usd=None if booking.cost_usd is None else -booking.cost_usd,
-        provider_cost_usd=None if event.provider_cost_usd is None else -event.provider_cost_usd,
+        # copy_negate, not unary minus: the minus applies the context's 28-digit rounding.
+        cost_usd=None if booking.cost_usd is None else booking.cost_usd.copy_negate(),
+        provider_cost_usd=(
+            None if event.provider_cost_usd is None else event.provider_cost_usd.copy_negate()
+        ),
         price_input=old_price.input if old_price else None,
         price_output=old_price.output if old_price else None,
         price_cache_read=old_price.cache_read if old_price else None,

@@ -6,19 +6,13 @@ completion token in one (plain output, reasoning), so nothing is counted twice.
 
 from __future__ import annotations
 
-import decimal
 from dataclasses import dataclass
 from decimal import Decimal
 
+from service.money import EXACT
 from service.pricing.models import ModelPrice
 
 TOKENS_PER_PRICE_UNIT = Decimal(1_000_000)
-
-# Enough digits for any realistic token count times any price, and Inexact trapped:
-# if a result ever needed rounding, pricing fails loudly instead of losing a digit.
-_EXACT = decimal.Context(
-    prec=80, traps=[decimal.Inexact, decimal.InvalidOperation, decimal.Overflow]
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +26,9 @@ class TokenCounts:
 
 def event_cost(tokens: TokenCounts, price: ModelPrice) -> Decimal:
     """Exact USD cost of one call's tokens at ``price`` (per 1M tokens, plus per request)."""
-    ctx = _EXACT
+    # Inexact is trapped: if a result ever needed rounding, pricing fails loudly instead
+    # of losing a digit.
+    ctx = EXACT
     plain_input = tokens.input_tokens - tokens.cached_input_tokens - tokens.cache_write_tokens
     plain_output = tokens.output_tokens - tokens.reasoning_tokens
     if plain_input < 0 or plain_output < 0:

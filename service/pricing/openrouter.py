@@ -17,10 +17,11 @@ tier (and display name) the catalog already gives them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Context, Decimal, InvalidOperation
+from decimal import Context, Decimal
 from typing import Any
 
 from service.pricing.models import ModelPrice, NewModelPrice
+from service.wire import parse_money
 
 DYNAMIC_PRICE = "-1"
 # Moving the decimal point is exact whatever the number of digits in the source string.
@@ -75,13 +76,8 @@ def _price(pricing: dict[str, Any], key: str) -> Decimal | None:
         raise ValueError(f"pricing.{key} is {raw!r}, not a decimal string")
     if raw.strip() == DYNAMIC_PRICE:
         raise ValueError(f"pricing.{key} is dynamic (-1)")
-    try:
-        value = Decimal(raw.strip())
-    except InvalidOperation:
-        raise ValueError(f"pricing.{key} is {raw!r}, not a decimal") from None
-    if not value.is_finite() or value < 0:
-        raise ValueError(f"pricing.{key} is {raw!r}, not a finite price")
-    return value
+    # SPEC §2's money rule, as for any price LUC takes (WireValueError is a ValueError).
+    return parse_money(f"pricing.{key}", raw)
 
 
 def parse_models(payload: Any, known: dict[str, ModelPrice]) -> ImportResult:

@@ -13,8 +13,12 @@ them up, budgets only when some exist, and the commit.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+
+import asyncpg
+import msgspec
+import structlog
 
 from service.budgets.reservations import settle as settle_reservations
 from service.budgets.service import apply_entries as apply_to_budgets
@@ -28,10 +32,27 @@ from service.ledger.service import charge_for, entry_parameters, stage_charges, 
 from service.pricing.catalog import Catalog
 from service.record import queries
 
+log = structlog.get_logger("luc.ingest")
+
 ACCEPTED = "accepted"
 DUPLICATE = "duplicate"
 CONFLICT = "conflict"
 REJECTED = "rejected"
+
+# Failures caused by an event's own values: PostgreSQL refused one (SQLSTATE class 22, a
+# CHECK or NOT NULL constraint), or it could not even be encoded for PostgreSQL. The same
+# event fails the same way every time, so it is rejected and the rest recorded without it.
+# Anything else (PostgreSQL away, a deadlock, a unique key raced) is not the event's fault:
+# it fails the request, which the client retries.
+_REFUSALS: tuple[type[BaseException], ...] = (
+    asyncpg.DataError,
+    asyncpg.CheckViolationError,
+    asyncpg.NotNullViolationError,
+    ValueError,  # UnicodeEncodeError among them: text no UTF-8 encoding holds
+    ArithmeticError,  # decimal.Inexact from exact pricing, OverflowError
+    RecursionError,
+    msgspec.EncodeError,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +143,40 @@ async def record_batch(
         else:
             outcomes[index] = _compare(item, known[item.id], "an earlier request")
     return BatchOutcome([o for o in outcomes if o is not None], alerts=alerts)
+
+
+Recorder = Callable[[Sequence[UsageEvent | Rejection]], Awaitable[BatchOutcome]]
+
+
+async def record_apart(record: Recorder, items: Sequence[UsageEvent | Rejection]) -> BatchOutcome:
+    """``record(items)`` (one transaction); when the database refuses it because of some
+    event's values, the items are recorded again in halves, each in its own transaction,
+    down to the events at fault, which are rejected with the database's reason. One value
+    that validation let through never sinks its neighbours, nor the other requests of a
+    group commit; a batch that fails this way is committed in parts, every part whole.
+    Any other failure propagates (parts already committed stay: a retry finds them as
+    duplicates).
+    """
+    try:
+        return await record(items)
+    except _REFUSALS as exc:
+        refusal = exc
+    events = [i for i, item in enumerate(items) if isinstance(item, UsageEvent)]
+    if len(events) > 1:
+        # Split between two events, so that each half holds at least one to store.
+        middle = events[len(events) // 2]
+        first = await record_apart(record, items[:middle])
+        second = await record_apart(record, items[middle:])
+        return BatchOutcome(first.results + second.results, alerts=first.alerts + second.alerts)
+    reason = f"the database refused this event ({type(refusal).__name__}: {refusal})"
+    outcomes = []
+    for item in items:
+        if isinstance(item, Rejection):
+            outcomes.append(EventOutcome(item.id, REJECTED, item.reason))
+        else:
+            log.warning("event_refused", event_id=item.id, error=repr(refusal))
+            outcomes.append(EventOutcome(item.id, REJECTED, reason))
+    return BatchOutcome(outcomes)
 
 
 async def record_adjustments(conn: Connection, entries: Sequence[NewLedgerEntry]) -> None:

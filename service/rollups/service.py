@@ -10,6 +10,7 @@ from typing import Any
 
 from service.db import Connection
 from service.errors import InvalidRequestError
+from service.money import exact_sum
 from service.rollups import queries
 from service.rollups.models import (
     AgentDetail,
@@ -87,8 +88,8 @@ def sum_totals(parts: Sequence[Totals]) -> Totals:
     firsts = [p.first_event_at for p in parts if p.first_event_at is not None]
     lasts = [p.last_event_at for p in parts if p.last_event_at is not None]
     return Totals(
-        cost_usd=sum((p.cost_usd or Decimal(0) for p in parts), Decimal(0)),
-        provider_cost_usd=sum((p.provider_cost_usd for p in parts), Decimal(0)),
+        cost_usd=exact_sum(p.cost_usd or Decimal(0) for p in parts),
+        provider_cost_usd=exact_sum(p.provider_cost_usd for p in parts),
         events=sum(p.events for p in parts),
         unpriced_events=sum(p.unpriced_events for p in parts),
         input_tokens=sum(p.input_tokens for p in parts),

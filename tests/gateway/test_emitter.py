@@ -4,7 +4,6 @@ that loses nothing while LUC is down and sends nothing twice."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ HELLO = [{"role": "user", "content": "Hello there"}]
 def _event(event_id: str, output_tokens: int = 5) -> UsageEventIn:
     return UsageEventIn(
         id=event_id,
-        occurred_at=datetime(2026, 1, 5, 12, 0, tzinfo=UTC),
+        occurred_at="2026-01-05T12:00:00Z",
         job_id="job-em",
         agent="ORACLE",
         provider="openrouter",

@@ -10,7 +10,6 @@ import contextlib
 import itertools
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from service.settings import load_settings
 def usage(event_id: str) -> UsageEventIn:
     return UsageEventIn(
         id=event_id,
-        occurred_at=datetime(2026, 11, 20, 10, tzinfo=UTC),
+        occurred_at="2026-11-20T10:00:00Z",
         job_id="job-spool",
         agent="ORACLE",
         provider="openrouter",

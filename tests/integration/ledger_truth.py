@@ -158,7 +158,9 @@ def make_events(
         }
         if provider == "openrouter":
             # OpenRouter's usage.cost, with more digits than any catalog price.
-            event["provider_cost_usd"] = str(Decimal(rng.randint(0, 10**9)) / Decimal(10**12))
+            # Plain notation (SPEC §2): str() would write 5E-12 or 0E-12.
+            cost = Decimal(rng.randint(0, 10**9)) / Decimal(10**12)
+            event["provider_cost_usd"] = format(cost, "f")
         events.append(event)
     return events
 
@@ -248,7 +250,7 @@ async def assert_rollups_equal_ledger(conn: asyncpg.Connection) -> None:
         )
         stored_rows = await conn.fetch(f"SELECT {keys}, {_STORED} FROM {table}")
         width = len(keys.split(","))
-        # Compared as values: a ledger sum is numeric where the rollup column is bigint.
+        # Compared as values: Decimal(10) == 10, and a sum may print 1E+1 where a column has 10.
         assert {tuple(r)[:width]: tuple(r)[width:] for r in stored_rows} == {
             tuple(r)[:width]: tuple(r)[width:] for r in from_ledger
         }, table

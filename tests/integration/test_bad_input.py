@@ -115,7 +115,7 @@ BAD_EVENTS: list[tuple[str, dict[str, Any], str, str]] = [
         "occurred_at",
         "no UTC offset",
     ),
-    ("timestamp-not-a-time", {"occurred_at": "last tuesday"}, "occurred_at", "RFC3339"),
+    ("timestamp-not-a-time", {"occurred_at": "last tuesday"}, "occurred_at", "RFC 3339"),
     ("timestamp-far-future", {"occurred_at": FUTURE}, "occurred_at", "in the future"),
     (
         "attributes-over-4-kib",
@@ -137,7 +137,13 @@ BAD_EVENTS: list[tuple[str, dict[str, Any], str, str]] = [
     ("provider-cost-number", {"provider_cost_usd": 0.0003}, "provider_cost_usd", "`str"),
     ("provider-cost-not-decimal", {"provider_cost_usd": "3 cents"}, "provider_cost_usd", "decimal"),
     ("provider-cost-negative", {"provider_cost_usd": "-0.01"}, "provider_cost_usd", "negative"),
-    ("provider-cost-huge", {"provider_cost_usd": "1e999999"}, "provider_cost_usd", "range"),
+    ("provider-cost-huge", {"provider_cost_usd": "1e999999"}, "provider_cost_usd", "exponent"),
+    (
+        "provider-cost-too-big",
+        {"provider_cost_usd": "1000000000000000000"},
+        "provider_cost_usd",
+        "range",
+    ),
     ("model-with-nul", {"model": "gemini\u0000"}, "model", "NUL"),
     ("attributes-with-nul", {"attributes": {"k": "\u0000"}}, "attributes", "NUL"),
     (
@@ -233,7 +239,7 @@ BAD_BODIES: list[tuple[str, bytes, int, str]] = [
     ("events-not-a-list", b'{"events": {"id": "x"}}', 422, "events: expected `array`"),
     ("empty-batch", b'{"events": []}', 422, "events: the batch is empty"),
     ("batch-over-limit", json.dumps(FOUR).encode(), 413, "events: the batch holds 4"),
-    ("nested-too-deep", b'{"events": ' + b"[" * 3000 + b"]" * 3000 + b"}", 400, "deep"),
+    ("nested-too-deep", b'{"events": ' + b"[" * 3000 + b"]" * 2999 + b"}", 400, "deep"),
     ("body-over-limit", b'{"events": ["' + b"x" * MAX_BODY + b'"]}', 413, ""),
 ]
 

@@ -391,13 +391,13 @@ def body(**changes: Any) -> dict[str, Any]:
         pytest.param(
             body(models=[{**ACME, "output": "-0.5"}]),
             422,
-            "models[acme/rocket-1].output: '-0.5' must be a finite price, not negative",
+            "models[acme/rocket-1].output: '-0.5' has a sign; the amount cannot be negative",
             id="negative price",
         ),
         pytest.param(
             body(models=[{**PEBBLE, "cache_read": "NaN"}]),
             422,
-            "models[pebble/mini].cache_read: 'NaN' must be a finite price",
+            "models[pebble/mini].cache_read: 'NaN' is not a number",
             id="price that is not a number",
         ),
         pytest.param(
@@ -433,7 +433,7 @@ def body(**changes: Any) -> dict[str, Any]:
         pytest.param(
             body(effective_from="2026-06-01T00:00:00"),
             400,
-            "effective_from: '2026-06-01T00:00:00' has no UTC offset",
+            "effective_from: timestamp has no UTC offset",
             id="effective_from without offset",
         ),
         pytest.param(
@@ -499,14 +499,26 @@ def body(**changes: Any) -> dict[str, Any]:
         pytest.param(
             body(models=[{**ACME, "input": "1e200000"}]),
             422,
-            "model 'acme/rocket-1': prices must be finite, not negative, below 1000000000000",
-            id="absurdly large price (asyncpg would store it as 0)",
+            "models[acme/rocket-1].input: '1e200000' has an exponent; write every digit",
+            id="price with an exponent (asyncpg would store 1e200000 as 0)",
         ),
         pytest.param(
-            body(models=[{**ACME, "input": "1e-20000"}]),
+            body(models=[{**ACME, "input": "1_000"}]),
+            422,
+            "models[acme/rocket-1].input: '1_000' has underscores",
+            id="price with underscores",
+        ),
+        pytest.param(
+            body(models=[{**ACME, "input": "1" + "0" * 12}]),
+            422,
+            "model 'acme/rocket-1': prices must be finite, not negative, below 1000000000000",
+            id="absurdly large price",
+        ),
+        pytest.param(
+            body(models=[{**ACME, "input": "0." + "0" * 30 + "1"}]),
             422,
             "and have at most 30 decimal places",
-            id="price with more decimals than can be stored",
+            id="price with more decimals than a price may have",
         ),
     ],
 )

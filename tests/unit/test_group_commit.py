@@ -6,11 +6,12 @@ import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+import asyncpg
 import pytest
 
 from service.group_commit import GroupWriter
-from service.ingest.models import UsageEvent
-from service.record.service import ACCEPTED, BatchOutcome, EventOutcome
+from service.ingest.models import Rejection, UsageEvent
+from service.record.service import ACCEPTED, REJECTED, BatchOutcome, EventOutcome, record_apart
 
 
 def event(event_id: str) -> UsageEvent:
@@ -70,3 +71,46 @@ async def test_a_failed_commit_fails_every_request_in_it_and_the_writer_goes_on(
         await first
     assert [(await r).status for r in rest] == [ACCEPTED, ACCEPTED]
     await writer.stop()
+
+
+async def test_a_group_the_database_refuses_is_recorded_without_the_event_at_fault() -> None:
+    attempts: list[list[str]] = []
+
+    async def record(items: Sequence[UsageEvent | Rejection]) -> BatchOutcome:
+        ids = [i.id or "" for i in items]
+        attempts.append(ids)
+        if "culprit" in ids:  # as PostgreSQL refuses a numeric it cannot hold
+            raise asyncpg.NumericValueOutOfRangeError("numeric field overflow")
+        return BatchOutcome([EventOutcome(i, ACCEPTED) for i in ids])
+
+    writer = GroupWriter(lambda events: record_apart(record, events))
+    writer.start()
+    ids = [f"e{i}" for i in range(7)] + ["culprit"] + [f"e{i}" for i in range(7, 15)]
+    answers = await asyncio.gather(*(writer.submit(event(i)) for i in ids))
+    await writer.stop()
+
+    assert [(a.id, a.status) for a in answers] == [
+        (i, REJECTED if i == "culprit" else ACCEPTED) for i in ids
+    ]
+    assert answers[7].reason == (
+        "the database refused this event (NumericValueOutOfRangeError: numeric field overflow)"
+    )
+    # Halved down to the culprit: 16 → 8 → 4 → 2 → 1, each refused half split again and
+    # each clean half committed once: 9 transactions, not 16.
+    assert len(attempts) == 9
+    assert sorted(i for a in attempts[1:] if "culprit" not in a for i in a) == sorted(
+        i for i in ids if i != "culprit"
+    )
+
+
+async def test_a_failure_that_is_not_the_events_fault_fails_the_group_unsplit() -> None:
+    attempts = 0
+
+    async def record(items: Sequence[UsageEvent | Rejection]) -> BatchOutcome:
+        nonlocal attempts
+        attempts += 1
+        raise asyncpg.DeadlockDetectedError("deadlock detected")
+
+    with pytest.raises(asyncpg.DeadlockDetectedError):
+        await record_apart(record, [event("a"), event("b"), event("c")])
+    assert attempts == 1

@@ -139,3 +139,22 @@ def test_the_csv_rows_sum_to_the_subtotal_and_text_cannot_become_a_formula() -> 
     assert lines[0]["agent"] == "'@agent"
     assert lines[0]["job_id"] == '\'=HYPERLINK("x")'
     assert lines[1]["tier"] == ""
+
+
+def test_verify_reads_amounts_with_more_digits_than_any_input_has() -> None:
+    # A subtotal of 10^12 USD and 36 decimal places: 49 significant digits, exactly summed.
+    amount = "1000000000000.004999999999999999999999999999999999"
+    document = {
+        "number": "LUC-2026-000001",
+        "lines": [{"amount_usd": amount}],
+        "subtotal_usd": amount,
+        "total_usd": "1000000000000.00",
+        "rounding_usd": "-0.004999999999999999999999999999999999",
+    }
+    verified = verify_document({**document, "digest": digest_of(document)})
+    assert (verified.ok, verified.problems) == (True, [])
+    forged = {**document, "subtotal_usd": "1e12"}
+    assert verify_document({**forged, "digest": digest_of(forged)}).problems == [
+        "the document's amounts cannot be read: subtotal_usd: '1e12' has an exponent; "
+        "write every digit (a plain decimal string is expected, e.g. '12.05')"
+    ]

@@ -1,0 +1,188 @@
+"""The text forms of the wire, in one place: money as a decimal string, instants as RFC 3339.
+
+Money (SPEC §2) is a plain decimal string: ASCII digits, an optional fraction, a minus sign
+only where the value may be negative, no exponent, no underscores, no other digit scripts,
+no spaces, at most 40 significant digits and 40 decimal places. ``Decimal()`` alone takes
+``"1_000.5"``, ``"١٢"``, ``" 1e5 "``, ``"NaN"`` and ``"0E-16384"`` (which PostgreSQL's NUMERIC
+cannot hold); ``parse_money`` takes none of them. Every amount LUC writes (``money_text``)
+is in the same form, at full precision.
+
+Instants are RFC 3339 with an offset and at most 6 fractional digits: PostgreSQL keeps
+microseconds, and rounding a seventh digit could move an event into the next second, day
+or month, so such a timestamp is refused rather than rounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from functools import lru_cache
+
+MAX_SIGNIFICANT_DIGITS = 40
+MAX_DECIMAL_PLACES = 40
+MAX_FRACTION_DIGITS = 6
+"""Of a timestamp's seconds: microseconds, what PostgreSQL and ``datetime`` keep."""
+
+# JSON's own number grammar without the exponent: no leading zeros, digits on both sides
+# of a point. [0-9] (not \d) so that no other script's digits pass.
+_MONEY = re.compile(r"(-?)(0|[1-9][0-9]*)(?:\.([0-9]+))?")
+_MONEY_MAX_CHARS = 1 + MAX_SIGNIFICANT_DIGITS + 1 + MAX_DECIMAL_PLACES + 1  # sign, point
+# What LUC writes may be longer: an exact sum of amounts has more digits than any of them.
+_WRITTEN_MAX_CHARS = 1000
+# Near misses, to say what is wrong with them.
+_EXPONENT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)[eE][+-]?[0-9]+")
+_UNDERSCORED = re.compile(r"[+-]?[0-9_]+(\.[0-9_]*)?")
+_LEADING_ZEROS = re.compile(r"[+-]?0[0-9]+(\.[0-9]*)?")
+
+_INSTANT = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})"
+    r"(?:\.([0-9]+))?([Zz]|[+-][0-9]{2}:[0-9]{2})?"
+)
+_INSTANT_MAX_CHARS = 64  # a valid one has at most 32; longer is refused before matching
+
+
+class WireValueError(ValueError):
+    """A value that is not in its wire form; the message starts with the field's name."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+def _not_money(text: str, signed: bool) -> str:
+    """Why ``text`` is not a plain decimal string, in the words a client developer needs."""
+    shown = repr(text) if len(text) <= _MONEY_MAX_CHARS else f"{text[:_MONEY_MAX_CHARS]!r}…"
+    if text != text.strip():
+        problem = "has spaces around it"
+    elif not text.isascii():
+        problem = "holds characters other than ASCII digits and a point"
+    elif text.lstrip("+-").lower() in ("nan", "snan", "inf", "infinity"):
+        problem = "is not a number"
+    elif _EXPONENT.fullmatch(text):
+        problem = "has an exponent; write every digit"
+    elif "_" in text and _UNDERSCORED.fullmatch(text):
+        problem = "has underscores"
+    elif text.startswith("+") or (text.startswith("-") and not signed):
+        problem = "has a sign" + ("" if signed else "; the amount cannot be negative")
+    elif _LEADING_ZEROS.fullmatch(text):
+        problem = "has leading zeros"
+    else:
+        problem = "is not a decimal string"
+    return f"{shown} {problem} (a plain decimal string is expected, e.g. '12.05')"
+
+
+def parse_money(
+    field: str, text: str, *, signed: bool = False, written_by_luc: bool = False
+) -> Decimal:
+    """``text`` as an exact Decimal, or ``WireValueError`` naming ``field`` and the reason.
+
+    ``signed`` allows a leading minus sign (a credit, a difference); amounts that cannot be
+    negative are written without any sign. ``written_by_luc`` reads an amount LUC wrote
+    (an invoice's subtotal, say): the same form, but an exact sum may have more digits
+    than any amount LUC takes.
+    """
+    if written_by_luc:
+        if len(text) <= _WRITTEN_MAX_CHARS and (match := _MONEY.fullmatch(text)):
+            if match.group(1) and not signed:
+                raise WireValueError(field, _not_money(text, signed))
+            return Decimal(text)
+        raise WireValueError(field, _not_money(text, signed))
+    match = _MONEY.fullmatch(text) if len(text) <= _MONEY_MAX_CHARS else None
+    if match is None:
+        if len(text) > _MONEY_MAX_CHARS and _MONEY.fullmatch(text):
+            raise WireValueError(
+                field,
+                f"has {len(text)} characters; at most {MAX_SIGNIFICANT_DIGITS} significant "
+                f"digits and {MAX_DECIMAL_PLACES} decimal places",
+            )
+        raise WireValueError(field, _not_money(text, signed))
+    sign, whole, fraction = match.groups()
+    if sign and not signed:
+        raise WireValueError(field, _not_money(text, signed))
+    fraction = fraction or ""
+    if len(fraction) > MAX_DECIMAL_PLACES:
+        raise WireValueError(
+            field, f"has {len(fraction)} decimal places; at most {MAX_DECIMAL_PLACES}"
+        )
+    # Significant: from the first non-zero digit to the last digit written.
+    significant = len((whole + fraction).lstrip("0"))
+    if significant > MAX_SIGNIFICANT_DIGITS:
+        raise WireValueError(
+            field, f"has {significant} significant digits; at most {MAX_SIGNIFICANT_DIGITS}"
+        )
+    return Decimal(text)
+
+
+def money_text(value: Decimal) -> str:
+    """An amount as LUC writes it: every digit, no exponent, no trailing zeros (``1E-7`` →
+    ``0.0000001``, ``0.0150`` → ``0.015``); zero is ``0``, never ``-0``."""
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+@lru_cache(maxsize=256)
+def _offset(text: str) -> timezone:
+    if text in ("Z", "z"):
+        return UTC
+    sign = -1 if text[0] == "-" else 1
+    hours, minutes = int(text[1:3]), int(text[4:6])
+    if minutes >= 60:
+        raise ValueError(f"offset minutes {minutes} are not below 60")
+    return timezone(sign * timedelta(hours=hours, minutes=minutes))  # raises from ±24:00 on
+
+
+def parse_instant(field: str, text: str) -> datetime:
+    """An RFC 3339 timestamp with its offset, or ``WireValueError`` naming ``field``.
+
+    At most 6 fractional digits, taken exactly; no leap second (``datetime`` has no
+    23:59:60); years 0001 to 9999.
+    """
+    if not isinstance(text, str):
+        raise WireValueError(field, f"must be an RFC 3339 string, not {type(text).__name__}")
+    match = _INSTANT.fullmatch(text) if len(text) <= _INSTANT_MAX_CHARS else None
+    shown = repr(text) if len(text) <= _INSTANT_MAX_CHARS else f"{text[:_INSTANT_MAX_CHARS]!r}…"
+    if match is None:
+        raise WireValueError(
+            field, f"{shown} is not an RFC 3339 timestamp (e.g. '2026-11-24T10:00:00.25Z')"
+        )
+    year, month, day, hour, minute, second, fraction, offset = match.groups()
+    if offset is None:
+        raise WireValueError(
+            field, "timestamp has no UTC offset (RFC 3339 needs one, e.g. 'Z' or '+02:00')"
+        )
+    if fraction is not None and len(fraction) > MAX_FRACTION_DIGITS:
+        raise WireValueError(
+            field,
+            f"{shown} has {len(fraction)} fractional second digits; at most "
+            f"{MAX_FRACTION_DIGITS} (microseconds): LUC does not round an instant",
+        )
+    if second == "60":
+        raise WireValueError(field, f"{shown} is a leap second, which LUC cannot represent")
+    if offset == "Z" or (offset != "z" and offset[4] <= "5"):
+        # The common forms, in C; it would also take what the checks above refuse, and
+        # minutes of 60 or more in an offset, hence only here.
+        with contextlib.suppress(ValueError):
+            return datetime.fromisoformat(text)
+    try:
+        return datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour),
+            int(minute),
+            int(second),
+            int((fraction or "").ljust(MAX_FRACTION_DIGITS, "0")),
+            tzinfo=_offset(offset),
+        )
+    except ValueError as exc:
+        raise WireValueError(field, f"{shown} is not a valid instant: {exc}") from None
+
+
+def instant_text(value: datetime) -> str:
+    """An instant as LUC writes it: RFC 3339 in UTC, ``Z``, microseconds when there are any."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,344 @@
+"""Hostile values never sink good ones (SPEC §2), through both ingest routes, on PostgreSQL.
+
+Each hostile event (a money string PostgreSQL or a reader would take differently, a
+timestamp LUC would have to round, attributes no decoder or PostgreSQL takes) is sent
+between two good events in a batch, and alone to ``POST /v1/events``. Every answer is a
+per-event rejection whose reason starts with the field at fault; the good neighbours are
+accepted and stored; never a 500, never a 400 for the whole batch. The events are written
+as raw JSON so that escapes (``"\\udfff"``) and nesting reach the service as a client
+could send them.
+
+The cases share one database and one app (as in test_bad_input.py): each uses its own ids
+and jobs and looks only at those.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from litestar.testing import AsyncTestClient
+
+from service.app import create_app
+from service.db import connect, with_database
+from tests.conftest import settings_for
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+async def _admin(admin_url: str, sql: str) -> None:
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="module")
+def shared_database(admin_url: str, template_database: str) -> Iterator[str]:
+    name = f"luc_test_hostile_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"'))
+    yield with_database(admin_url, name)
+    asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def api(shared_database: str) -> AsyncIterator[AsyncTestClient[Any]]:
+    async with AsyncTestClient(app=create_app(settings_for(shared_database))) as client:
+        yield client
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def db(shared_database: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await connect(shared_database)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+def good(event_id: str, job_id: str) -> dict[str, Any]:
+    """gemini-3.0-flash: 1000 × $0.10/M + 500 × $0.40/M = $0.0003."""
+    return {
+        "id": event_id,
+        "occurred_at": "2025-11-20T10:00:00Z",
+        "job_id": job_id,
+        "agent": "ACHEEVY",
+        "provider": "openrouter",
+        "model": "gemini-3.0-flash",
+        "input_tokens": 1000,
+        "output_tokens": 500,
+    }
+
+
+def raw_event(event_id: str, job_id: str, field: str, raw_value: bytes) -> bytes:
+    """A good event whose ``field`` is the raw JSON ``raw_value`` (added if absent)."""
+    event = {k: json.dumps(v).encode() for k, v in good(event_id, job_id).items()}
+    event[field] = raw_value
+    return b"{" + b", ".join(json.dumps(k).encode() + b": " + v for k, v in event.items()) + b"}"
+
+
+def text(value: str) -> bytes:
+    return json.dumps(value).encode()  # ensure_ascii: "\udfff" is sent as its escape
+
+
+DEEP_1000 = b'{"a": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+DEEP_40 = b'{"a": ' + b'{"b": ' * 39 + b"1" + b"}" * 39 + b"}"
+
+# (case, field, raw JSON value, words the reason must hold after "<field>: ")
+HOSTILE: list[tuple[str, str, bytes, str]] = [
+    # money
+    ("underscores", "provider_cost_usd", text("1_000.5"), "underscores"),
+    ("arabic-indic", "provider_cost_usd", text("١٢"), "ASCII digits"),
+    ("fullwidth", "provider_cost_usd", text("１２"), "ASCII digits"),
+    ("tiny-exponent", "provider_cost_usd", text("0E-16384"), "exponent"),
+    ("huge-exponent", "provider_cost_usd", text("1E+999999999"), "exponent"),
+    ("plain-exponent", "provider_cost_usd", text("1e-7"), "exponent"),
+    ("nan", "provider_cost_usd", text("NaN"), "not a number"),
+    ("snan", "provider_cost_usd", text("sNaN"), "not a number"),
+    ("infinity", "provider_cost_usd", text("Infinity"), "not a number"),
+    ("negative", "provider_cost_usd", text("-0.01"), "cannot be negative"),
+    ("plus", "provider_cost_usd", text("+0.01"), "sign"),
+    ("spaces", "provider_cost_usd", text(" 0.01 "), "spaces"),
+    ("newline", "provider_cost_usd", text("0.01\n"), "spaces"),
+    ("comma", "provider_cost_usd", text("0,01"), "not a decimal string"),
+    ("bare-point", "provider_cost_usd", text(".5"), "not a decimal string"),
+    ("leading-zeros", "provider_cost_usd", text("007"), "leading zeros"),
+    ("41-digits", "provider_cost_usd", text("1." + "1" * 40), "41 significant digits"),
+    ("41-places", "provider_cost_usd", text("0." + "0" * 40 + "1"), "41 decimal places"),
+    ("above-a-bill", "provider_cost_usd", text("1" + "0" * 18), "out of range"),
+    ("cost-as-number", "provider_cost_usd", b"0.01", "expected `str | null`"),
+    # timestamps
+    ("seven-digits", "occurred_at", text("2025-11-30T23:59:59.9999995Z"), "at most 6"),
+    ("nine-digits", "occurred_at", text("2025-11-20T10:00:00.123456789+01:00"), "at most 6"),
+    ("no-offset", "occurred_at", text("2025-11-20T10:00:00"), "no UTC offset"),
+    ("leap-second", "occurred_at", text("2016-12-31T23:59:60Z"), "leap second"),
+    ("year-0", "occurred_at", text("0000-01-01T00:00:00Z"), "year 0 is out of range"),
+    ("year-10000", "occurred_at", text("10000-01-01T00:00:00Z"), "not an RFC 3339"),
+    ("february-30", "occurred_at", text("2025-02-30T10:00:00Z"), "day is out of range"),
+    ("offset-24h", "occurred_at", text("2025-11-20T10:00:00+24:00"), "not a valid instant"),
+    ("other-digits", "occurred_at", text("٢٠٢٥-11-20T10:00:00Z"), "not an RFC 3339"),
+    ("epoch-number", "occurred_at", b"1764000000", "expected `str`"),
+    # attributes and text
+    ("nested-1000", "attributes", DEEP_1000, "nests JSON too deeply"),
+    ("nested-40", "attributes", DEEP_40, "nested 40 levels deep; at most 32"),
+    ("lone-low-surrogate", "attributes", b'{"k": "\\udfff"}', "lone UTF-16 surrogate"),
+    ("lone-high-surrogate", "attributes", b'{"k": "\\ud800x"}', "lone UTF-16 surrogate"),
+    ("surrogate-key", "attributes", b'{"\\udc00": 1}', "lone UTF-16 surrogate"),
+    ("huge-attributes", "attributes", text("x" * 5000), "expected `object | null`"),
+    ("big-attributes", "attributes", b'{"x": "' + b"y" * 5000 + b'"}', "over the limit"),
+    ("number-out-of-range", "attributes", b'{"n": 1e999999}', "number out of range"),
+    ("nul-in-attributes", "attributes", b'{"k": "\\u0000"}', "NUL"),
+    ("surrogate-job", "job_id", b'"job\\udfff"', "lone UTF-16 surrogate"),
+    ("nul-in-agent", "agent", b'"A\\u0000"', "NUL"),
+    ("token-above-cap", "input_tokens", b"1000000000001", "<= 1000000000000"),
+]
+
+
+async def stored(db: asyncpg.Connection, prefix: str) -> list[str]:
+    rows = await db.fetch(
+        "SELECT event_id FROM usage_events WHERE starts_with(event_id, $1) ORDER BY event_id",
+        prefix,
+    )
+    return [r["event_id"] for r in rows]
+
+
+@pytest.mark.parametrize(("case", "field", "value", "says"), HOSTILE, ids=[c[0] for c in HOSTILE])
+async def test_a_hostile_event_is_rejected_alone_in_a_batch_and_on_its_own(
+    api: AsyncTestClient[Any],
+    db: asyncpg.Connection,
+    case: str,
+    field: str,
+    value: bytes,
+    says: str,
+) -> None:
+    job = f"job-h-{case}"
+    body = (
+        b'{"events": ['
+        + text_event(f"h-{case}-good-1", job)
+        + b", "
+        + raw_event(f"h-{case}-bad", job, field, value)
+        + b", "
+        + text_event(f"h-{case}-good-2", job)
+        + b"]}"
+    )
+    response = await api.post("/v1/events/batch", **raw(body))
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert (answer["accepted"], answer["rejected"]) == (2, 1), answer
+    first, bad, last = answer["results"]
+    assert (first["status"], last["status"]) == ("accepted", "accepted")
+    assert bad["status"] == "rejected"
+    assert bad["reason"].startswith(f"{field}: "), bad["reason"]
+    assert says in bad["reason"], bad["reason"]
+    assert bad["id"] == f"h-{case}-bad"
+
+    single = await api.post("/v1/events", **raw(raw_event(f"h-{case}-alone", job, field, value)))
+    assert single.status_code == 422, single.text
+    assert single.json()["status"] == "rejected"
+    assert single.json()["reason"] == bad["reason"].replace("-bad", "-alone")
+
+    assert await stored(db, f"h-{case}-") == [f"h-{case}-good-1", f"h-{case}-good-2"]
+    job_totals = (await api.get(f"/v1/jobs/{job}")).json()
+    assert (job_totals["cost_usd"], job_totals["events"]) == ("0.0006", 2)
+
+
+def text_event(event_id: str, job_id: str) -> bytes:
+    return json.dumps(good(event_id, job_id)).encode()
+
+
+def raw(body: bytes) -> dict[str, Any]:
+    return {"content": body, "headers": {"content-type": "application/json"}}
+
+
+async def test_the_last_microsecond_of_a_month_stays_in_its_day_and_month(
+    api: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    event = {**good("h-edge", "job-h-edge"), "occurred_at": "2025-11-30T23:59:59.999999Z"}
+    assert (await api.post("/v1/events", json=event)).status_code == 201
+    row = await db.fetchrow(
+        "SELECT occurred_at, billing_day FROM ledger_entries WHERE event_id = 'h-edge'"
+    )
+    assert row["occurred_at"] == datetime(2025, 11, 30, 23, 59, 59, 999999, tzinfo=UTC)
+    assert row["billing_day"].isoformat() == "2025-11-30"
+
+
+async def test_a_cost_with_40_significant_digits_is_stored_exactly(
+    api: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    cost = "123456789012345678.0123456789012345678901"[:41]  # 18 + 22 digits
+    event = {**good("h-40", "job-h-40"), "provider_cost_usd": cost}
+    assert (await api.post("/v1/events", json=event)).status_code == 201
+    assert (
+        str(await db.fetchval("SELECT provider_cost_usd FROM usage_events WHERE event_id = 'h-40'"))
+        == cost
+    )
+    assert (await api.get("/v1/jobs/job-h-40")).json()["provider_cost_usd"] == cost
+
+
+# Any string, either route ------------------------------------------------------------------
+
+money_texts = st.one_of(
+    st.text(alphabet="0123456789.-+eE_ ٠١٢", min_size=1, max_size=30),
+    st.decimals(allow_nan=True, allow_infinity=True).map(str),
+    st.from_regex(r"(0|[1-9][0-9]{0,19})(\.[0-9]{1,32})?", fullmatch=True),
+    st.text(min_size=1, max_size=10),
+)
+
+
+def storable_cost(value: str) -> Decimal | None:
+    """SPEC §2's money rule written again here, plus LUC's range for a provider's cost:
+    below 10^18 USD, at most 30 decimal places (trailing zeros aside)."""
+    whole, point, fraction = value.partition(".")
+    if not value.isascii() or not whole.isdigit() or (point and not fraction.isdigit()):
+        return None
+    if (len(whole) > 1 and whole.startswith("0")) or len(fraction) > 40:
+        return None
+    if len((whole + fraction).lstrip("0")) > 40:
+        return None
+    if len(whole.lstrip("0")) > 18 or len(fraction.rstrip("0")) > 30:
+        return None
+    return Decimal(value)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(value=money_texts, single=st.booleans())
+async def test_any_provider_cost_is_stored_exactly_or_rejected_with_a_reason(
+    api: AsyncTestClient[Any], db: asyncpg.Connection, value: str, single: bool
+) -> None:
+    tag = uuid.uuid4().hex[:10]
+    event = {**good(f"hp-{tag}", f"job-hp-{tag}"), "provider_cost_usd": value}
+    expected = storable_cost(value)
+    if single:
+        response = await api.post("/v1/events", json=event)
+        assert response.status_code == (201 if expected is not None else 422), response.text
+        result = response.json()
+    else:
+        neighbours = [good(f"hp-{tag}-n{i}", f"job-hp-{tag}") for i in range(2)]
+        batch = {"events": [neighbours[0], event, neighbours[1]]}
+        response = await api.post("/v1/events/batch", json=batch)
+        assert response.status_code == 200, response.text
+        results = response.json()["results"]
+        assert [results[0]["status"], results[2]["status"]] == ["accepted", "accepted"]
+        result = results[1]
+    if expected is None:
+        assert result["status"] == "rejected"
+        assert result["reason"].startswith("provider_cost_usd: "), result
+    else:
+        assert result["status"] == "accepted", result
+        kept = await db.fetchval(
+            "SELECT provider_cost_usd FROM usage_events WHERE event_id = $1", f"hp-{tag}"
+        )
+        # Every digit, trailing zeros included (asyncpg may write 10000 as 1E+4).
+        assert kept == expected and format(kept, "f") == format(expected, "f")
+
+
+@st.composite
+def timestamps(draw: st.DrawFn) -> tuple[str, datetime | None]:
+    """An RFC 3339 text with 0–9 fractional digits and some offset, and the instant it
+    names when LUC must take it (at most 6 digits), else None."""
+    moment = draw(
+        st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2025, 12, 31, 23, 59))
+    )
+    digits = draw(st.text(alphabet="0123456789", max_size=9))
+    minutes = draw(st.integers(min_value=-23 * 60 - 59, max_value=23 * 60 + 59))
+    sign = "-" if minutes < 0 else "+"
+    offset = draw(st.sampled_from(["Z", f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"]))
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S") + (f".{digits}" if digits else "") + offset
+    if len(digits) > 6:
+        return text, None
+    zone = UTC if offset == "Z" else timezone(timedelta(minutes=minutes))
+    micros = int(digits.ljust(6, "0")) if digits else 0
+    return text, moment.replace(microsecond=micros, tzinfo=zone)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(stamp=timestamps(), single=st.booleans())
+async def test_any_timestamp_is_kept_to_the_microsecond_or_rejected_never_rounded(
+    api: AsyncTestClient[Any],
+    db: asyncpg.Connection,
+    stamp: tuple[str, datetime | None],
+    single: bool,
+) -> None:
+    value, expected = stamp
+    tag = uuid.uuid4().hex[:10]
+    event = {**good(f"ht-{tag}", f"job-ht-{tag}"), "occurred_at": value}
+    if single:
+        response = await api.post("/v1/events", json=event)
+        assert response.status_code == (201 if expected else 422), response.text
+        result = response.json()
+    else:
+        batch = {"events": [good(f"ht-{tag}-n", f"job-ht-{tag}"), event]}
+        response = await api.post("/v1/events/batch", json=batch)
+        assert response.status_code == 200, response.text
+        neighbour, result = response.json()["results"]
+        assert neighbour["status"] == "accepted"
+    if expected is None:
+        assert result["status"] == "rejected"
+        assert result["reason"].startswith("occurred_at: "), result
+        assert "at most 6" in result["reason"], result
+    else:
+        assert result["status"] == "accepted", result
+        row = await db.fetchrow(
+            "SELECT occurred_at, billing_day FROM ledger_entries WHERE event_id = $1", f"ht-{tag}"
+        )
+        assert row["occurred_at"] == expected
+        assert row["billing_day"] == expected.astimezone(UTC).date()
