@@ -4,6 +4,8 @@
 
     LucError
     ├── SettingsError            a LUC_* variable is invalid            (start-up)
+    │   └── DatabaseNotReadyError  no LUC database where they point, or not
+    │                              at the newest schema                 (command line)
     ├── DatabaseUnavailableError PostgreSQL cannot be reached           503
     ├── NotFoundError            the resource does not exist            404
     ├── InvalidRequestError      the request cannot be processed        400 / 422
@@ -39,6 +41,12 @@ class LucError(Exception):
 
 class SettingsError(LucError):
     """A ``LUC_*`` environment variable holds an invalid value."""
+
+
+class DatabaseNotReadyError(SettingsError):
+    """``LUC_DATABASE_URL`` / ``LUC_DATA_DIR`` name no LUC database, or one whose schema is
+    not the one this LUC needs: a command that only uses the database refuses it rather
+    than create or migrate one that the server may not be using."""
 
 
 class DatabaseUnavailableError(LucError):
