@@ -28,6 +28,7 @@ from service.api.jobs import JobsController
 from service.api.keys import KeysController
 from service.api.metrics import metrics as metrics_endpoint
 from service.api.observe import observe_requests
+from service.api.openai_models import ModelsController
 from service.api.openapi import document_errors
 from service.api.parked import ParkedUsageController
 from service.api.proxy import ChatCompletionsController
@@ -170,6 +171,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             metrics_endpoint,
             KeysController,
             ChatCompletionsController,
+            ModelsController,
             ParkedUsageController,
         ],
         lifespan=[lifespan],

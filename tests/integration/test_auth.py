@@ -43,6 +43,8 @@ EXPECTED_SCOPES: dict[str, str] = {
     "ingestEventBatch": INGEST,
     "checkBudgets": INGEST_OR_READ,
     "createChatCompletion": INGEST,  # the metering proxy: OpenAI SDKs pass an ingest key
+    "listModels": INGEST_OR_READ,  # OpenAI SDKs list models with that same ingest key
+    "retrieveModel": INGEST_OR_READ,
     # finance reads
     "listJobs": READ,
     "getJob": READ,
