@@ -122,8 +122,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         )
         resources.recording = sink
         replay_task = asyncio.create_task(sink.run_replay(), name="luc-gateway-spool-replay")
+        chain = build_chain(settings, openrouter_http=openrouter_http, vertex_http=vertex_http)
+        metrics.gateway_stub_mode.set(1 if chain.heuristic else 0)
         resources.gateway = Gateway(
-            build_chain(settings, openrouter_http=openrouter_http, vertex_http=vertex_http),
+            chain,
             sink,
             database_catalog(pool, resources.catalog_cache),
             budgets=DatabaseBudgets(pool, settings.budgets.reservation_seconds),
