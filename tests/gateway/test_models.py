@@ -90,3 +90,13 @@ async def test_one_model_is_found_by_id_or_alias_and_an_unknown_one_is_an_openai
     error = missing.json()["error"]
     assert error["type"] == "not_found_error"
     assert error["message"].startswith("model 'openai/gpt-nope' is not in LUC's catalog")
+
+
+async def test_a_path_no_route_has_answers_a_404_that_names_it(
+    client: AsyncTestClient[Any],
+) -> None:
+    response = await client.get("/v1/modelz")
+    assert response.status_code == 404
+    assert response.json()["detail"] == (
+        "no route GET /v1/modelz: the OpenAPI document at /schema lists LUC's routes"
+    )
