@@ -1,7 +1,14 @@
 """LUC's Grafana dashboards as code: ``python -m grafana.build`` writes grafana/dashboards/.
 
-Plain dicts in, sorted and indented JSON out, so the committed files are exactly what this
-module generates (a test checks it; ``--check`` does too, without writing).
+Built with Grafana's own SDK (``grafana-foundation-sdk``, typed builders for dashboards,
+panels and Prometheus queries), rendered to sorted, indented JSON, so the committed files
+are exactly what this module generates (a test checks it; ``--check`` does too, without
+writing). The committed JSON is what Grafana provisions: Grafana never needs the SDK.
+
+The SDK has no query type for Grafana's PostgreSQL datasource (it covers the Athena and
+BigQuery SQL datasources, not ``grafana-postgresql-datasource``), so ``SqlQuery`` below is
+one, written in the SDK's own terms (a ``Dataquery`` and its builder). Everything else,
+layout included, is the SDK's.
 
 Two audiences, two dashboards:
 - ``finance.json``: spend today and this month, spend over time by tier, agent and model,
@@ -25,12 +32,26 @@ import json
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from grafana_foundation_sdk.builders import bargauge as bargauge_panel
+from grafana_foundation_sdk.builders import common as common_builders
+from grafana_foundation_sdk.builders import dashboard as dashboard_builders
+from grafana_foundation_sdk.builders import prometheus
+from grafana_foundation_sdk.builders import stat as stat_panel
+from grafana_foundation_sdk.builders import table as table_panel
+from grafana_foundation_sdk.builders import timeseries as timeseries_panel
+from grafana_foundation_sdk.cog import builder as cog_builder
+from grafana_foundation_sdk.cog import variants as cog_variants
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models import dashboard as models
+from grafana_foundation_sdk.models.prometheus import PromQueryFormat, QueryEditorMode
 
 DASHBOARDS_DIR = Path(__file__).resolve().parent / "dashboards"
 
-PROMETHEUS = {"type": "prometheus", "uid": "luc-prometheus"}
-POSTGRES = {"type": "grafana-postgresql-datasource", "uid": "luc-postgres"}
+PROMETHEUS = models.DataSourceRef(type_val="prometheus", uid="luc-prometheus")
+POSTGRES = models.DataSourceRef(type_val="grafana-postgresql-datasource", uid="luc-postgres")
 
 # The labels that identify one ledger series; `max by` these folds replicas together.
 COST_LABELS = "agent, model, provider, tier"
@@ -66,299 +87,327 @@ TODAY = "(now() AT TIME ZONE 'UTC')::date"
 # Targets -----------------------------------------------------------------------------------
 
 
-def prom(
-    expr: str, legend: str = "", *, instant: bool = False, table: bool = False
-) -> dict[str, Any]:
-    target: dict[str, Any] = {
-        "datasource": PROMETHEUS,
-        "editorMode": "code",
-        "expr": expr,
-        "instant": instant,
-        "legendFormat": legend or "__auto",
-        "range": not instant,
-    }
-    if table:
-        target["format"] = "table"
-    return target
+class SqlQuery(cog_variants.Dataquery):
+    """A raw SQL query of Grafana's PostgreSQL datasource (which the SDK has no type for)."""
+
+    def __init__(self, raw_sql: str, *, time_series: bool) -> None:
+        self.datasource = POSTGRES
+        self.raw_sql = raw_sql
+        self.time_series = time_series
+        self.ref_id = ""
+
+    def to_json(self) -> dict[str, object]:
+        """The target as Grafana's PostgreSQL query editor saves it in code mode."""
+        return {
+            "datasource": self.datasource.to_json(),
+            "editorMode": "code",
+            "format": "time_series" if self.time_series else "table",
+            "rawQuery": True,
+            "rawSql": self.raw_sql,
+            "refId": self.ref_id,
+        }
 
 
-def sql(raw: str, *, time_series: bool = False) -> dict[str, Any]:
-    return {
-        "datasource": POSTGRES,
-        "editorMode": "code",
-        "format": "time_series" if time_series else "table",
-        "rawQuery": True,
-        "rawSql": raw.strip(),
-    }
+class Sql(cog_builder.Builder[SqlQuery]):
+    """``SqlQuery``'s builder, shaped like the SDK's query builders."""
+
+    def __init__(self, raw_sql: str, *, time_series: bool = False) -> None:
+        self._internal = SqlQuery(raw_sql.strip(), time_series=time_series)
+
+    def ref_id(self, ref_id: str) -> Sql:
+        self._internal.ref_id = ref_id
+        return self
+
+    def build(self) -> SqlQuery:
+        return self._internal
+
+
+Target = prometheus.Dataquery | Sql
+
+
+def prom(expr: str, legend: str = "", *, instant: bool = False, table: bool = False) -> Target:
+    query = (
+        prometheus.Dataquery()
+        .datasource(PROMETHEUS)
+        .editor_mode(QueryEditorMode.CODE)
+        .expr(expr)
+        .legend_format(legend or "__auto")
+    )
+    query = query.instant() if instant else query.range()
+    return query.format(PromQueryFormat.TABLE) if table else query
+
+
+def sql(raw: str, *, time_series: bool = False) -> Target:
+    return Sql(raw, time_series=time_series)
 
 
 # Panels ------------------------------------------------------------------------------------
 
+Panel = TypeVar(
+    "Panel", stat_panel.Panel, timeseries_panel.Panel, bargauge_panel.Panel, table_panel.Panel
+)
+Thresholds = list[tuple[float | None, str]]
 
-def _datasource(targets: list[dict[str, Any]]) -> dict[str, str]:
-    sources = {t["datasource"]["uid"]: t["datasource"] for t in targets}
+
+def _datasource(targets: list[Target]) -> models.DataSourceRef:
+    sources = {source.uid: source for source in (t.build().datasource for t in targets)}
     if len(sources) != 1:
         raise ValueError("a panel queries exactly one datasource")
-    return next(iter(sources.values()))
+    (source,) = sources.values()
+    assert isinstance(source, models.DataSourceRef)
+    return source
 
 
 def panel(
-    kind: str,
+    builder: Panel,
     title: str,
     description: str,
-    targets: list[dict[str, Any]],
+    targets: list[Target],
     *,
     width: int,
     height: int,
     unit: str = "short",
     decimals: int | None = None,
-    options: dict[str, Any] | None = None,
-    custom: dict[str, Any] | None = None,
-    thresholds: list[tuple[float | None, str]] | None = None,
-    overrides: list[dict[str, Any]] | None = None,
-    transformations: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    defaults: dict[str, Any] = {"unit": unit}
+    thresholds: Thresholds | None = None,
+    transformations: list[models.DataTransformerConfig] | None = None,
+) -> Panel:
+    """What every panel has: title, queries on one datasource, size, unit and colours."""
+    builder = (
+        builder.title(title)
+        .description(description)
+        .datasource(_datasource(targets))
+        .targets([t.ref_id(chr(ord("A") + i)) for i, t in enumerate(targets)])
+        .span(width)
+        .height(height)
+        .unit(unit)
+        .thresholds(
+            dashboard_builders.ThresholdsConfig()
+            .mode(models.ThresholdsMode.ABSOLUTE)
+            .steps([models.Threshold(value=v, color=c) for v, c in thresholds or [(None, "green")]])
+        )
+        .color_scheme(
+            dashboard_builders.FieldColor().mode(
+                models.FieldColorModeId.THRESHOLDS
+                if thresholds
+                else models.FieldColorModeId.PALETTE_CLASSIC
+            )
+        )
+    )
     if decimals is not None:
-        defaults["decimals"] = decimals
-    if custom:
-        defaults["custom"] = custom
-    steps = thresholds or [(None, "green")]
-    defaults["thresholds"] = {
-        "mode": "absolute",
-        "steps": [{"color": color, "value": value} for value, color in steps],
-    }
-    defaults["color"] = {"mode": "thresholds" if thresholds else "palette-classic"}
-    result: dict[str, Any] = {
-        "datasource": _datasource(targets),
-        "description": description,
-        "fieldConfig": {"defaults": defaults, "overrides": overrides or []},
-        "gridPos": {"h": height, "w": width},
-        "options": options or {},
-        "targets": [{**t, "refId": chr(ord("A") + i)} for i, t in enumerate(targets)],
-        "title": title,
-        "type": kind,
-    }
-    if transformations:
-        result["transformations"] = transformations
-    return result
+        builder = builder.decimals(decimals)
+    for transformation in transformations or []:
+        builder = builder.with_transformation(transformation)
+    return builder
 
 
-def _reduce(calc: str = "lastNotNull") -> dict[str, Any]:
-    return {"calcs": [calc], "fields": "", "values": False}
+def _reduce(calc: str = "lastNotNull") -> common_builders.ReduceDataOptions:
+    return common_builders.ReduceDataOptions().calcs([calc]).fields("").values(False)
 
 
 def stat(
     title: str,
     description: str,
-    target: dict[str, Any],
+    target: Target,
     *,
     unit: str = "currencyUSD",
     decimals: int | None = 2,
     width: int = 4,
     height: int = 4,
     text_mode: str = "value",
-    thresholds: list[tuple[float | None, str]] | None = None,
-) -> dict[str, Any]:
-    return panel(
-        "stat",
-        title,
-        description,
-        [target],
-        width=width,
-        height=height,
-        unit=unit,
-        decimals=decimals,
-        thresholds=thresholds,
-        options={
-            "colorMode": "value" if thresholds else "none",
-            "graphMode": "none",
-            "justifyMode": "auto",
-            "orientation": "auto",
-            "reduceOptions": _reduce(),
-            "textMode": text_mode,
-        },
+    thresholds: Thresholds | None = None,
+) -> stat_panel.Panel:
+    return (
+        panel(
+            stat_panel.Panel(),
+            title,
+            description,
+            [target],
+            width=width,
+            height=height,
+            unit=unit,
+            decimals=decimals,
+            thresholds=thresholds,
+        )
+        .color_mode(common.BigValueColorMode.VALUE if thresholds else common.BigValueColorMode.NONE)
+        .graph_mode(common.BigValueGraphMode.NONE)
+        .justify_mode(common.BigValueJustifyMode.AUTO)
+        .orientation(common.VizOrientation.AUTO)
+        .reduce_options(_reduce())
+        .text_mode(common.BigValueTextMode(text_mode))
     )
 
 
 def timeseries(
     title: str,
     description: str,
-    targets: list[dict[str, Any]],
+    targets: list[Target],
     *,
     unit: str,
     width: int = 12,
     height: int = 8,
     stacked: bool = False,
     bars: bool = False,
-) -> dict[str, Any]:
-    return panel(
-        "timeseries",
-        title,
-        description,
-        targets,
-        width=width,
-        height=height,
-        unit=unit,
-        custom={
-            "drawStyle": "bars" if bars else "line",
-            "fillOpacity": 60 if bars else 10,
-            "lineWidth": 1,
-            "showPoints": "never",
-            "spanNulls": False,
-            "stacking": {"group": "A", "mode": "normal" if stacked else "none"},
-        },
-        options={
-            "legend": {
-                "calcs": ["sum"] if bars else ["mean", "max"],
-                "displayMode": "table",
-                "placement": "right",
-                "showLegend": True,
-            },
-            "tooltip": {"mode": "multi", "sort": "desc"},
-        },
+) -> timeseries_panel.Panel:
+    return (
+        panel(
+            timeseries_panel.Panel(),
+            title,
+            description,
+            targets,
+            width=width,
+            height=height,
+            unit=unit,
+        )
+        .draw_style(common.GraphDrawStyle.BARS if bars else common.GraphDrawStyle.LINE)
+        .fill_opacity(60 if bars else 10)
+        .line_width(1)
+        .show_points(common.VisibilityMode.NEVER)
+        .span_nulls(False)
+        .stacking(
+            common_builders.StackingConfig()
+            .group("A")
+            .mode(common.StackingMode.NORMAL if stacked else common.StackingMode.NONE)
+        )
+        .legend(
+            common_builders.VizLegendOptions()
+            .calcs(["sum"] if bars else ["mean", "max"])
+            .display_mode(common.LegendDisplayMode.TABLE)
+            .placement(common.LegendPlacement.RIGHT)
+            .show_legend(True)
+        )
+        .tooltip(
+            common_builders.VizTooltipOptions()
+            .mode(common.TooltipDisplayMode.MULTI)
+            .sort(common.SortOrder.DESCENDING)
+        )
     )
 
 
 def bargauge(
     title: str,
     description: str,
-    targets: list[dict[str, Any]],
+    targets: list[Target],
     *,
     unit: str = "currencyUSD",
     width: int = 12,
     height: int = 8,
-    thresholds: list[tuple[float | None, str]] | None = None,
+    thresholds: Thresholds | None = None,
     maximum: float | None = None,
-) -> dict[str, Any]:
-    result = panel(
-        "bargauge",
-        title,
-        description,
-        targets,
-        width=width,
-        height=height,
-        unit=unit,
-        decimals=2,
-        thresholds=thresholds,
-        options={
-            "displayMode": "gradient",
-            "minVizHeight": 16,
-            "orientation": "horizontal",
-            "reduceOptions": _reduce(),
-            "showUnfilled": True,
-        },
+) -> bargauge_panel.Panel:
+    builder = (
+        panel(
+            bargauge_panel.Panel(),
+            title,
+            description,
+            targets,
+            width=width,
+            height=height,
+            unit=unit,
+            decimals=2,
+            thresholds=thresholds,
+        )
+        .display_mode(common.BarGaugeDisplayMode.GRADIENT)
+        .min_viz_height(16)
+        .orientation(common.VizOrientation.HORIZONTAL)
+        .reduce_options(_reduce())
+        .show_unfilled(True)
+        .min(0)
     )
-    result["fieldConfig"]["defaults"]["min"] = 0
-    if maximum is not None:
-        result["fieldConfig"]["defaults"]["max"] = maximum
-    return result
+    return builder if maximum is None else builder.max(maximum)
 
 
 def table(
     title: str,
     description: str,
-    targets: list[dict[str, Any]],
+    targets: list[Target],
     *,
     money_columns: Iterable[str] = (),
     width: int = 24,
     height: int = 9,
-    transformations: list[dict[str, Any]] | None = None,
+    transformations: list[models.DataTransformerConfig] | None = None,
     sort_by: str | None = None,
-) -> dict[str, Any]:
-    overrides = [
-        {
-            "matcher": {"id": "byName", "options": name},
-            "properties": [{"id": "unit", "value": "currencyUSD"}, {"id": "decimals", "value": 4}],
-        }
-        for name in money_columns
-    ]
-    options: dict[str, Any] = {"cellHeight": "sm", "showHeader": True}
-    if sort_by:
-        options["sortBy"] = [{"desc": True, "displayName": sort_by}]
-    return panel(
-        "table",
-        title,
-        description,
-        targets,
-        width=width,
-        height=height,
-        overrides=overrides,
-        options=options,
-        custom={"align": "auto", "filterable": True},
-        transformations=transformations,
+) -> table_panel.Panel:
+    builder = (
+        panel(
+            table_panel.Panel(),
+            title,
+            description,
+            targets,
+            width=width,
+            height=height,
+            transformations=transformations,
+        )
+        .cell_height(common.TableCellHeight.SM)
+        .show_header(True)
+        .align(common.FieldTextAlignment.AUTO)
+        .filterable(True)
     )
+    for name in money_columns:
+        builder = builder.override_by_name(
+            name,
+            [
+                models.DynamicConfigValue(id_val="unit", value="currencyUSD"),
+                models.DynamicConfigValue(id_val="decimals", value=4),
+            ],
+        )
+    if sort_by:
+        builder = builder.sort_by(
+            [common_builders.TableSortByFieldState().display_name(sort_by).desc(True)]
+        )
+    return builder
 
 
-def row(title: str) -> dict[str, Any]:
-    return {
-        "collapsed": False,
-        "gridPos": {"h": 1, "w": 24},
-        "panels": [],
-        "title": title,
-        "type": "row",
-    }
+def row(title: str) -> dashboard_builders.Row:
+    return dashboard_builders.Row(title).collapsed(False)
 
 
-def layout(panels: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Number the panels and place them left to right, wrapping at Grafana's 24 columns; a
-    row always starts a new line."""
-    x = y = line_height = 0
-    for number, p in enumerate(panels, start=1):
-        grid = p["gridPos"]
-        if p["type"] == "row" or x + grid["w"] > 24:
-            x, y, line_height = 0, y + line_height, 0
-        grid["x"], grid["y"] = x, y
-        p["id"] = number
-        x += grid["w"]
-        line_height = max(line_height, grid["h"])
-        if p["type"] == "row":
-            x, y, line_height = 0, y + grid["h"], 0
-    return panels
+Item = dashboard_builders.Row | cog_builder.Builder[models.Panel]
 
 
 def dashboard(
     uid: str,
     title: str,
     description: str,
-    panels: list[dict[str, Any]],
+    panels: list[Item],
     *,
     time_from: str,
     refresh: str,
     link_to: tuple[str, str],
 ) -> dict[str, Any]:
-    return {
-        "annotations": {"list": []},
-        "description": description,
-        "editable": False,
-        "fiscalYearStartMonth": 0,
-        "graphTooltip": 1,
-        "id": None,
-        "links": [
-            {
-                "asDropdown": False,
-                "icon": "dashboard",
-                "tags": [],
-                "targetBlank": False,
-                "title": link_to[1],
-                "type": "link",
-                "url": f"/d/{link_to[0]}",
-            }
-        ],
-        "liveNow": False,
-        "panels": layout(panels),
-        "refresh": refresh,
-        "schemaVersion": 39,
-        "tags": ["luc"],
-        "templating": {"list": []},
-        "time": {"from": time_from, "to": "now"},
-        "timepicker": {},
-        "timezone": "utc",
-        "title": title,
-        "uid": uid,
-        "version": 1,
-        "weekStart": "",
-    }
+    """The dashboard as JSON-ready data. The SDK lays the panels out left to right, a new
+    line when one is full, a row always on a line of its own; panels are numbered in order."""
+    board = (
+        dashboard_builders.Dashboard(title)
+        .uid(uid)
+        .description(description)
+        .tags(["luc"])
+        .readonly()
+        .tooltip(models.DashboardCursorSync.CROSSHAIR)
+        .timezone("utc")
+        .time(time_from, "now")
+        .refresh(refresh)
+        .fiscal_year_start_month(0)
+        .live_now(False)
+        .link(
+            dashboard_builders.DashboardLink(link_to[1])
+            .type(models.DashboardLinkType.LINK)
+            .icon("dashboard")
+            .url(f"/d/{link_to[0]}")
+            .tags([])
+            .as_dropdown(False)
+            .target_blank(False)
+        )
+    )
+    for item in panels:
+        if isinstance(item, dashboard_builders.Row):
+            board = board.with_row(item)
+        else:
+            board = board.with_panel(item)
+    built = board.build()
+    for number, p in enumerate(built.panels or [], start=1):
+        p.id_val = number
+    document: dict[str, Any] = json.loads(json.dumps(built, cls=JSONEncoder))
+    return document
 
 
 # Finance -----------------------------------------------------------------------------------
@@ -611,14 +660,14 @@ ORDER BY 2 DESC, 1
             width=12,
             height=8,
             transformations=[
-                {"id": "merge", "options": {}},
-                {
-                    "id": "organize",
-                    "options": {
+                models.DataTransformerConfig(id_val="merge", options={}),
+                models.DataTransformerConfig(
+                    id_val="organize",
+                    options={
                         "excludeByName": {"Time": True},
                         "renameByName": {"Value #A": "limit (USD)", "Value #B": "spent ratio"},
                     },
-                },
+                ),
             ],
         ),
     ]

@@ -27,6 +27,7 @@ from service.api.jobs import JobsController
 from service.api.keys import KeysController
 from service.api.metrics import metrics as metrics_endpoint
 from service.api.observe import observe_requests
+from service.api.openai_models import ModelsController
 from service.api.openapi import document_errors
 from service.api.parked import ParkedUsageController
 from service.api.proxy import ChatCompletionsController
@@ -115,8 +116,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         )
         resources.recording = sink
         replay_task = asyncio.create_task(sink.run_replay(), name="luc-gateway-spool-replay")
+        chain = build_chain(settings, openrouter_http=openrouter_http, vertex_http=vertex_http)
+        metrics.gateway_stub_mode.set(1 if chain.heuristic else 0)
         resources.gateway = Gateway(
-            build_chain(settings, openrouter_http=openrouter_http, vertex_http=vertex_http),
+            chain,
             sink,
             database_catalog(pool, resources.catalog_cache),
             budgets=DatabaseBudgets(pool, settings.budgets.reservation_seconds),
@@ -164,6 +167,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             metrics_endpoint,
             KeysController,
             ChatCompletionsController,
+            ModelsController,
             ParkedUsageController,
         ],
         lifespan=[lifespan],

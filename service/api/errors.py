@@ -42,6 +42,12 @@ def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> R
         if parts:
             detail = f"{detail}: {'; '.join(parts)}"
     headers = dict(exc.headers or {})
+    if exc.status_code == 404 and detail == "Not Found":
+        # The router's own 404: no route has this path. Say which, and where the routes are.
+        detail = (
+            f"no route {request.method} {request.url.path}: the OpenAPI document at /schema "
+            "lists LUC's routes"
+        )
     if exc.status_code == 413:
         limit = request.app.state.luc.settings.ingest.max_body_bytes
         detail = f"request body is over the limit of {limit} bytes (LUC_MAX_BODY_BYTES)"

@@ -7,9 +7,10 @@ from litestar.di import NamedDependency, Provide
 from litestar.openapi import ResponseSpec
 
 from service.api.deps import Resources, provide_resources
-from service.api.schemas import Health
+from service.api.schemas import GatewayReadiness, Health, Readiness
 from service.auth.guard import PUBLIC
 from service.db import CONNECTION_ERRORS
+from service.pricing.catalog import STUB_PROVIDER
 
 
 @get("/healthz", operation_id="healthz", summary="The process is up", tags=["health"], opt=PUBLIC)
@@ -17,19 +18,45 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
+def gateway_readiness(luc: Resources) -> GatewayReadiness | None:
+    """Whether chat completions reach an LLM: heuristic (stub) mode is said out loud."""
+    if luc.gateway is None:
+        return None
+    chain = luc.gateway.chain
+    if chain.heuristic:
+        return GatewayReadiness(
+            mode="stub",
+            chain=chain.names,
+            detail="heuristic mode: no provider is configured (OPENROUTER_API_KEY, "
+            "LUC_VERTEX_*), so every chat completion is a stub answer; no LLM is called, "
+            "its usage is recorded at zero cost and never billed",
+        )
+    fallback = STUB_PROVIDER in chain.names
+    return GatewayReadiness(
+        mode="providers",
+        chain=chain.names,
+        detail="chat completions go to "
+        + ", ".join(n for n in chain.names if n != STUB_PROVIDER)
+        + ("; the stub answers only when they all fail" if fallback else ""),
+    )
+
+
 @get(
     "/readyz",
     operation_id="readyz",
-    summary="The process can reach PostgreSQL",
+    summary="The process can reach PostgreSQL; what answers chat completions",
+    description="503 when PostgreSQL cannot be reached. gateway.mode is stub when no LLM "
+    "provider is configured: chat completions are then canned answers, never billed.",
     tags=["health"],
     opt=PUBLIC,
     dependencies={"luc": Provide(provide_resources)},
-    responses={503: ResponseSpec(Health, description="PostgreSQL cannot be reached")},
+    responses={503: ResponseSpec(Readiness, description="PostgreSQL cannot be reached")},
 )
-async def readyz(luc: NamedDependency[Resources]) -> Response[Health]:
+async def readyz(luc: NamedDependency[Resources]) -> Response[Readiness]:
+    gateway = gateway_readiness(luc)
     try:
         async with luc.pool.acquire(timeout=2) as conn:
             await conn.fetchval("SELECT 1")
     except CONNECTION_ERRORS:
-        return Response(Health(status="database unavailable"), status_code=503)
-    return Response(Health(status="ready"))
+        return Response(Readiness("database unavailable", gateway), status_code=503)
+    return Response(Readiness("ready", gateway))

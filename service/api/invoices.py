@@ -87,7 +87,15 @@ class InvoiceLineOut(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Full precision, never rounded."""
 
 
-class InvoiceBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class NotBilledLineOut(InvoiceLineOut, kw_only=True):
+    """Usage the invoice covers without billing it: stub answers (no LLM was called)."""
+
+    reason: str
+
+
+# omit_defaults: ``not_billed`` is left out when empty, as in the stored document, so the
+# digest of every invoice (those issued before the field existed too) still matches.
+class InvoiceBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
     job_id: str
     currency: str
     customer: str | None
@@ -114,6 +122,9 @@ class InvoiceBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     unpriced_events: int
     """Events of the job without a price: not billed here."""
     notes: list[str]
+    not_billed: list[NotBilledLineOut] = msgspec.field(default_factory=list)
+    """Stub answers (LUC's heuristic mode, no LLM called): covered, listed, never billed;
+    present only when there are some."""
 
 
 class InvoiceOut(InvoiceBody, kw_only=True):

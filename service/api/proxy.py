@@ -43,11 +43,13 @@ from service.errors import (
 from service.gateway.gateway import Gateway
 from service.gateway.models import CallContext, ChatRequest, StreamHandle
 from service.gateway.usage import attribution_problems
+from service.pricing.catalog import STUB_PROVIDER
 
 log = structlog.get_logger("luc.proxy")
 
 JOB_HEADER = "X-LUC-Job"
 AGENT_HEADER = "X-LUC-Agent"
+STUB_HEADER = "X-LUC-Stub"
 # Fields LUC sets itself; everything else in the body goes upstream untouched.
 _OWN_FIELDS = ("model", "stream")
 
@@ -156,6 +158,16 @@ def _chat_request(raw: bytes, gateway: Gateway) -> tuple[ChatRequest, bool]:
     return ChatRequest(model=model, body=forward), body.get("stream") is True
 
 
+def _stub_header(luc: Resources, gateway: Gateway, provider: str | None) -> dict[str, str]:
+    """``X-LUC-Stub`` on every answer: ``true`` when the stub answered (no LLM was called;
+    recorded at zero, never billed), counted in /metrics by why the stub answered."""
+    if provider != STUB_PROVIDER:
+        return {STUB_HEADER: "false"}
+    cause = "stub_mode" if gateway.chain.heuristic else "fallback"
+    luc.metrics.gateway_stub_answers.labels(cause).inc()
+    return {STUB_HEADER: "true"}
+
+
 async def _sse(handle: StreamHandle) -> AsyncIterator[bytes]:
     async for event in handle.events():
         yield event.sse()
@@ -184,7 +196,8 @@ class ChatCompletionsController(Controller):
             "estimate is reserved first (prompt and max_tokens at list price), and a budget "
             "without room for it answers 402; the call's usage settles the reservation. "
             "Upstream failures carry advice in error.message. Every call's usage is "
-            "recorded once, also when the client disconnects mid-stream."
+            "recorded once, also when the client disconnects mid-stream. "
+            "X-LUC-Stub: true marks a stub answer (no LLM called, never billed)."
         ),
         status_code=200,
         responses={
@@ -223,6 +236,7 @@ class ChatCompletionsController(Controller):
                         "Cache-Control": "no-cache",
                         "X-Accel-Buffering": "no",
                         "X-LUC-Provider": handle.provider or "",
+                        **_stub_header(luc, luc.gateway, handle.provider),
                     },
                 )
             result, completion = await luc.gateway.complete(chat, context)
@@ -236,5 +250,6 @@ class ChatCompletionsController(Controller):
                 "X-LUC-Provider": result.provider,
                 "X-LUC-Event-Id": result.generation_id,
                 "X-LUC-Cost-USD": money(result.cost.usd) or "0",
+                **_stub_header(luc, luc.gateway, result.provider),
             },
         )

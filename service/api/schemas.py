@@ -181,6 +181,21 @@ class Health(msgspec.Struct):
     status: str
 
 
+class GatewayReadiness(msgspec.Struct):
+    mode: str
+    """``stub`` (heuristic mode: no provider is configured, every chat completion is a stub
+    answer, no LLM is called and nothing is billed) or ``providers``."""
+    chain: list[str]
+    """The providers ``/v1/chat/completions`` tries, in order."""
+    detail: str
+
+
+class Readiness(msgspec.Struct):
+    status: str
+    gateway: GatewayReadiness | None
+    """What answers chat completions; null when this process has no gateway."""
+
+
 def unit_prices(prices: dict[str, Decimal] | None) -> UnitPrices | None:
     if prices is None:
         return None

@@ -39,6 +39,7 @@ from service.gateway.openrouter import OpenRouterProvider
 from service.gateway.stub import StubProvider
 from service.gateway.upstream import RetryPolicy
 from service.gateway.vertex import VertexProvider
+from service.pricing.catalog import STUB_PROVIDER
 from service.settings import Settings
 
 log = structlog.get_logger("luc.gateway")
@@ -83,7 +84,7 @@ class Chain:
     @property
     def heuristic(self) -> bool:
         """Only the stub answers: no real call is ever made."""
-        return all(p.name == "stub" for p in self.providers)
+        return all(p.name == STUB_PROVIDER for p in self.providers)
 
     async def complete(self, request: ChatRequest) -> tuple[Provider, Completion]:
         return await self._walk(request, lambda p: p.complete(request))
@@ -166,7 +167,8 @@ def build_chain(
         log.warning(
             "gateway_heuristic_mode",
             detail="no provider credentials (OPENROUTER_API_KEY, LUC_VERTEX_*): the stub "
-            "answers every call, without network; usage is metered with provider 'stub'",
+            "answers every call, without network; usage is recorded with provider 'stub' "
+            "at zero cost (never billed), each answer carries X-LUC-Stub: true",
         )
     return chain
 

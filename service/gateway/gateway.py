@@ -387,7 +387,8 @@ class Gateway:
             # anyway, the answer is still delivered (it was paid for) and the usage is logged
             # whole, to be replayed by hand.
             log.exception("usage_event_not_emitted", usage=msgspec.json.encode(event).decode())
-        quote = catalog.quote(model, when)
+        # Priced as the ledger prices the event (a stub answer at zero: never billed).
+        quote = catalog.quote(model, when).for_provider(provider)
         assert quote.price is not None  # checked in _prepare, or just above
         tokens = usage.tokens()
         cost = event_cost(

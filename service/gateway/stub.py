@@ -4,7 +4,10 @@ No network: the reply is deterministic (it says it is a stub and echoes the last
 message), token counts are estimated from text length (one token per four characters),
 and the answer has the shape of an OpenAI chat completion — streamed too — so callers and
 the proxy need no special case. Its usage is metered like any other, with provider
-``stub`` and ``usage_source: estimate``.
+``stub`` and ``usage_source: estimate``, but at a zero price: a stub answer is not an LLM
+call and is never billed as one (``PriceQuote.for_provider``). The proxy marks each stub
+answer (``X-LUC-Stub: true``), and ``/readyz`` and ``/metrics`` say when LUC runs in this
+mode.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import msgspec
 
 from service.gateway.models import ChatRequest, Completion, ProviderUsage, StreamEvent
 from service.gateway.usage import CHARS_PER_TOKEN, estimated_usage, from_openai_usage
+from service.pricing.catalog import STUB_PROVIDER
 
 REPLY_PREFIX = "[stub reply: no LLM provider is configured] "
 CHUNK_CHARS = 16
@@ -46,7 +50,7 @@ def _usage_json(usage: ProviderUsage) -> dict[str, Any]:
 
 
 class StubProvider:
-    name: ClassVar[str] = "stub"
+    name: ClassVar[str] = STUB_PROVIDER
 
     def serves(self, model: str) -> bool:
         return True

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -104,6 +104,9 @@ class Draft:
     period_end: datetime | None
     earlier: list[str]
     """Numbers of the job's issued invoices, oldest first."""
+    not_billed: list[DraftLine] = field(default_factory=list)
+    """Covered usage that is no LLM call (stub answers, at zero): listed apart, never a
+    billed line, so the invoice says what it left out and why."""
 
     @property
     def subtotal(self) -> Decimal:

@@ -25,6 +25,7 @@ from service.invoices.models import (
     instant_text,
 )
 from service.money import exact_difference
+from service.pricing.catalog import NOT_BILLED_STUB
 from service.rollups.models import TOKEN_CLASSES
 
 # Canonical JSON ----------------------------------------------------------------------------
@@ -81,7 +82,18 @@ def notes_for(draft: Draft) -> list[str]:
             f"Not billed: {n} unpriced event{'s' if n != 1 else ''} (no catalog price yet); "
             "billed on a follow-up invoice once a catalog version prices them."
         )
+    if draft.not_billed:
+        n = sum(line.events for line in draft.not_billed)
+        notes.append(
+            f"Not billed: {n} stub answer{'s' if n != 1 else ''} (LUC's heuristic mode: no "
+            "LLM was called); their usage is listed under not billed, at zero."
+        )
     return notes
+
+
+def not_billed_document(line: DraftLine) -> dict[str, Any]:
+    """A line of usage the invoice covers without billing it, and why."""
+    return {**line_document(line), "reason": NOT_BILLED_STUB}
 
 
 def invoice_document(
@@ -89,6 +101,9 @@ def invoice_document(
 ) -> dict[str, Any]:
     """The invoice as JSON-ready data (without ``digest``); ``number`` None for a preview."""
     subtotal, total = draft.subtotal, draft.total
+    # ``not_billed`` appears only when there is some, so invoices without stub answers keep
+    # the shape (and the digests) they always had.
+    not_billed = {"not_billed": [not_billed_document(x) for x in draft.not_billed]}
     return {
         "number": number,
         "job_id": draft.job.job_id,
@@ -110,6 +125,7 @@ def invoice_document(
         "entries_sha256": entries_digest(draft.entry_ids),
         "unpriced_events": draft.unpriced_events,
         "notes": notes_for(draft),
+        **(not_billed if draft.not_billed else {}),
     }
 
 
@@ -149,24 +165,26 @@ def to_csv(document: dict[str, Any]) -> str:
     writer.writerow(CSV_COLUMNS)
     head = [document["number"] or "preview", _text_cell(document["job_id"])]
     blank_line = [""] * (len(CSV_COLUMNS) - 5)
-    for line in document["lines"]:
+
+    def line_row(kind: str, line: dict[str, Any], note: str) -> list[Any]:
         prices = line["unit_prices"]
-        writer.writerow(
-            [
-                *head,
-                "line",
-                _text_cell(line["agent"]),
-                _text_cell(line["model"]),
-                _text_cell(line["provider"]),
-                line["catalog_version"],
-                line["tier"] or "",
-                line["events"],
-                *(line[k] for k in TOKEN_CLASSES),
-                *(prices[k] for k in PRICE_CLASSES),
-                line["amount_usd"],
-                "",
-            ]
-        )
+        return [
+            *head,
+            kind,
+            _text_cell(line["agent"]),
+            _text_cell(line["model"]),
+            _text_cell(line["provider"]),
+            line["catalog_version"],
+            line["tier"] or "",
+            line["events"],
+            *(line[k] for k in TOKEN_CLASSES),
+            *(prices[k] for k in PRICE_CLASSES),
+            line["amount_usd"],
+            note,
+        ]
+
+    for line in document["lines"]:
+        writer.writerow(line_row("line", line, ""))
     for row, amount, note in (
         ("subtotal", document["subtotal_usd"], f"{document['events']} events"),
         ("rounding", document["rounding_usd"], document["rounding_rule"]),
@@ -176,6 +194,8 @@ def to_csv(document: dict[str, Any]) -> str:
     if document["unpriced_events"]:
         n = document["unpriced_events"]
         writer.writerow([*head, "not_billed", *blank_line, "", f"{n} unpriced events, not billed"])
+    for line in document.get("not_billed", []):  # absent from invoices issued before it
+        writer.writerow(line_row("not_billed", line, line["reason"]))
     return out.getvalue()
 
 
@@ -201,6 +221,8 @@ td { vertical-align: top; border-bottom: 1px solid #ddd; padding: 1.5mm 1mm; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .small { font-size: 7.5pt; color: #444; white-space: nowrap; }
 table.totals { width: 95mm; margin: 5mm 0 0 auto; }
+h2 { font-size: 11pt; margin: 6mm 0 1mm; }
+table.not-billed { color: #555; }
 table.totals td { border: none; padding: 1mm; }
 table.totals tr.total td { border-top: 2px solid #1a1a1a; font-size: 12pt; font-weight: bold; }
 .notes { margin-top: 6mm; font-size: 9pt; }
@@ -233,6 +255,20 @@ def _prices(prices: dict[str, str]) -> str:
     return "<br>".join(f"{labels[k]} {_e(prices[k])}" for k in PRICE_CLASSES)
 
 
+def _line_row(line: dict[str, Any]) -> str:
+    return (
+        "<tr>"
+        f"<td><strong>{_e(line['model_name'] or line['model'])}</strong>"
+        f"<div class='small'>{_e(line['model'])}<br>agent {_e(line['agent'])} · "
+        f"{_e(line['provider'])}<br>catalog version {_e(line['catalog_version'])}</div></td>"
+        f"<td class='num'>{int(line['events']):,}</td>"
+        f"<td class='small'>{_tokens(line)}</td>"
+        f"<td class='small'>{_prices(line['unit_prices'])}</td>"
+        f"<td class='num'>{_e(line['amount_usd'])}</td>"
+        "</tr>"
+    )
+
+
 def _date(value: str | None) -> str:
     """``2026-11-24T01:58:36.639108Z`` → ``2026-11-24 01:58:36 UTC`` (whole seconds)."""
     if value is None:
@@ -256,18 +292,18 @@ def to_html(document: dict[str, Any], digest: str | None) -> str:
         ("Usage period", period),
     ]
     meta_html = "".join(f"<dt>{label}</dt><dd>{value}</dd>" for label, value in meta if value)
-    rows = "".join(
-        "<tr>"
-        f"<td><strong>{_e(line['model_name'] or line['model'])}</strong>"
-        f"<div class='small'>{_e(line['model'])}<br>agent {_e(line['agent'])} · "
-        f"{_e(line['provider'])}<br>catalog version {_e(line['catalog_version'])}</div></td>"
-        f"<td class='num'>{int(line['events']):,}</td>"
-        f"<td class='small'>{_tokens(line)}</td>"
-        f"<td class='small'>{_prices(line['unit_prices'])}</td>"
-        f"<td class='num'>{_e(line['amount_usd'])}</td>"
-        "</tr>"
-        for line in d["lines"]
-    )
+    rows = "".join(_line_row(line) for line in d["lines"])
+    not_billed = d.get("not_billed", [])  # absent from invoices issued before it
+    not_billed_html = ""
+    if not_billed:
+        not_billed_html = f"""
+<h2>Not billed</h2>
+<p class="small">{_e(not_billed[0]["reason"])}: listed for the record, at zero.</p>
+<table class="lines not-billed">
+  <thead><tr><th>Model / agent</th><th class="num">Events</th><th>Tokens</th>
+  <th>Unit prices (USD per 1M tokens)</th><th class="num">Amount (USD)</th></tr></thead>
+  <tbody>{"".join(_line_row(line) for line in not_billed)}</tbody>
+</table>"""
     notes = "".join(f"<p>{_e(n)}</p>" for n in d["notes"])
     digest_html = f"SHA-256 of the canonical JSON: {_e(digest)}" if digest else "Preview: no digest"
     return f"""<!DOCTYPE html>
@@ -293,7 +329,7 @@ def to_html(document: dict[str, Any], digest: str | None) -> str:
   <tr><td>Rounding</td><td class="num">{_e(d["rounding_usd"])}</td></tr>
   <tr class="total"><td>Total {_e(d["currency"])}</td>
       <td class="num" id="invoice-total">{_e(d["total_usd"])}</td></tr>
-</table>
+</table>{not_billed_html}
 <div class="notes">
   <p>Rounding rule: {_e(d["rounding_rule"])}.</p>
   {notes}

@@ -41,6 +41,7 @@ from service.invoices.render import (
 )
 from service.ledger.rerate import lock_repricing
 from service.money import exact_difference, exact_sum
+from service.pricing.catalog import STUB_PROVIDER
 from service.rollups.models import TOKEN_CLASSES
 from service.wire import parse_money
 
@@ -119,6 +120,17 @@ def _line(r: asyncpg.Record) -> DraftLine:
     )
 
 
+def _not_billed(line: DraftLine) -> bool:
+    """Stub answers priced at zero (``PriceQuote.for_provider``). A stub line carrying money
+    (the reversal of a stub answer booked at the catalog's price before stub answers were
+    priced at zero) stays a billed line: it credits what an earlier invoice charged."""
+    return (
+        line.provider == STUB_PROVIDER
+        and line.amount_usd == 0
+        and not any(line.unit_prices.values())
+    )
+
+
 def _is_empty(line: DraftLine) -> bool:
     """A line whose entries cancel out (a charge and its reversal on the same invoice)."""
     return (
@@ -132,10 +144,12 @@ async def _draft(conn: Connection, job: JobInfo) -> Draft:
     ids = [r["id"] for r in await conn.fetch(queries.SELECT_UNINVOICED_ENTRY_IDS, job.job_id)]
     lines = [_line(r) for r in await conn.fetch(queries.SELECT_DRAFT_LINES, ids)] if ids else []
     period = await conn.fetchrow(queries.SELECT_PERIOD, ids) if ids else None
+    lines = [line for line in lines if not _is_empty(line)]
     return Draft(
         job=job,
         entry_ids=ids,
-        lines=[line for line in lines if not _is_empty(line)],
+        lines=[line for line in lines if not _not_billed(line)],
+        not_billed=[line for line in lines if _not_billed(line)],
         unpriced_events=int(await conn.fetchval(queries.COUNT_UNPRICED_EVENTS, job.job_id)),
         period_start=period["period_start"] if period else None,
         period_end=period["period_end"] if period else None,
@@ -158,7 +172,13 @@ async def preview_invoice(conn: Connection, job_id: str) -> Draft:
 
 def _nothing_new(draft: Draft) -> str:
     message = f"nothing new to invoice for job {draft.job.job_id!r}: "
-    if draft.earlier:
+    if draft.not_billed and not draft.lines:
+        n = sum(line.events for line in draft.not_billed)
+        message += (
+            f"its new usage is {n} stub answer{'s' if n != 1 else ''} (no LLM was called), "
+            "which is never billed; it is listed as not billed on the job's next invoice"
+        )
+    elif draft.earlier:
         message += (
             f"every ledger entry is already on {', '.join(draft.earlier)}; usage recorded "
             "from now on goes on a follow-up invoice"
@@ -190,7 +210,9 @@ async def issue_invoice(conn: Connection, job_id: str) -> Invoice:
         await conn.execute(queries.ENSURE_JOB, job_id)
         job = _job(await conn.fetchrow(queries.LOCK_JOB, job_id), job_id)
         draft = await _draft(conn, job)
-        if not draft.entry_ids:
+        # Stub answers alone are nothing to bill: no number is spent on them; they wait,
+        # listed as not billed, for the job's next invoice.
+        if not draft.entry_ids or (draft.not_billed and not draft.lines):
             raise ConflictError(_nothing_new(draft))
         year = int(await conn.fetchval("SELECT extract(year FROM now() AT TIME ZONE 'UTC')"))
         seq = await conn.fetchval(queries.NEXT_NUMBER, year)

@@ -87,7 +87,14 @@ def plan_rerating(booking: Booking, catalog: Catalog, why: str) -> Rerating | No
     event = booking.event
     quote = catalog.quote(event.model, event.occurred_at)
     target = charge_for(event, quote)
-    if target.catalog_version == booking.catalog_version and target.model == booking.model:
+    if (
+        target.catalog_version == booking.catalog_version
+        and target.model == booking.model
+        and target.cost_usd == booking.cost_usd
+    ):
+        # The same version prices the same model the same way; only a rule outside the
+        # catalog (a stub answer booked at the catalog's price before stub answers were
+        # priced at zero) changes the money under one version.
         return None
     if (
         booking.cost_usd is not None
@@ -134,10 +141,15 @@ def plan_rerating(booking: Booking, catalog: Catalog, why: str) -> Rerating | No
         **{
             **{f: getattr(target, f) for f in NewLedgerEntry.__dataclass_fields__},
             "kind": "adjustment",
-            "reason": f"{why}" + (f"; still unpriced: {target.reason}" if target.reason else ""),
+            "reason": why + (f"; {_why_so(target)}" if target.reason else ""),
         }
     )
     return Rerating(booking=booking, entries=(reversal, rebooking))
+
+
+def _why_so(entry: NewLedgerEntry) -> str:
+    """Why the new booking is unpriced, or why its price is not the catalog's (a stub)."""
+    return f"still unpriced: {entry.reason}" if entry.unpriced_count else str(entry.reason)
 
 
 async def bookings_since(

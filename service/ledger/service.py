@@ -20,7 +20,9 @@ from service.pricing.cost import TokenCounts, event_cost
 
 
 def charge_for(event: UsageEvent, quote: PriceQuote) -> NewLedgerEntry:
-    """The first entry of an event: priced when the quote has a price, else unpriced."""
+    """The first entry of an event: priced when the quote has a price, else unpriced (a
+    stub answer at zero: ``PriceQuote.for_provider``)."""
+    quote = quote.for_provider(event.provider)
     price = quote.price
     cost = None
     if price is not None:

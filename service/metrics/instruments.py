@@ -84,6 +84,24 @@ class Metrics:
             registry=self.registry,
         )
 
+        # Heuristic mode must be visible: a stub answer is no LLM call and is never billed.
+        self.gateway_stub_mode = Gauge(
+            "luc_gateway_stub_mode",
+            "1 when no LLM provider is configured and every chat completion is a stub answer "
+            "(heuristic mode: no LLM called, recorded at zero cost, never billed), else 0",
+            registry=self.registry,
+        )
+        self.gateway_stub_answers = Counter(
+            "luc_gateway_stub_answers",
+            "Chat completions this process answered with the stub (no LLM called, never "
+            "billed), by cause: stub_mode (no provider configured) or fallback (the "
+            "providers before the stub failed)",
+            ["cause"],
+            registry=self.registry,
+        )
+        for cause in ("stub_mode", "fallback"):
+            self.gateway_stub_answers.labels(cause)
+
     def render(self, snapshot: LedgerSnapshot) -> bytes:
         self.ledger.update(snapshot)
         return generate_latest(self.registry)

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from decimal import Decimal
 
 from service.pricing.models import CatalogVersion, ModelPrice
+
+STUB_PROVIDER = "stub"
+"""The gateway's heuristic mode: a canned answer, no LLM called (``service.gateway.stub``)."""
+NOT_BILLED_STUB = "not billed: stub answer (heuristic mode, no LLM was called)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +23,32 @@ class PriceQuote:
     model_id: str
     price: ModelPrice | None
     reason: str | None
+    """Why there is no price; or, beside a price, why it is not the catalog's."""
+
+    def for_provider(self, provider: str) -> PriceQuote:
+        """The quote an event answered by ``provider`` is charged at.
+
+        A stub answer is not an LLM call: nobody paid a provider for it, so it must never
+        be billed as one. Its usage is still recorded (who asked for what, in heuristic
+        mode) but at a zero price with ``NOT_BILLED_STUB`` as the reason, which every
+        ledger entry, job line and invoice shows; invoices list it apart as not billed.
+        Zero rather than unpriced: its cost is known (nothing), so it must not wait for a
+        catalog version nor count as unknown usage. A model the catalog lacks stays
+        unpriced, as for any provider: unpriced is never silently zero.
+        """
+        if provider != STUB_PROVIDER or self.price is None:
+            return self
+        zero = Decimal(0)
+        free = replace(
+            self.price,
+            input=zero,
+            output=zero,
+            cache_read=zero,
+            cache_write=zero,
+            reasoning=zero,
+            per_request=zero,
+        )
+        return PriceQuote(self.version, self.model_id, free, NOT_BILLED_STUB)
 
 
 class Catalog:

@@ -170,7 +170,7 @@ async def test_a_402_stops_the_chain_instead_of_answering_from_the_stub(
     assert await ledger(db) == []
 
 
-async def test_without_any_key_the_stub_answers_and_its_usage_is_metered(
+async def test_without_any_key_the_stub_answers_and_its_usage_is_recorded_but_never_billed(
     make_gateway: Callable[..., Gateway], db: asyncpg.Connection
 ) -> None:
     settings = load_settings({"OPENROUTER_API_KEY": "", "LUC_VERTEX_PROJECT": "p"})
@@ -190,14 +190,18 @@ async def test_without_any_key_the_stub_answers_and_its_usage_is_metered(
     assert result.text == reply
     assert "".join(i for i in streamed if isinstance(i, str)) == reply
     # "Hello there": 11 chars → 3 tokens; the reply: 65 chars → 17 tokens (4 chars a token)
-    # 3·0.10 + 17·0.40 = 7.1 per 1M
     assert (result.tokens.input, result.tokens.output) == (3, 17)
-    assert result.cost.usd == Decimal("0.0000071")
+    # No LLM was called: the catalog's 3·0.10 + 17·0.40 = 7.1 per 1M is not what it cost.
+    assert result.cost.usd == Decimal(0)
     entries = await ledger(db)
     assert [(e["provider"], e["input_tokens"], e["output_tokens"]) for e in entries] == [
         ("stub", 3, 17),
         ("stub", 3, 17),
     ]
-    assert all(e["cost_usd"] == Decimal("0.0000071") for e in entries)
+    assert all(e["cost_usd"] == Decimal(0) for e in entries)
+    reasons = await db.fetch("SELECT reason, unpriced_count, price_output FROM ledger_entries")
+    assert [tuple(r) for r in reasons] == [
+        ("not billed: stub answer (heuristic mode, no LLM was called)", 0, Decimal(0))
+    ] * 2
     status, attributes = await db.fetchrow(EVENT, entries[0]["event_id"])
     assert (status, attributes["usage_source"]) == ("ok", "estimate")

@@ -9,8 +9,12 @@ from typing import Any
 import asyncpg
 import pytest
 from litestar.testing import AsyncTestClient
+from prometheus_client.parser import text_string_to_metric_families
 
+from service.app import create_app
+from tests.conftest import settings_for
 from tests.gateway.conftest import ledger
+from tests.gateway.fake_openrouter import FakeOpenRouter, Reply, failure, usage
 
 pytestmark = pytest.mark.asyncio
 
@@ -42,7 +46,7 @@ async def test_a_call_without_a_key_gets_an_openai_shaped_401(
     assert response.json()["error"]["type"] == "authentication_error"
 
 
-async def test_the_stub_answers_through_the_proxy_and_is_metered(
+async def test_a_stub_answer_says_so_and_is_recorded_at_zero_never_billed(
     client: AsyncTestClient[Any], db: asyncpg.Connection
 ) -> None:
     response = await client.post("/v1/chat/completions", json=BODY, headers=ATTRIBUTION)
@@ -50,12 +54,21 @@ async def test_the_stub_answers_through_the_proxy_and_is_metered(
     answer = response.json()
     assert answer["choices"][0]["message"]["content"].startswith("[stub reply")
     assert response.headers["x-luc-provider"] == "stub"
-    # 3 input tokens (11 chars), 17 output (65 chars): 3·0.10 + 17·0.40 = 7.1 per 1M
-    assert response.headers["x-luc-cost-usd"] == "0.0000071"
+    assert response.headers["x-luc-stub"] == "true"
+    # 3 input tokens (11 chars), 17 output (65 chars): the catalog would say 3·0.10 +
+    # 17·0.40 = 7.1 per 1M, but no LLM was called, so nothing is owed.
+    assert response.headers["x-luc-cost-usd"] == "0"
     [entry] = await ledger(db)
     assert (entry["job_id"], entry["agent"], entry["provider"]) == ("job-p", "ACHEEVY", "stub")
+    assert (entry["input_tokens"], entry["output_tokens"]) == (3, 17)
     assert entry["event_id"] == answer["id"] == response.headers["x-luc-event-id"]
-    assert entry["cost_usd"] == Decimal("0.0000071")
+    assert entry["cost_usd"] == Decimal(0)
+    entries = (await client.get("/v1/jobs/job-p/entries")).json()["items"]
+    assert [e["reason"] for e in entries] == [
+        "not billed: stub answer (heuristic mode, no LLM was called)"
+    ]
+    job = (await client.get("/v1/jobs/job-p")).json()
+    assert (job["cost_usd"], job["events"], job["unpriced_events"]) == ("0", 1, 0)
 
 
 async def test_an_exhausted_hard_budget_answers_402_before_any_call(
@@ -101,3 +114,91 @@ async def test_a_streamed_stub_answer_ends_with_usage_and_done(
     assert '"usage"' in events[-2]
     [entry] = await ledger(db)
     assert (entry["input_tokens"], entry["output_tokens"]) == (3, 17)
+
+
+async def test_a_streamed_stub_answer_carries_the_stub_header(
+    client: AsyncTestClient[Any],
+) -> None:
+    response = await client.post(
+        "/v1/chat/completions", json={**BODY, "stream": True}, headers=ATTRIBUTION
+    )
+    assert response.status_code == 200
+    assert (response.headers["x-luc-provider"], response.headers["x-luc-stub"]) == (
+        "stub",
+        "true",
+    )
+
+
+def _samples(text: str, name: str) -> dict[str, float]:
+    return {
+        str(sorted(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name
+    }
+
+
+async def test_stub_mode_is_named_by_readyz_and_metrics_and_each_stub_answer_counted(
+    client: AsyncTestClient[Any],
+) -> None:
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "ready"
+    gateway = ready.json()["gateway"]
+    assert (gateway["mode"], gateway["chain"]) == ("stub", ["stub"])
+    assert "never billed" in gateway["detail"]
+
+    for stream in (False, True, False):
+        answer = await client.post(
+            "/v1/chat/completions", json={**BODY, "stream": stream}, headers=ATTRIBUTION
+        )
+        assert answer.status_code == 200
+    metrics = (await client.get("/metrics")).text
+    assert _samples(metrics, "luc_gateway_stub_mode") == {"[]": 1.0}
+    assert _samples(metrics, "luc_gateway_stub_answers_total") == {
+        "[('cause', 'fallback')]": 0.0,
+        "[('cause', 'stub_mode')]": 3.0,
+    }
+
+
+async def test_with_a_provider_answers_are_not_stub_and_a_stub_fallback_is_counted_as_such(
+    database_url: str, fake_openrouter: FakeOpenRouter, db: asyncpg.Connection
+) -> None:
+    settings = settings_for(
+        database_url,
+        OPENROUTER_API_KEY=fake_openrouter.api_key,
+        LUC_OPENROUTER_BASE_URL=fake_openrouter.base_url,
+        LUC_GATEWAY_CHAIN="openrouter,stub",
+        LUC_GATEWAY_MAX_RETRIES="0",
+    )
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        ready = (await client.get("/readyz")).json()["gateway"]
+        assert (ready["mode"], ready["chain"]) == ("providers", ["openrouter", "stub"])
+        assert ready["detail"] == (
+            "chat completions go to openrouter; the stub answers only when they all fail"
+        )
+        fake_openrouter.push(Reply(text="Hi.", usage=usage(10, 2, cost="0.0000018")), failure(503))
+        real = await client.post("/v1/chat/completions", json=BODY, headers=ATTRIBUTION)
+        assert (real.headers["x-luc-provider"], real.headers["x-luc-stub"]) == (
+            "openrouter",
+            "false",
+        )
+        # Flash: 10·0.10 + 2·0.40 = 1.8 per 1M
+        assert real.headers["x-luc-cost-usd"] == "0.0000018"
+        # OpenRouter is down (503): the stub answers in its place, and says so.
+        fallback = await client.post("/v1/chat/completions", json=BODY, headers=ATTRIBUTION)
+        assert (fallback.headers["x-luc-provider"], fallback.headers["x-luc-stub"]) == (
+            "stub",
+            "true",
+        )
+        assert fallback.headers["x-luc-cost-usd"] == "0"
+        metrics = (await client.get("/metrics")).text
+    assert _samples(metrics, "luc_gateway_stub_mode") == {"[]": 0.0}
+    assert _samples(metrics, "luc_gateway_stub_answers_total") == {
+        "[('cause', 'fallback')]": 1.0,
+        "[('cause', 'stub_mode')]": 0.0,
+    }
+    assert [(e["provider"], e["cost_usd"]) for e in await ledger(db)] == [
+        ("openrouter", Decimal("0.0000018")),
+        ("stub", Decimal(0)),
+    ]

@@ -166,3 +166,25 @@ async def test_the_sdk_raises_its_own_errors_with_luc_s_advice(
     [entry] = await _wait_for_entries(db, 1)  # the tokens spent before the error
     assert (entry["input_tokens"], entry["output_tokens"]) == (9, 2)
     await sdk.close()
+
+
+async def test_the_sdk_lists_and_retrieves_the_catalog_s_models_with_its_ingest_key(
+    server_factory: Callable[..., Any], fake_openrouter: FakeOpenRouter, db: asyncpg.Connection
+) -> None:
+    server, key = await _luc(server_factory, fake_openrouter, db)
+    sdk = _sdk(server, key, "job-models")
+
+    models = [m async for m in sdk.models.list()]
+    assert len(models) == 10  # the AIMS catalog
+    flash = next(m for m in models if m.id == FLASH)
+    assert (flash.object, flash.owned_by, flash.created) == ("model", "google", 1735689600)
+
+    # The SDK sends the id's slash encoded (/models/google%2Fgemini-3.0-flash).
+    retrieved = await sdk.models.retrieve(FLASH)
+    assert retrieved.id == FLASH
+    assert (await sdk.models.retrieve("gemini-3.0-flash")).id == FLASH  # an alias
+    with pytest.raises(openai.NotFoundError) as missing:
+        await sdk.models.retrieve("openai/gpt-nope")
+    assert "is not in LUC's catalog" in missing.value.message
+    assert fake_openrouter.chat_calls() == []  # listing never goes upstream
+    await sdk.close()

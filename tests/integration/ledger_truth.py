@@ -57,10 +57,13 @@ def resolved(model: str) -> str:
 
 
 def expected_cost(event: dict[str, Any]) -> Decimal | None:
-    """SPEC §3's formula over one event; ``None`` when the catalog lacks the model."""
+    """SPEC §3's formula over one event; ``None`` when the catalog lacks the model, zero
+    for a stub answer (no LLM was called)."""
     price = PRICES.get(resolved(event["model"]))
     if price is None:
         return None
+    if event["provider"] == "stub":
+        return Decimal(0)
     cached = event.get("cached_input_tokens", 0)
     written = event.get("cache_write_tokens", 0)
     reasoning = event.get("reasoning_tokens", 0)

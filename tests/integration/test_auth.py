@@ -44,6 +44,8 @@ EXPECTED_SCOPES: dict[str, str] = {
     "checkBudgets": INGEST_OR_READ,  # only looks
     "createBudgetReservation": INGEST,  # holds budget: a read key must not block the gateway
     "createChatCompletion": INGEST,  # the metering proxy: OpenAI SDKs pass an ingest key
+    "listModels": INGEST_OR_READ,  # OpenAI SDKs list models with that same ingest key
+    "retrieveModel": INGEST_OR_READ,
     # finance reads
     "listJobs": READ,
     "getJob": READ,

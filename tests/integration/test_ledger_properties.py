@@ -149,7 +149,8 @@ def in_force(versions: list[Version], when: datetime) -> Version | None:
 def expected_charge(
     versions: list[Version], content: Content
 ) -> tuple[int | None, str, Decimal | None]:
-    """(version id, catalog model id, cost) of an event, straight from SPEC §3."""
+    """(version id, catalog model id, cost) of an event, straight from SPEC §3; a stub
+    answer (no LLM called) costs nothing once its model is known."""
     version = in_force(versions, content.occurred_at)
     if version is None:
         return None, content.model, None
@@ -157,6 +158,8 @@ def expected_charge(
     price = version.prices.get(model)
     if price is None:
         return None, model, None
+    if content.provider == "stub":
+        return version.id, model, Decimal(0)
     per_million = (
         (content.input_tokens - content.cached_input_tokens - content.cache_write_tokens)
         * price["input"]

@@ -163,7 +163,7 @@ EVENTS = [
         "2025-11-21T08:15:00Z",
         JOB,
         "Boomer_Ang",
-        "stub",
+        "acme",  # the tool model's own provider
         "acme/tool-model",
         (7777, 1111, 2222, 3333, 444),
         "0.011",
@@ -175,7 +175,7 @@ EVENTS = [
             "2025-11-21T08:16:00Z",
             JOB,
             "Boomer_Ang",
-            "stub",
+            "acme",
             "acme/tool-model",
             (0, 0, 0, 0, 0),
         ),
@@ -298,7 +298,7 @@ async def test_a_jobs_cost_and_each_line_equal_the_hand_computed_amounts(
             (31234, 20000, 6000, 3567, 1200),
         ),
         # 0.0108878 + 0.002 = 0.0128878
-        ("Boomer_Ang", "acme/tool-model", "stub", v2): (
+        ("Boomer_Ang", "acme/tool-model", "acme", v2): (
             "0.0128878",
             2,
             0,
@@ -543,7 +543,7 @@ async def test_the_usage_query_groups_and_filters_to_the_last_digit(
     assert {r["provider"]: (r["cost_usd"], r["events"]) for r in november} == {
         # e3 0.08835 + e4 0.012957 + f1 0.014; e7 unpriced
         "openrouter": ("0.115307", 4),
-        "stub": ("0.0128878", 2),
+        "acme": ("0.0128878", 2),
         "vertex": ("0.0014", 1),
     }
 
