@@ -59,6 +59,12 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# What a client is told when PostgreSQL is away. The cause (an asyncpg or OS message such
+# as "cannot call Transaction.__aexit__(): the underlying connection is closed") names
+# LUC's internals and helps nobody retrying: it goes to the log, never into the answer.
+UNAVAILABLE = "PostgreSQL is unavailable; retry after the Retry-After delay"
+
+
 def is_unavailable(exc: BaseException) -> bool:
     """Is ``exc``, or what caused it, PostgreSQL being away (``CONNECTION_ERRORS``)?"""
     seen: set[int] = set()
@@ -246,7 +252,7 @@ async def in_transaction(pool: asyncpg.Pool, work: Callable[[Connection], Awaita
         async with pool.acquire() as conn, conn.transaction():
             return await work(conn)
     except CONNECTION_ERRORS as exc:
-        raise DatabaseUnavailableError(f"PostgreSQL is unavailable: {exc}") from exc
+        raise DatabaseUnavailableError(UNAVAILABLE) from exc
 
 
 async def on_connection(pool: asyncpg.Pool, work: Callable[[Connection], Awaitable[T]]) -> T:
@@ -255,7 +261,7 @@ async def on_connection(pool: asyncpg.Pool, work: Callable[[Connection], Awaitab
         async with pool.acquire() as conn:
             return await work(conn)
     except CONNECTION_ERRORS as exc:
-        raise DatabaseUnavailableError(f"PostgreSQL is unavailable: {exc}") from exc
+        raise DatabaseUnavailableError(UNAVAILABLE) from exc
 
 
 # Migrations -------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
 from service.api.schemas import ErrorBody
-from service.db import is_unavailable
+from service.db import UNAVAILABLE, is_unavailable
 from service.errors import DatabaseUnavailableError, LucError
 
 log = structlog.get_logger("luc.api")
@@ -23,7 +23,13 @@ def luc_error_handler(request: Request[Any, Any, Any], exc: LucError) -> Respons
         {"Retry-After": RETRY_AFTER_SECONDS} if isinstance(exc, DatabaseUnavailableError) else None
     )
     if exc.status_code >= 500:
-        log.warning("request_failed", error=type(exc).__name__, detail=exc.message)
+        cause = exc.__cause__
+        log.warning(
+            "request_failed",
+            error=type(exc).__name__,
+            detail=exc.message,
+            cause=None if cause is None else f"{type(cause).__name__}: {cause}",
+        )
     return Response(
         ErrorBody(status_code=exc.status_code, detail=exc.message),
         status_code=exc.status_code,
@@ -69,8 +75,10 @@ def unexpected_error_handler(
     if is_unavailable(exc):
         # A database outage that reached here untranslated (every path through db.py
         # translates it): still the client's cue to retry, never a 500.
-        log.warning("database_unavailable", path=request.url.path, error=type(exc).__name__)
-        return _unavailable(f"PostgreSQL is unavailable: {exc}")
+        log.warning(
+            "database_unavailable", path=request.url.path, error=f"{type(exc).__name__}: {exc}"
+        )
+        return _unavailable(UNAVAILABLE)
     log.exception("unhandled_error", error=type(exc).__name__)
     return Response(ErrorBody(status_code=500, detail="internal error"), status_code=500)
 

@@ -16,7 +16,7 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.handlers.base import BaseRouteHandler
 
 from service.auth.keys import ApiKey, find_key
-from service.db import CONNECTION_ERRORS
+from service.db import CONNECTION_ERRORS, UNAVAILABLE
 from service.errors import DatabaseUnavailableError
 
 PUBLIC: dict[str, Any] = {"scope": ()}
@@ -94,7 +94,7 @@ async def require_key(
             async with luc.pool.acquire() as conn:
                 key = await find_key(conn, token)
         except CONNECTION_ERRORS as exc:
-            raise DatabaseUnavailableError(f"PostgreSQL is unavailable: {exc}") from exc
+            raise DatabaseUnavailableError(UNAVAILABLE) from exc
         luc.key_cache.put(token, key)
     if key is None:
         raise NotAuthorizedException("invalid API key", headers=_CHALLENGE)
