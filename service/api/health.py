@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from litestar import Response, get
-from litestar.di import NamedDependency, Provide
+from litestar.datastructures import State
 from litestar.openapi import ResponseSpec
 
-from service.api.deps import Resources, provide_resources
+from service.api.deps import started
 from service.api.schemas import Health
 from service.auth.guard import PUBLIC
 from service.db import CONNECTION_ERRORS
@@ -23,10 +23,16 @@ async def healthz() -> Health:
     summary="The process can reach PostgreSQL",
     tags=["health"],
     opt=PUBLIC,
-    dependencies={"luc": Provide(provide_resources)},
-    responses={503: ResponseSpec(Health, description="PostgreSQL cannot be reached")},
+    responses={
+        503: ResponseSpec(
+            Health, description="PostgreSQL cannot be reached, or start-up waits for it"
+        )
+    },
 )
-async def readyz(luc: NamedDependency[Resources]) -> Response[Health]:
+async def readyz(state: State) -> Response[Health]:
+    luc = started(state)
+    if luc is None:
+        return Response(Health(status="starting: waiting for PostgreSQL"), status_code=503)
     try:
         async with luc.pool.acquire(timeout=2) as conn:
             await conn.fetchval("SELECT 1")

@@ -16,7 +16,7 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.handlers.base import BaseRouteHandler
 
 from service.auth.keys import ApiKey, find_key
-from service.db import CONNECTION_ERRORS, UNAVAILABLE
+from service.db import CONNECTION_ERRORS, STARTING, UNAVAILABLE
 from service.errors import DatabaseUnavailableError
 
 PUBLIC: dict[str, Any] = {"scope": ()}
@@ -74,11 +74,13 @@ class KeyCache:
 async def require_key(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
-    luc = connection.app.state.luc
     openapi_path = connection.app.openapi_config.path if connection.app.openapi_config else None
     scopes = required_scopes(handler)
     if scopes == () or (openapi_path and connection.scope["path"].startswith(openapi_path)):
         return
+    luc = connection.app.state.get("luc")
+    if luc is None:  # start-up is waiting for PostgreSQL (keys live there)
+        raise DatabaseUnavailableError(STARTING)
     if not luc.settings.auth.enabled:
         return
     if handler.opt.get("metrics") and luc.settings.auth.metrics_public:
