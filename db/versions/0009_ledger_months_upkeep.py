@@ -8,8 +8,9 @@ Create Date: 2026-11-29
 does not own the ledger (README, "Operating LUC"): making a partition needs the owner, so
 the function runs with its owner's rights (SECURITY DEFINER). It creates nothing but the
 month partitions of ``ledger_entries``, under fixed names, with the search path pinned to
-LUC's schema. Two callers making the same month take turns on an advisory lock, and the
-second finds it made, instead of failing on the duplicate name.
+LUC's schema. Two callers making the same month take turns on a lock of the ledger that
+blocks neither its readers nor its writers (SHARE UPDATE EXCLUSIVE), and the second finds
+it made, instead of failing on the duplicate name.
 """
 
 from __future__ import annotations
@@ -40,8 +41,10 @@ BEGIN
         IF to_regclass(name) IS NULL THEN
             IF NOT locked THEN
                 -- Only when a month is missing: then look again under the lock, which
-                -- another process making it holds until it commits.
-                PERFORM pg_advisory_xact_lock(hashtext('luc.ledger.months'));
+                -- another process making it holds until it commits. A table lock, not an
+                -- advisory one: taking it makes this backend read the catalog changes
+                -- committed meanwhile, so the look again sees the other's partition.
+                LOCK TABLE ledger_entries IN SHARE UPDATE EXCLUSIVE MODE;
                 locked := true;
                 CONTINUE;
             END IF;
