@@ -538,6 +538,34 @@ async def migrate(url: str, revision: str = "head") -> None:
     await asyncio.to_thread(migrate_sync, url, revision)
 
 
+def head_revision() -> str:
+    """The revision ``migrate`` brings the schema to: the newest in ``db/versions``."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory(str(PROJECT_ROOT / "db")).get_current_head()
+    if head is None:
+        raise RuntimeError(f"no migration in {PROJECT_ROOT / 'db' / 'versions'}")
+    return str(head)
+
+
+def known_revisions() -> set[str]:
+    """Every revision in ``db/versions`` (one outside it was made by a newer LUC)."""
+    from alembic.script import ScriptDirectory
+
+    return {
+        script.revision for script in ScriptDirectory(str(PROJECT_ROOT / "db")).walk_revisions()
+    }
+
+
+async def schema_revision(conn: Connection) -> str | None:
+    """The revision the database's schema is at; ``None`` when Alembic never ran there."""
+    try:
+        revision: str | None = await conn.fetchval("SELECT version_num FROM alembic_version")
+    except asyncpg.UndefinedTableError:
+        return None
+    return revision
+
+
 def run_sql(sql: str) -> None:
     """Execute a multi-statement SQL script inside the current Alembic migration.
 

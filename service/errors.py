@@ -4,6 +4,8 @@
 
     LucError
     ├── SettingsError            a LUC_* variable is invalid            (start-up)
+    │   └── DatabaseNotReadyError  no LUC database where they point, or not
+    │                              at the newest schema                 (command line)
     ├── DatabaseUnavailableError PostgreSQL cannot be reached           503
     ├── DatabaseSetupError       LUC's role lacks a privilege, or the   start-up / 503
     │                            schema is not the one this LUC needs
@@ -41,6 +43,12 @@ class LucError(Exception):
 
 class SettingsError(LucError):
     """A ``LUC_*`` environment variable holds an invalid value."""
+
+
+class DatabaseNotReadyError(SettingsError):
+    """``LUC_DATABASE_URL`` / ``LUC_DATA_DIR`` name no LUC database, or one whose schema is
+    not the one this LUC needs: a command that only uses the database refuses it rather
+    than create or migrate one that the server may not be using."""
 
 
 class DatabaseUnavailableError(LucError):

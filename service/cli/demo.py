@@ -21,8 +21,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from service.demo_traffic import DAYS, TrafficPlan, plan_traffic
+from service.settings import ServerSettings, get_settings
 
-DEFAULT_URL = "http://127.0.0.1:8000"
+# What a client dials to reach a server bound to every address.
+LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+
+
+def server_url(server: ServerSettings) -> str:
+    """Where ``luc serve`` listens with these settings (LUC_HOST, LUC_PORT), as a URL."""
+    host = LOOPBACK.get(server.host, server.host)
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    return f"http://{host}:{server.port}"
 
 
 @dataclass
@@ -172,7 +182,12 @@ def _parse_until(value: str | None) -> datetime:
 
 
 @click.command()
-@click.option("--url", default=DEFAULT_URL, show_default=True, help="Base URL of a running LUC.")
+@click.option(
+    "--url",
+    default=None,
+    help="Base URL of the running LUC (default: http://LUC_HOST:LUC_PORT, where `luc serve` "
+    "listens with the same settings).",
+)
 @click.option(
     "--jobs",
     type=click.IntRange(1, 10_000),
@@ -208,7 +223,7 @@ def _parse_until(value: str | None) -> datetime:
     help="API key of scope admin (or ingest + read); default $LUC_API_KEY.",
 )
 def demo(
-    url: str,
+    url: str | None,
     jobs: int,
     seed: int,
     run_id: str | None,
@@ -224,9 +239,16 @@ def demo(
     OpenRouter's reported cost. About 3 % of the events are replayed (LUC counts them once)
     and one names a model the catalog lacks (LUC keeps it unpriced).
 
-    Start LUC first (`luc serve`). The same --seed, --run-id and --until send the very
-    same events again: LUC answers `duplicate` for each and its totals do not move.
+    Start LUC first (`luc serve`); the demo finds it the way it was configured (LUC_HOST,
+    LUC_PORT) unless --url says otherwise. The same --seed, --run-id and --until send the
+    very same events again: LUC answers `duplicate` for each and its totals do not move.
     """
+    if url is None:
+        server = get_settings().server
+        url, where = server_url(server), f"LUC_HOST={server.host}, LUC_PORT={server.port}"
+    else:
+        where = "--url"
+    click.echo(f"server: {url} ({where})", err=True)
     console = Console()
     plan = plan_traffic(seed, jobs, run_id or secrets.token_hex(3), _parse_until(until))
     headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -236,13 +258,15 @@ def demo(
             http.get("/healthz").raise_for_status()
         except httpx.HTTPError as exc:
             raise click.ClickException(
-                f"no LUC answering at {url} ({exc}); start one with `luc serve` or `make run`"
+                f"no LUC answering at {url}, taken from {where} ({exc}); start one with "
+                "`luc serve` (it listens on LUC_HOST:LUC_PORT), or give the address of the "
+                "one running with --url or the LUC_HOST / LUC_PORT it was started with"
             ) from exc
         if http.get("/v1/agents").status_code in (401, 403):
             raise click.ClickException(
-                "LUC wants an API key of scope admin: create one with "
-                "`luc keys create --scope admin --name demo` and pass it with --key "
-                "or LUC_API_KEY"
+                f"LUC at {url} wants an API key of scope admin: create one with "
+                "`luc keys create --scope admin --name demo` (with the server's "
+                "LUC_DATABASE_URL or LUC_DATA_DIR) and pass it with --key or LUC_API_KEY"
             )
         answers = send(http, plan, batch_size, console)
         report(http, plan, answers, console)

@@ -1,0 +1,171 @@
+"""``luc catalog``: import and sync model prices from OpenRouter, re-rate after a correction."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from service.cli.database import run_on_database
+from service.errors import UpstreamError
+from service.settings import get_settings
+
+if TYPE_CHECKING:
+    from service.db import Connection
+
+
+def parse_time(value: str | None, name: str) -> datetime:
+    """An RFC 3339 option value (now when absent); one without an offset is refused."""
+    if value is None:
+        return datetime.now(UTC)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not RFC 3339", param_hint=name) from None
+    if parsed.tzinfo is None:
+        raise click.BadParameter(f"{value!r} has no UTC offset (add Z)", param_hint=name)
+    return parsed
+
+
+@click.group()
+def catalog() -> None:
+    """Model price catalog: import and sync from OpenRouter, re-rate after a correction.
+
+    A catalog version is an immutable snapshot of prices with an effective_from time;
+    each event is priced by the version in force when it occurred.
+    """
+
+
+def _import_payload(
+    payload: Any, effective_from: datetime, label: str | None, dry_run: bool
+) -> None:
+    from service.catalog.importer import plan_import
+    from service.catalog.service import load_catalog
+    from service.pricing.diff import describe
+    from service.rerating import create_version_and_price_unpriced
+
+    async def work(conn: Connection) -> None:
+        plan = plan_import(
+            payload, await load_catalog(conn), effective_from=effective_from, label=label
+        )
+        for skipped in plan.skipped:
+            click.echo(f"skipped {skipped.model_id}: {skipped.reason}")
+        click.echo(f"{plan.imported} models priced by the source, {len(plan.skipped)} skipped")
+        if plan.version is None:
+            click.echo("no change: the newest catalog version already has these prices")
+            return
+        for line in describe(plan.diff):
+            click.echo(line)
+        if dry_run:
+            click.echo("dry run: no version created")
+            return
+        version_id, summary = await create_version_and_price_unpriced(conn, plan.version)
+        click.echo(
+            f"created catalog version {version_id} effective {effective_from.isoformat()}; "
+            f"{summary.events_changed} unpriced events are now priced"
+        )
+
+    run_on_database(work)
+
+
+@catalog.command(name="import")
+@click.argument("file", type=click.File("rb"))
+@click.option("--effective-from", default=None, help="RFC 3339 time the prices apply from (now).")
+@click.option("--label", default=None, help="A name for the new version.")
+@click.option("--dry-run", is_flag=True, help="Show the diff without creating a version.")
+def import_(file: Any, effective_from: str | None, label: str | None, dry_run: bool) -> None:
+    """Import FILE, a saved OpenRouter GET /api/v1/models answer ('-' for stdin).
+
+    Per-token USD prices become per-1M prices exactly; dynamic ('-1') or missing prices
+    are skipped with a reason. A version is created only when something changed.
+    """
+    import json
+
+    try:
+        payload = json.loads(file.read())
+    except ValueError as exc:
+        raise click.ClickException(f"{file.name} is not JSON: {exc}") from exc
+    _import_payload(payload, parse_time(effective_from, "--effective-from"), label, dry_run)
+
+
+@catalog.command()
+@click.option("--effective-from", default=None, help="RFC 3339 time the prices apply from (now).")
+@click.option("--label", default=None, help="A name for the new version.")
+@click.option("--dry-run", is_flag=True, help="Show the diff without creating a version.")
+def sync(effective_from: str | None, label: str | None, dry_run: bool) -> None:
+    """Fetch OpenRouter's model list (LUC_OPENROUTER_BASE_URL) and import it.
+
+    Without access to OpenRouter, save the list where there is (GET /api/v1/models) and
+    use `luc catalog import FILE`.
+    """
+    import httpx
+
+    from service.catalog.importer import fetch_openrouter_models
+
+    settings = get_settings().openrouter
+
+    async def fetch() -> Any:
+        async with httpx.AsyncClient(timeout=settings.timeout_seconds) as client:
+            return await fetch_openrouter_models(client, settings.base_url)
+
+    try:
+        payload = asyncio.run(fetch())
+    except UpstreamError as exc:
+        models = f"{settings.base_url.rstrip('/')}/models"
+        raise UpstreamError(
+            f"{exc.message}; without access to OpenRouter from here, save {models} "
+            "where there is (curl -o models.json …) and run `luc catalog import models.json`"
+        ) from exc
+    click.echo(f"fetched {settings.base_url.rstrip('/')}/models")
+    _import_payload(payload, parse_time(effective_from, "--effective-from"), label, dry_run)
+
+
+@catalog.command()
+@click.option(
+    "--since", required=True, help="RFC 3339: re-price events that occurred from here on."
+)
+@click.option("--dry-run", is_flag=True, help="Report the change per job and agent; write nothing.")
+def rerate(since: str, dry_run: bool) -> None:
+    """Re-price events since a time with the catalog as it now stands.
+
+    Use after creating a version that corrects prices retroactively. Appends reversal and
+    re-booking adjustment entries (the ledger is never edited); a second run appends nothing.
+    """
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from service.rerating import rerate_since
+
+    start = parse_time(since, "--since")
+    console = Console()
+
+    async def work(conn: Connection) -> Any:
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("re-rating", total=None)
+
+            def advance(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            return await rerate_since(conn, start, dry_run=dry_run, progress=advance)
+
+    summary = run_on_database(work)
+    verb = "would change" if dry_run else "changed"
+    console.print(
+        f"{summary.events_examined} events since {start.isoformat()}; {verb} "
+        f"{summary.events_changed}, total delta {summary.delta_usd:f} USD; "
+        f"{summary.entries_appended} entries appended"
+    )
+    for title, buckets in (("job", summary.jobs), ("agent", summary.agents)):
+        if not buckets:
+            continue
+        table = Table(title=f"change per {title}")
+        table.add_column(title)
+        table.add_column("events", justify="right")
+        table.add_column("delta USD", justify="right")
+        for key, delta in sorted(buckets.items()):
+            # :f — money never in exponent form (str gives 1E-7 for a tiny delta).
+            table.add_row(key, str(delta.events), f"{delta.delta_usd:f}")
+        console.print(table)

@@ -1,0 +1,152 @@
+"""``luc invoice``: preview, issue, show and verify per-job invoices."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from service.cli.database import run_on_database
+from service.errors import LucError
+
+if TYPE_CHECKING:
+    from service.db import Connection
+
+
+@click.group()
+def invoice() -> None:
+    """Per-job invoices: preview, issue, show (JSON, CSV, HTML), verify a digest.
+
+    An issued invoice never changes: usage recorded after it goes on the job's next
+    (follow-up) invoice. Lines keep full precision; the total is rounded once to cents,
+    half up.
+    """
+
+
+def _echo_json(document: dict[str, Any]) -> None:
+    import json
+
+    click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+@invoice.command(name="preview")
+@click.argument("job_id")
+def invoice_preview(job_id: str) -> None:
+    """Print, as JSON, what issuing an invoice for JOB_ID would issue now."""
+    from service.invoices.render import invoice_document
+    from service.invoices.service import preview_invoice
+
+    async def work(conn: Connection) -> dict[str, Any]:
+        draft = await preview_invoice(conn, job_id)
+        document = invoice_document(draft, None, None)
+        return {**document, "status": draft.job.status, "earlier_invoices": draft.earlier}
+
+    _echo_json(run_on_database(work))
+
+
+@invoice.command(name="issue")
+@click.argument("job_id")
+def invoice_issue(job_id: str) -> None:
+    """Issue JOB_ID's next invoice; print it as JSON (a summary goes to stderr)."""
+    from service.invoices.models import Invoice
+    from service.invoices.service import issue_invoice
+
+    async def work(conn: Connection) -> Invoice:
+        return await issue_invoice(conn, job_id)
+
+    issued = run_on_database(work)
+    _echo_json(issued.with_digest())
+    click.echo(
+        f"issued {issued.number} for job {job_id}: total {issued.document['total_usd']} USD, "
+        f"{issued.document['covered_entries']} ledger entries",
+        err=True,
+    )
+
+
+@invoice.command(name="show")
+@click.argument("number")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "csv", "html"]),
+    default="json",
+    show_default=True,
+    help="JSON (with digest), CSV, or a printable HTML page.",
+)
+def invoice_show(number: str, fmt: str) -> None:
+    """Print issued invoice NUMBER (e.g. LUC-2026-000042)."""
+    from service.invoices.models import Invoice
+    from service.invoices.render import to_csv, to_html
+    from service.invoices.service import get_invoice
+
+    async def work(conn: Connection) -> Invoice:
+        return await get_invoice(conn, number)
+
+    stored = run_on_database(work)
+    if fmt == "csv":
+        click.echo(to_csv(stored.document), nl=False)
+    elif fmt == "html":
+        click.echo(to_html(stored.document, stored.digest), nl=False)
+    else:
+        _echo_json(stored.with_digest())
+
+
+@invoice.command(name="verify")
+@click.argument("source")
+@click.option(
+    "--against-stored",
+    is_flag=True,
+    help="For a file: also require the stored invoice of that number to have its digest.",
+)
+def invoice_verify(source: str, against_stored: bool) -> None:
+    """Check an invoice against its SHA-256 digest; exit 1 on any mismatch.
+
+    SOURCE is an exported JSON file ('-' for stdin) or an invoice number. A file is checked
+    on its own (digest of its canonical JSON, lines against subtotal and total); a number is
+    checked in the database (stored text, digest, columns and covered entries).
+    """
+    import json
+    from pathlib import Path
+
+    from service.invoices.models import Verification
+    from service.invoices.service import get_invoice, verify_document, verify_stored
+
+    if source == "-" or Path(source).is_file():
+        raw = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+        try:
+            document = json.loads(raw)
+        except ValueError as exc:
+            raise click.ClickException(f"{source} is not JSON: {exc}") from exc
+        if not isinstance(document, dict):
+            raise click.ClickException(f"{source} does not hold an invoice object")
+        result = verify_document(document)
+        if against_stored and result.number:
+            number = result.number
+
+            async def compare(conn: Connection) -> list[str]:
+                stored = await get_invoice(conn, number)
+                if stored.digest != document.get("digest"):
+                    return [f"the stored invoice {number} has digest {stored.digest}"]
+                return []
+
+            try:
+                extra = run_on_database(compare)
+            except LucError as exc:
+                # Here a missing stored invoice (or database) is a verification failure,
+                # reported with the file's other problems, not the command's error.
+                extra = [exc.message]
+            result = Verification(result.number, result.ok and not extra, result.problems + extra)
+    else:
+
+        async def work(conn: Connection) -> Verification:
+            return await verify_stored(conn, source)
+
+        result = run_on_database(work)
+    name = result.number or source
+    if not result.ok:
+        for problem in result.problems:
+            click.echo(f"  {problem}", err=True)
+        click.echo(f"FAILED: invoice {name} does not verify", err=True)
+        raise SystemExit(1)
+    click.echo(f"OK: invoice {name} matches its digest")

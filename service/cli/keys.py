@@ -1,0 +1,69 @@
+"""``luc keys``: create, list and revoke API keys in the server's database."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from service.cli.database import run_on_database
+
+if TYPE_CHECKING:
+    from service.db import Connection
+
+LIST_COLUMNS = ("id", "scope", "name", "prefix", "created", "status")
+
+
+@click.group()
+def keys() -> None:
+    """API keys: ingest (the gateway), read (finance), admin (catalog, budgets, keys).
+
+    Clients send the key as 'Authorization: Bearer <key>'. Only a hash is stored: a key
+    is shown once, when it is created. The key lives in the database the command names on
+    stderr: it must be the server's (same LUC_DATABASE_URL, or LUC_DATA_DIR).
+    """
+
+
+@keys.command(name="create")
+@click.option(
+    "--scope", required=True, type=click.Choice(["ingest", "read", "admin"]), help="What it may do."
+)
+@click.option("--name", required=True, help="Who or what uses it (e.g. gateway-prod).")
+def keys_create(scope: str, name: str) -> None:
+    """Create a key and print it; the key alone is the last line of output."""
+    from service.auth.keys import create_key
+
+    async def work(conn: Connection) -> tuple[Any, str]:
+        return await create_key(conn, name, scope)
+
+    key, secret = run_on_database(work)
+    click.echo(f"created key {key.id} ({key.name}, scope {key.scope}); it is shown only now:")
+    click.echo(secret)
+
+
+@keys.command(name="list")
+def keys_list() -> None:
+    """List keys, tab-separated under a header: id, scope, name, prefix, created, status."""
+    from service.auth.keys import list_keys
+
+    rows = run_on_database(list_keys)
+    click.echo("\t".join(LIST_COLUMNS))
+    for key in rows:
+        status = f"revoked {key.revoked_at.isoformat()}" if key.revoked_at else "active"
+        click.echo(
+            f"{key.id}\t{key.scope}\t{key.name}\t{key.prefix}…\t"
+            f"{key.created_at.isoformat()}\t{status}"
+        )
+
+
+@keys.command(name="revoke")
+@click.argument("key_id", type=int)
+def keys_revoke(key_id: int) -> None:
+    """Revoke key KEY_ID (see `luc keys list`); it stops working within seconds."""
+    from service.auth.keys import revoke_key
+
+    async def work(conn: Connection) -> None:
+        await revoke_key(conn, key_id)
+
+    run_on_database(work)
+    click.echo(f"revoked key {key_id}")

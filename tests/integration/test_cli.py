@@ -1,0 +1,281 @@
+"""The ``luc`` command line and the server agree on where things are.
+
+A command that only uses the database (keys, catalog, invoice) works on the server's,
+found the same way (LUC_DATABASE_URL, else LUC_DATA_DIR), names it on stderr, and never
+creates a second one; ``luc demo`` finds the server at LUC_HOST:LUC_PORT. Every error is
+one clean line. Real processes throughout, as an operator runs them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import click
+import httpx
+import psutil
+import pytest
+from click.testing import CliRunner
+
+import service.cli
+from service.cli import main
+from service.cli.database import hide_password
+from service.db import head_revision, migrate_sync, with_database
+from tests.conftest import PROJECT_ROOT, ServerProcess, free_port
+
+
+def luc(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m service ARGS`` with only the LUC_* settings given here (none inherited:
+    the test says exactly where the command is to look)."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("LUC_")}
+    return subprocess.run(
+        [sys.executable, "-m", "service", *args],
+        env={**inherited, "COLUMNS": "200", **env},
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The error a failed command printed: exactly one line, no traceback."""
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1, result.stderr
+    # Besides it, at most the line naming the database or server the command tried.
+    others = [line for line in result.stderr.splitlines() if line not in errors]
+    assert all(line.startswith(("database: ", "server: ")) for line in others), result.stderr
+    return errors[0].removeprefix("Error: ")
+
+
+def leaf_commands(group: click.Group = main, prefix: tuple[str, ...] = ()) -> set[str]:
+    names = set()
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            names |= leaf_commands(command, (*prefix, name))
+        else:
+            names.add(" ".join((*prefix, name)))
+    return names
+
+
+# Each command with arguments it accepts; a test fails when a command is added without one.
+EXAMPLE_ARGS: dict[str, tuple[str, ...]] = {
+    "serve": (),
+    "migrate": (),
+    "demo": ("--jobs", "1"),
+    "keys create": ("--scope", "read", "--name", "finance"),
+    "keys list": (),
+    "keys revoke": ("1",),
+    "catalog import": ("{payload}",),
+    "catalog sync": (),
+    "catalog rerate": ("--since", "2026-11-01T00:00:00Z"),
+    "invoice preview": ("job-1",),
+    "invoice issue": ("job-1",),
+    "invoice show": ("LUC-2026-000001",),
+    "invoice verify": ("LUC-2026-000001",),
+}
+
+
+def test_every_command_group_lists_its_commands_in_help_and_the_module_docstring() -> None:
+    runner = CliRunner()
+    top = runner.invoke(main, ["--help"])
+    assert top.exit_code == 0, top.output
+    for name, command in main.commands.items():
+        assert f"  {name} " in top.output, name
+        assert f"luc {name}" in (service.cli.__doc__ or ""), name
+        if isinstance(command, click.Group):
+            shown = runner.invoke(main, [name, "--help"])
+            assert shown.exit_code == 0, shown.output
+            assert command.commands, name
+            for sub in command.commands:
+                assert f"  {sub} " in shown.output, f"{name} {sub}"
+                assert sub in (service.cli.__doc__ or ""), f"{name} {sub}"
+    assert set(EXAMPLE_ARGS) == leaf_commands()
+
+
+@pytest.mark.parametrize("command", sorted(EXAMPLE_ARGS))
+def test_a_luc_error_in_any_command_is_one_clean_line_and_exit_status_1(
+    command: str, tmp_path: Path
+) -> None:
+    payload = tmp_path / "models.json"
+    payload.write_text(json.dumps({"data": []}))
+    args = [arg.format(payload=payload) for arg in EXAMPLE_ARGS[command]]
+    # A setting every command reads is invalid: SettingsError, a LucError, in each of them.
+    result = luc(*command.split(), *args, LUC_DB_POOL_MIN="lots", LUC_DATA_DIR=str(tmp_path))
+    assert error_line(result) == "LUC_DB_POOL_MIN must be an integer, got 'lots'"
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("exists", [False, True], ids=["missing folder", "empty folder"])
+def test_keys_create_on_a_data_dir_without_luc_fails_clearly_and_creates_nothing(
+    tmp_path: Path, exists: bool
+) -> None:
+    data_dir = tmp_path / "elsewhere"
+    if exists:
+        data_dir.mkdir()
+    result = luc("keys", "create", "--scope", "admin", "--name", "me", LUC_DATA_DIR=str(data_dir))
+    assert error_line(result) == (
+        f"no LUC database at {data_dir}; start `luc serve` once or run `luc migrate`, "
+        "or set LUC_DATABASE_URL / LUC_DATA_DIR to the server's"
+    )
+    assert result.stdout == ""  # no key printed
+    assert (list(data_dir.iterdir()) == []) if exists else not data_dir.exists()
+
+
+def _postgres_of(pgdata: Path) -> list[psutil.Process]:
+    """Live postgres processes started on ``pgdata`` (its command line names it)."""
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        if proc.info["name"] == "postgres" and str(pgdata) in (proc.info["cmdline"] or []):
+            found.append(proc)
+    return found
+
+
+@pytest.mark.slow
+def test_keys_create_with_the_servers_data_dir_prints_a_key_the_running_server_accepts(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "luc-data"
+    # "" for the URL: the server runs its embedded PostgreSQL in LUC_DATA_DIR.
+    server = ServerProcess("", tmp_path / "server.log", LUC_DATA_DIR=str(data_dir), LUC_AUTH="on")
+    try:
+        server.start(timeout=120)
+        created = luc(
+            "keys", "create", "--scope", "admin", "--name", "ops", LUC_DATA_DIR=str(data_dir)
+        )
+        assert created.returncode == 0, created.stderr
+        # It used the server's PostgreSQL (joined, not a second one), and said which.
+        assert created.stderr.splitlines() == [
+            f"database: embedded at {data_dir} (socket {data_dir / 'pgdata'})"
+        ]
+        key = created.stdout.splitlines()[-1]
+        headers = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=server.base_url, headers=headers, timeout=10) as http:
+            # Still up after the command's exit, and the key works on it.
+            listed = http.get("/v1/keys")
+            assert listed.status_code == 200, listed.text
+            assert [k["name"] for k in listed.json()["items"]] == ["ops"]
+
+        listed_cli = luc("keys", "list", LUC_DATA_DIR=str(data_dir))
+        assert listed_cli.returncode == 0, listed_cli.stderr
+        header, row = listed_cli.stdout.splitlines()
+        assert header.split("\t") == ["id", "scope", "name", "prefix", "created", "status"]
+        assert row.split("\t")[1:3] == ["admin", "ops"]
+    finally:
+        server.stop()
+        for proc in _postgres_of((data_dir / "pgdata").resolve()):
+            proc.kill()  # only when the server failed to stop its own
+
+
+def test_luc_demo_finds_the_server_at_luc_port(server_factory: Any) -> None:
+    server = server_factory()
+    result = luc(
+        "demo", "--jobs", "2", "--seed", "3", "--run-id", "port", LUC_PORT=str(server.port)
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"server: {server.base_url} (LUC_HOST=127.0.0.1, LUC_PORT={server.port})" in (
+        result.stderr
+    )
+    jobs = httpx.get(f"{server.base_url}/v1/jobs", timeout=10).json()["items"]
+    assert len(jobs) == 2 and all(j["job_id"].startswith("port-") for j in jobs), jobs
+
+
+def test_luc_demo_with_nothing_at_luc_port_names_the_address_it_tried() -> None:
+    port = free_port()
+    result = luc("demo", LUC_HOST="0.0.0.0", LUC_PORT=str(port))
+    message = error_line(result)
+    url = f"http://127.0.0.1:{port}"  # a server bound to every address answers on loopback
+    assert message.startswith(f"no LUC answering at {url}, taken from LUC_HOST=0.0.0.0, "), message
+    assert "`luc serve`" in message
+
+
+async def _admin(url: str, sql: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def bare_database(admin_url: str) -> Any:
+    """An empty database (no schema) on the test server, dropped afterwards."""
+    name = f"luc_bare_{os.getpid()}_{free_port()}"
+    await _admin(admin_url, f'CREATE DATABASE "{name}"')
+    yield with_database(admin_url, name)
+    await _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def test_a_database_without_the_newest_schema_is_refused_until_luc_migrate(
+    bare_database: str,
+) -> None:
+    import asyncio
+
+    def keys_list() -> subprocess.CompletedProcess[str]:
+        return luc("keys", "list", LUC_DATABASE_URL=bare_database)
+
+    shown = hide_password(bare_database)  # as given, unless the test server has a password
+    empty = await asyncio.to_thread(keys_list)
+    assert error_line(empty).startswith(f"no LUC schema in {shown}; run `luc migrate`")
+
+    from alembic.script import ScriptDirectory
+
+    head = head_revision()
+    previous = ScriptDirectory(str(PROJECT_ROOT / "db")).get_revision(head).down_revision
+    assert isinstance(previous, str)
+    await asyncio.to_thread(migrate_sync, bare_database, previous)
+    behind = await asyncio.to_thread(keys_list)
+    assert error_line(behind) == (
+        f"the schema of {shown} is at revision {previous}, this LUC needs {head}: "
+        "run `luc migrate` (`luc serve` migrates at start too)"
+    )
+    conn = await asyncpg.connect(bare_database)
+    try:  # the refused command migrated nothing
+        assert await conn.fetchval("SELECT version_num FROM alembic_version") == previous
+    finally:
+        await conn.close()
+
+    migrated = await asyncio.to_thread(luc, "migrate", LUC_DATABASE_URL=bare_database)
+    assert migrated.returncode == 0, migrated.stderr
+    assert migrated.stdout.strip() == f"schema at head (was {previous}); AIMS catalog loaded"
+    listed = await asyncio.to_thread(keys_list)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stderr.splitlines() == [f"database: {shown}"]
+    assert listed.stdout.splitlines() == ["id\tscope\tname\tprefix\tcreated\tstatus"]
+
+
+async def test_a_database_url_naming_no_database_is_refused_not_created(admin_url: str) -> None:
+    import asyncio
+
+    missing = with_database(admin_url, f"luc_missing_{os.getpid()}")
+    result = await asyncio.to_thread(luc, "keys", "list", LUC_DATABASE_URL=missing)
+    message = error_line(result)
+    assert message.startswith(f"no LUC database at {hide_password(missing)} ("), message
+    assert message.endswith("or set LUC_DATABASE_URL / LUC_DATA_DIR to the server's")
+    conn = await asyncpg.connect(admin_url)
+    try:
+        assert not await conn.fetchval(
+            "SELECT 1 FROM pg_database WHERE datname = $1", f"luc_missing_{os.getpid()}"
+        )
+    finally:
+        await conn.close()
+
+
+def test_catalog_sync_without_openrouter_suggests_importing_a_saved_file(
+    database_url: str,
+) -> None:
+    base_url = f"http://127.0.0.1:{free_port()}/api/v1"
+    result = luc("catalog", "sync", LUC_DATABASE_URL=database_url, LUC_OPENROUTER_BASE_URL=base_url)
+    message = error_line(result)
+    assert message.startswith(f"cannot fetch {base_url}/models: "), message
+    assert message.endswith(
+        f"save {base_url}/models where there is (curl -o models.json …) and run "
+        "`luc catalog import models.json`"
+    )
