@@ -291,6 +291,30 @@ def test_a_month_partition_is_made_while_running_by_the_runtime_role(
     assert "ledger_months_created" in luc.log_path.read_text()
 
 
+def test_the_cron_command_as_the_owner_makes_a_missing_month(
+    postgres: DebianPostgres,
+) -> None:
+    database = set_up_database(postgres)
+    owner = owner_url(postgres, database)
+    migrate_sync(owner)
+    gone = months_ahead()[1]
+    postgres.psql(f"DROP TABLE {gone}", database=database)
+    done = subprocess.run(
+        [sys.executable, "-m", "service", "partitions", "ensure"],
+        env={**os.environ, "LUC_DATABASE_URL": owner},
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("1 month partitions created; "), done.stdout
+    assert months_ahead()[2] in done.stdout
+    assert OWNER_PASSWORD not in done.stderr  # the database is named, without its password
+    rows = asyncio.run(fetch(owner, "SELECT to_regclass($1) IS NOT NULL AS made", gone))
+    assert rows[0]["made"]
+
+
 async def test_two_processes_making_the_same_months_at_once_both_succeed(
     postgres: DebianPostgres,
 ) -> None:
