@@ -83,8 +83,11 @@ async def start_when_reachable(
             settings.database.url, within=settings.database.startup_timeout_seconds
         )
         await start(app, settings, metrics, stack)
-    except LucError as exc:
-        log.error("startup_failed", error=type(exc).__name__, detail=exc.message)
+    except Exception as exc:
+        # Anything, not only LucError (a refused password once PostgreSQL answers): a
+        # failure left in this task would keep the process answering 503 for ever.
+        detail = exc.message if isinstance(exc, LucError) else str(exc)
+        log.error("startup_failed", error=type(exc).__name__, detail=detail)
         # Raised from a task, SystemExit leaves the event loop and the server: the process
         # ends with uvicorn's start-up failure status, so a supervisor sees a failed start.
         raise SystemExit(STARTUP_FAILURE) from exc
