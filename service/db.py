@@ -426,20 +426,13 @@ async def check_privileges(conn: Connection) -> list[str]:
 
 async def check_schema_revision(conn: Connection) -> None:
     """``DatabaseSetupError`` unless the schema is at this LUC's newest migration."""
-    from alembic.script import ScriptDirectory
-
-    heads = set(ScriptDirectory.from_config(_alembic_config("postgresql://")).get_heads())
-    exists = await conn.fetchval("SELECT to_regclass('alembic_version') IS NOT NULL")
-    current = (
-        {r["version_num"] for r in await conn.fetch("SELECT version_num FROM alembic_version")}
-        if exists
-        else set()
-    )
-    if current != heads:
+    current = await schema_revision(conn)
+    head = await asyncio.to_thread(head_revision)
+    if current != head:
         raise DatabaseSetupError(
-            f"the schema is at {', '.join(sorted(current)) or 'no revision'}, this LUC needs "
-            f"{', '.join(sorted(heads))}: run `luc migrate` with LUC_DATABASE_URL set to a "
-            "direct connection of the schema's owner (not through a transaction pooler)"
+            f"the schema is at {current or 'no revision'}, this LUC needs {head}: run "
+            "`luc migrate` with LUC_DATABASE_URL set to a direct connection of the schema's "
+            "owner (not through a transaction pooler)"
         )
 
 

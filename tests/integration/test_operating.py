@@ -455,6 +455,17 @@ def pgbouncer(postgres: DebianPostgres) -> Iterator[tuple[PgBouncer, str]]:
         bouncer.cleanup()
 
 
+def test_behind_a_transaction_pooler_serve_does_not_migrate_and_says_so(
+    postgres: DebianPostgres, tmp_path: Path
+) -> None:
+    database = set_up_database(postgres)  # never migrated
+    luc = server(app_url(postgres, database), tmp_path, LUC_DB_POOLER="transaction")
+    with pytest.raises(RuntimeError, match="luc serve exited") as exited:
+        luc.start()
+    assert "the schema is at no revision, this LUC needs" in str(exited.value)
+    assert "run `luc migrate`" in str(exited.value)
+
+
 def test_ingest_and_invoices_through_pgbouncer_in_transaction_mode(
     pgbouncer: tuple[PgBouncer, str], postgres: DebianPostgres, tmp_path: Path
 ) -> None:
