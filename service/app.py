@@ -220,7 +220,7 @@ async def keep_months_ahead(pool: asyncpg.Pool, every_seconds: float) -> None:
     while True:
         try:
             created = await on_connection(pool, ensure_months_ahead)
-        except (LucError, asyncpg.PostgresError) as exc:
+        except Exception as exc:  # an outage, a lock not granted in time: next round
             log.warning("ledger_months_failed", error=f"{type(exc).__name__}: {exc}")
         else:
             if created:

@@ -351,8 +351,12 @@ def test_tls_set_in_the_url_on_the_migration_and_the_serving_paths(
         tls_postgres, database, sslmode="verify-full", sslrootcert=str(tls_postgres.ca_file)
     )
     migrate_sync(verified.replace("127.0.0.1", "localhost"))
-    for n, params in enumerate(({"sslmode": "require"}, {"ssl": "require"})):
-        luc = server(app_url(tls_postgres, database, **params), tmp_path, name=f"luc-{n}")
+    ca = str(tls_postgres.ca_file)
+    for n, params in enumerate(
+        ({"sslmode": "require"}, {"ssl": "require"}, {"sslmode": "verify-full", "sslrootcert": ca})
+    ):
+        url = app_url(tls_postgres, database, **params).replace("127.0.0.1", "localhost")
+        luc = server(url, tmp_path, name=f"luc-{n}")
         luc.start()
         try:
             send_batches(luc.base_url, recent_events(f"tls{n}", 40, seed=4 + n), size=40)
