@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-MIGRATION_LOCK_KEY = 0x1C0FFEE  # any constant shared by every LUC process
+from service.locks import MIGRATION_LOCK_KEY
 
 
 def _run(connection: Connection) -> None:

@@ -19,10 +19,10 @@ from service.ledger.rerate import (
     Rerating,
     bookings_since,
     count_events_since,
-    lock_repricing,
     plan_rerating,
     unpriced_bookings,
 )
+from service.locks import lock_repricing
 from service.money import EXACT
 from service.record.service import record_adjustments
 

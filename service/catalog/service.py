@@ -12,6 +12,7 @@ from typing import Any
 from service.catalog import queries
 from service.db import Connection
 from service.errors import CatalogError
+from service.locks import lock_catalog_seed
 from service.pricing.catalog import Catalog
 from service.pricing.models import TIERS, CatalogVersion, ModelPrice, NewModelPrice
 from service.wire import parse_instant, parse_money
@@ -277,7 +278,7 @@ def aims_catalog() -> NewCatalogVersion:
 async def seed_catalog(conn: Connection) -> bool:
     """Make the AIMS catalog version 1 when the ledger has no catalog yet."""
     async with conn.transaction():
-        await conn.execute(queries.SEED_LOCK)
+        await lock_catalog_seed(conn)
         if await conn.fetchval(queries.COUNT_VERSIONS):
             return False
         await create_version(conn, aims_catalog())

@@ -170,15 +170,6 @@ ORDER BY e.event_id
 LIMIT $4
 """
 
-# Serialises everything that re-prices existing events (re-rating, a new catalog version
-# pricing unpriced events) against itself; ingest takes the same lock shared, so a batch
-# priced with the old catalog has committed before a new version looks for unpriced events.
-# Creating a budget takes it too, so that the budget's backfill and the batches' spend
-# meet exactly (see budgets.service.create_budget).
-REPRICING_LOCK_KEY = 0x4C55C1
-LOCK_REPRICING = f"SELECT pg_advisory_xact_lock({REPRICING_LOCK_KEY})"
-LOCK_REPRICING_SHARED = f"SELECT pg_advisory_xact_lock_shared({REPRICING_LOCK_KEY})"
-
 # An event's live booking: the entries of one (version, model, tier) whose event counts net
 # to one. A charge is a booking; a re-rating reverses it and books the event anew.
 _BOOKINGS = """

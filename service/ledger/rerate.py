@@ -157,8 +157,3 @@ async def count_events_since(conn: Connection, since: datetime) -> int:
 async def unpriced_bookings(conn: Connection) -> list[Booking]:
     """Live bookings of every event that is still unpriced."""
     return [booking_from_row(r) for r in await conn.fetch(queries.SELECT_UNPRICED_BOOKINGS)]
-
-
-async def lock_repricing(conn: Connection, *, shared: bool = False) -> None:
-    """Take the re-pricing lock for the rest of the transaction (see queries)."""
-    await conn.execute(queries.LOCK_REPRICING_SHARED if shared else queries.LOCK_REPRICING)

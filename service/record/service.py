@@ -27,8 +27,8 @@ from service.db import Connection
 from service.ingest.models import Rejection, UsageEvent, differing_fields
 from service.ingest.service import stored_events
 from service.ledger.models import NewLedgerEntry
-from service.ledger.rerate import lock_repricing
 from service.ledger.service import charge_for, entry_parameters, stage_charges, staged_charge
+from service.locks import lock_repricing
 from service.pricing.catalog import Catalog
 from service.record import queries
 
@@ -95,7 +95,7 @@ async def record_batch(
         inside_longer_transaction = conn.is_in_transaction()
         async with conn.transaction():
             # Shared: batches run side by side, but not beside a new catalog version that
-            # is pricing unpriced events, nor a budget being created (ledger.queries).
+            # is pricing unpriced events, nor a budget being created (service.locks).
             await lock_repricing(conn, shared=True)
             opened = await conn.fetchrow(queries.OPEN_BATCH)
             assert opened is not None

@@ -35,7 +35,7 @@ from service.gateway.models import CallContext, ProviderUsage
 from service.gateway.openrouter import OpenRouterProvider
 from service.gateway.usage import usage_event
 from service.ingest.models import UsageEventIn
-from service.ledger.queries import LOCK_REPRICING
+from service.locks import LOCK_REPRICING
 from service.settings import IngestSettings
 from tests.conftest import settings_for
 from tests.gateway.conftest import ledger
