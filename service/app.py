@@ -41,9 +41,9 @@ from service.errors import LucError
 from service.gateway.chain import build_chain, upstream_client
 from service.gateway.gateway import Gateway
 from service.gateway.local import DatabaseBudgets, RecordingSink, database_catalog
-from service.group_commit import GroupWriter
 from service.ledger.service import ensure_months_ahead
 from service.metrics.instruments import Metrics
+from service.recording.group_commit import GroupWriter
 from service.settings import Settings, get_settings
 
 log = structlog.get_logger("luc")

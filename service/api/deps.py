@@ -12,8 +12,8 @@ from service.budgets.delivery import Dispatcher
 from service.catalog.service import CatalogCache
 from service.gateway.gateway import Gateway
 from service.gateway.local import RecordingSink
-from service.group_commit import GroupWriter
 from service.metrics.instruments import Metrics
+from service.recording.group_commit import GroupWriter
 from service.settings import Settings
 
 

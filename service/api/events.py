@@ -19,7 +19,7 @@ from service.auth.guard import INGEST
 from service.db import on_connection
 from service.ingest.models import Rejection, UsageEvent, UsageEventIn
 from service.ingest.validate import parse_batch, parse_single
-from service.record.service import (
+from service.recording.service import (
     ACCEPTED,
     CONFLICT,
     DUPLICATE,

@@ -27,7 +27,7 @@ from service.ingest.validate import parse_event
 from service.metrics.instruments import Metrics
 from service.pricing.catalog import Catalog
 from service.pricing.models import CatalogVersion
-from service.record.service import (
+from service.recording.service import (
     ACCEPTED,
     DUPLICATE,
     REJECTED,

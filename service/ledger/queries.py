@@ -2,7 +2,7 @@
 
 The statements that append entries are pieces (common table expressions ending in
 ``appended``, the rows just appended): the recorder adds the rollups to the same
-statement (``service.record.queries``), so appending a batch and rolling it up is one
+statement (``service.recording.queries``), so appending a batch and rolling it up is one
 round trip.
 """
 

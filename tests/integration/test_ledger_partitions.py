@@ -10,7 +10,7 @@ import pytest
 from service.catalog.service import CatalogCache
 from service.ingest.models import UsageEvent
 from service.ledger.service import ensure_months_ahead
-from service.record.service import record_batch
+from service.recording.service import record_batch
 
 
 def event(event_id: str, occurred_at: datetime) -> UsageEvent:

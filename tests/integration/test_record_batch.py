@@ -22,7 +22,7 @@ from service.db import connect
 from service.ingest.models import UsageEvent
 from service.ledger.service import INLINE_LIMIT
 from service.locks import REPRICING_LOCK_KEY, lock_repricing
-from service.record.service import ACCEPTED, CONFLICT, DUPLICATE, record_batch
+from service.recording.service import ACCEPTED, CONFLICT, DUPLICATE, record_batch
 from tests.support.waiting import wait_until
 
 MODEL = "anthropic/claude-sonnet-4.5"

@@ -15,16 +15,16 @@ from decimal import Decimal
 
 from service.catalog.service import NewCatalogVersion, create_version, load_catalog
 from service.db import Connection
-from service.ledger.rerate import (
+from service.locks import lock_repricing
+from service.money import EXACT
+from service.recording.bookings import (
     Rerating,
     bookings_since,
     count_events_since,
     plan_rerating,
     unpriced_bookings,
 )
-from service.locks import lock_repricing
-from service.money import EXACT
-from service.record.service import record_adjustments
+from service.recording.service import record_adjustments
 
 RERATE_CHUNK = 2000
 

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import structlog
 
 from service.ingest.models import UsageEvent
-from service.record.service import BatchOutcome, EventOutcome
+from service.recording.service import BatchOutcome, EventOutcome
 
 log = structlog.get_logger("luc.ingest")
 

@@ -30,7 +30,7 @@ from service.ledger.models import NewLedgerEntry
 from service.ledger.service import charge_for, entry_parameters, stage_charges, staged_charge
 from service.locks import lock_repricing
 from service.pricing.catalog import Catalog
-from service.record import queries
+from service.recording import queries
 
 log = structlog.get_logger("luc.ingest")
 
