@@ -20,7 +20,7 @@ from service.api.budgets import AlertsController, BudgetsController
 from service.api.catalog import CatalogController
 from service.api.deps import Resources
 from service.api.errors import http_error_handler, luc_error_handler, unexpected_error_handler
-from service.api.events import EventsController, record_events
+from service.api.events import EventsController
 from service.api.health import healthz, readyz
 from service.api.invoices import InvoicesController, JobInvoicesController
 from service.api.jobs import JobsController
@@ -44,6 +44,7 @@ from service.gateway.local import DatabaseBudgets, RecordingSink, database_catal
 from service.ledger.service import ensure_months_ahead
 from service.metrics.instruments import Metrics
 from service.recording.group_commit import GroupWriter
+from service.recording.recorder import Recorder
 from service.settings import Settings, get_settings
 
 log = structlog.get_logger("luc")
@@ -85,10 +86,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         webhook_client = make_webhook_client(settings.budgets)
         dispatcher = Dispatcher(pool, settings.budgets, webhook_client)
         dispatch_task = asyncio.create_task(dispatcher.run(), name="luc-webhook-dispatcher")
+        catalog_cache = CatalogCache()
+        recorder = Recorder(pool, catalog_cache, settings.ingest, metrics, dispatcher)
         resources = Resources(
             settings=settings,
             pool=pool,
-            catalog_cache=CatalogCache(),
+            catalog_cache=catalog_cache,
+            recorder=recorder,
             metrics=metrics,
             dispatcher=dispatcher,
         )
@@ -108,7 +112,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             pool,
             resources.catalog_cache,
             settings.ingest,
-            record=lambda items: record_events(resources, items),
+            record=recorder.record_events,
             spool=spool,
             metrics=metrics,
             record_timeout_seconds=settings.gateway.record_timeout_seconds,
@@ -123,7 +127,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             default_model=settings.gateway.default_model,
         )
         resources.group_writer = GroupWriter(
-            lambda events: record_events(resources, events), writers=settings.ingest.writers
+            recorder.record_events, writers=settings.ingest.writers
         )
         resources.group_writer.start()
         app.state.luc = resources

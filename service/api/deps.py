@@ -14,6 +14,7 @@ from service.gateway.gateway import Gateway
 from service.gateway.local import RecordingSink
 from service.metrics.instruments import Metrics
 from service.recording.group_commit import GroupWriter
+from service.recording.recorder import Recorder
 from service.settings import Settings
 
 
@@ -22,6 +23,8 @@ class Resources:
     settings: Settings
     pool: asyncpg.Pool
     catalog_cache: CatalogCache
+    recorder: Recorder
+    """The write path: ``POST /v1/events*`` and the gateway's sink record through it."""
     metrics: Metrics = field(default_factory=Metrics)
     dispatcher: Dispatcher | None = None
     key_cache: KeyCache = field(default_factory=KeyCache)

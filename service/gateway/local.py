@@ -27,19 +27,18 @@ from service.ingest.validate import parse_event
 from service.metrics.instruments import Metrics
 from service.pricing.catalog import Catalog
 from service.pricing.models import CatalogVersion
-from service.recording.service import (
+from service.recording.models import (
     ACCEPTED,
     DUPLICATE,
     REJECTED,
     BatchOutcome,
     EventOutcome,
-    record_batch,
+    RecordFn,
 )
+from service.recording.service import record_batch
 from service.settings import IngestSettings
 
 log = structlog.get_logger("luc.gateway")
-
-RecordFn = Callable[[Sequence[UsageEvent | Rejection]], Awaitable[BatchOutcome]]
 
 # Errors of one event's content (a value PostgreSQL refuses, a bug pricing it): a batch they
 # spoil is replayed event by event, so the event holds back only itself. Anything else (a

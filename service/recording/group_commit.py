@@ -14,26 +14,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
 
 from service.ingest.models import UsageEvent
-from service.recording.service import BatchOutcome, EventOutcome
+from service.recording.models import EventOutcome, RecordFn
 
 log = structlog.get_logger("luc.ingest")
 
 MAX_GROUP = 1000
 WRITERS = 2
 
-Recorder = Callable[[Sequence[UsageEvent]], Awaitable[BatchOutcome]]
-
 
 class GroupWriter:
     """Queues single events and records them in groups, one transaction per group."""
 
     def __init__(
-        self, record: Recorder, max_group: int = MAX_GROUP, writers: int = WRITERS
+        self, record: RecordFn, max_group: int = MAX_GROUP, writers: int = WRITERS
     ) -> None:
         self._record = record
         self._max_group = max_group

@@ -13,8 +13,7 @@ them up, budgets only when some exist, and the commit.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import asyncpg
 import msgspec
@@ -31,13 +30,17 @@ from service.ledger.service import charge_for, entry_parameters, stage_charges, 
 from service.locks import lock_repricing
 from service.pricing.catalog import Catalog
 from service.recording import queries
+from service.recording.models import (
+    ACCEPTED,
+    CONFLICT,
+    DUPLICATE,
+    REJECTED,
+    BatchOutcome,
+    EventOutcome,
+    RecordFn,
+)
 
 log = structlog.get_logger("luc.ingest")
-
-ACCEPTED = "accepted"
-DUPLICATE = "duplicate"
-CONFLICT = "conflict"
-REJECTED = "rejected"
 
 # Failures caused by an event's own values: PostgreSQL refused one (SQLSTATE class 22, a
 # CHECK or NOT NULL constraint), or it could not even be encoded for PostgreSQL. The same
@@ -53,23 +56,6 @@ _REFUSALS: tuple[type[BaseException], ...] = (
     RecursionError,
     msgspec.EncodeError,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class EventOutcome:
-    id: str | None
-    status: str
-    reason: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class BatchOutcome:
-    results: list[EventOutcome]
-    alerts: int = 0
-    """Budget alerts this batch raised (the dispatcher can be woken for them)."""
-
-    def count(self, status: str) -> int:
-        return sum(1 for r in self.results if r.status == status)
 
 
 async def record_batch(
@@ -145,10 +131,7 @@ async def record_batch(
     return BatchOutcome([o for o in outcomes if o is not None], alerts=alerts)
 
 
-Recorder = Callable[[Sequence[UsageEvent | Rejection]], Awaitable[BatchOutcome]]
-
-
-async def record_apart(record: Recorder, items: Sequence[UsageEvent | Rejection]) -> BatchOutcome:
+async def record_apart(record: RecordFn, items: Sequence[UsageEvent | Rejection]) -> BatchOutcome:
     """``record(items)`` (one transaction); when the database refuses it because of some
     event's values, the items are recorded again in halves, each in its own transaction,
     down to the events at fault, which are rejected with the database's reason. One value

@@ -24,7 +24,8 @@ from service.errors import DatabaseUnavailableError
 from service.gateway.local import RecordingSink
 from service.ingest.models import Rejection, UsageEvent, UsageEventIn
 from service.metrics.instruments import Metrics
-from service.recording.service import BatchOutcome, record_batch
+from service.recording.models import BatchOutcome
+from service.recording.service import record_batch
 from service.settings import load_settings
 
 

@@ -22,7 +22,8 @@ from service.db import connect
 from service.ingest.models import UsageEvent
 from service.ledger.service import INLINE_LIMIT
 from service.locks import REPRICING_LOCK_KEY, lock_repricing
-from service.recording.service import ACCEPTED, CONFLICT, DUPLICATE, record_batch
+from service.recording.models import ACCEPTED, CONFLICT, DUPLICATE
+from service.recording.service import record_batch
 from tests.support.waiting import wait_until
 
 MODEL = "anthropic/claude-sonnet-4.5"

@@ -11,7 +11,8 @@ import pytest
 
 from service.ingest.models import Rejection, UsageEvent
 from service.recording.group_commit import GroupWriter
-from service.recording.service import ACCEPTED, REJECTED, BatchOutcome, EventOutcome, record_apart
+from service.recording.models import ACCEPTED, REJECTED, BatchOutcome, EventOutcome
+from service.recording.service import record_apart
 
 
 def event(event_id: str) -> UsageEvent:
