@@ -39,8 +39,8 @@ from service.client import Spool
 from service.db import create_pool, migrate, resolve_database_url
 from service.errors import LucError
 from service.gateway.chain import build_chain, upstream_client
-from service.gateway.gateway import Gateway
 from service.gateway.local import DatabaseBudgets, RecordingSink, database_catalog
+from service.gateway.metering import Gateway
 from service.ledger.service import ensure_months_ahead
 from service.metrics.instruments import Metrics
 from service.recording.group_commit import GroupWriter

@@ -40,7 +40,7 @@ from service.errors import (
     LucError,
     RateLimitedError,
 )
-from service.gateway.gateway import Gateway
+from service.gateway.metering import Gateway
 from service.gateway.models import CallContext, ChatRequest, StreamHandle
 from service.gateway.usage import attribution_problems
 

@@ -12,8 +12,8 @@ import pytest
 from service.catalog.service import CatalogCache
 from service.db import create_pool
 from service.gateway.chain import Chain, Provider, upstream_client
-from service.gateway.gateway import Gateway
 from service.gateway.local import DatabaseBudgets, RecordingSink, database_catalog
+from service.gateway.metering import Gateway
 from service.gateway.openrouter import OpenRouterProvider
 from service.gateway.upstream import RetryPolicy
 from service.gateway.vertex import VertexProvider

@@ -31,8 +31,8 @@ from service.budgets.service import create_budget
 from service.client import Emitter, RemoteBudgets
 from service.errors import BudgetExceededError
 from service.gateway.chain import Chain
-from service.gateway.gateway import Gateway
 from service.gateway.local import bundled_catalog, fixed_catalog
+from service.gateway.metering import Gateway
 from service.gateway.openrouter import OpenRouterProvider
 from tests.conftest import settings_for
 from tests.gateway.fake_openrouter import FakeOpenRouter, Reply, usage

@@ -13,8 +13,8 @@ import pytest
 from service.auth.keys import create_key
 from service.client import Emitter
 from service.gateway.chain import Chain
-from service.gateway.gateway import Gateway
 from service.gateway.local import bundled_catalog, fixed_catalog
+from service.gateway.metering import Gateway
 from service.gateway.stub import StubProvider
 from service.ingest.models import UsageEventIn
 from tests.conftest import free_port

@@ -29,8 +29,8 @@ from service.catalog.service import CatalogCache
 from service.db import connect
 from service.errors import InvalidRequestError
 from service.gateway.chain import Chain
-from service.gateway.gateway import Gateway
 from service.gateway.local import RecordingSink, database_catalog
+from service.gateway.metering import Gateway
 from service.gateway.models import CallContext, ProviderUsage
 from service.gateway.openrouter import OpenRouterProvider
 from service.gateway.usage import usage_event
