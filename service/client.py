@@ -39,7 +39,7 @@ import httpx
 import msgspec
 import structlog
 
-from service.gateway.models import BudgetVerdict
+from service.gateway.ports import BudgetVerdict
 from service.ingest.models import UsageEventIn
 
 log = structlog.get_logger("luc.client")

@@ -8,7 +8,7 @@ still hands each event to ``record_batch``, exactly as ``POST /v1/events`` does.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -17,16 +17,15 @@ import msgspec
 import structlog
 
 from service.budgets.reservations import reserve
-from service.catalog.service import CatalogCache, aims_catalog
+from service.catalog.service import CatalogCache
 from service.client import Parked, Spool
 from service.db import on_connection
 from service.errors import DatabaseUnavailableError, LucError, NotFoundError
-from service.gateway.models import BudgetVerdict
+from service.gateway.ports import BudgetVerdict, CatalogSource
 from service.ingest.models import Rejection, UsageEvent, UsageEventIn
 from service.ingest.validate import parse_event
 from service.metrics.instruments import Metrics
 from service.pricing.catalog import Catalog
-from service.pricing.models import CatalogVersion
 from service.recording.models import (
     ACCEPTED,
     DUPLICATE,
@@ -337,32 +336,10 @@ class DatabaseBudgets:
         )
 
 
-def database_catalog(pool: asyncpg.Pool, cache: CatalogCache) -> Callable[[], Awaitable[Catalog]]:
+def database_catalog(pool: asyncpg.Pool, cache: CatalogCache) -> CatalogSource:
     """The ledger's catalog (every version), reloaded only when a version was added."""
 
     async def load() -> Catalog:
         return await on_connection(pool, cache.get)
-
-    return load
-
-
-def bundled_catalog() -> Catalog:
-    """The AIMS catalog shipped with LUC, for a gateway that cannot read LUC's own."""
-    new = aims_catalog()
-    version = CatalogVersion(
-        id=0,
-        label=new.label,
-        effective_from=new.effective_from,
-        created_at=None,
-        default_model=new.default_model,
-        aliases=new.aliases,
-        models={m.model_id: m.with_defaults() for m in new.models},
-    )
-    return Catalog([version])
-
-
-def fixed_catalog(catalog: Catalog) -> Callable[[], Awaitable[Catalog]]:
-    async def load() -> Catalog:
-        return catalog
 
     return load

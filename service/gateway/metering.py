@@ -43,7 +43,6 @@ from service.errors import UpstreamUnavailableError as Unavailable
 from service.gateway.chain import Chain, Provider, UpstreamStream
 from service.gateway.models import (
     DEFAULT_MODEL,
-    BudgetGate,
     CallContext,
     ChatRequest,
     ChatResult,
@@ -51,8 +50,8 @@ from service.gateway.models import (
     Cost,
     ProviderUsage,
     StreamHandle,
-    UsageSink,
 )
+from service.gateway.ports import BudgetGate, CatalogSource, UsageSink
 from service.gateway.upstream import error_text, first_choice
 from service.gateway.usage import (
     attribution_problems,
@@ -64,8 +63,6 @@ from service.pricing.catalog import Catalog
 from service.pricing.cost import TokenCounts, event_cost
 
 log = structlog.get_logger("luc.gateway")
-
-CatalogSource = Callable[[], Awaitable[Catalog]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,12 +28,13 @@ from service.app import create_app
 from service.auth.keys import create_key
 from service.budgets.models import NewBudget
 from service.budgets.service import create_budget
+from service.catalog.service import bundled_catalog
 from service.client import Emitter, RemoteBudgets
 from service.errors import BudgetExceededError
 from service.gateway.chain import Chain
-from service.gateway.local import bundled_catalog, fixed_catalog
 from service.gateway.metering import Gateway
 from service.gateway.openrouter import OpenRouterProvider
+from service.gateway.ports import fixed_catalog
 from tests.conftest import settings_for
 from tests.gateway.fake_openrouter import FakeOpenRouter, Reply, usage
 
