@@ -29,7 +29,7 @@ from service.auth.keys import create_key
 from service.budgets.models import NewBudget
 from service.budgets.service import create_budget
 from service.catalog.service import bundled_catalog
-from service.client import Emitter, RemoteBudgets
+from service.client.emitter import Emitter, RemoteBudgets
 from service.errors import BudgetExceededError
 from service.gateway.chain import Chain
 from service.gateway.metering import Gateway

@@ -12,7 +12,7 @@ import pytest
 
 from service.auth.keys import create_key
 from service.catalog.service import bundled_catalog
-from service.client import Emitter
+from service.client.emitter import Emitter
 from service.gateway.chain import Chain
 from service.gateway.metering import Gateway
 from service.gateway.ports import fixed_catalog
