@@ -35,7 +35,7 @@ from service.auth.guard import rate_limit_identity, require_key
 from service.auth.keys import count_admin_keys
 from service.budgets.delivery import Dispatcher, make_webhook_client
 from service.catalog.service import CatalogCache, seed_catalog
-from service.client.emitter import Spool
+from service.client.spool import Spool
 from service.db import create_pool, migrate, resolve_database_url
 from service.errors import LucError
 from service.gateway.chain import build_chain, upstream_client

@@ -18,7 +18,7 @@ import structlog
 
 from service.budgets.reservations import reserve
 from service.catalog.service import CatalogCache
-from service.client.emitter import Parked, Spool
+from service.client.spool import Parked, Spool
 from service.db import on_connection
 from service.errors import DatabaseUnavailableError, LucError, NotFoundError
 from service.gateway.ports import BudgetVerdict, CatalogSource

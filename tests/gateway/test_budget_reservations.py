@@ -29,7 +29,8 @@ from service.auth.keys import create_key
 from service.budgets.models import NewBudget
 from service.budgets.service import create_budget
 from service.catalog.service import bundled_catalog
-from service.client.emitter import Emitter, RemoteBudgets
+from service.client.budgets import RemoteBudgets
+from service.client.emitter import Emitter
 from service.errors import BudgetExceededError
 from service.gateway.chain import Chain
 from service.gateway.metering import Gateway

@@ -18,7 +18,7 @@ import msgspec
 import pytest
 
 from service.catalog.service import CatalogCache
-from service.client.emitter import Spool
+from service.client.spool import Spool
 from service.db import create_pool
 from service.errors import DatabaseUnavailableError
 from service.gateway.local import RecordingSink
