@@ -39,12 +39,12 @@ from service.client.spool import Spool
 from service.db import create_pool, migrate, resolve_database_url
 from service.errors import LucError
 from service.gateway.chain import build_chain, upstream_client
-from service.gateway.local import DatabaseBudgets, RecordingSink, database_catalog
 from service.gateway.metering import Gateway
 from service.ledger.service import ensure_months_ahead
 from service.metrics.instruments import Metrics
 from service.recording.group_commit import GroupWriter
 from service.recording.recorder import Recorder
+from service.recording.sink import DatabaseBudgets, RecordingSink, database_catalog
 from service.settings import Settings, get_settings
 
 log = structlog.get_logger("luc")

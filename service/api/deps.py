@@ -10,11 +10,11 @@ from litestar.datastructures import State
 from service.auth.guard import KeyCache
 from service.budgets.delivery import Dispatcher
 from service.catalog.service import CatalogCache
-from service.gateway.local import RecordingSink
 from service.gateway.metering import Gateway
 from service.metrics.instruments import Metrics
 from service.recording.group_commit import GroupWriter
 from service.recording.recorder import Recorder
+from service.recording.sink import RecordingSink
 from service.settings import Settings
 
 

@@ -6,7 +6,7 @@ LUC reserves the call's estimate under its hard budgets (or answers 402), calls 
 (its own upstream keys never leave the server), answers as the provider did, and records
 the call's usage once, with the reservation id that settles the reservation (when the
 ledger cannot take it now, it waits in the local spool, or is parked for an operator: the
-answer is delivered either way; ``service.gateway.local``). Errors have OpenAI's shape,
+answer is delivered either way; ``service.recording.sink``). Errors have OpenAI's shape,
 ``{"error": {"message", "type", "code"}}``, so SDKs raise their usual exceptions.
 
 Streams are passed through chunk by chunk as they arrive. If the client goes away
