@@ -42,9 +42,10 @@ from service.gateway.chain import build_chain, upstream_client
 from service.gateway.metering import Gateway
 from service.ledger.service import ensure_months_ahead
 from service.metrics.instruments import Metrics
+from service.recording.adapters import DatabaseBudgets, database_catalog
 from service.recording.group_commit import GroupWriter
 from service.recording.recorder import Recorder
-from service.recording.sink import DatabaseBudgets, RecordingSink, database_catalog
+from service.recording.sink import RecordingSink
 from service.settings import Settings, get_settings
 
 log = structlog.get_logger("luc")

@@ -1,8 +1,7 @@
-"""The gateway inside LUC: usage goes straight to the ledger, budgets and prices come
-from the database. (A gateway running elsewhere uses ``service.client`` instead.)
-
-The gateway is where usage is born, so it sits before ingest in the flow; in-process it
-still hands each event to ``record_batch``, exactly as ``POST /v1/events`` does.
+"""The gateway's usage sink inside LUC: each proxied call's usage goes straight to the
+ledger, through ``Recorder.record_events`` exactly as ``POST /v1/events`` does, or into
+the local spool when it cannot be recorded now. (A gateway running elsewhere uses
+``service.client.emitter`` instead; the other two ports are in ``recording.adapters``.)
 """
 
 from __future__ import annotations
@@ -10,22 +9,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from decimal import Decimal
 
 import asyncpg
 import msgspec
 import structlog
 
-from service.budgets.reservations import reserve
 from service.catalog.service import CatalogCache
 from service.client.spool import Parked, Spool
 from service.db import on_connection
 from service.errors import DatabaseUnavailableError, LucError, NotFoundError
-from service.gateway.ports import BudgetVerdict, CatalogSource
 from service.ingest.models import Rejection, UsageEvent, UsageEventIn
 from service.ingest.validate import parse_event
 from service.metrics.instruments import Metrics
-from service.pricing.catalog import Catalog
 from service.recording.models import (
     ACCEPTED,
     DUPLICATE,
@@ -307,39 +302,3 @@ class RecordingSink:
             usage=item.body.decode(errors="replace"),
         )
         return item
-
-
-class DatabaseBudgets:
-    """``POST /v1/budgets/reservations``, on the database directly."""
-
-    def __init__(self, pool: asyncpg.Pool, reservation_seconds: int) -> None:
-        self.pool = pool
-        self.reservation_seconds = reservation_seconds
-
-    async def reserve(
-        self, *, job_id: str, agent: str, model: str, estimated_cost_usd: Decimal
-    ) -> BudgetVerdict:
-        result = await on_connection(
-            self.pool,
-            lambda conn: reserve(
-                conn,
-                job_id=job_id,
-                agent=agent,
-                model=model,
-                estimated_cost_usd=estimated_cost_usd,
-                now=datetime.now(UTC),
-                reservation_seconds=self.reservation_seconds,
-            ),
-        )
-        return BudgetVerdict(
-            result.allowed, result.remaining_usd, result.reason, result.reservation_id
-        )
-
-
-def database_catalog(pool: asyncpg.Pool, cache: CatalogCache) -> CatalogSource:
-    """The ledger's catalog (every version), reloaded only when a version was added."""
-
-    async def load() -> Catalog:
-        return await on_connection(pool, cache.get)
-
-    return load

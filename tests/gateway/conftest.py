@@ -16,7 +16,8 @@ from service.gateway.metering import Gateway
 from service.gateway.openrouter import OpenRouterProvider
 from service.gateway.upstream import RetryPolicy
 from service.gateway.vertex import VertexProvider
-from service.recording.sink import DatabaseBudgets, RecordingSink, database_catalog
+from service.recording.adapters import DatabaseBudgets, database_catalog
+from service.recording.sink import RecordingSink
 from service.settings import DatabaseSettings, IngestSettings
 from tests.gateway.fake_openrouter import FakeOpenRouter
 from tests.gateway.fake_vertex import FakeVertex

@@ -35,7 +35,8 @@ from service.gateway.openrouter import OpenRouterProvider
 from service.gateway.usage import usage_event
 from service.ingest.models import UsageEventIn
 from service.locks import LOCK_REPRICING
-from service.recording.sink import RecordingSink, database_catalog
+from service.recording.adapters import database_catalog
+from service.recording.sink import RecordingSink
 from service.settings import IngestSettings
 from tests.conftest import settings_for
 from tests.gateway.conftest import ledger
