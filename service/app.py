@@ -89,14 +89,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         dispatch_task = asyncio.create_task(dispatcher.run(), name="luc-webhook-dispatcher")
         catalog_cache = CatalogCache()
         recorder = Recorder(pool, catalog_cache, settings.ingest, metrics, dispatcher)
-        resources = Resources(
-            settings=settings,
-            pool=pool,
-            catalog_cache=catalog_cache,
-            recorder=recorder,
-            metrics=metrics,
-            dispatcher=dispatcher,
-        )
+        resources = Resources(settings, pool, catalog_cache, recorder, metrics, dispatcher)
         # The gateway behind /v1/chat/completions: one long-lived client per upstream
         # (timeouts and limits in upstream_client); usage goes straight to the ledger.
         openrouter_http = upstream_client(settings.gateway.timeout_seconds)

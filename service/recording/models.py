@@ -12,6 +12,8 @@ DUPLICATE = "duplicate"
 CONFLICT = "conflict"
 REJECTED = "rejected"
 STATUSES = (ACCEPTED, DUPLICATE, CONFLICT, REJECTED)
+STORED = (ACCEPTED, DUPLICATE)
+"""Both mean: on the ledger, once. The other two will not change on retry."""
 
 
 @dataclass(frozen=True, slots=True)

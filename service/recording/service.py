@@ -25,8 +25,7 @@ from service.catalog.service import CatalogCache
 from service.db import Connection
 from service.ingest.models import Rejection, UsageEvent, differing_fields
 from service.ingest.service import stored_events
-from service.ledger.models import NewLedgerEntry
-from service.ledger.service import charge_for, entry_parameters, stage_charges, staged_charge
+from service.ledger.service import charge_for, stage_charges, staged_charge
 from service.locks import lock_repricing
 from service.pricing.catalog import Catalog
 from service.recording import queries
@@ -160,15 +159,6 @@ async def record_apart(record: RecordFn, items: Sequence[UsageEvent | Rejection]
             log.warning("event_refused", event_id=item.id, error=repr(refusal))
             outcomes.append(EventOutcome(item.id, REJECTED, reason))
     return BatchOutcome(outcomes)
-
-
-async def record_adjustments(conn: Connection, entries: Sequence[NewLedgerEntry]) -> None:
-    """Append re-rating's ``entries``, roll them up and count them towards budgets, in the
-    caller's transaction."""
-    if not entries:
-        return
-    rows = await conn.fetch(queries.RECORD_ADJUSTMENTS, *entry_parameters(entries))
-    await apply_to_budgets(conn, [r["id"] for r in rows])
 
 
 def _compare(event: UsageEvent, first: UsageEvent, where: str) -> EventOutcome:

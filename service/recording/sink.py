@@ -21,14 +21,7 @@ from service.errors import DatabaseUnavailableError, LucError, NotFoundError
 from service.ingest.models import Rejection, UsageEvent, UsageEventIn
 from service.ingest.validate import parse_event
 from service.metrics.instruments import Metrics
-from service.recording.models import (
-    ACCEPTED,
-    DUPLICATE,
-    REJECTED,
-    BatchOutcome,
-    EventOutcome,
-    RecordFn,
-)
+from service.recording.models import REJECTED, STORED, BatchOutcome, EventOutcome, RecordFn
 from service.recording.service import record_batch
 from service.settings import IngestSettings
 
@@ -139,7 +132,7 @@ class RecordingSink:
             await self._spool(event.id, body, _cause(exc), _why(exc), unexpected=_alone(exc))
             return
         result = outcome.results[0]
-        if result.status not in (ACCEPTED, DUPLICATE):
+        if result.status not in STORED:
             await self._park(event.id, body, result.status, result.reason)
 
     async def _spool(
@@ -219,7 +212,7 @@ class RecordingSink:
                 aside.append((seq, event_id, body, REJECTED, item))
             elif (result := outcomes.get(item.id)) is None:
                 continue  # not recorded: stays spooled
-            elif result.status in (ACCEPTED, DUPLICATE):
+            elif result.status in STORED:
                 done.append(seq)
             else:
                 aside.append((seq, event_id, body, result.status, result.reason))
@@ -282,7 +275,7 @@ class RecordingSink:
                 raise
             except Exception as exc:
                 raise DatabaseUnavailableError(f"cannot record it now: {_why(exc)}") from exc
-        if result.status in (ACCEPTED, DUPLICATE):
+        if result.status in STORED:
             await self.spool.drop_parked(parked_id)
             log.info("parked_usage_replayed", event_id=item.event_id, status=result.status)
         else:
