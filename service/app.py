@@ -1,4 +1,11 @@
-"""``create_app()``: the one place where LUC's parts are wired together."""
+"""``create_app()``: the one place where LUC's parts are wired together.
+
+In the lifespan: the pool (migrated, catalog seeded), the webhook dispatcher, the write
+path (``recording.Recorder``, its group writer), and the gateway behind
+``/v1/chat/completions`` with its in-process ports: the usage sink
+(``recording.sink.RecordingSink`` over a local spool) and the budget gate and price
+lookup (``recording.adapters``). Controllers receive them through ``api.deps.Resources``.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""``POST /v1/events`` and ``POST /v1/events/batch``: answers come after commit."""
+"""``POST /v1/events`` and ``POST /v1/events/batch``: decode, then ``service.recording``
+records (single events through the group commit); answers come after commit."""
 
 from __future__ import annotations
 

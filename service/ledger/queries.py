@@ -1,7 +1,7 @@
 """SQL owned by the ledger (table ``ledger_entries``, and the staging of a batch).
 
 The statements that append entries are pieces (common table expressions ending in
-``appended``, the rows just appended): the recorder adds the rollups to the same
+``appended``, the rows just appended): the write path adds the rollups to the same
 statement (``service.recording.queries``), so appending a batch and rolling it up is one
 round trip.
 """

@@ -1,4 +1,5 @@
-"""Re-rating: price existing events again under the catalog as it now stands.
+"""Re-rating's plan: how an event stands on the ledger (its booking), and the entries that
+move it to the price the catalog gives it now. ``rerating`` runs the plan.
 
 An event's live booking (version, model, cost) is compared with what the version in
 force at its ``occurred_at`` says today. When the money differs (or the event was

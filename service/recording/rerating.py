@@ -2,7 +2,10 @@
 
 Two callers: a new catalog version prices events that were unpriced (at once, in the
 transaction that creates the version), and ``rerate_since`` applies a retroactive
-correction to every event since a time, in chunks, or only reports it (dry run).
+correction to every event since a time, in chunks, or only reports it (dry run). Both
+hold the re-pricing lock exclusively (``service.locks``), plan each event with
+``bookings.plan_rerating`` and append the result with ``record_adjustments``: ledger,
+rollups and budgets in the caller's transaction, as ``record_batch`` does for new events.
 """
 
 from __future__ import annotations
