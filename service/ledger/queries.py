@@ -173,10 +173,10 @@ LIMIT $4
 # An event's live booking: the entries of one (version, model, tier) whose event counts net
 # to one. A charge is a booking; a re-rating reverses it and books the event anew.
 _BOOKINGS = """
-SELECT e.event_id, e.occurred_at, e.job_id, e.agent, e.provider, e.model AS sent_model,
+SELECT e.event_id, e.occurred_at, e.job_id, e.agent, e.provider, e.model,
        e.input_tokens, e.cached_input_tokens, e.cache_write_tokens, e.output_tokens,
-       e.reasoning_tokens, e.provider_cost_usd,
-       b.catalog_version, b.model, b.tier, b.cost_usd, b.unpriced
+       e.reasoning_tokens, e.provider_cost_usd, e.status, e.attributes, e.reservation_id,
+       b.catalog_version, b.model AS booked_model, b.tier, b.cost_usd, b.unpriced
 FROM usage_events AS e
 JOIN LATERAL (
     SELECT l.catalog_version, l.model, l.tier, sum(l.cost_usd) AS cost_usd,

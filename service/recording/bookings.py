@@ -18,6 +18,7 @@ from typing import Any
 
 from service.db import Connection
 from service.ingest.models import UsageEvent
+from service.ingest.service import event_from_row
 from service.ledger import queries
 from service.ledger.models import NewLedgerEntry
 from service.ledger.service import charge_for
@@ -57,26 +58,10 @@ class Rerating:
 
 
 def booking_from_row(r: Any) -> Booking:
-    event = UsageEvent(
-        id=r["event_id"],
-        occurred_at=r["occurred_at"],
-        job_id=r["job_id"],
-        agent=r["agent"],
-        provider=r["provider"],
-        model=r["sent_model"],
-        input_tokens=r["input_tokens"],
-        cached_input_tokens=r["cached_input_tokens"],
-        cache_write_tokens=r["cache_write_tokens"],
-        output_tokens=r["output_tokens"],
-        reasoning_tokens=r["reasoning_tokens"],
-        provider_cost_usd=r["provider_cost_usd"],
-        status="ok",
-        attributes=None,
-    )
     return Booking(
-        event=event,
+        event=event_from_row(r),
         catalog_version=r["catalog_version"],
-        model=r["model"],
+        model=r["booked_model"],
         tier=r["tier"],
         cost_usd=r["cost_usd"],
         unpriced=bool(r["unpriced"]),
