@@ -26,7 +26,8 @@ run: $(INSTALLED) ## Start LUC on 127.0.0.1:8000 (embedded PostgreSQL unless LUC
 	@echo "    $(BIN)/luc keys create --scope admin --name me"
 	$(BIN)/luc serve
 
-test: $(INSTALLED) lint typecheck ## Lint, type-check and run the whole test suite on real PostgreSQL
+test: $(INSTALLED) lint typecheck ## Lint, type-check, check the import layers, run the whole test suite on real PostgreSQL
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q
 
 lint: $(INSTALLED) ## ruff lint and format check
@@ -47,4 +48,4 @@ bench: $(INSTALLED) ## Ingest vs COPY, ingest paths, reads at 10k and 10M rows, 
 	$(BIN)/python -m bench.metrics
 
 clean: ## Remove .venv and caches (not your data)
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .import_linter_cache

@@ -18,8 +18,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from service.ledger.queries import ENSURE_MONTHS_AHEAD_FUNCTION, MONTHS_AHEAD
-
-MIGRATION_LOCK_KEY = 0x1C0FFEE  # any constant shared by every LUC process
+from service.locks import MIGRATION_LOCK_KEY
 
 
 def _run(connection: Connection) -> None:

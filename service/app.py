@@ -1,4 +1,11 @@
-"""``create_app()``: the one place where LUC's parts are wired together."""
+"""``create_app()``: the one place where LUC's parts are wired together.
+
+In the lifespan: the pool (migrated, catalog seeded), the webhook dispatcher, the write
+path (``recording.Recorder``, its group writer), and the gateway behind
+``/v1/chat/completions`` with its in-process ports: the usage sink
+(``recording.sink.RecordingSink`` over a local spool) and the budget gate and price
+lookup (``recording.adapters``). Controllers receive them through ``api.deps.Resources``.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +29,7 @@ from service.api.budgets import AlertsController, BudgetsController
 from service.api.catalog import CatalogController
 from service.api.deps import Resources
 from service.api.errors import http_error_handler, luc_error_handler, unexpected_error_handler
-from service.api.events import EventsController, record_events
+from service.api.events import EventsController
 from service.api.health import healthz, readyz
 from service.api.invoices import InvoicesController, JobInvoicesController
 from service.api.jobs import JobsController
@@ -38,7 +45,7 @@ from service.auth.guard import rate_limit_identity, require_key
 from service.auth.keys import count_admin_keys
 from service.budgets.delivery import Dispatcher, make_webhook_client
 from service.catalog.service import CatalogCache, seed_catalog
-from service.client import Spool
+from service.client.spool import Spool
 from service.db import (
     check_privileges,
     check_schema_revision,
@@ -51,11 +58,13 @@ from service.db import (
 )
 from service.errors import DatabaseUnavailableError, LucError
 from service.gateway.chain import build_chain, upstream_client
-from service.gateway.gateway import Gateway
-from service.gateway.local import DatabaseBudgets, RecordingSink, database_catalog
-from service.group_commit import GroupWriter
+from service.gateway.metering import Gateway
 from service.ledger.service import ensure_months_ahead
 from service.metrics.instruments import Metrics
+from service.recording.adapters import DatabaseBudgets, database_catalog
+from service.recording.group_commit import GroupWriter
+from service.recording.recorder import Recorder
+from service.recording.sink import RecordingSink
 from service.settings import Settings, get_settings
 
 log = structlog.get_logger("luc")
@@ -156,13 +165,9 @@ async def _start(
             await asyncio.wait_for(dispatch_task, timeout=settings.budgets.timeout_seconds + 5)
 
     stack.push_async_callback(stop_dispatcher)
-    resources = Resources(
-        settings=settings,
-        pool=pool,
-        catalog_cache=CatalogCache(),
-        metrics=metrics,
-        dispatcher=dispatcher,
-    )
+    catalog_cache = CatalogCache()
+    recorder = Recorder(pool, catalog_cache, settings.ingest, metrics, dispatcher)
+    resources = Resources(settings, pool, catalog_cache, recorder, metrics, dispatcher)
     # The gateway behind /v1/chat/completions: one long-lived client per upstream
     # (timeouts and limits in upstream_client); usage goes straight to the ledger.
     openrouter_http = upstream_client(settings.gateway.timeout_seconds)
@@ -182,7 +187,7 @@ async def _start(
         pool,
         resources.catalog_cache,
         settings.ingest,
-        record=lambda items: record_events(resources, items),
+        record=recorder.record_events,
         spool=spool,
         metrics=metrics,
         record_timeout_seconds=settings.gateway.record_timeout_seconds,
@@ -199,9 +204,7 @@ async def _start(
         budgets=DatabaseBudgets(pool, settings.budgets.reservation_seconds),
         default_model=settings.gateway.default_model,
     )
-    resources.group_writer = GroupWriter(
-        lambda events: record_events(resources, events), writers=settings.ingest.writers
-    )
+    resources.group_writer = GroupWriter(recorder.record_events, writers=settings.ingest.writers)
     resources.group_writer.start()
     stack.push_async_callback(resources.group_writer.stop)
     # Streams still being read are metered before the pool closes (stops run in reverse).

@@ -21,7 +21,11 @@ from service.errors import CatalogError, InvalidRequestError, NotFoundError
 from service.pricing.catalog import Catalog
 from service.pricing.diff import ModelChange, diff_models
 from service.pricing.models import CatalogVersion, ModelPrice, NewModelPrice
-from service.rerating import RerateSummary, create_version_and_price_unpriced, rerate_since
+from service.recording.rerating import (
+    RerateSummary,
+    create_version_and_price_unpriced,
+    rerate_since,
+)
 from service.wire import WireValueError, parse_money
 
 PriceString = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]

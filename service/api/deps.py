@@ -12,10 +12,11 @@ from service.budgets.delivery import Dispatcher
 from service.catalog.service import CatalogCache
 from service.db import STARTING
 from service.errors import DatabaseUnavailableError
-from service.gateway.gateway import Gateway
-from service.gateway.local import RecordingSink
-from service.group_commit import GroupWriter
+from service.gateway.metering import Gateway
 from service.metrics.instruments import Metrics
+from service.recording.group_commit import GroupWriter
+from service.recording.recorder import Recorder
+from service.recording.sink import RecordingSink
 from service.settings import Settings
 
 
@@ -24,6 +25,8 @@ class Resources:
     settings: Settings
     pool: asyncpg.Pool
     catalog_cache: CatalogCache
+    recorder: Recorder
+    """The write path: ``POST /v1/events*`` and the gateway's sink record through it."""
     metrics: Metrics = field(default_factory=Metrics)
     dispatcher: Dispatcher | None = None
     key_cache: KeyCache = field(default_factory=KeyCache)

@@ -1,9 +1,8 @@
-"""``POST /v1/events`` and ``POST /v1/events/batch``: answers come after commit."""
+"""``POST /v1/events`` and ``POST /v1/events/batch``: decode, then ``service.recording``
+records (single events through the group commit); answers come after commit."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,20 +15,9 @@ from service.api.deps import Resources, provide_resources
 from service.api.openapi import json_schema_of, raw_json_body
 from service.api.schemas import BatchResult, ErrorBody, EventResult
 from service.auth.guard import INGEST
-from service.db import on_connection
-from service.ingest.models import Rejection, UsageEvent, UsageEventIn
+from service.ingest.models import UsageEvent, UsageEventIn
 from service.ingest.validate import parse_batch, parse_single
-from service.record.service import (
-    ACCEPTED,
-    CONFLICT,
-    DUPLICATE,
-    REJECTED,
-    BatchOutcome,
-    price_only,
-    record_apart,
-    record_batch,
-    rejected_only,
-)
+from service.recording.models import ACCEPTED, CONFLICT, DUPLICATE, REJECTED
 
 SINGLE_STATUS = {ACCEPTED: 201, DUPLICATE: 200, CONFLICT: 409, REJECTED: 422}
 
@@ -87,7 +75,7 @@ class EventsController(Controller):
             # Shares a transaction with the single events other requests sent meanwhile.
             result = await luc.group_writer.submit(item)
         else:
-            result = (await record_events(luc, [item])).results[0]
+            result = (await luc.recorder.record_events([item])).results[0]
         return Response(
             EventResult(id=result.id, status=result.status, reason=result.reason),
             status_code=SINGLE_STATUS[result.status],
@@ -111,7 +99,7 @@ class EventsController(Controller):
     ) -> BatchResult:
         body = await request.body()
         parsed = parse_batch(body, datetime.now(UTC), luc.settings.ingest)
-        outcome = await record_events(luc, parsed.items)
+        outcome = await luc.recorder.record_events(parsed.items)
         return BatchResult(
             accepted=outcome.count(ACCEPTED),
             duplicates=outcome.count(DUPLICATE),
@@ -121,32 +109,3 @@ class EventsController(Controller):
                 EventResult(id=r.id, status=r.status, reason=r.reason) for r in outcome.results
             ],
         )
-
-
-async def record_events(luc: Resources, items: Sequence[UsageEvent | Rejection]) -> BatchOutcome:
-    """Record a batch with the ingest metrics; the gateway's in-process sink uses it too."""
-    started = time.perf_counter()
-    if not any(isinstance(i, UsageEvent) for i in items):
-        outcome = rejected_only(items)  # nothing to store: answers even with the database down
-    elif not luc.settings.ingest.persist:  # a benchmark's reference (B2): nothing is stored
-        catalog = luc.catalog_cache.loaded
-        if catalog is None:
-            catalog = await on_connection(luc.pool, luc.catalog_cache.get)
-        outcome = price_only(catalog, items)
-    else:
-        # A batch (or a group of single events) that PostgreSQL refuses because of one
-        # event's values is recorded without that event, which alone is rejected.
-        outcome = await record_apart(
-            lambda part: on_connection(
-                luc.pool, lambda conn: record_batch(conn, luc.catalog_cache, part)
-            ),
-            items,
-        )
-    luc.metrics.ingest_seconds.observe(time.perf_counter() - started)
-    luc.metrics.batch_events.observe(len(items))
-    for status in (ACCEPTED, DUPLICATE, CONFLICT, REJECTED):
-        if count := outcome.count(status):
-            luc.metrics.events.labels(status).inc(count)
-    if outcome.alerts and luc.dispatcher is not None:
-        luc.dispatcher.wake()
-    return outcome

@@ -19,7 +19,7 @@ from service.api.deps import Resources, provide_resources
 from service.api.params import decode_cursor, encode_cursor, page_size
 from service.api.schemas import EventResult, timestamp
 from service.auth.guard import ADMIN, READ
-from service.client import Parked
+from service.client.spool import Parked
 from service.errors import InvalidRequestError, NotFoundError
 
 

@@ -6,7 +6,7 @@ LUC reserves the call's estimate under its hard budgets (or answers 402), calls 
 (its own upstream keys never leave the server), answers as the provider did, and records
 the call's usage once, with the reservation id that settles the reservation (when the
 ledger cannot take it now, it waits in the local spool, or is parked for an operator: the
-answer is delivered either way; ``service.gateway.local``). Errors have OpenAI's shape,
+answer is delivered either way; ``service.recording.sink``). Errors have OpenAI's shape,
 ``{"error": {"message", "type", "code"}}``, so SDKs raise their usual exceptions.
 
 Streams are passed through chunk by chunk as they arrive. If the client goes away
@@ -40,7 +40,7 @@ from service.errors import (
     LucError,
     RateLimitedError,
 )
-from service.gateway.gateway import Gateway
+from service.gateway.metering import Gateway
 from service.gateway.models import CallContext, ChatRequest, StreamHandle
 from service.gateway.usage import attribution_problems
 from service.pricing.catalog import STUB_PROVIDER

@@ -24,7 +24,7 @@ from service.budgets.models import (
 )
 from service.db import Connection
 from service.errors import InvalidRequestError, NotFoundError
-from service.ledger.rerate import lock_repricing
+from service.locks import lock_repricing
 from service.money import EXACT
 
 

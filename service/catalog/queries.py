@@ -32,7 +32,4 @@ FROM unnest($2::text[], $3::text[], $4::text[], $5::int[],
             $11::numeric[]) AS m
 """
 
-# Serialises seeding between processes that start at the same moment.
-SEED_LOCK = "SELECT pg_advisory_xact_lock(hashtext('luc.catalog.seed'))"
-
 COUNT_VERSIONS = "SELECT count(*) FROM catalog_versions"

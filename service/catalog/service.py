@@ -12,6 +12,7 @@ from typing import Any
 from service.catalog import queries
 from service.db import Connection
 from service.errors import CatalogError
+from service.locks import lock_catalog_seed
 from service.pricing.catalog import Catalog
 from service.pricing.models import TIERS, CatalogVersion, ModelPrice, NewModelPrice
 from service.wire import parse_instant, parse_money
@@ -274,10 +275,26 @@ def aims_catalog() -> NewCatalogVersion:
     return parse_catalog_document(json.loads(text))
 
 
+def bundled_catalog() -> Catalog:
+    """The AIMS catalog shipped with LUC, without a database: the price lookup of a gateway
+    that cannot read LUC's own (``gateway.ports.fixed_catalog(bundled_catalog())``)."""
+    new = aims_catalog()
+    version = CatalogVersion(
+        id=0,
+        label=new.label,
+        effective_from=new.effective_from,
+        created_at=None,
+        default_model=new.default_model,
+        aliases=new.aliases,
+        models={m.model_id: m.with_defaults() for m in new.models},
+    )
+    return Catalog([version])
+
+
 async def seed_catalog(conn: Connection) -> bool:
     """Make the AIMS catalog version 1 when the ledger has no catalog yet."""
     async with conn.transaction():
-        await conn.execute(queries.SEED_LOCK)
+        await lock_catalog_seed(conn)
         if await conn.fetchval(queries.COUNT_VERSIONS):
             return False
         await create_version(conn, aims_catalog())

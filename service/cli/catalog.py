@@ -42,7 +42,7 @@ def _import_payload(
     from service.catalog.importer import plan_import
     from service.catalog.service import load_catalog
     from service.pricing.diff import describe
-    from service.rerating import create_version_and_price_unpriced
+    from service.recording.rerating import create_version_and_price_unpriced
 
     async def work(conn: Connection) -> None:
         plan = plan_import(
@@ -135,7 +135,7 @@ def rerate(since: str, dry_run: bool) -> None:
     from rich.progress import Progress
     from rich.table import Table
 
-    from service.rerating import rerate_since
+    from service.recording.rerating import rerate_since
 
     start = parse_time(since, "--since")
     console = Console()

@@ -6,12 +6,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 
 from service.errors import GatewayError
-from service.ingest.models import UsageEventIn
 
 DEFAULT_MODEL = "google/gemini-3.0-flash"
 
@@ -184,37 +183,12 @@ class StreamHandle:
 
 
 @dataclass(frozen=True, slots=True)
-class BudgetVerdict:
-    allowed: bool
-    remaining_usd: Decimal | None = None
-    reason: str | None = None
-    reservation_id: str | None = None
-    """The reservation that holds the call's estimate under its hard budgets; the call's
-    usage event carries it, which settles it. ``None`` when nothing is held."""
-
-
-@dataclass(frozen=True, slots=True)
 class CallContext:
     """Who a call is for, and what travels with its usage event."""
 
     job_id: str
     agent: str
     attributes: dict[str, Any] = field(default_factory=dict)
-
-
-class UsageSink(Protocol):
-    """Where usage events go: the ledger in-process, or the emitter to a remote LUC."""
-
-    async def emit(self, event: UsageEventIn) -> None: ...
-
-
-class BudgetGate(Protocol):
-    """Admission under budgets: reserves the call's estimate against its hard budgets
-    (``POST /v1/budgets/reservations``), or refuses the call."""
-
-    async def reserve(
-        self, *, job_id: str, agent: str, model: str, estimated_cost_usd: Decimal
-    ) -> BudgetVerdict: ...
 
 
 def decode_json(raw: bytes | str) -> Any:

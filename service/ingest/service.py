@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from service.db import Connection
 from service.ingest import queries
-from service.ingest.models import UsageEvent
+from service.ingest.models import CONTENT_FIELDS, UsageEvent
 
 
 async def stored_events(conn: Connection, ids: Sequence[str]) -> dict[str, UsageEvent]:
@@ -14,23 +15,10 @@ async def stored_events(conn: Connection, ids: Sequence[str]) -> dict[str, Usage
     if not ids:
         return {}  # the usual case (every event new): spare the round trip
     rows = await conn.fetch(queries.SELECT_EVENTS_BY_ID, list(ids))
-    return {
-        r["event_id"]: UsageEvent(
-            id=r["event_id"],
-            occurred_at=r["occurred_at"],
-            job_id=r["job_id"],
-            agent=r["agent"],
-            provider=r["provider"],
-            model=r["model"],
-            input_tokens=r["input_tokens"],
-            cached_input_tokens=r["cached_input_tokens"],
-            cache_write_tokens=r["cache_write_tokens"],
-            output_tokens=r["output_tokens"],
-            reasoning_tokens=r["reasoning_tokens"],
-            provider_cost_usd=r["provider_cost_usd"],
-            status=r["status"],
-            attributes=r["attributes"],
-            reservation_id=r["reservation_id"],
-        )
-        for r in rows
-    }
+    return {r["event_id"]: event_from_row(r) for r in rows}
+
+
+def event_from_row(r: Any) -> UsageEvent:
+    """An event as stored, from a row holding every ``usage_events`` column: its id
+    (``event_id``) and its content fields (re-rating's bookings read it too)."""
+    return UsageEvent(id=r["event_id"], **{f: r[f] for f in CONTENT_FIELDS})

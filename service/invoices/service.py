@@ -39,7 +39,7 @@ from service.invoices.render import (
     invoice_document,
     sha256_hex,
 )
-from service.ledger.rerate import lock_repricing
+from service.locks import lock_repricing
 from service.money import exact_difference, exact_sum
 from service.pricing.catalog import STUB_PROVIDER
 from service.rollups.models import TOKEN_CLASSES

@@ -1,8 +1,8 @@
 """SQL owned by the ledger (table ``ledger_entries``, and the staging of a batch).
 
 The statements that append entries are pieces (common table expressions ending in
-``appended``, the rows just appended): the recorder adds the rollups to the same
-statement (``service.record.queries``), so appending a batch and rolling it up is one
+``appended``, the rows just appended): the write path adds the rollups to the same
+statement (``service.recording.queries``), so appending a batch and rolling it up is one
 round trip.
 """
 
@@ -182,22 +182,13 @@ ORDER BY e.event_id
 LIMIT $4
 """
 
-# Serialises everything that re-prices existing events (re-rating, a new catalog version
-# pricing unpriced events) against itself; ingest takes the same lock shared, so a batch
-# priced with the old catalog has committed before a new version looks for unpriced events.
-# Creating a budget takes it too, so that the budget's backfill and the batches' spend
-# meet exactly (see budgets.service.create_budget).
-REPRICING_LOCK_KEY = 0x4C55C1
-LOCK_REPRICING = f"SELECT pg_advisory_xact_lock({REPRICING_LOCK_KEY})"
-LOCK_REPRICING_SHARED = f"SELECT pg_advisory_xact_lock_shared({REPRICING_LOCK_KEY})"
-
 # An event's live booking: the entries of one (version, model, tier) whose event counts net
 # to one. A charge is a booking; a re-rating reverses it and books the event anew.
 _BOOKINGS = """
-SELECT e.event_id, e.occurred_at, e.job_id, e.agent, e.provider, e.model AS sent_model,
+SELECT e.event_id, e.occurred_at, e.job_id, e.agent, e.provider, e.model,
        e.input_tokens, e.cached_input_tokens, e.cache_write_tokens, e.output_tokens,
-       e.reasoning_tokens, e.provider_cost_usd,
-       b.catalog_version, b.model, b.tier, b.cost_usd, b.unpriced
+       e.reasoning_tokens, e.provider_cost_usd, e.status, e.attributes, e.reservation_id,
+       b.catalog_version, b.model AS booked_model, b.tier, b.cost_usd, b.unpriced
 FROM usage_events AS e
 JOIN LATERAL (
     SELECT l.catalog_version, l.model, l.tier, sum(l.cost_usd) AS cost_usd,

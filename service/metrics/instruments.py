@@ -45,7 +45,7 @@ class Metrics:
             registry=self.registry,
         )
 
-        # The proxy's usage that is not on the ledger (yet): service.gateway.local.
+        # The proxy's usage that is not on the ledger (yet): service.recording.sink.
         self.gateway_spooled = Counter(
             "luc_gateway_usage_spooled",
             "Proxied calls whose usage went to the local spool instead of the ledger, by cause",

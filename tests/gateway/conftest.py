@@ -12,11 +12,12 @@ import pytest
 from service.catalog.service import CatalogCache
 from service.db import create_pool
 from service.gateway.chain import Chain, Provider, upstream_client
-from service.gateway.gateway import Gateway
-from service.gateway.local import DatabaseBudgets, RecordingSink, database_catalog
+from service.gateway.metering import Gateway
 from service.gateway.openrouter import OpenRouterProvider
 from service.gateway.upstream import RetryPolicy
 from service.gateway.vertex import VertexProvider
+from service.recording.adapters import DatabaseBudgets, database_catalog
+from service.recording.sink import RecordingSink
 from service.settings import DatabaseSettings, IngestSettings
 from tests.gateway.fake_openrouter import FakeOpenRouter
 from tests.gateway.fake_vertex import FakeVertex

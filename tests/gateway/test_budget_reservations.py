@@ -28,12 +28,14 @@ from service.app import create_app
 from service.auth.keys import create_key
 from service.budgets.models import NewBudget
 from service.budgets.service import create_budget
-from service.client import Emitter, RemoteBudgets
+from service.catalog.service import bundled_catalog
+from service.client.budgets import RemoteBudgets
+from service.client.emitter import Emitter
 from service.errors import BudgetExceededError
 from service.gateway.chain import Chain
-from service.gateway.gateway import Gateway
-from service.gateway.local import bundled_catalog, fixed_catalog
+from service.gateway.metering import Gateway
 from service.gateway.openrouter import OpenRouterProvider
+from service.gateway.ports import fixed_catalog
 from tests.conftest import settings_for
 from tests.gateway.fake_openrouter import FakeOpenRouter, Reply, usage
 

@@ -14,7 +14,7 @@ import pytest
 
 from service.errors import AuthenticationFailedError, InsufficientCreditsError
 from service.gateway.chain import build_chain
-from service.gateway.gateway import Gateway
+from service.gateway.metering import Gateway
 from service.gateway.openrouter import OpenRouterProvider
 from service.gateway.stub import StubProvider
 from service.gateway.upstream import RetryPolicy

@@ -11,10 +11,11 @@ import asyncpg
 import pytest
 
 from service.auth.keys import create_key
-from service.client import Emitter
+from service.catalog.service import bundled_catalog
+from service.client.emitter import Emitter
 from service.gateway.chain import Chain
-from service.gateway.gateway import Gateway
-from service.gateway.local import bundled_catalog, fixed_catalog
+from service.gateway.metering import Gateway
+from service.gateway.ports import fixed_catalog
 from service.gateway.stub import StubProvider
 from service.ingest.models import UsageEventIn
 from tests.conftest import free_port

@@ -21,7 +21,7 @@ from service.errors import (
     UpstreamRejectedError,
     UpstreamUnavailableError,
 )
-from service.gateway.gateway import Gateway
+from service.gateway.metering import Gateway
 from service.gateway.models import ChatResult
 from service.gateway.openrouter import OpenRouterProvider
 from service.gateway.upstream import RetryPolicy

@@ -18,13 +18,14 @@ import msgspec
 import pytest
 
 from service.catalog.service import CatalogCache
-from service.client import Spool
+from service.client.spool import Spool
 from service.db import create_pool
 from service.errors import DatabaseUnavailableError
-from service.gateway.local import RecordingSink
 from service.ingest.models import Rejection, UsageEvent, UsageEventIn
 from service.metrics.instruments import Metrics
-from service.record.service import BatchOutcome, record_batch
+from service.recording.models import BatchOutcome
+from service.recording.service import record_batch
+from service.recording.sink import RecordingSink
 from service.settings import load_settings
 
 

@@ -29,13 +29,14 @@ from service.catalog.service import CatalogCache
 from service.db import connect
 from service.errors import InvalidRequestError
 from service.gateway.chain import Chain
-from service.gateway.gateway import Gateway
-from service.gateway.local import RecordingSink, database_catalog
+from service.gateway.metering import Gateway
 from service.gateway.models import CallContext, ProviderUsage
 from service.gateway.openrouter import OpenRouterProvider
 from service.gateway.usage import usage_event
 from service.ingest.models import UsageEventIn
-from service.ledger.queries import LOCK_REPRICING
+from service.locks import LOCK_REPRICING
+from service.recording.adapters import database_catalog
+from service.recording.sink import RecordingSink
 from service.settings import IngestSettings
 from tests.conftest import settings_for
 from tests.gateway.conftest import ledger

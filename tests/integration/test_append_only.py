@@ -16,7 +16,7 @@ import pytest
 from service.catalog.service import CatalogCache
 from service.ingest.models import UsageEvent
 from service.ledger.service import ensure_months_ahead
-from service.record.service import record_batch
+from service.recording.service import record_batch
 
 # Each ledger partition and the instant its range starts at (NULL: the default one).
 PARTITIONS = """

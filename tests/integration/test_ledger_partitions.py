@@ -11,7 +11,7 @@ from service.catalog.service import CatalogCache
 from service.ingest.models import UsageEvent
 from service.ledger.months import ensure_months
 from service.ledger.service import ensure_months_ahead
-from service.record.service import record_batch
+from service.recording.service import record_batch
 
 
 def event(event_id: str, occurred_at: datetime) -> UsageEvent:

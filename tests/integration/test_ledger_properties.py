@@ -35,7 +35,7 @@ from service.app import create_app
 from service.catalog.service import NewCatalogVersion, create_version
 from service.db import connect, with_database
 from service.pricing.models import NewModelPrice
-from service.rerating import create_version_and_price_unpriced
+from service.recording.rerating import create_version_and_price_unpriced
 from tests.conftest import settings_for
 
 D = Decimal

@@ -20,10 +20,10 @@ from service.budgets.service import create_budget
 from service.catalog.service import CatalogCache
 from service.db import connect
 from service.ingest.models import UsageEvent
-from service.ledger.queries import REPRICING_LOCK_KEY
-from service.ledger.rerate import lock_repricing
 from service.ledger.service import INLINE_LIMIT
-from service.record.service import ACCEPTED, CONFLICT, DUPLICATE, record_batch
+from service.locks import REPRICING_LOCK_KEY, lock_repricing
+from service.recording.models import ACCEPTED, CONFLICT, DUPLICATE
+from service.recording.service import record_batch
 from tests.support.waiting import wait_until
 
 MODEL = "anthropic/claude-sonnet-4.5"

@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 
 from service.ledger.models import NewLedgerEntry
-from service.record.service import record_adjustments
+from service.recording.rerating import record_adjustments
 from tests.integration.ledger_truth import assert_rollups_equal_ledger
 
 CAP = 10**12

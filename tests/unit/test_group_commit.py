@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
-from service.group_commit import GroupWriter
 from service.ingest.models import Rejection, UsageEvent
-from service.record.service import ACCEPTED, REJECTED, BatchOutcome, EventOutcome, record_apart
+from service.recording.group_commit import GroupWriter
+from service.recording.models import ACCEPTED, REJECTED, BatchOutcome, EventOutcome
+from service.recording.service import record_apart
 
 
 def event(event_id: str) -> UsageEvent:

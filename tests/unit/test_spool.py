@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from service.client import Spool
+from service.client.spool import Spool
 
 OLD_SCHEMA = """
 CREATE TABLE pending (

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from service.ingest.models import UsageEvent
-from service.ledger.rerate import Booking, plan_rerating
 from service.ledger.service import charge_for
 from service.pricing.catalog import NOT_BILLED_STUB, Catalog
 from service.pricing.models import CatalogVersion, NewModelPrice
+from service.recording.bookings import Booking, plan_rerating
 
 AT = datetime(2026, 3, 1, tzinfo=UTC)
 PRICE = NewModelPrice(

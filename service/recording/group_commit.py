@@ -1,10 +1,10 @@
 """Group commit for single events: concurrent ``POST /v1/events`` share one transaction.
 
 One event per transaction pays a commit (a WAL flush) per event. The writer of each
-process takes the events waiting in its queue, records them together with
-``record_batch`` and answers every request only after that commit. A commit that
+process takes the events waiting in its queue, records them together through
+``Recorder.record_events`` and answers every request only after that commit. A commit that
 PostgreSQL refuses because of one event's values is retried without that event, whose
-request alone is rejected (``record_apart``, in the recorder); any other failed commit
+request alone is rejected (``service.record_apart``); any other failed commit
 fails every request in it, so no event is acknowledged without being stored. Under no
 load a lone event commits at once (no waiting for company); under load the group grows
 by itself while the previous commit is in flight.
@@ -14,26 +14,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
 
 from service.ingest.models import UsageEvent
-from service.record.service import BatchOutcome, EventOutcome
+from service.recording.models import EventOutcome, RecordFn
 
 log = structlog.get_logger("luc.ingest")
 
 MAX_GROUP = 1000
 WRITERS = 2
 
-Recorder = Callable[[Sequence[UsageEvent]], Awaitable[BatchOutcome]]
-
 
 class GroupWriter:
     """Queues single events and records them in groups, one transaction per group."""
 
     def __init__(
-        self, record: Recorder, max_group: int = MAX_GROUP, writers: int = WRITERS
+        self, record: RecordFn, max_group: int = MAX_GROUP, writers: int = WRITERS
     ) -> None:
         self._record = record
         self._max_group = max_group

@@ -4,15 +4,13 @@
     async for piece in gateway.stream(model=..., messages=..., job_id=..., agent=...):
         ...  # text deltas (str), then the ChatResult
 
-Before a call: the job and agent must be ones the ledger takes (else
-``InvalidRequestError``), the model must be in LUC's catalog (else ``UnknownModelError``),
-and the budget gate, when there is one, must admit the estimated cost (else
-``BudgetExceededError``); under hard budgets it reserves the estimate, and the call's
-usage event carries the ``reservation_id``, which settles that reservation. Every
-upstream attempt that spent tokens emits exactly one usage event (id = the generation id)
-to the sink: the ledger in-process, the emitter elsewhere. A failure to record never
-turns a delivered answer into an error: the sink keeps what it cannot deliver (a local
-spool), and ``_meter`` lets nothing escape into the answer.
+Before a call, ``admission.admit`` checks the job, the agent and the model and reserves
+the estimated cost under hard budgets; the call's usage event carries the
+``reservation_id``, which settles that reservation. Every upstream attempt that spent
+tokens emits exactly one usage event (id = the generation id) to the sink: the ledger
+in-process, the emitter elsewhere. A failure to record never turns a delivered answer
+into an error: the sink keeps what it cannot deliver (a local spool), and ``_meter`` lets
+nothing escape into the answer.
 
 Metering never depends on the caller staying: a non-streaming call runs in a shielded
 task, and a stream is read to its end by a task of its own, so a caller that goes away
@@ -26,24 +24,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 import structlog
 
-from service.errors import (
-    BudgetExceededError,
-    GatewayError,
-    InvalidRequestError,
-    UnknownModelError,
-)
+from service.errors import GatewayError
 from service.errors import UpstreamUnavailableError as Unavailable
+from service.gateway.admission import Admitted, admit
 from service.gateway.chain import Chain, Provider, UpstreamStream
 from service.gateway.models import (
     DEFAULT_MODEL,
-    BudgetGate,
     CallContext,
     ChatRequest,
     ChatResult,
@@ -51,31 +43,13 @@ from service.gateway.models import (
     Cost,
     ProviderUsage,
     StreamHandle,
-    UsageSink,
 )
+from service.gateway.ports import BudgetGate, CatalogSource, UsageSink
 from service.gateway.upstream import error_text, first_choice
-from service.gateway.usage import (
-    attribution_problems,
-    estimate_tokens,
-    estimated_usage,
-    usage_event,
-)
-from service.pricing.catalog import Catalog
+from service.gateway.usage import estimated_usage, usage_event
 from service.pricing.cost import TokenCounts, event_cost
 
 log = structlog.get_logger("luc.gateway")
-
-CatalogSource = Callable[[], Awaitable[Catalog]]
-
-
-@dataclass(frozen=True, slots=True)
-class _Prepared:
-    request: ChatRequest
-    """With the model resolved to its catalog id (aliases work)."""
-    catalog: Catalog
-    occurred_at: datetime
-    reservation_id: str | None = None
-    """The budget reservation the call was admitted under; its usage event settles it."""
 
 
 class Gateway:
@@ -171,14 +145,18 @@ class Gateway:
         self, request: ChatRequest, context: CallContext
     ) -> tuple[ChatResult, Completion]:
         """A non-streaming call: the metered result and the provider's answer as sent."""
-        prepared = await self._prepare(request, context)
-        return await asyncio.shield(self._spawn(self._complete(prepared, context)))
+        admitted = await admit(
+            request, context, catalog=self.catalog, budgets=self.budgets, clock=self.clock
+        )
+        return await asyncio.shield(self._spawn(self._complete(admitted, context)))
 
     async def open_stream(self, request: ChatRequest, context: CallContext) -> StreamHandle:
         """Open a stream (retries and fall-through happen here, before its first byte)."""
-        prepared = await self._prepare(request, context)
+        admitted = await admit(
+            request, context, catalog=self.catalog, budgets=self.budgets, clock=self.clock
+        )
         handle = StreamHandle()
-        self._spawn(self._run_stream(prepared, context, handle))
+        self._spawn(self._run_stream(admitted, context, handle))
         handle.provider = await asyncio.shield(handle.opened)
         return handle
 
@@ -203,47 +181,17 @@ class Gateway:
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
         return task
 
-    async def _prepare(self, request: ChatRequest, context: CallContext) -> _Prepared:
-        if problems := attribution_problems(context.job_id, context.agent):
-            raise InvalidRequestError(
-                "; ".join(f"{name}: {problem}" for name, problem in problems.items())
-            )
-        catalog = await self.catalog()
-        now = self.clock()
-        quote = catalog.quote(request.model, now)
-        if quote.price is None:
-            raise UnknownModelError(f"LUC cannot price {request.model!r}: {quote.reason}")
-        reservation_id = None
-        if self.budgets is not None:
-            prompt_tokens = estimate_tokens(request.prompt_text())
-            estimate = event_cost(
-                TokenCounts(prompt_tokens, 0, 0, request.max_output_tokens() or 0, 0), quote.price
-            )
-            verdict = await self.budgets.reserve(
-                job_id=context.job_id,
-                agent=context.agent,
-                model=quote.model_id,
-                estimated_cost_usd=estimate,
-            )
-            if not verdict.allowed:
-                raise BudgetExceededError(
-                    f"budget exhausted: {verdict.reason or 'a hard budget refuses the call'}; "
-                    "raise the budget's limit_usd or wait for its next period"
-                )
-            reservation_id = verdict.reservation_id
-        return _Prepared(replace(request, model=quote.model_id), catalog, now, reservation_id)
-
     async def _complete(
-        self, prepared: _Prepared, context: CallContext
+        self, admitted: Admitted, context: CallContext
     ) -> tuple[ChatResult, Completion]:
-        provider, completion = await self.chain.complete(prepared.request)
+        provider, completion = await self.chain.complete(admitted.request)
         usage = completion.usage
         if usage is None and completion.generation_id:
             usage = await provider.usage_after(completion.generation_id)
         if usage is None:
-            usage = estimated_usage(prepared.request.prompt_text(), completion.text)
+            usage = estimated_usage(admitted.request.prompt_text(), completion.text)
         result = await self._meter(
-            prepared,
+            admitted,
             context,
             provider=provider.name,
             generation_id=completion.generation_id,
@@ -257,10 +205,10 @@ class Gateway:
         return result, completion
 
     async def _run_stream(
-        self, prepared: _Prepared, context: CallContext, handle: StreamHandle
+        self, admitted: Admitted, context: CallContext, handle: StreamHandle
     ) -> None:
         try:
-            provider, upstream = await self.chain.open_stream(prepared.request)
+            provider, upstream = await self.chain.open_stream(admitted.request)
         except Exception as exc:  # the caller of open_stream raises it
             handle.opened.set_exception(exc)
             handle.opened.exception()  # retrieved even if that caller went away
@@ -271,7 +219,7 @@ class Gateway:
         handle.opened.set_result(provider.name)
         result: ChatResult | None = None
         try:
-            result = await self._pump(prepared, context, provider, upstream, handle)
+            result = await self._pump(admitted, context, provider, upstream, handle)
         except Exception as exc:  # a bug must not hang the caller
             log.exception("stream_pump_failed", provider=provider.name)
             handle.error = Unavailable(f"the stream failed inside LUC: {exc}")
@@ -282,7 +230,7 @@ class Gateway:
 
     async def _pump(
         self,
-        prepared: _Prepared,
+        admitted: Admitted,
         context: CallContext,
         provider: Provider,
         upstream: UpstreamStream,
@@ -329,9 +277,9 @@ class Gateway:
         if usage is None:
             if not chunks:
                 return None  # nothing arrived: no sign that any token was spent
-            usage = estimated_usage(prepared.request.prompt_text(), text)
+            usage = estimated_usage(admitted.request.prompt_text(), text)
         return await self._meter(
-            prepared,
+            admitted,
             context,
             provider=provider.name,
             generation_id=generation_id,
@@ -345,7 +293,7 @@ class Gateway:
 
     async def _meter(
         self,
-        prepared: _Prepared,
+        admitted: Admitted,
         context: CallContext,
         *,
         provider: str,
@@ -358,8 +306,8 @@ class Gateway:
         streamed: bool,
     ) -> ChatResult:
         """Emit the attempt's one usage event; price it as the ledger will."""
-        catalog, when = prepared.catalog, prepared.occurred_at
-        model = prepared.request.model
+        catalog, when = admitted.catalog, admitted.occurred_at
+        model = admitted.request.model
         attributes: dict[str, Any] = {"streamed": streamed}
         if answered_model and answered_model != model:
             attributes["upstream_model"] = answered_model
@@ -378,7 +326,7 @@ class Gateway:
             usage=usage,
             status="error" if error else "ok",
             attributes=attributes,
-            reservation_id=prepared.reservation_id,
+            reservation_id=admitted.reservation_id,
         )
         try:
             await self.sink.emit(event)

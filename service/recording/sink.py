@@ -1,45 +1,31 @@
-"""The gateway inside LUC: usage goes straight to the ledger, budgets and prices come
-from the database. (A gateway running elsewhere uses ``service.client`` instead.)
-
-The gateway is where usage is born, so it sits before ingest in the flow; in-process it
-still hands each event to ``record_batch``, exactly as ``POST /v1/events`` does.
+"""The gateway's usage sink inside LUC: each proxied call's usage goes straight to the
+ledger, through ``Recorder.record_events`` exactly as ``POST /v1/events`` does, or into
+the local spool when it cannot be recorded now. (A gateway running elsewhere uses
+``service.client.emitter`` instead; the other two ports are in ``recording.adapters``.)
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from decimal import Decimal
 
 import asyncpg
 import msgspec
 import structlog
 
-from service.budgets.reservations import reserve
-from service.catalog.service import CatalogCache, aims_catalog
-from service.client import Parked, Spool
+from service.catalog.service import CatalogCache
+from service.client.spool import Parked, Spool
 from service.db import on_connection
 from service.errors import DatabaseUnavailableError, LucError, NotFoundError
-from service.gateway.models import BudgetVerdict
 from service.ingest.models import Rejection, UsageEvent, UsageEventIn
 from service.ingest.validate import parse_event
 from service.metrics.instruments import Metrics
-from service.pricing.catalog import Catalog
-from service.pricing.models import CatalogVersion
-from service.record.service import (
-    ACCEPTED,
-    DUPLICATE,
-    REJECTED,
-    BatchOutcome,
-    EventOutcome,
-    record_batch,
-)
+from service.recording.models import REJECTED, STORED, BatchOutcome, EventOutcome, RecordFn
+from service.recording.service import record_batch
 from service.settings import IngestSettings
 
 log = structlog.get_logger("luc.gateway")
-
-RecordFn = Callable[[Sequence[UsageEvent | Rejection]], Awaitable[BatchOutcome]]
 
 # Errors of one event's content (a value PostgreSQL refuses, a bug pricing it): a batch they
 # spoil is replayed event by event, so the event holds back only itself. Anything else (a
@@ -146,7 +132,7 @@ class RecordingSink:
             await self._spool(event.id, body, _cause(exc), _why(exc), unexpected=_alone(exc))
             return
         result = outcome.results[0]
-        if result.status not in (ACCEPTED, DUPLICATE):
+        if result.status not in STORED:
             await self._park(event.id, body, result.status, result.reason)
 
     async def _spool(
@@ -226,7 +212,7 @@ class RecordingSink:
                 aside.append((seq, event_id, body, REJECTED, item))
             elif (result := outcomes.get(item.id)) is None:
                 continue  # not recorded: stays spooled
-            elif result.status in (ACCEPTED, DUPLICATE):
+            elif result.status in STORED:
                 done.append(seq)
             else:
                 aside.append((seq, event_id, body, result.status, result.reason))
@@ -289,7 +275,7 @@ class RecordingSink:
                 raise
             except Exception as exc:
                 raise DatabaseUnavailableError(f"cannot record it now: {_why(exc)}") from exc
-        if result.status in (ACCEPTED, DUPLICATE):
+        if result.status in STORED:
             await self.spool.drop_parked(parked_id)
             log.info("parked_usage_replayed", event_id=item.event_id, status=result.status)
         else:
@@ -309,61 +295,3 @@ class RecordingSink:
             usage=item.body.decode(errors="replace"),
         )
         return item
-
-
-class DatabaseBudgets:
-    """``POST /v1/budgets/reservations``, on the database directly."""
-
-    def __init__(self, pool: asyncpg.Pool, reservation_seconds: int) -> None:
-        self.pool = pool
-        self.reservation_seconds = reservation_seconds
-
-    async def reserve(
-        self, *, job_id: str, agent: str, model: str, estimated_cost_usd: Decimal
-    ) -> BudgetVerdict:
-        result = await on_connection(
-            self.pool,
-            lambda conn: reserve(
-                conn,
-                job_id=job_id,
-                agent=agent,
-                model=model,
-                estimated_cost_usd=estimated_cost_usd,
-                now=datetime.now(UTC),
-                reservation_seconds=self.reservation_seconds,
-            ),
-        )
-        return BudgetVerdict(
-            result.allowed, result.remaining_usd, result.reason, result.reservation_id
-        )
-
-
-def database_catalog(pool: asyncpg.Pool, cache: CatalogCache) -> Callable[[], Awaitable[Catalog]]:
-    """The ledger's catalog (every version), reloaded only when a version was added."""
-
-    async def load() -> Catalog:
-        return await on_connection(pool, cache.get)
-
-    return load
-
-
-def bundled_catalog() -> Catalog:
-    """The AIMS catalog shipped with LUC, for a gateway that cannot read LUC's own."""
-    new = aims_catalog()
-    version = CatalogVersion(
-        id=0,
-        label=new.label,
-        effective_from=new.effective_from,
-        created_at=None,
-        default_model=new.default_model,
-        aliases=new.aliases,
-        models={m.model_id: m.with_defaults() for m in new.models},
-    )
-    return Catalog([version])
-
-
-def fixed_catalog(catalog: Catalog) -> Callable[[], Awaitable[Catalog]]:
-    async def load() -> Catalog:
-        return catalog
-
-    return load

@@ -1,4 +1,5 @@
-"""Re-rating: price existing events again under the catalog as it now stands.
+"""Re-rating's plan: how an event stands on the ledger (its booking), and the entries that
+move it to the price the catalog gives it now. ``rerating`` runs the plan.
 
 An event's live booking (version, model, cost) is compared with what the version in
 force at its ``occurred_at`` says today. When the money differs (or the event was
@@ -17,6 +18,7 @@ from typing import Any
 
 from service.db import Connection
 from service.ingest.models import UsageEvent
+from service.ingest.service import event_from_row
 from service.ledger import queries
 from service.ledger.models import NewLedgerEntry
 from service.ledger.service import charge_for
@@ -56,26 +58,10 @@ class Rerating:
 
 
 def booking_from_row(r: Any) -> Booking:
-    event = UsageEvent(
-        id=r["event_id"],
-        occurred_at=r["occurred_at"],
-        job_id=r["job_id"],
-        agent=r["agent"],
-        provider=r["provider"],
-        model=r["sent_model"],
-        input_tokens=r["input_tokens"],
-        cached_input_tokens=r["cached_input_tokens"],
-        cache_write_tokens=r["cache_write_tokens"],
-        output_tokens=r["output_tokens"],
-        reasoning_tokens=r["reasoning_tokens"],
-        provider_cost_usd=r["provider_cost_usd"],
-        status="ok",
-        attributes=None,
-    )
     return Booking(
-        event=event,
+        event=event_from_row(r),
         catalog_version=r["catalog_version"],
-        model=r["model"],
+        model=r["booked_model"],
         tier=r["tier"],
         cost_usd=r["cost_usd"],
         unpriced=bool(r["unpriced"]),
@@ -169,8 +155,3 @@ async def count_events_since(conn: Connection, since: datetime) -> int:
 async def unpriced_bookings(conn: Connection) -> list[Booking]:
     """Live bookings of every event that is still unpriced."""
     return [booking_from_row(r) for r in await conn.fetch(queries.SELECT_UNPRICED_BOOKINGS)]
-
-
-async def lock_repricing(conn: Connection, *, shared: bool = False) -> None:
-    """Take the re-pricing lock for the rest of the transaction (see queries)."""
-    await conn.execute(queries.LOCK_REPRICING_SHARED if shared else queries.LOCK_REPRICING)

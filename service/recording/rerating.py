@@ -2,29 +2,35 @@
 
 Two callers: a new catalog version prices events that were unpriced (at once, in the
 transaction that creates the version), and ``rerate_since`` applies a retroactive
-correction to every event since a time, in chunks, or only reports it (dry run).
+correction to every event since a time, in chunks, or only reports it (dry run). Both
+hold the re-pricing lock exclusively (``service.locks``), plan each event with
+``bookings.plan_rerating`` and append the result with ``record_adjustments``: ledger,
+rollups and budgets in the caller's transaction, as ``record_batch`` does for new events.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from service.budgets.service import apply_entries as apply_to_budgets
 from service.catalog.service import NewCatalogVersion, create_version, load_catalog
 from service.db import Connection
-from service.ledger.rerate import (
+from service.ledger.models import NewLedgerEntry
+from service.ledger.service import entry_parameters
+from service.locks import lock_repricing
+from service.money import EXACT
+from service.recording import queries
+from service.recording.bookings import (
     Rerating,
     bookings_since,
     count_events_since,
-    lock_repricing,
     plan_rerating,
     unpriced_bookings,
 )
-from service.money import EXACT
-from service.record.service import record_adjustments
 
 RERATE_CHUNK = 2000
 
@@ -56,6 +62,15 @@ class RerateSummary:
         for bucket in (self.jobs[event.job_id], self.agents[event.agent]):
             bucket.events += 1
             bucket.delta_usd = EXACT.add(bucket.delta_usd, delta)
+
+
+async def record_adjustments(conn: Connection, entries: Sequence[NewLedgerEntry]) -> None:
+    """Append re-rating's ``entries``, roll them up and count them towards budgets, in the
+    caller's transaction."""
+    if not entries:
+        return
+    rows = await conn.fetch(queries.RECORD_ADJUSTMENTS, *entry_parameters(entries))
+    await apply_to_budgets(conn, [r["id"] for r in rows])
 
 
 async def _apply(conn: Connection, reratings: list[Rerating]) -> int:

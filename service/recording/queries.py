@@ -1,4 +1,4 @@
-"""SQL of the recorder: the statements that carry entries through every stage at once.
+"""SQL of the write path: the statements that carry entries through every stage at once.
 
 They are assembled from the pieces the stages own (ledger appends, rollup upserts), so a
 batch is stored, appended and rolled up in one statement, one round trip.

@@ -13,8 +13,7 @@ them up, budgets only when some exist, and the commit.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import asyncpg
 import msgspec
@@ -26,18 +25,21 @@ from service.catalog.service import CatalogCache
 from service.db import Connection
 from service.ingest.models import Rejection, UsageEvent, differing_fields
 from service.ingest.service import stored_events
-from service.ledger.models import NewLedgerEntry
-from service.ledger.rerate import lock_repricing
-from service.ledger.service import charge_for, entry_parameters, stage_charges, staged_charge
+from service.ledger.service import charge_for, stage_charges, staged_charge
+from service.locks import lock_repricing
 from service.pricing.catalog import Catalog
-from service.record import queries
+from service.recording import queries
+from service.recording.models import (
+    ACCEPTED,
+    CONFLICT,
+    DUPLICATE,
+    REJECTED,
+    BatchOutcome,
+    EventOutcome,
+    RecordFn,
+)
 
 log = structlog.get_logger("luc.ingest")
-
-ACCEPTED = "accepted"
-DUPLICATE = "duplicate"
-CONFLICT = "conflict"
-REJECTED = "rejected"
 
 # Failures caused by an event's own values: PostgreSQL refused one (SQLSTATE class 22, a
 # CHECK or NOT NULL constraint), or it could not even be encoded for PostgreSQL. The same
@@ -53,23 +55,6 @@ _REFUSALS: tuple[type[BaseException], ...] = (
     RecursionError,
     msgspec.EncodeError,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class EventOutcome:
-    id: str | None
-    status: str
-    reason: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class BatchOutcome:
-    results: list[EventOutcome]
-    alerts: int = 0
-    """Budget alerts this batch raised (the dispatcher can be woken for them)."""
-
-    def count(self, status: str) -> int:
-        return sum(1 for r in self.results if r.status == status)
 
 
 async def record_batch(
@@ -95,7 +80,7 @@ async def record_batch(
         inside_longer_transaction = conn.is_in_transaction()
         async with conn.transaction():
             # Shared: batches run side by side, but not beside a new catalog version that
-            # is pricing unpriced events, nor a budget being created (ledger.queries).
+            # is pricing unpriced events, nor a budget being created (service.locks).
             await lock_repricing(conn, shared=True)
             opened = await conn.fetchrow(queries.OPEN_BATCH)
             assert opened is not None
@@ -146,10 +131,7 @@ async def record_batch(
     return BatchOutcome([o for o in outcomes if o is not None], alerts=alerts)
 
 
-Recorder = Callable[[Sequence[UsageEvent | Rejection]], Awaitable[BatchOutcome]]
-
-
-async def record_apart(record: Recorder, items: Sequence[UsageEvent | Rejection]) -> BatchOutcome:
+async def record_apart(record: RecordFn, items: Sequence[UsageEvent | Rejection]) -> BatchOutcome:
     """``record(items)`` (one transaction); when the database refuses it because of some
     event's values, the items are recorded again in halves, each in its own transaction,
     down to the events at fault, which are rejected with the database's reason. One value
@@ -178,15 +160,6 @@ async def record_apart(record: Recorder, items: Sequence[UsageEvent | Rejection]
             log.warning("event_refused", event_id=item.id, error=repr(refusal))
             outcomes.append(EventOutcome(item.id, REJECTED, reason))
     return BatchOutcome(outcomes)
-
-
-async def record_adjustments(conn: Connection, entries: Sequence[NewLedgerEntry]) -> None:
-    """Append re-rating's ``entries``, roll them up and count them towards budgets, in the
-    caller's transaction."""
-    if not entries:
-        return
-    rows = await conn.fetch(queries.RECORD_ADJUSTMENTS, *entry_parameters(entries))
-    await apply_to_budgets(conn, [r["id"] for r in rows])
 
 
 def _compare(event: UsageEvent, first: UsageEvent, where: str) -> EventOutcome:

@@ -1,0 +1,71 @@
+"""Before a call: the checks that keep the gateway from buying usage LUC would not take.
+
+The job and agent must be ones the ledger takes (else ``InvalidRequestError``), the model
+must be in LUC's catalog (else ``UnknownModelError``), and the budget gate, when there is
+one, must admit the estimated cost (else ``BudgetExceededError``); under hard budgets it
+reserves the estimate, and the call's usage event carries the ``reservation_id``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from service.errors import BudgetExceededError, InvalidRequestError, UnknownModelError
+from service.gateway.models import CallContext, ChatRequest
+from service.gateway.ports import BudgetGate, CatalogSource
+from service.gateway.usage import attribution_problems, estimate_tokens
+from service.pricing.catalog import Catalog
+from service.pricing.cost import TokenCounts, event_cost
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """A call cleared to go upstream, with what metering it later needs."""
+
+    request: ChatRequest
+    """With the model resolved to its catalog id (aliases work)."""
+    catalog: Catalog
+    occurred_at: datetime
+    reservation_id: str | None = None
+    """The budget reservation the call was admitted under; its usage event settles it."""
+
+
+async def admit(
+    request: ChatRequest,
+    context: CallContext,
+    *,
+    catalog: CatalogSource,
+    budgets: BudgetGate | None,
+    clock: Callable[[], datetime],
+) -> Admitted:
+    """Check ``request`` for ``context`` and reserve its estimate; raises when refused."""
+    if problems := attribution_problems(context.job_id, context.agent):
+        raise InvalidRequestError(
+            "; ".join(f"{name}: {problem}" for name, problem in problems.items())
+        )
+    prices = await catalog()
+    now = clock()
+    quote = prices.quote(request.model, now)
+    if quote.price is None:
+        raise UnknownModelError(f"LUC cannot price {request.model!r}: {quote.reason}")
+    reservation_id = None
+    if budgets is not None:
+        prompt_tokens = estimate_tokens(request.prompt_text())
+        estimate = event_cost(
+            TokenCounts(prompt_tokens, 0, 0, request.max_output_tokens() or 0, 0), quote.price
+        )
+        verdict = await budgets.reserve(
+            job_id=context.job_id,
+            agent=context.agent,
+            model=quote.model_id,
+            estimated_cost_usd=estimate,
+        )
+        if not verdict.allowed:
+            raise BudgetExceededError(
+                f"budget exhausted: {verdict.reason or 'a hard budget refuses the call'}; "
+                "raise the budget's limit_usd or wait for its next period"
+            )
+        reservation_id = verdict.reservation_id
+    return Admitted(replace(request, model=quote.model_id), prices, now, reservation_id)

@@ -1,0 +1,61 @@
+"""What the gateway needs from LUC, and nothing more: three ports.
+
+- ``UsageSink``: where each call's usage event goes.
+- ``BudgetGate``: admission under budgets before a call.
+- ``CatalogSource``: the price lookup (the catalog, every version) that calls are checked
+  and metered against.
+
+The gateway imports no database code: whoever builds a ``Gateway`` hands it adapters.
+Inside LUC, ``app.py`` builds them from ``service.recording`` (the ledger, budgets and
+catalog in PostgreSQL); a gateway running elsewhere uses ``service.client`` (the emitter
+and remote budgets) and ``fixed_catalog`` over the catalog LUC ships
+(``service.catalog.service.bundled_catalog``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol
+
+from service.ingest.models import UsageEventIn
+from service.pricing.catalog import Catalog
+
+
+class UsageSink(Protocol):
+    """Where usage events go: the ledger in-process, or the emitter to a remote LUC."""
+
+    async def emit(self, event: UsageEventIn) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetVerdict:
+    allowed: bool
+    remaining_usd: Decimal | None = None
+    reason: str | None = None
+    reservation_id: str | None = None
+    """The reservation that holds the call's estimate under its hard budgets; the call's
+    usage event carries it, which settles it. ``None`` when nothing is held."""
+
+
+class BudgetGate(Protocol):
+    """Admission under budgets: reserves the call's estimate against its hard budgets
+    (``POST /v1/budgets/reservations``), or refuses the call."""
+
+    async def reserve(
+        self, *, job_id: str, agent: str, model: str, estimated_cost_usd: Decimal
+    ) -> BudgetVerdict: ...
+
+
+CatalogSource = Callable[[], Awaitable[Catalog]]
+"""The price lookup: the catalog as it stands, asked once per call."""
+
+
+def fixed_catalog(catalog: Catalog) -> CatalogSource:
+    """A price lookup that never changes (a gateway that cannot read LUC's catalog)."""
+
+    async def load() -> Catalog:
+        return catalog
+
+    return load

@@ -1,0 +1,62 @@
+"""Every advisory lock LUC takes, and who takes it how.
+
+An advisory lock is a PostgreSQL lock on a number, not on a row: it orders work that no
+row lock covers (a batch against a catalog version created meanwhile, two processes
+seeding one empty ledger). The transaction-level ones (``pg_advisory_xact_lock``) are
+released by the commit or the rollback, so none can be left behind.
+
+============  ====================================  =========  ===============================
+lock          taken by                              mode       why
+============  ====================================  =========  ===============================
+re-pricing    ``recording.service.record_batch``    shared     batches record side by side;
+(transaction)                                                  a new catalog version waits
+                                                               until the batches priced with
+                                                               the old one have committed
+              ``invoices.service.issue_invoice``    shared     re-pricing waits until the
+                                                               invoice is issued, so the
+                                                               entries it covers and the
+                                                               unpriced events it names are
+                                                               one picture (ingest does not
+                                                               wait)
+              ``recording.rerating``: a new         exclusive  re-pricing runs alone: after
+              catalog version pricing unpriced                 every batch in flight, before
+              events, ``rerate_since``                         every later one
+              ``budgets.service``: creating a       exclusive  batches in flight commit first
+              budget, changing its limit or                    (the backfill or re-evaluation
+              thresholds                                       sees their spend) and later
+                                                               ones see the new budget
+catalog seed  ``catalog.service.seed_catalog``      exclusive  processes starting together on
+(transaction)                                                  an empty ledger make version 1
+                                                               once
+migrations    ``db/env.py`` (Alembic)               exclusive  processes starting together
+(session)                                                      migrate once
+============  ====================================  =========  ===============================
+
+Row locks are not here: they sit in the SQL of their owner (``LOCK_JOB`` in
+``invoices.queries`` numbers invoices per job, ``LOCK_BUDGETS`` in ``budgets.queries``
+orders reservations against a hard budget).
+"""
+
+from __future__ import annotations
+
+from service.db import Connection
+
+REPRICING_LOCK_KEY = 0x4C55C1
+LOCK_REPRICING = f"SELECT pg_advisory_xact_lock({REPRICING_LOCK_KEY})"
+LOCK_REPRICING_SHARED = f"SELECT pg_advisory_xact_lock_shared({REPRICING_LOCK_KEY})"
+
+LOCK_CATALOG_SEED = "SELECT pg_advisory_xact_lock(hashtext('luc.catalog.seed'))"
+
+# A session lock (Alembic runs a transaction per migration): taken and released by
+# db/env.py around the whole upgrade.
+MIGRATION_LOCK_KEY = 0x1C0FFEE
+
+
+async def lock_repricing(conn: Connection, *, shared: bool = False) -> None:
+    """Take the re-pricing lock for the rest of the transaction (see the table above)."""
+    await conn.execute(LOCK_REPRICING_SHARED if shared else LOCK_REPRICING)
+
+
+async def lock_catalog_seed(conn: Connection) -> None:
+    """Take the seeding lock for the rest of the transaction."""
+    await conn.execute(LOCK_CATALOG_SEED)

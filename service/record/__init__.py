@@ -1,1 +1,0 @@
-"""Recording batches of usage events: the one place where events flow through every stage."""

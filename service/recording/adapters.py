@@ -1,0 +1,53 @@
+"""The gateway's budget gate and price lookup inside LUC: both read the database directly.
+(The third port, the usage sink, is ``recording.sink``; a gateway running elsewhere uses
+``service.client.budgets`` and ``gateway.ports.fixed_catalog`` instead.)
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import asyncpg
+
+from service.budgets.reservations import reserve
+from service.catalog.service import CatalogCache
+from service.db import on_connection
+from service.gateway.ports import BudgetVerdict, CatalogSource
+from service.pricing.catalog import Catalog
+
+
+class DatabaseBudgets:
+    """``POST /v1/budgets/reservations``, on the database directly."""
+
+    def __init__(self, pool: asyncpg.Pool, reservation_seconds: int) -> None:
+        self.pool = pool
+        self.reservation_seconds = reservation_seconds
+
+    async def reserve(
+        self, *, job_id: str, agent: str, model: str, estimated_cost_usd: Decimal
+    ) -> BudgetVerdict:
+        result = await on_connection(
+            self.pool,
+            lambda conn: reserve(
+                conn,
+                job_id=job_id,
+                agent=agent,
+                model=model,
+                estimated_cost_usd=estimated_cost_usd,
+                now=datetime.now(UTC),
+                reservation_seconds=self.reservation_seconds,
+            ),
+        )
+        return BudgetVerdict(
+            result.allowed, result.remaining_usd, result.reason, result.reservation_id
+        )
+
+
+def database_catalog(pool: asyncpg.Pool, cache: CatalogCache) -> CatalogSource:
+    """The ledger's catalog (every version), reloaded only when a version was added."""
+
+    async def load() -> Catalog:
+        return await on_connection(pool, cache.get)
+
+    return load

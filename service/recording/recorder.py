@@ -1,0 +1,65 @@
+"""``Recorder.record_events``: where every usage event enters the write path.
+
+``POST /v1/events/batch`` calls it, the group commit calls it for the single events of
+``POST /v1/events``, and the gateway's in-process sink calls it for proxied calls, so the
+three are recorded, counted and answered alike: validated events go to ``record_batch``
+(one transaction, split by ``record_apart`` around an event PostgreSQL refuses), the
+ingest metrics count each outcome, and raised budget alerts wake the webhook dispatcher.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from service.budgets.delivery import Dispatcher
+from service.catalog.service import CatalogCache
+from service.db import on_connection
+from service.ingest.models import Rejection, UsageEvent
+from service.metrics.instruments import Metrics
+from service.recording.models import STATUSES, BatchOutcome
+from service.recording.service import price_only, record_apart, record_batch, rejected_only
+from service.settings import IngestSettings
+
+
+@dataclass(frozen=True)
+class Recorder:
+    """The process's write path: its pool, catalog cache, ingest settings and metrics."""
+
+    pool: asyncpg.Pool
+    catalog_cache: CatalogCache
+    settings: IngestSettings
+    metrics: Metrics
+    dispatcher: Dispatcher | None = None
+    """Woken when a batch raised budget alerts, so their webhooks go out at once."""
+
+    async def record_events(self, items: Sequence[UsageEvent | Rejection]) -> BatchOutcome:
+        """Record a batch with the ingest metrics; outcomes in order, after the commit."""
+        started = time.perf_counter()
+        if not any(isinstance(i, UsageEvent) for i in items):
+            outcome = rejected_only(items)  # nothing to store: answers even with the database down
+        elif not self.settings.persist:  # a benchmark's reference (B2): nothing is stored
+            catalog = self.catalog_cache.loaded
+            if catalog is None:
+                catalog = await on_connection(self.pool, self.catalog_cache.get)
+            outcome = price_only(catalog, items)
+        else:
+            # A batch (or a group of single events) that PostgreSQL refuses because of one
+            # event's values is recorded without that event, which alone is rejected.
+            outcome = await record_apart(
+                lambda part: on_connection(
+                    self.pool, lambda conn: record_batch(conn, self.catalog_cache, part)
+                ),
+                items,
+            )
+        self.metrics.ingest_seconds.observe(time.perf_counter() - started)
+        self.metrics.batch_events.observe(len(items))
+        for status in STATUSES:
+            if count := outcome.count(status):
+                self.metrics.events.labels(status).inc(count)
+        if outcome.alerts and self.dispatcher is not None:
+            self.dispatcher.wake()
+        return outcome
