@@ -42,7 +42,6 @@ import msgspec
 from bench.harness import (
     BenchDatabase,
     CpuMeter,
-    LucServer,
     machine,
     positive_numbers,
     print_table,
@@ -54,6 +53,7 @@ from service.ingest.models import UsageEvent
 from service.ledger.service import INSERT_FIELDS, charge_for
 from service.pricing.catalog import Catalog
 from service.wire import instant_text, money_text
+from tests.support.servers import ServerProcess
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "ingest.json"
 TARGET_RATIO = 0.5
@@ -326,7 +326,7 @@ async def _checkpoint(url: str) -> None:
 
 
 async def run_all(
-    db: BenchDatabase, server: LucServer, args: argparse.Namespace
+    db: BenchDatabase, server: ServerProcess, args: argparse.Namespace
 ) -> list[Measurement]:
     """Per concurrency: the COPY references, then HTTP ingest of the same events."""
     conn = await connect(db.url)
@@ -577,10 +577,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         flush=True,
     )
     with tempfile.TemporaryDirectory(prefix="luc-bench-") as tmp, scratch_database() as db:
-        server = LucServer(
+        server = ServerProcess(
             db.url,
             Path(tmp) / "server.log",
-            env={"LUC_MAX_BATCH_EVENTS": str(max(5000, args.batch_size))},
+            defaults={},
+            LUC_MAX_BATCH_EVENTS=str(max(5000, args.batch_size)),
         )
         server.start()
         try:

@@ -25,7 +25,8 @@ from litestar.testing import AsyncTestClient
 
 from service.app import create_app
 from service.auth.keys import create_key, revoke_key
-from tests.conftest import PROJECT_ROOT, settings_for
+from tests.support.paths import PROJECT_ROOT
+from tests.support.settings import settings_for
 
 PUBLIC = "public"
 INGEST = "ingest"

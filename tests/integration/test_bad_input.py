@@ -7,9 +7,7 @@ more than the cases): each case uses its own event ids and job ids and looks onl
 
 from __future__ import annotations
 
-import asyncio
 import json
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,8 +18,9 @@ import pytest_asyncio
 from litestar.testing import AsyncTestClient
 
 from service.app import create_app
-from service.db import connect, with_database
-from tests.conftest import settings_for
+from service.db import connect
+from tests.support.databases import new_database_sync
+from tests.support.settings import settings_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -29,21 +28,11 @@ MAX_BATCH = 3
 MAX_BODY = 32 * 1024
 
 
-async def _admin(admin_url: str, sql: str) -> None:
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="module")
 def shared_database(admin_url: str, template_database: str) -> Iterator[str]:
     """One fresh database for this module, cloned from the migrated template."""
-    name = f"luc_test_bad_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"'))
-    yield with_database(admin_url, name)
-    asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with new_database_sync(admin_url, "luc_test_bad", template_database) as url:
+        yield url
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

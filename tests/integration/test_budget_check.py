@@ -24,8 +24,8 @@ from litestar.testing import AsyncTestClient
 
 from service.app import create_app
 from service.auth.keys import create_key
-from tests.conftest import settings_for
-from tests.integration.budget_support import OPUS, opus_event
+from tests.support.budgets import OPUS, opus_event
+from tests.support.settings import settings_for
 
 AT = "2026-11-20T12:00:00Z"
 

@@ -19,8 +19,8 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from service.app import create_app
-from tests.conftest import settings_for
-from tests.integration.budget_support import Receiver, opus_event
+from tests.support.budgets import Receiver, opus_event
+from tests.support.settings import settings_for
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from click.testing import CliRunner, Result
 
 from service.cli import main
 from service.settings import get_settings
-from tests.conftest import PROJECT_ROOT
+from tests.support.paths import PROJECT_ROOT
 
 
 def model(model_id: str, name: str, pricing: dict[str, str], context_length: int) -> dict[str, Any]:

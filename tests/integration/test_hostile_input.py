@@ -14,7 +14,6 @@ and jobs and looks only at those.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -30,26 +29,17 @@ from hypothesis import strategies as st
 from litestar.testing import AsyncTestClient
 
 from service.app import create_app
-from service.db import connect, with_database
-from tests.conftest import settings_for
+from service.db import connect
+from tests.support.databases import new_database_sync
+from tests.support.settings import settings_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
-async def _admin(admin_url: str, sql: str) -> None:
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="module")
 def shared_database(admin_url: str, template_database: str) -> Iterator[str]:
-    name = f"luc_test_hostile_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"'))
-    yield with_database(admin_url, name)
-    asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with new_database_sync(admin_url, "luc_test_hostile", template_database) as url:
+        yield url
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -12,7 +12,7 @@ from litestar.testing import AsyncTestClient
 from service.app import create_app
 from service.errors import SettingsError
 from service.settings import load_settings
-from tests.conftest import settings_for
+from tests.support.settings import settings_for
 
 
 def event(event_id: str, **more: Any) -> dict[str, Any]:

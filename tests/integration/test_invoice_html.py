@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PROJECT_ROOT
+from tests.support.paths import PROJECT_ROOT
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 # A4 at 150 dpi: 210 × 297 mm → 1240 × 1754 px.

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -33,10 +32,11 @@ from litestar.testing import AsyncTestClient
 
 from service.app import create_app
 from service.catalog.service import NewCatalogVersion, create_version
-from service.db import connect, with_database
+from service.db import connect
 from service.pricing.models import NewModelPrice
 from service.rerating import create_version_and_price_unpriced
-from tests.conftest import settings_for
+from tests.support.databases import new_database
+from tests.support.settings import settings_for
 
 D = Decimal
 MILLION = D(1_000_000)
@@ -499,19 +499,8 @@ async def check_jobs(client: AsyncTestClient[Any], model: Ledger, versions: list
 # The property -------------------------------------------------------------------------------
 
 
-async def _admin(admin_url: str, sql: str) -> None:
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 async def run_plan(admin_url: str, template: str, plan: Plan) -> None:
-    name = f"luc_prop_{uuid.uuid4().hex[:12]}"
-    await _admin(admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    url = with_database(admin_url, name)
-    try:
+    async with new_database(admin_url, "luc_prop", template) as url:
         conn = await connect(url)
         try:
             async with conn.transaction():
@@ -548,8 +537,6 @@ async def run_plan(admin_url: str, template: str, plan: Plan) -> None:
             await check_tables(conn, model, versions)
         finally:
             await conn.close()
-    finally:
-        await _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @settings(

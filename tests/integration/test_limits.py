@@ -29,8 +29,9 @@ from litestar.testing import AsyncTestClient
 
 from service.app import create_app
 from service.auth.keys import create_key
-from tests.conftest import closed_port, settings_for
-from tests.integration.ledger_truth import expected_cost
+from tests.support.ledger_truth import expected_cost
+from tests.support.ports import closed_port
+from tests.support.settings import settings_for
 
 MAX_BODY = 64 * 1024
 

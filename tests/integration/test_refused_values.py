@@ -24,8 +24,8 @@ from litestar import Litestar
 from service.app import create_app
 from service.db import connect
 from service.ledger.queries import REPRICING_LOCK_KEY
-from tests.conftest import settings_for
-from tests.integration.ledger_truth import assert_rollups_equal_ledger
+from tests.support.ledger_truth import assert_rollups_equal_ledger
+from tests.support.settings import settings_for
 
 POISON = "job-poison"
 INNOCENT = "job-innocent"

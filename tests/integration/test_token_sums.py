@@ -18,7 +18,7 @@ import asyncpg
 
 from service.ledger.models import NewLedgerEntry
 from service.record.service import record_adjustments
-from tests.integration.ledger_truth import assert_rollups_equal_ledger
+from tests.support.ledger_truth import assert_rollups_equal_ledger
 
 CAP = 10**12
 BIGINT_MAX = 2**63 - 1

@@ -22,7 +22,8 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.integration.budget_support import Receiver, always, opus_event, wait_for
+from tests.support.budgets import Receiver, always, opus_event
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -26,8 +26,8 @@ from standardwebhooks import webhooks
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from service.app import create_app
-from tests.conftest import settings_for
-from tests.integration.budget_support import Delivery, Receiver, opus_event
+from tests.support.budgets import Delivery, Receiver, opus_event
+from tests.support.settings import settings_for
 from tests.support.waiting import wait_until
 
 # Standard Webhooks secrets: "whsec_" and the base64 of the key bytes.

@@ -25,7 +25,7 @@ from typing import Any
 
 import asyncpg
 
-from tests.conftest import PROJECT_ROOT
+from tests.support.paths import PROJECT_ROOT
 
 MODEL = "test/precise"
 JOB = "job-precise"

@@ -27,7 +27,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import PROJECT_ROOT
+from tests.support.paths import PROJECT_ROOT
 
 SONNET = "anthropic/claude-sonnet-4.5"
 HAIKU = "anthropic/claude-haiku-4.5"

@@ -22,8 +22,8 @@ from typing import Any
 
 import asyncpg
 
-from tests.conftest import PROJECT_ROOT
-from tests.integration.ledger_truth import assert_rollups_equal_ledger
+from tests.support.ledger_truth import assert_rollups_equal_ledger
+from tests.support.paths import PROJECT_ROOT
 
 
 def event(event_id: str, occurred_at: str, job: str, agent: str, model: str, **tokens: int) -> Any:

@@ -20,9 +20,9 @@ from service.gateway.stub import StubProvider
 from service.gateway.upstream import RetryPolicy
 from service.gateway.vertex import VertexProvider
 from service.settings import load_settings
-from tests.gateway.conftest import EVENT, FAST_RETRY, ledger
-from tests.gateway.fake_openrouter import FakeOpenRouter, Reply, failure
-from tests.gateway.fake_vertex import FakeVertex, vertex_usage
+from tests.integration.gateway.conftest import EVENT, FAST_RETRY, ledger
+from tests.support.fake_openrouter import FakeOpenRouter, Reply, failure
+from tests.support.fake_vertex import FakeVertex, vertex_usage
 
 pytestmark = pytest.mark.asyncio
 

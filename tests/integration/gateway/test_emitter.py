@@ -17,7 +17,7 @@ from service.gateway.gateway import Gateway
 from service.gateway.local import bundled_catalog, fixed_catalog
 from service.gateway.stub import StubProvider
 from service.ingest.models import UsageEventIn
-from tests.conftest import free_port
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.asyncio
 

@@ -37,10 +37,10 @@ from service.gateway.usage import usage_event
 from service.ingest.models import UsageEventIn
 from service.ledger.queries import LOCK_REPRICING
 from service.settings import IngestSettings
-from tests.conftest import settings_for
-from tests.gateway.conftest import ledger
-from tests.gateway.fake_openrouter import FakeOpenRouter, Reply, usage
-from tests.integration.ledger_truth import assert_rollups_equal_ledger
+from tests.integration.gateway.conftest import ledger
+from tests.support.fake_openrouter import FakeOpenRouter, Reply, usage
+from tests.support.ledger_truth import assert_rollups_equal_ledger
+from tests.support.settings import settings_for
 
 pytestmark = pytest.mark.asyncio
 

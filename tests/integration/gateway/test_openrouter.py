@@ -26,8 +26,8 @@ from service.gateway.models import ChatResult
 from service.gateway.openrouter import OpenRouterProvider
 from service.gateway.upstream import RetryPolicy
 from service.pricing.openrouter import parse_models
-from tests.gateway.conftest import EVENT, ledger
-from tests.gateway.fake_openrouter import FakeOpenRouter, Reply, failure, usage
+from tests.integration.gateway.conftest import EVENT, ledger
+from tests.support.fake_openrouter import FakeOpenRouter, Reply, failure, usage
 
 pytestmark = pytest.mark.asyncio
 

@@ -18,8 +18,8 @@ from service.gateway.openrouter import OpenRouterProvider
 from service.gateway.upstream import RetryPolicy
 from service.gateway.vertex import VertexProvider
 from service.settings import DatabaseSettings, IngestSettings
-from tests.gateway.fake_openrouter import FakeOpenRouter
-from tests.gateway.fake_vertex import FakeVertex
+from tests.support.fake_openrouter import FakeOpenRouter
+from tests.support.fake_vertex import FakeVertex
 
 FAST_RETRY = RetryPolicy(max_retries=2, backoff_base_seconds=0.02, max_retry_after_seconds=5)
 

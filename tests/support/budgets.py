@@ -1,5 +1,5 @@
-"""Shared by the budget and webhook tests: usage events with hand-priced costs, a real
-webhook receiver on loopback, and a few waiting helpers.
+"""Shared by the budget and webhook tests: usage events with hand-priced costs and a real
+webhook receiver on loopback.
 
 Costs are worked out here with Decimal from the AIMS catalog prices (USD per 1M tokens),
 copied by hand from ``catalog/aims-v1.json``, never by calling LUC.
@@ -15,10 +15,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-
-from tests.support.waiting import wait_for
-
-__all__ = ["Delivery", "Receiver", "always", "opus_event", "wait_for"]
 
 MILLION = Decimal(1_000_000)
 

@@ -29,7 +29,7 @@ from urllib.parse import parse_qs
 
 import msgspec
 
-from tests.gateway.loopback import LoopbackServer
+from tests.support.loopback import LoopbackServer
 
 # Decimals go out as JSON numbers with exactly their digits, as OpenRouter writes cost.
 _encode = msgspec.json.Encoder(decimal_format="number").encode

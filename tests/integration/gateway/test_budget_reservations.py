@@ -34,8 +34,8 @@ from service.gateway.chain import Chain
 from service.gateway.gateway import Gateway
 from service.gateway.local import bundled_catalog, fixed_catalog
 from service.gateway.openrouter import OpenRouterProvider
-from tests.conftest import settings_for
-from tests.gateway.fake_openrouter import FakeOpenRouter, Reply, usage
+from tests.support.fake_openrouter import FakeOpenRouter, Reply, usage
+from tests.support.settings import settings_for
 
 pytestmark = pytest.mark.asyncio
 
