@@ -36,6 +36,7 @@ from service.db import connect
 from service.pricing.models import NewModelPrice
 from service.rerating import create_version_and_price_unpriced
 from tests.support.databases import new_database
+from tests.support.events import wire_event
 from tests.support.settings import settings_for
 
 D = Decimal
@@ -222,16 +223,16 @@ BREAKAGES = (
 def wire(sent: Sent) -> dict[str, Any]:
     c, s = sent.content, sent.spelling
     offset = timezone(timedelta(minutes=s.offset_minutes))
-    event: dict[str, Any] = {
-        "id": sent.event_id,
-        "occurred_at": c.occurred_at.astimezone(offset).isoformat(),
-        "job_id": c.job_id,
-        "agent": c.agent,
-        "provider": c.provider,
-        "model": c.model,
-        "input_tokens": c.input_tokens,
-        "output_tokens": c.output_tokens,
-    }
+    event = wire_event(
+        sent.event_id,
+        occurred_at=c.occurred_at.astimezone(offset).isoformat(),
+        job_id=c.job_id,
+        agent=c.agent,
+        provider=c.provider,
+        model=c.model,
+        input_tokens=c.input_tokens,
+        output_tokens=c.output_tokens,
+    )
     for name in ("cached_input_tokens", "cache_write_tokens", "reasoning_tokens"):
         if getattr(c, name) or s.spell_out_defaults:
             event[name] = getattr(c, name)
@@ -560,20 +561,19 @@ async def test_every_rollup_rebuilt_from_the_ledger_equals_the_stored_one(
     """Charges, replays and then re-rating (reversal and new booking entries): a rebuild of
     each rollup from the ledger alone still gives every stored row exactly."""
     events = [
-        {
-            "id": f"rb-{i}",
-            "occurred_at": (T0 + timedelta(hours=7 * i)).isoformat(),
-            "job_id": f"job-rb-{i % 3}",
-            "agent": ("ACHEEVY", "ORACLE", "ByteRover")[i % 3],
-            "provider": "openrouter",
-            "model": (FLASH, "gemini-3.0-flash", SONNET, UNKNOWN, LLAMA)[i % 5],
-            "input_tokens": 1000 * i + 7,
-            "cached_input_tokens": 100 * i,
-            "cache_write_tokens": 3 * i,
-            "output_tokens": 333 * i,
-            "reasoning_tokens": 11 * i,
-            "provider_cost_usd": f"0.{i:04d}1",
-        }
+        wire_event(
+            f"rb-{i}",
+            occurred_at=(T0 + timedelta(hours=7 * i)).isoformat(),
+            job_id=f"job-rb-{i % 3}",
+            agent=("ACHEEVY", "ORACLE", "ByteRover")[i % 3],
+            model=(FLASH, "gemini-3.0-flash", SONNET, UNKNOWN, LLAMA)[i % 5],
+            input_tokens=1000 * i + 7,
+            cached_input_tokens=100 * i,
+            cache_write_tokens=3 * i,
+            output_tokens=333 * i,
+            reasoning_tokens=11 * i,
+            provider_cost_usd=f"0.{i:04d}1",
+        )
         for i in range(30)
     ]
     for start in range(0, 30, 7):

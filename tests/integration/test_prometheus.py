@@ -39,6 +39,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from service.cli import main
 from service.db import connect
 from tests.support.databases import new_database_sync
+from tests.support.events import wire_event
 from tests.support.keys import bearer
 from tests.support.paths import PROJECT_ROOT
 from tests.support.ports import free_port
@@ -206,18 +207,16 @@ def _demo(url: str, key: str, run_id: str, jobs: int) -> None:
 
 def _probe(**changes: Any) -> dict[str, Any]:
     occurred = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
-    return {
-        "id": "prom-probe-1",
+    probe = {
         "occurred_at": occurred.isoformat(),
         "job_id": PROBE_JOB,
         "agent": "ORACLE",
-        "provider": "openrouter",
         "model": "openai/gpt-5.1",
         "input_tokens": 100_000,
         "output_tokens": 10_000,
         "provider_cost_usd": "0.42",
-        **changes,
     }
+    return wire_event("prom-probe-1", **{**probe, **changes})
 
 
 def _traffic_while_scraped(http: httpx.Client, url: str, key: str) -> None:

@@ -20,11 +20,13 @@ import os
 import subprocess
 import sys
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
+from tests.support.events import wire_event
 from tests.support.paths import PROJECT_ROOT
 
 MODEL = "test/precise"
@@ -57,17 +59,15 @@ async def add_precise_model(client: Any) -> None:
     assert response.status_code == 201, response.text
 
 
-def call(event_id: str, at: str = "2026-10-10T09:00:00Z") -> dict[str, Any]:
-    return {
-        "id": event_id,
-        "occurred_at": at,
-        "job_id": JOB,
-        "agent": AGENT,
-        "provider": "openrouter",
-        "model": MODEL,
-        "input_tokens": 1,
-        "output_tokens": 0,
-    }
+call = partial(
+    wire_event,
+    occurred_at="2026-10-10T09:00:00Z",
+    job_id=JOB,
+    agent=AGENT,
+    model=MODEL,
+    input_tokens=1,
+    output_tokens=0,
+)
 
 
 async def test_an_invoice_of_a_36_digit_cost_rounds_once_on_the_exact_subtotal(

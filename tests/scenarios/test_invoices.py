@@ -20,6 +20,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ import asyncpg
 import httpx
 import pytest
 
+from tests.support.events import wire_event
 from tests.support.paths import PROJECT_ROOT
 
 SONNET = "anthropic/claude-sonnet-4.5"
@@ -42,25 +44,7 @@ TOKENS = (
 )
 
 
-def event(
-    event_id: str,
-    job: str,
-    agent: str,
-    model: str,
-    *,
-    at: str = "2026-10-10T09:00:00Z",
-    provider: str = "openrouter",
-    **tokens: int,
-) -> dict[str, Any]:
-    return {
-        "id": event_id,
-        "occurred_at": at,
-        "job_id": job,
-        "agent": agent,
-        "provider": provider,
-        "model": model,
-        **tokens,
-    }
+event = partial(wire_event, occurred_at="2026-10-10T09:00:00Z")
 
 
 async def record(client: Any, events: list[dict[str, Any]]) -> None:
@@ -115,15 +99,17 @@ async def covered_event_ids(db: asyncpg.Connection, invoice_number: str) -> list
 JOB_A = "job-inv-a"
 EVENTS_A = [
     # Sonnet: 12,345 × 3 + 678 × 15 = 37,035 + 10,170 = 47,205 per 1M → 0.047205
-    event("a1", JOB_A, "ACHEEVY", SONNET, input_tokens=12_345, output_tokens=678),
+    event(
+        "a1", job_id=JOB_A, agent="ACHEEVY", model=SONNET, input_tokens=12_345, output_tokens=678
+    ),
     # Sonnet, cache read and reasoning at their defaults (input, output):
     # 600 × 3 + 400 × 3 + 60 × 15 + 40 × 15 = 1,800 + 1,200 + 900 + 600 = 4,500 → 0.0045
     event(
         "a2",
-        JOB_A,
-        "ACHEEVY",
-        SONNET,
-        at="2026-10-11T09:00:00Z",
+        job_id=JOB_A,
+        agent="ACHEEVY",
+        model=SONNET,
+        occurred_at="2026-10-11T09:00:00Z",
         input_tokens=1_000,
         cached_input_tokens=400,
         output_tokens=100,
@@ -132,9 +118,9 @@ EVENTS_A = [
     # Flash by alias: 50,000 × 0.10 + 2,000 × 0.40 = 5,000 + 800 = 5,800 → 0.0058
     event(
         "a3",
-        JOB_A,
-        "ORACLE",
-        "gemini-3.0-flash",
+        job_id=JOB_A,
+        agent="ORACLE",
+        model="gemini-3.0-flash",
         provider="vertex",
         input_tokens=50_000,
         cached_input_tokens=40_000,
@@ -142,14 +128,16 @@ EVENTS_A = [
         reasoning_tokens=1_000,
     ),
     # Llama: (3,000 + 2,000) × 0.10 = 500 → 0.0005
-    event("a4", JOB_A, "ByteRover", LLAMA, input_tokens=3_000, output_tokens=2_000),
+    event(
+        "a4", job_id=JOB_A, agent="ByteRover", model=LLAMA, input_tokens=3_000, output_tokens=2_000
+    ),
     # A model no catalog version knows: kept, unpriced, not billed.
     event(
         "a5",
-        JOB_A,
-        "ByteRover",
-        "mistralai/unknown-x",
-        at="2026-10-12T18:30:00Z",
+        job_id=JOB_A,
+        agent="ByteRover",
+        model="mistralai/unknown-x",
+        occurred_at="2026-10-12T18:30:00Z",
         input_tokens=1_000,
         output_tokens=100,
     ),
@@ -228,7 +216,16 @@ async def test_a_total_of_exactly_half_a_cent_rounds_up_where_half_even_would_ro
     # Half up: 0.13. (Half even would give 0.12: the rule matters and is stated.)
     await record(
         client,
-        [event("h1", "job-half", "ORACLE", LLAMA, input_tokens=1_000_000, output_tokens=250_000)],
+        [
+            event(
+                "h1",
+                job_id="job-half",
+                agent="ORACLE",
+                model=LLAMA,
+                input_tokens=1_000_000,
+                output_tokens=250_000,
+            )
+        ],
     )
     invoice = await issue(client, "job-half")
     assert invoice["subtotal_usd"] == "0.125"
@@ -245,9 +242,23 @@ async def test_late_usage_after_issue_goes_on_a_follow_up_with_exactly_the_late_
         client,
         [
             # 10,000 × 3 + 1,000 × 15 = 45,000 → 0.045
-            event("l1", job, "ACHEEVY", SONNET, input_tokens=10_000, output_tokens=1_000),
+            event(
+                "l1",
+                job_id=job,
+                agent="ACHEEVY",
+                model=SONNET,
+                input_tokens=10_000,
+                output_tokens=1_000,
+            ),
             # 20,000 × 0.10 + 5,000 × 0.40 = 4,000 → 0.004
-            event("l2", job, "ORACLE", FLASH, input_tokens=20_000, output_tokens=5_000),
+            event(
+                "l2",
+                job_id=job,
+                agent="ORACLE",
+                model=FLASH,
+                input_tokens=20_000,
+                output_tokens=5_000,
+            ),
         ],
     )
     first = await issue(client, job)
@@ -278,20 +289,20 @@ async def test_late_usage_after_issue_goes_on_a_follow_up_with_exactly_the_late_
             # 2,000 × 3 + 300 × 15 = 6,000 + 4,500 = 10,500 → 0.0105
             event(
                 "l3",
-                job,
-                "ACHEEVY",
-                SONNET,
-                at="2026-10-20T08:00:00Z",
+                job_id=job,
+                agent="ACHEEVY",
+                model=SONNET,
+                occurred_at="2026-10-20T08:00:00Z",
                 input_tokens=2_000,
                 output_tokens=300,
             ),
             # Haiku: 5,000 × 0.80 + 1,000 × 4.00 = 8,000 → 0.008
             event(
                 "l4",
-                job,
-                "ByteRover",
-                HAIKU,
-                at="2026-10-21T08:00:00Z",
+                job_id=job,
+                agent="ByteRover",
+                model=HAIKU,
+                occurred_at="2026-10-21T08:00:00Z",
                 input_tokens=5_000,
                 output_tokens=1_000,
             ),
@@ -366,7 +377,17 @@ async def test_an_issued_invoice_cannot_be_changed_and_still_verifies_after_more
     client: Any, db: asyncpg.Connection
 ) -> None:
     await record(
-        client, [event("i1", "job-imm", "ACHEEVY", SONNET, input_tokens=1_000, output_tokens=10)]
+        client,
+        [
+            event(
+                "i1",
+                job_id="job-imm",
+                agent="ACHEEVY",
+                model=SONNET,
+                input_tokens=1_000,
+                output_tokens=10,
+            )
+        ],
     )
     invoice = await issue(client, "job-imm")
     # 1,000 × 3 + 10 × 15 = 3,150 → 0.00315 → 0.00
@@ -406,7 +427,16 @@ async def test_an_issued_invoice_cannot_be_changed_and_still_verifies_after_more
 
     await record(
         client,
-        [event("i2", "job-imm", "ACHEEVY", SONNET, input_tokens=5_000, output_tokens=50)],
+        [
+            event(
+                "i2",
+                job_id="job-imm",
+                agent="ACHEEVY",
+                model=SONNET,
+                input_tokens=5_000,
+                output_tokens=50,
+            )
+        ],
     )
     after = (await client.get(f"/v1/invoices/{n}")).json()
     assert after == invoice
@@ -427,14 +457,21 @@ async def test_an_unpriced_event_and_a_price_correction_reach_the_follow_up_as_t
             # v1: 100,000 × 3 (cache reads at the input price) + 2,000 × 15 = 330,000 → 0.33
             event(
                 "f1",
-                job,
-                "ACHEEVY",
-                SONNET,
+                job_id=job,
+                agent="ACHEEVY",
+                model=SONNET,
                 input_tokens=100_000,
                 cached_input_tokens=80_000,
                 output_tokens=2_000,
             ),
-            event("f2", job, "ByteRover", mistral, input_tokens=30_000, output_tokens=2_000),
+            event(
+                "f2",
+                job_id=job,
+                agent="ByteRover",
+                model=mistral,
+                input_tokens=30_000,
+                output_tokens=2_000,
+            ),
         ],
     )
     first = await issue(client, job)
@@ -560,7 +597,14 @@ async def test_invoices_issued_concurrently_take_consecutive_numbers_without_gap
         await record(
             http,
             [
-                event(f"c{i}", j, "ACHEEVY", FLASH, input_tokens=1_000, output_tokens=0)
+                event(
+                    f"c{i}",
+                    job_id=j,
+                    agent="ACHEEVY",
+                    model=FLASH,
+                    input_tokens=1_000,
+                    output_tokens=0,
+                )
                 for i, j in enumerate(jobs)
             ],
         )
@@ -602,7 +646,17 @@ async def test_invoices_issued_concurrently_take_consecutive_numbers_without_gap
         assert [i["issued_at"] for i in by_number] == sorted(i["issued_at"] for i in issued)
 
         await record(
-            http, [event("c9", jobs[3], "ACHEEVY", FLASH, input_tokens=1_000, output_tokens=0)]
+            http,
+            [
+                event(
+                    "c9",
+                    job_id=jobs[3],
+                    agent="ACHEEVY",
+                    model=FLASH,
+                    input_tokens=1_000,
+                    output_tokens=0,
+                )
+            ],
         )
         sixth = await issue(http, jobs[3])
         assert sixth["number"] == number(6, year_of(sixth))

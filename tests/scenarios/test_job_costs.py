@@ -18,6 +18,7 @@ import asyncpg
 
 from service.catalog.service import NewCatalogVersion, create_version
 from service.pricing.models import NewModelPrice
+from tests.support.events import wire_event
 
 D = Decimal
 
@@ -77,22 +78,20 @@ def ev(
 ) -> dict[str, Any]:
     """tokens = (input, cached, cache_write, output, reasoning)."""
     inp, cached, written, out, reasoning = tokens
-    event: dict[str, Any] = {
-        "id": event_id,
-        "occurred_at": occurred_at,
-        "job_id": job_id,
-        "agent": agent,
-        "provider": provider,
-        "model": model,
-        "input_tokens": inp,
-        "cached_input_tokens": cached,
-        "cache_write_tokens": written,
-        "output_tokens": out,
-        "reasoning_tokens": reasoning,
-    }
-    if provider_cost is not None:
-        event["provider_cost_usd"] = provider_cost
-    return event
+    return wire_event(
+        event_id,
+        occurred_at=occurred_at,
+        job_id=job_id,
+        agent=agent,
+        provider=provider,
+        model=model,
+        input_tokens=inp,
+        cached_input_tokens=cached,
+        cache_write_tokens=written,
+        output_tokens=out,
+        reasoning_tokens=reasoning,
+        provider_cost_usd=... if provider_cost is None else provider_cost,
+    )
 
 
 JOB = "job-scn-1"

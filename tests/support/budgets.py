@@ -16,6 +16,8 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.support.events import wire_event
+
 MILLION = Decimal(1_000_000)
 
 # anthropic/claude-opus-4.6: input 5.00, output 25.00 USD per 1M tokens.
@@ -48,16 +50,15 @@ def opus_event(
     """A usage event whose catalog cost is exactly ``usd`` (input tokens only)."""
     tokens = opus_tokens_for(usd)
     assert opus_cost(tokens) == Decimal(usd)
-    return {
-        "id": event_id,
-        "occurred_at": occurred_at,
-        "job_id": job_id,
-        "agent": agent,
-        "provider": "openrouter",
-        "model": OPUS,
-        "input_tokens": tokens,
-        "output_tokens": 0,
-    }
+    return wire_event(
+        event_id,
+        occurred_at=occurred_at,
+        job_id=job_id,
+        agent=agent,
+        model=OPUS,
+        input_tokens=tokens,
+        output_tokens=0,
+    )
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ from typing import Any
 import asyncpg
 import httpx
 
+from tests.support.events import wire_event
+
 CATALOG_FILE = Path(__file__).resolve().parents[2] / "service" / "pricing" / "aims-v1.json"
 MILLION = Decimal(1_000_000)
 AGENTS = ("ACHEEVY", "Boomer_Ang", "ORACLE", "ByteRover")
@@ -142,20 +144,20 @@ def make_events(
         written = rng.randint(0, input_tokens - cached) if rng.random() < 0.3 else 0
         output_tokens = rng.randint(0, 6_000)
         reasoning = rng.randint(0, output_tokens) if rng.random() < 0.4 else 0
-        event: dict[str, Any] = {
-            "id": f"{prefix}-{i:05d}",
-            "occurred_at": (start + timedelta(seconds=37 * i)).isoformat(),
-            "job_id": job,
-            "agent": agent,
-            "provider": provider,
-            "model": model,
-            "input_tokens": input_tokens,
-            "cached_input_tokens": cached,
-            "cache_write_tokens": written,
-            "output_tokens": output_tokens,
-            "reasoning_tokens": reasoning,
-            "attributes": {"route": "/v1/chat/completions", "n": i},
-        }
+        event = wire_event(
+            f"{prefix}-{i:05d}",
+            occurred_at=(start + timedelta(seconds=37 * i)).isoformat(),
+            job_id=job,
+            agent=agent,
+            provider=provider,
+            model=model,
+            input_tokens=input_tokens,
+            cached_input_tokens=cached,
+            cache_write_tokens=written,
+            output_tokens=output_tokens,
+            reasoning_tokens=reasoning,
+            attributes={"route": "/v1/chat/completions", "n": i},
+        )
         if provider == "openrouter":
             # OpenRouter's usage.cost, with more digits than any catalog price.
             # Plain notation (SPEC §2): str() would write 5E-12 or 0E-12.
