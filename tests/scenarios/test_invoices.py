@@ -29,19 +29,13 @@ import httpx
 import pytest
 
 from tests.support.events import wire_event
+from tests.support.ledger_truth import TOKEN_FIELDS
 from tests.support.paths import PROJECT_ROOT
 
 SONNET = "anthropic/claude-sonnet-4.5"
 HAIKU = "anthropic/claude-haiku-4.5"
 FLASH = "google/gemini-3.0-flash"
 LLAMA = "meta-llama/llama-3.3-70b-instruct"
-TOKENS = (
-    "input_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-)
 
 
 event = partial(wire_event, occurred_at="2026-10-10T09:00:00Z")
@@ -81,7 +75,7 @@ def line_key(line: dict[str, Any]) -> tuple[str, str, str, int]:
 
 
 def tokens_of(line: dict[str, Any]) -> tuple[int, ...]:
-    return tuple(line[t] for t in TOKENS)
+    return tuple(line[t] for t in TOKEN_FIELDS)
 
 
 async def covered_event_ids(db: asyncpg.Connection, invoice_number: str) -> list[str]:

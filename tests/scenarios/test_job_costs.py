@@ -19,6 +19,7 @@ import asyncpg
 from service.catalog.service import NewCatalogVersion, create_version
 from service.pricing.models import NewModelPrice
 from tests.support.events import wire_event
+from tests.support.ledger_truth import TOKEN_FIELDS
 
 D = Decimal
 
@@ -222,17 +223,9 @@ EVENTS = [
     ),
 ]
 
-TOKEN_NAMES = (
-    "input_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-)
-
 
 def token_counts(body: dict[str, Any]) -> tuple[int, ...]:
-    return tuple(body[n] for n in TOKEN_NAMES)
+    return tuple(body[n] for n in TOKEN_FIELDS)
 
 
 async def record_scenario(client: Any, db: asyncpg.Connection) -> int:

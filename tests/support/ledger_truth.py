@@ -1,8 +1,14 @@
-"""What the ledger must hold, worked out by the tests themselves.
+"""What the ledger must hold, worked out by the tests themselves (never by the code under
+test), and the checks that compare it with the REST answers and the tables.
 
-Shared by the durability and concurrency tests: a deterministic stream of events, the
-totals it must produce computed here with Decimal from the AIMS catalog file (never by the
-code under test), and the checks that compare them with the REST answers and the tables.
+- Prices: SPEC §3's defaults (``with_defaults``), the AIMS catalog file's prices and
+  aliases, and what a call costs at a price (``cost_at``), in Decimal.
+- A deterministic stream of events (``make_events``) and the totals per job and per job
+  line it must produce (``assert_jobs_match``, ``assert_ledger_holds_each_event_once``).
+- Every rollup rebuilt from the ledger alone, in SQL (``rollup_differences``): rollups are
+  projections of the ledger, and this is the rebuild that proves it.
+
+Shared by the durability, concurrency, outage, demo, limits, re-rating and property tests.
 """
 
 from __future__ import annotations
@@ -10,18 +16,18 @@ from __future__ import annotations
 import json
 import random
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 
 from tests.support.events import wire_event
+from tests.support.paths import AIMS_CATALOG_FILE
 
-CATALOG_FILE = Path(__file__).resolve().parents[2] / "service" / "pricing" / "aims-v1.json"
 MILLION = Decimal(1_000_000)
 AGENTS = ("ACHEEVY", "Boomer_Ang", "ORACLE", "ByteRover")
 UNKNOWN_MODEL = "mistralai/mistral-large-2512"
@@ -32,25 +38,46 @@ TOKEN_FIELDS = (
     "output_tokens",
     "reasoning_tokens",
 )
+"""The token classes of SPEC §2, as the tests spell them: wire fields, columns, totals."""
+
+# Prices -------------------------------------------------------------------------------------
 
 
-def _load_prices() -> tuple[dict[str, dict[str, Decimal]], dict[str, str]]:
-    """Model id → prices per 1M tokens with SPEC §3's defaults, and the aliases."""
-    doc = json.loads(CATALOG_FILE.read_text())
-    prices = {}
-    for m in doc["models"]:
-        prices[m["id"]] = {
-            "input": Decimal(m["input"]),
-            "output": Decimal(m["output"]),
-            "cache_read": Decimal(m.get("cache_read", m["input"])),
-            "cache_write": Decimal(m.get("cache_write", m["input"])),
-            "reasoning": Decimal(m.get("reasoning", m["output"])),
-            "per_request": Decimal(m.get("per_request", "0")),
-        }
-    return prices, dict(doc["aliases"])
+def with_defaults(
+    input_price: Decimal,
+    output_price: Decimal,
+    cache_read: Decimal | None = None,
+    cache_write: Decimal | None = None,
+    reasoning: Decimal | None = None,
+    per_request: Decimal | None = None,
+) -> dict[str, Decimal]:
+    """A model's prices per 1M tokens with SPEC §3's defaults for those not given."""
+    return {
+        "input": input_price,
+        "output": output_price,
+        "cache_read": input_price if cache_read is None else cache_read,
+        "cache_write": input_price if cache_write is None else cache_write,
+        "reasoning": output_price if reasoning is None else reasoning,
+        "per_request": Decimal(0) if per_request is None else per_request,
+    }
 
 
-PRICES, ALIASES = _load_prices()
+def _load_aims() -> tuple[datetime, dict[str, dict[str, Decimal]], dict[str, str]]:
+    """The AIMS catalog file: when it takes effect, model id → prices, and the aliases."""
+    doc = json.loads(AIMS_CATALOG_FILE.read_text())
+    optional = ("cache_read", "cache_write", "reasoning", "per_request")
+    prices = {
+        m["id"]: with_defaults(
+            Decimal(m["input"]),
+            Decimal(m["output"]),
+            *(Decimal(m[name]) if name in m else None for name in optional),
+        )
+        for m in doc["models"]
+    }
+    return datetime.fromisoformat(doc["effective_from"]), prices, dict(doc["aliases"])
+
+
+AIMS_EFFECTIVE_FROM, PRICES, ALIASES = _load_aims()
 MODELS = (*PRICES, *ALIASES)  # every catalog model, and the alias
 
 
@@ -58,22 +85,29 @@ def resolved(model: str) -> str:
     return ALIASES.get(model, model)
 
 
-def expected_cost(event: dict[str, Any]) -> Decimal | None:
-    """SPEC §3's formula over one event; ``None`` when the catalog lacks the model."""
-    price = PRICES.get(resolved(event["model"]))
-    if price is None:
-        return None
-    cached = event.get("cached_input_tokens", 0)
-    written = event.get("cache_write_tokens", 0)
-    reasoning = event.get("reasoning_tokens", 0)
+def cost_at(price: Mapping[str, Decimal], tokens: Mapping[str, int]) -> Decimal:
+    """SPEC §3: each token class at its price per 1M tokens, plus the price per request.
+    ``tokens`` holds the counts by wire field name; a class it lacks counts 0."""
+    cached = tokens.get("cached_input_tokens", 0)
+    written = tokens.get("cache_write_tokens", 0)
+    reasoning = tokens.get("reasoning_tokens", 0)
     per_million = (
-        (event["input_tokens"] - cached - written) * price["input"]
+        (tokens["input_tokens"] - cached - written) * price["input"]
         + cached * price["cache_read"]
         + written * price["cache_write"]
-        + (event["output_tokens"] - reasoning) * price["output"]
+        + (tokens["output_tokens"] - reasoning) * price["output"]
         + reasoning * price["reasoning"]
     )
     return per_million / MILLION + price["per_request"]
+
+
+def expected_cost(event: dict[str, Any]) -> Decimal | None:
+    """The cost of one wire event at the AIMS prices; ``None`` when they lack its model."""
+    price = PRICES.get(resolved(event["model"]))
+    return None if price is None else cost_at(price, event)
+
+
+# Totals of an event stream ------------------------------------------------------------------
 
 
 @dataclass
@@ -194,39 +228,6 @@ def assert_jobs_match(base_url: str, events: list[dict[str, Any]]) -> None:
                 assert {n: line[n] for n in TOKEN_FIELDS} == want_line.tokens, key
 
 
-_MEASURES = """
-    {cost} AS cost, COALESCE(sum(provider_cost_usd), 0) AS provider_cost,
-    sum(event_count) AS events, sum(unpriced_count) AS unpriced,
-    sum(input_tokens) AS i, sum(cached_input_tokens) AS c, sum(cache_write_tokens) AS w,
-    sum(output_tokens) AS o, sum(reasoning_tokens) AS r,
-    min(occurred_at) AS first_at, max(occurred_at) AS last_at
-"""
-_STORED = """
-    cost_usd AS cost, provider_cost_usd AS provider_cost, events, unpriced_events AS unpriced,
-    input_tokens AS i, cached_input_tokens AS c, cache_write_tokens AS w,
-    output_tokens AS o, reasoning_tokens AS r, first_event_at AS first_at,
-    last_event_at AS last_at
-"""
-# (rollup table, its key columns, the same keys over ledger_entries, cost as the rollup sums it)
-_ROLLUPS = (
-    ("rollup_jobs", "job_id", "job_id", "COALESCE(sum(cost_usd), 0)"),
-    (
-        "rollup_job_lines",
-        "job_id, agent, model, provider, catalog_version",
-        "job_id, agent, model, provider, catalog_version",
-        "sum(cost_usd)",  # a line stays NULL while unpriced
-    ),
-    (
-        "rollup_usage",
-        "agent, model, provider, tier",
-        "agent, model, provider, tier",
-        "COALESCE(sum(cost_usd), 0)",
-    ),
-    ("rollup_agent_days", "agent, day", "agent, billing_day", "COALESCE(sum(cost_usd), 0)"),
-    ("rollup_model_days", "model, day", "model, billing_day", "COALESCE(sum(cost_usd), 0)"),
-)
-
-
 async def assert_ledger_holds_each_event_once(
     conn: asyncpg.Connection, events: list[dict[str, Any]]
 ) -> None:
@@ -243,16 +244,55 @@ async def assert_ledger_holds_each_event_once(
     await assert_rollups_equal_ledger(conn)
 
 
-async def assert_rollups_equal_ledger(conn: asyncpg.Connection) -> None:
-    """Every rollup row equals the sums of its ledger entries, exactly (SPEC §4)."""
-    for table, keys, ledger_keys, cost in _ROLLUPS:
-        from_ledger = await conn.fetch(
-            f"SELECT {ledger_keys}, {_MEASURES.format(cost=cost)} "
+# Rollups rebuilt from the ledger ----------------------------------------------------------
+
+_FROM_LEDGER = """
+    {cost}, COALESCE(sum(provider_cost_usd), 0), sum(event_count), sum(unpriced_count),
+    sum(input_tokens), sum(cached_input_tokens), sum(cache_write_tokens),
+    sum(output_tokens), sum(reasoning_tokens), min(occurred_at), max(occurred_at)
+"""
+_STORED = """
+    cost_usd, provider_cost_usd, events, unpriced_events, input_tokens, cached_input_tokens,
+    cache_write_tokens, output_tokens, reasoning_tokens, first_event_at, last_event_at
+"""
+# table → (its key columns, the same keys over ledger_entries, cost as the table sums it)
+ROLLUPS = {
+    "rollup_jobs": ("job_id", "job_id", "COALESCE(sum(cost_usd), 0)"),
+    "rollup_job_lines": (
+        "job_id, agent, model, provider, catalog_version",
+        "job_id, agent, model, provider, catalog_version",
+        "sum(cost_usd)",  # an unpriced line's cost stays NULL: unknown, not zero
+    ),
+    "rollup_usage": (
+        "agent, model, provider, tier",
+        "agent, model, provider, tier",
+        "COALESCE(sum(cost_usd), 0)",
+    ),
+    "rollup_agent_days": ("agent, day", "agent, billing_day", "COALESCE(sum(cost_usd), 0)"),
+    "rollup_model_days": ("model, day", "model, billing_day", "COALESCE(sum(cost_usd), 0)"),
+}
+
+
+async def rollup_differences(conn: asyncpg.Connection) -> dict[str, list[tuple[Any, ...]]]:
+    """Rebuild every rollup from the ledger in SQL; rows that differ either way, by table.
+
+    EXCEPT compares values (numeric 0.30 = 0.3, NULL = NULL), so equal means exactly equal.
+    """
+    differences: dict[str, list[tuple[Any, ...]]] = {}
+    for table, (keys, ledger_keys, cost) in ROLLUPS.items():
+        rebuilt = (
+            f"SELECT {ledger_keys}, {_FROM_LEDGER.format(cost=cost)} "
             f"FROM ledger_entries GROUP BY {ledger_keys}"
         )
-        stored_rows = await conn.fetch(f"SELECT {keys}, {_STORED} FROM {table}")
-        width = len(keys.split(","))
-        # Compared as values: Decimal(10) == 10, and a sum may print 1E+1 where a column has 10.
-        assert {tuple(r)[:width]: tuple(r)[width:] for r in stored_rows} == {
-            tuple(r)[:width]: tuple(r)[width:] for r in from_ledger
-        }, table
+        stored = f"SELECT {keys}, {_STORED} FROM {table}"
+        rows = await conn.fetch(
+            f"(({rebuilt}) EXCEPT ALL ({stored})) UNION ALL (({stored}) EXCEPT ALL ({rebuilt}))"
+        )
+        if rows:
+            differences[table] = [tuple(r) for r in rows]
+    return differences
+
+
+async def assert_rollups_equal_ledger(conn: asyncpg.Connection) -> None:
+    """Every rollup row equals the sums of its ledger entries, exactly (SPEC §4)."""
+    assert await rollup_differences(conn) == {}
