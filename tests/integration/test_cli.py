@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,24 +25,11 @@ import service.cli
 from service.cli import main
 from service.cli.database import hide_password
 from service.db import head_revision, migrate_sync, with_database
+from tests.support.commands import luc
 from tests.support.databases import new_database
 from tests.support.paths import PROJECT_ROOT
 from tests.support.ports import free_port
 from tests.support.servers import ServerProcess
-
-
-def luc(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """``python -m service ARGS`` with only the LUC_* settings given here (none inherited:
-    the test says exactly where the command is to look)."""
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith("LUC_")}
-    return subprocess.run(
-        [sys.executable, "-m", "service", *args],
-        env={**inherited, "COLUMNS": "200", **env},
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def error_line(result: subprocess.CompletedProcess[str]) -> str:

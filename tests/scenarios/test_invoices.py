@@ -15,9 +15,6 @@ import csv
 import hashlib
 import io
 import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import partial
@@ -28,9 +25,9 @@ import asyncpg
 import httpx
 import pytest
 
+from tests.support.commands import luc_on
 from tests.support.events import wire_event
 from tests.support.ledger_truth import TOKEN_FIELDS
-from tests.support.paths import PROJECT_ROOT
 
 SONNET = "anthropic/claude-sonnet-4.5"
 HAIKU = "anthropic/claude-haiku-4.5"
@@ -660,38 +657,26 @@ async def test_invoices_issued_concurrently_take_consecutive_numbers_without_gap
     assert seqs == [1, 2, 3, 4, 5, 6]
 
 
-async def luc(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "service", "invoice", *args],
-        env={**os.environ, "LUC_DATABASE_URL": database_url},
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 async def test_luc_invoice_verify_accepts_an_export_and_fails_on_a_tampered_one(
     client: Any, database_url: str, tmp_path: Path
 ) -> None:
     await record(client, EVENTS_A)
-    issued = await luc(database_url, "issue", JOB_A)
+    issued = await luc_on(database_url, "invoice", "issue", JOB_A)
     assert issued.returncode == 0, issued.stderr
     invoice = json.loads(issued.stdout)
     assert (invoice["number"], invoice["total_usd"]) == (number(1, year_of(invoice)), "0.06")
     assert invoice["digest"] == expected_digest(invoice)
 
-    shown = await luc(database_url, "show", invoice["number"], "--format", "json")
+    shown = await luc_on(database_url, "invoice", "show", invoice["number"], "--format", "json")
     assert shown.returncode == 0, shown.stderr
     export = tmp_path / "invoice.json"
     export.write_text(shown.stdout, encoding="utf-8")
     assert json.loads(shown.stdout) == invoice
 
-    good = await luc(database_url, "verify", str(export))
+    good = await luc_on(database_url, "invoice", "verify", str(export))
     assert good.returncode == 0, good.stderr
     assert "OK" in good.stdout
-    stored = await luc(database_url, "verify", invoice["number"])
+    stored = await luc_on(database_url, "invoice", "verify", invoice["number"])
     assert stored.returncode == 0, stored.stderr
 
     tampered = json.loads(shown.stdout)
@@ -701,24 +686,24 @@ async def test_luc_invoice_verify_accepts_an_export_and_fails_on_a_tampered_one(
     tampered["total_usd"] = "0.05"
     forged = tmp_path / "forged.json"
     forged.write_text(json.dumps(tampered, indent=2), encoding="utf-8")
-    bad = await luc(database_url, "verify", str(forged))
+    bad = await luc_on(database_url, "invoice", "verify", str(forged))
     assert bad.returncode == 1
     assert "FAILED" in bad.stderr and "digest mismatch" in bad.stderr
 
     # Re-computing the digest does not help against the stored invoice.
     tampered["digest"] = expected_digest(tampered)
     forged.write_text(json.dumps(tampered), encoding="utf-8")
-    alone = await luc(database_url, "verify", str(forged))
+    alone = await luc_on(database_url, "invoice", "verify", str(forged))
     assert alone.returncode == 0  # self-consistent on its own...
-    against = await luc(database_url, "verify", str(forged), "--against-stored")
+    against = await luc_on(database_url, "invoice", "verify", str(forged), "--against-stored")
     assert against.returncode == 1  # ...but not the invoice that was issued
     assert "stored invoice" in against.stderr
 
-    csv_out = await luc(database_url, "show", invoice["number"], "--format", "csv")
+    csv_out = await luc_on(database_url, "invoice", "show", invoice["number"], "--format", "csv")
     assert csv_out.returncode == 0
     assert list(csv.reader(io.StringIO(csv_out.stdout)))[-2][-2] == "0.06"
-    preview = await luc(database_url, "preview", JOB_A)
+    preview = await luc_on(database_url, "invoice", "preview", JOB_A)
     assert preview.returncode == 0, preview.stderr
     assert json.loads(preview.stdout)["earlier_invoices"] == [invoice["number"]]
-    nothing = await luc(database_url, "issue", JOB_A)
+    nothing = await luc_on(database_url, "invoice", "issue", JOB_A)
     assert nothing.returncode == 1 and "nothing new to invoice" in nothing.stderr

@@ -12,19 +12,15 @@ per 1M tokens (cache prices default to input), Gemini 3.0 Flash at $0.10 / $0.40
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
-import subprocess
-import sys
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 
+from tests.support.commands import luc_on
 from tests.support.events import wire_event
 from tests.support.ledger_truth import assert_rollups_equal_ledger
-from tests.support.paths import PROJECT_ROOT
 
 
 async def record(client: Any, events: list[dict[str, Any]]) -> None:
@@ -286,18 +282,6 @@ def deltas(rows: list[dict[str, Any]]) -> dict[str, tuple[int, Decimal]]:
     return {row["key"]: (row["events"], Decimal(row["delta_usd"])) for row in rows}
 
 
-async def rerate_cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "service", "catalog", "rerate", *args],
-        env={**os.environ, "LUC_DATABASE_URL": database_url, "COLUMNS": "200"},
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 async def test_a_retroactive_correction_is_applied_only_by_rerating_and_only_once(
     client: Any, db: asyncpg.Connection, database_url: str
 ) -> None:
@@ -339,7 +323,7 @@ async def test_a_retroactive_correction_is_applied_only_by_rerating_and_only_onc
     assert deltas(report["agents"]) == AGENT_DELTAS
     assert await db.fetchval("SELECT count(*) FROM ledger_entries") == rows
 
-    cli = await rerate_cli(database_url, "--since", SINCE, "--dry-run")
+    cli = await luc_on(database_url, "catalog", "rerate", "--since", SINCE, "--dry-run")
     assert cli.returncode == 0, cli.stderr
     summary = re.search(r"would change (\d+), total delta (\S+) USD; (\d+) entries", cli.stdout)
     assert summary is not None, cli.stdout

@@ -199,6 +199,11 @@ class FakeOpenRouter:
     def chat_calls(self) -> list[Call]:
         return [c for c in self.calls if c.path.endswith("/chat/completions")]
 
+    @property
+    def requests(self) -> list[str]:
+        """The path of each request, in order."""
+        return [c.path for c in self.calls]
+
     def start(self) -> FakeOpenRouter:
         self.server.start()
         return self
