@@ -24,6 +24,7 @@ from litestar.testing import AsyncTestClient
 from service.app import create_app
 from service.catalog.service import seed_catalog
 from service.db import connect, migrate_sync, with_database
+from tests.support.budgets import Receiver
 from tests.support.databases import admin_sql, new_database_sync
 from tests.support.keys import bearer, new_key
 from tests.support.servers import ServerProcess
@@ -111,3 +112,12 @@ def server_factory(database_url: str, tmp_path: Path) -> Iterator[object]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on loopback, down after the test."""
+    server = Receiver()
+    server.start()
+    yield server
+    server.stop()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,14 +21,6 @@ from litestar.testing import AsyncTestClient
 from service.app import create_app
 from tests.support.budgets import Receiver, opus_event
 from tests.support.settings import settings_for
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -72,14 +72,6 @@ def library_verify(
     with monkeypatch.context() as patch:
         patch.setattr(webhooks, "datetime", PinnedClock)
         return Webhook(secret).verify(body, dict(headers))
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

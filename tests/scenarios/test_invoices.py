@@ -26,7 +26,7 @@ import httpx
 import pytest
 
 from tests.support.commands import luc_on
-from tests.support.events import wire_event
+from tests.support.events import record_accepted, wire_event
 from tests.support.ledger_truth import TOKEN_FIELDS
 
 SONNET = "anthropic/claude-sonnet-4.5"
@@ -36,12 +36,6 @@ LLAMA = "meta-llama/llama-3.3-70b-instruct"
 
 
 event = partial(wire_event, occurred_at="2026-10-10T09:00:00Z")
-
-
-async def record(client: Any, events: list[dict[str, Any]]) -> None:
-    response = await client.post("/v1/events/batch", json={"events": events})
-    assert response.status_code == 200, response.text
-    assert response.json()["accepted"] == len(events), response.text
 
 
 async def issue(client: Any, job_id: str) -> dict[str, Any]:
@@ -138,7 +132,7 @@ EVENTS_A = [
 async def test_an_invoice_total_is_the_jobs_ledger_total_rounded_once_to_cents(
     client: Any, db: asyncpg.Connection
 ) -> None:
-    await record(client, EVENTS_A)
+    await record_accepted(client, EVENTS_A)
     # 0.047205 + 0.0045 + 0.0058 + 0.0005 = 0.058005
     job = (await client.get(f"/v1/jobs/{JOB_A}")).json()
     assert job["cost_usd"] == "0.058005"
@@ -205,7 +199,7 @@ async def test_a_total_of_exactly_half_a_cent_rounds_up_where_half_even_would_ro
 ) -> None:
     # (1,000,000 + 250,000) × 0.10 = 125,000 per 1M → 0.125 exactly.
     # Half up: 0.13. (Half even would give 0.12: the rule matters and is stated.)
-    await record(
+    await record_accepted(
         client,
         [
             event(
@@ -229,7 +223,7 @@ async def test_late_usage_after_issue_goes_on_a_follow_up_with_exactly_the_late_
     client: Any, db: asyncpg.Connection
 ) -> None:
     job = "job-late"
-    await record(
+    await record_accepted(
         client,
         [
             # 10,000 × 3 + 1,000 × 15 = 45,000 → 0.045
@@ -274,7 +268,7 @@ async def test_late_usage_after_issue_goes_on_a_follow_up_with_exactly_the_late_
     assert patched.json()["status"] == "closed"
 
     # A closed job still records usage; it lands on the follow-up.
-    await record(
+    await record_accepted(
         client,
         [
             # 2,000 × 3 + 300 × 15 = 6,000 + 4,500 = 10,500 → 0.0105
@@ -367,7 +361,7 @@ async def test_a_job_without_usage_has_no_invoice_and_bad_job_changes_are_refuse
 async def test_an_issued_invoice_cannot_be_changed_and_still_verifies_after_more_usage(
     client: Any, db: asyncpg.Connection
 ) -> None:
-    await record(
+    await record_accepted(
         client,
         [
             event(
@@ -416,7 +410,7 @@ async def test_an_issued_invoice_cannot_be_changed_and_still_verifies_after_more
             n,
         )
 
-    await record(
+    await record_accepted(
         client,
         [
             event(
@@ -442,7 +436,7 @@ async def test_an_unpriced_event_and_a_price_correction_reach_the_follow_up_as_t
 ) -> None:
     job = "job-fix"
     mistral = "mistralai/mistral-large-2512"
-    await record(
+    await record_accepted(
         client,
         [
             # v1: 100,000 × 3 (cache reads at the input price) + 2,000 × 15 = 330,000 → 0.33
@@ -544,7 +538,7 @@ async def test_an_unpriced_event_and_a_price_correction_reach_the_follow_up_as_t
 
 
 async def test_the_csv_parses_and_its_lines_sum_to_the_subtotal(client: Any) -> None:
-    await record(client, EVENTS_A)
+    await record_accepted(client, EVENTS_A)
     invoice = await issue(client, JOB_A)
     response = await client.get(f"/v1/invoices/{invoice['number']}", params={"format": "csv"})
     assert response.status_code == 200, response.text
@@ -585,7 +579,7 @@ async def test_invoices_issued_concurrently_take_consecutive_numbers_without_gap
     server = server_factory()
     jobs = [f"job-c{i}" for i in range(5)]
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
-        await record(
+        await record_accepted(
             http,
             [
                 event(
@@ -636,7 +630,7 @@ async def test_invoices_issued_concurrently_take_consecutive_numbers_without_gap
         by_number = sorted(issued, key=lambda i: i["number"])
         assert [i["issued_at"] for i in by_number] == sorted(i["issued_at"] for i in issued)
 
-        await record(
+        await record_accepted(
             http,
             [
                 event(
@@ -660,7 +654,7 @@ async def test_invoices_issued_concurrently_take_consecutive_numbers_without_gap
 async def test_luc_invoice_verify_accepts_an_export_and_fails_on_a_tampered_one(
     client: Any, database_url: str, tmp_path: Path
 ) -> None:
-    await record(client, EVENTS_A)
+    await record_accepted(client, EVENTS_A)
     issued = await luc_on(database_url, "invoice", "issue", JOB_A)
     assert issued.returncode == 0, issued.stderr
     invoice = json.loads(issued.stdout)

@@ -19,14 +19,8 @@ from typing import Any
 import asyncpg
 
 from tests.support.commands import luc_on
-from tests.support.events import wire_event
+from tests.support.events import record_accepted, wire_event
 from tests.support.ledger_truth import assert_rollups_equal_ledger
-
-
-async def record(client: Any, events: list[dict[str, Any]]) -> None:
-    response = await client.post("/v1/events/batch", json={"events": events})
-    assert response.status_code == 200, response.text
-    assert response.json()["accepted"] == len(events), response.text
 
 
 async def job(client: Any, job_id: str) -> dict[str, Any]:
@@ -54,7 +48,7 @@ MISTRAL = {
 async def test_unpriced_events_are_priced_when_a_version_brings_their_model(
     client: Any, db: asyncpg.Connection
 ) -> None:
-    await record(
+    await record_accepted(
         client,
         [
             wire_event(
@@ -158,7 +152,7 @@ async def test_an_unknown_model_used_before_the_new_version_starts_stays_unprice
     client: Any, db: asyncpg.Connection
 ) -> None:
     tokens = {"input_tokens": 1_000, "output_tokens": 100}
-    await record(
+    await record_accepted(
         client,
         [
             wire_event(
@@ -285,7 +279,7 @@ def deltas(rows: list[dict[str, Any]]) -> dict[str, tuple[int, Decimal]]:
 async def test_a_retroactive_correction_is_applied_only_by_rerating_and_only_once(
     client: Any, db: asyncpg.Connection, database_url: str
 ) -> None:
-    await record(client, CORRECTION_EVENTS)
+    await record_accepted(client, CORRECTION_EVENTS)
     # p0 0.45 + r1 0.9 + r3 0.045; r2 0.3 + g1 0.007
     assert Decimal((await job(client, "job-r1"))["cost_usd"]) == Decimal("1.395")
     assert Decimal((await job(client, "job-r2"))["cost_usd"]) == Decimal("0.307")

@@ -13,6 +13,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
+from litestar.testing import AsyncTestClient
+
 from service.ingest.models import UsageEvent, UsageEventIn
 
 CALL: dict[str, Any] = {
@@ -57,3 +60,12 @@ def usage_event(event_id: str, **fields: Any) -> UsageEvent:
         **fields,
     }
     return UsageEvent(id=event_id, **values)
+
+
+async def record_accepted(
+    client: AsyncTestClient[Any] | httpx.AsyncClient, events: list[dict[str, Any]]
+) -> None:
+    """``POST /v1/events/batch`` with ``events``; every one of them must be accepted."""
+    response = await client.post("/v1/events/batch", json={"events": events})
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == len(events), response.text
