@@ -23,9 +23,7 @@ from pathlib import Path
 import asyncpg
 import psutil
 
-from service.catalog.service import seed_catalog
-from service.db import connect, migrate_sync
-from tests.support.databases import new_database_sync
+from tests.support.databases import new_database_sync, prepare_database
 from tests.support.keys import bearer, new_key
 
 # PostgreSQL --------------------------------------------------------------------------------
@@ -65,12 +63,7 @@ async def _postmaster_pid(url: str) -> int | None:
 
 async def _prepare(url: str) -> str:
     """Migrate, load the AIMS catalog, and make an ``ingest`` key as the gateway has one."""
-    await asyncio.to_thread(migrate_sync, url)
-    conn = await connect(url)
-    try:
-        await seed_catalog(conn)
-    finally:
-        await conn.close()
+    await prepare_database(url)
     return await new_key(url, "ingest", "bench")
 
 

@@ -22,10 +22,9 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from service.app import create_app
-from service.catalog.service import seed_catalog
-from service.db import connect, migrate_sync, with_database
+from service.db import with_database
 from tests.support.budgets import Receiver
-from tests.support.databases import admin_sql, new_database_sync
+from tests.support.databases import admin_sql, connected, new_database_sync, prepare_database
 from tests.support.keys import bearer, new_key
 from tests.support.servers import ServerProcess
 from tests.support.settings import settings_for
@@ -52,17 +51,7 @@ def template_database(admin_url: str) -> str:
     name = f"luc_template_{os.getpid()}"
     asyncio.run(admin_sql(admin_url, f'DROP DATABASE IF EXISTS "{name}"'))
     asyncio.run(admin_sql(admin_url, f'CREATE DATABASE "{name}"'))
-    url = with_database(admin_url, name)
-    migrate_sync(url)
-
-    async def seed() -> None:
-        conn = await connect(url)
-        try:
-            await seed_catalog(conn)
-        finally:
-            await conn.close()
-
-    asyncio.run(seed())
+    asyncio.run(prepare_database(with_database(admin_url, name)))
     return name
 
 
@@ -91,11 +80,8 @@ async def client(database_url: str, admin_key: str) -> AsyncIterator[AsyncTestCl
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     """A direct connection to the test's database, for checking what was stored."""
-    conn = await connect(database_url)
-    try:
+    async with connected(database_url) as conn:
         yield conn
-    finally:
-        await conn.close()
 
 
 @pytest.fixture

@@ -19,8 +19,7 @@ import pytest_asyncio
 from litestar.testing import AsyncTestClient
 
 from service.app import create_app
-from service.db import connect
-from tests.support.databases import new_database_sync
+from tests.support.databases import connected, new_database_sync
 from tests.support.events import wire_event
 from tests.support.settings import settings_for
 
@@ -49,11 +48,8 @@ async def api(shared_database: str) -> AsyncIterator[AsyncTestClient[Any]]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def db(shared_database: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await connect(shared_database)
-    try:
+    async with connected(shared_database) as conn:
         yield conn
-    finally:
-        await conn.close()
 
 
 async def stored_ids(db: asyncpg.Connection, prefix: str) -> list[str]:

@@ -25,8 +25,8 @@ from typing import Any
 import httpx
 import pytest
 
-from service.catalog.service import seed_catalog
-from service.db import connect, ensure_database, migrate_sync, with_database
+from service.db import connect, ensure_database, with_database
+from tests.support.databases import connected, prepare_database
 from tests.support.keys import bearer, new_key
 from tests.support.ledger_truth import (
     TOKEN_FIELDS,
@@ -83,12 +83,7 @@ def postgres() -> Iterator[tuple[Postgres, str]]:
     async def prepare() -> str:
         await ensure_database(admin_url, "luc")
         url = with_database(admin_url, "luc")
-        await asyncio.to_thread(migrate_sync, url)
-        conn = await connect(url)
-        try:
-            await seed_catalog(conn)
-        finally:
-            await conn.close()
+        await prepare_database(url)
         return url
 
     url = asyncio.run(prepare())
@@ -116,11 +111,8 @@ def _batches() -> list[list[dict[str, Any]]]:
 
 
 async def _stored_ids(url: str) -> set[str]:
-    conn = await connect(url)
-    try:
+    async with connected(url) as conn:
         return {r["event_id"] for r in await conn.fetch("SELECT event_id FROM usage_events")}
-    finally:
-        await conn.close()
 
 
 async def test_a_database_outage_gives_503s_then_recovery_and_exact_totals(
@@ -220,11 +212,8 @@ async def test_a_database_outage_gives_503s_then_recovery_and_exact_totals(
     finally:
         server.stop()
 
-    conn = await connect(url)
-    try:
+    async with connected(url) as conn:
         await assert_ledger_holds_each_event_once(conn, events)
-    finally:
-        await conn.close()
 
 
 WRITERS = 24  # concurrent clients, each sending one request after another

@@ -30,8 +30,7 @@ from hypothesis import strategies as st
 from litestar.testing import AsyncTestClient
 
 from service.app import create_app
-from service.db import connect
-from tests.support.databases import new_database_sync
+from tests.support.databases import connected, new_database_sync
 from tests.support.events import wire_event
 from tests.support.settings import settings_for
 
@@ -52,11 +51,8 @@ async def api(shared_database: str) -> AsyncIterator[AsyncTestClient[Any]]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def db(shared_database: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await connect(shared_database)
-    try:
+    async with connected(shared_database) as conn:
         yield conn
-    finally:
-        await conn.close()
 
 
 # A valid call: gemini-3.0-flash (0.10 / 0.40 per 1M), 1000 in and 500 out.

@@ -37,8 +37,7 @@ from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.cli import main
-from service.db import connect
-from tests.support.databases import new_database_sync
+from tests.support.databases import connected, new_database_sync
 from tests.support.events import wire_event
 from tests.support.keys import bearer
 from tests.support.paths import PROJECT_ROOT
@@ -317,11 +316,8 @@ def test_every_sql_panel_runs_on_the_ledger_database_and_returns_rows(story: Sto
     start = end - timedelta(days=7)  # the finance dashboard's default range
 
     async def run() -> dict[str, list[asyncpg.Record]]:
-        conn = await connect(story.database_url)
-        try:
+        async with connected(story.database_url) as conn:
             return {where: await conn.fetch(grafana_sql(raw, start, end)) for where, raw in queries}
-        finally:
-            await conn.close()
 
     results = asyncio.run(run())
     assert [where for where, rows in results.items() if not rows] == []

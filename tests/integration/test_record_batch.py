@@ -24,6 +24,7 @@ from service.ledger.queries import REPRICING_LOCK_KEY
 from service.ledger.rerate import lock_repricing
 from service.ledger.service import INLINE_LIMIT
 from service.record.service import ACCEPTED, CONFLICT, DUPLICATE, record_batch
+from tests.support.databases import connected
 from tests.support.events import usage_event
 from tests.support.waiting import wait_until
 
@@ -47,11 +48,8 @@ def sonnet_call(event_id: str, input_tokens: int, output_tokens: int) -> UsageEv
 
 @pytest.fixture
 async def writer(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await connect(database_url)
-    try:
+    async with connected(database_url) as conn:
         yield conn
-    finally:
-        await conn.close()
 
 
 async def job_cost(db: asyncpg.Connection, job_id: str) -> tuple[Decimal, int]:

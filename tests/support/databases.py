@@ -1,5 +1,6 @@
 """Databases that exist for one test, one module or one benchmark run, on a server the
-caller may create databases on (``admin_url``)."""
+caller may create databases on (``admin_url``); a connection for one block; a database
+made ready as the service expects it (migrated, the AIMS catalog loaded)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 
-from service.db import with_database
+from service.catalog.service import seed_catalog
+from service.db import connect, migrate_sync, with_database
 
 
 async def admin_sql(admin_url: str, sql: str) -> None:
@@ -54,3 +56,20 @@ def new_database_sync(admin_url: str, prefix: str, template: str | None = None) 
         yield with_database(admin_url, name)
     finally:
         asyncio.run(admin_sql(admin_url, _drop(name)))
+
+
+@contextlib.asynccontextmanager
+async def connected(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to ``database_url`` for the block, as the service opens one."""
+    conn = await connect(database_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def prepare_database(database_url: str) -> None:
+    """Migrate to head and load the AIMS catalog, as ``luc serve`` does on start-up."""
+    await asyncio.to_thread(migrate_sync, database_url)
+    async with connected(database_url) as conn:
+        await seed_catalog(conn)

@@ -4,16 +4,13 @@ makes them, and the header that presents one."""
 from __future__ import annotations
 
 from service.auth.keys import create_key
-from service.db import connect
+from tests.support.databases import connected
 
 
 async def new_key(database_url: str, scope: str = "admin", name: str = "tests") -> str:
     """A key with ``scope`` in the database at ``database_url``; its secret."""
-    conn = await connect(database_url)
-    try:
+    async with connected(database_url) as conn:
         _, secret = await create_key(conn, name, scope)
-    finally:
-        await conn.close()
     return secret
 
 
