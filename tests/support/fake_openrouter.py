@@ -29,11 +29,15 @@ from urllib.parse import parse_qs
 
 import msgspec
 
+from service.gateway.upstream import RetryPolicy
 from tests.support.loopback import LoopbackServer
 
 # Decimals go out as JSON numbers with exactly their digits, as OpenRouter writes cost.
 _encode = msgspec.json.Encoder(decimal_format="number").encode
 _ALNUM = string.ascii_letters + string.digits
+
+FAST_RETRY = RetryPolicy(max_retries=2, backoff_base_seconds=0.02, max_retry_after_seconds=5)
+"""Retries quick enough for a test against the fakes: the same rules, shorter waits."""
 
 MODELS = [
     {

@@ -244,6 +244,21 @@ async def assert_ledger_holds_each_event_once(
     await assert_rollups_equal_ledger(conn)
 
 
+# What the ledger holds ------------------------------------------------------------------------
+
+LEDGER = """
+SELECT event_id, kind, job_id, agent, model, provider, input_tokens, cached_input_tokens,
+       cache_write_tokens, output_tokens, reasoning_tokens, cost_usd, provider_cost_usd
+FROM ledger_entries ORDER BY id
+"""
+STORED_EVENT = "SELECT status, attributes FROM usage_events WHERE event_id = $1"
+
+
+async def ledger(db: asyncpg.Connection) -> list[dict[str, Any]]:
+    """Every ledger entry, in the order it was appended."""
+    return [dict(r) for r in await db.fetch(LEDGER)]
+
+
 # Rollups rebuilt from the ledger ----------------------------------------------------------
 
 _FROM_LEDGER = """

@@ -20,9 +20,9 @@ from service.gateway.stub import StubProvider
 from service.gateway.upstream import RetryPolicy
 from service.gateway.vertex import VertexProvider
 from service.settings import load_settings
-from tests.integration.gateway.conftest import EVENT, FAST_RETRY, ledger
-from tests.support.fake_openrouter import FakeOpenRouter, Reply, failure
+from tests.support.fake_openrouter import FAST_RETRY, FakeOpenRouter, Reply, failure
 from tests.support.fake_vertex import FakeVertex, vertex_usage
+from tests.support.ledger_truth import STORED_EVENT, ledger
 
 pytestmark = pytest.mark.asyncio
 
@@ -199,5 +199,5 @@ async def test_without_any_key_the_stub_answers_and_its_usage_is_metered(
         ("stub", 3, 17),
     ]
     assert all(e["cost_usd"] == Decimal("0.0000071") for e in entries)
-    status, attributes = await db.fetchrow(EVENT, entries[0]["event_id"])
+    status, attributes = await db.fetchrow(STORED_EVENT, entries[0]["event_id"])
     assert (status, attributes["usage_source"]) == ("ok", "estimate")

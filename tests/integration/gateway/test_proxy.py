@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 from litestar.testing import AsyncTestClient
 
-from tests.integration.gateway.conftest import ledger
+from tests.support.ledger_truth import ledger
 
 pytestmark = pytest.mark.asyncio
 

@@ -37,9 +37,8 @@ from service.gateway.usage import usage_event
 from service.ingest.models import UsageEventIn
 from service.ledger.queries import LOCK_REPRICING
 from service.settings import IngestSettings
-from tests.integration.gateway.conftest import ledger
 from tests.support.fake_openrouter import FakeOpenRouter, Reply, usage
-from tests.support.ledger_truth import assert_rollups_equal_ledger
+from tests.support.ledger_truth import assert_rollups_equal_ledger, ledger
 from tests.support.settings import settings_for
 
 pytestmark = pytest.mark.asyncio
