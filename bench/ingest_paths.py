@@ -35,7 +35,6 @@ import msgspec
 from bench.harness import (
     BenchDatabase,
     CpuMeter,
-    LucServer,
     machine,
     positive_numbers,
     print_table,
@@ -53,6 +52,7 @@ from bench.loadgen import Answer, Call, Run, closed_loop, expect_status, paced
 from bench.metrics import CHECKS
 from service.catalog.service import load_catalog
 from service.db import connect
+from tests.support.servers import ServerProcess
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "ingest_paths.json"
 HOT_JOB, HOT_AGENT = "job-hot", "ACHEEVY"
@@ -138,7 +138,7 @@ async def check_ledger(url: str, events_stored: int) -> dict[str, Any]:
 
 
 async def run_all(
-    db: BenchDatabase, server: LucServer, dry: LucServer, args: argparse.Namespace
+    db: BenchDatabase, server: ServerProcess, dry: ServerProcess, args: argparse.Namespace
 ) -> dict[str, Any]:
     conn = await connect(db.url)
     try:
@@ -152,7 +152,7 @@ async def run_all(
     checks: dict[str, Any] = {}
     seed = args.seed * 1000
 
-    def meter(target: LucServer) -> CpuMeter:
+    def meter(target: ServerProcess) -> CpuMeter:
         return CpuMeter(target.pid, db.postmaster_pid)
 
     def show(run: Run, extra: str = "") -> None:
@@ -381,8 +381,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "LUC_RATE_LIMIT_PER_SECOND": "0",  # a benchmark is not abuse
     }
     with tempfile.TemporaryDirectory(prefix="luc-bench-") as tmp, scratch_database() as db:
-        server = LucServer(db.url, Path(tmp) / "server.log", env=env)
-        dry = LucServer(db.url, Path(tmp) / "dry.log", env={**env, "LUC_INGEST_PERSIST": "0"})
+        server = ServerProcess(db.url, Path(tmp) / "server.log", defaults={}, **env)
+        dry = ServerProcess(
+            db.url, Path(tmp) / "dry.log", defaults={}, **env, LUC_INGEST_PERSIST="0"
+        )
         server.start()
         try:
             dry.start()

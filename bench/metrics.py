@@ -36,10 +36,11 @@ from typing import Any
 
 import httpx
 
-from bench.harness import BenchDatabase, CpuMeter, LucServer, machine, print_table, scratch_database
+from bench.harness import BenchDatabase, CpuMeter, machine, print_table, scratch_database
 from bench.ingest import INVARIANT_CHECKS, _rollup_check
 from service.db import connect
 from service.rollups.queries import upserts
+from tests.support.servers import ServerProcess
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "metrics.json"
 FLAT_TARGET = 1.5  # p50 at the largest size over p50 at the smallest
@@ -161,7 +162,7 @@ class Ledger:
 
     jobs: int
     db: BenchDatabase
-    server: LucServer
+    server: ServerProcess
     events: int = 0
     load_seconds: float = 0.0
 
@@ -307,7 +308,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ledgers = []
         for size in args.jobs:
             db = stack.enter_context(scratch_database())
-            server = LucServer(db.url, tmp / f"server-{size}.log", env={"LUC_METRICS_PUBLIC": "1"})
+            server = ServerProcess(
+                db.url, tmp / f"server-{size}.log", defaults={}, LUC_METRICS_PUBLIC="1"
+            )
             server.start()
             stack.callback(server.stop)
             ledgers.append(Ledger(size, db, server))

@@ -35,12 +35,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.harness import BenchDatabase, CpuMeter, LucServer, machine, print_table, scratch_database
+from bench.harness import BenchDatabase, CpuMeter, machine, print_table, scratch_database
 from bench.loadgen import Call, Run, closed_loop, expect_status
 from bench.metrics import CHECKS, LOAD_CHUNK
 from service.auth.keys import create_key
 from service.db import connect
 from service.rollups.queries import upserts
+from tests.support.servers import ServerProcess
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "reads.json"
 EVENTS_PER_JOB = 4
@@ -61,7 +62,7 @@ REBUILD_ROLLUPS = tuple(upserts("ledger_entries").values())
 class Ledger:
     rows: int
     db: BenchDatabase
-    server: LucServer | None = None
+    server: ServerProcess | None = None
     read_key: str = ""
     jobs: int = 0
     timings: dict[str, float] = field(default_factory=dict)
@@ -287,10 +288,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{t['vacuum_s']:.1f} s",
                 flush=True,
             )
-            ledger.server = LucServer(
+            ledger.server = ServerProcess(
                 ledger.db.url,
                 tmp / f"server-{ledger.rows}.log",
-                env={"LUC_RATE_LIMIT_PER_SECOND": "0"},
+                defaults={},
+                LUC_RATE_LIMIT_PER_SECOND="0",
             )
             ledger.server.start()
             stack.callback(ledger.server.stop)

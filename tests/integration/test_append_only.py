@@ -9,14 +9,15 @@ touches no row would prove nothing.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 
 import asyncpg
 import pytest
 
 from service.catalog.service import CatalogCache
-from service.ingest.models import UsageEvent
 from service.ledger.service import ensure_months_ahead
 from service.recording.service import record_batch
+from tests.support.events import usage_event
 
 # Each ledger partition and the instant its range starts at (NULL: the default one).
 PARTITIONS = """
@@ -35,23 +36,14 @@ CHANGES = [
 ]
 
 
-def event(event_id: str, occurred_at: datetime) -> UsageEvent:
-    return UsageEvent(
-        id=event_id,
-        occurred_at=occurred_at,
-        job_id="job-facts",
-        agent="ORACLE",
-        provider="openrouter",
-        model="anthropic/claude-sonnet-4.5",
-        input_tokens=1000,
-        cached_input_tokens=0,
-        cache_write_tokens=0,
-        output_tokens=200,
-        reasoning_tokens=0,
-        provider_cost_usd=None,
-        status="ok",
-        attributes=None,
-    )
+# A Sonnet call: where it lands is the point, not what it costs.
+event = partial(
+    usage_event,
+    job_id="job-facts",
+    agent="ORACLE",
+    model="anthropic/claude-sonnet-4.5",
+    output_tokens=200,
+)
 
 
 @pytest.fixture
@@ -64,7 +56,7 @@ async def one_row_per_partition(db: asyncpg.Connection) -> list[str]:
         starts = partition["starts"]
         # The default partition takes what no month does: a month long before any.
         at = datetime(2001, 2, 3, tzinfo=UTC) if starts is None else datetime.fromisoformat(starts)
-        events.append(event(f"fact-{n}", at))
+        events.append(event(f"fact-{n}", occurred_at=at))
     await record_batch(db, CatalogCache(), events)
     placed = await db.fetch(
         "SELECT tableoid::regclass::text AS part, count(*) FROM ledger_entries GROUP BY 1"
@@ -96,7 +88,7 @@ async def test_no_ledger_entry_can_be_changed_or_deleted_on_any_partition(
 async def test_no_usage_event_can_be_changed_or_deleted(
     db: asyncpg.Connection, change: str
 ) -> None:
-    await record_batch(db, CatalogCache(), [event("fact-1", datetime.now(UTC))])
+    await record_batch(db, CatalogCache(), [event("fact-1", occurred_at=datetime.now(UTC))])
     with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
         await db.execute(change)
     assert await db.fetchval("SELECT count(*) FROM usage_events") == 1

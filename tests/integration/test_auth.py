@@ -13,8 +13,6 @@ import asyncio
 import base64
 import hashlib
 import os
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,7 +23,8 @@ from litestar.testing import AsyncTestClient
 
 from service.app import create_app
 from service.auth.keys import create_key, revoke_key
-from tests.conftest import PROJECT_ROOT, settings_for
+from tests.support.commands import luc_on
+from tests.support.settings import settings_for
 
 PUBLIC = "public"
 INGEST = "ingest"
@@ -231,19 +230,6 @@ async def test_a_key_is_stored_only_as_its_hash_and_appears_nowhere_in_the_datab
     assert (await api.get("/v1/keys", headers=_headers(secret))).status_code == 403
 
 
-def _luc(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LUC_DATABASE_URL": database_url}
-    return subprocess.run(
-        [sys.executable, "-m", "service", *args],
-        env=env,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-
-
 async def _becomes_unauthorized(api: AsyncTestClient[Any], key: str, within: float) -> float:
     """Seconds until ``key`` gets 401 (the guard caches keys for about 2 s)."""
     started = time.monotonic()
@@ -257,8 +243,8 @@ async def _becomes_unauthorized(api: AsyncTestClient[Any], key: str, within: flo
 async def test_luc_keys_create_prints_the_key_alone_and_revoke_stops_it(
     api: AsyncTestClient[Any], database_url: str
 ) -> None:
-    created = await asyncio.to_thread(
-        _luc, database_url, "keys", "create", "--scope", "ingest", "--name", "gateway-prod"
+    created = await luc_on(
+        database_url, "keys", "create", "--scope", "ingest", "--name", "gateway-prod", check=True
     )
     lines = created.stdout.splitlines()
     key = lines[-1]
@@ -270,16 +256,16 @@ async def test_luc_keys_create_prints_the_key_alone_and_revoke_stops_it(
     batch = await api.post("/v1/events/batch", json={"events": []}, headers=_headers(key))
     assert batch.status_code == 422  # past the guard: refused for being empty
 
-    listed = await asyncio.to_thread(_luc, database_url, "keys", "list")
+    listed = await luc_on(database_url, "keys", "list", check=True)
     assert key not in listed.stdout
     (line,) = [row for row in listed.stdout.splitlines() if "gateway-prod" in row]
     key_id, scope, *_ = line.split("\t")
     assert scope == "ingest" and "active" in line
 
-    await asyncio.to_thread(_luc, database_url, "keys", "revoke", key_id)
+    await luc_on(database_url, "keys", "revoke", key_id, check=True)
     # The same key used a moment ago is cached; revocation still lands within seconds.
     assert await _becomes_unauthorized(api, key, within=4.0) < 3.5
-    listed = await asyncio.to_thread(_luc, database_url, "keys", "list")
+    listed = await luc_on(database_url, "keys", "list", check=True)
     assert "revoked" in next(row for row in listed.stdout.splitlines() if "gateway-prod" in row)
 
 

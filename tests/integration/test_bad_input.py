@@ -7,11 +7,10 @@ more than the cases): each case uses its own event ids and job ids and looks onl
 
 from __future__ import annotations
 
-import asyncio
 import json
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -20,8 +19,9 @@ import pytest_asyncio
 from litestar.testing import AsyncTestClient
 
 from service.app import create_app
-from service.db import connect, with_database
-from tests.conftest import settings_for
+from tests.support.databases import connected, new_database_sync
+from tests.support.events import wire_event
+from tests.support.settings import settings_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -29,21 +29,11 @@ MAX_BATCH = 3
 MAX_BODY = 32 * 1024
 
 
-async def _admin(admin_url: str, sql: str) -> None:
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="module")
 def shared_database(admin_url: str, template_database: str) -> Iterator[str]:
     """One fresh database for this module, cloned from the migrated template."""
-    name = f"luc_test_bad_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"'))
-    yield with_database(admin_url, name)
-    asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with new_database_sync(admin_url, "luc_test_bad", template_database) as url:
+        yield url
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -58,11 +48,8 @@ async def api(shared_database: str) -> AsyncIterator[AsyncTestClient[Any]]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def db(shared_database: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await connect(shared_database)
-    try:
+    async with connected(shared_database) as conn:
         yield conn
-    finally:
-        await conn.close()
 
 
 async def stored_ids(db: asyncpg.Connection, prefix: str) -> list[str]:
@@ -73,23 +60,9 @@ async def stored_ids(db: asyncpg.Connection, prefix: str) -> list[str]:
     return [r["event_id"] for r in rows]
 
 
-def good(event_id: str, job_id: str, **changes: Any) -> dict[str, Any]:
-    """A valid call: gemini-3.0-flash (0.10 / 0.40 per 1M), 1000 in and 500 out.
-
-    1000·0.10 + 500·0.40 = 100 + 200 = 300 per 1M → 0.0003
-    """
-    event: dict[str, Any] = {
-        "id": event_id,
-        "occurred_at": "2025-11-20T10:00:00Z",
-        "job_id": job_id,
-        "agent": "ACHEEVY",
-        "provider": "openrouter",
-        "model": "gemini-3.0-flash",
-        "input_tokens": 1000,
-        "output_tokens": 500,
-    }
-    event.update(changes)
-    return event
+# A valid call: gemini-3.0-flash (0.10 / 0.40 per 1M), 1000 in and 500 out.
+# 1000·0.10 + 500·0.40 = 100 + 200 = 300 per 1M → 0.0003
+good = partial(wire_event, occurred_at="2025-11-20T10:00:00Z", model="gemini-3.0-flash")
 
 
 FUTURE = "<a day from now>"
@@ -156,7 +129,7 @@ BAD_EVENTS: list[tuple[str, dict[str, Any], str, str]] = [
 
 
 def bad_event(case: str, changes: dict[str, Any]) -> dict[str, Any]:
-    event = good(f"{case}-bad", f"job-{case}")
+    event = good(f"{case}-bad", job_id=f"job-{case}")
     for name, value in changes.items():
         if value == MISSING:
             event.pop(name)
@@ -180,7 +153,7 @@ async def test_a_bad_event_is_rejected_with_its_reason_and_the_good_ones_beside_
 ) -> None:
     job = f"job-{case}"
     bad = bad_event(case, changes)
-    batch = [good(f"{case}-good-1", job), bad, good(f"{case}-good-2", job)]
+    batch = [good(f"{case}-good-1", job_id=job), bad, good(f"{case}-good-2", job_id=job)]
     response = await api.post("/v1/events/batch", json={"events": batch})
     assert response.status_code == 200, response.text
     answer = response.json()
@@ -212,7 +185,7 @@ async def test_an_event_that_is_not_an_object_is_rejected_alone(
 ) -> None:
     for i, not_an_object in enumerate([17, ["a"], None, "event"]):
         job = f"job-obj-{i}"
-        batch = [good(f"obj-{i}-1", job), not_an_object, good(f"obj-{i}-2", job)]
+        batch = [good(f"obj-{i}-1", job_id=job), not_an_object, good(f"obj-{i}-2", job_id=job)]
         answer = (await api.post("/v1/events/batch", json={"events": batch})).json()
         assert [r["status"] for r in answer["results"]] == ["accepted", "rejected", "accepted"]
         assert answer["results"][1]["id"] is None
@@ -224,7 +197,7 @@ def raw(body: bytes) -> dict[str, Any]:
     return {"content": body, "headers": {"content-type": "application/json"}}
 
 
-FOUR = {"events": [good(f"four-{i}", "job-four") for i in range(MAX_BATCH + 1)]}
+FOUR = {"events": [good(f"four-{i}", job_id="job-four") for i in range(MAX_BATCH + 1)]}
 
 # (case, body, status, words the detail must hold)
 BAD_BODIES: list[tuple[str, bytes, int, str]] = [
@@ -294,11 +267,13 @@ async def test_a_single_event_body_that_is_not_an_event_fails(
 
 
 async def test_a_replayed_event_is_a_duplicate_counted_once(api: AsyncTestClient[Any]) -> None:
-    event = good("dup-1", "job-dup", cached_input_tokens=200, provider_cost_usd="0.00031")
+    event = good("dup-1", job_id="job-dup", cached_input_tokens=200, provider_cost_usd="0.00031")
     first = (await api.post("/v1/events/batch", json={"events": [event]})).json()
     assert first["accepted"] == 1
     again = (
-        await api.post("/v1/events/batch", json={"events": [event, good("dup-2", "job-dup")]})
+        await api.post(
+            "/v1/events/batch", json={"events": [event, good("dup-2", job_id="job-dup")]}
+        )
     ).json()
     assert (again["accepted"], again["duplicates"], again["conflicts"]) == (1, 1, 0)
     assert again["results"][0] == {"id": "dup-1", "status": "duplicate"}
@@ -324,7 +299,7 @@ async def test_a_replayed_event_is_a_duplicate_counted_once(api: AsyncTestClient
 async def test_a_repeat_inside_one_batch_is_a_duplicate_counted_once(
     api: AsyncTestClient[Any],
 ) -> None:
-    event = good("twice-1", "job-twice")
+    event = good("twice-1", job_id="job-twice")
     answer = (await api.post("/v1/events/batch", json={"events": [event, event]})).json()
     assert [r["status"] for r in answer["results"]] == ["accepted", "duplicate"]
     assert (await api.get("/v1/jobs/job-twice")).json()["events"] == 1
@@ -336,7 +311,7 @@ async def test_a_repeat_inside_one_batch_is_a_duplicate_counted_once(
 async def test_a_reused_id_with_other_content_is_a_conflict_and_the_first_stays(
     api: AsyncTestClient[Any],
 ) -> None:
-    first = good("reuse-1", "job-reuse")
+    first = good("reuse-1", job_id="job-reuse")
     assert (await api.post("/v1/events", json=first)).status_code == 201
     changed = {**first, "output_tokens": 5000, "job_id": "job-elsewhere"}
     answer = (await api.post("/v1/events/batch", json={"events": [changed]})).json()
@@ -352,7 +327,7 @@ async def test_a_reused_id_with_other_content_is_a_conflict_and_the_first_stays(
 
 
 async def test_a_conflict_inside_one_batch_keeps_the_first(api: AsyncTestClient[Any]) -> None:
-    first = good("inner-1", "job-inner")
+    first = good("inner-1", job_id="job-inner")
     second = {**first, "input_tokens": 2000}
     answer = (await api.post("/v1/events/batch", json={"events": [first, second]})).json()
     assert [r["status"] for r in answer["results"]] == ["accepted", "conflict"]
@@ -362,7 +337,7 @@ async def test_a_conflict_inside_one_batch_keeps_the_first(api: AsyncTestClient[
 
 
 async def test_a_single_event_answers_201_200_409_or_422(api: AsyncTestClient[Any]) -> None:
-    event = good("single-1", "job-single")
+    event = good("single-1", job_id="job-single")
     accepted = await api.post("/v1/events", json=event)
     assert (accepted.status_code, accepted.json()) == (
         201,

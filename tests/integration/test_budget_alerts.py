@@ -20,7 +20,7 @@ import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 
-from tests.integration.budget_support import opus_event
+from tests.support.budgets import opus_event
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

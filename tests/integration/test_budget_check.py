@@ -24,8 +24,9 @@ from litestar.testing import AsyncTestClient
 
 from service.app import create_app
 from service.auth.keys import create_key
-from tests.conftest import settings_for
-from tests.integration.budget_support import OPUS, opus_event
+from tests.support.budgets import OPUS, opus_event
+from tests.support.events import wire_event
+from tests.support.settings import settings_for
 
 AT = "2026-11-20T12:00:00Z"
 
@@ -283,17 +284,15 @@ async def test_a_reservation_made_with_a_model_alias_is_settled_by_its_call(
     # gemini-3.0-flash is an alias of google/gemini-3.0-flash.
     made = await _reserve(client, "job-alias", "0.20", model="gemini-3.0-flash")
     # 1,000,000 input tokens of Gemini 3.0 Flash at 0.10 USD per 1M = 0.10 USD.
-    event = {
-        "id": "alias-1",
-        "occurred_at": AT,
-        "job_id": "job-alias",
-        "agent": "ACHEEVY",
-        "provider": "openrouter",
-        "model": "gemini-3.0-flash",
-        "input_tokens": 1_000_000,
-        "output_tokens": 0,
-        "reservation_id": made["reservation_id"],
-    }
+    event = wire_event(
+        "alias-1",
+        occurred_at=AT,
+        job_id="job-alias",
+        model="gemini-3.0-flash",
+        input_tokens=1_000_000,
+        output_tokens=0,
+        reservation_id=made["reservation_id"],
+    )
     await _record(client, event)
     assert await _held(client, "job-alias") == (Decimal("0.10"), 0)
 

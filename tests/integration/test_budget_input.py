@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 from litestar.testing import AsyncTestClient
 
-from tests.integration.budget_support import opus_event
+from tests.support.budgets import opus_event
 
 GOOD: dict[str, Any] = {"scope": "job", "scope_id": "job-1", "period": "day", "limit_usd": "10"}
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,16 +19,8 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from service.app import create_app
-from tests.conftest import settings_for
-from tests.integration.budget_support import Receiver, opus_event
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    server.start()
-    yield server
-    server.stop()
+from tests.support.budgets import Receiver, opus_event
+from tests.support.settings import settings_for
 
 
 @pytest.fixture

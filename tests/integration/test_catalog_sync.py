@@ -11,12 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +21,9 @@ from click.testing import CliRunner, Result
 
 from service.cli import main
 from service.settings import get_settings
-from tests.conftest import PROJECT_ROOT
+from tests.support.commands import luc_on
+from tests.support.fake_openrouter import FakeOpenRouter
+from tests.support.paths import AIMS_CATALOG_FILE
 
 
 def model(model_id: str, name: str, pricing: dict[str, str], context_length: int) -> dict[str, Any]:
@@ -251,59 +248,13 @@ NEW_MODELS = sorted(
 )
 
 
-class FakeOpenRouter:
-    """``GET /api/v1/models`` on loopback, serving whatever ``payload`` holds now."""
-
-    def __init__(self) -> None:
-        self.payload: dict[str, Any] = models_payload()
-        self.requests: list[str] = []
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                fake.requests.append(self.path)
-                if self.path.split("?")[0] == "/api/v1/models":
-                    status, body = 200, fake.payload
-                else:
-                    status, body = 404, {"error": {"code": 404, "message": "Not Found"}}
-                raw = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/api/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def openrouter() -> Iterator[FakeOpenRouter]:
-    fake = FakeOpenRouter()
+    """The fake OpenRouter, its ``GET /api/v1/models`` serving ``models_payload()``."""
+    fake = FakeOpenRouter().start()
+    fake.models = models_payload()["data"]
     yield fake
-    fake.close()
-
-
-async def luc(database_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """``python -m service ARGS`` on the test's database, as an operator runs it."""
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "service", *args],
-        env={**os.environ, "LUC_DATABASE_URL": database_url, "COLUMNS": "200", **env},
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    fake.stop()
 
 
 async def luc_in_process(database_url: str, *args: str, **env: str) -> Result:
@@ -331,7 +282,7 @@ async def test_sync_creates_a_version_only_when_openrouter_prices_change(
 ) -> None:
     env = {"LUC_OPENROUTER_BASE_URL": openrouter.base_url}
 
-    first = await luc(database_url, "catalog", "sync", "--label", "openrouter-1", **env)
+    first = await luc_on(database_url, "catalog", "sync", "--label", "openrouter-1", **env)
     assert first.returncode == 0, first.stderr
     assert f"fetched {openrouter.base_url}/models" in first.stdout
     assert "skipped openrouter/auto: pricing.prompt is dynamic (-1)" in first.stdout
@@ -375,15 +326,15 @@ async def test_sync_creates_a_version_only_when_openrouter_prices_change(
         ],
     }
 
-    second = await luc(database_url, "catalog", "sync", **env)
+    second = await luc_on(database_url, "catalog", "sync", **env)
     assert second.returncode == 0, second.stderr
     assert "no change: the newest catalog version already has these prices" in second.stdout
     assert "created catalog version" not in second.stdout
     versions = (await client.get("/v1/catalog/versions")).json()["items"]
     assert [v["id"] for v in versions] == [1, 2]
 
-    openrouter.payload = models_payload(deepseek_completion="0.00000219")
-    third = await luc(database_url, "catalog", "sync", **env)
+    openrouter.models = models_payload(deepseek_completion="0.00000219")["data"]
+    third = await luc_on(database_url, "catalog", "sync", **env)
     assert third.returncode == 0, third.stderr
     assert "~ deepseek/deepseek-r1: output 2 → 2.19" in third.stdout
     assert "created catalog version 3" in third.stdout
@@ -415,7 +366,7 @@ async def test_import_of_a_saved_payload_matches_what_a_sync_would_create(
     assert "dry run: no version created" in dry.stdout
     assert len((await client.get("/v1/catalog/versions")).json()["items"]) == 1
 
-    done = await luc(
+    done = await luc_on(
         database_url,
         "catalog",
         "import",
@@ -443,14 +394,11 @@ async def test_import_of_a_saved_payload_matches_what_a_sync_would_create(
     assert len((await client.get("/v1/catalog/versions")).json()["items"]) == 2
 
 
-AIMS_FILE = PROJECT_ROOT / "service" / "pricing" / "aims-v1.json"
-
-
 @pytest.mark.parametrize(
     ("content", "message"),
     [
         pytest.param(
-            AIMS_FILE.read_text(),
+            AIMS_CATALOG_FILE.read_text(),
             "expected OpenRouter's /api/v1/models shape",
             id="a catalog file in LUC's own shape",
         ),

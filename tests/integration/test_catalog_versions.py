@@ -8,10 +8,13 @@ Flash at $0.10 in / $0.40 out per 1M tokens).
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import asyncpg
 import pytest
+
+from tests.support.events import wire_event
 
 ACME = {
     "id": "acme/rocket-1",
@@ -217,16 +220,9 @@ TOKENS = {
 MILLION = Decimal(1_000_000)
 
 
-def event(event_id: str, occurred_at: str) -> dict[str, Any]:
-    return {
-        "id": event_id,
-        "occurred_at": occurred_at,
-        "job_id": "job-versions",
-        "agent": "ORACLE",
-        "provider": "openrouter",
-        "model": "gemini-3.0-flash",
-        **TOKENS,
-    }
+event = partial(
+    wire_event, job_id="job-versions", agent="ORACLE", model="gemini-3.0-flash", **TOKENS
+)
 
 
 async def test_each_event_is_priced_by_the_version_in_force_when_it_occurred(
@@ -261,11 +257,11 @@ async def test_each_event_is_priced_by_the_version_in_force_when_it_occurred(
         },
     )
     events = [
-        event("before-t1", "2026-02-15T12:00:00Z"),
-        event("between-t1-t2", "2026-05-31T23:59:59.999999Z"),
-        event("at-t2", "2026-06-01T00:00:00Z"),  # effective_from is not after it
-        event("between-t2-t3", "2026-08-01T08:30:00+02:00"),
-        event("after-t3", "2026-10-01T00:00:00Z"),
+        event("before-t1", occurred_at="2026-02-15T12:00:00Z"),
+        event("between-t1-t2", occurred_at="2026-05-31T23:59:59.999999Z"),
+        event("at-t2", occurred_at="2026-06-01T00:00:00Z"),  # effective_from is not after it
+        event("between-t2-t3", occurred_at="2026-08-01T08:30:00+02:00"),
+        event("after-t3", occurred_at="2026-10-01T00:00:00Z"),
     ]
     batch = await client.post("/v1/events/batch", json={"events": events})
     assert batch.json()["accepted"] == 5, batch.text
@@ -327,7 +323,9 @@ async def test_on_equal_effective_from_the_version_created_last_prices(client: A
         },
     )
     assert last["id"] > first["id"]
-    response = await client.post("/v1/events", json=event("tied", "2026-05-02T00:00:00Z"))
+    response = await client.post(
+        "/v1/events", json=event("tied", occurred_at="2026-05-02T00:00:00Z")
+    )
     assert response.status_code == 201, response.text
 
     [entry] = (await client.get("/v1/jobs/job-versions/entries")).json()["items"]

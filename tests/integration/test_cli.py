@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,21 +25,11 @@ import service.cli
 from service.cli import main
 from service.cli.database import hide_password
 from service.db import head_revision, migrate_sync, with_database
-from tests.conftest import PROJECT_ROOT, ServerProcess, free_port
-
-
-def luc(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """``python -m service ARGS`` with only the LUC_* settings given here (none inherited:
-    the test says exactly where the command is to look)."""
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith("LUC_")}
-    return subprocess.run(
-        [sys.executable, "-m", "service", *args],
-        env={**inherited, "COLUMNS": "200", **env},
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from tests.support.commands import luc
+from tests.support.databases import new_database
+from tests.support.paths import PROJECT_ROOT
+from tests.support.ports import free_port
+from tests.support.servers import ServerProcess
 
 
 def error_line(result: subprocess.CompletedProcess[str]) -> str:
@@ -197,21 +186,11 @@ def test_luc_demo_with_nothing_at_luc_port_names_the_address_it_tried() -> None:
     assert "`luc serve`" in message
 
 
-async def _admin(url: str, sql: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture
 async def bare_database(admin_url: str) -> Any:
     """An empty database (no schema) on the test server, dropped afterwards."""
-    name = f"luc_bare_{os.getpid()}_{free_port()}"
-    await _admin(admin_url, f'CREATE DATABASE "{name}"')
-    yield with_database(admin_url, name)
-    await _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    async with new_database(admin_url, "luc_bare") as url:
+        yield url
 
 
 async def test_a_database_without_the_newest_schema_is_refused_until_luc_migrate(

@@ -26,16 +26,16 @@ from typing import Any
 import httpx
 import pytest
 
-from service.auth.keys import create_key
-from service.catalog.service import seed_catalog
-from service.db import UNAVAILABLE, connect, ensure_database, migrate_sync, with_database
-from tests.conftest import ServerProcess
-from tests.integration.ledger_truth import (
+from service.db import UNAVAILABLE, connect, ensure_database, with_database
+from tests.support.databases import connected, prepare_database
+from tests.support.keys import bearer, new_key
+from tests.support.ledger_truth import (
     TOKEN_FIELDS,
     assert_ledger_holds_each_event_once,
     expected_jobs,
     make_events,
 )
+from tests.support.servers import ServerProcess
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -84,12 +84,7 @@ def postgres() -> Iterator[tuple[Postgres, str]]:
     async def prepare() -> str:
         await ensure_database(admin_url, "luc")
         url = with_database(admin_url, "luc")
-        await asyncio.to_thread(migrate_sync, url)
-        conn = await connect(url)
-        try:
-            await seed_catalog(conn)
-        finally:
-            await conn.close()
+        await prepare_database(url)
         return url
 
     url = asyncio.run(prepare())
@@ -117,24 +112,17 @@ def _batches() -> list[list[dict[str, Any]]]:
 
 
 async def _stored_ids(url: str) -> set[str]:
-    conn = await connect(url)
-    try:
+    async with connected(url) as conn:
         return {r["event_id"] for r in await conn.fetch("SELECT event_id FROM usage_events")}
-    finally:
-        await conn.close()
 
 
 async def test_a_database_outage_gives_503s_then_recovery_and_exact_totals(
     postgres: tuple[Postgres, str], tmp_path: Path
 ) -> None:
     pg, url = postgres
-    conn = await connect(url)
-    try:
-        _, key = await create_key(conn, "gateway", "admin")
-        # Never used before the outage: LUC must look it up while PostgreSQL is down.
-        _, uncached_key = await create_key(conn, "gateway-2", "ingest")
-    finally:
-        await conn.close()
+    key = await new_key(url, "admin", "gateway")
+    # Never used before the outage: LUC must look it up while PostgreSQL is down.
+    uncached_key = await new_key(url, "ingest", "gateway-2")
     server = ServerProcess(url, tmp_path / "luc.log", LUC_AUTH="on")
     server.start()
     batches = _batches()
@@ -153,14 +141,14 @@ async def test_a_database_outage_gives_503s_then_recovery_and_exact_totals(
 
     try:
         async with httpx.AsyncClient(
-            base_url=server.base_url, headers={"Authorization": f"Bearer {key}"}, timeout=20
+            base_url=server.base_url, headers=bearer(key), timeout=20
         ) as http:
 
             async def send(index: int, key: str = key) -> httpx.Response:
                 return await http.post(
                     "/v1/events/batch",
                     json={"events": batches[index]},
-                    headers={"Authorization": f"Bearer {key}"},
+                    headers=bearer(key),
                 )
 
             # 1. The stream flows.
@@ -225,11 +213,8 @@ async def test_a_database_outage_gives_503s_then_recovery_and_exact_totals(
     finally:
         server.stop()
 
-    conn = await connect(url)
-    try:
+    async with connected(url) as conn:
         await assert_ledger_holds_each_event_once(conn, events)
-    finally:
-        await conn.close()
 
 
 WRITERS = 24  # concurrent clients, each sending one request after another

@@ -13,14 +13,14 @@ from click.testing import CliRunner
 
 from service.cli import main
 from service.demo_traffic import plan_traffic
-from tests.conftest import closed_port
-from tests.integration.ledger_truth import (
+from tests.support.ledger_truth import (
     AGENTS,
     PRICES,
     UNKNOWN_MODEL,
     assert_jobs_match,
     expected_cost,
 )
+from tests.support.ports import closed_port
 
 SENT = re.compile(
     r"Sent (\d+) events: (\d+) replayed duplicates, (\d+) unknown-model event, "

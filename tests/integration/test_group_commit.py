@@ -11,23 +11,12 @@ import asyncpg
 import httpx
 import pytest
 
+from tests.support.events import wire_event
+
 pytestmark = pytest.mark.slow
 
 CLIENTS = 32
 PER_CLIENT = 15
-
-
-def event(client: int, n: int) -> dict[str, Any]:
-    return {
-        "id": f"single-{client}-{n}",
-        "occurred_at": "2026-11-20T10:00:00Z",
-        "job_id": f"job-{client % 4}",
-        "agent": "ACHEEVY",
-        "provider": "openrouter",
-        "model": "google/gemini-3.0-flash",
-        "input_tokens": 1000,
-        "output_tokens": 500,
-    }
 
 
 @pytest.mark.parametrize("writers", [1, 2])
@@ -42,7 +31,7 @@ async def test_concurrent_single_events_are_grouped_and_each_counted_once(
     async def send(client: int, http: httpx.AsyncClient) -> list[tuple[int, str]]:
         answers = []
         for n in range(PER_CLIENT):
-            body = event(client, n)
+            body = wire_event(f"single-{client}-{n}", job_id=f"job-{client % 4}")
             r = await http.post("/v1/events", json=body)
             answers.append((r.status_code, r.json()["status"]))
             # every fifth event is sent again at once: a duplicate, answered 200

@@ -14,12 +14,12 @@ and jobs and looks only at those.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -30,26 +30,17 @@ from hypothesis import strategies as st
 from litestar.testing import AsyncTestClient
 
 from service.app import create_app
-from service.db import connect, with_database
-from tests.conftest import settings_for
+from tests.support.databases import connected, new_database_sync
+from tests.support.events import wire_event
+from tests.support.settings import settings_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
-async def _admin(admin_url: str, sql: str) -> None:
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="module")
 def shared_database(admin_url: str, template_database: str) -> Iterator[str]:
-    name = f"luc_test_hostile_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"'))
-    yield with_database(admin_url, name)
-    asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with new_database_sync(admin_url, "luc_test_hostile", template_database) as url:
+        yield url
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -60,30 +51,18 @@ async def api(shared_database: str) -> AsyncIterator[AsyncTestClient[Any]]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def db(shared_database: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await connect(shared_database)
-    try:
+    async with connected(shared_database) as conn:
         yield conn
-    finally:
-        await conn.close()
 
 
-def good(event_id: str, job_id: str) -> dict[str, Any]:
-    """gemini-3.0-flash: 1000 × $0.10/M + 500 × $0.40/M = $0.0003."""
-    return {
-        "id": event_id,
-        "occurred_at": "2025-11-20T10:00:00Z",
-        "job_id": job_id,
-        "agent": "ACHEEVY",
-        "provider": "openrouter",
-        "model": "gemini-3.0-flash",
-        "input_tokens": 1000,
-        "output_tokens": 500,
-    }
+# A valid call: gemini-3.0-flash (0.10 / 0.40 per 1M), 1000 in and 500 out.
+# 1000·0.10 + 500·0.40 = 100 + 200 = 300 per 1M → 0.0003
+good = partial(wire_event, occurred_at="2025-11-20T10:00:00Z", model="gemini-3.0-flash")
 
 
 def raw_event(event_id: str, job_id: str, field: str, raw_value: bytes) -> bytes:
     """A good event whose ``field`` is the raw JSON ``raw_value`` (added if absent)."""
-    event = {k: json.dumps(v).encode() for k, v in good(event_id, job_id).items()}
+    event = {k: json.dumps(v).encode() for k, v in good(event_id, job_id=job_id).items()}
     event[field] = raw_value
     return b"{" + b", ".join(json.dumps(k).encode() + b": " + v for k, v in event.items()) + b"}"
 
@@ -194,7 +173,7 @@ async def test_a_hostile_event_is_rejected_alone_in_a_batch_and_on_its_own(
 
 
 def text_event(event_id: str, job_id: str) -> bytes:
-    return json.dumps(good(event_id, job_id)).encode()
+    return json.dumps(good(event_id, job_id=job_id)).encode()
 
 
 def raw(body: bytes) -> dict[str, Any]:
@@ -204,7 +183,7 @@ def raw(body: bytes) -> dict[str, Any]:
 async def test_the_last_microsecond_of_a_month_stays_in_its_day_and_month(
     api: AsyncTestClient[Any], db: asyncpg.Connection
 ) -> None:
-    event = {**good("h-edge", "job-h-edge"), "occurred_at": "2025-11-30T23:59:59.999999Z"}
+    event = {**good("h-edge", job_id="job-h-edge"), "occurred_at": "2025-11-30T23:59:59.999999Z"}
     assert (await api.post("/v1/events", json=event)).status_code == 201
     row = await db.fetchrow(
         "SELECT occurred_at, billing_day FROM ledger_entries WHERE event_id = 'h-edge'"
@@ -217,7 +196,7 @@ async def test_a_cost_with_40_significant_digits_is_stored_exactly(
     api: AsyncTestClient[Any], db: asyncpg.Connection
 ) -> None:
     cost = "123456789012345678.0123456789012345678901"[:41]  # 18 + 22 digits
-    event = {**good("h-40", "job-h-40"), "provider_cost_usd": cost}
+    event = {**good("h-40", job_id="job-h-40"), "provider_cost_usd": cost}
     assert (await api.post("/v1/events", json=event)).status_code == 201
     assert (
         str(await db.fetchval("SELECT provider_cost_usd FROM usage_events WHERE event_id = 'h-40'"))
@@ -261,14 +240,14 @@ async def test_any_provider_cost_is_stored_exactly_or_rejected_with_a_reason(
     api: AsyncTestClient[Any], db: asyncpg.Connection, value: str, single: bool
 ) -> None:
     tag = uuid.uuid4().hex[:10]
-    event = {**good(f"hp-{tag}", f"job-hp-{tag}"), "provider_cost_usd": value}
+    event = {**good(f"hp-{tag}", job_id=f"job-hp-{tag}"), "provider_cost_usd": value}
     expected = storable_cost(value)
     if single:
         response = await api.post("/v1/events", json=event)
         assert response.status_code == (201 if expected is not None else 422), response.text
         result = response.json()
     else:
-        neighbours = [good(f"hp-{tag}-n{i}", f"job-hp-{tag}") for i in range(2)]
+        neighbours = [good(f"hp-{tag}-n{i}", job_id=f"job-hp-{tag}") for i in range(2)]
         batch = {"events": [neighbours[0], event, neighbours[1]]}
         response = await api.post("/v1/events/batch", json=batch)
         assert response.status_code == 200, response.text
@@ -320,13 +299,13 @@ async def test_any_timestamp_is_kept_to_the_microsecond_or_rejected_never_rounde
 ) -> None:
     value, expected = stamp
     tag = uuid.uuid4().hex[:10]
-    event = {**good(f"ht-{tag}", f"job-ht-{tag}"), "occurred_at": value}
+    event = {**good(f"ht-{tag}", job_id=f"job-ht-{tag}"), "occurred_at": value}
     if single:
         response = await api.post("/v1/events", json=event)
         assert response.status_code == (201 if expected else 422), response.text
         result = response.json()
     else:
-        batch = {"events": [good(f"ht-{tag}-n", f"job-ht-{tag}"), event]}
+        batch = {"events": [good(f"ht-{tag}-n", job_id=f"job-ht-{tag}"), event]}
         response = await api.post("/v1/events/batch", json=batch)
         assert response.status_code == 200, response.text
         neighbour, result = response.json()["results"]

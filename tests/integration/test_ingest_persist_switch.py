@@ -3,7 +3,7 @@ answers as usual, and stores nothing."""
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
 
 import asyncpg
 import pytest
@@ -12,21 +12,16 @@ from litestar.testing import AsyncTestClient
 from service.app import create_app
 from service.errors import SettingsError
 from service.settings import load_settings
-from tests.conftest import settings_for
+from tests.support.events import wire_event
+from tests.support.settings import settings_for
 
-
-def event(event_id: str, **more: Any) -> dict[str, Any]:
-    return {
-        "id": event_id,
-        "occurred_at": "2026-10-10T09:00:00Z",
-        "job_id": "job-dry",
-        "agent": "ACHEEVY",
-        "provider": "openrouter",
-        "model": "gemini-3.0-flash",
-        "input_tokens": 1000,
-        "output_tokens": 100,
-        **more,
-    }
+event = partial(
+    wire_event,
+    occurred_at="2026-10-10T09:00:00Z",
+    job_id="job-dry",
+    model="gemini-3.0-flash",
+    output_tokens=100,
+)
 
 
 async def test_with_persistence_off_events_are_answered_but_nothing_is_stored(

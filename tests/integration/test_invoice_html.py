@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PROJECT_ROOT
+from tests.support.events import wire_event
+from tests.support.paths import PROJECT_ROOT
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 # A4 at 150 dpi: 210 × 297 mm → 1240 × 1754 px.
@@ -64,28 +65,26 @@ async def test_the_invoice_page_renders_in_headless_chromium_with_number_and_tot
     binary = chromium_or_skip()
     events = [
         # Sonnet: 12,345 × 3 + 678 × 15 = 47,205 per 1M → 0.047205
-        {
-            "id": "h1",
-            "occurred_at": "2026-10-10T09:00:00Z",
-            "job_id": "job-html",
-            "agent": "ACHEEVY",
-            "provider": "openrouter",
-            "model": "anthropic/claude-sonnet-4.5",
-            "input_tokens": 12_345,
-            "output_tokens": 678,
-        },
+        wire_event(
+            "h1",
+            occurred_at="2026-10-10T09:00:00Z",
+            job_id="job-html",
+            model="anthropic/claude-sonnet-4.5",
+            input_tokens=12_345,
+            output_tokens=678,
+        ),
         # Flash: 50,000 × 0.10 + 2,000 × 0.40 = 5,800 → 0.0058
-        {
-            "id": "h2",
-            "occurred_at": "2026-10-11T09:00:00Z",
-            "job_id": "job-html",
-            "agent": "ORACLE",
-            "provider": "vertex",
-            "model": "gemini-3.0-flash",
-            "input_tokens": 50_000,
-            "cached_input_tokens": 40_000,
-            "output_tokens": 2_000,
-        },
+        wire_event(
+            "h2",
+            occurred_at="2026-10-11T09:00:00Z",
+            job_id="job-html",
+            agent="ORACLE",
+            provider="vertex",
+            model="gemini-3.0-flash",
+            input_tokens=50_000,
+            cached_input_tokens=40_000,
+            output_tokens=2_000,
+        ),
     ]
     assert (await client.post("/v1/events/batch", json={"events": events})).status_code == 200
     patched = await client.patch(

@@ -3,34 +3,25 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 
 import asyncpg
 import pytest
 
 from service.catalog.service import CatalogCache
-from service.ingest.models import UsageEvent
 from service.ledger.months import ensure_months
 from service.ledger.service import ensure_months_ahead
 from service.recording.service import record_batch
+from tests.support.events import usage_event
 
-
-def event(event_id: str, occurred_at: datetime) -> UsageEvent:
-    return UsageEvent(
-        id=event_id,
-        occurred_at=occurred_at,
-        job_id="job-p",
-        agent="ORACLE",
-        provider="openrouter",
-        model="anthropic/claude-sonnet-4.5",
-        input_tokens=1000,
-        cached_input_tokens=0,
-        cache_write_tokens=0,
-        output_tokens=200,
-        reasoning_tokens=0,
-        provider_cost_usd=None,
-        status="ok",
-        attributes=None,
-    )
+# A Sonnet call: where it lands is the point, not what it costs.
+event = partial(
+    usage_event,
+    job_id="job-p",
+    agent="ORACLE",
+    model="anthropic/claude-sonnet-4.5",
+    output_tokens=200,
+)
 
 
 def month_partition(when: datetime) -> str:
@@ -43,7 +34,9 @@ async def test_entries_land_in_their_month_and_far_ones_in_the_default(
     now = datetime.now(UTC)
     await ensure_months_ahead(db)
     long_ago = datetime(2001, 2, 3, tzinfo=UTC)
-    await record_batch(db, CatalogCache(), [event("now", now), event("old", long_ago)])
+    await record_batch(
+        db, CatalogCache(), [event("now", occurred_at=now), event("old", occurred_at=long_ago)]
+    )
 
     rows = await db.fetch(
         "SELECT event_id, tableoid::regclass::text AS part FROM ledger_entries ORDER BY 1"
@@ -62,7 +55,7 @@ async def test_months_ahead_are_made_once(db: asyncpg.Connection) -> None:
 
 async def test_a_month_with_rows_in_the_default_is_left_alone(db: asyncpg.Connection) -> None:
     long_ago = datetime(2001, 2, 3, tzinfo=UTC)
-    await record_batch(db, CatalogCache(), [event("old", long_ago)])
+    await record_batch(db, CatalogCache(), [event("old", occurred_at=long_ago)])
 
     made = await db.fetchval("SELECT luc_ensure_ledger_months('2001-01-01', 0)")
 

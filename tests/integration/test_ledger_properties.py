@@ -17,13 +17,10 @@ Each example runs on its own database cloned from the migrated template.
 from __future__ import annotations
 
 import asyncio
-import json
-import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -33,25 +30,25 @@ from litestar.testing import AsyncTestClient
 
 from service.app import create_app
 from service.catalog.service import NewCatalogVersion, create_version
-from service.db import connect, with_database
+from service.db import connect
 from service.pricing.models import NewModelPrice
 from service.recording.rerating import create_version_and_price_unpriced
-from tests.conftest import settings_for
+from tests.support.databases import new_database
+from tests.support.events import wire_event
+from tests.support.ledger_truth import (
+    AIMS_EFFECTIVE_FROM,
+    ALIASES,
+    PRICES,
+    TOKEN_FIELDS,
+    cost_at,
+    rollup_differences,
+    with_defaults,
+)
+from tests.support.settings import settings_for
 
 D = Decimal
-MILLION = D(1_000_000)
-TOKEN_FIELDS = (
-    "input_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-)
 
 # Catalog ------------------------------------------------------------------------------------
-
-AIMS_FILE = Path(__file__).resolve().parents[2] / "service" / "pricing" / "aims-v1.json"
-PRICE_NAMES = ("input", "output", "cache_read", "cache_write", "reasoning", "per_request")
 
 
 @dataclass(frozen=True)
@@ -64,31 +61,7 @@ class Version:
     aliases: dict[str, str]
 
 
-def with_defaults(
-    input_price: Decimal,
-    output_price: Decimal,
-    cache_read: Decimal | None = None,
-    cache_write: Decimal | None = None,
-    reasoning: Decimal | None = None,
-    per_request: Decimal | None = None,
-) -> dict[str, Decimal]:
-    return {
-        "input": input_price,
-        "output": output_price,
-        "cache_read": input_price if cache_read is None else cache_read,
-        "cache_write": input_price if cache_write is None else cache_write,
-        "reasoning": output_price if reasoning is None else reasoning,
-        "per_request": D(0) if per_request is None else per_request,
-    }
-
-
-def aims_version() -> Version:
-    doc = json.loads(AIMS_FILE.read_text())
-    prices = {m["id"]: with_defaults(D(m["input"]), D(m["output"])) for m in doc["models"]}
-    return Version(1, datetime.fromisoformat(doc["effective_from"]), prices, doc["aliases"])
-
-
-V1 = aims_version()
+V1 = Version(1, AIMS_EFFECTIVE_FROM, PRICES, ALIASES)
 T0 = datetime(2025, 6, 1, tzinfo=UTC)  # the middle of the event range: version 2 starts
 T1 = T0 + timedelta(days=3)  # versions 3 and 4 start together; 4 is created last and wins
 EARLIEST = T0 - timedelta(days=3)
@@ -160,15 +133,7 @@ def expected_charge(
         return None, model, None
     if content.provider == "stub":
         return version.id, model, Decimal(0)
-    per_million = (
-        (content.input_tokens - content.cached_input_tokens - content.cache_write_tokens)
-        * price["input"]
-        + content.cached_input_tokens * price["cache_read"]
-        + content.cache_write_tokens * price["cache_write"]
-        + (content.output_tokens - content.reasoning_tokens) * price["output"]
-        + content.reasoning_tokens * price["reasoning"]
-    )
-    return version.id, model, per_million / MILLION + price["per_request"]
+    return version.id, model, cost_at(price, {n: getattr(content, n) for n in TOKEN_FIELDS})
 
 
 # Events -------------------------------------------------------------------------------------
@@ -225,16 +190,16 @@ BREAKAGES = (
 def wire(sent: Sent) -> dict[str, Any]:
     c, s = sent.content, sent.spelling
     offset = timezone(timedelta(minutes=s.offset_minutes))
-    event: dict[str, Any] = {
-        "id": sent.event_id,
-        "occurred_at": c.occurred_at.astimezone(offset).isoformat(),
-        "job_id": c.job_id,
-        "agent": c.agent,
-        "provider": c.provider,
-        "model": c.model,
-        "input_tokens": c.input_tokens,
-        "output_tokens": c.output_tokens,
-    }
+    event = wire_event(
+        sent.event_id,
+        occurred_at=c.occurred_at.astimezone(offset).isoformat(),
+        job_id=c.job_id,
+        agent=c.agent,
+        provider=c.provider,
+        model=c.model,
+        input_tokens=c.input_tokens,
+        output_tokens=c.output_tokens,
+    )
     for name in ("cached_input_tokens", "cache_write_tokens", "reasoning_tokens"):
         if getattr(c, name) or s.spell_out_defaults:
             event[name] = getattr(c, name)
@@ -388,52 +353,6 @@ class Ledger:
 
 # Checks on the tables ------------------------------------------------------------------------
 
-_FROM_LEDGER = """
-    {cost}, COALESCE(sum(provider_cost_usd), 0), sum(event_count), sum(unpriced_count),
-    sum(input_tokens), sum(cached_input_tokens), sum(cache_write_tokens),
-    sum(output_tokens), sum(reasoning_tokens), min(occurred_at), max(occurred_at)
-"""
-_STORED = """
-    cost_usd, provider_cost_usd, events, unpriced_events, input_tokens, cached_input_tokens,
-    cache_write_tokens, output_tokens, reasoning_tokens, first_event_at, last_event_at
-"""
-# table → (its key columns, the same keys over ledger_entries, cost as the table sums it)
-ROLLUPS = {
-    "rollup_jobs": ("job_id", "job_id", "COALESCE(sum(cost_usd), 0)"),
-    "rollup_job_lines": (
-        "job_id, agent, model, provider, catalog_version",
-        "job_id, agent, model, provider, catalog_version",
-        "sum(cost_usd)",  # an unpriced line's cost stays NULL: unknown, not zero
-    ),
-    "rollup_usage": (
-        "agent, model, provider, tier",
-        "agent, model, provider, tier",
-        "COALESCE(sum(cost_usd), 0)",
-    ),
-    "rollup_agent_days": ("agent, day", "agent, billing_day", "COALESCE(sum(cost_usd), 0)"),
-    "rollup_model_days": ("model, day", "model, billing_day", "COALESCE(sum(cost_usd), 0)"),
-}
-
-
-async def rollup_differences(conn: asyncpg.Connection) -> dict[str, list[tuple[Any, ...]]]:
-    """Rebuild every rollup from the ledger in SQL; rows that differ either way, by table.
-
-    EXCEPT compares values (numeric 0.30 = 0.3, NULL = NULL), so equal means exactly equal.
-    """
-    differences: dict[str, list[tuple[Any, ...]]] = {}
-    for table, (keys, ledger_keys, cost) in ROLLUPS.items():
-        rebuilt = (
-            f"SELECT {ledger_keys}, {_FROM_LEDGER.format(cost=cost)} "
-            f"FROM ledger_entries GROUP BY {ledger_keys}"
-        )
-        stored = f"SELECT {keys}, {_STORED} FROM {table}"
-        rows = await conn.fetch(
-            f"(({rebuilt}) EXCEPT ALL ({stored})) UNION ALL (({stored}) EXCEPT ALL ({rebuilt}))"
-        )
-        if rows:
-            differences[table] = [tuple(r) for r in rows]
-    return differences
-
 
 async def check_tables(conn: asyncpg.Connection, model: Ledger, versions: list[Version]) -> None:
     # one stored event per accepted id, holding its first content
@@ -502,19 +421,8 @@ async def check_jobs(client: AsyncTestClient[Any], model: Ledger, versions: list
 # The property -------------------------------------------------------------------------------
 
 
-async def _admin(admin_url: str, sql: str) -> None:
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 async def run_plan(admin_url: str, template: str, plan: Plan) -> None:
-    name = f"luc_prop_{uuid.uuid4().hex[:12]}"
-    await _admin(admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    url = with_database(admin_url, name)
-    try:
+    async with new_database(admin_url, "luc_prop", template) as url:
         conn = await connect(url)
         try:
             async with conn.transaction():
@@ -551,8 +459,6 @@ async def run_plan(admin_url: str, template: str, plan: Plan) -> None:
             await check_tables(conn, model, versions)
         finally:
             await conn.close()
-    finally:
-        await _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @settings(
@@ -576,20 +482,19 @@ async def test_every_rollup_rebuilt_from_the_ledger_equals_the_stored_one(
     """Charges, replays and then re-rating (reversal and new booking entries): a rebuild of
     each rollup from the ledger alone still gives every stored row exactly."""
     events = [
-        {
-            "id": f"rb-{i}",
-            "occurred_at": (T0 + timedelta(hours=7 * i)).isoformat(),
-            "job_id": f"job-rb-{i % 3}",
-            "agent": ("ACHEEVY", "ORACLE", "ByteRover")[i % 3],
-            "provider": "openrouter",
-            "model": (FLASH, "gemini-3.0-flash", SONNET, UNKNOWN, LLAMA)[i % 5],
-            "input_tokens": 1000 * i + 7,
-            "cached_input_tokens": 100 * i,
-            "cache_write_tokens": 3 * i,
-            "output_tokens": 333 * i,
-            "reasoning_tokens": 11 * i,
-            "provider_cost_usd": f"0.{i:04d}1",
-        }
+        wire_event(
+            f"rb-{i}",
+            occurred_at=(T0 + timedelta(hours=7 * i)).isoformat(),
+            job_id=f"job-rb-{i % 3}",
+            agent=("ACHEEVY", "ORACLE", "ByteRover")[i % 3],
+            model=(FLASH, "gemini-3.0-flash", SONNET, UNKNOWN, LLAMA)[i % 5],
+            input_tokens=1000 * i + 7,
+            cached_input_tokens=100 * i,
+            cache_write_tokens=3 * i,
+            output_tokens=333 * i,
+            reasoning_tokens=11 * i,
+            provider_cost_usd=f"0.{i:04d}1",
+        )
         for i in range(30)
     ]
     for start in range(0, 30, 7):

@@ -20,6 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -29,26 +30,17 @@ from litestar.testing import AsyncTestClient
 
 from service.app import create_app
 from service.auth.keys import create_key
-from tests.conftest import closed_port, settings_for
-from tests.integration.ledger_truth import expected_cost
+from tests.support.events import wire_event
+from tests.support.ledger_truth import expected_cost
+from tests.support.ports import closed_port
+from tests.support.settings import settings_for
 
 MAX_BODY = 64 * 1024
 
 
-def event(event_id: str, **extra: Any) -> dict[str, Any]:
-    """1,000 input and 500 output tokens of gemini-3.0-flash: 1000 × 0.10/M + 500 × 0.40/M
-    = 0.0001 + 0.0002 = 0.0003 USD."""
-    return {
-        "id": event_id,
-        "occurred_at": "2026-11-20T10:00:00Z",
-        "job_id": "job-limits",
-        "agent": "ACHEEVY",
-        "provider": "openrouter",
-        "model": "google/gemini-3.0-flash",
-        "input_tokens": 1000,
-        "output_tokens": 500,
-        **extra,
-    }
+# 1,000 input and 500 output tokens of gemini-3.0-flash: 1000 × 0.10/M + 500 × 0.40/M
+# = 0.0001 + 0.0002 = 0.0003 USD.
+event = partial(wire_event, job_id="job-limits")
 
 
 def _raw_request(port: int, head: bytes, body: bytes, wait: float = 10.0) -> tuple[bytes, float]:

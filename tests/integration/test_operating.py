@@ -28,14 +28,16 @@ import pytest
 from service.api.errors import PRIVILEGE_MISSING
 from service.db import STARTING, migrate_sync
 from service.errors import DatabaseSetupError
-from tests.conftest import PROJECT_ROOT, ServerProcess, closed_port
-from tests.integration.ledger_truth import (
+from tests.support.ledger_truth import (
     assert_jobs_match,
     assert_rollups_equal_ledger,
     expected_jobs,
     make_events,
 )
+from tests.support.paths import PROJECT_ROOT
+from tests.support.ports import closed_port
 from tests.support.postgres import DebianPostgres, PgBouncer, started_postgres
+from tests.support.servers import ServerProcess
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow

@@ -22,8 +22,7 @@ import re
 import shutil
 import subprocess
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -38,8 +37,13 @@ from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.cli import main
-from service.db import connect, with_database
-from tests.conftest import PROJECT_ROOT, ServerProcess, free_port
+from tests.support.databases import connected, new_database_sync
+from tests.support.events import wire_event
+from tests.support.keys import bearer
+from tests.support.paths import PROJECT_ROOT
+from tests.support.ports import free_port
+from tests.support.servers import ServerProcess
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -115,14 +119,6 @@ def grafana_sql(raw: str, start: datetime, end: datetime) -> str:
     return raw
 
 
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
 class Prometheus:
     """``prometheus`` in a child process scraping one LUC every second."""
 
@@ -157,7 +153,7 @@ class Prometheus:
                 stdout=log,
                 stderr=log,
             )
-        wait_for("Prometheus to be ready", self._ready)
+        wait_for(self._ready, 20, "Prometheus to be ready", every=0.2)
 
     def _ready(self) -> bool:
         if self.process.poll() is not None:
@@ -201,14 +197,6 @@ class Story:
     """GET /v1/usage's one row after the story."""
 
 
-async def _admin(url: str, sql: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 def _demo(url: str, key: str, run_id: str, jobs: int) -> None:
     args = ["demo", "--url", url, "--key", key, "--jobs", str(jobs), "--seed", "11"]
     args += ["--run-id", run_id]
@@ -218,18 +206,16 @@ def _demo(url: str, key: str, run_id: str, jobs: int) -> None:
 
 def _probe(**changes: Any) -> dict[str, Any]:
     occurred = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
-    return {
-        "id": "prom-probe-1",
+    probe = {
         "occurred_at": occurred.isoformat(),
         "job_id": PROBE_JOB,
         "agent": "ORACLE",
-        "provider": "openrouter",
         "model": "openai/gpt-5.1",
         "input_tokens": 100_000,
         "output_tokens": 10_000,
         "provider_cost_usd": "0.42",
-        **changes,
     }
+    return wire_event("prom-probe-1", **{**probe, **changes})
 
 
 def _traffic_while_scraped(http: httpx.Client, url: str, key: str) -> None:
@@ -254,60 +240,61 @@ def story(
 ) -> Iterator[Story]:
     binary = require("prometheus")
     folder = tmp_path_factory.mktemp("prometheus")
-    name = f"luc_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"'))
-    database_url = with_database(admin_url, name)
-    server = ServerProcess(database_url, folder / "luc.log", LUC_AUTH="on")
-    prometheus: Prometheus | None = None
-    try:
-        server.start()
-        admin = {"Authorization": f"Bearer {admin_key}"}
-        with httpx.Client(base_url=server.base_url, headers=admin, timeout=30) as http:
-            for scope, scope_id, limit in (
-                ("agent", "ACHEEVY", "1"),
-                ("job", PROBE_JOB, PROBE_LIMIT),
-            ):
-                budget = {
-                    "scope": scope,
-                    "scope_id": scope_id,
-                    "period": "lifetime",
-                    "limit_usd": limit,
-                }
-                response = http.post("/v1/budgets", json=budget)
-                assert response.status_code == 201, response.text
-            _demo(server.base_url, admin_key, "before", jobs=10)
-            read = http.post("/v1/keys", json={"name": "prometheus", "scope": "read"})
-            assert read.status_code == 201, read.text
+    with new_database_sync(admin_url, "luc_test", template_database) as database_url:
+        server = ServerProcess(database_url, folder / "luc.log", LUC_AUTH="on")
+        prometheus: Prometheus | None = None
+        try:
+            server.start()
+            admin = bearer(admin_key)
+            with httpx.Client(base_url=server.base_url, headers=admin, timeout=30) as http:
+                for scope, scope_id, limit in (
+                    ("agent", "ACHEEVY", "1"),
+                    ("job", PROBE_JOB, PROBE_LIMIT),
+                ):
+                    budget = {
+                        "scope": scope,
+                        "scope_id": scope_id,
+                        "period": "lifetime",
+                        "limit_usd": limit,
+                    }
+                    response = http.post("/v1/budgets", json=budget)
+                    assert response.status_code == 201, response.text
+                _demo(server.base_url, admin_key, "before", jobs=10)
+                read = http.post("/v1/keys", json={"name": "prometheus", "scope": "read"})
+                assert read.status_code == 201, read.text
 
-            target = f"127.0.0.1:{server.port}"
-            prometheus = Prometheus(binary, folder, target, read.json()["key"])
-            scraped = prometheus
-            wait_for(
-                "two scrapes of LUC",
-                lambda: any(
-                    float(r["value"][1]) >= 2
-                    for r in scraped.query("count_over_time(luc_database_up[1m])")
-                ),
-            )
-            _traffic_while_scraped(http, server.base_url, admin_key)
-            done = time.time()
-            wait_for(
-                "a scrape after the last event",
-                lambda: any(
-                    float(r["value"][1]) > done + 1
-                    for r in scraped.query("max(timestamp(luc_database_up))")
-                ),
-            )
-            rows = http.get("/v1/usage").json()["rows"]
-            assert len(rows) == 1, rows
-            metrics = http.get("/metrics")
-            assert metrics.status_code == 200, metrics.text
-        yield Story(server.base_url, prometheus, database_url, metrics.text, rows[0])
-    finally:
-        if prometheus is not None:
-            prometheus.stop()
-        server.stop()
-        asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                target = f"127.0.0.1:{server.port}"
+                prometheus = Prometheus(binary, folder, target, read.json()["key"])
+                scraped = prometheus
+                wait_for(
+                    lambda: any(
+                        float(r["value"][1]) >= 2
+                        for r in scraped.query("count_over_time(luc_database_up[1m])")
+                    ),
+                    20,
+                    "two scrapes of LUC",
+                    every=0.2,
+                )
+                _traffic_while_scraped(http, server.base_url, admin_key)
+                done = time.time()
+                wait_for(
+                    lambda: any(
+                        float(r["value"][1]) > done + 1
+                        for r in scraped.query("max(timestamp(luc_database_up))")
+                    ),
+                    20,
+                    "a scrape after the last event",
+                    every=0.2,
+                )
+                rows = http.get("/v1/usage").json()["rows"]
+                assert len(rows) == 1, rows
+                metrics = http.get("/metrics")
+                assert metrics.status_code == 200, metrics.text
+            yield Story(server.base_url, prometheus, database_url, metrics.text, rows[0])
+        finally:
+            if prometheus is not None:
+                prometheus.stop()
+            server.stop()
 
 
 # Dashboards --------------------------------------------------------------------------------
@@ -329,11 +316,8 @@ def test_every_sql_panel_runs_on_the_ledger_database_and_returns_rows(story: Sto
     start = end - timedelta(days=7)  # the finance dashboard's default range
 
     async def run() -> dict[str, list[asyncpg.Record]]:
-        conn = await connect(story.database_url)
-        try:
+        async with connected(story.database_url) as conn:
             return {where: await conn.fetch(grafana_sql(raw, start, end)) for where, raw in queries}
-        finally:
-            await conn.close()
 
     results = asyncio.run(run())
     assert [where for where, rows in results.items() if not rows] == []
@@ -407,14 +391,16 @@ def test_prometheus_loads_the_rules_and_sets_off_the_expected_alerts(story: Stor
         groups = httpx.get(f"{prometheus.url}/api/v1/rules").json()["data"]["groups"]
         return [rule for group in groups for rule in group["rules"]]
 
-    wait_for("every rule evaluated", lambda: all(r["health"] == "ok" for r in loaded_rules()))
+    wait_for(
+        lambda: all(r["health"] == "ok" for r in loaded_rules()), 20, "every rule evaluated", 0.2
+    )
     assert sorted(r["name"] for r in loaded_rules()) == sorted(r["alert"] for r in rules())
 
     def active() -> set[str]:
         alerts = httpx.get(f"{prometheus.url}/api/v1/alerts").json()["data"]["alerts"]
         return {a["labels"]["alertname"] for a in alerts}
 
-    wait_for("the story's alerts", lambda: active() == ACTIVE_ALERTS)
+    wait_for(lambda: active() == ACTIVE_ALERTS, 20, "the story's alerts", 0.2)
 
 
 # The exposition and the rule files ---------------------------------------------------------

@@ -24,38 +24,32 @@ from service.ledger.service import INLINE_LIMIT
 from service.locks import REPRICING_LOCK_KEY, lock_repricing
 from service.recording.models import ACCEPTED, CONFLICT, DUPLICATE
 from service.recording.service import record_batch
+from tests.support.databases import connected
+from tests.support.events import usage_event
 from tests.support.waiting import wait_until
 
 MODEL = "anthropic/claude-sonnet-4.5"
 WHEN = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
-def event(event_id: str, job_id: str, input_tokens: int, output_tokens: int) -> UsageEvent:
-    return UsageEvent(
-        id=event_id,
+def sonnet_call(event_id: str, input_tokens: int, output_tokens: int) -> UsageEvent:
+    """A call of job-a at WHEN whose attributes name it, to tell which content was stored."""
+    return usage_event(
+        event_id,
         occurred_at=WHEN,
-        job_id=job_id,
+        job_id="job-a",
         agent="ORACLE",
-        provider="openrouter",
         model=MODEL,
         input_tokens=input_tokens,
-        cached_input_tokens=0,
-        cache_write_tokens=0,
         output_tokens=output_tokens,
-        reasoning_tokens=0,
-        provider_cost_usd=None,
-        status="ok",
         attributes={"step": event_id},
     )
 
 
 @pytest.fixture
 async def writer(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await connect(database_url)
-    try:
+    async with connected(database_url) as conn:
         yield conn
-    finally:
-        await conn.close()
 
 
 async def job_cost(db: asyncpg.Connection, job_id: str) -> tuple[Decimal, int]:
@@ -68,7 +62,7 @@ async def test_a_batch_stores_events_charges_and_rollups(
     writer: asyncpg.Connection, db: asyncpg.Connection
 ) -> None:
     outcome = await record_batch(
-        writer, CatalogCache(), [event("e1", "job-a", 1000, 200), event("e2", "job-a", 2000, 100)]
+        writer, CatalogCache(), [sonnet_call("e1", 1000, 200), sonnet_call("e2", 2000, 100)]
     )
 
     assert [r.status for r in outcome.results] == [ACCEPTED, ACCEPTED]
@@ -91,8 +85,8 @@ async def test_two_batches_in_one_longer_transaction_count_each_event_once(
     the first batch's staged events or new entries for its own."""
     cache = CatalogCache()
     async with writer.transaction():
-        first = await record_batch(writer, cache, [event("e1", "job-a", 1000, 200)])
-        second = await record_batch(writer, cache, [event("e2", "job-a", 2000, 100)])
+        first = await record_batch(writer, cache, [sonnet_call("e1", 1000, 200)])
+        second = await record_batch(writer, cache, [sonnet_call("e2", 2000, 100)])
 
     assert [r.status for r in (*first.results, *second.results)] == [ACCEPTED, ACCEPTED]
     assert await job_cost(db, "job-a") == (Decimal("0.0135"), 2)
@@ -103,15 +97,15 @@ async def test_replays_on_the_same_connection_append_nothing(
     writer: asyncpg.Connection, db: asyncpg.Connection
 ) -> None:
     cache = CatalogCache()
-    await record_batch(writer, cache, [event("e1", "job-a", 1000, 200)])
+    await record_batch(writer, cache, [sonnet_call("e1", 1000, 200)])
 
     again = await record_batch(
         writer,
         cache,
         [
-            event("e1", "job-a", 1000, 200),  # the same event again
-            event("e2", "job-a", 2000, 100),  # new
-            event("e1", "job-a", 1000, 999),  # the id reused with other tokens
+            sonnet_call("e1", 1000, 200),  # the same event again
+            sonnet_call("e2", 2000, 100),  # new
+            sonnet_call("e1", 1000, 999),  # the id reused with other tokens
         ],
     )
 
@@ -158,7 +152,7 @@ async def test_a_budget_created_beside_a_batch_in_flight_counts_its_spend(
             "the budget's creation to wait for the lock",
         )
         assert not creating.done()
-        await record_batch(writer, CatalogCache(), [event("e1", "job-a", 1000, 200)])
+        await record_batch(writer, CatalogCache(), [sonnet_call("e1", 1000, 200)])
         await transaction.commit()
         budget = await asyncio.wait_for(creating, timeout=10)
     finally:
@@ -175,8 +169,8 @@ async def test_small_groups_inline_and_batches_by_copy_give_the_same_ledger(
     """Both staging paths (inline JSON up to INLINE_LIMIT events, binary COPY above), each
     twice inside one longer transaction, with a replay of the first batch's events."""
     cache = CatalogCache()
-    first = [event(f"a{n}", "job-a", 1000, 200) for n in range(size)]
-    second = [event(f"b{n}", "job-a", 2000, 100) for n in range(size)]
+    first = [sonnet_call(f"a{n}", 1000, 200) for n in range(size)]
+    second = [sonnet_call(f"b{n}", 2000, 100) for n in range(size)]
     async with writer.transaction():
         await record_batch(writer, cache, first)
         outcome = await record_batch(writer, cache, [*second, first[0]])

@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -24,8 +25,9 @@ from litestar import Litestar
 from service.app import create_app
 from service.db import connect
 from service.locks import REPRICING_LOCK_KEY
-from tests.conftest import settings_for
-from tests.integration.ledger_truth import assert_rollups_equal_ledger
+from tests.support.events import wire_event
+from tests.support.ledger_truth import assert_rollups_equal_ledger
+from tests.support.settings import settings_for
 
 POISON = "job-poison"
 INNOCENT = "job-innocent"
@@ -34,18 +36,8 @@ REFUSE_POISON = (
 )
 
 
-def event(event_id: str, job: str) -> dict[str, Any]:
-    """gemini-3.0-flash: 1000 × $0.10/M + 500 × $0.40/M = $0.0003."""
-    return {
-        "id": event_id,
-        "occurred_at": "2026-11-20T10:00:00Z",
-        "job_id": job,
-        "agent": "ACHEEVY",
-        "provider": "openrouter",
-        "model": "gemini-3.0-flash",
-        "input_tokens": 1000,
-        "output_tokens": 500,
-    }
+# gemini-3.0-flash: 1000 × $0.10/M + 500 × $0.40/M = $0.0003.
+event = partial(wire_event, model="gemini-3.0-flash")
 
 
 @asynccontextmanager
@@ -106,7 +98,7 @@ async def test_a_refused_event_in_a_group_commit_fails_only_its_own_request(
     holder = await connect(database_url)
     try:
         await holder.execute("SELECT pg_advisory_lock($1)", REPRICING_LOCK_KEY)
-        first = asyncio.create_task(api.post("/v1/events", json=event("single-0", INNOCENT)))
+        first = asyncio.create_task(api.post("/v1/events", json=event("single-0", job_id=INNOCENT)))
 
         async def writer_waits_for_the_lock() -> bool:
             return bool(
@@ -116,8 +108,8 @@ async def test_a_refused_event_in_a_group_commit_fails_only_its_own_request(
             )
 
         await wait_until(writer_waits_for_the_lock, "the first commit waits for the lock")
-        bodies = [event(f"single-{n}", INNOCENT) for n in range(1, 21)]
-        bodies.insert(10, event("single-poison", POISON))
+        bodies = [event(f"single-{n}", job_id=INNOCENT) for n in range(1, 21)]
+        bodies.insert(10, event("single-poison", job_id=POISON))
         rest = [asyncio.create_task(api.post("/v1/events", json=b)) for b in bodies]
         await wait_until(lambda: writer.waiting == 21, "21 events wait for the next group")
         await holder.execute("SELECT pg_advisory_unlock($1)", REPRICING_LOCK_KEY)
@@ -147,11 +139,11 @@ async def test_a_refused_event_in_a_batch_is_rejected_and_its_neighbours_recorde
 ) -> None:
     await db.execute(REFUSE_POISON)
     events = [
-        event("batch-1", INNOCENT),
-        event("batch-2", INNOCENT),
-        event("batch-poison", POISON),
-        event("batch-3", INNOCENT),
-        event("batch-1", INNOCENT),  # a repeat: still a duplicate, counted once
+        event("batch-1", job_id=INNOCENT),
+        event("batch-2", job_id=INNOCENT),
+        event("batch-poison", job_id=POISON),
+        event("batch-3", job_id=INNOCENT),
+        event("batch-1", job_id=INNOCENT),  # a repeat: still a duplicate, counted once
     ]
     response = await api.post("/v1/events/batch", json={"events": events})
     assert response.status_code == 200, response.text

@@ -6,12 +6,10 @@ its key."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 import schemathesis
@@ -26,49 +24,29 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from service.app import create_app
-from service.auth.keys import create_key
-from service.db import connect, with_database
 from service.settings import load_settings
-from tests.conftest import ServerProcess
+from tests.support.databases import admin_sql, new_database_sync
+from tests.support.keys import new_key
+from tests.support.servers import ServerProcess
 
 pytestmark = pytest.mark.slow
-
-
-async def _admin(admin_url: str, sql: str) -> None:
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(scope="module")
 def luc_server(
     admin_url: str, template_database: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[ServerProcess, str]]:
-    name = f"luc_fuzz_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"'))
-    url = with_database(admin_url, name)
-
-    async def make_key() -> str:
-        conn = await connect(url)
-        try:
-            # An id no generated path parameter will hit: revokeKey must not revoke this key.
-            await conn.execute("ALTER TABLE api_keys ALTER COLUMN id RESTART WITH 7342198451")
-            _, secret = await create_key(conn, "schemathesis", "admin")
-        finally:
-            await conn.close()
-        return secret
-
-    key = asyncio.run(make_key())
-    log: Path = tmp_path_factory.mktemp("fuzz") / "server.log"
-    server = ServerProcess(url, log, LUC_AUTH="on")
-    server.start()
-    served = httpx.get(f"{server.base_url}/schema/openapi.json", timeout=10)
-    assert served.json() == DOCUMENT
-    yield server, key
-    server.stop()
-    asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with new_database_sync(admin_url, "luc_fuzz", template_database) as url:
+        # An id no generated path parameter will hit: revokeKey must not revoke this key.
+        asyncio.run(admin_sql(url, "ALTER TABLE api_keys ALTER COLUMN id RESTART WITH 7342198451"))
+        key = asyncio.run(new_key(url, "admin", "schemathesis"))
+        log: Path = tmp_path_factory.mktemp("fuzz") / "server.log"
+        server = ServerProcess(url, log, LUC_AUTH="on")
+        server.start()
+        served = httpx.get(f"{server.base_url}/schema/openapi.json", timeout=10)
+        assert served.json() == DOCUMENT
+        yield server, key
+        server.stop()
 
 
 # The document of the app as built in-process; the server fixture checks that the running

@@ -4,18 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.support.events import wire_event
+
 
 async def test_an_accepted_event_shows_on_its_job(client: Any) -> None:
-    event = {
-        "id": "gen-1",
-        "occurred_at": "2026-11-20T10:00:00Z",
-        "job_id": "job-1",
-        "agent": "ACHEEVY",
-        "provider": "openrouter",
-        "model": "google/gemini-3.0-flash",
-        "input_tokens": 1000,
-        "output_tokens": 500,
-    }
+    # 1,000 input and 500 output tokens of google/gemini-3.0-flash for job-1
+    event = wire_event("gen-1")
     response = await client.post("/v1/events", json=event)
     assert response.status_code == 201, response.text
     assert response.json() == {"id": "gen-1", "status": "accepted"}

@@ -18,7 +18,8 @@ import asyncpg
 
 from service.ledger.models import NewLedgerEntry
 from service.recording.rerating import record_adjustments
-from tests.integration.ledger_truth import assert_rollups_equal_ledger
+from tests.support.events import wire_event
+from tests.support.ledger_truth import assert_rollups_equal_ledger
 
 CAP = 10**12
 BIGINT_MAX = 2**63 - 1
@@ -31,16 +32,15 @@ def at_cap(event_id: str, job: str, agent: str) -> dict[str, Any]:
 
     10^12 × $0.10/M + 10^12 × $0.40/M = $100,000 + $400,000 = $500,000.
     """
-    return {
-        "id": event_id,
-        "occurred_at": f"{DAY}T10:00:00Z",
-        "job_id": job,
-        "agent": agent,
-        "provider": "openrouter",
-        "model": "gemini-3.0-flash",
-        "input_tokens": CAP,
-        "output_tokens": CAP,
-    }
+    return wire_event(
+        event_id,
+        occurred_at=f"{DAY}T10:00:00Z",
+        job_id=job,
+        agent=agent,
+        model="gemini-3.0-flash",
+        input_tokens=CAP,
+        output_tokens=CAP,
+    )
 
 
 SEED_TOKENS = BIGINT_MAX - 2 * CAP

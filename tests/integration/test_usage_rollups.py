@@ -19,22 +19,25 @@ import asyncpg
 
 from service.rollups.models import UsageRow
 from service.rollups.service import usage, usage_rollup_plan
+from tests.support.events import wire_event
 
 
 def ev(
     event_id: str, at: str, agent: str, provider: str, model: str, inp: int, out: int, **more: Any
 ) -> dict[str, Any]:
-    return {
-        "id": event_id,
-        "occurred_at": at,
-        "job_id": "job-a" if agent != "ByteRover" else "job-b",
-        "agent": agent,
-        "provider": provider,
-        "model": model,
-        "input_tokens": inp,
-        "output_tokens": out,
+    """A call of job-a (job-b for ByteRover), its fields in the order the table below gives
+    them."""
+    return wire_event(
+        event_id,
+        occurred_at=at,
+        job_id="job-a" if agent != "ByteRover" else "job-b",
+        agent=agent,
+        provider=provider,
+        model=model,
+        input_tokens=inp,
+        output_tokens=out,
         **more,
-    }
+    )
 
 
 EVENTS = [

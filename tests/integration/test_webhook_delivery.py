@@ -14,7 +14,6 @@ import base64
 import json
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -22,7 +21,8 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.integration.budget_support import Receiver, always, opus_event, wait_for
+from tests.support.budgets import Receiver, always, opus_event
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -38,14 +38,6 @@ FAST_RETRIES = {
     "LUC_WEBHOOK_TIMEOUT_SECONDS": "2",
 }
 AT = "2026-11-20T12:00:00Z"
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    server.start()
-    yield server
-    server.stop()
 
 
 def _budget(http: httpx.Client, **fields: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -26,8 +26,8 @@ from standardwebhooks import webhooks
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from service.app import create_app
-from tests.conftest import settings_for
-from tests.integration.budget_support import Delivery, Receiver, opus_event
+from tests.support.budgets import Delivery, Receiver, opus_event
+from tests.support.settings import settings_for
 from tests.support.waiting import wait_until
 
 # Standard Webhooks secrets: "whsec_" and the base64 of the key bytes.
@@ -72,14 +72,6 @@ def library_verify(
     with monkeypatch.context() as patch:
         patch.setattr(webhooks, "datetime", PinnedClock)
         return Webhook(secret).verify(body, dict(headers))
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from standardwebhooks.webhooks import Webhook
 
 from service.budgets.delivery import deliver_alert, make_webhook_client
 from service.settings import load_settings
-from tests.integration.budget_support import Receiver
+from tests.support.budgets import Receiver
 
 SECRET = "whsec_" + base64.b64encode(b"luc-targets-test-key-0123456789!").decode()
 

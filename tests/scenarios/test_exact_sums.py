@@ -14,18 +14,16 @@ Summed under Python's default 28-digit context this became 0.005, and its invoic
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import subprocess
-import sys
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
-from tests.conftest import PROJECT_ROOT
+from tests.support.commands import luc_on
+from tests.support.events import wire_event
 
 MODEL = "test/precise"
 JOB = "job-precise"
@@ -57,17 +55,15 @@ async def add_precise_model(client: Any) -> None:
     assert response.status_code == 201, response.text
 
 
-def call(event_id: str, at: str = "2026-10-10T09:00:00Z") -> dict[str, Any]:
-    return {
-        "id": event_id,
-        "occurred_at": at,
-        "job_id": JOB,
-        "agent": AGENT,
-        "provider": "openrouter",
-        "model": MODEL,
-        "input_tokens": 1,
-        "output_tokens": 0,
-    }
+call = partial(
+    wire_event,
+    occurred_at="2026-10-10T09:00:00Z",
+    job_id=JOB,
+    agent=AGENT,
+    model=MODEL,
+    input_tokens=1,
+    output_tokens=0,
+)
 
 
 async def test_an_invoice_of_a_36_digit_cost_rounds_once_on_the_exact_subtotal(
@@ -103,13 +99,13 @@ async def test_an_invoice_of_a_36_digit_cost_rounds_once_on_the_exact_subtotal(
     )
 
     # `luc invoice verify` checks the arithmetic exactly too: the stored invoice passes...
-    stored = await luc(database_url, "verify", invoice["number"])
+    stored = await luc_on(database_url, "invoice", "verify", invoice["number"])
     assert stored.returncode == 0, stored.stdout + stored.stderr
     # ...and a forged export that claims the 28-digit sum (0.005 → 0.01) fails.
     forged = {**invoice, "subtotal_usd": "0.005", "rounding_usd": "0.005", "total_usd": "0.01"}
     export = tmp_path / "forged.json"
     export.write_text(json.dumps(forged), encoding="utf-8")
-    rejected = await luc(database_url, "verify", str(export))
+    rejected = await luc_on(database_url, "invoice", "verify", str(export))
     assert rejected.returncode != 0
     assert "the lines do not sum to the subtotal" in rejected.stdout + rejected.stderr
 
@@ -176,18 +172,6 @@ async def test_a_re_rating_reverses_a_36_digit_cost_exactly(
     assert await db.fetchval("SELECT sum(cost_usd) FROM ledger_entries") == Decimal("0.000001")
     job = (await client.get(f"/v1/jobs/{JOB}")).json()
     assert job["cost_usd"] == "0.000001"
-
-
-async def luc(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "service", "invoice", *args],
-        env={**os.environ, "LUC_DATABASE_URL": database_url},
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 async def test_a_budget_threshold_compares_the_exact_spend_with_the_exact_limit(

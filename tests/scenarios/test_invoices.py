@@ -15,11 +15,9 @@ import csv
 import hashlib
 import io
 import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,46 +25,17 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import PROJECT_ROOT
+from tests.support.commands import luc_on
+from tests.support.events import record_accepted, wire_event
+from tests.support.ledger_truth import TOKEN_FIELDS
 
 SONNET = "anthropic/claude-sonnet-4.5"
 HAIKU = "anthropic/claude-haiku-4.5"
 FLASH = "google/gemini-3.0-flash"
 LLAMA = "meta-llama/llama-3.3-70b-instruct"
-TOKENS = (
-    "input_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-)
 
 
-def event(
-    event_id: str,
-    job: str,
-    agent: str,
-    model: str,
-    *,
-    at: str = "2026-10-10T09:00:00Z",
-    provider: str = "openrouter",
-    **tokens: int,
-) -> dict[str, Any]:
-    return {
-        "id": event_id,
-        "occurred_at": at,
-        "job_id": job,
-        "agent": agent,
-        "provider": provider,
-        "model": model,
-        **tokens,
-    }
-
-
-async def record(client: Any, events: list[dict[str, Any]]) -> None:
-    response = await client.post("/v1/events/batch", json={"events": events})
-    assert response.status_code == 200, response.text
-    assert response.json()["accepted"] == len(events), response.text
+event = partial(wire_event, occurred_at="2026-10-10T09:00:00Z")
 
 
 async def issue(client: Any, job_id: str) -> dict[str, Any]:
@@ -97,7 +66,7 @@ def line_key(line: dict[str, Any]) -> tuple[str, str, str, int]:
 
 
 def tokens_of(line: dict[str, Any]) -> tuple[int, ...]:
-    return tuple(line[t] for t in TOKENS)
+    return tuple(line[t] for t in TOKEN_FIELDS)
 
 
 async def covered_event_ids(db: asyncpg.Connection, invoice_number: str) -> list[str]:
@@ -115,15 +84,17 @@ async def covered_event_ids(db: asyncpg.Connection, invoice_number: str) -> list
 JOB_A = "job-inv-a"
 EVENTS_A = [
     # Sonnet: 12,345 × 3 + 678 × 15 = 37,035 + 10,170 = 47,205 per 1M → 0.047205
-    event("a1", JOB_A, "ACHEEVY", SONNET, input_tokens=12_345, output_tokens=678),
+    event(
+        "a1", job_id=JOB_A, agent="ACHEEVY", model=SONNET, input_tokens=12_345, output_tokens=678
+    ),
     # Sonnet, cache read and reasoning at their defaults (input, output):
     # 600 × 3 + 400 × 3 + 60 × 15 + 40 × 15 = 1,800 + 1,200 + 900 + 600 = 4,500 → 0.0045
     event(
         "a2",
-        JOB_A,
-        "ACHEEVY",
-        SONNET,
-        at="2026-10-11T09:00:00Z",
+        job_id=JOB_A,
+        agent="ACHEEVY",
+        model=SONNET,
+        occurred_at="2026-10-11T09:00:00Z",
         input_tokens=1_000,
         cached_input_tokens=400,
         output_tokens=100,
@@ -132,9 +103,9 @@ EVENTS_A = [
     # Flash by alias: 50,000 × 0.10 + 2,000 × 0.40 = 5,000 + 800 = 5,800 → 0.0058
     event(
         "a3",
-        JOB_A,
-        "ORACLE",
-        "gemini-3.0-flash",
+        job_id=JOB_A,
+        agent="ORACLE",
+        model="gemini-3.0-flash",
         provider="vertex",
         input_tokens=50_000,
         cached_input_tokens=40_000,
@@ -142,14 +113,16 @@ EVENTS_A = [
         reasoning_tokens=1_000,
     ),
     # Llama: (3,000 + 2,000) × 0.10 = 500 → 0.0005
-    event("a4", JOB_A, "ByteRover", LLAMA, input_tokens=3_000, output_tokens=2_000),
+    event(
+        "a4", job_id=JOB_A, agent="ByteRover", model=LLAMA, input_tokens=3_000, output_tokens=2_000
+    ),
     # A model no catalog version knows: kept, unpriced, not billed.
     event(
         "a5",
-        JOB_A,
-        "ByteRover",
-        "mistralai/unknown-x",
-        at="2026-10-12T18:30:00Z",
+        job_id=JOB_A,
+        agent="ByteRover",
+        model="mistralai/unknown-x",
+        occurred_at="2026-10-12T18:30:00Z",
         input_tokens=1_000,
         output_tokens=100,
     ),
@@ -159,7 +132,7 @@ EVENTS_A = [
 async def test_an_invoice_total_is_the_jobs_ledger_total_rounded_once_to_cents(
     client: Any, db: asyncpg.Connection
 ) -> None:
-    await record(client, EVENTS_A)
+    await record_accepted(client, EVENTS_A)
     # 0.047205 + 0.0045 + 0.0058 + 0.0005 = 0.058005
     job = (await client.get(f"/v1/jobs/{JOB_A}")).json()
     assert job["cost_usd"] == "0.058005"
@@ -226,9 +199,18 @@ async def test_a_total_of_exactly_half_a_cent_rounds_up_where_half_even_would_ro
 ) -> None:
     # (1,000,000 + 250,000) × 0.10 = 125,000 per 1M → 0.125 exactly.
     # Half up: 0.13. (Half even would give 0.12: the rule matters and is stated.)
-    await record(
+    await record_accepted(
         client,
-        [event("h1", "job-half", "ORACLE", LLAMA, input_tokens=1_000_000, output_tokens=250_000)],
+        [
+            event(
+                "h1",
+                job_id="job-half",
+                agent="ORACLE",
+                model=LLAMA,
+                input_tokens=1_000_000,
+                output_tokens=250_000,
+            )
+        ],
     )
     invoice = await issue(client, "job-half")
     assert invoice["subtotal_usd"] == "0.125"
@@ -241,13 +223,27 @@ async def test_late_usage_after_issue_goes_on_a_follow_up_with_exactly_the_late_
     client: Any, db: asyncpg.Connection
 ) -> None:
     job = "job-late"
-    await record(
+    await record_accepted(
         client,
         [
             # 10,000 × 3 + 1,000 × 15 = 45,000 → 0.045
-            event("l1", job, "ACHEEVY", SONNET, input_tokens=10_000, output_tokens=1_000),
+            event(
+                "l1",
+                job_id=job,
+                agent="ACHEEVY",
+                model=SONNET,
+                input_tokens=10_000,
+                output_tokens=1_000,
+            ),
             # 20,000 × 0.10 + 5,000 × 0.40 = 4,000 → 0.004
-            event("l2", job, "ORACLE", FLASH, input_tokens=20_000, output_tokens=5_000),
+            event(
+                "l2",
+                job_id=job,
+                agent="ORACLE",
+                model=FLASH,
+                input_tokens=20_000,
+                output_tokens=5_000,
+            ),
         ],
     )
     first = await issue(client, job)
@@ -272,26 +268,26 @@ async def test_late_usage_after_issue_goes_on_a_follow_up_with_exactly_the_late_
     assert patched.json()["status"] == "closed"
 
     # A closed job still records usage; it lands on the follow-up.
-    await record(
+    await record_accepted(
         client,
         [
             # 2,000 × 3 + 300 × 15 = 6,000 + 4,500 = 10,500 → 0.0105
             event(
                 "l3",
-                job,
-                "ACHEEVY",
-                SONNET,
-                at="2026-10-20T08:00:00Z",
+                job_id=job,
+                agent="ACHEEVY",
+                model=SONNET,
+                occurred_at="2026-10-20T08:00:00Z",
                 input_tokens=2_000,
                 output_tokens=300,
             ),
             # Haiku: 5,000 × 0.80 + 1,000 × 4.00 = 8,000 → 0.008
             event(
                 "l4",
-                job,
-                "ByteRover",
-                HAIKU,
-                at="2026-10-21T08:00:00Z",
+                job_id=job,
+                agent="ByteRover",
+                model=HAIKU,
+                occurred_at="2026-10-21T08:00:00Z",
                 input_tokens=5_000,
                 output_tokens=1_000,
             ),
@@ -365,8 +361,18 @@ async def test_a_job_without_usage_has_no_invoice_and_bad_job_changes_are_refuse
 async def test_an_issued_invoice_cannot_be_changed_and_still_verifies_after_more_usage(
     client: Any, db: asyncpg.Connection
 ) -> None:
-    await record(
-        client, [event("i1", "job-imm", "ACHEEVY", SONNET, input_tokens=1_000, output_tokens=10)]
+    await record_accepted(
+        client,
+        [
+            event(
+                "i1",
+                job_id="job-imm",
+                agent="ACHEEVY",
+                model=SONNET,
+                input_tokens=1_000,
+                output_tokens=10,
+            )
+        ],
     )
     invoice = await issue(client, "job-imm")
     # 1,000 × 3 + 10 × 15 = 3,150 → 0.00315 → 0.00
@@ -404,9 +410,18 @@ async def test_an_issued_invoice_cannot_be_changed_and_still_verifies_after_more
             n,
         )
 
-    await record(
+    await record_accepted(
         client,
-        [event("i2", "job-imm", "ACHEEVY", SONNET, input_tokens=5_000, output_tokens=50)],
+        [
+            event(
+                "i2",
+                job_id="job-imm",
+                agent="ACHEEVY",
+                model=SONNET,
+                input_tokens=5_000,
+                output_tokens=50,
+            )
+        ],
     )
     after = (await client.get(f"/v1/invoices/{n}")).json()
     assert after == invoice
@@ -421,20 +436,27 @@ async def test_an_unpriced_event_and_a_price_correction_reach_the_follow_up_as_t
 ) -> None:
     job = "job-fix"
     mistral = "mistralai/mistral-large-2512"
-    await record(
+    await record_accepted(
         client,
         [
             # v1: 100,000 × 3 (cache reads at the input price) + 2,000 × 15 = 330,000 → 0.33
             event(
                 "f1",
-                job,
-                "ACHEEVY",
-                SONNET,
+                job_id=job,
+                agent="ACHEEVY",
+                model=SONNET,
                 input_tokens=100_000,
                 cached_input_tokens=80_000,
                 output_tokens=2_000,
             ),
-            event("f2", job, "ByteRover", mistral, input_tokens=30_000, output_tokens=2_000),
+            event(
+                "f2",
+                job_id=job,
+                agent="ByteRover",
+                model=mistral,
+                input_tokens=30_000,
+                output_tokens=2_000,
+            ),
         ],
     )
     first = await issue(client, job)
@@ -516,7 +538,7 @@ async def test_an_unpriced_event_and_a_price_correction_reach_the_follow_up_as_t
 
 
 async def test_the_csv_parses_and_its_lines_sum_to_the_subtotal(client: Any) -> None:
-    await record(client, EVENTS_A)
+    await record_accepted(client, EVENTS_A)
     invoice = await issue(client, JOB_A)
     response = await client.get(f"/v1/invoices/{invoice['number']}", params={"format": "csv"})
     assert response.status_code == 200, response.text
@@ -557,10 +579,17 @@ async def test_invoices_issued_concurrently_take_consecutive_numbers_without_gap
     server = server_factory()
     jobs = [f"job-c{i}" for i in range(5)]
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
-        await record(
+        await record_accepted(
             http,
             [
-                event(f"c{i}", j, "ACHEEVY", FLASH, input_tokens=1_000, output_tokens=0)
+                event(
+                    f"c{i}",
+                    job_id=j,
+                    agent="ACHEEVY",
+                    model=FLASH,
+                    input_tokens=1_000,
+                    output_tokens=0,
+                )
                 for i, j in enumerate(jobs)
             ],
         )
@@ -601,8 +630,18 @@ async def test_invoices_issued_concurrently_take_consecutive_numbers_without_gap
         by_number = sorted(issued, key=lambda i: i["number"])
         assert [i["issued_at"] for i in by_number] == sorted(i["issued_at"] for i in issued)
 
-        await record(
-            http, [event("c9", jobs[3], "ACHEEVY", FLASH, input_tokens=1_000, output_tokens=0)]
+        await record_accepted(
+            http,
+            [
+                event(
+                    "c9",
+                    job_id=jobs[3],
+                    agent="ACHEEVY",
+                    model=FLASH,
+                    input_tokens=1_000,
+                    output_tokens=0,
+                )
+            ],
         )
         sixth = await issue(http, jobs[3])
         assert sixth["number"] == number(6, year_of(sixth))
@@ -612,38 +651,26 @@ async def test_invoices_issued_concurrently_take_consecutive_numbers_without_gap
     assert seqs == [1, 2, 3, 4, 5, 6]
 
 
-async def luc(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "service", "invoice", *args],
-        env={**os.environ, "LUC_DATABASE_URL": database_url},
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 async def test_luc_invoice_verify_accepts_an_export_and_fails_on_a_tampered_one(
     client: Any, database_url: str, tmp_path: Path
 ) -> None:
-    await record(client, EVENTS_A)
-    issued = await luc(database_url, "issue", JOB_A)
+    await record_accepted(client, EVENTS_A)
+    issued = await luc_on(database_url, "invoice", "issue", JOB_A)
     assert issued.returncode == 0, issued.stderr
     invoice = json.loads(issued.stdout)
     assert (invoice["number"], invoice["total_usd"]) == (number(1, year_of(invoice)), "0.06")
     assert invoice["digest"] == expected_digest(invoice)
 
-    shown = await luc(database_url, "show", invoice["number"], "--format", "json")
+    shown = await luc_on(database_url, "invoice", "show", invoice["number"], "--format", "json")
     assert shown.returncode == 0, shown.stderr
     export = tmp_path / "invoice.json"
     export.write_text(shown.stdout, encoding="utf-8")
     assert json.loads(shown.stdout) == invoice
 
-    good = await luc(database_url, "verify", str(export))
+    good = await luc_on(database_url, "invoice", "verify", str(export))
     assert good.returncode == 0, good.stderr
     assert "OK" in good.stdout
-    stored = await luc(database_url, "verify", invoice["number"])
+    stored = await luc_on(database_url, "invoice", "verify", invoice["number"])
     assert stored.returncode == 0, stored.stderr
 
     tampered = json.loads(shown.stdout)
@@ -653,24 +680,24 @@ async def test_luc_invoice_verify_accepts_an_export_and_fails_on_a_tampered_one(
     tampered["total_usd"] = "0.05"
     forged = tmp_path / "forged.json"
     forged.write_text(json.dumps(tampered, indent=2), encoding="utf-8")
-    bad = await luc(database_url, "verify", str(forged))
+    bad = await luc_on(database_url, "invoice", "verify", str(forged))
     assert bad.returncode == 1
     assert "FAILED" in bad.stderr and "digest mismatch" in bad.stderr
 
     # Re-computing the digest does not help against the stored invoice.
     tampered["digest"] = expected_digest(tampered)
     forged.write_text(json.dumps(tampered), encoding="utf-8")
-    alone = await luc(database_url, "verify", str(forged))
+    alone = await luc_on(database_url, "invoice", "verify", str(forged))
     assert alone.returncode == 0  # self-consistent on its own...
-    against = await luc(database_url, "verify", str(forged), "--against-stored")
+    against = await luc_on(database_url, "invoice", "verify", str(forged), "--against-stored")
     assert against.returncode == 1  # ...but not the invoice that was issued
     assert "stored invoice" in against.stderr
 
-    csv_out = await luc(database_url, "show", invoice["number"], "--format", "csv")
+    csv_out = await luc_on(database_url, "invoice", "show", invoice["number"], "--format", "csv")
     assert csv_out.returncode == 0
     assert list(csv.reader(io.StringIO(csv_out.stdout)))[-2][-2] == "0.06"
-    preview = await luc(database_url, "preview", JOB_A)
+    preview = await luc_on(database_url, "invoice", "preview", JOB_A)
     assert preview.returncode == 0, preview.stderr
     assert json.loads(preview.stdout)["earlier_invoices"] == [invoice["number"]]
-    nothing = await luc(database_url, "issue", JOB_A)
+    nothing = await luc_on(database_url, "invoice", "issue", JOB_A)
     assert nothing.returncode == 1 and "nothing new to invoice" in nothing.stderr

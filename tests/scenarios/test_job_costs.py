@@ -18,6 +18,8 @@ import asyncpg
 
 from service.catalog.service import NewCatalogVersion, create_version
 from service.pricing.models import NewModelPrice
+from tests.support.events import wire_event
+from tests.support.ledger_truth import TOKEN_FIELDS
 
 D = Decimal
 
@@ -77,22 +79,20 @@ def ev(
 ) -> dict[str, Any]:
     """tokens = (input, cached, cache_write, output, reasoning)."""
     inp, cached, written, out, reasoning = tokens
-    event: dict[str, Any] = {
-        "id": event_id,
-        "occurred_at": occurred_at,
-        "job_id": job_id,
-        "agent": agent,
-        "provider": provider,
-        "model": model,
-        "input_tokens": inp,
-        "cached_input_tokens": cached,
-        "cache_write_tokens": written,
-        "output_tokens": out,
-        "reasoning_tokens": reasoning,
-    }
-    if provider_cost is not None:
-        event["provider_cost_usd"] = provider_cost
-    return event
+    return wire_event(
+        event_id,
+        occurred_at=occurred_at,
+        job_id=job_id,
+        agent=agent,
+        provider=provider,
+        model=model,
+        input_tokens=inp,
+        cached_input_tokens=cached,
+        cache_write_tokens=written,
+        output_tokens=out,
+        reasoning_tokens=reasoning,
+        provider_cost_usd=... if provider_cost is None else provider_cost,
+    )
 
 
 JOB = "job-scn-1"
@@ -223,17 +223,9 @@ EVENTS = [
     ),
 ]
 
-TOKEN_NAMES = (
-    "input_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-)
-
 
 def token_counts(body: dict[str, Any]) -> tuple[int, ...]:
-    return tuple(body[n] for n in TOKEN_NAMES)
+    return tuple(body[n] for n in TOKEN_FIELDS)
 
 
 async def record_scenario(client: Any, db: asyncpg.Connection) -> int:

@@ -12,36 +12,15 @@ per 1M tokens (cache prices default to input), Gemini 3.0 Flash at $0.10 / $0.40
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
-import subprocess
-import sys
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 
-from tests.conftest import PROJECT_ROOT
-from tests.integration.ledger_truth import assert_rollups_equal_ledger
-
-
-def event(event_id: str, occurred_at: str, job: str, agent: str, model: str, **tokens: int) -> Any:
-    return {
-        "id": event_id,
-        "occurred_at": occurred_at,
-        "job_id": job,
-        "agent": agent,
-        "provider": "openrouter",
-        "model": model,
-        **tokens,
-    }
-
-
-async def record(client: Any, events: list[dict[str, Any]]) -> None:
-    response = await client.post("/v1/events/batch", json={"events": events})
-    assert response.status_code == 200, response.text
-    assert response.json()["accepted"] == len(events), response.text
+from tests.support.commands import luc_on
+from tests.support.events import record_accepted, wire_event
+from tests.support.ledger_truth import assert_rollups_equal_ledger
 
 
 async def job(client: Any, job_id: str) -> dict[str, Any]:
@@ -69,36 +48,36 @@ MISTRAL = {
 async def test_unpriced_events_are_priced_when_a_version_brings_their_model(
     client: Any, db: asyncpg.Connection
 ) -> None:
-    await record(
+    await record_accepted(
         client,
         [
-            event(
+            wire_event(
                 "u1",
-                "2026-10-10T09:00:00Z",
-                "job-u",
-                "ACHEEVY",
-                "mistralai/mistral-large-2512",
+                occurred_at="2026-10-10T09:00:00Z",
+                job_id="job-u",
+                agent="ACHEEVY",
+                model="mistralai/mistral-large-2512",
                 input_tokens=30_000,
                 output_tokens=2_000,
             ),
             # Sent by an alias that no version knows yet.
-            event(
+            wire_event(
                 "u2",
-                "2026-10-11T09:00:00Z",
-                "job-u",
-                "ByteRover",
-                "mistral-large",
+                occurred_at="2026-10-11T09:00:00Z",
+                job_id="job-u",
+                agent="ByteRover",
+                model="mistral-large",
                 input_tokens=12_000,
                 cached_input_tokens=4_000,
                 output_tokens=1_500,
                 reasoning_tokens=500,
             ),
-            event(
+            wire_event(
                 "k1",
-                "2026-10-10T10:00:00Z",
-                "job-u",
-                "ACHEEVY",
-                "gemini-3.0-flash",
+                occurred_at="2026-10-10T10:00:00Z",
+                job_id="job-u",
+                agent="ACHEEVY",
+                model="gemini-3.0-flash",
                 input_tokens=10_000,
                 output_tokens=1_000,
             ),
@@ -173,11 +152,25 @@ async def test_an_unknown_model_used_before_the_new_version_starts_stays_unprice
     client: Any, db: asyncpg.Connection
 ) -> None:
     tokens = {"input_tokens": 1_000, "output_tokens": 100}
-    await record(
+    await record_accepted(
         client,
         [
-            event("early", "2026-08-15T00:00:00Z", "job-e", "ORACLE", MISTRAL["id"], **tokens),
-            event("late", "2026-09-15T00:00:00Z", "job-e", "ORACLE", MISTRAL["id"], **tokens),
+            wire_event(
+                "early",
+                occurred_at="2026-08-15T00:00:00Z",
+                job_id="job-e",
+                agent="ORACLE",
+                model=MISTRAL["id"],
+                **tokens,
+            ),
+            wire_event(
+                "late",
+                occurred_at="2026-09-15T00:00:00Z",
+                job_id="job-e",
+                agent="ORACLE",
+                model=MISTRAL["id"],
+                **tokens,
+            ),
         ],
     )
 
@@ -211,24 +204,24 @@ SONNET_CORRECTED = {
 }
 CORRECTION_EVENTS = [
     # Before the correction takes effect: v1 stays in force for it.
-    event(
+    wire_event(
         "p0",
-        "2026-09-20T00:00:00Z",
-        "job-r1",
-        "ACHEEVY",
-        SONNET,
+        occurred_at="2026-09-20T00:00:00Z",
+        job_id="job-r1",
+        agent="ACHEEVY",
+        model=SONNET,
         input_tokens=100_000,
         output_tokens=10_000,
     ),
     # v1: 200,000 × 3 + 20,000 × 15 = 900,000 per 1M → 0.9
     # v2: 140,000 × 3 + 50,000 × 0.30 + 10,000 × 3.75 + 15,000 × 15 + 5,000 × 15
     #     = 420,000 + 15,000 + 37,500 + 225,000 + 75,000 = 772,500 → 0.7725; Δ −0.1275
-    event(
+    wire_event(
         "r1",
-        "2026-10-02T10:00:00Z",
-        "job-r1",
-        "ACHEEVY",
-        SONNET,
+        occurred_at="2026-10-02T10:00:00Z",
+        job_id="job-r1",
+        agent="ACHEEVY",
+        model=SONNET,
         input_tokens=200_000,
         cached_input_tokens=50_000,
         cache_write_tokens=10_000,
@@ -237,36 +230,36 @@ CORRECTION_EVENTS = [
     ),
     # v1: 80,000 × 3 + 4,000 × 15 = 300,000 → 0.3
     # v2: 20,000 × 3 + 60,000 × 0.30 + 4,000 × 15 = 138,000 → 0.138; Δ −0.162
-    event(
+    wire_event(
         "r2",
-        "2026-10-03T12:00:00Z",
-        "job-r2",
-        "ORACLE",
-        SONNET,
+        occurred_at="2026-10-03T12:00:00Z",
+        job_id="job-r2",
+        agent="ORACLE",
+        model=SONNET,
         input_tokens=80_000,
         cached_input_tokens=60_000,
         output_tokens=4_000,
     ),
     # v1: 10,000 × 3 + 1,000 × 15 = 45,000 → 0.045
     # v2: 2,000 × 3 + 8,000 × 3.75 + 1,000 × 15 = 51,000 → 0.051; Δ +0.006
-    event(
+    wire_event(
         "r3",
-        "2026-10-04T08:00:00Z",
-        "job-r1",
-        "ORACLE",
-        SONNET,
+        occurred_at="2026-10-04T08:00:00Z",
+        job_id="job-r1",
+        agent="ORACLE",
+        model=SONNET,
         input_tokens=10_000,
         cache_write_tokens=8_000,
         output_tokens=1_000,
     ),
     # Gemini's price is the same in both versions: 50,000 × 0.10 + 5,000 × 0.40 → 0.007.
     # Its money does not change, so it keeps its booking under version 1.
-    event(
+    wire_event(
         "g1",
-        "2026-10-02T11:00:00Z",
-        "job-r2",
-        "ACHEEVY",
-        "gemini-3.0-flash",
+        occurred_at="2026-10-02T11:00:00Z",
+        job_id="job-r2",
+        agent="ACHEEVY",
+        model="gemini-3.0-flash",
         input_tokens=50_000,
         output_tokens=5_000,
     ),
@@ -283,22 +276,10 @@ def deltas(rows: list[dict[str, Any]]) -> dict[str, tuple[int, Decimal]]:
     return {row["key"]: (row["events"], Decimal(row["delta_usd"])) for row in rows}
 
 
-async def rerate_cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "service", "catalog", "rerate", *args],
-        env={**os.environ, "LUC_DATABASE_URL": database_url, "COLUMNS": "200"},
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 async def test_a_retroactive_correction_is_applied_only_by_rerating_and_only_once(
     client: Any, db: asyncpg.Connection, database_url: str
 ) -> None:
-    await record(client, CORRECTION_EVENTS)
+    await record_accepted(client, CORRECTION_EVENTS)
     # p0 0.45 + r1 0.9 + r3 0.045; r2 0.3 + g1 0.007
     assert Decimal((await job(client, "job-r1"))["cost_usd"]) == Decimal("1.395")
     assert Decimal((await job(client, "job-r2"))["cost_usd"]) == Decimal("0.307")
@@ -336,7 +317,7 @@ async def test_a_retroactive_correction_is_applied_only_by_rerating_and_only_onc
     assert deltas(report["agents"]) == AGENT_DELTAS
     assert await db.fetchval("SELECT count(*) FROM ledger_entries") == rows
 
-    cli = await rerate_cli(database_url, "--since", SINCE, "--dry-run")
+    cli = await luc_on(database_url, "catalog", "rerate", "--since", SINCE, "--dry-run")
     assert cli.returncode == 0, cli.stderr
     summary = re.search(r"would change (\d+), total delta (\S+) USD; (\d+) entries", cli.stdout)
     assert summary is not None, cli.stdout

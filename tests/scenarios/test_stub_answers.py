@@ -17,7 +17,8 @@ from typing import Any
 
 import asyncpg
 
-from tests.scenarios.test_invoices import FLASH, SONNET, event, expected_digest, record
+from tests.scenarios.test_invoices import FLASH, SONNET, event, expected_digest
+from tests.support.events import record_accepted as record
 
 NOT_BILLED = "not billed: stub answer (heuristic mode, no LLM was called)"
 JOB = "job-stub"
@@ -30,16 +31,40 @@ ZERO_PRICES = {
     "per_request": "0",
 }
 # Sonnet: 12,345 × 3 + 678 × 15 = 37,035 + 10,170 = 47,205 per 1M → 0.047205
-REAL_CALL = event("r1", JOB, "ACHEEVY", SONNET, input_tokens=12_345, output_tokens=678)
+REAL_CALL = event(
+    "r1", job_id=JOB, agent="ACHEEVY", model=SONNET, input_tokens=12_345, output_tokens=678
+)
 STUB_ANSWERS = [
     # At Flash's catalog price these would be 1,000 × 0.10 + 500 × 0.40 = 300 per 1M and
     # 200 × 0.10 + 100 × 0.40 = 60 per 1M; they cost nothing.
-    event("s1", JOB, "ACHEEVY", FLASH, provider="stub", input_tokens=1_000, output_tokens=500),
-    event("s2", JOB, "ACHEEVY", FLASH, provider="stub", input_tokens=200, output_tokens=100),
+    event(
+        "s1",
+        job_id=JOB,
+        agent="ACHEEVY",
+        model=FLASH,
+        provider="stub",
+        input_tokens=1_000,
+        output_tokens=500,
+    ),
+    event(
+        "s2",
+        job_id=JOB,
+        agent="ACHEEVY",
+        model=FLASH,
+        provider="stub",
+        input_tokens=200,
+        output_tokens=100,
+    ),
 ]
 # A stub answer for a model no catalog version knows: unpriced, like any other event.
 STUB_UNKNOWN = event(
-    "s3", JOB, "ByteRover", "mistralai/unknown-x", provider="stub", input_tokens=10, output_tokens=1
+    "s3",
+    job_id=JOB,
+    agent="ByteRover",
+    model="mistralai/unknown-x",
+    provider="stub",
+    input_tokens=10,
+    output_tokens=1,
 )
 
 

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from tests.conftest import PROJECT_ROOT
+from tests.support.paths import PROJECT_ROOT
 
 COMPOSE = PROJECT_ROOT / "compose.yaml"
 PROVISIONING = PROJECT_ROOT / "grafana" / "provisioning"

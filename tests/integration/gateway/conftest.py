@@ -1,5 +1,5 @@
-"""Fixtures of the gateway tests: fake providers on loopback, a gateway on the test's
-database, and a helper reading what the ledger holds."""
+"""Fixtures of the gateway tests: fake providers on loopback and a gateway on the test's
+database."""
 
 from __future__ import annotations
 
@@ -14,15 +14,12 @@ from service.db import create_pool
 from service.gateway.chain import Chain, Provider, upstream_client
 from service.gateway.metering import Gateway
 from service.gateway.openrouter import OpenRouterProvider
-from service.gateway.upstream import RetryPolicy
 from service.gateway.vertex import VertexProvider
 from service.recording.adapters import DatabaseBudgets, database_catalog
 from service.recording.sink import RecordingSink
 from service.settings import DatabaseSettings, IngestSettings
-from tests.gateway.fake_openrouter import FakeOpenRouter
-from tests.gateway.fake_vertex import FakeVertex
-
-FAST_RETRY = RetryPolicy(max_retries=2, backoff_base_seconds=0.02, max_retry_after_seconds=5)
+from tests.support.fake_openrouter import FAST_RETRY, FakeOpenRouter
+from tests.support.fake_vertex import FakeVertex
 
 
 @pytest.fixture
@@ -85,15 +82,3 @@ def make_gateway(pool: asyncpg.Pool) -> Callable[..., Gateway]:
         )
 
     return make
-
-
-LEDGER = """
-SELECT event_id, kind, job_id, agent, model, provider, input_tokens, cached_input_tokens,
-       cache_write_tokens, output_tokens, reasoning_tokens, cost_usd, provider_cost_usd
-FROM ledger_entries ORDER BY id
-"""
-EVENT = "SELECT status, attributes FROM usage_events WHERE event_id = $1"
-
-
-async def ledger(db: asyncpg.Connection) -> list[dict[str, Any]]:
-    return [dict(r) for r in await db.fetch(LEDGER)]

@@ -36,8 +36,8 @@ from service.gateway.chain import Chain
 from service.gateway.metering import Gateway
 from service.gateway.openrouter import OpenRouterProvider
 from service.gateway.ports import fixed_catalog
-from tests.conftest import settings_for
-from tests.gateway.fake_openrouter import FakeOpenRouter, Reply, usage
+from tests.support.fake_openrouter import FakeOpenRouter, Reply, usage
+from tests.support.settings import settings_for
 
 pytestmark = pytest.mark.asyncio
 

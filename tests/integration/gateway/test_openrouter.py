@@ -26,8 +26,8 @@ from service.gateway.models import ChatResult
 from service.gateway.openrouter import OpenRouterProvider
 from service.gateway.upstream import RetryPolicy
 from service.pricing.openrouter import parse_models
-from tests.gateway.conftest import EVENT, ledger
-from tests.gateway.fake_openrouter import FakeOpenRouter, Reply, failure, usage
+from tests.support.fake_openrouter import FakeOpenRouter, Reply, failure, usage
+from tests.support.ledger_truth import STORED_EVENT, ledger
 
 pytestmark = pytest.mark.asyncio
 
@@ -152,7 +152,7 @@ async def test_an_error_after_tokens_bills_them_from_the_generation_record_and_t
     # From GET /generation: 100·0.10 + 20·0.40 = 18 per 1M
     assert (entry["input_tokens"], entry["output_tokens"]) == (100, 20)
     assert entry["cost_usd"] == Decimal("0.000018")
-    status, attributes = await db.fetchrow(EVENT, entry["event_id"])
+    status, attributes = await db.fetchrow(STORED_EVENT, entry["event_id"])
     assert status == "error"
     assert attributes["usage_source"] == "generation"
 

@@ -1,5 +1,5 @@
-"""Shared by the budget and webhook tests: usage events with hand-priced costs, a real
-webhook receiver on loopback, and a few waiting helpers.
+"""Shared by the budget and webhook tests: usage events with hand-priced costs and a real
+webhook receiver on loopback.
 
 Costs are worked out here with Decimal from the AIMS catalog prices (USD per 1M tokens),
 copied by hand from ``catalog/aims-v1.json``, never by calling LUC.
@@ -16,9 +16,7 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tests.support.waiting import wait_for
-
-__all__ = ["Delivery", "Receiver", "always", "opus_event", "wait_for"]
+from tests.support.events import wire_event
 
 MILLION = Decimal(1_000_000)
 
@@ -52,16 +50,15 @@ def opus_event(
     """A usage event whose catalog cost is exactly ``usd`` (input tokens only)."""
     tokens = opus_tokens_for(usd)
     assert opus_cost(tokens) == Decimal(usd)
-    return {
-        "id": event_id,
-        "occurred_at": occurred_at,
-        "job_id": job_id,
-        "agent": agent,
-        "provider": "openrouter",
-        "model": OPUS,
-        "input_tokens": tokens,
-        "output_tokens": 0,
-    }
+    return wire_event(
+        event_id,
+        occurred_at=occurred_at,
+        job_id=job_id,
+        agent=agent,
+        model=OPUS,
+        input_tokens=tokens,
+        output_tokens=0,
+    )
 
 
 @dataclass(frozen=True)

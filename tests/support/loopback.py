@@ -8,7 +8,7 @@ from typing import Any
 
 import uvicorn
 
-from tests.conftest import free_port
+from tests.support.ports import free_port
 
 
 class LoopbackServer:

@@ -20,9 +20,9 @@ from service.gateway.stub import StubProvider
 from service.gateway.upstream import RetryPolicy
 from service.gateway.vertex import VertexProvider
 from service.settings import load_settings
-from tests.gateway.conftest import EVENT, FAST_RETRY, ledger
-from tests.gateway.fake_openrouter import FakeOpenRouter, Reply, failure
-from tests.gateway.fake_vertex import FakeVertex, vertex_usage
+from tests.support.fake_openrouter import FAST_RETRY, FakeOpenRouter, Reply, failure
+from tests.support.fake_vertex import FakeVertex, vertex_usage
+from tests.support.ledger_truth import STORED_EVENT, ledger
 
 pytestmark = pytest.mark.asyncio
 
@@ -203,5 +203,5 @@ async def test_without_any_key_the_stub_answers_and_its_usage_is_recorded_but_ne
     assert [tuple(r) for r in reasons] == [
         ("not billed: stub answer (heuristic mode, no LLM was called)", 0, Decimal(0))
     ] * 2
-    status, attributes = await db.fetchrow(EVENT, entries[0]["event_id"])
+    status, attributes = await db.fetchrow(STORED_EVENT, entries[0]["event_id"])
     assert (status, attributes["usage_source"]) == ("ok", "estimate")

@@ -14,7 +14,7 @@ import random
 import string
 from typing import Any
 
-from tests.gateway.fake_openrouter import FakeOpenRouter, Reply
+from tests.support.fake_openrouter import FakeOpenRouter, Reply
 
 _STATUS = {
     400: "INVALID_ARGUMENT",

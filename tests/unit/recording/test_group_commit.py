@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 import asyncpg
 import pytest
@@ -13,25 +12,7 @@ from service.ingest.models import Rejection, UsageEvent
 from service.recording.group_commit import GroupWriter
 from service.recording.models import ACCEPTED, REJECTED, BatchOutcome, EventOutcome
 from service.recording.service import record_apart
-
-
-def event(event_id: str) -> UsageEvent:
-    return UsageEvent(
-        id=event_id,
-        occurred_at=datetime(2026, 11, 1, tzinfo=UTC),
-        job_id="job",
-        agent="ORACLE",
-        provider="stub",
-        model="google/gemini-3.0-flash",
-        input_tokens=1,
-        cached_input_tokens=0,
-        cache_write_tokens=0,
-        output_tokens=1,
-        reasoning_tokens=0,
-        provider_cost_usd=None,
-        status="ok",
-        attributes=None,
-    )
+from tests.support.events import usage_event
 
 
 async def test_concurrent_events_share_a_commit_and_each_gets_its_own_answer() -> None:
@@ -44,7 +25,7 @@ async def test_concurrent_events_share_a_commit_and_each_gets_its_own_answer() -
 
     writer = GroupWriter(record)
     writer.start()
-    answers = await asyncio.gather(*(writer.submit(event(f"e{i}")) for i in range(50)))
+    answers = await asyncio.gather(*(writer.submit(usage_event(f"e{i}")) for i in range(50)))
     await writer.stop()
 
     assert [a.id for a in answers] == [f"e{i}" for i in range(50)]
@@ -65,9 +46,9 @@ async def test_a_failed_commit_fails_every_request_in_it_and_the_writer_goes_on(
 
     writer = GroupWriter(record)
     writer.start()
-    first = asyncio.ensure_future(writer.submit(event("a")))
+    first = asyncio.ensure_future(writer.submit(usage_event("a")))
     await asyncio.sleep(0)  # "a" is taken alone into the commit that will fail
-    rest = [asyncio.ensure_future(writer.submit(event(i))) for i in ("b", "c")]
+    rest = [asyncio.ensure_future(writer.submit(usage_event(i))) for i in ("b", "c")]
     with pytest.raises(ConnectionError):
         await first
     assert [(await r).status for r in rest] == [ACCEPTED, ACCEPTED]
@@ -87,7 +68,7 @@ async def test_a_group_the_database_refuses_is_recorded_without_the_event_at_fau
     writer = GroupWriter(lambda events: record_apart(record, events))
     writer.start()
     ids = [f"e{i}" for i in range(7)] + ["culprit"] + [f"e{i}" for i in range(7, 15)]
-    answers = await asyncio.gather(*(writer.submit(event(i)) for i in ids))
+    answers = await asyncio.gather(*(writer.submit(usage_event(i)) for i in ids))
     await writer.stop()
 
     assert [(a.id, a.status) for a in answers] == [
@@ -113,5 +94,5 @@ async def test_a_failure_that_is_not_the_events_fault_fails_the_group_unsplit() 
         raise asyncpg.DeadlockDetectedError("deadlock detected")
 
     with pytest.raises(asyncpg.DeadlockDetectedError):
-        await record_apart(record, [event("a"), event("b"), event("c")])
+        await record_apart(record, [usage_event("a"), usage_event("b"), usage_event("c")])
     assert attempts == 1

@@ -12,9 +12,9 @@ from litestar.testing import AsyncTestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import create_app
-from tests.conftest import settings_for
-from tests.gateway.conftest import ledger
-from tests.gateway.fake_openrouter import FakeOpenRouter, Reply, failure, usage
+from tests.support.fake_openrouter import FakeOpenRouter, Reply, failure, usage
+from tests.support.ledger_truth import ledger
+from tests.support.settings import settings_for
 
 pytestmark = pytest.mark.asyncio
 

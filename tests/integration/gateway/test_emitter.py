@@ -4,6 +4,7 @@ that loses nothing while LUC is down and sends nothing twice."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,25 +18,22 @@ from service.gateway.chain import Chain
 from service.gateway.metering import Gateway
 from service.gateway.ports import fixed_catalog
 from service.gateway.stub import StubProvider
-from service.ingest.models import UsageEventIn
-from tests.conftest import free_port
+from tests.support.events import usage_event_in
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.asyncio
 
 HELLO = [{"role": "user", "content": "Hello there"}]
 
 
-def _event(event_id: str, output_tokens: int = 5) -> UsageEventIn:
-    return UsageEventIn(
-        id=event_id,
-        occurred_at="2026-01-05T12:00:00Z",
-        job_id="job-em",
-        agent="ORACLE",
-        provider="openrouter",
-        model="google/gemini-3.0-flash",
-        input_tokens=10,
-        output_tokens=output_tokens,
-    )
+_event = partial(
+    usage_event_in,
+    occurred_at="2026-01-05T12:00:00Z",
+    job_id="job-em",
+    agent="ORACLE",
+    input_tokens=10,
+    output_tokens=5,
+)
 
 
 def _emitter(url: str, key: str, spool: Path) -> Emitter:

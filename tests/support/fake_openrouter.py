@@ -29,11 +29,15 @@ from urllib.parse import parse_qs
 
 import msgspec
 
-from tests.gateway.loopback import LoopbackServer
+from service.gateway.upstream import RetryPolicy
+from tests.support.loopback import LoopbackServer
 
 # Decimals go out as JSON numbers with exactly their digits, as OpenRouter writes cost.
 _encode = msgspec.json.Encoder(decimal_format="number").encode
 _ALNUM = string.ascii_letters + string.digits
+
+FAST_RETRY = RetryPolicy(max_retries=2, backoff_base_seconds=0.02, max_retry_after_seconds=5)
+"""Retries quick enough for a test against the fakes: the same rules, shorter waits."""
 
 MODELS = [
     {
@@ -198,6 +202,11 @@ class FakeOpenRouter:
 
     def chat_calls(self) -> list[Call]:
         return [c for c in self.calls if c.path.endswith("/chat/completions")]
+
+    @property
+    def requests(self) -> list[str]:
+        """The path of each request, in order."""
+        return [c.path for c in self.calls]
 
     def start(self) -> FakeOpenRouter:
         self.server.start()

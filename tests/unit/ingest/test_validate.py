@@ -13,26 +13,18 @@ from service.errors import InvalidRequestError, PayloadTooLargeError
 from service.ingest.models import Rejection, UsageEvent, differing_fields
 from service.ingest.validate import parse_batch, parse_event, parse_single
 from service.settings import IngestSettings
+from tests.support.events import wire_event
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 SETTINGS = IngestSettings(max_batch_events=3, max_body_bytes=64 * 1024)
 
-GOOD: dict[str, Any] = {
-    "id": "gen-1",
-    "occurred_at": "2026-11-24T11:00:00Z",
-    "job_id": "job-1",
-    "agent": "ACHEEVY",
-    "provider": "openrouter",
-    "model": "google/gemini-3.0-flash",
-    "input_tokens": 1000,
-    "output_tokens": 500,
-}
+GOOD: dict[str, Any] = wire_event("gen-1", occurred_at="2026-11-24T11:00:00Z")
 
 
-def event(**changes: Any) -> bytes:
-    """GOOD with ``changes``; a value of ``...`` removes the field."""
-    body = {**GOOD, **changes}
-    return json.dumps({k: v for k, v in body.items() if v is not ...}).encode()
+def event_json(**changes: Any) -> bytes:
+    """GOOD with ``changes``, as the bytes a gateway sends; a value of ``...`` removes the
+    field."""
+    return json.dumps(wire_event("gen-1", **{**GOOD, **changes})).encode()
 
 
 def parsed(raw: bytes) -> UsageEvent:
@@ -48,7 +40,7 @@ def rejected(raw: bytes) -> Rejection:
 
 
 def test_a_minimal_event_gets_the_defaults_of_the_spec() -> None:
-    e = parsed(event())
+    e = parsed(event_json())
     assert (e.cached_input_tokens, e.cache_write_tokens, e.reasoning_tokens) == (0, 0, 0)
     assert e.status == "ok"
     assert e.provider_cost_usd is None
@@ -58,7 +50,7 @@ def test_a_minimal_event_gets_the_defaults_of_the_spec() -> None:
 
 def test_a_full_event_keeps_every_field() -> None:
     e = parsed(
-        event(
+        event_json(
             cached_input_tokens=300,
             cache_write_tokens=200,
             reasoning_tokens=100,
@@ -75,18 +67,18 @@ def test_a_full_event_keeps_every_field() -> None:
 
 
 def test_occurred_at_with_an_offset_is_normalised_to_utc() -> None:
-    e = parsed(event(occurred_at="2026-11-24T13:30:00+02:00"))
+    e = parsed(event_json(occurred_at="2026-11-24T13:30:00+02:00"))
     assert e.occurred_at == datetime(2026, 11, 24, 11, 30, tzinfo=UTC)
     assert e.occurred_at.utcoffset() == timedelta(0)
 
 
 def test_token_classes_exactly_at_their_totals_are_accepted() -> None:
-    e = parsed(event(cached_input_tokens=600, cache_write_tokens=400, reasoning_tokens=500))
+    e = parsed(event_json(cached_input_tokens=600, cache_write_tokens=400, reasoning_tokens=500))
     assert (e.cached_input_tokens + e.cache_write_tokens, e.reasoning_tokens) == (1000, 500)
 
 
 def test_occurred_at_exactly_at_the_allowed_skew_is_accepted() -> None:
-    parsed(event(occurred_at="2026-11-24T12:05:00Z"))  # now + 300 s
+    parsed(event_json(occurred_at="2026-11-24T12:05:00Z"))  # now + 300 s
 
 
 @pytest.mark.parametrize(
@@ -133,30 +125,30 @@ def test_occurred_at_exactly_at_the_allowed_skew_is_accepted() -> None:
 def test_each_rule_rejects_with_a_message_that_names_the_field(
     changes: dict[str, Any], field: str, says: str
 ) -> None:
-    reason = rejected(event(**changes)).reason
+    reason = rejected(event_json(**changes)).reason
     assert reason.startswith(f"{field}:"), reason
     assert says in reason, reason
 
 
 def test_cached_and_cache_write_tokens_above_input_are_rejected_with_the_numbers() -> None:
-    reason = rejected(event(cached_input_tokens=700, cache_write_tokens=301)).reason
+    reason = rejected(event_json(cached_input_tokens=700, cache_write_tokens=301)).reason
     assert "cached_input_tokens + cache_write_tokens (700 + 301)" in reason
     assert "input_tokens (1000)" in reason
 
 
 def test_reasoning_above_output_is_rejected_with_the_numbers() -> None:
-    reason = rejected(event(reasoning_tokens=501)).reason
+    reason = rejected(event_json(reasoning_tokens=501)).reason
     assert reason.startswith("reasoning_tokens (501) exceed output_tokens (500)"), reason
 
 
 def test_attributes_just_under_the_limit_are_accepted() -> None:
     # {"b":"..."} is 8 bytes of JSON around the string: 4088 + 8 = 4096.
-    assert parsed(event(attributes={"b": "x" * 4088})).attributes is not None
+    assert parsed(event_json(attributes={"b": "x" * 4088})).attributes is not None
 
 
 def test_a_rejection_keeps_the_id_when_the_body_had_one() -> None:
-    assert rejected(event(output_tokens=-1)).id == "gen-1"
-    assert rejected(event(id=...)).id is None
+    assert rejected(event_json(output_tokens=-1)).id == "gen-1"
+    assert rejected(event_json(id=...)).id is None
     assert parse_event(b"[1, 2]", 4, NOW, SETTINGS) == Rejection(
         4, None, "an event must be a JSON object, got `array`"
     )
@@ -231,15 +223,15 @@ def test_a_single_event_body_that_is_not_an_object_fails(
 
 
 def test_a_single_event_body_with_a_bad_field_is_a_rejection_not_an_error() -> None:
-    result = parse_single(event(reasoning_tokens=900), NOW, SETTINGS)
+    result = parse_single(event_json(reasoning_tokens=900), NOW, SETTINGS)
     assert isinstance(result, Rejection)
     assert result.reason.startswith("reasoning_tokens")
 
 
 def test_the_same_content_written_differently_has_no_differing_fields() -> None:
-    first = parsed(event(provider_cost_usd="0.10", attributes={"a": 1, "b": [1e23]}))
+    first = parsed(event_json(provider_cost_usd="0.10", attributes={"a": 1, "b": [1e23]}))
     second = parsed(
-        event(
+        event_json(
             occurred_at="2026-11-24T12:00:00+01:00",
             provider_cost_usd="0.1",
             attributes={"b": [10**23], "a": 1},
@@ -249,15 +241,15 @@ def test_the_same_content_written_differently_has_no_differing_fields() -> None:
 
 
 def test_differing_content_names_each_field_that_differs() -> None:
-    first = parsed(event(attributes={"flag": 1}))
-    second = parsed(event(output_tokens=501, model="other/model", attributes={"flag": True}))
+    first = parsed(event_json(attributes={"flag": 1}))
+    second = parsed(event_json(output_tokens=501, model="other/model", attributes={"flag": True}))
     assert differing_fields(first, second) == ["model", "output_tokens", "attributes"]
 
 
 def test_the_future_skew_follows_the_setting() -> None:
     strict = IngestSettings(max_future_skew_seconds=0)
     later = NOW.astimezone(timezone(timedelta(hours=-5))) + timedelta(microseconds=1)
-    raw = event(occurred_at=later.isoformat())
+    raw = event_json(occurred_at=later.isoformat())
     result = parse_event(raw, 0, NOW, strict)
     assert isinstance(result, Rejection)
     assert "more than 0 s in the future" in result.reason

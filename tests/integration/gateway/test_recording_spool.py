@@ -11,6 +11,7 @@ import itertools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 
 import asyncpg
@@ -21,26 +22,15 @@ from service.catalog.service import CatalogCache
 from service.client.spool import Spool
 from service.db import create_pool
 from service.errors import DatabaseUnavailableError
-from service.ingest.models import Rejection, UsageEvent, UsageEventIn
+from service.ingest.models import Rejection, UsageEvent
 from service.metrics.instruments import Metrics
 from service.recording.models import BatchOutcome
 from service.recording.service import record_batch
 from service.recording.sink import RecordingSink
 from service.settings import load_settings
+from tests.support.events import usage_event_in
 
-
-def usage(event_id: str) -> UsageEventIn:
-    return UsageEventIn(
-        id=event_id,
-        occurred_at="2026-11-20T10:00:00Z",
-        job_id="job-spool",
-        agent="ORACLE",
-        provider="openrouter",
-        model="google/gemini-3.0-flash",
-        input_tokens=1000,
-        output_tokens=500,
-        provider_cost_usd="0.0003",
-    )
+usage = partial(usage_event_in, job_id="job-spool", agent="ORACLE", provider_cost_usd="0.0003")
 
 
 async def test_usage_recorded_during_an_outage_is_spooled_then_replayed_once(

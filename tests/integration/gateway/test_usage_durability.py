@@ -38,10 +38,9 @@ from service.locks import LOCK_REPRICING
 from service.recording.adapters import database_catalog
 from service.recording.sink import RecordingSink
 from service.settings import IngestSettings
-from tests.conftest import settings_for
-from tests.gateway.conftest import ledger
-from tests.gateway.fake_openrouter import FakeOpenRouter, Reply, usage
-from tests.integration.ledger_truth import assert_rollups_equal_ledger
+from tests.support.fake_openrouter import FakeOpenRouter, Reply, usage
+from tests.support.ledger_truth import assert_rollups_equal_ledger, ledger
+from tests.support.settings import settings_for
 
 pytestmark = pytest.mark.asyncio
 

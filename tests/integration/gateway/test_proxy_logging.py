@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.gateway.fake_openrouter import FakeOpenRouter
+from tests.support.fake_openrouter import FakeOpenRouter
 
 pytestmark = pytest.mark.slow
 

@@ -15,8 +15,8 @@ import openai
 import pytest
 
 from service.auth.keys import create_key
-from tests.gateway.conftest import ledger
-from tests.gateway.fake_openrouter import FakeOpenRouter, Reply, failure, usage
+from tests.support.fake_openrouter import FakeOpenRouter, Reply, failure, usage
+from tests.support.ledger_truth import ledger
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 

@@ -1,0 +1,17 @@
+"""The service's settings as a test's in-process app runs with them."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from service.settings import Settings, load_settings
+
+
+def settings_for(database_url: str, **env: str) -> Settings:
+    """Settings as the service would read them, pointed at ``database_url``.
+
+    Authentication is off unless a test passes ``LUC_AUTH="on"``: tests of other features
+    call routes without keys; tests/integration/test_auth.py covers every route with keys.
+    """
+    base = load_settings({"LUC_DATABASE_URL": database_url, "LUC_AUTH": "off", **env})
+    return replace(base, database=replace(base.database, pool_min_size=1, pool_max_size=5))
