@@ -1,17 +1,23 @@
 """Alembic environment: plain SQL migrations run over asyncpg through SQLAlchemy.
 
-The URL comes from the ``sqlalchemy.url`` option that ``service.db.run_migrations`` sets;
-an advisory lock keeps two LUC processes starting together from migrating at once.
+``service.db.migrate_sync`` passes the URL (``config.attributes["dsn"]``), read by asyncpg
+itself as the pool reads it. An advisory lock keeps two LUC processes starting together
+from migrating at once. After the migrations, the ledger's month partitions of this month
+and the next two are made, by the role that migrates (the schema's owner).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
+import asyncpg
 from alembic import context
-from sqlalchemy import text
+from sqlalchemy import NullPool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
+
+from service.ledger.queries import ENSURE_MONTHS_AHEAD_FUNCTION, MONTHS_AHEAD
 
 MIGRATION_LOCK_KEY = 0x1C0FFEE  # any constant shared by every LUC process
 
@@ -24,15 +30,31 @@ def _run(connection: Connection) -> None:
         )
         with context.begin_transaction():
             context.run_migrations()
-    finally:
-        connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
-        connection.commit()
+        if connection.execute(
+            text("SELECT to_regprocedure(:function) IS NOT NULL"),
+            {"function": ENSURE_MONTHS_AHEAD_FUNCTION},
+        ).scalar():
+            connection.execute(
+                text("SELECT luc_ensure_ledger_months(now()::date, :ahead)"),
+                {"ahead": MONTHS_AHEAD},
+            )
+    except BaseException:
+        # The transaction is aborted: unlocking in it would fail too ("current transaction
+        # is aborted"), and that error would replace this one, the one that says what went
+        # wrong. Closing the connection releases the session lock.
+        with contextlib.suppress(Exception):
+            connection.rollback()
+        raise
+    connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+    connection.commit()
 
 
 async def _main() -> None:
-    url = context.config.get_main_option("sqlalchemy.url")
-    assert url, "service.db.run_migrations sets sqlalchemy.url"
-    engine = create_async_engine(url)
+    dsn = context.config.attributes.get("dsn")
+    assert dsn, "service.db.migrate_sync sets the dsn attribute"
+    engine = create_async_engine(
+        "postgresql+asyncpg://", async_creator=lambda: asyncpg.connect(dsn), poolclass=NullPool
+    )
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run)

@@ -8,12 +8,14 @@ import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import asyncpg
 import structlog
 from litestar import Litestar
 from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
+from uvicorn.config import STARTUP_FAILURE
 
 from service.api.agents import AgentsController
 from service.api.budgets import AlertsController, BudgetsController
@@ -37,8 +39,17 @@ from service.auth.keys import count_admin_keys
 from service.budgets.delivery import Dispatcher, make_webhook_client
 from service.catalog.service import CatalogCache, seed_catalog
 from service.client import Spool
-from service.db import create_pool, migrate, resolve_database_url
-from service.errors import LucError
+from service.db import (
+    check_privileges,
+    check_schema_revision,
+    create_pool,
+    is_unavailable,
+    migrate,
+    on_connection,
+    resolve_database_url,
+    wait_for_database,
+)
+from service.errors import DatabaseUnavailableError, LucError
 from service.gateway.chain import build_chain, upstream_client
 from service.gateway.gateway import Gateway
 from service.gateway.local import DatabaseBudgets, RecordingSink, database_catalog
@@ -62,94 +73,201 @@ def rate_limit(settings: Settings) -> list[DefineMiddleware]:
     return [config.middleware]
 
 
+async def start_when_reachable(
+    app: Litestar, settings: Settings, metrics: Metrics, stack: contextlib.AsyncExitStack
+) -> None:
+    """``start`` once PostgreSQL answers; give up, ending the process, after
+    ``LUC_DB_STARTUP_TIMEOUT_SECONDS``."""
+    assert settings.database.url is not None
+    try:
+        await wait_for_database(
+            settings.database.url, within=settings.database.startup_timeout_seconds
+        )
+        await start(app, settings, metrics, stack)
+    except Exception as exc:
+        # Anything, not only LucError (a refused password once PostgreSQL answers): a
+        # failure left in this task would keep the process answering 503 for ever.
+        detail = exc.message if isinstance(exc, LucError) else str(exc)
+        log.error("startup_failed", error=type(exc).__name__, detail=detail)
+        # Raised from a task, SystemExit leaves the event loop and the server: the process
+        # ends with uvicorn's start-up failure status, so a supervisor sees a failed start.
+        raise SystemExit(STARTUP_FAILURE) from exc
+
+
+async def start(
+    app: Litestar, settings: Settings, metrics: Metrics, stack: contextlib.AsyncExitStack
+) -> None:
+    """Connect, migrate, check and start LUC's parts; their stops go on ``stack`` (undone
+    in reverse when the app stops). ``app.state.luc`` is set last: until then the routes
+    answer 503 (``service.api.deps``)."""
+    # What this attempt started is stopped again if it fails half-way.
+    async with contextlib.AsyncExitStack() as attempt:
+        await _start(app, settings, metrics, attempt)
+        stack.push_async_callback(attempt.pop_all().aclose)
+
+
+async def _start(
+    app: Litestar, settings: Settings, metrics: Metrics, stack: contextlib.AsyncExitStack
+) -> None:
+    url = await resolve_database_url(settings.database)
+    if settings.database.pooler != "transaction":
+        try:
+            await migrate(url)
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise DatabaseUnavailableError(f"cannot migrate: {exc}") from exc
+            raise
+    pool = await create_pool(url, settings.database)
+    stack.push_async_callback(pool.close)
+    if settings.database.pooler == "transaction":
+        # Migrations hold a session lock that a transaction pooler cannot keep: they run
+        # apart, on a direct connection (`luc migrate`); here the schema is only checked.
+        await on_connection(pool, check_schema_revision)
+    async with pool.acquire() as conn:
+        for grant in await check_privileges(conn):
+            log.warning(
+                "database_privilege_missing",
+                grant=grant,
+                detail="batches above 32 events are staged as JSON instead (slower)",
+            )
+        if await seed_catalog(conn):
+            log.info("catalog_seeded", label="aims-v1")
+        if settings.auth.enabled and not await count_admin_keys(conn):
+            log.warning(
+                "no_admin_key",
+                detail="every route but /healthz needs an API key; create the first one "
+                "with: luc keys create --scope admin --name <you>",
+            )
+    # The ledger's coming months, now and every LUC_PARTITION_CHECK_SECONDS.
+    upkeep = asyncio.create_task(
+        keep_months_ahead(pool, settings.database.partition_check_seconds),
+        name="luc-ledger-months",
+    )
+    stack.push_async_callback(_cancelled, upkeep)
+    # One long-lived client for webhook targets (no redirects, no kept connections).
+    webhook_client = make_webhook_client(settings.budgets)
+    stack.push_async_callback(webhook_client.aclose)
+    dispatcher = Dispatcher(pool, settings.budgets, webhook_client)
+    dispatch_task = asyncio.create_task(dispatcher.run(), name="luc-webhook-dispatcher")
+
+    async def stop_dispatcher() -> None:
+        dispatcher.stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(dispatch_task, timeout=settings.budgets.timeout_seconds + 5)
+
+    stack.push_async_callback(stop_dispatcher)
+    resources = Resources(
+        settings=settings,
+        pool=pool,
+        catalog_cache=CatalogCache(),
+        metrics=metrics,
+        dispatcher=dispatcher,
+    )
+    # The gateway behind /v1/chat/completions: one long-lived client per upstream
+    # (timeouts and limits in upstream_client); usage goes straight to the ledger.
+    openrouter_http = upstream_client(settings.gateway.timeout_seconds)
+    stack.push_async_callback(openrouter_http.aclose)
+    vertex_http = upstream_client(settings.gateway.timeout_seconds)
+    stack.push_async_callback(vertex_http.aclose)
+    # Usage of proxied calls waits here while it cannot be recorded, and what the ledger
+    # refuses is parked here; one file per database, so two ledgers on one machine never
+    # replay into each other.
+    spool = Spool(
+        settings.database.data_dir
+        / "spool"
+        / f"gateway-{hashlib.sha256(url.encode()).hexdigest()[:16]}.sqlite"
+    )
+    stack.push_async_callback(spool.close)
+    sink = RecordingSink(
+        pool,
+        resources.catalog_cache,
+        settings.ingest,
+        record=lambda items: record_events(resources, items),
+        spool=spool,
+        metrics=metrics,
+        record_timeout_seconds=settings.gateway.record_timeout_seconds,
+    )
+    resources.recording = sink
+    replay_task = asyncio.create_task(sink.run_replay(), name="luc-gateway-spool-replay")
+    stack.push_async_callback(_cancelled, replay_task)
+    chain = build_chain(settings, openrouter_http=openrouter_http, vertex_http=vertex_http)
+    metrics.gateway_stub_mode.set(1 if chain.heuristic else 0)
+    resources.gateway = Gateway(
+        chain,
+        sink,
+        database_catalog(pool, resources.catalog_cache),
+        budgets=DatabaseBudgets(pool, settings.budgets.reservation_seconds),
+        default_model=settings.gateway.default_model,
+    )
+    resources.group_writer = GroupWriter(
+        lambda events: record_events(resources, events), writers=settings.ingest.writers
+    )
+    resources.group_writer.start()
+    stack.push_async_callback(resources.group_writer.stop)
+    # Streams still being read are metered before the pool closes (stops run in reverse).
+    gateway = resources.gateway
+    stack.push_async_callback(
+        lambda: gateway.aclose(grace_seconds=settings.gateway.timeout_seconds)
+    )
+    app.state.luc = resources
+    if not settings.auth.enabled:
+        log.warning("auth_disabled", detail="LUC_AUTH=off: every route is open to anyone")
+    log.info("started", embedded=settings.database.url is None)
+
+
+async def keep_months_ahead(pool: asyncpg.Pool, every_seconds: float) -> None:
+    """Make the ledger's coming month partitions now, then every ``every_seconds``: a
+    process that runs for months never writes the present into the default partition
+    (from where rows cannot move to a month of their own). A failed round is logged and
+    tried again at the next one."""
+    while True:
+        try:
+            created = await on_connection(pool, ensure_months_ahead)
+        except Exception as exc:  # an outage, a lock not granted in time: next round
+            log.warning("ledger_months_failed", error=f"{type(exc).__name__}: {exc}")
+        else:
+            if created:
+                log.info("ledger_months_created", partitions=created)
+        await asyncio.sleep(every_seconds)  # the period of the upkeep, not a wait for state
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        url = await resolve_database_url(settings.database)
-        await migrate(url)
-        pool = await create_pool(url, settings.database)
-        async with pool.acquire() as conn:
-            if await seed_catalog(conn):
-                log.info("catalog_seeded", label="aims-v1")
-            if created := await ensure_months_ahead(conn):
-                log.info("ledger_months_created", partitions=created)
-            if settings.auth.enabled and not await count_admin_keys(conn):
+        async with contextlib.AsyncExitStack() as stack:
+            starting: asyncio.Task[None] | None = None
+            url = settings.database.url
+            try:
+                if url is not None:  # the embedded server is LUC's own: started, not waited for
+                    await wait_for_database(url, within=0)  # one attempt
+            except DatabaseUnavailableError as exc:
+                # Serve meanwhile: /healthz says the process is up, /readyz and every
+                # other route answer 503 with Retry-After until PostgreSQL is there.
                 log.warning(
-                    "no_admin_key",
-                    detail="every route but /healthz needs an API key; create the first one "
-                    "with: luc keys create --scope admin --name <you>",
+                    "database_unreachable_at_start",
+                    error=str(exc),
+                    detail="answering 503 while waiting for it "
+                    f"(LUC_DB_STARTUP_TIMEOUT_SECONDS={settings.database.startup_timeout_seconds:g})",
                 )
-        # One long-lived client for webhook targets (no redirects, no kept connections).
-        webhook_client = make_webhook_client(settings.budgets)
-        dispatcher = Dispatcher(pool, settings.budgets, webhook_client)
-        dispatch_task = asyncio.create_task(dispatcher.run(), name="luc-webhook-dispatcher")
-        resources = Resources(
-            settings=settings,
-            pool=pool,
-            catalog_cache=CatalogCache(),
-            metrics=metrics,
-            dispatcher=dispatcher,
-        )
-        # The gateway behind /v1/chat/completions: one long-lived client per upstream
-        # (timeouts and limits in upstream_client); usage goes straight to the ledger.
-        openrouter_http = upstream_client(settings.gateway.timeout_seconds)
-        vertex_http = upstream_client(settings.gateway.timeout_seconds)
-        # Usage of proxied calls waits here while it cannot be recorded, and what the ledger
-        # refuses is parked here; one file per database, so two ledgers on one machine never
-        # replay into each other.
-        spool = Spool(
-            settings.database.data_dir
-            / "spool"
-            / f"gateway-{hashlib.sha256(url.encode()).hexdigest()[:16]}.sqlite"
-        )
-        sink = RecordingSink(
-            pool,
-            resources.catalog_cache,
-            settings.ingest,
-            record=lambda items: record_events(resources, items),
-            spool=spool,
-            metrics=metrics,
-            record_timeout_seconds=settings.gateway.record_timeout_seconds,
-        )
-        resources.recording = sink
-        replay_task = asyncio.create_task(sink.run_replay(), name="luc-gateway-spool-replay")
-        chain = build_chain(settings, openrouter_http=openrouter_http, vertex_http=vertex_http)
-        metrics.gateway_stub_mode.set(1 if chain.heuristic else 0)
-        resources.gateway = Gateway(
-            chain,
-            sink,
-            database_catalog(pool, resources.catalog_cache),
-            budgets=DatabaseBudgets(pool, settings.budgets.reservation_seconds),
-            default_model=settings.gateway.default_model,
-        )
-        resources.group_writer = GroupWriter(
-            lambda events: record_events(resources, events), writers=settings.ingest.writers
-        )
-        resources.group_writer.start()
-        app.state.luc = resources
-        if not settings.auth.enabled:
-            log.warning("auth_disabled", detail="LUC_AUTH=off: every route is open to anyone")
-        log.info("started", embedded=settings.database.url is None)
-        try:
-            yield
-        finally:
-            # Streams still being read are metered before the pool closes.
-            await resources.gateway.aclose(grace_seconds=settings.gateway.timeout_seconds)
-            await resources.group_writer.stop()
-            replay_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await replay_task
-            await spool.close()
-            await openrouter_http.aclose()
-            await vertex_http.aclose()
-            dispatcher.stop()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(dispatch_task, timeout=settings.budgets.timeout_seconds + 5)
-            await webhook_client.aclose()
-            await pool.close()
+                starting = asyncio.create_task(
+                    start_when_reachable(app, settings, metrics, stack), name="luc-start"
+                )
+            else:
+                await start(app, settings, metrics, stack)
+            try:
+                yield
+            finally:
+                if starting is not None:
+                    await _cancelled(starting)
 
     app = Litestar(
         route_handlers=[

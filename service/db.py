@@ -10,19 +10,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import subprocess
+import time
 import warnings
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 import msgspec
 import structlog
 from asyncpg.pool import PoolConnectionProxy
 
-from service.errors import DatabaseUnavailableError
+from service.errors import DatabaseSetupError, DatabaseUnavailableError
 from service.settings import DatabaseSettings
 
 log = structlog.get_logger("luc.db")
@@ -57,6 +59,14 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     # acquiring a connection from a pool that cannot open one in time
     TimeoutError,
 )
+
+
+# What a client is told when PostgreSQL is away. The cause (an asyncpg or OS message such
+# as "cannot call Transaction.__aexit__(): the underlying connection is closed") names
+# LUC's internals and helps nobody retrying: it goes to the log, never into the answer.
+UNAVAILABLE = "PostgreSQL is unavailable; retry after the Retry-After delay"
+# ... and while ``luc serve`` starts before PostgreSQL is there.
+STARTING = "LUC is starting: waiting for PostgreSQL; retry after the Retry-After delay"
 
 
 def is_unavailable(exc: BaseException) -> bool:
@@ -173,6 +183,48 @@ def stop_orphaned_server(pgdata: Path) -> None:
         )
 
 
+# ``ssl=…`` as other drivers and providers' examples spell it, read as libpq's ``sslmode``.
+_SSL_ALIASES = {"true": "require", "1": "require", "on": "require", "false": "disable"}
+_SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def dsn(url: str) -> str:
+    """``url`` as asyncpg reads it, the same on every path (pool, migrations, tools).
+
+    asyncpg understands libpq's TLS parameters (``sslmode``, ``sslrootcert``, ``sslcert``,
+    ``sslkey``, ``sslcrl``) in the URL, but takes any other query parameter for a server
+    setting: ``?ssl=require`` failed with "parameter "ssl" cannot be changed now". It is
+    read as ``sslmode`` here. A SQLAlchemy-style scheme (``postgresql+asyncpg``) is accepted.
+    """
+    parts = urlsplit(url)
+    scheme = "postgresql" if parts.scheme.startswith("postgresql+") else parts.scheme
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    names = {name for name, _ in query}
+    normalised: list[tuple[str, str]] = []
+    for name, value in query:
+        if name == "ssl":
+            mode = _SSL_ALIASES.get(value.lower(), value.lower())
+            if mode not in _SSL_MODES:
+                raise DatabaseSetupError(
+                    f"LUC_DATABASE_URL: ssl={value!r} is not a TLS mode; use sslmode= one of "
+                    f"{', '.join(_SSL_MODES)}"
+                )
+            if "sslmode" not in names:
+                normalised.append(("sslmode", mode))
+            continue
+        normalised.append((name, value))
+    return urlunsplit(parts._replace(scheme=scheme, query=urlencode(normalised)))
+
+
+def describe_url(url: str) -> str:
+    """``url`` without its password, for logs and messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def with_database(url: str, database: str) -> str:
     """``url`` pointed at another database on the same server."""
     parts = urlsplit(url)
@@ -181,7 +233,7 @@ def with_database(url: str, database: str) -> str:
 
 async def ensure_database(admin_url: str, database: str) -> None:
     """Create ``database`` on the server behind ``admin_url`` unless it exists."""
-    conn = await asyncpg.connect(admin_url)
+    conn = await asyncpg.connect(dsn(admin_url))
     try:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)
         if not exists:
@@ -203,7 +255,7 @@ async def resolve_database_url(settings: DatabaseSettings) -> str:
 
 async def connect(url: str) -> asyncpg.Connection:
     """One connection outside the pool (CLI tools, tests), set up like pooled ones."""
-    conn = await asyncpg.connect(url)
+    conn = await asyncpg.connect(dsn(url))
     await init_connection(conn)
     return conn
 
@@ -220,19 +272,32 @@ async def init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
+async def _keep_session(conn: PoolConnectionProxy[asyncpg.Record]) -> None:
+    """Behind a transaction pooler a released connection has no session to reset: asyncpg's
+    reset (``RESET ALL`` and friends) would run on whichever server connection the pooler
+    picks, undoing the time zone it set there for another client."""
+
+
 async def create_pool(url: str, settings: DatabaseSettings) -> asyncpg.Pool:
     """The process's one pool; NUMERIC arrives as ``Decimal`` (asyncpg's default)."""
+    server_settings = {"application_name": "luc", "timezone": "UTC"}
+    options: dict[str, Any] = {}
+    if settings.pooler == "transaction":
+        # PgBouncer in transaction mode hands each transaction any server connection:
+        # a statement prepared on one is unknown on the next (asyncpg then prepares
+        # unnamed statements only), and it refuses start-up parameters it does not track,
+        # statement_timeout among them (set it on the role: README, Operating LUC).
+        options = {"statement_cache_size": 0, "reset": _keep_session}
+    else:
+        server_settings["statement_timeout"] = str(settings.statement_timeout_ms)
     try:
         pool = await asyncpg.create_pool(
-            url,
+            dsn(url),
             min_size=settings.pool_min_size,
             max_size=settings.pool_max_size,
             init=init_connection,
-            server_settings={
-                "application_name": "luc",
-                "statement_timeout": str(settings.statement_timeout_ms),
-                "timezone": "UTC",
-            },
+            server_settings=server_settings,
+            **options,
         )
     except CONNECTION_ERRORS as exc:
         raise DatabaseUnavailableError(f"cannot connect to PostgreSQL: {exc}") from exc
@@ -246,7 +311,7 @@ async def in_transaction(pool: asyncpg.Pool, work: Callable[[Connection], Awaita
         async with pool.acquire() as conn, conn.transaction():
             return await work(conn)
     except CONNECTION_ERRORS as exc:
-        raise DatabaseUnavailableError(f"PostgreSQL is unavailable: {exc}") from exc
+        raise DatabaseUnavailableError(UNAVAILABLE) from exc
 
 
 async def on_connection(pool: asyncpg.Pool, work: Callable[[Connection], Awaitable[T]]) -> T:
@@ -255,7 +320,120 @@ async def on_connection(pool: asyncpg.Pool, work: Callable[[Connection], Awaitab
         async with pool.acquire() as conn:
             return await work(conn)
     except CONNECTION_ERRORS as exc:
-        raise DatabaseUnavailableError(f"PostgreSQL is unavailable: {exc}") from exc
+        raise DatabaseUnavailableError(UNAVAILABLE) from exc
+
+
+# Start-up --------------------------------------------------------------------------------
+
+
+async def wait_for_database(url: str, within: float) -> None:
+    """Return once PostgreSQL at ``url`` accepts a connection; retry with backoff, one log
+    line per failed attempt, for at most ``within`` seconds (then ``DatabaseUnavailableError``).
+
+    Only an outage is waited for: a refused password or an unknown database fails at once.
+    """
+    deadline = time.monotonic() + within
+    delay = 0.25
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            conn = await asyncpg.connect(dsn(url), timeout=10)
+        except CONNECTION_ERRORS as exc:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DatabaseUnavailableError(
+                    f"PostgreSQL at {describe_url(url)} did not answer within {within:g} s "
+                    f"({attempt} attempts; last: {type(exc).__name__}: {exc})"
+                ) from exc
+            wait = min(delay, left)
+            log.warning(
+                "database_waiting",
+                attempt=attempt,
+                url=describe_url(url),
+                error=f"{type(exc).__name__}: {exc}",
+                retry_in_seconds=round(wait, 2),
+            )
+            await asyncio.sleep(wait)  # backoff between connection attempts
+            delay = min(delay * 2, 5.0)
+            continue
+        await conn.close()
+        if attempt > 1:
+            log.info("database_reached", attempt=attempt, url=describe_url(url))
+        return
+
+
+# What LUC's runtime role needs on every table and sequence of its schema (README,
+# "Operating LUC"). TRUNCATE is never needed, and the ledger's triggers refuse UPDATE and
+# DELETE whatever the grants.
+TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
+SEQUENCE_PRIVILEGES = ("USAGE", "SELECT")
+
+_MISSING_GRANTS = """
+SELECT c.relname, c.relkind, p.privilege
+FROM pg_class c
+CROSS JOIN unnest($1::text[]) AS p(privilege)
+WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())
+  AND (c.relkind IN ('r', 'p') AND NOT c.relispartition AND p.privilege = ANY($2::text[])
+       AND NOT has_table_privilege(c.oid, p.privilege)
+    OR c.relkind = 'S' AND p.privilege = ANY($3::text[])
+       AND NOT has_sequence_privilege(c.oid, p.privilege))
+ORDER BY c.relname, p.privilege
+"""
+
+
+async def check_privileges(conn: Connection) -> list[str]:
+    """What LUC's role lacks to serve, as grants an operator can run; empty when nothing.
+
+    ``DatabaseSetupError`` for what LUC cannot do without; what it only works around is
+    returned (``TEMPORARY``: batches above 32 events are then staged as JSON, slower).
+    """
+    row = await conn.fetchrow(
+        "SELECT current_user, current_database(), current_schema(),"
+        " has_schema_privilege(current_schema(), 'USAGE'),"
+        " has_database_privilege(current_database(), 'TEMPORARY')"
+    )
+    assert row is not None
+    user, database, schema, usage, temporary = row
+    if not usage:
+        raise DatabaseSetupError(
+            f"role {user} lacks USAGE on schema {schema}: GRANT USAGE ON SCHEMA {schema} "
+            f"TO {user} (README, Operating LUC)"
+        )
+    rows = await conn.fetch(
+        _MISSING_GRANTS,
+        sorted({*TABLE_PRIVILEGES, *SEQUENCE_PRIVILEGES}),
+        list(TABLE_PRIVILEGES),
+        list(SEQUENCE_PRIVILEGES),
+    )
+    if rows:
+        missing: dict[tuple[str, str], list[str]] = {}
+        for name, kind, privilege in rows:
+            what = "SEQUENCE" if kind == "S" else "TABLE"
+            missing.setdefault((what, name), []).append(privilege)
+        grants = "; ".join(
+            f"GRANT {', '.join(privileges)} ON {what} {schema}.{name} TO {user}"
+            for (what, name), privileges in sorted(missing.items())
+        )
+        raise DatabaseSetupError(
+            f"role {user} lacks privileges LUC needs: {grants} (README, Operating LUC: the "
+            "owner's ALTER DEFAULT PRIVILEGES grants them on every table to come)"
+        )
+    if not temporary:
+        return [f'GRANT TEMPORARY ON DATABASE "{database}" TO {user}']
+    return []
+
+
+async def check_schema_revision(conn: Connection) -> None:
+    """``DatabaseSetupError`` unless the schema is at this LUC's newest migration."""
+    current = await schema_revision(conn)
+    head = await asyncio.to_thread(head_revision)
+    if current != head:
+        raise DatabaseSetupError(
+            f"the schema is at {current or 'no revision'}, this LUC needs {head}: run "
+            "`luc migrate` with LUC_DATABASE_URL set to a direct connection of the schema's "
+            "owner (not through a transaction pooler)"
+        )
 
 
 # Migrations -------------------------------------------------------------------------------
@@ -266,19 +444,86 @@ def _alembic_config(url: str) -> Any:
 
     config = Config(str(PROJECT_ROOT / "alembic.ini"))
     config.set_main_option("script_location", str(PROJECT_ROOT / "db"))
-    sqlalchemy_url = url.replace("postgresql://", "postgresql+asyncpg://", 1).replace(
-        "postgres://", "postgresql+asyncpg://", 1
-    )
-    # ConfigParser interpolation treats % specially.
-    config.set_main_option("sqlalchemy.url", sqlalchemy_url.replace("%", "%%"))
+    # db/env.py connects with asyncpg itself, with the URL exactly as the pool reads it
+    # (TLS parameters included): SQLAlchemy would pass ``sslmode`` to asyncpg.connect()
+    # as a keyword argument it does not take.
+    config.attributes["dsn"] = dsn(url)
     return config
 
 
+# The message of a PostgreSQL refusal, and the privilege it means.
+_PRIVILEGE_MESSAGES = (
+    (re.compile(r"permission denied for schema (\S+)"), "CREATE on schema {0}"),
+    (
+        re.compile(r'permission denied to create temporary tables in database "([^"]+)"'),
+        'TEMPORARY on database "{0}"',
+    ),
+    (
+        re.compile(r"must be owner of (?:\w+ )?(?:table|relation|function|sequence|index) (\S+)"),
+        "ownership of {0}",
+    ),
+    (re.compile(r"must be owner of (\w+) (\S+)"), "ownership of {0} {1}"),
+    (re.compile(r"permission denied for (\w+) (\S+)"), "privileges on {0} {1}"),
+    (re.compile(r"permission denied to create database"), "CREATEDB"),
+)
+
+
+def missing_privilege(message: str) -> str | None:
+    """The privilege a PostgreSQL "permission denied" message is about, in GRANT terms."""
+    for pattern, template in _PRIVILEGE_MESSAGES:
+        if match := pattern.search(message):
+            return template.format(*match.groups())
+    return None
+
+
+def _postgres_error(exc: BaseException) -> asyncpg.PostgresError | None:
+    """The PostgreSQL error behind ``exc`` (SQLAlchemy and Alembic wrap it)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, asyncpg.PostgresError):
+            return current
+        orig = getattr(current, "orig", None)
+        current = (
+            orig if isinstance(orig, BaseException) else (current.__cause__ or current.__context__)
+        )
+    return None
+
+
+def migration_error(exc: BaseException, url: str) -> BaseException:
+    """What to raise for a failed migration: the first PostgreSQL error, with the
+    privilege it lacks named; an outage or anything else unchanged."""
+    if is_unavailable(exc):
+        return exc
+    error = _postgres_error(exc)
+    if error is None:
+        return exc
+    user = urlsplit(url).username or "the connecting role"
+    text = f"{type(error).__name__}: {error}"
+    if isinstance(error, asyncpg.InsufficientPrivilegeError):
+        privilege = missing_privilege(str(error))
+        needs = f" (it needs {privilege})" if privilege else ""
+        return DatabaseSetupError(
+            f"migrations failed: {user} may not change LUC's schema{needs}: {text}. "
+            "Run `luc migrate` as the schema's owner (LUC_DATABASE_URL of the owner role); "
+            "the service's own role needs no more than the grants in README, Operating LUC"
+        )
+    return DatabaseSetupError(f"migrations failed: {text}")
+
+
 def migrate_sync(url: str, revision: str = "head") -> None:
-    """Bring the schema to ``revision``. Blocking; safe to call from several processes."""
+    """Bring the schema to ``revision``, then make the ledger's coming month partitions.
+    Blocking; safe to call from several processes."""
     from alembic import command
 
-    command.upgrade(_alembic_config(url), revision)
+    try:
+        command.upgrade(_alembic_config(url), revision)
+    except Exception as exc:
+        translated = migration_error(exc, url)
+        if translated is exc:
+            raise
+        raise translated from exc
 
 
 async def migrate(url: str, revision: str = "head") -> None:

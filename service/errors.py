@@ -7,6 +7,8 @@
     │   └── DatabaseNotReadyError  no LUC database where they point, or not
     │                              at the newest schema                 (command line)
     ├── DatabaseUnavailableError PostgreSQL cannot be reached           503
+    ├── DatabaseSetupError       LUC's role lacks a privilege, or the   start-up / 503
+    │                            schema is not the one this LUC needs
     ├── NotFoundError            the resource does not exist            404
     ├── InvalidRequestError      the request cannot be processed        400 / 422
     │   └── PayloadTooLargeError body or batch beyond its limit         413
@@ -51,6 +53,14 @@ class DatabaseNotReadyError(SettingsError):
 
 class DatabaseUnavailableError(LucError):
     """PostgreSQL cannot be reached; the client should retry later."""
+
+    status_code = 503
+
+
+class DatabaseSetupError(LucError):
+    """The database is not set up as LUC needs: its role lacks a privilege, or the schema
+    is at another revision. An operator must act (the message says what); a request that
+    meets it answers 503, as the service cannot do its work until then."""
 
     status_code = 503
 

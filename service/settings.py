@@ -27,7 +27,19 @@ class DatabaseSettings:
     pool_max_size: int = 10
     """``LUC_DB_POOL_MAX``: most connections a process opens."""
     statement_timeout_ms: int = 30_000
-    """``LUC_DB_STATEMENT_TIMEOUT_MS``: PostgreSQL aborts a statement that runs longer."""
+    """``LUC_DB_STATEMENT_TIMEOUT_MS``: PostgreSQL aborts a statement that runs longer.
+    Behind a transaction pooler it cannot be sent per connection: set it on the role."""
+    pooler: str = "none"
+    """``LUC_DB_POOLER``: ``none``, or ``transaction`` when ``LUC_DATABASE_URL`` points at
+    PgBouncer (or another pooler) in transaction mode: no prepared-statement cache, no
+    session settings, and ``luc serve`` does not migrate (migrations hold a session lock:
+    run ``luc migrate`` on a direct connection)."""
+    startup_timeout_seconds: float = 60.0
+    """``LUC_DB_STARTUP_TIMEOUT_SECONDS``: how long ``luc serve`` waits for PostgreSQL at
+    start-up (retrying with backoff, ``/readyz`` answering 503) before it exits."""
+    partition_check_seconds: float = 3600.0
+    """``LUC_PARTITION_CHECK_SECONDS``: how often a running ``luc serve`` makes sure the
+    ledger's month partitions exist for this month and the next two."""
 
 
 @dataclass(frozen=True)
@@ -223,6 +235,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         pool_min_size=_int(env, "LUC_DB_POOL_MIN", 2),
         pool_max_size=_int(env, "LUC_DB_POOL_MAX", 10),
         statement_timeout_ms=_int(env, "LUC_DB_STATEMENT_TIMEOUT_MS", 30_000),
+        pooler=_choice(env, "LUC_DB_POOLER", "none", ("none", "transaction")),
+        startup_timeout_seconds=_float(env, "LUC_DB_STARTUP_TIMEOUT_SECONDS", 60.0),
+        partition_check_seconds=_float(env, "LUC_PARTITION_CHECK_SECONDS", 3600.0),
     )
     if database.pool_min_size > database.pool_max_size:
         raise SettingsError("LUC_DB_POOL_MIN must not exceed LUC_DB_POOL_MAX")

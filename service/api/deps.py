@@ -10,6 +10,8 @@ from litestar.datastructures import State
 from service.auth.guard import KeyCache
 from service.budgets.delivery import Dispatcher
 from service.catalog.service import CatalogCache
+from service.db import STARTING
+from service.errors import DatabaseUnavailableError
 from service.gateway.gateway import Gateway
 from service.gateway.local import RecordingSink
 from service.group_commit import GroupWriter
@@ -32,6 +34,14 @@ class Resources:
     """The gateway's usage sink: its spool and parked usage (``/v1/usage/parked``)."""
 
 
+def started(state: State) -> Resources | None:
+    """The process's resources, or None while start-up waits for PostgreSQL."""
+    resources: Resources | None = state.get("luc")
+    return resources
+
+
 async def provide_resources(state: State) -> Resources:
-    resources: Resources = state.luc
+    resources = started(state)
+    if resources is None:
+        raise DatabaseUnavailableError(STARTING)
     return resources

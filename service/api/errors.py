@@ -10,12 +10,16 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
 from service.api.schemas import ErrorBody
-from service.db import is_unavailable
+from service.db import UNAVAILABLE, is_unavailable, missing_privilege
 from service.errors import DatabaseUnavailableError, LucError
 
 log = structlog.get_logger("luc.api")
 
 RETRY_AFTER_SECONDS = "5"
+PRIVILEGE_MISSING = (
+    "LUC's database role lacks a privilege it needs (the server log names it); "
+    "retry after the Retry-After delay"
+)
 
 
 def luc_error_handler(request: Request[Any, Any, Any], exc: LucError) -> Response[ErrorBody]:
@@ -23,7 +27,13 @@ def luc_error_handler(request: Request[Any, Any, Any], exc: LucError) -> Respons
         {"Retry-After": RETRY_AFTER_SECONDS} if isinstance(exc, DatabaseUnavailableError) else None
     )
     if exc.status_code >= 500:
-        log.warning("request_failed", error=type(exc).__name__, detail=exc.message)
+        cause = exc.__cause__
+        log.warning(
+            "request_failed",
+            error=type(exc).__name__,
+            detail=exc.message,
+            cause=None if cause is None else f"{type(cause).__name__}: {cause}",
+        )
     return Response(
         ErrorBody(status_code=exc.status_code, detail=exc.message),
         status_code=exc.status_code,
@@ -49,7 +59,7 @@ def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> R
             "lists LUC's routes"
         )
     if exc.status_code == 413:
-        limit = request.app.state.luc.settings.ingest.max_body_bytes
+        limit = request.app.state.luc.settings.ingest.max_body_bytes  # set: a route ran
         detail = f"request body is over the limit of {limit} bytes (LUC_MAX_BODY_BYTES)"
     if exc.status_code == 429 and "Retry-After" not in headers:
         # Litestar's limiter counts per second; the window is over within a second.
@@ -75,8 +85,22 @@ def unexpected_error_handler(
     if is_unavailable(exc):
         # A database outage that reached here untranslated (every path through db.py
         # translates it): still the client's cue to retry, never a 500.
-        log.warning("database_unavailable", path=request.url.path, error=type(exc).__name__)
-        return _unavailable(f"PostgreSQL is unavailable: {exc}")
+        log.warning(
+            "database_unavailable", path=request.url.path, error=f"{type(exc).__name__}: {exc}"
+        )
+        return _unavailable(UNAVAILABLE)
+    if isinstance(exc, asyncpg.InsufficientPrivilegeError):
+        # The service's role lacks a grant (start-up checks them, but an operator can
+        # revoke one later): the operator's to fix, and the client's to retry, as for an
+        # outage; never a 500 that a gateway would take for a bad request.
+        privilege = missing_privilege(str(exc))
+        log.error(
+            "database_privilege_missing",
+            path=request.url.path,
+            privilege=privilege,
+            error=f"{type(exc).__name__}: {exc}",
+        )
+        return _unavailable(PRIVILEGE_MISSING)
     log.exception("unhandled_error", error=type(exc).__name__)
     return Response(ErrorBody(status_code=500, detail="internal error"), status_code=500)
 

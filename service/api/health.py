@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from litestar import Response, get
-from litestar.di import NamedDependency, Provide
+from litestar.datastructures import State
 from litestar.openapi import ResponseSpec
 
-from service.api.deps import Resources, provide_resources
+from service.api.deps import Resources, started
 from service.api.schemas import GatewayReadiness, Health, Readiness
 from service.auth.guard import PUBLIC
 from service.db import CONNECTION_ERRORS
@@ -49,10 +49,16 @@ def gateway_readiness(luc: Resources) -> GatewayReadiness | None:
     "provider is configured: chat completions are then canned answers, never billed.",
     tags=["health"],
     opt=PUBLIC,
-    dependencies={"luc": Provide(provide_resources)},
-    responses={503: ResponseSpec(Readiness, description="PostgreSQL cannot be reached")},
+    responses={
+        503: ResponseSpec(
+            Readiness, description="PostgreSQL cannot be reached, or start-up waits for it"
+        )
+    },
 )
-async def readyz(luc: NamedDependency[Resources]) -> Response[Readiness]:
+async def readyz(state: State) -> Response[Readiness]:
+    luc = started(state)
+    if luc is None:
+        return Response(Readiness("starting: waiting for PostgreSQL", None), status_code=503)
     gateway = gateway_readiness(luc)
     try:
         async with luc.pool.acquire(timeout=2) as conn:

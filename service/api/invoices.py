@@ -282,14 +282,13 @@ class InvoicesController(Controller):
                 f"format: must be one of {', '.join(FORMATS)}", status_code=400
             )
         invoice = await on_connection(luc.pool, lambda conn: get_invoice(conn, number))
+        # Litestar appends "; charset=utf-8" to a text/* media type itself.
         if fmt == "csv":
             return Response(
                 to_csv(invoice.document),
-                media_type="text/csv; charset=utf-8",
+                media_type="text/csv",
                 headers={"Content-Disposition": f'attachment; filename="{invoice.number}.csv"'},
             )
         if fmt == "html":
-            return Response(
-                to_html(invoice.document, invoice.digest), media_type="text/html; charset=utf-8"
-            )
+            return Response(to_html(invoice.document, invoice.digest), media_type="text/html")
         return Response(invoice_out(invoice.with_digest()))

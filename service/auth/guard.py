@@ -16,7 +16,7 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.handlers.base import BaseRouteHandler
 
 from service.auth.keys import ApiKey, find_key
-from service.db import CONNECTION_ERRORS
+from service.db import CONNECTION_ERRORS, STARTING, UNAVAILABLE
 from service.errors import DatabaseUnavailableError
 
 PUBLIC: dict[str, Any] = {"scope": ()}
@@ -74,11 +74,13 @@ class KeyCache:
 async def require_key(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
-    luc = connection.app.state.luc
     openapi_path = connection.app.openapi_config.path if connection.app.openapi_config else None
     scopes = required_scopes(handler)
     if scopes == () or (openapi_path and connection.scope["path"].startswith(openapi_path)):
         return
+    luc = connection.app.state.get("luc")
+    if luc is None:  # start-up is waiting for PostgreSQL (keys live there)
+        raise DatabaseUnavailableError(STARTING)
     if not luc.settings.auth.enabled:
         return
     if handler.opt.get("metrics") and luc.settings.auth.metrics_public:
@@ -94,7 +96,7 @@ async def require_key(
             async with luc.pool.acquire() as conn:
                 key = await find_key(conn, token)
         except CONNECTION_ERRORS as exc:
-            raise DatabaseUnavailableError(f"PostgreSQL is unavailable: {exc}") from exc
+            raise DatabaseUnavailableError(UNAVAILABLE) from exc
         luc.key_cache.put(token, key)
     if key is None:
         raise NotAuthorizedException("invalid API key", headers=_CHALLENGE)

@@ -7,6 +7,7 @@
     luc keys ...              keys.py      API keys: create, list, revoke
     luc catalog ...           catalog.py   model prices: import, sync, rerate
     luc invoice ...           invoice.py   per-job invoices: preview, issue, show, verify
+    luc partitions ensure     partitions.py  the ledger's coming months (cron, as the owner)
                               database.py  the database a command uses, as the server does
 
 Two rules hold for every command. A ``LucError`` is mapped here, once (``LucGroup``): its
@@ -26,6 +27,7 @@ from service.cli.catalog import catalog
 from service.cli.demo import demo
 from service.cli.invoice import invoice
 from service.cli.keys import keys
+from service.cli.partitions import partitions
 from service.cli.serve import migrate, serve
 from service.errors import LucError
 
@@ -58,5 +60,5 @@ def main() -> None:
     """
 
 
-for command in (serve, migrate, demo, keys, catalog, invoice):
+for command in (serve, migrate, demo, keys, catalog, invoice, partitions):
     main.add_command(command)

@@ -27,6 +27,7 @@ from service.db import (
     CONNECTION_ERRORS,
     EMBEDDED_DATABASE,
     Connection,
+    dsn,
     head_revision,
     init_connection,
     known_revisions,
@@ -132,7 +133,8 @@ async def connect_to(settings: DatabaseSettings, url: str) -> asyncpg.Connection
     """A connection to ``url`` set up like pooled ones; every failure is a ``LucError``
     that names the database."""
     try:
-        conn = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT_SECONDS)
+        # dsn(): TLS set in the URL read as the server reads it (``ssl=`` as ``sslmode``).
+        conn = await asyncpg.connect(dsn(url), timeout=CONNECT_TIMEOUT_SECONDS)
     except asyncpg.InvalidCatalogNameError as exc:
         where = settings.data_dir if settings.url is None else describe(settings)
         raise DatabaseNotReadyError(

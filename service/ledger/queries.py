@@ -8,7 +8,16 @@ round trip.
 
 # The ledger is partitioned by UTC month of occurred_at (migration 0006); this makes the
 # partitions of this month and the next $1 ones when missing, and answers how many it made.
+# It runs with its owner's rights (migration 0009), so the service's role may call it.
 ENSURE_MONTHS_AHEAD = "SELECT luc_ensure_ledger_months(now()::date, $1)"
+ENSURE_MONTHS_AHEAD_FUNCTION = "luc_ensure_ledger_months(date,integer)"
+MONTHS_AHEAD = 2
+"""Months made ahead of this one: a process that cannot make them for two months running
+still never sends an event of the present into the default partition."""
+# Making a partition takes an exclusive lock on the ledger, queued behind its readers and
+# ahead of every later writer: a long report would hold up ingest until it ends. Upkeep
+# gives up after this long instead, and tries again at its next round.
+MONTHS_LOCK_TIMEOUT = "SELECT set_config('lock_timeout', '2s', true)"
 
 # A batch's events with their priced charges, as the recorder sends them. Money is decimal
 # text, cast on the way into the tables (see ENTRY_PARAMETERS for why text); attributes are
@@ -55,6 +64,9 @@ CREATE_STAGING_TABLE = (
     " ON COMMIT DELETE ROWS"
 )
 STAGING_TABLE_READY = "to_regclass('pg_temp.luc_staged_charges') IS NOT NULL"
+# A role without TEMPORARY on the database cannot create it: its batches go inline as JSON
+# whatever their size (slower, never refused).
+STAGING_TABLE_ALLOWED = "has_database_privilege(current_database(), 'TEMPORARY')"
 STAGED_FROM_TABLE = "SELECT * FROM luc_staged_charges"
 # Staged rows stay until the commit; a batch recorded inside a caller's longer transaction
 # clears those of an earlier batch first.

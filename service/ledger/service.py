@@ -83,11 +83,15 @@ def _decimal_text(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
 
 
-async def ensure_months_ahead(conn: Connection, months: int = 2) -> int:
+async def ensure_months_ahead(conn: Connection, months: int = queries.MONTHS_AHEAD) -> int:
     """Create the ledger partitions of this month and the next ``months``; returns how many
-    were missing. Called at start-up: a service restarted at least every two months never
-    sends an event of the present into the default partition."""
-    return int(await conn.fetchval(queries.ENSURE_MONTHS_AHEAD, months))
+    were missing. Run by ``luc migrate``, at start-up and periodically by ``luc serve``
+    (``keep_months_ahead``), and by an operator's cron job; several at once are safe.
+    Gives up (``asyncpg.LockNotAvailableError``) rather than hold up ingest while a long
+    reader keeps the ledger."""
+    async with conn.transaction():
+        await conn.execute(queries.MONTHS_LOCK_TIMEOUT)
+        return int(await conn.fetchval(queries.ENSURE_MONTHS_AHEAD, months))
 
 
 def entry_parameters(entries: Sequence[NewLedgerEntry]) -> list[list[Any]]:
@@ -154,15 +158,17 @@ async def stage_charges(
     *,
     table_ready: bool,
     inside_longer_transaction: bool,
+    table_allowed: bool = True,
 ) -> Staging:
     """Make ``rows`` ready for the statement that appends them.
 
     A small group goes inline as one JSON argument; a larger batch is loaded with binary
     ``COPY`` into the connection's staging table, created on first use (``table_ready``
     says whether it exists). A caller whose transaction may already have staged a batch
-    says so, and those rows go first.
+    says so, and those rows go first. A role that may not create temporary tables
+    (``table_allowed``) sends every batch inline.
     """
-    if len(rows) <= INLINE_LIMIT:
+    if len(rows) <= INLINE_LIMIT or not (table_ready or table_allowed):
         objects = [dict(zip(queries.STAGED_NAMES, r, strict=True)) for r in rows]
         document = msgspec.json.encode(objects)
         return Staging(queries.STAGED_FROM_JSON, (document.decode(),))

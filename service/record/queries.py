@@ -15,6 +15,7 @@ from service.rollups import queries as rollups
 OPEN_BATCH = f"""
 SELECT stamp.versions, stamp.newest,
        {ledger.STAGING_TABLE_READY} AS staging_table_ready,
+       {ledger.STAGING_TABLE_ALLOWED} AS staging_table_allowed,
        {budgets.ANY_BUDGETS} AS budgets_exist
 FROM ({catalog.CATALOG_STAMP}) AS stamp
 """

@@ -109,6 +109,7 @@ async def record_batch(
                     for e in fresh
                 ],
                 table_ready=opened["staging_table_ready"],
+                table_allowed=opened["staging_table_allowed"],
                 inside_longer_transaction=inside_longer_transaction,
             )
             rows = await conn.fetch(queries.RECORD_BATCH[staging.source], *staging.arguments)

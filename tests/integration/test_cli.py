@@ -80,6 +80,7 @@ EXAMPLE_ARGS: dict[str, tuple[str, ...]] = {
     "invoice issue": ("job-1",),
     "invoice show": ("LUC-2026-000001",),
     "invoice verify": ("LUC-2026-000001",),
+    "partitions ensure": (),
 }
 
 

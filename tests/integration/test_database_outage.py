@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
 import subprocess
 import tempfile
@@ -27,7 +28,7 @@ import pytest
 
 from service.auth.keys import create_key
 from service.catalog.service import seed_catalog
-from service.db import connect, ensure_database, migrate_sync, with_database
+from service.db import UNAVAILABLE, connect, ensure_database, migrate_sync, with_database
 from tests.conftest import ServerProcess
 from tests.integration.ledger_truth import (
     TOKEN_FIELDS,
@@ -328,5 +329,8 @@ async def test_every_answer_during_a_fast_shutdown_under_load_is_2xx_or_503_with
     unavailable = [a for a in answers if a[1] == 503]
     assert len(unavailable) >= CYCLES * 2 * WRITERS
     assert all(retry is not None and int(retry) >= 1 for _, _, retry, _ in unavailable)
+    # One plain message: what asyncpg said (e.g. "cannot call Transaction.__aexit__(): the
+    # underlying connection is closed") names LUC's internals and stays in the log.
+    assert {json.loads(text)["detail"] for _, _, _, text in unavailable} == {UNAVAILABLE}
     # Whatever was acknowledged is stored.
     assert acked <= await _stored_ids(url)

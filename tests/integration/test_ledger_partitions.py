@@ -9,6 +9,7 @@ import pytest
 
 from service.catalog.service import CatalogCache
 from service.ingest.models import UsageEvent
+from service.ledger.months import ensure_months
 from service.ledger.service import ensure_months_ahead
 from service.record.service import record_batch
 
@@ -80,3 +81,31 @@ async def test_no_partition_can_be_truncated(db: asyncpg.Connection, table: str)
     month = month_partition(datetime.now(UTC))
     with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
         await db.execute(f"TRUNCATE {month}")
+
+
+async def test_the_cron_command_reports_what_it_made_and_what_waits_in_the_default(
+    db: asyncpg.Connection,
+) -> None:
+    """``luc partitions ensure``'s work: run twice, it makes the months once."""
+    now = datetime.now(UTC)
+    coming = [
+        f"ledger_entries_{(now.year * 12 + now.month - 1 + n) // 12}_"
+        f"{(now.month - 1 + n) % 12 + 1:02d}"
+        for n in range(5)
+    ]
+    for name in coming[:3]:
+        await db.execute(f"DROP TABLE IF EXISTS {name}")  # empty: the template is new
+    await record_batch(db, CatalogCache(), [event("far", datetime(2001, 2, 3, tzinfo=UTC))])
+
+    first = await ensure_months(db, ahead=4)
+    assert first.created == 5
+    assert first.months[-5:] == coming
+    assert first.default_rows == 1
+    assert first.lines() == [
+        f"5 month partitions created; {len(first.months)} present "
+        f"({first.months[0]} … {coming[-1]})",
+        "1 ledger entries wait in ledger_entries_default (months without a partition when "
+        "they were recorded: late or far-off events)",
+    ]
+    again = await ensure_months(db, ahead=4)
+    assert (again.created, again.months) == (0, first.months)

@@ -520,7 +520,7 @@ async def test_the_csv_parses_and_its_lines_sum_to_the_subtotal(client: Any) -> 
     invoice = await issue(client, JOB_A)
     response = await client.get(f"/v1/invoices/{invoice['number']}", params={"format": "csv"})
     assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("text/csv")
+    assert response.headers["content-type"] == "text/csv; charset=utf-8"
     rows = list(csv.DictReader(io.StringIO(response.text)))
     lines = [r for r in rows if r["row"] == "line"]
     assert [(r["agent"], r["model"], r["amount_usd"]) for r in lines] == [
@@ -544,7 +544,7 @@ async def test_the_csv_parses_and_its_lines_sum_to_the_subtotal(client: Any) -> 
     )
 
     html = await client.get(f"/v1/invoices/{invoice['number']}", params={"format": "html"})
-    assert html.headers["content-type"].startswith("text/html")
+    assert html.headers["content-type"] == "text/html; charset=utf-8"
     assert invoice["number"] in html.text and "0.06" in html.text
     assert (await client.get(f"/v1/invoices/{invoice['number']}?format=pdf")).status_code == 400
 
