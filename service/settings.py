@@ -40,6 +40,9 @@ class DatabaseSettings:
     partition_check_seconds: float = 3600.0
     """``LUC_PARTITION_CHECK_SECONDS``: how often a running ``luc serve`` makes sure the
     ledger's month partitions exist for this month and the next two."""
+    embedded_port: int | None = None
+    """``LUC_EMBEDDED_PG_PORT``: the embedded PostgreSQL listens on 127.0.0.1 at this port
+    too (for Grafana, psql, other tools); unset, on its Unix socket only."""
 
 
 @dataclass(frozen=True)
@@ -218,6 +221,15 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
     return value
 
 
+def _port(env: dict[str, str], name: str) -> int | None:
+    if not env.get(name):
+        return None
+    port = _int(env, name, 0)
+    if port > 65535:
+        raise SettingsError(f"{name} must be a TCP port (1-65535), got {port}")
+    return port
+
+
 def _choice(env: dict[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
     value = env.get(name) or default
     if value not in choices:
@@ -238,6 +250,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         pooler=_choice(env, "LUC_DB_POOLER", "none", ("none", "transaction")),
         startup_timeout_seconds=_float(env, "LUC_DB_STARTUP_TIMEOUT_SECONDS", 60.0),
         partition_check_seconds=_float(env, "LUC_PARTITION_CHECK_SECONDS", 3600.0),
+        embedded_port=_port(env, "LUC_EMBEDDED_PG_PORT"),
     )
     if database.pool_min_size > database.pool_max_size:
         raise SettingsError("LUC_DB_POOL_MIN must not exceed LUC_DB_POOL_MAX")

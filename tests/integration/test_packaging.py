@@ -1,6 +1,6 @@
 """A plain ``pip install .`` (a wheel, not an editable install) is a whole LUC: it migrates
-a database from what the package ships (``setup.py`` maps ``db/`` and ``deploy/`` into
-it), with no checkout beside it.
+a database and prints the Grafana role from what the package ships (``setup.py`` maps
+``db/`` and ``deploy/`` into it), with no checkout beside it.
 
 The wheel is built from a copy of the working tree, installed without its dependencies
 into a fresh virtual environment in a temporary folder; the dependencies come from this
@@ -137,3 +137,7 @@ def test_a_wheel_install_migrates_a_new_database(
         "status",
     ]
 
+
+def test_a_wheel_install_prints_the_grafana_role(installed: Path, tmp_path: Path) -> None:
+    done = run(installed / "luc", "grafana", "role", "--print", cwd=tmp_path)
+    assert done.stdout == (PROJECT_ROOT / "deploy" / "grafana-role.sql").read_text()
