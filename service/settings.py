@@ -53,8 +53,9 @@ class ServerSettings:
     """``LUC_PORT``: port the HTTP server binds."""
     log_level: str = "info"
     """``LUC_LOG_LEVEL``: debug, info, warning or error."""
-    log_format: str = "json"
-    """``LUC_LOG_FORMAT``: ``json`` (one object per line) or ``console``."""
+    log_format: str | None = None
+    """``LUC_LOG_FORMAT``: ``json`` (one object per line) or ``console`` (aligned, for
+    people); unset, ``console`` when stderr is a terminal and ``json`` otherwise."""
 
 
 @dataclass(frozen=True)
@@ -258,7 +259,11 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         host=env.get("LUC_HOST") or "127.0.0.1",
         port=_int(env, "LUC_PORT", 8000, minimum=0),
         log_level=_choice(env, "LUC_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
-        log_format=_choice(env, "LUC_LOG_FORMAT", "json", ("json", "console")),
+        log_format=(
+            _choice(env, "LUC_LOG_FORMAT", "json", ("json", "console"))
+            if env.get("LUC_LOG_FORMAT")
+            else None
+        ),
     )
     ingest = IngestSettings(
         max_batch_events=_int(env, "LUC_MAX_BATCH_EVENTS", 5000),
