@@ -1,14 +1,15 @@
 # LUC as compose.yaml runs it: the project itself, installed with pip, on all interfaces.
 FROM python:3.12-slim
 
-WORKDIR /app
-COPY pyproject.toml README.md alembic.ini ./
+WORKDIR /src
+COPY pyproject.toml setup.py README.md ./
 COPY service ./service
 COPY db ./db
-# Editable: LUC runs its Alembic migrations at start-up from alembic.ini and db/ beside the
-# service package (service/db.py, PROJECT_ROOT), which a plain `pip install .` leaves
-# behind in /app while the package goes to site-packages.
-RUN pip install --no-cache-dir -e .
+COPY deploy ./deploy
+# A plain install: the wheel carries the migrations (db/) and the Grafana role (deploy/)
+# inside the package (setup.py), so nothing of the source tree is needed at run time.
+RUN pip install --no-cache-dir . && rm -rf /src
+WORKDIR /
 
 # LUC_DATABASE_URL comes from compose.yaml (the postgres service); the data folder keeps the
 # gateway's spool.

@@ -5,12 +5,19 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# LUC alone (what `make run` needs), then the development tools on top (tests, linters).
+RUNTIME := $(VENV)/.installed-runtime
 INSTALLED := $(VENV)/.installed
 
-$(INSTALLED): pyproject.toml
-	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "LUC needs Python 3.11 or newer"'
+$(RUNTIME): pyproject.toml setup.py
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "LUC needs Python 3.11 or newer"'
+	@echo "Installing LUC into $(VENV) (the first time takes about a minute)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(RUNTIME)
+
+$(INSTALLED): $(RUNTIME)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(INSTALLED)
 
@@ -19,10 +26,10 @@ $(INSTALLED): pyproject.toml
 help: ## List the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-install: $(INSTALLED) ## Create .venv and install LUC with its development tools
+install: $(INSTALLED) ## Create .venv and install LUC with its development tools (make run needs none)
 
-run: $(INSTALLED) ## Start LUC on 127.0.0.1:8000 (embedded PostgreSQL unless LUC_DATABASE_URL is set)
-	@echo "LUC needs an API key on every route but /healthz. First admin key, in another shell:"
+run: $(RUNTIME) ## Start LUC on 127.0.0.1:8000 (embedded PostgreSQL unless LUC_DATABASE_URL is set)
+	@echo "LUC needs an API key on most routes. The first admin key, in another shell:"
 	@echo "    $(BIN)/luc keys create --scope admin --name me"
 	$(BIN)/luc serve
 

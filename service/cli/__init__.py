@@ -8,6 +8,7 @@
     luc catalog ...           catalog.py   model prices: import, sync, rerate
     luc invoice ...           invoice.py   per-job invoices: preview, issue, show, verify
     luc partitions ensure     partitions.py  the ledger's coming months (cron, as the owner)
+    luc grafana role          grafana.py   the read-only role of Grafana's PostgreSQL datasource
                               database.py  the database a command uses, as the server does
 
 Two rules hold for every command. A ``LucError`` is mapped here, once (``LucGroup``): its
@@ -25,6 +26,7 @@ import click
 
 from service.cli.catalog import catalog
 from service.cli.demo import demo
+from service.cli.grafana import grafana
 from service.cli.invoice import invoice
 from service.cli.keys import keys
 from service.cli.partitions import partitions
@@ -60,5 +62,5 @@ def main() -> None:
     """
 
 
-for command in (serve, migrate, demo, keys, catalog, invoice, partitions):
+for command in (serve, migrate, demo, keys, catalog, invoice, partitions, grafana):
     main.add_command(command)

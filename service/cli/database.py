@@ -83,9 +83,13 @@ def describe(settings: DatabaseSettings, url: str | None = None) -> str:
     if url is None:
         return where
     parts = urlsplit(url)
-    socket_dir = dict(parse_qsl(parts.query)).get("host")
+    query = dict(parse_qsl(parts.query))
+    socket_dir = query.get("host")
     if socket_dir:
-        return f"{where} (socket {unquote(socket_dir)})"
+        # A port other than 5432 names the socket file, and is the TCP port when the
+        # server listens there too (LUC_EMBEDDED_PG_PORT).
+        port = f", port {query['port']}" if "port" in query else ""
+        return f"{where} (socket {unquote(socket_dir)}{port})"
     return f"{where} (port {parts.port})" if parts.port else where
 
 
@@ -120,7 +124,9 @@ async def _start_embedded(settings: DatabaseSettings) -> tuple[str, bool]:
             f"`luc migrate`, {POINT_AT_THE_SERVER}"
         )
     try:
-        admin_url = await asyncio.to_thread(start_embedded_server, settings.data_dir)
+        admin_url = await asyncio.to_thread(
+            start_embedded_server, settings.data_dir, settings.embedded_port
+        )
     except EMBEDDED_START_FAILURES as exc:
         raise DatabaseUnavailableError(
             f"cannot start the embedded PostgreSQL in {settings.data_dir}: {exc} "
@@ -174,21 +180,27 @@ async def check_schema(settings: DatabaseSettings, conn: Connection) -> None:
     )
 
 
-async def open_existing(settings: DatabaseSettings) -> asyncpg.Connection:
-    """A connection to the server's database, which must exist at the newest schema.
+async def locate(settings: DatabaseSettings) -> str:
+    """The URL of the server's database, named on stderr; the embedded server is joined (or
+    started for the command), but nothing is created."""
+    if settings.url:
+        say(settings)
+        return settings.url
+    admin_url, shared = await _start_embedded(settings)
+    url = with_database(admin_url, EMBEDDED_DATABASE)
+    # Nothing else using it means no `luc serve` runs on this folder: worth a word
+    # when a key made here is then refused by a server that uses another database.
+    say(settings, url, "" if shared else "; no `luc serve` is using it now")
+    return url
+
+
+async def open_existing(settings: DatabaseSettings, url: str | None = None) -> asyncpg.Connection:
+    """A connection to the server's database (at ``url`` when ``locate`` found it already),
+    which must exist at the newest schema.
 
     Creates nothing: no data folder, no cluster, no database, no schema, no catalog.
     """
-    if settings.url:
-        url = settings.url
-        say(settings)
-    else:
-        admin_url, shared = await _start_embedded(settings)
-        url = with_database(admin_url, EMBEDDED_DATABASE)
-        # Nothing else using it means no `luc serve` runs on this folder: worth a word
-        # when a key made here is then refused by a server that uses another database.
-        say(settings, url, "" if shared else "; no `luc serve` is using it now")
-    conn = await connect_to(settings, url)
+    conn = await connect_to(settings, url or await locate(settings))
     try:
         await check_schema(settings, conn)
     except BaseException:

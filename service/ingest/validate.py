@@ -154,73 +154,35 @@ def _attributes_problem(value: object) -> str | None:
     return None
 
 
+def _attributes_size_problem(event: UsageEventIn, settings: IngestSettings) -> str | None:
+    """Why ``event.attributes`` cannot be stored: nesting, NUL, a lone surrogate, size."""
+    try:
+        encoded = msgspec.json.encode(event.attributes)
+    except (UnicodeEncodeError, RecursionError):  # a lone surrogate, or nesting
+        encoded = b""
+    # The walk over every value is needed only when the JSON text allows a problem: it
+    # failed to encode, holds a NUL escape, or has more brackets than levels allowed.
+    if (
+        not encoded
+        or b"\\u0000" in encoded
+        or encoded.count(b"[") + encoded.count(b"{") > MAX_ATTRIBUTE_DEPTH
+    ) and (problem := _attributes_problem(event.attributes)):
+        return problem
+    if not encoded:
+        return "cannot be written as JSON"
+    size = len(encoded)
+    if size > settings.max_attributes_bytes:
+        return f"{size} bytes as JSON, over the limit of {settings.max_attributes_bytes} bytes"
+    return None
+
+
 def check_event(event: UsageEventIn, now: datetime, settings: IngestSettings) -> UsageEvent | str:
-    """The rules msgspec's types cannot say; a string is the rejection reason."""
-    try:
-        occurred_at = parse_instant("occurred_at", event.occurred_at)
-    except WireValueError as exc:
-        return str(exc)
-    for name in _TEXT_FIELDS:
-        if problem := _text_problem(getattr(event, name)):
-            return f"{name}: {problem}"
-    try:
-        occurred_at = occurred_at.astimezone(UTC)
-    except OverflowError:
-        return f"occurred_at: {occurred_at.isoformat()} is out of range in UTC"
-    if occurred_at > now + timedelta(seconds=settings.max_future_skew_seconds):
-        return (
-            f"occurred_at: {occurred_at.isoformat()} is more than "
-            f"{settings.max_future_skew_seconds} s in the future"
-        )
-    if event.cached_input_tokens + event.cache_write_tokens > event.input_tokens:
-        return (
-            "cached_input_tokens + cache_write_tokens "
-            f"({event.cached_input_tokens} + {event.cache_write_tokens}) exceed input_tokens "
-            f"({event.input_tokens}); input_tokens counts every prompt token"
-        )
-    if event.reasoning_tokens > event.output_tokens:
-        return (
-            f"reasoning_tokens ({event.reasoning_tokens}) exceed output_tokens "
-            f"({event.output_tokens}); output_tokens counts reasoning too"
-        )
-    provider_cost: Decimal | None = None
-    if event.provider_cost_usd is not None:
-        try:
-            provider_cost = parse_money("provider_cost_usd", event.provider_cost_usd)
-        except WireValueError as exc:
-            return str(exc)
-        if (
-            provider_cost.adjusted() >= _MAX_COST_DIGITS_BEFORE_POINT
-            or _decimal_places(provider_cost) > _MAX_COST_DECIMAL_PLACES
-        ):
-            return (
-                f"provider_cost_usd: {event.provider_cost_usd!r} is out of range (below "
-                f"10^{_MAX_COST_DIGITS_BEFORE_POINT} USD, at most "
-                f"{_MAX_COST_DECIMAL_PLACES} decimal places)"
-            )
-    if event.attributes is not None:
-        try:
-            encoded = msgspec.json.encode(event.attributes)
-        except (UnicodeEncodeError, RecursionError):  # a lone surrogate, or nesting
-            encoded = b""
-        # The walk over every value is needed only when the JSON text allows a problem: it
-        # failed to encode, holds a NUL escape, or has more brackets than levels allowed.
-        if (
-            not encoded
-            or b"\\u0000" in encoded
-            or encoded.count(b"[") + encoded.count(b"{") > MAX_ATTRIBUTE_DEPTH
-        ) and (problem := _attributes_problem(event.attributes)):
-            return f"attributes: {problem}"
-        if not encoded:
-            return "attributes: cannot be written as JSON"
-        size = len(encoded)
-        if size > settings.max_attributes_bytes:
-            return (
-                f"attributes: {size} bytes as JSON, over the limit of "
-                f"{settings.max_attributes_bytes} bytes"
-            )
-    if event.reservation_id is not None and (problem := _text_problem(event.reservation_id)):
-        return f"reservation_id: {problem}"
+    """The rules msgspec's types cannot say; a string is the rejection reason: every problem
+    of the event, joined by ``"; "``, in the order of these checks."""
+    problems, occurred_at, provider_cost = _rule_problems(event, now, settings)
+    if problems:
+        return "; ".join(problems)
+    assert occurred_at is not None
     return UsageEvent(
         id=event.id,
         occurred_at=occurred_at,
@@ -240,6 +202,66 @@ def check_event(event: UsageEventIn, now: datetime, settings: IngestSettings) ->
     )
 
 
+def _rule_problems(
+    event: UsageEventIn, now: datetime, settings: IngestSettings
+) -> tuple[list[str], datetime | None, Decimal | None]:
+    """Every rule ``event`` breaks, each naming its field; and, when they hold, its instant
+    in UTC and its provider cost."""
+    problems: list[str] = []
+    occurred_at: datetime | None
+    try:
+        occurred_at = parse_instant("occurred_at", event.occurred_at)
+    except WireValueError as exc:
+        problems.append(str(exc))
+        occurred_at = None
+    for name in _TEXT_FIELDS:
+        if problem := _text_problem(getattr(event, name)):
+            problems.append(f"{name}: {problem}")
+    if occurred_at is not None:
+        try:
+            occurred_at = occurred_at.astimezone(UTC)
+        except OverflowError:
+            problems.append(f"occurred_at: {occurred_at.isoformat()} is out of range in UTC")
+        else:
+            if occurred_at > now + timedelta(seconds=settings.max_future_skew_seconds):
+                problems.append(
+                    f"occurred_at: {occurred_at.isoformat()} is more than "
+                    f"{settings.max_future_skew_seconds} s in the future"
+                )
+    if event.cached_input_tokens + event.cache_write_tokens > event.input_tokens:
+        problems.append(
+            "cached_input_tokens + cache_write_tokens "
+            f"({event.cached_input_tokens} + {event.cache_write_tokens}) exceed input_tokens "
+            f"({event.input_tokens}); input_tokens counts every prompt token"
+        )
+    if event.reasoning_tokens > event.output_tokens:
+        problems.append(
+            f"reasoning_tokens ({event.reasoning_tokens}) exceed output_tokens "
+            f"({event.output_tokens}); output_tokens counts reasoning too"
+        )
+    provider_cost: Decimal | None = None
+    if event.provider_cost_usd is not None:
+        try:
+            provider_cost = parse_money("provider_cost_usd", event.provider_cost_usd)
+        except WireValueError as exc:
+            problems.append(str(exc))
+        else:
+            if (
+                provider_cost.adjusted() >= _MAX_COST_DIGITS_BEFORE_POINT
+                or _decimal_places(provider_cost) > _MAX_COST_DECIMAL_PLACES
+            ):
+                problems.append(
+                    f"provider_cost_usd: {event.provider_cost_usd!r} is out of range (below "
+                    f"10^{_MAX_COST_DIGITS_BEFORE_POINT} USD, at most "
+                    f"{_MAX_COST_DECIMAL_PLACES} decimal places)"
+                )
+    if event.attributes is not None and (problem := _attributes_size_problem(event, settings)):
+        problems.append(f"attributes: {problem}")
+    if event.reservation_id is not None and (problem := _text_problem(event.reservation_id)):
+        problems.append(f"reservation_id: {problem}")
+    return problems, occurred_at, provider_cost
+
+
 def parse_event(
     raw: bytes | msgspec.Raw, index: int, now: datetime, settings: IngestSettings
 ) -> UsageEvent | Rejection:
@@ -247,45 +269,149 @@ def parse_event(
     try:
         wire = _event_decoder.decode(raw)
     except msgspec.ValidationError as exc:
-        return Rejection(index, _recover_id(raw), _describe(exc))
+        return _mistyped(raw, index, exc, now, settings)
     except (msgspec.DecodeError, RecursionError) as exc:
         return _undecodable(raw, index, exc)
     return _checked(wire, index, now, settings)
 
 
+# An event msgspec refuses is checked again field by field, so that its rejection names
+# every bad field and not only the first msgspec met: one decoder per field, of a struct
+# holding that field alone, with its type and constraints.
+_FIELD_DECODERS = {
+    field.encode_name: msgspec.json.Decoder(
+        msgspec.defstruct(f"_Only_{field.name}", [(field.name, field.type)])
+    )
+    for field in msgspec.structs.fields(UsageEventIn)
+}
+_REQUIRED_FIELDS = tuple(f.encode_name for f in msgspec.structs.fields(UsageEventIn) if f.required)
+# Values that pass every rule, standing in for bad or missing required fields while the
+# rules are checked on the others (a rule about a stand-in is not reported).
+_STAND_INS = {
+    "id": b'"x"',
+    "occurred_at": b'"2000-01-01T00:00:00Z"',
+    "job_id": b'"x"',
+    "agent": b'"x"',
+    "provider": b'"x"',
+    "model": b'"x"',
+    "input_tokens": b"0",
+    "output_tokens": b"0",
+}
+
+
+def _field_of(problem: str) -> str:
+    return problem.partition(":")[0]
+
+
+def _member_problems(
+    members: list[tuple[str, bytes]],
+) -> tuple[list[str], set[str], set[str]]:
+    """The problems of an event's members taken one by one (JSON that cannot be decoded, a
+    wrong type or bound, an unknown name) and of its missing required fields; the names of
+    the fields at fault, and of those whose JSON alone cannot be decoded."""
+    problems: list[str] = []
+    bad: set[str] = set()
+    undecodable: set[str] = set()
+    for name, value_raw in members:
+        try:
+            _any_decoder.decode(value_raw)
+        except RecursionError:
+            problems.append(f"{name}: nests JSON too deeply")
+            undecodable.add(name)
+        except msgspec.DecodeError as error:
+            if "surrogate" in str(error) or _SURROGATE_ESCAPE.search(value_raw):
+                problems.append(
+                    f"{name}: holds a string escape for a lone UTF-16 surrogate "
+                    "(\\ud800–\\udfff without its pair), which is not Unicode text"
+                )
+            else:
+                problems.append(f"{name}: not valid JSON: {error}")
+            undecodable.add(name)
+        else:
+            decoder = _FIELD_DECODERS.get(name)
+            if decoder is None:
+                problems.append(f"{name}: unknown field (the event format has no such field)")
+            else:
+                try:
+                    decoder.decode(b'{"%s":%s}' % (name.encode(), value_raw))
+                    continue
+                except msgspec.ValidationError as exc:
+                    problems.append(_describe(exc))
+                except (msgspec.DecodeError, RecursionError):  # one level deeper than alone
+                    problems.append(f"{name}: nests JSON too deeply")
+        bad.add(name)
+    named = {name for name, _ in members}
+    for name in _REQUIRED_FIELDS:
+        if name not in named:
+            problems.append(f"{name}: required field is missing")
+            bad.add(name)
+    return problems, bad, undecodable
+
+
+def _rules_around(
+    members: list[tuple[str, bytes]], bad: set[str], now: datetime, settings: IngestSettings
+) -> list[str]:
+    """The rules broken by the event's good fields, bad and missing ones stood in for;
+    a problem that names a stood-in field is left out (it is about the stand-in)."""
+    good = [(name, raw) for name, raw in members if name not in bad]
+    stand_ins = [(name, raw) for name, raw in _STAND_INS.items() if name in bad]
+    body = b"{%s}" % b",".join(b'"%s":%s' % (name.encode(), raw) for name, raw in good + stand_ins)
+    try:
+        event = _event_decoder.decode(body)
+    except (msgspec.DecodeError, RecursionError):  # a name given twice, say
+        return []
+    problems, _, _ = _rule_problems(event, now, settings)
+    return [p for p in problems if not any(re.search(rf"(?<!\w){n}(?!\w)", p) for n in bad)]
+
+
+def _mistyped(
+    raw: bytes | msgspec.Raw,
+    index: int,
+    exc: msgspec.ValidationError,
+    now: datetime,
+    settings: IngestSettings,
+) -> Rejection:
+    """The rejection of an event msgspec refuses: the problem it met first, then every
+    other one, each field named once."""
+    first = _describe(exc)
+    event_id = _recover_id(raw)
+    members = object_members(bytes(raw))
+    if members is None:  # not an object: there is nothing more to say
+        return Rejection(index, event_id, first)
+    problems, bad, _ = _member_problems(members)
+    problems += _rules_around(members, bad, now, settings)
+    others = [p for p in problems if _field_of(p) != _field_of(first)]
+    return Rejection(index, event_id, "; ".join([first, *dict.fromkeys(others)]))
+
+
 def _undecodable(raw: bytes | msgspec.Raw, index: int, exc: Exception) -> Rejection:
     """The rejection of an event msgspec cannot decode at all: decoded member by member,
-    the reason names the field at fault (attributes nested too deeply, a string escape for a
-    lone surrogate, broken JSON) and the id is kept when it is readable."""
+    the reason names every field at fault (attributes nested too deeply, a string escape
+    for a lone surrogate, broken JSON, a wrong type, a missing field) and the id is kept
+    when it is readable."""
     members = object_members(bytes(raw))
     if members is None:
         if isinstance(exc, RecursionError):
             return Rejection(index, None, "event nests JSON too deeply")
         return Rejection(index, None, f"event is not valid JSON: {exc}")
     event_id = None
-    problem = None
     deepest = (0, "")
     for name, value_raw in members:
         try:
             value = _any_decoder.decode(value_raw)
-        except RecursionError:
-            problem = problem or f"{name}: nests JSON too deeply"
-            continue
-        except msgspec.DecodeError as error:
-            if "surrogate" in str(error) or _SURROGATE_ESCAPE.search(value_raw):
-                problem = problem or (
-                    f"{name}: holds a string escape for a lone UTF-16 surrogate "
-                    "(\\ud800–\\udfff without its pair), which is not Unicode text"
-                )
-            else:
-                problem = problem or f"{name}: not valid JSON: {error}"
-            continue
+        except (msgspec.DecodeError, RecursionError):
+            continue  # named by _member_problems
         if name == "id" and isinstance(value, str):
             event_id = value
         deepest = max(deepest, (_json_depth(value), name))
-    if problem is None:  # each part decodes; together they nest one level too deep
-        problem = f"{deepest[1] or 'event'}: nests JSON too deeply ({deepest[0]} levels)"
-    return Rejection(index, event_id, problem)
+    problems, _, undecodable = _member_problems(members)
+    if not undecodable:  # each part decodes; together they nest one level too deep
+        field = deepest[1] or "event"
+        problems = [
+            f"{field}: nests JSON too deeply ({deepest[0]} levels)",
+            *(p for p in problems if _field_of(p) != field),
+        ]
+    return Rejection(index, event_id, "; ".join(problems))
 
 
 def parse_single(body: bytes, now: datetime, settings: IngestSettings) -> UsageEvent | Rejection:

@@ -70,6 +70,7 @@ EXAMPLE_ARGS: dict[str, tuple[str, ...]] = {
     "invoice show": ("LUC-2026-000001",),
     "invoice verify": ("LUC-2026-000001",),
     "partitions ensure": (),
+    "grafana role": ("--create", "--password", "unused"),
 }
 
 

@@ -5,8 +5,15 @@ migrated database, every SQL panel answers as ``luc_grafana``, and nothing else 
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import os
+import re
 import shutil
 import subprocess
+import sys
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -66,3 +73,97 @@ async def test_the_role_reads_what_every_sql_panel_reads_and_nothing_else(
             await conn.execute("DELETE FROM rollup_jobs")
     finally:
         await conn.close()
+
+
+# `luc grafana role`: the same script, printed or run by the command line ------------------
+
+# Quotes and backslashes: the password must reach PostgreSQL exactly as given.
+TRICKY_PASSWORD = "it's a \\back'slash \\n"
+
+
+def luc(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m service ARGS`` with only the LUC_* settings given here, from a folder
+    other than the checkout (the script must come from the package, not the current folder)."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("LUC_")}
+    return subprocess.run(
+        [sys.executable, "-m", "service", *args],
+        env={**inherited, **env},
+        cwd=tempfile.gettempdir(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+async def password_is(conn: asyncpg.Connection, role: str, password: str) -> bool:
+    """Does ``role``'s stored SCRAM-SHA-256 verifier match ``password`` (RFC 5802)? Checked
+    on the verifier, as the test servers trust every local connection."""
+    stored = await conn.fetchval("SELECT rolpassword FROM pg_authid WHERE rolname = $1", role)
+    method, _, rest = stored.partition("$")
+    assert method == "SCRAM-SHA-256", stored
+    iterations_salt, _, keys = rest.partition("$")
+    iterations, _, salt = iterations_salt.partition(":")
+    stored_key, _, _server_key = keys.partition(":")
+    salted = hashlib.pbkdf2_hmac(
+        "sha256", password.encode(), base64.b64decode(salt), int(iterations)
+    )
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    return hashlib.sha256(client_key).digest() == base64.b64decode(stored_key)
+
+
+def test_luc_grafana_role_print_is_the_deploy_script() -> None:
+    done = luc("grafana", "role", "--print")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ROLE_SQL.read_text()
+    assert done.stderr == ""  # printing touches no database
+
+
+def test_luc_grafana_role_wants_one_of_print_or_create() -> None:
+    for args in ((), ("--print", "--create")):
+        done = luc("grafana", "role", *args)
+        assert done.returncode == 2
+        assert "Error: give one of --print or --create" in done.stderr
+
+
+async def test_luc_grafana_role_create_runs_it_on_the_servers_database(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    for _ in range(2):  # again: the role exists, its password is set again
+        done = luc(
+            "grafana",
+            "role",
+            "--create",
+            LUC_DATABASE_URL=database_url,
+            LUC_GRAFANA_PG_PASSWORD=TRICKY_PASSWORD,
+        )
+        assert done.returncode == 0, done.stderr
+        # The role is cluster-wide, and other tests on this server make it too.
+        assert re.fullmatch(
+            r"role luc_grafana (created|existed: password set); it may SELECT rollup_jobs, "
+            r"rollup_agent_days and rollup_model_days, nothing else\n",
+            done.stdout,
+        ), done.stdout
+        assert done.stderr.startswith("database: postgresql://"), done.stderr
+        assert TRICKY_PASSWORD not in done.stderr + done.stdout
+    assert await password_is(db, "luc_grafana", TRICKY_PASSWORD)
+    grants = await db.fetch(
+        "SELECT table_name, privilege_type FROM information_schema.role_table_grants"
+        " WHERE grantee = 'luc_grafana' ORDER BY table_name"
+    )
+    assert [tuple(row) for row in grants] == [
+        ("rollup_agent_days", "SELECT"),
+        ("rollup_jobs", "SELECT"),
+        ("rollup_model_days", "SELECT"),
+    ]
+
+
+def test_luc_grafana_role_create_refuses_a_database_without_luc(admin_url: str) -> None:
+    done = luc(
+        "grafana",
+        "role",
+        "--create",
+        LUC_DATABASE_URL=admin_url,  # the server's maintenance database: no LUC schema
+        LUC_GRAFANA_PG_PASSWORD="unused",
+    )
+    assert done.returncode == 1
+    assert "Error: no LUC schema in" in done.stderr, done.stderr

@@ -164,7 +164,71 @@ def test_an_event_that_is_not_json_is_rejected_alone() -> None:
 def test_a_deeply_nested_event_is_rejected_not_crashed() -> None:
     deep = b'{"id": "gen-1", "attributes": {"a": ' + b"[" * 5000 + b"]" * 5000 + b"}}"
     rejection = rejected(deep)
-    assert (rejection.id, rejection.reason) == ("gen-1", "attributes: nests JSON too deeply")
+    assert rejection.id == "gen-1"
+    # Every problem: the nesting first, then each required field it lacks.
+    assert rejection.reason == "attributes: nests JSON too deeply; " + "; ".join(
+        f"{field}: required field is missing"
+        for field in (
+            "occurred_at",
+            "job_id",
+            "agent",
+            "provider",
+            "model",
+            "input_tokens",
+            "output_tokens",
+        )
+    )
+
+
+# A rejected event names every problem it has, joined by "; ", the first one met first.
+REASONING = "reasoning_tokens (501) exceed output_tokens (500); output_tokens counts reasoning too"
+
+
+def test_an_event_breaking_several_rules_is_rejected_with_each_of_them() -> None:
+    reason = rejected(
+        event_json(
+            occurred_at="2026-11-24T12:05:01Z", reasoning_tokens=501, provider_cost_usd="-0.01"
+        )
+    ).reason
+    assert reason == (
+        "occurred_at: 2026-11-24T12:05:01+00:00 is more than 300 s in the future; "
+        f"{REASONING}; "
+        "provider_cost_usd: '-0.01' has a sign; the amount cannot be negative (a plain "
+        "decimal string is expected, e.g. '12.05')"
+    )
+
+
+def test_an_event_with_several_bad_fields_names_each_and_the_rules_its_good_fields_break() -> None:
+    # In the order of the body: job_id's type is met first, as msgspec meets it; then the
+    # other fields, a missing one, and the rule that the good token fields break.
+    reason = rejected(
+        event_json(input_tokens=-1, job_id="j" * 129, cost_usd="0", agent=..., reasoning_tokens=501)
+    ).reason
+    assert reason == (
+        "job_id: expected `str` of length <= 128; "
+        "input_tokens: expected `int` >= 0; "
+        "cost_usd: unknown field (the event format has no such field); "
+        "agent: required field is missing; "
+        f"{REASONING}"
+    )
+
+
+def test_a_rule_about_a_bad_field_is_not_reported_twice() -> None:
+    # input_tokens is no number: the rule comparing cached tokens with it cannot be judged.
+    reason = rejected(
+        event_json(input_tokens="many", cached_input_tokens=2000, reasoning_tokens=501)
+    ).reason
+    assert reason == f"input_tokens: expected `int`, got `str`; {REASONING}"
+
+
+def test_an_undecodable_event_names_its_other_bad_fields_too() -> None:
+    raw = event_json(output_tokens=-5).replace(b'"job-1"', b'"\\ud800"')
+    rejection = rejected(raw)
+    assert (rejection.id, rejection.reason) == (
+        "gen-1",
+        "job_id: holds a string escape for a lone UTF-16 surrogate (\\ud800–\\udfff without "
+        "its pair), which is not Unicode text; output_tokens: expected `int` >= 0",
+    )
 
 
 def test_a_batch_parses_each_event_on_its_own() -> None:
