@@ -29,6 +29,7 @@ from service.errors import InvalidRequestError, NotFoundError
 from service.invoices.service import update_job
 from service.ledger.service import job_entries
 from service.rollups.service import job_detail, list_jobs
+from service.tokens import counts_of
 
 
 class JobsController(Controller):
@@ -162,11 +163,7 @@ class JobsController(Controller):
                     catalog_version=e.catalog_version,
                     occurred_at=timestamp(e.occurred_at) or "",
                     recorded_at=timestamp(e.recorded_at) or "",
-                    input_tokens=e.input_tokens,
-                    cached_input_tokens=e.cached_input_tokens,
-                    cache_write_tokens=e.cache_write_tokens,
-                    output_tokens=e.output_tokens,
-                    reasoning_tokens=e.reasoning_tokens,
+                    **counts_of(e),
                     events=e.event_count,
                     unpriced_events=e.unpriced_count,
                     cost_usd=money(e.cost_usd),

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import msgspec
 
-from service.rollups.models import Totals
+from service.rollups.models import MEASURES, Totals
 from service.wire import instant_text, money_text
 
 
@@ -50,20 +51,17 @@ class TotalsOut(msgspec.Struct, kw_only=True):
     last_event_at: str | None
 
 
+# A measure's wire form, by its form (``rollups.models.Measure.form``).
+_WIRE_FORMS: dict[str, Callable[[Any], Any]] = {
+    "money": money,
+    "count": int,
+    "instant": timestamp,
+}
+
+
 def totals_fields(t: Totals) -> dict[str, Any]:
-    return {
-        "cost_usd": money(t.cost_usd),
-        "provider_cost_usd": money(t.provider_cost_usd) or "0",
-        "events": t.events,
-        "unpriced_events": t.unpriced_events,
-        "input_tokens": t.input_tokens,
-        "cached_input_tokens": t.cached_input_tokens,
-        "cache_write_tokens": t.cache_write_tokens,
-        "output_tokens": t.output_tokens,
-        "reasoning_tokens": t.reasoning_tokens,
-        "first_event_at": timestamp(t.first_event_at),
-        "last_event_at": timestamp(t.last_event_at),
-    }
+    """The fields of ``TotalsOut`` for ``t``: every measure in its wire form."""
+    return {m.name: _WIRE_FORMS[m.form](getattr(t, m.name)) for m in MEASURES}
 
 
 class UnitPrices(msgspec.Struct):

@@ -15,6 +15,7 @@ from service.auth.guard import READ
 from service.db import on_connection
 from service.ledger.service import unpriced_events
 from service.rollups.service import USAGE_GROUPS, usage
+from service.tokens import counts_from_row
 
 
 class UsageController(Controller):
@@ -92,11 +93,7 @@ class UsageController(Controller):
                     agent=r["agent"],
                     provider=r["provider"],
                     occurred_at=timestamp(r["occurred_at"]) or "",
-                    input_tokens=r["input_tokens"],
-                    cached_input_tokens=r["cached_input_tokens"],
-                    cache_write_tokens=r["cache_write_tokens"],
-                    output_tokens=r["output_tokens"],
-                    reasoning_tokens=r["reasoning_tokens"],
+                    **counts_from_row(r),
                     reason=r["reason"],
                 )
                 for r in rows

@@ -61,7 +61,8 @@ from service.gateway.usage import (
     usage_event,
 )
 from service.pricing.catalog import Catalog
-from service.pricing.cost import TokenCounts, event_cost
+from service.pricing.cost import event_cost
+from service.tokens import TokenCounts
 
 log = structlog.get_logger("luc.gateway")
 
@@ -217,7 +218,10 @@ class Gateway:
         if self.budgets is not None:
             prompt_tokens = estimate_tokens(request.prompt_text())
             estimate = event_cost(
-                TokenCounts(prompt_tokens, 0, 0, request.max_output_tokens() or 0, 0), quote.price
+                TokenCounts(
+                    input_tokens=prompt_tokens, output_tokens=request.max_output_tokens() or 0
+                ),
+                quote.price,
             )
             verdict = await self.budgets.reserve(
                 job_id=context.job_id,
@@ -390,12 +394,7 @@ class Gateway:
         quote = catalog.quote(model, when)
         assert quote.price is not None  # checked in _prepare, or just above
         tokens = usage.tokens()
-        cost = event_cost(
-            TokenCounts(
-                tokens.input, tokens.cached, tokens.cache_write, tokens.output, tokens.reasoning
-            ),
-            quote.price,
-        )
+        cost = event_cost(tokens, quote.price)
         return ChatResult(
             text=text,
             cost=Cost(

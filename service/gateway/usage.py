@@ -34,6 +34,7 @@ import structlog
 
 from service.gateway.models import CallContext, ProviderUsage
 from service.ingest.models import AgentName, JobId, UsageEventIn
+from service.tokens import counts_of
 from service.wire import instant_text
 
 log = structlog.get_logger("luc.gateway")
@@ -205,11 +206,7 @@ def usage_event(
         agent=context.agent,
         provider=provider,
         model=model,
-        input_tokens=usage.input_tokens,
-        cached_input_tokens=usage.cached_input_tokens,
-        cache_write_tokens=usage.cache_write_tokens,
-        output_tokens=usage.output_tokens,
-        reasoning_tokens=usage.reasoning_tokens,
+        **counts_of(usage),
         provider_cost_usd=decimal_string(usage.provider_cost_usd),
         status=status,
         reservation_id=reservation_id,

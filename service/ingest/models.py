@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from service.tokens import TOKEN_FIELDS, TokenCounts
+
 # Per class per event (SPEC §2): far above any call. Sums of them are NUMERIC in the rollups
 # and invoices (migration 0007), so no number of events can overflow them.
 MAX_TOKENS = 10**12
@@ -27,7 +29,11 @@ Timestamp = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 
 class UsageEventIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """One gateway call, exactly as SPEC §2 defines the wire format."""
+    """One gateway call, exactly as SPEC §2 defines the wire format.
+
+    The token fields are the classes of ``service.tokens``, spelled out so that the
+    OpenAPI document and mypy see them; a unit test checks them against the declaration.
+    """
 
     id: EventId
     occurred_at: Timestamp
@@ -55,9 +61,10 @@ class BatchIn(msgspec.Struct, forbid_unknown_fields=True):
     events: list[msgspec.Raw]
 
 
-@dataclass(frozen=True, slots=True)
-class UsageEvent:
-    """A validated event: offsets normalised, defaults applied, cost parsed."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UsageEvent(TokenCounts):
+    """A validated event: offsets normalised, defaults applied, cost parsed; a count per
+    token class (``TokenCounts``)."""
 
     id: str
     occurred_at: datetime
@@ -65,11 +72,6 @@ class UsageEvent:
     agent: str
     provider: str
     model: str
-    input_tokens: int
-    cached_input_tokens: int
-    cache_write_tokens: int
-    output_tokens: int
-    reasoning_tokens: int
     provider_cost_usd: Decimal | None
     status: str
     attributes: dict[str, Any] | None
@@ -83,11 +85,7 @@ CONTENT_FIELDS = (
     "agent",
     "provider",
     "model",
-    "input_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "output_tokens",
-    "reasoning_tokens",
+    *TOKEN_FIELDS,
     "provider_cost_usd",
     "status",
     "attributes",

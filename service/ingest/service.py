@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from service.db import Connection
 from service.ingest import queries
 from service.ingest.models import UsageEvent
+from service.tokens import counts_from_row
 
 
 async def stored_events(conn: Connection, ids: Sequence[str]) -> dict[str, UsageEvent]:
@@ -22,11 +23,7 @@ async def stored_events(conn: Connection, ids: Sequence[str]) -> dict[str, Usage
             agent=r["agent"],
             provider=r["provider"],
             model=r["model"],
-            input_tokens=r["input_tokens"],
-            cached_input_tokens=r["cached_input_tokens"],
-            cache_write_tokens=r["cache_write_tokens"],
-            output_tokens=r["output_tokens"],
-            reasoning_tokens=r["reasoning_tokens"],
+            **counts_from_row(r),
             provider_cost_usd=r["provider_cost_usd"],
             status=r["status"],
             attributes=r["attributes"],

@@ -15,6 +15,7 @@ from service.errors import InvalidRequestError, PayloadTooLargeError
 from service.ingest.models import BatchIn, Rejection, UsageEvent, UsageEventIn
 from service.ingest.scan import batch_events, object_members
 from service.settings import IngestSettings
+from service.tokens import TOTALS, counts_of, parts_of
 from service.wire import WireValueError, parse_instant, parse_money
 
 _event_decoder = msgspec.json.Decoder(UsageEventIn)
@@ -154,6 +155,25 @@ def _attributes_problem(value: object) -> str | None:
     return None
 
 
+# (total, its parts) for each total that has parts: input_tokens ⊇ cached + cache writes.
+_TOTALS_WITH_PARTS = tuple(
+    (total, tuple(p.name for p in parts)) for total in TOTALS if (parts := parts_of(total))
+)
+
+
+def _parts_above_total(event: UsageEventIn) -> str | None:
+    """Why the event's token parts do not fit in their totals, if they do not."""
+    for total, parts in _TOTALS_WITH_PARTS:
+        counts = [getattr(event, part) for part in parts]
+        whole = getattr(event, total.name)
+        if sum(counts) > whole:
+            return (
+                f"{' + '.join(parts)} ({' + '.join(map(str, counts))}) exceed {total.name} "
+                f"({whole}); {total.name} counts {total.holds}"
+            )
+    return None
+
+
 def check_event(event: UsageEventIn, now: datetime, settings: IngestSettings) -> UsageEvent | str:
     """The rules msgspec's types cannot say; a string is the rejection reason."""
     try:
@@ -172,17 +192,8 @@ def check_event(event: UsageEventIn, now: datetime, settings: IngestSettings) ->
             f"occurred_at: {occurred_at.isoformat()} is more than "
             f"{settings.max_future_skew_seconds} s in the future"
         )
-    if event.cached_input_tokens + event.cache_write_tokens > event.input_tokens:
-        return (
-            "cached_input_tokens + cache_write_tokens "
-            f"({event.cached_input_tokens} + {event.cache_write_tokens}) exceed input_tokens "
-            f"({event.input_tokens}); input_tokens counts every prompt token"
-        )
-    if event.reasoning_tokens > event.output_tokens:
-        return (
-            f"reasoning_tokens ({event.reasoning_tokens}) exceed output_tokens "
-            f"({event.output_tokens}); output_tokens counts reasoning too"
-        )
+    if problem := _parts_above_total(event):
+        return problem
     provider_cost: Decimal | None = None
     if event.provider_cost_usd is not None:
         try:
@@ -228,11 +239,7 @@ def check_event(event: UsageEventIn, now: datetime, settings: IngestSettings) ->
         agent=event.agent,
         provider=event.provider,
         model=event.model,
-        input_tokens=event.input_tokens,
-        cached_input_tokens=event.cached_input_tokens,
-        cache_write_tokens=event.cache_write_tokens,
-        output_tokens=event.output_tokens,
-        reasoning_tokens=event.reasoning_tokens,
+        **counts_of(event),
         provider_cost_usd=provider_cost,
         status=event.status,
         attributes=event.attributes,

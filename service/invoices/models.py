@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from service.money import exact_sum, quantize_half_up
+from service.tokens import TokenCounts
 from service.wire import instant_text as instant_text
 from service.wire import money_text
 
@@ -23,8 +24,6 @@ ROUNDING_RULE = (
     "total = subtotal rounded once to 0.01 USD, half up (ROUND_HALF_UP: 0.125 → 0.13); "
     "lines and subtotal at full precision"
 )
-
-PRICE_CLASSES = ("input", "output", "cache_read", "cache_write", "reasoning", "per_request")
 
 
 def invoice_number(year: int, seq: int) -> str:
@@ -71,9 +70,10 @@ class JobChanges:
     clear: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True, slots=True)
-class DraftLine:
-    """Covered entries of one agent × model × provider × catalog version (one unit price)."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DraftLine(TokenCounts):
+    """Covered entries of one agent × model × provider × catalog version (one unit price),
+    with their sum of each token class."""
 
     agent: str
     model: str
@@ -82,11 +82,6 @@ class DraftLine:
     catalog_version: int
     tier: str | None
     events: int
-    input_tokens: int
-    cached_input_tokens: int
-    cache_write_tokens: int
-    output_tokens: int
-    reasoning_tokens: int
     unit_prices: dict[str, Decimal]
     amount_usd: Decimal
 

@@ -16,7 +16,6 @@ from typing import Any
 
 from service.invoices.models import (
     CURRENCY,
-    PRICE_CLASSES,
     ROUNDING_RULE,
     Draft,
     DraftLine,
@@ -25,7 +24,8 @@ from service.invoices.models import (
     instant_text,
 )
 from service.money import exact_difference
-from service.rollups.models import TOKEN_CLASSES
+from service.pricing.models import PRICE_CLASSES
+from service.tokens import TOKEN_CLASSES, TOKEN_FIELDS, counts_of
 
 # Canonical JSON ----------------------------------------------------------------------------
 
@@ -58,11 +58,7 @@ def line_document(line: DraftLine) -> dict[str, Any]:
         "catalog_version": line.catalog_version,
         "tier": line.tier,
         "events": line.events,
-        "input_tokens": line.input_tokens,
-        "cached_input_tokens": line.cached_input_tokens,
-        "cache_write_tokens": line.cache_write_tokens,
-        "output_tokens": line.output_tokens,
-        "reasoning_tokens": line.reasoning_tokens,
+        **counts_of(line),
         "unit_prices": {k: decimal_text(line.unit_prices[k]) for k in PRICE_CLASSES},
         "amount_usd": decimal_text(line.amount_usd),
     }
@@ -125,7 +121,7 @@ CSV_COLUMNS = (
     "catalog_version",
     "tier",
     "events",
-    *TOKEN_CLASSES,
+    *TOKEN_FIELDS,
     *(f"unit_price_{k}" for k in PRICE_CLASSES),
     "amount_usd",
     "note",
@@ -161,7 +157,7 @@ def to_csv(document: dict[str, Any]) -> str:
                 line["catalog_version"],
                 line["tier"] or "",
                 line["events"],
-                *(line[k] for k in TOKEN_CLASSES),
+                *(line[k] for k in TOKEN_FIELDS),
                 *(prices[k] for k in PRICE_CLASSES),
                 line["amount_usd"],
                 "",
@@ -215,10 +211,7 @@ def _e(value: Any) -> str:
 
 
 def _tokens(line: dict[str, Any]) -> str:
-    labels = ("input", "cached", "cache write", "output", "reasoning")
-    return "<br>".join(
-        f"{label} {int(line[k]):,}" for label, k in zip(labels, TOKEN_CLASSES, strict=True)
-    )
+    return "<br>".join(f"{c.label} {int(line[c.name]):,}" for c in TOKEN_CLASSES)
 
 
 def _prices(prices: dict[str, str]) -> str:

@@ -20,7 +20,6 @@ from service.invoices import queries
 from service.invoices.models import (
     CURRENCY,
     JOB_STATUSES,
-    PRICE_CLASSES,
     ROUNDING_RULE,
     Draft,
     DraftLine,
@@ -41,7 +40,8 @@ from service.invoices.render import (
 )
 from service.ledger.rerate import lock_repricing
 from service.money import exact_difference, exact_sum
-from service.rollups.models import TOKEN_CLASSES
+from service.pricing.models import PRICE_CLASSES
+from service.tokens import TOKEN_FIELDS, counts_from_row
 from service.wire import parse_money
 
 MAX_METADATA_CHARS = 500
@@ -109,11 +109,7 @@ def _line(r: asyncpg.Record) -> DraftLine:
         catalog_version=r["catalog_version"],
         tier=r["tier"],
         events=int(r["events"]),
-        input_tokens=int(r["input_tokens"]),
-        cached_input_tokens=int(r["cached_input_tokens"]),
-        cache_write_tokens=int(r["cache_write_tokens"]),
-        output_tokens=int(r["output_tokens"]),
-        reasoning_tokens=int(r["reasoning_tokens"]),
+        **counts_from_row(r),
         unit_prices={k: r[f"price_{k}"] for k in PRICE_CLASSES},
         amount_usd=r["amount_usd"],
     )
@@ -124,7 +120,7 @@ def _is_empty(line: DraftLine) -> bool:
     return (
         line.events == 0
         and line.amount_usd == 0
-        and all(getattr(line, k) == 0 for k in TOKEN_CLASSES)
+        and all(getattr(line, k) == 0 for k in TOKEN_FIELDS)
     )
 
 
@@ -235,7 +231,7 @@ async def _insert_lines(conn: Connection, number: str, lines: list[DraftLine]) -
         [x.catalog_version for x in lines],
         [x.tier for x in lines],
         [x.events for x in lines],
-        *([getattr(x, k) for x in lines] for k in TOKEN_CLASSES),
+        *([getattr(x, k) for x in lines] for k in TOKEN_FIELDS),
         *([x.unit_prices[k] for x in lines] for k in PRICE_CLASSES),
         [x.amount_usd for x in lines],
     ]

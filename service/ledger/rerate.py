@@ -22,6 +22,7 @@ from service.ledger.models import NewLedgerEntry
 from service.ledger.service import charge_for
 from service.money import exact_difference
 from service.pricing.catalog import Catalog
+from service.tokens import counts_from_row, counts_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,14 +64,11 @@ def booking_from_row(r: Any) -> Booking:
         agent=r["agent"],
         provider=r["provider"],
         model=r["sent_model"],
-        input_tokens=r["input_tokens"],
-        cached_input_tokens=r["cached_input_tokens"],
-        cache_write_tokens=r["cache_write_tokens"],
-        output_tokens=r["output_tokens"],
-        reasoning_tokens=r["reasoning_tokens"],
+        **counts_from_row(r),
         provider_cost_usd=r["provider_cost_usd"],
         status="ok",
         attributes=None,
+        reservation_id=None,
     )
     return Booking(
         event=event,
@@ -110,11 +108,7 @@ def plan_rerating(booking: Booking, catalog: Catalog, why: str) -> Rerating | No
         catalog_version=booking.catalog_version,
         occurred_at=event.occurred_at,
         billing_day=event.occurred_at.date(),
-        input_tokens=-event.input_tokens,
-        cached_input_tokens=-event.cached_input_tokens,
-        cache_write_tokens=-event.cache_write_tokens,
-        output_tokens=-event.output_tokens,
-        reasoning_tokens=-event.reasoning_tokens,
+        **counts_of(event, sign=-1),
         event_count=-1,
         unpriced_count=-1 if booking.unpriced else 0,
         # copy_negate, not unary minus: the minus applies the context's 28-digit rounding.

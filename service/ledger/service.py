@@ -16,24 +16,15 @@ from service.ingest.models import UsageEvent
 from service.ledger import queries
 from service.ledger.models import LedgerEntry, NewLedgerEntry
 from service.pricing.catalog import PriceQuote
-from service.pricing.cost import TokenCounts, event_cost
+from service.pricing.cost import event_cost
+from service.pricing.models import PRICE_CLASSES
+from service.tokens import TOKEN_FIELDS, counts_from_row, counts_of
 
 
 def charge_for(event: UsageEvent, quote: PriceQuote) -> NewLedgerEntry:
     """The first entry of an event: priced when the quote has a price, else unpriced."""
     price = quote.price
-    cost = None
-    if price is not None:
-        cost = event_cost(
-            TokenCounts(
-                event.input_tokens,
-                event.cached_input_tokens,
-                event.cache_write_tokens,
-                event.output_tokens,
-                event.reasoning_tokens,
-            ),
-            price,
-        )
+    cost = None if price is None else event_cost(event, price)
     priced = price is not None and quote.version is not None
     return NewLedgerEntry(
         event_id=event.id,
@@ -46,11 +37,7 @@ def charge_for(event: UsageEvent, quote: PriceQuote) -> NewLedgerEntry:
         catalog_version=quote.version.id if priced and quote.version else None,
         occurred_at=event.occurred_at,
         billing_day=event.occurred_at.date(),
-        input_tokens=event.input_tokens,
-        cached_input_tokens=event.cached_input_tokens,
-        cache_write_tokens=event.cache_write_tokens,
-        output_tokens=event.output_tokens,
-        reasoning_tokens=event.reasoning_tokens,
+        **counts_of(event),
         event_count=1,
         unpriced_count=0 if priced else 1,
         cost_usd=cost,
@@ -68,11 +55,7 @@ def charge_for(event: UsageEvent, quote: PriceQuote) -> NewLedgerEntry:
 # NewLedgerEntry fields in the column order of queries.APPEND_ENTRIES.
 INSERT_FIELDS = queries.INSERT_FIELDS
 _insert_row = attrgetter(*INSERT_FIELDS)
-_MONEY_COLUMNS = frozenset(
-    i
-    for i, f in enumerate(INSERT_FIELDS)
-    if f in ("cost_usd", "provider_cost_usd") or f.startswith("price_")
-)
+_MONEY_COLUMNS = frozenset(i for i, f in enumerate(INSERT_FIELDS) if f in queries.MONEY_FIELDS)
 
 
 def _decimal_text(value: Decimal | None) -> str | None:
@@ -103,6 +86,9 @@ INLINE_LIMIT = 32
 """Groups up to this many events travel inline (see ``queries.CREATE_STAGING_TABLE``)."""
 
 
+_event_counts = attrgetter(*TOKEN_FIELDS)
+
+
 def staged_charge(event: UsageEvent, charge: NewLedgerEntry) -> StagedCharge:
     """The staging row of ``event`` with ``charge`` (from ``charge_for``)."""
     return (
@@ -112,11 +98,7 @@ def staged_charge(event: UsageEvent, charge: NewLedgerEntry) -> StagedCharge:
         event.agent,
         event.provider,
         event.model,
-        event.input_tokens,
-        event.cached_input_tokens,
-        event.cache_write_tokens,
-        event.output_tokens,
-        event.reasoning_tokens,
+        *_event_counts(event),
         _decimal_text(event.provider_cost_usd),
         event.status,
         None if event.attributes is None else msgspec.json.encode(event.attributes).decode(),
@@ -177,14 +159,7 @@ async def stage_charges(
 def _entry(r: asyncpg.Record) -> LedgerEntry:
     unit_prices = None
     if r["catalog_version"] is not None:
-        unit_prices = {
-            "input": r["price_input"],
-            "output": r["price_output"],
-            "cache_read": r["price_cache_read"],
-            "cache_write": r["price_cache_write"],
-            "reasoning": r["price_reasoning"],
-            "per_request": r["price_per_request"],
-        }
+        unit_prices = {k: r[f"price_{k}"] for k in PRICE_CLASSES}
     return LedgerEntry(
         id=r["id"],
         event_id=r["event_id"],
@@ -197,11 +172,7 @@ def _entry(r: asyncpg.Record) -> LedgerEntry:
         catalog_version=r["catalog_version"],
         occurred_at=r["occurred_at"],
         recorded_at=r["recorded_at"],
-        input_tokens=r["input_tokens"],
-        cached_input_tokens=r["cached_input_tokens"],
-        cache_write_tokens=r["cache_write_tokens"],
-        output_tokens=r["output_tokens"],
-        reasoning_tokens=r["reasoning_tokens"],
+        **counts_from_row(r),
         event_count=r["event_count"],
         unpriced_count=r["unpriced_count"],
         cost_usd=r["cost_usd"],
