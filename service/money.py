@@ -16,6 +16,8 @@ from contextlib import AbstractContextManager
 from decimal import ROUND_HALF_UP, Decimal
 from functools import reduce
 
+CENT = Decimal("0.01")
+
 # Digits are cheap: the precision is a ceiling, and a sum costs what its digits cost.
 _PRECISION = 1000
 

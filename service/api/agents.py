@@ -15,6 +15,7 @@ from service.auth.guard import READ
 from service.db import on_connection
 from service.errors import NotFoundError
 from service.rollups.service import agent_detail, list_agents
+from service.wire import day_text
 
 
 class AgentsController(Controller):
@@ -50,6 +51,6 @@ class AgentsController(Controller):
             raise NotFoundError(f"agent {agent!r} has no recorded usage")
         return AgentDetailOut(
             agent=found.agent,
-            days=[DayOut(day=d.day.isoformat(), **totals_fields(d.totals)) for d in found.days],
+            days=[DayOut(day=day_text(d.day), **totals_fields(d.totals)) for d in found.days],
             **totals_fields(found.totals),
         )

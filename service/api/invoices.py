@@ -16,9 +16,10 @@ from service.api.schemas import UnitPrices, timestamp
 from service.auth.guard import ADMIN, READ
 from service.db import on_connection
 from service.errors import InvalidRequestError
-from service.invoices.models import JobChanges, JobInfo, cents_text, decimal_text
+from service.invoices.models import JobChanges, JobInfo
 from service.invoices.render import invoice_document, to_csv, to_html
 from service.invoices.service import get_invoice, issue_invoice, list_invoices, preview_invoice
+from service.wire import cents_text, money_text
 
 # Wire schemas ------------------------------------------------------------------------------
 
@@ -230,8 +231,8 @@ class InvoicesController(Controller):
                     job_id=r.job_id,
                     issued_at=timestamp(r.issued_at) or "",
                     currency="USD",
-                    subtotal_usd=decimal_text(r.subtotal_usd),
-                    rounding_usd=decimal_text(r.rounding_usd),
+                    subtotal_usd=money_text(r.subtotal_usd),
+                    rounding_usd=money_text(r.rounding_usd),
                     total_usd=cents_text(r.total_usd),
                     covered_entries=r.covered_entries,
                     unpriced_events=r.unpriced_events,

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 import msgspec
 
-from service.rollups.models import MEASURES, Totals
-from service.wire import instant_text, money_text
+from service.rollups.models import MEASURES, Totals, UsageRow
+from service.wire import day_text, instant_text, money_text
 
 
 def money(value: Decimal | None) -> str | None:
@@ -148,6 +148,12 @@ class UsageOut(msgspec.Struct):
     group_by: list[str]
     rows: list[dict[str, Any]]
     """Each row: the group's keys, ``cost_usd`` (decimal string), ``events`` and token counts."""
+
+
+def usage_row(row: UsageRow) -> dict[str, Any]:
+    """A row of ``UsageOut``: the group's keys (a day as ``YYYY-MM-DD``), then its totals."""
+    keys = {k: day_text(v) if isinstance(v, date) else v for k, v in row.keys.items()}
+    return {**keys, **totals_fields(row.totals)}
 
 
 class UnpricedEventOut(msgspec.Struct):

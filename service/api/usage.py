@@ -10,7 +10,7 @@ from litestar.params import FromQuery, QueryParameter
 
 from service.api.deps import Resources, provide_resources
 from service.api.params import decode_cursor, encode_cursor, page_size, parse_range
-from service.api.schemas import UnpricedEventOut, UnpricedPage, UsageOut, timestamp, totals_fields
+from service.api.schemas import UnpricedEventOut, UnpricedPage, UsageOut, timestamp, usage_row
 from service.auth.guard import READ
 from service.db import on_connection
 from service.ledger.service import unpriced_events
@@ -60,9 +60,7 @@ class UsageController(Controller):
                 provider=provider,
             ),
         )
-        return UsageOut(
-            group_by=keys, rows=[{**row.keys, **totals_fields(row.totals)} for row in rows]
-        )
+        return UsageOut(group_by=keys, rows=[usage_row(row) for row in rows])
 
     @get(
         "/unpriced",

@@ -35,7 +35,7 @@ import structlog
 from service.gateway.models import CallContext, ProviderUsage
 from service.ingest.models import AgentName, JobId, UsageEventIn
 from service.tokens import counts_of
-from service.wire import instant_text
+from service.wire import instant_text, money_text
 
 log = structlog.get_logger("luc.gateway")
 
@@ -155,11 +155,6 @@ def estimated_usage(prompt: str, reply: str) -> ProviderUsage:
     )
 
 
-def decimal_string(value: Decimal | None) -> str | None:
-    """Plain notation, every digit kept (``1E-7`` → ``0.0000001``)."""
-    return None if value is None else format(value, "f")
-
-
 def _length_limits(kind: Any) -> tuple[int, int]:
     meta = kind.__metadata__[0]
     return meta.min_length, meta.max_length
@@ -207,7 +202,9 @@ def usage_event(
         provider=provider,
         model=model,
         **counts_of(usage),
-        provider_cost_usd=decimal_string(usage.provider_cost_usd),
+        provider_cost_usd=None
+        if usage.provider_cost_usd is None
+        else money_text(usage.provider_cost_usd),
         status=status,
         reservation_id=reservation_id,
         attributes={**context.attributes, **(attributes or {}), "usage_source": usage.source},

@@ -7,10 +7,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from service.money import exact_sum, quantize_half_up
+from service.money import CENT, exact_sum, quantize_half_up
 from service.tokens import TokenCounts
-from service.wire import instant_text as instant_text
-from service.wire import money_text
 
 CURRENCY = "USD"
 JOB_STATUSES = ("open", "closed")
@@ -18,8 +16,8 @@ NUMBER_PREFIX = "LUC"
 
 # Lines and the subtotal keep full precision (summed exactly, service.money); only the total
 # is rounded, once, to cents, half up: half away from zero in Python's decimal, so a credit
-# rounds like a charge.
-CENT = Decimal("0.01")
+# rounds like a charge. Amounts are written in their wire forms (service.wire: money_text,
+# cents_text for the total).
 ROUNDING_RULE = (
     "total = subtotal rounded once to 0.01 USD, half up (ROUND_HALF_UP: 0.125 → 0.13); "
     "lines and subtotal at full precision"
@@ -35,16 +33,6 @@ def round_total(subtotal: Decimal) -> Decimal:
     """The invoice total: ``subtotal`` rounded once to cents, half up (``ROUNDING_RULE``)."""
     total = quantize_half_up(subtotal, CENT)
     return total if total != 0 else Decimal("0.00")  # never "-0.00"
-
-
-# An amount at full precision on an invoice is its wire form (service.wire); so is an
-# instant (``instant_text``, imported from there).
-decimal_text = money_text
-
-
-def cents_text(value: Decimal) -> str:
-    """An amount already rounded to cents, with both decimals (``1.00``)."""
-    return format(quantize_half_up(value, CENT), "f")
 
 
 @dataclass(frozen=True, slots=True)

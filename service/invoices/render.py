@@ -19,13 +19,11 @@ from service.invoices.models import (
     ROUNDING_RULE,
     Draft,
     DraftLine,
-    cents_text,
-    decimal_text,
-    instant_text,
 )
 from service.money import exact_difference
 from service.pricing.models import PRICE_CLASSES
 from service.tokens import TOKEN_CLASSES, TOKEN_FIELDS, counts_of
+from service.wire import cents_text, instant_text, money_text
 
 # Canonical JSON ----------------------------------------------------------------------------
 
@@ -59,8 +57,8 @@ def line_document(line: DraftLine) -> dict[str, Any]:
         "tier": line.tier,
         "events": line.events,
         **counts_of(line),
-        "unit_prices": {k: decimal_text(line.unit_prices[k]) for k in PRICE_CLASSES},
-        "amount_usd": decimal_text(line.amount_usd),
+        "unit_prices": {k: money_text(line.unit_prices[k]) for k in PRICE_CLASSES},
+        "amount_usd": money_text(line.amount_usd),
     }
 
 
@@ -98,9 +96,9 @@ def invoice_document(
         "period_end": None if draft.period_end is None else instant_text(draft.period_end),
         "lines": [line_document(line) for line in draft.lines],
         "events": sum(line.events for line in draft.lines),
-        "subtotal_usd": decimal_text(subtotal),
+        "subtotal_usd": money_text(subtotal),
         "rounding_rule": ROUNDING_RULE,
-        "rounding_usd": decimal_text(exact_difference(total, subtotal)),
+        "rounding_usd": money_text(exact_difference(total, subtotal)),
         "total_usd": cents_text(total),
         "covered_entries": len(draft.entry_ids),
         "entries_sha256": entries_digest(draft.entry_ids),

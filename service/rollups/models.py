@@ -139,5 +139,6 @@ class AgentDetail:
 
 @dataclass(frozen=True, slots=True)
 class UsageRow:
-    keys: dict[str, str | int | None]
+    keys: dict[str, str | int | date | None]
+    """The group's keys (``day`` is a date)."""
     totals: Totals

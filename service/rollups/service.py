@@ -228,7 +228,7 @@ async def usage(
             continue
         result.append(
             UsageRow(
-                keys={k: r[k].isoformat() if isinstance(r[k], date) else r[k] for k in keys},
+                keys={k: r[k] for k in keys},
                 totals=Totals.from_row(r),
             )
         )

@@ -8,9 +8,10 @@ import io
 from decimal import Decimal
 from typing import Any
 
-from service.invoices.models import cents_text, decimal_text, round_total
+from service.invoices.models import round_total
 from service.invoices.render import canonical_json, digest_of, to_csv
 from service.invoices.service import verify_document
+from service.wire import cents_text, money_text
 
 D = Decimal
 
@@ -30,10 +31,10 @@ def test_a_total_that_rounds_to_nothing_is_zero_not_minus_zero() -> None:
 
 
 def test_money_text_is_plain_decimal_at_full_precision() -> None:
-    assert decimal_text(D("1E-7")) == "0.0000001"
-    assert decimal_text(D("0.0581200")) == "0.05812"
-    assert decimal_text(D("-0.00")) == "0"
-    assert decimal_text(D("120")) == "120"
+    assert money_text(D("1E-7")) == "0.0000001"
+    assert money_text(D("0.0581200")) == "0.05812"
+    assert money_text(D("-0.00")) == "0"
+    assert money_text(D("120")) == "120"
 
 
 def test_canonical_json_sorts_keys_has_no_whitespace_and_keeps_unicode() -> None:
