@@ -258,6 +258,17 @@ async def on_connection(pool: asyncpg.Pool, work: Callable[[Connection], Awaitab
         raise DatabaseUnavailableError(f"PostgreSQL is unavailable: {exc}") from exc
 
 
+async def answers(pool: asyncpg.Pool, wait_seconds: float = 2) -> bool:
+    """Whether PostgreSQL answers a trivial query through ``pool``, a connection coming
+    within ``wait_seconds`` (the readiness probe)."""
+    try:
+        async with pool.acquire(timeout=wait_seconds) as conn:
+            await conn.fetchval("SELECT 1")
+    except CONNECTION_ERRORS:
+        return False
+    return True
+
+
 # Migrations -------------------------------------------------------------------------------
 
 

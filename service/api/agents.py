@@ -4,30 +4,27 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import Controller, get
-from litestar.di import NamedDependency, Provide
+from litestar import get
+from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 
-from service.api.deps import Resources, provide_resources
+from service.api.deps import LucController, Resources
 from service.api.params import parse_range
-from service.api.schemas import AgentDetailOut, AgentList, AgentOut, DayOut, totals_fields
+from service.api.schemas.agents import AgentDetailOut, AgentList, agent_detail_out, agent_list
 from service.auth.guard import READ
 from service.db import on_connection
 from service.errors import NotFoundError
 from service.rollups.service import agent_detail, list_agents
-from service.wire import day_text
 
 
-class AgentsController(Controller):
+class AgentsController(LucController):
     path = "/v1/agents"
     tags = ["agents"]
     opt = READ
-    dependencies = {"luc": Provide(provide_resources)}
 
     @get("/", operation_id="listAgents", summary="Every agent with its lifetime totals")
     async def list(self, luc: NamedDependency[Resources]) -> AgentList:
-        agents = await on_connection(luc.pool, list_agents)
-        return AgentList(items=[AgentOut(agent=a.agent, **totals_fields(a.totals)) for a in agents])
+        return agent_list(await on_connection(luc.pool, list_agents))
 
     @get(
         "/{agent:str}",
@@ -49,8 +46,4 @@ class AgentsController(Controller):
         found = await on_connection(luc.pool, lambda conn: agent_detail(conn, agent, lower, upper))
         if found is None:
             raise NotFoundError(f"agent {agent!r} has no recorded usage")
-        return AgentDetailOut(
-            agent=found.agent,
-            days=[DayOut(day=day_text(d.day), **totals_fields(d.totals)) for d in found.days],
-            **totals_fields(found.totals),
-        )
+        return agent_detail_out(found)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import asyncpg
+from litestar import Controller
 from litestar.datastructures import State
+from litestar.di import Provide
 
 from service.auth.guard import KeyCache
 from service.budgets.delivery import Dispatcher
@@ -35,3 +37,9 @@ class Resources:
 async def provide_resources(state: State) -> Resources:
     resources: Resources = state.luc
     return resources
+
+
+class LucController(Controller):
+    """A controller whose handlers take the process's resources as ``luc``."""
+
+    dependencies = {"luc": Provide(provide_resources)}

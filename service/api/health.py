@@ -7,9 +7,9 @@ from litestar.di import NamedDependency, Provide
 from litestar.openapi import ResponseSpec
 
 from service.api.deps import Resources, provide_resources
-from service.api.schemas import Health
+from service.api.schemas.health import Health
 from service.auth.guard import PUBLIC
-from service.db import CONNECTION_ERRORS
+from service.db import answers
 
 
 @get("/healthz", operation_id="healthz", summary="The process is up", tags=["health"], opt=PUBLIC)
@@ -27,9 +27,6 @@ async def healthz() -> Health:
     responses={503: ResponseSpec(Health, description="PostgreSQL cannot be reached")},
 )
 async def readyz(luc: NamedDependency[Resources]) -> Response[Health]:
-    try:
-        async with luc.pool.acquire(timeout=2) as conn:
-            await conn.fetchval("SELECT 1")
-    except CONNECTION_ERRORS:
+    if not await answers(luc.pool):
         return Response(Health(status="database unavailable"), status_code=503)
     return Response(Health(status="ready"))

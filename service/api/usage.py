@@ -4,25 +4,23 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import Controller, get
-from litestar.di import NamedDependency, Provide
+from litestar import get
+from litestar.di import NamedDependency
 from litestar.params import FromQuery, QueryParameter
 
-from service.api.deps import Resources, provide_resources
-from service.api.params import decode_cursor, encode_cursor, page_size, parse_range
-from service.api.schemas import UnpricedEventOut, UnpricedPage, UsageOut, timestamp, usage_row
+from service.api.deps import LucController, Resources
+from service.api.params import PAGE_SIZE, decode_cursor, page, page_size, parse_range
+from service.api.schemas.usage import UnpricedPage, UsageOut, unpriced_event_out, usage_row
 from service.auth.guard import READ
 from service.db import on_connection
 from service.ledger.service import unpriced_events
 from service.rollups.service import USAGE_GROUPS, usage
-from service.tokens import counts_from_row
 
 
-class UsageController(Controller):
+class UsageController(LucController):
     path = "/v1"
     tags = ["usage"]
     opt = READ
-    dependencies = {"luc": Provide(provide_resources)}
 
     @get(
         "/usage",
@@ -73,28 +71,12 @@ class UsageController(Controller):
         model: FromQuery[str | None] = None,
         job_id: FromQuery[str | None] = None,
         cursor: FromQuery[str | None] = None,
-        limit: Annotated[int | None, QueryParameter(description="page size, 1–1000 (100)")] = None,
+        limit: Annotated[int | None, QueryParameter(description=PAGE_SIZE)] = None,
     ) -> UnpricedPage:
         size = page_size(limit)
         rows = await on_connection(
             luc.pool,
             lambda conn: unpriced_events(conn, decode_cursor(cursor), model, job_id, size + 1),
         )
-        more = len(rows) > size
-        rows = rows[:size]
-        return UnpricedPage(
-            items=[
-                UnpricedEventOut(
-                    id=r["event_id"],
-                    model=r["model"],
-                    job_id=r["job_id"],
-                    agent=r["agent"],
-                    provider=r["provider"],
-                    occurred_at=timestamp(r["occurred_at"]) or "",
-                    **counts_from_row(r),
-                    reason=r["reason"],
-                )
-                for r in rows
-            ],
-            next_cursor=encode_cursor(rows[-1]["event_id"]) if more else None,
-        )
+        items, next_cursor = page(rows, size, lambda e: e.event_id)
+        return UnpricedPage(items=[unpriced_event_out(e) for e in items], next_cursor=next_cursor)

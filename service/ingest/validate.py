@@ -14,6 +14,7 @@ import msgspec
 from service.errors import InvalidRequestError, PayloadTooLargeError
 from service.ingest.models import BatchIn, Rejection, UsageEvent, UsageEventIn
 from service.ingest.scan import batch_events, object_members
+from service.money import decimal_places
 from service.settings import IngestSettings
 from service.tokens import TOTALS, counts_of, parts_of
 from service.wire import WireValueError, parse_instant, parse_money
@@ -100,14 +101,6 @@ MAX_ATTRIBUTE_DEPTH = 32
 # bill can hold (below 10^18 USD, at most 30 decimal places) instead of failing the batch.
 _MAX_COST_DIGITS_BEFORE_POINT = 18
 _MAX_COST_DECIMAL_PLACES = 30
-
-
-def _decimal_places(value: Decimal) -> int:
-    """Significant digits after the point (``1.2300`` has 2); no context, so no overflow."""
-    _sign, digits, exponent = value.as_tuple()
-    assert isinstance(exponent, int)  # a finite value
-    trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
-    return max(0, -(exponent + trailing_zeros)) if any(digits) else 0
 
 
 def _text_problem(text: str) -> str | None:
@@ -202,7 +195,7 @@ def check_event(event: UsageEventIn, now: datetime, settings: IngestSettings) ->
             return str(exc)
         if (
             provider_cost.adjusted() >= _MAX_COST_DIGITS_BEFORE_POINT
-            or _decimal_places(provider_cost) > _MAX_COST_DECIMAL_PLACES
+            or decimal_places(provider_cost) > _MAX_COST_DECIMAL_PLACES
         ):
             return (
                 f"provider_cost_usd: {event.provider_cost_usd!r} is out of range (below "

@@ -7,11 +7,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from service.jobs.models import JobInfo
 from service.money import CENT, exact_sum, quantize_half_up
 from service.tokens import TokenCounts
 
 CURRENCY = "USD"
-JOB_STATUSES = ("open", "closed")
 NUMBER_PREFIX = "LUC"
 
 # Lines and the subtotal keep full precision (summed exactly, service.money); only the total
@@ -33,29 +33,6 @@ def round_total(subtotal: Decimal) -> Decimal:
     """The invoice total: ``subtotal`` rounded once to cents, half up (``ROUNDING_RULE``)."""
     total = quantize_half_up(subtotal, CENT)
     return total if total != 0 else Decimal("0.00")  # never "-0.00"
-
-
-@dataclass(frozen=True, slots=True)
-class JobInfo:
-    """A job's metadata; a job nobody described yet is open with no metadata."""
-
-    job_id: str
-    status: str
-    customer: str | None
-    title: str | None
-    reference: str | None
-    updated_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class JobChanges:
-    """A PATCH: ``None`` leaves a field as it is; ``clear`` names fields set to null."""
-
-    status: str | None = None
-    customer: str | None = None
-    title: str | None = None
-    reference: str | None = None
-    clear: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

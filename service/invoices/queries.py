@@ -1,4 +1,4 @@
-"""SQL owned by invoices (tables ``jobs``, ``invoice_*``, ``invoices``)."""
+"""SQL owned by invoices (tables ``invoice_*`` and ``invoices``)."""
 
 from service.pricing.models import PRICE_CLASSES
 from service.tokens import TOKEN_FIELDS
@@ -6,32 +6,9 @@ from service.tokens import TOKEN_FIELDS
 _TOKEN_SUMS = ", ".join(f"sum(l.{name}) AS {name}" for name in TOKEN_FIELDS)
 _PRICES = ", ".join(f"l.price_{name}" for name in PRICE_CLASSES)
 
-# Jobs metadata -----------------------------------------------------------------------------
-
-SELECT_JOB = """
-SELECT job_id, status, customer, title, reference, updated_at FROM jobs WHERE job_id = $1
-"""
-
-# Serialises everything that issues invoices for one job: the second of two concurrent
-# issues waits here, then sees the first one's entries as invoiced.
-ENSURE_JOB = "INSERT INTO jobs (job_id) VALUES ($1) ON CONFLICT (job_id) DO NOTHING"
-LOCK_JOB = f"{SELECT_JOB.strip()} FOR UPDATE"
-
-UPSERT_JOB = """
-INSERT INTO jobs AS j (job_id, status, customer, title, reference)
-VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT (job_id) DO UPDATE SET
-    status = EXCLUDED.status,
-    customer = EXCLUDED.customer,
-    title = EXCLUDED.title,
-    reference = EXCLUDED.reference,
-    updated_at = now()
-RETURNING job_id, status, customer, title, reference, updated_at
-"""
+# Drafting ----------------------------------------------------------------------------------
 
 JOB_HAS_USAGE = "SELECT EXISTS (SELECT 1 FROM ledger_entries WHERE job_id = $1)"
-
-# Drafting ----------------------------------------------------------------------------------
 
 # The entries the next invoice of a job covers: every entry no invoice covers yet, except
 # the unpriced bookings of events that are still unpriced; those wait for a catalog version

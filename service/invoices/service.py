@@ -1,4 +1,4 @@
-"""Job metadata, invoice preview and issue, reading and verifying issued invoices.
+"""Invoice preview and issue, reading and verifying issued invoices.
 
 An issued invoice is a snapshot: its canonical JSON and digest are stored in the issuing
 transaction beside its lines and the ledger entries it covers, and the database refuses
@@ -19,14 +19,11 @@ from service.errors import ConflictError, InvalidRequestError, NotFoundError
 from service.invoices import queries
 from service.invoices.models import (
     CURRENCY,
-    JOB_STATUSES,
     ROUNDING_RULE,
     Draft,
     DraftLine,
     Invoice,
     InvoiceSummary,
-    JobChanges,
-    JobInfo,
     Verification,
     invoice_number,
     round_total,
@@ -38,64 +35,13 @@ from service.invoices.render import (
     invoice_document,
     sha256_hex,
 )
+from service.jobs.models import JobInfo
+from service.jobs.service import get_job, lock_job
 from service.ledger.rerate import lock_repricing
 from service.money import exact_difference, exact_sum
 from service.pricing.models import PRICE_CLASSES
 from service.tokens import TOKEN_FIELDS, counts_from_row
 from service.wire import parse_money
-
-MAX_METADATA_CHARS = 500
-
-
-# Jobs metadata -----------------------------------------------------------------------------
-
-
-def _job(row: asyncpg.Record | None, job_id: str) -> JobInfo:
-    if row is None:
-        return JobInfo(job_id, "open", None, None, None, None)
-    return JobInfo(
-        job_id=row["job_id"],
-        status=row["status"],
-        customer=row["customer"],
-        title=row["title"],
-        reference=row["reference"],
-        updated_at=row["updated_at"],
-    )
-
-
-async def get_job(conn: Connection, job_id: str) -> JobInfo:
-    """A job's metadata; a job nobody described is open, without metadata."""
-    return _job(await conn.fetchrow(queries.SELECT_JOB, job_id), job_id)
-
-
-async def update_job(conn: Connection, job_id: str, changes: JobChanges) -> JobInfo:
-    """Set a job's status and metadata. Usage is not required: a job can be described first."""
-    if changes.status is not None and changes.status not in JOB_STATUSES:
-        raise InvalidRequestError(f"status: must be one of {', '.join(JOB_STATUSES)}")
-    for name in ("customer", "title", "reference"):
-        value = getattr(changes, name)
-        if value is not None and len(value) > MAX_METADATA_CHARS:
-            raise InvalidRequestError(f"{name}: at most {MAX_METADATA_CHARS} characters")
-    async with conn.transaction():
-        await conn.execute(queries.ENSURE_JOB, job_id)
-        current = _job(await conn.fetchrow(queries.LOCK_JOB, job_id), job_id)
-
-        def pick(name: str) -> Any:
-            if name in changes.clear:
-                return None
-            new = getattr(changes, name)
-            return getattr(current, name) if new is None else new
-
-        row = await conn.fetchrow(
-            queries.UPSERT_JOB,
-            job_id,
-            pick("status") or "open",
-            pick("customer"),
-            pick("title"),
-            pick("reference"),
-        )
-    return _job(row, job_id)
-
 
 # Drafting ----------------------------------------------------------------------------------
 
@@ -183,8 +129,7 @@ async def issue_invoice(conn: Connection, job_id: str) -> Invoice:
         # it covers and the unpriced events it names are one consistent picture.
         await lock_repricing(conn, shared=True)
         await _require_usage(conn, job_id)
-        await conn.execute(queries.ENSURE_JOB, job_id)
-        job = _job(await conn.fetchrow(queries.LOCK_JOB, job_id), job_id)
+        job = await lock_job(conn, job_id)
         draft = await _draft(conn, job)
         if not draft.entry_ids:
             raise ConflictError(_nothing_new(draft))

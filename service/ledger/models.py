@@ -51,3 +51,16 @@ class LedgerEntry(EntryFields):
     id: int
     recorded_at: datetime
     unit_prices: dict[str, Decimal] | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnpricedEvent(TokenCounts):
+    """An event no catalog version priced yet, with the reason its pricing gave."""
+
+    event_id: str
+    model: str
+    job_id: str
+    agent: str
+    provider: str
+    occurred_at: datetime
+    reason: str | None

@@ -14,7 +14,7 @@ import msgspec
 from service.db import Connection
 from service.ingest.models import UsageEvent
 from service.ledger import queries
-from service.ledger.models import LedgerEntry, NewLedgerEntry
+from service.ledger.models import LedgerEntry, NewLedgerEntry, UnpricedEvent
 from service.pricing.catalog import PriceQuote
 from service.pricing.cost import event_cost
 from service.pricing.models import PRICE_CLASSES
@@ -192,6 +192,19 @@ async def job_entries(
 
 async def unpriced_events(
     conn: Connection, after_id: str, model: str | None, job_id: str | None, limit: int
-) -> list[asyncpg.Record]:
-    """Events whose model no catalog version priced yet."""
-    return list(await conn.fetch(queries.SELECT_UNPRICED, after_id, model, job_id, limit))
+) -> list[UnpricedEvent]:
+    """Events whose model no catalog version priced yet, a page at a time in id order."""
+    rows = await conn.fetch(queries.SELECT_UNPRICED, after_id, model, job_id, limit)
+    return [
+        UnpricedEvent(
+            event_id=r["event_id"],
+            model=r["model"],
+            job_id=r["job_id"],
+            agent=r["agent"],
+            provider=r["provider"],
+            occurred_at=r["occurred_at"],
+            **counts_from_row(r),
+            reason=r["reason"],
+        )
+        for r in rows
+    ]

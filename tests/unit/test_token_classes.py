@@ -9,9 +9,11 @@ from dataclasses import fields
 import msgspec
 import pytest
 
-from service.api.catalog import ModelIn, ModelOut
-from service.api.invoices import InvoiceLineOut
-from service.api.schemas import LedgerEntryOut, TotalsOut, UnitPrices, UnpricedEventOut
+from service.api.schemas.catalog import ModelIn, ModelOut
+from service.api.schemas.common import TotalsOut, UnitPrices
+from service.api.schemas.invoices import InvoiceLineOut
+from service.api.schemas.jobs import LedgerEntryOut
+from service.api.schemas.usage import UnpricedEventOut
 from service.ingest.models import UsageEvent, UsageEventIn
 from service.pricing.models import PRICE_CLASSES, ModelPrice
 from service.rollups.models import MEASURE_NAMES, Totals

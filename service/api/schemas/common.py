@@ -1,16 +1,17 @@
-"""Wire schemas of the read and write API. Money is always a decimal string."""
+"""Wire pieces every resource shares: money and instants as text, totals, unit prices, the
+error body. Money is always a decimal string (``service.wire``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import msgspec
 
-from service.rollups.models import MEASURES, Totals, UsageRow
-from service.wire import day_text, instant_text, money_text
+from service.rollups.models import MEASURES, Totals
+from service.wire import instant_text, money_text
 
 
 def money(value: Decimal | None) -> str | None:
@@ -23,21 +24,10 @@ def timestamp(value: datetime | None) -> str | None:
     return None if value is None else instant_text(value)
 
 
-class EventResult(msgspec.Struct, omit_defaults=True):
-    id: str | None
-    status: str
-    reason: str | None = None
-
-
-class BatchResult(msgspec.Struct):
-    accepted: int
-    duplicates: int
-    conflicts: int
-    rejected: int
-    results: list[EventResult]
-
-
 class TotalsOut(msgspec.Struct, kw_only=True):
+    """The measures of a rollup (``rollups.models.MEASURES``), spelled out for OpenAPI; a
+    unit test checks them against the declaration."""
+
     cost_usd: str | None
     provider_cost_usd: str
     events: int
@@ -65,7 +55,7 @@ def totals_fields(t: Totals) -> dict[str, Any]:
 
 
 class UnitPrices(msgspec.Struct):
-    """USD per 1M tokens per class, and USD per request."""
+    """USD per 1M tokens per class, and USD per request (``pricing.models.PRICE_CLASSES``)."""
 
     input: str
     output: str
@@ -75,117 +65,14 @@ class UnitPrices(msgspec.Struct):
     per_request: str
 
 
-class JobLineOut(TotalsOut, kw_only=True):
-    agent: str
-    model: str
-    provider: str
-    catalog_version: int | None
-    tier: str | None
-    unit_prices: UnitPrices | None
-
-
-class JobOut(TotalsOut, kw_only=True):
-    job_id: str
-
-
-class JobDetailOut(JobOut, kw_only=True):
-    lines: list[JobLineOut]
-
-
-class JobPage(msgspec.Struct):
-    items: list[JobOut]
-    next_cursor: str | None
-
-
-class LedgerEntryOut(msgspec.Struct):
-    id: int
-    event_id: str
-    kind: str
-    job_id: str
-    agent: str
-    model: str
-    provider: str
-    tier: str | None
-    catalog_version: int | None
-    occurred_at: str
-    recorded_at: str
-    input_tokens: int
-    cached_input_tokens: int
-    cache_write_tokens: int
-    output_tokens: int
-    reasoning_tokens: int
-    events: int
-    unpriced_events: int
-    cost_usd: str | None
-    provider_cost_usd: str | None
-    unit_prices: UnitPrices | None
-    reason: str | None
-
-
-class LedgerPage(msgspec.Struct):
-    job_id: str
-    items: list[LedgerEntryOut]
-    next_cursor: str | None
-
-
-class AgentOut(TotalsOut, kw_only=True):
-    agent: str
-
-
-class AgentList(msgspec.Struct):
-    items: list[AgentOut]
-
-
-class DayOut(TotalsOut, kw_only=True):
-    day: str
-
-
-class AgentDetailOut(AgentOut, kw_only=True):
-    days: list[DayOut]
-
-
-class UsageOut(msgspec.Struct):
-    group_by: list[str]
-    rows: list[dict[str, Any]]
-    """Each row: the group's keys, ``cost_usd`` (decimal string), ``events`` and token counts."""
-
-
-def usage_row(row: UsageRow) -> dict[str, Any]:
-    """A row of ``UsageOut``: the group's keys (a day as ``YYYY-MM-DD``), then its totals."""
-    keys = {k: day_text(v) if isinstance(v, date) else v for k, v in row.keys.items()}
-    return {**keys, **totals_fields(row.totals)}
-
-
-class UnpricedEventOut(msgspec.Struct):
-    id: str
-    model: str
-    job_id: str
-    agent: str
-    provider: str
-    occurred_at: str
-    input_tokens: int
-    cached_input_tokens: int
-    cache_write_tokens: int
-    output_tokens: int
-    reasoning_tokens: int
-    reason: str | None
-
-
-class UnpricedPage(msgspec.Struct):
-    items: list[UnpricedEventOut]
-    next_cursor: str | None
-
-
-class ErrorBody(msgspec.Struct):
-    status_code: int
-    detail: str
-
-
-class Health(msgspec.Struct):
-    status: str
-
-
 def unit_prices(prices: dict[str, Decimal] | None) -> UnitPrices | None:
     if prices is None:
         return None
     return UnitPrices(**{k: money(v) or "0" for k, v in prices.items()})
+
+
+class ErrorBody(msgspec.Struct):
+    """LUC's one error body (``api.errors``)."""
+
+    status_code: int
+    detail: str
