@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import subprocess
 import warnings
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -77,6 +78,7 @@ def is_unavailable(exc: BaseException) -> bool:
 
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 # What service functions take: a plain connection or one borrowed from the pool.
 Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
@@ -256,6 +258,13 @@ async def on_connection(pool: asyncpg.Pool, work: Callable[[Connection], Awaitab
             return await work(conn)
     except CONNECTION_ERRORS as exc:
         raise DatabaseUnavailableError(f"PostgreSQL is unavailable: {exc}") from exc
+
+
+def from_row(record: type[R], row: Any, **given: Any) -> R:
+    """The dataclass ``record`` made of ``row``, whose columns are named as its fields;
+    ``given`` sets the fields that are no plain column."""
+    names = (f.name for f in dataclasses.fields(cast(Any, record)) if f.name not in given)
+    return record(**{name: row[name] for name in names}, **given)
 
 
 async def answers(pool: asyncpg.Pool, wait_seconds: float = 2) -> bool:

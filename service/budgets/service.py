@@ -26,7 +26,7 @@ from service.budgets.models import (
 )
 from service.budgets.targets import check_target
 from service.catalog.service import CatalogCache
-from service.db import Connection
+from service.db import Connection, from_row
 from service.errors import InvalidRequestError, NotFoundError
 from service.ledger.rerate import lock_repricing
 from service.money import EXACT
@@ -114,19 +114,7 @@ def check_definition(
 
 def budget_from_row(r: Any) -> Budget:
     """A ``Budget`` from a row of ``queries.BUDGET_COLUMNS``."""
-    return Budget(
-        id=r["id"],
-        scope=r["scope"],
-        scope_id=r["scope_id"],
-        period=r["period"],
-        limit_usd=r["limit_usd"],
-        thresholds=list(r["thresholds"]),
-        hard=r["hard"],
-        webhook_url=r["webhook_url"],
-        has_own_secret=r["has_own_secret"],
-        created_at=r["created_at"],
-        updated_at=r["updated_at"],
-    )
+    return from_row(Budget, r, thresholds=list(r["thresholds"]))
 
 
 async def create_budget(
@@ -336,21 +324,7 @@ async def _raise_alerts(conn: Connection, found: Sequence[Crossing]) -> int:
 
 
 def _alert(r: Any) -> Alert:
-    return Alert(
-        id=str(r["id"]),
-        budget_id=r["budget_id"],
-        scope=r["scope"],
-        scope_id=r["scope_id"],
-        period_start=r["period_start"],
-        threshold=r["threshold"],
-        spent_usd=r["spent_usd"],
-        limit_usd=r["limit_usd"],
-        created_at=r["created_at"],
-        delivery=r["delivery"],
-        attempts=r["attempts"],
-        last_error=r["last_error"],
-        delivered_at=r["delivered_at"],
-    )
+    return from_row(Alert, r, id=str(r["id"]))
 
 
 async def list_alerts(

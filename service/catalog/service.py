@@ -11,7 +11,7 @@ from importlib import resources
 from typing import Any
 
 from service.catalog import queries
-from service.db import Connection
+from service.db import Connection, from_row
 from service.errors import CatalogError, NotFoundError
 from service.pricing.catalog import Catalog
 from service.pricing.models import PRICE_CLASSES, TIERS, CatalogVersion, ModelPrice, NewModelPrice
@@ -176,28 +176,13 @@ async def load_catalog(conn: Connection) -> Catalog:
     """Every version with its prices."""
     prices: dict[int, dict[str, ModelPrice]] = {}
     for r in await conn.fetch(queries.SELECT_PRICES):
-        prices.setdefault(r["version_id"], {})[r["model_id"]] = ModelPrice(
-            model_id=r["model_id"],
-            name=r["name"],
-            tier=r["tier"],
-            input=r["input"],
-            output=r["output"],
-            cache_read=r["cache_read"],
-            cache_write=r["cache_write"],
-            reasoning=r["reasoning"],
-            per_request=r["per_request"],
-            context_tokens=r["context_tokens"],
-        )
+        prices.setdefault(r["version_id"], {})[r["model_id"]] = from_row(ModelPrice, r)
     versions = [
-        CatalogVersion(
-            id=r["id"],
-            label=r["label"],
-            effective_from=r["effective_from"],
-            created_at=r["created_at"],
-            default_model=r["default_model"],
+        from_row(
+            CatalogVersion,
+            r,
             aliases=dict(r["aliases"] or {}),
             models=prices.get(r["id"], {}),
-            parent_id=r["parent_id"],
         )
         for r in await conn.fetch(queries.SELECT_VERSIONS)
     ]

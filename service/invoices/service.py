@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from service.db import Connection
+from service.db import Connection, from_row
 from service.errors import ConflictError, InvalidRequestError, NotFoundError
 from service.invoices import queries
 from service.invoices.models import (
@@ -47,17 +47,12 @@ from service.wire import parse_money
 
 
 def _line(r: asyncpg.Record) -> DraftLine:
-    return DraftLine(
-        agent=r["agent"],
-        model=r["model"],
-        model_name=r["model_name"],
-        provider=r["provider"],
-        catalog_version=r["catalog_version"],
-        tier=r["tier"],
+    return from_row(
+        DraftLine,
+        r,
         events=int(r["events"]),
-        **counts_from_row(r),
+        **counts_from_row(r),  # sums: NUMERIC
         unit_prices={k: r[f"price_{k}"] for k in PRICE_CLASSES},
-        amount_usd=r["amount_usd"],
     )
 
 
@@ -187,15 +182,7 @@ async def _insert_lines(conn: Connection, number: str, lines: list[DraftLine]) -
 
 
 def _invoice(row: asyncpg.Record) -> Invoice:
-    return Invoice(
-        number=row["number"],
-        job_id=row["job_id"],
-        issued_at=row["issued_at"],
-        total_usd=row["total_usd"],
-        document=json.loads(row["canonical"]),
-        canonical=row["canonical"],
-        digest=row["digest"],
-    )
+    return from_row(Invoice, row, document=json.loads(row["canonical"]))
 
 
 async def get_invoice(conn: Connection, number: str) -> Invoice:
@@ -222,21 +209,7 @@ async def list_invoices(
     """Issued invoices in number order, optionally of one job, after the number ``after``."""
     year, seq = parse_number(after) if after else (0, 0)
     rows = await conn.fetch(queries.SELECT_INVOICES, job_id, year, seq, limit)
-    return [
-        InvoiceSummary(
-            number=r["number"],
-            job_id=r["job_id"],
-            issued_at=r["issued_at"],
-            subtotal_usd=r["subtotal_usd"],
-            rounding_usd=r["rounding_usd"],
-            total_usd=r["total_usd"],
-            covered_entries=r["covered_entries"],
-            unpriced_events=r["unpriced_events"],
-            follow_up_of=r["follow_up_of"],
-            digest=r["digest"],
-        )
-        for r in rows
-    ]
+    return [from_row(InvoiceSummary, r) for r in rows]
 
 
 # Verifying ---------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from typing import Any
 
 import asyncpg
 
-from service.db import Connection
+from service.db import Connection, from_row
 from service.errors import InvalidRequestError
 from service.jobs import queries
 from service.jobs.models import (
@@ -21,14 +21,7 @@ from service.jobs.models import (
 def _job(row: asyncpg.Record | None, job_id: str) -> JobInfo:
     if row is None:
         return JobInfo(job_id, "open", None, None, None, None)
-    return JobInfo(
-        job_id=row["job_id"],
-        status=row["status"],
-        customer=row["customer"],
-        title=row["title"],
-        reference=row["reference"],
-        updated_at=row["updated_at"],
-    )
+    return from_row(JobInfo, row)
 
 
 async def get_job(conn: Connection, job_id: str) -> JobInfo:

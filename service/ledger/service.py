@@ -11,14 +11,14 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from service.db import Connection
+from service.db import Connection, from_row
 from service.ingest.models import UsageEvent
 from service.ledger import queries
 from service.ledger.models import LedgerEntry, NewLedgerEntry, UnpricedEvent
 from service.pricing.catalog import PriceQuote
 from service.pricing.cost import event_cost
 from service.pricing.models import PRICE_CLASSES
-from service.tokens import TOKEN_FIELDS, counts_from_row, counts_of
+from service.tokens import TOKEN_FIELDS, counts_of
 
 
 def charge_for(event: UsageEvent, quote: PriceQuote) -> NewLedgerEntry:
@@ -160,26 +160,7 @@ def _entry(r: asyncpg.Record) -> LedgerEntry:
     unit_prices = None
     if r["catalog_version"] is not None:
         unit_prices = {k: r[f"price_{k}"] for k in PRICE_CLASSES}
-    return LedgerEntry(
-        id=r["id"],
-        event_id=r["event_id"],
-        kind=r["kind"],
-        job_id=r["job_id"],
-        agent=r["agent"],
-        model=r["model"],
-        provider=r["provider"],
-        tier=r["tier"],
-        catalog_version=r["catalog_version"],
-        occurred_at=r["occurred_at"],
-        recorded_at=r["recorded_at"],
-        **counts_from_row(r),
-        event_count=r["event_count"],
-        unpriced_count=r["unpriced_count"],
-        cost_usd=r["cost_usd"],
-        provider_cost_usd=r["provider_cost_usd"],
-        unit_prices=unit_prices,
-        reason=r["reason"],
-    )
+    return from_row(LedgerEntry, r, unit_prices=unit_prices)
 
 
 async def job_entries(
@@ -195,16 +176,4 @@ async def unpriced_events(
 ) -> list[UnpricedEvent]:
     """Events whose model no catalog version priced yet, a page at a time in id order."""
     rows = await conn.fetch(queries.SELECT_UNPRICED, after_id, model, job_id, limit)
-    return [
-        UnpricedEvent(
-            event_id=r["event_id"],
-            model=r["model"],
-            job_id=r["job_id"],
-            agent=r["agent"],
-            provider=r["provider"],
-            occurred_at=r["occurred_at"],
-            **counts_from_row(r),
-            reason=r["reason"],
-        )
-        for r in rows
-    ]
+    return [from_row(UnpricedEvent, r) for r in rows]
