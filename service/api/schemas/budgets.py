@@ -7,7 +7,7 @@ from typing import Annotated
 
 import msgspec
 
-from service.api.schemas.common import money, timestamp
+from service.api.schemas.common import wire_struct
 from service.budgets.models import (
     DEFAULT_THRESHOLDS,
     Alert,
@@ -18,6 +18,7 @@ from service.budgets.models import (
 )
 from service.budgets.service import BudgetChanges, checked_secret, parse_amount
 from service.ingest.models import AgentName, JobId, ModelName
+from service.wire import instant_text, money_text
 
 
 class BudgetIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -160,19 +161,12 @@ class AlertList(msgspec.Struct):
     items: list[AlertOut]
 
 
+# Thresholds are fractions of the limit (ratios, not money): JSON numbers.
+
+
 def budget_out(b: Budget, secret: str | None = None) -> BudgetOut:
-    return BudgetOut(
-        id=b.id,
-        scope=b.scope,
-        scope_id=b.scope_id,
-        period=b.period,
-        limit_usd=money(b.limit_usd) or "0",
-        thresholds=[float(t) for t in b.thresholds],
-        hard=b.hard,
-        webhook_url=b.webhook_url,
-        created_at=timestamp(b.created_at) or "",
-        updated_at=timestamp(b.updated_at) or "",
-        webhook_secret=secret,
+    return wire_struct(
+        BudgetOut, b, thresholds=[float(t) for t in b.thresholds], webhook_secret=secret
     )
 
 
@@ -183,49 +177,23 @@ def standing_out(s: BudgetStanding) -> StandingOut:
         scope=b.scope,
         scope_id=b.scope_id,
         period=b.period,
-        period_start=timestamp(s.period_start) or "",
+        period_start=instant_text(s.period_start),
         hard=b.hard,
-        limit_usd=money(b.limit_usd) or "0",
-        spent_usd=money(s.spent_usd) or "0",
-        reserved_usd=money(s.reserved_usd) or "0",
-        remaining_usd=money(s.remaining_usd) or "0",
+        limit_usd=money_text(b.limit_usd),
+        spent_usd=money_text(s.spent_usd),
+        reserved_usd=money_text(s.reserved_usd),
+        remaining_usd=money_text(s.remaining_usd),
         exceeded=s.spent_usd >= b.limit_usd,
     )
 
 
 def alert_out(a: Alert) -> AlertOut:
-    return AlertOut(
-        alert_id=a.id,
-        budget_id=a.budget_id,
-        scope=a.scope,
-        scope_id=a.scope_id,
-        period_start=timestamp(a.period_start) or "",
-        threshold=float(a.threshold),
-        spent_usd=money(a.spent_usd) or "0",
-        limit_usd=money(a.limit_usd) or "0",
-        created_at=timestamp(a.created_at) or "",
-        delivery=a.delivery,
-        attempts=a.attempts,
-        last_error=a.last_error,
-        delivered_at=timestamp(a.delivered_at),
-    )
+    return wire_struct(AlertOut, a, alert_id=a.id, threshold=float(a.threshold))
 
 
 def check_out(result: CheckResult) -> CheckOut:
-    return CheckOut(
-        allowed=result.allowed,
-        remaining_usd=money(result.remaining_usd),
-        budgets=[standing_out(s) for s in result.standings],
-        reason=result.reason,
-    )
+    return wire_struct(CheckOut, result, budgets=[standing_out(s) for s in result.standings])
 
 
 def reservation_out(result: CheckResult) -> ReservationOut:
-    return ReservationOut(
-        allowed=result.allowed,
-        reservation_id=result.reservation_id,
-        remaining_usd=money(result.remaining_usd),
-        budgets=[standing_out(s) for s in result.standings],
-        reason=result.reason,
-        expires_at=timestamp(result.expires_at),
-    )
+    return wire_struct(ReservationOut, result, budgets=[standing_out(s) for s in result.standings])

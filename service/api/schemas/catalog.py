@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from service.api.schemas.common import money, timestamp
+from service.api.schemas.common import timestamp, wire_struct
 from service.pricing.catalog import Catalog
 from service.pricing.diff import CatalogDiff, ModelChange
 from service.pricing.models import CatalogVersion, ModelPrice
@@ -133,28 +133,14 @@ class RerateOut(msgspec.Struct):
 
 
 def model_out(m: ModelPrice) -> ModelOut:
-    return ModelOut(
-        id=m.model_id,
-        name=m.name,
-        tier=m.tier,
-        input=money(m.input) or "0",
-        output=money(m.output) or "0",
-        cache_read=money(m.cache_read) or "0",
-        cache_write=money(m.cache_write) or "0",
-        reasoning=money(m.reasoning) or "0",
-        per_request=money(m.per_request) or "0",
-        context_tokens=m.context_tokens,
-    )
+    return wire_struct(ModelOut, m, id=m.model_id)
 
 
 def version_out(v: CatalogVersion, repriced: int | None = None) -> VersionOut:
-    return VersionOut(
-        id=v.id,
-        label=v.label,
-        effective_from=timestamp(v.effective_from) or "",
-        created_at=timestamp(v.created_at),
+    return wire_struct(
+        VersionOut,
+        v,
         parent=v.parent_id,
-        default_model=v.default_model,
         models=[model_out(m) for m in sorted(v.models.values(), key=lambda m: m.model_id)],
         aliases=dict(sorted(v.aliases.items())),
         repriced_events=repriced,
@@ -163,32 +149,13 @@ def version_out(v: CatalogVersion, repriced: int | None = None) -> VersionOut:
 
 def rerate_out(summary: RerateSummary) -> RerateOut:
     def deltas(buckets: dict[str, Any]) -> list[DeltaOut]:
-        return [
-            DeltaOut(key=k, events=d.events, delta_usd=money(d.delta_usd) or "0")
-            for k, d in sorted(buckets.items())
-        ]
+        return [wire_struct(DeltaOut, d, key=k) for k, d in sorted(buckets.items())]
 
-    return RerateOut(
-        since=timestamp(summary.since),
-        dry_run=summary.dry_run,
-        events_examined=summary.events_examined,
-        events_changed=summary.events_changed,
-        entries_appended=summary.entries_appended,
-        delta_usd=money(summary.delta_usd) or "0",
-        jobs=deltas(summary.jobs),
-        agents=deltas(summary.agents),
-    )
+    return wire_struct(RerateOut, summary, jobs=deltas(summary.jobs), agents=deltas(summary.agents))
 
 
 def version_summary_out(v: CatalogVersion) -> VersionSummaryOut:
-    return VersionSummaryOut(
-        id=v.id,
-        label=v.label,
-        effective_from=timestamp(v.effective_from) or "",
-        created_at=timestamp(v.created_at),
-        parent=v.parent_id,
-        models=len(v.models),
-    )
+    return wire_struct(VersionSummaryOut, v, parent=v.parent_id, models=len(v.models))
 
 
 def model_history_out(catalog: Catalog, model_id: str) -> ModelHistoryOut:

@@ -3,15 +3,35 @@ error body. Money is always a decimal string (``service.wire``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
-from service.rollups.models import MEASURES, Totals
-from service.wire import instant_text, money_text
+from service.rollups.models import MEASURE_NAMES, Totals
+from service.wire import day_text, instant_text, money_text
+
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+def wire_value(value: Any) -> Any:
+    """``value`` in its wire form: an amount or an instant as text (``service.wire``), a
+    day as ``YYYY-MM-DD``; anything else as it is."""
+    if isinstance(value, Decimal):
+        return money_text(value)
+    if isinstance(value, datetime):
+        return instant_text(value)
+    if isinstance(value, date):
+        return day_text(value)
+    return value
+
+
+def wire_struct(struct: type[S], source: object, **given: Any) -> S:
+    """``struct`` made of ``source``'s attributes of the same names, each in its wire form
+    (``wire_value``); ``given`` sets the fields that are no plain attribute."""
+    names = (f.name for f in msgspec.structs.fields(struct) if f.name not in given)
+    return struct(**{name: wire_value(getattr(source, name)) for name in names}, **given)
 
 
 def money(value: Decimal | None) -> str | None:
@@ -41,17 +61,9 @@ class TotalsOut(msgspec.Struct, kw_only=True):
     last_event_at: str | None
 
 
-# A measure's wire form, by its form (``rollups.models.Measure.form``).
-_WIRE_FORMS: dict[str, Callable[[Any], Any]] = {
-    "money": money,
-    "count": int,
-    "instant": timestamp,
-}
-
-
 def totals_fields(t: Totals) -> dict[str, Any]:
     """The fields of ``TotalsOut`` for ``t``: every measure in its wire form."""
-    return {m.name: _WIRE_FORMS[m.form](getattr(t, m.name)) for m in MEASURES}
+    return {name: wire_value(getattr(t, name)) for name in MEASURE_NAMES}
 
 
 class UnitPrices(msgspec.Struct):
@@ -68,7 +80,7 @@ class UnitPrices(msgspec.Struct):
 def unit_prices(prices: dict[str, Decimal] | None) -> UnitPrices | None:
     if prices is None:
         return None
-    return UnitPrices(**{k: money(v) or "0" for k, v in prices.items()})
+    return UnitPrices(**{k: money_text(v) for k, v in prices.items()})
 
 
 class ErrorBody(msgspec.Struct):

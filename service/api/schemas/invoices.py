@@ -6,9 +6,9 @@ from typing import Any
 
 import msgspec
 
-from service.api.schemas.common import UnitPrices, timestamp
+from service.api.schemas.common import UnitPrices, wire_struct
 from service.invoices.models import CURRENCY, InvoiceSummary
-from service.wire import cents_text, money_text
+from service.wire import cents_text
 
 
 class InvoiceLineOut(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -108,16 +108,5 @@ def invoice_preview_out(
 
 
 def invoice_summary_out(r: InvoiceSummary) -> InvoiceSummaryOut:
-    return InvoiceSummaryOut(
-        number=r.number,
-        job_id=r.job_id,
-        issued_at=timestamp(r.issued_at) or "",
-        currency=CURRENCY,
-        subtotal_usd=money_text(r.subtotal_usd),
-        rounding_usd=money_text(r.rounding_usd),
-        total_usd=cents_text(r.total_usd),
-        covered_entries=r.covered_entries,
-        unpriced_events=r.unpriced_events,
-        follow_up_of=r.follow_up_of,
-        digest=r.digest,
-    )
+    # The total is written in cents, as on the invoice itself.
+    return wire_struct(InvoiceSummaryOut, r, currency=CURRENCY, total_usd=cents_text(r.total_usd))

@@ -10,15 +10,13 @@ import msgspec
 from service.api.schemas.common import (
     TotalsOut,
     UnitPrices,
-    money,
-    timestamp,
     totals_fields,
     unit_prices,
+    wire_struct,
 )
 from service.jobs.models import JobChanges, JobInfo
 from service.ledger.models import LedgerEntry
 from service.rollups.models import JobDetail, JobSummary
-from service.tokens import counts_of
 
 
 class JobLineOut(TotalsOut, kw_only=True):
@@ -109,14 +107,7 @@ class JobInfoOut(msgspec.Struct):
 
 
 def job_info_out(job: JobInfo) -> JobInfoOut:
-    return JobInfoOut(
-        job_id=job.job_id,
-        status=job.status,
-        customer=job.customer,
-        title=job.title,
-        reference=job.reference,
-        updated_at=timestamp(job.updated_at),
-    )
+    return wire_struct(JobInfoOut, job)
 
 
 def job_out(job: JobSummary) -> JobOut:
@@ -127,12 +118,9 @@ def job_detail_out(job: JobDetail) -> JobDetailOut:
     return JobDetailOut(
         job_id=job.job_id,
         lines=[
-            JobLineOut(
-                agent=line.agent,
-                model=line.model,
-                provider=line.provider,
-                catalog_version=line.catalog_version,
-                tier=line.tier,
+            wire_struct(
+                JobLineOut,
+                line,
                 unit_prices=unit_prices(line.unit_prices),
                 **totals_fields(line.totals),
             )
@@ -143,23 +131,10 @@ def job_detail_out(job: JobDetail) -> JobDetailOut:
 
 
 def ledger_entry_out(e: LedgerEntry) -> LedgerEntryOut:
-    return LedgerEntryOut(
-        id=e.id,
-        event_id=e.event_id,
-        kind=e.kind,
-        job_id=e.job_id,
-        agent=e.agent,
-        model=e.model,
-        provider=e.provider,
-        tier=e.tier,
-        catalog_version=e.catalog_version,
-        occurred_at=timestamp(e.occurred_at) or "",
-        recorded_at=timestamp(e.recorded_at) or "",
-        **counts_of(e),
+    return wire_struct(
+        LedgerEntryOut,
+        e,
         events=e.event_count,
         unpriced_events=e.unpriced_count,
-        cost_usd=money(e.cost_usd),
-        provider_cost_usd=money(e.provider_cost_usd),
         unit_prices=unit_prices(e.unit_prices),
-        reason=e.reason,
     )

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from service.api.schemas.common import timestamp
+from service.api.schemas.common import wire_struct
 from service.auth.keys import ApiKey
 
 
@@ -32,12 +32,4 @@ class KeyList(msgspec.Struct):
 
 
 def key_out(k: ApiKey, secret: str | None = None) -> KeyOut:
-    return KeyOut(
-        id=k.id,
-        name=k.name,
-        scope=k.scope,
-        prefix=k.prefix,
-        created_at=timestamp(k.created_at) or "",
-        revoked_at=timestamp(k.revoked_at),
-        key=secret,
-    )
+    return wire_struct(KeyOut, k, key=secret)

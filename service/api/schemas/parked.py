@@ -7,8 +7,9 @@ from typing import Any
 
 import msgspec
 
-from service.api.schemas.common import timestamp
+from service.api.schemas.common import wire_struct
 from service.client import Parked
+from service.wire import instant_text
 
 
 class ParkedUsageOut(msgspec.Struct):
@@ -37,11 +38,5 @@ def parked_out(item: Parked) -> ParkedUsageOut:
         event: Any = msgspec.json.decode(item.body)
     except msgspec.DecodeError:
         event = item.body.decode(errors="replace")
-    return ParkedUsageOut(
-        id=item.id,
-        event_id=item.event_id,
-        status=item.status,
-        reason=item.reason,
-        parked_at=timestamp(datetime.fromtimestamp(item.parked_at, UTC)) or "",
-        event=event,
-    )
+    parked_at = datetime.fromtimestamp(item.parked_at, UTC)  # seconds since the epoch
+    return wire_struct(ParkedUsageOut, item, parked_at=instant_text(parked_at), event=event)

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 import msgspec
 
-from service.api.schemas.common import timestamp, totals_fields
+from service.api.schemas.common import totals_fields, wire_struct, wire_value
 from service.ledger.models import UnpricedEvent
 from service.rollups.models import UsageRow
-from service.tokens import counts_of
-from service.wire import day_text
 
 
 class UsageOut(msgspec.Struct):
@@ -22,8 +19,7 @@ class UsageOut(msgspec.Struct):
 
 def usage_row(row: UsageRow) -> dict[str, Any]:
     """A row of ``UsageOut``: the group's keys (a day as ``YYYY-MM-DD``), then its totals."""
-    keys = {k: day_text(v) if isinstance(v, date) else v for k, v in row.keys.items()}
-    return {**keys, **totals_fields(row.totals)}
+    return {**{k: wire_value(v) for k, v in row.keys.items()}, **totals_fields(row.totals)}
 
 
 class UnpricedEventOut(msgspec.Struct):
@@ -47,13 +43,4 @@ class UnpricedPage(msgspec.Struct):
 
 
 def unpriced_event_out(e: UnpricedEvent) -> UnpricedEventOut:
-    return UnpricedEventOut(
-        id=e.event_id,
-        model=e.model,
-        job_id=e.job_id,
-        agent=e.agent,
-        provider=e.provider,
-        occurred_at=timestamp(e.occurred_at) or "",
-        **counts_of(e),
-        reason=e.reason,
-    )
+    return wire_struct(UnpricedEventOut, e, id=e.event_id)
