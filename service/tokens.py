@@ -87,10 +87,11 @@ def parts_of(total: TokenClass) -> tuple[TokenClass, ...]:
     return tuple(c for c in TOKEN_CLASSES if c.part_of == total.name)
 
 
-def counts_of(record: object, sign: int = 1) -> dict[str, int]:
+def counts_of(record: object, sign: int = 1) -> dict[str, Any]:
     """The counts of ``record`` (a ``TokenCounts``, or a wire event) by class name, as
     keyword arguments for another record (``sign=-1``: reversed, for an entry that cancels
-    a booking)."""
+    a booking). Typed ``Any``: spread beside other keyword arguments, ints would be matched
+    against every parameter by mypy."""
     return {name: sign * getattr(record, name) for name in TOKEN_FIELDS}
 
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from litestar import get
 from litestar.di import NamedDependency
-from litestar.params import FromPath, QueryParameter
+from litestar.params import FromPath
 
 from service.api.deps import LucController, Resources
-from service.api.params import parse_range
+from service.api.params import From, To, parse_range
 from service.api.schemas.agents import AgentDetailOut, AgentList, agent_detail_out, agent_list
 from service.auth.guard import READ
 from service.db import on_connection
@@ -35,12 +33,8 @@ class AgentsController(LucController):
         self,
         luc: NamedDependency[Resources],
         agent: FromPath[str],
-        start: Annotated[
-            str | None, QueryParameter(name="from", description="RFC 3339, inclusive")
-        ] = None,
-        end: Annotated[
-            str | None, QueryParameter(name="to", description="RFC 3339, exclusive")
-        ] = None,
+        start: From = None,
+        end: To = None,
     ) -> AgentDetailOut:
         lower, upper = parse_range(start, end)
         found = await on_connection(luc.pool, lambda conn: agent_detail(conn, agent, lower, upper))

@@ -10,7 +10,7 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, FromQuery, QueryParameter
 
 from service.api.deps import LucController, Resources
-from service.api.params import PAGE_SIZE, decode_cursor, page, page_size
+from service.api.params import Limit, decode_cursor, page, page_size
 from service.api.schemas.invoices import (
     InvoiceOut,
     InvoicePage,
@@ -77,7 +77,7 @@ class InvoicesController(LucController):
         luc: NamedDependency[Resources],
         job_id: FromQuery[str | None] = None,
         cursor: FromQuery[str | None] = None,
-        limit: Annotated[int | None, QueryParameter(description=PAGE_SIZE)] = None,
+        limit: Limit = None,
     ) -> InvoicePage:
         size = page_size(limit)
         after = decode_cursor(cursor) or None

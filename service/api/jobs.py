@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from litestar import get, patch
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from service.api.deps import LucController, Resources
 from service.api.params import (
-    PAGE_SIZE,
+    From,
+    Limit,
+    To,
     decode_cursor,
     decode_number_cursor,
     page,
@@ -55,14 +55,10 @@ class JobsController(LucController):
         self,
         luc: NamedDependency[Resources],
         agent: FromQuery[str | None] = None,
-        start: Annotated[
-            str | None, QueryParameter(name="from", description="RFC 3339, inclusive")
-        ] = None,
-        end: Annotated[
-            str | None, QueryParameter(name="to", description="RFC 3339, exclusive")
-        ] = None,
+        start: From = None,
+        end: To = None,
         cursor: FromQuery[str | None] = None,
-        limit: Annotated[int | None, QueryParameter(description=PAGE_SIZE)] = None,
+        limit: Limit = None,
     ) -> JobPage:
         lower, upper = parse_range(start, end)
         size = page_size(limit)
@@ -117,7 +113,7 @@ class JobsController(LucController):
         luc: NamedDependency[Resources],
         job_id: FromPath[str],
         cursor: FromQuery[str | None] = None,
-        limit: Annotated[int | None, QueryParameter(description=PAGE_SIZE)] = None,
+        limit: Limit = None,
     ) -> LedgerPage:
         size = page_size(limit)
         after = decode_number_cursor(cursor)

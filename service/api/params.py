@@ -6,15 +6,20 @@ import base64
 import binascii
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TypeVar
+from typing import Annotated, TypeVar
+
+from litestar.params import QueryParameter
 
 from service import wire
 from service.errors import InvalidRequestError
 
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
-PAGE_SIZE = "page size, 1–1000 (100)"
-"""The description of every ``limit`` query parameter."""
+
+# The query parameters several routes take, declared once.
+From = Annotated[str | None, QueryParameter(name="from", description="RFC 3339, inclusive")]
+To = Annotated[str | None, QueryParameter(name="to", description="RFC 3339, exclusive")]
+Limit = Annotated[int | None, QueryParameter(description="page size, 1–1000 (100)")]
 
 T = TypeVar("T")
 

@@ -7,14 +7,12 @@ parked: it waits in the same spool and is replayed on its own; ``pending`` count
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from litestar import delete, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.params import FromPath, FromQuery
 
 from service.api.deps import LucController, Resources
-from service.api.params import PAGE_SIZE, decode_number_cursor, page, page_size
+from service.api.params import Limit, decode_number_cursor, page, page_size
 from service.api.schemas.events import EventResult
 from service.api.schemas.parked import ParkedUsagePage, parked_out
 from service.auth.guard import ADMIN, READ
@@ -40,7 +38,7 @@ class ParkedUsageController(LucController):
         self,
         luc: NamedDependency[Resources],
         cursor: FromQuery[str | None] = None,
-        limit: Annotated[int | None, QueryParameter(description=PAGE_SIZE)] = None,
+        limit: Limit = None,
     ) -> ParkedUsagePage:
         size = page_size(limit)
         sink = luc.recording

@@ -9,7 +9,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromQuery, QueryParameter
 
 from service.api.deps import LucController, Resources
-from service.api.params import PAGE_SIZE, decode_cursor, page, page_size, parse_range
+from service.api.params import From, Limit, To, decode_cursor, page, page_size, parse_range
 from service.api.schemas.usage import UnpricedPage, UsageOut, unpriced_event_out, usage_row
 from service.auth.guard import READ
 from service.db import on_connection
@@ -32,12 +32,8 @@ class UsageController(LucController):
         self,
         luc: NamedDependency[Resources],
         group_by: Annotated[str | None, QueryParameter(description="comma-separated keys")] = None,
-        start: Annotated[
-            str | None, QueryParameter(name="from", description="RFC 3339, inclusive")
-        ] = None,
-        end: Annotated[
-            str | None, QueryParameter(name="to", description="RFC 3339, exclusive")
-        ] = None,
+        start: From = None,
+        end: To = None,
         agent: FromQuery[str | None] = None,
         model: FromQuery[str | None] = None,
         job_id: FromQuery[str | None] = None,
@@ -71,7 +67,7 @@ class UsageController(LucController):
         model: FromQuery[str | None] = None,
         job_id: FromQuery[str | None] = None,
         cursor: FromQuery[str | None] = None,
-        limit: Annotated[int | None, QueryParameter(description=PAGE_SIZE)] = None,
+        limit: Limit = None,
     ) -> UnpricedPage:
         size = page_size(limit)
         rows = await on_connection(

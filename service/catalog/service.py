@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -128,18 +129,8 @@ def derive_version(
 
 
 def _as_new(price: ModelPrice) -> NewModelPrice:
-    return NewModelPrice(
-        model_id=price.model_id,
-        name=price.name,
-        tier=price.tier,
-        input=price.input,
-        output=price.output,
-        cache_read=price.cache_read,
-        cache_write=price.cache_write,
-        reasoning=price.reasoning,
-        per_request=price.per_request,
-        context_tokens=price.context_tokens,
-    )
+    """A stored price as an entry of a new version (every price explicit): the same fields."""
+    return NewModelPrice(**dataclasses.asdict(price))
 
 
 async def create_version(conn: Connection, version: NewCatalogVersion) -> int:

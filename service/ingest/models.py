@@ -28,12 +28,11 @@ ReservationId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 Timestamp = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 
+# The token fields are the classes of service.tokens, spelled out so that the OpenAPI
+# document and mypy see them; tests/unit/test_token_classes.py checks them against it.
+# (The docstring is the OpenAPI description.)
 class UsageEventIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """One gateway call, exactly as SPEC §2 defines the wire format.
-
-    The token fields are the classes of ``service.tokens``, spelled out so that the
-    OpenAPI document and mypy see them; a unit test checks them against the declaration.
-    """
+    """One gateway call, exactly as SPEC §2 defines the wire format."""
 
     id: EventId
     occurred_at: Timestamp

@@ -19,7 +19,7 @@ from service.db import Connection
 from service.ingest.models import UsageEvent
 from service.ledger import queries
 from service.ledger.models import NewLedgerEntry
-from service.ledger.service import charge_for
+from service.ledger.service import charge_for, price_columns
 from service.money import exact_difference
 from service.pricing.catalog import Catalog
 from service.tokens import counts_from_row, counts_of
@@ -116,12 +116,7 @@ def plan_rerating(booking: Booking, catalog: Catalog, why: str) -> Rerating | No
         provider_cost_usd=(
             None if event.provider_cost_usd is None else event.provider_cost_usd.copy_negate()
         ),
-        price_input=old_price.input if old_price else None,
-        price_output=old_price.output if old_price else None,
-        price_cache_read=old_price.cache_read if old_price else None,
-        price_cache_write=old_price.cache_write if old_price else None,
-        price_reasoning=old_price.reasoning if old_price else None,
-        price_per_request=old_price.per_request if old_price else None,
+        **price_columns(old_price),
         reason=f"reversal: {why}",
     )
     rebooking = NewLedgerEntry(

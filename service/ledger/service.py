@@ -17,8 +17,13 @@ from service.ledger import queries
 from service.ledger.models import LedgerEntry, NewLedgerEntry, UnpricedEvent
 from service.pricing.catalog import PriceQuote
 from service.pricing.cost import event_cost
-from service.pricing.models import PRICE_CLASSES
+from service.pricing.models import PRICE_CLASSES, ModelPrice
 from service.tokens import TOKEN_FIELDS, counts_of
+
+
+def price_columns(price: ModelPrice | None) -> dict[str, Any]:
+    """The unit prices an entry keeps (``price_input``, …), all None for an unpriced one."""
+    return {f"price_{k}": None if price is None else getattr(price, k) for k in PRICE_CLASSES}
 
 
 def charge_for(event: UsageEvent, quote: PriceQuote) -> NewLedgerEntry:
@@ -42,12 +47,7 @@ def charge_for(event: UsageEvent, quote: PriceQuote) -> NewLedgerEntry:
         unpriced_count=0 if priced else 1,
         cost_usd=cost,
         provider_cost_usd=event.provider_cost_usd,
-        price_input=price.input if price else None,
-        price_output=price.output if price else None,
-        price_cache_read=price.cache_read if price else None,
-        price_cache_write=price.cache_write if price else None,
-        price_reasoning=price.reasoning if price else None,
-        price_per_request=price.per_request if price else None,
+        **price_columns(price),
         reason=quote.reason,
     )
 

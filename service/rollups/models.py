@@ -112,9 +112,7 @@ class JobSummary:
 
 
 @dataclass(frozen=True, slots=True)
-class JobDetail:
-    job_id: str
-    totals: Totals
+class JobDetail(JobSummary):
     lines: list[JobLine]
 
 
@@ -131,9 +129,7 @@ class DayTotals:
 
 
 @dataclass(frozen=True, slots=True)
-class AgentDetail:
-    agent: str
-    totals: Totals
+class AgentDetail(AgentSummary):
     days: list[DayTotals]
 
 
