@@ -1,7 +1,8 @@
 """An invoice's forms: the canonical JSON its digest covers, CSV, and a printable HTML page.
 
 Pure functions, no I/O. CSV and HTML are rendered from the stored canonical document, so
-every form shows exactly the figures the digest protects.
+every form shows exactly the figures the digest protects. A document issued before a token
+class was declared has no count of it: it counts as zero.
 """
 
 from __future__ import annotations
@@ -155,7 +156,7 @@ def to_csv(document: dict[str, Any]) -> str:
                 line["catalog_version"],
                 line["tier"] or "",
                 line["events"],
-                *(line[k] for k in TOKEN_FIELDS),
+                *(line.get(k, 0) for k in TOKEN_FIELDS),
                 *(prices[k] for k in PRICE_CLASSES),
                 line["amount_usd"],
                 "",
@@ -209,7 +210,7 @@ def _e(value: Any) -> str:
 
 
 def _tokens(line: dict[str, Any]) -> str:
-    return "<br>".join(f"{c.label} {int(line[c.name]):,}" for c in TOKEN_CLASSES)
+    return "<br>".join(f"{c.label} {int(line.get(c.name, 0)):,}" for c in TOKEN_CLASSES)
 
 
 def _prices(prices: dict[str, str]) -> str:

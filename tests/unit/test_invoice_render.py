@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from service.invoices.models import round_total
-from service.invoices.render import canonical_json, digest_of, to_csv
+from service.invoices.render import canonical_json, digest_of, to_csv, to_html
 from service.invoices.service import verify_document
 from service.wire import cents_text, money_text
 
@@ -159,3 +159,27 @@ def test_verify_reads_amounts_with_more_digits_than_any_input_has() -> None:
         "the document's amounts cannot be read: subtotal_usd: '1e12' has an exponent; "
         "write every digit (a plain decimal string is expected, e.g. '12.05')"
     ]
+
+
+def test_an_invoice_issued_before_a_token_class_existed_renders_it_as_zero() -> None:
+    # An invoice keeps the document it was issued with; a class declared since
+    # (service.tokens) is absent from its lines, which had none of those tokens.
+    old = document()
+    for line in old["lines"]:
+        del line["reasoning_tokens"]
+    rows = [r for r in csv.DictReader(io.StringIO(to_csv(old))) if r["row"] == "line"]
+    assert [r["reasoning_tokens"] for r in rows] == ["0", "0"]
+    page = {
+        **old,
+        "issued_at": None,
+        "period_start": None,
+        "period_end": None,
+        "customer": None,
+        "title": None,
+        "reference": None,
+        "follow_up_of": None,
+        "notes": [],
+        "covered_entries": 3,
+        "lines": [{**line, "model_name": None} for line in old["lines"]],
+    }
+    assert to_html(page, None).count("reasoning 0</td>") == 2
