@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import re
 import subprocess
@@ -17,7 +18,7 @@ import time
 import warnings
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
@@ -88,6 +89,7 @@ def is_unavailable(exc: BaseException) -> bool:
 
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 # What service functions take: a plain connection or one borrowed from the pool.
 Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
@@ -446,6 +448,24 @@ async def check_schema_revision(conn: Connection) -> None:
             "`luc migrate` with LUC_DATABASE_URL set to a direct connection of the schema's "
             "owner (not through a transaction pooler)"
         )
+
+
+def from_row(record: type[R], row: Any, **given: Any) -> R:
+    """The dataclass ``record`` made of ``row``, whose columns are named as its fields;
+    ``given`` sets the fields that are no plain column."""
+    names = (f.name for f in dataclasses.fields(cast(Any, record)) if f.name not in given)
+    return record(**{name: row[name] for name in names}, **given)
+
+
+async def answers(pool: asyncpg.Pool, wait_seconds: float = 2) -> bool:
+    """Whether PostgreSQL answers a trivial query through ``pool``, a connection coming
+    within ``wait_seconds`` (the readiness probe)."""
+    try:
+        async with pool.acquire(timeout=wait_seconds) as conn:
+            await conn.fetchval("SELECT 1")
+    except CONNECTION_ERRORS:
+        return False
+    return True
 
 
 # Migrations -------------------------------------------------------------------------------

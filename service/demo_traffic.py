@@ -16,6 +16,8 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from importlib import resources
 from typing import Any
 
+from service.wire import instant_text, money_text
+
 ALIAS = "gemini-3.0-flash"
 UNKNOWN_MODEL = "mistralai/mistral-large-2512"  # not in the AIMS catalog: stays unpriced
 DAYS = 3  # events fall within this many days before --until
@@ -121,10 +123,6 @@ class TrafficPlan:
         return len(self.events) - self.replays
 
 
-def _stamp(when: datetime) -> str:
-    return when.isoformat().replace("+00:00", "Z")
-
-
 def _provider_for(model: str, rng: random.Random) -> str:
     roll = rng.random()
     if roll < 0.08:
@@ -145,7 +143,7 @@ def _provider_cost(event: dict[str, Any], prices: dict[str, Any]) -> str:
         + written * price_in * Decimal("1.25")
         + event["output_tokens"] * price_out
     ) / MILLION
-    return format(cost.quantize(Decimal("1e-9"), rounding=ROUND_HALF_EVEN), "f")
+    return money_text(cost.quantize(Decimal("1e-9"), rounding=ROUND_HALF_EVEN))
 
 
 @dataclass
@@ -206,7 +204,7 @@ def plan_traffic(seed: int, jobs: int, run_id: str, until: datetime) -> TrafficP
         provider = _provider_for(catalog_id, rng)
         event: dict[str, Any] = {
             "id": f"gen-{run_id}-{sequence:05d}",
-            "occurred_at": _stamp(at),
+            "occurred_at": instant_text(at),
             "job_id": job_id,
             "agent": agent,
             "provider": provider,

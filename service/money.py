@@ -16,6 +16,8 @@ from contextlib import AbstractContextManager
 from decimal import ROUND_HALF_UP, Decimal
 from functools import reduce
 
+CENT = Decimal("0.01")
+
 # Digits are cheap: the precision is a ceiling, and a sum costs what its digits cost.
 _PRECISION = 1000
 
@@ -59,3 +61,12 @@ def exact_difference(minuend: Decimal, subtrahend: Decimal) -> Decimal:
 def quantize_half_up(value: Decimal, quantum: Decimal) -> Decimal:
     """``value`` rounded to a multiple of ``quantum``, half away from zero, at any size."""
     return value.quantize(quantum, rounding=ROUND_HALF_UP, context=_ROUNDING)
+
+
+def decimal_places(value: Decimal) -> int:
+    """Significant digits after the point (``1.2300`` has 2), without a context, so a value
+    of any size is measured without overflow."""
+    _sign, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # a finite value
+    trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    return max(0, -(exponent + trailing_zeros)) if any(digits) else 0

@@ -1,5 +1,9 @@
 """The text forms of the wire, in one place: money as a decimal string, instants as RFC 3339.
 
+Everything LUC writes as text goes through here: API answers, invoices (JSON, CSV, HTML),
+webhook bodies, the usage events the gateway sends; and every money or instant LUC reads
+from text is parsed here.
+
 Money (SPEC §2) is a plain decimal string: ASCII digits, an optional fraction, a minus sign
 only where the value may be negative, no exponent, no underscores, no other digit scripts,
 no spaces, at most 40 significant digits and 40 decimal places. ``Decimal()`` alone takes
@@ -16,9 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import re
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from functools import lru_cache
+
+from service.money import CENT, quantize_half_up
 
 MAX_SIGNIFICANT_DIGITS = 40
 MAX_DECIMAL_PLACES = 40
@@ -125,6 +131,12 @@ def money_text(value: Decimal) -> str:
     return "0" if text in ("-0", "") else text
 
 
+def cents_text(value: Decimal) -> str:
+    """An amount in whole cents, both decimals written (``1.00``): an invoice's total, which
+    the invoice has rounded already (``invoices.models.round_total``); half up otherwise."""
+    return format(quantize_half_up(value, CENT), "f")
+
+
 @lru_cache(maxsize=256)
 def _offset(text: str) -> timezone:
     if text in ("Z", "z"):
@@ -186,3 +198,8 @@ def parse_instant(field: str, text: str) -> datetime:
 def instant_text(value: datetime) -> str:
     """An instant as LUC writes it: RFC 3339 in UTC, ``Z``, microseconds when there are any."""
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def day_text(value: date) -> str:
+    """A UTC calendar day (a billing day): ``2026-11-24``."""
+    return value.isoformat()

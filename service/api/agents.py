@@ -2,31 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from litestar import get
+from litestar.di import NamedDependency
+from litestar.params import FromPath
 
-from litestar import Controller, get
-from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, QueryParameter
-
-from service.api.deps import Resources, provide_resources
-from service.api.params import parse_range
-from service.api.schemas import AgentDetailOut, AgentList, AgentOut, DayOut, totals_fields
+from service.api.deps import LucController, Resources
+from service.api.params import From, To, parse_range
+from service.api.schemas.agents import AgentDetailOut, AgentList, agent_detail_out, agent_list
 from service.auth.guard import READ
 from service.db import on_connection
 from service.errors import NotFoundError
 from service.rollups.service import agent_detail, list_agents
 
 
-class AgentsController(Controller):
+class AgentsController(LucController):
     path = "/v1/agents"
     tags = ["agents"]
     opt = READ
-    dependencies = {"luc": Provide(provide_resources)}
 
     @get("/", operation_id="listAgents", summary="Every agent with its lifetime totals")
     async def list(self, luc: NamedDependency[Resources]) -> AgentList:
-        agents = await on_connection(luc.pool, list_agents)
-        return AgentList(items=[AgentOut(agent=a.agent, **totals_fields(a.totals)) for a in agents])
+        return agent_list(await on_connection(luc.pool, list_agents))
 
     @get(
         "/{agent:str}",
@@ -37,19 +33,11 @@ class AgentsController(Controller):
         self,
         luc: NamedDependency[Resources],
         agent: FromPath[str],
-        start: Annotated[
-            str | None, QueryParameter(name="from", description="RFC 3339, inclusive")
-        ] = None,
-        end: Annotated[
-            str | None, QueryParameter(name="to", description="RFC 3339, exclusive")
-        ] = None,
+        start: From = None,
+        end: To = None,
     ) -> AgentDetailOut:
         lower, upper = parse_range(start, end)
         found = await on_connection(luc.pool, lambda conn: agent_detail(conn, agent, lower, upper))
         if found is None:
             raise NotFoundError(f"agent {agent!r} has no recorded usage")
-        return AgentDetailOut(
-            agent=found.agent,
-            days=[DayOut(day=d.day.isoformat(), **totals_fields(d.totals)) for d in found.days],
-            **totals_fields(found.totals),
-        )
+        return agent_detail_out(found)

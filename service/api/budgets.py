@@ -3,239 +3,52 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Annotated
 
-import msgspec
-from litestar import Controller, Response, delete, get, patch, post
-from litestar.di import NamedDependency, Provide
+from litestar import Response, delete, get, patch, post
+from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
-from standardwebhooks.webhooks import Webhook
 
-from service.api.deps import Resources, provide_resources
-from service.api.schemas import money, timestamp
+from service.api.deps import LucController, Resources
+from service.api.schemas.budgets import (
+    AlertList,
+    AlertOut,
+    BudgetIn,
+    BudgetList,
+    BudgetOut,
+    BudgetPatch,
+    CheckOut,
+    ReservationIn,
+    ReservationOut,
+    alert_out,
+    budget_out,
+    check_out,
+    reservation_out,
+)
 from service.auth.guard import ADMIN, INGEST, INGEST_OR_READ, READ
 from service.budgets import reservations
 from service.budgets.delivery import redeliver
-from service.budgets.models import (
-    DEFAULT_THRESHOLDS,
-    Alert,
-    Budget,
-    BudgetStanding,
-    NewBudget,
-)
+from service.budgets.models import Alert
 from service.budgets.service import (
-    BudgetChanges,
     create_budget,
     delete_budget,
     get_budget,
     list_alerts,
     list_budgets,
-    new_webhook_secret,
+    parse_amount,
     update_budget,
+    webhook_secret_for,
 )
 from service.budgets.targets import check_target
 from service.db import Connection, on_connection
-from service.errors import InvalidRequestError, NotFoundError
-from service.ingest.models import AgentName, JobId, ModelName
-from service.wire import WireValueError, parse_money
+from service.errors import NotFoundError
 
 
-class BudgetIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    scope: str
-    """``global``, ``agent``, ``job`` or ``model``."""
-    scope_id: str | None = None
-    """The agent, job or model id; absent for ``global``."""
-    period: str
-    """``lifetime``, ``day`` or ``month`` (calendar periods in UTC, by event time)."""
-    limit_usd: str
-    """Decimal string."""
-    thresholds: list[Decimal] | None = None
-    """Fractions of the limit in (0, 1]; default [0.5, 0.8, 1.0]."""
-    hard: bool = False
-    """True: pre-call checks deny once the limit is reached."""
-    webhook_url: str | None = None
-    webhook_secret: str | None = None
-    """Standard Webhooks secret (``whsec_<base64>``); default LUC_WEBHOOK_SECRET."""
-
-
-class BudgetPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    limit_usd: str | None = None
-    thresholds: list[Decimal] | None = None
-    hard: bool | None = None
-    webhook_url: str | None = None
-    """An empty string removes the webhook."""
-    webhook_secret: str | None = None
-
-
-class BudgetOut(msgspec.Struct, kw_only=True):
-    id: int
-    scope: str
-    scope_id: str | None
-    period: str
-    limit_usd: str
-    thresholds: list[float]
-    """Fractions of the limit (ratios, not money)."""
-    hard: bool
-    webhook_url: str | None
-    created_at: str
-    updated_at: str
-    webhook_secret: str | None = None
-    """Only in the answer that created it, when LUC generated the secret."""
-
-
-class BudgetList(msgspec.Struct):
-    items: list[BudgetOut]
-
-
-class StandingOut(msgspec.Struct):
-    id: int
-    scope: str
-    scope_id: str | None
-    period: str
-    period_start: str
-    hard: bool
-    limit_usd: str
-    spent_usd: str
-    reserved_usd: str
-    remaining_usd: str
-    exceeded: bool
-
-
-class CheckOut(msgspec.Struct):
-    allowed: bool
-    remaining_usd: str | None
-    """The least any applicable budget has left; null when none applies."""
-    budgets: list[StandingOut]
-    reason: str | None
-    """Why a call would be refused: the first hard budget without room."""
-
-
-class ReservationIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    job_id: JobId
-    agent: AgentName
-    model: ModelName
-    """A catalog model id or alias."""
-    estimated_cost_usd: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-    """Decimal string: what the call may cost (prompt and max output at list price)."""
-    customer_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
-
-
-class ReservationOut(msgspec.Struct):
-    allowed: bool
-    reservation_id: str | None
-    """Put it on the call's usage event (``reservation_id``): that settles this reservation.
-    Null when refused, or when no hard budget applies (nothing to hold)."""
-    remaining_usd: str | None
-    """The least any applicable budget has left, this reservation deducted."""
-    budgets: list[StandingOut]
-    reason: str | None
-    """Why the call is refused: the first hard budget without room."""
-    expires_at: str | None
-    """When the reservation lapses if no usage event names it (LUC_BUDGET_RESERVATION_SECONDS)."""
-
-
-class AlertOut(msgspec.Struct):
-    alert_id: str
-    budget_id: int
-    scope: str
-    scope_id: str | None
-    period_start: str
-    threshold: float
-    """Fraction of the limit (a ratio, not money)."""
-    spent_usd: str
-    limit_usd: str
-    created_at: str
-    delivery: str
-    """``none`` (no webhook), ``pending``, ``delivered`` or ``dead``."""
-    attempts: int
-    last_error: str | None
-    delivered_at: str | None
-
-
-class AlertList(msgspec.Struct):
-    items: list[AlertOut]
-
-
-def budget_out(b: Budget, secret: str | None = None) -> BudgetOut:
-    return BudgetOut(
-        id=b.id,
-        scope=b.scope,
-        scope_id=b.scope_id,
-        period=b.period,
-        limit_usd=money(b.limit_usd) or "0",
-        thresholds=[float(t) for t in b.thresholds],
-        hard=b.hard,
-        webhook_url=b.webhook_url,
-        created_at=timestamp(b.created_at) or "",
-        updated_at=timestamp(b.updated_at) or "",
-        webhook_secret=secret,
-    )
-
-
-def standing_out(s: BudgetStanding) -> StandingOut:
-    b = s.budget
-    return StandingOut(
-        id=b.id,
-        scope=b.scope,
-        scope_id=b.scope_id,
-        period=b.period,
-        period_start=timestamp(s.period_start) or "",
-        hard=b.hard,
-        limit_usd=money(b.limit_usd) or "0",
-        spent_usd=money(s.spent_usd) or "0",
-        reserved_usd=money(s.reserved_usd) or "0",
-        remaining_usd=money(s.remaining_usd) or "0",
-        exceeded=s.spent_usd >= b.limit_usd,
-    )
-
-
-def alert_out(a: Alert) -> AlertOut:
-    return AlertOut(
-        alert_id=a.id,
-        budget_id=a.budget_id,
-        scope=a.scope,
-        scope_id=a.scope_id,
-        period_start=timestamp(a.period_start) or "",
-        threshold=float(a.threshold),
-        spent_usd=money(a.spent_usd) or "0",
-        limit_usd=money(a.limit_usd) or "0",
-        created_at=timestamp(a.created_at) or "",
-        delivery=a.delivery,
-        attempts=a.attempts,
-        last_error=a.last_error,
-        delivered_at=timestamp(a.delivered_at),
-    )
-
-
-def _amount(field: str, raw: str) -> Decimal:
-    """An amount on the wire (SPEC §2's money rule: service.wire); never negative."""
-    try:
-        return parse_money(field, raw)
-    except WireValueError as exc:
-        raise InvalidRequestError(str(exc)) from None
-
-
-def _secret(raw: str | None) -> str | None:
-    if raw is None:
-        return None
-    try:
-        Webhook(raw)
-    except Exception:
-        raise InvalidRequestError(
-            "webhook_secret: must be a Standard Webhooks secret, whsec_<base64>"
-        ) from None
-    if not raw.startswith("whsec_"):
-        raise InvalidRequestError("webhook_secret: must start with whsec_")
-    return raw
-
-
-class BudgetsController(Controller):
+class BudgetsController(LucController):
     path = "/v1/budgets"
     tags = ["budgets"]
     opt = READ
-    dependencies = {"luc": Provide(provide_resources)}
 
     @post(
         "/",
@@ -249,30 +62,13 @@ class BudgetsController(Controller):
         opt=ADMIN,
     )
     async def create(self, luc: NamedDependency[Resources], data: JSONBody[BudgetIn]) -> BudgetOut:
-        settings = luc.settings.budgets
-        secret = _secret(data.webhook_secret)
-        generated = None
-        if data.webhook_url is not None:
-            await check_target(data.webhook_url, settings.allowed_hosts)
-            if secret is None and settings.webhook_secret is None:
-                secret = generated = new_webhook_secret()
-        scope_id = data.scope_id
-        if data.scope == "model" and scope_id:
-            # The ledger names models by catalog id; a budget on an alias would never count.
-            catalog = await on_connection(luc.pool, luc.catalog_cache.get)
-            scope_id = catalog.quote(scope_id, datetime.now(UTC)).model_id
-        new = NewBudget(
-            scope=data.scope,
-            scope_id=scope_id,
-            period=data.period,
-            limit_usd=_amount("limit_usd", data.limit_usd),
-            # Absent: the defaults; an explicit [] is refused (no silent defaults).
-            thresholds=list(DEFAULT_THRESHOLDS if data.thresholds is None else data.thresholds),
-            hard=data.hard,
-            webhook_url=data.webhook_url,
-            webhook_secret=secret,
+        secret, generated = await webhook_secret_for(
+            data.webhook_url, data.webhook_secret, luc.settings.budgets
         )
-        budget = await on_connection(luc.pool, lambda conn: create_budget(conn, new))
+        new = data.new_budget(secret)
+        budget = await on_connection(
+            luc.pool, lambda conn: create_budget(conn, new, luc.catalog_cache)
+        )
         return budget_out(budget, generated)
 
     @get("/", operation_id="listBudgets", summary="Budgets, optionally of one scope")
@@ -313,27 +109,21 @@ class BudgetsController(Controller):
         estimate = (
             None
             if estimated_cost_usd is None
-            else _amount("estimated_cost_usd", estimated_cost_usd)
+            else parse_amount("estimated_cost_usd", estimated_cost_usd)
         )
-
-        async def run(conn: Connection) -> CheckOut:
-            now = datetime.now(UTC)
-            result = await reservations.check(
+        result = await on_connection(
+            luc.pool,
+            lambda conn: reservations.check(
                 conn,
                 job_id=job_id,
                 agent=agent,
-                model=await _model_id(luc, conn, model, now),
+                model=model,
                 estimated_cost_usd=estimate,
-                now=now,
-            )
-            return CheckOut(
-                allowed=result.allowed,
-                remaining_usd=money(result.remaining_usd),
-                budgets=[standing_out(s) for s in result.standings],
-                reason=result.reason,
-            )
-
-        return await on_connection(luc.pool, run)
+                now=datetime.now(UTC),
+                catalog=luc.catalog_cache,
+            ),
+        )
+        return check_out(result)
 
     @post(
         "/reservations",
@@ -365,32 +155,23 @@ class BudgetsController(Controller):
     async def reserve(
         self, luc: NamedDependency[Resources], data: JSONBody[ReservationIn]
     ) -> Response[ReservationOut]:
-        estimate = _amount("estimated_cost_usd", data.estimated_cost_usd)
-
-        async def run(conn: Connection) -> ReservationOut:
-            now = datetime.now(UTC)
-            result = await reservations.reserve(
+        estimate = parse_amount("estimated_cost_usd", data.estimated_cost_usd)
+        result = await on_connection(
+            luc.pool,
+            lambda conn: reservations.reserve(
                 conn,
                 job_id=data.job_id,
                 agent=data.agent,
-                model=await _model_id(luc, conn, data.model, now),
+                model=data.model,
                 estimated_cost_usd=estimate,
-                now=now,
+                now=datetime.now(UTC),
                 reservation_seconds=luc.settings.budgets.reservation_seconds,
                 customer_id=data.customer_id,
-            )
-            return ReservationOut(
-                allowed=result.allowed,
-                reservation_id=result.reservation_id,
-                remaining_usd=money(result.remaining_usd),
-                budgets=[standing_out(s) for s in result.standings],
-                reason=result.reason,
-                expires_at=timestamp(result.expires_at),
-            )
-
-        answer = await on_connection(luc.pool, run)
-        status = 402 if not answer.allowed else 201 if answer.reservation_id else 200
-        return Response(answer, status_code=status)
+                catalog=luc.catalog_cache,
+            ),
+        )
+        status = 402 if not result.allowed else 201 if result.reservation_id else 200
+        return Response(reservation_out(result), status_code=status)
 
     @get("/{budget_id:int}", operation_id="getBudget", summary="One budget")
     async def one(self, luc: NamedDependency[Resources], budget_id: FromPath[int]) -> BudgetOut:
@@ -407,14 +188,7 @@ class BudgetsController(Controller):
     ) -> BudgetOut:
         if data.webhook_url:
             await check_target(data.webhook_url, luc.settings.budgets.allowed_hosts)
-        changes = BudgetChanges(
-            limit_usd=None if data.limit_usd is None else _amount("limit_usd", data.limit_usd),
-            thresholds=data.thresholds,
-            hard=data.hard,
-            webhook_url=data.webhook_url or None,
-            clear_webhook=data.webhook_url == "",
-            webhook_secret=_secret(data.webhook_secret),
-        )
+        changes = data.changes()
         budget, alerts = await on_connection(
             luc.pool, lambda conn: update_budget(conn, budget_id, changes, datetime.now(UTC))
         )
@@ -433,11 +207,10 @@ class BudgetsController(Controller):
         await on_connection(luc.pool, lambda conn: delete_budget(conn, budget_id))
 
 
-class AlertsController(Controller):
+class AlertsController(LucController):
     path = "/v1/alerts"
     tags = ["budgets"]
     opt = READ
-    dependencies = {"luc": Provide(provide_resources)}
 
     @get("/", operation_id="listAlerts", summary="Budget alerts with their delivery state")
     async def list(
@@ -469,16 +242,6 @@ class AlertsController(Controller):
             luc.dispatcher.wake()
         alerts = await on_connection(luc.pool, lambda conn: _alerts_by_id(conn, alert_id))
         return Response(alert_out(alerts[0]), status_code=202)
-
-
-async def _model_id(
-    luc: Resources, conn: Connection, model: str | None, now: datetime
-) -> str | None:
-    """The catalog id of ``model``: the ledger (so model budgets and settling) names models
-    by id, so an alias is resolved as pricing will resolve it (gemini-3.0-flash → google/…)."""
-    if model is None:
-        return None
-    return (await luc.catalog_cache.get(conn)).quote(model, now).model_id
 
 
 async def _alerts_by_id(conn: Connection, alert_id: str) -> list[Alert]:

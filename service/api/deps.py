@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import asyncpg
+from litestar import Controller
 from litestar.datastructures import State
+from litestar.di import Provide
 
 from service.auth.guard import KeyCache
 from service.budgets.delivery import Dispatcher
@@ -48,3 +50,9 @@ async def provide_resources(state: State) -> Resources:
     if resources is None:
         raise DatabaseUnavailableError(STARTING)
     return resources
+
+
+class LucController(Controller):
+    """A controller whose handlers take the process's resources as ``luc``."""
+
+    dependencies = {"luc": Provide(provide_resources)}

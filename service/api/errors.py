@@ -9,7 +9,7 @@ import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
-from service.api.schemas import ErrorBody
+from service.api.schemas.common import ErrorBody
 from service.db import UNAVAILABLE, is_unavailable, missing_privilege
 from service.errors import DatabaseUnavailableError, LucError
 

@@ -6,44 +6,26 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from litestar import Controller, Request, Response, post
-from litestar.di import NamedDependency, Provide
+from litestar import Request, Response, post
+from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
-from litestar.openapi.spec import OpenAPIType, Schema
 
-from service.api.deps import Resources, provide_resources
-from service.api.openapi import json_schema_of, raw_json_body
-from service.api.schemas import BatchResult, ErrorBody, EventResult
+from service.api.deps import LucController, Resources
+from service.api.raw_body import raw_json_body
+from service.api.schemas.common import ErrorBody
+from service.api.schemas.events import BATCH_BODY, EVENT_BODY, BatchResult, EventResult
 from service.auth.guard import INGEST
-from service.ingest.models import UsageEvent, UsageEventIn
+from service.ingest.models import UsageEvent
 from service.ingest.validate import parse_batch, parse_single
 from service.recording.models import ACCEPTED, CONFLICT, DUPLICATE, REJECTED
 
 SINGLE_STATUS = {ACCEPTED: 201, DUPLICATE: 200, CONFLICT: 409, REJECTED: 422}
 
-# The handlers read their bodies raw (so one bad event is rejected alone): the bodies they
-# expect are documented here instead of derived from a ``data`` parameter.
-EVENT_BODY = json_schema_of(UsageEventIn, occurred_at={"type": "string", "format": "date-time"})
-BATCH_BODY = Schema(
-    type=OpenAPIType.OBJECT,
-    properties={
-        "events": Schema(
-            type=OpenAPIType.ARRAY,
-            items=EVENT_BODY,
-            min_items=1,
-            description="Up to LUC_MAX_BATCH_EVENTS (default 5,000) events, each judged alone",
-        )
-    },
-    required=["events"],
-    additional_properties=False,
-)
 
-
-class EventsController(Controller):
+class EventsController(LucController):
     path = "/v1/events"
     tags = ["ingest"]
     opt = INGEST
-    dependencies = {"luc": Provide(provide_resources)}
 
     @post(
         "/",

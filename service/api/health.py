@@ -7,9 +7,9 @@ from litestar.datastructures import State
 from litestar.openapi import ResponseSpec
 
 from service.api.deps import Resources, started
-from service.api.schemas import GatewayReadiness, Health, Readiness
+from service.api.schemas.health import GatewayReadiness, Health, Readiness
 from service.auth.guard import PUBLIC
-from service.db import CONNECTION_ERRORS
+from service.db import answers
 from service.pricing.catalog import STUB_PROVIDER
 
 
@@ -60,9 +60,6 @@ async def readyz(state: State) -> Response[Readiness]:
     if luc is None:
         return Response(Readiness("starting: waiting for PostgreSQL", None), status_code=503)
     gateway = gateway_readiness(luc)
-    try:
-        async with luc.pool.acquire(timeout=2) as conn:
-            await conn.fetchval("SELECT 1")
-    except CONNECTION_ERRORS:
+    if not await answers(luc.pool):
         return Response(Readiness("database unavailable", gateway), status_code=503)
     return Response(Readiness("ready", gateway))

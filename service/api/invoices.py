@@ -4,178 +4,34 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import msgspec
-from litestar import Controller, Response, get, post
-from litestar.di import NamedDependency, Provide
+from litestar import Response, get, post
+from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, FromQuery, QueryParameter
 
-from service.api.deps import Resources, provide_resources
-from service.api.params import decode_cursor, encode_cursor, page_size
-from service.api.schemas import UnitPrices, timestamp
+from service.api.deps import LucController, Resources
+from service.api.params import Limit, decode_cursor, page, page_size
+from service.api.schemas.invoices import (
+    InvoiceOut,
+    InvoicePage,
+    InvoicePreviewOut,
+    invoice_out,
+    invoice_preview_out,
+    invoice_summary_out,
+)
 from service.auth.guard import ADMIN, READ
 from service.db import on_connection
 from service.errors import InvalidRequestError
-from service.invoices.models import JobChanges, JobInfo, cents_text, decimal_text
 from service.invoices.render import invoice_document, to_csv, to_html
 from service.invoices.service import get_invoice, issue_invoice, list_invoices, preview_invoice
 
-# Wire schemas ------------------------------------------------------------------------------
-
-
-class JobPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """Absent fields stay as they are; ``null`` clears a metadata field."""
-
-    status: str | msgspec.UnsetType = msgspec.UNSET
-    """``open`` or ``closed``. A closed job still records usage; it goes on a follow-up."""
-    customer: str | msgspec.UnsetType | None = msgspec.UNSET
-    title: str | msgspec.UnsetType | None = msgspec.UNSET
-    reference: str | msgspec.UnsetType | None = msgspec.UNSET
-    """The customer's own reference (a purchase order, say)."""
-
-    def changes(self) -> JobChanges:
-        def given(value: Any) -> Any:
-            return None if value is msgspec.UNSET else value
-
-        return JobChanges(
-            status=given(self.status),
-            customer=given(self.customer),
-            title=given(self.title),
-            reference=given(self.reference),
-            clear=frozenset(
-                name for name in ("customer", "title", "reference") if getattr(self, name) is None
-            ),
-        )
-
-
-class JobInfoOut(msgspec.Struct):
-    job_id: str
-    status: str
-    customer: str | None
-    title: str | None
-    reference: str | None
-    updated_at: str | None
-
-
-def job_info_out(job: JobInfo) -> JobInfoOut:
-    return JobInfoOut(
-        job_id=job.job_id,
-        status=job.status,
-        customer=job.customer,
-        title=job.title,
-        reference=job.reference,
-        updated_at=timestamp(job.updated_at),
-    )
-
-
-class InvoiceLineOut(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    agent: str
-    model: str
-    model_name: str | None
-    provider: str
-    catalog_version: int
-    tier: str | None
-    events: int
-    input_tokens: int
-    cached_input_tokens: int
-    cache_write_tokens: int
-    output_tokens: int
-    reasoning_tokens: int
-    unit_prices: UnitPrices
-    """USD per 1M tokens per class, and USD per request."""
-    amount_usd: str
-    """Full precision, never rounded."""
-
-
-class NotBilledLineOut(InvoiceLineOut, kw_only=True):
-    """Usage the invoice covers without billing it: stub answers (no LLM was called)."""
-
-    reason: str
-
-
-# omit_defaults: ``not_billed`` is left out when empty, as in the stored document, so the
-# digest of every invoice (those issued before the field existed too) still matches.
-class InvoiceBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
-    job_id: str
-    currency: str
-    customer: str | None
-    title: str | None
-    reference: str | None
-    follow_up_of: str | None
-    """The job's invoice before this one; this one covers only entries recorded after it."""
-    period_start: str | None
-    period_end: str | None
-    """Event times of the first and last covered entries."""
-    lines: list[InvoiceLineOut]
-    events: int
-    subtotal_usd: str
-    """Sum of the lines, full precision."""
-    rounding_rule: str
-    rounding_usd: str
-    """total_usd − subtotal_usd."""
-    total_usd: str
-    """The subtotal rounded once to cents by the rounding rule."""
-    covered_entries: int
-    """Ledger entries this invoice covers; no other invoice covers any of them."""
-    entries_sha256: str
-    """SHA-256 of the covered ledger entry ids, ascending, comma-separated."""
-    unpriced_events: int
-    """Events of the job without a price: not billed here."""
-    notes: list[str]
-    not_billed: list[NotBilledLineOut] = msgspec.field(default_factory=list)
-    """Stub answers (LUC's heuristic mode, no LLM called): covered, listed, never billed;
-    present only when there are some."""
-
-
-class InvoiceOut(InvoiceBody, kw_only=True):
-    number: str
-    issued_at: str
-    digest: str
-    """SHA-256 (hex) of the canonical JSON of this object without ``digest``: sorted keys,
-    no whitespace, UTF-8."""
-
-
-class InvoicePreviewOut(InvoiceBody, kw_only=True):
-    number: None
-    issued_at: None
-    status: str
-    """The job's status (open, closed)."""
-    earlier_invoices: list[str]
-
-
-class InvoiceSummaryOut(msgspec.Struct):
-    number: str
-    job_id: str
-    issued_at: str
-    currency: str
-    subtotal_usd: str
-    rounding_usd: str
-    total_usd: str
-    covered_entries: int
-    unpriced_events: int
-    follow_up_of: str | None
-    digest: str
-
-
-class InvoicePage(msgspec.Struct):
-    items: list[InvoiceSummaryOut]
-    next_cursor: str | None
-
-
-def invoice_out(document: dict[str, Any]) -> InvoiceOut:
-    return msgspec.convert(document, InvoiceOut)
-
-
 FORMATS = ("json", "csv", "html")
 
-# Controllers -------------------------------------------------------------------------------
 
-
-class JobInvoicesController(Controller):
+class JobInvoicesController(LucController):
     path = "/v1/jobs"
     tags = ["invoices"]
     opt = READ
-    dependencies = {"luc": Provide(provide_resources)}
 
     @get(
         "/{job_id:str}/invoice",
@@ -191,10 +47,7 @@ class JobInvoicesController(Controller):
     ) -> InvoicePreviewOut:
         draft = await on_connection(luc.pool, lambda conn: preview_invoice(conn, job_id))
         document = invoice_document(draft, None, None)
-        return msgspec.convert(
-            {**document, "status": draft.job.status, "earlier_invoices": draft.earlier},
-            InvoicePreviewOut,
-        )
+        return invoice_preview_out(document, draft.job.status, draft.earlier)
 
     @post(
         "/{job_id:str}/invoices",
@@ -213,11 +66,10 @@ class JobInvoicesController(Controller):
         return invoice_out(invoice.with_digest())
 
 
-class InvoicesController(Controller):
+class InvoicesController(LucController):
     path = "/v1/invoices"
     tags = ["invoices"]
     opt = READ
-    dependencies = {"luc": Provide(provide_resources)}
 
     @get("/", operation_id="listInvoices", summary="Issued invoices in number order")
     async def list(
@@ -225,34 +77,15 @@ class InvoicesController(Controller):
         luc: NamedDependency[Resources],
         job_id: FromQuery[str | None] = None,
         cursor: FromQuery[str | None] = None,
-        limit: Annotated[int | None, QueryParameter(description="page size, 1–1000 (100)")] = None,
+        limit: Limit = None,
     ) -> InvoicePage:
         size = page_size(limit)
         after = decode_cursor(cursor) or None
         rows = await on_connection(
             luc.pool, lambda conn: list_invoices(conn, job_id, after, size + 1)
         )
-        more = len(rows) > size
-        rows = rows[:size]
-        return InvoicePage(
-            items=[
-                InvoiceSummaryOut(
-                    number=r.number,
-                    job_id=r.job_id,
-                    issued_at=timestamp(r.issued_at) or "",
-                    currency="USD",
-                    subtotal_usd=decimal_text(r.subtotal_usd),
-                    rounding_usd=decimal_text(r.rounding_usd),
-                    total_usd=cents_text(r.total_usd),
-                    covered_entries=r.covered_entries,
-                    unpriced_events=r.unpriced_events,
-                    follow_up_of=r.follow_up_of,
-                    digest=r.digest,
-                )
-                for r in rows
-            ],
-            next_cursor=encode_cursor(rows[-1].number) if more else None,
-        )
+        items, next_cursor = page(rows, size, lambda r: r.number)
+        return InvoicePage(items=[invoice_summary_out(r) for r in items], next_cursor=next_cursor)
 
     @get(
         "/{number:str}",

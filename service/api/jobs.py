@@ -1,41 +1,45 @@
-"""Jobs: the list, one job with its invoice lines, and its ledger entries."""
+"""Jobs: the list, one job with its invoice lines, its ledger entries, its metadata."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from litestar import get, patch
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, JSONBody
 
-from litestar import Controller, get, patch
-from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
-
-from service.api.deps import Resources, provide_resources
-from service.api.invoices import JobInfoOut, JobPatch, job_info_out
-from service.api.params import decode_cursor, encode_cursor, page_size, parse_range
-from service.api.schemas import (
+from service.api.deps import LucController, Resources
+from service.api.params import (
+    From,
+    Limit,
+    To,
+    decode_cursor,
+    decode_number_cursor,
+    page,
+    page_size,
+    parse_range,
+)
+from service.api.schemas.jobs import (
     JobDetailOut,
-    JobLineOut,
-    JobOut,
+    JobInfoOut,
     JobPage,
-    LedgerEntryOut,
+    JobPatch,
     LedgerPage,
-    money,
-    timestamp,
-    totals_fields,
-    unit_prices,
+    job_detail_out,
+    job_info_out,
+    job_out,
+    ledger_entry_out,
 )
 from service.auth.guard import ADMIN, READ
 from service.db import on_connection
-from service.errors import InvalidRequestError, NotFoundError
-from service.invoices.service import update_job
+from service.errors import NotFoundError
+from service.jobs.service import update_job
 from service.ledger.service import job_entries
 from service.rollups.service import job_detail, list_jobs
 
 
-class JobsController(Controller):
+class JobsController(LucController):
     path = "/v1/jobs"
     tags = ["jobs"]
     opt = READ
-    dependencies = {"luc": Provide(provide_resources)}
 
     @get(
         "/",
@@ -51,14 +55,10 @@ class JobsController(Controller):
         self,
         luc: NamedDependency[Resources],
         agent: FromQuery[str | None] = None,
-        start: Annotated[
-            str | None, QueryParameter(name="from", description="RFC 3339, inclusive")
-        ] = None,
-        end: Annotated[
-            str | None, QueryParameter(name="to", description="RFC 3339, exclusive")
-        ] = None,
+        start: From = None,
+        end: To = None,
         cursor: FromQuery[str | None] = None,
-        limit: Annotated[int | None, QueryParameter(description="page size, 1–1000 (100)")] = None,
+        limit: Limit = None,
     ) -> JobPage:
         lower, upper = parse_range(start, end)
         size = page_size(limit)
@@ -73,12 +73,8 @@ class JobsController(Controller):
                 limit=size + 1,
             ),
         )
-        more = len(jobs) > size
-        jobs = jobs[:size]
-        return JobPage(
-            items=[JobOut(job_id=j.job_id, **totals_fields(j.totals)) for j in jobs],
-            next_cursor=encode_cursor(jobs[-1].job_id) if more else None,
-        )
+        items, next_cursor = page(jobs, size, lambda j: j.job_id)
+        return JobPage(items=[job_out(j) for j in items], next_cursor=next_cursor)
 
     @get(
         "/{job_id:str}",
@@ -89,22 +85,7 @@ class JobsController(Controller):
         job = await on_connection(luc.pool, lambda conn: job_detail(conn, job_id))
         if job is None:
             raise NotFoundError(f"job {job_id!r} has no recorded usage")
-        return JobDetailOut(
-            job_id=job.job_id,
-            lines=[
-                JobLineOut(
-                    agent=line.agent,
-                    model=line.model,
-                    provider=line.provider,
-                    catalog_version=line.catalog_version,
-                    tier=line.tier,
-                    unit_prices=unit_prices(line.unit_prices),
-                    **totals_fields(line.totals),
-                )
-                for line in job.lines
-            ],
-            **totals_fields(job.totals),
-        )
+        return job_detail_out(job)
 
     @patch(
         "/{job_id:str}",
@@ -132,49 +113,18 @@ class JobsController(Controller):
         luc: NamedDependency[Resources],
         job_id: FromPath[str],
         cursor: FromQuery[str | None] = None,
-        limit: Annotated[int | None, QueryParameter(description="page size, 1–1000 (100)")] = None,
+        limit: Limit = None,
     ) -> LedgerPage:
         size = page_size(limit)
-        position = decode_cursor(cursor)
-        if position and not position.isdigit():
-            raise InvalidRequestError("cursor is not one this API issued", status_code=400)
+        after = decode_number_cursor(cursor)
         rows = await on_connection(
-            luc.pool, lambda conn: job_entries(conn, job_id, int(position or 0), size + 1)
+            luc.pool, lambda conn: job_entries(conn, job_id, after, size + 1)
         )
-        if not rows and not position:
+        if not rows and not cursor:
             exists = await on_connection(luc.pool, lambda conn: job_detail(conn, job_id))
             if exists is None:
                 raise NotFoundError(f"job {job_id!r} has no recorded usage")
-        more = len(rows) > size
-        rows = rows[:size]
+        items, next_cursor = page(rows, size, lambda e: str(e.id))
         return LedgerPage(
-            job_id=job_id,
-            items=[
-                LedgerEntryOut(
-                    id=e.id,
-                    event_id=e.event_id,
-                    kind=e.kind,
-                    job_id=e.job_id,
-                    agent=e.agent,
-                    model=e.model,
-                    provider=e.provider,
-                    tier=e.tier,
-                    catalog_version=e.catalog_version,
-                    occurred_at=timestamp(e.occurred_at) or "",
-                    recorded_at=timestamp(e.recorded_at) or "",
-                    input_tokens=e.input_tokens,
-                    cached_input_tokens=e.cached_input_tokens,
-                    cache_write_tokens=e.cache_write_tokens,
-                    output_tokens=e.output_tokens,
-                    reasoning_tokens=e.reasoning_tokens,
-                    events=e.event_count,
-                    unpriced_events=e.unpriced_count,
-                    cost_usd=money(e.cost_usd),
-                    provider_cost_usd=money(e.provider_cost_usd),
-                    unit_prices=unit_prices(e.unit_prices),
-                    reason=e.reason,
-                )
-                for e in rows
-            ],
-            next_cursor=encode_cursor(str(rows[-1].id)) if more else None,
+            job_id=job_id, items=[ledger_entry_out(e) for e in items], next_cursor=next_cursor
         )

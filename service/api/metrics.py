@@ -12,7 +12,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from service.api.deps import Resources, provide_resources
 from service.auth.guard import READ
 from service.db import CONNECTION_ERRORS
-from service.metrics.ledger import LedgerSnapshot, read_snapshot
+from service.metrics.rollup_series import LedgerSnapshot, read_snapshot
 
 # Litestar appends "; charset=utf-8" to text/* types itself; CONTENT_TYPE_LATEST has it.
 EXPOSITION_TYPE = CONTENT_TYPE_LATEST.replace("; charset=utf-8", "")

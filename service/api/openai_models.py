@@ -26,7 +26,8 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath
 
 from service.api.deps import Resources, provide_resources
-from service.api.proxy import OpenAIError, proxy_http_error, proxy_luc_error
+from service.api.proxy import proxy_http_error, proxy_luc_error
+from service.api.schemas.proxy import OpenAIError
 from service.auth.guard import INGEST_OR_READ
 from service.db import on_connection
 from service.errors import LucError, NotFoundError

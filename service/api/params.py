@@ -1,16 +1,27 @@
-"""Query parameter parsing shared by controllers: time bounds, cursors, page sizes."""
+"""Query parameter parsing shared by controllers: time bounds, cursors, pages."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Annotated, TypeVar
+
+from litestar.params import QueryParameter
 
 from service import wire
 from service.errors import InvalidRequestError
 
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
+
+# The query parameters several routes take, declared once.
+From = Annotated[str | None, QueryParameter(name="from", description="RFC 3339, inclusive")]
+To = Annotated[str | None, QueryParameter(name="to", description="RFC 3339, exclusive")]
+Limit = Annotated[int | None, QueryParameter(description="page size, 1–1000 (100)")]
+
+T = TypeVar("T")
 
 
 def parse_instant(name: str, value: str | None) -> datetime | None:
@@ -53,3 +64,21 @@ def decode_cursor(cursor: str | None) -> str:
         return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise InvalidRequestError("cursor is not one this API issued", status_code=400) from None
+
+
+def decode_number_cursor(cursor: str | None) -> int:
+    """The position a cursor over numbered rows names (ledger entry ids); 0 is the start."""
+    position = decode_cursor(cursor)
+    if not position:
+        return 0
+    if not position.isdigit():
+        raise InvalidRequestError("cursor is not one this API issued", status_code=400)
+    return int(position)
+
+
+def page(rows: Sequence[T], size: int, position: Callable[[T], str]) -> tuple[list[T], str | None]:
+    """The first ``size`` of ``rows`` (fetched ``size + 1``, to know whether more follow) and
+    the cursor of the next page, ``None`` on the last one."""
+    items = list(rows[:size])
+    more = len(rows) > size
+    return items, encode_cursor(position(items[-1])) if more else None

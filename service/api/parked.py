@@ -7,72 +7,22 @@ parked: it waits in the same spool and is replayed on its own; ``pending`` count
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from litestar import delete, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery
 
-import msgspec
-from litestar import Controller, delete, get, post
-from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, FromQuery, QueryParameter
-
-from service.api.deps import Resources, provide_resources
-from service.api.params import decode_cursor, encode_cursor, page_size
-from service.api.schemas import EventResult, timestamp
+from service.api.deps import LucController, Resources
+from service.api.params import Limit, decode_number_cursor, page, page_size
+from service.api.schemas.events import EventResult
+from service.api.schemas.parked import ParkedUsagePage, parked_out
 from service.auth.guard import ADMIN, READ
-from service.client.spool import Parked
-from service.errors import InvalidRequestError, NotFoundError
+from service.errors import NotFoundError
 
 
-class ParkedUsageOut(msgspec.Struct):
-    id: int
-    """The spool's number for it: what replay and discard take."""
-    event_id: str
-    status: str
-    """``conflict`` or ``rejected``: the ledger's answer."""
-    reason: str | None
-    parked_at: str
-    event: Any
-    """The usage event as the gateway built it (its JSON text if it is no JSON)."""
-
-
-class ParkedUsagePage(msgspec.Struct):
-    items: list[ParkedUsageOut]
-    next_cursor: str | None
-    parked: int
-    """Everything parked in this process's spool."""
-    pending: int
-    """Usage waiting in the spool to be recorded (replayed on its own, not parked)."""
-
-
-def parked_out(item: Parked) -> ParkedUsageOut:
-    try:
-        event: Any = msgspec.json.decode(item.body)
-    except msgspec.DecodeError:
-        event = item.body.decode(errors="replace")
-    return ParkedUsageOut(
-        id=item.id,
-        event_id=item.event_id,
-        status=item.status,
-        reason=item.reason,
-        parked_at=timestamp(datetime.fromtimestamp(item.parked_at, UTC)) or "",
-        event=event,
-    )
-
-
-def _after(cursor: str | None) -> int:
-    position = decode_cursor(cursor)
-    if not position:
-        return 0
-    if not position.isdigit():
-        raise InvalidRequestError("cursor is not one this API issued", status_code=400)
-    return int(position)
-
-
-class ParkedUsageController(Controller):
+class ParkedUsageController(LucController):
     path = "/v1/usage/parked"
     tags = ["gateway"]
     opt = READ
-    dependencies = {"luc": Provide(provide_resources)}
 
     @get(
         "/",
@@ -88,19 +38,18 @@ class ParkedUsageController(Controller):
         self,
         luc: NamedDependency[Resources],
         cursor: FromQuery[str | None] = None,
-        limit: Annotated[int | None, QueryParameter(description="page size, 1–1000 (100)")] = None,
+        limit: Limit = None,
     ) -> ParkedUsagePage:
         size = page_size(limit)
         sink = luc.recording
         if sink is None:
             return ParkedUsagePage(items=[], next_cursor=None, parked=0, pending=0)
-        items = await sink.parked(_after(cursor), size + 1)
+        rows = await sink.parked(decode_number_cursor(cursor), size + 1)
         pending, parked = await sink.spool_counts()
-        more = len(items) > size
-        items = items[:size]
+        items, next_cursor = page(rows, size, lambda i: str(i.id))
         return ParkedUsagePage(
             items=[parked_out(i) for i in items],
-            next_cursor=encode_cursor(str(items[-1].id)) if more else None,
+            next_cursor=next_cursor,
             parked=parked,
             pending=pending,
         )

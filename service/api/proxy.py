@@ -21,15 +21,16 @@ from typing import Any
 
 import msgspec
 import structlog
-from litestar import Controller, Request, Response, post
-from litestar.di import NamedDependency, Provide
+from litestar import Request, Response, post
+from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException
 from litestar.openapi import ResponseSpec
 from litestar.response import Stream
 
-from service.api.deps import Resources, provide_resources
+from service.api.deps import LucController, Resources
 from service.api.errors import RETRY_AFTER_SECONDS
-from service.api.schemas import money
+from service.api.schemas.common import money
+from service.api.schemas.proxy import OpenAIError
 from service.auth.guard import INGEST
 from service.auth.keys import ApiKey
 from service.errors import (
@@ -63,19 +64,6 @@ _ERROR_TYPES = {
     422: "invalid_request_error",
     429: "rate_limit_error",
 }
-
-
-class OpenAIErrorDetail(msgspec.Struct):
-    message: str
-    type: str
-    param: str | None
-    code: str | None
-
-
-class OpenAIError(msgspec.Struct):
-    """OpenAI's error body, which OpenAI SDKs turn into their exceptions."""
-
-    error: OpenAIErrorDetail
 
 
 def _documented(description: str) -> ResponseSpec:
@@ -179,11 +167,10 @@ async def _sse(handle: StreamHandle) -> AsyncIterator[bytes]:
         yield b"data: " + msgspec.json.encode(error) + b"\n\n"
 
 
-class ChatCompletionsController(Controller):
+class ChatCompletionsController(LucController):
     path = "/v1/chat/completions"
     tags = ["gateway"]
     opt = INGEST
-    dependencies = {"luc": Provide(provide_resources)}
     exception_handlers = {LucError: proxy_luc_error, HTTPException: proxy_http_error}
 
     @post(

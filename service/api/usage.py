@@ -4,24 +4,23 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import Controller, get
-from litestar.di import NamedDependency, Provide
+from litestar import get
+from litestar.di import NamedDependency
 from litestar.params import FromQuery, QueryParameter
 
-from service.api.deps import Resources, provide_resources
-from service.api.params import decode_cursor, encode_cursor, page_size, parse_range
-from service.api.schemas import UnpricedEventOut, UnpricedPage, UsageOut, timestamp, totals_fields
+from service.api.deps import LucController, Resources
+from service.api.params import From, Limit, To, decode_cursor, page, page_size, parse_range
+from service.api.schemas.usage import UnpricedPage, UsageOut, unpriced_event_out, usage_row
 from service.auth.guard import READ
 from service.db import on_connection
 from service.ledger.service import unpriced_events
 from service.rollups.service import USAGE_GROUPS, usage
 
 
-class UsageController(Controller):
+class UsageController(LucController):
     path = "/v1"
     tags = ["usage"]
     opt = READ
-    dependencies = {"luc": Provide(provide_resources)}
 
     @get(
         "/usage",
@@ -33,12 +32,8 @@ class UsageController(Controller):
         self,
         luc: NamedDependency[Resources],
         group_by: Annotated[str | None, QueryParameter(description="comma-separated keys")] = None,
-        start: Annotated[
-            str | None, QueryParameter(name="from", description="RFC 3339, inclusive")
-        ] = None,
-        end: Annotated[
-            str | None, QueryParameter(name="to", description="RFC 3339, exclusive")
-        ] = None,
+        start: From = None,
+        end: To = None,
         agent: FromQuery[str | None] = None,
         model: FromQuery[str | None] = None,
         job_id: FromQuery[str | None] = None,
@@ -59,9 +54,7 @@ class UsageController(Controller):
                 provider=provider,
             ),
         )
-        return UsageOut(
-            group_by=keys, rows=[{**row.keys, **totals_fields(row.totals)} for row in rows]
-        )
+        return UsageOut(group_by=keys, rows=[usage_row(row) for row in rows])
 
     @get(
         "/unpriced",
@@ -74,32 +67,12 @@ class UsageController(Controller):
         model: FromQuery[str | None] = None,
         job_id: FromQuery[str | None] = None,
         cursor: FromQuery[str | None] = None,
-        limit: Annotated[int | None, QueryParameter(description="page size, 1–1000 (100)")] = None,
+        limit: Limit = None,
     ) -> UnpricedPage:
         size = page_size(limit)
         rows = await on_connection(
             luc.pool,
             lambda conn: unpriced_events(conn, decode_cursor(cursor), model, job_id, size + 1),
         )
-        more = len(rows) > size
-        rows = rows[:size]
-        return UnpricedPage(
-            items=[
-                UnpricedEventOut(
-                    id=r["event_id"],
-                    model=r["model"],
-                    job_id=r["job_id"],
-                    agent=r["agent"],
-                    provider=r["provider"],
-                    occurred_at=timestamp(r["occurred_at"]) or "",
-                    input_tokens=r["input_tokens"],
-                    cached_input_tokens=r["cached_input_tokens"],
-                    cache_write_tokens=r["cache_write_tokens"],
-                    output_tokens=r["output_tokens"],
-                    reasoning_tokens=r["reasoning_tokens"],
-                    reason=r["reason"],
-                )
-                for r in rows
-            ],
-            next_cursor=encode_cursor(rows[-1]["event_id"]) if more else None,
-        )
+        items, next_cursor = page(rows, size, lambda e: e.event_id)
+        return UnpricedPage(items=[unpriced_event_out(e) for e in items], next_cursor=next_cursor)

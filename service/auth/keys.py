@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from service.auth import queries
-from service.db import Connection
+from service.db import Connection, from_row
 from service.errors import InvalidRequestError, NotFoundError
 
 SCOPES = ("ingest", "read", "admin")
@@ -37,14 +37,7 @@ def key_hash(key: str) -> bytes:
 
 
 def _key(r: Any) -> ApiKey:
-    return ApiKey(
-        id=r["id"],
-        name=r["name"],
-        scope=r["scope"],
-        prefix=r["prefix"],
-        created_at=r["created_at"],
-        revoked_at=r["revoked_at"],
-    )
+    return from_row(ApiKey, r)
 
 
 async def create_key(conn: Connection, name: str, scope: str) -> tuple[ApiKey, str]:

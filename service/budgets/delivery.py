@@ -32,6 +32,7 @@ from service.budgets.targets import Resolver, Target, resolve_target, system_res
 from service.db import CONNECTION_ERRORS, Connection
 from service.errors import InvalidRequestError, NotFoundError
 from service.settings import BudgetSettings
+from service.wire import instant_text, money_text
 
 log = structlog.get_logger("luc.webhooks")
 
@@ -39,30 +40,22 @@ EVENT_TYPE = "budget.threshold_crossed"
 CLAIM_BATCH = 20
 
 
-def _money(value: Any) -> str:
-    text = format(value, "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
 def webhook_body(alert: Any) -> bytes:
     """The JSON body of one alert; identical on every attempt."""
     return msgspec.json.encode(
         {
             "type": EVENT_TYPE,
-            "timestamp": alert["created_at"].astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "timestamp": instant_text(alert["created_at"]),
             "data": {
                 "alert_id": str(alert["id"]),
                 "budget_id": alert["budget_id"],
                 "scope": alert["scope"],
                 "scope_id": alert["scope_id"],
-                "period_start": alert["period_start"]
-                .astimezone(UTC)
-                .isoformat()
-                .replace("+00:00", "Z"),
+                "period_start": instant_text(alert["period_start"]),
                 # A threshold is a fraction of the limit, not money: a JSON number.
                 "threshold": float(alert["threshold"]),
-                "spent_usd": _money(alert["spent_usd"]),
-                "limit_usd": _money(alert["limit_usd"]),
+                "spent_usd": money_text(alert["spent_usd"]),
+                "limit_usd": money_text(alert["limit_usd"]),
             },
         }
     )

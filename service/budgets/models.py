@@ -13,31 +13,30 @@ PERIODS = ("lifetime", "day", "month")
 DEFAULT_THRESHOLDS = (Decimal("0.5"), Decimal("0.8"), Decimal("1"))
 
 
-@dataclass(frozen=True, slots=True)
-class Budget:
-    id: int
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BudgetDefinition:
+    """What a budget is, as it is given and as it is stored."""
+
     scope: str
     scope_id: str | None
     period: str
     limit_usd: Decimal
     thresholds: list[Decimal]
-    """Fractions of the limit in (0, 1], ascending."""
+    """Fractions of the limit in (0, 1], ascending once stored."""
     hard: bool
     webhook_url: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Budget(BudgetDefinition):
+    id: int
     has_own_secret: bool
     created_at: datetime
     updated_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class NewBudget:
-    scope: str
-    scope_id: str | None
-    period: str
-    limit_usd: Decimal
-    thresholds: list[Decimal]
-    hard: bool
-    webhook_url: str | None
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewBudget(BudgetDefinition):
     webhook_secret: str | None
 
 

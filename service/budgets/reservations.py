@@ -17,21 +17,15 @@ from decimal import Decimal
 from service.budgets import queries
 from service.budgets.models import BudgetStanding, CheckResult
 from service.budgets.service import budget_from_row, period_start
+from service.catalog.service import CatalogCache
 from service.db import Connection
 from service.errors import InvalidRequestError
+from service.money import decimal_places
 
 # An estimate is held as NUMERIC: keep it to amounts a bill can hold, as ingest does for
 # provider costs, so that a wild one is refused by name rather than by the database.
 _MAX_DIGITS_BEFORE_POINT = 18
 _MAX_DECIMAL_PLACES = 30
-
-
-def _decimal_places(value: Decimal) -> int:
-    """Significant digits after the point (``1.2300`` has 2), without a context."""
-    _sign, digits, exponent = value.as_tuple()
-    assert isinstance(exponent, int)  # a finite value
-    trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
-    return max(0, -(exponent + trailing_zeros)) if any(digits) else 0
 
 
 def _estimate(estimated_cost_usd: Decimal | None) -> Decimal:
@@ -41,7 +35,7 @@ def _estimate(estimated_cost_usd: Decimal | None) -> Decimal:
     if not value.is_finite() or value < 0:
         raise InvalidRequestError("estimated_cost_usd: must be a decimal amount, not negative")
     if (value and value.adjusted() >= _MAX_DIGITS_BEFORE_POINT) or (
-        _decimal_places(value) > _MAX_DECIMAL_PLACES
+        decimal_places(value) > _MAX_DECIMAL_PLACES
     ):
         raise InvalidRequestError(
             f"estimated_cost_usd: {value} is out of range (below 10^{_MAX_DIGITS_BEFORE_POINT}"
@@ -92,6 +86,17 @@ def _least_remaining(standings: Iterable[BudgetStanding]) -> Decimal | None:
     return min((s.remaining_usd for s in standings), default=None)
 
 
+async def _model_id(
+    conn: Connection, catalog: CatalogCache | None, model: str | None, now: datetime
+) -> str | None:
+    """The catalog id of ``model``: the ledger (so model budgets and settling) names models
+    by id, so an alias is resolved as pricing will resolve it. Without a catalog, ``model``
+    is an id already (the gateway resolved it)."""
+    if model is None or catalog is None:
+        return model
+    return await catalog.model_id(conn, model, now)
+
+
 async def check(
     conn: Connection,
     *,
@@ -100,9 +105,13 @@ async def check(
     model: str | None,
     estimated_cost_usd: Decimal | None,
     now: datetime,
+    catalog: CatalogCache | None = None,
 ) -> CheckResult:
-    """Would a call of this estimate be admitted now? Only looks: holds nothing."""
+    """Would a call of this estimate be admitted now? Only looks: holds nothing.
+
+    With ``catalog``, ``model`` may be an alias (see ``_model_id``)."""
     estimate = _estimate(estimated_cost_usd)
+    model = await _model_id(conn, catalog, model, now)
     standings = await _standings(conn, job_id, agent, model, now)
     refusing = _refusing(standings, estimate)
     return CheckResult(
@@ -123,12 +132,15 @@ async def reserve(
     now: datetime,
     reservation_seconds: int,
     customer_id: str | None = None,
+    catalog: CatalogCache | None = None,
 ) -> CheckResult:
     """Admit a call or refuse it. Admitted under hard budgets, its estimate is held against
     each of them under one new reservation id until the call's usage names that id, or the
     reservation expires. Without a hard budget nothing needs holding (no reservation id).
+    With ``catalog``, ``model`` may be an alias (see ``_model_id``).
     """
     estimate = _estimate(estimated_cost_usd)
+    model = await _model_id(conn, catalog, model, now)
     async with conn.transaction():
         hard_ids = [
             r["id"]

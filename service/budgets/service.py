@@ -9,10 +9,12 @@ import secrets
 import uuid
 from base64 import b64encode
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+
+from standardwebhooks.webhooks import Webhook
 
 from service.budgets import queries
 from service.budgets.models import (
@@ -22,10 +24,14 @@ from service.budgets.models import (
     Budget,
     NewBudget,
 )
-from service.db import Connection
+from service.budgets.targets import check_target
+from service.catalog.service import CatalogCache
+from service.db import Connection, from_row
 from service.errors import InvalidRequestError, NotFoundError
 from service.locks import lock_repricing
 from service.money import EXACT
+from service.settings import BudgetSettings
+from service.wire import WireValueError, parse_money
 
 
 def period_start(period: str, at: datetime) -> datetime:
@@ -41,6 +47,45 @@ def period_start(period: str, at: datetime) -> datetime:
 def new_webhook_secret() -> str:
     """A Standard Webhooks secret: ``whsec_`` and 32 random bytes in base64."""
     return "whsec_" + b64encode(secrets.token_bytes(32)).decode()
+
+
+def checked_secret(raw: str | None) -> str | None:
+    """``raw`` if it is a Standard Webhooks secret (``whsec_<base64>``), else refused."""
+    if raw is None:
+        return None
+    try:
+        Webhook(raw)
+    except Exception:
+        raise InvalidRequestError(
+            "webhook_secret: must be a Standard Webhooks secret, whsec_<base64>"
+        ) from None
+    if not raw.startswith("whsec_"):
+        raise InvalidRequestError("webhook_secret: must start with whsec_")
+    return raw
+
+
+async def webhook_secret_for(
+    url: str | None, secret: str | None, settings: BudgetSettings
+) -> tuple[str | None, str | None]:
+    """The secret a new budget's webhook signs with, and the one LUC generated if it made
+    one: a webhook with neither its own secret nor LUC_WEBHOOK_SECRET gets a new secret,
+    shown once. The secret is checked, then the URL (``targets.check_target``)."""
+    checked = checked_secret(secret)
+    if url is None:
+        return checked, None
+    await check_target(url, settings.allowed_hosts)
+    if checked is None and settings.webhook_secret is None:
+        generated = new_webhook_secret()
+        return generated, generated
+    return checked, None
+
+
+def parse_amount(field: str, text: str) -> Decimal:
+    """An amount given as text (SPEC §2's money rule, ``service.wire``); never negative."""
+    try:
+        return parse_money(field, text)
+    except WireValueError as exc:
+        raise InvalidRequestError(str(exc)) from None
 
 
 def check_definition(
@@ -69,23 +114,20 @@ def check_definition(
 
 def budget_from_row(r: Any) -> Budget:
     """A ``Budget`` from a row of ``queries.BUDGET_COLUMNS``."""
-    return Budget(
-        id=r["id"],
-        scope=r["scope"],
-        scope_id=r["scope_id"],
-        period=r["period"],
-        limit_usd=r["limit_usd"],
-        thresholds=list(r["thresholds"]),
-        hard=r["hard"],
-        webhook_url=r["webhook_url"],
-        has_own_secret=r["has_own_secret"],
-        created_at=r["created_at"],
-        updated_at=r["updated_at"],
-    )
+    return from_row(Budget, r, thresholds=list(r["thresholds"]))
 
 
-async def create_budget(conn: Connection, new: NewBudget) -> Budget:
-    """Store a budget and count the spend already on the ledger towards it."""
+async def create_budget(
+    conn: Connection, new: NewBudget, catalog: CatalogCache | None = None
+) -> Budget:
+    """Store a budget and count the spend already on the ledger towards it.
+
+    With ``catalog``, a model budget given an alias is stored under the model's catalog id,
+    as pricing resolves the alias now: the ledger names models by id, so a budget on an
+    alias would never count. Without it, ``scope_id`` is taken as the id."""
+    if catalog is not None and new.scope == "model" and new.scope_id:
+        now = datetime.now(UTC)
+        new = replace(new, scope_id=await catalog.model_id(conn, new.scope_id, now))
     thresholds = check_definition(
         new.scope, new.scope_id, new.period, new.limit_usd, new.thresholds
     )
@@ -282,21 +324,7 @@ async def _raise_alerts(conn: Connection, found: Sequence[Crossing]) -> int:
 
 
 def _alert(r: Any) -> Alert:
-    return Alert(
-        id=str(r["id"]),
-        budget_id=r["budget_id"],
-        scope=r["scope"],
-        scope_id=r["scope_id"],
-        period_start=r["period_start"],
-        threshold=r["threshold"],
-        spent_usd=r["spent_usd"],
-        limit_usd=r["limit_usd"],
-        created_at=r["created_at"],
-        delivery=r["delivery"],
-        attempts=r["attempts"],
-        last_error=r["last_error"],
-        delivered_at=r["delivered_at"],
-    )
+    return from_row(Alert, r, id=str(r["id"]))
 
 
 async def list_alerts(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Context, Decimal
@@ -10,12 +12,12 @@ from importlib import resources
 from typing import Any
 
 from service.catalog import queries
-from service.db import Connection
-from service.errors import CatalogError
+from service.db import Connection, from_row
+from service.errors import CatalogError, NotFoundError
 from service.locks import lock_catalog_seed
 from service.pricing.catalog import Catalog
-from service.pricing.models import TIERS, CatalogVersion, ModelPrice, NewModelPrice
-from service.wire import parse_instant, parse_money
+from service.pricing.models import PRICE_CLASSES, TIERS, CatalogVersion, ModelPrice, NewModelPrice
+from service.wire import WireValueError, parse_instant, parse_money
 
 AIMS_CATALOG_FILE = "aims-v1.json"
 
@@ -128,18 +130,8 @@ def derive_version(
 
 
 def _as_new(price: ModelPrice) -> NewModelPrice:
-    return NewModelPrice(
-        model_id=price.model_id,
-        name=price.name,
-        tier=price.tier,
-        input=price.input,
-        output=price.output,
-        cache_read=price.cache_read,
-        cache_write=price.cache_write,
-        reasoning=price.reasoning,
-        per_request=price.per_request,
-        context_tokens=price.context_tokens,
-    )
+    """A stored price as an entry of a new version (every price explicit): the same fields."""
+    return NewModelPrice(**dataclasses.asdict(price))
 
 
 async def create_version(conn: Connection, version: NewCatalogVersion) -> int:
@@ -176,28 +168,13 @@ async def load_catalog(conn: Connection) -> Catalog:
     """Every version with its prices."""
     prices: dict[int, dict[str, ModelPrice]] = {}
     for r in await conn.fetch(queries.SELECT_PRICES):
-        prices.setdefault(r["version_id"], {})[r["model_id"]] = ModelPrice(
-            model_id=r["model_id"],
-            name=r["name"],
-            tier=r["tier"],
-            input=r["input"],
-            output=r["output"],
-            cache_read=r["cache_read"],
-            cache_write=r["cache_write"],
-            reasoning=r["reasoning"],
-            per_request=r["per_request"],
-            context_tokens=r["context_tokens"],
-        )
+        prices.setdefault(r["version_id"], {})[r["model_id"]] = from_row(ModelPrice, r)
     versions = [
-        CatalogVersion(
-            id=r["id"],
-            label=r["label"],
-            effective_from=r["effective_from"],
-            created_at=r["created_at"],
-            default_model=r["default_model"],
+        from_row(
+            CatalogVersion,
+            r,
             aliases=dict(r["aliases"] or {}),
             models=prices.get(r["id"], {}),
-            parent_id=r["parent_id"],
         )
         for r in await conn.fetch(queries.SELECT_VERSIONS)
     ]
@@ -227,6 +204,11 @@ class CatalogCache:
             self._stamp = stamp
         return self._catalog
 
+    async def model_id(self, conn: Connection, model: str, at: datetime) -> str:
+        """The catalog id ``model`` names at ``at``: an alias resolves as pricing resolves
+        it (gemini-3.0-flash → google/gemini-3.0-flash); any other name is itself."""
+        return (await self.get(conn)).quote(model, at).model_id
+
     @property
     def loaded(self) -> Catalog | None:
         """The catalog as last loaded, without asking the database; None before the first
@@ -234,30 +216,49 @@ class CatalogCache:
         return None if self._stamp == (0, None) else self._catalog
 
 
+REQUIRED_PRICES = ("input", "output")
+
+
+def new_model_price(raw: Mapping[str, Any]) -> NewModelPrice:
+    """A model entry as an author writes it (the catalog file, ``POST /v1/catalog/versions``):
+    prices are decimal strings by SPEC §2's money rule, never negative, per 1M tokens; an
+    optional price left out follows the default rule. Raises ``WireValueError`` naming the
+    price, ``KeyError`` for a missing field."""
+    where = f"models[{raw['id']}]"
+    prices = {
+        name: parse_money(f"{where}.{name}", raw[name])
+        for name in PRICE_CLASSES
+        if name in REQUIRED_PRICES or name in raw
+    }
+    return NewModelPrice(
+        model_id=raw["id"],
+        name=raw["name"],
+        tier=raw["tier"],
+        **prices,
+        context_tokens=raw.get("context_tokens"),
+    )
+
+
+def checked_model_price(raw: Mapping[str, Any]) -> NewModelPrice:
+    """``new_model_price``, a price that is not a decimal string being a ``CatalogError``."""
+    try:
+        return new_model_price(raw)
+    except WireValueError as exc:
+        raise CatalogError(str(exc)) from None
+
+
+def catalog_version(catalog: Catalog, version_id: int) -> CatalogVersion:
+    """Version ``version_id`` of ``catalog``."""
+    version = catalog.by_id.get(version_id)
+    if version is None:
+        raise NotFoundError(f"catalog version {version_id} does not exist")
+    return version
+
+
 def parse_catalog_document(doc: dict[str, Any]) -> NewCatalogVersion:
     """A catalog in the AIMS file shape (``aims-v1.json``) as a new version."""
-
-    def price(model: dict[str, Any], name: str) -> Decimal | None:
-        if name not in model:
-            return None
-        return parse_money(f"models[{model['id']}].{name}", model[name])
-
     try:
-        models = [
-            NewModelPrice(
-                model_id=m["id"],
-                name=m["name"],
-                tier=m["tier"],
-                input=parse_money(f"models[{m['id']}].input", m["input"]),
-                output=parse_money(f"models[{m['id']}].output", m["output"]),
-                cache_read=price(m, "cache_read"),
-                cache_write=price(m, "cache_write"),
-                reasoning=price(m, "reasoning"),
-                per_request=price(m, "per_request"),
-                context_tokens=m.get("context_tokens"),
-            )
-            for m in doc["models"]
-        ]
+        models = [new_model_price(m) for m in doc["models"]]
         return NewCatalogVersion(
             effective_from=parse_instant("effective_from", doc["effective_from"]),
             label=doc.get("version_label", "catalog"),

@@ -17,7 +17,8 @@ from service.gateway.models import CallContext, ChatRequest
 from service.gateway.ports import BudgetGate, CatalogSource
 from service.gateway.usage import attribution_problems, estimate_tokens
 from service.pricing.catalog import Catalog
-from service.pricing.cost import TokenCounts, event_cost
+from service.pricing.cost import event_cost
+from service.tokens import TokenCounts
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +55,8 @@ async def admit(
     if budgets is not None:
         prompt_tokens = estimate_tokens(request.prompt_text())
         estimate = event_cost(
-            TokenCounts(prompt_tokens, 0, 0, request.max_output_tokens() or 0, 0), quote.price
+            TokenCounts(input_tokens=prompt_tokens, output_tokens=request.max_output_tokens() or 0),
+            quote.price,
         )
         verdict = await budgets.reserve(
             job_id=context.job_id,

@@ -47,7 +47,7 @@ from service.gateway.models import (
 from service.gateway.ports import BudgetGate, CatalogSource, UsageSink
 from service.gateway.upstream import error_text, first_choice
 from service.gateway.usage import estimated_usage, usage_event
-from service.pricing.cost import TokenCounts, event_cost
+from service.pricing.cost import event_cost
 
 log = structlog.get_logger("luc.gateway")
 
@@ -339,12 +339,7 @@ class Gateway:
         quote = catalog.quote(model, when).for_provider(provider)
         assert quote.price is not None  # checked in _prepare, or just above
         tokens = usage.tokens()
-        cost = event_cost(
-            TokenCounts(
-                tokens.input, tokens.cached, tokens.cache_write, tokens.output, tokens.reasoning
-            ),
-            quote.price,
-        )
+        cost = event_cost(tokens, quote.price)
         return ChatResult(
             text=text,
             cost=Cost(

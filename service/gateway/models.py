@@ -11,24 +11,39 @@ from typing import Any
 import msgspec
 
 from service.errors import GatewayError
+from service.tokens import TokenCounts, counts_of
 
 DEFAULT_MODEL = "google/gemini-3.0-flash"
 
 
-@dataclass(frozen=True, slots=True)
-class Tokens:
-    """A call's tokens as billed: ``input`` counts cached reads and cache writes,
-    ``output`` counts reasoning (SPEC §2)."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tokens(TokenCounts):
+    """A call's tokens as billed (``TokenCounts``), with the short names gateway callers
+    read: ``input`` counts cached reads and cache writes, ``output`` counts reasoning."""
 
-    input: int
-    output: int
-    cached: int = 0
-    cache_write: int = 0
-    reasoning: int = 0
+    @property
+    def input(self) -> int:
+        return self.input_tokens
+
+    @property
+    def output(self) -> int:
+        return self.output_tokens
+
+    @property
+    def cached(self) -> int:
+        return self.cached_input_tokens
+
+    @property
+    def cache_write(self) -> int:
+        return self.cache_write_tokens
+
+    @property
+    def reasoning(self) -> int:
+        return self.reasoning_tokens
 
     @property
     def total(self) -> int:
-        return self.input + self.output
+        return self.input_tokens + self.output_tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,28 +69,17 @@ class ChatResult:
     finish_reason: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ProviderUsage:
-    """A provider's usage block mapped to SPEC §2 token classes."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProviderUsage(TokenCounts):
+    """A provider's usage block mapped to SPEC §2 token classes (``TokenCounts``)."""
 
-    input_tokens: int
-    output_tokens: int
-    cached_input_tokens: int = 0
-    cache_write_tokens: int = 0
-    reasoning_tokens: int = 0
     provider_cost_usd: Decimal | None = None
     source: str = "response"
     """``response`` (the provider's usage), ``generation`` (OpenRouter's /generation
     record) or ``estimate`` (counted from text length: the stub, or no usage arrived)."""
 
     def tokens(self) -> Tokens:
-        return Tokens(
-            input=self.input_tokens,
-            output=self.output_tokens,
-            cached=self.cached_input_tokens,
-            cache_write=self.cache_write_tokens,
-            reasoning=self.reasoning_tokens,
-        )
+        return Tokens(**counts_of(self))
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,8 @@ import structlog
 
 from service.gateway.models import CallContext, ProviderUsage
 from service.ingest.models import AgentName, JobId, UsageEventIn
-from service.wire import instant_text
+from service.tokens import counts_of
+from service.wire import instant_text, money_text
 
 log = structlog.get_logger("luc.gateway")
 
@@ -154,11 +155,6 @@ def estimated_usage(prompt: str, reply: str) -> ProviderUsage:
     )
 
 
-def decimal_string(value: Decimal | None) -> str | None:
-    """Plain notation, every digit kept (``1E-7`` → ``0.0000001``)."""
-    return None if value is None else format(value, "f")
-
-
 def _length_limits(kind: Any) -> tuple[int, int]:
     meta = kind.__metadata__[0]
     return meta.min_length, meta.max_length
@@ -205,12 +201,10 @@ def usage_event(
         agent=context.agent,
         provider=provider,
         model=model,
-        input_tokens=usage.input_tokens,
-        cached_input_tokens=usage.cached_input_tokens,
-        cache_write_tokens=usage.cache_write_tokens,
-        output_tokens=usage.output_tokens,
-        reasoning_tokens=usage.reasoning_tokens,
-        provider_cost_usd=decimal_string(usage.provider_cost_usd),
+        **counts_of(usage),
+        provider_cost_usd=None
+        if usage.provider_cost_usd is None
+        else money_text(usage.provider_cost_usd),
         status=status,
         reservation_id=reservation_id,
         attributes={**context.attributes, **(attributes or {}), "usage_source": usage.source},

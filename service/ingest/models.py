@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from service.tokens import TOKEN_FIELDS, TokenCounts
+
 # Per class per event (SPEC §2): far above any call. Sums of them are NUMERIC in the rollups
 # and invoices (migration 0007), so no number of events can overflow them.
 MAX_TOKENS = 10**12
@@ -26,6 +28,9 @@ ReservationId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 Timestamp = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 
+# The token fields are the classes of service.tokens, spelled out so that the OpenAPI
+# document and mypy see them; tests/unit/test_token_classes.py checks them against it.
+# (The docstring is the OpenAPI description.)
 class UsageEventIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """One gateway call, exactly as SPEC §2 defines the wire format."""
 
@@ -55,9 +60,10 @@ class BatchIn(msgspec.Struct, forbid_unknown_fields=True):
     events: list[msgspec.Raw]
 
 
-@dataclass(frozen=True, slots=True)
-class UsageEvent:
-    """A validated event: offsets normalised, defaults applied, cost parsed."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UsageEvent(TokenCounts):
+    """A validated event: offsets normalised, defaults applied, cost parsed; a count per
+    token class (``TokenCounts``)."""
 
     id: str
     occurred_at: datetime
@@ -65,11 +71,6 @@ class UsageEvent:
     agent: str
     provider: str
     model: str
-    input_tokens: int
-    cached_input_tokens: int
-    cache_write_tokens: int
-    output_tokens: int
-    reasoning_tokens: int
     provider_cost_usd: Decimal | None
     status: str
     attributes: dict[str, Any] | None
@@ -83,11 +84,7 @@ CONTENT_FIELDS = (
     "agent",
     "provider",
     "model",
-    "input_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "output_tokens",
-    "reasoning_tokens",
+    *TOKEN_FIELDS,
     "provider_cost_usd",
     "status",
     "attributes",

@@ -3,9 +3,11 @@
 Events are stored together with their charges by the ledger's APPEND_STAGED_CHARGES.
 """
 
-SELECT_EVENTS_BY_ID = """
+from service.tokens import TOKEN_FIELDS
+
+SELECT_EVENTS_BY_ID = f"""
 SELECT event_id, occurred_at, job_id, agent, provider, model,
-       input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
+       {", ".join(TOKEN_FIELDS)},
        provider_cost_usd, status, attributes, reservation_id
 FROM usage_events
 WHERE event_id = ANY($1::text[])

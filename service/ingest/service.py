@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from service.db import Connection
+from service.db import Connection, from_row
 from service.ingest import queries
-from service.ingest.models import CONTENT_FIELDS, UsageEvent
+from service.ingest.models import UsageEvent
 
 
 async def stored_events(conn: Connection, ids: Sequence[str]) -> dict[str, UsageEvent]:
@@ -21,4 +21,4 @@ async def stored_events(conn: Connection, ids: Sequence[str]) -> dict[str, Usage
 def event_from_row(r: Any) -> UsageEvent:
     """An event as stored, from a row holding every ``usage_events`` column: its id
     (``event_id``) and its content fields (re-rating's bookings read it too)."""
-    return UsageEvent(id=r["event_id"], **{f: r[f] for f in CONTENT_FIELDS})
+    return from_row(UsageEvent, r, id=r["event_id"])

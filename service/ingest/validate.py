@@ -14,7 +14,9 @@ import msgspec
 from service.errors import InvalidRequestError, PayloadTooLargeError
 from service.ingest.models import BatchIn, Rejection, UsageEvent, UsageEventIn
 from service.ingest.scan import batch_events, object_members
+from service.money import decimal_places
 from service.settings import IngestSettings
+from service.tokens import counts_of
 from service.wire import WireValueError, parse_instant, parse_money
 
 _event_decoder = msgspec.json.Decoder(UsageEventIn)
@@ -101,14 +103,6 @@ _MAX_COST_DIGITS_BEFORE_POINT = 18
 _MAX_COST_DECIMAL_PLACES = 30
 
 
-def _decimal_places(value: Decimal) -> int:
-    """Significant digits after the point (``1.2300`` has 2); no context, so no overflow."""
-    _sign, digits, exponent = value.as_tuple()
-    assert isinstance(exponent, int)  # a finite value
-    trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
-    return max(0, -(exponent + trailing_zeros)) if any(digits) else 0
-
-
 def _text_problem(text: str) -> str | None:
     """What PostgreSQL could not store in ``text``, if anything."""
     if _NUL in text:
@@ -190,11 +184,7 @@ def check_event(event: UsageEventIn, now: datetime, settings: IngestSettings) ->
         agent=event.agent,
         provider=event.provider,
         model=event.model,
-        input_tokens=event.input_tokens,
-        cached_input_tokens=event.cached_input_tokens,
-        cache_write_tokens=event.cache_write_tokens,
-        output_tokens=event.output_tokens,
-        reasoning_tokens=event.reasoning_tokens,
+        **counts_of(event),
         provider_cost_usd=provider_cost,
         status=event.status,
         attributes=event.attributes,
@@ -248,7 +238,7 @@ def _rule_problems(
         else:
             if (
                 provider_cost.adjusted() >= _MAX_COST_DIGITS_BEFORE_POINT
-                or _decimal_places(provider_cost) > _MAX_COST_DECIMAL_PLACES
+                or decimal_places(provider_cost) > _MAX_COST_DECIMAL_PLACES
             ):
                 problems.append(
                     f"provider_cost_usd: {event.provider_cost_usd!r} is out of range (below "

@@ -7,24 +7,21 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from service.money import exact_sum, quantize_half_up
-from service.wire import instant_text as instant_text
-from service.wire import money_text
+from service.jobs.models import JobInfo
+from service.money import CENT, exact_sum, quantize_half_up
+from service.tokens import TokenCounts
 
 CURRENCY = "USD"
-JOB_STATUSES = ("open", "closed")
 NUMBER_PREFIX = "LUC"
 
 # Lines and the subtotal keep full precision (summed exactly, service.money); only the total
 # is rounded, once, to cents, half up: half away from zero in Python's decimal, so a credit
-# rounds like a charge.
-CENT = Decimal("0.01")
+# rounds like a charge. Amounts are written in their wire forms (service.wire: money_text,
+# cents_text for the total).
 ROUNDING_RULE = (
     "total = subtotal rounded once to 0.01 USD, half up (ROUND_HALF_UP: 0.125 → 0.13); "
     "lines and subtotal at full precision"
 )
-
-PRICE_CLASSES = ("input", "output", "cache_read", "cache_write", "reasoning", "per_request")
 
 
 def invoice_number(year: int, seq: int) -> str:
@@ -38,42 +35,10 @@ def round_total(subtotal: Decimal) -> Decimal:
     return total if total != 0 else Decimal("0.00")  # never "-0.00"
 
 
-# An amount at full precision on an invoice is its wire form (service.wire); so is an
-# instant (``instant_text``, imported from there).
-decimal_text = money_text
-
-
-def cents_text(value: Decimal) -> str:
-    """An amount already rounded to cents, with both decimals (``1.00``)."""
-    return format(quantize_half_up(value, CENT), "f")
-
-
-@dataclass(frozen=True, slots=True)
-class JobInfo:
-    """A job's metadata; a job nobody described yet is open with no metadata."""
-
-    job_id: str
-    status: str
-    customer: str | None
-    title: str | None
-    reference: str | None
-    updated_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class JobChanges:
-    """A PATCH: ``None`` leaves a field as it is; ``clear`` names fields set to null."""
-
-    status: str | None = None
-    customer: str | None = None
-    title: str | None = None
-    reference: str | None = None
-    clear: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True, slots=True)
-class DraftLine:
-    """Covered entries of one agent × model × provider × catalog version (one unit price)."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DraftLine(TokenCounts):
+    """Covered entries of one agent × model × provider × catalog version (one unit price),
+    with their sum of each token class."""
 
     agent: str
     model: str
@@ -82,11 +47,6 @@ class DraftLine:
     catalog_version: int
     tier: str | None
     events: int
-    input_tokens: int
-    cached_input_tokens: int
-    cache_write_tokens: int
-    output_tokens: int
-    reasoning_tokens: int
     unit_prices: dict[str, Decimal]
     amount_usd: Decimal
 

@@ -1,31 +1,14 @@
-"""SQL owned by invoices (tables ``jobs``, ``invoice_*``, ``invoices``)."""
+"""SQL owned by invoices (tables ``invoice_*`` and ``invoices``)."""
 
-# Jobs metadata -----------------------------------------------------------------------------
+from service.pricing.models import PRICE_CLASSES
+from service.tokens import TOKEN_FIELDS
 
-SELECT_JOB = """
-SELECT job_id, status, customer, title, reference, updated_at FROM jobs WHERE job_id = $1
-"""
-
-# Serialises everything that issues invoices for one job: the second of two concurrent
-# issues waits here, then sees the first one's entries as invoiced.
-ENSURE_JOB = "INSERT INTO jobs (job_id) VALUES ($1) ON CONFLICT (job_id) DO NOTHING"
-LOCK_JOB = f"{SELECT_JOB.strip()} FOR UPDATE"
-
-UPSERT_JOB = """
-INSERT INTO jobs AS j (job_id, status, customer, title, reference)
-VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT (job_id) DO UPDATE SET
-    status = EXCLUDED.status,
-    customer = EXCLUDED.customer,
-    title = EXCLUDED.title,
-    reference = EXCLUDED.reference,
-    updated_at = now()
-RETURNING job_id, status, customer, title, reference, updated_at
-"""
-
-JOB_HAS_USAGE = "SELECT EXISTS (SELECT 1 FROM ledger_entries WHERE job_id = $1)"
+_TOKEN_SUMS = ", ".join(f"sum(l.{name}) AS {name}" for name in TOKEN_FIELDS)
+_PRICES = ", ".join(f"l.price_{name}" for name in PRICE_CLASSES)
 
 # Drafting ----------------------------------------------------------------------------------
+
+JOB_HAS_USAGE = "SELECT EXISTS (SELECT 1 FROM ledger_entries WHERE job_id = $1)"
 
 # The entries the next invoice of a job covers: every entry no invoice covers yet, except
 # the unpriced bookings of events that are still unpriced; those wait for a catalog version
@@ -45,21 +28,14 @@ ORDER BY l.id
 # Lines of a draft: one per agent × model × provider × catalog version (prices are part of
 # the key so a line can only ever have one unit price). Unpriced bookings of events priced
 # since (catalog_version NULL) net to zero and make no line.
-SELECT_DRAFT_LINES = """
+SELECT_DRAFT_LINES = f"""
 SELECT l.agent, l.model, p.name AS model_name, l.provider, l.catalog_version, l.tier,
-       sum(l.event_count) AS events,
-       sum(l.input_tokens) AS input_tokens, sum(l.cached_input_tokens) AS cached_input_tokens,
-       sum(l.cache_write_tokens) AS cache_write_tokens, sum(l.output_tokens) AS output_tokens,
-       sum(l.reasoning_tokens) AS reasoning_tokens,
-       l.price_input, l.price_output, l.price_cache_read, l.price_cache_write,
-       l.price_reasoning, l.price_per_request,
+       sum(l.event_count) AS events, {_TOKEN_SUMS}, {_PRICES},
        sum(l.cost_usd) AS amount_usd
 FROM ledger_entries AS l
 LEFT JOIN catalog_prices AS p ON p.version_id = l.catalog_version AND p.model_id = l.model
 WHERE l.id = ANY($1::bigint[]) AND l.catalog_version IS NOT NULL
-GROUP BY l.agent, l.model, p.name, l.provider, l.catalog_version, l.tier,
-         l.price_input, l.price_output, l.price_cache_read, l.price_cache_write,
-         l.price_reasoning, l.price_per_request
+GROUP BY l.agent, l.model, p.name, l.provider, l.catalog_version, l.tier, {_PRICES}
 ORDER BY l.agent, l.model, l.provider, l.catalog_version
 """
 
@@ -99,18 +75,24 @@ INSERT INTO invoices (number, year, seq, job_id, issued_at, currency, subtotal_u
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 """
 
-INSERT_LINES = """
-INSERT INTO invoice_lines (invoice_number, position, agent, model, provider, catalog_version,
-                           tier, events, input_tokens, cached_input_tokens, cache_write_tokens,
-                           output_tokens, reasoning_tokens, price_input, price_output,
-                           price_cache_read, price_cache_write, price_reasoning,
-                           price_per_request, amount_usd)
+# Columns of an invoice line, with the type of INSERT_LINES' arrays. Token sums are numeric
+# (migration 0007): a line may sum more than bigint holds.
+LINE_COLUMNS = (
+    ("position", "int"),
+    ("agent", "text"),
+    ("model", "text"),
+    ("provider", "text"),
+    ("catalog_version", "bigint"),
+    ("tier", "text"),
+    ("events", "bigint"),
+    *((name, "numeric") for name in TOKEN_FIELDS),
+    *((f"price_{name}", "numeric") for name in PRICE_CLASSES),
+    ("amount_usd", "numeric"),
+)
+INSERT_LINES = f"""
+INSERT INTO invoice_lines (invoice_number, {", ".join(name for name, _ in LINE_COLUMNS)})
 SELECT $1, *
--- Token sums are numeric (migration 0007): a line may sum more than bigint holds.
-FROM unnest($2::int[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[],
-            $8::bigint[], $9::numeric[], $10::numeric[], $11::numeric[], $12::numeric[],
-            $13::numeric[], $14::numeric[], $15::numeric[], $16::numeric[], $17::numeric[],
-            $18::numeric[], $19::numeric[], $20::numeric[])
+FROM unnest({", ".join(f"${i}::{kind}[]" for i, (_, kind) in enumerate(LINE_COLUMNS, start=2))})
 """
 
 INSERT_ENTRIES = """

@@ -1,7 +1,8 @@
 """An invoice's forms: the canonical JSON its digest covers, CSV, and a printable HTML page.
 
 Pure functions, no I/O. CSV and HTML are rendered from the stored canonical document, so
-every form shows exactly the figures the digest protects.
+every form shows exactly the figures the digest protects. A document issued before a token
+class was declared has no count of it: it counts as zero.
 """
 
 from __future__ import annotations
@@ -16,17 +17,15 @@ from typing import Any
 
 from service.invoices.models import (
     CURRENCY,
-    PRICE_CLASSES,
     ROUNDING_RULE,
     Draft,
     DraftLine,
-    cents_text,
-    decimal_text,
-    instant_text,
 )
 from service.money import exact_difference
 from service.pricing.catalog import NOT_BILLED_STUB
-from service.rollups.models import TOKEN_CLASSES
+from service.pricing.models import PRICE_CLASSES
+from service.tokens import TOKEN_CLASSES, TOKEN_FIELDS, counts_of
+from service.wire import cents_text, instant_text, money_text
 
 # Canonical JSON ----------------------------------------------------------------------------
 
@@ -59,13 +58,9 @@ def line_document(line: DraftLine) -> dict[str, Any]:
         "catalog_version": line.catalog_version,
         "tier": line.tier,
         "events": line.events,
-        "input_tokens": line.input_tokens,
-        "cached_input_tokens": line.cached_input_tokens,
-        "cache_write_tokens": line.cache_write_tokens,
-        "output_tokens": line.output_tokens,
-        "reasoning_tokens": line.reasoning_tokens,
-        "unit_prices": {k: decimal_text(line.unit_prices[k]) for k in PRICE_CLASSES},
-        "amount_usd": decimal_text(line.amount_usd),
+        **counts_of(line),
+        "unit_prices": {k: money_text(line.unit_prices[k]) for k in PRICE_CLASSES},
+        "amount_usd": money_text(line.amount_usd),
     }
 
 
@@ -117,9 +112,9 @@ def invoice_document(
         "period_end": None if draft.period_end is None else instant_text(draft.period_end),
         "lines": [line_document(line) for line in draft.lines],
         "events": sum(line.events for line in draft.lines),
-        "subtotal_usd": decimal_text(subtotal),
+        "subtotal_usd": money_text(subtotal),
         "rounding_rule": ROUNDING_RULE,
-        "rounding_usd": decimal_text(exact_difference(total, subtotal)),
+        "rounding_usd": money_text(exact_difference(total, subtotal)),
         "total_usd": cents_text(total),
         "covered_entries": len(draft.entry_ids),
         "entries_sha256": entries_digest(draft.entry_ids),
@@ -141,7 +136,7 @@ CSV_COLUMNS = (
     "catalog_version",
     "tier",
     "events",
-    *TOKEN_CLASSES,
+    *TOKEN_FIELDS,
     *(f"unit_price_{k}" for k in PRICE_CLASSES),
     "amount_usd",
     "note",
@@ -177,7 +172,7 @@ def to_csv(document: dict[str, Any]) -> str:
             line["catalog_version"],
             line["tier"] or "",
             line["events"],
-            *(line[k] for k in TOKEN_CLASSES),
+            *(line.get(k, 0) for k in TOKEN_FIELDS),
             *(prices[k] for k in PRICE_CLASSES),
             line["amount_usd"],
             note,
@@ -237,10 +232,7 @@ def _e(value: Any) -> str:
 
 
 def _tokens(line: dict[str, Any]) -> str:
-    labels = ("input", "cached", "cache write", "output", "reasoning")
-    return "<br>".join(
-        f"{label} {int(line[k]):,}" for label, k in zip(labels, TOKEN_CLASSES, strict=True)
-    )
+    return "<br>".join(f"{c.label} {int(line.get(c.name, 0)):,}" for c in TOKEN_CLASSES)
 
 
 def _prices(prices: dict[str, str]) -> str:

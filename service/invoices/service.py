@@ -1,4 +1,4 @@
-"""Job metadata, invoice preview and issue, reading and verifying issued invoices.
+"""Invoice preview and issue, reading and verifying issued invoices.
 
 An issued invoice is a snapshot: its canonical JSON and digest are stored in the issuing
 transaction beside its lines and the ledger entries it covers, and the database refuses
@@ -14,20 +14,16 @@ from typing import Any
 
 import asyncpg
 
-from service.db import Connection
+from service.db import Connection, from_row
 from service.errors import ConflictError, InvalidRequestError, NotFoundError
 from service.invoices import queries
 from service.invoices.models import (
     CURRENCY,
-    JOB_STATUSES,
-    PRICE_CLASSES,
     ROUNDING_RULE,
     Draft,
     DraftLine,
     Invoice,
     InvoiceSummary,
-    JobChanges,
-    JobInfo,
     Verification,
     invoice_number,
     round_total,
@@ -39,84 +35,25 @@ from service.invoices.render import (
     invoice_document,
     sha256_hex,
 )
+from service.jobs.models import JobInfo
+from service.jobs.service import get_job, lock_job
 from service.locks import lock_repricing
 from service.money import exact_difference, exact_sum
 from service.pricing.catalog import STUB_PROVIDER
-from service.rollups.models import TOKEN_CLASSES
+from service.pricing.models import PRICE_CLASSES
+from service.tokens import TOKEN_FIELDS, counts_from_row
 from service.wire import parse_money
-
-MAX_METADATA_CHARS = 500
-
-
-# Jobs metadata -----------------------------------------------------------------------------
-
-
-def _job(row: asyncpg.Record | None, job_id: str) -> JobInfo:
-    if row is None:
-        return JobInfo(job_id, "open", None, None, None, None)
-    return JobInfo(
-        job_id=row["job_id"],
-        status=row["status"],
-        customer=row["customer"],
-        title=row["title"],
-        reference=row["reference"],
-        updated_at=row["updated_at"],
-    )
-
-
-async def get_job(conn: Connection, job_id: str) -> JobInfo:
-    """A job's metadata; a job nobody described is open, without metadata."""
-    return _job(await conn.fetchrow(queries.SELECT_JOB, job_id), job_id)
-
-
-async def update_job(conn: Connection, job_id: str, changes: JobChanges) -> JobInfo:
-    """Set a job's status and metadata. Usage is not required: a job can be described first."""
-    if changes.status is not None and changes.status not in JOB_STATUSES:
-        raise InvalidRequestError(f"status: must be one of {', '.join(JOB_STATUSES)}")
-    for name in ("customer", "title", "reference"):
-        value = getattr(changes, name)
-        if value is not None and len(value) > MAX_METADATA_CHARS:
-            raise InvalidRequestError(f"{name}: at most {MAX_METADATA_CHARS} characters")
-    async with conn.transaction():
-        await conn.execute(queries.ENSURE_JOB, job_id)
-        current = _job(await conn.fetchrow(queries.LOCK_JOB, job_id), job_id)
-
-        def pick(name: str) -> Any:
-            if name in changes.clear:
-                return None
-            new = getattr(changes, name)
-            return getattr(current, name) if new is None else new
-
-        row = await conn.fetchrow(
-            queries.UPSERT_JOB,
-            job_id,
-            pick("status") or "open",
-            pick("customer"),
-            pick("title"),
-            pick("reference"),
-        )
-    return _job(row, job_id)
-
 
 # Drafting ----------------------------------------------------------------------------------
 
 
 def _line(r: asyncpg.Record) -> DraftLine:
-    return DraftLine(
-        agent=r["agent"],
-        model=r["model"],
-        model_name=r["model_name"],
-        provider=r["provider"],
-        catalog_version=r["catalog_version"],
-        tier=r["tier"],
+    return from_row(
+        DraftLine,
+        r,
         events=int(r["events"]),
-        input_tokens=int(r["input_tokens"]),
-        cached_input_tokens=int(r["cached_input_tokens"]),
-        cache_write_tokens=int(r["cache_write_tokens"]),
-        output_tokens=int(r["output_tokens"]),
-        reasoning_tokens=int(r["reasoning_tokens"]),
+        **counts_from_row(r),  # sums: NUMERIC
         unit_prices={k: r[f"price_{k}"] for k in PRICE_CLASSES},
-        amount_usd=r["amount_usd"],
     )
 
 
@@ -136,7 +73,7 @@ def _is_empty(line: DraftLine) -> bool:
     return (
         line.events == 0
         and line.amount_usd == 0
-        and all(getattr(line, k) == 0 for k in TOKEN_CLASSES)
+        and all(getattr(line, k) == 0 for k in TOKEN_FIELDS)
     )
 
 
@@ -207,8 +144,7 @@ async def issue_invoice(conn: Connection, job_id: str) -> Invoice:
         # it covers and the unpriced events it names are one consistent picture.
         await lock_repricing(conn, shared=True)
         await _require_usage(conn, job_id)
-        await conn.execute(queries.ENSURE_JOB, job_id)
-        job = _job(await conn.fetchrow(queries.LOCK_JOB, job_id), job_id)
+        job = await lock_job(conn, job_id)
         draft = await _draft(conn, job)
         # Stub answers alone are nothing to bill: no number is spent on them; they wait,
         # listed as not billed, for the job's next invoice.
@@ -257,7 +193,7 @@ async def _insert_lines(conn: Connection, number: str, lines: list[DraftLine]) -
         [x.catalog_version for x in lines],
         [x.tier for x in lines],
         [x.events for x in lines],
-        *([getattr(x, k) for x in lines] for k in TOKEN_CLASSES),
+        *([getattr(x, k) for x in lines] for k in TOKEN_FIELDS),
         *([x.unit_prices[k] for x in lines] for k in PRICE_CLASSES),
         [x.amount_usd for x in lines],
     ]
@@ -268,15 +204,7 @@ async def _insert_lines(conn: Connection, number: str, lines: list[DraftLine]) -
 
 
 def _invoice(row: asyncpg.Record) -> Invoice:
-    return Invoice(
-        number=row["number"],
-        job_id=row["job_id"],
-        issued_at=row["issued_at"],
-        total_usd=row["total_usd"],
-        document=json.loads(row["canonical"]),
-        canonical=row["canonical"],
-        digest=row["digest"],
-    )
+    return from_row(Invoice, row, document=json.loads(row["canonical"]))
 
 
 async def get_invoice(conn: Connection, number: str) -> Invoice:
@@ -303,21 +231,7 @@ async def list_invoices(
     """Issued invoices in number order, optionally of one job, after the number ``after``."""
     year, seq = parse_number(after) if after else (0, 0)
     rows = await conn.fetch(queries.SELECT_INVOICES, job_id, year, seq, limit)
-    return [
-        InvoiceSummary(
-            number=r["number"],
-            job_id=r["job_id"],
-            issued_at=r["issued_at"],
-            subtotal_usd=r["subtotal_usd"],
-            rounding_usd=r["rounding_usd"],
-            total_usd=r["total_usd"],
-            covered_entries=r["covered_entries"],
-            unpriced_events=r["unpriced_events"],
-            follow_up_of=r["follow_up_of"],
-            digest=r["digest"],
-        )
-        for r in rows
-    ]
+    return [from_row(InvoiceSummary, r) for r in rows]
 
 
 # Verifying ---------------------------------------------------------------------------------

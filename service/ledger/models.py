@@ -1,4 +1,4 @@
-"""Ledger entries. Token columns and counts are signed so an adjustment can reverse."""
+"""Ledger entries. Token counts and money are signed so an adjustment can reverse."""
 
 from __future__ import annotations
 
@@ -6,9 +6,13 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
+from service.tokens import TokenCounts
 
-@dataclass(frozen=True, slots=True)
-class NewLedgerEntry:
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EntryFields(TokenCounts):
+    """What an entry says, appended or read back: a count per token class, and these."""
+
     event_id: str
     kind: str
     """``charge`` (an event's first entry) or ``adjustment`` (re-rating)."""
@@ -20,46 +24,43 @@ class NewLedgerEntry:
     catalog_version: int | None
     """The version whose prices made ``cost_usd``; ``None`` while the event is unpriced."""
     occurred_at: datetime
-    billing_day: date
-    input_tokens: int
-    cached_input_tokens: int
-    cache_write_tokens: int
-    output_tokens: int
-    reasoning_tokens: int
     event_count: int
     unpriced_count: int
     cost_usd: Decimal | None
     provider_cost_usd: Decimal | None
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewLedgerEntry(EntryFields):
+    """An entry to append, with the unit prices that made its cost."""
+
+    billing_day: date
     price_input: Decimal | None
     price_output: Decimal | None
     price_cache_read: Decimal | None
     price_cache_write: Decimal | None
     price_reasoning: Decimal | None
     price_per_request: Decimal | None
-    reason: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class LedgerEntry:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LedgerEntry(EntryFields):
+    """An entry as stored."""
+
     id: int
+    recorded_at: datetime
+    unit_prices: dict[str, Decimal] | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnpricedEvent(TokenCounts):
+    """An event no catalog version priced yet, with the reason its pricing gave."""
+
     event_id: str
-    kind: str
+    model: str
     job_id: str
     agent: str
-    model: str
     provider: str
-    tier: str | None
-    catalog_version: int | None
     occurred_at: datetime
-    recorded_at: datetime
-    input_tokens: int
-    cached_input_tokens: int
-    cache_write_tokens: int
-    output_tokens: int
-    reasoning_tokens: int
-    event_count: int
-    unpriced_count: int
-    cost_usd: Decimal | None
-    provider_cost_usd: Decimal | None
-    unit_prices: dict[str, Decimal] | None
     reason: str | None

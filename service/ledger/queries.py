@@ -3,8 +3,18 @@
 The statements that append entries are pieces (common table expressions ending in
 ``appended``, the rows just appended): the write path adds the rollups to the same
 statement (``service.recording.queries``), so appending a batch and rolling it up is one
-round trip.
+round trip. Token columns come from ``service.tokens``.
 """
+
+from service.tokens import TOKEN_FIELDS
+
+_TOKENS = ", ".join(TOKEN_FIELDS)
+
+
+def _prefixed(alias: str) -> str:
+    """The token columns of the relation ``alias``: ``e.input_tokens, e.cached_…``."""
+    return ", ".join(f"{alias}.{name}" for name in TOKEN_FIELDS)
+
 
 # The ledger is partitioned by UTC month of occurred_at (migration 0006); this makes the
 # partitions of this month and the next $1 ones when missing, and answers how many it made.
@@ -29,11 +39,7 @@ STAGED_COLUMNS = (
     ("agent", "text"),
     ("provider", "text"),
     ("sent_model", "text"),
-    ("input_tokens", "bigint"),
-    ("cached_input_tokens", "bigint"),
-    ("cache_write_tokens", "bigint"),
-    ("output_tokens", "bigint"),
-    ("reasoning_tokens", "bigint"),
+    *((name, "bigint") for name in TOKEN_FIELDS),
     ("provider_cost_usd", "text"),
     ("status", "text"),
     ("attributes", "text"),
@@ -75,15 +81,36 @@ CLEAR_STAGED = "DELETE FROM luc_staged_charges"
 STAGED_FROM_JSON = f"SELECT * FROM json_to_recordset($1::json) AS s({_STAGED_DEFINITION})"
 
 
-# The ledger columns every append fills (id and recorded_at come from their defaults), in
-# the order of APPEND_ENTRIES' arrays.
-INSERT_FIELDS = (
-    "event_id", "kind", "job_id", "agent", "model", "provider", "tier", "catalog_version",
-    "occurred_at", "billing_day", "input_tokens", "cached_input_tokens", "cache_write_tokens",
-    "output_tokens", "reasoning_tokens", "event_count", "unpriced_count", "cost_usd",
-    "provider_cost_usd", "price_input", "price_output", "price_cache_read",
-    "price_cache_write", "price_reasoning", "price_per_request", "reason",
-)  # fmt: skip
+# The ledger columns every append fills (id and recorded_at come from their defaults), with
+# the type of APPEND_ENTRIES' arrays. Money travels as decimal text cast to numeric: exact
+# either way, and asyncpg encodes text several times faster than binary NUMERIC (the ingest
+# benchmark's profile showed it).
+INSERT_COLUMNS = (
+    ("event_id", "text"),
+    ("kind", "text"),
+    ("job_id", "text"),
+    ("agent", "text"),
+    ("model", "text"),
+    ("provider", "text"),
+    ("tier", "text"),
+    ("catalog_version", "bigint"),
+    ("occurred_at", "timestamptz"),
+    ("billing_day", "date"),
+    *((name, "bigint") for name in TOKEN_FIELDS),
+    ("event_count", "int"),
+    ("unpriced_count", "int"),
+    ("cost_usd", "numeric"),
+    ("provider_cost_usd", "numeric"),
+    ("price_input", "numeric"),
+    ("price_output", "numeric"),
+    ("price_cache_read", "numeric"),
+    ("price_cache_write", "numeric"),
+    ("price_reasoning", "numeric"),
+    ("price_per_request", "numeric"),
+    ("reason", "text"),
+)
+INSERT_FIELDS = tuple(name for name, _ in INSERT_COLUMNS)
+MONEY_FIELDS = frozenset(name for name, kind in INSERT_COLUMNS if kind == "numeric")
 _INSERT_INTO_LEDGER = f"ledger_entries ({', '.join(INSERT_FIELDS)})"
 
 
@@ -99,13 +126,9 @@ def append_staged_charges(staged_source: str) -> str:
 staged AS ({staged_source}),
 new_events AS (
     INSERT INTO usage_events (event_id, occurred_at, job_id, agent, provider, model,
-                              input_tokens, cached_input_tokens, cache_write_tokens,
-                              output_tokens, reasoning_tokens, provider_cost_usd, status,
-                              attributes, reservation_id)
+                              {_TOKENS}, provider_cost_usd, status, attributes, reservation_id)
     SELECT event_id, occurred_at, job_id, agent, provider, sent_model,
-           input_tokens, cached_input_tokens, cache_write_tokens,
-           output_tokens, reasoning_tokens, provider_cost_usd::numeric, status,
-           attributes::jsonb, reservation_id
+           {_TOKENS}, provider_cost_usd::numeric, status, attributes::jsonb, reservation_id
     FROM staged
     ORDER BY event_id
     ON CONFLICT (event_id) DO NOTHING
@@ -115,8 +138,7 @@ appended AS (
     INSERT INTO {_INSERT_INTO_LEDGER}
     SELECT s.event_id, 'charge', s.job_id, s.agent, s.model, s.provider, s.tier,
            s.catalog_version, s.occurred_at, s.billing_day,
-           s.input_tokens, s.cached_input_tokens, s.cache_write_tokens,
-           s.output_tokens, s.reasoning_tokens, 1, s.unpriced_count,
+           {_prefixed("s")}, 1, s.unpriced_count,
            s.cost_usd::numeric, s.provider_cost_usd::numeric,
            s.price_input::numeric, s.price_output::numeric, s.price_cache_read::numeric,
            s.price_cache_write::numeric, s.price_reasoning::numeric,
@@ -128,27 +150,22 @@ appended AS (
 
 
 # Appends adjustments (re-rating) given as one array per column: a common table expression
-# named ``appended``, like append_staged_charges. Money travels as decimal text cast to
-# numeric: exact either way, and asyncpg encodes text several times faster than binary
-# NUMERIC (the ingest benchmark's profile showed it).
+# named ``appended``, like append_staged_charges.
+_ARRAYS = ", ".join(
+    f"${i}::text[]::numeric[]" if kind == "numeric" else f"${i}::{kind}[]"
+    for i, (_, kind) in enumerate(INSERT_COLUMNS, start=1)
+)
 APPEND_ENTRIES = f"""
 appended AS (
     INSERT INTO {_INSERT_INTO_LEDGER}
     SELECT *
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                $7::text[], $8::bigint[], $9::timestamptz[], $10::date[],
-                $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[],
-                $16::int[], $17::int[], $18::text[]::numeric[], $19::text[]::numeric[],
-                $20::text[]::numeric[], $21::text[]::numeric[], $22::text[]::numeric[],
-                $23::text[]::numeric[], $24::text[]::numeric[], $25::text[]::numeric[],
-                $26::text[])
+    FROM unnest({_ARRAYS})
     RETURNING *
 )"""
 
-ENTRY_COLUMNS = """
+ENTRY_COLUMNS = f"""
 id, event_id, kind, job_id, agent, model, provider, tier, catalog_version, occurred_at,
-recorded_at, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens,
-reasoning_tokens, event_count, unpriced_count, cost_usd, provider_cost_usd,
+recorded_at, {_TOKENS}, event_count, unpriced_count, cost_usd, provider_cost_usd,
 price_input, price_output, price_cache_read, price_cache_write, price_reasoning,
 price_per_request, reason
 """
@@ -163,10 +180,9 @@ LIMIT $3
 
 # Events still unpriced: their entries' unpriced counts do not yet net to zero. The partial
 # index ledger_entries_unpriced keeps this to the few entries that matter.
-SELECT_UNPRICED = """
+SELECT_UNPRICED = f"""
 SELECT e.event_id, e.model, e.job_id, e.agent, e.provider, e.occurred_at,
-       e.input_tokens, e.cached_input_tokens, e.cache_write_tokens, e.output_tokens,
-       e.reasoning_tokens, u.reason
+       {_prefixed("e")}, u.reason
 FROM (
     SELECT event_id, (array_agg(reason ORDER BY id DESC))[1] AS reason
     FROM ledger_entries
@@ -184,10 +200,9 @@ LIMIT $4
 
 # An event's live booking: the entries of one (version, model, tier) whose event counts net
 # to one. A charge is a booking; a re-rating reverses it and books the event anew.
-_BOOKINGS = """
+_BOOKINGS = f"""
 SELECT e.event_id, e.occurred_at, e.job_id, e.agent, e.provider, e.model,
-       e.input_tokens, e.cached_input_tokens, e.cache_write_tokens, e.output_tokens,
-       e.reasoning_tokens, e.provider_cost_usd, e.status, e.attributes, e.reservation_id,
+       {_prefixed("e")}, e.provider_cost_usd, e.status, e.attributes, e.reservation_id,
        b.catalog_version, b.model AS booked_model, b.tier, b.cost_usd, b.unpriced
 FROM usage_events AS e
 JOIN LATERAL (

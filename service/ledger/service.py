@@ -11,12 +11,19 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from service.db import Connection
+from service.db import Connection, from_row
 from service.ingest.models import UsageEvent
 from service.ledger import queries
-from service.ledger.models import LedgerEntry, NewLedgerEntry
+from service.ledger.models import LedgerEntry, NewLedgerEntry, UnpricedEvent
 from service.pricing.catalog import PriceQuote
-from service.pricing.cost import TokenCounts, event_cost
+from service.pricing.cost import event_cost
+from service.pricing.models import PRICE_CLASSES, ModelPrice
+from service.tokens import TOKEN_FIELDS, counts_of
+
+
+def price_columns(price: ModelPrice | None) -> dict[str, Any]:
+    """The unit prices an entry keeps (``price_input``, …), all None for an unpriced one."""
+    return {f"price_{k}": None if price is None else getattr(price, k) for k in PRICE_CLASSES}
 
 
 def charge_for(event: UsageEvent, quote: PriceQuote) -> NewLedgerEntry:
@@ -24,18 +31,7 @@ def charge_for(event: UsageEvent, quote: PriceQuote) -> NewLedgerEntry:
     stub answer at zero: ``PriceQuote.for_provider``)."""
     quote = quote.for_provider(event.provider)
     price = quote.price
-    cost = None
-    if price is not None:
-        cost = event_cost(
-            TokenCounts(
-                event.input_tokens,
-                event.cached_input_tokens,
-                event.cache_write_tokens,
-                event.output_tokens,
-                event.reasoning_tokens,
-            ),
-            price,
-        )
+    cost = None if price is None else event_cost(event, price)
     priced = price is not None and quote.version is not None
     return NewLedgerEntry(
         event_id=event.id,
@@ -48,21 +44,12 @@ def charge_for(event: UsageEvent, quote: PriceQuote) -> NewLedgerEntry:
         catalog_version=quote.version.id if priced and quote.version else None,
         occurred_at=event.occurred_at,
         billing_day=event.occurred_at.date(),
-        input_tokens=event.input_tokens,
-        cached_input_tokens=event.cached_input_tokens,
-        cache_write_tokens=event.cache_write_tokens,
-        output_tokens=event.output_tokens,
-        reasoning_tokens=event.reasoning_tokens,
+        **counts_of(event),
         event_count=1,
         unpriced_count=0 if priced else 1,
         cost_usd=cost,
         provider_cost_usd=event.provider_cost_usd,
-        price_input=price.input if price else None,
-        price_output=price.output if price else None,
-        price_cache_read=price.cache_read if price else None,
-        price_cache_write=price.cache_write if price else None,
-        price_reasoning=price.reasoning if price else None,
-        price_per_request=price.per_request if price else None,
+        **price_columns(price),
         reason=quote.reason,
     )
 
@@ -70,11 +57,7 @@ def charge_for(event: UsageEvent, quote: PriceQuote) -> NewLedgerEntry:
 # NewLedgerEntry fields in the column order of queries.APPEND_ENTRIES.
 INSERT_FIELDS = queries.INSERT_FIELDS
 _insert_row = attrgetter(*INSERT_FIELDS)
-_MONEY_COLUMNS = frozenset(
-    i
-    for i, f in enumerate(INSERT_FIELDS)
-    if f in ("cost_usd", "provider_cost_usd") or f.startswith("price_")
-)
+_MONEY_COLUMNS = frozenset(i for i, f in enumerate(INSERT_FIELDS) if f in queries.MONEY_FIELDS)
 
 
 def _decimal_text(value: Decimal | None) -> str | None:
@@ -109,6 +92,9 @@ INLINE_LIMIT = 32
 """Groups up to this many events travel inline (see ``queries.CREATE_STAGING_TABLE``)."""
 
 
+_event_counts = attrgetter(*TOKEN_FIELDS)
+
+
 def staged_charge(event: UsageEvent, charge: NewLedgerEntry) -> StagedCharge:
     """The staging row of ``event`` with ``charge`` (from ``charge_for``)."""
     return (
@@ -118,11 +104,7 @@ def staged_charge(event: UsageEvent, charge: NewLedgerEntry) -> StagedCharge:
         event.agent,
         event.provider,
         event.model,
-        event.input_tokens,
-        event.cached_input_tokens,
-        event.cache_write_tokens,
-        event.output_tokens,
-        event.reasoning_tokens,
+        *_event_counts(event),
         _decimal_text(event.provider_cost_usd),
         event.status,
         None if event.attributes is None else msgspec.json.encode(event.attributes).decode(),
@@ -185,38 +167,8 @@ async def stage_charges(
 def _entry(r: asyncpg.Record) -> LedgerEntry:
     unit_prices = None
     if r["catalog_version"] is not None:
-        unit_prices = {
-            "input": r["price_input"],
-            "output": r["price_output"],
-            "cache_read": r["price_cache_read"],
-            "cache_write": r["price_cache_write"],
-            "reasoning": r["price_reasoning"],
-            "per_request": r["price_per_request"],
-        }
-    return LedgerEntry(
-        id=r["id"],
-        event_id=r["event_id"],
-        kind=r["kind"],
-        job_id=r["job_id"],
-        agent=r["agent"],
-        model=r["model"],
-        provider=r["provider"],
-        tier=r["tier"],
-        catalog_version=r["catalog_version"],
-        occurred_at=r["occurred_at"],
-        recorded_at=r["recorded_at"],
-        input_tokens=r["input_tokens"],
-        cached_input_tokens=r["cached_input_tokens"],
-        cache_write_tokens=r["cache_write_tokens"],
-        output_tokens=r["output_tokens"],
-        reasoning_tokens=r["reasoning_tokens"],
-        event_count=r["event_count"],
-        unpriced_count=r["unpriced_count"],
-        cost_usd=r["cost_usd"],
-        provider_cost_usd=r["provider_cost_usd"],
-        unit_prices=unit_prices,
-        reason=r["reason"],
-    )
+        unit_prices = {k: r[f"price_{k}"] for k in PRICE_CLASSES}
+    return from_row(LedgerEntry, r, unit_prices=unit_prices)
 
 
 async def job_entries(
@@ -229,6 +181,7 @@ async def job_entries(
 
 async def unpriced_events(
     conn: Connection, after_id: str, model: str | None, job_id: str | None, limit: int
-) -> list[asyncpg.Record]:
-    """Events whose model no catalog version priced yet."""
-    return list(await conn.fetch(queries.SELECT_UNPRICED, after_id, model, job_id, limit))
+) -> list[UnpricedEvent]:
+    """Events whose model no catalog version priced yet, a page at a time in id order."""
+    rows = await conn.fetch(queries.SELECT_UNPRICED, after_id, model, job_id, limit)
+    return [from_row(UnpricedEvent, r) for r in rows]

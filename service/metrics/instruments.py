@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.exposition import generate_latest
 
-from service.metrics.ledger import LedgerCollector, LedgerSnapshot
+from service.metrics.rollup_series import LedgerCollector, LedgerSnapshot
 
 BATCH_SIZE_BUCKETS = (1, 5, 10, 50, 100, 500, 1000, 2000, 5000, 10000)
 

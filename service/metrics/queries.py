@@ -1,10 +1,10 @@
 """Read-only SQL behind /metrics. Every query reads a table whose size does not grow with
 the number of jobs, so a scrape stays cheap as the ledger grows."""
 
-USAGE = """
-SELECT agent, model, provider, COALESCE(tier, 'unpriced') AS tier,
-       cost_usd, provider_cost_usd, events, unpriced_events,
-       input_tokens, cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens
+from service.rollups.queries import TOTALS
+
+USAGE = f"""
+SELECT agent, model, provider, COALESCE(tier, 'unpriced') AS tier, {TOTALS}
 FROM rollup_usage
 """
 

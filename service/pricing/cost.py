@@ -1,27 +1,22 @@
 """The pricing rule of SPEC §3, as a pure function over exact decimals.
 
 Each prompt token is in exactly one class (plain input, cache read, cache write) and each
-completion token in one (plain output, reasoning), so nothing is counted twice.
+completion token in one (plain output, reasoning), so nothing is counted twice: a total's
+own tokens are the total less its parts (``service.tokens``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 
 from service.money import EXACT
 from service.pricing.models import ModelPrice
+from service.tokens import TOKEN_CLASSES, TokenCounts, parts_of
 
 TOKENS_PER_PRICE_UNIT = Decimal(1_000_000)
 
-
-@dataclass(frozen=True, slots=True)
-class TokenCounts:
-    input_tokens: int
-    cached_input_tokens: int
-    cache_write_tokens: int
-    output_tokens: int
-    reasoning_tokens: int
+# (class, its price, the classes inside it), read once from the declaration.
+_RULE = tuple((c.name, c.price, tuple(p.name for p in parts_of(c))) for c in TOKEN_CLASSES)
 
 
 def event_cost(tokens: TokenCounts, price: ModelPrice) -> Decimal:
@@ -29,21 +24,12 @@ def event_cost(tokens: TokenCounts, price: ModelPrice) -> Decimal:
     # Inexact is trapped: if a result ever needed rounding, pricing fails loudly instead
     # of losing a digit.
     ctx = EXACT
-    plain_input = tokens.input_tokens - tokens.cached_input_tokens - tokens.cache_write_tokens
-    plain_output = tokens.output_tokens - tokens.reasoning_tokens
-    if plain_input < 0 or plain_output < 0:
-        raise ValueError("token classes exceed their totals")
-    per_million = ctx.add(
-        ctx.add(
-            ctx.add(
-                ctx.multiply(Decimal(plain_input), price.input),
-                ctx.multiply(Decimal(tokens.cached_input_tokens), price.cache_read),
-            ),
-            ctx.add(
-                ctx.multiply(Decimal(tokens.cache_write_tokens), price.cache_write),
-                ctx.multiply(Decimal(plain_output), price.output),
-            ),
-        ),
-        ctx.multiply(Decimal(tokens.reasoning_tokens), price.reasoning),
-    )
+    per_million = Decimal(0)
+    for name, price_name, parts in _RULE:
+        own = getattr(tokens, name)
+        for part in parts:
+            own -= getattr(tokens, part)
+        if own < 0:
+            raise ValueError("token classes exceed their totals")
+        per_million = ctx.add(per_million, ctx.multiply(Decimal(own), getattr(price, price_name)))
     return ctx.add(ctx.divide(per_million, TOKENS_PER_PRICE_UNIT), price.per_request)

@@ -7,6 +7,9 @@ from datetime import datetime
 from decimal import Decimal
 
 TIERS = ("premium", "standard", "fast", "economy")
+PRICE_CLASSES = ("input", "output", "cache_read", "cache_write", "reasoning", "per_request")
+"""The prices of a model, in the order invoices list them: USD per 1M tokens of a token
+class (``service.tokens`` names which class each prices), and USD per request."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,9 +21,10 @@ from service.ingest.models import UsageEvent
 from service.ingest.service import event_from_row
 from service.ledger import queries
 from service.ledger.models import NewLedgerEntry
-from service.ledger.service import charge_for
+from service.ledger.service import charge_for, price_columns
 from service.money import exact_difference
 from service.pricing.catalog import Catalog
+from service.tokens import counts_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,11 +104,7 @@ def plan_rerating(booking: Booking, catalog: Catalog, why: str) -> Rerating | No
         catalog_version=booking.catalog_version,
         occurred_at=event.occurred_at,
         billing_day=event.occurred_at.date(),
-        input_tokens=-event.input_tokens,
-        cached_input_tokens=-event.cached_input_tokens,
-        cache_write_tokens=-event.cache_write_tokens,
-        output_tokens=-event.output_tokens,
-        reasoning_tokens=-event.reasoning_tokens,
+        **counts_of(event, sign=-1),
         event_count=-1,
         unpriced_count=-1 if booking.unpriced else 0,
         # copy_negate, not unary minus: the minus applies the context's 28-digit rounding.
@@ -115,12 +112,7 @@ def plan_rerating(booking: Booking, catalog: Catalog, why: str) -> Rerating | No
         provider_cost_usd=(
             None if event.provider_cost_usd is None else event.provider_cost_usd.copy_negate()
         ),
-        price_input=old_price.input if old_price else None,
-        price_output=old_price.output if old_price else None,
-        price_cache_read=old_price.cache_read if old_price else None,
-        price_cache_write=old_price.cache_write if old_price else None,
-        price_reasoning=old_price.reasoning if old_price else None,
-        price_per_request=old_price.per_request if old_price else None,
+        **price_columns(old_price),
         reason=f"reversal: {why}",
     )
     rebooking = NewLedgerEntry(

@@ -1,51 +1,97 @@
-"""What the rollups answer: totals per key, with every token class."""
+"""What the rollups answer: totals per key, and the measures every rollup carries.
+
+The measures are declared once, as the fields of ``Totals``: each says which ledger column
+it is taken from and how entries combine (a sum, or the earliest or latest instant). The
+token classes are measures too, summed, inherited from ``service.tokens.TokenCounts``.
+Every rollup table's columns, the SQL that fills and reads them (``rollups.queries``), the
+sum of totals and the wire fields (``api.schemas.common.totals_fields``) follow from
+``MEASURES``; the wire struct and the migrations are checked against it by tests. Adding a
+measure is one field here and a migration adding its column to each ``rollup_*`` table.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
-TOKEN_CLASSES = (
-    "input_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-)
+from service.tokens import TokenCounts
+
+Combine = Literal["sum", "min", "max"]
+Form = Literal["money", "count", "instant"]
 
 
-@dataclass(frozen=True, slots=True)
-class Totals:
-    cost_usd: Decimal | None
+def _measure(
+    source: str, combine: Combine, form: Form, *, unknown_when_null: bool = False
+) -> dict[str, Any]:
+    return {
+        "measure": {
+            "source": source,
+            "combine": combine,
+            "form": form,
+            "unknown_when_null": unknown_when_null,
+        }
+    }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Totals(TokenCounts):
+    """The measures of a rollup key (or of any set of ledger entries): a token count per
+    class, and these."""
+
+    cost_usd: Decimal | None = field(
+        metadata=_measure("cost_usd", "sum", "money", unknown_when_null=True)
+    )
     """``None`` only on an unpriced job line: its price is unknown, not zero."""
-    provider_cost_usd: Decimal
-    events: int
-    unpriced_events: int
-    input_tokens: int
-    cached_input_tokens: int
-    cache_write_tokens: int
-    output_tokens: int
-    reasoning_tokens: int
-    first_event_at: datetime | None
-    last_event_at: datetime | None
+    provider_cost_usd: Decimal = field(metadata=_measure("provider_cost_usd", "sum", "money"))
+    events: int = field(metadata=_measure("event_count", "sum", "count"))
+    unpriced_events: int = field(metadata=_measure("unpriced_count", "sum", "count"))
+    first_event_at: datetime | None = field(metadata=_measure("occurred_at", "min", "instant"))
+    last_event_at: datetime | None = field(metadata=_measure("occurred_at", "max", "instant"))
 
     @classmethod
     def from_row(cls, r: Any) -> Totals:
-        return cls(
-            cost_usd=r["cost_usd"],
-            provider_cost_usd=r["provider_cost_usd"] or Decimal(0),
-            events=int(r["events"] or 0),
-            unpriced_events=int(r["unpriced_events"] or 0),
-            input_tokens=int(r["input_tokens"] or 0),
-            cached_input_tokens=int(r["cached_input_tokens"] or 0),
-            cache_write_tokens=int(r["cache_write_tokens"] or 0),
-            output_tokens=int(r["output_tokens"] or 0),
-            reasoning_tokens=int(r["reasoning_tokens"] or 0),
-            first_event_at=r["first_event_at"],
-            last_event_at=r["last_event_at"],
-        )
+        """The totals of a row with a column per measure (NULL sums read as zero)."""
+        return cls(**{m.name: m.read(r[m.name]) for m in MEASURES})
+
+
+@dataclass(frozen=True, slots=True)
+class Measure:
+    """One measure, as declared on ``Totals``."""
+
+    name: str
+    """The rollup column, the ``Totals`` field and the wire field."""
+    source: str
+    """The ledger column it is taken from."""
+    combine: Combine
+    form: Form
+    unknown_when_null: bool = False
+    """A NULL sum means unknown, not zero (the cost of unpriced entries): the job line
+    rollup keeps it NULL; the others count it as zero."""
+
+    def read(self, value: Any) -> Any:
+        """A value of this measure as a database row holds it, as ``Totals`` holds it."""
+        if self.form == "count":
+            return int(value or 0)  # token sums are NUMERIC (migration 0007)
+        if self.form == "money" and not self.unknown_when_null:
+            return value or Decimal(0)
+        return value
+
+
+def _measures() -> tuple[Measure, ...]:
+    found = []
+    for f in fields(Totals):
+        if "measure" in f.metadata:
+            found.append(Measure(f.name, **f.metadata["measure"]))
+        else:  # a token class: summed, from the ledger column of the same name
+            found.append(Measure(f.name, f.name, "sum", "count"))
+    return tuple(found)
+
+
+MEASURES: tuple[Measure, ...] = _measures()
+"""Every measure, in column order: the token classes first, then the rest of ``Totals``."""
+MEASURE_NAMES: tuple[str, ...] = tuple(m.name for m in MEASURES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +112,7 @@ class JobSummary:
 
 
 @dataclass(frozen=True, slots=True)
-class JobDetail:
-    job_id: str
-    totals: Totals
+class JobDetail(JobSummary):
     lines: list[JobLine]
 
 
@@ -85,13 +129,12 @@ class DayTotals:
 
 
 @dataclass(frozen=True, slots=True)
-class AgentDetail:
-    agent: str
-    totals: Totals
+class AgentDetail(AgentSummary):
     days: list[DayTotals]
 
 
 @dataclass(frozen=True, slots=True)
 class UsageRow:
-    keys: dict[str, str | int | None]
+    keys: dict[str, str | int | date | None]
+    """The group's keys (``day`` is a date)."""
     totals: Totals

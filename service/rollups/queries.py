@@ -4,84 +4,97 @@ Each upsert reads the entries just appended (in the statement that appends them)
 aggregates them per rollup key, and adds the sums. Rows are upserted
 in key order, and the tables are always visited in the same order (one statement does
 all five), so concurrent batches touching the same keys queue behind each other instead
-of deadlocking.
+of deadlocking. Every statement's measures come from ``rollups.models.MEASURES``.
 """
 
-_MEASURES = """
-    {cost}, COALESCE(sum(provider_cost_usd), 0), sum(event_count), sum(unpriced_count),
-    sum(input_tokens), sum(cached_input_tokens), sum(cache_write_tokens),
-    sum(output_tokens), sum(reasoning_tokens), min(occurred_at), max(occurred_at)
-"""
+from __future__ import annotations
 
-_ADD = """
-    cost_usd = r.cost_usd + EXCLUDED.cost_usd,
-    provider_cost_usd = r.provider_cost_usd + EXCLUDED.provider_cost_usd,
-    events = r.events + EXCLUDED.events,
-    unpriced_events = r.unpriced_events + EXCLUDED.unpriced_events,
-    input_tokens = r.input_tokens + EXCLUDED.input_tokens,
-    cached_input_tokens = r.cached_input_tokens + EXCLUDED.cached_input_tokens,
-    cache_write_tokens = r.cache_write_tokens + EXCLUDED.cache_write_tokens,
-    output_tokens = r.output_tokens + EXCLUDED.output_tokens,
-    reasoning_tokens = r.reasoning_tokens + EXCLUDED.reasoning_tokens,
-    first_event_at = LEAST(r.first_event_at, EXCLUDED.first_event_at),
-    last_event_at = GREATEST(r.last_event_at, EXCLUDED.last_event_at)
-"""
+from dataclasses import dataclass
 
-_COLUMNS = """
-    cost_usd, provider_cost_usd, events, unpriced_events, input_tokens, cached_input_tokens,
-    cache_write_tokens, output_tokens, reasoning_tokens, first_event_at, last_event_at
-"""
+from service.rollups.models import MEASURE_NAMES, MEASURES, Measure
 
-_TOTAL_COST = "COALESCE(sum(cost_usd), 0)"
-# A line's cost stays NULL while its entries are unpriced (the key holds no version).
-_LINE_COST = "sum(cost_usd)"
+
+def _from_ledger(m: Measure, *, keep_unknown: bool) -> str:
+    """``m`` aggregated over ledger entries."""
+    if m.combine != "sum":
+        return f"{m.combine}({m.source})"
+    if m.form == "money" and not (keep_unknown and m.unknown_when_null):
+        return f"COALESCE(sum({m.source}), 0)"  # money columns are NULL while unpriced
+    return f"sum({m.source})"
+
+
+def _combined(m: Measure) -> str:
+    """A rollup row's ``m`` (``r``) with the entries of ``EXCLUDED`` added."""
+    if m.combine == "sum":
+        return f"{m.name} = r.{m.name} + EXCLUDED.{m.name}"
+    function = "LEAST" if m.combine == "min" else "GREATEST"
+    return f"{m.name} = {function}(r.{m.name}, EXCLUDED.{m.name})"
+
+
+def measures_from_ledger(*, keep_unknown: bool = False) -> str:
+    """Every measure over a set of ledger entries, named as the rollups name it; with
+    ``keep_unknown``, a cost no entry knows stays NULL (a job line of unpriced entries)."""
+    return ",\n       ".join(
+        f"{_from_ledger(m, keep_unknown=keep_unknown)} AS {m.name}" for m in MEASURES
+    )
+
+
+def measures_over_rollup() -> str:
+    """Every measure over a set of rows of one rollup (several days of an agent, say)."""
+    return ",\n       ".join(
+        f"COALESCE(sum({m.name}), 0) AS {m.name}"
+        if m.combine == "sum"
+        else f"{m.combine}({m.name}) AS {m.name}"
+        for m in MEASURES
+    )
+
+
+# The measure columns of every rollup table, in one order.
+TOTALS = ", ".join(MEASURE_NAMES)
+_ADD = ",\n    ".join(_combined(m) for m in MEASURES)
+
+
+@dataclass(frozen=True, slots=True)
+class _Rollup:
+    table: str
+    keys: dict[str, str]
+    """Key column → the ledger column it is taken from."""
+    keep_unknown: bool = False
+    """A job line's cost stays NULL while its entries are unpriced (its key holds no
+    version, so it never mixes priced and unpriced entries)."""
+
+
+# In the order every writer visits them.
+_ROLLUPS = {
+    "jobs": _Rollup("rollup_jobs", {"job_id": "job_id"}),
+    "lines": _Rollup(
+        "rollup_job_lines",
+        {k: k for k in ("job_id", "agent", "model", "provider", "catalog_version")},
+        keep_unknown=True,
+    ),
+    "usage": _Rollup("rollup_usage", {k: k for k in ("agent", "model", "provider", "tier")}),
+    "agent_days": _Rollup("rollup_agent_days", {"agent": "agent", "day": "billing_day"}),
+    "model_days": _Rollup("rollup_model_days", {"model": "model", "day": "billing_day"}),
+}
+
+
+def _upsert(rollup: _Rollup, source: str) -> str:
+    keys = ", ".join(rollup.keys)
+    sources = ", ".join(rollup.keys.values())
+    return f"""
+INSERT INTO {rollup.table} AS r ({keys}, {TOTALS})
+SELECT {sources}, {measures_from_ledger(keep_unknown=rollup.keep_unknown)}
+FROM {source}
+GROUP BY {sources}
+ORDER BY {sources}
+ON CONFLICT ({keys}) DO UPDATE SET {_ADD}
+"""
 
 
 def upserts(source: str) -> dict[str, str]:
     """The five upserts, each adding the entries of ``source`` (a relation with the
     ledger's columns, optionally with a WHERE clause) to its rollup."""
-    return {
-        "jobs": f"""
-INSERT INTO rollup_jobs AS r (job_id, {_COLUMNS})
-SELECT job_id, {_MEASURES.format(cost=_TOTAL_COST)}
-FROM {source}
-GROUP BY job_id
-ORDER BY job_id
-ON CONFLICT (job_id) DO UPDATE SET {_ADD}
-""",
-        "lines": f"""
-INSERT INTO rollup_job_lines AS r (job_id, agent, model, provider, catalog_version, {_COLUMNS})
-SELECT job_id, agent, model, provider, catalog_version, {_MEASURES.format(cost=_LINE_COST)}
-FROM {source}
-GROUP BY job_id, agent, model, provider, catalog_version
-ORDER BY job_id, agent, model, provider, catalog_version
-ON CONFLICT (job_id, agent, model, provider, catalog_version) DO UPDATE SET {_ADD}
-""",
-        "usage": f"""
-INSERT INTO rollup_usage AS r (agent, model, provider, tier, {_COLUMNS})
-SELECT agent, model, provider, tier, {_MEASURES.format(cost=_TOTAL_COST)}
-FROM {source}
-GROUP BY agent, model, provider, tier
-ORDER BY agent, model, provider, tier
-ON CONFLICT (agent, model, provider, tier) DO UPDATE SET {_ADD}
-""",
-        "agent_days": f"""
-INSERT INTO rollup_agent_days AS r (agent, day, {_COLUMNS})
-SELECT agent, billing_day, {_MEASURES.format(cost=_TOTAL_COST)}
-FROM {source}
-GROUP BY agent, billing_day
-ORDER BY agent, billing_day
-ON CONFLICT (agent, day) DO UPDATE SET {_ADD}
-""",
-        "model_days": f"""
-INSERT INTO rollup_model_days AS r (model, day, {_COLUMNS})
-SELECT model, billing_day, {_MEASURES.format(cost=_TOTAL_COST)}
-FROM {source}
-GROUP BY model, billing_day
-ORDER BY model, billing_day
-ON CONFLICT (model, day) DO UPDATE SET {_ADD}
-""",
-    }
+    return {name: _upsert(rollup, source) for name, rollup in _ROLLUPS.items()}
 
 
 def upserts_over(source: str) -> str:
@@ -96,17 +109,12 @@ def upserts_over(source: str) -> str:
 
 # Read side ---------------------------------------------------------------------------------
 
-TOTALS = """
-cost_usd, provider_cost_usd, events, unpriced_events, input_tokens, cached_input_tokens,
-cache_write_tokens, output_tokens, reasoning_tokens, first_event_at, last_event_at
-"""
-
 SELECT_JOB = f"SELECT job_id, {TOTALS} FROM rollup_jobs WHERE job_id = $1"
 
 SELECT_JOB_LINES = f"""
 SELECT l.agent, l.model, l.provider, l.catalog_version, p.tier, p.name AS model_name,
        p.input, p.output, p.cache_read, p.cache_write, p.reasoning, p.per_request,
-       {", ".join("l." + c.strip() for c in TOTALS.split(","))}
+       {", ".join(f"l.{name}" for name in MEASURE_NAMES)}
 FROM rollup_job_lines AS l
 LEFT JOIN catalog_prices AS p ON p.version_id = l.catalog_version AND p.model_id = l.model
 WHERE l.job_id = $1 AND l.events <> 0
@@ -135,13 +143,8 @@ ORDER BY job_id
 LIMIT $5
 """
 
-SELECT_AGENTS = """
-SELECT agent, COALESCE(sum(cost_usd), 0) AS cost_usd, sum(provider_cost_usd) AS provider_cost_usd,
-       sum(events) AS events, sum(unpriced_events) AS unpriced_events,
-       sum(input_tokens) AS input_tokens, sum(cached_input_tokens) AS cached_input_tokens,
-       sum(cache_write_tokens) AS cache_write_tokens, sum(output_tokens) AS output_tokens,
-       sum(reasoning_tokens) AS reasoning_tokens,
-       min(first_event_at) AS first_event_at, max(last_event_at) AS last_event_at
+SELECT_AGENTS = f"""
+SELECT agent, {measures_over_rollup()}
 FROM rollup_agent_days
 GROUP BY agent
 ORDER BY agent
@@ -157,14 +160,8 @@ ORDER BY day
 """
 
 # Exact series for ranges that do not fall on UTC midnights: straight from the ledger.
-SELECT_AGENT_DAYS_FROM_LEDGER = """
-SELECT billing_day AS day, COALESCE(sum(cost_usd), 0) AS cost_usd,
-       COALESCE(sum(provider_cost_usd), 0) AS provider_cost_usd,
-       sum(event_count) AS events, sum(unpriced_count) AS unpriced_events,
-       sum(input_tokens) AS input_tokens, sum(cached_input_tokens) AS cached_input_tokens,
-       sum(cache_write_tokens) AS cache_write_tokens, sum(output_tokens) AS output_tokens,
-       sum(reasoning_tokens) AS reasoning_tokens,
-       min(occurred_at) AS first_event_at, max(occurred_at) AS last_event_at
+SELECT_AGENT_DAYS_FROM_LEDGER = f"""
+SELECT billing_day AS day, {measures_from_ledger()}
 FROM ledger_entries
 WHERE agent = $1
   AND ($2::timestamptz IS NULL OR occurred_at >= $2)
@@ -172,3 +169,5 @@ WHERE agent = $1
 GROUP BY billing_day
 ORDER BY billing_day
 """
+
+AGENT_HAS_USAGE = "SELECT 1 FROM rollup_agent_days WHERE agent = $1 LIMIT 1"

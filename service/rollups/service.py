@@ -11,14 +11,17 @@ from typing import Any
 from service.db import Connection
 from service.errors import InvalidRequestError
 from service.money import exact_sum
+from service.pricing.models import PRICE_CLASSES
 from service.rollups import queries
 from service.rollups.models import (
+    MEASURES,
     AgentDetail,
     AgentSummary,
     DayTotals,
     JobDetail,
     JobLine,
     JobSummary,
+    Measure,
     Totals,
     UsageRow,
 )
@@ -35,19 +38,7 @@ async def job_detail(conn: Connection, job_id: str) -> JobDetail | None:
             provider=r["provider"],
             catalog_version=r["catalog_version"],
             tier=r["tier"],
-            unit_prices=None
-            if r["catalog_version"] is None
-            else {
-                k: r[k]
-                for k in (
-                    "input",
-                    "output",
-                    "cache_read",
-                    "cache_write",
-                    "reasoning",
-                    "per_request",
-                )
-            },
+            unit_prices=None if r["catalog_version"] is None else {k: r[k] for k in PRICE_CLASSES},
             totals=Totals.from_row(r),
         )
         for r in await conn.fetch(queries.SELECT_JOB_LINES, job_id)
@@ -84,22 +75,19 @@ def _midnight(value: datetime | None) -> date | None:
 
 
 def sum_totals(parts: Sequence[Totals]) -> Totals:
-    """Totals of several disjoint parts (days of one agent, say)."""
-    firsts = [p.first_event_at for p in parts if p.first_event_at is not None]
-    lasts = [p.last_event_at for p in parts if p.last_event_at is not None]
-    return Totals(
-        cost_usd=exact_sum(p.cost_usd or Decimal(0) for p in parts),
-        provider_cost_usd=exact_sum(p.provider_cost_usd for p in parts),
-        events=sum(p.events for p in parts),
-        unpriced_events=sum(p.unpriced_events for p in parts),
-        input_tokens=sum(p.input_tokens for p in parts),
-        cached_input_tokens=sum(p.cached_input_tokens for p in parts),
-        cache_write_tokens=sum(p.cache_write_tokens for p in parts),
-        output_tokens=sum(p.output_tokens for p in parts),
-        reasoning_tokens=sum(p.reasoning_tokens for p in parts),
-        first_event_at=min(firsts) if firsts else None,
-        last_event_at=max(lasts) if lasts else None,
-    )
+    """Totals of several disjoint parts (days of one agent, say), measure by measure."""
+    return Totals(**{m.name: _combine(m, [getattr(p, m.name) for p in parts]) for m in MEASURES})
+
+
+def _combine(measure: Measure, values: list[Any]) -> Any:
+    if measure.combine == "sum":
+        if measure.form == "money":
+            return exact_sum(v or Decimal(0) for v in values)
+        return sum(values)
+    known = [v for v in values if v is not None]
+    if not known:
+        return None
+    return min(known) if measure.combine == "min" else max(known)
 
 
 async def agent_detail(
@@ -110,7 +98,7 @@ async def agent_detail(
     Ranges on UTC midnights come from the agent×day rollup; any other range is summed
     from the ledger, so a partial day is never counted whole.
     """
-    exists = await conn.fetchval("SELECT 1 FROM rollup_agent_days WHERE agent = $1 LIMIT 1", agent)
+    exists = await conn.fetchval(queries.AGENT_HAS_USAGE, agent)
     if not exists:
         return None
     try:
@@ -224,17 +212,7 @@ async def usage(
         # Only whitelisted identifiers are interpolated; every value is a parameter. The
         # rollups name their key columns as the usage keys.
         sql = f"""
-            SELECT {"".join(f"{k}, " for k in keys)}
-                   COALESCE(sum(cost_usd), 0) AS cost_usd,
-                   COALESCE(sum(provider_cost_usd), 0) AS provider_cost_usd,
-                   COALESCE(sum(events), 0) AS events,
-                   COALESCE(sum(unpriced_events), 0) AS unpriced_events,
-                   COALESCE(sum(input_tokens), 0) AS input_tokens,
-                   COALESCE(sum(cached_input_tokens), 0) AS cached_input_tokens,
-                   COALESCE(sum(cache_write_tokens), 0) AS cache_write_tokens,
-                   COALESCE(sum(output_tokens), 0) AS output_tokens,
-                   COALESCE(sum(reasoning_tokens), 0) AS reasoning_tokens,
-                   min(first_event_at) AS first_event_at, max(last_event_at) AS last_event_at
+            SELECT {"".join(f"{k}, " for k in keys)}{queries.measures_over_rollup()}
             FROM {table}
             WHERE {where}
             {f"GROUP BY {', '.join(keys)} ORDER BY {', '.join(keys)}" if keys else ""}
@@ -250,7 +228,7 @@ async def usage(
             continue
         result.append(
             UsageRow(
-                keys={k: r[k].isoformat() if isinstance(r[k], date) else r[k] for k in keys},
+                keys={k: r[k] for k in keys},
                 totals=Totals.from_row(r),
             )
         )
@@ -270,17 +248,7 @@ async def _usage_from_ledger(
     order = f"ORDER BY {', '.join(USAGE_GROUPS[k] for k in keys)}" if keys else ""
     # Only whitelisted identifiers are interpolated; every value is a parameter.
     sql = f"""
-        SELECT {select_keys}
-               COALESCE(sum(cost_usd), 0) AS cost_usd,
-               COALESCE(sum(provider_cost_usd), 0) AS provider_cost_usd,
-               COALESCE(sum(event_count), 0) AS events,
-               COALESCE(sum(unpriced_count), 0) AS unpriced_events,
-               COALESCE(sum(input_tokens), 0) AS input_tokens,
-               COALESCE(sum(cached_input_tokens), 0) AS cached_input_tokens,
-               COALESCE(sum(cache_write_tokens), 0) AS cache_write_tokens,
-               COALESCE(sum(output_tokens), 0) AS output_tokens,
-               COALESCE(sum(reasoning_tokens), 0) AS reasoning_tokens,
-               min(occurred_at) AS first_event_at, max(occurred_at) AS last_event_at
+        SELECT {select_keys}{queries.measures_from_ledger()}
         FROM ledger_entries
         WHERE ($1::timestamptz IS NULL OR occurred_at >= $1)
           AND ($2::timestamptz IS NULL OR occurred_at < $2)

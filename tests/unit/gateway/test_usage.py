@@ -11,12 +11,12 @@ import pytest
 from service.gateway.models import CallContext, decode_json
 from service.gateway.sse import SSEMessage, sse_messages
 from service.gateway.usage import (
-    decimal_string,
     from_generation,
     from_openai_usage,
     from_vertex_usage,
     usage_event,
 )
+from service.wire import money_text
 
 
 def test_openrouter_usage_maps_every_token_class_and_keeps_the_cost_exact() -> None:
@@ -58,7 +58,7 @@ def test_missing_or_null_usage_parts_count_as_zero() -> None:
 
 def test_a_tiny_cost_in_exponent_notation_becomes_a_plain_decimal_string() -> None:
     raw = decode_json(b'{"prompt_tokens": 1, "completion_tokens": 1, "cost": 1e-7}')
-    assert decimal_string(from_openai_usage(raw).provider_cost_usd) == "0.0000001"
+    assert money_text(from_openai_usage(raw).provider_cost_usd) == "0.0000001"
 
 
 def test_cache_tokens_reported_outside_the_prompt_are_added_to_it() -> None:

@@ -8,9 +8,10 @@ import io
 from decimal import Decimal
 from typing import Any
 
-from service.invoices.models import cents_text, decimal_text, round_total
-from service.invoices.render import canonical_json, digest_of, to_csv
+from service.invoices.models import round_total
+from service.invoices.render import canonical_json, digest_of, to_csv, to_html
 from service.invoices.service import verify_document
+from service.wire import cents_text, money_text
 
 D = Decimal
 
@@ -30,10 +31,10 @@ def test_a_total_that_rounds_to_nothing_is_zero_not_minus_zero() -> None:
 
 
 def test_money_text_is_plain_decimal_at_full_precision() -> None:
-    assert decimal_text(D("1E-7")) == "0.0000001"
-    assert decimal_text(D("0.0581200")) == "0.05812"
-    assert decimal_text(D("-0.00")) == "0"
-    assert decimal_text(D("120")) == "120"
+    assert money_text(D("1E-7")) == "0.0000001"
+    assert money_text(D("0.0581200")) == "0.05812"
+    assert money_text(D("-0.00")) == "0"
+    assert money_text(D("120")) == "120"
 
 
 def test_canonical_json_sorts_keys_has_no_whitespace_and_keeps_unicode() -> None:
@@ -158,3 +159,27 @@ def test_verify_reads_amounts_with_more_digits_than_any_input_has() -> None:
         "the document's amounts cannot be read: subtotal_usd: '1e12' has an exponent; "
         "write every digit (a plain decimal string is expected, e.g. '12.05')"
     ]
+
+
+def test_an_invoice_issued_before_a_token_class_existed_renders_it_as_zero() -> None:
+    # An invoice keeps the document it was issued with; a class declared since
+    # (service.tokens) is absent from its lines, which had none of those tokens.
+    old = document()
+    for line in old["lines"]:
+        del line["reasoning_tokens"]
+    rows = [r for r in csv.DictReader(io.StringIO(to_csv(old))) if r["row"] == "line"]
+    assert [r["reasoning_tokens"] for r in rows] == ["0", "0"]
+    page = {
+        **old,
+        "issued_at": None,
+        "period_start": None,
+        "period_end": None,
+        "customer": None,
+        "title": None,
+        "reference": None,
+        "follow_up_of": None,
+        "notes": [],
+        "covered_entries": 3,
+        "lines": [{**line, "model_name": None} for line in old["lines"]],
+    }
+    assert to_html(page, None).count("reasoning 0</td>") == 2

@@ -6,8 +6,9 @@ from decimal import Decimal
 
 import pytest
 
-from service.pricing.cost import TokenCounts, event_cost
+from service.pricing.cost import event_cost
 from service.pricing.models import ModelPrice, NewModelPrice
+from service.tokens import TokenCounts
 
 D = Decimal
 
@@ -35,7 +36,13 @@ FLASH = NewModelPrice(
 
 
 def tokens(inp: int, cached: int, write: int, out: int, reasoning: int) -> TokenCounts:
-    return TokenCounts(inp, cached, write, out, reasoning)
+    return TokenCounts(
+        input_tokens=inp,
+        cached_input_tokens=cached,
+        cache_write_tokens=write,
+        output_tokens=out,
+        reasoning_tokens=reasoning,
+    )
 
 
 def test_plain_input_and_output_are_priced_per_million_tokens() -> None:

@@ -20,14 +20,7 @@ from prometheus_client.registry import Collector
 
 from service.db import Connection
 from service.metrics import queries
-
-TOKEN_CLASSES = {
-    "input": "input_tokens",
-    "cached_input": "cached_input_tokens",
-    "cache_write": "cache_write_tokens",
-    "output": "output_tokens",
-    "reasoning": "reasoning_tokens",
-}
+from service.tokens import TOKEN_CLASSES
 
 
 @dataclass
@@ -95,9 +88,9 @@ class LedgerCollector(Collector):
             provider_cost.add_metric(key, float(r["provider_cost_usd"]))
             events.add_metric(key, float(r["events"]))
             unpriced[r["model"]] = unpriced.get(r["model"], 0.0) + float(r["unpriced_events"])
-            for name, column in TOKEN_CLASSES.items():
-                token_key = (r["agent"], r["model"], name)
-                token_sums[token_key] = token_sums.get(token_key, 0.0) + float(r[column])
+            for token_class in TOKEN_CLASSES:
+                token_key = (r["agent"], r["model"], token_class.metric)
+                token_sums[token_key] = token_sums.get(token_key, 0.0) + float(r[token_class.name])
         for token_key, value in sorted(token_sums.items()):
             tokens.add_metric(list(token_key), value)
         yield cost

@@ -1,0 +1,37 @@
+"""Agents: totals per agent and one agent's UTC-day series."""
+
+from __future__ import annotations
+
+import msgspec
+
+from service.api.schemas.common import TotalsOut, totals_fields
+from service.rollups.models import AgentDetail, AgentSummary
+from service.wire import day_text
+
+
+class AgentOut(TotalsOut, kw_only=True):
+    agent: str
+
+
+class AgentList(msgspec.Struct):
+    items: list[AgentOut]
+
+
+class DayOut(TotalsOut, kw_only=True):
+    day: str
+
+
+class AgentDetailOut(AgentOut, kw_only=True):
+    days: list[DayOut]
+
+
+def agent_list(agents: list[AgentSummary]) -> AgentList:
+    return AgentList(items=[AgentOut(agent=a.agent, **totals_fields(a.totals)) for a in agents])
+
+
+def agent_detail_out(found: AgentDetail) -> AgentDetailOut:
+    return AgentDetailOut(
+        agent=found.agent,
+        days=[DayOut(day=day_text(d.day), **totals_fields(d.totals)) for d in found.days],
+        **totals_fields(found.totals),
+    )

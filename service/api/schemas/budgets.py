@@ -1,0 +1,199 @@
+"""Budgets: definitions, standings, the pre-call check and reservations, alerts."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated
+
+import msgspec
+
+from service.api.schemas.common import wire_struct
+from service.budgets.models import (
+    DEFAULT_THRESHOLDS,
+    Alert,
+    Budget,
+    BudgetStanding,
+    CheckResult,
+    NewBudget,
+)
+from service.budgets.service import BudgetChanges, checked_secret, parse_amount
+from service.ingest.models import AgentName, JobId, ModelName
+from service.wire import instant_text, money_text
+
+
+class BudgetIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    scope: str
+    """``global``, ``agent``, ``job`` or ``model``."""
+    scope_id: str | None = None
+    """The agent, job or model id; absent for ``global``."""
+    period: str
+    """``lifetime``, ``day`` or ``month`` (calendar periods in UTC, by event time)."""
+    limit_usd: str
+    """Decimal string."""
+    thresholds: list[Decimal] | None = None
+    """Fractions of the limit in (0, 1]; default [0.5, 0.8, 1.0]."""
+    hard: bool = False
+    """True: pre-call checks deny once the limit is reached."""
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    """Standard Webhooks secret (``whsec_<base64>``); default LUC_WEBHOOK_SECRET."""
+
+    def new_budget(self, webhook_secret: str | None) -> NewBudget:
+        """The budget to create, with the checked (or generated) ``webhook_secret``."""
+        return NewBudget(
+            scope=self.scope,
+            scope_id=self.scope_id,
+            period=self.period,
+            limit_usd=parse_amount("limit_usd", self.limit_usd),
+            # Absent: the defaults; an explicit [] is refused (no silent defaults).
+            thresholds=list(DEFAULT_THRESHOLDS if self.thresholds is None else self.thresholds),
+            hard=self.hard,
+            webhook_url=self.webhook_url,
+            webhook_secret=webhook_secret,
+        )
+
+
+class BudgetPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    limit_usd: str | None = None
+    thresholds: list[Decimal] | None = None
+    hard: bool | None = None
+    webhook_url: str | None = None
+    """An empty string removes the webhook."""
+    webhook_secret: str | None = None
+
+    def changes(self) -> BudgetChanges:
+        return BudgetChanges(
+            limit_usd=None if self.limit_usd is None else parse_amount("limit_usd", self.limit_usd),
+            thresholds=self.thresholds,
+            hard=self.hard,
+            webhook_url=self.webhook_url or None,
+            clear_webhook=self.webhook_url == "",
+            webhook_secret=checked_secret(self.webhook_secret),
+        )
+
+
+class BudgetOut(msgspec.Struct, kw_only=True):
+    id: int
+    scope: str
+    scope_id: str | None
+    period: str
+    limit_usd: str
+    thresholds: list[float]
+    """Fractions of the limit (ratios, not money)."""
+    hard: bool
+    webhook_url: str | None
+    created_at: str
+    updated_at: str
+    webhook_secret: str | None = None
+    """Only in the answer that created it, when LUC generated the secret."""
+
+
+class BudgetList(msgspec.Struct):
+    items: list[BudgetOut]
+
+
+class StandingOut(msgspec.Struct):
+    id: int
+    scope: str
+    scope_id: str | None
+    period: str
+    period_start: str
+    hard: bool
+    limit_usd: str
+    spent_usd: str
+    reserved_usd: str
+    remaining_usd: str
+    exceeded: bool
+
+
+class CheckOut(msgspec.Struct):
+    allowed: bool
+    remaining_usd: str | None
+    """The least any applicable budget has left; null when none applies."""
+    budgets: list[StandingOut]
+    reason: str | None
+    """Why a call would be refused: the first hard budget without room."""
+
+
+class ReservationIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    job_id: JobId
+    agent: AgentName
+    model: ModelName
+    """A catalog model id or alias."""
+    estimated_cost_usd: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    """Decimal string: what the call may cost (prompt and max output at list price)."""
+    customer_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
+
+
+class ReservationOut(msgspec.Struct):
+    allowed: bool
+    reservation_id: str | None
+    """Put it on the call's usage event (``reservation_id``): that settles this reservation.
+    Null when refused, or when no hard budget applies (nothing to hold)."""
+    remaining_usd: str | None
+    """The least any applicable budget has left, this reservation deducted."""
+    budgets: list[StandingOut]
+    reason: str | None
+    """Why the call is refused: the first hard budget without room."""
+    expires_at: str | None
+    """When the reservation lapses if no usage event names it (LUC_BUDGET_RESERVATION_SECONDS)."""
+
+
+class AlertOut(msgspec.Struct):
+    alert_id: str
+    budget_id: int
+    scope: str
+    scope_id: str | None
+    period_start: str
+    threshold: float
+    """Fraction of the limit (a ratio, not money)."""
+    spent_usd: str
+    limit_usd: str
+    created_at: str
+    delivery: str
+    """``none`` (no webhook), ``pending``, ``delivered`` or ``dead``."""
+    attempts: int
+    last_error: str | None
+    delivered_at: str | None
+
+
+class AlertList(msgspec.Struct):
+    items: list[AlertOut]
+
+
+# Thresholds are fractions of the limit (ratios, not money): JSON numbers.
+
+
+def budget_out(b: Budget, secret: str | None = None) -> BudgetOut:
+    return wire_struct(
+        BudgetOut, b, thresholds=[float(t) for t in b.thresholds], webhook_secret=secret
+    )
+
+
+def standing_out(s: BudgetStanding) -> StandingOut:
+    b = s.budget
+    return StandingOut(
+        id=b.id,
+        scope=b.scope,
+        scope_id=b.scope_id,
+        period=b.period,
+        period_start=instant_text(s.period_start),
+        hard=b.hard,
+        limit_usd=money_text(b.limit_usd),
+        spent_usd=money_text(s.spent_usd),
+        reserved_usd=money_text(s.reserved_usd),
+        remaining_usd=money_text(s.remaining_usd),
+        exceeded=s.spent_usd >= b.limit_usd,
+    )
+
+
+def alert_out(a: Alert) -> AlertOut:
+    return wire_struct(AlertOut, a, alert_id=a.id, threshold=float(a.threshold))
+
+
+def check_out(result: CheckResult) -> CheckOut:
+    return wire_struct(CheckOut, result, budgets=[standing_out(s) for s in result.standings])
+
+
+def reservation_out(result: CheckResult) -> ReservationOut:
+    return wire_struct(ReservationOut, result, budgets=[standing_out(s) for s in result.standings])

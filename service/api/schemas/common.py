@@ -1,0 +1,90 @@
+"""Wire pieces every resource shares: money and instants as text, totals, unit prices, the
+error body. Money is always a decimal string (``service.wire``)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import msgspec
+
+from service.rollups.models import MEASURE_NAMES, Totals
+from service.wire import day_text, instant_text, money_text
+
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+def wire_value(value: Any) -> Any:
+    """``value`` in its wire form: an amount or an instant as text (``service.wire``), a
+    day as ``YYYY-MM-DD``; anything else as it is."""
+    if isinstance(value, Decimal):
+        return money_text(value)
+    if isinstance(value, datetime):
+        return instant_text(value)
+    if isinstance(value, date):
+        return day_text(value)
+    return value
+
+
+def wire_struct(struct: type[S], source: object, **given: Any) -> S:
+    """``struct`` made of ``source``'s attributes of the same names, each in its wire form
+    (``wire_value``); ``given`` sets the fields that are no plain attribute."""
+    names = (f.name for f in msgspec.structs.fields(struct) if f.name not in given)
+    return struct(**{name: wire_value(getattr(source, name)) for name in names}, **given)
+
+
+def money(value: Decimal | None) -> str | None:
+    """An amount in its wire form (``service.wire.money_text``), or None."""
+    return None if value is None else money_text(value)
+
+
+def timestamp(value: datetime | None) -> str | None:
+    """An instant in its wire form (``service.wire.instant_text``), or None."""
+    return None if value is None else instant_text(value)
+
+
+class TotalsOut(msgspec.Struct, kw_only=True):
+    """The measures of a rollup (``rollups.models.MEASURES``), spelled out for OpenAPI; a
+    unit test checks them against the declaration."""
+
+    cost_usd: str | None
+    provider_cost_usd: str
+    events: int
+    unpriced_events: int
+    input_tokens: int
+    cached_input_tokens: int
+    cache_write_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    first_event_at: str | None
+    last_event_at: str | None
+
+
+def totals_fields(t: Totals) -> dict[str, Any]:
+    """The fields of ``TotalsOut`` for ``t``: every measure in its wire form."""
+    return {name: wire_value(getattr(t, name)) for name in MEASURE_NAMES}
+
+
+class UnitPrices(msgspec.Struct):
+    """USD per 1M tokens per class, and USD per request (``pricing.models.PRICE_CLASSES``)."""
+
+    input: str
+    output: str
+    cache_read: str
+    cache_write: str
+    reasoning: str
+    per_request: str
+
+
+def unit_prices(prices: dict[str, Decimal] | None) -> UnitPrices | None:
+    if prices is None:
+        return None
+    return UnitPrices(**{k: money_text(v) for k, v in prices.items()})
+
+
+class ErrorBody(msgspec.Struct):
+    """LUC's one error body (``api.errors``)."""
+
+    status_code: int
+    detail: str

@@ -1,0 +1,140 @@
+"""Jobs: totals, invoice lines by agent × model × provider × catalog version, ledger entries,
+and a job's status and invoice metadata."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from service.api.schemas.common import (
+    TotalsOut,
+    UnitPrices,
+    totals_fields,
+    unit_prices,
+    wire_struct,
+)
+from service.jobs.models import JobChanges, JobInfo
+from service.ledger.models import LedgerEntry
+from service.rollups.models import JobDetail, JobSummary
+
+
+class JobLineOut(TotalsOut, kw_only=True):
+    agent: str
+    model: str
+    provider: str
+    catalog_version: int | None
+    tier: str | None
+    unit_prices: UnitPrices | None
+
+
+class JobOut(TotalsOut, kw_only=True):
+    job_id: str
+
+
+class JobDetailOut(JobOut, kw_only=True):
+    lines: list[JobLineOut]
+
+
+class JobPage(msgspec.Struct):
+    items: list[JobOut]
+    next_cursor: str | None
+
+
+class LedgerEntryOut(msgspec.Struct):
+    id: int
+    event_id: str
+    kind: str
+    job_id: str
+    agent: str
+    model: str
+    provider: str
+    tier: str | None
+    catalog_version: int | None
+    occurred_at: str
+    recorded_at: str
+    input_tokens: int
+    cached_input_tokens: int
+    cache_write_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    events: int
+    unpriced_events: int
+    cost_usd: str | None
+    provider_cost_usd: str | None
+    unit_prices: UnitPrices | None
+    reason: str | None
+
+
+class LedgerPage(msgspec.Struct):
+    job_id: str
+    items: list[LedgerEntryOut]
+    next_cursor: str | None
+
+
+class JobPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Absent fields stay as they are; ``null`` clears a metadata field."""
+
+    status: str | msgspec.UnsetType = msgspec.UNSET
+    """``open`` or ``closed``. A closed job still records usage; it goes on a follow-up."""
+    customer: str | msgspec.UnsetType | None = msgspec.UNSET
+    title: str | msgspec.UnsetType | None = msgspec.UNSET
+    reference: str | msgspec.UnsetType | None = msgspec.UNSET
+    """The customer's own reference (a purchase order, say)."""
+
+    def changes(self) -> JobChanges:
+        def given(value: Any) -> Any:
+            return None if value is msgspec.UNSET else value
+
+        return JobChanges(
+            status=given(self.status),
+            customer=given(self.customer),
+            title=given(self.title),
+            reference=given(self.reference),
+            clear=frozenset(
+                name for name in ("customer", "title", "reference") if getattr(self, name) is None
+            ),
+        )
+
+
+class JobInfoOut(msgspec.Struct):
+    job_id: str
+    status: str
+    customer: str | None
+    title: str | None
+    reference: str | None
+    updated_at: str | None
+
+
+def job_info_out(job: JobInfo) -> JobInfoOut:
+    return wire_struct(JobInfoOut, job)
+
+
+def job_out(job: JobSummary) -> JobOut:
+    return JobOut(job_id=job.job_id, **totals_fields(job.totals))
+
+
+def job_detail_out(job: JobDetail) -> JobDetailOut:
+    return JobDetailOut(
+        job_id=job.job_id,
+        lines=[
+            wire_struct(
+                JobLineOut,
+                line,
+                unit_prices=unit_prices(line.unit_prices),
+                **totals_fields(line.totals),
+            )
+            for line in job.lines
+        ],
+        **totals_fields(job.totals),
+    )
+
+
+def ledger_entry_out(e: LedgerEntry) -> LedgerEntryOut:
+    return wire_struct(
+        LedgerEntryOut,
+        e,
+        events=e.event_count,
+        unpriced_events=e.unpriced_count,
+        unit_prices=unit_prices(e.unit_prices),
+    )

@@ -1,0 +1,46 @@
+"""The generic usage query and the list of unpriced events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from service.api.schemas.common import totals_fields, wire_struct, wire_value
+from service.ledger.models import UnpricedEvent
+from service.rollups.models import UsageRow
+
+
+class UsageOut(msgspec.Struct):
+    group_by: list[str]
+    rows: list[dict[str, Any]]
+    """Each row: the group's keys, ``cost_usd`` (decimal string), ``events`` and token counts."""
+
+
+def usage_row(row: UsageRow) -> dict[str, Any]:
+    """A row of ``UsageOut``: the group's keys (a day as ``YYYY-MM-DD``), then its totals."""
+    return {**{k: wire_value(v) for k, v in row.keys.items()}, **totals_fields(row.totals)}
+
+
+class UnpricedEventOut(msgspec.Struct):
+    id: str
+    model: str
+    job_id: str
+    agent: str
+    provider: str
+    occurred_at: str
+    input_tokens: int
+    cached_input_tokens: int
+    cache_write_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    reason: str | None
+
+
+class UnpricedPage(msgspec.Struct):
+    items: list[UnpricedEventOut]
+    next_cursor: str | None
+
+
+def unpriced_event_out(e: UnpricedEvent) -> UnpricedEventOut:
+    return wire_struct(UnpricedEventOut, e, id=e.event_id)

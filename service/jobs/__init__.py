@@ -1,0 +1,1 @@
+"""Jobs' status and invoice metadata (table ``jobs``): what invoices print about a job."""

@@ -1,0 +1,48 @@
+"""The migrations spell the token classes, the price classes and the rollup measures out as
+columns; this checks a migrated database against their declarations (service.tokens,
+pricing.models.PRICE_CLASSES, rollups.models.MEASURES)."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from service.pricing.models import PRICE_CLASSES
+from service.rollups.models import MEASURE_NAMES
+from service.tokens import TOKEN_FIELDS
+
+ROLLUPS = (
+    "rollup_jobs",
+    "rollup_job_lines",
+    "rollup_usage",
+    "rollup_agent_days",
+    "rollup_model_days",
+)
+PRICE_COLUMNS = tuple(f"price_{name}" for name in PRICE_CLASSES)
+
+# table → the declared names it must have a column for
+EXPECTED = {
+    "usage_events": TOKEN_FIELDS,
+    "ledger_entries": TOKEN_FIELDS + PRICE_COLUMNS,
+    **{table: MEASURE_NAMES for table in ROLLUPS},
+    "invoice_lines": TOKEN_FIELDS + PRICE_COLUMNS,
+    "catalog_prices": PRICE_CLASSES,
+}
+
+
+async def test_every_table_has_a_column_for_each_declared_class_and_measure(
+    db: asyncpg.Connection,
+) -> None:
+    rows = await db.fetch(
+        "SELECT table_name, column_name FROM information_schema.columns"
+        " WHERE table_schema = 'public' AND table_name = ANY($1::text[])",
+        list(EXPECTED),
+    )
+    columns: dict[str, set[str]] = {}
+    for r in rows:
+        columns.setdefault(r["table_name"], set()).add(r["column_name"])
+    missing = {
+        table: sorted(set(names) - columns.get(table, set()))
+        for table, names in EXPECTED.items()
+        if set(names) - columns.get(table, set())
+    }
+    assert missing == {}
