@@ -6,18 +6,15 @@ import contextlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from datetime import datetime
 
 import msgspec
 
 from service.errors import InvalidRequestError, PayloadTooLargeError
 from service.ingest.models import BatchIn, Rejection, UsageEvent, UsageEventIn
+from service.ingest.rules import SURROGATE_ESCAPE, check_event, json_depth, rule_problems
 from service.ingest.scan import batch_events, object_members
-from service.money import decimal_places
 from service.settings import IngestSettings
-from service.tokens import counts_of
-from service.wire import WireValueError, parse_instant, parse_money
 
 _event_decoder = msgspec.json.Decoder(UsageEventIn)
 
@@ -85,173 +82,6 @@ def _describe(
     return message.replace(" - at `$`", "")
 
 
-# PostgreSQL text and jsonb cannot hold U+0000, and no UTF-8 text holds a lone UTF-16
-# surrogate (U+D800–U+DFFF; msgspec refuses their escapes, but an event built in-process
-# may carry one): refusing them here keeps one such event from failing its whole batch's
-# transaction.
-_NUL = "\x00"
-_SURROGATES = re.compile("[\ud800-\udfff]")
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-_TEXT_FIELDS = ("id", "job_id", "agent", "provider", "model")
-# Attributes are a small free-form object (request id, route, customer, …); deeper nesting
-# is refused with a reason, well before any decoder or encoder on the way to PostgreSQL
-# runs out of stack.
-MAX_ATTRIBUTE_DEPTH = 32
-# provider_cost_usd is stored as NUMERIC and summed into rollups: keep it to amounts a
-# bill can hold (below 10^18 USD, at most 30 decimal places) instead of failing the batch.
-_MAX_COST_DIGITS_BEFORE_POINT = 18
-_MAX_COST_DECIMAL_PLACES = 30
-
-
-def _text_problem(text: str) -> str | None:
-    """What PostgreSQL could not store in ``text``, if anything."""
-    if _NUL in text:
-        return "must not contain the NUL character (U+0000)"
-    if not text.isascii() and (lone := _SURROGATES.search(text)):
-        return (
-            f"holds a lone UTF-16 surrogate (U+{ord(lone.group()):04X}), which is not Unicode text"
-        )
-    return None
-
-
-def _json_depth(value: object) -> int:
-    """Levels of arrays and objects in a decoded JSON value (a scalar is 0)."""
-    deepest = 0
-    stack = [(value, 1)]  # iterative: the value may nest deeper than Python's recursion limit
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            deepest = max(deepest, depth)
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            deepest = max(deepest, depth)
-            stack.extend((v, depth + 1) for v in item)
-    return deepest
-
-
-def _attributes_problem(value: object) -> str | None:
-    """Why decoded attributes cannot be stored: nesting, NUL, lone surrogates."""
-    depth = _json_depth(value)
-    if depth > MAX_ATTRIBUTE_DEPTH:
-        return f"nested {depth} levels deep; at most {MAX_ATTRIBUTE_DEPTH}"
-    stack = [value]  # iterative, like _json_depth
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if problem := _text_problem(item):
-                return problem
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return None
-
-
-def _attributes_size_problem(event: UsageEventIn, settings: IngestSettings) -> str | None:
-    """Why ``event.attributes`` cannot be stored: nesting, NUL, a lone surrogate, size."""
-    try:
-        encoded = msgspec.json.encode(event.attributes)
-    except (UnicodeEncodeError, RecursionError):  # a lone surrogate, or nesting
-        encoded = b""
-    # The walk over every value is needed only when the JSON text allows a problem: it
-    # failed to encode, holds a NUL escape, or has more brackets than levels allowed.
-    if (
-        not encoded
-        or b"\\u0000" in encoded
-        or encoded.count(b"[") + encoded.count(b"{") > MAX_ATTRIBUTE_DEPTH
-    ) and (problem := _attributes_problem(event.attributes)):
-        return problem
-    if not encoded:
-        return "cannot be written as JSON"
-    size = len(encoded)
-    if size > settings.max_attributes_bytes:
-        return f"{size} bytes as JSON, over the limit of {settings.max_attributes_bytes} bytes"
-    return None
-
-
-def check_event(event: UsageEventIn, now: datetime, settings: IngestSettings) -> UsageEvent | str:
-    """The rules msgspec's types cannot say; a string is the rejection reason: every problem
-    of the event, joined by ``"; "``, in the order of these checks."""
-    problems, occurred_at, provider_cost = _rule_problems(event, now, settings)
-    if problems:
-        return "; ".join(problems)
-    assert occurred_at is not None
-    return UsageEvent(
-        id=event.id,
-        occurred_at=occurred_at,
-        job_id=event.job_id,
-        agent=event.agent,
-        provider=event.provider,
-        model=event.model,
-        **counts_of(event),
-        provider_cost_usd=provider_cost,
-        status=event.status,
-        attributes=event.attributes,
-        reservation_id=event.reservation_id,
-    )
-
-
-def _rule_problems(
-    event: UsageEventIn, now: datetime, settings: IngestSettings
-) -> tuple[list[str], datetime | None, Decimal | None]:
-    """Every rule ``event`` breaks, each naming its field; and, when they hold, its instant
-    in UTC and its provider cost."""
-    problems: list[str] = []
-    occurred_at: datetime | None
-    try:
-        occurred_at = parse_instant("occurred_at", event.occurred_at)
-    except WireValueError as exc:
-        problems.append(str(exc))
-        occurred_at = None
-    for name in _TEXT_FIELDS:
-        if problem := _text_problem(getattr(event, name)):
-            problems.append(f"{name}: {problem}")
-    if occurred_at is not None:
-        try:
-            occurred_at = occurred_at.astimezone(UTC)
-        except OverflowError:
-            problems.append(f"occurred_at: {occurred_at.isoformat()} is out of range in UTC")
-        else:
-            if occurred_at > now + timedelta(seconds=settings.max_future_skew_seconds):
-                problems.append(
-                    f"occurred_at: {occurred_at.isoformat()} is more than "
-                    f"{settings.max_future_skew_seconds} s in the future"
-                )
-    if event.cached_input_tokens + event.cache_write_tokens > event.input_tokens:
-        problems.append(
-            "cached_input_tokens + cache_write_tokens "
-            f"({event.cached_input_tokens} + {event.cache_write_tokens}) exceed input_tokens "
-            f"({event.input_tokens}); input_tokens counts every prompt token"
-        )
-    if event.reasoning_tokens > event.output_tokens:
-        problems.append(
-            f"reasoning_tokens ({event.reasoning_tokens}) exceed output_tokens "
-            f"({event.output_tokens}); output_tokens counts reasoning too"
-        )
-    provider_cost: Decimal | None = None
-    if event.provider_cost_usd is not None:
-        try:
-            provider_cost = parse_money("provider_cost_usd", event.provider_cost_usd)
-        except WireValueError as exc:
-            problems.append(str(exc))
-        else:
-            if (
-                provider_cost.adjusted() >= _MAX_COST_DIGITS_BEFORE_POINT
-                or decimal_places(provider_cost) > _MAX_COST_DECIMAL_PLACES
-            ):
-                problems.append(
-                    f"provider_cost_usd: {event.provider_cost_usd!r} is out of range (below "
-                    f"10^{_MAX_COST_DIGITS_BEFORE_POINT} USD, at most "
-                    f"{_MAX_COST_DECIMAL_PLACES} decimal places)"
-                )
-    if event.attributes is not None and (problem := _attributes_size_problem(event, settings)):
-        problems.append(f"attributes: {problem}")
-    if event.reservation_id is not None and (problem := _text_problem(event.reservation_id)):
-        problems.append(f"reservation_id: {problem}")
-    return problems, occurred_at, provider_cost
-
-
 def parse_event(
     raw: bytes | msgspec.Raw, index: int, now: datetime, settings: IngestSettings
 ) -> UsageEvent | Rejection:
@@ -309,7 +139,7 @@ def _member_problems(
             problems.append(f"{name}: nests JSON too deeply")
             undecodable.add(name)
         except msgspec.DecodeError as error:
-            if "surrogate" in str(error) or _SURROGATE_ESCAPE.search(value_raw):
+            if "surrogate" in str(error) or SURROGATE_ESCAPE.search(value_raw):
                 problems.append(
                     f"{name}: holds a string escape for a lone UTF-16 surrogate "
                     "(\\ud800–\\udfff without its pair), which is not Unicode text"
@@ -350,7 +180,7 @@ def _rules_around(
         event = _event_decoder.decode(body)
     except (msgspec.DecodeError, RecursionError):  # a name given twice, say
         return []
-    problems, _, _ = _rule_problems(event, now, settings)
+    problems, _, _ = rule_problems(event, now, settings)
     return [p for p in problems if not any(re.search(rf"(?<!\w){n}(?!\w)", p) for n in bad)]
 
 
@@ -393,7 +223,7 @@ def _undecodable(raw: bytes | msgspec.Raw, index: int, exc: Exception) -> Reject
             continue  # named by _member_problems
         if name == "id" and isinstance(value, str):
             event_id = value
-        deepest = max(deepest, (_json_depth(value), name))
+        deepest = max(deepest, (json_depth(value), name))
     problems, _, undecodable = _member_problems(members)
     if not undecodable:  # each part decodes; together they nest one level too deep
         field = deepest[1] or "event"
