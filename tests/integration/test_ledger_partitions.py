@@ -88,7 +88,9 @@ async def test_the_cron_command_reports_what_it_made_and_what_waits_in_the_defau
     ]
     for name in coming[:3]:
         await db.execute(f"DROP TABLE IF EXISTS {name}")  # empty: the template is new
-    await record_batch(db, CatalogCache(), [event("far", occurred_at=datetime(2001, 2, 3, tzinfo=UTC))])
+    await record_batch(
+        db, CatalogCache(), [event("far", occurred_at=datetime(2001, 2, 3, tzinfo=UTC))]
+    )
 
     first = await ensure_months(db, ahead=4)
     assert first.created == 5
