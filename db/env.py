@@ -1,9 +1,9 @@
 """Alembic environment: plain SQL migrations run over asyncpg through SQLAlchemy.
 
-``service.db.migrate_sync`` passes the URL (``config.attributes["dsn"]``), read by asyncpg
-itself as the pool reads it. An advisory lock keeps two LUC processes starting together
-from migrating at once. After the migrations, the ledger's month partitions of this month
-and the next two are made, by the role that migrates (the schema's owner).
+``service.db.migrations.migrate_sync`` passes the URL (``config.attributes["dsn"]``), read
+by asyncpg itself as the pool reads it. An advisory lock keeps two LUC processes starting
+together from migrating at once. After the migrations, the ledger's month partitions of
+this month and the next two are made, by the role that migrates (the schema's owner).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def _run(connection: Connection) -> None:
 
 async def _main() -> None:
     dsn = context.config.attributes.get("dsn")
-    assert dsn, "service.db.migrate_sync sets the dsn attribute"
+    assert dsn, "service.db.migrations.migrate_sync sets the dsn attribute"
     engine = create_async_engine(
         "postgresql+asyncpg://", async_creator=lambda: asyncpg.connect(dsn), poolclass=NullPool
     )

@@ -7,7 +7,7 @@ Create Date: ${create_date}
 
 from __future__ import annotations
 
-from service.db import run_sql
+from service.db.migrations import run_sql
 
 revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}

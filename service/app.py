@@ -48,16 +48,10 @@ from service.auth.keys import count_admin_keys
 from service.budgets.delivery import Dispatcher, make_webhook_client
 from service.catalog.service import CatalogCache, seed_catalog
 from service.client.spool import Spool
-from service.db import (
-    check_privileges,
-    check_schema_revision,
-    create_pool,
-    is_unavailable,
-    migrate,
-    on_connection,
-    resolve_database_url,
-    wait_for_database,
-)
+from service.db import create_pool, is_unavailable, on_connection, wait_for_database
+from service.db.embedded import resolve_database_url
+from service.db.migrations import check_schema_revision, migrate
+from service.db.privileges import check_privileges
 from service.errors import DatabaseUnavailableError, LucError
 from service.gateway.chain import build_chain, upstream_client
 from service.gateway.metering import Gateway

@@ -8,8 +8,8 @@ it adopts one that another LUC process started, and stops it at exit as usual.
 
 Only loopback: the cluster trusts every local connection (``initdb --auth=trust``), so
 anyone on this machine can connect, as on the socket. Imported only when a port is set
-(the package warns at import on hosts without ``XDG_RUNTIME_DIR``: ``service.db``
-silences that).
+(the package warns at import on hosts without ``XDG_RUNTIME_DIR``:
+``service.db.embedded`` silences that).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from service.app import create_app
-from service.db import with_database
+from service.db.urls import with_database
 from tests.support.budgets import Receiver
 from tests.support.databases import admin_sql, connected, new_database_sync, prepare_database
 from tests.support.keys import bearer, new_key

@@ -7,7 +7,7 @@ Create Date: 2026-11-24
 
 from __future__ import annotations
 
-from service.db import run_sql
+from service.db.migrations import run_sql
 
 revision = "0002_budgets_and_alerts"
 down_revision = "0001_core_ledger"

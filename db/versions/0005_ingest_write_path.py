@@ -7,7 +7,7 @@ Create Date: 2026-11-24
 
 from __future__ import annotations
 
-from service.db import run_sql
+from service.db.migrations import run_sql
 
 revision = "0005_ingest_write_path"
 down_revision = "0004_api_keys"

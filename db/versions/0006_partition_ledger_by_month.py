@@ -10,7 +10,7 @@ instead (docs/scaling.md, section 2).
 
 from __future__ import annotations
 
-from service.db import run_sql
+from service.db.migrations import run_sql
 
 revision = "0006_partition_ledger_by_month"
 down_revision = "0005_ingest_write_path"

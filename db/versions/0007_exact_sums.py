@@ -14,7 +14,7 @@ under an exclusive lock (quick: rollups are small beside the ledger).
 
 from __future__ import annotations
 
-from service.db import run_sql
+from service.db.migrations import run_sql
 
 revision = "0007_exact_sums"
 down_revision = "0006_partition_ledger_by_month"

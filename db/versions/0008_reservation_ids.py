@@ -8,7 +8,7 @@ Create Date: 2026-11-25
 
 from __future__ import annotations
 
-from service.db import run_sql
+from service.db.migrations import run_sql
 
 revision = "0008_reservation_ids"
 down_revision = "0007_exact_sums"

@@ -15,7 +15,7 @@ it made, instead of failing on the duplicate name.
 
 from __future__ import annotations
 
-from service.db import run_sql
+from service.db.migrations import run_sql
 
 revision = "0009_ledger_months_upkeep"
 down_revision = "0008_reservation_ids"

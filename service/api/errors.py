@@ -83,7 +83,7 @@ def unexpected_error_handler(
         )
         return Response(ErrorBody(status_code=400, detail=detail), status_code=400)
     if is_unavailable(exc):
-        # A database outage that reached here untranslated (every path through db.py
+        # A database outage that reached here untranslated (every path through service.db
         # translates it): still the client's cue to retry, never a 500.
         log.warning(
             "database_unavailable", path=request.url.path, error=f"{type(exc).__name__}: {exc}"

@@ -23,18 +23,10 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 import asyncpg
 import click
 
-from service.db import (
-    CONNECTION_ERRORS,
-    EMBEDDED_DATABASE,
-    Connection,
-    dsn,
-    head_revision,
-    init_connection,
-    known_revisions,
-    schema_revision,
-    start_embedded_server,
-    with_database,
-)
+from service.db import CONNECTION_ERRORS, Connection, init_connection
+from service.db.embedded import EMBEDDED_DATABASE, start_embedded_server
+from service.db.migrations import head_revision, known_revisions, schema_revision
+from service.db.urls import dsn, with_database
 from service.errors import DatabaseNotReadyError, DatabaseUnavailableError, SettingsError
 from service.settings import DatabaseSettings, get_settings
 

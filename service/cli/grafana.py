@@ -16,7 +16,8 @@ from pathlib import Path
 import click
 
 from service.cli.database import check_schema, connect_to, locate
-from service.db import CONNECTION_ERRORS, dsn
+from service.db import CONNECTION_ERRORS
+from service.db.urls import dsn
 from service.errors import DatabaseSetupError, LucError
 from service.settings import get_settings
 from service.shipped import grafana_role_sql

@@ -64,8 +64,9 @@ def migrate(revision: str) -> None:
     the server once) before them on a new database.
     """
     from service.catalog.service import seed_catalog
-    from service.db import migrate as migrate_schema
-    from service.db import resolve_database_url, schema_revision
+    from service.db.embedded import resolve_database_url
+    from service.db.migrations import migrate as migrate_schema
+    from service.db.migrations import schema_revision
 
     database = get_settings().database
 

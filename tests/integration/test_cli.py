@@ -24,7 +24,8 @@ from click.testing import CliRunner
 import service.cli
 from service.cli import main
 from service.cli.database import hide_password
-from service.db import head_revision, migrate_sync, with_database
+from service.db.migrations import head_revision, migrate_sync
+from service.db.urls import with_database
 from tests.support.commands import luc
 from tests.support.databases import new_database
 from tests.support.paths import PROJECT_ROOT

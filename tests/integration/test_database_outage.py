@@ -26,7 +26,9 @@ from typing import Any
 import httpx
 import pytest
 
-from service.db import UNAVAILABLE, connect, ensure_database, with_database
+from service.db import UNAVAILABLE, connect
+from service.db.embedded import ensure_database
+from service.db.urls import with_database
 from tests.support.databases import connected, prepare_database
 from tests.support.keys import bearer, new_key
 from tests.support.ledger_truth import (

