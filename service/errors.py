@@ -25,10 +25,15 @@
             └── UpstreamUnavailableError   5xx, timeout, connection, mid-stream 502
 
 A ``GatewayError`` says whether the fallback chain may try the next provider
-(``falls_through``) and whether the same provider may be retried (``retryable``).
+(``falls_through``) and whether the same provider may be retried (``retryable``), and
+(``billed``) whether the provider had already answered 2xx, so the attempt is paid for.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 
 class LucError(Exception):
@@ -104,6 +109,16 @@ class BudgetExceededError(LucError):
     status_code = 402
 
 
+@dataclass(frozen=True, slots=True)
+class BilledAttempt:
+    """What is known of an attempt that was answered 2xx but gave no usable answer."""
+
+    generation_id: str | None = None
+    model: str | None = None
+    usage: Mapping[str, Any] | None = None
+    """The provider's own ``usage`` object, when the broken answer carried one."""
+
+
 class GatewayError(UpstreamError):
     """An LLM provider call failed. ``advice`` says what to do about it."""
 
@@ -112,6 +127,10 @@ class GatewayError(UpstreamError):
     retryable = False
     """May the same provider be asked again (after ``retry_after`` or a backoff)?"""
     advice = ""
+    billed: BilledAttempt | None = None
+    """Set when a 2xx arrived before the failure (a body that is not an answer, or that
+    stalled): the provider spent tokens, so the gateway meters the attempt before the
+    chain raises or falls through."""
 
     def __init__(
         self,

@@ -184,9 +184,16 @@ class Dispatcher:
 
     async def _attempt(self, row: Any, alert: Any) -> None:
         alert_id = str(row["alert_id"])
-        error = await deliver_alert(
-            self.client, row["webhook_url"], alert, self.settings, self.resolve
-        )
+        try:
+            error = await deliver_alert(
+                self.client, row["webhook_url"], alert, self.settings, self.resolve
+            )
+        except Exception as exc:
+            # Whatever a target does (a name the resolver chokes on, a bug), the attempt
+            # is a failed one: backed off and, past the retry window, dead, rather than
+            # left leased, to be claimed again every lease forever.
+            log.exception("webhook_attempt_raised", alert_id=alert_id)
+            error = f"{type(exc).__name__}: {exc}"
         async with self.pool.acquire() as conn:
             if error is None:
                 await conn.execute(queries.MARK_DELIVERED, row["alert_id"])

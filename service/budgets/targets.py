@@ -92,6 +92,28 @@ def _literal(host: str) -> IPAddress | None:
         return None
 
 
+MAX_LABEL = 63
+MAX_NAME = 253
+
+
+def host_name_problem(host: str) -> str | None:
+    """Why ``host`` (not an IP literal) is no DNS name, or ``None``: checked here because
+    the resolver refuses such a name with a ``UnicodeError`` (IDNA), not an ``OSError``."""
+    name = host[:-1] if host.endswith(".") else host  # one trailing dot: fully qualified
+    if len(name) > MAX_NAME:
+        return f"is {len(name)} characters long, beyond DNS's {MAX_NAME}"
+    for label in name.split("."):
+        if not label:
+            return "has an empty label (two dots in a row, or a leading dot)"
+        if len(label) > MAX_LABEL:
+            return f"has a label of {len(label)} characters, beyond DNS's {MAX_LABEL}"
+    try:
+        name.encode("idna")
+    except UnicodeError as exc:
+        return f"is not a valid internationalised name ({exc})"
+    return None
+
+
 def parse_target(url: str, allowed_hosts: tuple[str, ...]) -> tuple[str, int]:
     """Check a webhook URL's form and allow-list; return its host and port."""
     try:
@@ -112,6 +134,8 @@ def parse_target(url: str, allowed_hosts: tuple[str, ...]) -> tuple[str, int]:
     if "*" not in allowed_hosts and not listed:
         raise InvalidRequestError(f"webhook_url: host {host!r} is not in LUC_WEBHOOK_ALLOWED_HOSTS")
     literal = _literal(host)
+    if literal is None and (problem := host_name_problem(host)) is not None:
+        raise InvalidRequestError(f"webhook_url: host {host!r} {problem}")
     if literal is not None and is_internal(literal) and not listed:
         raise InvalidRequestError(
             f"webhook_url: {host} is a private, loopback or link-local address (or carries "
@@ -153,9 +177,11 @@ async def resolve_target(
         return Target(url, host, port, (literal,))
     try:
         answers = await resolve(host, port)
-    except OSError as exc:
+        addresses = tuple(ipaddress.ip_address(answer) for answer in answers)
+    except (OSError, UnicodeError, ValueError) as exc:
+        # OSError: no such name, no DNS; UnicodeError: a name IDNA refuses (parse_target
+        # checks labels first); ValueError: an answer that is no address.
         raise InvalidRequestError(f"webhook_url: cannot resolve {host!r} ({exc})") from None
-    addresses = tuple(ipaddress.ip_address(answer) for answer in answers)
     if not addresses:
         raise InvalidRequestError(f"webhook_url: {host!r} resolves to no address")
     if not _listed(host, allowed_hosts):

@@ -22,7 +22,10 @@ stops the call
 
 Only failures before the first token fall through. Once a provider answered 200, its
 tokens are spent and billed, and a later failure (an error event mid-stream) ends the
-call with that provider.
+call with that provider. A non-stream 200 that is no answer (not JSON, an error object,
+a body that stalls) was billed too but gave the caller nothing: its error carries
+``billed``, the chain hands it to ``on_billed`` (the gateway meters it) and then raises
+or falls through as the error says.
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ from service.settings import Settings
 log = structlog.get_logger("luc.gateway")
 
 T = TypeVar("T")
+
+OnBilled = Callable[["Provider", GatewayError], Awaitable[None]]
+"""Meters an attempt that a provider answered 2xx but that failed (``error.billed``)."""
 
 
 class UpstreamStream(Protocol):
@@ -86,14 +92,21 @@ class Chain:
         """Only the stub answers: no real call is ever made."""
         return all(p.name == STUB_PROVIDER for p in self.providers)
 
-    async def complete(self, request: ChatRequest) -> tuple[Provider, Completion]:
-        return await self._walk(request, lambda p: p.complete(request))
+    async def complete(
+        self, request: ChatRequest, on_billed: OnBilled | None = None
+    ) -> tuple[Provider, Completion]:
+        return await self._walk(request, lambda p: p.complete(request), on_billed)
 
-    async def open_stream(self, request: ChatRequest) -> tuple[Provider, UpstreamStream]:
-        return await self._walk(request, lambda p: p.open_stream(request))
+    async def open_stream(
+        self, request: ChatRequest, on_billed: OnBilled | None = None
+    ) -> tuple[Provider, UpstreamStream]:
+        return await self._walk(request, lambda p: p.open_stream(request), on_billed)
 
     async def _walk(
-        self, request: ChatRequest, call: Callable[[Provider], Awaitable[T]]
+        self,
+        request: ChatRequest,
+        call: Callable[[Provider], Awaitable[T]],
+        on_billed: OnBilled | None,
     ) -> tuple[Provider, T]:
         candidates = [p for p in self.providers if p.serves(request.model)]
         if not candidates:
@@ -107,6 +120,10 @@ class Chain:
             try:
                 return provider, await call(provider)
             except GatewayError as exc:
+                if exc.billed is not None and on_billed is not None:
+                    # Before anything else: the next provider is paid again, and this
+                    # attempt's usage must not be lost (SPEC §8).
+                    await on_billed(provider, exc)
                 if not exc.falls_through or provider is candidates[-1]:
                     if failures:
                         exc.message = f"{exc.message} [earlier: {'; '.join(failures)}]"

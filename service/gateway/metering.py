@@ -7,8 +7,9 @@
 Before a call, ``admission.admit`` checks the job, the agent and the model and reserves
 the estimated cost under hard budgets; the call's usage event carries the
 ``reservation_id``, which settles that reservation. Every upstream attempt that spent
-tokens emits exactly one usage event (id = the generation id) to the sink: the ledger
-in-process, the emitter elsewhere. A failure to record never turns a delivered answer
+tokens (one answered 2xx that the chain then gave up on, a broken body say, too: with
+status ``error``) emits exactly one usage event (id = the generation id) to the sink: the
+ledger in-process, the emitter elsewhere. A failure to record never turns a delivered answer
 into an error: the sink keeps what it cannot deliver (a local spool), and ``_meter`` lets
 nothing escape into the answer.
 
@@ -33,7 +34,7 @@ import structlog
 from service.errors import GatewayError
 from service.errors import UpstreamUnavailableError as Unavailable
 from service.gateway.admission import Admitted, admit
-from service.gateway.chain import Chain, Provider, UpstreamStream
+from service.gateway.chain import Chain, OnBilled, Provider, UpstreamStream
 from service.gateway.models import (
     DEFAULT_MODEL,
     CallContext,
@@ -184,7 +185,9 @@ class Gateway:
     async def _complete(
         self, admitted: Admitted, context: CallContext
     ) -> tuple[ChatResult, Completion]:
-        provider, completion = await self.chain.complete(admitted.request)
+        provider, completion = await self.chain.complete(
+            admitted.request, self._billed_meter(admitted, context)
+        )
         usage = completion.usage
         if usage is None and completion.generation_id:
             usage = await provider.usage_after(completion.generation_id)
@@ -204,11 +207,50 @@ class Gateway:
         )
         return result, completion
 
+    def _billed_meter(self, admitted: Admitted, context: CallContext) -> OnBilled:
+        """What the chain calls for an attempt answered 2xx that failed all the same."""
+
+        async def meter(provider: Provider, error: GatewayError) -> None:
+            billed = error.billed
+            assert billed is not None
+            try:
+                usage = provider.usage_of(billed.usage) if billed.usage is not None else None
+                if usage is None and billed.generation_id:
+                    usage = await provider.usage_after(billed.generation_id)
+                if usage is None:  # no answer text: the prompt is all that is known
+                    usage = estimated_usage(admitted.request.prompt_text(), "")
+                # No reservation_id: the call goes on (or fails), and whatever answers
+                # last settles the reservation that holds its estimate.
+                await self._meter(
+                    admitted,
+                    context,
+                    provider=provider.name,
+                    generation_id=billed.generation_id,
+                    answered_model=billed.model,
+                    usage=usage,
+                    text="",
+                    finish_reason=None,
+                    error=error.detail,
+                    streamed=False,
+                    settles=False,
+                )
+            except Exception:
+                # Metering never decides the call's outcome; the error is logged whole.
+                log.exception(
+                    "billed_attempt_not_metered",
+                    provider=provider.name,
+                    generation_id=billed.generation_id,
+                )
+
+        return meter
+
     async def _run_stream(
         self, admitted: Admitted, context: CallContext, handle: StreamHandle
     ) -> None:
         try:
-            provider, upstream = await self.chain.open_stream(admitted.request)
+            provider, upstream = await self.chain.open_stream(
+                admitted.request, self._billed_meter(admitted, context)
+            )
         except Exception as exc:  # the caller of open_stream raises it
             handle.opened.set_exception(exc)
             handle.opened.exception()  # retrieved even if that caller went away
@@ -304,8 +346,10 @@ class Gateway:
         finish_reason: str | None,
         error: str | None,
         streamed: bool,
+        settles: bool = True,
     ) -> ChatResult:
-        """Emit the attempt's one usage event; price it as the ledger will."""
+        """Emit the attempt's one usage event; price it as the ledger will. ``settles``:
+        whether the event carries (and so settles) the call's reservation."""
         catalog, when = admitted.catalog, admitted.occurred_at
         model = admitted.request.model
         attributes: dict[str, Any] = {"streamed": streamed}
@@ -326,7 +370,7 @@ class Gateway:
             usage=usage,
             status="error" if error else "ok",
             attributes=attributes,
-            reservation_id=admitted.reservation_id,
+            reservation_id=admitted.reservation_id if settles else None,
         )
         try:
             await self.sink.emit(event)

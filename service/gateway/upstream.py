@@ -5,6 +5,9 @@ One request is retried in place on 429, 408, 5xx, timeouts and connection errors
 than ``max_retry_after_seconds`` is not taken: the error goes to the chain at once), else
 after an exponential backoff with jitter. Streams are retried only before their first
 byte; once a provider answered 200, tokens are being spent and nothing is sent twice.
+The same holds for a non-stream answer: a 2xx whose body stalls, breaks off or is no
+answer raises an error marked ``billed``, for the gateway to meter before the chain moves
+on.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import structlog
 
 from service.errors import (
     AuthenticationFailedError,
+    BilledAttempt,
     GatewayError,
     InsufficientCreditsError,
     RateLimitedError,
@@ -170,19 +174,34 @@ class HttpProvider:
     async def complete(self, request: ChatRequest) -> Completion:
         response = await self._send(request, stream=False)
         content = response.content
+        header_id = response.headers.get("x-generation-id")
+        # From here on the provider answered 2xx and is paid: an answer LUC cannot use
+        # still leaves the chain as a billed error, so its usage is metered.
         try:
             data = decode_json(content.strip())
         except msgspec.DecodeError as exc:
-            raise UpstreamUnavailableError(
-                f"the answer is not JSON ({exc})", provider=self.name
+            raise billed(
+                UpstreamUnavailableError(f"the answer is not JSON ({exc})", provider=self.name),
+                BilledAttempt(header_id),
             ) from exc
         if not isinstance(data, dict):
-            raise UpstreamUnavailableError("the answer is not a JSON object", provider=self.name)
+            raise billed(
+                UpstreamUnavailableError("the answer is not a JSON object", provider=self.name),
+                BilledAttempt(header_id),
+            )
         if "choices" not in data and isinstance(data.get("error"), Mapping):
             message, error = error_object(content)
             code = error.get("code")
             status = code if isinstance(code, int) and not isinstance(code, bool) else 502
-            raise self.classify(status, message, error, None)
+            usage = data.get("usage")
+            raise billed(
+                self.classify(status, message, error, None),
+                BilledAttempt(
+                    _str(data.get("id")) or header_id,
+                    _str(data.get("model")),
+                    usage if isinstance(usage, Mapping) else None,
+                ),
+            )
         choice = first_choice(data)
         reply = choice.get("message")
         text = reply.get("content") if isinstance(reply, Mapping) else None
@@ -216,7 +235,9 @@ class HttpProvider:
             )
             error: GatewayError
             try:
-                response = await self.http.send(outgoing, stream=stream)
+                # Always sent as a stream, so that the status is known before the body:
+                # a non-stream body is read below, where a failure is a billed one.
+                response = await self.http.send(outgoing, stream=True)
             except httpx.TimeoutException as exc:
                 error = UpstreamUnavailableError(
                     f"no answer within the timeout ({type(exc).__name__})", provider=self.name
@@ -228,6 +249,8 @@ class HttpProvider:
                 )
             else:
                 if response.status_code < 400:
+                    if not stream:
+                        await self._read_answer(response)
                     return response
                 content = await response.aread()
                 await response.aclose()
@@ -253,6 +276,32 @@ class HttpProvider:
                 delay_seconds=round(delay, 3),
             )
             await asyncio.sleep(delay)
+
+    async def _read_answer(self, response: httpx.Response) -> None:
+        """Read a 2xx body. Tokens are spent from the status on, so a body that stalls or
+        breaks off is never retried in place: it is a billed error for the chain."""
+        try:
+            await response.aread()
+        except httpx.HTTPError as exc:
+            await response.aclose()
+            how = (
+                "stalled beyond the timeout"
+                if isinstance(exc, httpx.TimeoutException)
+                else "broke off"
+            )
+            raise billed(
+                UpstreamUnavailableError(
+                    f"the answer (HTTP {response.status_code}) {how} ({type(exc).__name__})",
+                    provider=self.name,
+                ),
+                BilledAttempt(response.headers.get("x-generation-id")),
+            ) from exc
+
+
+def billed(error: GatewayError, attempt: BilledAttempt) -> GatewayError:
+    """``error``, marked as raised after a 2xx: the attempt is paid for."""
+    error.billed = attempt
+    return error
 
 
 class HttpStream:

@@ -56,12 +56,12 @@ class Metrics:
             self.gateway_spooled.labels(cause)
         self.gateway_parked = Counter(
             "luc_gateway_usage_parked",
-            "Proxied calls whose usage the ledger refused (conflict, rejected), parked for an "
-            "operator",
+            "Proxied calls whose usage the ledger refused (conflict, rejected) or that kept "
+            "failing on its own (failed), parked for an operator",
             ["status"],
             registry=self.registry,
         )
-        for status in ("conflict", "rejected"):
+        for status in ("conflict", "rejected", "failed"):
             self.gateway_parked.labels(status)
         self.gateway_unrecorded = Counter(
             "luc_gateway_usage_unrecorded",

@@ -58,6 +58,11 @@ def _cause(exc: BaseException) -> str:
     return "error"
 
 
+FAILED = "failed"
+"""The parked status of an event that kept failing on its own (a bug, not an outage)."""
+PARK_AFTER_FAILURES = 5
+
+
 def _why(exc: BaseException) -> str:
     return exc.message if isinstance(exc, LucError) else f"{type(exc).__name__}: {exc}"
 
@@ -72,6 +77,9 @@ class RecordingSink:
     - ``conflict`` or ``rejected`` (an answer that will not change on retry): parked in the
       spool, listed by ``GET /v1/usage/parked`` and counted in /metrics, until an operator
       replays it (``replay_parked``, once the cause is fixed) or discards it.
+    - ``failed``: a spooled event whose recording failed on its own (see ``_alone``: a data
+      error, a bug) ``park_after_failures`` replays in a row, parked likewise with the error
+      as its reason. An outage (the database away, a timeout) never parks anything.
 
     Without a spool (tests, tools), what cannot go on the ledger is logged with its body.
     """
@@ -86,6 +94,7 @@ class RecordingSink:
         *,
         metrics: Metrics | None = None,
         record_timeout_seconds: float | None = None,
+        park_after_failures: int = PARK_AFTER_FAILURES,
     ) -> None:
         self.pool = pool
         self.catalog_cache = catalog_cache
@@ -97,6 +106,10 @@ class RecordingSink:
         self.record_timeout_seconds = record_timeout_seconds
         """How long a call's answer may wait for its usage to be recorded; then it is
         spooled instead (metering stays off the call's critical path)."""
+        self.park_after_failures = park_after_failures
+        self._failures: dict[int, int] = {}
+        """Spool seq → replays in a row in which that event failed on its own. Kept in
+        memory: a restart only grants an event a few more tries before it is parked."""
 
     async def _record_batch(self, items: Sequence[UsageEvent | Rejection]) -> BatchOutcome:
         return await on_connection(
@@ -177,7 +190,8 @@ class RecordingSink:
 
         Raises the error that kept every event from the ledger (``DatabaseUnavailableError``
         while PostgreSQL is away, a timeout…). An event that fails on its own (see
-        ``_alone``) stays spooled without holding back the others.
+        ``_alone``) stays spooled without holding back the others, and is parked
+        (``failed``) once it has failed so ``park_after_failures`` rounds in a row.
         """
         if self.spool is None:
             return 0
@@ -187,36 +201,52 @@ class RecordingSink:
         checked = [(seq, event_id, body, self._check(body)) for seq, event_id, body in rows]
         events = [c for _, _, _, c in checked if isinstance(c, UsageEvent)]
         outcomes: dict[str, EventOutcome] = {}
+        failed: dict[str, BaseException] = {}
+        """Events whose recording, by themselves, failed with an error of their own."""
         error: Exception | None = None
         try:
             if events:
                 batch = await self._record(events)
                 outcomes = {e.id: r for e, r in zip(events, batch.results, strict=True)}
         except Exception as exc:
-            if len(events) < 2 or not _alone(exc):
+            if not _alone(exc):
                 raise
             error = exc
-            log.warning("spooled_batch_failed_recording_one_by_one", error=_why(exc))
-            for event in events:
-                try:
-                    outcomes[event.id] = (await self._record([event])).results[0]
-                except Exception as alone:
-                    error = alone
-                    log.warning("spooled_event_not_recorded", event_id=event.id, error=_why(alone))
-                    if not _alone(alone):
-                        break  # the database, not this event: the next attempt, later
+            if len(events) == 1:  # it was tried alone already
+                failed[events[0].id] = exc
+            else:
+                log.warning("spooled_batch_failed_recording_one_by_one", error=_why(exc))
+                for event in events:
+                    try:
+                        outcomes[event.id] = (await self._record([event])).results[0]
+                    except Exception as alone:
+                        error = alone
+                        log.warning(
+                            "spooled_event_not_recorded", event_id=event.id, error=_why(alone)
+                        )
+                        if not _alone(alone):
+                            break  # the database, not this event: the next attempt, later
+                        failed[event.id] = alone
         done: list[int] = []
         aside: list[tuple[int, str, bytes, str, str | None]] = []
         for seq, event_id, body, item in checked:
             if isinstance(item, str):
                 aside.append((seq, event_id, body, REJECTED, item))
             elif (result := outcomes.get(item.id)) is None:
-                continue  # not recorded: stays spooled
+                if (cause := failed.get(item.id)) is None:
+                    continue  # not tried alone (an outage cut the round short): stays
+                times = self._failures[seq] = self._failures.get(seq, 0) + 1
+                if times >= self.park_after_failures:
+                    why = f"failed on its own {times} times in a row: {_why(cause)}"
+                    aside.append((seq, event_id, body, FAILED, why[:2000]))
+                # else: stays spooled, tried again next round
             elif result.status in STORED:
                 done.append(seq)
             else:
                 aside.append((seq, event_id, body, result.status, result.reason))
         await self.spool.settle(done, aside)
+        for seq in (*done, *(a[0] for a in aside)):
+            self._failures.pop(seq, None)
         for _, event_id, _, status, reason in aside:
             log.error("usage_event_parked", event_id=event_id, status=status, reason=reason)
             self.metrics.gateway_parked.labels(status).inc()

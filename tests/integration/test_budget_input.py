@@ -65,6 +65,9 @@ BAD_WEBHOOKS: list[tuple[str, str]] = [
     ("file scheme", "file:///etc/passwd"),
     ("no scheme", "example.com/hook"),
     ("credentials in the URL", "https://user:pw@example.com/hook"),
+    # Names DNS cannot carry: the resolver refuses them with a UnicodeError (IDNA).
+    ("a DNS label of 64 characters", "https://" + "a" * 64 + ".com/x"),
+    ("an empty DNS label", "https://a..b.com/x"),
 ]
 
 

@@ -7,7 +7,9 @@
   streamed as SSE with ``: OPENROUTER PROCESSING`` keep-alives, the usage chunk in any of
   the three real shapes, ``data: [DONE]``; or a mid-stream error event after some text
   (HTTP 200, no ``[DONE]``); or a scripted HTTP error in the ``{"error": {...}}``
-  envelope with headers such as ``Retry-After``.
+  envelope with headers such as ``Retry-After``; or a ``BrokenAnswer``: HTTP 200 (tokens
+  spent, a generation record kept) whose body is no answer, or stalls until the client
+  hangs up.
 - ``GET /api/v1/models`` (no auth needed): pricing as decimal strings per token.
 - ``GET /api/v1/generation?id=``: the generation record, 404 for the first
   ``generation_misses`` look-ups (as the real one is for a moment after a call).
@@ -171,6 +173,20 @@ def failure(
 
 
 @dataclass
+class BrokenAnswer:
+    """A scripted HTTP 200 whose body is no answer: cut short, not JSON, an error object.
+    The provider spent (and bills) ``usage`` all the same, kept as a generation record."""
+
+    body: bytes = b'{"id": "gen-cut", "choices": [{"message": {"content": "Hel'
+    usage: dict[str, Any] | None = field(default_factory=lambda: usage(40, 8, cost="0.0000072"))
+    id: str | None = None
+    with_id: bool = True
+    """Send ``X-Generation-Id`` (and keep the generation record)."""
+    stall: bool = False
+    """After the body, send nothing more until the client hangs up (its read timeout)."""
+
+
+@dataclass
 class Call:
     method: str
     path: str
@@ -184,7 +200,7 @@ class FakeOpenRouter:
 
     def __init__(self, api_key: str = "sk-or-v1-fake-key") -> None:
         self.api_key = api_key
-        self.script: deque[Reply | Failure] = deque()
+        self.script: deque[Reply | Failure | BrokenAnswer] = deque()
         self.default = Reply()
         self.calls: list[Call] = []
         self.generations: dict[str, dict[str, Any]] = {}
@@ -197,7 +213,7 @@ class FakeOpenRouter:
     def base_url(self) -> str:
         return self.server.root + self.prefix
 
-    def push(self, *items: Reply | Failure) -> None:
+    def push(self, *items: Reply | Failure | BrokenAnswer) -> None:
         self.script.extend(items)
 
     def chat_calls(self) -> list[Call]:
@@ -269,6 +285,8 @@ class FakeOpenRouter:
                 data = self.error_body(item.status, item.message, item.metadata)
                 return await _send_json(send, item.status, data, item.headers)
             model = body.get("model") or "openrouter/auto"
+            if isinstance(item, BrokenAnswer):
+                return await self._broken(send, receive, item, model)
             if body.get("stream"):
                 return await self._stream(send, item, model, body)
             return await self._complete(send, item, model, body)
@@ -300,6 +318,18 @@ class FakeOpenRouter:
             ),
             "native_tokens_cached": (u.get("prompt_tokens_details") or {}).get("cached_tokens", 0),
         }
+
+    async def _broken(self, send: Any, receive: Any, item: BrokenAnswer, model: str) -> None:
+        headers = [(b"content-type", b"application/json")]
+        if item.with_id:
+            gen_id = item.id or self.new_id()
+            self._remember(Reply(usage=item.usage), gen_id, model, streamed=False)
+            headers.append((b"x-generation-id", gen_id.encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": item.body, "more_body": item.stall})
+        if item.stall:
+            while (await receive())["type"] != "http.disconnect":
+                pass
 
     async def _complete(self, send: Any, reply: Reply, model: str, body: Any) -> None:
         gen_id = reply.id or self.new_id()

@@ -13,14 +13,20 @@ import httpx
 import pytest
 
 from service.errors import AuthenticationFailedError, InsufficientCreditsError
-from service.gateway.chain import build_chain
+from service.gateway.chain import build_chain, upstream_client
 from service.gateway.metering import Gateway
 from service.gateway.openrouter import OpenRouterProvider
 from service.gateway.stub import StubProvider
 from service.gateway.upstream import RetryPolicy
 from service.gateway.vertex import VertexProvider
 from service.settings import load_settings
-from tests.support.fake_openrouter import FAST_RETRY, FakeOpenRouter, Reply, failure
+from tests.support.fake_openrouter import (
+    FAST_RETRY,
+    BrokenAnswer,
+    FakeOpenRouter,
+    Reply,
+    failure,
+)
 from tests.support.fake_vertex import FakeVertex, vertex_usage
 from tests.support.ledger_truth import STORED_EVENT, ledger
 
@@ -205,3 +211,87 @@ async def test_without_any_key_the_stub_answers_and_its_usage_is_recorded_but_ne
     ] * 2
     status, attributes = await db.fetchrow(STORED_EVENT, entries[0]["event_id"])
     assert (status, attributes["usage_source"]) == ("ok", "estimate")
+
+
+async def test_a_200_whose_body_is_cut_short_is_billed_from_its_generation_then_falls_through(
+    make_gateway: Callable[..., Gateway],
+    openrouter: OpenRouterProvider,
+    fake_openrouter: FakeOpenRouter,
+    db: asyncpg.Connection,
+) -> None:
+    fake_openrouter.push(BrokenAnswer(id="gen-cut-1"))  # 40 in, 8 out spent upstream
+    result = await make_gateway(openrouter, StubProvider()).chat(
+        model=FLASH, messages=HELLO, job_id="job-b", agent="ACHEEVY"
+    )
+    assert result.provider == "stub"
+    assert len(fake_openrouter.chat_calls()) == 1  # a 200 is never asked again in place
+    paid, fallback = await ledger(db)
+    # From GET /generation: 40·0.10 + 8·0.40 = 7.2 per 1M
+    assert (paid["event_id"], paid["provider"], paid["input_tokens"], paid["output_tokens"]) == (
+        "gen-cut-1",
+        "openrouter",
+        40,
+        8,
+    )
+    assert paid["cost_usd"] == Decimal("0.0000072")
+    status, attributes = await db.fetchrow(STORED_EVENT, "gen-cut-1")
+    assert status == "error"
+    assert attributes["usage_source"] == "generation"
+    assert "not JSON" in attributes["error"]
+    # The stub's own answer, once: "Hello there" 3 tokens in, its 65-char reply 17 out.
+    assert (fallback["provider"], fallback["input_tokens"], fallback["output_tokens"]) == (
+        "stub",
+        3,
+        17,
+    )
+    assert fallback["event_id"] == result.generation_id
+
+
+async def test_a_200_carrying_only_an_error_object_is_billed_by_estimate_and_stops_on_402(
+    make_gateway: Callable[..., Gateway],
+    openrouter: OpenRouterProvider,
+    fake_openrouter: FakeOpenRouter,
+    db: asyncpg.Connection,
+) -> None:
+    body = b'{"error": {"code": 402, "message": "This request requires more credits"}}'
+    fake_openrouter.push(BrokenAnswer(body=body, with_id=False))
+    with pytest.raises(InsufficientCreditsError):
+        await make_gateway(openrouter, StubProvider()).chat(
+            model=FLASH, messages=HELLO, job_id="job-b", agent="ACHEEVY"
+        )
+    [paid] = await ledger(db)  # the stub never answered: a 402 stops the chain
+    # No id, no usage: estimated from the prompt, "Hello there" 11 chars → 3 tokens, at 0.10
+    assert (paid["provider"], paid["input_tokens"], paid["output_tokens"]) == ("openrouter", 3, 0)
+    assert paid["cost_usd"] == Decimal("0.0000003")
+    status, attributes = await db.fetchrow(STORED_EVENT, paid["event_id"])
+    assert (status, attributes["usage_source"]) == ("error", "estimate")
+
+
+async def test_a_200_whose_body_stalls_past_the_read_timeout_is_billed_not_retried_in_place(
+    make_gateway: Callable[..., Gateway],
+    fake_openrouter: FakeOpenRouter,
+    db: asyncpg.Connection,
+) -> None:
+    async with upstream_client(timeout_seconds=0.3) as impatient:
+        provider = OpenRouterProvider(
+            impatient,
+            fake_openrouter.base_url,
+            fake_openrouter.api_key,
+            FAST_RETRY,
+            generation_delays=(0.05, 0.1, 0.2),
+        )
+        fake_openrouter.push(
+            BrokenAnswer(body=b'{"id": "gen-slow-1",', id="gen-slow-1", stall=True)
+        )
+        result = await make_gateway(provider, StubProvider()).chat(
+            model=FLASH, messages=HELLO, job_id="job-s", agent="ORACLE"
+        )
+    assert result.provider == "stub"
+    assert len(fake_openrouter.chat_calls()) == 1
+    assert [(e["event_id"], e["provider"], e["output_tokens"]) for e in await ledger(db)] == [
+        ("gen-slow-1", "openrouter", 8),
+        (result.generation_id, "stub", 17),
+    ]
+    status, attributes = await db.fetchrow(STORED_EVENT, "gen-slow-1")
+    assert status == "error"
+    assert "stalled beyond the timeout" in attributes["error"]

@@ -164,6 +164,96 @@ async def test_an_event_that_fails_alone_holds_back_only_itself(
         await pool.close()
 
 
+async def test_an_event_failing_on_its_own_five_rounds_is_parked_but_an_outage_never_parks(
+    database_url: str, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    settings = load_settings({"LUC_DATABASE_URL": database_url})
+    pool = await create_pool(database_url, settings.database)
+    cache = CatalogCache()
+    database_down = True
+
+    async def record(items: Sequence[UsageEvent | Rejection]) -> BatchOutcome:
+        if database_down:
+            raise DatabaseUnavailableError("PostgreSQL is unavailable: connection refused")
+        if any(isinstance(i, UsageEvent) and i.id == "gen-poison" for i in items):
+            raise ValueError("cannot price gen-poison")  # a bug in this event's path only
+        async with pool.acquire() as conn:
+            return await record_batch(conn, cache, items)
+
+    metrics = Metrics()
+    spool = Spool(tmp_path / "spool.sqlite")
+    sink = RecordingSink(pool, cache, settings.ingest, record=record, spool=spool, metrics=metrics)
+    try:
+        ids = ["gen-a", "gen-poison", "gen-b"]
+        await spool.add([(i, msgspec.json.encode(usage(i))) for i in ids])
+        for _ in range(8):  # an outage, however long, parks nothing
+            with pytest.raises(DatabaseUnavailableError):
+                await sink.replay_spooled()
+        assert await spool.counts() == (3, 0)
+
+        database_down = False
+        assert await sink.replay_spooled() == 2  # gen-a and gen-b; gen-poison fails (1)
+        for _ in range(3):  # fails alone a 2nd, 3rd and 4th time: still spooled
+            with pytest.raises(ValueError, match="cannot price gen-poison"):
+                await sink.replay_spooled()
+        assert await spool.counts() == (1, 0)
+        assert await sink.replay_spooled() == 1  # the 5th: parked, leaving the spool
+        assert await spool.counts() == (0, 1)
+        assert await sink.replay_spooled() == 0  # nothing left to retry
+
+        [parked] = await sink.parked(0, 10)  # what GET /v1/usage/parked lists
+        assert (parked.event_id, parked.status) == ("gen-poison", "failed")
+        assert parked.reason == (
+            "failed on its own 5 times in a row: ValueError: cannot price gen-poison"
+        )
+        assert msgspec.json.decode(parked.body)["id"] == "gen-poison"  # kept whole
+        assert (
+            metrics.registry.get_sample_value(
+                "luc_gateway_usage_parked_total", {"status": "failed"}
+            )
+            == 1
+        )
+        rows = await db.fetch("SELECT event_id FROM ledger_entries ORDER BY event_id")
+        assert [r["event_id"] for r in rows] == ["gen-a", "gen-b"]
+    finally:
+        await spool.close()
+        await pool.close()
+
+
+async def test_a_single_spooled_event_failing_on_its_own_is_parked_too(
+    database_url: str, tmp_path: Path
+) -> None:
+    settings = load_settings({"LUC_DATABASE_URL": database_url})
+    pool = await create_pool(database_url, settings.database)
+    tries = 0
+
+    async def record(items: Sequence[UsageEvent | Rejection]) -> BatchOutcome:
+        nonlocal tries
+        tries += 1
+        raise asyncpg.exceptions.NumericValueOutOfRangeError("numeric field overflow")
+
+    spool = Spool(tmp_path / "spool.sqlite")
+    sink = RecordingSink(
+        pool, CatalogCache(), settings.ingest, record=record, spool=spool, park_after_failures=2
+    )
+    try:
+        await spool.add([("gen-big", msgspec.json.encode(usage("gen-big")))])
+        with pytest.raises(asyncpg.exceptions.NumericValueOutOfRangeError):
+            await sink.replay_spooled()
+        assert await sink.replay_spooled() == 1
+        assert tries == 2
+        [parked] = await sink.parked(0, 10)
+        assert (parked.status, parked.reason) == (
+            "failed",
+            "failed on its own 2 times in a row: NumericValueOutOfRangeError: "
+            "numeric field overflow",
+        )
+        assert await spool.counts() == (0, 1)
+    finally:
+        await spool.close()
+        await pool.close()
+
+
 async def test_a_sink_whose_record_fails_in_any_way_spools_the_usage(
     database_url: str, tmp_path: Path
 ) -> None:

@@ -11,7 +11,14 @@ from collections.abc import Sequence
 
 import pytest
 
-from service.budgets.targets import Resolver, embedded_ipv4, is_internal, resolve_target
+from service.budgets.targets import (
+    Resolver,
+    check_target,
+    embedded_ipv4,
+    is_internal,
+    resolve_target,
+    system_resolver,
+)
 from service.errors import InvalidRequestError
 
 ANY_PUBLIC = ("*",)
@@ -134,3 +141,51 @@ async def test_a_name_with_no_address_is_refused() -> None:
     _, resolve = _answers()
     with pytest.raises(InvalidRequestError, match="resolves to no address"):
         await resolve_target("http://hooks.example.com/x", ANY_PUBLIC, resolve)
+
+
+# (case, host, the reason named) — names the system resolver refuses with a UnicodeError.
+BAD_NAMES: list[tuple[str, str, str]] = [
+    ("a label of 64 characters", "a" * 64 + ".com", "a label of 64 characters"),
+    ("two dots in a row", "a..b.com", "an empty label"),
+    ("a leading dot", ".example.com", "an empty label"),
+    ("a name of 255 characters", ".".join(["a" * 62] * 4) + ".com", "255 characters"),
+    ("a label that grows past 63 in IDNA", "ü" * 60 + ".de", "internationalised"),
+]
+
+
+@pytest.mark.parametrize(("case", "host", "reason"), BAD_NAMES, ids=[c for c, _, _ in BAD_NAMES])
+async def test_a_host_that_is_no_dns_name_is_refused_with_its_reason(
+    case: str, host: str, reason: str
+) -> None:
+    url = f"https://{host}/x"
+    with pytest.raises(InvalidRequestError, match=f"webhook_url: host .* {reason}"):
+        await check_target(url, ANY_PUBLIC, system_resolver)
+    # Listed under a wildcard, the name would be saved unresolved: refused all the same,
+    # and at delivery too.
+    with pytest.raises(InvalidRequestError, match=reason):
+        await check_target(url, ("*.com", "*.de"), system_resolver)
+    with pytest.raises(InvalidRequestError, match=reason):
+        await resolve_target(url, ("*.com", "*.de"), system_resolver)
+
+
+async def test_a_fully_qualified_name_with_its_trailing_dot_is_a_good_name() -> None:
+    _, resolve = _answers("93.184.216.34")
+    target = await resolve_target("https://hooks.example.com./x", ANY_PUBLIC, resolve)
+    assert [str(a) for a in target.addresses] == ["93.184.216.34"]
+
+
+@pytest.mark.parametrize("failure", [UnicodeError("label too long"), ValueError("bad answer")])
+async def test_a_resolver_failing_otherwise_than_with_os_error_is_a_refusal(
+    failure: Exception,
+) -> None:
+    async def resolve(host: str, port: int) -> Sequence[str]:
+        raise failure
+
+    with pytest.raises(InvalidRequestError, match=r"cannot resolve 'hooks.example.com'"):
+        await resolve_target("https://hooks.example.com/x", ANY_PUBLIC, resolve)
+
+
+async def test_an_answer_that_is_no_address_is_a_refusal() -> None:
+    _, resolve = _answers("not-an-address")
+    with pytest.raises(InvalidRequestError, match="cannot resolve"):
+        await resolve_target("https://hooks.example.com/x", ANY_PUBLIC, resolve)

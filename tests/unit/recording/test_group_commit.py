@@ -13,6 +13,7 @@ from service.recording.group_commit import GroupWriter
 from service.recording.models import ACCEPTED, REJECTED, BatchOutcome, EventOutcome
 from service.recording.service import record_apart
 from tests.support.events import usage_event
+from tests.support.waiting import wait_until
 
 
 async def test_concurrent_events_share_a_commit_and_each_gets_its_own_answer() -> None:
@@ -20,39 +21,47 @@ async def test_concurrent_events_share_a_commit_and_each_gets_its_own_answer() -
 
     async def record(events: Sequence[UsageEvent]) -> BatchOutcome:
         groups.append([e.id for e in events])
-        await asyncio.sleep(0.01)  # a commit takes a while; others queue meanwhile
         return BatchOutcome([EventOutcome(e.id, ACCEPTED) for e in events])
 
     writer = GroupWriter(record)
+    answers = asyncio.gather(*(writer.submit(usage_event(f"e{i}")) for i in range(50)))
+    # Every request is queued before any writer looks (as under load, while the previous
+    # commit is in flight): no scheduling order or sleep decides what a group holds.
+    await wait_until(lambda: writer.waiting == 50, 5, "the 50 requests to be queued")
     writer.start()
-    answers = await asyncio.gather(*(writer.submit(usage_event(f"e{i}")) for i in range(50)))
+    answered = await answers
     await writer.stop()
 
-    assert [a.id for a in answers] == [f"e{i}" for i in range(50)]
-    assert sorted(i for g in groups for i in g) == sorted(f"e{i}" for i in range(50))
+    assert [a.id for a in answered] == [f"e{i}" for i in range(50)]
     # All 50 were waiting when the writer looked: one commit holds them all.
     assert groups == [[f"e{i}" for i in range(50)]]
 
 
 async def test_a_failed_commit_fails_every_request_in_it_and_the_writer_goes_on() -> None:
-    calls = 0
+    groups: list[list[str]] = []
+    first_taken = asyncio.Event()
+    release = asyncio.Event()
 
     async def record(events: Sequence[UsageEvent]) -> BatchOutcome:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
+        groups.append([e.id for e in events])
+        if len(groups) == 1:
+            first_taken.set()
+            await release.wait()  # the commit is in flight until the test lets it fail
             raise ConnectionError("database went away")
         return BatchOutcome([EventOutcome(e.id, ACCEPTED) for e in events])
 
     writer = GroupWriter(record)
     writer.start()
     first = asyncio.ensure_future(writer.submit(usage_event("a")))
-    await asyncio.sleep(0)  # "a" is taken alone into the commit that will fail
+    await first_taken.wait()  # "a" is taken alone into the commit that will fail
     rest = [asyncio.ensure_future(writer.submit(usage_event(i))) for i in ("b", "c")]
+    release.set()
     with pytest.raises(ConnectionError):
         await first
     assert [(await r).status for r in rest] == [ACCEPTED, ACCEPTED]
     await writer.stop()
+    assert groups[0] == ["a"]
+    assert sorted(i for g in groups[1:] for i in g) == ["b", "c"]
 
 
 async def test_a_group_the_database_refuses_is_recorded_without_the_event_at_fault() -> None:
