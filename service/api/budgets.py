@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Response, delete, get, patch, post
+from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.di import NamedDependency, Provide
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
@@ -36,6 +36,7 @@ from service.budgets.service import (
     update_budget,
 )
 from service.budgets.targets import check_target
+from service.budgets.thresholds import thresholds_as_sent
 from service.db import Connection, on_connection
 from service.errors import InvalidRequestError, NotFoundError
 from service.ingest.models import AgentName, JobId, ModelName
@@ -248,8 +249,14 @@ class BudgetsController(Controller):
         status_code=201,
         opt=ADMIN,
     )
-    async def create(self, luc: NamedDependency[Resources], data: JSONBody[BudgetIn]) -> BudgetOut:
+    async def create(
+        self,
+        luc: NamedDependency[Resources],
+        data: JSONBody[BudgetIn],
+        request: Request[Any, Any, Any],
+    ) -> BudgetOut:
         settings = luc.settings.budgets
+        thresholds = thresholds_as_sent(await request.body())  # exact, not via a float
         secret = _secret(data.webhook_secret)
         generated = None
         if data.webhook_url is not None:
@@ -267,7 +274,7 @@ class BudgetsController(Controller):
             period=data.period,
             limit_usd=_amount("limit_usd", data.limit_usd),
             # Absent: the defaults; an explicit [] is refused (no silent defaults).
-            thresholds=list(DEFAULT_THRESHOLDS if data.thresholds is None else data.thresholds),
+            thresholds=list(DEFAULT_THRESHOLDS if thresholds is None else thresholds),
             hard=data.hard,
             webhook_url=data.webhook_url,
             webhook_secret=secret,
@@ -392,6 +399,23 @@ class BudgetsController(Controller):
         status = 402 if not answer.allowed else 201 if answer.reservation_id else 200
         return Response(answer, status_code=status)
 
+    @delete(
+        "/reservations/{reservation_id:str}",
+        operation_id="releaseBudgetReservation",
+        summary="Release a reservation whose call spent nothing",
+        description=(
+            "For a call that ended without a usage event (an upstream error before any "
+            "token, a stream that never started, a caller gone before the call): its "
+            "estimate stops being held at once instead of at expiry. Idempotent (204 again); "
+            "a settled reservation stays settled. 404 for an id LUC never issued. Keys of "
+            "scope ingest or admin only."
+        ),
+        status_code=204,
+        opt=INGEST,
+    )
+    async def release(self, luc: NamedDependency[Resources], reservation_id: FromPath[str]) -> None:
+        await on_connection(luc.pool, lambda conn: reservations.release(conn, reservation_id))
+
     @get("/{budget_id:int}", operation_id="getBudget", summary="One budget")
     async def one(self, luc: NamedDependency[Resources], budget_id: FromPath[int]) -> BudgetOut:
         return budget_out(await on_connection(luc.pool, lambda conn: get_budget(conn, budget_id)))
@@ -403,13 +427,17 @@ class BudgetsController(Controller):
         opt=ADMIN,
     )
     async def update(
-        self, luc: NamedDependency[Resources], budget_id: FromPath[int], data: JSONBody[BudgetPatch]
+        self,
+        luc: NamedDependency[Resources],
+        budget_id: FromPath[int],
+        data: JSONBody[BudgetPatch],
+        request: Request[Any, Any, Any],
     ) -> BudgetOut:
         if data.webhook_url:
             await check_target(data.webhook_url, luc.settings.budgets.allowed_hosts)
         changes = BudgetChanges(
             limit_usd=None if data.limit_usd is None else _amount("limit_usd", data.limit_usd),
-            thresholds=data.thresholds,
+            thresholds=thresholds_as_sent(await request.body()),  # exact, not via a float
             hard=data.hard,
             webhook_url=data.webhook_url or None,
             clear_webhook=data.webhook_url == "",
