@@ -197,8 +197,9 @@ async def _start(
         chain,
         sink,
         database_catalog(pool, resources.catalog_cache),
-        budgets=DatabaseBudgets(pool, settings.budgets.reservation_seconds),
+        budgets=DatabaseBudgets(pool, settings.gateway_reservation_seconds),
         default_model=settings.gateway.default_model,
+        default_max_tokens=settings.gateway.default_max_tokens,
     )
     resources.group_writer = GroupWriter(recorder.record_events, writers=settings.ingest.writers)
     resources.group_writer.start()

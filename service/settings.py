@@ -6,6 +6,7 @@ variable, so a typo stops the service at start instead of misbehaving later.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -109,6 +110,10 @@ class GatewaySettings:
     max_retry_after_seconds: float = 60.0
     """``LUC_GATEWAY_MAX_RETRY_AFTER_SECONDS``: a longer ``Retry-After`` is not waited for;
     the provider counts as rate-limited and the chain moves on."""
+    default_max_tokens: int = 4096
+    """``LUC_GATEWAY_DEFAULT_MAX_TOKENS``: under a hard budget, the output bound of a call
+    that sets no ``max_tokens``: its estimate is reserved with this many output tokens,
+    and it is sent upstream as the call's ``max_tokens`` so that the estimate is a cap."""
     record_timeout_seconds: float = 5.0
     """``LUC_GATEWAY_RECORD_TIMEOUT_SECONDS``: longest wait for a proxied call's usage to
     reach the ledger before the answer's end; past it the usage goes to the local spool
@@ -131,6 +136,19 @@ class GatewaySettings:
     print-access-token``; run at first use and again when Vertex answers 401."""
     vertex_models: tuple[str, ...] = ("google/",)
     """``LUC_VERTEX_MODELS``: comma-separated model id prefixes Vertex serves."""
+
+    @property
+    def longest_wait_seconds(self) -> float:
+        """The longest a call may go without its usage event and still be running: every
+        provider of the chain tried with all its retries, each attempt waiting up to the
+        timeout, each retry after the longest ``Retry-After`` taken (the stub never waits).
+        A stream's chunks also come within the timeout of each other, so a call still
+        streaming at this point has sent bytes within the last timeout."""
+        providers = sum(1 for name in self.chain if name != "stub")
+        per_provider = (self.max_retries + 1) * self.timeout_seconds + (
+            self.max_retries * self.max_retry_after_seconds
+        )
+        return providers * per_provider + self.timeout_seconds
 
     @property
     def vertex_url(self) -> str | None:
@@ -193,6 +211,14 @@ class Settings:
     budgets: BudgetSettings = field(default_factory=BudgetSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
+
+    @property
+    def gateway_reservation_seconds(self) -> int:
+        """How long the in-process gateway's reservations hold: at least
+        ``LUC_BUDGET_RESERVATION_SECONDS``, and never less than a call may take before its
+        usage arrives (``GatewaySettings.longest_wait_seconds``), so that a slow call's
+        hold cannot lapse while it still runs and let other calls spend its headroom."""
+        return max(self.budgets.reservation_seconds, math.ceil(self.gateway.longest_wait_seconds))
 
 
 def _int(env: dict[str, str], name: str, default: int, minimum: int = 1) -> int:
@@ -338,6 +364,7 @@ def _gateway(env: dict[str, str]) -> GatewaySettings:
         backoff_base_seconds=_float(env, "LUC_GATEWAY_BACKOFF_BASE_SECONDS", 0.5),
         max_retry_after_seconds=_float(env, "LUC_GATEWAY_MAX_RETRY_AFTER_SECONDS", 60.0),
         record_timeout_seconds=_float(env, "LUC_GATEWAY_RECORD_TIMEOUT_SECONDS", 5.0),
+        default_max_tokens=_int(env, "LUC_GATEWAY_DEFAULT_MAX_TOKENS", 4096),
         http_referer=env.get("LUC_GATEWAY_HTTP_REFERER") or None,
         app_title=env.get("LUC_GATEWAY_TITLE") or "LUC",
         vertex_project=env.get("LUC_VERTEX_PROJECT") or None,

@@ -19,6 +19,7 @@ or month, so such a timestamp is refused rather than rounded.
 from __future__ import annotations
 
 import contextlib
+import decimal
 import re
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -120,6 +121,27 @@ def parse_money(
             field, f"has {significant} significant digits; at most {MAX_SIGNIFICANT_DIGITS}"
         )
     return Decimal(text)
+
+
+ESTIMATE_DECIMAL_PLACES = 30
+"""Of an estimate a budget reservation holds (``POST /v1/budgets/reservations``): LUC holds
+estimates to amounts a bill can hold, at most 30 decimal places."""
+
+_CEILING = decimal.Context(
+    prec=1000, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN, rounding=decimal.ROUND_CEILING
+)
+
+
+def money_ceiling(value: Decimal, places: int = MAX_DECIMAL_PLACES) -> Decimal:
+    """``value`` rounded up to at most ``places`` decimal places and
+    ``MAX_SIGNIFICANT_DIGITS`` significant digits: in the money form, and never below
+    ``value`` (an estimate that holds headroom may only grow by rounding)."""
+    if not value:
+        return Decimal(0)
+    exponent = max(-places, value.adjusted() - MAX_SIGNIFICANT_DIGITS + 1)
+    if value.as_tuple().exponent >= exponent:  # type: ignore[operator]
+        return value
+    return value.quantize(Decimal(1).scaleb(exponent, _CEILING), context=_CEILING)
 
 
 def money_text(value: Decimal) -> str:

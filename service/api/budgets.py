@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import Response, delete, get, patch, post
+from litestar import Request, Response, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
@@ -41,6 +42,7 @@ from service.budgets.service import (
     webhook_secret_for,
 )
 from service.budgets.targets import check_target
+from service.budgets.thresholds import thresholds_as_sent
 from service.db import Connection, on_connection
 from service.errors import NotFoundError
 
@@ -61,11 +63,18 @@ class BudgetsController(LucController):
         status_code=201,
         opt=ADMIN,
     )
-    async def create(self, luc: NamedDependency[Resources], data: JSONBody[BudgetIn]) -> BudgetOut:
+    async def create(
+        self,
+        luc: NamedDependency[Resources],
+        data: JSONBody[BudgetIn],
+        request: Request[Any, Any, Any],
+    ) -> BudgetOut:
         secret, generated = await webhook_secret_for(
             data.webhook_url, data.webhook_secret, luc.settings.budgets
         )
         new = data.new_budget(secret)
+        if (exact := thresholds_as_sent(await request.body())) is not None:
+            new = replace(new, thresholds=exact)  # as sent, not via a float
         budget = await on_connection(
             luc.pool, lambda conn: create_budget(conn, new, luc.catalog_cache)
         )
@@ -173,6 +182,23 @@ class BudgetsController(LucController):
         status = 402 if not result.allowed else 201 if result.reservation_id else 200
         return Response(reservation_out(result), status_code=status)
 
+    @delete(
+        "/reservations/{reservation_id:str}",
+        operation_id="releaseBudgetReservation",
+        summary="Release a reservation whose call spent nothing",
+        description=(
+            "For a call that ended without a usage event (an upstream error before any "
+            "token, a stream that never started, a caller gone before the call): its "
+            "estimate stops being held at once instead of at expiry. Idempotent (204 again); "
+            "a settled reservation stays settled. 404 for an id LUC never issued. Keys of "
+            "scope ingest or admin only."
+        ),
+        status_code=204,
+        opt=INGEST,
+    )
+    async def release(self, luc: NamedDependency[Resources], reservation_id: FromPath[str]) -> None:
+        await on_connection(luc.pool, lambda conn: reservations.release(conn, reservation_id))
+
     @get("/{budget_id:int}", operation_id="getBudget", summary="One budget")
     async def one(self, luc: NamedDependency[Resources], budget_id: FromPath[int]) -> BudgetOut:
         return budget_out(await on_connection(luc.pool, lambda conn: get_budget(conn, budget_id)))
@@ -184,11 +210,17 @@ class BudgetsController(LucController):
         opt=ADMIN,
     )
     async def update(
-        self, luc: NamedDependency[Resources], budget_id: FromPath[int], data: JSONBody[BudgetPatch]
+        self,
+        luc: NamedDependency[Resources],
+        budget_id: FromPath[int],
+        data: JSONBody[BudgetPatch],
+        request: Request[Any, Any, Any],
     ) -> BudgetOut:
         if data.webhook_url:
             await check_target(data.webhook_url, luc.settings.budgets.allowed_hosts)
         changes = data.changes()
+        if (exact := thresholds_as_sent(await request.body())) is not None:
+            changes = replace(changes, thresholds=exact)  # as sent, not via a float
         budget, alerts = await on_connection(
             luc.pool, lambda conn: update_budget(conn, budget_id, changes, datetime.now(UTC))
         )

@@ -218,3 +218,15 @@ WHERE id IN (SELECT id FROM named)
 SELECT_SPEND = """
 SELECT spent_usd FROM budget_spend WHERE budget_id = $1 AND period_start = $2
 """
+
+# Releases a reservation whose call spent nothing: it stops holding at once, as if it had
+# expired now. A settled one stays settled (its spend is on the ledger), an expired or
+# released one is left as it is, so releasing twice is releasing once. Returns whether LUC
+# issued the id at all.
+RELEASE_RESERVATION = """
+WITH released AS (
+    UPDATE budget_reservations SET expires_at = now()
+    WHERE reservation_id = $1 AND settled_at IS NULL AND expires_at > now()
+)
+SELECT EXISTS (SELECT 1 FROM budget_reservations WHERE reservation_id = $1)
+"""

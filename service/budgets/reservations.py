@@ -1,10 +1,11 @@
 """May a call go ahead? A look (``check``), a reservation that holds its estimate against
-every hard budget of the call (``reserve``), and the settling of a reservation by the usage
-event that names it (``settle``).
+every hard budget of the call (``reserve``), the settling of a reservation by the usage
+event that names it (``settle``), and the release of one whose call spent nothing
+(``release``).
 
-A reservation's headroom is released only by its own call's usage, or when it expires:
-usage without a reservation id adds spend and never frees what another call holds, so
-spent + reserved stays the measure of what is promised.
+A reservation's headroom is freed only by its own call's usage, by its release, or when it
+expires: usage without a reservation id adds spend and never frees what another call
+holds, so spent + reserved stays the measure of what is promised.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from service.budgets.models import BudgetStanding, CheckResult
 from service.budgets.service import budget_from_row, period_start
 from service.catalog.service import CatalogCache
 from service.db import Connection
-from service.errors import InvalidRequestError
-from service.money import decimal_places
+from service.errors import InvalidRequestError, NotFoundError
+from service.money import EXACT, decimal_places
 
 # An estimate is held as NUMERIC: keep it to amounts a bill can hold, as ingest does for
 # provider costs, so that a wild one is refused by name rather than by the database.
@@ -176,7 +177,8 @@ async def reserve(
             float(reservation_seconds),  # an interval length in seconds, not money
         )
     held = [
-        BudgetStanding(s.budget, s.period_start, s.spent_usd, s.reserved_usd + estimate)
+        # Exact: at Python's default 28 digits the sum, and so remaining_usd, would round.
+        BudgetStanding(s.budget, s.period_start, s.spent_usd, EXACT.add(s.reserved_usd, estimate))
         if s.budget.hard
         else s
         for s in standings
@@ -209,3 +211,19 @@ async def settle(conn: Connection, calls: Iterable[tuple[str, str]]) -> None:
         job_ids.append(job_id)
     if reservation_ids:
         await conn.execute(queries.SETTLE_RESERVATIONS, reservation_ids, job_ids)
+
+
+async def release(conn: Connection, reservation_id: str) -> None:
+    """Stop holding ``reservation_id``: its call ended without spending (an upstream error
+    before any token, a stream that never started, a caller gone before the call).
+
+    Idempotent: a released or expired reservation stays so, and a settled one stays
+    settled (its spend is counted; releasing takes nothing back). ``NotFoundError`` when
+    LUC never issued the id.
+    """
+    try:
+        key = uuid.UUID(reservation_id)
+    except ValueError:
+        raise NotFoundError(f"reservation {reservation_id!r} does not exist") from None
+    if not await conn.fetchval(queries.RELEASE_RESERVATION, key):
+        raise NotFoundError(f"reservation {reservation_id!r} does not exist")

@@ -238,7 +238,9 @@ async def _passed_thresholds(conn: Connection, budget: Budget, now: datetime) ->
             webhook_url=budget.webhook_url,
         )
         for threshold in budget.thresholds
-        if spent >= threshold * budget.limit_usd
+        # Exact, as ingest's ``crossings``: at 28 digits a 40-digit limit rounds, and an
+        # alert would fire below (or miss) its threshold.
+        if spent >= EXACT.multiply(threshold, budget.limit_usd)
     ]
 
 

@@ -4,6 +4,13 @@ The job and agent must be ones the ledger takes (else ``InvalidRequestError``), 
 must be in LUC's catalog (else ``UnknownModelError``), and the budget gate, when there is
 one, must admit the estimated cost (else ``BudgetExceededError``); under hard budgets it
 reserves the estimate, and the call's usage event carries the ``reservation_id``.
+
+The estimate is the prompt (counted from its text) and the most output the call can
+produce: its ``max_tokens`` (or ``max_completion_tokens``), else ``default_max_tokens``
+(``LUC_GATEWAY_DEFAULT_MAX_TOKENS``). A call admitted under a reservation without a bound
+of its own goes upstream with ``max_tokens`` = that default, so the reserved estimate is a
+real cap: an unbounded call estimated at no output let a hard budget be overspent without
+limit.
 """
 
 from __future__ import annotations
@@ -19,6 +26,10 @@ from service.gateway.usage import attribution_problems, estimate_tokens
 from service.pricing.catalog import Catalog
 from service.pricing.cost import event_cost
 from service.tokens import TokenCounts
+from service.wire import ESTIMATE_DECIMAL_PLACES, money_ceiling
+
+DEFAULT_MAX_TOKENS = 4096
+"""``LUC_GATEWAY_DEFAULT_MAX_TOKENS``'s default."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +51,7 @@ async def admit(
     catalog: CatalogSource,
     budgets: BudgetGate | None,
     clock: Callable[[], datetime],
+    default_max_tokens: int = DEFAULT_MAX_TOKENS,
 ) -> Admitted:
     """Check ``request`` for ``context`` and reserve its estimate; raises when refused."""
     if problems := attribution_problems(context.job_id, context.agent):
@@ -54,9 +66,14 @@ async def admit(
     reservation_id = None
     if budgets is not None:
         prompt_tokens = estimate_tokens(request.prompt_text())
-        estimate = event_cost(
-            TokenCounts(input_tokens=prompt_tokens, output_tokens=request.max_output_tokens() or 0),
-            quote.price,
+        bound = request.max_output_tokens()
+        # Rounded up to what a reservation holds (30 places, 40 digits): never below.
+        estimate = money_ceiling(
+            event_cost(
+                TokenCounts(input_tokens=prompt_tokens, output_tokens=bound or default_max_tokens),
+                quote.price,
+            ),
+            ESTIMATE_DECIMAL_PLACES,
         )
         verdict = await budgets.reserve(
             job_id=context.job_id,
@@ -70,4 +87,15 @@ async def admit(
                 "raise the budget's limit_usd or wait for its next period"
             )
         reservation_id = verdict.reservation_id
+        if reservation_id is not None and bound is None:
+            request = _capped(request, default_max_tokens)
     return Admitted(replace(request, model=quote.model_id), prices, now, reservation_id)
+
+
+def _capped(request: ChatRequest, max_tokens: int) -> ChatRequest:
+    """``request`` with ``max_tokens`` as its only output bound (one the provider might
+    read but LUC could not, a float say, is dropped with it)."""
+    body = {
+        k: v for k, v in request.body.items() if k not in ("max_tokens", "max_completion_tokens")
+    }
+    return replace(request, body={**body, "max_tokens": max_tokens})

@@ -6,12 +6,14 @@
 
 Before a call, ``admission.admit`` checks the job, the agent and the model and reserves
 the estimated cost under hard budgets; the call's usage event carries the
-``reservation_id``, which settles that reservation. Every upstream attempt that spent
-tokens (one answered 2xx that the chain then gave up on, a broken body say, too: with
-status ``error``) emits exactly one usage event (id = the generation id) to the sink: the
-ledger in-process, the emitter elsewhere. A failure to record never turns a delivered answer
-into an error: the sink keeps what it cannot deliver (a local spool), and ``_meter`` lets
-nothing escape into the answer.
+``reservation_id``, which settles that reservation; a call that ends without a usage event
+(refused upstream before any token, a stream that never started or brought nothing)
+releases its reservation at once rather than holding the headroom until it expires.
+Every upstream attempt that spent tokens (one answered 2xx that the chain then gave up on,
+a broken body say, too: with status ``error``) emits exactly one usage event (id = the
+generation id) to the sink: the ledger in-process, the emitter elsewhere. A failure to
+record never turns a delivered answer into an error: the sink keeps what it cannot deliver
+(a local spool), and ``_meter`` lets nothing escape into the answer.
 
 Metering never depends on the caller staying: a non-streaming call runs in a shielded
 task, and a stream is read to its end by a task of its own, so a caller that goes away
@@ -33,7 +35,7 @@ import structlog
 
 from service.errors import GatewayError
 from service.errors import UpstreamUnavailableError as Unavailable
-from service.gateway.admission import Admitted, admit
+from service.gateway.admission import DEFAULT_MAX_TOKENS, Admitted, admit
 from service.gateway.chain import Chain, OnBilled, Provider, UpstreamStream
 from service.gateway.models import (
     DEFAULT_MODEL,
@@ -62,9 +64,11 @@ class Gateway:
         *,
         budgets: BudgetGate | None = None,
         default_model: str = DEFAULT_MODEL,
+        default_max_tokens: int = DEFAULT_MAX_TOKENS,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.chain = chain
+        self.default_max_tokens = default_max_tokens
         self.sink = sink
         self.catalog = catalog
         self.budgets = budgets
@@ -146,16 +150,12 @@ class Gateway:
         self, request: ChatRequest, context: CallContext
     ) -> tuple[ChatResult, Completion]:
         """A non-streaming call: the metered result and the provider's answer as sent."""
-        admitted = await admit(
-            request, context, catalog=self.catalog, budgets=self.budgets, clock=self.clock
-        )
+        admitted = await self._admit(request, context)
         return await asyncio.shield(self._spawn(self._complete(admitted, context)))
 
     async def open_stream(self, request: ChatRequest, context: CallContext) -> StreamHandle:
         """Open a stream (retries and fall-through happen here, before its first byte)."""
-        admitted = await admit(
-            request, context, catalog=self.catalog, budgets=self.budgets, clock=self.clock
-        )
+        admitted = await self._admit(request, context)
         handle = StreamHandle()
         self._spawn(self._run_stream(admitted, context, handle))
         handle.provider = await asyncio.shield(handle.opened)
@@ -174,6 +174,21 @@ class Gateway:
 
     # Inside ---------------------------------------------------------------------------------------
 
+    async def _admit(self, request: ChatRequest, context: CallContext) -> Admitted:
+        return await admit(
+            request,
+            context,
+            catalog=self.catalog,
+            budgets=self.budgets,
+            clock=self.clock,
+            default_max_tokens=self.default_max_tokens,
+        )
+
+    async def _release(self, admitted: Admitted) -> None:
+        """The call ends without a usage event: free what its reservation holds now."""
+        if self.budgets is not None and admitted.reservation_id is not None:
+            await self.budgets.release(admitted.reservation_id)
+
     def _spawn(self, work: Awaitable[Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
@@ -185,9 +200,15 @@ class Gateway:
     async def _complete(
         self, admitted: Admitted, context: CallContext
     ) -> tuple[ChatResult, Completion]:
-        provider, completion = await self.chain.complete(
-            admitted.request, self._billed_meter(admitted, context)
-        )
+        try:
+            provider, completion = await self.chain.complete(
+                admitted.request, self._billed_meter(admitted, context)
+            )
+        except BaseException:
+            # No answer, so no usage event for the call (a paid attempt the chain gave up on
+            # was metered on its own): release the hold (a refusal, an outage).
+            await asyncio.shield(self._release(admitted))
+            raise
         usage = completion.usage
         if usage is None and completion.generation_id:
             usage = await provider.usage_after(completion.generation_id)
@@ -252,11 +273,15 @@ class Gateway:
                 admitted.request, self._billed_meter(admitted, context)
             )
         except Exception as exc:  # the caller of open_stream raises it
+            # Released before the caller hears of the failure: a retry it makes at once
+            # finds the headroom free.
+            await self._release(admitted)
             handle.opened.set_exception(exc)
             handle.opened.exception()  # retrieved even if that caller went away
             return
         except BaseException:
             handle.opened.cancel()
+            await asyncio.shield(self._release(admitted))
             raise
         handle.opened.set_result(provider.name)
         result: ChatResult | None = None
@@ -269,6 +294,10 @@ class Gateway:
             handle._queue.put_nowait(None)
             if not handle._done.done():
                 handle._done.set_result(result)
+        if result is None:
+            # Nothing arrived (or LUC failed before metering): no usage event names the
+            # reservation, so nothing would ever settle it.
+            await self._release(admitted)
 
     async def _pump(
         self,

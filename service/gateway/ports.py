@@ -41,11 +41,17 @@ class BudgetVerdict:
 
 class BudgetGate(Protocol):
     """Admission under budgets: reserves the call's estimate against its hard budgets
-    (``POST /v1/budgets/reservations``), or refuses the call."""
+    (``POST /v1/budgets/reservations``), or refuses the call; releases the reservation of
+    a call that ended without a usage event (``DELETE /v1/budgets/reservations/{id}``)."""
 
     async def reserve(
         self, *, job_id: str, agent: str, model: str, estimated_cost_usd: Decimal
     ) -> BudgetVerdict: ...
+
+    async def release(self, reservation_id: str) -> None:
+        """Stop holding ``reservation_id`` (idempotent; a settled one stays settled).
+        Best effort: raises nothing, since an unreleased hold still expires."""
+        ...
 
 
 CatalogSource = Callable[[], Awaitable[Catalog]]

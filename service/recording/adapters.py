@@ -9,16 +9,20 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import asyncpg
+import structlog
 
-from service.budgets.reservations import reserve
+from service.budgets.reservations import release, reserve
 from service.catalog.service import CatalogCache
 from service.db import on_connection
 from service.gateway.ports import BudgetVerdict, CatalogSource
 from service.pricing.catalog import Catalog
 
+log = structlog.get_logger("luc.gateway")
+
 
 class DatabaseBudgets:
-    """``POST /v1/budgets/reservations``, on the database directly."""
+    """``POST /v1/budgets/reservations`` and ``DELETE /v1/budgets/reservations/{id}``, on
+    the database directly."""
 
     def __init__(self, pool: asyncpg.Pool, reservation_seconds: int) -> None:
         self.pool = pool
@@ -42,6 +46,14 @@ class DatabaseBudgets:
         return BudgetVerdict(
             result.allowed, result.remaining_usd, result.reason, result.reservation_id
         )
+
+    async def release(self, reservation_id: str) -> None:
+        try:
+            await on_connection(self.pool, lambda conn: release(conn, reservation_id))
+        except Exception:
+            # The hold then lasts until it expires: it blocks headroom for a while, and
+            # nothing is spent or lost.
+            log.exception("budget_reservation_not_released", reservation_id=reservation_id)
 
 
 def database_catalog(pool: asyncpg.Pool, cache: CatalogCache) -> CatalogSource:

@@ -42,6 +42,7 @@ EXPECTED_SCOPES: dict[str, str] = {
     "ingestEventBatch": INGEST,
     "checkBudgets": INGEST_OR_READ,  # only looks
     "createBudgetReservation": INGEST,  # holds budget: a read key must not block the gateway
+    "releaseBudgetReservation": INGEST,  # frees what its reservation holds
     "createChatCompletion": INGEST,  # the metering proxy: OpenAI SDKs pass an ingest key
     "listModels": INGEST_OR_READ,  # OpenAI SDKs list models with that same ingest key
     "retrieveModel": INGEST_OR_READ,

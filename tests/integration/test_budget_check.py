@@ -452,3 +452,67 @@ async def test_a_read_key_may_look_but_not_reserve_and_an_ingest_key_may(
         "customer_id": "acme",
         "amount_usd": Decimal("1"),
     }
+
+
+async def test_remaining_after_a_reservation_is_exact_beyond_28_digits(
+    client: AsyncTestClient[Any],
+) -> None:
+    # 1000 held on top of 10^-30 held is 1000.000…001 (34 digits): at Python's default 28
+    # digits the sum rounds to 1000 and the answer shows 10^-30 more than is left.
+    await _hard_budget(client, "job-digits", "2000")
+    await _reserve(client, "job-digits", "0.000000000000000000000000000001")
+    made = await _reserve(client, "job-digits", "1000")
+    assert made["remaining_usd"] == "999.999999999999999999999999999999"
+    [standing] = made["budgets"]
+    assert standing["reserved_usd"] == "1000.000000000000000000000000000001"
+
+
+async def _release(client: Any, reservation_id: str, expect: int = 204) -> None:
+    response = await client.delete(f"/v1/budgets/reservations/{reservation_id}")
+    assert response.status_code == expect, response.text
+
+
+async def test_a_released_reservation_frees_its_headroom_at_once_and_for_good(
+    client: AsyncTestClient[Any],
+) -> None:
+    await _hard_budget(client, "job-rel", "0.50")
+    made = await _reserve(client, "job-rel", "0.40")
+    await _reserve(client, "job-rel", "0.40", expect=402)
+
+    # The call spent nothing (an upstream 4xx, say): the gateway releases the hold.
+    await _release(client, made["reservation_id"])
+    assert await _held(client, "job-rel") == (Decimal(0), Decimal(0))
+    # Idempotent: again, the same answer and nothing else changes.
+    await _release(client, made["reservation_id"])
+    again = await _reserve(client, "job-rel", "0.40")
+    assert Decimal(again["remaining_usd"]) == Decimal("0.10")
+
+    # A usage event naming a released reservation is recorded and settles nothing else.
+    await _record(client, _call("rel-1", "0.05", "job-rel", made["reservation_id"]))
+    assert await _held(client, "job-rel") == (Decimal("0.05"), Decimal("0.40"))
+
+    # A settled reservation stays settled: releasing it does not take back its spend.
+    await _record(client, _call("rel-2", "0.30", "job-rel", again["reservation_id"]))
+    assert await _held(client, "job-rel") == (Decimal("0.35"), Decimal(0))
+    await _release(client, again["reservation_id"])
+    assert await _held(client, "job-rel") == (Decimal("0.35"), Decimal(0))
+
+    # Ids LUC never issued.
+    await _release(client, "00000000-0000-0000-0000-000000000000", expect=404)
+    await _release(client, "not-a-uuid", expect=404)
+
+
+async def test_only_ingest_and_admin_keys_release_reservations(
+    client: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    await _hard_budget(client, "job-keys", "1")
+    made = await _reserve(client, "job-keys", "0.40")
+    _, read_key = await create_key(db, "finance", "read")
+    _, ingest_key = await create_key(db, "gateway", "ingest")
+    path = f"/v1/budgets/reservations/{made['reservation_id']}"
+    refused = await client.delete(path, headers={"Authorization": f"Bearer {read_key}"})
+    assert refused.status_code == 403, refused.text
+    assert await _held(client, "job-keys") == (Decimal(0), Decimal("0.40"))
+    released = await client.delete(path, headers={"Authorization": f"Bearer {ingest_key}"})
+    assert released.status_code == 204, released.text
+    assert await _held(client, "job-keys") == (Decimal(0), Decimal(0))

@@ -241,3 +241,30 @@ async def test_deleted_budget_no_longer_counts_but_its_alerts_remain_listed(
     check = (await client.get("/v1/budgets/check", params={"job_id": "job-1"})).json()
     assert check["allowed"] is True
     assert [b["id"] for b in check["budgets"]] == []
+
+
+async def test_thresholds_are_taken_exactly_as_sent(
+    client: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    # Raw JSON: a JSON number with more digits than a binary float keeps.
+    raw = (
+        b'{"scope": "job", "scope_id": "job-exact", "period": "day", "limit_usd": "10",'
+        b' "thresholds": [0.1234567890123456789012345678901234567890123, 1]}'
+    )
+    created = await client.post(
+        "/v1/budgets", content=raw, headers={"Content-Type": "application/json"}
+    )
+    assert created.status_code == 201, created.text
+    stored = await db.fetchval("SELECT thresholds FROM budgets WHERE scope_id = 'job-exact'")
+    assert stored == [Decimal("0.1234567890123456789012345678901234567890123"), Decimal(1)]
+
+    # 1e-400 is no float at all (it underflows to 0.0): refused, named as sent.
+    tiny = raw.replace(b"job-exact", b"job-tiny").replace(
+        b"0.1234567890123456789012345678901234567890123", b"1e-400"
+    )
+    refused = await client.post(
+        "/v1/budgets", content=tiny, headers={"Content-Type": "application/json"}
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["detail"] == "thresholds: 1e-400 has 400 decimal places; at most 50"
+    assert await db.fetchval("SELECT count(*) FROM budgets WHERE scope_id = 'job-tiny'") == 0

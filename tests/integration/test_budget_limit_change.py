@@ -129,3 +129,31 @@ async def test_new_thresholds_already_passed_fire_at_once_in_the_current_period(
         (0.25, "0.4", today),
         (0.5, "0.4", today),
     ]
+
+
+async def test_a_limit_change_compares_spend_with_the_threshold_exactly(
+    app_client: AsyncTestClient[Any],
+) -> None:
+    client = app_client
+    created = await client.post(
+        "/v1/budgets",
+        json={
+            "scope": "job",
+            "scope_id": "job-1",
+            "period": "lifetime",
+            "limit_usd": "10",
+            "thresholds": [0.8],
+        },
+    )
+    assert created.status_code == 201, created.text
+    budget = created.json()["id"]
+    await client.post(
+        "/v1/events", json=opus_event("e1", "0.08", occurred_at="2026-03-10T10:00:00Z")
+    )
+    # 80 % of 0.1000000000000000000000000000001 is 0.08000000000000000000000000000008,
+    # above the 0.08 spent: nothing fires. (At 28 digits the product rounds to 0.08.)
+    await _patch(client, budget, "0.1000000000000000000000000000001")
+    assert _alerts((await client.get("/v1/alerts")).json()) == []
+    # At exactly 0.1 the threshold is 0.08, reached.
+    await _patch(client, budget, "0.1")
+    assert _alerts((await client.get("/v1/alerts")).json()) == [(0.8, "0.08", "0.1")]

@@ -31,12 +31,12 @@ from service.budgets.service import create_budget
 from service.catalog.service import bundled_catalog
 from service.client.budgets import RemoteBudgets
 from service.client.emitter import Emitter
-from service.errors import BudgetExceededError
+from service.errors import BudgetExceededError, UpstreamRejectedError
 from service.gateway.chain import Chain
 from service.gateway.metering import Gateway
 from service.gateway.openrouter import OpenRouterProvider
 from service.gateway.ports import fixed_catalog
-from tests.support.fake_openrouter import FakeOpenRouter, Reply, usage
+from tests.support.fake_openrouter import FakeOpenRouter, Reply, failure, usage
 from tests.support.settings import settings_for
 
 pytestmark = pytest.mark.asyncio
@@ -233,3 +233,148 @@ async def test_a_remote_gateway_reserves_over_rest_and_its_spooled_usage_settles
         )
         assert await _spent(db, budget) == COST
         assert len(fake_openrouter.chat_calls()) == 1
+
+
+# Without max_tokens a call is estimated at LUC_GATEWAY_DEFAULT_MAX_TOKENS (4096) output
+# tokens: 8·0.10 + 4096·0.40 = 1639.2 per 1M = 0.0016392.
+UNBOUNDED_ESTIMATE = Decimal("0.0016392")
+
+
+def _huge_answer() -> Reply:
+    """An answer of 1M completion tokens: 0.40 USD, whatever was asked."""
+    return Reply(text="Paris. " * 10, usage=usage(8, 1_000_000, cost="0.4000008"))
+
+
+async def test_calls_without_max_tokens_cannot_overspend_a_hard_budget(
+    make_gateway: Callable[..., Gateway],
+    openrouter: OpenRouterProvider,
+    fake_openrouter: FakeOpenRouter,
+    db: asyncpg.Connection,
+) -> None:
+    budget = await _hard_budget(db, "job-unbounded", "0.001")  # below one estimate
+    gateway = make_gateway(openrouter)
+    fake_openrouter.push(*[_huge_answer() for _ in range(5)])
+
+    outcomes = await asyncio.gather(
+        *[
+            gateway.chat(model=FLASH, messages=HELLO, job_id="job-unbounded", agent="ACHEEVY")
+            for _ in range(5)
+        ],
+        return_exceptions=True,
+    )
+    # Each would have been estimated at 0 output tokens and admitted; now none fits.
+    assert all(isinstance(o, BudgetExceededError) for o in outcomes), outcomes
+    assert fake_openrouter.chat_calls() == []
+    assert await _spent(db, budget) == 0
+
+
+async def test_a_call_without_max_tokens_goes_upstream_capped_at_its_estimate(
+    make_gateway: Callable[..., Gateway],
+    openrouter: OpenRouterProvider,
+    fake_openrouter: FakeOpenRouter,
+    db: asyncpg.Connection,
+) -> None:
+    await _hard_budget(db, "job-cap", "1.00")
+    gateway = make_gateway(openrouter)
+    fake_openrouter.push(_answer(), _answer())
+
+    await gateway.chat(model=FLASH, messages=HELLO, job_id="job-cap", agent="ACHEEVY")
+    await gateway.chat(
+        model=FLASH, messages=HELLO, job_id="job-cap", agent="ACHEEVY", max_tokens=1000
+    )
+    sent = [c.body.get("max_tokens") for c in fake_openrouter.chat_calls()]
+    assert sent == [4096, 1000]  # the default where the caller set none; theirs otherwise
+    assert [r["amount_usd"] for r in await _reservations(db, "job-cap")] == [
+        UNBOUNDED_ESTIMATE,
+        ESTIMATE,
+    ]
+
+
+async def test_without_a_hard_budget_a_call_goes_upstream_as_asked(
+    make_gateway: Callable[..., Gateway],
+    openrouter: OpenRouterProvider,
+    fake_openrouter: FakeOpenRouter,
+) -> None:
+    fake_openrouter.push(_answer())
+    await make_gateway(openrouter).chat(
+        model=FLASH, messages=HELLO, job_id="job-free", agent="ACHEEVY"
+    )
+    [call] = fake_openrouter.chat_calls()
+    assert "max_tokens" not in call.body  # nothing reserved, nothing to cap
+
+
+HOLDING = """
+SELECT count(*) FROM budget_reservations
+WHERE job_id = $1 AND settled_at IS NULL AND expires_at > now()
+"""
+
+
+async def test_a_call_that_spends_nothing_releases_its_reservation_at_once(
+    make_gateway: Callable[..., Gateway],
+    openrouter: OpenRouterProvider,
+    fake_openrouter: FakeOpenRouter,
+    db: asyncpg.Connection,
+) -> None:
+    # Room for one call of max_tokens 1000 (0.0004008) at a time.
+    await _hard_budget(db, "job-fail", "0.0006")
+    gateway = make_gateway(openrouter)
+    # Refused upstream before any token: a chat, then a stream (no retries of a 400).
+    fake_openrouter.push(
+        failure(400, "Invalid value for temperature"),
+        failure(400, "Invalid value for temperature"),
+        _answer(),
+    )
+    call = {"model": FLASH, "messages": HELLO, "job_id": "job-fail", "agent": "ACHEEVY"}
+    with pytest.raises(UpstreamRejectedError):
+        await gateway.chat(**call, max_tokens=1000)
+    assert await db.fetchval(HOLDING, "job-fail") == 0
+    with pytest.raises(UpstreamRejectedError):
+        async for _ in gateway.stream(**call, max_tokens=1000):
+            pass
+    assert await db.fetchval(HOLDING, "job-fail") == 0
+
+    # The headroom is free again at once (not in 300 s): the next call is admitted.
+    result = await gateway.chat(**call, max_tokens=1000)
+    assert result.text == "Paris."
+    held = await _reservations(db, "job-fail")
+    assert [(r["settled"], r["event_id"]) for r in held] == [
+        (False, None),
+        (False, None),
+        (True, result.generation_id),
+    ]
+
+
+async def test_the_proxy_forwards_the_configured_default_and_holds_past_the_longest_call(
+    database_url: str, fake_openrouter: FakeOpenRouter, db: asyncpg.Connection
+) -> None:
+    settings = settings_for(
+        database_url,
+        LUC_AUTH="off",
+        OPENROUTER_API_KEY=fake_openrouter.api_key,
+        LUC_OPENROUTER_BASE_URL=fake_openrouter.base_url,
+        LUC_GATEWAY_CHAIN="openrouter",
+        LUC_GATEWAY_DEFAULT_MAX_TOKENS="1000",
+        LUC_BUDGET_RESERVATION_SECONDS="60",
+        LUC_GATEWAY_TIMEOUT_SECONDS="100",
+        LUC_GATEWAY_MAX_RETRIES="2",
+        LUC_GATEWAY_MAX_RETRY_AFTER_SECONDS="30",
+    )
+    await _hard_budget(db, "job-px", "1.00")
+    fake_openrouter.push(_answer())
+    async with AsyncTestClient(app=create_app(settings)) as proxy:
+        answer = await proxy.post(
+            "/v1/chat/completions",
+            json={"model": FLASH, "messages": HELLO},
+            headers={"X-LUC-Job": "job-px", "X-LUC-Agent": "ACHEEVY"},
+        )
+    assert answer.status_code == 200, answer.text
+    [call] = fake_openrouter.chat_calls()
+    assert call.body["max_tokens"] == 1000
+    [held] = await db.fetch(
+        "SELECT amount_usd, extract(epoch FROM expires_at - created_at) AS seconds"
+        " FROM budget_reservations WHERE job_id = 'job-px'"
+    )
+    assert held["amount_usd"] == ESTIMATE
+    # Not 60 s: one provider, 3 attempts of up to 100 s and 2 waits of up to 30 s, and a
+    # last timeout for the stream's next chunk: 3·100 + 2·30 + 100 = 460 s.
+    assert round(held["seconds"]) == 460
