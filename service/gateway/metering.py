@@ -48,7 +48,7 @@ from service.gateway.models import (
     StreamHandle,
 )
 from service.gateway.ports import BudgetGate, CatalogSource, UsageSink
-from service.gateway.upstream import error_text, first_choice
+from service.gateway.streaming import read_stream
 from service.gateway.usage import estimated_usage, usage_event
 from service.pricing.cost import event_cost
 
@@ -307,36 +307,8 @@ class Gateway:
         upstream: UpstreamStream,
         handle: StreamHandle,
     ) -> ChatResult | None:
-        generation_id = upstream.generation_id
-        answered_model: str | None = None
-        parts: list[str] = []
-        finish_reason: str | None = None
-        usage: ProviderUsage | None = None
-        error: str | None = None
-        chunks = 0
-        try:
-            async for event in upstream.events():
-                handle._queue.put_nowait(event)
-                data = event.data
-                if data is None:
-                    continue
-                chunks += 1
-                generation_id = generation_id or _text(data.get("id"))
-                answered_model = answered_model or _text(data.get("model"))
-                parts.append(event.delta)
-                finish_reason = _text(first_choice(data).get("finish_reason")) or finish_reason
-                raw_usage = data.get("usage")
-                if isinstance(raw_usage, dict):  # whichever chunk carries it, in any shape
-                    usage = provider.usage_of(raw_usage)
-                if data.get("error"):
-                    error = error_text(data["error"])
-                    handle.error_forwarded = True
-                    break  # the provider ends the stream here; some never send [DONE]
-        except GatewayError as exc:
-            error = exc.detail
-        finally:
-            await upstream.aclose()
-        text = "".join(parts)
+        read = await read_stream(provider, upstream, handle)
+        generation_id, usage, text, error = read.generation_id, read.usage, read.text, read.error
         if error is not None:
             handle.error = Unavailable(
                 f"the stream failed after {len(text)} characters (tokens spent are billed): "
@@ -346,7 +318,7 @@ class Gateway:
         if usage is None and generation_id:
             usage = await provider.usage_after(generation_id)
         if usage is None:
-            if not chunks:
+            if not read.chunks:
                 return None  # nothing arrived: no sign that any token was spent
             usage = estimated_usage(admitted.request.prompt_text(), text)
         return await self._meter(
@@ -354,10 +326,10 @@ class Gateway:
             context,
             provider=provider.name,
             generation_id=generation_id,
-            answered_model=answered_model,
+            answered_model=read.answered_model,
             usage=usage,
             text=text,
-            finish_reason=finish_reason,
+            finish_reason=read.finish_reason,
             error=error,
             streamed=True,
         )
@@ -426,7 +398,3 @@ class Gateway:
             generation_id=event.id,
             finish_reason=finish_reason,
         )
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
