@@ -86,6 +86,7 @@ def test_fifty_concurrent_batches_crossing_thresholds_raise_each_alert_exactly_o
     alerts = http.get("/v1/alerts").json()["items"]
     nov = datetime(2026, 11, 1, tzinfo=UTC)
     assert len(alerts) == 4
+    assert [a["type"] for a in alerts] == ["budget.threshold_crossed"] * 4
     assert _alert_keys(alerts) == {
         (job["id"], EPOCH, Decimal("0.5"), Decimal("0.50")),
         (job["id"], EPOCH, Decimal("0.8"), Decimal("0.80")),

@@ -8,6 +8,7 @@ from typing import Annotated
 import msgspec
 
 from service.api.schemas.common import wire_struct
+from service.budgets.delivery import EVENT_TYPE as ALERT_TYPE
 from service.budgets.models import (
     DEFAULT_THRESHOLDS,
     Alert,
@@ -140,6 +141,8 @@ class ReservationOut(msgspec.Struct):
 
 
 class AlertOut(msgspec.Struct):
+    type: str
+    """What crossed: ``budget.threshold_crossed`` (the webhook body's ``type``)."""
     alert_id: str
     budget_id: int
     scope: str
@@ -188,7 +191,7 @@ def standing_out(s: BudgetStanding) -> StandingOut:
 
 
 def alert_out(a: Alert) -> AlertOut:
-    return wire_struct(AlertOut, a, alert_id=a.id, threshold=float(a.threshold))
+    return wire_struct(AlertOut, a, type=ALERT_TYPE, alert_id=a.id, threshold=float(a.threshold))
 
 
 def check_out(result: CheckResult) -> CheckOut:
