@@ -23,6 +23,7 @@ ModelName = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 TokenCount = Annotated[int, msgspec.Meta(ge=0, le=MAX_TOKENS)]
 DecimalString = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 ReservationId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+CustomerId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 # Text, checked by service.wire.parse_instant: a decoder that parsed it would round a 7th
 # fractional digit instead of refusing it.
 Timestamp = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -51,6 +52,9 @@ class UsageEventIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The budget reservation the call was admitted under (``POST /v1/budgets/reservations``);
     recording the event settles exactly that one. An id LUC does not hold (unknown, expired,
     settled already) settles nothing and does not reject the event: the call was paid."""
+    customer_id: CustomerId | None = None
+    """The customer the job is done for (kept with the event; customers and their plans
+    price it in a later version)."""
     attributes: dict[str, Any] | None = None
 
 
@@ -75,6 +79,7 @@ class UsageEvent(TokenCounts):
     status: str
     attributes: dict[str, Any] | None
     reservation_id: str | None = None
+    customer_id: str | None = None
 
 
 # The fields that make an event's content; equal content under one id is a duplicate.
@@ -89,6 +94,7 @@ CONTENT_FIELDS = (
     "status",
     "attributes",
     "reservation_id",
+    "customer_id",
 )
 
 

@@ -120,6 +120,7 @@ def check_event(event: UsageEventIn, now: datetime, settings: IngestSettings) ->
         status=event.status,
         attributes=event.attributes,
         reservation_id=event.reservation_id,
+        customer_id=event.customer_id,
     )
 
 
@@ -178,6 +179,8 @@ def rule_problems(
                 )
     if event.attributes is not None and (problem := _attributes_size_problem(event, settings)):
         problems.append(f"attributes: {problem}")
-    if event.reservation_id is not None and (problem := _text_problem(event.reservation_id)):
-        problems.append(f"reservation_id: {problem}")
+    for name in ("reservation_id", "customer_id"):
+        value = getattr(event, name)
+        if value is not None and (problem := _text_problem(value)):
+            problems.append(f"{name}: {problem}")
     return problems, occurred_at, provider_cost

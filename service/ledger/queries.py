@@ -44,6 +44,7 @@ STAGED_COLUMNS = (
     ("status", "text"),
     ("attributes", "text"),
     ("reservation_id", "text"),
+    ("customer_id", "text"),
     ("model", "text"),
     ("tier", "text"),
     ("catalog_version", "bigint"),
@@ -126,9 +127,11 @@ def append_staged_charges(staged_source: str) -> str:
 staged AS ({staged_source}),
 new_events AS (
     INSERT INTO usage_events (event_id, occurred_at, job_id, agent, provider, model,
-                              {_TOKENS}, provider_cost_usd, status, attributes, reservation_id)
+                              {_TOKENS}, provider_cost_usd, status, attributes, reservation_id,
+                              customer_id)
     SELECT event_id, occurred_at, job_id, agent, provider, sent_model,
-           {_TOKENS}, provider_cost_usd::numeric, status, attributes::jsonb, reservation_id
+           {_TOKENS}, provider_cost_usd::numeric, status, attributes::jsonb, reservation_id,
+           customer_id
     FROM staged
     ORDER BY event_id
     ON CONFLICT (event_id) DO NOTHING
@@ -203,6 +206,7 @@ LIMIT $4
 _BOOKINGS = f"""
 SELECT e.event_id, e.occurred_at, e.job_id, e.agent, e.provider, e.model,
        {_prefixed("e")}, e.provider_cost_usd, e.status, e.attributes, e.reservation_id,
+       e.customer_id,
        b.catalog_version, b.model AS booked_model, b.tier, b.cost_usd, b.unpriced
 FROM usage_events AS e
 JOIN LATERAL (

@@ -109,6 +109,7 @@ def staged_charge(event: UsageEvent, charge: NewLedgerEntry) -> StagedCharge:
         event.status,
         None if event.attributes is None else msgspec.json.encode(event.attributes).decode(),
         event.reservation_id,
+        event.customer_id,
         charge.model,
         charge.tier,
         charge.catalog_version,
