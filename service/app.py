@@ -41,6 +41,7 @@ from service.api.openai_models import ModelsController
 from service.api.openapi import document_errors
 from service.api.parked import ParkedUsageController
 from service.api.proxy import ChatCompletionsController
+from service.api.reconciliation import ReconciliationController
 from service.api.reference import ReferencePage
 from service.api.usage import UsageController
 from service.auth.guard import rate_limit_identity, require_key
@@ -280,6 +281,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AlertsController,
             CatalogController,
             UsageController,
+            ReconciliationController,
             healthz,
             readyz,
             metrics_endpoint,

@@ -9,12 +9,14 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 
 import platformdirs
 
 from service.errors import SettingsError
+from service.wire import WireValueError, parse_money
 
 
 @dataclass(frozen=True)
@@ -203,6 +205,13 @@ class AuthSettings:
 
 
 @dataclass(frozen=True)
+class ReconciliationSettings:
+    tolerance: Decimal = Decimal("0.01")
+    """``LUC_RECONCILIATION_TOLERANCE``: a group drifts when provider-reported cost differs
+    from the catalog's by more than this share of it (0.01 = 1 %), as a decimal string."""
+
+
+@dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings
     server: ServerSettings
@@ -211,6 +220,7 @@ class Settings:
     budgets: BudgetSettings = field(default_factory=BudgetSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    reconciliation: ReconciliationSettings = field(default_factory=ReconciliationSettings)
 
     @property
     def gateway_reservation_seconds(self) -> int:
@@ -328,6 +338,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         rate_limit_per_second=_int(env, "LUC_RATE_LIMIT_PER_SECOND", 1000, minimum=0),
     )
     gateway = _gateway(env)
+    reconciliation = ReconciliationSettings(
+        tolerance=_tolerance(env, "LUC_RECONCILIATION_TOLERANCE", ReconciliationSettings.tolerance)
+    )
     return Settings(
         gateway=gateway,
         database=database,
@@ -336,7 +349,21 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         openrouter=openrouter,
         budgets=budgets,
         auth=auth,
+        reconciliation=reconciliation,
     )
+
+
+def _tolerance(env: dict[str, str], name: str, default: Decimal) -> Decimal:
+    """A share as a plain decimal string (``0.01``), exact: never a float."""
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return parse_money(name, raw)
+    except WireValueError:
+        raise SettingsError(
+            f"{name} must be a decimal share such as 0.01 (1 %), got {raw!r}"
+        ) from None
 
 
 def _gateway(env: dict[str, str]) -> GatewaySettings:
