@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -20,6 +21,8 @@ from prometheus_client.registry import Collector
 
 from service.db import Connection
 from service.metrics import queries
+from service.metrics.drift_series import drift_families
+from service.reconciliation import queries as reconciliation
 from service.tokens import TOKEN_CLASSES
 
 
@@ -28,14 +31,20 @@ class LedgerSnapshot:
     usage: list[Any] = field(default_factory=list)
     catalog: Any | None = None
     budgets: list[Any] = field(default_factory=list)
+    drift: list[Any] = field(default_factory=list)
+    """``rollup_reconciliation_days`` over the drift window, per model and provider."""
+    tolerance: Decimal | None = None
+    """``LUC_RECONCILIATION_TOLERANCE``, shown beside the drift ratios."""
     database_up: bool = False
 
 
-async def read_snapshot(conn: Connection) -> LedgerSnapshot:
+async def read_snapshot(conn: Connection, tolerance: Decimal | None = None) -> LedgerSnapshot:
     return LedgerSnapshot(
         usage=list(await conn.fetch(queries.USAGE)),
         catalog=await conn.fetchrow(queries.CATALOG_IN_FORCE),
         budgets=list(await conn.fetch(queries.BUDGET_SPEND)),
+        drift=list(await conn.fetch(reconciliation.DRIFT_WINDOW)),
+        tolerance=tolerance,
         database_up=True,
     )
 
@@ -128,3 +137,4 @@ class LedgerCollector(Collector):
             limit.add_metric(key, float(b["limit_usd"]))
         yield ratio
         yield limit
+        yield from drift_families(snap.drift, snap.tolerance)

@@ -56,6 +56,7 @@ EXPECTED_SCOPES: dict[str, str] = {
     "listAgents": READ,
     "getAgent": READ,
     "queryUsage": READ,
+    "reconcileCosts": READ,
     "listUnpricedEvents": READ,
     "getCurrentCatalog": READ,
     "listCatalogVersions": READ,

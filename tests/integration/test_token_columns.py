@@ -1,12 +1,13 @@
 """The migrations spell the token classes, the price classes and the rollup measures out as
 columns; this checks a migrated database against their declarations (service.tokens,
-pricing.models.PRICE_CLASSES, rollups.models.MEASURES)."""
+pricing.models.PRICE_CLASSES, rollups.models.MEASURES, reconciliation.models.MEASURES)."""
 
 from __future__ import annotations
 
 import asyncpg
 
 from service.pricing.models import PRICE_CLASSES
+from service.reconciliation import models as reconciliation
 from service.rollups.models import MEASURE_NAMES
 from service.tokens import TOKEN_FIELDS
 
@@ -26,6 +27,7 @@ EXPECTED = {
     **{table: MEASURE_NAMES for table in ROLLUPS},
     "invoice_lines": TOKEN_FIELDS + PRICE_COLUMNS,
     "catalog_prices": PRICE_CLASSES,
+    "rollup_reconciliation_days": reconciliation.MEASURE_NAMES,
 }
 
 

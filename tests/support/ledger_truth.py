@@ -291,6 +291,24 @@ ROLLUPS = {
 }
 
 
+# Reconciliation (SPEC §5) per UTC day × model × provider: every event, the reported ones
+# (their entries carry a provider cost), the reported unpriced ones, and the catalog and
+# provider cost of the reported priced ones (entries carrying both costs), the provider
+# cost of the reported unpriced ones apart.
+_RECONCILIATION_FROM_LEDGER = """
+    sum(event_count),
+    COALESCE(sum(event_count) FILTER (WHERE provider_cost_usd IS NOT NULL), 0),
+    COALESCE(sum(unpriced_count) FILTER (WHERE provider_cost_usd IS NOT NULL), 0),
+    COALESCE(sum(cost_usd) FILTER (WHERE provider_cost_usd IS NOT NULL), 0),
+    COALESCE(sum(provider_cost_usd) FILTER (WHERE cost_usd IS NOT NULL), 0),
+    COALESCE(sum(provider_cost_usd) FILTER (WHERE cost_usd IS NULL), 0)
+"""
+_RECONCILIATION_STORED = """
+    events, reported_events, unpriced_reported_events, cost_usd, provider_cost_usd,
+    unpriced_provider_cost_usd
+"""
+
+
 async def rollup_differences(conn: asyncpg.Connection) -> dict[str, list[tuple[Any, ...]]]:
     """Rebuild every rollup from the ledger in SQL; rows that differ either way, by table.
 
@@ -308,6 +326,16 @@ async def rollup_differences(conn: asyncpg.Connection) -> dict[str, list[tuple[A
         )
         if rows:
             differences[table] = [tuple(r) for r in rows]
+    rebuilt = (
+        f"SELECT billing_day, model, provider, {_RECONCILIATION_FROM_LEDGER} "
+        "FROM ledger_entries GROUP BY billing_day, model, provider"
+    )
+    stored = f"SELECT day, model, provider, {_RECONCILIATION_STORED} FROM rollup_reconciliation_days"
+    rows = await conn.fetch(
+        f"(({rebuilt}) EXCEPT ALL ({stored})) UNION ALL (({stored}) EXCEPT ALL ({rebuilt}))"
+    )
+    if rows:
+        differences["rollup_reconciliation_days"] = [tuple(r) for r in rows]
     return differences
 
 
