@@ -12,7 +12,8 @@ layout included, is the SDK's.
 
 Two audiences, two dashboards:
 - ``finance.json``: spend today and this month, spend over time by tier, agent and model,
-  the top jobs, catalog versus provider-reported cost, unpriced events, budgets;
+  the top jobs, catalog versus provider-reported cost and the catalog's drift per model and
+  provider, unpriced events, budgets;
 - ``operations.json``: ingest rate and outcomes, ingest and HTTP latency, HTTP errors,
   scrape and database health.
 
@@ -634,6 +635,7 @@ ORDER BY 2 DESC, 1
             height=6,
             thresholds=[(None, "orange")],
         ),
+        drift_table(),
         row("Budgets"),
         bargauge(
             "Budget spend ratio",
@@ -680,6 +682,45 @@ ORDER BY 2 DESC, 1
         time_from="now-7d",
         refresh="5m",
         link_to=("luc-operations", "LUC — Operations"),
+    )
+
+
+DRIFT_LABELS = "model, provider"
+
+
+def drift_table() -> table_panel.Panel:
+    """Reconciliation per model and provider: the drift ratio, its events and the alert's
+    rule (beyond the tolerance over at least 20 events)."""
+    return table(
+        "Catalog drift by model and provider",
+        "(provider-reported − catalog) / catalog cost of the events whose provider reported a "
+        "cost and the catalog priced, over the current and previous UTC day. A model drifts "
+        "beyond LUC_RECONCILIATION_TOLERANCE over at least 20 such events (alert "
+        "LucCatalogDrift); GET /v1/reconciliation?group_by=model,provider says why. "
+        f"{LEDGER_NOTE}",
+        [
+            prom(ledger("luc_catalog_drift_ratio", DRIFT_LABELS), instant=True, table=True),
+            prom(ledger("luc_catalog_drift_events", DRIFT_LABELS), instant=True, table=True),
+        ],
+        width=12,
+        height=6,
+        transformations=[
+            models.DataTransformerConfig(id_val="merge", options={}),
+            models.DataTransformerConfig(
+                id_val="organize",
+                options={
+                    "excludeByName": {"Time": True},
+                    "renameByName": {"Value #A": "drift ratio", "Value #B": "events"},
+                },
+            ),
+        ],
+        sort_by="drift ratio",
+    ).override_by_name(
+        "drift ratio",
+        [
+            models.DynamicConfigValue(id_val="unit", value="percentunit"),
+            models.DynamicConfigValue(id_val="decimals", value=2),
+        ],
     )
 
 
