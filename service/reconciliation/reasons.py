@@ -43,8 +43,8 @@ def long_context_threshold(price: ModelPrice | None) -> int:
     """The input tokens from which the provider bills ``price``'s model at a long-context
     rate: the lowest ``min_input_tokens`` of the version's ``long_context`` entries for it
     when it has some (SPEC §3), else the providers' common threshold."""
-    # ``long_context`` arrives on ModelPrice with issue 15's catalog work; until then no
-    # price has one and every model is checked against the common threshold.
+    # Read by name: a catalog whose prices hold no ``long_context`` (every version before
+    # long-context entries existed) checks each model against the common threshold.
     entries = getattr(price, "long_context", None) or ()
     return min((int(e.min_input_tokens) for e in entries), default=LONG_CONTEXT_INPUT_TOKENS)
 

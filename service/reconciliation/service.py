@@ -65,7 +65,8 @@ def drifts(totals: Totals, tolerance: Decimal) -> bool:
     events: the exact test behind |difference_ratio| > tolerance (no rounded ratio)."""
     if totals.compared_events < DRIFT_MIN_EVENTS or not totals.cost_usd:
         return False
-    return abs(totals.difference_usd) > EXACT.multiply(tolerance, abs(totals.cost_usd))
+    # copy_abs, not abs(): abs() rounds to the context's 28 digits.
+    return totals.difference_usd.copy_abs() > EXACT.multiply(tolerance, totals.cost_usd.copy_abs())
 
 
 def _utc_day(value: datetime | None) -> date | None:

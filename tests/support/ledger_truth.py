@@ -330,7 +330,9 @@ async def rollup_differences(conn: asyncpg.Connection) -> dict[str, list[tuple[A
         f"SELECT billing_day, model, provider, {_RECONCILIATION_FROM_LEDGER} "
         "FROM ledger_entries GROUP BY billing_day, model, provider"
     )
-    stored = f"SELECT day, model, provider, {_RECONCILIATION_STORED} FROM rollup_reconciliation_days"
+    stored = (
+        f"SELECT day, model, provider, {_RECONCILIATION_STORED} FROM rollup_reconciliation_days"
+    )
     rows = await conn.fetch(
         f"(({rebuilt}) EXCEPT ALL ({stored})) UNION ALL (({stored}) EXCEPT ALL ({rebuilt}))"
     )
