@@ -41,21 +41,25 @@ so 1.016 + 0.204001 + 0.045 + 0.025 + 1.02 = 2.310001 against 3.4650015.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 import pytest
+from alembic import command
 from litestar.testing import AsyncTestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import create_app
 from service.catalog.service import load_catalog
+from service.db.migrations import _alembic_config, migrate_sync
 from service.errors import SettingsError
 from service.reconciliation.service import reconcile
 from service.settings import load_settings
 from service.wire import instant_text
+from tests.support.databases import connected, new_database
 from tests.support.events import wire_event
 from tests.support.keys import bearer
 from tests.support.ledger_truth import assert_rollups_equal_ledger
@@ -477,3 +481,62 @@ async def test_metrics_carry_the_drift_ratio_of_the_current_and_previous_utc_day
         ({"model": "acme/free", "provider": "openrouter"}, 1, 1, 0, "0", "0.0001", "0",
          "0.0001", None, False, []),
     ]  # fmt: skip
+
+
+# The migration ---------------------------------------------------------------------------
+
+LEDGER_ROW = """
+INSERT INTO ledger_entries (event_id, kind, job_id, agent, model, provider, tier,
+    catalog_version, occurred_at, billing_day, input_tokens, cached_input_tokens,
+    cache_write_tokens, output_tokens, reasoning_tokens, event_count, unpriced_count,
+    cost_usd, provider_cost_usd)
+VALUES ($1, $2, 'job-old', 'ORACLE', $3, 'openrouter', NULL, $4, $5::timestamptz,
+        ($5::timestamptz AT TIME ZONE 'UTC')::date,
+        1000, 0, 0, 100, 0, $6, $7, $8::numeric, $9::numeric)
+"""
+
+
+async def test_migrating_a_ledger_with_history_fills_the_rollup_from_it(admin_url: str) -> None:
+    at = datetime(2026, 11, 10, 10, tzinfo=UTC)
+    async with new_database(admin_url, "luc_rec_migration") as url:
+        await asyncio.to_thread(migrate_sync, url, "0010_event_customer")
+        async with connected(url) as conn:
+            for row in (
+                # (event, kind, model, version, event count, unpriced count, cost, provider)
+                ("e1", "charge", "acme/m", 1, 1, 0, "0.03", "0.0156"),
+                ("e2", "charge", "acme/m", 1, 1, 0, "0.02", None),  # not reported
+                # unpriced, then priced by version 2: reversal and re-booking
+                ("e3", "charge", "acme/m", None, 1, 1, None, "0.0005"),
+                ("e3", "adjustment", "acme/m", None, -1, -1, None, "-0.0005"),
+                ("e3", "adjustment", "acme/m", 2, 1, 0, "0.0005", "0.0005"),
+                ("e4", "charge", "acme/u", None, 1, 1, None, "0.001"),  # still unpriced
+            ):
+                event, kind, model, version, count, unpriced, cost, paid = row
+                await conn.execute(
+                    LEDGER_ROW, event, kind, model, version, at, count, unpriced, cost, paid
+                )
+        await asyncio.to_thread(migrate_sync, url)
+        async with connected(url) as conn:
+            rows = [
+                tuple(r) for r in await conn.fetch(
+                    "SELECT day::text, model, provider, events, reported_events,"
+                    " unpriced_reported_events, cost_usd, provider_cost_usd,"
+                    " unpriced_provider_cost_usd"
+                    " FROM rollup_reconciliation_days ORDER BY model"
+                )
+            ]  # fmt: skip
+            # e1 and e3 (priced now) are compared: 0.03 + 0.0005 against 0.0156 + 0.0005;
+            # e3's unpriced charge and its reversal cancel out (0.0005 − 0.0005)
+            assert rows == [
+                ("2026-11-10", "acme/m", "openrouter", 3, 2, 0, Decimal("0.0305"),
+                 Decimal("0.0161"), 0),
+                ("2026-11-10", "acme/u", "openrouter", 1, 1, 1, 0, 0, Decimal("0.001")),
+            ]  # fmt: skip
+            assert await conn.fetchval(
+                "SELECT count(*) FROM pg_indexes WHERE indexname = 'usage_events_upstream_model'"
+            )
+        # and back: the downgrade removes what the upgrade made
+        config = _alembic_config(url)
+        await asyncio.to_thread(command.downgrade, config, "0010_event_customer")
+        async with connected(url) as conn:
+            assert await conn.fetchval("SELECT to_regclass('rollup_reconciliation_days')") is None
