@@ -164,9 +164,7 @@ def reasons(findings: Findings, catalog: Catalog) -> list[Reason]:
 
 def _long_context_text(long: dict[tuple[int, str], int], catalog: Catalog) -> str:
     without = [w for w in long if not getattr(_price(catalog, *w), "long_context", None)]
-    limits = _named(
-        str(long_context_threshold(_price(catalog, *where)) - 1) for where in sorted(long)
-    )
+    limits = _named(f"{long_context_threshold(_price(catalog, *w)) - 1:,}" for w in long)
     text = f"input over {limits} tokens, which providers bill at a long-context rate"
     if without:
         return f"{text}; no long-context rate for {_in_versions(without)}"

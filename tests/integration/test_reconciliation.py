@@ -226,7 +226,7 @@ async def test_a_drifting_group_says_what_luc_sees_in_it(recorded: Any) -> None:
     (row,) = (r for r in answer["rows"] if r["provider"] == "azure")
     texts = {reason["code"]: reason["text"] for reason in row["reasons"]}
     assert list(texts) == ["long_context", "upstream_model_differs", "reasoning_tokens"]
-    assert texts["long_context"].startswith("input over 200000 tokens")
+    assert texts["long_context"].startswith("input over 200,000 tokens")
     assert "no long-context rate for acme/steady in catalog version 2" in texts["long_context"]
     # the alias of the model it is priced as does not count; acme/other does
     assert texts["upstream_model_differs"].endswith(": acme/other priced as acme/steady")
