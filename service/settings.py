@@ -203,6 +203,14 @@ class AuthSettings:
 
 
 @dataclass(frozen=True)
+class BillingSettings:
+    default_plan: str | None = None
+    """``LUC_DEFAULT_PLAN``: the rate plan that prices jobs without a customer and
+    customers without a plan; unset, their price is the catalog cost. Checked at start-up:
+    a plan that does not exist stops the service."""
+
+
+@dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings
     server: ServerSettings
@@ -211,6 +219,7 @@ class Settings:
     budgets: BudgetSettings = field(default_factory=BudgetSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    billing: BillingSettings = field(default_factory=BillingSettings)
 
     @property
     def gateway_reservation_seconds(self) -> int:
@@ -328,6 +337,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         rate_limit_per_second=_int(env, "LUC_RATE_LIMIT_PER_SECOND", 1000, minimum=0),
     )
     gateway = _gateway(env)
+    default_plan = env.get("LUC_DEFAULT_PLAN") or None
+    if default_plan is not None and len(default_plan) > 128:
+        raise SettingsError("LUC_DEFAULT_PLAN must be a plan id (at most 128 characters)")
     return Settings(
         gateway=gateway,
         database=database,
@@ -336,6 +348,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         openrouter=openrouter,
         budgets=budgets,
         auth=auth,
+        billing=BillingSettings(default_plan=default_plan),
     )
 
 
