@@ -75,3 +75,21 @@ class RatePlan:
         """The version in force at ``when``, or ``None`` before the plan's first one."""
         index = bisect.bisect_right(self._starts, when)
         return self._by_time[index - 1] if index else None
+
+
+def plan_in_force(
+    plans: Mapping[str, RatePlan], plan_id: str | None, default_plan: str | None, when: datetime
+) -> PlanVersion | None:
+    """The version that prices an event at ``when`` of a customer whose plan is ``plan_id``
+    (None: the job has no customer, its customer is not registered, or has no plan).
+
+    That plan's version in force, else ``default_plan``'s (``LUC_DEFAULT_PLAN``): a plan
+    whose first version starts after the event does not price it. None: no plan prices the
+    event, and its price is its catalog cost (``pricing.price.price_of``).
+    """
+    for candidate in (plan_id, default_plan):
+        plan = plans.get(candidate) if candidate is not None else None
+        version = plan.version_at(when) if plan is not None else None
+        if version is not None:
+            return version
+    return None

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from service.pricing.plans import PlanVersion, RatePlan
+from service.pricing.plans import PlanVersion, RatePlan, plan_in_force
 
 
 def at(text: str) -> datetime:
@@ -64,3 +64,30 @@ def test_offsets_compare_as_instants() -> None:
 
 def test_versions_are_listed_in_creation_order() -> None:
     assert [v.id for v in PLAN.versions] == [1, 2, 3]
+
+
+DEFAULT = RatePlan.of("default", "Default", None, [version(9, "2026-01-01T00:00:00+00:00")])
+PLANS = {"standard": PLAN, "default": DEFAULT}
+
+
+def test_a_customer_s_plan_prices_its_events() -> None:
+    in_force = plan_in_force(PLANS, "standard", "default", at("2026-11-20T10:00:00+00:00"))
+    assert in_force is not None and in_force.id == 3
+
+
+def test_without_a_plan_of_its_own_the_default_plan_prices() -> None:
+    when = at("2026-11-20T10:00:00+00:00")
+    for plan_id in (None, "deleted-or-mistyped"):
+        in_force = plan_in_force(PLANS, plan_id, "default", when)
+        assert in_force is not None and in_force.id == 9
+
+
+def test_before_its_plan_starts_an_event_is_priced_by_the_default_plan() -> None:
+    in_force = plan_in_force(PLANS, "standard", "default", at("2026-10-01T00:00:00+00:00"))
+    assert in_force is not None and in_force.id == 9
+
+
+def test_without_any_plan_in_force_nothing_prices_the_event() -> None:
+    assert plan_in_force(PLANS, None, None, at("2026-11-20T10:00:00+00:00")) is None
+    assert plan_in_force(PLANS, "standard", None, at("2026-10-01T00:00:00+00:00")) is None
+    assert plan_in_force(PLANS, None, "default", at("2025-12-31T23:59:59+00:00")) is None
