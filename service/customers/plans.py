@@ -36,8 +36,6 @@ from service.wire import WireValueError, parse_money
 MAX_PLAN_ID_CHARS = 128
 # Plan ids go in URLs and in LUC_DEFAULT_PLAN: letters, digits and . _ : - only.
 _PLAN_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-")
-# The fields of a stored own price that are not prices: where it came from in the catalog.
-_IDENTITY = ("name", "tier")
 
 
 def check_plan_id(plan_id: str) -> str:
