@@ -28,6 +28,7 @@ from uvicorn.config import STARTUP_FAILURE
 from service.api.agents import AgentsController
 from service.api.budgets import AlertsController, BudgetsController
 from service.api.catalog import CatalogController
+from service.api.customers import CustomersController
 from service.api.deps import Resources
 from service.api.errors import http_error_handler, luc_error_handler, unexpected_error_handler
 from service.api.events import EventsController
@@ -40,6 +41,7 @@ from service.api.observe import observe_requests
 from service.api.openai_models import ModelsController
 from service.api.openapi import document_errors
 from service.api.parked import ParkedUsageController
+from service.api.plans import PlansController
 from service.api.proxy import ChatCompletionsController
 from service.api.reconciliation import ReconciliationController
 from service.api.reference import ReferencePage
@@ -49,6 +51,7 @@ from service.auth.keys import count_admin_keys
 from service.budgets.delivery import Dispatcher, make_webhook_client
 from service.catalog.service import CatalogCache, seed_catalog
 from service.client.spool import Spool
+from service.customers.plans import check_default_plan
 from service.db import create_pool, is_unavailable, on_connection, wait_for_database
 from service.db.embedded import resolve_database_url
 from service.db.migrations import check_schema_revision, migrate
@@ -138,6 +141,7 @@ async def _start(
             )
         if await seed_catalog(conn):
             log.info("catalog_seeded", label="aims-v1")
+        await check_default_plan(conn, settings.billing.default_plan)
         if settings.auth.enabled and not await count_admin_keys(conn):
             log.warning(
                 "no_admin_key",
@@ -280,6 +284,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             BudgetsController,
             AlertsController,
             CatalogController,
+            CustomersController,
+            PlansController,
             UsageController,
             ReconciliationController,
             healthz,

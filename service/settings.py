@@ -212,6 +212,14 @@ class ReconciliationSettings:
 
 
 @dataclass(frozen=True)
+class BillingSettings:
+    default_plan: str | None = None
+    """``LUC_DEFAULT_PLAN``: the rate plan that prices jobs without a customer and
+    customers without a plan; unset, their price is the catalog cost. Checked at start-up:
+    a plan that does not exist stops the service."""
+
+
+@dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings
     server: ServerSettings
@@ -221,6 +229,7 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     reconciliation: ReconciliationSettings = field(default_factory=ReconciliationSettings)
+    billing: BillingSettings = field(default_factory=BillingSettings)
 
     @property
     def gateway_reservation_seconds(self) -> int:
@@ -341,6 +350,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     reconciliation = ReconciliationSettings(
         tolerance=_tolerance(env, "LUC_RECONCILIATION_TOLERANCE", ReconciliationSettings.tolerance)
     )
+    default_plan = env.get("LUC_DEFAULT_PLAN") or None
+    if default_plan is not None and len(default_plan) > 128:
+        raise SettingsError("LUC_DEFAULT_PLAN must be a plan id (at most 128 characters)")
     return Settings(
         gateway=gateway,
         database=database,
@@ -350,6 +362,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         budgets=budgets,
         auth=auth,
         reconciliation=reconciliation,
+        billing=BillingSettings(default_plan=default_plan),
     )
 
 

@@ -300,3 +300,12 @@ async def seed_catalog(conn: Connection) -> bool:
             return False
         await create_version(conn, aims_catalog())
         return True
+
+
+def check_price_entry(model: NewModelPrice) -> None:
+    """The catalog's checks of one model entry (its prices, tier and context), for a price
+    list that is not a catalog version: a rate plan's own prices (``service.customers``)
+    obey exactly the catalog's rules. Raises ``CatalogError``."""
+    # Any instant with an offset: a lone entry has no time of its own.
+    when = datetime.now().astimezone()
+    _check(NewCatalogVersion(effective_from=when, label=None, models=[model]))

@@ -69,6 +69,10 @@ EXPECTED_SCOPES: dict[str, str] = {
     "getAlert": READ,
     "metrics": READ,
     "listParkedUsage": READ,
+    "listCustomers": READ,
+    "getCustomer": READ,
+    "listPlans": READ,
+    "getPlan": READ,
     # operators
     "updateJob": ADMIN,
     "issueJobInvoice": ADMIN,
@@ -83,6 +87,10 @@ EXPECTED_SCOPES: dict[str, str] = {
     "listKeys": ADMIN,
     "createKey": ADMIN,
     "revokeKey": ADMIN,
+    "createCustomer": ADMIN,
+    "updateCustomer": ADMIN,
+    "createPlan": ADMIN,
+    "createPlanVersion": ADMIN,
 }
 
 ALLOWED: dict[str, set[str]] = {

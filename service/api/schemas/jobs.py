@@ -33,6 +33,8 @@ class JobOut(TotalsOut, kw_only=True):
 
 
 class JobDetailOut(JobOut, kw_only=True):
+    customer_id: str | None = None
+    """The customer the job belongs to (set by its first event naming one, or a PATCH)."""
     lines: list[JobLineOut]
 
 
@@ -81,6 +83,9 @@ class JobPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     title: str | msgspec.UnsetType | None = msgspec.UNSET
     reference: str | msgspec.UnsetType | None = msgspec.UNSET
     """The customer's own reference (a purchase order, say)."""
+    customer_id: str | msgspec.UnsetType | None = msgspec.UNSET
+    """The registered customer the job belongs to (its rate plan prices the job); a change
+    is recorded. ``customer`` stays the free text its invoices print."""
 
     def changes(self) -> JobChanges:
         def given(value: Any) -> Any:
@@ -91,8 +96,11 @@ class JobPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             customer=given(self.customer),
             title=given(self.title),
             reference=given(self.reference),
+            customer_id=given(self.customer_id),
             clear=frozenset(
-                name for name in ("customer", "title", "reference") if getattr(self, name) is None
+                name
+                for name in ("customer", "title", "reference", "customer_id")
+                if getattr(self, name) is None
             ),
         )
 
@@ -101,9 +109,12 @@ class JobInfoOut(msgspec.Struct):
     job_id: str
     status: str
     customer: str | None
+    """Free text printed on the job's invoices."""
     title: str | None
     reference: str | None
     updated_at: str | None
+    customer_id: str | None
+    """The customer the job belongs to."""
 
 
 def job_info_out(job: JobInfo) -> JobInfoOut:
@@ -114,9 +125,10 @@ def job_out(job: JobSummary) -> JobOut:
     return JobOut(job_id=job.job_id, **totals_fields(job.totals))
 
 
-def job_detail_out(job: JobDetail) -> JobDetailOut:
+def job_detail_out(job: JobDetail, info: JobInfo | None = None) -> JobDetailOut:
     return JobDetailOut(
         job_id=job.job_id,
+        customer_id=None if info is None else info.customer_id,
         lines=[
             wire_struct(
                 JobLineOut,
