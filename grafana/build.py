@@ -17,13 +17,14 @@ Two audiences, two dashboards:
 - ``operations.json``: ingest rate and outcomes, ingest and HTTP latency, HTTP errors,
   scrape and database health.
 
-Ledger series (``luc_cost_usd_total``, ``luc_actual_cost_usd_total``, ``luc_tokens_total``, ``luc_unpriced_events``,
-``luc_budget_*``) are read from PostgreSQL at scrape time: every replica reports the same
-whole-ledger value. Queries therefore take ``max by (<the series' own labels>)`` first,
-which folds replicas (and any target labels: instance, pod, job) into one series, and only
-then sum. Process series (``luc_events_total`` and the histograms) count what each process
-did and are summed directly. Money that must be exact to the cent over long ranges (today,
-this month, per job) comes from the PostgreSQL datasource over the rollup tables.
+Ledger series (``luc_cost_usd_total``, ``luc_actual_cost_usd_total``, ``luc_tokens_total``,
+``luc_unpriced_events``, ``luc_budget_*``) are read from PostgreSQL at scrape time: every
+replica reports the same whole-ledger value. Queries therefore take ``max by (<the series'
+own labels>)`` first, which folds replicas (and any target labels: instance, pod, job) into
+one series, and only then sum. Process series (``luc_events_total`` and the histograms)
+count what each process did and are summed directly. Money that must be exact to the cent
+over long ranges (today, this month, per job) comes from the PostgreSQL datasource over
+the rollup tables.
 """
 
 from __future__ import annotations
