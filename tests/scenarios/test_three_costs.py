@@ -197,7 +197,7 @@ async def test_every_reader_shows_list_reported_and_actual_cost(
 
 
 async def test_invoices_bill_the_catalog_cost_and_show_the_actual_cost_per_line(
-    client: Any,
+    client: Any, db: asyncpg.Connection
 ) -> None:
     await start(client)
     preview = await get(client, f"/v1/jobs/{JOB}/invoice")
@@ -221,6 +221,16 @@ async def test_invoices_bill_the_catalog_cost_and_show_the_actual_cost_per_line(
     number = invoice["number"]
     stored = await get(client, f"/v1/invoices/{number}")
     assert stored == invoice
+    columns = await db.fetch(
+        "SELECT amount_usd, actual_cost_usd FROM invoice_lines"
+        " WHERE invoice_number = $1 ORDER BY position",
+        number,
+    )
+    assert [tuple(r) for r in columns] == [
+        (D("0.3"), D("0.29")),
+        (D("0.12"), D("0.12")),
+        (D("0.026"), D("0.0259")),
+    ]
     response = await client.get(f"/v1/invoices/{number}", params={"format": "csv"})
     rows = [r for r in csv.DictReader(io.StringIO(response.text)) if r["row"] == "line"]
     assert [(r["model"], r["provider"], r["actual_cost_usd"], r["amount_usd"]) for r in rows] == [
