@@ -111,7 +111,6 @@ CHECKS = {
     "rollup_usage": _rollup_check(
         "rollup_usage",
         {c: c for c in ("agent", "model", "provider", "tier")},
-        "COALESCE(sum(cost_usd), 0)",
     ),
 }
 

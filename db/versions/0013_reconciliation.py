@@ -3,7 +3,7 @@ provider × UTC day, kept in step with the ledger, and an index that finds the c
 provider answered with another model.
 
 Revision ID: 0013_reconciliation
-Revises: 0010_event_customer
+Revises: 0012_actual_cost
 Create Date: 2026-11-29
 
 The rollup's measures are declared in ``service.reconciliation.models.MEASURES``; the
@@ -17,7 +17,7 @@ from __future__ import annotations
 from service.db.migrations import run_sql
 
 revision = "0013_reconciliation"
-down_revision = "0010_event_customer"
+down_revision = "0012_actual_cost"
 branch_labels = None
 depends_on = None
 

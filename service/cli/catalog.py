@@ -154,7 +154,8 @@ def rerate(since: str, dry_run: bool) -> None:
     console.print(
         f"{summary.events_examined} events since {start.isoformat()}; {verb} "
         f"{summary.events_changed}, total delta {summary.delta_usd:f} USD; "
-        f"{summary.entries_appended} entries appended"
+        f"{summary.entries_appended} entries appended; "
+        f"actual cost delta {summary.actual_delta_usd:f} USD"
     )
     for title, buckets in (("job", summary.jobs), ("agent", summary.agents)):
         if not buckets:
@@ -163,7 +164,10 @@ def rerate(since: str, dry_run: bool) -> None:
         table.add_column(title)
         table.add_column("events", justify="right")
         table.add_column("delta USD", justify="right")
+        table.add_column("actual delta USD", justify="right")
         for key, delta in sorted(buckets.items()):
             # :f — money never in exponent form (str gives 1E-7 for a tiny delta).
-            table.add_row(key, str(delta.events), f"{delta.delta_usd:f}")
+            table.add_row(
+                key, str(delta.events), f"{delta.delta_usd:f}", f"{delta.actual_delta_usd:f}"
+            )
         console.print(table)

@@ -49,6 +49,11 @@ class DraftLine(TokenCounts):
     events: int
     unit_prices: dict[str, Decimal]
     amount_usd: Decimal
+    """What the line bills: the catalog cost of its entries."""
+    actual_cost_usd: Decimal
+    """For information, not billed: what the calls actually cost (each entry's provider
+    cost where reported, else its catalog cost). Every entry of a line is priced, so it
+    is always known."""
 
 
 @dataclass(frozen=True, slots=True)

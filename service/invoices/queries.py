@@ -31,7 +31,7 @@ ORDER BY l.id
 SELECT_DRAFT_LINES = f"""
 SELECT l.agent, l.model, p.name AS model_name, l.provider, l.catalog_version, l.tier,
        sum(l.event_count) AS events, {_TOKEN_SUMS}, {_PRICES},
-       sum(l.cost_usd) AS amount_usd
+       sum(l.cost_usd) AS amount_usd, sum(l.actual_cost_usd) AS actual_cost_usd
 FROM ledger_entries AS l
 LEFT JOIN catalog_prices AS p ON p.version_id = l.catalog_version AND p.model_id = l.model
 WHERE l.id = ANY($1::bigint[]) AND l.catalog_version IS NOT NULL
@@ -88,6 +88,7 @@ LINE_COLUMNS = (
     *((name, "numeric") for name in TOKEN_FIELDS),
     *((f"price_{name}", "numeric") for name in PRICE_CLASSES),
     ("amount_usd", "numeric"),
+    ("actual_cost_usd", "numeric"),
 )
 INSERT_LINES = f"""
 INSERT INTO invoice_lines (invoice_number, {", ".join(name for name, _ in LINE_COLUMNS)})

@@ -61,6 +61,7 @@ def line_document(line: DraftLine) -> dict[str, Any]:
         **counts_of(line),
         "unit_prices": {k: money_text(line.unit_prices[k]) for k in PRICE_CLASSES},
         "amount_usd": money_text(line.amount_usd),
+        "actual_cost_usd": money_text(line.actual_cost_usd),
     }
 
 
@@ -138,6 +139,7 @@ CSV_COLUMNS = (
     "events",
     *TOKEN_FIELDS,
     *(f"unit_price_{k}" for k in PRICE_CLASSES),
+    "actual_cost_usd",  # for information: invoices bill amount_usd
     "amount_usd",
     "note",
 )
@@ -174,6 +176,7 @@ def to_csv(document: dict[str, Any]) -> str:
             line["events"],
             *(line.get(k, 0) for k in TOKEN_FIELDS),
             *(prices[k] for k in PRICE_CLASSES),
+            line.get("actual_cost_usd", ""),  # absent from invoices issued before it
             line["amount_usd"],
             note,
         ]
@@ -227,6 +230,12 @@ footer { margin-top: 8mm; border-top: 1px solid #ddd; padding-top: 2mm; font-siz
 """
 
 
+ACTUAL_COST_NOTE = (
+    "Actual cost: what the calls cost as the providers reported it, where they did, else "
+    "at catalog prices; shown for information, the amount column is what is billed."
+)
+
+
 def _e(value: Any) -> str:
     return escape("" if value is None else str(value))
 
@@ -256,6 +265,8 @@ def _line_row(line: dict[str, Any]) -> str:
         f"<td class='num'>{int(line['events']):,}</td>"
         f"<td class='small'>{_tokens(line)}</td>"
         f"<td class='small'>{_prices(line['unit_prices'])}</td>"
+        # Absent from invoices issued before it was recorded: an empty cell.
+        f"<td class='num small'>{_e(line.get('actual_cost_usd'))}</td>"
         f"<td class='num'>{_e(line['amount_usd'])}</td>"
         "</tr>"
     )
@@ -293,10 +304,13 @@ def to_html(document: dict[str, Any], digest: str | None) -> str:
 <p class="small">{_e(not_billed[0]["reason"])}: listed for the record, at zero.</p>
 <table class="lines not-billed">
   <thead><tr><th>Model / agent</th><th class="num">Events</th><th>Tokens</th>
-  <th>Unit prices (USD per 1M tokens)</th><th class="num">Amount (USD)</th></tr></thead>
+  <th>Unit prices (USD per 1M tokens)</th><th class="num">Actual cost (USD)</th>
+  <th class="num">Amount (USD)</th></tr></thead>
   <tbody>{"".join(_line_row(line) for line in not_billed)}</tbody>
 </table>"""
     notes = "".join(f"<p>{_e(n)}</p>" for n in d["notes"])
+    recorded = any("actual_cost_usd" in line for line in d["lines"])
+    actual_note = f"<p>{_e(ACTUAL_COST_NOTE)}</p>" if recorded else ""
     digest_html = f"SHA-256 of the canonical JSON: {_e(digest)}" if digest else "Preview: no digest"
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -313,7 +327,8 @@ def to_html(document: dict[str, Any], digest: str | None) -> str:
 <dl class="meta">{meta_html}</dl>
 <table class="lines">
   <thead><tr><th>Model / agent</th><th class="num">Events</th><th>Tokens</th>
-  <th>Unit prices (USD per 1M tokens)</th><th class="num">Amount (USD)</th></tr></thead>
+  <th>Unit prices (USD per 1M tokens)</th><th class="num">Actual cost (USD)</th>
+  <th class="num">Amount (USD)</th></tr></thead>
   <tbody>{rows}</tbody>
 </table>
 <table class="totals">
@@ -324,6 +339,7 @@ def to_html(document: dict[str, Any], digest: str | None) -> str:
 </table>{not_billed_html}
 <div class="notes">
   <p>Rounding rule: {_e(d["rounding_rule"])}.</p>
+  {actual_note}
   {notes}
 </div>
 <footer>{int(d["covered_entries"]):,} ledger entries covered · {digest_html}</footer>

@@ -196,6 +196,7 @@ async def _insert_lines(conn: Connection, number: str, lines: list[DraftLine]) -
         *([getattr(x, k) for x in lines] for k in TOKEN_FIELDS),
         *([x.unit_prices[k] for x in lines] for k in PRICE_CLASSES),
         [x.amount_usd for x in lines],
+        [x.actual_cost_usd for x in lines],
     ]
     await conn.execute(queries.INSERT_LINES, number, *columns)
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
+from service.pricing.cost import actual_cost
 from service.tokens import TokenCounts
 
 
@@ -43,11 +44,18 @@ class NewLedgerEntry(EntryFields):
     price_reasoning: Decimal | None
     price_per_request: Decimal | None
 
+    @property
+    def actual_cost_usd(self) -> Decimal | None:
+        """What the database will store for it (a generated column, migration 0012)."""
+        return actual_cost(self.cost_usd, self.provider_cost_usd)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LedgerEntry(EntryFields):
     """An entry as stored."""
 
+    actual_cost_usd: Decimal | None
+    """The provider's reported cost where present, else ``cost_usd`` (SPEC §3)."""
     id: int
     recorded_at: datetime
     unit_prices: dict[str, Decimal] | None

@@ -82,8 +82,9 @@ CLEAR_STAGED = "DELETE FROM luc_staged_charges"
 STAGED_FROM_JSON = f"SELECT * FROM json_to_recordset($1::json) AS s({_STAGED_DEFINITION})"
 
 
-# The ledger columns every append fills (id and recorded_at come from their defaults), with
-# the type of APPEND_ENTRIES' arrays. Money travels as decimal text cast to numeric: exact
+# The ledger columns every append fills (id and recorded_at come from their defaults, and
+# actual_cost_usd is generated from the two costs: migration 0012), with the
+# type of APPEND_ENTRIES' arrays. Money travels as decimal text cast to numeric: exact
 # either way, and asyncpg encodes text several times faster than binary NUMERIC (the ingest
 # benchmark's profile showed it).
 INSERT_COLUMNS = (
@@ -169,7 +170,7 @@ appended AS (
 ENTRY_COLUMNS = f"""
 id, event_id, kind, job_id, agent, model, provider, tier, catalog_version, occurred_at,
 recorded_at, {_TOKENS}, event_count, unpriced_count, cost_usd, provider_cost_usd,
-price_input, price_output, price_cache_read, price_cache_write, price_reasoning,
+actual_cost_usd, price_input, price_output, price_cache_read, price_cache_write, price_reasoning,
 price_per_request, reason
 """
 
@@ -207,10 +208,12 @@ _BOOKINGS = f"""
 SELECT e.event_id, e.occurred_at, e.job_id, e.agent, e.provider, e.model,
        {_prefixed("e")}, e.provider_cost_usd, e.status, e.attributes, e.reservation_id,
        e.customer_id,
-       b.catalog_version, b.model AS booked_model, b.tier, b.cost_usd, b.unpriced
+       b.catalog_version, b.model AS booked_model, b.tier, b.cost_usd, b.actual_cost_usd,
+       b.unpriced
 FROM usage_events AS e
 JOIN LATERAL (
     SELECT l.catalog_version, l.model, l.tier, sum(l.cost_usd) AS cost_usd,
+           sum(l.actual_cost_usd) AS actual_cost_usd,
            sum(l.unpriced_count) > 0 AS unpriced
     FROM ledger_entries AS l
     WHERE l.event_id = e.event_id

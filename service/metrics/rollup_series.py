@@ -80,6 +80,12 @@ class LedgerCollector(Collector):
         provider_cost = CounterMetricFamily(
             "luc_provider_cost_usd", "Provider-reported cost in USD, from the ledger", labels=labels
         )
+        actual_cost = CounterMetricFamily(
+            "luc_actual_cost_usd",
+            "Actual cost in USD, from the ledger: the provider-reported cost of each event "
+            "where reported, else its catalog-priced cost",
+            labels=labels,
+        )
         events = CounterMetricFamily(
             "luc_ledger_events", "Events recorded on the ledger", labels=labels
         )
@@ -95,6 +101,9 @@ class LedgerCollector(Collector):
             if r["tier"] != "unpriced":  # unpriced cost is unknown, not zero
                 cost.add_metric(key, float(r["cost_usd"]))
             provider_cost.add_metric(key, float(r["provider_cost_usd"]))
+            # Unpriced rows too: an unpriced event's reported cost is known (and one that
+            # reported none adds nothing, as it adds nothing to the REST totals).
+            actual_cost.add_metric(key, float(r["actual_cost_usd"]))
             events.add_metric(key, float(r["events"]))
             unpriced[r["model"]] = unpriced.get(r["model"], 0.0) + float(r["unpriced_events"])
             for token_class in TOKEN_CLASSES:
@@ -104,6 +113,7 @@ class LedgerCollector(Collector):
             tokens.add_metric(list(token_key), value)
         yield cost
         yield provider_cost
+        yield actual_cost
         yield events
         yield tokens
         unpriced_gauge = GaugeMetricFamily(

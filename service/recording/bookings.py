@@ -36,6 +36,8 @@ class Booking:
     model: str
     tier: str | None
     cost_usd: Decimal | None
+    actual_cost_usd: Decimal | None
+    """What the booking's entries hold as actual cost (SPEC §3); None when unknown."""
     unpriced: bool
 
 
@@ -57,6 +59,15 @@ class Rerating:
             self.entries[1].cost_usd or Decimal(0), self.booking.cost_usd or Decimal(0)
         )
 
+    @property
+    def actual_delta_usd(self) -> Decimal:
+        """Change of the event's actual cost: the catalog's change when the provider
+        reported no cost, nothing when it did (its figure stays what was paid)."""
+        return exact_difference(
+            self.entries[1].actual_cost_usd or Decimal(0),
+            self.booking.actual_cost_usd or Decimal(0),
+        )
+
 
 def booking_from_row(r: Any) -> Booking:
     return Booking(
@@ -65,6 +76,7 @@ def booking_from_row(r: Any) -> Booking:
         model=r["booked_model"],
         tier=r["tier"],
         cost_usd=r["cost_usd"],
+        actual_cost_usd=r["actual_cost_usd"],
         unpriced=bool(r["unpriced"]),
     )
 
@@ -108,6 +120,8 @@ def plan_rerating(booking: Booking, catalog: Catalog, why: str) -> Rerating | No
         event_count=-1,
         unpriced_count=-1 if booking.unpriced else 0,
         # copy_negate, not unary minus: the minus applies the context's 28-digit rounding.
+        # The actual cost follows from these two (a generated column): it takes back
+        # exactly what the booking holds.
         cost_usd=None if booking.cost_usd is None else booking.cost_usd.copy_negate(),
         provider_cost_usd=(
             None if event.provider_cost_usd is None else event.provider_cost_usd.copy_negate()

@@ -25,6 +25,10 @@ def _from_ledger(m: Measure, *, keep_unknown: bool) -> str:
 
 def _combined(m: Measure) -> str:
     """A rollup row's ``m`` (``r``) with the entries of ``EXCLUDED`` added."""
+    if m.combine == "sum" and m.unknown_when_null:
+        # As sum() over all the entries would be: NULL only while neither side knows it
+        # (an unpriced job line's actual cost is known for events that reported one).
+        return f"{m.name} = COALESCE(r.{m.name} + EXCLUDED.{m.name}, r.{m.name}, EXCLUDED.{m.name})"
     if m.combine == "sum":
         return f"{m.name} = r.{m.name} + EXCLUDED.{m.name}"
     function = "LEAST" if m.combine == "min" else "GREATEST"

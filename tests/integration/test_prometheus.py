@@ -351,6 +351,31 @@ def test_prometheus_sum_of_cost_equals_the_rest_total(story: Story) -> None:
     assert abs(provider - Decimal(story.total["provider_cost_usd"])) <= Decimal("1e-9")
 
 
+def test_prometheus_actual_cost_equals_the_rest_total_as_the_finance_dashboard_reads_it(
+    story: Story,
+) -> None:
+    rest = Decimal(story.total["actual_cost_usd"])
+    for expr in (
+        "sum(luc_actual_cost_usd_total)",
+        "sum(max by (agent, model, provider, tier) (luc_actual_cost_usd_total))",
+    ):
+        prometheus = Decimal(story.prometheus.value(expr))
+        assert abs(prometheus - rest) <= Decimal("1e-9"), (expr, prometheus, rest)
+    # The demo's OpenRouter calls report a cost that is not the catalog's: the two differ.
+    assert abs(rest - Decimal(story.total["cost_usd"])) > Decimal("0.001")
+    # The list vs actual panel: per model, the two series; summed, REST's two totals (the
+    # unpriced model has an actual cost, reported, and no list price).
+    ((_, list_expr), (_, actual_expr)) = [
+        (where, expr)
+        for where, expr in panel_queries("luc-prometheus")
+        if "List vs actual cost by model" in where
+    ]
+    for expr, total in ((list_expr, "cost_usd"), (actual_expr, "actual_cost_usd")):
+        series = story.prometheus.query(grafana_promql(expr))
+        summed = sum(Decimal(r["value"][1]) for r in series)
+        assert abs(summed - Decimal(story.total[total])) <= Decimal("1e-9"), (expr, summed)
+
+
 def test_prometheus_counts_of_events_and_tokens_equal_the_rest_totals(story: Story) -> None:
     events = story.prometheus.value("sum(luc_ledger_events_total)")
     assert float(events) == story.total["events"]

@@ -499,7 +499,7 @@ VALUES ($1, $2, 'job-old', 'ORACLE', $3, 'openrouter', NULL, $4, $5::timestamptz
 async def test_migrating_a_ledger_with_history_fills_the_rollup_from_it(admin_url: str) -> None:
     at = datetime(2026, 11, 10, 10, tzinfo=UTC)
     async with new_database(admin_url, "luc_rec_migration") as url:
-        await asyncio.to_thread(migrate_sync, url, "0010_event_customer")
+        await asyncio.to_thread(migrate_sync, url, "0012_actual_cost")
         async with connected(url) as conn:
             for row in (
                 # (event, kind, model, version, event count, unpriced count, cost, provider)
@@ -537,6 +537,6 @@ async def test_migrating_a_ledger_with_history_fills_the_rollup_from_it(admin_ur
             )
         # and back: the downgrade removes what the upgrade made
         config = _alembic_config(url)
-        await asyncio.to_thread(command.downgrade, config, "0010_event_customer")
+        await asyncio.to_thread(command.downgrade, config, "0012_actual_cost")
         async with connected(url) as conn:
             assert await conn.fetchval("SELECT to_regclass('rollup_reconciliation_days')") is None

@@ -107,6 +107,7 @@ async def test_stub_answers_are_recorded_at_zero_and_listed_apart_as_not_billed(
             "reasoning_tokens": 0,
             "unit_prices": ZERO_PRICES,
             "amount_usd": "0",
+            "actual_cost_usd": "0",
             "reason": NOT_BILLED,
         }
     ]

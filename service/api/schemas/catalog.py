@@ -119,6 +119,9 @@ class DeltaOut(msgspec.Struct):
     key: str
     events: int
     delta_usd: str
+    """Change of the catalog cost."""
+    actual_delta_usd: str
+    """Change of the actual cost: events with a provider-reported cost keep theirs."""
 
 
 class RerateOut(msgspec.Struct):
@@ -128,6 +131,7 @@ class RerateOut(msgspec.Struct):
     events_changed: int
     entries_appended: int
     delta_usd: str
+    actual_delta_usd: str
     jobs: list[DeltaOut]
     agents: list[DeltaOut]
 

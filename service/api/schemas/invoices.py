@@ -11,7 +11,9 @@ from service.invoices.models import CURRENCY, InvoiceSummary
 from service.wire import cents_text
 
 
-class InvoiceLineOut(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+# omit_defaults: a line of an invoice issued before actual costs were recorded has no
+# ``actual_cost_usd`` and is served without one, so its digest still matches.
+class InvoiceLineOut(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
     agent: str
     model: str
     model_name: str | None
@@ -28,6 +30,9 @@ class InvoiceLineOut(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """USD per 1M tokens per class, and USD per request."""
     amount_usd: str
     """Full precision, never rounded."""
+    actual_cost_usd: str | None = None
+    """For information, not billed: the provider-reported cost of the line's calls where
+    reported, else their catalog cost. Absent on invoices issued before it was recorded."""
 
 
 class NotBilledLineOut(InvoiceLineOut, kw_only=True):

@@ -64,6 +64,8 @@ class LedgerEntryOut(msgspec.Struct):
     unpriced_events: int
     cost_usd: str | None
     provider_cost_usd: str | None
+    actual_cost_usd: str | None
+    """``provider_cost_usd`` where the event has one, else ``cost_usd``; null when neither."""
     unit_prices: UnitPrices | None
     reason: str | None
 

@@ -8,8 +8,11 @@ import io
 from decimal import Decimal
 from typing import Any
 
+import msgspec
+
+from service.api.schemas.invoices import InvoiceLineOut
 from service.invoices.models import round_total
-from service.invoices.render import canonical_json, digest_of, to_csv, to_html
+from service.invoices.render import ACTUAL_COST_NOTE, canonical_json, digest_of, to_csv, to_html
 from service.invoices.service import verify_document
 from service.wire import cents_text, money_text
 
@@ -183,3 +186,35 @@ def test_an_invoice_issued_before_a_token_class_existed_renders_it_as_zero() -> 
         "lines": [{**line, "model_name": None} for line in old["lines"]],
     }
     assert to_html(page, None).count("reasoning 0</td>") == 2
+
+
+def test_an_invoice_issued_before_actual_costs_were_recorded_is_served_and_rendered_as_issued() -> (
+    None
+):
+    # Its lines have no actual_cost_usd: the wire form must not add one (the digest covers
+    # the document as issued), CSV leaves the cell empty and HTML adds no note about it.
+    old = document()
+    lines = [{**line, "model_name": None} for line in old["lines"]]
+    served = [
+        msgspec.json.decode(msgspec.json.encode(msgspec.convert(x, InvoiceLineOut))) for x in lines
+    ]
+    assert served == lines
+    rows = [r for r in csv.DictReader(io.StringIO(to_csv(old))) if r["row"] == "line"]
+    assert [(r["actual_cost_usd"], r["amount_usd"]) for r in rows] == [("", "0.1"), ("", "0.025")]
+    page = {
+        **old,
+        "issued_at": None,
+        "period_start": None,
+        "period_end": None,
+        "customer": None,
+        "title": None,
+        "reference": None,
+        "follow_up_of": None,
+        "notes": [],
+        "covered_entries": 3,
+        "lines": lines,
+    }
+    assert ACTUAL_COST_NOTE not in to_html(page, None)
+    recorded = {**page, "lines": [{**line, "actual_cost_usd": "0.09"} for line in lines]}
+    assert ACTUAL_COST_NOTE in to_html(recorded, None)
+    assert to_html(recorded, None).count("<td class='num small'>0.09</td>") == 2
