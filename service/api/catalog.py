@@ -100,10 +100,9 @@ class CatalogController(LucController):
             effective_from=effective_from,
             label=data.label,
             models=[
-                # Only the fields given: a price left out follows the default rule.
-                checked_model_price(
-                    {k: v for k, v in msgspec.structs.asdict(m).items() if v is not None}
-                )
+                # Only the fields given (omit_defaults): a price left out follows the
+                # default rule.
+                checked_model_price(msgspec.to_builtins(m))
                 for m in data.models
             ],
             remove=data.remove,

@@ -28,8 +28,8 @@ ACME = {
     "per_request": "0.002",
     "context_tokens": 400000,
 }
-# As the API shows it back: decimal strings, value-equal, without trailing zeros.
-ACME_OUT = {**ACME, "input": "12.5"}
+# As the API shows it back: decimal strings, value-equal, without trailing zeros; one rate.
+ACME_OUT = {**ACME, "input": "12.5", "long_context": []}
 PEBBLE = {
     "id": "pebble/mini",
     "name": "Pebble Mini",
@@ -45,6 +45,7 @@ PEBBLE_OUT = {
     "reasoning": "0.2",
     "per_request": "0",
     "context_tokens": None,
+    "long_context": [],
 }
 
 
@@ -138,6 +139,7 @@ async def test_a_version_with_a_parent_is_stored_as_a_full_snapshot(client: Any)
         "reasoning": "25",
         "per_request": "0",
         "context_tokens": 1000000,
+        "long_context": [],
     }
     # The parent's alias carries over; the new ones join it.
     assert created["aliases"] == {
@@ -364,7 +366,12 @@ async def test_the_database_refuses_to_update_or_delete_a_catalog_version(
         "DELETE FROM catalog_prices WHERE version_id = 1": (
             "table catalog_prices is append-only: DELETE is not allowed"
         ),
-        "TRUNCATE catalog_prices": "table catalog_prices is append-only: TRUNCATE is not allowed",
+        "TRUNCATE catalog_prices CASCADE": (
+            "table catalog_prices is append-only: TRUNCATE is not allowed"
+        ),
+        "TRUNCATE catalog_long_context": (
+            "table catalog_long_context is append-only: TRUNCATE is not allowed"
+        ),
         "TRUNCATE catalog_versions CASCADE": (
             "table catalog_versions is append-only: TRUNCATE is not allowed"
         ),

@@ -277,8 +277,8 @@ _STORED = """
 ROLLUPS = {
     "rollup_jobs": ("job_id", "job_id", "COALESCE(sum(cost_usd), 0)"),
     "rollup_job_lines": (
-        "job_id, agent, model, provider, catalog_version",
-        "job_id, agent, model, provider, catalog_version",
+        "job_id, agent, model, provider, catalog_version, long_context_from",
+        "job_id, agent, model, provider, catalog_version, long_context_from",
         "sum(cost_usd)",  # an unpriced line's cost stays NULL: unknown, not zero
     ),
     "rollup_usage": (
