@@ -2,7 +2,7 @@
 force at ``occurred_at``; immutability enforced by the database; bad input refused whole.
 
 Version 1 of every test database is the AIMS catalog (effective 2025-01-01, Gemini 3.0
-Flash at $0.10 in / $0.40 out per 1M tokens).
+Flash at $0.10 in / $0.40 out per 1M tokens, cache reads at $0.01).
 """
 
 from __future__ import annotations
@@ -134,8 +134,8 @@ async def test_a_version_with_a_parent_is_stored_as_a_full_snapshot(client: Any)
         "tier": "premium",
         "input": "5",
         "output": "25",
-        "cache_read": "5",
-        "cache_write": "5",
+        "cache_read": "0.5",
+        "cache_write": "6.25",
         "reasoning": "25",
         "per_request": "0",
         "context_tokens": 1000000,
@@ -271,8 +271,8 @@ async def test_each_event_is_priced_by_the_version_in_force_when_it_occurred(
     # By hand, per 1M tokens: 10,000 plain input, 2,000 cache read, 2,000 plain output,
     # 1,000 reasoning.
     expected = {
-        # AIMS: 10,000×0.10 + 2,000×0.10 + 2,000×0.40 + 1,000×0.40 = 2,400
-        "before-t1": (1, Decimal("0.0024")),
+        # AIMS: 10,000×0.10 + 2,000×0.01 + 2,000×0.40 + 1,000×0.40 = 2,220
+        "before-t1": (1, Decimal("0.00222")),
         # t1: 10,000×0.20 + 2,000×0.20 + 2,000×0.80 + 1,000×0.80 = 4,800
         "between-t1-t2": (t1["id"], Decimal("0.0048")),
         # t2: 10,000×0.30 + 2,000×0.03 + 2,000×1.20 + 1,000×1.20 = 6,660
@@ -297,10 +297,10 @@ async def test_each_event_is_priced_by_the_version_in_force_when_it_occurred(
     }
 
     job = (await client.get("/v1/jobs/job-versions")).json()
-    # 0.0024 + 0.0048 + 0.00666 + 0.00666 + 0.0095
-    assert Decimal(job["cost_usd"]) == Decimal("0.03002")
+    # 0.00222 + 0.0048 + 0.00666 + 0.00666 + 0.0095
+    assert Decimal(job["cost_usd"]) == Decimal("0.02984")
     assert {line["catalog_version"]: Decimal(line["cost_usd"]) for line in job["lines"]} == {
-        1: Decimal("0.0024"),
+        1: Decimal("0.00222"),
         t1["id"]: Decimal("0.0048"),
         t2["id"]: Decimal("0.01332"),
         t3["id"]: Decimal("0.0095"),
@@ -368,6 +368,12 @@ async def test_the_database_refuses_to_update_or_delete_a_catalog_version(
         ),
         "TRUNCATE catalog_prices CASCADE": (
             "table catalog_prices is append-only: TRUNCATE is not allowed"
+        ),
+        "UPDATE catalog_long_context SET input = 0": (
+            "table catalog_long_context is append-only: UPDATE is not allowed"
+        ),
+        "DELETE FROM catalog_long_context": (
+            "table catalog_long_context is append-only: DELETE is not allowed"
         ),
         "TRUNCATE catalog_long_context": (
             "table catalog_long_context is append-only: TRUNCATE is not allowed"
