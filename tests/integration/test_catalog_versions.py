@@ -49,6 +49,13 @@ PEBBLE_OUT = {
 }
 
 
+# A long-context entry of Acme Rocket 1: from 200,001 input tokens, every token of the call
+# at twice the input price and 1.5× the output price; cache read given, cache write and
+# reasoning left to their defaults (this entry's input and output).
+LONG = {"min_input_tokens": 200001, "input": "25", "output": "75", "cache_read": "2.5"}
+LONG_OUT = {**LONG, "cache_write": "25", "reasoning": "75"}
+
+
 def flash(**prices: str) -> dict[str, Any]:
     """Gemini 3.0 Flash with other prices (the model that the AIMS alias points at)."""
     return {
@@ -148,6 +155,79 @@ async def test_a_version_with_a_parent_is_stored_as_a_full_snapshot(client: Any)
         "rocket": "acme/rocket-1",
     }
     assert created["default_model"] == "google/gemini-3.0-flash"
+
+
+async def test_long_context_entries_go_in_and_come_back_with_and_without_a_parent(
+    client: Any,
+) -> None:
+    # Thresholds given out of order come back ascending.
+    tiers = [{**LONG, "min_input_tokens": 1000000, "input": "50"}, LONG]
+    whole = await create(
+        client,
+        {"effective_from": "2026-06-01T00:00:00Z", "models": [{**ACME, "long_context": tiers}]},
+    )
+    [acme] = whole["models"]
+    assert acme["long_context"] == [
+        LONG_OUT,
+        {**LONG_OUT, "min_input_tokens": 1000000, "input": "50", "cache_write": "50"},
+    ]
+    read = (await client.get(f"/v1/catalog/versions/{whole['id']}")).json()
+    assert read == {**whole, "repriced_events": None}  # said on creation only
+
+    # With a parent: an entry given anew replaces the parent's, long context and all; the
+    # parent's entries not given keep theirs (Sonnet's, from the AIMS catalog).
+    child = await create(
+        client,
+        {
+            "effective_from": "2026-07-01T00:00:00Z",
+            "parent": 1,
+            "models": [flash(input="0.10", output="0.40", cache_read="0.01", long_context=[LONG])],
+        },
+    )
+    models = {m["id"]: m for m in child["models"]}
+    assert models["google/gemini-3.0-flash"]["long_context"] == [LONG_OUT]
+    assert models["anthropic/claude-sonnet-4.5"]["long_context"] == [
+        {
+            "min_input_tokens": 200001,
+            "input": "6",
+            "output": "22.5",
+            "cache_read": "0.6",
+            "cache_write": "7.5",
+            "reasoning": "22.5",
+        }
+    ]
+    # And a parent's model given without long context loses it.
+    plain = await create(
+        client,
+        {
+            "effective_from": "2026-08-01T00:00:00Z",
+            "parent": child["id"],
+            "models": [flash(input="0.10", output="0.40", cache_read="0.01")],
+        },
+    )
+    flash_plain = next(m for m in plain["models"] if m["id"] == "google/gemini-3.0-flash")
+    assert flash_plain["long_context"] == []
+
+    history = (await client.get("/v1/catalog/models/google/gemini-3.0-flash/history")).json()
+    assert [
+        (p["catalog_version"], p["price"] and p["price"]["long_context"])
+        for p in history["versions"]
+    ] == [
+        (1, []),
+        (whole["id"], None),  # not in that version
+        (child["id"], [LONG_OUT]),
+        (plain["id"], []),
+    ]
+    for before, after, was, now in (
+        (1, child["id"], [], [LONG_OUT]),
+        (child["id"], plain["id"], [LONG_OUT], []),
+    ):
+        diff = (await client.get("/v1/catalog/diff", params={"from": before, "to": after})).json()
+        assert [(c["id"], c["fields"]) for c in diff["changed"]] == [
+            ("google/gemini-3.0-flash", ["long_context"])
+        ]
+        assert diff["changed"][0]["before"]["long_context"] == was
+        assert diff["changed"][0]["after"]["long_context"] == now
 
 
 async def test_history_and_diff_show_what_changed_between_versions(client: Any) -> None:
@@ -524,6 +604,57 @@ def body(**changes: Any) -> dict[str, Any]:
             422,
             "model 'acme/rocket-1': prices must be finite, not negative, below 1000000000000",
             id="absurdly large price",
+        ),
+        pytest.param(
+            body(models=[{**ACME, "long_context": [{**LONG, "min_input_tokens": 0}]}]),
+            422,
+            "model 'acme/rocket-1': long_context[0].min_input_tokens must be a positive integer",
+            id="long-context threshold zero",
+        ),
+        pytest.param(
+            body(models=[{**ACME, "long_context": [LONG, {**LONG, "input": "30"}]}]),
+            422,
+            "model 'acme/rocket-1': long_context[1].min_input_tokens 200001 appears twice; "
+            "thresholds are unique within a model",
+            id="long-context threshold twice",
+        ),
+        pytest.param(
+            body(models=[{**ACME, "long_context": [{**LONG, "min_input_tokens": 10**12 + 1}]}]),
+            422,
+            "long_context[0].min_input_tokens must be at most 1000000000000",
+            id="long-context threshold no event reaches",
+        ),
+        pytest.param(
+            body(models=[{**ACME, "long_context": [{**LONG, "output": "-25"}]}]),
+            422,
+            "models[acme/rocket-1].long_context[0].output: '-25' has a sign",
+            id="long-context negative price",
+        ),
+        pytest.param(
+            body(
+                models=[{**ACME, "long_context": [{**LONG, "cache_read": "0." + "0" * 30 + "1"}]}]
+            ),
+            422,
+            "model 'acme/rocket-1': long_context[0]: prices must be finite",
+            id="long-context price with too many decimals",
+        ),
+        pytest.param(
+            body(models=[{**ACME, "long_context": [{**LONG, "per_request": "0.01"}]}]),
+            400,
+            "models[0].long_context[0]: Object contains unknown field `per_request`",
+            id="per_request in a long-context entry (it stays the model's)",
+        ),
+        pytest.param(
+            body(models=[{**ACME, "long_context": [{**LONG, "min_input_tokens": "lots"}]}]),
+            400,
+            "models[0].long_context[0].min_input_tokens: Expected `int`, got `str`",
+            id="long-context threshold that is no number",
+        ),
+        pytest.param(
+            body(models=[{**ACME, "long_context": [{"min_input_tokens": 200001, "input": "25"}]}]),
+            400,
+            "models[0].long_context[0]: Object missing required field `output`",
+            id="long-context entry without its output price",
         ),
         pytest.param(
             body(models=[{**ACME, "input": "0." + "0" * 30 + "1"}]),
