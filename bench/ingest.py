@@ -427,7 +427,17 @@ INVARIANT_CHECKS = {
     "rollup_jobs": _rollup_check("rollup_jobs", {"job_id": "job_id"}, "COALESCE(sum(cost_usd), 0)"),
     "rollup_job_lines": _rollup_check(
         "rollup_job_lines",
-        {c: c for c in ("job_id", "agent", "model", "provider", "catalog_version")},
+        {
+            c: c
+            for c in (
+                "job_id",
+                "agent",
+                "model",
+                "provider",
+                "catalog_version",
+                "long_context_from",
+            )
+        },
         "sum(cost_usd)",  # a line stays NULL while unpriced, as the service keeps it
     ),
     "rollup_agent_days": _rollup_check(
