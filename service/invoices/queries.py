@@ -1,6 +1,6 @@
 """SQL owned by invoices (tables ``invoice_*`` and ``invoices``)."""
 
-from service.pricing.models import PRICE_CLASSES
+from service.pricing.models import PRICE_CLASSES, RATE_MARKER
 from service.tokens import TOKEN_FIELDS
 
 _TOKEN_SUMS = ", ".join(f"sum(l.{name}) AS {name}" for name in TOKEN_FIELDS)
@@ -86,7 +86,7 @@ LINE_COLUMNS = (
     ("model", "text"),
     ("provider", "text"),
     ("catalog_version", "bigint"),
-    ("long_context_from", "bigint"),
+    (RATE_MARKER, "bigint"),
     ("tier", "text"),
     ("events", "bigint"),
     *((name, "numeric") for name in TOKEN_FIELDS),

@@ -6,6 +6,7 @@ statement (``service.recording.queries``), so appending a batch and rolling it u
 round trip. Token columns come from ``service.tokens``.
 """
 
+from service.pricing.models import RATE_MARKER
 from service.tokens import TOKEN_FIELDS
 
 _TOKENS = ", ".join(TOKEN_FIELDS)
@@ -48,7 +49,7 @@ STAGED_COLUMNS = (
     ("model", "text"),
     ("tier", "text"),
     ("catalog_version", "bigint"),
-    ("long_context_from", "bigint"),
+    (RATE_MARKER, "bigint"),
     ("billing_day", "date"),
     ("unpriced_count", "integer"),
     ("cost_usd", "text"),
@@ -96,7 +97,7 @@ INSERT_COLUMNS = (
     ("provider", "text"),
     ("tier", "text"),
     ("catalog_version", "bigint"),
-    ("long_context_from", "bigint"),
+    (RATE_MARKER, "bigint"),
     ("occurred_at", "timestamptz"),
     ("billing_day", "date"),
     *((name, "bigint") for name in TOKEN_FIELDS),

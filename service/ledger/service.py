@@ -17,7 +17,7 @@ from service.ledger import queries
 from service.ledger.models import LedgerEntry, NewLedgerEntry, UnpricedEvent
 from service.pricing.catalog import PriceQuote
 from service.pricing.cost import priced as priced_at
-from service.pricing.models import PRICE_CLASSES, Rate
+from service.pricing.models import PRICE_CLASSES, RATE_MARKER, Rate
 from service.tokens import TOKEN_FIELDS, counts_of
 
 
@@ -25,7 +25,7 @@ def price_columns(rate: Rate | None) -> dict[str, Any]:
     """The rate an entry was priced at: its marker (``long_context_from``) and its unit
     prices (``price_input``, …); all None for an unpriced entry."""
     return {
-        "long_context_from": None if rate is None else rate.long_context_from,
+        RATE_MARKER: None if rate is None else rate.long_context_from,
         **{f"price_{k}": None if rate is None else getattr(rate, k) for k in PRICE_CLASSES},
     }
 

@@ -15,6 +15,14 @@ TOKEN_PRICES = PRICE_CLASSES[:-1]
 model's whatever the size of the call)."""
 
 
+RATE_MARKER = "long_context_from"
+"""The rate marker, declared once: the name under which a ledger entry, a job line and an
+invoice line (columns and wire fields alike) say which rate of their catalog version
+priced them (``Rate.long_context_from``). It is part of the invoice-line key, so a line
+keeps one unit price; ``tests/integration/test_token_columns.py`` and
+``tests/unit/test_token_classes.py`` check the tables and wire structs against it."""
+
+
 def rate_label(long_context_from: int | None) -> str:
     """How an invoice names the rate that priced a line: ``base``, or
     ``long context ≥ 200,001 input tokens``."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from service.pricing.models import RATE_MARKER
 from service.rollups.models import MEASURE_NAMES, MEASURES, Measure
 
 
@@ -78,7 +79,7 @@ _ROLLUPS = {
                 "model",
                 "provider",
                 "catalog_version",
-                "long_context_from",
+                RATE_MARKER,
             )
         },
         keep_unknown=True,
