@@ -80,8 +80,10 @@ class CatalogController(LucController):
         description=(
             "Without `parent`, `models` is the whole catalog. With it, `models` adds or "
             "replaces the parent's entries and `remove` drops some. Prices are decimal "
-            "strings per 1M tokens. Unpriced events that the new version prices are priced "
-            "at once with adjustment entries; already priced events change only through "
+            "strings per 1M tokens; a model's `long_context` entries price every token of a "
+            "call whose input reaches their `min_input_tokens`. Unpriced events that the "
+            "new version prices are priced at once with adjustment entries; already priced "
+            "events change only through "
             "re-rating (`POST /v1/catalog/rerate`)."
         ),
         status_code=201,
