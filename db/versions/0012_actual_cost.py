@@ -33,7 +33,10 @@ depends_on = None
 # rollup table → its key columns and the ledger expressions they are taken from
 _ROLLUPS = {
     "rollup_jobs": {"job_id": "job_id"},
-    "rollup_job_lines": {k: k for k in ("job_id", "agent", "model", "provider", "catalog_version")},
+    "rollup_job_lines": {
+        k: k
+        for k in ("job_id", "agent", "model", "provider", "catalog_version", "long_context_from")
+    },
     "rollup_usage": {k: k for k in ("agent", "model", "provider", "tier")},
     "rollup_agent_days": {"agent": "agent", "day": "billing_day"},
     "rollup_model_days": {"model": "model", "day": "billing_day"},

@@ -59,7 +59,7 @@ async def test_a_plan_is_created_with_its_first_version_aliases_resolved_default
         "markup": "0.25",
         "per_request_usd": "0.001",
         "minimum_monthly_usd": "500",
-        "models": {FLASH: OWN_FLASH},
+        "models": {FLASH: {**OWN_FLASH, "long_context": []}},
     }
     assert (await client.get("/v1/plans/enterprise")).json() == plan
 

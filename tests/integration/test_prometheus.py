@@ -362,7 +362,7 @@ def test_prometheus_actual_cost_equals_the_rest_total_as_the_finance_dashboard_r
         prometheus = Decimal(story.prometheus.value(expr))
         assert abs(prometheus - rest) <= Decimal("1e-9"), (expr, prometheus, rest)
     # The demo's OpenRouter calls report a cost that is not the catalog's: the two differ.
-    assert abs(rest - Decimal(story.total["cost_usd"])) > Decimal("0.001")
+    assert abs(rest - Decimal(story.total["cost_usd"])) > Decimal("0.0001")
     # The list vs actual panel: per model, the two series; summed, REST's two totals (the
     # unpriced model has an actual cost, reported, and no list price).
     ((_, list_expr), (_, actual_expr)) = [
