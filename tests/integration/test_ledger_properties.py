@@ -36,7 +36,7 @@ from litestar.testing import AsyncTestClient
 from service.app import create_app
 from service.catalog.service import NewCatalogVersion, create_version
 from service.db import connect
-from service.pricing.models import NewModelPrice
+from service.pricing.models import NewLongContextPrice, NewModelPrice
 from service.recording.rerating import create_version_and_price_unpriced, rerate_since
 from tests.support.databases import new_database
 from tests.support.events import wire_event
@@ -107,7 +107,10 @@ V4_PRICES = {
 
 
 def new_version(
-    effective_from: datetime, prices: dict[str, dict[str, Decimal]], aliases: dict[str, str]
+    effective_from: datetime,
+    prices: dict[str, dict[str, Decimal]],
+    aliases: dict[str, str],
+    long_context: dict[str, list[tuple[int, dict[str, Decimal]]]] | None = None,
 ) -> NewCatalogVersion:
     return NewCatalogVersion(
         effective_from=effective_from,
@@ -123,6 +126,17 @@ def new_version(
                 cache_write=p["cache_write"],
                 reasoning=p["reasoning"],
                 per_request=p["per_request"],
+                long_context=tuple(
+                    NewLongContextPrice(
+                        min_input_tokens=threshold,
+                        input=lp["input"],
+                        output=lp["output"],
+                        cache_read=lp["cache_read"],
+                        cache_write=lp["cache_write"],
+                        reasoning=lp["reasoning"],
+                    )
+                    for threshold, lp in (long_context or {}).get(model, [])
+                ),
             )
             for model, p in prices.items()
         ],
@@ -325,6 +339,7 @@ class Rerate:
     prices: dict[str, dict[str, Decimal]]
     aliases: dict[str, str]
     since: datetime | None
+    long_context: dict[str, list[tuple[int, dict[str, Decimal]]]] = field(default_factory=dict)
 
 
 Step = list[Sent] | Rerate
@@ -342,15 +357,31 @@ def rerates(draw: st.DrawFn) -> Rerate:
     priced), in force from a boundary of the event range, with or without a re-rating."""
     optional = st.none() | a_price()
     models = draw(st.lists(st.sampled_from([FLASH, SONNET, GPT, LLAMA, UNKNOWN]), min_size=1))
-    # LONG CONTEXT (w15a): when catalog versions carry ``long_context`` entries, draw some
-    # here (thresholds around the 2,000,000 input tokens ``contents`` can reach) and price
-    # them in ``expected_charge``; the three-cost checks below need no change.
     prices = {
         model: with_defaults(
             draw(a_price()), draw(a_price()), draw(optional), draw(optional), draw(optional)
         )
         for model in dict.fromkeys(models)
     }
+    # Long-context entries (SPEC §3) for some of them: up to two thresholds within the
+    # 0..2,000,000 input tokens ``contents`` draws, so calls land on each side of them.
+    long_context = {}
+    for model in prices:
+        thresholds = draw(st.lists(st.integers(1, 2_000_000), max_size=2, unique=True))
+        long_context[model] = sorted(
+            (
+                threshold,
+                with_defaults(
+                    draw(a_price()),
+                    draw(a_price()),
+                    draw(optional),
+                    draw(optional),
+                    draw(optional),
+                    per_request=prices[model]["per_request"],
+                ),
+            )
+            for threshold in thresholds
+        )
     boundaries = [EARLIEST, T0, T1, T0 + timedelta(days=1)]
     return Rerate(
         effective_from=draw(st.sampled_from(boundaries)),
@@ -358,6 +389,7 @@ def rerates(draw: st.DrawFn) -> Rerate:
         # An alias must name a model of its version.
         aliases=draw(st.sampled_from([V1.aliases, {}])) if FLASH in prices else {},
         since=draw(st.none() | instants()),
+        long_context={m: entries for m, entries in long_context.items() if entries},
     )
 
 
@@ -581,9 +613,11 @@ async def run_rerate(
     does: the actual cost of an event with a reported cost never moves."""
     before = model.totals()
     created, priced = await create_version_and_price_unpriced(
-        conn, new_version(step.effective_from, step.prices, step.aliases)
+        conn, new_version(step.effective_from, step.prices, step.aliases, step.long_context)
     )
-    versions.append(Version(created, step.effective_from, step.prices, step.aliases))
+    versions.append(
+        Version(created, step.effective_from, step.prices, step.aliases, step.long_context)
+    )
     moved = [(priced.delta_usd, priced.actual_delta_usd)]
     if step.since is not None:
         rerated = await rerate_since(conn, step.since, dry_run=False, chunk=7)
