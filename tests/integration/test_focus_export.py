@@ -36,6 +36,7 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 
 from service.exports.models import ExportRange
@@ -44,6 +45,7 @@ from service.wire import parse_instant
 from tests.support.databases import connected
 from tests.support.events import record_accepted, wire_event
 from tests.support.paths import PROJECT_ROOT
+from tests.support.waiting import wait_until
 
 D = Decimal
 ALPHA, BETA, GAMMA = "vendor/alpha", "vendor/beta", "vendor/gamma"
@@ -468,3 +470,67 @@ async def test_the_command_line_writes_the_endpoints_file(client: Any, database_
     assert refused.returncode == 1
     assert refused.stdout == b""
     assert b"must be after from" in refused.stderr
+
+
+# Enough rows that the file (about 20 MB) cannot all wait in socket buffers: a server that
+# built the file before sending it would be done with PostgreSQL by the first byte.
+MANY_JOBS = 40_000
+
+
+@pytest.mark.slow
+async def test_a_large_export_streams_from_the_open_query_and_ends_with_its_client(
+    server_factory: Any, db: asyncpg.Connection
+) -> None:
+    server = server_factory()
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
+        response = await http.post("/v1/catalog/versions", json=CATALOG)
+        assert response.status_code == 201, response.text
+        for first in range(0, MANY_JOBS, 5000):
+            batch = [
+                call(f"m{n}", "2026-07-01T10:00:00Z", f"job-{n:05}", (1_000, 100))
+                for n in range(first, first + 5000)
+            ]
+            await record_accepted(http, batch)
+
+        async def exporting() -> list[Any]:
+            return list(
+                await db.fetch(
+                    "SELECT pid, state FROM pg_stat_activity "
+                    "WHERE query LIKE '%per_version%' AND xact_start IS NOT NULL "
+                    "AND pid <> pg_backend_pid()"
+                )
+            )
+
+        async with http.stream("GET", "/v1/exports/focus", params=JULY_1_2) as streamed:
+            assert streamed.status_code == 200
+            assert streamed.headers["transfer-encoding"] == "chunked"
+            assert "content-length" not in streamed.headers
+            chunks = streamed.aiter_bytes()
+            received = await anext(chunks)
+            assert received.startswith(b"BilledCost,")
+            while len(received) < 1_000_000:  # past the header: rows of the first fetches
+                received += await anext(chunks)
+            # Rows are here, and the export's query is still open on the server.
+            assert len(await exporting()) == 1
+        # The client went away mid-file: the server stops, its snapshot ends, and the
+        # connection goes back to the pool.
+        assert await wait_until(
+            lambda: exporting_none(exporting), 30, "the export's transaction to end"
+        )
+
+        # PostgreSQL lost mid-file: the 200 is sent already, so the response is cut off
+        # without its last chunk, and the client cannot take the part for the whole file.
+        with pytest.raises(httpx.RemoteProtocolError):
+            async with http.stream("GET", "/v1/exports/focus", params=JULY_1_2) as streamed:
+                chunks = streamed.aiter_bytes()
+                received = b""
+                while len(received) < 1_000_000:
+                    received += await anext(chunks)
+                (export,) = await exporting()
+                assert await db.fetchval("SELECT pg_terminate_backend($1)", export["pid"])
+                async for _ in chunks:
+                    pass
+
+
+async def exporting_none(exporting: Any) -> bool:
+    return not await exporting()
