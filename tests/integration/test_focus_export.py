@@ -481,7 +481,8 @@ MANY_JOBS = 40_000
 async def test_a_large_export_streams_from_the_open_query_and_ends_with_its_client(
     server_factory: Any, db: asyncpg.Connection
 ) -> None:
-    server = server_factory()
+    # A pool of 4: one export at a time (a quarter of the pool).
+    server = server_factory(LUC_DB_POOL_MAX="4")
     async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
         response = await http.post("/v1/catalog/versions", json=CATALOG)
         assert response.status_code == 201, response.text
@@ -512,6 +513,14 @@ async def test_a_large_export_streams_from_the_open_query_and_ends_with_its_clie
                 received += await anext(chunks)
             # Rows are here, and the export's query is still open on the server.
             assert len(await exporting()) == 1
+            # Meanwhile a second export waits its turn, and the other reads go on.
+            second = await http.get("/v1/exports/focus", params=JULY_1_2)
+            assert second.status_code == 429, second.text
+            assert second.headers["retry-after"] == "5"
+            assert second.json()["detail"].startswith(
+                "this server is sending as many exports as it sends at once (1: each holds"
+            )
+            assert (await http.get("/v1/usage", params=JULY_1_2)).status_code == 200
         # The client went away mid-file: the server stops, its snapshot ends, and the
         # connection goes back to the pool.
         assert await wait_until(
