@@ -438,8 +438,18 @@ INVARIANT_CHECKS = {
     "rollup_jobs": _rollup_check("rollup_jobs", {"job_id": "job_id"}),
     "rollup_job_lines": _rollup_check(
         "rollup_job_lines",
-        {c: c for c in ("job_id", "agent", "model", "provider", "catalog_version")},
-        keep_unknown=True,
+        {
+            c: c
+            for c in (
+                "job_id",
+                "agent",
+                "model",
+                "provider",
+                "catalog_version",
+                "long_context_from",
+            )
+        },
+        keep_unknown=True,  # a line stays NULL while unpriced, as the service keeps it
     ),
     "rollup_agent_days": _rollup_check(
         "rollup_agent_days", {"agent": "agent", "day": "billing_day"}

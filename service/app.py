@@ -63,6 +63,7 @@ from service.gateway.metering import Gateway
 from service.ledger.service import ensure_months_ahead
 from service.metrics.instruments import Metrics
 from service.recording.adapters import DatabaseBudgets, database_catalog
+from service.recording.catalog_upgrade import upgrade_aims_catalog
 from service.recording.group_commit import GroupWriter
 from service.recording.recorder import Recorder
 from service.recording.sink import RecordingSink
@@ -142,6 +143,16 @@ async def _start(
             )
         if await seed_catalog(conn):
             log.info("catalog_seeded", label="aims-v1")
+        # A ledger seeded with the AIMS catalog before its cache and long-context prices
+        # gets the completed one, once (recording.catalog_upgrade).
+        if upgrade := await upgrade_aims_catalog(conn):
+            log.warning(
+                "catalog_completed",
+                version=upgrade.version_id,
+                replaces=upgrade.replaced_version_id,
+                events_rerated=upgrade.summary.events_changed,
+                delta_usd=str(upgrade.summary.delta_usd),
+            )
         await check_default_plan(conn, settings.billing.default_plan)
         if settings.auth.enabled and not await count_admin_keys(conn):
             log.warning(

@@ -1,7 +1,7 @@
 """The third cost: ``actual_cost_usd`` on every ledger entry, rollup and invoice line.
 
 Revision ID: 0012_actual_cost
-Revises: 0010_event_customer
+Revises: 0011_long_context
 Create Date: 2026-11-30
 
 What was actually paid for a call (SPEC §3): the provider's reported cost where it
@@ -26,7 +26,7 @@ from __future__ import annotations
 from service.db.migrations import run_sql
 
 revision = "0012_actual_cost"
-down_revision = "0010_event_customer"
+down_revision = "0011_long_context"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """Customers, rate plans with immutable effective-dated versions, and a job's customer.
 
 Revision ID: 0014_customers_plans
-Revises: 0010_event_customer
+Revises: 0013_reconciliation
 Create Date: 2026-11-29
 """
 

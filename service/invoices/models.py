@@ -37,14 +37,16 @@ def round_total(subtotal: Decimal) -> Decimal:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DraftLine(TokenCounts):
-    """Covered entries of one agent × model × provider × catalog version (one unit price),
-    with their sum of each token class."""
+    """Covered entries of one agent × model × provider × catalog version × rate (one unit
+    price), with their sum of each token class."""
 
     agent: str
     model: str
     model_name: str | None
     provider: str
     catalog_version: int
+    long_context_from: int | None
+    """The rate of the unit prices (``pricing.models.Rate``); None: the base prices."""
     tier: str | None
     events: int
     unit_prices: dict[str, Decimal]

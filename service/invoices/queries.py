@@ -1,6 +1,6 @@
 """SQL owned by invoices (tables ``invoice_*`` and ``invoices``)."""
 
-from service.pricing.models import PRICE_CLASSES
+from service.pricing.models import PRICE_CLASSES, RATE_MARKER
 from service.tokens import TOKEN_FIELDS
 
 _TOKEN_SUMS = ", ".join(f"sum(l.{name}) AS {name}" for name in TOKEN_FIELDS)
@@ -25,18 +25,21 @@ WHERE l.job_id = $1
 ORDER BY l.id
 """
 
-# Lines of a draft: one per agent × model × provider × catalog version (prices are part of
-# the key so a line can only ever have one unit price). Unpriced bookings of events priced
-# since (catalog_version NULL) net to zero and make no line.
+# Lines of a draft: one per agent × model × provider × catalog version × rate (the rate and
+# the prices are part of the key so a line can only ever have one unit price: calls at a
+# long-context rate are a line apart). Unpriced bookings of events priced since
+# (catalog_version NULL) net to zero and make no line.
 SELECT_DRAFT_LINES = f"""
-SELECT l.agent, l.model, p.name AS model_name, l.provider, l.catalog_version, l.tier,
+SELECT l.agent, l.model, p.name AS model_name, l.provider, l.catalog_version,
+       l.long_context_from, l.tier,
        sum(l.event_count) AS events, {_TOKEN_SUMS}, {_PRICES},
        sum(l.cost_usd) AS amount_usd, sum(l.actual_cost_usd) AS actual_cost_usd
 FROM ledger_entries AS l
 LEFT JOIN catalog_prices AS p ON p.version_id = l.catalog_version AND p.model_id = l.model
 WHERE l.id = ANY($1::bigint[]) AND l.catalog_version IS NOT NULL
-GROUP BY l.agent, l.model, p.name, l.provider, l.catalog_version, l.tier, {_PRICES}
-ORDER BY l.agent, l.model, l.provider, l.catalog_version
+GROUP BY l.agent, l.model, p.name, l.provider, l.catalog_version, l.long_context_from, l.tier,
+         {_PRICES}
+ORDER BY l.agent, l.model, l.provider, l.catalog_version, l.long_context_from NULLS FIRST
 """
 
 SELECT_PERIOD = """
@@ -83,6 +86,7 @@ LINE_COLUMNS = (
     ("model", "text"),
     ("provider", "text"),
     ("catalog_version", "bigint"),
+    (RATE_MARKER, "bigint"),
     ("tier", "text"),
     ("events", "bigint"),
     *((name, "numeric") for name in TOKEN_FIELDS),

@@ -23,7 +23,7 @@ from service.invoices.models import (
 )
 from service.money import exact_difference
 from service.pricing.catalog import NOT_BILLED_STUB
-from service.pricing.models import PRICE_CLASSES
+from service.pricing.models import PRICE_CLASSES, rate_label
 from service.tokens import TOKEN_CLASSES, TOKEN_FIELDS, counts_of
 from service.wire import cents_text, instant_text, money_text
 
@@ -59,6 +59,10 @@ def line_document(line: DraftLine) -> dict[str, Any]:
         "tier": line.tier,
         "events": line.events,
         **counts_of(line),
+        # The rate the unit prices are (base, or a long-context entry), named as well as
+        # marked. Absent from invoices issued before long context: their rate was base.
+        "long_context_from": line.long_context_from,
+        "rate": rate_label(line.long_context_from),
         "unit_prices": {k: money_text(line.unit_prices[k]) for k in PRICE_CLASSES},
         "amount_usd": money_text(line.amount_usd),
         "actual_cost_usd": money_text(line.actual_cost_usd),
@@ -138,11 +142,17 @@ CSV_COLUMNS = (
     "tier",
     "events",
     *TOKEN_FIELDS,
+    "rate",
     *(f"unit_price_{k}" for k in PRICE_CLASSES),
     "actual_cost_usd",  # for information: invoices bill amount_usd
     "amount_usd",
     "note",
 )
+
+
+def _rate(line: dict[str, Any]) -> str:
+    """The rate a line's unit prices are; a line issued before long context was at base."""
+    return str(line.get("rate") or rate_label(None))
 
 
 def _text_cell(value: str | None) -> str:
@@ -175,6 +185,7 @@ def to_csv(document: dict[str, Any]) -> str:
             line["tier"] or "",
             line["events"],
             *(line.get(k, 0) for k in TOKEN_FIELDS),
+            _rate(line),
             *(prices[k] for k in PRICE_CLASSES),
             line.get("actual_cost_usd", ""),  # absent from invoices issued before it
             line["amount_usd"],
@@ -264,7 +275,7 @@ def _line_row(line: dict[str, Any]) -> str:
         f"{_e(line['provider'])}<br>catalog version {_e(line['catalog_version'])}</div></td>"
         f"<td class='num'>{int(line['events']):,}</td>"
         f"<td class='small'>{_tokens(line)}</td>"
-        f"<td class='small'>{_prices(line['unit_prices'])}</td>"
+        f"<td class='small'>{_e(_rate(line))}<br>{_prices(line['unit_prices'])}</td>"
         # Absent from invoices issued before it was recorded: an empty cell.
         f"<td class='num small'>{_e(line.get('actual_cost_usd'))}</td>"
         f"<td class='num'>{_e(line['amount_usd'])}</td>"

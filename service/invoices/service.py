@@ -191,6 +191,7 @@ async def _insert_lines(conn: Connection, number: str, lines: list[DraftLine]) -
         [x.model for x in lines],
         [x.provider for x in lines],
         [x.catalog_version for x in lines],
+        [x.long_context_from for x in lines],
         [x.tier for x in lines],
         [x.events for x in lines],
         *([getattr(x, k) for x in lines] for k in TOKEN_FIELDS),

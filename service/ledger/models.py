@@ -24,6 +24,9 @@ class EntryFields(TokenCounts):
     tier: str | None
     catalog_version: int | None
     """The version whose prices made ``cost_usd``; ``None`` while the event is unpriced."""
+    long_context_from: int | None
+    """The rate of that version that priced it (``pricing.models.Rate``): the threshold of
+    the model's long-context entry the event reached, ``None`` for the base prices."""
     occurred_at: datetime
     event_count: int
     unpriced_count: int

@@ -1,5 +1,10 @@
 """The pricing rule of SPEC §3, as a pure function over exact decimals.
 
+A call is priced at one rate: the model's base prices, or, when its ``input_tokens`` reach a
+long-context threshold, that entry's prices for every token of it (``ModelPrice.rate_for``).
+Every caller that prices a call (the ledger, the gateway's ``result.cost``, the proxy's
+reservation estimate) goes through ``event_cost`` or ``priced``, so they cannot disagree.
+
 Each prompt token is in exactly one class (plain input, cache read, cache write) and each
 completion token in one (plain output, reasoning), so nothing is counted twice: a total's
 own tokens are the total less its parts (``service.tokens``).
@@ -10,7 +15,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from service.money import EXACT
-from service.pricing.models import ModelPrice
+from service.pricing.models import ModelPrice, Rate
 from service.tokens import TOKEN_CLASSES, TokenCounts, parts_of
 
 TOKENS_PER_PRICE_UNIT = Decimal(1_000_000)
@@ -20,7 +25,18 @@ _RULE = tuple((c.name, c.price, tuple(p.name for p in parts_of(c))) for c in TOK
 
 
 def event_cost(tokens: TokenCounts, price: ModelPrice) -> Decimal:
-    """Exact USD cost of one call's tokens at ``price`` (per 1M tokens, plus per request)."""
+    """Exact USD cost of one call's tokens at ``price``, long context included."""
+    return priced(tokens, price)[1]
+
+
+def priced(tokens: TokenCounts, price: ModelPrice) -> tuple[Rate, Decimal]:
+    """The rate that prices the call (``ModelPrice.rate_for``) and its exact USD cost."""
+    rate = price.rate_for(tokens.input_tokens)
+    return rate, rate_cost(tokens, rate)
+
+
+def rate_cost(tokens: TokenCounts, rate: Rate) -> Decimal:
+    """Exact USD cost of one call's tokens at ``rate`` (per 1M tokens, plus per request)."""
     # Inexact is trapped: if a result ever needed rounding, pricing fails loudly instead
     # of losing a digit.
     ctx = EXACT
@@ -31,8 +47,8 @@ def event_cost(tokens: TokenCounts, price: ModelPrice) -> Decimal:
             own -= getattr(tokens, part)
         if own < 0:
             raise ValueError("token classes exceed their totals")
-        per_million = ctx.add(per_million, ctx.multiply(Decimal(own), getattr(price, price_name)))
-    return ctx.add(ctx.divide(per_million, TOKENS_PER_PRICE_UNIT), price.per_request)
+        per_million = ctx.add(per_million, ctx.multiply(Decimal(own), getattr(rate, price_name)))
+    return ctx.add(ctx.divide(per_million, TOKENS_PER_PRICE_UNIT), rate.per_request)
 
 
 def actual_cost(cost: Decimal | None, provider_cost: Decimal | None) -> Decimal | None:

@@ -39,6 +39,8 @@ class Booking:
     actual_cost_usd: Decimal | None
     """What the booking's entries hold as actual cost (SPEC §3); None when unknown."""
     unpriced: bool
+    long_context_from: int | None = None
+    """The rate of ``catalog_version`` it was booked at (``pricing.models.Rate``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,7 @@ def booking_from_row(r: Any) -> Booking:
     return Booking(
         event=event_from_row(r),
         catalog_version=r["catalog_version"],
+        long_context_from=r["long_context_from"],
         model=r["booked_model"],
         tier=r["tier"],
         cost_usd=r["cost_usd"],
@@ -105,6 +108,8 @@ def plan_rerating(booking: Booking, catalog: Catalog, why: str) -> Rerating | No
         return None
     old = catalog.by_id.get(booking.catalog_version) if booking.catalog_version else None
     old_price = old.models.get(booking.model) if old else None
+    # The reversal names the rate it takes back: the one the booking was priced at.
+    old_rate = old_price.rate_from(booking.long_context_from) if old_price else None
     reversal = NewLedgerEntry(
         event_id=event.id,
         kind="adjustment",
@@ -126,7 +131,7 @@ def plan_rerating(booking: Booking, catalog: Catalog, why: str) -> Rerating | No
         provider_cost_usd=(
             None if event.provider_cost_usd is None else event.provider_cost_usd.copy_negate()
         ),
-        **price_columns(old_price),
+        **price_columns(old_rate),
         reason=f"reversal: {why}",
     )
     rebooking = NewLedgerEntry(

@@ -107,6 +107,8 @@ class JobLine:
     model: str
     provider: str
     catalog_version: int | None
+    long_context_from: int | None
+    """The rate of the line's unit prices (``pricing.models.Rate``); None: base prices."""
     tier: str | None
     unit_prices: dict[str, Decimal] | None
     totals: Totals

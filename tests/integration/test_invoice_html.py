@@ -73,7 +73,7 @@ async def test_the_invoice_page_renders_in_headless_chromium_with_number_and_tot
             input_tokens=12_345,
             output_tokens=678,
         ),
-        # Flash: 50,000 × 0.10 + 2,000 × 0.40 = 5,800 → 0.0058
+        # Flash: 10,000 × 0.10 + 40,000 cached × 0.01 + 2,000 × 0.40 = 2,200 → 0.0022
         wire_event(
             "h2",
             occurred_at="2026-10-11T09:00:00Z",
@@ -95,8 +95,8 @@ async def test_the_invoice_page_renders_in_headless_chromium_with_number_and_tot
     issued = await client.post("/v1/jobs/job-html/invoices")
     assert issued.status_code == 201, issued.text
     invoice = issued.json()
-    # 0.047205 + 0.0058 = 0.053005 → 0.05
-    assert (invoice["subtotal_usd"], invoice["total_usd"]) == ("0.053005", "0.05")
+    # 0.047205 + 0.0022 = 0.049405 → 0.05
+    assert (invoice["subtotal_usd"], invoice["total_usd"]) == ("0.049405", "0.05")
 
     page = await client.get(f"/v1/invoices/{invoice['number']}", params={"format": "html"})
     assert page.status_code == 200
@@ -124,5 +124,5 @@ async def test_the_invoice_page_renders_in_headless_chromium_with_number_and_tot
     # Metadata is shown, escaped, never interpreted as markup.
     assert "Acme &lt;Research&gt; &amp; Co" in rendered
     assert "PO-7731" in rendered
-    assert "0.047205" in rendered and "0.0058" in rendered
+    assert "0.047205" in rendered and "0.0022" in rendered
     assert invoice["digest"] in rendered

@@ -43,6 +43,7 @@ from tests.support.events import wire_event
 from tests.support.ledger_truth import (
     AIMS_EFFECTIVE_FROM,
     ALIASES,
+    LONG_CONTEXT,
     PRICES,
     TOKEN_FIELDS,
     cost_at,
@@ -64,9 +65,20 @@ class Version:
     effective_from: datetime
     prices: dict[str, dict[str, Decimal]]
     aliases: dict[str, str]
+    long_context: dict[str, list[tuple[int, dict[str, Decimal]]]] = field(default_factory=dict)
+    """Model id → (min_input_tokens, prices) ascending: SPEC §3's long-context entries."""
+
+    def price_at(self, model: str, input_tokens: int) -> dict[str, Decimal] | None:
+        """The prices of a call of ``input_tokens``: those of the highest long-context
+        entry it reaches, else the model's."""
+        price = self.prices.get(model)
+        for threshold, long_price in self.long_context.get(model, []):
+            if price is not None and input_tokens >= threshold:
+                price = long_price
+        return price
 
 
-V1 = Version(1, AIMS_EFFECTIVE_FROM, PRICES, ALIASES)
+V1 = Version(1, AIMS_EFFECTIVE_FROM, PRICES, ALIASES, LONG_CONTEXT)
 T0 = datetime(2025, 6, 1, tzinfo=UTC)  # the middle of the event range: version 2 starts
 T1 = T0 + timedelta(days=3)  # versions 3 and 4 start together; 4 is created last and wins
 EARLIEST = T0 - timedelta(days=3)
@@ -133,7 +145,7 @@ def expected_charge(
     if version is None:
         return None, content.model, None
     model = version.aliases.get(content.model, content.model)
-    price = version.prices.get(model)
+    price = version.price_at(model, content.input_tokens)
     if price is None:
         return None, model, None
     if content.provider == "stub":

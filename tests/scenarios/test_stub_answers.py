@@ -105,6 +105,8 @@ async def test_stub_answers_are_recorded_at_zero_and_listed_apart_as_not_billed(
             "cache_write_tokens": 0,
             "output_tokens": 600,
             "reasoning_tokens": 0,
+            "long_context_from": None,
+            "rate": "base",
             "unit_prices": ZERO_PRICES,
             "amount_usd": "0",
             "actual_cost_usd": "0",

@@ -1,8 +1,8 @@
 """What the ledger must hold, worked out by the tests themselves (never by the code under
 test), and the checks that compare it with the REST answers and the tables.
 
-- Prices: SPEC §3's defaults (``with_defaults``), the AIMS catalog file's prices and
-  aliases, and what a call costs at a price (``cost_at``), in Decimal.
+- Prices: SPEC §3's defaults (``with_defaults``), the AIMS catalog file's prices, long
+  context and aliases, and what a call costs at a price (``cost_at``), in Decimal.
 - A deterministic stream of events (``make_events``) and the totals per job and per job
   line it must produce (``assert_jobs_match``, ``assert_ledger_holds_each_event_once``).
 - Every rollup rebuilt from the ledger alone, in SQL (``rollup_differences``): rollups are
@@ -81,6 +81,32 @@ AIMS_EFFECTIVE_FROM, PRICES, ALIASES = _load_aims()
 MODELS = (*PRICES, *ALIASES)  # every catalog model, and the alias
 
 
+def _load_long_context() -> dict[str, list[tuple[int, dict[str, Decimal]]]]:
+    """The AIMS file's long-context entries: model id → (min_input_tokens, prices),
+    ascending; inside an entry cache prices default to its input, reasoning to its output,
+    and per_request stays the model's."""
+    doc = json.loads(AIMS_CATALOG_FILE.read_text())
+    optional = ("cache_read", "cache_write", "reasoning")
+    return {
+        m["id"]: sorted(
+            (
+                lc["min_input_tokens"],
+                with_defaults(
+                    Decimal(lc["input"]),
+                    Decimal(lc["output"]),
+                    *(Decimal(lc[name]) if name in lc else None for name in optional),
+                    per_request=PRICES[m["id"]]["per_request"],
+                ),
+            )
+            for lc in m.get("long_context", [])
+        )
+        for m in doc["models"]
+    }
+
+
+LONG_CONTEXT = _load_long_context()
+
+
 def resolved(model: str) -> str:
     return ALIASES.get(model, model)
 
@@ -104,9 +130,14 @@ def cost_at(price: Mapping[str, Decimal], tokens: Mapping[str, int]) -> Decimal:
 def expected_cost(event: dict[str, Any]) -> Decimal | None:
     """The cost of one wire event at the AIMS prices; ``None`` when they lack its model,
     zero for a stub answer (no LLM was called)."""
-    price = PRICES.get(resolved(event["model"]))
+    model = resolved(event["model"])
+    price = PRICES.get(model)
     if price is None:
         return None
+    # SPEC §3: every token at the highest long-context entry the call's input reaches.
+    for threshold, long_price in LONG_CONTEXT[model]:
+        if event["input_tokens"] >= threshold:
+            price = long_price
     return Decimal(0) if event["provider"] == "stub" else cost_at(price, event)
 
 
@@ -290,8 +321,8 @@ _STORED = """
 ROLLUPS = {
     "rollup_jobs": ("job_id", "job_id", False),
     "rollup_job_lines": (
-        "job_id, agent, model, provider, catalog_version",
-        "job_id, agent, model, provider, catalog_version",
+        "job_id, agent, model, provider, catalog_version, long_context_from",
+        "job_id, agent, model, provider, catalog_version, long_context_from",
         True,
     ),
     "rollup_usage": ("agent, model, provider, tier", "agent, model, provider, tier", False),

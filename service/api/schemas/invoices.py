@@ -26,8 +26,15 @@ class InvoiceLineOut(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, o
     cache_write_tokens: int
     output_tokens: int
     reasoning_tokens: int
+    # UNSET, not None: absent from invoices issued before long context (their lines were
+    # at base prices), and left absent when served, so every stored digest still matches.
+    long_context_from: int | msgspec.UnsetType | None = msgspec.UNSET
+    """The rate of the unit prices: the long-context threshold the line's calls reached,
+    null for the model's base prices."""
+    rate: str | msgspec.UnsetType = msgspec.UNSET
+    """That rate by name: ``base``, or ``long context ≥ 200,001 input tokens``."""
     unit_prices: UnitPrices
-    """USD per 1M tokens per class, and USD per request."""
+    """USD per 1M tokens per class, and USD per request, at ``rate``."""
     amount_usd: str
     """Full precision, never rounded."""
     actual_cost_usd: str | None = None

@@ -16,6 +16,7 @@ from service.api.schemas.common import (
 )
 from service.jobs.models import JobChanges, JobInfo
 from service.ledger.models import LedgerEntry
+from service.pricing.models import rate_label
 from service.rollups.models import JobDetail, JobSummary
 
 
@@ -24,6 +25,11 @@ class JobLineOut(TotalsOut, kw_only=True):
     model: str
     provider: str
     catalog_version: int | None
+    long_context_from: int | None
+    """The rate of the line's unit prices: the long-context threshold, null for base prices."""
+    rate: str | None
+    """That rate as invoices name it (``base``, ``long context ≥ 200,001 input tokens``);
+    null while the line is unpriced."""
     tier: str | None
     unit_prices: UnitPrices | None
 
@@ -53,6 +59,8 @@ class LedgerEntryOut(msgspec.Struct):
     provider: str
     tier: str | None
     catalog_version: int | None
+    long_context_from: int | None
+    """The rate that priced the entry: the long-context threshold, null for base prices."""
     occurred_at: str
     recorded_at: str
     input_tokens: int
@@ -135,6 +143,7 @@ def job_detail_out(job: JobDetail, info: JobInfo | None = None) -> JobDetailOut:
             wire_struct(
                 JobLineOut,
                 line,
+                rate=None if line.catalog_version is None else rate_label(line.long_context_from),
                 unit_prices=unit_prices(line.unit_prices),
                 **totals_fields(line.totals),
             )

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from service.api.schemas.catalog import PriceString
+from service.api.schemas.catalog import LongContextIn, LongContextOut, PriceString, long_context_out
 from service.api.schemas.common import money, timestamp, wire_struct
 from service.customers.models import NewPlanVersion
 from service.customers.plans import parse_markup
@@ -34,6 +34,9 @@ class PlanPriceIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     cache_write: PriceString | None = None
     reasoning: PriceString | None = None
     per_request: PriceString | None = None
+    long_context: list[LongContextIn] | None = None
+    """As in the catalog: the plan's prices for every token of a call that reaches a
+    threshold."""
 
 
 class PlanVersionIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -66,7 +69,7 @@ class PlanVersionIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             if self.minimum_monthly_usd is None
             else parse_amount("minimum_monthly_usd", self.minimum_monthly_usd),
             models={
-                model: {k: v for k, v in msgspec.structs.asdict(entry).items() if v is not None}
+                model: {k: v for k, v in msgspec.to_builtins(entry).items() if v is not None}
                 for model, entry in self.models.items()
             },
         )
@@ -89,6 +92,7 @@ class PlanPriceOut(msgspec.Struct):
     cache_write: str
     reasoning: str
     per_request: str
+    long_context: list[LongContextOut]
 
 
 class PlanVersionOut(msgspec.Struct, kw_only=True):
@@ -120,7 +124,9 @@ class PlanList(msgspec.Struct):
 
 
 def plan_price_out(price: ModelPrice) -> PlanPriceOut:
-    return wire_struct(PlanPriceOut, price)
+    return wire_struct(
+        PlanPriceOut, price, long_context=[long_context_out(lc) for lc in price.long_context]
+    )
 
 
 def plan_version_out(version: PlanVersion) -> PlanVersionOut:
