@@ -32,6 +32,7 @@ from service.api.customers import CustomersController
 from service.api.deps import Resources
 from service.api.errors import http_error_handler, luc_error_handler, unexpected_error_handler
 from service.api.events import EventsController
+from service.api.exports import ExportsController
 from service.api.health import healthz, readyz
 from service.api.invoices import InvoicesController, JobInvoicesController
 from service.api.jobs import JobsController
@@ -299,6 +300,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             PlansController,
             UsageController,
             ReconciliationController,
+            ExportsController,
             healthz,
             readyz,
             metrics_endpoint,

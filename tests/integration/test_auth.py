@@ -57,6 +57,7 @@ EXPECTED_SCOPES: dict[str, str] = {
     "getAgent": READ,
     "queryUsage": READ,
     "reconcileCosts": READ,
+    "exportFocus": READ,
     "listUnpricedEvents": READ,
     "getCurrentCatalog": READ,
     "listCatalogVersions": READ,
