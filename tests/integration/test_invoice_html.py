@@ -124,5 +124,7 @@ async def test_the_invoice_page_renders_in_headless_chromium_with_number_and_tot
     # Metadata is shown, escaped, never interpreted as markup.
     assert "Acme &lt;Research&gt; &amp; Co" in rendered
     assert "PO-7731" in rendered
-    assert "0.047205" in rendered and "0.0022" in rendered
+    # Lines to the cent (0.047205 → 0.05, 0.0022 → 0.00), the exact subtotal in the notes.
+    assert '<td class="num">0.05</td>' in rendered and '<td class="num">0.00</td>' in rendered
+    assert "0.049405" in rendered
     assert invoice["digest"] in rendered

@@ -11,8 +11,10 @@ from typing import Any
 import msgspec
 
 from service.api.schemas.invoices import InvoiceLineOut
+from service.invoices.forms import to_csv
 from service.invoices.models import round_total
-from service.invoices.render import ACTUAL_COST_NOTE, canonical_json, digest_of, to_csv, to_html
+from service.invoices.page import to_html
+from service.invoices.render import canonical_json, digest_of
 from service.invoices.service import verify_document
 from service.wire import cents_text, money_text
 
@@ -127,9 +129,10 @@ def test_a_document_whose_arithmetic_is_wrong_fails_even_with_a_matching_digest(
     assert result.problems == ["the total is not the subtotal rounded by the stated rule"]
 
 
-def test_the_csv_rows_sum_to_the_subtotal_and_text_cannot_become_a_formula() -> None:
+def test_the_csv_rows_add_up_to_the_cent_and_exactly_and_text_cannot_become_a_formula() -> None:
     rows = list(csv.DictReader(io.StringIO(to_csv(document()))))
-    assert [r["row"] for r in rows] == [
+    # An invoice issued before credits were shown: no credits nor amount-due rows.
+    assert [r["row_type"] for r in rows] == [
         "line",
         "line",
         "subtotal",
@@ -137,12 +140,19 @@ def test_the_csv_rows_sum_to_the_subtotal_and_text_cannot_become_a_formula() -> 
         "total",
         "not_billed",
     ]
-    lines = [r for r in rows if r["row"] == "line"]
-    assert sum(D(r["amount_usd"]) for r in lines) == D(rows[2]["amount_usd"]) == D("0.125")
-    assert rows[4]["amount_usd"] == "0.13"
+    lines = [r for r in rows if r["row_type"] == "line"]
+    # 0.1 → 0.10 and 0.025 → 0.03 (half up): shown 0.13, total 0.13, nothing to round.
+    assert [(r["amount_usd"], r["amount_exact_usd"]) for r in lines] == [
+        ("0.10", "0.1"),
+        ("0.03", "0.025"),
+    ]
+    assert (rows[2]["amount_usd"], rows[2]["amount_exact_usd"]) == ("0.13", "0.125")
+    assert (rows[3]["amount_usd"], rows[3]["amount_exact_usd"]) == ("0.00", "0.005")
+    assert (rows[4]["amount_usd"], rows[4]["amount_exact_usd"]) == ("0.13", "0.13")
+    assert sum(D(r["amount_exact_usd"]) for r in lines) == D("0.125")
     assert lines[0]["agent"] == "'@agent"
     assert lines[0]["job_id"] == '\'=HYPERLINK("x")'
-    assert lines[1]["tier"] == ""
+    assert {r["invoice"] for r in rows} == {"LUC-2026-000007"}
 
 
 def test_verify_reads_amounts_with_more_digits_than_any_input_has() -> None:
@@ -164,15 +174,9 @@ def test_verify_reads_amounts_with_more_digits_than_any_input_has() -> None:
     ]
 
 
-def test_an_invoice_issued_before_a_token_class_existed_renders_it_as_zero() -> None:
-    # An invoice keeps the document it was issued with; a class declared since
-    # (service.tokens) is absent from its lines, which had none of those tokens.
-    old = document()
-    for line in old["lines"]:
-        del line["reasoning_tokens"]
-    rows = [r for r in csv.DictReader(io.StringIO(to_csv(old))) if r["row"] == "line"]
-    assert [r["reasoning_tokens"] for r in rows] == ["0", "0"]
-    page = {
+def old_page(old: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a document issued before the issuer, bill-to, kind and credits."""
+    return {
         **old,
         "issued_at": None,
         "period_start": None,
@@ -185,36 +189,44 @@ def test_an_invoice_issued_before_a_token_class_existed_renders_it_as_zero() -> 
         "covered_entries": 3,
         "lines": [{**line, "model_name": None} for line in old["lines"]],
     }
-    assert to_html(page, None).count("reasoning 0</td>") == 2
 
 
-def test_an_invoice_issued_before_actual_costs_were_recorded_is_served_and_rendered_as_issued() -> (
+def test_an_invoice_issued_before_a_token_class_existed_renders_it_as_zero() -> None:
+    # An invoice keeps the document it was issued with; a class declared since
+    # (service.tokens) is absent from its lines, which had none of those tokens.
+    old = document()
+    for line in old["lines"]:
+        del line["reasoning_tokens"]
+    rows = [r for r in csv.DictReader(io.StringIO(to_csv(old))) if r["row_type"] == "line"]
+    assert [r["reasoning_tokens"] for r in rows] == ["0", "0"]
+    page = to_html(old_page(old), None)
+    assert "reasoning" not in page  # a class without tokens has no price line
+    # The first line: 10 input tokens at 0.10, 5 output at 0.40.
+    assert "<td class='qty'>10</td><td>input tokens</td><td>× 0.10 / 1M tokens</td>" in page
+    assert "<td class='qty'>5</td><td>output tokens</td><td>× 0.40 / 1M tokens</td>" in page
+    # Issued before the issuer was configurable: the issuer it named then.
+    assert "LUC · LLM usage cost ledger" in page
+
+
+def test_an_invoice_with_actual_costs_in_its_lines_is_served_as_issued_but_never_shows_them() -> (
     None
 ):
-    # Its lines have no actual_cost_usd: the wire form must not add one (the digest covers
-    # the document as issued), CSV leaves the cell empty and HTML adds no note about it.
+    # Invoices issued between actual costs and the internal view carry actual_cost_usd in
+    # their lines: the wire form keeps it (the digest covers the document as issued), the
+    # CSV and the page, the customer's forms, do not show it.
     old = document()
-    lines = [{**line, "model_name": None} for line in old["lines"]]
+    lines = [{**line, "model_name": None, "actual_cost_usd": "0.09"} for line in old["lines"]]
     served = [
         msgspec.json.decode(msgspec.json.encode(msgspec.convert(x, InvoiceLineOut))) for x in lines
     ]
     assert served == lines
-    rows = [r for r in csv.DictReader(io.StringIO(to_csv(old))) if r["row"] == "line"]
-    assert [(r["actual_cost_usd"], r["amount_usd"]) for r in rows] == [("", "0.1"), ("", "0.025")]
-    page = {
-        **old,
-        "issued_at": None,
-        "period_start": None,
-        "period_end": None,
-        "customer": None,
-        "title": None,
-        "reference": None,
-        "follow_up_of": None,
-        "notes": [],
-        "covered_entries": 3,
-        "lines": lines,
-    }
-    assert ACTUAL_COST_NOTE not in to_html(page, None)
-    recorded = {**page, "lines": [{**line, "actual_cost_usd": "0.09"} for line in lines]}
-    assert ACTUAL_COST_NOTE in to_html(recorded, None)
-    assert to_html(recorded, None).count("<td class='num small'>0.09</td>") == 2
+    without = [{**line, "model_name": None} for line in old["lines"]]
+    served = [
+        msgspec.json.decode(msgspec.json.encode(msgspec.convert(x, InvoiceLineOut)))
+        for x in without
+    ]
+    assert served == without
+    recorded = {**old, "lines": lines}
+    assert "actual" not in to_csv(recorded) and "0.09" not in to_csv(recorded)
+    page = to_html({**old_page(old), "lines": lines}, None)
+    assert "0.09" not in page and "Actual cost" not in page
