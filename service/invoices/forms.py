@@ -72,7 +72,11 @@ def billed_usage(line: dict[str, Any]) -> list[tuple[int, str, str]]:
 def price_lines(line: dict[str, Any]) -> list[str]:
     """``input 3.00 / 1M tokens``, one per price the line used; a line at a long-context
     rate says so first."""
-    lines = [f"{what.removesuffix(' tokens')} {price}" for _, what, price in billed_usage(line)]
+    names = {"calls": "per request"}
+    lines = [
+        f"{names.get(what, what.removesuffix(' tokens'))} {price}"
+        for _, what, price in billed_usage(line)
+    ]
     rate = line.get("long_context_from")
     return [f"at the {rate_label(rate)} rate", *lines] if rate is not None else lines
 

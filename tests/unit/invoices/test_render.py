@@ -9,9 +9,10 @@ from decimal import Decimal
 from typing import Any
 
 import msgspec
+import pytest
 
 from service.api.schemas.invoices import InvoiceLineOut
-from service.invoices.forms import to_csv
+from service.invoices.forms import billed_usage, cents, price_lines, summary, to_csv
 from service.invoices.models import round_total
 from service.invoices.page import to_html
 from service.invoices.render import canonical_json, digest_of
@@ -230,3 +231,89 @@ def test_an_invoice_with_actual_costs_in_its_lines_is_served_as_issued_but_never
     assert "actual" not in to_csv(recorded) and "0.09" not in to_csv(recorded)
     page = to_html({**old_page(old), "lines": lines}, None)
     assert "0.09" not in page and "Actual cost" not in page
+
+
+def priced_line(**fields: Any) -> dict[str, Any]:
+    line: dict[str, Any] = {
+        "events": 3,
+        "input_tokens": 0,
+        "cached_input_tokens": 0,
+        "cache_write_tokens": 0,
+        "output_tokens": 0,
+        "reasoning_tokens": 0,
+        "unit_prices": {
+            "input": "3",
+            "output": "15",
+            "cache_read": "0.3",
+            "cache_write": "3.75",
+            "reasoning": "15",
+            "per_request": "0",
+        },
+        **fields,
+    }
+    return line
+
+
+def test_a_line_shows_one_price_per_class_it_has_tokens_of_each_token_counted_once() -> None:
+    # 1,000 prompt tokens of which 600 cached and 100 written: 300 at the input price.
+    line = priced_line(
+        input_tokens=1_000, cached_input_tokens=600, cache_write_tokens=100, output_tokens=50
+    )
+    assert price_lines(line) == [
+        "input 3.00 / 1M tokens",
+        "cache read 0.30 / 1M tokens",
+        "cache write 3.75 / 1M tokens",
+        "output 15.00 / 1M tokens",
+    ]
+    assert billed_usage(line)[0] == (300, "input tokens", "3.00 / 1M tokens")
+    # Only reasoning among the completion tokens: no output price line.
+    assert price_lines(priced_line(output_tokens=40, reasoning_tokens=40)) == [
+        "reasoning 15.00 / 1M tokens"
+    ]
+
+
+def test_a_per_request_price_is_per_call_and_a_long_context_line_names_its_rate() -> None:
+    line = priced_line(input_tokens=250_000, long_context_from=200_001)
+    line["unit_prices"] = {**line["unit_prices"], "input": "6", "per_request": "0.0005"}
+    assert price_lines(line) == [
+        "at the long context ≥ 200,001 input tokens rate",
+        "input 6.00 / 1M tokens",
+        "per request 0.0005 / call",
+    ]
+    assert billed_usage(line)[-1] == (3, "calls", "0.0005 / call")
+
+
+def test_a_reversal_line_shows_its_negative_counts_at_the_prices_it_takes_back() -> None:
+    line = priced_line(events=-1, input_tokens=-1_000, cached_input_tokens=-900)
+    assert billed_usage(line) == [
+        (-100, "input tokens", "3.00 / 1M tokens"),
+        (-900, "cache read tokens", "0.30 / 1M tokens"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("amounts", "shown", "rounding", "total"),
+    [
+        # 0.004 × 3 = 0.012 → 0.01: each line shows 0.00, the rounding line adds 0.01
+        (["0.004", "0.004", "0.004"], ["0.00", "0.00", "0.00"], "0.01", "0.01"),
+        # 0.005 + 0.005 = 0.01: each shows 0.01 (half up), the column 0.02, rounding −0.01
+        (["0.005", "0.005"], ["0.01", "0.01"], "-0.01", "0.01"),
+        # a credit: −0.102 + 0.021 = −0.081 → −0.08; −0.10 + 0.02 adds up already
+        (["-0.102", "0.021"], ["-0.10", "0.02"], "0.00", "-0.08"),
+    ],
+)
+def test_the_cent_column_adds_up_to_the_total_through_its_rounding_line(
+    amounts: list[str], shown: list[str], rounding: str, total: str
+) -> None:
+    subtotal = sum((D(a) for a in amounts), D(0))
+    document = {
+        "lines": [{"amount_usd": a} for a in amounts],
+        "subtotal_usd": money_text(subtotal),
+        "rounding_usd": money_text(round_total(subtotal) - subtotal),
+        "total_usd": cents_text(round_total(subtotal)),
+    }
+    assert [cents(a) for a in amounts] == shown
+    rows = {row_type: (cent, exact) for row_type, _, cent, exact in summary(document)}
+    assert rows["rounding"][0] == rounding and rows["total"][0] == total
+    assert D(rows["subtotal"][0]) + D(rows["rounding"][0]) == D(total)
+    assert D(rows["subtotal"][1]) + D(rows["rounding"][1]) == D(total)
