@@ -45,7 +45,7 @@ h2 { font-size: 8pt; text-transform: uppercase; color: #555; margin: 0 0 1mm;
      letter-spacing: 0.05em; }
 .bill-to .name { font-weight: bold; }
 .multiline { white-space: pre-line; }
-dl.meta { display: grid; grid-template-columns: 30mm auto; gap: 0.6mm 4mm; margin: 0; }
+dl.meta { display: grid; grid-template-columns: 35mm auto; gap: 0.6mm 4mm; margin: 0; }
 dl.meta dt { color: #555; }
 dl.meta dd { margin: 0; }
 dl.meta .due { font-weight: bold; }
@@ -191,7 +191,7 @@ def _meta(document: dict[str, Any], title: str) -> str:
 def _totals(document: dict[str, Any], credit_note: bool) -> str:
     labels = {"total": "Total credit" if credit_note else "Total"}
     if credit_note:
-        labels["amount_due"] = "Amount due (credit to you)"
+        labels["amount_due"] = "Credit due to you"
     rows = "".join(
         f"<tr class='{row_type}'><td>{_e(labels.get(row_type, label))} ({_e(document['currency'])})"
         f"</td><td class='num' id='invoice-{row_type.replace('_', '-')}'>{_e(shown)}</td></tr>"
