@@ -13,6 +13,7 @@ import base64
 import csv
 import hashlib
 import io
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
@@ -469,3 +470,41 @@ async def test_invoices_and_credit_notes_issued_at_once_take_gap_free_numbers_in
         ("credit_note", 3),
         *(("invoice", n) for n in range(1, 7)),
     ]
+
+
+async def test_luc_invoice_issues_a_credit_note_shows_it_to_finance_and_refuses_a_zero_follow_up(
+    client: Any, database_url: str
+) -> None:
+    await record_accepted(client, [llama_call("c1", "job-cli")])
+    first = await issue(client, "job-cli")
+    await correct_llama(client)
+    issued = await luc_on(
+        database_url, "invoice", "issue", "job-cli", LUC_ISSUER_NAME="AIMS Billing GmbH"
+    )
+    assert issued.returncode == 0, issued.stderr
+    credit = json.loads(issued.stdout)
+    assert (credit["kind"], credit["total_usd"], credit["corrects"]) == (
+        "credit_note",
+        "-0.08",
+        first["number"],
+    )
+    assert credit["issuer"]["name"] == "AIMS Billing GmbH"
+    assert f"issued credit note {credit['number']} for job job-cli" in issued.stderr
+    shown = await luc_on(database_url, "invoice", "show", credit["number"], "--internal")
+    assert shown.returncode == 0, shown.stderr
+    internal = json.loads(shown.stdout)
+    # the reversal of 0.102 and the re-booking at 0.021, at catalog cost
+    assert [x["cost_usd"] for x in internal["lines"]] == ["-0.102", "0.021"]
+    assert (internal["view"], internal["cost_usd"]) == ("internal", "-0.081")
+    refused = await luc_on(
+        database_url, "invoice", "show", credit["number"], "--internal", "--format", "csv"
+    )
+    assert refused.returncode == 2 and "--internal is JSON only" in refused.stderr
+
+    # Sonnet: 400 × 3 = 0.0012: not issued, exit 1 with the reason
+    await record_accepted(
+        client, [event("c2", job_id="job-cli", model=SONNET, input_tokens=400, output_tokens=0)]
+    )
+    zero = await luc_on(database_url, "invoice", "issue", "job-cli")
+    assert zero.returncode == 1
+    assert "which is 0.00 at the cent" in zero.stderr and "carries forward" in zero.stderr
