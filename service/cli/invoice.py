@@ -140,7 +140,8 @@ def invoice_verify(source: str, against_stored: bool) -> None:
     from pathlib import Path
 
     from service.invoices.models import Verification
-    from service.invoices.service import get_invoice, verify_document, verify_stored
+    from service.invoices.service import get_invoice
+    from service.invoices.verify import verify_document, verify_stored
 
     if source == "-" or Path(source).is_file():
         raw = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")

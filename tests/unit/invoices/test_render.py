@@ -16,7 +16,7 @@ from service.invoices.forms import billed_usage, cents, price_lines, summary, to
 from service.invoices.models import round_total
 from service.invoices.page import to_html
 from service.invoices.render import canonical_json, digest_of
-from service.invoices.service import verify_document
+from service.invoices.verify import verify_document
 from service.wire import cents_text, money_text
 
 D = Decimal
