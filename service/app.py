@@ -229,6 +229,14 @@ async def _start(
     app.state.luc = resources
     if not settings.auth.enabled:
         log.warning("auth_disabled", detail="LUC_AUTH=off: every route is open to anyone")
+    if settings.issuer.name is None:
+        # Said once here, not on each invoice: issuing still works (a preview, a test
+        # ledger), and each invoice issued so says it has no issuer.
+        log.info(
+            "issuer_not_configured",
+            detail="set LUC_ISSUER_NAME (and LUC_ISSUER_*) "
+            "before issuing invoices a customer is to pay",
+        )
     log.info("started", embedded=settings.database.url is None)
 
 
