@@ -64,7 +64,9 @@ def _import_payload(
         if dry_run:
             click.echo("dry run: no version created")
             return
-        version_id, summary = await create_version_and_price_unpriced(conn, plan.version)
+        version_id, summary = await create_version_and_price_unpriced(
+            conn, plan.version, default_plan=get_settings().billing.default_plan
+        )
         click.echo(
             f"created catalog version {version_id} effective {effective_from.isoformat()}; "
             f"{summary.events_changed} unpriced events are now priced"
@@ -154,7 +156,13 @@ def rerate(since: str, dry_run: bool) -> None:
             def advance(done: int, total: int) -> None:
                 progress.update(task, completed=done, total=total)
 
-            return await rerate_since(conn, start, dry_run=dry_run, progress=advance)
+            return await rerate_since(
+                conn,
+                start,
+                default_plan=get_settings().billing.default_plan,
+                dry_run=dry_run,
+                progress=advance,
+            )
 
     summary = run_on_database(work)
     verb = "would change" if dry_run else "changed"

@@ -14,6 +14,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from service.money import EXACT
+from service.pricing.catalog import STUB_PROVIDER
 from service.pricing.cost import event_cost
 from service.pricing.plans import ACTUAL_BASIS, CATALOG_BASIS, PlanVersion
 from service.tokens import TokenCounts
@@ -44,3 +45,25 @@ def price_of(
     # Inexact is trapped (service.money): a price is exact or pricing fails loudly.
     marked_up = EXACT.multiply(basis, EXACT.add(Decimal(1), plan.markup))
     return EXACT.add(marked_up, plan.per_request_usd)
+
+
+def customer_price(
+    tokens: TokenCounts,
+    cost_usd: Decimal | None,
+    actual_cost_usd: Decimal | None,
+    plan: PlanVersion | None,
+    model_id: str,
+    provider: str,
+) -> Decimal | None:
+    """``price_of`` for a recorded event: a stub answer (no LLM called, never billed) costs
+    its customer what it cost, nothing; no plan's per-request fee or own price applies."""
+    if provider == STUB_PROVIDER:
+        return cost_usd
+    return price_of(tokens, cost_usd, actual_cost_usd, plan, model_id)
+
+
+def margin(price_usd: Decimal | None, actual_cost_usd: Decimal | None) -> Decimal | None:
+    """``price_usd − actual_cost_usd`` (SPEC §11), exactly; None unless both are known."""
+    if price_usd is None or actual_cost_usd is None:
+        return None
+    return EXACT.subtract(price_usd, actual_cost_usd)
