@@ -170,7 +170,8 @@ def rerate(since: str, dry_run: bool) -> None:
         f"{summary.events_examined} events since {start.isoformat()}; {verb} "
         f"{summary.events_changed}, total delta {summary.delta_usd:f} USD; "
         f"{summary.entries_appended} entries appended; "
-        f"actual cost delta {summary.actual_delta_usd:f} USD"
+        f"actual cost delta {summary.actual_delta_usd:f} USD; "
+        f"price delta {summary.price_delta_usd:f} USD"
     )
     for title, buckets in (("job", summary.jobs), ("agent", summary.agents)):
         if not buckets:
@@ -180,9 +181,14 @@ def rerate(since: str, dry_run: bool) -> None:
         table.add_column("events", justify="right")
         table.add_column("delta USD", justify="right")
         table.add_column("actual delta USD", justify="right")
+        table.add_column("price delta USD", justify="right")
         for key, delta in sorted(buckets.items()):
             # :f — money never in exponent form (str gives 1E-7 for a tiny delta).
             table.add_row(
-                key, str(delta.events), f"{delta.delta_usd:f}", f"{delta.actual_delta_usd:f}"
+                key,
+                str(delta.events),
+                f"{delta.delta_usd:f}",
+                f"{delta.actual_delta_usd:f}",
+                f"{delta.price_delta_usd:f}",
             )
         console.print(table)

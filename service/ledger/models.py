@@ -84,3 +84,10 @@ class UnpricedEvent(TokenCounts):
     provider: str
     occurred_at: datetime
     reason: str | None
+    customer_id: str | None = None
+    """The customer it is priced for (its job's)."""
+    price_usd: Decimal | None = None
+    """Its price for that customer: None, unpriced for the customer too, unless the plan
+    prices the model itself or marks up the provider's reported cost."""
+    plan_id: str | None = None
+    plan_version: int | None = None

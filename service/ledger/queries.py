@@ -195,10 +195,13 @@ LIMIT $3
 """
 
 # Events still unpriced: their entries' unpriced counts do not yet net to zero. The partial
-# index ledger_entries_unpriced keeps this to the few entries that matter.
+# index ledger_entries_unpriced keeps this to the few entries that matter. Beside each, its
+# live booking's customer and price for that customer (null: unpriced for the customer too,
+# as under a catalog-basis plan; known where the plan prices the model itself, or its
+# basis is the provider's reported cost).
 SELECT_UNPRICED = f"""
 SELECT e.event_id, e.model, e.job_id, e.agent, e.provider, e.occurred_at,
-       {_prefixed("e")}, u.reason
+       {_prefixed("e")}, u.reason, b.customer_id, b.price_usd, b.plan_id, b.plan_version
 FROM (
     SELECT event_id, (array_agg(reason ORDER BY id DESC))[1] AS reason
     FROM ledger_entries
@@ -207,9 +210,20 @@ FROM (
     HAVING sum(unpriced_count) > 0
 ) AS u
 JOIN usage_events AS e USING (event_id)
+JOIN LATERAL (
+    SELECT l.customer_id, sum(l.price_usd) AS price_usd,
+           (array_agg(l.plan_id ORDER BY l.id DESC))[1] AS plan_id,
+           (array_agg(l.plan_version ORDER BY l.id DESC))[1] AS plan_version
+    FROM ledger_entries AS l
+    WHERE l.event_id = e.event_id
+    GROUP BY l.catalog_version, l.long_context_from, l.model, l.tier, l.customer_id,
+             l.price_usd IS NULL
+    HAVING sum(l.event_count) = 1
+) AS b ON true
 WHERE e.event_id > $1
   AND ($2::text IS NULL OR e.model = $2)
   AND ($3::text IS NULL OR e.job_id = $3)
+  AND ($5::text IS NULL OR b.customer_id = $5)
 ORDER BY e.event_id
 LIMIT $4
 """

@@ -232,8 +232,14 @@ async def job_entries(
 
 
 async def unpriced_events(
-    conn: Connection, after_id: str, model: str | None, job_id: str | None, limit: int
+    conn: Connection,
+    after_id: str,
+    model: str | None,
+    job_id: str | None,
+    limit: int,
+    customer_id: str | None = None,
 ) -> list[UnpricedEvent]:
-    """Events whose model no catalog version priced yet, a page at a time in id order."""
-    rows = await conn.fetch(queries.SELECT_UNPRICED, after_id, model, job_id, limit)
+    """Events whose model no catalog version priced yet, a page at a time in id order, with
+    their price for their customer (unknown too, unless their plan knows it)."""
+    rows = await conn.fetch(queries.SELECT_UNPRICED, after_id, model, job_id, limit, customer_id)
     return [from_row(UnpricedEvent, r) for r in rows]

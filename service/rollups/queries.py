@@ -202,3 +202,10 @@ ORDER BY billing_day
 """
 
 AGENT_HAS_USAGE = "SELECT 1 FROM rollup_agent_days WHERE agent = $1 LIMIT 1"
+
+# Customers' totals in one UTC month ($2, its first day), from the customer × month rollup.
+SELECT_CUSTOMER_MONTHS = f"""
+SELECT customer_id, month, {TOTALS}
+FROM rollup_customer_months
+WHERE customer_id = ANY($1::text[]) AND month = $2
+"""
