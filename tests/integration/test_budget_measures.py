@@ -114,7 +114,7 @@ async def test_a_reservation_holds_the_estimate_as_the_customer_s_plan_prices_it
 ) -> None:
     await acme(client)
     await record_accepted(client, [call("h1", customer_id="acme")])  # the job is acme's
-    price = await budget(
+    await budget(
         client, scope="customer", scope_id="acme", limit_usd="0.50", measure="price", hard=True
     )
     # An estimate of 0.20 at list price is 0.25 at acme's price: 0.175 + 0.25 = 0.425 ≤ 0.50.
