@@ -299,3 +299,60 @@ async def test_luc_default_plan_prices_jobs_without_a_customer_and_customers_wit
     ]
     assert money((await job(client, "job-none"))["price_usd"]) == D("0.168")
     await assert_rollups_equal_ledger(db)
+
+
+async def test_the_readme_worked_example_holds_to_the_last_digit(
+    client: AsyncTestClient[Any],
+) -> None:
+    """README, Customers and rate plans: plan growth, customer initech, job job-7."""
+    at = "2026-11-10T10:00:00Z"
+    await record_accepted(
+        client,
+        [
+            wire_event(
+                f"w{n}", job_id="job-7", occurred_at=at, provider_cost_usd="0.13", **FLASH_CALL
+            )
+            for n in (1, 2)
+        ],
+    )
+    await make_plan(client, "growth", basis="catalog", markup="0.20")  # from 2026-10-01
+    await make_customer(client, "initech", plan_id="growth")
+    assert (
+        await client.patch("/v1/jobs/job-7", json={"customer_id": "initech"})
+    ).status_code == 200
+    found = await job(client, "job-7")
+    assert (found["cost_usd"], found["price_usd"], found["margin_usd"]) == (
+        "0.28",
+        "0.336",
+        "0.076",
+    )
+    added = await client.post(
+        "/v1/plans/growth/versions",
+        json={"effective_from": "2026-11-01T00:00:00Z", "basis": "catalog", "markup": "0.30"},
+    )
+    assert added.status_code == 201, added.text
+    body = {"since": "2026-11-01T00:00:00Z", "dry_run": True}
+    dry = (await client.post("/v1/plans/growth/reprice", json=body)).json()
+    assert (dry["events_changed"], dry["price_delta_usd"]) == (2, "0.028")
+    assert dry["customers"] == [{"customer_id": "initech", "events": 2, "price_delta_usd": "0.028"}]
+    assert dry["jobs"] == [{"job_id": "job-7", "events": 2, "price_delta_usd": "0.028"}]
+    done = (await client.post("/v1/plans/growth/reprice", json={**body, "dry_run": False})).json()
+    assert done["entries_appended"] == 2
+    assert [e["price_usd"] for e in (await entries(client, "job-7"))[-2:]] == ["0.014", "0.014"]
+    again = (await client.post("/v1/plans/growth/reprice", json={**body, "dry_run": False})).json()
+    assert again["entries_appended"] == 0
+    # The customer × month rollup, as GET /v1/customers/{id} reads it in November 2026.
+    rows = (
+        await client.get(
+            "/v1/usage",
+            params={
+                "group_by": "customer",
+                "customer_id": "initech",
+                "from": "2026-11-01T00:00:00Z",
+                "to": "2026-12-01T00:00:00Z",
+            },
+        )
+    ).json()["rows"]
+    assert [(r["price_usd"], r["actual_cost_usd"], r["margin_usd"]) for r in rows] == [
+        ("0.364", "0.26", "0.104")
+    ]
