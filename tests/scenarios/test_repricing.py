@@ -356,3 +356,59 @@ async def test_the_readme_worked_example_holds_to_the_last_digit(
     assert [(r["price_usd"], r["actual_cost_usd"], r["margin_usd"]) for r in rows] == [
         ("0.364", "0.26", "0.104")
     ]
+
+
+async def test_catalog_re_rating_moves_the_price_where_the_plan_s_basis_moved(
+    client: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    await make_plan(client, "markup25", basis="catalog", markup="0.25")
+    await make_plan(client, "actual10", basis="actual", markup="0.10")
+    await make_customer(client, "acme", plan_id="markup25")
+    await make_customer(client, "beta", plan_id="actual10")
+    at = "2026-11-10T10:00:00Z"
+    await record_accepted(
+        client,
+        [
+            wire_event("k1", job_id="job-k1", customer_id="acme", occurred_at=at, **FLASH_CALL),
+            wire_event(
+                "k2",
+                job_id="job-k2",
+                customer_id="beta",
+                occurred_at=at,
+                provider_cost_usd="0.13",
+                **FLASH_CALL,
+            ),
+        ],
+    )
+    # A correction: Flash's output at 0.50 from 2026-11-01: 0.10 + 0.05 = 0.15 a call.
+    version = await client.post(
+        "/v1/catalog/versions",
+        json={
+            "effective_from": "2026-11-01T00:00:00Z",
+            "parent": 1,
+            "models": [
+                {
+                    "id": "google/gemini-3.0-flash",
+                    "name": "Gemini 3.0 Flash",
+                    "tier": "fast",
+                    "input": "0.10",
+                    "output": "0.50",
+                    "cache_read": "0.01",
+                }
+            ],
+        },
+    )
+    assert version.status_code == 201, version.text
+    rerated = (
+        await client.post("/v1/catalog/rerate", json={"since": "2026-11-01T00:00:00Z"})
+    ).json()
+    # acme's price follows its basis, the catalog cost: 0.175 → 0.15 × 1.25 = 0.1875
+    # (+0.0125); beta's basis is the 0.13 OpenRouter reported, which does not move.
+    assert (rerated["events_changed"], rerated["delta_usd"], rerated["price_delta_usd"]) == (
+        2,
+        "0.02",
+        "0.0125",
+    )
+    assert (await job(client, "job-k1"))["price_usd"] == "0.1875"
+    assert (await job(client, "job-k2"))["price_usd"] == "0.143"  # 0.13 × 1.10
+    await assert_rollups_equal_ledger(db)
