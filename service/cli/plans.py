@@ -184,6 +184,7 @@ def plans_reprice(plan_id: str, since: str, dry_run: bool) -> None:
     from service.customers.plans import get_plan
     from service.recording.repricing import RepriceSummary, reprice_plan
     from service.settings import get_settings
+    from service.wire import money_text
 
     start = parse_time(since, "--since")
     console = Console()
@@ -207,11 +208,11 @@ def plans_reprice(plan_id: str, since: str, dry_run: bool) -> None:
 
     summary = run_on_database(work)
     verb = "would change" if dry_run else "changed"
-    # :f: money never in exponent form (str gives 1E-7 for a tiny delta).
+    # LUC's one money form (as REST answers): never an exponent, no trailing zeros.
     console.print(
         f"{summary.events_examined} events of plan {plan_id} since {start.isoformat()}; "
-        f"{verb} {summary.events_changed}, price delta {summary.price_delta_usd:f} USD; "
-        f"{summary.entries_appended} entries appended"
+        f"{verb} {summary.events_changed}, price delta {money_text(summary.price_delta_usd)} "
+        f"USD; {summary.entries_appended} entries appended"
     )
     for title, buckets in (("customer", summary.customers), ("job", summary.jobs)):
         if not buckets:
@@ -221,5 +222,7 @@ def plans_reprice(plan_id: str, since: str, dry_run: bool) -> None:
         table.add_column("events", justify="right")
         table.add_column("price delta USD", justify="right")
         for key, delta in sorted(buckets.items(), key=lambda kv: (kv[0] is not None, kv[0] or "")):
-            table.add_row(key or "(no customer)", str(delta.events), f"{delta.price_delta_usd:f}")
+            table.add_row(
+                key or "(no customer)", str(delta.events), money_text(delta.price_delta_usd)
+            )
         console.print(table)
