@@ -72,6 +72,7 @@ def standing_for_many_events() -> NewLedgerEntry:
         unpriced_count=0,
         cost_usd=SEED_COST,
         provider_cost_usd=None,
+        price_usd=SEED_COST,  # no customer, no plan: the price is the cost
         price_input=Decimal("0.10"),
         price_output=Decimal("0.40"),
         price_cache_read=Decimal("0.01"),

@@ -46,6 +46,7 @@ def _alert() -> dict[str, Any]:
         "threshold": Decimal("0.5"),
         "spent_usd": Decimal("0.60"),
         "limit_usd": Decimal("1.00"),
+        "measure": "cost",
         "created_at": datetime.now(UTC),
         "webhook_secret": None,
     }
