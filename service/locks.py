@@ -41,7 +41,7 @@ migrations    ``db/env.py`` (Alembic)               exclusive  processes startin
 
 Row locks are not here: they sit in the SQL of their owner (``LOCK_JOB`` in
 ``invoices.queries`` numbers invoices per job, ``LOCK_BUDGETS`` in ``budgets.queries``
-orders reservations against a hard budget, ``LOCK_JOB_CUSTOMERS`` in ``jobs.queries`` holds
+orders reservations against a hard budget, ``LOCK_JOBS`` in ``jobs.queries`` holds
 a batch's jobs and their customers until it commits).
 """
 

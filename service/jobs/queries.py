@@ -33,44 +33,62 @@ WITH changed AS (
 SELECT {_JOB_COLUMNS} FROM changed
 """
 
-# The customer of every job of a batch, claimed and locked in the batch's transaction:
-# ($1 event ids, $2 job ids, $3 customer ids or NULL) of its events, in batch order. A job
-# that has a customer keeps it; one that has none takes the customer of its first event
-# that names one and is not already stored (a replay names what it named the first time,
-# and was judged then). Every job of the batch gets a row (made if missing), locked until
-# the commit, in job order (as the rollups are locked): of two batches naming different
-# customers for a new job the second waits, then reads the first one's customer, so a job
-# never gets two; and a batch prices its events for the customer its job has when it
-# commits, since a change of customer (a PATCH, or another batch's first naming) waits for
-# it, or it for the change. ON CONFLICT DO UPDATE answers each row as it stands after the
-# wait (the latest committed customer); ``before`` is what the statement's snapshot held,
-# to tell a customer this batch set (which may be stale only towards "set now": harmless,
-# see recording.service). The plan is the customer's (none for an unregistered one).
-LOCK_JOB_CUSTOMERS = """
-WITH batch AS (
-    SELECT n.event_id, n.job_id, n.customer_id, n.position
+# The jobs of a batch ($1), each row locked until the batch commits, in job order (as the
+# rollups are locked), with its customer and that customer's plan: a batch prices its
+# events for the customer its job has when it commits, since a change of the job's customer
+# (a PATCH, another batch's first event naming one) waits for the row, or the row for it.
+# A missing row is made (and so held). FOR NO KEY UPDATE only marks the rows: nothing is
+# rewritten; it waits for a batch holding a row, then answers the row as it stands after
+# that one committed. A row another batch made after this statement's snapshot is neither
+# made nor seen here: the caller locks those with LOCK_MADE_JOBS (rare: two batches making
+# one job at once).
+LOCK_JOBS = """
+WITH wanted AS (
+    SELECT DISTINCT job_id FROM unnest($1::text[]) AS w (job_id)
+), made AS (
+    INSERT INTO jobs (job_id)
+    SELECT job_id FROM wanted ORDER BY job_id
+    ON CONFLICT (job_id) DO NOTHING
+    RETURNING job_id, customer_id
+), held AS (
+    SELECT j.job_id, j.customer_id
+    FROM jobs AS j
+    JOIN wanted USING (job_id)
+    ORDER BY j.job_id
+    FOR NO KEY UPDATE OF j
+)
+SELECT l.job_id, l.customer_id, c.plan_id
+FROM (SELECT job_id, customer_id FROM made UNION ALL SELECT job_id, customer_id FROM held) AS l
+LEFT JOIN customers AS c ON c.id = l.customer_id
+"""
+
+LOCK_MADE_JOBS = """
+SELECT j.job_id, j.customer_id, c.plan_id
+FROM jobs AS j
+LEFT JOIN customers AS c ON c.id = j.customer_id
+WHERE j.job_id = ANY($1::text[])
+ORDER BY j.job_id
+FOR NO KEY UPDATE OF j
+"""
+
+# The first customer named for each job without one, in the batch's transaction, on rows
+# LOCK_JOBS holds: ($1 event ids, $2 job ids, $3 customer ids) of the batch's events that
+# name a customer for such a job, in batch order. An event already stored is left out (a
+# replay names what it named the first time, and was judged then).
+CLAIM_JOB_CUSTOMERS = """
+WITH first_named AS (
+    SELECT DISTINCT ON (n.job_id) n.job_id, n.customer_id
     FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY
          AS n (event_id, job_id, customer_id, position)
-), first_named AS (
-    SELECT DISTINCT ON (b.job_id) b.job_id, b.customer_id
-    FROM batch AS b
-    WHERE b.customer_id IS NOT NULL
-      AND NOT EXISTS (SELECT 1 FROM usage_events AS e WHERE e.event_id = b.event_id)
-    ORDER BY b.job_id, b.position
-), before AS (
-    SELECT job_id, customer_id FROM jobs WHERE job_id IN (SELECT job_id FROM batch)
-), locked AS (
-    INSERT INTO jobs AS j (job_id, customer_id)
-    SELECT DISTINCT ON (b.job_id) b.job_id, f.customer_id
-    FROM batch AS b
-    LEFT JOIN first_named AS f USING (job_id)
-    ORDER BY b.job_id
-    ON CONFLICT (job_id) DO UPDATE SET customer_id = coalesce(j.customer_id, EXCLUDED.customer_id)
+    WHERE NOT EXISTS (SELECT 1 FROM usage_events AS e WHERE e.event_id = n.event_id)
+    ORDER BY n.job_id, n.position
+), claimed AS (
+    UPDATE jobs AS j SET customer_id = f.customer_id
+    FROM first_named AS f
+    WHERE j.job_id = f.job_id AND j.customer_id IS NULL
     RETURNING j.job_id, j.customer_id
 )
-SELECT l.job_id, l.customer_id, c.plan_id,
-       l.customer_id IS NOT NULL AND b.customer_id IS NULL AS set_now
-FROM locked AS l
-LEFT JOIN before AS b USING (job_id)
+SELECT l.job_id, l.customer_id, c.plan_id
+FROM claimed AS l
 LEFT JOIN customers AS c ON c.id = l.customer_id
 """

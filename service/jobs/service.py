@@ -102,18 +102,26 @@ class JobCustomer:
 async def lock_job_customers(
     conn: Connection, events: Sequence[UsageEvent]
 ) -> dict[str, JobCustomer]:
-    """The customer of each job of ``events``, claimed for the first event naming one when
-    the job has none, each job's row locked until the caller's transaction ends
-    (``queries.LOCK_JOB_CUSTOMERS``)."""
+    """The customer of each job of ``events``, each job's row locked until the caller's
+    transaction ends (``queries.LOCK_JOBS``); a job without one takes the customer its
+    first new event names (``queries.CLAIM_JOB_CUSTOMERS``)."""
     if not events:
         return {}
-    rows = await conn.fetch(
-        queries.LOCK_JOB_CUSTOMERS,
-        [e.id for e in events],
-        [e.job_id for e in events],
-        [e.customer_id for e in events],
-    )
-    return {r["job_id"]: JobCustomer(r["customer_id"], r["plan_id"], r["set_now"]) for r in rows}
+    job_ids = sorted({e.job_id for e in events})
+    rows = {r["job_id"]: r for r in await conn.fetch(queries.LOCK_JOBS, job_ids)}
+    if missing := [j for j in job_ids if j not in rows]:
+        rows |= {r["job_id"]: r for r in await conn.fetch(queries.LOCK_MADE_JOBS, missing)}
+    jobs = {j: JobCustomer(r["customer_id"], r["plan_id"], set_now=False) for j, r in rows.items()}
+    named = [
+        (e.id, e.job_id, e.customer_id)
+        for e in events
+        if e.customer_id is not None and jobs[e.job_id].customer_id is None
+    ]
+    if named:
+        event_ids, named_jobs, customer_ids = (list(c) for c in zip(*named, strict=True))
+        for r in await conn.fetch(queries.CLAIM_JOB_CUSTOMERS, event_ids, named_jobs, customer_ids):
+            jobs[r["job_id"]] = JobCustomer(r["customer_id"], r["plan_id"], set_now=True)
+    return jobs
 
 
 async def customer_mismatches(

@@ -1,14 +1,16 @@
 """Recording a batch: the one place where events flow through every stage.
 
-pricing (catalog in force at each event) → ingest and ledger (store the new ids, append
-their charges) → rollups → budgets (spend, alerts, outbox), all in one transaction that
-``record_batch`` owns, so a reader never sees an entry without its rollup. Outcomes are
-returned only once that transaction has committed.
+pricing (catalog in force at each event, then the price of the job's customer's plan in
+force at it) → ingest and ledger (store the new ids, append their charges) → rollups →
+budgets (spend, alerts, outbox), all in one transaction that ``record_batch`` owns, so a
+reader never sees an entry without its rollup. Outcomes are returned only once that
+transaction has committed.
 
 A batch costs a fixed handful of round trips whatever its size: open (lock, then what the
-stages need to know), the priced events staged (inline for a small group, binary ``COPY``
-for a batch), one statement that stores the new events, appends their charges and rolls
-them up, budgets only when some exist, and the commit.
+stages need to know), its jobs locked with their customers and plans (and a job's first
+customer claimed, once per job), the priced events staged (inline for a small group,
+binary ``COPY`` for a batch), one statement that stores the new events, appends their
+charges and rolls them up, budgets only when some exist, and the commit.
 """
 
 from __future__ import annotations
@@ -122,7 +124,7 @@ async def record_batch(
             # A job given its first customer by this batch: what it recorded before was
             # priced for no customer, and is re-priced now (SPEC §11), in this transaction.
             # Its row is locked: every batch of it before has committed, none after can
-            # start. (A job some other batch had just claimed is found already right.)
+            # price its events until this one commits.
             claimed = sorted(job for job, c in jobs.items() if c.set_now)
             if claimed:
                 alerts += await reprice_jobs(
