@@ -165,25 +165,30 @@ async def _start(
     recorder = Recorder(pool, catalog_cache, settings.ingest, metrics, dispatcher)
     resources = Resources(settings, pool, catalog_cache, recorder, metrics, dispatcher)
     # The gateway behind /v1/chat/completions: one long-lived client per upstream
-    # (timeouts and limits in upstream_client); usage goes straight to the ledger.
+    # (timeouts and limits in upstream_client).
     openrouter_http = upstream_client(settings.gateway.timeout_seconds)
     stack.push_async_callback(openrouter_http.aclose)
     vertex_http = upstream_client(settings.gateway.timeout_seconds)
     stack.push_async_callback(vertex_http.aclose)
-    # Usage of proxied calls waits here while it cannot be recorded, and what the ledger
-    # refuses is parked here; one file per database, so two ledgers on one machine never
-    # replay into each other.
+    # Every proxied call's usage is made durable here before its answer ends, then recorded
+    # through the group commit; what the ledger refuses is parked here. One file per
+    # database, so two ledgers on one machine never replay into each other, shared by the
+    # processes of one ``luc serve --workers N`` (one of them at a time replays it).
     spool = Spool(
         settings.database.data_dir
         / "spool"
         / f"gateway-{hashlib.sha256(url.encode()).hexdigest()[:16]}.sqlite"
     )
     stack.push_async_callback(spool.close)
+    resources.group_writer = GroupWriter(recorder.record_events, writers=settings.ingest.writers)
+    resources.group_writer.start()
+    stack.push_async_callback(resources.group_writer.stop)
     sink = RecordingSink(
         pool,
         resources.catalog_cache,
         settings.ingest,
         record=recorder.record_events,
+        submit=resources.group_writer.submit,
         spool=spool,
         metrics=metrics,
         record_timeout_seconds=settings.gateway.record_timeout_seconds,
@@ -191,6 +196,11 @@ async def _start(
     resources.recording = sink
     replay_task = asyncio.create_task(sink.run_replay(), name="luc-gateway-spool-replay")
     stack.push_async_callback(_cancelled, replay_task)
+    # Usage on its way to the ledger gets there before the group writer stops (stops run in
+    # reverse); what does not stays spooled.
+    stack.push_async_callback(
+        lambda: sink.aclose(grace_seconds=settings.gateway.record_timeout_seconds)
+    )
     chain = build_chain(settings, openrouter_http=openrouter_http, vertex_http=vertex_http)
     metrics.gateway_stub_mode.set(1 if chain.heuristic else 0)
     resources.gateway = Gateway(
@@ -201,10 +211,7 @@ async def _start(
         default_model=settings.gateway.default_model,
         default_max_tokens=settings.gateway.default_max_tokens,
     )
-    resources.group_writer = GroupWriter(recorder.record_events, writers=settings.ingest.writers)
-    resources.group_writer.start()
-    stack.push_async_callback(resources.group_writer.stop)
-    # Streams still being read are metered before the pool closes (stops run in reverse).
+    # Streams still being read are metered before the sink closes (stops run in reverse).
     gateway = resources.gateway
     stack.push_async_callback(
         lambda: gateway.aclose(grace_seconds=settings.gateway.timeout_seconds)

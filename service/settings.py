@@ -115,9 +115,9 @@ class GatewaySettings:
     that sets no ``max_tokens``: its estimate is reserved with this many output tokens,
     and it is sent upstream as the call's ``max_tokens`` so that the estimate is a cap."""
     record_timeout_seconds: float = 5.0
-    """``LUC_GATEWAY_RECORD_TIMEOUT_SECONDS``: longest wait for a proxied call's usage to
-    reach the ledger before the answer's end; past it the usage goes to the local spool
-    (replayed), so a held lock never holds up answers."""
+    """``LUC_GATEWAY_RECORD_TIMEOUT_SECONDS``: longest one attempt to record a proxied
+    call's usage may take (it is in the local spool already, off the answer's path); past
+    it the usage stays spooled and is replayed, so a held lock never holds up the writer."""
     http_referer: str | None = None
     """``LUC_GATEWAY_HTTP_REFERER``: ``HTTP-Referer`` sent to OpenRouter (app attribution)."""
     app_title: str = "LUC"

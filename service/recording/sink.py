@@ -1,13 +1,17 @@
-"""The gateway's usage sink inside LUC: each proxied call's usage goes straight to the
-ledger, through ``Recorder.record_events`` exactly as ``POST /v1/events`` does, or into
-the local spool when it cannot be recorded now. (A gateway running elsewhere uses
-``service.client.emitter`` instead; the other two ports are in ``recording.adapters``.)
+"""The gateway's usage sink inside LUC. Each proxied call's usage is made durable in the
+cheapest way SPEC §8 allows, before the answer's last byte: appended to the local spool,
+in one ``fsync`` shared with the calls answered at the same moment (``Spool.append``).
+Then, off the call's path, it goes to the ledger through the group commit, exactly as
+``POST /v1/events`` does, and leaves the spool; what cannot be recorded now waits there
+for ``run_replay``. (A gateway running elsewhere uses ``service.client.emitter`` instead;
+the other two ports are in ``recording.adapters``.)
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 import asyncpg
@@ -61,6 +65,12 @@ def _cause(exc: BaseException) -> str:
 FAILED = "failed"
 """The parked status of an event that kept failing on its own (a bug, not an outage)."""
 PARK_AFTER_FAILURES = 5
+REPLAY_AFTER_SECONDS = 1.0
+"""How long a spooled event is left to the process that spooled it before a replay takes
+it: usage on its way to the ledger is not sent twice (which would only cost a duplicate)."""
+
+SubmitFn = Callable[[UsageEvent], Awaitable[EventOutcome]]
+"""One event into the group commit (``GroupWriter.submit``): its outcome once committed."""
 
 
 def _why(exc: BaseException) -> str:
@@ -68,12 +78,14 @@ def _why(exc: BaseException) -> str:
 
 
 class RecordingSink:
-    """The proxy's usage sink: every call's usage is on the ledger, or durably in the local
-    spool, when ``emit`` returns, whatever fails; ``emit`` never raises.
+    """The proxy's usage sink: every call's usage is durably in the local spool (or on the
+    ledger) when ``emit`` returns, whatever fails; ``emit`` never raises. Then it is
+    recorded in the background, and:
 
-    - ``accepted`` or ``duplicate``: on the ledger (stored once).
+    - ``accepted`` or ``duplicate``: on the ledger (stored once), it leaves the spool.
     - The recording failed (PostgreSQL away, a statement or lock timeout, an internal error,
-      no answer within ``record_timeout_seconds``): spooled; ``run_replay`` records it later.
+      no answer within ``record_timeout_seconds``): it stays spooled (counted in
+      ``luc_gateway_usage_spooled_total``); ``run_replay`` records it later.
     - ``conflict`` or ``rejected`` (an answer that will not change on retry): parked in the
       spool, listed by ``GET /v1/usage/parked`` and counted in /metrics, until an operator
       replays it (``replay_parked``, once the cause is fixed) or discards it.
@@ -81,7 +93,11 @@ class RecordingSink:
       error, a bug) ``park_after_failures`` replays in a row, parked likewise with the error
       as its reason. An outage (the database away, a timeout) never parks anything.
 
-    Without a spool (tests, tools), what cannot go on the ledger is logged with its body.
+    Without a spool (tests, tools), and with ``LUC_INGEST_PERSIST=0`` (a benchmark's
+    reference: nothing is stored, so nothing is spooled), ``emit`` records the event before
+    it returns, and spools it only when that fails; so too when the spool cannot be written
+    (the disk): then the ledger is where the usage is made durable, before the answer ends.
+    What can go nowhere is logged with its body.
     """
 
     def __init__(
@@ -92,20 +108,27 @@ class RecordingSink:
         record: RecordFn | None = None,
         spool: Spool | None = None,
         *,
+        submit: SubmitFn | None = None,
         metrics: Metrics | None = None,
         record_timeout_seconds: float | None = None,
         park_after_failures: int = PARK_AFTER_FAILURES,
+        replay_after_seconds: float = REPLAY_AFTER_SECONDS,
     ) -> None:
         self.pool = pool
         self.catalog_cache = catalog_cache
         self.ingest = ingest
         self._record = record or self._record_batch
+        self._submit = submit
         self.spool = spool
-        """Where usage waits when it cannot be recorded, and what LUC refused is parked."""
+        """Where usage waits until it is recorded, and where what LUC refused is parked."""
         self.metrics = metrics or Metrics()
         self.record_timeout_seconds = record_timeout_seconds
-        """How long a call's answer may wait for its usage to be recorded; then it is
-        spooled instead (metering stays off the call's critical path)."""
+        """How long one attempt to record a call's usage may take; past it the usage is left
+        in the spool, for ``run_replay`` (a held lock never holds up the group commit's
+        callers, nor, without a spool, the answer)."""
+        self.replay_after_seconds = replay_after_seconds
+        self._recording: dict[int, asyncio.Task[None]] = {}
+        """Spool seq → the task recording that event now (never replayed meanwhile)."""
         self.park_after_failures = park_after_failures
         self._failures: dict[int, int] = {}
         """Spool seq → replays in a row in which that event failed on its own. Kept in
@@ -130,23 +153,94 @@ class RecordingSink:
         if isinstance(checked, str):
             await self._park(event.id, body, REJECTED, checked)
             return
+        if self.spool is None or not self.ingest.persist:
+            await self._record_now(event.id, body, checked)
+            return
         try:
-            if self.record_timeout_seconds is None:
-                outcome = await self._record([checked])
+            seq = await self.spool.append(event.id, body)
+        except Exception as exc:  # the local disk failed: the ledger it is, before the answer
+            log.error("usage_spool_failed", event_id=event.id, error=_why(exc))
+            await self._record_now(event.id, body, checked)
+            return
+        if seq is None:
+            return  # this report waits in the spool already (or was parked as a conflict)
+        task = asyncio.create_task(
+            self._record_spooled(seq, event.id, body, checked), name="luc-gateway-usage"
+        )
+        self._recording[seq] = task
+        task.add_done_callback(lambda _: self._recording.pop(seq, None))
+
+    async def _record_one(self, event: UsageEvent) -> EventOutcome:
+        """One attempt at recording ``event``, through the group commit when there is one,
+        given up after ``record_timeout_seconds``."""
+        if self._submit is not None:
+            work: Awaitable[EventOutcome] = self._submit(event)
+        else:
+            work = self._first(self._record([event]))
+        if self.record_timeout_seconds is None:
+            return await work
+        return await asyncio.wait_for(work, self.record_timeout_seconds)
+
+    @staticmethod
+    async def _first(batch: Awaitable[BatchOutcome]) -> EventOutcome:
+        return (await batch).results[0]
+
+    async def _record_spooled(
+        self, seq: int, event_id: str, body: bytes, event: UsageEvent
+    ) -> None:
+        """Record a spooled event, off the call's path; it leaves the spool once stored (or
+        parked when refused), and stays there for ``run_replay`` when the attempt failed."""
+        assert self.spool is not None
+        try:
+            result = await self._record_one(event)
+        except Exception as exc:  # whatever it is, the usage waits in the spool
+            log.warning(
+                "usage_event_spooled", event_id=event_id, error=_why(exc), exc_info=_alone(exc)
+            )
+            self.metrics.gateway_spooled.labels(_cause(exc)).inc()
+            return
+        try:
+            if result.status in STORED:
+                await self.spool.settle_grouped([seq], [])
             else:
-                outcome = await asyncio.wait_for(
-                    self._record([checked]), self.record_timeout_seconds
+                await self.spool.settle_grouped(
+                    [], [(seq, event_id, body, result.status, result.reason)]
                 )
+        except Exception as exc:  # left pending: a replay finds it recorded (or refused)
+            log.warning("usage_spool_not_settled", event_id=event_id, error=_why(exc))
+            return
+        if result.status not in STORED:
+            log.error(
+                "usage_event_parked", event_id=event_id, status=result.status, reason=result.reason
+            )
+            self.metrics.gateway_parked.labels(result.status).inc()
+
+    async def _record_now(self, event_id: str, body: bytes, checked: UsageEvent) -> None:
+        """Record before ``emit`` returns; spool (or log) what cannot be recorded now."""
+        try:
+            result = await self._record_one(checked)
         except asyncio.CancelledError:
             # Shut down past the gateway's grace period: the call was paid for all the same.
-            await self._spool(event.id, body, "cancelled", "recording cancelled at shutdown")
+            await self._spool(event_id, body, "cancelled", "recording cancelled at shutdown")
             raise
         except Exception as exc:  # whatever it is, the usage must not be lost
-            await self._spool(event.id, body, _cause(exc), _why(exc), unexpected=_alone(exc))
+            await self._spool(event_id, body, _cause(exc), _why(exc), unexpected=_alone(exc))
             return
-        result = outcome.results[0]
         if result.status not in STORED:
-            await self._park(event.id, body, result.status, result.reason)
+            await self._park(event_id, body, result.status, result.reason)
+
+    async def idle(self) -> None:
+        """Wait until the usage emitted so far has been recorded (or left in the spool)."""
+        while self._recording:
+            await asyncio.wait(list(self._recording.values()))
+
+    async def aclose(self, grace_seconds: float) -> None:
+        """Let recordings in flight end (up to ``grace_seconds``); the rest stays spooled."""
+        if self._recording:
+            _, pending = await asyncio.wait(list(self._recording.values()), timeout=grace_seconds)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def _spool(
         self, event_id: str, body: bytes, cause: str, why: str, *, unexpected: bool = False
@@ -195,7 +289,11 @@ class RecordingSink:
         """
         if self.spool is None:
             return 0
-        rows = await self.spool.take(limit)
+        rows = await self.spool.take(
+            limit,
+            added_before=time.time() - self.replay_after_seconds,
+            skip=self._recording.keys(),
+        )
         if not rows:
             return 0
         checked = [(seq, event_id, body, self._check(body)) for seq, event_id, body in rows]
@@ -261,7 +359,10 @@ class RecordingSink:
         failures = 0
         while True:
             try:
-                while await self.replay_spooled():
+                # Processes sharing the spool file replay it one at a time.
+                while self.spool is not None and self.spool.lead_replay():
+                    if not await self.replay_spooled():
+                        break
                     failures = 0
             except Exception as exc:  # whatever it is, try again later: never give up
                 failures += 1
