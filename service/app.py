@@ -171,7 +171,7 @@ async def _start(
     vertex_http = upstream_client(settings.gateway.timeout_seconds)
     stack.push_async_callback(vertex_http.aclose)
     # Every proxied call's usage is made durable here before its answer ends, then recorded
-    # through the group commit; what the ledger refuses is parked here. One file per
+    # in batches off the answer's path; what the ledger refuses is parked here. One file per
     # database, so two ledgers on one machine never replay into each other, shared by the
     # processes of one ``luc serve --workers N`` (one of them at a time replays it).
     spool = Spool(
@@ -188,7 +188,6 @@ async def _start(
         resources.catalog_cache,
         settings.ingest,
         record=recorder.record_events,
-        submit=resources.group_writer.submit,
         spool=spool,
         metrics=metrics,
         record_timeout_seconds=settings.gateway.record_timeout_seconds,
@@ -196,7 +195,7 @@ async def _start(
     resources.recording = sink
     replay_task = asyncio.create_task(sink.run_replay(), name="luc-gateway-spool-replay")
     stack.push_async_callback(_cancelled, replay_task)
-    # Usage on its way to the ledger gets there before the group writer stops (stops run in
+    # Usage on its way to the ledger gets there before the pool closes (stops run in
     # reverse); what does not stays spooled.
     stack.push_async_callback(
         lambda: sink.aclose(grace_seconds=settings.gateway.record_timeout_seconds)

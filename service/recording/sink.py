@@ -1,17 +1,20 @@
 """The gateway's usage sink inside LUC. Each proxied call's usage is made durable in the
 cheapest way SPEC §8 allows, before the answer's last byte: appended to the local spool,
 in one ``fsync`` shared with the calls answered at the same moment (``Spool.append``).
-Then, off the call's path, it goes to the ledger through the group commit, exactly as
-``POST /v1/events`` does, and leaves the spool; what cannot be recorded now waits there
-for ``run_replay``. (A gateway running elsewhere uses ``service.client.emitter`` instead;
-the other two ports are in ``recording.adapters``.)
+Then, off the call's path, it goes to the ledger through ``Recorder.record_events`` as
+``POST /v1/events/batch`` does, the calls of a few milliseconds in one transaction, and
+leaves the spool; what cannot be recorded now waits there for ``run_replay``. (A gateway
+running elsewhere uses ``service.client.emitter`` instead; the other two ports are in
+``recording.adapters``.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
@@ -19,7 +22,7 @@ import msgspec
 import structlog
 
 from service.catalog.service import CatalogCache
-from service.client.spool import Parked, Spool
+from service.client.spool import AsideRow, Parked, Spool
 from service.db import on_connection
 from service.errors import DatabaseUnavailableError, LucError, NotFoundError
 from service.ingest.models import Rejection, UsageEvent, UsageEventIn
@@ -69,8 +72,22 @@ REPLAY_AFTER_SECONDS = 1.0
 """How long a spooled event is left to the process that spooled it before a replay takes
 it: usage on its way to the ledger is not sent twice (which would only cost a duplicate)."""
 
-SubmitFn = Callable[[UsageEvent], Awaitable[EventOutcome]]
-"""One event into the group commit (``GroupWriter.submit``): its outcome once committed."""
+LINGER_SECONDS = 0.005
+"""How long a spooled event may wait for others to share its transaction: the usage is
+durable already, and one transaction for several calls costs a fraction of one each."""
+MAX_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class _Spooled:
+    """An event in the spool, on its way to the ledger."""
+
+    seq: int
+    event_id: str
+    body: bytes
+    event: UsageEvent
+    at: float
+    """``time.monotonic()`` when it was spooled."""
 
 
 def _why(exc: BaseException) -> str:
@@ -108,17 +125,16 @@ class RecordingSink:
         record: RecordFn | None = None,
         spool: Spool | None = None,
         *,
-        submit: SubmitFn | None = None,
         metrics: Metrics | None = None,
         record_timeout_seconds: float | None = None,
         park_after_failures: int = PARK_AFTER_FAILURES,
         replay_after_seconds: float = REPLAY_AFTER_SECONDS,
+        linger_seconds: float = LINGER_SECONDS,
     ) -> None:
         self.pool = pool
         self.catalog_cache = catalog_cache
         self.ingest = ingest
         self._record = record or self._record_batch
-        self._submit = submit
         self.spool = spool
         """Where usage waits until it is recorded, and where what LUC refused is parked."""
         self.metrics = metrics or Metrics()
@@ -127,8 +143,13 @@ class RecordingSink:
         in the spool, for ``run_replay`` (a held lock never holds up the group commit's
         callers, nor, without a spool, the answer)."""
         self.replay_after_seconds = replay_after_seconds
-        self._recording: dict[int, asyncio.Task[None]] = {}
-        """Spool seq → the task recording that event now (never replayed meanwhile)."""
+        self.linger_seconds = linger_seconds
+        self._queue: list[_Spooled] = []
+        """Spooled by this process, waiting for the writer."""
+        self._in_flight: set[int] = set()
+        """Spool seqs queued or being recorded by this process (never replayed meanwhile)."""
+        self._full = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
         self.park_after_failures = park_after_failures
         self._failures: dict[int, int] = {}
         """Spool seq → replays in a row in which that event failed on its own. Kept in
@@ -164,56 +185,67 @@ class RecordingSink:
             return
         if seq is None:
             return  # this report waits in the spool already (or was parked as a conflict)
-        task = asyncio.create_task(
-            self._record_spooled(seq, event.id, body, checked), name="luc-gateway-usage"
-        )
-        self._recording[seq] = task
-        task.add_done_callback(lambda _: self._recording.pop(seq, None))
+        self._queue.append(_Spooled(seq, event.id, body, checked, time.monotonic()))
+        self._in_flight.add(seq)
+        if len(self._queue) >= MAX_BATCH:
+            self._full.set()
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write(), name="luc-gateway-usage-writer")
+
+    async def _write(self) -> None:
+        """Record what this process spooled, off the calls' path, a batch per transaction:
+        what arrives while one commits goes in the next. Runs until the queue is empty."""
+        while self._queue:
+            linger = self.linger_seconds - (time.monotonic() - self._queue[0].at)
+            if linger > 0 and len(self._queue) < MAX_BATCH:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), linger)
+            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+            self._full.clear()
+            try:
+                await self._record_spooled(batch)
+            finally:
+                self._in_flight.difference_update(item.seq for item in batch)
 
     async def _record_one(self, event: UsageEvent) -> EventOutcome:
-        """One attempt at recording ``event``, through the group commit when there is one,
-        given up after ``record_timeout_seconds``."""
-        if self._submit is not None:
-            work: Awaitable[EventOutcome] = self._submit(event)
-        else:
-            work = self._first(self._record([event]))
+        """One attempt at recording ``event``, given up after ``record_timeout_seconds``."""
+        return (await self._attempt([event])).results[0]
+
+    async def _attempt(self, events: Sequence[UsageEvent]) -> BatchOutcome:
         if self.record_timeout_seconds is None:
-            return await work
-        return await asyncio.wait_for(work, self.record_timeout_seconds)
+            return await self._record(events)
+        return await asyncio.wait_for(self._record(events), self.record_timeout_seconds)
 
-    @staticmethod
-    async def _first(batch: Awaitable[BatchOutcome]) -> EventOutcome:
-        return (await batch).results[0]
-
-    async def _record_spooled(
-        self, seq: int, event_id: str, body: bytes, event: UsageEvent
-    ) -> None:
-        """Record a spooled event, off the call's path; it leaves the spool once stored (or
-        parked when refused), and stays there for ``run_replay`` when the attempt failed."""
+    async def _record_spooled(self, batch: Sequence[_Spooled]) -> None:
+        """Record spooled events in one transaction; they leave the spool once stored (or
+        parked when refused), and stay there for ``run_replay`` when the attempt failed."""
         assert self.spool is not None
         try:
-            result = await self._record_one(event)
+            outcome = await self._attempt([item.event for item in batch])
         except Exception as exc:  # whatever it is, the usage waits in the spool
             log.warning(
-                "usage_event_spooled", event_id=event_id, error=_why(exc), exc_info=_alone(exc)
+                "usage_events_spooled",
+                events=len(batch),
+                error=_why(exc),
+                exc_info=_alone(exc),
             )
-            self.metrics.gateway_spooled.labels(_cause(exc)).inc()
+            self.metrics.gateway_spooled.labels(_cause(exc)).inc(len(batch))
             return
-        try:
+        done: list[int] = []
+        aside: list[AsideRow] = []
+        for item, result in zip(batch, outcome.results, strict=True):
             if result.status in STORED:
-                await self.spool.settle_grouped([seq], [])
+                done.append(item.seq)
             else:
-                await self.spool.settle_grouped(
-                    [], [(seq, event_id, body, result.status, result.reason)]
-                )
-        except Exception as exc:  # left pending: a replay finds it recorded (or refused)
-            log.warning("usage_spool_not_settled", event_id=event_id, error=_why(exc))
+                aside.append((item.seq, item.event_id, item.body, result.status, result.reason))
+        try:
+            await self.spool.settle_grouped(done, aside)
+        except Exception as exc:  # left pending: a replay finds them recorded (or refused)
+            log.warning("usage_spool_not_settled", events=len(batch), error=_why(exc))
             return
-        if result.status not in STORED:
-            log.error(
-                "usage_event_parked", event_id=event_id, status=result.status, reason=result.reason
-            )
-            self.metrics.gateway_parked.labels(result.status).inc()
+        for _, event_id, _, status, reason in aside:
+            log.error("usage_event_parked", event_id=event_id, status=status, reason=reason)
+            self.metrics.gateway_parked.labels(status).inc()
 
     async def _record_now(self, event_id: str, body: bytes, checked: UsageEvent) -> None:
         """Record before ``emit`` returns; spool (or log) what cannot be recorded now."""
@@ -231,13 +263,15 @@ class RecordingSink:
 
     async def idle(self) -> None:
         """Wait until the usage emitted so far has been recorded (or left in the spool)."""
-        while self._recording:
-            await asyncio.wait(list(self._recording.values()))
+        while self._writer is not None and not self._writer.done():
+            await asyncio.wait([self._writer])
 
     async def aclose(self, grace_seconds: float) -> None:
-        """Let recordings in flight end (up to ``grace_seconds``); the rest stays spooled."""
-        if self._recording:
-            _, pending = await asyncio.wait(list(self._recording.values()), timeout=grace_seconds)
+        """Record what waits at once (up to ``grace_seconds``); the rest stays spooled."""
+        self.linger_seconds = 0.0
+        self._full.set()
+        if self._writer is not None and not self._writer.done():
+            _, pending = await asyncio.wait([self._writer], timeout=grace_seconds)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
@@ -292,7 +326,7 @@ class RecordingSink:
         rows = await self.spool.take(
             limit,
             added_before=time.time() - self.replay_after_seconds,
-            skip=self._recording.keys(),
+            skip=self._in_flight,
         )
         if not rows:
             return 0
