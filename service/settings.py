@@ -57,6 +57,9 @@ class ServerSettings:
     log_format: str | None = None
     """``LUC_LOG_FORMAT``: ``json`` (one object per line) or ``console`` (aligned, for
     people); unset, ``console`` when stderr is a terminal and ``json`` otherwise."""
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    """``LUC_WORKERS``: processes of ``luc serve`` behind its one port, each with its own
+    pool and writers (default: the number of CPUs)."""
 
 
 @dataclass(frozen=True)
@@ -199,7 +202,8 @@ class AuthSettings:
     metrics_public: bool = False
     """``LUC_METRICS_PUBLIC``: ``1`` lets Prometheus scrape /metrics without a key."""
     rate_limit_per_second: int = 1000
-    """``LUC_RATE_LIMIT_PER_SECOND``: requests per second per key (or address); 0 = off."""
+    """``LUC_RATE_LIMIT_PER_SECOND``: requests per second per key (or address), counted
+    across every process on the database; 0 = off."""
 
 
 @dataclass(frozen=True)
@@ -290,6 +294,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             if env.get("LUC_LOG_FORMAT")
             else None
         ),
+        workers=_int(env, "LUC_WORKERS", os.cpu_count() or 1),
     )
     ingest = IngestSettings(
         max_batch_events=_int(env, "LUC_MAX_BATCH_EVENTS", 5000),
