@@ -1,6 +1,7 @@
 """``luc serve --workers 2`` as a real process: two workers behind one port, and LUC as one
-service all the same. Both serve; /metrics sums their process series; a key's rate limit
-holds across them; every call they proxy is on the ledger exactly once; and the usage of
+service all the same. Both serve; events they write side by side for the same jobs add up
+exactly; /metrics sums their process series; a key's rate limit holds across them; every
+call they proxy is on the ledger exactly once; and the usage of
 a call whose worker is SIGKILLed right after the answer's last byte is in the spool, and
 recorded once after the worker is replaced.
 
@@ -16,6 +17,7 @@ import signal
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
@@ -26,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service.auth.keys import create_key
 from service.locks import LOCK_REPRICING
+from tests.support.events import wire_event
 from tests.support.fake_openrouter import FakeOpenRouter
 from tests.support.ledger_truth import assert_rollups_equal_ledger, ledger
 from tests.support.servers import ServerProcess
@@ -115,6 +118,27 @@ async def _proxy(server: ServerProcess, key: str, calls: int) -> list[str]:
     return list(await asyncio.gather(*(one(i % 2 == 1) for i in range(calls))))
 
 
+async def _ingest(server: ServerProcess, key: str) -> int:
+    """Batches of events for the same two jobs, sent at once on new connections (so both
+    workers write them side by side); how many events."""
+    batches = [
+        [wire_event(f"w-{b}-{i}", job_id=f"job-{i % 2}") for i in range(50)] for b in range(4)
+    ]
+
+    async def send(batch: list[dict[str, object]]) -> None:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+            answer = await http.post(
+                "/v1/events/batch",
+                json={"events": batch},
+                headers={"Authorization": f"Bearer {key}"},
+            )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["accepted"] == len(batch)
+
+    await asyncio.gather(*(send(b) for b in batches))
+    return sum(len(b) for b in batches)
+
+
 async def _pg_second(db: asyncpg.Connection) -> float:
     return float(await db.fetchval("SELECT extract(epoch FROM clock_timestamp())"))
 
@@ -132,24 +156,35 @@ async def test_two_workers_serve_one_port_as_one_luc(
     assert workers.pid not in pids  # the parent supervises, the workers serve
     calls = 8  # below the limit, whatever second they fall in
     ids = await _proxy(workers, key, calls)
+    events = await _ingest(workers, other_key)
 
     async def recorded() -> bool:
-        return len(await ledger(db)) == calls
+        return len(await ledger(db)) == calls + events
 
-    await wait_until(recorded, 30, "every proxied call on the ledger")
+    await wait_until(recorded, 30, "every proxied call and event on the ledger")
     after = _scrape(workers)
     route = _requests("/readyz", "GET", "200")
     assert after[route] - before.get(route, 0) == sum(readyz_answered.values())
     chat = _requests("/v1/chat/completions", "POST", "200")
     assert after[chat] - before.get(chat, 0) == calls
-    assert after[ACCEPTED] - before[ACCEPTED] == calls
+    assert after[ACCEPTED] - before[ACCEPTED] == calls + events
     assert after[("luc_gateway_stub_mode", ())] == 0  # a gauge that each worker sets alike
 
     # Every proxied call on the ledger exactly once, and nothing else.
-    entries = await ledger(db)
-    assert sorted(e["event_id"] for e in entries) == sorted(ids)
+    proxied = [e for e in await ledger(db) if e["job_id"] == "job-w"]
+    assert sorted(e["event_id"] for e in proxied) == sorted(ids)
     assert len(set(ids)) == calls
-    assert {e["kind"] for e in entries} == {"charge"}
+    assert {e["kind"] for e in proxied} == {"charge"}
+    # The events both workers wrote for the same jobs, exact: 100 each at 0.0003 USD
+    # (1000 × 0.10 + 500 × 0.40 per 1M).
+    totals = await db.fetch(
+        "SELECT job_id, cost_usd, events FROM rollup_jobs WHERE job_id IN ('job-0', 'job-1') "
+        "ORDER BY job_id"
+    )
+    assert [tuple(r) for r in totals] == [
+        ("job-0", Decimal("0.03"), 100),
+        ("job-1", Decimal("0.03"), 100),
+    ]
     await assert_rollups_equal_ledger(db)
 
     # One key's rate limit holds across both workers: a burst of 4 × the limit, half on
