@@ -218,7 +218,7 @@ async def _start(
         chain,
         sink,
         database_catalog(pool, resources.catalog_cache),
-        budgets=DatabaseBudgets(pool, settings.gateway_reservation_seconds),
+        budgets=DatabaseBudgets(pool, settings.gateway_reservation_seconds, settled=sink.idle),
         default_model=settings.gateway.default_model,
         default_max_tokens=settings.gateway.default_max_tokens,
     )

@@ -5,6 +5,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -20,16 +23,42 @@ from service.pricing.catalog import Catalog
 log = structlog.get_logger("luc.gateway")
 
 
+SETTLING_WAIT_SECONDS = 1.0
+
+
 class DatabaseBudgets:
     """``POST /v1/budgets/reservations`` and ``DELETE /v1/budgets/reservations/{id}``, on
-    the database directly."""
+    the database directly.
 
-    def __init__(self, pool: asyncpg.Pool, reservation_seconds: int) -> None:
+    ``settled`` waits until the usage this process has answered for is on the ledger (the
+    sink's ``idle``): a call's usage is recorded just after its answer, and until then its
+    reservation still holds the whole estimate. A call refused meanwhile is asked again
+    once that usage has settled its reservations (waiting at most a second), so that a
+    caller's next call is judged on what was spent, as it would be a moment later.
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        reservation_seconds: int,
+        settled: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.pool = pool
         self.reservation_seconds = reservation_seconds
+        self.settled = settled
 
     async def reserve(
         self, *, job_id: str, agent: str, model: str, estimated_cost_usd: Decimal
+    ) -> BudgetVerdict:
+        verdict = await self._reserve(job_id, agent, model, estimated_cost_usd)
+        if verdict.allowed or self.settled is None:
+            return verdict
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.settled(), SETTLING_WAIT_SECONDS)
+        return await self._reserve(job_id, agent, model, estimated_cost_usd)
+
+    async def _reserve(
+        self, job_id: str, agent: str, model: str, estimated_cost_usd: Decimal
     ) -> BudgetVerdict:
         result = await on_connection(
             self.pool,
