@@ -15,6 +15,8 @@ import math
 import os
 import signal
 import sqlite3
+import statistics
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -154,6 +156,15 @@ async def test_two_workers_serve_one_port_as_one_luc(
     before = _scrape(workers)
     pids, readyz_answered = _both_pids(workers)
     assert workers.pid not in pids  # the parent supervises, the workers serve
+    # Answers go out as soon as they are written: a worker's connections do not wait for
+    # the client's delayed ACK (about 40 ms each, when Nagle's algorithm was left on).
+    async with httpx.AsyncClient(base_url=workers.base_url, timeout=10) as http:
+        took = []
+        for _ in range(25):
+            started = time.perf_counter()
+            assert (await http.get("/healthz")).status_code == 200
+            took.append(time.perf_counter() - started)
+    assert statistics.median(took) < 0.03, took
     calls = 8  # below the limit, whatever second they fall in
     ids = await _proxy(workers, key, calls)
     events = await _ingest(workers, other_key)
