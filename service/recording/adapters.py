@@ -14,9 +14,10 @@ from decimal import Decimal
 import asyncpg
 import structlog
 
+from service.budgets import queries as budget_queries
 from service.budgets.reservations import release, reserve
 from service.catalog.service import CatalogCache
-from service.db import on_connection
+from service.db import Connection, on_connection
 from service.gateway.ports import BudgetVerdict, CatalogSource
 from service.pricing.catalog import Catalog
 
@@ -60,9 +61,13 @@ class DatabaseBudgets:
     async def _reserve(
         self, job_id: str, agent: str, model: str, estimated_cost_usd: Decimal
     ) -> BudgetVerdict:
-        result = await on_connection(
-            self.pool,
-            lambda conn: reserve(
+        async def admit(conn: Connection) -> BudgetVerdict:
+            # Most calls fall under no hard budget: one look says so, and nothing needs
+            # holding, so no transaction either (``reserve`` would find the same).
+            budgets = await conn.fetch(budget_queries.SELECT_APPLICABLE, job_id, agent, model)
+            if not any(b["hard"] for b in budgets):
+                return BudgetVerdict(True)
+            result = await reserve(
                 conn,
                 job_id=job_id,
                 agent=agent,
@@ -70,11 +75,12 @@ class DatabaseBudgets:
                 estimated_cost_usd=estimated_cost_usd,
                 now=datetime.now(UTC),
                 reservation_seconds=self.reservation_seconds,
-            ),
-        )
-        return BudgetVerdict(
-            result.allowed, result.remaining_usd, result.reason, result.reservation_id
-        )
+            )
+            return BudgetVerdict(
+                result.allowed, result.remaining_usd, result.reason, result.reservation_id
+            )
+
+        return await on_connection(self.pool, admit)
 
     async def release(self, reservation_id: str) -> None:
         try:
