@@ -215,7 +215,9 @@ class Spool:
         try:
             now = time.time()
             with self.conn:
-                self.conn.execute("BEGIN")
+                # The write lock at once (waiting for another process's group, if any): a
+                # transaction that read first could not take it later without failing.
+                self.conn.execute("BEGIN IMMEDIATE")
                 return [work(now) for work in works]
         finally:
             if not durable:
