@@ -391,7 +391,8 @@ async def run_all(
 # The invariant ----------------------------------------------------------------------------
 
 _SUMS = """
-    {cost} AS cost_usd, COALESCE(sum(provider_cost_usd), 0) AS provider_cost_usd,
+    {cost} AS cost_usd, {actual} AS actual_cost_usd,
+    COALESCE(sum(provider_cost_usd), 0) AS provider_cost_usd,
     sum(event_count) AS events, sum(unpriced_count) AS unpriced_events,
     sum(input_tokens) AS input_tokens, sum(cached_input_tokens) AS cached_input_tokens,
     sum(cache_write_tokens) AS cache_write_tokens, sum(output_tokens) AS output_tokens,
@@ -399,20 +400,30 @@ _SUMS = """
     min(occurred_at) AS first_event_at, max(occurred_at) AS last_event_at
 """
 _MEASURES = (
-    "cost_usd, provider_cost_usd, events, unpriced_events, input_tokens, cached_input_tokens, "
-    "cache_write_tokens, output_tokens, reasoning_tokens, first_event_at, last_event_at"
+    "cost_usd, actual_cost_usd, provider_cost_usd, events, unpriced_events, input_tokens, "
+    "cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens, first_event_at, "
+    "last_event_at"
 )
 
 
-def _rollup_check(table: str, keys: dict[str, str], cost: str) -> str:
+def _rollup_check(table: str, keys: dict[str, str], *, keep_unknown: bool = False) -> str:
     """How many rows ``table`` and the ledger grouped by its key disagree on, either way
     (a row missing on one side counts); ``keys`` maps the rollup's key columns to ledger
-    expressions. EXCEPT compares NULLs as equal and numerics by value."""
+    expressions. EXCEPT compares NULLs as equal and numerics by value. With
+    ``keep_unknown`` (job lines) a cost no entry knows stays NULL, as the service keeps it."""
     ledger_keys = ", ".join(f"{expr} AS {col}" for col, expr in keys.items())
     columns = f"{', '.join(keys)}, {_MEASURES}"
+
+    def summed(column: str) -> str:
+        return f"sum({column})" if keep_unknown else f"COALESCE(sum({column}), 0)"
+
+    # SPEC §3's actual cost spelled out, not read from the generated column.
+    sums = _SUMS.format(
+        cost=summed("cost_usd"), actual=summed("COALESCE(provider_cost_usd, cost_usd)")
+    )
     return f"""
         WITH l AS (
-            SELECT {ledger_keys}, {_SUMS.format(cost=cost)}
+            SELECT {ledger_keys}, {sums}
             FROM ledger_entries
             GROUP BY {", ".join(keys.values())}
         ), r AS (
@@ -424,17 +435,27 @@ def _rollup_check(table: str, keys: dict[str, str], cost: str) -> str:
 
 
 INVARIANT_CHECKS = {
-    "rollup_jobs": _rollup_check("rollup_jobs", {"job_id": "job_id"}, "COALESCE(sum(cost_usd), 0)"),
+    "rollup_jobs": _rollup_check("rollup_jobs", {"job_id": "job_id"}),
     "rollup_job_lines": _rollup_check(
         "rollup_job_lines",
-        {c: c for c in ("job_id", "agent", "model", "provider", "catalog_version")},
-        "sum(cost_usd)",  # a line stays NULL while unpriced, as the service keeps it
+        {
+            c: c
+            for c in (
+                "job_id",
+                "agent",
+                "model",
+                "provider",
+                "catalog_version",
+                "long_context_from",
+            )
+        },
+        keep_unknown=True,  # a line stays NULL while unpriced, as the service keeps it
     ),
     "rollup_agent_days": _rollup_check(
-        "rollup_agent_days", {"agent": "agent", "day": "billing_day"}, "COALESCE(sum(cost_usd), 0)"
+        "rollup_agent_days", {"agent": "agent", "day": "billing_day"}
     ),
     "rollup_model_days": _rollup_check(
-        "rollup_model_days", {"model": "model", "day": "billing_day"}, "COALESCE(sum(cost_usd), 0)"
+        "rollup_model_days", {"model": "model", "day": "billing_day"}
     ),
     "events_without_exactly_one_charge": """
         SELECT count(*) FROM usage_events AS e

@@ -40,6 +40,7 @@ from bench.loadgen import Call, Run, closed_loop, expect_status
 from bench.metrics import CHECKS, LOAD_CHUNK
 from service.auth.keys import create_key
 from service.db import connect
+from service.reconciliation import queries as reconciliation
 from service.rollups.queries import upserts
 from tests.support.servers import ServerProcess
 
@@ -55,7 +56,7 @@ TARGET_P99_MS = {1: 2.0, 16: 10.0}
 
 # The service's rollup upserts over the whole ledger instead of one batch's entries: the
 # same GROUP BYs and measures, so a rebuilt rollup is what ingest would have made.
-REBUILD_ROLLUPS = tuple(upserts("ledger_entries").values())
+REBUILD_ROLLUPS = (*upserts("ledger_entries").values(), reconciliation.upsert("ledger_entries"))
 
 
 @dataclass

@@ -11,18 +11,20 @@ one, written in the SDK's own terms (a ``Dataquery`` and its builder). Everythin
 layout included, is the SDK's.
 
 Two audiences, two dashboards:
-- ``finance.json``: spend today and this month, spend over time by tier, agent and model,
-  the top jobs, catalog versus provider-reported cost, unpriced events, budgets;
+- ``finance.json``: spend today and this month, list (catalog) versus actual cost, spend
+  over time by tier, agent and model, the top jobs, catalog versus provider-reported cost
+  and the catalog's drift per model and provider, unpriced events, budgets;
 - ``operations.json``: ingest rate and outcomes, ingest and HTTP latency, HTTP errors,
   scrape and database health.
 
-Ledger series (``luc_cost_usd_total``, ``luc_tokens_total``, ``luc_unpriced_events``,
-``luc_budget_*``) are read from PostgreSQL at scrape time: every replica reports the same
-whole-ledger value. Queries therefore take ``max by (<the series' own labels>)`` first,
-which folds replicas (and any target labels: instance, pod, job) into one series, and only
-then sum. Process series (``luc_events_total`` and the histograms) count what each process
-did and are summed directly. Money that must be exact to the cent over long ranges (today,
-this month, per job) comes from the PostgreSQL datasource over the rollup tables.
+Ledger series (``luc_cost_usd_total``, ``luc_actual_cost_usd_total``, ``luc_tokens_total``,
+``luc_unpriced_events``, ``luc_budget_*``) are read from PostgreSQL at scrape time: every
+replica reports the same whole-ledger value. Queries therefore take ``max by (<the series'
+own labels>)`` first, which folds replicas (and any target labels: instance, pod, job) into
+one series, and only then sum. Process series (``luc_events_total`` and the histograms)
+count what each process did and are summed directly. Money that must be exact to the cent
+over long ranges (today, this month, per job) comes from the PostgreSQL datasource over
+the rollup tables.
 """
 
 from __future__ import annotations
@@ -419,6 +421,7 @@ BUDGET_STEPS: list[tuple[float | None, str]] = [(None, "green"), (0.8, "orange")
 
 def finance() -> dict[str, Any]:
     cost = "luc_cost_usd_total"
+    actual = "luc_actual_cost_usd_total"
     provider_cost = ledger("luc_provider_cost_usd_total")
     catalog_cost = ledger(cost)
     panels = [
@@ -474,6 +477,50 @@ WHERE day >= date_trunc('month', {TODAY})::date
             unit="none",
             decimals=None,
             text_mode="name",
+        ),
+        # List (catalog) and actual cost side by side: the actual cost is the provider's
+        # reported cost of each event where it reported one, else the catalog's.
+        timeseries(
+            "Spend rate: list vs actual",
+            "Per hour, the catalog-priced (list) cost beside the actual cost: each event's "
+            f"provider-reported cost where reported, else its catalog cost. {LEDGER_NOTE}",
+            [
+                prom(f"sum({ledger_rate(cost)}) {PER_HOUR}", "list (catalog)"),
+                prom(f"sum({ledger_rate(actual)}) {PER_HOUR}", "actual"),
+            ],
+            unit="currencyUSD",
+            width=8,
+        ),
+        timeseries(
+            "Daily list vs actual cost (ledger)",
+            "Per UTC day, from the agent × day rollup: exact, and complete even for days "
+            "before Prometheus started. GET /v1/usage?group_by=day has the same figures.",
+            [
+                sql(
+                    f"""
+SELECT (day::timestamp AT TIME ZONE 'UTC') AS time, sum(cost_usd) AS "list (catalog)",
+       sum(actual_cost_usd) AS "actual"
+FROM rollup_agent_days
+WHERE day BETWEEN {FROM_DAY} AND {TO_DAY}
+GROUP BY day
+ORDER BY 1
+""",
+                    time_series=True,
+                )
+            ],
+            unit="currencyUSD",
+            width=8,
+        ),
+        bargauge(
+            "List vs actual cost by model",
+            "Everything the ledger holds per model: catalog-priced (list) cost beside the "
+            "actual cost (an unpriced model shows only its reported cost, its list price being "
+            f"unknown). {LEDGER_NOTE}",
+            [
+                prom(f"sum by (model) ({catalog_cost})", "{{model}} list", instant=True),
+                prom(f"sum by (model) ({ledger(actual)})", "{{model}} actual", instant=True),
+            ],
+            width=8,
         ),
         timeseries(
             "Spend rate by tier",
@@ -559,7 +606,8 @@ ORDER BY 1, 2
             "breakdown.",
             [
                 sql("""
-SELECT job_id AS "job", cost_usd AS "cost", provider_cost_usd AS "provider-reported",
+SELECT job_id AS "job", cost_usd AS "cost", actual_cost_usd AS "actual cost",
+       provider_cost_usd AS "provider-reported",
        events, unpriced_events AS "unpriced events",
        input_tokens AS "input tokens", output_tokens AS "output tokens",
        first_event_at AS "first event", last_event_at AS "last event"
@@ -569,7 +617,7 @@ ORDER BY cost_usd DESC, job_id
 LIMIT 25
 """)
             ],
-            money_columns=("cost", "provider-reported"),
+            money_columns=("cost", "actual cost", "provider-reported"),
             height=10,
         ),
         row("Reconciliation"),
@@ -634,6 +682,7 @@ ORDER BY 2 DESC, 1
             height=6,
             thresholds=[(None, "orange")],
         ),
+        drift_table(),
         row("Budgets"),
         bargauge(
             "Budget spend ratio",
@@ -680,6 +729,45 @@ ORDER BY 2 DESC, 1
         time_from="now-7d",
         refresh="5m",
         link_to=("luc-operations", "LUC — Operations"),
+    )
+
+
+DRIFT_LABELS = "model, provider"
+
+
+def drift_table() -> table_panel.Panel:
+    """Reconciliation per model and provider: the drift ratio, its events and the alert's
+    rule (beyond the tolerance over at least 20 events)."""
+    return table(
+        "Catalog drift by model and provider",
+        "(provider-reported − catalog) / catalog cost of the events whose provider reported a "
+        "cost and the catalog priced, over the current and previous UTC day. A model drifts "
+        "beyond LUC_RECONCILIATION_TOLERANCE over at least 20 such events (alert "
+        "LucCatalogDrift); GET /v1/reconciliation?group_by=model,provider says why. "
+        f"{LEDGER_NOTE}",
+        [
+            prom(ledger("luc_catalog_drift_ratio", DRIFT_LABELS), instant=True, table=True),
+            prom(ledger("luc_catalog_drift_events", DRIFT_LABELS), instant=True, table=True),
+        ],
+        width=12,
+        height=6,
+        transformations=[
+            models.DataTransformerConfig(id_val="merge", options={}),
+            models.DataTransformerConfig(
+                id_val="organize",
+                options={
+                    "excludeByName": {"Time": True},
+                    "renameByName": {"Value #A": "drift ratio", "Value #B": "events"},
+                },
+            ),
+        ],
+        sort_by="drift ratio",
+    ).override_by_name(
+        "drift ratio",
+        [
+            models.DynamicConfigValue(id_val="unit", value="percentunit"),
+            models.DynamicConfigValue(id_val="decimals", value=2),
+        ],
     )
 
 

@@ -26,9 +26,11 @@ from uvicorn.config import STARTUP_FAILURE
 from service.api.agents import AgentsController
 from service.api.budgets import AlertsController, BudgetsController
 from service.api.catalog import CatalogController
+from service.api.customers import CustomersController
 from service.api.deps import Resources
 from service.api.errors import http_error_handler, luc_error_handler, unexpected_error_handler
 from service.api.events import EventsController
+from service.api.exports import ExportsController
 from service.api.health import healthz, readyz
 from service.api.invoices import InvoicesController, JobInvoicesController
 from service.api.jobs import JobsController
@@ -38,8 +40,10 @@ from service.api.observe import observe_requests
 from service.api.openai_models import ModelsController
 from service.api.openapi import document_errors
 from service.api.parked import ParkedUsageController
+from service.api.plans import PlansController
 from service.api.proxy import ChatCompletionsController
 from service.api.rate_limit import RateLimitMiddleware
+from service.api.reconciliation import ReconciliationController
 from service.api.reference import ReferencePage
 from service.api.usage import UsageController
 from service.auth.guard import require_key
@@ -48,6 +52,7 @@ from service.auth.rate_limit import RateLimiter
 from service.budgets.delivery import Dispatcher, make_webhook_client
 from service.catalog.service import CatalogCache, seed_catalog
 from service.client.spool import Spool
+from service.customers.plans import check_default_plan
 from service.db import create_pool, is_unavailable, on_connection, wait_for_database
 from service.db.embedded import resolve_database_url
 from service.db.migrations import check_schema_revision, migrate
@@ -58,6 +63,7 @@ from service.gateway.metering import Gateway
 from service.ledger.service import ensure_months_ahead
 from service.metrics.instruments import Metrics
 from service.recording.adapters import DatabaseBudgets, database_catalog
+from service.recording.catalog_upgrade import upgrade_aims_catalog
 from service.recording.group_commit import GroupWriter
 from service.recording.recorder import Recorder
 from service.recording.sink import RecordingSink
@@ -132,6 +138,17 @@ async def prepare_database(url: str, settings: Settings, pool: asyncpg.Pool) -> 
             )
         if await seed_catalog(conn):
             log.info("catalog_seeded", label="aims-v1")
+        # A ledger seeded with the AIMS catalog before its cache and long-context prices
+        # gets the completed one, once (recording.catalog_upgrade).
+        if upgrade := await upgrade_aims_catalog(conn):
+            log.warning(
+                "catalog_completed",
+                version=upgrade.version_id,
+                replaces=upgrade.replaced_version_id,
+                events_rerated=upgrade.summary.events_changed,
+                delta_usd=str(upgrade.summary.delta_usd),
+            )
+        await check_default_plan(conn, settings.billing.default_plan)
         if settings.auth.enabled and not await count_admin_keys(conn):
             log.warning(
                 "no_admin_key",
@@ -230,6 +247,14 @@ async def _start(
     app.state.luc = resources
     if not settings.auth.enabled:
         log.warning("auth_disabled", detail="LUC_AUTH=off: every route is open to anyone")
+    if settings.issuer.name is None:
+        # Said once here, not on each invoice: issuing still works (a preview, a test
+        # ledger), and each invoice issued so says it has no issuer.
+        log.info(
+            "issuer_not_configured",
+            detail="set LUC_ISSUER_NAME (and LUC_ISSUER_*) "
+            "before issuing invoices a customer is to pay",
+        )
     log.info("started", embedded=settings.database.url is None)
 
 
@@ -300,7 +325,11 @@ def create_app(settings: Settings | None = None, *, prepared: bool = False) -> L
             BudgetsController,
             AlertsController,
             CatalogController,
+            CustomersController,
+            PlansController,
             UsageController,
+            ReconciliationController,
+            ExportsController,
             healthz,
             readyz,
             metrics_endpoint,

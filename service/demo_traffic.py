@@ -133,14 +133,21 @@ def _provider_for(model: str, rng: random.Random) -> str:
 
 
 def _provider_cost(event: dict[str, Any], prices: dict[str, Any]) -> str:
-    """OpenRouter's ``usage.cost``: cache reads at a quarter, writes at 1.25 × input."""
-    price_in, price_out = Decimal(prices["input"]), Decimal(prices["output"])
+    """OpenRouter's ``usage.cost``: what the provider bills by its published rules, which
+    the AIMS catalog's prices follow (its ``notes``): cache reads and writes at their own
+    prices, reasoning as output, the whole call at the long-context rate once its input
+    reaches the threshold. Reported with 9 decimals, as OpenRouter's float carries it."""
+    rate = prices
+    for entry in sorted(prices.get("long_context", []), key=lambda e: e["min_input_tokens"]):
+        if event["input_tokens"] >= entry["min_input_tokens"]:
+            rate = entry
+    price_in, price_out = Decimal(rate["input"]), Decimal(rate["output"])
     cached, written = event["cached_input_tokens"], event["cache_write_tokens"]
     plain = event["input_tokens"] - cached - written
     cost = (
         plain * price_in
-        + cached * price_in * Decimal("0.25")
-        + written * price_in * Decimal("1.25")
+        + cached * Decimal(rate.get("cache_read", price_in))
+        + written * Decimal(rate.get("cache_write", price_in))
         + event["output_tokens"] * price_out
     ) / MILLION
     return money_text(cost.quantize(Decimal("1e-9"), rounding=ROUND_HALF_EVEN))

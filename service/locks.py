@@ -21,6 +21,9 @@ re-pricing    ``recording.service.record_batch``    shared     batches record si
               ``recording.rerating``: a new         exclusive  re-pricing runs alone: after
               catalog version pricing unpriced                 every batch in flight, before
               events, ``rerate_since``                         every later one
+              ``recording.catalog_upgrade``: the    exclusive  one start adds the completed
+              completed AIMS catalog at start-up               catalog and re-rates; another
+                                                               waits, then finds it done
               ``budgets.service``: creating a       exclusive  batches in flight commit first
               budget, changing its limit or                    (the backfill or re-evaluation
               thresholds                                       sees their spend) and later

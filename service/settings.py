@@ -9,12 +9,14 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 
 import platformdirs
 
 from service.errors import SettingsError
+from service.wire import WireValueError, parse_money
 
 
 @dataclass(frozen=True)
@@ -207,6 +209,66 @@ class AuthSettings:
 
 
 @dataclass(frozen=True)
+class ReconciliationSettings:
+    tolerance: Decimal = Decimal("0.01")
+    """``LUC_RECONCILIATION_TOLERANCE``: a group drifts when provider-reported cost differs
+    from the catalog's by more than this share of it (0.01 = 1 %), as a decimal string."""
+
+
+@dataclass(frozen=True)
+class BillingSettings:
+    default_plan: str | None = None
+    """``LUC_DEFAULT_PLAN``: the rate plan that prices jobs without a customer and
+    customers without a plan; unset, their price is the catalog cost. Checked at start-up:
+    a plan that does not exist stops the service."""
+
+
+LOGO_MAX_BYTES = 512 * 1024
+"""The largest logo an invoice carries: it is stored with every issued invoice that shows it."""
+
+# An image is known by its first bytes, not by its file name: the media type an invoice page
+# declares for its logo is the one its bytes have.
+_IMAGE_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+
+
+@dataclass(frozen=True)
+class Logo:
+    """An issuer's logo as read once at start-up: what an invoice issued later snapshots."""
+
+    path: Path
+    media_type: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class IssuerSettings:
+    """Who issues the invoices. Each issued invoice keeps a copy of these as they were when
+    it was issued: changing them changes the next invoices, never an issued one."""
+
+    name: str | None = None
+    """``LUC_ISSUER_NAME``: the company that bills (unset: invoices say the issuer is not
+    configured)."""
+    address: str | None = None
+    """``LUC_ISSUER_ADDRESS``: its postal address; a newline (or ``\\n``) starts a line."""
+    tax_id: str | None = None
+    """``LUC_ISSUER_TAX_ID``: its VAT or tax number."""
+    payment_terms_days: int = 30
+    """``LUC_ISSUER_PAYMENT_TERMS_DAYS``: an invoice is due this many days after its issue
+    date (0: on receipt)."""
+    logo: Logo | None = None
+    """``LUC_ISSUER_LOGO``: path to a PNG, JPEG, GIF, WebP or SVG image shown on the invoice
+    page; read and checked at start-up."""
+    footer: str | None = None
+    """``LUC_ISSUER_FOOTER``: a line at the foot of every invoice (bank details, legal
+    mentions); a newline (or ``\\n``) starts a line."""
+
+
+@dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings
     server: ServerSettings
@@ -215,6 +277,9 @@ class Settings:
     budgets: BudgetSettings = field(default_factory=BudgetSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    reconciliation: ReconciliationSettings = field(default_factory=ReconciliationSettings)
+    billing: BillingSettings = field(default_factory=BillingSettings)
+    issuer: IssuerSettings = field(default_factory=IssuerSettings)
 
     @property
     def gateway_reservation_seconds(self) -> int:
@@ -333,6 +398,12 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         rate_limit_per_second=_int(env, "LUC_RATE_LIMIT_PER_SECOND", 1000, minimum=0),
     )
     gateway = _gateway(env)
+    reconciliation = ReconciliationSettings(
+        tolerance=_tolerance(env, "LUC_RECONCILIATION_TOLERANCE", ReconciliationSettings.tolerance)
+    )
+    default_plan = env.get("LUC_DEFAULT_PLAN") or None
+    if default_plan is not None and len(default_plan) > 128:
+        raise SettingsError("LUC_DEFAULT_PLAN must be a plan id (at most 128 characters)")
     return Settings(
         gateway=gateway,
         database=database,
@@ -341,6 +412,90 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         openrouter=openrouter,
         budgets=budgets,
         auth=auth,
+        reconciliation=reconciliation,
+        billing=BillingSettings(default_plan=default_plan),
+        issuer=_issuer(env),
+    )
+
+
+def _tolerance(env: dict[str, str], name: str, default: Decimal) -> Decimal:
+    """A share as a plain decimal string (``0.01``), exact: never a float."""
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return parse_money(name, raw)
+    except WireValueError:
+        raise SettingsError(
+            f"{name} must be a decimal share such as 0.01 (1 %), got {raw!r}"
+        ) from None
+
+
+MAX_ISSUER_TEXT_CHARS = 1000
+MAX_PAYMENT_TERMS_DAYS = 365
+
+
+def _text(env: dict[str, str], name: str) -> str | None:
+    """Free text printed on invoices: ``\\n`` (as a shell or a ``.env`` file writes it)
+    starts a line, as a newline does; surrounding blanks are dropped."""
+    raw = (env.get(name) or "").replace("\\n", "\n").strip()
+    if not raw:
+        return None
+    if len(raw) > MAX_ISSUER_TEXT_CHARS:
+        raise SettingsError(f"{name} must be at most {MAX_ISSUER_TEXT_CHARS} characters")
+    if "\x00" in raw:
+        raise SettingsError(f"{name} must not contain the NUL character")
+    return raw
+
+
+def _media_type(data: bytes) -> str | None:
+    for signature, media_type in _IMAGE_SIGNATURES:
+        if data.startswith(signature):
+            return media_type
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    # SVG is text: an XML declaration, a doctype or a comment may come before <svg.
+    head = data[:1024].lstrip(b"\xef\xbb\xbf").lstrip()
+    if head.startswith(b"<") and b"<svg" in data[:4096]:
+        return "image/svg+xml"
+    return None
+
+
+def _logo(env: dict[str, str], name: str) -> Logo | None:
+    """The logo file, read once: a missing, unreadable, oversized or non-image file stops
+    the service at start rather than leave every invoice without its logo."""
+    raw = env.get(name)
+    if not raw:
+        return None
+    path = Path(raw).expanduser()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SettingsError(f"{name}: cannot read {raw!r}: {exc.strerror or exc}") from None
+    if len(data) > LOGO_MAX_BYTES:
+        raise SettingsError(
+            f"{name}: {raw!r} is {len(data):,} bytes; a logo may be at most "
+            f"{LOGO_MAX_BYTES:,} bytes"
+        )
+    media_type = _media_type(data)
+    if media_type is None:
+        raise SettingsError(f"{name}: {raw!r} is not a PNG, JPEG, GIF, WebP or SVG image")
+    return Logo(path=path, media_type=media_type, data=data)
+
+
+def _issuer(env: dict[str, str]) -> IssuerSettings:
+    terms = _int(env, "LUC_ISSUER_PAYMENT_TERMS_DAYS", 30, minimum=0)
+    if terms > MAX_PAYMENT_TERMS_DAYS:
+        raise SettingsError(
+            f"LUC_ISSUER_PAYMENT_TERMS_DAYS must be at most {MAX_PAYMENT_TERMS_DAYS}, got {terms}"
+        )
+    return IssuerSettings(
+        name=_text(env, "LUC_ISSUER_NAME"),
+        address=_text(env, "LUC_ISSUER_ADDRESS"),
+        tax_id=_text(env, "LUC_ISSUER_TAX_ID"),
+        payment_terms_days=terms,
+        logo=_logo(env, "LUC_ISSUER_LOGO"),
+        footer=_text(env, "LUC_ISSUER_FOOTER"),
     )
 
 

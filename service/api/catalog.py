@@ -80,8 +80,10 @@ class CatalogController(LucController):
         description=(
             "Without `parent`, `models` is the whole catalog. With it, `models` adds or "
             "replaces the parent's entries and `remove` drops some. Prices are decimal "
-            "strings per 1M tokens. Unpriced events that the new version prices are priced "
-            "at once with adjustment entries; already priced events change only through "
+            "strings per 1M tokens; a model's `long_context` entries price every token of a "
+            "call whose input reaches their `min_input_tokens`. Unpriced events that the "
+            "new version prices are priced at once with adjustment entries; already priced "
+            "events change only through "
             "re-rating (`POST /v1/catalog/rerate`)."
         ),
         status_code=201,
@@ -100,10 +102,9 @@ class CatalogController(LucController):
             effective_from=effective_from,
             label=data.label,
             models=[
-                # Only the fields given: a price left out follows the default rule.
-                checked_model_price(
-                    {k: v for k, v in msgspec.structs.asdict(m).items() if v is not None}
-                )
+                # Only the fields given (omit_defaults): a price left out follows the
+                # default rule.
+                checked_model_price(msgspec.to_builtins(m))
                 for m in data.models
             ],
             remove=data.remove,

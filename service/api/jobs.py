@@ -29,10 +29,12 @@ from service.api.schemas.jobs import (
     ledger_entry_out,
 )
 from service.auth.guard import ADMIN, READ
-from service.db import on_connection
+from service.db import Connection, on_connection
 from service.errors import NotFoundError
-from service.jobs.service import update_job
+from service.jobs.models import JobInfo
+from service.jobs.service import get_job, update_job
 from service.ledger.service import job_entries
+from service.rollups.models import JobDetail
 from service.rollups.service import job_detail, list_jobs
 
 
@@ -82,26 +84,33 @@ class JobsController(LucController):
         summary="One job: totals and lines by agent, model, provider and catalog version",
     )
     async def detail(self, luc: NamedDependency[Resources], job_id: FromPath[str]) -> JobDetailOut:
-        job = await on_connection(luc.pool, lambda conn: job_detail(conn, job_id))
+        async def read(conn: Connection) -> tuple[JobDetail | None, JobInfo]:
+            return await job_detail(conn, job_id), await get_job(conn, job_id)
+
+        job, info = await on_connection(luc.pool, read)
         if job is None:
             raise NotFoundError(f"job {job_id!r} has no recorded usage")
-        return job_detail_out(job)
+        return job_detail_out(job, info)
 
     @patch(
         "/{job_id:str}",
         operation_id="updateJob",
-        summary="Set a job's status (open, closed) and invoice metadata",
+        summary="Set a job's status (open, closed), invoice metadata and customer",
         description=(
             "customer, title and reference appear on the job's next invoices; null clears one. "
-            "A closed job still records usage: it goes on the next follow-up invoice."
+            "A closed job still records usage: it goes on the next follow-up invoice. "
+            "customer_id names the registered customer the job belongs to (422 when it is "
+            "not registered); a change is recorded, and events naming another customer are "
+            "refused from then on."
         ),
         opt=ADMIN,
     )
     async def update(
         self, luc: NamedDependency[Resources], job_id: FromPath[str], data: JSONBody[JobPatch]
     ) -> JobInfoOut:
-        job = await on_connection(luc.pool, lambda conn: update_job(conn, job_id, data.changes()))
-        return job_info_out(job)
+        changes = data.changes()
+        update = await on_connection(luc.pool, lambda conn: update_job(conn, job_id, changes))
+        return job_info_out(update.job)
 
     @get(
         "/{job_id:str}/entries",

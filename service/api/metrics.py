@@ -31,7 +31,7 @@ EXPOSITION_TYPE = CONTENT_TYPE_LATEST.replace("; charset=utf-8", "")
 async def metrics(luc: NamedDependency[Resources]) -> Response[bytes]:
     try:
         async with luc.pool.acquire(timeout=5) as conn:
-            snapshot = await read_snapshot(conn)
+            snapshot = await read_snapshot(conn, luc.settings.reconciliation.tolerance)
     except CONNECTION_ERRORS:
         snapshot = LedgerSnapshot(database_up=False)  # still serve this process's series
     if luc.recording is not None:

@@ -52,6 +52,7 @@ log = structlog.get_logger("luc.proxy")
 
 JOB_HEADER = "X-LUC-Job"
 AGENT_HEADER = "X-LUC-Agent"
+CUSTOMER_HEADER = "X-LUC-Customer"
 STUB_HEADER = "X-LUC-Stub"
 # Fields LUC sets itself; everything else in the body goes upstream untouched.
 _OWN_FIELDS = ("model", "stream")
@@ -109,9 +110,11 @@ def proxy_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Res
     )
 
 
-def _attribution(request: Request[Any, Any, Any]) -> tuple[str, str]:
+def _attribution(request: Request[Any, Any, Any]) -> tuple[str, str, str | None]:
     job = request.headers.get(JOB_HEADER, "").strip()
     agent = request.headers.get(AGENT_HEADER, "").strip()
+    customer = request.headers.get(CUSTOMER_HEADER)  # optional; present and empty is wrong
+    customer = None if customer is None else customer.strip()
     missing = [h for h, v in ((JOB_HEADER, job), (AGENT_HEADER, agent)) if not v]
     if missing:
         raise InvalidRequestError(
@@ -122,13 +125,13 @@ def _attribution(request: Request[Any, Any, Any]) -> tuple[str, str]:
         )
     # Checked as the ledger checks the event's job_id and agent, before the provider is
     # paid: usage the ledger would refuse must never be bought.
-    if problems := attribution_problems(job, agent):
-        header = {"job_id": JOB_HEADER, "agent": AGENT_HEADER}
+    if problems := attribution_problems(job, agent, customer):
+        header = {"job_id": JOB_HEADER, "agent": AGENT_HEADER, "customer_id": CUSTOMER_HEADER}
         raise InvalidRequestError(
             "; ".join(f"{header[name]}: {problem}" for name, problem in problems.items()),
             status_code=400,
         )
-    return job, agent
+    return job, agent, customer
 
 
 def _chat_request(raw: bytes, gateway: Gateway) -> tuple[ChatRequest, bool]:
@@ -181,7 +184,8 @@ class ChatCompletionsController(LucController):
         summary="OpenAI-compatible chat completion, metered per job and agent",
         description=(
             "OpenAI's chat completions protocol, streaming or not. Headers X-LUC-Job and "
-            "X-LUC-Agent (required) attribute the call. Under hard budgets the call's "
+            "X-LUC-Agent (required) attribute the call; X-LUC-Customer (optional) names the "
+            "customer the job is done for. Under hard budgets the call's "
             "estimate is reserved first (prompt and max_tokens at list price), and a budget "
             "without room for it answers 402; the call's usage settles the reservation. "
             "Upstream failures carry advice in error.message. Every call's usage is "
@@ -191,7 +195,8 @@ class ChatCompletionsController(LucController):
         status_code=200,
         responses={
             400: _documented(
-                "Missing or invalid X-LUC-Job (1-128 characters) or X-LUC-Agent (1-64), a "
+                "Missing or invalid X-LUC-Job (1-128 characters) or X-LUC-Agent (1-64), an "
+                "invalid X-LUC-Customer (1-128), a "
                 "body that is no chat request, a model LUC cannot price, or a request the "
                 "provider refused"
             ),
@@ -208,13 +213,13 @@ class ChatCompletionsController(LucController):
     ) -> Response[Any]:
         if luc.gateway is None:
             raise GatewayError("the gateway is not configured in this process")
-        job, agent = _attribution(request)
+        job, agent, customer = _attribution(request)
         chat, stream = _chat_request(await request.body(), luc.gateway)
         attributes: dict[str, Any] = {"route": "proxy"}
         key = request.scope.get("luc_key")  # set by the guard
         if isinstance(key, ApiKey):
             attributes["api_key_id"] = key.id
-        context = CallContext(job, agent, attributes)
+        context = CallContext(job, agent, attributes, customer)
         try:
             if stream:
                 handle = await luc.gateway.open_stream(chat, context)

@@ -7,7 +7,7 @@ e.g. on Vertex AI), aliases and the default model carry over. No change, no vers
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +17,12 @@ from service.catalog.service import NewCatalogVersion, derive_version
 from service.errors import CatalogError, UpstreamError
 from service.pricing.catalog import Catalog
 from service.pricing.diff import CatalogDiff, diff_models
-from service.pricing.openrouter import NotOpenRouterShapeError, SkippedModel, parse_models
+from service.pricing.openrouter import (
+    NotOpenRouterShapeError,
+    SkippedModel,
+    SkippedOverride,
+    parse_models,
+)
 
 DEFAULT_OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
 
@@ -29,6 +34,8 @@ class ImportPlan:
     diff: CatalogDiff
     skipped: list[SkippedModel]
     imported: int
+    skipped_overrides: list[SkippedOverride] = field(default_factory=list)
+    """Conditional prices of imported models that LUC cannot hold (time windows)."""
 
 
 def newest(catalog: Catalog) -> Any:
@@ -66,6 +73,7 @@ def plan_import(
         diff=diff,
         skipped=result.skipped,
         imported=len(result.models),
+        skipped_overrides=result.skipped_overrides,
     )
 
 

@@ -1,4 +1,5 @@
-"""SQL owned by the catalog store (tables ``catalog_versions``, ``catalog_prices``)."""
+"""SQL owned by the catalog store (tables ``catalog_versions``, ``catalog_prices``,
+``catalog_long_context``)."""
 
 CATALOG_STAMP = """
 SELECT count(*) AS versions, max(id) AS newest FROM catalog_versions
@@ -30,6 +31,20 @@ SELECT $1, m.*
 FROM unnest($2::text[], $3::text[], $4::text[], $5::int[],
             $6::numeric[], $7::numeric[], $8::numeric[], $9::numeric[], $10::numeric[],
             $11::numeric[]) AS m
+"""
+
+SELECT_LONG_CONTEXT = """
+SELECT version_id, model_id, min_input_tokens, input, output, cache_read, cache_write, reasoning
+FROM catalog_long_context
+ORDER BY version_id, model_id, min_input_tokens
+"""
+
+INSERT_LONG_CONTEXT = """
+INSERT INTO catalog_long_context (version_id, model_id, min_input_tokens,
+                                  input, output, cache_read, cache_write, reasoning)
+SELECT $1, m.*
+FROM unnest($2::text[], $3::bigint[], $4::numeric[], $5::numeric[], $6::numeric[],
+            $7::numeric[], $8::numeric[]) AS m
 """
 
 COUNT_VERSIONS = "SELECT count(*) FROM catalog_versions"

@@ -14,12 +14,24 @@ from typing import Any
 from service.catalog import queries
 from service.db import Connection, from_row
 from service.errors import CatalogError, NotFoundError
+from service.ingest.models import MAX_TOKENS
 from service.locks import lock_catalog_seed
 from service.pricing.catalog import Catalog
-from service.pricing.models import PRICE_CLASSES, TIERS, CatalogVersion, ModelPrice, NewModelPrice
+from service.pricing.models import (
+    PRICE_CLASSES,
+    TIERS,
+    TOKEN_PRICES,
+    CatalogVersion,
+    LongContextPrice,
+    ModelPrice,
+    NewLongContextPrice,
+    NewModelPrice,
+)
 from service.wire import WireValueError, parse_instant, parse_money
 
 AIMS_CATALOG_FILE = "aims-v1.json"
+PREVIOUS_AIMS_CATALOG_FILE = "aims-v1-previous.json"
+"""Version 1 as LUC seeded it before cache prices and long context (``upgrade_aims``)."""
 
 # Bounds that keep a price storable exactly (asyncpg silently encodes a numeric of 1e131072
 # or more as 0, and refuses one with more than 16383 decimals) and every event cost exact
@@ -64,10 +76,8 @@ def _check(version: NewCatalogVersion) -> None:
         prices = [model.input, model.output, model.cache_read, model.cache_write]
         prices += [model.reasoning, model.per_request]
         if any(p is not None and not _storable(p) for p in prices):
-            raise CatalogError(
-                f"model {model.model_id!r}: prices must be finite, not negative, below "
-                f"{MAX_PRICE:f} and have at most {PRICE_DECIMALS} decimal places"
-            )
+            raise CatalogError(f"model {model.model_id!r}: {_PRICE_RULE}")
+        _check_long_context(model)
         if model.context_tokens is not None and not 0 < model.context_tokens <= MAX_CONTEXT_TOKENS:
             raise CatalogError(
                 f"model {model.model_id!r}: context_tokens must be between 1 and "
@@ -78,6 +88,38 @@ def _check(version: NewCatalogVersion) -> None:
             raise CatalogError(f"alias {alias!r} points at {target!r}, which is not in the version")
     if version.default_model is not None and version.default_model not in seen:
         raise CatalogError(f"default_model {version.default_model!r} is not in the version")
+
+
+_PRICE_RULE = (
+    f"prices must be finite, not negative, below {MAX_PRICE:f} and have at most "
+    f"{PRICE_DECIMALS} decimal places"
+)
+
+
+def _check_long_context(model: NewModelPrice) -> None:
+    """Thresholds positive integers an event can reach, unique within the model; prices
+    like any price."""
+    thresholds: set[int] = set()
+    for index, entry in enumerate(model.long_context):
+        where = f"model {model.model_id!r}: long_context[{index}]"
+        threshold = entry.min_input_tokens
+        # bool is an int in Python; a JSON true is no token count.
+        if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
+            raise CatalogError(f"{where}.min_input_tokens must be a positive integer")
+        if threshold > MAX_TOKENS:
+            raise CatalogError(
+                f"{where}.min_input_tokens must be at most {MAX_TOKENS} (the most input "
+                "tokens an event carries); a higher threshold could never be reached"
+            )
+        if threshold in thresholds:
+            raise CatalogError(
+                f"{where}.min_input_tokens {threshold} appears twice; thresholds are unique "
+                "within a model"
+            )
+        thresholds.add(threshold)
+        prices = [getattr(entry, k) for k in TOKEN_PRICES]
+        if any(p is not None and not _storable(p) for p in prices):
+            raise CatalogError(f"{where}: {_PRICE_RULE}")
 
 
 def derive_version(
@@ -131,7 +173,16 @@ def derive_version(
 
 def _as_new(price: ModelPrice) -> NewModelPrice:
     """A stored price as an entry of a new version (every price explicit): the same fields."""
-    return NewModelPrice(**dataclasses.asdict(price))
+    fields = {f.name: getattr(price, f.name) for f in dataclasses.fields(price)}
+    return NewModelPrice(
+        **{**fields, "long_context": tuple(_long_as_new(lc) for lc in price.long_context)}
+    )
+
+
+def _long_as_new(entry: LongContextPrice) -> NewLongContextPrice:
+    return NewLongContextPrice(
+        **{f.name: getattr(entry, f.name) for f in dataclasses.fields(entry)}
+    )
 
 
 async def create_version(conn: Connection, version: NewCatalogVersion) -> int:
@@ -161,14 +212,32 @@ async def create_version(conn: Connection, version: NewCatalogVersion) -> int:
         [p.reasoning for p in prices],
         [p.per_request for p in prices],
     )
+    long_context = [(p.model_id, lc) for p in prices for lc in p.long_context]
+    if long_context:
+        await conn.execute(
+            queries.INSERT_LONG_CONTEXT,
+            row["id"],
+            [model_id for model_id, _ in long_context],
+            [lc.min_input_tokens for _, lc in long_context],
+            *([getattr(lc, k) for _, lc in long_context] for k in TOKEN_PRICES),
+        )
     return int(row["id"])
 
 
 async def load_catalog(conn: Connection) -> Catalog:
     """Every version with its prices."""
+    long_context: dict[tuple[int, str], list[LongContextPrice]] = {}
+    for r in await conn.fetch(queries.SELECT_LONG_CONTEXT):
+        long_context.setdefault((r["version_id"], r["model_id"]), []).append(
+            from_row(LongContextPrice, r)
+        )
     prices: dict[int, dict[str, ModelPrice]] = {}
     for r in await conn.fetch(queries.SELECT_PRICES):
-        prices.setdefault(r["version_id"], {})[r["model_id"]] = from_row(ModelPrice, r)
+        prices.setdefault(r["version_id"], {})[r["model_id"]] = from_row(
+            ModelPrice,
+            r,
+            long_context=tuple(long_context.get((r["version_id"], r["model_id"]), ())),
+        )
     versions = [
         from_row(
             CatalogVersion,
@@ -219,23 +288,37 @@ class CatalogCache:
 REQUIRED_PRICES = ("input", "output")
 
 
+def _prices(where: str, raw: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, Decimal]:
+    return {
+        name: parse_money(f"{where}.{name}", raw[name])
+        for name in names
+        if name in REQUIRED_PRICES or name in raw
+    }
+
+
 def new_model_price(raw: Mapping[str, Any]) -> NewModelPrice:
     """A model entry as an author writes it (the catalog file, ``POST /v1/catalog/versions``):
     prices are decimal strings by SPEC §2's money rule, never negative, per 1M tokens; an
-    optional price left out follows the default rule. Raises ``WireValueError`` naming the
-    price, ``KeyError`` for a missing field."""
+    optional price left out follows the default rule, in a long-context entry too (its own
+    input and output). Raises ``WireValueError`` naming the price, ``KeyError`` for a
+    missing field."""
     where = f"models[{raw['id']}]"
-    prices = {
-        name: parse_money(f"{where}.{name}", raw[name])
-        for name in PRICE_CLASSES
-        if name in REQUIRED_PRICES or name in raw
-    }
+    long_context = raw.get("long_context") or []
+    if not isinstance(long_context, list):
+        raise WireValueError(f"{where}.long_context", "expected a list of entries")
     return NewModelPrice(
         model_id=raw["id"],
         name=raw["name"],
         tier=raw["tier"],
-        **prices,
+        **_prices(where, raw, PRICE_CLASSES),
         context_tokens=raw.get("context_tokens"),
+        long_context=tuple(
+            NewLongContextPrice(
+                min_input_tokens=entry["min_input_tokens"],
+                **_prices(f"{where}.long_context[{i}]", entry, TOKEN_PRICES),
+            )
+            for i, entry in enumerate(long_context)
+        ),
     )
 
 
@@ -270,10 +353,22 @@ def parse_catalog_document(doc: dict[str, Any]) -> NewCatalogVersion:
         raise CatalogError(f"catalog document is malformed: {exc!r}") from exc
 
 
-def aims_catalog() -> NewCatalogVersion:
+def aims_catalog(file: str = AIMS_CATALOG_FILE) -> NewCatalogVersion:
     """The AIMS model catalog shipped with LUC (version 1 of every new ledger)."""
-    text = resources.files("service.pricing").joinpath(AIMS_CATALOG_FILE).read_text()
+    text = resources.files("service.pricing").joinpath(file).read_text()
     return parse_catalog_document(json.loads(text))
+
+
+def same_content(version: CatalogVersion, new: NewCatalogVersion) -> bool:
+    """Whether ``version`` holds what ``new`` would: the same start, models and prices
+    (defaults applied, compared by value), aliases and default model. Labels, ids and
+    parents do not count."""
+    return (
+        version.effective_from == new.effective_from
+        and version.models == {m.model_id: m.with_defaults() for m in new.models}
+        and version.aliases == new.aliases
+        and version.default_model == new.default_model
+    )
 
 
 def bundled_catalog() -> Catalog:
@@ -300,3 +395,12 @@ async def seed_catalog(conn: Connection) -> bool:
             return False
         await create_version(conn, aims_catalog())
         return True
+
+
+def check_price_entry(model: NewModelPrice) -> None:
+    """The catalog's checks of one model entry (its prices, tier and context), for a price
+    list that is not a catalog version: a rate plan's own prices (``service.customers``)
+    obey exactly the catalog's rules. Raises ``CatalogError``."""
+    # Any instant with an offset: a lone entry has no time of its own.
+    when = datetime.now().astimezone()
+    _check(NewCatalogVersion(effective_from=when, label=None, models=[model]))

@@ -6,7 +6,10 @@
     luc demo                  demo.py      realistic traffic sent to the running LUC
     luc keys ...              keys.py      API keys: create, list, revoke
     luc catalog ...           catalog.py   model prices: import, sync, rerate
+    luc customers ...         customers.py customers: create, list, show, update
+    luc plans ...             plans.py     rate plans: create, list, show, add-version
     luc invoice ...           invoice.py   per-job invoices: preview, issue, show, verify
+    luc export focus          export.py    cost and usage as FinOps FOCUS CSV
     luc partitions ensure     partitions.py  the ledger's coming months (cron, as the owner)
     luc grafana role          grafana.py   the read-only role of Grafana's PostgreSQL datasource
                               database.py  the database a command uses, as the server does
@@ -25,11 +28,14 @@ from typing import Any
 import click
 
 from service.cli.catalog import catalog
+from service.cli.customers import customers
 from service.cli.demo import demo
+from service.cli.export import export
 from service.cli.grafana import grafana
 from service.cli.invoice import invoice
 from service.cli.keys import keys
 from service.cli.partitions import partitions
+from service.cli.plans import plans
 from service.cli.serve import migrate, serve
 from service.errors import LucError
 
@@ -56,11 +62,24 @@ def main() -> None:
 
     Configuration comes from LUC_* environment variables, the same for every command:
     with LUC_DATABASE_URL unset, LUC runs its own embedded PostgreSQL in LUC_DATA_DIR.
-    Only `luc serve` and `luc migrate` create or migrate a database; keys, catalog and
-    invoice work on the server's database, say which one on stderr, and refuse one that
-    does not exist. `luc demo` finds the server at LUC_HOST:LUC_PORT, as `luc serve` binds.
+    Only `luc serve` and `luc migrate` create or migrate a database; keys, catalog,
+    customers, plans and invoice work on the server's database, say which one on stderr,
+    and refuse one that does not exist. `luc demo` finds the server at LUC_HOST:LUC_PORT,
+    as `luc serve` binds.
     """
 
 
-for command in (serve, migrate, demo, keys, catalog, invoice, partitions, grafana):
+for command in (
+    serve,
+    migrate,
+    demo,
+    keys,
+    catalog,
+    customers,
+    plans,
+    invoice,
+    export,
+    partitions,
+    grafana,
+):
     main.add_command(command)

@@ -50,6 +50,11 @@ def _import_payload(
         )
         for skipped in plan.skipped:
             click.echo(f"skipped {skipped.model_id}: {skipped.reason}")
+        for override in plan.skipped_overrides:
+            click.echo(
+                f"skipped {override.model_id} pricing.overrides[{override.index}]: "
+                f"{override.reason}; the model is imported without it"
+            )
         click.echo(f"{plan.imported} models priced by the source, {len(plan.skipped)} skipped")
         if plan.version is None:
             click.echo("no change: the newest catalog version already has these prices")
@@ -77,7 +82,9 @@ def import_(file: Any, effective_from: str | None, label: str | None, dry_run: b
     """Import FILE, a saved OpenRouter GET /api/v1/models answer ('-' for stdin).
 
     Per-token USD prices become per-1M prices exactly; dynamic ('-1') or missing prices
-    are skipped with a reason. A version is created only when something changed.
+    are skipped with a reason. Overrides conditioned only on min_prompt_tokens become
+    long-context prices; others (time windows) are skipped with a reason. A version is
+    created only when something changed.
     """
     import json
 
@@ -154,7 +161,8 @@ def rerate(since: str, dry_run: bool) -> None:
     console.print(
         f"{summary.events_examined} events since {start.isoformat()}; {verb} "
         f"{summary.events_changed}, total delta {summary.delta_usd:f} USD; "
-        f"{summary.entries_appended} entries appended"
+        f"{summary.entries_appended} entries appended; "
+        f"actual cost delta {summary.actual_delta_usd:f} USD"
     )
     for title, buckets in (("job", summary.jobs), ("agent", summary.agents)):
         if not buckets:
@@ -163,7 +171,10 @@ def rerate(since: str, dry_run: bool) -> None:
         table.add_column(title)
         table.add_column("events", justify="right")
         table.add_column("delta USD", justify="right")
+        table.add_column("actual delta USD", justify="right")
         for key, delta in sorted(buckets.items()):
             # :f — money never in exponent form (str gives 1E-7 for a tiny delta).
-            table.add_row(key, str(delta.events), f"{delta.delta_usd:f}")
+            table.add_row(
+                key, str(delta.events), f"{delta.delta_usd:f}", f"{delta.actual_delta_usd:f}"
+            )
         console.print(table)

@@ -143,6 +143,9 @@ def report(http: httpx.Client, plan: TrafficPlan, answers: Answers, console: Con
     totals.add_row("events (all usage)", str(total["events"]))
     totals.add_row("unpriced events", str(unpriced))
     totals.add_row("provider-reported cost", _money(total.get("provider_cost_usd", "0")))
+    totals.add_row(
+        "actual cost (reported, else catalog)", _money(total.get("actual_cost_usd", "0"))
+    )
     totals.add_row(f"cost of this run's {len(this_run)} jobs", _money(_plain(run_cost)))
     console.print(totals)
 

@@ -210,6 +210,8 @@ def migrate(revision: str) -> None:
     from service.db.embedded import resolve_database_url
     from service.db.migrations import migrate as migrate_schema
     from service.db.migrations import schema_revision
+    from service.recording.catalog_upgrade import upgrade_aims_catalog
+    from service.wire import money_text
 
     database = get_settings().database
 
@@ -227,6 +229,7 @@ def migrate(revision: str) -> None:
             before = await schema_revision(conn)
             await migrate_schema(url, revision)
             seeded = await seed_catalog(conn)
+            upgrade = await upgrade_aims_catalog(conn)
         finally:
             with contextlib.suppress(*CONNECTION_ERRORS):
                 await conn.close()
@@ -234,5 +237,13 @@ def migrate(revision: str) -> None:
             f"schema at {revision} (was {before or 'empty'}); "
             f"AIMS catalog {'loaded' if seeded else 'already present'}"
         )
+        if upgrade is not None:
+            summary = upgrade.summary
+            click.echo(
+                f"AIMS catalog completed with cache and long-context prices: version "
+                f"{upgrade.version_id} (beside version {upgrade.replaced_version_id}); "
+                f"{summary.events_changed} events re-rated by {summary.entries_appended} "
+                f"adjustment entries, {money_text(summary.delta_usd)} USD in all"
+            )
 
     asyncio.run(run())

@@ -54,7 +54,7 @@ async def admit(
     default_max_tokens: int = DEFAULT_MAX_TOKENS,
 ) -> Admitted:
     """Check ``request`` for ``context`` and reserve its estimate; raises when refused."""
-    if problems := attribution_problems(context.job_id, context.agent):
+    if problems := attribution_problems(context.job_id, context.agent, context.customer_id):
         raise InvalidRequestError(
             "; ".join(f"{name}: {problem}" for name, problem in problems.items())
         )

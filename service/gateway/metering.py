@@ -105,14 +105,16 @@ class Gateway:
         max_tokens: int | None = None,
         temperature: float | None = None,
         attributes: dict[str, Any] | None = None,
+        customer_id: str | None = None,
         **extra: Any,
     ) -> ChatResult:
-        """One chat completion; raises a ``GatewayError`` (with advice) when it fails."""
+        """One chat completion; raises a ``GatewayError`` (with advice) when it fails.
+        ``customer_id``: the customer the job is done for (its first call sets it)."""
         request = self.request(
             messages=messages, model=model, max_tokens=max_tokens, temperature=temperature, **extra
         )
         result, completion = await self.complete(
-            request, CallContext(job_id, agent, attributes or {})
+            request, CallContext(job_id, agent, attributes or {}, customer_id)
         )
         if completion.error:
             raise Unavailable(
@@ -132,13 +134,15 @@ class Gateway:
         max_tokens: int | None = None,
         temperature: float | None = None,
         attributes: dict[str, Any] | None = None,
+        customer_id: str | None = None,
         **extra: Any,
     ) -> AsyncIterator[str | ChatResult]:
         """Text deltas as they come, then the ``ChatResult``."""
         request = self.request(
             messages=messages, model=model, max_tokens=max_tokens, temperature=temperature, **extra
         )
-        handle = await self.open_stream(request, CallContext(job_id, agent, attributes or {}))
+        context = CallContext(job_id, agent, attributes or {}, customer_id)
+        handle = await self.open_stream(request, context)
         async for event in handle.events():
             if delta := event.delta:
                 yield delta

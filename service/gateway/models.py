@@ -193,6 +193,8 @@ class CallContext:
     job_id: str
     agent: str
     attributes: dict[str, Any] = field(default_factory=dict)
+    customer_id: str | None = None
+    """The customer the job is done for: the event's ``customer_id``."""
 
 
 def decode_json(raw: bytes | str) -> Any:

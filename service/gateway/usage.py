@@ -33,7 +33,7 @@ from typing import Any, Literal
 import structlog
 
 from service.gateway.models import CallContext, ProviderUsage
-from service.ingest.models import AgentName, JobId, UsageEventIn
+from service.ingest.models import AgentName, CustomerId, JobId, UsageEventIn
 from service.tokens import counts_of
 from service.wire import instant_text, money_text
 
@@ -161,14 +161,20 @@ def _length_limits(kind: Any) -> tuple[int, int]:
 
 
 # SPEC §2's limits, read from the event's own declaration (service.ingest.models).
-ATTRIBUTION_LIMITS = {"job_id": _length_limits(JobId), "agent": _length_limits(AgentName)}
+ATTRIBUTION_LIMITS = {
+    "job_id": _length_limits(JobId),
+    "agent": _length_limits(AgentName),
+    "customer_id": _length_limits(CustomerId),
+}
 
 
-def attribution_problems(job_id: str, agent: str) -> dict[str, str]:
-    """What keeps ``job_id`` and ``agent`` off the ledger, by field (empty when nothing):
-    checked before a call, so the provider is never paid for usage LUC would refuse."""
+def attribution_problems(job_id: str, agent: str, customer_id: str | None = None) -> dict[str, str]:
+    """What keeps ``job_id``, ``agent`` and ``customer_id`` (when given) off the ledger, by
+    field (empty when nothing): checked before a call, so the provider is never paid for
+    usage LUC would refuse."""
     problems: dict[str, str] = {}
-    for name, value in (("job_id", job_id), ("agent", agent)):
+    given = (("job_id", job_id), ("agent", agent), ("customer_id", customer_id))
+    for name, value in ((n, v) for n, v in given if v is not None):
         shortest, longest = ATTRIBUTION_LIMITS[name]
         if not shortest <= len(value) <= longest:
             problems[name] = f"must be {shortest} to {longest} characters, got {len(value)}"
@@ -207,5 +213,6 @@ def usage_event(
         else money_text(usage.provider_cost_usd),
         status=status,
         reservation_id=reservation_id,
+        customer_id=context.customer_id,
         attributes={**context.attributes, **(attributes or {}), "usage_source": usage.source},
     )

@@ -17,9 +17,13 @@ class JobInfo:
     job_id: str
     status: str
     customer: str | None
+    """Free text printed on the job's invoices (who to address), whoever owns the job."""
     title: str | None
     reference: str | None
     updated_at: datetime | None
+    customer_id: str | None = None
+    """The customer the job belongs to (its rate plan prices the job): set by the first
+    event naming one, by ``X-LUC-Customer`` on the proxy, or by a PATCH."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,4 +34,15 @@ class JobChanges:
     customer: str | None = None
     title: str | None = None
     reference: str | None = None
+    customer_id: str | None = None
     clear: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class JobUpdate:
+    """A job after a PATCH, and whether that PATCH gave it another customer."""
+
+    job: JobInfo
+    customer_changed: bool = False
+    """The hook for re-pricing: the job's entries are the new customer's to price."""
+    previous_customer_id: str | None = None

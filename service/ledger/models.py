@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
+from service.pricing.cost import actual_cost
 from service.tokens import TokenCounts
 
 
@@ -23,6 +24,9 @@ class EntryFields(TokenCounts):
     tier: str | None
     catalog_version: int | None
     """The version whose prices made ``cost_usd``; ``None`` while the event is unpriced."""
+    long_context_from: int | None
+    """The rate of that version that priced it (``pricing.models.Rate``): the threshold of
+    the model's long-context entry the event reached, ``None`` for the base prices."""
     occurred_at: datetime
     event_count: int
     unpriced_count: int
@@ -43,11 +47,18 @@ class NewLedgerEntry(EntryFields):
     price_reasoning: Decimal | None
     price_per_request: Decimal | None
 
+    @property
+    def actual_cost_usd(self) -> Decimal | None:
+        """What the database will store for it (a generated column, migration 0012)."""
+        return actual_cost(self.cost_usd, self.provider_cost_usd)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LedgerEntry(EntryFields):
     """An entry as stored."""
 
+    actual_cost_usd: Decimal | None
+    """The provider's reported cost where present, else ``cost_usd`` (SPEC §3)."""
     id: int
     recorded_at: datetime
     unit_prices: dict[str, Decimal] | None

@@ -6,6 +6,7 @@ statement (``service.recording.queries``), so appending a batch and rolling it u
 round trip. Token columns come from ``service.tokens``.
 """
 
+from service.pricing.models import RATE_MARKER
 from service.tokens import TOKEN_FIELDS
 
 _TOKENS = ", ".join(TOKEN_FIELDS)
@@ -48,6 +49,7 @@ STAGED_COLUMNS = (
     ("model", "text"),
     ("tier", "text"),
     ("catalog_version", "bigint"),
+    (RATE_MARKER, "bigint"),
     ("billing_day", "date"),
     ("unpriced_count", "integer"),
     ("cost_usd", "text"),
@@ -82,8 +84,9 @@ CLEAR_STAGED = "DELETE FROM luc_staged_charges"
 STAGED_FROM_JSON = f"SELECT * FROM json_to_recordset($1::json) AS s({_STAGED_DEFINITION})"
 
 
-# The ledger columns every append fills (id and recorded_at come from their defaults), with
-# the type of APPEND_ENTRIES' arrays. Money travels as decimal text cast to numeric: exact
+# The ledger columns every append fills (id and recorded_at come from their defaults, and
+# actual_cost_usd is generated from the two costs: migration 0012), with the
+# type of APPEND_ENTRIES' arrays. Money travels as decimal text cast to numeric: exact
 # either way, and asyncpg encodes text several times faster than binary NUMERIC (the ingest
 # benchmark's profile showed it).
 INSERT_COLUMNS = (
@@ -95,6 +98,7 @@ INSERT_COLUMNS = (
     ("provider", "text"),
     ("tier", "text"),
     ("catalog_version", "bigint"),
+    (RATE_MARKER, "bigint"),
     ("occurred_at", "timestamptz"),
     ("billing_day", "date"),
     *((name, "bigint") for name in TOKEN_FIELDS),
@@ -140,7 +144,7 @@ new_events AS (
 appended AS (
     INSERT INTO {_INSERT_INTO_LEDGER}
     SELECT s.event_id, 'charge', s.job_id, s.agent, s.model, s.provider, s.tier,
-           s.catalog_version, s.occurred_at, s.billing_day,
+           s.catalog_version, s.long_context_from, s.occurred_at, s.billing_day,
            {_prefixed("s")}, 1, s.unpriced_count,
            s.cost_usd::numeric, s.provider_cost_usd::numeric,
            s.price_input::numeric, s.price_output::numeric, s.price_cache_read::numeric,
@@ -167,9 +171,9 @@ appended AS (
 )"""
 
 ENTRY_COLUMNS = f"""
-id, event_id, kind, job_id, agent, model, provider, tier, catalog_version, occurred_at,
-recorded_at, {_TOKENS}, event_count, unpriced_count, cost_usd, provider_cost_usd,
-price_input, price_output, price_cache_read, price_cache_write, price_reasoning,
+id, event_id, kind, job_id, agent, model, provider, tier, catalog_version, long_context_from,
+occurred_at, recorded_at, {_TOKENS}, event_count, unpriced_count, cost_usd, provider_cost_usd,
+actual_cost_usd, price_input, price_output, price_cache_read, price_cache_write, price_reasoning,
 price_per_request, reason
 """
 
@@ -201,20 +205,22 @@ ORDER BY e.event_id
 LIMIT $4
 """
 
-# An event's live booking: the entries of one (version, model, tier) whose event counts net
-# to one. A charge is a booking; a re-rating reverses it and books the event anew.
+# An event's live booking: the entries of one (version, rate, model, tier) whose event
+# counts net to one. A charge is a booking; a re-rating reverses it and books the event anew.
 _BOOKINGS = f"""
 SELECT e.event_id, e.occurred_at, e.job_id, e.agent, e.provider, e.model,
        {_prefixed("e")}, e.provider_cost_usd, e.status, e.attributes, e.reservation_id,
        e.customer_id,
-       b.catalog_version, b.model AS booked_model, b.tier, b.cost_usd, b.unpriced
+       b.catalog_version, b.long_context_from, b.model AS booked_model, b.tier, b.cost_usd,
+       b.actual_cost_usd, b.unpriced
 FROM usage_events AS e
 JOIN LATERAL (
-    SELECT l.catalog_version, l.model, l.tier, sum(l.cost_usd) AS cost_usd,
+    SELECT l.catalog_version, l.long_context_from, l.model, l.tier, sum(l.cost_usd) AS cost_usd,
+           sum(l.actual_cost_usd) AS actual_cost_usd,
            sum(l.unpriced_count) > 0 AS unpriced
     FROM ledger_entries AS l
     WHERE l.event_id = e.event_id
-    GROUP BY l.catalog_version, l.model, l.tier
+    GROUP BY l.catalog_version, l.long_context_from, l.model, l.tier
     HAVING sum(l.event_count) = 1
 ) AS b ON true
 """

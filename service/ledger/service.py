@@ -16,22 +16,27 @@ from service.ingest.models import UsageEvent
 from service.ledger import queries
 from service.ledger.models import LedgerEntry, NewLedgerEntry, UnpricedEvent
 from service.pricing.catalog import PriceQuote
-from service.pricing.cost import event_cost
-from service.pricing.models import PRICE_CLASSES, ModelPrice
+from service.pricing.cost import priced as priced_at
+from service.pricing.models import PRICE_CLASSES, RATE_MARKER, Rate
 from service.tokens import TOKEN_FIELDS, counts_of
 
 
-def price_columns(price: ModelPrice | None) -> dict[str, Any]:
-    """The unit prices an entry keeps (``price_input``, …), all None for an unpriced one."""
-    return {f"price_{k}": None if price is None else getattr(price, k) for k in PRICE_CLASSES}
+def price_columns(rate: Rate | None) -> dict[str, Any]:
+    """The rate an entry was priced at: its marker (``long_context_from``) and its unit
+    prices (``price_input``, …); all None for an unpriced entry."""
+    return {
+        RATE_MARKER: None if rate is None else rate.long_context_from,
+        **{f"price_{k}": None if rate is None else getattr(rate, k) for k in PRICE_CLASSES},
+    }
 
 
 def charge_for(event: UsageEvent, quote: PriceQuote) -> NewLedgerEntry:
     """The first entry of an event: priced when the quote has a price, else unpriced (a
-    stub answer at zero: ``PriceQuote.for_provider``)."""
+    stub answer at zero: ``PriceQuote.for_provider``). A priced entry keeps the rate that
+    priced it: the model's base prices, or the long-context entry the event reached."""
     quote = quote.for_provider(event.provider)
     price = quote.price
-    cost = None if price is None else event_cost(event, price)
+    rate, cost = (None, None) if price is None else priced_at(event, price)
     priced = price is not None and quote.version is not None
     return NewLedgerEntry(
         event_id=event.id,
@@ -49,7 +54,7 @@ def charge_for(event: UsageEvent, quote: PriceQuote) -> NewLedgerEntry:
         unpriced_count=0 if priced else 1,
         cost_usd=cost,
         provider_cost_usd=event.provider_cost_usd,
-        **price_columns(price),
+        **price_columns(rate),
         reason=quote.reason,
     )
 
@@ -113,6 +118,7 @@ def staged_charge(event: UsageEvent, charge: NewLedgerEntry) -> StagedCharge:
         charge.model,
         charge.tier,
         charge.catalog_version,
+        charge.long_context_from,
         charge.billing_day,
         charge.unpriced_count,
         _decimal_text(charge.cost_usd),

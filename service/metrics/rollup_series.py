@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -20,6 +21,8 @@ from prometheus_client.registry import Collector
 
 from service.db import Connection
 from service.metrics import queries
+from service.metrics.drift_series import drift_families
+from service.reconciliation import queries as reconciliation
 from service.tokens import TOKEN_CLASSES
 
 
@@ -28,14 +31,20 @@ class LedgerSnapshot:
     usage: list[Any] = field(default_factory=list)
     catalog: Any | None = None
     budgets: list[Any] = field(default_factory=list)
+    drift: list[Any] = field(default_factory=list)
+    """``rollup_reconciliation_days`` over the drift window, per model and provider."""
+    tolerance: Decimal | None = None
+    """``LUC_RECONCILIATION_TOLERANCE``, shown beside the drift ratios."""
     database_up: bool = False
 
 
-async def read_snapshot(conn: Connection) -> LedgerSnapshot:
+async def read_snapshot(conn: Connection, tolerance: Decimal | None = None) -> LedgerSnapshot:
     return LedgerSnapshot(
         usage=list(await conn.fetch(queries.USAGE)),
         catalog=await conn.fetchrow(queries.CATALOG_IN_FORCE),
         budgets=list(await conn.fetch(queries.BUDGET_SPEND)),
+        drift=list(await conn.fetch(reconciliation.DRIFT_WINDOW)),
+        tolerance=tolerance,
         database_up=True,
     )
 
@@ -71,6 +80,12 @@ class LedgerCollector(Collector):
         provider_cost = CounterMetricFamily(
             "luc_provider_cost_usd", "Provider-reported cost in USD, from the ledger", labels=labels
         )
+        actual_cost = CounterMetricFamily(
+            "luc_actual_cost_usd",
+            "Actual cost in USD, from the ledger: the provider-reported cost of each event "
+            "where reported, else its catalog-priced cost",
+            labels=labels,
+        )
         events = CounterMetricFamily(
             "luc_ledger_events", "Events recorded on the ledger", labels=labels
         )
@@ -86,6 +101,9 @@ class LedgerCollector(Collector):
             if r["tier"] != "unpriced":  # unpriced cost is unknown, not zero
                 cost.add_metric(key, float(r["cost_usd"]))
             provider_cost.add_metric(key, float(r["provider_cost_usd"]))
+            # Unpriced rows too: an unpriced event's reported cost is known (and one that
+            # reported none adds nothing, as it adds nothing to the REST totals).
+            actual_cost.add_metric(key, float(r["actual_cost_usd"]))
             events.add_metric(key, float(r["events"]))
             unpriced[r["model"]] = unpriced.get(r["model"], 0.0) + float(r["unpriced_events"])
             for token_class in TOKEN_CLASSES:
@@ -95,6 +113,7 @@ class LedgerCollector(Collector):
             tokens.add_metric(list(token_key), value)
         yield cost
         yield provider_cost
+        yield actual_cost
         yield events
         yield tokens
         unpriced_gauge = GaugeMetricFamily(
@@ -128,3 +147,4 @@ class LedgerCollector(Collector):
             limit.add_metric(key, float(b["limit_usd"]))
         yield ratio
         yield limit
+        yield from drift_families(snap.drift, snap.tolerance)

@@ -47,6 +47,7 @@ class PriceQuote:
             cache_write=zero,
             reasoning=zero,
             per_request=zero,
+            long_context=(),
         )
         return PriceQuote(self.version, self.model_id, free, NOT_BILLED_STUB)
 

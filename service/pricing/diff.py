@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from service.pricing.models import ModelPrice
+from service.pricing.models import TOKEN_PRICES, LongContextPrice, ModelPrice
 
 COMPARED_FIELDS = tuple(f.name for f in fields(ModelPrice) if f.name != "model_id")
+"""Every field of a model entry but its id: prices, name, tier, context, long context."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +66,24 @@ def describe(diff: CatalogDiff) -> list[str]:
     lines += [f"- {m.model_id}" for m in diff.removed]
     for change in diff.changed:
         parts: list[Any] = [
-            f"{f} {getattr(change.before, f)} → {getattr(change.after, f)}"
+            f"{f} {_shown(f, getattr(change.before, f))} → {_shown(f, getattr(change.after, f))}"
             for f in change.changed_fields
         ]
         lines.append(f"~ {change.model_id}: {', '.join(parts)}")
     if diff.aliases_before != diff.aliases_after:
         lines.append(f"aliases: {diff.aliases_before} → {diff.aliases_after}")
     return lines
+
+
+def describe_long_context(entries: tuple[LongContextPrice, ...]) -> str:
+    """``≥ 200,001: input 6.00, output 22.50, …; ≥ …`` (``none`` without entries)."""
+    if not entries:
+        return "none"
+    return "; ".join(
+        f"≥ {lc.min_input_tokens:,}: " + ", ".join(f"{k} {getattr(lc, k)}" for k in TOKEN_PRICES)
+        for lc in entries
+    )
+
+
+def _shown(field: str, value: Any) -> Any:
+    return describe_long_context(value) if field == "long_context" else value

@@ -12,15 +12,25 @@ price rather than becoming free.
 Tier rule for models the catalog does not know yet, on the output price per 1M tokens:
 ≥ $20 premium, ≥ $8 standard, ≥ $0.30 fast, otherwise economy. Known models keep the
 tier (and display name) the catalog already gives them.
+
+``pricing.overrides`` are conditional prices. One whose only condition is
+``min_prompt_tokens`` is long-context pricing: it applies when a request's prompt tokens
+are strictly greater than the threshold, so it becomes the ``long_context`` entry from
+``min_prompt_tokens + 1`` (LUC's threshold is inclusive). OpenRouter's keys left out of an
+override inherit the base price, and every override that applies at a size counts, the
+later one winning per key; the importer writes the result out, every price explicit, so
+the entry means the same in LUC. An override with any other condition (a UTC time window)
+is skipped, and the dry run says why: LUC prices an event by its tokens, never by the time
+of day.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Context, Decimal
 from typing import Any
 
-from service.pricing.models import ModelPrice, NewModelPrice
+from service.pricing.models import ModelPrice, NewLongContextPrice, NewModelPrice
 from service.wire import parse_money
 
 DYNAMIC_PRICE = "-1"
@@ -45,9 +55,35 @@ class SkippedModel:
 
 
 @dataclass(frozen=True, slots=True)
+class SkippedOverride:
+    """A conditional price of an imported model that LUC cannot hold; the model is
+    imported without it."""
+
+    model_id: str
+    index: int
+    """Its place in ``pricing.overrides``."""
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class ImportResult:
     models: list[NewModelPrice]
     skipped: list[SkippedModel]
+    skipped_overrides: list[SkippedOverride] = field(default_factory=list)
+
+
+# An override's price keys → LUC's prices; others (audio, the 1-hour cache write) price
+# nothing LUC meters, as in the base pricing.
+_OVERRIDE_PRICES = (
+    ("prompt", "input"),
+    ("completion", "output"),
+    ("input_cache_read", "cache_read"),
+    ("input_cache_write", "cache_write"),
+)
+_THRESHOLD = "min_prompt_tokens"
+_MOST_TOKENS = 10**12
+"""SPEC §2: an event carries at most 10^12 tokens of a class."""
+_TIME_WINDOW = ("utc_start", "utc_end")
 
 
 def per_million(per_token: Decimal) -> Decimal:
@@ -80,6 +116,77 @@ def _price(pricing: dict[str, Any], key: str) -> Decimal | None:
     return parse_money(f"pricing.{key}", raw)
 
 
+def _override_threshold(override: Any) -> int | str:
+    """An override's ``min_prompt_tokens`` when it is its only condition, else why not."""
+    if not isinstance(override, dict):
+        return "not an object"
+    window = [key for key in _TIME_WINDOW if key in override]
+    if window:
+        return (
+            f"its condition {'/'.join(window)} is a UTC time window: LUC prices an event by "
+            "its tokens, never by the time of day"
+        )
+    threshold = override.get(_THRESHOLD)
+    if threshold is None:
+        return f"no {_THRESHOLD} condition: nothing says when it applies"
+    # A JSON number: 200000 or 200000.0; bool is an int in Python, and no count.
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+        return f"{_THRESHOLD} is {threshold!r}, not a number"
+    if threshold < 0 or threshold != int(threshold):
+        return f"{_THRESHOLD} is {threshold!r}, not a whole count of tokens"
+    if threshold >= _MOST_TOKENS:
+        return f"{_THRESHOLD} is {threshold!r}: no event carries that many input tokens"
+    return int(threshold)
+
+
+def _long_context(
+    model_id: str, pricing: dict[str, Any], base: dict[str, Decimal | None]
+) -> tuple[tuple[NewLongContextPrice, ...], list[SkippedOverride]]:
+    """The model's long-context entries from ``pricing.overrides``, every price written
+    out (see the module docstring); the overrides that cannot be one, with why."""
+    overrides = pricing.get("overrides")
+    if overrides is None:
+        return (), []
+    if not isinstance(overrides, list):
+        return (), [SkippedOverride(model_id, 0, "pricing.overrides is not a list")]
+    skipped: list[SkippedOverride] = []
+    tiers: list[tuple[int, dict[str, Any]]] = []  # (threshold, override), in list order
+    for index, override in enumerate(overrides):
+        threshold = _override_threshold(override)
+        if isinstance(threshold, str):
+            skipped.append(SkippedOverride(model_id, index, threshold))
+            continue
+        try:
+            prices = {luc: _price(override, key) for key, luc in _OVERRIDE_PRICES}
+        except ValueError as exc:
+            skipped.append(SkippedOverride(model_id, index, str(exc)))
+            continue
+        tiers.append((threshold, {k: per_million(v) for k, v in prices.items() if v is not None}))
+    entries = []
+    for threshold in sorted({t for t, _ in tiers}):
+        # Every override that applies to a prompt just past this threshold, later ones
+        # winning per key, over the base prices.
+        merged = dict(base)
+        for other, prices in tiers:
+            if other <= threshold:
+                merged.update(prices)
+        input_price, output_price = merged["input"], merged["output"]
+        assert input_price is not None and output_price is not None  # the base has both
+        entries.append(
+            NewLongContextPrice(
+                min_input_tokens=threshold + 1,
+                input=input_price,
+                output=output_price,
+                cache_read=merged["cache_read"],
+                cache_write=merged["cache_write"],
+                # No override prices reasoning: it keeps the base's own price, or, billed
+                # as completion, this entry's output (the default).
+                reasoning=merged["reasoning"],
+            )
+        )
+    return tuple(entries), skipped
+
+
 def parse_models(payload: Any, known: dict[str, ModelPrice]) -> ImportResult:
     """Model entries from an OpenRouter ``/models`` payload; ``known`` gives tiers and names."""
     if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
@@ -88,6 +195,7 @@ def parse_models(payload: Any, known: dict[str, ModelPrice]) -> ImportResult:
         )
     models: list[NewModelPrice] = []
     skipped: list[SkippedModel] = []
+    skipped_overrides: list[SkippedOverride] = []
     seen: set[str] = set()
     for index, entry in enumerate(payload["data"]):
         if not isinstance(entry, dict) or not isinstance(entry.get("id"), str) or not entry["id"]:
@@ -114,6 +222,15 @@ def parse_models(payload: Any, known: dict[str, ModelPrice]) -> ImportResult:
             skipped.append(SkippedModel(model_id, str(exc)))
             continue
         seen.add(model_id)
+        base: dict[str, Decimal | None] = {
+            "input": per_million(prompt),
+            "output": per_million(completion),
+            "cache_read": None if cache_read is None else per_million(cache_read),
+            "cache_write": None if cache_write is None else per_million(cache_write),
+            "reasoning": None if not reasoning else per_million(reasoning),
+        }
+        long_context, dropped = _long_context(model_id, pricing, base)
+        skipped_overrides += dropped
         output = per_million(completion)
         previous = known.get(model_id)
         context = entry.get("context_length")
@@ -124,11 +241,12 @@ def parse_models(payload: Any, known: dict[str, ModelPrice]) -> ImportResult:
                 tier=previous.tier if previous else tier_for(output),
                 input=per_million(prompt),
                 output=output,
-                cache_read=None if cache_read is None else per_million(cache_read),
-                cache_write=None if cache_write is None else per_million(cache_write),
-                reasoning=None if not reasoning else per_million(reasoning),
+                cache_read=base["cache_read"],
+                cache_write=base["cache_write"],
+                reasoning=base["reasoning"],
                 per_request=per_request,
                 context_tokens=context if isinstance(context, int) and context > 0 else None,
+                long_context=long_context,
             )
         )
-    return ImportResult(models=models, skipped=skipped)
+    return ImportResult(models=models, skipped=skipped, skipped_overrides=skipped_overrides)

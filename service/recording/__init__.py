@@ -13,6 +13,8 @@ Every usage event is stored here, whoever sent it, and every correction too::
 
     a new catalog version, ``rerate_since`` ─▶ rerating (the re-pricing lock, exclusive)
         ─▶ bookings.plan_rerating (reversal + new booking) ─▶ rerating.record_adjustments
+    start-up on a ledger seeded before the completed AIMS catalog ─▶ catalog_upgrade
+        (the same lock, plan and append, once)
 
 ``models`` holds the outcomes (accepted, duplicate, conflict, rejected); ``adapters`` the
 gateway's other in-process ports (budget gate, price lookup). Only ``app.py`` builds these

@@ -36,7 +36,11 @@ class Booking:
     model: str
     tier: str | None
     cost_usd: Decimal | None
+    actual_cost_usd: Decimal | None
+    """What the booking's entries hold as actual cost (SPEC §3); None when unknown."""
     unpriced: bool
+    long_context_from: int | None = None
+    """The rate of ``catalog_version`` it was booked at (``pricing.models.Rate``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,14 +61,25 @@ class Rerating:
             self.entries[1].cost_usd or Decimal(0), self.booking.cost_usd or Decimal(0)
         )
 
+    @property
+    def actual_delta_usd(self) -> Decimal:
+        """Change of the event's actual cost: the catalog's change when the provider
+        reported no cost, nothing when it did (its figure stays what was paid)."""
+        return exact_difference(
+            self.entries[1].actual_cost_usd or Decimal(0),
+            self.booking.actual_cost_usd or Decimal(0),
+        )
+
 
 def booking_from_row(r: Any) -> Booking:
     return Booking(
         event=event_from_row(r),
         catalog_version=r["catalog_version"],
+        long_context_from=r["long_context_from"],
         model=r["booked_model"],
         tier=r["tier"],
         cost_usd=r["cost_usd"],
+        actual_cost_usd=r["actual_cost_usd"],
         unpriced=bool(r["unpriced"]),
     )
 
@@ -93,6 +108,8 @@ def plan_rerating(booking: Booking, catalog: Catalog, why: str) -> Rerating | No
         return None
     old = catalog.by_id.get(booking.catalog_version) if booking.catalog_version else None
     old_price = old.models.get(booking.model) if old else None
+    # The reversal names the rate it takes back: the one the booking was priced at.
+    old_rate = old_price.rate_from(booking.long_context_from) if old_price else None
     reversal = NewLedgerEntry(
         event_id=event.id,
         kind="adjustment",
@@ -108,11 +125,13 @@ def plan_rerating(booking: Booking, catalog: Catalog, why: str) -> Rerating | No
         event_count=-1,
         unpriced_count=-1 if booking.unpriced else 0,
         # copy_negate, not unary minus: the minus applies the context's 28-digit rounding.
+        # The actual cost follows from these two (a generated column): it takes back
+        # exactly what the booking holds.
         cost_usd=None if booking.cost_usd is None else booking.cost_usd.copy_negate(),
         provider_cost_usd=(
             None if event.provider_cost_usd is None else event.provider_cost_usd.copy_negate()
         ),
-        **price_columns(old_price),
+        **price_columns(old_rate),
         reason=f"reversal: {why}",
     )
     rebooking = NewLedgerEntry(

@@ -7,6 +7,7 @@ batch is stored, appended and rolled up in one statement, one round trip.
 from service.budgets import queries as budgets
 from service.catalog import queries as catalog
 from service.ledger import queries as ledger
+from service.reconciliation import queries as reconciliation
 from service.rollups import queries as rollups
 
 # Asked after the re-pricing lock is held, in a statement of its own: a READ COMMITTED
@@ -24,7 +25,8 @@ FROM ({catalog.CATALOG_STAMP}) AS stamp
 def _recording(staged_source: str) -> str:
     return f"""
 WITH {ledger.append_staged_charges(staged_source)},
-{rollups.upserts_over("appended")}
+{rollups.upserts_over("appended")},
+{reconciliation.UPSERT_APPENDED}
 SELECT event_id, id FROM appended
 """
 
@@ -38,6 +40,7 @@ RECORD_BATCH = {
 # Re-rating's adjustments, appended and rolled up; answers their ids.
 RECORD_ADJUSTMENTS = f"""
 WITH {ledger.APPEND_ENTRIES},
-{rollups.upserts_over("appended")}
+{rollups.upserts_over("appended")},
+{reconciliation.UPSERT_APPENDED}
 SELECT id FROM appended
 """

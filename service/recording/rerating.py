@@ -39,6 +39,9 @@ RERATE_CHUNK = 2000
 class Delta:
     events: int = 0
     delta_usd: Decimal = Decimal(0)
+    """Change of the catalog cost."""
+    actual_delta_usd: Decimal = Decimal(0)
+    """Change of the actual cost: only events without a reported cost move it."""
 
 
 @dataclass
@@ -51,17 +54,19 @@ class RerateSummary:
     events_changed: int = 0
     entries_appended: int = 0
     delta_usd: Decimal = Decimal(0)
+    actual_delta_usd: Decimal = Decimal(0)
     jobs: dict[str, Delta] = field(default_factory=lambda: defaultdict(Delta))
     agents: dict[str, Delta] = field(default_factory=lambda: defaultdict(Delta))
 
     def add(self, rerating: Rerating) -> None:
         event = rerating.booking.event
-        delta = rerating.delta_usd
+        delta, actual = rerating.delta_usd, rerating.actual_delta_usd
         self.events_changed += 1
-        self.delta_usd = EXACT.add(self.delta_usd, delta)
+        for bucket in (self, self.jobs[event.job_id], self.agents[event.agent]):
+            bucket.delta_usd = EXACT.add(bucket.delta_usd, delta)
+            bucket.actual_delta_usd = EXACT.add(bucket.actual_delta_usd, actual)
         for bucket in (self.jobs[event.job_id], self.agents[event.agent]):
             bucket.events += 1
-            bucket.delta_usd = EXACT.add(bucket.delta_usd, delta)
 
 
 async def record_adjustments(conn: Connection, entries: Sequence[NewLedgerEntry]) -> None:

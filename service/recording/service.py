@@ -25,6 +25,7 @@ from service.catalog.service import CatalogCache
 from service.db import Connection
 from service.ingest.models import Rejection, UsageEvent, differing_fields
 from service.ingest.service import stored_events
+from service.jobs.service import customer_mismatches
 from service.ledger.service import charge_for, stage_charges, staged_charge
 from service.locks import lock_repricing
 from service.pricing.catalog import Catalog
@@ -76,6 +77,7 @@ async def record_batch(
     alerts = 0
     inserted: set[str] = set()
     known: dict[str, UsageEvent] = {}
+    mismatched: dict[str, str] = {}
     if fresh:
         inside_longer_transaction = conn.is_in_transaction()
         async with conn.transaction():
@@ -85,6 +87,11 @@ async def record_batch(
             opened = await conn.fetchrow(queries.OPEN_BATCH)
             assert opened is not None
             catalog = await catalog_cache.get(conn, (opened["versions"], opened["newest"]))
+            # A job has one customer: the first event naming one sets it, race-free (the
+            # job's row stays locked until the commit); an event naming another is
+            # rejected alone.
+            mismatched = await customer_mismatches(conn, fresh)
+            fresh = [e for e in fresh if e.id not in mismatched]
             # Every event is priced before knowing which ids are new: replays are rare,
             # and the database tells new from replayed in the statement that stores them.
             staging = await stage_charges(
@@ -116,12 +123,17 @@ async def record_batch(
     for index, item in enumerate(items):
         if outcomes[index] is not None or not isinstance(item, UsageEvent):
             continue
-        if first_by_id.get(item.id) is item:
+        if item.id in mismatched:
+            outcomes[index] = EventOutcome(item.id, REJECTED, mismatched[item.id])
+        elif first_by_id.get(item.id) is item:
             if item.id in inserted:
                 outcomes[index] = EventOutcome(item.id, ACCEPTED)
             else:
                 outcomes[index] = _compare(item, known[item.id], "an earlier request")
     for index, item in repeats:
+        if item.id in mismatched:  # a repeat of an event naming another customer
+            outcomes[index] = EventOutcome(item.id, REJECTED, mismatched[item.id])
+            continue
         # Compare with what is kept under the id: this batch's first event when it was
         # inserted, else the stored one (a repeat of a conflicting event is a conflict too).
         if item.id in inserted:

@@ -43,7 +43,13 @@ class Totals(TokenCounts):
     cost_usd: Decimal | None = field(
         metadata=_measure("cost_usd", "sum", "money", unknown_when_null=True)
     )
-    """``None`` only on an unpriced job line: its price is unknown, not zero."""
+    """The catalog's (list) price. ``None`` only on an unpriced job line: unknown, not zero."""
+    actual_cost_usd: Decimal | None = field(
+        metadata=_measure("actual_cost_usd", "sum", "money", unknown_when_null=True)
+    )
+    """Per entry the provider's reported cost where present, else the catalog's
+    (``pricing.cost.actual_cost``). ``None`` only on an unpriced job line whose events
+    reported no cost; on an unpriced line with reported costs, their sum."""
     provider_cost_usd: Decimal = field(metadata=_measure("provider_cost_usd", "sum", "money"))
     events: int = field(metadata=_measure("event_count", "sum", "count"))
     unpriced_events: int = field(metadata=_measure("unpriced_count", "sum", "count"))
@@ -68,7 +74,8 @@ class Measure:
     form: Form
     unknown_when_null: bool = False
     """A NULL sum means unknown, not zero (the cost of unpriced entries): the job line
-    rollup keeps it NULL; the others count it as zero."""
+    rollup keeps it NULL while no entry of the line knows it (SQL's ``sum``, which skips
+    NULLs); the others count it as zero."""
 
     def read(self, value: Any) -> Any:
         """A value of this measure as a database row holds it, as ``Totals`` holds it."""
@@ -100,6 +107,8 @@ class JobLine:
     model: str
     provider: str
     catalog_version: int | None
+    long_context_from: int | None
+    """The rate of the line's unit prices (``pricing.models.Rate``); None: base prices."""
     tier: str | None
     unit_prices: dict[str, Decimal] | None
     totals: Totals

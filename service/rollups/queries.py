@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from service.pricing.models import RATE_MARKER
 from service.rollups.models import MEASURE_NAMES, MEASURES, Measure
 
 
@@ -25,6 +26,10 @@ def _from_ledger(m: Measure, *, keep_unknown: bool) -> str:
 
 def _combined(m: Measure) -> str:
     """A rollup row's ``m`` (``r``) with the entries of ``EXCLUDED`` added."""
+    if m.combine == "sum" and m.unknown_when_null:
+        # As sum() over all the entries would be: NULL only while neither side knows it
+        # (an unpriced job line's actual cost is known for events that reported one).
+        return f"{m.name} = COALESCE(r.{m.name} + EXCLUDED.{m.name}, r.{m.name}, EXCLUDED.{m.name})"
     if m.combine == "sum":
         return f"{m.name} = r.{m.name} + EXCLUDED.{m.name}"
     function = "LEAST" if m.combine == "min" else "GREATEST"
@@ -69,7 +74,18 @@ _ROLLUPS = {
     "jobs": _Rollup("rollup_jobs", {"job_id": "job_id"}),
     "lines": _Rollup(
         "rollup_job_lines",
-        {k: k for k in ("job_id", "agent", "model", "provider", "catalog_version")},
+        # The rate (pricing.models.Rate) is part of the key: one unit price per line.
+        {
+            k: k
+            for k in (
+                "job_id",
+                "agent",
+                "model",
+                "provider",
+                "catalog_version",
+                RATE_MARKER,
+            )
+        },
         keep_unknown=True,
     ),
     "usage": _Rollup("rollup_usage", {k: k for k in ("agent", "model", "provider", "tier")}),
@@ -111,14 +127,24 @@ def upserts_over(source: str) -> str:
 
 SELECT_JOB = f"SELECT job_id, {TOTALS} FROM rollup_jobs WHERE job_id = $1"
 
+# A line's unit prices are those of its rate: the long-context entry it names, else the
+# model's base prices; per_request is always the model's.
 SELECT_JOB_LINES = f"""
-SELECT l.agent, l.model, l.provider, l.catalog_version, p.tier, p.name AS model_name,
-       p.input, p.output, p.cache_read, p.cache_write, p.reasoning, p.per_request,
+SELECT l.agent, l.model, l.provider, l.catalog_version, l.long_context_from, p.tier,
+       p.name AS model_name,
+       COALESCE(lc.input, p.input) AS input, COALESCE(lc.output, p.output) AS output,
+       COALESCE(lc.cache_read, p.cache_read) AS cache_read,
+       COALESCE(lc.cache_write, p.cache_write) AS cache_write,
+       COALESCE(lc.reasoning, p.reasoning) AS reasoning, p.per_request,
        {", ".join(f"l.{name}" for name in MEASURE_NAMES)}
 FROM rollup_job_lines AS l
 LEFT JOIN catalog_prices AS p ON p.version_id = l.catalog_version AND p.model_id = l.model
+LEFT JOIN catalog_long_context AS lc
+       ON lc.version_id = l.catalog_version AND lc.model_id = l.model
+      AND lc.min_input_tokens = l.long_context_from
 WHERE l.job_id = $1 AND l.events <> 0
-ORDER BY l.agent, l.model, l.provider, l.catalog_version NULLS LAST
+ORDER BY l.agent, l.model, l.provider, l.catalog_version NULLS LAST,
+         l.long_context_from NULLS FIRST
 """
 
 # Keyset pagination on job_id; the filters keep jobs that had activity in [from, to) and,

@@ -37,6 +37,7 @@ async def job_detail(conn: Connection, job_id: str) -> JobDetail | None:
             model=r["model"],
             provider=r["provider"],
             catalog_version=r["catalog_version"],
+            long_context_from=r["long_context_from"],
             tier=r["tier"],
             unit_prices=None if r["catalog_version"] is None else {k: r[k] for k in PRICE_CLASSES},
             totals=Totals.from_row(r),

@@ -56,6 +56,8 @@ EXPECTED_SCOPES: dict[str, str] = {
     "listAgents": READ,
     "getAgent": READ,
     "queryUsage": READ,
+    "reconcileCosts": READ,
+    "exportFocus": READ,
     "listUnpricedEvents": READ,
     "getCurrentCatalog": READ,
     "listCatalogVersions": READ,
@@ -68,6 +70,10 @@ EXPECTED_SCOPES: dict[str, str] = {
     "getAlert": READ,
     "metrics": READ,
     "listParkedUsage": READ,
+    "listCustomers": READ,
+    "getCustomer": READ,
+    "listPlans": READ,
+    "getPlan": READ,
     # operators
     "updateJob": ADMIN,
     "issueJobInvoice": ADMIN,
@@ -82,6 +88,10 @@ EXPECTED_SCOPES: dict[str, str] = {
     "listKeys": ADMIN,
     "createKey": ADMIN,
     "revokeKey": ADMIN,
+    "createCustomer": ADMIN,
+    "updateCustomer": ADMIN,
+    "createPlan": ADMIN,
+    "createPlanVersion": ADMIN,
 }
 
 ALLOWED: dict[str, set[str]] = {

@@ -292,8 +292,12 @@ async def test_a_replayed_event_is_a_duplicate_counted_once(api: AsyncTestClient
     assert third.json() == {"id": "dup-1", "status": "duplicate"}
 
     job = (await api.get("/v1/jobs/job-dup")).json()
-    # dup-1 (0.0003, as cached tokens cost input price by default) + dup-2 (0.0003)
-    assert (job["cost_usd"], job["events"], job["provider_cost_usd"]) == ("0.0006", 2, "0.00031")
+    # dup-1 (800·0.10 + 200 cached·0.01 + 500·0.40 = 282 per 1M) + dup-2 (0.0003)
+    assert (job["cost_usd"], job["events"], job["provider_cost_usd"]) == (
+        "0.000582",
+        2,
+        "0.00031",
+    )
 
 
 async def test_a_repeat_inside_one_batch_is_a_duplicate_counted_once(

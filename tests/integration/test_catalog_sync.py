@@ -3,8 +3,10 @@
 The fake is a real HTTP server serving ``GET /api/v1/models`` in OpenRouter's shape
 (reference/openrouter.md §5): per-token USD decimal strings, a dynamic ``"-1"`` router,
 a model without cache prices, one with ``internal_reasoning``, one with cache read/write
-prices, one with a per-request price. The CLI runs as a child process, as an operator
-would run it; the versions it creates are read back over REST.
+prices, one with a per-request price; ``overrides`` on ``min_prompt_tokens`` (long-context
+tiers, keys left out inheriting the base price) and one on a UTC time window (skipped). The
+CLI runs as a child process, as an operator would run it; the versions it creates are read
+back over REST.
 """
 
 from __future__ import annotations
@@ -69,6 +71,9 @@ def models_payload(deepseek_completion: str = "0.000002") -> dict[str, Any]:
                 # "0": not priced separately, so reasoning is billed at the output price.
                 "internal_reasoning": "0",
                 "input_cache_read": "0.000000075",
+                # Past 100,000 prompt tokens the prompt costs double; the completion and
+                # the cache read are left out, so they inherit the base price.
+                "overrides": [{"min_prompt_tokens": 100000, "prompt": "0.0000003"}],
             },
             128000,
         ),
@@ -83,6 +88,14 @@ def models_payload(deepseek_completion: str = "0.000002") -> dict[str, Any]:
                 "request": "0",
                 "image": "0",
                 "web_search": "0",
+                # Two tiers: past 64,000 the prompt price, past 128,000 the completion price
+                # too (both overrides apply there, the later one winning per key); and a
+                # night-time discount LUC cannot hold: prices by the time of day.
+                "overrides": [
+                    {"min_prompt_tokens": 64000, "prompt": "0.0000008"},
+                    {"utc_start": 1630, "utc_end": 30, "prompt": "0.0000002"},
+                    {"min_prompt_tokens": 128000, "completion": "0.000004"},
+                ],
             },
             163840,
         ),
@@ -99,6 +112,16 @@ def models_payload(deepseek_completion: str = "0.000002") -> dict[str, Any]:
                 "internal_reasoning": "0",
                 "input_cache_read": "0.0000003",
                 "input_cache_write": "0.00000375",
+                # The whole request at the long-context rate past 200,000 prompt tokens.
+                "overrides": [
+                    {
+                        "min_prompt_tokens": 200000,
+                        "prompt": "0.000006",
+                        "completion": "0.0000225",
+                        "input_cache_read": "0.0000006",
+                        "input_cache_write": "0.0000075",
+                    }
+                ],
             },
             1000000,
         ),
@@ -164,6 +187,19 @@ EXPECTED_IMPORTED = {
         "reasoning": "0.6",  # "0": falls back to output
         "per_request": "0",
         "context_tokens": 128000,
+        # OpenRouter's "strictly greater than 100,000" is LUC's "at least 100,001"; the
+        # completion and cache read inherit the base price, written out; cache write and
+        # reasoning (not priced by OpenRouter) default to this entry's input and output.
+        "long_context": [
+            {
+                "min_input_tokens": 100001,
+                "input": "0.3",
+                "output": "0.6",
+                "cache_read": "0.075",
+                "cache_write": "0.3",
+                "reasoning": "0.6",
+            }
+        ],
     },
     "deepseek/deepseek-r1": {
         "name": "DeepSeek: R1",
@@ -175,6 +211,25 @@ EXPECTED_IMPORTED = {
         "reasoning": "3.5",
         "per_request": "0",
         "context_tokens": 163840,
+        # The separately priced reasoning keeps its base price in every tier.
+        "long_context": [
+            {
+                "min_input_tokens": 64001,
+                "input": "0.8",
+                "output": "2",
+                "cache_read": "0.8",
+                "cache_write": "0.8",
+                "reasoning": "3.5",
+            },
+            {
+                "min_input_tokens": 128001,
+                "input": "0.8",
+                "output": "4",
+                "cache_read": "0.8",
+                "cache_write": "0.8",
+                "reasoning": "3.5",
+            },
+        ],
     },
     "anthropic/claude-sonnet-4.5": {
         "name": "Claude Sonnet 4.5",  # the catalog's name, not OpenRouter's
@@ -186,6 +241,17 @@ EXPECTED_IMPORTED = {
         "reasoning": "15",
         "per_request": "0",
         "context_tokens": 1000000,
+        # As the AIMS catalog has it: the import changes nothing of Sonnet's.
+        "long_context": [
+            {
+                "min_input_tokens": 200001,
+                "input": "6",
+                "output": "22.5",
+                "cache_read": "0.6",
+                "cache_write": "7.5",
+                "reasoning": "22.5",
+            }
+        ],
     },
     "meta-llama/llama-3.3-70b-instruct": {
         "name": "Llama 3.3 70B",
@@ -197,6 +263,7 @@ EXPECTED_IMPORTED = {
         "reasoning": "0.4",
         "per_request": "0",
         "context_tokens": 131072,
+        "long_context": [],
     },
     "perplexity/sonar-pro": {
         "name": "Perplexity: Sonar Pro",
@@ -208,6 +275,7 @@ EXPECTED_IMPORTED = {
         "reasoning": "15",
         "per_request": "0.005",  # per call, not scaled
         "context_tokens": 200000,
+        "long_context": [],
     },
     "openai/o1-pro": {
         "name": "OpenAI: o1-pro",
@@ -219,6 +287,7 @@ EXPECTED_IMPORTED = {
         "reasoning": "600",
         "per_request": "0",
         "context_tokens": 200000,
+        "long_context": [],
     },
     "qwen/qwen-2.5-72b-instruct": {
         "name": "Qwen2.5 72B Instruct",
@@ -230,6 +299,7 @@ EXPECTED_IMPORTED = {
         "reasoning": "0.3",
         "per_request": "0",
         "context_tokens": 32768,
+        "long_context": [],
     },
     "mistralai/mistral-nemo": {
         "name": "Mistral: Mistral Nemo",
@@ -241,6 +311,7 @@ EXPECTED_IMPORTED = {
         "reasoning": "0.29999",
         "per_request": "0",
         "context_tokens": 131072,
+        "long_context": [],
     },
 }
 NEW_MODELS = sorted(
@@ -291,6 +362,11 @@ async def test_sync_creates_a_version_only_when_openrouter_prices_change(
         "pricing.prompt and pricing.completion are both required" in first.stdout
     )
     assert "8 models priced by the source, 2 skipped" in first.stdout
+    assert (
+        "skipped deepseek/deepseek-r1 pricing.overrides[1]: its condition utc_start/utc_end "
+        "is a UTC time window: LUC prices an event by its tokens, never by the time of day; "
+        "the model is imported without it"
+    ) in first.stdout
     assert "created catalog version 2" in first.stdout
     assert "+ openai/o1-pro (premium): input 150, output 600" in first.stdout
 
@@ -314,8 +390,8 @@ async def test_sync_creates_a_version_only_when_openrouter_prices_change(
     diff = (await client.get("/v1/catalog/diff", params={"from": 1, "to": 2})).json()
     assert [m["id"] for m in diff["added"]] == NEW_MODELS
     assert diff["removed"] == []
+    # Sonnet's prices (cache and long context) are the AIMS catalog's: unchanged.
     assert {c["id"]: c["fields"] for c in diff["changed"]} == {
-        "anthropic/claude-sonnet-4.5": ["cache_read", "cache_write"],
         "meta-llama/llama-3.3-70b-instruct": [
             "input",
             "output",
@@ -347,8 +423,17 @@ async def test_sync_creates_a_version_only_when_openrouter_prices_change(
     assert len(diff["changed"]) == 1
     change = diff["changed"][0]
     assert change["id"] == "deepseek/deepseek-r1"
-    assert change["fields"] == ["output"]
+    # The 64,001 tier inherits the base completion price, so it moves with it; the 128,001
+    # tier has its own.
+    assert change["fields"] == ["output", "long_context"]
     assert change["before"]["output"] == "2" and change["after"]["output"] == "2.19"
+    assert [lc["output"] for lc in change["before"]["long_context"]] == ["2", "4"]
+    assert [lc["output"] for lc in change["after"]["long_context"]] == ["2.19", "4"]
+    assert (
+        "long_context ≥ 64,001: input 0.8, output 2, cache_read 0.8, cache_write 0.8, "
+        "reasoning 3.5; ≥ 128,001: input 0.8, output 4, cache_read 0.8, cache_write 0.8, "
+        "reasoning 3.5 → ≥ 64,001: input 0.8, output 2.19,"
+    ) in third.stdout
     # The separately priced reasoning does not follow the output price.
     assert change["before"]["reasoning"] == change["after"]["reasoning"] == "3.5"
     assert openrouter.requests == ["/api/v1/models"] * 3

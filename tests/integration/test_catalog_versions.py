@@ -2,7 +2,7 @@
 force at ``occurred_at``; immutability enforced by the database; bad input refused whole.
 
 Version 1 of every test database is the AIMS catalog (effective 2025-01-01, Gemini 3.0
-Flash at $0.10 in / $0.40 out per 1M tokens).
+Flash at $0.10 in / $0.40 out per 1M tokens, cache reads at $0.01).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ ACME = {
     "per_request": "0.002",
     "context_tokens": 400000,
 }
-# As the API shows it back: decimal strings, value-equal, without trailing zeros.
-ACME_OUT = {**ACME, "input": "12.5"}
+# As the API shows it back: decimal strings, value-equal, without trailing zeros; one rate.
+ACME_OUT = {**ACME, "input": "12.5", "long_context": []}
 PEBBLE = {
     "id": "pebble/mini",
     "name": "Pebble Mini",
@@ -45,7 +45,15 @@ PEBBLE_OUT = {
     "reasoning": "0.2",
     "per_request": "0",
     "context_tokens": None,
+    "long_context": [],
 }
+
+
+# A long-context entry of Acme Rocket 1: from 200,001 input tokens, every token of the call
+# at twice the input price and 1.5× the output price; cache read given, cache write and
+# reasoning left to their defaults (this entry's input and output).
+LONG = {"min_input_tokens": 200001, "input": "25", "output": "75", "cache_read": "2.5"}
+LONG_OUT = {**LONG, "cache_write": "25", "reasoning": "75"}
 
 
 def flash(**prices: str) -> dict[str, Any]:
@@ -133,11 +141,12 @@ async def test_a_version_with_a_parent_is_stored_as_a_full_snapshot(client: Any)
         "tier": "premium",
         "input": "5",
         "output": "25",
-        "cache_read": "5",
-        "cache_write": "5",
+        "cache_read": "0.5",
+        "cache_write": "6.25",
         "reasoning": "25",
         "per_request": "0",
         "context_tokens": 1000000,
+        "long_context": [],
     }
     # The parent's alias carries over; the new ones join it.
     assert created["aliases"] == {
@@ -146,6 +155,79 @@ async def test_a_version_with_a_parent_is_stored_as_a_full_snapshot(client: Any)
         "rocket": "acme/rocket-1",
     }
     assert created["default_model"] == "google/gemini-3.0-flash"
+
+
+async def test_long_context_entries_go_in_and_come_back_with_and_without_a_parent(
+    client: Any,
+) -> None:
+    # Thresholds given out of order come back ascending.
+    tiers = [{**LONG, "min_input_tokens": 1000000, "input": "50"}, LONG]
+    whole = await create(
+        client,
+        {"effective_from": "2026-06-01T00:00:00Z", "models": [{**ACME, "long_context": tiers}]},
+    )
+    [acme] = whole["models"]
+    assert acme["long_context"] == [
+        LONG_OUT,
+        {**LONG_OUT, "min_input_tokens": 1000000, "input": "50", "cache_write": "50"},
+    ]
+    read = (await client.get(f"/v1/catalog/versions/{whole['id']}")).json()
+    assert read == {**whole, "repriced_events": None}  # said on creation only
+
+    # With a parent: an entry given anew replaces the parent's, long context and all; the
+    # parent's entries not given keep theirs (Sonnet's, from the AIMS catalog).
+    child = await create(
+        client,
+        {
+            "effective_from": "2026-07-01T00:00:00Z",
+            "parent": 1,
+            "models": [flash(input="0.10", output="0.40", cache_read="0.01", long_context=[LONG])],
+        },
+    )
+    models = {m["id"]: m for m in child["models"]}
+    assert models["google/gemini-3.0-flash"]["long_context"] == [LONG_OUT]
+    assert models["anthropic/claude-sonnet-4.5"]["long_context"] == [
+        {
+            "min_input_tokens": 200001,
+            "input": "6",
+            "output": "22.5",
+            "cache_read": "0.6",
+            "cache_write": "7.5",
+            "reasoning": "22.5",
+        }
+    ]
+    # And a parent's model given without long context loses it.
+    plain = await create(
+        client,
+        {
+            "effective_from": "2026-08-01T00:00:00Z",
+            "parent": child["id"],
+            "models": [flash(input="0.10", output="0.40", cache_read="0.01")],
+        },
+    )
+    flash_plain = next(m for m in plain["models"] if m["id"] == "google/gemini-3.0-flash")
+    assert flash_plain["long_context"] == []
+
+    history = (await client.get("/v1/catalog/models/google/gemini-3.0-flash/history")).json()
+    assert [
+        (p["catalog_version"], p["price"] and p["price"]["long_context"])
+        for p in history["versions"]
+    ] == [
+        (1, []),
+        (whole["id"], None),  # not in that version
+        (child["id"], [LONG_OUT]),
+        (plain["id"], []),
+    ]
+    for before, after, was, now in (
+        (1, child["id"], [], [LONG_OUT]),
+        (child["id"], plain["id"], [LONG_OUT], []),
+    ):
+        diff = (await client.get("/v1/catalog/diff", params={"from": before, "to": after})).json()
+        assert [(c["id"], c["fields"]) for c in diff["changed"]] == [
+            ("google/gemini-3.0-flash", ["long_context"])
+        ]
+        assert diff["changed"][0]["before"]["long_context"] == was
+        assert diff["changed"][0]["after"]["long_context"] == now
 
 
 async def test_history_and_diff_show_what_changed_between_versions(client: Any) -> None:
@@ -269,8 +351,8 @@ async def test_each_event_is_priced_by_the_version_in_force_when_it_occurred(
     # By hand, per 1M tokens: 10,000 plain input, 2,000 cache read, 2,000 plain output,
     # 1,000 reasoning.
     expected = {
-        # AIMS: 10,000×0.10 + 2,000×0.10 + 2,000×0.40 + 1,000×0.40 = 2,400
-        "before-t1": (1, Decimal("0.0024")),
+        # AIMS: 10,000×0.10 + 2,000×0.01 + 2,000×0.40 + 1,000×0.40 = 2,220
+        "before-t1": (1, Decimal("0.00222")),
         # t1: 10,000×0.20 + 2,000×0.20 + 2,000×0.80 + 1,000×0.80 = 4,800
         "between-t1-t2": (t1["id"], Decimal("0.0048")),
         # t2: 10,000×0.30 + 2,000×0.03 + 2,000×1.20 + 1,000×1.20 = 6,660
@@ -295,10 +377,10 @@ async def test_each_event_is_priced_by_the_version_in_force_when_it_occurred(
     }
 
     job = (await client.get("/v1/jobs/job-versions")).json()
-    # 0.0024 + 0.0048 + 0.00666 + 0.00666 + 0.0095
-    assert Decimal(job["cost_usd"]) == Decimal("0.03002")
+    # 0.00222 + 0.0048 + 0.00666 + 0.00666 + 0.0095
+    assert Decimal(job["cost_usd"]) == Decimal("0.02984")
     assert {line["catalog_version"]: Decimal(line["cost_usd"]) for line in job["lines"]} == {
-        1: Decimal("0.0024"),
+        1: Decimal("0.00222"),
         t1["id"]: Decimal("0.0048"),
         t2["id"]: Decimal("0.01332"),
         t3["id"]: Decimal("0.0095"),
@@ -364,7 +446,18 @@ async def test_the_database_refuses_to_update_or_delete_a_catalog_version(
         "DELETE FROM catalog_prices WHERE version_id = 1": (
             "table catalog_prices is append-only: DELETE is not allowed"
         ),
-        "TRUNCATE catalog_prices": "table catalog_prices is append-only: TRUNCATE is not allowed",
+        "TRUNCATE catalog_prices CASCADE": (
+            "table catalog_prices is append-only: TRUNCATE is not allowed"
+        ),
+        "UPDATE catalog_long_context SET input = 0": (
+            "table catalog_long_context is append-only: UPDATE is not allowed"
+        ),
+        "DELETE FROM catalog_long_context": (
+            "table catalog_long_context is append-only: DELETE is not allowed"
+        ),
+        "TRUNCATE catalog_long_context": (
+            "table catalog_long_context is append-only: TRUNCATE is not allowed"
+        ),
         "TRUNCATE catalog_versions CASCADE": (
             "table catalog_versions is append-only: TRUNCATE is not allowed"
         ),
@@ -511,6 +604,57 @@ def body(**changes: Any) -> dict[str, Any]:
             422,
             "model 'acme/rocket-1': prices must be finite, not negative, below 1000000000000",
             id="absurdly large price",
+        ),
+        pytest.param(
+            body(models=[{**ACME, "long_context": [{**LONG, "min_input_tokens": 0}]}]),
+            422,
+            "model 'acme/rocket-1': long_context[0].min_input_tokens must be a positive integer",
+            id="long-context threshold zero",
+        ),
+        pytest.param(
+            body(models=[{**ACME, "long_context": [LONG, {**LONG, "input": "30"}]}]),
+            422,
+            "model 'acme/rocket-1': long_context[1].min_input_tokens 200001 appears twice; "
+            "thresholds are unique within a model",
+            id="long-context threshold twice",
+        ),
+        pytest.param(
+            body(models=[{**ACME, "long_context": [{**LONG, "min_input_tokens": 10**12 + 1}]}]),
+            422,
+            "long_context[0].min_input_tokens must be at most 1000000000000",
+            id="long-context threshold no event reaches",
+        ),
+        pytest.param(
+            body(models=[{**ACME, "long_context": [{**LONG, "output": "-25"}]}]),
+            422,
+            "models[acme/rocket-1].long_context[0].output: '-25' has a sign",
+            id="long-context negative price",
+        ),
+        pytest.param(
+            body(
+                models=[{**ACME, "long_context": [{**LONG, "cache_read": "0." + "0" * 30 + "1"}]}]
+            ),
+            422,
+            "model 'acme/rocket-1': long_context[0]: prices must be finite",
+            id="long-context price with too many decimals",
+        ),
+        pytest.param(
+            body(models=[{**ACME, "long_context": [{**LONG, "per_request": "0.01"}]}]),
+            400,
+            "models[0].long_context[0]: Object contains unknown field `per_request`",
+            id="per_request in a long-context entry (it stays the model's)",
+        ),
+        pytest.param(
+            body(models=[{**ACME, "long_context": [{**LONG, "min_input_tokens": "lots"}]}]),
+            400,
+            "models[0].long_context[0].min_input_tokens: Expected `int`, got `str`",
+            id="long-context threshold that is no number",
+        ),
+        pytest.param(
+            body(models=[{**ACME, "long_context": [{"min_input_tokens": 200001, "input": "25"}]}]),
+            400,
+            "models[0].long_context[0]: Object missing required field `output`",
+            id="long-context entry without its output price",
         ),
         pytest.param(
             body(models=[{**ACME, "input": "0." + "0" * 30 + "1"}]),

@@ -1,8 +1,8 @@
 """The ``luc`` command line and the server agree on where things are.
 
-A command that only uses the database (keys, catalog, invoice) works on the server's,
-found the same way (LUC_DATABASE_URL, else LUC_DATA_DIR), names it on stderr, and never
-creates a second one; ``luc demo`` finds the server at LUC_HOST:LUC_PORT. Every error is
+A command that only uses the database (keys, catalog, customers, plans, invoice) works on
+the server's, found the same way (LUC_DATABASE_URL, else LUC_DATA_DIR), names it on stderr,
+and never creates a second one; ``luc demo`` finds the server at LUC_HOST:LUC_PORT. Every error is
 one clean line. Real processes throughout, as an operator runs them.
 """
 
@@ -66,10 +66,19 @@ EXAMPLE_ARGS: dict[str, tuple[str, ...]] = {
     "catalog import": ("{payload}",),
     "catalog sync": (),
     "catalog rerate": ("--since", "2026-11-01T00:00:00Z"),
+    "customers create": ("acme", "--name", "Acme Corp"),
+    "customers list": (),
+    "customers show": ("acme",),
+    "customers update": ("acme", "--clear", "email"),
+    "plans create": ("standard", "--name", "Standard", "--markup", "0.25"),
+    "plans add-version": ("standard", "--markup", "0.3"),
+    "plans list": (),
+    "plans show": ("standard",),
     "invoice preview": ("job-1",),
     "invoice issue": ("job-1",),
     "invoice show": ("LUC-2026-000001",),
     "invoice verify": ("LUC-2026-000001",),
+    "export focus": ("--from", "2026-11-01T00:00:00Z", "--to", "2026-12-01T00:00:00Z"),
     "partitions ensure": (),
     "grafana role": ("--create", "--password", "unused"),
 }

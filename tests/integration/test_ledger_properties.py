@@ -2,17 +2,22 @@
 
 Hypothesis draws streams of events over several jobs, agents and models (one unknown),
 with replays, replays written differently, conflicting reuses of ids and invalid events,
-cut into batches of random sizes, across catalog versions that change mid-stream. A model
-written here predicts each answer; afterwards the tables must hold exactly what it says:
+cut into batches of random sizes, across catalog versions that change mid-stream, and
+between batches new versions (which price the unpriced events they can) and re-ratings
+since a random instant. A model written here predicts each answer; afterwards the tables
+must hold exactly what it says:
 
 - each batch answer (per event and counts) is what the model expects;
 - each accepted id has one stored event (its first content) and exactly one charge;
-- each entry's cost equals a Decimal computation made here from the catalog prices of the
-  version in force at its ``occurred_at``;
-- every rollup equals the sums of its ledger entries, exactly.
+- each charge's cost equals a Decimal computation made here from the catalog prices of the
+  version in force at its ``occurred_at``, and each event's live booking what the model's
+  re-ratings say;
+- three costs per entry and per event: the provider's reported cost, the catalog's, and the
+  actual cost (the reported one where present, else the catalog's); each re-rating moves
+  the catalog and actual totals by what the model predicts;
+- every rollup's three costs, counts and tokens equal the sums of its ledger entries, exactly.
 
-Each example runs on its own database cloned from the migrated template.
-"""
+Each example runs on its own database cloned from the migrated template."""
 
 from __future__ import annotations
 
@@ -31,13 +36,14 @@ from litestar.testing import AsyncTestClient
 from service.app import create_app
 from service.catalog.service import NewCatalogVersion, create_version
 from service.db import connect
-from service.pricing.models import NewModelPrice
-from service.recording.rerating import create_version_and_price_unpriced
+from service.pricing.models import NewLongContextPrice, NewModelPrice
+from service.recording.rerating import create_version_and_price_unpriced, rerate_since
 from tests.support.databases import new_database
 from tests.support.events import wire_event
 from tests.support.ledger_truth import (
     AIMS_EFFECTIVE_FROM,
     ALIASES,
+    LONG_CONTEXT,
     PRICES,
     TOKEN_FIELDS,
     cost_at,
@@ -59,9 +65,20 @@ class Version:
     effective_from: datetime
     prices: dict[str, dict[str, Decimal]]
     aliases: dict[str, str]
+    long_context: dict[str, list[tuple[int, dict[str, Decimal]]]] = field(default_factory=dict)
+    """Model id → (min_input_tokens, prices) ascending: SPEC §3's long-context entries."""
+
+    def price_at(self, model: str, input_tokens: int) -> dict[str, Decimal] | None:
+        """The prices of a call of ``input_tokens``: those of the highest long-context
+        entry it reaches, else the model's."""
+        price = self.prices.get(model)
+        for threshold, long_price in self.long_context.get(model, []):
+            if price is not None and input_tokens >= threshold:
+                price = long_price
+        return price
 
 
-V1 = Version(1, AIMS_EFFECTIVE_FROM, PRICES, ALIASES)
+V1 = Version(1, AIMS_EFFECTIVE_FROM, PRICES, ALIASES, LONG_CONTEXT)
 T0 = datetime(2025, 6, 1, tzinfo=UTC)  # the middle of the event range: version 2 starts
 T1 = T0 + timedelta(days=3)  # versions 3 and 4 start together; 4 is created last and wins
 EARLIEST = T0 - timedelta(days=3)
@@ -90,7 +107,10 @@ V4_PRICES = {
 
 
 def new_version(
-    effective_from: datetime, prices: dict[str, dict[str, Decimal]], aliases: dict[str, str]
+    effective_from: datetime,
+    prices: dict[str, dict[str, Decimal]],
+    aliases: dict[str, str],
+    long_context: dict[str, list[tuple[int, dict[str, Decimal]]]] | None = None,
 ) -> NewCatalogVersion:
     return NewCatalogVersion(
         effective_from=effective_from,
@@ -106,6 +126,17 @@ def new_version(
                 cache_write=p["cache_write"],
                 reasoning=p["reasoning"],
                 per_request=p["per_request"],
+                long_context=tuple(
+                    NewLongContextPrice(
+                        min_input_tokens=threshold,
+                        input=lp["input"],
+                        output=lp["output"],
+                        cache_read=lp["cache_read"],
+                        cache_write=lp["cache_write"],
+                        reasoning=lp["reasoning"],
+                    )
+                    for threshold, lp in (long_context or {}).get(model, [])
+                ),
             )
             for model, p in prices.items()
         ],
@@ -128,7 +159,7 @@ def expected_charge(
     if version is None:
         return None, content.model, None
     model = version.aliases.get(content.model, content.model)
-    price = version.prices.get(model)
+    price = version.price_at(model, content.input_tokens)
     if price is None:
         return None, model, None
     if content.provider == "stub":
@@ -299,10 +330,67 @@ def v2_prices(draw: st.DrawFn) -> dict[str, dict[str, Decimal]]:
     }
 
 
+@dataclass(frozen=True)
+class Rerate:
+    """A catalog version created mid-stream (it prices the unpriced events it can at once),
+    then, when ``since`` is set, a re-rating of every event since then."""
+
+    effective_from: datetime
+    prices: dict[str, dict[str, Decimal]]
+    aliases: dict[str, str]
+    since: datetime | None
+    long_context: dict[str, list[tuple[int, dict[str, Decimal]]]] = field(default_factory=dict)
+
+
+Step = list[Sent] | Rerate
+
+
 @dataclass
 class Plan:
     v2: dict[str, dict[str, Decimal]]
-    batches: list[list[Sent]]
+    steps: list[Step]
+
+
+@st.composite
+def rerates(draw: st.DrawFn) -> Rerate:
+    """Random prices for some models (the unknown one included, so its events can be
+    priced), in force from a boundary of the event range, with or without a re-rating."""
+    optional = st.none() | a_price()
+    models = draw(st.lists(st.sampled_from([FLASH, SONNET, GPT, LLAMA, UNKNOWN]), min_size=1))
+    prices = {
+        model: with_defaults(
+            draw(a_price()), draw(a_price()), draw(optional), draw(optional), draw(optional)
+        )
+        for model in dict.fromkeys(models)
+    }
+    # Long-context entries (SPEC §3) for some of them: up to two thresholds within the
+    # 0..2,000,000 input tokens ``contents`` draws, so calls land on each side of them.
+    long_context = {}
+    for model in prices:
+        thresholds = draw(st.lists(st.integers(1, 2_000_000), max_size=2, unique=True))
+        long_context[model] = sorted(
+            (
+                threshold,
+                with_defaults(
+                    draw(a_price()),
+                    draw(a_price()),
+                    draw(optional),
+                    draw(optional),
+                    draw(optional),
+                    per_request=prices[model]["per_request"],
+                ),
+            )
+            for threshold in thresholds
+        )
+    boundaries = [EARLIEST, T0, T1, T0 + timedelta(days=1)]
+    return Rerate(
+        effective_from=draw(st.sampled_from(boundaries)),
+        prices=prices,
+        # An alias must name a model of its version.
+        aliases=draw(st.sampled_from([V1.aliases, {}])) if FLASH in prices else {},
+        since=draw(st.none() | instants()),
+        long_context={m: entries for m, entries in long_context.items() if entries},
+    )
 
 
 @st.composite
@@ -324,37 +412,102 @@ def plans(draw: st.DrawFn) -> Plan:
         event_id = f"gen-{draw(st.integers(0, 30)):02d}"
         breakage = draw(st.sampled_from(BREAKAGES)) if kind == "invalid" else None
         sent.append(Sent(event_id, draw(contents()), draw(spellings), breakage))
-    batches: list[list[Sent]] = []
+    steps: list[Step] = []
     while sent:
         size = draw(st.integers(1, 8))
-        batches.append(sent[:size])
+        steps.append(sent[:size])
         sent = sent[size:]
-    return Plan(v2=draw(v2_prices()), batches=batches)
+        if draw(st.integers(0, 3)) == 0:
+            steps.append(draw(rerates()))
+    return Plan(v2=draw(v2_prices()), steps=steps)
 
 
 # The model ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Booking:
+    """How an event stands: the version, the catalog model id and the cost that price it."""
+
+    version: int | None
+    model: str
+    cost: Decimal | None
+
+
+def booking(versions: list[Version], content: Content) -> Booking:
+    return Booking(*expected_charge(versions, content))
+
+
+def actual_of(content: Content, booked: Booking) -> Decimal | None:
+    """SPEC §3: the provider's reported cost where present, else the catalog's."""
+    return booked.cost if content.provider_cost_usd is None else content.provider_cost_usd
+
+
 @dataclass
 class Ledger:
-    """What the service must hold: the first content of each accepted id."""
+    """What the service must hold: the first content of each accepted id, its first
+    booking (the charge) and how it stands after re-ratings."""
 
     stored: dict[str, Content] = field(default_factory=dict)
+    charged: dict[str, Booking] = field(default_factory=dict)
+    booked: dict[str, Booking] = field(default_factory=dict)
 
-    def outcome(self, sent: Sent) -> str:
+    def outcome(self, sent: Sent, versions: list[Version]) -> str:
         if sent.breakage is not None:
             return "rejected"
         first = self.stored.get(sent.event_id)
         if first is None:
             self.stored[sent.event_id] = sent.content
+            self.charged[sent.event_id] = booking(versions, sent.content)
+            self.booked[sent.event_id] = self.charged[sent.event_id]
             return "accepted"
         return "duplicate" if first == sent.content else "conflict"
+
+    def totals(self) -> tuple[Decimal, Decimal]:
+        """(catalog cost, actual cost) of everything booked; unknown counts as zero."""
+        cost = sum((b.cost or D(0) for b in self.booked.values()), D(0))
+        actual = sum((actual_of(self.stored[i], b) or D(0) for i, b in self.booked.items()), D(0))
+        return cost, actual
+
+    def rerate(self, versions: list[Version], since: datetime | None) -> None:
+        """What a new version and a re-rating since ``since`` do (``plan_rerating``)."""
+        for event_id, old in self.booked.items():
+            content = self.stored[event_id]
+            new = booking(versions, content)
+            if old.cost is None and new.cost is not None:
+                self.booked[event_id] = new  # priced at once by the version's creation
+        if since is None:
+            return
+        for event_id, old in self.booked.items():
+            content = self.stored[event_id]
+            if content.occurred_at < since:
+                continue
+            new = booking(versions, content)
+            # The same money for the same model keeps its booking (and its version).
+            if old.cost is not None and (new.cost, new.model) == (old.cost, old.model):
+                continue
+            self.booked[event_id] = new
 
 
 # Checks on the tables ------------------------------------------------------------------------
 
+BOOKINGS = """
+SELECT event_id, catalog_version, model, tier, sum(cost_usd) AS cost_usd,
+       sum(actual_cost_usd) AS actual_cost_usd, sum(unpriced_count) AS unpriced
+FROM ledger_entries
+GROUP BY event_id, catalog_version, model, tier
+HAVING sum(event_count) = 1
+"""
+EVENT_SUMS = """
+SELECT event_id, sum(event_count) AS events, COALESCE(sum(cost_usd), 0) AS cost_usd,
+       sum(provider_cost_usd) AS provider_cost_usd,
+       COALESCE(sum(actual_cost_usd), 0) AS actual_cost_usd
+FROM ledger_entries
+GROUP BY event_id
+"""
 
-async def check_tables(conn: asyncpg.Connection, model: Ledger, versions: list[Version]) -> None:
+
+async def check_tables(conn: asyncpg.Connection, model: Ledger) -> None:
     # one stored event per accepted id, holding its first content
     rows = await conn.fetch(
         "SELECT event_id, occurred_at, job_id, model, input_tokens, output_tokens,"
@@ -371,39 +524,70 @@ async def check_tables(conn: asyncpg.Connection, model: Ledger, versions: list[V
         assert (r["input_tokens"], r["output_tokens"]) == (first.input_tokens, first.output_tokens)
         assert r["provider_cost_usd"] == first.provider_cost_usd
 
-    # exactly one entry per accepted id, a charge, priced as SPEC §3 says
+    # exactly one charge per accepted id, priced as SPEC §3 says at the time
     entries = await conn.fetch(
-        "SELECT event_id, kind, catalog_version, model, cost_usd, unpriced_count, event_count,"
-        " billing_day, tier FROM ledger_entries"
+        "SELECT event_id, kind, catalog_version, model, cost_usd, provider_cost_usd,"
+        " actual_cost_usd, unpriced_count, event_count, billing_day, tier FROM ledger_entries"
     )
-    assert sorted(e["event_id"] for e in entries) == sorted(model.stored)
-    for e in entries:
+    charges = [e for e in entries if e["kind"] == "charge"]
+    assert sorted(e["event_id"] for e in charges) == sorted(model.stored)
+    for e in charges:
         content = model.stored[e["event_id"]]
-        version_id, model_id, cost = expected_charge(versions, content)
-        assert e["kind"] == "charge"
-        assert (e["catalog_version"], e["model"], e["cost_usd"]) == (version_id, model_id, cost), (
-            content
-        )
-        assert e["unpriced_count"] == (1 if cost is None else 0)
+        charged = model.charged[e["event_id"]]
+        assert (e["catalog_version"], e["model"], e["cost_usd"]) == (
+            charged.version,
+            charged.model,
+            charged.cost,
+        ), content
+        assert e["unpriced_count"] == (1 if charged.cost is None else 0)
         assert e["event_count"] == 1
         assert e["billing_day"] == content.occurred_at.astimezone(UTC).date()
-        assert e["tier"] == (TIERS[model_id] if cost is not None else None)
+        assert e["tier"] == (TIERS[charged.model] if charged.cost is not None else None)
+    # every entry, charge or adjustment: its reported cost signed like it, and its actual
+    # cost the reported one where present, else the catalog's
+    for e in entries:
+        reported = model.stored[e["event_id"]].provider_cost_usd
+        signed = None if reported is None else reported * e["event_count"]
+        assert e["provider_cost_usd"] == signed, e
+        assert e["actual_cost_usd"] == (e["cost_usd"] if signed is None else signed), e
+    # each event's live booking, and the sums of all its entries: the three costs
+    live = {r["event_id"]: r for r in await conn.fetch(BOOKINGS)}
+    assert set(live) == set(model.stored)
+    for event_id, r in live.items():
+        booked, content = model.booked[event_id], model.stored[event_id]
+        assert (r["catalog_version"], r["model"], r["cost_usd"]) == (
+            booked.version,
+            booked.model,
+            booked.cost,
+        ), (event_id, content)
+        assert r["unpriced"] == (1 if booked.cost is None else 0)
+        assert r["actual_cost_usd"] == actual_of(content, booked)
+    # Over all of an event's entries an unknown cost counts as zero, as in the rollups (an
+    # event re-rated from priced to unpriced nets its old booking out: 0, not NULL).
+    for r in await conn.fetch(EVENT_SUMS):
+        booked, content = model.booked[r["event_id"]], model.stored[r["event_id"]]
+        assert r["events"] == 1
+        assert r["cost_usd"] == (booked.cost or 0)
+        assert r["provider_cost_usd"] == content.provider_cost_usd
+        assert r["actual_cost_usd"] == (actual_of(content, booked) or 0)
 
     assert await rollup_differences(conn) == {}
 
 
-async def check_jobs(client: AsyncTestClient[Any], model: Ledger, versions: list[Version]) -> None:
+async def check_jobs(client: AsyncTestClient[Any], model: Ledger) -> None:
     """Each job over REST: the model's totals, to the last digit."""
     cost: dict[str, Decimal] = defaultdict(Decimal)
+    actual: dict[str, Decimal] = defaultdict(Decimal)
     provider: dict[str, Decimal] = defaultdict(Decimal)
     counts: dict[str, list[int]] = defaultdict(lambda: [0] * 7)
-    for content in model.stored.values():
-        price = expected_charge(versions, content)[2]
-        cost[content.job_id] += price or 0
+    for event_id, content in model.stored.items():
+        booked = model.booked[event_id]
+        cost[content.job_id] += booked.cost or 0
+        actual[content.job_id] += actual_of(content, booked) or 0
         provider[content.job_id] += content.provider_cost_usd or 0
         tally = counts[content.job_id]
         tally[0] += 1
-        tally[1] += price is None
+        tally[1] += booked.cost is None
         for i, name in enumerate(TOKEN_FIELDS, start=2):
             tally[i] += getattr(content, name)
     for job_id in ("job-a", "job-b", "job-c"):
@@ -413,12 +597,37 @@ async def check_jobs(client: AsyncTestClient[Any], model: Ledger, versions: list
             continue
         job = response.json()
         assert D(job["cost_usd"]) == cost[job_id]
+        assert D(job["actual_cost_usd"]) == actual[job_id]
         assert D(job["provider_cost_usd"]) == provider[job_id]
         got = [job["events"], job["unpriced_events"], *(job[n] for n in TOKEN_FIELDS)]
         assert got == counts[job_id]
 
 
 # The property -------------------------------------------------------------------------------
+
+
+async def run_rerate(
+    conn: asyncpg.Connection, model: Ledger, versions: list[Version], step: Rerate
+) -> None:
+    """Create the step's version and re-rate; the summaries move each cost as the model
+    does: the actual cost of an event with a reported cost never moves."""
+    before = model.totals()
+    created, priced = await create_version_and_price_unpriced(
+        conn, new_version(step.effective_from, step.prices, step.aliases, step.long_context)
+    )
+    versions.append(
+        Version(created, step.effective_from, step.prices, step.aliases, step.long_context)
+    )
+    moved = [(priced.delta_usd, priced.actual_delta_usd)]
+    if step.since is not None:
+        rerated = await rerate_since(conn, step.since, dry_run=False, chunk=7)
+        moved.append((rerated.delta_usd, rerated.actual_delta_usd))
+    model.rerate(versions, step.since)
+    after = model.totals()
+    assert (sum(m[0] for m in moved), sum(m[1] for m in moved)) == (
+        after[0] - before[0],
+        after[1] - before[1],
+    )
 
 
 async def run_plan(admin_url: str, template: str, plan: Plan) -> None:
@@ -438,15 +647,18 @@ async def run_plan(admin_url: str, template: str, plan: Plan) -> None:
             model = Ledger()
             app = create_app(settings_for(url))
             async with AsyncTestClient(app=app) as client:
-                for batch in plan.batches:
-                    expected = [model.outcome(s) for s in batch]
+                for step in plan.steps:
+                    if isinstance(step, Rerate):
+                        await run_rerate(conn, model, versions, step)
+                        continue
+                    expected = [model.outcome(s, versions) for s in step]
                     response = await client.post(
-                        "/v1/events/batch", json={"events": [wire(s) for s in batch]}
+                        "/v1/events/batch", json={"events": [wire(s) for s in step]}
                     )
                     assert response.status_code == 200, response.text
                     answer = response.json()
                     assert [r["status"] for r in answer["results"]] == expected, answer
-                    assert [r["id"] for r in answer["results"]] == [s.event_id for s in batch]
+                    assert [r["id"] for r in answer["results"]] == [s.event_id for s in step]
                     assert [
                         answer["accepted"],
                         answer["duplicates"],
@@ -455,8 +667,8 @@ async def run_plan(admin_url: str, template: str, plan: Plan) -> None:
                     ] == [
                         expected.count(s) for s in ("accepted", "duplicate", "conflict", "rejected")
                     ]
-                await check_jobs(client, model, versions)
-            await check_tables(conn, model, versions)
+                await check_jobs(client, model)
+            await check_tables(conn, model)
         finally:
             await conn.close()
 

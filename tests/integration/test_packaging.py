@@ -80,6 +80,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         f"service/migrations/versions/{head_revision()}.py",
         "service/deploy/grafana-role.sql",
         "service/pricing/aims-v1.json",
+        "service/pricing/aims-v1-previous.json",
     } <= names
 
     venv = root / "venv"

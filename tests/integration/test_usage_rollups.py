@@ -44,7 +44,7 @@ EVENTS = [
     # 10,000 × 3 + 1,000 × 15 = 45,000 per 1M
     ev("r1", "2026-10-10T09:00:00Z", "ACHEEVY", "openrouter", "anthropic/claude-sonnet-4.5",
        10_000, 1_000, provider_cost_usd="0.045"),
-    # 20,000 × 0.10 (cache reads at the input price) + 2,000 × 0.40 = 2,800 per 1M
+    # 15,000 × 0.10 + 5,000 cache reads × 0.01 + 2,000 × 0.40 = 2,350 per 1M
     ev("r2", "2026-10-10T23:59:59Z", "ORACLE", "vertex", "gemini-3.0-flash", 20_000, 2_000,
        cached_input_tokens=5_000),
     # 10,000 × 0.10 + 1,000 × 0.40 = 1,400 per 1M; on midnight: the 11th
@@ -158,6 +158,6 @@ async def test_usage_by_agent_and_day_on_midnights_reads_the_rollup_figures_by_h
         ("ACHEEVY", "2026-10-10", Decimal("0.045"), 1, 10_000),
         # r4, re-rated from unpriced: its reversal and re-booking net to one event
         ("ACHEEVY", "2026-10-11", Decimal("0.018"), 1, 30_000),
-        ("ORACLE", "2026-10-10", Decimal("0.0028"), 1, 20_000),
+        ("ORACLE", "2026-10-10", Decimal("0.00235"), 1, 20_000),
         ("ORACLE", "2026-10-11", Decimal("0.0014"), 1, 10_000),
     ]

@@ -1,8 +1,9 @@
 """Invoices finance can send and an auditor can check, with every figure worked by hand.
 
 Prices come from the AIMS catalog (version 1), USD per 1M tokens: Claude Sonnet 4.5 $3 in /
-$15 out, Claude Haiku 4.5 $0.80 / $4.00, Gemini 3.0 Flash $0.10 / $0.40, Llama 3.3 70B
-$0.10 / $0.10; cache and reasoning prices default to the input and output prices.
+$15 out (cache read $0.30, cache write $3.75), Claude Haiku 4.5 $0.80 / $4.00 (cache read
+$0.08), Gemini 3.0 Flash $0.10 / $0.40 (cache read $0.01), Llama 3.3 70B $0.10 / $0.10 (no
+cache prices: they default to input); reasoning is priced as output.
 
 The rounding rule under test: lines and subtotal at full precision; the total is the
 subtotal rounded once to cents, half up (0.125 → 0.13, where half-even would give 0.12).
@@ -87,8 +88,8 @@ EVENTS_A = [
     event(
         "a1", job_id=JOB_A, agent="ACHEEVY", model=SONNET, input_tokens=12_345, output_tokens=678
     ),
-    # Sonnet, cache read and reasoning at their defaults (input, output):
-    # 600 × 3 + 400 × 3 + 60 × 15 + 40 × 15 = 1,800 + 1,200 + 900 + 600 = 4,500 → 0.0045
+    # Sonnet, cache reads at 0.30 and reasoning at its default (output):
+    # 600 × 3 + 400 × 0.30 + 60 × 15 + 40 × 15 = 1,800 + 120 + 900 + 600 = 3,420 → 0.00342
     event(
         "a2",
         job_id=JOB_A,
@@ -100,7 +101,8 @@ EVENTS_A = [
         output_tokens=100,
         reasoning_tokens=40,
     ),
-    # Flash by alias: 50,000 × 0.10 + 2,000 × 0.40 = 5,000 + 800 = 5,800 → 0.0058
+    # Flash by alias: 10,000 × 0.10 + 40,000 cached × 0.01 + 2,000 × 0.40
+    # = 1,000 + 400 + 800 = 2,200 → 0.0022
     event(
         "a3",
         job_id=JOB_A,
@@ -133,13 +135,13 @@ async def test_an_invoice_total_is_the_jobs_ledger_total_rounded_once_to_cents(
     client: Any, db: asyncpg.Connection
 ) -> None:
     await record_accepted(client, EVENTS_A)
-    # 0.047205 + 0.0045 + 0.0058 + 0.0005 = 0.058005
+    # 0.047205 + 0.00342 + 0.0022 + 0.0005 = 0.053325
     job = (await client.get(f"/v1/jobs/{JOB_A}")).json()
-    assert job["cost_usd"] == "0.058005"
+    assert job["cost_usd"] == "0.053325"
 
     preview = (await client.get(f"/v1/jobs/{JOB_A}/invoice")).json()
     assert preview["number"] is None and preview["issued_at"] is None
-    assert preview["total_usd"] == "0.06"
+    assert preview["total_usd"] == "0.05"
     assert preview["status"] == "open"
     assert preview["earlier_invoices"] == []
 
@@ -148,10 +150,10 @@ async def test_an_invoice_total_is_the_jobs_ledger_total_rounded_once_to_cents(
     assert invoice["job_id"] == JOB_A
     assert invoice["currency"] == "USD"
     assert invoice["follow_up_of"] is None
-    assert invoice["subtotal_usd"] == "0.058005"
-    # 0.058005 → 0.06; the difference is shown
-    assert invoice["total_usd"] == "0.06"
-    assert invoice["rounding_usd"] == "0.001995"
+    assert invoice["subtotal_usd"] == "0.053325"
+    # 0.053325 → 0.05; the difference is shown
+    assert invoice["total_usd"] == "0.05"
+    assert invoice["rounding_usd"] == "-0.003325"
     assert "half up" in invoice["rounding_rule"]
     assert "ROUND_HALF_UP" in invoice["rounding_rule"]
     assert invoice["events"] == 4
@@ -170,23 +172,24 @@ async def test_an_invoice_total_is_the_jobs_ledger_total_rounded_once_to_cents(
         ("ORACLE", FLASH, "vertex", 1),
     ]
     sonnet = lines[("ACHEEVY", SONNET, "openrouter", 1)]
-    # 0.047205 + 0.0045 = 0.051705; tokens a1 + a2
-    assert sonnet["amount_usd"] == "0.051705"
+    # 0.047205 + 0.00342 = 0.050625; tokens a1 + a2
+    assert sonnet["amount_usd"] == "0.050625"
     assert sonnet["events"] == 2
     assert tokens_of(sonnet) == (13_345, 400, 0, 778, 40)
+    assert (sonnet["long_context_from"], sonnet["rate"]) == (None, "base")
     assert sonnet["unit_prices"] == {
         "input": "3",
         "output": "15",
-        "cache_read": "3",
-        "cache_write": "3",
+        "cache_read": "0.3",
+        "cache_write": "3.75",
         "reasoning": "15",
         "per_request": "0",
     }
     assert sonnet["model_name"] == "Claude Sonnet 4.5"
     assert lines[("ByteRover", LLAMA, "openrouter", 1)]["amount_usd"] == "0.0005"
     flash = lines[("ORACLE", FLASH, "vertex", 1)]
-    assert (flash["amount_usd"], tokens_of(flash)) == ("0.0058", (50_000, 40_000, 0, 2_000, 1_000))
-    assert sum(Decimal(line["amount_usd"]) for line in invoice["lines"]) == Decimal("0.058005")
+    assert (flash["amount_usd"], tokens_of(flash)) == ("0.0022", (50_000, 40_000, 0, 2_000, 1_000))
+    assert sum(Decimal(line["amount_usd"]) for line in invoice["lines"]) == Decimal("0.053325")
 
     # The unpriced event is not covered: it waits for a price.
     assert await covered_event_ids(db, invoice["number"]) == ["a1", "a2", "a3", "a4"]
@@ -308,8 +311,9 @@ async def test_late_usage_after_issue_goes_on_a_follow_up_with_exactly_the_late_
         "0.02",
         "0.0015",
     )
+    # No registered customer: the job's free-text customer is who is billed.
     assert (second["customer"], second["title"], second["reference"]) == (
-        "Acme Corp",
+        {"id": None, "name": "Acme Corp", "address": None, "tax_id": None},
         "Q4 research",
         "PO-7731",
     )
@@ -439,15 +443,16 @@ async def test_an_unpriced_event_and_a_price_correction_reach_the_follow_up_as_t
     await record_accepted(
         client,
         [
-            # v1: 100,000 × 3 (cache reads at the input price) + 2,000 × 15 = 330,000 → 0.33
+            # v1: Llama has no cache price, so cache reads are at the input price:
+            # 1,000,000 × 0.10 + 20,000 × 0.10 = 102,000 → 0.102
             event(
                 "f1",
                 job_id=job,
                 agent="ACHEEVY",
-                model=SONNET,
-                input_tokens=100_000,
-                cached_input_tokens=80_000,
-                output_tokens=2_000,
+                model=LLAMA,
+                input_tokens=1_000_000,
+                cached_input_tokens=900_000,
+                output_tokens=20_000,
             ),
             event(
                 "f2",
@@ -461,13 +466,13 @@ async def test_an_unpriced_event_and_a_price_correction_reach_the_follow_up_as_t
     )
     first = await issue(client, job)
     assert (first["subtotal_usd"], first["total_usd"], first["unpriced_events"]) == (
-        "0.33",
-        "0.33",
+        "0.102",
+        "0.10",
         1,
     )
-    assert first["rounding_usd"] == "0"
+    assert first["rounding_usd"] == "-0.002"
 
-    # A correction: Sonnet's cache read costs $0.30, from before the event.
+    # A correction (illustrative): Llama's cache reads cost $0.01, from before the event.
     corrected = await client.post(
         "/v1/catalog/versions",
         json={
@@ -475,12 +480,12 @@ async def test_an_unpriced_event_and_a_price_correction_reach_the_follow_up_as_t
             "parent": 1,
             "models": [
                 {
-                    "id": SONNET,
-                    "name": "Claude Sonnet 4.5",
-                    "tier": "standard",
-                    "input": "3",
-                    "output": "15",
-                    "cache_read": "0.30",
+                    "id": LLAMA,
+                    "name": "Llama 3.3 70B",
+                    "tier": "economy",
+                    "input": "0.10",
+                    "output": "0.10",
+                    "cache_read": "0.01",
                 }
             ],
         },
@@ -520,54 +525,95 @@ async def test_an_unpriced_event_and_a_price_correction_reach_the_follow_up_as_t
         (line_key(x), x["events"], tokens_of(x), x["amount_usd"]) for x in follow_up["lines"]
     ] == [
         # the reversal of what the first invoice billed
-        (("ACHEEVY", SONNET, "openrouter", 1), -1, (-100_000, -80_000, 0, -2_000, 0), "-0.33"),
-        # 20,000 × 3 + 80,000 × 0.30 + 2,000 × 15 = 60,000 + 24,000 + 30,000 → 0.114
-        (("ACHEEVY", SONNET, "openrouter", v2), 1, (100_000, 80_000, 0, 2_000, 0), "0.114"),
+        (
+            ("ACHEEVY", LLAMA, "openrouter", 1),
+            -1,
+            (-1_000_000, -900_000, 0, -20_000, 0),
+            "-0.102",
+        ),
+        # 100,000 × 0.10 + 900,000 × 0.01 + 20,000 × 0.10 = 10,000 + 9,000 + 2,000 → 0.021
+        (("ACHEEVY", LLAMA, "openrouter", v2), 1, (1_000_000, 900_000, 0, 20_000, 0), "0.021"),
         # 30,000 × 0.50 + 2,000 × 1.50 = 18,000 → 0.018
         (("ByteRover", mistral, "openrouter", v3), 1, (30_000, 0, 0, 2_000, 0), "0.018"),
     ]
-    # −0.33 + 0.114 + 0.018 = −0.198 → −0.20: a credit, rounded by the same rule
+    # −0.102 + 0.021 + 0.018 = −0.063 → −0.06: a credit, rounded by the same rule
     assert (follow_up["subtotal_usd"], follow_up["total_usd"], follow_up["rounding_usd"]) == (
-        "-0.198",
-        "-0.20",
-        "-0.002",
+        "-0.063",
+        "-0.06",
+        "0.003",
     )
     assert follow_up["unpriced_events"] == 0
-    # 0.33 − 0.198 = 0.132 = 0.114 + 0.018, the job's ledger total
-    assert (await client.get(f"/v1/jobs/{job}")).json()["cost_usd"] == "0.132"
+    # 0.102 − 0.063 = 0.039 = 0.021 + 0.018, the job's ledger total
+    assert (await client.get(f"/v1/jobs/{job}")).json()["cost_usd"] == "0.039"
 
 
-async def test_the_csv_parses_and_its_lines_sum_to_the_subtotal(client: Any) -> None:
+async def test_the_csv_parses_names_each_row_and_adds_up_to_the_cent_and_exactly(
+    client: Any,
+) -> None:
     await record_accepted(client, EVENTS_A)
     invoice = await issue(client, JOB_A)
     response = await client.get(f"/v1/invoices/{invoice['number']}", params={"format": "csv"})
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "text/csv; charset=utf-8"
     rows = list(csv.DictReader(io.StringIO(response.text)))
-    lines = [r for r in rows if r["row"] == "line"]
-    assert [(r["agent"], r["model"], r["amount_usd"]) for r in lines] == [
-        ("ACHEEVY", SONNET, "0.051705"),
-        ("ByteRover", LLAMA, "0.0005"),
-        ("ORACLE", FLASH, "0.0058"),
+    # Every row names the invoice, its kind, the customer (none here) and the job.
+    assert {(r["invoice"], r["kind"], r["customer_id"], r["job_id"]) for r in rows} == {
+        (invoice["number"], "invoice", "", JOB_A)
+    }
+    lines = [r for r in rows if r["row_type"] == "line"]
+    # To the cent: 0.050625 → 0.05, 0.0005 → 0.00, 0.0022 → 0.00; exact beside it.
+    assert [(r["agent"], r["model"], r["amount_usd"], r["amount_exact_usd"]) for r in lines] == [
+        ("ACHEEVY", SONNET, "0.05", "0.050625"),
+        ("ByteRover", LLAMA, "0.00", "0.0005"),
+        ("ORACLE", FLASH, "0.00", "0.0022"),
     ]
-    assert all(r["invoice"] == invoice["number"] for r in rows)
-    summary = {r["row"]: r for r in rows if r["row"] != "line"}
-    assert summary["subtotal"]["amount_usd"] == "0.058005"
-    assert sum(Decimal(r["amount_usd"]) for r in lines) == Decimal("0.058005")
-    assert summary["rounding"]["amount_usd"] == "0.001995"
-    assert summary["total"]["amount_usd"] == "0.06"
+    summary = {r["row_type"]: r for r in rows if r["row_type"] != "line"}
+    assert [r["row_type"] for r in rows if r["row_type"] != "line"] == [
+        "subtotal",
+        "rounding",
+        "total",
+        "credits",
+        "amount_due",
+        "not_billed",
+    ]
+    # The shown column: 0.05 + 0.00 + 0.00 = 0.05, rounding 0.00, total 0.05
+    assert (summary["subtotal"]["amount_usd"], summary["subtotal"]["amount_exact_usd"]) == (
+        "0.05",
+        "0.053325",
+    )
+    assert sum(Decimal(r["amount_exact_usd"]) for r in lines) == Decimal("0.053325")
+    assert (summary["rounding"]["amount_usd"], summary["rounding"]["amount_exact_usd"]) == (
+        "0.00",
+        "-0.003325",
+    )
+    assert (summary["total"]["amount_usd"], summary["total"]["amount_exact_usd"]) == (
+        "0.05",
+        "0.05",
+    )
+    assert (summary["credits"]["amount_usd"], summary["amount_due"]["amount_usd"]) == (
+        "0.00",
+        "0.05",
+    )
     assert "ROUND_HALF_UP" in summary["rounding"]["note"]
     assert summary["not_billed"]["note"] == "1 unpriced events, not billed"
     sonnet = lines[0]
-    assert (sonnet["input_tokens"], sonnet["unit_price_input"], sonnet["catalog_version"]) == (
+    assert (sonnet["input_tokens"], sonnet["catalog_version"], sonnet["rate"]) == (
         "13345",
-        "3",
         "1",
+        "base",
     )
+    # One readable price per class the line has tokens of: a1 + a2 hold 12,945 plain input
+    # tokens, 400 cached, 738 plain output and 40 reasoning; no cache writes.
+    assert sonnet["unit_prices"] == (
+        "input 3.00 / 1M tokens; cache read 0.30 / 1M tokens; output 15.00 / 1M tokens; "
+        "reasoning 15.00 / 1M tokens"
+    )
+    # The customer's forms never show what the calls cost LUC.
+    assert "actual_cost" not in response.text.splitlines()[0]
 
     html = await client.get(f"/v1/invoices/{invoice['number']}", params={"format": "html"})
     assert html.headers["content-type"] == "text/html; charset=utf-8"
-    assert invoice["number"] in html.text and "0.06" in html.text
+    assert invoice["number"] in html.text and "0.05" in html.text
     assert (await client.get(f"/v1/invoices/{invoice['number']}?format=pdf")).status_code == 400
 
 
@@ -633,12 +679,13 @@ async def test_invoices_issued_concurrently_take_consecutive_numbers_without_gap
         await record_accepted(
             http,
             [
+                # 100,000 × 0.10 = 10,000 per 1M → 0.01: a follow-up worth a cent
                 event(
                     "c9",
                     job_id=jobs[3],
                     agent="ACHEEVY",
                     model=FLASH,
-                    input_tokens=1_000,
+                    input_tokens=100_000,
                     output_tokens=0,
                 )
             ],
@@ -658,7 +705,7 @@ async def test_luc_invoice_verify_accepts_an_export_and_fails_on_a_tampered_one(
     issued = await luc_on(database_url, "invoice", "issue", JOB_A)
     assert issued.returncode == 0, issued.stderr
     invoice = json.loads(issued.stdout)
-    assert (invoice["number"], invoice["total_usd"]) == (number(1, year_of(invoice)), "0.06")
+    assert (invoice["number"], invoice["total_usd"]) == (number(1, year_of(invoice)), "0.05")
     assert invoice["digest"] == expected_digest(invoice)
 
     shown = await luc_on(database_url, "invoice", "show", invoice["number"], "--format", "json")
@@ -674,10 +721,11 @@ async def test_luc_invoice_verify_accepts_an_export_and_fails_on_a_tampered_one(
     assert stored.returncode == 0, stored.stderr
 
     tampered = json.loads(shown.stdout)
-    tampered["lines"][0]["amount_usd"] = "0.041705"
-    tampered["subtotal_usd"] = "0.048005"
-    tampered["rounding_usd"] = "0.001995"
-    tampered["total_usd"] = "0.05"
+    tampered["lines"][0]["amount_usd"] = "0.040625"
+    tampered["subtotal_usd"] = "0.043325"
+    tampered["rounding_usd"] = "-0.003325"
+    tampered["total_usd"] = "0.04"
+    tampered["amount_due_usd"] = "0.04"
     forged = tmp_path / "forged.json"
     forged.write_text(json.dumps(tampered, indent=2), encoding="utf-8")
     bad = await luc_on(database_url, "invoice", "verify", str(forged))
@@ -695,7 +743,10 @@ async def test_luc_invoice_verify_accepts_an_export_and_fails_on_a_tampered_one(
 
     csv_out = await luc_on(database_url, "invoice", "show", invoice["number"], "--format", "csv")
     assert csv_out.returncode == 0
-    assert list(csv.reader(io.StringIO(csv_out.stdout)))[-2][-2] == "0.06"
+    amount_due = [
+        r for r in csv.DictReader(io.StringIO(csv_out.stdout)) if r["row_type"] == "amount_due"
+    ]
+    assert [(r["amount_usd"], r["amount_exact_usd"]) for r in amount_due] == [("0.05", "0.05")]
     preview = await luc_on(database_url, "invoice", "preview", JOB_A)
     assert preview.returncode == 0, preview.stderr
     assert json.loads(preview.stdout)["earlier_invoices"] == [invoice["number"]]

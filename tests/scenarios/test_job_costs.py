@@ -1,11 +1,12 @@
 """A month of one job's LLM calls, priced by hand and read back through every REST view.
 
 The story: job ``job-scn-1`` runs across a catalog change. Until 2025-11-01 the AIMS
-catalog (version 1) prices it; from then on a second version with explicit cache-read,
-cache-write, reasoning and per-request prices does. Four agents call five models, with
-cached, cache-write and reasoning tokens, and one model no catalog knows. Two smaller jobs
-sit beside it. Every amount below is worked out by hand from the catalog prices (per 1M
-tokens) and compared to the last digit, as the decimal string the API returns.
+catalog (version 1, with its cache prices) prices it; from then on a second version with
+explicit cache-read, cache-write, reasoning and per-request prices does. Four agents call
+five models, with cached, cache-write and reasoning tokens, and one model no catalog knows.
+Two smaller jobs sit beside it. Every amount below is worked out by hand from the catalog
+prices (per 1M tokens) and compared to the last digit, as the decimal string the API
+returns.
 """
 
 from __future__ import annotations
@@ -99,9 +100,9 @@ JOB = "job-scn-1"
 UNKNOWN = "mistralai/unknown-model-x"
 
 EVENTS = [
-    # e1, v1 opus-4.6 (5 / 25, no explicit cache or reasoning prices, so they default):
-    #   (20000 − 12000 − 3000)·5 + 12000·5 + 3000·5 + (4000 − 1500)·25 + 1500·25
-    #   = 100000 + 100000 = 200000 per 1M → 0.2
+    # e1, v1 opus-4.6 (5 / 25, cache read 0.50, cache write 6.25, reasoning defaults to 25):
+    #   (20000 − 12000 − 3000)·5 + 12000·0.50 + 3000·6.25 + (4000 − 1500)·25 + 1500·25
+    #   = 25000 + 6000 + 18750 + 62500 + 37500 = 149750 per 1M → 0.14975
     ev(
         "scn-e1",
         "2025-10-30T09:00:00Z",
@@ -112,7 +113,8 @@ EVENTS = [
         (20000, 12000, 3000, 4000, 1500),
         "0.2100",
     ),
-    # e2, v1 gemini-3.0-flash by alias (0.10 / 0.40): 50000·0.10 + 2000·0.40 = 5800 → 0.0058
+    # e2, v1 gemini-3.0-flash by alias (0.10 / 0.40, cache read 0.01):
+    #   10000·0.10 + 40000·0.01 + 2000·0.40 = 1000 + 400 + 800 = 2200 → 0.0022
     # one second before version 2 takes over, with an offset: 2025-10-31T23:59:59Z
     ev(
         "scn-e2",
@@ -253,8 +255,8 @@ async def test_a_jobs_cost_and_each_line_equal_the_hand_computed_amounts(
     assert response.status_code == 200, response.text
     job = response.json()
 
-    # 0.2 + 0.0058 + 0.08835 + 0.012957 + 0.0108878 + 0.002 + 0.0014 = 0.3213948
-    assert job["cost_usd"] == "0.3213948"
+    # 0.14975 + 0.0022 + 0.08835 + 0.012957 + 0.0108878 + 0.002 + 0.0014 = 0.2675448
+    assert job["cost_usd"] == "0.2675448"
     assert job["job_id"] == JOB
     assert job["events"] == 8
     assert job["unpriced_events"] == 1
@@ -277,7 +279,7 @@ async def test_a_jobs_cost_and_each_line_equal_the_hand_computed_amounts(
     expected = {
         # (agent, catalog model id, provider, version): (cost, events, unpriced, tokens)
         ("ACHEEVY", "anthropic/claude-opus-4.6", "openrouter", 1): (
-            "0.2",
+            "0.14975",
             1,
             0,
             (20000, 12000, 3000, 4000, 1500),
@@ -299,7 +301,7 @@ async def test_a_jobs_cost_and_each_line_equal_the_hand_computed_amounts(
         ("ByteRover", UNKNOWN, "openrouter", None): (None, 1, 1, (1000, 0, 0, 100, 0)),
         # one model, two versions: two lines, each with its own unit price
         ("ORACLE", "google/gemini-3.0-flash", "vertex", 1): (
-            "0.0058",
+            "0.0022",
             1,
             0,
             (50000, 40000, 0, 2000, 1000),
@@ -333,7 +335,7 @@ async def test_a_jobs_cost_and_each_line_equal_the_hand_computed_amounts(
     assert flash_v1["unit_prices"] == {
         "input": "0.1",
         "output": "0.4",
-        "cache_read": "0.1",
+        "cache_read": "0.01",
         "cache_write": "0.1",
         "reasoning": "0.4",
         "per_request": "0",
@@ -358,8 +360,8 @@ async def test_a_jobs_ledger_entries_name_each_events_price_and_version(
     entries = {e["event_id"]: e for e in first["items"] + second["items"]}
     assert [e["kind"] for e in entries.values()] == ["charge"] * 8
     assert {k: (e["cost_usd"], e["catalog_version"]) for k, e in entries.items()} == {
-        "scn-e1": ("0.2", 1),
-        "scn-e2": ("0.0058", 1),
+        "scn-e1": ("0.14975", 1),
+        "scn-e2": ("0.0022", 1),
         "scn-e3": ("0.08835", v2),
         "scn-e4": ("0.012957", v2),
         "scn-e5": ("0.0108878", v2),
@@ -385,7 +387,7 @@ async def test_the_job_list_pages_and_filters_by_agent_and_time(
     await record_scenario(client, db)
     page1 = (await client.get("/v1/jobs", params={"limit": 2})).json()
     assert [j["job_id"] for j in page1["items"]] == ["job-scn-1", "job-scn-2"]
-    assert page1["items"][0]["cost_usd"] == "0.3213948"
+    assert page1["items"][0]["cost_usd"] == "0.2675448"
     assert "lines" not in page1["items"][0]
     page2 = (
         await client.get("/v1/jobs", params={"limit": 2, "cursor": page1["next_cursor"]})
@@ -421,22 +423,22 @@ async def test_agents_show_totals_and_daily_series_for_whole_and_partial_days(
     await record_scenario(client, db)
     agents = {a["agent"]: a for a in (await client.get("/v1/agents")).json()["items"]}
     assert {a: (v["cost_usd"], v["events"], v["unpriced_events"]) for a, v in agents.items()} == {
-        # e1 0.2 + e3 0.08835 + e4 0.012957 + f1 0.014 = 0.315307
-        "ACHEEVY": ("0.315307", 4, 0),
+        # e1 0.14975 + e3 0.08835 + e4 0.012957 + f1 0.014 = 0.265057
+        "ACHEEVY": ("0.265057", 4, 0),
         # e5 0.0108878 + e6 0.002
         "Boomer_Ang": ("0.0128878", 2, 0),
         # only the unpriced call: no known cost, and it says so
         "ByteRover": ("0", 1, 1),
-        # e2 0.0058 + e8 0.0014 + g1 0.0005 = 0.0077
-        "ORACLE": ("0.0077", 3, 0),
+        # e2 0.0022 + e8 0.0014 + g1 0.0005 = 0.0041
+        "ORACLE": ("0.0041", 3, 0),
     }
     # 20000 + 30000 + 1234 + 100000 input tokens; 4000 + 3000 + 567 + 10000 output
     assert token_counts(agents["ACHEEVY"]) == (151234, 32000, 9000, 17567, 2700)
 
     whole = (await client.get("/v1/agents/ACHEEVY")).json()
-    assert whole["cost_usd"] == "0.315307"
+    assert whole["cost_usd"] == "0.265057"
     assert [(d["day"], d["cost_usd"], d["events"]) for d in whole["days"]] == [
-        ("2025-10-30", "0.2", 1),
+        ("2025-10-30", "0.14975", 1),
         # e3 0.08835 + e4 0.012957 + f1 0.014 = 0.115307
         ("2025-11-20", "0.115307", 3),
     ]
@@ -471,12 +473,12 @@ async def test_agents_show_totals_and_daily_series_for_whole_and_partial_days(
             params={"from": "2025-10-31T12:00:00Z", "to": "2025-11-22T00:00:01Z"},
         )
     ).json()
-    # e2 (10-31 23:59:59) and e8 (11-22 00:00:00): 0.0058 + 0.0014
+    # e2 (10-31 23:59:59) and e8 (11-22 00:00:00): 0.0022 + 0.0014
     assert [(d["day"], d["cost_usd"]) for d in oracle["days"]] == [
-        ("2025-10-31", "0.0058"),
+        ("2025-10-31", "0.0022"),
         ("2025-11-22", "0.0014"),
     ]
-    assert oracle["cost_usd"] == "0.0072"
+    assert oracle["cost_usd"] == "0.0036"
 
 
 async def test_the_usage_query_groups_and_filters_to_the_last_digit(
@@ -493,10 +495,10 @@ async def test_the_usage_query_groups_and_filters_to_the_last_digit(
     by_model = {r["model"]: (r["cost_usd"], r["events"]) for r in await rows(group_by="model")}
     assert by_model == {
         "acme/tool-model": ("0.0128878", 2),
-        "anthropic/claude-opus-4.6": ("0.2", 1),
+        "anthropic/claude-opus-4.6": ("0.14975", 1),
         "anthropic/claude-sonnet-4.5": ("0.101307", 2),
-        # e2 0.0058 + e8 0.0014 + f1 0.014
-        "google/gemini-3.0-flash": ("0.0212", 3),
+        # e2 0.0022 + e8 0.0014 + f1 0.014
+        "google/gemini-3.0-flash": ("0.0176", 3),
         "meta-llama/llama-3.3-70b-instruct": ("0.0005", 1),
         UNKNOWN: ("0", 1),
     }
@@ -505,9 +507,9 @@ async def test_the_usage_query_groups_and_filters_to_the_last_digit(
         r["tier"]: (r["cost_usd"], r["unpriced_events"]) for r in await rows(group_by="tier")
     }
     assert by_tier == {
-        "premium": ("0.2", 0),
+        "premium": ("0.14975", 0),
         "standard": ("0.101307", 0),
-        "fast": ("0.0212", 0),
+        "fast": ("0.0176", 0),
         # acme 0.0128878 + llama 0.0005
         "economy": ("0.0133878", 0),
         None: ("0", 1),
@@ -516,16 +518,16 @@ async def test_the_usage_query_groups_and_filters_to_the_last_digit(
     by_version = {
         r["catalog_version"]: r["cost_usd"] for r in await rows(group_by="catalog_version")
     }
-    # v1: 0.2 + 0.0058 + 0.0005; v2: 0.101307 + 0.0128878 + 0.0014 + 0.014
-    assert by_version == {1: "0.2063", v2: "0.1295948", None: "0"}
+    # v1: 0.14975 + 0.0022 + 0.0005; v2: 0.101307 + 0.0128878 + 0.0014 + 0.014
+    assert by_version == {1: "0.15245", v2: "0.1295948", None: "0"}
 
     job_days = await rows(group_by="agent,day", job_id=JOB)
     assert [(r["agent"], r["day"], r["cost_usd"]) for r in job_days] == [
-        ("ACHEEVY", "2025-10-30", "0.2"),
+        ("ACHEEVY", "2025-10-30", "0.14975"),
         ("ACHEEVY", "2025-11-20", "0.101307"),
         ("Boomer_Ang", "2025-11-21", "0.0128878"),
         ("ByteRover", "2025-11-21", "0"),
-        ("ORACLE", "2025-10-31", "0.0058"),
+        ("ORACLE", "2025-10-31", "0.0022"),
         ("ORACLE", "2025-11-22", "0.0014"),
     ]
 
@@ -542,12 +544,12 @@ async def test_the_usage_query_groups_and_filters_to_the_last_digit(
     flash = await rows(group_by="agent", model="google/gemini-3.0-flash")
     assert [(r["agent"], r["cost_usd"]) for r in flash] == [
         ("ACHEEVY", "0.014"),
-        ("ORACLE", "0.0072"),
+        ("ORACLE", "0.0036"),
     ]
 
     total = await rows(agent="ACHEEVY", **{"to": "2025-11-20T14:30:00Z"})
-    # e1 0.2 + e3 0.08835 (e4 at 14:30 is excluded)
-    assert [(r["cost_usd"], r["events"]) for r in total] == [("0.28835", 2)]
+    # e1 0.14975 + e3 0.08835 (e4 at 14:30 is excluded)
+    assert [(r["cost_usd"], r["events"]) for r in total] == [("0.2381", 2)]
     assert token_counts(total[0]) == (50000, 32000, 8000, 7000, 2700)
 
     bad = await client.get("/v1/usage", params={"group_by": "colour"})

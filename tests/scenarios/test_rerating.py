@@ -7,7 +7,7 @@ run (dry run first) moves each job and agent by exactly the hand-computed delta,
 second run finds nothing left to do.
 
 Version 1 is the AIMS catalog (effective 2025-01-01): Claude Sonnet 4.5 at $3 in / $15 out
-per 1M tokens (cache prices default to input), Gemini 3.0 Flash at $0.10 / $0.40.
+per 1M tokens (cache read $0.30, cache write $3.75), Gemini 3.0 Flash at $0.10 / $0.40.
 """
 
 from __future__ import annotations
@@ -190,8 +190,9 @@ async def test_an_unknown_model_used_before_the_new_version_starts_stays_unprice
 
 
 SONNET = "anthropic/claude-sonnet-4.5"
-# The correction: AIMS v1 left Sonnet's cache prices at the input price ($3); the real ones
-# are $0.30 for a cache read and $3.75 for a cache write.
+# The correction: the gateway writes to Anthropic's 1-hour cache, whose writes cost 2× input
+# ($6.00 per 1M tokens; $12.00 at the long-context rate), not the 5-minute $3.75 that
+# AIMS v1 gives. Everything else as in v1.
 SONNET_CORRECTED = {
     "id": SONNET,
     "name": "Claude Sonnet 4.5",
@@ -199,11 +200,21 @@ SONNET_CORRECTED = {
     "input": "3",
     "output": "15",
     "cache_read": "0.30",
-    "cache_write": "3.75",
+    "cache_write": "6.00",
     "context_tokens": 1000000,
+    "long_context": [
+        {
+            "min_input_tokens": 200001,
+            "input": "6",
+            "output": "22.5",
+            "cache_read": "0.6",
+            "cache_write": "12",
+        }
+    ],
 }
 CORRECTION_EVENTS = [
     # Before the correction takes effect: v1 stays in force for it.
+    # 100,000 × 3 + 10,000 × 15 = 450,000 per 1M → 0.45
     wire_event(
         "p0",
         occurred_at="2026-09-20T00:00:00Z",
@@ -213,9 +224,9 @@ CORRECTION_EVENTS = [
         input_tokens=100_000,
         output_tokens=10_000,
     ),
-    # v1: 200,000 × 3 + 20,000 × 15 = 900,000 per 1M → 0.9
-    # v2: 140,000 × 3 + 50,000 × 0.30 + 10,000 × 3.75 + 15,000 × 15 + 5,000 × 15
-    #     = 420,000 + 15,000 + 37,500 + 225,000 + 75,000 = 772,500 → 0.7725; Δ −0.1275
+    # v1: 140,000 × 3 + 50,000 × 0.30 + 10,000 × 3.75 + 15,000 × 15 + 5,000 × 15
+    #     = 420,000 + 15,000 + 37,500 + 225,000 + 75,000 = 772,500 per 1M → 0.7725
+    # v2: the cache writes at 6.00: 60,000 instead of 37,500 → 795,000 → 0.795; Δ +0.0225
     wire_event(
         "r1",
         occurred_at="2026-10-02T10:00:00Z",
@@ -228,8 +239,9 @@ CORRECTION_EVENTS = [
         output_tokens=20_000,
         reasoning_tokens=5_000,
     ),
-    # v1: 80,000 × 3 + 4,000 × 15 = 300,000 → 0.3
-    # v2: 20,000 × 3 + 60,000 × 0.30 + 4,000 × 15 = 138,000 → 0.138; Δ −0.162
+    # v1: 16,000 × 3 + 60,000 × 0.30 + 4,000 × 3.75 + 4,000 × 15
+    #     = 48,000 + 18,000 + 15,000 + 60,000 = 141,000 → 0.141
+    # v2: 4,000 × 6.00 = 24,000 instead of 15,000 → 150,000 → 0.15; Δ +0.009
     wire_event(
         "r2",
         occurred_at="2026-10-03T12:00:00Z",
@@ -238,10 +250,11 @@ CORRECTION_EVENTS = [
         model=SONNET,
         input_tokens=80_000,
         cached_input_tokens=60_000,
+        cache_write_tokens=4_000,
         output_tokens=4_000,
     ),
-    # v1: 10,000 × 3 + 1,000 × 15 = 45,000 → 0.045
-    # v2: 2,000 × 3 + 8,000 × 3.75 + 1,000 × 15 = 51,000 → 0.051; Δ +0.006
+    # v1: 2,000 × 3 + 8,000 × 3.75 + 1,000 × 15 = 6,000 + 30,000 + 15,000 = 51,000 → 0.051
+    # v2: 8,000 × 6.00 = 48,000 instead of 30,000 → 69,000 → 0.069; Δ +0.018
     wire_event(
         "r3",
         occurred_at="2026-10-04T08:00:00Z",
@@ -265,11 +278,11 @@ CORRECTION_EVENTS = [
     ),
 ]
 SINCE = "2026-09-01T00:00:00Z"
-# Per job: r1 + r3 = −0.1275 + 0.006; r2 + g1 = −0.162 + 0. Per agent: ACHEEVY r1 + g1,
+# Per job: r1 + r3 = 0.0225 + 0.018; r2 + g1 = 0.009 + 0. Per agent: ACHEEVY r1 + g1,
 # ORACLE r2 + r3.
-JOB_DELTAS = {"job-r1": (2, Decimal("-0.1215")), "job-r2": (1, Decimal("-0.162"))}
-AGENT_DELTAS = {"ACHEEVY": (1, Decimal("-0.1275")), "ORACLE": (2, Decimal("-0.156"))}
-TOTAL_DELTA = Decimal("-0.2835")
+JOB_DELTAS = {"job-r1": (2, Decimal("0.0405")), "job-r2": (1, Decimal("0.009"))}
+AGENT_DELTAS = {"ACHEEVY": (1, Decimal("0.0225")), "ORACLE": (2, Decimal("0.027"))}
+TOTAL_DELTA = Decimal("0.0495")
 
 
 def deltas(rows: list[dict[str, Any]]) -> dict[str, tuple[int, Decimal]]:
@@ -280,18 +293,19 @@ async def test_a_retroactive_correction_is_applied_only_by_rerating_and_only_onc
     client: Any, db: asyncpg.Connection, database_url: str
 ) -> None:
     await record_accepted(client, CORRECTION_EVENTS)
-    # p0 0.45 + r1 0.9 + r3 0.045; r2 0.3 + g1 0.007
-    assert Decimal((await job(client, "job-r1"))["cost_usd"]) == Decimal("1.395")
-    assert Decimal((await job(client, "job-r2"))["cost_usd"]) == Decimal("0.307")
+    # p0 0.45 + r1 0.7725 + r3 0.051; r2 0.141 + g1 0.007
+    assert Decimal((await job(client, "job-r1"))["cost_usd"]) == Decimal("1.2735")
+    assert Decimal((await job(client, "job-r2"))["cost_usd"]) == Decimal("0.148")
     acheevy_before = Decimal((await client.get("/v1/agents/ACHEEVY")).json()["cost_usd"])
     oracle_before = Decimal((await client.get("/v1/agents/ORACLE")).json()["cost_usd"])
-    assert (acheevy_before, oracle_before) == (Decimal("1.357"), Decimal("0.345"))
+    # p0 + r1 + g1; r2 + r3
+    assert (acheevy_before, oracle_before) == (Decimal("1.2295"), Decimal("0.192"))
 
     response = await client.post(
         "/v1/catalog/versions",
         json={
             "effective_from": "2026-10-01T00:00:00Z",
-            "label": "sonnet cache prices corrected",
+            "label": "sonnet 1-hour cache writes",
             "parent": 1,
             "models": [SONNET_CORRECTED],
         },
@@ -302,8 +316,8 @@ async def test_a_retroactive_correction_is_applied_only_by_rerating_and_only_onc
     # The version alone changes nothing already booked.
     rows = await db.fetchval("SELECT count(*) FROM ledger_entries")
     assert rows == 5
-    assert Decimal((await job(client, "job-r1"))["cost_usd"]) == Decimal("1.395")
-    assert Decimal((await job(client, "job-r2"))["cost_usd"]) == Decimal("0.307")
+    assert Decimal((await job(client, "job-r1"))["cost_usd"]) == Decimal("1.2735")
+    assert Decimal((await job(client, "job-r2"))["cost_usd"]) == Decimal("0.148")
 
     dry = await client.post("/v1/catalog/rerate", json={"since": SINCE, "dry_run": True})
     assert dry.status_code == 200, dry.text
@@ -339,9 +353,9 @@ async def test_a_retroactive_correction_is_applied_only_by_rerating_and_only_onc
     assert deltas(applied["agents"]) == AGENT_DELTAS
     assert await db.fetchval("SELECT count(*) FROM ledger_entries") == rows + 6
 
-    # 1.395 − 0.1215 = 0.45 + 0.7725 + 0.051; 0.307 − 0.162 = 0.138 + 0.007
-    assert Decimal((await job(client, "job-r1"))["cost_usd"]) == Decimal("1.2735")
-    assert Decimal((await job(client, "job-r2"))["cost_usd"]) == Decimal("0.145")
+    # 1.2735 + 0.0405 = 0.45 + 0.795 + 0.069; 0.148 + 0.009 = 0.15 + 0.007
+    assert Decimal((await job(client, "job-r1"))["cost_usd"]) == Decimal("1.314")
+    assert Decimal((await job(client, "job-r2"))["cost_usd"]) == Decimal("0.157")
     acheevy = Decimal((await client.get("/v1/agents/ACHEEVY")).json()["cost_usd"])
     oracle = Decimal((await client.get("/v1/agents/ORACLE")).json()["cost_usd"])
     assert acheevy - acheevy_before == AGENT_DELTAS["ACHEEVY"][1]
@@ -349,9 +363,9 @@ async def test_a_retroactive_correction_is_applied_only_by_rerating_and_only_onc
 
     ledger = await entries(client, "job-r1") + await entries(client, "job-r2")
     booked = {
-        "r1": (Decimal("0.9"), Decimal("0.7725")),
-        "r2": (Decimal("0.3"), Decimal("0.138")),
-        "r3": (Decimal("0.045"), Decimal("0.051")),
+        "r1": (Decimal("0.7725"), Decimal("0.795")),
+        "r2": (Decimal("0.141"), Decimal("0.15")),
+        "r3": (Decimal("0.051"), Decimal("0.069")),
     }
     for event_id, (old, new) in booked.items():
         mine = [e for e in ledger if e["event_id"] == event_id]
@@ -376,4 +390,4 @@ async def test_a_retroactive_correction_is_applied_only_by_rerating_and_only_onc
     assert Decimal(again.json()["delta_usd"]) == 0
     assert again.json()["jobs"] == [] and again.json()["agents"] == []
     assert await db.fetchval("SELECT count(*) FROM ledger_entries") == rows + 6
-    assert Decimal((await job(client, "job-r1"))["cost_usd"]) == Decimal("1.2735")
+    assert Decimal((await job(client, "job-r1"))["cost_usd"]) == Decimal("1.314")

@@ -1,8 +1,8 @@
 """What the ledger must hold, worked out by the tests themselves (never by the code under
 test), and the checks that compare it with the REST answers and the tables.
 
-- Prices: SPEC §3's defaults (``with_defaults``), the AIMS catalog file's prices and
-  aliases, and what a call costs at a price (``cost_at``), in Decimal.
+- Prices: SPEC §3's defaults (``with_defaults``), the AIMS catalog file's prices, long
+  context and aliases, and what a call costs at a price (``cost_at``), in Decimal.
 - A deterministic stream of events (``make_events``) and the totals per job and per job
   line it must produce (``assert_jobs_match``, ``assert_ledger_holds_each_event_once``).
 - Every rollup rebuilt from the ledger alone, in SQL (``rollup_differences``): rollups are
@@ -81,6 +81,32 @@ AIMS_EFFECTIVE_FROM, PRICES, ALIASES = _load_aims()
 MODELS = (*PRICES, *ALIASES)  # every catalog model, and the alias
 
 
+def _load_long_context() -> dict[str, list[tuple[int, dict[str, Decimal]]]]:
+    """The AIMS file's long-context entries: model id → (min_input_tokens, prices),
+    ascending; inside an entry cache prices default to its input, reasoning to its output,
+    and per_request stays the model's."""
+    doc = json.loads(AIMS_CATALOG_FILE.read_text())
+    optional = ("cache_read", "cache_write", "reasoning")
+    return {
+        m["id"]: sorted(
+            (
+                lc["min_input_tokens"],
+                with_defaults(
+                    Decimal(lc["input"]),
+                    Decimal(lc["output"]),
+                    *(Decimal(lc[name]) if name in lc else None for name in optional),
+                    per_request=PRICES[m["id"]]["per_request"],
+                ),
+            )
+            for lc in m.get("long_context", [])
+        )
+        for m in doc["models"]
+    }
+
+
+LONG_CONTEXT = _load_long_context()
+
+
 def resolved(model: str) -> str:
     return ALIASES.get(model, model)
 
@@ -104,9 +130,14 @@ def cost_at(price: Mapping[str, Decimal], tokens: Mapping[str, int]) -> Decimal:
 def expected_cost(event: dict[str, Any]) -> Decimal | None:
     """The cost of one wire event at the AIMS prices; ``None`` when they lack its model,
     zero for a stub answer (no LLM was called)."""
-    price = PRICES.get(resolved(event["model"]))
+    model = resolved(event["model"])
+    price = PRICES.get(model)
     if price is None:
         return None
+    # SPEC §3: every token at the highest long-context entry the call's input reaches.
+    for threshold, long_price in LONG_CONTEXT[model]:
+        if event["input_tokens"] >= threshold:
+            price = long_price
     return Decimal(0) if event["provider"] == "stub" else cost_at(price, event)
 
 
@@ -116,6 +147,8 @@ def expected_cost(event: dict[str, Any]) -> Decimal | None:
 @dataclass
 class Expected:
     cost_usd: Decimal = Decimal(0)
+    actual_cost_usd: Decimal = Decimal(0)
+    """The provider's reported cost of each event where present, else its catalog cost."""
     provider_cost_usd: Decimal = Decimal(0)
     events: int = 0
     unpriced_events: int = 0
@@ -127,7 +160,12 @@ class Expected:
             self.unpriced_events += 1
         else:
             self.cost_usd += cost
-        self.provider_cost_usd += Decimal(event.get("provider_cost_usd", "0"))
+        reported = event.get("provider_cost_usd")
+        self.provider_cost_usd += Decimal(reported or "0")
+        if reported is not None:
+            self.actual_cost_usd += Decimal(reported)
+        elif cost is not None:
+            self.actual_cost_usd += cost
         self.events += 1
         for name in TOKEN_FIELDS:
             self.tokens[name] += event.get(name, 0)
@@ -214,6 +252,7 @@ def assert_jobs_match(base_url: str, events: list[dict[str, Any]]) -> None:
             job = response.json()
             assert Decimal(job["cost_usd"]) == want.cost_usd, job_id
             assert Decimal(job["provider_cost_usd"]) == want.provider_cost_usd, job_id
+            assert Decimal(job["actual_cost_usd"]) == want.actual_cost_usd, job_id
             assert job["events"] == want.events, job_id
             assert job["unpriced_events"] == want.unpriced_events, job_id
             assert {n: job[n] for n in TOKEN_FIELDS} == want.tokens, job_id
@@ -227,6 +266,7 @@ def assert_jobs_match(base_url: str, events: list[dict[str, Any]]) -> None:
                 want_line = want_lines[key]
                 cost = None if line["cost_usd"] is None else Decimal(line["cost_usd"])
                 assert cost == (want_line.cost_usd if not want_line.unpriced_events else None)
+                assert Decimal(line["actual_cost_usd"] or 0) == want_line.actual_cost_usd, key
                 assert line["events"] == want_line.events, key
                 assert {n: line[n] for n in TOKEN_FIELDS} == want_line.tokens, key
 
@@ -251,7 +291,8 @@ async def assert_ledger_holds_each_event_once(
 
 LEDGER = """
 SELECT event_id, kind, job_id, agent, model, provider, input_tokens, cached_input_tokens,
-       cache_write_tokens, output_tokens, reasoning_tokens, cost_usd, provider_cost_usd
+       cache_write_tokens, output_tokens, reasoning_tokens, cost_usd, provider_cost_usd,
+       actual_cost_usd
 FROM ledger_entries ORDER BY id
 """
 STORED_EVENT = "SELECT status, attributes FROM usage_events WHERE event_id = $1"
@@ -265,30 +306,51 @@ async def ledger(db: asyncpg.Connection) -> list[dict[str, Any]]:
 # Rollups rebuilt from the ledger ----------------------------------------------------------
 
 _FROM_LEDGER = """
-    {cost}, COALESCE(sum(provider_cost_usd), 0), sum(event_count), sum(unpriced_count),
-    sum(input_tokens), sum(cached_input_tokens), sum(cache_write_tokens),
+    {cost}, {actual}, COALESCE(sum(provider_cost_usd), 0), sum(event_count),
+    sum(unpriced_count), sum(input_tokens), sum(cached_input_tokens), sum(cache_write_tokens),
     sum(output_tokens), sum(reasoning_tokens), min(occurred_at), max(occurred_at)
 """
 _STORED = """
-    cost_usd, provider_cost_usd, events, unpriced_events, input_tokens, cached_input_tokens,
-    cache_write_tokens, output_tokens, reasoning_tokens, first_event_at, last_event_at
+    cost_usd, actual_cost_usd, provider_cost_usd, events, unpriced_events, input_tokens,
+    cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens, first_event_at,
+    last_event_at
 """
-# table → (its key columns, the same keys over ledger_entries, cost as the table sums it)
+# table → (its key columns, the same keys over ledger_entries, whether an unknown cost stays
+# NULL: an unpriced job line's cost is unknown, not zero, and so is its actual cost when
+# none of its events reported one; the other rollups count unknown as zero)
 ROLLUPS = {
-    "rollup_jobs": ("job_id", "job_id", "COALESCE(sum(cost_usd), 0)"),
+    "rollup_jobs": ("job_id", "job_id", False),
     "rollup_job_lines": (
-        "job_id, agent, model, provider, catalog_version",
-        "job_id, agent, model, provider, catalog_version",
-        "sum(cost_usd)",  # an unpriced line's cost stays NULL: unknown, not zero
+        "job_id, agent, model, provider, catalog_version, long_context_from",
+        "job_id, agent, model, provider, catalog_version, long_context_from",
+        True,
     ),
-    "rollup_usage": (
-        "agent, model, provider, tier",
-        "agent, model, provider, tier",
-        "COALESCE(sum(cost_usd), 0)",
-    ),
-    "rollup_agent_days": ("agent, day", "agent, billing_day", "COALESCE(sum(cost_usd), 0)"),
-    "rollup_model_days": ("model, day", "model, billing_day", "COALESCE(sum(cost_usd), 0)"),
+    "rollup_usage": ("agent, model, provider, tier", "agent, model, provider, tier", False),
+    "rollup_agent_days": ("agent, day", "agent, billing_day", False),
+    "rollup_model_days": ("model, day", "model, billing_day", False),
 }
+
+
+# Reconciliation (SPEC §5) per UTC day × model × provider: every event, the reported ones
+# (their entries carry a provider cost), the reported unpriced ones, and the catalog and
+# provider cost of the reported priced ones (entries carrying both costs), the provider
+# cost of the reported unpriced ones apart.
+_RECONCILIATION_FROM_LEDGER = """
+    sum(event_count),
+    COALESCE(sum(event_count) FILTER (WHERE provider_cost_usd IS NOT NULL), 0),
+    COALESCE(sum(unpriced_count) FILTER (WHERE provider_cost_usd IS NOT NULL), 0),
+    COALESCE(sum(cost_usd) FILTER (WHERE provider_cost_usd IS NOT NULL), 0),
+    COALESCE(sum(provider_cost_usd) FILTER (WHERE cost_usd IS NOT NULL), 0),
+    COALESCE(sum(provider_cost_usd) FILTER (WHERE cost_usd IS NULL), 0)
+"""
+_RECONCILIATION_STORED = """
+    events, reported_events, unpriced_reported_events, cost_usd, provider_cost_usd,
+    unpriced_provider_cost_usd
+"""
+
+
+def _summed(column: str, keep_unknown: bool) -> str:
+    return f"sum({column})" if keep_unknown else f"COALESCE(sum({column}), 0)"
 
 
 async def rollup_differences(conn: asyncpg.Connection) -> dict[str, list[tuple[Any, ...]]]:
@@ -297,17 +359,32 @@ async def rollup_differences(conn: asyncpg.Connection) -> dict[str, list[tuple[A
     EXCEPT compares values (numeric 0.30 = 0.3, NULL = NULL), so equal means exactly equal.
     """
     differences: dict[str, list[tuple[Any, ...]]] = {}
-    for table, (keys, ledger_keys, cost) in ROLLUPS.items():
-        rebuilt = (
-            f"SELECT {ledger_keys}, {_FROM_LEDGER.format(cost=cost)} "
-            f"FROM ledger_entries GROUP BY {ledger_keys}"
+    for table, (keys, ledger_keys, keep_unknown) in ROLLUPS.items():
+        # The rule of SPEC §3 spelled out here, not read from the generated column:
+        # the provider's reported cost where present, else the catalog's.
+        sums = _FROM_LEDGER.format(
+            cost=_summed("cost_usd", keep_unknown),
+            actual=_summed("COALESCE(provider_cost_usd, cost_usd)", keep_unknown),
         )
+        rebuilt = f"SELECT {ledger_keys}, {sums} FROM ledger_entries GROUP BY {ledger_keys}"
         stored = f"SELECT {keys}, {_STORED} FROM {table}"
         rows = await conn.fetch(
             f"(({rebuilt}) EXCEPT ALL ({stored})) UNION ALL (({stored}) EXCEPT ALL ({rebuilt}))"
         )
         if rows:
             differences[table] = [tuple(r) for r in rows]
+    rebuilt = (
+        f"SELECT billing_day, model, provider, {_RECONCILIATION_FROM_LEDGER} "
+        "FROM ledger_entries GROUP BY billing_day, model, provider"
+    )
+    stored = (
+        f"SELECT day, model, provider, {_RECONCILIATION_STORED} FROM rollup_reconciliation_days"
+    )
+    rows = await conn.fetch(
+        f"(({rebuilt}) EXCEPT ALL ({stored})) UNION ALL (({stored}) EXCEPT ALL ({rebuilt}))"
+    )
+    if rows:
+        differences["rollup_reconciliation_days"] = [tuple(r) for r in rows]
     return differences
 
 

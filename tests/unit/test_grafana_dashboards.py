@@ -19,6 +19,7 @@ ALERTS = GRAFANA.parent / "prometheus" / "alerts.yml"
 LEDGER_SERIES = (
     "luc_cost_usd_total",
     "luc_provider_cost_usd_total",
+    "luc_actual_cost_usd_total",
     "luc_ledger_events_total",
     "luc_tokens_total",
     "luc_unpriced_events",

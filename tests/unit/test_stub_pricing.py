@@ -73,7 +73,9 @@ def test_a_stub_answer_for_an_unknown_model_stays_unpriced_not_zero() -> None:
 
 def test_re_rating_moves_a_stub_answer_booked_at_the_catalog_price_to_zero_once() -> None:
     stub = event("stub")
-    old = Booking(stub, 1, "vendor/model-a", "fast", Decimal("0.003"), unpriced=False)
+    old = Booking(
+        stub, 1, "vendor/model-a", "fast", Decimal("0.003"), Decimal("0.003"), unpriced=False
+    )
     plan = plan_rerating(old, CATALOG, "re-rated since 2026-01-01T00:00:00+00:00")
     assert plan is not None
     reversal, rebooking = plan.entries
@@ -85,9 +87,12 @@ def test_re_rating_moves_a_stub_answer_booked_at_the_catalog_price_to_zero_once(
     assert (rebooking.cost_usd, rebooking.event_count, rebooking.catalog_version) == (0, 1, 1)
     assert rebooking.reason == f"re-rated since 2026-01-01T00:00:00+00:00; {NOT_BILLED_STUB}"
     assert plan.delta_usd == Decimal("-0.003")
+    assert plan.actual_delta_usd == Decimal("-0.003")  # no reported cost: the catalog's moves it
     # Booked at zero now: a second run changes nothing.
-    now = Booking(stub, 1, "vendor/model-a", "fast", Decimal(0), unpriced=False)
+    now = Booking(stub, 1, "vendor/model-a", "fast", Decimal(0), Decimal(0), unpriced=False)
     assert plan_rerating(now, CATALOG, "again") is None
     # A real call at its price is left alone, as before.
-    real = Booking(event("openrouter"), 1, "vendor/model-a", "fast", Decimal("0.003"), False)
+    real = Booking(
+        event("openrouter"), 1, "vendor/model-a", "fast", Decimal("0.003"), Decimal("0.003"), False
+    )
     assert plan_rerating(real, CATALOG, "again") is None

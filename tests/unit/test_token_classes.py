@@ -9,13 +9,20 @@ from dataclasses import fields
 import msgspec
 import pytest
 
-from service.api.schemas.catalog import ModelIn, ModelOut
+from service.api.schemas.catalog import LongContextIn, LongContextOut, ModelIn, ModelOut
 from service.api.schemas.common import TotalsOut, UnitPrices
 from service.api.schemas.invoices import InvoiceLineOut
-from service.api.schemas.jobs import LedgerEntryOut
+from service.api.schemas.jobs import JobLineOut, LedgerEntryOut
 from service.api.schemas.usage import UnpricedEventOut
 from service.ingest.models import UsageEvent, UsageEventIn
-from service.pricing.models import PRICE_CLASSES, ModelPrice
+from service.pricing.models import (
+    PRICE_CLASSES,
+    RATE_MARKER,
+    TOKEN_PRICES,
+    LongContextPrice,
+    ModelPrice,
+    Rate,
+)
 from service.rollups.models import MEASURE_NAMES, Totals
 from service.tokens import TOKEN_CLASSES, TOKEN_FIELDS, TokenCounts
 
@@ -66,3 +73,20 @@ def test_every_wire_struct_with_prices_has_every_price_class(
 ) -> None:
     missing = [name for name in PRICE_CLASSES if name not in struct_fields(struct)]
     assert missing == [], f"{struct.__name__} lacks {missing}"
+
+
+@pytest.mark.parametrize("struct", [LongContextIn, LongContextOut])
+def test_a_long_context_entry_on_the_wire_has_every_token_price_and_no_per_request(
+    struct: type[msgspec.Struct],
+) -> None:
+    names = set(struct_fields(struct))
+    assert names == {"min_input_tokens", *TOKEN_PRICES}, struct.__name__
+    assert {f.name for f in fields(LongContextPrice)} == names
+
+
+@pytest.mark.parametrize("struct", [LedgerEntryOut, JobLineOut, InvoiceLineOut])
+def test_every_wire_struct_with_unit_prices_names_their_rate(
+    struct: type[msgspec.Struct],
+) -> None:
+    assert RATE_MARKER in struct_fields(struct), struct.__name__
+    assert RATE_MARKER in {f.name for f in fields(Rate)}

@@ -9,13 +9,29 @@ import msgspec
 from service.api.schemas.common import timestamp, wire_struct
 from service.pricing.catalog import Catalog
 from service.pricing.diff import CatalogDiff, ModelChange
-from service.pricing.models import CatalogVersion, ModelPrice
+from service.pricing.models import CatalogVersion, LongContextPrice, ModelPrice
 from service.recording.rerating import RerateSummary
 
 PriceString = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 
-class ModelIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+# omit_defaults: the controller hands on only the fields given (msgspec.to_builtins), so a
+# price left out follows the default rule.
+class LongContextIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    """Prices for every token of a call whose input_tokens (cached included) reach
+    ``min_input_tokens``; cache prices default to this entry's input, reasoning to its
+    output. ``per_request`` stays the model's."""
+
+    min_input_tokens: int
+    """A positive integer, unique within the model."""
+    input: PriceString
+    output: PriceString
+    cache_read: PriceString | None = None
+    cache_write: PriceString | None = None
+    reasoning: PriceString | None = None
+
+
+class ModelIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
     """A model entry; prices are decimal strings in USD per 1M tokens."""
 
     id: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
@@ -29,6 +45,7 @@ class ModelIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     per_request: PriceString | None = None
     """USD per call."""
     context_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    long_context: list[LongContextIn] | None = None
 
 
 class VersionIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -42,6 +59,15 @@ class VersionIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     default_model: str | None = None
 
 
+class LongContextOut(msgspec.Struct):
+    min_input_tokens: int
+    input: str
+    output: str
+    cache_read: str
+    cache_write: str
+    reasoning: str
+
+
 class ModelOut(msgspec.Struct):
     id: str
     name: str
@@ -53,6 +79,8 @@ class ModelOut(msgspec.Struct):
     reasoning: str
     per_request: str
     context_tokens: int | None
+    long_context: list[LongContextOut]
+    """Ascending by threshold; empty when the model has one rate."""
 
 
 class VersionSummaryOut(msgspec.Struct):
@@ -119,6 +147,9 @@ class DeltaOut(msgspec.Struct):
     key: str
     events: int
     delta_usd: str
+    """Change of the catalog cost."""
+    actual_delta_usd: str
+    """Change of the actual cost: events with a provider-reported cost keep theirs."""
 
 
 class RerateOut(msgspec.Struct):
@@ -128,12 +159,19 @@ class RerateOut(msgspec.Struct):
     events_changed: int
     entries_appended: int
     delta_usd: str
+    actual_delta_usd: str
     jobs: list[DeltaOut]
     agents: list[DeltaOut]
 
 
+def long_context_out(lc: LongContextPrice) -> LongContextOut:
+    return wire_struct(LongContextOut, lc)
+
+
 def model_out(m: ModelPrice) -> ModelOut:
-    return wire_struct(ModelOut, m, id=m.model_id)
+    return wire_struct(
+        ModelOut, m, id=m.model_id, long_context=[long_context_out(lc) for lc in m.long_context]
+    )
 
 
 def version_out(v: CatalogVersion, repriced: int | None = None) -> VersionOut:

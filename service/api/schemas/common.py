@@ -49,7 +49,12 @@ class TotalsOut(msgspec.Struct, kw_only=True):
     unit test checks them against the declaration."""
 
     cost_usd: str | None
+    """The catalog's (list) price; null on an unpriced job line: unknown, not zero."""
+    actual_cost_usd: str | None
+    """What was actually paid: per event the provider's reported cost where it reported
+    one, else the catalog's; null on an unpriced job line whose events reported none."""
     provider_cost_usd: str
+    """The sum of the costs the providers reported (events without one count nothing)."""
     events: int
     unpriced_events: int
     input_tokens: int

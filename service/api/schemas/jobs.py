@@ -16,6 +16,7 @@ from service.api.schemas.common import (
 )
 from service.jobs.models import JobChanges, JobInfo
 from service.ledger.models import LedgerEntry
+from service.pricing.models import rate_label
 from service.rollups.models import JobDetail, JobSummary
 
 
@@ -24,6 +25,11 @@ class JobLineOut(TotalsOut, kw_only=True):
     model: str
     provider: str
     catalog_version: int | None
+    long_context_from: int | None
+    """The rate of the line's unit prices: the long-context threshold, null for base prices."""
+    rate: str | None
+    """That rate as invoices name it (``base``, ``long context ≥ 200,001 input tokens``);
+    null while the line is unpriced."""
     tier: str | None
     unit_prices: UnitPrices | None
 
@@ -33,6 +39,8 @@ class JobOut(TotalsOut, kw_only=True):
 
 
 class JobDetailOut(JobOut, kw_only=True):
+    customer_id: str | None = None
+    """The customer the job belongs to (set by its first event naming one, or a PATCH)."""
     lines: list[JobLineOut]
 
 
@@ -51,6 +59,8 @@ class LedgerEntryOut(msgspec.Struct):
     provider: str
     tier: str | None
     catalog_version: int | None
+    long_context_from: int | None
+    """The rate that priced the entry: the long-context threshold, null for base prices."""
     occurred_at: str
     recorded_at: str
     input_tokens: int
@@ -62,6 +72,8 @@ class LedgerEntryOut(msgspec.Struct):
     unpriced_events: int
     cost_usd: str | None
     provider_cost_usd: str | None
+    actual_cost_usd: str | None
+    """``provider_cost_usd`` where the event has one, else ``cost_usd``; null when neither."""
     unit_prices: UnitPrices | None
     reason: str | None
 
@@ -81,6 +93,9 @@ class JobPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     title: str | msgspec.UnsetType | None = msgspec.UNSET
     reference: str | msgspec.UnsetType | None = msgspec.UNSET
     """The customer's own reference (a purchase order, say)."""
+    customer_id: str | msgspec.UnsetType | None = msgspec.UNSET
+    """The registered customer the job belongs to (its rate plan prices the job); a change
+    is recorded. ``customer`` stays the free text its invoices print."""
 
     def changes(self) -> JobChanges:
         def given(value: Any) -> Any:
@@ -91,8 +106,11 @@ class JobPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             customer=given(self.customer),
             title=given(self.title),
             reference=given(self.reference),
+            customer_id=given(self.customer_id),
             clear=frozenset(
-                name for name in ("customer", "title", "reference") if getattr(self, name) is None
+                name
+                for name in ("customer", "title", "reference", "customer_id")
+                if getattr(self, name) is None
             ),
         )
 
@@ -101,9 +119,12 @@ class JobInfoOut(msgspec.Struct):
     job_id: str
     status: str
     customer: str | None
+    """Free text printed on the job's invoices."""
     title: str | None
     reference: str | None
     updated_at: str | None
+    customer_id: str | None
+    """The customer the job belongs to."""
 
 
 def job_info_out(job: JobInfo) -> JobInfoOut:
@@ -114,13 +135,15 @@ def job_out(job: JobSummary) -> JobOut:
     return JobOut(job_id=job.job_id, **totals_fields(job.totals))
 
 
-def job_detail_out(job: JobDetail) -> JobDetailOut:
+def job_detail_out(job: JobDetail, info: JobInfo | None = None) -> JobDetailOut:
     return JobDetailOut(
         job_id=job.job_id,
+        customer_id=None if info is None else info.customer_id,
         lines=[
             wire_struct(
                 JobLineOut,
                 line,
+                rate=None if line.catalog_version is None else rate_label(line.long_context_from),
                 unit_prices=unit_prices(line.unit_prices),
                 **totals_fields(line.totals),
             )

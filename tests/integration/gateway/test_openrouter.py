@@ -31,8 +31,10 @@ from tests.support.ledger_truth import STORED_EVENT, ledger
 
 pytestmark = pytest.mark.asyncio
 
-SONNET = "anthropic/claude-sonnet-4.5"  # 3.00 in, 15.00 out per 1M; cache reads at input
-FLASH = "google/gemini-3.0-flash"  # 0.10 in, 0.40 out per 1M; defaults for the rest
+# 3.00 in, 15.00 out per 1M, cache read 0.30; from 200,001 input tokens every token at 6.00 /
+# 22.50, cache read 0.60
+SONNET = "anthropic/claude-sonnet-4.5"
+FLASH = "google/gemini-3.0-flash"  # 0.10 in, 0.40 out, 0.01 cached per 1M; defaults for the rest
 HELLO = [{"role": "user", "content": "What is the capital of France?"}]
 
 
@@ -53,9 +55,10 @@ async def test_a_chat_answer_is_priced_by_the_catalog_and_lands_in_the_ledger_on
 
     result = await gateway.chat(model=SONNET, messages=HELLO, job_id="job-1", agent="ACHEEVY")
 
-    # (2150 - 2048)·3 + 2048·3 (cache read = input) + 4·15 = 306 + 6144 + 60 = 6510 per 1M
+    # (2150 - 2048)·3 + 2048·0.30 (cache read) + 4·15 = 306 + 614.4 + 60 = 980.4 per 1M:
+    # what OpenRouter billed, to the last digit
     assert result.text == "Paris."
-    assert result.cost.usd == Decimal("0.00651")
+    assert result.cost.usd == Decimal("0.0009804")
     assert result.cost.provider_usd == Decimal("0.0009804")
     assert (result.tokens.input, result.tokens.cached, result.tokens.output) == (2150, 2048, 4)
     assert result.tokens.total == 2154
@@ -68,13 +71,40 @@ async def test_a_chat_answer_is_priced_by_the_catalog_and_lands_in_the_ledger_on
         "ACHEEVY",
         "openrouter",
     )
-    assert entry["cost_usd"] == Decimal("0.00651")
+    assert entry["cost_usd"] == Decimal("0.0009804")
     assert entry["provider_cost_usd"] == Decimal("0.0009804")
     [call] = fake_openrouter.chat_calls()
     assert call.headers["authorization"] == f"Bearer {fake_openrouter.api_key}"
     assert call.headers["http-referer"] == "https://aims.test"
     assert call.headers["x-title"] == "AIMS tests"
     assert call.body["model"] == SONNET and call.body["stream"] is False
+
+
+async def test_a_long_context_call_costs_the_long_rate_in_its_result_and_on_the_ledger(
+    make_gateway: Callable[..., Gateway],
+    openrouter: OpenRouterProvider,
+    fake_openrouter: FakeOpenRouter,
+    db: asyncpg.Connection,
+) -> None:
+    fake_openrouter.push(
+        Reply(text="A long summary.", usage=usage(250_000, 1_000, cached=50_000, reasoning=200)),
+        Reply(text="A short one.", usage=usage(200_000, 1_000, cached=50_000, reasoning=200)),
+    )
+    gateway = make_gateway(openrouter)
+
+    long = await gateway.chat(model=SONNET, messages=HELLO, job_id="job-l", agent="ORACLE")
+    short = await gateway.chat(model=SONNET, messages=HELLO, job_id="job-l", agent="ORACLE")
+
+    # 250,000 ≥ 200,001: 200,000·6 + 50,000·0.60 + 800·22.50 + 200·22.50 (reasoning at the
+    # entry's output) = 1,200,000 + 30,000 + 18,000 + 4,500 = 1,252,500 per 1M
+    assert long.cost.usd == Decimal("1.2525")
+    # 200,000 < 200,001: 150,000·3 + 50,000·0.30 + 1,000·15 = 450,000 + 15,000 + 15,000
+    assert short.cost.usd == Decimal("0.48")
+    entries = {e["event_id"]: e for e in await ledger(db)}
+    assert entries[long.generation_id]["cost_usd"] == long.cost.usd
+    assert entries[short.generation_id]["cost_usd"] == short.cost.usd
+    rates = dict(await db.fetch("SELECT event_id, long_context_from FROM ledger_entries"))
+    assert rates == {long.generation_id: 200_001, short.generation_id: None}
 
 
 async def test_an_alias_goes_upstream_as_its_catalog_id_and_leading_blank_lines_parse(
@@ -118,13 +148,13 @@ async def test_a_stream_takes_its_usage_from_the_final_chunk_in_each_real_shape(
             result = item
     assert "".join(pieces) == text and len(pieces) > 1
     assert result is not None and result.text == text
-    # 1000·0.10 + 200·0.10 (cached) + 200·0.40 + 100·0.40 (reasoning) = 240 per 1M
-    assert result.cost.usd == Decimal("0.00024")
+    # 1000·0.10 + 200·0.01 (cached) + 200·0.40 + 100·0.40 (reasoning) = 222 per 1M
+    assert result.cost.usd == Decimal("0.000222")
     assert (result.tokens.reasoning, result.tokens.total) == (100, 1500)
     [entry] = await ledger(db)
     assert (entry["input_tokens"], entry["cached_input_tokens"]) == (1200, 200)
     assert (entry["output_tokens"], entry["reasoning_tokens"]) == (300, 100)
-    assert entry["cost_usd"] == Decimal("0.00024")
+    assert entry["cost_usd"] == Decimal("0.000222")
     assert entry["provider_cost_usd"] == Decimal("0.000123")
     assert fake_openrouter.chat_calls()[0].body["stream"] is True
 

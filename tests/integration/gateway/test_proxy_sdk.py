@@ -94,11 +94,11 @@ async def test_the_openai_sdk_gets_intact_answers_and_each_call_is_metered_once(
         ("job-sdk", "ACHEEVY", "openrouter")
     ] * 3
     assert entries[0]["event_id"] == answer.id
-    # Sonnet: 102·3 + 2048·3 + 4·15 = 6510 per 1M
-    assert entries[0]["cost_usd"] == Decimal("0.00651")
+    # Sonnet: 102·3 + 2048·0.30 + 4·15 = 980.4 per 1M, what OpenRouter reported
+    assert entries[0]["cost_usd"] == Decimal("0.0009804")
     assert entries[0]["provider_cost_usd"] == Decimal("0.0009804")
-    # Flash: 1000·0.10 + 200·0.10 + 200·0.40 + 100·0.40 = 240 per 1M
-    assert entries[1]["cost_usd"] == Decimal("0.00024")
+    # Flash: 1000·0.10 + 200·0.01 + 200·0.40 + 100·0.40 = 222 per 1M
+    assert entries[1]["cost_usd"] == Decimal("0.000222")
     assert (entries[1]["reasoning_tokens"], entries[1]["cached_input_tokens"]) == (100, 200)
     # Flash: 10·0.10 + 2·0.40 = 1.8 per 1M
     assert entries[2]["cost_usd"] == Decimal("0.0000018")

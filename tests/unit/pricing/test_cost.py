@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from service.pricing.cost import event_cost
-from service.pricing.models import ModelPrice, NewModelPrice
+from service.pricing.cost import event_cost, priced
+from service.pricing.models import ModelPrice, NewLongContextPrice, NewModelPrice
 from service.tokens import TokenCounts
 
 D = Decimal
@@ -125,3 +125,78 @@ def test_large_counts_keep_every_digit() -> None:
 def test_token_classes_above_their_totals_are_an_error(counts: TokenCounts, why: str) -> None:
     with pytest.raises(ValueError, match="exceed"):
         event_cost(counts, DISTINCT)
+
+
+# Claude Sonnet 4.5 in the completed AIMS catalog: base 3.00 / 15.00, cache read 0.30,
+# cache write 3.75; from 200,001 input tokens every token at 6.00 / 22.50, cache read 0.60,
+# cache write 7.50 (reasoning defaults to the entry's output, 22.50).
+SONNET = NewModelPrice(
+    model_id="anthropic/claude-sonnet-4.5",
+    name="Claude Sonnet 4.5",
+    tier="standard",
+    input=D("3.00"),
+    output=D("15.00"),
+    cache_read=D("0.30"),
+    cache_write=D("3.75"),
+    long_context=(
+        NewLongContextPrice(
+            200_001, D("6.00"), D("22.50"), cache_read=D("0.60"), cache_write=D("7.50")
+        ),
+    ),
+).with_defaults()
+
+
+def test_a_call_below_the_long_context_threshold_is_priced_at_the_base_rate() -> None:
+    # 200,000 input = 140,000 plain + 50,000 cached + 10,000 written; 1,000 output of which
+    # 200 reasoning: 140000×3 + 50000×0.30 + 10000×3.75 + 800×15 + 200×15
+    # = 420000 + 15000 + 37500 + 12000 + 3000 = 487500 per 1M → 0.4875
+    rate, cost = priced(tokens(200_000, 50_000, 10_000, 1_000, 200), SONNET)
+    assert rate.long_context_from is None
+    assert rate.label == "base"
+    assert cost == D("0.4875")
+
+
+def test_a_call_at_the_threshold_has_every_token_at_the_long_context_rate() -> None:
+    # One more plain input token: 140001×6 + 50000×0.60 + 10000×7.50 + 800×22.50 + 200×22.50
+    # = 840006 + 30000 + 75000 + 18000 + 4500 = 967506 per 1M → 0.967506
+    rate, cost = priced(tokens(200_001, 50_000, 10_000, 1_000, 200), SONNET)
+    assert rate.long_context_from == 200_001
+    assert rate.label == "long context ≥ 200,001 input tokens"
+    assert (rate.input, rate.output, rate.cache_read, rate.cache_write, rate.reasoning) == (
+        D("6.00"),
+        D("22.50"),
+        D("0.60"),
+        D("7.50"),
+        D("22.50"),
+    )
+    assert cost == D("0.967506")
+    assert event_cost(tokens(200_001, 50_000, 10_000, 1_000, 200), SONNET) == cost
+
+
+def test_the_highest_threshold_reached_prices_and_per_request_stays_the_models() -> None:
+    # Entries given out of order; the model's per_request (0.01) applies at every rate, and
+    # an entry's cache and reasoning prices default to its own input and output.
+    price = NewModelPrice(
+        model_id="m",
+        name="m",
+        tier="premium",
+        input=D("1"),
+        output=D("2"),
+        per_request=D("0.01"),
+        long_context=(
+            NewLongContextPrice(1_000_000, D("4"), D("8")),
+            NewLongContextPrice(100_000, D("3"), D("5"), reasoning=D("7")),
+        ),
+    ).with_defaults()
+    assert [lc.min_input_tokens for lc in price.long_context] == [100_000, 1_000_000]
+    # 99,999 input (9,999 cached) at base: 99999×1 + 0×... → 99999 per 1M + 0.01
+    assert event_cost(tokens(99_999, 9_999, 0, 0, 0), price) == D("0.109999")
+    # 100,000 input of which 40,000 cached, 10 output of which 4 reasoning, at ≥ 100,000:
+    # 60000×3 + 40000×3 (cache_read defaults to the entry's input) + 6×5 + 4×7
+    # = 180000 + 120000 + 30 + 28 = 300058 per 1M → 0.300058, + 0.01
+    assert event_cost(tokens(100_000, 40_000, 0, 10, 4), price) == D("0.310058")
+    # 1,000,000 input at ≥ 1,000,000, not at ≥ 100,000: 1000000×4 per 1M = 4, + 0.01
+    rate, cost = priced(tokens(1_000_000, 0, 0, 0, 0), price)
+    assert (rate.long_context_from, cost) == (1_000_000, D("4.01"))
+    assert price.rate_from(None).input == D("1")
+    assert price.rate_from(100_000).reasoning == D("7")

@@ -1,7 +1,7 @@
 """Per-key request counts per second, shared by every LUC process on the database.
 
-Revision ID: 0011_rate_limit_windows
-Revises: 0010_event_customer
+Revision ID: 0021_rate_limit_windows
+Revises: 0020_invoices_to_pay
 Create Date: 2026-11-29
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from service.db.migrations import run_sql
 
-revision = "0011_rate_limit_windows"
-down_revision = "0010_event_customer"
+revision = "0021_rate_limit_windows"
+down_revision = "0020_invoices_to_pay"
 branch_labels = None
 depends_on = None
 

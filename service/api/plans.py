@@ -1,0 +1,77 @@
+"""Rate plans: create one with its first version, add versions, read them."""
+
+from __future__ import annotations
+
+from litestar import get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
+
+from service.api.deps import LucController, Resources
+from service.api.schemas.plans import (
+    PlanIn,
+    PlanList,
+    PlanOut,
+    PlanVersionIn,
+    PlanVersionOut,
+    plan_out,
+    plan_version_out,
+)
+from service.auth.guard import ADMIN, READ
+from service.customers.plans import add_plan_version, create_plan, get_plan, load_plans
+from service.db import Connection, on_connection
+from service.pricing.plans import PlanVersion, RatePlan
+
+
+class PlansController(LucController):
+    path = "/v1/plans"
+    tags = ["plans"]
+    opt = READ
+
+    @post(
+        "/",
+        operation_id="createPlan",
+        summary="Create a rate plan with its first version",
+        description=(
+            "An event is priced by the version in force at its time (latest effective_from "
+            "not after it): its model's own price in `models` when the version has one, "
+            "else the basis cost (`catalog`: cost_usd, `actual`: actual_cost_usd) × "
+            "(1 + markup) + per_request_usd. 409 when the id is taken."
+        ),
+        status_code=201,
+        opt=ADMIN,
+    )
+    async def create(self, luc: NamedDependency[Resources], data: JSONBody[PlanIn]) -> PlanOut:
+        first = data.new_version()
+
+        async def create(conn: Connection) -> RatePlan:
+            catalog = await luc.catalog_cache.get(conn)
+            return await create_plan(conn, data.id, data.name, first, catalog)
+
+        return plan_out(await on_connection(luc.pool, create))
+
+    @post(
+        "/{plan_id:str}/versions",
+        operation_id="createPlanVersion",
+        summary="Add a version to a rate plan (versions never change: a correction is one)",
+        status_code=201,
+        opt=ADMIN,
+    )
+    async def add_version(
+        self, luc: NamedDependency[Resources], plan_id: FromPath[str], data: JSONBody[PlanVersionIn]
+    ) -> PlanVersionOut:
+        version = data.new_version()
+
+        async def add(conn: Connection) -> PlanVersion:
+            catalog = await luc.catalog_cache.get(conn)
+            return await add_plan_version(conn, plan_id, version, catalog)
+
+        return plan_version_out(await on_connection(luc.pool, add))
+
+    @get("/", operation_id="listPlans", summary="Every rate plan with its versions")
+    async def list(self, luc: NamedDependency[Resources]) -> PlanList:
+        plans = await on_connection(luc.pool, load_plans)
+        return PlanList(items=[plan_out(p) for _, p in sorted(plans.items())])
+
+    @get("/{plan_id:str}", operation_id="getPlan", summary="One rate plan with every version")
+    async def detail(self, luc: NamedDependency[Resources], plan_id: FromPath[str]) -> PlanOut:
+        return plan_out(await on_connection(luc.pool, lambda conn: get_plan(conn, plan_id)))

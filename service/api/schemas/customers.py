@@ -1,0 +1,104 @@
+"""Customers: who is billed, how, and under which rate plan."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from service.api.schemas.common import wire_struct
+from service.customers.models import Customer, CustomerChanges, NewCustomer
+from service.customers.service import parse_amount
+
+# Lengths, shapes and plans are checked by ``customers.service`` (422 naming the field,
+# for REST and ``luc customers`` alike), not here.
+
+
+class CustomerIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    id: str
+    """1–128 characters: the ``customer_id`` its usage events name."""
+    name: str
+    email: str | None = None
+    address: str | None = None
+    tax_id: str | None = None
+    plan_id: str | None = None
+    """The rate plan pricing its jobs; absent: ``LUC_DEFAULT_PLAN``, else the catalog cost."""
+    invoicing: str = "per_job"
+    """``per_job`` (an invoice per job) or ``monthly`` (one per UTC month)."""
+    low_balance_usd: str | None = None
+    """Decimal string: prepaid credits below it raise ``customer.credits_low``."""
+    credit_stop: bool = False
+    """Refuse the customer's calls while its prepaid balance is zero."""
+
+    def new_customer(self) -> NewCustomer:
+        fields: dict[str, Any] = msgspec.structs.asdict(self)
+        if self.low_balance_usd is not None:
+            fields["low_balance_usd"] = parse_amount("low_balance_usd", self.low_balance_usd)
+        return NewCustomer(**fields)
+
+
+class CustomerPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Absent fields stay as they are; ``null`` clears an optional one (email, address,
+    tax_id, plan_id, low_balance_usd)."""
+
+    name: str | msgspec.UnsetType | None = msgspec.UNSET
+    email: str | msgspec.UnsetType | None = msgspec.UNSET
+    address: str | msgspec.UnsetType | None = msgspec.UNSET
+    tax_id: str | msgspec.UnsetType | None = msgspec.UNSET
+    plan_id: str | msgspec.UnsetType | None = msgspec.UNSET
+    """A plan change prices the customer's usage from then on."""
+    invoicing: str | msgspec.UnsetType | None = msgspec.UNSET
+    low_balance_usd: str | msgspec.UnsetType | None = msgspec.UNSET
+    credit_stop: bool | msgspec.UnsetType | None = msgspec.UNSET
+
+    def changes(self) -> CustomerChanges:
+        given: dict[str, Any] = {
+            name: value
+            for name, value in msgspec.structs.asdict(self).items()
+            if value is not msgspec.UNSET and value is not None
+        }
+        if "low_balance_usd" in given:
+            given["low_balance_usd"] = parse_amount("low_balance_usd", given["low_balance_usd"])
+        cleared = frozenset(
+            name for name, value in msgspec.structs.asdict(self).items() if value is None
+        )
+        return CustomerChanges(**given, clear=cleared)
+
+
+class CustomerOut(msgspec.Struct, kw_only=True):
+    id: str
+    name: str
+    email: str | None
+    address: str | None
+    tax_id: str | None
+    plan_id: str | None
+    invoicing: str
+    low_balance_usd: str | None
+    credit_stop: bool
+    created_at: str
+    updated_at: str
+    # Month-to-date money of the customer's jobs (the current UTC month). Null until
+    # prices are on the ledger: issue 16's second half (price on every ledger entry and
+    # rollup, the customer × month rollup) fills price_usd, actual_cost_usd and margin_usd.
+    price_usd: str | None = None
+    """Month to date: what the customer's usage is billed at, by its plan."""
+    actual_cost_usd: str | None = None
+    """Month to date: what that usage cost (the provider's figure where reported)."""
+    margin_usd: str | None = None
+    """Month to date: ``price_usd − actual_cost_usd``."""
+    # Null until prepaid credits exist (issue 17: prepaid credits that burn down live).
+    credit_balance_usd: str | None = None
+    """The prepaid credits left."""
+
+
+class CustomerPage(msgspec.Struct):
+    items: list[CustomerOut]
+    next_cursor: str | None
+
+
+def customer_out(customer: Customer) -> CustomerOut:
+    return wire_struct(CustomerOut, customer, **dict.fromkeys(_NOT_YET))
+
+
+# The month-to-date and credit fields: absent from ``Customer`` until their issues land.
+_NOT_YET = ("price_usd", "actual_cost_usd", "margin_usd", "credit_balance_usd")

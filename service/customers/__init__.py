@@ -1,0 +1,1 @@
+"""Customers and rate plans (tables ``customers``, ``plans``, ``plan_versions``)."""

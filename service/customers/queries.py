@@ -1,0 +1,56 @@
+"""SQL owned by customers and rate plans (tables ``customers``, ``plans``, ``plan_versions``)."""
+
+_CUSTOMER_COLUMNS = """
+id, name, email, address, tax_id, plan_id, invoicing, low_balance_usd, credit_stop,
+created_at, updated_at
+"""
+
+# A taken id is told apart by the unique violation, not by a look first: two concurrent
+# creations of one id cannot both pass.
+INSERT_CUSTOMER = f"""
+INSERT INTO customers (id, name, email, address, tax_id, plan_id, invoicing,
+                       low_balance_usd, credit_stop)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+RETURNING {_CUSTOMER_COLUMNS}
+"""
+
+SELECT_CUSTOMER = f"SELECT {_CUSTOMER_COLUMNS} FROM customers WHERE id = $1"
+LOCK_CUSTOMER = f"{SELECT_CUSTOMER} FOR UPDATE"
+
+# Keyset pagination on id, like the jobs list.
+SELECT_CUSTOMERS = f"""
+SELECT {_CUSTOMER_COLUMNS} FROM customers WHERE id > $1 ORDER BY id LIMIT $2
+"""
+
+UPDATE_CUSTOMER = f"""
+UPDATE customers SET
+    name = $2, email = $3, address = $4, tax_id = $5, plan_id = $6, invoicing = $7,
+    low_balance_usd = $8, credit_stop = $9, updated_at = now()
+WHERE id = $1
+RETURNING {_CUSTOMER_COLUMNS}
+"""
+
+CUSTOMER_EXISTS = "SELECT EXISTS (SELECT 1 FROM customers WHERE id = $1)"
+
+INSERT_PLAN = "INSERT INTO plans (id, name) VALUES ($1, $2) RETURNING id, name, created_at"
+
+PLAN_EXISTS = "SELECT EXISTS (SELECT 1 FROM plans WHERE id = $1)"
+
+INSERT_PLAN_VERSION = """
+INSERT INTO plan_versions (plan_id, effective_from, basis, markup, per_request_usd,
+                           minimum_monthly_usd, models)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+RETURNING id
+"""
+
+_PLANS = "SELECT id, name, created_at FROM plans"
+SELECT_PLANS = f"{_PLANS} ORDER BY id"
+SELECT_PLAN = f"{_PLANS} WHERE id = $1"
+
+_PLAN_VERSIONS = """
+SELECT id, plan_id, effective_from, created_at, basis, markup, per_request_usd,
+       minimum_monthly_usd, models
+FROM plan_versions
+"""
+SELECT_PLAN_VERSIONS = f"{_PLAN_VERSIONS} ORDER BY plan_id, id"
+SELECT_VERSIONS_OF_PLAN = f"{_PLAN_VERSIONS} WHERE plan_id = $1 ORDER BY id"

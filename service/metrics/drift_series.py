@@ -1,0 +1,57 @@
+"""``luc_catalog_drift_ratio`` and the series beside it: reconciliation (SPEC §5) on
+/metrics, read from ``rollup_reconciliation_days`` at scrape time like the other ledger
+series (a scrape reads two days of model × provider rows, however long the ledger).
+
+The window is the current and the previous UTC day (``queries.DRIFT_WINDOW``): between 24
+and 48 hours of calls, never the few minutes after midnight alone. ``GET
+/v1/reconciliation?group_by=model,provider&from=<yesterday>T00:00:00Z`` gives the same
+figures, to the last digit, with the reasons.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from decimal import Decimal
+from typing import Any
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from service.reconciliation.models import Totals
+from service.reconciliation.service import DRIFT_MIN_EVENTS, difference_ratio
+
+LABELS = ["model", "provider"]
+
+
+def drift_families(rows: Iterable[Any], tolerance: Decimal | None) -> Iterator[Metric]:
+    """The drift series of the window's rows (``queries.DRIFT_WINDOW``)."""
+    ratio = GaugeMetricFamily(
+        "luc_catalog_drift_ratio",
+        "(provider-reported - catalog) / catalog cost of the events whose provider reported "
+        "a cost and the catalog priced, over the current and previous UTC day; absent when "
+        "that catalog cost is 0",
+        labels=LABELS,
+    )
+    events = GaugeMetricFamily(
+        "luc_catalog_drift_events",
+        "Events behind luc_catalog_drift_ratio (reported and priced, current and previous "
+        f"UTC day); a model drifts only over at least {DRIFT_MIN_EVENTS}",
+        labels=LABELS,
+    )
+    for r in rows:
+        totals = Totals.from_row(r)
+        key = [r["model"], r["provider"]]
+        if totals.compared_events:
+            events.add_metric(key, float(totals.compared_events))
+        value = difference_ratio(totals)
+        if value is not None:
+            ratio.add_metric(key, float(value))
+    yield ratio
+    yield events
+    limit = GaugeMetricFamily(
+        "luc_reconciliation_tolerance",
+        "LUC_RECONCILIATION_TOLERANCE: the share by which provider-reported cost may differ "
+        "from the catalog's before a model drifts",
+    )
+    if tolerance is not None:
+        limit.add_metric([], float(tolerance))
+    yield limit

@@ -1,0 +1,1 @@
+"""Reconciliation: catalog-priced against provider-reported cost (SPEC §5)."""

@@ -1,0 +1,117 @@
+"""The customer of a proxied or gateway call: ``X-LUC-Customer`` on the proxy and the
+gateway client's ``customer_id`` become the event's ``customer_id`` (and so the job's
+customer); a value the ledger would refuse is refused before the provider is paid."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from litestar.testing import AsyncTestClient
+
+from service.app import create_app
+from service.errors import InvalidRequestError
+from service.gateway.metering import Gateway
+from service.gateway.openrouter import OpenRouterProvider
+from tests.support.fake_openrouter import FakeOpenRouter, Reply
+from tests.support.keys import bearer
+from tests.support.ledger_truth import ledger
+from tests.support.settings import settings_for
+
+pytestmark = pytest.mark.asyncio
+
+FLASH = "google/gemini-3.0-flash"
+CHAT = {"model": FLASH, "messages": [{"role": "user", "content": "Capital of France?"}]}
+ATTRIBUTION = {"X-LUC-Job": "job-c", "X-LUC-Agent": "ORACLE"}
+
+
+@pytest.fixture
+async def proxy(
+    database_url: str, admin_key: str, fake_openrouter: FakeOpenRouter, tmp_path: Path
+) -> AsyncIterator[AsyncTestClient[Any]]:
+    app = create_app(
+        settings_for(
+            database_url,
+            OPENROUTER_API_KEY=fake_openrouter.api_key,
+            LUC_OPENROUTER_BASE_URL=fake_openrouter.base_url,
+            LUC_GATEWAY_CHAIN="openrouter",
+            LUC_DATA_DIR=str(tmp_path / "data"),
+        )
+    )
+    async with AsyncTestClient(app=app) as client:
+        client.headers.update(bearer(admin_key))
+        yield client
+
+
+async def _event_customers(db: asyncpg.Connection) -> list[tuple[str, str | None]]:
+    rows = await db.fetch("SELECT job_id, customer_id FROM usage_events ORDER BY received_at")
+    return [(r["job_id"], r["customer_id"]) for r in rows]
+
+
+async def test_x_luc_customer_names_the_customer_of_the_call_and_of_its_job(
+    proxy: AsyncTestClient[Any], fake_openrouter: FakeOpenRouter, db: asyncpg.Connection
+) -> None:
+    fake_openrouter.push(Reply(text="Paris."), Reply(text="Paris, again."))
+    named = await proxy.post(
+        "/v1/chat/completions", json=CHAT, headers={**ATTRIBUTION, "X-LUC-Customer": "acme"}
+    )
+    assert named.status_code == 200, named.text
+    unnamed = await proxy.post("/v1/chat/completions", json=CHAT, headers=ATTRIBUTION)
+    assert unnamed.status_code == 200
+    assert await _event_customers(db) == [("job-c", "acme"), ("job-c", None)]
+    assert await db.fetchval("SELECT customer_id FROM jobs WHERE job_id = 'job-c'") == "acme"
+    assert len(await ledger(db)) == 2
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("c" * 129, "X-LUC-Customer: must be 1 to 128 characters, got 129"),
+        ("", "X-LUC-Customer: must be 1 to 128 characters, got 0"),
+        ("  ", "X-LUC-Customer: must be 1 to 128 characters, got 0"),
+    ],
+)
+async def test_a_customer_the_ledger_would_refuse_is_refused_before_any_upstream_call(
+    proxy: AsyncTestClient[Any],
+    fake_openrouter: FakeOpenRouter,
+    db: asyncpg.Connection,
+    value: str,
+    message: str,
+) -> None:
+    response = await proxy.post(
+        "/v1/chat/completions", json=CHAT, headers={**ATTRIBUTION, "X-LUC-Customer": value}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == message
+    assert fake_openrouter.chat_calls() == []
+    assert await ledger(db) == []
+
+
+async def test_the_gateway_client_s_customer_id_goes_with_its_usage(
+    make_gateway: Callable[..., Gateway],
+    openrouter: OpenRouterProvider,
+    fake_openrouter: FakeOpenRouter,
+    db: asyncpg.Connection,
+) -> None:
+    gateway = make_gateway(openrouter)
+    fake_openrouter.push(Reply(text="Paris."), Reply(text="Paris, streamed."))
+    question = CHAT["messages"]
+    await gateway.chat(
+        messages=question, model=FLASH, job_id="job-g", agent="ORACLE", customer_id="acme"
+    )
+    pieces = [
+        p
+        async for p in gateway.stream(
+            messages=question, model=FLASH, job_id="job-s", agent="ORACLE", customer_id="globex"
+        )
+    ]
+    assert pieces
+    assert sorted(await _event_customers(db)) == [("job-g", "acme"), ("job-s", "globex")]
+    with pytest.raises(InvalidRequestError, match="customer_id: must be 1 to 128 characters"):
+        await gateway.chat(
+            messages=question, model=FLASH, job_id="job-g", agent="ORACLE", customer_id="c" * 129
+        )
+    assert len(fake_openrouter.chat_calls()) == 2

@@ -1,0 +1,172 @@
+"""``luc customers`` and ``luc plans`` on the server's database, as an operator runs them:
+what they print is what REST answers, and a mistake is one clean line. ``LUC_DEFAULT_PLAN``
+must name a plan that exists, or LUC does not start."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from service.app import create_app
+from tests.integration.test_cli import error_line
+from tests.support.commands import luc_on
+from tests.support.settings import settings_for
+
+FLASH = "google/gemini-3.0-flash"
+
+
+async def test_plans_are_created_versioned_listed_and_shown_as_rest_shows_them(
+    database_url: str, client: AsyncTestClient[Any], tmp_path: Path
+) -> None:
+    models = tmp_path / "models.json"
+    models.write_text(json.dumps({"gemini-3.0-flash": {"input": "0.08", "output": "0.32"}}))
+    created = await luc_on(
+        database_url,
+        *("plans", "create", "enterprise", "--name", "Enterprise"),
+        *("--effective-from", "2025-01-01T00:00:00Z", "--markup", "0.25"),
+        *("--per-request-usd", "0.001", "--models", str(models)),
+        check=True,
+    )
+    printed = json.loads(created.stdout)
+    assert printed == (await client.get("/v1/plans/enterprise")).json()
+    [first] = printed["versions"]
+    assert (first["basis"], first["markup"], first["per_request_usd"]) == (
+        "catalog",
+        "0.25",
+        "0.001",
+    )
+    assert first["models"][FLASH]["cache_read"] == "0.08"  # the catalog's default rule
+    added = await luc_on(
+        database_url,
+        *("plans", "add-version", "enterprise", "--effective-from", "2025-06-01T00:00:00Z"),
+        *("--basis", "actual", "--markup", "0.1", "--minimum-monthly-usd", "100"),
+        check=True,
+    )
+    second = json.loads(added.stdout)
+    assert (second["basis"], second["markup"], second["minimum_monthly_usd"]) == (
+        "actual",
+        "0.1",
+        "100",
+    )
+    listed = (await luc_on(database_url, "plans", "list", check=True)).stdout.splitlines()
+    # Both versions lie in the past: the June one is in force.
+    assert listed == [
+        "id\tname\tversions\tin force\tbasis\tmarkup",
+        f"enterprise\tEnterprise\t2\t{second['id']}\tactual\t0.1",
+    ]
+    shown = json.loads((await luc_on(database_url, "plans", "show", "enterprise")).stdout)
+    assert shown == (await client.get("/v1/plans/enterprise")).json()
+
+
+async def test_customers_are_created_listed_shown_and_updated_as_rest_shows_them(
+    database_url: str, client: AsyncTestClient[Any]
+) -> None:
+    await luc_on(database_url, "plans", "create", "std", "--name", "Std", "--markup", "0")
+    created = await luc_on(
+        database_url,
+        *("customers", "create", "acme", "--name", "Acme Corp", "--plan", "std"),
+        *("--email", "billing@acme.example", "--invoicing", "monthly"),
+        *("--low-balance-usd", "25", "--credit-stop"),
+        check=True,
+    )
+    printed = json.loads(created.stdout)
+    assert printed == (await client.get("/v1/customers/acme")).json()
+    assert (printed["plan_id"], printed["invoicing"], printed["low_balance_usd"]) == (
+        "std",
+        "monthly",
+        "25",
+    )
+    assert printed["credit_stop"] is True
+    await luc_on(database_url, "customers", "create", "globex", "--name", "Globex", check=True)
+    updated = await luc_on(
+        database_url,
+        *("customers", "update", "acme", "--name", "Acme Inc", "--no-credit-stop"),
+        *("--clear", "plan_id", "--clear", "email"),
+        check=True,
+    )
+    changed = json.loads(updated.stdout)
+    assert (changed["name"], changed["credit_stop"], changed["plan_id"], changed["email"]) == (
+        "Acme Inc",
+        False,
+        None,
+        None,
+    )
+    assert changed["invoicing"] == "monthly"  # not named: unchanged
+    listed = (await luc_on(database_url, "customers", "list", check=True)).stdout.splitlines()
+    assert listed == [
+        "id\tname\tplan\tinvoicing\temail",
+        "acme\tAcme Inc\t-\tmonthly\t-",
+        "globex\tGlobex\t-\tper_job\t-",
+    ]
+    shown = json.loads((await luc_on(database_url, "customers", "show", "acme")).stdout)
+    assert shown == (await client.get("/v1/customers/acme")).json()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("customers", "create", "acme", "--name", "A", "--plan", "gold"),
+            "plan_id: plan 'gold' does not exist (create it with POST /v1/plans, or "
+            "`luc plans create`)",
+        ),
+        (("customers", "show", "nobody"), "customer 'nobody' does not exist"),
+        (
+            ("plans", "create", "p", "--name", "P", "--markup", "-1"),
+            "markup: '-1' is negative; a markup is 0 or more (0.25 adds 25 %), and a discount "
+            "is the plan's own price for a model (models)",
+        ),
+        (("plans", "add-version", "gold", "--markup", "0"), "plan 'gold' does not exist"),
+    ],
+)
+async def test_a_mistake_is_one_clean_line_and_exit_status_1(
+    database_url: str, args: tuple[str, ...], message: str
+) -> None:
+    result = await luc_on(database_url, *args)
+    assert result.returncode == 1
+    assert error_line(result) == message
+
+
+async def test_models_that_are_no_price_list_are_refused(database_url: str, tmp_path: Path) -> None:
+    models = tmp_path / "models.json"
+    models.write_text(json.dumps({FLASH: {"input": 0.08, "output": "0.32"}}))
+    result = await luc_on(
+        database_url,
+        "plans",
+        "create",
+        "p",
+        "--name",
+        "P",
+        "--markup",
+        "0",
+        "--models",
+        str(models),
+    )
+    assert result.returncode == 1
+    assert error_line(result).startswith("--models: Expected `str`, got `float`")
+
+
+async def test_luc_does_not_start_with_a_default_plan_that_does_not_exist(
+    database_url: str, tmp_path: Path
+) -> None:
+    refused = await luc_on(
+        database_url,
+        "serve",
+        LUC_DEFAULT_PLAN="gold",
+        LUC_PORT="0",
+        LUC_DATA_DIR=str(tmp_path / "luc"),
+    )
+    assert refused.returncode == 3, refused.stderr[-2000:]
+    assert (
+        "LUC_DEFAULT_PLAN: plan 'gold' does not exist; create it first (luc plans create) or "
+        "unset LUC_DEFAULT_PLAN"
+    ) in refused.stdout + refused.stderr
+    # Once the plan exists, it starts.
+    await luc_on(database_url, "plans", "create", "gold", "--name", "Gold", "--markup", "0.2")
+    app = create_app(settings_for(database_url, LUC_DEFAULT_PLAN="gold"))
+    async with AsyncTestClient(app=app) as client:
+        assert (await client.get("/readyz")).status_code == 200

@@ -1,0 +1,251 @@
+"""A job belongs to at most one customer: the first event naming one sets it (registered
+or not: a paid call is never lost), a PATCH changes it (recorded), and an event naming
+another customer than its job's is rejected alone with a reason naming both. Two
+concurrent batches naming different customers for a new job cannot give it two."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+from litestar.testing import AsyncTestClient
+
+from service.catalog.service import CatalogCache
+from service.recording.models import ACCEPTED, REJECTED
+from service.recording.service import record_batch
+from tests.support.databases import connected
+from tests.support.events import usage_event, wire_event
+from tests.support.waiting import wait_until
+
+
+def mismatch(job_id: str, owner: str, named: str) -> str:
+    return (
+        f"customer_id: job {job_id!r} belongs to customer {owner!r}, and this event names "
+        f"customer {named!r}; a job has one customer (send its own, or change it with "
+        f"PATCH /v1/jobs/{job_id} first)"
+    )
+
+
+async def _batch(client: AsyncTestClient[Any], *events: dict[str, Any]) -> dict[str, Any]:
+    response = await client.post("/v1/events/batch", json={"events": list(events)})
+    assert response.status_code == 200, response.text
+    return {r["id"]: (r["status"], r.get("reason")) for r in response.json()["results"]}
+
+
+async def _job_customer(db: asyncpg.Connection, job_id: str) -> str | None:
+    customer: str | None = await db.fetchval(
+        "SELECT customer_id FROM jobs WHERE job_id = $1", job_id
+    )
+    return customer
+
+
+async def test_the_first_event_naming_a_customer_sets_the_job_s_customer(
+    client: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    # Not registered: the call was paid for, so the event is kept and the job assigned.
+    assert await _batch(
+        client, wire_event("e-1"), wire_event("e-2", customer_id="acme"), wire_event("e-3")
+    ) == {"e-1": ("accepted", None), "e-2": ("accepted", None), "e-3": ("accepted", None)}
+    assert await _job_customer(db, "job-1") == "acme"
+    assert (await client.get("/v1/jobs/job-1")).json()["customer_id"] == "acme"
+    # Later events name it again, or nothing: both belong to acme.
+    assert await _batch(client, wire_event("e-4", customer_id="acme"), wire_event("e-5")) == {
+        "e-4": ("accepted", None),
+        "e-5": ("accepted", None),
+    }
+
+
+async def test_an_event_naming_another_customer_is_rejected_alone_naming_both(
+    client: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    # In one batch: the first naming wins, the second is rejected, the rest recorded.
+    assert await _batch(
+        client,
+        wire_event("e-1", customer_id="acme"),
+        wire_event("e-2", customer_id="globex"),
+        wire_event("e-3"),
+        wire_event("e-4", job_id="job-2", customer_id="globex"),
+    ) == {
+        "e-1": ("accepted", None),
+        "e-2": ("rejected", mismatch("job-1", "acme", "globex")),
+        "e-3": ("accepted", None),
+        "e-4": ("accepted", None),
+    }
+    # In a later request, a single event: 422 with the same reason.
+    single = await client.post("/v1/events", json=wire_event("e-5", customer_id="globex"))
+    assert single.status_code == 422
+    assert single.json()["reason"] == mismatch("job-1", "acme", "globex")
+    stored = await db.fetch("SELECT event_id FROM usage_events ORDER BY event_id")
+    assert [r["event_id"] for r in stored] == ["e-1", "e-3", "e-4"]
+    assert await db.fetchval("SELECT count(*) FROM ledger_entries") == 3
+    assert (await _job_customer(db, "job-1"), await _job_customer(db, "job-2")) == (
+        "acme",
+        "globex",
+    )
+
+
+async def test_a_patch_sets_and_changes_a_job_s_customer_and_each_change_is_recorded(
+    client: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    for customer_id in ("acme", "globex"):
+        created = await client.post("/v1/customers", json={"id": customer_id, "name": "X"})
+        assert created.status_code == 201
+    # A job may be given its customer before any usage.
+    first = await client.patch("/v1/jobs/job-1", json={"customer_id": "acme"})
+    assert first.status_code == 200, first.text
+    assert (first.json()["customer_id"], first.json()["customer"]) == ("acme", None)
+    assert await _batch(client, wire_event("e-1", customer_id="acme")) == {
+        "e-1": ("accepted", None)
+    }
+    changed = await client.patch(
+        "/v1/jobs/job-1", json={"customer_id": "globex", "customer": "Globex Ltd"}
+    )
+    assert (changed.json()["customer_id"], changed.json()["customer"]) == ("globex", "Globex Ltd")
+    # From now on the job is globex's: acme's events are refused, a replay of the event
+    # recorded under acme is still a duplicate (it was judged when it came).
+    assert await _batch(
+        client,
+        wire_event("e-1", customer_id="acme"),
+        wire_event("e-2", customer_id="acme"),
+        wire_event("e-3", customer_id="globex"),
+    ) == {
+        "e-1": ("duplicate", None),
+        "e-2": ("rejected", mismatch("job-1", "globex", "acme")),
+        "e-3": ("accepted", None),
+    }
+    # The same customer again changes nothing and records nothing; null clears it.
+    assert (await client.patch("/v1/jobs/job-1", json={"customer_id": "globex"})).status_code == 200
+    cleared = await client.patch("/v1/jobs/job-1", json={"customer_id": None})
+    assert cleared.json()["customer_id"] is None
+    changes = await db.fetch(
+        "SELECT customer_before, customer_after FROM job_customer_changes "
+        "WHERE job_id = 'job-1' ORDER BY id"
+    )
+    assert [tuple(r) for r in changes] == [(None, "acme"), ("acme", "globex"), ("globex", None)]
+    # Without a customer, the next event naming one sets it again.
+    assert await _batch(client, wire_event("e-4", customer_id="acme")) == {
+        "e-4": ("accepted", None)
+    }
+    assert await _job_customer(db, "job-1") == "acme"
+
+
+async def test_a_patch_naming_a_customer_that_does_not_exist_is_refused(
+    client: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    await _batch(client, wire_event("e-1", customer_id="acme"))
+    response = await client.patch("/v1/jobs/job-1", json={"customer_id": "initech", "title": "T"})
+    assert response.status_code == 422
+    assert response.json()["detail"] == (
+        "customer_id: customer 'initech' does not exist (register it with POST /v1/customers first)"
+    )
+    # Nothing of the patch is applied.
+    row = await db.fetchrow("SELECT customer_id, title FROM jobs WHERE job_id = 'job-1'")
+    assert tuple(row) == ("acme", None)
+    assert await db.fetchval("SELECT count(*) FROM job_customer_changes") == 0
+
+
+async def test_the_invoice_s_customer_text_and_the_job_s_customer_are_apart(
+    client: AsyncTestClient[Any],
+) -> None:
+    await _batch(client, wire_event("e-1", customer_id="acme"))
+    named = await client.patch("/v1/jobs/job-1", json={"customer": "ACME Corporation, Dept. 7"})
+    assert (named.json()["customer"], named.json()["customer_id"]) == (
+        "ACME Corporation, Dept. 7",
+        "acme",
+    )
+    preview = (await client.get("/v1/jobs/job-1/invoice")).json()
+    # acme is not registered: the invoice is addressed by the job's free text, to acme.
+    assert preview["customer"] == {
+        "id": "acme",
+        "name": "ACME Corporation, Dept. 7",
+        "address": None,
+        "tax_id": None,
+    }
+
+
+# Concurrency ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def writers(database_url: str) -> AsyncIterator[tuple[asyncpg.Connection, ...]]:
+    async with connected(database_url) as first, connected(database_url) as second:
+        yield first, second
+
+
+async def test_a_batch_naming_another_customer_waits_for_the_first_and_is_refused(
+    writers: tuple[asyncpg.Connection, asyncpg.Connection], db: asyncpg.Connection
+) -> None:
+    first, second = writers
+    cache = CatalogCache()
+    acme = [
+        usage_event("a-1", job_id="job-new", customer_id="acme"),
+        usage_event("a-2", job_id="job-new"),
+    ]
+    globex = [
+        usage_event("g-1", job_id="job-new", customer_id="globex"),
+        usage_event("g-2", job_id="job-other", customer_id="globex"),
+    ]
+    # The first batch is recorded inside a transaction held open: its claim on job-new is
+    # not committed yet when the second batch arrives.
+    transaction = first.transaction()
+    await transaction.start()
+    try:
+        outcome = await record_batch(
+            first, cache, [*acme[:1], usage_event("a-2", job_id="job-new")]
+        )
+        assert [o.status for o in outcome.results] == [ACCEPTED, ACCEPTED]
+        racing = asyncio.ensure_future(record_batch(second, CatalogCache(), globex))
+        await wait_until(
+            lambda: db.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'transactionid' AND pid = $1 "
+                "AND NOT granted",
+                second.get_server_pid(),
+            ),
+            10,
+            "the second batch to wait for the first one's claim on the job",
+        )
+        assert not racing.done()
+    finally:
+        await transaction.commit()
+    outcome = await racing
+    assert [(o.id, o.status, o.reason) for o in outcome.results] == [
+        ("g-1", REJECTED, mismatch("job-new", "acme", "globex")),
+        ("g-2", ACCEPTED, None),
+    ]
+    assert await _job_customer(db, "job-new") == "acme"
+    stored = await db.fetch("SELECT event_id FROM usage_events ORDER BY event_id")
+    assert [r["event_id"] for r in stored] == ["a-1", "a-2", "g-2"]
+
+
+async def test_concurrent_batches_for_a_new_job_give_it_one_customer(
+    client: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    customers = ["acme", "globex", "initech", "umbrella"]
+
+    async def send(customer: str) -> dict[str, Any]:
+        events = [
+            wire_event(f"{customer}-{n}", job_id="job-race", customer_id=customer)
+            for n in range(20)
+        ]
+        return await _batch(client, *events)
+
+    answers = await asyncio.gather(*(send(c) for c in customers))
+    owner = await _job_customer(db, "job-race")
+    assert owner in customers
+    for customer, answer in zip(customers, answers, strict=True):
+        expected = (
+            ("accepted", None)
+            if customer == owner
+            else (
+                "rejected",
+                mismatch("job-race", owner, customer),
+            )
+        )
+        assert set(answer.values()) == {expected}
+    stored = await db.fetchval(
+        "SELECT count(*) FROM usage_events WHERE job_id = 'job-race' AND customer_id = $1", owner
+    )
+    assert (stored, await db.fetchval("SELECT count(*) FROM usage_events")) == (20, 20)

@@ -1,0 +1,66 @@
+"""The proxy's reservation estimate prices a call as the ledger will, long context included
+(``gateway.admission``, ``pricing.cost``).
+
+Claude Sonnet 4.5 in the AIMS catalog: 3.00 in / 15.00 out per 1M tokens; from 200,001
+input tokens every token at 6.00 / 22.50. A prompt is estimated at one token per four
+characters; the output at the call's ``max_tokens``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from service.catalog.service import bundled_catalog
+from service.gateway.admission import admit
+from service.gateway.models import CallContext, ChatRequest
+from service.gateway.ports import BudgetVerdict, fixed_catalog
+
+SONNET = "anthropic/claude-sonnet-4.5"
+
+
+class Recorder:
+    """A budget gate that admits every call and keeps the estimates it was asked for."""
+
+    def __init__(self) -> None:
+        self.estimates: list[Decimal] = []
+
+    async def reserve(
+        self, *, job_id: str, agent: str, model: str, estimated_cost_usd: Decimal
+    ) -> BudgetVerdict:
+        self.estimates.append(estimated_cost_usd)
+        return BudgetVerdict(True, reservation_id="r-1")
+
+    async def release(self, reservation_id: str) -> None:
+        pass
+
+
+async def estimate(prompt_characters: int) -> Decimal:
+    gate = Recorder()
+    request = ChatRequest(
+        model=SONNET,
+        body={
+            "model": SONNET,
+            "messages": [{"role": "user", "content": "x" * prompt_characters}],
+            "max_tokens": 1_000,
+        },
+    )
+    await admit(
+        request,
+        CallContext(job_id="job-1", agent="ORACLE"),
+        catalog=fixed_catalog(bundled_catalog()),
+        budgets=gate,
+        clock=lambda: datetime(2026, 11, 20, tzinfo=UTC),
+    )
+    [amount] = gate.estimates
+    return amount
+
+
+async def test_a_prompt_estimated_below_the_threshold_is_reserved_at_the_base_rate() -> None:
+    # 800,000 characters → 200,000 tokens: 200,000·3 + 1,000·15 = 615,000 per 1M
+    assert await estimate(800_000) == Decimal("0.615")
+
+
+async def test_a_prompt_estimated_at_the_threshold_is_reserved_at_the_long_context_rate() -> None:
+    # 800,001 characters → 200,001 tokens: 200,001·6 + 1,000·22.50 = 1,222,506 per 1M
+    assert await estimate(800_001) == Decimal("1.222506")
