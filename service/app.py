@@ -235,7 +235,7 @@ async def _start(
         chain,
         sink,
         database_catalog(pool, resources.catalog_cache),
-        budgets=DatabaseBudgets(pool, settings.gateway_reservation_seconds, settled=sink.idle),
+        budgets=DatabaseBudgets(pool, settings.gateway_reservation_seconds, settled=sink.settled),
         default_model=settings.gateway.default_model,
         default_max_tokens=settings.gateway.default_max_tokens,
     )

@@ -32,7 +32,7 @@ class DatabaseBudgets:
     the database directly.
 
     ``settled`` waits until the usage this process has answered for is on the ledger (the
-    sink's ``idle``): a call's usage is recorded just after its answer, and until then its
+    sink's ``settled``): a call's usage is recorded just after its answer, and until then its
     reservation still holds the whole estimate. A call refused meanwhile is asked again
     once that usage has settled its reservations (waiting at most a second), so that a
     caller's next call is judged on what was spent, as it would be a moment later.

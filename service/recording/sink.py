@@ -151,6 +151,7 @@ class RecordingSink:
         """Spool seqs queued or being recorded by this process (never replayed meanwhile)."""
         self._full = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
+        self._batch_done = asyncio.Condition()
         self.park_after_failures = park_after_failures
         self._failures: dict[int, int] = {}
         """Spool seq → replays in a row in which that event failed on its own. Kept in
@@ -207,6 +208,8 @@ class RecordingSink:
                 await self._record_spooled(batch)
             finally:
                 self._in_flight.difference_update(item.seq for item in batch)
+                async with self._batch_done:
+                    self._batch_done.notify_all()
 
     async def _record_one(self, event: UsageEvent) -> EventOutcome:
         """One attempt at recording ``event``, given up after ``record_timeout_seconds``."""
@@ -263,9 +266,17 @@ class RecordingSink:
             await self._park(event_id, body, result.status, result.reason)
 
     async def idle(self) -> None:
-        """Wait until the usage emitted so far has been recorded (or left in the spool)."""
+        """Wait until the usage emitted so far, and since, has been recorded (or left in the
+        spool): until the writer has nothing left."""
         while self._writer is not None and not self._writer.done():
             await asyncio.wait([self._writer])
+
+    async def settled(self) -> None:
+        """Wait until the usage emitted so far has been recorded (or left in the spool);
+        usage emitted meanwhile is not waited for, so this ends under steady traffic too."""
+        before = set(self._in_flight)
+        async with self._batch_done:
+            await self._batch_done.wait_for(lambda: before.isdisjoint(self._in_flight))
 
     async def aclose(self, grace_seconds: float) -> None:
         """Record what waits at once (up to ``grace_seconds``); the rest stays spooled."""

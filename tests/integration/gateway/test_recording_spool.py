@@ -29,6 +29,7 @@ from service.recording.service import record_batch
 from service.recording.sink import RecordingSink
 from service.settings import load_settings
 from tests.support.events import usage_event_in
+from tests.support.waiting import wait_until
 
 usage = partial(usage_event_in, job_id="job-spool", agent="ORACLE", provider_cost_usd="0.0003")
 # What a test puts in the spool is replayed at once (a sink leaves fresh usage to the process
@@ -300,5 +301,42 @@ async def test_a_sink_whose_record_fails_in_any_way_spools_the_usage(
         )
         assert spooled == 1
     finally:
+        await spool.close()
+        await pool.close()
+
+
+async def test_settled_waits_for_the_usage_emitted_so_far_not_for_what_comes_after(
+    database_url: str, tmp_path: Path
+) -> None:
+    settings = load_settings({"LUC_DATABASE_URL": database_url})
+    pool = await create_pool(database_url, settings.database)
+    cache = CatalogCache()
+    gates = [asyncio.Event(), asyncio.Event()]
+    batches: list[list[str]] = []
+
+    async def record(items: Sequence[UsageEvent | Rejection]) -> BatchOutcome:
+        batches.append([i.id for i in items])
+        await gates[len(batches) - 1].wait()  # each batch commits when the test says
+        async with pool.acquire() as conn:
+            return await record_batch(conn, cache, items)
+
+    spool = Spool(tmp_path / "spool.sqlite")
+    sink = RecordingSink(
+        pool, cache, settings.ingest, record=record, spool=spool, linger_seconds=0.0
+    )
+    try:
+        await sink.emit(usage("gen-a"))
+        settled = asyncio.create_task(sink.settled())
+        await wait_until(lambda: batches == [["gen-a"]], 10, "gen-a's batch to start")
+        await sink.emit(usage("gen-b"))  # after: in the next batch, not waited for
+        gates[0].set()
+        await asyncio.wait_for(settled, 10)  # gen-b's batch is still held
+        assert batches == [["gen-a"], ["gen-b"]] or batches == [["gen-a"]]
+        gates[1].set()
+        await sink.idle()
+        assert await spool.counts() == (0, 0)
+    finally:
+        gates[1].set()
+        await sink.aclose(grace_seconds=5)
         await spool.close()
         await pool.close()
