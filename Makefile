@@ -48,11 +48,12 @@ format: $(INSTALLED) ## Apply ruff's formatting and safe fixes
 typecheck: $(INSTALLED) ## mypy --strict on service/
 	$(BIN)/mypy
 
-bench: $(INSTALLED) ## Ingest vs COPY, ingest paths, reads at 10k and 10M rows, /metrics (long)
+bench: $(INSTALLED) ## Ingest vs COPY, ingest paths, reads at 10k and 10M rows, /metrics, the proxy (long)
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.ingest_paths
 	$(BIN)/python -m bench.reads --ledger-rows 10000000
 	$(BIN)/python -m bench.metrics
+	$(BIN)/python -m bench.proxy
 
 clean: ## Remove .venv and caches (not your data)
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .import_linter_cache

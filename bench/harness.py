@@ -98,9 +98,16 @@ def scratch_database() -> Iterator[BenchDatabase]:
 
 
 def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU of one process so far."""
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
+    """User + system CPU of a process so far, its children's included (the workers of
+    ``luc serve --workers N``, live or already reaped)."""
+    main = psutil.Process(pid)
+    times = main.cpu_times()
+    total = times.user + times.system + times.children_user + times.children_system
+    for child in main.children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child_times = child.cpu_times()
+            total += child_times.user + child_times.system
+    return float(total)
 
 
 def postgres_cpu_seconds(postmaster_pid: int) -> float | None:

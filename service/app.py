@@ -19,8 +19,6 @@ import asyncpg
 import structlog
 from litestar import Litestar
 from litestar.exceptions import HTTPException
-from litestar.middleware import DefineMiddleware
-from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from uvicorn.config import STARTUP_FAILURE
@@ -44,11 +42,13 @@ from service.api.openapi import document_errors
 from service.api.parked import ParkedUsageController
 from service.api.plans import PlansController
 from service.api.proxy import ChatCompletionsController
+from service.api.rate_limit import RateLimitMiddleware
 from service.api.reconciliation import ReconciliationController
 from service.api.reference import ReferencePage
 from service.api.usage import UsageController
-from service.auth.guard import rate_limit_identity, require_key
+from service.auth.guard import require_key
 from service.auth.keys import count_admin_keys
+from service.auth.rate_limit import RateLimiter
 from service.budgets.delivery import Dispatcher, make_webhook_client
 from service.catalog.service import CatalogCache, seed_catalog
 from service.client.spool import Spool
@@ -72,20 +72,12 @@ from service.settings import Settings, get_settings
 log = structlog.get_logger("luc")
 
 
-def rate_limit(settings: Settings) -> list[DefineMiddleware]:
-    """Per key (or per address without one) request rate, in this process."""
-    if not settings.auth.rate_limit_per_second:
-        return []
-    config = RateLimitConfig(
-        rate_limit=("second", settings.auth.rate_limit_per_second),
-        exclude=["/healthz", "/readyz"],
-        identifier_for_request=rate_limit_identity,
-    )
-    return [config.middleware]
-
-
 async def start_when_reachable(
-    app: Litestar, settings: Settings, metrics: Metrics, stack: contextlib.AsyncExitStack
+    app: Litestar,
+    settings: Settings,
+    metrics: Metrics,
+    stack: contextlib.AsyncExitStack,
+    prepared: bool,
 ) -> None:
     """``start`` once PostgreSQL answers; give up, ending the process, after
     ``LUC_DB_STARTUP_TIMEOUT_SECONDS``."""
@@ -94,7 +86,7 @@ async def start_when_reachable(
         await wait_for_database(
             settings.database.url, within=settings.database.startup_timeout_seconds
         )
-        await start(app, settings, metrics, stack)
+        await start(app, settings, metrics, stack, prepared)
     except Exception as exc:
         # Anything, not only LucError (a refused password once PostgreSQL answers): a
         # failure left in this task would keep the process answering 503 for ever.
@@ -106,21 +98,26 @@ async def start_when_reachable(
 
 
 async def start(
-    app: Litestar, settings: Settings, metrics: Metrics, stack: contextlib.AsyncExitStack
+    app: Litestar,
+    settings: Settings,
+    metrics: Metrics,
+    stack: contextlib.AsyncExitStack,
+    prepared: bool = False,
 ) -> None:
     """Connect, migrate, check and start LUC's parts; their stops go on ``stack`` (undone
     in reverse when the app stops). ``app.state.luc`` is set last: until then the routes
     answer 503 (``service.api.deps``)."""
     # What this attempt started is stopped again if it fails half-way.
     async with contextlib.AsyncExitStack() as attempt:
-        await _start(app, settings, metrics, attempt)
+        await _start(app, settings, metrics, attempt, prepared)
         stack.push_async_callback(attempt.pop_all().aclose)
 
 
-async def _start(
-    app: Litestar, settings: Settings, metrics: Metrics, stack: contextlib.AsyncExitStack
-) -> None:
-    url = await resolve_database_url(settings.database)
+async def prepare_database(url: str, settings: Settings, pool: asyncpg.Pool) -> None:
+    """What the database needs once before LUC serves, whatever the number of processes:
+    the schema migrated (or, behind a transaction pooler, checked), the runtime role's
+    grants checked, the AIMS catalog loaded into an empty ledger. ``luc serve --workers N``
+    runs it once in the parent process; a lone process runs it as it starts."""
     if settings.database.pooler != "transaction":
         try:
             await migrate(url)
@@ -128,9 +125,7 @@ async def _start(
             if is_unavailable(exc):
                 raise DatabaseUnavailableError(f"cannot migrate: {exc}") from exc
             raise
-    pool = await create_pool(url, settings.database)
-    stack.push_async_callback(pool.close)
-    if settings.database.pooler == "transaction":
+    else:
         # Migrations hold a session lock that a transaction pooler cannot keep: they run
         # apart, on a direct connection (`luc migrate`); here the schema is only checked.
         await on_connection(pool, check_schema_revision)
@@ -160,6 +155,20 @@ async def _start(
                 detail="every route but /healthz needs an API key; create the first one "
                 "with: luc keys create --scope admin --name <you>",
             )
+
+
+async def _start(
+    app: Litestar,
+    settings: Settings,
+    metrics: Metrics,
+    stack: contextlib.AsyncExitStack,
+    prepared: bool,
+) -> None:
+    url = await resolve_database_url(settings.database)
+    pool = await create_pool(url, settings.database)
+    stack.push_async_callback(pool.close)
+    if not prepared:
+        await prepare_database(url, settings, pool)
     # The ledger's coming months, now and every LUC_PARTITION_CHECK_SECONDS.
     upkeep = asyncio.create_task(
         keep_months_ahead(pool, settings.database.partition_check_seconds),
@@ -182,21 +191,28 @@ async def _start(
     plan_cache = PlanCache(settings.billing.default_plan)
     recorder = Recorder(pool, catalog_cache, plan_cache, settings.ingest, metrics, dispatcher)
     resources = Resources(settings, pool, catalog_cache, recorder, metrics, dispatcher)
+    if settings.auth.rate_limit_per_second:
+        resources.rate_limiter = RateLimiter(pool, settings.auth.rate_limit_per_second)
+        stack.push_async_callback(resources.rate_limiter.aclose)
     # The gateway behind /v1/chat/completions: one long-lived client per upstream
-    # (timeouts and limits in upstream_client); usage goes straight to the ledger.
+    # (timeouts and limits in upstream_client).
     openrouter_http = upstream_client(settings.gateway.timeout_seconds)
     stack.push_async_callback(openrouter_http.aclose)
     vertex_http = upstream_client(settings.gateway.timeout_seconds)
     stack.push_async_callback(vertex_http.aclose)
-    # Usage of proxied calls waits here while it cannot be recorded, and what the ledger
-    # refuses is parked here; one file per database, so two ledgers on one machine never
-    # replay into each other.
+    # Every proxied call's usage is made durable here before its answer ends, then recorded
+    # in batches off the answer's path; what the ledger refuses is parked here. One file per
+    # database, so two ledgers on one machine never replay into each other, shared by the
+    # processes of one ``luc serve --workers N`` (one of them at a time replays it).
     spool = Spool(
         settings.database.data_dir
         / "spool"
         / f"gateway-{hashlib.sha256(url.encode()).hexdigest()[:16]}.sqlite"
     )
     stack.push_async_callback(spool.close)
+    resources.group_writer = GroupWriter(recorder.record_events, writers=settings.ingest.writers)
+    resources.group_writer.start()
+    stack.push_async_callback(resources.group_writer.stop)
     sink = RecordingSink(
         pool,
         resources.catalog_cache,
@@ -210,20 +226,24 @@ async def _start(
     resources.recording = sink
     replay_task = asyncio.create_task(sink.run_replay(), name="luc-gateway-spool-replay")
     stack.push_async_callback(_cancelled, replay_task)
+    # Usage on its way to the ledger gets there before the pool closes (stops run in
+    # reverse); what does not stays spooled.
+    stack.push_async_callback(
+        lambda: sink.aclose(grace_seconds=settings.gateway.record_timeout_seconds)
+    )
     chain = build_chain(settings, openrouter_http=openrouter_http, vertex_http=vertex_http)
     metrics.gateway_stub_mode.set(1 if chain.heuristic else 0)
     resources.gateway = Gateway(
         chain,
         sink,
         database_catalog(pool, resources.catalog_cache),
-        budgets=DatabaseBudgets(pool, settings.gateway_reservation_seconds, plan_cache),
+        budgets=DatabaseBudgets(
+            pool, settings.gateway_reservation_seconds, plan_cache, settled=sink.settled
+        ),
         default_model=settings.gateway.default_model,
         default_max_tokens=settings.gateway.default_max_tokens,
     )
-    resources.group_writer = GroupWriter(recorder.record_events, writers=settings.ingest.writers)
-    resources.group_writer.start()
-    stack.push_async_callback(resources.group_writer.stop)
-    # Streams still being read are metered before the pool closes (stops run in reverse).
+    # Streams still being read are metered before the sink closes (stops run in reverse).
     gateway = resources.gateway
     stack.push_async_callback(
         lambda: gateway.aclose(grace_seconds=settings.gateway.timeout_seconds)
@@ -264,7 +284,9 @@ async def _cancelled(task: asyncio.Task[None]) -> None:
         await task
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
+def create_app(settings: Settings | None = None, *, prepared: bool = False) -> Litestar:
+    """The app; ``prepared``: the database was migrated and seeded already (by the parent
+    of ``luc serve --workers N``), so this process connects and serves."""
     settings = settings or get_settings()
     metrics = Metrics()
 
@@ -286,10 +308,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
                     f"(LUC_DB_STARTUP_TIMEOUT_SECONDS={settings.database.startup_timeout_seconds:g})",
                 )
                 starting = asyncio.create_task(
-                    start_when_reachable(app, settings, metrics, stack), name="luc-start"
+                    start_when_reachable(app, settings, metrics, stack, prepared),
+                    name="luc-start",
                 )
             else:
-                await start(app, settings, metrics, stack)
+                await start(app, settings, metrics, stack, prepared)
             try:
                 yield
             finally:
@@ -320,7 +343,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ParkedUsageController,
         ],
         lifespan=[lifespan],
-        middleware=[observe_requests(metrics), *rate_limit(settings)],
+        # The rate limit counts in PostgreSQL (per key, across processes): a process without
+        # a limit set does not even look.
+        middleware=[
+            observe_requests(metrics),
+            *([RateLimitMiddleware] if settings.auth.rate_limit_per_second else []),
+        ],
         guards=[require_key],
         exception_handlers={
             LucError: luc_error_handler,

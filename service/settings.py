@@ -59,6 +59,9 @@ class ServerSettings:
     log_format: str | None = None
     """``LUC_LOG_FORMAT``: ``json`` (one object per line) or ``console`` (aligned, for
     people); unset, ``console`` when stderr is a terminal and ``json`` otherwise."""
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    """``LUC_WORKERS``: processes of ``luc serve`` behind its one port, each with its own
+    pool and writers (default: the number of CPUs)."""
 
 
 @dataclass(frozen=True)
@@ -117,9 +120,9 @@ class GatewaySettings:
     that sets no ``max_tokens``: its estimate is reserved with this many output tokens,
     and it is sent upstream as the call's ``max_tokens`` so that the estimate is a cap."""
     record_timeout_seconds: float = 5.0
-    """``LUC_GATEWAY_RECORD_TIMEOUT_SECONDS``: longest wait for a proxied call's usage to
-    reach the ledger before the answer's end; past it the usage goes to the local spool
-    (replayed), so a held lock never holds up answers."""
+    """``LUC_GATEWAY_RECORD_TIMEOUT_SECONDS``: longest one attempt to record a proxied
+    call's usage may take (it is in the local spool already, off the answer's path); past
+    it the usage stays spooled and is replayed, so a held lock never holds up the writer."""
     http_referer: str | None = None
     """``LUC_GATEWAY_HTTP_REFERER``: ``HTTP-Referer`` sent to OpenRouter (app attribution)."""
     app_title: str = "LUC"
@@ -201,7 +204,8 @@ class AuthSettings:
     metrics_public: bool = False
     """``LUC_METRICS_PUBLIC``: ``1`` lets Prometheus scrape /metrics without a key."""
     rate_limit_per_second: int = 1000
-    """``LUC_RATE_LIMIT_PER_SECOND``: requests per second per key (or address); 0 = off."""
+    """``LUC_RATE_LIMIT_PER_SECOND``: requests per second per key (or address), counted
+    across every process on the database; 0 = off."""
 
 
 @dataclass(frozen=True)
@@ -355,6 +359,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             if env.get("LUC_LOG_FORMAT")
             else None
         ),
+        workers=_int(env, "LUC_WORKERS", os.cpu_count() or 1),
     )
     ingest = IngestSettings(
         max_batch_events=_int(env, "LUC_MAX_BATCH_EVENTS", 5000),

@@ -10,6 +10,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 
 from service.auth.guard import KeyCache
+from service.auth.rate_limit import RateLimiter
 from service.budgets.delivery import Dispatcher
 from service.catalog.service import CatalogCache
 from service.customers.plans import PlanCache
@@ -38,6 +39,8 @@ class Resources:
     """Behind ``POST /v1/chat/completions``; built in the lifespan."""
     recording: RecordingSink | None = None
     """The gateway's usage sink: its spool and parked usage (``/v1/usage/parked``)."""
+    rate_limiter: RateLimiter | None = None
+    """Requests per key and second, across processes; ``None`` when there is no limit."""
 
     @property
     def plan_cache(self) -> PlanCache:

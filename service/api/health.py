@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from litestar import Response, get
 from litestar.datastructures import State
 from litestar.openapi import ResponseSpec
@@ -57,9 +59,10 @@ def gateway_readiness(luc: Resources) -> GatewayReadiness | None:
 )
 async def readyz(state: State) -> Response[Readiness]:
     luc = started(state)
+    pid = os.getpid()
     if luc is None:
-        return Response(Readiness("starting: waiting for PostgreSQL", None), status_code=503)
+        return Response(Readiness("starting: waiting for PostgreSQL", None, pid), status_code=503)
     gateway = gateway_readiness(luc)
     if not await answers(luc.pool):
-        return Response(Readiness("database unavailable", gateway), status_code=503)
-    return Response(Readiness("ready", gateway))
+        return Response(Readiness("database unavailable", gateway, pid), status_code=503)
+    return Response(Readiness("ready", gateway, pid))

@@ -4,10 +4,12 @@ Point any OpenAI SDK at LUC (``base_url=<luc>/v1``, ``api_key=<LUC key of scope
 ingest>``) and attribute each call with the ``X-LUC-Job`` and ``X-LUC-Agent`` headers.
 LUC reserves the call's estimate under its hard budgets (or answers 402), calls the chain
 (its own upstream keys never leave the server), answers as the provider did, and records
-the call's usage once, with the reservation id that settles the reservation (when the
-ledger cannot take it now, it waits in the local spool, or is parked for an operator: the
-answer is delivered either way; ``service.recording.sink``). Errors have OpenAI's shape,
-``{"error": {"message", "type", "code"}}``, so SDKs raise their usual exceptions.
+the call's usage once, with the reservation id that settles the reservation: durable in
+the local spool before the answer's last byte, on the ledger just after, off the answer's
+path (when the ledger cannot take it now, it waits in the spool, or is parked for an
+operator: the answer is delivered either way; ``service.recording.sink``). Errors have
+OpenAI's shape, ``{"error": {"message", "type", "code"}}``, so SDKs raise their usual
+exceptions.
 
 Streams are passed through chunk by chunk as they arrive. If the client goes away
 mid-stream, LUC keeps reading the upstream stream to its end and records the whole

@@ -194,6 +194,21 @@ WHERE deleted_at IS NULL
 ORDER BY id
 """
 
+# Whether a call of job $1 by agent $2 on model $3 may fall under a hard budget: the
+# gateway's one look before it bothers to reserve. A hard customer budget of any customer
+# counts (the job's customer is only resolved by the reservation itself), so this may say
+# yes when the full look says no, never the other way round.
+HARD_BUDGET_MAY_APPLY = """
+SELECT EXISTS (
+    SELECT 1 FROM budgets
+    WHERE deleted_at IS NULL AND hard
+      AND (scope IN ('global', 'customer')
+           OR (scope = 'job' AND scope_id = $1)
+           OR (scope = 'agent' AND scope_id = $2)
+           OR (scope = 'model' AND scope_id = $3))
+)
+"""
+
 # The customer a call of job $1 is for, when the caller does not say: the job's, and its
 # plan (what a price budget converts the estimate with).
 SELECT_JOB_CUSTOMER = """

@@ -5,8 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
+import shutil
 import signal
+import socket
 import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -19,13 +26,30 @@ from service.cli.database import (
 )
 from service.db import CONNECTION_ERRORS
 from service.errors import DatabaseUnavailableError
-from service.settings import get_settings
+from service.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from litestar import Litestar
+
+
+# How the parent of ``luc serve --workers N`` hands its work to the workers it spawns (they
+# start from a fresh interpreter and read their settings again): not settings of LUC's.
+_WORKER_DATABASE_URL = "_LUC_WORKER_DATABASE_URL"
+_WORKER_PREPARED = "_LUC_WORKER_PREPARED"
+# prometheus-client's own variable: where every process keeps its series (multiprocess mode).
+_METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
 @click.command()
 @click.option("--host", default=None, help="Address to bind (default LUC_HOST or 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port to bind (default LUC_PORT or 8000).")
-def serve(host: str | None, port: int | None) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes behind the port (default LUC_WORKERS or the number of CPUs).",
+)
+def serve(host: str | None, port: int | None, workers: int | None) -> None:
     """Run the HTTP API (creates and migrates the database and loads the AIMS catalog first)."""
     import structlog
     import uvicorn
@@ -38,21 +62,140 @@ def serve(host: str | None, port: int | None) -> None:
     structlog.get_logger("luc").info("database", database=describe(settings.database))
     # uvicorn re-raises SIGTERM once it has shut down gracefully; with the default handler
     # the process would die without running atexit, leaving the embedded PostgreSQL up.
+    # (With workers, uvicorn's supervisor handles it and returns: atexit runs all the same.)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    host = host or settings.server.host
+    port = settings.server.port if port is None else port
+    workers = settings.server.workers if workers is None else workers
+    if workers > 1:
+        _serve_workers(settings, workers, host, port)
+        return
+    _tune_gc()
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def _tune_gc() -> None:
     # A 5,000-event batch allocates hundreds of thousands of short-lived objects; with the
     # default thresholds the collector ran dozens of times per batch (a fifth of the CPU,
     # measured with py-spy). Start-up objects are frozen out of every collection.
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
-    uvicorn.run(
-        create_app(settings),
-        host=host or settings.server.host,
-        port=settings.server.port if port is None else port,
+
+
+def _serve_workers(settings: Settings, workers: int, host: str, port: int) -> None:
+    """``workers`` processes behind one port, uvicorn's supervisor over them (it binds the
+    port once, hands the socket to each, and replaces one that dies). This process starts
+    the embedded PostgreSQL (stopped when it exits), migrates and loads the catalog once;
+    each worker then has its own pool, writers and spool replay, and its series in
+    prometheus-client's multiprocess files, summed at every scrape."""
+    import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    url, prepared = asyncio.run(_prepare(settings))
+    metrics_dir, made = _metrics_dir()
+    os.environ[_METRICS_DIR] = str(metrics_dir)
+    os.environ[_WORKER_DATABASE_URL] = url
+    os.environ[_WORKER_PREPARED] = "1" if prepared else "0"
+    config = uvicorn.Config(
+        f"{__name__}:worker_app",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
     )
+    # uvicorn.run() with workers, but the supervisor kept: a worker that could not start
+    # (PostgreSQL never answered) ends the whole server with the start-up failure status,
+    # as a lone process does, so that a process manager sees a failed start.
+    supervisor = Multiprocess(config, sockets=[_tcp(config.bind_socket())])
+    try:
+        supervisor.run()
+    finally:
+        if made:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+    if any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes):
+        sys.exit(STARTUP_FAILURE)
+
+
+def _tcp(sock: socket.socket) -> socket.socket:
+    """``sock`` saying it speaks TCP. uvicorn binds it with protocol 0, and asyncio turns
+    Nagle's algorithm off (``TCP_NODELAY``) only on connections of a socket that says TCP:
+    without it, every answer sent in two writes (head, then body) waited about 40 ms for
+    the client's delayed ACK, in every worker."""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return sock
+    return socket.socket(sock.family, sock.type, socket.IPPROTO_TCP, fileno=sock.detach())
+
+
+def _metrics_dir() -> tuple[Path, bool]:
+    """The multiprocess metrics folder, empty: ``PROMETHEUS_MULTIPROC_DIR`` when set (its
+    files from an earlier run removed, or counters would go on from there), else a new
+    temporary one (``True``: removed again at exit)."""
+    given = os.environ.get(_METRICS_DIR)
+    if not given:
+        return Path(tempfile.mkdtemp(prefix="luc-metrics-")), True
+    folder = Path(given)
+    folder.mkdir(parents=True, exist_ok=True)
+    for leftover in folder.glob("*.db"):
+        leftover.unlink()
+    return folder, False
+
+
+async def _prepare(settings: Settings) -> tuple[str, bool]:
+    """The database's URL (the embedded server started here), and whether it is ready:
+    migrated, checked and seeded. An external PostgreSQL that does not answer now is left
+    to the workers, which serve 503 meanwhile and prepare it when it answers (migrations
+    and seeding take locks, so that happens once)."""
+    import structlog
+
+    from service.app import prepare_database
+    from service.db import create_pool, wait_for_database
+    from service.db.embedded import resolve_database_url
+
+    url = await resolve_database_url(settings.database)
+    try:
+        await wait_for_database(url, within=0)
+    except DatabaseUnavailableError as exc:
+        structlog.get_logger("luc").warning(
+            "database_unreachable_at_start",
+            error=str(exc),
+            detail="each worker answers 503 while waiting for it",
+        )
+        return url, False
+    one = replace(settings.database, pool_min_size=1, pool_max_size=1)
+    pool = await create_pool(url, one)
+    try:
+        await prepare_database(url, settings, pool)
+    finally:
+        await pool.close()
+    return url, True
+
+
+def worker_app() -> Litestar:
+    """The app of one worker of ``luc serve --workers N`` (uvicorn's factory, called in
+    each process it spawns): on the parent's database, prepared by the parent."""
+    from service.app import create_app
+    from service.logs import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.server.log_level, settings.server.log_format)
+    database = replace(settings.database, url=os.environ[_WORKER_DATABASE_URL])
+    app = create_app(
+        replace(settings, database=database), prepared=os.environ.get(_WORKER_PREPARED) == "1"
+    )
+    _tune_gc()
+    return app
 
 
 @click.command()

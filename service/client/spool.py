@@ -9,14 +9,23 @@ Why SQLite for the spool: appends and acknowledgements are small atomic transact
 (``synchronous=FULL``: on disk when ``emit`` returns), an acknowledged batch disappears
 in one statement, and no compaction or offset file is needed, as append-only JSONL
 files would require. It is local to the gateway's machine; the ledger stays in PostgreSQL.
+
+Every proxied call's usage passes through LUC's spool (SPEC §8: durable before the answer
+ends, and off the call's path), so ``append`` and ``settle_grouped`` are a group commit:
+whatever waits when the spool's thread is free goes in one transaction, one ``fsync`` for
+all of it, as PostgreSQL commits a group. Several LUC processes may share one file
+(SQLite locks it); ``lead_replay`` lets one of them at a time replay it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import os
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,10 +58,16 @@ DROP TABLE kept_aside;
 """
 # A row to park: (event_id, body, status, reason).
 ParkRow = tuple[str, bytes, str, "str | None"]
+# A row to settle aside: (seq, event_id, body, status, reason).
+AsideRow = tuple[int, str, bytes, str, "str | None"]
 _WAITING_CONFLICT = (
     "another report of this id, with other content, waits in the spool; replay this one "
     "once that one is on the ledger to see how they differ"
 )
+
+
+_Work = Callable[[float], Any]
+"""Grouped work: run on the spool's thread inside the group's transaction, given its time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +96,11 @@ class Spool:
         self.path = path
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="luc-spool")
         self._conn: sqlite3.Connection | None = None
+        self._queued: list[tuple[_Work, bool, asyncio.Future[Any]]] = []
+        """Grouped work waiting for the spool's thread: (work, durable, its caller's future)."""
+        self._flusher: asyncio.Task[None] | None = None
+        self._lead: int | None = None
+        """The replay lock's file descriptor, once this process holds it."""
 
     async def _run(self, work: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._thread, work, *args)
@@ -144,6 +164,95 @@ class Spool:
                     # ...but another report of it, with other content, is not dropped either.
                     self._park_rows([(event_id, body, "conflict", _WAITING_CONFLICT)], now)
 
+    # Group commit --------------------------------------------------------------------------
+
+    async def append(self, event_id: str, body: bytes) -> int | None:
+        """``add`` one event, on disk when it returns; concurrent appends (and settles) share
+        the transaction, so they share its one ``fsync``. Returns the event's ``seq`` in
+        ``pending``; ``None`` when the id waits there already (the same report: nothing more
+        to do; another one: parked as a conflict, as ``add`` does)."""
+        seq: int | None = await self._grouped(
+            lambda now: self._append_row(event_id, body, now), durable=True
+        )
+        return seq
+
+    async def settle_grouped(self, done: Sequence[int], aside: Sequence[AsideRow]) -> None:
+        """``settle`` in the next group, without an ``fsync`` of its own: a settle lost in
+        a power cut leaves the event pending, and its replay finds it on the ledger already
+        (``duplicate``: stored once) or refused again (parked again)."""
+        await self._grouped(lambda now: self._settle_rows(done, aside, now), durable=False)
+
+    async def _grouped(self, work: _Work, *, durable: bool) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queued.append((work, durable, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="luc-spool-group")
+        # A caller that goes away (cancelled) leaves its work queued: it is done all the same.
+        return await future
+
+    async def _flush(self) -> None:
+        """Run what is queued, a group per transaction, until nothing is: the queue fills
+        while the thread commits the group before."""
+        while self._queued:
+            group, self._queued = self._queued, []
+            durable = any(needs_sync for _, needs_sync, _ in group)
+            try:
+                results = await self._run(self._in_one, [work for work, _, _ in group], durable)
+            except Exception as exc:  # every caller of the group hears of it
+                for _, _, future in group:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, _, future), result in zip(group, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+    def _in_one(self, works: Sequence[_Work], durable: bool) -> list[Any]:
+        if self._conn is None:
+            self._open()
+        if not durable:
+            self.conn.execute("PRAGMA synchronous=NORMAL")  # committed, not yet fsync'd
+        try:
+            now = time.time()
+            with self.conn:
+                # The write lock at once (waiting for another process's group, if any): a
+                # transaction that read first could not take it later without failing.
+                self.conn.execute("BEGIN IMMEDIATE")
+                return [work(now) for work in works]
+        finally:
+            if not durable:
+                self.conn.execute("PRAGMA synchronous=FULL")
+
+    def _append_row(self, event_id: str, body: bytes, now: float) -> int | None:
+        cursor = self.conn.execute(
+            "INSERT OR IGNORE INTO pending (event_id, body, added_at) VALUES (?, ?, ?)",
+            (event_id, body, now),
+        )
+        if cursor.rowcount:
+            return cursor.lastrowid
+        waiting = self.conn.execute(
+            "SELECT body FROM pending WHERE event_id = ?", (event_id,)
+        ).fetchone()
+        if waiting is not None and bytes(waiting[0]) != body:
+            self._park_rows([(event_id, body, "conflict", _WAITING_CONFLICT)], now)
+        return None
+
+    def lead_replay(self) -> bool:
+        """Whether this process replays the file: the first to ask holds an exclusive
+        ``flock`` on ``<spool>.replay-lock`` until it closes the spool (or dies, when the
+        kernel lets go of it), so two processes sharing the file never replay it at once."""
+        if self._lead is not None:
+            return True
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(f"{self.path}.replay-lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._lead = fd
+        return True
+
     def _park_rows(self, rows: Sequence[ParkRow], now: float) -> None:
         self.conn.executemany(
             # The same body parked again (a refused replay) keeps one row, reason updated.
@@ -153,38 +262,46 @@ class Spool:
             [(event_id, body, status, reason, now) for event_id, body, status, reason in rows],
         )
 
-    async def take(self, limit: int) -> list[tuple[int, str, bytes]]:
-        result: list[tuple[int, str, bytes]] = await self._run(self._take, limit)
+    async def take(
+        self, limit: int, *, added_before: float | None = None, skip: Collection[int] = ()
+    ) -> list[tuple[int, str, bytes]]:
+        """Up to ``limit`` waiting rows, oldest first: only those added before the Unix time
+        ``added_before`` (when given), and none of ``skip``."""
+        result: list[tuple[int, str, bytes]] = await self._run(
+            self._take, limit, added_before, frozenset(skip)
+        )
         return result
 
-    def _take(self, limit: int) -> list[tuple[int, str, bytes]]:
+    def _take(
+        self, limit: int, added_before: float | None, skip: frozenset[int]
+    ) -> list[tuple[int, str, bytes]]:
         conn = self._opened()
         if conn is None:
             return []
-        return conn.execute(
-            "SELECT seq, event_id, body FROM pending ORDER BY seq LIMIT ?", (limit,)
+        rows = conn.execute(
+            "SELECT seq, event_id, body FROM pending WHERE added_at < ? ORDER BY seq LIMIT ?",
+            (float("inf") if added_before is None else added_before, limit + len(skip)),
         ).fetchall()
+        return [row for row in rows if row[0] not in skip][:limit]
 
-    async def settle(
-        self, done: Sequence[int], aside: Sequence[tuple[int, str, bytes, str, str | None]]
-    ) -> None:
+    async def settle(self, done: Sequence[int], aside: Sequence[AsideRow]) -> None:
         """Remove delivered rows (``done``) and park refused ones (``aside``) from pending."""
         await self._run(self._settle, done, aside)
 
-    def _settle(
-        self, done: Sequence[int], aside: Sequence[tuple[int, str, bytes, str, str | None]]
-    ) -> None:
-        now = time.time()
+    def _settle(self, done: Sequence[int], aside: Sequence[AsideRow]) -> None:
         with self.conn:
             self.conn.execute("BEGIN")
-            self._park_rows(
-                [(event_id, body, status, reason) for _, event_id, body, status, reason in aside],
-                now,
-            )
-            self.conn.executemany(
-                "DELETE FROM pending WHERE seq = ?",
-                [(seq,) for seq in [*done, *(a[0] for a in aside)]],
-            )
+            self._settle_rows(done, aside, time.time())
+
+    def _settle_rows(self, done: Sequence[int], aside: Sequence[AsideRow], now: float) -> None:
+        self._park_rows(
+            [(event_id, body, status, reason) for _, event_id, body, status, reason in aside],
+            now,
+        )
+        self.conn.executemany(
+            "DELETE FROM pending WHERE seq = ?",
+            [(seq,) for seq in [*done, *(a[0] for a in aside)]],
+        )
 
     async def park(self, rows: Sequence[ParkRow]) -> None:
         """Park usage that never waited in ``pending`` (refused on its first attempt)."""
@@ -259,7 +376,14 @@ class Spool:
         )
 
     async def close(self) -> None:
+        if self._flusher is not None:
+            # What was queued is written before the file closes (a call's usage among it).
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._flusher)
         if self._conn is not None:
             await self._run(self._conn.close)
             self._conn = None
         self._thread.shutdown(wait=True)
+        if self._lead is not None:
+            os.close(self._lead)  # and so the lock: another process may replay now
+            self._lead = None

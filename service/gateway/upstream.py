@@ -13,6 +13,7 @@ on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -304,6 +305,12 @@ def billed(error: GatewayError, attempt: BilledAttempt) -> GatewayError:
     return error
 
 
+DRAIN_SECONDS = 5.0
+"""How long what follows ``[DONE]`` may take to end the body before the connection is
+closed instead of kept for the next call."""
+_draining: set[asyncio.Task[None]] = set()
+
+
 class HttpStream:
     """An open SSE answer; ``events()`` reads it once, to the end or the first failure."""
 
@@ -311,15 +318,18 @@ class HttpStream:
         self.provider = provider
         self.response = response
         self.generation_id = response.headers.get("x-generation-id")
+        self._drained = False
 
     async def events(self) -> AsyncIterator[StreamEvent]:
         name = self.provider.name
+        messages = sse_messages(self.response.aiter_lines())
         try:
-            async for message in sse_messages(self.response.aiter_lines()):
+            async for message in messages:
                 if message.comment:
                     yield StreamEvent(message.text.encode(), comment=True)
                     continue
                 if message.text.strip() == DONE:
+                    self._drain(messages)
                     return
                 try:
                     data = decode_json(message.text)
@@ -337,10 +347,33 @@ class HttpStream:
                 f"the stream broke off ({type(exc).__name__}: {exc})", provider=name
             ) from exc
         finally:
-            await self.response.aclose()
+            if not self._drained:
+                await self.response.aclose()
+
+    def _drain(self, rest: AsyncIterator[Any]) -> None:
+        """Read what follows ``[DONE]`` (the body's end) in the background, then close: a
+        response read to its end gives its connection back to httpx's pool, one left
+        unread closes it, and every stream paid for a new TCP (and TLS) connection."""
+        self._drained = True
+
+        async def drain() -> None:
+            try:
+                async with asyncio.timeout(DRAIN_SECONDS):
+                    async for _ in rest:
+                        pass  # nothing is expected after [DONE]: a provider's extras
+            except Exception:  # a body that never ends or breaks: the connection goes
+                pass
+            finally:
+                with contextlib.suppress(Exception):
+                    await self.response.aclose()
+
+        task = asyncio.create_task(drain(), name="luc-upstream-drain")
+        _draining.add(task)
+        task.add_done_callback(_draining.discard)
 
     async def aclose(self) -> None:
-        await self.response.aclose()
+        if not self._drained:
+            await self.response.aclose()
 
 
 def first_choice(data: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -1,9 +1,18 @@
-"""The service's registry and the instruments that count what this process did."""
+"""The service's registry and the instruments that count what this process did.
+
+Under ``luc serve --workers N`` each worker counts in prometheus-client's multiprocess
+files (``PROMETHEUS_MULTIPROC_DIR``, set by the parent before it spawns them), and a scrape,
+whichever worker answers it, sums the files of all of them; the ledger's series come from
+the database, once, beside them.
+"""
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.exposition import generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from service.metrics.rollup_series import LedgerCollector, LedgerSnapshot
 
@@ -19,6 +28,8 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=False)
         self.ledger = LedgerCollector()
         self.registry.register(self.ledger)
+        # prometheus-client reads its own variable when it is imported; so does LUC here.
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         self.events = Counter(
             "luc_events",
             "Events received by this process, by ingest outcome",
@@ -73,15 +84,19 @@ class Metrics:
             "Attempts to replay the spool that placed nothing (each is retried with backoff)",
             registry=self.registry,
         )
+        # Read from the spool file (shared by the workers) by the process that is scraped,
+        # just before it renders: its reading is the most recent.
         self.gateway_spool_pending = Gauge(
             "luc_gateway_spool_pending_events",
             "Usage events waiting in the local spool to be recorded",
             registry=self.registry,
+            multiprocess_mode="mostrecent",
         )
         self.gateway_parked_events = Gauge(
             "luc_gateway_parked_events",
             "Usage events parked in the local spool until an operator replays or discards them",
             registry=self.registry,
+            multiprocess_mode="mostrecent",
         )
 
         # Heuristic mode must be visible: a stub answer is no LLM call and is never billed.
@@ -90,6 +105,7 @@ class Metrics:
             "1 when no LLM provider is configured and every chat completion is a stub answer "
             "(heuristic mode: no LLM called, recorded at zero cost, never billed), else 0",
             registry=self.registry,
+            multiprocess_mode="max",  # the same in every worker
         )
         self.gateway_stub_answers = Counter(
             "luc_gateway_stub_answers",
@@ -104,4 +120,11 @@ class Metrics:
 
     def render(self, snapshot: LedgerSnapshot) -> bytes:
         self.ledger.update(snapshot)
-        return generate_latest(self.registry)
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        # Every worker's series, summed (histograms, counters) or as their mode says
+        # (gauges); the ledger's once.
+        registry = CollectorRegistry(auto_describe=False)
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # untyped in the library
+        registry.register(self.ledger)
+        return generate_latest(registry)

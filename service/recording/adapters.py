@@ -5,40 +5,72 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import asyncpg
 import structlog
 
+from service.budgets import queries as budget_queries
 from service.budgets.reservations import release, reserve
 from service.catalog.service import CatalogCache
 from service.customers.plans import PlanCache
-from service.db import on_connection
+from service.db import Connection, on_connection
 from service.gateway.ports import BudgetVerdict, CatalogSource
 from service.pricing.catalog import Catalog
 
 log = structlog.get_logger("luc.gateway")
 
 
+SETTLING_WAIT_SECONDS = 1.0
+
+
 class DatabaseBudgets:
     """``POST /v1/budgets/reservations`` and ``DELETE /v1/budgets/reservations/{id}``, on
-    the database directly."""
+    the database directly.
+
+    ``settled`` waits until the usage this process has answered for is on the ledger (the
+    sink's ``settled``): a call's usage is recorded just after its answer, and until then its
+    reservation still holds the whole estimate. A call refused meanwhile is asked again
+    once that usage has settled its reservations (waiting at most a second), so that a
+    caller's next call is judged on what was spent, as it would be a moment later.
+    """
 
     def __init__(
-        self, pool: asyncpg.Pool, reservation_seconds: int, plans: PlanCache | None = None
+        self,
+        pool: asyncpg.Pool,
+        reservation_seconds: int,
+        plans: PlanCache | None = None,
+        settled: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.pool = pool
         self.plans = plans
         """The rate plans a price budget converts the estimate with (LUC's own)."""
         self.reservation_seconds = reservation_seconds
+        self.settled = settled
 
     async def reserve(
         self, *, job_id: str, agent: str, model: str, estimated_cost_usd: Decimal
     ) -> BudgetVerdict:
-        result = await on_connection(
-            self.pool,
-            lambda conn: reserve(
+        verdict = await self._reserve(job_id, agent, model, estimated_cost_usd)
+        if verdict.allowed or self.settled is None:
+            return verdict
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.settled(), SETTLING_WAIT_SECONDS)
+        return await self._reserve(job_id, agent, model, estimated_cost_usd)
+
+    async def _reserve(
+        self, job_id: str, agent: str, model: str, estimated_cost_usd: Decimal
+    ) -> BudgetVerdict:
+        async def admit(conn: Connection) -> BudgetVerdict:
+            # Most calls fall under no hard budget: one look says so, and nothing needs
+            # holding, so no transaction either (``reserve`` would find the same).
+            if not await conn.fetchval(budget_queries.HARD_BUDGET_MAY_APPLY, job_id, agent, model):
+                return BudgetVerdict(True)
+            result = await reserve(
                 conn,
                 job_id=job_id,
                 agent=agent,
@@ -47,11 +79,12 @@ class DatabaseBudgets:
                 now=datetime.now(UTC),
                 reservation_seconds=self.reservation_seconds,
                 plans=self.plans,
-            ),
-        )
-        return BudgetVerdict(
-            result.allowed, result.remaining_usd, result.reason, result.reservation_id
-        )
+            )
+            return BudgetVerdict(
+                result.allowed, result.remaining_usd, result.reason, result.reservation_id
+            )
+
+        return await on_connection(self.pool, admit)
 
     async def release(self, reservation_id: str) -> None:
         try:

@@ -1,13 +1,20 @@
-"""The gateway's usage sink inside LUC: each proxied call's usage goes straight to the
-ledger, through ``Recorder.record_events`` exactly as ``POST /v1/events`` does, or into
-the local spool when it cannot be recorded now. (A gateway running elsewhere uses
-``service.client.emitter`` instead; the other two ports are in ``recording.adapters``.)
+"""The gateway's usage sink inside LUC. Each proxied call's usage is made durable in the
+cheapest way SPEC §8 allows, before the answer's last byte: appended to the local spool,
+in one ``fsync`` shared with the calls answered at the same moment (``Spool.append``).
+Then, off the call's path, it goes to the ledger through ``Recorder.record_events`` as
+``POST /v1/events/batch`` does, the calls of some 20 milliseconds in one transaction, and
+leaves the spool; what cannot be recorded now waits there for ``run_replay``. (A gateway
+running elsewhere uses ``service.client.emitter`` instead; the other two ports are in
+``recording.adapters``.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
@@ -15,7 +22,7 @@ import msgspec
 import structlog
 
 from service.catalog.service import CatalogCache
-from service.client.spool import Parked, Spool
+from service.client.spool import AsideRow, Parked, Spool
 from service.customers.plans import PlanCache
 from service.db import on_connection
 from service.errors import DatabaseUnavailableError, LucError, NotFoundError
@@ -62,6 +69,27 @@ def _cause(exc: BaseException) -> str:
 FAILED = "failed"
 """The parked status of an event that kept failing on its own (a bug, not an outage)."""
 PARK_AFTER_FAILURES = 5
+REPLAY_AFTER_SECONDS = 1.0
+"""How long a spooled event is left to the process that spooled it before a replay takes
+it: usage on its way to the ledger is not sent twice (which would only cost a duplicate)."""
+
+LINGER_SECONDS = 0.02
+"""How long a spooled event may wait for others to share its transaction: the usage is
+durable already, and one transaction for several calls costs a fraction of one each (at
+one client, 20 ms halved what metering added to a call beside 5 ms: bench.proxy)."""
+MAX_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class _Spooled:
+    """An event in the spool, on its way to the ledger."""
+
+    seq: int
+    event_id: str
+    body: bytes
+    event: UsageEvent
+    at: float
+    """``time.monotonic()`` when it was spooled."""
 
 
 def _why(exc: BaseException) -> str:
@@ -69,12 +97,14 @@ def _why(exc: BaseException) -> str:
 
 
 class RecordingSink:
-    """The proxy's usage sink: every call's usage is on the ledger, or durably in the local
-    spool, when ``emit`` returns, whatever fails; ``emit`` never raises.
+    """The proxy's usage sink: every call's usage is durably in the local spool (or on the
+    ledger) when ``emit`` returns, whatever fails; ``emit`` never raises. Then it is
+    recorded in the background, and:
 
-    - ``accepted`` or ``duplicate``: on the ledger (stored once).
+    - ``accepted`` or ``duplicate``: on the ledger (stored once), it leaves the spool.
     - The recording failed (PostgreSQL away, a statement or lock timeout, an internal error,
-      no answer within ``record_timeout_seconds``): spooled; ``run_replay`` records it later.
+      no answer within ``record_timeout_seconds``): it stays spooled (counted in
+      ``luc_gateway_usage_spooled_total``); ``run_replay`` records it later.
     - ``conflict`` or ``rejected`` (an answer that will not change on retry): parked in the
       spool, listed by ``GET /v1/usage/parked`` and counted in /metrics, until an operator
       replays it (``replay_parked``, once the cause is fixed) or discards it.
@@ -82,7 +112,11 @@ class RecordingSink:
       error, a bug) ``park_after_failures`` replays in a row, parked likewise with the error
       as its reason. An outage (the database away, a timeout) never parks anything.
 
-    Without a spool (tests, tools), what cannot go on the ledger is logged with its body.
+    Without a spool (tests, tools), and with ``LUC_INGEST_PERSIST=0`` (a benchmark's
+    reference: nothing is stored, so nothing is spooled), ``emit`` records the event before
+    it returns, and spools it only when that fails; so too when the spool cannot be written
+    (the disk): then the ledger is where the usage is made durable, before the answer ends.
+    What can go nowhere is logged with its body.
     """
 
     def __init__(
@@ -97,6 +131,8 @@ class RecordingSink:
         record_timeout_seconds: float | None = None,
         park_after_failures: int = PARK_AFTER_FAILURES,
         plan_cache: PlanCache | None = None,
+        replay_after_seconds: float = REPLAY_AFTER_SECONDS,
+        linger_seconds: float = LINGER_SECONDS,
     ) -> None:
         self.pool = pool
         self.catalog_cache = catalog_cache
@@ -106,11 +142,21 @@ class RecordingSink:
         self.ingest = ingest
         self._record = record or self._record_batch
         self.spool = spool
-        """Where usage waits when it cannot be recorded, and what LUC refused is parked."""
+        """Where usage waits until it is recorded, and where what LUC refused is parked."""
         self.metrics = metrics or Metrics()
         self.record_timeout_seconds = record_timeout_seconds
-        """How long a call's answer may wait for its usage to be recorded; then it is
-        spooled instead (metering stays off the call's critical path)."""
+        """How long one attempt to record a call's usage may take; past it the usage is left
+        in the spool, for ``run_replay`` (a held lock never holds up the group commit's
+        callers, nor, without a spool, the answer)."""
+        self.replay_after_seconds = replay_after_seconds
+        self.linger_seconds = linger_seconds
+        self._queue: list[_Spooled] = []
+        """Spooled by this process, waiting for the writer."""
+        self._in_flight: set[int] = set()
+        """Spool seqs queued or being recorded by this process (never replayed meanwhile)."""
+        self._full = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._batch_done = asyncio.Condition()
         self.park_after_failures = park_after_failures
         self._failures: dict[int, int] = {}
         """Spool seq → replays in a row in which that event failed on its own. Kept in
@@ -136,23 +182,117 @@ class RecordingSink:
         if isinstance(checked, str):
             await self._park(event.id, body, REJECTED, checked)
             return
+        if self.spool is None or not self.ingest.persist:
+            await self._record_now(event.id, body, checked)
+            return
         try:
-            if self.record_timeout_seconds is None:
-                outcome = await self._record([checked])
+            seq = await self.spool.append(event.id, body)
+        except Exception as exc:  # the local disk failed: the ledger it is, before the answer
+            log.error("usage_spool_failed", event_id=event.id, error=_why(exc))
+            await self._record_now(event.id, body, checked)
+            return
+        if seq is None:
+            return  # this report waits in the spool already (or was parked as a conflict)
+        self._queue.append(_Spooled(seq, event.id, body, checked, time.monotonic()))
+        self._in_flight.add(seq)
+        if len(self._queue) >= MAX_BATCH:
+            self._full.set()
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write(), name="luc-gateway-usage-writer")
+
+    async def _write(self) -> None:
+        """Record what this process spooled, off the calls' path, a batch per transaction:
+        what arrives while one commits goes in the next. Runs until the queue is empty."""
+        while self._queue:
+            linger = self.linger_seconds - (time.monotonic() - self._queue[0].at)
+            if linger > 0 and len(self._queue) < MAX_BATCH:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), linger)
+            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+            self._full.clear()
+            try:
+                await self._record_spooled(batch)
+            finally:
+                self._in_flight.difference_update(item.seq for item in batch)
+                async with self._batch_done:
+                    self._batch_done.notify_all()
+
+    async def _record_one(self, event: UsageEvent) -> EventOutcome:
+        """One attempt at recording ``event``, given up after ``record_timeout_seconds``."""
+        return (await self._attempt([event])).results[0]
+
+    async def _attempt(self, events: Sequence[UsageEvent]) -> BatchOutcome:
+        if self.record_timeout_seconds is None:
+            return await self._record(events)
+        return await asyncio.wait_for(self._record(events), self.record_timeout_seconds)
+
+    async def _record_spooled(self, batch: Sequence[_Spooled]) -> None:
+        """Record spooled events in one transaction; they leave the spool once stored (or
+        parked when refused), and stay there for ``run_replay`` when the attempt failed."""
+        assert self.spool is not None
+        try:
+            outcome = await self._attempt([item.event for item in batch])
+        except Exception as exc:  # whatever it is, the usage waits in the spool
+            log.warning(
+                "usage_events_spooled",
+                events=len(batch),
+                error=_why(exc),
+                exc_info=_alone(exc),
+            )
+            self.metrics.gateway_spooled.labels(_cause(exc)).inc(len(batch))
+            return
+        done: list[int] = []
+        aside: list[AsideRow] = []
+        for item, result in zip(batch, outcome.results, strict=True):
+            if result.status in STORED:
+                done.append(item.seq)
             else:
-                outcome = await asyncio.wait_for(
-                    self._record([checked]), self.record_timeout_seconds
-                )
+                aside.append((item.seq, item.event_id, item.body, result.status, result.reason))
+        try:
+            await self.spool.settle_grouped(done, aside)
+        except Exception as exc:  # left pending: a replay finds them recorded (or refused)
+            log.warning("usage_spool_not_settled", events=len(batch), error=_why(exc))
+            return
+        for _, event_id, _, status, reason in aside:
+            log.error("usage_event_parked", event_id=event_id, status=status, reason=reason)
+            self.metrics.gateway_parked.labels(status).inc()
+
+    async def _record_now(self, event_id: str, body: bytes, checked: UsageEvent) -> None:
+        """Record before ``emit`` returns; spool (or log) what cannot be recorded now."""
+        try:
+            result = await self._record_one(checked)
         except asyncio.CancelledError:
             # Shut down past the gateway's grace period: the call was paid for all the same.
-            await self._spool(event.id, body, "cancelled", "recording cancelled at shutdown")
+            await self._spool(event_id, body, "cancelled", "recording cancelled at shutdown")
             raise
         except Exception as exc:  # whatever it is, the usage must not be lost
-            await self._spool(event.id, body, _cause(exc), _why(exc), unexpected=_alone(exc))
+            await self._spool(event_id, body, _cause(exc), _why(exc), unexpected=_alone(exc))
             return
-        result = outcome.results[0]
         if result.status not in STORED:
-            await self._park(event.id, body, result.status, result.reason)
+            await self._park(event_id, body, result.status, result.reason)
+
+    async def idle(self) -> None:
+        """Wait until the usage emitted so far, and since, has been recorded (or left in the
+        spool): until the writer has nothing left."""
+        while self._writer is not None and not self._writer.done():
+            await asyncio.wait([self._writer])
+
+    async def settled(self) -> None:
+        """Wait until the usage emitted so far has been recorded (or left in the spool);
+        usage emitted meanwhile is not waited for, so this ends under steady traffic too."""
+        before = set(self._in_flight)
+        async with self._batch_done:
+            await self._batch_done.wait_for(lambda: before.isdisjoint(self._in_flight))
+
+    async def aclose(self, grace_seconds: float) -> None:
+        """Record what waits at once (up to ``grace_seconds``); the rest stays spooled."""
+        self.linger_seconds = 0.0
+        self._full.set()
+        if self._writer is not None and not self._writer.done():
+            _, pending = await asyncio.wait([self._writer], timeout=grace_seconds)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def _spool(
         self, event_id: str, body: bytes, cause: str, why: str, *, unexpected: bool = False
@@ -201,7 +341,11 @@ class RecordingSink:
         """
         if self.spool is None:
             return 0
-        rows = await self.spool.take(limit)
+        rows = await self.spool.take(
+            limit,
+            added_before=time.time() - self.replay_after_seconds,
+            skip=self._in_flight,
+        )
         if not rows:
             return 0
         checked = [(seq, event_id, body, self._check(body)) for seq, event_id, body in rows]
@@ -267,7 +411,10 @@ class RecordingSink:
         failures = 0
         while True:
             try:
-                while await self.replay_spooled():
+                # Processes sharing the spool file replay it one at a time.
+                while self.spool is not None and self.spool.lead_replay():
+                    if not await self.replay_spooled():
+                        break
                     failures = 0
             except Exception as exc:  # whatever it is, try again later: never give up
                 failures += 1

@@ -193,6 +193,8 @@ class Call:
     headers: dict[str, str]
     body: Any
     at: float
+    client: tuple[str, int] | None = None
+    """The caller's address and port: one per TCP connection."""
 
 
 class FakeOpenRouter:
@@ -271,7 +273,8 @@ class FakeOpenRouter:
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         path, method = scope["path"], scope["method"]
         body = msgspec.json.decode(raw) if raw else None
-        self.calls.append(Call(method, path, headers, body, time.monotonic()))
+        client = tuple(scope["client"]) if scope.get("client") else None
+        self.calls.append(Call(method, path, headers, body, time.monotonic(), client))
         if path == f"{self.prefix}/models" and method == "GET":
             data = {"data": self.models, "total_count": len(self.models), "links": {"next": None}}
             return await _send_json(send, 200, data)

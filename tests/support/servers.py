@@ -22,6 +22,9 @@ from tests.support.ports import free_port
 TEST_DEFAULTS: Mapping[str, str] = {
     "LUC_LOG_LEVEL": "warning",
     "LUC_AUTH": "off",  # as in settings_for; pass LUC_AUTH="on" to test with keys
+    # One process (the default is one per CPU): a test that kills or inspects "the server"
+    # means that process; tests of several workers ask for them.
+    "LUC_WORKERS": "1",
 }
 """What a test's server runs with unless the test says otherwise. A benchmark passes
 ``defaults={}``: it measures the server as it runs by default (info logs, keys)."""
@@ -46,7 +49,16 @@ class ServerProcess:
         **env: str,
     ) -> None:
         self.port = free_port()
-        self.env = {**os.environ, "LUC_HOST": "127.0.0.1", **defaults, **env}
+        # Its own data folder unless the test names one: the gateway's spool lives there
+        # (kept across restarts of this server, as on a real machine).
+        data_dir = str(log_path.parent / f"{log_path.stem}-data")
+        self.env = {
+            **os.environ,
+            "LUC_HOST": "127.0.0.1",
+            "LUC_DATA_DIR": data_dir,
+            **defaults,
+            **env,
+        }
         self.env.pop("LUC_DATABASE_URL", None)
         if database_url is not None:
             self.env["LUC_DATABASE_URL"] = database_url

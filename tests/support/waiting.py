@@ -48,3 +48,16 @@ async def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within} s waiting for {what}")
         await asyncio.sleep(every)
+
+
+async def proxied_usage_recorded(app: Any, within: float = 30.0) -> None:
+    """Wait until the usage of every call the in-process ``app``'s proxy answered has left
+    its spool: on the ledger, or parked. The proxy answers once the usage is durable in the
+    spool and records it off the answer's path (SPEC §8), so a test that reads the ledger
+    right after an answer waits for this first."""
+
+    async def settled() -> bool:
+        pending, _ = await app.state.luc.recording.spool_counts()
+        return bool(pending == 0)
+
+    await wait_until(settled, within, "the proxied calls' usage to reach the ledger")

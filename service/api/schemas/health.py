@@ -22,3 +22,5 @@ class Readiness(msgspec.Struct):
     status: str
     gateway: GatewayReadiness | None
     """What answers chat completions; null when this process has no gateway."""
+    pid: int = 0
+    """The process that answered: one of ``luc serve --workers N``'s workers."""

@@ -38,6 +38,7 @@ from service.gateway.openrouter import OpenRouterProvider
 from service.gateway.ports import fixed_catalog
 from tests.support.fake_openrouter import FakeOpenRouter, Reply, failure, usage
 from tests.support.settings import settings_for
+from tests.support.waiting import proxied_usage_recorded
 
 pytestmark = pytest.mark.asyncio
 
@@ -189,6 +190,24 @@ async def test_the_proxy_reserves_and_the_calls_usage_settles_the_reservation(
     assert refused.json()["error"]["code"] == "budget_exceeded"
     assert len(await _reservations(db, "job-p")) == 2
     assert len(fake_openrouter.chat_calls()) == 2
+
+
+async def test_a_callers_next_call_is_judged_on_what_the_last_one_spent(
+    proxy: AsyncTestClient[Any], fake_openrouter: FakeOpenRouter, db: asyncpg.Connection
+) -> None:
+    # 0.0007 holds one estimate (0.0004008) but not two: each call is admitted only once
+    # the one before has settled its reservation with what it spent (0.000018), which the
+    # proxy records just after its answer.
+    budget = await _hard_budget(db, "job-seq", "0.0007")
+    fake_openrouter.push(_answer(), _answer(), _answer())
+    headers = {"X-LUC-Job": "job-seq", "X-LUC-Agent": "ACHEEVY"}
+    body = {"model": FLASH, "messages": HELLO, "max_tokens": 1000}
+    for _ in range(3):
+        answer = await proxy.post("/v1/chat/completions", json=body, headers=headers)
+        assert answer.status_code == 200, answer.text
+    await proxied_usage_recorded(proxy.app)
+    assert await _spent(db, budget) == 3 * COST
+    assert [r["settled"] for r in await _reservations(db, "job-seq")] == [True] * 3
 
 
 @pytest.mark.slow

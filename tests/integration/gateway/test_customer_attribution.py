@@ -20,6 +20,7 @@ from tests.support.fake_openrouter import FakeOpenRouter, Reply
 from tests.support.keys import bearer
 from tests.support.ledger_truth import ledger
 from tests.support.settings import settings_for
+from tests.support.waiting import proxied_usage_recorded
 
 pytestmark = pytest.mark.asyncio
 
@@ -61,7 +62,16 @@ async def test_x_luc_customer_names_the_customer_of_the_call_and_of_its_job(
     assert named.status_code == 200, named.text
     unnamed = await proxy.post("/v1/chat/completions", json=CHAT, headers=ATTRIBUTION)
     assert unnamed.status_code == 200
-    assert await _event_customers(db) == [("job-c", "acme"), ("job-c", None)]
+    # Recorded just after the answers, possibly in one transaction (one received_at).
+    await proxied_usage_recorded(proxy.app)
+    customers = {
+        r["event_id"]: r["customer_id"]
+        for r in await db.fetch("SELECT event_id, customer_id FROM usage_events")
+    }
+    assert customers == {
+        named.headers["x-luc-event-id"]: "acme",
+        unnamed.headers["x-luc-event-id"]: None,
+    }
     assert await db.fetchval("SELECT customer_id FROM jobs WHERE job_id = 'job-c'") == "acme"
     assert len(await ledger(db)) == 2
 

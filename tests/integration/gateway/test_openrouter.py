@@ -159,6 +159,25 @@ async def test_a_stream_takes_its_usage_from_the_final_chunk_in_each_real_shape(
     assert fake_openrouter.chat_calls()[0].body["stream"] is True
 
 
+async def test_streams_one_after_another_share_one_upstream_connection(
+    make_gateway: Callable[..., Gateway],
+    openrouter: OpenRouterProvider,
+    fake_openrouter: FakeOpenRouter,
+) -> None:
+    # A stream read to its [DONE] leaves its connection to the next call, as a plain
+    # answer does: no new TCP (and, with a real provider, TLS) handshake per stream.
+    gateway = make_gateway(openrouter)
+    for _ in range(3):
+        async for _piece in gateway.stream(
+            model=FLASH, messages=HELLO, job_id="job-s", agent="ORACLE"
+        ):
+            pass
+    await gateway.chat(model=FLASH, messages=HELLO, job_id="job-s", agent="ORACLE")
+    connections = {call.client for call in fake_openrouter.chat_calls()}
+    assert len(fake_openrouter.chat_calls()) == 4
+    assert len(connections) == 1, connections
+
+
 async def test_an_error_after_tokens_bills_them_from_the_generation_record_and_then_raises(
     make_gateway: Callable[..., Gateway],
     openrouter: OpenRouterProvider,

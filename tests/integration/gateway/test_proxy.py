@@ -15,6 +15,7 @@ from service.app import create_app
 from tests.support.fake_openrouter import FakeOpenRouter, Reply, failure, usage
 from tests.support.ledger_truth import ledger
 from tests.support.settings import settings_for
+from tests.support.waiting import proxied_usage_recorded
 
 pytestmark = pytest.mark.asyncio
 
@@ -58,6 +59,7 @@ async def test_a_stub_answer_says_so_and_is_recorded_at_zero_never_billed(
     # 3 input tokens (11 chars), 17 output (65 chars): the catalog would say 3·0.10 +
     # 17·0.40 = 7.1 per 1M, but no LLM was called, so nothing is owed.
     assert response.headers["x-luc-cost-usd"] == "0"
+    await proxied_usage_recorded(client.app)
     [entry] = await ledger(db)
     assert (entry["job_id"], entry["agent"], entry["provider"]) == ("job-p", "ACHEEVY", "stub")
     assert (entry["input_tokens"], entry["output_tokens"]) == (3, 17)
@@ -112,6 +114,7 @@ async def test_a_streamed_stub_answer_ends_with_usage_and_done(
     events = [line for line in response.text.split("\n\n") if line]
     assert events[-1] == "data: [DONE]"
     assert '"usage"' in events[-2]
+    await proxied_usage_recorded(client.app)
     [entry] = await ledger(db)
     assert (entry["input_tokens"], entry["output_tokens"]) == (3, 17)
 

@@ -29,8 +29,12 @@ from service.recording.service import record_batch
 from service.recording.sink import RecordingSink
 from service.settings import load_settings
 from tests.support.events import usage_event_in
+from tests.support.waiting import wait_until
 
 usage = partial(usage_event_in, job_id="job-spool", agent="ORACLE", provider_cost_usd="0.0003")
+# What a test puts in the spool is replayed at once (a sink leaves fresh usage to the process
+# that spooled it for a second).
+AT_ONCE = {"replay_after_seconds": 0.0}
 
 
 async def test_usage_recorded_during_an_outage_is_spooled_then_replayed_once(
@@ -49,11 +53,12 @@ async def test_usage_recorded_during_an_outage_is_spooled_then_replayed_once(
             return await record_batch(conn, cache, items)
 
     spool = Spool(tmp_path / "spool.sqlite")
-    sink = RecordingSink(pool, cache, settings.ingest, record=record, spool=spool)
+    sink = RecordingSink(pool, cache, settings.ingest, record=record, spool=spool, **AT_ONCE)
     try:
         for i in range(3):
             await sink.emit(usage(f"gen-{i}"))
         await sink.emit(usage("gen-0"))  # the same call reported twice
+        await sink.idle()  # each recording, off the call's path, failed
         assert await spool.count() == 3  # an id already waiting is not queued twice
         assert await db.fetchval("SELECT count(*) FROM ledger_entries") == 0
 
@@ -64,7 +69,8 @@ async def test_usage_recorded_during_an_outage_is_spooled_then_replayed_once(
         database_down = False
         assert await sink.replay_spooled() == 3
         assert await spool.count() == 0
-        await sink.emit(usage("gen-1"))  # a late repeat goes straight to the ledger
+        await sink.emit(usage("gen-1"))  # a late repeat: through the spool to the ledger
+        await sink.idle()
         # 3 events × (1000 × $0.10 + 500 × $0.40) / 1M = 3 × $0.0003
         assert await db.fetchval("SELECT cost_usd FROM rollup_jobs") == Decimal("0.0009")
         assert await db.fetchval("SELECT count(*) FROM ledger_entries") == 3
@@ -103,7 +109,9 @@ async def test_the_replay_keeps_going_after_unexpected_errors_with_growing_waits
 
     metrics = Metrics()
     spool = Spool(tmp_path / "spool.sqlite")
-    sink = RecordingSink(pool, cache, settings.ingest, record=record, spool=spool, metrics=metrics)
+    sink = RecordingSink(
+        pool, cache, settings.ingest, record=record, spool=spool, metrics=metrics, **AT_ONCE
+    )
     replay: asyncio.Task[None] | None = None
     try:
         await spool.add([("gen-0", msgspec.json.encode(usage("gen-0")))])
@@ -147,7 +155,9 @@ async def test_an_event_that_fails_alone_holds_back_only_itself(
 
     metrics = Metrics()
     spool = Spool(tmp_path / "spool.sqlite")
-    sink = RecordingSink(pool, cache, settings.ingest, record=record, spool=spool, metrics=metrics)
+    sink = RecordingSink(
+        pool, cache, settings.ingest, record=record, spool=spool, metrics=metrics, **AT_ONCE
+    )
     try:
         ids = ["gen-a", "gen-poison", "gen-b"]
         await spool.add([(i, msgspec.json.encode(usage(i))) for i in ids])
@@ -182,7 +192,9 @@ async def test_an_event_failing_on_its_own_five_rounds_is_parked_but_an_outage_n
 
     metrics = Metrics()
     spool = Spool(tmp_path / "spool.sqlite")
-    sink = RecordingSink(pool, cache, settings.ingest, record=record, spool=spool, metrics=metrics)
+    sink = RecordingSink(
+        pool, cache, settings.ingest, record=record, spool=spool, metrics=metrics, **AT_ONCE
+    )
     try:
         ids = ["gen-a", "gen-poison", "gen-b"]
         await spool.add([(i, msgspec.json.encode(usage(i))) for i in ids])
@@ -234,7 +246,13 @@ async def test_a_single_spooled_event_failing_on_its_own_is_parked_too(
 
     spool = Spool(tmp_path / "spool.sqlite")
     sink = RecordingSink(
-        pool, CatalogCache(), settings.ingest, record=record, spool=spool, park_after_failures=2
+        pool,
+        CatalogCache(),
+        settings.ingest,
+        record=record,
+        spool=spool,
+        park_after_failures=2,
+        **AT_ONCE,
     )
     try:
         await spool.add([("gen-big", msgspec.json.encode(usage("gen-big")))])
@@ -266,15 +284,59 @@ async def test_a_sink_whose_record_fails_in_any_way_spools_the_usage(
     metrics = Metrics()
     spool = Spool(tmp_path / "spool.sqlite")
     sink = RecordingSink(
-        pool, CatalogCache(), settings.ingest, record=record, spool=spool, metrics=metrics
+        pool,
+        CatalogCache(),
+        settings.ingest,
+        record=record,
+        spool=spool,
+        metrics=metrics,
+        **AT_ONCE,
     )
     try:
         await sink.emit(usage("gen-x"))  # returns: the answer is not held up, nor broken
+        await sink.idle()
         assert await spool.counts() == (1, 0)
         spooled = metrics.registry.get_sample_value(
             "luc_gateway_usage_spooled_total", {"cause": "error"}
         )
         assert spooled == 1
     finally:
+        await spool.close()
+        await pool.close()
+
+
+async def test_settled_waits_for_the_usage_emitted_so_far_not_for_what_comes_after(
+    database_url: str, tmp_path: Path
+) -> None:
+    settings = load_settings({"LUC_DATABASE_URL": database_url})
+    pool = await create_pool(database_url, settings.database)
+    cache = CatalogCache()
+    gates = [asyncio.Event(), asyncio.Event()]
+    batches: list[list[str]] = []
+
+    async def record(items: Sequence[UsageEvent | Rejection]) -> BatchOutcome:
+        batches.append([i.id for i in items])
+        await gates[len(batches) - 1].wait()  # each batch commits when the test says
+        async with pool.acquire() as conn:
+            return await record_batch(conn, cache, items)
+
+    spool = Spool(tmp_path / "spool.sqlite")
+    sink = RecordingSink(
+        pool, cache, settings.ingest, record=record, spool=spool, linger_seconds=0.0
+    )
+    try:
+        await sink.emit(usage("gen-a"))
+        settled = asyncio.create_task(sink.settled())
+        await wait_until(lambda: batches == [["gen-a"]], 10, "gen-a's batch to start")
+        await sink.emit(usage("gen-b"))  # after: in the next batch, not waited for
+        gates[0].set()
+        await asyncio.wait_for(settled, 10)  # gen-b's batch is still held
+        assert batches == [["gen-a"], ["gen-b"]] or batches == [["gen-a"]]
+        gates[1].set()
+        await sink.idle()
+        assert await spool.counts() == (0, 0)
+    finally:
+        gates[1].set()
+        await sink.aclose(grace_seconds=5)
         await spool.close()
         await pool.close()

@@ -122,6 +122,11 @@ async def _metric(client: AsyncTestClient[Any], name: str, **labels: str) -> flo
     return None
 
 
+async def _spool_empty(sink: RecordingSink) -> bool:
+    pending, _ = await sink.spool_counts()
+    return pending == 0
+
+
 async def _until(what: str, check: Callable[[], Awaitable[bool]], seconds: float = 30.0) -> None:
     deadline = time.monotonic() + seconds
     while not await check():
@@ -182,7 +187,15 @@ async def test_calls_answered_while_a_repricing_holds_the_lock_are_spooled_then_
         # Both answers are out; their usage is on local disk, not yet on the ledger.
         assert await sink.spool_counts() == (2, 0)
         assert await ledger(db) == []
-        assert await _metric(client, "luc_gateway_usage_spooled_total", cause="timeout") == 2
+
+        # Off the answers' path, each attempt to record gives up (the lock is still held),
+        # and the usage stays spooled.
+        async def given_up() -> bool:
+            spooled = await _metric(client, "luc_gateway_usage_spooled_total", cause="timeout")
+            return spooled == 2
+
+        await _until("both attempts to give up", given_up)
+        assert await ledger(db) == []
         assert await _metric(client, "luc_gateway_spool_pending_events") == 2
     finally:
         await transaction.rollback()  # the re-pricing ends
@@ -207,6 +220,45 @@ async def test_calls_answered_while_a_repricing_holds_the_lock_are_spooled_then_
     assert await _metric(client, "luc_gateway_spool_pending_events") == 0
 
 
+async def test_the_answer_waits_for_the_spool_not_for_the_ledger(
+    apps: Apps, fake_openrouter: FakeOpenRouter, database_url: str, db: asyncpg.Connection
+) -> None:
+    # A ledger that would take 20 s to answer (a re-pricing holds the lock all that time):
+    # the calls are answered at the provider's pace all the same, their usage durable in
+    # the spool, and recorded once the lock is free.
+    client, sink = await apps.start(LUC_GATEWAY_RECORD_TIMEOUT_SECONDS="20")
+    fake_openrouter.push(Reply(text="Paris."), Reply(text="Paris, streamed."))
+    repricing = await connect(database_url)
+    transaction = repricing.transaction()
+    await transaction.start()
+    await repricing.execute(LOCK_REPRICING)
+    try:
+        started = time.monotonic()
+        plain = await client.post("/v1/chat/completions", json=_chat(), headers=ATTRIBUTION)
+        streamed = await client.post(
+            "/v1/chat/completions", json=_chat(stream=True), headers=ATTRIBUTION
+        )
+        answered_in = time.monotonic() - started
+        assert plain.status_code == streamed.status_code == 200
+        assert streamed.text.endswith("data: [DONE]\n\n")
+        assert answered_in < 10, answered_in  # not the 20 s the ledger would have taken
+        assert await sink.spool_counts() == (2, 0)
+        assert await ledger(db) == []
+    finally:
+        await transaction.rollback()
+        await repricing.close()
+
+    async def recorded() -> bool:
+        return len(await ledger(db)) == 2 and await sink.spool_counts() == (0, 0)
+
+    await _until("the usage to reach the ledger", recorded)
+    assert plain.headers["x-luc-event-id"] in {e["event_id"] for e in await ledger(db)}
+    # 12 × 0.10 + 3 × 0.40 = 2.4 per 1M each (the fake's default usage)
+    assert await db.fetchval("SELECT cost_usd FROM rollup_jobs WHERE job_id = 'job-d'") == Decimal(
+        "0.0000048"
+    )
+
+
 # Refused by the ledger: parked ---------------------------------------------------------------
 
 
@@ -228,6 +280,9 @@ async def test_usage_the_ledger_refuses_is_parked_listed_and_counted_and_the_ans
         answer = await client.post("/v1/chat/completions", json=_chat(), headers=ATTRIBUTION)
         assert answer.status_code == 200, answer.text
         assert answer.json()["choices"][0]["message"]["content"] == text
+        # Recorded off the answer's path: each call's usage leaves the spool for the ledger
+        # (or is parked) before the next call, so the second report meets the first there.
+        await _until("the usage to leave the spool", lambda: _spool_empty(sink))
     priceless_id = answer.json()["id"]
 
     # A gateway caller that skipped the attribution check (a job id of 129 characters).
@@ -371,5 +426,10 @@ async def test_attribution_the_ledger_would_refuse_is_refused_before_any_upstrea
     with pytest.raises(InvalidRequestError, match="job_id: must be 1 to 128 characters, got 0"):
         await gateway.chat(messages=QUESTION, model=FLASH, job_id="", agent="ORACLE")
     assert len(fake_openrouter.chat_calls()) == 1
+
+    async def recorded() -> bool:  # off the answer's path
+        return len(await ledger(db)) == 1
+
+    await _until("the proxied call's usage on the ledger", recorded)
     [entry] = await ledger(db)
     assert (entry["job_id"], entry["agent"]) == ("j" * 128, "a" * 64)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from service.client.spool import Spool
 
@@ -72,3 +74,47 @@ async def test_a_second_report_of_a_waiting_id_with_other_content_is_parked_not_
         assert await spool.counts() == (1, 0)
     finally:
         await spool.close()
+
+
+async def test_appends_made_together_share_one_transaction_and_settle_later(
+    tmp_path: Path,
+) -> None:
+    spool = Spool(tmp_path / "spool.sqlite")
+    try:
+        transactions: list[int] = []
+        in_one = spool._in_one
+
+        def counted(works: Any, durable: bool) -> list[Any]:
+            transactions.append(len(works))
+            return in_one(works, durable)
+
+        spool._in_one = counted  # type: ignore[method-assign]  # counts the groups
+        seqs = await asyncio.gather(*(spool.append(f"gen-{i}", b"{}") for i in range(50)))
+        # All fifty were queued before the spool's thread took any: one transaction.
+        assert transactions == [50]
+        assert sorted(seqs) == list(range(1, 51))  # type: ignore[type-var]
+        assert await spool.append("gen-0", b"{}") is None  # waiting already: not twice
+        assert await spool.append("gen-0", b'{"other":1}') is None  # parked as a conflict
+        assert await spool.counts() == (50, 1)
+
+        # The oldest first, none that a process is recording now, none added after a time.
+        assert [row[1] for row in await spool.take(3, skip={1, 2})] == ["gen-2", "gen-3", "gen-4"]
+        assert await spool.take(3, added_before=0.0) == []
+
+        await spool.settle_grouped([s for s in seqs if s is not None and s <= 49], [])
+        await spool.settle_grouped([], [(50, "gen-49", b"{}", "rejected", "a reason")])
+        assert await spool.counts() == (0, 2)
+    finally:
+        await spool.close()
+
+
+async def test_one_process_at_a_time_replays_a_shared_spool(tmp_path: Path) -> None:
+    first, second = Spool(tmp_path / "spool.sqlite"), Spool(tmp_path / "spool.sqlite")
+    try:
+        assert first.lead_replay()
+        assert first.lead_replay()  # kept
+        assert not second.lead_replay()
+        await first.close()  # a process that exits (or dies) lets go of it
+        assert second.lead_replay()
+    finally:
+        await second.close()

@@ -1,0 +1,60 @@
+"""The per-key rate limit on every route but the probes (``LUC_RATE_LIMIT_PER_SECOND``),
+counted across processes by ``auth.rate_limit.RateLimiter``.
+
+A request within its key's second goes on with ``RateLimit-*`` headers (limit, what
+remains of the second, its reset); one past it is refused with 429 and ``Retry-After``.
+The count opens with each wall-clock second of PostgreSQL's clock.
+"""
+
+from __future__ import annotations
+
+from litestar.connection import ASGIConnection
+from litestar.datastructures import MutableScopeHeaders
+from litestar.enums import ScopeType
+from litestar.exceptions import TooManyRequestsException
+from litestar.middleware import AbstractMiddleware
+from litestar.types import Message, Receive, Scope, Send
+
+from service.api.deps import started
+from service.auth.guard import rate_limit_identity
+
+EXCLUDED = ["/healthz", "/readyz"]
+
+
+def _headers(limit: int, remaining: int) -> dict[str, str]:
+    return {
+        "RateLimit-Policy": f"{limit}; w=1",
+        "RateLimit-Limit": str(limit),
+        "RateLimit-Remaining": str(remaining),
+        "RateLimit-Reset": "1",  # the count opens again with the next second
+    }
+
+
+class RateLimitMiddleware(AbstractMiddleware):
+    scopes = {ScopeType.HTTP}
+    exclude = EXCLUDED
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        luc = started(scope["litestar_app"].state)
+        limiter = None if luc is None else luc.rate_limiter
+        if limiter is None:  # starting (every route answers 503), or no limit set
+            await self.app(scope, receive, send)
+            return
+        number = await limiter.hit(rate_limit_identity(ASGIConnection(scope, receive, send)))
+        if number is None:  # not counted (PostgreSQL away): not limited either
+            await self.app(scope, receive, send)
+            return
+        if number > limiter.limit:
+            # Retry-After and the message come with every 429 (``api.errors``).
+            raise TooManyRequestsException(headers=_headers(limiter.limit, 0))
+        headers = _headers(limiter.limit, limiter.limit - number)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                response_headers = MutableScopeHeaders(message)
+                for name, value in headers.items():
+                    response_headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
