@@ -16,6 +16,8 @@ from service.api.schemas.customers import (
     customer_out,
 )
 from service.auth.guard import ADMIN, READ
+from service.budgets.targets import check_target
+from service.customers.credits import with_balances
 from service.customers.service import (
     create_customer,
     get_customer,
@@ -46,6 +48,8 @@ class CustomersController(LucController):
         self, luc: NamedDependency[Resources], data: JSONBody[CustomerIn]
     ) -> CustomerOut:
         new = data.new_customer()
+        if new.webhook_url is not None:
+            await check_target(new.webhook_url, luc.settings.budgets.allowed_hosts)
         return customer_out(await on_connection(luc.pool, lambda conn: create_customer(conn, new)))
 
     @get(
@@ -66,15 +70,20 @@ class CustomersController(LucController):
             luc.pool, lambda conn: list_customers(conn, after_id=after, limit=size + 1)
         )
         items, next_cursor = page(customers, size, lambda c: c.id)
-        return CustomerPage(items=[customer_out(c) for c in items], next_cursor=next_cursor)
+        balances = await on_connection(luc.pool, lambda conn: with_balances(conn, items))
+        return CustomerPage(
+            items=[customer_out(c, balance) for c, balance in balances], next_cursor=next_cursor
+        )
 
     @get("/{customer_id:str}", operation_id="getCustomer", summary="One customer")
     async def detail(
         self, luc: NamedDependency[Resources], customer_id: FromPath[str]
     ) -> CustomerOut:
-        return customer_out(
-            await on_connection(luc.pool, lambda conn: get_customer(conn, customer_id))
+        customer = await on_connection(luc.pool, lambda conn: get_customer(conn, customer_id))
+        [(customer, balance)] = await on_connection(
+            luc.pool, lambda conn: with_balances(conn, [customer])
         )
+        return customer_out(customer, balance)
 
     @patch(
         "/{customer_id:str}",
@@ -90,7 +99,12 @@ class CustomersController(LucController):
         data: JSONBody[CustomerPatch],
     ) -> CustomerOut:
         changes = data.changes()
+        if changes.webhook_url is not None:
+            await check_target(changes.webhook_url, luc.settings.budgets.allowed_hosts)
         customer = await on_connection(
             luc.pool, lambda conn: update_customer(conn, customer_id, changes)
         )
-        return customer_out(customer)
+        [(customer, balance)] = await on_connection(
+            luc.pool, lambda conn: with_balances(conn, [customer])
+        )
+        return customer_out(customer, balance)

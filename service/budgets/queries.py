@@ -114,10 +114,12 @@ WHERE o.alert_id = due.alert_id
 RETURNING o.alert_id, o.webhook_url, o.attempts, o.retry_until
 """
 
+# Credit alerts have no budget: they are signed with LUC_WEBHOOK_SECRET.
 SELECT_DELIVERY_DATA = """
-SELECT a.id, a.budget_id, a.scope, a.scope_id, a.period_start, a.threshold, a.spent_usd,
-       a.limit_usd, a.created_at, b.webhook_secret
-FROM alerts AS a JOIN budgets AS b ON b.id = a.budget_id
+SELECT a.id, a.type, a.budget_id, a.scope, a.scope_id, a.period_start, a.threshold,
+       a.spent_usd, a.limit_usd, a.customer_id, a.balance_usd, a.low_balance_usd,
+       a.created_at, b.webhook_secret
+FROM alerts AS a LEFT JOIN budgets AS b ON b.id = a.budget_id
 WHERE a.id = ANY($1::uuid[])
 """
 
@@ -143,8 +145,8 @@ WHERE alert_id = $1
 """
 
 SELECT_ALERTS = """
-SELECT a.id, a.budget_id, a.scope, a.scope_id, a.period_start, a.threshold, a.spent_usd,
-       a.limit_usd, a.created_at,
+SELECT a.id, a.type, a.budget_id, a.scope, a.scope_id, a.period_start, a.threshold,
+       a.spent_usd, a.limit_usd, a.customer_id, a.balance_usd, a.low_balance_usd, a.created_at,
        CASE WHEN o.alert_id IS NULL THEN 'none'
             WHEN o.delivered_at IS NOT NULL THEN 'delivered'
             WHEN o.dead_at IS NOT NULL THEN 'dead'
@@ -154,8 +156,17 @@ FROM alerts AS a
 LEFT JOIN alert_outbox AS o ON o.alert_id = a.id
 WHERE ($1::bigint IS NULL OR a.budget_id = $1)
   AND ($2::uuid IS NULL OR a.id = $2)
+  AND ($4::text IS NULL OR a.customer_id = $4)
+  AND ($5::text IS NULL OR a.type = $5)
 ORDER BY a.created_at, a.id
 LIMIT $3
+"""
+
+# Credit alerts (SPEC §12), decided by ``credit_alerts`` under the customers' account locks.
+INSERT_CREDIT_ALERTS = """
+INSERT INTO alerts (type, customer_id, balance_usd, low_balance_usd)
+SELECT * FROM unnest($1::text[], $2::text[], $3::numeric[], $4::numeric[])
+RETURNING id, customer_id
 """
 
 # Locks the hard budgets a check reserves against, in id order, so concurrent checks

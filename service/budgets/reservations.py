@@ -19,6 +19,7 @@ from service.budgets import queries
 from service.budgets.models import BudgetStanding, CheckResult
 from service.budgets.service import budget_from_row, period_start
 from service.catalog.service import CatalogCache
+from service.customers.credits import CreditStop, credit_stop
 from service.db import Connection
 from service.errors import InvalidRequestError, NotFoundError
 from service.money import EXACT, decimal_places
@@ -107,19 +108,34 @@ async def check(
     estimated_cost_usd: Decimal | None,
     now: datetime,
     catalog: CatalogCache | None = None,
+    customer_id: str | None = None,
 ) -> CheckResult:
     """Would a call of this estimate be admitted now? Only looks: holds nothing.
 
-    With ``catalog``, ``model`` may be an alias (see ``_model_id``)."""
+    With ``catalog``, ``model`` may be an alias (see ``_model_id``). The job's customer
+    (else ``customer_id``) refuses it under credit_stop while its credits are at zero."""
     estimate = _estimate(estimated_cost_usd)
     model = await _model_id(conn, catalog, model, now)
     standings = await _standings(conn, job_id, agent, model, now)
+    if (stop := await credit_stop(conn, job_id, customer_id)) is not None:
+        return _stopped(stop, standings)
     refusing = _refusing(standings, estimate)
     return CheckResult(
         allowed=not refusing,
         remaining_usd=_least_remaining(standings),
         standings=standings,
         reason=_reason(refusing),
+        refused_by="budget" if refusing else None,
+    )
+
+
+def _stopped(stop: CreditStop, standings: list[BudgetStanding]) -> CheckResult:
+    return CheckResult(
+        allowed=False,
+        remaining_usd=_least_remaining(standings),
+        standings=standings,
+        reason=stop.reason,
+        refused_by="credits",
     )
 
 
@@ -135,13 +151,21 @@ async def reserve(
     customer_id: str | None = None,
     catalog: CatalogCache | None = None,
 ) -> CheckResult:
-    """Admit a call or refuse it. Admitted under hard budgets, its estimate is held against
-    each of them under one new reservation id until the call's usage names that id, or the
-    reservation expires. Without a hard budget nothing needs holding (no reservation id).
-    With ``catalog``, ``model`` may be an alias (see ``_model_id``).
+    """Admit a call or refuse it: refused while the job's customer (else ``customer_id``)
+    has credit_stop and no prepaid credits left. Admitted under hard budgets, its estimate
+    is held against each of them under one new reservation id until the call's usage names
+    that id, or the reservation expires. Without a hard budget nothing needs holding (no
+    reservation id). With ``catalog``, ``model`` may be an alias (see ``_model_id``).
     """
     estimate = _estimate(estimated_cost_usd)
     model = await _model_id(conn, catalog, model, now)
+    # Prepaid credits first: a customer under credit_stop with none left is refused
+    # whatever its budgets say. (No lock: a grant that commits meanwhile admits the next
+    # call; a batch drawing the last credit meanwhile lets this one through, as a call
+    # admitted just before would have been: credit_stop stops calls at zero, it does not
+    # reserve credit.)
+    if (stop := await credit_stop(conn, job_id, customer_id)) is not None:
+        return _stopped(stop, await _standings(conn, job_id, agent, model, now))
     async with conn.transaction():
         hard_ids = [
             r["id"]
@@ -162,6 +186,7 @@ async def reserve(
                 remaining_usd=_least_remaining(standings),
                 standings=standings,
                 reason=_reason(refusing),
+                refused_by="budget" if refusing else None,
             )
         reservation_id = uuid.uuid4()
         rows = await conn.fetch(

@@ -29,7 +29,13 @@ class DatabaseBudgets:
         self.reservation_seconds = reservation_seconds
 
     async def reserve(
-        self, *, job_id: str, agent: str, model: str, estimated_cost_usd: Decimal
+        self,
+        *,
+        job_id: str,
+        agent: str,
+        model: str,
+        estimated_cost_usd: Decimal,
+        customer_id: str | None = None,
     ) -> BudgetVerdict:
         result = await on_connection(
             self.pool,
@@ -41,10 +47,15 @@ class DatabaseBudgets:
                 estimated_cost_usd=estimated_cost_usd,
                 now=datetime.now(UTC),
                 reservation_seconds=self.reservation_seconds,
+                customer_id=customer_id,
             ),
         )
         return BudgetVerdict(
-            result.allowed, result.remaining_usd, result.reason, result.reservation_id
+            result.allowed,
+            result.remaining_usd,
+            result.reason,
+            result.reservation_id,
+            result.refused_by,
         )
 
     async def release(self, reservation_id: str) -> None:

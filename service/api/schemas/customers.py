@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -9,6 +10,7 @@ import msgspec
 from service.api.schemas.common import wire_struct
 from service.customers.models import Customer, CustomerChanges, NewCustomer
 from service.customers.service import parse_amount
+from service.wire import money_text
 
 # Lengths, shapes and plans are checked by ``customers.service`` (422 naming the field,
 # for REST and ``luc customers`` alike), not here.
@@ -29,6 +31,9 @@ class CustomerIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Decimal string: prepaid credits below it raise ``customer.credits_low``."""
     credit_stop: bool = False
     """Refuse the customer's calls while its prepaid balance is zero."""
+    webhook_url: str | None = None
+    """Where its credit alerts (``customer.credits_low``, ``customer.credits_exhausted``)
+    are posted, signed with LUC_WEBHOOK_SECRET; absent: recorded (GET /v1/alerts), not sent."""
 
     def new_customer(self) -> NewCustomer:
         fields: dict[str, Any] = msgspec.structs.asdict(self)
@@ -39,7 +44,7 @@ class CustomerIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class CustomerPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Absent fields stay as they are; ``null`` clears an optional one (email, address,
-    tax_id, plan_id, low_balance_usd)."""
+    tax_id, plan_id, low_balance_usd, webhook_url)."""
 
     name: str | msgspec.UnsetType | None = msgspec.UNSET
     email: str | msgspec.UnsetType | None = msgspec.UNSET
@@ -50,6 +55,7 @@ class CustomerPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     invoicing: str | msgspec.UnsetType | None = msgspec.UNSET
     low_balance_usd: str | msgspec.UnsetType | None = msgspec.UNSET
     credit_stop: bool | msgspec.UnsetType | None = msgspec.UNSET
+    webhook_url: str | msgspec.UnsetType | None = msgspec.UNSET
 
     def changes(self) -> CustomerChanges:
         given: dict[str, Any] = {
@@ -75,6 +81,7 @@ class CustomerOut(msgspec.Struct, kw_only=True):
     invoicing: str
     low_balance_usd: str | None
     credit_stop: bool
+    webhook_url: str | None
     created_at: str
     updated_at: str
     # Month-to-date money of the customer's jobs (the current UTC month). Null until
@@ -86,9 +93,8 @@ class CustomerOut(msgspec.Struct, kw_only=True):
     """Month to date: what that usage cost (the provider's figure where reported)."""
     margin_usd: str | None = None
     """Month to date: ``price_usd − actual_cost_usd``."""
-    # Null until prepaid credits exist (issue 17: prepaid credits that burn down live).
     credit_balance_usd: str | None = None
-    """The prepaid credits left."""
+    """The prepaid credits left now (``GET /v1/customers/{id}/credits``): "0" without any."""
 
 
 class CustomerPage(msgspec.Struct):
@@ -96,9 +102,14 @@ class CustomerPage(msgspec.Struct):
     next_cursor: str | None
 
 
-def customer_out(customer: Customer) -> CustomerOut:
-    return wire_struct(CustomerOut, customer, **dict.fromkeys(_NOT_YET))
+def customer_out(customer: Customer, credit_balance_usd: Decimal = Decimal(0)) -> CustomerOut:
+    return wire_struct(
+        CustomerOut,
+        customer,
+        **dict.fromkeys(_NOT_YET),
+        credit_balance_usd=money_text(credit_balance_usd),
+    )
 
 
-# The month-to-date and credit fields: absent from ``Customer`` until their issues land.
-_NOT_YET = ("price_usd", "actual_cost_usd", "margin_usd", "credit_balance_usd")
+# The month-to-date fields: absent from ``Customer`` until their issue lands.
+_NOT_YET = ("price_usd", "actual_cost_usd", "margin_usd")
