@@ -219,6 +219,51 @@ class BillingSettings:
     a plan that does not exist stops the service."""
 
 
+LOGO_MAX_BYTES = 512 * 1024
+"""The largest logo an invoice carries: it is stored with every issued invoice that shows it."""
+
+# An image is known by its first bytes, not by its file name: the media type an invoice page
+# declares for its logo is the one its bytes have.
+_IMAGE_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+
+
+@dataclass(frozen=True)
+class Logo:
+    """An issuer's logo as read once at start-up: what an invoice issued later snapshots."""
+
+    path: Path
+    media_type: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class IssuerSettings:
+    """Who issues the invoices. Each issued invoice keeps a copy of these as they were when
+    it was issued: changing them changes the next invoices, never an issued one."""
+
+    name: str | None = None
+    """``LUC_ISSUER_NAME``: the company that bills (unset: invoices say the issuer is not
+    configured)."""
+    address: str | None = None
+    """``LUC_ISSUER_ADDRESS``: its postal address; a newline (or ``\\n``) starts a line."""
+    tax_id: str | None = None
+    """``LUC_ISSUER_TAX_ID``: its VAT or tax number."""
+    payment_terms_days: int = 30
+    """``LUC_ISSUER_PAYMENT_TERMS_DAYS``: an invoice is due this many days after its issue
+    date (0: on receipt)."""
+    logo: Logo | None = None
+    """``LUC_ISSUER_LOGO``: path to a PNG, JPEG, GIF, WebP or SVG image shown on the invoice
+    page; read and checked at start-up."""
+    footer: str | None = None
+    """``LUC_ISSUER_FOOTER``: a line at the foot of every invoice (bank details, legal
+    mentions); a newline (or ``\\n``) starts a line."""
+
+
 @dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings
@@ -230,6 +275,7 @@ class Settings:
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     reconciliation: ReconciliationSettings = field(default_factory=ReconciliationSettings)
     billing: BillingSettings = field(default_factory=BillingSettings)
+    issuer: IssuerSettings = field(default_factory=IssuerSettings)
 
     @property
     def gateway_reservation_seconds(self) -> int:
@@ -363,6 +409,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         auth=auth,
         reconciliation=reconciliation,
         billing=BillingSettings(default_plan=default_plan),
+        issuer=_issuer(env),
     )
 
 
@@ -377,6 +424,74 @@ def _tolerance(env: dict[str, str], name: str, default: Decimal) -> Decimal:
         raise SettingsError(
             f"{name} must be a decimal share such as 0.01 (1 %), got {raw!r}"
         ) from None
+
+
+MAX_ISSUER_TEXT_CHARS = 1000
+MAX_PAYMENT_TERMS_DAYS = 365
+
+
+def _text(env: dict[str, str], name: str) -> str | None:
+    """Free text printed on invoices: ``\\n`` (as a shell or a ``.env`` file writes it)
+    starts a line, as a newline does; surrounding blanks are dropped."""
+    raw = (env.get(name) or "").replace("\\n", "\n").strip()
+    if not raw:
+        return None
+    if len(raw) > MAX_ISSUER_TEXT_CHARS:
+        raise SettingsError(f"{name} must be at most {MAX_ISSUER_TEXT_CHARS} characters")
+    if "\x00" in raw:
+        raise SettingsError(f"{name} must not contain the NUL character")
+    return raw
+
+
+def _media_type(data: bytes) -> str | None:
+    for signature, media_type in _IMAGE_SIGNATURES:
+        if data.startswith(signature):
+            return media_type
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    # SVG is text: an XML declaration, a doctype or a comment may come before <svg.
+    head = data[:1024].lstrip(b"\xef\xbb\xbf").lstrip()
+    if head.startswith(b"<") and b"<svg" in data[:4096]:
+        return "image/svg+xml"
+    return None
+
+
+def _logo(env: dict[str, str], name: str) -> Logo | None:
+    """The logo file, read once: a missing, unreadable, oversized or non-image file stops
+    the service at start rather than leave every invoice without its logo."""
+    raw = env.get(name)
+    if not raw:
+        return None
+    path = Path(raw).expanduser()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SettingsError(f"{name}: cannot read {raw!r}: {exc.strerror or exc}") from None
+    if len(data) > LOGO_MAX_BYTES:
+        raise SettingsError(
+            f"{name}: {raw!r} is {len(data):,} bytes; a logo may be at most "
+            f"{LOGO_MAX_BYTES:,} bytes"
+        )
+    media_type = _media_type(data)
+    if media_type is None:
+        raise SettingsError(f"{name}: {raw!r} is not a PNG, JPEG, GIF, WebP or SVG image")
+    return Logo(path=path, media_type=media_type, data=data)
+
+
+def _issuer(env: dict[str, str]) -> IssuerSettings:
+    terms = _int(env, "LUC_ISSUER_PAYMENT_TERMS_DAYS", 30, minimum=0)
+    if terms > MAX_PAYMENT_TERMS_DAYS:
+        raise SettingsError(
+            f"LUC_ISSUER_PAYMENT_TERMS_DAYS must be at most {MAX_PAYMENT_TERMS_DAYS}, got {terms}"
+        )
+    return IssuerSettings(
+        name=_text(env, "LUC_ISSUER_NAME"),
+        address=_text(env, "LUC_ISSUER_ADDRESS"),
+        tax_id=_text(env, "LUC_ISSUER_TAX_ID"),
+        payment_terms_days=terms,
+        logo=_logo(env, "LUC_ISSUER_LOGO"),
+        footer=_text(env, "LUC_ISSUER_FOOTER"),
+    )
 
 
 def _gateway(env: dict[str, str]) -> GatewaySettings:

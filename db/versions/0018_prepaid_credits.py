@@ -3,7 +3,7 @@ account (the lock that orders its draws, and its alerts' arming), credit alerts 
 budget alerts, and a customer's webhook target.
 
 Revision ID: 0018_prepaid_credits
-Revises: 0014_customers_plans
+Revises: 0020_invoices_to_pay
 Create Date: 2026-11-30
 
 A grant's ``remaining_usd`` is a projection of its draws (``amount_usd`` − the sum of its
@@ -18,7 +18,7 @@ from __future__ import annotations
 from service.db.migrations import run_sql
 
 revision = "0018_prepaid_credits"
-down_revision = "0014_customers_plans"
+down_revision = "0020_invoices_to_pay"
 branch_labels = None
 depends_on = None
 

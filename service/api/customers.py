@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import date
+from decimal import Decimal
+
 from litestar import get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
@@ -17,14 +20,27 @@ from service.api.schemas.customers import (
 )
 from service.auth.guard import ADMIN, READ
 from service.budgets.targets import check_target
-from service.customers.credits import with_balances
+from service.customers.credits import balances_of
+from service.customers.models import Customer
 from service.customers.service import (
     create_customer,
     get_customer,
     list_customers,
     update_customer,
 )
-from service.db import on_connection
+from service.db import Connection, on_connection
+from service.rollups.models import Totals
+from service.rollups.service import month_to_date
+
+
+async def _answer(conn: Connection, customer: Customer) -> CustomerOut:
+    """``customer`` as every answer shows it: with its month-to-date figures and its
+    prepaid balance."""
+    month, totals = await month_to_date(conn, [customer.id])
+    balances = await balances_of(conn, [customer.id])
+    return customer_out(
+        customer, month, totals.get(customer.id), balances.get(customer.id, Decimal(0))
+    )
 
 
 class CustomersController(LucController):
@@ -50,7 +66,11 @@ class CustomersController(LucController):
         new = data.new_customer()
         if new.webhook_url is not None:
             await check_target(new.webhook_url, luc.settings.budgets.allowed_hosts)
-        return customer_out(await on_connection(luc.pool, lambda conn: create_customer(conn, new)))
+
+        async def create(conn: Connection) -> CustomerOut:
+            return await _answer(conn, await create_customer(conn, new))
+
+        return await on_connection(luc.pool, create)
 
     @get(
         "/",
@@ -66,24 +86,43 @@ class CustomersController(LucController):
     ) -> CustomerPage:
         size = page_size(limit)
         after = decode_cursor(cursor)
-        customers = await on_connection(
-            luc.pool, lambda conn: list_customers(conn, after_id=after, limit=size + 1)
-        )
+
+        async def read(
+            conn: Connection,
+        ) -> tuple[list[Customer], date, dict[str, Totals], dict[str, Decimal]]:
+            customers = await list_customers(conn, after_id=after, limit=size + 1)
+            month, totals = await month_to_date(conn, [c.id for c in customers])
+            balances = await balances_of(conn, [c.id for c in customers])
+            return customers, month, totals, balances
+
+        customers, month, totals, balances = await on_connection(luc.pool, read)
         items, next_cursor = page(customers, size, lambda c: c.id)
-        balances = await on_connection(luc.pool, lambda conn: with_balances(conn, items))
         return CustomerPage(
-            items=[customer_out(c, balance) for c, balance in balances], next_cursor=next_cursor
+            items=[
+                customer_out(c, month, totals.get(c.id), balances.get(c.id, Decimal(0)))
+                for c in items
+            ],
+            next_cursor=next_cursor,
         )
 
-    @get("/{customer_id:str}", operation_id="getCustomer", summary="One customer")
+    @get(
+        "/{customer_id:str}",
+        operation_id="getCustomer",
+        summary="One customer, with its month-to-date price, actual cost and margin",
+        description=(
+            "`price_usd`, `actual_cost_usd` and `margin_usd` are those of the current UTC "
+            "month (`month`), from the customer × month rollup: every entry priced for the "
+            "customer (its jobs' events) in that month. `credit_balance_usd`: the prepaid "
+            "credits left now (GET /v1/customers/{id}/credits)."
+        ),
+    )
     async def detail(
         self, luc: NamedDependency[Resources], customer_id: FromPath[str]
     ) -> CustomerOut:
-        customer = await on_connection(luc.pool, lambda conn: get_customer(conn, customer_id))
-        [(customer, balance)] = await on_connection(
-            luc.pool, lambda conn: with_balances(conn, [customer])
-        )
-        return customer_out(customer, balance)
+        async def read(conn: Connection) -> CustomerOut:
+            return await _answer(conn, await get_customer(conn, customer_id))
+
+        return await on_connection(luc.pool, read)
 
     @patch(
         "/{customer_id:str}",
@@ -101,10 +140,8 @@ class CustomersController(LucController):
         changes = data.changes()
         if changes.webhook_url is not None:
             await check_target(changes.webhook_url, luc.settings.budgets.allowed_hosts)
-        customer = await on_connection(
-            luc.pool, lambda conn: update_customer(conn, customer_id, changes)
-        )
-        [(customer, balance)] = await on_connection(
-            luc.pool, lambda conn: with_balances(conn, [customer])
-        )
-        return customer_out(customer, balance)
+
+        async def update(conn: Connection) -> CustomerOut:
+            return await _answer(conn, await update_customer(conn, customer_id, changes))
+
+        return await on_connection(luc.pool, update)

@@ -15,6 +15,7 @@ from service.api.schemas.invoices import (
     InvoiceOut,
     InvoicePage,
     InvoicePreviewOut,
+    invoice_internal_out,
     invoice_out,
     invoice_preview_out,
     invoice_summary_out,
@@ -22,10 +23,21 @@ from service.api.schemas.invoices import (
 from service.auth.guard import ADMIN, READ
 from service.db import on_connection
 from service.errors import InvalidRequestError
-from service.invoices.render import invoice_document, to_csv, to_html
-from service.invoices.service import get_invoice, issue_invoice, list_invoices, preview_invoice
+from service.invoices.forms import to_csv
+from service.invoices.page import to_html
+from service.invoices.render import invoice_document
+from service.invoices.service import (
+    get_invoice,
+    internal_view,
+    issue_invoice,
+    list_invoices,
+    logo_of,
+    preview_invoice,
+    refusal,
+)
 
 FORMATS = ("json", "csv", "html")
+VIEWS = ("customer", "internal")
 
 
 class JobInvoicesController(LucController):
@@ -39,30 +51,38 @@ class JobInvoicesController(LucController):
         summary="Live preview of the job's next invoice",
         description=(
             "What issuing would issue now: the ledger entries no earlier invoice covers, in "
-            "lines by agent, model, provider and catalog version. Without number or digest."
+            "lines by agent, model, provider and catalog version, with the issuer and the "
+            "customer as they are now. Without number, dates or digest; `issuable` says "
+            "whether issuing now would issue it, `not_issued_because` why not."
         ),
     )
     async def preview(
         self, luc: NamedDependency[Resources], job_id: FromPath[str]
     ) -> InvoicePreviewOut:
         draft = await on_connection(luc.pool, lambda conn: preview_invoice(conn, job_id))
-        document = invoice_document(draft, None, None)
-        return invoice_preview_out(document, draft.job.status, draft.earlier)
+        document = invoice_document(draft, luc.settings.issuer, None, None)
+        return invoice_preview_out(document, draft.job.status, draft.earlier, refusal(draft))
 
     @post(
         "/{job_id:str}/invoices",
         operation_id="issueJobInvoice",
         summary="Issue the job's next invoice (the first, or a follow-up)",
         description=(
-            "Numbers are gap-free per year (LUC-2026-000042). The invoice covers every ledger "
-            "entry of the job that no earlier invoice covers; 409 when there is none. Once "
-            "issued it never changes."
+            "The invoice covers every ledger entry of the job that no earlier invoice covers, "
+            "with the issuer (LUC_ISSUER_*) and the job's customer copied in; once issued it "
+            "never changes. A follow-up whose total is negative is a credit note "
+            "(`kind: credit_note`, LUC-CN-2026-000042, naming the invoice it `corrects`); "
+            "numbers are gap-free per kind and year (LUC-2026-000042). 409, with the reason "
+            "in `detail` and no number spent, when there is nothing new to bill, or when a "
+            "follow-up comes to 0.00 at the cent: its entries stay unbilled and carry forward "
+            "to the next follow-up (the preview's `issuable` tells beforehand)."
         ),
         status_code=201,
         opt=ADMIN,
     )
     async def issue(self, luc: NamedDependency[Resources], job_id: FromPath[str]) -> InvoiceOut:
-        invoice = await on_connection(luc.pool, lambda conn: issue_invoice(conn, job_id))
+        issuer = luc.settings.issuer
+        invoice = await on_connection(luc.pool, lambda conn: issue_invoice(conn, job_id, issuer))
         return invoice_out(invoice.with_digest())
 
 
@@ -90,15 +110,22 @@ class InvoicesController(LucController):
     @get(
         "/{number:str}",
         operation_id="getInvoice",
-        summary="One issued invoice as JSON, CSV or a printable HTML page",
+        summary="One issued invoice or credit note as JSON, CSV or a printable HTML page",
         description=(
-            "`format=json` (default) is the invoice with its digest; `format=csv` has one row "
-            "per line, then subtotal, rounding and total rows; `format=html` is an A4 page."
+            "The customer's forms: `format=json` (default) is the invoice with its digest; "
+            "`format=csv` has one row per line, then subtotal, rounding, total, credits and "
+            "amount-due rows (`row_type`), each naming the invoice, customer and job; "
+            "`format=html` is an A4 page. Amounts in CSV and HTML are presented to the cent. "
+            "`view=internal` (JSON only) adds each line's `cost_usd`, `actual_cost_usd` and "
+            "`margin_usd` for finance; the customer's forms never show them."
         ),
         responses={
             200: ResponseSpec(
                 data_container=InvoiceOut,
-                description="The invoice (JSON; text/csv or text/html with format)",
+                description=(
+                    "The invoice (JSON; text/csv or text/html with format; InvoiceInternalOut "
+                    "with view=internal)"
+                ),
             )
         },
     )
@@ -109,11 +136,27 @@ class InvoicesController(LucController):
         fmt: Annotated[
             str, QueryParameter(name="format", description="json (default), csv or html")
         ] = "json",
+        view: Annotated[
+            str,
+            QueryParameter(
+                description="customer (default): the issued document; internal: with costs"
+            ),
+        ] = "customer",
     ) -> Response[Any]:
         if fmt not in FORMATS:
             raise InvalidRequestError(
                 f"format: must be one of {', '.join(FORMATS)}", status_code=400
             )
+        if view not in VIEWS:
+            raise InvalidRequestError(f"view: must be one of {', '.join(VIEWS)}", status_code=400)
+        if view == "internal" and fmt != "json":
+            raise InvalidRequestError(
+                "view=internal is JSON only: the CSV and HTML forms are the customer's",
+                status_code=400,
+            )
+        if view == "internal":
+            internal = await on_connection(luc.pool, lambda conn: internal_view(conn, number))
+            return Response(invoice_internal_out(internal))
         invoice = await on_connection(luc.pool, lambda conn: get_invoice(conn, number))
         # Litestar appends "; charset=utf-8" to a text/* media type itself.
         if fmt == "csv":
@@ -123,5 +166,6 @@ class InvoicesController(LucController):
                 headers={"Content-Disposition": f'attachment; filename="{invoice.number}.csv"'},
             )
         if fmt == "html":
-            return Response(to_html(invoice.document, invoice.digest), media_type="text/html")
+            logo = await on_connection(luc.pool, lambda conn: logo_of(conn, invoice))
+            return Response(to_html(invoice.document, invoice.digest, logo), media_type="text/html")
         return Response(invoice_out(invoice.with_digest()))

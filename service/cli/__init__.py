@@ -7,8 +7,9 @@
     luc keys ...              keys.py      API keys: create, list, revoke
     luc catalog ...           catalog.py   model prices: import, sync, rerate
     luc customers ...         customers.py customers: create, list, show, update; credits
-    luc plans ...             plans.py     rate plans: create, list, show, add-version
+    luc plans ...             plans.py     rate plans: create, list, show, add-version, reprice
     luc invoice ...           invoice.py   per-job invoices: preview, issue, show, verify
+    luc export focus          export.py    cost and usage as FinOps FOCUS CSV
     luc partitions ensure     partitions.py  the ledger's coming months (cron, as the owner)
     luc grafana role          grafana.py   the read-only role of Grafana's PostgreSQL datasource
                               database.py  the database a command uses, as the server does
@@ -29,6 +30,7 @@ import click
 from service.cli.catalog import catalog
 from service.cli.customers import customers
 from service.cli.demo import demo
+from service.cli.export import export
 from service.cli.grafana import grafana
 from service.cli.invoice import invoice
 from service.cli.keys import keys
@@ -76,6 +78,7 @@ for command in (
     customers,
     plans,
     invoice,
+    export,
     partitions,
     grafana,
 ):

@@ -9,8 +9,6 @@ import click
 from service.cli.database import run_on_database
 
 if TYPE_CHECKING:
-    from decimal import Decimal
-
     from service.customers.credits import CreditGrant, Credits
     from service.customers.models import Customer
     from service.db import Connection
@@ -28,17 +26,18 @@ def echo_struct(struct: Any) -> None:
     click.echo(json.dumps(msgspec.to_builtins(struct), indent=2, ensure_ascii=False))
 
 
-def _echo_customer(shown: tuple[Customer, Decimal]) -> None:
+async def _answer(conn: Connection, customer: Customer) -> Any:
+    """``customer`` as REST answers it: with its month-to-date figures and its prepaid
+    balance."""
+    from decimal import Decimal
+
     from service.api.schemas.customers import customer_out
+    from service.customers.credits import balances_of
+    from service.rollups.service import month_to_date
 
-    echo_struct(customer_out(*shown))
-
-
-async def _with_balance(conn: Connection, customer: Customer) -> tuple[Customer, Decimal]:
-    from service.customers.credits import with_balances
-
-    [shown] = await with_balances(conn, [customer])
-    return shown
+    month, totals = await month_to_date(conn, [customer.id])
+    balance = (await balances_of(conn, [customer.id])).get(customer.id, Decimal(0))
+    return customer_out(customer, month, totals.get(customer.id), balance)
 
 
 def _checked_target(url: str | None) -> None:
@@ -93,10 +92,10 @@ def customers_create(customer_id: str, **options: Any) -> None:
     )
     _checked_target(new.webhook_url)
 
-    async def work(conn: Connection) -> tuple[Customer, Decimal]:
-        return await _with_balance(conn, await create_customer(conn, new))
+    async def work(conn: Connection) -> Any:
+        return await _answer(conn, await create_customer(conn, new))
 
-    _echo_customer(run_on_database(work))
+    echo_struct(run_on_database(work))
 
 
 @customers.command(name="list")
@@ -121,13 +120,14 @@ def customers_list() -> None:
 @customers.command(name="show")
 @click.argument("customer_id")
 def customers_show(customer_id: str) -> None:
-    """Print customer CUSTOMER_ID as JSON."""
+    """Print customer CUSTOMER_ID as JSON, with its month-to-date price, actual cost and
+    margin (as GET /v1/customers/{id})."""
     from service.customers.service import get_customer
 
-    async def work(conn: Connection) -> tuple[Customer, Decimal]:
-        return await _with_balance(conn, await get_customer(conn, customer_id))
+    async def work(conn: Connection) -> Any:
+        return await _answer(conn, await get_customer(conn, customer_id))
 
-    _echo_customer(run_on_database(work))
+    echo_struct(run_on_database(work))
 
 
 @customers.command(name="update")
@@ -161,10 +161,10 @@ def customers_update(customer_id: str, clear: tuple[str, ...], **options: Any) -
     )
     _checked_target(changes.webhook_url)
 
-    async def work(conn: Connection) -> tuple[Customer, Decimal]:
-        return await _with_balance(conn, await update_customer(conn, customer_id, changes))
+    async def work(conn: Connection) -> Any:
+        return await _answer(conn, await update_customer(conn, customer_id, changes))
 
-    _echo_customer(run_on_database(work))
+    echo_struct(run_on_database(work))
 
 
 @customers.group(name="credits")

@@ -35,12 +35,20 @@ def _echo_json(document: dict[str, Any]) -> None:
 def invoice_preview(job_id: str) -> None:
     """Print, as JSON, what issuing an invoice for JOB_ID would issue now."""
     from service.invoices.render import invoice_document
-    from service.invoices.service import preview_invoice
+    from service.invoices.service import preview_invoice, refusal
+    from service.settings import get_settings
 
     async def work(conn: Connection) -> dict[str, Any]:
         draft = await preview_invoice(conn, job_id)
-        document = invoice_document(draft, None, None)
-        return {**document, "status": draft.job.status, "earlier_invoices": draft.earlier}
+        document = invoice_document(draft, get_settings().issuer, None, None)
+        reason = refusal(draft)
+        return {
+            **document,
+            "status": draft.job.status,
+            "earlier_invoices": draft.earlier,
+            "issuable": reason is None,
+            "not_issued_because": reason,
+        }
 
     _echo_json(run_on_database(work))
 
@@ -48,17 +56,26 @@ def invoice_preview(job_id: str) -> None:
 @invoice.command(name="issue")
 @click.argument("job_id")
 def invoice_issue(job_id: str) -> None:
-    """Issue JOB_ID's next invoice; print it as JSON (a summary goes to stderr)."""
-    from service.invoices.models import Invoice
+    """Issue JOB_ID's next invoice; print it as JSON (a summary goes to stderr).
+
+    A follow-up whose total is negative is a credit note (LUC-CN-…); one that comes to 0.00
+    at the cent is not issued (exit 1, no number spent): its usage carries forward.
+    """
+    from service.invoices.models import CREDIT_NOTE, Invoice
     from service.invoices.service import issue_invoice
+    from service.settings import get_settings
+
+    issuer = get_settings().issuer
 
     async def work(conn: Connection) -> Invoice:
-        return await issue_invoice(conn, job_id)
+        return await issue_invoice(conn, job_id, issuer)
 
     issued = run_on_database(work)
     _echo_json(issued.with_digest())
+    what = "credit note" if issued.kind == CREDIT_NOTE else "invoice"
     click.echo(
-        f"issued {issued.number} for job {job_id}: total {issued.document['total_usd']} USD, "
+        f"issued {what} {issued.number} for job {job_id}: total "
+        f"{issued.document['total_usd']} USD, due {issued.document['due_date']}, "
         f"{issued.document['covered_entries']} ledger entries",
         err=True,
     )
@@ -74,20 +91,33 @@ def invoice_issue(job_id: str) -> None:
     show_default=True,
     help="JSON (with digest), CSV, or a printable HTML page.",
 )
-def invoice_show(number: str, fmt: str) -> None:
-    """Print issued invoice NUMBER (e.g. LUC-2026-000042)."""
-    from service.invoices.models import Invoice
-    from service.invoices.render import to_csv, to_html
-    from service.invoices.service import get_invoice
+@click.option(
+    "--internal",
+    is_flag=True,
+    help="JSON with each line's cost, actual cost and margin (for finance, not the customer).",
+)
+def invoice_show(number: str, fmt: str, internal: bool) -> None:
+    """Print issued invoice or credit note NUMBER (e.g. LUC-2026-000042)."""
+    from service.invoices.forms import to_csv
+    from service.invoices.page import to_html
+    from service.invoices.service import get_invoice, internal_view, logo_of
 
-    async def work(conn: Connection) -> Invoice:
-        return await get_invoice(conn, number)
+    if internal and fmt != "json":
+        raise click.UsageError("--internal is JSON only: the CSV and HTML forms are the customer's")
 
-    stored = run_on_database(work)
-    if fmt == "csv":
+    async def work(conn: Connection) -> tuple[Any, Any]:
+        if internal:
+            return await internal_view(conn, number), None
+        stored = await get_invoice(conn, number)
+        return stored, await logo_of(conn, stored) if fmt == "html" else None
+
+    stored, logo = run_on_database(work)
+    if internal:
+        _echo_json(stored)
+    elif fmt == "csv":
         click.echo(to_csv(stored.document), nl=False)
     elif fmt == "html":
-        click.echo(to_html(stored.document, stored.digest), nl=False)
+        click.echo(to_html(stored.document, stored.digest, logo), nl=False)
     else:
         _echo_json(stored.with_digest())
 
@@ -110,7 +140,8 @@ def invoice_verify(source: str, against_stored: bool) -> None:
     from pathlib import Path
 
     from service.invoices.models import Verification
-    from service.invoices.service import get_invoice, verify_document, verify_stored
+    from service.invoices.service import get_invoice
+    from service.invoices.verify import verify_document, verify_stored
 
     if source == "-" or Path(source).is_file():
         raw = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")

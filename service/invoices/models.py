@@ -1,18 +1,32 @@
-"""Invoice shapes, and the one rounding rule an invoice applies to money."""
+"""Invoice shapes, their numbers, and the one rounding rule an invoice applies to money.
+
+A draft is lines and amounts; who issues it (``settings.IssuerSettings``) and who is billed
+(``BillTo``) are copied into the document when it is issued, and the forms (``render``)
+present it.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from service.jobs.models import JobInfo
-from service.money import CENT, exact_sum, quantize_half_up
+from service.money import CENT, exact_difference, exact_sum, quantize_half_up
 from service.tokens import TokenCounts
 
 CURRENCY = "USD"
 NUMBER_PREFIX = "LUC"
+
+INVOICE = "invoice"
+CREDIT_NOTE = "credit_note"
+KINDS = (INVOICE, CREDIT_NOTE)
+"""What an issued document is: an invoice, or a credit note (a follow-up whose total is
+negative). Each kind is numbered from its own gap-free sequence per year."""
+SERIES_PREFIX = {INVOICE: NUMBER_PREFIX, CREDIT_NOTE: f"{NUMBER_PREFIX}-CN"}
+_NUMBER = re.compile(r"(LUC|LUC-CN)-(\d{4})-(\d{6,})")
 
 # Lines and the subtotal keep full precision (summed exactly, service.money); only the total
 # is rounded, once, to cents, half up: half away from zero in Python's decimal, so a credit
@@ -24,9 +38,30 @@ ROUNDING_RULE = (
 )
 
 
-def invoice_number(year: int, seq: int) -> str:
-    """``LUC-2026-000042``: the year of issue and the gap-free sequence within it."""
-    return f"{NUMBER_PREFIX}-{year}-{seq:06d}"
+def invoice_number(year: int, seq: int, kind: str = INVOICE) -> str:
+    """``LUC-2026-000042`` (``LUC-CN-2026-000042`` for a credit note): the year of issue and
+    the gap-free sequence of that kind within it."""
+    return f"{SERIES_PREFIX[kind]}-{year}-{seq:06d}"
+
+
+def parse_number(number: str) -> tuple[str, int, int] | None:
+    """``LUC-CN-2026-000042`` → (``credit_note``, 2026, 42); None when it is no number."""
+    match = _NUMBER.fullmatch(number)
+    if match is None:
+        return None
+    prefix, year, seq = match.groups()
+    kind = next(k for k, p in SERIES_PREFIX.items() if p == prefix)
+    return kind, int(year), int(seq)
+
+
+def kind_of(total: Decimal) -> str:
+    """A negative total is a credit note: it owes the customer."""
+    return CREDIT_NOTE if total < 0 else INVOICE
+
+
+def due_date(issued_at: datetime, payment_terms_days: int) -> date:
+    """The UTC date of issue plus the payment terms."""
+    return issued_at.astimezone(UTC).date() + timedelta(days=payment_terms_days)
 
 
 def round_total(subtotal: Decimal) -> Decimal:
@@ -52,10 +87,24 @@ class DraftLine(TokenCounts):
     unit_prices: dict[str, Decimal]
     amount_usd: Decimal
     """What the line bills: the catalog cost of its entries."""
+    cost_usd: Decimal
+    """Internal, never on the customer's forms: the catalog cost of its entries."""
     actual_cost_usd: Decimal
-    """For information, not billed: what the calls actually cost (each entry's provider
-    cost where reported, else its catalog cost). Every entry of a line is priced, so it
-    is always known."""
+    """Internal, never on the customer's forms: what the calls actually cost (each entry's
+    provider cost where reported, else its catalog cost). Every entry of a line is priced,
+    so it is always known."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BillTo:
+    """The customer an invoice is addressed to, as it was when the invoice was issued."""
+
+    id: str | None
+    """The registered customer's id; None for a name given only as the job's free-text
+    ``customer``."""
+    name: str
+    address: str | None = None
+    tax_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +119,9 @@ class Draft:
     period_start: datetime | None
     period_end: datetime | None
     earlier: list[str]
-    """Numbers of the job's issued invoices, oldest first."""
+    """Numbers of the job's issued invoices and credit notes, in issue order."""
+    bill_to: BillTo | None = None
+    """Who the invoice is addressed to (the job's customer), as of now."""
     not_billed: list[DraftLine] = field(default_factory=list)
     """Covered usage that is no LLM call (stub answers, at zero): listed apart, never a
     billed line, so the invoice says what it left out and why."""
@@ -84,8 +135,30 @@ class Draft:
         return round_total(self.subtotal)
 
     @property
+    def kind(self) -> str:
+        return kind_of(self.total)
+
+    @property
+    def credits_applied(self) -> Decimal:
+        """Prepaid credits drawn by the billed entries: none exist yet."""
+        return Decimal(0)
+
+    @property
+    def amount_due(self) -> Decimal:
+        """What the customer pays: the total less the credits applied (negative: what a
+        credit note owes the customer)."""
+        return exact_difference(self.total, self.credits_applied)
+
+    @property
     def follow_up_of(self) -> str | None:
         return self.earlier[-1] if self.earlier else None
+
+    @property
+    def rounds_to_zero(self) -> bool:
+        """A follow-up whose total is 0.00 at the cent, though it covers entries: it is not
+        issued (a number would be spent on nothing to pay); its entries carry forward to the
+        job's next follow-up."""
+        return self.follow_up_of is not None and bool(self.entry_ids) and self.total == 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +166,7 @@ class Invoice:
     """An issued invoice: its canonical document (the digest covers it) and the digest."""
 
     number: str
+    kind: str
     job_id: str
     issued_at: datetime
     total_usd: Decimal
@@ -108,15 +182,31 @@ class Invoice:
 @dataclass(frozen=True, slots=True)
 class InvoiceSummary:
     number: str
+    kind: str
     job_id: str
+    customer_id: str | None
     issued_at: datetime
+    due_date: date | None
     subtotal_usd: Decimal
     rounding_usd: Decimal
     total_usd: Decimal
     covered_entries: int
     unpriced_events: int
     follow_up_of: str | None
+    corrects: str | None
     digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class InternalLine:
+    """What an issued line cost LUC, beside what it bills: never on the customer's forms."""
+
+    cost_usd: Decimal
+    actual_cost_usd: Decimal | None
+    """None on lines issued before actual costs were recorded."""
+    margin_usd: Decimal | None
+    """The line's amount less its actual cost, once invoices bill the customer's price;
+    None while they bill the catalog cost (there is no margin to show)."""
 
 
 @dataclass(frozen=True, slots=True)

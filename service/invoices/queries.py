@@ -33,7 +33,8 @@ SELECT_DRAFT_LINES = f"""
 SELECT l.agent, l.model, p.name AS model_name, l.provider, l.catalog_version,
        l.long_context_from, l.tier,
        sum(l.event_count) AS events, {_TOKEN_SUMS}, {_PRICES},
-       sum(l.cost_usd) AS amount_usd, sum(l.actual_cost_usd) AS actual_cost_usd
+       sum(l.cost_usd) AS amount_usd, sum(l.cost_usd) AS cost_usd,
+       sum(l.actual_cost_usd) AS actual_cost_usd
 FROM ledger_entries AS l
 LEFT JOIN catalog_prices AS p ON p.version_id = l.catalog_version AND p.model_id = l.model
 WHERE l.id = ANY($1::bigint[]) AND l.catalog_version IS NOT NULL
@@ -57,25 +58,50 @@ SELECT count(*) FROM (
 """
 
 SELECT_JOB_INVOICE_NUMBERS = """
-SELECT number FROM invoices WHERE job_id = $1 ORDER BY year, seq
+SELECT number FROM invoices WHERE job_id = $1 ORDER BY issued_at, number
+"""
+
+# The invoice a credit note corrects: the latest invoice that billed an entry of an event
+# whose later entries (re-rating reversals and re-bookings) the credit note covers.
+SELECT_CORRECTED_INVOICE = """
+SELECT i.number
+FROM ledger_entries AS mine
+JOIN ledger_entries AS earlier ON earlier.event_id = mine.event_id AND earlier.id <> mine.id
+JOIN invoice_entries AS c ON c.ledger_entry_id = earlier.id
+JOIN invoices AS i ON i.number = c.invoice_number AND i.kind = 'invoice'
+WHERE mine.id = ANY($1::bigint[])
+ORDER BY i.issued_at DESC, i.number DESC
+LIMIT 1
+"""
+
+SELECT_LATEST_JOB_INVOICE = """
+SELECT number FROM invoices WHERE job_id = $1 AND kind = 'invoice'
+ORDER BY issued_at DESC, number DESC LIMIT 1
 """
 
 # Issuing -----------------------------------------------------------------------------------
 
-# The next number of the year. The upsert takes the year's row lock until commit: concurrent
-# issues queue here and each sees the number the previous one committed (READ COMMITTED
-# re-reads the row after the wait), so numbers are consecutive; a rollback returns the number.
+# The next number of the series (invoices, credit notes) and year. The upsert takes that
+# row's lock until commit: concurrent issues of a series queue here and each sees the number
+# the previous one committed (READ COMMITTED re-reads the row after the wait), so numbers
+# are consecutive; a rollback returns the number.
 NEXT_NUMBER = """
-INSERT INTO invoice_counters AS c (year, last_number) VALUES ($1, 1)
-ON CONFLICT (year) DO UPDATE SET last_number = c.last_number + 1
+INSERT INTO invoice_counters AS c (series, year, last_number) VALUES ($1, $2, 1)
+ON CONFLICT (series, year) DO UPDATE SET last_number = c.last_number + 1
 RETURNING last_number
 """
 
 INSERT_INVOICE = """
-INSERT INTO invoices (number, year, seq, job_id, issued_at, currency, subtotal_usd,
-                      rounding_rule, rounding_usd, total_usd, covered_entries, unpriced_events,
-                      follow_up_of, canonical, digest)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+INSERT INTO invoices (number, kind, year, seq, job_id, customer_id, issued_at, due_date,
+                      currency, subtotal_usd, rounding_rule, rounding_usd, total_usd,
+                      covered_entries, unpriced_events, follow_up_of, corrects, canonical,
+                      digest)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+"""
+
+INSERT_LOGO = """
+INSERT INTO invoice_logos (sha256, media_type, data) VALUES ($1, $2, $3)
+ON CONFLICT (sha256) DO NOTHING
 """
 
 # Columns of an invoice line, with the type of INSERT_LINES' arrays. Token sums are numeric
@@ -92,6 +118,7 @@ LINE_COLUMNS = (
     *((name, "numeric") for name in TOKEN_FIELDS),
     *((f"price_{name}", "numeric") for name in PRICE_CLASSES),
     ("amount_usd", "numeric"),
+    ("cost_usd", "numeric"),
     ("actual_cost_usd", "numeric"),
 )
 INSERT_LINES = f"""
@@ -108,24 +135,39 @@ SELECT $1, unnest($2::bigint[])
 # Reading -----------------------------------------------------------------------------------
 
 SELECT_INVOICE = """
-SELECT number, job_id, issued_at, total_usd, canonical, digest FROM invoices WHERE number = $1
-"""
-
-SELECT_INVOICES = """
-SELECT number, job_id, issued_at, subtotal_usd, rounding_usd, total_usd, covered_entries,
-       unpriced_events, follow_up_of, digest
-FROM invoices
-WHERE ($1::text IS NULL OR job_id = $1)
-  AND (year, seq) > ($2::int, $3::int)
-ORDER BY year, seq
-LIMIT $4
-"""
-
-SELECT_INVOICE_COLUMNS = """
-SELECT number, job_id, issued_at, currency, subtotal_usd, rounding_rule, rounding_usd,
-       total_usd, covered_entries, unpriced_events, follow_up_of
+SELECT number, kind, job_id, issued_at, total_usd, canonical, digest
 FROM invoices WHERE number = $1
 """
+
+# In issue order; keyset on (issued_at, number), the cursor being the last number listed.
+SELECT_INVOICES = """
+SELECT number, kind, job_id, customer_id, issued_at, due_date, subtotal_usd, rounding_usd,
+       total_usd, covered_entries, unpriced_events, follow_up_of, corrects, digest
+FROM invoices
+WHERE ($1::text IS NULL OR job_id = $1)
+  AND ($2::text IS NULL
+       OR (issued_at, number) > (SELECT issued_at, number FROM invoices WHERE number = $2))
+ORDER BY issued_at, number
+LIMIT $3
+"""
+
+INVOICE_EXISTS = "SELECT EXISTS (SELECT 1 FROM invoices WHERE number = $1)"
+
+SELECT_INVOICE_COLUMNS = """
+SELECT number, kind, job_id, customer_id, issued_at, due_date, currency, subtotal_usd,
+       rounding_rule, rounding_usd, total_usd, covered_entries, unpriced_events, follow_up_of,
+       corrects
+FROM invoices WHERE number = $1
+"""
+
+# Lines issued before their catalog cost was recorded apart billed the catalog cost: their
+# amount is their cost.
+SELECT_INTERNAL_LINES = """
+SELECT position, COALESCE(cost_usd, amount_usd) AS cost_usd, actual_cost_usd
+FROM invoice_lines WHERE invoice_number = $1 ORDER BY position
+"""
+
+SELECT_LOGO = "SELECT media_type, data FROM invoice_logos WHERE sha256 = $1"
 
 SELECT_INVOICE_ENTRY_IDS = """
 SELECT ledger_entry_id FROM invoice_entries WHERE invoice_number = $1 ORDER BY ledger_entry_id

@@ -1,30 +1,33 @@
-"""An invoice's forms: the canonical JSON its digest covers, CSV, and a printable HTML page.
+"""An invoice's document: the JSON its digest covers, made of a draft, the issuer and the
+customer billed as they are at issue. Pure functions, no I/O.
 
-Pure functions, no I/O. CSV and HTML are rendered from the stored canonical document, so
-every form shows exactly the figures the digest protects. A document issued before a token
-class was declared has no count of it: it counts as zero.
+The forms (``invoices.forms``: CSV, HTML) are presented from this document as stored, so
+every form shows exactly the figures the digest protects. Amounts here are at full
+precision but the total; the forms present them to the cent.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 from datetime import datetime
-from html import escape
+from decimal import Decimal
 from typing import Any
 
 from service.invoices.models import (
+    CREDIT_NOTE,
     CURRENCY,
     ROUNDING_RULE,
+    BillTo,
     Draft,
     DraftLine,
+    due_date,
 )
-from service.money import exact_difference
+from service.money import CENT, exact_difference, quantize_half_up
 from service.pricing.catalog import NOT_BILLED_STUB
 from service.pricing.models import PRICE_CLASSES, rate_label
-from service.tokens import TOKEN_CLASSES, TOKEN_FIELDS, counts_of
+from service.settings import IssuerSettings
+from service.tokens import counts_of
 from service.wire import cents_text, instant_text, money_text
 
 # Canonical JSON ----------------------------------------------------------------------------
@@ -50,6 +53,8 @@ def entries_digest(entry_ids: list[int]) -> str:
 
 
 def line_document(line: DraftLine) -> dict[str, Any]:
+    """A billed line as the customer sees it: what it bills and why, never what it cost
+    LUC (the internal view adds that)."""
     return {
         "agent": line.agent,
         "model": line.model,
@@ -65,12 +70,44 @@ def line_document(line: DraftLine) -> dict[str, Any]:
         "rate": rate_label(line.long_context_from),
         "unit_prices": {k: money_text(line.unit_prices[k]) for k in PRICE_CLASSES},
         "amount_usd": money_text(line.amount_usd),
-        "actual_cost_usd": money_text(line.actual_cost_usd),
     }
 
 
-def notes_for(draft: Draft) -> list[str]:
+def issuer_document(issuer: IssuerSettings) -> dict[str, Any]:
+    """Who issues the invoice, copied into it: settings changed later change no issued one.
+    The logo is named by the SHA-256 of its bytes, which are stored beside the invoices."""
+    logo = issuer.logo
+    return {
+        "name": issuer.name,
+        "address": issuer.address,
+        "tax_id": issuer.tax_id,
+        "payment_terms_days": issuer.payment_terms_days,
+        "footer": issuer.footer,
+        "logo": None
+        if logo is None
+        else {"sha256": hashlib.sha256(logo.data).hexdigest(), "media_type": logo.media_type},
+    }
+
+
+def bill_to_document(bill_to: BillTo | None) -> dict[str, Any] | None:
+    if bill_to is None:
+        return None
+    return {
+        "id": bill_to.id,
+        "name": bill_to.name,
+        "address": bill_to.address,
+        "tax_id": bill_to.tax_id,
+    }
+
+
+def notes_for(draft: Draft, corrects: str | None = None) -> list[str]:
     notes = []
+    if draft.kind == CREDIT_NOTE:
+        notes.append(
+            "Credit note: the usage recorded since the last invoice of this job comes to less "
+            "than nothing (re-rated calls billed before at a higher price); the amount is owed "
+            "to the customer" + (f", and corrects invoice {corrects}." if corrects else ".")
+        )
     if draft.follow_up_of is not None:
         notes.append(
             f"Follow-up to {draft.follow_up_of}: covers only ledger entries recorded after "
@@ -96,23 +133,39 @@ def not_billed_document(line: DraftLine) -> dict[str, Any]:
     return {**line_document(line), "reason": NOT_BILLED_STUB}
 
 
+def _due_text(amount: Decimal) -> str:
+    """Whole cents as the total is written (``0.05``); credits drawn by exact entries may
+    leave more digits, which are kept, never rounded."""
+    return cents_text(amount) if amount == quantize_half_up(amount, CENT) else money_text(amount)
+
+
 def invoice_document(
-    draft: Draft, number: str | None, issued_at: datetime | None
+    draft: Draft,
+    issuer: IssuerSettings,
+    number: str | None,
+    issued_at: datetime | None,
+    *,
+    corrects: str | None = None,
 ) -> dict[str, Any]:
     """The invoice as JSON-ready data (without ``digest``); ``number`` None for a preview."""
     subtotal, total = draft.subtotal, draft.total
     # ``not_billed`` appears only when there is some, so invoices without stub answers keep
     # the shape (and the digests) they always had.
     not_billed = {"not_billed": [not_billed_document(x) for x in draft.not_billed]}
+    due = None if issued_at is None else due_date(issued_at, issuer.payment_terms_days)
     return {
         "number": number,
+        "kind": draft.kind,
         "job_id": draft.job.job_id,
         "issued_at": None if issued_at is None else instant_text(issued_at),
+        "due_date": None if due is None else due.isoformat(),
         "currency": CURRENCY,
-        "customer": draft.job.customer,
+        "issuer": issuer_document(issuer),
+        "customer": bill_to_document(draft.bill_to),
         "title": draft.job.title,
         "reference": draft.job.reference,
         "follow_up_of": draft.follow_up_of,
+        "corrects": corrects,
         "period_start": None if draft.period_start is None else instant_text(draft.period_start),
         "period_end": None if draft.period_end is None else instant_text(draft.period_end),
         "lines": [line_document(line) for line in draft.lines],
@@ -121,239 +174,11 @@ def invoice_document(
         "rounding_rule": ROUNDING_RULE,
         "rounding_usd": money_text(exact_difference(total, subtotal)),
         "total_usd": cents_text(total),
+        "credits_applied_usd": _due_text(draft.credits_applied),
+        "amount_due_usd": _due_text(draft.amount_due),
         "covered_entries": len(draft.entry_ids),
         "entries_sha256": entries_digest(draft.entry_ids),
         "unpriced_events": draft.unpriced_events,
-        "notes": notes_for(draft),
+        "notes": notes_for(draft, corrects),
         **(not_billed if draft.not_billed else {}),
     }
-
-
-# CSV ---------------------------------------------------------------------------------------
-
-CSV_COLUMNS = (
-    "invoice",
-    "job_id",
-    "row",
-    "agent",
-    "model",
-    "provider",
-    "catalog_version",
-    "tier",
-    "events",
-    *TOKEN_FIELDS,
-    "rate",
-    *(f"unit_price_{k}" for k in PRICE_CLASSES),
-    "actual_cost_usd",  # for information: invoices bill amount_usd
-    "amount_usd",
-    "note",
-)
-
-
-def _rate(line: dict[str, Any]) -> str:
-    """The rate a line's unit prices are; a line issued before long context was at base."""
-    return str(line.get("rate") or rate_label(None))
-
-
-def _text_cell(value: str | None) -> str:
-    """Text as a spreadsheet will not run it: a leading formula character gets a quote."""
-    if value and value[0] in "=+-@\t\r":
-        return "'" + value
-    return value or ""
-
-
-def to_csv(document: dict[str, Any]) -> str:
-    """One ``line`` row per invoice line, then ``subtotal``, ``rounding`` and ``total`` rows.
-
-    The ``line`` rows' ``amount_usd`` sum to the subtotal exactly (full precision).
-    """
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(CSV_COLUMNS)
-    head = [document["number"] or "preview", _text_cell(document["job_id"])]
-    blank_line = [""] * (len(CSV_COLUMNS) - 5)
-
-    def line_row(kind: str, line: dict[str, Any], note: str) -> list[Any]:
-        prices = line["unit_prices"]
-        return [
-            *head,
-            kind,
-            _text_cell(line["agent"]),
-            _text_cell(line["model"]),
-            _text_cell(line["provider"]),
-            line["catalog_version"],
-            line["tier"] or "",
-            line["events"],
-            *(line.get(k, 0) for k in TOKEN_FIELDS),
-            _rate(line),
-            *(prices[k] for k in PRICE_CLASSES),
-            line.get("actual_cost_usd", ""),  # absent from invoices issued before it
-            line["amount_usd"],
-            note,
-        ]
-
-    for line in document["lines"]:
-        writer.writerow(line_row("line", line, ""))
-    for row, amount, note in (
-        ("subtotal", document["subtotal_usd"], f"{document['events']} events"),
-        ("rounding", document["rounding_usd"], document["rounding_rule"]),
-        ("total", document["total_usd"], document["currency"]),
-    ):
-        writer.writerow([*head, row, *blank_line, amount, note])
-    if document["unpriced_events"]:
-        n = document["unpriced_events"]
-        writer.writerow([*head, "not_billed", *blank_line, "", f"{n} unpriced events, not billed"])
-    for line in document.get("not_billed", []):  # absent from invoices issued before it
-        writer.writerow(line_row("not_billed", line, line["reason"]))
-    return out.getvalue()
-
-
-# HTML --------------------------------------------------------------------------------------
-
-_CSS = """
-@page { size: A4; margin: 16mm 14mm; }
-* { box-sizing: border-box; }
-body { font: 10pt/1.4 "DejaVu Sans", "Helvetica Neue", Arial, sans-serif; color: #1a1a1a;
-       margin: 0 auto; max-width: 182mm; padding: 8mm 0; }
-header { display: flex; justify-content: space-between; align-items: flex-start;
-         border-bottom: 2px solid #1a1a1a; padding-bottom: 4mm; margin-bottom: 5mm; }
-h1 { font-size: 20pt; margin: 0; letter-spacing: 0.02em; }
-.number { font-size: 12pt; font-weight: bold; margin-top: 1mm; }
-.issuer { text-align: right; color: #555; }
-dl.meta { display: grid; grid-template-columns: 32mm 1fr; gap: 1mm 4mm; margin: 0 0 5mm; }
-dl.meta dt { color: #555; }
-dl.meta dd { margin: 0; }
-table { width: 100%; border-collapse: collapse; }
-th { text-align: left; font-size: 8pt; text-transform: uppercase; color: #555;
-     border-bottom: 1px solid #1a1a1a; padding: 1.5mm 1mm; }
-td { vertical-align: top; border-bottom: 1px solid #ddd; padding: 1.5mm 1mm; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-.small { font-size: 7.5pt; color: #444; white-space: nowrap; }
-table.totals { width: 95mm; margin: 5mm 0 0 auto; }
-h2 { font-size: 11pt; margin: 6mm 0 1mm; }
-table.not-billed { color: #555; }
-table.totals td { border: none; padding: 1mm; }
-table.totals tr.total td { border-top: 2px solid #1a1a1a; font-size: 12pt; font-weight: bold; }
-.notes { margin-top: 6mm; font-size: 9pt; }
-footer { margin-top: 8mm; border-top: 1px solid #ddd; padding-top: 2mm; font-size: 7.5pt;
-         color: #555; word-break: break-all; }
-@media print { body { padding: 0; } }
-"""
-
-
-ACTUAL_COST_NOTE = (
-    "Actual cost: what the calls cost as the providers reported it, where they did, else "
-    "at catalog prices; shown for information, the amount column is what is billed."
-)
-
-
-def _e(value: Any) -> str:
-    return escape("" if value is None else str(value))
-
-
-def _tokens(line: dict[str, Any]) -> str:
-    return "<br>".join(f"{c.label} {int(line.get(c.name, 0)):,}" for c in TOKEN_CLASSES)
-
-
-def _prices(prices: dict[str, str]) -> str:
-    labels = {
-        "input": "input",
-        "output": "output",
-        "cache_read": "cache read",
-        "cache_write": "cache write",
-        "reasoning": "reasoning",
-        "per_request": "per request",
-    }
-    return "<br>".join(f"{labels[k]} {_e(prices[k])}" for k in PRICE_CLASSES)
-
-
-def _line_row(line: dict[str, Any]) -> str:
-    return (
-        "<tr>"
-        f"<td><strong>{_e(line['model_name'] or line['model'])}</strong>"
-        f"<div class='small'>{_e(line['model'])}<br>agent {_e(line['agent'])} · "
-        f"{_e(line['provider'])}<br>catalog version {_e(line['catalog_version'])}</div></td>"
-        f"<td class='num'>{int(line['events']):,}</td>"
-        f"<td class='small'>{_tokens(line)}</td>"
-        f"<td class='small'>{_e(_rate(line))}<br>{_prices(line['unit_prices'])}</td>"
-        # Absent from invoices issued before it was recorded: an empty cell.
-        f"<td class='num small'>{_e(line.get('actual_cost_usd'))}</td>"
-        f"<td class='num'>{_e(line['amount_usd'])}</td>"
-        "</tr>"
-    )
-
-
-def _date(value: str | None) -> str:
-    """``2026-11-24T01:58:36.639108Z`` → ``2026-11-24 01:58:36 UTC`` (whole seconds)."""
-    if value is None:
-        return ""
-    return _e(value.split(".")[0].rstrip("Z").replace("T", " ") + " UTC")
-
-
-def to_html(document: dict[str, Any], digest: str | None) -> str:
-    """A printable A4 page: inline CSS, no script, every value escaped."""
-    d = document
-    number = d["number"] or "PREVIEW (not issued)"
-    period = f"{_date(d['period_start'])} – {_date(d['period_end'])}" if d["period_start"] else ""
-    meta = [  # (label, HTML)
-        ("Invoice number", _e(number)),
-        ("Issued", _date(d["issued_at"]) or "not issued"),
-        ("Job", _e(d["job_id"])),
-        ("Customer", _e(d["customer"])),
-        ("Title", _e(d["title"])),
-        ("Reference", _e(d["reference"])),
-        ("Follow-up of", _e(d["follow_up_of"])),
-        ("Usage period", period),
-    ]
-    meta_html = "".join(f"<dt>{label}</dt><dd>{value}</dd>" for label, value in meta if value)
-    rows = "".join(_line_row(line) for line in d["lines"])
-    not_billed = d.get("not_billed", [])  # absent from invoices issued before it
-    not_billed_html = ""
-    if not_billed:
-        not_billed_html = f"""
-<h2>Not billed</h2>
-<p class="small">{_e(not_billed[0]["reason"])}: listed for the record, at zero.</p>
-<table class="lines not-billed">
-  <thead><tr><th>Model / agent</th><th class="num">Events</th><th>Tokens</th>
-  <th>Unit prices (USD per 1M tokens)</th><th class="num">Actual cost (USD)</th>
-  <th class="num">Amount (USD)</th></tr></thead>
-  <tbody>{"".join(_line_row(line) for line in not_billed)}</tbody>
-</table>"""
-    notes = "".join(f"<p>{_e(n)}</p>" for n in d["notes"])
-    recorded = any("actual_cost_usd" in line for line in d["lines"])
-    actual_note = f"<p>{_e(ACTUAL_COST_NOTE)}</p>" if recorded else ""
-    digest_html = f"SHA-256 of the canonical JSON: {_e(digest)}" if digest else "Preview: no digest"
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>Invoice {_e(number)}</title>
-<style>{_CSS}</style>
-</head>
-<body>
-<header>
-  <div><h1>Invoice</h1><div class="number" id="invoice-number">{_e(number)}</div></div>
-  <div class="issuer">LUC · LLM usage cost ledger<br>Currency: {_e(d["currency"])}</div>
-</header>
-<dl class="meta">{meta_html}</dl>
-<table class="lines">
-  <thead><tr><th>Model / agent</th><th class="num">Events</th><th>Tokens</th>
-  <th>Unit prices (USD per 1M tokens)</th><th class="num">Actual cost (USD)</th>
-  <th class="num">Amount (USD)</th></tr></thead>
-  <tbody>{rows}</tbody>
-</table>
-<table class="totals">
-  <tr><td>Subtotal (full precision)</td><td class="num">{_e(d["subtotal_usd"])}</td></tr>
-  <tr><td>Rounding</td><td class="num">{_e(d["rounding_usd"])}</td></tr>
-  <tr class="total"><td>Total {_e(d["currency"])}</td>
-      <td class="num" id="invoice-total">{_e(d["total_usd"])}</td></tr>
-</table>{not_billed_html}
-<div class="notes">
-  <p>Rounding rule: {_e(d["rounding_rule"])}.</p>
-  {actual_note}
-  {notes}
-</div>
-<footer>{int(d["covered_entries"]):,} ledger entries covered · {digest_html}</footer>
-</body>
-</html>
-"""

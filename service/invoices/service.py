@@ -1,37 +1,43 @@
-"""Invoice preview and issue, reading and verifying issued invoices.
+"""Invoice preview and issue, reading issued invoices (checking them: ``invoices.verify``).
 
 An issued invoice is a snapshot: its canonical JSON and digest are stored in the issuing
 transaction beside its lines and the ledger entries it covers, and the database refuses
-to change any of them. Usage recorded later is covered by the job's next (follow-up)
-invoice; an entry is covered by at most one invoice.
+to change any of them. The issuer (settings) and the customer billed (the job's customer)
+are copied into it as they are at issue. Usage recorded later is covered by the job's next
+(follow-up) invoice; an entry is covered by at most one invoice. A follow-up whose total is
+negative is a credit note; one that is 0.00 at the cent is not issued, its entries carry
+forward.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 
+from service.customers.service import get_customer
 from service.db import Connection, from_row
 from service.errors import ConflictError, InvalidRequestError, NotFoundError
 from service.invoices import queries
 from service.invoices.models import (
+    CREDIT_NOTE,
     CURRENCY,
     ROUNDING_RULE,
+    BillTo,
     Draft,
     DraftLine,
+    InternalLine,
     Invoice,
     InvoiceSummary,
-    Verification,
+    due_date,
     invoice_number,
-    round_total,
+    parse_number,
 )
 from service.invoices.render import (
     canonical_json,
-    digest_of,
-    entries_digest,
     invoice_document,
     sha256_hex,
 )
@@ -41,8 +47,9 @@ from service.locks import lock_repricing
 from service.money import exact_difference, exact_sum
 from service.pricing.catalog import STUB_PROVIDER
 from service.pricing.models import PRICE_CLASSES
+from service.settings import IssuerSettings
 from service.tokens import TOKEN_FIELDS, counts_from_row
-from service.wire import parse_money
+from service.wire import cents_text, money_text
 
 # Drafting ----------------------------------------------------------------------------------
 
@@ -77,6 +84,23 @@ def _is_empty(line: DraftLine) -> bool:
     )
 
 
+async def bill_to(conn: Connection, job: JobInfo) -> BillTo | None:
+    """Who the job's invoice is addressed to: its registered customer (name, address, tax
+    id as they are now); a customer an event named but nobody registered yet, by the job's
+    free-text ``customer`` or else its id; without a customer, the free text alone."""
+    if job.customer_id is not None:
+        try:
+            customer = await get_customer(conn, job.customer_id)
+        except NotFoundError:
+            return BillTo(id=job.customer_id, name=job.customer or job.customer_id)
+        return BillTo(
+            id=customer.id, name=customer.name, address=customer.address, tax_id=customer.tax_id
+        )
+    if job.customer is not None:
+        return BillTo(id=None, name=job.customer)
+    return None
+
+
 async def _draft(conn: Connection, job: JobInfo) -> Draft:
     ids = [r["id"] for r in await conn.fetch(queries.SELECT_UNINVOICED_ENTRY_IDS, job.job_id)]
     lines = [_line(r) for r in await conn.fetch(queries.SELECT_DRAFT_LINES, ids)] if ids else []
@@ -93,6 +117,7 @@ async def _draft(conn: Connection, job: JobInfo) -> Draft:
         earlier=[
             r["number"] for r in await conn.fetch(queries.SELECT_JOB_INVOICE_NUMBERS, job.job_id)
         ],
+        bill_to=await bill_to(conn, job),
     )
 
 
@@ -130,14 +155,39 @@ def _nothing_new(draft: Draft) -> str:
     return message
 
 
+def _carried_forward(draft: Draft) -> str:
+    n = len(draft.entry_ids)
+    return (
+        f"not issued: the new usage of job {draft.job.job_id!r} since {draft.follow_up_of} "
+        f"comes to {money_text(draft.subtotal)} USD, which is {cents_text(draft.total)} at "
+        f"the cent, so no invoice or credit note is issued and no number is spent; its {n} "
+        f"ledger {'entries stay' if n != 1 else 'entry stays'} unbilled and carr"
+        f"{'y' if n != 1 else 'ies'} forward to the job's next follow-up"
+    )
+
+
+def refusal(draft: Draft) -> str | None:
+    """Why issuing ``draft`` now would be refused (409), or None when it would be issued."""
+    # Stub answers alone are nothing to bill: no number is spent on them; they wait,
+    # listed as not billed, for the job's next invoice.
+    if not draft.entry_ids or (draft.not_billed and not draft.lines):
+        return _nothing_new(draft)
+    if draft.rounds_to_zero:
+        return _carried_forward(draft)
+    return None
+
+
 # Issuing -----------------------------------------------------------------------------------
 
 
-async def issue_invoice(conn: Connection, job_id: str) -> Invoice:
-    """Issue the job's next invoice, covering every entry no earlier invoice covers.
+async def issue_invoice(conn: Connection, job_id: str, issuer: IssuerSettings) -> Invoice:
+    """Issue the job's next invoice, covering every entry no earlier invoice covers, with
+    ``issuer`` and the job's customer copied in as they are now.
 
-    Refused (``ConflictError``) when there is nothing new. Numbers are gap-free per year:
-    the year's counter row is incremented in this transaction.
+    A negative total makes it a credit note (``LUC-CN-…``) naming the invoice it corrects.
+    Refused (``ConflictError``) when there is nothing new, or when a follow-up comes to
+    0.00 at the cent (its entries carry forward). Numbers are gap-free per kind and year:
+    the counter row is incremented in this transaction.
     """
     async with conn.transaction():
         # Re-pricing waits until this invoice is issued (ingest does not), so the entries
@@ -146,26 +196,37 @@ async def issue_invoice(conn: Connection, job_id: str) -> Invoice:
         await _require_usage(conn, job_id)
         job = await lock_job(conn, job_id)
         draft = await _draft(conn, job)
-        # Stub answers alone are nothing to bill: no number is spent on them; they wait,
-        # listed as not billed, for the job's next invoice.
-        if not draft.entry_ids or (draft.not_billed and not draft.lines):
-            raise ConflictError(_nothing_new(draft))
+        reason = refusal(draft)
+        if reason is not None:
+            raise ConflictError(reason)
+        kind = draft.kind
+        corrects = await _corrected(conn, draft) if kind == CREDIT_NOTE else None
         year = int(await conn.fetchval("SELECT extract(year FROM now() AT TIME ZONE 'UTC')"))
-        seq = await conn.fetchval(queries.NEXT_NUMBER, year)
+        seq = await conn.fetchval(queries.NEXT_NUMBER, kind, year)
         # Read after the counter's lock: issue times follow number order.
         issued_at = await conn.fetchval("SELECT clock_timestamp()")
-        number = invoice_number(year, seq)
-        document = invoice_document(draft, number, issued_at)
+        number = invoice_number(year, seq, kind)
+        document = invoice_document(draft, issuer, number, issued_at, corrects=corrects)
         canonical = canonical_json(document)
         digest = sha256_hex(canonical)
         subtotal, total = draft.subtotal, draft.total
+        if issuer.logo is not None:
+            await conn.execute(
+                queries.INSERT_LOGO,
+                hashlib.sha256(issuer.logo.data).hexdigest(),
+                issuer.logo.media_type,
+                issuer.logo.data,
+            )
         await conn.execute(
             queries.INSERT_INVOICE,
             number,
+            kind,
             year,
             seq,
             job_id,
+            None if draft.bill_to is None else draft.bill_to.id,
             issued_at,
+            due_date(issued_at, issuer.payment_terms_days),
             CURRENCY,
             subtotal,
             ROUNDING_RULE,
@@ -174,12 +235,22 @@ async def issue_invoice(conn: Connection, job_id: str) -> Invoice:
             len(draft.entry_ids),
             draft.unpriced_events,
             draft.follow_up_of,
+            corrects,
             canonical,
             digest,
         )
         await _insert_lines(conn, number, draft.lines)
         await conn.execute(queries.INSERT_ENTRIES, number, draft.entry_ids)
-    return Invoice(number, job_id, issued_at, total, document, canonical, digest)
+    return Invoice(number, kind, job_id, issued_at, total, document, canonical, digest)
+
+
+async def _corrected(conn: Connection, draft: Draft) -> str | None:
+    """The invoice a credit note corrects: the latest that billed an event it re-books,
+    else the job's latest invoice."""
+    found = await conn.fetchval(queries.SELECT_CORRECTED_INVOICE, draft.entry_ids)
+    if found is None:
+        found = await conn.fetchval(queries.SELECT_LATEST_JOB_INVOICE, draft.job.job_id)
+    return None if found is None else str(found)
 
 
 async def _insert_lines(conn: Connection, number: str, lines: list[DraftLine]) -> None:
@@ -197,6 +268,7 @@ async def _insert_lines(conn: Connection, number: str, lines: list[DraftLine]) -
         *([getattr(x, k) for x in lines] for k in TOKEN_FIELDS),
         *([x.unit_prices[k] for x in lines] for k in PRICE_CLASSES),
         [x.amount_usd for x in lines],
+        [x.cost_usd for x in lines],
         [x.actual_cost_usd for x in lines],
     ]
     await conn.execute(queries.INSERT_LINES, number, *columns)
@@ -216,94 +288,74 @@ async def get_invoice(conn: Connection, number: str) -> Invoice:
     return _invoice(row)
 
 
-def parse_number(number: str) -> tuple[int, int]:
-    """``LUC-2026-000042`` → (2026, 42)."""
-    try:
-        prefix, year, seq = number.split("-")
-        if prefix != "LUC":
-            raise ValueError(prefix)
-        return int(year), int(seq)
-    except ValueError:
-        raise InvalidRequestError(f"{number!r} is not an invoice number", status_code=400) from None
+def check_number(number: str) -> str:
+    """``number`` when it is an invoice or credit note number, else a 400."""
+    if parse_number(number) is None:
+        raise InvalidRequestError(
+            f"{number!r} is not an invoice number (LUC-YYYY-NNNNNN or LUC-CN-YYYY-NNNNNN)",
+            status_code=400,
+        )
+    return number
 
 
 async def list_invoices(
     conn: Connection, job_id: str | None, after: str | None, limit: int
 ) -> list[InvoiceSummary]:
-    """Issued invoices in number order, optionally of one job, after the number ``after``."""
-    year, seq = parse_number(after) if after else (0, 0)
-    rows = await conn.fetch(queries.SELECT_INVOICES, job_id, year, seq, limit)
+    """Issued invoices and credit notes in issue order, optionally of one job, after the
+    number ``after``."""
+    if after is not None:
+        check_number(after)
+        if not await conn.fetchval(queries.INVOICE_EXISTS, after):
+            raise InvalidRequestError(f"cursor: invoice {after!r} does not exist", status_code=400)
+    rows = await conn.fetch(queries.SELECT_INVOICES, job_id, after, limit)
     return [from_row(InvoiceSummary, r) for r in rows]
 
 
-# Verifying ---------------------------------------------------------------------------------
+async def internal_lines(conn: Connection, number: str) -> list[InternalLine]:
+    """What each line of an issued invoice cost, in the order of its lines."""
+    rows = await conn.fetch(queries.SELECT_INTERNAL_LINES, number)
+    # Invoices bill the catalog cost for now: there is no margin until they bill a price.
+    return [InternalLine(r["cost_usd"], r["actual_cost_usd"], None) for r in rows]
 
 
-def _amount(field: str, text: str) -> Decimal:
-    return parse_money(field, text, signed=True, written_by_luc=True)
-
-
-def verify_document(document: dict[str, Any]) -> Verification:
-    """Check an exported invoice against its own digest, and its arithmetic."""
-    number = document.get("number")
-    problems = []
-    claimed = document.get("digest")
-    if not isinstance(claimed, str):
-        problems.append("the document has no digest")
-    elif digest_of(document) != claimed:
-        problems.append(
-            f"digest mismatch: the document hashes to {digest_of(document)}, it claims {claimed}"
-        )
-    try:
-        lines = [
-            _amount(f"lines[{i}].amount_usd", line["amount_usd"])
-            for i, line in enumerate(document["lines"])
-        ]
-        subtotal = _amount("subtotal_usd", document["subtotal_usd"])
-        total = _amount("total_usd", document["total_usd"])
-        rounding = _amount("rounding_usd", document["rounding_usd"])
-    except (KeyError, TypeError, ValueError) as exc:
-        problems.append(f"the document's amounts cannot be read: {exc}")
-    else:
-        # Exactly, at every digit the document holds: a 28-digit sum would agree with a
-        # subtotal rounded the same way.
-        if exact_sum(lines) != subtotal:
-            problems.append("the lines do not sum to the subtotal")
-        if round_total(subtotal) != total:
-            problems.append("the total is not the subtotal rounded by the stated rule")
-        if exact_difference(total, subtotal) != rounding:
-            problems.append("rounding_usd is not total − subtotal")
-    return Verification(
-        number=number if isinstance(number, str) else None, ok=not problems, problems=problems
-    )
-
-
-async def verify_stored(conn: Connection, number: str) -> Verification:
-    """Check a stored invoice: its text against its digest, and its rows against its text."""
+async def internal_view(conn: Connection, number: str) -> dict[str, Any]:
+    """An issued invoice for finance: its document with what each line cost."""
     invoice = await get_invoice(conn, number)
-    problems = []
-    if sha256_hex(invoice.canonical) != invoice.digest:
-        problems.append("stored digest does not match the stored canonical JSON")
-    if canonical_json(invoice.document) != invoice.canonical:
-        problems.append("stored text is not in canonical form")
-    problems += verify_document(invoice.with_digest()).problems
-    doc = invoice.document
-    row = await conn.fetchrow(queries.SELECT_INVOICE_COLUMNS, number)
-    assert row is not None
-    for column, value in (
-        ("job_id", row["job_id"]),
-        ("currency", row["currency"]),
-        ("rounding_rule", row["rounding_rule"]),
-        ("follow_up_of", row["follow_up_of"]),
-        ("covered_entries", row["covered_entries"]),
-        ("unpriced_events", row["unpriced_events"]),
-    ):
-        if doc.get(column) != value:
-            problems.append(f"column {column} ({value!r}) differs from the document")
-    for column in ("subtotal_usd", "rounding_usd", "total_usd"):
-        if Decimal(doc[column]) != row[column]:
-            problems.append(f"column {column} ({row[column]}) differs from the document")
-    ids = [r["ledger_entry_id"] for r in await conn.fetch(queries.SELECT_INVOICE_ENTRY_IDS, number)]
-    if len(ids) != doc.get("covered_entries") or entries_digest(ids) != doc.get("entries_sha256"):
-        problems.append("the covered ledger entries differ from the document")
-    return Verification(number=number, ok=not problems, problems=problems)
+    return with_costs(invoice.document, await internal_lines(conn, number))
+
+
+def with_costs(document: dict[str, Any], lines: list[InternalLine]) -> dict[str, Any]:
+    """The document with each line's cost, actual cost and margin, and their totals: for
+    finance, never sent to the customer. No digest: it is not the issued document."""
+
+    def text(value: Decimal | None) -> str | None:
+        return None if value is None else money_text(value)
+
+    def total(values: list[Decimal | None]) -> str | None:
+        return None if any(v is None for v in values) else text(exact_sum(v for v in values if v))
+
+    return {
+        **document,
+        "view": "internal",
+        "lines": [
+            {
+                **line,
+                "cost_usd": text(x.cost_usd),
+                "actual_cost_usd": text(x.actual_cost_usd),
+                "margin_usd": text(x.margin_usd),
+            }
+            for line, x in zip(document["lines"], lines, strict=True)
+        ],
+        "cost_usd": total([x.cost_usd for x in lines]),
+        "actual_cost_usd": total([x.actual_cost_usd for x in lines]),
+        "margin_usd": total([x.margin_usd for x in lines]),
+    }
+
+
+async def logo_of(conn: Connection, invoice: Invoice) -> tuple[str, bytes] | None:
+    """The logo an invoice was issued with: (media type, bytes); None without one."""
+    logo = (invoice.document.get("issuer") or {}).get("logo")
+    if logo is None:
+        return None
+    row = await conn.fetchrow(queries.SELECT_LOGO, logo["sha256"])
+    return None if row is None else (row["media_type"], bytes(row["data"]))

@@ -57,6 +57,7 @@ EXPECTED_SCOPES: dict[str, str] = {
     "getAgent": READ,
     "queryUsage": READ,
     "reconcileCosts": READ,
+    "exportFocus": READ,
     "listUnpricedEvents": READ,
     "getCurrentCatalog": READ,
     "listCatalogVersions": READ,
@@ -93,6 +94,7 @@ EXPECTED_SCOPES: dict[str, str] = {
     "updateCustomer": ADMIN,
     "createPlan": ADMIN,
     "createPlanVersion": ADMIN,
+    "repricePlan": ADMIN,
 }
 
 ALLOWED: dict[str, set[str]] = {

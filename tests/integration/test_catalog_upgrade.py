@@ -35,6 +35,7 @@ from service.db.migrations import migrate_sync
 from service.invoices.service import issue_invoice
 from service.recording.catalog_upgrade import COMPLETED_LABEL, upgrade_aims_catalog
 from service.recording.service import record_batch
+from service.settings import IssuerSettings
 from tests.support.commands import luc_on
 from tests.support.databases import connected, new_database
 from tests.support.events import usage_event
@@ -104,7 +105,7 @@ async def old_ledger(admin_url: str) -> AsyncIterator[str]:
                 await conn.fetch("SELECT event_id, cost_usd FROM ledger_entries ORDER BY id")
             )
             assert costs == {e[0]: D(e[8]) for e in EVENTS} | {"u1": None}
-            await issue_invoice(conn, "job-a")
+            await issue_invoice(conn, "job-a", IssuerSettings())
         yield url
 
 

@@ -3,6 +3,7 @@ input a 4xx whose message names the field and the problem."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -27,10 +28,14 @@ ACME = {
     "low_balance_usd": "25.50",
     "credit_stop": True,
 }
-# What the answer adds: month-to-date money, null until the ledger carries prices; the
-# prepaid balance ("0" before any grant); no webhook target; and money in LUC's form (no
-# trailing zeros).
-NOT_YET = {"price_usd": None, "actual_cost_usd": None, "margin_usd": None}
+# What the answer adds: month-to-date money (none yet: zero), the prepaid balance ("0"
+# before any grant) and no webhook target; and money in LUC's form (no trailing zeros).
+NOT_YET = {
+    "month": datetime.now(UTC).strftime("%Y-%m"),
+    "price_usd": "0",
+    "actual_cost_usd": "0",
+    "margin_usd": "0",
+}
 ANSWERED = {
     **ACME,
     **NOT_YET,

@@ -157,7 +157,13 @@ async def test_the_invoice_s_customer_text_and_the_job_s_customer_are_apart(
         "acme",
     )
     preview = (await client.get("/v1/jobs/job-1/invoice")).json()
-    assert preview["customer"] == "ACME Corporation, Dept. 7"
+    # acme is not registered: the invoice is addressed by the job's free text, to acme.
+    assert preview["customer"] == {
+        "id": "acme",
+        "name": "ACME Corporation, Dept. 7",
+        "address": None,
+        "tax_id": None,
+    }
 
 
 # Concurrency ----------------------------------------------------------------------------------

@@ -311,8 +311,9 @@ async def test_late_usage_after_issue_goes_on_a_follow_up_with_exactly_the_late_
         "0.02",
         "0.0015",
     )
+    # No registered customer: the job's free-text customer is who is billed.
     assert (second["customer"], second["title"], second["reference"]) == (
-        "Acme Corp",
+        {"id": None, "name": "Acme Corp", "address": None, "tax_id": None},
         "Q4 research",
         "PO-7731",
     )
@@ -546,34 +547,69 @@ async def test_an_unpriced_event_and_a_price_correction_reach_the_follow_up_as_t
     assert (await client.get(f"/v1/jobs/{job}")).json()["cost_usd"] == "0.039"
 
 
-async def test_the_csv_parses_and_its_lines_sum_to_the_subtotal(client: Any) -> None:
+async def test_the_csv_parses_names_each_row_and_adds_up_to_the_cent_and_exactly(
+    client: Any,
+) -> None:
     await record_accepted(client, EVENTS_A)
     invoice = await issue(client, JOB_A)
     response = await client.get(f"/v1/invoices/{invoice['number']}", params={"format": "csv"})
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "text/csv; charset=utf-8"
     rows = list(csv.DictReader(io.StringIO(response.text)))
-    lines = [r for r in rows if r["row"] == "line"]
-    assert [(r["agent"], r["model"], r["amount_usd"]) for r in lines] == [
-        ("ACHEEVY", SONNET, "0.050625"),
-        ("ByteRover", LLAMA, "0.0005"),
-        ("ORACLE", FLASH, "0.0022"),
+    # Every row names the invoice, its kind, the customer (none here) and the job.
+    assert {(r["invoice"], r["kind"], r["customer_id"], r["job_id"]) for r in rows} == {
+        (invoice["number"], "invoice", "", JOB_A)
+    }
+    lines = [r for r in rows if r["row_type"] == "line"]
+    # To the cent: 0.050625 → 0.05, 0.0005 → 0.00, 0.0022 → 0.00; exact beside it.
+    assert [(r["agent"], r["model"], r["amount_usd"], r["amount_exact_usd"]) for r in lines] == [
+        ("ACHEEVY", SONNET, "0.05", "0.050625"),
+        ("ByteRover", LLAMA, "0.00", "0.0005"),
+        ("ORACLE", FLASH, "0.00", "0.0022"),
     ]
-    assert all(r["invoice"] == invoice["number"] for r in rows)
-    summary = {r["row"]: r for r in rows if r["row"] != "line"}
-    assert summary["subtotal"]["amount_usd"] == "0.053325"
-    assert sum(Decimal(r["amount_usd"]) for r in lines) == Decimal("0.053325")
-    assert summary["rounding"]["amount_usd"] == "-0.003325"
-    assert summary["total"]["amount_usd"] == "0.05"
+    summary = {r["row_type"]: r for r in rows if r["row_type"] != "line"}
+    assert [r["row_type"] for r in rows if r["row_type"] != "line"] == [
+        "subtotal",
+        "rounding",
+        "total",
+        "credits",
+        "amount_due",
+        "not_billed",
+    ]
+    # The shown column: 0.05 + 0.00 + 0.00 = 0.05, rounding 0.00, total 0.05
+    assert (summary["subtotal"]["amount_usd"], summary["subtotal"]["amount_exact_usd"]) == (
+        "0.05",
+        "0.053325",
+    )
+    assert sum(Decimal(r["amount_exact_usd"]) for r in lines) == Decimal("0.053325")
+    assert (summary["rounding"]["amount_usd"], summary["rounding"]["amount_exact_usd"]) == (
+        "0.00",
+        "-0.003325",
+    )
+    assert (summary["total"]["amount_usd"], summary["total"]["amount_exact_usd"]) == (
+        "0.05",
+        "0.05",
+    )
+    assert (summary["credits"]["amount_usd"], summary["amount_due"]["amount_usd"]) == (
+        "0.00",
+        "0.05",
+    )
     assert "ROUND_HALF_UP" in summary["rounding"]["note"]
     assert summary["not_billed"]["note"] == "1 unpriced events, not billed"
     sonnet = lines[0]
-    assert (sonnet["input_tokens"], sonnet["unit_price_input"], sonnet["catalog_version"]) == (
+    assert (sonnet["input_tokens"], sonnet["catalog_version"], sonnet["rate"]) == (
         "13345",
-        "3",
         "1",
+        "base",
     )
-    assert (sonnet["rate"], sonnet["unit_price_cache_read"]) == ("base", "0.3")
+    # One readable price per class the line has tokens of: a1 + a2 hold 12,945 plain input
+    # tokens, 400 cached, 738 plain output and 40 reasoning; no cache writes.
+    assert sonnet["unit_prices"] == (
+        "input 3.00 / 1M tokens; cache read 0.30 / 1M tokens; output 15.00 / 1M tokens; "
+        "reasoning 15.00 / 1M tokens"
+    )
+    # The customer's forms never show what the calls cost LUC.
+    assert "actual_cost" not in response.text.splitlines()[0]
 
     html = await client.get(f"/v1/invoices/{invoice['number']}", params={"format": "html"})
     assert html.headers["content-type"] == "text/html; charset=utf-8"
@@ -643,12 +679,13 @@ async def test_invoices_issued_concurrently_take_consecutive_numbers_without_gap
         await record_accepted(
             http,
             [
+                # 100,000 × 0.10 = 10,000 per 1M → 0.01: a follow-up worth a cent
                 event(
                     "c9",
                     job_id=jobs[3],
                     agent="ACHEEVY",
                     model=FLASH,
-                    input_tokens=1_000,
+                    input_tokens=100_000,
                     output_tokens=0,
                 )
             ],
@@ -688,6 +725,7 @@ async def test_luc_invoice_verify_accepts_an_export_and_fails_on_a_tampered_one(
     tampered["subtotal_usd"] = "0.043325"
     tampered["rounding_usd"] = "-0.003325"
     tampered["total_usd"] = "0.04"
+    tampered["amount_due_usd"] = "0.04"
     forged = tmp_path / "forged.json"
     forged.write_text(json.dumps(tampered, indent=2), encoding="utf-8")
     bad = await luc_on(database_url, "invoice", "verify", str(forged))
@@ -705,7 +743,10 @@ async def test_luc_invoice_verify_accepts_an_export_and_fails_on_a_tampered_one(
 
     csv_out = await luc_on(database_url, "invoice", "show", invoice["number"], "--format", "csv")
     assert csv_out.returncode == 0
-    assert list(csv.reader(io.StringIO(csv_out.stdout)))[-2][-2] == "0.05"
+    amount_due = [
+        r for r in csv.DictReader(io.StringIO(csv_out.stdout)) if r["row_type"] == "amount_due"
+    ]
+    assert [(r["amount_usd"], r["amount_exact_usd"]) for r in amount_due] == [("0.05", "0.05")]
     preview = await luc_on(database_url, "invoice", "preview", JOB_A)
     assert preview.returncode == 0, preview.stderr
     assert json.loads(preview.stdout)["earlier_invoices"] == [invoice["number"]]

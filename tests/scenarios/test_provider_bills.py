@@ -267,15 +267,39 @@ async def test_a_call_past_the_long_context_threshold_has_every_token_at_the_lon
     assert (await get(client, f"/v1/invoices/{number}")) == invoice
 
     exported = await client.get(f"/v1/invoices/{number}", params={"format": "csv"})
-    rows = [r for r in csv.DictReader(io.StringIO(exported.text)) if r["row"] == "line"]
-    assert [(r["model"], r["rate"], r["unit_price_input"]) for r in rows] == [
-        (SONNET, "base", "3"),
-        (SONNET, LONG_RATE, "6"),
-        (PRO, "base", "1.25"),
-        (PRO, LONG_RATE, "2.5"),
+    rows = [r for r in csv.DictReader(io.StringIO(exported.text)) if r["row_type"] == "line"]
+    # One readable price per class the line has tokens of; a long-context line names its
+    # rate first.
+    assert [(r["model"], r["rate"], r["unit_prices"]) for r in rows] == [
+        (
+            SONNET,
+            "base",
+            "input 3.00 / 1M tokens; cache read 0.30 / 1M tokens; "
+            "cache write 3.75 / 1M tokens; output 15.00 / 1M tokens",
+        ),
+        (
+            SONNET,
+            LONG_RATE,
+            f"at the {LONG_RATE} rate; input 6.00 / 1M tokens; cache read 0.60 / 1M tokens; "
+            "cache write 7.50 / 1M tokens; output 22.50 / 1M tokens",
+        ),
+        (
+            PRO,
+            "base",
+            "input 1.25 / 1M tokens; cache read 0.125 / 1M tokens; output 10.00 / 1M tokens",
+        ),
+        (
+            PRO,
+            LONG_RATE,
+            f"at the {LONG_RATE} rate; input 2.50 / 1M tokens; cache read 0.25 / 1M tokens; "
+            "cache write 2.50 / 1M tokens; output 15.00 / 1M tokens; "
+            "reasoning 15.00 / 1M tokens",
+        ),
     ]
+    # To the cent: 0.225 → 0.23, 0.442506 → 0.44, 0.1575 → 0.16, 0.3050025 → 0.31
+    assert [r["amount_usd"] for r in rows] == ["0.23", "0.44", "0.16", "0.31"]
     page = await client.get(f"/v1/invoices/{number}", params={"format": "html"})
-    assert page.text.count(LONG_RATE) == 2
+    assert page.text.count(f"{LONG_RATE} rate") == 2
 
     by_model = {
         r["model"]: r["cost_usd"]

@@ -29,8 +29,6 @@ catalog by the same delta (a2: +0.05), or gets an actual cost once priced (u2, u
 
 from __future__ import annotations
 
-import csv
-import io
 from decimal import Decimal
 from typing import Any
 
@@ -196,20 +194,19 @@ async def test_every_reader_shows_list_reported_and_actual_cost(
     await assert_rollups_equal_ledger(db)
 
 
-async def test_invoices_bill_the_catalog_cost_and_show_the_actual_cost_per_line(
+async def test_invoices_bill_the_catalog_cost_and_show_the_actual_cost_only_to_finance(
     client: Any, db: asyncpg.Connection
 ) -> None:
     await start(client)
     preview = await get(client, f"/v1/jobs/{JOB}/invoice")
-    lines = {
-        (x["model"], x["provider"]): (x["amount_usd"], x["actual_cost_usd"])
-        for x in preview["lines"]
-    }
+    lines = {(x["model"], x["provider"]): x["amount_usd"] for x in preview["lines"]}
     assert lines == {
-        (ALPHA, "openrouter"): ("0.3", "0.29"),
-        (ALPHA, "vertex"): ("0.12", "0.12"),
-        (BETA, "openrouter"): ("0.026", "0.0259"),
+        (ALPHA, "openrouter"): "0.3",
+        (ALPHA, "vertex"): "0.12",
+        (BETA, "openrouter"): "0.026",
     }
+    # What the calls cost LUC is never on the customer's invoice.
+    assert all("actual_cost_usd" not in x and "cost_usd" not in x for x in preview["lines"])
     assert (preview["subtotal_usd"], preview["total_usd"]) == ("0.446", "0.45")
 
     issued = await client.post(f"/v1/jobs/{JOB}/invoices")
@@ -222,24 +219,45 @@ async def test_invoices_bill_the_catalog_cost_and_show_the_actual_cost_per_line(
     stored = await get(client, f"/v1/invoices/{number}")
     assert stored == invoice
     columns = await db.fetch(
-        "SELECT amount_usd, actual_cost_usd FROM invoice_lines"
+        "SELECT amount_usd, cost_usd, actual_cost_usd FROM invoice_lines"
         " WHERE invoice_number = $1 ORDER BY position",
         number,
     )
     assert [tuple(r) for r in columns] == [
-        (D("0.3"), D("0.29")),
-        (D("0.12"), D("0.12")),
-        (D("0.026"), D("0.0259")),
+        (D("0.3"), D("0.3"), D("0.29")),
+        (D("0.12"), D("0.12"), D("0.12")),
+        (D("0.026"), D("0.026"), D("0.0259")),
     ]
+    # Finance's view: each line's catalog cost and actual cost; no margin while invoices
+    # bill the catalog cost.
+    internal = await get(client, f"/v1/invoices/{number}", view="internal")
+    assert internal["view"] == "internal" and "digest" not in internal
+    assert [
+        (x["model"], x["provider"], x["amount_usd"], x["cost_usd"], x["actual_cost_usd"])
+        for x in internal["lines"]
+    ] == [
+        (ALPHA, "openrouter", "0.3", "0.3", "0.29"),
+        (ALPHA, "vertex", "0.12", "0.12", "0.12"),
+        (BETA, "openrouter", "0.026", "0.026", "0.0259"),
+    ]
+    assert [x["margin_usd"] for x in internal["lines"]] == [None, None, None]
+    # 0.29 + 0.12 + 0.0259
+    assert (internal["cost_usd"], internal["actual_cost_usd"], internal["margin_usd"]) == (
+        "0.446",
+        "0.4359",
+        None,
+    )
     response = await client.get(f"/v1/invoices/{number}", params={"format": "csv"})
-    rows = [r for r in csv.DictReader(io.StringIO(response.text)) if r["row"] == "line"]
-    assert [(r["model"], r["provider"], r["actual_cost_usd"], r["amount_usd"]) for r in rows] == [
-        (ALPHA, "openrouter", "0.29", "0.3"),
-        (ALPHA, "vertex", "0.12", "0.12"),
-        (BETA, "openrouter", "0.0259", "0.026"),
-    ]
+    assert "0.29" not in response.text and "actual" not in response.text
     html = (await client.get(f"/v1/invoices/{number}", params={"format": "html"})).text
-    assert "Actual cost (USD)" in html and "0.0259" in html and "0.29" in html
+    assert "Actual cost" not in html and "0.0259" not in html and "0.29" not in html
+    refused = await client.get(
+        f"/v1/invoices/{number}", params={"format": "csv", "view": "internal"}
+    )
+    assert refused.status_code == 400
+    assert refused.json()["detail"] == (
+        "view=internal is JSON only: the CSV and HTML forms are the customer's"
+    )
 
 
 async def test_rerating_moves_the_actual_cost_only_where_the_provider_reported_none(
@@ -295,8 +313,10 @@ async def test_rerating_moves_the_actual_cost_only_where_the_provider_reported_n
     assert follow_up.status_code == 201, follow_up.text
     second = follow_up.json()
     assert D(second["subtotal_usd"]) == D("0.638") - D("0.446")
-    initial = sum(D(x["actual_cost_usd"]) for x in first.json()["lines"])
-    change = sum(D(x["actual_cost_usd"]) for x in second["lines"])
+    first_costs = await get(client, f"/v1/invoices/{first.json()['number']}", view="internal")
+    second_costs = await get(client, f"/v1/invoices/{second['number']}", view="internal")
+    initial = sum(D(x["actual_cost_usd"]) for x in first_costs["lines"])
+    change = sum(D(x["actual_cost_usd"]) for x in second_costs["lines"])
     # 0.29 + 0.12 + 0.0259; then a2 +0.05 and the gamma events 0.0123 + 0.024 + 0.006
     assert (initial, change) == (D("0.4359"), D("0.0923"))
     assert initial + change == D("0.5282")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -10,6 +11,8 @@ import msgspec
 from service.api.schemas.common import wire_struct
 from service.customers.models import Customer, CustomerChanges, NewCustomer
 from service.customers.service import parse_amount
+from service.money import EXACT
+from service.rollups.models import Totals
 from service.wire import money_text
 
 # Lengths, shapes and plans are checked by ``customers.service`` (422 naming the field,
@@ -84,9 +87,10 @@ class CustomerOut(msgspec.Struct, kw_only=True):
     webhook_url: str | None
     created_at: str
     updated_at: str
-    # Month-to-date money of the customer's jobs (the current UTC month). Null until
-    # prices are on the ledger: issue 16's second half (price on every ledger entry and
-    # rollup, the customer × month rollup) fills price_usd, actual_cost_usd and margin_usd.
+    # Month-to-date money of the customer's jobs (the current UTC month), from the
+    # customer × month rollup: what its entries were priced at, what they cost.
+    month: str | None = None
+    """The UTC month the three figures below are of (``YYYY-MM``)."""
     price_usd: str | None = None
     """Month to date: what the customer's usage is billed at, by its plan."""
     actual_cost_usd: str | None = None
@@ -102,14 +106,31 @@ class CustomerPage(msgspec.Struct):
     next_cursor: str | None
 
 
-def customer_out(customer: Customer, credit_balance_usd: Decimal = Decimal(0)) -> CustomerOut:
+def customer_out(
+    customer: Customer,
+    month: date | None = None,
+    totals: Totals | None = None,
+    credit_balance_usd: Decimal | None = None,
+) -> CustomerOut:
+    """``customer`` with its month-to-date figures of ``month`` (``totals``: none yet, all
+    zero; without ``month``, none) and its prepaid balance (None: not read)."""
+    balance = None if credit_balance_usd is None else money_text(credit_balance_usd)
+    if month is None:
+        return wire_struct(
+            CustomerOut, customer, **dict.fromkeys(_MONTH), credit_balance_usd=balance
+        )
+    # Outside the job line rollup no sum is unknown: an unpriced event adds nothing.
+    price = (totals.price_usd if totals else None) or Decimal(0)
+    actual = (totals.actual_cost_usd if totals else None) or Decimal(0)
     return wire_struct(
         CustomerOut,
         customer,
-        **dict.fromkeys(_NOT_YET),
-        credit_balance_usd=money_text(credit_balance_usd),
+        month=month.strftime("%Y-%m"),
+        price_usd=money_text(price),
+        actual_cost_usd=money_text(actual),
+        margin_usd=money_text(EXACT.subtract(price, actual)),
+        credit_balance_usd=balance,
     )
 
 
-# The month-to-date fields: absent from ``Customer`` until their issue lands.
-_NOT_YET = ("price_usd", "actual_cost_usd", "margin_usd")
+_MONTH = ("month", "price_usd", "actual_cost_usd", "margin_usd")

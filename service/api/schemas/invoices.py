@@ -37,9 +37,10 @@ class InvoiceLineOut(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, o
     """USD per 1M tokens per class, and USD per request, at ``rate``."""
     amount_usd: str
     """Full precision, never rounded."""
-    actual_cost_usd: str | None = None
-    """For information, not billed: the provider-reported cost of the line's calls where
-    reported, else their catalog cost. Absent on invoices issued before it was recorded."""
+    # UNSET: only invoices issued between actual costs and the internal view carry it in
+    # their document (their digest covers it); it is the internal view's field now.
+    actual_cost_usd: str | msgspec.UnsetType | None = msgspec.UNSET
+    """Internal: in ``view=internal`` (and on invoices issued before that view existed)."""
 
 
 class NotBilledLineOut(InvoiceLineOut, kw_only=True):
@@ -48,12 +49,51 @@ class NotBilledLineOut(InvoiceLineOut, kw_only=True):
     reason: str
 
 
+class LogoOut(msgspec.Struct, forbid_unknown_fields=True):
+    sha256: str
+    """SHA-256 of the image the invoice was issued with (kept beside the invoices)."""
+    media_type: str
+
+
+class IssuerOut(msgspec.Struct, forbid_unknown_fields=True):
+    """Who issued the invoice, as ``LUC_ISSUER_*`` said when it was issued."""
+
+    name: str | None
+    """Null when ``LUC_ISSUER_NAME`` was not set."""
+    address: str | None
+    tax_id: str | None
+    payment_terms_days: int
+    footer: str | None
+    logo: LogoOut | None
+
+
+class BillToOut(msgspec.Struct, forbid_unknown_fields=True):
+    """The customer billed, as it was when the invoice was issued."""
+
+    id: str | None
+    """The registered customer; null for a name given only as the job's free-text
+    ``customer``."""
+    name: str
+    address: str | None
+    tax_id: str | None
+
+
 # omit_defaults: ``not_billed`` is left out when empty, as in the stored document, so the
-# digest of every invoice (those issued before the field existed too) still matches.
+# digest of every invoice (those issued before the field existed too) still matches. The
+# UNSET fields are absent from invoices issued before they existed, and left absent.
 class InvoiceBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
     job_id: str
     currency: str
-    customer: str | None
+    kind: str | msgspec.UnsetType = msgspec.UNSET
+    """``invoice``, or ``credit_note`` (a follow-up whose total is negative)."""
+    due_date: str | msgspec.UnsetType | None = msgspec.UNSET
+    """The UTC issue date plus the issuer's payment terms (YYYY-MM-DD); null on a preview."""
+    issuer: IssuerOut | msgspec.UnsetType = msgspec.UNSET
+    customer: BillToOut | str | None
+    """Who is billed: the job's customer as it was at issue, or null. (A text on invoices
+    issued before customers were registered: the job's free-text ``customer``.)"""
+    corrects: str | msgspec.UnsetType | None = msgspec.UNSET
+    """A credit note's: the invoice it corrects."""
     title: str | None
     reference: str | None
     follow_up_of: str | None
@@ -70,6 +110,10 @@ class InvoiceBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit
     """total_usd − subtotal_usd."""
     total_usd: str
     """The subtotal rounded once to cents by the rounding rule."""
+    credits_applied_usd: str | msgspec.UnsetType = msgspec.UNSET
+    """Prepaid credits drawn by the entries this invoice bills (none yet: 0.00)."""
+    amount_due_usd: str | msgspec.UnsetType = msgspec.UNSET
+    """total_usd − credits_applied_usd; negative on a credit note (owed to the customer)."""
     covered_entries: int
     """Ledger entries this invoice covers; no other invoice covers any of them."""
     entries_sha256: str
@@ -96,12 +140,41 @@ class InvoicePreviewOut(InvoiceBody, kw_only=True):
     status: str
     """The job's status (open, closed)."""
     earlier_invoices: list[str]
+    issuable: bool
+    """Whether issuing now would issue it (201) rather than be refused (409)."""
+    not_issued_because: str | None
+    """Why not: nothing new, only stub answers, or a follow-up that is 0.00 at the cent (its
+    entries carry forward to the next follow-up). The 409's ``detail`` says the same."""
+
+
+class InternalLineOut(InvoiceLineOut, kw_only=True):
+    cost_usd: str
+    """The catalog cost of the line's entries."""
+    margin_usd: str | None
+    """amount − actual cost, once invoices bill the customer's price; null until then."""
+
+
+class InvoiceInternalOut(InvoiceBody, kw_only=True):
+    """An issued invoice for finance: its lines with what they cost. Never the customer's
+    form, and without the digest (it is not the issued document)."""
+
+    number: str
+    issued_at: str
+    view: str
+    lines: list[InternalLineOut]  # type: ignore[assignment]  # the lines with their costs
+    cost_usd: str
+    actual_cost_usd: str | None
+    """Null when a line has none (issued before actual costs were recorded)."""
+    margin_usd: str | None
 
 
 class InvoiceSummaryOut(msgspec.Struct):
     number: str
+    kind: str
     job_id: str
+    customer_id: str | None
     issued_at: str
+    due_date: str | None
     currency: str
     subtotal_usd: str
     rounding_usd: str
@@ -109,6 +182,7 @@ class InvoiceSummaryOut(msgspec.Struct):
     covered_entries: int
     unpriced_events: int
     follow_up_of: str | None
+    corrects: str | None
     digest: str
 
 
@@ -123,13 +197,30 @@ def invoice_out(document: dict[str, Any]) -> InvoiceOut:
 
 
 def invoice_preview_out(
-    document: dict[str, Any], status: str, earlier: list[str]
+    document: dict[str, Any], status: str, earlier: list[str], refusal: str | None
 ) -> InvoicePreviewOut:
     return msgspec.convert(
-        {**document, "status": status, "earlier_invoices": earlier}, InvoicePreviewOut
+        {
+            **document,
+            "status": status,
+            "earlier_invoices": earlier,
+            "issuable": refusal is None,
+            "not_issued_because": refusal,
+        },
+        InvoicePreviewOut,
     )
+
+
+def invoice_internal_out(document: dict[str, Any]) -> InvoiceInternalOut:
+    return msgspec.convert(document, InvoiceInternalOut)
 
 
 def invoice_summary_out(r: InvoiceSummary) -> InvoiceSummaryOut:
     # The total is written in cents, as on the invoice itself.
-    return wire_struct(InvoiceSummaryOut, r, currency=CURRENCY, total_usd=cents_text(r.total_usd))
+    return wire_struct(
+        InvoiceSummaryOut,
+        r,
+        currency=CURRENCY,
+        total_usd=cents_text(r.total_usd),
+        due_date=None if r.due_date is None else r.due_date.isoformat(),
+    )

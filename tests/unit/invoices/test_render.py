@@ -9,11 +9,14 @@ from decimal import Decimal
 from typing import Any
 
 import msgspec
+import pytest
 
 from service.api.schemas.invoices import InvoiceLineOut
+from service.invoices.forms import billed_usage, cents, price_lines, summary, to_csv
 from service.invoices.models import round_total
-from service.invoices.render import ACTUAL_COST_NOTE, canonical_json, digest_of, to_csv, to_html
-from service.invoices.service import verify_document
+from service.invoices.page import to_html
+from service.invoices.render import canonical_json, digest_of
+from service.invoices.verify import verify_document
 from service.wire import cents_text, money_text
 
 D = Decimal
@@ -127,9 +130,10 @@ def test_a_document_whose_arithmetic_is_wrong_fails_even_with_a_matching_digest(
     assert result.problems == ["the total is not the subtotal rounded by the stated rule"]
 
 
-def test_the_csv_rows_sum_to_the_subtotal_and_text_cannot_become_a_formula() -> None:
+def test_the_csv_rows_add_up_to_the_cent_and_exactly_and_text_cannot_become_a_formula() -> None:
     rows = list(csv.DictReader(io.StringIO(to_csv(document()))))
-    assert [r["row"] for r in rows] == [
+    # An invoice issued before credits were shown: no credits nor amount-due rows.
+    assert [r["row_type"] for r in rows] == [
         "line",
         "line",
         "subtotal",
@@ -137,12 +141,19 @@ def test_the_csv_rows_sum_to_the_subtotal_and_text_cannot_become_a_formula() -> 
         "total",
         "not_billed",
     ]
-    lines = [r for r in rows if r["row"] == "line"]
-    assert sum(D(r["amount_usd"]) for r in lines) == D(rows[2]["amount_usd"]) == D("0.125")
-    assert rows[4]["amount_usd"] == "0.13"
+    lines = [r for r in rows if r["row_type"] == "line"]
+    # 0.1 → 0.10 and 0.025 → 0.03 (half up): shown 0.13, total 0.13, nothing to round.
+    assert [(r["amount_usd"], r["amount_exact_usd"]) for r in lines] == [
+        ("0.10", "0.1"),
+        ("0.03", "0.025"),
+    ]
+    assert (rows[2]["amount_usd"], rows[2]["amount_exact_usd"]) == ("0.13", "0.125")
+    assert (rows[3]["amount_usd"], rows[3]["amount_exact_usd"]) == ("0.00", "0.005")
+    assert (rows[4]["amount_usd"], rows[4]["amount_exact_usd"]) == ("0.13", "0.13")
+    assert sum(D(r["amount_exact_usd"]) for r in lines) == D("0.125")
     assert lines[0]["agent"] == "'@agent"
     assert lines[0]["job_id"] == '\'=HYPERLINK("x")'
-    assert lines[1]["tier"] == ""
+    assert {r["invoice"] for r in rows} == {"LUC-2026-000007"}
 
 
 def test_verify_reads_amounts_with_more_digits_than_any_input_has() -> None:
@@ -164,15 +175,9 @@ def test_verify_reads_amounts_with_more_digits_than_any_input_has() -> None:
     ]
 
 
-def test_an_invoice_issued_before_a_token_class_existed_renders_it_as_zero() -> None:
-    # An invoice keeps the document it was issued with; a class declared since
-    # (service.tokens) is absent from its lines, which had none of those tokens.
-    old = document()
-    for line in old["lines"]:
-        del line["reasoning_tokens"]
-    rows = [r for r in csv.DictReader(io.StringIO(to_csv(old))) if r["row"] == "line"]
-    assert [r["reasoning_tokens"] for r in rows] == ["0", "0"]
-    page = {
+def old_page(old: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a document issued before the issuer, bill-to, kind and credits."""
+    return {
         **old,
         "issued_at": None,
         "period_start": None,
@@ -185,36 +190,130 @@ def test_an_invoice_issued_before_a_token_class_existed_renders_it_as_zero() -> 
         "covered_entries": 3,
         "lines": [{**line, "model_name": None} for line in old["lines"]],
     }
-    assert to_html(page, None).count("reasoning 0</td>") == 2
 
 
-def test_an_invoice_issued_before_actual_costs_were_recorded_is_served_and_rendered_as_issued() -> (
+def test_an_invoice_issued_before_a_token_class_existed_renders_it_as_zero() -> None:
+    # An invoice keeps the document it was issued with; a class declared since
+    # (service.tokens) is absent from its lines, which had none of those tokens.
+    old = document()
+    for line in old["lines"]:
+        del line["reasoning_tokens"]
+    rows = [r for r in csv.DictReader(io.StringIO(to_csv(old))) if r["row_type"] == "line"]
+    assert [r["reasoning_tokens"] for r in rows] == ["0", "0"]
+    page = to_html(old_page(old), None)
+    assert "reasoning" not in page  # a class without tokens has no price line
+    # The first line: 10 input tokens at 0.10, 5 output at 0.40.
+    assert "<td class='qty'>10</td><td>input tokens</td><td>× 0.10 / 1M tokens</td>" in page
+    assert "<td class='qty'>5</td><td>output tokens</td><td>× 0.40 / 1M tokens</td>" in page
+    # Issued before the issuer was configurable: the issuer it named then.
+    assert "LUC · LLM usage cost ledger" in page
+
+
+def test_an_invoice_with_actual_costs_in_its_lines_is_served_as_issued_but_never_shows_them() -> (
     None
 ):
-    # Its lines have no actual_cost_usd: the wire form must not add one (the digest covers
-    # the document as issued), CSV leaves the cell empty and HTML adds no note about it.
+    # Invoices issued between actual costs and the internal view carry actual_cost_usd in
+    # their lines: the wire form keeps it (the digest covers the document as issued), the
+    # CSV and the page, the customer's forms, do not show it.
     old = document()
-    lines = [{**line, "model_name": None} for line in old["lines"]]
+    lines = [{**line, "model_name": None, "actual_cost_usd": "0.09"} for line in old["lines"]]
     served = [
         msgspec.json.decode(msgspec.json.encode(msgspec.convert(x, InvoiceLineOut))) for x in lines
     ]
     assert served == lines
-    rows = [r for r in csv.DictReader(io.StringIO(to_csv(old))) if r["row"] == "line"]
-    assert [(r["actual_cost_usd"], r["amount_usd"]) for r in rows] == [("", "0.1"), ("", "0.025")]
-    page = {
-        **old,
-        "issued_at": None,
-        "period_start": None,
-        "period_end": None,
-        "customer": None,
-        "title": None,
-        "reference": None,
-        "follow_up_of": None,
-        "notes": [],
-        "covered_entries": 3,
-        "lines": lines,
+    without = [{**line, "model_name": None} for line in old["lines"]]
+    served = [
+        msgspec.json.decode(msgspec.json.encode(msgspec.convert(x, InvoiceLineOut)))
+        for x in without
+    ]
+    assert served == without
+    recorded = {**old, "lines": lines}
+    assert "actual" not in to_csv(recorded) and "0.09" not in to_csv(recorded)
+    page = to_html({**old_page(old), "lines": lines}, None)
+    assert "0.09" not in page and "Actual cost" not in page
+
+
+def priced_line(**fields: Any) -> dict[str, Any]:
+    line: dict[str, Any] = {
+        "events": 3,
+        "input_tokens": 0,
+        "cached_input_tokens": 0,
+        "cache_write_tokens": 0,
+        "output_tokens": 0,
+        "reasoning_tokens": 0,
+        "unit_prices": {
+            "input": "3",
+            "output": "15",
+            "cache_read": "0.3",
+            "cache_write": "3.75",
+            "reasoning": "15",
+            "per_request": "0",
+        },
+        **fields,
     }
-    assert ACTUAL_COST_NOTE not in to_html(page, None)
-    recorded = {**page, "lines": [{**line, "actual_cost_usd": "0.09"} for line in lines]}
-    assert ACTUAL_COST_NOTE in to_html(recorded, None)
-    assert to_html(recorded, None).count("<td class='num small'>0.09</td>") == 2
+    return line
+
+
+def test_a_line_shows_one_price_per_class_it_has_tokens_of_each_token_counted_once() -> None:
+    # 1,000 prompt tokens of which 600 cached and 100 written: 300 at the input price.
+    line = priced_line(
+        input_tokens=1_000, cached_input_tokens=600, cache_write_tokens=100, output_tokens=50
+    )
+    assert price_lines(line) == [
+        "input 3.00 / 1M tokens",
+        "cache read 0.30 / 1M tokens",
+        "cache write 3.75 / 1M tokens",
+        "output 15.00 / 1M tokens",
+    ]
+    assert billed_usage(line)[0] == (300, "input tokens", "3.00 / 1M tokens")
+    # Only reasoning among the completion tokens: no output price line.
+    assert price_lines(priced_line(output_tokens=40, reasoning_tokens=40)) == [
+        "reasoning 15.00 / 1M tokens"
+    ]
+
+
+def test_a_per_request_price_is_per_call_and_a_long_context_line_names_its_rate() -> None:
+    line = priced_line(input_tokens=250_000, long_context_from=200_001)
+    line["unit_prices"] = {**line["unit_prices"], "input": "6", "per_request": "0.0005"}
+    assert price_lines(line) == [
+        "at the long context ≥ 200,001 input tokens rate",
+        "input 6.00 / 1M tokens",
+        "per request 0.0005 / call",
+    ]
+    assert billed_usage(line)[-1] == (3, "calls", "0.0005 / call")
+
+
+def test_a_reversal_line_shows_its_negative_counts_at_the_prices_it_takes_back() -> None:
+    line = priced_line(events=-1, input_tokens=-1_000, cached_input_tokens=-900)
+    assert billed_usage(line) == [
+        (-100, "input tokens", "3.00 / 1M tokens"),
+        (-900, "cache read tokens", "0.30 / 1M tokens"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("amounts", "shown", "rounding", "total"),
+    [
+        # 0.004 × 3 = 0.012 → 0.01: each line shows 0.00, the rounding line adds 0.01
+        (["0.004", "0.004", "0.004"], ["0.00", "0.00", "0.00"], "0.01", "0.01"),
+        # 0.005 + 0.005 = 0.01: each shows 0.01 (half up), the column 0.02, rounding −0.01
+        (["0.005", "0.005"], ["0.01", "0.01"], "-0.01", "0.01"),
+        # a credit: −0.102 + 0.021 = −0.081 → −0.08; −0.10 + 0.02 adds up already
+        (["-0.102", "0.021"], ["-0.10", "0.02"], "0.00", "-0.08"),
+    ],
+)
+def test_the_cent_column_adds_up_to_the_total_through_its_rounding_line(
+    amounts: list[str], shown: list[str], rounding: str, total: str
+) -> None:
+    subtotal = sum((D(a) for a in amounts), D(0))
+    document = {
+        "lines": [{"amount_usd": a} for a in amounts],
+        "subtotal_usd": money_text(subtotal),
+        "rounding_usd": money_text(round_total(subtotal) - subtotal),
+        "total_usd": cents_text(round_total(subtotal)),
+    }
+    assert [cents(a) for a in amounts] == shown
+    rows = {row_type: (cent, exact) for row_type, _, cent, exact in summary(document)}
+    assert rows["rounding"][0] == rounding and rows["total"][0] == total
+    assert D(rows["subtotal"][0]) + D(rows["rounding"][0]) == D(total)
+    assert D(rows["subtotal"][1]) + D(rows["rounding"][1]) == D(total)

@@ -1,0 +1,214 @@
+"""An issued invoice's forms for the customer: how amounts and prices are presented, and
+the CSV (the printable page is ``invoices.page``).
+
+Pure functions, no I/O, presented from the stored document (``invoices.render``), so every
+form shows the figures the digest protects. They present amounts to the cent (half up, the
+invoice's own rule) and each line's unit prices as one readable line per price it used;
+the document keeps every digit. A document issued before a field existed (a token class,
+the issuer, the customer as a record, credits) is presented without it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from decimal import Decimal
+from typing import Any
+
+from service.invoices.models import INVOICE
+from service.money import CENT, exact_difference, exact_sum, quantize_half_up
+from service.pricing.models import rate_label
+from service.tokens import TOKEN_CLASSES, TOKEN_FIELDS, parts_of
+from service.wire import money_text
+
+# Presenting amounts ---------------------------------------------------------------------------
+
+PRICE_LABELS = {
+    "input": "input",
+    "output": "output",
+    "cache_read": "cache read",
+    "cache_write": "cache write",
+    "reasoning": "reasoning",
+}
+
+
+def cents(text: str) -> str:
+    """An amount of the document presented to the cent, half up (``0.053325`` → ``0.05``),
+    never ``-0.00``."""
+    value = quantize_half_up(Decimal(text), CENT)
+    return format(value if value != 0 else Decimal("0.00"), "f")
+
+
+def price_text(text: str) -> str:
+    """A unit price with at least two decimals and every digit it has (``3`` → ``3.00``,
+    ``0.075`` → ``0.075``)."""
+    value = Decimal(text)
+    return format(value.quantize(CENT), "f") if value == value.quantize(CENT) else money_text(value)
+
+
+def billed_usage(line: dict[str, Any]) -> list[tuple[int, str, str]]:
+    """What a line billed, one entry per price it used: (tokens, what, unit price). Only
+    the classes that have tokens; each token in the narrowest class that holds it (cached
+    reads are not also input), as the cost was computed; per-request prices per call."""
+    prices = line["unit_prices"]
+    used = []
+    for token_class in TOKEN_CLASSES:
+        own = int(line.get(token_class.name, 0)) - sum(
+            int(line.get(part.name, 0)) for part in parts_of(token_class)
+        )
+        if own:
+            used.append(
+                (
+                    own,
+                    f"{PRICE_LABELS[token_class.price]} tokens",
+                    f"{price_text(prices[token_class.price])} / 1M tokens",
+                )
+            )
+    if Decimal(prices["per_request"]) and int(line["events"]):
+        used.append((int(line["events"]), "calls", f"{price_text(prices['per_request'])} / call"))
+    return used
+
+
+def price_lines(line: dict[str, Any]) -> list[str]:
+    """``input 3.00 / 1M tokens``, one per price the line used; a line at a long-context
+    rate says so first."""
+    names = {"calls": "per request"}
+    lines = [
+        f"{names.get(what, what.removesuffix(' tokens'))} {price}"
+        for _, what, price in billed_usage(line)
+    ]
+    rate = line.get("long_context_from")
+    return [f"at the {rate_label(rate)} rate", *lines] if rate is not None else lines
+
+
+def summary(document: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """The summary rows as the forms present them: (row type, label, to the cent, exact).
+
+    Lines are shown to the cent, so the subtotal shown is the sum of the lines as shown and
+    the rounding the step from it to the total: the column adds up as printed. The exact
+    figures are the document's (the total is the exact subtotal rounded once)."""
+    shown = exact_sum(Decimal(cents(line["amount_usd"])) for line in document["lines"])
+    total = Decimal(document["total_usd"])
+    rows = [
+        ("subtotal", "Subtotal", format(shown, "f"), document["subtotal_usd"]),
+        (
+            "rounding",
+            "Rounding",
+            cents(str(exact_difference(total, shown))),
+            document["rounding_usd"],
+        ),
+        ("total", "Total", document["total_usd"], document["total_usd"]),
+    ]
+    if "amount_due_usd" in document:  # not on invoices issued before credits were shown
+        rows += [
+            (
+                "credits",
+                "Prepaid credits applied",
+                cents(document["credits_applied_usd"]),
+                document["credits_applied_usd"],
+            ),
+            (
+                "amount_due",
+                "Amount due",
+                cents(document["amount_due_usd"]),
+                document["amount_due_usd"],
+            ),
+        ]
+    return rows
+
+
+def kind_of_document(document: dict[str, Any]) -> str:
+    return str(document.get("kind") or INVOICE)
+
+
+def customer_id(document: dict[str, Any]) -> str | None:
+    customer = document.get("customer")
+    return customer.get("id") if isinstance(customer, dict) else None
+
+
+# CSV ------------------------------------------------------------------------------------------
+
+CSV_COLUMNS = (
+    "invoice",
+    "kind",
+    "customer_id",
+    "job_id",
+    "row_type",
+    "agent",
+    "model",
+    "provider",
+    "catalog_version",
+    "rate",
+    "events",
+    *TOKEN_FIELDS,
+    "unit_prices",
+    "amount_usd",
+    "amount_exact_usd",
+    "note",
+)
+"""Every row names the invoice, the customer and the job; ``row_type`` tells the lines
+(``line``) from the summary (``subtotal``, ``rounding``, ``total``, ``credits``,
+``amount_due``) and from what is listed but not billed (``not_billed``). ``amount_usd`` is
+to the cent and adds up down the column; ``amount_exact_usd`` keeps every digit and adds up
+too (the document's figures)."""
+
+
+def _text_cell(value: str | None) -> str:
+    """Text as a spreadsheet will not run it: a leading formula character gets a quote."""
+    if value and value[0] in "=+-@\t\r":
+        return "'" + value
+    return value or ""
+
+
+def _rate(line: dict[str, Any]) -> str:
+    """The rate a line's unit prices are; a line issued before long context was at base."""
+    return str(line.get("rate") or rate_label(None))
+
+
+def to_csv(document: dict[str, Any]) -> str:
+    """One ``line`` row per invoice line, then the summary rows, then what is not billed."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    head = [
+        document["number"] or "preview",
+        kind_of_document(document),
+        _text_cell(customer_id(document)),
+        _text_cell(document["job_id"]),
+    ]
+    blank_line = [""] * (len(CSV_COLUMNS) - len(head) - 4)
+
+    def line_row(kind: str, line: dict[str, Any], note: str) -> list[Any]:
+        return [
+            *head,
+            kind,
+            _text_cell(line["agent"]),
+            _text_cell(line["model"]),
+            _text_cell(line["provider"]),
+            line["catalog_version"],
+            _rate(line),
+            line["events"],
+            *(line.get(k, 0) for k in TOKEN_FIELDS),
+            "; ".join(price_lines(line)),
+            cents(line["amount_usd"]),
+            line["amount_usd"],
+            note,
+        ]
+
+    for line in document["lines"]:
+        writer.writerow(line_row("line", line, ""))
+    notes = {
+        "subtotal": f"{document['events']} events",
+        "rounding": document["rounding_rule"],
+        "total": document["currency"],
+    }
+    for row_type, _label, shown, exact in summary(document):
+        writer.writerow([*head, row_type, *blank_line, shown, exact, notes.get(row_type, "")])
+    if document["unpriced_events"]:
+        n = document["unpriced_events"]
+        writer.writerow(
+            [*head, "not_billed", *blank_line, "", "", f"{n} unpriced events, not billed"]
+        )
+    for line in document.get("not_billed", []):  # absent from invoices issued before it
+        writer.writerow(line_row("not_billed", line, line["reason"]))
+    return out.getvalue()
