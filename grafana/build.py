@@ -723,6 +723,7 @@ ORDER BY 2 DESC, 1
                 ),
             ],
         ),
+        *credit_panels(),
     ]
     return dashboard(
         "luc-finance",
@@ -735,6 +736,39 @@ ORDER BY 2 DESC, 1
         refresh="5m",
         link_to=("luc-operations", "LUC — Operations"),
     )
+
+
+def credit_panels() -> list[Item]:
+    """Prepaid credits across customers: no customer label on /metrics (unbounded); a
+    customer's balance is GET /v1/customers/{id}/credits."""
+    return [
+        row("Prepaid credits"),
+        stat(
+            "Prepaid credits left",
+            "What the customers' grants that have not expired hold now, all customers "
+            f"together. Credits burn down as usage is recorded. {LEDGER_NOTE}",
+            prom(ledger("luc_customer_credit_balance_usd", ""), instant=True),
+            width=6,
+            height=6,
+        ),
+        bargauge(
+            "Customers by credit state",
+            "Customers holding prepaid credits: exhausted (balance zero: with credit_stop "
+            "their calls are refused), low (below their low_balance_usd), ok. Their alerts "
+            f"are in GET /v1/alerts?type=customer.credits_low. {LEDGER_NOTE}",
+            [
+                prom(
+                    ledger("luc_customers_by_credit_state", "state"),
+                    "{{state}}",
+                    instant=True,
+                )
+            ],
+            unit="short",
+            width=18,
+            height=6,
+            thresholds=[(None, "blue")],
+        ),
+    ]
 
 
 # Revenue: what the customers pay (their rate plans' price), beside what it cost. Customers

@@ -26,6 +26,7 @@ from uvicorn.config import STARTUP_FAILURE
 from service.api.agents import AgentsController
 from service.api.budgets import AlertsController, BudgetsController
 from service.api.catalog import CatalogController
+from service.api.credits import CreditsController
 from service.api.customers import CustomersController
 from service.api.deps import Resources
 from service.api.errors import http_error_handler, luc_error_handler, unexpected_error_handler
@@ -330,6 +331,7 @@ def create_app(settings: Settings | None = None, *, prepared: bool = False) -> L
             AlertsController,
             CatalogController,
             CustomersController,
+            CreditsController,
             PlansController,
             UsageController,
             ReconciliationController,

@@ -15,6 +15,8 @@
     ├── CatalogError             a catalog version is invalid           422
     ├── ConflictError            the request clashes with stored state  409
     ├── BudgetExceededError      a hard budget refuses an LLM call      402
+    │   └── CreditsExhaustedError  the customer's prepaid credits are   402
+    │                              at zero under credit_stop
     └── UpstreamError            an outside service failed us           502
         └── GatewayError         an LLM provider call failed; carries advice
             ├── AuthenticationFailedError  provider refused LUC's credentials   502
@@ -107,6 +109,10 @@ class BudgetExceededError(LucError):
     """A hard budget refuses the call before any token is spent."""
 
     status_code = 402
+
+
+class CreditsExhaustedError(BudgetExceededError):
+    """The job's customer has ``credit_stop`` and no prepaid credits left."""
 
 
 @dataclass(frozen=True, slots=True)

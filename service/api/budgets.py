@@ -30,7 +30,7 @@ from service.api.schemas.budgets import (
 from service.auth.guard import ADMIN, INGEST, INGEST_OR_READ, READ
 from service.budgets import reservations
 from service.budgets.delivery import redeliver
-from service.budgets.models import Alert
+from service.budgets.models import ALERT_TYPES, Alert
 from service.budgets.service import (
     create_budget,
     delete_budget,
@@ -44,7 +44,7 @@ from service.budgets.service import (
 from service.budgets.targets import check_target
 from service.budgets.thresholds import thresholds_as_sent
 from service.db import Connection, on_connection
-from service.errors import NotFoundError
+from service.errors import InvalidRequestError, NotFoundError
 
 
 class BudgetsController(LucController):
@@ -102,8 +102,9 @@ class BudgetsController(LucController):
             "customer (`customer_id`, else the job's customer), in the period that contains "
             "now. A hard budget refuses when spent + reserved + estimate would pass its "
             "limit; a `price` budget counts the estimate (at list price) as the customer's "
-            "plan prices it. Safe to repeat: to hold the estimate for a call, reserve it "
-            "with POST /v1/budgets/reservations."
+            "plan prices it. The job's customer (else `customer_id`) refuses while it has "
+            "`credit_stop` and no prepaid credits left. Safe to repeat: to hold the estimate "
+            "for a call, reserve it with POST /v1/budgets/reservations."
         ),
         opt=INGEST_OR_READ,
     )
@@ -145,8 +146,10 @@ class BudgetsController(LucController):
         summary="Admit a call under its hard budgets, holding its estimate until its usage",
         description=(
             "Considers the same budgets as the check. Refused (402) when a hard budget has "
-            "less left than the estimate. Admitted, the estimate is held against every hard "
-            "budget of the call (201, with a reservation_id) until a usage event naming that "
+            "less left than the estimate, or when the job's customer (else `customer_id`) has "
+            "`credit_stop` and no prepaid credits left (`refused_by`: `credits`). Admitted, the "
+            "estimate is held against every hard budget of the call (201, with a "
+            "reservation_id) until a usage event naming that "
             "reservation_id is recorded, or the reservation expires; with no hard budget "
             "nothing is held (200, reservation_id null). Usage without a reservation_id "
             "releases no reservation. Keys of scope ingest or admin only."
@@ -161,7 +164,10 @@ class BudgetsController(LucController):
             ),
             402: ResponseSpec(
                 ReservationOut,
-                description="Refused: a hard budget has no room for the estimate",
+                description=(
+                    "Refused: a hard budget has no room for the estimate, or the customer's "
+                    "prepaid credits are at zero under credit_stop"
+                ),
                 generate_examples=False,
             ),
         },
@@ -250,11 +256,33 @@ class AlertsController(LucController):
     tags = ["budgets"]
     opt = READ
 
-    @get("/", operation_id="listAlerts", summary="Budget alerts with their delivery state")
+    @get(
+        "/",
+        operation_id="listAlerts",
+        summary="Budget and credit alerts with their delivery state",
+        description=(
+            "Oldest first. Filters: `budget_id`, `customer_id` (its credit alerts), `type` "
+            "(`budget.threshold_crossed`, `customer.credits_low`, "
+            "`customer.credits_exhausted`)."
+        ),
+    )
     async def list(
-        self, luc: NamedDependency[Resources], budget_id: FromQuery[int | None] = None
+        self,
+        luc: NamedDependency[Resources],
+        budget_id: FromQuery[int | None] = None,
+        customer_id: FromQuery[str | None] = None,
+        alert_type: Annotated[str | None, QueryParameter(name="type")] = None,
     ) -> AlertList:
-        alerts = await on_connection(luc.pool, lambda conn: list_alerts(conn, budget_id))
+        if alert_type is not None and alert_type not in ALERT_TYPES:
+            raise InvalidRequestError(
+                f"type: {alert_type!r} is not one of {', '.join(ALERT_TYPES)}"
+            )
+        alerts = await on_connection(
+            luc.pool,
+            lambda conn: list_alerts(
+                conn, budget_id, customer_id=customer_id, alert_type=alert_type
+            ),
+        )
         return AlertList(items=[alert_out(a) for a in alerts])
 
     @get("/{alert_id:str}", operation_id="getAlert", summary="One alert")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 
 from litestar import get, patch, post
 from litestar.di import NamedDependency
@@ -18,6 +19,8 @@ from service.api.schemas.customers import (
     customer_out,
 )
 from service.auth.guard import ADMIN, READ
+from service.budgets.targets import check_target
+from service.customers.credits import balances_of
 from service.customers.models import Customer
 from service.customers.service import (
     create_customer,
@@ -31,9 +34,13 @@ from service.rollups.service import month_to_date
 
 
 async def _answer(conn: Connection, customer: Customer) -> CustomerOut:
-    """``customer`` as every answer shows it: with its month-to-date figures."""
+    """``customer`` as every answer shows it: with its month-to-date figures and its
+    prepaid balance."""
     month, totals = await month_to_date(conn, [customer.id])
-    return customer_out(customer, month, totals.get(customer.id))
+    balances = await balances_of(conn, [customer.id])
+    return customer_out(
+        customer, month, totals.get(customer.id), balances.get(customer.id, Decimal(0))
+    )
 
 
 class CustomersController(LucController):
@@ -57,6 +64,8 @@ class CustomersController(LucController):
         self, luc: NamedDependency[Resources], data: JSONBody[CustomerIn]
     ) -> CustomerOut:
         new = data.new_customer()
+        if new.webhook_url is not None:
+            await check_target(new.webhook_url, luc.settings.budgets.allowed_hosts)
 
         async def create(conn: Connection) -> CustomerOut:
             return await _answer(conn, await create_customer(conn, new))
@@ -78,15 +87,21 @@ class CustomersController(LucController):
         size = page_size(limit)
         after = decode_cursor(cursor)
 
-        async def read(conn: Connection) -> tuple[list[Customer], date, dict[str, Totals]]:
+        async def read(
+            conn: Connection,
+        ) -> tuple[list[Customer], date, dict[str, Totals], dict[str, Decimal]]:
             customers = await list_customers(conn, after_id=after, limit=size + 1)
             month, totals = await month_to_date(conn, [c.id for c in customers])
-            return customers, month, totals
+            balances = await balances_of(conn, [c.id for c in customers])
+            return customers, month, totals, balances
 
-        customers, month, totals = await on_connection(luc.pool, read)
+        customers, month, totals, balances = await on_connection(luc.pool, read)
         items, next_cursor = page(customers, size, lambda c: c.id)
         return CustomerPage(
-            items=[customer_out(c, month, totals.get(c.id)) for c in items],
+            items=[
+                customer_out(c, month, totals.get(c.id), balances.get(c.id, Decimal(0)))
+                for c in items
+            ],
             next_cursor=next_cursor,
         )
 
@@ -97,8 +112,8 @@ class CustomersController(LucController):
         description=(
             "`price_usd`, `actual_cost_usd` and `margin_usd` are those of the current UTC "
             "month (`month`), from the customer × month rollup: every entry priced for the "
-            "customer (its jobs' events) in that month. The credit balance is null until "
-            "prepaid credits exist."
+            "customer (its jobs' events) in that month. `credit_balance_usd`: the prepaid "
+            "credits left now (GET /v1/customers/{id}/credits)."
         ),
     )
     async def detail(
@@ -123,6 +138,8 @@ class CustomersController(LucController):
         data: JSONBody[CustomerPatch],
     ) -> CustomerOut:
         changes = data.changes()
+        if changes.webhook_url is not None:
+            await check_target(changes.webhook_url, luc.settings.budgets.allowed_hosts)
 
         async def update(conn: Connection) -> CustomerOut:
             return await _answer(conn, await update_customer(conn, customer_id, changes))

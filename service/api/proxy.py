@@ -187,7 +187,8 @@ class ChatCompletionsController(LucController):
             "X-LUC-Agent (required) attribute the call; X-LUC-Customer (optional) names the "
             "customer the job is done for. Under hard budgets the call's "
             "estimate is reserved first (prompt and max_tokens at list price), and a budget "
-            "without room for it answers 402; the call's usage settles the reservation. "
+            "without room for it answers 402, as does a customer with credit_stop and no "
+            "prepaid credits left; the call's usage settles the reservation. "
             "Upstream failures carry advice in error.message. Every call's usage is "
             "recorded once, also when the client disconnects mid-stream. "
             "X-LUC-Stub: true marks a stub answer (no LLM called, never billed)."
@@ -201,8 +202,8 @@ class ChatCompletionsController(LucController):
                 "provider refused"
             ),
             402: _documented(
-                "A hard budget has no room for the call's estimate, or the provider is out "
-                "of credits"
+                "A hard budget has no room for the call's estimate, the customer's prepaid "
+                "credits are at zero under credit_stop, or the provider is out of credits"
             ),
             429: _documented("Rate-limited upstream after LUC's retries; see Retry-After"),
             502: _documented("The providers failed (or refused LUC's credentials)"),

@@ -42,6 +42,8 @@ CLAIM_BATCH = 20
 
 def webhook_body(alert: Any) -> bytes:
     """The JSON body of one alert; identical on every attempt."""
+    if alert["type"] != EVENT_TYPE:
+        return _credit_body(alert)
     return msgspec.json.encode(
         {
             "type": EVENT_TYPE,
@@ -58,6 +60,24 @@ def webhook_body(alert: Any) -> bytes:
                 "limit_usd": money_text(alert["limit_usd"]),
                 # What the budget counts: spent and limit are figures of it.
                 "measure": alert["measure"],
+            },
+        }
+    )
+
+
+def _credit_body(alert: Any) -> bytes:
+    """A customer's credit alert (SPEC §12): its balance when it fired, and the customer's
+    low balance then (null when none is set)."""
+    low = alert["low_balance_usd"]
+    return msgspec.json.encode(
+        {
+            "type": alert["type"],
+            "timestamp": instant_text(alert["created_at"]),
+            "data": {
+                "alert_id": str(alert["id"]),
+                "customer_id": alert["customer_id"],
+                "balance_usd": money_text(alert["balance_usd"]),
+                "low_balance_usd": None if low is None else money_text(low),
             },
         }
     )
@@ -222,7 +242,9 @@ async def deliver_alert(
     """
     secret = alert["webhook_secret"] or settings.webhook_secret
     if not secret:
-        return "no webhook secret: set LUC_WEBHOOK_SECRET or the budget's webhook_secret"
+        return "no webhook secret: set LUC_WEBHOOK_SECRET" + (
+            " or the budget's webhook_secret" if alert["budget_id"] is not None else ""
+        )
     try:
         target = await resolve_target(url, settings.allowed_hosts, resolve)
     except InvalidRequestError as exc:

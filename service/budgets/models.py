@@ -47,24 +47,39 @@ class NewBudget(BudgetDefinition):
     webhook_secret: str | None
 
 
+ALERT_TYPES = ("budget.threshold_crossed", "customer.credits_low", "customer.credits_exhausted")
+"""What an alert says: a budget threshold crossed, or a customer's prepaid credits low or
+exhausted (SPEC §12). The type is the webhook body's ``type``."""
+BUDGET_ALERT, CREDITS_LOW, CREDITS_EXHAUSTED = ALERT_TYPES
+
+
 @dataclass(frozen=True, slots=True)
 class Alert:
+    """A budget alert (the budget fields set) or a credit alert (the customer fields)."""
+
     id: str
-    budget_id: int
-    scope: str
+    type: str
+    budget_id: int | None
+    scope: str | None
     scope_id: str | None
-    period_start: datetime
-    threshold: Decimal
-    spent_usd: Decimal
-    limit_usd: Decimal
+    period_start: datetime | None
+    threshold: Decimal | None
+    spent_usd: Decimal | None
+    limit_usd: Decimal | None
+    customer_id: str | None
+    balance_usd: Decimal | None
+    """A credit alert's balance when it fired."""
+    low_balance_usd: Decimal | None
+    """The customer's low balance then (null: none set)."""
     created_at: datetime
     delivery: str
     """``none`` (no webhook), ``pending``, ``delivered`` or ``dead``."""
     attempts: int
     last_error: str | None
     delivered_at: datetime | None
-    measure: str = "cost"
-    """What the budget counts, as ``spent_usd`` and ``limit_usd`` are figures of it."""
+    measure: str | None = "cost"
+    """What the budget counts, as ``spent_usd`` and ``limit_usd`` are figures of it (None:
+    a credit alert)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +108,10 @@ class CheckResult:
     """The least any applicable budget has left (after this reservation, when one was made)."""
     standings: list[BudgetStanding]
     reason: str | None
-    """Why a call was refused: the first hard budget without room."""
+    """Why a call was refused: the customer's credits at zero under credit_stop, else the
+    first hard budget without room."""
     reservation_id: str | None = None
     expires_at: datetime | None = None
+    refused_by: str | None = None
+    """``budget`` (a hard budget without room) or ``credits`` (the customer's credit_stop
+    with no prepaid credits left); None when allowed."""

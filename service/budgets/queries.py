@@ -123,10 +123,12 @@ WHERE o.alert_id = due.alert_id
 RETURNING o.alert_id, o.webhook_url, o.attempts, o.retry_until
 """
 
+# Credit alerts have no budget: they are signed with LUC_WEBHOOK_SECRET.
 SELECT_DELIVERY_DATA = """
-SELECT a.id, a.budget_id, a.scope, a.scope_id, a.period_start, a.threshold, a.spent_usd,
-       a.limit_usd, a.created_at, b.webhook_secret, b.measure
-FROM alerts AS a JOIN budgets AS b ON b.id = a.budget_id
+SELECT a.id, a.type, a.budget_id, a.scope, a.scope_id, a.period_start, a.threshold,
+       a.spent_usd, a.limit_usd, a.customer_id, a.balance_usd, a.low_balance_usd,
+       a.created_at, b.webhook_secret, b.measure
+FROM alerts AS a LEFT JOIN budgets AS b ON b.id = a.budget_id
 WHERE a.id = ANY($1::uuid[])
 """
 
@@ -152,20 +154,29 @@ WHERE alert_id = $1
 """
 
 SELECT_ALERTS = """
-SELECT a.id, a.budget_id, a.scope, a.scope_id, a.period_start, a.threshold, a.spent_usd,
-       a.limit_usd, a.created_at,
+SELECT a.id, a.type, a.budget_id, a.scope, a.scope_id, a.period_start, a.threshold,
+       a.spent_usd, a.limit_usd, a.customer_id, a.balance_usd, a.low_balance_usd, a.created_at,
        CASE WHEN o.alert_id IS NULL THEN 'none'
             WHEN o.delivered_at IS NOT NULL THEN 'delivered'
             WHEN o.dead_at IS NOT NULL THEN 'dead'
             ELSE 'pending' END AS delivery,
        COALESCE(o.attempts, 0) AS attempts, o.last_error, o.delivered_at, b.measure
 FROM alerts AS a
-JOIN budgets AS b ON b.id = a.budget_id
+LEFT JOIN budgets AS b ON b.id = a.budget_id  -- credit alerts have none
 LEFT JOIN alert_outbox AS o ON o.alert_id = a.id
 WHERE ($1::bigint IS NULL OR a.budget_id = $1)
   AND ($2::uuid IS NULL OR a.id = $2)
+  AND ($4::text IS NULL OR a.customer_id = $4)
+  AND ($5::text IS NULL OR a.type = $5)
 ORDER BY a.created_at, a.id
 LIMIT $3
+"""
+
+# Credit alerts (SPEC §12), decided by ``credit_alerts`` under the customers' account locks.
+INSERT_CREDIT_ALERTS = """
+INSERT INTO alerts (type, customer_id, balance_usd, low_balance_usd)
+SELECT * FROM unnest($1::text[], $2::text[], $3::numeric[], $4::numeric[])
+RETURNING id, customer_id
 """
 
 # Locks the hard budgets a check reserves against, in id order, so concurrent checks
@@ -194,10 +205,10 @@ WHERE deleted_at IS NULL
 ORDER BY id
 """
 
-# Whether a call of job $1 by agent $2 on model $3 may fall under a hard budget: the
-# gateway's one look before it bothers to reserve. A hard customer budget of any customer
-# counts (the job's customer is only resolved by the reservation itself), so this may say
-# yes when the full look says no, never the other way round.
+# Whether a call of job $1 by agent $2 on model $3 may be refused: the gateway's one look
+# before it bothers to reserve. A hard customer budget of any customer, or any customer
+# whose credits stop calls at zero, counts (the job's customer is only resolved by the
+# reservation itself), so this may say yes when the full look says no, never the other way.
 HARD_BUDGET_MAY_APPLY = """
 SELECT EXISTS (
     SELECT 1 FROM budgets
@@ -206,7 +217,7 @@ SELECT EXISTS (
            OR (scope = 'job' AND scope_id = $1)
            OR (scope = 'agent' AND scope_id = $2)
            OR (scope = 'model' AND scope_id = $3))
-)
+) OR EXISTS (SELECT 1 FROM customers WHERE credit_stop)
 """
 
 # The customer a call of job $1 is for, when the caller does not say: the job's, and its

@@ -19,6 +19,7 @@ from service.budgets import queries
 from service.budgets.models import BudgetStanding, CheckResult
 from service.budgets.service import budget_from_row, period_start
 from service.catalog.service import CatalogCache
+from service.customers.credits import CreditStop, credit_stop
 from service.customers.plans import PlanCache
 from service.db import Connection
 from service.errors import InvalidRequestError, NotFoundError
@@ -161,11 +162,15 @@ async def check(
     """Would a call of this estimate be admitted now? Only looks: holds nothing.
 
     With ``catalog``, ``model`` may be an alias (see ``_model_id``). The customer's budgets
-    count too: ``customer_id``'s, else the job's customer's."""
+    count too: ``customer_id``'s, else the job's customer's. The job's customer (else
+    ``customer_id``) refuses it under credit_stop while its prepaid credits are at zero."""
     estimate = _estimate(estimated_cost_usd)
     model = await _model_id(conn, catalog, model, now)
+    stop = await credit_stop(conn, job_id, customer_id)
     customer_id, plan_id = await _customer(conn, job_id, customer_id)
     standings = await _standings(conn, job_id, agent, model, customer_id, now)
+    if stop is not None:
+        return _stopped(stop, standings)
     estimates = await _estimates(conn, estimate, standings, model, plan_id, now, catalog, plans)
     refusing = _refusing(standings, estimates)
     return CheckResult(
@@ -173,6 +178,17 @@ async def check(
         remaining_usd=_least_remaining(standings),
         standings=standings,
         reason=_reason(refusing),
+        refused_by="budget" if refusing else None,
+    )
+
+
+def _stopped(stop: CreditStop, standings: list[BudgetStanding]) -> CheckResult:
+    return CheckResult(
+        allowed=False,
+        remaining_usd=_least_remaining(standings),
+        standings=standings,
+        reason=stop.reason,
+        refused_by="credits",
     )
 
 
@@ -189,15 +205,24 @@ async def reserve(
     catalog: CatalogCache | None = None,
     plans: PlanCache | None = None,
 ) -> CheckResult:
-    """Admit a call or refuse it. Admitted under hard budgets, its estimate is held against
-    each of them under one new reservation id until the call's usage names that id, or the
-    reservation expires. Without a hard budget nothing needs holding (no reservation id).
-    With ``catalog``, ``model`` may be an alias (see ``_model_id``). The customer's budgets
-    count too (``customer_id``'s, else the job's customer's); a price budget holds the
-    estimate as the customer's plan prices it (``plans``).
+    """Admit a call or refuse it: refused while the job's customer (else ``customer_id``)
+    has credit_stop and no prepaid credits left. Admitted under hard budgets, its estimate
+    is held against each of them under one new reservation id until the call's usage names
+    that id, or the reservation expires. Without a hard budget nothing needs holding (no
+    reservation id). With ``catalog``, ``model`` may be an alias (see ``_model_id``). The
+    customer's budgets count too (``customer_id``'s, else the job's customer's); a price
+    budget holds the estimate as the customer's plan prices it (``plans``).
     """
     estimate = _estimate(estimated_cost_usd)
     model = await _model_id(conn, catalog, model, now)
+    # Prepaid credits first: a customer under credit_stop with none left is refused
+    # whatever its budgets say. (No lock: a grant that commits meanwhile admits the next
+    # call; a batch drawing the last credit meanwhile lets this one through, as a call
+    # admitted just before would have been: credit_stop stops calls at zero, it does not
+    # reserve credit.)
+    if (stop := await credit_stop(conn, job_id, customer_id)) is not None:
+        customer_id, _ = await _customer(conn, job_id, customer_id)
+        return _stopped(stop, await _standings(conn, job_id, agent, model, customer_id, now))
     async with conn.transaction():
         customer_id, plan_id = await _customer(conn, job_id, customer_id)
         hard_ids = [
@@ -220,6 +245,7 @@ async def reserve(
                 remaining_usd=_least_remaining(standings),
                 standings=standings,
                 reason=_reason(refusing),
+                refused_by="budget" if refusing else None,
             )
         reservation_id = uuid.uuid4()
         rows = await conn.fetch(

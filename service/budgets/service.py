@@ -337,12 +337,22 @@ def _alert(r: Any) -> Alert:
 
 
 async def list_alerts(
-    conn: Connection, budget_id: int | None = None, alert_id: str | None = None, limit: int = 1000
+    conn: Connection,
+    budget_id: int | None = None,
+    alert_id: str | None = None,
+    limit: int = 1000,
+    *,
+    customer_id: str | None = None,
+    alert_type: str | None = None,
 ) -> list[Alert]:
-    """Alerts, oldest first; an ``alert_id`` that is no UUID names no alert."""
+    """Alerts (budget and credit alerts), oldest first; an ``alert_id`` that is no UUID
+    names no alert."""
     if alert_id is not None:
         try:
             uuid.UUID(alert_id)
         except ValueError:
             return []
-    return [_alert(r) for r in await conn.fetch(queries.SELECT_ALERTS, budget_id, alert_id, limit)]
+    rows = await conn.fetch(
+        queries.SELECT_ALERTS, budget_id, alert_id, limit, customer_id, alert_type
+    )
+    return [_alert(r) for r in rows]

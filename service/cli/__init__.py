@@ -6,7 +6,7 @@
     luc demo                  demo.py      realistic traffic sent to the running LUC
     luc keys ...              keys.py      API keys: create, list, revoke
     luc catalog ...           catalog.py   model prices: import, sync, rerate
-    luc customers ...         customers.py customers: create, list, show, update
+    luc customers ...         customers.py customers: create, list, show, update; credits
     luc plans ...             plans.py     rate plans: create, list, show, add-version, reprice
     luc invoice ...           invoice.py   per-job invoices: preview, issue, show, verify
     luc export focus          export.py    cost and usage as FinOps FOCUS CSV

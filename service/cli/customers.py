@@ -9,11 +9,12 @@ import click
 from service.cli.database import run_on_database
 
 if TYPE_CHECKING:
+    from service.customers.credits import CreditGrant, Credits
     from service.customers.models import Customer
     from service.db import Connection
 
 LIST_COLUMNS = ("id", "name", "plan", "invoicing", "email")
-CLEARABLE = ("email", "address", "tax_id", "plan_id", "low_balance_usd")
+CLEARABLE = ("email", "address", "tax_id", "plan_id", "low_balance_usd", "webhook_url")
 
 
 def echo_struct(struct: Any) -> None:
@@ -26,12 +27,29 @@ def echo_struct(struct: Any) -> None:
 
 
 async def _answer(conn: Connection, customer: Customer) -> Any:
-    """``customer`` as REST answers it: with its month-to-date figures."""
+    """``customer`` as REST answers it: with its month-to-date figures and its prepaid
+    balance."""
+    from decimal import Decimal
+
     from service.api.schemas.customers import customer_out
+    from service.customers.credits import balances_of
     from service.rollups.service import month_to_date
 
     month, totals = await month_to_date(conn, [customer.id])
-    return customer_out(customer, month, totals.get(customer.id))
+    balance = (await balances_of(conn, [customer.id])).get(customer.id, Decimal(0))
+    return customer_out(customer, month, totals.get(customer.id), balance)
+
+
+def _checked_target(url: str | None) -> None:
+    """A webhook target is checked against LUC_WEBHOOK_ALLOWED_HOSTS as REST checks it."""
+    if url is None:
+        return
+    import asyncio
+
+    from service.budgets.targets import check_target
+    from service.settings import get_settings
+
+    asyncio.run(check_target(url, get_settings().budgets.allowed_hosts))
 
 
 @click.group()
@@ -60,6 +78,7 @@ def customers() -> None:
 )
 @click.option("--low-balance-usd", default=None, help="Warn when prepaid credits fall below.")
 @click.option("--credit-stop", is_flag=True, help="Refuse its calls while credits are at zero.")
+@click.option("--webhook-url", default=None, help="Where its credit alerts are posted (signed).")
 def customers_create(customer_id: str, **options: Any) -> None:
     """Register customer CUSTOMER_ID; print it as JSON."""
     from service.customers.models import NewCustomer
@@ -71,6 +90,7 @@ def customers_create(customer_id: str, **options: Any) -> None:
         **options,
         low_balance_usd=None if low is None else parse_amount("low_balance_usd", low),
     )
+    _checked_target(new.webhook_url)
 
     async def work(conn: Connection) -> Any:
         return await _answer(conn, await create_customer(conn, new))
@@ -120,6 +140,7 @@ def customers_show(customer_id: str) -> None:
 @click.option("--invoicing", type=click.Choice(["per_job", "monthly"]), default=None)
 @click.option("--low-balance-usd", default=None)
 @click.option("--credit-stop/--no-credit-stop", default=None)
+@click.option("--webhook-url", default=None, help="Where its credit alerts are posted (signed).")
 @click.option(
     "--clear",
     "clear",
@@ -138,8 +159,53 @@ def customers_update(customer_id: str, clear: tuple[str, ...], **options: Any) -
         low_balance_usd=None if low is None else parse_amount("low_balance_usd", low),
         clear=frozenset(clear),
     )
+    _checked_target(changes.webhook_url)
 
     async def work(conn: Connection) -> Any:
         return await _answer(conn, await update_customer(conn, customer_id, changes))
 
     echo_struct(run_on_database(work))
+
+
+@customers.group(name="credits")
+def customers_credits() -> None:
+    """Prepaid credits: grant them, show the balance and the grants.
+
+    Credits burn down as the customer's usage is recorded, the earliest expiry first;
+    what they do not cover is due on the invoice.
+    """
+
+
+@customers_credits.command(name="grant")
+@click.argument("customer_id")
+@click.option("--amount-usd", required=True, help="Decimal amount, more than zero.")
+@click.option("--expires-at", default=None, help="RFC 3339, in the future; absent: never.")
+@click.option("--reference", default=None, help="A purchase order, a contract.")
+def credits_grant(
+    customer_id: str, amount_usd: str, expires_at: str | None, reference: str | None
+) -> None:
+    """Grant CUSTOMER_ID prepaid credits; print the grant as JSON (as REST answers)."""
+    from datetime import UTC, datetime
+
+    from service.api.schemas.credits import GrantIn, grant_out
+    from service.customers.credits import grant_credits
+
+    new = GrantIn(amount_usd=amount_usd, expires_at=expires_at, reference=reference).new_grant()
+
+    async def work(conn: Connection) -> CreditGrant:
+        return await grant_credits(conn, customer_id, new, datetime.now(UTC))
+
+    echo_struct(grant_out(run_on_database(work)))
+
+
+@customers_credits.command(name="show")
+@click.argument("customer_id")
+def credits_show(customer_id: str) -> None:
+    """Print CUSTOMER_ID's prepaid balance and grants as JSON (as REST answers)."""
+    from service.api.schemas.credits import credits_out
+    from service.customers.credits import credits_of
+
+    async def work(conn: Connection) -> Credits:
+        return await credits_of(conn, customer_id)
+
+    echo_struct(credits_out(customer_id, run_on_database(work)))

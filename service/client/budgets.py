@@ -43,7 +43,13 @@ class RemoteBudgets:
         """Calls allowed without a reservation because LUC was unreachable or unavailable."""
 
     async def reserve(
-        self, *, job_id: str, agent: str, model: str, estimated_cost_usd: Decimal
+        self,
+        *,
+        job_id: str,
+        agent: str,
+        model: str,
+        estimated_cost_usd: Decimal,
+        customer_id: str | None = None,
     ) -> BudgetVerdict:
         body = {
             "job_id": job_id,
@@ -53,6 +59,9 @@ class RemoteBudgets:
             "estimated_cost_usd": money_text(
                 money_ceiling(estimated_cost_usd, ESTIMATE_DECIMAL_PLACES)
             ),
+            # The job's customer decides credit_stop; before an event has named it, the
+            # call's own customer does.
+            **({"customer_id": customer_id} if customer_id is not None else {}),
         }
         url = f"{self.base_url}/v1/budgets/reservations"
         attempt = 0
@@ -115,6 +124,7 @@ def _verdict(response: httpx.Response) -> BudgetVerdict | None:
         remaining = data.get("remaining_usd")
         reservation_id = data.get("reservation_id")
         reason = data.get("reason")
+        refused_by = data.get("refused_by")
         return BudgetVerdict(
             allowed=response.status_code != 402 and data["allowed"],
             remaining_usd=Decimal(remaining) if isinstance(remaining, str) else None,
@@ -124,6 +134,7 @@ def _verdict(response: httpx.Response) -> BudgetVerdict | None:
             reservation_id=reservation_id
             if isinstance(reservation_id, str) and 0 < len(reservation_id) <= 128
             else None,
+            refused_by=refused_by if isinstance(refused_by, str) else None,
         )
     except (ValueError, InvalidOperation):
         return None

@@ -11,7 +11,7 @@ from typing import Any
 INVOICING = ("per_job", "monthly")
 """How a customer is invoiced: an invoice per job, or one per UTC month of all its jobs."""
 
-CLEARABLE_FIELDS = ("email", "address", "tax_id", "plan_id", "low_balance_usd")
+CLEARABLE_FIELDS = ("email", "address", "tax_id", "plan_id", "low_balance_usd", "webhook_url")
 """The optional fields a change may set back to null."""
 
 
@@ -29,6 +29,8 @@ class NewCustomer:
     """Prepaid credits below this raise ``customer.credits_low``."""
     credit_stop: bool = False
     """Refuse its calls while its prepaid balance is zero."""
+    webhook_url: str | None = None
+    """Where its credit alerts are posted (signed); none: recorded, not sent."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,6 +51,7 @@ class CustomerChanges:
     invoicing: str | None = None
     low_balance_usd: Decimal | None = None
     credit_stop: bool | None = None
+    webhook_url: str | None = None
     clear: frozenset[str] = frozenset()
 
 

@@ -2,15 +2,15 @@
 
 _CUSTOMER_COLUMNS = """
 id, name, email, address, tax_id, plan_id, invoicing, low_balance_usd, credit_stop,
-created_at, updated_at
+webhook_url, created_at, updated_at
 """
 
 # A taken id is told apart by the unique violation, not by a look first: two concurrent
 # creations of one id cannot both pass.
 INSERT_CUSTOMER = f"""
 INSERT INTO customers (id, name, email, address, tax_id, plan_id, invoicing,
-                       low_balance_usd, credit_stop)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                       low_balance_usd, credit_stop, webhook_url)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 RETURNING {_CUSTOMER_COLUMNS}
 """
 
@@ -25,7 +25,7 @@ SELECT {_CUSTOMER_COLUMNS} FROM customers WHERE id > $1 ORDER BY id LIMIT $2
 UPDATE_CUSTOMER = f"""
 UPDATE customers SET
     name = $2, email = $3, address = $4, tax_id = $5, plan_id = $6, invoicing = $7,
-    low_balance_usd = $8, credit_stop = $9, updated_at = now()
+    low_balance_usd = $8, credit_stop = $9, webhook_url = $10, updated_at = now()
 WHERE id = $1
 RETURNING {_CUSTOMER_COLUMNS}
 """

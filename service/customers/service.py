@@ -32,6 +32,7 @@ MAX_NAME_CHARS = 200
 MAX_EMAIL_CHARS = 254
 MAX_ADDRESS_CHARS = 1000
 MAX_TAX_ID_CHARS = 64
+MAX_URL_CHARS = 2000
 
 # One @, something on each side, a dot in the domain, no spaces: the shape of an address
 # that could be delivered to. Whether it is delivered is the mail system's to say.
@@ -87,6 +88,14 @@ async def _check(conn: Connection, customer: NewCustomer) -> None:
         )
     if customer.plan_id is not None:
         await check_plan_exists(conn, customer.plan_id)
+    if customer.webhook_url is not None:
+        # The allow-list is checked where the URL enters (REST, ``luc customers``) and
+        # again at each delivery; here, only that it is a URL a webhook can be posted to.
+        check_text("webhook_url", customer.webhook_url, MAX_URL_CHARS)
+        if not customer.webhook_url.startswith(("https://", "http://")):
+            raise InvalidRequestError(
+                f"webhook_url: {customer.webhook_url!r} is not an http(s) URL"
+            )
 
 
 def _customer(row: asyncpg.Record) -> Customer:
@@ -110,6 +119,7 @@ async def create_customer(conn: Connection, new: NewCustomer) -> Customer:
                 new.invoicing,
                 new.low_balance_usd,
                 new.credit_stop,
+                new.webhook_url,
             )
     except asyncpg.UniqueViolationError:
         raise ConflictError(f"customer {new.id!r} already exists") from None
@@ -161,6 +171,7 @@ async def update_customer(conn: Connection, customer_id: str, changes: CustomerC
                 "invoicing",
                 "low_balance_usd",
                 "credit_stop",
+                "webhook_url",
             )
             if getattr(changes, name) is not None
         }
@@ -178,6 +189,7 @@ async def update_customer(conn: Connection, customer_id: str, changes: CustomerC
             new.invoicing,
             new.low_balance_usd,
             new.credit_stop,
+            new.webhook_url,
         )
     assert row is not None
     return _customer(row)

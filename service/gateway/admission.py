@@ -2,7 +2,9 @@
 
 The job and agent must be ones the ledger takes (else ``InvalidRequestError``), the model
 must be in LUC's catalog (else ``UnknownModelError``), and the budget gate, when there is
-one, must admit the estimated cost (else ``BudgetExceededError``); under hard budgets it
+one, must admit the estimated cost (else ``BudgetExceededError``, or
+``CreditsExhaustedError`` when the customer's prepaid credits are at zero under
+``credit_stop``); under hard budgets it
 reserves the estimate, and the call's usage event carries the ``reservation_id``.
 
 The estimate is the prompt (counted from its text) and the most output the call can
@@ -19,7 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from service.errors import BudgetExceededError, InvalidRequestError, UnknownModelError
+from service.errors import (
+    BudgetExceededError,
+    CreditsExhaustedError,
+    InvalidRequestError,
+    UnknownModelError,
+)
 from service.gateway.models import CallContext, ChatRequest
 from service.gateway.ports import BudgetGate, CatalogSource
 from service.gateway.usage import attribution_problems, estimate_tokens
@@ -80,7 +87,12 @@ async def admit(
             agent=context.agent,
             model=quote.model_id,
             estimated_cost_usd=estimate,
+            customer_id=context.customer_id,
         )
+        if not verdict.allowed and verdict.refused_by == "credits":
+            raise CreditsExhaustedError(
+                f"prepaid credits exhausted: {verdict.reason or 'the customer has none left'}"
+            )
         if not verdict.allowed:
             raise BudgetExceededError(
                 f"budget exhausted: {verdict.reason or 'a hard budget refuses the call'}; "

@@ -37,6 +37,8 @@ class BudgetVerdict:
     reservation_id: str | None = None
     """The reservation that holds the call's estimate under its hard budgets; the call's
     usage event carries it, which settles it. ``None`` when nothing is held."""
+    refused_by: str | None = None
+    """When refused: ``credits`` (the customer's credit_stop at zero) or ``budget``."""
 
 
 class BudgetGate(Protocol):
@@ -45,7 +47,13 @@ class BudgetGate(Protocol):
     a call that ended without a usage event (``DELETE /v1/budgets/reservations/{id}``)."""
 
     async def reserve(
-        self, *, job_id: str, agent: str, model: str, estimated_cost_usd: Decimal
+        self,
+        *,
+        job_id: str,
+        agent: str,
+        model: str,
+        estimated_cost_usd: Decimal,
+        customer_id: str | None = None,
     ) -> BudgetVerdict: ...
 
     async def release(self, reservation_id: str) -> None:

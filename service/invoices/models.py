@@ -34,7 +34,8 @@ _NUMBER = re.compile(r"(LUC|LUC-CN)-(\d{4})-(\d{6,})")
 # cents_text for the total).
 ROUNDING_RULE = (
     "total = subtotal rounded once to 0.01 USD, half up (ROUND_HALF_UP: 0.125 → 0.13); "
-    "lines and subtotal at full precision"
+    "lines and subtotal at full precision; amount due = total − prepaid credits applied "
+    "rounded to 0.01 USD the same way"
 )
 
 
@@ -68,6 +69,16 @@ def round_total(subtotal: Decimal) -> Decimal:
     """The invoice total: ``subtotal`` rounded once to cents, half up (``ROUNDING_RULE``)."""
     total = quantize_half_up(subtotal, CENT)
     return total if total != 0 else Decimal("0.00")  # never "-0.00"
+
+
+def amount_due(total: Decimal, credits_applied: Decimal) -> Decimal:
+    """What the customer pays: the total less the prepaid credits applied, those rounded to
+    the cent by the total's rule, so that total − credits = amount due as printed. An
+    invoice never asks for less than nothing (its credits may pass its total by the part of
+    a cent the total rounded away), and a credit note never asks for money."""
+    due = exact_difference(total, round_total(credits_applied))
+    zero = Decimal("0.00")
+    return max(due, zero) if kind_of(total) == INVOICE else min(due, zero)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -125,6 +136,9 @@ class Draft:
     not_billed: list[DraftLine] = field(default_factory=list)
     """Covered usage that is no LLM call (stub answers, at zero): listed apart, never a
     billed line, so the invoice says what it left out and why."""
+    credits_drawn: Decimal = Decimal(0)
+    """The prepaid credits the covered entries drew, net of what they gave back
+    (``customers.credits.credits_applied``), exactly."""
 
     @property
     def subtotal(self) -> Decimal:
@@ -140,14 +154,15 @@ class Draft:
 
     @property
     def credits_applied(self) -> Decimal:
-        """Prepaid credits drawn by the billed entries: none exist yet."""
-        return Decimal(0)
+        """Prepaid credits drawn by exactly the entries this invoice bills (negative on a
+        credit note whose entries gave credit back), at full precision."""
+        return self.credits_drawn
 
     @property
     def amount_due(self) -> Decimal:
-        """What the customer pays: the total less the credits applied (negative: what a
-        credit note owes the customer)."""
-        return exact_difference(self.total, self.credits_applied)
+        """What the customer pays (``amount_due``; negative: what a credit note owes the
+        customer in money)."""
+        return amount_due(self.total, self.credits_applied)
 
     @property
     def follow_up_of(self) -> str | None:

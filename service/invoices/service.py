@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 
+from service.customers.credits import credits_applied
 from service.customers.service import get_customer
 from service.db import Connection, from_row
 from service.errors import ConflictError, InvalidRequestError, NotFoundError
@@ -118,6 +119,8 @@ async def _draft(conn: Connection, job: JobInfo) -> Draft:
             r["number"] for r in await conn.fetch(queries.SELECT_JOB_INVOICE_NUMBERS, job.job_id)
         ],
         bill_to=await bill_to(conn, job),
+        # The credits its entries drew: committed with them, so this is exactly theirs.
+        credits_drawn=await credits_applied(conn, ids),
     )
 
 

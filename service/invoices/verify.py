@@ -8,7 +8,7 @@ from typing import Any
 
 from service.db import Connection
 from service.invoices import queries
-from service.invoices.models import INVOICE, Verification, kind_of, round_total
+from service.invoices.models import INVOICE, Verification, amount_due, kind_of, round_total
 from service.invoices.render import canonical_json, digest_of, entries_digest, sha256_hex
 from service.invoices.service import get_invoice
 from service.money import exact_difference, exact_sum
@@ -52,8 +52,10 @@ def verify_document(document: dict[str, Any]) -> Verification:
             problems.append("the total is not the subtotal rounded by the stated rule")
         if exact_difference(total, subtotal) != rounding:
             problems.append("rounding_usd is not total − subtotal")
-        if exact_difference(total, credits) != due:
-            problems.append("amount_due_usd is not total − credits_applied_usd")
+        if amount_due(total, credits) != due:
+            problems.append(
+                "amount_due_usd is not total − credits_applied_usd (credits rounded to the cent)"
+            )
         if document.get("kind", INVOICE) not in (INVOICE, kind_of(total)):
             # Before credit notes, a negative follow-up was an invoice: that stays valid.
             problems.append(f"a {document['kind']} cannot have the total {document['total_usd']}")

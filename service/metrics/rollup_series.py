@@ -19,6 +19,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from service.customers.credit_queries import CREDIT_STANDINGS
 from service.db import Connection
 from service.metrics import queries
 from service.metrics.drift_series import drift_families
@@ -35,6 +36,8 @@ class LedgerSnapshot:
     """``rollup_reconciliation_days`` over the drift window, per model and provider."""
     tolerance: Decimal | None = None
     """``LUC_RECONCILIATION_TOLERANCE``, shown beside the drift ratios."""
+    credits: Any | None = None
+    """Prepaid credits across customers: the balance, and customers by state."""
     database_up: bool = False
 
 
@@ -45,6 +48,7 @@ async def read_snapshot(conn: Connection, tolerance: Decimal | None = None) -> L
         budgets=list(await conn.fetch(queries.BUDGET_SPEND)),
         drift=list(await conn.fetch(reconciliation.DRIFT_WINDOW)),
         tolerance=tolerance,
+        credits=await conn.fetchrow(CREDIT_STANDINGS),
         database_up=True,
     )
 
@@ -168,3 +172,30 @@ class LedgerCollector(Collector):
         yield ratio
         yield limit
         yield from drift_families(snap.drift, snap.tolerance)
+        yield from _credit_families(snap.credits)
+
+
+# Credit state of a customer holding credits: at zero, below its low_balance_usd, or not.
+CREDIT_STATES = ("exhausted", "low", "ok")
+
+
+def _credit_families(row: Any | None) -> Iterator[Metric]:
+    """Prepaid credits without a customer label (the number of customers is unbounded):
+    the balance across customers, and how many customers are in each state. A customer's
+    own balance is served by REST (``GET /v1/customers/{id}/credits``)."""
+    balance = GaugeMetricFamily(
+        "luc_customer_credit_balance_usd",
+        "Prepaid credits left across all customers (grants not expired), USD",
+    )
+    states = GaugeMetricFamily(
+        "luc_customers_by_credit_state",
+        "Customers holding prepaid credits, by state: exhausted (balance zero), low (below "
+        "the customer's low_balance_usd), ok",
+        labels=["state"],
+    )
+    if row is not None:
+        balance.add_metric([], float(row["balance_usd"]))
+        for state in CREDIT_STATES:
+            states.add_metric([state], float(row[state]))
+    yield balance
+    yield states

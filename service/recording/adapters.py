@@ -53,17 +53,28 @@ class DatabaseBudgets:
         self.settled = settled
 
     async def reserve(
-        self, *, job_id: str, agent: str, model: str, estimated_cost_usd: Decimal
+        self,
+        *,
+        job_id: str,
+        agent: str,
+        model: str,
+        estimated_cost_usd: Decimal,
+        customer_id: str | None = None,
     ) -> BudgetVerdict:
-        verdict = await self._reserve(job_id, agent, model, estimated_cost_usd)
+        verdict = await self._reserve(job_id, agent, model, estimated_cost_usd, customer_id)
         if verdict.allowed or self.settled is None:
             return verdict
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.settled(), SETTLING_WAIT_SECONDS)
-        return await self._reserve(job_id, agent, model, estimated_cost_usd)
+        return await self._reserve(job_id, agent, model, estimated_cost_usd, customer_id)
 
     async def _reserve(
-        self, job_id: str, agent: str, model: str, estimated_cost_usd: Decimal
+        self,
+        job_id: str,
+        agent: str,
+        model: str,
+        estimated_cost_usd: Decimal,
+        customer_id: str | None,
     ) -> BudgetVerdict:
         async def admit(conn: Connection) -> BudgetVerdict:
             # Most calls fall under no hard budget: one look says so, and nothing needs
@@ -78,10 +89,15 @@ class DatabaseBudgets:
                 estimated_cost_usd=estimated_cost_usd,
                 now=datetime.now(UTC),
                 reservation_seconds=self.reservation_seconds,
+                customer_id=customer_id,
                 plans=self.plans,
             )
             return BudgetVerdict(
-                result.allowed, result.remaining_usd, result.reason, result.reservation_id
+                result.allowed,
+                result.remaining_usd,
+                result.reason,
+                result.reservation_id,
+                result.refused_by,
             )
 
         return await on_connection(self.pool, admit)

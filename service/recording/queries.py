@@ -6,6 +6,7 @@ batch is stored, appended and rolled up in one statement, one round trip.
 
 from service.budgets import queries as budgets
 from service.catalog import queries as catalog
+from service.customers import credit_queries as credits
 from service.customers import queries as customers
 from service.ledger import queries as ledger
 from service.reconciliation import queries as reconciliation
@@ -18,7 +19,8 @@ OPEN_BATCH = f"""
 SELECT stamp.versions, stamp.newest, plans.plan_versions, plans.newest_plan_version,
        {ledger.STAGING_TABLE_READY} AS staging_table_ready,
        {ledger.STAGING_TABLE_ALLOWED} AS staging_table_allowed,
-       {budgets.ANY_BUDGETS} AS budgets_exist
+       {budgets.ANY_BUDGETS} AS budgets_exist,
+       {credits.ANY_CREDIT_ACCOUNTS} AS credits_exist
 FROM ({catalog.CATALOG_STAMP}) AS stamp, ({customers.PLAN_STAMP}) AS plans
 """
 
@@ -44,4 +46,13 @@ WITH {ledger.APPEND_ENTRIES},
 {rollups.upserts_over("appended")},
 {reconciliation.UPSERT_APPENDED}
 SELECT id FROM appended
+"""
+
+# Appended entries that draw on prepaid credits: priced, for a customer holding credits.
+CREDIT_ENTRIES = """
+SELECT id, event_id, customer_id, price_usd
+FROM ledger_entries
+WHERE id = ANY($1::bigint[]) AND price_usd <> 0
+  AND customer_id IN (SELECT customer_id FROM credit_accounts)
+ORDER BY id
 """

@@ -33,6 +33,7 @@ from service.recording.bookings import (
     plan_rerating,
     unpriced_bookings,
 )
+from service.recording.credits import burn_appended
 
 RERATE_CHUNK = 2000
 
@@ -77,12 +78,14 @@ class RerateSummary:
 
 
 async def record_adjustments(conn: Connection, entries: Sequence[NewLedgerEntry]) -> int:
-    """Append adjustment ``entries`` (re-rating, re-pricing), roll them up and count them
-    towards budgets, in the caller's transaction; returns the budget alerts raised."""
+    """Append adjustment ``entries`` (re-rating, re-pricing), roll them up, count them
+    towards budgets and draw (or give back) their customers' prepaid credits, in the
+    caller's transaction; returns the alerts raised."""
     if not entries:
         return 0
     rows = await conn.fetch(queries.RECORD_ADJUSTMENTS, *entry_parameters(entries))
-    return await apply_to_budgets(conn, [r["id"] for r in rows])
+    ids = [r["id"] for r in rows]
+    return await apply_to_budgets(conn, ids) + await burn_appended(conn, ids)
 
 
 async def _apply(conn: Connection, reratings: list[Rerating]) -> int:

@@ -35,6 +35,7 @@ from service.locks import lock_repricing
 from service.pricing.catalog import Catalog
 from service.pricing.plans import Plans
 from service.recording import queries
+from service.recording.credits import burn_charges
 from service.recording.models import (
     ACCEPTED,
     CONFLICT,
@@ -112,15 +113,23 @@ async def record_batch(
             fresh = [e for e in fresh if e.id not in mismatched]
             # Every event is priced before knowing which ids are new: replays are rare,
             # and the database tells new from replayed in the statement that stores them.
+            charges = [(e, _charge(e, catalog, plans, jobs[e.job_id])) for e in fresh]
             staging = await stage_charges(
                 conn,
-                [staged_charge(e, _charge(e, catalog, plans, jobs[e.job_id])) for e in fresh],
+                [staged_charge(e, charge) for e, charge in charges],
                 table_ready=opened["staging_table_ready"],
                 table_allowed=opened["staging_table_allowed"],
                 inside_longer_transaction=inside_longer_transaction,
             )
             rows = await conn.fetch(queries.RECORD_BATCH[staging.source], *staging.arguments)
             inserted = {r["event_id"] for r in rows}
+            # Prepaid credits burn down as the charges land, before the re-pricing below
+            # appends its adjustments (ledger order). Asked once per batch: while no
+            # customer holds credits, nothing more happens.
+            if opened["credits_exist"]:
+                alerts += await burn_charges(
+                    conn, (charge for _, charge in charges), {r["event_id"]: r["id"] for r in rows}
+                )
             # A job given its first customer by this batch: what it recorded before was
             # priced for no customer, and is re-priced now (SPEC §11), in this transaction.
             # Its row is locked: every batch of it before has committed, none after can

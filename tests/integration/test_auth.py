@@ -72,10 +72,12 @@ EXPECTED_SCOPES: dict[str, str] = {
     "listParkedUsage": READ,
     "listCustomers": READ,
     "getCustomer": READ,
+    "getCredits": READ,
     "listPlans": READ,
     "getPlan": READ,
     # operators
     "updateJob": ADMIN,
+    "grantCredits": ADMIN,  # money given to a customer
     "issueJobInvoice": ADMIN,
     "createCatalogVersion": ADMIN,
     "rerateSince": ADMIN,

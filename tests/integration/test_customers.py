@@ -28,15 +28,21 @@ ACME = {
     "low_balance_usd": "25.50",
     "credit_stop": True,
 }
-# What the answer adds: month-to-date money (none yet: zero) and the credit balance (null
-# until credits exist); and money in LUC's form (no trailing zeros).
+# What the answer adds: month-to-date money (none yet: zero), the prepaid balance ("0"
+# before any grant) and no webhook target; and money in LUC's form (no trailing zeros).
 NOT_YET = {
     "month": datetime.now(UTC).strftime("%Y-%m"),
     "price_usd": "0",
     "actual_cost_usd": "0",
     "margin_usd": "0",
 }
-ANSWERED = {**ACME, **NOT_YET, "credit_balance_usd": None, "low_balance_usd": "25.5"}
+ANSWERED = {
+    **ACME,
+    **NOT_YET,
+    "credit_balance_usd": "0",
+    "low_balance_usd": "25.5",
+    "webhook_url": None,
+}
 
 
 @pytest.fixture
@@ -77,7 +83,8 @@ async def test_a_customer_needs_only_an_id_and_a_name(client: AsyncTestClient[An
         "low_balance_usd": None,
         "credit_stop": False,
         **NOT_YET,
-        "credit_balance_usd": None,
+        "credit_balance_usd": "0",
+        "webhook_url": None,
     }
 
 
@@ -190,7 +197,8 @@ async def test_a_patch_refuses_bad_input_and_changes_nothing(
     for body, detail in (
         (
             {"name": None},
-            "name: cannot be cleared (only email, address, tax_id, plan_id, low_balance_usd can)",
+            "name: cannot be cleared (only email, address, tax_id, plan_id, low_balance_usd, "
+            "webhook_url can)",
         ),
         (
             {"plan_id": "gold"},

@@ -106,6 +106,35 @@ async def test_customers_are_created_listed_shown_and_updated_as_rest_shows_them
     assert shown == (await client.get("/v1/customers/acme")).json()
 
 
+async def test_credits_are_granted_and_shown_as_rest_shows_them(
+    database_url: str, client: AsyncTestClient[Any]
+) -> None:
+    await luc_on(database_url, "customers", "create", "acme", "--name", "Acme", check=True)
+    granted = await luc_on(
+        database_url,
+        *("customers", "credits", "grant", "acme", "--amount-usd", "250.00"),
+        *("--expires-at", "2099-01-01T00:00:00Z", "--reference", "PO-7"),
+        check=True,
+    )
+    grant = json.loads(granted.stdout)
+    assert (grant["amount_usd"], grant["remaining_usd"], grant["expires_at"]) == (
+        "250",
+        "250",
+        "2099-01-01T00:00:00Z",
+    )
+    assert grant["reference"] == "PO-7"
+    shown = json.loads((await luc_on(database_url, "customers", "credits", "show", "acme")).stdout)
+    assert shown == (await client.get("/v1/customers/acme/credits")).json()
+    assert shown["balance_usd"] == "250"
+    customer = json.loads((await luc_on(database_url, "customers", "show", "acme")).stdout)
+    assert customer["credit_balance_usd"] == "250"
+    refused = await luc_on(
+        database_url, "customers", "credits", "grant", "acme", "--amount-usd", "0"
+    )
+    assert refused.returncode == 1
+    assert error_line(refused) == "amount_usd: must be more than zero, got 0"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

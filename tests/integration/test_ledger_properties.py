@@ -23,7 +23,12 @@ must hold exactly what it says:
   here from the plan versions says; each re-rating and re-pricing moves the price total
   by what the model predicts;
 - every rollup's three costs, price, counts and tokens equal the sums of its ledger
-  entries, exactly.
+  entries, exactly;
+- prepaid credits (SPEC §12) are drawn beside the ledger and never change it: acme holds
+  more than any stream uses (each of its events then holds exactly its price in credits,
+  through every re-pricing and re-rating), beta a few small grants the stream may use up;
+  each grant holds its amount less its draws, never below zero, and each entry draws within
+  its price.
 
 Each example runs on its own database cloned from the migrated template."""
 
@@ -43,6 +48,7 @@ from litestar.testing import AsyncTestClient
 
 from service.app import create_app
 from service.catalog.service import NewCatalogVersion, create_version, load_catalog
+from service.customers.credits import NewGrant, grant_credits
 from service.customers.models import NewCustomer, NewPlanVersion
 from service.customers.plans import add_plan_version, create_plan
 from service.customers.service import create_customer
@@ -417,6 +423,8 @@ Step = list[Sent] | Rerate | PlanChange
 class Plan:
     v2: dict[str, dict[str, Decimal]]
     steps: list[Step]
+    beta_credits: list[Decimal] = field(default_factory=list)
+    """beta's prepaid grants: small, so the stream may use them up (acme's never runs out)."""
 
 
 @st.composite
@@ -489,7 +497,13 @@ def plans(draw: st.DrawFn) -> Plan:
             steps.append(draw(rerates()))
         if draw(st.integers(0, 4)) == 0:
             steps.append(draw(plan_changes()))
-    return Plan(v2=draw(v2_prices()), steps=steps)
+    beta_credits = draw(
+        st.lists(
+            st.builds(lambda n, k: D(n).scaleb(-k), st.integers(1, 10**6), st.integers(0, 8)),
+            max_size=2,
+        )
+    )
+    return Plan(v2=draw(v2_prices()), steps=steps, beta_credits=beta_credits)
 
 
 @st.composite
@@ -719,6 +733,55 @@ async def check_tables(conn: asyncpg.Connection, model: Ledger) -> None:
         assert r["actual_cost_usd"] == (actual_of(content, booked) or 0)
 
     assert await rollup_differences(conn) == {}
+    await check_credits(conn, model)
+
+
+# More than any stream's price: acme's credits never run out, so each of its events holds
+# exactly its price in credits, however often it was re-priced or re-rated.
+ACME_CREDIT = D(10**9)
+
+CREDIT_GRANTS = """
+SELECT g.id, g.customer_id, g.amount_usd, g.remaining_usd,
+       COALESCE((SELECT sum(amount_usd) FROM credit_draws AS d WHERE d.grant_id = g.id), 0)
+           AS drawn
+FROM credit_grants AS g
+"""
+# What each event holds of each customer's credits now, and its price for that customer.
+CREDITS_BY_EVENT = """
+SELECT d.event_id, d.customer_id, sum(d.amount_usd) AS held,
+       (SELECT sum(e.price_usd) FROM ledger_entries AS e
+        WHERE e.event_id = d.event_id AND e.customer_id = d.customer_id) AS price_usd
+FROM credit_draws AS d
+GROUP BY d.event_id, d.customer_id
+"""
+ENTRY_DRAWS = """
+SELECT e.id, e.price_usd, sum(d.amount_usd) AS drawn
+FROM credit_draws AS d JOIN ledger_entries AS e ON e.id = d.entry_id
+GROUP BY e.id, e.price_usd
+"""
+
+
+async def check_credits(conn: asyncpg.Connection, model: Ledger) -> None:
+    """Prepaid credits (SPEC §12), drawn beside the ledger: each grant holds its amount less
+    its draws, never below zero nor above its amount; each entry draws within its price
+    (a negative price gives back, within it); each event holds between nothing and its
+    price; acme's events, whose credits never run out, hold exactly their price."""
+    for g in await conn.fetch(CREDIT_GRANTS):
+        assert g["remaining_usd"] == g["amount_usd"] - g["drawn"], dict(g)
+        assert 0 <= g["remaining_usd"] <= g["amount_usd"], dict(g)
+    for e in await conn.fetch(ENTRY_DRAWS):
+        price, drawn = e["price_usd"], e["drawn"]
+        assert price is not None and (0 < drawn <= price or price <= drawn < 0), dict(e)
+    held = {(r["event_id"], r["customer_id"]): r for r in await conn.fetch(CREDITS_BY_EVENT)}
+    for r in held.values():
+        assert 0 <= r["held"] <= max(r["price_usd"] or 0, 0), dict(r)
+    for event_id, content in model.stored.items():
+        if model.customers.get(content.job_id) != "acme":
+            continue
+        price = model.price[event_id] or D(0)
+        expected = price if price > 0 else D(0)
+        found = held.get((event_id, "acme"))
+        assert (found["held"] if found else D(0)) == expected, (event_id, content)
 
 
 async def check_jobs(client: AsyncTestClient[Any], model: Ledger) -> None:
@@ -801,8 +864,11 @@ async def run_plan_change(conn: asyncpg.Connection, model: Ledger, step: PlanCha
     assert (again.events_changed, again.entries_appended) == (0, 0)
 
 
-async def make_plans(conn: asyncpg.Connection, model: Ledger) -> None:
-    """p-acme and p-beta with their first versions, and the two customers on them."""
+async def make_plans(
+    conn: asyncpg.Connection, model: Ledger, beta_credits: list[Decimal] | None = None
+) -> None:
+    """p-acme and p-beta with their first versions, and the two customers on them; acme
+    holds more prepaid credit than any stream can use, beta ``beta_credits``."""
     catalog = await load_catalog(conn)
     for plan_id, customer, (start, basis, markup, per_request, own) in (
         ("p-acme", "acme", ACME_FIRST),
@@ -819,6 +885,10 @@ async def make_plans(conn: asyncpg.Connection, model: Ledger) -> None:
         version = plan.versions[0].id
         model.plans[plan_id] = [PlanVersionModel(version, start, basis, markup, per_request, own)]
         await create_customer(conn, NewCustomer(id=customer, name=customer, plan_id=plan_id))
+    now = datetime.now(UTC)
+    await grant_credits(conn, "acme", NewGrant(amount_usd=ACME_CREDIT), now)
+    for amount in beta_credits or []:
+        await grant_credits(conn, "beta", NewGrant(amount_usd=amount), now)
 
 
 async def run_plan(admin_url: str, template: str, plan: Plan) -> None:
@@ -836,7 +906,7 @@ async def run_plan(admin_url: str, template: str, plan: Plan) -> None:
                 Version(v4, T1, V4_PRICES, {}),
             ]
             model = Ledger()
-            await make_plans(conn, model)
+            await make_plans(conn, model, plan.beta_credits)
             app = create_app(settings_for(url))
             async with AsyncTestClient(app=app) as client:
                 for step in plan.steps:

@@ -236,7 +236,7 @@ async def test_the_customer_shows_its_month_to_date_price_actual_cost_and_margin
         "0.13",
         "0.045",
     )
-    assert customer["credit_balance_usd"] is None  # prepaid credits: the next issue
+    assert customer["credit_balance_usd"] == "0"  # no prepaid credits granted
     listed = (await client.get("/v1/customers")).json()["items"]
     assert [(c["id"], c["price_usd"]) for c in listed] == [("acme", "0.175")]
     await make_customer(client, "idle")

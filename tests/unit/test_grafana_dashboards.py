@@ -28,6 +28,8 @@ LEDGER_SERIES = (
     "luc_catalog_info",
     "luc_budget_spent_ratio",
     "luc_budget_limit_usd",
+    "luc_customer_credit_balance_usd",
+    "luc_customers_by_credit_state",
 )
 
 

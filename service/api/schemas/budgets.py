@@ -8,7 +8,6 @@ from typing import Annotated
 import msgspec
 
 from service.api.schemas.common import wire_struct
-from service.budgets.delivery import EVENT_TYPE as ALERT_TYPE
 from service.budgets.models import (
     DEFAULT_THRESHOLDS,
     Alert,
@@ -120,7 +119,10 @@ class CheckOut(msgspec.Struct):
     """The least any applicable budget has left; null when none applies."""
     budgets: list[StandingOut]
     reason: str | None
-    """Why a call would be refused: the first hard budget without room."""
+    """Why a call would be refused: the customer's credits at zero under credit_stop, else
+    the first hard budget without room."""
+    refused_by: str | None = None
+    """``credits`` or ``budget`` when refused."""
 
 
 class ReservationIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -143,24 +145,29 @@ class ReservationOut(msgspec.Struct):
     """The least any applicable budget has left, this reservation deducted."""
     budgets: list[StandingOut]
     reason: str | None
-    """Why the call is refused: the first hard budget without room."""
+    """Why the call is refused: the customer's credits at zero under credit_stop, else the
+    first hard budget without room."""
     expires_at: str | None
     """When the reservation lapses if no usage event names it (LUC_BUDGET_RESERVATION_SECONDS)."""
+    refused_by: str | None = None
+    """``credits`` (402: the job's customer has credit_stop and no prepaid credits left) or
+    ``budget`` (402: a hard budget has no room) when refused."""
 
 
 class AlertOut(msgspec.Struct):
     type: str
-    """What crossed: ``budget.threshold_crossed`` (the webhook body's ``type``)."""
+    """``budget.threshold_crossed`` (the budget fields are set), ``customer.credits_low`` or
+    ``customer.credits_exhausted`` (the customer fields are): the webhook body's ``type``."""
     alert_id: str
-    budget_id: int
-    scope: str
+    budget_id: int | None
+    scope: str | None
     scope_id: str | None
-    period_start: str
-    threshold: float
+    period_start: str | None
+    threshold: float | None
     """Fraction of the limit (a ratio, not money)."""
-    spent_usd: str
-    limit_usd: str
-    measure: str
+    spent_usd: str | None
+    limit_usd: str | None
+    measure: str | None
     """What the budget counts (``spent_usd`` and ``limit_usd`` are figures of it)."""
     created_at: str
     delivery: str
@@ -168,6 +175,12 @@ class AlertOut(msgspec.Struct):
     attempts: int
     last_error: str | None
     delivered_at: str | None
+    customer_id: str | None = None
+    """A credit alert's customer."""
+    balance_usd: str | None = None
+    """A credit alert's prepaid balance when it fired."""
+    low_balance_usd: str | None = None
+    """The customer's ``low_balance_usd`` when a credit alert fired (null: none set)."""
 
 
 class AlertList(msgspec.Struct):
@@ -202,7 +215,12 @@ def standing_out(s: BudgetStanding) -> StandingOut:
 
 
 def alert_out(a: Alert) -> AlertOut:
-    return wire_struct(AlertOut, a, type=ALERT_TYPE, alert_id=a.id, threshold=float(a.threshold))
+    return wire_struct(
+        AlertOut,
+        a,
+        alert_id=a.id,
+        threshold=None if a.threshold is None else float(a.threshold),
+    )
 
 
 def check_out(result: CheckResult) -> CheckOut:

@@ -34,6 +34,9 @@ class CustomerIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Decimal string: prepaid credits below it raise ``customer.credits_low``."""
     credit_stop: bool = False
     """Refuse the customer's calls while its prepaid balance is zero."""
+    webhook_url: str | None = None
+    """Where its credit alerts (``customer.credits_low``, ``customer.credits_exhausted``)
+    are posted, signed with LUC_WEBHOOK_SECRET; absent: recorded (GET /v1/alerts), not sent."""
 
     def new_customer(self) -> NewCustomer:
         fields: dict[str, Any] = msgspec.structs.asdict(self)
@@ -44,7 +47,7 @@ class CustomerIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class CustomerPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Absent fields stay as they are; ``null`` clears an optional one (email, address,
-    tax_id, plan_id, low_balance_usd)."""
+    tax_id, plan_id, low_balance_usd, webhook_url)."""
 
     name: str | msgspec.UnsetType | None = msgspec.UNSET
     email: str | msgspec.UnsetType | None = msgspec.UNSET
@@ -55,6 +58,7 @@ class CustomerPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     invoicing: str | msgspec.UnsetType | None = msgspec.UNSET
     low_balance_usd: str | msgspec.UnsetType | None = msgspec.UNSET
     credit_stop: bool | msgspec.UnsetType | None = msgspec.UNSET
+    webhook_url: str | msgspec.UnsetType | None = msgspec.UNSET
 
     def changes(self) -> CustomerChanges:
         given: dict[str, Any] = {
@@ -80,6 +84,7 @@ class CustomerOut(msgspec.Struct, kw_only=True):
     invoicing: str
     low_balance_usd: str | None
     credit_stop: bool
+    webhook_url: str | None
     created_at: str
     updated_at: str
     # Month-to-date money of the customer's jobs (the current UTC month), from the
@@ -92,9 +97,8 @@ class CustomerOut(msgspec.Struct, kw_only=True):
     """Month to date: what that usage cost (the provider's figure where reported)."""
     margin_usd: str | None = None
     """Month to date: ``price_usd − actual_cost_usd``."""
-    # Null until prepaid credits exist (issue 17: prepaid credits that burn down live).
     credit_balance_usd: str | None = None
-    """The prepaid credits left."""
+    """The prepaid credits left now (``GET /v1/customers/{id}/credits``): "0" without any."""
 
 
 class CustomerPage(msgspec.Struct):
@@ -103,12 +107,18 @@ class CustomerPage(msgspec.Struct):
 
 
 def customer_out(
-    customer: Customer, month: date | None = None, totals: Totals | None = None
+    customer: Customer,
+    month: date | None = None,
+    totals: Totals | None = None,
+    credit_balance_usd: Decimal | None = None,
 ) -> CustomerOut:
     """``customer`` with its month-to-date figures of ``month`` (``totals``: none yet, all
-    zero); without ``month``, none."""
+    zero; without ``month``, none) and its prepaid balance (None: not read)."""
+    balance = None if credit_balance_usd is None else money_text(credit_balance_usd)
     if month is None:
-        return wire_struct(CustomerOut, customer, **dict.fromkeys(_MONTH), **_NOT_YET)
+        return wire_struct(
+            CustomerOut, customer, **dict.fromkeys(_MONTH), credit_balance_usd=balance
+        )
     # Outside the job line rollup no sum is unknown: an unpriced event adds nothing.
     price = (totals.price_usd if totals else None) or Decimal(0)
     actual = (totals.actual_cost_usd if totals else None) or Decimal(0)
@@ -119,10 +129,8 @@ def customer_out(
         price_usd=money_text(price),
         actual_cost_usd=money_text(actual),
         margin_usd=money_text(EXACT.subtract(price, actual)),
-        **_NOT_YET,
+        credit_balance_usd=balance,
     )
 
 
 _MONTH = ("month", "price_usd", "actual_cost_usd", "margin_usd")
-# The credit balance: absent from ``Customer`` until prepaid credits land (issue 17).
-_NOT_YET = {"credit_balance_usd": None}

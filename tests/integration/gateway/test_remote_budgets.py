@@ -161,3 +161,22 @@ async def test_release_deletes_the_reservation(
     fake.script.append((204, None, {}))
     await RemoteBudgets(root, "luc_key", http).release("r-1")
     assert fake.requests == [("DELETE", "/v1/budgets/reservations/r-1", None)]
+
+
+async def test_the_calls_customer_goes_to_luc_and_a_credit_refusal_comes_back_as_such(
+    luc: tuple[FakeLuc, str], http: httpx.AsyncClient
+) -> None:
+    fake, root = luc
+    reason = "customer 'acme' has no prepaid credits left and credit_stop is set"
+    refusal = {"allowed": False, "reservation_id": None, "remaining_usd": None, "budgets": []}
+    fake.script.append((402, {**refusal, "reason": reason, "refused_by": "credits"}, {}))
+    verdict = await RemoteBudgets(root, "luc_key", http).reserve(
+        job_id="job-1",
+        agent="ACHEEVY",
+        model="google/gemini-3.0-flash",
+        estimated_cost_usd=Decimal("0.01"),
+        customer_id="acme",
+    )
+    assert (verdict.allowed, verdict.refused_by, verdict.reason) == (False, "credits", reason)
+    [(_, _, sent)] = fake.requests
+    assert sent["customer_id"] == "acme"

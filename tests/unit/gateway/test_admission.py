@@ -26,7 +26,13 @@ class Recorder:
         self.estimates: list[Decimal] = []
 
     async def reserve(
-        self, *, job_id: str, agent: str, model: str, estimated_cost_usd: Decimal
+        self,
+        *,
+        job_id: str,
+        agent: str,
+        model: str,
+        estimated_cost_usd: Decimal,
+        customer_id: str | None = None,
     ) -> BudgetVerdict:
         self.estimates.append(estimated_cost_usd)
         return BudgetVerdict(True, reservation_id="r-1")

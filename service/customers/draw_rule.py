@@ -1,0 +1,149 @@
+"""The draw rule of prepaid credits (SPEC §12): what each priced entry takes from, or gives
+back to, its customer's grants. Pure: no I/O; ``customers.credits`` runs it on rows it has
+locked.
+
+- A positive price draws on the customer's grants that are live when the entry is recorded
+  (no expiry, or an expiry after that instant), the earliest expiry first, grants without
+  expiry last, ties by creation; from each as much as it holds, so a balance is never
+  negative. What no grant covers is simply not drawn: the invoice asks for it.
+- A negative price (an adjustment that lowers what an event is billed: a re-pricing, a
+  re-rating's reversal) gives back what the event drew, to the grants it drew on, the one
+  drawn last first, each at most what the event still holds of it (so never above the
+  grant's amount). Credit goes back to a grant even after it expired: it returns to where
+  it came from, and counts again only if that grant is live. Beyond what the event drew,
+  nothing is given back: that part of the change was paid as money, and the invoice's
+  credit note owes it as money.
+- A zero price draws nothing.
+
+Entries are taken in ledger order (their ids), so a reversal and a new booking of one
+event in one batch give back, then draw, as they would in two batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from service.money import EXACT, exact_sum
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """A grant of prepaid credits as it stands before the draws."""
+
+    id: int
+    customer_id: str
+    amount_usd: Decimal
+    remaining_usd: Decimal
+    expires_at: datetime | None
+    created_at: datetime
+
+    def live_at(self, at: datetime) -> bool:
+        """Whether the grant counts at ``at``: it stops at its expiry."""
+        return self.expires_at is None or at < self.expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class PricedEntry:
+    """A ledger entry of a customer's job with a known, non-zero price."""
+
+    entry_id: int
+    event_id: str
+    customer_id: str
+    price_usd: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Draw:
+    """What one entry takes from one grant; negative: what it gives back."""
+
+    entry_id: int
+    event_id: str
+    grant_id: int
+    customer_id: str
+    amount_usd: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class DrawPlan:
+    draws: list[Draw]
+    remaining: dict[int, Decimal]
+    """Every grant's remaining credit after the draws, by grant id."""
+
+
+def draw_order(grants: Iterable[Grant]) -> list[Grant]:
+    """Earliest expiry first, grants without expiry last; ties by creation (then id)."""
+    return sorted(
+        grants,
+        key=lambda g: (g.expires_at is None, g.expires_at or g.created_at, g.created_at, g.id),
+    )
+
+
+def balance(grants: Iterable[Grant], remaining: Mapping[int, Decimal], at: datetime) -> Decimal:
+    """What the live grants hold at ``at``, with ``remaining`` as their remaining credit."""
+    return exact_sum(remaining[g.id] for g in grants if g.live_at(at))
+
+
+def plan_draws(
+    entries: Sequence[PricedEntry],
+    grants: Sequence[Grant],
+    drawn: Mapping[str, Sequence[tuple[int, Decimal]]],
+    at: datetime,
+) -> DrawPlan:
+    """The draws of ``entries`` on ``grants`` (every grant of their customers).
+
+    ``drawn`` holds, for the events whose entries give credit back, what each event holds
+    of each grant so far (its draws net of what it gave back), oldest draw first. ``at`` is
+    the instant the entries are recorded: it decides which grants are live.
+    """
+    remaining = {g.id: g.remaining_usd for g in grants}
+    amounts = {g.id: g.amount_usd for g in grants}
+    owners = {g.id: g.customer_id for g in grants}
+    live_in_order: dict[str, list[Grant]] = {}
+    for grant in draw_order(g for g in grants if g.live_at(at)):
+        live_in_order.setdefault(grant.customer_id, []).append(grant)
+    # What each event holds of each grant, the grant it drew on last at the end (a dict
+    # keeps insertion order; a new draw moves its grant to the end).
+    holding: dict[str, dict[int, Decimal]] = {
+        event: {grant_id: amount for grant_id, amount in pairs if amount > 0}
+        for event, pairs in drawn.items()
+    }
+    draws: list[Draw] = []
+    for entry in sorted(entries, key=lambda e: e.entry_id):
+        held = holding.setdefault(entry.event_id, {})
+        if entry.price_usd > 0:
+            owed = entry.price_usd
+            for grant in live_in_order.get(entry.customer_id, []):
+                if owed == 0:
+                    break
+                take = min(owed, remaining[grant.id])
+                if take == 0:
+                    continue
+                remaining[grant.id] = EXACT.subtract(remaining[grant.id], take)
+                owed = EXACT.subtract(owed, take)
+                held[grant.id] = EXACT.add(held.pop(grant.id, Decimal(0)), take)
+                draws.append(_draw(entry, grant.id, take))
+        elif entry.price_usd < 0:
+            owed = entry.price_usd.copy_negate()
+            for grant_id in reversed(list(held)):
+                if owed == 0:
+                    break
+                if owners.get(grant_id) != entry.customer_id:
+                    continue  # what the event drew for another customer stays theirs
+                room = EXACT.subtract(amounts[grant_id], remaining[grant_id])
+                give = min(owed, held[grant_id], room)
+                if give <= 0:
+                    continue
+                remaining[grant_id] = EXACT.add(remaining[grant_id], give)
+                owed = EXACT.subtract(owed, give)
+                held[grant_id] = EXACT.subtract(held[grant_id], give)
+                if held[grant_id] == 0:
+                    del held[grant_id]
+                draws.append(_draw(entry, grant_id, give.copy_negate()))
+    return DrawPlan(draws=draws, remaining=remaining)
+
+
+def _draw(entry: PricedEntry, grant_id: int, amount: Decimal) -> Draw:
+    return Draw(entry.entry_id, entry.event_id, grant_id, entry.customer_id, amount)

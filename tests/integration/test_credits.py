@@ -1,0 +1,375 @@
+"""Prepaid credits on real PostgreSQL: grants over REST with precise refusals; the draws of
+priced entries under the customer's account lock (``customers.credits.draw_credits``), the
+balance never below zero, never overdrawn by concurrent transactions; credit alerts once
+per crossing, re-armed by a grant, delivered signed to the customer's webhook; credit_stop
+refusing reservations (402) until a grant.
+
+The draws here are handed entries directly, as the recording transaction hands them its
+priced entries (the scenario in tests/scenarios/test_prepaid_credits.py goes through
+ingest). Amounts are hand-picked decimals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import pytest
+from litestar.testing import AsyncTestClient
+from prometheus_client.parser import text_string_to_metric_families
+from standardwebhooks.webhooks import Webhook
+
+from service.app import create_app
+from service.budgets.credit_alerts import raise_credit_alerts
+from service.customers.credits import draw_credits
+from service.customers.draw_rule import PricedEntry
+from tests.support.budgets import Receiver
+from tests.support.databases import connected
+from tests.support.settings import settings_for
+from tests.support.waiting import wait_until
+
+SECRET = "whsec_" + base64.b64encode(b"luc-credits-test-key-0123456789ab").decode()
+
+
+def _later(days: int) -> str:
+    return (datetime.now(UTC) + timedelta(days=days)).isoformat()
+
+
+async def _customer(client: AsyncTestClient[Any], customer_id: str = "acme", **fields: Any) -> None:
+    response = await client.post(
+        "/v1/customers", json={"id": customer_id, "name": customer_id.title(), **fields}
+    )
+    assert response.status_code == 201, response.text
+
+
+async def _grant(
+    client: AsyncTestClient[Any], amount: str, customer_id: str = "acme", **fields: Any
+) -> dict[str, Any]:
+    response = await client.post(
+        f"/v1/customers/{customer_id}/credits", json={"amount_usd": amount, **fields}
+    )
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def _record(db: asyncpg.Connection, entries: Sequence[PricedEntry]) -> int:
+    """Draw ``entries`` and raise their alerts in one transaction, as recording does."""
+    async with db.transaction():
+        return await raise_credit_alerts(db, await draw_credits(db, entries))
+
+
+def _charge(entry_id: int, price: str, customer: str = "acme") -> PricedEntry:
+    return PricedEntry(entry_id, f"ev-{entry_id}", customer, Decimal(price))
+
+
+async def _balance(client: AsyncTestClient[Any], customer_id: str = "acme") -> str:
+    response = await client.get(f"/v1/customers/{customer_id}/credits")
+    assert response.status_code == 200, response.text
+    return str(response.json()["balance_usd"])
+
+
+async def _credit_alerts(client: AsyncTestClient[Any], customer_id: str = "acme") -> list[Any]:
+    response = await client.get("/v1/alerts", params={"customer_id": customer_id})
+    assert response.status_code == 200, response.text
+    return [(a["type"], a["balance_usd"], a["low_balance_usd"]) for a in response.json()["items"]]
+
+
+async def test_a_grant_is_answered_kept_and_counted_in_the_balance(
+    client: AsyncTestClient[Any],
+) -> None:
+    await _customer(client, low_balance_usd="10")
+    expires = _later(30)
+    grant = await _grant(client, "25.50", expires_at=expires, reference="PO-1001")
+    assert grant.pop("id") > 0 and grant.pop("created_at")
+    assert grant == {
+        "customer_id": "acme",
+        "amount_usd": "25.5",
+        "remaining_usd": "25.5",
+        "expires_at": datetime.fromisoformat(expires).isoformat().replace("+00:00", "Z"),
+        "reference": "PO-1001",
+    }
+    await _grant(client, "4.5")
+    shown = (await client.get("/v1/customers/acme/credits")).json()
+    assert shown["balance_usd"] == "30"
+    assert [(g["amount_usd"], g["remaining_usd"]) for g in shown["grants"]] == [
+        ("25.5", "25.5"),
+        ("4.5", "4.5"),
+    ]
+    customer = (await client.get("/v1/customers/acme")).json()
+    assert customer["credit_balance_usd"] == "30"
+    listed = (await client.get("/v1/customers")).json()["items"]
+    assert [(c["id"], c["credit_balance_usd"]) for c in listed] == [("acme", "30")]
+
+
+async def test_a_bad_grant_is_refused_with_a_message_that_names_the_field(
+    client: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    await _customer(client)
+    for body, status, detail in (
+        ({"amount_usd": "0"}, 422, "amount_usd: must be more than zero, got 0"),
+        ({"amount_usd": "-5"}, 422, "amount_usd: "),
+        ({"amount_usd": "1e3"}, 422, "amount_usd: "),
+        ({"amount_usd": "5", "expires_at": "2020-01-01T00:00:00Z"}, 422, "expires_at: "),
+        ({"amount_usd": "5", "expires_at": "2030-01-01T00:00:00"}, 422, "expires_at: "),
+        ({"amount_usd": "5", "reference": ""}, 422, "reference: must be 1 to 200"),
+        ({"amount_usd": "5", "colour": "red"}, 400, "colour"),
+    ):
+        response = await client.post("/v1/customers/acme/credits", json=body)
+        assert response.status_code == status, (body, response.text)
+        assert detail in response.text, (body, response.text)
+    missing = await client.post("/v1/customers/nobody/credits", json={"amount_usd": "5"})
+    assert missing.status_code == 404
+    assert "customer 'nobody' does not exist" in missing.text
+    assert (await client.get("/v1/customers/nobody/credits")).status_code == 404
+    assert await db.fetchval("SELECT count(*) FROM credit_grants") == 0
+
+
+async def test_entries_draw_the_earliest_expiry_first_and_the_balance_never_goes_below_zero(
+    client: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    await _customer(client)
+    later = await _grant(client, "10", expires_at=_later(60))
+    sooner = await _grant(client, "3", expires_at=_later(5))
+    assert await _record(db, [_charge(1, "2.25"), _charge(2, "1.5")]) == 0
+    # 2.25 + 0.75 from the sooner grant, then 0.75 from the later one.
+    assert await _balance(client) == "9.25"
+    assert await _record(db, [_charge(3, "12")]) == 1  # exhausted
+    assert await _balance(client) == "0"
+    drawn = await db.fetch("SELECT entry_id, grant_id, amount_usd FROM credit_draws ORDER BY id")
+    assert [(r["entry_id"], r["grant_id"], str(r["amount_usd"])) for r in drawn] == [
+        (1, sooner["id"], "2.25"),
+        (2, sooner["id"], "0.75"),
+        (2, later["id"], "0.75"),
+        (3, later["id"], "9.25"),  # 12 asked, 9.25 left: 2.75 not covered, due as money
+    ]
+    # A grant's remaining credit is its amount less its draws, exactly.
+    assert await db.fetchval(
+        """
+        SELECT bool_and(g.remaining_usd = g.amount_usd - COALESCE(d.drawn, 0))
+        FROM credit_grants AS g
+        LEFT JOIN (SELECT grant_id, sum(amount_usd) AS drawn FROM credit_draws
+                   GROUP BY grant_id) AS d ON d.grant_id = g.id
+        """
+    )
+
+
+async def test_customers_without_credits_cost_one_statement_and_change_nothing(
+    client: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    await _customer(client, "globex")
+    assert await draw_credits(db, [_charge(1, "5", customer="globex")]) == []
+    assert await draw_credits(db, [_charge(2, "5", customer="unregistered")]) == []
+    assert await db.fetchval("SELECT count(*) FROM credit_draws") == 0
+
+
+async def test_credit_alerts_fire_once_per_crossing_and_a_grant_re_arms_them(
+    client: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    await _customer(client, low_balance_usd="4")
+    await _grant(client, "10")
+    assert await _record(db, [_charge(1, "5")]) == 0  # 5 left: not low
+    assert await _record(db, [_charge(2, "1.5")]) == 1  # 3.5 < 4: low
+    assert await _record(db, [_charge(3, "1")]) == 0  # 2.5: still low, told once
+    assert await _record(db, [_charge(4, "2.5")]) == 1  # 0: exhausted
+    assert await _record(db, [_charge(5, "1")]) == 0  # nothing left, told once
+    assert await _credit_alerts(client) == [
+        ("customer.credits_low", "3.5", "4"),
+        ("customer.credits_exhausted", "0", "4"),
+    ]
+    # A grant that leaves the balance below the low mark re-arms only exhaustion.
+    await _grant(client, "2")
+    assert await _record(db, [_charge(6, "2")]) == 1
+    # One that lifts it back above re-arms both: from 6 to 0 in one step fires both.
+    await _grant(client, "6")
+    assert await _record(db, [_charge(7, "6.01")]) == 2
+    assert [kind for kind, _, _ in await _credit_alerts(client)] == [
+        "customer.credits_low",
+        "customer.credits_exhausted",
+        "customer.credits_exhausted",
+        "customer.credits_low",
+        "customer.credits_exhausted",
+    ]
+    every = (await client.get("/v1/alerts")).json()["items"]
+    assert {a["delivery"] for a in every} == {"none"}  # no webhook_url: recorded only
+    assert all(a["budget_id"] is None and a["customer_id"] == "acme" for a in every)
+    low = (await client.get("/v1/alerts", params={"type": "customer.credits_low"})).json()
+    assert len(low["items"]) == 2
+    bad = await client.get("/v1/alerts", params={"type": "credits"})
+    assert bad.status_code == 422 and "type: 'credits' is not one of" in bad.text
+
+
+async def test_an_expired_grant_stops_counting_and_is_never_drawn(
+    client: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    await _customer(client, low_balance_usd="1")
+    month = await _grant(client, "5", expires_at=_later(30))
+    forever = await _grant(client, "0.5")
+    # A grant made long ago that expired a second before this transaction (REST refuses an
+    # expiry in the past, so it is written as it stands now).
+    await db.execute(
+        "INSERT INTO credit_grants (customer_id, amount_usd, remaining_usd, expires_at)"
+        " VALUES ('acme', 7, 7, now() - interval '1 second')"
+    )
+    assert await _balance(client) == "5.5"
+    assert (await client.get("/v1/customers/acme")).json()["credit_balance_usd"] == "5.5"
+    # 6 asked: 5 from the grant expiring in a month, 0.5 from the one without expiry.
+    assert await _record(db, [_charge(1, "6")]) == 2  # low and exhausted at once
+    rows = await db.fetch("SELECT grant_id, amount_usd FROM credit_draws ORDER BY id")
+    assert [(r["grant_id"], str(r["amount_usd"])) for r in rows] == [
+        (month["id"], "5"),
+        (forever["id"], "0.5"),
+    ]
+    assert await _balance(client) == "0"
+
+
+async def test_twenty_concurrent_transactions_on_one_small_grant_never_overdraw_it(
+    client: AsyncTestClient[Any], database_url: str, db: asyncpg.Connection
+) -> None:
+    await _customer(client, low_balance_usd="1")
+    await _grant(client, "5")
+
+    async def one(n: int) -> int:
+        async with connected(database_url) as conn:
+            return await _record(conn, [_charge(100 + n, "0.30")])
+
+    # 20 × 0.30 = 6.00 asked of 5.00: sixteen draw 0.30, one draws the last 0.20, three
+    # draw nothing; whatever order the locks give them.
+    raised = await asyncio.gather(*(one(n) for n in range(20)))
+    assert sum(raised) == 2
+    assert await _balance(client) == "0"
+    assert await db.fetchval("SELECT sum(amount_usd) FROM credit_draws") == Decimal(5)
+    assert (
+        sorted(str(r["amount_usd"]) for r in await db.fetch("SELECT amount_usd FROM credit_draws"))
+        == ["0.20"] + ["0.30"] * 16
+    )
+    assert [kind for kind, _, _ in await _credit_alerts(client)] == [
+        "customer.credits_low",
+        "customer.credits_exhausted",
+    ]
+
+
+@pytest.fixture
+async def hooked(
+    database_url: str, admin_key: str, receiver: Receiver
+) -> AsyncIterator[AsyncTestClient[Any]]:
+    """The app with a webhook secret, loopback allowed and a quick dispatcher."""
+    settings = settings_for(
+        database_url,
+        LUC_WEBHOOK_SECRET=SECRET,
+        LUC_WEBHOOK_ALLOWED_HOSTS="127.0.0.1",
+        LUC_WEBHOOK_POLL_SECONDS="0.1",
+    )
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        yield client
+
+
+async def test_a_credit_alert_is_posted_signed_to_the_customers_webhook(
+    hooked: AsyncTestClient[Any], db: asyncpg.Connection, receiver: Receiver
+) -> None:
+    refused = await hooked.post(
+        "/v1/customers", json={"id": "acme", "name": "Acme", "webhook_url": "http://10.1.2.3/h"}
+    )
+    assert refused.status_code == 422, refused.text
+    assert "webhook" in refused.text.lower() or "10.1.2.3" in refused.text
+    await _customer(hooked, low_balance_usd="2.5", webhook_url=receiver.url("/credits"))
+    await _grant(hooked, "3")
+    assert await _record(db, [_charge(1, "1")]) == 1  # 2 < 2.5
+    [delivery] = await wait_until(lambda: receiver.received("/credits"), 10, "the low alert")
+    Webhook(SECRET).verify(delivery.body, delivery.headers)
+    body = json.loads(delivery.body)
+    [alert] = (await hooked.get("/v1/alerts")).json()["items"]
+    assert body == {
+        "type": "customer.credits_low",
+        "timestamp": alert["created_at"],
+        "data": {
+            "alert_id": alert["alert_id"],
+            "customer_id": "acme",
+            "balance_usd": "2",
+            "low_balance_usd": "2.5",
+        },
+    }
+    assert delivery.headers["webhook-id"] == alert["alert_id"]
+
+    async def delivered() -> bool:
+        items = (await hooked.get("/v1/alerts")).json()["items"]
+        return bool(items[0]["delivery"] == "delivered")
+
+    await wait_until(delivered, 10, "the alert marked delivered")
+
+
+async def test_credit_stop_refuses_reservations_at_zero_and_admits_again_after_a_grant(
+    client: AsyncTestClient[Any],
+) -> None:
+    await _customer(client, credit_stop=True)
+    await _customer(client, "globex")  # no credit_stop: never refused for credits
+    call = {"job_id": "job-s", "agent": "ORACLE", "model": "gemini-3.0-flash"}
+    reserve = {**call, "estimated_cost_usd": "0.01"}
+
+    refused = await client.post("/v1/budgets/reservations", json={**reserve, "customer_id": "acme"})
+    assert refused.status_code == 402, refused.text
+    assert refused.json()["allowed"] is False
+    assert refused.json()["refused_by"] == "credits"
+    assert refused.json()["reason"] == (
+        "customer 'acme' has no prepaid credits left and credit_stop is set: grant credits "
+        "(POST /v1/customers/acme/credits)"
+    )
+    other = await client.post("/v1/budgets/reservations", json={**reserve, "customer_id": "globex"})
+    assert other.status_code == 200, other.text
+    # Once an event names the job's customer, the job's customer decides, named or not.
+    recorded = await client.post(
+        "/v1/events",
+        json={
+            "id": "ev-s",
+            "occurred_at": "2026-11-20T10:00:00Z",
+            "job_id": "job-s",
+            "agent": "ORACLE",
+            "provider": "openrouter",
+            "model": "google/gemini-3.0-flash",
+            "input_tokens": 10,
+            "output_tokens": 10,
+            "customer_id": "acme",
+        },
+    )
+    assert recorded.status_code in (200, 201, 202), recorded.text
+    assert (await client.post("/v1/budgets/reservations", json=reserve)).status_code == 402
+    looked = await client.get("/v1/budgets/check", params={"job_id": "job-s"})
+    assert looked.json()["allowed"] is False and looked.json()["refused_by"] == "credits"
+
+    await _grant(client, "1")
+    admitted = await client.post("/v1/budgets/reservations", json=reserve)
+    assert admitted.status_code == 200, admitted.text
+    assert admitted.json()["allowed"] is True and admitted.json()["refused_by"] is None
+
+
+async def test_metrics_carry_the_balance_across_customers_and_customers_by_state(
+    client: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    # acme: 10 − 7.5 = 2.5, below its low of 3; globex: 4 − 4 = 0; initech: 6, no low mark;
+    # hooli holds no credits and is not counted.
+    for name, low in (("acme", "3"), ("globex", "1"), ("initech", None), ("hooli", "1")):
+        await _customer(client, name, **({"low_balance_usd": low} if low else {}))
+    await _grant(client, "10", "acme")
+    await _grant(client, "4", "globex")
+    await _grant(client, "6", "initech")
+    await _record(db, [_charge(1, "7.5", "acme"), _charge(2, "4", "globex")])
+    scraped = (await client.get("/metrics")).text
+    families = {
+        s.name: (dict(s.labels), s.value)
+        for f in text_string_to_metric_families(scraped)
+        for s in f.samples
+        if s.name.startswith(("luc_customer_credit", "luc_customers_by_credit"))
+    }
+    assert families["luc_customer_credit_balance_usd"] == ({}, 8.5)
+    states = {
+        s.labels["state"]: s.value
+        for f in text_string_to_metric_families(scraped)
+        for s in f.samples
+        if s.name == "luc_customers_by_credit_state"
+    }
+    assert states == {"exhausted": 1.0, "low": 1.0, "ok": 1.0}

@@ -1,0 +1,223 @@
+"""Prepaid credits burn down as usage is recorded (SPEC §12), worked out by hand.
+
+Acme is on a 25 % markup of the catalog cost. anthropic/claude-opus-4.6 input costs 5.00
+USD per 1M tokens, so 200,000 input tokens cost 1.00 and are priced 1.25 for Acme.
+
+Acme holds two grants: 3.00 expiring in ten days (drawn first) and 2.00 expiring in sixty;
+its low balance is 2.00. Five batches of its job price 1.25, 1.875, 0.625, 2.50 and 0.25:
+
+| batch | price  | drawn from the 3.00 | from the 2.00 | not covered | balance | alert     |
+|-------|--------|---------------------|---------------|-------------|---------|-----------|
+| 1     | 1.25   | 1.25                |               |             | 3.75    |           |
+| 2     | 1.875  | 1.75                | 0.125         |             | 1.875   | low       |
+| 3     | 0.625  |                     | 0.625         |             | 1.25    |           |
+| 4     | 2.50   |                     | 1.25          | 1.25        | 0       | exhausted |
+| 5     | 0.25   |                     |               | 0.25        | 0       |           |
+
+Price 6.50 in all, 5.00 of it from credits, 1.50 due. The ledger and its rollups are what
+they would be without credits: credits are drawn beside them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+from litestar.testing import AsyncTestClient
+
+from service.catalog.service import CatalogCache
+from service.customers.plans import PlanCache
+from service.recording.service import record_batch
+from tests.scenarios.test_customer_prices import job, make_customer, make_plan, money
+from tests.support.databases import connected
+from tests.support.events import record_accepted, usage_event, wire_event
+from tests.support.ledger_truth import assert_rollups_equal_ledger
+
+D = Decimal
+OPUS = "anthropic/claude-opus-4.6"
+AT = "2026-11-20T10:00:00Z"
+
+
+def opus(event_id: str, input_tokens: int, job_id: str = "job-acme", **more: Any) -> Any:
+    """An Opus call of ``input_tokens`` input tokens only: 5.00 per 1M."""
+    return wire_event(
+        event_id,
+        occurred_at=AT,
+        job_id=job_id,
+        agent="ORACLE",
+        model=OPUS,
+        input_tokens=input_tokens,
+        output_tokens=0,
+        customer_id="acme",
+        **more,
+    )
+
+
+def _later(days: int) -> str:
+    return (datetime.now(UTC) + timedelta(days=days)).isoformat()
+
+
+async def grant(client: AsyncTestClient[Any], amount: str, **fields: Any) -> dict[str, Any]:
+    response = await client.post(
+        "/v1/customers/acme/credits", json={"amount_usd": amount, **fields}
+    )
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def balance(client: AsyncTestClient[Any]) -> Decimal:
+    response = await client.get("/v1/customers/acme/credits")
+    assert response.status_code == 200, response.text
+    return D(response.json()["balance_usd"])
+
+
+async def credit_alerts(client: AsyncTestClient[Any]) -> list[tuple[str, str]]:
+    items = (await client.get("/v1/alerts", params={"customer_id": "acme"})).json()["items"]
+    return [(a["type"], a["balance_usd"]) for a in items]
+
+
+async def test_a_markup_customer_s_credits_burn_down_batch_by_batch(
+    client: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    await make_plan(client, "markup25", basis="catalog", markup="0.25")
+    await make_customer(client, "acme", plan_id="markup25", low_balance_usd="2.00")
+    sooner = await grant(client, "3.00", expires_at=_later(10), reference="PO-1")
+    later = await grant(client, "2.00", expires_at=_later(60), reference="PO-2")
+
+    steps = [
+        ([opus("b1", 200_000)], D("3.75"), []),
+        ([opus("b2", 300_000)], D("1.875"), [("customer.credits_low", "1.875")]),
+        ([opus("b3a", 60_000), opus("b3b", 40_000)], D("1.25"), []),
+        ([opus("b4", 400_000)], D(0), [("customer.credits_exhausted", "0")]),
+        ([opus("b5", 40_000)], D(0), []),
+    ]
+    alerts: list[tuple[str, str]] = []
+    for events, expected, raised in steps:
+        await record_accepted(client, events)
+        alerts += raised
+        assert await balance(client) == expected, [e["id"] for e in events]
+        assert await credit_alerts(client) == alerts
+    # A replayed batch is a duplicate: it draws nothing again.
+    await client.post("/v1/events/batch", json={"events": [opus("b1", 200_000)]})
+    assert await credit_alerts(client) == alerts
+
+    shown = (await client.get("/v1/customers/acme/credits")).json()
+    assert [(g["id"], g["remaining_usd"]) for g in shown["grants"]] == [
+        (sooner["id"], "0"),
+        (later["id"], "0"),
+    ]
+    drawn = await db.fetch(
+        """
+        SELECT d.event_id, d.grant_id, d.amount_usd
+        FROM credit_draws AS d JOIN ledger_entries AS e ON e.id = d.entry_id
+        ORDER BY d.id
+        """
+    )
+    assert [(r["event_id"], r["grant_id"], r["amount_usd"]) for r in drawn] == [
+        ("b1", sooner["id"], D("1.25")),
+        ("b2", sooner["id"], D("1.75")),
+        ("b2", later["id"], D("0.125")),
+        ("b3a", later["id"], D("0.375")),  # 60,000 tokens: 0.30 × 1.25
+        ("b3b", later["id"], D("0.25")),  # 40,000 tokens: 0.20 × 1.25
+        ("b4", later["id"], D("1.25")),
+    ]
+    acme_job = await job(client, "job-acme")
+    assert money(acme_job["price_usd"]) == D("6.5")
+    assert money(acme_job["cost_usd"]) == D("5.2")  # the ledger as without credits
+    customer = (await client.get("/v1/customers/acme")).json()
+    assert customer["credit_balance_usd"] == "0"
+    await assert_rollups_equal_ledger(db)
+
+
+async def test_credit_stop_refuses_at_zero_through_burn_down_and_admits_after_a_grant(
+    client: AsyncTestClient[Any],
+) -> None:
+    await make_plan(client, "markup25", basis="catalog", markup="0.25")
+    await make_customer(client, "acme", plan_id="markup25", credit_stop=True)
+    await grant(client, "0.30")
+    reserve = {
+        "job_id": "job-acme",
+        "agent": "ORACLE",
+        "model": OPUS,
+        "estimated_cost_usd": "0.01",
+        "customer_id": "acme",
+    }
+    await record_accepted(client, [opus("s1", 40_000)])  # 0.25 drawn: 0.05 left
+    assert (await client.post("/v1/budgets/reservations", json=reserve)).status_code == 200
+    await record_accepted(client, [opus("s2", 40_000)])  # 0.05 drawn, 0.20 not covered
+    assert await balance(client) == 0
+    refused = await client.post("/v1/budgets/reservations", json=reserve)
+    assert refused.status_code == 402
+    assert refused.json()["refused_by"] == "credits"
+    await grant(client, "1")
+    assert (await client.post("/v1/budgets/reservations", json=reserve)).status_code == 200
+
+
+async def test_re_pricing_draws_when_a_job_gets_its_customer_and_gives_back_when_lowered(
+    client: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    plan = await make_plan(client, "markup25", basis="catalog", markup="0.25")
+    await make_customer(client, "acme", plan_id="markup25")
+    await grant(client, "10")
+    # A job recorded before anyone said whose it is: priced for no customer, no draw.
+    untold = dict(opus("r1", 400_000, job_id="job-late"))
+    del untold["customer_id"]
+    await record_accepted(client, [untold])
+    assert await balance(client) == 10
+    # Its customer set: re-priced at once (2.00 × 1.25 = 2.50), drawn in that transaction.
+    patched = await client.patch("/v1/jobs/job-late", json={"customer_id": "acme"})
+    assert patched.status_code == 200, patched.text
+    assert await balance(client) == D("7.5")
+    # A version from October at 10 %: 2.00 × 1.10 = 2.20, 0.30 less, given back.
+    added = await client.post(
+        "/v1/plans/markup25/versions",
+        json={
+            "effective_from": plan["versions"][0]["effective_from"],
+            "basis": "catalog",
+            "markup": "0.10",
+        },
+    )
+    assert added.status_code == 201, added.text
+    done = await client.post("/v1/plans/markup25/reprice", json={"since": "2026-10-01T00:00:00Z"})
+    assert done.status_code == 200, done.text
+    assert done.json()["events_changed"] == 1
+    assert await balance(client) == D("7.8")
+    held = await db.fetchval("SELECT sum(amount_usd) FROM credit_draws WHERE event_id = 'r1'")
+    assert held == D("2.2")  # what the event is billed now, all of it from credits
+    await assert_rollups_equal_ledger(db)
+
+
+async def test_twenty_concurrent_batches_on_one_small_grant_end_at_exactly_zero(
+    client: AsyncTestClient[Any], database_url: str, db: asyncpg.Connection
+) -> None:
+    await make_plan(client, "markup25", basis="catalog", markup="0.25")
+    await make_customer(client, "acme", plan_id="markup25", low_balance_usd="0.5")
+    await grant(client, "1.00")
+
+    async def batch(n: int) -> None:
+        # Each batch its own job of Acme's: nothing but the credit account orders them.
+        event = usage_event(
+            f"c{n}",
+            job_id=f"job-{n}",
+            agent="ORACLE",
+            model=OPUS,
+            input_tokens=40_000,  # 0.20 × 1.25 = 0.25
+            output_tokens=0,
+            customer_id="acme",
+        )
+        async with connected(database_url) as conn:
+            outcome = await record_batch(conn, CatalogCache(), [event], plan_cache=PlanCache())
+        assert [r.status for r in outcome.results] == ["accepted"]
+
+    await asyncio.gather(*(batch(n) for n in range(20)))
+    assert await balance(client) == 0
+    assert await db.fetchval("SELECT sum(amount_usd) FROM credit_draws") == D("1.00")
+    assert await db.fetchval("SELECT min(remaining_usd) FROM credit_grants") == 0
+    assert [kind for kind, _ in await credit_alerts(client)] == [
+        "customer.credits_low",
+        "customer.credits_exhausted",
+    ]
+    await assert_rollups_equal_ledger(db)

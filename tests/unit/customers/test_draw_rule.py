@@ -1,0 +1,168 @@
+"""The draw rule of prepaid credits (``customers.draw_rule``), on hand-checked amounts:
+earliest expiry first, no expiry last, ties by creation; never below zero; expired grants
+do not count; a negative price gives back what its event drew, the grant drawn last first,
+never more than the event holds of it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from service.customers.draw_rule import (
+    Draw,
+    Grant,
+    PricedEntry,
+    balance,
+    draw_order,
+    plan_draws,
+)
+
+AT = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+CREATED = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def grant(
+    grant_id: int,
+    amount: str,
+    *,
+    remaining: str | None = None,
+    expires_in_days: float | None = None,
+    customer: str = "acme",
+    created_minutes: int = 0,
+) -> Grant:
+    return Grant(
+        id=grant_id,
+        customer_id=customer,
+        amount_usd=Decimal(amount),
+        remaining_usd=Decimal(remaining if remaining is not None else amount),
+        expires_at=None if expires_in_days is None else AT + timedelta(days=expires_in_days),
+        created_at=CREATED + timedelta(minutes=created_minutes),
+    )
+
+
+def entry(
+    entry_id: int, price: str, event: str | None = None, customer: str = "acme"
+) -> PricedEntry:
+    return PricedEntry(entry_id, event or f"ev-{entry_id}", customer, Decimal(price))
+
+
+def amounts(draws: list[Draw]) -> list[tuple[int, int, str]]:
+    return [(d.entry_id, d.grant_id, str(d.amount_usd)) for d in draws]
+
+
+def test_grants_are_drawn_earliest_expiry_first_then_without_expiry_ties_by_creation() -> None:
+    never = grant(1, "5", created_minutes=0)
+    late = grant(2, "5", expires_in_days=30, created_minutes=1)
+    soon = grant(3, "5", expires_in_days=10, created_minutes=2)
+    soon_too_older = grant(4, "5", expires_in_days=10, created_minutes=1)
+    assert [g.id for g in draw_order([never, late, soon, soon_too_older])] == [4, 3, 2, 1]
+
+
+def test_an_entry_takes_from_each_grant_in_order_and_never_below_zero() -> None:
+    # 3 + 4 + 2 = 9 USD of credit; charges of 2.50, 4.25 and 5.00 = 11.75.
+    grants = [
+        grant(1, "2", expires_in_days=60),  # no: the later expiry comes after grant 2
+        grant(2, "3", expires_in_days=5),
+        grant(3, "4"),  # no expiry: last
+    ]
+    plan = plan_draws([entry(10, "2.50"), entry(11, "4.25"), entry(12, "5.00")], grants, {}, AT)
+    # Entry 10: 2.50 of grant 2 (3 → 0.50). Entry 11: 0.50 of grant 2, 2 of grant 1,
+    # 1.75 of grant 3 (4 → 2.25). Entry 12: the 2.25 left; 2.75 not covered.
+    assert amounts(plan.draws) == [
+        (10, 2, "2.50"),
+        (11, 2, "0.50"),
+        (11, 1, "2"),
+        (11, 3, "1.75"),
+        (12, 3, "2.25"),
+    ]
+    assert plan.remaining == {1: Decimal(0), 2: Decimal(0), 3: Decimal(0)}
+    assert balance(grants, plan.remaining, AT) == 0
+
+
+def test_a_grant_at_or_past_its_expiry_does_not_count() -> None:
+    expired_now = grant(1, "10", expires_in_days=0)  # expires_at == the recording instant
+    expired = grant(2, "10", expires_in_days=-1)
+    live = grant(3, "1", expires_in_days=1 / (24 * 3600 * 1_000_000))  # one microsecond left
+    grants = [expired_now, expired, live]
+    plan = plan_draws([entry(1, "3")], grants, {}, AT)
+    assert amounts(plan.draws) == [(1, 3, "1")]
+    assert balance(grants, plan.remaining, AT) == 0
+    # The expired grants keep what they held; it no longer counts.
+    assert (plan.remaining[1], plan.remaining[2]) == (Decimal(10), Decimal(10))
+
+
+def test_a_zero_price_draws_nothing_and_another_customers_grants_are_never_touched() -> None:
+    grants = [grant(1, "5"), grant(2, "5", customer="globex")]
+    plan = plan_draws([entry(1, "0"), entry(2, "1", customer="acme")], grants, {}, AT)
+    assert amounts(plan.draws) == [(2, 1, "1")]
+    assert plan.remaining == {1: Decimal(4), 2: Decimal(5)}
+
+
+def test_a_negative_price_gives_back_to_the_grant_drawn_last_first() -> None:
+    # The event drew 2 from grant 1, then 3 from grant 2 (grant 2 drawn last).
+    grants = [
+        grant(1, "2", remaining="0", expires_in_days=5),
+        grant(2, "10", remaining="7"),
+    ]
+    drawn = {"ev-a": [(1, Decimal(2)), (2, Decimal(3))]}
+    plan = plan_draws([entry(20, "-4", event="ev-a")], grants, drawn, AT)
+    # 3 back to grant 2 (all the event holds of it), then 1 to grant 1.
+    assert amounts(plan.draws) == [(20, 2, "-3"), (20, 1, "-1")]
+    assert plan.remaining == {1: Decimal(1), 2: Decimal(10)}
+
+
+def test_nothing_is_given_back_beyond_what_the_event_drew() -> None:
+    # The event drew 1.20 of a 1.50 charge from credits (0.30 was due as money); its price
+    # is lowered by 1.50 to zero: 1.20 comes back, the 0.30 is the credit note's to repay.
+    grants = [grant(1, "5", remaining="0")]
+    plan = plan_draws(
+        [entry(30, "-1.50", event="ev-b")], grants, {"ev-b": [(1, Decimal("1.20"))]}, AT
+    )
+    assert amounts(plan.draws) == [(30, 1, "-1.20")]
+    assert plan.remaining == {1: Decimal("1.20")}
+    # An event that drew nothing gets nothing back.
+    assert plan_draws([entry(31, "-1", event="ev-c")], grants, {}, AT).draws == []
+
+
+def test_credit_given_back_returns_even_to_an_expired_grant_and_stays_out_of_the_balance() -> None:
+    gone = grant(1, "5", remaining="0", expires_in_days=-1)
+    grants = [gone]
+    plan = plan_draws([entry(40, "-2", event="ev-d")], grants, {"ev-d": [(1, Decimal(5))]}, AT)
+    assert amounts(plan.draws) == [(40, 1, "-2")]
+    assert plan.remaining == {1: Decimal(2)}
+    assert balance(grants, plan.remaining, AT) == 0
+
+
+def test_a_reversal_and_a_new_booking_in_one_batch_give_back_then_draw_again() -> None:
+    # Re-rating in one batch: entry 50 takes back the 4 the event drew (all from grant 1,
+    # now partly used by others), entry 51 books it again at 6.
+    grants = [grant(1, "10", remaining="1", expires_in_days=3), grant(2, "10")]
+    drawn = {"ev-e": [(1, Decimal(4))]}
+    plan = plan_draws(
+        [entry(51, "6", event="ev-e"), entry(50, "-4", event="ev-e")], grants, drawn, AT
+    )
+    # Ledger order: the reversal (50) first: grant 1 back to 5; then 6 = 5 of grant 1
+    # (earliest expiry) and 1 of grant 2.
+    assert amounts(plan.draws) == [(50, 1, "-4"), (51, 1, "5"), (51, 2, "1")]
+    assert plan.remaining == {1: Decimal(0), 2: Decimal(9)}
+
+
+def test_a_refund_later_in_the_same_batch_knows_the_draws_made_earlier_in_it() -> None:
+    grants = [grant(1, "3", expires_in_days=1), grant(2, "3")]
+    plan = plan_draws(
+        [entry(60, "4", event="ev-f"), entry(61, "-2.5", event="ev-f")], grants, {}, AT
+    )
+    # 4 = 3 of grant 1 + 1 of grant 2; 2.5 back: 1 to grant 2 (drawn last), 1.5 to grant 1.
+    assert amounts(plan.draws) == [(60, 1, "3"), (60, 2, "1"), (61, 2, "-1"), (61, 1, "-1.5")]
+    assert plan.remaining == {1: Decimal("1.5"), 2: Decimal(3)}
+
+
+def test_amounts_of_forty_digits_are_drawn_exactly() -> None:
+    big = "123456789012345678901234567890.1234567891"
+    price = "0.000000000000000000000000000000000000003"
+    grants = [grant(1, big)]
+    plan = plan_draws([entry(1, price)], grants, {}, AT)
+    # 40 digits less 3·10⁻³⁹: no digit lost (Python's default context keeps 28).
+    assert plan.remaining[1] == Decimal(
+        "123456789012345678901234567890.123456789099999999999999999999999999997"
+    )
