@@ -48,6 +48,7 @@ def _alert() -> dict[str, Any]:
         "limit_usd": Decimal("1.00"),
         "created_at": datetime.now(UTC),
         "webhook_secret": None,
+        "measure": "cost",
     }
 
 
