@@ -49,6 +49,7 @@ def _alert() -> dict[str, Any]:
         "measure": "cost",
         "created_at": datetime.now(UTC),
         "webhook_secret": None,
+        "measure": "cost",
     }
 
 
