@@ -80,7 +80,6 @@ def standing_for_many_events() -> NewLedgerEntry:
         price_reasoning=Decimal("0.40"),
         price_per_request=Decimal(0),
         reason="test: stands for 9.2 million events at the cap",
-        price_usd=SEED_COST,  # no customer, no plan: the catalog cost
     )
 
 

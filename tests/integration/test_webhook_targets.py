@@ -49,7 +49,6 @@ def _alert() -> dict[str, Any]:
         "measure": "cost",
         "created_at": datetime.now(UTC),
         "webhook_secret": None,
-        "measure": "cost",
     }
 
 
