@@ -61,7 +61,9 @@ class JobInvoicesController(LucController):
     ) -> InvoicePreviewOut:
         draft = await on_connection(luc.pool, lambda conn: preview_invoice(conn, job_id))
         document = invoice_document(draft, luc.settings.issuer, None, None)
-        return invoice_preview_out(document, draft.job.status, draft.earlier, refusal(draft))
+        return invoice_preview_out(
+            document, None if draft.job is None else draft.job.status, draft.earlier, refusal(draft)
+        )
 
     @post(
         "/{job_id:str}/invoices",

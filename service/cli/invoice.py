@@ -44,7 +44,7 @@ def invoice_preview(job_id: str) -> None:
         reason = refusal(draft)
         return {
             **document,
-            "status": draft.job.status,
+            "status": None if draft.job is None else draft.job.status,
             "earlier_invoices": draft.earlier,
             "issuable": reason is None,
             "not_issued_because": reason,
