@@ -35,9 +35,10 @@ from service.invoices.models import BillTo, Draft, DraftLine, Invoice
 from service.invoices.service import draft_lines, not_billed, refusal, store_invoice
 from service.locks import lock_month_invoice, lock_repricing
 from service.money import exact_difference, exact_sum
+from service.pricing.models import PRICE_CLASSES
 from service.pricing.plans import plan_in_force
 from service.settings import IssuerSettings
-from service.wire import money_text
+from service.wire import cents_text, money_text
 
 _MONTH = re.compile(r"(\d{4})-(\d{2})")
 
@@ -73,7 +74,7 @@ def _minimum_line(amount: Decimal, note: str) -> DraftLine:
         events=0,
         input_tokens=0,
         output_tokens=0,
-        unit_prices={},
+        unit_prices=dict.fromkeys(PRICE_CLASSES, Decimal(0)),
         amount_usd=amount,
         cost_usd=Decimal(0),
         actual_cost_usd=Decimal(0),
@@ -92,27 +93,34 @@ async def _minimum(
     was found."""
     start, _ = month_bounds(month)
     plan = plan_in_force(await load_plans(conn), customer.plan_id, default_plan, start)
-    if plan is None or plan.minimum_monthly_usd is None:
-        return None, None
     billed = await conn.fetchrow(queries.SELECT_MONTH_BILLED, customer.id, month)
     assert billed is not None  # an aggregate without GROUP BY: always one row
+    minimum = None if plan is None else plan.minimum_monthly_usd
+    if minimum is None and not billed["minimum_usd"]:
+        return None, None
+    # A plan version without a minimum (one effective in the past, or a change of plan)
+    # gives back what the month's earlier invoices topped up.
     month_usage = exact_sum([billed["usage_usd"], usage_usd])
-    owed = max(Decimal(0), exact_difference(plan.minimum_monthly_usd, month_usage))
+    owed = max(Decimal(0), exact_difference(minimum or Decimal(0), month_usage))
     top_up = exact_difference(owed, billed["minimum_usd"])
+    terms = (
+        "no monthly minimum"
+        if plan is None or minimum is None
+        else f"Monthly minimum {cents_text(minimum)} USD (plan {plan.plan_id} version {plan.id}"
+        f", in force on {month:%Y-%m}-01)"
+    )
     note = (
-        f"Monthly minimum {money_text(plan.minimum_monthly_usd)} USD (plan {plan.plan_id} "
-        f"version {plan.id}, in force on {month:%Y-%m}-01); the month's usage billed comes "
-        f"to {money_text(month_usage)} USD"
+        f"{terms[0].upper()}{terms[1:]}; the month's usage billed comes to "
+        f"{money_text(month_usage)} USD"
         + (
-            f", and earlier invoices of the month billed {money_text(billed['minimum_usd'])} "
-            "USD of minimum"
+            f", and its earlier invoices billed {money_text(billed['minimum_usd'])} USD of minimum"
             if billed["minimum_usd"]
             else ""
         )
         + "."
     )
     if top_up == 0:
-        return None, note if owed == 0 and not month_usage else None
+        return None, None
     return _minimum_line(top_up, note), note
 
 
@@ -128,7 +136,7 @@ async def draft_month(
             queries.SELECT_UNINVOICED_MONTH_ENTRY_IDS, customer_id, start, end
         )
     ]
-    lines = await draft_lines(conn, ids)
+    lines = await draft_lines(conn, ids, name_jobs=True)
     period = await conn.fetchrow(queries.SELECT_PERIOD, ids) if ids else None
     not_billed = [line for line in lines if _stub(line)]
     billed = [line for line in lines if not _stub(line)]

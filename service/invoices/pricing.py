@@ -19,6 +19,7 @@ from service.wire import money_text
 
 OWN_PRICES = "plan_prices"
 MARKUP = "markup"
+REPRICING = "repricing"
 
 
 def percent_text(markup: Decimal) -> str:
@@ -32,6 +33,10 @@ def priced_by_plan(line: DraftLine, plan: PlanVersion | None) -> DraftLine:
     if plan is None:
         return line
     terms = {"plan_id": plan.plan_id, "plan_version": str(plan.id)}
+    if line.events == 0 and line.cost_usd == 0 and line.amount_usd != 0:
+        # Only re-pricing adjustments (a change of price, no usage, no cost): the amount is
+        # the change the plan version made to usage billed before.
+        return dataclasses.replace(line, pricing={**terms, "method": REPRICING})
     own = plan.models.get(line.model)
     if own is not None:
         rate = own.rate_from(line.long_context_from)
@@ -55,8 +60,11 @@ def priced_by_plan(line: DraftLine, plan: PlanVersion | None) -> DraftLine:
 def terms_text(pricing: dict[str, str]) -> list[str]:
     """The plan's terms as the forms state them: ``catalog price + 25 %``, ``plus 0.01 per
     call``; nothing for a plan's own prices (the unit prices shown are the plan's)."""
-    if pricing.get("method") != MARKUP:
-        return [f"plan {pricing['plan_id']} prices"]
+    plan = f"plan {pricing['plan_id']} version {pricing['plan_version']}"
+    if pricing["method"] == REPRICING:
+        return [f"change of price under {plan} (re-pricing of usage billed before)"]
+    if pricing["method"] == OWN_PRICES:
+        return [f"{plan} prices"]
     percent = percent_text(Decimal(pricing["markup"]))
     if pricing["basis"] == ACTUAL_BASIS:
         texts = [f"providers' cost {pricing['basis_usd']} USD + {percent} %"]

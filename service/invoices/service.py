@@ -11,6 +11,7 @@ forward.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from decimal import Decimal
@@ -68,9 +69,10 @@ def _line(r: asyncpg.Record) -> DraftLine:
     )
 
 
-async def draft_lines(conn: Connection, ids: list[int]) -> list[DraftLine]:
+async def draft_lines(conn: Connection, ids: list[int], *, name_jobs: bool) -> list[DraftLine]:
     """The lines of the entries ``ids``, each with the unit prices and plan terms that
-    explain its amount; lines whose entries cancel out left out."""
+    explain its amount; lines whose entries cancel out left out. ``name_jobs``: each line
+    names its job (a monthly invoice's); a job's invoice names the job once."""
     if not ids:
         return []
     lines = [_line(r) for r in await conn.fetch(queries.SELECT_DRAFT_LINES, ids)]
@@ -80,7 +82,10 @@ async def draft_lines(conn: Connection, ids: list[int]) -> list[DraftLine]:
         else {}
     )
     return [
-        priced_by_plan(line, None if line.plan_version is None else versions.get(line.plan_version))
+        priced_by_plan(
+            line if name_jobs else dataclasses.replace(line, job_id=None),
+            None if line.plan_version is None else versions.get(line.plan_version),
+        )
         for line in lines
         if not _is_empty(line)
     ]
@@ -125,7 +130,7 @@ async def bill_to(conn: Connection, job: JobInfo) -> BillTo | None:
 
 async def _draft(conn: Connection, job: JobInfo) -> Draft:
     ids = [r["id"] for r in await conn.fetch(queries.SELECT_UNINVOICED_ENTRY_IDS, job.job_id)]
-    lines = await draft_lines(conn, ids)
+    lines = await draft_lines(conn, ids, name_jobs=False)
     period = await conn.fetchrow(queries.SELECT_PERIOD, ids) if ids else None
     return Draft(
         job=job,
@@ -188,7 +193,8 @@ def _carried_forward(draft: Draft) -> str:
         f"comes to {money_text(draft.subtotal)} USD, which is {cents_text(draft.total)} at "
         f"the cent, so no invoice or credit note is issued and no number is spent; its {n} "
         f"ledger {'entries stay' if n != 1 else 'entry stays'} unbilled and carr"
-        f"{'y' if n != 1 else 'ies'} forward to the next follow-up"
+        f"{'y' if n != 1 else 'ies'} forward to the {'job' if draft.job else 'month'}'s next "
+        "follow-up"
     )
 
 

@@ -51,6 +51,7 @@ EXPECTED_SCOPES: dict[str, str] = {
     "getJob": READ,
     "listJobLedgerEntries": READ,
     "previewJobInvoice": READ,
+    "previewMonthInvoice": READ,
     "listInvoices": READ,
     "getInvoice": READ,
     "listAgents": READ,
@@ -77,6 +78,7 @@ EXPECTED_SCOPES: dict[str, str] = {
     # operators
     "updateJob": ADMIN,
     "issueJobInvoice": ADMIN,
+    "issueMonthInvoice": ADMIN,
     "createCatalogVersion": ADMIN,
     "rerateSince": ADMIN,
     "createBudget": ADMIN,

@@ -21,7 +21,8 @@ class LinePricingOut(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, o
     method: str
     """``plan_prices``: the unit prices shown are the plan's own for the model, and the
     amount is usage × them; ``markup``: amount = ``basis_usd`` × (1 + ``markup``) +
-    ``per_request_usd`` × events, at the catalog's unit prices shown."""
+    ``per_request_usd`` × events, at the catalog's unit prices shown; ``repricing``: the
+    amount is the change of price this plan version made to usage billed before."""
     basis: str | msgspec.UnsetType = msgspec.UNSET
     """``catalog`` (the catalog price of the usage) or ``actual`` (the providers' cost)."""
     basis_usd: str | msgspec.UnsetType = msgspec.UNSET
