@@ -12,14 +12,17 @@ layout included, is the SDK's.
 
 Two audiences, two dashboards:
 - ``finance.json``: spend today and this month, list (catalog) versus actual cost, spend
-  over time by tier, agent and model, the top jobs, catalog versus provider-reported cost
-  and the catalog's drift per model and provider, unpriced events, budgets;
+  over time by tier, agent and model, revenue (the customers' price), actual cost and
+  margin over time, by plan and by customer, the top jobs, catalog versus
+  provider-reported cost and the catalog's drift per model and provider, unpriced events,
+  budgets;
 - ``operations.json``: ingest rate and outcomes, ingest and HTTP latency, HTTP errors,
   scrape and database health.
 
-Ledger series (``luc_cost_usd_total``, ``luc_actual_cost_usd_total``, ``luc_tokens_total``,
-``luc_unpriced_events``, ``luc_budget_*``) are read from PostgreSQL at scrape time: every
-replica reports the same whole-ledger value. Queries therefore take ``max by (<the series'
+Ledger series (``luc_cost_usd_total``, ``luc_actual_cost_usd_total``,
+``luc_price_usd_total``, ``luc_margin_usd``, ``luc_tokens_total``, ``luc_unpriced_events``,
+``luc_budget_*``) are read from PostgreSQL at scrape time: every replica reports the same
+whole-ledger value. Queries therefore take ``max by (<the series'
 own labels>)`` first, which folds replicas (and any target labels: instance, pod, job) into
 one series, and only then sum. Process series (``luc_events_total`` and the histograms)
 count what each process did and are summed directly. Money that must be exact to the cent
@@ -598,6 +601,7 @@ ORDER BY 1, 2
             unit="short",
             width=24,
         ),
+        *revenue_panels(),
         row("Jobs"),
         table(
             "Top jobs by cost",
@@ -723,13 +727,155 @@ ORDER BY 2 DESC, 1
     return dashboard(
         "luc-finance",
         "LUC — Finance",
-        "What the LLM calls cost: spend by tier, agent, model and job, reconciliation with "
-        "provider bills, unpriced usage and budgets.",
+        "What the LLM calls cost and what the customers pay: spend by tier, agent, model and "
+        "job, revenue and margin by plan and customer, reconciliation with provider bills, "
+        "unpriced usage and budgets.",
         panels,
         time_from="now-7d",
         refresh="5m",
         link_to=("luc-operations", "LUC — Operations"),
     )
+
+
+# Revenue: what the customers pay (their rate plans' price), beside what it cost. Customers
+# are never a Prometheus label (unbounded, as jobs); per customer and per plan the money
+# comes from the customer × month rollup. A customer's tier is its rate plan now; usage of
+# jobs without a customer, and customers without a plan, show as "(no plan)" (LUC_DEFAULT_PLAN
+# prices them when set, which a dashboard cannot know).
+FROM_MONTH = f"date_trunc('month', {FROM_DAY})::date"
+CUSTOMER_MONTHS = """
+FROM rollup_customer_months AS r
+LEFT JOIN customers AS c ON c.id = r.customer_id
+"""
+
+
+def revenue_panels() -> list[Item]:
+    price = "luc_price_usd_total"
+    actual = "luc_actual_cost_usd_total"
+    return [
+        row("Revenue and margin"),
+        stat(
+            "Revenue this month (UTC)",
+            "What the customers pay for this UTC month's usage, each event at its customer's "
+            "rate plan (else at its catalog cost), from the customer × month rollup. "
+            "GET /v1/customers/{id} has each customer's.",
+            sql(f"""
+SELECT COALESCE(sum(price_usd), 0) AS "revenue this month"
+FROM rollup_customer_months
+WHERE month = date_trunc('month', {TODAY})::date
+"""),
+            width=6,
+        ),
+        stat(
+            "Margin this month (UTC)",
+            "Revenue minus actual cost (the provider's reported cost where reported, else the "
+            "catalog's) of this UTC month, from the customer × month rollup.",
+            sql(f"""
+SELECT COALESCE(sum(price_usd) - sum(actual_cost_usd), 0) AS "margin this month"
+FROM rollup_customer_months
+WHERE month = date_trunc('month', {TODAY})::date
+"""),
+            width=6,
+        ),
+        stat(
+            "Revenue in the selected range",
+            f"Increase of what the customers pay over the dashboard's time range. {LEDGER_NOTE}",
+            prom(f"sum({ledger_increase(price)})", instant=True),
+            width=6,
+        ),
+        stat(
+            "Margin in the selected range",
+            "Increase of revenue minus increase of actual cost over the time range "
+            f"(negative when usage was sold below its cost). {LEDGER_NOTE}",
+            prom(f"sum({ledger_increase(price)}) - sum({ledger_increase(actual)})", instant=True),
+            width=6,
+        ),
+        timeseries(
+            "Revenue, actual cost and margin rate",
+            "Per hour: what the customers pay, what the calls actually cost, and the "
+            f"difference. {LEDGER_NOTE}",
+            [
+                prom(f"sum({ledger_rate(price)}) {PER_HOUR}", "revenue (price)"),
+                prom(f"sum({ledger_rate(actual)}) {PER_HOUR}", "actual cost"),
+                prom(
+                    f"(sum({ledger_rate(price)}) - sum({ledger_rate(actual)})) {PER_HOUR}",
+                    "margin",
+                ),
+            ],
+            unit="currencyUSD",
+            width=16,
+        ),
+        bargauge(
+            "Margin by model",
+            "Everything the ledger holds per model: price minus actual cost (luc_margin_usd). "
+            f"{LEDGER_NOTE}",
+            [prom(f"sum by (model) ({ledger('luc_margin_usd')})", "{{model}}", instant=True)],
+            width=8,
+        ),
+        timeseries(
+            "Monthly revenue by plan (ledger)",
+            "Per UTC month, what the customers of each rate plan pay (each customer under its "
+            "plan now; no plan: jobs without a customer, customers without a plan), from the "
+            "customer × month rollup.",
+            [
+                sql(
+                    f"""
+SELECT (r.month::timestamp AT TIME ZONE 'UTC') AS time,
+       COALESCE(c.plan_id, '(no plan)') AS metric, sum(r.price_usd) AS value
+{CUSTOMER_MONTHS.strip()}
+WHERE r.month BETWEEN {FROM_MONTH} AND {TO_DAY}
+GROUP BY 1, 2
+ORDER BY 1, 2
+""",
+                    time_series=True,
+                )
+            ],
+            unit="currencyUSD",
+            stacked=True,
+            bars=True,
+        ),
+        table(
+            "Revenue, actual cost and margin by plan (ledger)",
+            "Per rate plan over the UTC months of the time range: the tier a customer is "
+            "billed in is its plan (now); from the customer × month rollup.",
+            [
+                sql(f"""
+SELECT COALESCE(c.plan_id, '(no plan)') AS "plan", count(DISTINCT r.customer_id) AS customers,
+       sum(r.price_usd) AS "revenue", sum(r.actual_cost_usd) AS "actual cost",
+       sum(r.price_usd) - sum(r.actual_cost_usd) AS "margin", sum(r.events) AS events
+{CUSTOMER_MONTHS.strip()}
+WHERE r.month BETWEEN {FROM_MONTH} AND {TO_DAY}
+GROUP BY 1
+ORDER BY "margin" DESC, 1
+""")
+            ],
+            money_columns=("revenue", "actual cost", "margin"),
+            width=12,
+            height=8,
+        ),
+        table(
+            "Top customers by margin",
+            "Customers by price minus actual cost over the UTC months of the time range, from "
+            "the customer × month rollup (usage of jobs without a customer as one row). "
+            "GET /v1/customers/{id} has one customer's month to date; GET /v1/usage?group_by="
+            "customer any range.",
+            [
+                sql(f"""
+SELECT COALESCE(r.customer_id, '(no customer)') AS "customer", c.name AS "name",
+       COALESCE(c.plan_id, '(no plan)') AS "plan",
+       sum(r.price_usd) AS "revenue", sum(r.actual_cost_usd) AS "actual cost",
+       sum(r.price_usd) - sum(r.actual_cost_usd) AS "margin", sum(r.events) AS events
+{CUSTOMER_MONTHS.strip()}
+WHERE r.month BETWEEN {FROM_MONTH} AND {TO_DAY}
+GROUP BY r.customer_id, c.name, c.plan_id
+ORDER BY "margin" DESC, 1
+LIMIT 25
+""")
+            ],
+            money_columns=("revenue", "actual cost", "margin"),
+            height=8,
+        ),
+    ]
 
 
 DRIFT_LABELS = "model, provider"

@@ -56,7 +56,7 @@ from service.auth.keys import count_admin_keys
 from service.budgets.delivery import Dispatcher, make_webhook_client
 from service.catalog.service import CatalogCache, seed_catalog
 from service.client.spool import Spool
-from service.customers.plans import check_default_plan
+from service.customers.plans import PlanCache, check_default_plan
 from service.db import create_pool, is_unavailable, on_connection, wait_for_database
 from service.db.embedded import resolve_database_url
 from service.db.migrations import check_schema_revision, migrate
@@ -149,7 +149,7 @@ async def _start(
             log.info("catalog_seeded", label="aims-v1")
         # A ledger seeded with the AIMS catalog before its cache and long-context prices
         # gets the completed one, once (recording.catalog_upgrade).
-        if upgrade := await upgrade_aims_catalog(conn):
+        if upgrade := await upgrade_aims_catalog(conn, default_plan=settings.billing.default_plan):
             log.warning(
                 "catalog_completed",
                 version=upgrade.version_id,
@@ -183,7 +183,8 @@ async def _start(
 
     stack.push_async_callback(stop_dispatcher)
     catalog_cache = CatalogCache()
-    recorder = Recorder(pool, catalog_cache, settings.ingest, metrics, dispatcher)
+    plan_cache = PlanCache(settings.billing.default_plan)
+    recorder = Recorder(pool, catalog_cache, plan_cache, settings.ingest, metrics, dispatcher)
     resources = Resources(settings, pool, catalog_cache, recorder, metrics, dispatcher)
     # The gateway behind /v1/chat/completions: one long-lived client per upstream
     # (timeouts and limits in upstream_client); usage goes straight to the ledger.
@@ -205,6 +206,7 @@ async def _start(
         resources.catalog_cache,
         settings.ingest,
         record=recorder.record_events,
+        plan_cache=plan_cache,
         spool=spool,
         metrics=metrics,
         record_timeout_seconds=settings.gateway.record_timeout_seconds,
@@ -218,7 +220,7 @@ async def _start(
         chain,
         sink,
         database_catalog(pool, resources.catalog_cache),
-        budgets=DatabaseBudgets(pool, settings.gateway_reservation_seconds),
+        budgets=DatabaseBudgets(pool, settings.gateway_reservation_seconds, plan_cache),
         default_model=settings.gateway.default_model,
         default_max_tokens=settings.gateway.default_max_tokens,
     )

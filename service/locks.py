@@ -18,9 +18,13 @@ re-pricing    ``recording.service.record_batch``    shared     batches record si
                                                                unpriced events it names are
                                                                one picture (ingest does not
                                                                wait)
+              ``recording.repricing``: a job's      shared     as ingest: batches of other
+              customer changed by PATCH                        jobs go on; the job's own row
+              (``change_job_customer``)                        lock orders it with its batches
               ``recording.rerating``: a new         exclusive  re-pricing runs alone: after
               catalog version pricing unpriced                 every batch in flight, before
-              events, ``rerate_since``                         every later one
+              events, ``rerate_since``; and                    every later one
+              ``recording.repricing.reprice_plan``
               ``recording.catalog_upgrade``: the    exclusive  one start adds the completed
               completed AIMS catalog at start-up               catalog and re-rates; another
                                                                waits, then finds it done
@@ -40,7 +44,8 @@ migrations    ``db/env.py`` (Alembic)               exclusive  processes startin
 
 Row locks are not here: they sit in the SQL of their owner (``LOCK_JOB`` in
 ``invoices.queries`` numbers invoices per job, ``LOCK_BUDGETS`` in ``budgets.queries``
-orders reservations against a hard budget).
+orders reservations against a hard budget, ``LOCK_JOB_CUSTOMERS`` in ``jobs.queries`` holds
+a batch's jobs and their customers until it commits).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 billed, the due date, each line's catalog cost apart from its amount, the issuer's logo.
 
 Revision ID: 0020_invoices_to_pay
-Revises: 0014_customers_plans
+Revises: 0015_price_on_ledger
 Create Date: 2026-12-01
 
 A follow-up whose total is negative is a credit note, numbered ``LUC-CN-YYYY-NNNNNN`` from
@@ -19,7 +19,7 @@ from __future__ import annotations
 from service.db.migrations import run_sql
 
 revision = "0020_invoices_to_pay"
-down_revision = "0014_customers_plans"
+down_revision = "0015_price_on_ledger"
 branch_labels = None
 depends_on = None
 

@@ -98,9 +98,11 @@ class BudgetsController(LucController):
         operation_id="checkBudgets",
         summary="Would a call go ahead? Only looks: reserves nothing",
         description=(
-            "Considers the global budget and those of the given job, agent and model, in the "
-            "period that contains now. A hard budget refuses when spent + reserved + estimate "
-            "would pass its limit. Safe to repeat: to hold the estimate for a call, reserve it "
+            "Considers the global budget and those of the given job, agent, model and "
+            "customer (`customer_id`, else the job's customer), in the period that contains "
+            "now. A hard budget refuses when spent + reserved + estimate would pass its "
+            "limit; a `price` budget counts the estimate (at list price) as the customer's "
+            "plan prices it. Safe to repeat: to hold the estimate for a call, reserve it "
             "with POST /v1/budgets/reservations."
         ),
         opt=INGEST_OR_READ,
@@ -114,6 +116,7 @@ class BudgetsController(LucController):
         estimated_cost_usd: Annotated[
             str | None, QueryParameter(description="decimal string, USD")
         ] = None,
+        customer_id: FromQuery[str | None] = None,
     ) -> CheckOut:
         estimate = (
             None
@@ -130,6 +133,8 @@ class BudgetsController(LucController):
                 estimated_cost_usd=estimate,
                 now=datetime.now(UTC),
                 catalog=luc.catalog_cache,
+                customer_id=customer_id,
+                plans=luc.plan_cache,
             ),
         )
         return check_out(result)
@@ -177,6 +182,7 @@ class BudgetsController(LucController):
                 reservation_seconds=luc.settings.budgets.reservation_seconds,
                 customer_id=data.customer_id,
                 catalog=luc.catalog_cache,
+                plans=luc.plan_cache,
             ),
         )
         status = 402 if not result.allowed else 201 if result.reservation_id else 200

@@ -113,7 +113,9 @@ class CatalogController(LucController):
         )
 
         async def create(conn: Connection) -> tuple[int, RerateSummary]:
-            return await create_version_and_price_unpriced(conn, new)
+            return await create_version_and_price_unpriced(
+                conn, new, default_plan=luc.settings.billing.default_plan
+            )
 
         version_id, summary = await on_connection(luc.pool, create)
         catalog = await _catalog(luc)
@@ -174,6 +176,8 @@ class CatalogController(LucController):
             raise InvalidRequestError("since: required")
 
         async def run(conn: Connection) -> RerateSummary:
-            return await rerate_since(conn, since, dry_run=data.dry_run)
+            return await rerate_since(
+                conn, since, default_plan=luc.settings.billing.default_plan, dry_run=data.dry_run
+            )
 
         return rerate_out(await on_connection(luc.pool, run))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from litestar import get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
@@ -16,13 +18,22 @@ from service.api.schemas.customers import (
     customer_out,
 )
 from service.auth.guard import ADMIN, READ
+from service.customers.models import Customer
 from service.customers.service import (
     create_customer,
     get_customer,
     list_customers,
     update_customer,
 )
-from service.db import on_connection
+from service.db import Connection, on_connection
+from service.rollups.models import Totals
+from service.rollups.service import month_to_date
+
+
+async def _answer(conn: Connection, customer: Customer) -> CustomerOut:
+    """``customer`` as every answer shows it: with its month-to-date figures."""
+    month, totals = await month_to_date(conn, [customer.id])
+    return customer_out(customer, month, totals.get(customer.id))
 
 
 class CustomersController(LucController):
@@ -46,7 +57,11 @@ class CustomersController(LucController):
         self, luc: NamedDependency[Resources], data: JSONBody[CustomerIn]
     ) -> CustomerOut:
         new = data.new_customer()
-        return customer_out(await on_connection(luc.pool, lambda conn: create_customer(conn, new)))
+
+        async def create(conn: Connection) -> CustomerOut:
+            return await _answer(conn, await create_customer(conn, new))
+
+        return await on_connection(luc.pool, create)
 
     @get(
         "/",
@@ -62,19 +77,37 @@ class CustomersController(LucController):
     ) -> CustomerPage:
         size = page_size(limit)
         after = decode_cursor(cursor)
-        customers = await on_connection(
-            luc.pool, lambda conn: list_customers(conn, after_id=after, limit=size + 1)
-        )
-        items, next_cursor = page(customers, size, lambda c: c.id)
-        return CustomerPage(items=[customer_out(c) for c in items], next_cursor=next_cursor)
 
-    @get("/{customer_id:str}", operation_id="getCustomer", summary="One customer")
+        async def read(conn: Connection) -> tuple[list[Customer], date, dict[str, Totals]]:
+            customers = await list_customers(conn, after_id=after, limit=size + 1)
+            month, totals = await month_to_date(conn, [c.id for c in customers])
+            return customers, month, totals
+
+        customers, month, totals = await on_connection(luc.pool, read)
+        items, next_cursor = page(customers, size, lambda c: c.id)
+        return CustomerPage(
+            items=[customer_out(c, month, totals.get(c.id)) for c in items],
+            next_cursor=next_cursor,
+        )
+
+    @get(
+        "/{customer_id:str}",
+        operation_id="getCustomer",
+        summary="One customer, with its month-to-date price, actual cost and margin",
+        description=(
+            "`price_usd`, `actual_cost_usd` and `margin_usd` are those of the current UTC "
+            "month (`month`), from the customer × month rollup: every entry priced for the "
+            "customer (its jobs' events) in that month. The credit balance is null until "
+            "prepaid credits exist."
+        ),
+    )
     async def detail(
         self, luc: NamedDependency[Resources], customer_id: FromPath[str]
     ) -> CustomerOut:
-        return customer_out(
-            await on_connection(luc.pool, lambda conn: get_customer(conn, customer_id))
-        )
+        async def read(conn: Connection) -> CustomerOut:
+            return await _answer(conn, await get_customer(conn, customer_id))
+
+        return await on_connection(luc.pool, read)
 
     @patch(
         "/{customer_id:str}",
@@ -90,7 +123,8 @@ class CustomersController(LucController):
         data: JSONBody[CustomerPatch],
     ) -> CustomerOut:
         changes = data.changes()
-        customer = await on_connection(
-            luc.pool, lambda conn: update_customer(conn, customer_id, changes)
-        )
-        return customer_out(customer)
+
+        async def update(conn: Connection) -> CustomerOut:
+            return await _answer(conn, await update_customer(conn, customer_id, changes))
+
+        return await on_connection(luc.pool, update)

@@ -12,6 +12,7 @@ from litestar.di import Provide
 from service.auth.guard import KeyCache
 from service.budgets.delivery import Dispatcher
 from service.catalog.service import CatalogCache
+from service.customers.plans import PlanCache
 from service.db import STARTING
 from service.errors import DatabaseUnavailableError
 from service.gateway.metering import Gateway
@@ -37,6 +38,11 @@ class Resources:
     """Behind ``POST /v1/chat/completions``; built in the lifespan."""
     recording: RecordingSink | None = None
     """The gateway's usage sink: its spool and parked usage (``/v1/usage/parked``)."""
+
+    @property
+    def plan_cache(self) -> PlanCache:
+        """The rate plans and LUC_DEFAULT_PLAN, as the write path prices with them."""
+        return self.recorder.plan_cache
 
 
 def started(state: State) -> Resources | None:

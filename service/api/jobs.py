@@ -32,8 +32,9 @@ from service.auth.guard import ADMIN, READ
 from service.db import Connection, on_connection
 from service.errors import NotFoundError
 from service.jobs.models import JobInfo
-from service.jobs.service import get_job, update_job
+from service.jobs.service import get_job
 from service.ledger.service import job_entries
+from service.recording.repricing import change_job_customer
 from service.rollups.models import JobDetail
 from service.rollups.service import job_detail, list_jobs
 
@@ -100,8 +101,9 @@ class JobsController(LucController):
             "customer, title and reference appear on the job's next invoices; null clears one. "
             "A closed job still records usage: it goes on the next follow-up invoice. "
             "customer_id names the registered customer the job belongs to (422 when it is "
-            "not registered); a change is recorded, and events naming another customer are "
-            "refused from then on."
+            "not registered); a change is recorded and re-prices the job's entries at once "
+            "for the new customer (adjustment entries; the cost never moves), and events "
+            "naming another customer are refused from then on."
         ),
         opt=ADMIN,
     )
@@ -109,7 +111,12 @@ class JobsController(LucController):
         self, luc: NamedDependency[Resources], job_id: FromPath[str], data: JSONBody[JobPatch]
     ) -> JobInfoOut:
         changes = data.changes()
-        update = await on_connection(luc.pool, lambda conn: update_job(conn, job_id, changes))
+        update = await on_connection(
+            luc.pool,
+            lambda conn: change_job_customer(
+                conn, luc.catalog_cache, luc.plan_cache, job_id, changes
+            ),
+        )
         return job_info_out(update.job)
 
     @get(

@@ -13,13 +13,19 @@ from service.api.schemas.plans import (
     PlanOut,
     PlanVersionIn,
     PlanVersionOut,
+    RepriceIn,
+    RepriceOut,
     plan_out,
     plan_version_out,
+    reprice_out,
 )
 from service.auth.guard import ADMIN, READ
 from service.customers.plans import add_plan_version, create_plan, get_plan, load_plans
 from service.db import Connection, on_connection
+from service.errors import InvalidRequestError
 from service.pricing.plans import PlanVersion, RatePlan
+from service.recording.repricing import RepriceSummary, reprice_plan
+from service.wire import WireValueError, parse_instant
 
 
 class PlansController(LucController):
@@ -75,3 +81,41 @@ class PlansController(LucController):
     @get("/{plan_id:str}", operation_id="getPlan", summary="One rate plan with every version")
     async def detail(self, luc: NamedDependency[Resources], plan_id: FromPath[str]) -> PlanOut:
         return plan_out(await on_connection(luc.pool, lambda conn: get_plan(conn, plan_id)))
+
+    @post(
+        "/{plan_id:str}/reprice",
+        operation_id="repricePlan",
+        summary="Re-price past events of a plan's customers (after a past-effective version "
+        "or a customer's change of plan)",
+        description=(
+            "Every event since `since` of the jobs whose customer's plan is this one (of jobs "
+            "without a customer or plan too, when it is LUC_DEFAULT_PLAN), and every event "
+            "this plan priced before, is brought to the price its job's customer's plan "
+            "gives it now, by adjustment entries: the change of price alone for the same "
+            "customer; a reversal and a new booking when the event moves to another "
+            "customer. The cost never moves. `dry_run: true` reports the change per customer "
+            "and job without writing. A second run appends nothing. Issued invoices never "
+            "change."
+        ),
+        status_code=200,
+        opt=ADMIN,
+    )
+    async def reprice(
+        self, luc: NamedDependency[Resources], plan_id: FromPath[str], data: JSONBody[RepriceIn]
+    ) -> RepriceOut:
+        try:
+            since = parse_instant("since", data.since)
+        except WireValueError as exc:
+            raise InvalidRequestError(str(exc)) from None
+
+        async def run(conn: Connection) -> RepriceSummary:
+            await get_plan(conn, plan_id)  # 404 before any work
+            return await reprice_plan(
+                conn,
+                plan_id,
+                since,
+                default_plan=luc.settings.billing.default_plan,
+                dry_run=data.dry_run,
+            )
+
+        return reprice_out(await on_connection(luc.pool, run))

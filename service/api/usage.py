@@ -25,8 +25,13 @@ class UsageController(LucController):
     @get(
         "/usage",
         operation_id="queryUsage",
-        summary="Usage and cost grouped by any of agent, model, provider, tier, day, job_id",
-        description=f"`group_by` is a comma-separated list of: {', '.join(USAGE_GROUPS)}.",
+        summary="Usage, cost and price grouped by any of agent, model, provider, tier, day, "
+        "job_id, catalog_version, customer",
+        description=(
+            f"`group_by` is a comma-separated list of: {', '.join(USAGE_GROUPS)}. `customer` "
+            "groups by the customer each entry was priced for (null: jobs without one); "
+            "`customer_id` keeps one customer's."
+        ),
     )
     async def query(
         self,
@@ -38,6 +43,7 @@ class UsageController(LucController):
         model: FromQuery[str | None] = None,
         job_id: FromQuery[str | None] = None,
         provider: FromQuery[str | None] = None,
+        customer_id: FromQuery[str | None] = None,
     ) -> UsageOut:
         lower, upper = parse_range(start, end)
         keys = [k.strip() for k in (group_by or "").split(",") if k.strip()]
@@ -52,6 +58,7 @@ class UsageController(LucController):
                 model=model,
                 job_id=job_id,
                 provider=provider,
+                customer_id=customer_id,
             ),
         )
         return UsageOut(group_by=keys, rows=[usage_row(row) for row in rows])
@@ -60,19 +67,28 @@ class UsageController(LucController):
         "/unpriced",
         operation_id="listUnpricedEvents",
         summary="Events kept without a price because no catalog version knows their model",
+        description=(
+            "Each with its customer and its price for that customer: null when unpriced for "
+            "the customer too (a catalog-basis plan, or no plan); known where the plan prices "
+            "the model itself or marks up the provider's reported cost. `customer_id` keeps "
+            "one customer's."
+        ),
     )
     async def unpriced(
         self,
         luc: NamedDependency[Resources],
         model: FromQuery[str | None] = None,
         job_id: FromQuery[str | None] = None,
+        customer_id: FromQuery[str | None] = None,
         cursor: FromQuery[str | None] = None,
         limit: Limit = None,
     ) -> UnpricedPage:
         size = page_size(limit)
         rows = await on_connection(
             luc.pool,
-            lambda conn: unpriced_events(conn, decode_cursor(cursor), model, job_id, size + 1),
+            lambda conn: unpriced_events(
+                conn, decode_cursor(cursor), model, job_id, size + 1, customer_id
+            ),
         )
         items, next_cursor = page(rows, size, lambda e: e.event_id)
         return UnpricedPage(items=[unpriced_event_out(e) for e in items], next_cursor=next_cursor)

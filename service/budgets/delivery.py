@@ -56,6 +56,8 @@ def webhook_body(alert: Any) -> bytes:
                 "threshold": float(alert["threshold"]),
                 "spent_usd": money_text(alert["spent_usd"]),
                 "limit_usd": money_text(alert["limit_usd"]),
+                # What the budget counts: spent and limit are figures of it.
+                "measure": alert["measure"],
             },
         }
     )

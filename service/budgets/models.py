@@ -8,8 +8,13 @@ from decimal import Decimal
 
 from service.money import exact
 
-SCOPES = ("global", "agent", "job", "model")
+SCOPES = ("global", "agent", "job", "model", "customer")
+"""``customer`` counts the entries priced for that customer: its jobs' events."""
 PERIODS = ("lifetime", "day", "month")
+MEASURES = {"cost": "cost_usd", "actual_cost": "actual_cost_usd", "price": "price_usd"}
+"""What a budget counts (SPEC §6) → the ledger column it sums: the catalog's list price
+(the default), the actual cost (the provider's reported cost where there is one), or the
+customer's price."""
 DEFAULT_THRESHOLDS = (Decimal("0.5"), Decimal("0.8"), Decimal("1"))
 
 
@@ -25,6 +30,8 @@ class BudgetDefinition:
     """Fractions of the limit in (0, 1], ascending once stored."""
     hard: bool
     webhook_url: str | None
+    measure: str = "cost"
+    """A key of ``MEASURES``."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,6 +63,8 @@ class Alert:
     attempts: int
     last_error: str | None
     delivered_at: datetime | None
+    measure: str = "cost"
+    """What the budget counts, as ``spent_usd`` and ``limit_usd`` are figures of it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,15 +2,30 @@
 ``budget_reservations``)."""
 
 BUDGET_COLUMNS = """
-id, scope, scope_id, period, limit_usd, thresholds, hard, webhook_url,
+id, scope, scope_id, period, limit_usd, thresholds, hard, webhook_url, measure,
 webhook_secret IS NOT NULL AS has_own_secret, created_at, updated_at
 """
 
 INSERT_BUDGET = f"""
 INSERT INTO budgets (scope, scope_id, period, limit_usd, thresholds, hard, webhook_url,
-                     webhook_secret)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                     webhook_secret, measure)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 RETURNING {BUDGET_COLUMNS}
+"""
+
+# What an entry adds to a budget ``b`` (of its measure), for ``entry`` a ledger entry.
+_AMOUNT = """
+CASE b.measure WHEN 'cost' THEN entry.cost_usd
+               WHEN 'actual_cost' THEN entry.actual_cost_usd
+               WHEN 'price' THEN entry.price_usd END
+"""
+# Whether an entry counts towards budget ``b`` by its scope.
+_IN_SCOPE = """
+(b.scope = 'global'
+ OR (b.scope = 'agent' AND b.scope_id = entry.agent)
+ OR (b.scope = 'job' AND b.scope_id = entry.job_id)
+ OR (b.scope = 'model' AND b.scope_id = entry.model)
+ OR (b.scope = 'customer' AND b.scope_id = entry.customer_id))
 """
 
 SELECT_BUDGET = f"SELECT {BUDGET_COLUMNS} FROM budgets WHERE id = $1 AND deleted_at IS NULL"
@@ -35,40 +50,34 @@ DELETE_BUDGET = "UPDATE budgets SET deleted_at = now() WHERE id = $1 AND deleted
 
 SELECT_WEBHOOK_SECRET = "SELECT webhook_secret FROM budgets WHERE id = $1"
 
-# Spend of a new budget from the ledger as it stands, per period.
-BACKFILL_SPEND = """
+# Spend of a new budget ($1) from the ledger as it stands, per period.
+BACKFILL_SPEND = f"""
 INSERT INTO budget_spend (budget_id, period_start, spent_usd)
-SELECT $1, luc_period_start($2, occurred_at), sum(cost_usd)
-FROM ledger_entries
-WHERE cost_usd IS NOT NULL
-  AND ($3 = 'global'
-       OR ($3 = 'agent' AND agent = $4)
-       OR ($3 = 'job' AND job_id = $4)
-       OR ($3 = 'model' AND model = $4))
-GROUP BY 2
+SELECT b.id, luc_period_start(b.period, entry.occurred_at), sum({_AMOUNT})
+FROM budgets AS b
+JOIN ledger_entries AS entry ON {_IN_SCOPE}
+WHERE b.id = $1 AND {_AMOUNT} IS NOT NULL
+GROUP BY 1, 2
 """
 
 # Adds the cost of freshly appended ledger entries to every budget they count towards,
 # per period of each entry's occurred_at (event time, not the wall clock). Rows are locked
 # in key order, after the rollups, like every other writer. Returns each touched spend row
 # with the amount this batch added, so the caller knows the value before and after.
-ADD_SPEND = """
+ADD_SPEND = f"""
 WITH entry AS (
-    SELECT job_id, agent, model, occurred_at, cost_usd
+    SELECT job_id, agent, model, customer_id, occurred_at, cost_usd, actual_cost_usd, price_usd
     FROM ledger_entries
-    WHERE id = ANY($1::bigint[]) AND cost_usd IS NOT NULL AND cost_usd <> 0
+    WHERE id = ANY($1::bigint[])
 ),
 delta AS (
     SELECT b.id AS budget_id, luc_period_start(b.period, entry.occurred_at) AS period_start,
-           sum(entry.cost_usd) AS amount
+           sum({_AMOUNT}) AS amount
     FROM entry
-    JOIN budgets AS b
-      ON b.deleted_at IS NULL
-     AND (b.scope = 'global'
-          OR (b.scope = 'agent' AND b.scope_id = entry.agent)
-          OR (b.scope = 'job' AND b.scope_id = entry.job_id)
-          OR (b.scope = 'model' AND b.scope_id = entry.model))
+    JOIN budgets AS b ON b.deleted_at IS NULL AND {_IN_SCOPE}
     GROUP BY 1, 2
+    -- Unknown (unpriced) or nothing: no spend row to touch.
+    HAVING COALESCE(sum({_AMOUNT}), 0) <> 0
 ),
 upserted AS (
     INSERT INTO budget_spend AS s (budget_id, period_start, spent_usd)
@@ -116,7 +125,7 @@ RETURNING o.alert_id, o.webhook_url, o.attempts, o.retry_until
 
 SELECT_DELIVERY_DATA = """
 SELECT a.id, a.budget_id, a.scope, a.scope_id, a.period_start, a.threshold, a.spent_usd,
-       a.limit_usd, a.created_at, b.webhook_secret
+       a.limit_usd, a.created_at, b.webhook_secret, b.measure
 FROM alerts AS a JOIN budgets AS b ON b.id = a.budget_id
 WHERE a.id = ANY($1::uuid[])
 """
@@ -149,8 +158,9 @@ SELECT a.id, a.budget_id, a.scope, a.scope_id, a.period_start, a.threshold, a.sp
             WHEN o.delivered_at IS NOT NULL THEN 'delivered'
             WHEN o.dead_at IS NOT NULL THEN 'dead'
             ELSE 'pending' END AS delivery,
-       COALESCE(o.attempts, 0) AS attempts, o.last_error, o.delivered_at
+       COALESCE(o.attempts, 0) AS attempts, o.last_error, o.delivered_at, b.measure
 FROM alerts AS a
+JOIN budgets AS b ON b.id = a.budget_id
 LEFT JOIN alert_outbox AS o ON o.alert_id = a.id
 WHERE ($1::bigint IS NULL OR a.budget_id = $1)
   AND ($2::uuid IS NULL OR a.id = $2)
@@ -179,16 +189,27 @@ WHERE deleted_at IS NULL
   AND (scope = 'global'
        OR (scope = 'job' AND scope_id = $1)
        OR (scope = 'agent' AND scope_id = $2)
-       OR (scope = 'model' AND scope_id = $3))
+       OR (scope = 'model' AND scope_id = $3)
+       OR (scope = 'customer' AND scope_id = $4))
 ORDER BY id
 """
 
+# The customer a call of job $1 is for, when the caller does not say: the job's, and its
+# plan (what a price budget converts the estimate with).
+SELECT_JOB_CUSTOMER = """
+SELECT j.customer_id, c.plan_id
+FROM jobs AS j LEFT JOIN customers AS c ON c.id = j.customer_id
+WHERE j.job_id = $1
+"""
+SELECT_CUSTOMER_PLAN = "SELECT plan_id FROM customers WHERE id = $1"
+
 # One reservation: a row per hard budget of the call, all under one reservation id.
+# Each row holds the estimate in its budget's measure (a price budget the price estimate).
 INSERT_RESERVATIONS = """
 INSERT INTO budget_reservations (reservation_id, budget_id, period_start, job_id, agent, model,
                                  customer_id, amount_usd, expires_at)
-SELECT $1, budget_id, period_start, $4, $5, $6, $7, $8, now() + make_interval(secs => $9)
-FROM unnest($2::bigint[], $3::timestamptz[]) AS r(budget_id, period_start)
+SELECT $1, budget_id, period_start, $4, $5, $6, $7, amount, now() + make_interval(secs => $9)
+FROM unnest($2::bigint[], $3::timestamptz[], $8::numeric[]) AS r(budget_id, period_start, amount)
 RETURNING expires_at
 """
 

@@ -11,7 +11,7 @@ holds, so spent + reserved stays the measure of what is promised.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 
@@ -19,9 +19,11 @@ from service.budgets import queries
 from service.budgets.models import BudgetStanding, CheckResult
 from service.budgets.service import budget_from_row, period_start
 from service.catalog.service import CatalogCache
+from service.customers.plans import PlanCache
 from service.db import Connection
 from service.errors import InvalidRequestError, NotFoundError
 from service.money import EXACT, decimal_places
+from service.pricing.price import price_estimate
 
 # An estimate is held as NUMERIC: keep it to amounts a bill can hold, as ingest does for
 # provider costs, so that a wild one is refused by name rather than by the database.
@@ -46,11 +48,16 @@ def _estimate(estimated_cost_usd: Decimal | None) -> Decimal:
 
 
 async def _standings(
-    conn: Connection, job_id: str | None, agent: str | None, model: str | None, now: datetime
+    conn: Connection,
+    job_id: str | None,
+    agent: str | None,
+    model: str | None,
+    customer_id: str | None,
+    now: datetime,
 ) -> list[BudgetStanding]:
     budgets = [
         budget_from_row(r)
-        for r in await conn.fetch(queries.SELECT_APPLICABLE, job_id, agent, model)
+        for r in await conn.fetch(queries.SELECT_APPLICABLE, job_id, agent, model, customer_id)
     ]
     standings = []
     for b in budgets:
@@ -61,14 +68,55 @@ async def _standings(
     return standings
 
 
-def _refusing(standings: Iterable[BudgetStanding], estimate: Decimal) -> list[BudgetStanding]:
-    """Hard budgets without room: less left than the estimate, or nothing left at all."""
+def _refusing(
+    standings: Iterable[BudgetStanding], estimates: Mapping[str, Decimal]
+) -> list[BudgetStanding]:
+    """Hard budgets without room: less left than the estimate in their measure, or nothing
+    left at all."""
     return [
         s
         for s in standings
         if s.budget.hard
-        and (s.remaining_usd < estimate or (estimate == 0 and s.remaining_usd <= 0))
+        and (
+            s.remaining_usd < (estimate := estimates[s.budget.measure])
+            or (estimate == 0 and s.remaining_usd <= 0)
+        )
     ]
+
+
+async def _customer(
+    conn: Connection, job_id: str | None, customer_id: str | None
+) -> tuple[str | None, str | None]:
+    """The customer a call is for and that customer's plan: the one named, else the job's
+    (the customer its usage will be priced for)."""
+    if customer_id is not None:
+        return customer_id, await conn.fetchval(queries.SELECT_CUSTOMER_PLAN, customer_id)
+    row = None if job_id is None else await conn.fetchrow(queries.SELECT_JOB_CUSTOMER, job_id)
+    return (None, None) if row is None else (row["customer_id"], row["plan_id"])
+
+
+async def _estimates(
+    conn: Connection,
+    estimate: Decimal,
+    standings: Sequence[BudgetStanding],
+    model: str | None,
+    plan_id: str | None,
+    now: datetime,
+    catalog: CatalogCache | None,
+    plans: PlanCache | None,
+) -> dict[str, Decimal]:
+    """The call's estimate in each measure (``models.MEASURES``). The estimate is at the
+    catalog's list price, and stands for the actual cost before the call; a price budget
+    holds what the customer's plan in force now would charge for it
+    (``pricing.price.price_estimate``)."""
+    estimates = {"cost": estimate, "actual_cost": estimate, "price": estimate}
+    if any(s.budget.measure == "price" for s in standings):
+        plan = (await (plans or PlanCache()).get(conn)).in_force(plan_id, now)
+        quote = None
+        if catalog is not None and model is not None:
+            quote = (await catalog.get(conn)).quote(model, now).price
+        estimates["price"] = price_estimate(estimate, plan, quote)
+    return estimates
 
 
 def _reason(refusing: Sequence[BudgetStanding]) -> str | None:
@@ -107,14 +155,19 @@ async def check(
     estimated_cost_usd: Decimal | None,
     now: datetime,
     catalog: CatalogCache | None = None,
+    customer_id: str | None = None,
+    plans: PlanCache | None = None,
 ) -> CheckResult:
     """Would a call of this estimate be admitted now? Only looks: holds nothing.
 
-    With ``catalog``, ``model`` may be an alias (see ``_model_id``)."""
+    With ``catalog``, ``model`` may be an alias (see ``_model_id``). The customer's budgets
+    count too: ``customer_id``'s, else the job's customer's."""
     estimate = _estimate(estimated_cost_usd)
     model = await _model_id(conn, catalog, model, now)
-    standings = await _standings(conn, job_id, agent, model, now)
-    refusing = _refusing(standings, estimate)
+    customer_id, plan_id = await _customer(conn, job_id, customer_id)
+    standings = await _standings(conn, job_id, agent, model, customer_id, now)
+    estimates = await _estimates(conn, estimate, standings, model, plan_id, now, catalog, plans)
+    refusing = _refusing(standings, estimates)
     return CheckResult(
         allowed=not refusing,
         remaining_usd=_least_remaining(standings),
@@ -134,18 +187,22 @@ async def reserve(
     reservation_seconds: int,
     customer_id: str | None = None,
     catalog: CatalogCache | None = None,
+    plans: PlanCache | None = None,
 ) -> CheckResult:
     """Admit a call or refuse it. Admitted under hard budgets, its estimate is held against
     each of them under one new reservation id until the call's usage names that id, or the
     reservation expires. Without a hard budget nothing needs holding (no reservation id).
-    With ``catalog``, ``model`` may be an alias (see ``_model_id``).
+    With ``catalog``, ``model`` may be an alias (see ``_model_id``). The customer's budgets
+    count too (``customer_id``'s, else the job's customer's); a price budget holds the
+    estimate as the customer's plan prices it (``plans``).
     """
     estimate = _estimate(estimated_cost_usd)
     model = await _model_id(conn, catalog, model, now)
     async with conn.transaction():
+        customer_id, plan_id = await _customer(conn, job_id, customer_id)
         hard_ids = [
             r["id"]
-            for r in await conn.fetch(queries.SELECT_APPLICABLE, job_id, agent, model)
+            for r in await conn.fetch(queries.SELECT_APPLICABLE, job_id, agent, model, customer_id)
             if r["hard"]
         ]
         if hard_ids:
@@ -153,9 +210,10 @@ async def reserve(
             # (spend and open reservations, in one statement) only once those before it
             # have committed: together they never promise more than the limit.
             await conn.execute(queries.LOCK_BUDGETS, hard_ids)
-        standings = await _standings(conn, job_id, agent, model, now)
+        standings = await _standings(conn, job_id, agent, model, customer_id, now)
+        estimates = await _estimates(conn, estimate, standings, model, plan_id, now, catalog, plans)
         hard = [s for s in standings if s.budget.hard]
-        refusing = _refusing(standings, estimate)
+        refusing = _refusing(standings, estimates)
         if refusing or not hard:
             return CheckResult(
                 allowed=not refusing,
@@ -173,12 +231,17 @@ async def reserve(
             agent,
             model,
             customer_id,
-            estimate,
+            [estimates[s.budget.measure] for s in hard],
             float(reservation_seconds),  # an interval length in seconds, not money
         )
     held = [
         # Exact: at Python's default 28 digits the sum, and so remaining_usd, would round.
-        BudgetStanding(s.budget, s.period_start, s.spent_usd, EXACT.add(s.reserved_usd, estimate))
+        BudgetStanding(
+            s.budget,
+            s.period_start,
+            s.spent_usd,
+            EXACT.add(s.reserved_usd, estimates[s.budget.measure]),
+        )
         if s.budget.hard
         else s
         for s in standings

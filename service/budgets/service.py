@@ -18,6 +18,7 @@ from standardwebhooks.webhooks import Webhook
 
 from service.budgets import queries
 from service.budgets.models import (
+    MEASURES,
     PERIODS,
     SCOPES,
     Alert,
@@ -131,6 +132,11 @@ async def create_budget(
     thresholds = check_definition(
         new.scope, new.scope_id, new.period, new.limit_usd, new.thresholds
     )
+    if new.measure not in MEASURES:
+        raise InvalidRequestError(
+            f"measure: {new.measure!r} is not one of {', '.join(MEASURES)} (what the budget "
+            "counts: the catalog cost, the actual cost, or the customer's price)"
+        )
     async with conn.transaction():
         # Exclusive: batches in flight commit first (the backfill sees their spend), and
         # batches after it see the budget. Without it, a batch that had not seen the new
@@ -146,9 +152,10 @@ async def create_budget(
             new.hard,
             new.webhook_url,
             new.webhook_secret,
+            new.measure,
         )
         assert row is not None
-        await conn.execute(queries.BACKFILL_SPEND, row["id"], new.period, new.scope, new.scope_id)
+        await conn.execute(queries.BACKFILL_SPEND, row["id"])
     return budget_from_row(row)
 
 

@@ -7,7 +7,7 @@
     luc keys ...              keys.py      API keys: create, list, revoke
     luc catalog ...           catalog.py   model prices: import, sync, rerate
     luc customers ...         customers.py customers: create, list, show, update
-    luc plans ...             plans.py     rate plans: create, list, show, add-version
+    luc plans ...             plans.py     rate plans: create, list, show, add-version, reprice
     luc invoice ...           invoice.py   per-job invoices: preview, issue, show, verify
     luc export focus          export.py    cost and usage as FinOps FOCUS CSV
     luc partitions ensure     partitions.py  the ledger's coming months (cron, as the owner)

@@ -64,7 +64,9 @@ def _import_payload(
         if dry_run:
             click.echo("dry run: no version created")
             return
-        version_id, summary = await create_version_and_price_unpriced(conn, plan.version)
+        version_id, summary = await create_version_and_price_unpriced(
+            conn, plan.version, default_plan=get_settings().billing.default_plan
+        )
         click.echo(
             f"created catalog version {version_id} effective {effective_from.isoformat()}; "
             f"{summary.events_changed} unpriced events are now priced"
@@ -154,7 +156,13 @@ def rerate(since: str, dry_run: bool) -> None:
             def advance(done: int, total: int) -> None:
                 progress.update(task, completed=done, total=total)
 
-            return await rerate_since(conn, start, dry_run=dry_run, progress=advance)
+            return await rerate_since(
+                conn,
+                start,
+                default_plan=get_settings().billing.default_plan,
+                dry_run=dry_run,
+                progress=advance,
+            )
 
     summary = run_on_database(work)
     verb = "would change" if dry_run else "changed"
@@ -162,7 +170,8 @@ def rerate(since: str, dry_run: bool) -> None:
         f"{summary.events_examined} events since {start.isoformat()}; {verb} "
         f"{summary.events_changed}, total delta {summary.delta_usd:f} USD; "
         f"{summary.entries_appended} entries appended; "
-        f"actual cost delta {summary.actual_delta_usd:f} USD"
+        f"actual cost delta {summary.actual_delta_usd:f} USD; "
+        f"price delta {summary.price_delta_usd:f} USD"
     )
     for title, buckets in (("job", summary.jobs), ("agent", summary.agents)):
         if not buckets:
@@ -172,9 +181,14 @@ def rerate(since: str, dry_run: bool) -> None:
         table.add_column("events", justify="right")
         table.add_column("delta USD", justify="right")
         table.add_column("actual delta USD", justify="right")
+        table.add_column("price delta USD", justify="right")
         for key, delta in sorted(buckets.items()):
             # :f — money never in exponent form (str gives 1E-7 for a tiny delta).
             table.add_row(
-                key, str(delta.events), f"{delta.delta_usd:f}", f"{delta.actual_delta_usd:f}"
+                key,
+                str(delta.events),
+                f"{delta.delta_usd:f}",
+                f"{delta.actual_delta_usd:f}",
+                f"{delta.price_delta_usd:f}",
             )
         console.print(table)

@@ -25,10 +25,13 @@ def echo_struct(struct: Any) -> None:
     click.echo(json.dumps(msgspec.to_builtins(struct), indent=2, ensure_ascii=False))
 
 
-def _echo_customer(customer: Customer) -> None:
+async def _answer(conn: Connection, customer: Customer) -> Any:
+    """``customer`` as REST answers it: with its month-to-date figures."""
     from service.api.schemas.customers import customer_out
+    from service.rollups.service import month_to_date
 
-    echo_struct(customer_out(customer))
+    month, totals = await month_to_date(conn, [customer.id])
+    return customer_out(customer, month, totals.get(customer.id))
 
 
 @click.group()
@@ -69,10 +72,10 @@ def customers_create(customer_id: str, **options: Any) -> None:
         low_balance_usd=None if low is None else parse_amount("low_balance_usd", low),
     )
 
-    async def work(conn: Connection) -> Customer:
-        return await create_customer(conn, new)
+    async def work(conn: Connection) -> Any:
+        return await _answer(conn, await create_customer(conn, new))
 
-    _echo_customer(run_on_database(work))
+    echo_struct(run_on_database(work))
 
 
 @customers.command(name="list")
@@ -97,13 +100,14 @@ def customers_list() -> None:
 @customers.command(name="show")
 @click.argument("customer_id")
 def customers_show(customer_id: str) -> None:
-    """Print customer CUSTOMER_ID as JSON."""
+    """Print customer CUSTOMER_ID as JSON, with its month-to-date price, actual cost and
+    margin (as GET /v1/customers/{id})."""
     from service.customers.service import get_customer
 
-    async def work(conn: Connection) -> Customer:
-        return await get_customer(conn, customer_id)
+    async def work(conn: Connection) -> Any:
+        return await _answer(conn, await get_customer(conn, customer_id))
 
-    _echo_customer(run_on_database(work))
+    echo_struct(run_on_database(work))
 
 
 @customers.command(name="update")
@@ -135,7 +139,7 @@ def customers_update(customer_id: str, clear: tuple[str, ...], **options: Any) -
         clear=frozenset(clear),
     )
 
-    async def work(conn: Connection) -> Customer:
-        return await update_customer(conn, customer_id, changes)
+    async def work(conn: Connection) -> Any:
+        return await _answer(conn, await update_customer(conn, customer_id, changes))
 
-    _echo_customer(run_on_database(work))
+    echo_struct(run_on_database(work))

@@ -160,3 +160,69 @@ def plans_show(plan_id: str) -> None:
         return await get_plan(conn, plan_id)
 
     _echo_plan(run_on_database(work))
+
+
+@plans.command(name="reprice")
+@click.argument("plan_id")
+@click.option(
+    "--since", required=True, help="RFC 3339: re-price events that occurred from here on."
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Report the change per customer and job; write nothing."
+)
+def plans_reprice(plan_id: str, since: str, dry_run: bool) -> None:
+    """Re-price past events of PLAN_ID's customers with the plans as they now stand.
+
+    Use after adding a version effective in the past, or changing a customer's plan.
+    Appends adjustment entries carrying the change of price (the cost never moves; the
+    ledger is never edited); a second run appends nothing.
+    """
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from service.customers.plans import get_plan
+    from service.recording.repricing import RepriceSummary, reprice_plan
+    from service.settings import get_settings
+    from service.wire import money_text
+
+    start = parse_time(since, "--since")
+    console = Console()
+
+    async def work(conn: Connection) -> RepriceSummary:
+        await get_plan(conn, plan_id)  # a plan that does not exist: said before any work
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("re-pricing", total=None)
+
+            def advance(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            return await reprice_plan(
+                conn,
+                plan_id,
+                start,
+                default_plan=get_settings().billing.default_plan,
+                dry_run=dry_run,
+                progress=advance,
+            )
+
+    summary = run_on_database(work)
+    verb = "would change" if dry_run else "changed"
+    # LUC's one money form (as REST answers): never an exponent, no trailing zeros.
+    console.print(
+        f"{summary.events_examined} events of plan {plan_id} since {start.isoformat()}; "
+        f"{verb} {summary.events_changed}, price delta {money_text(summary.price_delta_usd)} "
+        f"USD; {summary.entries_appended} entries appended"
+    )
+    for title, buckets in (("customer", summary.customers), ("job", summary.jobs)):
+        if not buckets:
+            continue
+        table = Table(title=f"change per {title}")
+        table.add_column(title)
+        table.add_column("events", justify="right")
+        table.add_column("price delta USD", justify="right")
+        for key, delta in sorted(buckets.items(), key=lambda kv: (kv[0] is not None, kv[0] or "")):
+            table.add_row(
+                key or "(no customer)", str(delta.events), money_text(delta.price_delta_usd)
+            )
+        console.print(table)

@@ -70,7 +70,8 @@ def migrate(revision: str) -> None:
     from service.recording.catalog_upgrade import upgrade_aims_catalog
     from service.wire import money_text
 
-    database = get_settings().database
+    settings = get_settings()
+    database = settings.database
 
     async def run() -> None:
         new = database.url is None and not (pgdata_of(database) / "PG_VERSION").is_file()
@@ -86,7 +87,7 @@ def migrate(revision: str) -> None:
             before = await schema_revision(conn)
             await migrate_schema(url, revision)
             seeded = await seed_catalog(conn)
-            upgrade = await upgrade_aims_catalog(conn)
+            upgrade = await upgrade_aims_catalog(conn, default_plan=settings.billing.default_plan)
         finally:
             with contextlib.suppress(*CONNECTION_ERRORS):
                 await conn.close()

@@ -30,7 +30,7 @@ from service.errors import (
 )
 from service.pricing.catalog import Catalog
 from service.pricing.models import ModelPrice
-from service.pricing.plans import BASES, MAX_MARKUP, PlanVersion, RatePlan
+from service.pricing.plans import BASES, MAX_MARKUP, Plans, PlanVersion, RatePlan
 from service.wire import WireValueError, parse_money
 
 MAX_PLAN_ID_CHARS = 128
@@ -190,6 +190,36 @@ async def load_plans(conn: Connection) -> dict[str, RatePlan]:
         r["id"]: RatePlan.of(r["id"], r["name"], r["created_at"], versions.get(r["id"], []))
         for r in await conn.fetch(queries.SELECT_PLANS)
     }
+
+
+PlanStamp = tuple[int, int | None]
+"""``(plan versions, newest version id)``: ``queries.PLAN_STAMP``."""
+
+
+class PlanCache:
+    """The process's copy of every rate plan, with ``LUC_DEFAULT_PLAN``: what ingest and
+    re-pricing price events with, without a query per event.
+
+    As ``catalog.service.CatalogCache``: versions are immutable, so the copy is stale only
+    when a version was added (here or by another process); the stamp that tells is read
+    once per batch, in the statement that opens it (``recording.queries.OPEN_BATCH``).
+    """
+
+    def __init__(self, default_plan: str | None = None) -> None:
+        self.default_plan = default_plan
+        self._plans = Plans(default_plan=default_plan)
+        self._stamp: PlanStamp = (0, None)
+
+    async def get(self, conn: Connection, stamp: PlanStamp | None = None) -> Plans:
+        """The plans as the database holds them; ``stamp`` when the caller just read it."""
+        if stamp is None:
+            row = await conn.fetchrow(queries.PLAN_STAMP)
+            assert row is not None
+            stamp = (int(row["plan_versions"]), row["newest_plan_version"])
+        if stamp != self._stamp:
+            self._plans = Plans(await load_plans(conn), self.default_plan)
+            self._stamp = stamp
+        return self._plans
 
 
 async def check_default_plan(conn: Connection, plan_id: str | None) -> None:

@@ -54,3 +54,7 @@ FROM plan_versions
 """
 SELECT_PLAN_VERSIONS = f"{_PLAN_VERSIONS} ORDER BY plan_id, id"
 SELECT_VERSIONS_OF_PLAN = f"{_PLAN_VERSIONS} WHERE plan_id = $1 ORDER BY id"
+
+# What tells a process's copy of the plans that it is stale: versions are immutable and a
+# plan is created with its first version, so only more versions change what prices events.
+PLAN_STAMP = "SELECT count(*) AS plan_versions, max(id) AS newest_plan_version FROM plan_versions"

@@ -33,25 +33,44 @@ WITH changed AS (
 SELECT {_JOB_COLUMNS} FROM changed
 """
 
-# The first customer named for each job of a batch, claimed in the batch's transaction:
-# ($1 event ids, $2 job ids, $3 customer ids) of its events that name a customer, in batch
-# order. A job that has a customer keeps it; one that has none takes the customer of its
-# first event that is not already stored (a replay names what it named the first time,
-# and was judged then). The upsert locks each job's row until the commit, in job order
-# (as the rollups are locked), so of two batches naming different customers for a new
-# job the second waits, then reads the first one's customer: a job never gets two. The
-# answer is each job's customer as it stands, the latest committed one.
-CLAIM_JOB_CUSTOMERS = """
-WITH named AS (
-    SELECT n.job_id, n.customer_id, n.position
+# The customer of every job of a batch, claimed and locked in the batch's transaction:
+# ($1 event ids, $2 job ids, $3 customer ids or NULL) of its events, in batch order. A job
+# that has a customer keeps it; one that has none takes the customer of its first event
+# that names one and is not already stored (a replay names what it named the first time,
+# and was judged then). Every job of the batch gets a row (made if missing), locked until
+# the commit, in job order (as the rollups are locked): of two batches naming different
+# customers for a new job the second waits, then reads the first one's customer, so a job
+# never gets two; and a batch prices its events for the customer its job has when it
+# commits, since a change of customer (a PATCH, or another batch's first naming) waits for
+# it, or it for the change. ON CONFLICT DO UPDATE answers each row as it stands after the
+# wait (the latest committed customer); ``before`` is what the statement's snapshot held,
+# to tell a customer this batch set (which may be stale only towards "set now": harmless,
+# see recording.service). The plan is the customer's (none for an unregistered one).
+LOCK_JOB_CUSTOMERS = """
+WITH batch AS (
+    SELECT n.event_id, n.job_id, n.customer_id, n.position
     FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY
          AS n (event_id, job_id, customer_id, position)
-    WHERE NOT EXISTS (SELECT 1 FROM usage_events AS e WHERE e.event_id = n.event_id)
 ), first_named AS (
-    SELECT DISTINCT ON (job_id) job_id, customer_id FROM named ORDER BY job_id, position
+    SELECT DISTINCT ON (b.job_id) b.job_id, b.customer_id
+    FROM batch AS b
+    WHERE b.customer_id IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM usage_events AS e WHERE e.event_id = b.event_id)
+    ORDER BY b.job_id, b.position
+), before AS (
+    SELECT job_id, customer_id FROM jobs WHERE job_id IN (SELECT job_id FROM batch)
+), locked AS (
+    INSERT INTO jobs AS j (job_id, customer_id)
+    SELECT DISTINCT ON (b.job_id) b.job_id, f.customer_id
+    FROM batch AS b
+    LEFT JOIN first_named AS f USING (job_id)
+    ORDER BY b.job_id
+    ON CONFLICT (job_id) DO UPDATE SET customer_id = coalesce(j.customer_id, EXCLUDED.customer_id)
+    RETURNING j.job_id, j.customer_id
 )
-INSERT INTO jobs AS j (job_id, customer_id)
-SELECT job_id, customer_id FROM first_named ORDER BY job_id
-ON CONFLICT (job_id) DO UPDATE SET customer_id = coalesce(j.customer_id, EXCLUDED.customer_id)
-RETURNING job_id, customer_id
+SELECT l.job_id, l.customer_id, c.plan_id,
+       l.customer_id IS NOT NULL AND b.customer_id IS NULL AS set_now
+FROM locked AS l
+LEFT JOIN before AS b USING (job_id)
+LEFT JOIN customers AS c ON c.id = l.customer_id
 """

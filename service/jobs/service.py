@@ -3,7 +3,8 @@ be described."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -87,41 +88,55 @@ async def update_job(conn: Connection, job_id: str, changes: JobChanges) -> JobU
     )
 
 
-async def claim_job_customers(
-    conn: Connection, named: Sequence[tuple[str, str, str]]
-) -> dict[str, str]:
-    """The customer of each job that ``named`` (event id, job id, customer id, in batch
-    order) names one for: the job's own when it has one, else the first one named by an
-    event not yet stored, which it now keeps. In the caller's transaction, holding each
-    job's row until it ends (``queries.CLAIM_JOB_CUSTOMERS``)."""
-    if not named:
+@dataclass(frozen=True, slots=True)
+class JobCustomer:
+    """A job's customer as a batch prices its events: locked until the batch commits."""
+
+    customer_id: str | None
+    plan_id: str | None
+    """The customer's rate plan (None: no customer, an unregistered one, or no plan)."""
+    set_now: bool
+    """The batch gave the job its first customer: entries recorded before are re-priced."""
+
+
+async def lock_job_customers(
+    conn: Connection, events: Sequence[UsageEvent]
+) -> dict[str, JobCustomer]:
+    """The customer of each job of ``events``, claimed for the first event naming one when
+    the job has none, each job's row locked until the caller's transaction ends
+    (``queries.LOCK_JOB_CUSTOMERS``)."""
+    if not events:
         return {}
-    event_ids, job_ids, customer_ids = (list(column) for column in zip(*named, strict=True))
-    rows = await conn.fetch(queries.CLAIM_JOB_CUSTOMERS, event_ids, job_ids, customer_ids)
-    return {r["job_id"]: r["customer_id"] for r in rows}
-
-
-async def customer_mismatches(conn: Connection, events: Sequence[UsageEvent]) -> dict[str, str]:
-    """Claim each job's customer for ``events`` (``claim_job_customers``), and answer the
-    events that name another customer than their job's, by id, with the reason naming both:
-    those are rejected alone, the rest of their batch recorded. An event already stored is
-    left out: a replay is a duplicate or a conflict of what it named the first time."""
-    claimed = await claim_job_customers(
-        conn, [(e.id, e.job_id, e.customer_id) for e in events if e.customer_id is not None]
+    rows = await conn.fetch(
+        queries.LOCK_JOB_CUSTOMERS,
+        [e.id for e in events],
+        [e.job_id for e in events],
+        [e.customer_id for e in events],
     )
+    return {r["job_id"]: JobCustomer(r["customer_id"], r["plan_id"], r["set_now"]) for r in rows}
+
+
+async def customer_mismatches(
+    conn: Connection, events: Sequence[UsageEvent], jobs: Mapping[str, JobCustomer]
+) -> dict[str, str]:
+    """The events that name another customer than their job's (``jobs``, from
+    ``lock_job_customers``), by id, with the reason naming both: those are rejected alone,
+    the rest of their batch recorded. An event already stored is left out: a replay is a
+    duplicate or a conflict of what it named the first time."""
     others = {
         e.id: e
         for e in events
-        if e.customer_id is not None and claimed.get(e.job_id, e.customer_id) != e.customer_id
+        if e.customer_id is not None and jobs[e.job_id].customer_id != e.customer_id
     }
     if not others:
         return {}
     stored = await stored_events(conn, list(others))
     return {
         event_id: (
-            f"customer_id: job {e.job_id!r} belongs to customer {claimed[e.job_id]!r}, and "
-            f"this event names customer {e.customer_id!r}; a job has one customer (send its "
-            f"own, or change it with PATCH /v1/jobs/{e.job_id} first)"
+            f"customer_id: job {e.job_id!r} belongs to customer "
+            f"{jobs[e.job_id].customer_id!r}, and this event names customer "
+            f"{e.customer_id!r}; a job has one customer (send its own, or change it with "
+            f"PATCH /v1/jobs/{e.job_id} first)"
         )
         for event_id, e in others.items()
         if event_id not in stored

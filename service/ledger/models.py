@@ -32,7 +32,16 @@ class EntryFields(TokenCounts):
     unpriced_count: int
     cost_usd: Decimal | None
     provider_cost_usd: Decimal | None
+    price_usd: Decimal | None
+    """What the customer pays (SPEC §11): the plan's price of the event, its catalog cost
+    when no plan prices it, ``None`` when the plan's basis cost is unknown (unpriced for
+    the customer too). On an adjustment, the change it makes."""
     reason: str | None
+    customer_id: str | None = None
+    """The customer the entry was priced for: its job's (none for a job without one)."""
+    plan_id: str | None = None
+    plan_version: int | None = None
+    """The plan version that set ``price_usd``; ``None`` when no plan did (price = cost)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,3 +84,10 @@ class UnpricedEvent(TokenCounts):
     provider: str
     occurred_at: datetime
     reason: str | None
+    customer_id: str | None = None
+    """The customer it is priced for (its job's)."""
+    price_usd: Decimal | None = None
+    """Its price for that customer: None, unpriced for the customer too, unless the plan
+    prices the model itself or marks up the provider's reported cost."""
+    plan_id: str | None = None
+    plan_version: int | None = None

@@ -60,6 +60,10 @@ STAGED_COLUMNS = (
     ("price_reasoning", "text"),
     ("price_per_request", "text"),
     ("reason", "text"),
+    ("price_usd", "text"),
+    ("job_customer_id", "text"),
+    ("plan_id", "text"),
+    ("plan_version", "bigint"),
 )
 STAGED_NAMES = tuple(name for name, _ in STAGED_COLUMNS)
 _STAGED_DEFINITION = ", ".join(f"{name} {kind}" for name, kind in STAGED_COLUMNS)
@@ -113,6 +117,10 @@ INSERT_COLUMNS = (
     ("price_reasoning", "numeric"),
     ("price_per_request", "numeric"),
     ("reason", "text"),
+    ("price_usd", "numeric"),
+    ("customer_id", "text"),
+    ("plan_id", "text"),
+    ("plan_version", "bigint"),
 )
 INSERT_FIELDS = tuple(name for name, _ in INSERT_COLUMNS)
 MONEY_FIELDS = frozenset(name for name, kind in INSERT_COLUMNS if kind == "numeric")
@@ -149,7 +157,8 @@ appended AS (
            s.cost_usd::numeric, s.provider_cost_usd::numeric,
            s.price_input::numeric, s.price_output::numeric, s.price_cache_read::numeric,
            s.price_cache_write::numeric, s.price_reasoning::numeric,
-           s.price_per_request::numeric, s.reason
+           s.price_per_request::numeric, s.reason,
+           s.price_usd::numeric, s.job_customer_id, s.plan_id, s.plan_version
     FROM staged AS s
     JOIN new_events USING (event_id)
     RETURNING *
@@ -174,7 +183,7 @@ ENTRY_COLUMNS = f"""
 id, event_id, kind, job_id, agent, model, provider, tier, catalog_version, long_context_from,
 occurred_at, recorded_at, {_TOKENS}, event_count, unpriced_count, cost_usd, provider_cost_usd,
 actual_cost_usd, price_input, price_output, price_cache_read, price_cache_write, price_reasoning,
-price_per_request, reason
+price_per_request, reason, price_usd, customer_id, plan_id, plan_version
 """
 
 SELECT_JOB_ENTRIES = f"""
@@ -186,10 +195,13 @@ LIMIT $3
 """
 
 # Events still unpriced: their entries' unpriced counts do not yet net to zero. The partial
-# index ledger_entries_unpriced keeps this to the few entries that matter.
+# index ledger_entries_unpriced keeps this to the few entries that matter. Beside each, its
+# live booking's customer and price for that customer (null: unpriced for the customer too,
+# as under a catalog-basis plan; known where the plan prices the model itself, or its
+# basis is the provider's reported cost).
 SELECT_UNPRICED = f"""
 SELECT e.event_id, e.model, e.job_id, e.agent, e.provider, e.occurred_at,
-       {_prefixed("e")}, u.reason
+       {_prefixed("e")}, u.reason, b.customer_id, b.price_usd, b.plan_id, b.plan_version
 FROM (
     SELECT event_id, (array_agg(reason ORDER BY id DESC))[1] AS reason
     FROM ledger_entries
@@ -198,31 +210,55 @@ FROM (
     HAVING sum(unpriced_count) > 0
 ) AS u
 JOIN usage_events AS e USING (event_id)
+JOIN LATERAL (
+    SELECT l.customer_id, sum(l.price_usd) AS price_usd,
+           (array_agg(l.plan_id ORDER BY l.id DESC))[1] AS plan_id,
+           (array_agg(l.plan_version ORDER BY l.id DESC))[1] AS plan_version
+    FROM ledger_entries AS l
+    WHERE l.event_id = e.event_id
+    GROUP BY l.catalog_version, l.long_context_from, l.model, l.tier, l.customer_id,
+             l.price_usd IS NULL
+    HAVING sum(l.event_count) = 1
+) AS b ON true
 WHERE e.event_id > $1
   AND ($2::text IS NULL OR e.model = $2)
   AND ($3::text IS NULL OR e.job_id = $3)
+  AND ($5::text IS NULL OR b.customer_id = $5)
 ORDER BY e.event_id
 LIMIT $4
 """
 
-# An event's live booking: the entries of one (version, rate, model, tier) whose event
-# counts net to one. A charge is a booking; a re-rating reverses it and books the event anew.
+# An event's live booking: the entries of one (version, rate, model, tier, customer, price
+# known or not) whose event counts net to one. A charge is a booking; a re-rating reverses
+# it and books the event anew, and so does a change of the customer or of whether the
+# price is known. A re-pricing for the same customer adds the change of price alone (an
+# entry counting no event, no token and no cost) to the booking, so the booking's price is
+# the sum of its entries' and its plan version that of the latest one. Whether the price
+# is known is part of the key (an unknown price is NULL, never a sum that nets to zero).
+# Beside it: the job's customer now, and that customer's plan (what prices it today).
 _BOOKINGS = f"""
 SELECT e.event_id, e.occurred_at, e.job_id, e.agent, e.provider, e.model,
        {_prefixed("e")}, e.provider_cost_usd, e.status, e.attributes, e.reservation_id,
        e.customer_id,
        b.catalog_version, b.long_context_from, b.model AS booked_model, b.tier, b.cost_usd,
-       b.actual_cost_usd, b.unpriced
+       b.actual_cost_usd, b.unpriced, b.price_usd, b.booked_customer_id, b.plan_id,
+       b.plan_version, j.customer_id AS job_customer_id, c.plan_id AS customer_plan_id
 FROM usage_events AS e
 JOIN LATERAL (
     SELECT l.catalog_version, l.long_context_from, l.model, l.tier, sum(l.cost_usd) AS cost_usd,
            sum(l.actual_cost_usd) AS actual_cost_usd,
-           sum(l.unpriced_count) > 0 AS unpriced
+           sum(l.unpriced_count) > 0 AS unpriced,
+           sum(l.price_usd) AS price_usd, l.customer_id AS booked_customer_id,
+           (array_agg(l.plan_id ORDER BY l.id DESC))[1] AS plan_id,
+           (array_agg(l.plan_version ORDER BY l.id DESC))[1] AS plan_version
     FROM ledger_entries AS l
     WHERE l.event_id = e.event_id
-    GROUP BY l.catalog_version, l.long_context_from, l.model, l.tier
+    GROUP BY l.catalog_version, l.long_context_from, l.model, l.tier, l.customer_id,
+             l.price_usd IS NULL
     HAVING sum(l.event_count) = 1
 ) AS b ON true
+LEFT JOIN jobs AS j ON j.job_id = e.job_id
+LEFT JOIN customers AS c ON c.id = j.customer_id
 """
 
 # Events that occurred since $1, a page at a time in (occurred_at, event_id) order.
@@ -235,6 +271,40 @@ LIMIT $4
 """
 
 COUNT_EVENTS_SINCE = "SELECT count(*) FROM usage_events WHERE occurred_at >= $1"
+
+# Every event of the jobs $1, in (occurred_at, event_id) order: re-pricing one job.
+SELECT_JOB_BOOKINGS = f"""
+{_BOOKINGS}
+WHERE e.job_id = ANY($1::text[])
+ORDER BY e.occurred_at, e.event_id
+"""
+
+# The events a re-pricing of plan $2 reaches: those of the jobs whose customer's plan is $2
+# (or, when $3, of jobs without a customer or whose customer has no plan: LUC_DEFAULT_PLAN
+# prices them), and those an entry of which names plan $2 (a customer that left the plan).
+_OF_PLAN = """
+(c.plan_id = $2
+ OR ($3 AND c.plan_id IS NULL)
+ OR EXISTS (SELECT 1 FROM ledger_entries AS p WHERE p.event_id = e.event_id AND p.plan_id = $2))
+"""
+
+# Those that occurred since $1, a page at a time in (occurred_at, event_id) order.
+SELECT_PLAN_BOOKINGS = f"""
+{_BOOKINGS}
+WHERE e.occurred_at >= $1
+  AND (e.occurred_at, e.event_id) > ($4::timestamptz, $5::text)
+  AND {_OF_PLAN}
+ORDER BY e.occurred_at, e.event_id
+LIMIT $6
+"""
+
+COUNT_PLAN_EVENTS_SINCE = f"""
+SELECT count(*)
+FROM usage_events AS e
+LEFT JOIN jobs AS j ON j.job_id = e.job_id
+LEFT JOIN customers AS c ON c.id = j.customer_id
+WHERE e.occurred_at >= $1 AND {_OF_PLAN}
+"""
 
 SELECT_UNPRICED_BOOKINGS = f"""
 {_BOOKINGS}

@@ -15,10 +15,13 @@ from service.db import Connection, from_row
 from service.ingest.models import UsageEvent
 from service.ledger import queries
 from service.ledger.models import LedgerEntry, NewLedgerEntry, UnpricedEvent
-from service.pricing.catalog import PriceQuote
+from service.pricing.catalog import STUB_PROVIDER, PriceQuote
+from service.pricing.cost import actual_cost
 from service.pricing.cost import priced as priced_at
 from service.pricing.models import PRICE_CLASSES, RATE_MARKER, Rate
-from service.tokens import TOKEN_FIELDS, counts_of
+from service.pricing.plans import PlanVersion
+from service.pricing.price import customer_price
+from service.tokens import TOKEN_FIELDS, TokenCounts, counts_of
 
 
 def price_columns(rate: Rate | None) -> dict[str, Any]:
@@ -30,10 +33,39 @@ def price_columns(rate: Rate | None) -> dict[str, Any]:
     }
 
 
-def charge_for(event: UsageEvent, quote: PriceQuote) -> NewLedgerEntry:
+def customer_pricing(
+    tokens: TokenCounts,
+    cost_usd: Decimal | None,
+    provider_cost_usd: Decimal | None,
+    model_id: str,
+    provider: str,
+    customer_id: str | None,
+    plan: PlanVersion | None,
+) -> dict[str, Any]:
+    """An entry's price for its customer (``pricing.price.customer_price``), and who set
+    it, as keyword arguments of ``NewLedgerEntry``. A stub answer names no plan: none
+    priced it (it costs nothing, and is never billed)."""
+    actual = actual_cost(cost_usd, provider_cost_usd)
+    setter = None if provider == STUB_PROVIDER else plan
+    return {
+        "price_usd": customer_price(tokens, cost_usd, actual, setter, model_id, provider),
+        "customer_id": customer_id,
+        "plan_id": None if setter is None else setter.plan_id,
+        "plan_version": None if setter is None else setter.id,
+    }
+
+
+def charge_for(
+    event: UsageEvent,
+    quote: PriceQuote,
+    customer_id: str | None = None,
+    plan: PlanVersion | None = None,
+) -> NewLedgerEntry:
     """The first entry of an event: priced when the quote has a price, else unpriced (a
     stub answer at zero: ``PriceQuote.for_provider``). A priced entry keeps the rate that
-    priced it: the model's base prices, or the long-context entry the event reached."""
+    priced it: the model's base prices, or the long-context entry the event reached. Its
+    price is its customer's (``customer_id``, the job's) under ``plan``, the version in
+    force at the event; no plan: the catalog cost."""
     quote = quote.for_provider(event.provider)
     price = quote.price
     rate, cost = (None, None) if price is None else priced_at(event, price)
@@ -56,6 +88,15 @@ def charge_for(event: UsageEvent, quote: PriceQuote) -> NewLedgerEntry:
         provider_cost_usd=event.provider_cost_usd,
         **price_columns(rate),
         reason=quote.reason,
+        **customer_pricing(
+            event,
+            cost,
+            event.provider_cost_usd,
+            quote.model_id,
+            event.provider,
+            customer_id,
+            plan,
+        ),
     )
 
 
@@ -129,6 +170,10 @@ def staged_charge(event: UsageEvent, charge: NewLedgerEntry) -> StagedCharge:
         _decimal_text(charge.price_reasoning),
         _decimal_text(charge.price_per_request),
         charge.reason,
+        _decimal_text(charge.price_usd),
+        charge.customer_id,
+        charge.plan_id,
+        charge.plan_version,
     )
 
 
@@ -187,8 +232,14 @@ async def job_entries(
 
 
 async def unpriced_events(
-    conn: Connection, after_id: str, model: str | None, job_id: str | None, limit: int
+    conn: Connection,
+    after_id: str,
+    model: str | None,
+    job_id: str | None,
+    limit: int,
+    customer_id: str | None = None,
 ) -> list[UnpricedEvent]:
-    """Events whose model no catalog version priced yet, a page at a time in id order."""
-    rows = await conn.fetch(queries.SELECT_UNPRICED, after_id, model, job_id, limit)
+    """Events whose model no catalog version priced yet, a page at a time in id order, with
+    their price for their customer (unknown too, unless their plan knows it)."""
+    rows = await conn.fetch(queries.SELECT_UNPRICED, after_id, model, job_id, limit, customer_id)
     return [from_row(UnpricedEvent, r) for r in rows]

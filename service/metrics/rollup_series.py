@@ -86,6 +86,22 @@ class LedgerCollector(Collector):
             "where reported, else its catalog-priced cost",
             labels=labels,
         )
+        # The customers' price by the cost series' bounded labels only: never a customer id
+        # (customers are as unbounded as jobs; GET /v1/usage?group_by=customer and the
+        # customer × month rollup serve them).
+        price = CounterMetricFamily(
+            "luc_price_usd",
+            "What the customers pay in USD, from the ledger: each event at its customer's "
+            "rate plan, else at its catalog-priced cost (an event whose price is unknown "
+            "adds nothing)",
+            labels=labels,
+        )
+        margin = GaugeMetricFamily(
+            "luc_margin_usd",
+            "Price minus actual cost in USD, from the ledger (negative where usage is sold "
+            "below what it cost)",
+            labels=labels,
+        )
         events = CounterMetricFamily(
             "luc_ledger_events", "Events recorded on the ledger", labels=labels
         )
@@ -104,6 +120,8 @@ class LedgerCollector(Collector):
             # Unpriced rows too: an unpriced event's reported cost is known (and one that
             # reported none adds nothing, as it adds nothing to the REST totals).
             actual_cost.add_metric(key, float(r["actual_cost_usd"]))
+            price.add_metric(key, float(r["price_usd"]))
+            margin.add_metric(key, float(r["price_usd"] - r["actual_cost_usd"]))
             events.add_metric(key, float(r["events"]))
             unpriced[r["model"]] = unpriced.get(r["model"], 0.0) + float(r["unpriced_events"])
             for token_class in TOKEN_CLASSES:
@@ -114,6 +132,8 @@ class LedgerCollector(Collector):
         yield cost
         yield provider_cost
         yield actual_cost
+        yield price
+        yield margin
         yield events
         yield tokens
         unpriced_gauge = GaugeMetricFamily(

@@ -93,3 +93,17 @@ def plan_in_force(
         if version is not None:
             return version
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class Plans:
+    """Every rate plan, and the one ``LUC_DEFAULT_PLAN`` names: what prices an event for its
+    customer (``in_force``). Loaded like the catalog and cached (``customers.plans``)."""
+
+    plans: Mapping[str, RatePlan] = field(default_factory=dict)
+    default_plan: str | None = None
+
+    def in_force(self, plan_id: str | None, when: datetime) -> PlanVersion | None:
+        """The version pricing an event at ``when`` of a customer whose plan is ``plan_id``
+        (``plan_in_force``)."""
+        return plan_in_force(self.plans, plan_id, self.default_plan, when)

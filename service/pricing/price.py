@@ -11,10 +11,13 @@ Stub answers are the caller's to exclude: this rule prices what it is given.
 
 from __future__ import annotations
 
+import decimal
 from decimal import Decimal
 
 from service.money import EXACT
+from service.pricing.catalog import STUB_PROVIDER
 from service.pricing.cost import event_cost
+from service.pricing.models import TOKEN_PRICES, ModelPrice, Rate
 from service.pricing.plans import ACTUAL_BASIS, CATALOG_BASIS, PlanVersion
 from service.tokens import TokenCounts
 
@@ -44,3 +47,76 @@ def price_of(
     # Inexact is trapped (service.money): a price is exact or pricing fails loudly.
     marked_up = EXACT.multiply(basis, EXACT.add(Decimal(1), plan.markup))
     return EXACT.add(marked_up, plan.per_request_usd)
+
+
+def customer_price(
+    tokens: TokenCounts,
+    cost_usd: Decimal | None,
+    actual_cost_usd: Decimal | None,
+    plan: PlanVersion | None,
+    model_id: str,
+    provider: str,
+) -> Decimal | None:
+    """``price_of`` for a recorded event: a stub answer (no LLM called, never billed) costs
+    its customer what it cost, nothing; no plan's per-request fee or own price applies."""
+    if provider == STUB_PROVIDER:
+        return cost_usd
+    return price_of(tokens, cost_usd, actual_cost_usd, plan, model_id)
+
+
+def margin(price_usd: Decimal | None, actual_cost_usd: Decimal | None) -> Decimal | None:
+    """``price_usd − actual_cost_usd`` (SPEC §11), exactly; None unless both are known."""
+    if price_usd is None or actual_cost_usd is None:
+        return None
+    return EXACT.subtract(price_usd, actual_cost_usd)
+
+
+# A bound is rounded up, never down, to the places a reservation holds.
+_BOUND_PLACES = Decimal(1).scaleb(-30)
+_UPWARDS = decimal.Context(prec=100, rounding=decimal.ROUND_CEILING)
+
+
+def price_estimate(
+    cost_estimate: Decimal, plan: PlanVersion | None, catalog_price: ModelPrice | None
+) -> Decimal:
+    """What a call estimated at ``cost_estimate`` (at the catalog's list price, before the
+    call) may cost its customer under ``plan``: what a price budget holds for it.
+
+    The markup rule applied to the estimate (either basis: before the call the list price
+    stands for the provider's cost too). For a model the plan prices itself, a bound: the
+    estimate times the largest ratio, over the token classes, of the plan's highest unit
+    price to the catalog's lowest (long-context rates included), plus the plan's own price
+    per request; a cost is a sum of tokens times unit prices, so the price cannot exceed
+    it. When a catalog unit price is zero where the plan's is not, no ratio bounds it and
+    the markup rule stands. No plan: the estimate itself (the price is the cost).
+    """
+    if plan is None:
+        return cost_estimate
+    own = plan.models.get(catalog_price.model_id) if catalog_price is not None else None
+    marked_up = EXACT.add(
+        EXACT.multiply(cost_estimate, EXACT.add(Decimal(1), plan.markup)), plan.per_request_usd
+    )
+    if own is None or catalog_price is None:
+        return marked_up
+    ratios = []
+    for name in TOKEN_PRICES:
+        highest = max(getattr(rate, name) for rate in _rates(own))
+        lowest = min(getattr(rate, name) for rate in _rates(catalog_price))
+        if lowest == 0:
+            if highest > 0:
+                return marked_up
+            continue
+        ratios.append(_UPWARDS.divide(highest, lowest))
+    scaled = _UPWARDS.multiply(cost_estimate, max(ratios, default=Decimal(0)))
+    bound = EXACT.add(
+        scaled.quantize(_BOUND_PLACES, rounding=decimal.ROUND_CEILING), own.per_request
+    )
+    return bound
+
+
+def _rates(price: ModelPrice) -> list[Rate]:
+    """Every rate of a model: its base prices and each long-context entry's."""
+    return [
+        price.rate_from(None),
+        *(price.rate_from(lc.min_input_tokens) for lc in price.long_context),
+    ]

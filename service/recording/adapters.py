@@ -13,6 +13,7 @@ import structlog
 
 from service.budgets.reservations import release, reserve
 from service.catalog.service import CatalogCache
+from service.customers.plans import PlanCache
 from service.db import on_connection
 from service.gateway.ports import BudgetVerdict, CatalogSource
 from service.pricing.catalog import Catalog
@@ -24,8 +25,12 @@ class DatabaseBudgets:
     """``POST /v1/budgets/reservations`` and ``DELETE /v1/budgets/reservations/{id}``, on
     the database directly."""
 
-    def __init__(self, pool: asyncpg.Pool, reservation_seconds: int) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, reservation_seconds: int, plans: PlanCache | None = None
+    ) -> None:
         self.pool = pool
+        self.plans = plans
+        """The rate plans a price budget converts the estimate with (LUC's own)."""
         self.reservation_seconds = reservation_seconds
 
     async def reserve(
@@ -41,6 +46,7 @@ class DatabaseBudgets:
                 estimated_cost_usd=estimated_cost_usd,
                 now=datetime.now(UTC),
                 reservation_seconds=self.reservation_seconds,
+                plans=self.plans,
             ),
         )
         return BudgetVerdict(

@@ -11,6 +11,7 @@ bookings then agree.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -24,6 +25,8 @@ from service.ledger.models import NewLedgerEntry
 from service.ledger.service import charge_for, price_columns
 from service.money import exact_difference
 from service.pricing.catalog import Catalog
+from service.pricing.models import Rate
+from service.pricing.plans import Plans
 from service.tokens import counts_of
 
 
@@ -41,6 +44,17 @@ class Booking:
     unpriced: bool
     long_context_from: int | None = None
     """The rate of ``catalog_version`` it was booked at (``pricing.models.Rate``)."""
+    price_usd: Decimal | None = None
+    """What its customer pays for it now (the sum of its entries'); None when unknown."""
+    customer_id: str | None = None
+    """The customer it is booked for."""
+    plan_id: str | None = None
+    plan_version: int | None = None
+    """The plan version that set its price (its latest entry's); None when no plan did."""
+    job_customer_id: str | None = None
+    """Its job's customer now: the one it should be booked for."""
+    customer_plan_id: str | None = None
+    """That customer's rate plan now (None: no customer, unregistered, or no plan)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +73,13 @@ class Rerating:
         """Change of the event's cost; an unpriced booking counts as no cost yet."""
         return exact_difference(
             self.entries[1].cost_usd or Decimal(0), self.booking.cost_usd or Decimal(0)
+        )
+
+    @property
+    def price_delta_usd(self) -> Decimal:
+        """Change of what the customer pays; an unknown price counts as nothing."""
+        return exact_difference(
+            self.entries[1].price_usd or Decimal(0), self.booking.price_usd or Decimal(0)
         )
 
     @property
@@ -81,36 +102,28 @@ def booking_from_row(r: Any) -> Booking:
         cost_usd=r["cost_usd"],
         actual_cost_usd=r["actual_cost_usd"],
         unpriced=bool(r["unpriced"]),
+        price_usd=r["price_usd"],
+        customer_id=r["booked_customer_id"],
+        plan_id=r["plan_id"],
+        plan_version=r["plan_version"],
+        job_customer_id=r["job_customer_id"],
+        customer_plan_id=r["customer_plan_id"],
     )
 
 
-def plan_rerating(booking: Booking, catalog: Catalog, why: str) -> Rerating | None:
-    """The entries that move ``booking`` to today's price, or None when it already agrees."""
-    event = booking.event
-    quote = catalog.quote(event.model, event.occurred_at)
-    target = charge_for(event, quote)
-    if (
-        target.catalog_version == booking.catalog_version
-        and target.model == booking.model
-        and target.cost_usd == booking.cost_usd
-    ):
-        # The same version prices the same model the same way; only a rule outside the
-        # catalog (a stub answer booked at the catalog's price before stub answers were
-        # priced at zero) changes the money under one version.
-        return None
-    if (
-        booking.cost_usd is not None
-        and target.cost_usd == booking.cost_usd
-        and (target.model, target.tier) == (booking.model, booking.tier)
-    ):
-        # Same money under a newer version (a price that did not change): re-booking it
-        # would add two entries that cancel out and tell finance nothing.
-        return None
+def booked_rate(booking: Booking, catalog: Catalog) -> Rate | None:
+    """The rate ``booking`` was priced at (None while unpriced), found in ``catalog``."""
     old = catalog.by_id.get(booking.catalog_version) if booking.catalog_version else None
     old_price = old.models.get(booking.model) if old else None
-    # The reversal names the rate it takes back: the one the booking was priced at.
-    old_rate = old_price.rate_from(booking.long_context_from) if old_price else None
-    reversal = NewLedgerEntry(
+    return old_price.rate_from(booking.long_context_from) if old_price else None
+
+
+def reversal_of(booking: Booking, catalog: Catalog, why: str) -> NewLedgerEntry:
+    """The entry that takes ``booking`` back whole: its event, tokens, costs and price,
+    for the customer and plan version it was booked for. It names the rate it takes back:
+    the one the booking was priced at."""
+    event = booking.event
+    return NewLedgerEntry(
         event_id=event.id,
         kind="adjustment",
         job_id=event.job_id,
@@ -131,9 +144,46 @@ def plan_rerating(booking: Booking, catalog: Catalog, why: str) -> Rerating | No
         provider_cost_usd=(
             None if event.provider_cost_usd is None else event.provider_cost_usd.copy_negate()
         ),
-        **price_columns(old_rate),
+        **price_columns(booked_rate(booking, catalog)),
         reason=f"reversal: {why}",
+        price_usd=None if booking.price_usd is None else booking.price_usd.copy_negate(),
+        customer_id=booking.customer_id,
+        plan_id=booking.plan_id,
+        plan_version=booking.plan_version,
     )
+
+
+def plan_rerating(booking: Booking, catalog: Catalog, plans: Plans, why: str) -> Rerating | None:
+    """The entries that move ``booking`` to today's catalog price, or None when it already
+    agrees. The new booking is priced for the job's customer by the plan in force at the
+    event (``plans``): where the plan's basis cost moves, so does the price."""
+    event = booking.event
+    quote = catalog.quote(event.model, event.occurred_at)
+    target = charge_for(
+        event,
+        quote,
+        booking.job_customer_id,
+        plans.in_force(booking.customer_plan_id, event.occurred_at),
+    )
+    if (
+        target.catalog_version == booking.catalog_version
+        and target.model == booking.model
+        and target.cost_usd == booking.cost_usd
+    ):
+        # The same version prices the same model the same way; only a rule outside the
+        # catalog (a stub answer booked at the catalog's price before stub answers were
+        # priced at zero) changes the money under one version. The price is re-pricing's
+        # (``repricing``), not re-rating's.
+        return None
+    if (
+        booking.cost_usd is not None
+        and target.cost_usd == booking.cost_usd
+        and (target.model, target.tier) == (booking.model, booking.tier)
+    ):
+        # Same money under a newer version (a price that did not change): re-booking it
+        # would add two entries that cancel out and tell finance nothing.
+        return None
+    reversal = reversal_of(booking, catalog, why)
     rebooking = NewLedgerEntry(
         **{
             **{f: getattr(target, f) for f in NewLedgerEntry.__dataclass_fields__},
@@ -166,3 +216,33 @@ async def count_events_since(conn: Connection, since: datetime) -> int:
 async def unpriced_bookings(conn: Connection) -> list[Booking]:
     """Live bookings of every event that is still unpriced."""
     return [booking_from_row(r) for r in await conn.fetch(queries.SELECT_UNPRICED_BOOKINGS)]
+
+
+async def job_bookings(conn: Connection, job_ids: Sequence[str]) -> list[Booking]:
+    """Live bookings of every event of ``job_ids``."""
+    rows = await conn.fetch(queries.SELECT_JOB_BOOKINGS, list(job_ids))
+    return [booking_from_row(r) for r in rows]
+
+
+async def plan_bookings(
+    conn: Connection,
+    plan_id: str,
+    *,
+    is_default: bool,
+    since: datetime,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[Booking]:
+    """A page of live bookings of the events since ``since`` that plan ``plan_id`` prices
+    or priced (``queries.SELECT_PLAN_BOOKINGS``); ``is_default``: it is LUC_DEFAULT_PLAN."""
+    start_at, start_id = after if after else (since, "")
+    rows = await conn.fetch(
+        queries.SELECT_PLAN_BOOKINGS, since, plan_id, is_default, start_at, start_id, limit
+    )
+    return [booking_from_row(r) for r in rows]
+
+
+async def count_plan_events_since(
+    conn: Connection, plan_id: str, *, is_default: bool, since: datetime
+) -> int:
+    return int(await conn.fetchval(queries.COUNT_PLAN_EVENTS_SINCE, since, plan_id, is_default))

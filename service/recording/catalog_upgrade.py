@@ -28,8 +28,10 @@ from service.catalog.service import (
     load_catalog,
     same_content,
 )
+from service.customers.plans import load_plans
 from service.db import Connection
 from service.locks import lock_repricing
+from service.pricing.plans import Plans
 from service.recording.bookings import bookings_since, plan_rerating
 from service.recording.rerating import RERATE_CHUNK, RerateSummary, record_adjustments
 
@@ -47,11 +49,13 @@ class CatalogUpgrade:
 
 
 async def upgrade_aims_catalog(
-    conn: Connection, chunk: int = RERATE_CHUNK
+    conn: Connection, chunk: int = RERATE_CHUNK, *, default_plan: str | None = None
 ) -> CatalogUpgrade | None:
     """Add the completed AIMS catalog to a ledger whose version 1 is the previous one, and
     re-rate the events that version priced; None when there is nothing to do (a new ledger
-    seeded with the completed catalog, an upgrade done before, a catalog of its own)."""
+    seeded with the completed catalog, an upgrade done before, a catalog of its own). The
+    new bookings are priced for their jobs' customers (``default_plan``: LUC_DEFAULT_PLAN;
+    such a ledger predates rate plans, but may meet LUC_DEFAULT_PLAN at this start)."""
     completed = aims_catalog()
     async with conn.transaction():
         # Exclusive: after every batch in flight, before every later one; a second process
@@ -67,6 +71,7 @@ async def upgrade_aims_catalog(
             conn, replace(completed, label=COMPLETED_LABEL, parent_id=first.id)
         )
         catalog = await load_catalog(conn)
+        plans = Plans(await load_plans(conn), default_plan)
         why = (
             f"catalog version {version_id} completes version {first.id} with the providers' "
             "cache prices and long-context rates"
@@ -80,7 +85,7 @@ async def upgrade_aims_catalog(
                 if booking.catalog_version != first.id:
                     continue  # priced by a later version of the ledger's own: not ours
                 summary.events_examined += 1
-                rerating = plan_rerating(booking, catalog, why)
+                rerating = plan_rerating(booking, catalog, plans, why)
                 # Only towards the completed version: an event that a later version
                 # created without re-rating would price moves when its owner re-rates.
                 if rerating is not None and rerating.new_version == version_id:

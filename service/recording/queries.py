@@ -6,6 +6,7 @@ batch is stored, appended and rolled up in one statement, one round trip.
 
 from service.budgets import queries as budgets
 from service.catalog import queries as catalog
+from service.customers import queries as customers
 from service.ledger import queries as ledger
 from service.reconciliation import queries as reconciliation
 from service.rollups import queries as rollups
@@ -14,11 +15,11 @@ from service.rollups import queries as rollups
 # statement sees what had committed when it began, so a catalog version committed while
 # the batch waited for the lock is seen only by a later statement such as this one.
 OPEN_BATCH = f"""
-SELECT stamp.versions, stamp.newest,
+SELECT stamp.versions, stamp.newest, plans.plan_versions, plans.newest_plan_version,
        {ledger.STAGING_TABLE_READY} AS staging_table_ready,
        {ledger.STAGING_TABLE_ALLOWED} AS staging_table_allowed,
        {budgets.ANY_BUDGETS} AS budgets_exist
-FROM ({catalog.CATALOG_STAMP}) AS stamp
+FROM ({catalog.CATALOG_STAMP}) AS stamp, ({customers.PLAN_STAMP}) AS plans
 """
 
 

@@ -17,6 +17,7 @@ import asyncpg
 
 from service.budgets.delivery import Dispatcher
 from service.catalog.service import CatalogCache
+from service.customers.plans import PlanCache
 from service.db import on_connection
 from service.ingest.models import Rejection, UsageEvent
 from service.metrics.instruments import Metrics
@@ -31,6 +32,8 @@ class Recorder:
 
     pool: asyncpg.Pool
     catalog_cache: CatalogCache
+    plan_cache: PlanCache
+    """The rate plans and LUC_DEFAULT_PLAN: every event is priced for its customer."""
     settings: IngestSettings
     metrics: Metrics
     dispatcher: Dispatcher | None = None
@@ -51,7 +54,10 @@ class Recorder:
             # event's values is recorded without that event, which alone is rejected.
             outcome = await record_apart(
                 lambda part: on_connection(
-                    self.pool, lambda conn: record_batch(conn, self.catalog_cache, part)
+                    self.pool,
+                    lambda conn: record_batch(
+                        conn, self.catalog_cache, part, plan_cache=self.plan_cache
+                    ),
                 ),
                 items,
             )

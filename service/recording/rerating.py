@@ -18,11 +18,13 @@ from decimal import Decimal
 
 from service.budgets.service import apply_entries as apply_to_budgets
 from service.catalog.service import NewCatalogVersion, create_version, load_catalog
+from service.customers.plans import load_plans
 from service.db import Connection
 from service.ledger.models import NewLedgerEntry
 from service.ledger.service import entry_parameters
 from service.locks import lock_repricing
 from service.money import EXACT
+from service.pricing.plans import Plans
 from service.recording import queries
 from service.recording.bookings import (
     Rerating,
@@ -42,6 +44,8 @@ class Delta:
     """Change of the catalog cost."""
     actual_delta_usd: Decimal = Decimal(0)
     """Change of the actual cost: only events without a reported cost move it."""
+    price_delta_usd: Decimal = Decimal(0)
+    """Change of the customers' price: where the plan's basis cost moved (SPEC §11)."""
 
 
 @dataclass
@@ -55,27 +59,30 @@ class RerateSummary:
     entries_appended: int = 0
     delta_usd: Decimal = Decimal(0)
     actual_delta_usd: Decimal = Decimal(0)
+    price_delta_usd: Decimal = Decimal(0)
     jobs: dict[str, Delta] = field(default_factory=lambda: defaultdict(Delta))
     agents: dict[str, Delta] = field(default_factory=lambda: defaultdict(Delta))
 
     def add(self, rerating: Rerating) -> None:
         event = rerating.booking.event
         delta, actual = rerating.delta_usd, rerating.actual_delta_usd
+        price = rerating.price_delta_usd
         self.events_changed += 1
         for bucket in (self, self.jobs[event.job_id], self.agents[event.agent]):
             bucket.delta_usd = EXACT.add(bucket.delta_usd, delta)
             bucket.actual_delta_usd = EXACT.add(bucket.actual_delta_usd, actual)
+            bucket.price_delta_usd = EXACT.add(bucket.price_delta_usd, price)
         for bucket in (self.jobs[event.job_id], self.agents[event.agent]):
             bucket.events += 1
 
 
-async def record_adjustments(conn: Connection, entries: Sequence[NewLedgerEntry]) -> None:
-    """Append re-rating's ``entries``, roll them up and count them towards budgets, in the
-    caller's transaction."""
+async def record_adjustments(conn: Connection, entries: Sequence[NewLedgerEntry]) -> int:
+    """Append adjustment ``entries`` (re-rating, re-pricing), roll them up and count them
+    towards budgets, in the caller's transaction; returns the budget alerts raised."""
     if not entries:
-        return
+        return 0
     rows = await conn.fetch(queries.RECORD_ADJUSTMENTS, *entry_parameters(entries))
-    await apply_to_budgets(conn, [r["id"] for r in rows])
+    return await apply_to_budgets(conn, [r["id"] for r in rows])
 
 
 async def _apply(conn: Connection, reratings: list[Rerating]) -> int:
@@ -85,18 +92,22 @@ async def _apply(conn: Connection, reratings: list[Rerating]) -> int:
 
 
 async def create_version_and_price_unpriced(
-    conn: Connection, version: NewCatalogVersion
+    conn: Connection, version: NewCatalogVersion, *, default_plan: str | None
 ) -> tuple[int, RerateSummary]:
-    """Create ``version`` and price every unpriced event it now prices, in one transaction."""
+    """Create ``version`` and price every unpriced event it now prices, in one transaction;
+    each for its job's customer (``default_plan``: LUC_DEFAULT_PLAN)."""
     async with conn.transaction():
         await lock_repricing(conn)
         version_id = await create_version(conn, version)
         catalog = await load_catalog(conn)
+        plans = Plans(await load_plans(conn), default_plan)
         summary = RerateSummary(since=None, dry_run=False)
         reratings = []
         for booking in await unpriced_bookings(conn):
             summary.events_examined += 1
-            rerating = plan_rerating(booking, catalog, f"priced by catalog version {version_id}")
+            rerating = plan_rerating(
+                booking, catalog, plans, f"priced by catalog version {version_id}"
+            )
             if rerating is not None and rerating.new_version is not None:
                 reratings.append(rerating)
                 summary.add(rerating)
@@ -108,11 +119,13 @@ async def rerate_since(
     conn: Connection,
     since: datetime,
     *,
+    default_plan: str | None,
     dry_run: bool,
     progress: Callable[[int, int], None] | None = None,
     chunk: int = RERATE_CHUNK,
 ) -> RerateSummary:
-    """Re-price every event that occurred at or after ``since`` with today's catalog.
+    """Re-price every event that occurred at or after ``since`` with today's catalog, and
+    for its job's customer by the plan in force at it (``default_plan``: LUC_DEFAULT_PLAN).
 
     Each chunk commits on its own; a crash part-way leaves a consistent ledger, and
     running again finishes the job without repeating what was done.
@@ -125,10 +138,11 @@ async def rerate_since(
         async with conn.transaction():
             await lock_repricing(conn)
             catalog = await load_catalog(conn)
+            plans = Plans(await load_plans(conn), default_plan)
             page = await bookings_since(conn, since, after, chunk)
             reratings = []
             for booking in page:
-                rerating = plan_rerating(booking, catalog, why)
+                rerating = plan_rerating(booking, catalog, plans, why)
                 if rerating is not None:
                     reratings.append(rerating)
                     summary.add(rerating)

@@ -22,13 +22,16 @@ import structlog
 from service.budgets.reservations import settle as settle_reservations
 from service.budgets.service import apply_entries as apply_to_budgets
 from service.catalog.service import CatalogCache
+from service.customers.plans import PlanCache
 from service.db import Connection
 from service.ingest.models import Rejection, UsageEvent, differing_fields
 from service.ingest.service import stored_events
-from service.jobs.service import customer_mismatches
+from service.jobs.service import JobCustomer, customer_mismatches, lock_job_customers
+from service.ledger.models import NewLedgerEntry
 from service.ledger.service import charge_for, stage_charges, staged_charge
 from service.locks import lock_repricing
 from service.pricing.catalog import Catalog
+from service.pricing.plans import Plans
 from service.recording import queries
 from service.recording.models import (
     ACCEPTED,
@@ -39,6 +42,7 @@ from service.recording.models import (
     EventOutcome,
     RecordFn,
 )
+from service.recording.repricing import reprice_jobs
 
 log = structlog.get_logger("luc.ingest")
 
@@ -59,9 +63,17 @@ _REFUSALS: tuple[type[BaseException], ...] = (
 
 
 async def record_batch(
-    conn: Connection, catalog_cache: CatalogCache, items: Sequence[UsageEvent | Rejection]
+    conn: Connection,
+    catalog_cache: CatalogCache,
+    items: Sequence[UsageEvent | Rejection],
+    *,
+    plan_cache: PlanCache | None = None,
 ) -> BatchOutcome:
-    """Store, price, append and roll up ``items`` in one transaction; outcomes in order."""
+    """Store, price, append and roll up ``items`` in one transaction; outcomes in order.
+    Each event is priced for its job's customer under the plan in force at its time
+    (``plan_cache``, which knows ``LUC_DEFAULT_PLAN``; the service always passes its own,
+    and without one, as tools and tests may, no default plan prices anything)."""
+    plan_cache = plan_cache or PlanCache()
     outcomes: list[EventOutcome | None] = [None] * len(items)
     first_by_id: dict[str, UsageEvent] = {}
     repeats: list[tuple[int, UsageEvent]] = []
@@ -87,25 +99,35 @@ async def record_batch(
             opened = await conn.fetchrow(queries.OPEN_BATCH)
             assert opened is not None
             catalog = await catalog_cache.get(conn, (opened["versions"], opened["newest"]))
+            plans = await plan_cache.get(
+                conn, (opened["plan_versions"], opened["newest_plan_version"])
+            )
             # A job has one customer: the first event naming one sets it, race-free (the
-            # job's row stays locked until the commit); an event naming another is
-            # rejected alone.
-            mismatched = await customer_mismatches(conn, fresh)
+            # job's row stays locked until the commit, so its customer cannot change under
+            # the prices below); an event naming another is rejected alone.
+            jobs = await lock_job_customers(conn, fresh)
+            mismatched = await customer_mismatches(conn, fresh, jobs)
             fresh = [e for e in fresh if e.id not in mismatched]
             # Every event is priced before knowing which ids are new: replays are rare,
             # and the database tells new from replayed in the statement that stores them.
             staging = await stage_charges(
                 conn,
-                [
-                    staged_charge(e, charge_for(e, catalog.quote(e.model, e.occurred_at)))
-                    for e in fresh
-                ],
+                [staged_charge(e, _charge(e, catalog, plans, jobs[e.job_id])) for e in fresh],
                 table_ready=opened["staging_table_ready"],
                 table_allowed=opened["staging_table_allowed"],
                 inside_longer_transaction=inside_longer_transaction,
             )
             rows = await conn.fetch(queries.RECORD_BATCH[staging.source], *staging.arguments)
             inserted = {r["event_id"] for r in rows}
+            # A job given its first customer by this batch: what it recorded before was
+            # priced for no customer, and is re-priced now (SPEC §11), in this transaction.
+            # Its row is locked: every batch of it before has committed, none after can
+            # start. (A job some other batch had just claimed is found already right.)
+            claimed = sorted(job for job, c in jobs.items() if c.set_now)
+            if claimed:
+                alerts += await reprice_jobs(
+                    conn, catalog, plans, claimed, "the job's customer was set by its events"
+                )
             # A call admitted under a reservation releases it as its spend lands; a
             # replayed event settled its reservation when it was first recorded.
             await settle_reservations(
@@ -117,7 +139,7 @@ async def record_batch(
                 ],
             )
             if opened["budgets_exist"]:
-                alerts = await apply_to_budgets(conn, [r["id"] for r in rows])
+                alerts += await apply_to_budgets(conn, [r["id"] for r in rows])
             known = await stored_events(conn, [e.id for e in fresh if e.id not in inserted])
 
     for index, item in enumerate(items):
@@ -172,6 +194,16 @@ async def record_apart(record: RecordFn, items: Sequence[UsageEvent | Rejection]
             log.warning("event_refused", event_id=item.id, error=repr(refusal))
             outcomes.append(EventOutcome(item.id, REJECTED, reason))
     return BatchOutcome(outcomes)
+
+
+def _charge(event: UsageEvent, catalog: Catalog, plans: Plans, job: JobCustomer) -> NewLedgerEntry:
+    """An event's charge: its cost by the catalog, its price for its job's customer."""
+    return charge_for(
+        event,
+        catalog.quote(event.model, event.occurred_at),
+        job.customer_id,
+        plans.in_force(job.plan_id, event.occurred_at),
+    )
 
 
 def _compare(event: UsageEvent, first: UsageEvent, where: str) -> EventOutcome:

@@ -16,6 +16,7 @@ import structlog
 
 from service.catalog.service import CatalogCache
 from service.client.spool import Parked, Spool
+from service.customers.plans import PlanCache
 from service.db import on_connection
 from service.errors import DatabaseUnavailableError, LucError, NotFoundError
 from service.ingest.models import Rejection, UsageEvent, UsageEventIn
@@ -95,9 +96,13 @@ class RecordingSink:
         metrics: Metrics | None = None,
         record_timeout_seconds: float | None = None,
         park_after_failures: int = PARK_AFTER_FAILURES,
+        plan_cache: PlanCache | None = None,
     ) -> None:
         self.pool = pool
         self.catalog_cache = catalog_cache
+        # Only the sink's own recording (without ``record``: tests, tools) reads it; LUC
+        # passes the recorder's, which knows LUC_DEFAULT_PLAN.
+        self.plan_cache = plan_cache or PlanCache()
         self.ingest = ingest
         self._record = record or self._record_batch
         self.spool = spool
@@ -113,7 +118,8 @@ class RecordingSink:
 
     async def _record_batch(self, items: Sequence[UsageEvent | Rejection]) -> BatchOutcome:
         return await on_connection(
-            self.pool, lambda conn: record_batch(conn, self.catalog_cache, items)
+            self.pool,
+            lambda conn: record_batch(conn, self.catalog_cache, items, plan_cache=self.plan_cache),
         )
 
     def _check(self, body: bytes) -> UsageEvent | str:

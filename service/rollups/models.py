@@ -16,6 +16,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
+from service.pricing.price import margin
 from service.tokens import TokenCounts
 
 Combine = Literal["sum", "min", "max"]
@@ -51,6 +52,12 @@ class Totals(TokenCounts):
     (``pricing.cost.actual_cost``). ``None`` only on an unpriced job line whose events
     reported no cost; on an unpriced line with reported costs, their sum."""
     provider_cost_usd: Decimal = field(metadata=_measure("provider_cost_usd", "sum", "money"))
+    price_usd: Decimal | None = field(
+        metadata=_measure("price_usd", "sum", "money", unknown_when_null=True)
+    )
+    """What the customers pay (SPEC §11): per entry its plan's price, else its catalog cost.
+    ``None`` only on a job line none of whose entries has a known price (unpriced events
+    under a catalog-basis plan, or no plan)."""
     events: int = field(metadata=_measure("event_count", "sum", "count"))
     unpriced_events: int = field(metadata=_measure("unpriced_count", "sum", "count"))
     first_event_at: datetime | None = field(metadata=_measure("occurred_at", "min", "instant"))
@@ -60,6 +67,12 @@ class Totals(TokenCounts):
     def from_row(cls, r: Any) -> Totals:
         """The totals of a row with a column per measure (NULL sums read as zero)."""
         return cls(**{m.name: m.read(r[m.name]) for m in MEASURES})
+
+    @property
+    def margin_usd(self) -> Decimal | None:
+        """``price_usd − actual_cost_usd`` (SPEC §11), derived, never stored: None unless
+        both are known."""
+        return margin(self.price_usd, self.actual_cost_usd)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +112,9 @@ def _measures() -> tuple[Measure, ...]:
 MEASURES: tuple[Measure, ...] = _measures()
 """Every measure, in column order: the token classes first, then the rest of ``Totals``."""
 MEASURE_NAMES: tuple[str, ...] = tuple(m.name for m in MEASURES)
+DERIVED: tuple[str, ...] = ("margin_usd",)
+"""What ``Totals`` derives from its measures (properties, never stored): on the wire beside
+them (``api.schemas.common.totals_fields``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +156,16 @@ class DayTotals:
 @dataclass(frozen=True, slots=True)
 class AgentDetail(AgentSummary):
     days: list[DayTotals]
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerMonth:
+    """A customer's totals in one UTC month (the customer × month rollup)."""
+
+    customer_id: str | None
+    month: date
+    """The first day of the month."""
+    totals: Totals
 
 
 @dataclass(frozen=True, slots=True)

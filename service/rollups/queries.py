@@ -3,7 +3,7 @@
 Each upsert reads the entries just appended (in the statement that appends them),
 aggregates them per rollup key, and adds the sums. Rows are upserted
 in key order, and the tables are always visited in the same order (one statement does
-all five), so concurrent batches touching the same keys queue behind each other instead
+all six), so concurrent batches touching the same keys queue behind each other instead
 of deadlocking. Every statement's measures come from ``rollups.models.MEASURES``.
 """
 
@@ -91,6 +91,11 @@ _ROLLUPS = {
     "usage": _Rollup("rollup_usage", {k: k for k in ("agent", "model", "provider", "tier")}),
     "agent_days": _Rollup("rollup_agent_days", {"agent": "agent", "day": "billing_day"}),
     "model_days": _Rollup("rollup_model_days", {"model": "model", "day": "billing_day"}),
+    # By the customer the entries were priced for (NULL: jobs without one) and UTC month.
+    "customer_months": _Rollup(
+        "rollup_customer_months",
+        {"customer_id": "customer_id", "month": "date_trunc('month', billing_day)::date"},
+    ),
 }
 
 
@@ -108,13 +113,13 @@ ON CONFLICT ({keys}) DO UPDATE SET {_ADD}
 
 
 def upserts(source: str) -> dict[str, str]:
-    """The five upserts, each adding the entries of ``source`` (a relation with the
+    """The six upserts, each adding the entries of ``source`` (a relation with the
     ledger's columns, optionally with a WHERE clause) to its rollup."""
     return {name: _upsert(rollup, source) for name, rollup in _ROLLUPS.items()}
 
 
 def upserts_over(source: str) -> str:
-    """The five upserts as common table expressions over ``source``, for the statement that
+    """The six upserts as common table expressions over ``source``, for the statement that
     appends the entries (one round trip, one plan prepared once per connection).
 
     PostgreSQL runs the data-modifying parts of a statement one after another, always in
@@ -197,3 +202,10 @@ ORDER BY billing_day
 """
 
 AGENT_HAS_USAGE = "SELECT 1 FROM rollup_agent_days WHERE agent = $1 LIMIT 1"
+
+# Customers' totals in one UTC month ($2, its first day), from the customer × month rollup.
+SELECT_CUSTOMER_MONTHS = f"""
+SELECT customer_id, month, {TOTALS}
+FROM rollup_customer_months
+WHERE customer_id = ANY($1::text[]) AND month = $2
+"""

@@ -17,6 +17,7 @@ from service.rollups.models import (
     MEASURES,
     AgentDetail,
     AgentSummary,
+    CustomerMonth,
     DayTotals,
     JobDetail,
     JobLine,
@@ -58,6 +59,33 @@ async def list_jobs(
 ) -> list[JobSummary]:
     rows = await conn.fetch(queries.SELECT_JOBS, after_job_id, start, end, agent, limit)
     return [JobSummary(job_id=r["job_id"], totals=Totals.from_row(r)) for r in rows]
+
+
+def month_of(when: datetime) -> date:
+    """The first day of the UTC month of ``when``: the key of the customer × month rollup."""
+    return when.astimezone(UTC).date().replace(day=1)
+
+
+async def customer_months(
+    conn: Connection, customer_ids: Sequence[str], month: date
+) -> dict[str, CustomerMonth]:
+    """The totals of each of ``customer_ids`` in ``month`` (its first day) that has usage
+    in it; a customer without any is absent."""
+    rows = await conn.fetch(queries.SELECT_CUSTOMER_MONTHS, list(customer_ids), month)
+    return {
+        r["customer_id"]: CustomerMonth(r["customer_id"], r["month"], Totals.from_row(r))
+        for r in rows
+    }
+
+
+async def month_to_date(
+    conn: Connection, customer_ids: Sequence[str], now: datetime | None = None
+) -> tuple[date, dict[str, Totals]]:
+    """The current UTC month (its first day) and each customer's totals in it (absent: no
+    usage yet): what a customer's answer shows month to date."""
+    month = month_of(now or datetime.now(UTC))
+    found = await customer_months(conn, customer_ids, month)
+    return month, {customer_id: m.totals for customer_id, m in found.items()}
 
 
 async def list_agents(conn: Connection) -> list[AgentSummary]:
@@ -119,30 +147,48 @@ USAGE_GROUPS = {
     "day": "billing_day",
     "job_id": "job_id",
     "catalog_version": "catalog_version",
+    "customer": "customer_id",
 }
 
 
 @dataclass(frozen=True, slots=True)
 class _UsageRollup:
     """A rollup that answers a usage query exactly when the query asks only for its keys,
-    filters only on them, and (per-day rollups only) bounds time on UTC midnights."""
+    filters only on them, and bounds time on the boundaries of its periods (UTC midnights
+    for a per-day rollup, the first of a month for a per-month one)."""
 
     table: str
     keys: dict[str, str]
     """usage key → the rollup's column"""
-    daily: bool
+    period: str | None
+    """The column of its time period (``day``, ``month``), or None: it holds no time."""
 
 
 # Tried in order; a query none of them can answer exactly is summed from the ledger.
 _USAGE_ROLLUPS = (
-    _UsageRollup("rollup_agent_days", {"agent": "agent", "day": "day"}, daily=True),
-    _UsageRollup("rollup_model_days", {"model": "model", "day": "day"}, daily=True),
+    _UsageRollup("rollup_agent_days", {"agent": "agent", "day": "day"}, period="day"),
+    _UsageRollup("rollup_model_days", {"model": "model", "day": "day"}, period="day"),
     _UsageRollup(
         "rollup_usage",
         {"agent": "agent", "model": "model", "provider": "provider", "tier": "tier"},
-        daily=False,
+        period=None,
+    ),
+    # ``customer`` is the key a query groups by, ``customer_id`` the one it filters on.
+    _UsageRollup(
+        "rollup_customer_months",
+        {"customer": "customer_id", "customer_id": "customer_id"},
+        period="month",
     ),
 )
+
+
+def _bound(rollup: _UsageRollup, value: datetime | None) -> date | None:
+    """``value`` as the rollup's period column holds it, or ValueError when it falls
+    inside a period (a UTC midnight for days; the first of a month for months)."""
+    day = _midnight(value)
+    if day is not None and rollup.period == "month" and day.day != 1:
+        raise ValueError("not the first of a month")
+    return day
 
 
 def usage_rollup_plan(
@@ -154,8 +200,9 @@ def usage_rollup_plan(
     """(table, WHERE clause, parameters) of the first rollup that answers exactly, or None.
 
     A per-day rollup is exact on [start, end) when both bounds are UTC midnights (or open),
-    since an entry's billing_day is the UTC date of its occurred_at; ``rollup_usage`` holds
-    no time, so it answers only unbounded queries.
+    since an entry's billing_day is the UTC date of its occurred_at; a per-month one when
+    both are the first of a UTC month; ``rollup_usage`` holds no time, so it answers only
+    unbounded queries.
     """
     wanted = {k for k, v in filters.items() if v is not None} | set(keys)
     for rollup in _USAGE_ROLLUPS:
@@ -163,15 +210,15 @@ def usage_rollup_plan(
             continue
         conditions: list[str] = []
         params: list[object] = []
-        if rollup.daily:
+        if rollup.period is not None:
             try:
-                first_day, end_day = _midnight(start), _midnight(end)
+                first_day, end_day = _bound(rollup, start), _bound(rollup, end)
             except ValueError:
                 continue
             for op, day in ((">=", first_day), ("<", end_day)):
                 if day is not None:
                     params.append(day)
-                    conditions.append(f"day {op} ${len(params)}")
+                    conditions.append(f"{rollup.period} {op} ${len(params)}")
         elif start is not None or end is not None:
             continue
         for key, value in filters.items():
@@ -192,6 +239,7 @@ async def usage(
     model: str | None,
     job_id: str | None,
     provider: str | None,
+    customer_id: str | None = None,
     use_rollups: bool = True,
 ) -> list[UsageRow]:
     """Totals over the ledger, grouped by any of ``USAGE_GROUPS``, within [start, end).
@@ -206,17 +254,24 @@ async def usage(
             f"group_by: unknown key {unknown[0]!r}; choose from {', '.join(USAGE_GROUPS)}"
         )
     keys = list(dict.fromkeys(group_by))
-    filters = {"agent": agent, "model": model, "job_id": job_id, "provider": provider}
+    filters = {
+        "agent": agent,
+        "model": model,
+        "job_id": job_id,
+        "provider": provider,
+        "customer_id": customer_id,
+    }
     plan = usage_rollup_plan(keys, start, end, filters) if use_rollups else None
     if plan is not None:
         table, where, params = plan
-        # Only whitelisted identifiers are interpolated; every value is a parameter. The
-        # rollups name their key columns as the usage keys.
+        # Only whitelisted identifiers are interpolated; every value is a parameter.
+        columns = [next(r for r in _USAGE_ROLLUPS if r.table == table).keys[k] for k in keys]
         sql = f"""
-            SELECT {"".join(f"{k}, " for k in keys)}{queries.measures_over_rollup()}
+            SELECT {"".join(f"{c} AS {k}, " for c, k in zip(columns, keys, strict=True))}
+                   {queries.measures_over_rollup()}
             FROM {table}
             WHERE {where}
-            {f"GROUP BY {', '.join(keys)} ORDER BY {', '.join(keys)}" if keys else ""}
+            {f"GROUP BY {', '.join(columns)} ORDER BY {', '.join(columns)}" if keys else ""}
         """
         rows = await conn.fetch(sql, *params)
     else:
@@ -257,6 +312,7 @@ async def _usage_from_ledger(
           AND ($4::text IS NULL OR model = $4)
           AND ($5::text IS NULL OR job_id = $5)
           AND ($6::text IS NULL OR provider = $6)
+          AND ($7::text IS NULL OR customer_id = $7)
         {group}
         {order}
     """
@@ -269,5 +325,6 @@ async def _usage_from_ledger(
             filters["model"],
             filters["job_id"],
             filters["provider"],
+            filters["customer_id"],
         )
     )

@@ -133,4 +133,8 @@ async def test_upgrading_a_ledger_with_usage_fills_every_actual_cost_from_its_en
         # the unpriced vertex line (o4) knows no actual cost; the old version's GPT line
         # nets to zero
         assert rollups["rollup_job_lines"] == [None, D(0), D("0.000777"), D("0.041"), D("0.4401")]
+    # The later revisions (reconciliation's rollup, prices) on top: every rollup, those
+    # included, equals its ledger entries.
+    await asyncio.to_thread(migrate_sync, database_url, "head")
+    async with connected(database_url) as conn:
         assert await rollup_differences(conn) == {}

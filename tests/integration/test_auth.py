@@ -94,6 +94,7 @@ EXPECTED_SCOPES: dict[str, str] = {
     "updateCustomer": ADMIN,
     "createPlan": ADMIN,
     "createPlanVersion": ADMIN,
+    "repricePlan": ADMIN,
 }
 
 ALLOWED: dict[str, set[str]] = {

@@ -74,6 +74,7 @@ EXAMPLE_ARGS: dict[str, tuple[str, ...]] = {
     "plans add-version": ("standard", "--markup", "0.3"),
     "plans list": (),
     "plans show": ("standard",),
+    "plans reprice": ("standard", "--since", "2026-11-01T00:00:00Z"),
     "invoice preview": ("job-1",),
     "invoice issue": ("job-1",),
     "invoice show": ("LUC-2026-000001",),

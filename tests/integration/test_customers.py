@@ -3,6 +3,7 @@ input a 4xx whose message names the field and the problem."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -27,9 +28,14 @@ ACME = {
     "low_balance_usd": "25.50",
     "credit_stop": True,
 }
-# What the answer adds: month-to-date money and the credit balance, null until the ledger
-# carries prices and credits exist; and money in LUC's form (no trailing zeros).
-NOT_YET = {"price_usd": None, "actual_cost_usd": None, "margin_usd": None}
+# What the answer adds: month-to-date money (none yet: zero) and the credit balance (null
+# until credits exist); and money in LUC's form (no trailing zeros).
+NOT_YET = {
+    "month": datetime.now(UTC).strftime("%Y-%m"),
+    "price_usd": "0",
+    "actual_cost_usd": "0",
+    "margin_usd": "0",
+}
 ANSWERED = {**ACME, **NOT_YET, "credit_balance_usd": None, "low_balance_usd": "25.5"}
 
 

@@ -170,3 +170,40 @@ async def test_luc_does_not_start_with_a_default_plan_that_does_not_exist(
     app = create_app(settings_for(database_url, LUC_DEFAULT_PLAN="gold"))
     async with AsyncTestClient(app=app) as client:
         assert (await client.get("/readyz")).status_code == 200
+
+
+async def test_plans_reprice_reports_the_change_per_customer_and_job_and_appends_once(
+    database_url: str, client: AsyncTestClient[Any]
+) -> None:
+    plan = {"id": "std", "name": "Std", "effective_from": "2026-10-01T00:00:00Z"}
+    made = await client.post("/v1/plans", json={**plan, "basis": "catalog", "markup": "0.25"})
+    assert made.status_code == 201, made.text
+    assert (
+        await client.post("/v1/customers", json={"id": "acme", "name": "Acme"})
+    ).status_code == 201
+    assert (await client.patch("/v1/customers/acme", json={"plan_id": "std"})).status_code == 200
+    # 1,000,000 Flash input tokens and 100,000 output: 0.10 + 0.04 = 0.14, 0.175 at 25 %.
+    event = {
+        "id": "e1", "occurred_at": "2026-11-10T10:00:00Z", "job_id": "job-1", "agent": "ORACLE",
+        "provider": "openrouter", "model": FLASH, "input_tokens": 1_000_000,
+        "output_tokens": 100_000, "customer_id": "acme",
+    }  # fmt: skip
+    assert (await client.post("/v1/events/batch", json={"events": [event]})).json()["accepted"] == 1
+    version = {"effective_from": "2026-11-01T00:00:00Z", "basis": "catalog", "markup": "0.5"}
+    assert (await client.post("/v1/plans/std/versions", json=version)).status_code == 201
+    since = ("--since", "2026-11-01T00:00:00Z")
+    dry = await luc_on(database_url, "plans", "reprice", "std", *since, "--dry-run", check=True)
+    # 0.14 × 1.5 = 0.21: 0.035 more.
+    assert (
+        "1 events of plan std since 2026-11-01T00:00:00+00:00; would change 1, price delta "
+        in dry.stdout
+    )
+    assert "0.035 USD; 0 entries appended" in dry.stdout
+    assert "acme" in dry.stdout and "job-1" in dry.stdout
+    done = await luc_on(database_url, "plans", "reprice", "std", *since, check=True)
+    assert "changed 1, price delta 0.035 USD; 1 entries appended" in done.stdout
+    again = await luc_on(database_url, "plans", "reprice", "std", *since, check=True)
+    assert "changed 0, price delta 0 USD; 0 entries appended" in again.stdout
+    assert (await client.get("/v1/jobs/job-1")).json()["price_usd"] == "0.21"
+    missing = await luc_on(database_url, "plans", "reprice", "ghost", *since)
+    assert error_line(missing) == "plan 'ghost' does not exist"

@@ -60,7 +60,7 @@ async def test_the_role_reads_what_every_sql_panel_reads_and_nothing_else(
     conn = await asyncpg.connect(as_grafana(database_url))
     try:
         queries = panel_queries("luc-postgres")
-        assert len(queries) == 7  # the finance dashboard's SQL panels
+        assert len(queries) == 12  # the finance dashboard's SQL panels
         for where, raw in queries:
             try:
                 await conn.fetch(grafana_sql(raw, end - timedelta(days=7), end))
@@ -69,6 +69,9 @@ async def test_the_role_reads_what_every_sql_panel_reads_and_nothing_else(
         for table in ("ledger_entries", "usage_events", "api_keys", "rollup_usage"):
             with pytest.raises(asyncpg.InsufficientPrivilegeError):
                 await conn.fetch(f"SELECT 1 FROM {table} LIMIT 1")
+        # A customer's contact details are not the dashboards' to read.
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.fetch("SELECT email, address, tax_id FROM customers LIMIT 1")
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await conn.execute("DELETE FROM rollup_jobs")
     finally:
@@ -140,7 +143,8 @@ async def test_luc_grafana_role_create_runs_it_on_the_servers_database(
         # The role is cluster-wide, and other tests on this server make it too.
         assert re.fullmatch(
             r"role luc_grafana (created|existed: password set); it may SELECT rollup_jobs, "
-            r"rollup_agent_days and rollup_model_days, nothing else\n",
+            r"rollup_agent_days, rollup_model_days, rollup_customer_months and the "
+            r"customers' id, name and plan, nothing else\n",
             done.stdout,
         ), done.stdout
         assert done.stderr.startswith("database: postgresql://"), done.stderr
@@ -152,8 +156,18 @@ async def test_luc_grafana_role_create_runs_it_on_the_servers_database(
     )
     assert [tuple(row) for row in grants] == [
         ("rollup_agent_days", "SELECT"),
+        ("rollup_customer_months", "SELECT"),
         ("rollup_jobs", "SELECT"),
         ("rollup_model_days", "SELECT"),
+    ]
+    columns = await db.fetch(
+        "SELECT table_name, column_name FROM information_schema.column_privileges"
+        " WHERE grantee = 'luc_grafana' AND table_name = 'customers' ORDER BY column_name"
+    )
+    assert [tuple(row) for row in columns] == [
+        ("customers", "id"),
+        ("customers", "name"),
+        ("customers", "plan_id"),
     ]
 
 

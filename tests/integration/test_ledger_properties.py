@@ -15,7 +15,15 @@ must hold exactly what it says:
 - three costs per entry and per event: the provider's reported cost, the catalog's, and the
   actual cost (the reported one where present, else the catalog's); each re-rating moves
   the catalog and actual totals by what the model predicts;
-- every rollup's three costs, counts and tokens equal the sums of its ledger entries, exactly.
+- the customers' price (SPEC §11): jobs of two customers on two rate plans (one on a
+  catalog basis whose versions change mid-stream, with and without re-pricing; one on an
+  actual basis with its own price for one model) and a job without one; a job gets its
+  customer from its first event naming it, which re-prices what it recorded before. Each
+  event's live booking is priced, for its job's customer, as a Decimal computation made
+  here from the plan versions says; each re-rating and re-pricing moves the price total
+  by what the model predicts;
+- every rollup's three costs, price, counts and tokens equal the sums of its ledger
+  entries, exactly.
 
 Each example runs on its own database cloned from the migrated template."""
 
@@ -25,7 +33,7 @@ import asyncio
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 import asyncpg
@@ -34,9 +42,13 @@ from hypothesis import strategies as st
 from litestar.testing import AsyncTestClient
 
 from service.app import create_app
-from service.catalog.service import NewCatalogVersion, create_version
+from service.catalog.service import NewCatalogVersion, create_version, load_catalog
+from service.customers.models import NewCustomer, NewPlanVersion
+from service.customers.plans import add_plan_version, create_plan
+from service.customers.service import create_customer
 from service.db import connect
 from service.pricing.models import NewLongContextPrice, NewModelPrice
+from service.recording.repricing import reprice_plan
 from service.recording.rerating import create_version_and_price_unpriced, rerate_since
 from tests.support.databases import new_database
 from tests.support.events import wire_event
@@ -167,6 +179,41 @@ def expected_charge(
     return version.id, model, cost_at(price, {n: getattr(content, n) for n in TOKEN_FIELDS})
 
 
+# Customers and rate plans ---------------------------------------------------------------------
+
+# Each job has one customer, so no event names another than its job's: job-a is acme's,
+# job-b beta's (whether or not its events name it: the first that does gives it), and
+# job-c nobody's (no LUC_DEFAULT_PLAN: its price is the catalog cost).
+JOB_CUSTOMERS: dict[str, str | None] = {"job-a": "acme", "job-b": "beta", "job-c": None}
+CUSTOMER_PLANS = {"acme": "p-acme", "beta": "p-beta"}
+
+
+@dataclass(frozen=True)
+class PlanVersionModel:
+    """The test's own copy of a rate plan version (SPEC §11)."""
+
+    id: int
+    effective_from: datetime
+    basis: str
+    markup: Decimal
+    per_request: Decimal = Decimal(0)
+    own: dict[str, dict[str, Decimal]] = field(default_factory=dict)
+    """Model id → its prices (defaults applied), no long context."""
+
+
+def plan_in_force(versions: list[PlanVersionModel], when: datetime) -> PlanVersionModel | None:
+    """As catalog versions: the latest effective_from not after ``when``, ties to the last."""
+    candidates = [v for v in versions if v.effective_from <= when]
+    return max(candidates, key=lambda v: (v.effective_from, v.id)) if candidates else None
+
+
+# p-acme: 25 % over the catalog cost from before any event; versions come mid-stream.
+ACME_FIRST = (EARLIEST - timedelta(days=1), "catalog", D("0.25"), D(0), {})
+# p-beta: 10 % over the actual cost plus 0.001 a request, and its own Sonnet price.
+BETA_OWN = {SONNET: with_defaults(D("2.5"), D("11"), D("0.2"))}
+BETA_FIRST = (EARLIEST - timedelta(days=1), "actual", D("0.10"), D("0.001"), BETA_OWN)
+
+
 # Events -------------------------------------------------------------------------------------
 
 
@@ -187,6 +234,12 @@ class Content:
     provider_cost_usd: Decimal | None
     status: str
     attributes: tuple[tuple[str, int], ...] | None
+    names_customer: bool = False
+    """The event names its job's customer (part of its content, as on the wire)."""
+
+    @property
+    def customer_id(self) -> str | None:
+        return JOB_CUSTOMERS[self.job_id] if self.names_customer else None
 
 
 @dataclass(frozen=True)
@@ -243,6 +296,8 @@ def wire(sent: Sent) -> dict[str, Any]:
         event["status"] = c.status
     if c.attributes is not None:
         event["attributes"] = dict(c.attributes)
+    if c.customer_id is not None:
+        event["customer_id"] = c.customer_id
     broken = {
         None: {},
         "negative-output": {"output_tokens": -1},
@@ -283,9 +338,10 @@ def contents(draw: st.DrawFn) -> Content:
             st.tuples(st.sampled_from(["n", "route", "try"]), st.integers(-5, 5)), max_size=2
         ).map(lambda kv: tuple(sorted(dict(kv).items())))
     )
+    job_id = draw(st.sampled_from(["job-a", "job-b", "job-c"]))
     return Content(
         occurred_at=draw(instants()),
-        job_id=draw(st.sampled_from(["job-a", "job-b", "job-c"])),
+        job_id=job_id,
         agent=draw(st.sampled_from(["ACHEEVY", "Boomer_Ang", "ORACLE", "ByteRover"])),
         provider=draw(st.sampled_from(["openrouter", "vertex", "stub"])),
         model=draw(st.sampled_from(SENT_MODELS)),
@@ -297,6 +353,8 @@ def contents(draw: st.DrawFn) -> Content:
         provider_cost_usd=cost,
         status=draw(st.sampled_from(["ok", "ok", "error"])),
         attributes=attributes,
+        # job-c has no customer to name: its events never name one.
+        names_customer=JOB_CUSTOMERS[job_id] is not None and draw(st.booleans()),
     )
 
 
@@ -342,7 +400,17 @@ class Rerate:
     long_context: dict[str, list[tuple[int, dict[str, Decimal]]]] = field(default_factory=dict)
 
 
-Step = list[Sent] | Rerate
+@dataclass(frozen=True)
+class PlanChange:
+    """A version of p-acme created mid-stream (new events are priced by it at once), then,
+    when ``since`` is set, the plan's past events re-priced since then."""
+
+    effective_from: datetime
+    markup: Decimal
+    since: datetime | None
+
+
+Step = list[Sent] | Rerate | PlanChange
 
 
 @dataclass
@@ -419,7 +487,20 @@ def plans(draw: st.DrawFn) -> Plan:
         sent = sent[size:]
         if draw(st.integers(0, 3)) == 0:
             steps.append(draw(rerates()))
+        if draw(st.integers(0, 4)) == 0:
+            steps.append(draw(plan_changes()))
     return Plan(v2=draw(v2_prices()), steps=steps)
+
+
+@st.composite
+def plan_changes(draw: st.DrawFn) -> PlanChange:
+    markup = draw(st.builds(lambda n: D(n).scaleb(-3), st.integers(0, 2000)))
+    boundaries = [EARLIEST, T0, T1, T0 + timedelta(days=1)]
+    return PlanChange(
+        effective_from=draw(st.sampled_from(boundaries)),
+        markup=markup,
+        since=draw(st.none() | instants()),
+    )
 
 
 # The model ----------------------------------------------------------------------------------
@@ -446,11 +527,56 @@ def actual_of(content: Content, booked: Booking) -> Decimal | None:
 @dataclass
 class Ledger:
     """What the service must hold: the first content of each accepted id, its first
-    booking (the charge) and how it stands after re-ratings."""
+    booking (the charge) and how it stands after re-ratings, each job's customer, each
+    event's price for it, and the rate plans' versions."""
 
     stored: dict[str, Content] = field(default_factory=dict)
     charged: dict[str, Booking] = field(default_factory=dict)
     booked: dict[str, Booking] = field(default_factory=dict)
+    customers: dict[str, str | None] = field(default_factory=dict)
+    """Job → its customer, once an event named it."""
+    plans: dict[str, list[PlanVersionModel]] = field(default_factory=dict)
+    price: dict[str, Decimal | None] = field(default_factory=dict)
+
+    def price_now(self, event_id: str) -> Decimal | None:
+        """SPEC §11, by hand: the event's price for its job's customer under that customer's
+        plan version in force at the event; no plan: the catalog cost; a stub answer: its
+        cost (nothing)."""
+        content, booked = self.stored[event_id], self.booked[event_id]
+        customer = self.customers.get(content.job_id)
+        plan = None
+        if customer is not None and content.provider != "stub":
+            plan = plan_in_force(self.plans[CUSTOMER_PLANS[customer]], content.occurred_at)
+        if plan is None:
+            return booked.cost
+        with localcontext() as exact:
+            exact.prec = 100
+            own = plan.own.get(booked.model)
+            if own is not None:
+                return cost_at(own, {n: getattr(content, n) for n in TOKEN_FIELDS})
+            basis = booked.cost if plan.basis == "catalog" else actual_of(content, booked)
+            return None if basis is None else basis * (1 + plan.markup) + plan.per_request
+
+    def claim(self, step: list[Sent]) -> list[str]:
+        """The jobs the batch gives their first customer: a valid event of a new id, first
+        under its id in the batch, naming it. What they recorded before is re-priced."""
+        claimed, seen = [], set()
+        for sent in step:
+            if sent.breakage is not None or sent.event_id in seen:
+                continue
+            seen.add(sent.event_id)
+            job = sent.content.job_id
+            if sent.event_id in self.stored or self.customers.get(job) is not None:
+                continue
+            if sent.content.customer_id is not None:
+                self.customers[job] = sent.content.customer_id
+                claimed.append(job)
+        return claimed
+
+    def reprice_jobs(self, jobs: list[str]) -> None:
+        for event_id, content in self.stored.items():
+            if content.job_id in jobs:
+                self.price[event_id] = self.price_now(event_id)
 
     def outcome(self, sent: Sent, versions: list[Version]) -> str:
         if sent.breakage is not None:
@@ -460,14 +586,21 @@ class Ledger:
             self.stored[sent.event_id] = sent.content
             self.charged[sent.event_id] = booking(versions, sent.content)
             self.booked[sent.event_id] = self.charged[sent.event_id]
+            self.price[sent.event_id] = self.price_now(sent.event_id)
             return "accepted"
         return "duplicate" if first == sent.content else "conflict"
 
-    def totals(self) -> tuple[Decimal, Decimal]:
-        """(catalog cost, actual cost) of everything booked; unknown counts as zero."""
+    def totals(self) -> tuple[Decimal, Decimal, Decimal]:
+        """(catalog cost, actual cost, price) of everything booked; unknown counts as 0."""
         cost = sum((b.cost or D(0) for b in self.booked.values()), D(0))
         actual = sum((actual_of(self.stored[i], b) or D(0) for i, b in self.booked.items()), D(0))
-        return cost, actual
+        price = sum((p or D(0) for p in self.price.values()), D(0))
+        return cost, actual, price
+
+    def rebook(self, event_id: str, new: Booking) -> None:
+        """A re-rating's new booking, priced for the job's customer by the plans now."""
+        self.booked[event_id] = new
+        self.price[event_id] = self.price_now(event_id)
 
     def rerate(self, versions: list[Version], since: datetime | None) -> None:
         """What a new version and a re-rating since ``since`` do (``plan_rerating``)."""
@@ -475,7 +608,7 @@ class Ledger:
             content = self.stored[event_id]
             new = booking(versions, content)
             if old.cost is None and new.cost is not None:
-                self.booked[event_id] = new  # priced at once by the version's creation
+                self.rebook(event_id, new)  # priced at once by the version's creation
         if since is None:
             return
         for event_id, old in self.booked.items():
@@ -486,16 +619,27 @@ class Ledger:
             # The same money for the same model keeps its booking (and its version).
             if old.cost is not None and (new.cost, new.model) == (old.cost, old.model):
                 continue
-            self.booked[event_id] = new
+            self.rebook(event_id, new)
+
+    def reprice(self, plan_id: str, since: datetime) -> None:
+        """What ``reprice_plan`` does: the plan's customers' events since ``since`` priced
+        as their plans say now."""
+        for event_id, content in self.stored.items():
+            customer = self.customers.get(content.job_id)
+            if customer is None or CUSTOMER_PLANS[customer] != plan_id:
+                continue
+            if content.occurred_at >= since:
+                self.price[event_id] = self.price_now(event_id)
 
 
 # Checks on the tables ------------------------------------------------------------------------
 
 BOOKINGS = """
 SELECT event_id, catalog_version, model, tier, sum(cost_usd) AS cost_usd,
-       sum(actual_cost_usd) AS actual_cost_usd, sum(unpriced_count) AS unpriced
+       sum(actual_cost_usd) AS actual_cost_usd, sum(unpriced_count) AS unpriced,
+       customer_id, sum(price_usd) AS price_usd
 FROM ledger_entries
-GROUP BY event_id, catalog_version, model, tier
+GROUP BY event_id, catalog_version, model, tier, customer_id, price_usd IS NULL
 HAVING sum(event_count) = 1
 """
 EVENT_SUMS = """
@@ -562,6 +706,9 @@ async def check_tables(conn: asyncpg.Connection, model: Ledger) -> None:
         ), (event_id, content)
         assert r["unpriced"] == (1 if booked.cost is None else 0)
         assert r["actual_cost_usd"] == actual_of(content, booked)
+        # priced for its job's customer, at the price SPEC §11 gives it
+        assert r["customer_id"] == model.customers.get(content.job_id), (event_id, content)
+        assert r["price_usd"] == model.price[event_id], (event_id, content)
     # Over all of an event's entries an unknown cost counts as zero, as in the rollups (an
     # event re-rated from priced to unpriced nets its old booking out: 0, not NULL).
     for r in await conn.fetch(EVENT_SUMS):
@@ -578,12 +725,14 @@ async def check_jobs(client: AsyncTestClient[Any], model: Ledger) -> None:
     """Each job over REST: the model's totals, to the last digit."""
     cost: dict[str, Decimal] = defaultdict(Decimal)
     actual: dict[str, Decimal] = defaultdict(Decimal)
+    price: dict[str, Decimal] = defaultdict(Decimal)
     provider: dict[str, Decimal] = defaultdict(Decimal)
     counts: dict[str, list[int]] = defaultdict(lambda: [0] * 7)
     for event_id, content in model.stored.items():
         booked = model.booked[event_id]
         cost[content.job_id] += booked.cost or 0
         actual[content.job_id] += actual_of(content, booked) or 0
+        price[content.job_id] += model.price[event_id] or 0
         provider[content.job_id] += content.provider_cost_usd or 0
         tally = counts[content.job_id]
         tally[0] += 1
@@ -598,6 +747,8 @@ async def check_jobs(client: AsyncTestClient[Any], model: Ledger) -> None:
         job = response.json()
         assert D(job["cost_usd"]) == cost[job_id]
         assert D(job["actual_cost_usd"]) == actual[job_id]
+        assert D(job["price_usd"]) == price[job_id]
+        assert job["customer_id"] == model.customers.get(job_id)
         assert D(job["provider_cost_usd"]) == provider[job_id]
         got = [job["events"], job["unpriced_events"], *(job[n] for n in TOKEN_FIELDS)]
         assert got == counts[job_id]
@@ -613,21 +764,61 @@ async def run_rerate(
     does: the actual cost of an event with a reported cost never moves."""
     before = model.totals()
     created, priced = await create_version_and_price_unpriced(
-        conn, new_version(step.effective_from, step.prices, step.aliases, step.long_context)
+        conn,
+        new_version(step.effective_from, step.prices, step.aliases, step.long_context),
+        default_plan=None,
     )
     versions.append(
         Version(created, step.effective_from, step.prices, step.aliases, step.long_context)
     )
-    moved = [(priced.delta_usd, priced.actual_delta_usd)]
+    moved = [(priced.delta_usd, priced.actual_delta_usd, priced.price_delta_usd)]
     if step.since is not None:
-        rerated = await rerate_since(conn, step.since, dry_run=False, chunk=7)
-        moved.append((rerated.delta_usd, rerated.actual_delta_usd))
+        rerated = await rerate_since(conn, step.since, default_plan=None, dry_run=False, chunk=7)
+        moved.append((rerated.delta_usd, rerated.actual_delta_usd, rerated.price_delta_usd))
     model.rerate(versions, step.since)
     after = model.totals()
-    assert (sum(m[0] for m in moved), sum(m[1] for m in moved)) == (
-        after[0] - before[0],
-        after[1] - before[1],
+    assert tuple(sum(m[i] for m in moved) for i in range(3)) == tuple(
+        after[i] - before[i] for i in range(3)
     )
+
+
+async def run_plan_change(conn: asyncpg.Connection, model: Ledger, step: PlanChange) -> None:
+    """Add a p-acme version and re-price; the summary moves the price as the model does."""
+    new = NewPlanVersion(effective_from=step.effective_from, basis="catalog", markup=step.markup)
+    created = await add_plan_version(conn, "p-acme", new, await load_catalog(conn))
+    model.plans["p-acme"].append(
+        PlanVersionModel(created.id, step.effective_from, "catalog", step.markup)
+    )
+    if step.since is None:
+        return
+    before = model.totals()
+    summary = await reprice_plan(
+        conn, "p-acme", step.since, default_plan=None, dry_run=False, chunk=5
+    )
+    model.reprice("p-acme", step.since)
+    assert summary.price_delta_usd == model.totals()[2] - before[2]
+    again = await reprice_plan(conn, "p-acme", step.since, default_plan=None, dry_run=False)
+    assert (again.events_changed, again.entries_appended) == (0, 0)
+
+
+async def make_plans(conn: asyncpg.Connection, model: Ledger) -> None:
+    """p-acme and p-beta with their first versions, and the two customers on them."""
+    catalog = await load_catalog(conn)
+    for plan_id, customer, (start, basis, markup, per_request, own) in (
+        ("p-acme", "acme", ACME_FIRST),
+        ("p-beta", "beta", BETA_FIRST),
+    ):
+        first = NewPlanVersion(
+            effective_from=start,
+            basis=basis,
+            markup=markup,
+            per_request_usd=per_request,
+            models={m: {k: format(v, "f") for k, v in p.items()} for m, p in own.items()},
+        )
+        plan = await create_plan(conn, plan_id, plan_id, first, catalog)
+        version = plan.versions[0].id
+        model.plans[plan_id] = [PlanVersionModel(version, start, basis, markup, per_request, own)]
+        await create_customer(conn, NewCustomer(id=customer, name=customer, plan_id=plan_id))
 
 
 async def run_plan(admin_url: str, template: str, plan: Plan) -> None:
@@ -645,12 +836,17 @@ async def run_plan(admin_url: str, template: str, plan: Plan) -> None:
                 Version(v4, T1, V4_PRICES, {}),
             ]
             model = Ledger()
+            await make_plans(conn, model)
             app = create_app(settings_for(url))
             async with AsyncTestClient(app=app) as client:
                 for step in plan.steps:
                     if isinstance(step, Rerate):
                         await run_rerate(conn, model, versions, step)
                         continue
+                    if isinstance(step, PlanChange):
+                        await run_plan_change(conn, model, step)
+                        continue
+                    claimed = model.claim(step)
                     expected = [model.outcome(s, versions) for s in step]
                     response = await client.post(
                         "/v1/events/batch", json={"events": [wire(s) for s in step]}
@@ -659,6 +855,7 @@ async def run_plan(admin_url: str, template: str, plan: Plan) -> None:
                     answer = response.json()
                     assert [r["status"] for r in answer["results"]] == expected, answer
                     assert [r["id"] for r in answer["results"]] == [s.event_id for s in step]
+                    model.reprice_jobs(claimed)
                     assert [
                         answer["accepted"],
                         answer["duplicates"],
@@ -723,7 +920,7 @@ async def test_every_rollup_rebuilt_from_the_ledger_equals_the_stored_one(
         {**{m: V1.prices[m] for m in (FLASH, SONNET, LLAMA)}, UNKNOWN: with_defaults(D(1), D(2))},
         V1.aliases,
     )
-    _, summary = await create_version_and_price_unpriced(db, unknown_priced)
+    _, summary = await create_version_and_price_unpriced(db, unknown_priced, default_plan=None)
     assert summary.events_changed == 6  # rb-3, rb-8, …, rb-28
     kinds = await db.fetch("SELECT kind, count(*) AS n FROM ledger_entries GROUP BY kind")
     assert {r["kind"]: r["n"] for r in kinds} == {"charge": 30, "adjustment": 12}

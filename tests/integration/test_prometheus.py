@@ -376,6 +376,51 @@ def test_prometheus_actual_cost_equals_the_rest_total_as_the_finance_dashboard_r
         assert abs(summed - Decimal(story.total[total])) <= Decimal("1e-9"), (expr, summed)
 
 
+def test_prometheus_price_and_margin_equal_the_rest_totals_as_the_finance_dashboard_reads_them(
+    story: Story,
+) -> None:
+    price = Decimal(story.total["price_usd"])
+    margin = Decimal(story.total["margin_usd"])
+    for expr in (
+        "sum(luc_price_usd_total)",
+        "sum(max by (agent, model, provider, tier) (luc_price_usd_total))",
+    ):
+        prometheus = Decimal(story.prometheus.value(expr))
+        assert abs(prometheus - price) <= Decimal("1e-9"), (expr, prometheus, price)
+    # The demo's jobs have no customer and LUC runs without LUC_DEFAULT_PLAN: the price is
+    # the catalog cost, and the margin that cost less the actual cost.
+    assert price == Decimal(story.total["cost_usd"])
+    assert margin == price - Decimal(story.total["actual_cost_usd"])
+    [(_, by_model)] = [
+        (where, expr)
+        for where, expr in panel_queries("luc-prometheus")
+        if "Margin by model" in where
+    ]
+    series = story.prometheus.query(grafana_promql(by_model))
+    summed = sum(Decimal(r["value"][1]) for r in series)
+    assert abs(summed - margin) <= Decimal("1e-9"), (by_model, summed, margin)
+
+
+def test_the_top_customers_by_margin_panel_reads_the_customer_months_rollup(story: Story) -> None:
+    end = datetime.now(UTC)
+    start = end - timedelta(days=7)
+    [(_, raw)] = [
+        (where, raw)
+        for where, raw in panel_queries("luc-postgres")
+        if "Top customers by margin" in where
+    ]
+
+    async def run() -> list[asyncpg.Record]:
+        async with connected(story.database_url) as conn:
+            return list(await conn.fetch(grafana_sql(raw, start, end)))
+
+    rows = asyncio.run(run())
+    # Every demo job is without a customer: one row, all of the ledger's margin (the demo
+    # and the probe fall within this month, or the last one for a run on the 1st).
+    assert [(r["customer"], r["plan"]) for r in rows] == [("(no customer)", "(no plan)")]
+    assert rows[0]["margin"] == Decimal(story.total["margin_usd"])
+
+
 def test_prometheus_counts_of_events_and_tokens_equal_the_rest_totals(story: Story) -> None:
     events = story.prometheus.value("sum(luc_ledger_events_total)")
     assert float(events) == story.total["events"]

@@ -18,13 +18,22 @@ ROLLUPS = (
     "rollup_usage",
     "rollup_agent_days",
     "rollup_model_days",
+    "rollup_customer_months",
 )
 PRICE_COLUMNS = tuple(f"price_{name}" for name in PRICE_CLASSES)
 
 # table → the declared names it must have a column for
 EXPECTED = {
     "usage_events": TOKEN_FIELDS,
-    "ledger_entries": (*TOKEN_FIELDS, *PRICE_COLUMNS, RATE_MARKER),
+    "ledger_entries": (
+        *TOKEN_FIELDS,
+        *PRICE_COLUMNS,
+        RATE_MARKER,
+        "price_usd",
+        "customer_id",
+        "plan_id",
+        "plan_version",
+    ),
     **{table: MEASURE_NAMES for table in ROLLUPS},
     "invoice_lines": (*TOKEN_FIELDS, *PRICE_COLUMNS, RATE_MARKER),
     "catalog_prices": PRICE_CLASSES,

@@ -54,9 +54,10 @@ EVENTS = [
     # 100,000 × 0.10 + 10,000 × 0.10 = 11,000 per 1M
     ev("r5", "2026-10-12T08:00:00Z", "ByteRover", "openrouter",
        "meta-llama/llama-3.3-70b-instruct", 100_000, 10_000, provider_cost_usd="0.0111"),
-    # 4,000 × 0.80 + 500 × 4 = 5,200 per 1M
+    # 4,000 × 0.80 + 500 × 4 = 5,200 per 1M; job-a's customer from here on (and r1–r4
+    # re-priced for it): the customer × month rollup holds both jobs' customers
     ev("r6", "2026-10-12T09:00:00Z", "ACHEEVY", "openrouter", "anthropic/claude-haiku-4.5",
-       4_000, 500),
+       4_000, 500, customer_id="acme"),
     ev("r7", "2026-10-12T10:00:00Z", "ByteRover", "stub", "acme/never-priced", 1_000, 100),
 ]  # fmt: skip
 
@@ -92,6 +93,12 @@ QUERIES: list[tuple[list[str], str | None, str | None, dict[str, str], str]] = [
     (["agent"], None, None, {"job_id": "job-a"}, "ledger"),
     (["catalog_version"], None, None, {}, "ledger"),
     (["agent", "model"], OCT_11, None, {}, "ledger"),
+    # by customer: the customer × month rollup on month bounds, else the ledger
+    (["customer"], None, None, {}, "rollup_customer_months"),
+    (["customer"], "2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z", {}, "rollup_customer_months"),
+    ([], None, "2026-11-01T00:00:00Z", {"customer_id": "acme"}, "rollup_customer_months"),
+    (["customer"], OCT_10, None, {}, "ledger"),
+    (["customer", "agent"], None, None, {}, "ledger"),
 ]  # fmt: skip
 
 
@@ -121,7 +128,14 @@ async def test_rollup_and_ledger_paths_give_identical_usage_rows(
     for group_by, start, end, filters, source in QUERIES:
         lower = None if start is None else datetime.fromisoformat(start)
         upper = None if end is None else datetime.fromisoformat(end)
-        every = {"agent": None, "model": None, "job_id": None, "provider": None, **filters}
+        every = {
+            "agent": None,
+            "model": None,
+            "job_id": None,
+            "provider": None,
+            "customer_id": None,
+            **filters,
+        }
         plan = usage_rollup_plan(group_by, lower, upper, every)
         assert (plan[0] if plan else "ledger") == source, (group_by, start, end, filters)
         kwargs: dict[str, Any] = dict(group_by=group_by, start=lower, end=upper, **every)

@@ -306,18 +306,19 @@ async def ledger(db: asyncpg.Connection) -> list[dict[str, Any]]:
 # Rollups rebuilt from the ledger ----------------------------------------------------------
 
 _FROM_LEDGER = """
-    {cost}, {actual}, COALESCE(sum(provider_cost_usd), 0), sum(event_count),
+    {cost}, {actual}, COALESCE(sum(provider_cost_usd), 0), {price}, sum(event_count),
     sum(unpriced_count), sum(input_tokens), sum(cached_input_tokens), sum(cache_write_tokens),
     sum(output_tokens), sum(reasoning_tokens), min(occurred_at), max(occurred_at)
 """
 _STORED = """
-    cost_usd, actual_cost_usd, provider_cost_usd, events, unpriced_events, input_tokens,
+    cost_usd, actual_cost_usd, provider_cost_usd, price_usd, events, unpriced_events, input_tokens,
     cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens, first_event_at,
     last_event_at
 """
 # table → (its key columns, the same keys over ledger_entries, whether an unknown cost stays
 # NULL: an unpriced job line's cost is unknown, not zero, and so is its actual cost when
-# none of its events reported one; the other rollups count unknown as zero)
+# none of its events reported one, and its price when none of its events has a known one;
+# the other rollups count unknown as zero)
 ROLLUPS = {
     "rollup_jobs": ("job_id", "job_id", False),
     "rollup_job_lines": (
@@ -328,6 +329,11 @@ ROLLUPS = {
     "rollup_usage": ("agent, model, provider, tier", "agent, model, provider, tier", False),
     "rollup_agent_days": ("agent, day", "agent, billing_day", False),
     "rollup_model_days": ("model, day", "model, billing_day", False),
+    "rollup_customer_months": (
+        "customer_id, month",
+        "customer_id, date_trunc('month', billing_day)::date",
+        False,
+    ),
 }
 
 
@@ -365,6 +371,7 @@ async def rollup_differences(conn: asyncpg.Connection) -> dict[str, list[tuple[A
         sums = _FROM_LEDGER.format(
             cost=_summed("cost_usd", keep_unknown),
             actual=_summed("COALESCE(provider_cost_usd, cost_usd)", keep_unknown),
+            price=_summed("price_usd", keep_unknown),
         )
         rebuilt = f"SELECT {ledger_keys}, {sums} FROM ledger_entries GROUP BY {ledger_keys}"
         stored = f"SELECT {keys}, {_STORED} FROM {table}"

@@ -20,6 +20,8 @@ LEDGER_SERIES = (
     "luc_cost_usd_total",
     "luc_provider_cost_usd_total",
     "luc_actual_cost_usd_total",
+    "luc_price_usd_total",
+    "luc_margin_usd",
     "luc_ledger_events_total",
     "luc_tokens_total",
     "luc_unpriced_events",

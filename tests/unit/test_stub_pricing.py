@@ -10,6 +10,7 @@ from service.ingest.models import UsageEvent
 from service.ledger.service import charge_for
 from service.pricing.catalog import NOT_BILLED_STUB, Catalog
 from service.pricing.models import CatalogVersion, NewModelPrice
+from service.pricing.plans import Plans
 from service.recording.bookings import Booking, plan_rerating
 
 AT = datetime(2026, 3, 1, tzinfo=UTC)
@@ -76,7 +77,7 @@ def test_re_rating_moves_a_stub_answer_booked_at_the_catalog_price_to_zero_once(
     old = Booking(
         stub, 1, "vendor/model-a", "fast", Decimal("0.003"), Decimal("0.003"), unpriced=False
     )
-    plan = plan_rerating(old, CATALOG, "re-rated since 2026-01-01T00:00:00+00:00")
+    plan = plan_rerating(old, CATALOG, Plans(), "re-rated since 2026-01-01T00:00:00+00:00")
     assert plan is not None
     reversal, rebooking = plan.entries
     assert (reversal.cost_usd, reversal.event_count, reversal.price_input) == (
@@ -90,9 +91,9 @@ def test_re_rating_moves_a_stub_answer_booked_at_the_catalog_price_to_zero_once(
     assert plan.actual_delta_usd == Decimal("-0.003")  # no reported cost: the catalog's moves it
     # Booked at zero now: a second run changes nothing.
     now = Booking(stub, 1, "vendor/model-a", "fast", Decimal(0), Decimal(0), unpriced=False)
-    assert plan_rerating(now, CATALOG, "again") is None
+    assert plan_rerating(now, CATALOG, Plans(), "again") is None
     # A real call at its price is left alone, as before.
     real = Booking(
         event("openrouter"), 1, "vendor/model-a", "fast", Decimal("0.003"), Decimal("0.003"), False
     )
-    assert plan_rerating(real, CATALOG, "again") is None
+    assert plan_rerating(real, CATALOG, Plans(), "again") is None

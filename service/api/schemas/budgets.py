@@ -24,9 +24,9 @@ from service.wire import instant_text, money_text
 
 class BudgetIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     scope: str
-    """``global``, ``agent``, ``job`` or ``model``."""
+    """``global``, ``agent``, ``job``, ``model`` or ``customer`` (its jobs)."""
     scope_id: str | None = None
-    """The agent, job or model id; absent for ``global``."""
+    """The agent, job, model or customer id; absent for ``global``."""
     period: str
     """``lifetime``, ``day`` or ``month`` (calendar periods in UTC, by event time)."""
     limit_usd: str
@@ -38,6 +38,9 @@ class BudgetIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     webhook_url: str | None = None
     webhook_secret: str | None = None
     """Standard Webhooks secret (``whsec_<base64>``); default LUC_WEBHOOK_SECRET."""
+    measure: str = "cost"
+    """What it counts: ``cost`` (the catalog's list price), ``actual_cost`` (the provider's
+    reported cost where there is one) or ``price`` (what the customers pay)."""
 
     def new_budget(self, webhook_secret: str | None) -> NewBudget:
         """The budget to create, with the checked (or generated) ``webhook_secret``."""
@@ -51,6 +54,7 @@ class BudgetIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             hard=self.hard,
             webhook_url=self.webhook_url,
             webhook_secret=webhook_secret,
+            measure=self.measure,
         )
 
 
@@ -77,6 +81,8 @@ class BudgetOut(msgspec.Struct, kw_only=True):
     id: int
     scope: str
     scope_id: str | None
+    measure: str
+    """``cost``, ``actual_cost`` or ``price``: what its spend and limit are figures of."""
     period: str
     limit_usd: str
     thresholds: list[float]
@@ -97,6 +103,7 @@ class StandingOut(msgspec.Struct):
     id: int
     scope: str
     scope_id: str | None
+    measure: str
     period: str
     period_start: str
     hard: bool
@@ -124,6 +131,7 @@ class ReservationIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     estimated_cost_usd: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     """Decimal string: what the call may cost (prompt and max output at list price)."""
     customer_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
+    """The customer the call is for (its budgets count); absent: the job's customer."""
 
 
 class ReservationOut(msgspec.Struct):
@@ -152,6 +160,8 @@ class AlertOut(msgspec.Struct):
     """Fraction of the limit (a ratio, not money)."""
     spent_usd: str
     limit_usd: str
+    measure: str
+    """What the budget counts (``spent_usd`` and ``limit_usd`` are figures of it)."""
     created_at: str
     delivery: str
     """``none`` (no webhook), ``pending``, ``delivered`` or ``dead``."""
@@ -179,6 +189,7 @@ def standing_out(s: BudgetStanding) -> StandingOut:
         id=b.id,
         scope=b.scope,
         scope_id=b.scope_id,
+        measure=b.measure,
         period=b.period,
         period_start=instant_text(s.period_start),
         hard=b.hard,

@@ -150,6 +150,8 @@ class DeltaOut(msgspec.Struct):
     """Change of the catalog cost."""
     actual_delta_usd: str
     """Change of the actual cost: events with a provider-reported cost keep theirs."""
+    price_delta_usd: str
+    """Change of the customers' price, where their plans' basis cost moved."""
 
 
 class RerateOut(msgspec.Struct):
@@ -160,6 +162,7 @@ class RerateOut(msgspec.Struct):
     entries_appended: int
     delta_usd: str
     actual_delta_usd: str
+    price_delta_usd: str
     jobs: list[DeltaOut]
     agents: list[DeltaOut]
 

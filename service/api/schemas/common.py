@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from service.rollups.models import MEASURE_NAMES, Totals
+from service.rollups.models import DERIVED, MEASURE_NAMES, Totals
 from service.wire import day_text, instant_text, money_text
 
 S = TypeVar("S", bound=msgspec.Struct)
@@ -55,6 +55,11 @@ class TotalsOut(msgspec.Struct, kw_only=True):
     one, else the catalog's; null on an unpriced job line whose events reported none."""
     provider_cost_usd: str
     """The sum of the costs the providers reported (events without one count nothing)."""
+    price_usd: str | None
+    """What the customers pay (SPEC §11): each event at its customer's plan, else at its
+    catalog cost; null on a job line none of whose events has a known price."""
+    margin_usd: str | None
+    """``price_usd − actual_cost_usd``; null unless both are known."""
     events: int
     unpriced_events: int
     input_tokens: int
@@ -67,8 +72,9 @@ class TotalsOut(msgspec.Struct, kw_only=True):
 
 
 def totals_fields(t: Totals) -> dict[str, Any]:
-    """The fields of ``TotalsOut`` for ``t``: every measure in its wire form."""
-    return {name: wire_value(getattr(t, name)) for name in MEASURE_NAMES}
+    """The fields of ``TotalsOut`` for ``t``: every measure, and what is derived from them,
+    in its wire form."""
+    return {name: wire_value(getattr(t, name)) for name in (*MEASURE_NAMES, *DERIVED)}
 
 
 class UnitPrices(msgspec.Struct):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -9,6 +11,9 @@ import msgspec
 from service.api.schemas.common import wire_struct
 from service.customers.models import Customer, CustomerChanges, NewCustomer
 from service.customers.service import parse_amount
+from service.money import EXACT
+from service.rollups.models import Totals
+from service.wire import money_text
 
 # Lengths, shapes and plans are checked by ``customers.service`` (422 naming the field,
 # for REST and ``luc customers`` alike), not here.
@@ -77,9 +82,10 @@ class CustomerOut(msgspec.Struct, kw_only=True):
     credit_stop: bool
     created_at: str
     updated_at: str
-    # Month-to-date money of the customer's jobs (the current UTC month). Null until
-    # prices are on the ledger: issue 16's second half (price on every ledger entry and
-    # rollup, the customer × month rollup) fills price_usd, actual_cost_usd and margin_usd.
+    # Month-to-date money of the customer's jobs (the current UTC month), from the
+    # customer × month rollup: what its entries were priced at, what they cost.
+    month: str | None = None
+    """The UTC month the three figures below are of (``YYYY-MM``)."""
     price_usd: str | None = None
     """Month to date: what the customer's usage is billed at, by its plan."""
     actual_cost_usd: str | None = None
@@ -96,9 +102,27 @@ class CustomerPage(msgspec.Struct):
     next_cursor: str | None
 
 
-def customer_out(customer: Customer) -> CustomerOut:
-    return wire_struct(CustomerOut, customer, **dict.fromkeys(_NOT_YET))
+def customer_out(
+    customer: Customer, month: date | None = None, totals: Totals | None = None
+) -> CustomerOut:
+    """``customer`` with its month-to-date figures of ``month`` (``totals``: none yet, all
+    zero); without ``month``, none."""
+    if month is None:
+        return wire_struct(CustomerOut, customer, **dict.fromkeys(_MONTH), **_NOT_YET)
+    # Outside the job line rollup no sum is unknown: an unpriced event adds nothing.
+    price = (totals.price_usd if totals else None) or Decimal(0)
+    actual = (totals.actual_cost_usd if totals else None) or Decimal(0)
+    return wire_struct(
+        CustomerOut,
+        customer,
+        month=month.strftime("%Y-%m"),
+        price_usd=money_text(price),
+        actual_cost_usd=money_text(actual),
+        margin_usd=money_text(EXACT.subtract(price, actual)),
+        **_NOT_YET,
+    )
 
 
-# The month-to-date and credit fields: absent from ``Customer`` until their issues land.
-_NOT_YET = ("price_usd", "actual_cost_usd", "margin_usd", "credit_balance_usd")
+_MONTH = ("month", "price_usd", "actual_cost_usd", "margin_usd")
+# The credit balance: absent from ``Customer`` until prepaid credits land (issue 17).
+_NOT_YET = {"credit_balance_usd": None}

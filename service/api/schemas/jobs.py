@@ -10,6 +10,7 @@ import msgspec
 from service.api.schemas.common import (
     TotalsOut,
     UnitPrices,
+    money,
     totals_fields,
     unit_prices,
     wire_struct,
@@ -17,6 +18,7 @@ from service.api.schemas.common import (
 from service.jobs.models import JobChanges, JobInfo
 from service.ledger.models import LedgerEntry
 from service.pricing.models import rate_label
+from service.pricing.price import margin
 from service.rollups.models import JobDetail, JobSummary
 
 
@@ -74,6 +76,15 @@ class LedgerEntryOut(msgspec.Struct):
     provider_cost_usd: str | None
     actual_cost_usd: str | None
     """``provider_cost_usd`` where the event has one, else ``cost_usd``; null when neither."""
+    price_usd: str | None
+    """What the customer pays for it (on an adjustment, the change); null when unknown."""
+    margin_usd: str | None
+    """``price_usd − actual_cost_usd``; null unless both are known."""
+    customer_id: str | None
+    """The customer it was priced for (its job's); null for a job without one."""
+    plan_id: str | None
+    plan_version: int | None
+    """The plan version that set ``price_usd``; null when none did (price = catalog cost)."""
     unit_prices: UnitPrices | None
     reason: str | None
 
@@ -159,5 +170,6 @@ def ledger_entry_out(e: LedgerEntry) -> LedgerEntryOut:
         e,
         events=e.event_count,
         unpriced_events=e.unpriced_count,
+        margin_usd=money(margin(e.price_usd, e.actual_cost_usd)),
         unit_prices=unit_prices(e.unit_prices),
     )

@@ -21,7 +21,8 @@ from service.customers.service import parse_amount
 from service.errors import InvalidRequestError
 from service.pricing.models import ModelPrice
 from service.pricing.plans import PlanVersion, RatePlan
-from service.wire import WireValueError, parse_instant
+from service.recording.repricing import RepriceSummary
+from service.wire import WireValueError, money_text, parse_instant
 
 
 class PlanPriceIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -155,3 +156,67 @@ def describe_models(document: Any) -> dict[str, PlanPriceIn]:
         return msgspec.convert(document, dict[str, PlanPriceIn])
     except msgspec.ValidationError as exc:
         raise InvalidRequestError(f"models: {exc}") from None
+
+
+class RepriceIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    since: str
+    """RFC 3339: re-price events that occurred at or after this time."""
+    dry_run: bool = False
+    """Report the change per customer and job; append nothing."""
+
+
+class PriceDeltaOut(msgspec.Struct):
+    events: int
+    """Events whose price moved (for a customer: that it gained or lost)."""
+    price_delta_usd: str
+
+
+class CustomerDeltaOut(PriceDeltaOut, kw_only=True):
+    customer_id: str | None
+    """Null: jobs without a customer."""
+
+
+class JobDeltaOut(PriceDeltaOut, kw_only=True):
+    job_id: str
+
+
+class RepriceOut(msgspec.Struct):
+    plan_id: str
+    since: str
+    dry_run: bool
+    events_examined: int
+    """The events the plan prices or priced since ``since``."""
+    events_changed: int
+    entries_appended: int
+    """0 on a dry run, and on a second run."""
+    price_delta_usd: str
+    """Change of the price of every event examined; the cost never moves."""
+    customers: list[CustomerDeltaOut]
+    """Per customer: a job moved from one customer to another lowers the first's price
+    and raises the second's."""
+    jobs: list[JobDeltaOut]
+
+
+def reprice_out(summary: RepriceSummary) -> RepriceOut:
+    return RepriceOut(
+        plan_id=summary.plan_id or "",
+        since=timestamp(summary.since) or "",
+        dry_run=summary.dry_run,
+        events_examined=summary.events_examined,
+        events_changed=summary.events_changed,
+        entries_appended=summary.entries_appended,
+        price_delta_usd=money_text(summary.price_delta_usd),
+        # Jobs without a customer (None) first, then by id.
+        customers=[
+            CustomerDeltaOut(
+                customer_id=c, events=d.events, price_delta_usd=money_text(d.price_delta_usd)
+            )
+            for c, d in sorted(
+                summary.customers.items(), key=lambda kv: (kv[0] is not None, kv[0] or "")
+            )
+        ],
+        jobs=[
+            JobDeltaOut(job_id=j, events=d.events, price_delta_usd=money_text(d.price_delta_usd))
+            for j, d in sorted(summary.jobs.items())
+        ],
+    )

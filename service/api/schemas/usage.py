@@ -14,7 +14,8 @@ from service.rollups.models import UsageRow
 class UsageOut(msgspec.Struct):
     group_by: list[str]
     rows: list[dict[str, Any]]
-    """Each row: the group's keys, ``cost_usd`` (decimal string), ``events`` and token counts."""
+    """Each row: the group's keys, ``cost_usd``, ``actual_cost_usd``, ``price_usd`` and
+    ``margin_usd`` (decimal strings), ``events`` and token counts."""
 
 
 def usage_row(row: UsageRow) -> dict[str, Any]:
@@ -35,6 +36,14 @@ class UnpricedEventOut(msgspec.Struct):
     output_tokens: int
     reasoning_tokens: int
     reason: str | None
+    customer_id: str | None
+    """The customer it is priced for (its job's); null for a job without one."""
+    price_usd: str | None
+    """Its price for that customer: null, unpriced for the customer too (a catalog-basis
+    plan, or none), unless the plan prices the model itself or marks up the provider's
+    reported cost."""
+    plan_id: str | None
+    plan_version: int | None
 
 
 class UnpricedPage(msgspec.Struct):

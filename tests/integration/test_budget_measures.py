@@ -1,0 +1,164 @@
+"""Budgets by customer and by measure (SPEC §6): scope ``customer`` counts the entries priced
+for the customer (its jobs' events), and ``measure`` is what a budget counts: ``cost`` (the
+catalog's list price, the default), ``actual_cost`` or ``price``. On creation (the spend
+already on the ledger), at each batch (threshold alerts), in the check and in reservations.
+
+Money by hand: google/gemini-3.0-flash at 0.10 / 0.40 USD per 1M tokens; a call of
+1,000,000 input and 100,000 output tokens costs 0.10 + 0.04 = 0.14. Customer acme's plan
+adds 25 %: 0.175 a call.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from litestar.testing import AsyncTestClient
+
+from tests.scenarios.test_customer_prices import FLASH_CALL, make_customer, make_plan
+from tests.support.events import record_accepted, wire_event
+
+D = Decimal
+
+
+async def budget(client: AsyncTestClient[Any], **fields: Any) -> dict[str, Any]:
+    body = {"period": "month", "thresholds": [0.5, 1.0], **fields}
+    response = await client.post("/v1/budgets", json=body)
+    assert response.status_code == 201, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+async def acme(client: AsyncTestClient[Any]) -> None:
+    await make_plan(client, "markup25", basis="catalog", markup="0.25")
+    await make_customer(client, "acme", plan_id="markup25")
+
+
+def call(event_id: str, job_id: str = "job-1", **fields: Any) -> dict[str, Any]:
+    return wire_event(
+        event_id, job_id=job_id, occurred_at="2026-11-10T10:00:00Z", **{**FLASH_CALL, **fields}
+    )
+
+
+async def test_a_customer_budget_counts_its_jobs_in_each_measure_from_the_ledger_on(
+    client: AsyncTestClient[Any],
+) -> None:
+    await acme(client)
+    await record_accepted(
+        client,
+        [
+            call("c1", customer_id="acme", provider_cost_usd="0.12"),
+            call("c2", job_id="job-2", customer_id="acme"),
+            call("x1", job_id="job-other"),  # no customer: counts towards none of these
+        ],
+    )
+    # Created after the usage: the spend on the ledger counts.
+    cost = await budget(client, scope="customer", scope_id="acme", limit_usd="1")
+    actual = await budget(
+        client, scope="customer", scope_id="acme", limit_usd="1", measure="actual_cost"
+    )
+    price = await budget(client, scope="customer", scope_id="acme", limit_usd="1", measure="price")
+    assert (cost["measure"], actual["measure"], price["measure"]) == (
+        "cost",
+        "actual_cost",
+        "price",
+    )
+    check = (await client.get("/v1/budgets/check", params={"job_id": "job-1"})).json()
+    spent = {b["id"]: (b["measure"], b["spent_usd"]) for b in check["budgets"]}
+    # cost 0.14 + 0.14; actual 0.12 (reported) + 0.14; price 0.175 + 0.175.
+    assert spent == {
+        cost["id"]: ("cost", "0.28"),
+        actual["id"]: ("actual_cost", "0.26"),
+        price["id"]: ("price", "0.35"),
+    }
+
+
+async def test_a_price_budget_alerts_on_the_price_and_a_cost_budget_on_the_cost(
+    client: AsyncTestClient[Any],
+) -> None:
+    await acme(client)
+    price = await budget(
+        client, scope="customer", scope_id="acme", limit_usd="0.35", measure="price"
+    )
+    cost = await budget(client, scope="customer", scope_id="acme", limit_usd="0.56")
+    await record_accepted(client, [call("a1", customer_id="acme")])
+    # 0.175 of 0.35 in price: 50 %; 0.14 of 0.56 in cost: 25 %, nothing.
+    alerts = (await client.get("/v1/alerts")).json()["items"]
+    assert [(a["budget_id"], a["threshold"], a["spent_usd"], a["measure"]) for a in alerts] == [
+        (price["id"], 0.5, "0.175", "price")
+    ]
+    await record_accepted(client, [call("a2", customer_id="acme")])
+    alerts = (await client.get("/v1/alerts")).json()["items"]
+    assert [(a["budget_id"], a["threshold"], a["spent_usd"]) for a in alerts] == [
+        (price["id"], 0.5, "0.175"),
+        (price["id"], 1.0, "0.35"),
+        (cost["id"], 0.5, "0.28"),
+    ]
+
+
+async def test_re_pricing_moves_a_price_budget_s_spend_and_not_a_cost_budget_s(
+    client: AsyncTestClient[Any],
+) -> None:
+    await acme(client)
+    await record_accepted(client, [call("r1"), call("r2")])  # no customer yet
+    price = await budget(client, scope="customer", scope_id="acme", limit_usd="1", measure="price")
+    cost = await budget(client, scope="customer", scope_id="acme", limit_usd="1")
+    assert (await client.patch("/v1/jobs/job-1", json={"customer_id": "acme"})).status_code == 200
+    check = (await client.get("/v1/budgets/check", params={"customer_id": "acme"})).json()
+    spent = {b["id"]: b["spent_usd"] for b in check["budgets"]}
+    assert spent == {price["id"]: "0.35", cost["id"]: "0.28"}
+
+
+async def test_a_reservation_holds_the_estimate_as_the_customer_s_plan_prices_it(
+    client: AsyncTestClient[Any],
+) -> None:
+    await acme(client)
+    await record_accepted(client, [call("h1", customer_id="acme")])  # the job is acme's
+    await budget(
+        client, scope="customer", scope_id="acme", limit_usd="0.50", measure="price", hard=True
+    )
+    # An estimate of 0.20 at list price is 0.25 at acme's price: 0.175 + 0.25 = 0.425 ≤ 0.50.
+    body = {"job_id": "job-1", "agent": "ACHEEVY", "model": "gemini-3.0-flash"}
+    held = await client.post(
+        "/v1/budgets/reservations", json={**body, "estimated_cost_usd": "0.20"}
+    )
+    assert held.status_code == 201, held.text
+    [standing] = held.json()["budgets"]
+    assert (standing["measure"], standing["reserved_usd"], standing["remaining_usd"]) == (
+        "price",
+        "0.25",
+        "0.075",
+    )
+    # 0.08 at list price is 0.10 at acme's: more than the 0.075 left.
+    refused = await client.post(
+        "/v1/budgets/reservations", json={**body, "estimated_cost_usd": "0.08"}
+    )
+    assert refused.status_code == 402, refused.text
+    # A look says the same, for the customer named.
+    check = await client.get(
+        "/v1/budgets/check",
+        params={"customer_id": "acme", "estimated_cost_usd": "0.08", "model": "gemini-3.0-flash"},
+    )
+    assert check.json()["allowed"] is False
+
+
+async def test_budget_measures_and_scopes_are_refused_precisely(
+    client: AsyncTestClient[Any],
+) -> None:
+    bad = await client.post(
+        "/v1/budgets",
+        json={
+            "scope": "customer",
+            "scope_id": "acme",
+            "period": "month",
+            "limit_usd": "1",
+            "measure": "revenue",
+        },
+    )
+    assert bad.status_code == 422
+    assert "measure: 'revenue' is not one of cost, actual_cost, price" in bad.json()["detail"]
+    no_id = await client.post(
+        "/v1/budgets", json={"scope": "customer", "period": "month", "limit_usd": "1"}
+    )
+    assert no_id.status_code == 422
+    assert "scope_id: required for a budget of scope 'customer'" in no_id.json()["detail"]
