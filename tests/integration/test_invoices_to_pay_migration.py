@@ -152,7 +152,9 @@ async def issue_as_before(conn: asyncpg.Connection) -> dict[str, Any]:
     digest = hashlib.sha256(canonical.encode()).hexdigest()
     async with conn.transaction():
         await conn.execute(
-            "INSERT INTO jobs (job_id, customer, title) VALUES ('job-old', $1, $2)",
+            # Recording the events made the job's row already (migration 0015 on).
+            "INSERT INTO jobs (job_id, customer, title) VALUES ('job-old', $1, $2)"
+            " ON CONFLICT (job_id) DO UPDATE SET customer = $1, title = $2",
             document["customer"],
             document["title"],
         )

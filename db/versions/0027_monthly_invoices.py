@@ -1,7 +1,7 @@
 """Invoices bill the customer's price, and a customer invoiced monthly gets one invoice
 per UTC month of all its jobs.
 
-Revision ID: 0026_monthly_invoices
+Revision ID: 0027_monthly_invoices
 Revises: 0020_invoices_to_pay
 Create Date: 2026-12-02
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from service.db.migrations import run_sql
 
-revision = "0026_monthly_invoices"
+revision = "0027_monthly_invoices"
 down_revision = "0020_invoices_to_pay"
 branch_labels = None
 depends_on = None
