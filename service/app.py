@@ -33,7 +33,11 @@ from service.api.errors import http_error_handler, luc_error_handler, unexpected
 from service.api.events import EventsController
 from service.api.exports import ExportsController
 from service.api.health import healthz, readyz
-from service.api.invoices import InvoicesController, JobInvoicesController
+from service.api.invoices import (
+    CustomerInvoicesController,
+    InvoicesController,
+    JobInvoicesController,
+)
 from service.api.jobs import JobsController
 from service.api.keys import KeysController
 from service.api.metrics import metrics as metrics_endpoint
@@ -325,6 +329,7 @@ def create_app(settings: Settings | None = None, *, prepared: bool = False) -> L
             EventsController,
             JobsController,
             JobInvoicesController,
+            CustomerInvoicesController,
             InvoicesController,
             AgentsController,
             BudgetsController,

@@ -32,6 +32,9 @@ re-pricing    ``recording.service.record_batch``    shared     batches record si
               budget, changing its limit or                    (the backfill or re-evaluation
               thresholds                                       sees their spend) and later
                                                                ones see the new budget
+month         ``invoices.monthly``: issuing a       exclusive  two issues of one customer's
+invoice       customer's month                                 month queue: the second sees
+(transaction)                                                  the first's entries and top-up
 catalog seed  ``catalog.service.seed_catalog``      exclusive  processes starting together on
 (transaction)                                                  an empty ledger make version 1
                                                                once
@@ -65,6 +68,14 @@ MIGRATION_LOCK_KEY = 0x1C0FFEE
 async def lock_repricing(conn: Connection, *, shared: bool = False) -> None:
     """Take the re-pricing lock for the rest of the transaction (see the table above)."""
     await conn.execute(LOCK_REPRICING_SHARED if shared else LOCK_REPRICING)
+
+
+async def lock_month_invoice(conn: Connection, customer_id: str, month: str) -> None:
+    """One issue of a customer's monthly invoice for ``month`` (YYYY-MM) at a time."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        f"luc.invoice.month:{customer_id}:{month}",
+    )
 
 
 async def lock_catalog_seed(conn: Connection) -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import msgspec
 from litestar import Response, get, post
 from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
-from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from service.api.deps import LucController, Resources
 from service.api.params import Limit, decode_cursor, page, page_size
@@ -21,9 +22,17 @@ from service.api.schemas.invoices import (
     invoice_summary_out,
 )
 from service.auth.guard import ADMIN, READ
-from service.db import on_connection
+from service.customers.service import get_customer
+from service.db import Connection, on_connection
 from service.errors import InvalidRequestError
 from service.invoices.forms import to_csv
+from service.invoices.models import Draft
+from service.invoices.monthly import (
+    draft_month,
+    issue_month_invoice,
+    month_refusal,
+    parse_month,
+)
 from service.invoices.page import to_html
 from service.invoices.render import invoice_document
 from service.invoices.service import (
@@ -61,7 +70,9 @@ class JobInvoicesController(LucController):
     ) -> InvoicePreviewOut:
         draft = await on_connection(luc.pool, lambda conn: preview_invoice(conn, job_id))
         document = invoice_document(draft, luc.settings.issuer, None, None)
-        return invoice_preview_out(document, draft.job.status, draft.earlier, refusal(draft))
+        return invoice_preview_out(
+            document, None if draft.job is None else draft.job.status, draft.earlier, refusal(draft)
+        )
 
     @post(
         "/{job_id:str}/invoices",
@@ -83,6 +94,75 @@ class JobInvoicesController(LucController):
     async def issue(self, luc: NamedDependency[Resources], job_id: FromPath[str]) -> InvoiceOut:
         issuer = luc.settings.issuer
         invoice = await on_connection(luc.pool, lambda conn: issue_invoice(conn, job_id, issuer))
+        return invoice_out(invoice.with_digest())
+
+
+class MonthBody(msgspec.Struct, forbid_unknown_fields=True):
+    month: str
+    """The UTC month to invoice, YYYY-MM."""
+
+
+class CustomerInvoicesController(LucController):
+    path = "/v1/customers"
+    tags = ["invoices"]
+    opt = READ
+
+    @get(
+        "/{customer_id:str}/invoices/preview",
+        operation_id="previewMonthInvoice",
+        summary="Live preview of a customer's invoice for a UTC month",
+        description=(
+            "What issuing the month would issue now (a month in progress too): the month's "
+            "ledger entries of the customer's jobs that no invoice covers, in lines by job, "
+            "agent, model, provider, catalog version and plan version, and the plan's "
+            "`minimum` line. `issuable` says whether issuing now would issue it, "
+            "`not_issued_because` why not."
+        ),
+    )
+    async def preview_month(
+        self,
+        luc: NamedDependency[Resources],
+        customer_id: FromPath[str],
+        month: Annotated[str, QueryParameter(description="The UTC month, YYYY-MM")],
+    ) -> InvoicePreviewOut:
+        first_day = parse_month(month)
+        default_plan = luc.settings.billing.default_plan
+
+        async def work(conn: Connection) -> tuple[Draft, str | None]:
+            draft = await draft_month(conn, customer_id, first_day, default_plan)
+            now = await conn.fetchval("SELECT clock_timestamp()")
+            return draft, month_refusal(draft, await get_customer(conn, customer_id), now)
+
+        draft, reason = await on_connection(luc.pool, work)
+        document = invoice_document(draft, luc.settings.issuer, None, None)
+        return invoice_preview_out(document, None, draft.earlier, reason)
+
+    @post(
+        "/{customer_id:str}/invoices",
+        operation_id="issueMonthInvoice",
+        summary="Issue a customer's invoice for a UTC month (the first, or a follow-up)",
+        description=(
+            "For a customer invoiced `monthly`, once the month has ended: the month's ledger "
+            "entries (by occurred_at) of the customer's jobs that no invoice covers (an entry "
+            "billed on a job's invoice is never billed again), lines by job × agent × model, "
+            "and the plan's `minimum_monthly_usd` as a `minimum` line topping the month up "
+            "(the plan version in force at the month's start). A second issue for the month "
+            "is a follow-up (a credit note when negative). 409 with the reason in `detail` "
+            "for a month in progress, a customer invoiced per job, nothing new, or a "
+            "follow-up that is 0.00 at the cent."
+        ),
+        status_code=201,
+        opt=ADMIN,
+    )
+    async def issue_month(
+        self, luc: NamedDependency[Resources], customer_id: FromPath[str], data: JSONBody[MonthBody]
+    ) -> InvoiceOut:
+        first_day = parse_month(data.month)
+        issuer, default_plan = luc.settings.issuer, luc.settings.billing.default_plan
+        invoice = await on_connection(
+            luc.pool,
+            lambda conn: issue_month_invoice(conn, customer_id, first_day, issuer, default_plan),
+        )
         return invoice_out(invoice.with_digest())
 
 

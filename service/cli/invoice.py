@@ -44,7 +44,7 @@ def invoice_preview(job_id: str) -> None:
         reason = refusal(draft)
         return {
             **document,
-            "status": draft.job.status,
+            "status": None if draft.job is None else draft.job.status,
             "earlier_invoices": draft.earlier,
             "issuable": reason is None,
             "not_issued_because": reason,
@@ -54,27 +54,41 @@ def invoice_preview(job_id: str) -> None:
 
 
 @invoice.command(name="issue")
-@click.argument("job_id")
-def invoice_issue(job_id: str) -> None:
-    """Issue JOB_ID's next invoice; print it as JSON (a summary goes to stderr).
+@click.argument("job_id", required=False)
+@click.option("--customer", help="Issue a customer's monthly invoice (with --month).")
+@click.option("--month", help="The UTC month of --customer's invoice, YYYY-MM.")
+def invoice_issue(job_id: str | None, customer: str | None, month: str | None) -> None:
+    """Issue JOB_ID's next invoice, or --customer C --month YYYY-MM's; print it as JSON (a
+    summary goes to stderr).
 
     A follow-up whose total is negative is a credit note (LUC-CN-…); one that comes to 0.00
     at the cent is not issued (exit 1, no number spent): its usage carries forward.
     """
     from service.invoices.models import CREDIT_NOTE, Invoice
+    from service.invoices.monthly import issue_month_invoice, parse_month
     from service.invoices.service import issue_invoice
     from service.settings import get_settings
 
-    issuer = get_settings().issuer
+    if (job_id is None) == (customer is None) or (customer is None) != (month is None):
+        raise click.UsageError("give JOB_ID, or --customer and --month (not both)")
+    settings = get_settings()
+    issuer = settings.issuer
+    first_day = None if month is None else parse_month(month)
 
     async def work(conn: Connection) -> Invoice:
+        if customer is not None and first_day is not None:
+            return await issue_month_invoice(
+                conn, customer, first_day, issuer, settings.billing.default_plan
+            )
+        assert job_id is not None
         return await issue_invoice(conn, job_id, issuer)
 
     issued = run_on_database(work)
     _echo_json(issued.with_digest())
     what = "credit note" if issued.kind == CREDIT_NOTE else "invoice"
+    subject = f"job {job_id}" if job_id is not None else f"customer {customer} for {month}"
     click.echo(
-        f"issued {what} {issued.number} for job {job_id}: total "
+        f"issued {what} {issued.number} for {subject}: total "
         f"{issued.document['total_usd']} USD, due {issued.document['due_date']}, "
         f"{issued.document['covered_entries']} ledger entries",
         err=True,

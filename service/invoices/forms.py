@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from service.invoices.models import INVOICE
+from service.invoices.pricing import terms_text
 from service.money import CENT, exact_difference, exact_sum, quantize_half_up
 from service.pricing.models import rate_label
 from service.tokens import TOKEN_CLASSES, TOKEN_FIELDS, parts_of
@@ -64,7 +65,7 @@ def billed_usage(line: dict[str, Any]) -> list[tuple[int, str, str]]:
                     f"{price_text(prices[token_class.price])} / 1M tokens",
                 )
             )
-    if Decimal(prices["per_request"]) and int(line["events"]):
+    if Decimal(prices.get("per_request", "0")) and int(line["events"]):
         used.append((int(line["events"]), "calls", f"{price_text(prices['per_request'])} / call"))
     return used
 
@@ -78,7 +79,9 @@ def price_lines(line: dict[str, Any]) -> list[str]:
         for _, what, price in billed_usage(line)
     ]
     rate = line.get("long_context_from")
-    return [f"at the {rate_label(rate)} rate", *lines] if rate is not None else lines
+    lines = [f"at the {rate_label(rate)} rate", *lines] if rate is not None else lines
+    # A plan's terms after the unit prices they apply to (absent without a plan).
+    return [*lines, *(terms_text(line["pricing"]) if "pricing" in line else [])]
 
 
 def summary(document: dict[str, Any]) -> list[tuple[str, str, str, str]]:
@@ -147,10 +150,10 @@ CSV_COLUMNS = (
     "note",
 )
 """Every row names the invoice, the customer and the job; ``row_type`` tells the lines
-(``line``) from the summary (``subtotal``, ``rounding``, ``total``, ``credits``,
-``amount_due``) and from what is listed but not billed (``not_billed``). ``amount_usd`` is
-to the cent and adds up down the column; ``amount_exact_usd`` keeps every digit and adds up
-too (the document's figures)."""
+(``line``; ``minimum``, a plan's monthly minimum topping a month up) from the summary
+(``subtotal``, ``rounding``, ``total``, ``credits``, ``amount_due``) and from what is
+listed but not billed (``not_billed``). ``amount_usd`` is to the cent and adds up down the
+column; ``amount_exact_usd`` keeps every digit and adds up too (the document's figures)."""
 
 
 def _text_cell(value: str | None) -> str:
@@ -179,8 +182,19 @@ def to_csv(document: dict[str, Any]) -> str:
     blank_line = [""] * (len(CSV_COLUMNS) - len(head) - 4)
 
     def line_row(kind: str, line: dict[str, Any], note: str) -> list[Any]:
+        if line.get("line_type") == "minimum":
+            return [
+                *head,
+                "minimum",
+                *blank_line,
+                cents(line["amount_usd"]),
+                line["amount_usd"],
+                line["description"],
+            ]
+        # A monthly invoice's lines name their job (the document names none).
+        row_head = [*head[:3], _text_cell(line["job_id"])] if "job_id" in line else head
         return [
-            *head,
+            *row_head,
             kind,
             _text_cell(line["agent"]),
             _text_cell(line["model"]),

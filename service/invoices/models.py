@@ -90,20 +90,32 @@ class DraftLine(TokenCounts):
     model: str
     model_name: str | None
     provider: str
-    catalog_version: int
+    catalog_version: int | None
+    """None only on a ``minimum`` line, which is no usage."""
     long_context_from: int | None
     """The rate of the unit prices (``pricing.models.Rate``); None: the base prices."""
     tier: str | None
     events: int
     unit_prices: dict[str, Decimal]
     amount_usd: Decimal
-    """What the line bills: the catalog cost of its entries."""
+    """What the line bills: the customer's price of its entries (``price_usd``), which is
+    their catalog cost when no plan priced them."""
     cost_usd: Decimal
     """Internal, never on the customer's forms: the catalog cost of its entries."""
     actual_cost_usd: Decimal
     """Internal, never on the customer's forms: what the calls actually cost (each entry's
     provider cost where reported, else its catalog cost). Every entry of a line is priced,
     so it is always known."""
+    job_id: str | None = None
+    """The line's job: on a monthly invoice, whose lines are of several jobs."""
+    plan_id: str | None = None
+    plan_version: int | None = None
+    """The plan version that priced the line's entries; None: no plan, price = cost."""
+    pricing: dict[str, str] | None = None
+    """How the plan made the amount from the usage, for the reader to recompute it
+    (``invoices.pricing``); None without a plan."""
+    line_type: str = "usage"
+    """``usage``, or ``minimum``: the plan's monthly minimum topping a month up."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -120,9 +132,11 @@ class BillTo:
 
 @dataclass(frozen=True, slots=True)
 class Draft:
-    """What an invoice of a job would hold now: the entries no earlier invoice covers."""
+    """What an invoice of a job, or of a customer's UTC month, would hold now: the entries
+    no earlier invoice covers."""
 
-    job: JobInfo
+    job: JobInfo | None
+    """None on a monthly invoice (its lines name their jobs)."""
     entry_ids: list[int]
     lines: list[DraftLine]
     unpriced_events: int
@@ -139,6 +153,19 @@ class Draft:
     credits_drawn: Decimal = Decimal(0)
     """The prepaid credits the covered entries drew, net of what they gave back
     (``customers.credits.credits_applied``), exactly."""
+    month: date | None = None
+    """The first day of the UTC month a monthly invoice covers; None for a job's."""
+    minimum_note: str | None = None
+    """How the ``minimum`` line was found (plan, version, minimum, month's total)."""
+
+    @property
+    def subject(self) -> str:
+        """What the invoice is of, in a sentence: ``job 'j1'`` or ``customer 'acme' for
+        2026-11``."""
+        if self.job is not None:
+            return f"job {self.job.job_id!r}"
+        assert self.month is not None and self.bill_to is not None
+        return f"customer {self.bill_to.id!r} for {self.month:%Y-%m}"
 
     @property
     def subtotal(self) -> Decimal:
@@ -182,7 +209,8 @@ class Invoice:
 
     number: str
     kind: str
-    job_id: str
+    job_id: str | None
+    """None on a customer's monthly invoice."""
     issued_at: datetime
     total_usd: Decimal
     document: dict[str, Any]
@@ -198,7 +226,7 @@ class Invoice:
 class InvoiceSummary:
     number: str
     kind: str
-    job_id: str
+    job_id: str | None
     customer_id: str | None
     issued_at: datetime
     due_date: date | None

@@ -20,6 +20,7 @@ from service.invoices.forms import (
     summary,
 )
 from service.invoices.models import CREDIT_NOTE
+from service.invoices.pricing import terms_text
 from service.pricing.models import rate_label
 
 LEGACY_ISSUER = "LUC · LLM usage cost ledger"
@@ -103,12 +104,25 @@ def _usage(line: dict[str, Any]) -> str:
 
 
 def _line_row(line: dict[str, Any]) -> str:
+    if line.get("line_type") == "minimum":
+        return (
+            f"<tr class='minimum'><td><strong>Monthly minimum</strong>"
+            f"<div class='small'>{_e(line['description'])}</div></td><td class='num'></td>"
+            f"<td></td><td class='num'>{_e(cents(line['amount_usd']))}</td></tr>"
+        )
     name = line.get("model_name") or line["model"]
+    job = f"job {_e(line['job_id'])} · " if "job_id" in line else ""
+    terms = (
+        "".join(f"<div class='terms'>{_e(t)}</div>" for t in terms_text(line["pricing"]))
+        if "pricing" in line
+        else ""
+    )
     return (
         "<tr>"
         f"<td><strong>{_e(name)}</strong>"
         f"<div class='small'>{_e(line['model'])} · {_e(line['provider'])}<br>"
-        f"agent {_e(line['agent'])} · catalog version {_e(line['catalog_version'])}</div></td>"
+        f"{job}agent {_e(line['agent'])} · catalog version {_e(line['catalog_version'])}"
+        f"</div>{terms}</td>"
         f"<td class='num'>{int(line['events']):,}</td>"
         f"<td>{_usage(line)}</td>"
         f"<td class='num'>{_e(cents(line['amount_usd']))}</td>"
@@ -177,6 +191,7 @@ def _meta(document: dict[str, Any], title: str) -> str:
         ("Corrects invoice", _e(d.get("corrects")), ""),
         ("Follow-up to", _e(d["follow_up_of"]), ""),
         ("Job", _e(d["job_id"]), ""),
+        ("Month", _e(d.get("month")), ""),
         ("Title", _e(d.get("title")), ""),
         ("Reference", _e(d.get("reference")), ""),
         ("Usage period", period, ""),

@@ -25,22 +25,26 @@ WHERE l.job_id = $1
 ORDER BY l.id
 """
 
-# Lines of a draft: one per agent × model × provider × catalog version × rate (the rate and
-# the prices are part of the key so a line can only ever have one unit price: calls at a
-# long-context rate are a line apart). Unpriced bookings of events priced since
+# Lines of a draft: one per job × agent × model × provider × catalog version × rate × plan
+# version (the rate, the prices and the plan version are part of the key so a line can
+# only ever have one unit price and one way of pricing: calls at a long-context rate are a
+# line apart, and so are entries priced by another plan version, such as a re-pricing's
+# change of price). A line bills the customer's price of its entries; their catalog and
+# actual costs are kept for the internal view. Unpriced bookings of events priced since
 # (catalog_version NULL) net to zero and make no line.
 SELECT_DRAFT_LINES = f"""
-SELECT l.agent, l.model, p.name AS model_name, l.provider, l.catalog_version,
-       l.long_context_from, l.tier,
+SELECT l.job_id, l.agent, l.model, p.name AS model_name, l.provider, l.catalog_version,
+       l.long_context_from, l.tier, l.plan_id, l.plan_version,
        sum(l.event_count) AS events, {_TOKEN_SUMS}, {_PRICES},
-       sum(l.cost_usd) AS amount_usd, sum(l.cost_usd) AS cost_usd,
+       COALESCE(sum(l.price_usd), 0) AS amount_usd, sum(l.cost_usd) AS cost_usd,
        sum(l.actual_cost_usd) AS actual_cost_usd
 FROM ledger_entries AS l
 LEFT JOIN catalog_prices AS p ON p.version_id = l.catalog_version AND p.model_id = l.model
 WHERE l.id = ANY($1::bigint[]) AND l.catalog_version IS NOT NULL
-GROUP BY l.agent, l.model, p.name, l.provider, l.catalog_version, l.long_context_from, l.tier,
-         {_PRICES}
-ORDER BY l.agent, l.model, l.provider, l.catalog_version, l.long_context_from NULLS FIRST
+GROUP BY l.job_id, l.agent, l.model, p.name, l.provider, l.catalog_version,
+         l.long_context_from, l.tier, l.plan_id, l.plan_version, {_PRICES}
+ORDER BY l.job_id, l.agent, l.model, l.provider, l.catalog_version,
+         l.long_context_from NULLS FIRST, l.plan_id NULLS FIRST, l.plan_version NULLS FIRST
 """
 
 SELECT_PERIOD = """
@@ -55,6 +59,56 @@ SELECT count(*) FROM (
     GROUP BY event_id
     HAVING sum(unpriced_count) > 0
 ) AS still_unpriced
+"""
+
+# A customer's month: the entries priced for the customer (``customer_id``), and entries
+# priced for no customer of the jobs it owns now (recorded before the job had one: their
+# re-pricing reversals are priced for no customer too, so they net out here, and the job's
+# entries re-booked for the customer come with them). $2, $3: the month's bounds, which
+# prune the ledger's monthly partitions.
+_CUSTOMER_MONTH = """
+  l.occurred_at >= $2 AND l.occurred_at < $3
+  AND (l.customer_id = $1
+       OR (l.customer_id IS NULL
+           AND EXISTS (SELECT 1 FROM jobs AS j WHERE j.job_id = l.job_id AND j.customer_id = $1)))
+"""
+
+SELECT_UNINVOICED_MONTH_ENTRY_IDS = f"""
+SELECT l.id
+FROM ledger_entries AS l
+WHERE {_CUSTOMER_MONTH}
+  AND NOT EXISTS (SELECT 1 FROM invoice_entries AS i WHERE i.ledger_entry_id = l.id)
+  AND (l.catalog_version IS NOT NULL OR NOT EXISTS (
+        SELECT 1 FROM ledger_entries AS u
+        WHERE u.event_id = l.event_id
+        HAVING sum(u.unpriced_count) > 0))
+ORDER BY l.id
+"""
+
+COUNT_UNPRICED_MONTH_EVENTS = f"""
+SELECT count(*) FROM (
+    SELECT l.event_id FROM ledger_entries AS l
+    WHERE {_CUSTOMER_MONTH} AND l.unpriced_count <> 0
+    GROUP BY l.event_id
+    HAVING sum(l.unpriced_count) > 0
+) AS still_unpriced
+"""
+
+SELECT_MONTH_INVOICE_NUMBERS = """
+SELECT number FROM invoices WHERE customer_id = $1 AND month = $2 ORDER BY issued_at, number
+"""
+
+# What the month's earlier invoices billed: its usage, and the minimum top-ups.
+SELECT_MONTH_BILLED = """
+SELECT COALESCE(sum(l.amount_usd) FILTER (WHERE l.line_type = 'usage'), 0) AS usage_usd,
+       COALESCE(sum(l.amount_usd) FILTER (WHERE l.line_type = 'minimum'), 0) AS minimum_usd
+FROM invoices AS i JOIN invoice_lines AS l ON l.invoice_number = i.number
+WHERE i.customer_id = $1 AND i.month = $2
+"""
+
+SELECT_LATEST_MONTH_INVOICE = """
+SELECT number FROM invoices WHERE customer_id = $1 AND month = $2 AND kind = 'invoice'
+ORDER BY issued_at DESC, number DESC LIMIT 1
 """
 
 SELECT_JOB_INVOICE_NUMBERS = """
@@ -95,8 +149,9 @@ INSERT_INVOICE = """
 INSERT INTO invoices (number, kind, year, seq, job_id, customer_id, issued_at, due_date,
                       currency, subtotal_usd, rounding_rule, rounding_usd, total_usd,
                       covered_entries, unpriced_events, follow_up_of, corrects, canonical,
-                      digest)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+                      digest, month)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
+        $20)
 """
 
 INSERT_LOGO = """
@@ -120,6 +175,10 @@ LINE_COLUMNS = (
     ("amount_usd", "numeric"),
     ("cost_usd", "numeric"),
     ("actual_cost_usd", "numeric"),
+    ("line_type", "text"),
+    ("job_id", "text"),
+    ("plan_id", "text"),
+    ("plan_version", "bigint"),
 )
 INSERT_LINES = f"""
 INSERT INTO invoice_lines (invoice_number, {", ".join(name for name, _ in LINE_COLUMNS)})
@@ -161,9 +220,11 @@ FROM invoices WHERE number = $1
 """
 
 # Lines issued before their catalog cost was recorded apart billed the catalog cost: their
-# amount is their cost.
+# amount is their cost. Lines issued before invoices billed the price (no line_type) have
+# no margin to show.
 SELECT_INTERNAL_LINES = """
-SELECT position, COALESCE(cost_usd, amount_usd) AS cost_usd, actual_cost_usd
+SELECT position, COALESCE(cost_usd, amount_usd) AS cost_usd, actual_cost_usd, amount_usd,
+       line_type
 FROM invoice_lines WHERE invoice_number = $1 ORDER BY position
 """
 

@@ -54,8 +54,20 @@ def entries_digest(entry_ids: list[int]) -> str:
 
 def line_document(line: DraftLine) -> dict[str, Any]:
     """A billed line as the customer sees it: what it bills and why, never what it cost
-    LUC (the internal view adds that)."""
+    LUC (the internal view adds that). The line's job (on a monthly invoice), the plan's
+    terms and the line's type appear only where there are some, so lines without them keep
+    the shape (and the digests) they always had."""
+    extra: dict[str, Any] = {}
+    if line.line_type != "usage":
+        # No usage: a line of the usual shape (zero tokens, zero prices, no catalog
+        # version) so every reader of lines reads it, told apart by its type.
+        extra |= {"line_type": line.line_type, "description": line.model_name}
+    if line.job_id is not None:
+        extra["job_id"] = line.job_id
+    if line.pricing is not None:
+        extra["pricing"] = line.pricing
     return {
+        **extra,
         "agent": line.agent,
         "model": line.model,
         "model_name": line.model_name,
@@ -68,7 +80,7 @@ def line_document(line: DraftLine) -> dict[str, Any]:
         # marked. Absent from invoices issued before long context: their rate was base.
         "long_context_from": line.long_context_from,
         "rate": rate_label(line.long_context_from),
-        "unit_prices": {k: money_text(line.unit_prices[k]) for k in PRICE_CLASSES},
+        "unit_prices": {k: money_text(line.unit_prices.get(k, Decimal(0))) for k in PRICE_CLASSES},
         "amount_usd": money_text(line.amount_usd),
     }
 
@@ -111,8 +123,16 @@ def notes_for(draft: Draft, corrects: str | None = None) -> list[str]:
     if draft.follow_up_of is not None:
         notes.append(
             f"Follow-up to {draft.follow_up_of}: covers only ledger entries recorded after "
-            "the earlier invoices of this job (late usage and re-rating adjustments)."
+            f"the earlier invoices of this {'job' if draft.job is not None else 'month'} "
+            "(late usage, re-rating and re-pricing adjustments)."
         )
+    if draft.month is not None:
+        notes.append(
+            f"Monthly invoice for {draft.month:%Y-%m} (UTC): the usage of the customer's jobs "
+            "in the month that no earlier invoice billed."
+        )
+    if draft.minimum_note is not None:
+        notes.append(draft.minimum_note)
     if draft.unpriced_events:
         n = draft.unpriced_events
         notes.append(
@@ -156,14 +176,14 @@ def invoice_document(
     return {
         "number": number,
         "kind": draft.kind,
-        "job_id": draft.job.job_id,
+        "job_id": None if draft.job is None else draft.job.job_id,
         "issued_at": None if issued_at is None else instant_text(issued_at),
         "due_date": None if due is None else due.isoformat(),
         "currency": CURRENCY,
         "issuer": issuer_document(issuer),
         "customer": bill_to_document(draft.bill_to),
-        "title": draft.job.title,
-        "reference": draft.job.reference,
+        "title": None if draft.job is None else draft.job.title,
+        "reference": None if draft.job is None else draft.job.reference,
         "follow_up_of": draft.follow_up_of,
         "corrects": corrects,
         "period_start": None if draft.period_start is None else instant_text(draft.period_start),
@@ -181,4 +201,5 @@ def invoice_document(
         "unpriced_events": draft.unpriced_events,
         "notes": notes_for(draft, corrects),
         **(not_billed if draft.not_billed else {}),
+        **({} if draft.month is None else {"month": f"{draft.month:%Y-%m}"}),
     }

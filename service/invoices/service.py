@@ -11,6 +11,7 @@ forward.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from decimal import Decimal
@@ -19,6 +20,7 @@ from typing import Any
 import asyncpg
 
 from service.customers.credits import credits_applied
+from service.customers.plans import load_plans
 from service.customers.service import get_customer
 from service.db import Connection, from_row
 from service.errors import ConflictError, InvalidRequestError, NotFoundError
@@ -37,6 +39,7 @@ from service.invoices.models import (
     invoice_number,
     parse_number,
 )
+from service.invoices.pricing import priced_by_plan
 from service.invoices.render import (
     canonical_json,
     invoice_document,
@@ -62,10 +65,34 @@ def _line(r: asyncpg.Record) -> DraftLine:
         events=int(r["events"]),
         **counts_from_row(r),  # sums: NUMERIC
         unit_prices={k: r[f"price_{k}"] for k in PRICE_CLASSES},
+        pricing=None,
+        line_type="usage",
     )
 
 
-def _not_billed(line: DraftLine) -> bool:
+async def draft_lines(conn: Connection, ids: list[int], *, name_jobs: bool) -> list[DraftLine]:
+    """The lines of the entries ``ids``, each with the unit prices and plan terms that
+    explain its amount; lines whose entries cancel out left out. ``name_jobs``: each line
+    names its job (a monthly invoice's); a job's invoice names the job once."""
+    if not ids:
+        return []
+    lines = [_line(r) for r in await conn.fetch(queries.SELECT_DRAFT_LINES, ids)]
+    versions = (
+        {v.id: v for plan in (await load_plans(conn)).values() for v in plan.versions}
+        if any(line.plan_version is not None for line in lines)
+        else {}
+    )
+    return [
+        priced_by_plan(
+            line if name_jobs else dataclasses.replace(line, job_id=None),
+            None if line.plan_version is None else versions.get(line.plan_version),
+        )
+        for line in lines
+        if not _is_empty(line)
+    ]
+
+
+def not_billed(line: DraftLine) -> bool:
     """Stub answers priced at zero (``PriceQuote.for_provider``). A stub line carrying money
     (the reversal of a stub answer booked at the catalog's price before stub answers were
     priced at zero) stays a billed line: it credits what an earlier invoice charged."""
@@ -104,14 +131,13 @@ async def bill_to(conn: Connection, job: JobInfo) -> BillTo | None:
 
 async def _draft(conn: Connection, job: JobInfo) -> Draft:
     ids = [r["id"] for r in await conn.fetch(queries.SELECT_UNINVOICED_ENTRY_IDS, job.job_id)]
-    lines = [_line(r) for r in await conn.fetch(queries.SELECT_DRAFT_LINES, ids)] if ids else []
+    lines = await draft_lines(conn, ids, name_jobs=False)
     period = await conn.fetchrow(queries.SELECT_PERIOD, ids) if ids else None
-    lines = [line for line in lines if not _is_empty(line)]
     return Draft(
         job=job,
         entry_ids=ids,
-        lines=[line for line in lines if not _not_billed(line)],
-        not_billed=[line for line in lines if _not_billed(line)],
+        lines=[line for line in lines if not not_billed(line)],
+        not_billed=[line for line in lines if not_billed(line)],
         unpriced_events=int(await conn.fetchval(queries.COUNT_UNPRICED_EVENTS, job.job_id)),
         period_start=period["period_start"] if period else None,
         period_end=period["period_end"] if period else None,
@@ -136,7 +162,7 @@ async def preview_invoice(conn: Connection, job_id: str) -> Draft:
 
 
 def _nothing_new(draft: Draft) -> str:
-    message = f"nothing new to invoice for job {draft.job.job_id!r}: "
+    message = f"nothing new to invoice for {draft.subject}: "
     if draft.not_billed and not draft.lines:
         n = sum(line.events for line in draft.not_billed)
         message += (
@@ -147,6 +173,11 @@ def _nothing_new(draft: Draft) -> str:
         message += (
             f"every ledger entry is already on {', '.join(draft.earlier)}; usage recorded "
             "from now on goes on a follow-up invoice"
+        )
+    elif draft.month is not None:
+        message += (
+            "it has no priced usage not yet billed (usage billed on a job's invoice is never "
+            "billed again)"
         )
     else:
         message += "it has no priced usage yet"
@@ -161,11 +192,12 @@ def _nothing_new(draft: Draft) -> str:
 def _carried_forward(draft: Draft) -> str:
     n = len(draft.entry_ids)
     return (
-        f"not issued: the new usage of job {draft.job.job_id!r} since {draft.follow_up_of} "
+        f"not issued: the new usage of {draft.subject} since {draft.follow_up_of} "
         f"comes to {money_text(draft.subtotal)} USD, which is {cents_text(draft.total)} at "
         f"the cent, so no invoice or credit note is issued and no number is spent; its {n} "
         f"ledger {'entries stay' if n != 1 else 'entry stays'} unbilled and carr"
-        f"{'y' if n != 1 else 'ies'} forward to the job's next follow-up"
+        f"{'y' if n != 1 else 'ies'} forward to the {'job' if draft.job else 'month'}'s next "
+        "follow-up"
     )
 
 
@@ -202,48 +234,56 @@ async def issue_invoice(conn: Connection, job_id: str, issuer: IssuerSettings) -
         reason = refusal(draft)
         if reason is not None:
             raise ConflictError(reason)
-        kind = draft.kind
-        corrects = await _corrected(conn, draft) if kind == CREDIT_NOTE else None
-        year = int(await conn.fetchval("SELECT extract(year FROM now() AT TIME ZONE 'UTC')"))
-        seq = await conn.fetchval(queries.NEXT_NUMBER, kind, year)
-        # Read after the counter's lock: issue times follow number order.
-        issued_at = await conn.fetchval("SELECT clock_timestamp()")
-        number = invoice_number(year, seq, kind)
-        document = invoice_document(draft, issuer, number, issued_at, corrects=corrects)
-        canonical = canonical_json(document)
-        digest = sha256_hex(canonical)
-        subtotal, total = draft.subtotal, draft.total
-        if issuer.logo is not None:
-            await conn.execute(
-                queries.INSERT_LOGO,
-                hashlib.sha256(issuer.logo.data).hexdigest(),
-                issuer.logo.media_type,
-                issuer.logo.data,
-            )
+        return await store_invoice(conn, draft, issuer)
+
+
+async def store_invoice(conn: Connection, draft: Draft, issuer: IssuerSettings) -> Invoice:
+    """Number ``draft`` and store it with its lines and the entries it covers, in the
+    caller's transaction (which holds the locks that make the draft current)."""
+    job_id = None if draft.job is None else draft.job.job_id
+    kind = draft.kind
+    corrects = await _corrected(conn, draft) if kind == CREDIT_NOTE else None
+    year = int(await conn.fetchval("SELECT extract(year FROM now() AT TIME ZONE 'UTC')"))
+    seq = await conn.fetchval(queries.NEXT_NUMBER, kind, year)
+    # Read after the counter's lock: issue times follow number order.
+    issued_at = await conn.fetchval("SELECT clock_timestamp()")
+    number = invoice_number(year, seq, kind)
+    document = invoice_document(draft, issuer, number, issued_at, corrects=corrects)
+    canonical = canonical_json(document)
+    digest = sha256_hex(canonical)
+    subtotal, total = draft.subtotal, draft.total
+    if issuer.logo is not None:
         await conn.execute(
-            queries.INSERT_INVOICE,
-            number,
-            kind,
-            year,
-            seq,
-            job_id,
-            None if draft.bill_to is None else draft.bill_to.id,
-            issued_at,
-            due_date(issued_at, issuer.payment_terms_days),
-            CURRENCY,
-            subtotal,
-            ROUNDING_RULE,
-            exact_difference(total, subtotal),
-            total,
-            len(draft.entry_ids),
-            draft.unpriced_events,
-            draft.follow_up_of,
-            corrects,
-            canonical,
-            digest,
+            queries.INSERT_LOGO,
+            hashlib.sha256(issuer.logo.data).hexdigest(),
+            issuer.logo.media_type,
+            issuer.logo.data,
         )
-        await _insert_lines(conn, number, draft.lines)
-        await conn.execute(queries.INSERT_ENTRIES, number, draft.entry_ids)
+    await conn.execute(
+        queries.INSERT_INVOICE,
+        number,
+        kind,
+        year,
+        seq,
+        job_id,
+        None if draft.bill_to is None else draft.bill_to.id,
+        issued_at,
+        due_date(issued_at, issuer.payment_terms_days),
+        CURRENCY,
+        subtotal,
+        ROUNDING_RULE,
+        exact_difference(total, subtotal),
+        total,
+        len(draft.entry_ids),
+        draft.unpriced_events,
+        draft.follow_up_of,
+        corrects,
+        canonical,
+        digest,
+        draft.month,
+    )
+    await _insert_lines(conn, number, draft.lines)
+    await conn.execute(queries.INSERT_ENTRIES, number, draft.entry_ids)
     return Invoice(number, kind, job_id, issued_at, total, document, canonical, digest)
 
 
@@ -251,8 +291,12 @@ async def _corrected(conn: Connection, draft: Draft) -> str | None:
     """The invoice a credit note corrects: the latest that billed an event it re-books,
     else the job's latest invoice."""
     found = await conn.fetchval(queries.SELECT_CORRECTED_INVOICE, draft.entry_ids)
-    if found is None:
+    if found is None and draft.job is not None:
         found = await conn.fetchval(queries.SELECT_LATEST_JOB_INVOICE, draft.job.job_id)
+    elif found is None and draft.bill_to is not None:
+        found = await conn.fetchval(
+            queries.SELECT_LATEST_MONTH_INVOICE, draft.bill_to.id, draft.month
+        )
     return None if found is None else str(found)
 
 
@@ -273,6 +317,10 @@ async def _insert_lines(conn: Connection, number: str, lines: list[DraftLine]) -
         [x.amount_usd for x in lines],
         [x.cost_usd for x in lines],
         [x.actual_cost_usd for x in lines],
+        [x.line_type for x in lines],
+        [x.job_id for x in lines],
+        [x.plan_id for x in lines],
+        [x.plan_version for x in lines],
     ]
     await conn.execute(queries.INSERT_LINES, number, *columns)
 
@@ -317,8 +365,18 @@ async def list_invoices(
 async def internal_lines(conn: Connection, number: str) -> list[InternalLine]:
     """What each line of an issued invoice cost, in the order of its lines."""
     rows = await conn.fetch(queries.SELECT_INTERNAL_LINES, number)
-    # Invoices bill the catalog cost for now: there is no margin until they bill a price.
-    return [InternalLine(r["cost_usd"], r["actual_cost_usd"], None) for r in rows]
+    # Lines issued before invoices billed the price (no line_type) billed the catalog cost:
+    # they have no margin to show.
+    return [
+        InternalLine(
+            r["cost_usd"],
+            r["actual_cost_usd"],
+            None
+            if r["line_type"] is None or r["actual_cost_usd"] is None
+            else exact_difference(r["amount_usd"], r["actual_cost_usd"]),
+        )
+        for r in rows
+    ]
 
 
 async def internal_view(conn: Connection, number: str) -> dict[str, Any]:

@@ -51,6 +51,7 @@ EXPECTED_SCOPES: dict[str, str] = {
     "getJob": READ,
     "listJobLedgerEntries": READ,
     "previewJobInvoice": READ,
+    "previewMonthInvoice": READ,
     "listInvoices": READ,
     "getInvoice": READ,
     "listAgents": READ,
@@ -79,6 +80,7 @@ EXPECTED_SCOPES: dict[str, str] = {
     "updateJob": ADMIN,
     "grantCredits": ADMIN,  # money given to a customer
     "issueJobInvoice": ADMIN,
+    "issueMonthInvoice": ADMIN,
     "createCatalogVersion": ADMIN,
     "rerateSince": ADMIN,
     "createBudget": ADMIN,

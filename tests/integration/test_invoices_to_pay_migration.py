@@ -152,7 +152,7 @@ async def issue_as_before(conn: asyncpg.Connection) -> dict[str, Any]:
     digest = hashlib.sha256(canonical.encode()).hexdigest()
     async with conn.transaction():
         await conn.execute(
-            # The job's row exists already when recording made it for its events.
+            # Recording the events made the job's row already (migration 0015 on).
             "INSERT INTO jobs (job_id, customer, title) VALUES ('job-old', $1, $2)"
             " ON CONFLICT (job_id) DO UPDATE SET customer = $1, title = $2",
             document["customer"],

@@ -83,9 +83,12 @@ async def test_the_readme_invoice_is_addressed_to_the_customer_named_before_it_i
         "tax_id": "US-99-1234567",
     }
     assert (issued["title"], issued["reference"]) == ("Q4 study", "PO-7731")
-    # The example event: 102 × 3 + 2,048 × 0.30 + 4 × 15 = 980.4 per 1M → 0.0009804 → 0.00
+    # The example event at acme's price, the enterprise plan's own Sonnet prices:
+    # 102 × 2.40 + 2,048 × 0.24 + 4 × 12 = 784.32 per 1M → 0.00078432 → 0.00
     assert (issued["subtotal_usd"], issued["total_usd"], issued["amount_due_usd"]) == (
-        "0.0009804",
+        "0.00078432",
         "0.00",
         "0.00",
     )
+    assert issued["lines"][0]["pricing"]["method"] == "plan_prices"
+    assert issued["lines"][0]["unit_prices"]["input"] == "2.4"

@@ -228,8 +228,8 @@ async def test_invoices_bill_the_catalog_cost_and_show_the_actual_cost_only_to_f
         (D("0.12"), D("0.12"), D("0.12")),
         (D("0.026"), D("0.026"), D("0.0259")),
     ]
-    # Finance's view: each line's catalog cost and actual cost; no margin while invoices
-    # bill the catalog cost.
+    # Finance's view: each line's catalog cost, actual cost and margin (amount − actual
+    # cost; without a customer or plan the amount is the catalog cost).
     internal = await get(client, f"/v1/invoices/{number}", view="internal")
     assert internal["view"] == "internal" and "digest" not in internal
     assert [
@@ -240,12 +240,12 @@ async def test_invoices_bill_the_catalog_cost_and_show_the_actual_cost_only_to_f
         (ALPHA, "vertex", "0.12", "0.12", "0.12"),
         (BETA, "openrouter", "0.026", "0.026", "0.0259"),
     ]
-    assert [x["margin_usd"] for x in internal["lines"]] == [None, None, None]
-    # 0.29 + 0.12 + 0.0259
+    assert [x["margin_usd"] for x in internal["lines"]] == ["0.01", "0", "0.0001"]
+    # 0.29 + 0.12 + 0.0259 = 0.4359; margin 0.446 − 0.4359 = 0.0101
     assert (internal["cost_usd"], internal["actual_cost_usd"], internal["margin_usd"]) == (
         "0.446",
         "0.4359",
-        None,
+        "0.0101",
     )
     response = await client.get(f"/v1/invoices/{number}", params={"format": "csv"})
     assert "0.29" not in response.text and "actual" not in response.text

@@ -13,12 +13,37 @@ from service.wire import cents_text
 
 # omit_defaults: a line of an invoice issued before actual costs were recorded has no
 # ``actual_cost_usd`` and is served without one, so its digest still matches.
+class LinePricingOut(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    """How the customer's rate plan made a line's amount from its usage."""
+
+    plan_id: str
+    plan_version: str
+    method: str
+    """``plan_prices``: the unit prices shown are the plan's own for the model, and the
+    amount is usage × them; ``markup``: amount = ``basis_usd`` × (1 + ``markup``) +
+    ``per_request_usd`` × events, at the catalog's unit prices shown; ``repricing``: the
+    amount is the change of price this plan version made to usage billed before."""
+    basis: str | msgspec.UnsetType = msgspec.UNSET
+    """``catalog`` (the catalog price of the usage) or ``actual`` (the providers' cost)."""
+    basis_usd: str | msgspec.UnsetType = msgspec.UNSET
+    markup: str | msgspec.UnsetType = msgspec.UNSET
+    """A fraction: 0.25 is 25 %."""
+    per_request_usd: str | msgspec.UnsetType = msgspec.UNSET
+
+
 class InvoiceLineOut(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    # UNSET: present only on lines that have them (a monthly invoice's line names its job; a
+    # line priced by a plan states its terms; a ``minimum`` line says what it is).
+    line_type: str | msgspec.UnsetType = msgspec.UNSET
+    """Absent on usage lines; ``minimum``: a plan's monthly minimum topping the month up."""
+    description: str | msgspec.UnsetType = msgspec.UNSET
+    job_id: str | msgspec.UnsetType = msgspec.UNSET
+    pricing: LinePricingOut | msgspec.UnsetType = msgspec.UNSET
     agent: str
     model: str
     model_name: str | None
     provider: str
-    catalog_version: int
+    catalog_version: int | None
     tier: str | None
     events: int
     input_tokens: int
@@ -82,7 +107,10 @@ class BillToOut(msgspec.Struct, forbid_unknown_fields=True):
 # digest of every invoice (those issued before the field existed too) still matches. The
 # UNSET fields are absent from invoices issued before they existed, and left absent.
 class InvoiceBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
-    job_id: str
+    job_id: str | None
+    """Null on a customer's monthly invoice (its lines name their jobs)."""
+    month: str | msgspec.UnsetType = msgspec.UNSET
+    """A monthly invoice's UTC month (YYYY-MM)."""
     currency: str
     kind: str | msgspec.UnsetType = msgspec.UNSET
     """``invoice``, or ``credit_note`` (a follow-up whose total is negative)."""
@@ -137,8 +165,8 @@ class InvoiceOut(InvoiceBody, kw_only=True):
 class InvoicePreviewOut(InvoiceBody, kw_only=True):
     number: None
     issued_at: None
-    status: str
-    """The job's status (open, closed)."""
+    status: str | None
+    """The job's status (open, closed); null on a monthly invoice."""
     earlier_invoices: list[str]
     issuable: bool
     """Whether issuing now would issue it (201) rather than be refused (409)."""
@@ -171,7 +199,7 @@ class InvoiceInternalOut(InvoiceBody, kw_only=True):
 class InvoiceSummaryOut(msgspec.Struct):
     number: str
     kind: str
-    job_id: str
+    job_id: str | None
     customer_id: str | None
     issued_at: str
     due_date: str | None
@@ -197,7 +225,7 @@ def invoice_out(document: dict[str, Any]) -> InvoiceOut:
 
 
 def invoice_preview_out(
-    document: dict[str, Any], status: str, earlier: list[str], refusal: str | None
+    document: dict[str, Any], status: str | None, earlier: list[str], refusal: str | None
 ) -> InvoicePreviewOut:
     return msgspec.convert(
         {

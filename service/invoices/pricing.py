@@ -1,0 +1,75 @@
+"""How an invoice line's amount is made from its usage when a rate plan priced it: the unit
+prices that explain it and the plan's terms stated on the line. Pure, no I/O.
+
+A plan's own price for the model replaces the catalog's unit prices on the line (the
+amount is then usage × those prices, as a catalog cost is). Otherwise the line keeps the
+catalog's unit prices and states the markup: amount = basis cost × (1 + markup) +
+per-request fee × calls, the basis cost being the catalog cost of the usage (recomputable
+from the line) or, on an ``actual`` plan, the providers' reported cost, stated on the line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from decimal import Decimal
+
+from service.invoices.models import DraftLine
+from service.pricing.plans import ACTUAL_BASIS, PlanVersion
+from service.wire import money_text
+
+OWN_PRICES = "plan_prices"
+MARKUP = "markup"
+REPRICING = "repricing"
+
+
+def percent_text(markup: Decimal) -> str:
+    """``0.25`` → ``25``, ``0.125`` → ``12.5``."""
+    value = (markup * 100).normalize()
+    return format(value, "f")
+
+
+def priced_by_plan(line: DraftLine, plan: PlanVersion | None) -> DraftLine:
+    """``line`` with the unit prices and terms of the plan version that priced it."""
+    if plan is None:
+        return line
+    terms = {"plan_id": plan.plan_id, "plan_version": str(plan.id)}
+    if line.events == 0 and line.cost_usd == 0 and line.amount_usd != 0:
+        # Only re-pricing adjustments (a change of price, no usage, no cost): the amount is
+        # the change the plan version made to usage billed before.
+        return dataclasses.replace(line, pricing={**terms, "method": REPRICING})
+    own = plan.models.get(line.model)
+    if own is not None:
+        rate = own.rate_from(line.long_context_from)
+        return dataclasses.replace(
+            line, unit_prices=rate.unit_prices(), pricing={**terms, "method": OWN_PRICES}
+        )
+    basis = line.actual_cost_usd if plan.basis == ACTUAL_BASIS else line.cost_usd
+    return dataclasses.replace(
+        line,
+        pricing={
+            **terms,
+            "method": MARKUP,
+            "basis": plan.basis,
+            "basis_usd": money_text(basis),
+            "markup": money_text(plan.markup),
+            "per_request_usd": money_text(plan.per_request_usd),
+        },
+    )
+
+
+def terms_text(pricing: dict[str, str]) -> list[str]:
+    """The plan's terms as the forms state them: ``catalog price + 25 %``, ``plus 0.01 per
+    call``; nothing for a plan's own prices (the unit prices shown are the plan's)."""
+    plan = f"plan {pricing['plan_id']} version {pricing['plan_version']}"
+    if pricing["method"] == REPRICING:
+        return [f"change of price under {plan} (re-pricing of usage billed before)"]
+    if pricing["method"] == OWN_PRICES:
+        return [f"{plan} prices"]
+    percent = percent_text(Decimal(pricing["markup"]))
+    if pricing["basis"] == ACTUAL_BASIS:
+        texts = [f"providers' cost {pricing['basis_usd']} USD + {percent} %"]
+    else:
+        texts = [f"catalog price + {percent} %"]
+    if Decimal(pricing["per_request_usd"]):
+        texts.append(f"plus {pricing['per_request_usd']} USD per call")
+    return texts

@@ -1,0 +1,276 @@
+"""Invoices at the customer's price (SPEC §7) and a customer's monthly invoice (SPEC §11),
+every amount worked by hand.
+
+AIMS prices (catalog version 1), USD per 1M tokens: Claude Sonnet 4.5 $3 in / $15 out,
+GPT-5.1 $3 / $12, Gemini 3.0 Flash $0.10 / $0.40. Customer acme is on plan markup25
+(catalog basis, + 25 %, a monthly minimum of 5.00 USD) and invoiced monthly.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import asyncpg
+from litestar.testing import AsyncTestClient
+
+from service.app import create_app
+from service.invoices.verify import verify_document, verify_stored
+from tests.support.commands import luc_on
+from tests.support.events import record_accepted, wire_event
+from tests.support.keys import bearer
+from tests.support.settings import settings_for
+
+SONNET = "anthropic/claude-sonnet-4.5"
+GPT = "openai/gpt-5.1"
+FLASH = "google/gemini-3.0-flash"
+
+october = partial(wire_event, occurred_at="2026-10-10T09:00:00Z", agent="ACHEEVY")
+
+
+@asynccontextmanager
+async def luc(database_url: str, admin_key: str) -> AsyncIterator[Any]:
+    app = create_app(settings_for(database_url, LUC_AUTH="on"))
+    async with AsyncTestClient(app=app) as client:
+        client.headers.update(bearer(admin_key))
+        yield client
+
+
+async def created(response: Any) -> dict[str, Any]:
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def acme_with_usage(client: Any) -> None:
+    await created(
+        await client.post(
+            "/v1/plans",
+            json={
+                "id": "markup25",
+                "name": "Markup 25",
+                "effective_from": "2026-10-01T00:00:00Z",
+                "basis": "catalog",
+                "markup": "0.25",
+                "minimum_monthly_usd": "5.00",
+            },
+        )
+    )
+    await created(
+        await client.post(
+            "/v1/customers",
+            json={"id": "acme", "name": "Acme Corp", "plan_id": "markup25", "invoicing": "monthly"},
+        )
+    )
+    await record_accepted(
+        client,
+        [
+            # Sonnet: 100,000 × 3 + 10,000 × 15 = 450,000 per 1M = 0.45; × 1.25 = 0.5625
+            october("a1", job_id="job-a", customer_id="acme", model=SONNET,
+                    input_tokens=100_000, output_tokens=10_000),
+            # GPT-5.1: 10,000 × 3 + 1,000 × 12 = 42,000 per 1M = 0.042; × 1.25 = 0.0525
+            october("a2", job_id="job-a", customer_id="acme", agent="ORACLE", model=GPT,
+                    input_tokens=10_000, output_tokens=1_000),
+            # Flash: 1,000,000 × 0.10 + 100,000 × 0.40 = 0.14; × 1.25 = 0.175
+            october("b1", job_id="job-b", customer_id="acme", model=FLASH,
+                    input_tokens=1_000_000, output_tokens=100_000),
+            # Sonnet: 10,000 × 3 + 1,000 × 15 = 45,000 per 1M = 0.045; × 1.25 = 0.05625
+            october("c1", job_id="job-c", customer_id="acme", model=SONNET,
+                    input_tokens=10_000, output_tokens=1_000),
+            # November: never on October's invoice.
+            october("a3", job_id="job-a", customer_id="acme", model=SONNET,
+                    occurred_at="2026-11-02T00:00:00Z", input_tokens=10_000,
+                    output_tokens=1_000),
+        ],
+    )  # fmt: skip
+
+
+async def test_a_job_invoice_bills_the_customer_s_price_and_explains_it(
+    database_url: str, admin_key: str
+) -> None:
+    async with luc(database_url, admin_key) as client:
+        await acme_with_usage(client)
+        # job-c: one Sonnet call, 0.045 at the catalog, 0.05625 at acme's price.
+        invoice = await created(await client.post("/v1/jobs/job-c/invoices"))
+        (line,) = invoice["lines"]
+        assert line["amount_usd"] == "0.05625"
+        assert line["unit_prices"]["input"] == "3" and line["unit_prices"]["output"] == "15"
+        assert line["pricing"] == {
+            "plan_id": "markup25",
+            "plan_version": line["pricing"]["plan_version"],
+            "method": "markup",
+            "basis": "catalog",
+            "basis_usd": "0.045",
+            "markup": "0.25",
+            "per_request_usd": "0",
+        }
+        assert (invoice["subtotal_usd"], invoice["total_usd"]) == ("0.05625", "0.06")
+        # The customer's forms state the markup on the line and never the cost.
+        text = (await client.get(f"/v1/invoices/{invoice['number']}?format=csv")).text
+        (row,) = [r for r in csv.DictReader(io.StringIO(text)) if r["row_type"] == "line"]
+        assert row["unit_prices"] == (
+            "input 3.00 / 1M tokens; output 15.00 / 1M tokens; catalog price + 25 %"
+        )
+        assert (row["amount_usd"], row["amount_exact_usd"]) == ("0.06", "0.05625")
+        page = (await client.get(f"/v1/invoices/{invoice['number']}?format=html")).text
+        assert "catalog price + 25 %" in page and "0.045" not in page
+        # Finance sees cost, actual cost and margin: 0.05625 − 0.045 = 0.01125.
+        internal = (await client.get(f"/v1/invoices/{invoice['number']}?view=internal")).json()
+        assert (internal["lines"][0]["cost_usd"], internal["lines"][0]["margin_usd"]) == (
+            "0.045",
+            "0.01125",
+        )
+        assert (internal["cost_usd"], internal["actual_cost_usd"], internal["margin_usd"]) == (
+            "0.045",
+            "0.045",
+            "0.01125",
+        )
+        assert verify_document(invoice).ok
+
+
+async def test_a_monthly_invoice_bills_the_month_of_every_job_once_topped_up_to_the_minimum(
+    database_url: str, admin_key: str
+) -> None:
+    async with luc(database_url, admin_key) as client:
+        await acme_with_usage(client)
+        per_job = await created(await client.post("/v1/jobs/job-c/invoices"))
+
+        preview = (await client.get("/v1/customers/acme/invoices/preview?month=2026-10")).json()
+        assert preview["issuable"] is True and preview["number"] is None
+        invoice = await created(
+            await client.post("/v1/customers/acme/invoices", json={"month": "2026-10"})
+        )
+        assert (invoice["job_id"], invoice["month"]) == (None, "2026-10")
+        assert invoice["customer"]["id"] == "acme"
+        # job-c's call is on the per-job invoice, November's is another month: neither here.
+        usage = [
+            (x["job_id"], x["agent"], x["model"], x["amount_usd"])
+            for x in invoice["lines"]
+            if "line_type" not in x
+        ]
+        assert usage == [
+            ("job-a", "ACHEEVY", SONNET, "0.5625"),
+            ("job-a", "ORACLE", GPT, "0.0525"),
+            ("job-b", "ACHEEVY", FLASH, "0.175"),
+        ]
+        # 0.5625 + 0.0525 + 0.175 = 0.79; the minimum 5.00 tops it up by 4.21.
+        minimum = invoice["lines"][-1]
+        assert (minimum["line_type"], minimum["amount_usd"]) == ("minimum", "4.21")
+        assert "Monthly minimum 5.00 USD (plan markup25" in minimum["description"]
+        assert (invoice["subtotal_usd"], invoice["total_usd"]) == ("5", "5.00")
+        assert invoice["covered_entries"] == 3
+        assert per_job["covered_entries"] == 1
+
+        # The internal view: costs 0.45 + 0.042 + 0.14 = 0.632 (no provider cost reported,
+        # so actual = catalog); margin 5.00 − 0.632 = 4.368 (the minimum line is all margin).
+        internal = (await client.get(f"/v1/invoices/{invoice['number']}?view=internal")).json()
+        assert [x["margin_usd"] for x in internal["lines"]] == ["0.1125", "0.0105", "0.035", "4.21"]
+        assert (internal["cost_usd"], internal["actual_cost_usd"], internal["margin_usd"]) == (
+            "0.632",
+            "0.632",
+            "4.368",
+        )
+
+        # The CSV names each line's job and tells the minimum apart; the column adds up.
+        text = (await client.get(f"/v1/invoices/{invoice['number']}?format=csv")).text
+        rows = list(csv.DictReader(io.StringIO(text)))
+        assert [(r["row_type"], r["job_id"], r["amount_usd"]) for r in rows[:5]] == [
+            ("line", "job-a", "0.56"),
+            ("line", "job-a", "0.05"),
+            ("line", "job-b", "0.18"),
+            ("minimum", "", "4.21"),
+            ("subtotal", "", "5.00"),
+        ]
+        page = (await client.get(f"/v1/invoices/{invoice['number']}?format=html")).text
+        assert "Monthly minimum" in page and "job job-b" in page and "2026-10" in page
+        assert verify_document(invoice).ok
+        conn = await asyncpg.connect(database_url)
+        try:
+            stored = await verify_stored(conn, invoice["number"])
+        finally:
+            await conn.close()
+        assert stored.ok, stored.problems
+
+        # Nothing new: a second issue is refused, naming the invoice.
+        again = await client.post("/v1/customers/acme/invoices", json={"month": "2026-10"})
+        assert again.status_code == 409 and invoice["number"] in again.json()["detail"]
+
+
+async def test_re_pricing_after_issue_goes_on_the_month_s_follow_up(
+    database_url: str, admin_key: str
+) -> None:
+    async with luc(database_url, admin_key) as client:
+        await acme_with_usage(client)
+        first = await created(
+            await client.post("/v1/customers/acme/invoices", json={"month": "2026-10"})
+        )
+        # A version from October on, created later (it wins the tie): + 50 %, minimum 0.50.
+        await created(
+            await client.post(
+                "/v1/plans/markup25/versions",
+                json={
+                    "effective_from": "2026-10-01T00:00:00Z",
+                    "basis": "catalog",
+                    "markup": "0.5",
+                    "minimum_monthly_usd": "0.50",
+                },
+            )
+        )
+        done = await client.post(
+            "/v1/plans/markup25/reprice",
+            json={"since": "2026-10-01T00:00:00Z", "dry_run": False},
+        )
+        assert done.status_code == 200, done.text
+        # Each October call gains another 25 % of its cost: 0.1125, 0.0105, 0.035 and
+        # 0.01125 (job-c, never invoiced per job here, was on the first monthly invoice).
+        # Usage billed in October: first 0.84625 (0.5625 + 0.0525 + 0.175 + 0.05625), topped
+        # up by 4.15375 to 5.00; now + 0.16925 = 1.0155, above the new minimum 0.50: the
+        # top-up comes back.
+        follow_up = await created(
+            await client.post("/v1/customers/acme/invoices", json={"month": "2026-10"})
+        )
+        assert first["lines"][-1]["amount_usd"] == "4.15375"
+        assert follow_up["follow_up_of"] == first["number"]
+        assert [x["amount_usd"] for x in follow_up["lines"]] == [
+            "0.1125",
+            "0.0105",
+            "0.035",
+            "0.01125",
+            "-4.15375",
+        ]
+        assert follow_up["lines"][0]["pricing"]["method"] == "repricing"
+        # 0.16925 − 4.15375 = −3.9845 → −3.98: a credit note correcting the first invoice.
+        assert (follow_up["subtotal_usd"], follow_up["total_usd"]) == ("-3.9845", "-3.98")
+        assert (follow_up["kind"], follow_up["corrects"]) == ("credit_note", first["number"])
+        # The month now comes to 5.00 − 3.98 = 1.02, its usage 1.0155 at the cent.
+
+
+async def test_a_month_is_issued_once_ended_and_only_for_a_customer_invoiced_monthly(
+    database_url: str, admin_key: str
+) -> None:
+    async with luc(database_url, admin_key) as client:
+        await acme_with_usage(client)
+        now = datetime.now(UTC)
+        running = await client.post("/v1/customers/acme/invoices", json={"month": f"{now:%Y-%m}"})
+        assert running.status_code == 409
+        assert "has not ended" in running.json()["detail"]
+        bad = await client.post("/v1/customers/acme/invoices", json={"month": "2026-13"})
+        assert bad.status_code == 400
+        await created(await client.post("/v1/customers", json={"id": "initech", "name": "I"}))
+        per_job = await client.post("/v1/customers/initech/invoices", json={"month": "2026-10"})
+        assert per_job.status_code == 409 and "invoiced per job" in per_job.json()["detail"]
+        missing = await client.post("/v1/customers/ghost/invoices", json={"month": "2026-10"})
+        assert missing.status_code == 404
+
+    # The command line issues October: 0.84625 of usage topped up by 4.15375 to 5.00.
+    done = await luc_on(
+        database_url, "invoice", "issue", "--customer", "acme", "--month", "2026-10"
+    )
+    assert done.returncode == 0, done.stderr
+    assert '"total_usd": "5.00"' in done.stdout
+    assert '"amount_usd": "4.15375"' in done.stdout
+    assert "for customer acme for 2026-10" in done.stderr
