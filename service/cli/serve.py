@@ -25,7 +25,7 @@ from service.cli.database import (
     say,
 )
 from service.db import CONNECTION_ERRORS
-from service.errors import DatabaseUnavailableError
+from service.errors import DatabaseUnavailableError, LucError
 from service.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -96,11 +96,19 @@ def _serve_workers(settings: Settings, workers: int, host: str, port: int) -> No
     the embedded PostgreSQL (stopped when it exits), migrates and loads the catalog once;
     each worker then has its own pool, writers and spool replay, and its series in
     prometheus-client's multiprocess files, summed at every scrape."""
+    import structlog
     import uvicorn
     from uvicorn.config import STARTUP_FAILURE
     from uvicorn.supervisors import Multiprocess
 
-    url, prepared = asyncio.run(_prepare(settings))
+    try:
+        url, prepared = asyncio.run(_prepare(settings))
+    except Exception as exc:
+        # As a lone process ends when its start-up fails (a failed migration, a missing
+        # plan): one line saying why, the start-up failure status.
+        detail = exc.message if isinstance(exc, LucError) else str(exc)
+        structlog.get_logger("luc").error("startup_failed", error=type(exc).__name__, detail=detail)
+        sys.exit(STARTUP_FAILURE)
     metrics_dir, made = _metrics_dir()
     os.environ[_METRICS_DIR] = str(metrics_dir)
     os.environ[_WORKER_DATABASE_URL] = url

@@ -11,10 +11,8 @@ running elsewhere uses ``service.client.emitter`` instead; the other two ports a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
@@ -22,7 +20,7 @@ import msgspec
 import structlog
 
 from service.catalog.service import CatalogCache
-from service.client.spool import AsideRow, Parked, Spool
+from service.client.spool import Parked, Spool
 from service.customers.plans import PlanCache
 from service.db import on_connection
 from service.errors import DatabaseUnavailableError, LucError, NotFoundError
@@ -31,40 +29,13 @@ from service.ingest.validate import parse_event
 from service.metrics.instruments import Metrics
 from service.recording.models import REJECTED, STORED, BatchOutcome, EventOutcome, RecordFn
 from service.recording.service import record_batch
+from service.recording.usage_writer import LINGER_SECONDS, UsageWriter
+from service.recording.usage_writer import alone as _alone
+from service.recording.usage_writer import cause as _cause
+from service.recording.usage_writer import why as _why
 from service.settings import IngestSettings
 
 log = structlog.get_logger("luc.gateway")
-
-# Errors of one event's content (a value PostgreSQL refuses, a bug pricing it): a batch they
-# spoil is replayed event by event, so the event holds back only itself. Anything else (a
-# lost connection, a timeout, a lock, a restart) would fail every event alike.
-_EVENT_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.DataError,
-    asyncpg.IntegrityConstraintViolationError,
-)
-_SHARED_ERRORS: tuple[type[BaseException], ...] = (
-    LucError,
-    TimeoutError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    OSError,
-)
-
-
-def _alone(exc: BaseException) -> bool:
-    """Whether ``exc`` may come from one event alone (see ``_EVENT_ERRORS``)."""
-    return isinstance(exc, _EVENT_ERRORS) or not isinstance(exc, _SHARED_ERRORS)
-
-
-def _cause(exc: BaseException) -> str:
-    """A bounded label for the metric: why usage went to the spool."""
-    if isinstance(exc, DatabaseUnavailableError):
-        return "database_unavailable"
-    if isinstance(exc, (TimeoutError, asyncpg.QueryCanceledError, asyncpg.LockNotAvailableError)):
-        return "timeout"
-    return "error"
-
 
 FAILED = "failed"
 """The parked status of an event that kept failing on its own (a bug, not an outage)."""
@@ -72,28 +43,6 @@ PARK_AFTER_FAILURES = 5
 REPLAY_AFTER_SECONDS = 1.0
 """How long a spooled event is left to the process that spooled it before a replay takes
 it: usage on its way to the ledger is not sent twice (which would only cost a duplicate)."""
-
-LINGER_SECONDS = 0.02
-"""How long a spooled event may wait for others to share its transaction: the usage is
-durable already, and one transaction for several calls costs a fraction of one each (at
-one client, 20 ms halved what metering added to a call beside 5 ms: bench.proxy)."""
-MAX_BATCH = 500
-
-
-@dataclass(frozen=True, slots=True)
-class _Spooled:
-    """An event in the spool, on its way to the ledger."""
-
-    seq: int
-    event_id: str
-    body: bytes
-    event: UsageEvent
-    at: float
-    """``time.monotonic()`` when it was spooled."""
-
-
-def _why(exc: BaseException) -> str:
-    return exc.message if isinstance(exc, LucError) else f"{type(exc).__name__}: {exc}"
 
 
 class RecordingSink:
@@ -108,9 +57,10 @@ class RecordingSink:
     - ``conflict`` or ``rejected`` (an answer that will not change on retry): parked in the
       spool, listed by ``GET /v1/usage/parked`` and counted in /metrics, until an operator
       replays it (``replay_parked``, once the cause is fixed) or discards it.
-    - ``failed``: a spooled event whose recording failed on its own (see ``_alone``: a data
-      error, a bug) ``park_after_failures`` replays in a row, parked likewise with the error
-      as its reason. An outage (the database away, a timeout) never parks anything.
+    - ``failed``: a spooled event whose recording failed on its own (see
+      ``usage_writer.alone``: a data error, a bug) ``park_after_failures`` replays in a
+      row, parked likewise with the error as its reason. An outage (the database away, a
+      timeout) never parks anything.
 
     Without a spool (tests, tools), and with ``LUC_INGEST_PERSIST=0`` (a benchmark's
     reference: nothing is stored, so nothing is spooled), ``emit`` records the event before
@@ -149,14 +99,7 @@ class RecordingSink:
         in the spool, for ``run_replay`` (a held lock never holds up the group commit's
         callers, nor, without a spool, the answer)."""
         self.replay_after_seconds = replay_after_seconds
-        self.linger_seconds = linger_seconds
-        self._queue: list[_Spooled] = []
-        """Spooled by this process, waiting for the writer."""
-        self._in_flight: set[int] = set()
-        """Spool seqs queued or being recorded by this process (never replayed meanwhile)."""
-        self._full = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
-        self._batch_done = asyncio.Condition()
+        self._writer = UsageWriter(self.spool, self._attempt, self.metrics, linger_seconds)
         self.park_after_failures = park_after_failures
         self._failures: dict[int, int] = {}
         """Spool seq → replays in a row in which that event failed on its own. Kept in
@@ -193,29 +136,7 @@ class RecordingSink:
             return
         if seq is None:
             return  # this report waits in the spool already (or was parked as a conflict)
-        self._queue.append(_Spooled(seq, event.id, body, checked, time.monotonic()))
-        self._in_flight.add(seq)
-        if len(self._queue) >= MAX_BATCH:
-            self._full.set()
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write(), name="luc-gateway-usage-writer")
-
-    async def _write(self) -> None:
-        """Record what this process spooled, off the calls' path, a batch per transaction:
-        what arrives while one commits goes in the next. Runs until the queue is empty."""
-        while self._queue:
-            linger = self.linger_seconds - (time.monotonic() - self._queue[0].at)
-            if linger > 0 and len(self._queue) < MAX_BATCH:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._full.wait(), linger)
-            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-            self._full.clear()
-            try:
-                await self._record_spooled(batch)
-            finally:
-                self._in_flight.difference_update(item.seq for item in batch)
-                async with self._batch_done:
-                    self._batch_done.notify_all()
+        self._writer.add(seq, event.id, body, checked)
 
     async def _record_one(self, event: UsageEvent) -> EventOutcome:
         """One attempt at recording ``event``, given up after ``record_timeout_seconds``."""
@@ -225,37 +146,6 @@ class RecordingSink:
         if self.record_timeout_seconds is None:
             return await self._record(events)
         return await asyncio.wait_for(self._record(events), self.record_timeout_seconds)
-
-    async def _record_spooled(self, batch: Sequence[_Spooled]) -> None:
-        """Record spooled events in one transaction; they leave the spool once stored (or
-        parked when refused), and stay there for ``run_replay`` when the attempt failed."""
-        assert self.spool is not None
-        try:
-            outcome = await self._attempt([item.event for item in batch])
-        except Exception as exc:  # whatever it is, the usage waits in the spool
-            log.warning(
-                "usage_events_spooled",
-                events=len(batch),
-                error=_why(exc),
-                exc_info=_alone(exc),
-            )
-            self.metrics.gateway_spooled.labels(_cause(exc)).inc(len(batch))
-            return
-        done: list[int] = []
-        aside: list[AsideRow] = []
-        for item, result in zip(batch, outcome.results, strict=True):
-            if result.status in STORED:
-                done.append(item.seq)
-            else:
-                aside.append((item.seq, item.event_id, item.body, result.status, result.reason))
-        try:
-            await self.spool.settle_grouped(done, aside)
-        except Exception as exc:  # left pending: a replay finds them recorded (or refused)
-            log.warning("usage_spool_not_settled", events=len(batch), error=_why(exc))
-            return
-        for _, event_id, _, status, reason in aside:
-            log.error("usage_event_parked", event_id=event_id, status=status, reason=reason)
-            self.metrics.gateway_parked.labels(status).inc()
 
     async def _record_now(self, event_id: str, body: bytes, checked: UsageEvent) -> None:
         """Record before ``emit`` returns; spool (or log) what cannot be recorded now."""
@@ -273,26 +163,16 @@ class RecordingSink:
 
     async def idle(self) -> None:
         """Wait until the usage emitted so far, and since, has been recorded (or left in the
-        spool): until the writer has nothing left."""
-        while self._writer is not None and not self._writer.done():
-            await asyncio.wait([self._writer])
+        spool)."""
+        await self._writer.idle()
 
     async def settled(self) -> None:
-        """Wait until the usage emitted so far has been recorded (or left in the spool);
-        usage emitted meanwhile is not waited for, so this ends under steady traffic too."""
-        before = set(self._in_flight)
-        async with self._batch_done:
-            await self._batch_done.wait_for(lambda: before.isdisjoint(self._in_flight))
+        """Wait until the usage emitted so far has been recorded (or left in the spool)."""
+        await self._writer.settled()
 
     async def aclose(self, grace_seconds: float) -> None:
         """Record what waits at once (up to ``grace_seconds``); the rest stays spooled."""
-        self.linger_seconds = 0.0
-        self._full.set()
-        if self._writer is not None and not self._writer.done():
-            _, pending = await asyncio.wait([self._writer], timeout=grace_seconds)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        await self._writer.aclose(grace_seconds)
 
     async def _spool(
         self, event_id: str, body: bytes, cause: str, why: str, *, unexpected: bool = False
@@ -344,7 +224,7 @@ class RecordingSink:
         rows = await self.spool.take(
             limit,
             added_before=time.time() - self.replay_after_seconds,
-            skip=self._in_flight,
+            skip=self._writer.in_flight,
         )
         if not rows:
             return 0
