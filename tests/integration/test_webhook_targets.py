@@ -47,6 +47,7 @@ def _alert() -> dict[str, Any]:
         "spent_usd": Decimal("0.60"),
         "limit_usd": Decimal("1.00"),
         "measure": "cost",
+        "type": "budget.threshold_crossed",
         "created_at": datetime.now(UTC),
         "webhook_secret": None,
     }
