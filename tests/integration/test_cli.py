@@ -70,6 +70,8 @@ EXAMPLE_ARGS: dict[str, tuple[str, ...]] = {
     "customers list": (),
     "customers show": ("acme",),
     "customers update": ("acme", "--clear", "email"),
+    "customers credits grant": ("acme", "--amount-usd", "5"),
+    "customers credits show": ("acme",),
     "plans create": ("standard", "--name", "Standard", "--markup", "0.25"),
     "plans add-version": ("standard", "--markup", "0.3"),
     "plans list": (),

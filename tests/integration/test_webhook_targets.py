@@ -39,6 +39,7 @@ def _alert() -> dict[str, Any]:
     """An alert row as the dispatcher reads it (SELECT_DELIVERY_DATA)."""
     return {
         "id": uuid.uuid4(),
+        "type": "budget.threshold_crossed",
         "budget_id": 7,
         "scope": "job",
         "scope_id": "job-target",
