@@ -39,6 +39,7 @@ def _alert() -> dict[str, Any]:
     """An alert row as the dispatcher reads it (SELECT_DELIVERY_DATA)."""
     return {
         "id": uuid.uuid4(),
+        "type": "budget.threshold_crossed",
         "budget_id": 7,
         "scope": "job",
         "scope_id": "job-target",
@@ -47,7 +48,6 @@ def _alert() -> dict[str, Any]:
         "spent_usd": Decimal("0.60"),
         "limit_usd": Decimal("1.00"),
         "measure": "cost",
-        "type": "budget.threshold_crossed",
         "created_at": datetime.now(UTC),
         "webhook_secret": None,
     }

@@ -14,13 +14,18 @@ its low balance is 2.00. Five batches of its job price 1.25, 1.875, 0.625, 2.50 
 | 4     | 2.50   |                     | 1.25          | 1.25        | 0       | exhausted |
 | 5     | 0.25   |                     |               | 0.25        | 0       |           |
 
-Price 6.50 in all, 5.00 of it from credits, 1.50 due. The ledger and its rollups are what
-they would be without credits: credits are drawn beside them.
+Price 6.50 in all, 5.00 of it from credits: the job's invoice totals 6.50, applies 5.00
+of credits and asks for 1.50. The ledger and its rollups are what they would be without
+credits: credits are drawn beside them. A re-pricing at 10 % instead lowers each event's
+price by 0.15 × its cost (0.78 in all); each gives back what it drew up to that (0.75), and
+the follow-up credit note of −0.78 applies −0.75 of credits and owes 0.03 as money.
 """
 
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -30,6 +35,7 @@ from litestar.testing import AsyncTestClient
 
 from service.catalog.service import CatalogCache
 from service.customers.plans import PlanCache
+from service.invoices.verify import verify_stored
 from service.recording.service import record_batch
 from tests.scenarios.test_customer_prices import job, make_customer, make_plan, money
 from tests.support.databases import connected
@@ -41,11 +47,17 @@ OPUS = "anthropic/claude-opus-4.6"
 AT = "2026-11-20T10:00:00Z"
 
 
-def opus(event_id: str, input_tokens: int, job_id: str = "job-acme", **more: Any) -> Any:
+def opus(
+    event_id: str,
+    input_tokens: int,
+    job_id: str = "job-acme",
+    occurred_at: str = AT,
+    **more: Any,
+) -> Any:
     """An Opus call of ``input_tokens`` input tokens only: 5.00 per 1M."""
     return wire_event(
         event_id,
-        occurred_at=AT,
+        occurred_at=occurred_at,
         job_id=job_id,
         agent="ORACLE",
         model=OPUS,
@@ -129,6 +141,49 @@ async def test_a_markup_customer_s_credits_burn_down_batch_by_batch(
     assert money(acme_job["cost_usd"]) == D("5.2")  # the ledger as without credits
     customer = (await client.get("/v1/customers/acme")).json()
     assert customer["credit_balance_usd"] == "0"
+    await assert_rollups_equal_ledger(db)
+
+    # The job's invoice bills the price, 6.50; the credits its entries drew, 5.00, are
+    # applied; 1.50 is due.
+    issued = await client.post("/v1/jobs/job-acme/invoices")
+    assert issued.status_code == 201, issued.text
+    invoice = issued.json()
+    assert (invoice["kind"], invoice["total_usd"]) == ("invoice", "6.50")
+    assert (invoice["credits_applied_usd"], invoice["amount_due_usd"]) == ("5.00", "1.50")
+    number = invoice["number"]
+    text = (await client.get(f"/v1/invoices/{number}", params={"format": "csv"})).text
+    rows = {r["row_type"]: r for r in csv.DictReader(io.StringIO(text))}
+    assert (rows["credits"]["amount_usd"], rows["amount_due"]["amount_usd"]) == ("5.00", "1.50")
+    html = (await client.get(f"/v1/invoices/{number}", params={"format": "html"})).text
+    assert "id='invoice-amount-due'>1.50<" in html
+    assert (await verify_stored(db, number)).problems == []
+
+    # A version from October at 10 % instead of 25 %, re-priced: each event's price falls by
+    # 0.15 × its cost, 0.78 in all (5.20 × 0.15). Each gives back what it drew, up to that:
+    # b1 0.15, b2 0.225, b3a 0.045, b3b 0.03, b4 0.30 (it holds 1.25), b5 nothing (it drew
+    # nothing): 0.75 back. b2 drew last from the later grant: 0.125 goes back there first,
+    # then 0.10 to the sooner one.
+    added = await client.post(
+        "/v1/plans/markup25/versions",
+        json={"effective_from": "2026-10-01T00:00:00Z", "basis": "catalog", "markup": "0.10"},
+    )
+    assert added.status_code == 201, added.text
+    repriced = await client.post(
+        "/v1/plans/markup25/reprice", json={"since": "2026-10-01T00:00:00Z"}
+    )
+    assert repriced.json()["events_changed"] == 6, repriced.text
+    shown = (await client.get("/v1/customers/acme/credits")).json()
+    assert shown["balance_usd"] == "0.75"
+    assert [g["remaining_usd"] for g in shown["grants"]] == ["0.25", "0.5"]
+    # The follow-up is a credit note of 0.78: 0.75 of it returned as credit, 0.03 owed to
+    # Acme as money.
+    follow_up = await client.post("/v1/jobs/job-acme/invoices")
+    assert follow_up.status_code == 201, follow_up.text
+    note = follow_up.json()
+    assert (note["kind"], note["total_usd"], note["corrects"]) == ("credit_note", "-0.78", number)
+    assert (note["credits_applied_usd"], note["amount_due_usd"]) == ("-0.75", "-0.03")
+    assert (await verify_stored(db, note["number"])).problems == []
+    assert await credit_alerts(client) == alerts  # credit given back re-arms nothing
     await assert_rollups_equal_ledger(db)
 
 
@@ -221,3 +276,30 @@ async def test_twenty_concurrent_batches_on_one_small_grant_end_at_exactly_zero(
         "customer.credits_exhausted",
     ]
     await assert_rollups_equal_ledger(db)
+
+
+async def test_a_monthly_invoice_applies_what_the_month_s_entries_drew_not_the_minimum(
+    client: AsyncTestClient[Any],
+) -> None:
+    # Globex: + 25 %, a monthly minimum of 5.00, invoiced monthly, 1.00 of credits. October:
+    # two calls of two jobs priced 1.25 (1.00 drawn: all there is) and 0.625 (nothing left).
+    await make_plan(client, "min5", basis="catalog", markup="0.25", minimum_monthly_usd="5.00")
+    await make_customer(client, "globex", plan_id="min5", invoicing="monthly")
+    granted = await client.post("/v1/customers/globex/credits", json={"amount_usd": "1.00"})
+    assert granted.status_code == 201, granted.text
+    october = "2026-10-10T09:00:00Z"
+    calls = [
+        opus("m1", 200_000, job_id="job-m1", occurred_at=october),
+        opus("m2", 100_000, job_id="job-m2", occurred_at=october),
+    ]
+    for call in calls:
+        call["customer_id"] = "globex"
+    await record_accepted(client, calls)
+    issued = await client.post("/v1/customers/globex/invoices", json={"month": "2026-10"})
+    assert issued.status_code == 201, issued.text
+    invoice = issued.json()
+    # 1.25 + 0.625 = 1.875, topped up by 3.125 to the 5.00 minimum; the credits the
+    # month's entries drew, 1.00, are applied; the minimum drew nothing: 4.00 is due.
+    assert [x["amount_usd"] for x in invoice["lines"]] == ["1.25", "0.625", "3.125"]
+    assert invoice["total_usd"] == "5.00"
+    assert (invoice["credits_applied_usd"], invoice["amount_due_usd"]) == ("1.00", "4.00")
