@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +16,24 @@ from service.settings import get_settings
 from service.wire import WireValueError, parse_instant
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from service.db import Connection
+
+
+@contextmanager
+def progress_bar(console: Console, label: str) -> Iterator[Callable[[int, int], None]]:
+    """A transient bar for long ledger work (re-rating, re-pricing): yields the
+    ``progress(done, total)`` callback that work reports through."""
+    from rich.progress import Progress
+
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(label, total=None)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield advance
 
 
 def parse_time(value: str | None, name: str) -> datetime:
@@ -141,7 +160,6 @@ def rerate(since: str, dry_run: bool) -> None:
     re-booking adjustment entries (the ledger is never edited); a second run appends nothing.
     """
     from rich.console import Console
-    from rich.progress import Progress
     from rich.table import Table
 
     from service.recording.rerating import rerate_since
@@ -150,12 +168,7 @@ def rerate(since: str, dry_run: bool) -> None:
     console = Console()
 
     async def work(conn: Connection) -> Any:
-        with Progress(console=console, transient=True) as progress:
-            task = progress.add_task("re-rating", total=None)
-
-            def advance(done: int, total: int) -> None:
-                progress.update(task, completed=done, total=total)
-
+        with progress_bar(console, "re-rating") as advance:
             return await rerate_since(
                 conn,
                 start,

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from service.cli.catalog import parse_time
+from service.cli.catalog import parse_time, progress_bar
 from service.cli.customers import echo_struct
 from service.cli.database import run_on_database
 
@@ -178,7 +178,6 @@ def plans_reprice(plan_id: str, since: str, dry_run: bool) -> None:
     ledger is never edited); a second run appends nothing.
     """
     from rich.console import Console
-    from rich.progress import Progress
     from rich.table import Table
 
     from service.customers.plans import get_plan
@@ -191,12 +190,7 @@ def plans_reprice(plan_id: str, since: str, dry_run: bool) -> None:
 
     async def work(conn: Connection) -> RepriceSummary:
         await get_plan(conn, plan_id)  # a plan that does not exist: said before any work
-        with Progress(console=console, transient=True) as progress:
-            task = progress.add_task("re-pricing", total=None)
-
-            def advance(done: int, total: int) -> None:
-                progress.update(task, completed=done, total=total)
-
+        with progress_bar(console, "re-pricing") as advance:
             return await reprice_plan(
                 conn,
                 plan_id,
