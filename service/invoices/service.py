@@ -283,7 +283,17 @@ async def store_invoice(conn: Connection, draft: Draft, issuer: IssuerSettings) 
         draft.month,
     )
     await _insert_lines(conn, number, draft.lines)
-    await conn.execute(queries.INSERT_ENTRIES, number, draft.entry_ids)
+    try:
+        await conn.execute(queries.INSERT_ENTRIES, number, draft.entry_ids)
+    except asyncpg.UniqueViolationError:
+        # A job's invoice and its customer's monthly invoice lock different things (the
+        # job's row, the customer's month), so both can draft the same entries at once; the
+        # one that commits second meets the other's entries here. Its transaction rolls
+        # back whole (number included: the series keeps no gap).
+        raise ConflictError(
+            f"not issued: an invoice issued at the same moment covers some of the entries "
+            f"of {draft.subject}; issue again to bill what it left"
+        ) from None
     return Invoice(number, kind, job_id, issued_at, total, document, canonical, digest)
 
 

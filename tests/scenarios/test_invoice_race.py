@@ -1,0 +1,85 @@
+"""A job's invoice and its customer's monthly invoice issued at the same moment.
+
+They lock different things (the job's row; the customer's month), so both can draft the
+same October entries. The test makes them meet: it holds the invoice number counter's row,
+lets both draft and queue behind it, then lets go. The first to get a number issues; the
+second must be refused with 409 and its reason, never a 500, and no number is spent on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import date
+
+import asyncpg
+
+from service.db import connect
+from service.errors import ConflictError
+from service.invoices.monthly import issue_month_invoice
+from service.invoices.service import issue_invoice
+from tests.scenarios.test_monthly_invoices import acme_with_usage, created, luc
+from tests.support.settings import settings_for
+
+OCTOBER = date(2026, 10, 1)
+
+
+async def wait_for_lock_waiters(conn: asyncpg.Connection, count: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        waiting = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        if waiting >= count:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{count} issuers never queued behind the counter's row")
+
+
+async def test_a_job_invoice_and_the_month_s_invoice_racing_bill_each_entry_once(
+    database_url: str, admin_key: str
+) -> None:
+    async with luc(database_url, admin_key) as client:
+        await acme_with_usage(client)
+        # job-c's invoice first: the year's counter row exists (LUC-2026-000001).
+        first = await created(await client.post("/v1/jobs/job-c/invoices"))
+        assert first["number"] == "LUC-2026-000001"
+    issuer = settings_for(database_url).issuer
+    holder, job_conn, month_conn = [await connect(database_url) for _ in range(3)]
+    try:
+        holder_tx = holder.transaction()
+        await holder_tx.start()
+        await holder.execute("SELECT 1 FROM invoice_counters WHERE year = 2026 FOR UPDATE")
+        job_issue = asyncio.create_task(issue_invoice(job_conn, "job-a", issuer))
+        month_issue = asyncio.create_task(
+            issue_month_invoice(month_conn, "acme", OCTOBER, issuer, None)
+        )
+        await wait_for_lock_waiters(holder, 2)
+        await holder_tx.rollback()
+        results = await asyncio.gather(job_issue, month_issue, return_exceptions=True)
+    finally:
+        for conn in (holder, job_conn, month_conn):
+            await conn.close()
+    issued = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, BaseException)]
+    assert len(issued) == 1 and len(refused) == 1, results
+    (error,) = refused
+    assert isinstance(error, ConflictError)
+    assert "an invoice issued at the same moment covers some of the entries" in str(error)
+    # The winner took number 2; the loser spent none, so the next invoice is number 3.
+    assert issued[0].number == "LUC-2026-000002"
+    async with luc(database_url, admin_key) as client:
+        if isinstance(results[0], ConflictError):
+            # The month won: job-a's next invoice bills its November call (0.05625) alone,
+            # never the two October ones the monthly invoice covers.
+            again = await created(await client.post("/v1/jobs/job-a/invoices"))
+            assert (again["events"], again["subtotal_usd"]) == (1, "0.05625")
+            assert again["period_start"] == "2026-11-02T00:00:00Z"
+        else:  # job-a won: the month bills job-b (0.175) and the minimum, never job-a again
+            again = await created(
+                await client.post("/v1/customers/acme/invoices", json={"month": "2026-10"})
+            )
+            jobs = {line.get("job_id") for line in again["lines"]}
+            assert "job-a" not in jobs and "job-b" in jobs
+        assert again["number"] == "LUC-2026-000003"
