@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -13,7 +14,7 @@ import click
 from service.cli.database import run_on_database
 from service.errors import UpstreamError
 from service.settings import get_settings
-from service.wire import WireValueError, parse_instant
+from service.wire import WireValueError, money_text, parse_instant
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -34,6 +35,33 @@ def progress_bar(console: Console, label: str) -> Iterator[Callable[[int, int], 
             progress.update(task, completed=done, total=total)
 
         yield advance
+
+
+def print_changes(
+    console: Console,
+    groupings: Sequence[tuple[str, Mapping[Any, Any]]],
+    columns: Sequence[tuple[str, Callable[[Any], Decimal]]],
+) -> None:
+    """What re-rating or re-pricing changed: a table per grouping (``change per job`` …),
+    each key's events and its money ``columns`` in LUC's money form (``wire.money_text``).
+    A key that is None (a job without a customer) reads ``(no customer)`` and comes first."""
+    from rich.table import Table
+
+    for title, buckets in groupings:
+        if not buckets:
+            continue
+        table = Table(title=f"change per {title}")
+        table.add_column(title)
+        table.add_column("events", justify="right")
+        for heading, _ in columns:
+            table.add_column(heading, justify="right")
+        for key, delta in sorted(buckets.items(), key=lambda kv: (kv[0] is not None, kv[0] or "")):
+            table.add_row(
+                key or f"(no {title})",
+                str(delta.events),
+                *(money_text(amount(delta)) for _, amount in columns),
+            )
+        console.print(table)
 
 
 def parse_time(value: str | None, name: str) -> datetime:
@@ -160,7 +188,6 @@ def rerate(since: str, dry_run: bool) -> None:
     re-booking adjustment entries (the ledger is never edited); a second run appends nothing.
     """
     from rich.console import Console
-    from rich.table import Table
 
     from service.recording.rerating import rerate_since
 
@@ -181,27 +208,17 @@ def rerate(since: str, dry_run: bool) -> None:
     verb = "would change" if dry_run else "changed"
     console.print(
         f"{summary.events_examined} events since {start.isoformat()}; {verb} "
-        f"{summary.events_changed}, total delta {summary.delta_usd:f} USD; "
+        f"{summary.events_changed}, total delta {money_text(summary.delta_usd)} USD; "
         f"{summary.entries_appended} entries appended; "
-        f"actual cost delta {summary.actual_delta_usd:f} USD; "
-        f"price delta {summary.price_delta_usd:f} USD"
+        f"actual cost delta {money_text(summary.actual_delta_usd)} USD; "
+        f"price delta {money_text(summary.price_delta_usd)} USD"
     )
-    for title, buckets in (("job", summary.jobs), ("agent", summary.agents)):
-        if not buckets:
-            continue
-        table = Table(title=f"change per {title}")
-        table.add_column(title)
-        table.add_column("events", justify="right")
-        table.add_column("delta USD", justify="right")
-        table.add_column("actual delta USD", justify="right")
-        table.add_column("price delta USD", justify="right")
-        for key, delta in sorted(buckets.items()):
-            # :f — money never in exponent form (str gives 1E-7 for a tiny delta).
-            table.add_row(
-                key,
-                str(delta.events),
-                f"{delta.delta_usd:f}",
-                f"{delta.actual_delta_usd:f}",
-                f"{delta.price_delta_usd:f}",
-            )
-        console.print(table)
+    print_changes(
+        console,
+        (("job", summary.jobs), ("agent", summary.agents)),
+        (
+            ("delta USD", lambda d: d.delta_usd),
+            ("actual delta USD", lambda d: d.actual_delta_usd),
+            ("price delta USD", lambda d: d.price_delta_usd),
+        ),
+    )

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from service.cli.catalog import parse_time, progress_bar
+from service.cli.catalog import parse_time, print_changes, progress_bar
 from service.cli.customers import echo_struct
 from service.cli.database import run_on_database
 
@@ -178,7 +178,6 @@ def plans_reprice(plan_id: str, since: str, dry_run: bool) -> None:
     ledger is never edited); a second run appends nothing.
     """
     from rich.console import Console
-    from rich.table import Table
 
     from service.customers.plans import get_plan
     from service.recording.repricing import RepriceSummary, reprice_plan
@@ -208,15 +207,8 @@ def plans_reprice(plan_id: str, since: str, dry_run: bool) -> None:
         f"{verb} {summary.events_changed}, price delta {money_text(summary.price_delta_usd)} "
         f"USD; {summary.entries_appended} entries appended"
     )
-    for title, buckets in (("customer", summary.customers), ("job", summary.jobs)):
-        if not buckets:
-            continue
-        table = Table(title=f"change per {title}")
-        table.add_column(title)
-        table.add_column("events", justify="right")
-        table.add_column("price delta USD", justify="right")
-        for key, delta in sorted(buckets.items(), key=lambda kv: (kv[0] is not None, kv[0] or "")):
-            table.add_row(
-                key or "(no customer)", str(delta.events), money_text(delta.price_delta_usd)
-            )
-        console.print(table)
+    print_changes(
+        console,
+        (("customer", summary.customers), ("job", summary.jobs)),
+        (("price delta USD", lambda d: d.price_delta_usd),),
+    )
