@@ -19,10 +19,12 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import psutil
 
+from service.db import Connection
 from tests.support.databases import new_database_sync, prepare_database
 from tests.support.keys import bearer, new_key
 
@@ -153,6 +155,90 @@ class CpuMeter:
         self.server, self.postgres, self.client = (
             None if a is None or b is None else b - a for a, b in zip(self._start, end, strict=True)
         )
+
+
+# Storage -----------------------------------------------------------------------------------
+
+# Every relation of schema public on disk, by the table it belongs to (an index by its table,
+# a partition and its indexes by the partitioned table), in bytes: the main fork of heaps
+# and indexes, and a table's TOAST (heap and index) apart. Partitioned parents hold no
+# data and sequences do not grow with events, so neither is listed.
+RELATION_SIZES = """
+SELECT c.relname,
+       COALESCE(pg_partition_root(base.oid), base.oid::regclass)::text AS owner,
+       CASE c.relkind WHEN 'i' THEN 'indexes' ELSE 'heap' END AS part,
+       pg_relation_size(c.oid) AS bytes,
+       CASE WHEN c.reltoastrelid <> 0 THEN pg_total_relation_size(c.reltoastrelid) END AS toast
+FROM pg_class AS c
+JOIN pg_namespace AS n ON n.oid = c.relnamespace
+LEFT JOIN pg_index AS i ON i.indexrelid = c.oid
+JOIN pg_class AS base ON base.oid = COALESCE(i.indrelid, c.oid)
+WHERE n.nspname = 'public' AND c.relkind IN ('r', 'i', 'm')
+"""
+
+SizeKey = tuple[str, str, str]
+"""(the table it belongs to, heap | indexes | toast, the relation's own name)."""
+
+
+async def relation_sizes(conn: Connection) -> dict[SizeKey, int]:
+    """Bytes on disk of every relation of schema public now (``RELATION_SIZES``)."""
+    sizes: dict[SizeKey, int] = {}
+    for row in await conn.fetch(RELATION_SIZES):
+        sizes[row["owner"], row["part"], row["relname"]] = int(row["bytes"])
+        if row["toast"] is not None:
+            sizes[row["owner"], "toast", row["relname"]] = int(row["toast"])
+    return sizes
+
+
+async def wal_lsn(conn: Connection) -> int:
+    """Where PostgreSQL inserts WAL now, in bytes since the start of the log; two readings
+    subtract to the WAL written in between (by every database of the server)."""
+    return int(await conn.fetchval("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn"))
+
+
+@dataclass
+class Storage:
+    """Bytes stored per event between two readings of ``relation_sizes``, and the WAL of
+    the windows ``wal_bytes`` adds up (the runs that stored them, nothing in between)."""
+
+    events: int = 0
+    before: dict[SizeKey, int] | None = None
+    after: dict[SizeKey, int] | None = None
+    wal_bytes: int = 0
+
+    def growth(self) -> dict[tuple[str, str], int]:
+        """Bytes added per (table, heap | indexes | toast); a relation that is new counts
+        whole. The benchmark's own reference tables (``bench_*``) are left out."""
+        assert self.before is not None and self.after is not None
+        grown: dict[tuple[str, str], int] = {}
+        for key, size in self.after.items():
+            owner, part, _ = key
+            if owner.startswith("bench_"):
+                continue
+            delta = size - self.before.get(key, 0)
+            if delta:
+                grown[owner, part] = grown.get((owner, part), 0) + delta
+        return grown
+
+    def per_event(self) -> dict[str, Any]:
+        """B/event: each table's heap, indexes and TOAST, the rollups (``rollup_*``), every
+        other table (the event's own rows: the ledger, the idempotency keys, …), the total,
+        and the WAL."""
+        grown = self.growth()
+        rollups = sum(b for (owner, _), b in grown.items() if owner.startswith("rollup_"))
+        total = sum(grown.values())
+        n = max(self.events, 1)
+        tables: dict[str, dict[str, float]] = {}
+        for (owner, part), b in sorted(grown.items()):
+            tables.setdefault(owner, {})[part] = round(b / n, 1)
+        return {
+            "events": self.events,
+            "per_event_rows": round((total - rollups) / n, 1),
+            "rollups": round(rollups / n, 1),
+            "total": round(total / n, 1),
+            "wal": round(self.wal_bytes / n, 1),
+            "tables": tables,
+        }
 
 
 # Output ------------------------------------------------------------------------------------

@@ -15,7 +15,17 @@ prices and answers, stores nothing), and drives both over loopback from this pro
 
 After the batch runs and again after the replays it checks in SQL that every rollup equals
 the sum of its ledger entries (EXCEPT both ways) and that each stored event has exactly one
-charge; the exit status is non-zero when not. It prints markdown tables and writes JSON.
+charge; the exit status is non-zero when not.
+
+Storage (issue 18): the bytes on disk of every relation of schema public (heaps, indexes,
+TOAST, partitions included), read before and after the batch runs and after the single
+events, and the WAL written while the storing runs ran, per event they stored: the event's
+own rows (every table but the rollups), the rollups (``rollup_*``), the total against the
+target of 400 bytes, and the WAL.
+
+All of it once per ``--workers`` count (``LUC_WORKERS`` of both servers; 1 and 2 by
+default), each on a database of its own with the same events. It prints markdown tables
+and writes JSON.
 """
 
 from __future__ import annotations
@@ -25,7 +35,7 @@ import asyncio
 import json
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,10 +45,13 @@ import msgspec
 from bench.harness import (
     BenchDatabase,
     CpuMeter,
+    Storage,
     machine,
     positive_numbers,
     print_table,
+    relation_sizes,
     scratch_database,
+    wal_lsn,
 )
 from bench.ingest import (
     CREATE_REFERENCE_TABLES,
@@ -51,7 +64,8 @@ from bench.ingest import (
 from bench.loadgen import Answer, Call, Run, closed_loop, expect_status, paced
 from bench.metrics import CHECKS
 from service.catalog.service import load_catalog
-from service.db import connect
+from service.db import Connection, connect
+from service.pricing.catalog import Catalog
 from tests.support.servers import ServerProcess
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "ingest_paths.json"
@@ -64,6 +78,8 @@ TARGET_SINGLE_OVER_B2 = 0.6
 TARGET_SINGLE_P99_MS = 5.0
 TARGET_HOT_OVER_SPREAD = 0.9
 TARGET_HOT_P99_OVER_SPREAD = 2.0
+# Issue 18: tables and indexes on disk per stored event, rollups included.
+TARGET_BYTES_PER_EVENT = 400.0
 
 
 class BatchAnswer(msgspec.Struct):
@@ -146,11 +162,37 @@ async def run_all(
         catalog = await load_catalog(conn)
     finally:
         await conn.close()
+    # Reads sizes and the WAL position, open throughout: a connection that closes in the
+    # middle of a run would bill its backend's exit to that run's PostgreSQL CPU.
+    probe = await connect(db.url)
+    try:
+        return await _run_all(db, server, dry, args, catalog, probe)
+    finally:
+        await probe.close()
+
+
+async def _run_all(
+    db: BenchDatabase,
+    server: ServerProcess,
+    dry: ServerProcess,
+    args: argparse.Namespace,
+    catalog: Catalog,
+    probe: Connection,
+) -> dict[str, Any]:
     headers = db.auth_headers
     stored: list[dict[str, Any]] = []  # every event the storing server has accepted
     runs: dict[str, list[Run]] = {"floor": [], "batch": [], "single": [], "replay": []}
     checks: dict[str, Any] = {}
+    storage = {"batch": Storage(), "single": Storage()}
     seed = args.seed * 1000
+
+    async def storing(into: Storage, run: Awaitable[Run]) -> Run:
+        """``run``, with the WAL written while it ran added to ``into``: only the runs
+        that store, not the harness's CHECKPOINTs, the COPY references or the checks."""
+        start = await wal_lsn(probe)
+        done = await run
+        into.wal_bytes += await wal_lsn(probe) - start
+        return done
 
     def meter(target: ServerProcess) -> CpuMeter:
         return CpuMeter(target.pid, db.postmaster_pid)
@@ -181,6 +223,8 @@ async def run_all(
     show(runs["floor"][-1])
 
     # Batches: B1, B2, spread keys, hot keys; per batch size and number of senders.
+    storage["batch"].before = await relation_sizes(probe)
+    first = len(stored)
     for size in args.batch_sizes:
         for senders in args.senders:
             seed += 1
@@ -196,11 +240,12 @@ async def run_all(
                 await closed_loop("B2 batch, persistence off", dry.base_url,
                                   batch_calls(bodies), senders, meter(dry), expect_batch(),
                                   headers),
-                await closed_loop("(a) batch, spread keys", server.base_url, batch_calls(bodies),
-                                  senders, meter(server), expect_batch(), headers),
-                await closed_loop("(c) batch, one job and agent (hot)", server.base_url,
-                                  batch_calls(hot_bodies), senders, meter(server),
-                                  expect_batch(), headers),
+                await storing(storage["batch"], closed_loop(
+                    "(a) batch, spread keys", server.base_url, batch_calls(bodies), senders,
+                    meter(server), expect_batch(), headers)),
+                await storing(storage["batch"], closed_loop(
+                    "(c) batch, one job and agent (hot)", server.base_url,
+                    batch_calls(hot_bodies), senders, meter(server), expect_batch(), headers)),
             ]  # fmt: skip
             for b in bodies:
                 stored += b
@@ -209,6 +254,9 @@ async def run_all(
                 run.name = f"{run.name} [{size:,}]"
                 runs["batch"].append(run)
                 show(run)
+    storage["batch"].after = storage["single"].before = await relation_sizes(probe)
+    storage["batch"].events = len(stored) - first
+    first = len(stored)
     checks["after_batches"] = await check_ledger(db.url, len(stored))
     print(f"  check after the batch runs: {'OK' if checks['after_batches']['ok'] else 'FAILED'}")
 
@@ -219,22 +267,28 @@ async def run_all(
                  _events(b)]  # fmt: skip
         calls = [Call("POST", "/v1/events", msgspec.json.encode(e), 1) for e in fresh]
         await _checkpoint(db.url)
-        for target, name in ((dry, "B2 single, persistence off"), (server, "(b) single event")):
-            run = await closed_loop(name, target.base_url, calls, clients, meter(target),
-                                    expect_status(201), headers)  # fmt: skip
-            runs["single"].append(run)
-            show(run)
+        run = await closed_loop("B2 single, persistence off", dry.base_url, calls, clients,
+                                meter(dry), expect_status(201), headers)  # fmt: skip
+        runs["single"].append(run)
+        show(run)
+        run = await storing(storage["single"], closed_loop(
+            "(b) single event", server.base_url, calls, clients, meter(server),
+            expect_status(201), headers))  # fmt: skip
+        runs["single"].append(run)
+        show(run)
         stored += fresh
     best = max((r for r in runs["single"] if r.name.startswith("(b)")), key=lambda r: r.per_s)
     seed += 1
     fresh = [e for b in make_batches(catalog, 1, args.single_events, seed=seed) for e in
              _events(b)]  # fmt: skip
     calls = [Call("POST", "/v1/events", msgspec.json.encode(e), 1) for e in fresh]
-    half = await paced(
+    half = await storing(storage["single"], paced(
         "(b) single event at half the best rate", server.base_url, calls, best.per_s / 2,
         max(args.clients), meter(server), expect_status(201), headers,
-    )  # fmt: skip
+    ))  # fmt: skip
     stored += fresh
+    storage["single"].after = await relation_sizes(probe)
+    storage["single"].events = len(stored) - first
     runs["single"].append(half)
     show(half, f"(paced at {best.per_s / 2:,.0f}/s)")
 
@@ -255,7 +309,7 @@ async def run_all(
     stored += [e for b in bodies for e in b[round(size * REPLAY_SHARE) :]]
     checks["after_replays"] = await check_ledger(db.url, len(stored))
     print(f"  check after the replays: {'OK' if checks['after_replays']['ok'] else 'FAILED'}")
-    return {"runs": runs, "checks": checks}
+    return {"runs": runs, "checks": checks, "storage": storage}
 
 
 # Report -----------------------------------------------------------------------------------
@@ -265,9 +319,10 @@ def _f(value: float | None, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
-def _row(run: Run, ratio: float | None, over: str) -> list[str]:
+def _row(run: Run, workers: int, ratio: float | None, over: str) -> list[str]:
     return [
         run.name,
+        str(workers),
         str(run.concurrency),
         f"{run.events or run.requests:,}",
         f"{run.per_s:,.0f}",
@@ -280,8 +335,12 @@ def _row(run: Run, ratio: float | None, over: str) -> list[str]:
     ]
 
 
-def report(runs: dict[str, list[Run]]) -> dict[str, Any]:
-    """Print the table; return each ratio with its target."""
+def _workers(n: int) -> str:
+    return f"{n} worker{'s' if n > 1 else ''}"
+
+
+def report(results: Sequence[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
+    """Print the tables, the runs' then storage's; return each figure with its target."""
     rows: list[list[str]] = []
     verdicts: list[dict[str, Any]] = []
 
@@ -291,47 +350,72 @@ def report(runs: dict[str, list[Run]]) -> dict[str, Any]:
             {"what": what, "value": round(value, 3), "target": target, "at_most": most, "met": met}
         )
 
-    noop = runs["floor"][0]
-    rows.append(_row(noop, None, ""))
-    batch = runs["batch"]
-    for i in range(0, len(batch), 4):
-        b1, b2, spread, hot_run = batch[i : i + 4]
-        key = f"{spread.name.split('[')[1].rstrip(']')} events, ×{spread.concurrency}"
-        rows.append(_row(b1, None, ""))
-        rows.append(_row(b2, b2.per_s / b1.per_s, "B1"))
-        rows.append(_row(spread, spread.per_s / b1.per_s, "B1"))
-        rows.append(_row(hot_run, hot_run.per_s / spread.per_s, "(a)"))
-        verdict(f"(a) batch / B1 ({key})", spread.per_s / b1.per_s, TARGET_BATCH_OVER_B1)
-        verdict(f"(c) hot / spread ({key})", hot_run.per_s / spread.per_s, TARGET_HOT_OVER_SPREAD)
+    noop_p99: dict[int, float] = {}
+    for workers, result in results:
+        runs, w = result["runs"], _workers(workers)
+        noop = runs["floor"][0]
+        noop_p99[workers] = round(noop.ms(0.99), 3)
+        rows.append(_row(noop, workers, None, ""))
+        batch = runs["batch"]
+        for i in range(0, len(batch), 4):
+            b1, b2, spread, hot_run = batch[i : i + 4]
+            key = f"{spread.name.split('[')[1].rstrip(']')} events, ×{spread.concurrency}, {w}"
+            rows.append(_row(b1, workers, None, ""))
+            rows.append(_row(b2, workers, b2.per_s / b1.per_s, "B1"))
+            rows.append(_row(spread, workers, spread.per_s / b1.per_s, "B1"))
+            rows.append(_row(hot_run, workers, hot_run.per_s / spread.per_s, "(a)"))
+            verdict(f"(a) batch / B1 ({key})", spread.per_s / b1.per_s, TARGET_BATCH_OVER_B1)
+            verdict(
+                f"(c) hot / spread ({key})", hot_run.per_s / spread.per_s, TARGET_HOT_OVER_SPREAD
+            )
+            verdict(
+                f"(c) hot p99 / spread p99 ({key})",
+                hot_run.ms(0.99) / spread.ms(0.99),
+                TARGET_HOT_P99_OVER_SPREAD,
+                most=True,
+            )
+        single = runs["single"]
+        for b2, one in zip(single[0:-1:2], single[1:-1:2], strict=True):
+            rows.append(_row(b2, workers, None, ""))
+            rows.append(_row(one, workers, one.per_s / b2.per_s, "B2"))
+            verdict(
+                f"(b) single / B2 (×{one.concurrency}, {w})",
+                one.per_s / b2.per_s,
+                TARGET_SINGLE_OVER_B2,
+            )
+        half = single[-1]
+        rows.append(_row(half, workers, None, ""))
         verdict(
-            f"(c) hot p99 / spread p99 ({key})",
-            hot_run.ms(0.99) / spread.ms(0.99),
-            TARGET_HOT_P99_OVER_SPREAD,
-            most=True,
+            f"(b) p99 ms at half the saturated rate ({w})",
+            half.ms(0.99),
+            TARGET_SINGLE_P99_MS,
+            True,
         )
-    single = runs["single"]
-    for b2, one in zip(single[0:-1:2], single[1:-1:2], strict=True):
-        rows.append(_row(b2, None, ""))
-        rows.append(_row(one, one.per_s / b2.per_s, "B2"))
-        verdict(
-            f"(b) single / B2 (×{one.concurrency})", one.per_s / b2.per_s, TARGET_SINGLE_OVER_B2
-        )
-    half = single[-1]
-    rows.append(_row(half, None, ""))
-    verdict("(b) p99 ms at half the saturated rate", half.ms(0.99), TARGET_SINGLE_P99_MS, True)
-    for run in runs["replay"]:
-        rows.append(_row(run, None, ""))
+        for run in runs["replay"]:
+            rows.append(_row(run, workers, None, ""))
     print()
     print_table(
-        ["run", "clients", "events", "events/s", "ratio", "p50 ms", "p99 ms",
+        ["run", "workers", "clients", "events", "events/s", "ratio", "p50 ms", "p99 ms",
          "events/s per core", "Python CPU µs/event", "PostgreSQL CPU µs/event"],
         rows,
     )  # fmt: skip
     print(
         "(per core: events per CPU second of luc serve + PostgreSQL; Python CPU: luc serve, "
-        "or this process for a COPY; p50/p99: per request, a batch being one request)"
+        "its workers included, or this process for a COPY; p50/p99: per request, a batch "
+        "being one request)"
     )
-    print(f"B3 no-op p99 at one connection: {noop.ms(0.99):.2f} ms")
+    for workers, p99 in noop_p99.items():
+        print(f"B3 no-op p99 at one connection ({_workers(workers)}): {p99:.2f} ms")
+
+    storage = storage_report(results)
+    for section, figures in storage.items():
+        for workers, pe in figures.items():
+            verdict(
+                f"tables + indexes per stored event, bytes ({section} runs, {_workers(workers)})",
+                pe["total"],
+                TARGET_BYTES_PER_EVENT,
+                most=True,
+            )
     print()
     for v in verdicts:
         bound = "at most" if v["at_most"] else "at least"
@@ -339,7 +423,61 @@ def report(runs: dict[str, list[Run]]) -> dict[str, Any]:
             f"{v['what']}: {v['value']:.2f} "
             f"({'meets' if v['met'] else 'MISSES'} the target: {bound} {v['target']})"
         )
-    return {"verdicts": verdicts, "noop_p99_ms": round(noop.ms(0.99), 3)}
+    return {"verdicts": verdicts, "noop_p99_ms": noop_p99, "storage": storage}
+
+
+def storage_report(results: Sequence[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
+    """Print bytes per stored event, the sums and then per table; return them."""
+    figures: dict[str, dict[int, dict[str, Any]]] = {}
+    rows = []
+    for workers, result in results:
+        for section, storage in result["storage"].items():
+            pe = figures.setdefault(section, {})[workers] = storage.per_event()
+            rows.append(
+                [f"{section} runs", str(workers), f"{pe['events']:,}",
+                 f"{pe['per_event_rows']:.1f}", f"{pe['rollups']:.1f}", f"{pe['total']:.1f}",
+                 f"{pe['wal']:.1f}"]
+            )  # fmt: skip
+    print()
+    print_table(
+        ["stored by", "workers", "events", "event rows B/event", "rollups B/event",
+         "tables + indexes B/event", "WAL B/event"],
+        rows,
+    )  # fmt: skip
+    print(
+        "(bytes on disk the runs added, per event they stored: heaps, indexes and TOAST of "
+        "schema public, partitions included, not the benchmark's COPY tables; event rows: "
+        "every table but rollup_*; WAL: written while the storing runs ran, without the "
+        "CHECKPOINT before each batch setting, but with the full-page images it causes at "
+        "the first change of each page after it)"
+    )
+    columns = [(section, workers) for section in figures for workers in figures[section]]
+    parts = sorted(
+        {
+            (table, part)
+            for section, workers in columns
+            for table, sizes in figures[section][workers]["tables"].items()
+            for part in sizes
+        }
+    )
+    detail = [
+        [
+            table,
+            part,
+            *(
+                f"{figures[section][workers]['tables'].get(table, {}).get(part, 0.0):.1f}"
+                for section, workers in columns
+            ),
+        ]
+        for table, part in parts
+    ]
+    print()
+    print_table(
+        ["table", "part", *(f"{section}, {_workers(workers)}" for section, workers in columns)],
+        detail,
+    )
+    print("(B per stored event)")
+    return figures
 
 
 # Command line -----------------------------------------------------------------------------
@@ -358,6 +496,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clients", type=positive_numbers, default=[1, 8, 64], help="single-event")
     parser.add_argument("--single-events", type=int, default=4000, help="per single run")
     parser.add_argument("--noop-requests", type=int, default=3000)
+    parser.add_argument("--workers", type=positive_numbers, default=[1, 2], help="LUC_WORKERS")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = parser.parse_args(argv)
@@ -373,37 +512,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     started_at = datetime.now(UTC)
     print(
         f"ingest paths: batches of {args.batch_sizes} × senders {args.senders}, "
-        f"single events at {args.clients} clients",
+        f"single events at {args.clients} clients, workers {args.workers}",
         flush=True,
     )
     env = {
         "LUC_MAX_BATCH_EVENTS": str(max(5000, *args.batch_sizes)),
         "LUC_RATE_LIMIT_PER_SECOND": "0",  # a benchmark is not abuse
     }
-    with tempfile.TemporaryDirectory(prefix="luc-bench-") as tmp, scratch_database() as db:
-        server = ServerProcess(db.url, Path(tmp) / "server.log", defaults={}, **env)
-        dry = ServerProcess(
-            db.url, Path(tmp) / "dry.log", defaults={}, **env, LUC_INGEST_PERSIST="0"
-        )
-        server.start()
-        try:
-            dry.start()
-            result = asyncio.run(run_all(db, server, dry, args))
-        except BaseException:
-            print(server.log_tail(), dry.log_tail(), file=sys.stderr)
-            raise
-        finally:
-            dry.stop()
-            server.stop()
-        embedded = db.embedded
+    results: list[tuple[int, dict[str, Any]]] = []
+    embedded = True
+    for workers in args.workers:
+        # A database of its own per worker count: the same events (same seeds), stored on
+        # the same empty tables, and references (B1, B2, B3) measured beside them.
+        print(f"{_workers(workers)} (LUC_WORKERS={workers}):", flush=True)
+        env["LUC_WORKERS"] = str(workers)
+        with tempfile.TemporaryDirectory(prefix="luc-bench-") as tmp, scratch_database() as db:
+            server = ServerProcess(db.url, Path(tmp) / "server.log", defaults={}, **env)
+            dry = ServerProcess(
+                db.url, Path(tmp) / "dry.log", defaults={}, **env, LUC_INGEST_PERSIST="0"
+            )
+            server.start()
+            try:
+                dry.start()
+                results.append((workers, asyncio.run(run_all(db, server, dry, args))))
+            except BaseException:
+                print(server.log_tail(), dry.log_tail(), file=sys.stderr)
+                raise
+            finally:
+                dry.stop()
+                server.stop()
+            embedded = embedded and db.embedded
 
-    summary = report(result["runs"])
-    ok = all(c["ok"] for c in result["checks"].values())
+    summary = report(results)
+    checks = {workers: result["checks"] for workers, result in results}
+    ok = all(c["ok"] for by_run in checks.values() for c in by_run.values())
     print()
     if ok:
-        print("check: every rollup equals the sum of its ledger entries after each run: OK")
+        print(
+            "check: every rollup equals the sum of its ledger entries and every stored event "
+            "has one charge, after each run, with each worker count: OK"
+        )
     else:
-        print(f"check FAILED: {json.dumps(result['checks'])}")
+        print(f"check FAILED: {json.dumps(checks)}")
     document = {
         "benchmark": "ingest_paths",
         "started_at": started_at.isoformat(),
@@ -412,9 +562,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             **{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
             "database": "embedded" if embedded else "LUC_DATABASE_URL",
         },
-        "runs": {group: [r.as_json() for r in rs] for group, rs in result["runs"].items()},
+        "runs": {
+            group: [
+                {**r.as_json(), "workers": workers}
+                for workers, result in results
+                for r in result["runs"][group]
+            ]
+            for group in ("floor", "batch", "single", "replay")
+        },
         **summary,
-        "checks": result["checks"],
+        "storage_target_bytes_per_event": TARGET_BYTES_PER_EVENT,
+        "checks": checks,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(document, indent=2) + "\n")

@@ -13,9 +13,10 @@ scrape time, series count, bytes and CPU per scrape of LUC and of PostgreSQL.
 
 The figure that matters is the ratio of the p50 at the largest size over the p50 at the
 smallest, measured in the same run: /metrics reads only ``rollup_usage`` (agents × models ×
-providers × tiers), never a per-job table, so it stays near 1. Finally it checks in SQL
-that every rollup equals the sum of its ledger entries; the exit status is non-zero when
-one does not.
+providers × tiers), never a per-job table, so it stays near 1. The ledgers are loaded once;
+the servers are started once per ``--workers`` count (``LUC_WORKERS``; 1 and 2 by default)
+and scraped in turn. Finally it checks in SQL that every rollup equals the sum of its
+ledger entries and that each event has one charge; the exit status is non-zero when not.
 """
 
 from __future__ import annotations
@@ -36,8 +37,15 @@ from typing import Any
 
 import httpx
 
-from bench.harness import BenchDatabase, CpuMeter, machine, print_table, scratch_database
-from bench.ingest import INVARIANT_CHECKS, _rollup_check
+from bench.harness import (
+    BenchDatabase,
+    CpuMeter,
+    machine,
+    positive_numbers,
+    print_table,
+    scratch_database,
+)
+from bench.ingest import INVARIANT_CHECKS, _rollup_check, check_invariant
 from service.db import connect
 from service.reconciliation import queries as reconciliation
 from service.rollups.queries import upserts
@@ -117,6 +125,7 @@ CHECKS = {
 
 @dataclass
 class Measurement:
+    workers: int
     jobs: int
     events: int
     load_seconds: float
@@ -164,18 +173,24 @@ class Ledger:
 
     jobs: int
     db: BenchDatabase
-    server: ServerProcess
+    server: ServerProcess | None = None
     events: int = 0
     load_seconds: float = 0.0
 
 
-def scrape_side_by_side(ledgers: Sequence[Ledger], count: int) -> list[Measurement]:
+def scrape_side_by_side(ledgers: Sequence[Ledger], count: int, workers: int) -> list[Measurement]:
     """Three warm-up scrapes each, then ``count`` rounds scraping every size in turn, so a
-    noisy neighbour slows all sizes alike; CPU is read per server and per PostgreSQL."""
-    clients = [httpx.Client(base_url=ledger.server.base_url, timeout=60) for ledger in ledgers]
+    noisy neighbour slows all sizes alike; CPU is read per server (its workers included)
+    and per PostgreSQL."""
+    servers = [ledger.server for ledger in ledgers if ledger.server is not None]
+    assert len(servers) == len(ledgers), "start the servers first"
+    clients = [httpx.Client(base_url=server.base_url, timeout=60) for server in servers]
     seconds: list[list[float]] = [[] for _ in ledgers]
     bodies = [""] * len(ledgers)
-    meters = [CpuMeter(ledger.server.pid, ledger.db.postmaster_pid) for ledger in ledgers]
+    meters = [
+        CpuMeter(server.pid, ledger.db.postmaster_pid)
+        for server, ledger in zip(servers, ledgers, strict=True)
+    ]
     try:
         for http in clients:
             for _ in range(3):
@@ -199,6 +214,7 @@ def scrape_side_by_side(ledgers: Sequence[Ledger], count: int) -> list[Measureme
 
     return [
         Measurement(
+            workers=workers,
             jobs=ledger.jobs,
             events=ledger.events,
             load_seconds=round(ledger.load_seconds, 2),
@@ -212,14 +228,6 @@ def scrape_side_by_side(ledgers: Sequence[Ledger], count: int) -> list[Measureme
         )
         for ledger, timings, body, meter in zip(ledgers, seconds, bodies, meters, strict=True)
     ]
-
-
-async def check_invariant(url: str) -> dict[str, int]:
-    conn = await connect(url)
-    try:
-        return {name: int(await conn.fetchval(sql)) for name, sql in CHECKS.items()}
-    finally:
-        await conn.close()
 
 
 def _sizes(text: str) -> list[int]:
@@ -249,6 +257,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--events-per-job", type=int, default=3, help="default: 3")
     parser.add_argument("--scrapes", type=int, default=20, help="timed scrapes per size (20)")
     parser.add_argument(
+        "--workers",
+        type=positive_numbers,
+        default=[1, 2],
+        help="LUC_WORKERS of luc serve, one series of scrapes each (default: 1,2)",
+    )
+    parser.add_argument(
         "--json", type=Path, default=DEFAULT_JSON, help=f"where to write results ({DEFAULT_JSON})"
     )
     args = parser.parse_args(argv)
@@ -257,7 +271,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def report(results: Sequence[Measurement]) -> float:
+def report(results: Sequence[Measurement], workers_counts: Sequence[int]) -> dict[int, float]:
+    """Print the table and, per worker count, p50 at the largest size over the smallest."""
+
     def ms(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.2f}"
 
@@ -265,6 +281,7 @@ def report(results: Sequence[Measurement]) -> float:
     print_table(
         [
             "jobs in the ledger",
+            "workers",
             "events",
             "series",
             "bytes",
@@ -276,6 +293,7 @@ def report(results: Sequence[Measurement]) -> float:
         [
             [
                 f"{m.jobs:,}",
+                str(m.workers),
                 f"{m.events:,}",
                 str(m.series),
                 f"{m.bytes:,}",
@@ -287,14 +305,20 @@ def report(results: Sequence[Measurement]) -> float:
             for m in results
         ],
     )
-    first, last = results[0], results[-1]
-    ratio = last.p50_ms / first.p50_ms
-    verdict = "flat" if ratio <= FLAT_TARGET else "NOT flat"
-    print(
-        f"\np50 at {last.jobs:,} jobs / p50 at {first.jobs:,} jobs = {ratio:.2f} ({verdict}: "
-        f"target ≤ {FLAT_TARGET}); series {first.series} → {last.series}"
-    )
-    return ratio
+    print("(LUC CPU: luc serve's processes, its workers included)")
+    ratios = {}
+    print()
+    for workers in workers_counts:
+        sizes = [m for m in results if m.workers == workers]
+        first, last = sizes[0], sizes[-1]
+        ratio = ratios[workers] = last.p50_ms / first.p50_ms
+        verdict = "flat" if ratio <= FLAT_TARGET else "NOT flat"
+        print(
+            f"{workers} worker{'s' if workers > 1 else ''}: p50 at {last.jobs:,} jobs / p50 at "
+            f"{first.jobs:,} jobs = {ratio:.2f} ({verdict}: target ≤ {FLAT_TARGET}); "
+            f"series {first.series} → {last.series}"
+        )
+    return ratios
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -302,50 +326,63 @@ def main(argv: Sequence[str] | None = None) -> int:
     started_at = datetime.now(UTC)
     print(
         f"/metrics benchmark: {', '.join(f'{n:,}' for n in args.jobs)} jobs × "
-        f"{args.events_per_job} events, {args.scrapes} timed scrapes per size",
+        f"{args.events_per_job} events, {args.scrapes} timed scrapes per size, "
+        f"workers {', '.join(map(str, args.workers))}",
         flush=True,
     )
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="luc-bench-")))
-        ledgers = []
-        for size in args.jobs:
-            db = stack.enter_context(scratch_database())
-            server = ServerProcess(
-                db.url, tmp / f"server-{size}.log", defaults={}, LUC_METRICS_PUBLIC="1"
-            )
-            server.start()
-            stack.callback(server.stop)
-            ledgers.append(Ledger(size, db, server))
-        try:
-            for ledger in ledgers:
-                started = time.perf_counter()
-                ledger.events = asyncio.run(
-                    load_jobs(ledger.db.url, 0, ledger.jobs, args.events_per_job)
-                )
-                ledger.load_seconds = time.perf_counter() - started
-                print(
-                    f"  loaded {ledger.jobs:>9,} jobs, {ledger.events:>9,} events "
-                    f"in {ledger.load_seconds:.1f} s",
-                    flush=True,
-                )
-            results = scrape_side_by_side(ledgers, args.scrapes)
-        except BaseException:
-            for ledger in ledgers:
-                print(ledger.server.log_tail(), file=sys.stderr)
-            raise
-        mismatches: dict[str, int] = {}
+        ledgers = [Ledger(size, stack.enter_context(scratch_database())) for size in args.jobs]
         for ledger in ledgers:
-            for name, count in asyncio.run(check_invariant(ledger.db.url)).items():
-                mismatches[name] = mismatches.get(name, 0) + count
+            started = time.perf_counter()
+            ledger.events = asyncio.run(
+                load_jobs(ledger.db.url, 0, ledger.jobs, args.events_per_job)
+            )
+            ledger.load_seconds = time.perf_counter() - started
+            print(
+                f"  loaded {ledger.jobs:>9,} jobs, {ledger.events:>9,} events "
+                f"in {ledger.load_seconds:.1f} s",
+                flush=True,
+            )
+        results: list[Measurement] = []
+        for workers in args.workers:
+            # The same ledgers, scraped through servers started with this many workers.
+            try:
+                for ledger in ledgers:
+                    ledger.server = ServerProcess(
+                        ledger.db.url,
+                        tmp / f"server-{ledger.jobs}-{workers}.log",
+                        defaults={},
+                        LUC_METRICS_PUBLIC="1",
+                        LUC_WORKERS=str(workers),
+                    )
+                    ledger.server.start()
+                results += scrape_side_by_side(ledgers, args.scrapes, workers)
+            except BaseException:
+                for ledger in ledgers:
+                    if ledger.server is not None:
+                        print(ledger.server.log_tail(), file=sys.stderr)
+                raise
+            finally:
+                for ledger in ledgers:
+                    if ledger.server is not None:
+                        ledger.server.stop()
+        checks = {
+            ledger.jobs: asyncio.run(check_invariant(ledger.db.url, ledger.events, CHECKS))
+            for ledger in ledgers
+        }
         embedded = all(ledger.db.embedded for ledger in ledgers)
         events = sum(ledger.events for ledger in ledgers)
 
-    ratio = report(results)
-    ok = not any(mismatches.values())
+    ratios = report(results, args.workers)
+    ok = all(check["ok"] for check in checks.values())
     if ok:
-        print(f"check: every rollup equals the sum of its ledger entries ({events:,} events): OK")
+        print(
+            f"check: every rollup equals the sum of its ledger entries, every event has one "
+            f"charge ({events:,} events): OK"
+        )
     else:
-        print(f"check FAILED: rows disagreeing per rollup: {json.dumps(mismatches)}")
+        print(f"check FAILED: {json.dumps(checks)}")
     document: dict[str, Any] = {
         "benchmark": "metrics",
         "started_at": started_at.isoformat(),
@@ -354,12 +391,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             "jobs": args.jobs,
             "events_per_job": args.events_per_job,
             "scrapes": args.scrapes,
+            "workers": args.workers,
             "database": "embedded" if embedded else "LUC_DATABASE_URL",
         },
         "measurements": [asdict(m) for m in results],
-        "p50_ratio_largest_over_smallest": round(ratio, 3),
-        "target": {"p50_ratio_at_most": FLAT_TARGET, "met": ratio <= FLAT_TARGET},
-        "check": {"ok": ok, "mismatched_rows": mismatches},
+        "p50_ratio_largest_over_smallest": {w: round(r, 3) for w, r in ratios.items()},
+        "target": {
+            "p50_ratio_at_most": FLAT_TARGET,
+            "met": all(r <= FLAT_TARGET for r in ratios.values()),
+        },
+        "checks": checks,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(document, indent=2) + "\n")

@@ -212,6 +212,12 @@ async def warm_up(
         await measure(Setting(1, stream, 4), targets, db, answered, 200, 1, 0)
 
 
+# The events on the ledger, by their charges: whatever table keeps the events' own ids.
+CHARGED_EVENTS = """
+    SELECT {} FROM (SELECT DISTINCT event_id FROM ledger_entries WHERE kind = 'charge') AS e
+"""
+
+
 async def ledger_check(url: str, answered: Answered, seconds: float = 120.0) -> dict[str, Any]:
     """Every answered call on the ledger exactly once, and nothing else; rollups exact.
 
@@ -222,11 +228,11 @@ async def ledger_check(url: str, answered: Answered, seconds: float = 120.0) -> 
     conn = await connect(url)
     try:
         while True:
-            stored = int(await conn.fetchval("SELECT count(*) FROM usage_events"))
+            stored = int(await conn.fetchval(CHARGED_EVENTS.format("count(*)")))
             if stored >= len(expected) or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.2)  # waiting for the writer, with a deadline
-        events = [r["event_id"] for r in await conn.fetch("SELECT event_id FROM usage_events")]
+        events = [r["event_id"] for r in await conn.fetch(CHARGED_EVENTS.format("event_id"))]
         charges = int(
             await conn.fetchval("SELECT count(*) FROM ledger_entries WHERE kind = 'charge'")
         )

@@ -16,7 +16,8 @@ vacuums and analyzes, then measures over loopback, at 1 and at 16 connections:
 Sizes are measured in turns (a slice of each query on each size, several rounds), so a
 noisy neighbour slows both alike. The figure that matters is p99 at the large size over
 p99 at the small one: a read that scans the ledger grows with it; one served from a
-rollup or an index does not.
+rollup or an index does not. The ledgers are loaded once; the servers are started once
+per ``--workers`` count (``LUC_WORKERS``; 1 and 2 by default) and measured in turn.
 """
 
 from __future__ import annotations
@@ -35,7 +36,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.harness import BenchDatabase, CpuMeter, machine, print_table, scratch_database
+from bench.harness import (
+    BenchDatabase,
+    CpuMeter,
+    machine,
+    positive_numbers,
+    print_table,
+    scratch_database,
+)
+from bench.ingest import check_invariant
 from bench.loadgen import Call, Run, closed_loop, expect_status
 from bench.metrics import CHECKS, LOAD_CHUNK
 from service.auth.keys import create_key
@@ -67,7 +76,7 @@ class Ledger:
     read_key: str = ""
     jobs: int = 0
     timings: dict[str, float] = field(default_factory=dict)
-    check: dict[str, int] = field(default_factory=dict)
+    check: dict[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -109,7 +118,7 @@ async def load(ledger: Ledger, parallel: int = 2) -> None:
         ledger.timings["rollups_s"] = time.perf_counter() - started
 
         started = time.perf_counter()
-        ledger.check = {name: int(await conns[0].fetchval(sql)) for name, sql in CHECKS.items()}
+        ledger.check = await check_invariant(ledger.db.url, ledger.jobs * EVENTS_PER_JOB, CHECKS)
         ledger.timings["check_s"] = time.perf_counter() - started
 
         # Set the visibility map and statistics now, so autovacuum does not wake up in the
@@ -140,12 +149,22 @@ def read_calls(kind: str, ledger: Ledger, count: int, rng: random.Random) -> lis
 KINDS = ("job detail", "agent series", "usage by agent, day")
 
 
+Cells = dict[tuple[str, int, int, int], Run]
+"""(query, connections, ledger rows, workers) → its run."""
+
+
 async def measure(
-    ledgers: Sequence[Ledger], requests: int, rounds: int, cap_seconds: float, seed: int
-) -> dict[tuple[str, int, int], Run]:
-    """Every (query, connections) on every size, in ``rounds`` turns."""
+    ledgers: Sequence[Ledger],
+    requests: int,
+    rounds: int,
+    cap_seconds: float,
+    seed: int,
+    workers: int,
+) -> Cells:
+    """Every (query, connections) on every size, in ``rounds`` turns, with the servers
+    running ``workers`` workers each."""
     rng = random.Random(seed)
-    cells: dict[tuple[str, int, int], Run] = {}
+    cells: Cells = {}
     for kind in KINDS:
         for ledger in ledgers:  # warm-up: plans, caches, the key
             assert ledger.server is not None
@@ -169,65 +188,65 @@ async def measure(
                         max_seconds=cap_seconds,
                     )
                     cell = cells.setdefault(
-                        (kind, connections, ledger.rows), Run(kind, connections)
+                        (kind, connections, ledger.rows, workers), Run(kind, connections)
                     )
                     cell.add(run)
-            small, large = (cells[kind, connections, ledger.rows] for ledger in ledgers)
+            small, large = (cells[kind, connections, ledger.rows, workers] for ledger in ledgers)
             print(
-                f"  {kind:<20} ×{connections:<3} p99 {small.ms(0.99):8.2f} ms → "
+                f"  {kind:<20} ×{connections:<3} workers={workers} p99 {small.ms(0.99):8.2f} ms → "
                 f"{large.ms(0.99):8.2f} ms",
                 flush=True,
             )
     return cells
 
 
-def report(ledgers: Sequence[Ledger], cells: dict[tuple[str, int, int], Run]) -> list[Any]:
+def report(ledgers: Sequence[Ledger], cells: Cells, workers_counts: Sequence[int]) -> list[Any]:
     small, large = ledgers
-    rows, verdicts = [], []
-    for kind in KINDS:
-        for connections in CONNECTIONS:
-            a, b = cells[kind, connections, small.rows], cells[kind, connections, large.rows]
-            ratio = b.ms(0.99) / a.ms(0.99)
-            server, postgres = b.cpu_us("server"), b.cpu_us("postgres")
-            rows.append(
-                [
-                    kind,
-                    str(connections),
-                    f"{a.ms(0.5):.2f}",
-                    f"{a.ms(0.99):.2f}",
-                    f"{b.ms(0.5):.2f}",
-                    f"{b.ms(0.99):.2f}",
-                    f"{ratio:.2f}",
-                    f"{b.per_s:,.0f}",
-                    "n/a" if server is None else f"{server:,.0f}",
-                    "n/a" if postgres is None else f"{postgres:,.0f}",
-                    f"{a.requests:,} / {b.requests:,}",
-                ]
-            )
-            verdicts.append(
-                {
-                    "query": kind,
-                    "connections": connections,
-                    "p99_ratio": round(ratio, 3),
-                    "p99_ms_large": round(b.ms(0.99), 3),
-                    "met": ratio <= TARGET_P99_RATIO and b.ms(0.99) <= TARGET_P99_MS[connections],
-                }
-            )
+    rows: list[list[str]] = []
+    verdicts: list[dict[str, Any]] = []
+    for workers in workers_counts:
+        for kind in KINDS:
+            for connections in CONNECTIONS:
+                a = cells[kind, connections, small.rows, workers]
+                b = cells[kind, connections, large.rows, workers]
+                ratio = b.ms(0.99) / a.ms(0.99)
+                server, postgres = b.cpu_us("server"), b.cpu_us("postgres")
+                rows.append(
+                    [kind, str(workers), str(connections), f"{a.ms(0.5):.2f}",
+                     f"{a.ms(0.99):.2f}", f"{b.ms(0.5):.2f}", f"{b.ms(0.99):.2f}",
+                     f"{ratio:.2f}", f"{b.per_s:,.0f}",
+                     "n/a" if server is None else f"{server:,.0f}",
+                     "n/a" if postgres is None else f"{postgres:,.0f}",
+                     f"{a.requests:,} / {b.requests:,}"]
+                )  # fmt: skip
+                met = ratio <= TARGET_P99_RATIO and b.ms(0.99) <= TARGET_P99_MS[connections]
+                verdicts.append(
+                    {
+                        "query": kind,
+                        "workers": workers,
+                        "connections": connections,
+                        "p99_ratio": round(ratio, 3),
+                        "p99_ms_large": round(b.ms(0.99), 3),
+                        "met": met,
+                    }
+                )
     print()
     s, g = small.label, large.label
     print_table(
-        ["query", "connections", f"p50 ms @{s}", f"p99 ms @{s}", f"p50 ms @{g}", f"p99 ms @{g}",
-         "p99 ratio", f"req/s @{g}", f"LUC CPU µs/req @{g}", f"PostgreSQL CPU µs/req @{g}",
-         "requests"],
+        ["query", "workers", "connections", f"p50 ms @{s}", f"p99 ms @{s}", f"p50 ms @{g}",
+         f"p99 ms @{g}", "p99 ratio", f"req/s @{g}", f"LUC CPU µs/req @{g}",
+         f"PostgreSQL CPU µs/req @{g}", "requests"],
         rows,
     )  # fmt: skip
     print(
         f"(targets: p99 @{g} ≤ {TARGET_P99_RATIO} × p99 @{s}, and ≤ "
-        f"{TARGET_P99_MS[1]} ms at one connection, ≤ {TARGET_P99_MS[16]} ms at 16)"
+        f"{TARGET_P99_MS[1]} ms at one connection, ≤ {TARGET_P99_MS[16]} ms at 16; "
+        "LUC CPU: luc serve's processes, its workers included)"
     )
     for v in verdicts:
         print(
-            f"{v['query']} ×{v['connections']}: p99 ratio {v['p99_ratio']:.2f}, "
+            f"{v['query']} ×{v['connections']}, {v['workers']} worker"
+            f"{'s' if v['workers'] > 1 else ''}: p99 ratio {v['p99_ratio']:.2f}, "
             f"p99 {v['p99_ms_large']:.2f} ms: {'meets' if v['met'] else 'MISSES'} the target"
         )
     return verdicts
@@ -252,6 +271,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--cap-seconds", type=float, default=None, help="longest slice (10 s; quick 3 s)"
     )
+    parser.add_argument("--workers", type=positive_numbers, default=[1, 2], help="LUC_WORKERS")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = parser.parse_args(argv)
@@ -271,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started_at = datetime.now(UTC)
     print(
         f"reads: ledgers of {args.small_rows:,} and {args.ledger_rows:,} rows, "
-        f"{args.requests} requests per query and connection count",
+        f"{args.requests} requests per query and connection count, workers {args.workers}",
         flush=True,
     )
     with contextlib.ExitStack() as stack:
@@ -289,30 +309,43 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{t['vacuum_s']:.1f} s",
                 flush=True,
             )
-            ledger.server = ServerProcess(
-                ledger.db.url,
-                tmp / f"server-{ledger.rows}.log",
-                defaults={},
-                LUC_RATE_LIMIT_PER_SECOND="0",
-            )
-            ledger.server.start()
-            stack.callback(ledger.server.stop)
-        try:
-            cells = asyncio.run(
-                measure(ledgers, args.requests, args.rounds, args.cap_seconds, args.seed)
-            )
-        except BaseException:
-            for ledger in ledgers:
-                if ledger.server is not None:
-                    print(ledger.server.log_tail(), file=sys.stderr)
-            raise
+        cells: Cells = {}
+        for workers in args.workers:
+            # The same ledgers, read through servers started with this many workers.
+            try:
+                for ledger in ledgers:
+                    ledger.server = ServerProcess(
+                        ledger.db.url,
+                        tmp / f"server-{ledger.rows}-{workers}.log",
+                        defaults={},
+                        LUC_RATE_LIMIT_PER_SECOND="0",
+                        LUC_WORKERS=str(workers),
+                    )
+                    ledger.server.start()
+                cells |= asyncio.run(
+                    measure(
+                        ledgers, args.requests, args.rounds, args.cap_seconds, args.seed, workers
+                    )
+                )
+            except BaseException:
+                for ledger in ledgers:
+                    if ledger.server is not None:
+                        print(ledger.server.log_tail(), file=sys.stderr)
+                raise
+            finally:
+                for ledger in ledgers:
+                    if ledger.server is not None:
+                        ledger.server.stop()
         embedded = all(ledger.db.embedded for ledger in ledgers)
 
-    verdicts = report(ledgers, cells)
-    ok = not any(n for ledger in ledgers for n in ledger.check.values())
+    verdicts = report(ledgers, cells, args.workers)
+    ok = all(ledger.check["ok"] for ledger in ledgers)
     print()
     if ok:
-        print("check: every rollup equals the sum of its ledger entries at each size: OK")
+        print(
+            "check: every rollup equals the sum of its ledger entries, every event has one "
+            "charge, at each size: OK"
+        )
     else:
         print(f"check FAILED: {json.dumps({ledger.rows: ledger.check for ledger in ledgers})}")
     document = {
@@ -328,7 +361,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             {"rows": ledger.rows, "jobs": ledger.jobs, "timings_s": ledger.timings}
             for ledger in ledgers
         ],
-        "cells": [{"ledger_rows": rows, **run.as_json()} for (_, _, rows), run in cells.items()],
+        "cells": [
+            {"ledger_rows": rows, "workers": workers, **run.as_json()}
+            for (_, _, rows, workers), run in cells.items()
+        ],
         "verdicts": verdicts,
         "targets": {"p99_ratio_at_most": TARGET_P99_RATIO, "p99_ms_at_most": TARGET_P99_MS},
         "check": {ledger.rows: ledger.check for ledger in ledgers},
