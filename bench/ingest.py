@@ -7,8 +7,9 @@ one sender, then from several at once. Beside each run it measures its reference
 same database with asyncpg ``copy_records_to_table`` of the identical rows, one
 transaction per batch, over as many connections as there are senders:
 
-- ``copy_events`` (the reference of the ratio): the events as ``usage_events`` rows into a
-  table built ``LIKE usage_events INCLUDING ALL`` (the same indexes);
+- ``copy_events`` (the reference of the ratio): the events as rows of a table shaped as
+  ``usage_events`` was until migration 0028 (every field, its primary key), a fixed
+  reference across versions;
 - ``copy_ledger``: the charges the service appends for them, into a table ``LIKE
   ledger_entries INCLUDING ALL`` (the reference that issue 9 calls B1);
 - ``copy_events_and_ledger``: both, in one transaction: the raw volume ingest writes.
@@ -80,17 +81,27 @@ ACTIVE_JOBS = 300  # jobs in flight at any moment; the window moves as batches g
 
 # Reference tables: built LIKE the real ones, so they carry the same indexes and checks
 # (not the foreign key, nor the append-only triggers).
+# An event row as usage_events held it until migration 0028 (events are now stored as their
+# charge and a key row): the reference stays the same across versions.
+EVENT_ROWS = """
+event_id text PRIMARY KEY, occurred_at timestamptz NOT NULL,
+received_at timestamptz NOT NULL DEFAULT now(), job_id text NOT NULL, agent text NOT NULL,
+provider text NOT NULL, model text NOT NULL, input_tokens bigint NOT NULL,
+cached_input_tokens bigint NOT NULL, cache_write_tokens bigint NOT NULL,
+output_tokens bigint NOT NULL, reasoning_tokens bigint NOT NULL, provider_cost_usd numeric,
+status text NOT NULL, attributes jsonb, reservation_id text, customer_id text
+"""
 COPY_EVENTS = "bench_copy_ref"
 COPY_LEDGER = "bench_copy_ref_ledger"
 COPY_PAIR_EVENTS = "bench_copy_ref_pair_events"
 COPY_PAIR_LEDGER = "bench_copy_ref_pair_ledger"
 CREATE_REFERENCE_TABLES = f"""
-CREATE TABLE {COPY_EVENTS} (LIKE usage_events INCLUDING ALL);
+CREATE TABLE {COPY_EVENTS} ({EVENT_ROWS});
 CREATE TABLE {COPY_LEDGER} (LIKE ledger_entries INCLUDING ALL);
-CREATE TABLE {COPY_PAIR_EVENTS} (LIKE usage_events INCLUDING ALL);
+CREATE TABLE {COPY_PAIR_EVENTS} ({EVENT_ROWS});
 CREATE TABLE {COPY_PAIR_LEDGER} (LIKE ledger_entries INCLUDING ALL);
 """
-# The columns of usage_events are the validated event's fields (its id as event_id), and
+# The columns of the event rows are the validated event's fields (its id as event_id), and
 # those of a charge are the ones the service itself inserts.
 EVENT_COLUMNS = ("event_id", *(f.name for f in fields(UsageEvent) if f.name != "id"))
 LEDGER_COLUMNS = INSERT_FIELDS
@@ -104,7 +115,7 @@ class Batch:
     body: bytes
     """The ``POST /v1/events/batch`` body, encoded before the clock starts."""
     event_rows: list[tuple[Any, ...]]
-    """The same events as ``usage_events`` rows (``EVENT_COLUMNS``)."""
+    """The same events as event rows (``EVENT_COLUMNS``)."""
     ledger_rows: list[tuple[Any, ...]]
     """The charge the service appends for each (``LEDGER_COLUMNS``)."""
 
@@ -458,7 +469,7 @@ INVARIANT_CHECKS = {
         "rollup_model_days", {"model": "model", "day": "billing_day"}
     ),
     "events_without_exactly_one_charge": """
-        SELECT count(*) FROM usage_events AS e
+        SELECT count(*) FROM event_keys AS e
         WHERE (SELECT count(*) FROM ledger_entries AS le
                WHERE le.event_id = e.event_id AND le.kind = 'charge') <> 1
     """,
@@ -475,7 +486,7 @@ async def check_invariant(
             name: int(await conn.fetchval(sql))
             for name, sql in (checks or INVARIANT_CHECKS).items()
         }
-        stored = int(await conn.fetchval("SELECT count(*) FROM usage_events"))
+        stored = int(await conn.fetchval("SELECT count(*) FROM event_keys"))
         entries = int(await conn.fetchval("SELECT count(*) FROM ledger_entries"))
     finally:
         await conn.close()
@@ -492,9 +503,9 @@ async def check_invariant(
 # Report -----------------------------------------------------------------------------------
 
 LABELS = {
-    "copy_events": "COPY usage_events rows (reference)",
+    "copy_events": "COPY event rows (reference)",
     "copy_ledger": "COPY ledger_entries rows",
-    "copy_events_and_ledger": "COPY usage_events + ledger rows",
+    "copy_events_and_ledger": "COPY event + ledger rows",
     "http_batch_ingest": "HTTP batch ingest (luc serve)",
 }
 
@@ -526,7 +537,7 @@ def report(results: Sequence[Measurement]) -> list[dict[str, Any]]:
     print()
     headers = ["run", "senders", "events", "events/s", "× COPY", "Python CPU µs/event"]
     print_table([*headers, "PostgreSQL CPU µs/event"], rows)
-    print("(× COPY: rate over the COPY of usage_events rows with as many senders; Python CPU:")
+    print("(× COPY: rate over the COPY of event rows with as many senders; Python CPU:")
     print(" the luc serve process for ingest, the benchmark's COPY client for the references)")
     ratios = []
     for (name, concurrency), ingest in by_key.items():

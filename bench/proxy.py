@@ -222,11 +222,11 @@ async def ledger_check(url: str, answered: Answered, seconds: float = 120.0) -> 
     conn = await connect(url)
     try:
         while True:
-            stored = int(await conn.fetchval("SELECT count(*) FROM usage_events"))
+            stored = int(await conn.fetchval("SELECT count(*) FROM event_keys"))
             if stored >= len(expected) or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.2)  # waiting for the writer, with a deadline
-        events = [r["event_id"] for r in await conn.fetch("SELECT event_id FROM usage_events")]
+        events = [r["event_id"] for r in await conn.fetch("SELECT event_id FROM event_keys")]
         charges = int(
             await conn.fetchval("SELECT count(*) FROM ledger_entries WHERE kind = 'charge'")
         )
