@@ -26,6 +26,9 @@ transaction, with the ledger's append-only trigger disabled around that one ``UP
 (no other session can write meanwhile: ``ALTER TABLE`` holds the ledger exclusively until
 the commit). The updated charges leave dead row versions behind, which autovacuum
 reclaims for reuse; on a large ledger, ``VACUUM ledger_entries`` after the upgrade.
+
+The ledger's index on ``event_id`` becomes a hash index (equality is all it serves, at
+half the bytes), rebuilt by the migration: ingest waits for the update and the rebuild.
 """
 
 from __future__ import annotations
@@ -96,6 +99,15 @@ $$;
 
 DROP TABLE usage_events;
 
+-- Every lookup of an event's entries is by equality (the id, with its instant for the
+-- month), never a range or an order: a hash index keeps a 4-byte hash per entry instead of
+-- the id, 30-37 bytes per entry against 64 for the b-tree (20,000 to 100,000 entries).
+-- Filled to 100 %: a bucket splits later, and the few that overflow meanwhile cost a
+-- lookup one more page.
+DROP INDEX ledger_entries_event;
+CREATE INDEX ledger_entries_event ON ledger_entries USING hash (event_id)
+    WITH (fillfactor = 100);
+
 -- The gateway writes attributes.upstream_model when the provider answered with another
 -- model than the one asked for: few charges. A reconciliation that drifts looks them up
 -- through this index instead of reading every charge's attributes.
@@ -146,6 +158,8 @@ CREATE INDEX usage_events_upstream_model ON usage_events (occurred_at)
 
 DROP TABLE event_keys;
 DROP INDEX ledger_entries_upstream_model;
+DROP INDEX ledger_entries_event;
+CREATE INDEX ledger_entries_event ON ledger_entries (event_id);
 ALTER TABLE ledger_entries
     DROP COLUMN sent_model,
     DROP COLUMN status,

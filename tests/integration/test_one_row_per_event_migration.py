@@ -108,6 +108,7 @@ CARRIED_AFTER = [
     ("m-rerated", "adjustment", MISTRAL["id"], None, None, None, None, None),
 ]
 KEYS = "SELECT event_id, occurred_at FROM event_keys ORDER BY event_id"
+EVENT_INDEX = "SELECT indexdef FROM pg_indexes WHERE indexname = 'ledger_entries_event'"
 
 
 async def _decoded(conn: asyncpg.Connection, sql: str) -> list[tuple[Any, ...]]:
@@ -190,6 +191,7 @@ async def test_the_upgrade_keeps_each_event_on_its_charge_and_replays_stay_dupli
             "usage_events_pkey",
             "usage_events_upstream_model",
         ]
+        assert "USING btree (event_id)" in await conn.fetchval(EVENT_INDEX)
 
     await asyncio.to_thread(migrate_sync, database_url)
     async with connected(database_url) as conn:
@@ -198,6 +200,7 @@ async def test_the_upgrade_keeps_each_event_on_its_charge_and_replays_stay_dupli
         assert [tuple(r) for r in await conn.fetch(KEYS)] == keys
         assert await _decoded(conn, CARRIED) == written
         assert await rollup_differences(conn) == {}
+        assert "USING hash (event_id)" in await conn.fetchval(EVENT_INDEX)
         # the ledger's append-only trigger is on again, and the keys have theirs
         with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
             await conn.execute("UPDATE ledger_entries SET agent = 'x'")
