@@ -80,9 +80,9 @@ UNKNOWN_MODEL = "mistralai/mistral-large-2512"  # rare: kept unpriced, as in rea
 ACTIVE_JOBS = 300  # jobs in flight at any moment; the window moves as batches go by
 
 # Reference tables: built LIKE the real ones, so they carry the same indexes and checks
-# (not the foreign key, nor the append-only triggers).
-# An event row as usage_events held it until migration 0028 (events are now stored as their
-# charge and a key row): the reference stays the same across versions.
+# (not the foreign key, nor the append-only triggers). An event row is as usage_events
+# held it until migration 0028, with its indexes (events are now stored as their charge
+# and a key row): that reference stays the same across versions.
 EVENT_ROWS = """
 event_id text PRIMARY KEY, occurred_at timestamptz NOT NULL,
 received_at timestamptz NOT NULL DEFAULT now(), job_id text NOT NULL, agent text NOT NULL,
@@ -97,8 +97,10 @@ COPY_PAIR_EVENTS = "bench_copy_ref_pair_events"
 COPY_PAIR_LEDGER = "bench_copy_ref_pair_ledger"
 CREATE_REFERENCE_TABLES = f"""
 CREATE TABLE {COPY_EVENTS} ({EVENT_ROWS});
+CREATE INDEX ON {COPY_EVENTS} (occurred_at) WHERE attributes ? 'upstream_model';
 CREATE TABLE {COPY_LEDGER} (LIKE ledger_entries INCLUDING ALL);
 CREATE TABLE {COPY_PAIR_EVENTS} ({EVENT_ROWS});
+CREATE INDEX ON {COPY_PAIR_EVENTS} (occurred_at) WHERE attributes ? 'upstream_model';
 CREATE TABLE {COPY_PAIR_LEDGER} (LIKE ledger_entries INCLUDING ALL);
 """
 # The columns of the event rows are the validated event's fields (its id as event_id), and
