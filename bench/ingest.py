@@ -7,8 +7,9 @@ one sender, then from several at once. Beside each run it measures its reference
 same database with asyncpg ``copy_records_to_table`` of the identical rows, one
 transaction per batch, over as many connections as there are senders:
 
-- ``copy_events`` (the reference of the ratio): the events as ``usage_events`` rows into a
-  table built ``LIKE usage_events INCLUDING ALL`` (the same indexes);
+- ``copy_events`` (the reference of the ratio): the events as rows of a table shaped as
+  ``usage_events`` was until migration 0028 (every field, its primary key), a fixed
+  reference across versions;
 - ``copy_ledger``: the charges the service appends for them, into a table ``LIKE
   ledger_entries INCLUDING ALL`` (the reference that issue 9 calls B1);
 - ``copy_events_and_ledger``: both, in one transaction: the raw volume ingest writes.
@@ -81,18 +82,30 @@ UNKNOWN_MODEL = "mistralai/mistral-large-2512"  # rare: kept unpriced, as in rea
 ACTIVE_JOBS = 300  # jobs in flight at any moment; the window moves as batches go by
 
 # Reference tables: built LIKE the real ones, so they carry the same indexes and checks
-# (not the foreign key, nor the append-only triggers).
+# (not the foreign key, nor the append-only triggers). An event row is as usage_events
+# held it until migration 0028, with its indexes (events are now stored as their charge
+# and a key row): that reference stays the same across versions.
+EVENT_ROWS = """
+event_id text PRIMARY KEY, occurred_at timestamptz NOT NULL,
+received_at timestamptz NOT NULL DEFAULT now(), job_id text NOT NULL, agent text NOT NULL,
+provider text NOT NULL, model text NOT NULL, input_tokens bigint NOT NULL,
+cached_input_tokens bigint NOT NULL, cache_write_tokens bigint NOT NULL,
+output_tokens bigint NOT NULL, reasoning_tokens bigint NOT NULL, provider_cost_usd numeric,
+status text NOT NULL, attributes jsonb, reservation_id text, customer_id text
+"""
 COPY_EVENTS = "bench_copy_ref"
 COPY_LEDGER = "bench_copy_ref_ledger"
 COPY_PAIR_EVENTS = "bench_copy_ref_pair_events"
 COPY_PAIR_LEDGER = "bench_copy_ref_pair_ledger"
 CREATE_REFERENCE_TABLES = f"""
-CREATE TABLE {COPY_EVENTS} (LIKE usage_events INCLUDING ALL);
+CREATE TABLE {COPY_EVENTS} ({EVENT_ROWS});
+CREATE INDEX ON {COPY_EVENTS} (occurred_at) WHERE attributes ? 'upstream_model';
 CREATE TABLE {COPY_LEDGER} (LIKE ledger_entries INCLUDING ALL);
-CREATE TABLE {COPY_PAIR_EVENTS} (LIKE usage_events INCLUDING ALL);
+CREATE TABLE {COPY_PAIR_EVENTS} ({EVENT_ROWS});
+CREATE INDEX ON {COPY_PAIR_EVENTS} (occurred_at) WHERE attributes ? 'upstream_model';
 CREATE TABLE {COPY_PAIR_LEDGER} (LIKE ledger_entries INCLUDING ALL);
 """
-# The columns of usage_events are the validated event's fields (its id as event_id), and
+# The columns of the event rows are the validated event's fields (its id as event_id), and
 # those of a charge are the ones the service itself inserts.
 EVENT_COLUMNS = ("event_id", *(f.name for f in fields(UsageEvent) if f.name != "id"))
 LEDGER_COLUMNS = INSERT_FIELDS
@@ -106,7 +119,7 @@ class Batch:
     body: bytes
     """The ``POST /v1/events/batch`` body, encoded before the clock starts."""
     event_rows: list[tuple[Any, ...]]
-    """The same events as ``usage_events`` rows (``EVENT_COLUMNS``)."""
+    """The same events as event rows (``EVENT_COLUMNS``)."""
     ledger_rows: list[tuple[Any, ...]]
     """The charge the service appends for each (``LEDGER_COLUMNS``)."""
 
@@ -508,9 +521,9 @@ async def check_invariant(
 # Report -----------------------------------------------------------------------------------
 
 LABELS = {
-    "copy_events": "COPY usage_events rows (reference)",
+    "copy_events": "COPY event rows (reference)",
     "copy_ledger": "COPY ledger_entries rows",
-    "copy_events_and_ledger": "COPY usage_events + ledger rows",
+    "copy_events_and_ledger": "COPY event + ledger rows",
     "http_batch_ingest": "HTTP batch ingest (luc serve)",
 }
 
@@ -544,7 +557,7 @@ def report(results: Sequence[Measurement]) -> list[dict[str, Any]]:
     print()
     headers = ["run", "workers", "senders", "events", "events/s", "× COPY", "Python CPU µs/event"]
     print_table([*headers, "PostgreSQL CPU µs/event"], rows)
-    print("(× COPY: rate over the COPY of usage_events rows with as many senders; Python CPU:")
+    print("(× COPY: rate over the COPY of event rows with as many senders; Python CPU:")
     print(" luc serve's processes for ingest, the benchmark's COPY client for the references;")
     print(" workers: LUC_WORKERS of the server, the references measured beside it)")
     ratios = []

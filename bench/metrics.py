@@ -64,20 +64,17 @@ LOAD_CHUNK = """
 WITH models AS (
     SELECT array_agg(model_id ORDER BY model_id) AS ids FROM catalog_prices WHERE version_id = $4
 ), events AS (
-    INSERT INTO usage_events (
-        event_id, occurred_at, received_at, job_id, agent, provider, model, input_tokens,
-        cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
-        provider_cost_usd, status)
-    SELECT 'bench-' || j || '-' || k, t, t, 'job-' || lpad(j::text, 7, '0'),
-           (ARRAY['ACHEEVY', 'Boomer_Ang', 'ORACLE', 'ByteRover'])[1 + j % 4],
-           CASE WHEN (j + k) % 3 = 0 THEN 'vertex' ELSE 'openrouter' END,
+    SELECT 'bench-' || j || '-' || k AS event_id, t AS occurred_at,
+           'job-' || lpad(j::text, 7, '0') AS job_id,
+           (ARRAY['ACHEEVY', 'Boomer_Ang', 'ORACLE', 'ByteRover'])[1 + j % 4] AS agent,
+           CASE WHEN (j + k) % 3 = 0 THEN 'vertex' ELSE 'openrouter' END AS provider,
            CASE WHEN j % 997 < 12 AND k = 0 THEN 'mistralai/mistral-large-2512'
-                ELSE m.ids[1 + (j / 4 + k) % cardinality(m.ids)] END,
-           input_tokens, input_tokens * ((j + k) % 5) / 10, input_tokens * ((j + k) % 7 / 6) / 20,
-           output_tokens, output_tokens * ((j + k) % 3) / 10,
+                ELSE m.ids[1 + (j / 4 + k) % cardinality(m.ids)] END AS model,
+           input_tokens, input_tokens * ((j + k) % 5) / 10 AS cached_input_tokens,
+           input_tokens * ((j + k) % 7 / 6) / 20 AS cache_write_tokens,
+           output_tokens, output_tokens * ((j + k) % 3) / 10 AS reasoning_tokens,
            CASE WHEN (j + k) % 3 = 0 THEN NULL
-                ELSE (input_tokens * 3 + output_tokens * 15) * 0.000001 END,
-           'ok'
+                ELSE (input_tokens * 3 + output_tokens * 15) * 0.000001 END AS provider_cost_usd
     FROM generate_series($1::int, $2::int - 1) AS j
     CROSS JOIN generate_series(0, $3::int - 1) AS k
     CROSS JOIN models AS m
@@ -86,7 +83,9 @@ WITH models AS (
                (1000 + (j::bigint * 7919 + k * 31) % 50000)::bigint AS input_tokens,
                (100 + (j * 131 + k * 17) % 4000)::bigint AS output_tokens
     ) AS v
-    RETURNING *
+), keys AS (
+    -- an event is its key row and its charge (migration 0028)
+    INSERT INTO event_keys (event_id, occurred_at) SELECT event_id, occurred_at FROM events
 )
 INSERT INTO ledger_entries (
     event_id, kind, job_id, agent, model, provider, tier, catalog_version, occurred_at,

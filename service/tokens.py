@@ -1,7 +1,7 @@
 """The token classes of SPEC §2, declared once: the fields of ``TokenCounts``.
 
-A token class is a field of the usage event, a column of ``usage_events``,
-``ledger_entries``, every rollup and ``invoice_lines``, a rollup measure, a wire field and
+A token class is a field of the usage event, a column of ``ledger_entries`` (whose charge
+is the stored event), every rollup and ``invoice_lines``, a rollup measure, a wire field and
 a ``class`` label of ``luc_tokens``. Every record that carries token counts extends
 ``TokenCounts`` (the validated event, ledger entries, rollup totals, invoice lines, a
 provider's usage), and every column list and SQL sum is built from ``TOKEN_CLASSES``. The

@@ -80,7 +80,7 @@ WITH first_named AS (
     SELECT DISTINCT ON (n.job_id) n.job_id, n.customer_id
     FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY
          AS n (event_id, job_id, customer_id, position)
-    WHERE NOT EXISTS (SELECT 1 FROM usage_events AS e WHERE e.event_id = n.event_id)
+    WHERE NOT EXISTS (SELECT 1 FROM event_keys AS k WHERE k.event_id = n.event_id)
     ORDER BY n.job_id, n.position
 ), claimed AS (
     UPDATE jobs AS j SET customer_id = f.customer_id

@@ -6,6 +6,7 @@ statement (``service.recording.queries``), so appending a batch and rolling it u
 round trip. Token columns come from ``service.tokens``.
 """
 
+from service.ingest.queries import CHARGE_EVENT_COLUMNS, charge_event_values, event_fields
 from service.pricing.models import RATE_MARKER
 from service.tokens import TOKEN_FIELDS
 
@@ -125,32 +126,31 @@ INSERT_COLUMNS = (
 INSERT_FIELDS = tuple(name for name, _ in INSERT_COLUMNS)
 MONEY_FIELDS = frozenset(name for name, kind in INSERT_COLUMNS if kind == "numeric")
 _INSERT_INTO_LEDGER = f"ledger_entries ({', '.join(INSERT_FIELDS)})"
+_INSERT_CHARGES = f"ledger_entries ({', '.join((*INSERT_FIELDS, *CHARGE_EVENT_COLUMNS))})"
 
 
 def append_staged_charges(staged_source: str) -> str:
-    """Common table expressions that store the staged events whose id is new and append
-    their charges; ``new_events`` and ``appended`` name what was stored.
+    """Common table expressions that store the keys of the staged events whose id is new
+    and append their charges; ``new_events`` and ``appended`` name what was stored.
 
-    usage_events' primary key is the idempotency key: a replayed id inserts nothing, is not
-    returned, and so gets no charge. Rows go in event_id order so that two batches sharing
-    ids lock index entries in the same order and cannot deadlock.
+    event_keys' primary key is the idempotency key: a replayed id inserts nothing, is not
+    returned, and so gets no charge. Keys go in event_id order so that two batches sharing
+    ids lock index entries in the same order and cannot deadlock. Each charge carries its
+    event's own fields (``ingest.queries.charge_event_values``): the charge is the stored
+    event (migration 0028).
     """
     return f"""
 staged AS ({staged_source}),
 new_events AS (
-    INSERT INTO usage_events (event_id, occurred_at, job_id, agent, provider, model,
-                              {_TOKENS}, provider_cost_usd, status, attributes, reservation_id,
-                              customer_id)
-    SELECT event_id, occurred_at, job_id, agent, provider, sent_model,
-           {_TOKENS}, provider_cost_usd::numeric, status, attributes::jsonb, reservation_id,
-           customer_id
+    INSERT INTO event_keys (event_id, occurred_at)
+    SELECT event_id, occurred_at
     FROM staged
     ORDER BY event_id
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id
 ),
 appended AS (
-    INSERT INTO {_INSERT_INTO_LEDGER}
+    INSERT INTO {_INSERT_CHARGES}
     SELECT s.event_id, 'charge', s.job_id, s.agent, s.model, s.provider, s.tier,
            s.catalog_version, s.long_context_from, s.occurred_at, s.billing_day,
            {_prefixed("s")}, 1, s.unpriced_count,
@@ -158,7 +158,8 @@ appended AS (
            s.price_input::numeric, s.price_output::numeric, s.price_cache_read::numeric,
            s.price_cache_write::numeric, s.price_reasoning::numeric,
            s.price_per_request::numeric, s.reason,
-           s.price_usd::numeric, s.job_customer_id, s.plan_id, s.plan_version
+           s.price_usd::numeric, s.job_customer_id, s.plan_id, s.plan_version,
+           {charge_event_values("s")}
     FROM staged AS s
     JOIN new_events USING (event_id)
     RETURNING *
@@ -195,33 +196,35 @@ LIMIT $3
 """
 
 # Events still unpriced: their entries' unpriced counts do not yet net to zero. The partial
-# index ledger_entries_unpriced keeps this to the few entries that matter. Beside each, its
+# index ledger_entries_unpriced keeps this to the few entries that matter; every entry of an
+# event has its instant, so each charge is found in one month partition. Beside each, its
 # live booking's customer and price for that customer (null: unpriced for the customer too,
 # as under a catalog-basis plan; known where the plan prices the model itself, or its
-# basis is the provider's reported cost).
+# basis is the provider's reported cost). The model is the event's, as sent.
 SELECT_UNPRICED = f"""
-SELECT e.event_id, e.model, e.job_id, e.agent, e.provider, e.occurred_at,
-       {_prefixed("e")}, u.reason, b.customer_id, b.price_usd, b.plan_id, b.plan_version
+SELECT e.event_id, COALESCE(e.sent_model, e.model) AS model, e.job_id, e.agent, e.provider,
+       e.occurred_at, {_prefixed("e")}, u.reason, b.customer_id, b.price_usd, b.plan_id,
+       b.plan_version
 FROM (
-    SELECT event_id, (array_agg(reason ORDER BY id DESC))[1] AS reason
+    SELECT event_id, occurred_at, (array_agg(reason ORDER BY id DESC))[1] AS reason
     FROM ledger_entries
-    WHERE unpriced_count <> 0
-    GROUP BY event_id
+    WHERE unpriced_count <> 0 AND event_id > $1
+    GROUP BY event_id, occurred_at
     HAVING sum(unpriced_count) > 0
 ) AS u
-JOIN usage_events AS e USING (event_id)
+JOIN ledger_entries AS e
+  ON e.event_id = u.event_id AND e.occurred_at = u.occurred_at AND e.kind = 'charge'
 JOIN LATERAL (
     SELECT l.customer_id, sum(l.price_usd) AS price_usd,
            (array_agg(l.plan_id ORDER BY l.id DESC))[1] AS plan_id,
            (array_agg(l.plan_version ORDER BY l.id DESC))[1] AS plan_version
     FROM ledger_entries AS l
-    WHERE l.event_id = e.event_id
+    WHERE l.event_id = e.event_id AND l.occurred_at = e.occurred_at
     GROUP BY l.catalog_version, l.long_context_from, l.model, l.tier, l.customer_id,
              l.price_usd IS NULL
     HAVING sum(l.event_count) = 1
 ) AS b ON true
-WHERE e.event_id > $1
-  AND ($2::text IS NULL OR e.model = $2)
+WHERE ($2::text IS NULL OR COALESCE(e.sent_model, e.model) = $2)
   AND ($3::text IS NULL OR e.job_id = $3)
   AND ($5::text IS NULL OR b.customer_id = $5)
 ORDER BY e.event_id
@@ -236,14 +239,15 @@ LIMIT $4
 # the sum of its entries' and its plan version that of the latest one. Whether the price
 # is known is part of the key (an unknown price is NULL, never a sum that nets to zero).
 # Beside it: the job's customer now, and that customer's plan (what prices it today).
+# An event is read off its charge (``e``, one per event); the entries of an event share
+# its instant, so each lateral probe reads one month partition. The statements below add
+# their conditions (``AND …``) to this one's WHERE.
 _BOOKINGS = f"""
-SELECT e.event_id, e.occurred_at, e.job_id, e.agent, e.provider, e.model,
-       {_prefixed("e")}, e.provider_cost_usd, e.status, e.attributes, e.reservation_id,
-       e.customer_id,
+SELECT {event_fields("e")},
        b.catalog_version, b.long_context_from, b.model AS booked_model, b.tier, b.cost_usd,
        b.actual_cost_usd, b.unpriced, b.price_usd, b.booked_customer_id, b.plan_id,
        b.plan_version, j.customer_id AS job_customer_id, c.plan_id AS customer_plan_id
-FROM usage_events AS e
+FROM ledger_entries AS e
 JOIN LATERAL (
     SELECT l.catalog_version, l.long_context_from, l.model, l.tier, sum(l.cost_usd) AS cost_usd,
            sum(l.actual_cost_usd) AS actual_cost_usd,
@@ -252,30 +256,33 @@ JOIN LATERAL (
            (array_agg(l.plan_id ORDER BY l.id DESC))[1] AS plan_id,
            (array_agg(l.plan_version ORDER BY l.id DESC))[1] AS plan_version
     FROM ledger_entries AS l
-    WHERE l.event_id = e.event_id
+    WHERE l.event_id = e.event_id AND l.occurred_at = e.occurred_at
     GROUP BY l.catalog_version, l.long_context_from, l.model, l.tier, l.customer_id,
              l.price_usd IS NULL
     HAVING sum(l.event_count) = 1
 ) AS b ON true
 LEFT JOIN jobs AS j ON j.job_id = e.job_id
 LEFT JOIN customers AS c ON c.id = j.customer_id
+WHERE e.kind = 'charge'
 """
 
 # Events that occurred since $1, a page at a time in (occurred_at, event_id) order.
 SELECT_BOOKINGS_SINCE = f"""
 {_BOOKINGS}
-WHERE e.occurred_at >= $1
+  AND e.occurred_at >= $1
   AND (e.occurred_at, e.event_id) > ($2::timestamptz, $3::text)
 ORDER BY e.occurred_at, e.event_id
 LIMIT $4
 """
 
-COUNT_EVENTS_SINCE = "SELECT count(*) FROM usage_events WHERE occurred_at >= $1"
+COUNT_EVENTS_SINCE = (
+    "SELECT count(*) FROM ledger_entries WHERE kind = 'charge' AND occurred_at >= $1"
+)
 
 # Every event of the jobs $1, in (occurred_at, event_id) order: re-pricing one job.
 SELECT_JOB_BOOKINGS = f"""
 {_BOOKINGS}
-WHERE e.job_id = ANY($1::text[])
+  AND e.job_id = ANY($1::text[])
 ORDER BY e.occurred_at, e.event_id
 """
 
@@ -285,13 +292,15 @@ ORDER BY e.occurred_at, e.event_id
 _OF_PLAN = """
 (c.plan_id = $2
  OR ($3 AND c.plan_id IS NULL)
- OR EXISTS (SELECT 1 FROM ledger_entries AS p WHERE p.event_id = e.event_id AND p.plan_id = $2))
+ OR EXISTS (SELECT 1 FROM ledger_entries AS p
+            WHERE p.event_id = e.event_id AND p.occurred_at = e.occurred_at
+              AND p.plan_id = $2))
 """
 
 # Those that occurred since $1, a page at a time in (occurred_at, event_id) order.
 SELECT_PLAN_BOOKINGS = f"""
 {_BOOKINGS}
-WHERE e.occurred_at >= $1
+  AND e.occurred_at >= $1
   AND (e.occurred_at, e.event_id) > ($4::timestamptz, $5::text)
   AND {_OF_PLAN}
 ORDER BY e.occurred_at, e.event_id
@@ -300,18 +309,18 @@ LIMIT $6
 
 COUNT_PLAN_EVENTS_SINCE = f"""
 SELECT count(*)
-FROM usage_events AS e
+FROM ledger_entries AS e
 LEFT JOIN jobs AS j ON j.job_id = e.job_id
 LEFT JOIN customers AS c ON c.id = j.customer_id
-WHERE e.occurred_at >= $1 AND {_OF_PLAN}
+WHERE e.kind = 'charge' AND e.occurred_at >= $1 AND {_OF_PLAN}
 """
 
 SELECT_UNPRICED_BOOKINGS = f"""
 {_BOOKINGS}
-WHERE e.event_id IN (
-    SELECT event_id FROM ledger_entries
+  AND (e.event_id, e.occurred_at) IN (
+    SELECT event_id, occurred_at FROM ledger_entries
     WHERE unpriced_count <> 0
-    GROUP BY event_id
+    GROUP BY event_id, occurred_at
     HAVING sum(unpriced_count) > 0
 )
 ORDER BY e.event_id

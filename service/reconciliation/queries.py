@@ -8,8 +8,8 @@ never read the ledger. Any other range is summed from the ledger itself: its mon
 partitions and its ``occurred_at`` index keep that to the entries of the range.
 
 The reasons of a drifting group are read from the ledger (and, for the answering model,
-from the few events whose attributes name one: index ``usage_events_upstream_model``),
-only when some group drifts.
+from the few charges whose event's attributes name one: index
+``ledger_entries_upstream_model``), only when some group drifts.
 
 Group keys are interpolated only from ``KEYS`` (a fixed set); every value is a parameter.
 """
@@ -123,11 +123,11 @@ def upstream_models(keys: Sequence[str]) -> str:
     return f"""
 SELECT {named}l.catalog_version, l.model AS priced_model,
        e.attributes ->> 'upstream_model' AS upstream_model, sum(l.event_count) AS events
-FROM usage_events AS e
+FROM ledger_entries AS e
 JOIN ledger_entries AS l
   -- an entry's occurred_at is its event's: the equality lets each probe skip other months
   ON l.event_id = e.event_id AND l.occurred_at = e.occurred_at
-WHERE e.attributes ? 'upstream_model'
+WHERE e.kind = 'charge' AND e.attributes ? 'upstream_model'
   AND {_IN_RANGE.format(t="e")}
   AND {_COMPARED}
 GROUP BY {grouped}l.catalog_version, l.model, e.attributes ->> 'upstream_model'

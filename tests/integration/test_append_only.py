@@ -80,15 +80,14 @@ async def test_no_ledger_entry_can_be_changed_or_deleted_on_any_partition(
 @pytest.mark.parametrize(
     "change",
     [
-        "UPDATE usage_events SET input_tokens = 0",
-        "UPDATE usage_events SET agent = 'someone else'",
-        "DELETE FROM usage_events",
+        "UPDATE event_keys SET occurred_at = occurred_at + interval '1 day'",
+        "UPDATE event_keys SET event_id = 'another id'",
+        "DELETE FROM event_keys",
+        "TRUNCATE event_keys",
     ],
 )
-async def test_no_usage_event_can_be_changed_or_deleted(
-    db: asyncpg.Connection, change: str
-) -> None:
+async def test_no_event_key_can_be_changed_or_deleted(db: asyncpg.Connection, change: str) -> None:
     await record_batch(db, CatalogCache(), [event("fact-1", occurred_at=datetime.now(UTC))])
     with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
         await db.execute(change)
-    assert await db.fetchval("SELECT count(*) FROM usage_events") == 1
+    assert await db.fetchval("SELECT count(*) FROM event_keys") == 1

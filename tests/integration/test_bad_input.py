@@ -54,7 +54,7 @@ async def db(shared_database: str) -> AsyncIterator[asyncpg.Connection]:
 
 async def stored_ids(db: asyncpg.Connection, prefix: str) -> list[str]:
     rows = await db.fetch(
-        "SELECT event_id FROM usage_events WHERE starts_with(event_id, $1) ORDER BY event_id",
+        "SELECT event_id FROM event_keys WHERE starts_with(event_id, $1) ORDER BY event_id",
         prefix,
     )
     return [r["event_id"] for r in rows]
@@ -228,13 +228,13 @@ async def test_a_bad_batch_body_fails_with_a_precise_status_and_nothing_is_store
     status: int,
     says: str,
 ) -> None:
-    before = await db.fetchval("SELECT count(*) FROM usage_events")
+    before = await db.fetchval("SELECT count(*) FROM event_keys")
     response = await api.post("/v1/events/batch", **raw(body))
     assert response.status_code == status, response.text
     error = response.json()
     assert error["status_code"] == status
     assert says in error["detail"], error["detail"]
-    assert await db.fetchval("SELECT count(*) FROM usage_events") == before
+    assert await db.fetchval("SELECT count(*) FROM event_keys") == before
 
 
 async def test_a_batch_at_the_limit_is_accepted(api: AsyncTestClient[Any]) -> None:

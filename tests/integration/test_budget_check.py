@@ -26,6 +26,7 @@ from service.app import create_app
 from service.auth.keys import create_key
 from tests.support.budgets import OPUS, opus_event
 from tests.support.events import wire_event
+from tests.support.ledger_truth import STORED_EVENTS
 from tests.support.settings import settings_for
 
 AT = "2026-11-20T12:00:00Z"
@@ -243,7 +244,7 @@ async def test_a_usage_event_settles_exactly_the_reservation_it_names(
         " FROM budget_reservations ORDER BY created_at"
     )
     assert [(r["id"], r["settled"]) for r in settled] == [(first, False), (second, True)]
-    stored = await db.fetchval("SELECT reservation_id FROM usage_events WHERE event_id = 's-2'")
+    stored = await db.fetchval(f"SELECT reservation_id FROM {STORED_EVENTS} WHERE event_id = 's-2'")
     assert stored == second
 
     # Replayed as it was: a duplicate, settling nothing more. Replayed naming another

@@ -115,7 +115,7 @@ def _batches() -> list[list[dict[str, Any]]]:
 
 async def _stored_ids(url: str) -> set[str]:
     async with connected(url) as conn:
-        return {r["event_id"] for r in await conn.fetch("SELECT event_id FROM usage_events")}
+        return {r["event_id"] for r in await conn.fetch("SELECT event_id FROM event_keys")}
 
 
 async def test_a_database_outage_gives_503s_then_recovery_and_exact_totals(

@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 
 from tests.support.events import wire_event
+from tests.support.ledger_truth import STORED_EVENTS
 
 
 async def test_an_event_naming_its_customer_is_kept_with_it(
@@ -16,14 +17,15 @@ async def test_an_event_naming_its_customer_is_kept_with_it(
     first = wire_event("gen-c1", customer_id="acme")
     response = await client.post("/v1/events", json=first)
     assert response.status_code == 201, response.text
-    stored = await db.fetchval("SELECT customer_id FROM usage_events WHERE event_id = 'gen-c1'")
+    stored = await db.fetchval(f"SELECT customer_id FROM {STORED_EVENTS} WHERE event_id = 'gen-c1'")
     assert stored == "acme"
 
     assert (await client.post("/v1/events", json=first)).json()["status"] == "duplicate"
     other = await client.post("/v1/events", json={**first, "customer_id": "globex"})
     assert other.status_code == 409
     assert "customer_id" in other.json()["reason"]
-    assert await db.fetchval("SELECT customer_id FROM usage_events") == "acme"  # the first stays
+    # the first stays
+    assert await db.fetchval(f"SELECT customer_id FROM {STORED_EVENTS}") == "acme"
 
 
 async def test_a_customer_id_out_of_bounds_is_rejected_alone(client: Any) -> None:

@@ -66,7 +66,7 @@ async def test_the_role_reads_what_every_sql_panel_reads_and_nothing_else(
                 await conn.fetch(grafana_sql(raw, end - timedelta(days=7), end))
             except asyncpg.PostgresError as exc:
                 pytest.fail(f"{where}: {exc}")
-        for table in ("ledger_entries", "usage_events", "api_keys", "rollup_usage"):
+        for table in ("ledger_entries", "event_keys", "api_keys", "rollup_usage"):
             with pytest.raises(asyncpg.InsufficientPrivilegeError):
                 await conn.fetch(f"SELECT 1 FROM {table} LIMIT 1")
         # A customer's contact details are not the dashboards' to read.

@@ -32,6 +32,7 @@ from litestar.testing import AsyncTestClient
 from service.app import create_app
 from tests.support.databases import connected, new_database_sync
 from tests.support.events import wire_event
+from tests.support.ledger_truth import STORED_EVENTS
 from tests.support.settings import settings_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -126,7 +127,7 @@ HOSTILE: list[tuple[str, str, bytes, str]] = [
 
 async def stored(db: asyncpg.Connection, prefix: str) -> list[str]:
     rows = await db.fetch(
-        "SELECT event_id FROM usage_events WHERE starts_with(event_id, $1) ORDER BY event_id",
+        "SELECT event_id FROM event_keys WHERE starts_with(event_id, $1) ORDER BY event_id",
         prefix,
     )
     return [r["event_id"] for r in rows]
@@ -199,7 +200,11 @@ async def test_a_cost_with_40_significant_digits_is_stored_exactly(
     event = {**good("h-40", job_id="job-h-40"), "provider_cost_usd": cost}
     assert (await api.post("/v1/events", json=event)).status_code == 201
     assert (
-        str(await db.fetchval("SELECT provider_cost_usd FROM usage_events WHERE event_id = 'h-40'"))
+        str(
+            await db.fetchval(
+                f"SELECT provider_cost_usd FROM {STORED_EVENTS} WHERE event_id = 'h-40'"
+            )
+        )
         == cost
     )
     assert (await api.get("/v1/jobs/job-h-40")).json()["provider_cost_usd"] == cost
@@ -260,7 +265,7 @@ async def test_any_provider_cost_is_stored_exactly_or_rejected_with_a_reason(
     else:
         assert result["status"] == "accepted", result
         kept = await db.fetchval(
-            "SELECT provider_cost_usd FROM usage_events WHERE event_id = $1", f"hp-{tag}"
+            f"SELECT provider_cost_usd FROM {STORED_EVENTS} WHERE event_id = $1", f"hp-{tag}"
         )
         # Every digit, trailing zeros included (asyncpg may write 10000 as 1E+4).
         assert kept == expected and format(kept, "f") == format(expected, "f")

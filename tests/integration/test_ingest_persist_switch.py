@@ -51,7 +51,7 @@ async def test_with_persistence_off_events_are_answered_but_nothing_is_stored(
         single = await client.post("/v1/events", json=event("d1"))
         assert single.status_code == 201, single.text  # nothing stored: not a duplicate
 
-    for table in ("usage_events", "ledger_entries", "rollup_jobs", "rollup_agent_days"):
+    for table in ("event_keys", "ledger_entries", "rollup_jobs", "rollup_agent_days"):
         assert await db.fetchval(f"SELECT count(*) FROM {table}") == 0, table
 
 

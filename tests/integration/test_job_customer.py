@@ -18,6 +18,7 @@ from service.recording.models import ACCEPTED, REJECTED
 from service.recording.service import record_batch
 from tests.support.databases import connected
 from tests.support.events import usage_event, wire_event
+from tests.support.ledger_truth import STORED_EVENTS
 from tests.support.waiting import wait_until
 
 
@@ -78,7 +79,7 @@ async def test_an_event_naming_another_customer_is_rejected_alone_naming_both(
     single = await client.post("/v1/events", json=wire_event("e-5", customer_id="globex"))
     assert single.status_code == 422
     assert single.json()["reason"] == mismatch("job-1", "acme", "globex")
-    stored = await db.fetch("SELECT event_id FROM usage_events ORDER BY event_id")
+    stored = await db.fetch("SELECT event_id FROM event_keys ORDER BY event_id")
     assert [r["event_id"] for r in stored] == ["e-1", "e-3", "e-4"]
     assert await db.fetchval("SELECT count(*) FROM ledger_entries") == 3
     assert (await _job_customer(db, "job-1"), await _job_customer(db, "job-2")) == (
@@ -216,7 +217,7 @@ async def test_a_batch_naming_another_customer_waits_for_the_first_and_is_refuse
         ("g-2", ACCEPTED, None),
     ]
     assert await _job_customer(db, "job-new") == "acme"
-    stored = await db.fetch("SELECT event_id FROM usage_events ORDER BY event_id")
+    stored = await db.fetch("SELECT event_id FROM event_keys ORDER BY event_id")
     assert [r["event_id"] for r in stored] == ["a-1", "a-2", "g-2"]
 
 
@@ -246,6 +247,7 @@ async def test_concurrent_batches_for_a_new_job_give_it_one_customer(
         )
         assert set(answer.values()) == {expected}
     stored = await db.fetchval(
-        "SELECT count(*) FROM usage_events WHERE job_id = 'job-race' AND customer_id = $1", owner
+        f"SELECT count(*) FROM {STORED_EVENTS} WHERE job_id = 'job-race' AND customer_id = $1",
+        owner,
     )
-    assert (stored, await db.fetchval("SELECT count(*) FROM usage_events")) == (20, 20)
+    assert (stored, await db.fetchval("SELECT count(*) FROM event_keys")) == (20, 20)

@@ -63,6 +63,7 @@ from tests.support.ledger_truth import (
     ALIASES,
     LONG_CONTEXT,
     PRICES,
+    STORED_EVENTS,
     TOKEN_FIELDS,
     cost_at,
     rollup_differences,
@@ -669,7 +670,7 @@ async def check_tables(conn: asyncpg.Connection, model: Ledger) -> None:
     # one stored event per accepted id, holding its first content
     rows = await conn.fetch(
         "SELECT event_id, occurred_at, job_id, model, input_tokens, output_tokens,"
-        " provider_cost_usd FROM usage_events"
+        f" provider_cost_usd FROM {STORED_EVENTS}"
     )
     assert {r["event_id"] for r in rows} == set(model.stored)
     for r in rows:

@@ -79,7 +79,7 @@ async def test_a_body_announced_over_the_limit_is_refused_before_it_is_read(
         )
         assert answer.startswith(b"HTTP/1.1 413"), (path, answer[:300])
         assert seconds < 5, (path, seconds)
-    assert await db.fetchval("SELECT count(*) FROM usage_events") == 0
+    assert await db.fetchval("SELECT count(*) FROM event_keys") == 0
 
 
 @pytest.mark.slow
@@ -110,7 +110,7 @@ async def test_a_batch_over_the_limit_is_refused_whole_and_nothing_is_stored(
         )
         assert over.status_code == 413, over.text
         assert "11 events; the limit is 10" in over.json()["detail"]
-        assert await db.fetchval("SELECT count(*) FROM usage_events") == 0
+        assert await db.fetchval("SELECT count(*) FROM event_keys") == 0
 
         at = await client.post(
             "/v1/events/batch", json={"events": [event(f"b-{i}") for i in range(10)]}
@@ -190,7 +190,7 @@ async def test_150_requests_a_second_on_a_key_limited_to_100_get_429_for_the_exc
     # A refusal only comes from a full window: at least one window used all 100 slots.
     assert remaining[0] >= 1
     # Exactly the acknowledged events are stored; refused ones are not.
-    stored = await db.fetchval("SELECT count(*) FROM usage_events WHERE event_id LIKE 'rate-%'")
+    stored = await db.fetchval("SELECT count(*) FROM event_keys WHERE event_id LIKE 'rate-%'")
     assert stored == accepted
 
 
@@ -221,7 +221,7 @@ async def test_fields_that_try_to_set_cost_price_or_version_are_refused_per_even
         assert single.status_code == 422, single.text
         assert single.json()["reason"].startswith(name)
 
-    stored = await db.fetch("SELECT event_id FROM usage_events")
+    stored = await db.fetch("SELECT event_id FROM event_keys")
     assert [r["event_id"] for r in stored] == ["honest-1"]
     entries = await db.fetch("SELECT event_id, kind, cost_usd, catalog_version FROM ledger_entries")
     assert len(entries) == 1

@@ -226,11 +226,11 @@ def test_a_missing_grant_stops_the_start_naming_it(
 ) -> None:
     database = set_up_database(postgres)
     migrate_sync(owner_url(postgres, database))
-    postgres.psql(f"REVOKE INSERT ON usage_events FROM {APP}", database=database)
+    postgres.psql(f"REVOKE INSERT ON event_keys FROM {APP}", database=database)
     luc = server(app_url(postgres, database), tmp_path)
     with pytest.raises(RuntimeError, match="luc serve exited") as exited:
         luc.start()
-    assert f"GRANT INSERT ON TABLE public.usage_events TO {APP}" in str(exited.value)
+    assert f"GRANT INSERT ON TABLE public.event_keys TO {APP}" in str(exited.value)
 
 
 def test_without_temporary_large_batches_are_stored_and_a_grant_revoked_later_is_503(
@@ -250,7 +250,7 @@ def test_without_temporary_large_batches_are_stored_and_a_grant_revoked_later_is
         send_batches(luc.base_url, events[33:], size=100)
         assert_jobs_match(luc.base_url, events)
         # A grant taken away while serving: the operator's to fix, the client's to retry.
-        postgres.psql(f"REVOKE INSERT ON usage_events FROM {APP}", database=database)
+        postgres.psql(f"REVOKE INSERT ON event_keys FROM {APP}", database=database)
         with httpx.Client(base_url=luc.base_url, timeout=60) as http:
             refused = http.post("/v1/events/batch", json={"events": recent_events("x", 1, 3)})
         assert refused.status_code == 503, refused.text
@@ -260,7 +260,7 @@ def test_without_temporary_large_batches_are_stored_and_a_grant_revoked_later_is
         luc.stop()
     log = luc.log_path.read_text()
     assert f'GRANT TEMPORARY ON DATABASE \\"{database}\\" TO {APP}' in log, log[-2000:]
-    assert "permission denied for table usage_events" in log
+    assert "permission denied for table event_keys" in log
 
 
 # Partitions ---------------------------------------------------------------------------------
@@ -517,7 +517,7 @@ def test_ingest_and_invoices_through_pgbouncer_in_transaction_mode(
     async def check() -> None:
         conn = await asyncpg.connect(owner_url(postgres, database))
         try:
-            assert await conn.fetchval("SELECT count(*) FROM usage_events") == len(events)
+            assert await conn.fetchval("SELECT count(*) FROM event_keys") == len(events)
             await assert_rollups_equal_ledger(conn)
         finally:
             await conn.close()

@@ -533,7 +533,7 @@ async def test_migrating_a_ledger_with_history_fills_the_rollup_from_it(admin_ur
                 ("2026-11-10", "acme/u", "openrouter", 1, 1, 1, 0, 0, Decimal("0.001")),
             ]  # fmt: skip
             assert await conn.fetchval(
-                "SELECT count(*) FROM pg_indexes WHERE indexname = 'usage_events_upstream_model'"
+                "SELECT count(*) FROM pg_indexes WHERE indexname = 'ledger_entries_upstream_model'"
             )
         # and back: the downgrade removes what the upgrade made
         config = _alembic_config(url)

@@ -26,6 +26,7 @@ from service.recording.models import ACCEPTED, CONFLICT, DUPLICATE
 from service.recording.service import record_batch
 from tests.support.databases import connected
 from tests.support.events import usage_event
+from tests.support.ledger_truth import STORED_EVENTS
 from tests.support.waiting import wait_until
 
 MODEL = "anthropic/claude-sonnet-4.5"
@@ -67,7 +68,9 @@ async def test_a_batch_stores_events_charges_and_rollups(
 
     assert [r.status for r in outcome.results] == [ACCEPTED, ACCEPTED]
     assert await job_cost(db, "job-a") == (Decimal("0.0135"), 2)
-    stored = await db.fetchrow("SELECT model, attributes FROM usage_events WHERE event_id = 'e2'")
+    stored = await db.fetchrow(
+        f"SELECT model, attributes FROM {STORED_EVENTS} WHERE event_id = 'e2'"
+    )
     assert stored is not None and dict(stored) == {"model": MODEL, "attributes": {"step": "e2"}}
     charges = await db.fetch(
         "SELECT event_id, kind, cost_usd, price_input FROM ledger_entries ORDER BY event_id"
@@ -179,5 +182,5 @@ async def test_small_groups_inline_and_batches_by_copy_give_the_same_ledger(
     # size × $0.006 + size × $0.0075
     assert await job_cost(db, "job-a") == (Decimal("0.0135") * size, 2 * size)
     assert await db.fetchval("SELECT count(*) FROM ledger_entries") == 2 * size
-    stored = await db.fetchval("SELECT attributes FROM usage_events WHERE event_id = 'b1'")
+    stored = await db.fetchval(f"SELECT attributes FROM {STORED_EVENTS} WHERE event_id = 'b1'")
     assert stored == {"step": "b1"}

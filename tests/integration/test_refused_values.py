@@ -32,7 +32,7 @@ from tests.support.settings import settings_for
 POISON = "job-poison"
 INNOCENT = "job-innocent"
 REFUSE_POISON = (
-    f"ALTER TABLE usage_events ADD CONSTRAINT test_refuses_poison CHECK (job_id <> '{POISON}')"
+    f"ALTER TABLE ledger_entries ADD CONSTRAINT test_refuses_poison CHECK (job_id <> '{POISON}')"
 )
 
 

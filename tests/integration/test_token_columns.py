@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncpg
 
+from service.ingest.queries import CHARGE_EVENT_COLUMNS
 from service.pricing.models import PRICE_CLASSES, RATE_MARKER, TOKEN_PRICES
 from service.reconciliation import models as reconciliation
 from service.rollups.models import MEASURE_NAMES
@@ -24,9 +25,9 @@ PRICE_COLUMNS = tuple(f"price_{name}" for name in PRICE_CLASSES)
 
 # table → the declared names it must have a column for
 EXPECTED = {
-    "usage_events": TOKEN_FIELDS,
     "ledger_entries": (
         *TOKEN_FIELDS,
+        *CHARGE_EVENT_COLUMNS,
         *PRICE_COLUMNS,
         RATE_MARKER,
         "price_usd",

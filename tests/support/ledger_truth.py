@@ -277,8 +277,8 @@ async def assert_ledger_holds_each_event_once(
     """One stored event and exactly one charge per id, nothing else; every rollup row
     equals the sums of its ledger entries."""
     ids = sorted(e["id"] for e in events)
-    assert await conn.fetchval("SELECT count(*) FROM usage_events") == len(ids)
-    stored = await conn.fetch("SELECT event_id FROM usage_events ORDER BY event_id")
+    assert await conn.fetchval("SELECT count(*) FROM event_keys") == len(ids)
+    stored = await conn.fetch("SELECT event_id FROM event_keys ORDER BY event_id")
     assert [r["event_id"] for r in stored] == ids
     charges = await conn.fetch(
         "SELECT event_id, kind, count(*) AS n FROM ledger_entries GROUP BY event_id, kind"
@@ -295,7 +295,19 @@ SELECT event_id, kind, job_id, agent, model, provider, input_tokens, cached_inpu
        actual_cost_usd
 FROM ledger_entries ORDER BY id
 """
-STORED_EVENT = "SELECT status, attributes FROM usage_events WHERE event_id = $1"
+# The stored events as sent (migration 0028): each id's key row and its charge, which holds
+# the event's own fields (the model as sent only when an alias, the status only when not ok).
+STORED_EVENTS = """(
+    SELECT k.event_id, k.occurred_at, c.recorded_at AS received_at, c.job_id, c.agent,
+           c.provider, COALESCE(c.sent_model, c.model) AS model, c.input_tokens,
+           c.cached_input_tokens, c.cache_write_tokens, c.output_tokens, c.reasoning_tokens,
+           c.provider_cost_usd, COALESCE(c.status, 'ok') AS status, c.attributes,
+           c.reservation_id, c.event_customer_id AS customer_id
+    FROM event_keys AS k
+    JOIN ledger_entries AS c
+      ON c.event_id = k.event_id AND c.occurred_at = k.occurred_at AND c.kind = 'charge'
+) AS stored_events"""
+STORED_EVENT = f"SELECT status, attributes FROM {STORED_EVENTS} WHERE event_id = $1"
 
 
 async def ledger(db: asyncpg.Connection) -> list[dict[str, Any]]:

@@ -37,6 +37,7 @@ from service.gateway.metering import Gateway
 from service.gateway.openrouter import OpenRouterProvider
 from service.gateway.ports import fixed_catalog
 from tests.support.fake_openrouter import FakeOpenRouter, Reply, failure, usage
+from tests.support.ledger_truth import STORED_EVENTS
 from tests.support.settings import settings_for
 from tests.support.waiting import proxied_usage_recorded
 
@@ -47,11 +48,11 @@ HELLO = [{"role": "user", "content": "What is the capital of France?"}]
 ESTIMATE = Decimal("0.0004008")
 COST = Decimal("0.000018")
 
-RESERVATIONS = """
+RESERVATIONS = f"""
 SELECT r.reservation_id::text AS reservation_id, r.amount_usd, r.settled_at IS NOT NULL AS settled,
-       e.event_id
+       stored_events.event_id
 FROM budget_reservations AS r
-LEFT JOIN usage_events AS e ON e.reservation_id = r.reservation_id::text
+LEFT JOIN {STORED_EVENTS} ON stored_events.reservation_id = r.reservation_id::text
 WHERE r.job_id = $1
 ORDER BY r.created_at
 """

@@ -18,7 +18,7 @@ from service.gateway.metering import Gateway
 from service.gateway.openrouter import OpenRouterProvider
 from tests.support.fake_openrouter import FakeOpenRouter, Reply
 from tests.support.keys import bearer
-from tests.support.ledger_truth import ledger
+from tests.support.ledger_truth import STORED_EVENTS, ledger
 from tests.support.settings import settings_for
 from tests.support.waiting import proxied_usage_recorded
 
@@ -48,7 +48,7 @@ async def proxy(
 
 
 async def _event_customers(db: asyncpg.Connection) -> list[tuple[str, str | None]]:
-    rows = await db.fetch("SELECT job_id, customer_id FROM usage_events ORDER BY received_at")
+    rows = await db.fetch(f"SELECT job_id, customer_id FROM {STORED_EVENTS} ORDER BY received_at")
     return [(r["job_id"], r["customer_id"]) for r in rows]
 
 
@@ -66,7 +66,7 @@ async def test_x_luc_customer_names_the_customer_of_the_call_and_of_its_job(
     await proxied_usage_recorded(proxy.app)
     customers = {
         r["event_id"]: r["customer_id"]
-        for r in await db.fetch("SELECT event_id, customer_id FROM usage_events")
+        for r in await db.fetch(f"SELECT event_id, customer_id FROM {STORED_EVENTS}")
     }
     assert customers == {
         named.headers["x-luc-event-id"]: "acme",

@@ -66,7 +66,7 @@ async def test_luc_killed_while_the_gateway_sends_1000_events_loses_none_and_dou
     assert len(rows) == 1000
     assert {r["event_id"] for r in rows} == set(ids)
     assert {r["kind"] for r in rows} == {"charge"}
-    assert await db.fetchval("SELECT count(*) FROM usage_events") == 1000
+    assert await db.fetchval("SELECT count(*) FROM event_keys") == 1000
 
 
 async def test_the_spool_outlives_the_gateway_process_and_is_sent_by_the_next_one(

@@ -212,7 +212,7 @@ async def test_calls_answered_while_a_repricing_holds_the_lock_are_spooled_then_
     assert entries[second_id]["cost_usd"] == Decimal("0.000208")
     assert entries[second_id]["provider_cost_usd"] == Decimal("0.000209")
     assert {e["kind"] for e in entries.values()} == {"charge"}
-    assert await db.fetchval("SELECT count(*) FROM usage_events") == 2
+    assert await db.fetchval("SELECT count(*) FROM event_keys") == 2
     await assert_rollups_equal_ledger(db)
     assert await db.fetchval("SELECT cost_usd FROM rollup_jobs WHERE job_id = 'job-d'") == Decimal(
         "0.000312"

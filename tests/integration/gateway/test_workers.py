@@ -289,5 +289,5 @@ async def test_a_workers_usage_survives_its_sigkill_right_after_the_answer_and_c
     await wait_until(recorded_once, 60, "the spooled usage on the ledger, the spool empty")
     [entry] = await ledger(db)
     assert entry["event_id"] == event_id
-    assert await db.fetchval("SELECT count(*) FROM usage_events") == 1
+    assert await db.fetchval("SELECT count(*) FROM event_keys") == 1
     await assert_rollups_equal_ledger(db)
