@@ -131,9 +131,11 @@ class JobSummary:
 
 @dataclass(frozen=True, slots=True)
 class JobDetail:
-    """A job's totals and its lines, in wire form."""
+    """A job's totals, its customer and its lines, in wire form."""
 
     job_id: str
+    customer_id: str | None
+    """The customer the job belongs to (``jobs.models.JobInfo.customer_id``)."""
     totals: WireRow
     lines: list[WireRow]
     """One per agent × model × provider × catalog version × rate, in that order: those

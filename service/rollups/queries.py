@@ -176,8 +176,6 @@ def wire_totals(relation: str) -> str:
 COUNT_NAMES = tuple(m.name for m in MEASURES if m.form == "count")
 """The measures ``wire_totals`` writes as text that the wire holds as integers."""
 
-SELECT_JOB = f"SELECT {wire_totals('j')} FROM rollup_jobs AS j WHERE j.job_id = $1"
-
 # A line's unit prices are those of its rate: the long-context entry it names, else the
 # model's base prices; per_request is always the model's.
 _UNIT_PRICES = {
@@ -185,9 +183,21 @@ _UNIT_PRICES = {
     "per_request": "p.per_request",
 }
 assert tuple(_UNIT_PRICES) == PRICE_CLASSES
-SELECT_JOB_LINES = f"""
-SELECT l.agent, l.model, l.provider, l.catalog_version, l.long_context_from, p.tier,
-       {", ".join(f"{money_text_sql(sql)} AS {name}" for name, sql in _UNIT_PRICES.items())},
+
+# A job's answer in one statement: first the job (``part`` 0: its totals, and its customer
+# from its metadata, the ``jobs`` table of service.jobs), then its lines in order.
+SELECT_JOB_DETAIL = f"""
+SELECT 0 AS part, NULL::text AS agent, NULL::text AS model, NULL::text AS provider,
+       NULL::bigint AS catalog_version, NULL::bigint AS long_context_from, NULL::text AS tier,
+       {", ".join(f"NULL::text AS {name}" for name in PRICE_CLASSES)},
+       (SELECT customer_id FROM jobs WHERE jobs.job_id = j.job_id) AS customer_id,
+       {wire_totals("j")}
+FROM rollup_jobs AS j
+WHERE j.job_id = $1
+UNION ALL
+SELECT 1, l.agent, l.model, l.provider, l.catalog_version, l.long_context_from, p.tier,
+       {", ".join(money_text_sql(sql) for sql in _UNIT_PRICES.values())},
+       NULL,
        {wire_totals("l")}
 FROM rollup_job_lines AS l
 LEFT JOIN catalog_prices AS p ON p.version_id = l.catalog_version AND p.model_id = l.model
@@ -195,8 +205,7 @@ LEFT JOIN catalog_long_context AS lc
        ON lc.version_id = l.catalog_version AND lc.model_id = l.model
       AND lc.min_input_tokens = l.long_context_from
 WHERE l.job_id = $1 AND l.events <> 0
-ORDER BY l.agent, l.model, l.provider, l.catalog_version NULLS LAST,
-         l.long_context_from NULLS FIRST
+ORDER BY part, agent, model, provider, catalog_version NULLS LAST, long_context_from NULLS FIRST
 """
 
 # Keyset pagination on job_id; the filters keep jobs that had activity in [from, to) and,

@@ -34,19 +34,29 @@ def wire_row(record: Any, skip: tuple[str, ...] = ()) -> WireRow:
     return row
 
 
+_LINE_KEYS = ("agent", "model", "provider", "catalog_version", "long_context_from", "tier")
+
+
 async def job_detail(conn: Connection, job_id: str) -> JobDetail | None:
-    """A job's totals and its lines in wire form, or None when it has no usage."""
-    row = await conn.fetchrow(queries.SELECT_JOB, job_id)
-    if row is None:
+    """A job's totals, customer and lines in wire form, or None when it has no usage."""
+    rows = await conn.fetch(queries.SELECT_JOB_DETAIL, job_id)
+    if not rows or rows[0]["part"] != 0:
         return None
-    lines = []
-    for r in await conn.fetch(queries.SELECT_JOB_LINES, job_id):
-        line = wire_row(r, skip=PRICE_CLASSES)
-        line["unit_prices"] = (
-            None if r["catalog_version"] is None else {k: r[k] for k in PRICE_CLASSES}
-        )
-        lines.append(line)
-    return JobDetail(job_id=job_id, totals=wire_row(row), lines=lines)
+    job, *lines = rows
+    return JobDetail(
+        job_id=job_id,
+        customer_id=job["customer_id"],
+        totals=wire_row(job, skip=("part", *_LINE_KEYS, *PRICE_CLASSES, "customer_id")),
+        lines=[
+            {
+                **wire_row(r, skip=("part", *PRICE_CLASSES, "customer_id")),
+                "unit_prices": None
+                if r["catalog_version"] is None
+                else {k: r[k] for k in PRICE_CLASSES},
+            }
+            for r in lines
+        ],
+    )
 
 
 async def list_jobs(

@@ -146,11 +146,11 @@ def job_out(job: JobSummary) -> JobOut:
     return JobOut(job_id=job.job_id, **totals_fields(job.totals))
 
 
-def job_detail_out(job: JobDetail, info: JobInfo | None = None) -> JobDetailOut:
+def job_detail_out(job: JobDetail) -> JobDetailOut:
     """The job as ``rollups.service.job_detail`` read it, in wire form already."""
     return JobDetailOut(
         job_id=job.job_id,
-        customer_id=None if info is None else info.customer_id,
+        customer_id=job.customer_id,
         lines=[_job_line_out(line) for line in job.lines],
         **job.totals,
     )
