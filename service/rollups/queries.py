@@ -10,6 +10,7 @@ of deadlocking. Every statement's measures come from ``rollups.models.MEASURES``
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 from service.pricing.models import PRICE_CLASSES, RATE_MARKER, TOKEN_PRICES
 from service.rollups.models import DERIVED, MEASURE_NAMES, MEASURES, Measure
@@ -37,6 +38,7 @@ def _combined(m: Measure) -> str:
     return f"{m.name} = {function}(r.{m.name}, EXCLUDED.{m.name})"
 
 
+@cache  # the same text every time: built once, not per usage query
 def measures_from_ledger(*, keep_unknown: bool = False) -> str:
     """Every measure over a set of ledger entries, named as the rollups name it; with
     ``keep_unknown``, a cost no entry knows stays NULL (a job line of unpriced entries)."""
@@ -45,6 +47,7 @@ def measures_from_ledger(*, keep_unknown: bool = False) -> str:
     )
 
 
+@cache
 def measures_over_rollup() -> str:
     """Every measure over a set of rows of one rollup (several days of an agent, say)."""
     return ",\n       ".join(
@@ -151,7 +154,7 @@ def _wire(m: Measure, column: str) -> str:
     if m.form == "instant":
         return instant_text_sql(column)
     # As text: a token sum can pass bigint (migration 0007); read back as int
-    # (``rollups.service.wire_row``).
+    # (``rollups.service.wire_rows``).
     return f"{_read(m, column)}::text"
 
 
@@ -162,6 +165,7 @@ assert tuple(_DERIVED_SQL) == DERIVED, "each derived field needs its SQL here"
 _BY_NAME = {m.name: m for m in MEASURES}
 
 
+@cache
 def wire_totals(relation: str) -> str:
     """Every measure of ``relation`` (a row with a column per measure), then what is
     derived from them, in their wire form (``api.schemas.common.totals_fields``) and named

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
+from functools import cache
 from typing import Any
+
+import msgspec
 
 from service.db import Connection
 from service.errors import InvalidRequestError
@@ -22,16 +25,30 @@ from service.rollups.models import (
 )
 from service.wire import day_text_sql
 
+_COUNTS = frozenset(queries.COUNT_NAMES)
 
-def wire_row(record: Any, skip: tuple[str, ...] = ()) -> WireRow:
-    """A row whose measures PostgreSQL wrote in wire form (``queries.wire_totals``) as the
-    API answers it: its counts as integers; ``skip`` names columns that are not answered."""
-    row = dict(record)
-    for name in queries.COUNT_NAMES:
-        row[name] = int(row[name])
-    for name in skip:
-        del row[name]
-    return row
+
+@cache
+def _row_types(names: tuple[str, ...]) -> Any:
+    """msgspec's type for rows of these columns: each count an int, the rest as it comes."""
+    columns = tuple(int if name in _COUNTS else Any for name in names)
+    return list[tuple[columns]]  # type: ignore[valid-type]  # built from the columns
+
+
+def wire_rows(records: Sequence[Any], skip: tuple[str, ...] = ()) -> list[WireRow]:
+    """Rows whose measures PostgreSQL wrote in wire form (``queries.wire_totals``) as the
+    API answers them; ``skip`` names columns that are not answered. The counts come as text
+    (a token sum can pass 64 bits): msgspec's lax mode reads each as the int it is, in C,
+    which a usage answer of hundreds of rows notices."""
+    if not records:
+        return []
+    names = tuple(records[0].keys())
+    values = msgspec.convert([tuple(r) for r in records], _row_types(names), strict=False)
+    rows = [dict(zip(names, v, strict=True)) for v in values]
+    for row in rows if skip else ():
+        for name in skip:
+            del row[name]
+    return rows
 
 
 _LINE_KEYS = ("agent", "model", "provider", "catalog_version", "long_context_from", "tier")
@@ -46,15 +63,17 @@ async def job_detail(conn: Connection, job_id: str) -> JobDetail | None:
     return JobDetail(
         job_id=job_id,
         customer_id=job["customer_id"],
-        totals=wire_row(job, skip=("part", *_LINE_KEYS, *PRICE_CLASSES, "customer_id")),
+        totals=wire_rows([job], skip=("part", *_LINE_KEYS, *PRICE_CLASSES, "customer_id"))[0],
         lines=[
             {
-                **wire_row(r, skip=("part", *PRICE_CLASSES, "customer_id")),
+                **line,
                 "unit_prices": None
                 if r["catalog_version"] is None
                 else {k: r[k] for k in PRICE_CLASSES},
             }
-            for r in lines
+            for r, line in zip(
+                lines, wire_rows(lines, skip=("part", *PRICE_CLASSES, "customer_id")), strict=True
+            )
         ],
     )
 
@@ -134,8 +153,8 @@ async def agent_detail(
         return None
     return AgentDetail(
         agent=agent,
-        totals=wire_row(totals, skip=("known", "sort_day", "day")),
-        days=[wire_row(d, skip=("known", "sort_day")) for d in days],
+        totals=wire_rows([totals], skip=("known", "sort_day", "day"))[0],
+        days=wire_rows(days, skip=("known", "sort_day")),
     )
 
 
@@ -278,7 +297,7 @@ async def usage(
         WHERE {keep}
         {order}
     """
-    return [wire_row(r) for r in await conn.fetch(sql, *params)]
+    return wire_rows(await conn.fetch(sql, *params))
 
 
 def usage_groups(
