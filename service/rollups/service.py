@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
-from functools import cache
+from functools import lru_cache
 from typing import Any
 
 import msgspec
@@ -28,7 +28,7 @@ from service.wire import day_text_sql
 _COUNTS = frozenset(queries.COUNT_NAMES)
 
 
-@cache
+@lru_cache(maxsize=256)  # bounded: a usage query's columns follow its group_by
 def _row_types(names: tuple[str, ...]) -> Any:
     """msgspec's type for rows of these columns: each count an int, the rest as it comes."""
     columns = tuple(int if name in _COUNTS else Any for name in names)
