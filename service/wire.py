@@ -14,6 +14,9 @@ is in the same form, at full precision.
 Instants are RFC 3339 with an offset and at most 6 fractional digits: PostgreSQL keeps
 microseconds, and rounding a seventh digit could move an event into the next second, day
 or month, so such a timestamp is refused rather than rounded.
+
+Each form LUC writes has its SQL twin (``money_text_sql`` and the others, at the end), for
+the reads whose answers PostgreSQL writes as text itself.
 """
 
 from __future__ import annotations
@@ -225,3 +228,32 @@ def instant_text(value: datetime) -> str:
 def day_text(value: date) -> str:
     """A UTC calendar day (a billing day): ``2026-11-24``."""
     return value.isoformat()
+
+
+# The same three forms written by PostgreSQL, for the reads that answer many rows (a usage
+# query, an agent's days): the text comes from the server as the answer holds it, instead
+# of through a Decimal or a datetime per value, which cost more than the rest of the
+# request. tests/integration/test_wire_sql.py holds each equal to its Python form above.
+
+
+def money_text_sql(expr: str) -> str:
+    """SQL writing the NUMERIC ``expr`` as ``money_text`` does: ``trim_scale`` drops the
+    trailing zeros of its scale (the point with them), NUMERIC's text has every digit and
+    never an exponent, and NUMERIC has no negative zero; NULL stays NULL."""
+    return f"trim_scale({expr})::text"
+
+
+def instant_text_sql(expr: str) -> str:
+    """SQL writing the timestamptz ``expr`` as ``instant_text`` does, whatever the
+    session's TimeZone and DateStyle: UTC, ``T``, ``Z``, the microseconds unless all zero
+    (``.000000`` can only be the fraction: no other part holds a point); NULL stays NULL."""
+    return (
+        f"""replace(to_char(({expr}) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'), """
+        "'.000000', '') || 'Z'"
+    )
+
+
+def day_text_sql(expr: str) -> str:
+    """SQL writing the date ``expr`` as ``day_text`` does, whatever the session's
+    DateStyle (``date::text`` follows it)."""
+    return f"to_char({expr}, 'YYYY-MM-DD')"

@@ -29,13 +29,10 @@ from service.api.schemas.jobs import (
     ledger_entry_out,
 )
 from service.auth.guard import ADMIN, READ
-from service.db import Connection, on_connection
+from service.db import on_connection
 from service.errors import NotFoundError
-from service.jobs.models import JobInfo
-from service.jobs.service import get_job
 from service.ledger.service import job_entries
 from service.recording.repricing import change_job_customer
-from service.rollups.models import JobDetail
 from service.rollups.service import job_detail, list_jobs
 
 
@@ -85,13 +82,10 @@ class JobsController(LucController):
         summary="One job: totals and lines by agent, model, provider and catalog version",
     )
     async def detail(self, luc: NamedDependency[Resources], job_id: FromPath[str]) -> JobDetailOut:
-        async def read(conn: Connection) -> tuple[JobDetail | None, JobInfo]:
-            return await job_detail(conn, job_id), await get_job(conn, job_id)
-
-        job, info = await on_connection(luc.pool, read)
+        job = await on_connection(luc.pool, lambda conn: job_detail(conn, job_id))
         if job is None:
             raise NotFoundError(f"job {job_id!r} has no recorded usage")
-        return job_detail_out(job, info)
+        return job_detail_out(job)
 
     @patch(
         "/{job_id:str}",

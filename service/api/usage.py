@@ -10,7 +10,7 @@ from litestar.params import FromQuery, QueryParameter
 
 from service.api.deps import LucController, Resources
 from service.api.params import From, Limit, To, decode_cursor, page, page_size, parse_range
-from service.api.schemas.usage import UnpricedPage, UsageOut, unpriced_event_out, usage_row
+from service.api.schemas.usage import UnpricedPage, UsageOut, unpriced_event_out
 from service.auth.guard import READ
 from service.db import on_connection
 from service.ledger.service import unpriced_events
@@ -61,7 +61,7 @@ class UsageController(LucController):
                 customer_id=customer_id,
             ),
         )
-        return UsageOut(group_by=keys, rows=[usage_row(row) for row in rows])
+        return UsageOut(group_by=keys, rows=rows)
 
     @get(
         "/unpriced",

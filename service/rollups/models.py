@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 from service.pricing.price import margin
 from service.tokens import TokenCounts
@@ -117,17 +117,10 @@ DERIVED: tuple[str, ...] = ("margin_usd",)
 them (``api.schemas.common.totals_fields``)."""
 
 
-@dataclass(frozen=True, slots=True)
-class JobLine:
-    agent: str
-    model: str
-    provider: str
-    catalog_version: int | None
-    long_context_from: int | None
-    """The rate of the line's unit prices (``pricing.models.Rate``); None: base prices."""
-    tier: str | None
-    unit_prices: dict[str, Decimal] | None
-    totals: Totals
+WireRow: TypeAlias = dict[str, Any]
+"""A row as the API answers it, written by PostgreSQL (``rollups.queries.wire_totals``):
+money and instants as text (``service.wire``), a day as ``YYYY-MM-DD``, counts as int;
+its totals are ``api.schemas.common.TotalsOut``'s fields."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +130,18 @@ class JobSummary:
 
 
 @dataclass(frozen=True, slots=True)
-class JobDetail(JobSummary):
-    lines: list[JobLine]
+class JobDetail:
+    """A job's totals, its customer and its lines, in wire form."""
+
+    job_id: str
+    customer_id: str | None
+    """The customer the job belongs to (``jobs.models.JobInfo.customer_id``)."""
+    totals: WireRow
+    lines: list[WireRow]
+    """One per agent × model × provider × catalog version × rate, in that order: those
+    keys, ``long_context_from`` (the rate of its unit prices; None: base prices), ``tier``,
+    ``unit_prices`` (a money text per ``pricing.models.PRICE_CLASSES``; None while
+    unpriced), then its totals."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,14 +151,13 @@ class AgentSummary:
 
 
 @dataclass(frozen=True, slots=True)
-class DayTotals:
-    day: date
-    totals: Totals
+class AgentDetail:
+    """An agent's totals over a range and its UTC days with events, in wire form."""
 
-
-@dataclass(frozen=True, slots=True)
-class AgentDetail(AgentSummary):
-    days: list[DayTotals]
+    agent: str
+    totals: WireRow
+    days: list[WireRow]
+    """``day``, then its totals."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,11 +167,4 @@ class CustomerMonth:
     customer_id: str | None
     month: date
     """The first day of the month."""
-    totals: Totals
-
-
-@dataclass(frozen=True, slots=True)
-class UsageRow:
-    keys: dict[str, str | int | date | None]
-    """The group's keys (``day`` is a date)."""
     totals: Totals

@@ -10,9 +10,11 @@ of deadlocking. Every statement's measures come from ``rollups.models.MEASURES``
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
-from service.pricing.models import RATE_MARKER
-from service.rollups.models import MEASURE_NAMES, MEASURES, Measure
+from service.pricing.models import PRICE_CLASSES, RATE_MARKER, TOKEN_PRICES
+from service.rollups.models import DERIVED, MEASURE_NAMES, MEASURES, Measure
+from service.wire import day_text_sql, instant_text_sql, money_text_sql
 
 
 def _from_ledger(m: Measure, *, keep_unknown: bool) -> str:
@@ -36,6 +38,7 @@ def _combined(m: Measure) -> str:
     return f"{m.name} = {function}(r.{m.name}, EXCLUDED.{m.name})"
 
 
+@cache  # the same text every time: built once, not per usage query
 def measures_from_ledger(*, keep_unknown: bool = False) -> str:
     """Every measure over a set of ledger entries, named as the rollups name it; with
     ``keep_unknown``, a cost no entry knows stays NULL (a job line of unpriced entries)."""
@@ -44,6 +47,7 @@ def measures_from_ledger(*, keep_unknown: bool = False) -> str:
     )
 
 
+@cache
 def measures_over_rollup() -> str:
     """Every measure over a set of rows of one rollup (several days of an agent, say)."""
     return ",\n       ".join(
@@ -129,27 +133,83 @@ def upserts_over(source: str) -> str:
 
 
 # Read side ---------------------------------------------------------------------------------
+#
+# The reads that answer the API (a job, an agent's days, a usage query) come back in their
+# wire form, written by PostgreSQL (``service.wire``'s SQL forms): a usage answer holds
+# hundreds of rows, and a Decimal and a datetime per value, made only to be turned back
+# into text, cost more CPU than the rest of the request. Each query reads the measures as
+# before; an outer SELECT writes them out (``wire_totals``).
 
-SELECT_JOB = f"SELECT job_id, {TOTALS} FROM rollup_jobs WHERE job_id = $1"
+
+def _read(m: Measure, column: str) -> str:
+    """``column`` as ``Measure.read`` takes it: a NULL sum is zero unless it means unknown."""
+    if m.form == "count" or (m.form == "money" and not m.unknown_when_null):
+        return f"COALESCE({column}, 0)"
+    return column
+
+
+def _wire(m: Measure, column: str) -> str:
+    if m.form == "money":
+        return money_text_sql(_read(m, column))
+    if m.form == "instant":
+        return instant_text_sql(column)
+    # As text: a token sum can pass bigint (migration 0007); read back as int
+    # (``rollups.service.wire_rows``).
+    return f"{_read(m, column)}::text"
+
+
+# What ``Totals`` derives (``DERIVED``), in SQL over its measures as ``Measure.read`` takes
+# them: ``Totals.margin_usd`` (``pricing.price.margin``) is NULL unless both are known.
+_DERIVED_SQL = {"margin_usd": "{price_usd} - {actual_cost_usd}"}
+assert tuple(_DERIVED_SQL) == DERIVED, "each derived field needs its SQL here"
+_BY_NAME = {m.name: m for m in MEASURES}
+
+
+@cache
+def wire_totals(relation: str) -> str:
+    """Every measure of ``relation`` (a row with a column per measure), then what is
+    derived from them, in their wire form (``api.schemas.common.totals_fields``) and named
+    as on the wire; counts as text (``COUNT_NAMES``)."""
+    read = {name: _read(m, f"{relation}.{name}") for name, m in _BY_NAME.items()}
+    return ",\n       ".join(
+        [f"{_wire(m, f'{relation}.{m.name}')} AS {m.name}" for m in MEASURES]
+        + [f"{money_text_sql(sql.format(**read))} AS {name}" for name, sql in _DERIVED_SQL.items()]
+    )
+
+
+COUNT_NAMES = tuple(m.name for m in MEASURES if m.form == "count")
+"""The measures ``wire_totals`` writes as text that the wire holds as integers."""
 
 # A line's unit prices are those of its rate: the long-context entry it names, else the
 # model's base prices; per_request is always the model's.
-SELECT_JOB_LINES = f"""
-SELECT l.agent, l.model, l.provider, l.catalog_version, l.long_context_from, p.tier,
-       p.name AS model_name,
-       COALESCE(lc.input, p.input) AS input, COALESCE(lc.output, p.output) AS output,
-       COALESCE(lc.cache_read, p.cache_read) AS cache_read,
-       COALESCE(lc.cache_write, p.cache_write) AS cache_write,
-       COALESCE(lc.reasoning, p.reasoning) AS reasoning, p.per_request,
-       {", ".join(f"l.{name}" for name in MEASURE_NAMES)}
+_UNIT_PRICES = {
+    **{name: f"COALESCE(lc.{name}, p.{name})" for name in TOKEN_PRICES},
+    "per_request": "p.per_request",
+}
+assert tuple(_UNIT_PRICES) == PRICE_CLASSES
+
+# A job's answer in one statement: first the job (``part`` 0: its totals, and its customer
+# from its metadata, the ``jobs`` table of service.jobs), then its lines in order.
+SELECT_JOB_DETAIL = f"""
+SELECT 0 AS part, NULL::text AS agent, NULL::text AS model, NULL::text AS provider,
+       NULL::bigint AS catalog_version, NULL::bigint AS long_context_from, NULL::text AS tier,
+       {", ".join(f"NULL::text AS {name}" for name in PRICE_CLASSES)},
+       (SELECT customer_id FROM jobs WHERE jobs.job_id = j.job_id) AS customer_id,
+       {wire_totals("j")}
+FROM rollup_jobs AS j
+WHERE j.job_id = $1
+UNION ALL
+SELECT 1, l.agent, l.model, l.provider, l.catalog_version, l.long_context_from, p.tier,
+       {", ".join(money_text_sql(sql) for sql in _UNIT_PRICES.values())},
+       NULL,
+       {wire_totals("l")}
 FROM rollup_job_lines AS l
 LEFT JOIN catalog_prices AS p ON p.version_id = l.catalog_version AND p.model_id = l.model
 LEFT JOIN catalog_long_context AS lc
        ON lc.version_id = l.catalog_version AND lc.model_id = l.model
       AND lc.min_input_tokens = l.long_context_from
 WHERE l.job_id = $1 AND l.events <> 0
-ORDER BY l.agent, l.model, l.provider, l.catalog_version NULLS LAST,
-         l.long_context_from NULLS FIRST
+ORDER BY part, agent, model, provider, catalog_version NULLS LAST, long_context_from NULLS FIRST
 """
 
 # Keyset pagination on job_id; the filters keep jobs that had activity in [from, to) and,
@@ -181,27 +241,39 @@ GROUP BY agent
 ORDER BY agent
 """
 
-SELECT_AGENT_DAYS = f"""
-SELECT day, {TOTALS}
-FROM rollup_agent_days
-WHERE agent = $1
-  AND ($2::date IS NULL OR day >= $2)
-  AND ($3::date IS NULL OR day < $3)
-ORDER BY day
+
+def _agent_detail(days: str) -> str:
+    """An agent's answer over ``days`` (its days, each with a column per measure) in one
+    statement: first its totals over the days that hold events (``day`` NULL) and whether
+    it has any usage at all (``known``), then those days in order, in wire form."""
+    return f"""
+WITH days AS (SELECT * FROM ({days}) AS d WHERE d.events <> 0)
+SELECT EXISTS (SELECT 1 FROM rollup_agent_days WHERE agent = $1) AS known,
+       NULL::date AS sort_day, NULL::text AS day, {wire_totals("t")}
+FROM (SELECT {measures_over_rollup()} FROM days) AS t
+UNION ALL
+SELECT NULL, days.day, {day_text_sql("days.day")}, {wire_totals("days")}
+FROM days
+ORDER BY sort_day NULLS FIRST
 """
+
+
+# On UTC midnights ($2 and $3 as dates, or NULL): the agent × day rollup.
+SELECT_AGENT_DETAIL = _agent_detail(f"""
+    SELECT day, {TOTALS}
+    FROM rollup_agent_days
+    WHERE agent = $1
+      AND ($2::date IS NULL OR day >= $2)
+      AND ($3::date IS NULL OR day < $3)""")
 
 # Exact series for ranges that do not fall on UTC midnights: straight from the ledger.
-SELECT_AGENT_DAYS_FROM_LEDGER = f"""
-SELECT billing_day AS day, {measures_from_ledger()}
-FROM ledger_entries
-WHERE agent = $1
-  AND ($2::timestamptz IS NULL OR occurred_at >= $2)
-  AND ($3::timestamptz IS NULL OR occurred_at < $3)
-GROUP BY billing_day
-ORDER BY billing_day
-"""
-
-AGENT_HAS_USAGE = "SELECT 1 FROM rollup_agent_days WHERE agent = $1 LIMIT 1"
+SELECT_AGENT_DETAIL_FROM_LEDGER = _agent_detail(f"""
+    SELECT billing_day AS day, {measures_from_ledger()}
+    FROM ledger_entries
+    WHERE agent = $1
+      AND ($2::timestamptz IS NULL OR occurred_at >= $2)
+      AND ($3::timestamptz IS NULL OR occurred_at < $3)
+    GROUP BY billing_day""")
 
 # Customers' totals in one UTC month ($2, its first day), from the customer × month rollup.
 SELECT_CUSTOMER_MONTHS = f"""

@@ -5,47 +5,77 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
-from decimal import Decimal
+from functools import lru_cache
 from typing import Any
+
+import msgspec
 
 from service.db import Connection
 from service.errors import InvalidRequestError
-from service.money import exact_sum
 from service.pricing.models import PRICE_CLASSES
 from service.rollups import queries
 from service.rollups.models import (
-    MEASURES,
     AgentDetail,
     AgentSummary,
     CustomerMonth,
-    DayTotals,
     JobDetail,
-    JobLine,
     JobSummary,
-    Measure,
     Totals,
-    UsageRow,
+    WireRow,
 )
+from service.wire import day_text_sql
+
+_COUNTS = frozenset(queries.COUNT_NAMES)
+
+
+@lru_cache(maxsize=256)  # bounded: a usage query's columns follow its group_by
+def _row_types(names: tuple[str, ...]) -> Any:
+    """msgspec's type for rows of these columns: each count an int, the rest as it comes."""
+    columns = tuple(int if name in _COUNTS else Any for name in names)
+    return list[tuple[columns]]  # type: ignore[valid-type]  # built from the columns
+
+
+def wire_rows(records: Sequence[Any], skip: tuple[str, ...] = ()) -> list[WireRow]:
+    """Rows whose measures PostgreSQL wrote in wire form (``queries.wire_totals``) as the
+    API answers them; ``skip`` names columns that are not answered. The counts come as text
+    (a token sum can pass 64 bits): msgspec's lax mode reads each as the int it is, in C,
+    which a usage answer of hundreds of rows notices."""
+    if not records:
+        return []
+    names = tuple(records[0].keys())
+    values = msgspec.convert([tuple(r) for r in records], _row_types(names), strict=False)
+    rows = [dict(zip(names, v, strict=True)) for v in values]
+    for row in rows if skip else ():
+        for name in skip:
+            del row[name]
+    return rows
+
+
+_LINE_KEYS = ("agent", "model", "provider", "catalog_version", "long_context_from", "tier")
 
 
 async def job_detail(conn: Connection, job_id: str) -> JobDetail | None:
-    row = await conn.fetchrow(queries.SELECT_JOB, job_id)
-    if row is None:
+    """A job's totals, customer and lines in wire form, or None when it has no usage."""
+    rows = await conn.fetch(queries.SELECT_JOB_DETAIL, job_id)
+    if not rows or rows[0]["part"] != 0:
         return None
-    lines = [
-        JobLine(
-            agent=r["agent"],
-            model=r["model"],
-            provider=r["provider"],
-            catalog_version=r["catalog_version"],
-            long_context_from=r["long_context_from"],
-            tier=r["tier"],
-            unit_prices=None if r["catalog_version"] is None else {k: r[k] for k in PRICE_CLASSES},
-            totals=Totals.from_row(r),
-        )
-        for r in await conn.fetch(queries.SELECT_JOB_LINES, job_id)
-    ]
-    return JobDetail(job_id=job_id, totals=Totals.from_row(row), lines=lines)
+    job, *lines = rows
+    return JobDetail(
+        job_id=job_id,
+        customer_id=job["customer_id"],
+        totals=wire_rows([job], skip=("part", *_LINE_KEYS, *PRICE_CLASSES, "customer_id"))[0],
+        lines=[
+            {
+                **line,
+                "unit_prices": None
+                if r["catalog_version"] is None
+                else {k: r[k] for k in PRICE_CLASSES},
+            }
+            for r, line in zip(
+                lines, wire_rows(lines, skip=("part", *PRICE_CLASSES, "customer_id")), strict=True
+            )
+        ],
+    )
 
 
 async def list_jobs(
@@ -103,39 +133,29 @@ def _midnight(value: datetime | None) -> date | None:
     return utc.date()
 
 
-def sum_totals(parts: Sequence[Totals]) -> Totals:
-    """Totals of several disjoint parts (days of one agent, say), measure by measure."""
-    return Totals(**{m.name: _combine(m, [getattr(p, m.name) for p in parts]) for m in MEASURES})
-
-
-def _combine(measure: Measure, values: list[Any]) -> Any:
-    if measure.combine == "sum":
-        if measure.form == "money":
-            return exact_sum(v or Decimal(0) for v in values)
-        return sum(values)
-    known = [v for v in values if v is not None]
-    if not known:
-        return None
-    return min(known) if measure.combine == "min" else max(known)
-
-
 async def agent_detail(
     conn: Connection, agent: str, start: datetime | None, end: datetime | None
 ) -> AgentDetail | None:
-    """An agent's totals and UTC-day series over [start, end).
+    """An agent's totals and UTC-day series over [start, end), in wire form; None when the
+    agent has no usage at all.
 
     Ranges on UTC midnights come from the agent×day rollup; any other range is summed
-    from the ledger, so a partial day is never counted whole.
+    from the ledger, so a partial day is never counted whole. Days without events are left
+    out, of the series and of the totals.
     """
-    exists = await conn.fetchval(queries.AGENT_HAS_USAGE, agent)
-    if not exists:
-        return None
     try:
-        rows = await conn.fetch(queries.SELECT_AGENT_DAYS, agent, _midnight(start), _midnight(end))
+        params = (_midnight(start), _midnight(end))
+        sql = queries.SELECT_AGENT_DETAIL
     except ValueError:
-        rows = await conn.fetch(queries.SELECT_AGENT_DAYS_FROM_LEDGER, agent, start, end)
-    days = [DayTotals(day=r["day"], totals=Totals.from_row(r)) for r in rows if r["events"]]
-    return AgentDetail(agent=agent, totals=sum_totals([d.totals for d in days]), days=days)
+        params, sql = (start, end), queries.SELECT_AGENT_DETAIL_FROM_LEDGER
+    totals, *days = await conn.fetch(sql, agent, *params)
+    if not totals["known"]:
+        return None
+    return AgentDetail(
+        agent=agent,
+        totals=wire_rows([totals], skip=("known", "sort_day", "day"))[0],
+        days=wire_rows(days, skip=("known", "sort_day")),
+    )
 
 
 # The usage query groups ledger entries; keys map to SQL expressions from this fixed set.
@@ -241,8 +261,9 @@ async def usage(
     provider: str | None,
     customer_id: str | None = None,
     use_rollups: bool = True,
-) -> list[UsageRow]:
-    """Totals over the ledger, grouped by any of ``USAGE_GROUPS``, within [start, end).
+) -> list[WireRow]:
+    """Totals over the ledger, grouped by any of ``USAGE_GROUPS``, within [start, end), in
+    wire form: each row its keys (a day as ``YYYY-MM-DD``), then its totals.
 
     Served from a rollup when one answers exactly (``usage_rollup_plan``), so the common
     queries never scan the ledger; otherwise summed from the ledger. Both give the same
@@ -261,48 +282,50 @@ async def usage(
         "provider": provider,
         "customer_id": customer_id,
     }
+    groups, params = usage_groups(keys, start, end, filters, use_rollups=use_rollups)
+    # A group whose entries cancel out entirely (fully re-rated away) is no row; nor is the
+    # total of no entries at all.
+    keep = "NOT (g.events = 0 AND g.cost_usd = 0)" if keys else "g.first_event_at IS NOT NULL"
+    key_columns = "".join(
+        f"{day_text_sql('g.day') if k == 'day' else f'g.{k}'} AS {k}, " for k in keys
+    )
+    # g.day, qualified: the date, not the text of the same name.
+    order = f"ORDER BY {', '.join(f'g.{k}' for k in keys)}" if keys else ""
+    sql = f"""
+        SELECT {key_columns}{queries.wire_totals("g")}
+        FROM ({groups}) AS g
+        WHERE {keep}
+        {order}
+    """
+    return wire_rows(await conn.fetch(sql, *params))
+
+
+def usage_groups(
+    keys: Sequence[str],
+    start: datetime | None,
+    end: datetime | None,
+    filters: dict[str, str | None],
+    *,
+    use_rollups: bool = True,
+) -> tuple[str, list[object]]:
+    """(SQL, parameters) of the usage query's groups, unordered: a column per key, named
+    after it, and one per measure; from the first rollup that answers exactly, else summed
+    from the ledger entries themselves (any keys, any range)."""
     plan = usage_rollup_plan(keys, start, end, filters) if use_rollups else None
+    # Only whitelisted identifiers are interpolated; every value is a parameter.
     if plan is not None:
         table, where, params = plan
-        # Only whitelisted identifiers are interpolated; every value is a parameter.
         columns = [next(r for r in _USAGE_ROLLUPS if r.table == table).keys[k] for k in keys]
         sql = f"""
             SELECT {"".join(f"{c} AS {k}, " for c, k in zip(columns, keys, strict=True))}
                    {queries.measures_over_rollup()}
             FROM {table}
             WHERE {where}
-            {f"GROUP BY {', '.join(columns)} ORDER BY {', '.join(columns)}" if keys else ""}
+            {f"GROUP BY {', '.join(columns)}" if keys else ""}
         """
-        rows = await conn.fetch(sql, *params)
-    else:
-        rows = await _usage_from_ledger(conn, keys, start, end, filters)
-    result = []
-    for r in rows:
-        if keys and not r["events"] and r["cost_usd"] == 0:
-            continue  # a group whose entries cancel out entirely (fully re-rated away)
-        if not keys and r["first_event_at"] is None:
-            continue
-        result.append(
-            UsageRow(
-                keys={k: r[k] for k in keys},
-                totals=Totals.from_row(r),
-            )
-        )
-    return result
-
-
-async def _usage_from_ledger(
-    conn: Connection,
-    keys: Sequence[str],
-    start: datetime | None,
-    end: datetime | None,
-    filters: dict[str, str | None],
-) -> list[Any]:
-    """The usage query summed from the ledger entries themselves: any keys, any range."""
+        return sql, params
     select_keys = "".join(f"{USAGE_GROUPS[k]} AS {k}, " for k in keys)
     group = f"GROUP BY {', '.join(USAGE_GROUPS[k] for k in keys)}" if keys else ""
-    order = f"ORDER BY {', '.join(USAGE_GROUPS[k] for k in keys)}" if keys else ""
-    # Only whitelisted identifiers are interpolated; every value is a parameter.
     sql = f"""
         SELECT {select_keys}{queries.measures_from_ledger()}
         FROM ledger_entries
@@ -314,17 +337,13 @@ async def _usage_from_ledger(
           AND ($6::text IS NULL OR provider = $6)
           AND ($7::text IS NULL OR customer_id = $7)
         {group}
-        {order}
     """
-    return list(
-        await conn.fetch(
-            sql,
-            start,
-            end,
-            filters["agent"],
-            filters["model"],
-            filters["job_id"],
-            filters["provider"],
-            filters["customer_id"],
-        )
-    )
+    return sql, [
+        start,
+        end,
+        filters["agent"],
+        filters["model"],
+        filters["job_id"],
+        filters["provider"],
+        filters["customer_id"],
+    ]

@@ -10,16 +10,16 @@ ways: through the rollup it is planned on, and forced onto the ledger.
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 
-from service.rollups.models import UsageRow
-from service.rollups.service import usage, usage_rollup_plan
-from tests.support.events import wire_event
+from service.api.schemas.common import totals_fields, wire_value
+from service.rollups.models import Totals, WireRow
+from service.rollups.service import usage, usage_groups, usage_rollup_plan
+from tests.support.events import many_calls, record_accepted, wire_event
 
 
 def ev(
@@ -102,9 +102,58 @@ QUERIES: list[tuple[list[str], str | None, str | None, dict[str, str], str]] = [
 ]  # fmt: skip
 
 
-def _exact(rows: list[UsageRow]) -> list[tuple[Any, ...]]:
-    """Rows with every Decimal as its string, so 0.0150 and 0.015 would differ."""
-    return [(row.keys, {k: str(v) for k, v in asdict(row.totals).items()}) for row in rows]
+def _filters(filters: dict[str, str]) -> dict[str, str | None]:
+    return {
+        "agent": None,
+        "model": None,
+        "job_id": None,
+        "provider": None,
+        "customer_id": None,
+        **filters,
+    }
+
+
+async def usage_as_python_wrote_it(
+    db: asyncpg.Connection,
+    keys: list[str],
+    lower: datetime | None,
+    upper: datetime | None,
+    filters: dict[str, str | None],
+    use_rollups: bool,
+) -> list[WireRow]:
+    """The rows of the same groups as LUC wrote them before PostgreSQL did: each value read
+    as a Decimal, an int or a datetime, then written by ``service.wire``."""
+    sql, params = usage_groups(keys, lower, upper, filters, use_rollups=use_rollups)
+    order = f"ORDER BY {', '.join(keys)}" if keys else ""
+    rows = []
+    for r in await db.fetch(f"SELECT * FROM ({sql}) AS g {order}", *params):
+        if keys and not r["events"] and r["cost_usd"] == 0:
+            continue  # a group whose entries cancel out entirely (fully re-rated away)
+        if not keys and r["first_event_at"] is None:
+            continue
+        rows.append({**{k: wire_value(r[k]) for k in keys}, **totals_fields(Totals.from_row(r))})
+    return rows
+
+
+async def assert_usage_as_python_wrote_it(db: asyncpg.Connection) -> None:
+    """Every query of ``QUERIES``, both ways: PostgreSQL's rows are Python's, in order and
+    to the character (0.0150 and 0.015 would differ)."""
+    for group_by, start, end, filters, _ in QUERIES:
+        lower = None if start is None else datetime.fromisoformat(start)
+        upper = None if end is None else datetime.fromisoformat(end)
+        every = _filters(filters)
+        for use_rollups in (True, False):
+            rows = await usage(
+                db, group_by=group_by, start=lower, end=upper, **every, use_rollups=use_rollups
+            )
+            expected = await usage_as_python_wrote_it(
+                db, group_by, lower, upper, every, use_rollups
+            )
+            assert rows == expected, (group_by, start, end, filters, use_rollups)
+            # the same types too: an amount is text, a count an int (1 == True, "1" != 1)
+            assert [[type(v) for v in r.values()] for r in rows] == [
+                [type(v) for v in r.values()] for r in expected
+            ]
 
 
 async def test_rollup_and_ledger_paths_give_identical_usage_rows(
@@ -128,14 +177,7 @@ async def test_rollup_and_ledger_paths_give_identical_usage_rows(
     for group_by, start, end, filters, source in QUERIES:
         lower = None if start is None else datetime.fromisoformat(start)
         upper = None if end is None else datetime.fromisoformat(end)
-        every = {
-            "agent": None,
-            "model": None,
-            "job_id": None,
-            "provider": None,
-            "customer_id": None,
-            **filters,
-        }
+        every = _filters(filters)
         plan = usage_rollup_plan(group_by, lower, upper, every)
         assert (plan[0] if plan else "ledger") == source, (group_by, start, end, filters)
         kwargs: dict[str, Any] = dict(group_by=group_by, start=lower, end=upper, **every)
@@ -143,7 +185,9 @@ async def test_rollup_and_ledger_paths_give_identical_usage_rows(
         from_ledger = await usage(db, **kwargs, use_rollups=False)
         re_rated_away = filters.get("model") == "mistral-large"
         assert bool(from_rollup) != re_rated_away, (group_by, start, end, filters)
-        assert _exact(from_rollup) == _exact(from_ledger), (group_by, start, end, filters)
+        # in wire form: every amount as text, so 0.0150 and 0.015 would differ
+        assert from_rollup == from_ledger, (group_by, start, end, filters)
+    await assert_usage_as_python_wrote_it(db)
 
 
 async def test_usage_by_agent_and_day_on_midnights_reads_the_rollup_figures_by_hand(
@@ -175,3 +219,40 @@ async def test_usage_by_agent_and_day_on_midnights_reads_the_rollup_figures_by_h
         ("ORACLE", "2026-10-10", Decimal("0.00235"), 1, 20_000),
         ("ORACLE", "2026-10-11", Decimal("0.0014"), 1, 10_000),
     ]
+
+
+async def test_usage_answers_of_many_rows_are_those_python_wrote(
+    client: Any, db: asyncpg.Connection
+) -> None:
+    """Four agents over 31 days (124 agent × day rows, as ``bench.reads`` asks), five models,
+    37 jobs: the answers through the API, both ways, are the rows Python wrote."""
+    events = many_calls(1_500)
+    for at in range(0, len(events), 500):
+        await record_accepted(client, events[at : at + 500])
+    answer = await client.get(
+        "/v1/usage",
+        params={
+            "group_by": "agent,day",
+            "from": "2026-10-01T00:00:00Z",
+            "to": "2026-11-01T00:00:00Z",
+        },
+    )
+    assert answer.status_code == 200, answer.text
+    rows = answer.json()["rows"]
+    assert len(rows) == 124
+    expected = await usage_as_python_wrote_it(
+        db,
+        ["agent", "day"],
+        datetime.fromisoformat("2026-10-01T00:00:00Z"),
+        datetime.fromisoformat("2026-11-01T00:00:00Z"),
+        _filters({}),
+        use_rollups=False,
+    )
+    assert rows == expected
+    for group_by in ("job_id", "model,day", "catalog_version,provider", "customer", "tier"):
+        answer = await client.get("/v1/usage", params={"group_by": group_by})
+        expected = await usage_as_python_wrote_it(
+            db, group_by.split(","), None, None, _filters({}), use_rollups=False
+        )
+        assert answer.json()["rows"] == expected, group_by
+    await assert_usage_as_python_wrote_it(db)

@@ -10,6 +10,7 @@ same way).
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime
 from typing import Any
 
@@ -69,3 +70,50 @@ async def record_accepted(
     response = await client.post("/v1/events/batch", json={"events": events})
     assert response.status_code == 200, response.text
     assert response.json()["accepted"] == len(events), response.text
+
+
+MANY_CALLS_MODELS = (
+    "anthropic/claude-sonnet-4.5",
+    "gemini-3.0-flash",
+    "anthropic/claude-haiku-4.5",
+    "meta-llama/llama-3.3-70b-instruct",
+    "acme/never-priced",
+)
+
+
+def many_calls(
+    count: int, models: tuple[str, ...] = MANY_CALLS_MODELS, seed: int = 18
+) -> list[dict[str, Any]]:
+    """``count`` calls over October 2026 (at any second, some on a microsecond) by four
+    agents (in turn) of 37 jobs, on ``models`` (an unknown one stays unpriced), each third
+    with the provider's cost to 17 decimals, some with cache reads and writes and
+    reasoning: many rows for reads whose figures are compared, not worked out by hand."""
+    rng = random.Random(seed)
+    agents = ("ACHEEVY", "Boomer_Ang", "ORACLE", "ByteRover")
+    events = []
+    for i in range(count):
+        inp, out = rng.randrange(1, 300_000), rng.randrange(0, 20_000)
+        cached = rng.choice((0, inp // 3))
+        fraction = rng.choice(("", f".{rng.randrange(1_000_000):06d}"))
+        more: dict[str, Any] = {
+            "cached_input_tokens": cached,
+            "cache_write_tokens": rng.choice((0, (inp - cached) // 4)),
+            "reasoning_tokens": rng.choice((0, out // 2)),
+        }
+        if i % 3 == 0:
+            more["provider_cost_usd"] = f"0.{rng.randrange(10**17):017d}"
+        events.append(
+            wire_event(
+                f"m{i}",
+                occurred_at=f"2026-10-{rng.randrange(1, 32):02d}T{rng.randrange(24):02d}:"
+                f"{rng.randrange(60):02d}:{rng.randrange(60):02d}{fraction}Z",
+                job_id=f"job-{i % 37}",
+                agent=agents[i % 4],
+                provider=rng.choice(("openrouter", "vertex")),
+                model=rng.choice(models),
+                input_tokens=inp,
+                output_tokens=out,
+                **more,
+            )
+        )
+    return events

@@ -6,7 +6,6 @@ import msgspec
 
 from service.api.schemas.common import TotalsOut, totals_fields
 from service.rollups.models import AgentDetail, AgentSummary
-from service.wire import day_text
 
 
 class AgentOut(TotalsOut, kw_only=True):
@@ -30,8 +29,5 @@ def agent_list(agents: list[AgentSummary]) -> AgentList:
 
 
 def agent_detail_out(found: AgentDetail) -> AgentDetailOut:
-    return AgentDetailOut(
-        agent=found.agent,
-        days=[DayOut(day=day_text(d.day), **totals_fields(d.totals)) for d in found.days],
-        **totals_fields(found.totals),
-    )
+    """The agent as ``rollups.service.agent_detail`` read it, in wire form already."""
+    return AgentDetailOut(agent=found.agent, days=[DayOut(**d) for d in found.days], **found.totals)

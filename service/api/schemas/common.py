@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any, TypeVar
 
 import msgspec
@@ -27,10 +28,18 @@ def wire_value(value: Any) -> Any:
     return value
 
 
+@cache
+def _field_names(struct: type[msgspec.Struct]) -> tuple[str, ...]:
+    """``struct``'s field names, read once: ``msgspec.structs.fields`` resolves the
+    annotations (strings, under ``from __future__ import annotations``) on every call,
+    which cost more than building the struct (a job's lines, a page of entries)."""
+    return tuple(f.name for f in msgspec.structs.fields(struct))
+
+
 def wire_struct(struct: type[S], source: object, **given: Any) -> S:
     """``struct`` made of ``source``'s attributes of the same names, each in its wire form
     (``wire_value``); ``given`` sets the fields that are no plain attribute."""
-    names = (f.name for f in msgspec.structs.fields(struct) if f.name not in given)
+    names = (name for name in _field_names(struct) if name not in given)
     return struct(**{name: wire_value(getattr(source, name)) for name in names}, **given)
 
 

@@ -19,7 +19,7 @@ from service.jobs.models import JobChanges, JobInfo
 from service.ledger.models import LedgerEntry
 from service.pricing.models import rate_label
 from service.pricing.price import margin
-from service.rollups.models import JobDetail, JobSummary
+from service.rollups.models import JobDetail, JobSummary, WireRow
 
 
 class JobLineOut(TotalsOut, kw_only=True):
@@ -146,22 +146,20 @@ def job_out(job: JobSummary) -> JobOut:
     return JobOut(job_id=job.job_id, **totals_fields(job.totals))
 
 
-def job_detail_out(job: JobDetail, info: JobInfo | None = None) -> JobDetailOut:
+def job_detail_out(job: JobDetail) -> JobDetailOut:
+    """The job as ``rollups.service.job_detail`` read it, in wire form already."""
     return JobDetailOut(
         job_id=job.job_id,
-        customer_id=None if info is None else info.customer_id,
-        lines=[
-            wire_struct(
-                JobLineOut,
-                line,
-                rate=None if line.catalog_version is None else rate_label(line.long_context_from),
-                unit_prices=unit_prices(line.unit_prices),
-                **totals_fields(line.totals),
-            )
-            for line in job.lines
-        ],
-        **totals_fields(job.totals),
+        customer_id=job.customer_id,
+        lines=[_job_line_out(line) for line in job.lines],
+        **job.totals,
     )
+
+
+def _job_line_out(line: WireRow) -> JobLineOut:
+    prices = line["unit_prices"]
+    rate = None if line["catalog_version"] is None else rate_label(line["long_context_from"])
+    return JobLineOut(**{**line, "rate": rate, "unit_prices": prices and UnitPrices(**prices)})
 
 
 def ledger_entry_out(e: LedgerEntry) -> LedgerEntryOut:

@@ -6,9 +6,8 @@ from typing import Any
 
 import msgspec
 
-from service.api.schemas.common import totals_fields, wire_struct, wire_value
+from service.api.schemas.common import wire_struct
 from service.ledger.models import UnpricedEvent
-from service.rollups.models import UsageRow
 
 
 class UsageOut(msgspec.Struct):
@@ -16,11 +15,6 @@ class UsageOut(msgspec.Struct):
     rows: list[dict[str, Any]]
     """Each row: the group's keys, ``cost_usd``, ``actual_cost_usd``, ``price_usd`` and
     ``margin_usd`` (decimal strings), ``events`` and token counts."""
-
-
-def usage_row(row: UsageRow) -> dict[str, Any]:
-    """A row of ``UsageOut``: the group's keys (a day as ``YYYY-MM-DD``), then its totals."""
-    return {**{k: wire_value(v) for k, v in row.keys.items()}, **totals_fields(row.totals)}
 
 
 class UnpricedEventOut(msgspec.Struct):
