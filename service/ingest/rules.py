@@ -24,6 +24,9 @@ _NUL = "\x00"
 _SURROGATES = re.compile("[\ud800-\udfff]")
 SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _TEXT_FIELDS = ("id", "job_id", "agent", "provider", "model")
+# asyncpg's binary encoding (the COPY that stages large batches) turns this one instant into
+# PostgreSQL's -infinity: refused, rather than stored as another instant than was sent.
+_DRIVER_NEGATIVE_INFINITY = datetime.min.replace(tzinfo=UTC)
 # Attributes are a small free-form object (request id, route, customer, …); deeper nesting
 # is refused with a reason, well before any decoder or encoder on the way to PostgreSQL
 # runs out of stack.
@@ -145,6 +148,12 @@ def rule_problems(
         except OverflowError:
             problems.append(f"occurred_at: {occurred_at.isoformat()} is out of range in UTC")
         else:
+            if occurred_at == _DRIVER_NEGATIVE_INFINITY:
+                problems.append(
+                    f"occurred_at: {occurred_at.isoformat()} is the first instant of year 1, "
+                    "which PostgreSQL's binary protocol reads as -infinity; it cannot be "
+                    "stored as sent"
+                )
             if occurred_at > now + timedelta(seconds=settings.max_future_skew_seconds):
                 problems.append(
                     f"occurred_at: {occurred_at.isoformat()} is more than "

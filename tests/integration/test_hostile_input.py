@@ -181,6 +181,32 @@ def raw(body: bytes) -> dict[str, Any]:
     return {"content": body, "headers": {"content-type": "application/json"}}
 
 
+@pytest.mark.parametrize("stamp", ["0001-01-01T00:00:00Z", "0001-01-01T02:00:00+02:00"])
+async def test_the_first_instant_of_year_1_is_refused_in_a_large_batch_too(
+    api: AsyncTestClient[Any], db: asyncpg.Connection, stamp: str
+) -> None:
+    # Over 32 events a batch is staged by binary COPY, where asyncpg writes this instant as
+    # -infinity: it used to be stored so, day and month included.
+    tag = uuid.uuid4().hex[:8]
+    events = [good(f"h1-{tag}-{i:02}", job_id=f"job-h1-{tag}") for i in range(40)]
+    events[17]["occurred_at"] = stamp
+    response = await api.post("/v1/events/batch", json={"events": events})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert (answer["accepted"], answer["rejected"]) == (39, 1), answer
+    bad = answer["results"][17]
+    assert bad["status"] == "rejected" and bad["id"] == f"h1-{tag}-17"
+    assert bad["reason"] == (
+        "occurred_at: 0001-01-01T00:00:00+00:00 is the first instant of year 1, which "
+        "PostgreSQL's binary protocol reads as -infinity; it cannot be stored as sent"
+    )
+    assert (
+        await db.fetchval("SELECT count(*) FROM ledger_entries WHERE occurred_at = '-infinity'")
+        == 0
+    )
+    assert len(await stored(db, f"h1-{tag}-")) == 39
+
+
 async def test_the_last_microsecond_of_a_month_stays_in_its_day_and_month(
     api: AsyncTestClient[Any], db: asyncpg.Connection
 ) -> None:
