@@ -67,7 +67,7 @@ from service.gateway.chain import build_chain, upstream_client
 from service.gateway.metering import Gateway
 from service.ledger.service import ensure_months_ahead
 from service.metrics.instruments import Metrics
-from service.recording.adapters import DatabaseBudgets, database_catalog
+from service.recording.adapters import DatabaseBudgets, DatabaseLookup, database_catalog
 from service.recording.catalog_upgrade import upgrade_aims_catalog
 from service.recording.group_commit import GroupWriter
 from service.recording.recorder import Recorder
@@ -247,6 +247,7 @@ async def _start(
         ),
         default_model=settings.gateway.default_model,
         default_max_tokens=settings.gateway.default_max_tokens,
+        lookup=DatabaseLookup(pool, resources.catalog_cache),
     )
     # Streams still being read are metered before the sink closes (stops run in reverse).
     gateway = resources.gateway
