@@ -40,6 +40,7 @@ from service.errors import GatewayError, UnknownModelError
 from service.gateway.models import ChatRequest, Completion, ProviderUsage, StreamEvent
 from service.gateway.openrouter import OpenRouterProvider
 from service.gateway.stub import StubProvider
+from service.gateway.transport import Http11Transport
 from service.gateway.upstream import RetryPolicy
 from service.gateway.vertex import VertexProvider
 from service.pricing.catalog import STUB_PROVIDER
@@ -192,9 +193,16 @@ def build_chain(
 
 def upstream_client(timeout_seconds: float, max_connections: int = 100) -> httpx.AsyncClient:
     """One long-lived client per upstream: explicit timeouts (the read timeout bounds the
-    wait for each next chunk of a stream) and connection limits; no redirects."""
+    wait for each next chunk of a stream) and connection limits; no redirects. Its
+    transport is LUC's lean HTTP/1.1 one (``gateway.transport``); proxies named by the
+    environment keep httpx's own, with the same limits."""
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=20)
     return httpx.AsyncClient(
         follow_redirects=False,
         timeout=httpx.Timeout(timeout_seconds, connect=10.0, pool=30.0),
-        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=20),
+        limits=limits,
+        transport=Http11Transport(
+            max_connections=max_connections,
+            max_keepalive_connections=20,
+        ),
     )
