@@ -162,14 +162,24 @@ def _stub_header(luc: Resources, gateway: Gateway, provider: str | None) -> dict
 
 
 async def _sse(handle: StreamHandle) -> AsyncIterator[bytes]:
-    async for event in handle.events():
-        yield event.sse()
+    """The stream as it arrives: what came from upstream together goes on in one write.
+    The end (``[DONE]``) only comes once the gateway has made the call's usage durable."""
+    async for events, ended in handle.arrivals():
+        out = b"".join(event.sse() for event in events)
+        if ended:
+            out += _end(handle)
+        if out:
+            yield out
+
+
+def _end(handle: StreamHandle) -> bytes:
     if handle.error is None:
-        yield b"data: [DONE]\n\n"
-    elif not handle.error_forwarded:
-        # The upstream broke off without saying why: tell the client as OpenRouter would.
-        error = {"error": {"code": 502, "message": handle.error.message}}
-        yield b"data: " + msgspec.json.encode(error) + b"\n\n"
+        return b"data: [DONE]\n\n"
+    if handle.error_forwarded:
+        return b""
+    # The upstream broke off without saying why: tell the client as OpenRouter would.
+    error = {"error": {"code": 502, "message": handle.error.message}}
+    return b"data: " + msgspec.json.encode(error) + b"\n\n"
 
 
 class ChatCompletionsController(LucController):
