@@ -3,7 +3,7 @@ cheapest way SPEC §8 allows, before the answer's last byte: appended to this pr
 journal next to the local spool, in one ``fdatasync`` shared with the calls answered at
 the same moment (``recording.journal``). Then, off the call's path, it goes to the ledger
 through ``Recorder.record_events`` as ``POST /v1/events/batch`` does, the calls of some
-20 milliseconds in one transaction, and is resolved in the journal; what cannot be
+50 milliseconds in one transaction, and is resolved in the journal; what cannot be
 recorded now goes to the spool and waits there for ``run_replay``. (A gateway running
 elsewhere uses ``service.client.emitter`` instead; the other two ports are in
 ``recording.adapters``.)
