@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,32 @@ async def test_a_dead_processs_unresolved_usage_moves_to_the_spool_once(tmp_path
         await spool.close()
     assert journal_ids(spool_path) == ["gen-live"]  # closed unresolved: for the next one
     os.sync()
+
+
+async def test_one_calls_usage_is_written_on_the_loop_when_nothing_else_waits(
+    tmp_path: Path,
+) -> None:
+    spool_path = tmp_path / "spool.sqlite"
+    journal = UsageJournal(spool_path)
+    alone = True
+    journal.may_block = lambda: alone
+    await journal.append("gen-first", b"{}")  # makes the file: on the journal's thread
+    busy = threading.Event()
+    held = asyncio.get_running_loop().run_in_executor(journal._thread, busy.wait, 10)
+    try:
+        # The journal's thread is held up: one call's usage is written all the same.
+        seq = await asyncio.wait_for(journal.append("gen-alone", b"{}"), 5)
+        journal.resolve([seq])
+        await asyncio.wait_for(journal.append("gen-alone-too", b"{}"), 5)
+        assert journal_ids(spool_path) == ["gen-first", "gen-alone-too"]
+
+        alone = False  # other requests wait on the loop: the thread writes, the loop goes on
+        waiting = asyncio.ensure_future(journal.append("gen-later", b"{}"))
+        done, _ = await asyncio.wait([waiting], timeout=0.2)
+        assert not done  # queued for the thread
+    finally:
+        busy.set()
+        await held
+    await asyncio.wait_for(waiting, 5)
+    assert journal_ids(spool_path) == ["gen-first", "gen-alone-too", "gen-later"]
+    await journal.aclose()
