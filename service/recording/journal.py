@@ -30,6 +30,7 @@ import fcntl
 import os
 import secrets
 import struct
+import time
 import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +46,11 @@ log = structlog.get_logger("luc.gateway")
 
 FILE_BYTES = 4 * 1024 * 1024
 """Each file's size, written with zeros when it is made (once per few thousand calls)."""
+SLOW_SYNC_SECONDS = 0.02
+"""A write on the event loop slower than this (a disk that stalls, not one that is busy:
+a busy shared disk syncs in 0.1–8 ms) sends writes to the journal's thread for..."""
+SLOW_SYNC_BACKOFF = 10.0
+"""...this many seconds."""
 _MAGIC = b"LUCj"
 _RECORD = struct.Struct("<4sBIQI")  # magic, kind, payload length, seq, crc32
 _USAGE, _RESOLVED = 1, 2
@@ -141,7 +147,10 @@ class UsageJournal:
         """Whether a group of one call's usage (or of notes only) may be written on the
         event loop itself rather than on the journal's thread: when nothing else waits on
         the loop (one call in flight), the hop to the thread and back is all the thread
-        would bring, about 0.1 ms a call. Never for a group that needs a new file."""
+        would bring, about 0.1 ms a call. Never for a group that needs a new file, nor for
+        ``SLOW_SYNC_BACKOFF`` seconds after a write on the loop took longer than
+        ``SLOW_SYNC_SECONDS`` (a disk that stalls must not stall every request with it)."""
+        self._thread_only_until = 0.0
 
     # The calls' side ------------------------------------------------------------------------
 
@@ -201,7 +210,13 @@ class UsageJournal:
             retired, self._retired = self._retired, []
             try:
                 if self._inline(group):
-                    files = self._write(group, retired)
+                    started = time.monotonic()
+                    try:
+                        files = self._write(group, retired)
+                    finally:
+                        if time.monotonic() - started > SLOW_SYNC_SECONDS:
+                            # A slow disk: the loop is not held up again for a while.
+                            self._thread_only_until = time.monotonic() + SLOW_SYNC_BACKOFF
                 else:
                     files = await loop.run_in_executor(self._thread, self._write, group, retired)
             except Exception as exc:  # every caller of the group hears of it
@@ -219,6 +234,8 @@ class UsageJournal:
     def _inline(self, group: Sequence[_Pending]) -> bool:
         if self.may_block is None or sum(item.durable for item in group) > 1:
             return False  # calls answered together: their sync is the thread's
+        if time.monotonic() < self._thread_only_until:
+            return False
         size = sum(len(item.data) for item in group)
         current = self._current  # the thread is idle between groups: safe to read
         return current is not None and current.offset + size <= self.file_bytes and self.may_block()
