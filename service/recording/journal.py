@@ -125,7 +125,12 @@ class UsageJournal:
     resolved. Both run on one thread of the journal's own, in the order they were asked.
     """
 
-    def __init__(self, spool_path: Path, file_bytes: int = FILE_BYTES) -> None:
+    def __init__(
+        self,
+        spool_path: Path,
+        file_bytes: int = FILE_BYTES,
+        slow_sync_seconds: float = SLOW_SYNC_SECONDS,
+    ) -> None:
         self.folder = spool_path.parent
         self.prefix = f"{spool_path.name}.journal-"
         self.file_bytes = file_bytes
@@ -149,8 +154,9 @@ class UsageJournal:
         the loop (one call in flight), the hop to the thread and back is all the thread
         would bring, about 0.1 ms a call. Never for a group that needs a new file, nor for
         ``SLOW_SYNC_BACKOFF`` seconds after a write on the loop took longer than
-        ``SLOW_SYNC_SECONDS`` (a disk that stalls must not stall every request with it)."""
+        ``slow_sync_seconds`` (a disk that stalls must not stall every request with it)."""
         self._thread_only_until = 0.0
+        self.slow_sync_seconds = slow_sync_seconds
 
     # The calls' side ------------------------------------------------------------------------
 
@@ -214,7 +220,7 @@ class UsageJournal:
                     try:
                         files = self._write(group, retired)
                     finally:
-                        if time.monotonic() - started > SLOW_SYNC_SECONDS:
+                        if time.monotonic() - started > self.slow_sync_seconds:
                             # A slow disk: the loop is not held up again for a while.
                             self._thread_only_until = time.monotonic() + SLOW_SYNC_BACKOFF
                 else:

@@ -145,3 +145,25 @@ async def test_one_calls_usage_is_written_on_the_loop_when_nothing_else_waits(
     await asyncio.wait_for(waiting, 5)
     assert journal_ids(spool_path) == ["gen-first", "gen-alone-too", "gen-later"]
     await journal.aclose()
+
+
+async def test_after_a_slow_write_on_the_loop_the_thread_writes_for_a_while(
+    tmp_path: Path,
+) -> None:
+    spool_path = tmp_path / "spool.sqlite"
+    journal = UsageJournal(spool_path, slow_sync_seconds=0.0)  # every write counts as slow
+    journal.may_block = lambda: True
+    await journal.append("gen-first", b"{}")  # makes the file: on the journal's thread
+    await journal.append("gen-on-the-loop", b"{}")  # alone: on the loop, and "slow"
+    busy = threading.Event()
+    held = asyncio.get_running_loop().run_in_executor(journal._thread, busy.wait, 10)
+    try:
+        waiting = asyncio.ensure_future(journal.append("gen-later", b"{}"))
+        done, _ = await asyncio.wait([waiting], timeout=0.2)
+        assert not done  # alone, yet queued for the thread: the loop is not risked again
+    finally:
+        busy.set()
+        await held
+    await asyncio.wait_for(waiting, 5)
+    assert journal_ids(spool_path) == ["gen-first", "gen-on-the-loop", "gen-later"]
+    await journal.aclose()
