@@ -41,7 +41,7 @@ from service.api.invoices import (
 from service.api.jobs import JobsController
 from service.api.keys import KeysController
 from service.api.metrics import metrics as metrics_endpoint
-from service.api.observe import observe_requests
+from service.api.observe import InFlight, observe_requests
 from service.api.openai_models import ModelsController
 from service.api.openapi import document_errors
 from service.api.parked import ParkedUsageController
@@ -67,7 +67,7 @@ from service.gateway.chain import build_chain, upstream_client
 from service.gateway.metering import Gateway
 from service.ledger.service import ensure_months_ahead
 from service.metrics.instruments import Metrics
-from service.recording.adapters import DatabaseBudgets, database_catalog
+from service.recording.adapters import DatabaseBudgets, DatabaseLookup, database_catalog
 from service.recording.catalog_upgrade import upgrade_aims_catalog
 from service.recording.group_commit import GroupWriter
 from service.recording.recorder import Recorder
@@ -75,6 +75,9 @@ from service.recording.sink import RecordingSink
 from service.settings import Settings, get_settings
 
 log = structlog.get_logger("luc")
+
+IN_FLIGHT = "luc_requests_in_flight"
+"""Where ``app.state`` holds the ``InFlight`` count of ``observe_requests``."""
 
 
 async def start_when_reachable(
@@ -247,7 +250,13 @@ async def _start(
         ),
         default_model=settings.gateway.default_model,
         default_max_tokens=settings.gateway.default_max_tokens,
+        lookup=DatabaseLookup(pool, resources.catalog_cache),
     )
+    in_flight = app.state.get(IN_FLIGHT)
+    if sink.journal is not None and isinstance(in_flight, InFlight):
+        # With one request in flight (the call itself), its usage is written without the
+        # hop to the journal's thread: nothing else waits on the event loop meanwhile.
+        sink.journal.may_block = lambda: in_flight.count <= 1
     # Streams still being read are metered before the sink closes (stops run in reverse).
     gateway = resources.gateway
     stack.push_async_callback(
@@ -294,6 +303,7 @@ def create_app(settings: Settings | None = None, *, prepared: bool = False) -> L
     of ``luc serve --workers N``), so this process connects and serves."""
     settings = settings or get_settings()
     metrics = Metrics()
+    in_flight = InFlight()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -353,7 +363,7 @@ def create_app(settings: Settings | None = None, *, prepared: bool = False) -> L
         # The rate limit counts in PostgreSQL (per key, across processes): a process without
         # a limit set does not even look.
         middleware=[
-            observe_requests(metrics),
+            observe_requests(metrics, in_flight),
             *([RateLimitMiddleware] if settings.auth.rate_limit_per_second else []),
         ],
         guards=[require_key],
@@ -381,5 +391,6 @@ def create_app(settings: Settings | None = None, *, prepared: bool = False) -> L
         ),
         logging_config=None,
     )
+    app.state[IN_FLIGHT] = in_flight
     document_errors(app)  # security and error answers in the OpenAPI document
     return app

@@ -12,10 +12,25 @@ import structlog
 access_log = structlog.get_logger("luc.access")
 
 
+class _NamedWriteLogger(structlog.WriteLogger):
+    """Writes each rendered line to the file in one write, under a lock; knows its name
+    (``add_logger_name``)."""
+
+    def __init__(self, file: Any, name: str | None) -> None:
+        super().__init__(file)
+        self.name = name
+
+
 def configure_logging(level: str = "info", fmt: str | None = None) -> None:
-    """Route structlog and the standard library through one renderer on stderr: ``fmt``
-    (``LUC_LOG_FORMAT``), else console text on a terminal and JSON lines elsewhere (a file,
-    a pipe, a log collector)."""
+    """Send structlog's lines and the standard library's through one renderer to stderr:
+    ``fmt`` (``LUC_LOG_FORMAT``), else console text on a terminal and JSON lines elsewhere
+    (a file, a pipe, a log collector).
+
+    LUC's own lines (structlog) are rendered and written directly, the libraries' (uvicorn,
+    asyncpg…) through a ``logging`` handler with the same processors and renderer, so both
+    read alike. Not through ``logging`` for LUC's own: its records, the caller's frame
+    looked up for each, the handler and formatter cost about 0.1 ms per line, and every
+    request logs one (profiled on the proxy, ``bench.proxy``)."""
     terminal = sys.stderr.isatty()
     renderer: Any = (
         structlog.dev.ConsoleRenderer(colors=terminal)
@@ -28,13 +43,15 @@ def configure_logging(level: str = "info", fmt: str | None = None) -> None:
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    threshold = logging.getLevelName(level.upper())
+    stream = sys.stderr
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        logger_factory=lambda *args: _NamedWriteLogger(stream, args[0] if args else None),
+        wrapper_class=structlog.make_filtering_bound_logger(threshold),
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,

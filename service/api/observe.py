@@ -1,5 +1,6 @@
 """One ASGI middleware observing every routed request: a structured log line (method,
-route, status, duration) and the request-duration histogram, from one measurement."""
+route, status, duration) and the request-duration histogram, from one measurement; and
+how many requests the process is answering now (``InFlight``)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,17 @@ from service.metrics.instruments import Metrics
 access_log = structlog.get_logger("luc.access")
 
 
-def observe_requests(metrics: Metrics) -> type:
-    """A middleware class (Litestar instantiates it with the next app) bound to ``metrics``."""
+class InFlight:
+    """HTTP requests this process is answering now, streams to their last byte."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+def observe_requests(metrics: Metrics, in_flight: InFlight | None = None) -> type:
+    """A middleware class (Litestar instantiates it with the next app) bound to ``metrics``
+    (and counting requests in ``in_flight``)."""
+    counter = in_flight or InFlight()
 
     class ObserveRequests:
         def __init__(self, app: ASGIApp) -> None:
@@ -27,6 +37,7 @@ def observe_requests(metrics: Metrics) -> type:
                 return
             started = time.perf_counter()
             status = 500
+            counter.count += 1
 
             async def send_wrapper(message: Message) -> None:
                 nonlocal status
@@ -37,6 +48,7 @@ def observe_requests(metrics: Metrics) -> type:
             try:
                 await self.app(scope, receive, send_wrapper)
             finally:
+                counter.count -= 1
                 seconds = time.perf_counter() - started
                 # The route template, never the raw path: label values stay bounded.
                 route = scope.get("path_template") or "unmatched"

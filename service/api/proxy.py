@@ -18,16 +18,23 @@ generation, which is what the provider bills (the usage comes in the last chunk)
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from typing import Any
 
 import msgspec
 import structlog
 from litestar import Request, Response, post
+from litestar.background_tasks import BackgroundTask, BackgroundTasks
+from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
+from litestar.enums import MediaType
 from litestar.exceptions import HTTPException
 from litestar.openapi import ResponseSpec
 from litestar.response import Stream
+from litestar.response.base import ASGIResponse
+from litestar.response.streaming import ASGIStreamingResponse
+from litestar.types import Receive, Send, TypeEncodersMap
+from litestar.utils.helpers import get_enum_string_value
 
 from service.api.deps import LucController, Resources
 from service.api.errors import RETRY_AFTER_SECONDS
@@ -162,14 +169,81 @@ def _stub_header(luc: Resources, gateway: Gateway, provider: str | None) -> dict
 
 
 async def _sse(handle: StreamHandle) -> AsyncIterator[bytes]:
-    async for event in handle.events():
-        yield event.sse()
+    """The stream as it arrives: what came from upstream together goes on in one write.
+    The end (``[DONE]``) only comes once the gateway has made the call's usage durable."""
+    async for events, ended in handle.arrivals():
+        out = b"".join(event.sse() for event in events)
+        if ended:
+            out += _end(handle)
+        if out:
+            yield out
+
+
+def _end(handle: StreamHandle) -> bytes:
     if handle.error is None:
-        yield b"data: [DONE]\n\n"
-    elif not handle.error_forwarded:
-        # The upstream broke off without saying why: tell the client as OpenRouter would.
-        error = {"error": {"code": 502, "message": handle.error.message}}
-        yield b"data: " + msgspec.json.encode(error) + b"\n\n"
+        return b"data: [DONE]\n\n"
+    if handle.error_forwarded:
+        return b""
+    # The upstream broke off without saying why: tell the client as OpenRouter would.
+    error = {"error": {"code": 502, "message": handle.error.message}}
+    return b"data: " + msgspec.json.encode(error) + b"\n\n"
+
+
+class _PassedThrough(ASGIStreamingResponse):
+    """Litestar's streaming response without its task group listening for the client's
+    disconnect beside the body: a task, cancel scopes and their checks for every stream,
+    0.4 ms of CPU and of latency per streamed call, a quarter of it (paired rounds of
+    bench.proxy's calls). Nothing here needs to stop early: the gateway reads the upstream
+    to its end whoever listens (its usage comes last), and uvicorn drops what is sent to a
+    client that left (a server that raises ``OSError`` instead, as ASGI 2.4 allows, ends
+    the sending)."""
+
+    async def send_body(self, send: Send, receive: Receive) -> None:
+        iterator = self.iterator
+        try:
+            async for chunk in iterator:
+                body = chunk if isinstance(chunk, bytes) else chunk.encode(self.encoding)
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+        except OSError:
+            return  # the client went away
+        finally:
+            if isinstance(iterator, AsyncGenerator):
+                await iterator.aclose()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+class PassThrough(Stream):
+    """A ``Stream`` sent by ``_PassedThrough``."""
+
+    def to_asgi_response(
+        self,
+        app: Any,
+        request: Request[Any, Any, Any],
+        *,
+        background: BackgroundTask | BackgroundTasks | None = None,
+        cookies: Iterable[Cookie] | None = None,
+        encoded_headers: Iterable[tuple[bytes, bytes]] | None = None,
+        headers: dict[str, str] | None = None,
+        is_head_response: bool = False,
+        media_type: MediaType | str | None = None,
+        status_code: int | None = None,
+        type_encoders: TypeEncodersMap | None = None,
+    ) -> ASGIResponse:
+        iterator = self.iterator
+        if callable(iterator):  # Stream takes a callable too; the proxy gives a generator
+            iterator = iterator()
+        return _PassedThrough(
+            background=self.background or background,
+            content_length=0,
+            cookies=list(self.cookies) + list(cookies or ()),
+            encoded_headers=encoded_headers,
+            encoding=self.encoding,
+            headers={**(headers or {}), **self.headers},
+            is_head_response=is_head_response,
+            iterator=iterator,
+            media_type=get_enum_string_value(media_type or self.media_type or MediaType.JSON),
+            status_code=self.status_code or status_code,
+        )
 
 
 class ChatCompletionsController(LucController):
@@ -224,7 +298,7 @@ class ChatCompletionsController(LucController):
         try:
             if stream:
                 handle = await luc.gateway.open_stream(chat, context)
-                return Stream(
+                return PassThrough(
                     _sse(handle),
                     media_type="text/event-stream",
                     headers={

@@ -10,11 +10,12 @@ Why SQLite for the spool: appends and acknowledgements are small atomic transact
 in one statement, and no compaction or offset file is needed, as append-only JSONL
 files would require. It is local to the gateway's machine; the ledger stays in PostgreSQL.
 
-Every proxied call's usage passes through LUC's spool (SPEC §8: durable before the answer
-ends, and off the call's path), so ``append`` and ``settle_grouped`` are a group commit:
-whatever waits when the spool's thread is free goes in one transaction, one ``fsync`` for
-all of it, as PostgreSQL commits a group. Several LUC processes may share one file
-(SQLite locks it); ``lead_replay`` lets one of them at a time replay it.
+``append`` and ``settle_grouped`` are a group commit: whatever waits when the spool's
+thread is free goes in one transaction, one ``fsync`` for all of it, as PostgreSQL commits
+a group. (LUC's proxy makes each call's usage durable in a cheaper append-only journal
+beside this file, ``service.recording.journal``, and brings here only what it could not
+record at once, or what a process that died left in its journal.) Several LUC processes
+may share one file (SQLite locks it); ``lead_replay`` lets one of them at a time replay it.
 """
 
 from __future__ import annotations

@@ -116,21 +116,25 @@ async def init_connection(conn: asyncpg.Connection) -> None:
 
 
 async def _keep_session(conn: PoolConnectionProxy[asyncpg.Record]) -> None:
-    """Behind a transaction pooler a released connection has no session to reset: asyncpg's
-    reset (``RESET ALL`` and friends) would run on whichever server connection the pooler
-    picks, undoing the time zone it set there for another client."""
+    """A released connection goes back to the pool as it is, without asyncpg's reset query
+    (``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``): a round trip on every
+    release, for state LUC never leaves on a connection (settings are set per transaction,
+    advisory locks are transaction locks, nothing LISTENs, cursors live in transactions).
+    asyncpg still rolls back a transaction left open before this runs. Behind a transaction
+    pooler the reset would even do harm: it would run on whichever server connection the
+    pooler picks, undoing the time zone it set there for another client."""
 
 
 async def create_pool(url: str, settings: DatabaseSettings) -> asyncpg.Pool:
     """The process's one pool; NUMERIC arrives as ``Decimal`` (asyncpg's default)."""
     server_settings = {"application_name": "luc", "timezone": "UTC"}
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {"reset": _keep_session}
     if settings.pooler == "transaction":
         # PgBouncer in transaction mode hands each transaction any server connection:
         # a statement prepared on one is unknown on the next (asyncpg then prepares
         # unnamed statements only), and it refuses start-up parameters it does not track,
         # statement_timeout among them (set it on the role: README, Operating LUC).
-        options = {"statement_cache_size": 0, "reset": _keep_session}
+        options["statement_cache_size"] = 0
     else:
         server_settings["statement_timeout"] = str(settings.statement_timeout_ms)
     try:

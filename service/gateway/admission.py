@@ -28,7 +28,7 @@ from service.errors import (
     UnknownModelError,
 )
 from service.gateway.models import CallContext, ChatRequest
-from service.gateway.ports import BudgetGate, CatalogSource
+from service.gateway.ports import AdmissionLookup, BudgetGate, CatalogSource
 from service.gateway.usage import attribution_problems, estimate_tokens
 from service.pricing.catalog import Catalog
 from service.pricing.cost import event_cost
@@ -59,19 +59,28 @@ async def admit(
     budgets: BudgetGate | None,
     clock: Callable[[], datetime],
     default_max_tokens: int = DEFAULT_MAX_TOKENS,
+    lookup: AdmissionLookup | None = None,
 ) -> Admitted:
-    """Check ``request`` for ``context`` and reserve its estimate; raises when refused."""
+    """Check ``request`` for ``context`` and reserve its estimate; raises when refused.
+    With ``lookup``, the catalog and whether ``budgets`` may hold anything come from it,
+    in one look, and ``budgets`` is only asked when it may."""
     if problems := attribution_problems(context.job_id, context.agent, context.customer_id):
         raise InvalidRequestError(
             "; ".join(f"{name}: {problem}" for name, problem in problems.items())
         )
-    prices = await catalog()
     now = clock()
+    if lookup is None:
+        prices, may_reserve = await catalog(), True
+    else:
+        outlook = await lookup(
+            job_id=context.job_id, agent=context.agent, model=request.model, at=now
+        )
+        prices, may_reserve = outlook.catalog, outlook.may_reserve
     quote = prices.quote(request.model, now)
     if quote.price is None:
         raise UnknownModelError(f"LUC cannot price {request.model!r}: {quote.reason}")
     reservation_id = None
-    if budgets is not None:
+    if budgets is not None and may_reserve:
         prompt_tokens = estimate_tokens(request.prompt_text())
         bound = request.max_output_tokens()
         # Rounded up to what a reservation holds (30 places, 40 digits): never below.

@@ -47,7 +47,7 @@ from service.gateway.models import (
     ProviderUsage,
     StreamHandle,
 )
-from service.gateway.ports import BudgetGate, CatalogSource, UsageSink
+from service.gateway.ports import AdmissionLookup, BudgetGate, CatalogSource, UsageSink
 from service.gateway.streaming import read_stream
 from service.gateway.usage import estimated_usage, usage_event
 from service.pricing.cost import event_cost
@@ -66,8 +66,13 @@ class Gateway:
         default_model: str = DEFAULT_MODEL,
         default_max_tokens: int = DEFAULT_MAX_TOKENS,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        lookup: AdmissionLookup | None = None,
     ) -> None:
+        """``lookup``: the catalog and whether ``budgets`` may hold anything, in one look
+        (``recording.adapters.DatabaseLookup`` inside LUC); without it, ``catalog`` and
+        ``budgets`` are asked one after the other."""
         self.chain = chain
+        self.lookup = lookup
         self.default_max_tokens = default_max_tokens
         self.sink = sink
         self.catalog = catalog
@@ -186,6 +191,7 @@ class Gateway:
             budgets=self.budgets,
             clock=self.clock,
             default_max_tokens=self.default_max_tokens,
+            lookup=self.lookup,
         )
 
     async def _release(self, admitted: Admitted) -> None:

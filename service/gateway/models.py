@@ -177,6 +177,23 @@ class StreamHandle:
         while (event := await self._queue.get()) is not None:
             yield event
 
+    async def arrivals(self) -> AsyncIterator[tuple[list[StreamEvent], bool]]:
+        """The chunks as they come, those that arrived together in one list (for one
+        write downstream, not one each), with whether the stream ended after them."""
+        while True:
+            first = await self._queue.get()
+            if first is None:
+                yield [], True
+                return
+            together = [first]
+            while not self._queue.empty():
+                event = self._queue.get_nowait()
+                if event is None:
+                    yield together, True
+                    return
+                together.append(event)
+            yield together, False
+
     async def result(self) -> ChatResult:
         """The metered result; raises the stream's error (after it was metered)."""
         result = await asyncio.shield(self._done)

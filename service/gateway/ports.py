@@ -1,9 +1,12 @@
-"""What the gateway needs from LUC, and nothing more: three ports.
+"""What the gateway needs from LUC, and nothing more: three ports, and a fourth optional one.
 
 - ``UsageSink``: where each call's usage event goes.
 - ``BudgetGate``: admission under budgets before a call.
 - ``CatalogSource``: the price lookup (the catalog, every version) that calls are checked
   and metered against.
+- ``AdmissionLookup`` (optional): the catalog and whether the budget gate has anything to
+  hold for the call, in one look; inside LUC, one database round trip where the two others
+  took two, each with its own pooled connection.
 
 The gateway imports no database code: whoever builds a ``Gateway`` hands it adapters.
 Inside LUC, ``app.py`` builds them from ``service.recording`` (the ledger, budgets and
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
@@ -60,6 +64,25 @@ class BudgetGate(Protocol):
         """Stop holding ``reservation_id`` (idempotent; a settled one stays settled).
         Best effort: raises nothing, since an unreleased hold still expires."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class Outlook:
+    """What admission needs to know of LUC before a call, read at once."""
+
+    catalog: Catalog
+    """The catalog as it stands (as ``CatalogSource`` answers)."""
+    may_reserve: bool
+    """Whether a hard budget or a customer's ``credit_stop`` may apply to the call, read in
+    the same look: when not, ``BudgetGate.reserve`` would hold nothing and is not asked."""
+
+
+class AdmissionLookup(Protocol):
+    """``Outlook`` for a call of ``job_id`` and ``agent`` asking for ``model`` (a catalog id
+    or an alias, resolved at ``at``); as exact as asking ``CatalogSource`` and then the
+    budget gate, in one look."""
+
+    async def __call__(self, *, job_id: str, agent: str, model: str, at: datetime) -> Outlook: ...
 
 
 CatalogSource = Callable[[], Awaitable[Catalog]]

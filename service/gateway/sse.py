@@ -3,39 +3,69 @@
 Lines starting with ``:`` are comments (OpenRouter's ``: OPENROUTER PROCESSING``
 keep-alives) and never reach a JSON parser; ``data:`` lines are joined until a blank line
 ends the event; ``data: [DONE]`` ends the stream. Other fields (``event:``, ``id:``,
-``retry:``) are ignored, as the SSE specification allows.
+``retry:``) are ignored, as the SSE specification allows. Lines end with CRLF, LF or CR.
+
+``SSEParser`` reads the body's bytes as they arrive, without decoding them to text first
+(the JSON decoder takes bytes): the events of one arrival are handed on together.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import re
 from dataclasses import dataclass
 
-DONE = "[DONE]"
+DONE = b"[DONE]"
+_LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
 @dataclass(frozen=True, slots=True)
 class SSEMessage:
-    text: str
-    """The data (lines joined by ``\\n``), or a comment's text after the ``:``."""
+    data: bytes
+    """The data (lines joined by ``\\n``), or a comment's text after the ``:``, as
+    received."""
     comment: bool = False
 
 
-async def sse_messages(lines: AsyncIterator[str]) -> AsyncIterator[SSEMessage]:
-    """Messages of an SSE stream, from its lines (without line endings)."""
-    data: list[str] = []
-    async for line in lines:
-        line = line.rstrip("\r\n")
-        if not line:
-            if data:
-                yield SSEMessage("\n".join(data))
-                data = []
-            continue
-        if line.startswith(":"):
-            yield SSEMessage(line[1:], comment=True)
-            continue
-        name, _, value = line.partition(":")
-        if name == "data":
-            data.append(value[1:] if value.startswith(" ") else value)
-    if data:  # a stream cut without the final blank line still delivers its last event
-        yield SSEMessage("\n".join(data))
+class SSEParser:
+    """Feed the body's bytes as they come (``feed``), then ``close`` at its end; each call
+    returns the messages completed so far, in order."""
+
+    def __init__(self) -> None:
+        self._rest = b""
+        """An unfinished line (with a trailing CR, which a LF may yet follow)."""
+        self._data: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> list[SSEMessage]:
+        text = self._rest + chunk
+        held = b""
+        if text.endswith(b"\r"):  # a CRLF cut in two: the line ends with the next chunk
+            text, held = text[:-1], b"\r"
+        lines = _LINE_END.split(text)
+        self._rest = lines.pop() + held
+        return self._lines(lines)
+
+    def close(self) -> list[SSEMessage]:
+        """The end of the body: a stream cut without the final blank line still delivers
+        its last event."""
+        rest, self._rest = self._rest.rstrip(b"\r"), b""
+        messages = self._lines([rest] if rest else [])
+        if self._data:
+            messages.append(SSEMessage(b"\n".join(self._data)))
+            self._data = []
+        return messages
+
+    def _lines(self, lines: list[bytes]) -> list[SSEMessage]:
+        messages: list[SSEMessage] = []
+        data = self._data
+        for line in lines:
+            if not line:
+                if data:
+                    messages.append(SSEMessage(b"\n".join(data)))
+                    data = self._data = []
+            elif line[0] == 0x3A:  # ":"
+                messages.append(SSEMessage(line[1:], comment=True))
+            else:
+                name, _, value = line.partition(b":")
+                if name == b"data":
+                    data.append(value[1:] if value[:1] == b" " else value)
+        return messages

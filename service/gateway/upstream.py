@@ -37,7 +37,7 @@ from service.errors import (
     UpstreamUnavailableError,
 )
 from service.gateway.models import ChatRequest, Completion, ProviderUsage, StreamEvent, decode_json
-from service.gateway.sse import DONE, sse_messages
+from service.gateway.sse import DONE, SSEMessage, SSEParser
 
 log = structlog.get_logger("luc.gateway")
 
@@ -130,6 +130,8 @@ class HttpProvider:
         self.http = http
         self.base_url = base_url.rstrip("/")
         self.retry = retry
+        # Parsed once: httpx parses a string URL on every request.
+        self._chat_url = httpx.URL(f"{self.base_url}/chat/completions")
 
     # What subclasses say ------------------------------------------------------------------
 
@@ -232,7 +234,7 @@ class HttpProvider:
             if stream:
                 headers["Accept"] = "text/event-stream"
             outgoing = self.http.build_request(
-                "POST", f"{self.base_url}/chat/completions", content=body, headers=headers
+                "POST", self._chat_url, content=body, headers=headers
             )
             error: GatewayError
             try:
@@ -322,22 +324,23 @@ class HttpStream:
 
     async def events(self) -> AsyncIterator[StreamEvent]:
         name = self.provider.name
-        messages = sse_messages(self.response.aiter_lines())
+        messages = self._messages()
         try:
             async for message in messages:
                 if message.comment:
-                    yield StreamEvent(message.text.encode(), comment=True)
+                    yield StreamEvent(message.data, comment=True)
                     continue
-                if message.text.strip() == DONE:
+                if message.data.strip() == DONE:
                     self._drain(messages)
                     return
                 try:
-                    data = decode_json(message.text)
+                    data = decode_json(message.data)
                 except msgspec.DecodeError:
-                    log.warning("stream_event_not_json", provider=name, data=message.text[:200])
+                    text = message.data[:200].decode(errors="replace")
+                    log.warning("stream_event_not_json", provider=name, data=text)
                     continue
                 if isinstance(data, dict):
-                    yield StreamEvent(message.text.encode(), data=data)
+                    yield StreamEvent(message.data, data=data)
         except httpx.TimeoutException as exc:
             raise UpstreamUnavailableError(
                 f"the stream stalled beyond the timeout ({type(exc).__name__})", provider=name
@@ -349,6 +352,15 @@ class HttpStream:
         finally:
             if not self._drained:
                 await self.response.aclose()
+
+    async def _messages(self) -> AsyncIterator[SSEMessage]:
+        """The body's events as its bytes arrive (decoded from any content encoding)."""
+        parser = SSEParser()
+        async for chunk in self.response.aiter_bytes():
+            for message in parser.feed(chunk):
+                yield message
+        for message in parser.close():
+            yield message
 
     def _drain(self, rest: AsyncIterator[Any]) -> None:
         """Read what follows ``[DONE]`` (the body's end) in the background, then close: a

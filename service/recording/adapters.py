@@ -1,5 +1,6 @@
-"""The gateway's budget gate and price lookup inside LUC: both read the database directly.
-(The third port, the usage sink, is ``recording.sink``; a gateway running elsewhere uses
+"""The gateway's budget gate and price lookup inside LUC: both read the database directly,
+and ``DatabaseLookup`` reads what admission needs of both in one round trip. (The third
+port, the usage sink, is ``recording.sink``; a gateway running elsewhere uses
 ``service.client.budgets`` and ``gateway.ports.fixed_catalog`` instead.)
 """
 
@@ -16,10 +17,11 @@ import structlog
 
 from service.budgets import queries as budget_queries
 from service.budgets.reservations import release, reserve
+from service.catalog import queries as catalog_queries
 from service.catalog.service import CatalogCache
 from service.customers.plans import PlanCache
 from service.db import Connection, on_connection
-from service.gateway.ports import BudgetVerdict, CatalogSource
+from service.gateway.ports import BudgetVerdict, CatalogSource, Outlook
 from service.pricing.catalog import Catalog
 
 log = structlog.get_logger("luc.gateway")
@@ -118,3 +120,46 @@ def database_catalog(pool: asyncpg.Pool, cache: CatalogCache) -> CatalogSource:
         return await on_connection(pool, cache.get)
 
     return load
+
+
+# The catalog's stamp and whether a hard budget may apply to the model as the cached
+# catalog names it, in one statement (so from one snapshot).
+_LOOK = f"""
+SELECT stamp.versions, stamp.newest, ({budget_queries.HARD_BUDGET_MAY_APPLY}) AS may_reserve
+FROM ({catalog_queries.CATALOG_STAMP}) AS stamp
+"""
+
+
+class DatabaseLookup:
+    """Admission's two look-ups, the catalog (``database_catalog``) and whether a hard budget
+    may hold anything (the first question ``DatabaseBudgets.reserve`` asks), in one round
+    trip on one pooled connection rather than a connection and a round trip each: together
+    they were most of the proxy's time in PostgreSQL and a tenth of its own CPU per call.
+
+    Exact as the two were, on every call and in every worker: nothing is assumed from an
+    earlier call but the model's catalog id, and that only to phrase the question; when the
+    stamp says the catalog changed and the id with it (an alias moved), the budgets are
+    asked again for the new id on the same connection.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, cache: CatalogCache) -> None:
+        self.pool = pool
+        self.cache = cache
+
+    async def __call__(self, *, job_id: str, agent: str, model: str, at: datetime) -> Outlook:
+        async def look(conn: Connection) -> Outlook:
+            known = self.cache.loaded
+            asked = model if known is None else known.quote(model, at).model_id
+            row = await conn.fetchrow(_LOOK, job_id, agent, asked)
+            assert row is not None
+            catalog = await self.cache.get(conn, (int(row["versions"]), row["newest"]))
+            may_reserve = bool(row["may_reserve"])
+            if (model_id := catalog.quote(model, at).model_id) != asked:
+                may_reserve = bool(
+                    await conn.fetchval(
+                        budget_queries.HARD_BUDGET_MAY_APPLY, job_id, agent, model_id
+                    )
+                )
+            return Outlook(catalog, may_reserve)
+
+        return await on_connection(self.pool, look)

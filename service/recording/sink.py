@@ -1,10 +1,11 @@
 """The gateway's usage sink inside LUC. Each proxied call's usage is made durable in the
-cheapest way SPEC §8 allows, before the answer's last byte: appended to the local spool,
-in one ``fsync`` shared with the calls answered at the same moment (``Spool.append``).
-Then, off the call's path, it goes to the ledger through ``Recorder.record_events`` as
-``POST /v1/events/batch`` does, the calls of some 20 milliseconds in one transaction, and
-leaves the spool; what cannot be recorded now waits there for ``run_replay``. (A gateway
-running elsewhere uses ``service.client.emitter`` instead; the other two ports are in
+cheapest way SPEC §8 allows, before the answer's last byte: appended to this process's
+journal next to the local spool, in one ``fdatasync`` shared with the calls answered at
+the same moment (``recording.journal``). Then, off the call's path, it goes to the ledger
+through ``Recorder.record_events`` as ``POST /v1/events/batch`` does, the calls of some
+50 milliseconds in one transaction, and is resolved in the journal; what cannot be
+recorded now goes to the spool and waits there for ``run_replay``. (A gateway running
+elsewhere uses ``service.client.emitter`` instead; the other two ports are in
 ``recording.adapters``.)
 """
 
@@ -27,6 +28,7 @@ from service.errors import DatabaseUnavailableError, LucError, NotFoundError
 from service.ingest.models import Rejection, UsageEvent, UsageEventIn
 from service.ingest.validate import parse_event
 from service.metrics.instruments import Metrics
+from service.recording.journal import UsageJournal
 from service.recording.models import REJECTED, STORED, BatchOutcome, EventOutcome, RecordFn
 from service.recording.service import record_batch
 from service.recording.usage_writer import LINGER_SECONDS, UsageWriter
@@ -92,14 +94,19 @@ class RecordingSink:
         self.ingest = ingest
         self._record = record or self._record_batch
         self.spool = spool
-        """Where usage waits until it is recorded, and where what LUC refused is parked."""
+        """Where usage that could not be recorded waits, and where what LUC refused is
+        parked."""
+        self.journal = None if spool is None else UsageJournal(spool.path)
+        """Where each call's usage is made durable before its answer ends."""
         self.metrics = metrics or Metrics()
         self.record_timeout_seconds = record_timeout_seconds
         """How long one attempt to record a call's usage may take; past it the usage is left
         in the spool, for ``run_replay`` (a held lock never holds up the group commit's
         callers, nor, without a spool, the answer)."""
         self.replay_after_seconds = replay_after_seconds
-        self._writer = UsageWriter(self.spool, self._attempt, self.metrics, linger_seconds)
+        self._writer = UsageWriter(
+            self.spool, self.journal, self._attempt, self.metrics, linger_seconds
+        )
         self.park_after_failures = park_after_failures
         self._failures: dict[int, int] = {}
         """Spool seq → replays in a row in which that event failed on its own. Kept in
@@ -125,17 +132,15 @@ class RecordingSink:
         if isinstance(checked, str):
             await self._park(event.id, body, REJECTED, checked)
             return
-        if self.spool is None or not self.ingest.persist:
+        if self.journal is None or not self.ingest.persist:
             await self._record_now(event.id, body, checked)
             return
         try:
-            seq = await self.spool.append(event.id, body)
+            seq = await self.journal.append(event.id, body)
         except Exception as exc:  # the local disk failed: the ledger it is, before the answer
             log.error("usage_spool_failed", event_id=event.id, error=_why(exc))
             await self._record_now(event.id, body, checked)
             return
-        if seq is None:
-            return  # this report waits in the spool already (or was parked as a conflict)
         self._writer.add(seq, event.id, body, checked)
 
     async def _record_one(self, event: UsageEvent) -> EventOutcome:
@@ -171,8 +176,11 @@ class RecordingSink:
         await self._writer.settled()
 
     async def aclose(self, grace_seconds: float) -> None:
-        """Record what waits at once (up to ``grace_seconds``); the rest stays spooled."""
+        """Record what waits at once (up to ``grace_seconds``); the rest stays journaled,
+        for the next process to recover."""
         await self._writer.aclose(grace_seconds)
+        if self.journal is not None:
+            await self.journal.aclose()
 
     async def _spool(
         self, event_id: str, body: bytes, cause: str, why: str, *, unexpected: bool = False
@@ -221,11 +229,10 @@ class RecordingSink:
         """
         if self.spool is None:
             return 0
-        rows = await self.spool.take(
-            limit,
-            added_before=time.time() - self.replay_after_seconds,
-            skip=self._writer.in_flight,
-        )
+        if self.journal is not None:
+            # What processes that died left in their journals joins the spool first.
+            await self.journal.recover(self.spool)
+        rows = await self.spool.take(limit, added_before=time.time() - self.replay_after_seconds)
         if not rows:
             return 0
         checked = [(seq, event_id, body, self._check(body)) for seq, event_id, body in rows]
@@ -312,8 +319,12 @@ class RecordingSink:
             await asyncio.sleep(delay)
 
     async def spool_counts(self) -> tuple[int, int]:
-        """(usage waiting in the spool, usage parked)."""
-        return (0, 0) if self.spool is None else await self.spool.counts()
+        """(usage waiting on local disk: in the spool, or in this process's journal not yet
+        recorded; usage parked)."""
+        if self.spool is None:
+            return 0, 0
+        pending, parked = await self.spool.counts()
+        return pending + (self.journal.unresolved if self.journal else 0), parked
 
     # What an operator does with parked usage -------------------------------------------------
 

@@ -79,3 +79,38 @@ def test_luc_log_format_decides_when_set(on_terminal: bool) -> None:
     console = stderr_of(on_terminal, LUC_LOG_FORMAT="console")
     assert "started" in console and not console.lstrip().startswith("{")
     assert ("\x1b[" in console) == on_terminal  # no colour codes in a file
+
+
+# LUC's lines (written directly) and a library's (through ``logging``), below the level too.
+LOG_BOTH = """
+import logging
+from service.logs import configure_logging
+import structlog
+configure_logging("info", "json")
+structlog.get_logger("luc.gateway").debug("not_shown")
+logging.getLogger("uvicorn.error").debug("not shown either")
+structlog.get_logger("luc.gateway").warning("upstream_retry", attempt=1)
+logging.getLogger("uvicorn.error").warning("Invalid HTTP request received.")
+try:
+    1 / 0
+except ZeroDivisionError:
+    structlog.get_logger("luc.gateway").exception("stream_pump_failed", provider="openrouter")
+"""
+
+
+def test_luc_s_lines_and_the_libraries_read_alike_and_honour_the_level() -> None:
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("LUC_")}
+    done = subprocess.run(
+        [sys.executable, "-c", LOG_BOTH], env=inherited, cwd=PROJECT_ROOT, capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    assert [(x["event"], x["level"], x["logger"]) for x in lines] == [
+        ("upstream_retry", "warning", "luc.gateway"),
+        ("Invalid HTTP request received.", "warning", "uvicorn.error"),
+        ("stream_pump_failed", "error", "luc.gateway"),
+    ]
+    assert lines[0]["attempt"] == 1
+    assert all(line["timestamp"].endswith("Z") for line in lines)
+    assert lines[2]["exception"].endswith("ZeroDivisionError: division by zero")

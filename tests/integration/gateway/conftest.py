@@ -15,7 +15,7 @@ from service.gateway.chain import Chain, Provider, upstream_client
 from service.gateway.metering import Gateway
 from service.gateway.openrouter import OpenRouterProvider
 from service.gateway.vertex import VertexProvider
-from service.recording.adapters import DatabaseBudgets, database_catalog
+from service.recording.adapters import DatabaseBudgets, DatabaseLookup, database_catalog
 from service.recording.sink import RecordingSink
 from service.settings import DatabaseSettings, IngestSettings
 from tests.support.fake_openrouter import FAST_RETRY, FakeOpenRouter
@@ -70,7 +70,8 @@ def vertex(http: Any, fake_vertex: FakeVertex) -> VertexProvider:
 
 @pytest.fixture
 def make_gateway(pool: asyncpg.Pool) -> Callable[..., Gateway]:
-    """A gateway over ``providers`` that records into the test's ledger."""
+    """A gateway over ``providers`` that records into the test's ledger, admitting calls as
+    LUC's does (one look-up for the catalog and the budgets)."""
 
     def make(*providers: Provider) -> Gateway:
         cache = CatalogCache()
@@ -79,6 +80,7 @@ def make_gateway(pool: asyncpg.Pool) -> Callable[..., Gateway]:
             RecordingSink(pool, cache, IngestSettings()),
             database_catalog(pool, cache),
             budgets=DatabaseBudgets(pool, reservation_seconds=300),
+            lookup=DatabaseLookup(pool, cache),
         )
 
     return make

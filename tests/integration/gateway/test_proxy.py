@@ -130,6 +130,14 @@ async def test_a_streamed_stub_answer_carries_the_stub_header(
         "stub",
         "true",
     )
+    # What a client of a stream is told; no length (it is sent as it comes).
+    assert {k: v for k, v in response.headers.items() if not k.startswith("ratelimit")} == {
+        "content-type": "text/event-stream; charset=utf-8",
+        "cache-control": "no-cache",
+        "x-accel-buffering": "no",
+        "x-luc-provider": "stub",
+        "x-luc-stub": "true",
+    }
 
 
 def _samples(text: str, name: str) -> dict[str, float]:

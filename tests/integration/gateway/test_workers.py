@@ -30,6 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service.auth.keys import create_key
 from service.locks import LOCK_REPRICING
+from service.recording.journal import journal_ids
 from tests.support.events import wire_event
 from tests.support.fake_openrouter import FakeOpenRouter
 from tests.support.ledger_truth import assert_rollups_equal_ledger, ledger
@@ -245,10 +246,14 @@ async def test_two_workers_serve_one_port_as_one_luc(
 
 
 def _spooled_ids(data_dir: Path) -> list[str]:
+    """The usage on local disk, not on the ledger: in the spool, or in a journal."""
+    folder = data_dir / "spool"
     ids: list[str] = []
-    for path in (data_dir / "spool").glob("*.sqlite"):
+    for path in folder.glob("*.sqlite"):
         with sqlite3.connect(path) as conn:
             ids += [r[0] for r in conn.execute("SELECT event_id FROM pending")]
+    for spool in {folder / p.name.split(".journal-")[0] for p in folder.glob("*.journal-*")}:
+        ids += journal_ids(spool)
     return ids
 
 

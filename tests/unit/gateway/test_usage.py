@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 
-import pytest
-
 from service.gateway.models import CallContext, decode_json
-from service.gateway.sse import SSEMessage, sse_messages
+from service.gateway.sse import SSEMessage, SSEParser
 from service.gateway.usage import (
     from_generation,
     from_openai_usage,
@@ -98,23 +95,29 @@ def test_the_generation_record_maps_native_counts() -> None:
     assert usage.source == "generation"
 
 
-@pytest.mark.asyncio
-async def test_sse_reader_skips_nothing_but_comments_and_joins_multiline_data() -> None:
-    async def lines() -> AsyncIterator[str]:
-        for line in [
-            ": OPENROUTER PROCESSING",
-            "",
-            'data: {"a":',
-            "data: 1}\r",
-            "",
-            "event: ignored",
-            "data: [DONE]",
-            "",
-        ]:
-            yield line
-
-    assert [m async for m in sse_messages(lines())] == [
-        SSEMessage(" OPENROUTER PROCESSING", comment=True),
-        SSEMessage('{"a":\n1}'),
-        SSEMessage("[DONE]"),
+def test_sse_reader_skips_nothing_but_comments_and_joins_multiline_data() -> None:
+    body = (
+        b": OPENROUTER PROCESSING\r\n\r\n"
+        b'data: {"a":\n'
+        b"data: 1}\r\n"
+        b"\r\n"
+        b"event: ignored\r"
+        b"data:[DONE]\r"
+        b"\r"
+        b"data: cut short"  # no blank line: the body's end delivers it
+    )
+    expected = [
+        SSEMessage(b" OPENROUTER PROCESSING", comment=True),
+        SSEMessage(b'{"a":\n1}'),
+        SSEMessage(b"[DONE]"),
+        SSEMessage(b"cut short"),
     ]
+    parser = SSEParser()
+    assert parser.feed(body) + parser.close() == expected
+    # However the bytes arrive, a CRLF cut in two included, the messages are the same.
+    for cut in range(1, len(body)):
+        for second in (cut + 1, len(body)):
+            parser = SSEParser()
+            got = parser.feed(body[:cut]) + parser.feed(body[cut:second])
+            got += parser.feed(body[second:]) + parser.close()
+            assert got == expected, (cut, second)

@@ -1,0 +1,169 @@
+"""The usage journal (``recording.journal``): what ``append`` acknowledged is on disk and
+found again after the process dies, until ``resolve`` notes it; full files give way to new
+ones and go once all their usage is resolved; the files of a dead process are moved into
+the spool once, those of a live one never."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from service.client.spool import Spool
+from service.recording.journal import UsageJournal, journal_ids, read_records, usage_record
+
+pytestmark = pytest.mark.asyncio
+
+
+def _files(spool_path: Path) -> list[str]:
+    return sorted(p.name for p in spool_path.parent.glob(f"{spool_path.name}.journal-*"))
+
+
+async def test_appended_usage_is_on_disk_until_resolved(tmp_path: Path) -> None:
+    spool_path = tmp_path / "spool.sqlite"
+    journal = UsageJournal(spool_path)
+    seqs = await asyncio.gather(*(journal.append(f"gen-{i}", b'{"n": %d}' % i) for i in range(5)))
+    assert sorted(seqs) == [1, 2, 3, 4, 5]
+    # Read straight from the files, as a process finding them after a crash would.
+    assert journal_ids(spool_path) == [f"gen-{i}" for i in range(5)]
+    assert journal.unresolved == 5
+
+    journal.resolve([seqs[0], seqs[3]])
+    await journal.append("gen-5", b"{}")  # the note is written with the next group
+    assert journal_ids(spool_path) == ["gen-1", "gen-2", "gen-4", "gen-5"]
+    assert journal.unresolved == 4
+
+    await journal.aclose()  # unresolved usage stays, for the next process
+    assert journal_ids(spool_path) == ["gen-1", "gen-2", "gen-4", "gen-5"]
+
+
+async def test_full_files_give_way_and_go_once_their_usage_is_resolved(tmp_path: Path) -> None:
+    spool_path = tmp_path / "spool.sqlite"
+    body = b"x" * 300  # about 330 bytes a record: 3 to a file of 1,024 bytes
+    journal = UsageJournal(spool_path, file_bytes=1024)
+    seqs = [await journal.append(f"gen-{i}", body) for i in range(7)]
+    assert len(_files(spool_path)) == 3
+    journal.resolve(seqs[:3])  # the first file's three
+    await journal.append("gen-7", body)
+    assert len(_files(spool_path)) == 2  # it went; its usage is on the ledger
+    assert journal_ids(spool_path) == [f"gen-{i}" for i in range(3, 8)]
+
+    journal.resolve([*seqs[3:], 8])
+    await journal.aclose()
+    assert _files(spool_path) == []  # all resolved: nothing left behind
+
+
+async def test_a_record_cut_short_or_garbage_ends_what_is_read() -> None:
+    first, second = usage_record(1, "gen-a", b"{}"), usage_record(2, "gen-b", b"{}")
+    assert [i for _, i, _ in read_records([first + second])] == ["gen-a", "gen-b"]
+    assert [i for _, i, _ in read_records([first + second[:-1]])] == ["gen-a"]
+    damaged = second[:-2] + b"?" + second[-1:]  # its checksum no longer matches
+    assert [i for _, i, _ in read_records([first + damaged + usage_record(3, "c", b"")])] == [
+        "gen-a"
+    ]
+    assert read_records([bytes(4096)]) == []
+
+
+_DYING = """
+import asyncio, os, signal
+from pathlib import Path
+from service.recording.journal import UsageJournal
+
+async def main() -> None:
+    journal = UsageJournal(Path({spool!r}), file_bytes=1024)
+    seqs = [await journal.append(f"gen-{{i}}", b"x" * 300) for i in range(5)]
+    journal.resolve(seqs[:2])  # recorded before the crash...
+    await journal.append("gen-5", b"x" * 300)  # ...and noted with this group
+    print("appended", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_dead_processs_unresolved_usage_moves_to_the_spool_once(tmp_path: Path) -> None:
+    spool_path = tmp_path / "spool.sqlite"
+    live = UsageJournal(spool_path)
+    await live.append("gen-live", b"{}")  # a process that lives: its file is locked
+    script = textwrap.dedent(_DYING.format(spool=str(spool_path)))
+    done = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-c", script], capture_output=True, text=True
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    assert done.stdout == "appended\n"
+    assert sorted(journal_ids(spool_path)) == ["gen-2", "gen-3", "gen-4", "gen-5", "gen-live"]
+
+    spool = Spool(spool_path)
+    replayer = UsageJournal(spool_path)
+    try:
+        # The notes of gen-0 and gen-1 are in the dead process's last file, their usage in
+        # its first: read together, they are not moved.
+        assert await replayer.recover(spool) == 4
+        assert sorted(i for _, i, _ in await spool.take(10)) == ["gen-2", "gen-3", "gen-4", "gen-5"]
+        assert journal_ids(spool_path) == ["gen-live"]  # the dead one's files are gone
+        assert await replayer.recover(spool) == 0  # once
+        assert await spool.count() == 4
+    finally:
+        await live.aclose()
+        await replayer.aclose()
+        await spool.close()
+    assert journal_ids(spool_path) == ["gen-live"]  # closed unresolved: for the next one
+    os.sync()
+
+
+async def test_one_calls_usage_is_written_on_the_loop_when_nothing_else_waits(
+    tmp_path: Path,
+) -> None:
+    spool_path = tmp_path / "spool.sqlite"
+    journal = UsageJournal(spool_path)
+    alone = True
+    journal.may_block = lambda: alone
+    await journal.append("gen-first", b"{}")  # makes the file: on the journal's thread
+    busy = threading.Event()
+    held = asyncio.get_running_loop().run_in_executor(journal._thread, busy.wait, 10)
+    try:
+        # The journal's thread is held up: one call's usage is written all the same.
+        seq = await asyncio.wait_for(journal.append("gen-alone", b"{}"), 5)
+        journal.resolve([seq])
+        await asyncio.wait_for(journal.append("gen-alone-too", b"{}"), 5)
+        assert journal_ids(spool_path) == ["gen-first", "gen-alone-too"]
+
+        alone = False  # other requests wait on the loop: the thread writes, the loop goes on
+        waiting = asyncio.ensure_future(journal.append("gen-later", b"{}"))
+        done, _ = await asyncio.wait([waiting], timeout=0.2)
+        assert not done  # queued for the thread
+    finally:
+        busy.set()
+        await held
+    await asyncio.wait_for(waiting, 5)
+    assert journal_ids(spool_path) == ["gen-first", "gen-alone-too", "gen-later"]
+    await journal.aclose()
+
+
+async def test_after_a_slow_write_on_the_loop_the_thread_writes_for_a_while(
+    tmp_path: Path,
+) -> None:
+    spool_path = tmp_path / "spool.sqlite"
+    journal = UsageJournal(spool_path, slow_sync_seconds=0.0)  # every write counts as slow
+    journal.may_block = lambda: True
+    await journal.append("gen-first", b"{}")  # makes the file: on the journal's thread
+    await journal.append("gen-on-the-loop", b"{}")  # alone: on the loop, and "slow"
+    busy = threading.Event()
+    held = asyncio.get_running_loop().run_in_executor(journal._thread, busy.wait, 10)
+    try:
+        waiting = asyncio.ensure_future(journal.append("gen-later", b"{}"))
+        done, _ = await asyncio.wait([waiting], timeout=0.2)
+        assert not done  # alone, yet queued for the thread: the loop is not risked again
+    finally:
+        busy.set()
+        await held
+    await asyncio.wait_for(waiting, 5)
+    assert journal_ids(spool_path) == ["gen-first", "gen-on-the-loop", "gen-later"]
+    await journal.aclose()
