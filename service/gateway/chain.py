@@ -40,7 +40,6 @@ from service.errors import GatewayError, UnknownModelError
 from service.gateway.models import ChatRequest, Completion, ProviderUsage, StreamEvent
 from service.gateway.openrouter import OpenRouterProvider
 from service.gateway.stub import StubProvider
-from service.gateway.transport import Http11Transport
 from service.gateway.upstream import RetryPolicy
 from service.gateway.vertex import VertexProvider
 from service.pricing.catalog import STUB_PROVIDER
@@ -218,15 +217,10 @@ class UpstreamClient(httpx.AsyncClient):
 def upstream_client(timeout_seconds: float, max_connections: int = 100) -> httpx.AsyncClient:
     """One long-lived client per upstream: explicit timeouts (the read timeout bounds the
     wait for each next chunk of a stream) and connection limits; no redirects, no cookies.
-    Its transport is LUC's lean HTTP/1.1 one (``gateway.transport``); proxies named by the
-    environment keep httpx's own, with the same limits."""
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=20)
+    httpx's own transport (httpcore): a hand-written HTTP/1.1 client measured about 0.45 ms
+    less CPU a call, but parsing a provider's answers is that library's job, not LUC's."""
     return UpstreamClient(
         follow_redirects=False,
         timeout=httpx.Timeout(timeout_seconds, connect=10.0, pool=30.0),
-        limits=limits,
-        transport=Http11Transport(
-            max_connections=max_connections,
-            max_keepalive_connections=20,
-        ),
+        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=20),
     )

@@ -82,6 +82,8 @@ async def test_what_arrives_together_goes_on_together_and_the_end_waits_for_the_
     # (this gateway's sink records before it returns: it has no spool).
     assert [(len(events), ended) for events, ended in later] == [(2, False), (0, True)]
     stored = await db.fetchrow(
-        "SELECT input_tokens, output_tokens FROM usage_events WHERE event_id = $1", gen
+        "SELECT input_tokens, output_tokens FROM ledger_entries"
+        " WHERE event_id = $1 AND kind = 'charge'",
+        gen,
     )
     assert stored is not None and (stored["input_tokens"], stored["output_tokens"]) == (12, 3)
