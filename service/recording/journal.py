@@ -417,11 +417,16 @@ def _sync_folder(folder: Path) -> None:
 
 
 def journal_ids(spool_path: Path) -> list[str]:
-    """The event ids every journal file of ``spool_path`` holds unresolved (tests, tools:
-    what a dead process left behind)."""
+    """The event ids every journal file of ``spool_path`` holds unresolved: every worker's,
+    live or dead (a scrape of any worker counts them all; tests: what a dead process left
+    behind)."""
     owners: dict[str, list[bytes]] = {}
     prefix = f"{spool_path.name}.journal-"
     for path in sorted(spool_path.parent.glob(f"{prefix}*")):
         owner = path.name.removeprefix(prefix).rsplit("-", 1)[0]
-        owners.setdefault(owner, []).append(path.read_bytes())
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            continue  # a file its worker removed meanwhile, all of it resolved
+        owners.setdefault(owner, []).append(data)
     return [event_id for files in owners.values() for _, event_id, _ in read_records(files)]

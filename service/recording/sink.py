@@ -28,7 +28,7 @@ from service.errors import DatabaseUnavailableError, LucError, NotFoundError
 from service.ingest.models import Rejection, UsageEvent, UsageEventIn
 from service.ingest.validate import parse_event
 from service.metrics.instruments import Metrics
-from service.recording.journal import UsageJournal
+from service.recording.journal import UsageJournal, journal_ids
 from service.recording.models import REJECTED, STORED, BatchOutcome, EventOutcome, RecordFn
 from service.recording.service import record_batch
 from service.recording.usage_writer import LINGER_SECONDS, UsageWriter
@@ -319,12 +319,14 @@ class RecordingSink:
             await asyncio.sleep(delay)
 
     async def spool_counts(self) -> tuple[int, int]:
-        """(usage waiting on local disk: in the spool, or in this process's journal not yet
-        recorded; usage parked)."""
+        """(usage waiting on local disk: in the spool, or in any worker's journal not yet
+        recorded; usage parked). The journals are read from their files, so the worker
+        that is scraped counts its fellow workers' usage too."""
         if self.spool is None:
             return 0, 0
         pending, parked = await self.spool.counts()
-        return pending + (self.journal.unresolved if self.journal else 0), parked
+        journaled = await asyncio.to_thread(journal_ids, self.spool.path)
+        return pending + len(journaled), parked
 
     # What an operator does with parked usage -------------------------------------------------
 

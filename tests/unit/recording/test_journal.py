@@ -167,3 +167,19 @@ async def test_after_a_slow_write_on_the_loop_the_thread_writes_for_a_while(
     await asyncio.wait_for(waiting, 5)
     assert journal_ids(spool_path) == ["gen-first", "gen-on-the-loop", "gen-later"]
     await journal.aclose()
+
+
+async def test_every_worker_s_unresolved_usage_is_counted_from_the_files(tmp_path: Path) -> None:
+    # Two workers of one luc serve share the spool; a scrape of either counts both journals.
+    spool_path = tmp_path / "spool.sqlite"
+    first, second = UsageJournal(spool_path), UsageJournal(spool_path)
+    one = await first.append("gen-a", b"{}")
+    await second.append("gen-b", b"{}")
+    await second.append("gen-c", b"{}")
+    assert sorted(journal_ids(spool_path)) == ["gen-a", "gen-b", "gen-c"]
+    assert (first.unresolved, second.unresolved) == (1, 2)  # each knows only its own
+    first.resolve([one])
+    await first.append("gen-d", b"{}")  # the note goes with the next group
+    assert sorted(journal_ids(spool_path)) == ["gen-b", "gen-c", "gen-d"]
+    await first.aclose()
+    await second.aclose()
