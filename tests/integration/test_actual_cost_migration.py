@@ -15,27 +15,18 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
-from alembic import command
-from alembic.script import ScriptDirectory
 
-from service.db.migrations import _alembic_config, migrate_sync, schema_revision
-from service.shipped import migrations_dir
+from service.db.migrations import migrate_sync, schema_revision
 from tests.support.databases import connected
 from tests.support.events import record_accepted, wire_event
 from tests.support.ledger_truth import rollup_differences
+from tests.support.migrations import downgrade_before, revision_before
 
 D = Decimal
 REVISION = "0012_actual_cost"
 SONNET = "anthropic/claude-sonnet-4.5"  # AIMS: 3 in / 15 out per 1M
 GPT = "openai/gpt-5.1"  # AIMS: 3 in / 12 out per 1M (cache prices play no part here)
 UNKNOWN = "vendor/not-in-the-catalog"
-
-
-def before_revision() -> str:
-    """The revision 0012 comes after (whichever that is once the chain is merged)."""
-    down = ScriptDirectory(str(migrations_dir())).get_revision(REVISION).down_revision
-    assert isinstance(down, str)
-    return down
 
 
 def event(event_id: str, model: str, tokens: tuple[int, int], **more: Any) -> dict[str, Any]:
@@ -105,9 +96,9 @@ async def test_upgrading_a_ledger_with_usage_fills_every_actual_cost_from_its_en
         at_head = await snapshot(conn)
 
     # Alembic runs its own event loop (db/env.py): in a thread, as ``migrate`` does.
-    await asyncio.to_thread(command.downgrade, _alembic_config(database_url), before_revision())
+    await downgrade_before(database_url, REVISION)
     async with connected(database_url) as conn:
-        assert await schema_revision(conn) == before_revision()
+        assert await schema_revision(conn) == revision_before(REVISION)
         columns = await conn.fetchval(
             "SELECT count(*) FROM information_schema.columns WHERE column_name = 'actual_cost_usd'"
         )

@@ -12,31 +12,18 @@ from typing import Any
 
 import asyncpg
 import pytest
-from alembic import command
-from alembic.script import ScriptDirectory
 
-from service.db.migrations import _alembic_config, migrate_sync, schema_revision
-from service.shipped import migrations_dir
+from service.db.migrations import migrate_sync, schema_revision
 from tests.support.budgets import opus_event
 from tests.support.databases import connected
 from tests.support.events import record_accepted
+from tests.support.migrations import downgrade_before, revision_before
 
 REVISION = "0018_prepaid_credits"
 
 BUDGET_ALERTS = """
 SELECT budget_id, threshold, spent_usd, limit_usd, scope, scope_id FROM alerts ORDER BY threshold
 """
-
-
-def before_revision() -> str:
-    down = ScriptDirectory(str(migrations_dir())).get_revision(REVISION).down_revision
-    assert isinstance(down, str)
-    return down
-
-
-async def _downgrade(database_url: str) -> None:
-    # Alembic runs its own event loop (db/env.py): in a thread, as ``migrate`` does.
-    await asyncio.to_thread(command.downgrade, _alembic_config(database_url), before_revision())
 
 
 async def _budget_alerts(client: Any) -> list[Any]:
@@ -64,9 +51,9 @@ async def test_the_downgrade_keeps_budget_alerts_and_the_upgrade_types_them(
         (1, Decimal("0.5"), Decimal("0.90"), Decimal(1), "job", "job-1"),
         (1, Decimal("0.8"), Decimal("0.90"), Decimal(1), "job", "job-1"),
     ]
-    await _downgrade(database_url)
+    await downgrade_before(database_url, REVISION)
     async with connected(database_url) as conn:
-        assert await schema_revision(conn) == before_revision()
+        assert await schema_revision(conn) == revision_before(REVISION)
         assert [tuple(r) for r in await conn.fetch(BUDGET_ALERTS)] == kept
         assert await conn.fetchval("SELECT to_regclass('credit_grants')") is None
     await asyncio.to_thread(migrate_sync, database_url)
@@ -84,9 +71,9 @@ async def test_the_downgrade_refuses_while_credit_alerts_exist(
             "VALUES ('customer.credits_exhausted', 'acme', 0)"
         )
     with pytest.raises(Exception, match="credit alerts exist"):
-        await _downgrade(database_url)
+        await downgrade_before(database_url, REVISION)
     async with connected(database_url) as conn:
-        assert await schema_revision(conn) != before_revision()
+        assert await schema_revision(conn) != revision_before(REVISION)
         assert await conn.fetchval("SELECT count(*) FROM alerts") == 1
 
 

@@ -23,19 +23,17 @@ from typing import Any
 
 import asyncpg
 import pytest
-from alembic import command
-from alembic.script import ScriptDirectory
 from litestar.testing import AsyncTestClient
 
 from service.app import create_app
 from service.catalog.service import CatalogCache
-from service.db.migrations import _alembic_config, migrate_sync, schema_revision
+from service.db.migrations import migrate_sync, schema_revision
 from service.recording.service import record_batch
-from service.shipped import migrations_dir
 from tests.support.commands import luc_on
 from tests.support.databases import connected
 from tests.support.events import usage_event
 from tests.support.keys import bearer
+from tests.support.migrations import downgrade_before, revision_before
 from tests.support.settings import settings_for
 
 D = Decimal
@@ -43,13 +41,6 @@ REVISION = "0020_invoices_to_pay"
 SONNET = "anthropic/claude-sonnet-4.5"
 FLASH = "google/gemini-3.0-flash"
 ISSUED_AT = datetime(2026, 11, 21, 9, 30, tzinfo=UTC)
-
-
-def before_revision() -> str:
-    """The revision 0020 comes after (whichever that is once the chain is merged)."""
-    down = ScriptDirectory(str(migrations_dir())).get_revision(REVISION).down_revision
-    assert isinstance(down, str)
-    return down
 
 
 PRICES = {
@@ -237,9 +228,9 @@ async def test_an_invoice_issued_before_is_served_presented_and_verified_as_issu
         )
         assert [r.status for r in outcome.results] == ["accepted", "accepted"]
     # Alembic runs its own event loop (db/env.py): in a thread, as ``migrate`` does.
-    await asyncio.to_thread(command.downgrade, _alembic_config(database_url), before_revision())
+    await downgrade_before(database_url, REVISION)
     async with connected(database_url) as conn:
-        assert await schema_revision(conn) == before_revision()
+        assert await schema_revision(conn) == revision_before(REVISION)
         old = await issue_as_before(conn)
     await asyncio.to_thread(migrate_sync, database_url)
 
@@ -281,7 +272,7 @@ async def test_an_invoice_issued_before_is_served_presented_and_verified_as_issu
         assert (internal["cost_usd"], internal["actual_cost_usd"]) == ("0.049405", "0.0472")
 
     # Back to the schema before: nothing of 0020 is left, the invoice is as it was.
-    await asyncio.to_thread(command.downgrade, _alembic_config(database_url), before_revision())
+    await downgrade_before(database_url, REVISION)
     async with connected(database_url) as conn:
         assert await conn.fetchval("SELECT to_regclass('invoice_logos')") is None
         columns = await conn.fetchval(
@@ -306,4 +297,4 @@ async def test_an_invoice_issued_before_is_served_presented_and_verified_as_issu
             """
         )
     with pytest.raises(Exception, match="credit notes have been issued"):
-        await asyncio.to_thread(command.downgrade, _alembic_config(database_url), before_revision())
+        await downgrade_before(database_url, REVISION)

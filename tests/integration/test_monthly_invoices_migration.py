@@ -10,26 +10,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from alembic import command
-from alembic.script import ScriptDirectory
 
-from service.db.migrations import _alembic_config, migrate_sync, schema_revision
-from service.shipped import migrations_dir
+from service.db.migrations import migrate_sync, schema_revision
 from tests.scenarios.test_monthly_invoices import acme_with_usage, created, luc
 from tests.support.databases import connected
+from tests.support.migrations import downgrade_before, revision_before
 
 REVISION = "0027_monthly_invoices"
-
-
-def before_revision() -> str:
-    down = ScriptDirectory(str(migrations_dir())).get_revision(REVISION).down_revision
-    assert isinstance(down, str)
-    return down
-
-
-async def _downgrade(database_url: str) -> None:
-    # Alembic runs its own event loop (db/env.py): in a thread, as ``migrate`` does.
-    await asyncio.to_thread(command.downgrade, _alembic_config(database_url), before_revision())
 
 
 async def test_the_downgrade_keeps_a_job_s_invoice_and_the_upgrade_serves_it_as_issued(
@@ -39,9 +26,9 @@ async def test_the_downgrade_keeps_a_job_s_invoice_and_the_upgrade_serves_it_as_
         await acme_with_usage(client)
         issued = await created(await client.post("/v1/jobs/job-c/invoices"))
         assert (issued["number"], issued["total_usd"]) == ("LUC-2026-000001", "0.06")
-    await _downgrade(database_url)
+    await downgrade_before(database_url, REVISION)
     async with connected(database_url) as conn:
-        assert await schema_revision(conn) == before_revision()
+        assert await schema_revision(conn) == revision_before(REVISION)
         row = await conn.fetchrow("SELECT job_id, total_usd, digest FROM invoices")
         assert (row["job_id"], str(row["total_usd"])) == ("job-c", "0.06")
         assert row["digest"] == issued["digest"]
@@ -69,9 +56,9 @@ async def test_the_downgrade_refuses_while_a_monthly_invoice_exists(
             await client.post("/v1/customers/acme/invoices", json={"month": "2026-10"})
         )
     with pytest.raises(Exception, match="monthly invoices have been issued"):
-        await _downgrade(database_url)
+        await downgrade_before(database_url, REVISION)
     async with connected(database_url) as conn:
-        assert await schema_revision(conn) != before_revision()
+        assert await schema_revision(conn) != revision_before(REVISION)
         assert await conn.fetchval("SELECT count(*) FROM invoices WHERE month IS NOT NULL") == 1
     async with luc(database_url, admin_key) as client:
         assert (await client.get(f"/v1/invoices/{month['number']}")).json() == month

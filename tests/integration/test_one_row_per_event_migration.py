@@ -22,12 +22,12 @@ from typing import Any
 
 import asyncpg
 import pytest
-from alembic import command
 
-from service.db.migrations import _alembic_config, migrate_sync, schema_revision
+from service.db.migrations import migrate_sync, schema_revision
 from tests.support.databases import connected
 from tests.support.events import record_accepted, wire_event
 from tests.support.ledger_truth import rollup_differences
+from tests.support.migrations import downgrade_to
 
 REVISION = "0028_one_row_per_event"
 BEFORE = "0027_monthly_invoices"
@@ -130,11 +130,6 @@ async def _totals(client: Any) -> dict[str, Any]:
     return answers
 
 
-async def _downgrade(url: str) -> None:
-    # Alembic runs its own event loop (db/env.py): in a thread, as ``migrate`` does.
-    await asyncio.to_thread(command.downgrade, _alembic_config(url), BEFORE)
-
-
 async def _record_and_rerate(client: Any) -> None:
     await record_accepted(client, EVENTS)
     version = await client.post(
@@ -166,7 +161,7 @@ async def test_the_upgrade_keeps_each_event_on_its_charge_and_replays_stay_dupli
     # what the write path stores is what the backfill makes of 0027's rows (below)
     assert written == CARRIED_AFTER
 
-    await _downgrade(database_url)
+    await downgrade_to(database_url, BEFORE)
     async with connected(database_url) as conn:
         assert await schema_revision(conn) == BEFORE
         assert await _decoded(conn, USAGE_EVENTS) == STORED_AT_0027
@@ -241,7 +236,7 @@ async def test_a_downgrade_and_upgrade_round_trip_changes_nothing_and_the_servic
     async with connected(database_url) as conn:
         written = await _decoded(conn, CARRIED)
     for _ in range(2):
-        await _downgrade(database_url)
+        await downgrade_to(database_url, BEFORE)
         await asyncio.to_thread(migrate_sync, database_url)
     async with connected(database_url) as conn:
         assert await _decoded(conn, CARRIED) == written

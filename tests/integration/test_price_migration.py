@@ -14,24 +14,15 @@ import asyncio
 from decimal import Decimal
 from typing import Any
 
-from alembic import command
-from alembic.script import ScriptDirectory
-
-from service.db.migrations import _alembic_config, migrate_sync, schema_revision
-from service.shipped import migrations_dir
+from service.db.migrations import migrate_sync, schema_revision
 from tests.support.databases import connected
 from tests.support.events import record_accepted, wire_event
 from tests.support.ledger_truth import rollup_differences
+from tests.support.migrations import downgrade_before, revision_before
 
 D = Decimal
 REVISION = "0015_price_on_ledger"
 GPT = "openai/gpt-5.1"  # AIMS: 3 in / 12 out per 1M
-
-
-def before_revision() -> str:
-    down = ScriptDirectory(str(migrations_dir())).get_revision(REVISION).down_revision
-    assert isinstance(down, str)
-    return down
 
 
 def event(event_id: str, model: str, **more: Any) -> dict[str, Any]:
@@ -53,9 +44,9 @@ async def test_upgrading_a_ledger_with_usage_prices_every_entry_at_its_cost(
             event("o3", GPT, occurred_at="2026-11-02T10:00:00Z"),
         ],
     )
-    await asyncio.to_thread(command.downgrade, _alembic_config(database_url), before_revision())
+    await downgrade_before(database_url, REVISION)
     async with connected(database_url) as conn:
-        assert await schema_revision(conn) == before_revision()
+        assert await schema_revision(conn) == revision_before(REVISION)
         columns = await conn.fetchval(
             "SELECT count(*) FROM information_schema.columns WHERE column_name = 'price_usd'"
         )
@@ -95,12 +86,12 @@ async def test_the_downgrade_refuses_while_budgets_of_a_new_scope_or_measure_exi
     )
     assert made.status_code == 201, made.text
     try:
-        await asyncio.to_thread(command.downgrade, _alembic_config(database_url), before_revision())
+        await downgrade_before(database_url, REVISION)
     except Exception as exc:  # Alembic passes PostgreSQL's error through
         assert "budgets of scope customer" in str(exc)
     else:
         raise AssertionError("the downgrade went through")
     async with connected(database_url) as conn:
         # Still at head: the ledger and the budget as they were.
-        assert await schema_revision(conn) != before_revision()
+        assert await schema_revision(conn) != revision_before(REVISION)
         assert await conn.fetchval("SELECT scope FROM budgets") == "customer"
