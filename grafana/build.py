@@ -19,8 +19,8 @@ Two audiences, two dashboards:
 - ``operations.json``: ingest rate and outcomes, ingest and HTTP latency, HTTP errors,
   scrape and database health.
 
-Ledger series (``luc_cost_usd_total``, ``luc_actual_cost_usd_total``,
-``luc_price_usd_total``, ``luc_margin_usd``, ``luc_tokens_total``, ``luc_unpriced_events``,
+Ledger series (``luc_cost_usd``, ``luc_actual_cost_usd``,
+``luc_price_usd``, ``luc_margin_usd``, ``luc_tokens``, ``luc_unpriced_events``,
 ``luc_budget_*``) are read from PostgreSQL at scrape time: every replica reports the same
 whole-ledger value. Queries therefore take ``max by (<the series'
 own labels>)`` first, which folds replicas (and any target labels: instance, pod, job) into
@@ -70,12 +70,18 @@ def ledger(metric: str, labels: str = COST_LABELS) -> str:
     return f"max by ({labels}) ({metric})"
 
 
+# The ledger's totals are gauges (service/metrics/rollup_series.py): the net of the entries,
+# which a re-rating or a re-pricing lowers. rate() and increase() would read each drop as a
+# counter reset and add the whole total again; deriv() and delta() take it as it is, a
+# correction that lowers the spend of the window it falls in.
 def ledger_rate(metric: str, labels: str = COST_LABELS, window: str = "$__rate_interval") -> str:
-    return f"max by ({labels}) (rate({metric}[{window}]))"
+    """Per second, of a ledger total: its slope over the window."""
+    return f"max by ({labels}) (deriv({metric}[{window}]))"
 
 
-def ledger_increase(metric: str, labels: str = COST_LABELS, window: str = "$__range") -> str:
-    return f"max by ({labels}) (increase({metric}[{window}]))"
+def ledger_delta(metric: str, labels: str = COST_LABELS, window: str = "$__range") -> str:
+    """What a ledger total gained over the window, net of the corrections booked in it."""
+    return f"max by ({labels}) (delta({metric}[{window}]))"
 
 
 def quantile(q: float, histogram: str, by: str = "le") -> str:
@@ -423,9 +429,9 @@ BUDGET_STEPS: list[tuple[float | None, str]] = [(None, "green"), (0.8, "orange")
 
 
 def finance() -> dict[str, Any]:
-    cost = "luc_cost_usd_total"
-    actual = "luc_actual_cost_usd_total"
-    provider_cost = ledger("luc_provider_cost_usd_total")
+    cost = "luc_cost_usd"
+    actual = "luc_actual_cost_usd"
+    provider_cost = ledger("luc_provider_cost_usd")
     catalog_cost = ledger(cost)
     panels = [
         row("Spend"),
@@ -450,9 +456,9 @@ WHERE day >= date_trunc('month', {TODAY})::date
         ),
         stat(
             "Spend in the selected range",
-            "Increase of the ledger's cost over the dashboard's time range, as Prometheus saw "
-            f"it. {LEDGER_NOTE}",
-            prom(f"sum({ledger_increase(cost)})", instant=True),
+            "Change of the ledger's cost over the dashboard's time range, as Prometheus saw "
+            f"it: the usage booked, less what corrections (re-rating) took back. {LEDGER_NOTE}",
+            prom(f"sum({ledger_delta(cost)})", instant=True),
         ),
         stat(
             "Ledger total (all time)",
@@ -548,8 +554,9 @@ ORDER BY 1
         ),
         bargauge(
             "Spend in the selected range by model",
-            f"Increase of each model's catalog-priced cost over the time range. {LEDGER_NOTE}",
-            [prom(f"sum by (model) ({ledger_increase(cost)})", "{{model}}", instant=True)],
+            "Change of each model's catalog-priced cost over the time range, net of "
+            f"re-rating. {LEDGER_NOTE}",
+            [prom(f"sum by (model) ({ledger_delta(cost)})", "{{model}}", instant=True)],
         ),
         timeseries(
             "Daily spend by agent (ledger)",
@@ -594,7 +601,7 @@ ORDER BY 1, 2
             f"includes reasoning). {LEDGER_NOTE}",
             [
                 prom(
-                    f"sum by (class) ({ledger_rate('luc_tokens_total', TOKEN_LABELS)})",
+                    f"sum by (class) ({ledger_rate('luc_tokens', TOKEN_LABELS)})",
                     "{{class}}",
                 )
             ],
@@ -784,8 +791,8 @@ LEFT JOIN customers AS c ON c.id = r.customer_id
 
 
 def revenue_panels() -> list[Item]:
-    price = "luc_price_usd_total"
-    actual = "luc_actual_cost_usd_total"
+    price = "luc_price_usd"
+    actual = "luc_actual_cost_usd"
     return [
         row("Revenue and margin"),
         stat(
@@ -813,15 +820,16 @@ WHERE month = date_trunc('month', {TODAY})::date
         ),
         stat(
             "Revenue in the selected range",
-            f"Increase of what the customers pay over the dashboard's time range. {LEDGER_NOTE}",
-            prom(f"sum({ledger_increase(price)})", instant=True),
+            "Change of what the customers pay over the dashboard's time range, net of "
+            f"re-rating and re-pricing. {LEDGER_NOTE}",
+            prom(f"sum({ledger_delta(price)})", instant=True),
             width=6,
         ),
         stat(
             "Margin in the selected range",
-            "Increase of revenue minus increase of actual cost over the time range "
+            "Change of revenue minus change of actual cost over the time range "
             f"(negative when usage was sold below its cost). {LEDGER_NOTE}",
-            prom(f"sum({ledger_increase(price)}) - sum({ledger_increase(actual)})", instant=True),
+            prom(f"sum({ledger_delta(price)}) - sum({ledger_delta(actual)})", instant=True),
             width=6,
         ),
         timeseries(

@@ -6,6 +6,18 @@ same whichever replica or worker answers the scrape. Because every instance repo
 whole ledger, queries must not sum them across instances: dashboards take
 ``max without (instance)`` first. (Multiprocess mode would instead make each process
 count only what it ingested, and lose history at every restart.)
+
+The totals are gauges, not counters: each is the ledger's net for its label set, and
+corrections take money back by adjustment entries (a re-rating to a cheaper catalog
+version, a re-pricing to a cheaper plan version), or move an event's count, tokens and
+reported cost to another label set (its model or tier changes when a version prices it).
+A counter that goes down is a reset to Prometheus: ``increase()`` and ``rate()`` would add
+its whole value again. The alternative, two counters per total (what was booked and what
+was taken back), doubles these series: past the 1,000 a scrape is meant to stay under
+(the README's Performance section), and a companion that only appears with its first
+correction is a new series whose first value ``increase()`` never counts. Read them with
+``delta()`` and ``deriv()``; the net of a label set is its value, to the last digit the
+float allows.
 """
 
 from __future__ import annotations
@@ -16,7 +28,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from service.customers.credit_queries import CREDIT_STANDINGS
@@ -25,6 +37,11 @@ from service.metrics import queries
 from service.metrics.drift_series import drift_families
 from service.reconciliation import queries as reconciliation
 from service.tokens import TOKEN_CLASSES
+
+NET = (
+    ": the net of its entries, lower after a correction takes some back or moves it to "
+    "another label set (read it with delta(), not increase())"
+)
 
 
 @dataclass
@@ -78,26 +95,30 @@ class LedgerCollector(Collector):
         if not snap.database_up:
             return
         labels = ["agent", "model", "provider", "tier"]
-        cost = CounterMetricFamily(
-            "luc_cost_usd", "Catalog-priced cost in USD, from the ledger", labels=labels
+        cost = GaugeMetricFamily(
+            "luc_cost_usd",
+            f"Catalog-priced cost in USD, from the ledger{NET}",
+            labels=labels,
         )
-        provider_cost = CounterMetricFamily(
-            "luc_provider_cost_usd", "Provider-reported cost in USD, from the ledger", labels=labels
+        provider_cost = GaugeMetricFamily(
+            "luc_provider_cost_usd",
+            f"Provider-reported cost in USD, from the ledger{NET}",
+            labels=labels,
         )
-        actual_cost = CounterMetricFamily(
+        actual_cost = GaugeMetricFamily(
             "luc_actual_cost_usd",
             "Actual cost in USD, from the ledger: the provider-reported cost of each event "
-            "where reported, else its catalog-priced cost",
+            f"where reported, else its catalog-priced cost{NET}",
             labels=labels,
         )
         # The customers' price by the cost series' bounded labels only: never a customer id
         # (customers are as unbounded as jobs; GET /v1/usage?group_by=customer and the
         # customer × month rollup serve them).
-        price = CounterMetricFamily(
+        price = GaugeMetricFamily(
             "luc_price_usd",
             "What the customers pay in USD, from the ledger: each event at its customer's "
             "rate plan, else at its catalog-priced cost (an event whose price is unknown "
-            "adds nothing)",
+            f"adds nothing){NET}",
             labels=labels,
         )
         margin = GaugeMetricFamily(
@@ -106,12 +127,12 @@ class LedgerCollector(Collector):
             "below what it cost)",
             labels=labels,
         )
-        events = CounterMetricFamily(
-            "luc_ledger_events", "Events recorded on the ledger", labels=labels
+        events = GaugeMetricFamily(
+            "luc_ledger_events", f"Events recorded on the ledger{NET}", labels=labels
         )
-        tokens = CounterMetricFamily(
+        tokens = GaugeMetricFamily(
             "luc_tokens",
-            "Tokens recorded on the ledger, by class",
+            f"Tokens recorded on the ledger, by class{NET}",
             labels=["agent", "model", "class"],
         )
         unpriced: dict[str, float] = {}

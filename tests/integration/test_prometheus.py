@@ -340,14 +340,14 @@ def test_every_sql_panel_runs_on_the_ledger_database_and_returns_rows(story: Sto
 def test_prometheus_sum_of_cost_equals_the_rest_total(story: Story) -> None:
     rest = Decimal(story.total["cost_usd"])
     for expr in (
-        "sum(luc_cost_usd_total)",
+        "sum(luc_cost_usd)",
         # as the dashboards read it: replicas folded first
-        "sum(max by (agent, model, provider, tier) (luc_cost_usd_total))",
+        "sum(max by (agent, model, provider, tier) (luc_cost_usd))",
     ):
         prometheus = Decimal(story.prometheus.value(expr))
         assert abs(prometheus - rest) <= Decimal("1e-9"), (expr, prometheus, rest)
     assert rest > Decimal("0.42")
-    provider = Decimal(story.prometheus.value("sum(luc_provider_cost_usd_total)"))
+    provider = Decimal(story.prometheus.value("sum(luc_provider_cost_usd)"))
     assert abs(provider - Decimal(story.total["provider_cost_usd"])) <= Decimal("1e-9")
 
 
@@ -356,8 +356,8 @@ def test_prometheus_actual_cost_equals_the_rest_total_as_the_finance_dashboard_r
 ) -> None:
     rest = Decimal(story.total["actual_cost_usd"])
     for expr in (
-        "sum(luc_actual_cost_usd_total)",
-        "sum(max by (agent, model, provider, tier) (luc_actual_cost_usd_total))",
+        "sum(luc_actual_cost_usd)",
+        "sum(max by (agent, model, provider, tier) (luc_actual_cost_usd))",
     ):
         prometheus = Decimal(story.prometheus.value(expr))
         assert abs(prometheus - rest) <= Decimal("1e-9"), (expr, prometheus, rest)
@@ -382,8 +382,8 @@ def test_prometheus_price_and_margin_equal_the_rest_totals_as_the_finance_dashbo
     price = Decimal(story.total["price_usd"])
     margin = Decimal(story.total["margin_usd"])
     for expr in (
-        "sum(luc_price_usd_total)",
-        "sum(max by (agent, model, provider, tier) (luc_price_usd_total))",
+        "sum(luc_price_usd)",
+        "sum(max by (agent, model, provider, tier) (luc_price_usd))",
     ):
         prometheus = Decimal(story.prometheus.value(expr))
         assert abs(prometheus - price) <= Decimal("1e-9"), (expr, prometheus, price)
@@ -422,13 +422,13 @@ def test_the_top_customers_by_margin_panel_reads_the_customer_months_rollup(stor
 
 
 def test_prometheus_counts_of_events_and_tokens_equal_the_rest_totals(story: Story) -> None:
-    events = story.prometheus.value("sum(luc_ledger_events_total)")
+    events = story.prometheus.value("sum(luc_ledger_events)")
     assert float(events) == story.total["events"]
     unpriced = story.prometheus.value("sum(luc_unpriced_events)")
     assert float(unpriced) == story.total["unpriced_events"] == 2  # one per demo run
     by_class = {
         r["metric"]["class"]: float(r["value"][1])
-        for r in story.prometheus.query("sum by (class) (luc_tokens_total)")
+        for r in story.prometheus.query("sum by (class) (luc_tokens)")
     }
     assert by_class == {
         "input": story.total["input_tokens"],
@@ -487,7 +487,7 @@ def test_every_series_the_alerts_and_dashboards_name_exists_in_prometheus(story:
     """A quiet rule could hide a misspelt series; every name must match scraped data."""
     texts = [r["expr"] for r in rules()] + [e for _, e in panel_queries("luc-prometheus")]
     names = {n for text in texts for n in re.findall(r"\b(luc_\w+|up)\b(?!\s*\()", text)}
-    assert "luc_cost_usd_total" in names and "up" in names
+    assert "luc_cost_usd" in names and "up" in names
     missing = [n for n in sorted(names) if not story.prometheus.query(f"count({n})")]
     assert missing == []
 

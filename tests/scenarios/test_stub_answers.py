@@ -183,6 +183,6 @@ async def test_stub_answers_add_nothing_to_spend_or_to_the_cost_series(client: A
     stub_cost = [
         line
         for line in metrics.splitlines()
-        if line.startswith("luc_cost_usd_total{") and 'provider="stub"' in line
+        if line.startswith("luc_cost_usd{") and 'provider="stub"' in line
     ]
     assert len(stub_cost) == 1 and stub_cost[0].endswith(" 0.0")

@@ -189,7 +189,7 @@ async def test_every_reader_shows_list_reported_and_actual_cost(
         ("ORACLE", GAMMA, "openrouter", "unpriced"): float(D("0.0123")),
         ("ORACLE", GAMMA, "vertex", "unpriced"): 0.0,
     }
-    assert "# TYPE luc_actual_cost_usd_total counter" in metrics.text
+    assert "# TYPE luc_actual_cost_usd gauge" in metrics.text  # the net: re-rating lowers it
 
     await assert_rollups_equal_ledger(db)
 

@@ -17,13 +17,13 @@ ALERTS = GRAFANA.parent / "prometheus" / "alerts.yml"
 
 # Series read from the ledger at scrape time: every replica reports the same value.
 LEDGER_SERIES = (
-    "luc_cost_usd_total",
-    "luc_provider_cost_usd_total",
-    "luc_actual_cost_usd_total",
-    "luc_price_usd_total",
+    "luc_cost_usd",
+    "luc_provider_cost_usd",
+    "luc_actual_cost_usd",
+    "luc_price_usd",
     "luc_margin_usd",
-    "luc_ledger_events_total",
-    "luc_tokens_total",
+    "luc_ledger_events",
+    "luc_tokens",
     "luc_unpriced_events",
     "luc_catalog_info",
     "luc_budget_spent_ratio",
@@ -121,11 +121,11 @@ def test_panels_have_unique_ids_and_do_not_overlap() -> None:
 
 def _unfolded(expr: str) -> list[str]:
     """Ledger series in ``expr`` not directly under ``max by (...)`` (optionally around a
-    ``rate``/``increase``): summing those across replicas would count the ledger twice."""
+    ``deriv``/``delta``): summing those across replicas would count the ledger twice."""
     bad = []
     for match in re.finditer(r"\b(" + "|".join(LEDGER_SERIES) + r")\b", expr):
         before = expr[: match.start()]
-        if not re.search(r"max by \([^()]*\) \(((rate|increase)\()?$", before):
+        if not re.search(r"max by \([^()]*\) \(((deriv|delta)\()?$", before):
             bad.append(match.group(1))
     return bad
 
@@ -143,4 +143,22 @@ def test_ledger_series_are_folded_across_replicas_before_any_sum() -> None:
         assert _unfolded(expr) == [], where
     for rule in rules:
         assert _unfolded(rule["expr"]) == [], rule["alert"]
-    assert _unfolded("sum(luc_cost_usd_total)") == ["luc_cost_usd_total"]
+    assert _unfolded("sum(luc_cost_usd)") == ["luc_cost_usd"]
+
+
+def test_no_ledger_series_is_read_as_a_counter() -> None:
+    """The ledger's totals are the net of its entries: a re-rating or a re-pricing lowers
+    them, and rate() or increase() would read the drop as a reset and add the whole total
+    again. deriv() and delta() take a correction for what it is."""
+    as_counter = re.compile(
+        r"\b(rate|irate|increase|resets)\(\s*(" + "|".join(LEDGER_SERIES) + r")\b"
+    )
+    promql = [(where, target["expr"]) for where, target in targets() if "expr" in target]
+    rules = [
+        (rule["alert"], rule["expr"])
+        for group in yaml.safe_load(ALERTS.read_text())["groups"]
+        for rule in group["rules"]
+    ]
+    assert [where for where, expr in promql + rules if as_counter.search(expr)] == []
+    assert any("delta(luc_cost_usd[" in expr for _, expr in promql)
+    assert as_counter.search("max by (agent) (rate(luc_price_usd[5m]))")
