@@ -42,10 +42,10 @@ import pytest
 from service.exports.models import ExportRange
 from service.exports.service import focus_csv, snapshot
 from service.wire import parse_instant
+from tests.support.catalogs import ALPHA, BETA, CATALOG, CORRECTION, EFFECTIVE, GAMMA
 from tests.support.databases import connected
 from tests.support.events import record_accepted, wire_event
 from tests.support.paths import PROJECT_ROOT
-from tests.support.vendor_catalog import ALPHA, BETA, CATALOG, CORRECTION, EFFECTIVE, GAMMA
 from tests.support.waiting import wait_until
 
 D = Decimal

@@ -35,9 +35,9 @@ from typing import Any
 import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.catalogs import ALPHA, BETA, CATALOG, CORRECTION, EFFECTIVE, GAMMA
 from tests.support.events import record_accepted, wire_event
 from tests.support.ledger_truth import assert_rollups_equal_ledger
-from tests.support.vendor_catalog import ALPHA, BETA, CATALOG, CORRECTION, EFFECTIVE, GAMMA
 
 D = Decimal
 JOB = "job-3c"
