@@ -1,6 +1,7 @@
-"""What every benchmark needs: a scratch database, CPU meters, a table. The server under
-test is the one the tests start (``tests.support.servers.ServerProcess``, with
-``defaults={}`` so it runs as it does by default: info logs, keys on).
+"""What every benchmark needs: a scratch database, CPU meters, servers per worker count,
+a table, verdicts. The server under test is the one the tests start
+(``tests.support.servers.ServerProcess``, with ``defaults={}`` so it runs as it does by
+default: info logs, keys on).
 
 The machines are shared and noisy, so a benchmark never prints a bare figure: it measures
 its reference on the same database, in the same run, and prints the ratio.
@@ -14,12 +15,13 @@ import contextlib
 import os
 import platform
 import shutil
+import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import psutil
@@ -27,6 +29,10 @@ import psutil
 from service.db import Connection
 from tests.support.databases import new_database_sync, prepare_database
 from tests.support.keys import bearer, new_key
+from tests.support.servers import ServerProcess
+
+S = TypeVar("S", bound=Sequence[ServerProcess])
+T = TypeVar("T")
 
 # PostgreSQL --------------------------------------------------------------------------------
 
@@ -241,6 +247,46 @@ class Storage:
         }
 
 
+# Servers per worker count ----------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def running(servers: Sequence[ServerProcess]) -> Iterator[None]:
+    """The servers started in order for the block and stopped in reverse after it; when
+    anything fails, the tails of their logs go to stderr first (why a server did not start,
+    or what it said before a run went wrong)."""
+    try:
+        for server in servers:
+            server.start()
+        yield
+    except BaseException:
+        for server in servers:
+            print(server.log_tail(), file=sys.stderr)
+        raise
+    finally:
+        for server in reversed(servers):
+            server.stop()
+
+
+def per_worker_count(
+    worker_counts: Sequence[int],
+    servers: Callable[[int, contextlib.ExitStack], S],
+    measure: Callable[[int, S], T],
+) -> list[tuple[int, T]]:
+    """``measure(workers, its_servers)`` once per worker count, in turn, while the servers
+    ``servers(workers, stack)`` made run: those under test and those of their references,
+    each started by it with ``LUC_WORKERS=workers``, so every figure has its reference
+    measured beside it. What a worker count has of its own (a scratch database, a folder)
+    goes on ``stack``: it closes after that count's servers have stopped."""
+    results: list[tuple[int, T]] = []
+    for workers in worker_counts:
+        with contextlib.ExitStack() as stack:
+            group = servers(workers, stack)
+            with running(group):
+                results.append((workers, measure(workers, group)))
+    return results
+
+
 # Output ------------------------------------------------------------------------------------
 
 
@@ -250,6 +296,34 @@ def machine() -> dict[str, object]:
         "platform": platform.platform(),
         "python": platform.python_version(),
     }
+
+
+def meets(value: float, target: float, *, at_most: bool) -> bool:
+    """Whether a figure meets its target: at most it, or at least it."""
+    return value <= target if at_most else value >= target
+
+
+def met_word(met: bool) -> str:
+    """How a verdict line says it, loud when missed."""
+    return f"{'meets' if met else 'MISSES'} the target"
+
+
+def verdict(what: str, value: float, target: float, *, at_most: bool) -> dict[str, Any]:
+    """A figure against its target, as the JSON of the benchmarks keeps it."""
+    return {
+        "what": what,
+        "value": round(value, 3),
+        "target": target,
+        "at_most": at_most,
+        "met": meets(value, target, at_most=at_most),
+    }
+
+
+def print_verdicts(verdicts: Sequence[dict[str, Any]]) -> None:
+    """A line per ``verdict``: the figure, and whether it meets its target."""
+    for v in verdicts:
+        bound = "at most" if v["at_most"] else "at least"
+        print(f"{v['what']}: {v['value']:.2f} ({met_word(v['met'])}: {bound} {v['target']})")
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:

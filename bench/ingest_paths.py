@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import tempfile
@@ -47,10 +48,13 @@ from bench.harness import (
     CpuMeter,
     Storage,
     machine,
+    per_worker_count,
     positive_numbers,
     print_table,
+    print_verdicts,
     relation_sizes,
     scratch_database,
+    verdict,
     wal_lsn,
 )
 from bench.ingest import (
@@ -344,12 +348,6 @@ def report(results: Sequence[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
     rows: list[list[str]] = []
     verdicts: list[dict[str, Any]] = []
 
-    def verdict(what: str, value: float, target: float, most: bool = False) -> None:
-        met = value <= target if most else value >= target
-        verdicts.append(
-            {"what": what, "value": round(value, 3), "target": target, "at_most": most, "met": met}
-        )
-
     noop_p99: dict[int, float] = {}
     for workers, result in results:
         runs, w = result["runs"], _workers(workers)
@@ -364,32 +362,47 @@ def report(results: Sequence[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
             rows.append(_row(b2, workers, b2.per_s / b1.per_s, "B1"))
             rows.append(_row(spread, workers, spread.per_s / b1.per_s, "B1"))
             rows.append(_row(hot_run, workers, hot_run.per_s / spread.per_s, "(a)"))
-            verdict(f"(a) batch / B1 ({key})", spread.per_s / b1.per_s, TARGET_BATCH_OVER_B1)
-            verdict(
-                f"(c) hot / spread ({key})", hot_run.per_s / spread.per_s, TARGET_HOT_OVER_SPREAD
-            )
-            verdict(
-                f"(c) hot p99 / spread p99 ({key})",
-                hot_run.ms(0.99) / spread.ms(0.99),
-                TARGET_HOT_P99_OVER_SPREAD,
-                most=True,
-            )
+            verdicts += [
+                verdict(
+                    f"(a) batch / B1 ({key})",
+                    spread.per_s / b1.per_s,
+                    TARGET_BATCH_OVER_B1,
+                    at_most=False,
+                ),
+                verdict(
+                    f"(c) hot / spread ({key})",
+                    hot_run.per_s / spread.per_s,
+                    TARGET_HOT_OVER_SPREAD,
+                    at_most=False,
+                ),
+                verdict(
+                    f"(c) hot p99 / spread p99 ({key})",
+                    hot_run.ms(0.99) / spread.ms(0.99),
+                    TARGET_HOT_P99_OVER_SPREAD,
+                    at_most=True,
+                ),
+            ]
         single = runs["single"]
         for b2, one in zip(single[0:-1:2], single[1:-1:2], strict=True):
             rows.append(_row(b2, workers, None, ""))
             rows.append(_row(one, workers, one.per_s / b2.per_s, "B2"))
-            verdict(
-                f"(b) single / B2 (×{one.concurrency}, {w})",
-                one.per_s / b2.per_s,
-                TARGET_SINGLE_OVER_B2,
+            verdicts.append(
+                verdict(
+                    f"(b) single / B2 (×{one.concurrency}, {w})",
+                    one.per_s / b2.per_s,
+                    TARGET_SINGLE_OVER_B2,
+                    at_most=False,
+                )
             )
         half = single[-1]
         rows.append(_row(half, workers, None, ""))
-        verdict(
-            f"(b) p99 ms at half the saturated rate ({w})",
-            half.ms(0.99),
-            TARGET_SINGLE_P99_MS,
-            True,
+        verdicts.append(
+            verdict(
+                f"(b) p99 ms at half the saturated rate ({w})",
+                half.ms(0.99),
+                TARGET_SINGLE_P99_MS,
+                at_most=True,
+            )
         )
         for run in runs["replay"]:
             rows.append(_row(run, workers, None, ""))
@@ -410,19 +423,17 @@ def report(results: Sequence[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
     storage = storage_report(results)
     for section, figures in storage.items():
         for workers, pe in figures.items():
-            verdict(
-                f"tables + indexes per stored event, bytes ({section} runs, {_workers(workers)})",
-                pe["total"],
-                TARGET_BYTES_PER_EVENT,
-                most=True,
+            verdicts.append(
+                verdict(
+                    f"tables + indexes per stored event, bytes ({section} runs, "
+                    f"{_workers(workers)})",
+                    pe["total"],
+                    TARGET_BYTES_PER_EVENT,
+                    at_most=True,
+                )
             )
     print()
-    for v in verdicts:
-        bound = "at most" if v["at_most"] else "at least"
-        print(
-            f"{v['what']}: {v['value']:.2f} "
-            f"({'meets' if v['met'] else 'MISSES'} the target: {bound} {v['target']})"
-        )
+    print_verdicts(verdicts)
     return {"verdicts": verdicts, "noop_p99_ms": noop_p99, "storage": storage}
 
 
@@ -519,29 +530,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         "LUC_MAX_BATCH_EVENTS": str(max(5000, *args.batch_sizes)),
         "LUC_RATE_LIMIT_PER_SECOND": "0",  # a benchmark is not abuse
     }
-    results: list[tuple[int, dict[str, Any]]] = []
-    embedded = True
-    for workers in args.workers:
-        # A database of its own per worker count: the same events (same seeds), stored on
-        # the same empty tables, and references (B1, B2, B3) measured beside them.
+    databases: dict[int, BenchDatabase] = {}
+
+    def servers(workers: int, stack: contextlib.ExitStack) -> tuple[ServerProcess, ServerProcess]:
+        """(storing, persistence off), on a database of its own per worker count: the same
+        events (same seeds), stored on the same empty tables, and references (B1, B2, B3)
+        measured beside them."""
         print(f"{_workers(workers)} (LUC_WORKERS={workers}):", flush=True)
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="luc-bench-")))
+        db = databases[workers] = stack.enter_context(scratch_database())
         env["LUC_WORKERS"] = str(workers)
-        with tempfile.TemporaryDirectory(prefix="luc-bench-") as tmp, scratch_database() as db:
-            server = ServerProcess(db.url, Path(tmp) / "server.log", defaults={}, **env)
-            dry = ServerProcess(
-                db.url, Path(tmp) / "dry.log", defaults={}, **env, LUC_INGEST_PERSIST="0"
-            )
-            server.start()
-            try:
-                dry.start()
-                results.append((workers, asyncio.run(run_all(db, server, dry, args))))
-            except BaseException:
-                print(server.log_tail(), dry.log_tail(), file=sys.stderr)
-                raise
-            finally:
-                dry.stop()
-                server.stop()
-            embedded = embedded and db.embedded
+        return (
+            ServerProcess(db.url, tmp / "server.log", defaults={}, **env),
+            ServerProcess(db.url, tmp / "dry.log", defaults={}, **env, LUC_INGEST_PERSIST="0"),
+        )
+
+    results = per_worker_count(
+        args.workers,
+        servers,
+        lambda workers, both: asyncio.run(run_all(databases[workers], *both, args)),
+    )
+    embedded = all(db.embedded for db in databases.values())
 
     summary = report(results)
     checks = {workers: result["checks"] for workers, result in results}

@@ -41,6 +41,8 @@ from bench.harness import (
     BenchDatabase,
     CpuMeter,
     machine,
+    meets,
+    per_worker_count,
     positive_numbers,
     print_table,
     scratch_database,
@@ -311,7 +313,7 @@ def report(results: Sequence[Measurement], workers_counts: Sequence[int]) -> dic
         sizes = [m for m in results if m.workers == workers]
         first, last = sizes[0], sizes[-1]
         ratio = ratios[workers] = last.p50_ms / first.p50_ms
-        verdict = "flat" if ratio <= FLAT_TARGET else "NOT flat"
+        verdict = "flat" if meets(ratio, FLAT_TARGET, at_most=True) else "NOT flat"
         print(
             f"{workers} worker{'s' if workers > 1 else ''}: p50 at {last.jobs:,} jobs / p50 at "
             f"{first.jobs:,} jobs = {ratio:.2f} ({verdict}: target ≤ {FLAT_TARGET}); "
@@ -343,29 +345,32 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"in {ledger.load_seconds:.1f} s",
                 flush=True,
             )
-        results: list[Measurement] = []
-        for workers in args.workers:
+
+        def servers(workers: int, _: contextlib.ExitStack) -> list[ServerProcess]:
             # The same ledgers, scraped through servers started with this many workers.
-            try:
-                for ledger in ledgers:
-                    ledger.server = ServerProcess(
-                        ledger.db.url,
-                        tmp / f"server-{ledger.jobs}-{workers}.log",
-                        defaults={},
-                        LUC_METRICS_PUBLIC="1",
-                        LUC_WORKERS=str(workers),
-                    )
-                    ledger.server.start()
-                results += scrape_side_by_side(ledgers, args.scrapes, workers)
-            except BaseException:
-                for ledger in ledgers:
-                    if ledger.server is not None:
-                        print(ledger.server.log_tail(), file=sys.stderr)
-                raise
-            finally:
-                for ledger in ledgers:
-                    if ledger.server is not None:
-                        ledger.server.stop()
+            started = [
+                ServerProcess(
+                    ledger.db.url,
+                    tmp / f"server-{ledger.jobs}-{workers}.log",
+                    defaults={},
+                    LUC_METRICS_PUBLIC="1",
+                    LUC_WORKERS=str(workers),
+                )
+                for ledger in ledgers
+            ]
+            for ledger, server in zip(ledgers, started, strict=True):
+                ledger.server = server
+            return started
+
+        results = [
+            m
+            for _, measured in per_worker_count(
+                args.workers,
+                servers,
+                lambda workers, _: scrape_side_by_side(ledgers, args.scrapes, workers),
+            )
+            for m in measured
+        ]
         checks = {
             ledger.jobs: asyncio.run(check_invariant(ledger.db.url, ledger.events, CHECKS))
             for ledger in ledgers
@@ -397,7 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "p50_ratio_largest_over_smallest": {w: round(r, 3) for w, r in ratios.items()},
         "target": {
             "p50_ratio_at_most": FLAT_TARGET,
-            "met": all(r <= FLAT_TARGET for r in ratios.values()),
+            "met": all(meets(r, FLAT_TARGET, at_most=True) for r in ratios.values()),
         },
         "checks": checks,
     }

@@ -45,9 +45,12 @@ from bench.harness import (
     BenchDatabase,
     CpuMeter,
     machine,
+    per_worker_count,
     positive_numbers,
     print_table,
+    print_verdicts,
     scratch_database,
+    verdict,
 )
 from bench.ingest import check_invariant
 from bench.loadgen import Answer, Call, Run, closed_loop
@@ -264,11 +267,6 @@ def _ms(run: Run, q: float) -> str:
     return f"{run.ms(q):.2f}"
 
 
-def _verdict(what: str, value: float, target: float, most: bool) -> dict[str, Any]:
-    met = value <= target if most else value >= target
-    return {"what": what, "value": round(value, 3), "target": target, "at_most": most, "met": met}
-
-
 def report(results: list[tuple[Setting, dict[str, Run]]]) -> list[dict[str, Any]]:
     rows: list[list[str]] = []
     verdicts: list[dict[str, Any]] = []
@@ -286,28 +284,38 @@ def report(results: list[tuple[Setting, dict[str, Run]]]) -> list[dict[str, Any]
             )  # fmt: skip
         if setting.clients == 1:
             verdicts.append(
-                _verdict(
+                verdict(
                     f"proxy adds, p50 ms ({setting.label})",
                     metered.ms(0.5) - direct.ms(0.5),
                     TARGET_PROXY_P50_MS,
-                    True,
+                    at_most=True,
                 )
             )
             verdicts.append(
-                _verdict(
+                verdict(
                     f"proxy adds, p99 ms ({setting.label})",
                     metered.ms(0.99) - direct.ms(0.99),
                     TARGET_PROXY_P99_MS,
-                    True,
+                    at_most=True,
                 )
             )
-            verdicts.append(_verdict(f"metering adds, p50 ms ({setting.label})",
-                                     metered.ms(0.5) - unmetered.ms(0.5), TARGET_METERING_P50_MS,
-                                     True))  # fmt: skip
+            verdicts.append(
+                verdict(
+                    f"metering adds, p50 ms ({setting.label})",
+                    metered.ms(0.5) - unmetered.ms(0.5),
+                    TARGET_METERING_P50_MS,
+                    at_most=True,
+                )
+            )
         else:
-            verdicts.append(_verdict(f"metered / unmetered calls/s ({setting.label})",
-                                     metered.per_s / unmetered.per_s,
-                                     TARGET_METERED_OVER_UNMETERED, False))  # fmt: skip
+            verdicts.append(
+                verdict(
+                    f"metered / unmetered calls/s ({setting.label})",
+                    metered.per_s / unmetered.per_s,
+                    TARGET_METERED_OVER_UNMETERED,
+                    at_most=False,
+                )
+            )
     print()
     print_table(
         ["path", "calls", "calls/s", "p50 ms", "p99 ms", "p50 over direct", "metered/unmetered",
@@ -316,12 +324,7 @@ def report(results: list[tuple[Setting, dict[str, Run]]]) -> list[dict[str, Any]
     )  # fmt: skip
     print("(CPU: luc serve's processes, its workers included, and all of PostgreSQL, per call)")
     print()
-    for v in verdicts:
-        bound = "at most" if v["at_most"] else "at least"
-        print(
-            f"{v['what']}: {v['value']:.2f} "
-            f"({'meets' if v['met'] else 'MISSES'} the target: {bound} {v['target']})"
-        )
+    print_verdicts(verdicts)
     return verdicts
 
 
@@ -350,6 +353,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def servers(
     db: BenchDatabase, tmp: Path, upstream: str, workers: int
 ) -> tuple[ServerProcess, ServerProcess]:
+    """(metered, unmetered), with ``workers`` workers each."""
     env = {
         "OPENROUTER_API_KEY": API_KEY,
         "LUC_OPENROUTER_BASE_URL": upstream,
@@ -410,27 +414,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         flush=True,
     )
     answered = Answered([])
-    results: list[tuple[Setting, dict[str, Run]]] = []
     with (
         tempfile.TemporaryDirectory(prefix="luc-bench-") as folder,
         scratch_database() as db,
         fake_upstream(Path(folder) / "upstream.log") as upstream,
     ):
         tmp = Path(folder)
-        for workers in args.workers:
-            metered, unmetered = servers(db, tmp, upstream, workers)
-            metered.start()
-            try:
-                unmetered.start()
-                results += asyncio.run(
-                    run_setting_group(db, upstream, metered, unmetered, workers, args, answered)
-                )
-            except BaseException:
-                print(metered.log_tail(), unmetered.log_tail(), file=sys.stderr)
-                raise
-            finally:
-                unmetered.stop()
-                metered.stop()
+        by_workers = per_worker_count(
+            args.workers,
+            lambda workers, _: servers(db, tmp, upstream, workers),
+            lambda workers, both: asyncio.run(
+                run_setting_group(db, upstream, *both, workers, args, answered)
+            ),
+        )
+        results = [result for _, group in by_workers for result in group]
         check = asyncio.run(ledger_check(db.url, answered))
         embedded = db.embedded
 

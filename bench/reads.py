@@ -40,6 +40,9 @@ from bench.harness import (
     BenchDatabase,
     CpuMeter,
     machine,
+    meets,
+    met_word,
+    per_worker_count,
     positive_numbers,
     print_table,
     scratch_database,
@@ -219,7 +222,9 @@ def report(ledgers: Sequence[Ledger], cells: Cells, workers_counts: Sequence[int
                      "n/a" if postgres is None else f"{postgres:,.0f}",
                      f"{a.requests:,} / {b.requests:,}"]
                 )  # fmt: skip
-                met = ratio <= TARGET_P99_RATIO and b.ms(0.99) <= TARGET_P99_MS[connections]
+                met = meets(ratio, TARGET_P99_RATIO, at_most=True) and meets(
+                    b.ms(0.99), TARGET_P99_MS[connections], at_most=True
+                )
                 verdicts.append(
                     {
                         "query": kind,
@@ -247,7 +252,7 @@ def report(ledgers: Sequence[Ledger], cells: Cells, workers_counts: Sequence[int
         print(
             f"{v['query']} ×{v['connections']}, {v['workers']} worker"
             f"{'s' if v['workers'] > 1 else ''}: p99 ratio {v['p99_ratio']:.2f}, "
-            f"p99 {v['p99_ms_large']:.2f} ms: {'meets' if v['met'] else 'MISSES'} the target"
+            f"p99 {v['p99_ms_large']:.2f} ms: {met_word(v['met'])}"
         )
     return verdicts
 
@@ -309,33 +314,32 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{t['vacuum_s']:.1f} s",
                 flush=True,
             )
-        cells: Cells = {}
-        for workers in args.workers:
+
+        def servers(workers: int, _: contextlib.ExitStack) -> list[ServerProcess]:
             # The same ledgers, read through servers started with this many workers.
-            try:
-                for ledger in ledgers:
-                    ledger.server = ServerProcess(
-                        ledger.db.url,
-                        tmp / f"server-{ledger.rows}-{workers}.log",
-                        defaults={},
-                        LUC_RATE_LIMIT_PER_SECOND="0",
-                        LUC_WORKERS=str(workers),
-                    )
-                    ledger.server.start()
-                cells |= asyncio.run(
-                    measure(
-                        ledgers, args.requests, args.rounds, args.cap_seconds, args.seed, workers
-                    )
+            started = [
+                ServerProcess(
+                    ledger.db.url,
+                    tmp / f"server-{ledger.rows}-{workers}.log",
+                    defaults={},
+                    LUC_RATE_LIMIT_PER_SECOND="0",
+                    LUC_WORKERS=str(workers),
                 )
-            except BaseException:
-                for ledger in ledgers:
-                    if ledger.server is not None:
-                        print(ledger.server.log_tail(), file=sys.stderr)
-                raise
-            finally:
-                for ledger in ledgers:
-                    if ledger.server is not None:
-                        ledger.server.stop()
+                for ledger in ledgers
+            ]
+            for ledger, server in zip(ledgers, started, strict=True):
+                ledger.server = server
+            return started
+
+        cells: Cells = {}
+        for _, cells_of_count in per_worker_count(
+            args.workers,
+            servers,
+            lambda workers, _: asyncio.run(
+                measure(ledgers, args.requests, args.rounds, args.cap_seconds, args.seed, workers)
+            ),
+        ):
+            cells |= cells_of_count
         embedded = all(ledger.db.embedded for ledger in ledgers)
 
     verdicts = report(ledgers, cells, args.workers)

@@ -172,7 +172,12 @@ async def check(
     if stop is not None:
         return _stopped(stop, standings)
     estimates = await _estimates(conn, estimate, standings, model, plan_id, now, catalog, plans)
-    refusing = _refusing(standings, estimates)
+    return _judged(standings, _refusing(standings, estimates))
+
+
+def _judged(standings: list[BudgetStanding], refusing: list[BudgetStanding]) -> CheckResult:
+    """The budgets' answer without a reservation: refused by those with no room left for
+    the estimate (``refusing``), else admitted."""
     return CheckResult(
         allowed=not refusing,
         remaining_usd=_least_remaining(standings),
@@ -240,13 +245,7 @@ async def reserve(
         hard = [s for s in standings if s.budget.hard]
         refusing = _refusing(standings, estimates)
         if refusing or not hard:
-            return CheckResult(
-                allowed=not refusing,
-                remaining_usd=_least_remaining(standings),
-                standings=standings,
-                reason=_reason(refusing),
-                refused_by="budget" if refusing else None,
-            )
+            return _judged(standings, refusing)
         reservation_id = uuid.uuid4()
         rows = await conn.fetch(
             queries.INSERT_RESERVATIONS,

@@ -10,23 +10,20 @@ Why SQLite for the spool: appends and acknowledgements are small atomic transact
 in one statement, and no compaction or offset file is needed, as append-only JSONL
 files would require. It is local to the gateway's machine; the ledger stays in PostgreSQL.
 
-``append`` and ``settle_grouped`` are a group commit: whatever waits when the spool's
-thread is free goes in one transaction, one ``fsync`` for all of it, as PostgreSQL commits
-a group. (LUC's proxy makes each call's usage durable in a cheaper append-only journal
-beside this file, ``service.recording.journal``, and brings here only what it could not
-record at once, or what a process that died left in its journal.) Several LUC processes
-may share one file (SQLite locks it); ``lead_replay`` lets one of them at a time replay it.
+LUC's proxy makes each call's usage durable in a cheaper append-only journal beside this
+file, ``service.recording.journal``, and brings here only what it could not record at once,
+or what a process that died left in its journal. Several LUC processes may share one file
+(SQLite locks it); ``lead_replay`` lets one of them at a time replay it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,10 +64,6 @@ _WAITING_CONFLICT = (
 )
 
 
-_Work = Callable[[float], Any]
-"""Grouped work: run on the spool's thread inside the group's transaction, given its time."""
-
-
 @dataclass(frozen=True, slots=True)
 class Parked:
     """Usage LUC answered ``conflict`` or ``rejected`` for: kept for a human, not resent."""
@@ -97,9 +90,6 @@ class Spool:
         self.path = path
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="luc-spool")
         self._conn: sqlite3.Connection | None = None
-        self._queued: list[tuple[_Work, bool, asyncio.Future[Any]]] = []
-        """Grouped work waiting for the spool's thread: (work, durable, its caller's future)."""
-        self._flusher: asyncio.Task[None] | None = None
         self._lead: int | None = None
         """The replay lock's file descriptor, once this process holds it."""
 
@@ -164,79 +154,6 @@ class Spool:
                 if waiting is not None and bytes(waiting[0]) != body:
                     # ...but another report of it, with other content, is not dropped either.
                     self._park_rows([(event_id, body, "conflict", _WAITING_CONFLICT)], now)
-
-    # Group commit --------------------------------------------------------------------------
-
-    async def append(self, event_id: str, body: bytes) -> int | None:
-        """``add`` one event, on disk when it returns; concurrent appends (and settles) share
-        the transaction, so they share its one ``fsync``. Returns the event's ``seq`` in
-        ``pending``; ``None`` when the id waits there already (the same report: nothing more
-        to do; another one: parked as a conflict, as ``add`` does)."""
-        seq: int | None = await self._grouped(
-            lambda now: self._append_row(event_id, body, now), durable=True
-        )
-        return seq
-
-    async def settle_grouped(self, done: Sequence[int], aside: Sequence[AsideRow]) -> None:
-        """``settle`` in the next group, without an ``fsync`` of its own: a settle lost in
-        a power cut leaves the event pending, and its replay finds it on the ledger already
-        (``duplicate``: stored once) or refused again (parked again)."""
-        await self._grouped(lambda now: self._settle_rows(done, aside, now), durable=False)
-
-    async def _grouped(self, work: _Work, *, durable: bool) -> Any:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queued.append((work, durable, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), name="luc-spool-group")
-        # A caller that goes away (cancelled) leaves its work queued: it is done all the same.
-        return await future
-
-    async def _flush(self) -> None:
-        """Run what is queued, a group per transaction, until nothing is: the queue fills
-        while the thread commits the group before."""
-        while self._queued:
-            group, self._queued = self._queued, []
-            durable = any(needs_sync for _, needs_sync, _ in group)
-            try:
-                results = await self._run(self._in_one, [work for work, _, _ in group], durable)
-            except Exception as exc:  # every caller of the group hears of it
-                for _, _, future in group:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for (_, _, future), result in zip(group, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
-
-    def _in_one(self, works: Sequence[_Work], durable: bool) -> list[Any]:
-        if self._conn is None:
-            self._open()
-        if not durable:
-            self.conn.execute("PRAGMA synchronous=NORMAL")  # committed, not yet fsync'd
-        try:
-            now = time.time()
-            with self.conn:
-                # The write lock at once (waiting for another process's group, if any): a
-                # transaction that read first could not take it later without failing.
-                self.conn.execute("BEGIN IMMEDIATE")
-                return [work(now) for work in works]
-        finally:
-            if not durable:
-                self.conn.execute("PRAGMA synchronous=FULL")
-
-    def _append_row(self, event_id: str, body: bytes, now: float) -> int | None:
-        cursor = self.conn.execute(
-            "INSERT OR IGNORE INTO pending (event_id, body, added_at) VALUES (?, ?, ?)",
-            (event_id, body, now),
-        )
-        if cursor.rowcount:
-            return cursor.lastrowid
-        waiting = self.conn.execute(
-            "SELECT body FROM pending WHERE event_id = ?", (event_id,)
-        ).fetchone()
-        if waiting is not None and bytes(waiting[0]) != body:
-            self._park_rows([(event_id, body, "conflict", _WAITING_CONFLICT)], now)
-        return None
 
     def lead_replay(self) -> bool:
         """Whether this process replays the file: the first to ask holds an exclusive
@@ -377,10 +294,6 @@ class Spool:
         )
 
     async def close(self) -> None:
-        if self._flusher is not None:
-            # What was queued is written before the file closes (a call's usage among it).
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._flusher)
         if self._conn is not None:
             await self._run(self._conn.close)
             self._conn = None

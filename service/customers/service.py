@@ -102,25 +102,29 @@ def _customer(row: asyncpg.Record) -> Customer:
     return from_row(Customer, row)
 
 
+def _settable(customer: NewCustomer) -> tuple[Any, ...]:
+    """Its columns after the id, in the order ``INSERT_CUSTOMER`` and ``UPDATE_CUSTOMER``
+    take them ($2 to $10)."""
+    return (
+        customer.name,
+        customer.email,
+        customer.address,
+        customer.tax_id,
+        customer.plan_id,
+        customer.invoicing,
+        customer.low_balance_usd,
+        customer.credit_stop,
+        customer.webhook_url,
+    )
+
+
 async def create_customer(conn: Connection, new: NewCustomer) -> Customer:
     """Register a customer; 409 when the id is taken, 422 naming the field at fault."""
     check_text("id", new.id, MAX_ID_CHARS)
     await _check(conn, new)
     try:
         async with conn.transaction():  # a savepoint inside a caller's transaction
-            row = await conn.fetchrow(
-                queries.INSERT_CUSTOMER,
-                new.id,
-                new.name,
-                new.email,
-                new.address,
-                new.tax_id,
-                new.plan_id,
-                new.invoicing,
-                new.low_balance_usd,
-                new.credit_stop,
-                new.webhook_url,
-            )
+            row = await conn.fetchrow(queries.INSERT_CUSTOMER, new.id, *_settable(new))
     except asyncpg.UniqueViolationError:
         raise ConflictError(f"customer {new.id!r} already exists") from None
     except asyncpg.ForeignKeyViolationError:
@@ -178,18 +182,6 @@ async def update_customer(conn: Connection, customer_id: str, changes: CustomerC
         given |= dict.fromkeys(changes.clear)
         new = replace(current, **given)
         await _check(conn, new)
-        row = await conn.fetchrow(
-            queries.UPDATE_CUSTOMER,
-            customer_id,
-            new.name,
-            new.email,
-            new.address,
-            new.tax_id,
-            new.plan_id,
-            new.invoicing,
-            new.low_balance_usd,
-            new.credit_stop,
-            new.webhook_url,
-        )
+        row = await conn.fetchrow(queries.UPDATE_CUSTOMER, customer_id, *_settable(new))
     assert row is not None
     return _customer(row)

@@ -10,13 +10,14 @@ _PRICES = ", ".join(f"l.price_{name}" for name in PRICE_CLASSES)
 
 JOB_HAS_USAGE = "SELECT EXISTS (SELECT 1 FROM ledger_entries WHERE job_id = $1)"
 
-# The entries the next invoice of a job covers: every entry no invoice covers yet, except
-# the unpriced bookings of events that are still unpriced; those wait for a catalog version
-# that prices them, and then go, with their reversal and priced re-booking, on a follow-up.
-SELECT_UNINVOICED_ENTRY_IDS = """
+# The entries the next invoice covers of those ``{scope}`` selects (a job's, a customer's
+# month): every entry no invoice covers yet, except the unpriced bookings of events that are
+# still unpriced; those wait for a catalog version that prices them, and then go, with their
+# reversal and priced re-booking, on a follow-up.
+_UNINVOICED_ENTRY_IDS = """
 SELECT l.id
 FROM ledger_entries AS l
-WHERE l.job_id = $1
+WHERE {scope}
   AND NOT EXISTS (SELECT 1 FROM invoice_entries AS i WHERE i.ledger_entry_id = l.id)
   AND (l.catalog_version IS NOT NULL OR NOT EXISTS (
         SELECT 1 FROM ledger_entries AS u
@@ -24,6 +25,17 @@ WHERE l.job_id = $1
         HAVING sum(u.unpriced_count) > 0))
 ORDER BY l.id
 """
+# The events of those ``{scope}`` selects that no catalog version prices yet.
+_COUNT_UNPRICED_EVENTS = """
+SELECT count(*) FROM (
+    SELECT l.event_id FROM ledger_entries AS l
+    WHERE {scope} AND l.unpriced_count <> 0
+    GROUP BY l.event_id
+    HAVING sum(l.unpriced_count) > 0
+) AS still_unpriced
+"""
+
+SELECT_UNINVOICED_ENTRY_IDS = _UNINVOICED_ENTRY_IDS.format(scope="l.job_id = $1")
 
 # Lines of a draft: one per job × agent × model × provider × catalog version × rate × plan
 # version (the rate, the prices and the plan version are part of the key so a line can
@@ -52,14 +64,7 @@ SELECT min(occurred_at) AS period_start, max(occurred_at) AS period_end
 FROM ledger_entries WHERE id = ANY($1::bigint[])
 """
 
-COUNT_UNPRICED_EVENTS = """
-SELECT count(*) FROM (
-    SELECT event_id FROM ledger_entries
-    WHERE job_id = $1 AND unpriced_count <> 0
-    GROUP BY event_id
-    HAVING sum(unpriced_count) > 0
-) AS still_unpriced
-"""
+COUNT_UNPRICED_EVENTS = _COUNT_UNPRICED_EVENTS.format(scope="l.job_id = $1")
 
 # A customer's month: the entries priced for the customer (``customer_id``), and entries
 # priced for no customer of the jobs it owns now (recorded before the job had one: their
@@ -73,26 +78,8 @@ _CUSTOMER_MONTH = """
            AND EXISTS (SELECT 1 FROM jobs AS j WHERE j.job_id = l.job_id AND j.customer_id = $1)))
 """
 
-SELECT_UNINVOICED_MONTH_ENTRY_IDS = f"""
-SELECT l.id
-FROM ledger_entries AS l
-WHERE {_CUSTOMER_MONTH}
-  AND NOT EXISTS (SELECT 1 FROM invoice_entries AS i WHERE i.ledger_entry_id = l.id)
-  AND (l.catalog_version IS NOT NULL OR NOT EXISTS (
-        SELECT 1 FROM ledger_entries AS u
-        WHERE u.event_id = l.event_id
-        HAVING sum(u.unpriced_count) > 0))
-ORDER BY l.id
-"""
-
-COUNT_UNPRICED_MONTH_EVENTS = f"""
-SELECT count(*) FROM (
-    SELECT l.event_id FROM ledger_entries AS l
-    WHERE {_CUSTOMER_MONTH} AND l.unpriced_count <> 0
-    GROUP BY l.event_id
-    HAVING sum(l.unpriced_count) > 0
-) AS still_unpriced
-"""
+SELECT_UNINVOICED_MONTH_ENTRY_IDS = _UNINVOICED_ENTRY_IDS.format(scope=_CUSTOMER_MONTH)
+COUNT_UNPRICED_MONTH_EVENTS = _COUNT_UNPRICED_EVENTS.format(scope=_CUSTOMER_MONTH)
 
 SELECT_MONTH_INVOICE_NUMBERS = """
 SELECT number FROM invoices WHERE customer_id = $1 AND month = $2 ORDER BY issued_at, number

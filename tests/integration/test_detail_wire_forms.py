@@ -25,15 +25,9 @@ from service.pricing.models import PRICE_CLASSES, rate_label
 from service.rollups.models import MEASURES, Totals
 from service.rollups.queries import TOTALS, measures_from_ledger
 from service.wire import day_text, money_text
+from tests.support.catalogs import mistral_arrives
 from tests.support.events import MANY_CALLS_MODELS, many_calls, record_accepted
 
-MISTRAL = {
-    "id": "mistralai/mistral-large-2512",
-    "name": "Mistral Large 3",
-    "tier": "standard",
-    "input": "0.50",
-    "output": "1.50",
-}
 RANGES: list[dict[str, str]] = [
     {},
     {"from": "2026-10-05T00:00:00Z", "to": "2026-10-20T00:00:00Z"},
@@ -153,17 +147,8 @@ async def test_agent_and_job_answers_are_those_python_wrote(
     events = many_calls(1_200, models=(*MANY_CALLS_MODELS, "mistral-large"))
     for at in range(0, len(events), 400):
         await record_accepted(client, events[at : at + 400])
-    version = await client.post(
-        "/v1/catalog/versions",
-        json={
-            "effective_from": "2026-01-01T00:00:00Z",
-            "parent": 1,
-            "models": [MISTRAL],
-            "aliases": {"mistral-large": "mistralai/mistral-large-2512"},
-        },
-    )
-    assert version.status_code == 201, version.text
-    assert version.json()["repriced_events"] > 100
+    version = await mistral_arrives(client, effective_from="2026-01-01T00:00:00Z")
+    assert version["repriced_events"] > 100
 
     # A day whose entries hold no event (adjustments only) is no day of the series, nor of
     # the totals: written into the rollup by hand, as no October call leaves one.

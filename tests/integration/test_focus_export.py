@@ -42,33 +42,13 @@ import pytest
 from service.exports.models import ExportRange
 from service.exports.service import focus_csv, snapshot
 from service.wire import parse_instant
+from tests.support.catalogs import ALPHA, BETA, CATALOG, CORRECTION, EFFECTIVE, GAMMA
 from tests.support.databases import connected
 from tests.support.events import record_accepted, wire_event
 from tests.support.paths import PROJECT_ROOT
 from tests.support.waiting import wait_until
 
 D = Decimal
-ALPHA, BETA, GAMMA = "vendor/alpha", "vendor/beta", "vendor/gamma"
-EFFECTIVE = "2026-06-01T00:00:00Z"
-CATALOG = {
-    "effective_from": EFFECTIVE,
-    "label": "focus export",
-    "models": [
-        {"id": ALPHA, "name": "Alpha", "tier": "standard", "input": "2", "output": "10"},
-        {"id": BETA, "name": "Beta", "tier": "fast", "input": "0.50", "output": "1.50"},
-    ],
-}
-# Created later with the same effective_from, so it wins the tie: alpha's input 2 → 3 and
-# gamma added at 1 / 2.
-CORRECTION = {
-    "effective_from": EFFECTIVE,
-    "label": "alpha corrected, gamma added",
-    "models": [
-        {"id": ALPHA, "name": "Alpha", "tier": "standard", "input": "3", "output": "10"},
-        {"id": BETA, "name": "Beta", "tier": "fast", "input": "0.50", "output": "1.50"},
-        {"id": GAMMA, "name": "Gamma", "tier": "economy", "input": "1", "output": "2"},
-    ],
-}
 
 
 def call(event_id: str, when: str, job: str, tokens: tuple[int, int], **more: Any) -> Any:

@@ -24,6 +24,7 @@ import asyncpg
 import pytest
 
 from service.db.migrations import migrate_sync, schema_revision
+from tests.support.catalogs import MISTRAL, mistral_arrives
 from tests.support.databases import connected
 from tests.support.events import record_accepted, wire_event
 from tests.support.ledger_truth import rollup_differences
@@ -37,13 +38,6 @@ ATTRIBUTES = {
     "upstream_model": "google/gemini-3.0-flash-001",
     "score": 1.5,
     "tags": ["a", True, None],
-}
-MISTRAL = {
-    "id": "mistralai/mistral-large-2512",
-    "name": "Mistral Large 3",
-    "tier": "standard",
-    "input": "0.50",
-    "output": "1.50",
 }
 
 EVENTS = [
@@ -132,18 +126,7 @@ async def _totals(client: Any) -> dict[str, Any]:
 
 async def _record_and_rerate(client: Any) -> None:
     await record_accepted(client, EVENTS)
-    version = await client.post(
-        "/v1/catalog/versions",
-        json={
-            "effective_from": "2026-09-01T00:00:00Z",
-            "label": "mistral arrives",
-            "parent": 1,
-            "models": [MISTRAL],
-            "aliases": {"mistral-large": MISTRAL["id"]},
-        },
-    )
-    assert version.status_code == 201, version.text
-    assert version.json()["repriced_events"] == 1
+    assert (await mistral_arrives(client))["repriced_events"] == 1
 
 
 async def test_the_upgrade_keeps_each_event_on_its_charge_and_replays_stay_duplicates(

@@ -19,6 +19,7 @@ import asyncpg
 from service.api.schemas.common import totals_fields, wire_value
 from service.rollups.models import Totals, WireRow
 from service.rollups.service import usage, usage_groups, usage_rollup_plan
+from tests.support.catalogs import mistral_arrives
 from tests.support.events import many_calls, record_accepted, wire_event
 
 
@@ -60,14 +61,6 @@ EVENTS = [
        4_000, 500, customer_id="acme"),
     ev("r7", "2026-10-12T10:00:00Z", "ByteRover", "stub", "acme/never-priced", 1_000, 100),
 ]  # fmt: skip
-
-MISTRAL = {
-    "id": "mistralai/mistral-large-2512",
-    "name": "Mistral Large 3",
-    "tier": "standard",
-    "input": "0.50",
-    "output": "1.50",
-}
 
 OCT_10, OCT_11, OCT_12, OCT_13 = (f"2026-10-{d}T00:00:00Z" for d in (10, 11, 12, 13))
 
@@ -162,17 +155,8 @@ async def test_rollup_and_ledger_paths_give_identical_usage_rows(
     response = await client.post("/v1/events/batch", json={"events": [*EVENTS, EVENTS[0]]})
     assert response.status_code == 200, response.text
     assert (response.json()["accepted"], response.json()["duplicates"]) == (7, 1)
-    version = await client.post(
-        "/v1/catalog/versions",
-        json={
-            "effective_from": "2026-01-01T00:00:00Z",
-            "parent": 1,
-            "models": [MISTRAL],
-            "aliases": {"mistral-large": "mistralai/mistral-large-2512"},
-        },
-    )
-    assert version.status_code == 201, version.text
-    assert version.json()["repriced_events"] == 1
+    version = await mistral_arrives(client, effective_from="2026-01-01T00:00:00Z")
+    assert version["repriced_events"] == 1
 
     for group_by, start, end, filters, source in QUERIES:
         lower = None if start is None else datetime.fromisoformat(start)
@@ -195,15 +179,7 @@ async def test_usage_by_agent_and_day_on_midnights_reads_the_rollup_figures_by_h
 ) -> None:
     response = await client.post("/v1/events/batch", json={"events": EVENTS})
     assert response.status_code == 200, response.text
-    await client.post(
-        "/v1/catalog/versions",
-        json={
-            "effective_from": "2026-01-01T00:00:00Z",
-            "parent": 1,
-            "models": [MISTRAL],
-            "aliases": {"mistral-large": "mistralai/mistral-large-2512"},
-        },
-    )
+    await mistral_arrives(client, effective_from="2026-01-01T00:00:00Z")
     answer = await client.get(
         "/v1/usage", params={"group_by": "agent,day", "from": OCT_10, "to": OCT_12}
     )

@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 
+from tests.support import catalogs
 from tests.support.commands import luc_on
 from tests.support.events import record_accepted, wire_event
 from tests.support.ledger_truth import assert_rollups_equal_ledger
@@ -35,14 +36,7 @@ async def entries(client: Any, job_id: str) -> list[dict[str, Any]]:
     return list(response.json()["items"])
 
 
-MISTRAL = {
-    "id": "mistralai/mistral-large-2512",
-    "name": "Mistral Large 3",
-    "tier": "standard",
-    "input": "0.50",
-    "output": "1.50",
-    "cache_read": "0.05",
-}
+MISTRAL = {**catalogs.MISTRAL, "cache_read": "0.05"}
 
 
 async def test_unpriced_events_are_priced_when_a_version_brings_their_model(
@@ -93,18 +87,7 @@ async def test_unpriced_events_are_priced_when_a_version_brings_their_model(
     assert Decimal(before["cost_usd"]) == Decimal("0.0014")
     assert before["unpriced_events"] == 2
 
-    response = await client.post(
-        "/v1/catalog/versions",
-        json={
-            "effective_from": "2026-09-01T00:00:00Z",
-            "label": "mistral arrives",
-            "parent": 1,
-            "models": [MISTRAL],
-            "aliases": {"mistral-large": "mistralai/mistral-large-2512"},
-        },
-    )
-    assert response.status_code == 201, response.text
-    version = response.json()
+    version = await catalogs.mistral_arrives(client, model=MISTRAL)
     assert version["repriced_events"] == 2
 
     assert (await client.get("/v1/unpriced")).json()["items"] == []

@@ -35,30 +35,12 @@ from typing import Any
 import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.catalogs import ALPHA, BETA, CATALOG, CORRECTION, EFFECTIVE, GAMMA
 from tests.support.events import record_accepted, wire_event
 from tests.support.ledger_truth import assert_rollups_equal_ledger
 
 D = Decimal
-ALPHA, BETA, GAMMA = "vendor/alpha", "vendor/beta", "vendor/gamma"
 JOB = "job-3c"
-EFFECTIVE = "2026-06-01T00:00:00Z"
-CATALOG = {
-    "effective_from": EFFECTIVE,
-    "label": "three costs",
-    "models": [
-        {"id": ALPHA, "name": "Alpha", "tier": "standard", "input": "2", "output": "10"},
-        {"id": BETA, "name": "Beta", "tier": "fast", "input": "0.50", "output": "1.50"},
-    ],
-}
-CORRECTION = {
-    "effective_from": EFFECTIVE,
-    "label": "alpha corrected, gamma added",
-    "models": [
-        {"id": ALPHA, "name": "Alpha", "tier": "standard", "input": "3", "output": "10"},
-        {"id": BETA, "name": "Beta", "tier": "fast", "input": "0.50", "output": "1.50"},
-        {"id": GAMMA, "name": "Gamma", "tier": "economy", "input": "1", "output": "2"},
-    ],
-}
 
 
 def call(

@@ -1,5 +1,5 @@
-"""Shared by the budget and webhook tests: usage events with hand-priced costs and a real
-webhook receiver on loopback.
+"""Shared by the budget and webhook tests: usage events with hand-priced costs, a hard
+budget, and a real webhook receiver on loopback.
 
 Costs are worked out here with Decimal from the AIMS catalog prices (USD per 1M tokens),
 copied by hand from ``catalog/aims-v1.json``, never by calling LUC.
@@ -16,6 +16,10 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import asyncpg
+
+from service.budgets.models import NewBudget
+from service.budgets.service import create_budget
 from tests.support.events import wire_event
 
 MILLION = Decimal(1_000_000)
@@ -59,6 +63,24 @@ def opus_event(
         input_tokens=tokens,
         output_tokens=0,
     )
+
+
+async def hard_budget(db: asyncpg.Connection, scope: str, scope_id: str, limit: str) -> int:
+    """A hard lifetime budget of ``limit`` USD on ``scope`` ``scope_id``, no webhook; its id."""
+    budget = await create_budget(
+        db,
+        NewBudget(
+            scope=scope,
+            scope_id=scope_id,
+            period="lifetime",
+            limit_usd=Decimal(limit),
+            thresholds=[Decimal(1)],
+            hard=True,
+            webhook_url=None,
+            webhook_secret=None,
+        ),
+    )
+    return budget.id
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,10 @@ from typing import Any
 
 import asyncpg
 import pytest
+from litestar.testing import AsyncTestClient
 
+from service.app import create_app
+from service.auth.keys import create_key
 from service.catalog.service import CatalogCache
 from service.db import create_pool
 from service.gateway.chain import Chain, Provider, upstream_client
@@ -20,6 +23,7 @@ from service.recording.sink import RecordingSink
 from service.settings import DatabaseSettings, IngestSettings
 from tests.support.fake_openrouter import FAST_RETRY, FakeOpenRouter
 from tests.support.fake_vertex import FakeVertex
+from tests.support.settings import settings_for
 
 
 @pytest.fixture
@@ -84,3 +88,22 @@ def make_gateway(pool: asyncpg.Pool) -> Callable[..., Gateway]:
         )
 
     return make
+
+
+@pytest.fixture
+async def proxy(
+    database_url: str, fake_openrouter: FakeOpenRouter, db: asyncpg.Connection
+) -> AsyncIterator[AsyncTestClient[Any]]:
+    """LUC's proxy in this process, to the fake OpenRouter alone, keys on, called with an
+    ``ingest`` key as a gateway's SDK would."""
+    settings = settings_for(
+        database_url,
+        LUC_AUTH="on",
+        OPENROUTER_API_KEY=fake_openrouter.api_key,
+        LUC_OPENROUTER_BASE_URL=fake_openrouter.base_url,
+        LUC_GATEWAY_CHAIN="openrouter",
+    )
+    _, key = await create_key(db, "sdk", "ingest")
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        client.headers["Authorization"] = f"Bearer {key}"
+        yield client

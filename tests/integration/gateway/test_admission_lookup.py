@@ -13,17 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
 import asyncpg
 import pytest
 
-from service.budgets.models import NewBudget
-from service.budgets.service import create_budget
 from service.catalog.service import create_version, derive_version, load_catalog
 from service.errors import BudgetExceededError
 from service.gateway.metering import Gateway
 from service.gateway.openrouter import OpenRouterProvider
+from tests.support.budgets import hard_budget
 from tests.support.fake_openrouter import FakeOpenRouter, Reply, usage
 
 pytestmark = pytest.mark.asyncio
@@ -31,22 +29,6 @@ pytestmark = pytest.mark.asyncio
 FLASH = "google/gemini-3.0-flash"
 PRO = "google/gemini-3-pro-preview"
 HELLO = [{"role": "user", "content": "What is the capital of France?"}]
-
-
-async def _hard_budget(db: asyncpg.Connection, scope: str, scope_id: str, limit: str) -> None:
-    await create_budget(
-        db,
-        NewBudget(
-            scope=scope,
-            scope_id=scope_id,
-            period="lifetime",
-            limit_usd=Decimal(limit),
-            thresholds=[Decimal(1)],
-            hard=True,
-            webhook_url=None,
-            webhook_secret=None,
-        ),
-    )
 
 
 async def _alias(db: asyncpg.Connection, alias: str, target: str) -> None:
@@ -83,7 +65,7 @@ async def test_a_hard_budget_made_elsewhere_refuses_the_very_next_call(
     await gateway.chat(model=FLASH, messages=HELLO, job_id="job-l", agent="A", max_tokens=1000)
 
     # No time passes, no cache expires: the budget is committed, so the next call sees it.
-    await _hard_budget(db, "job", "job-l", "0.0004")  # below the estimate of 0.0004008
+    await hard_budget(db, "job", "job-l", "0.0004")  # below the estimate of 0.0004008
     with pytest.raises(BudgetExceededError, match="budget exhausted"):
         await gateway.chat(model=FLASH, messages=HELLO, job_id="job-l", agent="A", max_tokens=1000)
     assert len(fake_openrouter.chat_calls()) == 1
@@ -97,7 +79,7 @@ async def test_an_alias_moved_by_a_new_catalog_version_is_judged_under_its_new_m
 ) -> None:
     await _alias(db, "house-model", FLASH)
     # Room for a Flash call's 0.0004008, none for a Pro call's 0.01001.
-    await _hard_budget(db, "model", PRO, "0.005")
+    await hard_budget(db, "model", PRO, "0.005")
     gateway = make_gateway(openrouter)
     fake_openrouter.push(_answer(), _answer())
     first = await gateway.chat(

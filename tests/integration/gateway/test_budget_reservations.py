@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -26,8 +26,6 @@ from litestar.testing import AsyncTestClient
 
 from service.app import create_app
 from service.auth.keys import create_key
-from service.budgets.models import NewBudget
-from service.budgets.service import create_budget
 from service.catalog.service import bundled_catalog
 from service.client.budgets import RemoteBudgets
 from service.client.emitter import Emitter
@@ -36,6 +34,7 @@ from service.gateway.chain import Chain
 from service.gateway.metering import Gateway
 from service.gateway.openrouter import OpenRouterProvider
 from service.gateway.ports import fixed_catalog
+from tests.support.budgets import hard_budget
 from tests.support.fake_openrouter import FakeOpenRouter, Reply, failure, usage
 from tests.support.ledger_truth import STORED_EVENTS
 from tests.support.settings import settings_for
@@ -56,23 +55,6 @@ LEFT JOIN {STORED_EVENTS} ON stored_events.reservation_id = r.reservation_id::te
 WHERE r.job_id = $1
 ORDER BY r.created_at
 """
-
-
-async def _hard_budget(db: asyncpg.Connection, job: str, limit: str) -> int:
-    budget = await create_budget(
-        db,
-        NewBudget(
-            scope="job",
-            scope_id=job,
-            period="lifetime",
-            limit_usd=Decimal(limit),
-            thresholds=[Decimal(1)],
-            hard=True,
-            webhook_url=None,
-            webhook_secret=None,
-        ),
-    )
-    return budget.id
 
 
 async def _reservations(db: asyncpg.Connection, job: str) -> list[dict[str, Any]]:
@@ -97,7 +79,7 @@ async def test_the_gateway_reserves_and_its_calls_usage_settles_the_reservation(
     fake_openrouter: FakeOpenRouter,
     db: asyncpg.Connection,
 ) -> None:
-    budget = await _hard_budget(db, "job-g", "1.00")
+    budget = await hard_budget(db, "job", "job-g", "1.00")
     gateway = make_gateway(openrouter)
     fake_openrouter.push(_answer(), _answer())
 
@@ -129,7 +111,7 @@ async def test_the_gateway_refuses_a_call_the_budget_has_no_room_for_before_any_
     fake_openrouter: FakeOpenRouter,
     db: asyncpg.Connection,
 ) -> None:
-    await _hard_budget(db, "job-tight", "0.0004")  # below the estimate of 0.0004008
+    await hard_budget(db, "job", "job-tight", "0.0004")  # below the estimate of 0.0004008
     with pytest.raises(BudgetExceededError, match="budget exhausted"):
         await make_gateway(openrouter).chat(
             model=FLASH, messages=HELLO, job_id="job-tight", agent="ACHEEVY", max_tokens=1000
@@ -138,27 +120,10 @@ async def test_the_gateway_refuses_a_call_the_budget_has_no_room_for_before_any_
     assert await _reservations(db, "job-tight") == []
 
 
-@pytest.fixture
-async def proxy(
-    database_url: str, fake_openrouter: FakeOpenRouter, db: asyncpg.Connection
-) -> AsyncIterator[AsyncTestClient[Any]]:
-    settings = settings_for(
-        database_url,
-        LUC_AUTH="on",
-        OPENROUTER_API_KEY=fake_openrouter.api_key,
-        LUC_OPENROUTER_BASE_URL=fake_openrouter.base_url,
-        LUC_GATEWAY_CHAIN="openrouter",
-    )
-    _, key = await create_key(db, "sdk", "ingest")
-    async with AsyncTestClient(app=create_app(settings)) as client:
-        client.headers["Authorization"] = f"Bearer {key}"
-        yield client
-
-
 async def test_the_proxy_reserves_and_the_calls_usage_settles_the_reservation(
     proxy: AsyncTestClient[Any], fake_openrouter: FakeOpenRouter, db: asyncpg.Connection
 ) -> None:
-    budget = await _hard_budget(db, "job-p", "1.00")
+    budget = await hard_budget(db, "job", "job-p", "1.00")
     fake_openrouter.push(_answer(), _answer())
     headers = {"X-LUC-Job": "job-p", "X-LUC-Agent": "ACHEEVY"}
     body = {"model": FLASH, "messages": HELLO, "max_tokens": 1000}
@@ -199,7 +164,7 @@ async def test_a_callers_next_call_is_judged_on_what_the_last_one_spent(
     # 0.0007 holds one estimate (0.0004008) but not two: each call is admitted only once
     # the one before has settled its reservation with what it spent (0.000018), which the
     # proxy records just after its answer.
-    budget = await _hard_budget(db, "job-seq", "0.0007")
+    budget = await hard_budget(db, "job", "job-seq", "0.0007")
     fake_openrouter.push(_answer(), _answer(), _answer())
     headers = {"X-LUC-Job": "job-seq", "X-LUC-Agent": "ACHEEVY"}
     body = {"model": FLASH, "messages": HELLO, "max_tokens": 1000}
@@ -220,7 +185,7 @@ async def test_a_remote_gateway_reserves_over_rest_and_its_spooled_usage_settles
     tmp_path: Path,
 ) -> None:
     # Room for a call of max_tokens 1000 (0.0004008), not of 5000 (0.0020008).
-    budget = await _hard_budget(db, "job-r", "0.0006")
+    budget = await hard_budget(db, "job", "job-r", "0.0006")
     _, key = await create_key(db, "aims-gateway", "ingest")
     server = server_factory(LUC_AUTH="on")
     fake_openrouter.push(_answer())
@@ -271,7 +236,7 @@ async def test_calls_without_max_tokens_cannot_overspend_a_hard_budget(
     fake_openrouter: FakeOpenRouter,
     db: asyncpg.Connection,
 ) -> None:
-    budget = await _hard_budget(db, "job-unbounded", "0.001")  # below one estimate
+    budget = await hard_budget(db, "job", "job-unbounded", "0.001")  # below one estimate
     gateway = make_gateway(openrouter)
     fake_openrouter.push(*[_huge_answer() for _ in range(5)])
 
@@ -294,7 +259,7 @@ async def test_a_call_without_max_tokens_goes_upstream_capped_at_its_estimate(
     fake_openrouter: FakeOpenRouter,
     db: asyncpg.Connection,
 ) -> None:
-    await _hard_budget(db, "job-cap", "1.00")
+    await hard_budget(db, "job", "job-cap", "1.00")
     gateway = make_gateway(openrouter)
     fake_openrouter.push(_answer(), _answer())
 
@@ -336,7 +301,7 @@ async def test_a_call_that_spends_nothing_releases_its_reservation_at_once(
     db: asyncpg.Connection,
 ) -> None:
     # Room for one call of max_tokens 1000 (0.0004008) at a time.
-    await _hard_budget(db, "job-fail", "0.0006")
+    await hard_budget(db, "job", "job-fail", "0.0006")
     gateway = make_gateway(openrouter)
     # Refused upstream before any token: a chat, then a stream (no retries of a 400).
     fake_openrouter.push(
@@ -379,7 +344,7 @@ async def test_the_proxy_forwards_the_configured_default_and_holds_past_the_long
         LUC_GATEWAY_MAX_RETRIES="2",
         LUC_GATEWAY_MAX_RETRY_AFTER_SECONDS="30",
     )
-    await _hard_budget(db, "job-px", "1.00")
+    await hard_budget(db, "job", "job-px", "1.00")
     fake_openrouter.push(_answer())
     async with AsyncTestClient(app=create_app(settings)) as proxy:
         answer = await proxy.post(

@@ -5,20 +5,15 @@ refused with 402 before any upstream call, and goes through again once credits a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
-import pytest
 from litestar.testing import AsyncTestClient
 
-from service.app import create_app
-from service.auth.keys import create_key
 from service.customers.credits import NewGrant, grant_credits
 from tests.support.fake_openrouter import FakeOpenRouter, Reply, usage
-from tests.support.settings import settings_for
 
 FLASH = "google/gemini-3.0-flash"
 BODY = {
@@ -26,23 +21,6 @@ BODY = {
     "messages": [{"role": "user", "content": "What is the capital of France?"}],
     "max_tokens": 100,
 }
-
-
-@pytest.fixture
-async def proxy(
-    database_url: str, fake_openrouter: FakeOpenRouter, db: asyncpg.Connection
-) -> AsyncIterator[AsyncTestClient[Any]]:
-    settings = settings_for(
-        database_url,
-        LUC_AUTH="on",
-        OPENROUTER_API_KEY=fake_openrouter.api_key,
-        LUC_OPENROUTER_BASE_URL=fake_openrouter.base_url,
-        LUC_GATEWAY_CHAIN="openrouter",
-    )
-    _, key = await create_key(db, "sdk", "ingest")
-    async with AsyncTestClient(app=create_app(settings)) as client:
-        client.headers["Authorization"] = f"Bearer {key}"
-        yield client
 
 
 async def test_the_proxy_answers_402_at_zero_credits_and_calls_upstream_after_a_grant(

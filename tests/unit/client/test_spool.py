@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 from service.client.spool import Spool
 
@@ -76,34 +74,21 @@ async def test_a_second_report_of_a_waiting_id_with_other_content_is_parked_not_
         await spool.close()
 
 
-async def test_appends_made_together_share_one_transaction_and_settle_later(
+async def test_waiting_rows_are_taken_oldest_first_and_settled_or_parked(
     tmp_path: Path,
 ) -> None:
     spool = Spool(tmp_path / "spool.sqlite")
     try:
-        transactions: list[int] = []
-        in_one = spool._in_one
-
-        def counted(works: Any, durable: bool) -> list[Any]:
-            transactions.append(len(works))
-            return in_one(works, durable)
-
-        spool._in_one = counted  # type: ignore[method-assign]  # counts the groups
-        seqs = await asyncio.gather(*(spool.append(f"gen-{i}", b"{}") for i in range(50)))
-        # All fifty were queued before the spool's thread took any: one transaction.
-        assert transactions == [50]
-        assert sorted(seqs) == list(range(1, 51))  # type: ignore[type-var]
-        assert await spool.append("gen-0", b"{}") is None  # waiting already: not twice
-        assert await spool.append("gen-0", b'{"other":1}') is None  # parked as a conflict
-        assert await spool.counts() == (50, 1)
+        await spool.add([(f"gen-{i}", b"{}") for i in range(50)])
+        assert await spool.counts() == (50, 0)
 
         # The oldest first, none that a process is recording now, none added after a time.
         assert [row[1] for row in await spool.take(3, skip={1, 2})] == ["gen-2", "gen-3", "gen-4"]
         assert await spool.take(3, added_before=0.0) == []
 
-        await spool.settle_grouped([s for s in seqs if s is not None and s <= 49], [])
-        await spool.settle_grouped([], [(50, "gen-49", b"{}", "rejected", "a reason")])
-        assert await spool.counts() == (0, 2)
+        await spool.settle(list(range(1, 50)), [])
+        await spool.settle([], [(50, "gen-49", b"{}", "rejected", "a reason")])
+        assert await spool.counts() == (0, 1)
     finally:
         await spool.close()
 
