@@ -25,6 +25,7 @@ from service.db import Connection
 from service.errors import InvalidRequestError, NotFoundError
 from service.money import EXACT, decimal_places
 from service.pricing.price import price_estimate
+from service.wire import money_text
 
 # An estimate is held as NUMERIC: keep it to amounts a bill can hold, as ingest does for
 # provider costs, so that a wild one is refused by name rather than by the database.
@@ -128,7 +129,9 @@ def _reason(refusing: Sequence[BudgetStanding]) -> str | None:
     return (
         f"budget {b.id} ({b.scope}"
         + (f" {b.scope_id}" if b.scope_id else "")
-        + f", {b.period}) has {first.remaining_usd} USD left of {b.limit_usd}"
+        # money_text: str() of a Decimal under 10^-6 has an exponent (1E-7).
+        + f", {b.period}) has {money_text(first.remaining_usd)} USD left of "
+        f"{money_text(b.limit_usd)}"
     )
 
 

@@ -517,3 +517,21 @@ async def test_only_ingest_and_admin_keys_release_reservations(
     released = await client.delete(path, headers={"Authorization": f"Bearer {ingest_key}"})
     assert released.status_code == 204, released.text
     assert await _held(client, "job-keys") == (Decimal(0), Decimal(0))
+
+
+async def test_a_refusal_s_reason_writes_its_amounts_as_plain_decimal_strings(
+    client: AsyncTestClient[Any],
+) -> None:
+    # PostgreSQL's 0.0000001 and the Decimals made from it print as 1E-7 through str(): the
+    # reason the gateway's 402 carries showed money in exponent form, unlike every amount
+    # LUC writes. 0.0000001 left of it, and an estimate of 0.0000002 does not fit.
+    budget = await _hard_budget(client, "job-tiny", "0.0000001")
+    refused = await _reserve(client, "job-tiny", "0.0000002", expect=402)
+    assert refused["reason"] == (
+        f"budget {budget} (job job-tiny, lifetime) has 0.0000001 USD left of 0.0000001"
+    )
+    await _record(client, _call("tiny-1", "0.000005", "job-tiny", None))  # one token
+    looked = await _check(client, "job-tiny", "0")
+    assert looked["reason"] == (
+        f"budget {budget} (job job-tiny, lifetime) has -0.0000049 USD left of 0.0000001"
+    )
