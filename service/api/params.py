@@ -61,7 +61,10 @@ def decode_cursor(cursor: str | None) -> str:
     if not cursor:
         return ""
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        # validate: urlsafe_b64decode drops characters outside the alphabet, so "!!!" read
+        # as the start and a cursor with a character added as the one issued.
+        padded = cursor + "=" * (-len(cursor) % 4)
+        return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise InvalidRequestError("cursor is not one this API issued", status_code=400) from None
 

@@ -417,6 +417,24 @@ async def test_the_job_list_pages_and_filters_by_agent_and_time(
     assert await job_ids(agent="ORACLE", **window) == ["job-scn-1", "job-scn-3"]
 
 
+async def test_a_cursor_this_api_did_not_issue_is_refused_never_read_as_the_start(
+    client: Any, db: asyncpg.Connection
+) -> None:
+    await record_scenario(client, db)
+    page1 = (await client.get("/v1/jobs", params={"limit": 2})).json()
+    cursor = page1["next_cursor"]
+    # Characters outside base64's alphabet were dropped before decoding: "!!!" read as the
+    # empty cursor (the first page again, a client paging on would loop), and a cursor
+    # with a character added as the very one issued.
+    for tampered in ("!!!", f"{cursor}!", f"{cursor[:2]}*{cursor[2:]}", "%%", "a b"):
+        for path in ("/v1/jobs", f"/v1/jobs/{JOB}/entries", "/v1/customers"):
+            response = await client.get(path, params={"cursor": tampered})
+            assert response.status_code == 400, (path, tampered, response.text)
+            assert response.json()["detail"] == "cursor is not one this API issued"
+    page2 = (await client.get("/v1/jobs", params={"limit": 2, "cursor": cursor})).json()
+    assert [j["job_id"] for j in page2["items"]] == ["job-scn-3"]
+
+
 async def test_agents_show_totals_and_daily_series_for_whole_and_partial_days(
     client: Any, db: asyncpg.Connection
 ) -> None:
