@@ -31,7 +31,7 @@ from service.metrics.instruments import Metrics
 from service.recording.journal import UsageJournal, journal_ids
 from service.recording.models import REJECTED, STORED, BatchOutcome, EventOutcome, RecordFn
 from service.recording.service import record_batch
-from service.recording.usage_writer import LINGER_SECONDS, UsageWriter
+from service.recording.usage_writer import LINGER_SECONDS, RETRY_SECONDS, UsageWriter
 from service.recording.usage_writer import alone as _alone
 from service.recording.usage_writer import cause as _cause
 from service.recording.usage_writer import why as _why
@@ -85,6 +85,7 @@ class RecordingSink:
         plan_cache: PlanCache | None = None,
         replay_after_seconds: float = REPLAY_AFTER_SECONDS,
         linger_seconds: float = LINGER_SECONDS,
+        retry_seconds: float = RETRY_SECONDS,
     ) -> None:
         self.pool = pool
         self.catalog_cache = catalog_cache
@@ -105,7 +106,7 @@ class RecordingSink:
         callers, nor, without a spool, the answer)."""
         self.replay_after_seconds = replay_after_seconds
         self._writer = UsageWriter(
-            self.spool, self.journal, self._attempt, self.metrics, linger_seconds
+            self.spool, self.journal, self._attempt, self.metrics, linger_seconds, retry_seconds
         )
         self.park_after_failures = park_after_failures
         self._failures: dict[int, int] = {}

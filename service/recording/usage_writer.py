@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import asyncpg
 import structlog
@@ -67,6 +67,12 @@ one client, 20 ms halved what metering added to a call beside 5 ms; with calls a
 on a busy machine feel (bench.proxy, paired rounds). A refused call that waits for this
 process's usage in flight (``DatabaseBudgets.settled``) waits that much longer at most."""
 MAX_BATCH = 500
+RETRY_SECONDS = 2.0
+"""How long usage that neither the ledger nor the spool took (PostgreSQL away and the
+disk full, say) waits in this process's journal before it is tried again; twice as long
+after each failure, up to ``MAX_RETRY_SECONDS``. Only a later process would find it there
+otherwise (``journal.recover``): a worker that lived on kept it off the ledger."""
+MAX_RETRY_SECONDS = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +86,8 @@ class _Spooled:
     event: UsageEvent
     at: float
     """``time.monotonic()`` when it was spooled."""
+    waited: float = 0.0
+    """How long it last waited to be tried again (``RETRY_SECONDS``), 0 at first."""
 
 
 Attempt = Callable[[Sequence[UsageEvent]], Awaitable[BatchOutcome]]
@@ -96,6 +104,7 @@ class UsageWriter:
         attempt: Attempt,
         metrics: Metrics,
         linger_seconds: float = LINGER_SECONDS,
+        retry_seconds: float = RETRY_SECONDS,
     ) -> None:
         self.spool = spool
         self.journal = journal
@@ -109,11 +118,19 @@ class UsageWriter:
         self._full = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._batch_done = asyncio.Condition()
+        self.retry_seconds = retry_seconds
+        self._retries: set[asyncio.TimerHandle] = set()
+        """Usage left in the journal, to be tried again (cancelled at ``aclose``: the
+        journal keeps it for the next process)."""
+        self._closing = False
 
     def add(self, seq: int, event_id: str, body: bytes, event: UsageEvent) -> None:
         """Record ``event`` (journaled as ``seq``) with the next batch."""
-        self._queue.append(_Spooled(seq, event_id, body, event, time.monotonic()))
-        self.in_flight.add(seq)
+        self._enqueue([_Spooled(seq, event_id, body, event, time.monotonic())])
+
+    def _enqueue(self, items: Sequence[_Spooled]) -> None:
+        self._queue.extend(items)
+        self.in_flight.update(item.seq for item in items)
         if len(self._queue) >= MAX_BATCH:
             self._full.set()
         if self._writer is None or self._writer.done():
@@ -140,7 +157,7 @@ class UsageWriter:
         """Record journaled events in one transaction. Stored, they are resolved in the
         journal; refused, parked in the spool first; when the attempt failed, moved to the
         spool for ``run_replay``. Each only once the spool has them on disk: until then
-        the journal keeps them (and a later process recovers them from it)."""
+        the journal keeps them, and they are tried again a moment later (``RETRY_SECONDS``)."""
         assert self.spool is not None and self.journal is not None
         try:
             outcome = await self._attempt([item.event for item in batch])
@@ -151,12 +168,12 @@ class UsageWriter:
                 error=why(exc),
                 exc_info=alone(exc),
             )
-            self.metrics.gateway_spooled.labels(cause(exc)).inc(len(batch))
             try:
                 await self.spool.add([(item.event_id, item.body) for item in batch])
             except Exception as disk:
-                log.error("usage_left_in_journal", events=len(batch), error=why(disk))
+                self._left_in_journal(batch, disk)
                 return
+            self.metrics.gateway_spooled.labels(cause(exc)).inc(len(batch))
             self.journal.resolve([item.seq for item in batch])
             return
         aside: list[ParkRow] = [
@@ -167,15 +184,34 @@ class UsageWriter:
         if aside:
             try:
                 await self.spool.park(aside)
-            except Exception as disk:  # the journal keeps them; a later process replays them
-                log.error("usage_left_in_journal", events=len(aside), error=why(disk))
+            except Exception as disk:  # the journal keeps them, and they are tried again
                 refused = {event_id for event_id, *_ in aside}
                 self.journal.resolve([i.seq for i in batch if i.event_id not in refused])
+                self._left_in_journal([i for i in batch if i.event_id in refused], disk)
                 return
         self.journal.resolve([item.seq for item in batch])
         for event_id, _, status, reason in aside:
             log.error("usage_event_parked", event_id=event_id, status=status, reason=reason)
             self.metrics.gateway_parked.labels(status).inc()
+
+    def _left_in_journal(self, items: Sequence[_Spooled], disk: BaseException) -> None:
+        """``items`` stay in the journal (durable, unresolved) and go to the writer again
+        after a wait: the ledger first, then the spool. (Should this process end first, the
+        next one finds them in the journal.)"""
+        wait = min(max(2 * max(i.waited for i in items), self.retry_seconds), MAX_RETRY_SECONDS)
+        log.error(
+            "usage_left_in_journal", events=len(items), error=why(disk), retry_in_seconds=wait
+        )
+        if self._closing:
+            return  # for the next process (``journal.recover``)
+
+        def again() -> None:
+            self._retries.discard(handle)
+            now = time.monotonic()
+            self._enqueue([replace(i, at=now, waited=wait) for i in items])
+
+        handle = asyncio.get_running_loop().call_later(wait, again)
+        self._retries.add(handle)
 
     async def idle(self) -> None:
         """Wait until the usage added so far, and since, has been recorded (or left in the
@@ -191,7 +227,12 @@ class UsageWriter:
             await self._batch_done.wait_for(lambda: before.isdisjoint(self.in_flight))
 
     async def aclose(self, grace_seconds: float) -> None:
-        """Record what waits at once (up to ``grace_seconds``); the rest stays spooled."""
+        """Record what waits at once (up to ``grace_seconds``); the rest stays spooled, or
+        journaled for the next process."""
+        self._closing = True
+        for handle in self._retries:
+            handle.cancel()
+        self._retries.clear()
         self.linger_seconds = 0.0
         self._full.set()
         if self._writer is not None and not self._writer.done():

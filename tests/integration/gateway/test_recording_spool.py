@@ -24,6 +24,7 @@ from service.db import create_pool
 from service.errors import DatabaseUnavailableError
 from service.ingest.models import Rejection, UsageEvent
 from service.metrics.instruments import Metrics
+from service.recording.journal import journal_ids
 from service.recording.models import BatchOutcome
 from service.recording.service import record_batch
 from service.recording.sink import RecordingSink
@@ -337,6 +338,59 @@ async def test_settled_waits_for_the_usage_emitted_so_far_not_for_what_comes_aft
         assert await spool.counts() == (0, 0)
     finally:
         gates[1].set()
+        await sink.aclose(grace_seconds=5)
+        await spool.close()
+        await pool.close()
+
+
+async def test_usage_neither_the_ledger_nor_the_spool_took_is_tried_again_by_its_process(
+    database_url: str, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """PostgreSQL away and the spool unwritable (a full disk, a file another program
+    holds): the call's usage stays in the journal, where only a later process found it, so
+    a worker that lived on kept it off the ledger, and its own usage counted as waiting,
+    until it stopped. It is tried again, and lands once either takes it."""
+    settings = load_settings({"LUC_DATABASE_URL": database_url})
+    pool = await create_pool(database_url, settings.database)
+    cache = CatalogCache()
+    database_down = True
+
+    async def record(items: Sequence[UsageEvent | Rejection]) -> BatchOutcome:
+        if database_down:
+            raise DatabaseUnavailableError("PostgreSQL is unavailable: connection refused")
+        async with pool.acquire() as conn:
+            return await record_batch(conn, cache, items)
+
+    spool_path = tmp_path / "spool.sqlite"
+    spool_path.mkdir()  # SQLite cannot open it: the spool cannot be written
+    spool = Spool(spool_path)
+    sink = RecordingSink(
+        pool, cache, settings.ingest, record=record, spool=spool, retry_seconds=0.05, **AT_ONCE
+    )
+    try:
+        await sink.emit(usage("gen-stranded"))
+        await sink.idle()
+        assert journal_ids(spool_path) == ["gen-stranded"]  # durable, the answer was sent
+
+        database_down = False  # PostgreSQL is back; the spool still cannot be written
+
+        async def on_the_ledger() -> bool:
+            return await db.fetchval("SELECT count(*) FROM event_keys") == 1
+
+        await wait_until(on_the_ledger, 30, "the journaled usage on the ledger")
+        await wait_until(lambda: journal_ids(spool_path) == [], 30, "the journal resolved")
+
+        # Refused by the ledger (its id came back with other content) while nothing can
+        # park it: it waits in the journal, then is parked once the spool can be written.
+        await sink.emit(usage("gen-stranded", input_tokens=7))
+        await sink.idle()
+        assert journal_ids(spool_path) == ["gen-stranded"]
+        spool_path.rmdir()
+        await wait_until(lambda: journal_ids(spool_path) == [], 30, "the conflict parked")
+        [parked] = await spool.parked()
+        assert (parked.event_id, parked.status) == ("gen-stranded", "conflict")
+        assert await db.fetchval("SELECT count(*) FROM ledger_entries") == 1
+    finally:
         await sink.aclose(grace_seconds=5)
         await spool.close()
         await pool.close()
