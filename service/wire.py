@@ -51,6 +51,7 @@ _INSTANT = re.compile(
     r"(?:\.([0-9]+))?([Zz]|[+-][0-9]{2}:[0-9]{2})?"
 )
 _INSTANT_MAX_CHARS = 64  # a valid one has at most 32; longer is refused before matching
+_EDGE_YEARS = ("0001", "9999")
 
 
 class WireValueError(ValueError):
@@ -177,7 +178,7 @@ def parse_instant(field: str, text: str) -> datetime:
     """An RFC 3339 timestamp with its offset, or ``WireValueError`` naming ``field``.
 
     At most 6 fractional digits, taken exactly; no leap second (``datetime`` has no
-    23:59:60); years 0001 to 9999.
+    23:59:60); years 0001 to 9999, as written and in UTC.
     """
     if not isinstance(text, str):
         raise WireValueError(field, f"must be an RFC 3339 string, not {type(text).__name__}")
@@ -200,24 +201,36 @@ def parse_instant(field: str, text: str) -> datetime:
         )
     if second == "60":
         raise WireValueError(field, f"{shown} is a leap second, which LUC cannot represent")
+    value = None
     if offset == "Z" or (offset != "z" and offset[4] <= "5"):
         # The common forms, in C; it would also take what the checks above refuse, and
         # minutes of 60 or more in an offset, hence only here.
         with contextlib.suppress(ValueError):
-            return datetime.fromisoformat(text)
-    try:
-        return datetime(
-            int(year),
-            int(month),
-            int(day),
-            int(hour),
-            int(minute),
-            int(second),
-            int((fraction or "").ljust(MAX_FRACTION_DIGITS, "0")),
-            tzinfo=_offset(offset),
-        )
-    except ValueError as exc:
-        raise WireValueError(field, f"{shown} is not a valid instant: {exc}") from None
+            value = datetime.fromisoformat(text)
+    if value is None:
+        try:
+            value = datetime(
+                int(year),
+                int(month),
+                int(day),
+                int(hour),
+                int(minute),
+                int(second),
+                int((fraction or "").ljust(MAX_FRACTION_DIGITS, "0")),
+                tzinfo=_offset(offset),
+            )
+        except ValueError as exc:
+            raise WireValueError(field, f"{shown} is not a valid instant: {exc}") from None
+    if year in _EDGE_YEARS:
+        # Only there can the offset carry the instant out of the years a datetime (and a
+        # PostgreSQL parameter) holds in UTC: every use of it would fail, as a 500.
+        try:
+            value.astimezone(UTC)
+        except OverflowError:
+            raise WireValueError(
+                field, f"{shown} is out of range: outside the years 0001 to 9999 in UTC"
+            ) from None
+    return value
 
 
 def instant_text(value: datetime) -> str:

@@ -365,3 +365,48 @@ async def test_a_single_event_answers_201_200_409_or_422(api: AsyncTestClient[An
 
     job = (await api.get("/v1/jobs/job-single")).json()
     assert (job["cost_usd"], job["events"], job["lines"][0]["agent"]) == ("0.0003", 1, "ACHEEVY")
+
+
+async def test_an_instant_outside_utc_s_years_is_a_client_error_wherever_it_is_given(
+    api: AsyncTestClient[Any],
+) -> None:
+    # Years 1 and 9999 as written, years 0 and 10000 in UTC: the reads answered 500 (an
+    # OverflowError turning the bound into UTC), or a 400 about "a number beyond 64 bits".
+    for early, late in (
+        ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"),
+        ("0001-01-01T00:30:00+00:45", "9999-12-31T23:30:00-00:45"),
+    ):
+        for path, params in (
+            ("/v1/usage", {"group_by": "day"}),
+            ("/v1/usage", {"group_by": "model"}),
+            ("/v1/agents/ACHEEVY", {}),
+            ("/v1/jobs", {}),
+            ("/v1/reconciliation", {"group_by": "model"}),
+            ("/v1/exports/focus", {}),
+        ):
+            for name, value in (("from", early), ("to", late)):
+                bound = {"from": "2025-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}
+                query = {**params, **bound, name: value}
+                response = await api.get(path, params=query)
+                assert response.status_code == 400, (path, query, response.text)
+                detail = response.json()["detail"]
+                assert detail.startswith(f"{name}: "), (path, query, detail)
+                assert "outside the years 0001 to 9999 in UTC" in detail, detail
+    grant = await api.post("/v1/customers", json={"id": "cust-utc", "name": "UTC"})
+    assert grant.status_code == 201, grant.text
+    expiring = await api.post(
+        "/v1/customers/cust-utc/credits",
+        json={"amount_usd": "1", "expires_at": "9999-12-31T23:59:59-01:00"},
+    )
+    assert expiring.status_code == 422, expiring.text
+    assert expiring.json()["detail"].startswith("expires_at: ")
+    rerate = await api.post(
+        "/v1/catalog/rerate", json={"since": "0001-01-01T00:00:00+01:00", "dry_run": True}
+    )
+    assert rerate.status_code in (400, 422), rerate.text
+    assert rerate.json()["detail"].startswith("since: ")
+    event = await api.post(
+        "/v1/events", json=good("utc-1", occurred_at="0001-01-01T00:00:00+01:00")
+    )
+    assert event.status_code == 422
+    assert event.json()["reason"].startswith("occurred_at: ")

@@ -167,6 +167,9 @@ def test_an_rfc_3339_instant_is_read_to_the_microsecond(text: str, instant: date
         ("2016-12-31T23:59:60Z", "leap second"),
         ("0000-01-01T00:00:00Z", "year 0 is out of range"),
         ("10000-01-01T00:00:00Z", "not an RFC 3339 timestamp"),
+        # In range as written, not in UTC: no datetime, and no PostgreSQL parameter, holds it.
+        ("0001-01-01T00:59:59.999999+01:00", "outside the years 0001 to 9999 in UTC"),
+        ("9999-12-31T23:00:00-01:00", "outside the years 0001 to 9999 in UTC"),
         ("2025-02-30T00:00:00Z", "day is out of range"),
         ("2025-11-30T24:00:00Z", "hour must be in 0..23"),
         ("2025-11-30T10:00:00+24:00", "not a valid instant"),
