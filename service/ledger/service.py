@@ -18,7 +18,7 @@ from service.ledger.models import LedgerEntry, NewLedgerEntry, UnpricedEvent
 from service.pricing.catalog import STUB_PROVIDER, Catalog, PriceQuote
 from service.pricing.cost import RateTerms, actual_cost
 from service.pricing.cost import priced as priced_at
-from service.pricing.models import PRICE_CLASSES, RATE_MARKER, ModelPrice, Rate
+from service.pricing.models import PRICE_CLASSES, RATE_MARKER, Rate
 from service.pricing.plans import PlanVersion
 from service.pricing.price import customer_price
 from service.tokens import TOKEN_FIELDS, TokenCounts, counts_of
@@ -205,47 +205,45 @@ class BatchCharges:
     events of one catalog version, model and provider share (the quote, each rate their
     tokens reach, its text) is looked up once per batch instead of once per event, and a
     row is built straight from the event, without the ``NewLedgerEntry`` between.
-    ``tests/unit/test_batch_charges.py`` holds every row equal to ``charge_for``'s entry."""
+    ``tests/unit/ledger/test_batch_charges.py`` holds every row equal to ``charge_for``'s."""
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
-        self._tariffs: dict[tuple[int | None, str, str], _Tariff] = {}
-        self._rates: dict[tuple[int, int | None], _StagedRate] = {}
+        self._tariffs: dict[
+            tuple[int | None, str, str], tuple[_Tariff, dict[int | None, _StagedRate]]
+        ] = {}
+        """By (catalog version, model, provider): the tariff, and the rates of its price
+        by their marker (``long_context_from``), made as events reach them."""
 
-    def _tariff(self, event: UsageEvent) -> _Tariff:
-        version = self.catalog.version_at(event.occurred_at)
-        key = (None if version is None else version.id, event.model, event.provider)
-        tariff = self._tariffs.get(key)
-        if tariff is None:
-            quote = self.catalog.quote(event.model, event.occurred_at)
-            tariff = self._tariffs[key] = _tariff(quote.for_provider(event.provider))
-        return tariff
-
-    def _rate(self, price: ModelPrice, input_tokens: int) -> _StagedRate:
-        # The marker of the rate ``price.rate_for`` picks: the last long-context entry the
-        # call reaches (thresholds are unique within a model, so it names one rate).
-        marker = None
-        for entry in price.long_context:
-            if input_tokens >= entry.min_input_tokens:
-                marker = entry.min_input_tokens
-        key = (id(price), marker)  # the prices live as long as self.catalog
-        staged = self._rates.get(key)
-        if staged is None:
-            staged = self._rates[key] = _StagedRate.of(price.rate_for(input_tokens))
-        return staged
+    def _tariff(
+        self, event: UsageEvent, key: tuple[int | None, str, str]
+    ) -> tuple[_Tariff, dict[int | None, _StagedRate]]:
+        quote = self.catalog.quote(event.model, event.occurred_at)
+        found = self._tariffs[key] = (_tariff(quote.for_provider(event.provider)), {})
+        return found
 
     def row(
         self, event: UsageEvent, customer_id: str | None = None, plan: PlanVersion | None = None
     ) -> StagedCharge:
         """The staging row of ``event`` with its charge: ``charge_for(event, quote,
         customer_id, plan)`` with the quote of the catalog version in force at it."""
-        tariff = self._tariff(event)
+        version = self.catalog.version_at(event.occurred_at)
+        key = (None if version is None else version.id, event.model, event.provider)
+        tariff, rates = self._tariffs.get(key) or self._tariff(event, key)
         quote = tariff.quote
         price = quote.price
         if price is None:
             cost, rate_columns = None, _NO_RATE
         else:
-            staged = self._rate(price, event.input_tokens)
+            # The marker of the rate ``price.rate_for`` picks: the last long-context entry
+            # the call reaches (thresholds are unique within a model: it names one rate).
+            marker = None
+            for entry in price.long_context:
+                if event.input_tokens >= entry.min_input_tokens:
+                    marker = entry.min_input_tokens
+            staged = rates.get(marker)
+            if staged is None:
+                staged = rates[marker] = _StagedRate.of(price.rate_for(event.input_tokens))
             cost, rate_columns = staged.terms.cost(event), staged.columns
         price_usd, setter = _customer_price(
             event, cost, event.provider_cost_usd, quote.model_id, event.provider, plan
