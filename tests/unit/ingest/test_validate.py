@@ -350,3 +350,24 @@ def test_text_beyond_ascii_is_accepted_and_a_lone_surrogate_is_not() -> None:
     assert check_event(wire, NOW, SETTINGS) == (
         "job_id: holds a lone UTF-16 surrogate (U+D800), which is not Unicode text"
     )
+
+
+def test_text_problems_of_the_optional_ids_come_after_the_other_rules() -> None:
+    reason = rejected(
+        event_json(
+            customer_id="cust\u0000",
+            reservation_id="res-\u0000",
+            model="m\u0000",
+            occurred_at="2026-11-24T12:05:01Z",
+        )
+    ).reason
+    assert reason == (
+        "model: must not contain the NUL character (U+0000); "
+        "occurred_at: 2026-11-24T12:05:01+00:00 is more than 300 s in the future; "
+        "reservation_id: must not contain the NUL character (U+0000); "
+        "customer_id: must not contain the NUL character (U+0000)"
+    )
+    # Only an optional id at fault: it alone is named.
+    assert rejected(event_json(customer_id="cust\u0000")).reason == (
+        "customer_id: must not contain the NUL character (U+0000)"
+    )
