@@ -116,7 +116,7 @@ def check_event(event: UsageEventIn, now: datetime, settings: IngestSettings) ->
         return "; ".join(problems)
     assert occurred_at is not None
     # The validated event has the wire event's fields: taken in one C call, with the two
-    # that validation turns into values replaced (naming each cost twice as much).
+    # that validation turned into values replaced (naming all sixteen took twice as long).
     fields = msgspec.structs.asdict(event)
     fields["occurred_at"] = occurred_at
     fields["provider_cost_usd"] = provider_cost
