@@ -183,10 +183,9 @@ def parse_instant(field: str, text: str) -> datetime:
     if not isinstance(text, str):
         raise WireValueError(field, f"must be an RFC 3339 string, not {type(text).__name__}")
     match = _INSTANT.fullmatch(text) if len(text) <= _INSTANT_MAX_CHARS else None
-    shown = repr(text) if len(text) <= _INSTANT_MAX_CHARS else f"{text[:_INSTANT_MAX_CHARS]!r}…"
     if match is None:
         raise WireValueError(
-            field, f"{shown} is not an RFC 3339 timestamp (e.g. '2026-11-24T10:00:00.25Z')"
+            field, f"{_shown(text)} is not an RFC 3339 timestamp (e.g. '2026-11-24T10:00:00.25Z')"
         )
     year, month, day, hour, minute, second, fraction, offset = match.groups()
     if offset is None:
@@ -196,11 +195,11 @@ def parse_instant(field: str, text: str) -> datetime:
     if fraction is not None and len(fraction) > MAX_FRACTION_DIGITS:
         raise WireValueError(
             field,
-            f"{shown} has {len(fraction)} fractional second digits; at most "
+            f"{_shown(text)} has {len(fraction)} fractional second digits; at most "
             f"{MAX_FRACTION_DIGITS} (microseconds): LUC does not round an instant",
         )
     if second == "60":
-        raise WireValueError(field, f"{shown} is a leap second, which LUC cannot represent")
+        raise WireValueError(field, f"{_shown(text)} is a leap second, which LUC cannot represent")
     value = None
     if offset == "Z" or (offset != "z" and offset[4] <= "5"):
         # The common forms, in C; it would also take what the checks above refuse, and
@@ -220,7 +219,7 @@ def parse_instant(field: str, text: str) -> datetime:
                 tzinfo=_offset(offset),
             )
         except ValueError as exc:
-            raise WireValueError(field, f"{shown} is not a valid instant: {exc}") from None
+            raise WireValueError(field, f"{_shown(text)} is not a valid instant: {exc}") from None
     if year in _EDGE_YEARS:
         # Only there can the offset carry the instant out of the years a datetime (and a
         # PostgreSQL parameter) holds in UTC: every use of it would fail, as a 500.
@@ -228,9 +227,14 @@ def parse_instant(field: str, text: str) -> datetime:
             value.astimezone(UTC)
         except OverflowError:
             raise WireValueError(
-                field, f"{shown} is out of range: outside the years 0001 to 9999 in UTC"
+                field, f"{_shown(text)} is out of range: outside the years 0001 to 9999 in UTC"
             ) from None
     return value
+
+
+def _shown(text: str) -> str:
+    """An instant as a refusal quotes it (written only when one is refused)."""
+    return repr(text) if len(text) <= _INSTANT_MAX_CHARS else f"{text[:_INSTANT_MAX_CHARS]!r}…"
 
 
 def instant_text(value: datetime) -> str:

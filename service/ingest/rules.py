@@ -7,13 +7,13 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from operator import attrgetter
 
 import msgspec
 
 from service.ingest.models import UsageEvent, UsageEventIn
 from service.money import decimal_places
 from service.settings import IngestSettings
-from service.tokens import counts_of
 from service.wire import WireValueError, parse_instant, parse_money
 
 # PostgreSQL text and jsonb cannot hold U+0000, and no UTF-8 text holds a lone UTF-16
@@ -24,6 +24,7 @@ _NUL = "\x00"
 _SURROGATES = re.compile("[\ud800-\udfff]")
 SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _TEXT_FIELDS = ("id", "job_id", "agent", "provider", "model")
+_text_fields = attrgetter(*_TEXT_FIELDS)
 # asyncpg's binary encoding (the COPY that stages large batches) turns this one instant into
 # PostgreSQL's -infinity: refused, rather than stored as another instant than was sent.
 _DRIVER_NEGATIVE_INFINITY = datetime.min.replace(tzinfo=UTC)
@@ -35,6 +36,9 @@ MAX_ATTRIBUTE_DEPTH = 32
 # bill can hold (below 10^18 USD, at most 30 decimal places) instead of failing the batch.
 _MAX_COST_DIGITS_BEFORE_POINT = 18
 _MAX_COST_DECIMAL_PLACES = 30
+# A plain decimal string of n characters has at most n digits before the point and n - 2
+# after it, so one this short is within both bounds without measuring it.
+_SHORT_COST_CHARS = min(_MAX_COST_DIGITS_BEFORE_POINT, _MAX_COST_DECIMAL_PLACES + 2)
 
 
 def _text_problem(text: str) -> str | None:
@@ -111,20 +115,12 @@ def check_event(event: UsageEventIn, now: datetime, settings: IngestSettings) ->
     if problems:
         return "; ".join(problems)
     assert occurred_at is not None
-    return UsageEvent(
-        id=event.id,
-        occurred_at=occurred_at,
-        job_id=event.job_id,
-        agent=event.agent,
-        provider=event.provider,
-        model=event.model,
-        **counts_of(event),
-        provider_cost_usd=provider_cost,
-        status=event.status,
-        attributes=event.attributes,
-        reservation_id=event.reservation_id,
-        customer_id=event.customer_id,
-    )
+    # The validated event has the wire event's fields: taken in one C call, with the two
+    # that validation turned into values replaced (naming all sixteen took twice as long).
+    fields = msgspec.structs.asdict(event)
+    fields["occurred_at"] = occurred_at
+    fields["provider_cost_usd"] = provider_cost
+    return UsageEvent(**fields)
 
 
 def rule_problems(
@@ -139,9 +135,14 @@ def rule_problems(
     except WireValueError as exc:
         problems.append(str(exc))
         occurred_at = None
-    for name in _TEXT_FIELDS:
-        if problem := _text_problem(getattr(event, name)):
-            problems.append(f"{name}: {problem}")
+    # Text without NUL and all ASCII has no problem: one check of every text field together
+    # spares one per field in the usual case (each is still checked, in its place, when not).
+    texts = "".join(_text_fields(event)) + (event.reservation_id or "") + (event.customer_id or "")
+    plain_text = _NUL not in texts and texts.isascii()
+    if not plain_text:
+        for name in _TEXT_FIELDS:
+            if problem := _text_problem(getattr(event, name)):
+                problems.append(f"{name}: {problem}")
     if occurred_at is not None:
         try:
             occurred_at = occurred_at.astimezone(UTC)
@@ -177,7 +178,7 @@ def rule_problems(
         except WireValueError as exc:
             problems.append(str(exc))
         else:
-            if (
+            if len(event.provider_cost_usd) > _SHORT_COST_CHARS and (
                 provider_cost.adjusted() >= _MAX_COST_DIGITS_BEFORE_POINT
                 or decimal_places(provider_cost) > _MAX_COST_DECIMAL_PLACES
             ):
@@ -188,7 +189,7 @@ def rule_problems(
                 )
     if event.attributes is not None and (problem := _attributes_size_problem(event, settings)):
         problems.append(f"attributes: {problem}")
-    for name in ("reservation_id", "customer_id"):
+    for name in () if plain_text else ("reservation_id", "customer_id"):
         value = getattr(event, name)
         if value is not None and (problem := _text_problem(value)):
             problems.append(f"{name}: {problem}")

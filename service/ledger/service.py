@@ -15,8 +15,8 @@ from service.db import Connection, from_row
 from service.ingest.models import UsageEvent
 from service.ledger import queries
 from service.ledger.models import LedgerEntry, NewLedgerEntry, UnpricedEvent
-from service.pricing.catalog import STUB_PROVIDER, PriceQuote
-from service.pricing.cost import actual_cost
+from service.pricing.catalog import STUB_PROVIDER, Catalog, PriceQuote
+from service.pricing.cost import RateTerms, actual_cost
 from service.pricing.cost import priced as priced_at
 from service.pricing.models import PRICE_CLASSES, RATE_MARKER, Rate
 from service.pricing.plans import PlanVersion
@@ -43,16 +43,52 @@ def customer_pricing(
     plan: PlanVersion | None,
 ) -> dict[str, Any]:
     """An entry's price for its customer (``pricing.price.customer_price``), and who set
-    it, as keyword arguments of ``NewLedgerEntry``. A stub answer names no plan: none
-    priced it (it costs nothing, and is never billed)."""
-    actual = actual_cost(cost_usd, provider_cost_usd)
-    setter = None if provider == STUB_PROVIDER else plan
+    it, as keyword arguments of ``NewLedgerEntry``."""
+    price_usd, setter = _customer_price(
+        tokens, cost_usd, provider_cost_usd, model_id, provider, plan
+    )
     return {
-        "price_usd": customer_price(tokens, cost_usd, actual, setter, model_id, provider),
+        "price_usd": price_usd,
         "customer_id": customer_id,
         "plan_id": None if setter is None else setter.plan_id,
         "plan_version": None if setter is None else setter.id,
     }
+
+
+def _customer_price(
+    tokens: TokenCounts,
+    cost_usd: Decimal | None,
+    provider_cost_usd: Decimal | None,
+    model_id: str,
+    provider: str,
+    plan: PlanVersion | None,
+) -> tuple[Decimal | None, PlanVersion | None]:
+    """The price for the customer, and the plan version that set it. A stub answer names
+    no plan: none priced it (it costs nothing, and is never billed)."""
+    setter = None if provider == STUB_PROVIDER else plan
+    actual = actual_cost(cost_usd, provider_cost_usd)
+    return customer_price(tokens, cost_usd, actual, setter, model_id, provider), setter
+
+
+@dataclass(frozen=True, slots=True)
+class _Tariff:
+    """What a quote (for the event's provider) makes of a charge, whatever its tokens."""
+
+    quote: PriceQuote
+    tier: str | None
+    catalog_version: int | None
+    unpriced_count: int
+
+
+def _tariff(quote: PriceQuote) -> _Tariff:
+    price = quote.price
+    priced = price is not None and quote.version is not None
+    return _Tariff(
+        quote,
+        tier=price.tier if price else None,
+        catalog_version=quote.version.id if priced and quote.version else None,
+        unpriced_count=0 if priced else 1,
+    )
 
 
 def charge_for(
@@ -65,11 +101,12 @@ def charge_for(
     stub answer at zero: ``PriceQuote.for_provider``). A priced entry keeps the rate that
     priced it: the model's base prices, or the long-context entry the event reached. Its
     price is its customer's (``customer_id``, the job's) under ``plan``, the version in
-    force at the event; no plan: the catalog cost."""
-    quote = quote.for_provider(event.provider)
+    force at the event; no plan: the catalog cost. (``BatchCharges.row`` is the same
+    charge as a batch stages it.)"""
+    tariff = _tariff(quote.for_provider(event.provider))
+    quote = tariff.quote
     price = quote.price
     rate, cost = (None, None) if price is None else priced_at(event, price)
-    priced = price is not None and quote.version is not None
     return NewLedgerEntry(
         event_id=event.id,
         kind="charge",
@@ -77,13 +114,13 @@ def charge_for(
         agent=event.agent,
         model=quote.model_id,
         provider=event.provider,
-        tier=price.tier if price else None,
-        catalog_version=quote.version.id if priced and quote.version else None,
+        tier=tariff.tier,
+        catalog_version=tariff.catalog_version,
         occurred_at=event.occurred_at,
         billing_day=event.occurred_at.date(),
         **counts_of(event),
         event_count=1,
-        unpriced_count=0 if priced else 1,
+        unpriced_count=tariff.unpriced_count,
         cost_usd=cost,
         provider_cost_usd=event.provider_cost_usd,
         **price_columns(rate),
@@ -139,42 +176,113 @@ INLINE_LIMIT = 32
 
 
 _event_counts = attrgetter(*TOKEN_FIELDS)
+_NO_RATE = (None,) * (1 + len(PRICE_CLASSES))
+_STAGED_EVENT_ID = queries.STAGED_NAMES.index("event_id")
+_STAGED_CUSTOMER = queries.STAGED_NAMES.index("job_customer_id")
+_STAGED_PRICE = queries.STAGED_NAMES.index("price_usd")
 
 
-def staged_charge(event: UsageEvent, charge: NewLedgerEntry) -> StagedCharge:
-    """The staging row of ``event`` with ``charge`` (from ``charge_for``)."""
-    return (
-        event.id,
-        event.occurred_at,
-        event.job_id,
-        event.agent,
-        event.provider,
-        event.model,
-        *_event_counts(event),
-        _decimal_text(event.provider_cost_usd),
-        event.status,
-        None if event.attributes is None else msgspec.json.encode(event.attributes).decode(),
-        event.reservation_id,
-        event.customer_id,
-        charge.model,
-        charge.tier,
-        charge.catalog_version,
-        charge.long_context_from,
-        charge.billing_day,
-        charge.unpriced_count,
-        _decimal_text(charge.cost_usd),
-        _decimal_text(charge.price_input),
-        _decimal_text(charge.price_output),
-        _decimal_text(charge.price_cache_read),
-        _decimal_text(charge.price_cache_write),
-        _decimal_text(charge.price_reasoning),
-        _decimal_text(charge.price_per_request),
-        charge.reason,
-        _decimal_text(charge.price_usd),
-        charge.customer_id,
-        charge.plan_id,
-        charge.plan_version,
-    )
+@dataclass(frozen=True, slots=True)
+class _StagedRate:
+    """A rate with what pricing a call at it and staging its charge need of it."""
+
+    rate: Rate
+    terms: RateTerms
+    columns: tuple[Any, ...]
+    """``long_context_from`` and the unit prices as staged (decimal text)."""
+
+    @classmethod
+    def of(cls, rate: Rate) -> _StagedRate:
+        columns = (
+            rate.long_context_from,
+            *(_decimal_text(getattr(rate, k)) for k in PRICE_CLASSES),
+        )
+        return cls(rate, RateTerms.of(rate), columns)
+
+
+class BatchCharges:
+    """``charge_for`` for the events of one batch, as staging rows (``StagedCharge``): what
+    events of one catalog version, model and provider share (the quote, each rate their
+    tokens reach, its text) is looked up once per batch instead of once per event, and a
+    row is built straight from the event, without the ``NewLedgerEntry`` between.
+    ``tests/unit/ledger/test_batch_charges.py`` holds every row equal to ``charge_for``'s."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self._tariffs: dict[
+            tuple[int | None, str, str], tuple[_Tariff, dict[int | None, _StagedRate]]
+        ] = {}
+        """By (catalog version, model, provider): the tariff, and the rates of its price
+        by their marker (``long_context_from``), made as events reach them."""
+
+    def _tariff(
+        self, event: UsageEvent, key: tuple[int | None, str, str]
+    ) -> tuple[_Tariff, dict[int | None, _StagedRate]]:
+        quote = self.catalog.quote(event.model, event.occurred_at)
+        found = self._tariffs[key] = (_tariff(quote.for_provider(event.provider)), {})
+        return found
+
+    def row(
+        self, event: UsageEvent, customer_id: str | None = None, plan: PlanVersion | None = None
+    ) -> StagedCharge:
+        """The staging row of ``event`` with its charge: ``charge_for(event, quote,
+        customer_id, plan)`` with the quote of the catalog version in force at it."""
+        version = self.catalog.version_at(event.occurred_at)
+        key = (None if version is None else version.id, event.model, event.provider)
+        tariff, rates = self._tariffs.get(key) or self._tariff(event, key)
+        quote = tariff.quote
+        price = quote.price
+        if price is None:
+            cost, rate_columns = None, _NO_RATE
+        else:
+            # The marker of the rate ``price.rate_for`` picks: the last long-context entry
+            # the call reaches (thresholds are unique within a model: it names one rate).
+            marker = None
+            for entry in price.long_context:
+                if event.input_tokens >= entry.min_input_tokens:
+                    marker = entry.min_input_tokens
+            staged = rates.get(marker)
+            if staged is None:
+                staged = rates[marker] = _StagedRate.of(price.rate_for(event.input_tokens))
+            cost, rate_columns = staged.terms.cost(event), staged.columns
+        price_usd, setter = _customer_price(
+            event, cost, event.provider_cost_usd, quote.model_id, event.provider, plan
+        )
+        return (
+            event.id,
+            event.occurred_at,
+            event.job_id,
+            event.agent,
+            event.provider,
+            event.model,
+            *_event_counts(event),
+            _decimal_text(event.provider_cost_usd),
+            event.status,
+            None if event.attributes is None else msgspec.json.encode(event.attributes).decode(),
+            event.reservation_id,
+            event.customer_id,
+            quote.model_id,
+            tariff.tier,
+            tariff.catalog_version,
+            rate_columns[0],
+            event.occurred_at.date(),
+            tariff.unpriced_count,
+            _decimal_text(cost),
+            *rate_columns[1:],
+            quote.reason,
+            _decimal_text(price_usd),
+            customer_id,
+            None if setter is None else setter.plan_id,
+            None if setter is None else setter.id,
+        )
+
+
+def staged_price(row: StagedCharge) -> tuple[str, str | None, Decimal | None]:
+    """A staged charge's event id, customer and price for that customer (what credits
+    draw on); the price as exact as it was computed (the text of a Decimal reads back as
+    the same Decimal)."""
+    price = row[_STAGED_PRICE]
+    return row[_STAGED_EVENT_ID], row[_STAGED_CUSTOMER], None if price is None else Decimal(price)
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,4 +106,6 @@ class Plans:
     def in_force(self, plan_id: str | None, when: datetime) -> PlanVersion | None:
         """The version pricing an event at ``when`` of a customer whose plan is ``plan_id``
         (``plan_in_force``)."""
+        if not self.plans:  # no plan at all (the usual case of a batch): none prices it
+            return None
         return plan_in_force(self.plans, plan_id, self.default_plan, when)

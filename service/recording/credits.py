@@ -11,12 +11,12 @@ in ledger order: a batch's charges before the re-pricing its events cause.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 
 from service.budgets.credit_alerts import raise_credit_alerts
 from service.customers.credits import draw_credits
 from service.customers.draw_rule import PricedEntry
 from service.db import Connection
-from service.ledger.models import NewLedgerEntry
 from service.recording import queries
 
 
@@ -28,16 +28,19 @@ async def burn(conn: Connection, entries: Sequence[PricedEntry]) -> int:
 
 
 async def burn_charges(
-    conn: Connection, charges: Iterable[NewLedgerEntry], entry_ids: dict[str, int]
+    conn: Connection,
+    charges: Iterable[tuple[str, str | None, Decimal | None]],
+    entry_ids: dict[str, int],
 ) -> int:
-    """``burn`` the charges a batch appended (``entry_ids``: event id → the id of its new
-    charge; a replayed event has none and draws nothing again)."""
+    """``burn`` the charges a batch appended, each as (event id, customer, price:
+    ``ledger.service.staged_price``); ``entry_ids``: event id → the id of its new charge;
+    a replayed event has none and draws nothing again."""
     return await burn(
         conn,
         [
-            PricedEntry(entry_ids[c.event_id], c.event_id, c.customer_id, c.price_usd)
-            for c in charges
-            if c.event_id in entry_ids and c.customer_id is not None and c.price_usd
+            PricedEntry(entry_ids[event_id], event_id, customer_id, price_usd)
+            for event_id, customer_id, price_usd in charges
+            if event_id in entry_ids and customer_id is not None and price_usd
         ],
     )
 

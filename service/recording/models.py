@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from operator import attrgetter
 
 from service.ingest.models import Rejection, UsageEvent
 
@@ -23,14 +25,22 @@ class EventOutcome:
     reason: str | None = None
 
 
+_status = attrgetter("status")
+
+
 @dataclass(frozen=True, slots=True)
 class BatchOutcome:
     results: list[EventOutcome]
     alerts: int = 0
     """Budget alerts this batch raised (the dispatcher can be woken for them)."""
+    _counts: Counter[str] = field(init=False, repr=False, compare=False)
+    """Results by status, counted once: the answer and the metrics each ask for all four."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_counts", Counter(map(_status, self.results)))
 
     def count(self, status: str) -> int:
-        return sum(1 for r in self.results if r.status == status)
+        return self._counts[status]
 
 
 RecordFn = Callable[[Sequence[UsageEvent | Rejection]], Awaitable[BatchOutcome]]

@@ -29,8 +29,7 @@ from service.db import Connection
 from service.ingest.models import Rejection, UsageEvent, differing_fields
 from service.ingest.service import stored_events
 from service.jobs.service import JobCustomer, customer_mismatches, lock_job_customers
-from service.ledger.models import NewLedgerEntry
-from service.ledger.service import charge_for, stage_charges, staged_charge
+from service.ledger.service import BatchCharges, StagedCharge, stage_charges, staged_price
 from service.locks import lock_repricing
 from service.pricing.catalog import Catalog
 from service.pricing.plans import Plans
@@ -113,10 +112,11 @@ async def record_batch(
             fresh = [e for e in fresh if e.id not in mismatched]
             # Every event is priced before knowing which ids are new: replays are rare,
             # and the database tells new from replayed in the statement that stores them.
-            charges = [(e, _charge(e, catalog, plans, jobs[e.job_id])) for e in fresh]
+            charges = BatchCharges(catalog)
+            staged = [_staged(e, charges, plans, jobs[e.job_id]) for e in fresh]
             staging = await stage_charges(
                 conn,
-                [staged_charge(e, charge) for e, charge in charges],
+                staged,
                 table_ready=opened["staging_table_ready"],
                 table_allowed=opened["staging_table_allowed"],
                 inside_longer_transaction=inside_longer_transaction,
@@ -128,7 +128,7 @@ async def record_batch(
             # customer holds credits, nothing more happens.
             if opened["credits_exist"]:
                 alerts += await burn_charges(
-                    conn, (charge for _, charge in charges), {r["event_id"]: r["id"] for r in rows}
+                    conn, map(staged_price, staged), {r["event_id"]: r["id"] for r in rows}
                 )
             # A job given its first customer by this batch: what it recorded before was
             # priced for no customer, and is re-priced now (SPEC §11), in this transaction.
@@ -207,14 +207,11 @@ async def record_apart(record: RecordFn, items: Sequence[UsageEvent | Rejection]
     return BatchOutcome(outcomes)
 
 
-def _charge(event: UsageEvent, catalog: Catalog, plans: Plans, job: JobCustomer) -> NewLedgerEntry:
-    """An event's charge: its cost by the catalog, its price for its job's customer."""
-    return charge_for(
-        event,
-        catalog.quote(event.model, event.occurred_at),
-        job.customer_id,
-        plans.in_force(job.plan_id, event.occurred_at),
-    )
+def _staged(
+    event: UsageEvent, charges: BatchCharges, plans: Plans, job: JobCustomer
+) -> StagedCharge:
+    """An event with its charge: its cost by the catalog, its price for its job's customer."""
+    return charges.row(event, job.customer_id, plans.in_force(job.plan_id, event.occurred_at))
 
 
 def _compare(event: UsageEvent, first: UsageEvent, where: str) -> EventOutcome:
@@ -237,6 +234,7 @@ def price_only(catalog: Catalog, items: Sequence[UsageEvent | Rejection]) -> Bat
     """
     first_by_id: dict[str, UsageEvent] = {}
     outcomes = []
+    charges = BatchCharges(catalog)
     for item in items:
         if isinstance(item, Rejection):
             outcomes.append(EventOutcome(item.id, REJECTED, item.reason))
@@ -244,7 +242,7 @@ def price_only(catalog: Catalog, items: Sequence[UsageEvent | Rejection]) -> Bat
             outcomes.append(_compare(item, first, "an earlier event of this batch"))
         else:
             first_by_id[item.id] = item
-            charge_for(item, catalog.quote(item.model, item.occurred_at))
+            charges.row(item)
             outcomes.append(EventOutcome(item.id, ACCEPTED))
     return BatchOutcome(outcomes)
 

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from service.errors import InvalidRequestError, PayloadTooLargeError
-from service.ingest.models import Rejection, UsageEvent, differing_fields
+from service.ingest.models import Rejection, UsageEvent, UsageEventIn, differing_fields
+from service.ingest.rules import check_event
 from service.ingest.validate import parse_batch, parse_event, parse_single
 from service.settings import IngestSettings
 from tests.support.events import wire_event
@@ -317,3 +318,56 @@ def test_the_future_skew_follows_the_setting() -> None:
     result = parse_event(raw, 0, NOW, strict)
     assert isinstance(result, Rejection)
     assert "more than 0 s in the future" in result.reason
+
+
+@pytest.mark.parametrize(
+    "cost",
+    [
+        "999999999999999999",  # 18 digits before the point: below 10^18
+        "0." + "0" * 29 + "1",  # 30 decimal places
+        "0.1" + "0" * 35,  # 36 written, but 1 significant decimal place
+        "123456789.123456789",  # 19 characters, well within both bounds
+    ],
+)
+def test_provider_costs_within_their_bounds_are_accepted(cost: str) -> None:
+    assert parsed(event_json(provider_cost_usd=cost)).provider_cost_usd == Decimal(cost)
+
+
+def test_each_text_field_that_postgresql_cannot_store_is_named_in_field_order() -> None:
+    reason = rejected(event_json(model="gemini\u0000", agent="a\u0000", id="é\u0000")).reason
+    assert reason == (
+        "id: must not contain the NUL character (U+0000); "
+        "agent: must not contain the NUL character (U+0000); "
+        "model: must not contain the NUL character (U+0000)"
+    )
+
+
+def test_text_beyond_ascii_is_accepted_and_a_lone_surrogate_is_not() -> None:
+    assert parsed(event_json(agent="Agent 7 ✓", job_id="tâche-1")).agent == "Agent 7 ✓"
+    # A lone surrogate cannot come from JSON (msgspec refuses its escape), but an event
+    # built in-process can hold one.
+    wire = UsageEventIn(**{**GOOD, "job_id": "job-\ud800"})
+    assert check_event(wire, NOW, SETTINGS) == (
+        "job_id: holds a lone UTF-16 surrogate (U+D800), which is not Unicode text"
+    )
+
+
+def test_text_problems_of_the_optional_ids_come_after_the_other_rules() -> None:
+    reason = rejected(
+        event_json(
+            customer_id="cust\u0000",
+            reservation_id="res-\u0000",
+            model="m\u0000",
+            occurred_at="2026-11-24T12:05:01Z",
+        )
+    ).reason
+    assert reason == (
+        "model: must not contain the NUL character (U+0000); "
+        "occurred_at: 2026-11-24T12:05:01+00:00 is more than 300 s in the future; "
+        "reservation_id: must not contain the NUL character (U+0000); "
+        "customer_id: must not contain the NUL character (U+0000)"
+    )
+    # Only an optional id at fault: it alone is named.
+    assert rejected(event_json(customer_id="cust\u0000")).reason == (
+        "customer_id: must not contain the NUL character (U+0000)"
+    )

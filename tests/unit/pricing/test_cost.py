@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Context, Decimal, Inexact
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from service.pricing.cost import event_cost, priced
-from service.pricing.models import ModelPrice, NewLongContextPrice, NewModelPrice
+from service.pricing.cost import event_cost, priced, rate_cost
+from service.pricing.models import ModelPrice, NewLongContextPrice, NewModelPrice, Rate
 from service.tokens import TokenCounts
 
 D = Decimal
@@ -200,3 +202,74 @@ def test_the_highest_threshold_reached_prices_and_per_request_stays_the_models()
     assert (rate.long_context_from, cost) == (1_000_000, D("4.01"))
     assert price.rate_from(None).input == D("1")
     assert price.rate_from(100_000).reasoning == D("7")
+
+
+# The text of a cost is what PostgreSQL stores (NUMERIC keeps the scale it is given), so
+# the cost must be the very Decimal that exact Decimal arithmetic gives, not only an equal
+# value: per 1M tokens, the sum keeps the unit prices' decimal places, and dividing by
+# 10^6 drops trailing zeros of the quotient down to those places, never further.
+@pytest.mark.parametrize(
+    ("counts", "text"),
+    [
+        # 1,000,000 × 3.00 = 3000000.00 per 1M → 3.00 (the prices' two places stay)
+        (tokens(1_000_000, 0, 0, 0, 0), "3.00"),
+        # 1 × 3.00 = 3.00 per 1M → 0.00000300 needs 8 places; its zeros go: 0.000003
+        (tokens(1, 0, 0, 0, 0), "0.000003"),
+        # 1000 × 3.00 + 500 × 15.00 = 10500.00 per 1M → 0.01050000 → 0.0105
+        (tokens(1000, 0, 0, 500, 0), "0.0105"),
+        # no tokens: 0.00 per 1M → 0.00
+        (tokens(0, 0, 0, 0, 0), "0.00"),
+    ],
+)
+def test_a_cost_keeps_the_decimal_places_exact_arithmetic_gives(
+    counts: TokenCounts, text: str
+) -> None:
+    price = NewModelPrice("m", "m", "standard", D("3.00"), D("15.00")).with_defaults()
+    assert str(event_cost(counts, price)) == text
+
+
+_EXACT = Context(prec=1000, traps=[Inexact])
+
+
+def _decimal_cost(counts: TokenCounts, rate: Rate) -> Decimal:
+    """The rule written out in Decimal arithmetic (what rate_cost computed until it summed
+    integers): each class's own tokens × its price, summed from 0, over 10^6, plus the
+    price per request."""
+    own = {
+        "input": counts.input_tokens - counts.cached_input_tokens - counts.cache_write_tokens,
+        "cache_read": counts.cached_input_tokens,
+        "cache_write": counts.cache_write_tokens,
+        "output": counts.output_tokens - counts.reasoning_tokens,
+        "reasoning": counts.reasoning_tokens,
+    }
+    per_million = Decimal(0)
+    for name, count in own.items():
+        per_million = _EXACT.add(per_million, _EXACT.multiply(Decimal(count), getattr(rate, name)))
+    return _EXACT.add(_EXACT.divide(per_million, Decimal(10**6)), rate.per_request)
+
+
+# Prices as a catalog holds them (up to 12 integer digits and 30 decimal places, trailing
+# zeros kept), and a few with a positive exponent, which only Decimal arithmetic makes.
+unit_prices = st.one_of(
+    st.builds(
+        lambda n, places: Decimal(n).scaleb(-places), st.integers(0, 10**42), st.integers(0, 30)
+    ),
+    st.sampled_from([D(0), D("0.000"), D("1E+1"), D("5E+3"), D("3.00"), D("0.1")]),
+)
+counts = st.integers(0, 10**12)
+
+
+@given(
+    st.tuples(*[unit_prices] * 6),
+    st.tuples(counts, counts, counts, counts, counts),
+)
+def test_a_cost_is_the_decimal_that_exact_decimal_arithmetic_gives(
+    prices: tuple[Decimal, ...], numbers: tuple[int, ...]
+) -> None:
+    cached, written, plain_in, reasoning, plain_out = numbers
+    counts = tokens(cached + written + plain_in, cached, written, reasoning + plain_out, reasoning)
+    rate = Rate(None, *prices)
+    expected = _decimal_cost(counts, rate)
+    cost = rate_cost(counts, rate)
+    assert cost.as_tuple() == expected.as_tuple()
+    assert str(cost) == str(expected)
