@@ -53,16 +53,6 @@ def _go_float(value: float) -> str:
     return str(floatToGoString(value))  # type: ignore[no-untyped-call]  # untyped in the library
 
 
-def _number(value: float) -> str:
-    """``floatToGoString``, its common case (a finite float Go writes as Python does) first."""
-    if value.__class__ is float and -_INF < value < _INF:
-        text = repr(value)
-        if value > 0 and text.find(".") > 6:  # Go switches to an exponent sooner
-            return _go_float(value)
-        return text
-    return _go_float(value)
-
-
 def _doc(text: str) -> str:
     return text.replace("\\", r"\\").replace("\n", r"\n")
 
@@ -87,8 +77,12 @@ def generate_text(registry: Collector) -> bytes:
             append(f"# TYPE {_metric_name(name)} {kind}\n")
             moved_names = {metric.name + suffix: suffix for suffix in _MOVED}
             moved: dict[str, list[str]] = {}
+            names: dict[str, str] = {}
             for sample in metric.samples:
-                labels = sample.labels
+                sample_name, labels, value, timestamp = sample[:4]
+                name_text = names.get(sample_name)
+                if name_text is None:
+                    name_text = names[sample_name] = _metric_name(sample_name)
                 if labels:
                     key = tuple(labels.items())
                     label_text = label_sets.get(key)
@@ -96,13 +90,17 @@ def generate_text(registry: Collector) -> bytes:
                         label_text = label_sets[key] = _label_text(key)
                 else:
                     label_text = ""
-                stamp = (
-                    ""
-                    if sample.timestamp is None
-                    else f" {int(float(sample.timestamp) * 1000):d}"  # milliseconds
-                )
-                line = f"{_metric_name(sample.name)}{label_text} {_number(sample.value)}{stamp}\n"
-                suffix = moved_names.get(sample.name)
+                if value.__class__ is float and -_INF < value < _INF:
+                    number = repr(value)
+                    if value > 0 and number.find(".") > 6:  # Go switches to an exponent sooner
+                        number = _go_float(value)
+                else:
+                    number = _go_float(value)
+                if timestamp is None:
+                    line = f"{name_text}{label_text} {number}\n"
+                else:  # in milliseconds
+                    line = f"{name_text}{label_text} {number} {int(float(timestamp) * 1000):d}\n"
+                suffix = moved_names.get(sample_name)
                 if suffix is None:
                     append(line)
                 else:
