@@ -75,6 +75,8 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         create_app(settings),
         host=host,
         port=port,
+        loop="auto",  # uvloop (see _serve_workers)
+        http="auto",  # httptools
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
@@ -119,6 +121,12 @@ def _serve_workers(settings: Settings, workers: int, host: str, port: int) -> No
         workers=workers,
         host=host,
         port=port,
+        # uvicorn's defaults, said here because LUC depends on what they pick: uvloop's
+        # event loop and httptools' HTTP parser, LUC's dependencies (pyproject.toml; uvicorn
+        # falls back to asyncio's loop and h11 without them). Checked by
+        # tests/integration/test_serve_speed_ups.py.
+        loop="auto",
+        http="auto",
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,

@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
-from prometheus_client.exposition import generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from service.metrics.exposition import generate_text
 from service.metrics.rollup_series import LedgerCollector, LedgerSnapshot
 
 BATCH_SIZE_BUCKETS = (1, 5, 10, 50, 100, 500, 1000, 2000, 5000, 10000)
@@ -121,10 +121,10 @@ class Metrics:
     def render(self, snapshot: LedgerSnapshot) -> bytes:
         self.ledger.update(snapshot)
         if not self.multiprocess:
-            return generate_latest(self.registry)
+            return generate_text(self.registry)
         # Every worker's series, summed (histograms, counters) or as their mode says
         # (gauges); the ledger's once.
         registry = CollectorRegistry(auto_describe=False)
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # untyped in the library
         registry.register(self.ledger)
-        return generate_latest(registry)
+        return generate_text(registry)

@@ -30,9 +30,10 @@ import fcntl
 import os
 import secrets
 import struct
+import threading
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,29 +75,49 @@ def resolved_record(seqs: Sequence[int]) -> bytes:
     return _record(_RESOLVED, 0, b"".join(_SEQ.pack(s) for s in seqs))
 
 
+def _whole_records(data: bytes, offset: int = 0) -> Iterator[tuple[int, int, bytes, int]]:
+    """The records of ``data`` from ``offset``, (kind, seq, payload, where the next one
+    starts), up to the first one that is not whole there: the zeros after the last, one cut
+    short by a crash (never acknowledged, since its group's sync had not returned), or one
+    that runs past the end of ``data``."""
+    while offset + _RECORD.size <= len(data):
+        magic, kind, length, seq, crc = _RECORD.unpack_from(data, offset)
+        start, end = offset + _RECORD.size, offset + _RECORD.size + length
+        if magic != _MAGIC or end > len(data):
+            return
+        payload = data[start:end]
+        if zlib.crc32(payload, zlib.crc32(struct.pack("<BIQ", kind, length, seq))) != crc:
+            return
+        yield kind, seq, payload, end
+        offset = end
+
+
+def _runs_past(data: bytes, offset: int) -> bool:
+    """Whether the record at ``offset`` may be whole with the bytes after ``data``."""
+    if offset + _RECORD.size > len(data):
+        return True
+    magic, _, length, _, _ = _RECORD.unpack_from(data, offset)
+    return bool(magic == _MAGIC and offset + _RECORD.size + length > len(data))
+
+
+def _usage_id(payload: bytes) -> str:
+    (id_length,) = _ID_LENGTH.unpack_from(payload)
+    return payload[2 : 2 + id_length].decode()
+
+
 def read_records(files: Sequence[bytes]) -> list[tuple[int, str, bytes]]:
     """The usage that the files of one process's journal hold unresolved, (seq, event id,
-    body), in order. Each file is read up to its first record that is not whole (the zeros
-    after the last, or one cut short by a crash: never acknowledged, since its group's
-    sync had not returned)."""
+    body), in order. Each file is read up to its first record that is not whole
+    (``_whole_records``)."""
     usage: dict[int, tuple[str, bytes]] = {}
     resolved: set[int] = set()
     for data in files:
-        offset = 0
-        while offset + _RECORD.size <= len(data):
-            magic, kind, length, seq, crc = _RECORD.unpack_from(data, offset)
-            start, end = offset + _RECORD.size, offset + _RECORD.size + length
-            if magic != _MAGIC or end > len(data):
-                break
-            payload = data[start:end]
-            if zlib.crc32(payload, zlib.crc32(struct.pack("<BIQ", kind, length, seq))) != crc:
-                break
+        for kind, seq, payload, _ in _whole_records(data):
             if kind == _USAGE:
                 (id_length,) = _ID_LENGTH.unpack_from(payload)
                 usage[seq] = (payload[2 : 2 + id_length].decode(), payload[2 + id_length :])
             elif kind == _RESOLVED:
                 resolved.update(done for (done,) in _SEQ.iter_unpack(payload))
-            offset = end
     return [(seq, i, body) for seq, (i, body) in sorted(usage.items()) if seq not in resolved]
 
 
@@ -416,17 +437,105 @@ def _sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def journal_ids(spool_path: Path) -> list[str]:
-    """The event ids every journal file of ``spool_path`` holds unresolved: every worker's,
-    live or dead (a scrape of any worker counts them all; tests: what a dead process left
-    behind)."""
-    owners: dict[str, list[bytes]] = {}
-    prefix = f"{spool_path.name}.journal-"
-    for path in sorted(spool_path.parent.glob(f"{prefix}*")):
-        owner = path.name.removeprefix(prefix).rsplit("-", 1)[0]
+READ_BYTES = 64 * 1024
+"""What ``JournalReader`` reads of a file at a time (more for a record that is larger)..."""
+FIRST_READ_BYTES = 4096
+"""...after a first read of this much (a page), often all that was written since the last
+count, or nothing but zeros."""
+
+
+@dataclass
+class _Read:
+    """What ``JournalReader`` has read of one file, up to ``offset`` (the start of its first
+    record not whole when last read): the usage that the file holds and does not note
+    resolved itself, and the seqs it notes resolved whose usage it does not hold (usage
+    noted in the next file, when its own was full)."""
+
+    identity: tuple[int, int]  # (st_dev, st_ino): the file this was read from
+    offset: int = 0
+    usage: dict[int, str] = field(default_factory=dict)
+    resolved: set[int] = field(default_factory=set)
+
+
+class JournalReader:
+    """The event ids that every journal file of the spool ``spool_path`` holds unresolved:
+    every worker's, live or dead (a scrape of any worker counts them all; what a process
+    that died left behind counts until ``UsageJournal.recover`` moves it to the spool).
+
+    A journal file is only ever appended to, so each file is read from where the last
+    count stopped: a scrape reads what was written since, not the whole file (4 MB of
+    it zeros, read and parsed at every scrape before: tens of milliseconds with a file
+    nearly full). What has been read is kept per file, and forgotten with the file.
+    Thread-safe: counts run on a thread, one at a time.
+    """
+
+    def __init__(self, spool_path: Path) -> None:
+        self.folder = spool_path.parent
+        self.prefix = f"{spool_path.name}.journal-"
+        self._read: dict[Path, _Read] = {}
+        self._lock = threading.Lock()
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            owners: dict[str, list[_Read]] = {}
+            still: dict[Path, _Read] = {}
+            for path in sorted(self.folder.glob(f"{self.prefix}*")):
+                read = self._read_on(path)
+                if read is None:
+                    continue  # a file its worker removed meanwhile, all of it resolved
+                still[path] = read
+                owner = path.name.removeprefix(self.prefix).rsplit("-", 1)[0]
+                owners.setdefault(owner, []).append(read)
+            self._read = still
+            ids: list[str] = []
+            for files in owners.values():
+                usage: dict[int, str] = {}
+                resolved: set[int] = set()
+                for read in files:
+                    usage.update(read.usage)
+                    resolved.update(read.resolved)
+                ids += [event_id for seq, event_id in sorted(usage.items()) if seq not in resolved]
+            return ids
+
+    def _read_on(self, path: Path) -> _Read | None:
         try:
-            data = path.read_bytes()
+            fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
-            continue  # a file its worker removed meanwhile, all of it resolved
-        owners.setdefault(owner, []).append(data)
-    return [event_id for files in owners.values() for _, event_id, _ in read_records(files)]
+            return None
+        try:
+            status = os.fstat(fd)
+            identity = (status.st_dev, status.st_ino)
+            read = self._read.get(path)
+            if read is None or read.identity != identity:
+                read = _Read(identity)
+            wanted = FIRST_READ_BYTES
+            while read.offset < status.st_size:
+                asked = min(wanted, status.st_size - read.offset)
+                data = os.pread(fd, asked, read.offset)
+                whole = 0  # where the records that are whole in ``data`` end
+                for kind, seq, payload, end in _whole_records(data):
+                    whole = end
+                    if kind == _USAGE:
+                        read.usage[seq] = _usage_id(payload)
+                    elif kind == _RESOLVED:
+                        for (done,) in _SEQ.iter_unpack(payload):
+                            # A seq's usage is written once, before it is noted resolved.
+                            if read.usage.pop(done, None) is None:
+                                read.resolved.add(done)
+                read.offset += whole
+                if len(data) < asked or asked == status.st_size - (read.offset - whole):
+                    break  # read to the file's end: what is left is not whole (yet)
+                if not _runs_past(data, whole):
+                    break  # zeros after the last record, or one not whole (being written)
+                # The next record begins in what was read and ends after it: read on from
+                # its start, twice as much at once if it alone was larger.
+                wanted = READ_BYTES if whole else max(READ_BYTES, wanted * 2)
+            return read
+        finally:
+            os.close(fd)
+
+
+def journal_ids(spool_path: Path) -> list[str]:
+    """The event ids every journal file of ``spool_path`` holds unresolved (``JournalReader``,
+    reading each file whole; tests: what a dead process left behind)."""
+    return JournalReader(spool_path).ids()

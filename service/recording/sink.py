@@ -28,7 +28,7 @@ from service.errors import DatabaseUnavailableError, LucError, NotFoundError
 from service.ingest.models import Rejection, UsageEvent, UsageEventIn
 from service.ingest.validate import parse_event
 from service.metrics.instruments import Metrics
-from service.recording.journal import UsageJournal, journal_ids
+from service.recording.journal import JournalReader, UsageJournal
 from service.recording.models import REJECTED, STORED, BatchOutcome, EventOutcome, RecordFn
 from service.recording.service import record_batch
 from service.recording.usage_writer import LINGER_SECONDS, RETRY_SECONDS, UsageWriter
@@ -99,6 +99,8 @@ class RecordingSink:
         parked."""
         self.journal = None if spool is None else UsageJournal(spool.path)
         """Where each call's usage is made durable before its answer ends."""
+        self._journals = None if spool is None else JournalReader(spool.path)
+        """Every worker's journal files, as far as the last count read them."""
         self.metrics = metrics or Metrics()
         self.record_timeout_seconds = record_timeout_seconds
         """How long one attempt to record a call's usage may take; past it the usage is left
@@ -323,10 +325,10 @@ class RecordingSink:
         """(usage waiting on local disk: in the spool, or in any worker's journal not yet
         recorded; usage parked). The journals are read from their files, so the worker
         that is scraped counts its fellow workers' usage too."""
-        if self.spool is None:
+        if self.spool is None or self._journals is None:
             return 0, 0
         pending, parked = await self.spool.counts()
-        journaled = await asyncio.to_thread(journal_ids, self.spool.path)
+        journaled = await asyncio.to_thread(self._journals.ids)
         return pending + len(journaled), parked
 
     # What an operator does with parked usage -------------------------------------------------

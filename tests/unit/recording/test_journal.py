@@ -17,7 +17,15 @@ from pathlib import Path
 import pytest
 
 from service.client.spool import Spool
-from service.recording.journal import UsageJournal, journal_ids, read_records, usage_record
+from service.recording.journal import (
+    FIRST_READ_BYTES,
+    READ_BYTES,
+    JournalReader,
+    UsageJournal,
+    journal_ids,
+    read_records,
+    usage_record,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -183,3 +191,78 @@ async def test_every_worker_s_unresolved_usage_is_counted_from_the_files(tmp_pat
     assert sorted(journal_ids(spool_path)) == ["gen-b", "gen-c", "gen-d"]
     await first.aclose()
     await second.aclose()
+
+
+def _bytes_read() -> int:
+    """Bytes this process has read with read(2) and its kin so far, the page cache's too."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/self/io")
+
+
+async def test_a_count_reads_what_the_journals_hold_not_their_zeros(tmp_path: Path) -> None:
+    # /metrics counts every worker's journal at each scrape. Each file is 4 MB of zeros
+    # when made; it was read whole (and parsed) every time: 8 MB a scrape for two workers.
+    spool_path = tmp_path / "spool.sqlite"
+    first, second = UsageJournal(spool_path), UsageJournal(spool_path)
+    await first.append("gen-a", b"{}")
+    await second.append("gen-b", b"{}")
+    before = _bytes_read()
+    assert sorted(journal_ids(spool_path)) == ["gen-a", "gen-b"]
+    assert _bytes_read() - before < 3 * FIRST_READ_BYTES
+
+    # A reader that counted once reads on from where it stopped: what was written since.
+    reader = JournalReader(spool_path)
+    assert sorted(reader.ids()) == ["gen-a", "gen-b"]
+    body = b"x" * 1000
+    seqs = [await first.append(f"gen-{i}", body) for i in range(300)]  # about 300 KB
+    first.resolve(seqs[:299])
+    await second.append("gen-c", b"{}")
+    before = _bytes_read()
+    assert sorted(reader.ids()) == ["gen-299", "gen-a", "gen-b", "gen-c"]
+    assert _bytes_read() - before < 300 * 1040 + 2 * READ_BYTES + 4096
+    before = _bytes_read()
+    assert sorted(reader.ids()) == ["gen-299", "gen-a", "gen-b", "gen-c"]
+    assert _bytes_read() - before < 3 * FIRST_READ_BYTES  # nothing new: a page of each
+    await first.aclose()
+    await second.aclose()
+
+
+async def test_a_reader_that_goes_on_from_where_it_stopped_counts_as_one_that_reads_all(
+    tmp_path: Path,
+) -> None:
+    spool_path = tmp_path / "spool.sqlite"
+    reader = JournalReader(spool_path)
+    assert reader.ids() == []  # no journal yet (no folder even)
+
+    def counted() -> list[str]:
+        ids = reader.ids()
+        assert ids == journal_ids(spool_path)  # a reader new to the files reads them whole
+        return ids
+
+    small = UsageJournal(spool_path, file_bytes=1024)  # 3 records of 330 bytes to a file
+    body = b"x" * 300
+    seqs = [await small.append(f"gen-{i}", body) for i in range(4)]
+    assert counted() == ["gen-0", "gen-1", "gen-2", "gen-3"]
+    small.resolve([seqs[0], seqs[3]])  # the note goes in the second file, with gen-4
+    await small.append("gen-4", body)
+    assert counted() == ["gen-1", "gen-2", "gen-4"]
+    small.resolve([seqs[1], seqs[2]])  # the first file's usage all resolved: it goes
+    await small.append("gen-5", body)
+    assert len(_files(spool_path)) == 2
+    assert counted() == ["gen-4", "gen-5"]
+
+    # A record larger than a read, and one that is still being written when counted.
+    large = UsageJournal(spool_path)
+    await large.append("gen-large", b"y" * (3 * READ_BYTES))
+    assert sorted(counted()) == ["gen-4", "gen-5", "gen-large"]
+    current = large._current
+    assert current is not None
+    torn = usage_record(99, "gen-torn", b"{}")
+    os.pwrite(current.fd, torn[:20], current.offset)
+    assert sorted(counted()) == ["gen-4", "gen-5", "gen-large"]
+    os.pwrite(current.fd, torn[20:], current.offset + 20)
+    assert sorted(counted()) == ["gen-4", "gen-5", "gen-large", "gen-torn"]
+    await small.aclose()
+    await large.aclose()
