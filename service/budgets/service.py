@@ -32,7 +32,7 @@ from service.errors import InvalidRequestError, NotFoundError
 from service.locks import lock_repricing
 from service.money import EXACT
 from service.settings import BudgetSettings
-from service.wire import WireValueError, parse_money
+from service.wire import WireValueError, money_text, parse_money
 
 
 def period_start(period: str, at: datetime) -> datetime:
@@ -102,7 +102,9 @@ def check_definition(
     if period not in PERIODS:
         raise InvalidRequestError(f"period: {period!r} is not one of {', '.join(PERIODS)}")
     if not limit_usd.is_finite() or limit_usd <= 0:
-        raise InvalidRequestError(f"limit_usd: must be a positive amount, got {limit_usd}")
+        raise InvalidRequestError(
+            f"limit_usd: must be a positive amount, got {money_text(limit_usd)}"
+        )
     if not thresholds:
         raise InvalidRequestError("thresholds: give at least one, e.g. [0.5, 0.8, 1.0]")
     for t in thresholds:

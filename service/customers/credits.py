@@ -21,6 +21,7 @@ from service.customers.models import Customer
 from service.customers.queries import CUSTOMER_EXISTS
 from service.db import Connection
 from service.errors import InvalidRequestError, NotFoundError
+from service.wire import money_text
 
 MAX_REFERENCE_CHARS = 200
 
@@ -72,7 +73,9 @@ def _grant(r: Any) -> CreditGrant:
 def check_grant(new: NewGrant, now: datetime) -> None:
     """A grant is a positive amount; its expiry, if any, lies ahead."""
     if not new.amount_usd.is_finite() or new.amount_usd <= 0:
-        raise InvalidRequestError(f"amount_usd: must be more than zero, got {new.amount_usd}")
+        raise InvalidRequestError(
+            f"amount_usd: must be more than zero, got {money_text(new.amount_usd)}"
+        )
     if new.expires_at is not None and new.expires_at <= now:
         raise InvalidRequestError(
             f"expires_at: {new.expires_at.isoformat()} is not in the future (now is "

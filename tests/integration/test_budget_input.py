@@ -89,6 +89,16 @@ async def test_bad_budget_definitions_are_refused_naming_the_field(
     await _nothing_stored(client, db)
 
 
+async def test_a_zero_limit_written_with_places_is_quoted_in_luc_s_money_form(
+    client: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    # Python writes Decimal("0.0000000") as 0E-7; LUC's wire form of money has no exponent.
+    response = await client.post("/v1/budgets", json={**GOOD, "limit_usd": "0.0000000"})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"] == "limit_usd: must be a positive amount, got 0"
+    await _nothing_stored(client, db)
+
+
 async def test_webhook_urls_to_internal_addresses_or_other_schemes_are_refused(
     client: AsyncTestClient[Any], db: asyncpg.Connection
 ) -> None:
