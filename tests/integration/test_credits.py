@@ -114,7 +114,7 @@ async def test_a_bad_grant_is_refused_with_a_message_that_names_the_field(
     for body, status, detail in (
         ({"amount_usd": "0"}, 422, "amount_usd: must be more than zero, got 0"),
         # Zero written with seven places is zero in LUC's form, not Python's "0E-7".
-        ({"amount_usd": "0.0000000"}, 422, "amount_usd: must be more than zero, got 0\""),
+        ({"amount_usd": "0.0000000"}, 422, 'amount_usd: must be more than zero, got 0"'),
         ({"amount_usd": "-5"}, 422, "amount_usd: "),
         ({"amount_usd": "1e3"}, 422, "amount_usd: "),
         ({"amount_usd": "5", "expires_at": "2020-01-01T00:00:00Z"}, 422, "expires_at: "),
