@@ -85,15 +85,15 @@ def test_the_service_s_series_are_written_as_prometheus_client_writes_them() -> 
     lines = text.decode().splitlines()
     # Hand-checked: escaped label values, labels in name order, Go's number forms.
     assert (
-        'luc_cost_usd_total{agent="say \\"hi\\"",model="openai/gpt-5.1",provider="openrouter",'
+        'luc_cost_usd{agent="say \\"hi\\"",model="openai/gpt-5.1",provider="openrouter",'
         'tier="standard"} 0.42'
     ) in lines
     assert (
-        'luc_ledger_events_total{agent="back\\\\slash",model="line\\nbreak",'
+        'luc_ledger_events{agent="back\\\\slash",model="line\\nbreak",'
         'provider="openrouter",tier="fast"} 1.0'
     ) in lines
     assert (
-        'luc_actual_cost_usd_total{agent="ORACLE",model="openai/gpt-5.1",provider="openrouter",'
+        'luc_actual_cost_usd{agent="ORACLE",model="openai/gpt-5.1",provider="openrouter",'
         'tier="standard"} 1e+22'
     ) in lines
     assert (
