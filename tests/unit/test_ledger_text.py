@@ -6,15 +6,21 @@ empty families, and a ledger that could not be read."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from service.metrics.instruments import Metrics
 from service.metrics.rollup_series import LedgerCollector, LedgerSnapshot
 from service.tokens import TOKEN_CLASSES
+from tests.support.paths import PROJECT_ROOT
 
 
 def _usage(
@@ -176,3 +182,25 @@ def test_a_scrape_is_the_ledger_s_text_then_this_process_s_series() -> None:
     snapshot = _awkward()
     assert metrics.render(snapshot) == generate_latest(metrics.registry)
     assert metrics.registry.get_sample_value("luc_events_total", {"outcome": "accepted"}) == 2.0
+
+
+def test_with_workers_a_scrape_is_their_series_then_the_ledger_s(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One worker of `luc serve --workers N` leaves its series in the multiprocess folder.
+    script = (
+        "from service.metrics.instruments import Metrics\n"
+        "Metrics().events.labels('accepted').inc(4)\n"
+    )
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PATH": ""}
+    subprocess.run([sys.executable, "-c", script], env=env, cwd=PROJECT_ROOT, check=True)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    metrics = Metrics()
+    metrics.multiprocess = True  # as a worker started with the variable set sees it
+    snapshot = _awkward()
+    registry = CollectorRegistry(auto_describe=False)
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # untyped in the library
+    registry.register(metrics.ledger)
+    text = metrics.render(snapshot)
+    assert text == generate_latest(registry)
+    assert b'\nluc_events_total{outcome="accepted"} 4.0\n' in text
