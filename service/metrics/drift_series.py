@@ -14,44 +14,43 @@ from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
-from prometheus_client.core import GaugeMetricFamily, Metric
-
+from service.metrics.exposition import Gauge, Samples
 from service.reconciliation.models import Totals
 from service.reconciliation.service import DRIFT_MIN_EVENTS, difference_ratio
 
-LABELS = ["model", "provider"]
+LABELS = ("model", "provider")
+RATIO = Gauge(
+    "luc_catalog_drift_ratio",
+    "(provider-reported - catalog) / catalog cost of the events whose provider reported "
+    "a cost and the catalog priced, over the current and previous UTC day; absent when "
+    "that catalog cost is 0",
+    LABELS,
+)
+EVENTS = Gauge(
+    "luc_catalog_drift_events",
+    "Events behind luc_catalog_drift_ratio (reported and priced, current and previous "
+    f"UTC day); a model drifts only over at least {DRIFT_MIN_EVENTS}",
+    LABELS,
+)
+TOLERANCE = Gauge(
+    "luc_reconciliation_tolerance",
+    "LUC_RECONCILIATION_TOLERANCE: the share by which provider-reported cost may differ "
+    "from the catalog's before a model drifts",
+)
 
 
-def drift_families(rows: Iterable[Any], tolerance: Decimal | None) -> Iterator[Metric]:
+def drift_series(rows: Iterable[Any], tolerance: Decimal | None) -> Iterator[tuple[Gauge, Samples]]:
     """The drift series of the window's rows (``queries.DRIFT_WINDOW``)."""
-    ratio = GaugeMetricFamily(
-        "luc_catalog_drift_ratio",
-        "(provider-reported - catalog) / catalog cost of the events whose provider reported "
-        "a cost and the catalog priced, over the current and previous UTC day; absent when "
-        "that catalog cost is 0",
-        labels=LABELS,
-    )
-    events = GaugeMetricFamily(
-        "luc_catalog_drift_events",
-        "Events behind luc_catalog_drift_ratio (reported and priced, current and previous "
-        f"UTC day); a model drifts only over at least {DRIFT_MIN_EVENTS}",
-        labels=LABELS,
-    )
+    ratio: Samples = []
+    events: Samples = []
     for r in rows:
         totals = Totals.from_row(r)
-        key = [r["model"], r["provider"]]
+        key = (r["model"], r["provider"])
         if totals.compared_events:
-            events.add_metric(key, float(totals.compared_events))
+            events.append((key, float(totals.compared_events)))
         value = difference_ratio(totals)
         if value is not None:
-            ratio.add_metric(key, float(value))
-    yield ratio
-    yield events
-    limit = GaugeMetricFamily(
-        "luc_reconciliation_tolerance",
-        "LUC_RECONCILIATION_TOLERANCE: the share by which provider-reported cost may differ "
-        "from the catalog's before a model drifts",
-    )
-    if tolerance is not None:
-        limit.add_metric([], float(tolerance))
-    yield limit
+            ratio.append((key, float(value)))
+    yield RATIO, ratio
+    yield EVENTS, events
+    yield TOLERANCE, [] if tolerance is None else [((), float(tolerance))]

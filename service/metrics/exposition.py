@@ -15,8 +15,11 @@ on awkward names, label values and numbers).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from functools import lru_cache
 
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.openmetrics.exposition import (
     UNDERSCORES,
     escape_label_name,
@@ -53,6 +56,16 @@ def _go_float(value: float) -> str:
     return str(floatToGoString(value))  # type: ignore[no-untyped-call]  # untyped in the library
 
 
+def _number(value: float) -> str:
+    """``floatToGoString(value)``, without its call and its checks for a finite float."""
+    if value.__class__ is float and -_INF < value < _INF:
+        number = repr(value)
+        if value > 0 and number.find(".") > 6:  # Go switches to an exponent sooner
+            return _go_float(value)
+        return number
+    return _go_float(value)
+
+
 def _doc(text: str) -> str:
     return text.replace("\\", r"\\").replace("\n", r"\n")
 
@@ -83,12 +96,7 @@ def generate_text(registry: Collector) -> bytes:
                 if name_text is None:
                     name_text = names[sample_name] = _metric_name(sample_name)
                 label_text = _label_text(tuple(labels.items())) if labels else ""
-                if value.__class__ is float and -_INF < value < _INF:
-                    number = repr(value)
-                    if value > 0 and number.find(".") > 6:  # Go switches to an exponent sooner
-                        number = _go_float(value)
-                else:
-                    number = _go_float(value)
+                number = _number(value)
                 if timestamp is None:
                     line = f"{name_text}{label_text} {number}\n"
                 else:  # in milliseconds
@@ -115,3 +123,53 @@ def _label_text(labels: tuple[tuple[str, str], ...]) -> str:
     about 400 of them anew was half of the exposition's time."""
     pairs = ",".join(f'{_label_name(k)}="{_label_value(v)}"' for k, v in sorted(labels))
     return "{" + pairs + "}"
+
+
+@dataclass(frozen=True, slots=True)
+class Gauge:
+    """A gauge family's name, help and label names: what is needed to write its samples
+    either as prometheus-client families (``families``) or straight to the text
+    (``gauges_text``)."""
+
+    name: str
+    documentation: str
+    labels: tuple[str, ...] = ()
+
+
+Samples = list[tuple[tuple[str, ...], float]]
+"""A family's samples: label values (in the order of ``Gauge.labels``) and value."""
+
+
+def families(series: Iterable[tuple[Gauge, Samples]]) -> Iterator[Metric]:
+    """``series`` as prometheus-client families (what ``gauges_text`` must equal)."""
+    for gauge, samples in series:
+        family = GaugeMetricFamily(gauge.name, gauge.documentation, labels=list(gauge.labels))
+        for values, value in samples:
+            family.add_metric(list(values), value)
+        yield family
+
+
+def gauges_text(series: Iterable[tuple[Gauge, Samples]]) -> str:
+    """What ``generate_text`` writes for ``families(series)``, without building the
+    families: no Metric, Sample or label dict per sample, each family's header and each
+    label set formatted once (tests/unit/test_ledger_text.py compares both)."""
+    output: list[str] = []
+    append = output.append
+    for gauge, samples in series:
+        append(_gauge_header(gauge.name, gauge.documentation))
+        name, labels = _metric_name(gauge.name), gauge.labels
+        for values, value in samples:
+            append(f"{name}{_label_set(labels, values)} {_number(value)}\n")
+    return "".join(output)
+
+
+@lru_cache(maxsize=256)
+def _gauge_header(name: str, documentation: str) -> str:
+    return f"# HELP {_metric_name(name)} {_doc(documentation)}\n# TYPE {_metric_name(name)} gauge\n"
+
+
+@lru_cache(maxsize=16384)
+def _label_set(names: tuple[str, ...], values: tuple[str, ...]) -> str:
+    """``_label_text`` of the labels ``names`` = ``values`` ("" when there are none), as a
+    family made with those names would hold them; kept across scrapes like it."""
+    return _label_text(tuple(zip(names, values, strict=True))) if names else ""

@@ -25,16 +25,21 @@ class Metrics:
     def __init__(self) -> None:
         # The *_created series double the output and no dashboard reads them.
         disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in the library
+        # Everything /metrics shows: the ledger's series, then this process's instruments
+        # (``process``, a registry of its own so that render can write the ledger's text
+        # straight from its rows and only this process's series through families).
         self.registry = CollectorRegistry(auto_describe=False)
         self.ledger = LedgerCollector()
         self.registry.register(self.ledger)
+        self.process = CollectorRegistry(auto_describe=False)
+        self.registry.register(self.process)
         # prometheus-client reads its own variable when it is imported; so does LUC here.
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         self.events = Counter(
             "luc_events",
             "Events received by this process, by ingest outcome",
             ["outcome"],
-            registry=self.registry,
+            registry=self.process,
         )
         for outcome in ("accepted", "duplicate", "conflict", "rejected"):
             self.events.labels(outcome)
@@ -42,18 +47,18 @@ class Metrics:
             "luc_ingest_batch_events",
             "Events per ingest request",
             buckets=BATCH_SIZE_BUCKETS,
-            registry=self.registry,
+            registry=self.process,
         )
         self.ingest_seconds = Histogram(
             "luc_ingest_duration_seconds",
             "Time to validate, price and commit one ingest request",
-            registry=self.registry,
+            registry=self.process,
         )
         self.http_seconds = Histogram(
             "luc_http_request_duration_seconds",
             "HTTP request duration by route template, method and status",
             ["route", "method", "status"],
-            registry=self.registry,
+            registry=self.process,
         )
 
         # The proxy's usage that is not on the ledger (yet): service.recording.sink.
@@ -61,7 +66,7 @@ class Metrics:
             "luc_gateway_usage_spooled",
             "Proxied calls whose usage went to the local spool instead of the ledger, by cause",
             ["cause"],
-            registry=self.registry,
+            registry=self.process,
         )
         for cause in ("database_unavailable", "timeout", "error", "cancelled"):
             self.gateway_spooled.labels(cause)
@@ -70,32 +75,32 @@ class Metrics:
             "Proxied calls whose usage the ledger refused (conflict, rejected) or that kept "
             "failing on its own (failed), parked for an operator",
             ["status"],
-            registry=self.registry,
+            registry=self.process,
         )
         for status in ("conflict", "rejected", "failed"):
             self.gateway_parked.labels(status)
         self.gateway_unrecorded = Counter(
             "luc_gateway_usage_unrecorded",
             "Proxied calls whose usage could be neither recorded nor spooled (only in the log)",
-            registry=self.registry,
+            registry=self.process,
         )
         self.gateway_replay_failures = Counter(
             "luc_gateway_spool_replay_failures",
             "Attempts to replay the spool that placed nothing (each is retried with backoff)",
-            registry=self.registry,
+            registry=self.process,
         )
         # Read from the spool file (shared by the workers) by the process that is scraped,
         # just before it renders: its reading is the most recent.
         self.gateway_spool_pending = Gauge(
             "luc_gateway_spool_pending_events",
             "Usage events waiting in the local spool to be recorded",
-            registry=self.registry,
+            registry=self.process,
             multiprocess_mode="mostrecent",
         )
         self.gateway_parked_events = Gauge(
             "luc_gateway_parked_events",
             "Usage events parked in the local spool until an operator replays or discards them",
-            registry=self.registry,
+            registry=self.process,
             multiprocess_mode="mostrecent",
         )
 
@@ -104,7 +109,7 @@ class Metrics:
             "luc_gateway_stub_mode",
             "1 when no LLM provider is configured and every chat completion is a stub answer "
             "(heuristic mode: no LLM called, recorded at zero cost, never billed), else 0",
-            registry=self.registry,
+            registry=self.process,
             multiprocess_mode="max",  # the same in every worker
         )
         self.gateway_stub_answers = Counter(
@@ -113,18 +118,20 @@ class Metrics:
             "billed), by cause: stub_mode (no provider configured) or fallback (the "
             "providers before the stub failed)",
             ["cause"],
-            registry=self.registry,
+            registry=self.process,
         )
         for cause in ("stub_mode", "fallback"):
             self.gateway_stub_answers.labels(cause)
 
     def render(self, snapshot: LedgerSnapshot) -> bytes:
-        self.ledger.update(snapshot)
+        """``generate_latest(self.registry)`` (or, with workers, of every worker's series
+        and then the ledger's), byte for byte."""
+        self.ledger.update(snapshot)  # for the registry's readers (collect, get_sample_value)
+        ledger = self.ledger.text(snapshot).encode("utf-8")
         if not self.multiprocess:
-            return generate_text(self.registry)
+            return ledger + generate_text(self.process)
         # Every worker's series, summed (histograms, counters) or as their mode says
         # (gauges); the ledger's once.
         registry = CollectorRegistry(auto_describe=False)
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # untyped in the library
-        registry.register(self.ledger)
-        return generate_text(registry)
+        return generate_text(registry) + ledger

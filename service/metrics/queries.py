@@ -1,15 +1,30 @@
 """Read-only SQL behind /metrics. Every query reads a table whose size does not grow with
 the number of jobs, so a scrape stays cheap as the ledger grows."""
 
-from service.rollups.queries import TOTALS
+from service.tokens import TOKEN_CLASSES
+
+# Only the columns a series shows (metrics.rollup_series): decoding the rows is a share
+# of a scrape's time, and the measures' timestamps (first_event_at, last_event_at) were
+# the dearest to decode of columns no series uses.
+_USAGE_COLUMNS = ", ".join(
+    [
+        *(t.name for t in TOKEN_CLASSES),
+        "cost_usd",
+        "provider_cost_usd",
+        "actual_cost_usd",
+        "price_usd",
+        "events",
+        "unpriced_events",
+    ]
+)
 
 USAGE = f"""
-SELECT agent, model, provider, COALESCE(tier, 'unpriced') AS tier, {TOTALS}
+SELECT agent, model, provider, COALESCE(tier, 'unpriced') AS tier, {_USAGE_COLUMNS}
 FROM rollup_usage
 """
 
 CATALOG_IN_FORCE = """
-SELECT id, COALESCE(label, '') AS label, effective_from
+SELECT id, COALESCE(label, '') AS label
 FROM catalog_versions
 WHERE effective_from <= now()
 ORDER BY effective_from DESC, id DESC

@@ -28,13 +28,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from service.customers.credit_queries import CREDIT_STANDINGS
 from service.db import Connection
 from service.metrics import queries
-from service.metrics.drift_series import drift_families
+from service.metrics.drift_series import drift_series
+from service.metrics.exposition import Gauge, Samples, families, gauges_text
 from service.reconciliation import queries as reconciliation
 from service.tokens import TOKEN_CLASSES
 
@@ -71,7 +72,11 @@ async def read_snapshot(conn: Connection, tolerance: Decimal | None = None) -> L
 
 
 class LedgerCollector(Collector):
-    """Yields the latest snapshot; the /metrics handler refreshes it before each render."""
+    """Yields the latest snapshot; the /metrics handler refreshes it before each render.
+
+    /metrics writes the text of a snapshot with ``text`` (straight from its rows, a
+    scrape's largest share of series); ``collect`` yields the same as prometheus-client
+    families, for ``generate_latest`` and the registry's lookups."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -87,136 +92,136 @@ class LedgerCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         with self._lock:
             snap = self._snapshot
-        up = GaugeMetricFamily(
-            "luc_database_up", "1 when the last scrape could read the ledger from PostgreSQL"
-        )
-        up.add_metric([], 1.0 if snap.database_up else 0.0)
-        yield up
-        if not snap.database_up:
-            return
-        labels = ["agent", "model", "provider", "tier"]
-        cost = GaugeMetricFamily(
-            "luc_cost_usd",
-            f"Catalog-priced cost in USD, from the ledger{NET}",
-            labels=labels,
-        )
-        provider_cost = GaugeMetricFamily(
-            "luc_provider_cost_usd",
-            f"Provider-reported cost in USD, from the ledger{NET}",
-            labels=labels,
-        )
-        actual_cost = GaugeMetricFamily(
-            "luc_actual_cost_usd",
-            "Actual cost in USD, from the ledger: the provider-reported cost of each event "
-            f"where reported, else its catalog-priced cost{NET}",
-            labels=labels,
-        )
-        # The customers' price by the cost series' bounded labels only: never a customer id
-        # (customers are as unbounded as jobs; GET /v1/usage?group_by=customer and the
-        # customer × month rollup serve them).
-        price = GaugeMetricFamily(
-            "luc_price_usd",
-            "What the customers pay in USD, from the ledger: each event at its customer's "
-            "rate plan, else at its catalog-priced cost (an event whose price is unknown "
-            f"adds nothing){NET}",
-            labels=labels,
-        )
-        margin = GaugeMetricFamily(
-            "luc_margin_usd",
-            "Price minus actual cost in USD, from the ledger (negative where usage is sold "
-            "below what it cost)",
-            labels=labels,
-        )
-        events = GaugeMetricFamily(
-            "luc_ledger_events", f"Events recorded on the ledger{NET}", labels=labels
-        )
-        tokens = GaugeMetricFamily(
-            "luc_tokens",
-            f"Tokens recorded on the ledger, by class{NET}",
-            labels=["agent", "model", "class"],
-        )
-        unpriced: dict[str, float] = {}
-        token_sums: dict[tuple[str, str, str], float] = {}
-        for r in snap.usage:
-            key = [r["agent"], r["model"], r["provider"], r["tier"]]
-            if r["tier"] != "unpriced":  # unpriced cost is unknown, not zero
-                cost.add_metric(key, float(r["cost_usd"]))
-            provider_cost.add_metric(key, float(r["provider_cost_usd"]))
-            # Unpriced rows too: an unpriced event's reported cost is known (and one that
-            # reported none adds nothing, as it adds nothing to the REST totals).
-            actual_cost.add_metric(key, float(r["actual_cost_usd"]))
-            price.add_metric(key, float(r["price_usd"]))
-            margin.add_metric(key, float(r["price_usd"] - r["actual_cost_usd"]))
-            events.add_metric(key, float(r["events"]))
-            unpriced[r["model"]] = unpriced.get(r["model"], 0.0) + float(r["unpriced_events"])
-            for token_class in TOKEN_CLASSES:
-                token_key = (r["agent"], r["model"], token_class.metric)
-                token_sums[token_key] = token_sums.get(token_key, 0.0) + float(r[token_class.name])
-        for token_key, value in sorted(token_sums.items()):
-            tokens.add_metric(list(token_key), value)
-        yield cost
-        yield provider_cost
-        yield actual_cost
-        yield price
-        yield margin
-        yield events
-        yield tokens
-        unpriced_gauge = GaugeMetricFamily(
-            "luc_unpriced_events",
-            "Events kept without a price because no catalog version knows their model",
-            labels=["model"],
-        )
-        for model, count in sorted(unpriced.items()):
-            if count:
-                unpriced_gauge.add_metric([model], count)
-        yield unpriced_gauge
-        info = GaugeMetricFamily(
-            "luc_catalog_info", "The catalog version in force now", labels=["version", "label"]
-        )
-        if snap.catalog is not None:
-            info.add_metric([str(snap.catalog["id"]), snap.catalog["label"]], 1.0)
-        yield info
-        ratio = GaugeMetricFamily(
-            "luc_budget_spent_ratio",
-            "Spend over limit of each budget in its current period (1 = limit reached)",
-            labels=["budget_id", "scope", "period"],
-        )
-        limit = GaugeMetricFamily(
-            "luc_budget_limit_usd",
-            "Limit of each budget in USD",
-            labels=["budget_id", "scope", "period"],
-        )
-        for b in snap.budgets:
-            key = [str(b["id"]), b["scope"], b["period"]]
-            ratio.add_metric(key, float(b["spent_usd"] / b["limit_usd"]))
-            limit.add_metric(key, float(b["limit_usd"]))
-        yield ratio
-        yield limit
-        yield from drift_families(snap.drift, snap.tolerance)
-        yield from _credit_families(snap.credits)
+        return families(ledger_series(snap))
+
+    @staticmethod
+    def text(snapshot: LedgerSnapshot) -> str:
+        """What ``generate_text`` writes for ``collect()`` of ``snapshot``, byte for byte."""
+        return gauges_text(ledger_series(snapshot))
+
+
+DATABASE_UP = Gauge(
+    "luc_database_up", "1 when the last scrape could read the ledger from PostgreSQL"
+)
+USAGE_LABELS = ("agent", "model", "provider", "tier")
+COST = Gauge("luc_cost_usd", f"Catalog-priced cost in USD, from the ledger{NET}", USAGE_LABELS)
+PROVIDER_COST = Gauge(
+    "luc_provider_cost_usd", f"Provider-reported cost in USD, from the ledger{NET}", USAGE_LABELS
+)
+ACTUAL_COST = Gauge(
+    "luc_actual_cost_usd",
+    "Actual cost in USD, from the ledger: the provider-reported cost of each event "
+    f"where reported, else its catalog-priced cost{NET}",
+    USAGE_LABELS,
+)
+# The customers' price by the cost series' bounded labels only: never a customer id
+# (customers are as unbounded as jobs; GET /v1/usage?group_by=customer and the
+# customer × month rollup serve them).
+PRICE = Gauge(
+    "luc_price_usd",
+    "What the customers pay in USD, from the ledger: each event at its customer's "
+    "rate plan, else at its catalog-priced cost (an event whose price is unknown "
+    f"adds nothing){NET}",
+    USAGE_LABELS,
+)
+MARGIN = Gauge(
+    "luc_margin_usd",
+    "Price minus actual cost in USD, from the ledger (negative where usage is sold "
+    "below what it cost)",
+    USAGE_LABELS,
+)
+EVENTS = Gauge("luc_ledger_events", f"Events recorded on the ledger{NET}", USAGE_LABELS)
+TOKENS = Gauge(
+    "luc_tokens", f"Tokens recorded on the ledger, by class{NET}", ("agent", "model", "class")
+)
+UNPRICED = Gauge(
+    "luc_unpriced_events",
+    "Events kept without a price because no catalog version knows their model",
+    ("model",),
+)
+CATALOG_INFO = Gauge("luc_catalog_info", "The catalog version in force now", ("version", "label"))
+BUDGET_LABELS = ("budget_id", "scope", "period")
+BUDGET_RATIO = Gauge(
+    "luc_budget_spent_ratio",
+    "Spend over limit of each budget in its current period (1 = limit reached)",
+    BUDGET_LABELS,
+)
+BUDGET_LIMIT = Gauge("luc_budget_limit_usd", "Limit of each budget in USD", BUDGET_LABELS)
+
+
+def ledger_series(snap: LedgerSnapshot) -> Iterator[tuple[Gauge, Samples]]:
+    """Every ledger family of ``snap`` with its samples, in the order /metrics writes them."""
+    yield DATABASE_UP, [((), 1.0 if snap.database_up else 0.0)]
+    if not snap.database_up:
+        return
+    cost: Samples = []
+    provider_cost: Samples = []
+    actual_cost: Samples = []
+    price: Samples = []
+    margin: Samples = []
+    events: Samples = []
+    unpriced: dict[str, float] = {}
+    token_sums: dict[tuple[str, str, str], float] = {}
+    token_classes = [(t.name, t.metric) for t in TOKEN_CLASSES]
+    for r in snap.usage:
+        agent, model, tier = r["agent"], r["model"], r["tier"]
+        key = (agent, model, r["provider"], tier)
+        if tier != "unpriced":  # unpriced cost is unknown, not zero
+            cost.append((key, float(r["cost_usd"])))
+        provider_cost.append((key, float(r["provider_cost_usd"])))
+        # Unpriced rows too: an unpriced event's reported cost is known (and one that
+        # reported none adds nothing, as it adds nothing to the REST totals).
+        actual_cost.append((key, float(r["actual_cost_usd"])))
+        price.append((key, float(r["price_usd"])))
+        margin.append((key, float(r["price_usd"] - r["actual_cost_usd"])))
+        events.append((key, float(r["events"])))
+        unpriced[model] = unpriced.get(model, 0.0) + float(r["unpriced_events"])
+        for column, label in token_classes:
+            token_key = (agent, model, label)
+            token_sums[token_key] = token_sums.get(token_key, 0.0) + float(r[column])
+    yield COST, cost
+    yield PROVIDER_COST, provider_cost
+    yield ACTUAL_COST, actual_cost
+    yield PRICE, price
+    yield MARGIN, margin
+    yield EVENTS, events
+    yield TOKENS, sorted(token_sums.items())
+    yield UNPRICED, [((model,), count) for model, count in sorted(unpriced.items()) if count]
+    catalog = snap.catalog
+    yield CATALOG_INFO, [] if catalog is None else [((str(catalog["id"]), catalog["label"]), 1.0)]
+    ratio: Samples = []
+    limit: Samples = []
+    for b in snap.budgets:
+        budget = (str(b["id"]), b["scope"], b["period"])
+        ratio.append((budget, float(b["spent_usd"] / b["limit_usd"])))
+        limit.append((budget, float(b["limit_usd"])))
+    yield BUDGET_RATIO, ratio
+    yield BUDGET_LIMIT, limit
+    yield from drift_series(snap.drift, snap.tolerance)
+    yield from _credit_series(snap.credits)
 
 
 # Credit state of a customer holding credits: at zero, below its low_balance_usd, or not.
 CREDIT_STATES = ("exhausted", "low", "ok")
+CREDIT_BALANCE = Gauge(
+    "luc_customer_credit_balance_usd",
+    "Prepaid credits left across all customers (grants not expired), USD",
+)
+CREDIT_STATE = Gauge(
+    "luc_customers_by_credit_state",
+    "Customers holding prepaid credits, by state: exhausted (balance zero), low (below "
+    "the customer's low_balance_usd), ok",
+    ("state",),
+)
 
 
-def _credit_families(row: Any | None) -> Iterator[Metric]:
+def _credit_series(row: Any | None) -> Iterator[tuple[Gauge, Samples]]:
     """Prepaid credits without a customer label (the number of customers is unbounded):
     the balance across customers, and how many customers are in each state. A customer's
     own balance is served by REST (``GET /v1/customers/{id}/credits``)."""
-    balance = GaugeMetricFamily(
-        "luc_customer_credit_balance_usd",
-        "Prepaid credits left across all customers (grants not expired), USD",
-    )
-    states = GaugeMetricFamily(
-        "luc_customers_by_credit_state",
-        "Customers holding prepaid credits, by state: exhausted (balance zero), low (below "
-        "the customer's low_balance_usd), ok",
-        labels=["state"],
-    )
-    if row is not None:
-        balance.add_metric([], float(row["balance_usd"]))
-        for state in CREDIT_STATES:
-            states.add_metric([state], float(row[state]))
-    yield balance
-    yield states
+    if row is None:
+        yield CREDIT_BALANCE, []
+        yield CREDIT_STATE, []
+        return
+    yield CREDIT_BALANCE, [((), float(row["balance_usd"]))]
+    yield CREDIT_STATE, [((state,), float(row[state])) for state in CREDIT_STATES]
