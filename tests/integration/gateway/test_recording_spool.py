@@ -38,20 +38,30 @@ usage = partial(usage_event_in, job_id="job-spool", agent="ORACLE", provider_cos
 AT_ONCE = {"replay_after_seconds": 0.0}
 
 
+class SwitchedLedger:
+    """The real ledger write, behind a switch standing for PostgreSQL being away (``down``);
+    with ``failing``, that event's own path fails (a bug in it) whenever it is written."""
+
+    def __init__(self, pool: asyncpg.Pool, cache: CatalogCache, failing: str | None = None):
+        self.down = True
+        self._pool, self._cache, self._failing = pool, cache, failing
+
+    async def __call__(self, items: Sequence[UsageEvent | Rejection]) -> BatchOutcome:
+        if self.down:
+            raise DatabaseUnavailableError("PostgreSQL is unavailable: connection refused")
+        if any(isinstance(i, UsageEvent) and i.id == self._failing for i in items):
+            raise ValueError(f"cannot price {self._failing}")
+        async with self._pool.acquire() as conn:
+            return await record_batch(conn, self._cache, items)
+
+
 async def test_usage_recorded_during_an_outage_is_spooled_then_replayed_once(
     database_url: str, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
     settings = load_settings({"LUC_DATABASE_URL": database_url})
     pool = await create_pool(database_url, settings.database)
     cache = CatalogCache()
-    database_down = True
-
-    async def record(items: Sequence[UsageEvent | Rejection]) -> BatchOutcome:
-        # The real ledger write, behind a switch standing for PostgreSQL being away.
-        if database_down:
-            raise DatabaseUnavailableError("PostgreSQL is unavailable: connection refused")
-        async with pool.acquire() as conn:
-            return await record_batch(conn, cache, items)
+    record = SwitchedLedger(pool, cache)
 
     spool = Spool(tmp_path / "spool.sqlite")
     sink = RecordingSink(pool, cache, settings.ingest, record=record, spool=spool, **AT_ONCE)
@@ -67,7 +77,7 @@ async def test_usage_recorded_during_an_outage_is_spooled_then_replayed_once(
             await sink.replay_spooled()  # still away: everything stays spooled
         assert await spool.count() == 3
 
-        database_down = False
+        record.down = False
         assert await sink.replay_spooled() == 3
         assert await spool.count() == 0
         await sink.emit(usage("gen-1"))  # a late repeat: through the spool to the ledger
@@ -181,15 +191,7 @@ async def test_an_event_failing_on_its_own_five_rounds_is_parked_but_an_outage_n
     settings = load_settings({"LUC_DATABASE_URL": database_url})
     pool = await create_pool(database_url, settings.database)
     cache = CatalogCache()
-    database_down = True
-
-    async def record(items: Sequence[UsageEvent | Rejection]) -> BatchOutcome:
-        if database_down:
-            raise DatabaseUnavailableError("PostgreSQL is unavailable: connection refused")
-        if any(isinstance(i, UsageEvent) and i.id == "gen-poison" for i in items):
-            raise ValueError("cannot price gen-poison")  # a bug in this event's path only
-        async with pool.acquire() as conn:
-            return await record_batch(conn, cache, items)
+    record = SwitchedLedger(pool, cache, failing="gen-poison")  # a bug in its path only
 
     metrics = Metrics()
     spool = Spool(tmp_path / "spool.sqlite")
@@ -204,7 +206,7 @@ async def test_an_event_failing_on_its_own_five_rounds_is_parked_but_an_outage_n
                 await sink.replay_spooled()
         assert await spool.counts() == (3, 0)
 
-        database_down = False
+        record.down = False
         assert await sink.replay_spooled() == 2  # gen-a and gen-b; gen-poison fails (1)
         for _ in range(3):  # fails alone a 2nd, 3rd and 4th time: still spooled
             with pytest.raises(ValueError, match="cannot price gen-poison"):
@@ -353,13 +355,7 @@ async def test_usage_neither_the_ledger_nor_the_spool_took_is_tried_again_by_its
     settings = load_settings({"LUC_DATABASE_URL": database_url})
     pool = await create_pool(database_url, settings.database)
     cache = CatalogCache()
-    database_down = True
-
-    async def record(items: Sequence[UsageEvent | Rejection]) -> BatchOutcome:
-        if database_down:
-            raise DatabaseUnavailableError("PostgreSQL is unavailable: connection refused")
-        async with pool.acquire() as conn:
-            return await record_batch(conn, cache, items)
+    record = SwitchedLedger(pool, cache)
 
     spool_path = tmp_path / "spool.sqlite"
     spool_path.mkdir()  # SQLite cannot open it: the spool cannot be written
@@ -372,7 +368,7 @@ async def test_usage_neither_the_ledger_nor_the_spool_took_is_tried_again_by_its
         await sink.idle()
         assert journal_ids(spool_path) == ["gen-stranded"]  # durable, the answer was sent
 
-        database_down = False  # PostgreSQL is back; the spool still cannot be written
+        record.down = False  # PostgreSQL is back; the spool still cannot be written
 
         async def on_the_ledger() -> bool:
             return await db.fetchval("SELECT count(*) FROM event_keys") == 1
