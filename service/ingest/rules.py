@@ -144,22 +144,19 @@ def rule_problems(
             if problem := _text_problem(getattr(event, name)):
                 problems.append(f"{name}: {problem}")
     if occurred_at is not None:
-        try:
-            occurred_at = occurred_at.astimezone(UTC)
-        except OverflowError:
-            problems.append(f"occurred_at: {occurred_at.isoformat()} is out of range in UTC")
-        else:
-            if occurred_at == _DRIVER_NEGATIVE_INFINITY:
-                problems.append(
-                    f"occurred_at: {occurred_at.isoformat()} is the first instant of year 1, "
-                    "which PostgreSQL's binary protocol reads as -infinity; it cannot be "
-                    "stored as sent"
-                )
-            if occurred_at > now + timedelta(seconds=settings.max_future_skew_seconds):
-                problems.append(
-                    f"occurred_at: {occurred_at.isoformat()} is more than "
-                    f"{settings.max_future_skew_seconds} s in the future"
-                )
+        # parse_instant refused every instant that leaves the years 0001-9999 in UTC.
+        occurred_at = occurred_at.astimezone(UTC)
+        if occurred_at == _DRIVER_NEGATIVE_INFINITY:
+            problems.append(
+                f"occurred_at: {occurred_at.isoformat()} is the first instant of year 1, "
+                "which PostgreSQL's binary protocol reads as -infinity; it cannot be "
+                "stored as sent"
+            )
+        if occurred_at > now + timedelta(seconds=settings.max_future_skew_seconds):
+            problems.append(
+                f"occurred_at: {occurred_at.isoformat()} is more than "
+                f"{settings.max_future_skew_seconds} s in the future"
+            )
     if event.cached_input_tokens + event.cache_write_tokens > event.input_tokens:
         problems.append(
             "cached_input_tokens + cache_write_tokens "

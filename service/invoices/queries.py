@@ -13,7 +13,8 @@ JOB_HAS_USAGE = "SELECT EXISTS (SELECT 1 FROM ledger_entries WHERE job_id = $1)"
 # The entries the next invoice covers of those ``{scope}`` selects (a job's, a customer's
 # month): every entry no invoice covers yet, except the unpriced bookings of events that are
 # still unpriced; those wait for a catalog version that prices them, and then go, with their
-# reversal and priced re-booking, on a follow-up.
+# reversal and priced re-booking, on a follow-up. (Every entry of an event has its instant:
+# the probe reads one month partition.)
 _UNINVOICED_ENTRY_IDS = """
 SELECT l.id
 FROM ledger_entries AS l
@@ -21,7 +22,7 @@ WHERE {scope}
   AND NOT EXISTS (SELECT 1 FROM invoice_entries AS i WHERE i.ledger_entry_id = l.id)
   AND (l.catalog_version IS NOT NULL OR NOT EXISTS (
         SELECT 1 FROM ledger_entries AS u
-        WHERE u.event_id = l.event_id
+        WHERE u.event_id = l.event_id AND u.occurred_at = l.occurred_at
         HAVING sum(u.unpriced_count) > 0))
 ORDER BY l.id
 """
@@ -103,11 +104,14 @@ SELECT number FROM invoices WHERE job_id = $1 ORDER BY issued_at, number
 """
 
 # The invoice a credit note corrects: the latest invoice that billed an entry of an event
-# whose later entries (re-rating reversals and re-bookings) the credit note covers.
+# whose later entries (re-rating reversals and re-bookings) the credit note covers. Every
+# entry of an event has its instant: each probe reads one month partition.
 SELECT_CORRECTED_INVOICE = """
 SELECT i.number
 FROM ledger_entries AS mine
-JOIN ledger_entries AS earlier ON earlier.event_id = mine.event_id AND earlier.id <> mine.id
+JOIN ledger_entries AS earlier
+  ON earlier.event_id = mine.event_id AND earlier.occurred_at = mine.occurred_at
+ AND earlier.id <> mine.id
 JOIN invoice_entries AS c ON c.ledger_entry_id = earlier.id
 JOIN invoices AS i ON i.number = c.invoice_number AND i.kind = 'invoice'
 WHERE mine.id = ANY($1::bigint[])

@@ -14,32 +14,34 @@ from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
-from service.metrics.exposition import Gauge, Samples
+from service.metrics.exposition import GaugeFamily, Samples
 from service.reconciliation.models import Totals
 from service.reconciliation.service import DRIFT_MIN_EVENTS, difference_ratio
 
 LABELS = ("model", "provider")
-RATIO = Gauge(
+RATIO = GaugeFamily(
     "luc_catalog_drift_ratio",
     "(provider-reported - catalog) / catalog cost of the events whose provider reported "
     "a cost and the catalog priced, over the current and previous UTC day; absent when "
     "that catalog cost is 0",
     LABELS,
 )
-EVENTS = Gauge(
+EVENTS = GaugeFamily(
     "luc_catalog_drift_events",
     "Events behind luc_catalog_drift_ratio (reported and priced, current and previous "
     f"UTC day); a model drifts only over at least {DRIFT_MIN_EVENTS}",
     LABELS,
 )
-TOLERANCE = Gauge(
+TOLERANCE = GaugeFamily(
     "luc_reconciliation_tolerance",
     "LUC_RECONCILIATION_TOLERANCE: the share by which provider-reported cost may differ "
     "from the catalog's before a model drifts",
 )
 
 
-def drift_series(rows: Iterable[Any], tolerance: Decimal | None) -> Iterator[tuple[Gauge, Samples]]:
+def drift_series(
+    rows: Iterable[Any], tolerance: Decimal | None
+) -> Iterator[tuple[GaugeFamily, Samples]]:
     """The drift series of the window's rows (``queries.DRIFT_WINDOW``)."""
     ratio: Samples = []
     events: Samples = []

@@ -126,7 +126,7 @@ def _label_text(labels: tuple[tuple[str, str], ...]) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Gauge:
+class GaugeFamily:
     """A gauge family's name, help and label names: what is needed to write its samples
     either as prometheus-client families (``families``) or straight to the text
     (``gauges_text``)."""
@@ -137,10 +137,10 @@ class Gauge:
 
 
 Samples = list[tuple[tuple[str, ...], float]]
-"""A family's samples: label values (in the order of ``Gauge.labels``) and value."""
+"""A family's samples: label values (in the order of ``GaugeFamily.labels``) and value."""
 
 
-def families(series: Iterable[tuple[Gauge, Samples]]) -> Iterator[Metric]:
+def families(series: Iterable[tuple[GaugeFamily, Samples]]) -> Iterator[Metric]:
     """``series`` as prometheus-client families (what ``gauges_text`` must equal)."""
     for gauge, samples in series:
         family = GaugeMetricFamily(gauge.name, gauge.documentation, labels=list(gauge.labels))
@@ -149,7 +149,7 @@ def families(series: Iterable[tuple[Gauge, Samples]]) -> Iterator[Metric]:
         yield family
 
 
-def gauges_text(series: Iterable[tuple[Gauge, Samples]]) -> str:
+def gauges_text(series: Iterable[tuple[GaugeFamily, Samples]]) -> str:
     """What ``generate_text`` writes for ``families(series)``, without building the
     families: no Metric, Sample or label dict per sample, each family's header and each
     label set formatted once (tests/unit/test_ledger_text.py compares both)."""

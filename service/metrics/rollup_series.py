@@ -35,7 +35,7 @@ from service.customers.credit_queries import CREDIT_STANDINGS
 from service.db import Connection
 from service.metrics import queries
 from service.metrics.drift_series import drift_series
-from service.metrics.exposition import Gauge, Samples, families, gauges_text
+from service.metrics.exposition import GaugeFamily, Samples, families, gauges_text
 from service.reconciliation import queries as reconciliation
 from service.tokens import TOKEN_CLASSES
 
@@ -100,15 +100,17 @@ class LedgerCollector(Collector):
         return gauges_text(ledger_series(snapshot))
 
 
-DATABASE_UP = Gauge(
+DATABASE_UP = GaugeFamily(
     "luc_database_up", "1 when the last scrape could read the ledger from PostgreSQL"
 )
 USAGE_LABELS = ("agent", "model", "provider", "tier")
-COST = Gauge("luc_cost_usd", f"Catalog-priced cost in USD, from the ledger{NET}", USAGE_LABELS)
-PROVIDER_COST = Gauge(
+COST = GaugeFamily(
+    "luc_cost_usd", f"Catalog-priced cost in USD, from the ledger{NET}", USAGE_LABELS
+)
+PROVIDER_COST = GaugeFamily(
     "luc_provider_cost_usd", f"Provider-reported cost in USD, from the ledger{NET}", USAGE_LABELS
 )
-ACTUAL_COST = Gauge(
+ACTUAL_COST = GaugeFamily(
     "luc_actual_cost_usd",
     "Actual cost in USD, from the ledger: the provider-reported cost of each event "
     f"where reported, else its catalog-priced cost{NET}",
@@ -117,39 +119,41 @@ ACTUAL_COST = Gauge(
 # The customers' price by the cost series' bounded labels only: never a customer id
 # (customers are as unbounded as jobs; GET /v1/usage?group_by=customer and the
 # customer × month rollup serve them).
-PRICE = Gauge(
+PRICE = GaugeFamily(
     "luc_price_usd",
     "What the customers pay in USD, from the ledger: each event at its customer's "
     "rate plan, else at its catalog-priced cost (an event whose price is unknown "
     f"adds nothing){NET}",
     USAGE_LABELS,
 )
-MARGIN = Gauge(
+MARGIN = GaugeFamily(
     "luc_margin_usd",
     "Price minus actual cost in USD, from the ledger (negative where usage is sold "
     "below what it cost)",
     USAGE_LABELS,
 )
-EVENTS = Gauge("luc_ledger_events", f"Events recorded on the ledger{NET}", USAGE_LABELS)
-TOKENS = Gauge(
+EVENTS = GaugeFamily("luc_ledger_events", f"Events recorded on the ledger{NET}", USAGE_LABELS)
+TOKENS = GaugeFamily(
     "luc_tokens", f"Tokens recorded on the ledger, by class{NET}", ("agent", "model", "class")
 )
-UNPRICED = Gauge(
+UNPRICED = GaugeFamily(
     "luc_unpriced_events",
     "Events kept without a price because no catalog version knows their model",
     ("model",),
 )
-CATALOG_INFO = Gauge("luc_catalog_info", "The catalog version in force now", ("version", "label"))
+CATALOG_INFO = GaugeFamily(
+    "luc_catalog_info", "The catalog version in force now", ("version", "label")
+)
 BUDGET_LABELS = ("budget_id", "scope", "period")
-BUDGET_RATIO = Gauge(
+BUDGET_RATIO = GaugeFamily(
     "luc_budget_spent_ratio",
     "Spend over limit of each budget in its current period (1 = limit reached)",
     BUDGET_LABELS,
 )
-BUDGET_LIMIT = Gauge("luc_budget_limit_usd", "Limit of each budget in USD", BUDGET_LABELS)
+BUDGET_LIMIT = GaugeFamily("luc_budget_limit_usd", "Limit of each budget in USD", BUDGET_LABELS)
 
 
-def ledger_series(snap: LedgerSnapshot) -> Iterator[tuple[Gauge, Samples]]:
+def ledger_series(snap: LedgerSnapshot) -> Iterator[tuple[GaugeFamily, Samples]]:
     """Every ledger family of ``snap`` with its samples, in the order /metrics writes them."""
     yield DATABASE_UP, [((), 1.0 if snap.database_up else 0.0)]
     if not snap.database_up:
@@ -203,11 +207,11 @@ def ledger_series(snap: LedgerSnapshot) -> Iterator[tuple[Gauge, Samples]]:
 
 # Credit state of a customer holding credits: at zero, below its low_balance_usd, or not.
 CREDIT_STATES = ("exhausted", "low", "ok")
-CREDIT_BALANCE = Gauge(
+CREDIT_BALANCE = GaugeFamily(
     "luc_customer_credit_balance_usd",
     "Prepaid credits left across all customers (grants not expired), USD",
 )
-CREDIT_STATE = Gauge(
+CREDIT_STATE = GaugeFamily(
     "luc_customers_by_credit_state",
     "Customers holding prepaid credits, by state: exhausted (balance zero), low (below "
     "the customer's low_balance_usd), ok",
@@ -215,7 +219,7 @@ CREDIT_STATE = Gauge(
 )
 
 
-def _credit_series(row: Any | None) -> Iterator[tuple[Gauge, Samples]]:
+def _credit_series(row: Any | None) -> Iterator[tuple[GaugeFamily, Samples]]:
     """Prepaid credits without a customer label (the number of customers is unbounded):
     the balance across customers, and how many customers are in each state. A customer's
     own balance is served by REST (``GET /v1/customers/{id}/credits``)."""
