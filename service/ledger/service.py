@@ -91,6 +91,32 @@ def _tariff(quote: PriceQuote) -> _Tariff:
     )
 
 
+def event_entry(
+    event: UsageEvent,
+    *,
+    model: str,
+    tier: str | None,
+    catalog_version: int | None,
+    sign: int = 1,
+) -> dict[str, Any]:
+    """What every entry of ``event`` says of it, as keyword arguments of ``NewLedgerEntry``:
+    its id, job, agent, provider, instant and billing day, the line it is booked on (the
+    model, tier and catalog version named), and its token counts times ``sign`` (-1 for an
+    entry that takes a booking back, 0 for a change of price alone)."""
+    return {
+        "event_id": event.id,
+        "job_id": event.job_id,
+        "agent": event.agent,
+        "model": model,
+        "provider": event.provider,
+        "tier": tier,
+        "catalog_version": catalog_version,
+        "occurred_at": event.occurred_at,
+        "billing_day": event.occurred_at.date(),
+        **counts_of(event, sign=sign),
+    }
+
+
 def charge_for(
     event: UsageEvent,
     quote: PriceQuote,
@@ -108,17 +134,10 @@ def charge_for(
     price = quote.price
     rate, cost = (None, None) if price is None else priced_at(event, price)
     return NewLedgerEntry(
-        event_id=event.id,
         kind="charge",
-        job_id=event.job_id,
-        agent=event.agent,
-        model=quote.model_id,
-        provider=event.provider,
-        tier=tariff.tier,
-        catalog_version=tariff.catalog_version,
-        occurred_at=event.occurred_at,
-        billing_day=event.occurred_at.date(),
-        **counts_of(event),
+        **event_entry(
+            event, model=quote.model_id, tier=tariff.tier, catalog_version=tariff.catalog_version
+        ),
         event_count=1,
         unpriced_count=tariff.unpriced_count,
         cost_usd=cost,

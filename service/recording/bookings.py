@@ -22,12 +22,11 @@ from service.ingest.models import UsageEvent
 from service.ingest.service import event_from_row
 from service.ledger import queries
 from service.ledger.models import NewLedgerEntry
-from service.ledger.service import charge_for, price_columns
+from service.ledger.service import charge_for, event_entry, price_columns
 from service.money import exact_difference
 from service.pricing.catalog import Catalog
 from service.pricing.models import Rate
 from service.pricing.plans import Plans
-from service.tokens import counts_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,23 +117,25 @@ def booked_rate(booking: Booking, catalog: Catalog) -> Rate | None:
     return old_price.rate_from(booking.long_context_from) if old_price else None
 
 
+def on_booking(booking: Booking, sign: int) -> dict[str, Any]:
+    """``ledger.service.event_entry`` of the booking's event on the booking's own line."""
+    return event_entry(
+        booking.event,
+        model=booking.model,
+        tier=booking.tier,
+        catalog_version=booking.catalog_version,
+        sign=sign,
+    )
+
+
 def reversal_of(booking: Booking, catalog: Catalog, why: str) -> NewLedgerEntry:
     """The entry that takes ``booking`` back whole: its event, tokens, costs and price,
     for the customer and plan version it was booked for. It names the rate it takes back:
     the one the booking was priced at."""
     event = booking.event
     return NewLedgerEntry(
-        event_id=event.id,
         kind="adjustment",
-        job_id=event.job_id,
-        agent=event.agent,
-        model=booking.model,
-        provider=event.provider,
-        tier=booking.tier,
-        catalog_version=booking.catalog_version,
-        occurred_at=event.occurred_at,
-        billing_day=event.occurred_at.date(),
-        **counts_of(event, sign=-1),
+        **on_booking(booking, sign=-1),
         event_count=-1,
         unpriced_count=-1 if booking.unpriced else 0,
         # copy_negate, not unary minus: the minus applies the context's 28-digit rounding.

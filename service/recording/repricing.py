@@ -44,11 +44,11 @@ from service.recording.bookings import (
     booked_rate,
     count_plan_events_since,
     job_bookings,
+    on_booking,
     plan_bookings,
     reversal_of,
 )
 from service.recording.rerating import RERATE_CHUNK, record_adjustments
-from service.tokens import counts_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,17 +100,8 @@ def plan_repricing(booking: Booking, catalog: Catalog, plans: Plans, why: str) -
     rate = price_columns(booked_rate(booking, catalog))
     if customer == booking.customer_id and price is not None and booking.price_usd is not None:
         change = NewLedgerEntry(
-            event_id=event.id,
             kind="adjustment",
-            job_id=event.job_id,
-            agent=event.agent,
-            model=booking.model,
-            provider=event.provider,
-            tier=booking.tier,
-            catalog_version=booking.catalog_version,
-            occurred_at=event.occurred_at,
-            billing_day=event.occurred_at.date(),
-            **counts_of(event, sign=0),
+            **on_booking(booking, sign=0),
             event_count=0,
             unpriced_count=0,
             # Nothing of the cost moves: zero where the booking knows one, unknown (NULL)
@@ -125,17 +116,8 @@ def plan_repricing(booking: Booking, catalog: Catalog, plans: Plans, why: str) -
     # Why the booking is unpriced, or not billed, stays said on its new booking.
     still = catalog.quote(event.model, event.occurred_at).for_provider(event.provider).reason
     rebooking = NewLedgerEntry(
-        event_id=event.id,
         kind="adjustment",
-        job_id=event.job_id,
-        agent=event.agent,
-        model=booking.model,
-        provider=event.provider,
-        tier=booking.tier,
-        catalog_version=booking.catalog_version,
-        occurred_at=event.occurred_at,
-        billing_day=event.occurred_at.date(),
-        **counts_of(event),
+        **on_booking(booking, sign=1),
         event_count=1,
         unpriced_count=1 if booking.unpriced else 0,
         cost_usd=booking.cost_usd,
