@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import os
 import secrets
@@ -278,14 +279,37 @@ class UsageJournal:
         dirty: dict[int, _File] = {}
         for item in group:
             file = self._room_for(len(item.data))
-            os.pwrite(file.fd, item.data, file.offset)
+            try:
+                _write_whole(file.fd, item.data, file.offset)
+            except BaseException:
+                # What the failed write left at ``file.offset`` (part of a record) ends
+                # what is read of the file: nothing is written after it, and the group's
+                # callers hear the error (their usage is not durable here).
+                self._give_up(file)
+                raise
             file.offset += len(item.data)
             where.append(file)
             if item.durable:
                 dirty[file.number] = file
         for file in dirty.values():
-            os.fdatasync(file.fd)
+            try:
+                os.fdatasync(file.fd)
+            except BaseException:
+                # A failed sync may have dropped the pages it did not write (Linux marks
+                # them clean): what the file holds past its last sync is unknown.
+                self._give_up(file)
+                raise
         return where
+
+    def _give_up(self, file: _File) -> None:
+        """No more records go to ``file`` after a write or sync that failed: the next group
+        makes a new file; this one goes once its usage is resolved, like a full one. (The
+        records of the failed group that are whole in it are not tracked: their callers
+        took another path, so a process that dies first only has them recorded again, a
+        ``duplicate``.)"""
+        file.full = True
+        if self._current is file:
+            self._current = None
 
     def _room_for(self, size: int) -> _File:
         file = self._current
@@ -406,6 +430,19 @@ class UsageJournal:
                 with contextlib.suppress(OSError):
                     path.unlink()
                 os.close(fd)
+
+
+def _write_whole(fd: int, data: bytes, offset: int) -> None:
+    """``os.pwrite`` all of ``data`` at ``offset``: a short write (a signal, a disk filling
+    up) is continued where it stopped; one that writes nothing, or an ``OSError``
+    (``ENOSPC``, ``EIO``), raises, so a partial record is never acknowledged."""
+    view = memoryview(data)
+    done = 0
+    while done < len(view):
+        written = os.pwrite(fd, view[done:], offset + done)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, f"the usage journal took {done} of {len(view)} bytes")
+        done += written
 
 
 def _lock_orphan(path: Path) -> int | None:
