@@ -324,11 +324,16 @@ class RecordingSink:
     async def spool_counts(self) -> tuple[int, int]:
         """(usage waiting on local disk: in the spool, or in any worker's journal not yet
         recorded; usage parked). The journals are read from their files, so the worker
-        that is scraped counts its fellow workers' usage too."""
+        that is scraped counts its fellow workers' usage too. (While a dead worker's
+        journal is moved into the spool, its usage may be counted twice, or not at all,
+        for a moment: see ``UsageJournal.recover``.)"""
         if self.spool is None or self._journals is None:
             return 0, 0
         pending, parked = await self.spool.counts()
         journaled = await asyncio.to_thread(self._journals.ids)
+        # Counted with the rest (every worker's and the recovered ones' files), and shown
+        # at the next render whichever caller read them.
+        self.metrics.gateway_journal_unreadable.set(self._journals.unreadable)
         return pending + len(journaled), parked
 
     # What an operator does with parked usage -------------------------------------------------

@@ -9,18 +9,20 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+import msgspec
 import pytest
 
 from service.catalog.service import CatalogCache
 from service.client.spool import Spool
 from service.db import create_pool
 from service.recording import journal as journal_module
-from service.recording.journal import journal_ids
+from service.recording.journal import journal_ids, usage_record
 from service.recording.sink import RecordingSink
 from service.settings import load_settings
 from tests.support.events import usage_event_in
@@ -169,5 +171,111 @@ async def test_a_crash_after_a_failed_group_records_its_usage_once(
         assert await db.fetchval("SELECT count(*) FROM ledger_entries") == 3
     finally:
         await replayer.aclose(grace_seconds=5)
+        await spool.close()
+        await pool.close()
+
+
+def _dead_workers_file(spool_path: Path, owner: str, data: bytes) -> Path:
+    """A journal file as a worker that died leaves it: records, then the zeros it was
+    made with."""
+    path = spool_path.with_name(f"{spool_path.name}.journal-{owner}-000001")
+    path.write_bytes(data + bytes(4096))
+    return path
+
+
+def _unreadable(path: Path) -> None:
+    """Make ``path`` a journal file whose reading fails with an ``OSError``: no read
+    permission where that stops the process (not root); else a directory in its place
+    (``EISDIR`` on the read, as ``EIO`` from a failing disk would be)."""
+    if os.geteuid() != 0:
+        path.chmod(0)
+    else:
+        path.unlink()
+        path.mkdir()
+
+
+def _set_aside(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.glob("spool.sqlite.unreadable-journal-*"))
+
+
+class _Logs:
+    """The journal's log lines, as structlog would have them (its own capture cannot see
+    a logger that the app's configuration cached in an earlier test)."""
+
+    def __init__(self) -> None:
+        self.lines: list[dict[str, Any]] = []
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.lines)
+
+    def _line(self, event: str, **fields: Any) -> None:
+        self.lines.append({"event": event, **fields})
+
+    error = warning = info = debug = _line
+
+
+async def test_an_unreadable_dead_workers_journal_is_set_aside_and_the_rest_replayed(
+    database_url: str, db: asyncpg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = load_settings({"LUC_DATABASE_URL": database_url})
+    pool = await create_pool(database_url, settings.database)
+    spool_path = tmp_path / "spool.sqlite"
+    spool = Spool(spool_path)
+    body = partial(msgspec.json.encode)
+    # Worker A's file cannot be read at all; B's first record has a damaged header, so
+    # its second (acknowledged usage, perhaps) cannot be found; C's is whole.
+    lost = _dead_workers_file(spool_path, "aaaa", usage_record(1, "gen-a", body(usage("gen-a"))))
+    _unreadable(lost)
+    damaged = bytearray(usage_record(1, "gen-b1", body(usage("gen-b1"))))
+    damaged[0:4] = b"XXXX"
+    damaged += usage_record(2, "gen-b2", body(usage("gen-b2")))
+    _dead_workers_file(spool_path, "bbbb", bytes(damaged))
+    _dead_workers_file(
+        spool_path,
+        "cccc",
+        usage_record(1, "gen-c1", body(usage("gen-c1")))
+        + usage_record(2, "gen-c2", body(usage("gen-c2"))),
+    )
+    await spool.add([("gen-spooled", body(usage("gen-spooled")))])
+    sink = RecordingSink(
+        pool, CatalogCache(), settings.ingest, spool=spool, replay_after_seconds=0.0
+    )
+    try:
+        logs = _Logs()
+        monkeypatch.setattr(journal_module, "log", logs)
+        assert await sink.replay_spooled() == 3
+        assert sorted(await db.fetchval("SELECT array_agg(event_id) FROM ledger_entries")) == [
+            "gen-c1",
+            "gen-c2",
+            "gen-spooled",
+        ]
+        # Both set aside under names an operator finds, not removed; each named in the log.
+        assert _set_aside(tmp_path) == [
+            "spool.sqlite.unreadable-journal-aaaa-000001",
+            "spool.sqlite.unreadable-journal-bbbb-000001",
+        ]
+        assert journal_ids(spool_path) == []
+        errors = {e["file"]: e["error"] for e in logs if e["event"] == "usage_journal_unreadable"}
+        assert sorted(Path(f).name for f in errors) == [
+            "spool.sqlite.journal-aaaa-000001",
+            "spool.sqlite.journal-bbbb-000001",
+        ]
+        assert errors[str(tmp_path / "spool.sqlite.journal-bbbb-000001")] == (
+            "bytes no crash leaves at offset 0"
+        )
+        assert await sink.spool_counts() == (0, 0)
+        unreadable = "luc_gateway_journal_unreadable_files"
+        assert sink.metrics.process.get_sample_value(unreadable) == 2
+
+        # Once B's file is repaired and renamed back, its usage is recovered.
+        repaired = usage_record(2, "gen-b2", body(usage("gen-b2")))
+        (tmp_path / "spool.sqlite.unreadable-journal-bbbb-000001").unlink()
+        _dead_workers_file(spool_path, "bbbb", repaired)
+        assert await sink.replay_spooled() == 1
+        assert await _ledger_count(db, "gen-b2") == 1
+        assert await sink.spool_counts() == (0, 0)
+        assert sink.metrics.process.get_sample_value(unreadable) == 1
+    finally:
+        await sink.aclose(grace_seconds=5)
         await spool.close()
         await pool.close()

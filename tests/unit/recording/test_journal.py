@@ -22,6 +22,7 @@ from service.recording.journal import (
     READ_BYTES,
     JournalReader,
     UsageJournal,
+    damage,
     journal_ids,
     read_records,
     usage_record,
@@ -266,3 +267,31 @@ async def test_a_reader_that_goes_on_from_where_it_stopped_counts_as_one_that_re
     assert sorted(counted()) == ["gen-4", "gen-5", "gen-large", "gen-torn"]
     await small.aclose()
     await large.aclose()
+
+
+async def test_damage_is_told_from_what_a_crash_leaves_at_the_end() -> None:
+    first, second = usage_record(1, "gen-a", b"{}"), usage_record(2, "gen-b", b'{"n": 1}')
+    zeros = bytes(256)
+    assert damage(first + second + zeros) is None
+    assert damage(bytes(4096)) is None
+    # The last record cut short (a crash, a failed write): never acknowledged.
+    assert damage(first + second[:-3] + zeros) is None
+    assert damage(first + second[:5] + zeros) is None  # its header itself cut short
+    # A damaged header, or bytes after a record cut short: what follows cannot be read.
+    assert damage(b"XXXX" + first[4:] + second + zeros) == 0
+    assert damage(first + second[:-3] + bytes(3) + usage_record(3, "gen-c", b"{}")) == len(first)
+
+
+async def test_the_count_of_waiting_usage_goes_on_past_a_file_it_cannot_read(
+    tmp_path: Path,
+) -> None:
+    spool_path = tmp_path / "spool.sqlite"
+    folder = tmp_path
+    (folder / "spool.sqlite.journal-aaaa-000001").mkdir()  # its read fails: EISDIR
+    (folder / "spool.sqlite.journal-bbbb-000001").write_bytes(
+        usage_record(1, "gen-b", b"{}") + bytes(64)
+    )
+    (folder / "spool.sqlite.unreadable-journal-cccc-000001").write_bytes(b"?")
+    reader = JournalReader(spool_path)
+    assert reader.ids() == ["gen-b"]
+    assert reader.unreadable == 2  # the one where it lies, the one set aside
