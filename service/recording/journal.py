@@ -403,12 +403,9 @@ class UsageJournal:
         names (``quarantined``), logged with why, and counted in /metrics; what it held
         whole before the damage is moved with its owner's other files.
 
-        Between the spool's commit and the files' removal, a count of waiting usage
-        (``spool_counts``, in any worker) may find a dead worker's usage in both for a
-        moment; and one that reads the spool just before the commit and the files just
-        after the removal finds it in neither. Neither can be closed without making the
-        move itself less safe (a file renamed before the commit is one more place a crash
-        can leave usage): the gauge is right again at the next scrape."""
+        Between the spool's commit and the files' removal the usage is in both: the count
+        of waiting usage (``RecordingSink.spool_counts``) reads the journals first and
+        counts each id once."""
         moved = 0
         for owner, paths in self.orphans().items():
             held: list[tuple[Path, int]] = []

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -275,6 +275,40 @@ async def test_an_unreadable_dead_workers_journal_is_set_aside_and_the_rest_repl
         assert await _ledger_count(db, "gen-b2") == 1
         assert await sink.spool_counts() == (0, 0)
         assert sink.metrics.process.get_sample_value(unreadable) == 1
+    finally:
+        await sink.aclose(grace_seconds=5)
+        await spool.close()
+        await pool.close()
+
+
+async def test_usage_on_its_way_from_a_journal_to_the_spool_is_counted_once(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dead worker's usage is in the spool (committed) and still in its journal file
+    (not yet removed) for a moment during recovery; so is usage the writer spooled before
+    its note is written in the journal. /metrics counts it once all the same."""
+    settings = load_settings({"LUC_DATABASE_URL": database_url})
+    pool = await create_pool(database_url, settings.database)
+    spool_path = tmp_path / "spool.sqlite"
+    spool = Spool(spool_path)
+    body = msgspec.json.encode(usage("gen-dead"))
+    _dead_workers_file(spool_path, "dddd", usage_record(1, "gen-dead", body))
+    await spool.add([("gen-other", body)])
+    sink = RecordingSink(pool, CatalogCache(), settings.ingest, spool=spool)
+    assert sink.journal is not None
+    seen: list[tuple[int, int]] = []
+    committed = spool.add
+
+    async def add_then_count(rows: Sequence[tuple[str, bytes]]) -> None:
+        await committed(rows)
+        seen.append(await sink.spool_counts())  # the file is not removed yet
+
+    try:
+        assert await sink.spool_counts() == (2, 0)
+        monkeypatch.setattr(spool, "add", add_then_count)
+        assert await sink.journal.recover(spool) == 1
+        assert seen == [(2, 0)]
+        assert await sink.spool_counts() == (2, 0)
     finally:
         await sink.aclose(grace_seconds=5)
         await spool.close()
