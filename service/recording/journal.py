@@ -416,6 +416,8 @@ class UsageJournal:
                     try:
                         fd = await asyncio.to_thread(_lock_orphan, path)
                     except OSError as exc:  # not even opened: no lock tells its owner lives
+                        if exc.errno in _NOT_THE_FILES:
+                            raise
                         unreadable[path] = _why(exc)
                         continue
                     if fd is not None:
@@ -427,6 +429,8 @@ class UsageJournal:
                     try:
                         data = await asyncio.to_thread(_read_all, fd)
                     except OSError as exc:
+                        if exc.errno in _NOT_THE_FILES:
+                            raise
                         unreadable[path] = _why(exc)
                         continue
                     if (at := damage(data)) is not None:
@@ -508,6 +512,13 @@ def damage(data: bytes) -> int | None:
 
 def _zeros_from(data: bytes, start: int) -> bool:
     return start >= len(data) or data.count(0, start) == len(data) - start
+
+
+_NOT_THE_FILES = frozenset(
+    {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS, errno.EINTR, errno.EAGAIN}
+)
+"""Errors of the process reading a journal file, not of the file: the replay fails this
+round and is tried again (``run_replay``), and the file is left where it is."""
 
 
 def _why(exc: OSError) -> str:

@@ -6,6 +6,7 @@ the spool once, those of a live one never."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import sys
 import textwrap
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -295,3 +297,33 @@ async def test_the_count_of_waiting_usage_goes_on_past_a_file_it_cannot_read(
     reader = JournalReader(spool_path)
     assert reader.ids() == ["gen-b"]
     assert reader.unreadable == 2  # the one where it lies, the one set aside
+
+
+async def test_a_replayer_out_of_file_descriptors_sets_nothing_aside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``EMFILE`` is the replaying process's trouble, not the file's: the round fails (it
+    is tried again) and the dead worker's file stays where recovery finds it next time."""
+    spool_path = tmp_path / "spool.sqlite"
+    dead = tmp_path / "spool.sqlite.journal-dddd-000001"
+    dead.write_bytes(usage_record(1, "gen-d", b"{}") + bytes(64))
+    real_open = os.open
+
+    def out_of_descriptors(path: Any, *args: Any, **kwargs: Any) -> int:
+        if Path(path) == dead:
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_open(path, *args, **kwargs)
+
+    spool = Spool(spool_path)
+    replayer = UsageJournal(spool_path)
+    try:
+        monkeypatch.setattr(os, "open", out_of_descriptors)
+        with pytest.raises(OSError, match="Too many open files"):
+            await replayer.recover(spool)
+        monkeypatch.undo()
+        assert journal_ids(spool_path) == ["gen-d"]
+        assert await replayer.recover(spool) == 1
+        assert [i for _, i, _ in await spool.take(10)] == ["gen-d"]
+    finally:
+        await replayer.aclose()
+        await spool.close()
