@@ -501,8 +501,8 @@ def damage(data: bytes) -> int | None:
     end = 0
     for record in _whole_records(data):
         end = record[3]
-    if _zeros_from(data, end):
-        return None
+    if _zeros_from(data, end + _RECORD.size):
+        return None  # zeros, or a header cut short (a write stopped at a page's end)
     if end + _RECORD.size <= len(data):
         magic, _, length, _, _ = _RECORD.unpack_from(data, end)
         if magic == _MAGIC and _zeros_from(data, end + _RECORD.size + length):

@@ -279,6 +279,7 @@ async def test_damage_is_told_from_what_a_crash_leaves_at_the_end() -> None:
     # The last record cut short (a crash, a failed write): never acknowledged.
     assert damage(first + second[:-3] + zeros) is None
     assert damage(first + second[:5] + zeros) is None  # its header itself cut short
+    assert damage(first + second[:2] + zeros) is None  # ...even its magic
     # A damaged header, or bytes after a record cut short: what follows cannot be read.
     assert damage(b"XXXX" + first[4:] + second + zeros) == 0
     assert damage(first + second[:-3] + bytes(3) + usage_record(3, "gen-c", b"{}")) == len(first)
