@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import json
 import os
 import sqlite3
 import time
@@ -236,19 +237,23 @@ class Spool:
         """Usage waiting in ``pending``."""
         return (await self.counts())[0]
 
-    async def counts(self) -> tuple[int, int]:
-        """(waiting in ``pending``, parked)."""
-        result: tuple[int, int] = await self._run(self._counts)
+    async def counts(self, waiting_too: Collection[str] = ()) -> tuple[int, int]:
+        """(waiting in ``pending``, parked). With ``waiting_too``, the ids of usage waiting
+        elsewhere (a journal), the first counts usage waiting in either, each id once
+        (read in the same statement as ``pending``)."""
+        result: tuple[int, int] = await self._run(self._counts, sorted(set(waiting_too)))
         return result
 
-    def _counts(self) -> tuple[int, int]:
+    def _counts(self, waiting_too: Sequence[str]) -> tuple[int, int]:
         conn = self._opened()
         if conn is None:
-            return 0, 0
+            return len(waiting_too), 0
         row = conn.execute(
-            "SELECT (SELECT count(*) FROM pending), (SELECT count(*) FROM parked)"
+            "SELECT (SELECT count(*) FROM pending), (SELECT count(*) FROM parked), "
+            "(SELECT count(*) FROM json_each(?) WHERE value NOT IN (SELECT event_id FROM pending))",
+            (json.dumps(waiting_too),),
         ).fetchone()
-        return int(row[0]), int(row[1])
+        return int(row[0]) + int(row[2]), int(row[1])
 
     async def parked(self, after: int = 0, limit: int = 1000) -> list[Parked]:
         """Parked usage in the order it was parked first, from the row after ``after``."""

@@ -103,6 +103,13 @@ class Metrics:
             registry=self.process,
             multiprocess_mode="mostrecent",
         )
+        self.gateway_journal_unreadable = Gauge(
+            "luc_gateway_journal_unreadable_files",
+            "Usage journal files that cannot be read (set aside as <spool>.unreadable-journal-*, "
+            "or where they lie): their usage is not replayed until an operator acts",
+            registry=self.process,
+            multiprocess_mode="mostrecent",
+        )
 
         # Heuristic mode must be visible: a stub answer is no LLM call and is never billed.
         self.gateway_stub_mode = Gauge(

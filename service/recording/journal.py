@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import os
 import secrets
@@ -45,6 +46,9 @@ from service.client.spool import Spool
 
 log = structlog.get_logger("luc.gateway")
 
+QUARANTINE = "unreadable-journal-"
+"""What replaces ``journal-`` in the name of a file ``recover`` could not read:
+``<spool>.unreadable-journal-<owner>-<number>``."""
 FILE_BYTES = 4 * 1024 * 1024
 """Each file's size, written with zeros when it is made (once per few thousand calls)."""
 SLOW_SYNC_SECONDS = 0.02
@@ -154,6 +158,7 @@ class UsageJournal:
     ) -> None:
         self.folder = spool_path.parent
         self.prefix = f"{spool_path.name}.journal-"
+        self.quarantine_prefix = f"{spool_path.name}.{QUARANTINE}"
         self.file_bytes = file_bytes
         self._token = secrets.token_hex(6)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="luc-journal")
@@ -278,14 +283,37 @@ class UsageJournal:
         dirty: dict[int, _File] = {}
         for item in group:
             file = self._room_for(len(item.data))
-            os.pwrite(file.fd, item.data, file.offset)
+            try:
+                _write_whole(file.fd, item.data, file.offset)
+            except BaseException:
+                # What the failed write left at ``file.offset`` (part of a record) ends
+                # what is read of the file: nothing is written after it, and the group's
+                # callers hear the error (their usage is not durable here).
+                self._give_up(file)
+                raise
             file.offset += len(item.data)
             where.append(file)
             if item.durable:
                 dirty[file.number] = file
         for file in dirty.values():
-            os.fdatasync(file.fd)
+            try:
+                os.fdatasync(file.fd)
+            except BaseException:
+                # A failed sync may have dropped the pages it did not write (Linux marks
+                # them clean): what the file holds past its last sync is unknown.
+                self._give_up(file)
+                raise
         return where
+
+    def _give_up(self, file: _File) -> None:
+        """No more records go to ``file`` after a write or sync that failed: the next group
+        makes a new file; this one goes once its usage is resolved, like a full one. (The
+        records of the failed group that are whole in it are not tracked: their callers
+        took another path, so a process that dies first only has them recorded again, a
+        ``duplicate``.)"""
+        file.full = True
+        if self._current is file:
+            self._current = None
 
     def _room_for(self, size: int) -> _File:
         file = self._current
@@ -368,21 +396,54 @@ class UsageJournal:
     async def recover(self, spool: Spool) -> int:
         """Move the unresolved usage of dead processes' journal files into ``spool``'s
         ``pending`` table (durably, an id already waiting there once), then remove the
-        files. Returns how many events were moved."""
+        files. Returns how many events were moved.
+
+        A file that cannot be read (``EACCES``, ``EIO``) or holds bytes that no crash
+        leaves (``damage``) never holds up the rest: it is renamed out of the journal's
+        names (``quarantined``), logged with why, and counted in /metrics; what it held
+        whole before the damage is moved with its owner's other files.
+
+        Between the spool's commit and the files' removal the usage is in both: the count
+        of waiting usage (``RecordingSink.spool_counts``) reads the journals first and
+        counts each id once."""
         moved = 0
         for owner, paths in self.orphans().items():
             held: list[tuple[Path, int]] = []
+            unreadable: dict[Path, str] = {}
+            rows: list[tuple[int, str, bytes]] = []
             try:
                 for path in paths:
-                    if (fd := await asyncio.to_thread(_lock_orphan, path)) is not None:
+                    try:
+                        fd = await asyncio.to_thread(_lock_orphan, path)
+                    except OSError as exc:  # not even opened: no lock tells its owner lives
+                        if exc.errno in _NOT_THE_FILES:
+                            raise
+                        unreadable[path] = _why(exc)
+                        continue
+                    if fd is not None:
                         held.append((path, fd))
-                if len(held) < len(paths):
+                if len(held) + len(unreadable) < len(paths):
                     continue  # its process lives (or another replayer has it)
-                rows = read_records([await asyncio.to_thread(_read_all, fd) for _, fd in held])
+                files: list[bytes] = []
+                for path, fd in held:
+                    try:
+                        data = await asyncio.to_thread(_read_all, fd)
+                    except OSError as exc:
+                        if exc.errno in _NOT_THE_FILES:
+                            raise
+                        unreadable[path] = _why(exc)
+                        continue
+                    if (at := damage(data)) is not None:
+                        unreadable[path] = f"bytes no crash leaves at offset {at}"
+                    files.append(data)  # what is whole before any damage
+                rows = read_records(files)
                 if rows:
                     await spool.add([(event_id, body) for _, event_id, body in rows])
                 for path, _ in held:
-                    await asyncio.to_thread(path.unlink)
+                    if path not in unreadable:
+                        await asyncio.to_thread(path.unlink)
+                for path, why in unreadable.items():
+                    await asyncio.to_thread(self._quarantine, path, why)
             finally:
                 for _, fd in held:
                     os.close(fd)
@@ -398,6 +459,28 @@ class UsageJournal:
         await asyncio.to_thread(self._sweep)
         return moved
 
+    def quarantined_name(self, path: Path) -> Path:
+        """Where ``recover`` puts a journal file it cannot read: out of the journal's names,
+        so no count or recovery reads it again. Renamed back (once it can be read), its
+        usage is recovered; what was moved already is then recorded as a ``duplicate``."""
+        return path.with_name(self.quarantine_prefix + path.name.removeprefix(self.prefix))
+
+    def _quarantine(self, path: Path, why: str) -> None:
+        target = self.quarantined_name(path)
+        try:
+            os.rename(path, target)
+        except OSError as exc:  # left where it is: counted, and tried again next round
+            why = f"{why}; and it could not be renamed: {_why(exc)}"
+            target = path
+        log.error(
+            "usage_journal_unreadable",
+            file=str(path),
+            kept_as=str(target),
+            error=why,
+            detail="a dead process's journal file could not be read: its unresolved usage "
+            "is not replayed until it is made readable and renamed back",
+        )
+
     def _sweep(self) -> None:
         """Files left half made by a process that died making them (nothing in them)."""
         for path in self.folder.glob(f".{self.prefix}*.new"):
@@ -406,6 +489,53 @@ class UsageJournal:
                 with contextlib.suppress(OSError):
                     path.unlink()
                 os.close(fd)
+
+
+def damage(data: bytes) -> int | None:
+    """Where the bytes of the journal file ``data`` stop making sense, or ``None``. After
+    its last whole record a file holds zeros (written when it was made), or one record
+    cut short by a crash or a failed write (never acknowledged) and zeros after where it
+    would end. Anything else is damage: whatever follows it, acknowledged usage perhaps,
+    cannot be read. (A power cut that wrote the pages of an unsynced group out of order
+    is reported too: nothing was acknowledged there, but only an operator can tell.)"""
+    end = 0
+    for record in _whole_records(data):
+        end = record[3]
+    if _zeros_from(data, end + _RECORD.size):
+        return None  # zeros, or a header cut short (a write stopped at a page's end)
+    if end + _RECORD.size <= len(data):
+        magic, _, length, _, _ = _RECORD.unpack_from(data, end)
+        if magic == _MAGIC and _zeros_from(data, end + _RECORD.size + length):
+            return None
+    return end
+
+
+def _zeros_from(data: bytes, start: int) -> bool:
+    return start >= len(data) or data.count(0, start) == len(data) - start
+
+
+_NOT_THE_FILES = frozenset(
+    {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS, errno.EINTR, errno.EAGAIN}
+)
+"""Errors of the process reading a journal file, not of the file: the replay fails this
+round and is tried again (``run_replay``), and the file is left where it is."""
+
+
+def _why(exc: OSError) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _write_whole(fd: int, data: bytes, offset: int) -> None:
+    """``os.pwrite`` all of ``data`` at ``offset``: a short write (a signal, a disk filling
+    up) is continued where it stopped; one that writes nothing, or an ``OSError``
+    (``ENOSPC``, ``EIO``), raises, so a partial record is never acknowledged."""
+    view = memoryview(data)
+    done = 0
+    while done < len(view):
+        written = os.pwrite(fd, view[done:], offset + done)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, f"the usage journal took {done} of {len(view)} bytes")
+        done += written
 
 
 def _lock_orphan(path: Path) -> int | None:
@@ -472,21 +602,33 @@ class JournalReader:
     def __init__(self, spool_path: Path) -> None:
         self.folder = spool_path.parent
         self.prefix = f"{spool_path.name}.journal-"
+        self.quarantine_prefix = f"{spool_path.name}.{QUARANTINE}"
         self._read: dict[Path, _Read] = {}
         self._lock = threading.Lock()
+        self.unreadable = 0
+        """Journal files that could not be read, as of the last ``ids``: set aside by
+        ``UsageJournal.recover`` (``QUARANTINE``), or where they are (a live worker's, or
+        one recovery has not come to yet). Their usage is counted nowhere."""
 
     def ids(self) -> list[str]:
         with self._lock:
             owners: dict[str, list[_Read]] = {}
             still: dict[Path, _Read] = {}
+            unreadable = sum(1 for _ in self.folder.glob(f"{self.quarantine_prefix}*"))
             for path in sorted(self.folder.glob(f"{self.prefix}*")):
-                read = self._read_on(path)
+                try:
+                    read = self._read_on(path)
+                except OSError as exc:  # counted, and never holds up the count of the rest
+                    unreadable += 1
+                    log.debug("usage_journal_not_counted", file=str(path), error=_why(exc))
+                    continue
                 if read is None:
                     continue  # a file its worker removed meanwhile, all of it resolved
                 still[path] = read
                 owner = path.name.removeprefix(self.prefix).rsplit("-", 1)[0]
                 owners.setdefault(owner, []).append(read)
             self._read = still
+            self.unreadable = unreadable
             ids: list[str] = []
             for files in owners.values():
                 usage: dict[int, str] = {}

@@ -327,9 +327,14 @@ class RecordingSink:
         that is scraped counts its fellow workers' usage too."""
         if self.spool is None or self._journals is None:
             return 0, 0
-        pending, parked = await self.spool.counts()
+        # The journals first, then the spool, each id once: usage moved from a journal to
+        # the spool (``UsageJournal.recover``, or the writer spooling it) is in the spool
+        # before it leaves the journal, so it is counted once whenever the two are read.
         journaled = await asyncio.to_thread(self._journals.ids)
-        return pending + len(journaled), parked
+        # Counted with the rest (every worker's and the recovered ones' files), and shown
+        # at the next render whichever caller read them.
+        self.metrics.gateway_journal_unreadable.set(self._journals.unreadable)
+        return await self.spool.counts(journaled)
 
     # What an operator does with parked usage -------------------------------------------------
 

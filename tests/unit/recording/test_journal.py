@@ -6,6 +6,7 @@ the spool once, those of a live one never."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import sys
 import textwrap
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +24,7 @@ from service.recording.journal import (
     READ_BYTES,
     JournalReader,
     UsageJournal,
+    damage,
     journal_ids,
     read_records,
     usage_record,
@@ -266,3 +269,62 @@ async def test_a_reader_that_goes_on_from_where_it_stopped_counts_as_one_that_re
     assert sorted(counted()) == ["gen-4", "gen-5", "gen-large", "gen-torn"]
     await small.aclose()
     await large.aclose()
+
+
+async def test_damage_is_told_from_what_a_crash_leaves_at_the_end() -> None:
+    first, second = usage_record(1, "gen-a", b"{}"), usage_record(2, "gen-b", b'{"n": 1}')
+    zeros = bytes(256)
+    assert damage(first + second + zeros) is None
+    assert damage(bytes(4096)) is None
+    # The last record cut short (a crash, a failed write): never acknowledged.
+    assert damage(first + second[:-3] + zeros) is None
+    assert damage(first + second[:5] + zeros) is None  # its header itself cut short
+    assert damage(first + second[:2] + zeros) is None  # ...even its magic
+    # A damaged header, or bytes after a record cut short: what follows cannot be read.
+    assert damage(b"XXXX" + first[4:] + second + zeros) == 0
+    assert damage(first + second[:-3] + bytes(3) + usage_record(3, "gen-c", b"{}")) == len(first)
+
+
+async def test_the_count_of_waiting_usage_goes_on_past_a_file_it_cannot_read(
+    tmp_path: Path,
+) -> None:
+    spool_path = tmp_path / "spool.sqlite"
+    folder = tmp_path
+    (folder / "spool.sqlite.journal-aaaa-000001").mkdir()  # its read fails: EISDIR
+    (folder / "spool.sqlite.journal-bbbb-000001").write_bytes(
+        usage_record(1, "gen-b", b"{}") + bytes(64)
+    )
+    (folder / "spool.sqlite.unreadable-journal-cccc-000001").write_bytes(b"?")
+    reader = JournalReader(spool_path)
+    assert reader.ids() == ["gen-b"]
+    assert reader.unreadable == 2  # the one where it lies, the one set aside
+
+
+async def test_a_replayer_out_of_file_descriptors_sets_nothing_aside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``EMFILE`` is the replaying process's trouble, not the file's: the round fails (it
+    is tried again) and the dead worker's file stays where recovery finds it next time."""
+    spool_path = tmp_path / "spool.sqlite"
+    dead = tmp_path / "spool.sqlite.journal-dddd-000001"
+    dead.write_bytes(usage_record(1, "gen-d", b"{}") + bytes(64))
+    real_open = os.open
+
+    def out_of_descriptors(path: Any, *args: Any, **kwargs: Any) -> int:
+        if Path(path) == dead:
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_open(path, *args, **kwargs)
+
+    spool = Spool(spool_path)
+    replayer = UsageJournal(spool_path)
+    try:
+        monkeypatch.setattr(os, "open", out_of_descriptors)
+        with pytest.raises(OSError, match="Too many open files"):
+            await replayer.recover(spool)
+        monkeypatch.undo()
+        assert journal_ids(spool_path) == ["gen-d"]
+        assert await replayer.recover(spool) == 1
+        assert [i for _, i, _ in await spool.take(10)] == ["gen-d"]
+    finally:
+        await replayer.aclose()
+        await spool.close()
