@@ -29,6 +29,7 @@ from service.api.catalog import CatalogController
 from service.api.credits import CreditsController
 from service.api.customers import CustomersController
 from service.api.deps import Resources
+from service.api.encoded_ids import DecodePathParams, route_encoded_ids
 from service.api.errors import http_error_handler, luc_error_handler, unexpected_error_handler
 from service.api.events import EventsController
 from service.api.exports import ExportsController
@@ -363,6 +364,7 @@ def create_app(settings: Settings | None = None, *, prepared: bool = False) -> L
         # The rate limit counts in PostgreSQL (per key, across processes): a process without
         # a limit set does not even look.
         middleware=[
+            DecodePathParams,
             observe_requests(metrics, in_flight),
             *([RateLimitMiddleware] if settings.auth.rate_limit_per_second else []),
         ],
@@ -392,5 +394,7 @@ def create_app(settings: Settings | None = None, *, prepared: bool = False) -> L
         logging_config=None,
     )
     app.state[IN_FLIGHT] = in_flight
+    # Before routing: an id's encoded "/" stays inside its path segment (api.encoded_ids).
+    app.asgi_handler = route_encoded_ids(app.asgi_handler)
     document_errors(app)  # security and error answers in the OpenAPI document
     return app
