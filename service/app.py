@@ -45,6 +45,7 @@ from service.api.metrics import metrics as metrics_endpoint
 from service.api.observe import InFlight, observe_requests
 from service.api.openai_models import ModelsController
 from service.api.openapi import document_errors
+from service.api.params import single_query_values
 from service.api.parked import ParkedUsageController
 from service.api.plans import PlansController
 from service.api.proxy import ChatCompletionsController
@@ -369,6 +370,7 @@ def create_app(settings: Settings | None = None, *, prepared: bool = False) -> L
             *([RateLimitMiddleware] if settings.auth.rate_limit_per_second else []),
         ],
         guards=[require_key],
+        before_request=single_query_values,
         exception_handlers={
             LucError: luc_error_handler,
             HTTPException: http_error_handler,
