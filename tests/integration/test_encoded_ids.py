@@ -117,6 +117,13 @@ async def test_every_route_naming_an_id_reads_an_awkward_one_back(
         # The path as the server decodes it, unescaped ("a b", "x+y"), still reads.
         assert (await http.get("/v1/agents/a b")).json()["agent"] == "a b"
 
+        # A model id in a path-typed parameter reads the same encoded or not.
+        for model in ("google/gemini-3.0-flash", "google%2Fgemini-3.0-flash"):
+            listed = await http.get(f"/v1/models/{model}")
+            assert listed.json()["id"] == "google/gemini-3.0-flash", listed.text
+            history = await http.get(f"/v1/catalog/models/{model}/history")
+            assert history.status_code == 200, history.text
+
         # The document still names each id a string parameter of one segment.
         document = (await http.get("/schema/openapi.json")).json()
         parameters = document["paths"]["/v1/jobs/{job_id}/entries"]["get"]["parameters"]
