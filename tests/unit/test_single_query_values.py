@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Litestar, get
-from litestar.params import QueryParameter
+from litestar.params import FromQuery, QueryParameter
 from litestar.testing import TestClient
 
 from service.api.errors import luc_error_handler
@@ -16,9 +16,9 @@ from service.errors import LucError
 
 @get("/tags", sync_to_thread=False)
 def tags(
-    tag: list[str],
+    tag: FromQuery[list[str]],
     extra: Annotated[list[str] | None, QueryParameter(name="x")] = None,
-    one: str | None = None,
+    one: FromQuery[str | None] = None,
 ) -> dict[str, object]:
     return {"tag": tag, "x": extra, "one": one}
 
