@@ -383,7 +383,8 @@ def create_app(settings: Settings | None = None, *, prepared: bool = False) -> L
             description=(
                 "LLM usage cost ledger: ingest usage events, price them against a versioned "
                 "catalog, and read exact totals per job, agent, model and day. Money is always "
-                "a decimal string in USD."
+                "a decimal string in USD. An id in a path is percent-encoded, a `/` in it as "
+                "`%2F` (`/v1/jobs/team%2Fa` is the job `team/a`)."
             ),
             path="/schema",
             # /schema itself works offline (the other UIs load their scripts from a CDN).

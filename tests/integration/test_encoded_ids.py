@@ -126,6 +126,7 @@ async def test_every_route_naming_an_id_reads_an_awkward_one_back(
 
         # The document still names each id a string parameter of one segment.
         document = (await http.get("/schema/openapi.json")).json()
+        assert "`/v1/jobs/team%2Fa` is the job `team/a`" in document["info"]["description"]
         parameters = document["paths"]["/v1/jobs/{job_id}/entries"]["get"]["parameters"]
         job_id = next(p for p in parameters if p["name"] == "job_id")
         assert (job_id["in"], job_id["schema"]["type"]) == ("path", "string")
