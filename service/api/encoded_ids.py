@@ -28,7 +28,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 ESCAPED = "luc.escaped_path"
 """The scope key set when the routed path keeps ``%25`` and ``%2F`` escaped."""
 
-_ESCAPE = re.compile("%(2F|25)", re.IGNORECASE)
+_ESCAPE = re.compile("%(2F|25)")
 
 
 def routed_path(raw_path: bytes) -> str:
@@ -42,15 +42,16 @@ def routed_path(raw_path: bytes) -> str:
 
 def unescape(value: str) -> str:
     """A path parameter of a routed path as the client meant it."""
-    return _ESCAPE.sub(lambda m: "/" if m.group(1).upper() == "2F" else "%", value)
+    return _ESCAPE.sub(lambda m: "/" if m.group(1) == "2F" else "%", value)
 
 
 def route_encoded_ids(app: ASGIApp) -> ASGIApp:
     """``app`` (Litestar's handler, which routes) routing on ``routed_path``."""
 
     async def routing(scope: Scope, receive: Receive, send: Send) -> None:
-        raw = scope.get("raw_path", b"") if scope["type"] == ScopeType.HTTP else b""
-        # The query string is not part of the path (Litestar's test client puts it there).
+        # raw_path may be absent or None (ASGI); the query string is not part of the path
+        # (Litestar's test client puts it there).
+        raw = (scope.get("raw_path") or b"") if scope["type"] == ScopeType.HTTP else b""
         raw = raw.partition(b"?")[0]
         # Under a root_path the server adds to the path (none in LUC), route as it said.
         if b"%" in raw and not scope.get("root_path"):

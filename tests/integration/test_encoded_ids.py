@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+from litestar.testing import AsyncTestClient
 
 from tests.support.events import record_accepted, wire_event
 
@@ -130,3 +131,12 @@ async def test_every_route_naming_an_id_reads_an_awkward_one_back(
         parameters = document["paths"]["/v1/jobs/{job_id}/entries"]["get"]["parameters"]
         job_id = next(p for p in parameters if p["name"] == "job_id")
         assert (job_id["in"], job_id["schema"]["type"]) == ("path", "string")
+
+
+async def test_the_in_process_client_reads_them_too(client: AsyncTestClient[Any]) -> None:
+    # Litestar's test client hands the query string in raw_path, and decoded "%25" twice.
+    await record_accepted(client, [wire_event("e1", job_id="50%/x", agent="a%2Fb")])
+    entries = await client.get(f"/v1/jobs/{_q('50%/x')}/entries?limit=1")
+    assert [e["event_id"] for e in entries.json()["items"]] == ["e1"]
+    agent = await client.get(f"/v1/agents/{_q('a%2Fb')}?from=2026-11-20T00:00:00Z")
+    assert (agent.json()["agent"], agent.json()["events"]) == ("a%2Fb", 1)
