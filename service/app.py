@@ -29,6 +29,7 @@ from service.api.catalog import CatalogController
 from service.api.credits import CreditsController
 from service.api.customers import CustomersController
 from service.api.deps import Resources
+from service.api.encoded_ids import DecodePathParams, route_encoded_ids
 from service.api.errors import http_error_handler, luc_error_handler, unexpected_error_handler
 from service.api.events import EventsController
 from service.api.exports import ExportsController
@@ -44,6 +45,7 @@ from service.api.metrics import metrics as metrics_endpoint
 from service.api.observe import InFlight, observe_requests
 from service.api.openai_models import ModelsController
 from service.api.openapi import document_errors
+from service.api.params import single_query_values
 from service.api.parked import ParkedUsageController
 from service.api.plans import PlansController
 from service.api.proxy import ChatCompletionsController
@@ -363,10 +365,12 @@ def create_app(settings: Settings | None = None, *, prepared: bool = False) -> L
         # The rate limit counts in PostgreSQL (per key, across processes): a process without
         # a limit set does not even look.
         middleware=[
+            DecodePathParams,
             observe_requests(metrics, in_flight),
             *([RateLimitMiddleware] if settings.auth.rate_limit_per_second else []),
         ],
         guards=[require_key],
+        before_request=single_query_values,
         exception_handlers={
             LucError: luc_error_handler,
             HTTPException: http_error_handler,
@@ -379,7 +383,8 @@ def create_app(settings: Settings | None = None, *, prepared: bool = False) -> L
             description=(
                 "LLM usage cost ledger: ingest usage events, price them against a versioned "
                 "catalog, and read exact totals per job, agent, model and day. Money is always "
-                "a decimal string in USD."
+                "a decimal string in USD. An id in a path is percent-encoded, a `/` in it as "
+                "`%2F` (`/v1/jobs/team%2Fa` is the job `team/a`)."
             ),
             path="/schema",
             # /schema itself works offline (the other UIs load their scripts from a CDN).
@@ -392,5 +397,7 @@ def create_app(settings: Settings | None = None, *, prepared: bool = False) -> L
         logging_config=None,
     )
     app.state[IN_FLIGHT] = in_flight
+    # Before routing: an id's encoded "/" stays inside its path segment (api.encoded_ids).
+    app.asgi_handler = route_encoded_ids(app.asgi_handler)
     document_errors(app)  # security and error answers in the OpenAPI document
     return app

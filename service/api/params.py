@@ -6,9 +6,11 @@ import base64
 import binascii
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from litestar.params import QueryParameter
+from litestar import Request
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import ParameterKwarg, QueryParameter
 
 from service import wire
 from service.errors import InvalidRequestError
@@ -22,6 +24,32 @@ To = Annotated[str | None, QueryParameter(name="to", description="RFC 3339, excl
 Limit = Annotated[int | None, QueryParameter(description="page size, 1–1000 (100)")]
 
 T = TypeVar("T")
+
+
+def single_query_values(request: Request[Any, Any, Any]) -> None:
+    """``before_request`` of every route: a query parameter given twice (``?from=A&from=B``)
+    is a 400 naming it, before the handler reads its parameters (Litestar would keep one of
+    the values and drop the other silently). A parameter declared as a list takes repeats."""
+    seen: set[str] = set()
+    for name, _ in request.query_params.multi_items():
+        if name in seen and name not in _list_parameters(request.route_handler):
+            raise InvalidRequestError(
+                f"{name}: given more than once; it takes one value", status_code=400
+            )
+        seen.add(name)
+
+
+def _list_parameters(handler: HTTPRouteHandler) -> set[str]:
+    """The query names of ``handler``'s parameters declared as a list (read on a repeat only:
+    none of LUC's routes has one today)."""
+    names = set()
+    for name, field in handler.parsed_fn_signature.parameters.items():
+        if field.is_non_string_sequence:  # list[str] | None too
+            kwarg = field.kwarg_definition
+            # As Litestar names it: the parameter's name=, else the argument's.
+            alias = kwarg.name if isinstance(kwarg, ParameterKwarg) else None
+            names.add(alias or name)
+    return names
 
 
 def parse_instant(name: str, value: str | None) -> datetime | None:

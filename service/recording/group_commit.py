@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Sequence
+from typing import Protocol
 
 import structlog
 
-from service.ingest.models import UsageEvent
-from service.recording.models import EventOutcome, RecordFn
+from service.ingest.models import Rejection, UsageEvent
+from service.recording.models import BatchOutcome, EventOutcome
 
 log = structlog.get_logger("luc.ingest")
 
@@ -26,11 +28,21 @@ MAX_GROUP = 1000
 WRITERS = 2
 
 
+class RecordRequestsFn(Protocol):
+    """Records a group in one transaction (``Recorder.record_events``), told that each event
+    is its own request's: an id sent twice in one group is a conflict with an earlier
+    request, as when the two land in two transactions, never one "of this batch"."""
+
+    def __call__(
+        self, items: Sequence[UsageEvent | Rejection], *, one_event_per_request: bool
+    ) -> Awaitable[BatchOutcome]: ...
+
+
 class GroupWriter:
     """Queues single events and records them in groups, one transaction per group."""
 
     def __init__(
-        self, record: RecordFn, max_group: int = MAX_GROUP, writers: int = WRITERS
+        self, record: RecordRequestsFn, max_group: int = MAX_GROUP, writers: int = WRITERS
     ) -> None:
         self._record = record
         self._max_group = max_group
@@ -84,7 +96,7 @@ class GroupWriter:
 
     async def _commit(self, group: list[tuple[UsageEvent, asyncio.Future[EventOutcome]]]) -> None:
         try:
-            outcome = await self._record([event for event, _ in group])
+            outcome = await self._record([event for event, _ in group], one_event_per_request=True)
         except Exception as exc:  # every request of the group gets the failure
             for _, future in group:
                 if not future.done():

@@ -39,8 +39,12 @@ class Recorder:
     dispatcher: Dispatcher | None = None
     """Woken when a batch raised budget alerts, so their webhooks go out at once."""
 
-    async def record_events(self, items: Sequence[UsageEvent | Rejection]) -> BatchOutcome:
-        """Record a batch with the ingest metrics; outcomes in order, after the commit."""
+    async def record_events(
+        self, items: Sequence[UsageEvent | Rejection], *, one_event_per_request: bool = False
+    ) -> BatchOutcome:
+        """Record a batch with the ingest metrics; outcomes in order, after the commit.
+        ``one_event_per_request``: the group commit's single events, each of its own
+        request (a conflict names an earlier request, never "this batch")."""
         started = time.perf_counter()
         if not any(isinstance(i, UsageEvent) for i in items):
             outcome = rejected_only(items)  # nothing to store: answers even with the database down
@@ -48,7 +52,7 @@ class Recorder:
             catalog = self.catalog_cache.loaded
             if catalog is None:
                 catalog = await on_connection(self.pool, self.catalog_cache.get)
-            outcome = price_only(catalog, items)
+            outcome = price_only(catalog, items, one_event_per_request=one_event_per_request)
         else:
             # A batch (or a group of single events) that PostgreSQL refuses because of one
             # event's values is recorded without that event, which alone is rejected.
@@ -56,7 +60,11 @@ class Recorder:
                 lambda part: on_connection(
                     self.pool,
                     lambda conn: record_batch(
-                        conn, self.catalog_cache, part, plan_cache=self.plan_cache
+                        conn,
+                        self.catalog_cache,
+                        part,
+                        plan_cache=self.plan_cache,
+                        one_event_per_request=one_event_per_request,
                     ),
                 ),
                 items,

@@ -70,11 +70,14 @@ async def record_batch(
     items: Sequence[UsageEvent | Rejection],
     *,
     plan_cache: PlanCache | None = None,
+    one_event_per_request: bool = False,
 ) -> BatchOutcome:
     """Store, price, append and roll up ``items`` in one transaction; outcomes in order.
     Each event is priced for its job's customer under the plan in force at its time
     (``plan_cache``, which knows ``LUC_DEFAULT_PLAN``; the service always passes its own,
-    and without one, as tools and tests may, no default plan prices anything)."""
+    and without one, as tools and tests may, no default plan prices anything).
+    ``one_event_per_request``: the items are the single events of as many requests (a
+    group commit), so a repeated id was sent by an earlier request, not by this batch."""
     plan_cache = plan_cache or PlanCache()
     outcomes: list[EventOutcome | None] = [None] * len(items)
     first_by_id: dict[str, UsageEvent] = {}
@@ -170,7 +173,7 @@ async def record_batch(
         # Compare with what is kept under the id: this batch's first event when it was
         # inserted, else the stored one (a repeat of a conflicting event is a conflict too).
         if item.id in inserted:
-            outcomes[index] = _compare(item, first_by_id[item.id], "an earlier event of this batch")
+            outcomes[index] = _compare(item, first_by_id[item.id], _repeated(one_event_per_request))
         else:
             outcomes[index] = _compare(item, known[item.id], "an earlier request")
     return BatchOutcome([o for o in outcomes if o is not None], alerts=alerts)
@@ -214,6 +217,12 @@ def _staged(
     return charges.row(event, job.customer_id, plans.in_force(job.plan_id, event.occurred_at))
 
 
+def _repeated(one_event_per_request: bool) -> str:
+    """Who sent the first of an id repeated inside one transaction: in a group commit each
+    event is its own client's request, so the client never sent the first one beside it."""
+    return "an earlier request" if one_event_per_request else "an earlier event of this batch"
+
+
 def _compare(event: UsageEvent, first: UsageEvent, where: str) -> EventOutcome:
     differs = differing_fields(first, event)
     if not differs:
@@ -225,7 +234,12 @@ def _compare(event: UsageEvent, first: UsageEvent, where: str) -> EventOutcome:
     )
 
 
-def price_only(catalog: Catalog, items: Sequence[UsageEvent | Rejection]) -> BatchOutcome:
+def price_only(
+    catalog: Catalog,
+    items: Sequence[UsageEvent | Rejection],
+    *,
+    one_event_per_request: bool = False,
+) -> BatchOutcome:
     """What ``record_batch`` answers, without the database: ``LUC_INGEST_PERSIST=0``.
 
     A benchmarking switch (issue 9's B2 reference): every event is validated (already) and
@@ -239,7 +253,7 @@ def price_only(catalog: Catalog, items: Sequence[UsageEvent | Rejection]) -> Bat
         if isinstance(item, Rejection):
             outcomes.append(EventOutcome(item.id, REJECTED, item.reason))
         elif (first := first_by_id.get(item.id)) is not None:
-            outcomes.append(_compare(item, first, "an earlier event of this batch"))
+            outcomes.append(_compare(item, first, _repeated(one_event_per_request)))
         else:
             first_by_id[item.id] = item
             charges.row(item)

@@ -19,7 +19,7 @@ from tests.support.waiting import wait_until
 async def test_concurrent_events_share_a_commit_and_each_gets_its_own_answer() -> None:
     groups: list[list[str]] = []
 
-    async def record(events: Sequence[UsageEvent]) -> BatchOutcome:
+    async def record(events: Sequence[UsageEvent], *, one_event_per_request: bool) -> BatchOutcome:
         groups.append([e.id for e in events])
         return BatchOutcome([EventOutcome(e.id, ACCEPTED) for e in events])
 
@@ -42,7 +42,7 @@ async def test_a_failed_commit_fails_every_request_in_it_and_the_writer_goes_on(
     first_taken = asyncio.Event()
     release = asyncio.Event()
 
-    async def record(events: Sequence[UsageEvent]) -> BatchOutcome:
+    async def record(events: Sequence[UsageEvent], *, one_event_per_request: bool) -> BatchOutcome:
         groups.append([e.id for e in events])
         if len(groups) == 1:
             first_taken.set()
@@ -74,7 +74,7 @@ async def test_a_group_the_database_refuses_is_recorded_without_the_event_at_fau
             raise asyncpg.NumericValueOutOfRangeError("numeric field overflow")
         return BatchOutcome([EventOutcome(i, ACCEPTED) for i in ids])
 
-    writer = GroupWriter(lambda events: record_apart(record, events))
+    writer = GroupWriter(lambda events, **_: record_apart(record, events))
     writer.start()
     ids = [f"e{i}" for i in range(7)] + ["culprit"] + [f"e{i}" for i in range(7, 15)]
     answers = await asyncio.gather(*(writer.submit(usage_event(i)) for i in ids))

@@ -1,0 +1,65 @@
+"""A query parameter given twice (``?from=A&from=B``) is a 400 naming it, on every route
+that takes one: LUC's query parameters each take one value, and Litestar kept one of the
+two silently, answering for a range or a filter the client did not ask for."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from tests.support.events import record_accepted, wire_event
+
+
+class PathValues(dict[str, str]):
+    """A value for every path parameter (the route then may not find what it names: the
+    parameters are refused before anything is looked up)."""
+
+    def __missing__(self, name: str) -> str:
+        return "1"
+
+
+async def test_every_query_parameter_given_twice_is_refused_by_name(
+    server_factory: Callable[..., Any],
+) -> None:
+    server = server_factory()
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        document = (await http.get("/schema/openapi.json")).json()
+        asked = []
+        for path, operations in document["paths"].items():
+            for method, operation in operations.items():
+                names = [p["name"] for p in operation.get("parameters", []) if p["in"] == "query"]
+                url = path.format_map(PathValues())
+                for name in names:
+                    answer = await http.request(method, url, params=[(name, "1"), (name, "2")])
+                    assert answer.status_code == 400, (method, path, name, answer.text)
+                    assert answer.json()["detail"] == (
+                        f"{name}: given more than once; it takes one value"
+                    ), (method, path, name)
+                    asked.append(f"{method.upper()} {path} {name}")
+        # The walk reached the routes the document lists with query parameters.
+        assert "GET /v1/jobs from" in asked
+        assert "GET /v1/usage group_by" in asked
+        assert "GET /v1/exports/focus to" in asked
+        assert "GET /v1/catalog/diff from" in asked
+        assert len(asked) >= 40, asked
+
+
+async def test_a_repeated_range_bound_no_longer_picks_one(
+    server_factory: Callable[..., Any],
+) -> None:
+    server = server_factory()
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        await record_accepted(http, [wire_event("e1"), wire_event("e2", job_id="job-2")])
+        # Each bound once: a well-formed range (both jobs are in it).
+        once = await http.get("/v1/jobs?from=2026-11-20T00:00:00Z&to=2026-11-21T00:00:00Z")
+        assert [j["job_id"] for j in once.json()["items"]] == ["job-1", "job-2"]
+        twice = await http.get(
+            "/v1/jobs?from=2026-11-20T00:00:00Z&from=2026-11-21T00:00:00Z&agent=ACHEEVY"
+        )
+        assert twice.status_code == 400
+        assert twice.json()["detail"] == "from: given more than once; it takes one value"
+        # An empty repeat is a repeat too: which of the two was meant is not known.
+        empty = await http.get("/v1/jobs?agent=ACHEEVY&agent=")
+        assert empty.json()["detail"] == "agent: given more than once; it takes one value"
