@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 from service.customers import credit_queries as queries
 from service.customers.draw_rule import Grant, PricedEntry, balance, plan_draws
@@ -230,7 +231,7 @@ class CreditStop:
     def reason(self) -> str:
         return (
             f"customer {self.customer_id!r} has no prepaid credits left and credit_stop is "
-            f"set: grant credits (POST /v1/customers/{self.customer_id}/credits)"
+            f"set: grant credits (POST /v1/customers/{quote(self.customer_id, safe='')}/credits)"
         )
 
 

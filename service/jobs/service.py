@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import asyncpg
 
@@ -144,7 +145,7 @@ async def customer_mismatches(
             f"customer_id: job {e.job_id!r} belongs to customer "
             f"{jobs[e.job_id].customer_id!r}, and this event names customer "
             f"{e.customer_id!r}; a job has one customer (send its own, or change it with "
-            f"PATCH /v1/jobs/{e.job_id} first)"
+            f"PATCH /v1/jobs/{quote(e.job_id, safe='')} first)"
         )
         for event_id, e in others.items()
         if event_id not in stored

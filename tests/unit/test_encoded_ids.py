@@ -3,11 +3,13 @@ parameter read back is the id the client encoded."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from urllib.parse import quote
 
 import pytest
 
 from service.api.encoded_ids import routed_path, unescape
+from service.customers.credits import CreditStop
 
 
 @pytest.mark.parametrize(
@@ -32,3 +34,9 @@ def test_the_parameter_read_back_is_the_id_the_client_encoded(job_id: str) -> No
     segments = routed.split("/")
     assert len(segments) == 5
     assert unescape(segments[3]) == job_id
+
+
+def test_messages_write_ids_into_paths_percent_encoded() -> None:
+    # A message that tells the client which route to call writes the id as the route reads it.
+    stop = CreditStop(customer_id="team/a b", balance_usd=Decimal(0))
+    assert stop.reason.endswith("(POST /v1/customers/team%2Fa%20b/credits)")
