@@ -31,28 +31,23 @@ EXPOSITION_TYPE = CONTENT_TYPE_LATEST.replace("; charset=utf-8", "")
     media_type=MediaType.TEXT,
 )
 async def metrics(luc: NamedDependency[Resources]) -> Response[bytes]:
-    # This process's series (the spool counted first, on threads) are written on a thread
-    # while PostgreSQL answers the ledger's queries, not after them.
-    process = asyncio.ensure_future(_process_text(luc))
+    # The spool is counted (on threads) while PostgreSQL answers, not after it.
+    spooled = None if luc.recording is None else asyncio.ensure_future(_spool_counts(luc.recording))
     try:
         try:
             async with luc.pool.acquire(timeout=5) as conn:
                 snapshot = await read_snapshot(conn, luc.settings.reconciliation.tolerance)
         except CONNECTION_ERRORS:
             snapshot = LedgerSnapshot(database_up=False)  # still serve this process's series
-        process_text = await process
+        counts = None if spooled is None else await spooled
     finally:
-        if not process.done():
-            process.cancel()
-    return Response(luc.metrics.render(snapshot, process_text), media_type=EXPOSITION_TYPE)
-
-
-async def _process_text(luc: Resources) -> bytes:
-    if luc.recording is not None and (counts := await _spool_counts(luc.recording)) is not None:
+        if spooled is not None and not spooled.done():
+            spooled.cancel()
+    if counts is not None:
         pending, parked = counts
         luc.metrics.gateway_spool_pending.set(pending)
         luc.metrics.gateway_parked_events.set(parked)
-    return await asyncio.to_thread(luc.metrics.process_text)
+    return Response(luc.metrics.render(snapshot), media_type=EXPOSITION_TYPE)
 
 
 async def _spool_counts(recording: RecordingSink) -> tuple[int, int] | None:

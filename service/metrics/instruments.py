@@ -130,22 +130,15 @@ class Metrics:
         for cause in ("stub_mode", "fallback"):
             self.gateway_stub_answers.labels(cause)
 
-    def process_text(self) -> bytes:
-        """This process's series as text; with workers, every worker's, summed (histograms,
-        counters) or as their mode says (gauges). Thread-safe: ``/metrics`` writes it on a
-        thread while PostgreSQL answers the ledger's queries."""
-        if not self.multiprocess:
-            return generate_text(self.process)
-        registry = CollectorRegistry(auto_describe=False)
-        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # untyped in the library
-        return generate_text(registry)
-
-    def render(self, snapshot: LedgerSnapshot, process_text: bytes | None = None) -> bytes:
+    def render(self, snapshot: LedgerSnapshot) -> bytes:
         """``generate_latest(self.registry)`` (or, with workers, of every worker's series
-        and then the ledger's), byte for byte; ``process_text``: ``self.process_text()``
-        written beforehand."""
+        and then the ledger's), byte for byte."""
         self.ledger.update(snapshot)  # for the registry's readers (collect, get_sample_value)
         ledger = self.ledger.text(snapshot).encode("utf-8")
-        process = self.process_text() if process_text is None else process_text
-        # The ledger's series once, after every worker's or before this process's own.
-        return process + ledger if self.multiprocess else ledger + process
+        if not self.multiprocess:
+            return ledger + generate_text(self.process)
+        # Every worker's series, summed (histograms, counters) or as their mode says
+        # (gauges); the ledger's once.
+        registry = CollectorRegistry(auto_describe=False)
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # untyped in the library
+        return generate_text(registry) + ledger
