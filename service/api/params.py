@@ -26,10 +26,12 @@ Limit = Annotated[int | None, QueryParameter(description="page size, 1–1000 (1
 T = TypeVar("T")
 
 
-def single_query_values(request: Request[Any, Any, Any]) -> None:
+async def single_query_values(request: Request[Any, Any, Any]) -> None:
     """``before_request`` of every route: a query parameter given twice (``?from=A&from=B``)
     is a 400 naming it, before the handler reads its parameters (Litestar would keep one of
-    the values and drop the other silently). A parameter declared as a list takes repeats."""
+    the values and drop the other silently). A parameter declared as a list takes repeats.
+    Async though it never waits: Litestar would run a plain function on a worker thread,
+    a thread hop (≈ 0.1 ms) on every request."""
     seen: set[str] = set()
     for name, _ in request.query_params.multi_items():
         if name in seen and name not in _list_parameters(request.route_handler):
