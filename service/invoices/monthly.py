@@ -41,13 +41,20 @@ from service.pricing.plans import plan_in_force
 from service.settings import IssuerSettings
 from service.wire import cents_text, money_text
 
-_MONTH = re.compile(r"(\d{4})-(\d{2})")
+# [0-9], not \d: \d matches every script's digits, and int() reads them.
+_MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
 
 
 def parse_month(text: str) -> date:
-    """``2026-11`` → 2026-11-01; anything else a 400."""
+    """``2026-11`` → 2026-11-01; anything else a 400. 9999-12 is refused too: the instant
+    it ends (year 10000) is past what a date holds."""
     match = _MONTH.fullmatch(text)
-    if match is None or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 1970:
+    if (
+        match is None
+        or not 1 <= int(match.group(2)) <= 12
+        or not 1970 <= int(match.group(1)) <= 9999
+        or (int(match.group(1)), int(match.group(2))) == (9999, 12)
+    ):
         raise InvalidRequestError(f"month: {text!r} is not a month (YYYY-MM)", status_code=400)
     return date(int(match.group(1)), int(match.group(2)), 1)
 

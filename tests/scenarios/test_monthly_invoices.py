@@ -274,3 +274,26 @@ async def test_a_month_is_issued_once_ended_and_only_for_a_customer_invoiced_mon
     assert '"total_usd": "5.00"' in done.stdout
     assert '"amount_usd": "4.15375"' in done.stdout
     assert "for customer acme for 2026-10" in done.stderr
+
+
+async def test_a_month_out_of_range_or_in_other_digits_is_a_400_naming_the_field(
+    database_url: str, admin_key: str
+) -> None:
+    # December 9999 ends at a year Python's dates cannot hold (it was a 500), and
+    # full-width digits matched \d and were read as October 2026 (the invoice was issued).
+    async with luc(database_url, admin_key) as client:
+        await acme_with_usage(client)
+        for month in ("9999-12", "２０２６-10", "2026-1٠"):
+            issue = await client.post("/v1/customers/acme/invoices", json={"month": month})
+            assert issue.status_code == 400, (month, issue.text)
+            assert issue.json()["detail"].startswith(f"month: {month!r} is not a month")
+            preview = await client.get(
+                "/v1/customers/acme/invoices/preview", params={"month": month}
+            )
+            assert preview.status_code == 400, (month, preview.text)
+            assert preview.json()["detail"].startswith(f"month: {month!r} is not a month")
+        # The last month LUC can name still answers.
+        last = await client.get("/v1/customers/acme/invoices/preview", params={"month": "9999-11"})
+        assert last.status_code == 200, last.text
+        listed = await client.get("/v1/invoices")
+        assert listed.json()["items"] == []
