@@ -187,6 +187,11 @@ async def test_a_monthly_invoice_bills_the_month_of_every_job_once_topped_up_to_
         ]
         page = (await client.get(f"/v1/invoices/{invoice['number']}?format=html")).text
         assert "Monthly minimum" in page and "job job-b" in page and "2026-10" in page
+        # The footer names what the invoice bills: a month's invoice has no job (it printed
+        # "· job  · customer acme").
+        footer = page[page.index('<div class="digest">') :]
+        assert f"{invoice['number']} · month 2026-10 · customer acme" in footer, footer
+        assert "· job" not in footer
         assert verify_document(invoice).ok
         conn = await asyncpg.connect(database_url)
         try:
