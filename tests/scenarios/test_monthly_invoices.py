@@ -302,3 +302,34 @@ async def test_a_month_out_of_range_or_in_other_digits_is_a_400_naming_the_field
         assert last.status_code == 200, last.text
         listed = await client.get("/v1/invoices")
         assert listed.json()["items"] == []
+
+
+async def test_no_minimum_is_owed_for_a_month_over_before_the_customer_was_registered(
+    database_url: str, admin_key: str
+) -> None:
+    async with luc(database_url, admin_key) as client:
+        await acme_with_usage(client)  # plan markup25: a monthly minimum of 5.00 USD
+        # Registered today with no usage: October was over before it was a customer. Its
+        # "invoice" was the minimum alone, 5.00 USD, and so for every month back to the
+        # plan's start.
+        await created(
+            await client.post(
+                "/v1/customers",
+                json={"id": "late", "name": "Late", "plan_id": "markup25", "invoicing": "monthly"},
+            )
+        )
+        preview = (await client.get("/v1/customers/late/invoices/preview?month=2026-10")).json()
+        assert (preview["lines"], preview["total_usd"], preview["issuable"]) == ([], "0.00", False)
+        refused = await client.post("/v1/customers/late/invoices", json={"month": "2026-10"})
+        assert refused.status_code == 409, refused.text
+        assert "nothing new to invoice for customer 'late' for 2026-10" in refused.text
+        # Registered today too, but with October usage recorded for it: it was a customer
+        # then, and October is topped up to the minimum (0.84625 of usage + 4.15375).
+        october_bill = await created(
+            await client.post("/v1/customers/acme/invoices", json={"month": "2026-10"})
+        )
+        assert [(x.get("line_type"), x["amount_usd"]) for x in october_bill["lines"]][-1] == (
+            "minimum",
+            "4.15375",
+        )
+        assert (await client.get("/v1/invoices")).json()["items"][-1]["customer_id"] == "acme"
