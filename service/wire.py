@@ -171,7 +171,10 @@ def _offset(text: str) -> timezone:
     hours, minutes = int(text[1:3]), int(text[4:6])
     if minutes >= 60:
         raise ValueError(f"offset minutes {minutes} are not below 60")
-    return timezone(sign * timedelta(hours=hours, minutes=minutes))  # raises from ±24:00 on
+    if hours >= 24:
+        # timezone() would refuse it in Python's words, naming timedelta reprs.
+        raise ValueError(f"its UTC offset {text} is not below 24 hours")
+    return timezone(sign * timedelta(hours=hours, minutes=minutes))
 
 
 def parse_instant(field: str, text: str) -> datetime:

@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 import structlog
 from litestar import Request, Response
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, SerializationException
 
 from service.api.schemas.common import ErrorBody
 from service.db import UNAVAILABLE, is_unavailable, missing_privilege
@@ -44,6 +44,14 @@ def luc_error_handler(request: Request[Any, Any, Any], exc: LucError) -> Respons
 def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
     detail = exc.detail
     extra = getattr(exc, "extra", None)
+    if extra == [{"message": "'data'", "key": "data", "source": "body"}]:
+        # Litestar found no body to decode (its KeyError of the body parameter, "data:
+        # 'data'"): say what is missing.
+        extra = None
+        detail = f"{detail}: body is empty: a JSON object is expected"
+    elif isinstance(exc.__cause__, SerializationException):
+        # msgspec's decode error alone ("Input data was truncated") does not say of what.
+        detail = f"body is not valid JSON: {detail}"
     if isinstance(extra, list) and extra:
         # Litestar's parameter validation: name the parameter and the problem.
         parts = [

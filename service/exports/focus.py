@@ -22,10 +22,12 @@ in ``Tokens``, priced in ``1000000 Tokens`` as the catalog prices them. A row bl
 classes (and, within a day, possibly catalog versions) at different unit prices, so it
 has no single unit price: the unit-price columns (``ListUnitPrice``,
 ``ContractedUnitPrice``, ``SkuPriceId``, ``SkuMeter``, ``SkuPriceDetails``) are left out,
-and the prices are found through ``x_CatalogVersions`` in the catalog. Other conditional
-columns are left out because their condition does not hold: one pricing category, no
-commitment discounts or capacity reservations, no provisioned resources, regions, sub
-accounts or tags, and the billing currency is the pricing currency.
+and the prices are found through ``x_CatalogVersions`` in the catalog. ``InvoiceId``
+(recommended) is present and empty: the provider's invoice number is not known to LUC.
+Other conditional columns are left out because their condition does not hold: one
+pricing category, no commitment discounts or capacity reservations, no provisioned
+resources, regions, sub accounts or tags, and the billing currency is the pricing
+currency.
 
 Nulls are empty cells, as FOCUS's own CSV examples write them. Times are UTC,
 ``YYYY-MM-DDTHH:mm:ssZ``. Text that LUC received (job ids, agents, models) is written as
@@ -160,6 +162,9 @@ FOCUS_COLUMNS: tuple[Column, ...] = (
     Column("ConsumedUnit", _const("Tokens")),
     Column("ContractedCost", lambda r, s: _money(r.cost_usd)),
     Column("EffectiveCost", lambda r, s: _money(r.actual_cost_usd)),
+    # Recommended ("SHOULD be present") since 1.2, and null where a charge is on no invoice
+    # LUC knows of: the provider's invoice number never reaches LUC.
+    Column("InvoiceId", _const(None)),
     Column("InvoiceIssuerName", lambda r, s: provider_of(r.provider).name, text=True),
     Column("ListCost", lambda r, s: _money(r.cost_usd)),
     Column("PricingQuantity", lambda r, s: money_text(Decimal(total_tokens(r)).scaleb(-6, EXACT))),

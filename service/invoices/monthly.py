@@ -11,6 +11,10 @@ Choices made here, where the contract is silent:
   a month's minimum is no term of its contract. PATCH its ``invoicing`` to ``monthly``.
 - A second issue for the same month is a follow-up of the month's invoice, as a job's
   is (late usage, re-pricing): a credit note when negative, not issued when 0.00.
+- A month that was over before the customer was registered owes no minimum unless the
+  customer has usage in it: a registration after its usage was recorded (a backfill)
+  still owes the month's minimum; one with nothing then owes nothing for months it was
+  no customer. The month of registration owes the whole minimum (no proration).
 - The minimum is the plan version in force at the month's first instant (the customer's
   plan, else ``LUC_DEFAULT_PLAN``'s): terms agreed during a month apply from the next.
   Its line tops what the month's invoices billed, this one included, up to the minimum,
@@ -41,13 +45,20 @@ from service.pricing.plans import plan_in_force
 from service.settings import IssuerSettings
 from service.wire import cents_text, money_text
 
-_MONTH = re.compile(r"(\d{4})-(\d{2})")
+# [0-9], not \d: \d matches every script's digits, and int() reads them.
+_MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
 
 
 def parse_month(text: str) -> date:
-    """``2026-11`` → 2026-11-01; anything else a 400."""
+    """``2026-11`` → 2026-11-01; anything else a 400. 9999-12 is refused too: the instant
+    it ends (year 10000) is past what a date holds."""
     match = _MONTH.fullmatch(text)
-    if match is None or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 1970:
+    if (
+        match is None
+        or not 1 <= int(match.group(2)) <= 12
+        or not 1970 <= int(match.group(1)) <= 9999
+        or (int(match.group(1)), int(match.group(2))) == (9999, 12)
+    ):
         raise InvalidRequestError(f"month: {text!r} is not a month (YYYY-MM)", status_code=400)
     return date(int(match.group(1)), int(match.group(2)), 1)
 
@@ -89,14 +100,21 @@ async def _minimum(
     month: date,
     usage_usd: Decimal,
     default_plan: str | None,
+    *,
+    has_usage: bool,
 ) -> tuple[DraftLine | None, str | None]:
     """The month's ``minimum`` line for this invoice (None when it has none), and how it
-    was found."""
-    start, _ = month_bounds(month)
+    was found. ``has_usage``: the customer has entries in the month, billed or not."""
+    start, end = month_bounds(month)
     plan = plan_in_force(await load_plans(conn), customer.plan_id, default_plan, start)
     billed = await conn.fetchrow(queries.SELECT_MONTH_BILLED, customer.id, month)
     assert billed is not None  # an aggregate without GROUP BY: always one row
     minimum = None if plan is None else plan.minimum_monthly_usd
+    if customer.created_at >= end and not has_usage:
+        # A month over before the customer was registered, without its usage: nothing
+        # says it was a customer then, so no minimum is owed (a registration that comes
+        # after usage already recorded for it still owes that month's minimum).
+        minimum = None
     if minimum is None and not billed["minimum_usd"]:
         return None, None
     # A plan version without a minimum (one effective in the past, or a change of plan)
@@ -141,13 +159,18 @@ async def draft_month(
     period = await conn.fetchrow(queries.SELECT_PERIOD, ids) if ids else None
     not_billed = [line for line in lines if _stub(line)]
     billed = [line for line in lines if not _stub(line)]
-    minimum, note = await _minimum(
-        conn, customer, month, exact_sum(x.amount_usd for x in billed), default_plan
-    )
     earlier = [
         r["number"]
         for r in await conn.fetch(queries.SELECT_MONTH_INVOICE_NUMBERS, customer_id, month)
     ]
+    minimum, note = await _minimum(
+        conn,
+        customer,
+        month,
+        exact_sum(x.amount_usd for x in billed),
+        default_plan,
+        has_usage=bool(ids or earlier),
+    )
     return Draft(
         job=None,
         entry_ids=ids,

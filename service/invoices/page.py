@@ -248,6 +248,8 @@ def to_html(
     footer = f"<div class='multiline'>{_e(issuer['footer'])}</div>" if issuer.get("footer") else ""
     digest_html = f"SHA-256 of the canonical JSON: {_e(digest)}" if digest else "Preview: no digest"
     who = customer_id(d)
+    # What the invoice bills: a job, or (a monthly invoice, which names no job) a month.
+    subject = f"job {_e(d['job_id'])}" if d["job_id"] is not None else f"month {_e(d.get('month'))}"
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -277,7 +279,7 @@ def to_html(
 </div>
 <footer>
   {footer}
-  <div class="digest">{_e(number)} · job {_e(d["job_id"])}{" · customer " + _e(who) if who else ""}
+  <div class="digest">{_e(number)} · {subject}{" · customer " + _e(who) if who else ""}
   · {int(d["covered_entries"]):,} ledger entries covered · {digest_html}</div>
 </footer>
 </body>

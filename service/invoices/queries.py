@@ -16,7 +16,7 @@ JOB_HAS_USAGE = "SELECT EXISTS (SELECT 1 FROM ledger_entries WHERE job_id = $1)"
 # reversal and priced re-booking, on a follow-up. (Every entry of an event has its instant:
 # the probe reads one month partition.)
 _UNINVOICED_ENTRY_IDS = """
-SELECT l.id
+SELECT l.id, l.customer_id
 FROM ledger_entries AS l
 WHERE {scope}
   AND NOT EXISTS (SELECT 1 FROM invoice_entries AS i WHERE i.ledger_entry_id = l.id)

@@ -130,7 +130,45 @@ async def bill_to(conn: Connection, job: JobInfo) -> BillTo | None:
 
 
 async def _draft(conn: Connection, job: JobInfo) -> Draft:
-    ids = [r["id"] for r in await conn.fetch(queries.SELECT_UNINVOICED_ENTRY_IDS, job.job_id)]
+    """The job's next invoice. Entries are billed to the customer they were priced for: a
+    job whose customer changed holds the re-pricing reversals of its former customer's
+    entries, which are owed to (or by) that customer, never netted against the new one's
+    charges on the new one's invoice. So while entries priced for a former customer are
+    unbilled, the job's next document is that customer's (former customers in id order);
+    then the current customer's, with the entries priced for no customer (before the job
+    had one). A former customer's part that comes to 0.00 at the cent (a charge never
+    invoiced and its reversal) is no document of its own: it goes with the current one's."""
+    rows = await conn.fetch(queries.SELECT_UNINVOICED_ENTRY_IDS, job.job_id)
+    former: dict[str, list[int]] = {}
+    current: list[int] = []
+    for r in rows:
+        if r["customer_id"] is None or r["customer_id"] == job.customer_id:
+            current.append(r["id"])
+        else:
+            former.setdefault(r["customer_id"], []).append(r["id"])
+    for customer_id in sorted(former):
+        draft = await _draft_of(
+            conn, job, former[customer_id], await _former_customer(conn, customer_id)
+        )
+        if draft.total != 0:
+            return draft
+        current.extend(former[customer_id])
+    return await _draft_of(conn, job, sorted(current), await bill_to(conn, job))
+
+
+async def _former_customer(conn: Connection, customer_id: str) -> BillTo:
+    try:
+        customer = await get_customer(conn, customer_id)
+    except NotFoundError:
+        return BillTo(id=customer_id, name=customer_id)
+    return BillTo(
+        id=customer.id, name=customer.name, address=customer.address, tax_id=customer.tax_id
+    )
+
+
+async def _draft_of(conn: Connection, job: JobInfo, ids: list[int], billed: BillTo | None) -> Draft:
+    """The draft of the job's entries ``ids``, addressed to ``billed``."""
+    former = billed is not None and billed.id is not None and billed.id != job.customer_id
     lines = await draft_lines(conn, ids, name_jobs=False)
     period = await conn.fetchrow(queries.SELECT_PERIOD, ids) if ids else None
     return Draft(
@@ -138,13 +176,16 @@ async def _draft(conn: Connection, job: JobInfo) -> Draft:
         entry_ids=ids,
         lines=[line for line in lines if not not_billed(line)],
         not_billed=[line for line in lines if not_billed(line)],
-        unpriced_events=int(await conn.fetchval(queries.COUNT_UNPRICED_EVENTS, job.job_id)),
+        # Unpriced events are billed, once priced, to the job's customer: not a former one.
+        unpriced_events=0
+        if former
+        else int(await conn.fetchval(queries.COUNT_UNPRICED_EVENTS, job.job_id)),
         period_start=period["period_start"] if period else None,
         period_end=period["period_end"] if period else None,
         earlier=[
             r["number"] for r in await conn.fetch(queries.SELECT_JOB_INVOICE_NUMBERS, job.job_id)
         ],
-        bill_to=await bill_to(conn, job),
+        bill_to=billed,
         # The credits its entries drew: committed with them, so this is exactly theirs.
         credits_drawn=await credits_applied(conn, ids),
     )

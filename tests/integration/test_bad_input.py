@@ -237,6 +237,21 @@ async def test_a_bad_batch_body_fails_with_a_precise_status_and_nothing_is_store
     assert await db.fetchval("SELECT count(*) FROM event_keys") == before
 
 
+@pytest.mark.parametrize("path", ["/v1/customers", "/v1/plans", "/v1/budgets"])
+async def test_an_empty_or_broken_json_body_is_a_400_that_says_so(
+    api: AsyncTestClient[Any], path: str
+) -> None:
+    # They said "data: 'data'" (Litestar's KeyError) and "Input data was truncated".
+    empty = await api.post(path, **raw(b""))
+    assert empty.status_code == 400, empty.text
+    assert empty.json()["detail"] == (
+        f"Validation failed for POST {path}: body is empty: a JSON object is expected"
+    )
+    broken = await api.post(path, **raw(b'{"id": '))
+    assert broken.status_code == 400, broken.text
+    assert broken.json()["detail"] == "body is not valid JSON: Input data was truncated"
+
+
 async def test_a_batch_at_the_limit_is_accepted(api: AsyncTestClient[Any]) -> None:
     events = FOUR["events"][:MAX_BATCH]
     response = await api.post("/v1/events/batch", json={"events": events})

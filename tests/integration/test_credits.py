@@ -119,6 +119,14 @@ async def test_a_bad_grant_is_refused_with_a_message_that_names_the_field(
         ({"amount_usd": "1e3"}, 422, "amount_usd: "),
         ({"amount_usd": "5", "expires_at": "2020-01-01T00:00:00Z"}, 422, "expires_at: "),
         ({"amount_usd": "5", "expires_at": "2030-01-01T00:00:00"}, 422, "expires_at: "),
+        # Python's own words were shown ("offset must be a timedelta strictly between
+        # -timedelta(hours=24) and timedelta(hours=24), not datetime.timedelta(days=1, ...").
+        (
+            {"amount_usd": "5", "expires_at": "2030-01-01T00:00:00+25:00"},
+            422,
+            "expires_at: '2030-01-01T00:00:00+25:00' is not a valid instant: its UTC offset "
+            "+25:00 is not below 24 hours",
+        ),
         ({"amount_usd": "5", "reference": ""}, 422, "reference: must be 1 to 200"),
         ({"amount_usd": "5", "colour": "red"}, 400, "colour"),
     ):

@@ -120,13 +120,15 @@ FOCUS_1_2_MANDATORY = [
     "ServiceName",
 ]
 # The recommended and conditional FOCUS 1.2 columns whose condition holds for LUC:
-# ChargeFrequency and ServiceSubcategory (Recommended), ConsumedQuantity and ConsumedUnit
+# ChargeFrequency, InvoiceId and ServiceSubcategory (Recommended: "SHOULD be present";
+# InvoiceId is null, LUC knows no provider's invoice), ConsumedQuantity and ConsumedUnit
 # ("when the provider supports the measurement of usage"), SkuId ("when the provider ...
 # publishes price lists").
 FOCUS_1_2_APPLICABLE = [
     "ChargeFrequency",
     "ConsumedQuantity",
     "ConsumedUnit",
+    "InvoiceId",
     "ServiceSubcategory",
     "SkuId",
 ]
@@ -220,6 +222,7 @@ async def test_billed_cost_sums_to_the_actual_cost_of_the_range_day_by_day(clien
         "ConsumedUnit": "Tokens",
         "ContractedCost": "0.42",
         "EffectiveCost": "0.41",
+        "InvoiceId": "",
         "InvoiceIssuerName": "OpenRouter",
         "ListCost": "0.42",
         "PricingQuantity": "0.162",

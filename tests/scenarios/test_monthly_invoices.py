@@ -187,6 +187,11 @@ async def test_a_monthly_invoice_bills_the_month_of_every_job_once_topped_up_to_
         ]
         page = (await client.get(f"/v1/invoices/{invoice['number']}?format=html")).text
         assert "Monthly minimum" in page and "job job-b" in page and "2026-10" in page
+        # The footer names what the invoice bills: a month's invoice has no job (it printed
+        # "· job  · customer acme").
+        footer = page[page.index('<div class="digest">') :]
+        assert f"{invoice['number']} · month 2026-10 · customer acme" in footer, footer
+        assert "· job" not in footer
         assert verify_document(invoice).ok
         conn = await asyncpg.connect(database_url)
         try:
@@ -274,3 +279,57 @@ async def test_a_month_is_issued_once_ended_and_only_for_a_customer_invoiced_mon
     assert '"total_usd": "5.00"' in done.stdout
     assert '"amount_usd": "4.15375"' in done.stdout
     assert "for customer acme for 2026-10" in done.stderr
+
+
+async def test_a_month_out_of_range_or_in_other_digits_is_a_400_naming_the_field(
+    database_url: str, admin_key: str
+) -> None:
+    # December 9999 ends at a year Python's dates cannot hold (it was a 500), and
+    # full-width digits matched \d and were read as October 2026 (the invoice was issued).
+    async with luc(database_url, admin_key) as client:
+        await acme_with_usage(client)
+        for month in ("9999-12", "２０２６-10", "2026-1٠"):
+            issue = await client.post("/v1/customers/acme/invoices", json={"month": month})
+            assert issue.status_code == 400, (month, issue.text)
+            assert issue.json()["detail"].startswith(f"month: {month!r} is not a month")
+            preview = await client.get(
+                "/v1/customers/acme/invoices/preview", params={"month": month}
+            )
+            assert preview.status_code == 400, (month, preview.text)
+            assert preview.json()["detail"].startswith(f"month: {month!r} is not a month")
+        # The last month LUC can name still answers.
+        last = await client.get("/v1/customers/acme/invoices/preview", params={"month": "9999-11"})
+        assert last.status_code == 200, last.text
+        listed = await client.get("/v1/invoices")
+        assert listed.json()["items"] == []
+
+
+async def test_no_minimum_is_owed_for_a_month_over_before_the_customer_was_registered(
+    database_url: str, admin_key: str
+) -> None:
+    async with luc(database_url, admin_key) as client:
+        await acme_with_usage(client)  # plan markup25: a monthly minimum of 5.00 USD
+        # Registered today with no usage: October was over before it was a customer. Its
+        # "invoice" was the minimum alone, 5.00 USD, and so for every month back to the
+        # plan's start.
+        await created(
+            await client.post(
+                "/v1/customers",
+                json={"id": "late", "name": "Late", "plan_id": "markup25", "invoicing": "monthly"},
+            )
+        )
+        preview = (await client.get("/v1/customers/late/invoices/preview?month=2026-10")).json()
+        assert (preview["lines"], preview["total_usd"], preview["issuable"]) == ([], "0.00", False)
+        refused = await client.post("/v1/customers/late/invoices", json={"month": "2026-10"})
+        assert refused.status_code == 409, refused.text
+        assert "nothing new to invoice for customer 'late' for 2026-10" in refused.text
+        # Registered today too, but with October usage recorded for it: it was a customer
+        # then, and October is topped up to the minimum (0.84625 of usage + 4.15375).
+        october_bill = await created(
+            await client.post("/v1/customers/acme/invoices", json={"month": "2026-10"})
+        )
+        assert [(x.get("line_type"), x["amount_usd"]) for x in october_bill["lines"]][-1] == (
+            "minimum",
+            "4.15375",
+        )
+        assert (await client.get("/v1/invoices")).json()["items"][-1]["customer_id"] == "acme"

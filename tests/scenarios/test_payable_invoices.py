@@ -508,3 +508,54 @@ async def test_luc_invoice_issues_a_credit_note_shows_it_to_finance_and_refuses_
     zero = await luc_on(database_url, "invoice", "issue", "job-cli")
     assert zero.returncode == 1
     assert "which is 0.00 at the cent" in zero.stderr and "carries forward" in zero.stderr
+
+
+async def test_a_job_moved_to_another_customer_credits_the_former_and_bills_the_new_one(
+    client: Any,
+) -> None:
+    # Acme has no plan (price = catalog cost); Globex's plan marks the catalog up by 50 %.
+    plan = {
+        "id": "markup50",
+        "name": "Markup 50",
+        "effective_from": "2026-01-01T00:00:00Z",
+        "basis": "catalog",
+        "markup": "0.5",
+    }
+    assert (await client.post("/v1/plans", json=plan)).status_code == 201
+    for body in (
+        {"id": "acme", "name": "Acme Corp"},
+        {"id": "globex", "name": "Globex", "plan_id": "markup50"},
+    ):
+        assert (await client.post("/v1/customers", json=body)).status_code == 201
+    # Haiku: 1,000,000 × 0.80 = 0.80 at the catalog; 1.20 at Globex's price.
+    haiku = partial(event, model=HAIKU, input_tokens=1_000_000, output_tokens=0)
+    await record_accepted(client, [haiku("mv1", job_id="job-mv", customer_id="acme")])
+    first = await issue(client, "job-mv")
+    assert (first["customer"]["id"], first["total_usd"]) == ("acme", "0.80")
+
+    moved = await client.patch("/v1/jobs/job-mv", json={"customer_id": "globex"})
+    assert moved.status_code == 200, moved.text
+    # The move re-priced the call: −0.80 for Acme, +1.20 for Globex. Netted on one invoice
+    # to Globex, Globex was billed 0.40 for a 1.20 call and Acme never got its 0.80 back.
+    preview = (await client.get("/v1/jobs/job-mv/invoice")).json()
+    assert (preview["customer"]["id"], preview["total_usd"]) == ("acme", "-0.80")
+    credit = await issue(client, "job-mv")
+    assert (credit["kind"], credit["customer"]["id"]) == ("credit_note", "acme")
+    assert (credit["total_usd"], credit["corrects"]) == ("-0.80", first["number"])
+    assert [(x["events"], x["amount_usd"]) for x in credit["lines"]] == [(-1, "-0.8")]
+    billed = await issue(client, "job-mv")
+    assert (billed["kind"], billed["customer"]["id"]) == ("invoice", "globex")
+    assert (billed["total_usd"], billed["amount_due_usd"]) == ("1.20", "1.20")
+    assert [(x["events"], x["amount_usd"]) for x in billed["lines"]] == [(1, "1.2")]
+    nothing = await client.post("/v1/jobs/job-mv/invoices")
+    assert nothing.status_code == 409, nothing.text
+
+    # Never invoiced to Acme: its charge and reversal net to nothing, so the job's one
+    # invoice is Globex's alone, with no empty document for Acme.
+    await record_accepted(client, [haiku("mv2", job_id="job-mv2", customer_id="acme")])
+    assert (await client.patch("/v1/jobs/job-mv2", json={"customer_id": "globex"})).is_success
+    only = await issue(client, "job-mv2")
+    assert (only["kind"], only["customer"]["id"]) == ("invoice", "globex")
+    assert only["total_usd"] == "1.20"
+    assert only["covered_entries"] == 3
+    assert (await client.post("/v1/jobs/job-mv2/invoices")).status_code == 409
