@@ -7,7 +7,11 @@ customers' rows in customer id order. A recording transaction takes them last, a
 re-pricing lock, the job rows and the rollup rows, so no cycle can form.
 """
 
-GRANT_COLUMNS = "id, customer_id, amount_usd, remaining_usd, expires_at, reference, created_at"
+# ``expired``: by the database's clock, the one the balance is read by (SELECT_BALANCES).
+GRANT_COLUMNS = (
+    "id, customer_id, amount_usd, remaining_usd, expires_at, reference, created_at,"
+    " (expires_at IS NOT NULL AND expires_at <= now()) AS expired"
+)
 
 # Whether any customer holds credits at all: asked in the query that opens a recording
 # transaction, so that batches while no customer has credits pay nothing for them.

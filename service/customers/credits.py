@@ -44,6 +44,8 @@ class CreditGrant:
     expires_at: datetime | None
     reference: str | None
     created_at: datetime
+    expired: bool
+    """Its expiry has passed: what it still holds counts no more (the balance leaves it out)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -93,6 +93,7 @@ async def test_a_grant_is_answered_kept_and_counted_in_the_balance(
         "remaining_usd": "25.5",
         "expires_at": datetime.fromisoformat(expires).isoformat().replace("+00:00", "Z"),
         "reference": "PO-1001",
+        "expired": False,
     }
     await _grant(client, "4.5")
     shown = (await client.get("/v1/customers/acme/credits")).json()
@@ -228,6 +229,14 @@ async def test_an_expired_grant_stops_counting_and_is_never_drawn(
     )
     assert await _balance(client) == "5.5"
     assert (await client.get("/v1/customers/acme")).json()["credit_balance_usd"] == "5.5"
+    # Listed with what it held when it expired, and said to be expired: finance sees 7.00
+    # went unused, not 7.00 still to spend.
+    grants = (await client.get("/v1/customers/acme/credits")).json()["grants"]
+    assert [(g["remaining_usd"], g["expired"]) for g in grants] == [
+        ("5", False),
+        ("0.5", False),
+        ("7", True),
+    ]
     # 6 asked: 5 from the grant expiring in a month, 0.5 from the one without expiry.
     assert await _record(db, [_charge(1, "6")]) == 2  # low and exhausted at once
     rows = await db.fetch("SELECT grant_id, amount_usd FROM credit_draws ORDER BY id")

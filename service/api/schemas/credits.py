@@ -44,6 +44,9 @@ class GrantOut(msgspec.Struct, kw_only=True):
     expires_at: str | None
     reference: str | None
     created_at: str
+    expired: bool
+    """Its ``expires_at`` has passed: its ``remaining_usd`` is what went unused, no longer
+    in the balance."""
 
 
 class CreditsOut(msgspec.Struct, kw_only=True):
