@@ -7,9 +7,10 @@ worker's journal file that cannot be read is set aside, named in the log and cou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -60,17 +61,27 @@ async def _ledger_count(db: asyncpg.Connection, event_id: str) -> int:
     return count
 
 
+@contextlib.asynccontextmanager
+async def _lingering_sink(database_url: str, spool_path: Path) -> AsyncIterator[RecordingSink]:
+    """A sink whose usage lingers a second before the writer records it: what is durable
+    when ``emit`` returns is the journal's doing alone."""
+    settings = load_settings({"LUC_DATABASE_URL": database_url})
+    pool = await create_pool(database_url, settings.database)
+    spool = Spool(spool_path)
+    sink = RecordingSink(pool, CatalogCache(), settings.ingest, spool=spool, linger_seconds=1.0)
+    try:
+        yield sink
+    finally:
+        await sink.aclose(grace_seconds=5)
+        await spool.close()
+        await pool.close()
+
+
 async def test_a_short_write_is_finished_before_the_usage_counts_as_durable(
     database_url: str, db: asyncpg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = load_settings({"LUC_DATABASE_URL": database_url})
-    pool = await create_pool(database_url, settings.database)
     spool_path = tmp_path / "spool.sqlite"
-    spool = Spool(spool_path)
-    # The usage lingers a second before the writer records it: what is durable when
-    # ``emit`` returns is the journal's doing alone.
-    sink = RecordingSink(pool, CatalogCache(), settings.ingest, spool=spool, linger_seconds=1.0)
-    try:
+    async with _lingering_sink(database_url, spool_path) as sink:
         await sink.emit(usage("gen-warm"))  # the journal's file exists: the next is one write
         monkeypatch.setattr(journal_module.os, "pwrite", _short_writes(lambda real, *a: real(*a)))
         await sink.emit(usage("gen-short"))
@@ -79,25 +90,16 @@ async def test_a_short_write_is_finished_before_the_usage_counts_as_durable(
         await sink.idle()
         assert await _ledger_count(db, "gen-short") == 1
         await wait_until(lambda: journal_ids(spool_path) == [], 30, "the journal resolved")
-    finally:
-        await sink.aclose(grace_seconds=5)
-        await spool.close()
-        await pool.close()
 
 
 async def test_a_disk_that_fills_mid_record_sends_the_usage_to_the_ledger_at_once(
     database_url: str, db: asyncpg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = load_settings({"LUC_DATABASE_URL": database_url})
-    pool = await create_pool(database_url, settings.database)
-    spool_path = tmp_path / "spool.sqlite"
-    spool = Spool(spool_path)
-    sink = RecordingSink(pool, CatalogCache(), settings.ingest, spool=spool, linger_seconds=1.0)
-
     def disk_full(real: Pwrite, fd: int, data: bytes, offset: int) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    try:
+    spool_path = tmp_path / "spool.sqlite"
+    async with _lingering_sink(database_url, spool_path) as sink:
         await sink.emit(usage("gen-warm"))
         monkeypatch.setattr(journal_module.os, "pwrite", _short_writes(disk_full))
         await sink.emit(usage("gen-full"))
@@ -113,12 +115,8 @@ async def test_a_disk_that_fills_mid_record_sends_the_usage_to_the_ledger_at_onc
         assert await _ledger_count(db, "gen-warm") == 1
         assert await _ledger_count(db, "gen-after") == 1
         await wait_until(lambda: journal_ids(spool_path) == [], 30, "the journal resolved")
-        assert await spool.count() == 0
+        assert sink.spool is not None and await sink.spool.count() == 0
         assert sink.metrics.process.get_sample_value("luc_gateway_usage_unrecorded_total") == 0
-    finally:
-        await sink.aclose(grace_seconds=5)
-        await spool.close()
-        await pool.close()
     assert await db.fetchval("SELECT count(*) FROM ledger_entries") == 3
 
 
