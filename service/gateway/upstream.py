@@ -341,6 +341,13 @@ class HttpStream:
                     continue
                 if isinstance(data, dict):
                     yield StreamEvent(message.data, data=data)
+            # A stream that succeeds ends with [DONE] (one that fails, with an error event,
+            # which ends the reading first): a body that just stops was cut short on the
+            # way (a proxy, a connection closed without framing), and the caller must not
+            # be handed a [DONE] for a partial answer.
+            raise UpstreamUnavailableError(
+                "the stream ended without [DONE] (cut short)", provider=name
+            )
         except httpx.TimeoutException as exc:
             raise UpstreamUnavailableError(
                 f"the stream stalled beyond the timeout ({type(exc).__name__})", provider=name

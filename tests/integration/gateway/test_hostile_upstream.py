@@ -1,0 +1,52 @@
+"""The gateway against an upstream that misbehaves while speaking OpenRouter's protocol
+(the fake OpenRouter on loopback): what the client is told and what the ledger keeps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import msgspec
+import pytest
+from litestar.testing import AsyncTestClient
+
+from tests.support.fake_openrouter import FakeOpenRouter, Reply, usage
+from tests.support.ledger_truth import STORED_EVENT, ledger
+from tests.support.waiting import proxied_usage_recorded
+
+pytestmark = pytest.mark.asyncio
+
+FLASH = "google/gemini-3.0-flash"  # 0.10 in, 0.40 out per 1M
+BODY = {"model": FLASH, "messages": [{"role": "user", "content": "Tell me a story"}]}
+ATTRIBUTION = {"X-LUC-Job": "job-h", "X-LUC-Agent": "ORACLE"}
+
+
+def _events(text: str) -> list[str]:
+    return [event for event in text.split("\n\n") if event]
+
+
+async def test_a_stream_that_ends_without_done_is_an_error_to_the_client_and_on_the_ledger(
+    proxy: AsyncTestClient[Any], fake_openrouter: FakeOpenRouter, db: asyncpg.Connection
+) -> None:
+    # The body ends cleanly after "Once upon": no usage, no error event, no [DONE].
+    fake_openrouter.push(
+        Reply(text="Once upon a time", cut_after=9, usage=usage(100, 20, cost="0.00002"))
+    )
+    response = await proxy.post(
+        "/v1/chat/completions", json={**BODY, "stream": True}, headers=ATTRIBUTION
+    )
+
+    assert response.status_code == 200
+    events = _events(response.text)
+    # The client must not be told the answer is whole: no [DONE] the provider never sent.
+    assert "data: [DONE]" not in events
+    error = msgspec.json.decode(events[-1].removeprefix("data: "))["error"]
+    assert error["code"] == 502
+    assert "ended without [DONE]" in error["message"]
+    await proxied_usage_recorded(proxy.app)
+    [entry] = await ledger(db)
+    # From GET /generation: 100·0.10 + 20·0.40 = 18 per 1M
+    assert (entry["input_tokens"], entry["output_tokens"]) == (100, 20)
+    status, attributes = await db.fetchrow(STORED_EVENT, entry["event_id"])
+    assert (status, attributes["usage_source"]) == ("error", "generation")
+    assert "ended without [DONE]" in attributes["error"]
