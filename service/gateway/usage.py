@@ -43,15 +43,27 @@ MAX_EVENT_ID = 128
 CHARS_PER_TOKEN = 4  # the usual rule of thumb for English text and code
 
 
+MAX_REPORTED_COUNT = 10**18
+"""The largest token count kept as reported. A provider's count can be any JSON integer
+(``1e5000``); one past Python's 4,300-digit limit for writing an int as text could not
+even be encoded, and the paid call's usage would be lost with a 500 to the caller. Far
+above SPEC's 10^12, it still puts the event out of the ledger's range: parked, for an
+operator to see, with the count it was given in the log."""
+
+
 def _count(value: Any) -> int:
     """A token count from JSON; anything else (null, negative, text) counts as 0."""
     if isinstance(value, bool):
         return 0
-    if isinstance(value, int):
-        return max(value, 0)
-    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
-        return max(int(value), 0)
-    return 0
+    if isinstance(value, Decimal):
+        if not value.is_finite() or value != value.to_integral_value():
+            return 0
+    elif not isinstance(value, int):
+        return 0
+    if value > MAX_REPORTED_COUNT:
+        log.warning("provider_count_too_large", kept=MAX_REPORTED_COUNT)
+        return MAX_REPORTED_COUNT
+    return max(int(value), 0)
 
 
 def _sub(usage: Mapping[str, Any], key: str) -> Mapping[str, Any]:

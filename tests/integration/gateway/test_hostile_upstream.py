@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -10,6 +11,7 @@ import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
+from service.auth.keys import create_key
 from tests.support.fake_openrouter import FakeOpenRouter, Reply, usage
 from tests.support.ledger_truth import STORED_EVENT, ledger
 from tests.support.waiting import proxied_usage_recorded
@@ -50,3 +52,28 @@ async def test_a_stream_that_ends_without_done_is_an_error_to_the_client_and_on_
     status, attributes = await db.fetchrow(STORED_EVENT, entry["event_id"])
     assert (status, attributes["usage_source"]) == ("error", "generation")
     assert "ended without [DONE]" in attributes["error"]
+
+
+async def test_a_token_count_too_large_to_write_is_parked_and_the_answer_still_delivered(
+    proxy: AsyncTestClient[Any], fake_openrouter: FakeOpenRouter, db: asyncpg.Connection
+) -> None:
+    # A count of 5,001 digits: beyond what Python writes as text (4,300 digits), so the
+    # event as reported could not even be encoded for the spool.
+    absurd = usage(12, 3)
+    absurd["prompt_tokens"] = Decimal("1E+5000")
+    fake_openrouter.push(Reply(text="Paid for.", usage=absurd))
+
+    answer = await proxy.post("/v1/chat/completions", json=BODY, headers=ATTRIBUTION)
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["choices"][0]["message"]["content"] == "Paid for."
+    await proxied_usage_recorded(proxy.app)
+    assert await ledger(db) == []
+    _, reader = await create_key(db, "ops", "read")
+    listing = await proxy.get("/v1/usage/parked", headers={"Authorization": f"Bearer {reader}"})
+    [parked] = listing.json()["items"]
+    assert (parked["event_id"], parked["status"]) == (answer.json()["id"], "rejected")
+    assert parked["reason"].startswith("input_tokens: ")
+    # Kept as the largest count LUC writes, 10^18: out of the ledger's range (10^12) too.
+    assert parked["event"]["input_tokens"] == 10**18
+    assert parked["event"]["output_tokens"] == 3
