@@ -54,6 +54,9 @@ from service.pricing.cost import event_cost
 
 log = structlog.get_logger("luc.gateway")
 
+MAX_MODEL_ATTRIBUTE = 200
+"""Characters of ``attributes.upstream_model`` kept (real model ids are far shorter)."""
+
 
 class Gateway:
     def __init__(
@@ -365,7 +368,12 @@ class Gateway:
         model = admitted.request.model
         attributes: dict[str, Any] = {"streamed": streamed}
         if answered_model and answered_model != model:
-            attributes["upstream_model"] = answered_model
+            # Clipped: the provider's text, and attributes over 4 KiB would park the event.
+            attributes["upstream_model"] = (
+                answered_model
+                if len(answered_model) <= MAX_MODEL_ATTRIBUTE
+                else answered_model[: MAX_MODEL_ATTRIBUTE - 1] + "…"
+            )
             # The model that really answered (OpenRouter fallbacks), when LUC can price it.
             other = catalog.quote(answered_model, when)
             if other.price is not None:

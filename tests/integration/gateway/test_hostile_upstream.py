@@ -77,3 +77,21 @@ async def test_a_token_count_too_large_to_write_is_parked_and_the_answer_still_d
     # Kept as the largest count LUC writes, 10^18: out of the ledger's range (10^12) too.
     assert parked["event"]["input_tokens"] == 10**18
     assert parked["event"]["output_tokens"] == 3
+
+
+async def test_an_answering_model_name_of_any_length_never_keeps_the_usage_off_the_ledger(
+    proxy: AsyncTestClient[Any], fake_openrouter: FakeOpenRouter, db: asyncpg.Connection
+) -> None:
+    # Recorded as attributes.upstream_model: attributes hold at most 4 KiB.
+    other = "vendor/" + "m" * 5000
+    fake_openrouter.push(Reply(text="Hi", usage=usage(10, 2), model=other))
+
+    answer = await proxy.post("/v1/chat/completions", json=BODY, headers=ATTRIBUTION)
+
+    assert answer.status_code == 200, answer.text
+    await proxied_usage_recorded(proxy.app)
+    [entry] = await ledger(db)
+    # Billed under the model asked for (LUC cannot price the other): 10·0.10 + 2·0.40
+    assert (entry["model"], entry["cost_usd"]) == (FLASH, Decimal("0.0000018"))
+    _, attributes = await db.fetchrow(STORED_EVENT, entry["event_id"])
+    assert attributes["upstream_model"] == other[:199] + "…"
