@@ -15,9 +15,10 @@ Vertex AI sends no cost, and its ``completion_tokens`` may leave thinking tokens
 ``max(completion_tokens, total_tokens − prompt_tokens)``.
 
 The cost is decoded from the JSON text as a Decimal (``decode_json``), never through a
-binary float. Sub-objects may be missing or ``null``; counts that break SPEC's invariants
-(cache tokens above the prompt, reasoning above the completion) mean the provider counted
-them apart, so they are added to the total instead of failing the event.
+binary float (a cost sent as a plain decimal string is taken too). Sub-objects may be
+missing or ``null``; counts that break SPEC's invariants (cache tokens above the prompt,
+reasoning above the completion) mean the provider counted them apart, so they are added
+to the total instead of failing the event.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import structlog
 from service.gateway.models import CallContext, ProviderUsage
 from service.ingest.models import AgentName, CustomerId, JobId, UsageEventIn
 from service.tokens import counts_of
-from service.wire import instant_text, money_text
+from service.wire import WireValueError, instant_text, money_text, parse_money
 
 log = structlog.get_logger("luc.gateway")
 
@@ -72,7 +73,16 @@ def _sub(usage: Mapping[str, Any], key: str) -> Mapping[str, Any]:
 
 
 def _cost(value: Any) -> Decimal | None:
+    if value is None:
+        return None
+    if isinstance(value, str):  # some relays write it as text: kept when it reads as money
+        try:
+            return parse_money("cost", value)
+        except WireValueError as exc:
+            log.warning("provider_cost_ignored", cost=value[:100], reason=exc.reason)
+            return None
     if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+        log.warning("provider_cost_ignored", cost=repr(value)[:100])
         return None
     cost = Decimal(value)
     if not cost.is_finite() or cost < 0:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -12,6 +13,8 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from service.auth.keys import create_key
+from service.gateway.metering import Gateway
+from service.gateway.openrouter import OpenRouterProvider
 from tests.support.fake_openrouter import FakeOpenRouter, Reply, usage
 from tests.support.ledger_truth import STORED_EVENT, ledger
 from tests.support.waiting import proxied_usage_recorded
@@ -95,3 +98,35 @@ async def test_an_answering_model_name_of_any_length_never_keeps_the_usage_off_t
     assert (entry["model"], entry["cost_usd"]) == (FLASH, Decimal("0.0000018"))
     _, attributes = await db.fetchrow(STORED_EVENT, entry["event_id"])
     assert attributes["upstream_model"] == other[:199] + "…"
+
+
+@pytest.mark.parametrize(
+    ("cost", "kept"),
+    [
+        ("0.0000036", Decimal("0.0000036")),  # a decimal string, as some relays write it
+        ("1e-7", None),  # strings are taken only as plain decimals, as LUC writes money
+        ("-0.5", None),
+        ("free", None),
+        (["0.1"], None),
+    ],
+)
+async def test_a_cost_sent_as_text_is_kept_when_it_is_a_plain_decimal(
+    cost: object,
+    kept: Decimal | None,
+    make_gateway: Callable[..., Gateway],
+    openrouter: OpenRouterProvider,
+    fake_openrouter: FakeOpenRouter,
+    db: asyncpg.Connection,
+) -> None:
+    reported = usage(10, 2)
+    reported["cost"] = cost
+    fake_openrouter.push(Reply(text="Hi", usage=reported))
+
+    result = await make_gateway(openrouter).chat(
+        model=FLASH, messages=BODY["messages"], job_id="job-c", agent="ORACLE"
+    )
+
+    assert result.cost.provider_usd == kept
+    [entry] = await ledger(db)
+    assert entry["provider_cost_usd"] == kept
+    assert entry["cost_usd"] == Decimal("0.0000018")  # LUC's price either way: 10·0.10 + 2·0.40
