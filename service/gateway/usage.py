@@ -28,7 +28,7 @@ import math
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
-from decimal import Decimal
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, ROUND_HALF_EVEN, Context, Decimal
 from typing import Any, Literal
 
 import structlog
@@ -72,6 +72,13 @@ def _sub(usage: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
+COST_DECIMAL_PLACES = 30
+"""Of ``provider_cost_usd``, what the ledger keeps (``ingest.rules``); a finer cost is
+rounded to it."""
+_COST_QUANTUM = Decimal(1).scaleb(-COST_DECIMAL_PLACES)
+_WIDE = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+
+
 def _cost(value: Any) -> Decimal | None:
     if value is None:
         return None
@@ -86,8 +93,14 @@ def _cost(value: Any) -> Decimal | None:
         return None
     cost = Decimal(value)
     if not cost.is_finite() or cost < 0:
-        log.warning("provider_cost_ignored", cost=str(value))
+        log.warning("provider_cost_ignored", cost=str(value)[:100])
         return None
+    if int(cost.as_tuple().exponent) < -COST_DECIMAL_PLACES:
+        # Finer than the ledger keeps a cost: a float's tail (3.6e-31), not money. Rounded,
+        # rather than the whole paid call's usage parked for an informative figure.
+        rounded = cost.quantize(_COST_QUANTUM, rounding=ROUND_HALF_EVEN, context=_WIDE)
+        log.info("provider_cost_rounded", cost=str(value)[:100], kept=money_text(rounded))
+        return rounded
     return cost
 
 

@@ -130,3 +130,36 @@ async def test_a_cost_sent_as_text_is_kept_when_it_is_a_plain_decimal(
     [entry] = await ledger(db)
     assert entry["provider_cost_usd"] == kept
     assert entry["cost_usd"] == Decimal("0.0000018")  # LUC's price either way: 10·0.10 + 2·0.40
+
+
+@pytest.mark.parametrize(
+    ("cost", "kept"),
+    [
+        # 54 decimal places: more than the ledger keeps (30), rounded to them, half even.
+        (
+            "0.000003600000000000000000000000000000000000000000000001",
+            Decimal("0.0000036"),
+        ),
+        ("0.0000000000000000000000000000015", Decimal("0.000000000000000000000000000002")),
+        ("1E-400", Decimal(0)),
+        ("1E-7", Decimal("0.0000001")),
+    ],
+)
+async def test_a_cost_finer_than_the_ledger_keeps_is_rounded_not_parked(
+    cost: str,
+    kept: Decimal,
+    proxy: AsyncTestClient[Any],
+    fake_openrouter: FakeOpenRouter,
+    db: asyncpg.Connection,
+) -> None:
+    reported = usage(10, 2)
+    reported["cost"] = Decimal(cost)  # written as a JSON number with exactly these digits
+    fake_openrouter.push(Reply(text="Hi", usage=reported))
+
+    answer = await proxy.post("/v1/chat/completions", json=BODY, headers=ATTRIBUTION)
+
+    assert answer.status_code == 200, answer.text
+    await proxied_usage_recorded(proxy.app)
+    [entry] = await ledger(db)
+    assert entry["provider_cost_usd"] == kept
+    assert entry["cost_usd"] == Decimal("0.0000018")  # 10·0.10 + 2·0.40 per 1M
