@@ -368,18 +368,13 @@ class Gateway:
         model = admitted.request.model
         attributes: dict[str, Any] = {"streamed": streamed}
         if answered_model and answered_model != model:
-            # Clipped: the provider's text, and attributes over 4 KiB would park the event.
-            attributes["upstream_model"] = (
-                answered_model
-                if len(answered_model) <= MAX_MODEL_ATTRIBUTE
-                else answered_model[: MAX_MODEL_ATTRIBUTE - 1] + "…"
-            )
+            attributes["upstream_model"] = _storable(answered_model, MAX_MODEL_ATTRIBUTE)
             # The model that really answered (OpenRouter fallbacks), when LUC can price it.
             other = catalog.quote(answered_model, when)
             if other.price is not None:
                 model = other.model_id
         if error:
-            attributes["error"] = error[:500]
+            attributes["error"] = _storable(error, 500)
         event = usage_event(
             generation_id=generation_id,
             occurred_at=when,
@@ -416,3 +411,12 @@ class Gateway:
             generation_id=event.id,
             finish_reason=finish_reason,
         )
+
+
+def _storable(text: str, limit: int) -> str:
+    """A provider's text (a model name, an error message) as the ledger can keep it in
+    the event's attributes: clipped to ``limit`` characters (attributes over 4 KiB would
+    park the event), and without NUL, which PostgreSQL text cannot hold (shown as U+FFFD)."""
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text.replace("\x00", "\ufffd")

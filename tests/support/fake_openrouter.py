@@ -142,6 +142,7 @@ class Reply:
     error_after: int | None = None
     """Stream only: characters sent before a mid-stream error event (HTTP stays 200)."""
     usage_with_error: bool = False
+    error_message: str = "Provider disconnected unexpectedly"
     cut_after: int | None = None
     """Stream only: characters sent before the body just ends, cleanly at the HTTP level
     but with no usage, no error event and no ``[DONE]`` (a connection cut behind a proxy)."""
@@ -417,7 +418,7 @@ class FakeOpenRouter:
             fields: dict[str, Any] = {
                 "error": {
                     "code": 502,
-                    "message": "Provider disconnected unexpectedly",
+                    "message": reply.error_message,
                     "metadata": {"error_type": "provider_unavailable"},
                 },
                 "choices": [choice({"content": ""}, "error")],

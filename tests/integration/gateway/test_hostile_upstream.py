@@ -163,3 +163,32 @@ async def test_a_cost_finer_than_the_ledger_keeps_is_rounded_not_parked(
     [entry] = await ledger(db)
     assert entry["provider_cost_usd"] == kept
     assert entry["cost_usd"] == Decimal("0.0000018")  # 10·0.10 + 2·0.40 per 1M
+
+
+async def test_nul_characters_in_a_provider_s_model_or_error_never_park_the_usage(
+    proxy: AsyncTestClient[Any], fake_openrouter: FakeOpenRouter, db: asyncpg.Connection
+) -> None:
+    # PostgreSQL text cannot hold U+0000: the ledger refuses any event that carries one.
+    fake_openrouter.push(
+        Reply(
+            text="Once upon a time",
+            model="vendor/odd\x00model",
+            error_after=4,
+            error_message="upstream said \x00 and stopped",
+            usage=usage(30, 4),
+            usage_with_error=True,
+        )
+    )
+
+    response = await proxy.post(
+        "/v1/chat/completions", json={**BODY, "stream": True}, headers=ATTRIBUTION
+    )
+
+    assert response.status_code == 200
+    await proxied_usage_recorded(proxy.app)
+    [entry] = await ledger(db)
+    assert (entry["input_tokens"], entry["output_tokens"]) == (30, 4)
+    status, attributes = await db.fetchrow(STORED_EVENT, entry["event_id"])
+    assert status == "error"
+    assert attributes["upstream_model"] == "vendor/odd\ufffdmodel"
+    assert attributes["error"] == "upstream said \ufffd and stopped (code 502)"
