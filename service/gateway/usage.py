@@ -233,7 +233,9 @@ def usage_event(
     """The one usage event of one upstream attempt; its id is the generation id."""
     if not generation_id:
         generation_id = f"luc-{uuid.uuid4().hex}"
-    elif len(generation_id) > MAX_EVENT_ID:  # keep the id stable, within the wire limit
+    elif len(generation_id) > MAX_EVENT_ID or "\x00" in generation_id:
+        # Kept stable (the same id again is the same event), within the wire limit and
+        # without the NUL that PostgreSQL text cannot hold.
         generation_id = "luc-" + hashlib.sha256(generation_id.encode()).hexdigest()
     return UsageEventIn(
         id=generation_id,

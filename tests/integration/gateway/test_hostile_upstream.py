@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -15,8 +16,9 @@ from litestar.testing import AsyncTestClient
 from service.auth.keys import create_key
 from service.gateway.metering import Gateway
 from service.gateway.openrouter import OpenRouterProvider
-from tests.support.fake_openrouter import FakeOpenRouter, Reply, usage
+from tests.support.fake_openrouter import FAST_RETRY, FakeOpenRouter, Reply, usage
 from tests.support.ledger_truth import STORED_EVENT, ledger
+from tests.support.scripted_http import ok, scripted_server
 from tests.support.waiting import proxied_usage_recorded
 
 pytestmark = pytest.mark.asyncio
@@ -192,3 +194,29 @@ async def test_nul_characters_in_a_provider_s_model_or_error_never_park_the_usag
     assert status == "error"
     assert attributes["upstream_model"] == "vendor/odd\ufffdmodel"
     assert attributes["error"] == "upstream said \ufffd and stopped (code 502)"
+
+
+async def test_a_generation_id_the_ledger_cannot_keep_becomes_a_stable_one_of_luc_s(
+    make_gateway: Callable[..., Gateway], http: Any, db: asyncpg.Connection
+) -> None:
+    # Vertex-style: no X-Generation-Id header, the id only in the body, here with a U+0000.
+    body = (
+        b'{"id":"fb2gafiLBIK9\\u0000odAP1tGMmQc","object":"chat.completion",'
+        b'"model":"google/gemini-3.0-flash","choices":[{"index":0,"finish_reason":"stop",'
+        b'"message":{"role":"assistant","content":"Hi"}}],'
+        b'"usage":{"prompt_tokens":10,"completion_tokens":2,"total_tokens":12}}'
+    )
+    async with scripted_server() as upstream:
+        upstream.answer(ok(body, b"content-type: application/json"))
+        provider = OpenRouterProvider(
+            http, upstream.url + "/api/v1", "sk-or-v1-k", FAST_RETRY, generation_delays=()
+        )
+        first = await make_gateway(provider).chat(
+            model=FLASH, messages=BODY["messages"], job_id="job-n", agent="ORACLE"
+        )
+
+    [entry] = await ledger(db)
+    # luc- and the SHA-256 of the id as sent: the same id again is the same event.
+    digest = hashlib.sha256(b"fb2gafiLBIK9\x00odAP1tGMmQc").hexdigest()
+    assert entry["event_id"] == first.generation_id == f"luc-{digest}"
+    assert (entry["input_tokens"], entry["output_tokens"]) == (10, 2)
