@@ -54,8 +54,10 @@ from service.pricing.cost import event_cost
 
 log = structlog.get_logger("luc.gateway")
 
-MAX_MODEL_ATTRIBUTE = 200
-"""Characters of ``attributes.upstream_model`` kept (real model ids are far shorter)."""
+MAX_MODEL_ATTRIBUTE = 400
+"""Bytes (as JSON) of ``attributes.upstream_model`` kept (real model ids are far shorter)."""
+MAX_ERROR_ATTRIBUTE = 1500
+"""Bytes (as JSON) of ``attributes.error`` kept."""
 
 
 class Gateway:
@@ -374,7 +376,7 @@ class Gateway:
             if other.price is not None:
                 model = other.model_id
         if error:
-            attributes["error"] = _storable(error, 500)
+            attributes["error"] = _storable(error, MAX_ERROR_ATTRIBUTE)
         event = usage_event(
             generation_id=generation_id,
             occurred_at=when,
@@ -415,8 +417,12 @@ class Gateway:
 
 def _storable(text: str, limit: int) -> str:
     """A provider's text (a model name, an error message) as the ledger can keep it in
-    the event's attributes: clipped to ``limit`` characters (attributes over 4 KiB would
-    park the event), and without NUL, which PostgreSQL text cannot hold (shown as U+FFFD)."""
-    if len(text) > limit:
-        text = text[: limit - 1] + "…"
-    return text.replace("\x00", "\ufffd")
+    the event's attributes: at most ``limit`` bytes of JSON (attributes over 4 KiB would
+    park the event; a control character takes six), clipped with "…", and without NUL,
+    which PostgreSQL text cannot hold (shown as U+FFFD)."""
+    text = text.replace("\x00", "\ufffd")
+    if len(msgspec.json.encode(text)) <= limit:
+        return text
+    while len(msgspec.json.encode(text + "…")) > limit:
+        text = text[: len(text) * 3 // 4]
+    return text + "…"

@@ -99,7 +99,8 @@ async def test_an_answering_model_name_of_any_length_never_keeps_the_usage_off_t
     # Billed under the model asked for (LUC cannot price the other): 10·0.10 + 2·0.40
     assert (entry["model"], entry["cost_usd"]) == (FLASH, Decimal("0.0000018"))
     _, attributes = await db.fetchrow(STORED_EVENT, entry["event_id"])
-    assert attributes["upstream_model"] == other[:199] + "…"
+    kept = attributes["upstream_model"]
+    assert kept.startswith("vendor/mmm") and kept.endswith("…") and len(kept) <= 400
 
 
 @pytest.mark.parametrize(
@@ -220,3 +221,33 @@ async def test_a_generation_id_the_ledger_cannot_keep_becomes_a_stable_one_of_lu
     digest = hashlib.sha256(b"fb2gafiLBIK9\x00odAP1tGMmQc").hexdigest()
     assert entry["event_id"] == first.generation_id == f"luc-{digest}"
     assert (entry["input_tokens"], entry["output_tokens"]) == (10, 2)
+
+
+async def test_a_model_and_error_text_of_escaped_characters_stay_within_the_attributes_limit(
+    proxy: AsyncTestClient[Any], fake_openrouter: FakeOpenRouter, db: asyncpg.Connection
+) -> None:
+    # Control characters are written \\u0001 in JSON: six bytes each. The attributes' limit
+    # (4 KiB) counts the bytes of their JSON.
+    fake_openrouter.push(
+        Reply(
+            text="Once upon a time",
+            model="vendor/" + "\x01" * 400,
+            error_after=4,
+            error_message="\x02" * 600,
+            usage=usage(30, 4),
+            usage_with_error=True,
+        )
+    )
+
+    response = await proxy.post(
+        "/v1/chat/completions", json={**BODY, "stream": True}, headers=ATTRIBUTION
+    )
+
+    assert response.status_code == 200
+    await proxied_usage_recorded(proxy.app)
+    [entry] = await ledger(db)
+    _, attributes = await db.fetchrow(STORED_EVENT, entry["event_id"])
+    assert len(msgspec.json.encode(attributes)) <= 4096
+    assert attributes["upstream_model"].startswith("vendor/\x01")
+    assert attributes["upstream_model"].endswith("…")
+    assert attributes["error"].startswith("\x02") and attributes["error"].endswith("…")
