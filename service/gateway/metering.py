@@ -228,7 +228,9 @@ class Gateway:
         if usage is None and completion.generation_id:
             usage = await provider.usage_after(completion.generation_id)
         if usage is None:
-            usage = estimated_usage(admitted.request.prompt_text(), completion.text)
+            usage = estimated_usage(
+                admitted.request.prompt_text(), completion.generated or completion.text
+            )
         result = await self._meter(
             admitted,
             context,
@@ -335,7 +337,7 @@ class Gateway:
         if usage is None:
             if not read.chunks:
                 return None  # nothing arrived: no sign that any token was spent
-            usage = estimated_usage(admitted.request.prompt_text(), text)
+            usage = estimated_usage(admitted.request.prompt_text(), read.generated)
         return await self._meter(
             admitted,
             context,

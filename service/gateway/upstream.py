@@ -36,7 +36,14 @@ from service.errors import (
     UpstreamRejectedError,
     UpstreamUnavailableError,
 )
-from service.gateway.models import ChatRequest, Completion, ProviderUsage, StreamEvent, decode_json
+from service.gateway.models import (
+    ChatRequest,
+    Completion,
+    ProviderUsage,
+    StreamEvent,
+    decode_json,
+    generated_text,
+)
 from service.gateway.sse import DONE, SSEMessage, SSEParser
 
 log = structlog.get_logger("luc.gateway")
@@ -219,6 +226,7 @@ class HttpProvider:
             finish_reason=_str(choice.get("finish_reason")),
             usage=self.usage_of(usage) if isinstance(usage, Mapping) else None,
             error=error_text(choice_error) if choice_error else None,
+            generated=generated_text(reply),
         )
 
     async def open_stream(self, request: ChatRequest) -> HttpStream:

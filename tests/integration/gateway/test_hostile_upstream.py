@@ -251,3 +251,70 @@ async def test_a_model_and_error_text_of_escaped_characters_stay_within_the_attr
     assert attributes["upstream_model"].startswith("vendor/\x01")
     assert attributes["upstream_model"].endswith("…")
     assert attributes["error"].startswith("\x02") and attributes["error"].endswith("…")
+
+
+async def test_a_stream_without_usage_estimates_its_output_from_tool_calls_and_reasoning_too(
+    make_gateway: Callable[..., Gateway], http: Any, db: asyncpg.Connection
+) -> None:
+    # A tool call streamed with reasoning first, no content at all, and no usage (Vertex,
+    # so no /generation to ask): the estimate is all LUC has of what was generated.
+    def chunk(delta: bytes) -> bytes:
+        return (
+            b'data: {"id":"tool-1","model":"google/gemini-3.0-flash","choices":[{"index":0,'
+            b'"delta":' + delta + b',"finish_reason":null}]}\n\n'
+        )
+
+    body = (
+        chunk(b'{"role":"assistant","reasoning":"Let me check."}')
+        + chunk(
+            b'{"tool_calls":[{"index":0,"id":"call_1","type":"function",'
+            b'"function":{"name":"get_weather","arguments":"{\\"city\\":"}}]}'
+        )
+        + chunk(b'{"tool_calls":[{"index":0,"function":{"arguments":" \\"Paris\\"}"}}]}')
+        + b"data: [DONE]\n\n"
+    )
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: %d\r\n\r\n"
+    async with scripted_server() as upstream:
+        upstream.answer(head % len(body) + body)
+        provider = OpenRouterProvider(
+            http, upstream.url + "/api/v1", "sk-or-v1-k", FAST_RETRY, generation_delays=()
+        )
+        pieces = [
+            item
+            async for item in make_gateway(provider).stream(
+                model=FLASH, messages=BODY["messages"], job_id="job-t", agent="ORACLE"
+            )
+        ]
+
+    *texts, result = pieces
+    assert texts == [] and result.text == ""  # no content: the caller's text stays empty
+    [entry] = await ledger(db)
+    # "Tell me a story" 15 chars → 4 tokens in; "Let me check." (13) + "get_weather" (11)
+    # + '{"city": "Paris"}' (17) = 41 chars → 11 tokens out
+    assert (entry["input_tokens"], entry["output_tokens"]) == (4, 11)
+    _, attributes = await db.fetchrow(STORED_EVENT, entry["event_id"])
+    assert attributes["usage_source"] == "estimate"
+
+
+async def test_an_answer_without_usage_estimates_its_output_from_its_tool_calls_too(
+    make_gateway: Callable[..., Gateway], http: Any, db: asyncpg.Connection
+) -> None:
+    body = (
+        b'{"id":"tool-2","object":"chat.completion","model":"google/gemini-3.0-flash",'
+        b'"choices":[{"index":0,"finish_reason":"tool_calls","message":{"role":"assistant",'
+        b'"content":null,"tool_calls":[{"id":"call_1","type":"function","function":'
+        b'{"name":"get_weather","arguments":"{\\"city\\": \\"Paris\\"}"}}]}}]}'
+    )
+    async with scripted_server() as upstream:
+        upstream.answer(ok(body, b"content-type: application/json"))
+        provider = OpenRouterProvider(
+            http, upstream.url + "/api/v1", "sk-or-v1-k", FAST_RETRY, generation_delays=()
+        )
+        result = await make_gateway(provider).chat(
+            model=FLASH, messages=BODY["messages"], job_id="job-t", agent="ORACLE"
+        )
+
+    assert result.text == ""
+    [entry] = await ledger(db)
+    # 15 chars → 4 tokens in; "get_weather" (11) + '{"city": "Paris"}' (17) = 28 → 7 out
+    assert (entry["input_tokens"], entry["output_tokens"]) == (4, 7)
