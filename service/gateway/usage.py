@@ -53,9 +53,16 @@ operator to see, with the count it was given in the log."""
 
 
 def _count(value: Any) -> int:
-    """A token count from JSON; anything else (null, negative, text) counts as 0."""
+    """A token count from JSON (a number, or a string of digits); anything else (null,
+    negative, other text) counts as 0."""
     if isinstance(value, bool):
         return 0
+    if isinstance(value, str):  # some relays write counts as text; digits only are counted
+        if not (value.isascii() and value.isdigit()):
+            log.warning("provider_count_ignored", count=value[:100])
+            return 0
+        # Past 19 digits it is above the cap below anyway (and Python reads at most 4,300).
+        value = int(value) if len(value) <= 19 else MAX_REPORTED_COUNT + 1
     if isinstance(value, Decimal):
         if not value.is_finite() or value != value.to_integral_value():
             return 0

@@ -318,3 +318,31 @@ async def test_an_answer_without_usage_estimates_its_output_from_its_tool_calls_
     [entry] = await ledger(db)
     # 15 chars → 4 tokens in; "get_weather" (11) + '{"city": "Paris"}' (17) = 28 → 7 out
     assert (entry["input_tokens"], entry["output_tokens"]) == (4, 7)
+
+
+async def test_token_counts_sent_as_digit_strings_are_counted_not_zeroed(
+    make_gateway: Callable[..., Gateway],
+    openrouter: OpenRouterProvider,
+    fake_openrouter: FakeOpenRouter,
+    db: asyncpg.Connection,
+) -> None:
+    reported = usage(10, 2)
+    reported["prompt_tokens"] = "1000"
+    reported["completion_tokens"] = "200"
+    reported["completion_tokens_details"]["reasoning_tokens"] = "50"
+    reported["prompt_tokens_details"]["cached_tokens"] = "twelve"  # no count: 0
+    fake_openrouter.push(Reply(text="Hi", usage=reported))
+
+    result = await make_gateway(openrouter).chat(
+        model=FLASH, messages=BODY["messages"], job_id="job-s", agent="ORACLE"
+    )
+
+    [entry] = await ledger(db)
+    assert (entry["input_tokens"], entry["output_tokens"], entry["reasoning_tokens"]) == (
+        1000,
+        200,
+        50,
+    )
+    assert entry["cached_input_tokens"] == 0
+    # 1000·0.10 + 200·0.40 = 180 per 1M
+    assert entry["cost_usd"] == result.cost.usd == Decimal("0.00018")
