@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -78,7 +79,7 @@ def retry_after_seconds(headers: httpx.Headers, error: Mapping[str, Any]) -> flo
     raw = headers.get("retry-after")
     if raw:
         try:
-            return max(float(raw), 0.0)
+            seconds = float(raw)
         except ValueError:
             try:
                 when = parsedate_to_datetime(raw)
@@ -86,6 +87,11 @@ def retry_after_seconds(headers: httpx.Headers, error: Mapping[str, Any]) -> flo
                 when = None
             if when is not None:
                 return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+        else:
+            # "inf", "nan", "1e400" are no duration (and no Retry-After can be made of
+            # them for LUC's own caller): as if the header were absent.
+            if math.isfinite(seconds):
+                return max(seconds, 0.0)
     metadata = error.get("metadata")
     availability = error.get("availability")
     for holder, key in ((metadata, "retry_after_seconds"), (availability, "retry_after")):
@@ -93,7 +99,10 @@ def retry_after_seconds(headers: httpx.Headers, error: Mapping[str, Any]) -> flo
             value = holder.get(key)
             # JSON decoded with Decimal floats; a duration in seconds, not money.
             if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
-                return max(float(value), 0.0)
+                with contextlib.suppress(OverflowError):  # an int past a float's range
+                    seconds = float(value)
+                    if math.isfinite(seconds):
+                        return max(seconds, 0.0)
     return None
 
 

@@ -16,7 +16,7 @@ from litestar.testing import AsyncTestClient
 from service.auth.keys import create_key
 from service.gateway.metering import Gateway
 from service.gateway.openrouter import OpenRouterProvider
-from tests.support.fake_openrouter import FAST_RETRY, FakeOpenRouter, Reply, usage
+from tests.support.fake_openrouter import FAST_RETRY, Failure, FakeOpenRouter, Reply, usage
 from tests.support.ledger_truth import STORED_EVENT, ledger
 from tests.support.scripted_http import ok, scripted_server
 from tests.support.waiting import proxied_usage_recorded
@@ -346,3 +346,17 @@ async def test_token_counts_sent_as_digit_strings_are_counted_not_zeroed(
     assert entry["cached_input_tokens"] == 0
     # 1000·0.10 + 200·0.40 = 180 per 1M
     assert entry["cost_usd"] == result.cost.usd == Decimal("0.00018")
+
+
+@pytest.mark.parametrize("retry_after", ["inf", "nan", "1e400", "-5"])
+async def test_a_429_with_a_retry_after_that_is_no_duration_still_answers_429(
+    retry_after: str, proxy: AsyncTestClient[Any], fake_openrouter: FakeOpenRouter
+) -> None:
+    fake_openrouter.push(*[Failure(429, "Rate limit exceeded", {"Retry-After": retry_after})] * 3)
+
+    answer = await proxy.post("/v1/chat/completions", json=BODY, headers=ATTRIBUTION)
+
+    assert answer.status_code == 429, answer.text
+    assert answer.json()["error"]["type"] == "rate_limit_error"
+    # No duration known: no Retry-After (the SDK backs off its own way); else 1 s at least.
+    assert int(answer.headers.get("Retry-After", "1")) >= 1
