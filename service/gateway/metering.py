@@ -425,6 +425,6 @@ def _storable(text: str, limit: int) -> str:
     text = text.replace("\x00", "\ufffd")
     if len(msgspec.json.encode(text)) <= limit:
         return text
-    while len(msgspec.json.encode(text + "…")) > limit:
+    while text and len(msgspec.json.encode(text + "…")) > limit:
         text = text[: len(text) * 3 // 4]
     return text + "…"
