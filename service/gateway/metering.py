@@ -54,6 +54,11 @@ from service.pricing.cost import event_cost
 
 log = structlog.get_logger("luc.gateway")
 
+MAX_MODEL_ATTRIBUTE = 400
+"""Bytes (as JSON) of ``attributes.upstream_model`` kept (real model ids are far shorter)."""
+MAX_ERROR_ATTRIBUTE = 1500
+"""Bytes (as JSON) of ``attributes.error`` kept."""
+
 
 class Gateway:
     def __init__(
@@ -223,7 +228,9 @@ class Gateway:
         if usage is None and completion.generation_id:
             usage = await provider.usage_after(completion.generation_id)
         if usage is None:
-            usage = estimated_usage(admitted.request.prompt_text(), completion.text)
+            usage = estimated_usage(
+                admitted.request.prompt_text(), completion.generated or completion.text
+            )
         result = await self._meter(
             admitted,
             context,
@@ -330,7 +337,7 @@ class Gateway:
         if usage is None:
             if not read.chunks:
                 return None  # nothing arrived: no sign that any token was spent
-            usage = estimated_usage(admitted.request.prompt_text(), text)
+            usage = estimated_usage(admitted.request.prompt_text(), read.generated)
         return await self._meter(
             admitted,
             context,
@@ -365,13 +372,13 @@ class Gateway:
         model = admitted.request.model
         attributes: dict[str, Any] = {"streamed": streamed}
         if answered_model and answered_model != model:
-            attributes["upstream_model"] = answered_model
+            attributes["upstream_model"] = _storable(answered_model, MAX_MODEL_ATTRIBUTE)
             # The model that really answered (OpenRouter fallbacks), when LUC can price it.
             other = catalog.quote(answered_model, when)
             if other.price is not None:
                 model = other.model_id
         if error:
-            attributes["error"] = error[:500]
+            attributes["error"] = _storable(error, MAX_ERROR_ATTRIBUTE)
         event = usage_event(
             generation_id=generation_id,
             occurred_at=when,
@@ -408,3 +415,16 @@ class Gateway:
             generation_id=event.id,
             finish_reason=finish_reason,
         )
+
+
+def _storable(text: str, limit: int) -> str:
+    """A provider's text (a model name, an error message) as the ledger can keep it in
+    the event's attributes: at most ``limit`` bytes of JSON (attributes over 4 KiB would
+    park the event; a control character takes six), clipped with "…", and without NUL,
+    which PostgreSQL text cannot hold (shown as U+FFFD)."""
+    text = text.replace("\x00", "\ufffd")
+    if len(msgspec.json.encode(text)) <= limit:
+        return text
+    while text and len(msgspec.json.encode(text + "…")) > limit:
+        text = text[: len(text) * 3 // 4]
+    return text + "…"

@@ -131,6 +131,24 @@ class Completion:
     usage: ProviderUsage | None
     error: str | None = None
     """A failure reported inside a 200 answer (partial output, then an error)."""
+    generated: str = ""
+    """``generated_text`` of the answer (``text`` when empty), for an estimate."""
+
+
+def generated_text(part: Any) -> str:
+    """What a stream's ``delta`` or an answer's ``message`` says the model generated: its
+    content, its reasoning and its tool calls (name and arguments). All are output tokens;
+    when no usage came, LUC estimates them from this, and content alone (empty for a tool
+    call) would bill such a generation at no output."""
+    if not isinstance(part, dict):
+        return ""
+    pieces = [part.get("content"), part.get("reasoning")]
+    calls = part.get("tool_calls")
+    for call in calls if isinstance(calls, list) else ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            pieces += [function.get("name"), function.get("arguments")]
+    return "".join(p for p in pieces if isinstance(p, str))
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +164,14 @@ class StreamEvent:
         if self.comment:
             return b":" + self.payload + b"\n\n"
         return b"data: " + self.payload + b"\n\n"
+
+    @property
+    def generated(self) -> str:
+        """All this chunk says the model generated (``generated_text`` of its delta)."""
+        choices = self.data.get("choices") if self.data else None
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            return ""
+        return generated_text(choices[0].get("delta"))
 
     @property
     def delta(self) -> str:

@@ -20,6 +20,8 @@ class StreamRead:
     generation_id: str | None
     answered_model: str | None
     text: str
+    generated: str
+    """Content, reasoning and tool calls: what output tokens are estimated from."""
     finish_reason: str | None
     usage: ProviderUsage | None
     """From whichever chunk carried it; ``None`` when none did."""
@@ -35,6 +37,7 @@ async def read_stream(
     generation_id = upstream.generation_id
     answered_model: str | None = None
     parts: list[str] = []
+    generated: list[str] = []
     finish_reason: str | None = None
     usage: ProviderUsage | None = None
     error: str | None = None
@@ -49,6 +52,7 @@ async def read_stream(
             generation_id = generation_id or text_or_none(data.get("id"))
             answered_model = answered_model or text_or_none(data.get("model"))
             parts.append(event.delta)
+            generated.append(event.generated)
             finish_reason = text_or_none(first_choice(data).get("finish_reason")) or finish_reason
             raw_usage = data.get("usage")
             if isinstance(raw_usage, dict):  # whichever chunk carries it, in any shape
@@ -62,7 +66,14 @@ async def read_stream(
     finally:
         await upstream.aclose()
     return StreamRead(
-        generation_id, answered_model, "".join(parts), finish_reason, usage, error, chunks
+        generation_id,
+        answered_model,
+        "".join(parts),
+        "".join(generated),
+        finish_reason,
+        usage,
+        error,
+        chunks,
     )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -36,7 +37,14 @@ from service.errors import (
     UpstreamRejectedError,
     UpstreamUnavailableError,
 )
-from service.gateway.models import ChatRequest, Completion, ProviderUsage, StreamEvent, decode_json
+from service.gateway.models import (
+    ChatRequest,
+    Completion,
+    ProviderUsage,
+    StreamEvent,
+    decode_json,
+    generated_text,
+)
 from service.gateway.sse import DONE, SSEMessage, SSEParser
 
 log = structlog.get_logger("luc.gateway")
@@ -71,7 +79,7 @@ def retry_after_seconds(headers: httpx.Headers, error: Mapping[str, Any]) -> flo
     raw = headers.get("retry-after")
     if raw:
         try:
-            return max(float(raw), 0.0)
+            seconds = float(raw)
         except ValueError:
             try:
                 when = parsedate_to_datetime(raw)
@@ -79,6 +87,11 @@ def retry_after_seconds(headers: httpx.Headers, error: Mapping[str, Any]) -> flo
                 when = None
             if when is not None:
                 return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+        else:
+            # "inf", "nan", "1e400" are no duration (and no Retry-After can be made of
+            # them for LUC's own caller): as if the header were absent.
+            if math.isfinite(seconds):
+                return max(seconds, 0.0)
     metadata = error.get("metadata")
     availability = error.get("availability")
     for holder, key in ((metadata, "retry_after_seconds"), (availability, "retry_after")):
@@ -86,7 +99,10 @@ def retry_after_seconds(headers: httpx.Headers, error: Mapping[str, Any]) -> flo
             value = holder.get(key)
             # JSON decoded with Decimal floats; a duration in seconds, not money.
             if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
-                return max(float(value), 0.0)
+                with contextlib.suppress(OverflowError):  # an int past a float's range
+                    seconds = float(value)
+                    if math.isfinite(seconds):
+                        return max(seconds, 0.0)
     return None
 
 
@@ -219,6 +235,7 @@ class HttpProvider:
             finish_reason=_str(choice.get("finish_reason")),
             usage=self.usage_of(usage) if isinstance(usage, Mapping) else None,
             error=error_text(choice_error) if choice_error else None,
+            generated=generated_text(reply),
         )
 
     async def open_stream(self, request: ChatRequest) -> HttpStream:
@@ -341,6 +358,13 @@ class HttpStream:
                     continue
                 if isinstance(data, dict):
                     yield StreamEvent(message.data, data=data)
+            # A stream that succeeds ends with [DONE] (one that fails, with an error event,
+            # which ends the reading first): a body that just stops was cut short on the
+            # way (a proxy, a connection closed without framing), and the caller must not
+            # be handed a [DONE] for a partial answer.
+            raise UpstreamUnavailableError(
+                "the stream ended without [DONE] (cut short)", provider=name
+            )
         except httpx.TimeoutException as exc:
             raise UpstreamUnavailableError(
                 f"the stream stalled beyond the timeout ({type(exc).__name__})", provider=name

@@ -15,9 +15,10 @@ Vertex AI sends no cost, and its ``completion_tokens`` may leave thinking tokens
 ``max(completion_tokens, total_tokens − prompt_tokens)``.
 
 The cost is decoded from the JSON text as a Decimal (``decode_json``), never through a
-binary float. Sub-objects may be missing or ``null``; counts that break SPEC's invariants
-(cache tokens above the prompt, reasoning above the completion) mean the provider counted
-them apart, so they are added to the total instead of failing the event.
+binary float (a cost sent as a plain decimal string is taken too). Sub-objects may be
+missing or ``null``; counts that break SPEC's invariants (cache tokens above the prompt,
+reasoning above the completion) mean the provider counted them apart, so they are added
+to the total instead of failing the event.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import math
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
-from decimal import Decimal
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, ROUND_HALF_EVEN, Context, Decimal
 from typing import Any, Literal
 
 import structlog
@@ -35,7 +36,7 @@ import structlog
 from service.gateway.models import CallContext, ProviderUsage
 from service.ingest.models import AgentName, CustomerId, JobId, UsageEventIn
 from service.tokens import counts_of
-from service.wire import instant_text, money_text
+from service.wire import WireValueError, instant_text, money_text, parse_money
 
 log = structlog.get_logger("luc.gateway")
 
@@ -43,15 +44,34 @@ MAX_EVENT_ID = 128
 CHARS_PER_TOKEN = 4  # the usual rule of thumb for English text and code
 
 
+MAX_REPORTED_COUNT = 10**18
+"""The largest token count kept as reported. A provider's count can be any JSON integer
+(``1e5000``); one past Python's 4,300-digit limit for writing an int as text could not
+even be encoded, and the paid call's usage would be lost with a 500 to the caller. Far
+above SPEC's 10^12, it still puts the event out of the ledger's range: parked, for an
+operator to see, with the count it was given in the log."""
+
+
 def _count(value: Any) -> int:
-    """A token count from JSON; anything else (null, negative, text) counts as 0."""
+    """A token count from JSON (a number, or a string of digits); anything else (null,
+    negative, other text) counts as 0."""
     if isinstance(value, bool):
         return 0
-    if isinstance(value, int):
-        return max(value, 0)
-    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
-        return max(int(value), 0)
-    return 0
+    if isinstance(value, str):  # some relays write counts as text; digits only are counted
+        if not (value.isascii() and value.isdigit()):
+            log.warning("provider_count_ignored", count=value[:100])
+            return 0
+        # Past 19 digits it is above the cap below anyway (and Python reads at most 4,300).
+        value = int(value) if len(value) <= 19 else MAX_REPORTED_COUNT + 1
+    if isinstance(value, Decimal):
+        if not value.is_finite() or value != value.to_integral_value():
+            return 0
+    elif not isinstance(value, int):
+        return 0
+    if value > MAX_REPORTED_COUNT:
+        log.warning("provider_count_too_large", kept=MAX_REPORTED_COUNT)
+        return MAX_REPORTED_COUNT
+    return max(int(value), 0)
 
 
 def _sub(usage: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -59,13 +79,35 @@ def _sub(usage: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
+COST_DECIMAL_PLACES = 30
+"""Of ``provider_cost_usd``, what the ledger keeps (``ingest.rules``); a finer cost is
+rounded to it."""
+_COST_QUANTUM = Decimal(1).scaleb(-COST_DECIMAL_PLACES)
+_WIDE = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+
+
 def _cost(value: Any) -> Decimal | None:
+    if value is None:
+        return None
+    if isinstance(value, str):  # some relays write it as text: kept when it reads as money
+        try:
+            return parse_money("cost", value)
+        except WireValueError as exc:
+            log.warning("provider_cost_ignored", cost=value[:100], reason=exc.reason)
+            return None
     if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+        log.warning("provider_cost_ignored", cost=repr(value)[:100])
         return None
     cost = Decimal(value)
     if not cost.is_finite() or cost < 0:
-        log.warning("provider_cost_ignored", cost=str(value))
+        log.warning("provider_cost_ignored", cost=str(value)[:100])
         return None
+    if int(cost.as_tuple().exponent) < -COST_DECIMAL_PLACES:
+        # Finer than the ledger keeps a cost: a float's tail (3.6e-31), not money. Rounded,
+        # rather than the whole paid call's usage parked for an informative figure.
+        rounded = cost.quantize(_COST_QUANTUM, rounding=ROUND_HALF_EVEN, context=_WIDE)
+        log.info("provider_cost_rounded", cost=str(value)[:100], kept=money_text(rounded))
+        return rounded
     return cost
 
 
@@ -198,7 +240,9 @@ def usage_event(
     """The one usage event of one upstream attempt; its id is the generation id."""
     if not generation_id:
         generation_id = f"luc-{uuid.uuid4().hex}"
-    elif len(generation_id) > MAX_EVENT_ID:  # keep the id stable, within the wire limit
+    elif len(generation_id) > MAX_EVENT_ID or "\x00" in generation_id:
+        # Kept stable (the same id again is the same event), within the wire limit and
+        # without the NUL that PostgreSQL text cannot hold.
         generation_id = "luc-" + hashlib.sha256(generation_id.encode()).hexdigest()
     return UsageEventIn(
         id=generation_id,

@@ -142,6 +142,10 @@ class Reply:
     error_after: int | None = None
     """Stream only: characters sent before a mid-stream error event (HTTP stays 200)."""
     usage_with_error: bool = False
+    error_message: str = "Provider disconnected unexpectedly"
+    cut_after: int | None = None
+    """Stream only: characters sent before the body just ends, cleanly at the HTTP level
+    but with no usage, no error event and no ``[DONE]`` (a connection cut behind a proxy)."""
     leading_newlines: bool = False
     """Non-stream only: the body starts with blank lines (seen behind proxies)."""
 
@@ -399,17 +403,22 @@ class FakeOpenRouter:
             }
 
         text = reply.text if reply.error_after is None else reply.text[: reply.error_after]
+        if reply.cut_after is not None:
+            text = text[: reply.cut_after]
         step = reply.chunk_chars
         for i in range(0, len(text), step):
             delta = {"content": text[i : i + step]}
             if i == 0:
                 delta["role"] = "assistant"
             await event(chunk(choices=[choice(delta, None)]))
+        if reply.cut_after is not None:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
         if reply.error_after is not None:
             fields: dict[str, Any] = {
                 "error": {
                     "code": 502,
-                    "message": "Provider disconnected unexpectedly",
+                    "message": reply.error_message,
                     "metadata": {"error_type": "provider_unavailable"},
                 },
                 "choices": [choice({"content": ""}, "error")],

@@ -1,0 +1,362 @@
+"""The gateway against an upstream that misbehaves while speaking OpenRouter's protocol
+(the fake OpenRouter on loopback): what the client is told and what the ledger keeps."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import msgspec
+import pytest
+from litestar.testing import AsyncTestClient
+
+from service.auth.keys import create_key
+from service.gateway.metering import Gateway
+from service.gateway.openrouter import OpenRouterProvider
+from tests.support.fake_openrouter import FAST_RETRY, Failure, FakeOpenRouter, Reply, usage
+from tests.support.ledger_truth import STORED_EVENT, ledger
+from tests.support.scripted_http import ok, scripted_server
+from tests.support.waiting import proxied_usage_recorded
+
+pytestmark = pytest.mark.asyncio
+
+FLASH = "google/gemini-3.0-flash"  # 0.10 in, 0.40 out per 1M
+BODY = {"model": FLASH, "messages": [{"role": "user", "content": "Tell me a story"}]}
+ATTRIBUTION = {"X-LUC-Job": "job-h", "X-LUC-Agent": "ORACLE"}
+
+
+def _events(text: str) -> list[str]:
+    return [event for event in text.split("\n\n") if event]
+
+
+async def test_a_stream_that_ends_without_done_is_an_error_to_the_client_and_on_the_ledger(
+    proxy: AsyncTestClient[Any], fake_openrouter: FakeOpenRouter, db: asyncpg.Connection
+) -> None:
+    # The body ends cleanly after "Once upon": no usage, no error event, no [DONE].
+    fake_openrouter.push(
+        Reply(text="Once upon a time", cut_after=9, usage=usage(100, 20, cost="0.00002"))
+    )
+    response = await proxy.post(
+        "/v1/chat/completions", json={**BODY, "stream": True}, headers=ATTRIBUTION
+    )
+
+    assert response.status_code == 200
+    events = _events(response.text)
+    # The client must not be told the answer is whole: no [DONE] the provider never sent.
+    assert "data: [DONE]" not in events
+    error = msgspec.json.decode(events[-1].removeprefix("data: "))["error"]
+    assert error["code"] == 502
+    assert "ended without [DONE]" in error["message"]
+    await proxied_usage_recorded(proxy.app)
+    [entry] = await ledger(db)
+    # From GET /generation: 100·0.10 + 20·0.40 = 18 per 1M
+    assert (entry["input_tokens"], entry["output_tokens"]) == (100, 20)
+    status, attributes = await db.fetchrow(STORED_EVENT, entry["event_id"])
+    assert (status, attributes["usage_source"]) == ("error", "generation")
+    assert "ended without [DONE]" in attributes["error"]
+
+
+async def test_a_token_count_too_large_to_write_is_parked_and_the_answer_still_delivered(
+    proxy: AsyncTestClient[Any], fake_openrouter: FakeOpenRouter, db: asyncpg.Connection
+) -> None:
+    # A count of 5,001 digits: beyond what Python writes as text (4,300 digits), so the
+    # event as reported could not even be encoded for the spool.
+    absurd = usage(12, 3)
+    absurd["prompt_tokens"] = Decimal("1E+5000")
+    fake_openrouter.push(Reply(text="Paid for.", usage=absurd))
+
+    answer = await proxy.post("/v1/chat/completions", json=BODY, headers=ATTRIBUTION)
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["choices"][0]["message"]["content"] == "Paid for."
+    await proxied_usage_recorded(proxy.app)
+    assert await ledger(db) == []
+    _, reader = await create_key(db, "ops", "read")
+    listing = await proxy.get("/v1/usage/parked", headers={"Authorization": f"Bearer {reader}"})
+    [parked] = listing.json()["items"]
+    assert (parked["event_id"], parked["status"]) == (answer.json()["id"], "rejected")
+    assert parked["reason"].startswith("input_tokens: ")
+    # Kept as the largest count LUC writes, 10^18: out of the ledger's range (10^12) too.
+    assert parked["event"]["input_tokens"] == 10**18
+    assert parked["event"]["output_tokens"] == 3
+
+
+async def test_an_answering_model_name_of_any_length_never_keeps_the_usage_off_the_ledger(
+    proxy: AsyncTestClient[Any], fake_openrouter: FakeOpenRouter, db: asyncpg.Connection
+) -> None:
+    # Recorded as attributes.upstream_model: attributes hold at most 4 KiB.
+    other = "vendor/" + "m" * 5000
+    fake_openrouter.push(Reply(text="Hi", usage=usage(10, 2), model=other))
+
+    answer = await proxy.post("/v1/chat/completions", json=BODY, headers=ATTRIBUTION)
+
+    assert answer.status_code == 200, answer.text
+    await proxied_usage_recorded(proxy.app)
+    [entry] = await ledger(db)
+    # Billed under the model asked for (LUC cannot price the other): 10·0.10 + 2·0.40
+    assert (entry["model"], entry["cost_usd"]) == (FLASH, Decimal("0.0000018"))
+    _, attributes = await db.fetchrow(STORED_EVENT, entry["event_id"])
+    kept = attributes["upstream_model"]
+    assert kept.startswith("vendor/mmm") and kept.endswith("…") and len(kept) <= 400
+
+
+@pytest.mark.parametrize(
+    ("cost", "kept"),
+    [
+        ("0.0000036", Decimal("0.0000036")),  # a decimal string, as some relays write it
+        ("1e-7", None),  # strings are taken only as plain decimals, as LUC writes money
+        ("-0.5", None),
+        ("free", None),
+        (["0.1"], None),
+    ],
+)
+async def test_a_cost_sent_as_text_is_kept_when_it_is_a_plain_decimal(
+    cost: object,
+    kept: Decimal | None,
+    make_gateway: Callable[..., Gateway],
+    openrouter: OpenRouterProvider,
+    fake_openrouter: FakeOpenRouter,
+    db: asyncpg.Connection,
+) -> None:
+    reported = usage(10, 2)
+    reported["cost"] = cost
+    fake_openrouter.push(Reply(text="Hi", usage=reported))
+
+    result = await make_gateway(openrouter).chat(
+        model=FLASH, messages=BODY["messages"], job_id="job-c", agent="ORACLE"
+    )
+
+    assert result.cost.provider_usd == kept
+    [entry] = await ledger(db)
+    assert entry["provider_cost_usd"] == kept
+    assert entry["cost_usd"] == Decimal("0.0000018")  # LUC's price either way: 10·0.10 + 2·0.40
+
+
+@pytest.mark.parametrize(
+    ("cost", "kept"),
+    [
+        # 54 decimal places: more than the ledger keeps (30), rounded to them, half even.
+        (
+            "0.000003600000000000000000000000000000000000000000000001",
+            Decimal("0.0000036"),
+        ),
+        ("0.0000000000000000000000000000015", Decimal("0.000000000000000000000000000002")),
+        ("1E-400", Decimal(0)),
+        ("1E-7", Decimal("0.0000001")),
+    ],
+)
+async def test_a_cost_finer_than_the_ledger_keeps_is_rounded_not_parked(
+    cost: str,
+    kept: Decimal,
+    proxy: AsyncTestClient[Any],
+    fake_openrouter: FakeOpenRouter,
+    db: asyncpg.Connection,
+) -> None:
+    reported = usage(10, 2)
+    reported["cost"] = Decimal(cost)  # written as a JSON number with exactly these digits
+    fake_openrouter.push(Reply(text="Hi", usage=reported))
+
+    answer = await proxy.post("/v1/chat/completions", json=BODY, headers=ATTRIBUTION)
+
+    assert answer.status_code == 200, answer.text
+    await proxied_usage_recorded(proxy.app)
+    [entry] = await ledger(db)
+    assert entry["provider_cost_usd"] == kept
+    assert entry["cost_usd"] == Decimal("0.0000018")  # 10·0.10 + 2·0.40 per 1M
+
+
+async def test_nul_characters_in_a_provider_s_model_or_error_never_park_the_usage(
+    proxy: AsyncTestClient[Any], fake_openrouter: FakeOpenRouter, db: asyncpg.Connection
+) -> None:
+    # PostgreSQL text cannot hold U+0000: the ledger refuses any event that carries one.
+    fake_openrouter.push(
+        Reply(
+            text="Once upon a time",
+            model="vendor/odd\x00model",
+            error_after=4,
+            error_message="upstream said \x00 and stopped",
+            usage=usage(30, 4),
+            usage_with_error=True,
+        )
+    )
+
+    response = await proxy.post(
+        "/v1/chat/completions", json={**BODY, "stream": True}, headers=ATTRIBUTION
+    )
+
+    assert response.status_code == 200
+    await proxied_usage_recorded(proxy.app)
+    [entry] = await ledger(db)
+    assert (entry["input_tokens"], entry["output_tokens"]) == (30, 4)
+    status, attributes = await db.fetchrow(STORED_EVENT, entry["event_id"])
+    assert status == "error"
+    assert attributes["upstream_model"] == "vendor/odd\ufffdmodel"
+    assert attributes["error"] == "upstream said \ufffd and stopped (code 502)"
+
+
+async def test_a_generation_id_the_ledger_cannot_keep_becomes_a_stable_one_of_luc_s(
+    make_gateway: Callable[..., Gateway], http: Any, db: asyncpg.Connection
+) -> None:
+    # Vertex-style: no X-Generation-Id header, the id only in the body, here with a U+0000.
+    body = (
+        b'{"id":"fb2gafiLBIK9\\u0000odAP1tGMmQc","object":"chat.completion",'
+        b'"model":"google/gemini-3.0-flash","choices":[{"index":0,"finish_reason":"stop",'
+        b'"message":{"role":"assistant","content":"Hi"}}],'
+        b'"usage":{"prompt_tokens":10,"completion_tokens":2,"total_tokens":12}}'
+    )
+    async with scripted_server() as upstream:
+        upstream.answer(ok(body, b"content-type: application/json"))
+        provider = OpenRouterProvider(
+            http, upstream.url + "/api/v1", "sk-or-v1-k", FAST_RETRY, generation_delays=()
+        )
+        first = await make_gateway(provider).chat(
+            model=FLASH, messages=BODY["messages"], job_id="job-n", agent="ORACLE"
+        )
+
+    [entry] = await ledger(db)
+    # luc- and the SHA-256 of the id as sent: the same id again is the same event.
+    digest = hashlib.sha256(b"fb2gafiLBIK9\x00odAP1tGMmQc").hexdigest()
+    assert entry["event_id"] == first.generation_id == f"luc-{digest}"
+    assert (entry["input_tokens"], entry["output_tokens"]) == (10, 2)
+
+
+async def test_a_model_and_error_text_of_escaped_characters_stay_within_the_attributes_limit(
+    proxy: AsyncTestClient[Any], fake_openrouter: FakeOpenRouter, db: asyncpg.Connection
+) -> None:
+    # Control characters are written \\u0001 in JSON: six bytes each. The attributes' limit
+    # (4 KiB) counts the bytes of their JSON.
+    fake_openrouter.push(
+        Reply(
+            text="Once upon a time",
+            model="vendor/" + "\x01" * 400,
+            error_after=4,
+            error_message="\x02" * 600,
+            usage=usage(30, 4),
+            usage_with_error=True,
+        )
+    )
+
+    response = await proxy.post(
+        "/v1/chat/completions", json={**BODY, "stream": True}, headers=ATTRIBUTION
+    )
+
+    assert response.status_code == 200
+    await proxied_usage_recorded(proxy.app)
+    [entry] = await ledger(db)
+    _, attributes = await db.fetchrow(STORED_EVENT, entry["event_id"])
+    assert len(msgspec.json.encode(attributes)) <= 4096
+    assert attributes["upstream_model"].startswith("vendor/\x01")
+    assert attributes["upstream_model"].endswith("…")
+    assert attributes["error"].startswith("\x02") and attributes["error"].endswith("…")
+
+
+async def test_a_stream_without_usage_estimates_its_output_from_tool_calls_and_reasoning_too(
+    make_gateway: Callable[..., Gateway], http: Any, db: asyncpg.Connection
+) -> None:
+    # A tool call streamed with reasoning first, no content at all, and no usage (Vertex,
+    # so no /generation to ask): the estimate is all LUC has of what was generated.
+    def chunk(delta: bytes) -> bytes:
+        return (
+            b'data: {"id":"tool-1","model":"google/gemini-3.0-flash","choices":[{"index":0,'
+            b'"delta":' + delta + b',"finish_reason":null}]}\n\n'
+        )
+
+    body = (
+        chunk(b'{"role":"assistant","reasoning":"Let me check."}')
+        + chunk(
+            b'{"tool_calls":[{"index":0,"id":"call_1","type":"function",'
+            b'"function":{"name":"get_weather","arguments":"{\\"city\\":"}}]}'
+        )
+        + chunk(b'{"tool_calls":[{"index":0,"function":{"arguments":" \\"Paris\\"}"}}]}')
+        + b"data: [DONE]\n\n"
+    )
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: %d\r\n\r\n"
+    async with scripted_server() as upstream:
+        upstream.answer(head % len(body) + body)
+        provider = OpenRouterProvider(
+            http, upstream.url + "/api/v1", "sk-or-v1-k", FAST_RETRY, generation_delays=()
+        )
+        pieces = [
+            item
+            async for item in make_gateway(provider).stream(
+                model=FLASH, messages=BODY["messages"], job_id="job-t", agent="ORACLE"
+            )
+        ]
+
+    *texts, result = pieces
+    assert texts == [] and result.text == ""  # no content: the caller's text stays empty
+    [entry] = await ledger(db)
+    # "Tell me a story" 15 chars → 4 tokens in; "Let me check." (13) + "get_weather" (11)
+    # + '{"city": "Paris"}' (17) = 41 chars → 11 tokens out
+    assert (entry["input_tokens"], entry["output_tokens"]) == (4, 11)
+    _, attributes = await db.fetchrow(STORED_EVENT, entry["event_id"])
+    assert attributes["usage_source"] == "estimate"
+
+
+async def test_an_answer_without_usage_estimates_its_output_from_its_tool_calls_too(
+    make_gateway: Callable[..., Gateway], http: Any, db: asyncpg.Connection
+) -> None:
+    body = (
+        b'{"id":"tool-2","object":"chat.completion","model":"google/gemini-3.0-flash",'
+        b'"choices":[{"index":0,"finish_reason":"tool_calls","message":{"role":"assistant",'
+        b'"content":null,"tool_calls":[{"id":"call_1","type":"function","function":'
+        b'{"name":"get_weather","arguments":"{\\"city\\": \\"Paris\\"}"}}]}}]}'
+    )
+    async with scripted_server() as upstream:
+        upstream.answer(ok(body, b"content-type: application/json"))
+        provider = OpenRouterProvider(
+            http, upstream.url + "/api/v1", "sk-or-v1-k", FAST_RETRY, generation_delays=()
+        )
+        result = await make_gateway(provider).chat(
+            model=FLASH, messages=BODY["messages"], job_id="job-t", agent="ORACLE"
+        )
+
+    assert result.text == ""
+    [entry] = await ledger(db)
+    # 15 chars → 4 tokens in; "get_weather" (11) + '{"city": "Paris"}' (17) = 28 → 7 out
+    assert (entry["input_tokens"], entry["output_tokens"]) == (4, 7)
+
+
+async def test_token_counts_sent_as_digit_strings_are_counted_not_zeroed(
+    make_gateway: Callable[..., Gateway],
+    openrouter: OpenRouterProvider,
+    fake_openrouter: FakeOpenRouter,
+    db: asyncpg.Connection,
+) -> None:
+    reported = usage(10, 2)
+    reported["prompt_tokens"] = "1000"
+    reported["completion_tokens"] = "200"
+    reported["completion_tokens_details"]["reasoning_tokens"] = "50"
+    reported["prompt_tokens_details"]["cached_tokens"] = "twelve"  # no count: 0
+    fake_openrouter.push(Reply(text="Hi", usage=reported))
+
+    result = await make_gateway(openrouter).chat(
+        model=FLASH, messages=BODY["messages"], job_id="job-s", agent="ORACLE"
+    )
+
+    [entry] = await ledger(db)
+    assert (entry["input_tokens"], entry["output_tokens"], entry["reasoning_tokens"]) == (
+        1000,
+        200,
+        50,
+    )
+    assert entry["cached_input_tokens"] == 0
+    # 1000·0.10 + 200·0.40 = 180 per 1M
+    assert entry["cost_usd"] == result.cost.usd == Decimal("0.00018")
+
+
+@pytest.mark.parametrize("retry_after", ["inf", "nan", "1e400", "-5"])
+async def test_a_429_with_a_retry_after_that_is_no_duration_still_answers_429(
+    retry_after: str, proxy: AsyncTestClient[Any], fake_openrouter: FakeOpenRouter
+) -> None:
+    fake_openrouter.push(*[Failure(429, "Rate limit exceeded", {"Retry-After": retry_after})] * 3)
+
+    answer = await proxy.post("/v1/chat/completions", json=BODY, headers=ATTRIBUTION)
+
+    assert answer.status_code == 429, answer.text
+    assert answer.json()["error"]["type"] == "rate_limit_error"
+    # No duration known: no Retry-After (the SDK backs off its own way); else 1 s at least.
+    assert int(answer.headers.get("Retry-After", "1")) >= 1
