@@ -9,10 +9,12 @@ reserves the estimate, and the call's usage event carries the ``reservation_id``
 
 The estimate is the prompt (counted from its text) and the most output the call can
 produce: its ``max_tokens`` (or ``max_completion_tokens``), else ``default_max_tokens``
-(``LUC_GATEWAY_DEFAULT_MAX_TOKENS``). A call admitted under a reservation without a bound
-of its own goes upstream with ``max_tokens`` = that default, so the reserved estimate is a
-real cap: an unbounded call estimated at no output let a hard budget be overspent without
-limit.
+(``LUC_GATEWAY_DEFAULT_MAX_TOKENS``), for each of the ``n`` answers it asks for, at the
+dearest of the models that may answer it (its own and OpenRouter's ``models`` fallbacks,
+each of which LUC must be able to price). A call admitted under a reservation without a
+bound of its own goes upstream with ``max_tokens`` = that default, so the reserved
+estimate is a real cap: an unbounded call estimated at no output let a hard budget be
+overspent without limit.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from service.gateway.ports import AdmissionLookup, BudgetGate, CatalogSource
 from service.gateway.usage import attribution_problems, estimate_tokens
 from service.pricing.catalog import Catalog
 from service.pricing.cost import event_cost
+from service.pricing.models import ModelPrice
 from service.tokens import TokenCounts
 from service.wire import ESTIMATE_DECIMAL_PLACES, money_ceiling
 
@@ -83,12 +86,13 @@ async def admit(
     if budgets is not None and may_reserve:
         prompt_tokens = estimate_tokens(request.prompt_text())
         bound = request.max_output_tokens()
+        tokens = TokenCounts(
+            input_tokens=prompt_tokens,
+            output_tokens=(bound or default_max_tokens) * request.choices(),
+        )
         # Rounded up to what a reservation holds (30 places, 40 digits): never below.
         estimate = money_ceiling(
-            event_cost(
-                TokenCounts(input_tokens=prompt_tokens, output_tokens=bound or default_max_tokens),
-                quote.price,
-            ),
+            max(event_cost(tokens, price) for price in _answering_prices(request, prices, now)),
             ESTIMATE_DECIMAL_PLACES,
         )
         verdict = await budgets.reserve(
@@ -111,6 +115,22 @@ async def admit(
         if reservation_id is not None and bound is None:
             request = _capped(request, default_max_tokens)
     return Admitted(replace(request, model=quote.model_id), prices, now, reservation_id)
+
+
+def _answering_prices(request: ChatRequest, prices: Catalog, now: datetime) -> list[ModelPrice]:
+    """The prices of every model that may answer ``request``; a fallback LUC cannot price
+    is refused: a reservation must cover the dearest of them."""
+    found = []
+    for model in [request.model, *request.fallback_models()]:
+        price = prices.quote(model, now).price
+        if price is None:
+            raise UnknownModelError(
+                f"models: LUC cannot price {model!r}, which may answer this call; a hard "
+                "budget reserves for the dearest model that may answer (add it to the "
+                "catalog, or leave it out of models)"
+            )
+        found.append(price)
+    return found
 
 
 def _capped(request: ChatRequest, max_tokens: int) -> ChatRequest:

@@ -60,6 +60,14 @@ MAX_ERROR_ATTRIBUTE = 1500
 """Bytes (as JSON) of ``attributes.error`` kept."""
 
 
+BROKEN_STREAM_ADVICE = (
+    "the provider's stream broke off after it had begun: its tokens are spent and part of "
+    "the answer was sent, so LUC did not send the call to another provider; try again"
+)
+"""The advice of a stream that fails once open: no fallback follows it (its first bytes
+may be with the caller already), unlike a failure before any byte."""
+
+
 class Gateway:
     def __init__(
         self,
@@ -331,6 +339,7 @@ class Gateway:
                 f"the stream failed after {len(text)} characters (tokens spent are billed): "
                 f"{error}",
                 provider=provider.name,
+                advice=BROKEN_STREAM_ADVICE,
             )
         if usage is None and generation_id:
             usage = await provider.usage_after(generation_id)

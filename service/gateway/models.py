@@ -116,6 +116,20 @@ class ChatRequest:
                 return value
         return None
 
+    def choices(self) -> int:
+        """How many answers the call asks for (OpenAI's ``n``): each may write up to the
+        output bound, and each is paid for. 1 unless ``n`` is a whole number above it."""
+        n = self.body.get("n")
+        return n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
+
+    def fallback_models(self) -> list[str]:
+        """The other models OpenRouter may answer with (its ``models`` list, tried in turn
+        when the first cannot answer), this request's own model left out."""
+        models = self.body.get("models")
+        if not isinstance(models, list):
+            return []
+        return [m for m in models if isinstance(m, str) and m != self.model]
+
 
 @dataclass(frozen=True, slots=True)
 class Completion:

@@ -50,6 +50,9 @@ async def test_a_stream_that_ends_without_done_is_an_error_to_the_client_and_on_
     error = msgspec.json.decode(events[-1].removeprefix("data: "))["error"]
     assert error["code"] == 502
     assert "ended without [DONE]" in error["message"]
+    # Not "tried the next provider": a stream that has begun never falls through.
+    assert "did not send the call to another provider" in error["message"]
+    assert "tried the next provider" not in error["message"]
     await proxied_usage_recorded(proxy.app)
     [entry] = await ledger(db)
     # From GET /generation: 100·0.10 + 20·0.40 = 18 per 1M

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
+
+import pytest
 
 from service.catalog.service import bundled_catalog
+from service.errors import UnknownModelError
 from service.gateway.admission import admit
 from service.gateway.models import CallContext, ChatRequest
 from service.gateway.ports import BudgetVerdict, fixed_catalog
@@ -41,7 +45,7 @@ class Recorder:
         pass
 
 
-async def estimate(prompt_characters: int) -> Decimal:
+async def estimate(prompt_characters: int, **more: Any) -> Decimal:
     gate = Recorder()
     request = ChatRequest(
         model=SONNET,
@@ -49,6 +53,7 @@ async def estimate(prompt_characters: int) -> Decimal:
             "model": SONNET,
             "messages": [{"role": "user", "content": "x" * prompt_characters}],
             "max_tokens": 1_000,
+            **more,
         },
     )
     await admit(
@@ -70,3 +75,26 @@ async def test_a_prompt_estimated_below_the_threshold_is_reserved_at_the_base_ra
 async def test_a_prompt_estimated_at_the_threshold_is_reserved_at_the_long_context_rate() -> None:
     # 800,001 characters → 200,001 tokens: 200,001·6 + 1,000·22.50 = 1,222,506 per 1M
     assert await estimate(800_001) == Decimal("1.222506")
+
+
+async def test_each_of_n_answers_is_reserved_for() -> None:
+    # n = 3: 4,000 characters → 1,000 tokens in, once; 3 × 1,000 out.
+    # 1,000·3 + 3,000·15 = 48,000 per 1M
+    assert await estimate(4_000, n=3) == Decimal("0.048")
+    assert await estimate(4_000, n=1) == Decimal("0.018")  # 1,000·3 + 1,000·15
+    assert await estimate(4_000, n="3") == Decimal(
+        "0.018"
+    )  # not a number: the provider's to refuse
+
+
+async def test_the_dearest_model_that_may_answer_is_reserved_for() -> None:
+    # OpenRouter may answer with Claude Opus 4.5 (5.00 / 25.00): 1,000·5 + 1,000·25 = 30,000
+    # per 1M, above Sonnet's 18,000; Gemini 3 Pro (1.25 / 10.00) is cheaper and changes nothing.
+    models = [SONNET, "google/gemini-3-pro-preview", "anthropic/claude-opus-4.5"]
+    assert await estimate(4_000, models=models) == Decimal("0.03")
+    assert await estimate(4_000, models=[SONNET, "google/gemini-3-pro-preview"]) == Decimal("0.018")
+
+
+async def test_a_fallback_model_luc_cannot_price_is_refused_under_a_budget() -> None:
+    with pytest.raises(UnknownModelError, match="models: LUC cannot price 'acme/unknown-1'"):
+        await estimate(4_000, models=[SONNET, "acme/unknown-1"])
