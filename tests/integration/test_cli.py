@@ -273,3 +273,40 @@ def test_catalog_sync_without_openrouter_suggests_importing_a_saved_file(
         f"save {base_url}/models where there is (curl -o models.json …) and run "
         "`luc catalog import models.json`"
     )
+
+
+def test_migrate_to_a_revision_luc_does_not_have_is_a_usage_error_that_creates_nothing(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "luc"
+    result = luc("migrate", "--revision", "0999_typo", LUC_DATA_DIR=str(data_dir))
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        "Error: Invalid value for --revision: '0999_typo' is no revision of this LUC "
+        f"(`head`, or one of db/versions, the newest {head_revision()})"
+    )
+    assert not data_dir.exists()  # no embedded PostgreSQL made for it
+
+
+async def test_migrate_to_an_older_revision_says_where_the_schema_stays(
+    bare_database: str,
+) -> None:
+    import asyncio
+
+    await asyncio.to_thread(migrate_sync, bare_database)
+    older = await asyncio.to_thread(
+        luc, "migrate", "--revision", "0001", LUC_DATABASE_URL=bare_database
+    )
+    assert older.returncode == 0, older.stderr
+    # Migrations only go forward: it said "schema at 0001" while the schema stayed at head.
+    head = head_revision()
+    assert older.stdout.splitlines()[0] == f"schema at {head} (was {head}); AIMS catalog loaded"
+
+
+def test_serve_refuses_a_port_outside_the_tcp_range() -> None:
+    result = luc("serve", "--port", "70000")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        "Error: Invalid value for '--port': 70000 is not in the range 0<=x<=65535."
+    )
