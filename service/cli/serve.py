@@ -282,7 +282,8 @@ def _check_revision(revision: str) -> None:
     from alembic.script import ScriptDirectory
     from alembic.util import CommandError
 
-    from service.db.migrations import head_revision, migrations_dir
+    from service.db.migrations import head_revision
+    from service.shipped import migrations_dir
 
     try:
         ScriptDirectory(str(migrations_dir())).get_revisions(revision)
