@@ -334,6 +334,21 @@ def _port(env: dict[str, str], name: str) -> int | None:
     return port
 
 
+def _webhook_secret(secret: str) -> bool:
+    """``whsec_`` and base64, as a budget's own secret is checked: the prefix alone let
+    ``whsec_`` with nothing or no base64 after it through, and then every alert's signing
+    failed, long after the start."""
+    from standardwebhooks import Webhook
+
+    if not secret.startswith("whsec_"):
+        return False
+    try:
+        Webhook(secret)
+    except Exception:  # the library raises its own errors and binascii's
+        return False
+    return True
+
+
 def _choice(env: dict[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
     value = env.get(name) or default
     if value not in choices:
@@ -386,7 +401,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         timeout_seconds=float(_int(env, "LUC_OPENROUTER_TIMEOUT_SECONDS", 30)),
     )
     secret = env.get("LUC_WEBHOOK_SECRET") or None
-    if secret is not None and not secret.startswith("whsec_"):
+    if secret is not None and not _webhook_secret(secret):
         raise SettingsError("LUC_WEBHOOK_SECRET must be a Standard Webhooks secret: whsec_<base64>")
     hosts = tuple(
         h.strip() for h in (env.get("LUC_WEBHOOK_ALLOWED_HOSTS") or "*").split(",") if h.strip()

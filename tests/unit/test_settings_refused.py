@@ -34,3 +34,18 @@ def test_the_ports_at_either_end_of_the_range_are_taken() -> None:
     assert load_settings({"LUC_PORT": "0"}).server.port == 0  # any free port
     assert load_settings({"LUC_PORT": "65535"}).server.port == 65535
     assert load_settings({}).server.port == 8000
+
+
+@pytest.mark.parametrize("secret", ["whsec_", "whsec_!!!not-base64", "whsec_abcde", "c2VjcmV0"])
+def test_a_webhook_secret_that_cannot_sign_is_refused_at_start(secret: str) -> None:
+    # The prefix alone was checked: signing then failed on every alert, long after the start.
+    with pytest.raises(SettingsError) as raised:
+        load_settings({"LUC_WEBHOOK_SECRET": secret})
+    assert raised.value.message == (
+        "LUC_WEBHOOK_SECRET must be a Standard Webhooks secret: whsec_<base64>"
+    )
+
+
+def test_a_well_formed_webhook_secret_is_taken() -> None:
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    assert load_settings({"LUC_WEBHOOK_SECRET": secret}).budgets.webhook_secret == secret
