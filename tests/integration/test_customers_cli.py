@@ -262,3 +262,29 @@ async def test_a_refused_start_is_one_json_line_naming_the_setting_not_a_traceba
         "LUC_DEFAULT_PLAN: plan 'gold' does not exist; create it first (luc plans create) "
         "or unset LUC_DEFAULT_PLAN",
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--clear", "plan_id", "--plan", "gold"), "--clear plan_id and --plan"),
+        (("--email", "b@x.com", "--clear", "email"), "--clear email and --email"),
+        (
+            ("--clear", "low_balance_usd", "--low-balance-usd", "5"),
+            "--clear low_balance_usd and --low-balance-usd",
+        ),
+    ],
+)
+async def test_update_refuses_to_clear_a_field_it_is_also_given(
+    database_url: str, args: tuple[str, ...], message: str
+) -> None:
+    await luc_on(
+        database_url, "customers", "create", "acme", "--name", "Acme", "--email", "a@x.com",
+        check=True,
+    )  # fmt: skip
+    refused = await luc_on(database_url, "customers", "update", "acme", *args)
+    # The clear won and the value given beside it was dropped without a word.
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.splitlines()[-1] == f"Error: {message} contradict each other: give one"
+    shown = json.loads((await luc_on(database_url, "customers", "show", "acme", check=True)).stdout)
+    assert (shown["email"], shown["plan_id"]) == ("a@x.com", None)  # nothing changed
