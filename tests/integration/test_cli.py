@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -310,3 +311,15 @@ def test_serve_refuses_a_port_outside_the_tcp_range() -> None:
     assert result.stderr.splitlines()[-1] == (
         "Error: Invalid value for '--port': 70000 is not in the range 0<=x<=65535."
     )
+
+
+def test_the_readme_command_line_section_lists_every_command() -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    section = readme.split("\n## Command line\n", 1)[1].split("\n## ", 1)[0]
+    listing = section.strip().split("\n\n", 1)[0]  # "`luc --help` lists the commands, …"
+    listed = set()
+    for span in re.findall(r"`luc ([a-z][^`]*)`", listing):
+        *prefix, last = span.split()
+        listed |= {" ".join((*prefix, name)) for name in last.split("|")}
+    # `luc customers credits grant|show` and `luc plans reprice` were missing.
+    assert listed == leaf_commands()
