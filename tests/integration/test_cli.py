@@ -12,6 +12,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -323,3 +324,27 @@ def test_the_readme_command_line_section_lists_every_command() -> None:
         listed |= {" ".join((*prefix, name)) for name in last.split("|")}
     # `luc customers credits grant|show` and `luc plans reprice` were missing.
     assert listed == leaf_commands()
+
+
+NOVEMBER = ("--from", "2026-11-01T00:00:00Z", "--to", "2026-12-01T00:00:00Z")
+
+
+def test_a_reader_that_leaves_early_is_not_reported_as_a_lost_database(database_url: str) -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # as `luc export focus … | head -1` once head has its line
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("LUC_")}
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "service", "export", "focus", *NOVEMBER],
+            env={**inherited, "LUC_DATABASE_URL": database_url},
+            cwd=PROJECT_ROOT,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert result.returncode == 1, result.stderr
+    # It said "Error: lost <database> during the command: [Errno 32] Broken pipe".
+    assert "Error" not in result.stderr and "Traceback" not in result.stderr, result.stderr
