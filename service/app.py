@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -105,6 +106,25 @@ async def start_when_reachable(
         # Raised from a task, SystemExit leaves the event loop and the server: the process
         # ends with uvicorn's start-up failure status, so a supervisor sees a failed start.
         raise SystemExit(STARTUP_FAILURE) from exc
+
+
+class _SaidAlready(logging.Filter):
+    """Drops uvicorn's copy of a start-up failure that ``startup_failed`` has said in one
+    line: Litestar hands uvicorn the whole traceback (an exception group) as the failure's
+    message, where the setting to fix was buried."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            isinstance(record.msg, str) and "Traceback (most recent call last)" in record.msg
+        )
+
+
+def _log_startup_failure(exc: Exception) -> None:
+    """One ``startup_failed`` line, as the other ways of starting end (``start_when_reachable``,
+    the parent of ``luc serve --workers N``)."""
+    detail = exc.message if isinstance(exc, LucError) else str(exc)
+    log.error("startup_failed", error=type(exc).__name__, detail=detail)
+    logging.getLogger("uvicorn.error").addFilter(_SaidAlready())
 
 
 async def start(
@@ -329,7 +349,11 @@ def create_app(settings: Settings | None = None, *, prepared: bool = False) -> L
                     name="luc-start",
                 )
             else:
-                await start(app, settings, metrics, stack, prepared)
+                try:
+                    await start(app, settings, metrics, stack, prepared)
+                except Exception as exc:
+                    _log_startup_failure(exc)
+                    raise
             try:
                 yield
             finally:

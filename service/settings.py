@@ -290,7 +290,9 @@ class Settings:
         return max(self.budgets.reservation_seconds, math.ceil(self.gateway.longest_wait_seconds))
 
 
-def _int(env: dict[str, str], name: str, default: int, minimum: int = 1) -> int:
+def _int(
+    env: dict[str, str], name: str, default: int, minimum: int = 1, maximum: int | None = None
+) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -300,6 +302,8 @@ def _int(env: dict[str, str], name: str, default: int, minimum: int = 1) -> int:
         raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
     if value < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise SettingsError(f"{name} must be at most {maximum}, got {value}")
     return value
 
 
@@ -312,6 +316,10 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+    # float() reads 'nan' and 'inf' too: NaN passes every comparison (a NaN timeout crashed
+    # the gateway at start, a NaN start-up wait never ended), infinity waits for ever.
+    if not math.isfinite(value):
+        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}")
     if value <= 0:
         raise SettingsError(f"{name} must be positive, got {raw!r}")
     return value
@@ -324,6 +332,21 @@ def _port(env: dict[str, str], name: str) -> int | None:
     if port > 65535:
         raise SettingsError(f"{name} must be a TCP port (1-65535), got {port}")
     return port
+
+
+def _webhook_secret(secret: str) -> bool:
+    """``whsec_`` and base64, as a budget's own secret is checked: the prefix alone let
+    ``whsec_`` with nothing or no base64 after it through, and then every alert's signing
+    failed, long after the start."""
+    from standardwebhooks import Webhook
+
+    if not secret.startswith("whsec_"):
+        return False
+    try:
+        Webhook(secret)
+    except Exception:  # the library raises its own errors and binascii's
+        return False
+    return True
 
 
 def _choice(env: dict[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -352,7 +375,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         raise SettingsError("LUC_DB_POOL_MIN must not exceed LUC_DB_POOL_MAX")
     server = ServerSettings(
         host=env.get("LUC_HOST") or "127.0.0.1",
-        port=_int(env, "LUC_PORT", 8000, minimum=0),
+        # Above 65535 uvicorn bound the number modulo 65536 (70000: port 4464), without a word.
+        port=_int(env, "LUC_PORT", 8000, minimum=0, maximum=65535),
         log_level=_choice(env, "LUC_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
         log_format=(
             _choice(env, "LUC_LOG_FORMAT", "json", ("json", "console"))
@@ -377,7 +401,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         timeout_seconds=float(_int(env, "LUC_OPENROUTER_TIMEOUT_SECONDS", 30)),
     )
     secret = env.get("LUC_WEBHOOK_SECRET") or None
-    if secret is not None and not secret.startswith("whsec_"):
+    if secret is not None and not _webhook_secret(secret):
         raise SettingsError("LUC_WEBHOOK_SECRET must be a Standard Webhooks secret: whsec_<base64>")
     hosts = tuple(
         h.strip() for h in (env.get("LUC_WEBHOOK_ALLOWED_HOSTS") or "*").split(",") if h.strip()

@@ -23,12 +23,18 @@ if TYPE_CHECKING:
 
 
 @contextmanager
-def progress_bar(console: Console, label: str) -> Iterator[Callable[[int, int], None]]:
-    """A transient bar for long ledger work (re-rating, re-pricing): yields the
-    ``progress(done, total)`` callback that work reports through."""
+def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A transient bar for long ledger work (re-rating, re-pricing), on stderr when it is a
+    terminal (nothing otherwise): yields the ``progress(done, total)`` callback that work
+    reports through. Not on stdout's console: with the report redirected to a file, the
+    bar showed nowhere."""
+    from rich.console import Console
     from rich.progress import Progress
 
-    with Progress(console=console, transient=True) as progress:
+    bar_console = Console(stderr=True)
+    with Progress(
+        console=bar_console, transient=True, redirect_stdout=False, redirect_stderr=False
+    ) as progress:
         task = progress.add_task(label, total=None)
 
         def advance(done: int, total: int) -> None:
@@ -195,7 +201,7 @@ def rerate(since: str, dry_run: bool) -> None:
     console = Console()
 
     async def work(conn: Connection) -> Any:
-        with progress_bar(console, "re-rating") as advance:
+        with progress_bar("re-rating") as advance:
             return await rerate_since(
                 conn,
                 start,

@@ -153,6 +153,11 @@ def customers_update(customer_id: str, clear: tuple[str, ...], **options: Any) -
     from service.customers.models import CustomerChanges
     from service.customers.service import parse_amount, update_customer
 
+    for field in clear:
+        # Both given, the clear won and the value was dropped without a word.
+        if options.get(field) is not None:
+            flag = "--plan" if field == "plan_id" else "--" + field.replace("_", "-")
+            raise click.UsageError(f"--clear {field} and {flag} contradict each other: give one")
     low = options.pop("low_balance_usd")
     changes = CustomerChanges(
         **options,

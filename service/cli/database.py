@@ -209,6 +209,10 @@ def run_on_database(work: Callable[[Connection], Awaitable[T]]) -> T:
         conn = await open_existing(settings)
         try:
             return await work(conn)
+        except BrokenPipeError:
+            # stdout's reader left (`luc export focus … | head`), not the database (asyncpg
+            # reports a dead socket as its own errors): click ends quietly, status 1.
+            raise
         except CONNECTION_ERRORS as exc:
             raise DatabaseUnavailableError(
                 f"lost {describe(settings)} during the command: {exc}"

@@ -189,7 +189,7 @@ def plans_reprice(plan_id: str, since: str, dry_run: bool) -> None:
 
     async def work(conn: Connection) -> RepriceSummary:
         await get_plan(conn, plan_id)  # a plan that does not exist: said before any work
-        with progress_bar(console, "re-pricing") as advance:
+        with progress_bar("re-pricing") as advance:
             return await reprice_plan(
                 conn,
                 plan_id,

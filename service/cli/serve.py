@@ -42,7 +42,12 @@ _METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 @click.command()
 @click.option("--host", default=None, help="Address to bind (default LUC_HOST or 127.0.0.1).")
-@click.option("--port", type=int, default=None, help="Port to bind (default LUC_PORT or 8000).")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Port to bind (default LUC_PORT or 8000).",
+)
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
@@ -231,6 +236,7 @@ def migrate(revision: str) -> None:
 
     settings = get_settings()
     database = settings.database
+    _check_revision(revision)
 
     async def run() -> None:
         new = database.url is None and not (pgdata_of(database) / "PG_VERSION").is_file()
@@ -245,13 +251,16 @@ def migrate(revision: str) -> None:
         try:
             before = await schema_revision(conn)
             await migrate_schema(url, revision)
+            after = await schema_revision(conn)
             seeded = await seed_catalog(conn)
             upgrade = await upgrade_aims_catalog(conn, default_plan=settings.billing.default_plan)
         finally:
             with contextlib.suppress(*CONNECTION_ERRORS):
                 await conn.close()
+        # Where the schema is, not where it was asked to go: migrations only go forward, so
+        # an older --revision leaves it where it was.
         click.echo(
-            f"schema at {revision} (was {before or 'empty'}); "
+            f"schema at {'head' if revision == 'head' else after} (was {before or 'empty'}); "
             f"AIMS catalog {'loaded' if seeded else 'already present'}"
         )
         if upgrade is not None:
@@ -264,3 +273,23 @@ def migrate(revision: str) -> None:
             )
 
     asyncio.run(run())
+
+
+def _check_revision(revision: str) -> None:
+    """Refuse a revision ``db/versions`` does not have before touching any database (an
+    embedded one is not even created): Alembic's own refusal came as a traceback, after
+    the embedded PostgreSQL had been made."""
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
+    from service.db.migrations import head_revision
+    from service.shipped import migrations_dir
+
+    try:
+        ScriptDirectory(str(migrations_dir())).get_revisions(revision)
+    except (CommandError, AssertionError):  # AssertionError: an empty string
+        raise click.BadParameter(
+            f"{revision!r} is no revision of this LUC (`head`, or one of db/versions, "
+            f"the newest {head_revision()})",
+            param_hint="--revision",
+        ) from None

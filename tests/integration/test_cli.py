@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -273,3 +275,76 @@ def test_catalog_sync_without_openrouter_suggests_importing_a_saved_file(
         f"save {base_url}/models where there is (curl -o models.json …) and run "
         "`luc catalog import models.json`"
     )
+
+
+def test_migrate_to_a_revision_luc_does_not_have_is_a_usage_error_that_creates_nothing(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "luc"
+    result = luc("migrate", "--revision", "0999_typo", LUC_DATA_DIR=str(data_dir))
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        "Error: Invalid value for --revision: '0999_typo' is no revision of this LUC "
+        f"(`head`, or one of db/versions, the newest {head_revision()})"
+    )
+    assert not data_dir.exists()  # no embedded PostgreSQL made for it
+
+
+async def test_migrate_to_an_older_revision_says_where_the_schema_stays(
+    bare_database: str,
+) -> None:
+    import asyncio
+
+    await asyncio.to_thread(migrate_sync, bare_database)
+    older = await asyncio.to_thread(
+        luc, "migrate", "--revision", "0001", LUC_DATABASE_URL=bare_database
+    )
+    assert older.returncode == 0, older.stderr
+    # Migrations only go forward: it said "schema at 0001" while the schema stayed at head.
+    head = head_revision()
+    assert older.stdout.splitlines()[0] == f"schema at {head} (was {head}); AIMS catalog loaded"
+
+
+def test_serve_refuses_a_port_outside_the_tcp_range() -> None:
+    result = luc("serve", "--port", "70000")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        "Error: Invalid value for '--port': 70000 is not in the range 0<=x<=65535."
+    )
+
+
+def test_the_readme_command_line_section_lists_every_command() -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    section = readme.split("\n## Command line\n", 1)[1].split("\n## ", 1)[0]
+    listing = section.strip().split("\n\n", 1)[0]  # "`luc --help` lists the commands, …"
+    listed = set()
+    for span in re.findall(r"`luc ([a-z][^`]*)`", listing):
+        *prefix, last = span.split()
+        listed |= {" ".join((*prefix, name)) for name in last.split("|")}
+    # `luc customers credits grant|show` and `luc plans reprice` were missing.
+    assert listed == leaf_commands()
+
+
+NOVEMBER = ("--from", "2026-11-01T00:00:00Z", "--to", "2026-12-01T00:00:00Z")
+
+
+def test_a_reader_that_leaves_early_is_not_reported_as_a_lost_database(database_url: str) -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # as `luc export focus … | head -1` once head has its line
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("LUC_")}
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "service", "export", "focus", *NOVEMBER],
+            env={**inherited, "LUC_DATABASE_URL": database_url},
+            cwd=PROJECT_ROOT,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert result.returncode == 1, result.stderr
+    # It said "Error: lost <database> during the command: [Errno 32] Broken pipe".
+    assert "Error" not in result.stderr and "Traceback" not in result.stderr, result.stderr

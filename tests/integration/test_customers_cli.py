@@ -236,3 +236,55 @@ async def test_plans_reprice_reports_the_change_per_customer_and_job_and_appends
     assert (await client.get("/v1/jobs/job-1")).json()["price_usd"] == "0.21"
     missing = await luc_on(database_url, "plans", "reprice", "ghost", *since)
     assert error_line(missing) == "plan 'ghost' does not exist"
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+async def test_a_refused_start_is_one_json_line_naming_the_setting_not_a_traceback(
+    database_url: str, tmp_path: Path, workers: str
+) -> None:
+    refused = await luc_on(
+        database_url,
+        "serve",
+        LUC_DEFAULT_PLAN="gold",
+        LUC_PORT="0",
+        LUC_WORKERS=workers,
+        LUC_LOG_FORMAT="json",
+        LUC_DATA_DIR=str(tmp_path / "luc"),
+    )
+    assert refused.returncode == 3, refused.stderr[-2000:]
+    # A lone process printed Litestar's whole exception group as uvicorn's log message.
+    assert "Traceback" not in refused.stderr, refused.stderr[-2000:]
+    lines = [json.loads(line) for line in refused.stderr.splitlines()]
+    [failed] = [line for line in lines if line["event"] == "startup_failed"]
+    assert (failed["level"], failed["error"], failed["detail"]) == (
+        "error",
+        "SettingsError",
+        "LUC_DEFAULT_PLAN: plan 'gold' does not exist; create it first (luc plans create) "
+        "or unset LUC_DEFAULT_PLAN",
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--clear", "plan_id", "--plan", "gold"), "--clear plan_id and --plan"),
+        (("--email", "b@x.com", "--clear", "email"), "--clear email and --email"),
+        (
+            ("--clear", "low_balance_usd", "--low-balance-usd", "5"),
+            "--clear low_balance_usd and --low-balance-usd",
+        ),
+    ],
+)
+async def test_update_refuses_to_clear_a_field_it_is_also_given(
+    database_url: str, args: tuple[str, ...], message: str
+) -> None:
+    await luc_on(
+        database_url, "customers", "create", "acme", "--name", "Acme", "--email", "a@x.com",
+        check=True,
+    )  # fmt: skip
+    refused = await luc_on(database_url, "customers", "update", "acme", *args)
+    # The clear won and the value given beside it was dropped without a word.
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.splitlines()[-1] == f"Error: {message} contradict each other: give one"
+    shown = json.loads((await luc_on(database_url, "customers", "show", "acme", check=True)).stdout)
+    assert (shown["email"], shown["plan_id"]) == ("a@x.com", None)  # nothing changed

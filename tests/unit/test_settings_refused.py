@@ -1,0 +1,51 @@
+"""A ``LUC_*`` value the server cannot honour stops it at start, naming the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.errors import SettingsError
+from service.settings import load_settings
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        # float() reads these: NaN passed every range check, infinity waited for ever.
+        ("LUC_DB_STARTUP_TIMEOUT_SECONDS", "nan", "must be a number of seconds, got 'nan'"),
+        ("LUC_GATEWAY_TIMEOUT_SECONDS", "NaN", "must be a number of seconds, got 'NaN'"),
+        ("LUC_WEBHOOK_POLL_SECONDS", "inf", "must be a number of seconds, got 'inf'"),
+        ("LUC_PARTITION_CHECK_SECONDS", "-inf", "must be a number of seconds, got '-inf'"),
+        ("LUC_WEBHOOK_BACKOFF_BASE_SECONDS", "0", "must be positive, got '0'"),
+        # uvicorn bound 70000 modulo 65536 (port 4464) without a word.
+        ("LUC_PORT", "70000", "must be at most 65535, got 70000"),
+        ("LUC_PORT", "-1", "must be at least 0, got -1"),
+    ],
+)
+def test_a_value_out_of_its_range_is_refused_naming_the_variable(
+    name: str, value: str, message: str
+) -> None:
+    with pytest.raises(SettingsError) as raised:
+        load_settings({name: value})
+    assert raised.value.message == f"{name} {message}"
+
+
+def test_the_ports_at_either_end_of_the_range_are_taken() -> None:
+    assert load_settings({"LUC_PORT": "0"}).server.port == 0  # any free port
+    assert load_settings({"LUC_PORT": "65535"}).server.port == 65535
+    assert load_settings({}).server.port == 8000
+
+
+@pytest.mark.parametrize("secret", ["whsec_", "whsec_!!!not-base64", "whsec_abcde", "c2VjcmV0"])
+def test_a_webhook_secret_that_cannot_sign_is_refused_at_start(secret: str) -> None:
+    # The prefix alone was checked: signing then failed on every alert, long after the start.
+    with pytest.raises(SettingsError) as raised:
+        load_settings({"LUC_WEBHOOK_SECRET": secret})
+    assert raised.value.message == (
+        "LUC_WEBHOOK_SECRET must be a Standard Webhooks secret: whsec_<base64>"
+    )
+
+
+def test_a_well_formed_webhook_secret_is_taken() -> None:
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    assert load_settings({"LUC_WEBHOOK_SECRET": secret}).budgets.webhook_secret == secret
