@@ -43,6 +43,23 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
         yield advance
 
 
+def report_console() -> Console:
+    """Where re-rating and re-pricing print their report: stdout, wrapped to the terminal
+    when it is one; written to a file or a pipe, a line stays one line (rich would wrap at
+    80 columns and split a money amount across two lines of a log)."""
+    import sys
+
+    from rich.console import Console
+
+    if sys.stdout.isatty():
+        return Console()
+    return Console(soft_wrap=True, width=_UNWRAPPED_WIDTH)
+
+
+_UNWRAPPED_WIDTH = 10_000
+"""Wide enough that no report line or table row is ever folded."""
+
+
 def print_changes(
     console: Console,
     groupings: Sequence[tuple[str, Mapping[Any, Any]]],
@@ -193,12 +210,11 @@ def rerate(since: str, dry_run: bool) -> None:
     Use after creating a version that corrects prices retroactively. Appends reversal and
     re-booking adjustment entries (the ledger is never edited); a second run appends nothing.
     """
-    from rich.console import Console
 
     from service.recording.rerating import rerate_since
 
     start = parse_time(since, "--since")
-    console = Console()
+    console = report_console()
 
     async def work(conn: Connection) -> Any:
         with progress_bar("re-rating") as advance:

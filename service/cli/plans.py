@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from service.cli.catalog import parse_time, print_changes, progress_bar
+from service.cli.catalog import parse_time, print_changes, progress_bar, report_console
 from service.cli.customers import echo_struct
 from service.cli.database import run_on_database
 
@@ -177,7 +177,6 @@ def plans_reprice(plan_id: str, since: str, dry_run: bool) -> None:
     Appends adjustment entries carrying the change of price (the cost never moves; the
     ledger is never edited); a second run appends nothing.
     """
-    from rich.console import Console
 
     from service.customers.plans import get_plan
     from service.recording.repricing import RepriceSummary, reprice_plan
@@ -185,7 +184,7 @@ def plans_reprice(plan_id: str, since: str, dry_run: bool) -> None:
     from service.wire import money_text
 
     start = parse_time(since, "--since")
-    console = Console()
+    console = report_console()
 
     async def work(conn: Connection) -> RepriceSummary:
         await get_plan(conn, plan_id)  # a plan that does not exist: said before any work

@@ -319,6 +319,14 @@ async def test_a_retroactive_correction_is_applied_only_by_rerating_and_only_onc
     summary = re.search(r"would change (\d+), total delta (\S+) USD; (\d+) entries", cli.stdout)
     assert summary is not None, cli.stdout
     assert (int(summary[1]), Decimal(summary[2]), int(summary[3])) == (3, TOTAL_DELTA, 0)
+    # Written to a pipe, the summary stays one line, whatever width the environment says
+    # (rich folded it at 80 columns, splitting amounts across lines of a log).
+    narrow = await luc_on(
+        database_url, "catalog", "rerate", "--since", SINCE, "--dry-run", COLUMNS="80"
+    )
+    first = narrow.stdout.splitlines()[0]
+    assert first.startswith("5 events since") and first.endswith(" USD"), narrow.stdout
+    assert len(first) > 80
     for key, (count, delta) in {**JOB_DELTAS, **AGENT_DELTAS}.items():
         line = re.search(rf"{key}\s*│\s*(\d+)\s*│\s*(\S+)", cli.stdout)
         assert line is not None, (key, cli.stdout)
