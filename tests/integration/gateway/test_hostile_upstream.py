@@ -200,6 +200,20 @@ async def test_nul_characters_in_a_provider_s_model_or_error_never_park_the_usag
     assert attributes["error"] == "upstream said \ufffd and stopped (code 502)"
 
 
+async def _chat_answered_with(
+    body: bytes, make_gateway: Callable[..., Gateway], http: Any, *, job_id: str
+) -> Any:
+    """A gateway call (not streamed) that OpenRouter answers with ``body``, as JSON."""
+    async with scripted_server() as upstream:
+        upstream.answer(ok(body, b"content-type: application/json"))
+        provider = OpenRouterProvider(
+            http, upstream.url + "/api/v1", "sk-or-v1-k", FAST_RETRY, generation_delays=()
+        )
+        return await make_gateway(provider).chat(
+            model=FLASH, messages=BODY["messages"], job_id=job_id, agent="ORACLE"
+        )
+
+
 async def test_a_generation_id_the_ledger_cannot_keep_becomes_a_stable_one_of_luc_s(
     make_gateway: Callable[..., Gateway], http: Any, db: asyncpg.Connection
 ) -> None:
@@ -210,14 +224,7 @@ async def test_a_generation_id_the_ledger_cannot_keep_becomes_a_stable_one_of_lu
         b'"message":{"role":"assistant","content":"Hi"}}],'
         b'"usage":{"prompt_tokens":10,"completion_tokens":2,"total_tokens":12}}'
     )
-    async with scripted_server() as upstream:
-        upstream.answer(ok(body, b"content-type: application/json"))
-        provider = OpenRouterProvider(
-            http, upstream.url + "/api/v1", "sk-or-v1-k", FAST_RETRY, generation_delays=()
-        )
-        first = await make_gateway(provider).chat(
-            model=FLASH, messages=BODY["messages"], job_id="job-n", agent="ORACLE"
-        )
+    first = await _chat_answered_with(body, make_gateway, http, job_id="job-n")
 
     [entry] = await ledger(db)
     # luc- and the SHA-256 of the id as sent: the same id again is the same event.
@@ -308,14 +315,7 @@ async def test_an_answer_without_usage_estimates_its_output_from_its_tool_calls_
         b'"content":null,"tool_calls":[{"id":"call_1","type":"function","function":'
         b'{"name":"get_weather","arguments":"{\\"city\\": \\"Paris\\"}"}}]}}]}'
     )
-    async with scripted_server() as upstream:
-        upstream.answer(ok(body, b"content-type: application/json"))
-        provider = OpenRouterProvider(
-            http, upstream.url + "/api/v1", "sk-or-v1-k", FAST_RETRY, generation_delays=()
-        )
-        result = await make_gateway(provider).chat(
-            model=FLASH, messages=BODY["messages"], job_id="job-t", agent="ORACLE"
-        )
+    result = await _chat_answered_with(body, make_gateway, http, job_id="job-t")
 
     assert result.text == ""
     [entry] = await ledger(db)
