@@ -92,7 +92,10 @@ async def admit(
         )
         # Rounded up to what a reservation holds (30 places, 40 digits): never below.
         estimate = money_ceiling(
-            max(event_cost(tokens, price) for price in _answering_prices(request, prices, now)),
+            max(
+                event_cost(tokens, price)
+                for price in [quote.price, *_fallback_prices(request, prices, now)]
+            ),
             ESTIMATE_DECIMAL_PLACES,
         )
         verdict = await budgets.reserve(
@@ -117,11 +120,11 @@ async def admit(
     return Admitted(replace(request, model=quote.model_id), prices, now, reservation_id)
 
 
-def _answering_prices(request: ChatRequest, prices: Catalog, now: datetime) -> list[ModelPrice]:
-    """The prices of every model that may answer ``request``; a fallback LUC cannot price
-    is refused: a reservation must cover the dearest of them."""
+def _fallback_prices(request: ChatRequest, prices: Catalog, now: datetime) -> list[ModelPrice]:
+    """The prices of the other models that may answer ``request`` (OpenRouter's ``models``);
+    one LUC cannot price is refused: a reservation must cover the dearest of them."""
     found = []
-    for model in [request.model, *request.fallback_models()]:
+    for model in request.fallback_models():
         price = prices.quote(model, now).price
         if price is None:
             raise UnknownModelError(
