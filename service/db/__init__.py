@@ -96,9 +96,17 @@ R = TypeVar("R")
 Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 
 
+STATEMENT_CACHE_MAX_CHARS = 64 * 1024
+"""The longest statement a connection keeps prepared (asyncpg's default is 15 KiB).
+The write path's statement (``recording.queries.RECORD_BATCH``: store, append and roll up
+in one) is about 16,000 characters; past asyncpg's default it was parsed, analysed and
+planned afresh for every group of events, ≈ 1.7 ms of PostgreSQL per transaction beside
+≈ 0.6 ms to run it, which a single event or a proxied call's batch paid in full."""
+
+
 async def connect(url: str) -> asyncpg.Connection:
     """One connection outside the pool (CLI tools, tests), set up like pooled ones."""
-    conn = await asyncpg.connect(dsn(url))
+    conn = await asyncpg.connect(dsn(url), max_cacheable_statement_size=STATEMENT_CACHE_MAX_CHARS)
     await init_connection(conn)
     return conn
 
@@ -123,14 +131,6 @@ async def _keep_session(conn: PoolConnectionProxy[asyncpg.Record]) -> None:
     asyncpg still rolls back a transaction left open before this runs. Behind a transaction
     pooler the reset would even do harm: it would run on whichever server connection the
     pooler picks, undoing the time zone it set there for another client."""
-
-
-STATEMENT_CACHE_MAX_CHARS = 64 * 1024
-"""The longest statement a pooled connection keeps prepared (asyncpg's default is 15 KiB).
-The write path's statement (``recording.queries.RECORD_BATCH``: store, append and roll up
-in one) is about 16,000 characters; past asyncpg's default it was parsed, analysed and
-planned afresh for every group of events, ≈ 1.7 ms of PostgreSQL per transaction beside
-≈ 0.6 ms to run it, which a single event or a proxied call's batch paid in full."""
 
 
 async def create_pool(url: str, settings: DatabaseSettings) -> asyncpg.Pool:
