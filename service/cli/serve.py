@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import os
 import shutil
@@ -69,9 +70,15 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     # the process would die without running atexit, leaving the embedded PostgreSQL up.
     # (With workers, uvicorn's supervisor handles it and returns: atexit runs all the same.)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    where = ("--host" if host else "LUC_HOST", "--port" if port is not None else "LUC_PORT")
     host = host or settings.server.host
     port = settings.server.port if port is None else port
     workers = settings.server.workers if workers is None else workers
+    if problem := _unlistenable(host, port, *where):
+        # Said before the embedded PostgreSQL starts, naming the setting: uvicorn would
+        # only log "Name or service not known" once everything else had started.
+        structlog.get_logger("luc").error("startup_failed", error="ServerAddress", detail=problem)
+        sys.exit(3)  # uvicorn's start-up failure status, as any other refused start
     if workers > 1:
         _serve_workers(settings, workers, host, port)
         return
@@ -147,6 +154,31 @@ def _serve_workers(settings: Settings, workers: int, host: str, port: int) -> No
             shutil.rmtree(metrics_dir, ignore_errors=True)
     if any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes):
         sys.exit(STARTUP_FAILURE)
+
+
+def _unlistenable(host: str, port: int, host_setting: str, port_setting: str) -> str | None:
+    """Why the server could not listen on ``host``:``port`` (None: it can), naming the
+    setting to change. The probe binds as uvicorn will (IPv6 for a host with a colon, else
+    IPv4), and closes at once; uvicorn binds again."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        found = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        why = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
+        return f"{host_setting} {host!r}: not an address, nor a name this machine resolves ({why})"
+    family, kind, protocol, _, address = found[0]
+    with socket.socket(family, kind, protocol) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            change = {
+                errno.EADDRINUSE: f"another process listens there: change {port_setting}",
+                errno.EACCES: f"a port below 1024 needs privileges: change {port_setting}",
+                errno.EADDRNOTAVAIL: f"not an address of this machine: change {host_setting}",
+            }.get(exc.errno or 0, f"change {host_setting} or {port_setting}")
+            return f"cannot listen on {host}:{port} ({exc.strerror}); {change}"
+    return None
 
 
 def _tcp(sock: socket.socket) -> socket.socket:
