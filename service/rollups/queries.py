@@ -58,6 +58,17 @@ def measures_over_rollup() -> str:
     )
 
 
+@cache
+def measures_of_rollup_row() -> str:
+    """Every measure of one rollup row, as ``measures_over_rollup`` gives it over that
+    row alone: a query asking for a rollup's whole key reads its rows as they are, with
+    no aggregation to pay for (a usage answer by agent and day: a third of its time)."""
+    return ",\n       ".join(
+        f"COALESCE({m.name}, 0) AS {m.name}" if m.combine == "sum" else f"{m.name}"
+        for m in MEASURES
+    )
+
+
 # The measure columns of every rollup table, in one order.
 TOTALS = ", ".join(MEASURE_NAMES)
 _ADD = ",\n    ".join(_combined(m) for m in MEASURES)
@@ -101,6 +112,11 @@ _ROLLUPS = {
         {"customer_id": "customer_id", "month": "date_trunc('month', billing_day)::date"},
     ),
 }
+
+
+def rollup_key(table: str) -> frozenset[str]:
+    """The columns that key a row of rollup ``table`` (one row per value of them)."""
+    return next(frozenset(r.keys) for r in _ROLLUPS.values() if r.table == table)
 
 
 def _upsert(rollup: _Rollup, source: str) -> str:

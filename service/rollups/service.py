@@ -316,12 +316,15 @@ def usage_groups(
     if plan is not None:
         table, where, params = plan
         columns = [next(r for r in _USAGE_ROLLUPS if r.table == table).keys[k] for k in keys]
+        # Grouped by the rollup's whole key, each group is one row: read as it is.
+        whole_key = frozenset(columns) == queries.rollup_key(table)
+        measures = queries.measures_of_rollup_row() if whole_key else queries.measures_over_rollup()
         sql = f"""
             SELECT {"".join(f"{c} AS {k}, " for c, k in zip(columns, keys, strict=True))}
-                   {queries.measures_over_rollup()}
+                   {measures}
             FROM {table}
             WHERE {where}
-            {f"GROUP BY {', '.join(columns)}" if keys else ""}
+            {f"GROUP BY {', '.join(columns)}" if keys and not whole_key else ""}
         """
         return sql, params
     select_keys = "".join(f"{USAGE_GROUPS[k]} AS {k}, " for k in keys)

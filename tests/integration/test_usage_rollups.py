@@ -10,7 +10,7 @@ ways: through the rollup it is planned on, and forced onto the ledger.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -232,3 +232,14 @@ async def test_usage_answers_of_many_rows_are_those_python_wrote(
         )
         assert answer.json()["rows"] == expected, group_by
     await assert_usage_as_python_wrote_it(db)
+
+
+def test_a_query_for_a_rollups_whole_key_reads_its_rows_without_aggregating() -> None:
+    """Each (agent, day) is one row of ``rollup_agent_days``: nothing to sum (the rows are
+    checked against the ledger's above); asked for agents alone, its days are summed."""
+    midnight = datetime(2026, 10, 10, tzinfo=UTC)
+    whole, _ = usage_groups(["day", "agent"], midnight, None, _filters({"agent": "ORACLE"}))
+    part, _ = usage_groups(["agent"], midnight, None, _filters({}))
+    assert "FROM rollup_agent_days" in whole and "FROM rollup_agent_days" in part
+    assert "GROUP BY" not in whole and "sum(" not in whole
+    assert "GROUP BY agent" in part
