@@ -7,7 +7,8 @@ one, must admit the estimated cost (else ``BudgetExceededError``, or
 ``credit_stop``); under hard budgets it
 reserves the estimate, and the call's usage event carries the ``reservation_id``.
 
-The estimate is the prompt (counted from its text) and the most output the call can
+The estimate is the prompt (counted from its text, tool calls and tool schemas included, and
+``IMAGE_TOKENS`` per image) and the most output the call can
 produce: its ``max_tokens`` (or ``max_completion_tokens``), else ``default_max_tokens``
 (``LUC_GATEWAY_DEFAULT_MAX_TOKENS``), for each of the ``n`` answers it asks for, at the
 dearest of the models that may answer it (its own and OpenRouter's ``models`` fallbacks,
@@ -40,6 +41,13 @@ from service.wire import ESTIMATE_DECIMAL_PLACES, money_ceiling
 
 DEFAULT_MAX_TOKENS = 4096
 """``LUC_GATEWAY_DEFAULT_MAX_TOKENS``'s default."""
+
+IMAGE_TOKENS = 1_600
+"""What one image of a prompt is reserved at: the most one image costs under Anthropic's
+published rule (about 1,600 tokens at the largest size it reads before resizing), above
+OpenAI's high detail (85 + 170 per 512-pixel tile, about 1,100 for a 1,024-pixel square)
+and Gemini's 258 per tile of a small image. Providers bill images as prompt tokens; an
+estimate that counted them as nothing let a hard budget be overspent by every image."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +92,9 @@ async def admit(
         raise UnknownModelError(f"LUC cannot price {request.model!r}: {quote.reason}")
     reservation_id = None
     if budgets is not None and may_reserve:
-        prompt_tokens = estimate_tokens(request.prompt_text())
+        prompt_tokens = (
+            estimate_tokens(request.prompt_text()) + IMAGE_TOKENS * request.prompt_images()
+        )
         bound = request.max_output_tokens()
         tokens = TokenCounts(
             input_tokens=prompt_tokens,

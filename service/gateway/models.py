@@ -95,10 +95,14 @@ class ChatRequest:
         return messages if isinstance(messages, list) else []
 
     def prompt_text(self) -> str:
-        """Every message's text, for estimates (the stub, budget checks)."""
+        """What the provider reads as the prompt's text, for estimates (the stub, budget
+        checks): every message's text, the arguments of earlier tool calls, and the tools
+        offered (their JSON: a provider writes their schemas into the prompt)."""
         parts: list[str] = []
         for message in self.messages:
-            content = message.get("content") if isinstance(message, dict) else None
+            if not isinstance(message, dict):
+                continue
+            content = message.get("content")
             if isinstance(content, str):
                 parts.append(content)
             elif isinstance(content, list):  # content parts: [{"type": "text", "text": ...}]
@@ -107,7 +111,25 @@ class ChatRequest:
                     for p in content
                     if isinstance(p, dict) and isinstance(p.get("text"), str)
                 )
+            calls = message.get("tool_calls")
+            for call in calls if isinstance(calls, list) else ():
+                function = call.get("function") if isinstance(call, dict) else None
+                if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+                    parts.append(function["arguments"])
+        tools = self.body.get("tools")
+        if isinstance(tools, list) and tools:
+            parts.append(msgspec.json.encode(tools).decode())
         return "\n".join(parts)
+
+    def prompt_images(self) -> int:
+        """How many images the prompt holds (``image_url`` content parts)."""
+        return sum(
+            1
+            for message in self.messages
+            if isinstance(message, dict) and isinstance(message.get("content"), list)
+            for part in message["content"]
+            if isinstance(part, dict) and part.get("type") == "image_url"
+        )
 
     def max_output_tokens(self) -> int | None:
         for key in ("max_completion_tokens", "max_tokens"):

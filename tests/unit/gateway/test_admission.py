@@ -98,3 +98,36 @@ async def test_the_dearest_model_that_may_answer_is_reserved_for() -> None:
 async def test_a_fallback_model_luc_cannot_price_is_refused_under_a_budget() -> None:
     with pytest.raises(UnknownModelError, match="models: LUC cannot price 'acme/unknown-1'"):
         await estimate(4_000, models=[SONNET, "acme/unknown-1"])
+
+
+async def test_images_tool_schemas_and_earlier_tool_calls_are_part_of_the_prompt_estimate() -> None:
+    tools = [{"type": "function", "function": {"name": "look_up", "parameters": {}}}]
+    schema = '[{"type":"function","function":{"name":"look_up","parameters":{}}}]'  # 67 characters
+    messages = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "x" * 400},
+                {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+            ],
+        },
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "look_up", "arguments": "y" * 400},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "z" * 399},
+    ]
+    # Text: 400 + "\n" + 400 (the call's arguments) + "\n" + 399 + "\n" + 68 (the tools'
+    # JSON) = 1,269 characters → 318 tokens; two images at 1,600 each → 3,518 tokens in.
+    assert len(schema) == 67
+    # 3,518·3 + 1,000·15 = 25,554 per 1M
+    assert await estimate(0, messages=messages, tools=tools) == Decimal("0.025554")
+    # Before, only the texts of the messages counted: 400 + "\n" + 399 → 200 tokens.
