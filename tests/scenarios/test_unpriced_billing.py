@@ -299,3 +299,32 @@ async def test_a_monthly_invoice_bills_them_and_its_follow_up_the_difference(
             assert stored.ok, stored.problems
     finally:
         await conn.close()
+
+
+async def test_a_call_unpriced_for_one_customer_is_billed_once_its_job_moves_to_one_that_prices_it(
+    client: Any,
+) -> None:
+    await make_plan(client, "markup25", basis="catalog", markup="0.25")
+    await make_plan(client, "actual10", basis="actual", markup="0.10", per_request_usd="0.001")
+    await make_customer(client, "acme", plan_id="markup25")
+    await make_customer(client, "beta", plan_id="actual10")
+    await record_accepted(
+        client,
+        [
+            october("x1", job_id="job-x", customer_id="acme", model=UNKNOWN,
+                    input_tokens=1_000, output_tokens=100, provider_cost_usd="2.00"),
+        ],
+    )  # fmt: skip
+    # A catalog basis and no catalog cost: unknown for acme, nothing to bill.
+    refused = await client.post("/v1/jobs/job-x/invoices")
+    assert refused.status_code == 409, refused.text
+    assert "1 unpriced events wait" in refused.json()["detail"]
+    moved = await client.patch("/v1/jobs/job-x", json={"customer_id": "beta"})
+    assert moved.status_code == 200, moved.text
+    # Re-priced for beta: 2.00 × 1.1 + 0.001 = 2.201. acme's booking of unknown price and
+    # its reversal net out on the same invoice.
+    invoice = await issue(client, "job-x")
+    assert lines_of(invoice) == [(UNKNOWN, None, 1, "2.201")]
+    assert invoice["customer"]["id"] == "beta"
+    assert (invoice["covered_entries"], invoice["unpriced_events"]) == (3, 0)
+    assert (invoice["subtotal_usd"], invoice["total_usd"]) == ("2.201", "2.20")
