@@ -139,11 +139,18 @@ def notes_for(draft: Draft, corrects: str | None = None) -> list[str]:
         )
     if draft.minimum_note is not None:
         notes.append(draft.minimum_note)
-    if any(line.catalog_version is None and line.line_type == "usage" for line in draft.lines):
+    uncatalogued = [x for x in draft.lines if x.catalog_version is None and x.line_type == "usage"]
+    if any(x.events > 0 for x in uncatalogued):
         notes.append(
             "Lines without a catalog version bill calls to models no catalog version prices "
             "yet at the price of the customer's plan; once a catalog version prices them, "
             "a follow-up takes them back and bills them again: only the difference."
+        )
+    if any(x.events < 0 for x in uncatalogued):
+        notes.append(
+            "Lines without a catalog version and negative calls take back calls billed "
+            "before at the plan's price while no catalog version priced them; a catalog "
+            "version prices them now, and they are billed again on the lines with it."
         )
     if draft.unpriced_events:
         n = draft.unpriced_events

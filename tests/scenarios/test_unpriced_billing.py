@@ -224,6 +224,8 @@ async def test_a_catalog_price_later_bills_only_the_difference_once(
     assert lines_of(follow_up) == [(UNKNOWN, None, -1, "-2.201"), (UNKNOWN, v2, 1, "3.001")]
     assert (follow_up["subtotal_usd"], follow_up["total_usd"]) == ("0.8", "0.80")
     assert (follow_up["covered_entries"], follow_up["unpriced_events"]) == (2, 0)
+    assert any("take back calls billed before" in n for n in follow_up["notes"])
+    assert not any("Lines without a catalog version bill" in n for n in follow_up["notes"])
     # 2.201 + 0.8 = 3.001: the call's price, billed once.
     internal = (await client.get(f"/v1/invoices/{follow_up['number']}?view=internal")).json()
     # The re-booking: catalog cost 0.0014, actual 2 (reported), margin 3.001 − 2 = 1.001.
