@@ -47,10 +47,21 @@ def price_text(text: str) -> str:
     return format(value.quantize(CENT), "f") if value == value.quantize(CENT) else money_text(value)
 
 
+NO_UNIT_PRICE = "no catalog price"
+"""A unit price a line does not have: its model had no catalog price when it was billed
+(at the plan's markup on the providers' cost)."""
+
+
+def _unit(price: str | None, per: str) -> str:
+    return NO_UNIT_PRICE if price is None else f"{price_text(price)} / {per}"
+
+
 def billed_usage(line: dict[str, Any]) -> list[tuple[int, str, str]]:
     """What a line billed, one entry per price it used: (tokens, what, unit price). Only
     the classes that have tokens; each token in the narrowest class that holds it (cached
-    reads are not also input), as the cost was computed; per-request prices per call."""
+    reads are not also input), as the cost was computed; per-request prices per call. A
+    line of a model no catalog version priced has no unit prices: its tokens are listed
+    with ``NO_UNIT_PRICE``."""
     prices = line["unit_prices"]
     used = []
     for token_class in TOKEN_CLASSES:
@@ -62,11 +73,11 @@ def billed_usage(line: dict[str, Any]) -> list[tuple[int, str, str]]:
                 (
                     own,
                     f"{PRICE_LABELS[token_class.price]} tokens",
-                    f"{price_text(prices[token_class.price])} / 1M tokens",
+                    _unit(prices[token_class.price], "1M tokens"),
                 )
             )
-    if Decimal(prices.get("per_request", "0")) and int(line["events"]):
-        used.append((int(line["events"]), "calls", f"{price_text(prices['per_request'])} / call"))
+    if Decimal(prices.get("per_request") or "0") and int(line["events"]):
+        used.append((int(line["events"]), "calls", _unit(prices["per_request"], "call")))
     return used
 
 

@@ -91,21 +91,27 @@ class DraftLine(TokenCounts):
     model_name: str | None
     provider: str
     catalog_version: int | None
-    """None only on a ``minimum`` line, which is no usage."""
+    """None on a ``minimum`` line, which is no usage, and on a line of events no catalog
+    version prices that their customer's plan does (its own price for the model, or an
+    ``actual`` basis and the providers' reported cost)."""
     long_context_from: int | None
     """The rate of the unit prices (``pricing.models.Rate``); None: the base prices."""
     tier: str | None
     events: int
-    unit_prices: dict[str, Decimal]
+    unit_prices: dict[str, Decimal | None]
+    """The catalog's (or, ``invoices.pricing``, the plan's own); None each on a line of
+    events no catalog version prices and no plan's own price explains."""
     amount_usd: Decimal
     """What the line bills: the customer's price of its entries (``price_usd``), which is
     their catalog cost when no plan priced them."""
-    cost_usd: Decimal
-    """Internal, never on the customer's forms: the catalog cost of its entries."""
-    actual_cost_usd: Decimal
+    cost_usd: Decimal | None
+    """Internal, never on the customer's forms: the catalog cost of its entries; None on a
+    line of events no catalog version prices."""
+    actual_cost_usd: Decimal | None
     """Internal, never on the customer's forms: what the calls actually cost (each entry's
-    provider cost where reported, else its catalog cost). Every entry of a line is priced,
-    so it is always known."""
+    provider cost where reported, else its catalog cost). Known on every line of priced
+    entries; None on a line of events no catalog version prices whose providers reported
+    no cost (a plan's own price billed them)."""
     job_id: str | None = None
     """The line's job: on a monthly invoice, whose lines are of several jobs."""
     plan_id: str | None = None
@@ -140,7 +146,9 @@ class Draft:
     entry_ids: list[int]
     lines: list[DraftLine]
     unpriced_events: int
-    """Events of the job still unpriced: not billed; a later follow-up bills them."""
+    """Events still unpriced for their customer (no catalog version prices them, and no
+    plan does): not billed; a follow-up bills them once a catalog version prices them.
+    Events only the catalog cannot price are billed at their plan's price, not counted."""
     period_start: datetime | None
     period_end: datetime | None
     earlier: list[str]
@@ -244,9 +252,11 @@ class InvoiceSummary:
 class InternalLine:
     """What an issued line cost LUC, beside what it bills: never on the customer's forms."""
 
-    cost_usd: Decimal
+    cost_usd: Decimal | None
+    """None on a line of events no catalog version prices."""
     actual_cost_usd: Decimal | None
-    """None on lines issued before actual costs were recorded."""
+    """None on lines issued before actual costs were recorded, and where unknown (a line
+    of events no catalog version prices whose providers reported no cost)."""
     margin_usd: Decimal | None
     """The line's amount less its actual cost, once invoices bill the customer's price;
     None while they bill the catalog cost (there is no margin to show)."""

@@ -103,6 +103,12 @@ def _usage(line: dict[str, Any]) -> str:
     return f"{head}<table class='usage'>{rows}</table>"
 
 
+def _catalog(version: int | None) -> str:
+    """The catalog version a line's prices are from; a line without one billed a model no
+    catalog version priced, at the plan's price."""
+    return "no catalog price" if version is None else f"catalog version {_e(version)}"
+
+
 def _line_row(line: dict[str, Any]) -> str:
     if line.get("line_type") == "minimum":
         return (
@@ -121,7 +127,7 @@ def _line_row(line: dict[str, Any]) -> str:
         "<tr>"
         f"<td><strong>{_e(name)}</strong>"
         f"<div class='small'>{_e(line['model'])} · {_e(line['provider'])}<br>"
-        f"{job}agent {_e(line['agent'])} · catalog version {_e(line['catalog_version'])}"
+        f"{job}agent {_e(line['agent'])} · {_catalog(line['catalog_version'])}"
         f"</div>{terms}</td>"
         f"<td class='num'>{int(line['events']):,}</td>"
         f"<td>{_usage(line)}</td>"

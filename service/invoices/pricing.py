@@ -33,24 +33,28 @@ def priced_by_plan(line: DraftLine, plan: PlanVersion | None) -> DraftLine:
     if plan is None:
         return line
     terms = {"plan_id": plan.plan_id, "plan_version": str(plan.id)}
-    if line.events == 0 and line.cost_usd == 0 and line.amount_usd != 0:
-        # Only re-pricing adjustments (a change of price, no usage, no cost): the amount is
-        # the change the plan version made to usage billed before.
+    if line.events == 0 and not line.cost_usd and line.amount_usd != 0:
+        # Only re-pricing adjustments (a change of price, no usage, no cost: zero, or
+        # unknown for events no catalog version prices): the amount is the change the
+        # plan version made to usage billed before.
         return dataclasses.replace(line, pricing={**terms, "method": REPRICING})
     own = plan.models.get(line.model)
     if own is not None:
         rate = own.rate_from(line.long_context_from)
+        prices: dict[str, Decimal | None] = {**rate.unit_prices()}
         return dataclasses.replace(
-            line, unit_prices=rate.unit_prices(), pricing={**terms, "method": OWN_PRICES}
+            line, unit_prices=prices, pricing={**terms, "method": OWN_PRICES}
         )
     basis = line.actual_cost_usd if plan.basis == ACTUAL_BASIS else line.cost_usd
+    # A line's basis is known: an unknown basis is an unknown price, whose entries wait
+    # (``queries._UNINVOICED_ENTRY_IDS``) or net to no line. The fallback keeps the shape.
     return dataclasses.replace(
         line,
         pricing={
             **terms,
             "method": MARKUP,
             "basis": plan.basis,
-            "basis_usd": money_text(basis),
+            "basis_usd": money_text(basis or Decimal(0)),
             "markup": money_text(plan.markup),
             "per_request_usd": money_text(plan.per_request_usd),
         },

@@ -11,26 +11,36 @@ _PRICES = ", ".join(f"l.price_{name}" for name in PRICE_CLASSES)
 JOB_HAS_USAGE = "SELECT EXISTS (SELECT 1 FROM ledger_entries WHERE job_id = $1)"
 
 # The entries the next invoice covers of those ``{scope}`` selects (a job's, a customer's
-# month): every entry no invoice covers yet, except the unpriced bookings of events that are
-# still unpriced; those wait for a catalog version that prices them, and then go, with their
-# reversal and priced re-booking, on a follow-up. (Every entry of an event has its instant:
-# the probe reads one month partition.)
+# month): every entry no invoice covers yet, except the bookings of events unpriced for
+# their customer too (no catalog version prices them, and no plan does: price unknown).
+# Those wait for a catalog version that prices them, and then go, with their reversal and
+# priced re-booking, on a follow-up. An event the catalog cannot price but its customer's
+# plan can (the plan's own price for the model, or an ``actual`` basis and a reported
+# cost) is billed at that price now; a catalog version that prices it later re-books it,
+# and the follow-up bills the reversal and the re-booking: the difference. An event's
+# bookings of unknown price hold only entries of unknown price (``ledger.queries``:
+# whether the price is known is part of a booking's key), so its unknown-price entries net
+# to a live booking exactly while it is unpriced for its customer. (Every entry of an event
+# has its instant: the probe reads one month partition.)
 _UNINVOICED_ENTRY_IDS = """
 SELECT l.id, l.customer_id
 FROM ledger_entries AS l
 WHERE {scope}
   AND NOT EXISTS (SELECT 1 FROM invoice_entries AS i WHERE i.ledger_entry_id = l.id)
-  AND (l.catalog_version IS NOT NULL OR NOT EXISTS (
+  AND (l.catalog_version IS NOT NULL OR l.price_usd IS NOT NULL OR NOT EXISTS (
         SELECT 1 FROM ledger_entries AS u
         WHERE u.event_id = l.event_id AND u.occurred_at = l.occurred_at
+          AND u.price_usd IS NULL
         HAVING sum(u.unpriced_count) > 0))
 ORDER BY l.id
 """
-# The events of those ``{scope}`` selects that no catalog version prices yet.
+# The events of those ``{scope}`` selects that are unpriced for their customer: no catalog
+# version prices them and their price is unknown (see above). Events the catalog cannot
+# price but a plan does are billed, and not counted here.
 _COUNT_UNPRICED_EVENTS = """
 SELECT count(*) FROM (
     SELECT l.event_id FROM ledger_entries AS l
-    WHERE {scope} AND l.unpriced_count <> 0
+    WHERE {scope} AND l.unpriced_count <> 0 AND l.price_usd IS NULL
     GROUP BY l.event_id
     HAVING sum(l.unpriced_count) > 0
 ) AS still_unpriced
@@ -43,8 +53,11 @@ SELECT_UNINVOICED_ENTRY_IDS = _UNINVOICED_ENTRY_IDS.format(scope="l.job_id = $1"
 # only ever have one unit price and one way of pricing: calls at a long-context rate are a
 # line apart, and so are entries priced by another plan version, such as a re-pricing's
 # change of price). A line bills the customer's price of its entries; their catalog and
-# actual costs are kept for the internal view. Unpriced bookings of events priced since
-# (catalog_version NULL) net to zero and make no line.
+# actual costs are kept for the internal view. Entries of events no catalog version
+# prices (catalog_version NULL) are a line of their own, billed at their plan's price
+# (their unit prices NULL, their cost unknown); an unpriced booking and its reversal on
+# the same invoice net to zero and make no line (``service._is_empty``). NULLS FIRST: the
+# reversal of an unpriced booking billed before comes just before its priced re-booking.
 SELECT_DRAFT_LINES = f"""
 SELECT l.job_id, l.agent, l.model, p.name AS model_name, l.provider, l.catalog_version,
        l.long_context_from, l.tier, l.plan_id, l.plan_version,
@@ -53,10 +66,10 @@ SELECT l.job_id, l.agent, l.model, p.name AS model_name, l.provider, l.catalog_v
        sum(l.actual_cost_usd) AS actual_cost_usd
 FROM ledger_entries AS l
 LEFT JOIN catalog_prices AS p ON p.version_id = l.catalog_version AND p.model_id = l.model
-WHERE l.id = ANY($1::bigint[]) AND l.catalog_version IS NOT NULL
+WHERE l.id = ANY($1::bigint[])
 GROUP BY l.job_id, l.agent, l.model, p.name, l.provider, l.catalog_version,
          l.long_context_from, l.tier, l.plan_id, l.plan_version, {_PRICES}
-ORDER BY l.job_id, l.agent, l.model, l.provider, l.catalog_version,
+ORDER BY l.job_id, l.agent, l.model, l.provider, l.catalog_version NULLS FIRST,
          l.long_context_from NULLS FIRST, l.plan_id NULLS FIRST, l.plan_version NULLS FIRST
 """
 
@@ -211,11 +224,14 @@ FROM invoices WHERE number = $1
 """
 
 # Lines issued before their catalog cost was recorded apart billed the catalog cost: their
-# amount is their cost. Lines issued before invoices billed the price (no line_type) have
-# no margin to show.
+# amount is their cost (they have no line_type: that came later). A line of events no
+# catalog version prices has no catalog cost: NULL, never its amount. Lines issued before
+# invoices billed the price (no line_type) have no margin to show.
 SELECT_INTERNAL_LINES = """
-SELECT position, COALESCE(cost_usd, amount_usd) AS cost_usd, actual_cost_usd, amount_usd,
-       line_type
+SELECT position,
+       CASE WHEN line_type IS NULL THEN COALESCE(cost_usd, amount_usd) ELSE cost_usd END
+           AS cost_usd,
+       actual_cost_usd, amount_usd, line_type
 FROM invoice_lines WHERE invoice_number = $1 ORDER BY position
 """
 

@@ -52,6 +52,10 @@ def entries_digest(entry_ids: list[int]) -> str:
     return sha256_hex(",".join(str(i) for i in sorted(entry_ids)))
 
 
+def _price_text(price: Decimal | None) -> str | None:
+    return None if price is None else money_text(price)
+
+
 def line_document(line: DraftLine) -> dict[str, Any]:
     """A billed line as the customer sees it: what it bills and why, never what it cost
     LUC (the internal view adds that). The line's job (on a monthly invoice), the plan's
@@ -80,7 +84,9 @@ def line_document(line: DraftLine) -> dict[str, Any]:
         # marked. Absent from invoices issued before long context: their rate was base.
         "long_context_from": line.long_context_from,
         "rate": rate_label(line.long_context_from),
-        "unit_prices": {k: money_text(line.unit_prices.get(k, Decimal(0))) for k in PRICE_CLASSES},
+        # null each on a line of events no catalog version prices that no plan's own
+        # price explains: unknown, never zero (its amount is the plan's markup).
+        "unit_prices": {k: _price_text(line.unit_prices.get(k, Decimal(0))) for k in PRICE_CLASSES},
         "amount_usd": money_text(line.amount_usd),
     }
 
@@ -133,6 +139,19 @@ def notes_for(draft: Draft, corrects: str | None = None) -> list[str]:
         )
     if draft.minimum_note is not None:
         notes.append(draft.minimum_note)
+    uncatalogued = [x for x in draft.lines if x.catalog_version is None and x.line_type == "usage"]
+    if any(x.events > 0 for x in uncatalogued):
+        notes.append(
+            "Lines without a catalog version bill calls to models no catalog version prices "
+            "yet at the price of the customer's plan; once a catalog version prices them, "
+            "a follow-up takes them back and bills them again: only the difference."
+        )
+    if any(x.events < 0 for x in uncatalogued):
+        notes.append(
+            "Lines without a catalog version and negative calls take back calls billed "
+            "before at the plan's price while no catalog version priced them; a catalog "
+            "version prices them now, and they are billed again on the lines with it."
+        )
     if draft.unpriced_events:
         n = draft.unpriced_events
         notes.append(

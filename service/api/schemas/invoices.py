@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from service.api.schemas.common import UnitPrices, wire_struct
+from service.api.schemas.common import wire_struct
 from service.invoices.models import CURRENCY, InvoiceSummary
 from service.wire import cents_text
 
@@ -31,6 +31,19 @@ class LinePricingOut(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, o
     per_request_usd: str | msgspec.UnsetType = msgspec.UNSET
 
 
+class LineUnitPricesOut(msgspec.Struct):
+    """USD per 1M tokens per class, and USD per request (``pricing.models.PRICE_CLASSES``);
+    each null on a line of calls no catalog version priced that the plan billed at a
+    markup on the providers' cost (no unit price explains it: see ``pricing``)."""
+
+    input: str | None
+    output: str | None
+    cache_read: str | None
+    cache_write: str | None
+    reasoning: str | None
+    per_request: str | None
+
+
 class InvoiceLineOut(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
     # UNSET: present only on lines that have them (a monthly invoice's line names its job; a
     # line priced by a plan states its terms; a ``minimum`` line says what it is).
@@ -44,6 +57,9 @@ class InvoiceLineOut(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, o
     model_name: str | None
     provider: str
     catalog_version: int | None
+    """Null on a ``minimum`` line, and on a line of calls no catalog version priced, billed
+    at the customer's plan's price (its own for the model, or a markup on the providers'
+    reported cost)."""
     tier: str | None
     events: int
     input_tokens: int
@@ -58,7 +74,7 @@ class InvoiceLineOut(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, o
     null for the model's base prices."""
     rate: str | msgspec.UnsetType = msgspec.UNSET
     """That rate by name: ``base``, or ``long context ≥ 200,001 input tokens``."""
-    unit_prices: UnitPrices
+    unit_prices: LineUnitPricesOut
     """USD per 1M tokens per class, and USD per request, at ``rate``."""
     amount_usd: str
     """Full precision, never rounded."""
@@ -176,8 +192,9 @@ class InvoicePreviewOut(InvoiceBody, kw_only=True):
 
 
 class InternalLineOut(InvoiceLineOut, kw_only=True):
-    cost_usd: str
-    """The catalog cost of the line's entries."""
+    cost_usd: str | None
+    """The catalog cost of the line's entries; null on a line of calls no catalog version
+    priced."""
     margin_usd: str | None
     """amount − actual cost, once invoices bill the customer's price; null until then."""
 
@@ -190,9 +207,11 @@ class InvoiceInternalOut(InvoiceBody, kw_only=True):
     issued_at: str
     view: str
     lines: list[InternalLineOut]  # type: ignore[assignment]  # the lines with their costs
-    cost_usd: str
+    cost_usd: str | None
+    """Null when a line has none (calls no catalog version priced)."""
     actual_cost_usd: str | None
-    """Null when a line has none (issued before actual costs were recorded)."""
+    """Null when a line has none (issued before actual costs were recorded, or calls no
+    catalog version priced whose providers reported no cost)."""
     margin_usd: str | None
 
 
