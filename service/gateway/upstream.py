@@ -17,6 +17,7 @@ import contextlib
 import math
 import random
 from collections.abc import AsyncIterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -135,6 +136,20 @@ def is_unknown_model(message: str, error: Mapping[str, Any]) -> bool:
         return True
     lowered = message.lower()
     return "model" in lowered and any(m in lowered for m in _MODEL_NOT_FOUND)
+
+
+@dataclass(slots=True)
+class CallProgress:
+    """How far a non-streaming call got, for the gateway to meter it if its task is
+    cancelled (LUC shutting down): a cancellation raises no billed error."""
+
+    answered: tuple[str, str | None] | None = None
+    """(provider, generation id from ``X-Generation-Id``) of the attempt a provider has
+    answered 2xx (so is paid for) and that is neither answered whole nor metered yet."""
+
+
+CALL_PROGRESS: ContextVar[CallProgress | None] = ContextVar("luc_call_progress", default=None)
+"""Set by the gateway in each call's own task (a task copies the context it starts in)."""
 
 
 class HttpProvider:
@@ -270,6 +285,11 @@ class HttpProvider:
             else:
                 if response.status_code < 400:
                     if not stream:
+                        if (progress := CALL_PROGRESS.get()) is not None:
+                            progress.answered = (
+                                self.name,
+                                response.headers.get("x-generation-id"),
+                            )
                         await self._read_answer(response)
                     return response
                 content = await response.aread()
