@@ -123,11 +123,12 @@ def scripted_server_thread() -> Iterator[Scripted]:
     belongs to one loop)."""
     scripted = Scripted()
     loop = asyncio.new_event_loop()
-    listening = loop.run_until_complete(asyncio.start_server(scripted.serve, "127.0.0.1", 0))
-    port = listening.sockets[0].getsockname()[1]
-    scripted.url = f"http://127.0.0.1:{port}"
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
+    listen = asyncio.start_server(scripted.serve, "127.0.0.1", 0)
+    listening = asyncio.run_coroutine_threadsafe(listen, loop).result(10)
+    port = listening.sockets[0].getsockname()[1]
+    scripted.url = f"http://127.0.0.1:{port}"
     try:
         yield scripted
     finally:
