@@ -57,8 +57,9 @@ async def read_stream(
     error: str | None = None
     chunks = 0
     cut = cancelled = False
+    deadline = asyncio.timeout(deadline_seconds)
     try:
-        async with asyncio.timeout(deadline_seconds):
+        async with deadline:
             async for event in upstream.events():
                 handle._queue.put_nowait(event)
                 data = event.data
@@ -82,7 +83,8 @@ async def read_stream(
     except GatewayError as exc:
         error = exc.detail
     except TimeoutError:
-        # Only asyncio.timeout's: the upstream's own timeouts arrive as GatewayError.
+        if not deadline.expired():  # not the deadline's (the upstream's come as GatewayError)
+            raise
         cut = True
         error = f"the stream went on past LUC's deadline of {deadline_seconds:g} s and was cut"
     except asyncio.CancelledError:
