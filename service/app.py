@@ -273,13 +273,16 @@ async def _start(
         default_model=settings.gateway.default_model,
         default_max_tokens=settings.gateway.default_max_tokens,
         lookup=DatabaseLookup(pool, resources.catalog_cache),
+        stream_deadline_seconds=settings.gateway.stream_deadline_seconds,
     )
     in_flight = app.state.get(IN_FLIGHT)
     if sink.journal is not None and isinstance(in_flight, InFlight):
         # With one request in flight (the call itself), its usage is written without the
         # hop to the journal's thread: nothing else waits on the event loop meanwhile.
         sink.journal.may_block = lambda: in_flight.count <= 1
-    # Streams still being read are metered before the sink closes (stops run in reverse).
+    # Calls still running are metered before the sink closes (stops run in reverse): those
+    # past the grace period are cancelled and meter what they know, so their usage is
+    # journaled and recorded by the sink's close, or by the next process's replay.
     gateway = resources.gateway
     stack.push_async_callback(
         lambda: gateway.aclose(grace_seconds=settings.gateway.timeout_seconds)

@@ -106,6 +106,14 @@ class GatewaySettings:
     """``LUC_GATEWAY_DEFAULT_MODEL``: the model of a call that names none."""
     timeout_seconds: float = 120.0
     """``LUC_GATEWAY_TIMEOUT_SECONDS``: longest wait for a provider's next bytes."""
+    stream_deadline_seconds: float = 600.0
+    """``LUC_GATEWAY_STREAM_DEADLINE_SECONDS``: longest a streamed answer may take from the
+    provider's first byte to its end. The timeout above bounds each wait only, so a stream
+    of keep-alives (or one token a minute) would hold its task and its budget reservation
+    for ever; past this it is cut, billed as an ``error`` with the usage known, and the
+    client gets an SSE error event. 10 minutes: above what a real answer takes (32k output
+    tokens at a slow 60 tokens/s is about 9), and short enough that a stuck stream frees
+    its task and headroom within minutes rather than never."""
     max_retries: int = 2
     """``LUC_GATEWAY_MAX_RETRIES``: retries per provider of a 429, 5xx, timeout or
     connection error before the chain moves on."""
@@ -147,13 +155,12 @@ class GatewaySettings:
         """The longest a call may go without its usage event and still be running: every
         provider of the chain tried with all its retries, each attempt waiting up to the
         timeout, each retry after the longest ``Retry-After`` taken (the stub never waits).
-        A stream's chunks also come within the timeout of each other, so a call still
-        streaming at this point has sent bytes within the last timeout."""
+        Then a stream is read for at most ``stream_deadline_seconds``."""
         providers = sum(1 for name in self.chain if name != "stub")
         per_provider = (self.max_retries + 1) * self.timeout_seconds + (
             self.max_retries * self.max_retry_after_seconds
         )
-        return providers * per_provider + self.timeout_seconds
+        return providers * per_provider + max(self.timeout_seconds, self.stream_deadline_seconds)
 
     @property
     def vertex_url(self) -> str | None:
@@ -544,6 +551,7 @@ def _gateway(env: dict[str, str]) -> GatewaySettings:
         chain=chain,
         default_model=env.get("LUC_GATEWAY_DEFAULT_MODEL") or GatewaySettings.default_model,
         timeout_seconds=_float(env, "LUC_GATEWAY_TIMEOUT_SECONDS", 120.0),
+        stream_deadline_seconds=_float(env, "LUC_GATEWAY_STREAM_DEADLINE_SECONDS", 600.0),
         max_retries=_int(env, "LUC_GATEWAY_MAX_RETRIES", 2, minimum=0),
         backoff_base_seconds=_float(env, "LUC_GATEWAY_BACKOFF_BASE_SECONDS", 0.5),
         max_retry_after_seconds=_float(env, "LUC_GATEWAY_MAX_RETRY_AFTER_SECONDS", 60.0),

@@ -20,12 +20,18 @@ task, and a stream is read to its end by a task of its own, so a caller that goe
 mid-stream still gets the whole generation recorded — the provider bills it all anyway
 (closing early stops billing only with some providers, and loses the usage, which comes
 in the last chunk).
+
+Nor does it depend on the call ending. A stream still going after its deadline
+(``stream_deadline_seconds``: a provider sending keep-alives, or trickling, for ever) is
+cut; and ``aclose`` cancels the calls still running after its grace period. Either way a
+call the provider answered (2xx) is metered with what is known of it, as a broken stream
+is (status ``error``, the provider's usage if it came, else the estimate), and its
+usage event settles its reservation; a call cancelled before any answer releases it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -49,6 +55,7 @@ from service.gateway.models import (
 )
 from service.gateway.ports import AdmissionLookup, BudgetGate, CatalogSource, UsageSink
 from service.gateway.streaming import read_stream
+from service.gateway.upstream import CALL_PROGRESS, CallProgress
 from service.gateway.usage import estimated_usage, usage_event
 from service.pricing.cost import event_cost
 
@@ -66,6 +73,17 @@ BROKEN_STREAM_ADVICE = (
 )
 """The advice of a stream that fails once open: no fallback follows it (its first bytes
 may be with the caller already), unlike a failure before any byte."""
+DEADLINE_ADVICE = (
+    "the provider kept the stream going past LUC_GATEWAY_STREAM_DEADLINE_SECONDS, so LUC "
+    "cut it; its tokens so far are billed; try again, or ask for fewer tokens"
+)
+SHUTDOWN_ADVICE = "LUC shut down before the answer ended; its tokens so far are billed; try again"
+SHUTDOWN_ERROR = "LUC shut down before the answer was read"
+STREAM_DEADLINE_SECONDS = 600.0
+"""The default of ``LUC_GATEWAY_STREAM_DEADLINE_SECONDS`` (see ``GatewaySettings``)."""
+CANCELLED_CALLS_SECONDS = 10.0
+"""How long ``aclose`` waits for the calls it cancelled to meter what they know (a journal
+append) or release their reservations before it stops waiting."""
 
 
 class Gateway:
@@ -80,10 +98,13 @@ class Gateway:
         default_max_tokens: int = DEFAULT_MAX_TOKENS,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         lookup: AdmissionLookup | None = None,
+        stream_deadline_seconds: float | None = STREAM_DEADLINE_SECONDS,
     ) -> None:
         """``lookup``: the catalog and whether ``budgets`` may hold anything, in one look
         (``recording.adapters.DatabaseLookup`` inside LUC); without it, ``catalog`` and
-        ``budgets`` are asked one after the other."""
+        ``budgets`` are asked one after the other. ``stream_deadline_seconds``: how long a
+        stream may go on once the provider answered (``None``: for ever)."""
+        self.stream_deadline_seconds = stream_deadline_seconds
         self.chain = chain
         self.lookup = lookup
         self.default_max_tokens = default_max_tokens
@@ -183,16 +204,25 @@ class Gateway:
         handle.provider = await asyncio.shield(handle.opened)
         return handle
 
-    async def aclose(self, grace_seconds: float = 30.0) -> None:
-        """Let calls in flight finish and meter (up to ``grace_seconds``), then cancel."""
+    async def aclose(
+        self, grace_seconds: float = 30.0, cancelled_seconds: float = CANCELLED_CALLS_SECONDS
+    ) -> None:
+        """Let calls in flight finish and meter (up to ``grace_seconds``), then cancel them:
+        each meters what it knows of an answer it had (its usage event to the sink, whose
+        journal keeps it for the next process if the sink cannot record it now) or
+        releases its reservation, for up to ``cancelled_seconds``. Call it before closing
+        the sink."""
         if not self._tasks:
             return
         _, pending = await asyncio.wait(list(self._tasks), timeout=grace_seconds)
+        if not pending:
+            return
+        log.warning("gateway_calls_cancelled_at_shutdown", calls=len(pending))
         for task in pending:
             task.cancel()
-        for task in pending:
-            with contextlib.suppress(BaseException):
-                await task
+        _, stuck = await asyncio.wait(pending, timeout=cancelled_seconds)
+        if stuck:
+            log.error("gateway_calls_not_ended_at_shutdown", calls=len(stuck))
 
     # Inside ---------------------------------------------------------------------------------------
 
@@ -223,18 +253,44 @@ class Gateway:
     async def _complete(
         self, admitted: Admitted, context: CallContext
     ) -> tuple[ChatResult, Completion]:
+        progress = CallProgress()
+        CALL_PROGRESS.set(progress)  # this task's context: the providers note a 2xx in it
         try:
             provider, completion = await self.chain.complete(
-                admitted.request, self._billed_meter(admitted, context)
+                admitted.request, self._billed_meter(admitted, context, progress)
             )
+        except asyncio.CancelledError:
+            if progress.answered is None:
+                await asyncio.shield(self._release(admitted))
+                raise
+            # Shut down while reading an answer the provider began (2xx): it is paid for,
+            # and nothing of it is known but the prompt.
+            name, generation_id = progress.answered
+            await self._meter(
+                admitted,
+                context,
+                provider=name,
+                generation_id=generation_id,
+                answered_model=None,
+                usage=estimated_usage(admitted.request.prompt_text(), ""),
+                text="",
+                finish_reason=None,
+                error=SHUTDOWN_ERROR,
+                streamed=False,
+            )
+            raise
         except BaseException:
             # No answer, so no usage event for the call (a paid attempt the chain gave up on
             # was metered on its own): release the hold (a refusal, an outage).
             await asyncio.shield(self._release(admitted))
             raise
         usage = completion.usage
+        cancelled = False
         if usage is None and completion.generation_id:
-            usage = await provider.usage_after(completion.generation_id)
+            try:
+                usage = await provider.usage_after(completion.generation_id)
+            except asyncio.CancelledError:
+                cancelled = True  # shutting down: the answer is metered on its estimate
         if usage is None:
             usage = estimated_usage(
                 admitted.request.prompt_text(), completion.generated or completion.text
@@ -251,9 +307,13 @@ class Gateway:
             error=completion.error,
             streamed=False,
         )
+        if cancelled:
+            raise asyncio.CancelledError
         return result, completion
 
-    def _billed_meter(self, admitted: Admitted, context: CallContext) -> OnBilled:
+    def _billed_meter(
+        self, admitted: Admitted, context: CallContext, progress: CallProgress | None = None
+    ) -> OnBilled:
         """What the chain calls for an attempt answered 2xx that failed all the same."""
 
         async def meter(provider: Provider, error: GatewayError) -> None:
@@ -287,6 +347,8 @@ class Gateway:
                     provider=provider.name,
                     generation_id=billed.generation_id,
                 )
+            if progress is not None:
+                progress.answered = None  # metered (or logged): not again if cancelled later
 
         return meter
 
@@ -310,8 +372,9 @@ class Gateway:
             raise
         handle.opened.set_result(provider.name)
         result: ChatResult | None = None
+        cancelled = False
         try:
-            result = await self._pump(admitted, context, provider, upstream, handle)
+            result, cancelled = await self._pump(admitted, context, provider, upstream, handle)
         except Exception as exc:  # a bug must not hang the caller
             log.exception("stream_pump_failed", provider=provider.name)
             handle.error = Unavailable(f"the stream failed inside LUC: {exc}")
@@ -323,6 +386,8 @@ class Gateway:
             # Nothing arrived (or LUC failed before metering): no usage event names the
             # reservation, so nothing would ever settle it.
             await self._release(admitted)
+        if cancelled:  # metered, now cancelled as asked
+            raise asyncio.CancelledError
 
     async def _pump(
         self,
@@ -331,23 +396,36 @@ class Gateway:
         provider: Provider,
         upstream: UpstreamStream,
         handle: StreamHandle,
-    ) -> ChatResult | None:
-        read = await read_stream(provider, upstream, handle)
+    ) -> tuple[ChatResult | None, bool]:
+        """The stream's metered result (``None``: nothing to meter), and whether its task
+        was cancelled meanwhile (then metered on what it had, and to end cancelled)."""
+        read = await read_stream(provider, upstream, handle, self.stream_deadline_seconds)
         generation_id, usage, text, error = read.generation_id, read.usage, read.text, read.error
+        cancelled = read.cancelled
         if error is not None:
+            advice = BROKEN_STREAM_ADVICE
+            if read.cut:
+                advice = DEADLINE_ADVICE
+            elif read.cancelled:
+                advice = SHUTDOWN_ADVICE
             handle.error = Unavailable(
                 f"the stream failed after {len(text)} characters (tokens spent are billed): "
                 f"{error}",
                 provider=provider.name,
-                advice=BROKEN_STREAM_ADVICE,
+                advice=advice,
             )
-        if usage is None and generation_id:
-            usage = await provider.usage_after(generation_id)
+        if usage is None and generation_id and not cancelled:
+            try:
+                usage = await provider.usage_after(generation_id)
+            except asyncio.CancelledError:
+                cancelled = True  # shutting down: no more waiting, the estimate below
         if usage is None:
-            if not read.chunks:
-                return None  # nothing arrived: no sign that any token was spent
+            # Nothing arrived: no sign that any token was spent; unless the stream was cut
+            # or cancelled while the provider, having answered, was still at it.
+            if not read.chunks and not (read.cut or read.cancelled):
+                return None, cancelled
             usage = estimated_usage(admitted.request.prompt_text(), read.generated)
-        return await self._meter(
+        result = await self._meter(
             admitted,
             context,
             provider=provider.name,
@@ -359,6 +437,7 @@ class Gateway:
             error=error,
             streamed=True,
         )
+        return result, cancelled
 
     async def _meter(
         self,

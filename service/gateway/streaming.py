@@ -4,6 +4,7 @@ the usage, an error the provider sent) is gathered for metering."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,12 +29,25 @@ class StreamRead:
     error: str | None
     chunks: int
     """Chunks with data: none means no sign that any token was spent."""
+    cut: bool = False
+    """Cut at the deadline: the provider answered, so the call is billed even without
+    chunks."""
+    cancelled: bool = False
+    """Its reading was cancelled (shutdown): billed likewise, and the task is to end."""
 
 
 async def read_stream(
-    provider: Provider, upstream: UpstreamStream, handle: StreamHandle
+    provider: Provider,
+    upstream: UpstreamStream,
+    handle: StreamHandle,
+    deadline_seconds: float | None = None,
 ) -> StreamRead:
-    """Pass every chunk to ``handle`` and gather the call's facts; always closes the stream."""
+    """Pass every chunk to ``handle`` and gather the call's facts; always closes the stream.
+
+    A stream still going after ``deadline_seconds`` is cut (``StreamRead.cut``); one whose
+    reading is cancelled (LUC shutting down past its grace period) ends the same way, with
+    ``StreamRead.cancelled``: in both the provider began answering and is paid, so what
+    was read so far is returned for metering instead of lost with the task."""
     generation_id = upstream.generation_id
     answered_model: str | None = None
     parts: list[str] = []
@@ -42,27 +56,41 @@ async def read_stream(
     usage: ProviderUsage | None = None
     error: str | None = None
     chunks = 0
+    cut = cancelled = False
+    deadline = asyncio.timeout(deadline_seconds)
     try:
-        async for event in upstream.events():
-            handle._queue.put_nowait(event)
-            data = event.data
-            if data is None:
-                continue
-            chunks += 1
-            generation_id = generation_id or text_or_none(data.get("id"))
-            answered_model = answered_model or text_or_none(data.get("model"))
-            parts.append(event.delta)
-            generated.append(event.generated)
-            finish_reason = text_or_none(first_choice(data).get("finish_reason")) or finish_reason
-            raw_usage = data.get("usage")
-            if isinstance(raw_usage, dict):  # whichever chunk carries it, in any shape
-                usage = provider.usage_of(raw_usage)
-            if data.get("error"):
-                error = error_text(data["error"])
-                handle.error_forwarded = True
-                break  # the provider ends the stream here; some never send [DONE]
+        async with deadline:
+            async for event in upstream.events():
+                handle._queue.put_nowait(event)
+                data = event.data
+                if data is None:
+                    continue
+                chunks += 1
+                generation_id = generation_id or text_or_none(data.get("id"))
+                answered_model = answered_model or text_or_none(data.get("model"))
+                parts.append(event.delta)
+                generated.append(event.generated)
+                finish_reason = (
+                    text_or_none(first_choice(data).get("finish_reason")) or finish_reason
+                )
+                raw_usage = data.get("usage")
+                if isinstance(raw_usage, dict):  # whichever chunk carries it, in any shape
+                    usage = provider.usage_of(raw_usage)
+                if data.get("error"):
+                    error = error_text(data["error"])
+                    handle.error_forwarded = True
+                    break  # the provider ends the stream here; some never send [DONE]
     except GatewayError as exc:
         error = exc.detail
+    except TimeoutError:
+        if not deadline.expired():  # not the deadline's (the upstream's come as GatewayError)
+            raise
+        cut = True
+        error = f"the stream went on past LUC's deadline of {deadline_seconds:g} s and was cut"
+    except asyncio.CancelledError:
+        # Swallowed here only to meter what was read; the caller cancels itself again.
+        cancelled = True
+        error = "LUC shut down before the stream ended"
     finally:
         await upstream.aclose()
     return StreamRead(
@@ -74,6 +102,8 @@ async def read_stream(
         usage,
         error,
         chunks,
+        cut,
+        cancelled,
     )
 
 

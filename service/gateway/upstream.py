@@ -17,6 +17,7 @@ import contextlib
 import math
 import random
 from collections.abc import AsyncIterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -135,6 +136,20 @@ def is_unknown_model(message: str, error: Mapping[str, Any]) -> bool:
         return True
     lowered = message.lower()
     return "model" in lowered and any(m in lowered for m in _MODEL_NOT_FOUND)
+
+
+@dataclass(slots=True)
+class CallProgress:
+    """How far a non-streaming call got, for the gateway to meter it if its task is
+    cancelled (LUC shutting down): a cancellation raises no billed error."""
+
+    answered: tuple[str, str | None] | None = None
+    """(provider, generation id from ``X-Generation-Id``) of the attempt a provider has
+    answered 2xx (so is paid for) and that is neither answered whole nor metered yet."""
+
+
+CALL_PROGRESS: ContextVar[CallProgress | None] = ContextVar("luc_call_progress", default=None)
+"""Set by the gateway in each call's own task (a task copies the context it starts in)."""
 
 
 class HttpProvider:
@@ -270,6 +285,11 @@ class HttpProvider:
             else:
                 if response.status_code < 400:
                     if not stream:
+                        if (progress := CALL_PROGRESS.get()) is not None:
+                            progress.answered = (
+                                self.name,
+                                response.headers.get("x-generation-id"),
+                            )
                         await self._read_answer(response)
                     return response
                 content = await response.aread()
@@ -343,6 +363,10 @@ class HttpStream:
         name = self.provider.name
         messages = self._messages()
         try:
+            if _media_type(self.response) == "application/json":
+                for event in await self._whole_answer():
+                    yield event
+                return
             async for message in messages:
                 if message.comment:
                     yield StreamEvent(message.data, comment=True)
@@ -377,6 +401,26 @@ class HttpStream:
             if not self._drained:
                 await self.response.aclose()
 
+    async def _whole_answer(self) -> list[StreamEvent]:
+        """A provider (a relay) that ignored ``stream: true`` and answered with one JSON
+        body, its whole answer and usage: a 2xx answer, paid for. Read as the one chunk a
+        stream of it would have been (``answer_chunk``), so it is metered from its usage
+        and the caller, who asked for a stream, gets one; the body's end is the stream's."""
+        body = await self.response.aread()
+        try:
+            data = decode_json(body.strip())
+        except msgspec.DecodeError as exc:
+            raise UpstreamUnavailableError(
+                f"the stream came as a JSON body that does not parse ({exc})",
+                provider=self.provider.name,
+            ) from exc
+        if not isinstance(data, dict):
+            raise UpstreamUnavailableError(
+                "the stream came as a JSON body that is no object", provider=self.provider.name
+            )
+        chunk = answer_chunk(data)
+        return [StreamEvent(_encode_number(chunk), data=chunk)]
+
     async def _messages(self) -> AsyncIterator[SSEMessage]:
         """The body's events as its bytes arrive (decoded from any content encoding)."""
         parser = SSEParser()
@@ -410,6 +454,42 @@ class HttpStream:
     async def aclose(self) -> None:
         if not self._drained:
             await self.response.aclose()
+
+
+_encode_number = msgspec.json.Encoder(decimal_format="number").encode
+"""JSON as providers write it: a Decimal (``usage.cost``) as a number with its digits."""
+
+
+def _media_type(response: httpx.Response) -> str:
+    media: str = response.headers.get("content-type", "")
+    return media.partition(";")[0].strip().lower()
+
+
+def answer_chunk(answer: dict[str, Any]) -> dict[str, Any]:
+    """A whole chat completion as one ``chat.completion.chunk``: each choice's ``message``
+    as its ``delta`` (tool calls numbered by ``index``, as stream deltas are), the usage
+    on the same chunk (as OpenRouter's last chunk may carry it). A body without
+    ``choices`` (an error object) is passed on as it is: its ``error`` ends the stream."""
+    if "choices" not in answer:
+        return answer
+    choices: list[Any] = []
+    raw = answer["choices"]
+    for position, choice in enumerate(raw if isinstance(raw, list) else []):
+        if not isinstance(choice, dict):
+            continue
+        message = choice.get("message")
+        delta = dict(message) if isinstance(message, dict) else {}
+        calls = delta.get("tool_calls")
+        if isinstance(calls, list):
+            delta["tool_calls"] = [
+                {"index": n, **call} if isinstance(call, dict) and "index" not in call else call
+                for n, call in enumerate(calls)
+            ]
+        piece = {k: v for k, v in choice.items() if k != "message"}
+        piece.setdefault("index", position)
+        piece["delta"] = delta
+        choices.append(piece)
+    return {**answer, "object": "chat.completion.chunk", "choices": choices}
 
 
 def first_choice(data: Mapping[str, Any]) -> Mapping[str, Any]:

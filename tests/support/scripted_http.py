@@ -5,13 +5,27 @@ over (it decides itself how answers are framed and written)."""
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections import deque
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 
 CLOSE = object()
 """In a script: the server closes the connection here."""
+
+
+@dataclass(frozen=True)
+class Forever:
+    """In a script: ``data`` written again every ``every`` seconds until the client hangs
+    up (an upstream that never ends: keep-alives, or a trickle of tokens)."""
+
+    data: bytes
+    every: float = 0.02
+    until: float | None = None
+    """Seconds after which the server gives up and closes the connection after all (so a
+    test whose client never hangs up fails instead of hanging)."""
 
 
 @dataclass
@@ -62,6 +76,17 @@ class Scripted:
                         return
                     if isinstance(step, asyncio.Event):
                         await step.wait()
+                    elif isinstance(step, Forever):
+                        until = None if step.until is None else time.monotonic() + step.until
+                        try:
+                            while until is None or time.monotonic() < until:
+                                writer.write(step.data)
+                                await writer.drain()
+                                # The fake upstream's pace, not a wait on the test's part.
+                                await asyncio.sleep(step.every)
+                        except ConnectionError:
+                            pass
+                        return
                     else:
                         assert isinstance(step, bytes)
                         writer.write(step)
@@ -88,3 +113,34 @@ async def scripted_server() -> AsyncIterator[Scripted]:
     async with listening:
         yield scripted
         listening.close()
+
+
+@contextmanager
+def scripted_server_thread() -> Iterator[Scripted]:
+    """``scripted_server`` on an event loop of its own thread: for a LUC app under
+    ``AsyncTestClient``, which runs the app on its own thread and blocks the test's loop
+    while it answers. Scripts of bytes, ``Forever`` and ``CLOSE`` only (an ``asyncio.Event``
+    belongs to one loop)."""
+    scripted = Scripted()
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    listen = asyncio.start_server(scripted.serve, "127.0.0.1", 0)
+    listening = asyncio.run_coroutine_threadsafe(listen, loop).result(10)
+    port = listening.sockets[0].getsockname()[1]
+    scripted.url = f"http://127.0.0.1:{port}"
+    try:
+        yield scripted
+    finally:
+
+        async def stop() -> None:
+            listening.close()
+            serving = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in serving:  # connections still served (a Forever)
+                task.cancel()
+            await asyncio.gather(*serving, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()

@@ -360,6 +360,6 @@ async def test_the_proxy_forwards_the_configured_default_and_holds_past_the_long
         " FROM budget_reservations WHERE job_id = 'job-px'"
     )
     assert held["amount_usd"] == ESTIMATE
-    # Not 60 s: one provider, 3 attempts of up to 100 s and 2 waits of up to 30 s, and a
-    # last timeout for the stream's next chunk: 3·100 + 2·30 + 100 = 460 s.
-    assert round(held["seconds"]) == 460
+    # Not 60 s: one provider, 3 attempts of up to 100 s and 2 waits of up to 30 s, then a
+    # stream read up to its deadline (600 s by default): 3·100 + 2·30 + 600 = 960 s.
+    assert round(held["seconds"]) == 960

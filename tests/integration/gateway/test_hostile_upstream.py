@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -13,12 +13,15 @@ import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
+from service.app import create_app
 from service.auth.keys import create_key
+from service.errors import UpstreamUnavailableError
 from service.gateway.metering import Gateway
 from service.gateway.openrouter import OpenRouterProvider
 from tests.support.fake_openrouter import FAST_RETRY, Failure, FakeOpenRouter, Reply, usage
 from tests.support.ledger_truth import STORED_EVENT, ledger
-from tests.support.scripted_http import ok, scripted_server
+from tests.support.scripted_http import Scripted, ok, scripted_server, scripted_server_thread
+from tests.support.settings import settings_for
 from tests.support.waiting import proxied_usage_recorded
 
 pytestmark = pytest.mark.asyncio
@@ -363,3 +366,101 @@ async def test_a_429_with_a_retry_after_that_is_no_duration_still_answers_429(
     assert answer.json()["error"]["type"] == "rate_limit_error"
     # No duration known: no Retry-After (the SDK backs off its own way); else 1 s at least.
     assert int(answer.headers.get("Retry-After", "1")) >= 1
+
+
+# A provider that answers a stream with one JSON body ----------------------------------------
+
+WHOLE_ANSWER = (
+    b'{"id":"gen-json-1","object":"chat.completion","model":"google/gemini-3.0-flash",'
+    b'"provider":"Google","choices":[{"index":0,"finish_reason":"stop",'
+    b'"message":{"role":"assistant","content":"Once upon a time."}}],'
+    b'"usage":{"prompt_tokens":100,"completion_tokens":20,"total_tokens":120,'
+    b'"cost":0.0000183}}'
+)
+JSON_HEAD = b"content-type: application/json; charset=utf-8"
+
+
+@pytest.fixture
+async def relayed(database_url: str) -> AsyncIterator[tuple[Scripted, AsyncTestClient[Any]]]:
+    """LUC's proxy to a scripted OpenRouter on a thread of its own (AsyncTestClient blocks
+    the test's loop while the app answers)."""
+    with scripted_server_thread() as upstream:
+        settings = settings_for(
+            database_url,
+            OPENROUTER_API_KEY="sk-or-v1-k",
+            LUC_OPENROUTER_BASE_URL=upstream.url + "/api/v1",
+            LUC_GATEWAY_CHAIN="openrouter",
+        )
+        async with AsyncTestClient(app=create_app(settings)) as client:
+            yield upstream, client
+
+
+async def test_a_stream_answered_with_one_json_body_is_metered_and_streamed_to_the_client(
+    relayed: tuple[Scripted, AsyncTestClient[Any]], db: asyncpg.Connection
+) -> None:
+    # The provider (a relay) ignores "stream": true and sends its whole answer at once.
+    upstream, proxy = relayed
+    upstream.answer(ok(WHOLE_ANSWER, JSON_HEAD))
+
+    response = await proxy.post(
+        "/v1/chat/completions", json={**BODY, "stream": True}, headers=ATTRIBUTION
+    )
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    # What the client asked for: a stream, of one chunk holding the whole answer.
+    first, done = _events(response.text)
+    assert done == "data: [DONE]"
+    chunk = msgspec.json.decode(first.removeprefix("data: "))
+    assert (chunk["id"], chunk["object"]) == ("gen-json-1", "chat.completion.chunk")
+    assert chunk["choices"] == [
+        {
+            "index": 0,
+            "finish_reason": "stop",
+            "delta": {"role": "assistant", "content": "Once upon a time."},
+        }
+    ]
+    assert chunk["usage"]["prompt_tokens"] == 100
+    # The cost goes on as the provider wrote it: a number with all its digits.
+    assert b'"cost":0.0000183}' in first.encode()
+    await proxied_usage_recorded(proxy.app)
+    [entry] = await ledger(db)
+    assert entry["event_id"] == "gen-json-1"
+    # Metered from the body's usage: 100·0.10 + 20·0.40 = 18 per 1M
+    assert (entry["input_tokens"], entry["output_tokens"]) == (100, 20)
+    assert entry["cost_usd"] == Decimal("0.000018")
+    assert entry["provider_cost_usd"] == Decimal("0.0000183")
+    status, attributes = await db.fetchrow(STORED_EVENT, "gen-json-1")
+    assert (status, attributes["usage_source"], attributes["streamed"]) == ("ok", "response", True)
+
+
+async def test_a_streamed_call_answered_with_a_json_error_object_is_an_error_and_metered(
+    make_gateway: Callable[..., Gateway], http: Any, db: asyncpg.Connection
+) -> None:
+    # A 200 whose JSON body is an error, with the usage the provider spent before it.
+    body = (
+        b'{"id":"gen-json-2","error":{"code":502,"message":"Upstream overloaded"},'
+        b'"usage":{"prompt_tokens":100,"completion_tokens":0,"total_tokens":100}}'
+    )
+    async with scripted_server() as upstream:
+        upstream.answer(ok(body, JSON_HEAD))
+        provider = OpenRouterProvider(
+            http, upstream.url + "/api/v1", "sk-or-v1-k", FAST_RETRY, generation_delays=()
+        )
+        pieces: list[Any] = []
+        with pytest.raises(UpstreamUnavailableError, match="Upstream overloaded"):
+            async for piece in make_gateway(provider).stream(
+                model=FLASH, messages=BODY["messages"], job_id="job-j", agent="ORACLE"
+            ):
+                pieces.append(piece)
+
+    assert pieces == []
+    [entry] = await ledger(db)
+    assert (entry["event_id"], entry["input_tokens"], entry["output_tokens"]) == (
+        "gen-json-2",
+        100,
+        0,
+    )
+    status, attributes = await db.fetchrow(STORED_EVENT, "gen-json-2")
+    assert (status, attributes["usage_source"]) == ("error", "response")
+    assert attributes["error"] == "Upstream overloaded (code 502)"
