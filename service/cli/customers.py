@@ -197,10 +197,13 @@ def credits_grant(
 
     new = GrantIn(amount_usd=amount_usd, expires_at=expires_at, reference=reference).new_grant()
 
-    async def work(conn: Connection) -> CreditGrant:
+    async def work(conn: Connection) -> tuple[CreditGrant, bool]:
         return await grant_credits(conn, customer_id, new, datetime.now(UTC))
 
-    echo_struct(grant_out(run_on_database(work)))
+    grant, made = run_on_database(work)
+    if not made:
+        click.echo(f"granted before under reference {reference!r}: nothing granted again", err=True)
+    echo_struct(grant_out(grant))
 
 
 @customers_credits.command(name="show")

@@ -38,6 +38,14 @@ RETURNING {GRANT_COLUMNS}
 
 SELECT_GRANTS = f"SELECT {GRANT_COLUMNS} FROM credit_grants WHERE customer_id = $1 ORDER BY id"
 
+# The customer's grant made under a reference ($2), if any: a reference names one grant.
+SELECT_GRANT_BY_REFERENCE = f"""
+SELECT {GRANT_COLUMNS} FROM credit_grants
+WHERE customer_id = $1 AND reference = $2
+ORDER BY id
+LIMIT 1
+"""
+
 # What the live grants hold now (the balance), per customer; customers without an account
 # are absent (their balance is zero).
 SELECT_BALANCES = """

@@ -21,7 +21,7 @@ from service.customers.draw_rule import Grant, PricedEntry, balance, plan_draws
 from service.customers.models import Customer
 from service.customers.queries import CUSTOMER_EXISTS
 from service.db import Connection
-from service.errors import InvalidRequestError, NotFoundError
+from service.errors import ConflictError, InvalidRequestError, NotFoundError
 from service.wire import money_text
 
 MAX_REFERENCE_CHARS = 200
@@ -94,15 +94,25 @@ def check_grant(new: NewGrant, now: datetime) -> None:
 
 async def grant_credits(
     conn: Connection, customer_id: str, new: NewGrant, now: datetime
-) -> CreditGrant:
-    """Grant ``customer_id`` prepaid credits; re-arms the alerts the grant clears."""
+) -> tuple[CreditGrant, bool]:
+    """Grant ``customer_id`` prepaid credits; re-arms the alerts the grant clears. Returns
+    the grant and whether it is new: a grant whose ``reference`` the customer already has
+    is that earlier grant when it is the same grant (a client's retry after a lost answer
+    must not credit twice), else a conflict."""
     check_grant(new, now)
     async with conn.transaction():
         customer = await conn.fetchrow(queries.CUSTOMER_TO_GRANT, customer_id)
         if customer is None:
             raise NotFoundError(f"customer {customer_id!r} does not exist")
-        # The account row first, as every writer of the customer's grants takes it.
+        # The account row first, as every writer of the customer's grants takes it: two
+        # grants under one reference queue here, and the second finds the first.
         await conn.fetchval(queries.OPEN_ACCOUNT, customer_id)
+        if new.reference is not None:
+            earlier = await conn.fetchrow(
+                queries.SELECT_GRANT_BY_REFERENCE, customer_id, new.reference
+            )
+            if earlier is not None:
+                return _same_grant(_grant(earlier), new), False
         row = await conn.fetchrow(
             queries.INSERT_GRANT, customer_id, new.amount_usd, new.expires_at, new.reference
         )
@@ -112,7 +122,20 @@ async def grant_credits(
         await conn.execute(
             queries.REARM_ALERTS, customer_id, low is None or after >= low, after > 0
         )
-    return _grant(row)
+    return _grant(row), True
+
+
+def _same_grant(earlier: CreditGrant, new: NewGrant) -> CreditGrant:
+    """``earlier`` (granted under ``new``'s reference) when ``new`` asks for the very same
+    grant; otherwise the reference is taken by another grant: a conflict naming it."""
+    if earlier.amount_usd == new.amount_usd and earlier.expires_at == new.expires_at:
+        return earlier
+    expiry = earlier.expires_at.isoformat() if earlier.expires_at else "never"
+    raise ConflictError(
+        f"reference: {earlier.reference!r} names grant {earlier.id} already "
+        f"({money_text(earlier.amount_usd)} USD, expires {expiry}); a reference names one "
+        "grant: send that grant again to get it back, or use another reference"
+    )
 
 
 async def balance_of(conn: Connection, customer_id: str) -> Decimal:

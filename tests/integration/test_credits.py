@@ -30,6 +30,7 @@ from service.budgets.credit_alerts import raise_credit_alerts
 from service.customers.credits import draw_credits
 from service.customers.draw_rule import PricedEntry
 from tests.support.budgets import Receiver
+from tests.support.commands import luc_on
 from tests.support.databases import connected
 from tests.support.settings import settings_for
 from tests.support.waiting import wait_until
@@ -106,6 +107,52 @@ async def test_a_grant_is_answered_kept_and_counted_in_the_balance(
     assert customer["credit_balance_usd"] == "30"
     listed = (await client.get("/v1/customers")).json()["items"]
     assert [(c["id"], c["credit_balance_usd"]) for c in listed] == [("acme", "30")]
+
+
+async def test_a_grant_sent_again_under_its_reference_is_granted_once(
+    client: AsyncTestClient[Any], database_url: str
+) -> None:
+    """A finance tool that retries a grant after a lost answer must not credit twice; the
+    reference (a payment, a purchase order) names the grant."""
+    await _customer(client)
+    expires = _later(30)
+    body = {"amount_usd": "100", "expires_at": expires, "reference": "stripe-ch_1"}
+    first = await client.post("/v1/customers/acme/credits", json=body)
+    again = await client.post("/v1/customers/acme/credits", json={**body, "amount_usd": "100.00"})
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json() == first.json()
+    other = await client.post("/v1/customers/acme/credits", json={**body, "amount_usd": "200"})
+    assert other.status_code == 409
+    assert other.json()["detail"] == (
+        f"reference: 'stripe-ch_1' names grant {first.json()['id']} already (100 USD, expires "
+        f"{datetime.fromisoformat(expires).isoformat()}); a reference names one grant: send "
+        "that grant again to get it back, or use another reference"
+    )
+    never = await client.post(
+        "/v1/customers/acme/credits", json={"amount_usd": "100", "reference": "stripe-ch_1"}
+    )
+    assert never.status_code == 409  # the same amount, but no expiry: another grant
+    # Sent at once, twice: one grant, the other answer is that grant.
+    twice = {"amount_usd": "7", "reference": "stripe-ch_2"}
+    answers = await asyncio.gather(
+        *(client.post("/v1/customers/acme/credits", json=twice) for _ in range(2))
+    )
+    assert sorted(a.status_code for a in answers) == [200, 201]
+    assert answers[0].json()["id"] == answers[1].json()["id"]
+    # Without a reference, each grant is a grant.
+    await _grant(client, "1")
+    await _grant(client, "1")
+    shown = (await client.get("/v1/customers/acme/credits")).json()
+    assert shown["balance_usd"] == "109"  # 100 + 7 + 1 + 1
+    assert len(shown["grants"]) == 4
+    # The command line says so too, on stderr; the grant on stdout as REST answers it.
+    cli = await luc_on(
+        database_url, "customers", "credits", "grant", "acme", "--amount-usd", "7",
+        "--reference", "stripe-ch_2", check=True,
+    )  # fmt: skip
+    assert json.loads(cli.stdout)["id"] == answers[0].json()["id"]
+    assert "granted before under reference 'stripe-ch_2': nothing granted again" in cli.stderr
+    assert (await client.get("/v1/customers/acme/credits")).json()["balance_usd"] == "109"
 
 
 async def test_a_bad_grant_is_refused_with_a_message_that_names_the_field(
