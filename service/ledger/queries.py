@@ -255,7 +255,7 @@ _BOOKED = """b.catalog_version, b.long_context_from, b.model AS booked_model, b.
 # share its instant, so each lateral probe reads one month partition. The statements below
 # add their conditions (``AND …``) to this one's WHERE. For a few events (a job's, the
 # unpriced ones); a page of events since a time reads its bookings by range
-# (``_PAGE_OF_BOOKINGS``).
+# (``_page_of_bookings``).
 _BOOKINGS = f"""
 SELECT {event_fields("e")},
        {_BOOKED}, j.customer_id AS job_customer_id, c.plan_id AS customer_plan_id
