@@ -238,27 +238,33 @@ LIMIT $4
 # entry counting no event, no token and no cost) to the booking, so the booking's price is
 # the sum of its entries' and its plan version that of the latest one. Whether the price
 # is known is part of the key (an unknown price is NULL, never a sum that nets to zero).
-# Beside it: the job's customer now, and that customer's plan (what prices it today).
-# An event is read off its charge (``e``, one per event); the entries of an event share
-# its instant, so each lateral probe reads one month partition. The statements below add
-# their conditions (``AND …``) to this one's WHERE.
-_BOOKINGS = f"""
-SELECT {event_fields("e")},
-       b.catalog_version, b.long_context_from, b.model AS booked_model, b.tier, b.cost_usd,
-       b.actual_cost_usd, b.unpriced, b.price_usd, b.booked_customer_id, b.plan_id,
-       b.plan_version, j.customer_id AS job_customer_id, c.plan_id AS customer_plan_id
-FROM ledger_entries AS e
-JOIN LATERAL (
-    SELECT l.catalog_version, l.long_context_from, l.model, l.tier, sum(l.cost_usd) AS cost_usd,
-           sum(l.actual_cost_usd) AS actual_cost_usd,
+_BOOKING_KEY = """l.catalog_version, l.long_context_from, l.model, l.tier, l.customer_id,
+             l.price_usd IS NULL"""
+_BOOKING_SUMS = """l.catalog_version, l.long_context_from, l.model, l.tier,
+           sum(l.cost_usd) AS cost_usd, sum(l.actual_cost_usd) AS actual_cost_usd,
            sum(l.unpriced_count) > 0 AS unpriced,
            sum(l.price_usd) AS price_usd, l.customer_id AS booked_customer_id,
            (array_agg(l.plan_id ORDER BY l.id DESC))[1] AS plan_id,
-           (array_agg(l.plan_version ORDER BY l.id DESC))[1] AS plan_version
+           (array_agg(l.plan_version ORDER BY l.id DESC))[1] AS plan_version"""
+_BOOKED = """b.catalog_version, b.long_context_from, b.model AS booked_model, b.tier, b.cost_usd,
+       b.actual_cost_usd, b.unpriced, b.price_usd, b.booked_customer_id, b.plan_id,
+       b.plan_version"""
+
+# Beside each booking: the job's customer now, and that customer's plan (what prices it
+# today). An event is read off its charge (``e``, one per event); the entries of an event
+# share its instant, so each lateral probe reads one month partition. The statements below
+# add their conditions (``AND …``) to this one's WHERE. For a few events (a job's, the
+# unpriced ones); a page of events since a time reads its bookings by range
+# (``_page_of_bookings``).
+_BOOKINGS = f"""
+SELECT {event_fields("e")},
+       {_BOOKED}, j.customer_id AS job_customer_id, c.plan_id AS customer_plan_id
+FROM ledger_entries AS e
+JOIN LATERAL (
+    SELECT {_BOOKING_SUMS}
     FROM ledger_entries AS l
     WHERE l.event_id = e.event_id AND l.occurred_at = e.occurred_at
-    GROUP BY l.catalog_version, l.long_context_from, l.model, l.tier, l.customer_id,
-             l.price_usd IS NULL
+    GROUP BY {_BOOKING_KEY}
     HAVING sum(l.event_count) = 1
 ) AS b ON true
 LEFT JOIN jobs AS j ON j.job_id = e.job_id
@@ -266,14 +272,54 @@ LEFT JOIN customers AS c ON c.id = j.customer_id
 WHERE e.kind = 'charge'
 """
 
-# Events that occurred since $1, a page at a time in (occurred_at, event_id) order.
-SELECT_BOOKINGS_SINCE = f"""
-{_BOOKINGS}
-  AND e.occurred_at >= $1
-  AND (e.occurred_at, e.event_id) > ($2::timestamptz, $3::text)
+
+def _page_of_bookings(since: str, after: str, limit: str, condition: str = "") -> str:
+    """A page of live bookings: the first ``limit`` events (charges) that occurred at or
+    after ``since`` and come after the cursor ``after`` (an ``(occurred_at, event_id)`` row)
+    in that order and meet ``condition`` (``AND …`` on ``e``, ``j``, ``c``), each with its
+    live booking, in the same order.
+
+    The bookings are read by range, not event by event: every entry of an event has its
+    instant, so the entries of the page's events are those between its first and its last
+    instant (and, at those two instants, some of other events, which the join drops): one
+    index range scan of the instants, grouped. A lateral probe per event (``_BOOKINGS``)
+    cost an index search (the hash index on ``event_id`` ANDed with the instant's btree
+    once events have several entries) and a heap visit per entry: five times the buffers of
+    a page on a ledger re-rated three times.
+    """
+    return f"""
+WITH page AS MATERIALIZED (
+    SELECT {event_fields("e")},
+           j.customer_id AS job_customer_id, c.plan_id AS customer_plan_id
+    FROM ledger_entries AS e
+    LEFT JOIN jobs AS j ON j.job_id = e.job_id
+    LEFT JOIN customers AS c ON c.id = j.customer_id
+    WHERE e.kind = 'charge'
+      AND e.occurred_at >= {since}
+      AND (e.occurred_at, e.event_id) > {after}
+      {condition}
+    ORDER BY e.occurred_at, e.event_id
+    LIMIT {limit}
+),
+span AS (
+    SELECT min(occurred_at) AS first_at, max(occurred_at) AS last_at FROM page
+),
+b AS (
+    SELECT l.occurred_at, l.event_id, {_BOOKING_SUMS}
+    FROM ledger_entries AS l, span
+    WHERE l.occurred_at >= span.first_at AND l.occurred_at <= span.last_at
+    GROUP BY l.occurred_at, l.event_id, {_BOOKING_KEY}
+    HAVING sum(l.event_count) = 1
+)
+SELECT e.*, {_BOOKED}
+FROM page AS e
+JOIN b ON b.occurred_at = e.occurred_at AND b.event_id = e.event_id
 ORDER BY e.occurred_at, e.event_id
-LIMIT $4
 """
+
+
+# Events that occurred since $1, a page at a time in (occurred_at, event_id) order.
+SELECT_BOOKINGS_SINCE = _page_of_bookings("$1", "($2::timestamptz, $3::text)", "$4")
 
 COUNT_EVENTS_SINCE = (
     "SELECT count(*) FROM ledger_entries WHERE kind = 'charge' AND occurred_at >= $1"
@@ -297,16 +343,23 @@ _OF_PLAN = """
               AND p.plan_id = $2))
 """
 
-# Those that occurred since $1, a page at a time in (occurred_at, event_id) order.
-SELECT_PLAN_BOOKINGS = f"""
-{_BOOKINGS}
-  AND e.occurred_at >= $1
-  AND (e.occurred_at, e.event_id) > ($4::timestamptz, $5::text)
-  AND {_OF_PLAN}
-ORDER BY e.occurred_at, e.event_id
-LIMIT $6
+# The same for a page: an event of another plan's customer is probed alone, its own
+# entries, in a scalar subquery. The planner turns an EXISTS under OR into a hashed set of
+# every entry naming the plan, read from the whole ledger (every month) for each page: the
+# cost of a page grew with the ledger, and a run's with its square.
+_PAGE_OF_PLAN = """
+AND (c.plan_id = $2
+     OR ($3 AND c.plan_id IS NULL)
+     OR (SELECT true FROM ledger_entries AS p
+         WHERE p.event_id = e.event_id AND p.occurred_at = e.occurred_at
+           AND p.plan_id = $2
+         LIMIT 1))
 """
 
+# Those that occurred since $1, a page at a time in (occurred_at, event_id) order.
+SELECT_PLAN_BOOKINGS = _page_of_bookings("$1", "($4::timestamptz, $5::text)", "$6", _PAGE_OF_PLAN)
+
+# One pass over the ledger: the hashed set of entries naming the plan is read once.
 COUNT_PLAN_EVENTS_SINCE = f"""
 SELECT count(*)
 FROM ledger_entries AS e

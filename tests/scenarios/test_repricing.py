@@ -27,6 +27,7 @@ from service.catalog.service import load_catalog
 from service.customers.models import NewPlanVersion
 from service.customers.plans import create_plan
 from service.db import connect
+from service.recording.repricing import reprice_plan
 from tests.scenarios.test_customer_prices import (
     FLASH_CALL,
     FLASH_COST,
@@ -412,3 +413,73 @@ async def test_catalog_re_rating_moves_the_price_where_the_plan_s_basis_moved(
     assert (await job(client, "job-k1"))["price_usd"] == "0.1875"
     assert (await job(client, "job-k2"))["price_usd"] == "0.143"  # 0.13 × 1.10
     await assert_rollups_equal_ledger(db)
+
+
+async def test_re_pricing_in_pages_reaches_the_plan_s_events_among_others_at_one_instant(
+    client: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    """Pages of two events, most ending inside an instant that events of the plan's
+    customer, of a customer that left the plan and of a job without one share."""
+    await make_plan(client, "growth", basis="catalog", markup="0.25")  # from 2026-10-01
+    await make_plan(client, "basic", basis="catalog", markup="0.10")
+    await make_customer(client, "acme", plan_id="growth")
+    await make_customer(client, "beta", plan_id="growth")
+    at, later = "2026-10-10T12:00:00Z", "2026-10-11T12:00:00Z"
+    flash = {"model": FLASH_CALL["model"]}
+    # Costs at 0.10 / 0.40 per 1M: a1 0.14, a2 0.24, b1 0.10, b2 0.40, n1 0.14, a3 0.07.
+    calls = [
+        ("a1", "job-a", "acme", at, 1_000_000, 100_000),
+        ("a2", "job-a", "acme", at, 2_000_000, 100_000),
+        ("b1", "job-b", "beta", at, 1_000_000, 0),
+        ("b2", "job-b", "beta", at, 0, 1_000_000),
+        ("n1", "job-n", None, at, 1_000_000, 100_000),
+        ("a3", "job-a", "acme", later, 500_000, 50_000),
+    ]
+    await record_accepted(
+        client,
+        [
+            wire_event(
+                event_id,
+                job_id=job_id,
+                occurred_at=occurred_at,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                **({"customer_id": customer} if customer else {}),
+                **flash,
+            )
+            for event_id, job_id, customer, occurred_at, input_tokens, output_tokens in calls
+        ],
+    )
+    # Beta leaves the plan (its events stay priced by growth until a re-pricing), and
+    # growth's markup becomes 50 % from the start.
+    moved = await client.patch("/v1/customers/beta", json={"plan_id": "basic"})
+    assert moved.status_code == 200, moved.text
+    added = await client.post(
+        "/v1/plans/growth/versions",
+        json={"effective_from": "2026-10-01T00:00:00Z", "basis": "catalog", "markup": "0.5"},
+    )
+    assert added.status_code == 201, added.text
+    before = await db.fetchval("SELECT count(*) FROM ledger_entries")
+
+    since = datetime(2026, 10, 1, tzinfo=UTC)
+    for dry_run in (True, False):
+        done = await reprice_plan(db, "growth", since, default_plan=None, dry_run=dry_run, chunk=2)
+        # acme: (0.14 + 0.24 + 0.07) × (1.5 − 1.25) = 0.45 × 0.25 = 0.1125; beta, brought to
+        # basic: (0.10 + 0.40) × (1.10 − 1.25) = −0.075. n1 is no customer's of the plan.
+        assert (done.events_examined, done.events_changed) == (5, 5)
+        # For the same customer, one entry per event: the change of price alone.
+        assert done.entries_appended == (0 if dry_run else 5)
+        assert done.price_delta_usd == D("0.0375")
+        assert {c: (d.events, d.price_delta_usd) for c, d in done.customers.items()} == {
+            "acme": (3, D("0.1125")),
+            "beta": (2, D("-0.075")),
+        }
+    assert await db.fetchval("SELECT count(*) FROM ledger_entries") == before + 5
+    assert money((await job(client, "job-a"))["price_usd"]) == D("0.675")  # 0.45 × 1.5
+    assert money((await job(client, "job-b"))["price_usd"]) == D("0.55")  # 0.50 × 1.10
+    assert money((await job(client, "job-n"))["price_usd"]) == D("0.14")  # the cost
+    await assert_rollups_equal_ledger(db)
+
+    again = await reprice_plan(db, "growth", since, default_plan=None, dry_run=False, chunk=2)
+    # Beta's events name growth still (their entries of before): examined, unchanged.
+    assert (again.events_examined, again.events_changed, again.entries_appended) == (5, 0, 0)

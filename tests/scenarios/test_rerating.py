@@ -13,11 +13,13 @@ per 1M tokens (cache read $0.30, cache write $3.75), Gemini 3.0 Flash at $0.10 /
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 
+from service.recording.rerating import rerate_since
 from tests.support import catalogs
 from tests.support.commands import luc_on
 from tests.support.events import record_accepted, wire_event
@@ -382,3 +384,126 @@ async def test_a_retroactive_correction_is_applied_only_by_rerating_and_only_onc
     assert again.json()["jobs"] == [] and again.json()["agents"] == []
     assert await db.fetchval("SELECT count(*) FROM ledger_entries") == rows + 6
     assert Decimal((await job(client, "job-r1"))["cost_usd"]) == Decimal("1.314")
+
+
+# Three earlier re-ratings, then a fourth, of Gemini 3.0 Flash (output 0.40 per 1M in every
+# version): its input price goes 0.10 (version 1) → 0.20 → 0.15 → 0.12 → 0.30 from
+# 2026-10-01 (versions 2 to 5). An event of N × 10,000 input and 1,000 output tokens costs
+# N × 10,000 × input + 400 per 1M: N × 0.0012 + 0.0004 at 0.12, N × 0.003 + 0.0004 at 0.30.
+FLASH_INPUT_PRICES = ("0.20", "0.15", "0.12", "0.30")
+# Five Flash events and a Sonnet one share an instant, so that pages of two events end
+# inside it; f7 and f8 come later. (event, job, N)
+FLASH_EVENTS = (
+    ("f1", "job-m1", 1),
+    ("f2", "job-m1", 2),
+    ("f3", "job-m2", 3),
+    ("f4", "job-m1", 4),
+    ("f5", "job-m2", 5),
+    ("f7", "job-m2", 7),
+    ("f8", "job-m1", 8),
+)
+SHARED_INSTANT = "2026-10-05T09:00:00Z"
+
+
+def flash_event(event_id: str, job_id: str, n: int) -> dict[str, Any]:
+    later = {"f7": "2026-10-05T09:00:01Z", "f8": "2026-10-06T00:00:00Z"}
+    return wire_event(
+        event_id,
+        occurred_at=later.get(event_id, SHARED_INSTANT),
+        job_id=job_id,
+        agent="ACHEEVY",
+        model="gemini-3.0-flash",
+        input_tokens=n * 10_000,
+        output_tokens=1_000,
+    )
+
+
+async def test_a_re_rating_after_three_earlier_ones_moves_each_event_from_its_live_booking(
+    client: Any, db: asyncpg.Connection
+) -> None:
+    await record_accepted(
+        client,
+        [
+            *(flash_event(*event) for event in FLASH_EVENTS),
+            # 10,000 × 3 + 1,000 × 15 = 45,000 per 1M → 0.045, in every version.
+            wire_event(
+                "f6",
+                occurred_at=SHARED_INSTANT,
+                job_id="job-m2",
+                agent="ORACLE",
+                model=SONNET,
+                input_tokens=10_000,
+                output_tokens=1_000,
+            ),
+        ],
+    )
+    parent = 1
+    for price in FLASH_INPUT_PRICES:
+        created = await client.post(
+            "/v1/catalog/versions",
+            json={
+                "effective_from": "2026-10-01T00:00:00Z",
+                "label": f"flash input {price}",
+                "parent": parent,
+                "models": [
+                    {
+                        "id": "google/gemini-3.0-flash",
+                        "name": "Gemini 3.0 Flash",
+                        "tier": "fast",
+                        "input": price,
+                        "output": "0.40",
+                    }
+                ],
+            },
+        )
+        assert created.status_code == 201, created.text
+        parent = created.json()["id"]
+        if price != FLASH_INPUT_PRICES[-1]:
+            # The earlier re-ratings, each with the API's pages.
+            done = await client.post("/v1/catalog/rerate", json={"since": "2026-10-01T00:00:00Z"})
+            assert done.json()["events_changed"] == 7, done.text
+    # Each Flash event: its charge and three pairs (reversal, re-booking); booked at 0.12.
+    assert await db.fetchval("SELECT count(*) FROM ledger_entries") == 8 + 7 * 6
+
+    since = datetime(2026, 10, 1, tzinfo=UTC)
+    # Pages of two events (most end inside the shared instant) and of three.
+    for chunk in (2, 3):
+        dry = await rerate_since(db, since, default_plan=None, dry_run=True, chunk=chunk)
+        # Σ N = 30: 30 × (0.003 − 0.0012) = 0.054; job-m1 N = 1 + 2 + 4 + 8 = 15 → 0.027,
+        # job-m2 N = 3 + 5 + 7 = 15 → 0.027.
+        assert (dry.events_examined, dry.events_changed, dry.entries_appended) == (8, 7, 0)
+        assert dry.delta_usd == Decimal("0.054")
+        assert {j: (d.events, d.delta_usd) for j, d in dry.jobs.items()} == {
+            "job-m1": (4, Decimal("0.027")),
+            "job-m2": (3, Decimal("0.027")),
+        }
+    assert await db.fetchval("SELECT count(*) FROM ledger_entries") == 8 + 7 * 6
+
+    done = await rerate_since(db, since, default_plan=None, dry_run=False, chunk=2)
+    assert (done.events_examined, done.events_changed, done.entries_appended) == (8, 7, 14)
+    assert done.delta_usd == Decimal("0.054")
+    # 30 × 0.003 + 7 × 0.0004 = 0.0928 of Flash, and Sonnet's 0.045; per job: 15 × 0.003 +
+    # 4 × 0.0004 = 0.0466, 15 × 0.003 + 3 × 0.0004 + 0.045 = 0.0912.
+    assert Decimal((await job(client, "job-m1"))["cost_usd"]) == Decimal("0.0466")
+    assert Decimal((await job(client, "job-m2"))["cost_usd"]) == Decimal("0.0912")
+    ledger = await entries(client, "job-m1") + await entries(client, "job-m2")
+    for event_id, _, n in FLASH_EVENTS:
+        mine = [e for e in ledger if e["event_id"] == event_id]
+        # The charge, then per re-rating a reversal on the booking's version and a
+        # re-booking on the new one.
+        assert [(e["kind"], e["events"], e["catalog_version"]) for e in mine] == [
+            ("charge", 1, 1),
+            *(
+                entry
+                for version in (2, 3, 4, 5)
+                for entry in (("adjustment", -1, version - 1), ("adjustment", 1, version))
+            ),
+        ], event_id
+        costs = [Decimal(e["cost_usd"]) for e in mine]
+        assert costs[-1] == n * Decimal("0.003") + Decimal("0.0004"), event_id
+        assert costs[-2] == -(n * Decimal("0.0012") + Decimal("0.0004")), event_id
+    assert [e["kind"] for e in ledger if e["event_id"] == "f6"] == ["charge"]
+    await assert_rollups_equal_ledger(db)
+
+    again = await rerate_since(db, since, default_plan=None, dry_run=False, chunk=2)
+    assert (again.events_examined, again.events_changed, again.entries_appended) == (8, 0, 0)
