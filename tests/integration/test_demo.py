@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from service.cli import main
 from service.demo_traffic import plan_traffic
+from tests.support.events import wire_event
 from tests.support.ledger_truth import (
     AGENTS,
     PRICES,
@@ -20,7 +21,6 @@ from tests.support.ledger_truth import (
     assert_jobs_match,
     expected_cost,
 )
-from tests.support.events import wire_event
 from tests.support.ports import closed_port
 
 SENT = re.compile(
