@@ -135,7 +135,14 @@ class CatalogController(LucController):
         if not path.endswith("/history"):
             raise NotFoundError("use /v1/catalog/models/{model_id}/history")
         model_id = path.removesuffix("/history")
-        history = model_history_out(await _catalog(luc), model_id)
+        catalog = await _catalog(luc)
+        history = model_history_out(catalog, model_id)
+        if all(p.price is None for p in history.versions):
+            # An alias (SPEC §2: events name a model by its id or an alias) stands for the
+            # model it names now.
+            resolved = catalog.quote(model_id, datetime.now(UTC)).model_id
+            if resolved != model_id:
+                history = model_history_out(catalog, resolved)
         if all(p.price is None for p in history.versions):
             raise NotFoundError(f"model {model_id!r} is in no catalog version")
         return history

@@ -38,3 +38,4 @@ class KeysController(LucController):
     @delete("/{key_id:int}", operation_id="revokeKey", summary="Revoke an API key", status_code=204)
     async def revoke(self, luc: NamedDependency[Resources], key_id: FromPath[int]) -> None:
         await on_connection(luc.pool, lambda conn: revoke_key(conn, key_id))
+        luc.key_cache.forget(key_id)

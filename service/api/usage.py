@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from litestar import get
@@ -12,8 +13,9 @@ from service.api.deps import LucController, Resources
 from service.api.params import From, Limit, To, decode_cursor, page, page_size, parse_range
 from service.api.schemas.usage import UnpricedPage, UsageOut, unpriced_event_out
 from service.auth.guard import READ
-from service.db import on_connection
+from service.db import Connection, on_connection
 from service.ledger.service import unpriced_events
+from service.rollups.models import WireRow
 from service.rollups.service import USAGE_GROUPS, usage
 
 
@@ -30,7 +32,8 @@ class UsageController(LucController):
         description=(
             f"`group_by` is a comma-separated list of: {', '.join(USAGE_GROUPS)}. `customer` "
             "groups by the customer each entry was priced for (null: jobs without one); "
-            "`customer_id` keeps one customer's."
+            "`customer_id` keeps one customer's. `model` takes a catalog id or an alias, "
+            "as events do."
         ),
     )
     async def query(
@@ -47,20 +50,28 @@ class UsageController(LucController):
     ) -> UsageOut:
         lower, upper = parse_range(start, end)
         keys = [k.strip() for k in (group_by or "").split(",") if k.strip()]
-        rows = await on_connection(
-            luc.pool,
-            lambda conn: usage(
+
+        async def query(conn: Connection) -> list[WireRow]:
+            # SPEC §2: events name a model by its id or an alias, and the ledger holds the
+            # id pricing resolved; the filter takes an alias too, resolved as now.
+            model_id = (
+                None
+                if model is None
+                else await luc.catalog_cache.model_id(conn, model, datetime.now(UTC))
+            )
+            return await usage(
                 conn,
                 group_by=keys,
                 start=lower,
                 end=upper,
                 agent=agent,
-                model=model,
+                model=model_id,
                 job_id=job_id,
                 provider=provider,
                 customer_id=customer_id,
-            ),
-        )
+            )
+
+        rows = await on_connection(luc.pool, query)
         return UsageOut(group_by=keys, rows=rows)
 
     @get(

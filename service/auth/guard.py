@@ -65,6 +65,13 @@ class KeyCache:
             return False, None
         return True, entry[1]
 
+    def forget(self, key_id: int) -> None:
+        """Drop key ``key_id`` (revoked here): this process refuses it from the next
+        request on, instead of after ``KEY_CACHE_SECONDS``."""
+        stale = [t for t, (_, key) in self._entries.items() if key is not None and key.id == key_id]
+        for token in stale:
+            del self._entries[token]
+
     def put(self, token: str, key: ApiKey | None) -> None:
         if len(self._entries) > 10_000:
             self._entries.clear()

@@ -86,6 +86,13 @@ def _check(version: NewCatalogVersion) -> None:
     for alias, target in version.aliases.items():
         if target not in seen:
             raise CatalogError(f"alias {alias!r} points at {target!r}, which is not in the version")
+        if alias in seen:
+            # Pricing resolves an alias before it looks up a model: the model of that id
+            # would never be priced at its own prices.
+            raise CatalogError(
+                f"alias {alias!r} is also the id of a model of the version; an alias names "
+                "another model (rename the model, or drop the alias)"
+            )
     if version.default_model is not None and version.default_model not in seen:
         raise CatalogError(f"default_model {version.default_model!r} is not in the version")
 

@@ -135,7 +135,8 @@ def report(http: httpx.Client, plan: TrafficPlan, answers: Answers, console: Con
             break
     by_job = _get(http, "/v1/usage", group_by="job_id")["rows"]
     this_run = [row for row in by_job if row["job_id"] in set(plan.jobs)]
-    run_cost = exact_sum(Decimal(row["cost_usd"]) for row in this_run)
+    # A job of unpriced events only has cost_usd null (unknown): it adds nothing known.
+    run_cost = exact_sum(Decimal(row["cost_usd"] or 0) for row in this_run)
     totals = Table(title="LUC now reports")
     totals.add_column("")
     totals.add_column("value", justify="right")
@@ -152,7 +153,7 @@ def report(http: httpx.Client, plan: TrafficPlan, answers: Answers, console: Con
     top = Table(title="Top jobs by cost")
     for name in ("job", "cost", "events"):
         top.add_column(name, justify="left" if name == "job" else "right")
-    for row in sorted(by_job, key=lambda r: Decimal(r["cost_usd"]), reverse=True)[:5]:
+    for row in sorted(by_job, key=lambda r: Decimal(r["cost_usd"] or 0), reverse=True)[:5]:
         top.add_row(row["job_id"], _money(row["cost_usd"]), str(row["events"]))
     console.print(top)
 

@@ -69,6 +69,12 @@ class Totals(TokenCounts):
         return cls(**{m.name: m.read(r[m.name]) for m in MEASURES})
 
     @property
+    def all_unpriced(self) -> bool:
+        """Every event of these totals is unpriced: their catalog cost is unknown, not zero
+        (``UNKNOWN_WHEN_ALL_UNPRICED``)."""
+        return self.unpriced_events > 0 and self.unpriced_events == self.events
+
+    @property
     def margin_usd(self) -> Decimal | None:
         """``price_usd − actual_cost_usd`` (SPEC §11), derived, never stored: None unless
         both are known."""
@@ -112,6 +118,12 @@ def _measures() -> tuple[Measure, ...]:
 MEASURES: tuple[Measure, ...] = _measures()
 """Every measure, in column order: the token classes first, then the rest of ``Totals``."""
 MEASURE_NAMES: tuple[str, ...] = tuple(m.name for m in MEASURES)
+UNKNOWN_WHEN_ALL_UNPRICED: tuple[str, ...] = ("cost_usd",)
+"""What the wire says is null (unknown) on totals whose every event is unpriced (SPEC §3:
+unpriced is never silently zero). Only a job line's rollup keeps such a sum NULL; the others
+add an unpriced entry's cost as zero, so the event counts decide it when the totals are
+written out. The catalog cost of an unpriced event is never known; its actual cost and price
+may be (a reported cost, a plan's own price), so those stay as summed."""
 DERIVED: tuple[str, ...] = ("margin_usd",)
 """What ``Totals`` derives from its measures (properties, never stored): on the wire beside
 them (``api.schemas.common.totals_fields``)."""

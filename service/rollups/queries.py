@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from functools import cache
 
 from service.pricing.models import PRICE_CLASSES, RATE_MARKER, TOKEN_PRICES
-from service.rollups.models import DERIVED, MEASURE_NAMES, MEASURES, Measure
+from service.rollups.models import (
+    DERIVED,
+    MEASURE_NAMES,
+    MEASURES,
+    UNKNOWN_WHEN_ALL_UNPRICED,
+    Measure,
+)
 from service.wire import day_text_sql, instant_text_sql, money_text_sql
 
 
@@ -187,8 +193,19 @@ def wire_totals(relation: str) -> str:
     derived from them, in their wire form (``api.schemas.common.totals_fields``) and named
     as on the wire; counts as text (``COUNT_NAMES``)."""
     read = {name: _read(m, f"{relation}.{name}") for name, m in _BY_NAME.items()}
+    # Totals.all_unpriced, as SQL.
+    all_unpriced = (
+        f"{relation}.unpriced_events > 0 AND {relation}.unpriced_events = {relation}.events"
+    )
+
+    def written(m: Measure) -> str:
+        text = _wire(m, f"{relation}.{m.name}")
+        if m.name in UNKNOWN_WHEN_ALL_UNPRICED:
+            return f"CASE WHEN {all_unpriced} THEN NULL ELSE {text} END"
+        return text
+
     return ",\n       ".join(
-        [f"{_wire(m, f'{relation}.{m.name}')} AS {m.name}" for m in MEASURES]
+        [f"{written(m)} AS {m.name}" for m in MEASURES]
         + [f"{money_text_sql(sql.format(**read))} AS {name}" for name, sql in _DERIVED_SQL.items()]
     )
 

@@ -305,6 +305,27 @@ async def test_revoking_over_rest_stops_the_key_within_seconds(
     assert next(k for k in listed if k["id"] == created["id"])["revoked_at"] is not None
 
 
+async def test_a_key_revoked_over_rest_is_refused_at_once_by_the_process_that_revoked_it(
+    api: AsyncTestClient[Any], admin_key: str
+) -> None:
+    """The key was used a moment ago, so the guard holds it in its cache: the revocation
+    drops it there, and the very next request with it is refused (other processes of
+    ``luc serve`` hold their copy at most ``KEY_CACHE_SECONDS``)."""
+    created = (
+        await api.post(
+            "/v1/keys", json={"name": "leaked", "scope": "read"}, headers=_headers(admin_key)
+        )
+    ).json()
+    key = created["key"]
+    assert (await api.get("/v1/jobs", headers=_headers(key))).status_code == 200
+
+    revoked = await api.delete(f"/v1/keys/{created['id']}", headers=_headers(admin_key))
+    assert revoked.status_code == 204
+    refused = await api.get("/v1/jobs", headers=_headers(key))
+    assert refused.status_code == 401, refused.text
+    assert refused.json()["detail"] == "this API key was revoked"
+
+
 async def test_a_non_admin_key_cannot_create_or_revoke_keys(
     api: AsyncTestClient[Any], db: asyncpg.Connection, admin_key: str
 ) -> None:

@@ -662,6 +662,20 @@ def body(**changes: Any) -> dict[str, Any]:
             "and have at most 30 decimal places",
             id="price with more decimals than a price may have",
         ),
+        # Pricing resolves aliases first: a model whose id is also an alias would never be
+        # priced at its own prices, silently.
+        pytest.param(
+            body(aliases={"acme/rocket-1": "pebble/mini"}),
+            422,
+            "alias 'acme/rocket-1' is also the id of a model of the version",
+            id="alias that shadows a model of the version",
+        ),
+        pytest.param(
+            body(parent=1, models=[{**PEBBLE, "id": "gemini-3.0-flash"}]),
+            422,
+            "alias 'gemini-3.0-flash' is also the id of a model of the version",
+            id="model added under the id of an alias the parent carries",
+        ),
     ],
 )
 async def test_a_bad_version_is_refused_with_a_clear_message_and_nothing_is_written(

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from service.cli import main
 from service.demo_traffic import plan_traffic
+from tests.support.events import wire_event
 from tests.support.ledger_truth import (
     AGENTS,
     PRICES,
@@ -116,3 +117,16 @@ def test_demo_without_a_running_luc_says_how_to_start_one() -> None:
     assert result.exit_code == 1
     assert f"no LUC answering at {url}" in result.output
     assert "luc serve" in result.output
+
+
+def test_the_demo_reports_beside_a_job_whose_every_event_is_unpriced(server_factory: Any) -> None:
+    """Such a job has ``cost_usd`` null on the API (unknown, not zero): the demo's tables
+    say "unpriced" for it and for its agent, and still rank the jobs by cost."""
+    server = server_factory()
+    lonely = wire_event("lonely-1", job_id="lonely", agent="Lonely", model=UNKNOWN_MODEL)
+    with httpx.Client(base_url=server.base_url) as http:
+        assert http.post("/v1/events", json=lonely).status_code == 201
+        assert http.get("/v1/jobs/lonely").json()["cost_usd"] is None
+    _, _, output = _demo("--url", server.base_url, "--jobs", "2", "--seed", "3", "--run-id", "t2")
+    assert re.search(r"lonely\s*│\s*unpriced\s*│\s*1\s*│", output), output
+    assert re.search(r"Lonely\s*│\s*unpriced\s*│\s*1\s*│", output), output

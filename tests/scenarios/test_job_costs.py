@@ -445,8 +445,8 @@ async def test_agents_show_totals_and_daily_series_for_whole_and_partial_days(
         "ACHEEVY": ("0.265057", 4, 0),
         # e5 0.0108878 + e6 0.002
         "Boomer_Ang": ("0.0128878", 2, 0),
-        # only the unpriced call: no known cost, and it says so
-        "ByteRover": ("0", 1, 1),
+        # only the unpriced call: no known cost (null, not zero), and it says so
+        "ByteRover": (None, 1, 1),
         # e2 0.0022 + e8 0.0014 + g1 0.0005 = 0.0041
         "ORACLE": ("0.0041", 3, 0),
     }
@@ -518,7 +518,7 @@ async def test_the_usage_query_groups_and_filters_to_the_last_digit(
         # e2 0.0022 + e8 0.0014 + f1 0.014
         "google/gemini-3.0-flash": ("0.0176", 3),
         "meta-llama/llama-3.3-70b-instruct": ("0.0005", 1),
-        UNKNOWN: ("0", 1),
+        UNKNOWN: (None, 1),  # unpriced only: unknown, not zero
     }
 
     by_tier = {
@@ -530,21 +530,21 @@ async def test_the_usage_query_groups_and_filters_to_the_last_digit(
         "fast": ("0.0176", 0),
         # acme 0.0128878 + llama 0.0005
         "economy": ("0.0133878", 0),
-        None: ("0", 1),
+        None: (None, 1),
     }
 
     by_version = {
         r["catalog_version"]: r["cost_usd"] for r in await rows(group_by="catalog_version")
     }
     # v1: 0.14975 + 0.0022 + 0.0005; v2: 0.101307 + 0.0128878 + 0.0014 + 0.014
-    assert by_version == {1: "0.15245", v2: "0.1295948", None: "0"}
+    assert by_version == {1: "0.15245", v2: "0.1295948", None: None}
 
     job_days = await rows(group_by="agent,day", job_id=JOB)
     assert [(r["agent"], r["day"], r["cost_usd"]) for r in job_days] == [
         ("ACHEEVY", "2025-10-30", "0.14975"),
         ("ACHEEVY", "2025-11-20", "0.101307"),
         ("Boomer_Ang", "2025-11-21", "0.0128878"),
-        ("ByteRover", "2025-11-21", "0"),
+        ("ByteRover", "2025-11-21", None),  # unpriced only
         ("ORACLE", "2025-10-31", "0.0022"),
         ("ORACLE", "2025-11-22", "0.0014"),
     ]
