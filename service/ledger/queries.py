@@ -277,7 +277,9 @@ def _page_of_bookings(since: str, after: str, limit: str, condition: str = "") -
     """A page of live bookings: the first ``limit`` events (charges) that occurred at or
     after ``since`` and come after the cursor ``after`` (an ``(occurred_at, event_id)`` row)
     in that order and meet ``condition`` (``AND …`` on ``e``, ``j``, ``c``), each with its
-    live booking, in the same order.
+    live booking, in the same order. Every event of the page is answered, ``booked`` false
+    (and the booking's columns NULL) for one without a live booking: the page is cut by
+    events, so its caller pages on by them and a page never comes back short.
 
     The bookings are read by range, not event by event: every entry of an event has its
     instant, so the entries of the page's events are those between its first and its last
@@ -311,9 +313,9 @@ b AS (
     GROUP BY l.occurred_at, l.event_id, {_BOOKING_KEY}
     HAVING sum(l.event_count) = 1
 )
-SELECT e.*, {_BOOKED}
+SELECT e.*, {_BOOKED}, b.event_id IS NOT NULL AS booked
 FROM page AS e
-JOIN b ON b.occurred_at = e.occurred_at AND b.event_id = e.event_id
+LEFT JOIN b ON b.occurred_at = e.occurred_at AND b.event_id = e.event_id
 ORDER BY e.occurred_at, e.event_id
 """
 

@@ -17,6 +17,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import structlog
+
 from service.db import Connection
 from service.ingest.models import UsageEvent
 from service.ingest.service import event_from_row
@@ -27,6 +29,8 @@ from service.money import exact_difference
 from service.pricing.catalog import Catalog
 from service.pricing.models import Rate
 from service.pricing.plans import Plans
+
+log = structlog.get_logger("luc.rerate")
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,14 +204,42 @@ def _why_so(entry: NewLedgerEntry) -> str:
     return f"still unpriced: {entry.reason}" if entry.unpriced_count else str(entry.reason)
 
 
+@dataclass(frozen=True, slots=True)
+class BookingPage:
+    """A page of events (``limit`` of them unless it is the last) with their live
+    bookings: the caller pages on by events, not by bookings."""
+
+    bookings: list[Booking]
+    events: int
+    """Events the page covered; fewer than asked for only on the last page."""
+    last: tuple[datetime, str] | None
+    """The cursor after its last event (``occurred_at``, ``id``); None for an empty page."""
+
+
+def _booking_page(rows: Sequence[Any]) -> BookingPage:
+    """The page of ``rows`` (``queries._page_of_bookings``). An event without a live
+    booking is left alone, logged: the ledger's rules give each event exactly one, and a
+    page that dropped it would come back short and end the run before its later events."""
+    orphans = [r["event_id"] for r in rows if not r["booked"]]
+    if orphans:
+        log.error("events_without_a_live_booking", events=len(orphans), first=orphans[0])
+    cursors = {(r["occurred_at"], r["event_id"]) for r in rows}
+    return BookingPage(
+        [booking_from_row(r) for r in rows if r["booked"]],
+        len(cursors),
+        (rows[-1]["occurred_at"], rows[-1]["event_id"]) if rows else None,
+    )
+
+
 async def bookings_since(
     conn: Connection, since: datetime, after: tuple[datetime, str] | None, limit: int
-) -> list[Booking]:
-    """A page of live bookings of events that occurred at or after ``since``."""
+) -> BookingPage:
+    """A page of ``limit`` events that occurred at or after ``since``, with their live
+    bookings."""
     # (since, "") starts at ``since`` itself: event ids are never empty.
     start_at, start_id = after if after else (since, "")
     rows = await conn.fetch(queries.SELECT_BOOKINGS_SINCE, since, start_at, start_id, limit)
-    return [booking_from_row(r) for r in rows]
+    return _booking_page(rows)
 
 
 async def count_events_since(conn: Connection, since: datetime) -> int:
@@ -233,14 +265,15 @@ async def plan_bookings(
     since: datetime,
     after: tuple[datetime, str] | None,
     limit: int,
-) -> list[Booking]:
-    """A page of live bookings of the events since ``since`` that plan ``plan_id`` prices
-    or priced (``queries.SELECT_PLAN_BOOKINGS``); ``is_default``: it is LUC_DEFAULT_PLAN."""
+) -> BookingPage:
+    """A page of ``limit`` events since ``since`` that plan ``plan_id`` prices or priced
+    (``queries.SELECT_PLAN_BOOKINGS``), with their live bookings; ``is_default``: it is
+    LUC_DEFAULT_PLAN."""
     start_at, start_id = after if after else (since, "")
     rows = await conn.fetch(
         queries.SELECT_PLAN_BOOKINGS, since, plan_id, is_default, start_at, start_id, limit
     )
-    return [booking_from_row(r) for r in rows]
+    return _booking_page(rows)
 
 
 async def count_plan_events_since(

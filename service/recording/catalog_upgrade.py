@@ -81,7 +81,7 @@ async def upgrade_aims_catalog(
         while True:
             page = await bookings_since(conn, completed.effective_from, after, chunk)
             reratings = []
-            for booking in page:
+            for booking in page.bookings:
                 if booking.catalog_version != first.id:
                     continue  # priced by a later version of the ledger's own: not ours
                 summary.events_examined += 1
@@ -94,8 +94,7 @@ async def upgrade_aims_catalog(
             entries = [entry for r in reratings for entry in r.entries]
             await record_adjustments(conn, entries)
             summary.entries_appended += len(entries)
-            if len(page) < chunk:
+            if page.events < chunk:
                 break
-            last = page[-1].event
-            after = (last.occurred_at, last.id)
+            after = page.last
     return CatalogUpgrade(version_id, first.id, summary)

@@ -243,17 +243,16 @@ async def reprice_plan(
                 conn, plan_id, is_default=is_default, since=since, after=after, limit=chunk
             )
             repricings = []
-            for booking in page:
+            for booking in page.bookings:
                 repricing = plan_repricing(booking, catalog, plans, why)
                 if repricing is not None:
                     repricings.append(repricing)
                     summary.add(repricing)
             if not dry_run and repricings:
                 summary.entries_appended += (await _append(conn, repricings))[0]
-        summary.events_examined += len(page)
+        summary.events_examined += page.events
         if progress is not None:
             progress(summary.events_examined, total)
-        if len(page) < chunk:
+        if page.events < chunk:
             return summary
-        last = page[-1].event
-        after = (last.occurred_at, last.id)
+        after = page.last

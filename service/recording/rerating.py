@@ -144,17 +144,16 @@ async def rerate_since(
             plans = Plans(await load_plans(conn), default_plan)
             page = await bookings_since(conn, since, after, chunk)
             reratings = []
-            for booking in page:
+            for booking in page.bookings:
                 rerating = plan_rerating(booking, catalog, plans, why)
                 if rerating is not None:
                     reratings.append(rerating)
                     summary.add(rerating)
             if not dry_run and reratings:
                 summary.entries_appended += await _apply(conn, reratings)
-        summary.events_examined += len(page)
+        summary.events_examined += page.events
         if progress is not None:
             progress(summary.events_examined, total)
-        if len(page) < chunk:
+        if page.events < chunk:
             return summary
-        last = page[-1].event
-        after = (last.occurred_at, last.id)
+        after = page.last

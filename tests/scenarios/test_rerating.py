@@ -19,7 +19,11 @@ from typing import Any
 
 import asyncpg
 
-from service.recording.rerating import rerate_since
+from service.catalog.service import load_catalog
+from service.customers.plans import load_plans
+from service.pricing.plans import Plans
+from service.recording.bookings import job_bookings, plan_rerating
+from service.recording.rerating import record_adjustments, rerate_since
 from tests.support import catalogs
 from tests.support.commands import luc_on
 from tests.support.events import record_accepted, wire_event
@@ -507,3 +511,56 @@ async def test_a_re_rating_after_three_earlier_ones_moves_each_event_from_its_li
 
     again = await rerate_since(db, since, default_plan=None, dry_run=False, chunk=2)
     assert (again.events_examined, again.events_changed, again.entries_appended) == (8, 0, 0)
+
+
+async def test_an_event_left_without_a_live_booking_does_not_end_the_pages_early(
+    client: Any, db: asyncpg.Connection
+) -> None:
+    """Pages are cut by events: one event the ledger holds no live booking for (a breach
+    of its rules that no API makes: here its booking's reversal appended alone) is left
+    alone and logged, and the events after it are re-rated all the same."""
+    await record_accepted(
+        client,
+        [
+            wire_event(
+                f"o{n}",
+                occurred_at=f"2026-10-05T09:00:0{n}Z",
+                job_id="job-o",
+                agent="ACHEEVY",
+                model="gemini-3.0-flash",
+                input_tokens=10_000,
+                output_tokens=1_000,
+            )
+            for n in range(1, 6)
+        ],
+    )
+    created = await client.post(
+        "/v1/catalog/versions",
+        json={
+            "effective_from": "2026-10-01T00:00:00Z",
+            "label": "flash input 0.20",
+            "parent": 1,
+            "models": [
+                {
+                    "id": "google/gemini-3.0-flash",
+                    "name": "Gemini 3.0 Flash",
+                    "tier": "fast",
+                    "input": "0.20",
+                    "output": "0.40",
+                }
+            ],
+        },
+    )
+    assert created.status_code == 201, created.text
+    [o2] = [b for b in await job_bookings(db, ["job-o"]) if b.event.id == "o2"]
+    plans = Plans(await load_plans(db), None)
+    rerating = plan_rerating(o2, await load_catalog(db), plans, "a test breaking the rules")
+    assert rerating is not None
+    await record_adjustments(db, [rerating.entries[0]])  # the reversal alone
+
+    since = datetime(2026, 10, 1, tzinfo=UTC)
+    # Pages of two: (o1, o2) holds one booking, then (o3, o4), then (o5).
+    done = await rerate_since(db, since, default_plan=None, dry_run=False, chunk=2)
+    assert (done.events_examined, done.events_changed, done.entries_appended) == (5, 4, 8)
+    # 10,000 × 0.20 + 1,000 × 0.40 = 2,400 per 1M, for o1, o3, o4 and o5 (o2 nets to 0).
+    assert Decimal((await job(client, "job-o"))["cost_usd"]) == 4 * Decimal("0.0024")
