@@ -31,6 +31,7 @@ from urllib.parse import parse_qs
 
 import msgspec
 
+from service.gateway.openrouter import OpenRouterProvider
 from service.gateway.upstream import RetryPolicy
 from tests.support.loopback import LoopbackServer
 
@@ -40,6 +41,13 @@ _ALNUM = string.ascii_letters + string.digits
 
 FAST_RETRY = RetryPolicy(max_retries=2, backoff_base_seconds=0.02, max_retry_after_seconds=5)
 """Retries quick enough for a test against the fakes: the same rules, shorter waits."""
+
+
+def openrouter_at(http: Any, url: str) -> OpenRouterProvider:
+    """OpenRouter's client for a server on loopback at ``url`` (its ``/api/v1`` there),
+    retrying fast and never waiting for ``/generation``."""
+    return OpenRouterProvider(http, url + "/api/v1", "sk-or-v1-k", FAST_RETRY, generation_delays=())
+
 
 MODELS = [
     {

@@ -18,7 +18,7 @@ from service.auth.keys import create_key
 from service.errors import UpstreamUnavailableError
 from service.gateway.metering import Gateway
 from service.gateway.openrouter import OpenRouterProvider
-from tests.support.fake_openrouter import FAST_RETRY, Failure, FakeOpenRouter, Reply, usage
+from tests.support.fake_openrouter import Failure, FakeOpenRouter, Reply, openrouter_at, usage
 from tests.support.ledger_truth import STORED_EVENT, ledger
 from tests.support.scripted_http import Scripted, ok, scripted_server, scripted_server_thread
 from tests.support.settings import settings_for
@@ -35,18 +35,35 @@ def _events(text: str) -> list[str]:
     return [event for event in text.split("\n\n") if event]
 
 
+async def _proxied_once(
+    proxy: AsyncTestClient[Any],
+    fake_openrouter: FakeOpenRouter,
+    db: asyncpg.Connection,
+    reply: Reply,
+    *,
+    stream: bool = False,
+) -> tuple[Any, asyncpg.Record]:
+    """One call through the proxy that the fake OpenRouter answers with ``reply``: its
+    answer (a 200) and, once its usage is recorded, the one ledger entry it made."""
+    fake_openrouter.push(reply)
+    response = await proxy.post(
+        "/v1/chat/completions",
+        json={**BODY, "stream": True} if stream else BODY,
+        headers=ATTRIBUTION,
+    )
+    assert response.status_code == 200, response.text
+    await proxied_usage_recorded(proxy.app)
+    [entry] = await ledger(db)
+    return response, entry
+
+
 async def test_a_stream_that_ends_without_done_is_an_error_to_the_client_and_on_the_ledger(
     proxy: AsyncTestClient[Any], fake_openrouter: FakeOpenRouter, db: asyncpg.Connection
 ) -> None:
     # The body ends cleanly after "Once upon": no usage, no error event, no [DONE].
-    fake_openrouter.push(
-        Reply(text="Once upon a time", cut_after=9, usage=usage(100, 20, cost="0.00002"))
-    )
-    response = await proxy.post(
-        "/v1/chat/completions", json={**BODY, "stream": True}, headers=ATTRIBUTION
-    )
+    reply = Reply(text="Once upon a time", cut_after=9, usage=usage(100, 20, cost="0.00002"))
+    response, entry = await _proxied_once(proxy, fake_openrouter, db, reply, stream=True)
 
-    assert response.status_code == 200
     events = _events(response.text)
     # The client must not be told the answer is whole: no [DONE] the provider never sent.
     assert "data: [DONE]" not in events
@@ -56,8 +73,6 @@ async def test_a_stream_that_ends_without_done_is_an_error_to_the_client_and_on_
     # Not "tried the next provider": a stream that has begun never falls through.
     assert "did not send the call to another provider" in error["message"]
     assert "tried the next provider" not in error["message"]
-    await proxied_usage_recorded(proxy.app)
-    [entry] = await ledger(db)
     # From GET /generation: 100·0.10 + 20·0.40 = 18 per 1M
     assert (entry["input_tokens"], entry["output_tokens"]) == (100, 20)
     status, attributes = await db.fetchrow(STORED_EVENT, entry["event_id"])
@@ -95,13 +110,8 @@ async def test_an_answering_model_name_of_any_length_never_keeps_the_usage_off_t
 ) -> None:
     # Recorded as attributes.upstream_model: attributes hold at most 4 KiB.
     other = "vendor/" + "m" * 5000
-    fake_openrouter.push(Reply(text="Hi", usage=usage(10, 2), model=other))
-
-    answer = await proxy.post("/v1/chat/completions", json=BODY, headers=ATTRIBUTION)
-
-    assert answer.status_code == 200, answer.text
-    await proxied_usage_recorded(proxy.app)
-    [entry] = await ledger(db)
+    reply = Reply(text="Hi", usage=usage(10, 2), model=other)
+    _, entry = await _proxied_once(proxy, fake_openrouter, db, reply)
     # Billed under the model asked for (LUC cannot price the other): 10·0.10 + 2·0.40
     assert (entry["model"], entry["cost_usd"]) == (FLASH, Decimal("0.0000018"))
     _, attributes = await db.fetchrow(STORED_EVENT, entry["event_id"])
@@ -163,13 +173,7 @@ async def test_a_cost_finer_than_the_ledger_keeps_is_rounded_not_parked(
 ) -> None:
     reported = usage(10, 2)
     reported["cost"] = Decimal(cost)  # written as a JSON number with exactly these digits
-    fake_openrouter.push(Reply(text="Hi", usage=reported))
-
-    answer = await proxy.post("/v1/chat/completions", json=BODY, headers=ATTRIBUTION)
-
-    assert answer.status_code == 200, answer.text
-    await proxied_usage_recorded(proxy.app)
-    [entry] = await ledger(db)
+    _, entry = await _proxied_once(proxy, fake_openrouter, db, Reply(text="Hi", usage=reported))
     assert entry["provider_cost_usd"] == kept
     assert entry["cost_usd"] == Decimal("0.0000018")  # 10·0.10 + 2·0.40 per 1M
 
@@ -178,24 +182,15 @@ async def test_nul_characters_in_a_provider_s_model_or_error_never_park_the_usag
     proxy: AsyncTestClient[Any], fake_openrouter: FakeOpenRouter, db: asyncpg.Connection
 ) -> None:
     # PostgreSQL text cannot hold U+0000: the ledger refuses any event that carries one.
-    fake_openrouter.push(
-        Reply(
-            text="Once upon a time",
-            model="vendor/odd\x00model",
-            error_after=4,
-            error_message="upstream said \x00 and stopped",
-            usage=usage(30, 4),
-            usage_with_error=True,
-        )
+    reply = Reply(
+        text="Once upon a time",
+        model="vendor/odd\x00model",
+        error_after=4,
+        error_message="upstream said \x00 and stopped",
+        usage=usage(30, 4),
+        usage_with_error=True,
     )
-
-    response = await proxy.post(
-        "/v1/chat/completions", json={**BODY, "stream": True}, headers=ATTRIBUTION
-    )
-
-    assert response.status_code == 200
-    await proxied_usage_recorded(proxy.app)
-    [entry] = await ledger(db)
+    _, entry = await _proxied_once(proxy, fake_openrouter, db, reply, stream=True)
     assert (entry["input_tokens"], entry["output_tokens"]) == (30, 4)
     status, attributes = await db.fetchrow(STORED_EVENT, entry["event_id"])
     assert status == "error"
@@ -209,10 +204,7 @@ async def _chat_answered_with(
     """A gateway call (not streamed) that OpenRouter answers with ``body``, as JSON."""
     async with scripted_server() as upstream:
         upstream.answer(ok(body, b"content-type: application/json"))
-        provider = OpenRouterProvider(
-            http, upstream.url + "/api/v1", "sk-or-v1-k", FAST_RETRY, generation_delays=()
-        )
-        return await make_gateway(provider).chat(
+        return await make_gateway(openrouter_at(http, upstream.url)).chat(
             model=FLASH, messages=BODY["messages"], job_id=job_id, agent="ORACLE"
         )
 
@@ -241,24 +233,15 @@ async def test_a_model_and_error_text_of_escaped_characters_stay_within_the_attr
 ) -> None:
     # Control characters are written \\u0001 in JSON: six bytes each. The attributes' limit
     # (4 KiB) counts the bytes of their JSON.
-    fake_openrouter.push(
-        Reply(
-            text="Once upon a time",
-            model="vendor/" + "\x01" * 400,
-            error_after=4,
-            error_message="\x02" * 600,
-            usage=usage(30, 4),
-            usage_with_error=True,
-        )
+    reply = Reply(
+        text="Once upon a time",
+        model="vendor/" + "\x01" * 400,
+        error_after=4,
+        error_message="\x02" * 600,
+        usage=usage(30, 4),
+        usage_with_error=True,
     )
-
-    response = await proxy.post(
-        "/v1/chat/completions", json={**BODY, "stream": True}, headers=ATTRIBUTION
-    )
-
-    assert response.status_code == 200
-    await proxied_usage_recorded(proxy.app)
-    [entry] = await ledger(db)
+    _, entry = await _proxied_once(proxy, fake_openrouter, db, reply, stream=True)
     _, attributes = await db.fetchrow(STORED_EVENT, entry["event_id"])
     assert len(msgspec.json.encode(attributes)) <= 4096
     assert attributes["upstream_model"].startswith("vendor/\x01")
@@ -289,12 +272,9 @@ async def test_a_stream_without_usage_estimates_its_output_from_tool_calls_and_r
     head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: %d\r\n\r\n"
     async with scripted_server() as upstream:
         upstream.answer(head % len(body) + body)
-        provider = OpenRouterProvider(
-            http, upstream.url + "/api/v1", "sk-or-v1-k", FAST_RETRY, generation_delays=()
-        )
         pieces = [
             item
-            async for item in make_gateway(provider).stream(
+            async for item in make_gateway(openrouter_at(http, upstream.url)).stream(
                 model=FLASH, messages=BODY["messages"], job_id="job-t", agent="ORACLE"
             )
         ]
@@ -444,12 +424,9 @@ async def test_a_streamed_call_answered_with_a_json_error_object_is_an_error_and
     )
     async with scripted_server() as upstream:
         upstream.answer(ok(body, JSON_HEAD))
-        provider = OpenRouterProvider(
-            http, upstream.url + "/api/v1", "sk-or-v1-k", FAST_RETRY, generation_delays=()
-        )
         pieces: list[Any] = []
         with pytest.raises(UpstreamUnavailableError, match="Upstream overloaded"):
-            async for piece in make_gateway(provider).stream(
+            async for piece in make_gateway(openrouter_at(http, upstream.url)).stream(
                 model=FLASH, messages=BODY["messages"], job_id="job-j", agent="ORACLE"
             ):
                 pieces.append(piece)

@@ -32,7 +32,7 @@ from service.gateway.openrouter import OpenRouterProvider
 from service.locks import LOCK_REPRICING
 from service.settings import load_settings
 from tests.support.budgets import hard_budget
-from tests.support.fake_openrouter import FAST_RETRY
+from tests.support.fake_openrouter import FAST_RETRY, openrouter_at
 from tests.support.ledger_truth import STORED_EVENT, assert_rollups_equal_ledger, ledger
 from tests.support.scripted_http import (
     Forever,
@@ -83,12 +83,6 @@ FROM budget_reservations WHERE job_id = $1 ORDER BY created_at
 
 async def _reservations(db: asyncpg.Connection, job: str) -> list[tuple[Decimal, str]]:
     return [(r["amount_usd"], r["state"]) for r in await db.fetch(RESERVATIONS, job)]
-
-
-def _provider(http: Any, upstream: Scripted) -> OpenRouterProvider:
-    return OpenRouterProvider(
-        http, upstream.url + "/api/v1", "sk-or-v1-k", FAST_RETRY, generation_delays=()
-    )
 
 
 async def _first_delta(handle: StreamHandle) -> str:
@@ -182,7 +176,7 @@ async def test_a_stream_that_trickles_for_ever_is_cut_at_its_deadline_and_billed
     upstream.answer(
         SSE_HEAD % b"gen-trickle-1", _chunk(b"gen-trickle-1", "Once"), Forever(_chunk(b"", "."))
     )
-    gateway = make_gateway(_provider(http, upstream))
+    gateway = make_gateway(openrouter_at(http, upstream.url))
     gateway.stream_deadline_seconds = 0.5
 
     pieces: list[str] = []
@@ -219,7 +213,7 @@ async def test_a_stream_cancelled_at_shutdown_is_metered_and_settles_its_reserva
         _chunk(b"gen-shutdown-1", "Once upon"),
         Forever(KEEP_ALIVE),
     )
-    gateway = make_gateway(_provider(http, upstream))
+    gateway = make_gateway(openrouter_at(http, upstream.url))
     request = gateway.request(messages=STORY, model=FLASH, max_tokens=1000)
     handle = await gateway.open_stream(request, CallContext("job-u", "ORACLE"))
     assert await _first_delta(handle) == "Once upon"
@@ -299,7 +293,7 @@ async def test_a_call_cancelled_at_shutdown_before_any_answer_releases_its_reser
     await hard_budget(db, "job", "job-u", "1.00")
     never = asyncio.Event()
     upstream.answer(never)  # the request arrives; no status ever comes
-    gateway = make_gateway(_provider(http, upstream))
+    gateway = make_gateway(openrouter_at(http, upstream.url))
     call = asyncio.create_task(
         gateway.chat(messages=STORY, model=FLASH, job_id="job-u", agent="ORACLE", max_tokens=1000)
     )
