@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from bench.harness import CpuMeter
-from bench.metrics import percentile
+from bench.harness import CpuMeter, percentile
 
 
 @dataclass(frozen=True)
