@@ -201,6 +201,19 @@ class UpstreamRejectedError(GatewayError):
     advice = "fix the request: the provider's message says which parameter it refused"
 
 
+class AnswerDeadlineError(GatewayError):
+    """The provider answered 2xx but its answer was still arriving at
+    ``LUC_GATEWAY_STREAM_DEADLINE_SECONDS`` (keep-alives, or a trickle): LUC cut it. The
+    tokens so far are billed; no other provider is tried (the caller has waited that long
+    already, and a streamed answer's first bytes may be with it)."""
+
+    status_code = 504
+    advice = (
+        "the provider kept the answer going past LUC_GATEWAY_STREAM_DEADLINE_SECONDS, so LUC "
+        "cut it; its tokens so far are billed; try again, or ask for fewer tokens"
+    )
+
+
 class UpstreamUnavailableError(GatewayError):
     status_code = 502
     falls_through = True

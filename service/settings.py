@@ -107,11 +107,12 @@ class GatewaySettings:
     timeout_seconds: float = 120.0
     """``LUC_GATEWAY_TIMEOUT_SECONDS``: longest wait for a provider's next bytes."""
     stream_deadline_seconds: float = 600.0
-    """``LUC_GATEWAY_STREAM_DEADLINE_SECONDS``: longest a streamed answer may take from the
-    provider's first byte to its end. The timeout above bounds each wait only, so a stream
-    of keep-alives (or one token a minute) would hold its task and its budget reservation
-    for ever; past this it is cut, billed as an ``error`` with the usage known, and the
-    client gets an SSE error event. 10 minutes: above what a real answer takes (32k output
+    """``LUC_GATEWAY_STREAM_DEADLINE_SECONDS``: longest an answer may take from the
+    provider's first byte to its end (a stream, or the body of one that is not streamed).
+    The timeout above bounds each wait only, so a stream of keep-alives (or one token a
+    minute) would hold its task and its budget reservation for ever; past this it is cut,
+    billed as an ``error`` with the usage known, and the client gets a 504 (an SSE error
+    event coded 504 for a stream). 10 minutes: above what a real answer takes (32k output
     tokens at a slow 60 tokens/s is about 9), and short enough that a stuck stream frees
     its task and headroom within minutes rather than never."""
     max_retries: int = 2

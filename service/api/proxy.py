@@ -184,8 +184,9 @@ def _end(handle: StreamHandle) -> bytes:
         return b"data: [DONE]\n\n"
     if handle.error_forwarded:
         return b""
-    # The upstream broke off without saying why: tell the client as OpenRouter would.
-    error = {"error": {"code": 502, "message": handle.error.message}}
+    # The upstream broke off without saying why (or LUC cut it at its deadline: 504): tell
+    # the client as OpenRouter would.
+    error = {"error": {"code": handle.error.status_code, "message": handle.error.message}}
     return b"data: " + msgspec.json.encode(error) + b"\n\n"
 
 
@@ -281,6 +282,10 @@ class ChatCompletionsController(LucController):
             ),
             429: _documented("Rate-limited upstream after LUC's retries; see Retry-After"),
             502: _documented("The providers failed (or refused LUC's credentials)"),
+            504: _documented(
+                "The provider's answer was still arriving at "
+                "LUC_GATEWAY_STREAM_DEADLINE_SECONDS and was cut (its tokens are billed)"
+            ),
         },
     )
     async def create(

@@ -151,6 +151,7 @@ def build_chain(
         max_retries=gateway.max_retries,
         backoff_base_seconds=gateway.backoff_base_seconds,
         max_retry_after_seconds=gateway.max_retry_after_seconds,
+        answer_deadline_seconds=gateway.stream_deadline_seconds,
     )
     providers: list[Provider] = []
     for name in gateway.chain:

@@ -39,7 +39,7 @@ from typing import Any
 import msgspec
 import structlog
 
-from service.errors import GatewayError
+from service.errors import AnswerDeadlineError, GatewayError
 from service.errors import UpstreamUnavailableError as Unavailable
 from service.gateway.admission import DEFAULT_MAX_TOKENS, Admitted, admit
 from service.gateway.chain import Chain, OnBilled, Provider, UpstreamStream
@@ -73,10 +73,6 @@ BROKEN_STREAM_ADVICE = (
 )
 """The advice of a stream that fails once open: no fallback follows it (its first bytes
 may be with the caller already), unlike a failure before any byte."""
-DEADLINE_ADVICE = (
-    "the provider kept the stream going past LUC_GATEWAY_STREAM_DEADLINE_SECONDS, so LUC "
-    "cut it; its tokens so far are billed; try again, or ask for fewer tokens"
-)
 SHUTDOWN_ADVICE = "LUC shut down before the answer ended; its tokens so far are billed; try again"
 SHUTDOWN_ERROR = "LUC shut down before the answer was read"
 STREAM_DEADLINE_SECONDS = 600.0
@@ -403,17 +399,14 @@ class Gateway:
         generation_id, usage, text, error = read.generation_id, read.usage, read.text, read.error
         cancelled = read.cancelled
         if error is not None:
-            advice = BROKEN_STREAM_ADVICE
-            if read.cut:
-                advice = DEADLINE_ADVICE
-            elif read.cancelled:
-                advice = SHUTDOWN_ADVICE
-            handle.error = Unavailable(
-                f"the stream failed after {len(text)} characters (tokens spent are billed): "
-                f"{error}",
-                provider=provider.name,
-                advice=advice,
+            failed = (
+                f"the stream failed after {len(text)} characters (tokens spent are billed): {error}"
             )
+            if read.cut:
+                handle.error = AnswerDeadlineError(failed, provider=provider.name)
+            else:
+                advice = SHUTDOWN_ADVICE if read.cancelled else BROKEN_STREAM_ADVICE
+                handle.error = Unavailable(failed, provider=provider.name, advice=advice)
         if usage is None and generation_id and not cancelled:
             try:
                 usage = await provider.usage_after(generation_id)

@@ -29,6 +29,7 @@ import msgspec
 import structlog
 
 from service.errors import (
+    AnswerDeadlineError,
     AuthenticationFailedError,
     BilledAttempt,
     GatewayError,
@@ -63,9 +64,15 @@ _MODEL_NOT_FOUND = (
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
+    """How a provider is asked: retries before an answer, and how long an answer (the
+    body of a 2xx that is not streamed) may take to arrive whole."""
+
     max_retries: int = 2
     backoff_base_seconds: float = 0.5
     max_retry_after_seconds: float = 60.0
+    answer_deadline_seconds: float | None = None
+    """``LUC_GATEWAY_STREAM_DEADLINE_SECONDS``: the timeout bounds each read only, so a
+    body sent a byte a minute would hold the call (and its reservation) for ever."""
 
     def delay(self, attempt: int, retry_after: float | None) -> float | None:
         """Seconds to wait before retry ``attempt`` (0-based); ``None``: do not wait."""
@@ -320,8 +327,22 @@ class HttpProvider:
     async def _read_answer(self, response: httpx.Response) -> None:
         """Read a 2xx body. Tokens are spent from the status on, so a body that stalls or
         breaks off is never retried in place: it is a billed error for the chain."""
+        deadline = asyncio.timeout(self.retry.answer_deadline_seconds)
         try:
-            await response.aread()
+            async with deadline:
+                await response.aread()
+        except TimeoutError as exc:
+            await response.aclose()
+            if not deadline.expired():
+                raise
+            raise billed(
+                AnswerDeadlineError(
+                    f"the answer (HTTP {response.status_code}) was still arriving after "
+                    f"LUC's deadline of {self.retry.answer_deadline_seconds:g} s and was cut",
+                    provider=self.name,
+                ),
+                BilledAttempt(response.headers.get("x-generation-id")),
+            ) from exc
         except httpx.HTTPError as exc:
             await response.aclose()
             how = (

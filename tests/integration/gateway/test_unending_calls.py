@@ -25,8 +25,8 @@ from litestar.testing import AsyncTestClient
 
 from service.app import create_app
 from service.db import connect
-from service.errors import UpstreamUnavailableError
-from service.gateway.metering import DEADLINE_ADVICE, SHUTDOWN_ADVICE, Gateway
+from service.errors import AnswerDeadlineError, UpstreamUnavailableError
+from service.gateway.metering import SHUTDOWN_ADVICE, Gateway
 from service.gateway.models import CallContext, StreamHandle
 from service.gateway.openrouter import OpenRouterProvider
 from service.locks import LOCK_REPRICING
@@ -149,9 +149,10 @@ async def test_a_stream_of_keep_alives_only_is_cut_at_its_deadline_and_billed_as
     assert events[0] == ": OPENROUTER PROCESSING"
     assert "data: [DONE]" not in events
     error = msgspec.json.decode(events[-1].removeprefix("data: "))["error"]
-    assert error["code"] == 502
+    # Cut by LUC's deadline: a gateway timeout, as OpenRouter codes its errors.
+    assert error["code"] == 504
     assert "past LUC's deadline of 0.5 s" in error["message"]
-    assert DEADLINE_ADVICE in error["message"]
+    assert AnswerDeadlineError.advice in error["message"]
     assert threaded.seen[1].head.startswith(b"GET /api/v1/generation?id=gen-keepalive-1 ")
     await proxied_usage_recorded(deadline_proxy.app)
     [entry] = await ledger(db)
@@ -180,7 +181,7 @@ async def test_a_stream_that_trickles_for_ever_is_cut_at_its_deadline_and_billed
     gateway.stream_deadline_seconds = 0.5
 
     pieces: list[str] = []
-    with pytest.raises(UpstreamUnavailableError) as raised:
+    with pytest.raises(AnswerDeadlineError) as raised:
         async with asyncio.timeout(30):
             async for piece in gateway.stream(
                 model=FLASH, messages=STORY, job_id="job-u", agent="ORACLE", max_tokens=1000
@@ -189,7 +190,7 @@ async def test_a_stream_that_trickles_for_ever_is_cut_at_its_deadline_and_billed
                 pieces.append(piece)
 
     assert "past LUC's deadline of 0.5 s" in raised.value.message
-    assert raised.value.advice == DEADLINE_ADVICE
+    assert raised.value.advice == AnswerDeadlineError.advice
     text = "".join(pieces)
     assert text.startswith("Once.") and set(text[4:]) == {"."}
     [entry] = await ledger(db)
@@ -199,6 +200,45 @@ async def test_a_stream_that_trickles_for_ever_is_cut_at_its_deadline_and_billed
     status, attributes = await _stored(db, "gen-trickle-1")
     assert (status, attributes["usage_source"]) == ("error", "estimate")
     assert await _reservations(db, "job-u") == [(ESTIMATE, "settled")]
+
+
+async def test_an_answer_that_never_arrives_whole_is_cut_at_the_deadline_and_billed(
+    deadline_proxy: AsyncTestClient[Any], threaded: Scripted, db: asyncpg.Connection
+) -> None:
+    """Not streamed: OpenRouter answers 200 at once and sends blank lines while the model
+    works; here the answer never comes. Each read gets its blank line well within the
+    timeout (10 s), so only the deadline (0.5 s) ends the call."""
+    await hard_budget(db, "job", "job-u", "1.00")
+    threaded.answer(
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+        b"x-generation-id: gen-slow-1\r\nconnection: close\r\n\r\n",
+        Forever(b"\n", until=20),
+    )
+    threaded.answer(
+        ok(GENERATION.replace(b"gen-keepalive-1", b"gen-slow-1"), b"content-type: application/json")
+    )
+
+    async with asyncio.timeout(15):
+        response = await deadline_proxy.post("/v1/chat/completions", json=BODY, headers=ATTRIBUTION)
+
+    assert response.status_code == 504
+    error = response.json()["error"]
+    assert error["code"] == "answer_deadline"
+    assert "was still arriving after LUC's deadline of 0.5 s" in error["message"]
+    assert AnswerDeadlineError.advice in error["message"]
+    # No other provider would be asked (the chain has one); the generation's record is.
+    assert threaded.seen[1].head.startswith(b"GET /api/v1/generation?id=gen-slow-1 ")
+    await proxied_usage_recorded(deadline_proxy.app)
+    [entry] = await ledger(db)
+    assert entry["event_id"] == "gen-slow-1"
+    # The record's counts: 100 prompt tokens, none out; 100·0.10 per 1M
+    assert (entry["input_tokens"], entry["output_tokens"]) == (100, 0)
+    assert entry["cost_usd"] == Decimal("0.00001")
+    status, attributes = await _stored(db, "gen-slow-1")
+    assert (status, attributes["usage_source"]) == ("error", "generation")
+    # A failed call frees its hold as it fails (as every billed failure the chain raises
+    # does); its spend is the event above.
+    assert await _reservations(db, "job-u") == [(ESTIMATE, "released")]
 
 
 # Shutting down with calls running ---------------------------------------------------------
