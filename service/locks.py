@@ -44,7 +44,7 @@ migrations    ``db/env.py`` (Alembic)               exclusive  processes startin
 
 Row locks are not here: they sit in the SQL of their owner (``LOCK_JOB`` in
 ``invoices.queries`` numbers invoices per job, ``LOCK_BUDGETS`` in ``budgets.queries``
-orders reservations against a hard budget, ``LOCK_JOBS`` in ``jobs.queries`` holds
+orders reservations against a hard budget, ``LOCKED_JOBS`` in ``jobs.queries`` holds
 a batch's jobs and their customers until it commits, ``LOCK_ACCOUNTS`` in
 ``customers.credit_queries`` orders every draw on a customer's prepaid credits and every
 new grant: taken last in a recording transaction, after the jobs and the rollup rows).

@@ -42,8 +42,8 @@ SELECT {_JOB_COLUMNS} FROM changed
 # that one committed. A row another batch made after this statement's snapshot is neither
 # made nor seen here: the caller locks those with LOCK_MADE_JOBS (rare: two batches making
 # one job at once).
-LOCK_JOBS = """
-WITH wanted AS (
+LOCKED_JOBS = """
+wanted AS (
     SELECT DISTINCT job_id FROM unnest($1::text[]) AS w (job_id)
 ), made AS (
     INSERT INTO jobs (job_id)
@@ -56,11 +56,14 @@ WITH wanted AS (
     JOIN wanted USING (job_id)
     ORDER BY j.job_id
     FOR NO KEY UPDATE OF j
-)
-SELECT l.job_id, l.customer_id, c.plan_id
-FROM (SELECT job_id, customer_id FROM made UNION ALL SELECT job_id, customer_id FROM held) AS l
-LEFT JOIN customers AS c ON c.id = l.customer_id
-"""
+), locked_jobs AS (
+    SELECT l.job_id, l.customer_id, c.plan_id
+    FROM (SELECT job_id, customer_id FROM made
+          UNION ALL SELECT job_id, customer_id FROM held) AS l
+    LEFT JOIN customers AS c ON c.id = l.customer_id
+)"""
+"""Common table expressions (for a ``WITH``) ending in ``locked_jobs``: the statement that
+opens a batch, ``recording.queries.OPEN_BATCH``, holds its jobs with them."""
 
 LOCK_MADE_JOBS = """
 SELECT j.job_id, j.customer_id, c.plan_id
@@ -72,7 +75,7 @@ FOR NO KEY UPDATE OF j
 """
 
 # The first customer named for each job without one, in the batch's transaction, on rows
-# LOCK_JOBS holds: ($1 event ids, $2 job ids, $3 customer ids) of the batch's events that
+# LOCKED_JOBS holds: ($1 event ids, $2 job ids, $3 customer ids) of the batch's events that
 # name a customer for such a job, in batch order. An event already stored is left out (a
 # replay names what it named the first time, and was judged then).
 CLAIM_JOB_CUSTOMERS = """

@@ -100,19 +100,33 @@ class JobCustomer:
     """The batch gave the job its first customer: entries recorded before are re-priced."""
 
 
+JobRow = tuple[str | None, str | None]
+"""A locked job's (customer, plan), as ``queries.LOCKED_JOBS`` answers it."""
+
+
+def batch_job_ids(events: Sequence[UsageEvent]) -> list[str]:
+    """The jobs of ``events``, in the order their rows are locked (``queries.LOCKED_JOBS``,
+    whose ``$1`` this is)."""
+    return sorted({e.job_id for e in events})
+
+
 async def lock_job_customers(
-    conn: Connection, events: Sequence[UsageEvent]
+    conn: Connection, events: Sequence[UsageEvent], locked: Mapping[str, JobRow]
 ) -> dict[str, JobCustomer]:
     """The customer of each job of ``events``, each job's row locked until the caller's
-    transaction ends (``queries.LOCK_JOBS``); a job without one takes the customer its
+    transaction ends. ``locked``: what ``queries.LOCKED_JOBS`` answered for
+    ``batch_job_ids(events)`` (the caller's first statement locks them); a job another
+    batch made meanwhile is locked here, and a job without a customer takes the one its
     first new event names (``queries.CLAIM_JOB_CUSTOMERS``)."""
     if not events:
         return {}
-    job_ids = sorted({e.job_id for e in events})
-    rows = {r["job_id"]: r for r in await conn.fetch(queries.LOCK_JOBS, job_ids)}
-    if missing := [j for j in job_ids if j not in rows]:
-        rows |= {r["job_id"]: r for r in await conn.fetch(queries.LOCK_MADE_JOBS, missing)}
-    jobs = {j: JobCustomer(r["customer_id"], r["plan_id"], set_now=False) for j, r in rows.items()}
+    rows = dict(locked)
+    if missing := [j for j in batch_job_ids(events) if j not in rows]:
+        rows |= {
+            r["job_id"]: (r["customer_id"], r["plan_id"])
+            for r in await conn.fetch(queries.LOCK_MADE_JOBS, missing)
+        }
+    jobs = {j: JobCustomer(customer, plan, set_now=False) for j, (customer, plan) in rows.items()}
     named = [
         (e.id, e.job_id, e.customer_id)
         for e in events

@@ -8,19 +8,31 @@ from service.budgets import queries as budgets
 from service.catalog import queries as catalog
 from service.customers import credit_queries as credits
 from service.customers import queries as customers
+from service.jobs import queries as jobs
 from service.ledger import queries as ledger
+from service.locks import LOCK_REPRICING_SHARED
 from service.reconciliation import queries as reconciliation
 from service.rollups import queries as rollups
 
+# A recording transaction begins in one round trip that takes the re-pricing lock shared
+# (service.locks): the simple query protocol runs both statements in one message.
+BEGIN_BATCH = f"BEGIN; {LOCK_REPRICING_SHARED}"
+
 # Asked after the re-pricing lock is held, in a statement of its own: a READ COMMITTED
 # statement sees what had committed when it began, so a catalog version committed while
-# the batch waited for the lock is seen only by a later statement such as this one.
+# the batch waited for the lock is seen only by a later statement such as this one. It
+# locks the batch's jobs ($1: jobs.service.batch_job_ids) too, with their customers and
+# plans, in job order (arrays of one order).
 OPEN_BATCH = f"""
+WITH {jobs.LOCKED_JOBS}
 SELECT stamp.versions, stamp.newest, plans.plan_versions, plans.newest_plan_version,
        {ledger.STAGING_TABLE_READY} AS staging_table_ready,
        {ledger.STAGING_TABLE_ALLOWED} AS staging_table_allowed,
        {budgets.ANY_BUDGETS} AS budgets_exist,
-       {credits.ANY_CREDIT_ACCOUNTS} AS credits_exist
+       {credits.ANY_CREDIT_ACCOUNTS} AS credits_exist,
+       ARRAY(SELECT job_id FROM locked_jobs ORDER BY job_id) AS job_ids,
+       ARRAY(SELECT customer_id FROM locked_jobs ORDER BY job_id) AS customer_ids,
+       ARRAY(SELECT plan_id FROM locked_jobs ORDER BY job_id) AS plan_ids
 FROM ({catalog.CATALOG_STAMP}) AS stamp, ({customers.PLAN_STAMP}) AS plans
 """
 

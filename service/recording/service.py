@@ -6,16 +6,18 @@ budgets (spend, alerts, outbox), all in one transaction that ``record_batch`` ow
 reader never sees an entry without its rollup. Outcomes are returned only once that
 transaction has committed.
 
-A batch costs a fixed handful of round trips whatever its size: open (lock, then what the
-stages need to know), its jobs locked with their customers and plans (and a job's first
-customer claimed, once per job), the priced events staged (inline for a small group,
-binary ``COPY`` for a batch), one statement that stores the new events, appends their
-charges and rolls them up, budgets only when some exist, and the commit.
+A batch costs a fixed handful of round trips whatever its size: begin (with the lock),
+open (what the stages need to know, and its jobs locked with their customers and plans;
+a job's first customer claimed apart, once per job), the priced events staged (inline
+for a small group, binary ``COPY`` for a batch), one statement that stores the new
+events, appends their charges and rolls them up, budgets only when some exist, and the
+commit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 
 import asyncpg
 import msgspec
@@ -25,10 +27,15 @@ from service.budgets.reservations import settle as settle_reservations
 from service.budgets.service import apply_entries as apply_to_budgets
 from service.catalog.service import CatalogCache
 from service.customers.plans import PlanCache
-from service.db import Connection
+from service.db import CONNECTION_ERRORS, Connection
 from service.ingest.models import Rejection, UsageEvent, differing_fields
 from service.ingest.service import stored_events
-from service.jobs.service import JobCustomer, customer_mismatches, lock_job_customers
+from service.jobs.service import (
+    JobCustomer,
+    batch_job_ids,
+    customer_mismatches,
+    lock_job_customers,
+)
 from service.ledger.service import BatchCharges, StagedCharge, stage_charges, staged_price
 from service.locks import lock_repricing
 from service.pricing.catalog import Catalog
@@ -97,11 +104,8 @@ async def record_batch(
     mismatched: dict[str, str] = {}
     if fresh:
         inside_longer_transaction = conn.is_in_transaction()
-        async with conn.transaction():
-            # Shared: batches run side by side, but not beside a new catalog version that
-            # is pricing unpriced events, nor a budget being created (service.locks).
-            await lock_repricing(conn, shared=True)
-            opened = await conn.fetchrow(queries.OPEN_BATCH)
+        async with _recording_transaction(conn):
+            opened = await conn.fetchrow(queries.OPEN_BATCH, batch_job_ids(fresh))
             assert opened is not None
             catalog = await catalog_cache.get(conn, (opened["versions"], opened["newest"]))
             plans = await plan_cache.get(
@@ -110,7 +114,9 @@ async def record_batch(
             # A job has one customer: the first event naming one sets it, race-free (the
             # job's row stays locked until the commit, so its customer cannot change under
             # the prices below); an event naming another is rejected alone.
-            jobs = await lock_job_customers(conn, fresh)
+            locked = zip(opened["customer_ids"], opened["plan_ids"], strict=True)
+            held = dict(zip(opened["job_ids"], locked, strict=True))
+            jobs = await lock_job_customers(conn, fresh, held)
             mismatched = await customer_mismatches(conn, fresh, jobs)
             fresh = [e for e in fresh if e.id not in mismatched]
             # Every event is priced before knowing which ids are new: replays are rare,
@@ -177,6 +183,35 @@ async def record_batch(
         else:
             outcomes[index] = _compare(item, known[item.id], "an earlier request")
     return BatchOutcome([o for o in outcomes if o is not None], alerts=alerts)
+
+
+@contextlib.asynccontextmanager
+async def _recording_transaction(conn: Connection) -> AsyncIterator[None]:
+    """The transaction of a batch, holding the re-pricing lock shared: batches run side by
+    side, but not beside a new catalog version that is pricing unpriced events, nor a
+    budget being created (service.locks).
+
+    Begun with the lock in one round trip (``queries.BEGIN_BATCH``) where asyncpg's
+    ``conn.transaction()`` would send its ``BEGIN`` alone: a lone event's transaction
+    costs a handful of round trips, so one less is felt (nothing in it opens a nested
+    ``conn.transaction()``, which asyncpg refuses inside a transaction begun so). Inside a
+    caller's transaction, a savepoint, as ``conn.transaction()`` makes."""
+    if conn.is_in_transaction():
+        async with conn.transaction():
+            await lock_repricing(conn, shared=True)
+            yield
+        return
+    try:
+        await conn.execute(queries.BEGIN_BATCH)
+        yield
+    except BaseException:
+        # As asyncpg's own transaction does; a connection that broke meanwhile has no
+        # transaction left to end (the pool drops it), and the failure is the caller's.
+        if not conn.is_closed() and conn.is_in_transaction():
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                await conn.execute("ROLLBACK")
+        raise
+    await conn.execute("COMMIT")
 
 
 async def record_apart(record: RecordFn, items: Sequence[UsageEvent | Rejection]) -> BatchOutcome:

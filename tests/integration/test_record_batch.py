@@ -81,6 +81,56 @@ async def test_a_batch_stores_events_charges_and_rollups(
     ]
 
 
+async def test_a_lone_event_is_recorded_in_four_round_trips(
+    writer: asyncpg.Connection, db: asyncpg.Connection
+) -> None:
+    """Begin with the re-pricing lock, open (stamps, the job locked), the statement that
+    stores, appends and rolls up, commit: a lone event waits for each round trip, so the
+    lock shares the BEGIN's and the job's lock the opening statement's."""
+    cache = CatalogCache()
+    await record_batch(writer, cache, [sonnet_call("e1", 1000, 200)])  # types introspected
+    sent: list[str] = []
+    writer.add_query_logger(lambda record: sent.append(record.query))
+
+    outcome = await record_batch(writer, cache, [sonnet_call("e2", 2000, 100)])
+
+    assert [r.status for r in outcome.results] == [ACCEPTED]
+    # asyncpg calls its query loggers soon after each query, not at once.
+    await wait_until(lambda: "COMMIT" in sent, 5, "the commit to be logged")
+    assert len(sent) == 4, sent
+    assert sent[0] == f"BEGIN; SELECT pg_advisory_xact_lock_shared({REPRICING_LOCK_KEY})"
+    assert "locked_jobs" in sent[1] and "INSERT INTO event_keys" in sent[2]
+    assert sent[3] == "COMMIT"
+    assert await job_cost(db, "job-a") == (Decimal("0.0135"), 2)
+    assert not writer.is_in_transaction()
+
+
+async def test_a_batch_the_database_refuses_leaves_no_transaction_nor_lock_behind(
+    writer: asyncpg.Connection, db: asyncpg.Connection
+) -> None:
+    """The transaction is begun by hand (with the lock): a failure inside must roll it
+    back, or the connection would go back to its pool in a transaction holding the lock
+    that a new catalog version waits for."""
+    await db.execute(
+        "ALTER TABLE ledger_entries ADD CONSTRAINT test_refuses CHECK (input_tokens <> 7)"
+    )
+    cache = CatalogCache()
+    with pytest.raises(asyncpg.CheckViolationError):
+        await record_batch(writer, cache, [sonnet_call("e1", 1000, 200), sonnet_call("e2", 7, 1)])
+
+    assert not writer.is_in_transaction()
+    held = await db.fetchval(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = $1",
+        writer.get_server_pid(),
+    )
+    assert held == 0
+    assert await db.fetchval("SELECT count(*) FROM ledger_entries") == 0
+    # The connection records again at once.
+    outcome = await record_batch(writer, cache, [sonnet_call("e1", 1000, 200)])
+    assert [r.status for r in outcome.results] == [ACCEPTED]
+    assert await job_cost(db, "job-a") == (Decimal("0.006"), 1)
+
+
 async def test_two_batches_in_one_longer_transaction_count_each_event_once(
     writer: asyncpg.Connection, db: asyncpg.Connection
 ) -> None:
