@@ -132,7 +132,12 @@ async def post_to_target(
             extensions=extensions,
         )
         try:
-            return await client.send(request)
+            # Streamed and closed unread: the status is the receiver's whole answer, and a
+            # body read to its end would let a receiver hold the attempt (and memory) for
+            # as long as it keeps sending.
+            response = await client.send(request, stream=True)
+            await response.aclose()
+            return response
         except httpx.ConnectError as exc:
             failure = exc  # the next checked address, if there is one
     assert failure is not None  # a Target has at least one address
@@ -252,7 +257,13 @@ async def deliver_alert(
     body = webhook_body(alert)
     headers = signed_headers(secret, str(alert["id"]), body, datetime.now(UTC))
     try:
-        response = await post_to_target(client, target, body, headers)
+        # One deadline for the whole attempt: httpx's timeouts bound each read, so a
+        # receiver sending a header line every few seconds would never time out, and the
+        # dispatcher's round (every other alert with it) would wait on it for ever.
+        async with asyncio.timeout(settings.timeout_seconds):
+            response = await post_to_target(client, target, body, headers)
+    except TimeoutError:
+        return f"timed out: no answer within {settings.timeout_seconds:g} s"
     except httpx.HTTPError as exc:
         return f"{type(exc).__name__}: {exc}"
     if 200 <= response.status_code < 300:
