@@ -4,7 +4,8 @@ The dispatcher runs inside every LUC process. It claims due rows with ``FOR UPDA
 LOCKED`` and a lease, posts each alert signed the Standard Webhooks way (``webhook-id`` is
 the alert id, stable across retries, so receivers can drop repeats), and records the
 outcome. A failure waits ``base·2^(attempt−1)`` seconds (capped, with jitter) before the
-next attempt; past the retry window the alert is marked dead and can be re-sent.
+next attempt; past the retry window, or at once when the receiver answers 410 Gone, the
+alert is marked dead and can be re-sent.
 
 Each attempt resolves the target once and connects to an address that was checked
 (``targets.resolve_target``): the URL is rewritten to that address, and the original host
@@ -38,6 +39,9 @@ log = structlog.get_logger("luc.webhooks")
 
 EVENT_TYPE = "budget.threshold_crossed"
 CLAIM_BATCH = 20
+GONE = "HTTP 410: the receiver wants no more webhooks (Gone), so it is not retried"
+"""A 410 Gone answer: Standard Webhooks says the sender stops sending to the endpoint, so
+the delivery is dead at once instead of retried through its window (it can be re-sent)."""
 
 
 def webhook_body(alert: Any) -> bytes:
@@ -227,7 +231,9 @@ class Dispatcher:
                 log.info("webhook_delivered", alert_id=alert_id, attempt=row["attempts"])
                 return
             delay = backoff_seconds(row["attempts"], self.settings)
-            await conn.execute(queries.MARK_FAILED, row["alert_id"], error[:500], delay)
+            await conn.execute(
+                queries.MARK_FAILED, row["alert_id"], error[:500], delay, error == GONE
+            )
             log.warning(
                 "webhook_failed", alert_id=alert_id, attempt=row["attempts"], error=error[:200]
             )
@@ -268,6 +274,8 @@ async def deliver_alert(
         return f"{type(exc).__name__}: {exc}"
     if 200 <= response.status_code < 300:
         return None
+    if response.status_code == 410:
+        return GONE
     return f"HTTP {response.status_code}"
 
 

@@ -137,12 +137,13 @@ UPDATE alert_outbox SET delivered_at = now(), locked_until = NULL, last_error = 
 WHERE alert_id = $1
 """
 
-# Schedules the next attempt, or marks the delivery dead once the retry window is spent.
+# Schedules the next attempt, or marks the delivery dead once the retry window is spent
+# or when the receiver said not to retry ($4).
 MARK_FAILED = """
 UPDATE alert_outbox
 SET last_error = $2, locked_until = NULL,
     next_attempt_at = now() + make_interval(secs => $3),
-    dead_at = CASE WHEN now() + make_interval(secs => $3) > retry_until THEN now() END
+    dead_at = CASE WHEN $4 OR now() + make_interval(secs => $3) > retry_until THEN now() END
 WHERE alert_id = $1
 """
 

@@ -110,7 +110,8 @@ async def test_any_exception_in_an_attempt_counts_as_a_failed_attempt_with_backo
 
 # A hostile receiver, a real HTTP server on loopback: ``/stall-headers`` sends a status
 # line and then a header line now and then, never ending its headers; ``/endless-body``
-# answers 200 and then never ends its body; anything else answers 204 at once. Each keeps
+# answers 200 and then never ends its body; ``/gone`` answers 410 Gone; anything else
+# answers 204 at once. Each keeps
 # the connection busy well inside any read timeout, so only a deadline on the whole attempt
 # ends it.
 async def _hostile(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -129,6 +130,9 @@ async def _hostile(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -
                 writer.write(b"x-still-there: yes\r\n")
                 await writer.drain()
                 await asyncio.sleep(0.1)  # the trickle itself, not a synchronisation
+        elif path == b"/gone":
+            writer.write(b"HTTP/1.1 410 Gone\r\ncontent-length: 0\r\n\r\n")
+            await writer.drain()
         elif path == b"/endless-body":
             writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\n")
             while True:
@@ -215,3 +219,34 @@ async def test_a_2xx_answer_is_a_delivery_however_long_its_body_goes_on(
         "SELECT delivered_at, last_error FROM alert_outbox"
     )
     assert delivered_at is not None and last_error is None
+
+
+async def test_a_receiver_answering_410_gone_is_not_retried_and_its_delivery_is_dead(
+    pool: asyncpg.Pool, db: asyncpg.Connection, hostile_receiver: str
+) -> None:
+    # Standard Webhooks: 410 Gone says the receiver wants no more webhooks from this
+    # sender, unlike a 500 or a timeout; a window of hours of retries would ignore it.
+    await _alerts_for(pool, f"{hostile_receiver}/gone", f"{hostile_receiver}/ok")
+    settings = replace(
+        BudgetSettings(allowed_hosts=("127.0.0.1",)),
+        retry_window_seconds=3 * 24 * 3600,
+        backoff_base_seconds=0,
+        backoff_max_seconds=0,
+    )
+    dispatcher = _dispatcher(pool, settings)
+    try:
+        assert await dispatcher.deliver_due() == 2
+        assert await dispatcher.deliver_due() == 0  # due again at once, were it retried
+    finally:
+        await dispatcher.client.aclose()
+    rows = {
+        r["webhook_url"].rsplit("/", 1)[1]: r
+        for r in await db.fetch(
+            "SELECT webhook_url, attempts, last_error, dead_at, delivered_at FROM alert_outbox"
+        )
+    }
+    gone, ok = rows["gone"], rows["ok"]
+    assert (gone["attempts"], gone["delivered_at"]) == (1, None)
+    assert gone["dead_at"] is not None
+    assert gone["last_error"].startswith("HTTP 410")
+    assert ok["delivered_at"] is not None
