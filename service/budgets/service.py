@@ -14,8 +14,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from standardwebhooks.webhooks import Webhook
-
 from service.budgets import queries
 from service.budgets.models import (
     MEASURES,
@@ -31,7 +29,7 @@ from service.db import Connection, from_row
 from service.errors import InvalidRequestError, NotFoundError
 from service.locks import lock_repricing
 from service.money import EXACT
-from service.settings import BudgetSettings
+from service.settings import BudgetSettings, webhook_secret_problem
 from service.wire import WireValueError, money_text, parse_money
 
 
@@ -54,14 +52,8 @@ def checked_secret(raw: str | None) -> str | None:
     """``raw`` if it is a Standard Webhooks secret (``whsec_<base64>``), else refused."""
     if raw is None:
         return None
-    try:
-        Webhook(raw)
-    except Exception:
-        raise InvalidRequestError(
-            "webhook_secret: must be a Standard Webhooks secret, whsec_<base64>"
-        ) from None
-    if not raw.startswith("whsec_"):
-        raise InvalidRequestError("webhook_secret: must start with whsec_")
+    if (problem := webhook_secret_problem(raw)) is not None:
+        raise InvalidRequestError(f"webhook_secret: must be a Standard Webhooks secret, {problem}")
     return raw
 
 

@@ -39,6 +39,24 @@ BAD_DEFINITIONS: list[tuple[str, dict[str, Any], str]] = [
     ("unknown period", {"period": "week"}, "period"),
     ("unknown field", {"limit": "10"}, "limit"),
     ("webhook secret not in whsec_ form", {"webhook_secret": "hunter2"}, "webhook_secret"),
+    # Standard Webhooks: the key is 24 to 64 random bytes, in base64.
+    ("webhook secret of one byte", {"webhook_secret": "whsec_YQ=="}, "webhook_secret"),
+    (
+        "webhook secret of 65 bytes",
+        {"webhook_secret": "whsec_" + "eHh4" * 21 + "eHg="},
+        "webhook_secret",
+    ),
+    # Characters outside base64 were skipped when signing: a key other than the one sent.
+    (
+        "webhook secret with a character outside base64",
+        {"webhook_secret": "whsec_MfKQ9r8G!KYqrTwjUPD8ILPZIo2LaLaSw"},
+        "webhook_secret",
+    ),
+    (
+        "webhook secret in URL-safe base64",
+        {"webhook_secret": "whsec_yMnKy8zNzs_Q0dLT1NXW19jZ2tvc3d7f4OHi4-Tl5uc="},
+        "webhook_secret",
+    ),
 ]
 
 BAD_WEBHOOKS: list[tuple[str, str]] = [
