@@ -37,6 +37,7 @@ from service.budgets.service import (
     get_budget,
     list_alerts,
     list_budgets,
+    new_webhook_secret,
     parse_amount,
     update_budget,
     webhook_secret_for,
@@ -233,12 +234,15 @@ class BudgetsController(LucController):
         changes = data.changes()
         if (exact := thresholds_as_sent(await request.body())) is not None:
             changes = replace(changes, thresholds=exact)  # as sent, not via a float
-        budget, alerts = await on_connection(
+        if luc.settings.budgets.webhook_secret is None:
+            # Taken only if the budget has no secret of its own; shown once, as at creation.
+            changes = replace(changes, secret_if_none=new_webhook_secret())
+        budget, alerts, generated = await on_connection(
             luc.pool, lambda conn: update_budget(conn, budget_id, changes, datetime.now(UTC))
         )
         if alerts and luc.dispatcher is not None:
             luc.dispatcher.wake()  # a threshold the new limit puts behind the spend fires now
-        return budget_out(budget)
+        return budget_out(budget, generated)
 
     @delete(
         "/{budget_id:int}",

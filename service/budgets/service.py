@@ -172,17 +172,21 @@ class BudgetChanges:
     webhook_url: str | None = None
     clear_webhook: bool = False
     webhook_secret: str | None = None
+    secret_if_none: str | None = None
+    """The secret to give the budget when it ends up with a webhook but no secret of its
+    own, and LUC_WEBHOOK_SECRET is unset (the caller generates it): as at creation, a
+    webhook is never left with nothing to sign its alerts with."""
 
 
 async def update_budget(
     conn: Connection, budget_id: int, changes: BudgetChanges, now: datetime
-) -> tuple[Budget, int]:
+) -> tuple[Budget, int, str | None]:
     """Change limit, thresholds, hardness or webhook; scope and period stay fixed.
 
     A new limit or new thresholds are evaluated at once against the spend of the period
     that contains ``now``: a threshold the spend has already passed fires then, in this
-    transaction, unless it fired before in the period. Returns the budget and the number
-    of alerts raised.
+    transaction, unless it fired before in the period. Returns the budget, the number
+    of alerts raised, and ``changes.secret_if_none`` when the budget took it.
     """
     async with conn.transaction():
         reevaluate = changes.limit_usd is not None or changes.thresholds is not None
@@ -203,6 +207,9 @@ async def update_budget(
         webhook_url = (
             None if changes.clear_webhook else (changes.webhook_url or current.webhook_url)
         )
+        secret, taken = changes.webhook_secret, None
+        if secret is None and webhook_url is not None and not current.has_own_secret:
+            secret = taken = changes.secret_if_none
         row = await conn.fetchrow(
             queries.UPDATE_BUDGET,
             budget_id,
@@ -210,7 +217,7 @@ async def update_budget(
             thresholds,
             current.hard if changes.hard is None else changes.hard,
             webhook_url,
-            changes.webhook_secret,
+            secret,
         )
         if row is None:
             raise NotFoundError(f"budget {budget_id} does not exist")
@@ -218,7 +225,7 @@ async def update_budget(
         alerts = 0
         if reevaluate:
             alerts = await _raise_alerts(conn, await _passed_thresholds(conn, budget, now))
-    return budget, alerts
+    return budget, alerts, taken
 
 
 async def _passed_thresholds(conn: Connection, budget: Budget, now: datetime) -> list[Crossing]:
