@@ -169,6 +169,8 @@ WHERE ($1::bigint IS NULL OR a.budget_id = $1)
   AND ($2::uuid IS NULL OR a.id = $2)
   AND ($4::text IS NULL OR a.customer_id = $4)
   AND ($5::text IS NULL OR a.type = $5)
+  -- The page after the alert ($6, $7) a cursor names, in the listing's order.
+  AND ($6::timestamptz IS NULL OR (a.created_at, a.id) > ($6, $7::uuid))
 ORDER BY a.created_at, a.id
 LIMIT $3
 """

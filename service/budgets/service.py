@@ -345,15 +345,25 @@ async def list_alerts(
     *,
     customer_id: str | None = None,
     alert_type: str | None = None,
+    after: tuple[datetime, str] | None = None,
 ) -> list[Alert]:
-    """Alerts (budget and credit alerts), oldest first; an ``alert_id`` that is no UUID
-    names no alert."""
+    """Alerts (budget and credit alerts), oldest first (by ``created_at``, then id), from
+    the one after ``after`` (an alert's ``created_at`` and id) on; an ``alert_id`` that is
+    no UUID names no alert."""
     if alert_id is not None:
         try:
             uuid.UUID(alert_id)
         except ValueError:
             return []
+    after_at, after_id = after if after is not None else (None, None)
     rows = await conn.fetch(
-        queries.SELECT_ALERTS, budget_id, alert_id, limit, customer_id, alert_type
+        queries.SELECT_ALERTS,
+        budget_id,
+        alert_id,
+        limit,
+        customer_id,
+        alert_type,
+        after_at,
+        after_id,
     )
     return [_alert(r) for r in rows]

@@ -186,6 +186,8 @@ class AlertOut(msgspec.Struct):
 
 class AlertList(msgspec.Struct):
     items: list[AlertOut]
+    next_cursor: str | None = None
+    """Pass it as ``cursor`` for the next page; null on the last one."""
 
 
 # Thresholds are fractions of the limit (ratios, not money): JSON numbers.
