@@ -215,10 +215,11 @@ class Dispatcher:
 
     async def _attempt(self, row: Any, alert: Any) -> None:
         alert_id = str(row["alert_id"])
+        # The webhook its budget (or customer) has now; the one it was raised with when
+        # that webhook has since been removed (the alert is still owed to someone).
+        url = alert["current_webhook_url"] or row["webhook_url"]
         try:
-            error = await deliver_alert(
-                self.client, row["webhook_url"], alert, self.settings, self.resolve
-            )
+            error = await deliver_alert(self.client, url, alert, self.settings, self.resolve)
         except Exception as exc:
             # Whatever a target does (a name the resolver chokes on, a bug), the attempt
             # is a failed one: backed off and, past the retry window, dead, rather than

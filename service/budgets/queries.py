@@ -123,12 +123,18 @@ WHERE o.alert_id = due.alert_id
 RETURNING o.alert_id, o.webhook_url, o.attempts, o.retry_until
 """
 
-# Credit alerts have no budget: they are signed with LUC_WEBHOOK_SECRET.
+# Credit alerts have no budget: they are signed with LUC_WEBHOOK_SECRET. The webhook the
+# budget (or the customer, for a credit alert) has now: where the attempt goes, as its
+# secret is the budget's now (an operator who fixes a failing URL means the retries too).
 SELECT_DELIVERY_DATA = """
 SELECT a.id, a.type, a.budget_id, a.scope, a.scope_id, a.period_start, a.threshold,
        a.spent_usd, a.limit_usd, a.customer_id, a.balance_usd, a.low_balance_usd,
-       a.created_at, b.webhook_secret, b.measure
-FROM alerts AS a LEFT JOIN budgets AS b ON b.id = a.budget_id
+       a.created_at, b.webhook_secret, b.measure,
+       CASE WHEN a.budget_id IS NULL THEN c.webhook_url ELSE b.webhook_url END
+           AS current_webhook_url
+FROM alerts AS a
+LEFT JOIN budgets AS b ON b.id = a.budget_id
+LEFT JOIN customers AS c ON c.id = a.customer_id
 WHERE a.id = ANY($1::uuid[])
 """
 

@@ -7,14 +7,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import asyncpg
 import pytest
 
-from service.budgets.delivery import Dispatcher, make_webhook_client
+from service.budgets.delivery import Dispatcher, make_webhook_client, redeliver
 from service.budgets.models import NewBudget
-from service.budgets.service import create_budget
+from service.budgets.service import BudgetChanges, create_budget, update_budget
 from service.budgets.targets import Resolver, system_resolver
 from service.catalog.service import CatalogCache
 from service.db import create_pool
@@ -110,8 +111,8 @@ async def test_any_exception_in_an_attempt_counts_as_a_failed_attempt_with_backo
 
 # A hostile receiver, a real HTTP server on loopback: ``/stall-headers`` sends a status
 # line and then a header line now and then, never ending its headers; ``/endless-body``
-# answers 200 and then never ends its body; ``/gone`` answers 410 Gone; anything else
-# answers 204 at once. Each keeps
+# answers 200 and then never ends its body; ``/gone`` answers 410 Gone, ``/broken`` 500;
+# anything else answers 204 at once. Each keeps
 # the connection busy well inside any read timeout, so only a deadline on the whole attempt
 # ends it.
 async def _hostile(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -130,6 +131,9 @@ async def _hostile(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -
                 writer.write(b"x-still-there: yes\r\n")
                 await writer.drain()
                 await asyncio.sleep(0.1)  # the trickle itself, not a synchronisation
+        elif path == b"/broken":
+            writer.write(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n")
+            await writer.drain()
         elif path == b"/gone":
             writer.write(b"HTTP/1.1 410 Gone\r\ncontent-length: 0\r\n\r\n")
             await writer.drain()
@@ -250,3 +254,39 @@ async def test_a_receiver_answering_410_gone_is_not_retried_and_its_delivery_is_
     assert gone["dead_at"] is not None
     assert gone["last_error"].startswith("HTTP 410")
     assert ok["delivered_at"] is not None
+
+
+async def test_retries_and_redeliveries_go_to_the_webhook_the_budget_has_now(
+    pool: asyncpg.Pool, db: asyncpg.Connection, hostile_receiver: str
+) -> None:
+    # An operator whose receiver fails fixes the budget's webhook_url: the retries (and a
+    # redelivery of a dead alert) must go there, signed with the budget's secret as now,
+    # not to the URL the alert was raised with.
+    await _alert_for(pool, f"{hostile_receiver}/broken")
+    budget_id = await db.fetchval("SELECT id FROM budgets")
+    settings = replace(
+        BudgetSettings(allowed_hosts=("127.0.0.1",)),
+        retry_window_seconds=0,  # one attempt, then dead: the redelivery path
+        backoff_base_seconds=0,
+        backoff_max_seconds=0,
+    )
+    dispatcher = _dispatcher(pool, settings)
+    try:
+        assert await dispatcher.deliver_due() == 1
+        assert await db.fetchval("SELECT dead_at IS NOT NULL FROM alert_outbox")
+        async with pool.acquire() as conn:
+            await update_budget(
+                conn,
+                budget_id,
+                BudgetChanges(webhook_url=f"{hostile_receiver}/fixed"),
+                datetime.now(UTC),
+            )
+            alert_id = str(await conn.fetchval("SELECT alert_id FROM alert_outbox"))
+            await redeliver(conn, alert_id, 3600)
+        assert await dispatcher.deliver_due() == 1
+    finally:
+        await dispatcher.client.aclose()
+    delivered_at, last_error = await db.fetchrow(
+        "SELECT delivered_at, last_error FROM alert_outbox"
+    )
+    assert delivered_at is not None and last_error is None
