@@ -6,6 +6,7 @@ Pre-call checks and reservations are in ``service.budgets.reservations``.
 from __future__ import annotations
 
 import secrets
+import typing
 import uuid
 from base64 import b64encode
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ from service.budgets.targets import check_target
 from service.catalog.service import CatalogCache
 from service.db import Connection, from_row
 from service.errors import InvalidRequestError, NotFoundError
+from service.ingest.models import AgentName, CustomerId, JobId, ModelName
 from service.locks import lock_repricing
 from service.money import EXACT
 from service.settings import BudgetSettings, webhook_secret_problem
@@ -81,6 +83,18 @@ def parse_amount(field: str, text: str) -> Decimal:
         raise InvalidRequestError(str(exc)) from None
 
 
+# The longest id a usage event may carry, per budget scope.
+_LONGEST_SCOPE_ID = {
+    scope: int(typing.get_args(wire_type)[1].max_length)  # Annotated[str, Meta(...)]
+    for scope, wire_type in (
+        ("job", JobId),
+        ("agent", AgentName),
+        ("model", ModelName),
+        ("customer", CustomerId),
+    )
+}
+
+
 def check_definition(
     scope: str, scope_id: str | None, period: str, limit_usd: Decimal, thresholds: Sequence[Decimal]
 ) -> list[Decimal]:
@@ -91,6 +105,13 @@ def check_definition(
         raise InvalidRequestError("scope_id: a global budget has no scope_id")
     if scope != "global" and not scope_id:
         raise InvalidRequestError(f"scope_id: required for a budget of scope {scope!r}")
+    longest = _LONGEST_SCOPE_ID.get(scope)
+    if longest is not None and scope_id is not None and len(scope_id) > longest:
+        # A longer id than any usage event can carry: a budget that could never count.
+        raise InvalidRequestError(
+            f"scope_id: at most {longest} characters for scope {scope!r} (as on a usage "
+            f"event), got {len(scope_id)}"
+        )
     if period not in PERIODS:
         raise InvalidRequestError(f"period: {period!r} is not one of {', '.join(PERIODS)}")
     if not limit_usd.is_finite() or limit_usd <= 0:

@@ -36,6 +36,9 @@ BAD_DEFINITIONS: list[tuple[str, dict[str, Any], str]] = [
     ("job scope without scope_id", {"scope": "job", "scope_id": None}, "scope_id"),
     ("agent scope with an empty scope_id", {"scope": "agent", "scope_id": ""}, "scope_id"),
     ("scope_id on a global budget", {"scope": "global", "scope_id": "x"}, "scope_id"),
+    # Longer than any event's job_id (128) or agent (64): a budget that never counts.
+    ("job scope_id of 129 characters", {"scope": "job", "scope_id": "j" * 129}, "scope_id"),
+    ("agent scope_id of 65 characters", {"scope": "agent", "scope_id": "A" * 65}, "scope_id"),
     ("unknown period", {"period": "week"}, "period"),
     ("unknown field", {"limit": "10"}, "limit"),
     ("webhook secret not in whsec_ form", {"webhook_secret": "hunter2"}, "webhook_secret"),
