@@ -89,6 +89,8 @@ BAD_WEBHOOKS: list[tuple[str, str]] = [
     # Names DNS cannot carry: the resolver refuses them with a UnicodeError (IDNA).
     ("a DNS label of 64 characters", "https://" + "a" * 64 + ".com/x"),
     ("an empty DNS label", "https://a..b.com/x"),
+    # As a customer's webhook_url: a public address, but 3,000 characters of path.
+    ("a URL of over 2,000 characters", "https://93.184.215.14/" + "a" * 3000),
 ]
 
 
