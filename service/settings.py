@@ -6,6 +6,7 @@ variable, so a typo stops the service at start instead of misbehaving later.
 
 from __future__ import annotations
 
+import base64
 import math
 import os
 from dataclasses import dataclass, field
@@ -186,7 +187,8 @@ class GatewaySettings:
 @dataclass(frozen=True)
 class BudgetSettings:
     webhook_secret: str | None = None
-    """``LUC_WEBHOOK_SECRET``: Standard Webhooks secret (``whsec_<base64>``) signing alerts."""
+    """``LUC_WEBHOOK_SECRET``: Standard Webhooks secret (``whsec_<base64>``, 24 to 64 bytes)
+    signing alerts."""
     allowed_hosts: tuple[str, ...] = ("*",)
     """``LUC_WEBHOOK_ALLOWED_HOSTS``: comma-separated hosts (``*.x.com`` works); ``*`` = any
     public host. Private and loopback addresses must be listed by name or address."""
@@ -342,19 +344,35 @@ def _port(env: dict[str, str], name: str) -> int | None:
     return port
 
 
-def _webhook_secret(secret: str) -> bool:
-    """``whsec_`` and base64, as a budget's own secret is checked: the prefix alone let
-    ``whsec_`` with nothing or no base64 after it through, and then every alert's signing
-    failed, long after the start."""
-    from standardwebhooks import Webhook
+WEBHOOK_SECRET_BYTES = (24, 64)
+"""Standard Webhooks: a symmetric signing secret is random, at least 24 bytes, at most 64."""
 
+
+def webhook_secret_problem(secret: str) -> str | None:
+    """What a Standard Webhooks secret (``whsec_`` and the base64 of the key) must be, when
+    ``secret`` is not one; ``None`` when it is.
+
+    The prefix alone let ``whsec_`` with nothing or no base64 after it through, and then
+    every alert's signing failed, long after the start. The base64 is read strictly (the
+    signing library skips characters outside the alphabet, so ``whsec_!!!!`` signed with an
+    empty key), and the key must be as long as the standard asks: a key of a byte or two
+    signs nothing anyone could not forge.
+    """
+    form = "whsec_<base64>"
     if not secret.startswith("whsec_"):
-        return False
+        return form
+    encoded = secret.removeprefix("whsec_")
     try:
-        Webhook(secret)
-    except Exception:  # the library raises its own errors and binascii's
-        return False
-    return True
+        # Padding may be left out, as the signing library allows.
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except ValueError:  # binascii.Error
+        return form
+    low, high = WEBHOOK_SECRET_BYTES
+    if not key:
+        return form
+    if not low <= len(key) <= high:
+        return f"{form} of {low} to {high} random bytes (this one holds {len(key)})"
+    return None
 
 
 def _choice(env: dict[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -409,8 +427,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         timeout_seconds=float(_int(env, "LUC_OPENROUTER_TIMEOUT_SECONDS", 30)),
     )
     secret = env.get("LUC_WEBHOOK_SECRET") or None
-    if secret is not None and not _webhook_secret(secret):
-        raise SettingsError("LUC_WEBHOOK_SECRET must be a Standard Webhooks secret: whsec_<base64>")
+    if secret is not None and (problem := webhook_secret_problem(secret)) is not None:
+        raise SettingsError(f"LUC_WEBHOOK_SECRET must be a Standard Webhooks secret: {problem}")
     hosts = tuple(
         h.strip() for h in (env.get("LUC_WEBHOOK_ALLOWED_HOSTS") or "*").split(",") if h.strip()
     )

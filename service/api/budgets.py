@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -12,6 +13,7 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from service.api.deps import LucController, Resources
+from service.api.params import MAX_PAGE, decode_cursor, page, page_size
 from service.api.schemas.budgets import (
     AlertList,
     AlertOut,
@@ -37,6 +39,7 @@ from service.budgets.service import (
     get_budget,
     list_alerts,
     list_budgets,
+    new_webhook_secret,
     parse_amount,
     update_budget,
     webhook_secret_for,
@@ -233,12 +236,15 @@ class BudgetsController(LucController):
         changes = data.changes()
         if (exact := thresholds_as_sent(await request.body())) is not None:
             changes = replace(changes, thresholds=exact)  # as sent, not via a float
-        budget, alerts = await on_connection(
+        if luc.settings.budgets.webhook_secret is None:
+            # Taken only if the budget has no secret of its own; shown once, as at creation.
+            changes = replace(changes, secret_if_none=new_webhook_secret())
+        budget, alerts, generated = await on_connection(
             luc.pool, lambda conn: update_budget(conn, budget_id, changes, datetime.now(UTC))
         )
         if alerts and luc.dispatcher is not None:
             luc.dispatcher.wake()  # a threshold the new limit puts behind the spend fires now
-        return budget_out(budget)
+        return budget_out(budget, generated)
 
     @delete(
         "/{budget_id:int}",
@@ -261,7 +267,8 @@ class AlertsController(LucController):
         operation_id="listAlerts",
         summary="Budget and credit alerts with their delivery state",
         description=(
-            "Oldest first. Filters: `budget_id`, `customer_id` (its credit alerts), `type` "
+            "Oldest first, a page at a time (`next_cursor`; `limit` 1–1000, default 1000). "
+            "Filters: `budget_id`, `customer_id` (its credit alerts), `type` "
             "(`budget.threshold_crossed`, `customer.credits_low`, "
             "`customer.credits_exhausted`)."
         ),
@@ -272,18 +279,29 @@ class AlertsController(LucController):
         budget_id: FromQuery[int | None] = None,
         customer_id: FromQuery[str | None] = None,
         alert_type: Annotated[str | None, QueryParameter(name="type")] = None,
+        cursor: FromQuery[str | None] = None,
+        limit: Annotated[int | None, QueryParameter(description="page size, 1–1000 (1000)")] = None,
     ) -> AlertList:
         if alert_type is not None and alert_type not in ALERT_TYPES:
             raise InvalidRequestError(
                 f"type: {alert_type!r} is not one of {', '.join(ALERT_TYPES)}"
             )
+        # 1000 by default: the most the list ever answered, now with a way to the rest.
+        size = MAX_PAGE if limit is None else page_size(limit)
+        after = _alert_position(cursor)
         alerts = await on_connection(
             luc.pool,
             lambda conn: list_alerts(
-                conn, budget_id, customer_id=customer_id, alert_type=alert_type
+                conn,
+                budget_id,
+                limit=size + 1,
+                customer_id=customer_id,
+                alert_type=alert_type,
+                after=after,
             ),
         )
-        return AlertList(items=[alert_out(a) for a in alerts])
+        items, next_cursor = page(alerts, size, lambda a: f"{a.created_at.isoformat()}|{a.id}")
+        return AlertList(items=[alert_out(a) for a in items], next_cursor=next_cursor)
 
     @get("/{alert_id:str}", operation_id="getAlert", summary="One alert")
     async def one(self, luc: NamedDependency[Resources], alert_id: FromPath[str]) -> AlertOut:
@@ -308,6 +326,18 @@ class AlertsController(LucController):
             luc.dispatcher.wake()
         alerts = await on_connection(luc.pool, lambda conn: _alerts_by_id(conn, alert_id))
         return Response(alert_out(alerts[0]), status_code=202)
+
+
+def _alert_position(cursor: str | None) -> tuple[datetime, str] | None:
+    """The alert (its ``created_at`` and id) a cursor of the alert list names."""
+    position = decode_cursor(cursor)
+    if not position:
+        return None
+    at, _, alert_id = position.partition("|")
+    try:
+        return datetime.fromisoformat(at), str(uuid.UUID(alert_id))
+    except ValueError:
+        raise InvalidRequestError("cursor is not one this API issued", status_code=400) from None
 
 
 async def _alerts_by_id(conn: Connection, alert_id: str) -> list[Alert]:

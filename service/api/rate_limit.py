@@ -40,7 +40,8 @@ class RateLimitMiddleware(AbstractMiddleware):
         if limiter is None:  # starting (every route answers 503), or no limit set
             await self.app(scope, receive, send)
             return
-        number = await limiter.hit(rate_limit_identity(ASGIConnection(scope, receive, send)))
+        identity = await rate_limit_identity(ASGIConnection(scope, receive, send), luc)
+        number = await limiter.hit(identity)
         if number is None:  # not counted (PostgreSQL away): not limited either
             await self.app(scope, receive, send)
             return

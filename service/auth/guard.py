@@ -38,13 +38,41 @@ def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
     return token.strip()
 
 
-def rate_limit_identity(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
-    """Who a request counts against: its key (hashed; never the key itself) or its address."""
+async def rate_limit_identity(connection: ASGIConnection[Any, Any, Any, Any], luc: Any) -> str:
+    """Who a request counts against: its key when that is a live key, else its address.
+
+    A token that is no key (made up, or revoked) is no identity of its own: each new one
+    would open a fresh allowance, and a client sending a new token per request would never
+    meet the limit (nor would its flood of key lookups). With authentication off, tokens
+    mean nothing to LUC but still tell callers apart (hashed; never the token itself).
+    """
     token = bearer_token(connection)
-    if token:
+    if token and not luc.settings.auth.enabled:
         return "key:" + hashlib.sha256(token.encode()).hexdigest()[:24]
+    if token:
+        try:
+            key = await _known_key(luc, token)
+        except DatabaseUnavailableError:
+            key = None  # the guard answers 503; the address is counted meanwhile
+        if key is not None and key.revoked_at is None:
+            return f"key:{key.id}"
     client = connection.client
     return "addr:" + (client.host if client else "unknown")
+
+
+async def _known_key(luc: Any, token: str) -> ApiKey | None:
+    """The key ``token`` is (revoked or not), ``None`` for no key: from the cache, else
+    looked up and cached."""
+    key_cache: KeyCache = luc.key_cache
+    cached, key = key_cache.get(token)
+    if not cached:
+        try:
+            async with luc.pool.acquire() as conn:
+                key = await find_key(conn, token)
+        except CONNECTION_ERRORS as exc:
+            raise DatabaseUnavailableError(UNAVAILABLE) from exc
+        key_cache.put(token, key)
+    return key
 
 
 def required_scopes(handler: BaseRouteHandler) -> tuple[str, ...]:
@@ -97,14 +125,7 @@ async def require_key(
         raise NotAuthorizedException(
             "missing API key: send Authorization: Bearer <key>", headers=_CHALLENGE
         )
-    cached, key = luc.key_cache.get(token)
-    if not cached:
-        try:
-            async with luc.pool.acquire() as conn:
-                key = await find_key(conn, token)
-        except CONNECTION_ERRORS as exc:
-            raise DatabaseUnavailableError(UNAVAILABLE) from exc
-        luc.key_cache.put(token, key)
+    key = await _known_key(luc, token)
     if key is None:
         raise NotAuthorizedException("invalid API key", headers=_CHALLENGE)
     if key.revoked_at is not None:

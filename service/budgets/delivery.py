@@ -4,7 +4,8 @@ The dispatcher runs inside every LUC process. It claims due rows with ``FOR UPDA
 LOCKED`` and a lease, posts each alert signed the Standard Webhooks way (``webhook-id`` is
 the alert id, stable across retries, so receivers can drop repeats), and records the
 outcome. A failure waits ``base·2^(attempt−1)`` seconds (capped, with jitter) before the
-next attempt; past the retry window the alert is marked dead and can be re-sent.
+next attempt; past the retry window, or at once when the receiver answers 410 Gone, the
+alert is marked dead and can be re-sent.
 
 Each attempt resolves the target once and connects to an address that was checked
 (``targets.resolve_target``): the URL is rewritten to that address, and the original host
@@ -38,6 +39,9 @@ log = structlog.get_logger("luc.webhooks")
 
 EVENT_TYPE = "budget.threshold_crossed"
 CLAIM_BATCH = 20
+GONE = "HTTP 410: the receiver wants no more webhooks (Gone), so it is not retried"
+"""A 410 Gone answer: Standard Webhooks says the sender stops sending to the endpoint, so
+the delivery is dead at once instead of retried through its window (it can be re-sent)."""
 
 
 def webhook_body(alert: Any) -> bytes:
@@ -132,7 +136,12 @@ async def post_to_target(
             extensions=extensions,
         )
         try:
-            return await client.send(request)
+            # Streamed and closed unread: the status is the receiver's whole answer, and a
+            # body read to its end would let a receiver hold the attempt (and memory) for
+            # as long as it keeps sending.
+            response = await client.send(request, stream=True)
+            await response.aclose()
+            return response
         except httpx.ConnectError as exc:
             failure = exc  # the next checked address, if there is one
     assert failure is not None  # a Target has at least one address
@@ -206,10 +215,11 @@ class Dispatcher:
 
     async def _attempt(self, row: Any, alert: Any) -> None:
         alert_id = str(row["alert_id"])
+        # The webhook its budget (or customer) has now; the one it was raised with when
+        # that webhook has since been removed (the alert is still owed to someone).
+        url = alert["current_webhook_url"] or row["webhook_url"]
         try:
-            error = await deliver_alert(
-                self.client, row["webhook_url"], alert, self.settings, self.resolve
-            )
+            error = await deliver_alert(self.client, url, alert, self.settings, self.resolve)
         except Exception as exc:
             # Whatever a target does (a name the resolver chokes on, a bug), the attempt
             # is a failed one: backed off and, past the retry window, dead, rather than
@@ -222,7 +232,9 @@ class Dispatcher:
                 log.info("webhook_delivered", alert_id=alert_id, attempt=row["attempts"])
                 return
             delay = backoff_seconds(row["attempts"], self.settings)
-            await conn.execute(queries.MARK_FAILED, row["alert_id"], error[:500], delay)
+            await conn.execute(
+                queries.MARK_FAILED, row["alert_id"], error[:500], delay, error == GONE
+            )
             log.warning(
                 "webhook_failed", alert_id=alert_id, attempt=row["attempts"], error=error[:200]
             )
@@ -252,11 +264,19 @@ async def deliver_alert(
     body = webhook_body(alert)
     headers = signed_headers(secret, str(alert["id"]), body, datetime.now(UTC))
     try:
-        response = await post_to_target(client, target, body, headers)
+        # One deadline for the whole attempt: httpx's timeouts bound each read, so a
+        # receiver sending a header line every few seconds would never time out, and the
+        # dispatcher's round (every other alert with it) would wait on it for ever.
+        async with asyncio.timeout(settings.timeout_seconds):
+            response = await post_to_target(client, target, body, headers)
+    except TimeoutError:
+        return f"timed out: no answer within {settings.timeout_seconds:g} s"
     except httpx.HTTPError as exc:
         return f"{type(exc).__name__}: {exc}"
     if 200 <= response.status_code < 300:
         return None
+    if response.status_code == 410:
+        return GONE
     return f"HTTP {response.status_code}"
 
 

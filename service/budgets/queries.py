@@ -123,12 +123,18 @@ WHERE o.alert_id = due.alert_id
 RETURNING o.alert_id, o.webhook_url, o.attempts, o.retry_until
 """
 
-# Credit alerts have no budget: they are signed with LUC_WEBHOOK_SECRET.
+# Credit alerts have no budget: they are signed with LUC_WEBHOOK_SECRET. The webhook the
+# budget (or the customer, for a credit alert) has now: where the attempt goes, as its
+# secret is the budget's now (an operator who fixes a failing URL means the retries too).
 SELECT_DELIVERY_DATA = """
 SELECT a.id, a.type, a.budget_id, a.scope, a.scope_id, a.period_start, a.threshold,
        a.spent_usd, a.limit_usd, a.customer_id, a.balance_usd, a.low_balance_usd,
-       a.created_at, b.webhook_secret, b.measure
-FROM alerts AS a LEFT JOIN budgets AS b ON b.id = a.budget_id
+       a.created_at, b.webhook_secret, b.measure,
+       CASE WHEN a.budget_id IS NULL THEN c.webhook_url ELSE b.webhook_url END
+           AS current_webhook_url
+FROM alerts AS a
+LEFT JOIN budgets AS b ON b.id = a.budget_id
+LEFT JOIN customers AS c ON c.id = a.customer_id
 WHERE a.id = ANY($1::uuid[])
 """
 
@@ -137,12 +143,13 @@ UPDATE alert_outbox SET delivered_at = now(), locked_until = NULL, last_error = 
 WHERE alert_id = $1
 """
 
-# Schedules the next attempt, or marks the delivery dead once the retry window is spent.
+# Schedules the next attempt, or marks the delivery dead once the retry window is spent
+# or when the receiver said not to retry ($4).
 MARK_FAILED = """
 UPDATE alert_outbox
 SET last_error = $2, locked_until = NULL,
     next_attempt_at = now() + make_interval(secs => $3),
-    dead_at = CASE WHEN now() + make_interval(secs => $3) > retry_until THEN now() END
+    dead_at = CASE WHEN $4 OR now() + make_interval(secs => $3) > retry_until THEN now() END
 WHERE alert_id = $1
 """
 
@@ -168,6 +175,8 @@ WHERE ($1::bigint IS NULL OR a.budget_id = $1)
   AND ($2::uuid IS NULL OR a.id = $2)
   AND ($4::text IS NULL OR a.customer_id = $4)
   AND ($5::text IS NULL OR a.type = $5)
+  -- The page after the alert ($6, $7) a cursor names, in the listing's order.
+  AND ($6::timestamptz IS NULL OR (a.created_at, a.id) > ($6, $7::uuid))
 ORDER BY a.created_at, a.id
 LIMIT $3
 """

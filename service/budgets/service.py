@@ -6,6 +6,7 @@ Pre-call checks and reservations are in ``service.budgets.reservations``.
 from __future__ import annotations
 
 import secrets
+import typing
 import uuid
 from base64 import b64encode
 from collections.abc import Sequence
@@ -13,8 +14,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
-
-from standardwebhooks.webhooks import Webhook
 
 from service.budgets import queries
 from service.budgets.models import (
@@ -29,9 +28,10 @@ from service.budgets.targets import check_target
 from service.catalog.service import CatalogCache
 from service.db import Connection, from_row
 from service.errors import InvalidRequestError, NotFoundError
+from service.ingest.models import AgentName, CustomerId, JobId, ModelName
 from service.locks import lock_repricing
 from service.money import EXACT
-from service.settings import BudgetSettings
+from service.settings import BudgetSettings, webhook_secret_problem
 from service.wire import WireValueError, money_text, parse_money
 
 
@@ -54,14 +54,8 @@ def checked_secret(raw: str | None) -> str | None:
     """``raw`` if it is a Standard Webhooks secret (``whsec_<base64>``), else refused."""
     if raw is None:
         return None
-    try:
-        Webhook(raw)
-    except Exception:
-        raise InvalidRequestError(
-            "webhook_secret: must be a Standard Webhooks secret, whsec_<base64>"
-        ) from None
-    if not raw.startswith("whsec_"):
-        raise InvalidRequestError("webhook_secret: must start with whsec_")
+    if (problem := webhook_secret_problem(raw)) is not None:
+        raise InvalidRequestError(f"webhook_secret: must be a Standard Webhooks secret, {problem}")
     return raw
 
 
@@ -89,6 +83,18 @@ def parse_amount(field: str, text: str) -> Decimal:
         raise InvalidRequestError(str(exc)) from None
 
 
+# The longest id a usage event may carry, per budget scope.
+_LONGEST_SCOPE_ID = {
+    scope: int(typing.get_args(wire_type)[1].max_length)  # Annotated[str, Meta(...)]
+    for scope, wire_type in (
+        ("job", JobId),
+        ("agent", AgentName),
+        ("model", ModelName),
+        ("customer", CustomerId),
+    )
+}
+
+
 def check_definition(
     scope: str, scope_id: str | None, period: str, limit_usd: Decimal, thresholds: Sequence[Decimal]
 ) -> list[Decimal]:
@@ -99,6 +105,13 @@ def check_definition(
         raise InvalidRequestError("scope_id: a global budget has no scope_id")
     if scope != "global" and not scope_id:
         raise InvalidRequestError(f"scope_id: required for a budget of scope {scope!r}")
+    longest = _LONGEST_SCOPE_ID.get(scope)
+    if longest is not None and scope_id is not None and len(scope_id) > longest:
+        # A longer id than any usage event can carry: a budget that could never count.
+        raise InvalidRequestError(
+            f"scope_id: at most {longest} characters for scope {scope!r} (as on a usage "
+            f"event), got {len(scope_id)}"
+        )
     if period not in PERIODS:
         raise InvalidRequestError(f"period: {period!r} is not one of {', '.join(PERIODS)}")
     if not limit_usd.is_finite() or limit_usd <= 0:
@@ -180,17 +193,21 @@ class BudgetChanges:
     webhook_url: str | None = None
     clear_webhook: bool = False
     webhook_secret: str | None = None
+    secret_if_none: str | None = None
+    """The secret to give the budget when it ends up with a webhook but no secret of its
+    own, and LUC_WEBHOOK_SECRET is unset (the caller generates it): as at creation, a
+    webhook is never left with nothing to sign its alerts with."""
 
 
 async def update_budget(
     conn: Connection, budget_id: int, changes: BudgetChanges, now: datetime
-) -> tuple[Budget, int]:
+) -> tuple[Budget, int, str | None]:
     """Change limit, thresholds, hardness or webhook; scope and period stay fixed.
 
     A new limit or new thresholds are evaluated at once against the spend of the period
     that contains ``now``: a threshold the spend has already passed fires then, in this
-    transaction, unless it fired before in the period. Returns the budget and the number
-    of alerts raised.
+    transaction, unless it fired before in the period. Returns the budget, the number
+    of alerts raised, and ``changes.secret_if_none`` when the budget took it.
     """
     async with conn.transaction():
         reevaluate = changes.limit_usd is not None or changes.thresholds is not None
@@ -211,6 +228,9 @@ async def update_budget(
         webhook_url = (
             None if changes.clear_webhook else (changes.webhook_url or current.webhook_url)
         )
+        secret, taken = changes.webhook_secret, None
+        if secret is None and webhook_url is not None and not current.has_own_secret:
+            secret = taken = changes.secret_if_none
         row = await conn.fetchrow(
             queries.UPDATE_BUDGET,
             budget_id,
@@ -218,7 +238,7 @@ async def update_budget(
             thresholds,
             current.hard if changes.hard is None else changes.hard,
             webhook_url,
-            changes.webhook_secret,
+            secret,
         )
         if row is None:
             raise NotFoundError(f"budget {budget_id} does not exist")
@@ -226,7 +246,7 @@ async def update_budget(
         alerts = 0
         if reevaluate:
             alerts = await _raise_alerts(conn, await _passed_thresholds(conn, budget, now))
-    return budget, alerts
+    return budget, alerts, taken
 
 
 async def _passed_thresholds(conn: Connection, budget: Budget, now: datetime) -> list[Crossing]:
@@ -346,15 +366,25 @@ async def list_alerts(
     *,
     customer_id: str | None = None,
     alert_type: str | None = None,
+    after: tuple[datetime, str] | None = None,
 ) -> list[Alert]:
-    """Alerts (budget and credit alerts), oldest first; an ``alert_id`` that is no UUID
-    names no alert."""
+    """Alerts (budget and credit alerts), oldest first (by ``created_at``, then id), from
+    the one after ``after`` (an alert's ``created_at`` and id) on; an ``alert_id`` that is
+    no UUID names no alert."""
     if alert_id is not None:
         try:
             uuid.UUID(alert_id)
         except ValueError:
             return []
+    after_at, after_id = after if after is not None else (None, None)
     rows = await conn.fetch(
-        queries.SELECT_ALERTS, budget_id, alert_id, limit, customer_id, alert_type
+        queries.SELECT_ALERTS,
+        budget_id,
+        alert_id,
+        limit,
+        customer_id,
+        alert_type,
+        after_at,
+        after_id,
     )
     return [_alert(r) for r in rows]

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from service.customers.service import MAX_URL_CHARS
 from service.errors import InvalidRequestError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -116,6 +117,10 @@ def host_name_problem(host: str) -> str | None:
 
 def parse_target(url: str, allowed_hosts: tuple[str, ...]) -> tuple[str, int]:
     """Check a webhook URL's form and allow-list; return its host and port."""
+    if len(url) > MAX_URL_CHARS:  # as a customer's webhook_url
+        raise InvalidRequestError(
+            f"webhook_url: must be at most {MAX_URL_CHARS} characters, got {len(url)}"
+        )
     try:
         parts = urlsplit(url)
         port = parts.port

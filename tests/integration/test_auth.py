@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import math
 import os
 import time
 from collections.abc import AsyncIterator
@@ -24,6 +25,7 @@ from litestar.testing import AsyncTestClient
 from service.app import create_app
 from service.auth.keys import create_key, revoke_key
 from tests.support.commands import luc_on
+from tests.support.keys import bearer
 from tests.support.settings import settings_for
 
 PUBLIC = "public"
@@ -366,3 +368,30 @@ async def test_metrics_is_open_with_luc_metrics_public_and_nothing_else_is(
         assert scraped.headers["content-type"].startswith("text/plain")
         assert (await client.get("/v1/jobs")).status_code == 401
         assert (await client.post("/v1/events/batch", json={"events": []})).status_code == 401
+
+
+async def test_made_up_keys_share_their_address_allowance_and_a_real_key_keeps_its_own(
+    database_url: str, admin_key: str
+) -> None:
+    # Each made-up token was counted as an identity of its own: a client sending a new
+    # one with every request was never limited (nor its flood of key lookups).
+    limit = 5
+    app = create_app(
+        settings_for(database_url, LUC_AUTH="on", LUC_RATE_LIMIT_PER_SECOND=str(limit))
+    )
+    async with AsyncTestClient(app=app) as client:
+        statuses = []
+        started = time.monotonic()
+        for _ in range(40):
+            made_up = "luc_" + base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+            response = await client.get("/v1/alerts", headers=bearer(made_up))
+            statuses.append(response.status_code)
+        elapsed = time.monotonic() - started
+        # A real key is counted on its own, whatever its address has done.
+        real = await client.get("/v1/alerts", headers=bearer(admin_key))
+        assert real.status_code == 200, real.text
+    assert set(statuses) <= {401, 429}
+    # The count opens with each wall-clock second: the requests spanned at most
+    # ceil(elapsed) + 1 windows of ``limit`` each.
+    assert statuses.count(401) <= limit * (math.ceil(elapsed) + 1), (elapsed, statuses)
+    assert 429 in statuses

@@ -289,3 +289,66 @@ async def test_a_budget_created_after_spend_counts_that_spend_in_each_period(
     }
     check = (await client.get("/v1/budgets/check", params={"job_id": "job-late"})).json()
     assert Decimal(_standing(check, life)["spent_usd"]) == Decimal("1.10")
+
+
+async def test_alerts_past_a_thousand_are_listed_page_by_page_oldest_first(
+    client: AsyncTestClient[Any],
+) -> None:
+    # A day budget with two thresholds, both crossed on each of 501 days (the catalog
+    # prices from 2025-01-01), then today: 1,004 alerts. The list stopped at the oldest
+    # 1,000, so the newest alerts (the ones that matter) never showed.
+    budget = await client.post(
+        "/v1/budgets",
+        json={
+            "scope": "job",
+            "scope_id": "job-many",
+            "period": "day",
+            "limit_usd": "1.00",
+            "thresholds": [0.5, 1],
+        },
+    )
+    assert budget.status_code == 201, budget.text
+    first_day = datetime(2025, 1, 1, 12, tzinfo=UTC)
+    days = [first_day + timedelta(days=n) for n in range(501)]
+    events = [
+        opus_event(f"many-{n}", "1.00", occurred_at=day.isoformat(), job_id="job-many")
+        for n, day in enumerate(days)
+    ]
+    sent = await client.post("/v1/events/batch", json={"events": events})
+    assert sent.status_code == 200 and sent.json()["accepted"] == 501, sent.text[:300]
+    today = datetime.now(UTC).replace(microsecond=0)
+    last = opus_event("many-today", "1.00", occurred_at=today.isoformat(), job_id="job-many")
+    assert (await client.post("/v1/events", json=last)).status_code in (200, 201)
+
+    listed: list[dict[str, Any]] = []
+    pages = 0
+    params: dict[str, Any] = {"budget_id": budget.json()["id"], "limit": 400}
+    while True:
+        page = (await client.get("/v1/alerts", params=params)).json()
+        listed.extend(page["items"])
+        pages += 1
+        if page["next_cursor"] is None:
+            break
+        params["cursor"] = page["next_cursor"]
+    assert pages == 3  # 400 + 400 + 204
+    assert len({a["alert_id"] for a in listed}) == len(listed) == 1004
+    starts = [(_t(a["period_start"]), a["threshold"]) for a in listed]
+    midnight = today.replace(hour=0, minute=0, second=0)
+    expected = [(d.replace(hour=0), t) for d in days for t in (0.5, 1.0)]
+    # Oldest first: the batch's alerts (in the order they were recorded), then today's.
+    assert sorted(starts[:-2]) == expected
+    assert sorted(starts[-2:]) == [(midnight, 0.5), (midnight, 1.0)]
+
+    # Without a limit, a page holds up to 1,000, as the list did: the newest are on the next.
+    first = (await client.get("/v1/alerts", params={"budget_id": budget.json()["id"]})).json()
+    assert len(first["items"]) == 1000 and first["next_cursor"] is not None
+    rest = (
+        await client.get(
+            "/v1/alerts",
+            params={"budget_id": budget.json()["id"], "cursor": first["next_cursor"]},
+        )
+    ).json()
+    assert [a["alert_id"] for a in rest["items"]] == [a["alert_id"] for a in listed[1000:]]
+    assert rest["next_cursor"] is None
+    bad = await client.get("/v1/alerts", params={"cursor": "not-one-of-ours"})
+    assert bad.status_code == 400, bad.text

@@ -36,9 +36,30 @@ BAD_DEFINITIONS: list[tuple[str, dict[str, Any], str]] = [
     ("job scope without scope_id", {"scope": "job", "scope_id": None}, "scope_id"),
     ("agent scope with an empty scope_id", {"scope": "agent", "scope_id": ""}, "scope_id"),
     ("scope_id on a global budget", {"scope": "global", "scope_id": "x"}, "scope_id"),
+    # Longer than any event's job_id (128) or agent (64): a budget that never counts.
+    ("job scope_id of 129 characters", {"scope": "job", "scope_id": "j" * 129}, "scope_id"),
+    ("agent scope_id of 65 characters", {"scope": "agent", "scope_id": "A" * 65}, "scope_id"),
     ("unknown period", {"period": "week"}, "period"),
     ("unknown field", {"limit": "10"}, "limit"),
     ("webhook secret not in whsec_ form", {"webhook_secret": "hunter2"}, "webhook_secret"),
+    # Standard Webhooks: the key is 24 to 64 random bytes, in base64.
+    ("webhook secret of one byte", {"webhook_secret": "whsec_YQ=="}, "webhook_secret"),
+    (
+        "webhook secret of 65 bytes",
+        {"webhook_secret": "whsec_" + "eHh4" * 21 + "eHg="},
+        "webhook_secret",
+    ),
+    # Characters outside base64 were skipped when signing: a key other than the one sent.
+    (
+        "webhook secret with a character outside base64",
+        {"webhook_secret": "whsec_MfKQ9r8G!KYqrTwjUPD8ILPZIo2LaLaSw"},
+        "webhook_secret",
+    ),
+    (
+        "webhook secret in URL-safe base64",
+        {"webhook_secret": "whsec_yMnKy8zNzs_Q0dLT1NXW19jZ2tvc3d7f4OHi4-Tl5uc="},
+        "webhook_secret",
+    ),
 ]
 
 BAD_WEBHOOKS: list[tuple[str, str]] = [
@@ -68,6 +89,8 @@ BAD_WEBHOOKS: list[tuple[str, str]] = [
     # Names DNS cannot carry: the resolver refuses them with a UnicodeError (IDNA).
     ("a DNS label of 64 characters", "https://" + "a" * 64 + ".com/x"),
     ("an empty DNS label", "https://a..b.com/x"),
+    # As a customer's webhook_url: a public address, but 3,000 characters of path.
+    ("a URL of over 2,000 characters", "https://93.184.215.14/" + "a" * 3000),
 ]
 
 

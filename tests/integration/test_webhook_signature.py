@@ -231,3 +231,61 @@ async def test_a_budget_with_its_own_secret_is_signed_with_that_secret(
                 now=delivery.received_at,
                 monkeypatch=monkeypatch,
             )
+
+
+async def test_a_webhook_given_by_patch_without_any_secret_gets_one_shown_once_and_signed_with(
+    database_url: str, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No LUC_WEBHOOK_SECRET: creating a budget with a webhook generates its secret; giving
+    # an existing budget a webhook must too, or its alerts have nothing to be signed with.
+    settings = settings_for(
+        database_url,
+        LUC_WEBHOOK_ALLOWED_HOSTS="127.0.0.1",
+        LUC_WEBHOOK_POLL_SECONDS="0.2",
+        LUC_WEBHOOK_BACKOFF_BASE_SECONDS="0.2",
+    )
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        created = await client.post(
+            "/v1/budgets",
+            json={
+                "scope": "job",
+                "scope_id": "job-patched",
+                "period": "lifetime",
+                "limit_usd": "0.50",
+                "thresholds": [1],
+            },
+        )
+        assert created.status_code == 201, created.text
+        assert created.json()["webhook_secret"] is None  # no webhook, nothing to sign
+
+        patched = await client.patch(
+            f"/v1/budgets/{created.json()['id']}", json={"webhook_url": receiver.url("/later")}
+        )
+        assert patched.status_code == 200, patched.text
+        secret = patched.json()["webhook_secret"]
+        assert isinstance(secret, str) and secret.startswith("whsec_")
+        assert len(base64.b64decode(secret.removeprefix("whsec_"))) == 32
+
+        # Shown once: a later change (a new URL) keeps that secret and does not show it.
+        again = await client.patch(
+            f"/v1/budgets/{created.json()['id']}", json={"webhook_url": receiver.url("/hook")}
+        )
+        assert again.status_code == 200, again.text
+        assert again.json()["webhook_secret"] is None
+
+        sent = await client.post(
+            "/v1/events",
+            json=opus_event(
+                "patched-1", "0.50", occurred_at="2026-11-20T10:00:00Z", job_id="job-patched"
+            ),
+        )
+        assert sent.status_code in (200, 201, 202), sent.text
+        delivery = await _received(receiver, "/hook")
+        assert verify(secret, delivery.headers, delivery.body, now=delivery.received_at)
+        assert library_verify(
+            secret,
+            delivery.headers,
+            delivery.body,
+            now=delivery.received_at,
+            monkeypatch=monkeypatch,
+        )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from service.errors import SettingsError
@@ -44,6 +46,33 @@ def test_a_webhook_secret_that_cannot_sign_is_refused_at_start(secret: str) -> N
     assert raised.value.message == (
         "LUC_WEBHOOK_SECRET must be a Standard Webhooks secret: whsec_<base64>"
     )
+
+
+@pytest.mark.parametrize(
+    ("secret", "holds"),
+    [
+        ("whsec_YQ==", 1),
+        ("whsec_" + "eHh4" * 7 + "eHg=", 23),
+        ("whsec_" + "eHh4" * 21 + "eHg=", 65),
+    ],
+)
+def test_a_webhook_secret_shorter_or_longer_than_the_standard_allows_is_refused(
+    secret: str, holds: int
+) -> None:
+    # Standard Webhooks: a signing secret is 24 to 64 random bytes.
+    with pytest.raises(SettingsError) as raised:
+        load_settings({"LUC_WEBHOOK_SECRET": secret})
+    assert raised.value.message == (
+        "LUC_WEBHOOK_SECRET must be a Standard Webhooks secret: whsec_<base64> of 24 to 64 "
+        f"random bytes (this one holds {holds})"
+    )
+
+
+def test_a_webhook_secret_of_64_bytes_and_one_without_padding_are_taken() -> None:
+    longest = "whsec_" + base64.b64encode(b"x" * 64).decode()
+    unpadded = "whsec_" + base64.b64encode(bytes(range(32))).decode().rstrip("=")
+    for secret in (longest, unpadded):
+        assert load_settings({"LUC_WEBHOOK_SECRET": secret}).budgets.webhook_secret == secret
 
 
 def test_a_well_formed_webhook_secret_is_taken() -> None:

@@ -91,7 +91,8 @@ class BudgetOut(msgspec.Struct, kw_only=True):
     created_at: str
     updated_at: str
     webhook_secret: str | None = None
-    """Only in the answer that created it, when LUC generated the secret."""
+    """Only in the answer that created it, or gave it a webhook, when LUC generated the
+    secret (no ``webhook_secret`` given, none before, and LUC_WEBHOOK_SECRET unset)."""
 
 
 class BudgetList(msgspec.Struct):
@@ -185,6 +186,8 @@ class AlertOut(msgspec.Struct):
 
 class AlertList(msgspec.Struct):
     items: list[AlertOut]
+    next_cursor: str | None = None
+    """Pass it as ``cursor`` for the next page; null on the last one."""
 
 
 # Thresholds are fractions of the limit (ratios, not money): JSON numbers.
