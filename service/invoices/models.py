@@ -117,6 +117,10 @@ class DraftLine(TokenCounts):
     plan_id: str | None = None
     plan_version: int | None = None
     """The plan version that priced the line's entries; None: no plan, price = cost."""
+    plan_long_context_from: int | None = None
+    """The rate of the plan version's own price for the model that priced the line's
+    entries (the threshold of its long-context entry they reach), which need not be the
+    catalog's: part of the line's key. None: its base prices, or no own price."""
     pricing: dict[str, str] | None = None
     """How the plan made the amount from the usage, for the reader to recompute it
     (``invoices.pricing``); None without a plan."""
