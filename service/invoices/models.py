@@ -169,6 +169,9 @@ class Draft:
     """The first day of the UTC month a monthly invoice covers; None for a job's."""
     minimum_note: str | None = None
     """How the ``minimum`` line was found (plan, version, minimum, month's total)."""
+    billed_elsewhere: list[str] = field(default_factory=list)
+    """When a job's draft covers nothing: the customer's monthly invoices that billed the
+    job's usage, so that a refusal can say where it went."""
 
     @property
     def subject(self) -> str:

@@ -135,6 +135,19 @@ SELECT number FROM invoices WHERE customer_id = $1 AND month = $2 AND kind = 'in
 ORDER BY issued_at DESC, number DESC LIMIT 1
 """
 
+# The invoices other than the job's own (its customer's monthly ones) that billed entries of
+# job $1, in issue order.
+SELECT_JOB_BILLED_ELSEWHERE = """
+SELECT i.number
+FROM invoices AS i
+WHERE i.job_id IS DISTINCT FROM $1
+  AND i.number IN (SELECT c.invoice_number
+                   FROM ledger_entries AS l
+                   JOIN invoice_entries AS c ON c.ledger_entry_id = l.id
+                   WHERE l.job_id = $1)
+ORDER BY i.issued_at, i.number
+"""
+
 SELECT_JOB_INVOICE_NUMBERS = """
 SELECT number FROM invoices WHERE job_id = $1 ORDER BY issued_at, number
 """

@@ -188,6 +188,12 @@ async def _draft_of(conn: Connection, job: JobInfo, ids: list[int], billed: Bill
         bill_to=billed,
         # The credits its entries drew: committed with them, so this is exactly theirs.
         credits_drawn=await credits_applied(conn, ids),
+        # Only a refusal says it (``_nothing_new``): read only when there is nothing new.
+        billed_elsewhere=[]
+        if ids
+        else [
+            r["number"] for r in await conn.fetch(queries.SELECT_JOB_BILLED_ELSEWHERE, job.job_id)
+        ],
     )
 
 
@@ -214,6 +220,13 @@ def _nothing_new(draft: Draft) -> str:
         message += (
             f"every ledger entry is already on {', '.join(draft.earlier)}; usage recorded "
             "from now on goes on a follow-up invoice"
+        )
+    elif draft.billed_elsewhere:
+        several = len(draft.billed_elsewhere) > 1
+        message += (
+            f"every ledger entry is already on {', '.join(draft.billed_elsewhere)}, the "
+            f"customer's monthly invoice{'s' if several else ''}; usage billed on an invoice is "
+            "never billed again"
         )
     elif draft.month is not None:
         message += (
