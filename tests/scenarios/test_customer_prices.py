@@ -339,6 +339,9 @@ async def test_a_plan_s_own_long_context_threshold_splits_invoice_lines_by_the_p
     # t1, plan base: 100,000 × 4 + 1,000 × 20 = 420,000 per 1M = 0.42.
     # t2, plan long: 150,000 × 8 + 1,000 × 40 = 1,240,000 per 1M = 1.24.
     # t3, plan long (catalog long too): 250,000 × 8 + 1,000 × 40 = 2,040,000 = 2.04.
+    # Internally each line keeps its entries' catalog costs: t1 100,000 × 3 + 1,000 × 15
+    # = 0.315; t2 150,000 × 3 + 1,000 × 15 = 0.465 and t3 250,000 × 6 + 1,000 × 22.50
+    # = 1.5225, together 1.9875.
     response = await client.get("/v1/jobs/job-t/invoice")
     assert response.status_code == 200, response.text
     invoice = response.json()
@@ -355,10 +358,10 @@ async def test_a_plan_s_own_long_context_threshold_splits_invoice_lines_by_the_p
         for x in invoice["lines"]
     ]
     long_rate = "long context ≥ 100,001 input tokens"
+    # t2 and t3 are at the catalog's base and long rates, at one rate of the plan: one line.
     assert lines == [
         (1, 100_000, "base", "4", "20", "0.42"),
-        (1, 150_000, long_rate, "8", "40", "1.24"),
-        (1, 250_000, long_rate, "8", "40", "2.04"),
+        (2, 400_000, long_rate, "8", "40", "3.28"),
     ]
     response = await client.post("/v1/jobs/job-t/invoices")
     assert response.status_code == 201, response.text
@@ -367,6 +370,9 @@ async def test_a_plan_s_own_long_context_threshold_splits_invoice_lines_by_the_p
         x["unit_prices"] for x in invoice["lines"]
     ]
     assert (await verify_stored(db, issued["number"])).problems == []
+    response = await client.get(f"/v1/invoices/{issued['number']}?view=internal")
+    assert response.status_code == 200, response.text
+    assert [x["cost_usd"] for x in response.json()["lines"]] == ["0.315", "1.9875"]
     # Each line's amount is its tokens at its unit prices, as printed.
     for x in issued["lines"]:
         prices = x["unit_prices"]
