@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -14,7 +15,9 @@ from service.api.params import From, Limit, To, decode_cursor, page, page_size, 
 from service.api.schemas.usage import UnpricedPage, UsageOut, unpriced_event_out
 from service.auth.guard import READ
 from service.db import Connection, on_connection
+from service.ledger.models import UnpricedEvent
 from service.ledger.service import unpriced_events
+from service.pricing.catalog import Catalog
 from service.rollups.models import WireRow
 from service.rollups.service import USAGE_GROUPS, usage
 
@@ -95,11 +98,25 @@ class UsageController(LucController):
         limit: Limit = None,
     ) -> UnpricedPage:
         size = page_size(limit)
-        rows = await on_connection(
-            luc.pool,
-            lambda conn: unpriced_events(
+
+        async def read(conn: Connection) -> tuple[list[UnpricedEvent], Catalog]:
+            rows = await unpriced_events(
                 conn, decode_cursor(cursor), model, job_id, size + 1, customer_id
-            ),
-        )
+            )
+            return rows, await luc.catalog_cache.get(conn)
+
+        rows, catalog = await on_connection(luc.pool, read)
         items, next_cursor = page(rows, size, lambda e: e.event_id)
-        return UnpricedPage(items=[unpriced_event_out(e) for e in items], next_cursor=next_cursor)
+        return UnpricedPage(
+            items=[unpriced_event_out(_reason_now(e, catalog)) for e in items],
+            next_cursor=next_cursor,
+        )
+
+
+def _reason_now(event: UnpricedEvent, catalog: Catalog) -> UnpricedEvent:
+    """``event`` with the reason pricing gives it now: the one recorded at its booking names
+    the version then in force, and a version added since may have taken over at its instant
+    (the model must be added to that one). Kept as recorded when the catalog would price it
+    now (re-rating has yet to)."""
+    reason = catalog.quote(event.model, event.occurred_at).reason
+    return event if reason is None else dataclasses.replace(event, reason=reason)

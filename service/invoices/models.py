@@ -117,6 +117,10 @@ class DraftLine(TokenCounts):
     plan_id: str | None = None
     plan_version: int | None = None
     """The plan version that priced the line's entries; None: no plan, price = cost."""
+    plan_long_context_from: int | None = None
+    """The rate of the plan version's own price for the model that priced the line's
+    entries (the threshold of its long-context entry they reach), which need not be the
+    catalog's: part of the line's key. None: its base prices, or no own price."""
     pricing: dict[str, str] | None = None
     """How the plan made the amount from the usage, for the reader to recompute it
     (``invoices.pricing``); None without a plan."""
@@ -165,6 +169,9 @@ class Draft:
     """The first day of the UTC month a monthly invoice covers; None for a job's."""
     minimum_note: str | None = None
     """How the ``minimum`` line was found (plan, version, minimum, month's total)."""
+    billed_elsewhere: list[str] = field(default_factory=list)
+    """When a job's draft covers nothing: the customer's monthly invoices that billed the
+    job's usage, so that a refusal can say where it went."""
 
     @property
     def subject(self) -> str:

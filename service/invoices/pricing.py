@@ -40,10 +40,15 @@ def priced_by_plan(line: DraftLine, plan: PlanVersion | None) -> DraftLine:
         return dataclasses.replace(line, pricing={**terms, "method": REPRICING})
     own = plan.models.get(line.model)
     if own is not None:
-        rate = own.rate_from(line.long_context_from)
+        # The plan's own rate, which its thresholds set (``queries._WITH_PLAN_RATE``): the
+        # line's rate is then the one its unit prices are at.
+        rate = own.rate_from(line.plan_long_context_from)
         prices: dict[str, Decimal | None] = {**rate.unit_prices()}
         return dataclasses.replace(
-            line, unit_prices=prices, pricing={**terms, "method": OWN_PRICES}
+            line,
+            long_context_from=rate.long_context_from,
+            unit_prices=prices,
+            pricing={**terms, "method": OWN_PRICES},
         )
     basis = line.actual_cost_usd if plan.basis == ACTUAL_BASIS else line.cost_usd
     # A line's basis is known: an unknown basis is an unknown price, whose entries wait

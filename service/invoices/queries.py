@@ -48,8 +48,30 @@ SELECT count(*) FROM (
 
 SELECT_UNINVOICED_ENTRY_IDS = _UNINVOICED_ENTRY_IDS.format(scope="l.job_id = $1")
 
+# The entries ``$1`` with the rate of their plan version's own price for the model
+# (``plan_long_context_from``): the highest threshold of its long-context entries that the
+# event's input tokens reach, as ``pricing.models.ModelPrice.rate_for`` chooses it when
+# pricing the event (the version's ``models`` hold the entries as given). A plan's thresholds
+# need not be the catalog's, so the catalog's rate alone does not give one unit price per
+# line. A reversal carries its booking's tokens negated, hence ``abs``. NULL: the plan's
+# base prices, or no own price for the model (markup, or no plan).
+_WITH_PLAN_RATE = """
+SELECT l.*,
+       (SELECT max((lc ->> 'min_input_tokens')::numeric)
+        FROM plan_versions AS pv
+        CROSS JOIN LATERAL jsonb_array_elements(
+            CASE WHEN jsonb_typeof(pv.models -> l.model -> 'long_context') = 'array'
+                 THEN pv.models -> l.model -> 'long_context' ELSE '[]'::jsonb END) AS lc
+        WHERE pv.id = l.plan_version
+          AND (lc ->> 'min_input_tokens')::numeric <= abs(l.input_tokens)
+       )::bigint AS plan_long_context_from
+FROM ledger_entries AS l
+WHERE l.id = ANY($1::bigint[])
+"""
+
 # Lines of a draft: one per job × agent × model × provider × catalog version × rate × plan
-# version (the rate, the prices and the plan version are part of the key so a line can
+# version × the plan's own rate (the rates, the prices and the plan version are part of the
+# key so a line can
 # only ever have one unit price and one way of pricing: calls at a long-context rate are a
 # line apart, and so are entries priced by another plan version, such as a re-pricing's
 # change of price). A line bills the customer's price of its entries; their catalog and
@@ -60,17 +82,18 @@ SELECT_UNINVOICED_ENTRY_IDS = _UNINVOICED_ENTRY_IDS.format(scope="l.job_id = $1"
 # reversal of an unpriced booking billed before comes just before its priced re-booking.
 SELECT_DRAFT_LINES = f"""
 SELECT l.job_id, l.agent, l.model, p.name AS model_name, l.provider, l.catalog_version,
-       l.long_context_from, l.tier, l.plan_id, l.plan_version,
+       l.long_context_from, l.tier, l.plan_id, l.plan_version, l.plan_long_context_from,
        sum(l.event_count) AS events, {_TOKEN_SUMS}, {_PRICES},
        COALESCE(sum(l.price_usd), 0) AS amount_usd, sum(l.cost_usd) AS cost_usd,
        sum(l.actual_cost_usd) AS actual_cost_usd
-FROM ledger_entries AS l
+FROM ({_WITH_PLAN_RATE}) AS l
 LEFT JOIN catalog_prices AS p ON p.version_id = l.catalog_version AND p.model_id = l.model
-WHERE l.id = ANY($1::bigint[])
 GROUP BY l.job_id, l.agent, l.model, p.name, l.provider, l.catalog_version,
-         l.long_context_from, l.tier, l.plan_id, l.plan_version, {_PRICES}
+         l.long_context_from, l.tier, l.plan_id, l.plan_version, l.plan_long_context_from,
+         {_PRICES}
 ORDER BY l.job_id, l.agent, l.model, l.provider, l.catalog_version NULLS FIRST,
-         l.long_context_from NULLS FIRST, l.plan_id NULLS FIRST, l.plan_version NULLS FIRST
+         l.long_context_from NULLS FIRST, l.plan_id NULLS FIRST, l.plan_version NULLS FIRST,
+         l.plan_long_context_from NULLS FIRST
 """
 
 SELECT_PERIOD = """
@@ -110,6 +133,19 @@ WHERE i.customer_id = $1 AND i.month = $2
 SELECT_LATEST_MONTH_INVOICE = """
 SELECT number FROM invoices WHERE customer_id = $1 AND month = $2 AND kind = 'invoice'
 ORDER BY issued_at DESC, number DESC LIMIT 1
+"""
+
+# The invoices other than the job's own (its customer's monthly ones) that billed entries of
+# job $1, in issue order.
+SELECT_JOB_BILLED_ELSEWHERE = """
+SELECT i.number
+FROM invoices AS i
+WHERE i.job_id IS DISTINCT FROM $1
+  AND i.number IN (SELECT c.invoice_number
+                   FROM ledger_entries AS l
+                   JOIN invoice_entries AS c ON c.ledger_entry_id = l.id
+                   WHERE l.job_id = $1)
+ORDER BY i.issued_at, i.number
 """
 
 SELECT_JOB_INVOICE_NUMBERS = """

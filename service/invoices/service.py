@@ -39,7 +39,7 @@ from service.invoices.models import (
     invoice_number,
     parse_number,
 )
-from service.invoices.pricing import priced_by_plan
+from service.invoices.pricing import OWN_PRICES, priced_by_plan
 from service.invoices.render import (
     canonical_json,
     invoice_document,
@@ -82,7 +82,7 @@ async def draft_lines(conn: Connection, ids: list[int], *, name_jobs: bool) -> l
         if any(line.plan_version is not None for line in lines)
         else {}
     )
-    return [
+    priced = [
         priced_by_plan(
             line if name_jobs else dataclasses.replace(line, job_id=None),
             None if line.plan_version is None else versions.get(line.plan_version),
@@ -90,6 +90,46 @@ async def draft_lines(conn: Connection, ids: list[int], *, name_jobs: bool) -> l
         for line in lines
         if not _is_empty(line)
     ]
+    return [line for line in _merged_own_prices(priced) if not _is_empty(line)]
+
+
+def _merged_own_prices(lines: list[DraftLine]) -> list[DraftLine]:
+    """``lines`` with those at the same rate of a plan's own price made one: the query keys
+    lines by the catalog's rate too (``queries.SELECT_DRAFT_LINES``), which the plan's own
+    price does not follow, and two lines alike in everything the invoice shows would say
+    the same twice. Their catalog and actual costs (internal) add up."""
+    merged: dict[tuple[Any, ...], DraftLine] = {}
+    for line in lines:
+        if line.pricing is None or line.pricing.get("method") != OWN_PRICES:
+            merged[(id(line),)] = line
+            continue
+        key = (
+            line.job_id,
+            line.agent,
+            line.model,
+            line.provider,
+            line.catalog_version,
+            line.long_context_from,
+            line.plan_version,
+            tuple(line.unit_prices.items()),
+        )
+        first = merged.get(key)
+        merged[key] = line if first is None else _sum_lines(first, line)
+    return list(merged.values())
+
+
+def _sum_lines(a: DraftLine, b: DraftLine) -> DraftLine:
+    def known(x: Decimal | None, y: Decimal | None) -> Decimal | None:
+        return y if x is None else x if y is None else exact_sum((x, y))
+
+    return dataclasses.replace(
+        a,
+        events=a.events + b.events,
+        **{k: getattr(a, k) + getattr(b, k) for k in TOKEN_FIELDS},
+        amount_usd=exact_sum((a.amount_usd, b.amount_usd)),
+        cost_usd=known(a.cost_usd, b.cost_usd),
+        actual_cost_usd=known(a.actual_cost_usd, b.actual_cost_usd),
+    )
 
 
 def not_billed(line: DraftLine) -> bool:
@@ -188,6 +228,12 @@ async def _draft_of(conn: Connection, job: JobInfo, ids: list[int], billed: Bill
         bill_to=billed,
         # The credits its entries drew: committed with them, so this is exactly theirs.
         credits_drawn=await credits_applied(conn, ids),
+        # Only a refusal says it (``_nothing_new``): read only when there is nothing new.
+        billed_elsewhere=[]
+        if ids
+        else [
+            r["number"] for r in await conn.fetch(queries.SELECT_JOB_BILLED_ELSEWHERE, job.job_id)
+        ],
     )
 
 
@@ -214,6 +260,13 @@ def _nothing_new(draft: Draft) -> str:
         message += (
             f"every ledger entry is already on {', '.join(draft.earlier)}; usage recorded "
             "from now on goes on a follow-up invoice"
+        )
+    elif draft.billed_elsewhere:
+        several = len(draft.billed_elsewhere) > 1
+        message += (
+            f"every ledger entry is already on {', '.join(draft.billed_elsewhere)}, the "
+            f"customer's monthly invoice{'s' if several else ''}; usage billed on an invoice is "
+            "never billed again"
         )
     elif draft.month is not None:
         message += (

@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 from litestar.testing import AsyncTestClient
 
+from service.invoices.verify import verify_stored
 from tests.support.events import record_accepted, wire_event
 from tests.support.ledger_truth import assert_rollups_equal_ledger
 
@@ -304,3 +305,77 @@ async def test_an_event_on_each_side_of_a_plan_version_boundary_gets_each_versio
     assert [(r["customer"], money(r["price_usd"]), r["events"]) for r in rows] == [
         ("acme", D("0.182"), 1)
     ]
+
+
+async def test_a_plan_s_own_long_context_threshold_splits_invoice_lines_by_the_plan_s_rate(
+    client: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    # SPEC §4: one unit price per invoice line. The plan's own Sonnet price reaches its
+    # long rate from 100,001 input tokens, the catalog's from 200,001: a call of 150,000
+    # is at the catalog's base rate but the plan's long one.
+    await make_plan(
+        client,
+        "early-long",
+        basis="catalog",
+        markup="0",
+        models={
+            SONNET: {
+                "input": "4",
+                "output": "20",
+                "long_context": [{"min_input_tokens": 100_001, "input": "8", "output": "40"}],
+            }
+        },
+    )
+    await make_customer(client, "delta", plan_id="early-long")
+    call = {"model": SONNET, "job_id": "job-t", "customer_id": "delta", "output_tokens": 1_000}
+    await record_accepted(
+        client,
+        [
+            wire_event("t1", input_tokens=100_000, **call),
+            wire_event("t2", input_tokens=150_000, **call),
+            wire_event("t3", input_tokens=250_000, **call),
+        ],
+    )
+    # t1, plan base: 100,000 × 4 + 1,000 × 20 = 420,000 per 1M = 0.42.
+    # t2, plan long: 150,000 × 8 + 1,000 × 40 = 1,240,000 per 1M = 1.24.
+    # t3, plan long (catalog long too): 250,000 × 8 + 1,000 × 40 = 2,040,000 = 2.04.
+    # Internally each line keeps its entries' catalog costs: t1 100,000 × 3 + 1,000 × 15
+    # = 0.315; t2 150,000 × 3 + 1,000 × 15 = 0.465 and t3 250,000 × 6 + 1,000 × 22.50
+    # = 1.5225, together 1.9875.
+    response = await client.get("/v1/jobs/job-t/invoice")
+    assert response.status_code == 200, response.text
+    invoice = response.json()
+    assert invoice["subtotal_usd"] == "3.7"
+    lines = [
+        (
+            x["events"],
+            x["input_tokens"],
+            x["rate"],
+            x["unit_prices"]["input"],
+            x["unit_prices"]["output"],
+            x["amount_usd"],
+        )
+        for x in invoice["lines"]
+    ]
+    long_rate = "long context ≥ 100,001 input tokens"
+    # t2 and t3 are at the catalog's base and long rates, at one rate of the plan: one line.
+    assert lines == [
+        (1, 100_000, "base", "4", "20", "0.42"),
+        (2, 400_000, long_rate, "8", "40", "3.28"),
+    ]
+    response = await client.post("/v1/jobs/job-t/invoices")
+    assert response.status_code == 201, response.text
+    issued = response.json()
+    assert [x["unit_prices"] for x in issued["lines"]] == [
+        x["unit_prices"] for x in invoice["lines"]
+    ]
+    assert (await verify_stored(db, issued["number"])).problems == []
+    response = await client.get(f"/v1/invoices/{issued['number']}?view=internal")
+    assert response.status_code == 200, response.text
+    assert [x["cost_usd"] for x in response.json()["lines"]] == ["0.315", "1.9875"]
+    # Each line's amount is its tokens at its unit prices, as printed.
+    for x in issued["lines"]:
+        prices = x["unit_prices"]
+        assert D(x["amount_usd"]) * 1_000_000 == D(x["input_tokens"]) * D(prices["input"]) + D(
+            x["output_tokens"]
+        ) * D(prices["output"])

@@ -333,3 +333,23 @@ async def test_no_minimum_is_owed_for_a_month_over_before_the_customer_was_regis
             "4.15375",
         )
         assert (await client.get("/v1/invoices")).json()["items"][-1]["customer_id"] == "acme"
+
+
+async def test_a_job_whose_usage_a_monthly_invoice_billed_is_refused_naming_that_invoice(
+    database_url: str, admin_key: str
+) -> None:
+    async with luc(database_url, admin_key) as client:
+        await acme_with_usage(client)
+        invoice = await created(
+            await client.post("/v1/customers/acme/invoices", json={"month": "2026-10"})
+        )
+        # job-b's one call is on the month's invoice: the job has priced usage, all billed.
+        response = await client.post("/v1/jobs/job-b/invoices")
+        assert response.status_code == 409, response.text
+        assert response.json()["detail"] == (
+            f"nothing new to invoice for job 'job-b': every ledger entry is already on "
+            f"{invoice['number']}, the customer's monthly invoice; usage billed on an invoice "
+            "is never billed again"
+        )
+        preview = (await client.get("/v1/jobs/job-b/invoice")).json()
+        assert preview["not_issued_because"] == response.json()["detail"]

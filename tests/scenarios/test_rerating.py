@@ -178,6 +178,37 @@ async def test_an_unknown_model_used_before_the_new_version_starts_stays_unprice
     await assert_rollups_equal_ledger(db)
 
 
+async def test_an_unpriced_event_s_reason_names_the_version_in_force_now_not_at_booking(
+    client: Any,
+) -> None:
+    # Booked under version 1; then version 2 (without the model) takes over at its instant.
+    await record_accepted(
+        client,
+        [
+            wire_event(
+                "stale",
+                occurred_at="2026-09-15T00:00:00Z",
+                job_id="job-s",
+                model=MISTRAL["id"],
+                input_tokens=1_000,
+                output_tokens=100,
+            )
+        ],
+    )
+    [before] = (await client.get("/v1/unpriced")).json()["items"]
+    assert before["reason"] == f"model {MISTRAL['id']!r} is not in catalog version 1"
+    response = await client.post(
+        "/v1/catalog/versions",
+        json={"effective_from": "2026-09-01T00:00:00Z", "parent": 1, "models": []},
+    )
+    assert response.status_code == 201, response.text
+    version = response.json()["id"]
+    # Adding the model to version 1 would price nothing now: the reason says which version
+    # would have to hold it.
+    [after] = (await client.get("/v1/unpriced")).json()["items"]
+    assert after["reason"] == f"model {MISTRAL['id']!r} is not in catalog version {version}"
+
+
 SONNET = "anthropic/claude-sonnet-4.5"
 # The correction: the gateway writes to Anthropic's 1-hour cache, whose writes cost 2× input
 # ($6.00 per 1M tokens; $12.00 at the long-context rate), not the 5-minute $3.75 that
