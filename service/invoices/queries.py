@@ -70,8 +70,9 @@ WHERE l.id = ANY($1::bigint[])
 """
 
 # Lines of a draft: one per job × agent × model × provider × catalog version × rate × plan
-# version × the plan's own rate (the rates, the prices and the plan version are part of the
-# key so a line can
+# version × the plan's own rate (lines at a plan's own price are then made one per rate of
+# that price, whatever the catalog's: ``service.draft_lines``) (the rates, the prices and
+# the plan version are part of the key so a line can
 # only ever have one unit price and one way of pricing: calls at a long-context rate are a
 # line apart, and so are entries priced by another plan version, such as a re-pricing's
 # change of price). A line bills the customer's price of its entries; their catalog and
