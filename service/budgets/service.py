@@ -95,6 +95,10 @@ _LONGEST_SCOPE_ID = {
 }
 
 
+MAX_THRESHOLDS = 100
+"""A threshold per percent of the limit is more than any alerting needs."""
+
+
 def check_definition(
     scope: str, scope_id: str | None, period: str, limit_usd: Decimal, thresholds: Sequence[Decimal]
 ) -> list[Decimal]:
@@ -120,6 +124,12 @@ def check_definition(
         )
     if not thresholds:
         raise InvalidRequestError("thresholds: give at least one, e.g. [0.5, 0.8, 1.0]")
+    if len(set(thresholds)) > MAX_THRESHOLDS:
+        # Every batch that spends on the budget checks each of them: a million stored
+        # thresholds would slow every ingest of its scope.
+        raise InvalidRequestError(
+            f"thresholds: at most {MAX_THRESHOLDS} different ones, got {len(set(thresholds))}"
+        )
     for t in thresholds:
         if not t.is_finite() or not Decimal(0) < t <= Decimal(1):
             raise InvalidRequestError(

@@ -32,6 +32,8 @@ BAD_DEFINITIONS: list[tuple[str, dict[str, Any], str]] = [
     ("threshold 1.5", {"thresholds": [0.5, 1.5]}, "thresholds"),
     ("threshold -0.1", {"thresholds": [-0.1]}, "thresholds"),
     ("no thresholds at all", {"thresholds": []}, "thresholds"),
+    # Each is checked on every spend: one per 0.5 % of the limit is too many.
+    ("201 thresholds", {"thresholds": [n / 200 for n in range(1, 201)]}, "thresholds"),
     ("unknown scope", {"scope": "team"}, "scope"),
     ("job scope without scope_id", {"scope": "job", "scope_id": None}, "scope_id"),
     ("agent scope with an empty scope_id", {"scope": "agent", "scope_id": ""}, "scope_id"),
@@ -163,6 +165,13 @@ async def test_a_good_definition_is_stored_with_default_thresholds(
     by_id = (await client.get("/v1/budgets", params={"scope_id": "job-1"})).json()["items"]
     assert [b["id"] for b in by_id] == [budget["id"]]
     assert (await client.get("/v1/budgets/999999")).status_code == 404
+
+
+async def test_a_threshold_per_percent_is_taken(client: AsyncTestClient[Any]) -> None:
+    thresholds = [n / 100 for n in range(1, 101)]
+    response = await client.post("/v1/budgets", json={**GOOD, "thresholds": thresholds})
+    assert response.status_code == 201, response.text
+    assert response.json()["thresholds"] == thresholds
 
 
 async def test_patch_changes_limit_and_thresholds_and_refuses_bad_values(
