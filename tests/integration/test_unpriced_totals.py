@@ -79,3 +79,54 @@ async def test_a_total_of_unpriced_events_only_has_a_null_cost_everywhere(
     agent = await _get(client, "/v1/agents/Oracle-U")
     assert agent["cost_usd"] == "0.0025"
     assert agent["days"][0]["cost_usd"] == "0.0025"
+
+
+async def test_an_unknown_price_and_actual_cost_are_null_on_every_total_not_zero(
+    client: AsyncTestClient[Any],
+) -> None:
+    """Without a plan an event's price is its catalog cost, unknown while unpriced; its
+    actual cost is unknown too while it reported none. A total knows a figure when some
+    of its events do: job-r's one reported cost (0.0007) is its actual cost, its price
+    still unknown; job-m sums what its priced call knows (0.0003)."""
+    await record_accepted(
+        client,
+        [
+            wire_event("u1", job_id="job-u", agent="Oracle-U", model=UNKNOWN),
+            wire_event("u2", job_id="job-u", agent="Oracle-U", model=UNKNOWN),
+            wire_event("r1", job_id="job-r", agent="Oracle-R", model=UNKNOWN),
+            wire_event(
+                "r2", job_id="job-r", agent="Oracle-R", model=UNKNOWN, provider_cost_usd="0.0007"
+            ),
+            wire_event("m1", job_id="job-m", model=UNKNOWN),
+            wire_event("m2", job_id="job-m"),
+        ],
+    )
+    figures = ("cost_usd", "actual_cost_usd", "price_usd", "margin_usd")
+
+    def of(total: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(total[f] for f in figures)
+
+    unknown = (None, None, None, None)
+    reported = (None, "0.0007", None, None)
+    mixed = ("0.0003", "0.0003", "0.0003", "0")
+    assert of(await _get(client, "/v1/jobs/job-u")) == unknown
+    assert of(await _get(client, "/v1/jobs/job-r")) == reported
+    assert of(await _get(client, "/v1/jobs/job-m")) == mixed
+    listed = {j["job_id"]: of(j) for j in (await _get(client, "/v1/jobs"))["items"]}
+    assert listed == {"job-u": unknown, "job-r": reported, "job-m": mixed}
+    agent = await _get(client, "/v1/agents/Oracle-U")
+    assert of(agent) == unknown and [of(d) for d in agent["days"]] == [unknown]
+    agents = {a["agent"]: of(a) for a in (await _get(client, "/v1/agents"))["items"]}
+    assert (agents["Oracle-U"], agents["Oracle-R"], agents["ACHEEVY"]) == (
+        unknown,
+        reported,
+        mixed,
+    )
+    # From a rollup (no time range), then from the ledger (a range not on midnights).
+    for window in ("", "&from=2026-11-20T09:00:00Z&to=2026-11-20T11:00:00Z"):
+        rows = (await _get(client, f"/v1/usage?group_by=agent{window}"))["rows"]
+        by_agent = {r["agent"]: of(r) for r in rows}
+        assert (by_agent["Oracle-U"], by_agent["Oracle-R"]) == (unknown, reported), window
+    # An agent over a range with no event: nothing was spent, known.
+    empty = await _get(client, "/v1/agents/Oracle-U?from=2026-12-01T00:00:00Z")
+    assert (of(empty), empty["days"]) == (("0", "0", "0", "0"), [])
