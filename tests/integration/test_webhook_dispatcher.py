@@ -40,21 +40,8 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 async def _alert_for(pool: asyncpg.Pool, webhook_url: str) -> None:
     """One alert in the outbox for ``webhook_url``: a 0.0004 budget, crossed at 50 % by
     the default event's 0.0003 (1,000 in and 500 out of Gemini 3.0 Flash)."""
+    await _alerts_for(pool, webhook_url)
     async with pool.acquire() as conn:
-        await create_budget(
-            conn,
-            NewBudget(
-                scope="global",
-                scope_id=None,
-                period="lifetime",
-                limit_usd=Decimal("0.0004"),
-                thresholds=[Decimal("0.5")],
-                hard=False,
-                webhook_url=webhook_url,
-                webhook_secret=SECRET,
-            ),
-        )
-        await record_batch(conn, CatalogCache(), [usage_event("e1")])
         assert await conn.fetchval("SELECT count(*) FROM alert_outbox") == 1
 
 
@@ -163,7 +150,8 @@ async def hostile_receiver() -> AsyncIterator[str]:
 
 
 async def _alerts_for(pool: asyncpg.Pool, *webhook_urls: str) -> None:
-    """One alert per URL, all raised by one event (as ``_alert_for``, a budget each)."""
+    """One alert per URL, all raised by one event: a 0.0004 budget each, crossed at 50 % by
+    the default event's 0.0003 (1,000 in and 500 out of Gemini 3.0 Flash)."""
     async with pool.acquire() as conn:
         for url in webhook_urls:
             await create_budget(
