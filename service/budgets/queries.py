@@ -237,6 +237,7 @@ FROM jobs AS j LEFT JOIN customers AS c ON c.id = j.customer_id
 WHERE j.job_id = $1
 """
 SELECT_CUSTOMER_PLAN = "SELECT plan_id FROM customers WHERE id = $1"
+SELECT_JOB_CUSTOMER_ID = "SELECT customer_id FROM jobs WHERE job_id = $1"
 
 # One reservation: a row per hard budget of the call, all under one reservation id.
 # Each row holds the estimate in its budget's measure (a price budget the price estimate).

@@ -86,6 +86,23 @@ def _refusing(
     ]
 
 
+async def _refuse_another_customer(
+    conn: Connection, job_id: str | None, customer_id: str | None
+) -> None:
+    """A call naming another customer than its job's is refused, naming both: its usage
+    event would be (SPEC §11), so admitting it buys usage the ledger will not take, and
+    counting the named customer's budgets lets it past the job's customer's."""
+    if job_id is None or customer_id is None:
+        return
+    owner = await conn.fetchval(queries.SELECT_JOB_CUSTOMER_ID, job_id)
+    if owner is not None and owner != customer_id:
+        raise InvalidRequestError(
+            f"customer_id: job {job_id!r} belongs to customer {owner!r}, and this call names "
+            f"customer {customer_id!r}; a job has one customer (send its own, or change it "
+            f"with PATCH /v1/jobs/{job_id} first)"
+        )
+
+
 async def _customer(
     conn: Connection, job_id: str | None, customer_id: str | None
 ) -> tuple[str | None, str | None]:
@@ -168,6 +185,7 @@ async def check(
     count too: ``customer_id``'s, else the job's customer's. The job's customer (else
     ``customer_id``) refuses it under credit_stop while its prepaid credits are at zero."""
     estimate = _estimate(estimated_cost_usd)
+    await _refuse_another_customer(conn, job_id, customer_id)
     model = await _model_id(conn, catalog, model, now)
     stop = await credit_stop(conn, job_id, customer_id)
     customer_id, plan_id = await _customer(conn, job_id, customer_id)
@@ -222,6 +240,7 @@ async def reserve(
     budget holds the estimate as the customer's plan prices it (``plans``).
     """
     estimate = _estimate(estimated_cost_usd)
+    await _refuse_another_customer(conn, job_id, customer_id)
     model = await _model_id(conn, catalog, model, now)
     # Prepaid credits first: a customer under credit_stop with none left is refused
     # whatever its budgets say. (No lock: a grant that commits meanwhile admits the next

@@ -1,6 +1,7 @@
 """Before a call: the checks that keep the gateway from buying usage LUC would not take.
 
-The job and agent must be ones the ledger takes (else ``InvalidRequestError``), the model
+The job and agent must be ones the ledger takes, and a customer named must be the job's own
+when the job has one (else ``InvalidRequestError``), the model
 must be in LUC's catalog (else ``UnknownModelError``), and the budget gate, when there is
 one, must admit the estimated cost (else ``BudgetExceededError``, or
 ``CreditsExhaustedError`` when the customer's prepaid credits are at zero under
@@ -87,6 +88,14 @@ async def admit(
             job_id=context.job_id, agent=context.agent, model=request.model, at=now
         )
         prices, may_reserve = outlook.catalog, outlook.may_reserve
+        owner = outlook.job_customer_id
+        if context.customer_id is not None and owner not in (None, context.customer_id):
+            raise InvalidRequestError(
+                f"customer_id: job {context.job_id!r} belongs to customer {owner!r}, and this "
+                f"call names customer {context.customer_id!r}; a job has one customer (send "
+                f"its own, or change it with PATCH /v1/jobs/{context.job_id} first)",
+                status_code=400,  # OpenAI's invalid_request_error, as the proxy's other checks
+            )
     quote = prices.quote(request.model, now)
     if quote.price is None:
         raise UnknownModelError(f"LUC cannot price {request.model!r}: {quote.reason}")

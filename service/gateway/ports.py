@@ -75,6 +75,9 @@ class Outlook:
     may_reserve: bool
     """Whether a hard budget or a customer's ``credit_stop`` may apply to the call, read in
     the same look: when not, ``BudgetGate.reserve`` would hold nothing and is not asked."""
+    job_customer_id: str | None = None
+    """The customer the job already belongs to, if any: a call naming another is refused
+    before it is paid for, as the ledger would refuse its usage (SPEC §11)."""
 
 
 class AdmissionLookup(Protocol):

@@ -122,10 +122,11 @@ def database_catalog(pool: asyncpg.Pool, cache: CatalogCache) -> CatalogSource:
     return load
 
 
-# The catalog's stamp and whether a hard budget may apply to the model as the cached
-# catalog names it, in one statement (so from one snapshot).
+# The catalog's stamp, whether a hard budget may apply to the model as the cached catalog
+# names it, and the job's customer (a primary-key look), in one statement (one snapshot).
 _LOOK = f"""
-SELECT stamp.versions, stamp.newest, ({budget_queries.HARD_BUDGET_MAY_APPLY}) AS may_reserve
+SELECT stamp.versions, stamp.newest, ({budget_queries.HARD_BUDGET_MAY_APPLY}) AS may_reserve,
+       (SELECT customer_id FROM jobs WHERE job_id = $1) AS job_customer_id
 FROM ({catalog_queries.CATALOG_STAMP}) AS stamp
 """
 
@@ -160,6 +161,6 @@ class DatabaseLookup:
                         budget_queries.HARD_BUDGET_MAY_APPLY, job_id, agent, model_id
                     )
                 )
-            return Outlook(catalog, may_reserve)
+            return Outlook(catalog, may_reserve, row["job_customer_id"])
 
         return await on_connection(self.pool, look)

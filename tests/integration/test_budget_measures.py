@@ -162,3 +162,48 @@ async def test_budget_measures_and_scopes_are_refused_precisely(
     )
     assert no_id.status_code == 422
     assert "scope_id: required for a budget of scope 'customer'" in no_id.json()["detail"]
+
+
+async def test_a_call_naming_another_customer_than_its_job_s_is_refused_not_counted_elsewhere(
+    client: AsyncTestClient[Any],
+) -> None:
+    # job-1 is acme's, and acme's hard budget of 0.10 is spent (0.175 at its price). Naming
+    # globex for job-1 used to count globex's budgets (none) and admit the call, whose usage
+    # the ledger then refuses (an event naming another customer than its job's): a call
+    # paid for and never billed, past acme's hard budget. The call is refused, naming both.
+    await acme(client)
+    await make_customer(client, "globex")
+    await record_accepted(client, [call("g1", customer_id="acme")])
+    await budget(
+        client, scope="customer", scope_id="acme", limit_usd="0.10", measure="price", hard=True
+    )
+    body = {"job_id": "job-1", "agent": "ACHEEVY", "model": "gemini-3.0-flash"}
+    expected = (
+        "customer_id: job 'job-1' belongs to customer 'acme', and this call names customer "
+        "'globex'; a job has one customer (send its own, or change it with "
+        "PATCH /v1/jobs/job-1 first)"
+    )
+    for answer in (
+        await client.post(
+            "/v1/budgets/reservations",
+            json={**body, "estimated_cost_usd": "0.01", "customer_id": "globex"},
+        ),
+        await client.get(
+            "/v1/budgets/check",
+            params={**body, "estimated_cost_usd": "0.01", "customer_id": "globex"},
+        ),
+    ):
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["detail"] == expected
+    # Naming the job's own customer, or none, is acme's budget's to decide: refused.
+    for named in ({"customer_id": "acme"}, {}):
+        refused = await client.post(
+            "/v1/budgets/reservations", json={**body, "estimated_cost_usd": "0.01", **named}
+        )
+        assert refused.status_code == 402, refused.text
+    # A job without a customer yet may be reserved for any: its first event sets it.
+    fresh = await client.post(
+        "/v1/budgets/reservations",
+        json={**body, "job_id": "job-new", "estimated_cost_usd": "0.01", "customer_id": "globex"},
+    )
+    assert fresh.status_code == 200, fresh.text

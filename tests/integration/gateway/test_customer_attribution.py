@@ -125,3 +125,29 @@ async def test_the_gateway_client_s_customer_id_goes_with_its_usage(
             messages=question, model=FLASH, job_id="job-g", agent="ORACLE", customer_id="c" * 129
         )
     assert len(fake_openrouter.chat_calls()) == 2
+
+
+async def test_a_customer_other_than_the_job_s_is_refused_before_any_upstream_call(
+    proxy: AsyncTestClient[Any], fake_openrouter: FakeOpenRouter, db: asyncpg.Connection
+) -> None:
+    # The ledger refuses an event naming another customer than its job's (SPEC §11): a call
+    # so named used to reach the provider, be paid for, and leave its usage parked, unbilled.
+    fake_openrouter.push(Reply(text="Paris."))
+    first = await proxy.post(
+        "/v1/chat/completions", json=CHAT, headers={**ATTRIBUTION, "X-LUC-Customer": "acme"}
+    )
+    assert first.status_code == 200, first.text
+    await proxied_usage_recorded(proxy.app)
+    assert await db.fetchval("SELECT customer_id FROM jobs WHERE job_id = 'job-c'") == "acme"
+
+    other = await proxy.post(
+        "/v1/chat/completions", json=CHAT, headers={**ATTRIBUTION, "X-LUC-Customer": "globex"}
+    )
+    assert other.status_code == 400, other.text
+    assert other.json()["error"]["message"] == (
+        "customer_id: job 'job-c' belongs to customer 'acme', and this call names customer "
+        "'globex'; a job has one customer (send its own, or change it with "
+        "PATCH /v1/jobs/job-c first)"
+    )
+    assert len(fake_openrouter.chat_calls()) == 1
+    assert len(await ledger(db)) == 1
