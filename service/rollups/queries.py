@@ -23,13 +23,21 @@ from service.wire import day_text_sql, instant_text_sql, money_text_sql
 
 
 def _from_ledger(m: Measure) -> str:
-    """``m`` aggregated over a group of ledger entries: a cost no entry knows stays NULL
-    (SQL's ``sum`` skips NULLs)."""
+    """``m`` aggregated over ledger entries: a cost no entry knows stays NULL (SQL's
+    ``sum`` skips NULLs), any other empty sum is zero."""
     if m.combine != "sum":
         return f"{m.combine}({m.source})"
     if m.form == "money" and not m.unknown_when_null:
         return f"COALESCE(sum({m.source}), 0)"
+    if m.unknown_when_null:
+        return _unknown_or_zero(f"sum({m.source})")
     return f"sum({m.source})"
+
+
+def _unknown_or_zero(total: str) -> str:
+    """A sum that is NULL while its rows are all unknown, and zero over no rows at all
+    (nothing happened, so nothing was spent: known)."""
+    return f"COALESCE({total}, CASE WHEN count(*) = 0 THEN 0 END)"
 
 
 def _combined(m: Measure) -> str:
@@ -55,9 +63,7 @@ def _over_rows(m: Measure) -> str:
     if m.combine != "sum":
         return f"{m.combine}({m.name})"
     if m.unknown_when_null:
-        # NULL while the rows all say unknown; over no rows at all (an agent's range
-        # without events) nothing was spent, which is known: zero.
-        return f"COALESCE(sum({m.name}), CASE WHEN count(*) = 0 THEN 0 END)"
+        return _unknown_or_zero(f"sum({m.name})")
     return f"COALESCE(sum({m.name}), 0)"
 
 
