@@ -92,13 +92,11 @@ class CustomerOut(msgspec.Struct, kw_only=True):
     month: str | None = None
     """The UTC month the three figures below are of (``YYYY-MM``)."""
     price_usd: str | None = None
-    """Month to date: what the customer's usage is billed at, by its plan (null while no
-    event of the month has a known price)."""
+    """Month to date: what the customer's usage is billed at, by its plan."""
     actual_cost_usd: str | None = None
-    """Month to date: what that usage cost (the provider's figure where reported; null
-    while no event of the month knows it)."""
+    """Month to date: what that usage cost (the provider's figure where reported)."""
     margin_usd: str | None = None
-    """Month to date: ``price_usd − actual_cost_usd`` (null unless both are known)."""
+    """Month to date: ``price_usd − actual_cost_usd``."""
     credit_balance_usd: str | None = None
     """The prepaid credits left now (``GET /v1/customers/{id}/credits``): "0" without any."""
 
@@ -121,18 +119,16 @@ def customer_out(
         return wire_struct(
             CustomerOut, customer, **dict.fromkeys(_MONTH), credit_balance_usd=balance
         )
-    # No usage this month: nothing priced, nothing spent. With usage, a figure none of
-    # its events knows is unknown (null), never zero.
-    price = totals.price_usd if totals else Decimal(0)
-    actual = totals.actual_cost_usd if totals else Decimal(0)
-    margin = None if price is None or actual is None else EXACT.subtract(price, actual)
+    # Outside the job line rollup no sum is unknown: an unpriced event adds nothing.
+    price = (totals.price_usd if totals else None) or Decimal(0)
+    actual = (totals.actual_cost_usd if totals else None) or Decimal(0)
     return wire_struct(
         CustomerOut,
         customer,
         month=month.strftime("%Y-%m"),
-        price_usd=None if price is None else money_text(price),
-        actual_cost_usd=None if actual is None else money_text(actual),
-        margin_usd=None if margin is None else money_text(margin),
+        price_usd=money_text(price),
+        actual_cost_usd=money_text(actual),
+        margin_usd=money_text(EXACT.subtract(price, actual)),
         credit_balance_usd=balance,
     )
 
