@@ -427,16 +427,16 @@ _MEASURES = (
 )
 
 
-def _rollup_check(table: str, keys: dict[str, str]) -> str:
+def _rollup_check(table: str, keys: dict[str, str], *, keep_unknown: bool = False) -> str:
     """How many rows ``table`` and the ledger grouped by its key disagree on, either way
     (a row missing on one side counts); ``keys`` maps the rollup's key columns to ledger
-    expressions. EXCEPT compares NULLs as equal and numerics by value. A cost no entry
-    knows stays NULL, as the service keeps it."""
+    expressions. EXCEPT compares NULLs as equal and numerics by value. With
+    ``keep_unknown`` (job lines) a cost no entry knows stays NULL, as the service keeps it."""
     ledger_keys = ", ".join(f"{expr} AS {col}" for col, expr in keys.items())
     columns = f"{', '.join(keys)}, {_MEASURES}"
 
     def summed(column: str) -> str:
-        return f"sum({column})"
+        return f"sum({column})" if keep_unknown else f"COALESCE(sum({column}), 0)"
 
     # SPEC §3's actual cost spelled out, not read from the generated column.
     sums = _SUMS.format(
@@ -470,6 +470,7 @@ INVARIANT_CHECKS = {
                 "long_context_from",
             )
         },
+        keep_unknown=True,  # a line stays NULL while unpriced, as the service keeps it
     ),
     "rollup_agent_days": _rollup_check(
         "rollup_agent_days", {"agent": "agent", "day": "billing_day"}

@@ -170,23 +170,14 @@ def ledger_series(snap: LedgerSnapshot) -> Iterator[tuple[GaugeFamily, Samples]]
     for r in snap.usage:
         agent, model, tier = r["agent"], r["model"], r["tier"]
         key = (agent, model, r["provider"], tier)
-        # An unknown figure (NULL: no entry of the row knows it) is no sample, not a zero:
-        # an unpriced row's cost; its actual cost when none of its events reported one;
-        # its price when no plan priced it.
-        known_cost, known_actual, known_price = r["cost_usd"], r["actual_cost_usd"], r["price_usd"]
-        if tier != "unpriced" and known_cost is not None:
-            cost.append((key, float(known_cost)))
+        if tier != "unpriced":  # unpriced cost is unknown, not zero
+            cost.append((key, float(r["cost_usd"])))
         provider_cost.append((key, float(r["provider_cost_usd"])))
-        if known_actual is not None:
-            actual_cost.append((key, float(known_actual)))
-        if known_price is not None:
-            price.append((key, float(known_price)))
-        if known_price is not None or known_actual is not None:
-            # What is known of each, as the REST totals' margin takes them (the price of
-            # the priced events less the actual cost of all), so that the series add up
-            # to it.
-            known_margin = (known_price or Decimal(0)) - (known_actual or Decimal(0))
-            margin.append((key, float(known_margin)))
+        # Unpriced rows too: an unpriced event's reported cost is known (and one that
+        # reported none adds nothing, as it adds nothing to the REST totals).
+        actual_cost.append((key, float(r["actual_cost_usd"])))
+        price.append((key, float(r["price_usd"])))
+        margin.append((key, float(r["price_usd"] - r["actual_cost_usd"])))
         events.append((key, float(r["events"])))
         unpriced[model] = unpriced.get(model, 0.0) + float(r["unpriced_events"])
         for column, label in token_classes:

@@ -44,21 +44,20 @@ class Totals(TokenCounts):
     cost_usd: Decimal | None = field(
         metadata=_measure("cost_usd", "sum", "money", unknown_when_null=True)
     )
-    """The catalog's (list) price. ``None`` while every entry is unpriced: unknown, not
-    zero (SPEC §3)."""
+    """The catalog's (list) price. ``None`` only on an unpriced job line: unknown, not zero."""
     actual_cost_usd: Decimal | None = field(
         metadata=_measure("actual_cost_usd", "sum", "money", unknown_when_null=True)
     )
     """Per entry the provider's reported cost where present, else the catalog's
-    (``pricing.cost.actual_cost``). ``None`` while no entry knows it (unpriced events that
-    reported no cost); else the sum of those that do."""
+    (``pricing.cost.actual_cost``). ``None`` only on an unpriced job line whose events
+    reported no cost; on an unpriced line with reported costs, their sum."""
     provider_cost_usd: Decimal = field(metadata=_measure("provider_cost_usd", "sum", "money"))
     price_usd: Decimal | None = field(
         metadata=_measure("price_usd", "sum", "money", unknown_when_null=True)
     )
     """What the customers pay (SPEC §11): per entry its plan's price, else its catalog cost.
-    ``None`` while no entry has a known price (unpriced events under a catalog-basis plan,
-    or no plan); else the sum of the known ones."""
+    ``None`` only on a job line none of whose entries has a known price (unpriced events
+    under a catalog-basis plan, or no plan)."""
     events: int = field(metadata=_measure("event_count", "sum", "count"))
     unpriced_events: int = field(metadata=_measure("unpriced_count", "sum", "count"))
     first_event_at: datetime | None = field(metadata=_measure("occurred_at", "min", "instant"))
@@ -68,6 +67,12 @@ class Totals(TokenCounts):
     def from_row(cls, r: Any) -> Totals:
         """The totals of a row with a column per measure (NULL sums read as zero)."""
         return cls(**{m.name: m.read(r[m.name]) for m in MEASURES})
+
+    @property
+    def all_unpriced(self) -> bool:
+        """Every event of these totals is unpriced: their catalog cost is unknown, not zero
+        (``UNKNOWN_WHEN_ALL_UNPRICED``)."""
+        return self.unpriced_events > 0 and self.unpriced_events == self.events
 
     @property
     def margin_usd(self) -> Decimal | None:
@@ -87,9 +92,9 @@ class Measure:
     combine: Combine
     form: Form
     unknown_when_null: bool = False
-    """A NULL sum means unknown, not zero (the cost of unpriced entries): every rollup
-    keeps it NULL while no entry of the row knows it (SQL's ``sum``, which skips NULLs),
-    and so does every total read from them."""
+    """A NULL sum means unknown, not zero (the cost of unpriced entries): the job line
+    rollup keeps it NULL while no entry of the line knows it (SQL's ``sum``, which skips
+    NULLs); the others count it as zero."""
 
     def read(self, value: Any) -> Any:
         """A value of this measure as a database row holds it, as ``Totals`` holds it."""
@@ -113,6 +118,12 @@ def _measures() -> tuple[Measure, ...]:
 MEASURES: tuple[Measure, ...] = _measures()
 """Every measure, in column order: the token classes first, then the rest of ``Totals``."""
 MEASURE_NAMES: tuple[str, ...] = tuple(m.name for m in MEASURES)
+UNKNOWN_WHEN_ALL_UNPRICED: tuple[str, ...] = ("cost_usd",)
+"""What the wire says is null (unknown) on totals whose every event is unpriced (SPEC §3:
+unpriced is never silently zero). Only a job line's rollup keeps such a sum NULL; the others
+add an unpriced entry's cost as zero, so the event counts decide it when the totals are
+written out. The catalog cost of an unpriced event is never known; its actual cost and price
+may be (a reported cost, a plan's own price), so those stay as summed."""
 DERIVED: tuple[str, ...] = ("margin_usd",)
 """What ``Totals`` derives from its measures (properties, never stored): on the wire beside
 them (``api.schemas.common.totals_fields``)."""

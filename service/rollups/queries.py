@@ -17,27 +17,19 @@ from service.rollups.models import (
     DERIVED,
     MEASURE_NAMES,
     MEASURES,
+    UNKNOWN_WHEN_ALL_UNPRICED,
     Measure,
 )
 from service.wire import day_text_sql, instant_text_sql, money_text_sql
 
 
-def _from_ledger(m: Measure) -> str:
-    """``m`` aggregated over ledger entries: a cost no entry knows stays NULL (SQL's
-    ``sum`` skips NULLs), any other empty sum is zero."""
+def _from_ledger(m: Measure, *, keep_unknown: bool) -> str:
+    """``m`` aggregated over ledger entries."""
     if m.combine != "sum":
         return f"{m.combine}({m.source})"
-    if m.form == "money" and not m.unknown_when_null:
-        return f"COALESCE(sum({m.source}), 0)"
-    if m.unknown_when_null:
-        return _unknown_or_zero(f"sum({m.source})")
+    if m.form == "money" and not (keep_unknown and m.unknown_when_null):
+        return f"COALESCE(sum({m.source}), 0)"  # money columns are NULL while unpriced
     return f"sum({m.source})"
-
-
-def _unknown_or_zero(total: str) -> str:
-    """A sum that is NULL while its rows are all unknown, and zero over no rows at all
-    (nothing happened, so nothing was spent: known)."""
-    return f"COALESCE({total}, CASE WHEN count(*) = 0 THEN 0 END)"
 
 
 def _combined(m: Measure) -> str:
@@ -53,24 +45,23 @@ def _combined(m: Measure) -> str:
 
 
 @cache  # the same text every time: built once, not per usage query
-def measures_from_ledger() -> str:
-    """Every measure over a set of ledger entries, named as the rollups name it; a cost no
-    entry knows stays NULL (the entries are all unpriced)."""
-    return ",\n       ".join(f"{_from_ledger(m)} AS {m.name}" for m in MEASURES)
-
-
-def _over_rows(m: Measure) -> str:
-    if m.combine != "sum":
-        return f"{m.combine}({m.name})"
-    if m.unknown_when_null:
-        return _unknown_or_zero(f"sum({m.name})")
-    return f"COALESCE(sum({m.name}), 0)"
+def measures_from_ledger(*, keep_unknown: bool = False) -> str:
+    """Every measure over a set of ledger entries, named as the rollups name it; with
+    ``keep_unknown``, a cost no entry knows stays NULL (a job line of unpriced entries)."""
+    return ",\n       ".join(
+        f"{_from_ledger(m, keep_unknown=keep_unknown)} AS {m.name}" for m in MEASURES
+    )
 
 
 @cache
 def measures_over_rollup() -> str:
     """Every measure over a set of rows of one rollup (several days of an agent, say)."""
-    return ",\n       ".join(f"{_over_rows(m)} AS {m.name}" for m in MEASURES)
+    return ",\n       ".join(
+        f"COALESCE(sum({m.name}), 0) AS {m.name}"
+        if m.combine == "sum"
+        else f"{m.combine}({m.name}) AS {m.name}"
+        for m in MEASURES
+    )
 
 
 @cache
@@ -79,9 +70,7 @@ def measures_of_rollup_row() -> str:
     row alone: a query asking for a rollup's whole key reads its rows as they are, with
     no aggregation to pay for (a usage answer by agent and day: a third of its time)."""
     return ",\n       ".join(
-        f"COALESCE({m.name}, 0) AS {m.name}"
-        if m.combine == "sum" and not m.unknown_when_null
-        else f"{m.name}"
+        f"COALESCE({m.name}, 0) AS {m.name}" if m.combine == "sum" else f"{m.name}"
         for m in MEASURES
     )
 
@@ -96,6 +85,9 @@ class _Rollup:
     table: str
     keys: dict[str, str]
     """Key column → the ledger column it is taken from."""
+    keep_unknown: bool = False
+    """A job line's cost stays NULL while its entries are unpriced (its key holds no
+    version, so it never mixes priced and unpriced entries)."""
 
 
 # In the order every writer visits them.
@@ -115,6 +107,7 @@ _ROLLUPS = {
                 RATE_MARKER,
             )
         },
+        keep_unknown=True,
     ),
     "usage": _Rollup("rollup_usage", {k: k for k in ("agent", "model", "provider", "tier")}),
     "agent_days": _Rollup("rollup_agent_days", {"agent": "agent", "day": "billing_day"}),
@@ -137,7 +130,7 @@ def _upsert(rollup: _Rollup, source: str) -> str:
     sources = ", ".join(rollup.keys.values())
     return f"""
 INSERT INTO {rollup.table} AS r ({keys}, {TOTALS})
-SELECT {sources}, {measures_from_ledger()}
+SELECT {sources}, {measures_from_ledger(keep_unknown=rollup.keep_unknown)}
 FROM {source}
 GROUP BY {sources}
 ORDER BY {sources}
@@ -200,8 +193,19 @@ def wire_totals(relation: str) -> str:
     derived from them, in their wire form (``api.schemas.common.totals_fields``) and named
     as on the wire; counts as text (``COUNT_NAMES``)."""
     read = {name: _read(m, f"{relation}.{name}") for name, m in _BY_NAME.items()}
+    # Totals.all_unpriced, as SQL.
+    all_unpriced = (
+        f"{relation}.unpriced_events > 0 AND {relation}.unpriced_events = {relation}.events"
+    )
+
+    def written(m: Measure) -> str:
+        text = _wire(m, f"{relation}.{m.name}")
+        if m.name in UNKNOWN_WHEN_ALL_UNPRICED:
+            return f"CASE WHEN {all_unpriced} THEN NULL ELSE {text} END"
+        return text
+
     return ",\n       ".join(
-        [f"{_wire(m, f'{relation}.{m.name}')} AS {m.name}" for m in MEASURES]
+        [f"{written(m)} AS {m.name}" for m in MEASURES]
         + [f"{money_text_sql(sql.format(**read))} AS {name}" for name, sql in _DERIVED_SQL.items()]
     )
 

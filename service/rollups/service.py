@@ -285,11 +285,7 @@ async def usage(
     groups, params = usage_groups(keys, start, end, filters, use_rollups=use_rollups)
     # A group whose entries cancel out entirely (fully re-rated away) is no row; nor is the
     # total of no entries at all.
-    keep = (
-        "NOT (g.events = 0 AND COALESCE(g.cost_usd, 0) = 0)"
-        if keys
-        else "g.first_event_at IS NOT NULL"
-    )
+    keep = "NOT (g.events = 0 AND g.cost_usd = 0)" if keys else "g.first_event_at IS NOT NULL"
     key_columns = "".join(
         f"{day_text_sql('g.day') if k == 'day' else f'g.{k}'} AS {k}, " for k in keys
     )

@@ -13,6 +13,7 @@ zero events). Agents over open ranges, UTC midnights (the rollup), ranges inside
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -21,7 +22,7 @@ from service.api.schemas.common import totals_fields
 from service.jobs.service import get_job
 from service.money import exact_sum
 from service.pricing.models import PRICE_CLASSES, rate_label
-from service.rollups.models import MEASURES, Measure, Totals
+from service.rollups.models import MEASURES, Totals
 from service.rollups.queries import TOTALS, measures_from_ledger
 from service.wire import day_text, money_text
 from tests.support.catalogs import mistral_arrives
@@ -40,19 +41,14 @@ RANGES: list[dict[str, str]] = [
 def summed(parts: list[Totals]) -> Totals:
     """The totals of several days, as ``rollups.service.sum_totals`` added them."""
 
-    def combine(m: Measure) -> Any:
-        values = [getattr(p, m.name) for p in parts]
+    def combine(name: str, combine: str, form: str) -> Any:
+        values = [getattr(p, name) for p in parts]
+        if combine == "sum":
+            return exact_sum(v or Decimal(0) for v in values) if form == "money" else sum(values)
         known = [v for v in values if v is not None]
-        if m.combine == "sum" and m.form != "money":
-            return sum(values)
-        if m.combine == "sum":
-            # A cost no day knows stays unknown; over no days at all nothing was spent.
-            if m.unknown_when_null and values and not known:
-                return None
-            return exact_sum(known)
-        return (min if m.combine == "min" else max)(known) if known else None
+        return (min if combine == "min" else max)(known) if known else None
 
-    return Totals(**{m.name: combine(m) for m in MEASURES})
+    return Totals(**{m.name: combine(m.name, m.combine, m.form) for m in MEASURES})
 
 
 def midnight(value: datetime | None) -> date | None:

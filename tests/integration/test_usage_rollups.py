@@ -120,7 +120,7 @@ async def usage_as_python_wrote_it(
     order = f"ORDER BY {', '.join(keys)}" if keys else ""
     rows = []
     for r in await db.fetch(f"SELECT * FROM ({sql}) AS g {order}", *params):
-        if keys and not r["events"] and not r["cost_usd"]:  # zero, or unknown (NULL)
+        if keys and not r["events"] and r["cost_usd"] == 0:
             continue  # a group whose entries cancel out entirely (fully re-rated away)
         if not keys and r["first_event_at"] is None:
             continue

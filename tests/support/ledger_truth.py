@@ -328,10 +328,9 @@ _STORED = """
     last_event_at
 """
 # table → (its key columns, the same keys over ledger_entries, whether an unknown cost stays
-# NULL even before migration 0030: an unpriced job line's cost is unknown, not zero, and so
-# is its actual cost when none of its events reported one, and its price when none of its
-# events has a known one; since 0030 every rollup keeps them so, before it the other
-# rollups counted unknown as zero)
+# NULL: an unpriced job line's cost is unknown, not zero, and so is its actual cost when
+# none of its events reported one, and its price when none of its events has a known one;
+# the other rollups count unknown as zero)
 ROLLUPS = {
     "rollup_jobs": ("job_id", "job_id", False),
     "rollup_job_lines": (
@@ -348,13 +347,6 @@ ROLLUPS = {
         False,
     ),
 }
-
-# Whether every rollup keeps an unknown cost NULL (migration 0030 made the columns
-# nullable): the schema says which rule the rows were written under.
-_UNKNOWN_KEPT_EVERYWHERE = """
-SELECT is_nullable = 'YES' FROM information_schema.columns
-WHERE table_name = 'rollup_jobs' AND column_name = 'cost_usd'
-"""
 
 
 # Reconciliation (SPEC §5) per UTC day × model × provider: every event, the reported ones
@@ -385,9 +377,7 @@ async def rollup_differences(conn: asyncpg.Connection) -> dict[str, list[tuple[A
     EXCEPT compares values (numeric 0.30 = 0.3, NULL = NULL), so equal means exactly equal.
     """
     differences: dict[str, list[tuple[Any, ...]]] = {}
-    everywhere = bool(await conn.fetchval(_UNKNOWN_KEPT_EVERYWHERE))
-    for table, (keys, ledger_keys, kept_before) in ROLLUPS.items():
-        keep_unknown = kept_before or everywhere
+    for table, (keys, ledger_keys, keep_unknown) in ROLLUPS.items():
         # The rule of SPEC §3 spelled out here, not read from the generated column:
         # the provider's reported cost where present, else the catalog's.
         sums = _FROM_LEDGER.format(

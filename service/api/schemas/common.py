@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from service.rollups.models import DERIVED, MEASURE_NAMES, Totals
+from service.rollups.models import DERIVED, MEASURE_NAMES, UNKNOWN_WHEN_ALL_UNPRICED, Totals
 from service.wire import day_text, instant_text, money_text
 
 S = TypeVar("S", bound=msgspec.Struct)
@@ -83,8 +83,12 @@ class TotalsOut(msgspec.Struct, kw_only=True):
 
 def totals_fields(t: Totals) -> dict[str, Any]:
     """The fields of ``TotalsOut`` for ``t``: every measure, and what is derived from them,
-    in its wire form (null where unknown)."""
-    return {name: wire_value(getattr(t, name)) for name in (*MEASURE_NAMES, *DERIVED)}
+    in its wire form; null where every event is unpriced (``UNKNOWN_WHEN_ALL_UNPRICED``)."""
+    unknown = UNKNOWN_WHEN_ALL_UNPRICED if t.all_unpriced else ()
+    return {
+        name: None if name in unknown else wire_value(getattr(t, name))
+        for name in (*MEASURE_NAMES, *DERIVED)
+    }
 
 
 class UnitPrices(msgspec.Struct):
