@@ -60,6 +60,18 @@ class Totals(TokenCounts):
     under a catalog-basis plan, or no plan)."""
     events: int = field(metadata=_measure("event_count", "sum", "count"))
     unpriced_events: int = field(metadata=_measure("unpriced_count", "sum", "count"))
+    unknown_price_events: int = field(
+        metadata=_measure("CASE WHEN price_usd IS NULL THEN event_count ELSE 0 END", "sum", "count")
+    )
+    """Events whose price is unknown (unpriced for their customer too, SPEC §11): when it
+    is every event, ``price_usd`` is unknown, not the zero the sum of none would say."""
+    unknown_actual_events: int = field(
+        metadata=_measure(
+            "CASE WHEN actual_cost_usd IS NULL THEN event_count ELSE 0 END", "sum", "count"
+        )
+    )
+    """Events whose actual cost is unknown (unpriced, and no cost reported): as
+    ``unknown_price_events`` for ``actual_cost_usd``."""
     first_event_at: datetime | None = field(metadata=_measure("occurred_at", "min", "instant"))
     last_event_at: datetime | None = field(metadata=_measure("occurred_at", "max", "instant"))
 
@@ -78,7 +90,22 @@ class Totals(TokenCounts):
     def margin_usd(self) -> Decimal | None:
         """``price_usd − actual_cost_usd`` (SPEC §11), derived, never stored: None unless
         both are known."""
-        return margin(self.price_usd, self.actual_cost_usd)
+        unknown = self.unknown_measures
+        return margin(
+            None if "price_usd" in unknown else self.price_usd,
+            None if "actual_cost_usd" in unknown else self.actual_cost_usd,
+        )
+
+    @property
+    def unknown_measures(self) -> tuple[str, ...]:
+        """The money measures no event of these totals knows: null on the wire
+        (``UNKNOWN_WHEN_ALL_UNPRICED``, ``UNKNOWN_WHEN_NO_EVENT_KNOWS``)."""
+        unknown = UNKNOWN_WHEN_ALL_UNPRICED if self.all_unpriced else ()
+        return unknown + tuple(
+            name
+            for name, count in UNKNOWN_WHEN_NO_EVENT_KNOWS.items()
+            if self.events > 0 and getattr(self, count) == self.events
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +151,15 @@ unpriced is never silently zero). Only a job line's rollup keeps such a sum NULL
 add an unpriced entry's cost as zero, so the event counts decide it when the totals are
 written out. The catalog cost of an unpriced event is never known; its actual cost and price
 may be (a reported cost, a plan's own price), so those stay as summed."""
+UNKNOWN_WHEN_NO_EVENT_KNOWS: dict[str, str] = {
+    "price_usd": "unknown_price_events",
+    "actual_cost_usd": "unknown_actual_events",
+}
+"""What the wire says is null on totals none of whose events knows it, by the measure that
+counts the events that do not (SPEC §11: an event unpriced for its customer has price_usd
+null). Only a job line's rollup keeps such a sum NULL; the others add it as zero, which
+said a price of "0", and with a reported cost a negative margin, for events no one priced.
+Some events knowing it: the sum of theirs, as on a job line."""
 DERIVED: tuple[str, ...] = ("margin_usd",)
 """What ``Totals`` derives from its measures (properties, never stored): on the wire beside
 them (``api.schemas.common.totals_fields``)."""

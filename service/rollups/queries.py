@@ -18,6 +18,7 @@ from service.rollups.models import (
     MEASURE_NAMES,
     MEASURES,
     UNKNOWN_WHEN_ALL_UNPRICED,
+    UNKNOWN_WHEN_NO_EVENT_KNOWS,
     Measure,
 )
 from service.wire import day_text_sql, instant_text_sql, money_text_sql
@@ -198,15 +199,25 @@ def wire_totals(relation: str) -> str:
         f"{relation}.unpriced_events > 0 AND {relation}.unpriced_events = {relation}.events"
     )
 
+    # Totals.unknown_measures, as SQL: when each measure is unknown (null on the wire).
+    unknown = {name: all_unpriced for name in UNKNOWN_WHEN_ALL_UNPRICED} | {
+        name: f"{relation}.events > 0 AND {relation}.{count} = {relation}.events"
+        for name, count in UNKNOWN_WHEN_NO_EVENT_KNOWS.items()
+    }
+    known = {
+        name: f"CASE WHEN {unknown[name]} THEN NULL ELSE {sql} END" if name in unknown else sql
+        for name, sql in read.items()
+    }
+
     def written(m: Measure) -> str:
         text = _wire(m, f"{relation}.{m.name}")
-        if m.name in UNKNOWN_WHEN_ALL_UNPRICED:
-            return f"CASE WHEN {all_unpriced} THEN NULL ELSE {text} END"
+        if m.name in unknown:
+            return f"CASE WHEN {unknown[m.name]} THEN NULL ELSE {text} END"
         return text
 
     return ",\n       ".join(
         [f"{written(m)} AS {m.name}" for m in MEASURES]
-        + [f"{money_text_sql(sql.format(**read))} AS {name}" for name, sql in _DERIVED_SQL.items()]
+        + [f"{money_text_sql(sql.format(**known))} AS {name}" for name, sql in _DERIVED_SQL.items()]
     )
 
 

@@ -792,11 +792,18 @@ async def check_jobs(client: AsyncTestClient[Any], model: Ledger) -> None:
     price: dict[str, Decimal] = defaultdict(Decimal)
     provider: dict[str, Decimal] = defaultdict(Decimal)
     counts: dict[str, list[int]] = defaultdict(lambda: [0] * 7)
+    # The jobs some event of which knows its actual cost, and its price.
+    actual_known: set[str] = set()
+    price_known: set[str] = set()
     for event_id, content in model.stored.items():
         booked = model.booked[event_id]
         cost[content.job_id] += booked.cost or 0
         actual[content.job_id] += actual_of(content, booked) or 0
         price[content.job_id] += model.price[event_id] or 0
+        if actual_of(content, booked) is not None:
+            actual_known.add(content.job_id)
+        if model.price[event_id] is not None:
+            price_known.add(content.job_id)
         provider[content.job_id] += content.provider_cost_usd or 0
         tally = counts[content.job_id]
         tally[0] += 1
@@ -815,8 +822,15 @@ async def check_jobs(client: AsyncTestClient[Any], model: Ledger) -> None:
             assert job["cost_usd"] is None
         else:
             assert D(job["cost_usd"]) == cost[job_id]
-        assert D(job["actual_cost_usd"]) == actual[job_id]
-        assert D(job["price_usd"]) == price[job_id]
+        # Null, never "0", when no event of the job knows it (SPEC §11).
+        for name, summed, known in (
+            ("actual_cost_usd", actual, actual_known),
+            ("price_usd", price, price_known),
+        ):
+            if job_id in known:
+                assert D(job[name]) == summed[job_id], name
+            else:
+                assert job[name] is None, name
         assert job["customer_id"] == model.customers.get(job_id)
         assert D(job["provider_cost_usd"]) == provider[job_id]
         got = [job["events"], job["unpriced_events"], *(job[n] for n in TOKEN_FIELDS)]

@@ -137,10 +137,10 @@ async def test_every_reader_shows_list_reported_and_actual_cost(
     oracle = await get(client, "/v1/agents/ORACLE")
     assert costs(oracle) == agents["ORACLE"]
     # b1, u1 and u3 on July 2nd; u2 on the 3rd, with no cost known at all: its list price
-    # is null (every event of the day is unpriced)
+    # and its actual cost are null (every event of the day is unpriced, none reported)
     assert [(d["day"], costs(d)) for d in oracle["days"]] == [
         ("2026-07-02", (D("0.026"), D("0.0382"), D("0.0382"))),
-        ("2026-07-03", (None, D(0), D(0))),
+        ("2026-07-03", (None, None, D(0))),
     ]
 
     by_provider = {

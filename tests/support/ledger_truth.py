@@ -319,13 +319,25 @@ async def ledger(db: asyncpg.Connection) -> list[dict[str, Any]]:
 
 _FROM_LEDGER = """
     {cost}, {actual}, COALESCE(sum(provider_cost_usd), 0), {price}, sum(event_count),
-    sum(unpriced_count), sum(input_tokens), sum(cached_input_tokens), sum(cache_write_tokens),
-    sum(output_tokens), sum(reasoning_tokens), min(occurred_at), max(occurred_at)
+    sum(unpriced_count),{unknown} sum(input_tokens), sum(cached_input_tokens),
+    sum(cache_write_tokens), sum(output_tokens), sum(reasoning_tokens), min(occurred_at),
+    max(occurred_at)
 """
 _STORED = """
-    cost_usd, actual_cost_usd, provider_cost_usd, price_usd, events, unpriced_events, input_tokens,
+    cost_usd, actual_cost_usd, provider_cost_usd, price_usd, events, unpriced_events,{unknown}
+    input_tokens,
     cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens, first_event_at,
     last_event_at
+"""
+# The events whose price, and whose actual cost, is unknown (from migration 0030 on; the
+# migration tests check ledgers at older revisions).
+_UNKNOWN_FROM_LEDGER = """
+    COALESCE(sum(event_count) FILTER (WHERE price_usd IS NULL), 0),
+    COALESCE(sum(event_count) FILTER (WHERE COALESCE(provider_cost_usd, cost_usd) IS NULL), 0),"""
+_UNKNOWN_STORED = " unknown_price_events, unknown_actual_events,"
+_HAS_UNKNOWN = """
+SELECT EXISTS (SELECT 1 FROM information_schema.columns
+               WHERE table_name = 'rollup_jobs' AND column_name = 'unknown_price_events')
 """
 # table → (its key columns, the same keys over ledger_entries, whether an unknown cost stays
 # NULL: an unpriced job line's cost is unknown, not zero, and so is its actual cost when
@@ -377,6 +389,8 @@ async def rollup_differences(conn: asyncpg.Connection) -> dict[str, list[tuple[A
     EXCEPT compares values (numeric 0.30 = 0.3, NULL = NULL), so equal means exactly equal.
     """
     differences: dict[str, list[tuple[Any, ...]]] = {}
+    counted = await conn.fetchval(_HAS_UNKNOWN)
+    stored_columns = _STORED.format(unknown=_UNKNOWN_STORED if counted else "")
     for table, (keys, ledger_keys, keep_unknown) in ROLLUPS.items():
         # The rule of SPEC §3 spelled out here, not read from the generated column:
         # the provider's reported cost where present, else the catalog's.
@@ -384,9 +398,10 @@ async def rollup_differences(conn: asyncpg.Connection) -> dict[str, list[tuple[A
             cost=_summed("cost_usd", keep_unknown),
             actual=_summed("COALESCE(provider_cost_usd, cost_usd)", keep_unknown),
             price=_summed("price_usd", keep_unknown),
+            unknown=_UNKNOWN_FROM_LEDGER if counted else "",
         )
         rebuilt = f"SELECT {ledger_keys}, {sums} FROM ledger_entries GROUP BY {ledger_keys}"
-        stored = f"SELECT {keys}, {_STORED} FROM {table}"
+        stored = f"SELECT {keys}, {stored_columns} FROM {table}"
         rows = await conn.fetch(
             f"(({rebuilt}) EXCEPT ALL ({stored})) UNION ALL (({stored}) EXCEPT ALL ({rebuilt}))"
         )

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from service.rollups.models import DERIVED, MEASURE_NAMES, UNKNOWN_WHEN_ALL_UNPRICED, Totals
+from service.rollups.models import DERIVED, MEASURE_NAMES, Totals
 from service.wire import day_text, instant_text, money_text
 
 S = TypeVar("S", bound=msgspec.Struct)
@@ -62,16 +62,22 @@ class TotalsOut(msgspec.Struct, kw_only=True):
     line, a job, agent, day or group of unpriced events only): unknown, not zero."""
     actual_cost_usd: str | None
     """What was actually paid: per event the provider's reported cost where it reported
-    one, else the catalog's; null on an unpriced job line whose events reported none."""
+    one, else the catalog's; null on totals none of whose events reported one while unpriced."""
     provider_cost_usd: str
     """The sum of the costs the providers reported (events without one count nothing)."""
     price_usd: str | None
     """What the customers pay (SPEC §11): each event at its customer's plan, else at its
-    catalog cost; null on a job line none of whose events has a known price."""
+    catalog cost; null on totals none of whose events has a known price."""
     margin_usd: str | None
     """``price_usd − actual_cost_usd``; null unless both are known."""
     events: int
     unpriced_events: int
+    unknown_price_events: int
+    """Events whose price is unknown (unpriced for their customer too): ``price_usd`` is
+    null when that is every event."""
+    unknown_actual_events: int
+    """Events whose actual cost is unknown (unpriced, no cost reported): ``actual_cost_usd``
+    is null when that is every event."""
     input_tokens: int
     cached_input_tokens: int
     cache_write_tokens: int
@@ -83,8 +89,8 @@ class TotalsOut(msgspec.Struct, kw_only=True):
 
 def totals_fields(t: Totals) -> dict[str, Any]:
     """The fields of ``TotalsOut`` for ``t``: every measure, and what is derived from them,
-    in its wire form; null where every event is unpriced (``UNKNOWN_WHEN_ALL_UNPRICED``)."""
-    unknown = UNKNOWN_WHEN_ALL_UNPRICED if t.all_unpriced else ()
+    in its wire form; null where no event knows it (``Totals.unknown_measures``)."""
+    unknown = t.unknown_measures
     return {
         name: None if name in unknown else wire_value(getattr(t, name))
         for name in (*MEASURE_NAMES, *DERIVED)

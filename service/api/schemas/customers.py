@@ -11,7 +11,6 @@ import msgspec
 from service.api.schemas.common import wire_struct
 from service.customers.models import Customer, CustomerChanges, NewCustomer
 from service.customers.service import parse_amount
-from service.money import EXACT
 from service.rollups.models import Totals
 from service.wire import money_text
 
@@ -119,16 +118,28 @@ def customer_out(
         return wire_struct(
             CustomerOut, customer, **dict.fromkeys(_MONTH), credit_balance_usd=balance
         )
-    # Outside the job line rollup no sum is unknown: an unpriced event adds nothing.
-    price = (totals.price_usd if totals else None) or Decimal(0)
-    actual = (totals.actual_cost_usd if totals else None) or Decimal(0)
+    # No usage yet: all zero. A month none of whose events has a known price (or actual
+    # cost) says null, not "0", as every total does (``Totals.unknown_measures``).
+    if totals is None:
+        price: str | None = "0"
+        actual: str | None = "0"
+        margin: str | None = "0"
+    else:
+        unknown = totals.unknown_measures
+        price = None if "price_usd" in unknown else money_text(totals.price_usd or Decimal(0))
+        actual = (
+            None
+            if "actual_cost_usd" in unknown
+            else money_text(totals.actual_cost_usd or Decimal(0))
+        )
+        margin = None if totals.margin_usd is None else money_text(totals.margin_usd)
     return wire_struct(
         CustomerOut,
         customer,
         month=month.strftime("%Y-%m"),
-        price_usd=money_text(price),
-        actual_cost_usd=money_text(actual),
-        margin_usd=money_text(EXACT.subtract(price, actual)),
+        price_usd=price,
+        actual_cost_usd=actual,
+        margin_usd=margin,
         credit_balance_usd=balance,
     )
 
