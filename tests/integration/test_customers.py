@@ -10,6 +10,8 @@ import asyncpg
 import pytest
 from litestar.testing import AsyncTestClient
 
+from tests.support.events import record_accepted, wire_event
+
 PLAN = {
     "id": "standard",
     "name": "Standard",
@@ -229,3 +231,28 @@ async def test_unknown_fields_and_money_as_numbers_are_refused(
     )
     assert number.status_code == 400
     assert "low_balance_usd" in number.json()["detail"]
+
+
+async def test_month_to_date_figures_no_event_knows_are_null_not_zero(
+    client: AsyncTestClient[Any], plan: None
+) -> None:
+    """Acme's plan marks up the catalog cost: a call of a model the catalog lacks has no
+    price for it, and, having reported no cost, no actual cost either. Then a call of
+    gemini-3.0-flash (1,000 × 0.10/M + 500 × 0.40/M = 0.0003; × 1.25 = 0.000375) makes
+    both known; the unknown call adds nothing to them."""
+    assert (await client.post("/v1/customers", json=ACME)).status_code == 201
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    unknown = wire_event(
+        "c1", job_id="job-c", customer_id="acme", model="vendor/x", occurred_at=now
+    )
+    await record_accepted(client, [unknown])
+    figures = ("price_usd", "actual_cost_usd", "margin_usd")
+
+    acme = (await client.get("/v1/customers/acme")).json()
+    assert tuple(acme[f] for f in figures) == (None, None, None)
+
+    await record_accepted(
+        client, [wire_event("c2", job_id="job-c", customer_id="acme", occurred_at=now)]
+    )
+    acme = (await client.get("/v1/customers/acme")).json()
+    assert tuple(acme[f] for f in figures) == ("0.000375", "0.0003", "0.000075")
