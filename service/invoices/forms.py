@@ -160,7 +160,8 @@ CSV_COLUMNS = (
     "amount_exact_usd",
     "note",
 )
-"""Every row names the invoice, the customer and the job; ``row_type`` tells the lines
+"""Every row names the invoice, the customer and the job (a month's invoice: each line its
+job, the invoice's own rows every job its lines bill); ``row_type`` tells the lines
 (``line``; ``minimum``, a plan's monthly minimum topping a month up) from the summary
 (``subtotal``, ``rounding``, ``total``, ``credits``, ``amount_due``) and from what is
 listed but not billed (``not_billed``). ``amount_usd`` is to the cent and adds up down the
@@ -179,6 +180,14 @@ def _rate(line: dict[str, Any]) -> str:
     return str(line.get("rate") or rate_label(None))
 
 
+def _jobs_covered(document: dict[str, Any]) -> str:
+    """A month's invoice names no job; its own rows (the minimum, the summary) name the
+    jobs its lines bill, space-separated (job ids hold no spaces at the edges, and a sheet
+    filtered on one job still finds the totals that include it)."""
+    lines = [*document["lines"], *document.get("not_billed", [])]
+    return " ".join(sorted({line["job_id"] for line in lines if line.get("job_id")}))
+
+
 def to_csv(document: dict[str, Any]) -> str:
     """One ``line`` row per invoice line, then the summary rows, then what is not billed."""
     out = io.StringIO()
@@ -188,7 +197,7 @@ def to_csv(document: dict[str, Any]) -> str:
         document["number"] or "preview",
         kind_of_document(document),
         _text_cell(customer_id(document)),
-        _text_cell(document["job_id"]),
+        _text_cell(document["job_id"] or _jobs_covered(document)),
     ]
     blank_line = [""] * (len(CSV_COLUMNS) - len(head) - 4)
 

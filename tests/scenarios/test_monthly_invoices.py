@@ -175,16 +175,20 @@ async def test_a_monthly_invoice_bills_the_month_of_every_job_once_topped_up_to_
             "4.368",
         )
 
-        # The CSV names each line's job and tells the minimum apart; the column adds up.
+        # The CSV names each line's job and tells the minimum apart; the column adds up. Every
+        # row names the invoice, the customer and the job: the invoice's own rows name the
+        # jobs it bills.
         text = (await client.get(f"/v1/invoices/{invoice['number']}?format=csv")).text
         rows = list(csv.DictReader(io.StringIO(text)))
         assert [(r["row_type"], r["job_id"], r["amount_usd"]) for r in rows[:5]] == [
             ("line", "job-a", "0.56"),
             ("line", "job-a", "0.05"),
             ("line", "job-b", "0.18"),
-            ("minimum", "", "4.21"),
-            ("subtotal", "", "5.00"),
+            ("minimum", "job-a job-b", "4.21"),
+            ("subtotal", "job-a job-b", "5.00"),
         ]
+        assert all(r["invoice"] == invoice["number"] and r["customer_id"] == "acme" for r in rows)
+        assert all(r["job_id"] for r in rows)
         page = (await client.get(f"/v1/invoices/{invoice['number']}?format=html")).text
         assert "Monthly minimum" in page and "job job-b" in page and "2026-10" in page
         # The footer names what the invoice bills: a month's invoice has no job (it printed
