@@ -32,7 +32,7 @@ from service.api.schemas.budgets import (
 from service.auth.guard import ADMIN, INGEST, INGEST_OR_READ, READ
 from service.budgets import reservations
 from service.budgets.delivery import redeliver
-from service.budgets.models import ALERT_TYPES, Alert
+from service.budgets.models import ALERT_TYPES, SCOPES, Alert
 from service.budgets.service import (
     create_budget,
     delete_budget,
@@ -91,6 +91,9 @@ class BudgetsController(LucController):
         budget_scope: Annotated[str | None, QueryParameter(name="scope")] = None,
         scope_id: FromQuery[str | None] = None,
     ) -> BudgetList:
+        if budget_scope is not None and budget_scope not in SCOPES:
+            # A misspelt scope would list nothing, as if no budget existed.
+            raise InvalidRequestError(f"scope: {budget_scope!r} is not one of {', '.join(SCOPES)}")
         budgets = await on_connection(
             luc.pool, lambda conn: list_budgets(conn, budget_scope, scope_id)
         )

@@ -162,6 +162,10 @@ async def test_a_good_definition_is_stored_with_default_thresholds(
     ]
     by_scope = (await client.get("/v1/budgets", params={"scope": "global"})).json()["items"]
     assert [b["id"] for b in by_scope] == [other["id"]]
+    # A misspelt scope is refused, not answered with no budget at all.
+    misspelt = await client.get("/v1/budgets", params={"scope": "globl"})
+    assert misspelt.status_code == 422, misspelt.text
+    assert "scope: 'globl' is not one of global, agent, job, model, customer" in misspelt.text
     by_id = (await client.get("/v1/budgets", params={"scope_id": "job-1"})).json()["items"]
     assert [b["id"] for b in by_id] == [budget["id"]]
     assert (await client.get("/v1/budgets/999999")).status_code == 404
