@@ -81,12 +81,6 @@ class Totals(TokenCounts):
         return cls(**{m.name: m.read(r[m.name]) for m in MEASURES})
 
     @property
-    def all_unpriced(self) -> bool:
-        """Every event of these totals is unpriced: their catalog cost is unknown, not zero
-        (``UNKNOWN_WHEN_ALL_UNPRICED``)."""
-        return self.unpriced_events > 0 and self.unpriced_events == self.events
-
-    @property
     def margin_usd(self) -> Decimal | None:
         """``price_usd − actual_cost_usd`` (SPEC §11), derived, never stored: None unless
         both are known."""
@@ -99,9 +93,8 @@ class Totals(TokenCounts):
     @property
     def unknown_measures(self) -> tuple[str, ...]:
         """The money measures no event of these totals knows: null on the wire
-        (``UNKNOWN_WHEN_ALL_UNPRICED``, ``UNKNOWN_WHEN_NO_EVENT_KNOWS``)."""
-        unknown = UNKNOWN_WHEN_ALL_UNPRICED if self.all_unpriced else ()
-        return unknown + tuple(
+        (``UNKNOWN_WHEN_NO_EVENT_KNOWS``)."""
+        return tuple(
             name
             for name, count in UNKNOWN_WHEN_NO_EVENT_KNOWS.items()
             if self.events > 0 and getattr(self, count) == self.events
@@ -145,21 +138,17 @@ def _measures() -> tuple[Measure, ...]:
 MEASURES: tuple[Measure, ...] = _measures()
 """Every measure, in column order: the token classes first, then the rest of ``Totals``."""
 MEASURE_NAMES: tuple[str, ...] = tuple(m.name for m in MEASURES)
-UNKNOWN_WHEN_ALL_UNPRICED: tuple[str, ...] = ("cost_usd",)
-"""What the wire says is null (unknown) on totals whose every event is unpriced (SPEC §3:
-unpriced is never silently zero). Only a job line's rollup keeps such a sum NULL; the others
-add an unpriced entry's cost as zero, so the event counts decide it when the totals are
-written out. The catalog cost of an unpriced event is never known; its actual cost and price
-may be (a reported cost, a plan's own price), so those stay as summed."""
 UNKNOWN_WHEN_NO_EVENT_KNOWS: dict[str, str] = {
+    "cost_usd": "unpriced_events",
     "price_usd": "unknown_price_events",
     "actual_cost_usd": "unknown_actual_events",
 }
-"""What the wire says is null on totals none of whose events knows it, by the measure that
-counts the events that do not (SPEC §11: an event unpriced for its customer has price_usd
-null). Only a job line's rollup keeps such a sum NULL; the others add it as zero, which
-said a price of "0", and with a reported cost a negative margin, for events no one priced.
-Some events knowing it: the sum of theirs, as on a job line."""
+"""What the wire says is null (unknown) on totals none of whose events knows it, by the
+measure that counts the events that do not (SPEC §3: unpriced is never silently zero;
+§11: an event unpriced for its customer has price_usd null). Only a job line's rollup
+keeps such a sum NULL; the others add it as zero, so the counts decide it when the totals
+are written out (counts net out under re-rating's reversals, where sums of zeros would
+not). Some events knowing it: the sum of theirs, as on a job line."""
 DERIVED: tuple[str, ...] = ("margin_usd",)
 """What ``Totals`` derives from its measures (properties, never stored): on the wire beside
 them (``api.schemas.common.totals_fields``)."""

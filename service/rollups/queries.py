@@ -17,7 +17,6 @@ from service.rollups.models import (
     DERIVED,
     MEASURE_NAMES,
     MEASURES,
-    UNKNOWN_WHEN_ALL_UNPRICED,
     UNKNOWN_WHEN_NO_EVENT_KNOWS,
     Measure,
 )
@@ -193,30 +192,20 @@ def wire_totals(relation: str) -> str:
     """Every measure of ``relation`` (a row with a column per measure), then what is
     derived from them, in their wire form (``api.schemas.common.totals_fields``) and named
     as on the wire; counts as text (``COUNT_NAMES``)."""
-    read = {name: _read(m, f"{relation}.{name}") for name, m in _BY_NAME.items()}
-    # Totals.all_unpriced, as SQL.
-    all_unpriced = (
-        f"{relation}.unpriced_events > 0 AND {relation}.unpriced_events = {relation}.events"
-    )
-
     # Totals.unknown_measures, as SQL: when each measure is unknown (null on the wire).
-    unknown = {name: all_unpriced for name in UNKNOWN_WHEN_ALL_UNPRICED} | {
+    unknown = {
         name: f"{relation}.events > 0 AND {relation}.{count} = {relation}.events"
         for name, count in UNKNOWN_WHEN_NO_EVENT_KNOWS.items()
     }
-    known = {
-        name: f"CASE WHEN {unknown[name]} THEN NULL ELSE {sql} END" if name in unknown else sql
-        for name, sql in read.items()
-    }
 
-    def written(m: Measure) -> str:
-        text = _wire(m, f"{relation}.{m.name}")
-        if m.name in unknown:
-            return f"CASE WHEN {unknown[m.name]} THEN NULL ELSE {text} END"
-        return text
+    def unless_unknown(name: str, sql: str) -> str:
+        return f"CASE WHEN {unknown[name]} THEN NULL ELSE {sql} END" if name in unknown else sql
 
+    column = {name: f"{relation}.{name}" for name in _BY_NAME}
+    known = {name: unless_unknown(name, _read(m, column[name])) for name, m in _BY_NAME.items()}
+    written = [unless_unknown(m.name, _wire(m, column[m.name])) for m in MEASURES]
     return ",\n       ".join(
-        [f"{written(m)} AS {m.name}" for m in MEASURES]
+        [f"{text} AS {m.name}" for text, m in zip(written, MEASURES, strict=True)]
         + [f"{money_text_sql(sql.format(**known))} AS {name}" for name, sql in _DERIVED_SQL.items()]
     )
 

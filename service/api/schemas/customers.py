@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from service.api.schemas.common import wire_struct
+from service.api.schemas.common import totals_fields, wire_struct
 from service.customers.models import Customer, CustomerChanges, NewCustomer
 from service.customers.service import parse_amount
 from service.rollups.models import Totals
@@ -118,28 +118,14 @@ def customer_out(
         return wire_struct(
             CustomerOut, customer, **dict.fromkeys(_MONTH), credit_balance_usd=balance
         )
-    # No usage yet: all zero. A month none of whose events has a known price (or actual
-    # cost) says null, not "0", as every total does (``Totals.unknown_measures``).
-    if totals is None:
-        price: str | None = "0"
-        actual: str | None = "0"
-        margin: str | None = "0"
-    else:
-        unknown = totals.unknown_measures
-        price = None if "price_usd" in unknown else money_text(totals.price_usd or Decimal(0))
-        actual = (
-            None
-            if "actual_cost_usd" in unknown
-            else money_text(totals.actual_cost_usd or Decimal(0))
-        )
-        margin = None if totals.margin_usd is None else money_text(totals.margin_usd)
+    # No usage yet: all zero; else as every total says them (null where no event of the
+    # month knows one: ``Totals.unknown_measures``).
+    figures = totals_fields(totals) if totals is not None else dict.fromkeys(_MONTH, "0")
     return wire_struct(
         CustomerOut,
         customer,
+        **{name: figures[name] for name in _MONTH[1:]},
         month=month.strftime("%Y-%m"),
-        price_usd=price,
-        actual_cost_usd=actual,
-        margin_usd=margin,
         credit_balance_usd=balance,
     )
 
