@@ -1,0 +1,91 @@
+"""Where the money features meet (SPEC §3, §4, §6, §7, §11, §12 together), worked by hand.
+
+AIMS prices (catalog version 1), USD per 1M tokens: google/gemini-3.0-flash 0.10 input,
+0.40 output. A call of 1,000,000 input and 100,000 output tokens costs 0.10 + 0.04 = 0.14.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+from litestar.testing import AsyncTestClient
+
+from service.invoices.verify import verify_stored
+from tests.scenarios.test_customer_prices import FLASH_CALL, make_customer, make_plan
+from tests.support.events import record_accepted, wire_event
+from tests.support.ledger_truth import assert_rollups_equal_ledger
+
+D = Decimal
+
+
+async def issued(client: AsyncTestClient[Any], path: str, **body: Any) -> dict[str, Any]:
+    response = await client.post(path, json=body or None)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def test_usage_billed_on_a_job_invoice_counts_toward_the_months_minimum(
+    client: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    """A monthly customer's job invoiced on its own (README: a monthly customer's jobs'
+    invoices stay available) bills part of October; the month's invoice tops the month up
+    to its 1.00 minimum counting that part too: October comes to 1.00, not 1.28."""
+    await make_plan(client, "min1", basis="catalog", markup="0", minimum_monthly_usd="1.00")
+    await make_customer(client, "mono", plan_id="min1", invoicing="monthly")
+    await record_accepted(
+        client,
+        [
+            wire_event(
+                "m-a",
+                job_id="job-m",
+                customer_id="mono",
+                occurred_at="2026-10-05T00:00:00Z",
+                **FLASH_CALL,
+            ),
+            # The month's last instant is October's.
+            wire_event(
+                "m-b",
+                job_id="job-m",
+                customer_id="mono",
+                occurred_at="2026-10-31T23:59:59.999999Z",
+                **FLASH_CALL,
+            ),
+            wire_event(
+                "m-c",
+                job_id="job-n",
+                customer_id="mono",
+                occurred_at="2026-10-20T00:00:00Z",
+                **FLASH_CALL,
+            ),
+        ],
+    )
+    by_job = await issued(client, "/v1/jobs/job-m/invoices")
+    assert by_job["total_usd"] == "0.28"
+    october = await issued(client, "/v1/customers/mono/invoices", month="2026-10")
+    # Usage 0.28 (job-m's invoice) + 0.14 (job-n, here) = 0.42: the top-up is 0.58.
+    assert [(x.get("line_type"), x.get("job_id"), x["amount_usd"]) for x in october["lines"]] == [
+        (None, "job-n", "0.14"),
+        ("minimum", None, "0.58"),
+    ]
+    assert october["total_usd"] == "0.72"
+    # A late October call of job-n: 0.14 more usage gives back 0.14 of the top-up.
+    await record_accepted(
+        client,
+        [
+            wire_event(
+                "m-d",
+                job_id="job-n",
+                customer_id="mono",
+                occurred_at="2026-10-21T00:00:00Z",
+                **FLASH_CALL,
+            )
+        ],
+    )
+    follow_up = await client.post("/v1/customers/mono/invoices", json={"month": "2026-10"})
+    assert follow_up.status_code == 409, follow_up.text
+    assert "0.00 at the cent" in follow_up.json()["detail"]
+    for number in (by_job["number"], october["number"]):
+        assert (await verify_stored(db, number)).ok
+    await assert_rollups_equal_ledger(db)
