@@ -13,6 +13,12 @@ locked.
   it came from, and counts again only if that grant is live. Beyond what the event drew,
   nothing is given back: that part of the change was paid as money, and the invoice's
   credit note owes it as money.
+- A positive price of an event whose negative entry, earlier in the same batch, could not
+  give everything back (a re-rating's reversal and new booking of a call paid in money)
+  first takes up that part: what was paid in money stays paid in money, and only the rest
+  draws. Otherwise a call billed and paid before its customer bought credits would, once
+  re-rated, draw its whole price again from the new credits, and the follow-up would apply
+  credits far beyond its total (an invoice's amount due is never below zero: lost).
 - A zero price draws nothing.
 
 Entries are taken in ledger order (their ids), so a reversal and a new booking of one
@@ -110,11 +116,17 @@ def plan_draws(
         event: {grant_id: amount for grant_id, amount in pairs if amount > 0}
         for event, pairs in drawn.items()
     }
+    # What each event's negative entries of this batch left as money (event, customer).
+    paid_in_money: dict[tuple[str, str], Decimal] = {}
     draws: list[Draw] = []
     for entry in sorted(entries, key=lambda e: e.entry_id):
         held = holding.setdefault(entry.event_id, {})
+        key = (entry.event_id, entry.customer_id)
         if entry.price_usd > 0:
-            owed = entry.price_usd
+            in_money = min(entry.price_usd, paid_in_money.get(key, Decimal(0)))
+            if in_money:
+                paid_in_money[key] = EXACT.subtract(paid_in_money[key], in_money)
+            owed = EXACT.subtract(entry.price_usd, in_money)
             for grant in live_in_order.get(entry.customer_id, []):
                 if owed == 0:
                     break
@@ -142,6 +154,8 @@ def plan_draws(
                 if held[grant_id] == 0:
                     del held[grant_id]
                 draws.append(_draw(entry, grant_id, give.copy_negate()))
+            if owed > 0:
+                paid_in_money[key] = EXACT.add(paid_in_money.get(key, Decimal(0)), owed)
     return DrawPlan(draws=draws, remaining=remaining)
 
 

@@ -89,3 +89,71 @@ async def test_usage_billed_on_a_job_invoice_counts_toward_the_months_minimum(
     for number in (by_job["number"], october["number"]):
         assert (await verify_stored(db, number)).ok
     await assert_rollups_equal_ledger(db)
+
+
+HAIKU = "anthropic/claude-haiku-4.5"
+# Haiku at 0.80 input, 4.00 output: 1,000,000 input and 100,000 output = 0.80 + 0.40 = 1.20;
+# at 1.00 input (the version below): 1.00 + 0.40 = 1.40.
+HAIKU_CALL = {"model": HAIKU, "input_tokens": 1_000_000, "output_tokens": 100_000}
+
+
+async def test_a_re_rating_after_credits_were_bought_draws_only_the_change(
+    client: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    """A call billed and paid in money (no credits then), credits bought, then a catalog
+    correction raises its price by 0.20: the follow-up bills 0.20 and the credits pay
+    0.20 of it, not the whole 1.40 re-booking (which left 1.20 of credits spent on usage
+    already paid, and an invoice applying 1.40 of credits to a 0.20 total)."""
+    await make_plan(client, "list", basis="catalog", markup="0")
+    await make_customer(client, "paid", plan_id="list")
+    await record_accepted(
+        client,
+        [
+            wire_event(
+                "h-1",
+                job_id="job-h",
+                customer_id="paid",
+                occurred_at="2026-10-10T00:00:00Z",
+                **HAIKU_CALL,
+            )
+        ],
+    )
+    first = await issued(client, "/v1/jobs/job-h/invoices")
+    assert (first["total_usd"], first["credits_applied_usd"], first["amount_due_usd"]) == (
+        "1.20",
+        "0.00",
+        "1.20",
+    )
+    await issued(client, "/v1/customers/paid/credits", amount_usd="5")
+    version = await issued(
+        client,
+        "/v1/catalog/versions",
+        effective_from="2026-10-01T00:00:00Z",
+        label="haiku-input-1.00",
+        parent=1,
+        models=[
+            {
+                "id": HAIKU,
+                "name": "Claude Haiku 4.5",
+                "tier": "fast",
+                "input": "1.00",
+                "output": "4.00",
+            }
+        ],
+    )
+    assert version["id"] == 2
+    rerated = await client.post("/v1/catalog/rerate", json={"since": "2026-10-01T00:00:00Z"})
+    assert rerated.status_code == 200, rerated.text
+    assert rerated.json()["price_delta_usd"] == "0.2"
+    credits = (await client.get("/v1/customers/paid/credits")).json()
+    assert credits["balance_usd"] == "4.8"
+    follow_up = await issued(client, "/v1/jobs/job-h/invoices")
+    assert (
+        follow_up["kind"],
+        follow_up["total_usd"],
+        follow_up["credits_applied_usd"],
+        follow_up["amount_due_usd"],
+    ) == ("invoice", "0.20", "0.20", "0.00")
+    for number in (first["number"], follow_up["number"]):
+        assert (await verify_stored(db, number)).ok
+    await assert_rollups_equal_ledger(db)
