@@ -157,3 +157,77 @@ async def test_a_re_rating_after_credits_were_bought_draws_only_the_change(
     for number in (first["number"], follow_up["number"]):
         assert (await verify_stored(db, number)).ok
     await assert_rollups_equal_ledger(db)
+
+
+LLAMA = "meta-llama/llama-3.3-70b-instruct"
+# Llama at 0.10 / 0.10: 1,000,000 input and 100,000 output = 0.10 + 0.01 = 0.11; at
+# 0.05 / 0.05 (the correction below): 0.055.
+LLAMA_CALL = {"model": LLAMA, "input_tokens": 1_000_000, "output_tokens": 100_000}
+
+
+async def test_a_month_re_rated_below_its_minimum_with_credits_owes_only_the_difference(
+    client: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    """October: ten calls of 0.11 (1.10, over the 1.00 minimum), 0.50 of credits drawn by
+    the first four and a half, 0.60 paid in money. A correction halves them (0.55): the
+    minimum tops October up by 0.45, so it comes to 1.00 and the credit note is −0.10.
+    The credits the halving frees pay the calls paid in money before (credits burn first):
+    none come back, and the credit note repays 0.10 in money (0.50 credits + 0.50 money)."""
+    await make_plan(client, "min1", basis="catalog", markup="0", minimum_monthly_usd="1.00")
+    await make_customer(client, "mon", plan_id="min1", invoicing="monthly")
+    await issued(client, "/v1/customers/mon/credits", amount_usd="0.50")
+    await record_accepted(
+        client,
+        [
+            wire_event(
+                f"l-{i}",
+                job_id="job-l",
+                customer_id="mon",
+                occurred_at=f"2026-10-1{i}T00:00:00Z",
+                **LLAMA_CALL,
+            )
+            for i in range(10)
+        ],
+    )
+    october = await issued(client, "/v1/customers/mon/invoices", month="2026-10")
+    assert (october["total_usd"], october["credits_applied_usd"], october["amount_due_usd"]) == (
+        "1.10",
+        "0.50",
+        "0.60",
+    )
+    await issued(
+        client,
+        "/v1/catalog/versions",
+        effective_from="2026-10-01T00:00:00Z",
+        label="llama-half",
+        parent=1,
+        models=[
+            {
+                "id": LLAMA,
+                "name": "Llama 3.3 70B",
+                "tier": "economy",
+                "input": "0.05",
+                "output": "0.05",
+            }
+        ],
+    )
+    rerated = await client.post("/v1/catalog/rerate", json={"since": "2026-10-01T00:00:00Z"})
+    assert rerated.json()["price_delta_usd"] == "-0.55"
+    assert (await client.get("/v1/customers/mon/credits")).json()["balance_usd"] == "0"
+    note = await issued(client, "/v1/customers/mon/invoices", month="2026-10")
+    assert [(x.get("line_type"), x["amount_usd"]) for x in note["lines"]] == [
+        (None, "-1.1"),
+        (None, "0.55"),
+        ("minimum", "0.45"),
+    ]
+    assert (
+        note["kind"],
+        note["total_usd"],
+        note["credits_applied_usd"],
+        note["amount_due_usd"],
+        note["corrects"],
+    ) == ("credit_note", "-0.10", "0.00", "-0.10", october["number"])
+    assert note["number"].startswith("LUC-CN-")
+    for number in (october["number"], note["number"]):
+        assert (await verify_stored(db, number)).ok
+    await assert_rollups_equal_ledger(db)

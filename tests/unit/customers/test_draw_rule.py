@@ -194,3 +194,24 @@ def test_a_re_booking_leaves_paid_as_money_what_its_reversal_could_not_give_back
     )
     assert amounts(plan.draws) == [(50, 1, "-1.00"), (51, 1, "1.20")]
     assert plan.remaining == {1: Decimal("3.80")}
+
+
+def test_credits_a_re_rating_frees_pay_its_other_calls_paid_in_money_first() -> None:
+    # ev-i drew its 1.00 from the grant; ev-j, later, was paid 1.00 in money (the grant was
+    # empty). Both are re-rated to 0.50 in one batch: ev-i gives back 1.00 and draws 0.50;
+    # ev-j's 0.50, paid in money before, takes the 0.50 of credits the batch freed (credits
+    # burn before money), as a fresh booking would: the grant ends empty, as it was.
+    grants = [grant(1, "1", remaining="0")]
+    plan = plan_draws(
+        [
+            entry(70, "-1.00", event="ev-i"),
+            entry(71, "0.50", event="ev-i"),
+            entry(72, "-1.00", event="ev-j"),
+            entry(73, "0.50", event="ev-j"),
+        ],
+        grants,
+        {"ev-i": [(1, Decimal("1.00"))]},
+        AT,
+    )
+    assert amounts(plan.draws) == [(70, 1, "-1.00"), (71, 1, "0.50"), (73, 1, "0.50")]
+    assert plan.remaining == {1: Decimal("0.00")}
