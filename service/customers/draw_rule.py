@@ -112,6 +112,7 @@ def plan_draws(
     remaining = {g.id: g.remaining_usd for g in grants}
     amounts = {g.id: g.amount_usd for g in grants}
     owners = {g.id: g.customer_id for g in grants}
+    live = {g.id for g in grants if g.live_at(at)}
     live_in_order: dict[str, list[Grant]] = {}
     for grant in draw_order(g for g in grants if g.live_at(at)):
         live_in_order.setdefault(grant.customer_id, []).append(grant)
@@ -168,7 +169,10 @@ def plan_draws(
                 held[grant_id] = EXACT.subtract(held[grant_id], give)
                 if held[grant_id] == 0:
                     del held[grant_id]
-                freed[entry.customer_id] = EXACT.add(freed.get(entry.customer_id, Decimal(0)), give)
+                if grant_id in live:  # given back to an expired grant, it pays nothing
+                    freed[entry.customer_id] = EXACT.add(
+                        freed.get(entry.customer_id, Decimal(0)), give
+                    )
                 draws.append(_draw(entry, grant_id, give.copy_negate()))
             if owed > 0:
                 paid_in_money[key] = EXACT.add(paid_in_money.get(key, Decimal(0)), owed)

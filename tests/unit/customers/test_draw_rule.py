@@ -215,3 +215,21 @@ def test_credits_a_re_rating_frees_pay_its_other_calls_paid_in_money_first() -> 
     )
     assert amounts(plan.draws) == [(70, 1, "-1.00"), (71, 1, "0.50"), (73, 1, "0.50")]
     assert plan.remaining == {1: Decimal("0.00")}
+
+
+def test_credits_given_back_to_an_expired_grant_pay_no_call_paid_in_money() -> None:
+    # As above, but ev-i's grant has expired since: its 1.00 goes back to it and counts no
+    # more, so ev-j's 0.50 paid in money stays so and the live grant is not drawn.
+    grants = [grant(1, "1", remaining="0", expires_in_days=-1), grant(2, "5")]
+    plan = plan_draws(
+        [
+            entry(72, "-1.00", event="ev-i"),
+            entry(73, "-1.00", event="ev-j"),
+            entry(74, "0.50", event="ev-j"),
+        ],
+        grants,
+        {"ev-i": [(1, Decimal("1.00"))]},
+        AT,
+    )
+    assert amounts(plan.draws) == [(72, 1, "-1.00")]
+    assert plan.remaining == {1: Decimal("1.00"), 2: Decimal(5)}
