@@ -13,6 +13,17 @@ locked.
   it came from, and counts again only if that grant is live. Beyond what the event drew,
   nothing is given back: that part of the change was paid as money, and the invoice's
   credit note owes it as money.
+- A positive price of an event whose negative entry, earlier in the same batch, could not
+  give everything back (a re-rating's reversal and new booking of a call paid in money)
+  first takes up that part: what was paid in money stays paid in money, and only the rest
+  draws. Otherwise a call billed and paid before its customer bought credits would, once
+  re-rated, draw its whole price again from the new credits, and the follow-up would apply
+  credits far beyond its total (an invoice's amount due is never below zero: lost). That
+  part may still draw the credits the batch's own negative entries gave back and no draw
+  of it took again: credits burn before money, so a re-rating that frees credits of some
+  calls pays the customer's other calls of it with them, as they were before (a month's
+  re-rating that its minimum line partly offsets must not leave credits back and money
+  owed on a credit note, which never asks for money).
 - A zero price draws nothing.
 
 Entries are taken in ledger order (their ids), so a reversal and a new booking of one
@@ -101,6 +112,7 @@ def plan_draws(
     remaining = {g.id: g.remaining_usd for g in grants}
     amounts = {g.id: g.amount_usd for g in grants}
     owners = {g.id: g.customer_id for g in grants}
+    live = {g.id for g in grants if g.live_at(at)}
     live_in_order: dict[str, list[Grant]] = {}
     for grant in draw_order(g for g in grants if g.live_at(at)):
         live_in_order.setdefault(grant.customer_id, []).append(grant)
@@ -110,11 +122,24 @@ def plan_draws(
         event: {grant_id: amount for grant_id, amount in pairs if amount > 0}
         for event, pairs in drawn.items()
     }
+    # What each event's negative entries of this batch left as money (event, customer).
+    paid_in_money: dict[tuple[str, str], Decimal] = {}
+    # Credits the batch's negative entries gave back that no draw of it took again, by
+    # customer: all that a part paid in money may draw.
+    freed: dict[str, Decimal] = {}
     draws: list[Draw] = []
     for entry in sorted(entries, key=lambda e: e.entry_id):
         held = holding.setdefault(entry.event_id, {})
+        key = (entry.event_id, entry.customer_id)
         if entry.price_usd > 0:
-            owed = entry.price_usd
+            in_money = min(entry.price_usd, paid_in_money.get(key, Decimal(0)))
+            if in_money:
+                paid_in_money[key] = EXACT.subtract(paid_in_money[key], in_money)
+            owed = EXACT.subtract(entry.price_usd, in_money)
+            # The price's own part draws first, and takes up freed credits as it goes.
+            left = freed.get(entry.customer_id, Decimal(0))
+            owed = EXACT.add(owed, min(in_money, max(Decimal(0), EXACT.subtract(left, owed))))
+            drawn_now = Decimal(0)
             for grant in live_in_order.get(entry.customer_id, []):
                 if owed == 0:
                     break
@@ -123,8 +148,11 @@ def plan_draws(
                     continue
                 remaining[grant.id] = EXACT.subtract(remaining[grant.id], take)
                 owed = EXACT.subtract(owed, take)
+                drawn_now = EXACT.add(drawn_now, take)
                 held[grant.id] = EXACT.add(held.pop(grant.id, Decimal(0)), take)
                 draws.append(_draw(entry, grant.id, take))
+            if left:
+                freed[entry.customer_id] = max(Decimal(0), EXACT.subtract(left, drawn_now))
         elif entry.price_usd < 0:
             owed = entry.price_usd.copy_negate()
             for grant_id in reversed(list(held)):
@@ -141,7 +169,13 @@ def plan_draws(
                 held[grant_id] = EXACT.subtract(held[grant_id], give)
                 if held[grant_id] == 0:
                     del held[grant_id]
+                if grant_id in live:  # given back to an expired grant, it pays nothing
+                    freed[entry.customer_id] = EXACT.add(
+                        freed.get(entry.customer_id, Decimal(0)), give
+                    )
                 draws.append(_draw(entry, grant_id, give.copy_negate()))
+            if owed > 0:
+                paid_in_money[key] = EXACT.add(paid_in_money.get(key, Decimal(0)), owed)
     return DrawPlan(draws=draws, remaining=remaining)
 
 

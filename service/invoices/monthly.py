@@ -107,7 +107,7 @@ async def _minimum(
     was found. ``has_usage``: the customer has entries in the month, billed or not."""
     start, end = month_bounds(month)
     plan = plan_in_force(await load_plans(conn), customer.plan_id, default_plan, start)
-    billed = await conn.fetchrow(queries.SELECT_MONTH_BILLED, customer.id, month)
+    billed = await conn.fetchrow(queries.SELECT_MONTH_BILLED, customer.id, start, end, month)
     assert billed is not None  # an aggregate without GROUP BY: always one row
     minimum = None if plan is None else plan.minimum_monthly_usd
     if customer.created_at >= end and not has_usage:

@@ -119,17 +119,25 @@ _CUSTOMER_MONTH = """
 SELECT_UNINVOICED_MONTH_ENTRY_IDS = _UNINVOICED_ENTRY_IDS.format(scope=_CUSTOMER_MONTH)
 COUNT_UNPRICED_MONTH_EVENTS = _COUNT_UNPRICED_EVENTS.format(scope=_CUSTOMER_MONTH)
 
+# What the month's earlier invoices billed: its usage, and the minimum top-ups. Its usage
+# billed on jobs' invoices (the month's entries of a job invoiced on its own) is the month's
+# usage too: the minimum tops the month up, not what its own invoices billed. $4: the month.
+SELECT_MONTH_BILLED = f"""
+SELECT COALESCE(sum(l.amount_usd) FILTER (WHERE l.line_type = 'usage'), 0)
+       + (SELECT COALESCE(sum(l.price_usd), 0)
+          FROM ledger_entries AS l
+          JOIN invoice_entries AS c ON c.ledger_entry_id = l.id
+          JOIN invoices AS j ON j.number = c.invoice_number
+          WHERE j.month IS NULL AND {_CUSTOMER_MONTH}) AS usage_usd,
+       COALESCE(sum(l.amount_usd) FILTER (WHERE l.line_type = 'minimum'), 0) AS minimum_usd
+FROM invoices AS i JOIN invoice_lines AS l ON l.invoice_number = i.number
+WHERE i.customer_id = $1 AND i.month = $4
+"""
+
 SELECT_MONTH_INVOICE_NUMBERS = """
 SELECT number FROM invoices WHERE customer_id = $1 AND month = $2 ORDER BY issued_at, number
 """
 
-# What the month's earlier invoices billed: its usage, and the minimum top-ups.
-SELECT_MONTH_BILLED = """
-SELECT COALESCE(sum(l.amount_usd) FILTER (WHERE l.line_type = 'usage'), 0) AS usage_usd,
-       COALESCE(sum(l.amount_usd) FILTER (WHERE l.line_type = 'minimum'), 0) AS minimum_usd
-FROM invoices AS i JOIN invoice_lines AS l ON l.invoice_number = i.number
-WHERE i.customer_id = $1 AND i.month = $2
-"""
 
 SELECT_LATEST_MONTH_INVOICE = """
 SELECT number FROM invoices WHERE customer_id = $1 AND month = $2 AND kind = 'invoice'

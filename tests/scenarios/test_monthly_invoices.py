@@ -157,22 +157,30 @@ async def test_a_monthly_invoice_bills_the_month_of_every_job_once_topped_up_to_
             ("job-a", "ORACLE", GPT, "0.0525"),
             ("job-b", "ACHEEVY", FLASH, "0.175"),
         ]
-        # 0.5625 + 0.0525 + 0.175 = 0.79; the minimum 5.00 tops it up by 4.21.
+        # 0.5625 + 0.0525 + 0.175 = 0.79 here, and job-c's 0.05625 on its own invoice: the
+        # month's usage is 0.84625, which the minimum 5.00 tops up by 4.15375 (October
+        # comes to 5.00 in all, not 5.00 here besides job-c's invoice).
         minimum = invoice["lines"][-1]
-        assert (minimum["line_type"], minimum["amount_usd"]) == ("minimum", "4.21")
+        assert (minimum["line_type"], minimum["amount_usd"]) == ("minimum", "4.15375")
         assert "Monthly minimum 5.00 USD (plan markup25" in minimum["description"]
-        assert (invoice["subtotal_usd"], invoice["total_usd"]) == ("5", "5.00")
+        assert (invoice["subtotal_usd"], invoice["total_usd"]) == ("4.94375", "4.94")
         assert invoice["covered_entries"] == 3
         assert per_job["covered_entries"] == 1
 
         # The internal view: costs 0.45 + 0.042 + 0.14 = 0.632 (no provider cost reported,
-        # so actual = catalog); margin 5.00 − 0.632 = 4.368 (the minimum line is all margin).
+        # so actual = catalog); margin 4.94375 − 0.632 = 4.31175 (the minimum line is all
+        # margin).
         internal = (await client.get(f"/v1/invoices/{invoice['number']}?view=internal")).json()
-        assert [x["margin_usd"] for x in internal["lines"]] == ["0.1125", "0.0105", "0.035", "4.21"]
+        assert [x["margin_usd"] for x in internal["lines"]] == [
+            "0.1125",
+            "0.0105",
+            "0.035",
+            "4.15375",
+        ]
         assert (internal["cost_usd"], internal["actual_cost_usd"], internal["margin_usd"]) == (
             "0.632",
             "0.632",
-            "4.368",
+            "4.31175",
         )
 
         # The CSV names each line's job and tells the minimum apart; the column adds up. Every
@@ -184,8 +192,8 @@ async def test_a_monthly_invoice_bills_the_month_of_every_job_once_topped_up_to_
             ("line", "job-a", "0.56"),
             ("line", "job-a", "0.05"),
             ("line", "job-b", "0.18"),
-            ("minimum", "job-a job-b", "4.21"),
-            ("subtotal", "job-a job-b", "5.00"),
+            ("minimum", "job-a job-b", "4.15"),
+            ("subtotal", "job-a job-b", "4.94"),
         ]
         assert all(r["invoice"] == invoice["number"] and r["customer_id"] == "acme" for r in rows)
         assert all(r["job_id"] for r in rows)

@@ -166,3 +166,70 @@ def test_amounts_of_forty_digits_are_drawn_exactly() -> None:
     assert plan.remaining[1] == Decimal(
         "123456789012345678901234567890.123456789099999999999999999999999999997"
     )
+
+
+def test_a_re_booking_leaves_paid_as_money_what_its_reversal_could_not_give_back() -> None:
+    # The event was booked at 1.20 when its customer had no credits: the invoice asked 1.20
+    # in money. A re-rating books it again at 1.40 (reversal 50, new booking 51) after a
+    # grant of 5: the reversal gives back nothing (the event drew nothing), and the new
+    # booking draws only the 0.20 the price rose, not the 1.20 already paid in money.
+    grants = [grant(1, "5")]
+    plan = plan_draws(
+        [entry(50, "-1.20", event="ev-g"), entry(51, "1.40", event="ev-g")], grants, {}, AT
+    )
+    assert amounts(plan.draws) == [(51, 1, "0.20")]
+    assert plan.remaining == {1: Decimal("4.80")}
+    # Lowered to 1.00 instead: nothing to draw, the credit note repays 0.20 in money.
+    plan = plan_draws(
+        [entry(50, "-1.20", event="ev-g"), entry(51, "1.00", event="ev-g")], grants, {}, AT
+    )
+    assert plan.draws == []
+    # Partly paid by credits (1.00 of 1.20): the reversal gives the 1.00 back, the 0.20
+    # paid in money stays so, and the new booking of 1.40 draws 1.20.
+    plan = plan_draws(
+        [entry(50, "-1.20", event="ev-h"), entry(51, "1.40", event="ev-h")],
+        [grant(1, "5", remaining="4")],
+        {"ev-h": [(1, Decimal("1.00"))]},
+        AT,
+    )
+    assert amounts(plan.draws) == [(50, 1, "-1.00"), (51, 1, "1.20")]
+    assert plan.remaining == {1: Decimal("3.80")}
+
+
+def test_credits_a_re_rating_frees_pay_its_other_calls_paid_in_money_first() -> None:
+    # ev-i drew its 1.00 from the grant; ev-j, later, was paid 1.00 in money (the grant was
+    # empty). Both are re-rated to 0.50 in one batch: ev-i gives back 1.00 and draws 0.50;
+    # ev-j's 0.50, paid in money before, takes the 0.50 of credits the batch freed (credits
+    # burn before money), as a fresh booking would: the grant ends empty, as it was.
+    grants = [grant(1, "1", remaining="0")]
+    plan = plan_draws(
+        [
+            entry(70, "-1.00", event="ev-i"),
+            entry(71, "0.50", event="ev-i"),
+            entry(72, "-1.00", event="ev-j"),
+            entry(73, "0.50", event="ev-j"),
+        ],
+        grants,
+        {"ev-i": [(1, Decimal("1.00"))]},
+        AT,
+    )
+    assert amounts(plan.draws) == [(70, 1, "-1.00"), (71, 1, "0.50"), (73, 1, "0.50")]
+    assert plan.remaining == {1: Decimal("0.00")}
+
+
+def test_credits_given_back_to_an_expired_grant_pay_no_call_paid_in_money() -> None:
+    # As above, but ev-i's grant has expired since: its 1.00 goes back to it and counts no
+    # more, so ev-j's 0.50 paid in money stays so and the live grant is not drawn.
+    grants = [grant(1, "1", remaining="0", expires_in_days=-1), grant(2, "5")]
+    plan = plan_draws(
+        [
+            entry(72, "-1.00", event="ev-i"),
+            entry(73, "-1.00", event="ev-j"),
+            entry(74, "0.50", event="ev-j"),
+        ],
+        grants,
+        {"ev-i": [(1, Decimal("1.00"))]},
+        AT,
+    )
+    assert amounts(plan.draws) == [(72, 1, "-1.00")]
+    assert plan.remaining == {1: Decimal("1.00"), 2: Decimal(5)}

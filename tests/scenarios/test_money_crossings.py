@@ -1,0 +1,233 @@
+"""Where the money features meet (SPEC §3, §4, §6, §7, §11, §12 together), worked by hand.
+
+AIMS prices (catalog version 1), USD per 1M tokens: google/gemini-3.0-flash 0.10 input,
+0.40 output. A call of 1,000,000 input and 100,000 output tokens costs 0.10 + 0.04 = 0.14.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+from litestar.testing import AsyncTestClient
+
+from service.invoices.verify import verify_stored
+from tests.scenarios.test_customer_prices import FLASH_CALL, make_customer, make_plan
+from tests.support.events import record_accepted, wire_event
+from tests.support.ledger_truth import assert_rollups_equal_ledger
+
+D = Decimal
+
+
+async def issued(client: AsyncTestClient[Any], path: str, **body: Any) -> dict[str, Any]:
+    response = await client.post(path, json=body or None)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def test_usage_billed_on_a_job_invoice_counts_toward_the_months_minimum(
+    client: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    """A monthly customer's job invoiced on its own (README: a monthly customer's jobs'
+    invoices stay available) bills part of October; the month's invoice tops the month up
+    to its 1.00 minimum counting that part too: October comes to 1.00, not 1.28."""
+    await make_plan(client, "min1", basis="catalog", markup="0", minimum_monthly_usd="1.00")
+    await make_customer(client, "mono", plan_id="min1", invoicing="monthly")
+    await record_accepted(
+        client,
+        [
+            wire_event(
+                "m-a",
+                job_id="job-m",
+                customer_id="mono",
+                occurred_at="2026-10-05T00:00:00Z",
+                **FLASH_CALL,
+            ),
+            # The month's last instant is October's.
+            wire_event(
+                "m-b",
+                job_id="job-m",
+                customer_id="mono",
+                occurred_at="2026-10-31T23:59:59.999999Z",
+                **FLASH_CALL,
+            ),
+            wire_event(
+                "m-c",
+                job_id="job-n",
+                customer_id="mono",
+                occurred_at="2026-10-20T00:00:00Z",
+                **FLASH_CALL,
+            ),
+        ],
+    )
+    by_job = await issued(client, "/v1/jobs/job-m/invoices")
+    assert by_job["total_usd"] == "0.28"
+    october = await issued(client, "/v1/customers/mono/invoices", month="2026-10")
+    # Usage 0.28 (job-m's invoice) + 0.14 (job-n, here) = 0.42: the top-up is 0.58.
+    assert [(x.get("line_type"), x.get("job_id"), x["amount_usd"]) for x in october["lines"]] == [
+        (None, "job-n", "0.14"),
+        ("minimum", None, "0.58"),
+    ]
+    assert october["total_usd"] == "0.72"
+    # A late October call of job-n: 0.14 more usage gives back 0.14 of the top-up.
+    await record_accepted(
+        client,
+        [
+            wire_event(
+                "m-d",
+                job_id="job-n",
+                customer_id="mono",
+                occurred_at="2026-10-21T00:00:00Z",
+                **FLASH_CALL,
+            )
+        ],
+    )
+    follow_up = await client.post("/v1/customers/mono/invoices", json={"month": "2026-10"})
+    assert follow_up.status_code == 409, follow_up.text
+    assert "0.00 at the cent" in follow_up.json()["detail"]
+    for number in (by_job["number"], october["number"]):
+        assert (await verify_stored(db, number)).ok
+    await assert_rollups_equal_ledger(db)
+
+
+HAIKU = "anthropic/claude-haiku-4.5"
+# Haiku at 0.80 input, 4.00 output: 1,000,000 input and 100,000 output = 0.80 + 0.40 = 1.20;
+# at 1.00 input (the version below): 1.00 + 0.40 = 1.40.
+HAIKU_CALL = {"model": HAIKU, "input_tokens": 1_000_000, "output_tokens": 100_000}
+
+
+async def test_a_re_rating_after_credits_were_bought_draws_only_the_change(
+    client: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    """A call billed and paid in money (no credits then), credits bought, then a catalog
+    correction raises its price by 0.20: the follow-up bills 0.20 and the credits pay
+    0.20 of it, not the whole 1.40 re-booking (which left 1.20 of credits spent on usage
+    already paid, and an invoice applying 1.40 of credits to a 0.20 total)."""
+    await make_plan(client, "list", basis="catalog", markup="0")
+    await make_customer(client, "paid", plan_id="list")
+    await record_accepted(
+        client,
+        [
+            wire_event(
+                "h-1",
+                job_id="job-h",
+                customer_id="paid",
+                occurred_at="2026-10-10T00:00:00Z",
+                **HAIKU_CALL,
+            )
+        ],
+    )
+    first = await issued(client, "/v1/jobs/job-h/invoices")
+    assert (first["total_usd"], first["credits_applied_usd"], first["amount_due_usd"]) == (
+        "1.20",
+        "0.00",
+        "1.20",
+    )
+    await issued(client, "/v1/customers/paid/credits", amount_usd="5")
+    version = await issued(
+        client,
+        "/v1/catalog/versions",
+        effective_from="2026-10-01T00:00:00Z",
+        label="haiku-input-1.00",
+        parent=1,
+        models=[
+            {
+                "id": HAIKU,
+                "name": "Claude Haiku 4.5",
+                "tier": "fast",
+                "input": "1.00",
+                "output": "4.00",
+            }
+        ],
+    )
+    assert version["id"] == 2
+    rerated = await client.post("/v1/catalog/rerate", json={"since": "2026-10-01T00:00:00Z"})
+    assert rerated.status_code == 200, rerated.text
+    assert rerated.json()["price_delta_usd"] == "0.2"
+    credits = (await client.get("/v1/customers/paid/credits")).json()
+    assert credits["balance_usd"] == "4.8"
+    follow_up = await issued(client, "/v1/jobs/job-h/invoices")
+    assert (
+        follow_up["kind"],
+        follow_up["total_usd"],
+        follow_up["credits_applied_usd"],
+        follow_up["amount_due_usd"],
+    ) == ("invoice", "0.20", "0.20", "0.00")
+    for number in (first["number"], follow_up["number"]):
+        assert (await verify_stored(db, number)).ok
+    await assert_rollups_equal_ledger(db)
+
+
+LLAMA = "meta-llama/llama-3.3-70b-instruct"
+# Llama at 0.10 / 0.10: 1,000,000 input and 100,000 output = 0.10 + 0.01 = 0.11; at
+# 0.05 / 0.05 (the correction below): 0.055.
+LLAMA_CALL = {"model": LLAMA, "input_tokens": 1_000_000, "output_tokens": 100_000}
+
+
+async def test_a_month_re_rated_below_its_minimum_with_credits_owes_only_the_difference(
+    client: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    """October: ten calls of 0.11 (1.10, over the 1.00 minimum), 0.50 of credits drawn by
+    the first four and a half, 0.60 paid in money. A correction halves them (0.55): the
+    minimum tops October up by 0.45, so it comes to 1.00 and the credit note is −0.10.
+    The credits the halving frees pay the calls paid in money before (credits burn first):
+    none come back, and the credit note repays 0.10 in money (0.50 credits + 0.50 money)."""
+    await make_plan(client, "min1", basis="catalog", markup="0", minimum_monthly_usd="1.00")
+    await make_customer(client, "mon", plan_id="min1", invoicing="monthly")
+    await issued(client, "/v1/customers/mon/credits", amount_usd="0.50")
+    await record_accepted(
+        client,
+        [
+            wire_event(
+                f"l-{i}",
+                job_id="job-l",
+                customer_id="mon",
+                occurred_at=f"2026-10-1{i}T00:00:00Z",
+                **LLAMA_CALL,
+            )
+            for i in range(10)
+        ],
+    )
+    october = await issued(client, "/v1/customers/mon/invoices", month="2026-10")
+    assert (october["total_usd"], october["credits_applied_usd"], october["amount_due_usd"]) == (
+        "1.10",
+        "0.50",
+        "0.60",
+    )
+    await issued(
+        client,
+        "/v1/catalog/versions",
+        effective_from="2026-10-01T00:00:00Z",
+        label="llama-half",
+        parent=1,
+        models=[
+            {
+                "id": LLAMA,
+                "name": "Llama 3.3 70B",
+                "tier": "economy",
+                "input": "0.05",
+                "output": "0.05",
+            }
+        ],
+    )
+    rerated = await client.post("/v1/catalog/rerate", json={"since": "2026-10-01T00:00:00Z"})
+    assert rerated.json()["price_delta_usd"] == "-0.55"
+    assert (await client.get("/v1/customers/mon/credits")).json()["balance_usd"] == "0"
+    note = await issued(client, "/v1/customers/mon/invoices", month="2026-10")
+    assert [(x.get("line_type"), x["amount_usd"]) for x in note["lines"]] == [
+        (None, "-1.1"),
+        (None, "0.55"),
+        ("minimum", "0.45"),
+    ]
+    assert (
+        note["kind"],
+        note["total_usd"],
+        note["credits_applied_usd"],
+        note["amount_due_usd"],
+        note["corrects"],
+    ) == ("credit_note", "-0.10", "0.00", "-0.10", october["number"])
+    assert note["number"].startswith("LUC-CN-")
+    for number in (october["number"], note["number"]):
+        assert (await verify_stored(db, number)).ok
+    await assert_rollups_equal_ledger(db)
