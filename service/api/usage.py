@@ -52,7 +52,8 @@ class UsageController(LucController):
         customer_id: FromQuery[str | None] = None,
     ) -> UsageOut:
         lower, upper = parse_range(start, end)
-        keys = [k.strip() for k in (group_by or "").split(",") if k.strip()]
+        # A key named twice is one group (and one key in the answer), as in reconciliation.
+        keys = list(dict.fromkeys(k.strip() for k in (group_by or "").split(",") if k.strip()))
 
         async def query(conn: Connection) -> list[WireRow]:
             # SPEC §2: events name a model by its id or an alias, and the ledger holds the

@@ -243,3 +243,17 @@ def test_a_query_for_a_rollups_whole_key_reads_its_rows_without_aggregating() ->
     assert "FROM rollup_agent_days" in whole and "FROM rollup_agent_days" in part
     assert "GROUP BY" not in whole and "sum(" not in whole
     assert "GROUP BY agent" in part
+
+
+async def test_a_key_named_twice_groups_once_and_is_answered_once(client: Any) -> None:
+    # The rows had one column per key, but the answer's group_by named the key twice, so a
+    # client building its table from group_by got a column the rows do not have.
+    await record_accepted(client, EVENTS[:3])
+    answer = await client.get("/v1/usage", params={"group_by": "agent, day,agent"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["group_by"] == ["agent", "day"]
+    assert [(r["agent"], r["day"], r["events"]) for r in answer.json()["rows"]] == [
+        ("ACHEEVY", "2026-10-10", 1),
+        ("ORACLE", "2026-10-10", 1),
+        ("ORACLE", "2026-10-11", 1),
+    ]
