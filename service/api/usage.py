@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, cast
 
 from litestar import get
 from litestar.di import NamedDependency
@@ -12,7 +12,7 @@ from litestar.params import FromQuery, QueryParameter
 
 from service.api.deps import LucController, Resources
 from service.api.params import From, Limit, To, decode_cursor, page, page_size, parse_range
-from service.api.schemas.usage import UnpricedPage, UsageOut, unpriced_event_out
+from service.api.schemas.usage import UnpricedPage, UsageOut, UsageRowOut, unpriced_event_out
 from service.auth.guard import READ
 from service.db import Connection, on_connection
 from service.ledger.models import UnpricedEvent
@@ -76,7 +76,9 @@ class UsageController(LucController):
             )
 
         rows = await on_connection(luc.pool, query)
-        return UsageOut(group_by=keys, rows=rows)
+        # Dicts of UsageRowOut's fields, encoded as they are (a struct per row would only
+        # be copied back into the same JSON).
+        return UsageOut(group_by=keys, rows=cast("list[UsageRowOut]", rows))
 
     @get(
         "/unpriced",
