@@ -60,7 +60,7 @@ POSTGRES = models.DataSourceRef(type_val="grafana-postgresql-datasource", uid="l
 
 # The labels that identify one ledger series; `max by` these folds replicas together.
 COST_LABELS = "agent, model, provider, tier"
-TOKEN_LABELS = "agent, model, class"
+TOKEN_LABELS = f"{COST_LABELS}, class"
 BUDGET_LABELS = "budget_id, scope, period"
 SCRAPE_JOB = 'job="luc"'
 

@@ -60,7 +60,8 @@ async def _streamed(pool: asyncpg.Pool, span: ExportRange) -> AsyncIterator[str]
 
 
 def _stamp(span: ExportRange) -> str:
-    return f"{span.start:%Y%m%dT%H%M%SZ}-{span.end:%Y%m%dT%H%M%SZ}"
+    # The year padded by hand: the C library's %Y writes the year 500 as "500".
+    return "-".join(f"{t.year:04d}{t:%m%dT%H%M%SZ}" for t in (span.start, span.end))
 
 
 class ExportsController(LucController):

@@ -86,6 +86,14 @@ def encode_cursor(value: str) -> str:
     return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
 
 
+# The largest row number (a bigint) a numbered cursor can name.
+_MAX_NUMBER = 2**63 - 1
+
+
+def _not_issued() -> InvalidRequestError:
+    return InvalidRequestError("cursor is not one this API issued", status_code=400)
+
+
 def decode_cursor(cursor: str | None) -> str:
     """The position a cursor names; the empty string is the start."""
     if not cursor:
@@ -94,9 +102,12 @@ def decode_cursor(cursor: str | None) -> str:
         # validate: urlsafe_b64decode drops characters outside the alphabet, so "!!!" read
         # as the start and a cursor with a character added as the one issued.
         padded = cursor + "=" * (-len(cursor) % 4)
-        return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
+        position = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidRequestError("cursor is not one this API issued", status_code=400) from None
+        raise _not_issued() from None
+    if "\x00" in position:
+        raise _not_issued()  # no id holds a NUL (PostgreSQL text cannot)
+    return position
 
 
 def decode_number_cursor(cursor: str | None) -> int:
@@ -104,8 +115,11 @@ def decode_number_cursor(cursor: str | None) -> int:
     position = decode_cursor(cursor)
     if not position:
         return 0
-    if not position.isdigit():
-        raise InvalidRequestError("cursor is not one this API issued", status_code=400)
+    # ASCII digits only: str.isdigit() takes "²", which int() refuses, and "١", which no
+    # answer writes; and few enough for int() (it refuses more than 4,300).
+    digits = position.isascii() and position.isdigit() and len(position) <= len(str(_MAX_NUMBER))
+    if not digits or int(position) > _MAX_NUMBER:
+        raise _not_issued()
     return int(position)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, cast
 
 from litestar import get
 from litestar.di import NamedDependency
@@ -12,7 +12,7 @@ from litestar.params import FromQuery, QueryParameter
 
 from service.api.deps import LucController, Resources
 from service.api.params import From, Limit, To, decode_cursor, page, page_size, parse_range
-from service.api.schemas.usage import UnpricedPage, UsageOut, unpriced_event_out
+from service.api.schemas.usage import UnpricedPage, UsageOut, UsageRowOut, unpriced_event_out
 from service.auth.guard import READ
 from service.db import Connection, on_connection
 from service.ledger.models import UnpricedEvent
@@ -52,7 +52,8 @@ class UsageController(LucController):
         customer_id: FromQuery[str | None] = None,
     ) -> UsageOut:
         lower, upper = parse_range(start, end)
-        keys = [k.strip() for k in (group_by or "").split(",") if k.strip()]
+        # A key named twice is one group (and one key in the answer), as in reconciliation.
+        keys = list(dict.fromkeys(k.strip() for k in (group_by or "").split(",") if k.strip()))
 
         async def query(conn: Connection) -> list[WireRow]:
             # SPEC §2: events name a model by its id or an alias, and the ledger holds the
@@ -75,7 +76,9 @@ class UsageController(LucController):
             )
 
         rows = await on_connection(luc.pool, query)
-        return UsageOut(group_by=keys, rows=rows)
+        # Dicts of UsageRowOut's fields, encoded as they are (a struct per row would only
+        # be copied back into the same JSON).
+        return UsageOut(group_by=keys, rows=cast("list[UsageRowOut]", rows))
 
     @get(
         "/unpriced",

@@ -91,8 +91,9 @@ def total_tokens(row: FocusRow) -> int:
 
 
 def instant(value: datetime) -> str:
-    """FOCUS's Date/Time form: UTC, whole seconds, ``Z``."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """FOCUS's Date/Time form: UTC, whole seconds, ``Z``; four year digits always (the C
+    library's ``%Y`` writes the year 500 as ``500``)."""
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
 
 
 def midnight(day: date) -> datetime:

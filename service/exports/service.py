@@ -5,7 +5,7 @@ range."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import MAXYEAR, UTC, datetime, timedelta
 
 from asyncpg.transaction import Transaction
 
@@ -66,7 +66,9 @@ def month_slices(span: ExportRange) -> Iterator[tuple[datetime, datetime]]:
     one ledger partition, within the statement timeout however long the range."""
     lower = span.start
     while lower < span.end:
-        upper = min(midnight(next_month(lower.date())), span.end)
+        # December 9999 has no next month a datetime holds: a range there ends inside it.
+        last = lower.year == MAXYEAR and lower.month == 12
+        upper = span.end if last else min(midnight(next_month(lower.date())), span.end)
         yield lower, upper
         lower = upper
 

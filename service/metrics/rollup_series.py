@@ -133,8 +133,9 @@ MARGIN = GaugeFamily(
     USAGE_LABELS,
 )
 EVENTS = GaugeFamily("luc_ledger_events", f"Events recorded on the ledger{NET}", USAGE_LABELS)
+# By the cost's labels too (SPEC §5: cost and tokens by agent, model, provider, tier).
 TOKENS = GaugeFamily(
-    "luc_tokens", f"Tokens recorded on the ledger, by class{NET}", ("agent", "model", "class")
+    "luc_tokens", f"Tokens recorded on the ledger, by class{NET}", (*USAGE_LABELS, "class")
 )
 UNPRICED = GaugeFamily(
     "luc_unpriced_events",
@@ -165,7 +166,7 @@ def ledger_series(snap: LedgerSnapshot) -> Iterator[tuple[GaugeFamily, Samples]]
     margin: Samples = []
     events: Samples = []
     unpriced: dict[str, float] = {}
-    token_sums: dict[tuple[str, str, str], float] = {}
+    tokens: Samples = []
     token_classes = [(t.name, t.metric) for t in TOKEN_CLASSES]
     for r in snap.usage:
         agent, model, tier = r["agent"], r["model"], r["tier"]
@@ -180,16 +181,15 @@ def ledger_series(snap: LedgerSnapshot) -> Iterator[tuple[GaugeFamily, Samples]]
         margin.append((key, float(r["price_usd"] - r["actual_cost_usd"])))
         events.append((key, float(r["events"])))
         unpriced[model] = unpriced.get(model, 0.0) + float(r["unpriced_events"])
-        for column, label in token_classes:
-            token_key = (agent, model, label)
-            token_sums[token_key] = token_sums.get(token_key, 0.0) + float(r[column])
+        # One usage row per label set: its tokens are that row's, no sum needed.
+        tokens.extend(((*key, label), float(r[column])) for column, label in token_classes)
     yield COST, cost
     yield PROVIDER_COST, provider_cost
     yield ACTUAL_COST, actual_cost
     yield PRICE, price
     yield MARGIN, margin
     yield EVENTS, events
-    yield TOKENS, sorted(token_sums.items())
+    yield TOKENS, sorted(tokens)
     yield UNPRICED, [((model,), count) for model, count in sorted(unpriced.items()) if count]
     catalog = snap.catalog
     yield CATALOG_INFO, [] if catalog is None else [((str(catalog["id"]), catalog["label"]), 1.0)]

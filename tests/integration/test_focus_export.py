@@ -399,6 +399,37 @@ async def test_a_whole_leap_year_is_one_export(client: Any) -> None:
     assert response.status_code == 200, response.text
 
 
+async def test_the_last_month_a_timestamp_holds_is_exported_whole(client: Any) -> None:
+    # December 9999 has no next month a datetime can hold: the export's cut at month starts
+    # raised on it after the header was sent, and the client got a truncated file.
+    await start(client)
+    header, rows, body = await export(
+        client, **{"from": "9999-12-01T00:00:00Z", "to": "9999-12-31T23:59:59Z"}
+    )
+    assert (rows, body) == ([], ",".join(header) + "\r\n")
+
+
+async def test_times_before_the_year_1000_keep_four_year_digits(client: Any) -> None:
+    # strftime's %Y writes the year 500 as "500" on Linux: the times were not FOCUS's
+    # YYYY-MM-DDTHH:mm:ssZ, nor the file name's stamp.
+    await start(client)
+    await record_accepted(client, [call("old", "0500-06-01T12:00:00Z", "job-old", (1_000, 0))])
+    response = await client.get(
+        "/v1/exports/focus", params={"from": "0500-06-01T00:00:00Z", "to": "0500-07-01T00:00:00Z"}
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["content-disposition"] == (
+        'attachment; filename="luc-focus-05000601T000000Z-05000701T000000Z.csv"'
+    )
+    (row,) = csv.DictReader(io.StringIO(response.text, newline=""))
+    assert {k: v for k, v in row.items() if k.endswith(("PeriodStart", "PeriodEnd"))} == {
+        "BillingPeriodEnd": "0500-07-01T00:00:00Z",
+        "BillingPeriodStart": "0500-06-01T00:00:00Z",
+        "ChargePeriodEnd": "0500-06-02T00:00:00Z",
+        "ChargePeriodStart": "0500-06-01T00:00:00Z",
+    }
+
+
 async def test_rows_arrive_a_fetch_at_a_time_while_the_query_is_still_open(
     client: Any, database_url: str, db: asyncpg.Connection
 ) -> None:

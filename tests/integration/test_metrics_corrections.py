@@ -122,7 +122,7 @@ async def test_re_rating_lowers_the_ledger_series_without_any_counter_going_down
     assert counters_that_went_down(before, after) == {}
     gpt = {"agent": "ORACLE", "model": GPT, "provider": "openrouter", "tier": "standard"}
     sent = {"agent": "ACHEEVY", "model": "mistral-large", "provider": "openrouter"}
-    tokens = {"agent": "ACHEEVY", "model": "mistral-large", "class": "input"}
+    tokens = {**sent, "tier": "unpriced", "class": "input"}
     assert value(before, "luc_cost_usd", **gpt) == D("0.42")
     assert value(before, "luc_ledger_events", **sent, tier="unpriced") == 1
     assert value(before, "luc_tokens", **tokens) == 30_000
@@ -146,9 +146,8 @@ async def test_re_rating_lowers_the_ledger_series_without_any_counter_going_down
     assert value(after, "luc_provider_cost_usd", **sent, tier="unpriced") == 0
     assert value(after, "luc_provider_cost_usd", **moved) == D("0.02")
     assert value(after, "luc_cost_usd", **moved) == D("0.018")
-    for model, tokens in (("mistral-large", 0), (MISTRAL, 30_000)):
-        labels = {"agent": "ACHEEVY", "model": model, "class": "input"}
-        assert value(after, "luc_tokens", **labels) == tokens
+    assert value(after, "luc_tokens", **sent, tier="unpriced", **{"class": "input"}) == 0
+    assert value(after, "luc_tokens", **moved, **{"class": "input"}) == 30_000
     assert (("luc_unpriced_events", (("model", "mistral-large"),))) not in after
 
     # Summed, each series is REST's total exactly.
@@ -202,3 +201,40 @@ async def test_re_pricing_lowers_the_price_series_without_any_counter_going_down
     assert value(after, "luc_margin_usd", **labels) == D("0.042")
     assert value(after, "luc_cost_usd", **labels) == D("0.42")  # the cost never moves
     await assert_rollups_equal_ledger(db)
+
+
+async def test_tokens_are_by_agent_model_provider_and_tier_as_the_cost_is(
+    client: Any, db: asyncpg.Connection
+) -> None:
+    """SPEC §5: /metrics has cost *and tokens* by agent, model, provider and tier. The
+    tokens were by agent and model only: a model called through two providers summed its
+    tokens into one series, and no query could split them as /v1/usage?group_by=provider
+    does. Each token series now has its cost series' labels."""
+    at = "2026-10-10T12:00:00Z"
+    await record_accepted(
+        client,
+        [
+            wire_event("t1", occurred_at=at, agent="ORACLE", **GPT_CALL),
+            wire_event(
+                "t2",
+                occurred_at=at,
+                agent="ORACLE",
+                provider="vertex",
+                model=GPT,
+                input_tokens=40_000,
+                output_tokens=4_000,
+            ),
+        ],
+    )
+    samples = await scrape(client)
+    gpt = {"agent": "ORACLE", "model": GPT, "tier": "standard"}
+    for provider, inp, out in (("openrouter", 100_000, 10_000), ("vertex", 40_000, 4_000)):
+        assert value(samples, "luc_tokens", **gpt, provider=provider, **{"class": "input"}) == inp
+        assert value(samples, "luc_tokens", **gpt, provider=provider, **{"class": "output"}) == out
+        assert value(samples, "luc_ledger_events", **gpt, provider=provider) == 1
+    # Each is REST's figure for the same group.
+    rows = (await client.get("/v1/usage", params={"group_by": "provider"})).json()["rows"]
+    assert [(r["provider"], r["input_tokens"], r["output_tokens"]) for r in rows] == [
+        ("openrouter", 100_000, 10_000),
+        ("vertex", 40_000, 4_000),
+    ]

@@ -17,8 +17,8 @@ from typing import Any
 import asyncpg
 
 from service.api.schemas.common import totals_fields, wire_value
-from service.rollups.models import Totals, WireRow
-from service.rollups.service import usage, usage_groups, usage_rollup_plan
+from service.rollups.models import DERIVED, MEASURE_NAMES, Totals, WireRow
+from service.rollups.service import USAGE_GROUPS, usage, usage_groups, usage_rollup_plan
 from tests.support.catalogs import mistral_arrives
 from tests.support.events import many_calls, record_accepted, wire_event
 
@@ -243,3 +243,48 @@ def test_a_query_for_a_rollups_whole_key_reads_its_rows_without_aggregating() ->
     assert "FROM rollup_agent_days" in whole and "FROM rollup_agent_days" in part
     assert "GROUP BY" not in whole and "sum(" not in whole
     assert "GROUP BY agent" in part
+
+
+async def test_a_key_named_twice_groups_once_and_is_answered_once(client: Any) -> None:
+    # The rows had one column per key, but the answer's group_by named the key twice, so a
+    # client building its table from group_by got a column the rows do not have.
+    await record_accepted(client, EVENTS[:3])
+    answer = await client.get("/v1/usage", params={"group_by": "agent, day,agent"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["group_by"] == ["agent", "day"]
+    assert [(r["agent"], r["day"], r["events"]) for r in answer.json()["rows"]] == [
+        ("ACHEEVY", "2026-10-10", 1),
+        ("ORACLE", "2026-10-10", 1),
+        ("ORACLE", "2026-10-11", 1),
+    ]
+
+
+async def test_the_openapi_document_names_every_field_of_a_usage_row(client: Any) -> None:
+    # A row was documented as an object of any fields: the contract's keys, cost_usd,
+    # events and token counts (SPEC §5) were nowhere in the document.
+    await record_accepted(client, EVENTS[:4])
+    document = (await client.get("/schema/openapi.json")).json()
+    schemas = document["components"]["schemas"]
+    usage_out = document["paths"]["/v1/usage"]["get"]["responses"]["200"]["content"]
+    out = schemas[usage_out["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]]
+    row = schemas[out["properties"]["rows"]["items"]["$ref"].rsplit("/", 1)[1]]
+    measures = {*MEASURE_NAMES, *DERIVED}
+    assert set(row["required"]) == measures
+    assert set(row["properties"]) == measures | set(USAGE_GROUPS)
+    every_key = ",".join(USAGE_GROUPS)
+    answer = await client.get("/v1/usage", params={"group_by": every_key})
+    assert answer.status_code == 200, answer.text
+    rows = answer.json()["rows"]
+    assert len(rows) == 4
+    for r in rows:
+        assert set(r) == measures | set(USAGE_GROUPS)
+    # Each value of the type the document gives it (a key may be null: an unpriced event
+    # has no tier nor catalog version, a job without a customer none).
+    json_types = {str: "string", int: "integer", type(None): "null"}
+    for r in rows:
+        for name, v in r.items():
+            declared = row["properties"][name]
+            types = (
+                {declared["type"]} if "type" in declared else {o["type"] for o in declared["oneOf"]}
+            )
+            assert json_types[type(v)] in types, (name, v, declared)

@@ -11,6 +11,7 @@ returns.
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -433,6 +434,38 @@ async def test_a_cursor_this_api_did_not_issue_is_refused_never_read_as_the_star
             assert response.json()["detail"] == "cursor is not one this API issued"
     page2 = (await client.get("/v1/jobs", params={"limit": 2, "cursor": cursor})).json()
     assert [j["job_id"] for j in page2["items"]] == ["job-scn-3"]
+
+
+async def test_a_forged_cursor_that_decodes_is_refused_as_not_issued(
+    client: Any, db: asyncpg.Connection
+) -> None:
+    """A cursor that is valid base64 of a position no answer gives: digits that are not
+    ASCII ("²" passed str.isdigit and failed int(), a 500), an entry id beyond 64 bits, a
+    NUL (no id holds one). Each is refused as a cursor, never an internal error."""
+    await record_scenario(client, db)
+
+    def forged(position: str) -> str:
+        return base64.urlsafe_b64encode(position.encode()).decode().rstrip("=")
+
+    numbered = (f"/v1/jobs/{JOB}/entries", "/v1/usage/parked")
+    for position, paths in (
+        ("²", numbered),
+        ("١", numbered),
+        ("9" * 30, numbered),
+        ("9" * 5_000, numbered),
+        ("9223372036854775808", numbered),
+        ("a\x00b", ("/v1/jobs", "/v1/customers", "/v1/unpriced", *numbered)),
+    ):
+        for path in paths:
+            response = await client.get(path, params={"cursor": forged(position)})
+            assert response.status_code == 400, (path, position, response.text)
+            assert response.json()["detail"] == "cursor is not one this API issued"
+    # The largest entry id there can be is a position, after every entry.
+    page = await client.get(
+        f"/v1/jobs/{JOB}/entries", params={"cursor": forged("9223372036854775807")}
+    )
+    assert page.status_code == 200, page.text
+    assert page.json()["items"] == []
 
 
 async def test_agents_show_totals_and_daily_series_for_whole_and_partial_days(

@@ -87,7 +87,7 @@ def _awkward() -> LedgerSnapshot:
                 ("0", "0.123456789", "0.123456789", "0"),
                 2,
             ),
-            # The same agent and model at another tier: their tokens add up in one series.
+            # The same agent and model at another tier: tokens of its own, as its cost.
             _usage(
                 'say "hi"',
                 "openai/gpt-5.1",
@@ -152,9 +152,11 @@ def test_the_ledger_s_text_is_what_prometheus_client_writes_for_its_families() -
     assert (
         'luc_budget_limit_usd{budget_id="8",period="day",scope="agent:Ünïcødé\\\\"} 1.234567891e+06'
     ) in lines
-    assert (
-        'luc_tokens{agent="say \\"hi\\"",class="input",model="openai/gpt-5.1"} 1.000000003e+09'
-    ) in lines
+    for tier, tokens in (("standard", "3.0"), ("batch", "1e+09")):
+        assert (
+            'luc_tokens{agent="say \\"hi\\"",class="input",model="openai/gpt-5.1",'
+            f'provider="openrouter",tier="{tier}"}} {tokens}'
+        ) in lines
     assert 'luc_catalog_info{label="v\\"2\\\\\\nété",version="12"} 1.0' in lines
     assert 'luc_unpriced_events{model="mistralai/mistral-large-2512"} 2.0' in lines
     assert not any(line.startswith('luc_unpriced_events{model="Ünïcødé"}') for line in lines)

@@ -2,19 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 
-from service.api.schemas.common import wire_struct
+from service.api.schemas.common import TotalsOut, wire_struct
 from service.ledger.models import UnpricedEvent
+
+_Key = str | None | msgspec.UnsetType
+
+
+class UsageRowOut(TotalsOut, kw_only=True):
+    """One group: its totals, and its key under each name of ``group_by`` (the others are
+    absent). A key is null where its entries have none: no tier nor catalog version for
+    unpriced events, no customer for jobs without one. ``rollups.service.USAGE_GROUPS``
+    declares the keys; a test holds them equal."""
+
+    agent: _Key = msgspec.UNSET
+    model: _Key = msgspec.UNSET
+    provider: _Key = msgspec.UNSET
+    tier: _Key = msgspec.UNSET
+    day: _Key = msgspec.UNSET
+    """The UTC day, ``YYYY-MM-DD``."""
+    job_id: _Key = msgspec.UNSET
+    catalog_version: int | msgspec.UnsetType | None = msgspec.UNSET
+    customer: _Key = msgspec.UNSET
 
 
 class UsageOut(msgspec.Struct):
     group_by: list[str]
-    rows: list[dict[str, Any]]
-    """Each row: the group's keys, ``cost_usd``, ``actual_cost_usd``, ``price_usd`` and
-    ``margin_usd`` (decimal strings), ``events`` and token counts."""
+    rows: list[UsageRowOut]
+    """Written by PostgreSQL in wire form (``rollups.service.usage``) and sent as they are:
+    plain dicts of ``UsageRowOut``'s fields, which documents them."""
 
 
 class UnpricedEventOut(msgspec.Struct):
