@@ -20,7 +20,7 @@ Two audiences, two dashboards:
   scrape and database health.
 
 Ledger series (``luc_cost_usd``, ``luc_actual_cost_usd``,
-``luc_price_usd``, ``luc_margin_usd``, ``luc_tokens``, ``luc_unpriced_events``,
+``luc_price_usd``, ``luc_tokens``, ``luc_unpriced_events``,
 ``luc_budget_*``) are read from PostgreSQL at scrape time: every replica reports the same
 whole-ledger value. Queries therefore take ``max by (<the series'
 own labels>)`` first, which folds replicas (and any target labels: instance, pod, job) into
@@ -849,9 +849,15 @@ WHERE month = date_trunc('month', {TODAY})::date
         ),
         bargauge(
             "Margin by model",
-            "Everything the ledger holds per model: price minus actual cost (luc_margin_usd). "
-            f"{LEDGER_NOTE}",
-            [prom(f"sum by (model) ({ledger('luc_margin_usd')})", "{{model}}", instant=True)],
+            "Everything the ledger holds per model: price minus actual cost (luc_price_usd "
+            f"minus luc_actual_cost_usd). {LEDGER_NOTE}",
+            [
+                prom(
+                    f"sum by (model) ({ledger(price)}) - sum by (model) ({ledger(actual)})",
+                    "{{model}}",
+                    instant=True,
+                )
+            ],
             width=8,
         ),
         timeseries(

@@ -126,12 +126,9 @@ PRICE = GaugeFamily(
     f"adds nothing){NET}",
     USAGE_LABELS,
 )
-MARGIN = GaugeFamily(
-    "luc_margin_usd",
-    "Price minus actual cost in USD, from the ledger (negative where usage is sold "
-    "below what it cost)",
-    USAGE_LABELS,
-)
+# No margin family: it is luc_price_usd - luc_actual_cost_usd on the same labels, exactly
+# as the floats allow, and its series (one per label set) would take /metrics past the
+# 1,000 series a scrape is meant to stay under once tokens carry every cost label.
 EVENTS = GaugeFamily("luc_ledger_events", f"Events recorded on the ledger{NET}", USAGE_LABELS)
 # By the cost's labels too (SPEC §5: cost and tokens by agent, model, provider, tier).
 TOKENS = GaugeFamily(
@@ -163,7 +160,6 @@ def ledger_series(snap: LedgerSnapshot) -> Iterator[tuple[GaugeFamily, Samples]]
     provider_cost: Samples = []
     actual_cost: Samples = []
     price: Samples = []
-    margin: Samples = []
     events: Samples = []
     unpriced: dict[str, float] = {}
     tokens: Samples = []
@@ -178,7 +174,6 @@ def ledger_series(snap: LedgerSnapshot) -> Iterator[tuple[GaugeFamily, Samples]]
         # reported none adds nothing, as it adds nothing to the REST totals).
         actual_cost.append((key, float(r["actual_cost_usd"])))
         price.append((key, float(r["price_usd"])))
-        margin.append((key, float(r["price_usd"] - r["actual_cost_usd"])))
         events.append((key, float(r["events"])))
         unpriced[model] = unpriced.get(model, 0.0) + float(r["unpriced_events"])
         # One usage row per label set: its tokens are that row's, no sum needed.
@@ -187,7 +182,6 @@ def ledger_series(snap: LedgerSnapshot) -> Iterator[tuple[GaugeFamily, Samples]]
     yield PROVIDER_COST, provider_cost
     yield ACTUAL_COST, actual_cost
     yield PRICE, price
-    yield MARGIN, margin
     yield EVENTS, events
     yield TOKENS, sorted(tokens)
     yield UNPRICED, [((model,), count) for model, count in sorted(unpriced.items()) if count]

@@ -136,7 +136,6 @@ async def test_re_rating_lowers_the_ledger_series_without_any_counter_going_down
         assert value(after, "luc_cost_usd", **labels) == D("0.36")
         assert value(after, "luc_actual_cost_usd", **labels) == D("0.36")
         assert value(after, "luc_price_usd", **labels) == D("0.36")
-        assert value(after, "luc_margin_usd", **labels) == 0
         assert value(after, "luc_ledger_events", **labels) == 1
     # Adjustments move an event's count, tokens and reported cost when its model or tier
     # changes: they leave the label set it was booked under.
@@ -198,7 +197,9 @@ async def test_re_pricing_lowers_the_price_series_without_any_counter_going_down
     labels = {"agent": "ORACLE", "model": GPT, "provider": "openrouter", "tier": "standard"}
     assert value(before, "luc_price_usd", **labels) == D("0.525")  # 0.42 × 1.25
     assert value(after, "luc_price_usd", **labels) == D("0.462")  # 0.42 × 1.10
-    assert value(after, "luc_margin_usd", **labels) == D("0.042")
+    assert value(after, "luc_actual_cost_usd", **labels) == D("0.42")
+    # The margin is the difference of those two (0.042): no series of its own.
+    assert not [name for name, _ in after if name == "luc_margin_usd"]
     assert value(after, "luc_cost_usd", **labels) == D("0.42")  # the cost never moves
     await assert_rollups_equal_ledger(db)
 

@@ -54,7 +54,7 @@ def _snapshot() -> LedgerSnapshot:
             _usage('say "hi"', "openai/gpt-5.1", "standard", "0.42", "0.50", 3),
             _usage("back\\slash", "line\nbreak", "fast", "123456789.125", "0.1", 1),
             _usage("Ünïcødé", "mistralai/mistral-large-2512", "unpriced", "0", "0", 2),
-            # Go's exponent form for large numbers; a margin below zero.
+            # Go's exponent form for large numbers.
             _usage("ORACLE", "openai/gpt-5.1", "standard", "1e22", "1e-7", 10**9),
         ],
         catalog={"id": 1, "label": "aims-v1", "effective_from": datetime(2025, 1, 1, tzinfo=UTC)},
@@ -95,10 +95,6 @@ def test_the_service_s_series_are_written_as_prometheus_client_writes_them() -> 
     assert (
         'luc_actual_cost_usd{agent="ORACLE",model="openai/gpt-5.1",provider="openrouter",'
         'tier="standard"} 1e+22'
-    ) in lines
-    assert (
-        'luc_margin_usd{agent="ORACLE",model="openai/gpt-5.1",provider="openrouter",'
-        'tier="standard"} -1e+22'
     ) in lines
     assert 'luc_unpriced_events{model="mistralai/mistral-large-2512"} 2.0' in lines
     assert (
