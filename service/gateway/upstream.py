@@ -290,7 +290,7 @@ class HttpProvider:
                     provider=self.name,
                 )
             else:
-                if response.status_code < 400:
+                if response.status_code < 300:
                     if not stream:
                         if (progress := CALL_PROGRESS.get()) is not None:
                             progress.answered = (
@@ -301,13 +301,19 @@ class HttpProvider:
                     return response
                 content = await response.aread()
                 await response.aclose()
-                message, err = error_object(content)
-                error = self.classify(
-                    response.status_code,
-                    message,
-                    err,
-                    retry_after_seconds(response.headers, err),
-                )
+                if response.status_code < 400:
+                    # A redirect is no answer: nothing was generated, so nothing is metered
+                    # (read as one, it billed the prompt of every call that met it), and
+                    # LUC follows none (its key would go wherever the redirect points).
+                    error = redirected(self.name, response)
+                else:
+                    message, err = error_object(content)
+                    error = self.classify(
+                        response.status_code,
+                        message,
+                        err,
+                        retry_after_seconds(response.headers, err),
+                    )
             if not recovered and await self.recover(error):
                 recovered = True
                 continue
@@ -357,6 +363,22 @@ class HttpProvider:
                 ),
                 BilledAttempt(response.headers.get("x-generation-id")),
             ) from exc
+
+
+def redirected(provider: str, response: httpx.Response) -> GatewayError:
+    """A 3xx: the base URL LUC was given is not the provider's endpoint (``http://`` for
+    ``https://``, a moved path). The same URL redirects again, so it is not retried; another
+    provider of the chain may answer."""
+    location = response.headers.get("location", "")[:300]
+    error = UpstreamUnavailableError(
+        f"answered a redirect to {location!r}, not an answer",
+        provider=provider,
+        upstream_status=response.status_code,
+        advice="set the provider's base URL (LUC_OPENROUTER_BASE_URL, LUC_VERTEX_BASE_URL) to "
+        "the URL it redirects to: LUC follows no redirects, which would carry its key elsewhere",
+    )
+    error.retryable = False
+    return error
 
 
 def billed(error: GatewayError, attempt: BilledAttempt) -> GatewayError:

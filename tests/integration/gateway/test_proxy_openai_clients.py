@@ -1,0 +1,67 @@
+"""The proxy as OpenAI-compatible tools use it, against the fake OpenRouter on loopback:
+errors in OpenAI's shape for whatever fails, and nothing on the ledger for an upstream
+call that was never answered."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import pytest
+from litestar.testing import AsyncTestClient
+
+from tests.support.budgets import hard_budget
+from tests.support.fake_openrouter import Failure, FakeOpenRouter, Reply, usage
+from tests.support.ledger_truth import ledger
+from tests.support.waiting import proxied_usage_recorded
+
+pytestmark = pytest.mark.asyncio
+
+FLASH = "google/gemini-3.0-flash"  # 0.10 in, 0.40 out per 1M
+BODY = {"model": FLASH, "messages": [{"role": "user", "content": "Tell me a story"}]}
+
+HOLDING = """
+SELECT count(*) FROM budget_reservations
+WHERE job_id = $1 AND settled_at IS NULL AND expires_at > now()
+"""
+
+
+def _moved() -> Failure:
+    """What OpenRouter (or a proxy before it) answers a base URL it moved elsewhere."""
+    return Failure(308, "moved", {"Location": "https://openrouter.ai/api/v1/chat/completions"})
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_upstream_redirect_is_no_answer_and_nothing_is_metered(
+    proxy: AsyncTestClient[Any],
+    fake_openrouter: FakeOpenRouter,
+    db: asyncpg.Connection,
+    stream: bool,
+) -> None:
+    """Before: a 3xx counted as an answer. Not streamed, it was metered as a failed paid
+    call (the prompt's 3 tokens at list price, status error) and the client was told to
+    "fix the request"; streamed, the client got a 200 stream that broke off."""
+    await hard_budget(db, "job", "job-moved", "1")
+    attribution = {"X-LUC-Job": "job-moved", "X-LUC-Agent": "ORACLE"}
+    fake_openrouter.push(_moved())
+    response = await proxy.post(
+        "/v1/chat/completions", json={**BODY, "stream": stream}, headers=attribution
+    )
+    assert response.status_code == 502, response.text
+    error = response.json()["error"]
+    assert (error["type"], error["code"]) == ("api_error", "upstream_unavailable")
+    assert "redirect to 'https://openrouter.ai/api/v1/chat/completions'" in error["message"]
+    assert "LUC_OPENROUTER_BASE_URL" in error["message"]
+    assert len(fake_openrouter.chat_calls()) == 1  # the same URL redirects again: no retry
+    # Nothing was generated: nothing on the ledger, and the reservation is free at once.
+    await proxied_usage_recorded(proxy.app)
+    assert await ledger(db) == []
+    assert await db.fetchval(HOLDING, "job-moved") == 0
+
+    # The next call, answered, is metered as usual.
+    fake_openrouter.push(Reply(text="Once.", usage=usage(100, 20, cost="0.000018")))
+    answered = await proxy.post("/v1/chat/completions", json=BODY, headers=attribution)
+    assert answered.status_code == 200, answered.text
+    await proxied_usage_recorded(proxy.app)
+    [entry] = await ledger(db)
+    assert (entry["input_tokens"], entry["output_tokens"]) == (100, 20)
