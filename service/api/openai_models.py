@@ -26,7 +26,7 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath
 
 from service.api.deps import Resources, provide_resources
-from service.api.proxy import proxy_http_error, proxy_luc_error
+from service.api.proxy import proxy_http_error, proxy_luc_error, proxy_unexpected_error
 from service.api.schemas.proxy import OpenAIError
 from service.auth.guard import INGEST_OR_READ
 from service.db import on_connection
@@ -88,7 +88,11 @@ class ModelsController(Controller):
     opt = INGEST_OR_READ
     dependencies = {"luc": Provide(provide_resources)}
     # As on /v1/chat/completions: OpenAI's error body, which the SDKs turn into exceptions.
-    exception_handlers = {LucError: proxy_luc_error, HTTPException: proxy_http_error}
+    exception_handlers = {
+        LucError: proxy_luc_error,
+        HTTPException: proxy_http_error,
+        Exception: proxy_unexpected_error,
+    }
 
     @get(
         "/",

@@ -37,7 +37,7 @@ from litestar.types import Receive, Send, TypeEncodersMap
 from litestar.utils.helpers import get_enum_string_value
 
 from service.api.deps import LucController, Resources
-from service.api.errors import RETRY_AFTER_SECONDS
+from service.api.errors import RETRY_AFTER_SECONDS, unexpected_error_handler
 from service.api.schemas.common import money
 from service.api.schemas.proxy import OpenAIError
 from service.auth.guard import INGEST
@@ -114,6 +114,17 @@ def proxy_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Res
         openai_error(exc.status_code, str(exc.detail)),
         status_code=exc.status_code,
         headers=headers,
+    )
+
+
+def proxy_unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Whatever else fails, as LUC's other routes answer it (logged; 503 with Retry-After
+    for the database, 500 for a bug) but in OpenAI's shape: the SDKs read ``error.message``
+    from it, and an OpenAI client of LUC's own body showed the whole JSON as its message."""
+    answer = unexpected_error_handler(request, exc)
+    status = answer.content.status_code
+    return Response(
+        openai_error(status, answer.content.detail), status_code=status, headers=answer.headers
     )
 
 
@@ -251,7 +262,11 @@ class ChatCompletionsController(LucController):
     path = "/v1/chat/completions"
     tags = ["gateway"]
     opt = INGEST
-    exception_handlers = {LucError: proxy_luc_error, HTTPException: proxy_http_error}
+    exception_handlers = {
+        LucError: proxy_luc_error,
+        HTTPException: proxy_http_error,
+        Exception: proxy_unexpected_error,
+    }
 
     @post(
         "/",
