@@ -67,7 +67,10 @@ class VertexProvider(HttpProvider):
     def payload(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
         body = super().payload(request, stream)
         if stream:  # OpenAI semantics: without it, Vertex may send no usage at all
-            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+            # A caller's options that are no object (`"yes"`) cannot be kept beside it.
+            options = body.get("stream_options")
+            kept = options if isinstance(options, dict) else {}
+            body["stream_options"] = {**kept, "include_usage": True}
         return body
 
     def usage_of(self, usage: Mapping[str, Any]) -> ProviderUsage:

@@ -4,15 +4,19 @@ call that was never answered."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
 import pytest
 from litestar.testing import AsyncTestClient
 
+from service.app import create_app
 from tests.support.budgets import hard_budget
 from tests.support.fake_openrouter import Failure, FakeOpenRouter, Reply, usage
+from tests.support.fake_vertex import FakeVertex, vertex_usage
 from tests.support.ledger_truth import ledger
+from tests.support.settings import settings_for
 from tests.support.waiting import proxied_usage_recorded
 
 pytestmark = pytest.mark.asyncio
@@ -65,3 +69,38 @@ async def test_an_upstream_redirect_is_no_answer_and_nothing_is_metered(
     await proxied_usage_recorded(proxy.app)
     [entry] = await ledger(db)
     assert (entry["input_tokens"], entry["output_tokens"]) == (100, 20)
+
+
+@pytest.mark.parametrize("options", ["yes", ["include_usage"], 1, None])
+async def test_a_stream_to_vertex_with_stream_options_that_are_no_object_is_answered_and_metered(
+    database_url: str, fake_vertex: FakeVertex, db: asyncpg.Connection, options: Any
+) -> None:
+    """Before: LUC's Vertex client merged the caller's ``stream_options`` into its own
+    ``include_usage`` as a mapping, and a string or a list raised a TypeError: a 500
+    before any call. Vertex gets ``include_usage`` alone (null was already so)."""
+    settings = settings_for(
+        database_url,
+        LUC_VERTEX_BASE_URL=fake_vertex.base_url,
+        LUC_VERTEX_ACCESS_TOKEN=fake_vertex.api_key,
+        LUC_GATEWAY_CHAIN="vertex",
+    )
+    fake_vertex.push(Reply(text="Once.", usage=vertex_usage(100, 20)))
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        response = await client.post(
+            "/v1/chat/completions",
+            json={**BODY, "stream": True, "stream_options": options},
+            headers={"X-LUC-Job": "job-vertex", "X-LUC-Agent": "ORACLE"},
+        )
+        assert response.status_code == 200, response.text
+        assert response.text.endswith("data: [DONE]\n\n")
+        await proxied_usage_recorded(client.app)
+    [call] = fake_vertex.chat_calls()
+    assert call.body["stream_options"] == {"include_usage": True}
+    [entry] = await ledger(db)
+    # Vertex sends no cost: 100·0.10 + 20·0.40 = 18 per 1M, at list price.
+    assert (entry["provider"], entry["input_tokens"], entry["output_tokens"]) == (
+        "vertex",
+        100,
+        20,
+    )
+    assert entry["cost_usd"] == Decimal("0.000018")
