@@ -132,11 +132,14 @@ class ChatRequest:
         )
 
     def max_output_tokens(self) -> int | None:
-        for key in ("max_completion_tokens", "max_tokens"):
-            value = self.body.get(key)
-            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-                return value
-        return None
+        """The output bound: the larger of ``max_tokens`` and ``max_completion_tokens``
+        when both are given (both go upstream, and a provider may honour either)."""
+        bounds = [
+            value
+            for value in (self.body.get("max_completion_tokens"), self.body.get("max_tokens"))
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0
+        ]
+        return max(bounds, default=None)
 
     def choices(self) -> int:
         """How many answers the call asks for (OpenAI's ``n``): each may write up to the

@@ -104,3 +104,35 @@ async def test_a_stream_to_vertex_with_stream_options_that_are_no_object_is_answ
         20,
     )
     assert entry["cost_usd"] == Decimal("0.000018")
+
+
+@pytest.mark.parametrize(
+    "bounds",
+    [
+        {"max_completion_tokens": 1000},
+        {"max_tokens": 1000},
+        {"max_completion_tokens": 10, "max_tokens": 1000},
+        {"max_completion_tokens": 1000, "max_tokens": 10},
+    ],
+)
+async def test_a_hard_budget_reserves_for_the_larger_of_max_tokens_and_max_completion_tokens(
+    proxy: AsyncTestClient[Any],
+    fake_openrouter: FakeOpenRouter,
+    db: asyncpg.Connection,
+    bounds: dict[str, int],
+) -> None:
+    """Both go upstream untouched, and which one a provider honours is its own affair.
+    Before: with both, the reservation held max_completion_tokens only, so a call bounded
+    by 10 there and 1000 in max_tokens was admitted at 10 tokens' price and could spend
+    100 times what the budget had room for."""
+    # 4 prompt tokens (15 characters) and 1000 output: 4·0.10 + 1000·0.40 = 400.4 per 1M,
+    # over the 0.0004 left; with 10 output tokens it would fit.
+    await hard_budget(db, "job", "job-bound", "0.0004")
+    response = await proxy.post(
+        "/v1/chat/completions",
+        json={**BODY, **bounds},
+        headers={"X-LUC-Job": "job-bound", "X-LUC-Agent": "ORACLE"},
+    )
+    assert response.status_code == 402, response.text
+    assert response.json()["error"]["code"] == "budget_exceeded"
+    assert fake_openrouter.chat_calls() == []
