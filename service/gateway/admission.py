@@ -11,12 +11,12 @@ reserves the estimate, and the call's usage event carries the ``reservation_id``
 The estimate is the prompt (counted from its text, tool calls and tool schemas included, and
 ``IMAGE_TOKENS`` per image) and the most output the call can produce: its ``max_tokens`` or
 ``max_completion_tokens`` (the larger, when it sends both: a provider may honour either),
-else ``default_max_tokens`` (``LUC_GATEWAY_DEFAULT_MAX_TOKENS``), for each of the ``n`` answers it asks for, at the
-dearest of the models that may answer it (its own and OpenRouter's ``models`` fallbacks,
-each of which LUC must be able to price). A call admitted under a reservation without a
-bound of its own goes upstream with ``max_tokens`` = that default, so the reserved
-estimate is a real cap: an unbounded call estimated at no output let a hard budget be
-overspent without limit.
+else ``default_max_tokens`` (``LUC_GATEWAY_DEFAULT_MAX_TOKENS``), for each of the ``n``
+answers it asks for, at the dearest of the models that may answer it (its own and
+OpenRouter's ``models`` fallbacks, each of which LUC must be able to price). A call admitted
+under a reservation without a bound of its own goes upstream with ``max_tokens`` = that
+default, so the reserved estimate is a real cap: an unbounded call estimated at no output
+let a hard budget be overspent without limit.
 """
 
 from __future__ import annotations
