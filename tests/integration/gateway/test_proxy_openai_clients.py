@@ -4,20 +4,23 @@ call that was never answered."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
+import openai
 import pytest
 from litestar.testing import AsyncTestClient
 
 from service.app import create_app
+from service.auth.keys import create_key
 from tests.support.budgets import hard_budget
 from tests.support.fake_openrouter import Failure, FakeOpenRouter, Reply, usage
 from tests.support.fake_vertex import FakeVertex, vertex_usage
-from tests.support.ledger_truth import ledger
+from tests.support.ledger_truth import STORED_EVENTS, TOKEN_FIELDS, ledger
 from tests.support.settings import settings_for
-from tests.support.waiting import proxied_usage_recorded
+from tests.support.waiting import proxied_usage_recorded, wait_until
 
 pytestmark = pytest.mark.asyncio
 
@@ -136,3 +139,135 @@ async def test_a_hard_budget_reserves_for_the_larger_of_max_tokens_and_max_compl
     assert response.status_code == 402, response.text
     assert response.json()["error"]["code"] == "budget_exceeded"
     assert fake_openrouter.chat_calls() == []
+
+
+SONNET = "anthropic/claude-sonnet-4.5"
+
+
+async def _until_entries(db: asyncpg.Connection, count: int) -> list[dict[str, Any]]:
+    async def arrived() -> bool:
+        return len(await ledger(db)) >= count
+
+    await wait_until(arrived, 30, f"{count} ledger entries")
+    return await ledger(db)
+
+
+@pytest.mark.slow
+async def test_the_openai_sdk_s_calls_go_upstream_untouched_and_are_metered_by_token_class(
+    server_factory: Callable[..., Any], fake_openrouter: FakeOpenRouter, db: asyncpg.Connection
+) -> None:
+    """The real SDK, sync and async, against ``luc serve``: tools, response_format, n,
+    max_completion_tokens and fields LUC has never heard of reach the provider as sent;
+    streams with and without stream_options; unicode intact; every token class and the
+    provider's cost (a JSON number in exponent form too) on the ledger, exactly."""
+    _, key = await create_key(db, "aims-gateway", "ingest")
+    server = server_factory(
+        OPENROUTER_API_KEY=fake_openrouter.api_key,
+        LUC_OPENROUTER_BASE_URL=fake_openrouter.base_url,
+        LUC_GATEWAY_CHAIN="openrouter",
+        LUC_AUTH="on",
+    )
+    headers = {"X-LUC-Job": "job-sdk", "X-LUC-Agent": "Boomer_Ang", "X-LUC-Customer": "acme"}
+    text = "Ça coûte 1 € — 東京 😀."
+    fake_openrouter.push(
+        # Long context (300,000 ≥ 200,001 prompt tokens): every token at Sonnet's long rate.
+        Reply(
+            text=text,
+            usage=usage(
+                300_000,
+                400,
+                cached=100_000,
+                cache_write=50_000,
+                reasoning=100,
+                cost="1.3440000000000000001",
+            ),
+        ),
+        Reply(text=text, usage=usage(20, 7, cost="5E-7")),
+        Reply(text=text, usage=usage(12, 3, cost="0.0000036"), usage_shape=2),
+    )
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "Wetter für eine Stadt",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        }
+    ]
+    unknown = {"x_trace": {"nested": ["é😀", 1.5, None, True]}, "provider": {"sort": "price"}}
+    sync = openai.OpenAI(
+        base_url=f"{server.base_url}/v1", api_key=key, default_headers=headers, max_retries=0
+    )
+    answer = sync.chat.completions.create(
+        model=SONNET,
+        messages=[{"role": "user", "content": "Wie ist das Wetter in Köln?"}],
+        tools=tools,  # type: ignore[arg-type]
+        tool_choice="auto",
+        response_format={"type": "json_object"},
+        n=2,
+        max_completion_tokens=500,
+        extra_body=unknown,
+    )
+    assert answer.choices[0].message.content == text
+    sync.close()
+
+    client = openai.AsyncOpenAI(
+        base_url=f"{server.base_url}/v1", api_key=key, default_headers=headers, max_retries=0
+    )
+    plain = await client.chat.completions.create(
+        model="gemini-3.0-flash", messages=[{"role": "user", "content": "Hi"}], stream=True
+    )
+    chunks = [chunk async for chunk in plain]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == text
+    assert chunks[-1].usage is not None and chunks[-1].usage.prompt_tokens == 20
+    counted = await client.chat.completions.create(
+        model=FLASH,
+        messages=[{"role": "user", "content": "Hi"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = [chunk async for chunk in counted]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == text
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 3
+    await client.close()
+
+    first, second, third = (call.body for call in fake_openrouter.chat_calls())
+    assert first == {
+        "model": SONNET,
+        "stream": False,
+        "messages": [{"role": "user", "content": "Wie ist das Wetter in Köln?"}],
+        "tools": tools,
+        "tool_choice": "auto",
+        "response_format": {"type": "json_object"},
+        "n": 2,
+        "max_completion_tokens": 500,
+        **unknown,
+    }
+    assert (second["model"], second["stream"], "stream_options" in second) == (FLASH, True, False)
+    assert third["stream_options"] == {"include_usage": True}
+
+    entries = await _until_entries(db, 3)
+    assert [(e["job_id"], e["agent"], e["model"]) for e in entries] == [
+        ("job-sdk", "Boomer_Ang", SONNET),
+        ("job-sdk", "Boomer_Ang", FLASH),
+        ("job-sdk", "Boomer_Ang", FLASH),
+    ]
+    classes = [tuple(e[k] for k in TOKEN_FIELDS) for e in entries]
+    assert classes == [(300_000, 100_000, 50_000, 400, 100), (20, 0, 0, 7, 0), (12, 0, 0, 3, 0)]
+    # Sonnet at its long rate: 150,000·6.00 + 100,000·0.60 + 50,000·7.50 + 300·22.50
+    # + 100·22.50 = 1,344,000 per 1M. Flash: 20·0.10 + 7·0.40 = 4.8; 12·0.10 + 3·0.40 = 2.4.
+    assert [e["cost_usd"] for e in entries] == [
+        Decimal("1.344"),
+        Decimal("0.0000048"),
+        Decimal("0.0000024"),
+    ]
+    assert [e["provider_cost_usd"] for e in entries] == [
+        Decimal("1.3440000000000000001"),
+        Decimal("0.0000005"),
+        Decimal("0.0000036"),
+    ]
+    customers = await db.fetch(
+        f"SELECT DISTINCT customer_id FROM {STORED_EVENTS} WHERE job_id = 'job-sdk'"
+    )
+    assert [r["customer_id"] for r in customers] == ["acme"]
