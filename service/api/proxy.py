@@ -37,7 +37,7 @@ from litestar.types import Receive, Send, TypeEncodersMap
 from litestar.utils.helpers import get_enum_string_value
 
 from service.api.deps import LucController, Resources
-from service.api.errors import RETRY_AFTER_SECONDS, unexpected_error_handler
+from service.api.errors import RETRY_AFTER_SECONDS, http_error_handler, unexpected_error_handler
 from service.api.schemas.common import money
 from service.api.schemas.proxy import OpenAIError
 from service.auth.guard import INGEST
@@ -107,13 +107,14 @@ def proxy_luc_error(request: Request[Any, Any, Any], exc: LucError) -> Response[
 
 
 def proxy_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
-    headers = dict(exc.headers or {})
-    if exc.status_code == 429:
-        headers.setdefault("Retry-After", "1")  # the per-key limiter counts per second
+    """The framework's errors (the key guard, the body limit, the rate limit) with the
+    message and headers LUC's other routes give them (a 413 names the limit, a 429 carries
+    Retry-After), in OpenAI's shape; the framework's bare text ("Request Entity Too Large")
+    told an SDK's user nothing of the limit."""
+    answer = http_error_handler(request, exc)
+    status = answer.content.status_code
     return Response(
-        openai_error(exc.status_code, str(exc.detail)),
-        status_code=exc.status_code,
-        headers=headers,
+        openai_error(status, answer.content.detail), status_code=status, headers=answer.headers
     )
 
 

@@ -271,3 +271,29 @@ async def test_the_openai_sdk_s_calls_go_upstream_untouched_and_are_metered_by_t
         f"SELECT DISTINCT customer_id FROM {STORED_EVENTS} WHERE job_id = 'job-sdk'"
     )
     assert [r["customer_id"] for r in customers] == ["acme"]
+
+
+async def test_a_body_over_the_limit_is_a_413_in_openai_s_shape_naming_the_limit(
+    database_url: str, fake_openrouter: FakeOpenRouter
+) -> None:
+    """Before: the framework's bare "Request Entity Too Large", while every other route
+    of LUC names the limit and the setting that makes it."""
+    settings = settings_for(
+        database_url,
+        OPENROUTER_API_KEY=fake_openrouter.api_key,
+        LUC_OPENROUTER_BASE_URL=fake_openrouter.base_url,
+        LUC_GATEWAY_CHAIN="openrouter",
+        LUC_MAX_BODY_BYTES="65536",
+    )
+    prompt = "é" * 40_000  # 80,000 bytes of UTF-8
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        response = await client.post(
+            "/v1/chat/completions",
+            json={**BODY, "messages": [{"role": "user", "content": prompt}]},
+            headers={"X-LUC-Job": "job-big", "X-LUC-Agent": "ORACLE"},
+        )
+    assert response.status_code == 413
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["message"] == "request body is over the limit of 65536 bytes (LUC_MAX_BODY_BYTES)"
+    assert fake_openrouter.chat_calls() == []
