@@ -202,6 +202,10 @@ class StreamEvent:
     def sse(self) -> bytes:
         if self.comment:
             return b":" + self.payload + b"\n\n"
+        if b"\n" in self.payload:
+            # Data that came on several ``data:`` lines (joined by newlines) goes on as it
+            # came: after one prefix, its second line would be no data to the client.
+            return b"".join(b"data: " + line + b"\n" for line in self.payload.split(b"\n")) + b"\n"
         return b"data: " + self.payload + b"\n\n"
 
     @property

@@ -4,7 +4,7 @@ call that was never answered."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -19,6 +19,7 @@ from tests.support.budgets import hard_budget
 from tests.support.fake_openrouter import Failure, FakeOpenRouter, Reply, usage
 from tests.support.fake_vertex import FakeVertex, vertex_usage
 from tests.support.ledger_truth import STORED_EVENTS, TOKEN_FIELDS, ledger
+from tests.support.scripted_http import Scripted, ok, scripted_server_thread
 from tests.support.settings import settings_for
 from tests.support.waiting import proxied_usage_recorded, wait_until
 
@@ -297,3 +298,59 @@ async def test_a_body_over_the_limit_is_a_413_in_openai_s_shape_naming_the_limit
     assert error["type"] == "invalid_request_error"
     assert error["message"] == "request body is over the limit of 65536 bytes (LUC_MAX_BODY_BYTES)"
     assert fake_openrouter.chat_calls() == []
+
+
+@pytest.fixture
+async def relayed(database_url: str) -> AsyncIterator[tuple[Scripted, AsyncTestClient[Any]]]:
+    """LUC's proxy to a scripted OpenRouter on a thread of its own (AsyncTestClient blocks
+    the test's loop while the app answers)."""
+    with scripted_server_thread() as upstream:
+        settings = settings_for(
+            database_url,
+            OPENROUTER_API_KEY="sk-or-v1-k",
+            LUC_OPENROUTER_BASE_URL=upstream.url + "/api/v1",
+            LUC_GATEWAY_CHAIN="openrouter",
+        )
+        async with AsyncTestClient(app=create_app(settings)) as client:
+            yield upstream, client
+
+
+async def test_an_event_whose_data_spans_several_lines_reaches_the_sdk_whole(
+    relayed: tuple[Scripted, AsyncTestClient[Any]], db: asyncpg.Connection
+) -> None:
+    """SSE lets one event's data span several ``data:`` lines (pretty-printed JSON, as some
+    relays send it); the reader joins them with newlines. Before: LUC wrote the joined data
+    back after one ``data: `` prefix, so its second line reached the client as a line of
+    its own, not data: the SDK got the first line alone and failed to decode it."""
+    upstream, proxy = relayed
+    chunk = (
+        b'data: {"id": "gen-lines-1", "object": "chat.completion.chunk",\n'
+        b'data:  "model": "google/gemini-3.0-flash",\n'
+        b'data:  "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hi!"},\n'
+        b'data:               "finish_reason": "stop"}]}\n\n'
+    )
+    last = (
+        b'data: {"id": "gen-lines-1", "object": "chat.completion.chunk", "choices": [],\n'
+        b'data:  "usage": {"prompt_tokens": 100, "completion_tokens": 20, "cost": 0.0000183}}\n\n'
+    )
+    body = b": OPENROUTER PROCESSING\n\n" + chunk + last + b"data: [DONE]\n\n"
+    upstream.answer(ok(body, b"content-type: text/event-stream"))
+    sdk = openai.AsyncOpenAI(
+        base_url=f"{proxy.base_url}/v1",
+        api_key="unused",
+        http_client=proxy,
+        default_headers={"X-LUC-Job": "job-lines", "X-LUC-Agent": "ORACLE"},
+        max_retries=0,
+    )
+    stream = await sdk.chat.completions.create(model=FLASH, messages=BODY["messages"], stream=True)
+    chunks = [c async for c in stream]
+    assert [c.choices[0].delta.content for c in chunks if c.choices] == ["Hi!"]
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 20
+    await proxied_usage_recorded(proxy.app)
+    [entry] = await ledger(db)
+    assert (entry["event_id"], entry["input_tokens"], entry["output_tokens"]) == (
+        "gen-lines-1",
+        100,
+        20,
+    )
+    assert entry["provider_cost_usd"] == Decimal("0.0000183")
