@@ -171,7 +171,8 @@ class Completion:
     error: str | None = None
     """A failure reported inside a 200 answer (partial output, then an error)."""
     generated: str = ""
-    """``generated_text`` of the answer (``text`` when empty), for an estimate."""
+    """``generated_text`` of every choice of the answer (``text`` when empty), for an
+    estimate."""
 
 
 def generated_text(part: Any) -> str:
@@ -210,11 +211,12 @@ class StreamEvent:
 
     @property
     def generated(self) -> str:
-        """All this chunk says the model generated (``generated_text`` of its delta)."""
+        """All this chunk says the model generated (``generated_text`` of the delta of
+        each of its choices: with ``n``, each is generated and paid for)."""
         choices = self.data.get("choices") if self.data else None
-        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        if not isinstance(choices, list):
             return ""
-        return generated_text(choices[0].get("delta"))
+        return "".join(generated_text(c.get("delta")) for c in choices if isinstance(c, dict))
 
     @property
     def delta(self) -> str:

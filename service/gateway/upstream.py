@@ -257,7 +257,7 @@ class HttpProvider:
             finish_reason=_str(choice.get("finish_reason")),
             usage=self.usage_of(usage) if isinstance(usage, Mapping) else None,
             error=error_text(choice_error) if choice_error else None,
-            generated=generated_text(reply),
+            generated=_generated(data),
         )
 
     async def open_stream(self, request: ChatRequest) -> HttpStream:
@@ -533,6 +533,14 @@ def answer_chunk(answer: dict[str, Any]) -> dict[str, Any]:
         piece["delta"] = delta
         choices.append(piece)
     return {**answer, "object": "chat.completion.chunk", "choices": choices}
+
+
+def _generated(answer: Mapping[str, Any]) -> str:
+    """What every choice of an answer generated (with ``n``, each is paid for)."""
+    choices = answer.get("choices")
+    if not isinstance(choices, list):
+        return ""
+    return "".join(generated_text(c.get("message")) for c in choices if isinstance(c, Mapping))
 
 
 def first_choice(data: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -4,6 +4,7 @@ call that was never answered."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import Any
@@ -354,3 +355,61 @@ async def test_an_event_whose_data_spans_several_lines_reaches_the_sdk_whole(
         20,
     )
     assert entry["provider_cost_usd"] == Decimal("0.0000183")
+
+
+async def test_an_answer_of_n_choices_without_usage_estimates_the_output_of_every_choice(
+    relayed: tuple[Scripted, AsyncTestClient[Any]], db: asyncpg.Connection
+) -> None:
+    """Every choice of ``n`` is generated and paid for. Before: with no usage to meter
+    (and no generation id to ask about), the estimate counted the first choice's text
+    only, a third of what this answer's three choices generated."""
+    upstream, proxy = relayed
+    answer = {
+        "object": "chat.completion",
+        "model": FLASH,
+        "choices": [
+            {"index": n, "finish_reason": "stop", "message": {"role": "assistant", "content": c}}
+            for n, c in enumerate(["A" * 40, "B" * 40, "C" * 40])
+        ],
+    }
+    upstream.answer(ok(json.dumps(answer).encode(), b"content-type: application/json"))
+    response = await proxy.post(
+        "/v1/chat/completions",
+        json={**BODY, "n": 3},
+        headers={"X-LUC-Job": "job-n", "X-LUC-Agent": "ORACLE"},
+    )
+    assert response.status_code == 200, response.text
+    assert [c["message"]["content"][0] for c in response.json()["choices"]] == ["A", "B", "C"]
+    await proxied_usage_recorded(proxy.app)
+    [entry] = await ledger(db)
+    # "Tell me a story": 15 characters → 4 tokens in; 3 × 40 characters → 30 tokens out.
+    assert (entry["input_tokens"], entry["output_tokens"]) == (4, 30)
+    # 4·0.10 + 30·0.40 = 12.4 per 1M
+    assert entry["cost_usd"] == Decimal("0.0000124")
+
+
+async def test_a_stream_of_n_choices_in_one_chunk_without_usage_estimates_every_choice(
+    relayed: tuple[Scripted, AsyncTestClient[Any]], db: asyncpg.Connection
+) -> None:
+    """A provider may carry several choices in one chunk; each one's delta was generated.
+    Before: only the first choice of each chunk was counted."""
+    upstream, proxy = relayed
+
+    def chunk(*contents: str) -> bytes:
+        choices = [{"index": n, "delta": {"content": c}} for n, c in enumerate(contents)]
+        data = {"object": "chat.completion.chunk", "model": FLASH, "choices": choices}
+        return b"data: " + json.dumps(data).encode() + b"\n\n"
+
+    body = chunk("A" * 20, "B" * 20) + chunk("A" * 20, "B" * 20) + b"data: [DONE]\n\n"
+    upstream.answer(ok(body, b"content-type: text/event-stream"))
+    response = await proxy.post(
+        "/v1/chat/completions",
+        json={**BODY, "n": 2, "stream": True},
+        headers={"X-LUC-Job": "job-n", "X-LUC-Agent": "ORACLE"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.text.endswith("data: [DONE]\n\n")
+    await proxied_usage_recorded(proxy.app)
+    [entry] = await ledger(db)
+    # 4 tokens in; 2 chunks × 2 choices × 20 characters = 80 → 20 tokens out.
+    assert (entry["input_tokens"], entry["output_tokens"]) == (4, 20)
