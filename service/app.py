@@ -53,6 +53,7 @@ from service.api.proxy import ChatCompletionsController
 from service.api.rate_limit import RateLimitMiddleware
 from service.api.reconciliation import ReconciliationController
 from service.api.reference import ReferencePage
+from service.api.request import LucRequest
 from service.api.usage import UsageController
 from service.auth.guard import require_key
 from service.auth.keys import count_admin_keys
@@ -364,6 +365,7 @@ def create_app(settings: Settings | None = None, *, prepared: bool = False) -> L
                     await _cancelled(starting)
 
     app = Litestar(
+        request_class=LucRequest,
         route_handlers=[
             EventsController,
             JobsController,

@@ -69,8 +69,9 @@ class ServerSettings:
 class IngestSettings:
     max_batch_events: int = 5000
     """``LUC_MAX_BATCH_EVENTS``: most events one ``POST /v1/events/batch`` may carry."""
-    max_body_bytes: int = 16 * 1024 * 1024
-    """``LUC_MAX_BODY_BYTES``: largest request body accepted."""
+    max_body_bytes: int = 5000 * (4096 + 2048)
+    """``LUC_MAX_BODY_BYTES``: largest request body accepted; by default room for a batch
+    of ``max_batch_events`` events each at every field's limit (``default_max_body_bytes``)."""
     max_future_skew_seconds: int = 300
     """``LUC_MAX_FUTURE_SKEW_SECONDS``: how far ``occurred_at`` may lie in the future."""
     max_attributes_bytes: int = 4096
@@ -300,6 +301,19 @@ class Settings:
         return max(self.budgets.reservation_seconds, math.ceil(self.gateway.longest_wait_seconds))
 
 
+EVENT_BYTES_BESIDE_ATTRIBUTES = 2048
+"""Room for an event's other fields as compact JSON: under 1,000 bytes with every string at
+its longest (ASCII), every count at 10^12 and a 40-digit cost; the rest is slack."""
+
+
+def default_max_body_bytes(max_batch_events: int, max_attributes_bytes: int) -> int:
+    """The body limit when ``LUC_MAX_BODY_BYTES`` is unset: a batch the batch and field
+    limits allow must not be refused for its size (5,000 events at every limit are 25 MB
+    of compact JSON: the old fixed 16 MiB refused them whole), and never under 16 MiB."""
+    per_event = max_attributes_bytes + EVENT_BYTES_BESIDE_ATTRIBUTES
+    return max(16 * 1024 * 1024, max_batch_events * per_event)
+
+
 def _int(
     env: dict[str, str], name: str, default: int, minimum: int = 1, maximum: int | None = None
 ) -> int:
@@ -411,11 +425,17 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         ),
         workers=_int(env, "LUC_WORKERS", os.cpu_count() or 1),
     )
+    max_batch_events = _int(env, "LUC_MAX_BATCH_EVENTS", 5000)
+    max_attributes_bytes = _int(env, "LUC_MAX_ATTRIBUTES_BYTES", 4096)
     ingest = IngestSettings(
-        max_batch_events=_int(env, "LUC_MAX_BATCH_EVENTS", 5000),
-        max_body_bytes=_int(env, "LUC_MAX_BODY_BYTES", 16 * 1024 * 1024),
+        max_batch_events=max_batch_events,
+        max_body_bytes=_int(
+            env,
+            "LUC_MAX_BODY_BYTES",
+            default_max_body_bytes(max_batch_events, max_attributes_bytes),
+        ),
         max_future_skew_seconds=_int(env, "LUC_MAX_FUTURE_SKEW_SECONDS", 300, minimum=0),
-        max_attributes_bytes=_int(env, "LUC_MAX_ATTRIBUTES_BYTES", 4096),
+        max_attributes_bytes=max_attributes_bytes,
         writers=_int(env, "LUC_INGEST_WRITERS", 2),
         persist=_choice(env, "LUC_INGEST_PERSIST", "1", ("0", "1")) == "1",
     )

@@ -16,6 +16,10 @@ from service.errors import DatabaseUnavailableError, LucError
 log = structlog.get_logger("luc.api")
 
 RETRY_AFTER_SECONDS = "5"
+TIMED_OUT = (
+    "PostgreSQL did not finish in time (LUC_DB_STATEMENT_TIMEOUT_MS): what was under way "
+    "was rolled back; retry after the Retry-After delay"
+)
 PRIVILEGE_MISSING = (
     "LUC's database role lacks a privilege it needs (the server log names it); "
     "retry after the Retry-After delay"
@@ -97,6 +101,12 @@ def unexpected_error_handler(
             "database_unavailable", path=request.url.path, error=f"{type(exc).__name__}: {exc}"
         )
         return _unavailable(UNAVAILABLE)
+    if _is_timed_out(exc):
+        # PostgreSQL cancelled the statement (LUC_DB_STATEMENT_TIMEOUT_MS, or a lock it
+        # waited on): its transaction rolled back, and the same request can succeed later.
+        # As for an outage, the client's cue to retry; a 500 would tell it nothing.
+        log.warning("database_timeout", path=request.url.path, error=f"{type(exc).__name__}")
+        return _unavailable(TIMED_OUT)
     if isinstance(exc, asyncpg.InsufficientPrivilegeError):
         # The service's role lacks a grant (start-up checks them, but an operator can
         # revoke one later): the operator's to fix, and the client's to retry, as for an
@@ -111,6 +121,24 @@ def unexpected_error_handler(
         return _unavailable(PRIVILEGE_MISSING)
     log.exception("unhandled_error", error=type(exc).__name__)
     return Response(ErrorBody(status_code=500, detail="internal error"), status_code=500)
+
+
+def _is_timed_out(exc: BaseException) -> bool:
+    """A statement cancelled by its timeout (SQLSTATE 57014) or a lock wait given up
+    (55P03), or what caused ``exc`` was one."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, (asyncpg.QueryCanceledError, asyncpg.LockNotAvailableError)):
+            return True
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return False
 
 
 def _unavailable(detail: str) -> Response[ErrorBody]:

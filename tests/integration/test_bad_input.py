@@ -252,6 +252,28 @@ async def test_an_empty_or_broken_json_body_is_a_400_that_says_so(
     assert broken.json()["detail"] == "body is not valid JSON: Input data was truncated"
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/customers",
+        "/v1/plans",
+        "/v1/budgets",
+        "/v1/budgets/reservations",
+        "/v1/catalog/versions",
+        "/v1/catalog/rerate",
+    ],
+)
+async def test_a_json_body_nested_too_deeply_is_a_400_that_says_so(
+    api: AsyncTestClient[Any], path: str
+) -> None:
+    # 5,000 levels in 10 KB, under the body limit: the decoder ran out of stack, and the
+    # RecursionError was a 500 "internal error".
+    nested = b'{"thresholds": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    answer = await api.post(path, **raw(nested))
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["detail"] == "body is not valid JSON: it nests too deeply"
+
+
 async def test_a_batch_at_the_limit_is_accepted(api: AsyncTestClient[Any]) -> None:
     events = FOUR["events"][:MAX_BATCH]
     response = await api.post("/v1/events/batch", json={"events": events})

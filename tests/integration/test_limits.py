@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import math
 import os
 import socket
@@ -123,6 +124,57 @@ async def test_a_batch_over_the_limit_is_refused_whole_and_nothing_is_stored(
             assert too_big.status_code == 400, (path, too_big.text)
             assert "limit" in too_big.json()["detail"]
             assert (await client.get(path, params={"limit": 1000})).status_code == 200
+
+
+def _maximal_event(n: int) -> dict[str, Any]:
+    """A valid event with every field at its limit (SPEC §2): strings at their longest,
+    every token class at 10^12, a cost of 40 significant digits, 4 KiB of attributes."""
+    attributes = {"pad": ""}
+    attributes["pad"] = "a" * (4096 - len(json.dumps(attributes, separators=(",", ":"))))
+    return {
+        "id": f"max-{n:05d}".ljust(128, "x"),
+        "occurred_at": "2026-11-20T10:00:00.123456+00:00",
+        "job_id": "job-max".ljust(128, "j"),
+        "agent": "A" * 64,
+        "provider": "p" * 64,
+        "model": "m/" + "m" * 254,
+        "input_tokens": 10**12,
+        "cached_input_tokens": 5 * 10**11,
+        "cache_write_tokens": 5 * 10**11,
+        "output_tokens": 10**12,
+        "reasoning_tokens": 10**12,
+        "provider_cost_usd": "9" * 18 + "." + "9" * 22,
+        "status": "error",
+        "reservation_id": "r" * 128,
+        "customer_id": "c" * 128,
+        "attributes": attributes,
+    }
+
+
+async def test_a_batch_of_the_most_events_each_at_every_limit_is_taken_at_the_defaults(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    # The batch limit (5,000 events) and the per-field limits are the contract; the body
+    # limit must not refuse what they allow. Compact JSON, as the gateway writes it.
+    events = [_maximal_event(n) for n in range(5000)]
+    body = json.dumps({"events": events}, separators=(",", ":")).encode()
+    assert len(body) > 25_000_000  # over 5,000 bytes an event
+    app = create_app(settings_for(database_url))
+    async with AsyncTestClient(app=app, timeout=300) as client:
+        answer = await client.post(
+            "/v1/events/batch", content=body, headers={"content-type": "application/json"}
+        )
+    assert answer.status_code == 200, answer.text[:500]
+    assert answer.json()["accepted"] == 5000, answer.text[:500]
+    job = await db.fetchrow(
+        "SELECT events, input_tokens, reasoning_tokens FROM rollup_jobs WHERE job_id = $1",
+        events[0]["job_id"],
+    )
+    assert dict(job) == {
+        "events": 5000,
+        "input_tokens": 5000 * 10**12,
+        "reasoning_tokens": 5000 * 10**12,
+    }
 
 
 @pytest.mark.slow
