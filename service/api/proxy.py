@@ -158,6 +158,10 @@ def _chat_request(raw: bytes, gateway: Gateway) -> tuple[ChatRequest, bool]:
         body = msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
         raise InvalidRequestError(f"body is not valid JSON: {exc}", status_code=400) from exc
+    except RecursionError:  # msgspec decodes nesting by recursion (service.api.request)
+        raise InvalidRequestError(
+            "body is not valid JSON: it nests too deeply", status_code=400
+        ) from None
     if not isinstance(body, dict):
         raise InvalidRequestError("body must be a JSON object", status_code=400)
     messages = body.get("messages")

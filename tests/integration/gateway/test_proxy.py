@@ -37,6 +37,24 @@ async def test_a_call_without_attribution_headers_is_refused_with_a_clear_messag
     assert await ledger(db) == []
 
 
+async def test_a_body_nested_too_deeply_is_an_openai_shaped_400_and_nothing_is_called(
+    client: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    # 5,000 levels in 10 KB: the decoder ran out of stack, and the RecursionError was a
+    # 500 "internal error" that an OpenAI SDK retries.
+    nested = b'{"model": "x", "messages": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    response = await client.post(
+        "/v1/chat/completions",
+        content=nested,
+        headers={**ATTRIBUTION, "content-type": "application/json"},
+    )
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["message"] == "body is not valid JSON: it nests too deeply"
+    assert await ledger(db) == []
+
+
 async def test_a_call_without_a_key_gets_an_openai_shaped_401(
     client: AsyncTestClient[Any],
 ) -> None:
