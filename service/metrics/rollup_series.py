@@ -176,14 +176,15 @@ def ledger_series(snap: LedgerSnapshot) -> Iterator[tuple[GaugeFamily, Samples]]
         price.append((key, float(r["price_usd"])))
         events.append((key, float(r["events"])))
         unpriced[model] = unpriced.get(model, 0.0) + float(r["unpriced_events"])
-        # One usage row per label set: its tokens are that row's, no sum needed.
-        tokens.extend(((*key, label), float(r[column])) for column, label in token_classes)
+        # One usage row per label set: its tokens are that row's, no sum needed (and in
+        # the rows' order, as every family here: Prometheus reads a family in any order).
+        tokens += [((*key, label), float(r[column])) for column, label in token_classes]
     yield COST, cost
     yield PROVIDER_COST, provider_cost
     yield ACTUAL_COST, actual_cost
     yield PRICE, price
     yield EVENTS, events
-    yield TOKENS, sorted(tokens)
+    yield TOKENS, tokens
     yield UNPRICED, [((model,), count) for model, count in sorted(unpriced.items()) if count]
     catalog = snap.catalog
     yield CATALOG_INFO, [] if catalog is None else [((str(catalog["id"]), catalog["label"]), 1.0)]
