@@ -5,9 +5,13 @@ from service.tokens import TOKEN_CLASSES
 
 # Only the columns a series shows (metrics.rollup_series): decoding the rows is a share
 # of a scrape's time, and the measures' timestamps (first_event_at, last_event_at) were
-# the dearest to decode of columns no series uses.
+# the dearest to decode of columns no series uses. Each as the float the exposition writes:
+# PostgreSQL rounds a numeric to the nearest float8 as float(Decimal) does, and the driver
+# decodes a float8 in a fraction of the time it takes to build a Decimal from a numeric
+# (half of the statement's 0.8 ms for the benchmark's 82 rows).
 _USAGE_COLUMNS = ", ".join(
-    [
+    f"{column}::float8 AS {column}"
+    for column in (
         *(t.name for t in TOKEN_CLASSES),
         "cost_usd",
         "provider_cost_usd",
@@ -15,7 +19,7 @@ _USAGE_COLUMNS = ", ".join(
         "price_usd",
         "events",
         "unpriced_events",
-    ]
+    )
 )
 
 USAGE = f"""
