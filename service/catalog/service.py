@@ -69,14 +69,16 @@ def _check(version: NewCatalogVersion) -> None:
     seen: set[str] = set()
     for model in version.models:
         if model.model_id in seen:
-            raise CatalogError(f"model {model.model_id!r} appears twice")
+            raise CatalogError(f"models: model {model.model_id!r} appears twice")
         seen.add(model.model_id)
         if model.tier not in TIERS:
             raise CatalogError(f"model {model.model_id!r}: tier must be one of {', '.join(TIERS)}")
         prices = [model.input, model.output, model.cache_read, model.cache_write]
         prices += [model.reasoning, model.per_request]
-        if any(p is not None and not _storable(p) for p in prices):
-            raise CatalogError(f"model {model.model_id!r}: {_PRICE_RULE}")
+        for name in PRICE_CLASSES:
+            price = getattr(model, name)
+            if price is not None and not _storable(price):
+                raise CatalogError(f"model {model.model_id!r}: {_PRICE_RULE} ({name} is {price:f})")
         _check_long_context(model)
         if model.context_tokens is not None and not 0 < model.context_tokens <= MAX_CONTEXT_TOKENS:
             raise CatalogError(
@@ -84,14 +86,19 @@ def _check(version: NewCatalogVersion) -> None:
                 f"{MAX_CONTEXT_TOKENS}"
             )
     for alias, target in version.aliases.items():
+        if not alias:
+            # An event's model is at least one character: an empty alias names nothing.
+            raise CatalogError("aliases: an alias is a name of at least one character")
         if target not in seen:
-            raise CatalogError(f"alias {alias!r} points at {target!r}, which is not in the version")
+            raise CatalogError(
+                f"aliases: alias {alias!r} points at {target!r}, which is not in the version"
+            )
         if alias in seen:
             # Pricing resolves an alias before it looks up a model: the model of that id
             # would never be priced at its own prices.
             raise CatalogError(
-                f"alias {alias!r} is also the id of a model of the version; an alias names "
-                "another model (rename the model, or drop the alias)"
+                f"aliases: alias {alias!r} is also the id of a model of the version; an alias "
+                "names another model (rename the model, or drop the alias)"
             )
     if version.default_model is not None and version.default_model not in seen:
         raise CatalogError(f"default_model {version.default_model!r} is not in the version")
@@ -124,9 +131,10 @@ def _check_long_context(model: NewModelPrice) -> None:
                 "within a model"
             )
         thresholds.add(threshold)
-        prices = [getattr(entry, k) for k in TOKEN_PRICES]
-        if any(p is not None and not _storable(p) for p in prices):
-            raise CatalogError(f"{where}: {_PRICE_RULE}")
+        for name in TOKEN_PRICES:
+            price = getattr(entry, name)
+            if price is not None and not _storable(price):
+                raise CatalogError(f"{where}: {_PRICE_RULE} ({name} is {price:f})")
 
 
 def derive_version(
@@ -161,7 +169,7 @@ def derive_version(
     given: set[str] = set()
     for model in models:
         if model.model_id in given:
-            raise CatalogError(f"model {model.model_id!r} appears twice")
+            raise CatalogError(f"models: model {model.model_id!r} appears twice")
         given.add(model.model_id)
         snapshot[model.model_id] = model
     merged_aliases = {

@@ -500,19 +500,19 @@ def body(**changes: Any) -> dict[str, Any]:
         pytest.param(
             body(models=[ACME, PEBBLE, {**PEBBLE, "input": "0.06"}]),
             422,
-            "model 'pebble/mini' appears twice",
+            "models: model 'pebble/mini' appears twice",
             id="duplicate model id",
         ),
         pytest.param(
             body(parent=1, models=[PEBBLE, PEBBLE]),
             422,
-            "model 'pebble/mini' appears twice",
+            "models: model 'pebble/mini' appears twice",
             id="duplicate model id against a parent",
         ),
         pytest.param(
             body(aliases={"rocket": "acme/rocket-2"}),
             422,
-            "alias 'rocket' points at 'acme/rocket-2', which is not in the version",
+            "aliases: alias 'rocket' points at 'acme/rocket-2', which is not in the version",
             id="alias pointing nowhere",
         ),
         pytest.param(
@@ -560,7 +560,7 @@ def body(**changes: Any) -> dict[str, Any]:
         pytest.param(
             body(parent=99),
             404,
-            "catalog version 99 does not exist",
+            "parent: catalog version 99 does not exist",
             id="unknown parent",
         ),
         pytest.param(
@@ -602,7 +602,8 @@ def body(**changes: Any) -> dict[str, Any]:
         pytest.param(
             body(models=[{**ACME, "input": "1" + "0" * 12}]),
             422,
-            "model 'acme/rocket-1': prices must be finite, not negative, below 1000000000000",
+            "model 'acme/rocket-1': prices must be finite, not negative, below 1000000000000 "
+            "and have at most 30 decimal places (input is 1000000000000)",
             id="absurdly large price",
         ),
         pytest.param(
@@ -635,7 +636,9 @@ def body(**changes: Any) -> dict[str, Any]:
                 models=[{**ACME, "long_context": [{**LONG, "cache_read": "0." + "0" * 30 + "1"}]}]
             ),
             422,
-            "model 'acme/rocket-1': long_context[0]: prices must be finite",
+            "model 'acme/rocket-1': long_context[0]: prices must be finite, not negative, "
+            "below 1000000000000 and have at most 30 decimal places (cache_read is "
+            "0.0000000000000000000000000000001)",
             id="long-context price with too many decimals",
         ),
         pytest.param(
@@ -667,8 +670,14 @@ def body(**changes: Any) -> dict[str, Any]:
         pytest.param(
             body(aliases={"acme/rocket-1": "pebble/mini"}),
             422,
-            "alias 'acme/rocket-1' is also the id of a model of the version",
+            "aliases: alias 'acme/rocket-1' is also the id of a model of the version",
             id="alias that shadows a model of the version",
+        ),
+        pytest.param(
+            body(aliases={"": "pebble/mini"}),
+            422,
+            "aliases: an alias is a name of at least one character",
+            id="empty alias",
         ),
         pytest.param(
             body(parent=1, models=[{**PEBBLE, "id": "gemini-3.0-flash"}]),
