@@ -6,7 +6,7 @@ import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Context, Decimal
 from importlib import resources
 from typing import Any
@@ -61,9 +61,21 @@ class NewCatalogVersion:
     parent_id: int | None = None
 
 
+# asyncpg's binary encoding turns these two instants into PostgreSQL's -infinity and
+# infinity, which read back as naive datetimes: a version stored at either could not be
+# compared with any other, and every later load of the catalog failed.
+_DRIVER_INFINITIES = (datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
+
+
 def _check(version: NewCatalogVersion) -> None:
     if version.effective_from.tzinfo is None:
         raise CatalogError("effective_from: timestamp has no UTC offset; add 'Z' or '+hh:mm'")
+    if version.effective_from in _DRIVER_INFINITIES:
+        raise CatalogError(
+            f"effective_from: {version.effective_from.astimezone(UTC).isoformat()} is the "
+            "first or last instant of years 0001-9999, which PostgreSQL's binary protocol "
+            "reads as -infinity or infinity; it cannot be stored as sent"
+        )
     if not version.models:
         raise CatalogError("models: a catalog version needs at least one model")
     seen: set[str] = set()

@@ -527,6 +527,20 @@ def body(**changes: Any) -> dict[str, Any]:
             "effective_from: timestamp has no UTC offset",
             id="effective_from without offset",
         ),
+        # asyncpg writes these two instants as PostgreSQL's -infinity and infinity, read
+        # back naive: stored, every later load of the catalog failed (a 500).
+        pytest.param(
+            body(effective_from="0001-01-01T00:00:00Z"),
+            422,
+            "effective_from: 0001-01-01T00:00:00+00:00 is the first or last instant",
+            id="effective_from the driver writes as -infinity",
+        ),
+        pytest.param(
+            body(effective_from="9999-12-31T23:59:59.999999Z"),
+            422,
+            "effective_from: 9999-12-31T23:59:59.999999+00:00 is the first or last instant",
+            id="effective_from the driver writes as infinity",
+        ),
         pytest.param(
             body(effective_from="June 1st"),
             400,
