@@ -67,15 +67,23 @@ class NewCatalogVersion:
 _DRIVER_INFINITIES = (datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
 
 
+def storable_instant_problem(instant: datetime) -> str | None:
+    """Why ``instant`` (with an offset) cannot be stored as sent, or None: a version's, a
+    rate plan version's ``effective_from``."""
+    if instant not in _DRIVER_INFINITIES:
+        return None
+    return (
+        f"{instant.astimezone(UTC).isoformat()} is the first or last instant of years "
+        "0001-9999, which PostgreSQL's binary protocol reads as -infinity or infinity; it "
+        "cannot be stored as sent"
+    )
+
+
 def _check(version: NewCatalogVersion) -> None:
     if version.effective_from.tzinfo is None:
         raise CatalogError("effective_from: timestamp has no UTC offset; add 'Z' or '+hh:mm'")
-    if version.effective_from in _DRIVER_INFINITIES:
-        raise CatalogError(
-            f"effective_from: {version.effective_from.astimezone(UTC).isoformat()} is the "
-            "first or last instant of years 0001-9999, which PostgreSQL's binary protocol "
-            "reads as -infinity or infinity; it cannot be stored as sent"
-        )
+    if problem := storable_instant_problem(version.effective_from):
+        raise CatalogError(f"effective_from: {problem}")
     if not version.models:
         raise CatalogError("models: a catalog version needs at least one model")
     seen: set[str] = set()
