@@ -79,7 +79,30 @@ def storable_instant_problem(instant: datetime) -> str | None:
     )
 
 
+MAX_NAME_CHARS = 256
+"""Of a model id and an alias: an event's ``model`` is at most this long."""
+
+
+def _text_problem(value: str) -> str | None:
+    """Why PostgreSQL cannot store ``value`` (a text column, or a jsonb key), if it cannot:
+    as a refusal naming the field, not a driver error (a NUL in an alias was a 500)."""
+    if "\x00" in value:
+        return "must not contain the NUL character (U+0000)"
+    if any("\ud800" <= c <= "\udfff" for c in value):
+        return "holds a lone UTF-16 surrogate, which is not Unicode text"
+    return None
+
+
+def _check_text(where: str, value: str) -> None:
+    if not 1 <= len(value) <= MAX_NAME_CHARS:
+        raise CatalogError(f"{where}: must be 1 to {MAX_NAME_CHARS} characters, got {len(value)}")
+    if problem := _text_problem(value):
+        raise CatalogError(f"{where}: {problem}")
+
+
 def _check(version: NewCatalogVersion) -> None:
+    if version.label is not None and (problem := _text_problem(version.label)):
+        raise CatalogError(f"label: {problem}")
     if version.effective_from.tzinfo is None:
         raise CatalogError("effective_from: timestamp has no UTC offset; add 'Z' or '+hh:mm'")
     if problem := storable_instant_problem(version.effective_from):
@@ -91,6 +114,9 @@ def _check(version: NewCatalogVersion) -> None:
         if model.model_id in seen:
             raise CatalogError(f"models: model {model.model_id!r} appears twice")
         seen.add(model.model_id)
+        _check_text(f"models: model id {model.model_id[:80]!r}", model.model_id)
+        if problem := _text_problem(model.name):
+            raise CatalogError(f"model {model.model_id!r}: name {problem}")
         if model.tier not in TIERS:
             raise CatalogError(f"model {model.model_id!r}: tier must be one of {', '.join(TIERS)}")
         prices = [model.input, model.output, model.cache_read, model.cache_write]
@@ -109,6 +135,8 @@ def _check(version: NewCatalogVersion) -> None:
         if not alias:
             # An event's model is at least one character: an empty alias names nothing.
             raise CatalogError("aliases: an alias is a name of at least one character")
+        # An event's model is at most MAX_NAME_CHARS: a longer alias names nothing either.
+        _check_text(f"aliases: alias {alias[:80]!r}", alias)
         if target not in seen:
             raise CatalogError(
                 f"aliases: alias {alias!r} points at {target!r}, which is not in the version"

@@ -687,6 +687,37 @@ def body(**changes: Any) -> dict[str, Any]:
             "aliases: alias 'acme/rocket-1' is also the id of a model of the version",
             id="alias that shadows a model of the version",
         ),
+        # PostgreSQL's jsonb cannot hold a NUL: the driver's error was a 500.
+        pytest.param(
+            body(aliases={"pebble\x00": "pebble/mini"}),
+            422,
+            "aliases: alias 'pebble\\x00': must not contain the NUL character (U+0000)",
+            id="alias holding a NUL",
+        ),
+        pytest.param(
+            body(models=[ACME, {**PEBBLE, "id": "pebble\x00mini"}]),
+            422,
+            "models: model id 'pebble\\x00mini': must not contain the NUL character (U+0000)",
+            id="model id holding a NUL",
+        ),
+        pytest.param(
+            body(models=[ACME, {**PEBBLE, "name": "Pebble\x00"}]),
+            422,
+            "model 'pebble/mini': name must not contain the NUL character (U+0000)",
+            id="model name holding a NUL",
+        ),
+        pytest.param(
+            body(label="June\x00"),
+            422,
+            "label: must not contain the NUL character (U+0000)",
+            id="label holding a NUL",
+        ),
+        pytest.param(
+            body(aliases={"p" * 257: "pebble/mini"}),
+            422,
+            "must be 1 to 256 characters, got 257",
+            id="alias longer than any model an event names",
+        ),
         pytest.param(
             body(aliases={"": "pebble/mini"}),
             422,
