@@ -208,7 +208,9 @@ def derive_version(
             default_model=default_model,
         )
     snapshot = {m.model_id: _as_new(m) for m in parent.models.values()}
-    for model_id in remove:
+    for index, model_id in enumerate(remove):
+        if model_id in remove[:index]:
+            raise CatalogError(f"remove: model {model_id!r} appears twice")
         if model_id not in snapshot:
             raise CatalogError(f"remove: model {model_id!r} is not in parent version {parent.id}")
         if any(m.model_id == model_id for m in models):

@@ -584,6 +584,12 @@ def body(**changes: Any) -> dict[str, Any]:
             id="remove of a model not in the parent",
         ),
         pytest.param(
+            body(parent=1, models=[], remove=["openai/gpt-5.2", "openai/gpt-5.2"]),
+            422,
+            "remove: model 'openai/gpt-5.2' appears twice",
+            id="remove of a model twice (it said the parent lacked it)",
+        ),
+        pytest.param(
             body(remove=["pebble/mini"]),
             422,
             "remove: only a version with a parent can remove models",
