@@ -417,6 +417,79 @@ async def test_on_equal_effective_from_the_version_created_last_prices(client: A
     assert (await client.get("/v1/catalog")).json()["id"] == last["id"]
 
 
+async def test_long_context_at_its_exact_threshold_prices_every_token_class_at_its_rate(
+    client: Any,
+) -> None:
+    # Gemini 3 Pro as AIMS prices it, now with $0.002 per call: base 1.25 in, 10 out, cache
+    # read 0.125 (cache write and reasoning by default: 1.25 and 10); from 200,001 input
+    # tokens 2.50 in, 15 out, cache read 0.25 (cache write and reasoning by default: that
+    # entry's 2.50 and 15); the price per call stays the model's.
+    pro = await create(
+        client,
+        {
+            "effective_from": "2026-04-01T00:00:00Z",
+            "parent": 1,
+            "models": [
+                {
+                    "id": "google/gemini-3-pro-preview",
+                    "name": "Gemini 3 Pro",
+                    "tier": "standard",
+                    "input": "1.25",
+                    "output": "10",
+                    "cache_read": "0.125",
+                    "per_request": "0.002",
+                    "long_context": [
+                        {
+                            "min_input_tokens": 200001,
+                            "input": "2.50",
+                            "output": "15",
+                            "cache_read": "0.25",
+                        }
+                    ],
+                }
+            ],
+        },
+    )
+    tokens = {
+        "cached_input_tokens": 50_000,
+        "cache_write_tokens": 20_000,
+        "output_tokens": 8_000,
+        "reasoning_tokens": 3_000,
+    }
+    call = partial(wire_event, job_id="job-long", model="google/gemini-3-pro-preview", **tokens)
+    events = [
+        call("below", occurred_at="2026-04-02T00:00:00Z", input_tokens=200_000),
+        call("at", occurred_at="2026-04-02T00:00:00Z", input_tokens=200_001),
+        call("aims-at", occurred_at="2026-03-31T23:59:59.999999Z", input_tokens=200_001),
+    ]
+    batch = await client.post("/v1/events/batch", json={"events": events})
+    assert batch.json()["accepted"] == 3, batch.text
+
+    entries = (await client.get("/v1/jobs/job-long/entries")).json()["items"]
+    assert {
+        e["event_id"]: (e["catalog_version"], e["long_context_from"], e["cost_usd"])
+        for e in entries
+    } == {
+        # 130,000×1.25 + 50,000×0.125 + 20,000×1.25 + 5,000×10 + 3,000×10 = 273,750 per
+        # 1M, plus 0.002
+        "below": (pro["id"], None, "0.27575"),
+        # 130,001×2.50 + 50,000×0.25 + 20,000×2.50 + 5,000×15 + 3,000×15 = 507,502.5 per
+        # 1M, plus 0.002
+        "at": (pro["id"], 200_001, "0.5095025"),
+        # The AIMS version: the same rates, no price per call.
+        "aims-at": (1, 200_001, "0.5075025"),
+    }
+    by_event = {e["event_id"]: e for e in entries}
+    assert by_event["at"]["unit_prices"] == {
+        "input": "2.5",
+        "output": "15",
+        "cache_read": "0.25",
+        "cache_write": "2.5",
+        "reasoning": "15",
+        "per_request": "0.002",
+    }
+
+
 async def test_the_catalog_in_force_now_ignores_versions_that_start_later(client: Any) -> None:
     await create(
         client,
