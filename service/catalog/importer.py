@@ -13,7 +13,12 @@ from typing import Any
 
 import httpx
 
-from service.catalog.service import NewCatalogVersion, check_price_entry, derive_version
+from service.catalog.service import (
+    NewCatalogVersion,
+    check_price_entry,
+    derive_version,
+    storable_instant_problem,
+)
 from service.errors import CatalogError, UpstreamError
 from service.pricing.catalog import Catalog
 from service.pricing.diff import CatalogDiff, diff_models
@@ -45,6 +50,9 @@ def newest(catalog: Catalog) -> Any:
 def plan_import(
     payload: Any, catalog: Catalog, *, effective_from: datetime, label: str | None
 ) -> ImportPlan:
+    # Before the diff: a dry run must refuse what the import would.
+    if problem := storable_instant_problem(effective_from):
+        raise CatalogError(f"effective_from: {problem}")
     base = newest(catalog)
     known = base.models if base else {}
     try:

@@ -556,3 +556,25 @@ async def test_a_model_the_catalog_cannot_hold_is_skipped_with_its_reason_and_it
     assert models["acme/fine"]["input"] == "1.2" and models["acme/fine"]["output"] == "4.8"
     assert not {"acme/tiny", "acme/huge", "acme/wide"} & set(models)
     assert await db.fetchval("SELECT count(*) FROM catalog_versions") == 2
+
+
+async def test_a_dry_run_refuses_an_effective_from_the_import_would_refuse(
+    db: asyncpg.Connection, database_url: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "models.json"
+    path.write_text(json.dumps(models_payload()))
+
+    dry = await luc_in_process(
+        database_url,
+        "catalog",
+        "import",
+        str(path),
+        "--dry-run",
+        "--effective-from",
+        "0001-01-01T00:00:00Z",
+    )
+
+    assert dry.exit_code == 1, dry.output
+    assert "effective_from: 0001-01-01T00:00:00+00:00 is the first or last instant" in dry.stderr
+    assert "dry run: no version created" not in dry.stdout
+    assert await db.fetchval("SELECT count(*) FROM catalog_versions") == 1
