@@ -80,7 +80,7 @@ def storable_instant_problem(instant: datetime) -> str | None:
 
 
 MAX_NAME_CHARS = 256
-"""Of a model id and an alias: an event's ``model`` is at most this long."""
+"""Of an alias: an event's ``model`` is at most this long."""
 
 
 def _text_problem(value: str) -> str | None:
@@ -114,7 +114,8 @@ def _check(version: NewCatalogVersion) -> None:
         if model.model_id in seen:
             raise CatalogError(f"models: model {model.model_id!r} appears twice")
         seen.add(model.model_id)
-        _check_text(f"models: model id {model.model_id[:80]!r}", model.model_id)
+        if problem := _text_problem(model.model_id):
+            raise CatalogError(f"models: model id {model.model_id[:80]!r} {problem}")
         if problem := _text_problem(model.name):
             raise CatalogError(f"model {model.model_id!r}: name {problem}")
         if model.tier not in TIERS:
@@ -222,8 +223,12 @@ def derive_version(
             raise CatalogError(f"models: model {model.model_id!r} appears twice")
         given.add(model.model_id)
         snapshot[model.model_id] = model
+    # A parent's alias that no event can name (stored before such aliases were refused)
+    # is left behind rather than refusing every version derived from it.
     merged_aliases = {
-        alias: target for alias, target in parent.aliases.items() if target in snapshot
+        alias: target
+        for alias, target in parent.aliases.items()
+        if target in snapshot and 1 <= len(alias) <= MAX_NAME_CHARS
     } | dict(aliases or {})
     inherited_default = parent.default_model if parent.default_model in snapshot else None
     return NewCatalogVersion(

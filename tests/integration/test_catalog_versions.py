@@ -490,6 +490,35 @@ async def test_long_context_at_its_exact_threshold_prices_every_token_class_at_i
     }
 
 
+async def test_a_parents_alias_no_event_can_name_is_left_behind_not_refusing_the_child(
+    client: Any, db: asyncpg.Connection
+) -> None:
+    # A version stored before empty aliases were refused: every version derived from it
+    # (and every import, which derives from the newest) would be refused for its alias.
+    old = await db.fetchval(
+        """
+        INSERT INTO catalog_versions (label, effective_from, aliases, parent_id)
+        VALUES ('old', '2026-05-01T00:00:00Z',
+                '{"": "google/gemini-3.0-flash", "flash": "google/gemini-3.0-flash"}', 1)
+        RETURNING id
+        """
+    )
+    columns = "model_id, name, tier, context_tokens, input, output, cache_read, cache_write, "
+    columns += "reasoning, per_request"
+    await db.execute(
+        f"INSERT INTO catalog_prices (version_id, {columns}) "
+        f"SELECT $1, {columns} FROM catalog_prices WHERE version_id = 1",
+        old,
+    )
+
+    child = await create(
+        client,
+        {"effective_from": "2026-06-01T00:00:00Z", "parent": old, "models": [PEBBLE]},
+    )
+
+    assert child["aliases"] == {"flash": "google/gemini-3.0-flash"}
+
+
 async def test_the_catalog_in_force_now_ignores_versions_that_start_later(client: Any) -> None:
     await create(
         client,
@@ -776,7 +805,7 @@ def body(**changes: Any) -> dict[str, Any]:
         pytest.param(
             body(models=[ACME, {**PEBBLE, "id": "pebble\x00mini"}]),
             422,
-            "models: model id 'pebble\\x00mini': must not contain the NUL character (U+0000)",
+            "models: model id 'pebble\\x00mini' must not contain the NUL character (U+0000)",
             id="model id holding a NUL",
         ),
         pytest.param(
