@@ -96,7 +96,11 @@ class CatalogController(LucController):
         if effective_from is None:
             raise InvalidRequestError("effective_from: give an RFC 3339 timestamp with offset")
         catalog = await _catalog(luc)
-        parent = catalog_version(catalog, data.parent) if data.parent is not None else None
+        parent = None
+        if data.parent is not None:
+            parent = catalog.by_id.get(data.parent)
+            if parent is None:
+                raise NotFoundError(f"parent: catalog version {data.parent} does not exist")
         new = derive_version(
             parent,
             effective_from=effective_from,

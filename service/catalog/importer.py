@@ -13,7 +13,12 @@ from typing import Any
 
 import httpx
 
-from service.catalog.service import NewCatalogVersion, derive_version
+from service.catalog.service import (
+    NewCatalogVersion,
+    check_price_entry,
+    derive_version,
+    storable_instant_problem,
+)
 from service.errors import CatalogError, UpstreamError
 from service.pricing.catalog import Catalog
 from service.pricing.diff import CatalogDiff, diff_models
@@ -45,15 +50,30 @@ def newest(catalog: Catalog) -> Any:
 def plan_import(
     payload: Any, catalog: Catalog, *, effective_from: datetime, label: str | None
 ) -> ImportPlan:
+    # Before the diff: a dry run must refuse what the import would.
+    if problem := storable_instant_problem(effective_from):
+        raise CatalogError(f"effective_from: {problem}")
     base = newest(catalog)
     known = base.models if base else {}
     try:
         result = parse_models(payload, known)
     except NotOpenRouterShapeError as exc:
         raise CatalogError(str(exc)) from exc
-    if not result.models:
+    # A model the catalog cannot hold (a price past its bounds or its decimals, a context
+    # window past its column) is skipped with the reason, as a dynamic price is: kept, it
+    # refused the whole version after a dry run that showed it fine.
+    models = []
+    skipped = list(result.skipped)
+    for model in result.models:
+        try:
+            check_price_entry(model)
+        except CatalogError as exc:
+            skipped.append(SkippedModel(model.model_id, exc.message))
+            continue
+        models.append(model)
+    if not models:
         # Say why: the skip reasons are the only clue to what is wrong with the file.
-        why = "; ".join(f"{s.model_id}: {s.reason}" for s in result.skipped[:3])
+        why = "; ".join(f"{s.model_id}: {s.reason}" for s in skipped[:3])
         raise CatalogError(
             "the payload prices no model; nothing to import" + (f" ({why})" if why else "")
         )
@@ -61,7 +81,7 @@ def plan_import(
         base,
         effective_from=effective_from,
         label=label,
-        models=result.models,
+        models=models,
         remove=[],
         aliases=None,
         default_model=None,
@@ -71,8 +91,8 @@ def plan_import(
     return ImportPlan(
         version=None if diff.is_empty else version,
         diff=diff,
-        skipped=result.skipped,
-        imported=len(result.models),
+        skipped=skipped,
+        imported=len(models),
         skipped_overrides=result.skipped_overrides,
     )
 

@@ -6,7 +6,7 @@ import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Context, Decimal
 from importlib import resources
 from typing import Any
@@ -61,22 +61,71 @@ class NewCatalogVersion:
     parent_id: int | None = None
 
 
+# asyncpg's binary encoding turns these two instants into PostgreSQL's -infinity and
+# infinity, which read back as naive datetimes: a version stored at either could not be
+# compared with any other, and every later load of the catalog failed.
+_DRIVER_INFINITIES = (datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
+
+
+def storable_instant_problem(instant: datetime) -> str | None:
+    """Why ``instant`` (with an offset) cannot be stored as sent, or None: a version's, a
+    rate plan version's ``effective_from``."""
+    if instant not in _DRIVER_INFINITIES:
+        return None
+    return (
+        f"{instant.astimezone(UTC).isoformat()} is the first or last instant of years "
+        "0001-9999, which PostgreSQL's binary protocol reads as -infinity or infinity; it "
+        "cannot be stored as sent"
+    )
+
+
+MAX_NAME_CHARS = 256
+"""Of an alias: an event's ``model`` is at most this long."""
+
+
+def _text_problem(value: str) -> str | None:
+    """Why PostgreSQL cannot store ``value`` (a text column, or a jsonb key), if it cannot:
+    as a refusal naming the field, not a driver error (a NUL in an alias was a 500)."""
+    if "\x00" in value:
+        return "must not contain the NUL character (U+0000)"
+    if any("\ud800" <= c <= "\udfff" for c in value):
+        return "holds a lone UTF-16 surrogate, which is not Unicode text"
+    return None
+
+
+def _check_text(where: str, value: str) -> None:
+    if not 1 <= len(value) <= MAX_NAME_CHARS:
+        raise CatalogError(f"{where}: must be 1 to {MAX_NAME_CHARS} characters, got {len(value)}")
+    if problem := _text_problem(value):
+        raise CatalogError(f"{where}: {problem}")
+
+
 def _check(version: NewCatalogVersion) -> None:
+    if version.label is not None and (problem := _text_problem(version.label)):
+        raise CatalogError(f"label: {problem}")
     if version.effective_from.tzinfo is None:
         raise CatalogError("effective_from: timestamp has no UTC offset; add 'Z' or '+hh:mm'")
+    if problem := storable_instant_problem(version.effective_from):
+        raise CatalogError(f"effective_from: {problem}")
     if not version.models:
         raise CatalogError("models: a catalog version needs at least one model")
     seen: set[str] = set()
     for model in version.models:
         if model.model_id in seen:
-            raise CatalogError(f"model {model.model_id!r} appears twice")
+            raise CatalogError(f"models: model {model.model_id!r} appears twice")
         seen.add(model.model_id)
+        if problem := _text_problem(model.model_id):
+            raise CatalogError(f"models: model id {model.model_id[:80]!r} {problem}")
+        if problem := _text_problem(model.name):
+            raise CatalogError(f"model {model.model_id!r}: name {problem}")
         if model.tier not in TIERS:
             raise CatalogError(f"model {model.model_id!r}: tier must be one of {', '.join(TIERS)}")
         prices = [model.input, model.output, model.cache_read, model.cache_write]
         prices += [model.reasoning, model.per_request]
-        if any(p is not None and not _storable(p) for p in prices):
-            raise CatalogError(f"model {model.model_id!r}: {_PRICE_RULE}")
+        for name in PRICE_CLASSES:
+            price = getattr(model, name)
+            if price is not None and not _storable(price):
+                raise CatalogError(f"model {model.model_id!r}: {_PRICE_RULE} ({name} is {price:f})")
         _check_long_context(model)
         if model.context_tokens is not None and not 0 < model.context_tokens <= MAX_CONTEXT_TOKENS:
             raise CatalogError(
@@ -84,14 +133,21 @@ def _check(version: NewCatalogVersion) -> None:
                 f"{MAX_CONTEXT_TOKENS}"
             )
     for alias, target in version.aliases.items():
+        if not alias:
+            # An event's model is at least one character: an empty alias names nothing.
+            raise CatalogError("aliases: an alias is a name of at least one character")
+        # An event's model is at most MAX_NAME_CHARS: a longer alias names nothing either.
+        _check_text(f"aliases: alias {alias[:80]!r}", alias)
         if target not in seen:
-            raise CatalogError(f"alias {alias!r} points at {target!r}, which is not in the version")
+            raise CatalogError(
+                f"aliases: alias {alias!r} points at {target!r}, which is not in the version"
+            )
         if alias in seen:
             # Pricing resolves an alias before it looks up a model: the model of that id
             # would never be priced at its own prices.
             raise CatalogError(
-                f"alias {alias!r} is also the id of a model of the version; an alias names "
-                "another model (rename the model, or drop the alias)"
+                f"aliases: alias {alias!r} is also the id of a model of the version; an alias "
+                "names another model (rename the model, or drop the alias)"
             )
     if version.default_model is not None and version.default_model not in seen:
         raise CatalogError(f"default_model {version.default_model!r} is not in the version")
@@ -124,9 +180,10 @@ def _check_long_context(model: NewModelPrice) -> None:
                 "within a model"
             )
         thresholds.add(threshold)
-        prices = [getattr(entry, k) for k in TOKEN_PRICES]
-        if any(p is not None and not _storable(p) for p in prices):
-            raise CatalogError(f"{where}: {_PRICE_RULE}")
+        for name in TOKEN_PRICES:
+            price = getattr(entry, name)
+            if price is not None and not _storable(price):
+                raise CatalogError(f"{where}: {_PRICE_RULE} ({name} is {price:f})")
 
 
 def derive_version(
@@ -152,7 +209,9 @@ def derive_version(
             default_model=default_model,
         )
     snapshot = {m.model_id: _as_new(m) for m in parent.models.values()}
-    for model_id in remove:
+    for index, model_id in enumerate(remove):
+        if model_id in remove[:index]:
+            raise CatalogError(f"remove: model {model_id!r} appears twice")
         if model_id not in snapshot:
             raise CatalogError(f"remove: model {model_id!r} is not in parent version {parent.id}")
         if any(m.model_id == model_id for m in models):
@@ -161,11 +220,15 @@ def derive_version(
     given: set[str] = set()
     for model in models:
         if model.model_id in given:
-            raise CatalogError(f"model {model.model_id!r} appears twice")
+            raise CatalogError(f"models: model {model.model_id!r} appears twice")
         given.add(model.model_id)
         snapshot[model.model_id] = model
+    # A parent's alias that no event can name (stored before such aliases were refused)
+    # is left behind rather than refusing every version derived from it.
     merged_aliases = {
-        alias: target for alias, target in parent.aliases.items() if target in snapshot
+        alias: target
+        for alias, target in parent.aliases.items()
+        if target in snapshot and 1 <= len(alias) <= MAX_NAME_CHARS
     } | dict(aliases or {})
     inherited_default = parent.default_model if parent.default_model in snapshot else None
     return NewCatalogVersion(

@@ -16,7 +16,11 @@ from typing import Any
 
 import asyncpg
 
-from service.catalog.service import check_price_entry, new_model_price
+from service.catalog.service import (
+    check_price_entry,
+    new_model_price,
+    storable_instant_problem,
+)
 from service.customers import queries
 from service.customers.models import NewPlanVersion
 from service.customers.service import MAX_NAME_CHARS, check_text
@@ -115,6 +119,9 @@ def _model_price(model_id: str, stored: Mapping[str, Any]) -> ModelPrice:
 def _check_version(version: NewPlanVersion) -> None:
     if version.effective_from.tzinfo is None:
         raise InvalidRequestError("effective_from: timestamp has no UTC offset; add 'Z'")
+    if problem := storable_instant_problem(version.effective_from):
+        # Stored, it read back naive and every later read of the plans failed.
+        raise InvalidRequestError(f"effective_from: {problem}")
     if version.basis not in BASES:
         raise InvalidRequestError(f"basis: {version.basis!r} is not one of {', '.join(BASES)}")
     if not 0 <= version.markup <= MAX_MARKUP:

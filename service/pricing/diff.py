@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from decimal import Decimal
 from typing import Any
 
 from service.pricing.models import TOKEN_PRICES, LongContextPrice, ModelPrice
@@ -62,7 +63,9 @@ def diff_models(
 
 def describe(diff: CatalogDiff) -> list[str]:
     """Human lines for a terminal: ``+ id``, ``- id``, ``~ id: input 3 → 2.5``."""
-    lines = [f"+ {m.model_id} ({m.tier}): input {m.input}, output {m.output}" for m in diff.added]
+    lines = [
+        f"+ {m.model_id} ({m.tier}): input {m.input:f}, output {m.output:f}" for m in diff.added
+    ]
     lines += [f"- {m.model_id}" for m in diff.removed]
     for change in diff.changed:
         parts: list[Any] = [
@@ -80,10 +83,13 @@ def describe_long_context(entries: tuple[LongContextPrice, ...]) -> str:
     if not entries:
         return "none"
     return "; ".join(
-        f"≥ {lc.min_input_tokens:,}: " + ", ".join(f"{k} {getattr(lc, k)}" for k in TOKEN_PRICES)
+        f"≥ {lc.min_input_tokens:,}: " + ", ".join(f"{k} {getattr(lc, k):f}" for k in TOKEN_PRICES)
         for lc in entries
     )
 
 
 def _shown(field: str, value: Any) -> Any:
-    return describe_long_context(value) if field == "long_context" else value
+    if field == "long_context":
+        return describe_long_context(value)
+    # Every digit, as the API writes prices: str() of a tiny Decimal is 1E-7.
+    return f"{value:f}" if isinstance(value, Decimal) else value

@@ -79,11 +79,31 @@ _OVERRIDE_PRICES = (
     ("completion", "output"),
     ("input_cache_read", "cache_read"),
     ("input_cache_write", "cache_write"),
+    ("internal_reasoning", "reasoning"),
 )
 _THRESHOLD = "min_prompt_tokens"
 _MOST_TOKENS = 10**12
 """SPEC §2: an event carries at most 10^12 tokens of a class."""
 _TIME_WINDOW = ("utc_start", "utc_end")
+_PRICE_KEYS = frozenset(
+    {
+        "prompt",
+        "completion",
+        "request",
+        "image",
+        "image_token",
+        "image_output",
+        "audio",
+        "input_audio_cache",
+        "web_search",
+        "internal_reasoning",
+        "input_cache_read",
+        "input_cache_write",
+        "input_cache_write_1h",
+        "discount",
+    }
+)
+"""OpenRouter's pricing keys: in an override, prices, not conditions."""
 
 
 def per_million(per_token: Decimal) -> Decimal:
@@ -116,8 +136,9 @@ def _price(pricing: dict[str, Any], key: str) -> Decimal | None:
     return parse_money(f"pricing.{key}", raw)
 
 
-def _override_threshold(override: Any) -> int | str:
-    """An override's ``min_prompt_tokens`` when it is its only condition, else why not."""
+def _override_threshold(override: Any, base_keys: set[str]) -> int | str:
+    """An override's ``min_prompt_tokens`` when it is its only condition, else why not.
+    ``base_keys`` are the model's own pricing keys: in an override they are prices too."""
     if not isinstance(override, dict):
         return "not an object"
     window = [key for key in _TIME_WINDOW if key in override]
@@ -125,6 +146,15 @@ def _override_threshold(override: Any) -> int | str:
         return (
             f"its condition {'/'.join(window)} is a UTC time window: LUC prices an event by "
             "its tokens, never by the time of day"
+        )
+    # Any other key that is no price is a condition LUC cannot hold (a max_prompt_tokens
+    # would bound the entry, which a long_context entry cannot): taking the override
+    # without it would price requests it does not apply to.
+    others = sorted(k for k in override if k != _THRESHOLD and k not in _PRICE_KEYS | base_keys)
+    if others:
+        return (
+            f"its condition {'/'.join(others)} is not min_prompt_tokens alone: LUC's "
+            "long-context prices depend on the input size only"
         )
     threshold = override.get(_THRESHOLD)
     if threshold is None:
@@ -152,7 +182,7 @@ def _long_context(
     skipped: list[SkippedOverride] = []
     tiers: list[tuple[int, dict[str, Any]]] = []  # (threshold, override), in list order
     for index, override in enumerate(overrides):
-        threshold = _override_threshold(override)
+        threshold = _override_threshold(override, set(pricing) - {"overrides"})
         if isinstance(threshold, str):
             skipped.append(SkippedOverride(model_id, index, threshold))
             continue
@@ -161,6 +191,10 @@ def _long_context(
         except ValueError as exc:
             skipped.append(SkippedOverride(model_id, index, str(exc)))
             continue
+        # A "0" internal_reasoning is "billed as completion", as in the base pricing: no
+        # price of its own, so the entry's reasoning follows the base's rule.
+        if prices["reasoning"] == 0:
+            prices["reasoning"] = None
         tiers.append((threshold, {k: per_million(v) for k, v in prices.items() if v is not None}))
     entries = []
     for threshold in sorted({t for t, _ in tiers}):
@@ -179,8 +213,8 @@ def _long_context(
                 output=output_price,
                 cache_read=merged["cache_read"],
                 cache_write=merged["cache_write"],
-                # No override prices reasoning: it keeps the base's own price, or, billed
-                # as completion, this entry's output (the default).
+                # An override's own reasoning price, else the base's, else (billed as
+                # completion) this entry's output (the default).
                 reasoning=merged["reasoning"],
             )
         )

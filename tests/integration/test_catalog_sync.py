@@ -515,3 +515,66 @@ async def test_import_of_a_file_that_is_not_openrouters_shape_is_refused_and_cre
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert await db.fetchval("SELECT count(*) FROM catalog_versions") == 1
     assert await db.fetchval("SELECT count(*) FROM catalog_prices") == 10
+
+
+async def test_a_model_the_catalog_cannot_hold_is_skipped_with_its_reason_and_its_neighbours_synced(
+    client: Any, db: asyncpg.Connection, database_url: str, openrouter: FakeOpenRouter
+) -> None:
+    # Per token 10^-37 USD is 10^-31 per 1M, past a price's 30 decimals; 2,000,000 USD per
+    # token is 2·10^12 per 1M, past a price's bound; a context past the column's integer.
+    # Each one refused the whole version, after a dry run that listed it as imported.
+    openrouter.models = [
+        model("acme/fine", "Fine", {"prompt": "0.0000012", "completion": "0.0000048"}, 8000),
+        model("acme/tiny", "Tiny", {"prompt": "0." + "0" * 36 + "1", "completion": "0"}, 8000),
+        model("acme/huge", "Huge", {"prompt": "2000000", "completion": "0.000001"}, 8000),
+        model("acme/wide", "Wide", {"prompt": "0.000001", "completion": "0.000001"}, 2**31),
+        # Held, and shown with every digit (str() of the Decimal was 1E-7).
+        model("acme/speck", "Speck", {"prompt": "0.0000000000001", "completion": "0"}, 8000),
+    ]
+    env = {"LUC_OPENROUTER_BASE_URL": openrouter.base_url}
+
+    dry = await luc_in_process(database_url, "catalog", "sync", "--dry-run", **env)
+    synced = await luc_in_process(database_url, "catalog", "sync", **env)
+
+    for result in (dry, synced):
+        assert result.exit_code == 0, result.output
+        assert "2 models priced by the source, 3 skipped" in result.stdout
+        assert (
+            "skipped acme/tiny: model 'acme/tiny': prices must be finite, not negative, below "
+            "1000000000000 and have at most 30 decimal places (input is "
+            "0.0000000000000000000000000000001)"
+        ) in result.stdout
+        assert "skipped acme/huge: model 'acme/huge': prices must be finite" in result.stdout
+        assert "(input is 2000000000000)" in result.stdout
+        assert (
+            "skipped acme/wide: model 'acme/wide': context_tokens must be between 1 and 2147483647"
+        ) in result.stdout
+        assert "+ acme/fine (fast): input 1.2, output 4.8" in result.stdout
+        assert "+ acme/speck (economy): input 0.0000001, output 0" in result.stdout
+    assert "created catalog version 2" in synced.stdout
+    models = models_by_id((await client.get("/v1/catalog/versions/2")).json())
+    assert models["acme/fine"]["input"] == "1.2" and models["acme/fine"]["output"] == "4.8"
+    assert not {"acme/tiny", "acme/huge", "acme/wide"} & set(models)
+    assert await db.fetchval("SELECT count(*) FROM catalog_versions") == 2
+
+
+async def test_a_dry_run_refuses_an_effective_from_the_import_would_refuse(
+    db: asyncpg.Connection, database_url: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "models.json"
+    path.write_text(json.dumps(models_payload()))
+
+    dry = await luc_in_process(
+        database_url,
+        "catalog",
+        "import",
+        str(path),
+        "--dry-run",
+        "--effective-from",
+        "0001-01-01T00:00:00Z",
+    )
+
+    assert dry.exit_code == 1, dry.output
+    assert "effective_from: 0001-01-01T00:00:00+00:00 is the first or last instant" in dry.stderr
+    assert "dry run: no version created" not in dry.stdout
+    assert await db.fetchval("SELECT count(*) FROM catalog_versions") == 1

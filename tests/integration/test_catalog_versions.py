@@ -417,6 +417,108 @@ async def test_on_equal_effective_from_the_version_created_last_prices(client: A
     assert (await client.get("/v1/catalog")).json()["id"] == last["id"]
 
 
+async def test_long_context_at_its_exact_threshold_prices_every_token_class_at_its_rate(
+    client: Any,
+) -> None:
+    # Gemini 3 Pro as AIMS prices it, now with $0.002 per call: base 1.25 in, 10 out, cache
+    # read 0.125 (cache write and reasoning by default: 1.25 and 10); from 200,001 input
+    # tokens 2.50 in, 15 out, cache read 0.25 (cache write and reasoning by default: that
+    # entry's 2.50 and 15); the price per call stays the model's.
+    pro = await create(
+        client,
+        {
+            "effective_from": "2026-04-01T00:00:00Z",
+            "parent": 1,
+            "models": [
+                {
+                    "id": "google/gemini-3-pro-preview",
+                    "name": "Gemini 3 Pro",
+                    "tier": "standard",
+                    "input": "1.25",
+                    "output": "10",
+                    "cache_read": "0.125",
+                    "per_request": "0.002",
+                    "long_context": [
+                        {
+                            "min_input_tokens": 200001,
+                            "input": "2.50",
+                            "output": "15",
+                            "cache_read": "0.25",
+                        }
+                    ],
+                }
+            ],
+        },
+    )
+    tokens = {
+        "cached_input_tokens": 50_000,
+        "cache_write_tokens": 20_000,
+        "output_tokens": 8_000,
+        "reasoning_tokens": 3_000,
+    }
+    call = partial(wire_event, job_id="job-long", model="google/gemini-3-pro-preview", **tokens)
+    events = [
+        call("below", occurred_at="2026-04-02T00:00:00Z", input_tokens=200_000),
+        call("at", occurred_at="2026-04-02T00:00:00Z", input_tokens=200_001),
+        call("aims-at", occurred_at="2026-03-31T23:59:59.999999Z", input_tokens=200_001),
+    ]
+    batch = await client.post("/v1/events/batch", json={"events": events})
+    assert batch.json()["accepted"] == 3, batch.text
+
+    entries = (await client.get("/v1/jobs/job-long/entries")).json()["items"]
+    assert {
+        e["event_id"]: (e["catalog_version"], e["long_context_from"], e["cost_usd"])
+        for e in entries
+    } == {
+        # 130,000×1.25 + 50,000×0.125 + 20,000×1.25 + 5,000×10 + 3,000×10 = 273,750 per
+        # 1M, plus 0.002
+        "below": (pro["id"], None, "0.27575"),
+        # 130,001×2.50 + 50,000×0.25 + 20,000×2.50 + 5,000×15 + 3,000×15 = 507,502.5 per
+        # 1M, plus 0.002
+        "at": (pro["id"], 200_001, "0.5095025"),
+        # The AIMS version: the same rates, no price per call.
+        "aims-at": (1, 200_001, "0.5075025"),
+    }
+    by_event = {e["event_id"]: e for e in entries}
+    assert by_event["at"]["unit_prices"] == {
+        "input": "2.5",
+        "output": "15",
+        "cache_read": "0.25",
+        "cache_write": "2.5",
+        "reasoning": "15",
+        "per_request": "0.002",
+    }
+
+
+async def test_a_parents_alias_no_event_can_name_is_left_behind_not_refusing_the_child(
+    client: Any, db: asyncpg.Connection
+) -> None:
+    # A version stored before empty aliases were refused: every version derived from it
+    # (and every import, which derives from the newest) would be refused for its alias.
+    old = await db.fetchval(
+        """
+        INSERT INTO catalog_versions (label, effective_from, aliases, parent_id)
+        VALUES ('old', '2026-05-01T00:00:00Z',
+                '{"": "google/gemini-3.0-flash", "flash": "google/gemini-3.0-flash"}', 1)
+        RETURNING id
+        """
+    )
+    columns = "model_id, name, tier, context_tokens, input, output, cache_read, cache_write, "
+    columns += "reasoning, per_request"
+    await db.execute(
+        f"INSERT INTO catalog_prices (version_id, {columns}) "
+        f"SELECT $1, {columns} FROM catalog_prices WHERE version_id = 1",
+        old,
+    )
+
+    child = await create(
+        client,
+        {"effective_from": "2026-06-01T00:00:00Z", "parent": old, "models": [PEBBLE]},
+    )
+
+    assert child["aliases"] == {"flash": "google/gemini-3.0-flash"}
+
+
 async def test_the_catalog_in_force_now_ignores_versions_that_start_later(client: Any) -> None:
     await create(
         client,
@@ -500,19 +602,19 @@ def body(**changes: Any) -> dict[str, Any]:
         pytest.param(
             body(models=[ACME, PEBBLE, {**PEBBLE, "input": "0.06"}]),
             422,
-            "model 'pebble/mini' appears twice",
+            "models: model 'pebble/mini' appears twice",
             id="duplicate model id",
         ),
         pytest.param(
             body(parent=1, models=[PEBBLE, PEBBLE]),
             422,
-            "model 'pebble/mini' appears twice",
+            "models: model 'pebble/mini' appears twice",
             id="duplicate model id against a parent",
         ),
         pytest.param(
             body(aliases={"rocket": "acme/rocket-2"}),
             422,
-            "alias 'rocket' points at 'acme/rocket-2', which is not in the version",
+            "aliases: alias 'rocket' points at 'acme/rocket-2', which is not in the version",
             id="alias pointing nowhere",
         ),
         pytest.param(
@@ -526,6 +628,20 @@ def body(**changes: Any) -> dict[str, Any]:
             400,
             "effective_from: timestamp has no UTC offset",
             id="effective_from without offset",
+        ),
+        # asyncpg writes these two instants as PostgreSQL's -infinity and infinity, read
+        # back naive: stored, every later load of the catalog failed (a 500).
+        pytest.param(
+            body(effective_from="0001-01-01T00:00:00Z"),
+            422,
+            "effective_from: 0001-01-01T00:00:00+00:00 is the first or last instant",
+            id="effective_from the driver writes as -infinity",
+        ),
+        pytest.param(
+            body(effective_from="9999-12-31T23:59:59.999999Z"),
+            422,
+            "effective_from: 9999-12-31T23:59:59.999999+00:00 is the first or last instant",
+            id="effective_from the driver writes as infinity",
         ),
         pytest.param(
             body(effective_from="June 1st"),
@@ -560,7 +676,7 @@ def body(**changes: Any) -> dict[str, Any]:
         pytest.param(
             body(parent=99),
             404,
-            "catalog version 99 does not exist",
+            "parent: catalog version 99 does not exist",
             id="unknown parent",
         ),
         pytest.param(
@@ -568,6 +684,12 @@ def body(**changes: Any) -> dict[str, Any]:
             422,
             "remove: model 'acme/rocket-1' is not in parent version 1",
             id="remove of a model not in the parent",
+        ),
+        pytest.param(
+            body(parent=1, models=[], remove=["openai/gpt-5.2", "openai/gpt-5.2"]),
+            422,
+            "remove: model 'openai/gpt-5.2' appears twice",
+            id="remove of a model twice (it said the parent lacked it)",
         ),
         pytest.param(
             body(remove=["pebble/mini"]),
@@ -602,7 +724,8 @@ def body(**changes: Any) -> dict[str, Any]:
         pytest.param(
             body(models=[{**ACME, "input": "1" + "0" * 12}]),
             422,
-            "model 'acme/rocket-1': prices must be finite, not negative, below 1000000000000",
+            "model 'acme/rocket-1': prices must be finite, not negative, below 1000000000000 "
+            "and have at most 30 decimal places (input is 1000000000000)",
             id="absurdly large price",
         ),
         pytest.param(
@@ -635,7 +758,9 @@ def body(**changes: Any) -> dict[str, Any]:
                 models=[{**ACME, "long_context": [{**LONG, "cache_read": "0." + "0" * 30 + "1"}]}]
             ),
             422,
-            "model 'acme/rocket-1': long_context[0]: prices must be finite",
+            "model 'acme/rocket-1': long_context[0]: prices must be finite, not negative, "
+            "below 1000000000000 and have at most 30 decimal places (cache_read is "
+            "0.0000000000000000000000000000001)",
             id="long-context price with too many decimals",
         ),
         pytest.param(
@@ -667,8 +792,45 @@ def body(**changes: Any) -> dict[str, Any]:
         pytest.param(
             body(aliases={"acme/rocket-1": "pebble/mini"}),
             422,
-            "alias 'acme/rocket-1' is also the id of a model of the version",
+            "aliases: alias 'acme/rocket-1' is also the id of a model of the version",
             id="alias that shadows a model of the version",
+        ),
+        # PostgreSQL's jsonb cannot hold a NUL: the driver's error was a 500.
+        pytest.param(
+            body(aliases={"pebble\x00": "pebble/mini"}),
+            422,
+            "aliases: alias 'pebble\\x00': must not contain the NUL character (U+0000)",
+            id="alias holding a NUL",
+        ),
+        pytest.param(
+            body(models=[ACME, {**PEBBLE, "id": "pebble\x00mini"}]),
+            422,
+            "models: model id 'pebble\\x00mini' must not contain the NUL character (U+0000)",
+            id="model id holding a NUL",
+        ),
+        pytest.param(
+            body(models=[ACME, {**PEBBLE, "name": "Pebble\x00"}]),
+            422,
+            "model 'pebble/mini': name must not contain the NUL character (U+0000)",
+            id="model name holding a NUL",
+        ),
+        pytest.param(
+            body(label="June\x00"),
+            422,
+            "label: must not contain the NUL character (U+0000)",
+            id="label holding a NUL",
+        ),
+        pytest.param(
+            body(aliases={"p" * 257: "pebble/mini"}),
+            422,
+            "must be 1 to 256 characters, got 257",
+            id="alias longer than any model an event names",
+        ),
+        pytest.param(
+            body(aliases={"": "pebble/mini"}),
+            422,
+            "aliases: an alias is a name of at least one character",
+            id="empty alias",
         ),
         pytest.param(
             body(parent=1, models=[{**PEBBLE, "id": "gemini-3.0-flash"}]),

@@ -158,6 +158,14 @@ async def test_an_unknown_plan_is_404(client: AsyncTestClient[Any]) -> None:
             "effective_from: timestamp has no UTC offset (RFC 3339 needs one, e.g. 'Z' or "
             "'+02:00')",
         ),
+        # asyncpg writes this instant as PostgreSQL's -infinity, read back naive: stored,
+        # every later read of the plans answered 500.
+        (
+            {"effective_from": "0001-01-01T00:00:00Z"},
+            "effective_from: 0001-01-01T00:00:00+00:00 is the first or last instant of years "
+            "0001-9999, which PostgreSQL's binary protocol reads as -infinity or infinity; it "
+            "cannot be stored as sent",
+        ),
         (
             {"per_request_usd": "-0.01"},
             "per_request_usd: '-0.01' has a sign; the amount cannot be negative (a plain "

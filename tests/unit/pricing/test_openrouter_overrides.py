@@ -63,6 +63,11 @@ def test_a_float_threshold_that_is_a_whole_number_is_taken() -> None:
             "its condition utc_start is a UTC time window",
             id="a size and a time window",
         ),
+        pytest.param(
+            {"min_prompt_tokens": 100000, "max_prompt_tokens": 150000, "prompt": "0.000004"},
+            "its condition max_prompt_tokens is not min_prompt_tokens alone",
+            id="a size and another condition",
+        ),
         pytest.param({"prompt": "0.000001"}, "no min_prompt_tokens condition", id="no condition"),
         pytest.param(
             {"min_prompt_tokens": 1000.5, "prompt": "0.000001"},
@@ -118,4 +123,26 @@ def test_tiers_merge_every_override_that_applies_later_ones_winning_per_key() ->
         (100_001, D(3), D(15), D("0.2"), D(30)),
         (200_001, D(5), D(15), D("0.2"), D(30)),
         (300_001, D(5), D(20), D("0.2"), D(30)),
+    ]
+
+
+def test_an_overrides_reasoning_price_is_the_entrys_and_its_zero_means_billed_as_completion() -> (
+    None
+):
+    result = imported(
+        {
+            **BASE,
+            "internal_reasoning": "0.00002",
+            "overrides": [
+                {"min_prompt_tokens": 100000, "internal_reasoning": "0.00004"},
+                {"min_prompt_tokens": 200000, "completion": "0.00003", "internal_reasoning": "0"},
+            ],
+        }
+    )
+    [model] = result.models
+    assert result.skipped_overrides == []
+    assert [(lc.min_input_tokens, lc.output, lc.reasoning) for lc in model.long_context] == [
+        (100_001, D(10), D(40)),
+        # "0" prices nothing of its own: the 100,000 override's reasoning still applies.
+        (200_001, D(30), D(40)),
     ]
