@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import platformdirs
 
@@ -400,8 +401,19 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Build settings from ``env`` (default: the process environment), validating each."""
     env = dict(os.environ if env is None else env)
     data_dir = env.get("LUC_DATA_DIR")
+    url = env.get("LUC_DATABASE_URL") or None
+    # Without its scheme the URL was taken, then every connection failed as if PostgreSQL
+    # were down: retried for LUC_DB_STARTUP_TIMEOUT_SECONDS, where no wait could help.
+    # The URL itself is not repeated: it may hold a password.
+    scheme = urlsplit(url).scheme if url is not None else "postgresql"
+    if scheme.split("+")[0] not in ("postgresql", "postgres"):
+        raise SettingsError(
+            "LUC_DATABASE_URL must be a PostgreSQL URL, "
+            "postgresql://user:password@host:port/database, "
+            + (f"not {scheme}://" if scheme else "with its scheme")
+        )
     database = DatabaseSettings(
-        url=env.get("LUC_DATABASE_URL") or None,
+        url=url,
         data_dir=Path(data_dir).expanduser() if data_dir else DatabaseSettings().data_dir,
         pool_min_size=_int(env, "LUC_DB_POOL_MIN", 2),
         pool_max_size=_int(env, "LUC_DB_POOL_MAX", 10),
@@ -454,7 +466,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     )
     budgets = BudgetSettings(
         webhook_secret=secret,
-        allowed_hosts=hosts or ("*",),
+        # Set to a list with no host (``,``): none allowed, as README says; unset: any.
+        allowed_hosts=hosts,
         retry_window_seconds=_int(env, "LUC_WEBHOOK_RETRY_WINDOW_SECONDS", 72 * 3600),
         backoff_base_seconds=_float(env, "LUC_WEBHOOK_BACKOFF_BASE_SECONDS", 5.0),
         backoff_max_seconds=_float(env, "LUC_WEBHOOK_BACKOFF_MAX_SECONDS", 3600.0),

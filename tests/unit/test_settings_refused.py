@@ -78,3 +78,38 @@ def test_a_webhook_secret_of_64_bytes_and_one_without_padding_are_taken() -> Non
 def test_a_well_formed_webhook_secret_is_taken() -> None:
     secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     assert load_settings({"LUC_WEBHOOK_SECRET": secret}).budgets.webhook_secret == secret
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("localhost/luc", "with its scheme"),
+        ("/var/run/postgresql", "with its scheme"),
+        ("mysql://luc:s3cret@db/luc", "not mysql://"),
+    ],
+)
+def test_a_database_url_without_the_postgresql_scheme_is_refused_naming_the_variable(
+    url: str, said: str
+) -> None:
+    # It was retried as an outage for LUC_DB_STARTUP_TIMEOUT_SECONDS, then a traceback.
+    with pytest.raises(SettingsError) as raised:
+        load_settings({"LUC_DATABASE_URL": url})
+    assert raised.value.message == (
+        "LUC_DATABASE_URL must be a PostgreSQL URL, postgresql://user:password@host:port/"
+        f"database, {said}"
+    )
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql://u@h/luc", "postgres://u@h/luc", "postgresql+asyncpg://u@h/luc"]
+)
+def test_the_postgresql_schemes_are_taken(url: str) -> None:
+    assert load_settings({"LUC_DATABASE_URL": url}).database.url == url
+
+
+def test_an_allowed_hosts_list_with_no_host_allows_none() -> None:
+    # README: "a list with no host, such as `,`, allows none"; it allowed every public host.
+    assert load_settings({"LUC_WEBHOOK_ALLOWED_HOSTS": ","}).budgets.allowed_hosts == ()
+    assert load_settings({"LUC_WEBHOOK_ALLOWED_HOSTS": " , "}).budgets.allowed_hosts == ()
+    assert load_settings({"LUC_WEBHOOK_ALLOWED_HOSTS": ""}).budgets.allowed_hosts == ("*",)
+    assert load_settings({}).budgets.allowed_hosts == ("*",)
