@@ -65,7 +65,9 @@ def send(http: httpx.Client, plan: TrafficPlan, batch_size: int, console: Consol
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=console) as progress:
+    # Only on a terminal: written to a file or a pipe, rich leaves the bar's last frame
+    # in the report a script reads.
+    with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
         task = progress.add_task("events", total=len(plan.events))
         for start in range(0, len(plan.events), batch_size):
             batch = plan.events[start : start + batch_size]
@@ -178,11 +180,17 @@ def _parse_until(value: str | None) -> datetime:
     try:
         until = datetime.fromisoformat(value)
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not an RFC 3339 timestamp") from None
+        raise click.BadParameter(
+            f"{value!r} is not an RFC 3339 timestamp", param_hint="--until"
+        ) from None
     if until.tzinfo is None:
-        raise click.BadParameter("add a UTC offset, e.g. 2026-11-24T00:00:00Z")
+        raise click.BadParameter(
+            "add a UTC offset, e.g. 2026-11-24T00:00:00Z", param_hint="--until"
+        )
     if until > now:
-        raise click.BadParameter("must not be in the future (LUC refuses future events)")
+        raise click.BadParameter(
+            "must not be in the future (LUC refuses future events)", param_hint="--until"
+        )
     return until.astimezone(UTC)
 
 
