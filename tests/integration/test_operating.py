@@ -400,6 +400,7 @@ def test_start_up_waits_for_a_database_that_comes_up_late(tmp_path: Path) -> Non
                 except httpx.HTTPError:
                     return False  # not listening yet
                 assert ready.status_code == 503, ready.text
+                assert ready.headers["retry-after"] == "5"  # README: 503 with Retry-After
                 assert event.status_code == 503, event.text
                 assert event.json()["detail"] == STARTING
                 assert int(event.headers["retry-after"]) >= 1
