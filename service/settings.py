@@ -390,6 +390,16 @@ def webhook_secret_problem(secret: str) -> str | None:
     return None
 
 
+def _is_http_url(url: str) -> bool:
+    """``http(s)://`` and a host: the scheme alone (``https://``) was taken, and every call
+    to the provider then failed, long after the start."""
+    try:
+        parts = urlsplit(url)
+        return parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # an unclosed IPv6 bracket, a port that is not a number
+        return False
+
+
 def _choice(env: dict[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
     value = env.get(name) or default
     if value not in choices:
@@ -452,7 +462,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         persist=_choice(env, "LUC_INGEST_PERSIST", "1", ("0", "1")) == "1",
     )
     base_url = env.get("LUC_OPENROUTER_BASE_URL") or OpenRouterSettings.base_url
-    if not base_url.startswith(("http://", "https://")):
+    if not _is_http_url(base_url):
         raise SettingsError(f"LUC_OPENROUTER_BASE_URL must be an http(s) URL, got {base_url!r}")
     openrouter = OpenRouterSettings(
         base_url=base_url,
@@ -593,7 +603,7 @@ def _gateway(env: dict[str, str]) -> GatewaySettings:
     if len(set(chain)) != len(chain):
         raise SettingsError("LUC_GATEWAY_CHAIN names a provider twice")
     vertex_base_url = env.get("LUC_VERTEX_BASE_URL") or None
-    if vertex_base_url and not vertex_base_url.startswith(("http://", "https://")):
+    if vertex_base_url and not _is_http_url(vertex_base_url):
         raise SettingsError(f"LUC_VERTEX_BASE_URL must be an http(s) URL, got {vertex_base_url!r}")
     prefixes = tuple(
         p.strip() for p in (env.get("LUC_VERTEX_MODELS") or "google/").split(",") if p.strip()

@@ -113,3 +113,12 @@ def test_an_allowed_hosts_list_with_no_host_allows_none() -> None:
     assert load_settings({"LUC_WEBHOOK_ALLOWED_HOSTS": " , "}).budgets.allowed_hosts == ()
     assert load_settings({"LUC_WEBHOOK_ALLOWED_HOSTS": ""}).budgets.allowed_hosts == ("*",)
     assert load_settings({}).budgets.allowed_hosts == ("*",)
+
+
+@pytest.mark.parametrize("name", ["LUC_OPENROUTER_BASE_URL", "LUC_VERTEX_BASE_URL"])
+@pytest.mark.parametrize("url", ["https://", "http:///api/v1", "openrouter.ai/api/v1", "https://["])
+def test_a_provider_url_without_a_host_is_refused_at_start(name: str, url: str) -> None:
+    # The scheme alone was checked: "https://" was taken, then every call failed.
+    with pytest.raises(SettingsError) as raised:
+        load_settings({name: url})
+    assert raised.value.message == f"{name} must be an http(s) URL, got {url!r}"
