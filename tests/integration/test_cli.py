@@ -348,3 +348,20 @@ def test_a_reader_that_leaves_early_is_not_reported_as_a_lost_database(database_
     assert result.returncode == 1, result.stderr
     # It said "Error: lost <database> during the command: [Errno 32] Broken pipe".
     assert "Error" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        (b"\xff\xfe\x00garbage", "is not JSON"),  # not text: UnicodeDecodeError's traceback
+        (b"not json", "is not JSON"),
+        (b"[1, 2]", "does not hold an invoice object"),
+    ],
+)
+def test_invoice_verify_of_a_file_that_is_no_invoice_is_one_error_line(
+    tmp_path: Path, content: bytes, error: str
+) -> None:
+    exported = tmp_path / "invoice.json"
+    exported.write_bytes(content)
+    result = luc("invoice", "verify", str(exported), LUC_DATA_DIR=str(tmp_path / "luc"))
+    assert error_line(result).startswith(f"{exported} {error}"), result.stderr
