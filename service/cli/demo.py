@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 import httpx
@@ -173,6 +174,14 @@ def report(http: httpx.Client, plan: TrafficPlan, answers: Answers, console: Con
     console.print(agents)
 
 
+def _is_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        return parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # an unclosed IPv6 bracket, a port that is not a number
+        return False
+
+
 def _parse_until(value: str | None) -> datetime:
     now = datetime.now(UTC)
     if value is None:
@@ -261,6 +270,10 @@ def demo(
         url, where = server_url(server), f"LUC_HOST={server.host}, LUC_PORT={server.port}"
     else:
         where = "--url"
+        if not _is_http_url(url):  # "localhost:8000" was "unsupported protocol 'localhost://'"
+            raise click.BadParameter(
+                f"{url!r} is not an http(s) URL, e.g. http://127.0.0.1:8000", param_hint="--url"
+            )
     click.echo(f"server: {url} ({where})", err=True)
     console = Console()
     plan = plan_traffic(seed, jobs, run_id or secrets.token_hex(3), _parse_until(until))

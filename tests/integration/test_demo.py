@@ -164,3 +164,14 @@ def test_a_malformed_until_is_a_usage_error_naming_the_option() -> None:
     assert "Invalid value for --until: 'tomorrow' is not an RFC 3339 timestamp" in result.output, (
         result.output
     )
+
+
+@pytest.mark.parametrize("url", ["localhost:8000", "127.0.0.1:8000", "http://", "ftp://h/"])
+def test_a_url_that_is_not_http_is_a_usage_error_naming_the_option(url: str) -> None:
+    # "localhost:8000" was tried, and said "unsupported protocol 'localhost://'".
+    result = CliRunner().invoke(main, ["demo", "--url", url])
+    assert result.exit_code == 2
+    assert (
+        f"Invalid value for --url: {url!r} is not an http(s) URL, e.g. http://127.0.0.1:8000"
+        in result.output
+    ), result.output
