@@ -332,6 +332,15 @@ def _int(
     return value
 
 
+LONGEST_DURATION_SECONDS = 100 * 365 * 86_400
+"""The longest duration a setting may give: 100 years. Past it, a duration added to now
+leaves the instants Python or PostgreSQL can hold (an event's future skew made every
+event a 500; a reservation or a webhook's retry window, 'timestamp out of range')."""
+
+POSTGRES_INT_MAX = 2_147_483_647
+"""The largest value of PostgreSQL's integer settings, ``statement_timeout`` among them."""
+
+
 def _float(env: dict[str, str], name: str, default: float) -> float:
     """A duration in seconds (not money)."""
     raw = env.get(name)
@@ -347,6 +356,10 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
         raise SettingsError(f"{name} must be a number of seconds, got {raw!r}")
     if value <= 0:
         raise SettingsError(f"{name} must be positive, got {raw!r}")
+    if value > LONGEST_DURATION_SECONDS:
+        raise SettingsError(
+            f"{name} must be at most {LONGEST_DURATION_SECONDS} seconds (100 years), got {raw!r}"
+        )
     return value
 
 
@@ -427,7 +440,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         data_dir=Path(data_dir).expanduser() if data_dir else DatabaseSettings().data_dir,
         pool_min_size=_int(env, "LUC_DB_POOL_MIN", 2),
         pool_max_size=_int(env, "LUC_DB_POOL_MAX", 10),
-        statement_timeout_ms=_int(env, "LUC_DB_STATEMENT_TIMEOUT_MS", 30_000),
+        statement_timeout_ms=_int(
+            env, "LUC_DB_STATEMENT_TIMEOUT_MS", 30_000, maximum=POSTGRES_INT_MAX
+        ),
         pooler=_choice(env, "LUC_DB_POOLER", "none", ("none", "transaction")),
         startup_timeout_seconds=_float(env, "LUC_DB_STARTUP_TIMEOUT_SECONDS", 60.0),
         partition_check_seconds=_float(env, "LUC_PARTITION_CHECK_SECONDS", 3600.0),
@@ -456,7 +471,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             "LUC_MAX_BODY_BYTES",
             default_max_body_bytes(max_batch_events, max_attributes_bytes),
         ),
-        max_future_skew_seconds=_int(env, "LUC_MAX_FUTURE_SKEW_SECONDS", 300, minimum=0),
+        max_future_skew_seconds=_int(
+            env, "LUC_MAX_FUTURE_SKEW_SECONDS", 300, minimum=0, maximum=LONGEST_DURATION_SECONDS
+        ),
         max_attributes_bytes=max_attributes_bytes,
         writers=_int(env, "LUC_INGEST_WRITERS", 2),
         persist=_choice(env, "LUC_INGEST_PERSIST", "1", ("0", "1")) == "1",
@@ -478,12 +495,16 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         webhook_secret=secret,
         # Set to a list with no host (``,``): none allowed, as README says; unset: any.
         allowed_hosts=hosts,
-        retry_window_seconds=_int(env, "LUC_WEBHOOK_RETRY_WINDOW_SECONDS", 72 * 3600),
+        retry_window_seconds=_int(
+            env, "LUC_WEBHOOK_RETRY_WINDOW_SECONDS", 72 * 3600, maximum=LONGEST_DURATION_SECONDS
+        ),
         backoff_base_seconds=_float(env, "LUC_WEBHOOK_BACKOFF_BASE_SECONDS", 5.0),
         backoff_max_seconds=_float(env, "LUC_WEBHOOK_BACKOFF_MAX_SECONDS", 3600.0),
         timeout_seconds=_float(env, "LUC_WEBHOOK_TIMEOUT_SECONDS", 10.0),
         poll_seconds=_float(env, "LUC_WEBHOOK_POLL_SECONDS", 1.0),
-        reservation_seconds=_int(env, "LUC_BUDGET_RESERVATION_SECONDS", 300),
+        reservation_seconds=_int(
+            env, "LUC_BUDGET_RESERVATION_SECONDS", 300, maximum=LONGEST_DURATION_SECONDS
+        ),
     )
     auth = AuthSettings(
         enabled=_choice(env, "LUC_AUTH", "on", ("on", "off")) == "on",

@@ -19,6 +19,34 @@ from service.settings import load_settings
         ("LUC_WEBHOOK_POLL_SECONDS", "inf", "must be a number of seconds, got 'inf'"),
         ("LUC_PARTITION_CHECK_SECONDS", "-inf", "must be a number of seconds, got '-inf'"),
         ("LUC_WEBHOOK_BACKOFF_BASE_SECONDS", "0", "must be positive, got '0'"),
+        # Past 100 years a duration added to now leaves what Python or PostgreSQL holds:
+        # every event was a 500, a reservation or a retry window "timestamp out of range".
+        (
+            "LUC_MAX_FUTURE_SKEW_SECONDS",
+            "99999999999999999",
+            "must be at most 3153600000, got 99999999999999999",
+        ),
+        (
+            "LUC_BUDGET_RESERVATION_SECONDS",
+            "3153600001",
+            "must be at most 3153600000, got 3153600001",
+        ),
+        (
+            "LUC_WEBHOOK_RETRY_WINDOW_SECONDS",
+            "1" + "0" * 17,
+            "must be at most 3153600000, got 100000000000000000",
+        ),
+        (
+            "LUC_WEBHOOK_POLL_SECONDS",
+            "1e300",
+            "must be at most 3153600000 seconds (100 years), got '1e300'",
+        ),
+        # PostgreSQL refused it at connect, naming its own parameter, not LUC's variable.
+        (
+            "LUC_DB_STATEMENT_TIMEOUT_MS",
+            "99999999999",
+            "must be at most 2147483647, got 99999999999",
+        ),
         # uvicorn bound 70000 modulo 65536 (port 4464) without a word.
         ("LUC_PORT", "70000", "must be at most 65535, got 70000"),
         ("LUC_PORT", "-1", "must be at least 0, got -1"),
@@ -122,3 +150,16 @@ def test_a_provider_url_without_a_host_is_refused_at_start(name: str, url: str) 
     with pytest.raises(SettingsError) as raised:
         load_settings({name: url})
     assert raised.value.message == f"{name} must be an http(s) URL, got {url!r}"
+
+
+def test_the_longest_durations_are_taken() -> None:
+    settings = load_settings(
+        {
+            "LUC_MAX_FUTURE_SKEW_SECONDS": "3153600000",
+            "LUC_WEBHOOK_POLL_SECONDS": "3153600000",
+            "LUC_DB_STATEMENT_TIMEOUT_MS": "2147483647",
+        }
+    )
+    assert settings.ingest.max_future_skew_seconds == 3_153_600_000
+    assert settings.budgets.poll_seconds == 3_153_600_000.0
+    assert settings.database.statement_timeout_ms == 2_147_483_647
