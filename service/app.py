@@ -66,7 +66,7 @@ from service.db import create_pool, is_unavailable, on_connection, wait_for_data
 from service.db.embedded import resolve_database_url
 from service.db.migrations import check_schema_revision, migrate
 from service.db.privileges import check_privileges
-from service.errors import DatabaseUnavailableError, LucError
+from service.errors import DatabaseSetupError, DatabaseUnavailableError, LucError
 from service.gateway.chain import build_chain, upstream_client
 from service.gateway.metering import Gateway
 from service.ledger.service import ensure_months_ahead
@@ -102,8 +102,7 @@ async def start_when_reachable(
     except Exception as exc:
         # Anything, not only LucError (a refused password once PostgreSQL answers): a
         # failure left in this task would keep the process answering 503 for ever.
-        detail = exc.message if isinstance(exc, LucError) else str(exc)
-        log.error("startup_failed", error=type(exc).__name__, detail=detail)
+        _log_startup_failure(exc)
         # Raised from a task, SystemExit leaves the event loop and the server: the process
         # ends with uvicorn's start-up failure status, so a supervisor sees a failed start.
         raise SystemExit(STARTUP_FAILURE) from exc
@@ -339,6 +338,9 @@ def create_app(settings: Settings | None = None, *, prepared: bool = False) -> L
             try:
                 if url is not None:  # the embedded server is LUC's own: started, not waited for
                     await wait_for_database(url, within=0)  # one attempt
+            except DatabaseSetupError as exc:  # a URL no wait makes right
+                _log_startup_failure(exc)
+                raise
             except DatabaseUnavailableError as exc:
                 # Serve meanwhile: /healthz says the process is up, /readyz and every
                 # other route answer 503 with Retry-After until PostgreSQL is there.

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import platformdirs
 
@@ -331,6 +332,15 @@ def _int(
     return value
 
 
+LONGEST_DURATION_SECONDS = 100 * 365 * 86_400
+"""The longest duration a setting may give: 100 years. Past it, a duration added to now
+leaves the instants Python or PostgreSQL can hold (an event's future skew made every
+event a 500; a reservation or a webhook's retry window, 'timestamp out of range')."""
+
+POSTGRES_INT_MAX = 2_147_483_647
+"""The largest value of PostgreSQL's integer settings, ``statement_timeout`` among them."""
+
+
 def _float(env: dict[str, str], name: str, default: float) -> float:
     """A duration in seconds (not money)."""
     raw = env.get(name)
@@ -346,6 +356,10 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
         raise SettingsError(f"{name} must be a number of seconds, got {raw!r}")
     if value <= 0:
         raise SettingsError(f"{name} must be positive, got {raw!r}")
+    if value > LONGEST_DURATION_SECONDS:
+        raise SettingsError(
+            f"{name} must be at most {LONGEST_DURATION_SECONDS} seconds (100 years), got {raw!r}"
+        )
     return value
 
 
@@ -389,6 +403,16 @@ def webhook_secret_problem(secret: str) -> str | None:
     return None
 
 
+def _is_http_url(url: str) -> bool:
+    """``http(s)://`` and a host: the scheme alone (``https://``) was taken, and every call
+    to the provider then failed, long after the start."""
+    try:
+        parts = urlsplit(url)
+        return parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # an unclosed IPv6 bracket, a port that is not a number
+        return False
+
+
 def _choice(env: dict[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
     value = env.get(name) or default
     if value not in choices:
@@ -400,12 +424,25 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Build settings from ``env`` (default: the process environment), validating each."""
     env = dict(os.environ if env is None else env)
     data_dir = env.get("LUC_DATA_DIR")
+    url = env.get("LUC_DATABASE_URL") or None
+    # Without its scheme the URL was taken, then every connection failed as if PostgreSQL
+    # were down: retried for LUC_DB_STARTUP_TIMEOUT_SECONDS, where no wait could help.
+    # The URL itself is not repeated: it may hold a password.
+    scheme = urlsplit(url).scheme if url is not None else "postgresql"
+    if scheme.split("+")[0] not in ("postgresql", "postgres"):
+        raise SettingsError(
+            "LUC_DATABASE_URL must be a PostgreSQL URL, "
+            "postgresql://user:password@host:port/database, "
+            + (f"not {scheme}://" if scheme else "with its scheme")
+        )
     database = DatabaseSettings(
-        url=env.get("LUC_DATABASE_URL") or None,
+        url=url,
         data_dir=Path(data_dir).expanduser() if data_dir else DatabaseSettings().data_dir,
         pool_min_size=_int(env, "LUC_DB_POOL_MIN", 2),
         pool_max_size=_int(env, "LUC_DB_POOL_MAX", 10),
-        statement_timeout_ms=_int(env, "LUC_DB_STATEMENT_TIMEOUT_MS", 30_000),
+        statement_timeout_ms=_int(
+            env, "LUC_DB_STATEMENT_TIMEOUT_MS", 30_000, maximum=POSTGRES_INT_MAX
+        ),
         pooler=_choice(env, "LUC_DB_POOLER", "none", ("none", "transaction")),
         startup_timeout_seconds=_float(env, "LUC_DB_STARTUP_TIMEOUT_SECONDS", 60.0),
         partition_check_seconds=_float(env, "LUC_PARTITION_CHECK_SECONDS", 3600.0),
@@ -434,13 +471,15 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             "LUC_MAX_BODY_BYTES",
             default_max_body_bytes(max_batch_events, max_attributes_bytes),
         ),
-        max_future_skew_seconds=_int(env, "LUC_MAX_FUTURE_SKEW_SECONDS", 300, minimum=0),
+        max_future_skew_seconds=_int(
+            env, "LUC_MAX_FUTURE_SKEW_SECONDS", 300, minimum=0, maximum=LONGEST_DURATION_SECONDS
+        ),
         max_attributes_bytes=max_attributes_bytes,
         writers=_int(env, "LUC_INGEST_WRITERS", 2),
         persist=_choice(env, "LUC_INGEST_PERSIST", "1", ("0", "1")) == "1",
     )
     base_url = env.get("LUC_OPENROUTER_BASE_URL") or OpenRouterSettings.base_url
-    if not base_url.startswith(("http://", "https://")):
+    if not _is_http_url(base_url):
         raise SettingsError(f"LUC_OPENROUTER_BASE_URL must be an http(s) URL, got {base_url!r}")
     openrouter = OpenRouterSettings(
         base_url=base_url,
@@ -454,13 +493,18 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     )
     budgets = BudgetSettings(
         webhook_secret=secret,
-        allowed_hosts=hosts or ("*",),
-        retry_window_seconds=_int(env, "LUC_WEBHOOK_RETRY_WINDOW_SECONDS", 72 * 3600),
+        # Set to a list with no host (``,``): none allowed, as README says; unset: any.
+        allowed_hosts=hosts,
+        retry_window_seconds=_int(
+            env, "LUC_WEBHOOK_RETRY_WINDOW_SECONDS", 72 * 3600, maximum=LONGEST_DURATION_SECONDS
+        ),
         backoff_base_seconds=_float(env, "LUC_WEBHOOK_BACKOFF_BASE_SECONDS", 5.0),
         backoff_max_seconds=_float(env, "LUC_WEBHOOK_BACKOFF_MAX_SECONDS", 3600.0),
         timeout_seconds=_float(env, "LUC_WEBHOOK_TIMEOUT_SECONDS", 10.0),
         poll_seconds=_float(env, "LUC_WEBHOOK_POLL_SECONDS", 1.0),
-        reservation_seconds=_int(env, "LUC_BUDGET_RESERVATION_SECONDS", 300),
+        reservation_seconds=_int(
+            env, "LUC_BUDGET_RESERVATION_SECONDS", 300, maximum=LONGEST_DURATION_SECONDS
+        ),
     )
     auth = AuthSettings(
         enabled=_choice(env, "LUC_AUTH", "on", ("on", "off")) == "on",
@@ -580,7 +624,7 @@ def _gateway(env: dict[str, str]) -> GatewaySettings:
     if len(set(chain)) != len(chain):
         raise SettingsError("LUC_GATEWAY_CHAIN names a provider twice")
     vertex_base_url = env.get("LUC_VERTEX_BASE_URL") or None
-    if vertex_base_url and not vertex_base_url.startswith(("http://", "https://")):
+    if vertex_base_url and not _is_http_url(vertex_base_url):
         raise SettingsError(f"LUC_VERTEX_BASE_URL must be an http(s) URL, got {vertex_base_url!r}")
     prefixes = tuple(
         p.strip() for p in (env.get("LUC_VERTEX_MODELS") or "google/").split(",") if p.strip()

@@ -9,6 +9,7 @@ from litestar.datastructures import State
 from litestar.openapi import ResponseSpec
 
 from service.api.deps import Resources, started
+from service.api.errors import RETRY_AFTER_SECONDS
 from service.api.schemas.health import GatewayReadiness, Health, Readiness
 from service.auth.guard import PUBLIC
 from service.db import answers
@@ -60,9 +61,13 @@ def gateway_readiness(luc: Resources) -> GatewayReadiness | None:
 async def readyz(state: State) -> Response[Readiness]:
     luc = started(state)
     pid = os.getpid()
+    # Retry-After as on every other route's 503: a script that waits for readiness reads it.
+    later = {"Retry-After": RETRY_AFTER_SECONDS}
     if luc is None:
-        return Response(Readiness("starting: waiting for PostgreSQL", None, pid), status_code=503)
+        starting = Readiness("starting: waiting for PostgreSQL", None, pid)
+        return Response(starting, status_code=503, headers=later)
     gateway = gateway_readiness(luc)
     if not await answers(luc.pool):
-        return Response(Readiness("database unavailable", gateway, pid), status_code=503)
+        unavailable = Readiness("database unavailable", gateway, pid)
+        return Response(unavailable, status_code=503, headers=later)
     return Response(Readiness("ready", gateway, pid))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -45,8 +46,12 @@ async def create_key(conn: Connection, name: str, scope: str) -> tuple[ApiKey, s
     if scope not in SCOPES:
         raise InvalidRequestError(f"scope: {scope!r} is not one of {', '.join(SCOPES)}")
     name = name.strip()
-    if not name or len(name) > 200:
-        raise InvalidRequestError("name: give a name of 1 to 200 characters")
+    # No control characters: `luc keys list` writes tab-separated rows that scripts read,
+    # which a tab or a newline in a name split, and PostgreSQL refuses a NUL in text.
+    if not name or len(name) > 200 or any(unicodedata.category(c) == "Cc" for c in name):
+        raise InvalidRequestError(
+            "name: give a name of 1 to 200 characters, without control characters"
+        )
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     row = await conn.fetchrow(
         queries.INSERT_KEY, name, scope, secret[:SHOWN_PREFIX_LENGTH], key_hash(secret)

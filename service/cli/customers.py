@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from service.cli.database import run_on_database
+from service.cli.tsv import cell
 
 if TYPE_CHECKING:
     from service.customers.credits import CreditGrant, Credits
@@ -100,7 +101,9 @@ def customers_create(customer_id: str, **options: Any) -> None:
 
 @customers.command(name="list")
 def customers_list() -> None:
-    """List customers, tab-separated under a header: id, name, plan, invoicing, email."""
+    """List customers, tab-separated under a header: id, name, plan, invoicing, email.
+
+    A tab, newline or backslash in a value is written \\t, \\n, \\\\ (as PostgreSQL's COPY)."""
     from service.customers.service import list_customers
 
     async def work(conn: Connection) -> list[Customer]:
@@ -114,7 +117,9 @@ def customers_list() -> None:
     every = run_on_database(work)
     click.echo("\t".join(LIST_COLUMNS))
     for c in every:
-        click.echo(f"{c.id}\t{c.name}\t{c.plan_id or '-'}\t{c.invoicing}\t{c.email or '-'}")
+        click.echo(
+            f"{c.id}\t{cell(c.name)}\t{c.plan_id or '-'}\t{c.invoicing}\t{cell(c.email or '-')}"
+        )
 
 
 @customers.command(name="show")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 import httpx
@@ -65,7 +66,9 @@ def send(http: httpx.Client, plan: TrafficPlan, batch_size: int, console: Consol
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=console) as progress:
+    # Only on a terminal: written to a file or a pipe, rich leaves the bar's last frame
+    # in the report a script reads.
+    with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
         task = progress.add_task("events", total=len(plan.events))
         for start in range(0, len(plan.events), batch_size):
             batch = plan.events[start : start + batch_size]
@@ -171,6 +174,14 @@ def report(http: httpx.Client, plan: TrafficPlan, answers: Answers, console: Con
     console.print(agents)
 
 
+def _is_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        return parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # an unclosed IPv6 bracket, a port that is not a number
+        return False
+
+
 def _parse_until(value: str | None) -> datetime:
     now = datetime.now(UTC)
     if value is None:
@@ -178,11 +189,17 @@ def _parse_until(value: str | None) -> datetime:
     try:
         until = datetime.fromisoformat(value)
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not an RFC 3339 timestamp") from None
+        raise click.BadParameter(
+            f"{value!r} is not an RFC 3339 timestamp", param_hint="--until"
+        ) from None
     if until.tzinfo is None:
-        raise click.BadParameter("add a UTC offset, e.g. 2026-11-24T00:00:00Z")
+        raise click.BadParameter(
+            "add a UTC offset, e.g. 2026-11-24T00:00:00Z", param_hint="--until"
+        )
     if until > now:
-        raise click.BadParameter("must not be in the future (LUC refuses future events)")
+        raise click.BadParameter(
+            "must not be in the future (LUC refuses future events)", param_hint="--until"
+        )
     return until.astimezone(UTC)
 
 
@@ -253,6 +270,10 @@ def demo(
         url, where = server_url(server), f"LUC_HOST={server.host}, LUC_PORT={server.port}"
     else:
         where = "--url"
+        if not _is_http_url(url):  # "localhost:8000" was "unsupported protocol 'localhost://'"
+            raise click.BadParameter(
+                f"{url!r} is not an http(s) URL, e.g. http://127.0.0.1:8000", param_hint="--url"
+            )
     click.echo(f"server: {url} ({where})", err=True)
     console = Console()
     plan = plan_traffic(seed, jobs, run_id or secrets.token_hex(3), _parse_until(until))

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -63,6 +64,10 @@ def role(print_sql: bool, create: bool, password: str | None) -> None:
         click.echo(sql, nl=False)
         return
     if password is None:
+        if not sys.stdin.isatty():  # a script: no one to ask, and getpass would echo it
+            raise click.UsageError(
+                "give --password or LUC_GRAFANA_PG_PASSWORD: no terminal to ask the password on"
+            )
         password = click.prompt(f"Password for {ROLE}", hide_input=True, confirmation_prompt=True)
     assert password is not None
     if not password or "\n" in password or "\r" in password:

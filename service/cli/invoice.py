@@ -158,7 +158,12 @@ def invoice_verify(source: str, against_stored: bool) -> None:
     from service.invoices.verify import verify_document, verify_stored
 
     if source == "-" or Path(source).is_file():
-        raw = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+        # Bytes: json reads UTF-8 (and -16, -32) itself, and a file that is not text is
+        # then "not JSON" (read as text, it was a UnicodeDecodeError's traceback).
+        try:
+            raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+        except OSError as exc:
+            raise click.ClickException(f"cannot read {source}: {exc.strerror or exc}") from exc
         try:
             document = json.loads(raw)
         except ValueError as exc:

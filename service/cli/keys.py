@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from service.cli.database import run_on_database
+from service.cli.tsv import cell
 
 if TYPE_CHECKING:
     from service.db import Connection
@@ -51,7 +52,7 @@ def keys_list() -> None:
     for key in rows:
         status = f"revoked {key.revoked_at.isoformat()}" if key.revoked_at else "active"
         click.echo(
-            f"{key.id}\t{key.scope}\t{key.name}\t{key.prefix}…\t"
+            f"{key.id}\t{key.scope}\t{cell(key.name)}\t{key.prefix}…\t"
             f"{key.created_at.isoformat()}\t{status}"
         )
 

@@ -10,6 +10,7 @@ import click
 from service.cli.catalog import parse_time, print_changes, progress_bar, report_console
 from service.cli.customers import echo_struct
 from service.cli.database import run_on_database
+from service.cli.tsv import cell
 
 if TYPE_CHECKING:
     from service.customers.models import NewPlanVersion
@@ -136,7 +137,9 @@ def plans_add_version(plan_id: str, **options: Any) -> None:
 @plans.command(name="list")
 def plans_list() -> None:
     """List plans, tab-separated: id, name, versions, the version in force now, its basis
-    and markup."""
+    and markup.
+
+    A tab, newline or backslash in a name is written \\t, \\n, \\\\ (as PostgreSQL's COPY)."""
     from service.customers.plans import load_plans
 
     every = run_on_database(load_plans)
@@ -147,7 +150,7 @@ def plans_list() -> None:
         in_force = (
             "-\t-\t-" if current is None else (f"{current.id}\t{current.basis}\t{current.markup:f}")
         )
-        click.echo(f"{plan_id}\t{plan.name}\t{len(plan.versions)}\t{in_force}")
+        click.echo(f"{plan_id}\t{cell(plan.name)}\t{len(plan.versions)}\t{in_force}")
 
 
 @plans.command(name="show")

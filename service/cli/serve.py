@@ -79,6 +79,9 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         # only log "Name or service not known" once everything else had started.
         structlog.get_logger("luc").error("startup_failed", error="ServerAddress", detail=problem)
         sys.exit(3)  # uvicorn's start-up failure status, as any other refused start
+    if problem := _unusable_metrics_dir():
+        structlog.get_logger("luc").error("startup_failed", error="MetricsFolder", detail=problem)
+        sys.exit(3)
     if workers > 1:
         _serve_workers(settings, workers, host, port)
         return
@@ -189,6 +192,23 @@ def _tcp(sock: socket.socket) -> socket.socket:
     if sock.family not in (socket.AF_INET, socket.AF_INET6):
         return sock
     return socket.socket(sock.family, sock.type, socket.IPPROTO_TCP, fileno=sock.detach())
+
+
+def _unusable_metrics_dir() -> str | None:
+    """Why ``PROMETHEUS_MULTIPROC_DIR``, when set, cannot hold the metrics files (None: it
+    can; made here when missing). prometheus-client writes there from the first series on,
+    one process or several: a file by that name was a NotADirectoryError's traceback."""
+    given = os.environ.get(_METRICS_DIR)
+    if not given:
+        return None
+    try:
+        Path(given).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return (
+            f"{_METRICS_DIR} {given!r} cannot hold the metrics files: it is not a folder, "
+            f"nor can one be made there ({exc.strerror or exc})"
+        )
+    return None
 
 
 def _metrics_dir() -> tuple[Path, bool]:

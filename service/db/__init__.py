@@ -30,7 +30,7 @@ import structlog
 from asyncpg.pool import PoolConnectionProxy
 
 from service.db.urls import describe_url, dsn
-from service.errors import DatabaseUnavailableError
+from service.errors import DatabaseSetupError, DatabaseUnavailableError
 from service.settings import DatabaseSettings
 
 log = structlog.get_logger("luc.db")
@@ -197,6 +197,10 @@ async def wait_for_database(url: str, within: float) -> None:
         attempt += 1
         try:
             conn = await asyncpg.connect(dsn(url), timeout=10)
+        except asyncpg.ClientConfigurationError as exc:
+            # An InterfaceError, so among CONNECTION_ERRORS, but the URL's own fault (an
+            # unknown sslmode): waiting cannot help.
+            raise DatabaseSetupError(f"LUC_DATABASE_URL: {exc}") from exc
         except CONNECTION_ERRORS as exc:
             left = deadline - time.monotonic()
             if left <= 0:

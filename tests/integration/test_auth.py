@@ -287,6 +287,26 @@ async def test_luc_keys_create_prints_the_key_alone_and_revoke_stops_it(
     assert "revoked" in next(row for row in listed.stdout.splitlines() if "gateway-prod" in row)
 
 
+@pytest.mark.parametrize("name", ["ops\tteam", "ops\nteam", "ops\x00team", "ops\x1bteam"])
+async def test_a_key_name_with_a_control_character_is_refused_and_the_list_stays_parseable(
+    api: AsyncTestClient[Any], database_url: str, admin_key: str, name: str
+) -> None:
+    # A tab or a newline in a name split `luc keys list`'s tab-separated rows for a script
+    # reading them; a NUL reached PostgreSQL, which refuses it in text.
+    reason = "name: give a name of 1 to 200 characters, without control characters"
+    response = await api.post(
+        "/v1/keys", json={"name": name, "scope": "read"}, headers=_headers(admin_key)
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"] == reason
+    if "\x00" not in name:  # no command line argument holds a NUL
+        created = await luc_on(database_url, "keys", "create", "--scope", "read", "--name", name)
+        assert created.returncode == 1, created.stderr
+        assert created.stderr.splitlines()[-1] == f"Error: {reason}"
+    listed = await luc_on(database_url, "keys", "list", check=True)
+    assert all(len(row.split("\t")) == 6 for row in listed.stdout.splitlines()), listed.stdout
+
+
 async def test_revoking_over_rest_stops_the_key_within_seconds(
     api: AsyncTestClient[Any], admin_key: str
 ) -> None:

@@ -348,3 +348,49 @@ def test_a_reader_that_leaves_early_is_not_reported_as_a_lost_database(database_
     assert result.returncode == 1, result.stderr
     # It said "Error: lost <database> during the command: [Errno 32] Broken pipe".
     assert "Error" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        (b"\xff\xfe\x00garbage", "is not JSON"),  # not text: UnicodeDecodeError's traceback
+        (b"not json", "is not JSON"),
+        (b"[1, 2]", "does not hold an invoice object"),
+    ],
+)
+def test_invoice_verify_of_a_file_that_is_no_invoice_is_one_error_line(
+    tmp_path: Path, content: bytes, error: str
+) -> None:
+    exported = tmp_path / "invoice.json"
+    exported.write_bytes(content)
+    result = luc("invoice", "verify", str(exported), LUC_DATA_DIR=str(tmp_path / "luc"))
+    assert error_line(result).startswith(f"{exported} {error}"), result.stderr
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_with_a_metrics_folder_that_is_a_file_stops_naming_it(
+    tmp_path: Path, workers: str
+) -> None:
+    # prometheus-client writes its files there: a NotADirectoryError's traceback (one
+    # worker) or a FileExistsError's (several), after the database had started.
+    not_a_folder = tmp_path / "metrics"
+    not_a_folder.write_text("")
+    done = subprocess.run(
+        [sys.executable, "-m", "service", "serve", "--workers", workers, "--port", "0"],
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("LUC_")},
+            "PROMETHEUS_MULTIPROC_DIR": str(not_a_folder),
+            "LUC_DATA_DIR": str(tmp_path / "luc"),
+        },
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 3, done.stderr
+    assert "Traceback" not in done.stderr
+    assert (
+        f"PROMETHEUS_MULTIPROC_DIR {str(not_a_folder)!r} cannot hold the metrics files: it is "
+        "not a folder, nor can one be made there (File exists)"
+    ) in done.stderr, done.stderr
+    assert not (tmp_path / "luc").exists()  # said before the database started

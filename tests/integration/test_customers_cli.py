@@ -288,3 +288,20 @@ async def test_update_refuses_to_clear_a_field_it_is_also_given(
     assert refused.stderr.splitlines()[-1] == f"Error: {message} contradict each other: give one"
     shown = json.loads((await luc_on(database_url, "customers", "show", "acme", check=True)).stdout)
     assert (shown["email"], shown["plan_id"]) == ("a@x.com", None)  # nothing changed
+
+
+async def test_a_name_holding_a_tab_or_a_newline_stays_one_field_of_one_row_in_the_lists(
+    database_url: str,
+) -> None:
+    # The lists are tab-separated for scripts: such a name split its row into more fields
+    # and lines. Escaped as PostgreSQL's COPY text format writes them.
+    name = "Acme\tInc.\nC:\\billing\x07"
+    await luc_on(database_url, "customers", "create", "acme", "--name", name, check=True)
+    customers = (await luc_on(database_url, "customers", "list", check=True)).stdout
+    assert customers.splitlines() == [
+        "id\tname\tplan\tinvoicing\temail",
+        "acme\tAcme\\tInc.\\nC:\\\\billing\\x07\t-\tper_job\t-",
+    ]
+    await luc_on(database_url, "plans", "create", "std", "--name", "Std\tplan", "--markup", "0.1")
+    plans = (await luc_on(database_url, "plans", "list", check=True)).stdout.splitlines()
+    assert plans[1].split("\t")[:3] == ["std", "Std\\tplan", "1"]

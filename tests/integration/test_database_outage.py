@@ -171,7 +171,10 @@ async def test_a_database_outage_gives_503s_then_recovery_and_exact_totals(
             for index in down:
                 record(index, await send(index, key if index % 2 else uncached_key))
             assert set(down) <= set(failed), "no 503 while PostgreSQL was down"
-            assert (await http.get("/readyz")).status_code == 503
+            not_ready = await http.get("/readyz")
+            assert not_ready.status_code == 503
+            # A probe or a script waits as on every other route (README: 503 with Retry-After).
+            assert not_ready.headers["retry-after"] == "5"
             assert (await http.get("/healthz")).status_code == 200
             assert (await http.get("/v1/jobs/job-1")).status_code == 503
             # The metering proxy neither: no completion goes out that cannot be metered.

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -21,6 +24,7 @@ from tests.support.ledger_truth import (
     assert_jobs_match,
     expected_cost,
 )
+from tests.support.paths import PROJECT_ROOT
 from tests.support.ports import closed_port
 
 SENT = re.compile(
@@ -130,3 +134,44 @@ def test_the_demo_reports_beside_a_job_whose_every_event_is_unpriced(server_fact
     _, _, output = _demo("--url", server.base_url, "--jobs", "2", "--seed", "3", "--run-id", "t2")
     assert re.search(r"lonely\s*│\s*unpriced\s*│\s*1\s*│", output), output
     assert re.search(r"Lonely\s*│\s*unpriced\s*│\s*1\s*│", output), output
+
+
+def test_the_demo_draws_no_progress_bar_into_output_that_is_not_a_terminal(
+    server_factory: Any,
+) -> None:
+    # Its last frame ("sending usage events ━━━ 31/31 0:00:00") was written to the pipe.
+    server = server_factory()
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("LUC_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "service", "demo", "--url", server.base_url, "--jobs", "1"],
+        env=inherited,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert SENT.search(done.stdout), done.stdout
+    assert "sending usage events" not in done.stdout + done.stderr
+
+
+def test_a_malformed_until_is_a_usage_error_naming_the_option() -> None:
+    with closed_port() as port:
+        result = CliRunner().invoke(
+            main, ["demo", "--url", f"http://127.0.0.1:{port}", "--until", "tomorrow"]
+        )
+    assert result.exit_code == 2
+    assert "Invalid value for --until: 'tomorrow' is not an RFC 3339 timestamp" in result.output, (
+        result.output
+    )
+
+
+@pytest.mark.parametrize("url", ["localhost:8000", "127.0.0.1:8000", "http://", "ftp://h/"])
+def test_a_url_that_is_not_http_is_a_usage_error_naming_the_option(url: str) -> None:
+    # "localhost:8000" was tried, and said "unsupported protocol 'localhost://'".
+    result = CliRunner().invoke(main, ["demo", "--url", url])
+    assert result.exit_code == 2
+    assert (
+        f"Invalid value for --url: {url!r} is not an http(s) URL, e.g. http://127.0.0.1:8000"
+        in result.output
+    ), result.output

@@ -18,6 +18,7 @@ from typing import Any
 import psutil
 import pytest
 
+from tests.support.commands import luc
 from tests.support.servers import ServerProcess
 from tests.support.waiting import wait_for
 
@@ -128,3 +129,19 @@ def test_a_server_shared_with_a_live_luc_is_joined_not_stopped(
         second.kill()
         for pid in _postgres_of(pgdata):
             psutil.Process(pid).kill()
+
+
+@pytest.mark.parametrize("command", [("serve", "--workers", "1"), ("migrate",)])
+def test_a_data_dir_that_is_a_file_stops_the_start_naming_luc_data_dir(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    # It ended in "FileExistsError: [Errno 17] File exists: '…'", naming no setting.
+    not_a_folder = tmp_path / "luc"
+    not_a_folder.write_text("")
+    done = luc(*command, LUC_DATA_DIR=str(not_a_folder), LUC_PORT="0")
+    assert done.returncode == (3 if command[0] == "serve" else 1), done.stderr
+    assert "Traceback" not in done.stderr
+    assert (
+        f"LUC_DATA_DIR {str(not_a_folder)!r} cannot hold the embedded PostgreSQL: "
+        "it is not a folder, nor can one be made there (File exists)"
+    ) in done.stderr, done.stderr

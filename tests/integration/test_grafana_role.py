@@ -128,6 +128,29 @@ def test_luc_grafana_role_wants_one_of_print_or_create() -> None:
         assert "Error: give one of --print or --create" in done.stderr
 
 
+def test_luc_grafana_role_create_with_no_password_and_no_terminal_says_how_to_give_one(
+    tmp_path: Path,
+) -> None:
+    # From a script (stdin not a terminal) it prompted anyway: a GetPassWarning, the prompt,
+    # then "Aborted!", and no word of --password.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("LUC_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "service", "grafana", "role", "--create"],
+        env={**inherited, "LUC_DATA_DIR": str(tmp_path)},
+        cwd=PROJECT_ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        "Error: give --password or LUC_GRAFANA_PG_PASSWORD: no terminal to ask the password on"
+    ), done.stderr
+    assert "Warning" not in done.stderr
+    assert not (tmp_path / "pgdata").exists()  # asked before anything was started
+
+
 async def test_luc_grafana_role_create_runs_it_on_the_servers_database(
     database_url: str, db: asyncpg.Connection
 ) -> None:

@@ -400,6 +400,7 @@ def test_start_up_waits_for_a_database_that_comes_up_late(tmp_path: Path) -> Non
                 except httpx.HTTPError:
                     return False  # not listening yet
                 assert ready.status_code == 503, ready.text
+                assert ready.headers["retry-after"] == "5"  # README: 503 with Retry-After
                 assert event.status_code == 503, event.text
                 assert event.json()["detail"] == STARTING
                 assert int(event.headers["retry-after"]) >= 1
@@ -423,11 +424,14 @@ def test_start_up_waits_for_a_database_that_comes_up_late(tmp_path: Path) -> Non
         late.cleanup()
 
 
-def test_start_up_gives_up_after_its_timeout_with_a_failure_status(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_start_up_gives_up_after_its_timeout_with_a_failure_status(
+    tmp_path: Path, workers: str
+) -> None:
     with closed_port() as port:
         url = f"postgresql://{APP}:{APP_PASSWORD}@127.0.0.1:{port}/luc"
         done = subprocess.run(
-            [sys.executable, "-m", "service", "serve"],
+            [sys.executable, "-m", "service", "serve", "--workers", workers],
             env={
                 **os.environ,
                 "LUC_DATABASE_URL": url,
@@ -445,6 +449,45 @@ def test_start_up_gives_up_after_its_timeout_with_a_failure_status(tmp_path: Pat
     assert '"startup_failed"' in output
     assert "did not answer within 1 s" in output
     assert APP_PASSWORD not in output
+    # One line says why, as every other failed start: the task's SystemExit reached uvicorn
+    # as an exception group, logged whole (a traceback in every worker's log).
+    assert "Traceback" not in output
+
+
+@pytest.mark.parametrize(
+    ("query", "problem"),
+    [
+        ("sslmode=bogus", "`sslmode` parameter must be one of"),
+        ("ssl=maybe", "ssl='maybe' is not a TLS mode"),
+    ],
+)
+def test_a_database_url_that_cannot_be_right_stops_the_start_at_once(
+    tmp_path: Path, query: str, problem: str
+) -> None:
+    # Retried for LUC_DB_STARTUP_TIMEOUT_SECONDS as if PostgreSQL were down, then a traceback:
+    # no wait makes a malformed URL right.
+    with closed_port() as port:
+        done = subprocess.run(
+            [sys.executable, "-m", "service", "serve", "--workers", "1"],
+            env={
+                **os.environ,
+                "LUC_DATABASE_URL": f"postgresql://127.0.0.1:{port}/luc?{query}",
+                "LUC_DB_STARTUP_TIMEOUT_SECONDS": "600",
+                "LUC_PORT": "0",
+                "LUC_DATA_DIR": str(tmp_path / "luc"),
+            },
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 3, done.stderr[-2000:]
+    output = done.stdout + done.stderr
+    assert '"startup_failed"' in output
+    assert problem in output
+    assert "LUC_DATABASE_URL" in output
+    assert "database_waiting" not in output
+    assert "Traceback" not in output
 
 
 # PgBouncer ----------------------------------------------------------------------------------

@@ -19,6 +19,34 @@ from service.settings import load_settings
         ("LUC_WEBHOOK_POLL_SECONDS", "inf", "must be a number of seconds, got 'inf'"),
         ("LUC_PARTITION_CHECK_SECONDS", "-inf", "must be a number of seconds, got '-inf'"),
         ("LUC_WEBHOOK_BACKOFF_BASE_SECONDS", "0", "must be positive, got '0'"),
+        # Past 100 years a duration added to now leaves what Python or PostgreSQL holds:
+        # every event was a 500, a reservation or a retry window "timestamp out of range".
+        (
+            "LUC_MAX_FUTURE_SKEW_SECONDS",
+            "99999999999999999",
+            "must be at most 3153600000, got 99999999999999999",
+        ),
+        (
+            "LUC_BUDGET_RESERVATION_SECONDS",
+            "3153600001",
+            "must be at most 3153600000, got 3153600001",
+        ),
+        (
+            "LUC_WEBHOOK_RETRY_WINDOW_SECONDS",
+            "1" + "0" * 17,
+            "must be at most 3153600000, got 100000000000000000",
+        ),
+        (
+            "LUC_WEBHOOK_POLL_SECONDS",
+            "1e300",
+            "must be at most 3153600000 seconds (100 years), got '1e300'",
+        ),
+        # PostgreSQL refused it at connect, naming its own parameter, not LUC's variable.
+        (
+            "LUC_DB_STATEMENT_TIMEOUT_MS",
+            "99999999999",
+            "must be at most 2147483647, got 99999999999",
+        ),
         # uvicorn bound 70000 modulo 65536 (port 4464) without a word.
         ("LUC_PORT", "70000", "must be at most 65535, got 70000"),
         ("LUC_PORT", "-1", "must be at least 0, got -1"),
@@ -78,3 +106,60 @@ def test_a_webhook_secret_of_64_bytes_and_one_without_padding_are_taken() -> Non
 def test_a_well_formed_webhook_secret_is_taken() -> None:
     secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     assert load_settings({"LUC_WEBHOOK_SECRET": secret}).budgets.webhook_secret == secret
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("localhost/luc", "with its scheme"),
+        ("/var/run/postgresql", "with its scheme"),
+        ("mysql://luc:s3cret@db/luc", "not mysql://"),
+    ],
+)
+def test_a_database_url_without_the_postgresql_scheme_is_refused_naming_the_variable(
+    url: str, said: str
+) -> None:
+    # It was retried as an outage for LUC_DB_STARTUP_TIMEOUT_SECONDS, then a traceback.
+    with pytest.raises(SettingsError) as raised:
+        load_settings({"LUC_DATABASE_URL": url})
+    assert raised.value.message == (
+        "LUC_DATABASE_URL must be a PostgreSQL URL, postgresql://user:password@host:port/"
+        f"database, {said}"
+    )
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql://u@h/luc", "postgres://u@h/luc", "postgresql+asyncpg://u@h/luc"]
+)
+def test_the_postgresql_schemes_are_taken(url: str) -> None:
+    assert load_settings({"LUC_DATABASE_URL": url}).database.url == url
+
+
+def test_an_allowed_hosts_list_with_no_host_allows_none() -> None:
+    # README: "a list with no host, such as `,`, allows none"; it allowed every public host.
+    assert load_settings({"LUC_WEBHOOK_ALLOWED_HOSTS": ","}).budgets.allowed_hosts == ()
+    assert load_settings({"LUC_WEBHOOK_ALLOWED_HOSTS": " , "}).budgets.allowed_hosts == ()
+    assert load_settings({"LUC_WEBHOOK_ALLOWED_HOSTS": ""}).budgets.allowed_hosts == ("*",)
+    assert load_settings({}).budgets.allowed_hosts == ("*",)
+
+
+@pytest.mark.parametrize("name", ["LUC_OPENROUTER_BASE_URL", "LUC_VERTEX_BASE_URL"])
+@pytest.mark.parametrize("url", ["https://", "http:///api/v1", "openrouter.ai/api/v1", "https://["])
+def test_a_provider_url_without_a_host_is_refused_at_start(name: str, url: str) -> None:
+    # The scheme alone was checked: "https://" was taken, then every call failed.
+    with pytest.raises(SettingsError) as raised:
+        load_settings({name: url})
+    assert raised.value.message == f"{name} must be an http(s) URL, got {url!r}"
+
+
+def test_the_longest_durations_are_taken() -> None:
+    settings = load_settings(
+        {
+            "LUC_MAX_FUTURE_SKEW_SECONDS": "3153600000",
+            "LUC_WEBHOOK_POLL_SECONDS": "3153600000",
+            "LUC_DB_STATEMENT_TIMEOUT_MS": "2147483647",
+        }
+    )
+    assert settings.ingest.max_future_skew_seconds == 3_153_600_000
+    assert settings.budgets.poll_seconds == 3_153_600_000.0
+    assert settings.database.statement_timeout_ms == 2_147_483_647
