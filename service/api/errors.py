@@ -10,7 +10,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, SerializationException
 
 from service.api.schemas.common import ErrorBody
-from service.db import UNAVAILABLE, is_unavailable, missing_privilege
+from service.db import UNAVAILABLE, caused_by, is_unavailable, missing_privilege
 from service.errors import DatabaseUnavailableError, LucError
 
 log = structlog.get_logger("luc.api")
@@ -126,19 +126,7 @@ def unexpected_error_handler(
 def _is_timed_out(exc: BaseException) -> bool:
     """A statement cancelled by its timeout (SQLSTATE 57014) or a lock wait given up
     (55P03), or what caused ``exc`` was one."""
-    seen: set[int] = set()
-    pending: list[BaseException] = [exc]
-    while pending:
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, (asyncpg.QueryCanceledError, asyncpg.LockNotAvailableError)):
-            return True
-        if isinstance(current, BaseExceptionGroup):
-            pending.extend(current.exceptions)
-        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
-    return False
+    return caused_by(exc, (asyncpg.QueryCanceledError, asyncpg.LockNotAvailableError))
 
 
 def _unavailable(detail: str) -> Response[ErrorBody]:

@@ -72,8 +72,9 @@ UNAVAILABLE = "PostgreSQL is unavailable; retry after the Retry-After delay"
 STARTING = "LUC is starting: waiting for PostgreSQL; retry after the Retry-After delay"
 
 
-def is_unavailable(exc: BaseException) -> bool:
-    """Is ``exc``, or what caused it, PostgreSQL being away (``CONNECTION_ERRORS``)?"""
+def caused_by(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
+    """Is ``exc``, or what caused it (its cause, context, or an exception of its group, at
+    any depth), one of ``kinds``?"""
     seen: set[int] = set()
     pending: list[BaseException] = [exc]
     while pending:
@@ -81,12 +82,17 @@ def is_unavailable(exc: BaseException) -> bool:
         if id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, CONNECTION_ERRORS):
+        if isinstance(current, kinds):
             return True
         if isinstance(current, BaseExceptionGroup):
             pending.extend(current.exceptions)
         pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
     return False
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Is ``exc``, or what caused it, PostgreSQL being away (``CONNECTION_ERRORS``)?"""
+    return caused_by(exc, CONNECTION_ERRORS)
 
 
 T = TypeVar("T")

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -13,15 +13,13 @@ import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
-from service.app import create_app
 from service.auth.keys import create_key
 from service.errors import UpstreamUnavailableError
 from service.gateway.metering import Gateway
 from service.gateway.openrouter import OpenRouterProvider
 from tests.support.fake_openrouter import Failure, FakeOpenRouter, Reply, openrouter_at, usage
 from tests.support.ledger_truth import STORED_EVENT, ledger
-from tests.support.scripted_http import Scripted, ok, scripted_server, scripted_server_thread
-from tests.support.settings import settings_for
+from tests.support.scripted_http import Scripted, ok, scripted_server
 from tests.support.waiting import proxied_usage_recorded
 
 pytestmark = pytest.mark.asyncio
@@ -358,21 +356,6 @@ WHOLE_ANSWER = (
     b'"cost":0.0000183}}'
 )
 JSON_HEAD = b"content-type: application/json; charset=utf-8"
-
-
-@pytest.fixture
-async def relayed(database_url: str) -> AsyncIterator[tuple[Scripted, AsyncTestClient[Any]]]:
-    """LUC's proxy to a scripted OpenRouter on a thread of its own (AsyncTestClient blocks
-    the test's loop while the app answers)."""
-    with scripted_server_thread() as upstream:
-        settings = settings_for(
-            database_url,
-            OPENROUTER_API_KEY="sk-or-v1-k",
-            LUC_OPENROUTER_BASE_URL=upstream.url + "/api/v1",
-            LUC_GATEWAY_CHAIN="openrouter",
-        )
-        async with AsyncTestClient(app=create_app(settings)) as client:
-            yield upstream, client
 
 
 async def test_a_stream_answered_with_one_json_body_is_metered_and_streamed_to_the_client(

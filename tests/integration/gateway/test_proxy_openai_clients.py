@@ -5,7 +5,7 @@ call that was never answered."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -20,7 +20,7 @@ from tests.support.budgets import hard_budget
 from tests.support.fake_openrouter import Failure, FakeOpenRouter, Reply, usage
 from tests.support.fake_vertex import FakeVertex, vertex_usage
 from tests.support.ledger_truth import STORED_EVENTS, TOKEN_FIELDS, ledger
-from tests.support.scripted_http import Scripted, ok, scripted_server_thread
+from tests.support.scripted_http import Scripted, ok
 from tests.support.settings import settings_for
 from tests.support.waiting import proxied_usage_recorded, wait_until
 
@@ -299,21 +299,6 @@ async def test_a_body_over_the_limit_is_a_413_in_openai_s_shape_naming_the_limit
     assert error["type"] == "invalid_request_error"
     assert error["message"] == "request body is over the limit of 65536 bytes (LUC_MAX_BODY_BYTES)"
     assert fake_openrouter.chat_calls() == []
-
-
-@pytest.fixture
-async def relayed(database_url: str) -> AsyncIterator[tuple[Scripted, AsyncTestClient[Any]]]:
-    """LUC's proxy to a scripted OpenRouter on a thread of its own (AsyncTestClient blocks
-    the test's loop while the app answers)."""
-    with scripted_server_thread() as upstream:
-        settings = settings_for(
-            database_url,
-            OPENROUTER_API_KEY="sk-or-v1-k",
-            LUC_OPENROUTER_BASE_URL=upstream.url + "/api/v1",
-            LUC_GATEWAY_CHAIN="openrouter",
-        )
-        async with AsyncTestClient(app=create_app(settings)) as client:
-            yield upstream, client
 
 
 async def test_an_event_whose_data_spans_several_lines_reaches_the_sdk_whole(
