@@ -14,6 +14,7 @@ import dataclasses
 from decimal import Decimal
 
 from service.invoices.models import DraftLine
+from service.money import exact
 from service.pricing.plans import ACTUAL_BASIS, PlanVersion
 from service.wire import money_text
 
@@ -23,8 +24,11 @@ REPRICING = "repricing"
 
 
 def percent_text(markup: Decimal) -> str:
-    """``0.25`` → ``25``, ``0.125`` → ``12.5``."""
-    value = (markup * 100).normalize()
+    """``0.25`` → ``25``, ``0.125`` → ``12.5``; every digit of the markup (the default
+    28-digit context would round a markup of 29 decimal places, so the terms stated would
+    not be the ones billed)."""
+    with exact():
+        value = (markup * 100).normalize()
     return format(value, "f")
 
 

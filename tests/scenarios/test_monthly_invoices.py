@@ -132,6 +132,45 @@ async def test_a_job_invoice_bills_the_customer_s_price_and_explains_it(
         assert verify_document(invoice).ok
 
 
+async def test_a_markup_of_many_digits_is_stated_on_the_invoice_with_every_digit(
+    database_url: str, admin_key: str
+) -> None:
+    # A markup of 29 decimal places: its percent has more digits than Python's default
+    # 28-digit context keeps, and the terms the customer reads must be the ones billed.
+    markup = "0.12345678901234567890123456789"
+    async with luc(database_url, admin_key) as client:
+        await created(
+            await client.post(
+                "/v1/plans",
+                json={
+                    "id": "fine",
+                    "name": "Fine",
+                    "effective_from": "2026-10-01T00:00:00Z",
+                    "basis": "catalog",
+                    "markup": markup,
+                },
+            )
+        )
+        await created(
+            await client.post("/v1/customers", json={"id": "fine", "name": "F", "plan_id": "fine"})
+        )
+        # Sonnet: 10,000 × 3 + 1,000 × 15 = 45,000 per 1M = 0.045 at the catalog.
+        await record_accepted(
+            client,
+            [october("f1", job_id="job-f", customer_id="fine", model=SONNET,
+                     input_tokens=10_000, output_tokens=1_000)],
+        )  # fmt: skip
+        invoice = await created(await client.post("/v1/jobs/job-f/invoices"))
+        # 0.045 × 1.12345678901234567890123456789 = 0.05055555550555555555055555555505
+        assert invoice["lines"][0]["amount_usd"] == "0.05055555550555555555055555555505"
+        terms = "catalog price + 12.345678901234567890123456789 %"
+        text = (await client.get(f"/v1/invoices/{invoice['number']}?format=csv")).text
+        (row,) = [r for r in csv.DictReader(io.StringIO(text)) if r["row_type"] == "line"]
+        assert row["unit_prices"].endswith("; " + terms), row["unit_prices"]
+        page = (await client.get(f"/v1/invoices/{invoice['number']}?format=html")).text
+        assert terms in page
+
+
 async def test_a_monthly_invoice_bills_the_month_of_every_job_once_topped_up_to_the_minimum(
     database_url: str, admin_key: str
 ) -> None:
