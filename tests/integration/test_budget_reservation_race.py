@@ -10,14 +10,16 @@ limit (SPEC §6: hard budgets admit only what fits; reservations are how they do
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import asyncpg
+import pytest
 
 from service.budgets import reservations
 from service.budgets.models import CheckResult, NewBudget
-from service.budgets.service import create_budget
+from service.budgets.service import BudgetChanges, create_budget, update_budget
 from tests.support.databases import connected
 from tests.support.waiting import wait_until
 
@@ -35,13 +37,16 @@ def _hard(scope: str, scope_id: str, limit: str) -> NewBudget:
     )
 
 
-async def test_a_hard_budget_created_while_reservations_wait_is_never_promised_twice(
-    db: asyncpg.Connection, database_url: str
+@pytest.mark.parametrize("appears", ["created", "made hard"])
+async def test_a_hard_budget_appearing_while_reservations_wait_is_never_promised_twice(
+    db: asyncpg.Connection, database_url: str, appears: str
 ) -> None:
     # Two calls of one job by two agents, each agent with a hard budget of ample room:
     # their reservations lock different budgets, so nothing else makes them take turns.
     first = await create_budget(db, _hard("agent", "agent-1", "10"))
     second = await create_budget(db, _hard("agent", "agent-2", "10"))
+    if appears == "made hard":
+        soft = await create_budget(db, replace(_hard("job", "job-1", "0.01"), hard=False))
     async with (
         connected(database_url) as holder,
         connected(database_url) as one,
@@ -80,7 +85,12 @@ async def test_a_hard_budget_created_while_reservations_wait_is_never_promised_t
             "both reservations to wait for their agent budget",
         )
         # The job's hard budget: room for one of the two calls (0.008 + 0.008 > 0.01).
-        job = await create_budget(db, _hard("job", "job-1", "0.01"))
+        if appears == "created":
+            job = await create_budget(db, _hard("job", "job-1", "0.01"))
+        else:
+            job, _, _ = await update_budget(
+                db, soft.id, BudgetChanges(hard=True), datetime.now(UTC)
+            )
         await hold.commit()
         results = await asyncio.wait_for(asyncio.gather(*calls), 10)
 
