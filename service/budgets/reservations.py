@@ -250,37 +250,54 @@ async def reserve(
     if (stop := await credit_stop(conn, job_id, customer_id)) is not None:
         customer_id, _ = await _customer(conn, job_id, customer_id)
         return _stopped(stop, await _standings(conn, job_id, agent, model, customer_id, now))
-    async with conn.transaction():
-        customer_id, plan_id = await _customer(conn, job_id, customer_id)
-        hard_ids = [
-            r["id"]
-            for r in await conn.fetch(queries.SELECT_APPLICABLE, job_id, agent, model, customer_id)
-            if r["hard"]
-        ]
-        if hard_ids:
-            # Concurrent reservations of a budget queue here, and each reads the standing
-            # (spend and open reservations, in one statement) only once those before it
-            # have committed: together they never promise more than the limit.
-            await conn.execute(queries.LOCK_BUDGETS, hard_ids)
-        standings = await _standings(conn, job_id, agent, model, customer_id, now)
-        estimates = await _estimates(conn, estimate, standings, model, plan_id, now, catalog, plans)
-        hard = [s for s in standings if s.budget.hard]
-        refusing = _refusing(standings, estimates)
-        if refusing or not hard:
-            return _judged(standings, refusing)
-        reservation_id = uuid.uuid4()
-        rows = await conn.fetch(
-            queries.INSERT_RESERVATIONS,
-            reservation_id,
-            [s.budget.id for s in hard],
-            [s.period_start for s in hard],
-            job_id,
-            agent,
-            model,
-            customer_id,
-            [estimates[s.budget.measure] for s in hard],
-            float(reservation_seconds),  # an interval length in seconds, not money
-        )
+    locked: list[int] | None = None
+    while True:
+        async with conn.transaction():
+            customer_id, plan_id = await _customer(conn, job_id, customer_id)
+            hard_ids = locked
+            if hard_ids is None:
+                hard_ids = [
+                    r["id"]
+                    for r in await conn.fetch(
+                        queries.SELECT_APPLICABLE, job_id, agent, model, customer_id
+                    )
+                    if r["hard"]
+                ]
+            if hard_ids:
+                # Concurrent reservations of a budget queue here, and each reads the
+                # standing (spend and open reservations, in one statement) only once those
+                # before it have committed: together they never promise more than the limit.
+                await conn.execute(queries.LOCK_BUDGETS, hard_ids)
+            standings = await _standings(conn, job_id, agent, model, customer_id, now)
+            hard = [s for s in standings if s.budget.hard]
+            if any(s.budget.id not in hard_ids for s in hard):
+                # A hard budget that appeared (created, or made hard) while this waited
+                # for its locks: holding against it unlocked, two reservations would read
+                # its standing side by side and together pass its limit. Start again
+                # (nothing is written yet; this ends the transaction and its locks) and
+                # lock the whole set, in id order as every reservation does.
+                locked = sorted(s.budget.id for s in hard)
+                continue
+            estimates = await _estimates(
+                conn, estimate, standings, model, plan_id, now, catalog, plans
+            )
+            refusing = _refusing(standings, estimates)
+            if refusing or not hard:
+                return _judged(standings, refusing)
+            reservation_id = uuid.uuid4()
+            rows = await conn.fetch(
+                queries.INSERT_RESERVATIONS,
+                reservation_id,
+                [s.budget.id for s in hard],
+                [s.period_start for s in hard],
+                job_id,
+                agent,
+                model,
+                customer_id,
+                [estimates[s.budget.measure] for s in hard],
+                float(reservation_seconds),  # an interval length in seconds, not money
+            )
+        break
     held = [
         # Exact: at Python's default 28 digits the sum, and so remaining_usd, would round.
         BudgetStanding(
