@@ -18,23 +18,11 @@ import asyncpg
 import pytest
 
 from service.budgets import reservations
-from service.budgets.models import CheckResult, NewBudget
+from service.budgets.models import CheckResult
 from service.budgets.service import BudgetChanges, create_budget, update_budget
+from tests.support.budgets import hard_lifetime_budget
 from tests.support.databases import connected
 from tests.support.waiting import wait_until
-
-
-def _hard(scope: str, scope_id: str, limit: str) -> NewBudget:
-    return NewBudget(
-        scope=scope,
-        scope_id=scope_id,
-        period="lifetime",
-        limit_usd=Decimal(limit),
-        thresholds=[Decimal(1)],
-        hard=True,
-        webhook_url=None,
-        webhook_secret=None,
-    )
 
 
 @pytest.mark.parametrize("appears", ["created", "made hard"])
@@ -43,10 +31,12 @@ async def test_a_hard_budget_appearing_while_reservations_wait_is_never_promised
 ) -> None:
     # Two calls of one job by two agents, each agent with a hard budget of ample room:
     # their reservations lock different budgets, so nothing else makes them take turns.
-    first = await create_budget(db, _hard("agent", "agent-1", "10"))
-    second = await create_budget(db, _hard("agent", "agent-2", "10"))
+    first = await create_budget(db, hard_lifetime_budget("agent", "agent-1", "10"))
+    second = await create_budget(db, hard_lifetime_budget("agent", "agent-2", "10"))
     if appears == "made hard":
-        soft = await create_budget(db, replace(_hard("job", "job-1", "0.01"), hard=False))
+        soft = await create_budget(
+            db, replace(hard_lifetime_budget("job", "job-1", "0.01"), hard=False)
+        )
     async with (
         connected(database_url) as holder,
         connected(database_url) as one,
@@ -86,7 +76,7 @@ async def test_a_hard_budget_appearing_while_reservations_wait_is_never_promised
         )
         # The job's hard budget: room for one of the two calls (0.008 + 0.008 > 0.01).
         if appears == "created":
-            job = await create_budget(db, _hard("job", "job-1", "0.01"))
+            job = await create_budget(db, hard_lifetime_budget("job", "job-1", "0.01"))
         else:
             job, _, _ = await update_budget(
                 db, soft.id, BudgetChanges(hard=True), datetime.now(UTC)

@@ -65,22 +65,23 @@ def opus_event(
     )
 
 
-async def hard_budget(db: asyncpg.Connection, scope: str, scope_id: str, limit: str) -> int:
-    """A hard lifetime budget of ``limit`` USD on ``scope`` ``scope_id``, no webhook; its id."""
-    budget = await create_budget(
-        db,
-        NewBudget(
-            scope=scope,
-            scope_id=scope_id,
-            period="lifetime",
-            limit_usd=Decimal(limit),
-            thresholds=[Decimal(1)],
-            hard=True,
-            webhook_url=None,
-            webhook_secret=None,
-        ),
+def hard_lifetime_budget(scope: str, scope_id: str, limit: str) -> NewBudget:
+    """A hard lifetime budget of ``limit`` USD on ``scope`` ``scope_id``, no webhook."""
+    return NewBudget(
+        scope=scope,
+        scope_id=scope_id,
+        period="lifetime",
+        limit_usd=Decimal(limit),
+        thresholds=[Decimal(1)],
+        hard=True,
+        webhook_url=None,
+        webhook_secret=None,
     )
-    return budget.id
+
+
+async def hard_budget(db: asyncpg.Connection, scope: str, scope_id: str, limit: str) -> int:
+    """``hard_lifetime_budget`` created; its id."""
+    return (await create_budget(db, hard_lifetime_budget(scope, scope_id, limit))).id
 
 
 @dataclass(frozen=True)
