@@ -146,7 +146,10 @@ def budget_from_row(r: Any) -> Budget:
 async def create_budget(
     conn: Connection, new: NewBudget, catalog: CatalogCache | None = None
 ) -> Budget:
-    """Store a budget and count the spend already on the ledger towards it.
+    """Store a budget and count the spend already on the ledger towards it; a threshold
+    that spend has already reached fires now, in this transaction, as when a limit is
+    changed (a budget created past its limit would otherwise stay silent all period: the
+    spend that passed it came before the budget, and no later event crosses it).
 
     With ``catalog``, a model budget given an alias is stored under the model's catalog id,
     as pricing resolves the alias now: the ledger names models by id, so a budget on an
@@ -181,7 +184,9 @@ async def create_budget(
         )
         assert row is not None
         await conn.execute(queries.BACKFILL_SPEND, row["id"])
-    return budget_from_row(row)
+        budget = budget_from_row(row)
+        await _raise_alerts(conn, await _passed_thresholds(conn, budget, datetime.now(UTC)))
+    return budget
 
 
 async def get_budget(conn: Connection, budget_id: int) -> Budget:

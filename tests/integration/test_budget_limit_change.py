@@ -157,3 +157,40 @@ async def test_a_limit_change_compares_spend_with_the_threshold_exactly(
     # At exactly 0.1 the threshold is 0.08, reached.
     await _patch(client, budget, "0.1")
     assert _alerts((await client.get("/v1/alerts")).json()) == [(0.8, "0.08", "0.1")]
+
+
+async def test_a_budget_created_past_some_thresholds_fires_them_at_once_and_later_ones_by_spend(
+    app_client: AsyncTestClient[Any], receiver: Receiver, db: asyncpg.Connection
+) -> None:
+    """The spend came before the budget: without firing at creation, 50 % and 80 % of a
+    budget created at 85 % would stay silent all period (no later event crosses them)."""
+    client = app_client
+    at = "2026-03-10T10:00:00Z"
+    for event_id, usd in (("c1", "5.00"), ("c2", "3.50")):
+        answer = await client.post("/v1/events", json=opus_event(event_id, usd, occurred_at=at))
+        assert answer.status_code == 201, answer.text
+    created = await client.post(
+        "/v1/budgets",
+        json={
+            "scope": "job",
+            "scope_id": "job-1",
+            "period": "lifetime",
+            "limit_usd": "10",
+            "webhook_url": receiver.url(),
+        },
+    )
+    assert created.status_code == 201, created.text
+    # 8.50 of 10: 50 % (5.00) and 80 % (8.00) passed before the budget existed.
+    assert _alerts((await client.get("/v1/alerts")).json()) == [
+        (0.5, "8.5", "10"),
+        (0.8, "8.5", "10"),
+    ]
+    # 100 % fires when spend reaches it, once; the two above do not fire again.
+    await client.post("/v1/events", json=opus_event("c3", "1.50", occurred_at=at))
+    await client.post("/v1/events", json=opus_event("c4", "0.50", occurred_at=at))
+    assert _alerts((await client.get("/v1/alerts")).json()) == [
+        (0.5, "8.5", "10"),
+        (0.8, "8.5", "10"),
+        (1.0, "10", "10"),
+    ]
+    assert await db.fetchval("SELECT count(*) FROM alert_outbox") == 3
