@@ -43,10 +43,8 @@ async def _patch(client: AsyncTestClient[Any], budget_id: int, limit: str) -> No
     assert response.status_code == 200, response.text
 
 
-async def test_a_limit_lowered_below_spend_fires_the_passed_thresholds_at_once_and_once(
-    app_client: AsyncTestClient[Any], receiver: Receiver, db: asyncpg.Connection
-) -> None:
-    client = app_client
+async def _job_budget_of_10(client: AsyncTestClient[Any], receiver: Receiver) -> int:
+    """A lifetime budget of 10 USD on job-1, its alerts posted to ``receiver``; its id."""
     created = await client.post(
         "/v1/budgets",
         json={
@@ -58,7 +56,15 @@ async def test_a_limit_lowered_below_spend_fires_the_passed_thresholds_at_once_a
         },
     )
     assert created.status_code == 201, created.text
-    budget = created.json()["id"]
+    budget: int = created.json()["id"]
+    return budget
+
+
+async def test_a_limit_lowered_below_spend_fires_the_passed_thresholds_at_once_and_once(
+    app_client: AsyncTestClient[Any], receiver: Receiver, db: asyncpg.Connection
+) -> None:
+    client = app_client
+    budget = await _job_budget_of_10(client, receiver)
     at = "2026-03-10T10:00:00Z"
     await client.post("/v1/events", json=opus_event("e1", "6.00", occurred_at=at))
     # 6.00 of 10: 50 % (5.00) passed, 80 % (8.00) not.
@@ -169,17 +175,7 @@ async def test_a_budget_created_past_some_thresholds_fires_them_at_once_and_late
     for event_id, usd in (("c1", "5.00"), ("c2", "3.50")):
         answer = await client.post("/v1/events", json=opus_event(event_id, usd, occurred_at=at))
         assert answer.status_code == 201, answer.text
-    created = await client.post(
-        "/v1/budgets",
-        json={
-            "scope": "job",
-            "scope_id": "job-1",
-            "period": "lifetime",
-            "limit_usd": "10",
-            "webhook_url": receiver.url(),
-        },
-    )
-    assert created.status_code == 201, created.text
+    await _job_budget_of_10(client, receiver)
     # 8.50 of 10: 50 % (5.00) and 80 % (8.00) passed before the budget existed.
     assert _alerts((await client.get("/v1/alerts")).json()) == [
         (0.5, "8.5", "10"),
