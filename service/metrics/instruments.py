@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
-from prometheus_client.multiprocess import MultiProcessCollector
 
 from service.metrics.exposition import generate_text
 from service.metrics.rollup_series import LedgerCollector, LedgerSnapshot
+from service.metrics.worker_files import WorkerFiles
 
 BATCH_SIZE_BUCKETS = (1, 5, 10, 50, 100, 500, 1000, 2000, 5000, 10000)
 
@@ -34,7 +34,8 @@ class Metrics:
         self.process = CollectorRegistry(auto_describe=False)
         self.registry.register(self.process)
         # prometheus-client reads its own variable when it is imported; so does LUC here.
-        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        self.workers = WorkerFiles(folder) if folder else None
         self.events = Counter(
             "luc_events",
             "Events received by this process, by ingest outcome",
@@ -135,10 +136,8 @@ class Metrics:
         and then the ledger's), byte for byte."""
         self.ledger.update(snapshot)  # for the registry's readers (collect, get_sample_value)
         ledger = self.ledger.text(snapshot).encode("utf-8")
-        if not self.multiprocess:
+        if self.workers is None:
             return ledger + generate_text(self.process)
         # Every worker's series, summed (histograms, counters) or as their mode says
         # (gauges); the ledger's once.
-        registry = CollectorRegistry(auto_describe=False)
-        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # untyped in the library
-        return generate_text(registry) + ledger
+        return self.workers.text().encode("utf-8") + ledger

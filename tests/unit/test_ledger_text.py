@@ -193,8 +193,8 @@ def test_with_workers_a_scrape_is_their_series_then_the_ledger_s(
     env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PATH": ""}
     subprocess.run([sys.executable, "-c", script], env=env, cwd=PROJECT_ROOT, check=True)
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
-    metrics = Metrics()
-    metrics.multiprocess = True  # as a worker started with the variable set sees it
+    metrics = Metrics()  # as a worker started with the variable set sees it
+    assert metrics.workers is not None
     snapshot = _awkward()
     registry = CollectorRegistry(auto_describe=False)
     MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # untyped in the library
