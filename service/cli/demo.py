@@ -242,7 +242,7 @@ def _parse_until(value: str | None) -> datetime:
     "--key",
     envvar="LUC_API_KEY",
     default=None,
-    help="API key of scope admin (or ingest + read); default $LUC_API_KEY.",
+    help="API key of scope admin (it sends events and reads them back); default $LUC_API_KEY.",
 )
 def demo(
     url: str | None,
