@@ -30,6 +30,7 @@ from service.api.schemas.budgets import (
     reservation_out,
 )
 from service.auth.guard import ADMIN, INGEST, INGEST_OR_READ, READ
+from service.auth.keys import ApiKey
 from service.budgets import reservations
 from service.budgets.delivery import redeliver
 from service.budgets.models import ALERT_TYPES, SCOPES, Alert
@@ -179,7 +180,10 @@ class BudgetsController(LucController):
         },
     )
     async def reserve(
-        self, luc: NamedDependency[Resources], data: JSONBody[ReservationIn]
+        self,
+        luc: NamedDependency[Resources],
+        data: JSONBody[ReservationIn],
+        request: Request[Any, Any, Any],
     ) -> Response[ReservationOut]:
         estimate = parse_amount("estimated_cost_usd", data.estimated_cost_usd)
         result = await on_connection(
@@ -195,6 +199,7 @@ class BudgetsController(LucController):
                 customer_id=data.customer_id,
                 catalog=luc.catalog_cache,
                 plans=luc.plan_cache,
+                api_key_id=_key_id(request),
             ),
         )
         status = 402 if not result.allowed else 201 if result.reservation_id else 200
@@ -208,14 +213,25 @@ class BudgetsController(LucController):
             "For a call that ended without a usage event (an upstream error before any "
             "token, a stream that never started, a caller gone before the call): its "
             "estimate stops being held at once instead of at expiry. Idempotent (204 again); "
-            "a settled reservation stays settled. 404 for an id LUC never issued. Keys of "
-            "scope ingest or admin only."
+            "a settled reservation stays settled. Keys of scope ingest or admin only; an "
+            "ingest key releases only the reservations it made (404, as for an id LUC never "
+            "issued, for any other), an admin key any."
         ),
         status_code=204,
         opt=INGEST,
     )
-    async def release(self, luc: NamedDependency[Resources], reservation_id: FromPath[str]) -> None:
-        await on_connection(luc.pool, lambda conn: reservations.release(conn, reservation_id))
+    async def release(
+        self,
+        luc: NamedDependency[Resources],
+        reservation_id: FromPath[str],
+        request: Request[Any, Any, Any],
+    ) -> None:
+        key = request.scope.get("luc_key")  # set by the guard
+        # An admin key (or no key: authentication is off) may release any reservation.
+        owner = key.id if isinstance(key, ApiKey) and key.scope != "admin" else None
+        await on_connection(
+            luc.pool, lambda conn: reservations.release(conn, reservation_id, owner)
+        )
 
     @get("/{budget_id:int}", operation_id="getBudget", summary="One budget")
     async def one(self, luc: NamedDependency[Resources], budget_id: FromPath[int]) -> BudgetOut:
@@ -329,6 +345,13 @@ class AlertsController(LucController):
             luc.dispatcher.wake()
         alerts = await on_connection(luc.pool, lambda conn: _alerts_by_id(conn, alert_id))
         return Response(alert_out(alerts[0]), status_code=202)
+
+
+def _key_id(request: Request[Any, Any, Any]) -> int | None:
+    """The id of the key a request came with (set by the guard); None with authentication
+    off."""
+    key = request.scope.get("luc_key")
+    return key.id if isinstance(key, ApiKey) else None
 
 
 def _alert_position(cursor: str | None) -> tuple[datetime, str] | None:

@@ -243,8 +243,9 @@ SELECT_JOB_CUSTOMER_ID = "SELECT customer_id FROM jobs WHERE job_id = $1"
 # Each row holds the estimate in its budget's measure (a price budget the price estimate).
 INSERT_RESERVATIONS = """
 INSERT INTO budget_reservations (reservation_id, budget_id, period_start, job_id, agent, model,
-                                 customer_id, amount_usd, expires_at)
-SELECT $1, budget_id, period_start, $4, $5, $6, $7, amount, now() + make_interval(secs => $9)
+                                 customer_id, amount_usd, expires_at, api_key_id)
+SELECT $1, budget_id, period_start, $4, $5, $6, $7, amount, now() + make_interval(secs => $9),
+       $10
 FROM unnest($2::bigint[], $3::timestamptz[], $8::numeric[]) AS r(budget_id, period_start, amount)
 RETURNING expires_at
 """
@@ -278,12 +279,17 @@ SELECT spent_usd FROM budget_spend WHERE budget_id = $1 AND period_start = $2
 
 # Releases a reservation whose call spent nothing: it stops holding at once, as if it had
 # expired now. A settled one stays settled (its spend is on the ledger), an expired or
-# released one is left as it is, so releasing twice is releasing once. Returns whether LUC
-# issued the id at all.
+# released one is left as it is, so releasing twice is releasing once. With a key id ($2),
+# only a reservation that key made: another key's is left alone, and answered as if LUC
+# never issued it. Returns whether there was such a reservation.
 RELEASE_RESERVATION = """
 WITH released AS (
     UPDATE budget_reservations SET expires_at = now()
-    WHERE reservation_id = $1 AND settled_at IS NULL AND expires_at > now()
+    WHERE reservation_id = $1 AND ($2::bigint IS NULL OR api_key_id = $2)
+      AND settled_at IS NULL AND expires_at > now()
 )
-SELECT EXISTS (SELECT 1 FROM budget_reservations WHERE reservation_id = $1)
+SELECT EXISTS (
+    SELECT 1 FROM budget_reservations
+    WHERE reservation_id = $1 AND ($2::bigint IS NULL OR api_key_id = $2)
+)
 """
