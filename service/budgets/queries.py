@@ -97,27 +97,48 @@ INSERT INTO alerts (budget_id, period_start, threshold, spent_usd, limit_usd, sc
 SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::numeric[], $4::numeric[],
                      $5::numeric[], $6::text[], $7::text[])
 ON CONFLICT (budget_id, period_start, threshold) DO NOTHING
-RETURNING id, budget_id
+RETURNING id, budget_id, period_start, threshold
 """
 
+# In the order given: ``seq`` numbers them so (an endpoint gets its alerts in this order).
 INSERT_OUTBOX = """
 INSERT INTO alert_outbox (alert_id, webhook_url)
-SELECT * FROM unnest($1::uuid[], $2::text[])
+SELECT alert_id, webhook_url
+FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS o(alert_id, webhook_url, position)
+ORDER BY position
 """
 
-# Claims due deliveries for a lease. SKIP LOCKED lets several dispatchers (replicas) share
-# the outbox without claiming a row twice; the lease frees rows of a dispatcher that died.
+# Claims due deliveries for a lease: of each budget (and of each customer, for credit
+# alerts), only its oldest undelivered alert (by ``seq``, the order they were raised in),
+# and only when that one is due and not leased. So a budget's webhooks go out one at a time
+# and in order (its 50 % alert before its 100 % one), a failing one holding back those after
+# it through its retries until it is delivered or dead; alerts of other budgets, at the
+# same endpoint or not, are not held up by it (their order is no receiver's concern, and
+# one alert a receiver keeps refusing would stall every budget behind it for the retry
+# window). SKIP LOCKED lets several dispatchers (replicas) share the outbox without
+# claiming a row twice; the lease frees rows of a dispatcher that died.
 CLAIM_DUE = """
+WITH head AS (
+    SELECT DISTINCT ON (a.budget_id, a.customer_id) o.alert_id
+    FROM alert_outbox AS o
+    JOIN alerts AS a ON a.id = o.alert_id
+    WHERE o.delivered_at IS NULL AND o.dead_at IS NULL
+    ORDER BY a.budget_id, a.customer_id, o.seq
+)
 UPDATE alert_outbox AS o
 SET locked_until = now() + make_interval(secs => $2), attempts = o.attempts + 1,
     retry_until = COALESCE(o.retry_until, now() + make_interval(secs => $3))
 FROM (
-    SELECT alert_id FROM alert_outbox
-    WHERE delivered_at IS NULL AND dead_at IS NULL AND next_attempt_at <= now()
-      AND (locked_until IS NULL OR locked_until < now())
-    ORDER BY next_attempt_at
+    SELECT due.alert_id FROM alert_outbox AS due
+    JOIN head USING (alert_id)
+    -- On the row itself: a head another dispatcher claimed (or delivered) and committed
+    -- after this statement's snapshot is re-read when locked, and these re-checked on what
+    -- it is now. The alerts behind a head are no heads until it is delivered or dead.
+    WHERE due.delivered_at IS NULL AND due.dead_at IS NULL AND due.next_attempt_at <= now()
+      AND (due.locked_until IS NULL OR due.locked_until < now())
+    ORDER BY due.next_attempt_at
     LIMIT $1
-    FOR UPDATE SKIP LOCKED
+    FOR UPDATE OF due SKIP LOCKED
 ) AS due
 WHERE o.alert_id = due.alert_id
 RETURNING o.alert_id, o.webhook_url, o.attempts, o.retry_until

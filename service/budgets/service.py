@@ -361,6 +361,9 @@ async def _raise_alerts(conn: Connection, found: Sequence[Crossing]) -> int:
         [c.scope_id for c in found],
     )
     urls = {c.budget_id: c.webhook_url for c in found}
+    # Into the outbox period by period, a budget's thresholds lowest first: the order its
+    # endpoint gets them in (``queries.CLAIM_DUE``), whatever order the insert answered in.
+    created = sorted(created, key=lambda r: (r["period_start"], r["threshold"], r["budget_id"]))
     with_hooks = [(r["id"], urls[r["budget_id"]]) for r in created if urls[r["budget_id"]]]
     if with_hooks:
         await conn.execute(
