@@ -84,7 +84,16 @@ class BudgetsController(LucController):
         )
         return budget_out(budget, generated)
 
-    @get("/", operation_id="listBudgets", summary="Budgets, optionally of one scope")
+    @get(
+        "/",
+        operation_id="listBudgets",
+        summary="Budgets, optionally of one scope",
+        description=(
+            "A model budget is kept under the model's catalog id: a `scope_id` that is a "
+            "model alias lists the budgets of the model it names, as one given at creation "
+            "made them."
+        ),
+    )
     async def list(
         self,
         luc: NamedDependency[Resources],
@@ -96,7 +105,7 @@ class BudgetsController(LucController):
             # A misspelt scope would list nothing, as if no budget existed.
             raise InvalidRequestError(f"scope: {budget_scope!r} is not one of {', '.join(SCOPES)}")
         budgets = await on_connection(
-            luc.pool, lambda conn: list_budgets(conn, budget_scope, scope_id)
+            luc.pool, lambda conn: list_budgets(conn, budget_scope, scope_id, luc.catalog_cache)
         )
         return BudgetList(items=[budget_out(b) for b in budgets])
 

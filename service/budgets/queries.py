@@ -30,11 +30,13 @@ _IN_SCOPE = """
 
 SELECT_BUDGET = f"SELECT {BUDGET_COLUMNS} FROM budgets WHERE id = $1 AND deleted_at IS NULL"
 
+# A model budget is stored under the model's catalog id: $3 is the id that $2 names as a
+# model (itself unless $2 is an alias).
 SELECT_BUDGETS = f"""
 SELECT {BUDGET_COLUMNS} FROM budgets
 WHERE deleted_at IS NULL
   AND ($1::text IS NULL OR scope = $1)
-  AND ($2::text IS NULL OR scope_id = $2)
+  AND ($2::text IS NULL OR scope_id = $2 OR (scope = 'model' AND scope_id = $3))
 ORDER BY id
 """
 
