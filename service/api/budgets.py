@@ -119,7 +119,10 @@ class BudgetsController(LucController):
             "now. A hard budget refuses when spent + reserved + estimate would pass its "
             "limit; a `price` budget counts the estimate (at list price) as the customer's "
             "plan prices it. The job's customer (else `customer_id`) refuses while it has "
-            "`credit_stop` and no prepaid credits left. Safe to repeat: to hold the estimate "
+            "`credit_stop` and no prepaid credits left. `remaining_usd` is the least any "
+            "applicable budget has left, soft ones included: a soft budget only alerts, so "
+            "past its limit it answers a negative `remaining_usd` with `allowed` true "
+            "(`allowed` is the verdict). Safe to repeat: to hold the estimate "
             "for a call, reserve it with POST /v1/budgets/reservations."
         ),
         opt=INGEST_OR_READ,
