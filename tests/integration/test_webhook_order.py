@@ -95,14 +95,17 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 @pytest.fixture
 async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, DatabaseSettings(pool_min_size=1, pool_max_size=4))
+    pool = await create_pool(database_url, DatabaseSettings(pool_min_size=1, pool_max_size=8))
     yield pool
     await pool.close()
 
 
+@pytest.mark.parametrize("replicas", [1, 3])
 async def test_an_endpoint_gets_its_alerts_one_at_a_time_in_order_through_a_retry(
-    pool: asyncpg.Pool, db: asyncpg.Connection, receiver: Receiver
+    pool: asyncpg.Pool, db: asyncpg.Connection, receiver: Receiver, replicas: int
 ) -> None:
+    # With three dispatchers sharing the outbox (three LUC processes), none claims an
+    # alert while another still delivers the one before it, nor one another holds.
     async with pool.acquire() as conn:
         # 0.0003 USD, the default event's cost: one event crosses every threshold at once.
         await create_budget(
@@ -127,8 +130,10 @@ async def test_an_endpoint_gets_its_alerts_one_at_a_time_in_order_through_a_retr
         backoff_max_seconds=0,
         poll_seconds=0.05,
     )
-    dispatcher = Dispatcher(pool, settings, make_webhook_client(settings))
-    running = asyncio.create_task(dispatcher.run())
+    dispatchers = [
+        Dispatcher(pool, settings, make_webhook_client(settings)) for _ in range(replicas)
+    ]
+    running = [asyncio.create_task(d.run()) for d in dispatchers]
     try:
         await wait_until(lambda: len(receiver.accepted) >= 10, 60, "ten deliveries")
         await wait_until(
@@ -139,9 +144,11 @@ async def test_an_endpoint_gets_its_alerts_one_at_a_time_in_order_through_a_retr
             "the deliveries recorded",
         )
     finally:
-        dispatcher.stop()
-        await running
-        await dispatcher.client.aclose()
+        for dispatcher in dispatchers:
+            dispatcher.stop()
+        await asyncio.gather(*running)
+        for dispatcher in dispatchers:
+            await dispatcher.client.aclose()
 
     assert receiver.most_open == 1
     # 0.1 twice (its 503, then its retry), then each threshold once, lowest first.
