@@ -30,6 +30,7 @@ from service.api.schemas.budgets import (
     reservation_out,
 )
 from service.auth.guard import ADMIN, INGEST, INGEST_OR_READ, READ
+from service.auth.keys import ApiKey
 from service.budgets import reservations
 from service.budgets.delivery import redeliver
 from service.budgets.models import ALERT_TYPES, SCOPES, Alert
@@ -83,7 +84,16 @@ class BudgetsController(LucController):
         )
         return budget_out(budget, generated)
 
-    @get("/", operation_id="listBudgets", summary="Budgets, optionally of one scope")
+    @get(
+        "/",
+        operation_id="listBudgets",
+        summary="Budgets, optionally of one scope",
+        description=(
+            "A model budget is kept under the model's catalog id: a `scope_id` that is a "
+            "model alias lists the budgets of the model it names, as one given at creation "
+            "made them."
+        ),
+    )
     async def list(
         self,
         luc: NamedDependency[Resources],
@@ -95,7 +105,7 @@ class BudgetsController(LucController):
             # A misspelt scope would list nothing, as if no budget existed.
             raise InvalidRequestError(f"scope: {budget_scope!r} is not one of {', '.join(SCOPES)}")
         budgets = await on_connection(
-            luc.pool, lambda conn: list_budgets(conn, budget_scope, scope_id)
+            luc.pool, lambda conn: list_budgets(conn, budget_scope, scope_id, luc.catalog_cache)
         )
         return BudgetList(items=[budget_out(b) for b in budgets])
 
@@ -109,7 +119,10 @@ class BudgetsController(LucController):
             "now. A hard budget refuses when spent + reserved + estimate would pass its "
             "limit; a `price` budget counts the estimate (at list price) as the customer's "
             "plan prices it. The job's customer (else `customer_id`) refuses while it has "
-            "`credit_stop` and no prepaid credits left. Safe to repeat: to hold the estimate "
+            "`credit_stop` and no prepaid credits left. `remaining_usd` is the least any "
+            "applicable budget has left, soft ones included: a soft budget only alerts, so "
+            "past its limit it answers a negative `remaining_usd` with `allowed` true "
+            "(`allowed` is the verdict). Safe to repeat: to hold the estimate "
             "for a call, reserve it with POST /v1/budgets/reservations."
         ),
         opt=INGEST_OR_READ,
@@ -179,7 +192,10 @@ class BudgetsController(LucController):
         },
     )
     async def reserve(
-        self, luc: NamedDependency[Resources], data: JSONBody[ReservationIn]
+        self,
+        luc: NamedDependency[Resources],
+        data: JSONBody[ReservationIn],
+        request: Request[Any, Any, Any],
     ) -> Response[ReservationOut]:
         estimate = parse_amount("estimated_cost_usd", data.estimated_cost_usd)
         result = await on_connection(
@@ -195,6 +211,7 @@ class BudgetsController(LucController):
                 customer_id=data.customer_id,
                 catalog=luc.catalog_cache,
                 plans=luc.plan_cache,
+                api_key_id=_key_id(request),
             ),
         )
         status = 402 if not result.allowed else 201 if result.reservation_id else 200
@@ -208,14 +225,25 @@ class BudgetsController(LucController):
             "For a call that ended without a usage event (an upstream error before any "
             "token, a stream that never started, a caller gone before the call): its "
             "estimate stops being held at once instead of at expiry. Idempotent (204 again); "
-            "a settled reservation stays settled. 404 for an id LUC never issued. Keys of "
-            "scope ingest or admin only."
+            "a settled reservation stays settled. Keys of scope ingest or admin only; an "
+            "ingest key releases only the reservations it made (404, as for an id LUC never "
+            "issued, for any other), an admin key any."
         ),
         status_code=204,
         opt=INGEST,
     )
-    async def release(self, luc: NamedDependency[Resources], reservation_id: FromPath[str]) -> None:
-        await on_connection(luc.pool, lambda conn: reservations.release(conn, reservation_id))
+    async def release(
+        self,
+        luc: NamedDependency[Resources],
+        reservation_id: FromPath[str],
+        request: Request[Any, Any, Any],
+    ) -> None:
+        key = request.scope.get("luc_key")  # set by the guard
+        # An admin key (or no key: authentication is off) may release any reservation.
+        owner = key.id if isinstance(key, ApiKey) and key.scope != "admin" else None
+        await on_connection(
+            luc.pool, lambda conn: reservations.release(conn, reservation_id, owner)
+        )
 
     @get("/{budget_id:int}", operation_id="getBudget", summary="One budget")
     async def one(self, luc: NamedDependency[Resources], budget_id: FromPath[int]) -> BudgetOut:
@@ -329,6 +357,13 @@ class AlertsController(LucController):
             luc.dispatcher.wake()
         alerts = await on_connection(luc.pool, lambda conn: _alerts_by_id(conn, alert_id))
         return Response(alert_out(alerts[0]), status_code=202)
+
+
+def _key_id(request: Request[Any, Any, Any]) -> int | None:
+    """The id of the key a request came with (set by the guard); None with authentication
+    off."""
+    key = request.scope.get("luc_key")
+    return key.id if isinstance(key, ApiKey) else None
 
 
 def _alert_position(cursor: str | None) -> tuple[datetime, str] | None:

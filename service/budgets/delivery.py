@@ -7,6 +7,11 @@ outcome. A failure waits ``base·2^(attempt−1)`` seconds (capped, with jitter)
 next attempt; past the retry window, or at once when the receiver answers 410 Gone, the
 alert is marked dead and can be re-sent.
 
+A budget's alerts (a customer's credit alerts) go out one at a time, in the order they were
+raised (``queries.CLAIM_DUE``): its 100 % alert is not sent until its 50 % one is
+delivered or dead. One round claims at most one alert per budget, so the round's attempts
+can run side by side.
+
 Each attempt resolves the target once and connects to an address that was checked
 (``targets.resolve_target``): the URL is rewritten to that address, and the original host
 goes in the Host header and, over TLS, in the SNI, so the certificate is still verified

@@ -30,11 +30,13 @@ _IN_SCOPE = """
 
 SELECT_BUDGET = f"SELECT {BUDGET_COLUMNS} FROM budgets WHERE id = $1 AND deleted_at IS NULL"
 
+# A model budget is stored under the model's catalog id: $3 is the id that $2 names as a
+# model (itself unless $2 is an alias).
 SELECT_BUDGETS = f"""
 SELECT {BUDGET_COLUMNS} FROM budgets
 WHERE deleted_at IS NULL
   AND ($1::text IS NULL OR scope = $1)
-  AND ($2::text IS NULL OR scope_id = $2)
+  AND ($2::text IS NULL OR scope_id = $2 OR (scope = 'model' AND scope_id = $3))
 ORDER BY id
 """
 
@@ -97,27 +99,48 @@ INSERT INTO alerts (budget_id, period_start, threshold, spent_usd, limit_usd, sc
 SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::numeric[], $4::numeric[],
                      $5::numeric[], $6::text[], $7::text[])
 ON CONFLICT (budget_id, period_start, threshold) DO NOTHING
-RETURNING id, budget_id
+RETURNING id, budget_id, period_start, threshold
 """
 
+# In the order given: ``seq`` numbers them so (an endpoint gets its alerts in this order).
 INSERT_OUTBOX = """
 INSERT INTO alert_outbox (alert_id, webhook_url)
-SELECT * FROM unnest($1::uuid[], $2::text[])
+SELECT alert_id, webhook_url
+FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS o(alert_id, webhook_url, position)
+ORDER BY position
 """
 
-# Claims due deliveries for a lease. SKIP LOCKED lets several dispatchers (replicas) share
-# the outbox without claiming a row twice; the lease frees rows of a dispatcher that died.
+# Claims due deliveries for a lease: of each budget (and of each customer, for credit
+# alerts), only its oldest undelivered alert (by ``seq``, the order they were raised in),
+# and only when that one is due and not leased. So a budget's webhooks go out one at a time
+# and in order (its 50 % alert before its 100 % one), a failing one holding back those after
+# it through its retries until it is delivered or dead; alerts of other budgets, at the
+# same endpoint or not, are not held up by it (their order is no receiver's concern, and
+# one alert a receiver keeps refusing would stall every budget behind it for the retry
+# window). SKIP LOCKED lets several dispatchers (replicas) share the outbox without
+# claiming a row twice; the lease frees rows of a dispatcher that died.
 CLAIM_DUE = """
+WITH head AS (
+    SELECT DISTINCT ON (a.budget_id, a.customer_id) o.alert_id
+    FROM alert_outbox AS o
+    JOIN alerts AS a ON a.id = o.alert_id
+    WHERE o.delivered_at IS NULL AND o.dead_at IS NULL
+    ORDER BY a.budget_id, a.customer_id, o.seq
+)
 UPDATE alert_outbox AS o
 SET locked_until = now() + make_interval(secs => $2), attempts = o.attempts + 1,
     retry_until = COALESCE(o.retry_until, now() + make_interval(secs => $3))
 FROM (
-    SELECT alert_id FROM alert_outbox
-    WHERE delivered_at IS NULL AND dead_at IS NULL AND next_attempt_at <= now()
-      AND (locked_until IS NULL OR locked_until < now())
-    ORDER BY next_attempt_at
+    SELECT due.alert_id FROM alert_outbox AS due
+    JOIN head USING (alert_id)
+    -- On the row itself: a head another dispatcher claimed (or delivered) and committed
+    -- after this statement's snapshot is re-read when locked, and these re-checked on what
+    -- it is now. The alerts behind a head are no heads until it is delivered or dead.
+    WHERE due.delivered_at IS NULL AND due.dead_at IS NULL AND due.next_attempt_at <= now()
+      AND (due.locked_until IS NULL OR due.locked_until < now())
+    ORDER BY due.next_attempt_at
     LIMIT $1
-    FOR UPDATE SKIP LOCKED
+    FOR UPDATE OF due SKIP LOCKED
 ) AS due
 WHERE o.alert_id = due.alert_id
 RETURNING o.alert_id, o.webhook_url, o.attempts, o.retry_until
@@ -243,8 +266,9 @@ SELECT_JOB_CUSTOMER_ID = "SELECT customer_id FROM jobs WHERE job_id = $1"
 # Each row holds the estimate in its budget's measure (a price budget the price estimate).
 INSERT_RESERVATIONS = """
 INSERT INTO budget_reservations (reservation_id, budget_id, period_start, job_id, agent, model,
-                                 customer_id, amount_usd, expires_at)
-SELECT $1, budget_id, period_start, $4, $5, $6, $7, amount, now() + make_interval(secs => $9)
+                                 customer_id, amount_usd, expires_at, api_key_id)
+SELECT $1, budget_id, period_start, $4, $5, $6, $7, amount, now() + make_interval(secs => $9),
+       $10
 FROM unnest($2::bigint[], $3::timestamptz[], $8::numeric[]) AS r(budget_id, period_start, amount)
 RETURNING expires_at
 """
@@ -278,12 +302,17 @@ SELECT spent_usd FROM budget_spend WHERE budget_id = $1 AND period_start = $2
 
 # Releases a reservation whose call spent nothing: it stops holding at once, as if it had
 # expired now. A settled one stays settled (its spend is on the ledger), an expired or
-# released one is left as it is, so releasing twice is releasing once. Returns whether LUC
-# issued the id at all.
+# released one is left as it is, so releasing twice is releasing once. With a key id ($2),
+# only a reservation that key made: another key's is left alone, and answered as if LUC
+# never issued it. Returns whether there was such a reservation.
 RELEASE_RESERVATION = """
 WITH released AS (
     UPDATE budget_reservations SET expires_at = now()
-    WHERE reservation_id = $1 AND settled_at IS NULL AND expires_at > now()
+    WHERE reservation_id = $1 AND ($2::bigint IS NULL OR api_key_id = $2)
+      AND settled_at IS NULL AND expires_at > now()
 )
-SELECT EXISTS (SELECT 1 FROM budget_reservations WHERE reservation_id = $1)
+SELECT EXISTS (
+    SELECT 1 FROM budget_reservations
+    WHERE reservation_id = $1 AND ($2::bigint IS NULL OR api_key_id = $2)
+)
 """

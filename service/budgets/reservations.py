@@ -230,6 +230,7 @@ async def reserve(
     customer_id: str | None = None,
     catalog: CatalogCache | None = None,
     plans: PlanCache | None = None,
+    api_key_id: int | None = None,
 ) -> CheckResult:
     """Admit a call or refuse it: refused while the job's customer (else ``customer_id``)
     has credit_stop and no prepaid credits left. Admitted under hard budgets, its estimate
@@ -237,7 +238,8 @@ async def reserve(
     that id, or the reservation expires. Without a hard budget nothing needs holding (no
     reservation id). With ``catalog``, ``model`` may be an alias (see ``_model_id``). The
     customer's budgets count too (``customer_id``'s, else the job's customer's); a price
-    budget holds the estimate as the customer's plan prices it (``plans``).
+    budget holds the estimate as the customer's plan prices it (``plans``). The
+    reservation remembers ``api_key_id``, the key that asked (see ``release``).
     """
     estimate = _estimate(estimated_cost_usd)
     await _refuse_another_customer(conn, job_id, customer_id)
@@ -296,6 +298,7 @@ async def reserve(
                 customer_id,
                 [estimates[s.budget.measure] for s in hard],
                 float(reservation_seconds),  # an interval length in seconds, not money
+                api_key_id,
             )
         break
     held = [
@@ -340,17 +343,27 @@ async def settle(conn: Connection, calls: Iterable[tuple[str, str]]) -> None:
         await conn.execute(queries.SETTLE_RESERVATIONS, reservation_ids, job_ids)
 
 
-async def release(conn: Connection, reservation_id: str) -> None:
+async def release(conn: Connection, reservation_id: str, api_key_id: int | None = None) -> None:
     """Stop holding ``reservation_id``: its call ended without spending (an upstream error
     before any token, a stream that never started, a caller gone before the call).
 
     Idempotent: a released or expired reservation stays so, and a settled one stays
     settled (its spend is counted; releasing takes nothing back). ``NotFoundError`` when
     LUC never issued the id.
+
+    With ``api_key_id`` (a key of scope ingest), only a reservation that key made: the
+    headroom another caller holds is its own (SPEC §9: keys, not callers, are trusted), so
+    another key's reservation, or one LUC's gateway made in-process, is answered as one
+    that does not exist (the same 404: whether someone else holds that id is not this
+    key's to learn). ``None`` is LUC itself or an admin key: any reservation.
     """
+    missing = NotFoundError(
+        f"reservation {reservation_id!r} does not exist"
+        + ("" if api_key_id is None else " among this key's reservations")
+    )
     try:
         key = uuid.UUID(reservation_id)
     except ValueError:
-        raise NotFoundError(f"reservation {reservation_id!r} does not exist") from None
-    if not await conn.fetchval(queries.RELEASE_RESERVATION, key):
-        raise NotFoundError(f"reservation {reservation_id!r} does not exist")
+        raise missing from None
+    if not await conn.fetchval(queries.RELEASE_RESERVATION, key, api_key_id):
+        raise missing

@@ -196,8 +196,20 @@ async def get_budget(conn: Connection, budget_id: int) -> Budget:
     return budget_from_row(row)
 
 
-async def list_budgets(conn: Connection, scope: str | None, scope_id: str | None) -> list[Budget]:
-    return [budget_from_row(r) for r in await conn.fetch(queries.SELECT_BUDGETS, scope, scope_id)]
+async def list_budgets(
+    conn: Connection,
+    scope: str | None,
+    scope_id: str | None,
+    catalog: CatalogCache | None = None,
+) -> list[Budget]:
+    """Budgets, of ``scope`` and ``scope_id`` when given. With ``catalog``, a ``scope_id``
+    that is a model alias finds the model budgets of the model it names now, as
+    ``create_budget`` stored them (under the catalog id)."""
+    model_id = scope_id
+    if catalog is not None and scope_id and scope in (None, "model"):
+        model_id = await catalog.model_id(conn, scope_id, datetime.now(UTC))
+    rows = await conn.fetch(queries.SELECT_BUDGETS, scope, scope_id, model_id)
+    return [budget_from_row(r) for r in rows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,6 +373,9 @@ async def _raise_alerts(conn: Connection, found: Sequence[Crossing]) -> int:
         [c.scope_id for c in found],
     )
     urls = {c.budget_id: c.webhook_url for c in found}
+    # Into the outbox period by period, a budget's thresholds lowest first: the order its
+    # endpoint gets them in (``queries.CLAIM_DUE``), whatever order the insert answered in.
+    created = sorted(created, key=lambda r: (r["period_start"], r["threshold"], r["budget_id"]))
     with_hooks = [(r["id"], urls[r["budget_id"]]) for r in created if urls[r["budget_id"]]]
     if with_hooks:
         await conn.execute(

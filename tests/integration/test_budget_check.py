@@ -503,20 +503,60 @@ async def test_a_released_reservation_frees_its_headroom_at_once_and_for_good(
     await _release(client, "not-a-uuid", expect=404)
 
 
-async def test_only_ingest_and_admin_keys_release_reservations(
+async def test_a_reservation_is_released_only_by_the_key_that_made_it_or_an_admin_key(
     client: AsyncTestClient[Any], db: asyncpg.Connection
 ) -> None:
+    # Any ingest key could free the headroom another caller holds (another gateway, another
+    # customer's job) by its reservation id; SPEC §9 trusts keys, not callers. Another
+    # key's reservation answers as one LUC never issued: 404, and it still holds.
     await _hard_budget(client, "job-keys", "1")
-    made = await _reserve(client, "job-keys", "0.40")
     _, read_key = await create_key(db, "finance", "read")
-    _, ingest_key = await create_key(db, "gateway", "ingest")
-    path = f"/v1/budgets/reservations/{made['reservation_id']}"
-    refused = await client.delete(path, headers={"Authorization": f"Bearer {read_key}"})
+    _, gateway = await create_key(db, "gateway", "ingest")
+    _, other_gateway = await create_key(db, "other gateway", "ingest")
+
+    def as_(key: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key}"}
+
+    body = {"job_id": "job-keys", "agent": "ACHEEVY", "model": OPUS}
+    made = await client.post(
+        "/v1/budgets/reservations",
+        json={**body, "estimated_cost_usd": "0.40"},
+        headers=as_(gateway),
+    )
+    assert made.status_code == 201, made.text
+    path = f"/v1/budgets/reservations/{made.json()['reservation_id']}"
+
+    refused = await client.delete(path, headers=as_(read_key))
     assert refused.status_code == 403, refused.text
+    foreign = await client.delete(path, headers=as_(other_gateway))
+    assert foreign.status_code == 404, foreign.text
+    never_issued = await client.delete(
+        "/v1/budgets/reservations/00000000-0000-0000-0000-000000000000",
+        headers=as_(other_gateway),
+    )
+    # Nothing tells a reservation of another key from an id LUC never issued.
+    assert foreign.json()["detail"].replace(made.json()["reservation_id"], "X") == (
+        never_issued.json()["detail"].replace("00000000-0000-0000-0000-000000000000", "X")
+    )
     assert await _held(client, "job-keys") == (Decimal(0), Decimal("0.40"))
-    released = await client.delete(path, headers={"Authorization": f"Bearer {ingest_key}"})
+
+    released = await client.delete(path, headers=as_(gateway))
     assert released.status_code == 204, released.text
     assert await _held(client, "job-keys") == (Decimal(0), Decimal(0))
+
+    # An admin key (the client's) releases any reservation: an operator clearing a stuck
+    # hold. And one made with the admin key is not the gateway's to release.
+    again = await client.post(
+        "/v1/budgets/reservations",
+        json={**body, "estimated_cost_usd": "0.30"},
+        headers=as_(gateway),
+    )
+    await _release(client, again.json()["reservation_id"])
+    assert await _held(client, "job-keys") == (Decimal(0), Decimal(0))
+    by_admin = await _reserve(client, "job-keys", "0.20")
+    path = f"/v1/budgets/reservations/{by_admin['reservation_id']}"
+    assert (await client.delete(path, headers=as_(gateway))).status_code == 404
+    assert await _held(client, "job-keys") == (Decimal(0), Decimal("0.20"))
 
 
 async def test_a_refusal_s_reason_writes_its_amounts_as_plain_decimal_strings(

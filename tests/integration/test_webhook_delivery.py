@@ -56,8 +56,26 @@ def _alerts(http: httpx.Client) -> list[dict[str, Any]]:
     return list(http.get("/v1/alerts").json()["items"])
 
 
+def _attempts_in(database_url: str) -> dict[tuple[int, float], int]:
+    """Attempts per crossing (budget id, threshold), read from the database."""
+
+    async def query() -> dict[tuple[int, float], int]:
+        conn = await asyncpg.connect(database_url)
+        try:
+            rows = await conn.fetch(
+                "SELECT a.budget_id, a.threshold, o.attempts"
+                " FROM alert_outbox AS o JOIN alerts AS a ON a.id = o.alert_id"
+            )
+        finally:
+            await conn.close()
+        return {(r["budget_id"], float(r["threshold"])): r["attempts"] for r in rows}
+
+    return asyncio.run(query())
+
+
 def _between_attempts(database_url: str) -> bool:
-    """No delivery claimed now, and none due within the next 0.25 s."""
+    """No delivery claimed now, and none due within the next 0.25 s. (Only alerts tried
+    before count: one never tried waits behind its budget's earlier alert, due or not.)"""
 
     async def query() -> bool:
         conn = await asyncpg.connect(database_url)
@@ -67,7 +85,7 @@ def _between_attempts(database_url: str) -> bool:
                     """
                     SELECT NOT EXISTS (
                         SELECT 1 FROM alert_outbox
-                        WHERE delivered_at IS NULL AND dead_at IS NULL
+                        WHERE delivered_at IS NULL AND dead_at IS NULL AND attempts > 0
                           AND (locked_until > now()
                                OR next_attempt_at < now() + interval '0.25 seconds'))
                     """
@@ -108,13 +126,23 @@ def test_every_crossing_arrives_under_one_id_through_errors_an_outage_and_a_rest
     receiver.stop()
     _send(http, opus_event("hook-2", "0.30", occurred_at=AT, job_id="job-hook"))
 
-    def all_failing_while_down() -> bool:
+    def attempts() -> dict[tuple[int, float], int]:
+        """Attempts so far per crossing (budget id, threshold), every alert still pending."""
         alerts = _alerts(http)
-        return len(alerts) == 4 and all(
-            a["attempts"] >= 2 and a["delivery"] == "pending" for a in alerts
-        )
+        assert all(a["delivery"] == "pending" for a in alerts), alerts
+        return {(a["budget_id"], a["threshold"]): a["attempts"] for a in alerts}
+
+    # A budget's alerts go out one at a time, in order: only the first of each (its 50 %
+    # crossing) is tried while it fails; those after it wait, never sent before it.
+    heads = [(job["id"], 0.5), (agent["id"], 0.5)]
+    queued = [(job["id"], 0.8), (agent["id"], 1.0)]
+
+    def all_failing_while_down() -> bool:
+        now = attempts()
+        return len(now) == 4 and all(now[h] >= 2 for h in heads)
 
     wait_for(all_failing_while_down, 15, "attempts against the receiver while it is down")
+    assert [attempts()[q] for q in queued] == [0, 0]
 
     # LUC dies mid-retry, with every alert still pending, and comes back on the same
     # database. A last 0.20 takes the job to 1.10, past 100 %, while the receiver is down.
@@ -122,16 +150,17 @@ def test_every_crossing_arrives_under_one_id_through_errors_an_outage_and_a_rest
     # when its lease (timeout + 30 s) runs out, which is right but too slow for a test.
     wait_for(lambda: _between_attempts(database_url), 15, "a moment between two attempts", 0.02)
     server.kill()
+    before_kill = _attempts_in(database_url)  # what the killed LUC got to
     server.start()
     _send(http, opus_event("hook-3", "0.20", occurred_at=AT, job_id="job-hook"))
 
     def restarted_and_failing() -> bool:
-        # The new crossing is attempted by the restarted LUC, and fails like the others.
-        alerts = _alerts(http)
-        return len(alerts) == 5 and all(a["attempts"] >= 1 for a in alerts)
+        # The restarted LUC goes on trying each budget's first alert, and fails like before.
+        now = attempts()
+        return len(now) == 5 and all(now[h] > before_kill[h] for h in heads)
 
     wait_for(restarted_and_failing, 15, "the restarted LUC to attempt the new crossing")
-    assert [a["delivery"] for a in _alerts(http)] == ["pending"] * 5
+    assert [attempts()[q] for q in [*queued, (job["id"], 1.0)]] == [0, 0, 0]
 
     # Phase 3: the receiver is back, and healthy.
     receiver.answer = always(200)
@@ -166,6 +195,16 @@ def test_every_crossing_arrives_under_one_id_through_errors_an_outage_and_a_rest
         assert len(set(bodies)) == 1, f"alert {alert_id} was sent with different bodies"
         data = json.loads(bodies[0])["data"]
         assert data["alert_id"] == alert_id
+    # Each budget's crossings arrived in the order they happened, lowest threshold first.
+    threshold_of = {a["alert_id"]: (a["budget_id"], a["threshold"]) for a in alerts}
+    for budget in (job["id"], agent["id"]):
+        arrived = [
+            threshold_of[d.headers["webhook-id"]][1]
+            for d in everything
+            if threshold_of[d.headers["webhook-id"]][0] == budget
+        ]
+        first_arrivals = list(dict.fromkeys(arrived))
+        assert first_arrivals == sorted(first_arrivals), (budget, arrived)
     # Where each crossing happened, by hand: the spend right after the batch that crossed.
     spent = {
         (a["budget_id"], Decimal(str(a["threshold"]))): Decimal(a["spent_usd"]) for a in alerts
