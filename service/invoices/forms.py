@@ -114,20 +114,30 @@ def summary(document: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         ("total", "Total", document["total_usd"], document["total_usd"]),
     ]
     if "amount_due_usd" in document:  # not on invoices issued before credits were shown
-        rows += [
-            (
-                "credits",
-                "Prepaid credits applied",
-                cents(document["credits_applied_usd"]),
-                document["credits_applied_usd"],
-            ),
+        credits = document["credits_applied_usd"]
+        due = Decimal(document["amount_due_usd"])
+        # The credits are shown as applied, at every digit (a grant of 5.005 drew 5.005,
+        # never 5.01); the amount due is whole cents, so the step between them is its own
+        # row, and total − credits + that step = amount due as printed.
+        step = exact_difference(due, exact_difference(total, Decimal(credits)))
+        rows.append(("credits", "Prepaid credits applied", price_text(credits), credits))
+        if step != 0:
+            rows.append(
+                (
+                    "amount_due_rounding",
+                    "Rounding of the amount due",
+                    money_text(step),
+                    money_text(step),
+                )
+            )
+        rows.append(
             (
                 "amount_due",
-                "Amount due",
+                "Credit due to you" if due < 0 else "Amount due",
                 cents(document["amount_due_usd"]),
                 document["amount_due_usd"],
-            ),
-        ]
+            )
+        )
     return rows
 
 

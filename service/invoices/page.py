@@ -210,9 +210,8 @@ def _meta(document: dict[str, Any], title: str) -> str:
 
 
 def _totals(document: dict[str, Any], credit_note: bool) -> str:
+    # The amount due's label follows its sign (``forms.summary``): signed on either kind.
     labels = {"total": "Total credit" if credit_note else "Total"}
-    if credit_note:
-        labels["amount_due"] = "Credit due to you"
     rows = "".join(
         f"<tr class='{row_type}'><td>{_e(labels.get(row_type, label))} ({_e(document['currency'])})"
         f"</td><td class='num' id='invoice-{row_type.replace('_', '-')}'>{_e(shown)}</td></tr>"
