@@ -6,6 +6,9 @@ AIMS prices (catalog version 1), USD per 1M tokens: google/gemini-3.0-flash 0.10
 
 from __future__ import annotations
 
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -345,4 +348,80 @@ async def test_a_document_mixing_rises_and_falls_paid_partly_in_credits_loses_no
         assert (await verify_stored(db, number)).problems == []
     html = (await client.get(f"/v1/invoices/{follow_a['number']}", params={"format": "html"})).text
     assert "Credit due to you (USD)</td><td class='num' id='invoice-amount-due'>-0.40<" in html
+    await assert_rollups_equal_ledger(db)
+
+
+async def test_a_call_an_expired_grant_paid_re_rated_lower_stays_paid_by_that_grant(
+    client: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    """A Haiku call (1.20) drew a grant of 1.20 expiring in seconds; a grant of 5.00 without
+    expiry stayed whole. The first grant expires; a correction lowers the call to 0.80. The
+    re-booking draws 0.80 of the expired grant again (the call was made while it was live):
+    the credit note is −0.40 with −0.40 of credits and nothing due, and the live 5.00 are
+    untouched. (It drew 0.80 of the live grant: a fall in price cost the customer 0.80 of
+    live credits; with no live grant, it asked 0.80 in money for a call paid already.)"""
+    await make_plan(client, "list", basis="catalog", markup="0")
+    await make_customer(client, "lapse", plan_id="list")
+    soon = datetime.now(UTC) + timedelta(seconds=3)
+    expiring = await issued(
+        client, "/v1/customers/lapse/credits", amount_usd="1.20", expires_at=soon.isoformat()
+    )
+    await issued(client, "/v1/customers/lapse/credits", amount_usd="5.00")
+    await record_accepted(
+        client,
+        [
+            wire_event(
+                "x-1",
+                job_id="job-x",
+                customer_id="lapse",
+                occurred_at="2026-10-10T00:00:00Z",
+                **HAIKU_CALL,
+            )
+        ],
+    )
+    first = await issued(client, "/v1/jobs/job-x/invoices")
+    assert (first["total_usd"], first["credits_applied_usd"], first["amount_due_usd"]) == (
+        "1.20",
+        "1.20",
+        "0.00",
+    )
+    # Wait, on the database's clock, until the grant has expired.
+    deadline = time.monotonic() + 30
+    while await db.fetchval("SELECT clock_timestamp() <= $1", soon):
+        assert time.monotonic() < deadline, "the grant never expired"
+        await asyncio.sleep(0.05)
+    credits = (await client.get("/v1/customers/lapse/credits")).json()
+    assert credits["balance_usd"] == "5"
+    await issued(
+        client,
+        "/v1/catalog/versions",
+        effective_from="2026-10-08T00:00:00Z",
+        label="haiku-input-0.40",
+        parent=1,
+        models=[
+            {
+                "id": HAIKU,
+                "name": "Claude Haiku 4.5",
+                "tier": "fast",
+                "input": "0.40",
+                "output": "4.00",
+            }
+        ],
+    )
+    rerated = await client.post("/v1/catalog/rerate", json={"since": "2026-10-08T00:00:00Z"})
+    assert rerated.status_code == 200, rerated.text
+    note = await issued(client, "/v1/jobs/job-x/invoices")
+    assert (
+        note["kind"],
+        note["total_usd"],
+        note["credits_applied_usd"],
+        note["amount_due_usd"],
+    ) == ("credit_note", "-0.40", "-0.40", "0.00")
+    credits = (await client.get("/v1/customers/lapse/credits")).json()
+    assert credits["balance_usd"] == "5"
+    assert {g["id"]: (g["remaining_usd"], g["expired"]) for g in credits["grants"]}[
+        expiring["id"]
+    ] == ("0.4", True)
+    for number in (first["number"], note["number"]):
+        assert (await verify_stored(db, number)).problems == []
     await assert_rollups_equal_ledger(db)
