@@ -247,6 +247,12 @@ def to_html(
         f"{d['subtotal_usd']} {d['currency']}, rounded once to the cent, half up; the "
         "rounding line makes the column add up as printed."
     )
+    if any(row[0] == "amount_due_rounding" for row in summary(d)):
+        exact += (
+            " Prepaid credits are shown as applied, at every digit; the amount due is "
+            "rounded once to the cent, and the rounding of the amount due makes the column "
+            "add up as printed."
+        )
     rule = f"Rounding rule: {d['rounding_rule']}."
     notes = "".join(f"<p>{_e(n)}</p>" for n in [exact, rule, *d["notes"]])
     issuer = d.get("issuer") or {}

@@ -346,4 +346,5 @@ async def test_credits_applied_are_shown_as_drawn_and_the_column_still_adds_up(
     assert "id='invoice-credits'>5.005<" in html
     assert "id='invoice-amount-due-rounding'>0.005<" in html
     assert "id='invoice-amount-due'>0.40<" in html
+    assert "Prepaid credits are shown as applied, at every digit" in html
     assert (await verify_stored(db, number)).problems == []
