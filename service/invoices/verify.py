@@ -3,6 +3,7 @@ its own, or a stored invoice against its rows and the ledger entries it covers."
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -16,6 +17,7 @@ from service.invoices.models import (
     amount_due_rounding,
     kind_of,
     legacy_amount_due,
+    parse_number,
     round_total,
 )
 from service.invoices.render import canonical_json, digest_of, entries_digest, sha256_hex
@@ -26,6 +28,22 @@ from service.wire import parse_money
 
 def _amount(field: str, text: str) -> Decimal:
     return parse_money(field, text, signed=True, written_by_luc=True)
+
+
+def _year_problems(document: dict[str, Any]) -> list[str]:
+    """A number's year is the UTC year of ``issued_at``: both are one instant, read after
+    the counters' lock (``invoices.service.store_invoice``)."""
+    number, issued = document.get("number"), document.get("issued_at")
+    parsed = parse_number(number) if isinstance(number, str) else None
+    if parsed is None or not isinstance(issued, str):
+        return []  # a preview, or no number: nothing to compare
+    try:
+        year = datetime.fromisoformat(issued).astimezone(UTC).year
+    except ValueError:
+        return [f"issued_at {issued!r} is not an instant"]
+    if year != parsed[1]:
+        return [f"the number's year ({parsed[1]}) is not the year of issued_at ({year}, UTC)"]
+    return []
 
 
 def verify_document(document: dict[str, Any]) -> Verification:
@@ -75,6 +93,7 @@ def verify_document(document: dict[str, Any]) -> Verification:
             problems.append(
                 "amount_due_usd is not total − credits_applied_usd (credits rounded to the cent)"
             )
+        problems += _year_problems(document)
         if document.get("kind", INVOICE) not in (INVOICE, kind_of(total)):
             # Before credit notes, a negative follow-up was an invoice: that stays valid.
             problems.append(f"a {document['kind']} cannot have the total {document['total_usd']}")
