@@ -42,8 +42,9 @@ migrations    ``db/env.py`` (Alembic)               exclusive  processes startin
 (session)                                                      migrate once
 ============  ====================================  =========  ===============================
 
-Row locks are not here: they sit in the SQL of their owner (``LOCK_JOB`` in
-``invoices.queries`` numbers invoices per job, ``LOCK_BUDGETS`` in ``budgets.queries``
+Row and table locks are not here: they sit in the SQL of their owner (``LOCK_JOB`` in
+``invoices.queries`` numbers invoices per job, ``LOCK_COUNTERS`` there queues every issue
+before it reads the clock that dates and numbers it, ``LOCK_BUDGETS`` in ``budgets.queries``
 orders reservations against a hard budget, ``LOCKED_JOBS`` in ``jobs.queries`` holds
 a batch's jobs and their customers until it commits, ``LOCK_ACCOUNTS`` in
 ``customers.credit_queries`` orders every draw on a customer's prepaid credits and every

@@ -24,6 +24,12 @@ locked.
   calls pays the customer's other calls of it with them, as they were before (a month's
   re-rating that its minimum line partly offsets must not leave credits back and money
   owed on a credit note, which never asks for money).
+- A positive price of an event whose negative entry, earlier in the same batch, gave
+  credit back to a grant that has expired since (a re-rating of a call an expired grant
+  paid) first draws that grant again, up to what was given back: the call was made while
+  the grant was live and stays paid by it. Otherwise a re-rating that lowers the price of
+  such a call would draw the new price from the customer's live credits, or ask it in
+  money, for a call already paid; the expired grant keeps only the difference.
 - A zero price draws nothing.
 
 Entries are taken in ledger order (their ids), so a reversal and a new booking of one
@@ -127,15 +133,35 @@ def plan_draws(
     # Credits the batch's negative entries gave back that no draw of it took again, by
     # customer: all that a part paid in money may draw.
     freed: dict[str, Decimal] = {}
+    # What each event's negative entries of this batch gave back to grants no longer live
+    # (event, customer) → grant → amount: its new booking draws on them again first.
+    back_to_expired: dict[tuple[str, str], dict[int, Decimal]] = {}
     draws: list[Draw] = []
     for entry in sorted(entries, key=lambda e: e.entry_id):
         held = holding.setdefault(entry.event_id, {})
         key = (entry.event_id, entry.customer_id)
         if entry.price_usd > 0:
-            in_money = min(entry.price_usd, paid_in_money.get(key, Decimal(0)))
+            price = entry.price_usd
+            # A re-booking of a call its expired grant paid is paid by that grant again, as
+            # far as its reversal gave back to it: the call was made while the grant was
+            # live. Otherwise a fall in price would draw the new price from live credits
+            # (or ask it in money) for a call the expired credits had paid.
+            expired_back = back_to_expired.get(key, {})
+            for grant_id in list(expired_back):
+                if price == 0:
+                    break
+                take = min(price, expired_back[grant_id], remaining[grant_id])
+                if take <= 0:
+                    continue
+                remaining[grant_id] = EXACT.subtract(remaining[grant_id], take)
+                expired_back[grant_id] = EXACT.subtract(expired_back[grant_id], take)
+                price = EXACT.subtract(price, take)
+                held[grant_id] = EXACT.add(held.pop(grant_id, Decimal(0)), take)
+                draws.append(_draw(entry, grant_id, take))
+            in_money = min(price, paid_in_money.get(key, Decimal(0)))
             if in_money:
                 paid_in_money[key] = EXACT.subtract(paid_in_money[key], in_money)
-            owed = EXACT.subtract(entry.price_usd, in_money)
+            owed = EXACT.subtract(price, in_money)
             # The price's own part draws first, and takes up freed credits as it goes.
             left = freed.get(entry.customer_id, Decimal(0))
             owed = EXACT.add(owed, min(in_money, max(Decimal(0), EXACT.subtract(left, owed))))
@@ -173,6 +199,9 @@ def plan_draws(
                     freed[entry.customer_id] = EXACT.add(
                         freed.get(entry.customer_id, Decimal(0)), give
                     )
+                else:  # but the event's own new booking, which it paid before
+                    returned = back_to_expired.setdefault(key, {})
+                    returned[grant_id] = EXACT.add(returned.get(grant_id, Decimal(0)), give)
                 draws.append(_draw(entry, grant_id, give.copy_negate()))
             if owed > 0:
                 paid_in_money[key] = EXACT.add(paid_in_money.get(key, Decimal(0)), owed)

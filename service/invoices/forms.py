@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -114,20 +115,30 @@ def summary(document: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         ("total", "Total", document["total_usd"], document["total_usd"]),
     ]
     if "amount_due_usd" in document:  # not on invoices issued before credits were shown
-        rows += [
-            (
-                "credits",
-                "Prepaid credits applied",
-                cents(document["credits_applied_usd"]),
-                document["credits_applied_usd"],
-            ),
+        credits = document["credits_applied_usd"]
+        due = Decimal(document["amount_due_usd"])
+        # The credits are shown as applied, at every digit (a grant of 5.005 drew 5.005,
+        # never 5.01); the amount due is whole cents, so the step between them is its own
+        # row, and total − credits + that step = amount due as printed.
+        step = exact_difference(due, exact_difference(total, Decimal(credits)))
+        rows.append(("credits", "Prepaid credits applied", price_text(credits), credits))
+        if step != 0:
+            rows.append(
+                (
+                    "amount_due_rounding",
+                    "Rounding of the amount due",
+                    money_text(step),
+                    money_text(step),
+                )
+            )
+        rows.append(
             (
                 "amount_due",
-                "Amount due",
+                "Credit due to you" if due < 0 else "Amount due",
                 cents(document["amount_due_usd"]),
                 document["amount_due_usd"],
-            ),
-        ]
+            )
+        )
     return rows
 
 
@@ -159,13 +170,22 @@ CSV_COLUMNS = (
     "amount_usd",
     "amount_exact_usd",
     "note",
+    "job_ids",
 )
-"""Every row names the invoice, the customer and the job (a month's invoice: each line its
-job, the invoice's own rows every job its lines bill); ``row_type`` tells the lines
+"""Every row names the invoice, the customer and the job. ``job_id`` is always one job id
+or empty: a job's invoice names its job on every row, a month's invoice each line's job on
+the line and none on its own rows (the minimum, the summary), which bill several.
+``job_ids`` names the jobs of every row as a JSON array (``["job a","job-b"]``, sorted): a
+job id may hold any character but NUL (SPEC §2), spaces, commas and quotes included, so no
+separator could list them unambiguously; JSON's escaping does, and a sheet filtered on
+``"job-a"`` in it finds the month's totals that include that job. ``row_type`` tells the lines
 (``line``; ``minimum``, a plan's monthly minimum topping a month up) from the summary
-(``subtotal``, ``rounding``, ``total``, ``credits``, ``amount_due``) and from what is
-listed but not billed (``not_billed``). ``amount_usd`` is to the cent and adds up down the
-column; ``amount_exact_usd`` keeps every digit and adds up too (the document's figures)."""
+(``subtotal``, ``rounding``, ``total``, ``credits``, ``amount_due_rounding`` where the
+credits have sub-cent digits, ``amount_due``) and from what is listed but not billed
+(``not_billed``). ``amount_usd`` is to the cent and adds up down the column (the lines to
+the subtotal, the total less the credits, shown at every digit they were applied with,
+plus the amount due's rounding, to the amount due); ``amount_exact_usd`` keeps every digit
+and adds up too (the document's figures)."""
 
 
 def _text_cell(value: str | None) -> str:
@@ -180,26 +200,44 @@ def _rate(line: dict[str, Any]) -> str:
     return str(line.get("rate") or rate_label(None))
 
 
-def _jobs_covered(document: dict[str, Any]) -> str:
-    """A month's invoice names no job; its own rows (the minimum, the summary) name the
-    jobs its lines bill, space-separated (job ids hold no spaces at the edges, and a sheet
-    filtered on one job still finds the totals that include it)."""
+def _jobs_cell(jobs: list[str]) -> str:
+    """Job ids as a JSON array, every character of each kept (``ensure_ascii=False``) and
+    quotes, backslashes and control characters escaped: one reading only. It starts with
+    ``[``, so no spreadsheet runs it."""
+    return json.dumps(sorted(set(jobs)), ensure_ascii=False, separators=(",", ":"))
+
+
+def _jobs_covered(document: dict[str, Any]) -> list[str]:
+    """The jobs a document bills: its job, or (a month's invoice) every job its lines and
+    its not-billed lines name."""
+    if document["job_id"] is not None:
+        return [document["job_id"]]
     lines = [*document["lines"], *document.get("not_billed", [])]
-    return " ".join(sorted({line["job_id"] for line in lines if line.get("job_id")}))
+    return [line["job_id"] for line in lines if line.get("job_id")]
+
+
+CSV_BOM = "\ufeff"
+"""The CSV starts with a UTF-8 byte-order mark: the CSV form is the spreadsheet's (machines
+read the JSON), and Excel reads a CSV without one in the system's legacy code page, which
+garbles every non-ASCII character (customer names, job ids, the rule's arrows and minus
+signs). LibreOffice, Google Sheets, Numbers and ``utf-8-sig`` readers skip it."""
 
 
 def to_csv(document: dict[str, Any]) -> str:
-    """One ``line`` row per invoice line, then the summary rows, then what is not billed."""
+    """One ``line`` row per invoice line, then the summary rows, then what is not billed;
+    after the byte-order mark (``CSV_BOM``)."""
     out = io.StringIO()
+    out.write(CSV_BOM)
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
+    jobs = _jobs_cell(_jobs_covered(document))
     head = [
         document["number"] or "preview",
         kind_of_document(document),
         _text_cell(customer_id(document)),
-        _text_cell(document["job_id"] or _jobs_covered(document)),
+        _text_cell(document["job_id"]),
     ]
-    blank_line = [""] * (len(CSV_COLUMNS) - len(head) - 4)
+    blank_line = [""] * (len(CSV_COLUMNS) - len(head) - 5)
 
     def line_row(kind: str, line: dict[str, Any], note: str) -> list[Any]:
         if line.get("line_type") == "minimum":
@@ -210,9 +248,11 @@ def to_csv(document: dict[str, Any]) -> str:
                 cents(line["amount_usd"]),
                 line["amount_usd"],
                 line["description"],
+                jobs,
             ]
         # A monthly invoice's lines name their job (the document names none).
         row_head = [*head[:3], _text_cell(line["job_id"])] if "job_id" in line else head
+        row_jobs = _jobs_cell([line["job_id"]]) if "job_id" in line else jobs
         return [
             *row_head,
             kind,
@@ -227,6 +267,7 @@ def to_csv(document: dict[str, Any]) -> str:
             cents(line["amount_usd"]),
             line["amount_usd"],
             note,
+            row_jobs,
         ]
 
     for line in document["lines"]:
@@ -237,11 +278,11 @@ def to_csv(document: dict[str, Any]) -> str:
         "total": document["currency"],
     }
     for row_type, _label, shown, exact in summary(document):
-        writer.writerow([*head, row_type, *blank_line, shown, exact, notes.get(row_type, "")])
+        writer.writerow([*head, row_type, *blank_line, shown, exact, notes.get(row_type, ""), jobs])
     if document["unpriced_events"]:
         n = document["unpriced_events"]
         writer.writerow(
-            [*head, "not_billed", *blank_line, "", "", f"{n} unpriced events, not billed"]
+            [*head, "not_billed", *blank_line, "", "", f"{n} unpriced events, not billed", jobs]
         )
     for line in document.get("not_billed", []):  # absent from invoices issued before it
         writer.writerow(line_row("not_billed", line, line["reason"]))

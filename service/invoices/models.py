@@ -28,15 +28,25 @@ negative). Each kind is numbered from its own gap-free sequence per year."""
 SERIES_PREFIX = {INVOICE: NUMBER_PREFIX, CREDIT_NOTE: f"{NUMBER_PREFIX}-CN"}
 _NUMBER = re.compile(r"(LUC|LUC-CN)-(\d{4})-(\d{6,})")
 
-# Lines and the subtotal keep full precision (summed exactly, service.money); only the total
-# is rounded, once, to cents, half up: half away from zero in Python's decimal, so a credit
-# rounds like a charge. Amounts are written in their wire forms (service.wire: money_text,
-# cents_text for the total).
+# Lines, the subtotal and the prepaid credits applied keep full precision (summed exactly,
+# service.money); only the total and the amount due are rounded, each once, to cents, half
+# up: half away from zero in Python's decimal, so a credit rounds like a charge. Amounts are
+# written in their wire forms (service.wire: money_text, cents_text for the total and the
+# amount due).
 ROUNDING_RULE = (
+    "total = subtotal rounded once to 0.01 USD, half up (ROUND_HALF_UP: 0.125 → 0.13); "
+    "lines, subtotal and prepaid credits applied at full precision; amount due = subtotal "
+    "− credits applied, rounded once to 0.01 USD the same way, signed (negative: owed to "
+    "the customer); amount due rounding = amount due − (total − credits applied)"
+)
+ROUNDING_RULE_CREDITS_TO_CENTS = (
     "total = subtotal rounded once to 0.01 USD, half up (ROUND_HALF_UP: 0.125 → 0.13); "
     "lines and subtotal at full precision; amount due = total − prepaid credits applied "
     "rounded to 0.01 USD the same way"
 )
+"""The rule of invoices issued before 2026-11-30: the credits were rounded to the cent on
+the forms (a 5.005 grant applied showed 5.01) and the amount due clamped at zero. Kept so
+those invoices still verify under the rule they state."""
 
 
 def invoice_number(year: int, seq: int, kind: str = INVOICE) -> str:
@@ -71,11 +81,25 @@ def round_total(subtotal: Decimal) -> Decimal:
     return total if total != 0 else Decimal("0.00")  # never "-0.00"
 
 
-def amount_due(total: Decimal, credits_applied: Decimal) -> Decimal:
-    """What the customer pays: the total less the prepaid credits applied, those rounded to
-    the cent by the total's rule, so that total − credits = amount due as printed. An
-    invoice never asks for less than nothing (its credits may pass its total by the part of
-    a cent the total rounded away), and a credit note never asks for money."""
+def amount_due(subtotal: Decimal, credits_applied: Decimal) -> Decimal:
+    """What is settled in money: the exact subtotal less the exact credits applied, rounded
+    once to the cent (``ROUNDING_RULE``). Signed, never clamped: an invoice whose entries
+    drew more credits than its total (a price fall paid in money beside new usage paid in
+    credits) owes the customer the difference, and a credit note whose entries gave back
+    more credits than its total owes LUC the difference; a clamp would drop that money
+    from every document and every balance."""
+    return round_total(exact_difference(subtotal, credits_applied))
+
+
+def amount_due_rounding(total: Decimal, credits_applied: Decimal, due: Decimal) -> Decimal:
+    """The step from total − credits applied (exact) to the amount due (cents): what makes
+    the printed column add up with the credits shown at every digit."""
+    return exact_difference(due, exact_difference(total, credits_applied))
+
+
+def legacy_amount_due(total: Decimal, credits_applied: Decimal) -> Decimal:
+    """The amount due under ``ROUNDING_RULE_CREDITS_TO_CENTS`` (invoices issued before
+    ``ROUNDING_RULE``): the total less the credits rounded to the cent, clamped at zero."""
     due = exact_difference(total, round_total(credits_applied))
     zero = Decimal("0.00")
     return max(due, zero) if kind_of(total) == INVOICE else min(due, zero)
@@ -202,9 +226,13 @@ class Draft:
 
     @property
     def amount_due(self) -> Decimal:
-        """What the customer pays (``amount_due``; negative: what a credit note owes the
-        customer in money)."""
-        return amount_due(self.total, self.credits_applied)
+        """What is settled in money (``amount_due``): positive, the customer pays;
+        negative, LUC owes the customer."""
+        return amount_due(self.subtotal, self.credits_applied)
+
+    @property
+    def amount_due_rounding(self) -> Decimal:
+        return amount_due_rounding(self.total, self.credits_applied, self.amount_due)
 
     @property
     def follow_up_of(self) -> str | None:

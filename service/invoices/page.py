@@ -210,9 +210,8 @@ def _meta(document: dict[str, Any], title: str) -> str:
 
 
 def _totals(document: dict[str, Any], credit_note: bool) -> str:
+    # The amount due's label follows its sign (``forms.summary``): signed on either kind.
     labels = {"total": "Total credit" if credit_note else "Total"}
-    if credit_note:
-        labels["amount_due"] = "Credit due to you"
     rows = "".join(
         f"<tr class='{row_type}'><td>{_e(labels.get(row_type, label))} ({_e(document['currency'])})"
         f"</td><td class='num' id='invoice-{row_type.replace('_', '-')}'>{_e(shown)}</td></tr>"
@@ -248,6 +247,12 @@ def to_html(
         f"{d['subtotal_usd']} {d['currency']}, rounded once to the cent, half up; the "
         "rounding line makes the column add up as printed."
     )
+    if any(row[0] == "amount_due_rounding" for row in summary(d)):
+        exact += (
+            " Prepaid credits are shown as applied, at every digit; the amount due is "
+            "rounded once to the cent, and the rounding of the amount due makes the column "
+            "add up as printed."
+        )
     rule = f"Rounding rule: {d['rounding_rule']}."
     notes = "".join(f"<p>{_e(n)}</p>" for n in [exact, rule, *d["notes"]])
     issuer = d.get("issuer") or {}

@@ -188,6 +188,11 @@ ORDER BY issued_at DESC, number DESC LIMIT 1
 # row's lock until commit: concurrent issues of a series queue here and each sees the number
 # the previous one committed (READ COMMITTED re-reads the row after the wait), so numbers
 # are consecutive; a rollback returns the number.
+# Every issue, of either kind and any year, queues here before it reads the clock: the
+# year is not known before the lock (it comes from the instant read after it), so the lock
+# cannot be the year's counter row. Self-exclusive; plain reads of the counters pass.
+LOCK_COUNTERS = "LOCK TABLE invoice_counters IN SHARE ROW EXCLUSIVE MODE"
+
 NEXT_NUMBER = """
 INSERT INTO invoice_counters AS c (series, year, last_number) VALUES ($1, $2, 1)
 ON CONFLICT (series, year) DO UPDATE SET last_number = c.last_number + 1

@@ -174,7 +174,8 @@ def not_billed_document(line: DraftLine) -> dict[str, Any]:
 
 def _due_text(amount: Decimal) -> str:
     """Whole cents as the total is written (``0.05``); credits drawn by exact entries may
-    leave more digits, which are kept, never rounded."""
+    leave more digits, which are kept, never rounded (the amount due's rounding row makes
+    up the sub-cent step)."""
     return cents_text(amount) if amount == quantize_half_up(amount, CENT) else money_text(amount)
 
 
@@ -213,8 +214,15 @@ def invoice_document(
         "rounding_rule": ROUNDING_RULE,
         "rounding_usd": money_text(exact_difference(total, subtotal)),
         "total_usd": cents_text(total),
+        # Credits at every digit they were drawn with: what was applied, never rounded.
         "credits_applied_usd": _due_text(draft.credits_applied),
-        "amount_due_usd": _due_text(draft.amount_due),
+        "amount_due_usd": cents_text(draft.amount_due),
+        # Only where credits carry sub-cent digits, so other invoices keep their shape.
+        **(
+            {"amount_due_rounding_usd": money_text(draft.amount_due_rounding)}
+            if draft.amount_due_rounding != 0
+            else {}
+        ),
         "covered_entries": len(draft.entry_ids),
         "entries_sha256": entries_digest(draft.entry_ids),
         "unpriced_events": draft.unpriced_events,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from datetime import UTC
 from decimal import Decimal
 from typing import Any
 
@@ -337,10 +338,15 @@ async def store_invoice(conn: Connection, draft: Draft, issuer: IssuerSettings) 
     job_id = None if draft.job is None else draft.job.job_id
     kind = draft.kind
     corrects = await _corrected(conn, draft) if kind == CREDIT_NOTE else None
-    year = int(await conn.fetchval("SELECT extract(year FROM now() AT TIME ZONE 'UTC')"))
-    seq = await conn.fetchval(queries.NEXT_NUMBER, kind, year)
-    # Read after the counter's lock: issue times follow number order.
+    # The counters' lock first, then one instant for both the number's year and
+    # ``issued_at``: an issue that waited on the lock across New Year's midnight is numbered
+    # and dated in the new year (a year read before the wait, at the transaction's start,
+    # numbered it in the old one and dated it in the new). Taken after the lock, issue
+    # times also follow number order.
+    await conn.execute(queries.LOCK_COUNTERS)
     issued_at = await conn.fetchval("SELECT clock_timestamp()")
+    year = issued_at.astimezone(UTC).year
+    seq = await conn.fetchval(queries.NEXT_NUMBER, kind, year)
     number = invoice_number(year, seq, kind)
     document = invoice_document(draft, issuer, number, issued_at, corrects=corrects)
     canonical = canonical_json(document)

@@ -3,12 +3,23 @@ its own, or a stored invoice against its rows and the ledger entries it covers."
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from service.db import Connection
 from service.invoices import queries
-from service.invoices.models import INVOICE, Verification, amount_due, kind_of, round_total
+from service.invoices.models import (
+    INVOICE,
+    ROUNDING_RULE,
+    Verification,
+    amount_due,
+    amount_due_rounding,
+    kind_of,
+    legacy_amount_due,
+    parse_number,
+    round_total,
+)
 from service.invoices.render import canonical_json, digest_of, entries_digest, sha256_hex
 from service.invoices.service import get_invoice
 from service.money import exact_difference, exact_sum
@@ -17,6 +28,22 @@ from service.wire import parse_money
 
 def _amount(field: str, text: str) -> Decimal:
     return parse_money(field, text, signed=True, written_by_luc=True)
+
+
+def _year_problems(document: dict[str, Any]) -> list[str]:
+    """A number's year is the UTC year of ``issued_at``: both are one instant, read after
+    the counters' lock (``invoices.service.store_invoice``)."""
+    number, issued = document.get("number"), document.get("issued_at")
+    parsed = parse_number(number) if isinstance(number, str) else None
+    if parsed is None or not isinstance(issued, str):
+        return []  # a preview, or no number: nothing to compare
+    try:
+        year = datetime.fromisoformat(issued).astimezone(UTC).year
+    except ValueError:
+        return [f"issued_at {issued!r} is not an instant"]
+    if year != parsed[1]:
+        return [f"the number's year ({parsed[1]}) is not the year of issued_at ({year}, UTC)"]
+    return []
 
 
 def verify_document(document: dict[str, Any]) -> Verification:
@@ -41,6 +68,8 @@ def verify_document(document: dict[str, Any]) -> Verification:
         # Invoices issued before credits were shown have neither field.
         credits = _amount("credits_applied_usd", document.get("credits_applied_usd", "0"))
         due = _amount("amount_due_usd", document.get("amount_due_usd", document["total_usd"]))
+        # Stated only where the credits carry sub-cent digits (else it is zero).
+        due_step = _amount("amount_due_rounding_usd", document.get("amount_due_rounding_usd", "0"))
     except (KeyError, TypeError, ValueError) as exc:
         problems.append(f"the document's amounts cannot be read: {exc}")
     else:
@@ -52,10 +81,19 @@ def verify_document(document: dict[str, Any]) -> Verification:
             problems.append("the total is not the subtotal rounded by the stated rule")
         if exact_difference(total, subtotal) != rounding:
             problems.append("rounding_usd is not total − subtotal")
-        if amount_due(total, credits) != due:
+        if document.get("rounding_rule") == ROUNDING_RULE:
+            if amount_due(subtotal, credits) != due:
+                problems.append(
+                    "amount_due_usd is not subtotal − credits_applied_usd rounded to the cent"
+                )
+            if amount_due_rounding(total, credits, due) != due_step:
+                problems.append("amount_due_rounding_usd is not amount due − (total − credits)")
+        elif legacy_amount_due(total, credits) != due:
+            # Issued under the earlier rule, which the document states: checked by it.
             problems.append(
                 "amount_due_usd is not total − credits_applied_usd (credits rounded to the cent)"
             )
+        problems += _year_problems(document)
         if document.get("kind", INVOICE) not in (INVOICE, kind_of(total)):
             # Before credit notes, a negative follow-up was an invoice: that stays valid.
             problems.append(f"a {document['kind']} cannot have the total {document['total_usd']}")

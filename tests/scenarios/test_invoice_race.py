@@ -19,6 +19,7 @@ from service.errors import ConflictError
 from service.invoices.monthly import issue_month_invoice
 from service.invoices.service import issue_invoice
 from tests.scenarios.test_monthly_invoices import acme_with_usage, created, luc
+from tests.support.databases import connected
 from tests.support.settings import settings_for
 
 OCTOBER = date(2026, 10, 1)
@@ -83,3 +84,57 @@ async def test_a_job_invoice_and_the_month_s_invoice_racing_bill_each_entry_once
             jobs = {line.get("job_id") for line in again["lines"]}
             assert "job-a" not in jobs and "job-b" in jobs
         assert again["number"] == "LUC-2026-000003"
+
+
+# The database clock, made to stand still where a test puts it: functions named like
+# PostgreSQL's in a schema searched before pg_catalog (which, named last in search_path,
+# is searched last) answer from a one-row table the test moves forward.
+FAKE_CLOCK = """
+CREATE SCHEMA fake_time;
+CREATE TABLE fake_time.clock (at timestamptz NOT NULL);
+INSERT INTO fake_time.clock VALUES ('2026-12-31T23:59:59.9Z');
+CREATE FUNCTION fake_time.now() RETURNS timestamptz
+    LANGUAGE sql STABLE AS 'SELECT at FROM fake_time.clock';
+CREATE FUNCTION fake_time.clock_timestamp() RETURNS timestamptz
+    LANGUAGE sql VOLATILE AS 'SELECT at FROM fake_time.clock';
+"""
+
+
+async def test_an_issue_waiting_on_the_counter_across_new_year_is_numbered_and_dated_in_it(
+    database_url: str, admin_key: str
+) -> None:
+    """The issue starts at 2026-12-31T23:59:59.9Z and queues behind another holding the
+    counters; it gets them at 2027-01-01T00:00:00.1Z. Its number's year and its
+    ``issued_at`` are one instant, taken after the lock: LUC-2027-000001 dated 2027 (the
+    year read at the transaction's start numbered it LUC-2026-… and dated it 2027)."""
+    async with luc(database_url, admin_key) as client:
+        await acme_with_usage(client)
+    issuer = settings_for(database_url).issuer
+    holder, issuing = await connect(database_url), await connect(database_url)
+    try:
+        await holder.execute(FAKE_CLOCK)
+        path = await issuing.fetchval("SHOW search_path")
+        await issuing.execute(f"SET search_path = fake_time, {path}, pg_catalog")
+        assert str(await issuing.fetchval("SELECT now()")) == "2026-12-31 23:59:59.900000+00:00"
+        holder_tx = holder.transaction()
+        await holder_tx.start()
+        await holder.execute("LOCK TABLE invoice_counters IN EXCLUSIVE MODE")
+        issue = asyncio.create_task(issue_invoice(issuing, "job-c", issuer))
+        await wait_for_lock_waiters(holder, 1)
+        # The holder's lock is on the counters table, not on the clock's row.
+        async with connected(database_url) as clock:
+            await clock.execute("UPDATE fake_time.clock SET at = '2027-01-01T00:00:00.1Z'")
+        await holder_tx.rollback()
+        invoice = await issue
+    finally:
+        for conn in (holder, issuing):
+            await conn.close()
+    assert invoice.number == "LUC-2027-000001"
+    assert invoice.document["issued_at"] == "2027-01-01T00:00:00.100000Z"
+    assert invoice.document["due_date"] == "2027-01-31"
+    async with connected(database_url) as db:
+        stored = await db.fetchrow(
+            "SELECT year, seq, issued_at FROM invoices WHERE number = $1", invoice.number
+        )
+        assert (stored["year"], stored["seq"]) == (2027, 1)
+        assert await db.fetchval("SELECT count(*) FROM invoice_counters WHERE year = 2026") == 0

@@ -6,6 +6,9 @@ AIMS prices (catalog version 1), USD per 1M tokens: google/gemini-3.0-flash 0.10
 
 from __future__ import annotations
 
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -230,4 +233,195 @@ async def test_a_month_re_rated_below_its_minimum_with_credits_owes_only_the_dif
     assert note["number"].startswith("LUC-CN-")
     for number in (october["number"], note["number"]):
         assert (await verify_stored(db, number)).ok
+    await assert_rollups_equal_ledger(db)
+
+
+async def _settled(client: AsyncTestClient[Any], customer_id: str, job_id: str) -> Decimal:
+    """What the customer settled of the job, every way: the amounts due of its documents
+    (money; negative, owed to it) plus the credits it used up (granted − balance)."""
+    numbers = [
+        i["number"]
+        for i in (await client.get("/v1/invoices", params={"job_id": job_id})).json()["items"]
+    ]
+    due = [
+        D((await client.get(f"/v1/invoices/{number}")).json()["amount_due_usd"])
+        for number in numbers
+    ]
+    credits = (await client.get(f"/v1/customers/{customer_id}/credits")).json()
+    granted = sum((D(g["amount_usd"]) for g in credits["grants"]), D(0))
+    return sum(due, D(0)) + granted - D(credits["balance_usd"])
+
+
+async def test_a_document_mixing_rises_and_falls_paid_partly_in_credits_loses_no_money(
+    client: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    """Two customers on the list price, each with a Haiku call (1.20) invoiced; a catalog
+    correction lowers Haiku to 0.80 (input 0.40).
+
+    ``money``: its call was paid in money, credits came after (5.00), and a new call at 0.80
+    drew them. Its follow-up: −1.20 + 0.80 + 0.80 = 0.40, credits applied 0.80: the
+    customer is owed 0.40 (its call's fall, paid in money). Clamped at zero, those 0.40
+    were on no document and in no balance.
+
+    ``credit``: its call drew its whole grant (1.20); a Llama call (0.11) was then paid in
+    money. The correction gives back 1.20 and draws 0.80: the credit note is −1.20 + 0.80
+    + 0.11 = −0.29, credits applied −0.40, so 0.11 is still due in money. Clamped at zero,
+    the customer had its 0.40 of credits back and paid nothing for the Llama call.
+
+    Summed over every document and the credit balance, each customer settles exactly its
+    usage's price."""
+    await make_plan(client, "list", basis="catalog", markup="0")
+    await make_customer(client, "money", plan_id="list")
+    await make_customer(client, "credit", plan_id="list")
+    await issued(client, "/v1/customers/credit/credits", amount_usd="1.20")
+
+    def call(event_id: str, job_id: str, customer: str, day: int, **tokens: Any) -> Any:
+        return wire_event(
+            event_id,
+            job_id=job_id,
+            customer_id=customer,
+            occurred_at=f"2026-10-{day:02d}T00:00:00Z",
+            **tokens,
+        )
+
+    await record_accepted(
+        client,
+        [
+            call("a-1", "job-money", "money", 10, **HAIKU_CALL),
+            call("b-1", "job-credit", "credit", 10, **HAIKU_CALL),
+        ],
+    )
+    first_a = await issued(client, "/v1/jobs/job-money/invoices")
+    first_b = await issued(client, "/v1/jobs/job-credit/invoices")
+    assert (first_a["total_usd"], first_a["credits_applied_usd"], first_a["amount_due_usd"]) == (
+        "1.20",
+        "0.00",
+        "1.20",
+    )
+    assert (first_b["total_usd"], first_b["credits_applied_usd"], first_b["amount_due_usd"]) == (
+        "1.20",
+        "1.20",
+        "0.00",
+    )
+    # Before the correction's date: never re-rated; no credits left, paid in money.
+    await record_accepted(client, [call("b-2", "job-credit", "credit", 5, **LLAMA_CALL)])
+    await issued(client, "/v1/customers/money/credits", amount_usd="5.00")
+    await issued(
+        client,
+        "/v1/catalog/versions",
+        effective_from="2026-10-08T00:00:00Z",
+        label="haiku-input-0.40",
+        parent=1,
+        models=[
+            {
+                "id": HAIKU,
+                "name": "Claude Haiku 4.5",
+                "tier": "fast",
+                "input": "0.40",
+                "output": "4.00",
+            }
+        ],
+    )
+    rerated = await client.post("/v1/catalog/rerate", json={"since": "2026-10-08T00:00:00Z"})
+    assert rerated.status_code == 200, rerated.text
+    assert rerated.json()["price_delta_usd"] == "-0.8"
+    await record_accepted(client, [call("a-2", "job-money", "money", 12, **HAIKU_CALL)])
+
+    follow_a = await issued(client, "/v1/jobs/job-money/invoices")
+    assert (
+        follow_a["kind"],
+        follow_a["total_usd"],
+        follow_a["credits_applied_usd"],
+        follow_a["amount_due_usd"],
+    ) == ("invoice", "0.40", "0.80", "-0.40")
+    note_b = await issued(client, "/v1/jobs/job-credit/invoices")
+    assert (
+        note_b["kind"],
+        note_b["total_usd"],
+        note_b["credits_applied_usd"],
+        note_b["amount_due_usd"],
+    ) == ("credit_note", "-0.29", "-0.40", "0.11")
+    # Every cent lands: a-1 and a-2 at 0.80 each; b-1 at 0.80 and b-2 at 0.11.
+    assert await _settled(client, "money", "job-money") == D("1.60")
+    assert await _settled(client, "credit", "job-credit") == D("0.91")
+    for number in (first_a["number"], first_b["number"], follow_a["number"], note_b["number"]):
+        assert (await verify_stored(db, number)).problems == []
+    html = (await client.get(f"/v1/invoices/{follow_a['number']}", params={"format": "html"})).text
+    assert "Credit due to you (USD)</td><td class='num' id='invoice-amount-due'>-0.40<" in html
+    await assert_rollups_equal_ledger(db)
+
+
+async def test_a_call_an_expired_grant_paid_re_rated_lower_stays_paid_by_that_grant(
+    client: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    """A Haiku call (1.20) drew a grant of 1.20 expiring in seconds; a grant of 5.00 without
+    expiry stayed whole. The first grant expires; a correction lowers the call to 0.80. The
+    re-booking draws 0.80 of the expired grant again (the call was made while it was live):
+    the credit note is −0.40 with −0.40 of credits and nothing due, and the live 5.00 are
+    untouched. (It drew 0.80 of the live grant: a fall in price cost the customer 0.80 of
+    live credits; with no live grant, it asked 0.80 in money for a call paid already.)"""
+    await make_plan(client, "list", basis="catalog", markup="0")
+    await make_customer(client, "lapse", plan_id="list")
+    soon = datetime.now(UTC) + timedelta(seconds=3)
+    expiring = await issued(
+        client, "/v1/customers/lapse/credits", amount_usd="1.20", expires_at=soon.isoformat()
+    )
+    await issued(client, "/v1/customers/lapse/credits", amount_usd="5.00")
+    await record_accepted(
+        client,
+        [
+            wire_event(
+                "x-1",
+                job_id="job-x",
+                customer_id="lapse",
+                occurred_at="2026-10-10T00:00:00Z",
+                **HAIKU_CALL,
+            )
+        ],
+    )
+    first = await issued(client, "/v1/jobs/job-x/invoices")
+    assert (first["total_usd"], first["credits_applied_usd"], first["amount_due_usd"]) == (
+        "1.20",
+        "1.20",
+        "0.00",
+    )
+    # Wait, on the database's clock, until the grant has expired.
+    deadline = time.monotonic() + 30
+    while await db.fetchval("SELECT clock_timestamp() <= $1", soon):
+        assert time.monotonic() < deadline, "the grant never expired"
+        await asyncio.sleep(0.05)
+    credits = (await client.get("/v1/customers/lapse/credits")).json()
+    assert credits["balance_usd"] == "5"
+    await issued(
+        client,
+        "/v1/catalog/versions",
+        effective_from="2026-10-08T00:00:00Z",
+        label="haiku-input-0.40",
+        parent=1,
+        models=[
+            {
+                "id": HAIKU,
+                "name": "Claude Haiku 4.5",
+                "tier": "fast",
+                "input": "0.40",
+                "output": "4.00",
+            }
+        ],
+    )
+    rerated = await client.post("/v1/catalog/rerate", json={"since": "2026-10-08T00:00:00Z"})
+    assert rerated.status_code == 200, rerated.text
+    note = await issued(client, "/v1/jobs/job-x/invoices")
+    assert (
+        note["kind"],
+        note["total_usd"],
+        note["credits_applied_usd"],
+        note["amount_due_usd"],
+    ) == ("credit_note", "-0.40", "-0.40", "0.00")
+    credits = (await client.get("/v1/customers/lapse/credits")).json()
+    assert credits["balance_usd"] == "5"
+    assert {g["id"]: (g["remaining_usd"], g["expired"]) for g in credits["grants"]}[
+        expiring["id"]
+    ] == ("0.4", True)
+    for number in (first["number"], note["number"]):
+        assert (await verify_stored(db, number)).problems == []
     await assert_rollups_equal_ledger(db)

@@ -224,18 +224,18 @@ async def test_a_monthly_invoice_bills_the_month_of_every_job_once_topped_up_to_
 
         # The CSV names each line's job and tells the minimum apart; the column adds up. Every
         # row names the invoice, the customer and the job: the invoice's own rows name the
-        # jobs it bills.
+        # jobs it bills (in job_ids; job_id is one job or none).
         text = (await client.get(f"/v1/invoices/{invoice['number']}?format=csv")).text
-        rows = list(csv.DictReader(io.StringIO(text)))
-        assert [(r["row_type"], r["job_id"], r["amount_usd"]) for r in rows[:5]] == [
-            ("line", "job-a", "0.56"),
-            ("line", "job-a", "0.05"),
-            ("line", "job-b", "0.18"),
-            ("minimum", "job-a job-b", "4.15"),
-            ("subtotal", "job-a job-b", "4.94"),
+        rows = list(csv.DictReader(io.StringIO(text.removeprefix("\ufeff"))))
+        assert [(r["row_type"], r["job_id"], r["job_ids"], r["amount_usd"]) for r in rows[:5]] == [
+            ("line", "job-a", '["job-a"]', "0.56"),
+            ("line", "job-a", '["job-a"]', "0.05"),
+            ("line", "job-b", '["job-b"]', "0.18"),
+            ("minimum", "", '["job-a","job-b"]', "4.15"),
+            ("subtotal", "", '["job-a","job-b"]', "4.94"),
         ]
         assert all(r["invoice"] == invoice["number"] and r["customer_id"] == "acme" for r in rows)
-        assert all(r["job_id"] for r in rows)
+        assert all(r["job_ids"] for r in rows)
         page = (await client.get(f"/v1/invoices/{invoice['number']}?format=html")).text
         assert "Monthly minimum" in page and "job job-b" in page and "2026-10" in page
         # The footer names what the invoice bills: a month's invoice has no job (it printed
@@ -404,3 +404,44 @@ async def test_a_job_whose_usage_a_monthly_invoice_billed_is_refused_naming_that
         )
         preview = (await client.get("/v1/jobs/job-b/invoice")).json()
         assert preview["not_issued_because"] == response.json()["detail"]
+
+
+async def test_the_month_s_csv_names_jobs_whose_ids_hold_spaces_unambiguously(
+    database_url: str, admin_key: str
+) -> None:
+    """Jobs ``a``, ``a b`` and ``b`` (a job id may hold spaces, SPEC §2): written
+    space-separated, the month's own rows said ``a a b b``, which jobs ``a a`` and ``b b``
+    would say too. They name them as a JSON array; ``job_id`` is one id or empty. The CSV
+    starts with a byte-order mark, so Excel reads Zoë's name as UTF-8."""
+    async with luc(database_url, admin_key) as client:
+        await created(
+            await client.post(
+                "/v1/customers",
+                json={"id": "zoe", "name": "Zoë Café", "invoicing": "monthly"},
+            )
+        )
+        flash = {"model": FLASH, "input_tokens": 1_000_000, "output_tokens": 100_000}
+        await record_accepted(
+            client,
+            [
+                october(f"z{i}", job_id=job, customer_id="zoe", **flash)
+                for i, job in enumerate(["a", "a b", "b"])
+            ],
+        )
+        invoice = await created(
+            await client.post("/v1/customers/zoe/invoices", json={"month": "2026-10"})
+        )
+        response = await client.get(f"/v1/invoices/{invoice['number']}?format=csv")
+    assert response.content.startswith(b"\xef\xbb\xbfinvoice,")
+    assert response.headers["content-type"] == "text/csv; charset=utf-8"
+    rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))
+    assert [(r["row_type"], r["job_id"], r["job_ids"]) for r in rows] == [
+        ("line", "a", '["a"]'),
+        ("line", "a b", '["a b"]'),
+        ("line", "b", '["b"]'),
+        *(
+            (row_type, "", '["a","a b","b"]')
+            for row_type in ("subtotal", "rounding", "total", "credits", "amount_due")
+        ),
+    ]
+    assert all(r["invoice"] == invoice["number"] and r["customer_id"] == "zoe" for r in rows)

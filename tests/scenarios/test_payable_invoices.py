@@ -63,7 +63,7 @@ def issue_date(invoice: dict[str, Any]) -> date:
 
 
 def csv_rows(text: str) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(text)))
+    return list(csv.DictReader(io.StringIO(text.removeprefix("\ufeff"))))
 
 
 async def test_an_invoice_names_its_issuer_and_customer_as_they_were_at_issue(

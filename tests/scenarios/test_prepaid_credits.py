@@ -303,3 +303,48 @@ async def test_a_monthly_invoice_applies_what_the_month_s_entries_drew_not_the_m
     assert [x["amount_usd"] for x in invoice["lines"]] == ["1.25", "0.625", "3.125"]
     assert invoice["total_usd"] == "5.00"
     assert (invoice["credits_applied_usd"], invoice["amount_due_usd"]) == ("1.00", "4.00")
+
+
+async def test_credits_applied_are_shown_as_drawn_and_the_column_still_adds_up(
+    client: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    """A grant of 5.005 and 1,080,000 Opus input tokens at the list price (5.40): the
+    invoice applies 5.005 of credits, every form says 5.005 (never 5.01), and the amount
+    due, 5.40 − 5.005 = 0.395, is rounded once, half up, to 0.40; the 0.005 step is its own
+    row, so 5.40 − 5.005 + 0.005 = 0.40 as printed. (Credits shown as 5.01 asked 0.39: the
+    customer paid 0.39 + 5.005 = 5.395 for 5.40 of usage.)"""
+    await make_plan(client, "list", basis="catalog", markup="0")
+    await make_customer(client, "acme", plan_id="list")
+    await grant(client, "5.005")
+    await record_accepted(client, [opus("c1", 1_080_000)])
+    assert await balance(client) == 0
+    issued = await client.post("/v1/jobs/job-acme/invoices")
+    assert issued.status_code == 201, issued.text
+    invoice = issued.json()
+    assert (
+        invoice["total_usd"],
+        invoice["credits_applied_usd"],
+        invoice["amount_due_rounding_usd"],
+        invoice["amount_due_usd"],
+    ) == ("5.40", "5.005", "0.005", "0.40")
+    number = invoice["number"]
+    text = (await client.get(f"/v1/invoices/{number}", params={"format": "csv"})).text
+    summary = [
+        (r["row_type"], r["amount_usd"], r["amount_exact_usd"])
+        for r in csv.DictReader(io.StringIO(text))
+        if r["row_type"] != "line"
+    ]
+    assert summary == [
+        ("subtotal", "5.40", "5.4"),
+        ("rounding", "0.00", "0"),
+        ("total", "5.40", "5.40"),
+        ("credits", "5.005", "5.005"),
+        ("amount_due_rounding", "0.005", "0.005"),
+        ("amount_due", "0.40", "0.40"),
+    ]
+    html = (await client.get(f"/v1/invoices/{number}", params={"format": "html"})).text
+    assert "id='invoice-credits'>5.005<" in html
+    assert "id='invoice-amount-due-rounding'>0.005<" in html
+    assert "id='invoice-amount-due'>0.40<" in html
+    assert "Prepaid credits are shown as applied, at every digit" in html
+    assert (await verify_stored(db, number)).problems == []

@@ -155,9 +155,15 @@ class InvoiceBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit
     total_usd: str
     """The subtotal rounded once to cents by the rounding rule."""
     credits_applied_usd: str | msgspec.UnsetType = msgspec.UNSET
-    """Prepaid credits drawn by the entries this invoice bills (none yet: 0.00)."""
+    """Prepaid credits drawn by the entries this invoice bills, at every digit drawn (none
+    yet: 0.00)."""
     amount_due_usd: str | msgspec.UnsetType = msgspec.UNSET
-    """total_usd − credits_applied_usd; negative on a credit note (owed to the customer)."""
+    """What is settled in money: subtotal_usd − credits_applied_usd rounded once to cents.
+    Signed on either kind: negative, owed to the customer; positive, owed by it (a credit
+    note whose entries gave back more credits than its total)."""
+    amount_due_rounding_usd: str | msgspec.UnsetType = msgspec.UNSET
+    """amount_due_usd − (total_usd − credits_applied_usd): present only when the credits
+    applied carry digits below the cent (they are shown as drawn, never rounded)."""
     covered_entries: int
     """Ledger entries this invoice covers; no other invoice covers any of them."""
     entries_sha256: str

@@ -233,3 +233,38 @@ def test_credits_given_back_to_an_expired_grant_pay_no_call_paid_in_money() -> N
     )
     assert amounts(plan.draws) == [(72, 1, "-1.00")]
     assert plan.remaining == {1: Decimal("1.00"), 2: Decimal(5)}
+
+
+def test_a_re_booking_of_a_call_an_expired_grant_paid_draws_that_grant_again() -> None:
+    # ev-k drew 1.00 from grant 1, which has expired since; a re-rating lowers it to 0.50
+    # (reversal 80, new booking 81). The call was paid by grant 1 while it was live: the new
+    # booking draws 0.50 of grant 1 again (it keeps 0.50, expired), never the live grant 2
+    # (the customer's live credits would pay a call paid already, for a fall in price).
+    grants = [grant(1, "1", remaining="0", expires_in_days=-1), grant(2, "5")]
+    plan = plan_draws(
+        [entry(80, "-1.00", event="ev-k"), entry(81, "0.50", event="ev-k")],
+        grants,
+        {"ev-k": [(1, Decimal("1.00"))]},
+        AT,
+    )
+    assert amounts(plan.draws) == [(80, 1, "-1.00"), (81, 1, "0.50")]
+    assert plan.remaining == {1: Decimal("0.50"), 2: Decimal(5)}
+    # Raised to 1.30: 1.00 from grant 1 again (all it gave back), the rise of 0.30 from
+    # the live grant, as a new call's would be.
+    plan = plan_draws(
+        [entry(80, "-1.00", event="ev-k"), entry(81, "1.30", event="ev-k")],
+        grants,
+        {"ev-k": [(1, Decimal("1.00"))]},
+        AT,
+    )
+    assert amounts(plan.draws) == [(80, 1, "-1.00"), (81, 1, "1.00"), (81, 2, "0.30")]
+    assert plan.remaining == {1: Decimal("0.00"), 2: Decimal("4.70")}
+    # Without a live grant, the lowered call owes nothing in money: 0.50 of grant 1 again.
+    alone = [grant(1, "1", remaining="0", expires_in_days=-1)]
+    plan = plan_draws(
+        [entry(80, "-1.00", event="ev-k"), entry(81, "0.50", event="ev-k")],
+        alone,
+        {"ev-k": [(1, Decimal("1.00"))]},
+        AT,
+    )
+    assert amounts(plan.draws) == [(80, 1, "-1.00"), (81, 1, "0.50")]

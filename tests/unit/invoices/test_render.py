@@ -131,7 +131,7 @@ def test_a_document_whose_arithmetic_is_wrong_fails_even_with_a_matching_digest(
 
 
 def test_the_csv_rows_add_up_to_the_cent_and_exactly_and_text_cannot_become_a_formula() -> None:
-    rows = list(csv.DictReader(io.StringIO(to_csv(document()))))
+    rows = list(csv.DictReader(io.StringIO(to_csv(document()).removeprefix("\ufeff"))))
     # An invoice issued before credits were shown: no credits nor amount-due rows.
     assert [r["row_type"] for r in rows] == [
         "line",
@@ -317,3 +317,24 @@ def test_the_cent_column_adds_up_to_the_total_through_its_rounding_line(
     assert rows["rounding"][0] == rounding and rows["total"][0] == total
     assert D(rows["subtotal"][0]) + D(rows["rounding"][0]) == D(total)
     assert D(rows["subtotal"][1]) + D(rows["rounding"][1]) == D(total)
+
+
+def test_a_number_whose_year_is_not_the_year_of_issue_fails_verification() -> None:
+    """An issue that waited on the counters across New Year's midnight was numbered in the
+    old year and dated in the new: such a document is inconsistent, and says so."""
+    body = {
+        "number": "LUC-2026-000001",
+        "issued_at": "2027-01-01T00:00:00.100000Z",
+        "lines": [{"amount_usd": "1"}],
+        "subtotal_usd": "1",
+        "total_usd": "1.00",
+        "rounding_usd": "0.00",
+    }
+    assert verify_document({**body, "digest": digest_of(body)}).problems == [
+        "the number's year (2026) is not the year of issued_at (2027, UTC)"
+    ]
+    # The year is UTC's: 23:30 on 31 December in New York is 2027 in UTC.
+    new_york = {**body, "number": "LUC-2027-000002", "issued_at": "2026-12-31T23:30:00-05:00"}
+    assert verify_document({**new_york, "digest": digest_of(new_york)}).ok
+    good = {**body, "number": "LUC-2027-000001"}
+    assert verify_document({**good, "digest": digest_of(good)}).ok
