@@ -214,12 +214,18 @@ class InvoicesController(LucController):
         luc: NamedDependency[Resources],
         number: FromPath[str],
         fmt: Annotated[
-            str, QueryParameter(name="format", description="json (default), csv or html")
+            str,
+            QueryParameter(
+                name="format",
+                description="json (default), csv or html",
+                schema_extra={"enum": list(FORMATS)},
+            ),
         ] = "json",
         view: Annotated[
             str,
             QueryParameter(
-                description="customer (default): the issued document; internal: with costs"
+                description="customer (default): the issued document; internal: with costs",
+                schema_extra={"enum": list(VIEWS)},
             ),
         ] = "customer",
     ) -> Response[Any]:

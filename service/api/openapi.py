@@ -4,20 +4,25 @@
   every route can give (401, 403, 429, 503, ...), with LUC's one error body; written once
   here instead of on forty handlers, from the same scopes the guard enforces.
 - Handlers that read their body raw document it with ``service.api.raw_body``.
+- A struct that refuses unknown fields is a closed object (``additionalProperties: false``):
+  Litestar leaves that out, so clients and fuzzers sent extra fields the server refuses.
 """
 
 from __future__ import annotations
 
+import msgspec
 from litestar import Litestar
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.spec import (
     Components,
+    OpenAPI,
     OpenAPIHeader,
     OpenAPIMediaType,
     OpenAPIResponse,
     OpenAPIType,
     Operation,
     Reference,
+    RequestBody,
     Schema,
     SecurityScheme,
 )
@@ -87,6 +92,56 @@ def _error_body_schema() -> Schema:
     )
 
 
+def _refs(node: object) -> set[str]:
+    """The component names ``node`` refers to, however deep."""
+    if isinstance(node, Reference):
+        return {node.ref.rsplit("/", 1)[-1]}
+    if isinstance(node, Schema):
+        children: list[object] = [node.items, node.additional_properties]
+        children += list((node.properties or {}).values())
+        children += list(node.one_of or []) + list(node.any_of or []) + list(node.all_of or [])
+        return set().union(*(_refs(child) for child in children))
+    return set()
+
+
+def _close_request_structs(openapi: OpenAPI, schemas: dict[str, Schema]) -> None:
+    """``additionalProperties: false`` on the request body components (and those nested in
+    them) of structs decoded with ``forbid_unknown_fields``: a body with another field is a
+    400 naming it. Answers stay open: more fields are welcome there (SPEC §5)."""
+    strict = {
+        struct.__name__
+        for struct in _structs()
+        if struct.__module__.startswith("service.")
+        and struct.__struct_config__.forbid_unknown_fields
+    }
+    todo: set[str] = set()
+    for path_item in (openapi.paths or {}).values():
+        for method in ("put", "post", "patch", "delete"):
+            operation = getattr(path_item, method, None)
+            body = operation.request_body if isinstance(operation, Operation) else None
+            if isinstance(body, RequestBody):
+                for media in (body.content or {}).values():
+                    todo |= _refs(media.schema)
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        seen.add(name)
+        schema = schemas.get(name)
+        if not isinstance(schema, Schema):
+            continue
+        if name in strict and schema.title == name:
+            schema.additional_properties = False
+        todo |= _refs(schema) - seen
+
+
+def _structs(base: type[msgspec.Struct] = msgspec.Struct) -> list[type[msgspec.Struct]]:
+    found = []
+    for sub in base.__subclasses__():
+        found.append(sub)
+        found.extend(_structs(sub))
+    return found
+
+
 def _handlers_by_operation_id(app: Litestar) -> dict[str, HTTPRouteHandler]:
     handlers: dict[str, HTTPRouteHandler] = {}
     for route in app.routes:
@@ -105,6 +160,7 @@ def document_errors(app: Litestar) -> None:
     if not isinstance(components, Components):  # Litestar always builds one
         return
     components.schemas.setdefault(ERROR_SCHEMA, _error_body_schema())
+    _close_request_structs(openapi, components.schemas)
     components.security_schemes = {
         SECURITY_SCHEME: SecurityScheme(
             type="http",
