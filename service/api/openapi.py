@@ -33,6 +33,9 @@ from service.auth.guard import required_scopes
 from service.errors import LucError
 
 SECURITY_SCHEME = "apiKey"
+# In a handler's ``opt``: it can answer 404 though its path and query name nothing (the
+# resource is named in the body, or is "the one in force"), so the document keeps the 404.
+NOT_FOUND_WITHOUT_PARAMETERS = "not_found_without_parameters"
 ERROR_SCHEMA = "ErrorBody"
 
 _TEXT = Schema(type=OpenAPIType.STRING)
@@ -177,11 +180,12 @@ def document_errors(app: Litestar) -> None:
                 continue  # public: the probes
             operation.security = [{SECURITY_SCHEME: []}]
             errors = dict(_GUARDED_ERRORS)
-            if "{" not in path and not operation.parameters:
+            handler = handlers[operation.operation_id]
+            names_nothing = "{" not in path and not operation.parameters
+            if names_nothing and not handler.opt.get(NOT_FOUND_WITHOUT_PARAMETERS):
                 del errors[404]  # names no resource: nothing to miss
             if method in _WRITES:
                 errors.update(_WRITE_ERRORS)
-            handler = handlers[operation.operation_id]
             own = handler.resolve_exception_handlers().get(LucError) is not luc_error_handler
             responses = operation.responses if operation.responses is not None else {}
             for status, (description, headers) in errors.items():

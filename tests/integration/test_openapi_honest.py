@@ -131,3 +131,24 @@ async def test_a_body_that_refuses_unknown_fields_is_documented_as_closed(
         assert "POST /v1/budgets" in closed
         assert "PATCH /v1/customers/{customer_id}" in closed
         assert len(closed) >= 14, closed
+
+
+async def test_a_missing_resource_named_in_the_body_is_a_documented_404(
+    server_factory: Callable[..., Any],
+) -> None:
+    # Schemathesis's stateful walk: a catalog version on a parent that does not exist is a
+    # 404 (as test_catalog_versions holds), which the document left out: the operation's
+    # path and query name nothing, and the body's parent was not counted.
+    server = server_factory()
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        document = (await http.get("/schema/openapi.json")).json()
+        answer = await http.post(
+            "/v1/catalog/versions",
+            json={"effective_from": "2025-01-01T00:00:00Z", "parent": 606, "models": []},
+        )
+        assert answer.status_code == 404
+        assert answer.json()["detail"] == "parent: catalog version 606 does not exist"
+        create = document["paths"]["/v1/catalog/versions"]["post"]
+        assert "404" in create["responses"]
+        # The catalog in force is another resource a request can miss without naming it.
+        assert "404" in document["paths"]["/v1/catalog"]["get"]["responses"]
