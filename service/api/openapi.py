@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import msgspec
 from litestar import Litestar
 from litestar.handlers import HTTPRouteHandler
@@ -63,6 +65,28 @@ _WRITE_ERRORS: dict[int, tuple[str, dict[str, str]]] = {
     413: ("The body (or the batch) is over its limit; it was not read to the end", {}),
 }
 _WRITES = {"post", "put", "patch", "delete"}
+
+
+def more_answers(
+    status: int, json_alternatives: list[Schema], text_media_types: list[str]
+) -> type[Operation]:
+    """An ``operation_class`` for a handler whose ``status`` answer has more forms than the
+    one it declares: other JSON shapes (by a query parameter) and text media types.
+    Litestar documents one media type and one shape per status."""
+
+    @dataclasses.dataclass
+    class MoreAnswersOperation(Operation):
+        def __post_init__(self) -> None:
+            response = (self.responses or {}).get(str(status))
+            if not isinstance(response, OpenAPIResponse) or response.content is None:
+                raise TypeError(f"{self.operation_id}: no {status} answer to add forms to")
+            media = response.content["application/json"]
+            if media.schema is not None:
+                media.schema = Schema(any_of=[media.schema, *json_alternatives])
+            for media_type in text_media_types:
+                response.content[media_type] = OpenAPIMediaType(schema=_TEXT)
+
+    return MoreAnswersOperation
 
 
 def _error_response(description: str, headers: dict[str, str], own: bool) -> OpenAPIResponse:

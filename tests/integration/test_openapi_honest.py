@@ -1,8 +1,9 @@
 """The OpenAPI document says what the server enforces on a request: a client generated from
 it (or a fuzzer walking it, as Schemathesis did) must not find a query parameter the server
 requires documented as optional, a closed list of values or a page-size range left out, or
-a body that refuses unknown fields documented as taking any. Each walk asks the real server
-and holds the document to its answer, route by route."""
+a body that refuses unknown fields documented as taking any; nor an answer (a status, a
+content type, a shape) the document does not list. Each test asks the real server and
+holds the document to its answer."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+
+from tests.support.events import record_accepted, wire_event
 
 UNKNOWN_FIELD = "Object contains unknown field"
 
@@ -152,3 +155,47 @@ async def test_a_missing_resource_named_in_the_body_is_a_documented_404(
         assert "404" in create["responses"]
         # The catalog in force is another resource a request can miss without naming it.
         assert "404" in document["paths"]["/v1/catalog"]["get"]["responses"]
+
+
+def _resolve(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    ref = schema.get("$ref")
+    return document["components"]["schemas"][ref.rsplit("/", 1)[-1]] if ref else schema
+
+
+def _matching(document: dict[str, Any], schema: dict[str, Any], body: dict[str, Any]) -> list[Any]:
+    """The alternatives of ``schema`` whose required fields ``body`` has and whose
+    properties name every field of ``body``."""
+    alternatives = schema.get("anyOf") or schema.get("oneOf") or [schema]
+    found = []
+    for alternative in map(lambda s: _resolve(document, s), alternatives):
+        if set(alternative.get("required", [])) <= set(body) <= set(alternative["properties"]):
+            found.append(alternative.get("title"))
+    return found
+
+
+async def test_every_form_of_an_invoice_is_documented(
+    server_factory: Callable[..., Any],
+) -> None:
+    # Schemathesis with a read key on a loaded ledger: ?format=csv answered text/csv and
+    # ?view=internal an invoice without digest, while the document promised only the
+    # customer's JSON (InvoiceOut, digest required).
+    server = server_factory()
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        await record_accepted(http, [wire_event("e1"), wire_event("e2")])
+        issued = await http.post("/v1/jobs/job-1/invoices")
+        assert issued.status_code == 201, issued.text
+        number = issued.json()["number"]
+        document = (await http.get("/schema/openapi.json")).json()
+        content = document["paths"]["/v1/invoices/{number}"]["get"]["responses"]["200"]["content"]
+        for form, media_type in (("csv", "text/csv"), ("html", "text/html")):
+            answer = await http.get(f"/v1/invoices/{number}", params={"format": form})
+            assert answer.status_code == 200
+            assert answer.headers["content-type"] == f"{media_type}; charset=utf-8"
+            assert content[media_type]["schema"] == {"type": "string"}
+        customer = (await http.get(f"/v1/invoices/{number}")).json()
+        internal = (await http.get(f"/v1/invoices/{number}", params={"view": "internal"})).json()
+        assert "digest" in customer and "digest" not in internal
+        assert internal["view"] == "internal"
+        json_schema = content["application/json"]["schema"]
+        assert _matching(document, json_schema, customer) == ["InvoiceOut"]
+        assert _matching(document, json_schema, internal) == ["InvoiceInternalOut"]
