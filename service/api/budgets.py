@@ -13,7 +13,7 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from service.api.deps import LucController, Resources
-from service.api.params import MAX_PAGE, decode_cursor, page, page_size
+from service.api.params import MAX_PAGE, PAGE_RANGE, decode_cursor, page, page_size
 from service.api.schemas.budgets import (
     AlertList,
     AlertOut,
@@ -98,7 +98,9 @@ class BudgetsController(LucController):
         self,
         luc: NamedDependency[Resources],
         # ``scope`` is a reserved handler kwarg in Litestar (the ASGI scope): alias it.
-        budget_scope: Annotated[str | None, QueryParameter(name="scope")] = None,
+        budget_scope: Annotated[
+            str | None, QueryParameter(name="scope", schema_extra={"enum": list(SCOPES)})
+        ] = None,
         scope_id: FromQuery[str | None] = None,
     ) -> BudgetList:
         if budget_scope is not None and budget_scope not in SCOPES:
@@ -309,9 +311,14 @@ class AlertsController(LucController):
         luc: NamedDependency[Resources],
         budget_id: FromQuery[int | None] = None,
         customer_id: FromQuery[str | None] = None,
-        alert_type: Annotated[str | None, QueryParameter(name="type")] = None,
+        alert_type: Annotated[
+            str | None, QueryParameter(name="type", schema_extra={"enum": list(ALERT_TYPES)})
+        ] = None,
         cursor: FromQuery[str | None] = None,
-        limit: Annotated[int | None, QueryParameter(description="page size, 1–1000 (1000)")] = None,
+        limit: Annotated[
+            int | None,
+            QueryParameter(description="page size, 1–1000 (1000)", schema_extra=PAGE_RANGE),
+        ] = None,
     ) -> AlertList:
         if alert_type is not None and alert_type not in ALERT_TYPES:
             raise InvalidRequestError(

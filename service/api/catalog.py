@@ -11,6 +11,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from service.api.deps import LucController, Resources
+from service.api.openapi import NOT_FOUND_WITHOUT_PARAMETERS
 from service.api.params import parse_instant
 from service.api.schemas.catalog import (
     DiffOut,
@@ -48,7 +49,12 @@ class CatalogController(LucController):
     tags = ["catalog"]
     opt = READ
 
-    @get("/", operation_id="getCurrentCatalog", summary="The catalog version in force now")
+    @get(
+        "/",
+        operation_id="getCurrentCatalog",
+        summary="The catalog version in force now",
+        opt={NOT_FOUND_WITHOUT_PARAMETERS: True},  # none in force yet
+    )
     async def current(self, luc: NamedDependency[Resources]) -> VersionOut:
         catalog = await _catalog(luc)
         version = catalog.version_at(datetime.now(UTC))
@@ -87,7 +93,7 @@ class CatalogController(LucController):
             "re-rating (`POST /v1/catalog/rerate`)."
         ),
         status_code=201,
-        opt=ADMIN,
+        opt={**ADMIN, NOT_FOUND_WITHOUT_PARAMETERS: True},  # a parent that does not exist
     )
     async def create(
         self, luc: NamedDependency[Resources], data: JSONBody[VersionIn]

@@ -11,8 +11,11 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from service.api.deps import LucController, Resources
+from service.api.openapi import more_answers
 from service.api.params import Limit, decode_cursor, page, page_size
+from service.api.raw_body import json_schema_of
 from service.api.schemas.invoices import (
+    InvoiceInternalOut,
     InvoiceOut,
     InvoicePage,
     InvoicePreviewOut,
@@ -208,18 +211,27 @@ class InvoicesController(LucController):
                 ),
             )
         },
+        operation_class=more_answers(
+            200, [json_schema_of(InvoiceInternalOut)], ["text/csv", "text/html"]
+        ),
     )
     async def one(
         self,
         luc: NamedDependency[Resources],
         number: FromPath[str],
         fmt: Annotated[
-            str, QueryParameter(name="format", description="json (default), csv or html")
+            str,
+            QueryParameter(
+                name="format",
+                description="json (default), csv or html",
+                schema_extra={"enum": list(FORMATS)},
+            ),
         ] = "json",
         view: Annotated[
             str,
             QueryParameter(
-                description="customer (default): the issued document; internal: with costs"
+                description="customer (default): the issued document; internal: with costs",
+                schema_extra={"enum": list(VIEWS)},
             ),
         ] = "customer",
     ) -> Response[Any]:

@@ -4,20 +4,27 @@
   every route can give (401, 403, 429, 503, ...), with LUC's one error body; written once
   here instead of on forty handlers, from the same scopes the guard enforces.
 - Handlers that read their body raw document it with ``service.api.raw_body``.
+- A struct that refuses unknown fields is a closed object (``additionalProperties: false``):
+  Litestar leaves that out, so clients and fuzzers sent extra fields the server refuses.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
+import msgspec
 from litestar import Litestar
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.spec import (
     Components,
+    OpenAPI,
     OpenAPIHeader,
     OpenAPIMediaType,
     OpenAPIResponse,
     OpenAPIType,
     Operation,
     Reference,
+    RequestBody,
     Schema,
     SecurityScheme,
 )
@@ -28,6 +35,9 @@ from service.auth.guard import required_scopes
 from service.errors import LucError
 
 SECURITY_SCHEME = "apiKey"
+# In a handler's ``opt``: it can answer 404 though its path and query name nothing (the
+# resource is named in the body, or is "the one in force"), so the document keeps the 404.
+NOT_FOUND_WITHOUT_PARAMETERS = "not_found_without_parameters"
 ERROR_SCHEMA = "ErrorBody"
 
 _TEXT = Schema(type=OpenAPIType.STRING)
@@ -55,6 +65,28 @@ _WRITE_ERRORS: dict[int, tuple[str, dict[str, str]]] = {
     413: ("The body (or the batch) is over its limit; it was not read to the end", {}),
 }
 _WRITES = {"post", "put", "patch", "delete"}
+
+
+def more_answers(
+    status: int, json_alternatives: list[Schema], text_media_types: list[str]
+) -> type[Operation]:
+    """An ``operation_class`` for a handler whose ``status`` answer has more forms than the
+    one it declares: other JSON shapes (by a query parameter) and text media types.
+    Litestar documents one media type and one shape per status."""
+
+    @dataclasses.dataclass
+    class MoreAnswersOperation(Operation):
+        def __post_init__(self) -> None:
+            response = (self.responses or {}).get(str(status))
+            if not isinstance(response, OpenAPIResponse) or response.content is None:
+                raise TypeError(f"{self.operation_id}: no {status} answer to add forms to")
+            media = response.content["application/json"]
+            if media.schema is not None:
+                media.schema = Schema(any_of=[media.schema, *json_alternatives])
+            for media_type in text_media_types:
+                response.content[media_type] = OpenAPIMediaType(schema=_TEXT)
+
+    return MoreAnswersOperation
 
 
 def _error_response(description: str, headers: dict[str, str], own: bool) -> OpenAPIResponse:
@@ -87,6 +119,56 @@ def _error_body_schema() -> Schema:
     )
 
 
+def _refs(node: object) -> set[str]:
+    """The component names ``node`` refers to, however deep."""
+    if isinstance(node, Reference):
+        return {node.ref.rsplit("/", 1)[-1]}
+    if isinstance(node, Schema):
+        children: list[object] = [node.items, node.additional_properties]
+        children += list((node.properties or {}).values())
+        children += list(node.one_of or []) + list(node.any_of or []) + list(node.all_of or [])
+        return set().union(*(_refs(child) for child in children))
+    return set()
+
+
+def _close_request_structs(openapi: OpenAPI, schemas: dict[str, Schema]) -> None:
+    """``additionalProperties: false`` on the request body components (and those nested in
+    them) of structs decoded with ``forbid_unknown_fields``: a body with another field is a
+    400 naming it. Answers stay open: more fields are welcome there (SPEC §5)."""
+    strict = {
+        struct.__name__
+        for struct in _structs()
+        if struct.__module__.startswith("service.")
+        and struct.__struct_config__.forbid_unknown_fields
+    }
+    todo: set[str] = set()
+    for path_item in (openapi.paths or {}).values():
+        for method in ("put", "post", "patch", "delete"):
+            operation = getattr(path_item, method, None)
+            body = operation.request_body if isinstance(operation, Operation) else None
+            if isinstance(body, RequestBody):
+                for media in (body.content or {}).values():
+                    todo |= _refs(media.schema)
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        seen.add(name)
+        schema = schemas.get(name)
+        if not isinstance(schema, Schema):
+            continue
+        if name in strict and schema.title == name:
+            schema.additional_properties = False
+        todo |= _refs(schema) - seen
+
+
+def _structs(base: type[msgspec.Struct] = msgspec.Struct) -> list[type[msgspec.Struct]]:
+    found = []
+    for sub in base.__subclasses__():
+        found.append(sub)
+        found.extend(_structs(sub))
+    return found
+
+
 def _handlers_by_operation_id(app: Litestar) -> dict[str, HTTPRouteHandler]:
     handlers: dict[str, HTTPRouteHandler] = {}
     for route in app.routes:
@@ -105,6 +187,7 @@ def document_errors(app: Litestar) -> None:
     if not isinstance(components, Components):  # Litestar always builds one
         return
     components.schemas.setdefault(ERROR_SCHEMA, _error_body_schema())
+    _close_request_structs(openapi, components.schemas)
     components.security_schemes = {
         SECURITY_SCHEME: SecurityScheme(
             type="http",
@@ -121,11 +204,12 @@ def document_errors(app: Litestar) -> None:
                 continue  # public: the probes
             operation.security = [{SECURITY_SCHEME: []}]
             errors = dict(_GUARDED_ERRORS)
-            if "{" not in path and not operation.parameters:
+            handler = handlers[operation.operation_id]
+            names_nothing = "{" not in path and not operation.parameters
+            if names_nothing and not handler.opt.get(NOT_FOUND_WITHOUT_PARAMETERS):
                 del errors[404]  # names no resource: nothing to miss
             if method in _WRITES:
                 errors.update(_WRITE_ERRORS)
-            handler = handlers[operation.operation_id]
             own = handler.resolve_exception_handlers().get(LucError) is not luc_error_handler
             responses = operation.responses if operation.responses is not None else {}
             for status, (description, headers) in errors.items():

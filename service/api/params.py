@@ -21,7 +21,11 @@ DEFAULT_PAGE = 100
 # The query parameters several routes take, declared once.
 From = Annotated[str | None, QueryParameter(name="from", description="RFC 3339, inclusive")]
 To = Annotated[str | None, QueryParameter(name="to", description="RFC 3339, exclusive")]
-Limit = Annotated[int | None, QueryParameter(description="page size, 1–1000 (100)")]
+# Checked by page_size (its own message); written here so the document says the range too.
+PAGE_RANGE: dict[str, Any] = {"minimum": 1, "maximum": MAX_PAGE}
+Limit = Annotated[
+    int | None, QueryParameter(description="page size, 1–1000 (100)", schema_extra=PAGE_RANGE)
+]
 
 T = TypeVar("T")
 

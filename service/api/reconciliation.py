@@ -16,9 +16,14 @@ from service.db import Connection, on_connection
 from service.reconciliation.models import ReconciliationRow
 from service.reconciliation.service import DRIFT_MIN_EVENTS, GROUP_KEYS, group_keys, reconcile
 
+# Required, but checked by the handler (group_keys) so that a missing one is told like a
+# wrong one; the document says so, where it had it optional and clients left it out.
 GroupBy = Annotated[
     str | None,
-    QueryParameter(description=f"comma-separated, one or more of: {', '.join(GROUP_KEYS)}"),
+    QueryParameter(
+        required=True,
+        description=f"comma-separated, one or more of: {', '.join(GROUP_KEYS)}",
+    ),
 ]
 
 
