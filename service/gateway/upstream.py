@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import math
 import random
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -152,11 +152,41 @@ class CallProgress:
 
     answered: tuple[str, str | None] | None = None
     """(provider, generation id from ``X-Generation-Id``) of the attempt a provider has
-    answered 2xx (so is paid for) and that is neither answered whole nor metered yet."""
+    answered 2xx, or that was sent to it whole and awaits its answer (so is paid for, or
+    may be), and that is neither answered whole nor metered yet."""
 
 
 CALL_PROGRESS: ContextVar[CallProgress | None] = ContextVar("luc_call_progress", default=None)
 """Set by the gateway in each call's own task (a task copies the context it starts in)."""
+
+METER_ATTEMPT: ContextVar[Callable[[GatewayError], Awaitable[None]] | None] = ContextVar(
+    "luc_meter_attempt", default=None
+)
+"""Set by the chain around each provider's call: meters an attempt that reached the
+provider (its error ``billed``) and that the provider's own retry leaves behind."""
+
+
+class _Delivery:
+    """Whether an attempt's request went out whole, from httpcore's ``trace`` events
+    (``http11.send_request_body.complete``, or ``http2.``): the line between an attempt
+    the provider never saw and one it may have run (and billed) without answering.
+    The exception alone cannot draw it: httpcore swallows a write error to read an early
+    answer, so a read error may follow a request sent in part."""
+
+    __slots__ = ("name", "progress", "sent")
+
+    def __init__(self, name: str, progress: CallProgress | None) -> None:
+        self.name = name
+        self.progress = progress
+        self.sent = False
+
+    async def trace(self, event: str, info: Mapping[str, Any]) -> None:
+        if event.endswith(".send_request_body.complete"):
+            self.sent = True
+            if self.progress is not None:
+                # Sent whole: if LUC shuts down before the answer, this attempt is paid
+                # for as one answered 2xx would be (its generation id is not known yet).
+                self.progress.answered = (self.name, None)
 
 
 class HttpProvider:
@@ -272,24 +302,24 @@ class HttpProvider:
             headers = {**await self.headers(), "Content-Type": "application/json"}
             if stream:
                 headers["Accept"] = "text/event-stream"
+            delivery = _Delivery(self.name, CALL_PROGRESS.get())
             outgoing = self.http.build_request(
-                "POST", self._chat_url, content=body, headers=headers
+                "POST",
+                self._chat_url,
+                content=body,
+                headers=headers,
+                extensions={"trace": delivery.trace},
             )
             error: GatewayError
             try:
                 # Always sent as a stream, so that the status is known before the body:
                 # a non-stream body is read below, where a failure is a billed one.
                 response = await self.http.send(outgoing, stream=True)
-            except httpx.TimeoutException as exc:
-                error = UpstreamUnavailableError(
-                    f"no answer within the timeout ({type(exc).__name__})", provider=self.name
-                )
             except httpx.HTTPError as exc:
-                error = UpstreamUnavailableError(
-                    f"cannot reach {self.base_url} ({type(exc).__name__}: {exc})",
-                    provider=self.name,
-                )
+                error = self._unanswered(exc, sent=delivery.sent)
             else:
+                if delivery.progress is not None and response.status_code >= 300:
+                    delivery.progress.answered = None  # refused: nothing was generated
                 if response.status_code < 300:
                     if not stream:
                         if (progress := CALL_PROGRESS.get()) is not None:
@@ -320,6 +350,10 @@ class HttpProvider:
             delay = self.retry.delay(attempt, error.retry_after) if error.retryable else None
             if delay is None or attempt >= self.retry.max_retries:
                 raise error
+            if error.billed is not None and (meter := METER_ATTEMPT.get()) is not None:
+                # This attempt reached the provider and is asked again: each is paid for,
+                # so each is metered now, as its own event (the chain meters the last).
+                await meter(error)
             attempt += 1
             log.info(
                 "upstream_retry",
@@ -329,6 +363,29 @@ class HttpProvider:
                 delay_seconds=round(delay, 3),
             )
             await asyncio.sleep(delay)
+
+    def _unanswered(self, exc: httpx.HTTPError, *, sent: bool) -> GatewayError:
+        """An attempt that got no answer. One whose request never went whole (no
+        connection, a connect or pool timeout, a write that failed) cannot have been run by
+        the provider. One sent whole may well have been, and billed, answer or not: its
+        error is ``billed`` (no generation id, no usage), to be metered on its prompt."""
+        kind = type(exc).__name__
+        timed_out = isinstance(exc, httpx.TimeoutException)
+        if not sent:
+            if timed_out:
+                detail = f"no answer within the timeout ({kind}), the request not sent"
+            else:
+                detail = f"cannot reach {self.base_url} ({kind}: {exc})"
+            return UpstreamUnavailableError(detail, provider=self.name)
+        if timed_out:
+            detail = f"no answer within the timeout after the request was sent ({kind})"
+        else:
+            detail = f"the connection broke after the request was sent ({kind}: {exc})"
+        outcome = "timeout" if timed_out else "connection_lost"
+        return billed(
+            UpstreamUnavailableError(detail, provider=self.name),
+            BilledAttempt(outcome=outcome),
+        )
 
     async def _read_answer(self, response: httpx.Response) -> None:
         """Read a 2xx body. Tokens are spent from the status on, so a body that stalls or
