@@ -91,8 +91,24 @@ def _code(exc: LucError) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
 
 
+SHOULD_RETRY_HEADER = "x-should-retry"
+"""Read by OpenAI's SDKs (Python, Node) before their own rules: ``false`` and they do not
+retry, which they otherwise do by default (twice) for every 5xx, 408 and 429."""
+
+
+def paid_for(exc: LucError) -> bool:
+    """Whether a provider was, or may have been, paid for the failed call: an attempt
+    answered 2xx that broke (502), cut at the deadline (504), or sent whole and never
+    answered. An SDK's retry of it is a new paid call, so LUC tells it not to."""
+    return isinstance(exc, GatewayError) and (exc.paid or exc.billed is not None)
+
+
 def proxy_luc_error(request: Request[Any, Any, Any], exc: LucError) -> Response[Any]:
     headers: dict[str, str] = {}
+    if paid_for(exc):
+        # Only here: a 429, or a 503 before any upstream call, is safe to retry, and the
+        # SDK's own backoff (Retry-After honoured) is what its caller expects.
+        headers[SHOULD_RETRY_HEADER] = "false"
     if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
         headers["Retry-After"] = str(max(1, round(exc.retry_after)))
     if isinstance(exc, DatabaseUnavailableError):

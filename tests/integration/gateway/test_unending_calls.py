@@ -222,6 +222,8 @@ async def test_an_answer_that_never_arrives_whole_is_cut_at_the_deadline_and_bil
         response = await deadline_proxy.post("/v1/chat/completions", json=BODY, headers=ATTRIBUTION)
 
     assert response.status_code == 504
+    # Paid for: an OpenAI SDK must not buy it again on its own (it retries any 5xx).
+    assert response.headers["x-should-retry"] == "false"
     error = response.json()["error"]
     assert error["code"] == "answer_deadline"
     assert "was still arriving after LUC's deadline of 0.5 s" in error["message"]
