@@ -145,10 +145,28 @@ def proxy_unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> R
     )
 
 
+def _text_header(request: Request[Any, Any, Any], name: str) -> str | None:
+    """A header's value as UTF-8 text. SPEC §2 lets ids hold any character (but NUL); a
+    client sends them as UTF-8 bytes, which the ASGI server hands over as latin-1 text (one
+    character per byte): read as given, "job-é" was stored as "job-Ã©". Bytes that are no
+    UTF-8 are refused rather than guessed at (the call is not made)."""
+    value = request.headers.get(name)
+    if value is None or value.isascii():
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidRequestError(
+            f"{name}: not valid UTF-8 (byte {exc.start + 1} of the value): send the header's "
+            "text encoded as UTF-8",
+            status_code=400,
+        ) from None
+
+
 def _attribution(request: Request[Any, Any, Any]) -> tuple[str, str, str | None]:
-    job = request.headers.get(JOB_HEADER, "").strip()
-    agent = request.headers.get(AGENT_HEADER, "").strip()
-    customer = request.headers.get(CUSTOMER_HEADER)  # optional; present and empty is wrong
+    job = (_text_header(request, JOB_HEADER) or "").strip()
+    agent = (_text_header(request, AGENT_HEADER) or "").strip()
+    customer = _text_header(request, CUSTOMER_HEADER)  # optional; present and empty is wrong
     customer = None if customer is None else customer.strip()
     missing = [h for h, v in ((JOB_HEADER, job), (AGENT_HEADER, agent)) if not v]
     if missing:
