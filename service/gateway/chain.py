@@ -166,6 +166,7 @@ def build_chain(
         backoff_base_seconds=gateway.backoff_base_seconds,
         max_retry_after_seconds=gateway.max_retry_after_seconds,
         answer_deadline_seconds=gateway.stream_deadline_seconds,
+        max_answer_bytes=gateway.max_answer_bytes,
     )
     providers: list[Provider] = []
     for name in gateway.chain:

@@ -419,7 +419,7 @@ class Gateway:
         if usage is None:
             # Nothing arrived: no sign that any token was spent; unless the stream was cut
             # or cancelled while the provider, having answered, was still at it.
-            if not read.chunks and not (read.cut or read.cancelled):
+            if not read.chunks and not (read.cut or read.cancelled or read.billed):
                 return None, cancelled
             usage = estimated_usage(admitted.request.prompt_text(), read.generated)
         result = await self._meter(

@@ -47,7 +47,7 @@ from service.gateway.models import (
     decode_json,
     generated_text,
 )
-from service.gateway.sse import DONE, SSEMessage, SSEParser
+from service.gateway.sse import DONE, EventTooLarge, SSEMessage, SSEParser
 
 log = structlog.get_logger("luc.gateway")
 
@@ -62,6 +62,32 @@ _MODEL_NOT_FOUND = (
 )
 
 
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+"""The default of ``LUC_GATEWAY_MAX_ANSWER_BYTES``: far above a chat answer (a 128k-token
+answer is about 0.5 MB), room for images inline in base64."""
+
+
+class _TooLarge(Exception):
+    """A body past ``max_answer_bytes``; ``head``: its first bytes, for an error's message."""
+
+    def __init__(self, head: bytes) -> None:
+        super().__init__("too large")
+        self.head = head
+
+
+async def read_bounded(response: httpx.Response, limit: int) -> bytes:
+    """A response's body (decoded from any content encoding, so a small gzip bomb counts
+    at its full size), or ``_TooLarge`` as soon as it passes ``limit`` bytes."""
+    parts: list[bytes] = []
+    size = 0
+    async for part in response.aiter_bytes():
+        size += len(part)
+        if size > limit:
+            raise _TooLarge(b"".join(parts)[:1000] if parts else part[:1000])
+        parts.append(part)
+    return b"".join(parts)
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """How a provider is asked: retries before an answer, and how long an answer (the
@@ -73,6 +99,10 @@ class RetryPolicy:
     answer_deadline_seconds: float | None = None
     """``LUC_GATEWAY_STREAM_DEADLINE_SECONDS``: the timeout bounds each read only, so a
     body sent a byte a minute would hold the call (and its reservation) for ever."""
+    max_answer_bytes: int = MAX_ANSWER_BYTES
+    """``LUC_GATEWAY_MAX_ANSWER_BYTES``: the most a provider's answer (a body, or one event
+    of a stream) may hold, decoded; past it the answer is cut (a 502, metered: it reached
+    the provider). Nothing else bounds what a misbehaving provider makes a worker keep."""
 
     def delay(self, attempt: int, retry_after: float | None) -> float | None:
         """Seconds to wait before retry ``attempt`` (0-based); ``None``: do not wait."""
@@ -329,7 +359,10 @@ class HttpProvider:
                             )
                         await self._read_answer(response)
                     return response
-                content = await response.aread()
+                try:
+                    content = await read_bounded(response, self.retry.max_answer_bytes)
+                except _TooLarge as exc:
+                    content = exc.head  # an error's message is in its first bytes
                 await response.aclose()
                 if response.status_code < 400:
                     # A redirect is no answer: nothing was generated, so nothing is metered
@@ -391,9 +424,25 @@ class HttpProvider:
         """Read a 2xx body. Tokens are spent from the status on, so a body that stalls or
         breaks off is never retried in place: it is a billed error for the chain."""
         deadline = asyncio.timeout(self.retry.answer_deadline_seconds)
+        limit = self.retry.max_answer_bytes
         try:
             async with deadline:
-                await response.aread()
+                # What ``aread`` would leave: the body kept on the response (``content``).
+                response._content = await read_bounded(response, limit)
+        except _TooLarge as exc:
+            await response.aclose()
+            error = UpstreamUnavailableError(
+                f"the answer (HTTP {response.status_code}) was larger than LUC's limit of "
+                f"{limit} bytes (LUC_GATEWAY_MAX_ANSWER_BYTES) and was cut",
+                provider=self.name,
+                advice="ask for a shorter answer (max_tokens, fewer choices) or raise "
+                "LUC_GATEWAY_MAX_ANSWER_BYTES; the tokens spent are billed",
+            )
+            # Not asked again, here or of the next provider: the same request makes the
+            # same answer, paid for again each time.
+            error.retryable = False
+            error.falls_through = False
+            raise billed(error, BilledAttempt(response.headers.get("x-generation-id"))) from exc
         except TimeoutError as exc:
             await response.aclose()
             if not deadline.expired():
@@ -489,6 +538,17 @@ class HttpStream:
             raise UpstreamUnavailableError(
                 "the stream ended without [DONE] (cut short)", provider=name
             )
+        except (EventTooLarge, _TooLarge) as exc:
+            # Answered 200: paid for, even if no event came whole (metered all the same).
+            raise billed(
+                UpstreamUnavailableError(
+                    f"the stream sent an event larger than LUC's limit of "
+                    f"{self.provider.retry.max_answer_bytes} bytes "
+                    "(LUC_GATEWAY_MAX_ANSWER_BYTES) and was cut",
+                    provider=name,
+                ),
+                BilledAttempt(self.generation_id),
+            ) from exc
         except httpx.TimeoutException as exc:
             raise UpstreamUnavailableError(
                 f"the stream stalled beyond the timeout ({type(exc).__name__})", provider=name
@@ -506,7 +566,7 @@ class HttpStream:
         body, its whole answer and usage: a 2xx answer, paid for. Read as the one chunk a
         stream of it would have been (``answer_chunk``), so it is metered from its usage
         and the caller, who asked for a stream, gets one; the body's end is the stream's."""
-        body = await self.response.aread()
+        body = await read_bounded(self.response, self.provider.retry.max_answer_bytes)
         try:
             data = decode_json(body.strip())
         except msgspec.DecodeError as exc:
@@ -523,7 +583,7 @@ class HttpStream:
 
     async def _messages(self) -> AsyncIterator[SSEMessage]:
         """The body's events as its bytes arrive (decoded from any content encoding)."""
-        parser = SSEParser()
+        parser = SSEParser(self.provider.retry.max_answer_bytes)
         async for chunk in self.response.aiter_bytes():
             for message in parser.feed(chunk):
                 yield message
