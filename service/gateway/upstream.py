@@ -7,7 +7,10 @@ after an exponential backoff with jitter. Streams are retried only before their 
 byte; once a provider answered 200, tokens are being spent and nothing is sent twice.
 The same holds for a non-stream answer: a 2xx whose body stalls, breaks off or is no
 answer raises an error marked ``billed``, for the gateway to meter before the chain moves
-on.
+on. So does an attempt whose request went out whole and that got no answer (a timeout,
+a lost connection): the provider may have run it. Each such attempt retried in place is
+metered before the retry (``METER_ATTEMPT``), as its own event. An answer is kept to
+``max_answer_bytes`` (a body, or one stream event).
 """
 
 from __future__ import annotations
