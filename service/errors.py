@@ -123,6 +123,9 @@ class BilledAttempt:
     model: str | None = None
     usage: Mapping[str, Any] | None = None
     """The provider's own ``usage`` object, when the broken answer carried one."""
+    outcome: str | None = None
+    """``timeout`` or ``connection_lost``: the request was sent whole but no answer came
+    (the provider may have run and billed it all the same); ``None``: a 2xx came."""
 
 
 class GatewayError(UpstreamError):
@@ -137,6 +140,9 @@ class GatewayError(UpstreamError):
     """Set when a 2xx arrived before the failure (a body that is not an answer, or that
     stalled): the provider spent tokens, so the gateway meters the attempt before the
     chain raises or falls through."""
+    paid = False
+    """Set by the chain on the error that ends a call when some attempt of it reached a
+    provider (``billed``, this one or an earlier one): asking again is a new paid call."""
 
     def __init__(
         self,

@@ -118,6 +118,11 @@ class GatewaySettings:
     event coded 504 for a stream). 10 minutes: above what a real answer takes (32k output
     tokens at a slow 60 tokens/s is about 9), and short enough that a stuck stream frees
     its task and headroom within minutes rather than never."""
+    max_answer_bytes: int = 64 * 1024 * 1024
+    """``LUC_GATEWAY_MAX_ANSWER_BYTES``: the most a provider's answer (a body, or one event
+    of a stream) may hold, decoded; past it the call is cut and answered 502 (a stream: an
+    error event), and metered, since it reached the provider. 64 MiB: far above any chat
+    answer, room for images inline; a provider that never ends cannot grow a worker."""
     max_retries: int = 2
     """``LUC_GATEWAY_MAX_RETRIES``: retries per provider of a 429, 5xx, timeout or
     connection error before the chain moves on."""
@@ -635,6 +640,7 @@ def _gateway(env: dict[str, str]) -> GatewaySettings:
         default_model=env.get("LUC_GATEWAY_DEFAULT_MODEL") or GatewaySettings.default_model,
         timeout_seconds=_float(env, "LUC_GATEWAY_TIMEOUT_SECONDS", 120.0),
         stream_deadline_seconds=_float(env, "LUC_GATEWAY_STREAM_DEADLINE_SECONDS", 600.0),
+        max_answer_bytes=_int(env, "LUC_GATEWAY_MAX_ANSWER_BYTES", 64 * 1024 * 1024),
         max_retries=_int(env, "LUC_GATEWAY_MAX_RETRIES", 2, minimum=0),
         backoff_base_seconds=_float(env, "LUC_GATEWAY_BACKOFF_BASE_SECONDS", 0.5),
         max_retry_after_seconds=_float(env, "LUC_GATEWAY_MAX_RETRY_AFTER_SECONDS", 60.0),

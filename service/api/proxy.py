@@ -91,8 +91,24 @@ def _code(exc: LucError) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
 
 
+SHOULD_RETRY_HEADER = "x-should-retry"
+"""Read by OpenAI's SDKs (Python, Node) before their own rules: ``false`` and they do not
+retry, which they otherwise do by default (twice) for every 5xx, 408 and 429."""
+
+
+def paid_for(exc: LucError) -> bool:
+    """Whether a provider was, or may have been, paid for the failed call: an attempt
+    answered 2xx that broke (502), cut at the deadline (504), or sent whole and never
+    answered. An SDK's retry of it is a new paid call, so LUC tells it not to."""
+    return isinstance(exc, GatewayError) and (exc.paid or exc.billed is not None)
+
+
 def proxy_luc_error(request: Request[Any, Any, Any], exc: LucError) -> Response[Any]:
     headers: dict[str, str] = {}
+    if paid_for(exc):
+        # Only here: a 429, or a 503 before any upstream call, is safe to retry, and the
+        # SDK's own backoff (Retry-After honoured) is what its caller expects.
+        headers[SHOULD_RETRY_HEADER] = "false"
     if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
         headers["Retry-After"] = str(max(1, round(exc.retry_after)))
     if isinstance(exc, DatabaseUnavailableError):
@@ -129,10 +145,28 @@ def proxy_unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> R
     )
 
 
+def _text_header(request: Request[Any, Any, Any], name: str) -> str | None:
+    """A header's value as UTF-8 text. SPEC §2 lets ids hold any character (but NUL); a
+    client sends them as UTF-8 bytes, which the ASGI server hands over as latin-1 text (one
+    character per byte): read as given, "job-é" was stored as "job-Ã©". Bytes that are no
+    UTF-8 are refused rather than guessed at (the call is not made)."""
+    value = request.headers.get(name)
+    if value is None or value.isascii():
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidRequestError(
+            f"{name}: not valid UTF-8 (byte {exc.start + 1} of the value): send the header's "
+            "text encoded as UTF-8",
+            status_code=400,
+        ) from None
+
+
 def _attribution(request: Request[Any, Any, Any]) -> tuple[str, str, str | None]:
-    job = request.headers.get(JOB_HEADER, "").strip()
-    agent = request.headers.get(AGENT_HEADER, "").strip()
-    customer = request.headers.get(CUSTOMER_HEADER)  # optional; present and empty is wrong
+    job = (_text_header(request, JOB_HEADER) or "").strip()
+    agent = (_text_header(request, AGENT_HEADER) or "").strip()
+    customer = _text_header(request, CUSTOMER_HEADER)  # optional; present and empty is wrong
     customer = None if customer is None else customer.strip()
     missing = [h for h, v in ((JOB_HEADER, job), (AGENT_HEADER, agent)) if not v]
     if missing:

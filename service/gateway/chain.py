@@ -40,7 +40,7 @@ from service.errors import GatewayError, UnknownModelError
 from service.gateway.models import ChatRequest, Completion, ProviderUsage, StreamEvent
 from service.gateway.openrouter import OpenRouterProvider
 from service.gateway.stub import StubProvider
-from service.gateway.upstream import RetryPolicy
+from service.gateway.upstream import METER_ATTEMPT, RetryPolicy
 from service.gateway.vertex import VertexProvider
 from service.pricing.catalog import STUB_PROVIDER
 from service.settings import Settings
@@ -116,15 +116,27 @@ class Chain:
                 "LUC_VERTEX_MODELS",
             )
         failures: list[str] = []
+        paid = False
         for provider in candidates:
+
+            async def meter(error: GatewayError, provider: Provider = provider) -> None:
+                nonlocal paid
+                paid = True
+                if on_billed is not None:
+                    await on_billed(provider, error)
+
+            # For the attempts the provider's own retries leave behind (``upstream``).
+            metering = METER_ATTEMPT.set(meter)
             try:
                 return provider, await call(provider)
             except GatewayError as exc:
-                if exc.billed is not None and on_billed is not None:
+                if exc.billed is not None:
                     # Before anything else: the next provider is paid again, and this
                     # attempt's usage must not be lost (SPEC §8).
-                    await on_billed(provider, exc)
+                    await meter(exc)
                 if not exc.falls_through or provider is candidates[-1]:
+                    # The caller's SDK must not ask again on its own: a new paid call.
+                    exc.paid = paid
                     if failures:
                         exc.message = f"{exc.message} [earlier: {'; '.join(failures)}]"
                         exc.args = (exc.message,)
@@ -136,6 +148,8 @@ class Chain:
                     error=type(exc).__name__,
                     detail=exc.detail,
                 )
+            finally:
+                METER_ATTEMPT.reset(metering)
         raise AssertionError("unreachable: the last candidate raises or answers")
 
 
@@ -152,6 +166,7 @@ def build_chain(
         backoff_base_seconds=gateway.backoff_base_seconds,
         max_retry_after_seconds=gateway.max_retry_after_seconds,
         answer_deadline_seconds=gateway.stream_deadline_seconds,
+        max_answer_bytes=gateway.max_answer_bytes,
     )
     providers: list[Provider] = []
     for name in gateway.chain:

@@ -10,8 +10,11 @@ the estimated cost under hard budgets; the call's usage event carries the
 (refused upstream before any token, a stream that never started or brought nothing)
 releases its reservation at once rather than holding the headroom until it expires.
 Every upstream attempt that spent tokens (one answered 2xx that the chain then gave up on,
-a broken body say, too: with status ``error``) emits exactly one usage event (id = the
-generation id) to the sink: the ledger in-process, the emitter elsewhere. A failure to
+a broken body say, too: with status ``error``), or may have (sent whole, then no answer
+within the timeout or the connection lost: status ``error``, ``attributes.outcome``
+``timeout`` or ``connection_lost``, usage estimated from the prompt), emits exactly one
+usage event (id = the generation id, else a ``luc-`` id of its own, fixed before it is
+spooled) to the sink: the ledger in-process, the emitter elsewhere. A failure to
 record never turns a delivered answer into an error: the sink keeps what it cannot deliver
 (a local spool), and ``_meter`` lets nothing escape into the answer.
 
@@ -335,6 +338,7 @@ class Gateway:
                     error=error.detail,
                     streamed=False,
                     settles=False,
+                    outcome=billed.outcome,
                 )
             except Exception:
                 # Metering never decides the call's outcome; the error is logged whole.
@@ -415,7 +419,7 @@ class Gateway:
         if usage is None:
             # Nothing arrived: no sign that any token was spent; unless the stream was cut
             # or cancelled while the provider, having answered, was still at it.
-            if not read.chunks and not (read.cut or read.cancelled):
+            if not read.chunks and not (read.cut or read.cancelled or read.billed):
                 return None, cancelled
             usage = estimated_usage(admitted.request.prompt_text(), read.generated)
         result = await self._meter(
@@ -446,9 +450,12 @@ class Gateway:
         error: str | None,
         streamed: bool,
         settles: bool = True,
+        outcome: str | None = None,
     ) -> ChatResult:
         """Emit the attempt's one usage event; price it as the ledger will. ``settles``:
-        whether the event carries (and so settles) the call's reservation."""
+        whether the event carries (and so settles) the call's reservation; ``outcome``:
+        ``timeout`` or ``connection_lost`` for an attempt sent whole that got no answer
+        (``attributes.outcome``, beside ``status`` ``error``)."""
         catalog, when = admitted.catalog, admitted.occurred_at
         model = admitted.request.model
         attributes: dict[str, Any] = {"streamed": streamed}
@@ -460,6 +467,8 @@ class Gateway:
                 model = other.model_id
         if error:
             attributes["error"] = _storable(error, MAX_ERROR_ATTRIBUTE)
+        if outcome:
+            attributes["outcome"] = outcome
         event = usage_event(
             generation_id=generation_id,
             occurred_at=when,

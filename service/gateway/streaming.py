@@ -34,6 +34,9 @@ class StreamRead:
     chunks."""
     cancelled: bool = False
     """Its reading was cancelled (shutdown): billed likewise, and the task is to end."""
+    billed: bool = False
+    """Broken off by an error that says the answer was paid for (``GatewayError.billed``:
+    an event past LUC's size limit), billed likewise even without chunks."""
 
 
 async def read_stream(
@@ -56,7 +59,7 @@ async def read_stream(
     usage: ProviderUsage | None = None
     error: str | None = None
     chunks = 0
-    cut = cancelled = False
+    cut = cancelled = paid = False
     deadline = asyncio.timeout(deadline_seconds)
     try:
         async with deadline:
@@ -82,6 +85,7 @@ async def read_stream(
                     break  # the provider ends the stream here; some never send [DONE]
     except GatewayError as exc:
         error = exc.detail
+        paid = exc.billed is not None
     except TimeoutError:
         if not deadline.expired():  # not the deadline's (the upstream's come as GatewayError)
             raise
@@ -104,6 +108,7 @@ async def read_stream(
         chunks,
         cut,
         cancelled,
+        paid,
     )
 
 

@@ -7,7 +7,10 @@ after an exponential backoff with jitter. Streams are retried only before their 
 byte; once a provider answered 200, tokens are being spent and nothing is sent twice.
 The same holds for a non-stream answer: a 2xx whose body stalls, breaks off or is no
 answer raises an error marked ``billed``, for the gateway to meter before the chain moves
-on.
+on. So does an attempt whose request went out whole and that got no answer (a timeout,
+a lost connection): the provider may have run it. Each such attempt retried in place is
+metered before the retry (``METER_ATTEMPT``), as its own event. An answer is kept to
+``max_answer_bytes`` (a body, or one stream event).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import asyncio
 import contextlib
 import math
 import random
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -47,7 +50,7 @@ from service.gateway.models import (
     decode_json,
     generated_text,
 )
-from service.gateway.sse import DONE, SSEMessage, SSEParser
+from service.gateway.sse import DONE, EventTooLarge, SSEMessage, SSEParser
 
 log = structlog.get_logger("luc.gateway")
 
@@ -62,6 +65,32 @@ _MODEL_NOT_FOUND = (
 )
 
 
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+"""The default of ``LUC_GATEWAY_MAX_ANSWER_BYTES``: far above a chat answer (a 128k-token
+answer is about 0.5 MB), room for images inline in base64."""
+
+
+class _TooLarge(Exception):
+    """A body past ``max_answer_bytes``; ``head``: its first bytes, for an error's message."""
+
+    def __init__(self, head: bytes) -> None:
+        super().__init__("too large")
+        self.head = head
+
+
+async def read_bounded(response: httpx.Response, limit: int) -> bytes:
+    """A response's body (decoded from any content encoding, so a small gzip bomb counts
+    at its full size), or ``_TooLarge`` as soon as it passes ``limit`` bytes."""
+    parts: list[bytes] = []
+    size = 0
+    async for part in response.aiter_bytes():
+        size += len(part)
+        if size > limit:
+            raise _TooLarge(b"".join(parts)[:1000] if parts else part[:1000])
+        parts.append(part)
+    return b"".join(parts)
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """How a provider is asked: retries before an answer, and how long an answer (the
@@ -73,6 +102,10 @@ class RetryPolicy:
     answer_deadline_seconds: float | None = None
     """``LUC_GATEWAY_STREAM_DEADLINE_SECONDS``: the timeout bounds each read only, so a
     body sent a byte a minute would hold the call (and its reservation) for ever."""
+    max_answer_bytes: int = MAX_ANSWER_BYTES
+    """``LUC_GATEWAY_MAX_ANSWER_BYTES``: the most a provider's answer (a body, or one event
+    of a stream) may hold, decoded; past it the answer is cut (a 502, metered: it reached
+    the provider). Nothing else bounds what a misbehaving provider makes a worker keep."""
 
     def delay(self, attempt: int, retry_after: float | None) -> float | None:
         """Seconds to wait before retry ``attempt`` (0-based); ``None``: do not wait."""
@@ -152,11 +185,41 @@ class CallProgress:
 
     answered: tuple[str, str | None] | None = None
     """(provider, generation id from ``X-Generation-Id``) of the attempt a provider has
-    answered 2xx (so is paid for) and that is neither answered whole nor metered yet."""
+    answered 2xx, or that was sent to it whole and awaits its answer (so is paid for, or
+    may be), and that is neither answered whole nor metered yet."""
 
 
 CALL_PROGRESS: ContextVar[CallProgress | None] = ContextVar("luc_call_progress", default=None)
 """Set by the gateway in each call's own task (a task copies the context it starts in)."""
+
+METER_ATTEMPT: ContextVar[Callable[[GatewayError], Awaitable[None]] | None] = ContextVar(
+    "luc_meter_attempt", default=None
+)
+"""Set by the chain around each provider's call: meters an attempt that reached the
+provider (its error ``billed``) and that the provider's own retry leaves behind."""
+
+
+class _Delivery:
+    """Whether an attempt's request went out whole, from httpcore's ``trace`` events
+    (``http11.send_request_body.complete``, or ``http2.``): the line between an attempt
+    the provider never saw and one it may have run (and billed) without answering.
+    The exception alone cannot draw it: httpcore swallows a write error to read an early
+    answer, so a read error may follow a request sent in part."""
+
+    __slots__ = ("name", "progress", "sent")
+
+    def __init__(self, name: str, progress: CallProgress | None) -> None:
+        self.name = name
+        self.progress = progress
+        self.sent = False
+
+    async def trace(self, event: str, info: Mapping[str, Any]) -> None:
+        if event.endswith(".send_request_body.complete"):
+            self.sent = True
+            if self.progress is not None:
+                # Sent whole: if LUC shuts down before the answer, this attempt is paid
+                # for as one answered 2xx would be (its generation id is not known yet).
+                self.progress.answered = (self.name, None)
 
 
 class HttpProvider:
@@ -272,24 +335,24 @@ class HttpProvider:
             headers = {**await self.headers(), "Content-Type": "application/json"}
             if stream:
                 headers["Accept"] = "text/event-stream"
+            delivery = _Delivery(self.name, CALL_PROGRESS.get())
             outgoing = self.http.build_request(
-                "POST", self._chat_url, content=body, headers=headers
+                "POST",
+                self._chat_url,
+                content=body,
+                headers=headers,
+                extensions={"trace": delivery.trace},
             )
             error: GatewayError
             try:
                 # Always sent as a stream, so that the status is known before the body:
                 # a non-stream body is read below, where a failure is a billed one.
                 response = await self.http.send(outgoing, stream=True)
-            except httpx.TimeoutException as exc:
-                error = UpstreamUnavailableError(
-                    f"no answer within the timeout ({type(exc).__name__})", provider=self.name
-                )
             except httpx.HTTPError as exc:
-                error = UpstreamUnavailableError(
-                    f"cannot reach {self.base_url} ({type(exc).__name__}: {exc})",
-                    provider=self.name,
-                )
+                error = self._unanswered(exc, sent=delivery.sent)
             else:
+                if delivery.progress is not None and response.status_code >= 300:
+                    delivery.progress.answered = None  # refused: nothing was generated
                 if response.status_code < 300:
                     if not stream:
                         if (progress := CALL_PROGRESS.get()) is not None:
@@ -299,7 +362,10 @@ class HttpProvider:
                             )
                         await self._read_answer(response)
                     return response
-                content = await response.aread()
+                try:
+                    content = await read_bounded(response, self.retry.max_answer_bytes)
+                except _TooLarge as exc:
+                    content = exc.head  # an error's message is in its first bytes
                 await response.aclose()
                 if response.status_code < 400:
                     # A redirect is no answer: nothing was generated, so nothing is metered
@@ -320,6 +386,10 @@ class HttpProvider:
             delay = self.retry.delay(attempt, error.retry_after) if error.retryable else None
             if delay is None or attempt >= self.retry.max_retries:
                 raise error
+            if error.billed is not None and (meter := METER_ATTEMPT.get()) is not None:
+                # This attempt reached the provider and is asked again: each is paid for,
+                # so each is metered now, as its own event (the chain meters the last).
+                await meter(error)
             attempt += 1
             log.info(
                 "upstream_retry",
@@ -330,13 +400,52 @@ class HttpProvider:
             )
             await asyncio.sleep(delay)
 
+    def _unanswered(self, exc: httpx.HTTPError, *, sent: bool) -> GatewayError:
+        """An attempt that got no answer. One whose request never went whole (no
+        connection, a connect or pool timeout, a write that failed) cannot have been run by
+        the provider. One sent whole may well have been, and billed, answer or not: its
+        error is ``billed`` (no generation id, no usage), to be metered on its prompt."""
+        kind = type(exc).__name__
+        timed_out = isinstance(exc, httpx.TimeoutException)
+        if not sent:
+            if timed_out:
+                detail = f"no answer within the timeout ({kind}), the request not sent"
+            else:
+                detail = f"cannot reach {self.base_url} ({kind}: {exc})"
+            return UpstreamUnavailableError(detail, provider=self.name)
+        if timed_out:
+            detail = f"no answer within the timeout after the request was sent ({kind})"
+        else:
+            detail = f"the connection broke after the request was sent ({kind}: {exc})"
+        outcome = "timeout" if timed_out else "connection_lost"
+        return billed(
+            UpstreamUnavailableError(detail, provider=self.name),
+            BilledAttempt(outcome=outcome),
+        )
+
     async def _read_answer(self, response: httpx.Response) -> None:
         """Read a 2xx body. Tokens are spent from the status on, so a body that stalls or
         breaks off is never retried in place: it is a billed error for the chain."""
         deadline = asyncio.timeout(self.retry.answer_deadline_seconds)
+        limit = self.retry.max_answer_bytes
         try:
             async with deadline:
-                await response.aread()
+                # What ``aread`` would leave: the body kept on the response (``content``).
+                response._content = await read_bounded(response, limit)
+        except _TooLarge as exc:
+            await response.aclose()
+            error = UpstreamUnavailableError(
+                f"the answer (HTTP {response.status_code}) was larger than LUC's limit of "
+                f"{limit} bytes (LUC_GATEWAY_MAX_ANSWER_BYTES) and was cut",
+                provider=self.name,
+                advice="ask for a shorter answer (max_tokens, fewer choices) or raise "
+                "LUC_GATEWAY_MAX_ANSWER_BYTES; the tokens spent are billed",
+            )
+            # Not asked again, here or of the next provider: the same request makes the
+            # same answer, paid for again each time.
+            error.retryable = False
+            error.falls_through = False
+            raise billed(error, BilledAttempt(response.headers.get("x-generation-id"))) from exc
         except TimeoutError as exc:
             await response.aclose()
             if not deadline.expired():
@@ -432,6 +541,17 @@ class HttpStream:
             raise UpstreamUnavailableError(
                 "the stream ended without [DONE] (cut short)", provider=name
             )
+        except (EventTooLarge, _TooLarge) as exc:
+            # Answered 200: paid for, even if no event came whole (metered all the same).
+            raise billed(
+                UpstreamUnavailableError(
+                    f"the stream sent an event larger than LUC's limit of "
+                    f"{self.provider.retry.max_answer_bytes} bytes "
+                    "(LUC_GATEWAY_MAX_ANSWER_BYTES) and was cut",
+                    provider=name,
+                ),
+                BilledAttempt(self.generation_id),
+            ) from exc
         except httpx.TimeoutException as exc:
             raise UpstreamUnavailableError(
                 f"the stream stalled beyond the timeout ({type(exc).__name__})", provider=name
@@ -449,7 +569,7 @@ class HttpStream:
         body, its whole answer and usage: a 2xx answer, paid for. Read as the one chunk a
         stream of it would have been (``answer_chunk``), so it is metered from its usage
         and the caller, who asked for a stream, gets one; the body's end is the stream's."""
-        body = await self.response.aread()
+        body = await read_bounded(self.response, self.provider.retry.max_answer_bytes)
         try:
             data = decode_json(body.strip())
         except msgspec.DecodeError as exc:
@@ -466,7 +586,7 @@ class HttpStream:
 
     async def _messages(self) -> AsyncIterator[SSEMessage]:
         """The body's events as its bytes arrive (decoded from any content encoding)."""
-        parser = SSEParser()
+        parser = SSEParser(self.provider.retry.max_answer_bytes)
         async for chunk in self.response.aiter_bytes():
             for message in parser.feed(chunk):
                 yield message

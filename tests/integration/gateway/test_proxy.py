@@ -3,10 +3,12 @@ headers, the budget check, and OpenAI-shaped errors."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -34,6 +36,45 @@ async def test_a_call_without_attribution_headers_is_refused_with_a_clear_messag
     error = response.json()["error"]
     assert error["type"] == "invalid_request_error"
     assert "missing X-LUC-Job header" in error["message"]
+    assert await ledger(db) == []
+
+
+async def test_attribution_headers_in_utf8_are_recorded_as_sent(
+    client: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    # What an HTTP client sends for the text "équipe-7" and "Agent-Ω": its UTF-8 bytes.
+    headers = {"X-LUC-Job": "équipe-7".encode(), "X-LUC-Agent": "Agent-Ω".encode()}
+    response = await client.post("/v1/chat/completions", json=BODY, headers=headers)
+    assert response.status_code == 200, response.text
+    await proxied_usage_recorded(client.app)
+    [entry] = await ledger(db)
+    assert (entry["job_id"], entry["agent"]) == ("équipe-7", "Agent-Ω")
+    # The length is counted in characters, as the ledger counts it: 64 of "Ω" (128 bytes).
+    agent = ("Ω" * 64).encode()
+    response = await client.post(
+        "/v1/chat/completions", json=BODY, headers={"X-LUC-Job": "j", "X-LUC-Agent": agent}
+    )
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.slow
+async def test_an_attribution_header_that_is_not_utf8_is_an_openai_shaped_400(
+    server_factory: Callable[..., Any], db: asyncpg.Connection
+) -> None:
+    # A real server: the test client's transport re-encodes header values as UTF-8.
+    server = server_factory(LUC_AUTH="off")
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        for header in ("X-LUC-Job", "X-LUC-Agent", "X-LUC-Customer"):
+            # "job-é" in latin-1: the byte E9 begins no UTF-8 character here.
+            headers: dict[str, Any] = {**ATTRIBUTION, header: b"job-\xe9"}
+            response = await http.post("/v1/chat/completions", json=BODY, headers=headers)
+            assert response.status_code == 400, response.text
+            error = response.json()["error"]
+            assert error["type"] == "invalid_request_error"
+            assert error["message"] == (
+                f"{header}: not valid UTF-8 (byte 5 of the value): send the header's text "
+                "encoded as UTF-8"
+            )
     assert await ledger(db) == []
 
 

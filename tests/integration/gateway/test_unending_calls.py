@@ -222,6 +222,8 @@ async def test_an_answer_that_never_arrives_whole_is_cut_at_the_deadline_and_bil
         response = await deadline_proxy.post("/v1/chat/completions", json=BODY, headers=ATTRIBUTION)
 
     assert response.status_code == 504
+    # Paid for: an OpenAI SDK must not buy it again on its own (it retries any 5xx).
+    assert response.headers["x-should-retry"] == "false"
     error = response.json()["error"]
     assert error["code"] == "answer_deadline"
     assert "was still arriving after LUC's deadline of 0.5 s" in error["message"]
@@ -327,7 +329,7 @@ async def test_an_answer_cancelled_at_shutdown_after_its_2xx_is_metered_on_its_p
     assert await _reservations(db, "job-u") == [(ESTIMATE, "settled")]
 
 
-async def test_a_call_cancelled_at_shutdown_before_any_answer_releases_its_reservation(
+async def test_a_call_cancelled_at_shutdown_after_its_request_went_out_is_metered_on_its_prompt(
     make_gateway: Callable[..., Gateway], http: Any, upstream: Scripted, db: asyncpg.Connection
 ) -> None:
     await hard_budget(db, "job", "job-u", "1.00")
@@ -344,7 +346,45 @@ async def test_a_call_cancelled_at_shutdown_before_any_answer_releases_its_reser
     with pytest.raises(asyncio.CancelledError):
         await call
     never.set()
-    # Not answered: no sign the provider spent anything, and the hold is freed now.
+    # Sent whole: the provider may be running it (and will bill it), answer or not.
+    [entry] = await ledger(db)
+    assert (entry["input_tokens"], entry["output_tokens"]) == (4, 0)
+    status, attributes = await _stored(db, entry["event_id"])
+    assert (status, attributes["usage_source"]) == ("error", "estimate")
+    assert attributes["error"] == "LUC shut down before the answer was read"
+    assert await _reservations(db, "job-u") == [(ESTIMATE, "settled")]
+
+
+class _Held(OpenRouterProvider):
+    """OpenRouter whose request is held before it is sent (its headers never ready)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.holding = asyncio.Event()
+
+    async def headers(self) -> dict[str, str]:
+        self.holding.set()
+        await asyncio.Event().wait()
+        raise AssertionError("never")
+
+
+async def test_a_call_cancelled_at_shutdown_before_its_request_went_out_releases_its_reservation(
+    make_gateway: Callable[..., Gateway], http: Any, upstream: Scripted, db: asyncpg.Connection
+) -> None:
+    await hard_budget(db, "job", "job-u", "1.00")
+    provider = _Held(http, upstream.url + "/api/v1", "sk-or-v1-k", FAST_RETRY, generation_delays=())
+    gateway = make_gateway(provider)
+    call = asyncio.create_task(
+        gateway.chat(messages=STORY, model=FLASH, job_id="job-u", agent="ORACLE", max_tokens=1000)
+    )
+    await asyncio.wait_for(provider.holding.wait(), 30)
+
+    await gateway.aclose(grace_seconds=0.1)
+
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    # Never sent: no sign the provider spent anything, and the hold is freed now.
+    assert upstream.seen == []
     assert await ledger(db) == []
     assert await _reservations(db, "job-u") == [(ESTIMATE, "released")]
 

@@ -6,8 +6,10 @@ import time
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pytest
+
 from service.gateway.models import CallContext, decode_json
-from service.gateway.sse import DONE, SSEMessage, SSEParser
+from service.gateway.sse import DONE, EventTooLarge, SSEMessage, SSEParser
 from service.gateway.usage import (
     from_generation,
     from_openai_usage,
@@ -141,3 +143,18 @@ def test_sse_reader_takes_a_long_event_in_time_linear_in_its_length() -> None:
     elapsed = time.perf_counter() - started
     assert got == [SSEMessage(b'{"url": "data:image/png;base64,' + image + b'"}'), SSEMessage(DONE)]
     assert elapsed < 3, elapsed
+
+
+def test_the_sse_parser_bounds_an_event_and_a_line_but_not_a_stream() -> None:
+    parser = SSEParser(limit=10)
+    # Many events of 8 bytes each: a stream of any length passes.
+    for _ in range(100):
+        assert [m.data for m in parser.feed(b"data: 12345678\n\n")] == [b"12345678"]
+    # One event of two lines, 2·6 bytes: past the limit.
+    with pytest.raises(EventTooLarge):
+        parser.feed(b"data: 12345\ndata: 67890\n")
+    # One line that never ends, in pieces.
+    parser = SSEParser(limit=10)
+    parser.feed(b"data: 123")
+    with pytest.raises(EventTooLarge):
+        parser.feed(b"456789")
