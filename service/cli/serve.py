@@ -153,9 +153,19 @@ def _serve_workers(settings: Settings, workers: int, host: str, port: int) -> No
     # (PostgreSQL never answered) ends the whole server with the start-up failure status,
     # as a lone process does, so that a process manager sees a failed start.
     supervisor = Multiprocess(config, sockets=[_tcp(config.bind_socket())])
+    watch = None
+    if settings.database.url is None:
+        # The embedded server is this process's (the workers only use it): started again
+        # here should it die.
+        from service.db.embedded_watch import EmbeddedWatch
+
+        watch = EmbeddedWatch(settings.database.data_dir / "pgdata")
+        watch.start()
     try:
         supervisor.run()
     finally:
+        if watch is not None:
+            watch.stop()
         if made:
             shutil.rmtree(metrics_dir, ignore_errors=True)
     if any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes):

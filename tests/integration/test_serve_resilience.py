@@ -7,14 +7,20 @@ the test's own, and raw sockets for the clients.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
 import pytest
 
+from tests.support.events import wire_event
 from tests.support.servers import ServerProcess
 from tests.support.waiting import wait_for
 
@@ -81,3 +87,91 @@ def test_workers_end_with_a_killed_parent_and_its_metrics_folder_goes_at_the_nex
         for pid in workers if "workers" in locals() else []:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """LUC_DATA_DIR outside pytest's tmp_path: as root, PostgreSQL runs as a user of its
+    own, which must be able to traverse the folder's parents (tests/integration/
+    test_embedded_postgres.py)."""
+    folder = Path(tempfile.mkdtemp(prefix="luc-resilience-test-"))
+    yield folder / "data"
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _postmaster_pid(pgdata: Path) -> int | None:
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
+    except (FileNotFoundError, IndexError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def _logged(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
+
+
+def _ready(base_url: str) -> bool:
+    try:
+        return httpx.get(f"{base_url}/readyz", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_an_embedded_postgresql_killed_while_serving_is_started_again(
+    tmp_path: Path, data_dir: Path, workers: str
+) -> None:
+    """SIGKILL on the postmaster LUC started: /readyz answered 503 for good (and /healthz
+    200, so a liveness probe restarted nothing). Now it is started again on the same
+    folder, said in the log, and the same LUC process ingests again."""
+    pgdata = (data_dir / "pgdata").resolve()
+    server = ServerProcess(
+        None, tmp_path / "luc.log", LUC_DATA_DIR=str(data_dir), LUC_WORKERS=workers
+    )
+    try:
+        server.start()
+        before = httpx.post(f"{server.base_url}/v1/events", json=wire_event("before"), timeout=10)
+        assert before.status_code == 201, before.text
+        postmaster = _postmaster_pid(pgdata)
+        assert postmaster is not None
+
+        os.kill(postmaster, signal.SIGKILL)
+        wait_for(lambda: not _alive(postmaster), 30, "the postmaster to die")
+
+        restarted = wait_for(
+            lambda: [
+                e for e in _logged(server.log_path) if e["event"] == "embedded_postgres_restarted"
+            ],
+            90,
+            "the restart to be logged",
+        )
+        wait_for(lambda: _ready(server.base_url), 60, "/readyz to answer 200 again")
+        assert server.process is not None and server.process.poll() is None  # the same LUC
+        again = _postmaster_pid(pgdata)
+        assert again is not None and again != postmaster
+        gone = [e for e in _logged(server.log_path) if e["event"] == "embedded_postgres_gone"]
+        assert [(e["pid"], e["data_dir"]) for e in gone] == [(postmaster, str(pgdata))]
+        assert [(e["pid"], e["data_dir"]) for e in restarted] == [(again, str(pgdata))]
+        failed = [e["attempt"] for e in _logged(server.log_path) if "restart_failed" in e["event"]]
+        assert restarted[0]["attempt"] == len(failed) + 1
+
+        def accepted() -> bool:
+            # The pool's connections died with the server: the first requests may be 503.
+            after = httpx.post(f"{server.base_url}/v1/events", json=wire_event("after"), timeout=10)
+            assert after.status_code in (201, 503), after.text
+            return after.status_code == 201
+
+        wait_for(accepted, 60, "an event to be accepted again")
+        job = httpx.get(f"{server.base_url}/v1/jobs/job-1", timeout=10).json()
+        # Both events: 2 × (1000 × $0.10/M + 500 × $0.40/M).
+        assert (job["events"], job["cost_usd"]) == (2, "0.0006")
+
+        server.stop()
+        assert server.process.returncode == 0
+        assert _postmaster_pid(pgdata) is None  # the restarted server stops with LUC
+    finally:
+        server.kill()
+        for proc in psutil.process_iter(["name", "cmdline"]):
+            if proc.info["name"] == "postgres" and str(pgdata) in (proc.info["cmdline"] or []):
+                proc.kill()
