@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 _WORKER_DATABASE_URL = "_LUC_WORKER_DATABASE_URL"
 _WORKER_PREPARED = "_LUC_WORKER_PREPARED"
 _WORKER_PARENT = "_LUC_WORKER_PARENT"
+# httptools' parser (what uvicorn's "auto" picks), cutting off a request head too large or
+# too slow to arrive, which uvicorn does not (service.http_head).
+_HTTP = "service.http_head:BoundedHttpToolsProtocol"
 # prometheus-client's own variable: where every process keeps its series (multiprocess mode).
 _METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -93,7 +96,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         host=host,
         port=port,
         loop="auto",  # uvloop (see _serve_workers)
-        http="auto",  # httptools
+        http=_HTTP,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
@@ -139,12 +142,11 @@ def _serve_workers(settings: Settings, workers: int, host: str, port: int) -> No
         workers=workers,
         host=host,
         port=port,
-        # uvicorn's defaults, said here because LUC depends on what they pick: uvloop's
-        # event loop and httptools' HTTP parser, LUC's dependencies (pyproject.toml; uvicorn
-        # falls back to asyncio's loop and h11 without them). Checked by
+        # uvloop's event loop (uvicorn's default; LUC's dependency, pyproject.toml) and
+        # httptools' HTTP parser with bounded request heads (_HTTP). Checked by
         # tests/integration/test_serve_speed_ups.py.
         loop="auto",
-        http="auto",
+        http=_HTTP,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,

@@ -7,11 +7,14 @@ the test's own, and raw sockets for the clients.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -175,3 +178,85 @@ def test_an_embedded_postgresql_killed_while_serving_is_started_again(
         for proc in psutil.process_iter(["name", "cmdline"]):
             if proc.info["name"] == "postgres" and str(pgdata) in (proc.info["cmdline"] or []):
                 proc.kill()
+
+
+def _rss(pid: int) -> int:
+    return int(psutil.Process(pid).memory_info().rss)
+
+
+def test_a_request_head_without_end_is_cut_off_and_the_worker_stays_small(
+    database_url: str, tmp_path: Path
+) -> None:
+    """One header sent without end grew a worker to ≈ 390 MB (httptools keeps it all)."""
+    server = ServerProcess(database_url, tmp_path / "luc.log")
+    try:
+        server.start()
+        before = _rss(server.pid)
+        chunk = b"a" * 65536
+        sent = 0
+        cut_off = False
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as client:
+            client.sendall(b"GET /healthz HTTP/1.1\r\nHost: luc\r\nX-Endless: ")
+            # 64 MiB or 20 s at most: the server closes long before (64 KiB and a chunk).
+            deadline = time.monotonic() + 20
+            while sent < 64 * 1024 * 1024 and time.monotonic() < deadline:
+                try:
+                    client.sendall(chunk)
+                except (ConnectionError, TimeoutError):
+                    cut_off = True
+                    break
+                sent += len(chunk)
+            assert cut_off, f"still accepting after {sent} bytes"
+            answer = _read_all(client)
+        assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+        assert answer.endswith(b"the request line and headers exceed 65536 bytes"), answer
+        assert _rss(server.pid) - before < 20 * 1024 * 1024
+        assert httpx.get(f"{server.base_url}/healthz", timeout=5).status_code == 200
+    finally:
+        server.stop()
+
+
+def test_a_request_head_trickled_forever_is_cut_off_after_the_head_timeout(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A byte a second held a connection (and a worker's slot) for as long as the client
+    liked: nothing in uvicorn times a request head out."""
+    server = ServerProcess(database_url, tmp_path / "luc.log")
+    try:
+        server.start()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as client:
+            started = time.monotonic()
+            client.sendall(b"GET /healthz HTTP/1.1\r\nHost: luc\r\nX-Slow: ")
+            client.setblocking(False)
+            answer = b""
+            # A slow client, by design: one byte every 0.2 s, until the server closes.
+            while time.monotonic() - started < 40:
+                try:
+                    client.send(b"a")
+                    received = client.recv(4096)
+                except BlockingIOError:
+                    time.sleep(0.2)  # the client's pace, not a wait for the server
+                    continue
+                except ConnectionError:
+                    break
+                if not received:
+                    break
+                answer += received
+            took = time.monotonic() - started
+            assert took < 40, f"still reading the head after {took:.0f} s"
+            client.settimeout(30)
+            answer += _read_all(client)
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+        assert b"did not arrive within 10 s" in answer
+        assert 10 <= took < 30, took
+    finally:
+        server.stop()
+
+
+def _read_all(client: socket.socket) -> bytes:
+    """What the server sends until it closes the connection."""
+    answer = b""
+    with contextlib.suppress(ConnectionError):
+        while received := client.recv(65536):
+            answer += received
+    return answer
