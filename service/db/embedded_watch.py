@@ -144,12 +144,16 @@ class EmbeddedWatch:
 
 
 def _reason(exc: BaseException, pgdata: Path) -> str:
-    """Why a start failed, in one line: pg_ctl says little, the server's log the cause."""
-    reason = f"{type(exc).__name__}: {exc}"
-    if not isinstance(exc, subprocess.CalledProcessError | subprocess.TimeoutExpired):
-        return reason
+    """Why a start failed, in one line: pg_ctl says little, the server's log the cause
+    (its last lines from this attempt: a refused setting is said just before the FATAL)."""
+    if isinstance(exc, subprocess.CalledProcessError):
+        reason = f"pg_ctl start exited with status {exc.returncode}"
+    elif isinstance(exc, subprocess.TimeoutExpired):
+        reason = f"pg_ctl start did not return within {exc.timeout:g} s"
+    else:
+        return f"{type(exc).__name__}: {exc}"
     try:
-        tail = (pgdata / "log").read_text(errors="replace").strip().splitlines()[-1:]
+        tail = (pgdata / "log").read_text(errors="replace").strip().splitlines()[-3:]
     except OSError:
         tail = []
-    return f"{reason}; server log: {tail[0]}" if tail else reason
+    return f"{reason}; server log: {' | '.join(tail)}" if tail else reason

@@ -260,3 +260,57 @@ def _read_all(client: socket.socket) -> bytes:
         while received := client.recv(65536):
             answer += received
     return answer
+
+
+def test_a_restart_that_fails_is_tried_again_at_a_backoff_while_healthz_stays_200(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    """A postmaster that cannot start (here a setting it refuses): each attempt is one
+    log line with the reason and the next wait, /healthz stays 200 (README: restarting
+    LUC would run the same start), /readyz 503; once it can start, it is back."""
+    pgdata = (data_dir / "pgdata").resolve()
+    server = ServerProcess(None, tmp_path / "luc.log", LUC_DATA_DIR=str(data_dir))
+    conf = pgdata / "postgresql.conf"
+    try:
+        server.start()
+        good = conf.read_text()
+        # Read at the next start only: the running server does not notice.
+        conf.write_text(good + "\nshared_buffers = 'plenty'\n")
+        postmaster = _postmaster_pid(pgdata)
+        assert postmaster is not None
+        os.kill(postmaster, signal.SIGKILL)
+
+        def failures() -> list[dict[str, Any]] | None:
+            found = [e for e in _logged(server.log_path) if "restart_failed" in e["event"]]
+            said = any("shared_buffers" in e["error"] for e in found)
+            return found if len(found) >= 3 and said else None
+
+        # The first attempts may find the dead postmaster not reaped yet; then the start
+        # itself fails, saying why.
+        failed = wait_for(failures, 90, "three failed restarts, one saying why")
+        assert [(e["attempt"], e["retry_in_seconds"]) for e in failed[:3]] == [
+            (1, 1.0),
+            (2, 2.0),
+            (3, 4.0),
+        ]
+        why = next(e["error"] for e in failed if "shared_buffers" in e["error"])
+        assert "invalid value for parameter" in why, why
+        assert httpx.get(f"{server.base_url}/healthz", timeout=5).status_code == 200
+        assert httpx.get(f"{server.base_url}/readyz", timeout=5).status_code == 503
+
+        conf.write_text(good)
+        wait_for(lambda: _ready(server.base_url), 60, "/readyz to answer 200 again")
+        restarted = wait_for(
+            lambda: [
+                e for e in _logged(server.log_path) if e["event"] == "embedded_postgres_restarted"
+            ],
+            30,
+            "the restart to be logged",
+        )
+        failed = [e for e in _logged(server.log_path) if "restart_failed" in e["event"]]
+        assert [e["attempt"] for e in restarted] == [len(failed) + 1]
+    finally:
+        server.kill()
+        for proc in psutil.process_iter(["name", "cmdline"]):
+            if proc.info["name"] == "postgres" and str(pgdata) in (proc.info["cmdline"] or []):
+                proc.kill()
