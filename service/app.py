@@ -64,6 +64,7 @@ from service.client.spool import Spool
 from service.customers.plans import PlanCache, check_default_plan
 from service.db import create_pool, is_unavailable, on_connection, wait_for_database
 from service.db.embedded import resolve_database_url
+from service.db.embedded_watch import EmbeddedWatch
 from service.db.migrations import check_schema_revision, migrate
 from service.db.privileges import check_privileges
 from service.errors import DatabaseSetupError, DatabaseUnavailableError, LucError
@@ -195,6 +196,11 @@ async def _start(
     prepared: bool,
 ) -> None:
     url = await resolve_database_url(settings.database)
+    if settings.database.url is None:
+        # The embedded server is this process's own: started again should it die.
+        watch = EmbeddedWatch(settings.database.data_dir / "pgdata")
+        watch.start()
+        stack.callback(watch.stop)
     pool = await create_pool(url, settings.database)
     stack.push_async_callback(pool.close)
     if not prepared:

@@ -36,6 +36,7 @@ from standardwebhooks.webhooks import Webhook
 from service.budgets import queries
 from service.budgets.targets import Resolver, Target, resolve_target, system_resolver
 from service.db import CONNECTION_ERRORS, Connection
+from service.db.outage import OutageLog
 from service.errors import InvalidRequestError, NotFoundError
 from service.settings import BudgetSettings
 from service.wire import instant_text, money_text
@@ -176,6 +177,8 @@ class Dispatcher:
         self.resolve = resolve
         self._wake = asyncio.Event()
         self._stopping = False
+        # Polled every LUC_WEBHOOK_POLL_SECONDS: an outage is said once, not once a round.
+        self.outage = OutageLog(log, "dispatcher")
 
     def wake(self) -> None:
         self._wake.set()
@@ -185,11 +188,13 @@ class Dispatcher:
             try:
                 delivered = await self.deliver_due()
             except CONNECTION_ERRORS as exc:
-                log.warning("dispatcher_database_unavailable", error=str(exc))
+                self.outage.failed(exc)
                 delivered = 0
             except Exception:
                 log.exception("dispatcher_failed")
                 delivered = 0
+            else:
+                self.outage.succeeded()
             if delivered:
                 continue  # there may be more due right away
             self._wake.clear()

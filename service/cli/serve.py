@@ -12,6 +12,7 @@ import signal
 import socket
 import sys
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,6 +38,10 @@ if TYPE_CHECKING:
 # start from a fresh interpreter and read their settings again): not settings of LUC's.
 _WORKER_DATABASE_URL = "_LUC_WORKER_DATABASE_URL"
 _WORKER_PREPARED = "_LUC_WORKER_PREPARED"
+_WORKER_PARENT = "_LUC_WORKER_PARENT"
+# httptools' parser (what uvicorn's "auto" picks), cutting off a request head too large or
+# too slow to arrive, which uvicorn does not (service.http_head).
+_HTTP = "service.http_head:BoundedHttpToolsProtocol"
 # prometheus-client's own variable: where every process keeps its series (multiprocess mode).
 _METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -91,7 +96,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         host=host,
         port=port,
         loop="auto",  # uvloop (see _serve_workers)
-        http="auto",  # httptools
+        http=_HTTP,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
@@ -130,18 +135,18 @@ def _serve_workers(settings: Settings, workers: int, host: str, port: int) -> No
     os.environ[_METRICS_DIR] = str(metrics_dir)
     os.environ[_WORKER_DATABASE_URL] = url
     os.environ[_WORKER_PREPARED] = "1" if prepared else "0"
+    os.environ[_WORKER_PARENT] = str(os.getpid())
     config = uvicorn.Config(
         f"{__name__}:worker_app",
         factory=True,
         workers=workers,
         host=host,
         port=port,
-        # uvicorn's defaults, said here because LUC depends on what they pick: uvloop's
-        # event loop and httptools' HTTP parser, LUC's dependencies (pyproject.toml; uvicorn
-        # falls back to asyncio's loop and h11 without them). Checked by
+        # uvloop's event loop (uvicorn's default; LUC's dependency, pyproject.toml) and
+        # httptools' HTTP parser with bounded request heads (_HTTP). Checked by
         # tests/integration/test_serve_speed_ups.py.
         loop="auto",
-        http="auto",
+        http=_HTTP,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
@@ -150,9 +155,19 @@ def _serve_workers(settings: Settings, workers: int, host: str, port: int) -> No
     # (PostgreSQL never answered) ends the whole server with the start-up failure status,
     # as a lone process does, so that a process manager sees a failed start.
     supervisor = Multiprocess(config, sockets=[_tcp(config.bind_socket())])
+    watch = None
+    if settings.database.url is None:
+        # The embedded server is this process's (the workers only use it): started again
+        # here should it die.
+        from service.db.embedded_watch import EmbeddedWatch
+
+        watch = EmbeddedWatch(settings.database.data_dir / "pgdata")
+        watch.start()
     try:
         supervisor.run()
     finally:
+        if watch is not None:
+            watch.stop()
         if made:
             shutil.rmtree(metrics_dir, ignore_errors=True)
     if any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes):
@@ -211,18 +226,56 @@ def _unusable_metrics_dir() -> str | None:
     return None
 
 
+_MADE_METRICS_PREFIX = "luc-metrics-"
+
+
 def _metrics_dir() -> tuple[Path, bool]:
     """The multiprocess metrics folder, empty: ``PROMETHEUS_MULTIPROC_DIR`` when set (its
     files from an earlier run removed, or counters would go on from there), else a new
-    temporary one (``True``: removed again at exit)."""
+    temporary one named after this process (``True``: removed again at exit), the ones
+    that killed servers left behind removed first."""
     given = os.environ.get(_METRICS_DIR)
     if not given:
-        return Path(tempfile.mkdtemp(prefix="luc-metrics-")), True
+        _remove_stale_metrics_dirs(Path(tempfile.gettempdir()))
+        prefix = f"{_MADE_METRICS_PREFIX}{os.getpid()}-"
+        return Path(tempfile.mkdtemp(prefix=prefix)), True
     folder = Path(given)
     folder.mkdir(parents=True, exist_ok=True)
     for leftover in folder.glob("*.db"):
         leftover.unlink()
     return folder, False
+
+
+def _remove_stale_metrics_dirs(temp: Path) -> None:
+    """Remove the metrics folders in ``temp`` of ``luc serve`` parents that are gone.
+
+    The parent removes its folder at exit, but a parent killed (SIGKILL, the OOM killer)
+    runs no exit code: its folder stayed, one more at every such crash. A folder is named
+    ``luc-metrics-<parent pid>-<random>``; one made before it was (``luc-metrics-<random>``)
+    is stale when every process that wrote there (``<kind>_<pid>.db``) is gone. Only the
+    folders of this user are looked at."""
+    from service.db.embedded import _alive
+
+    for folder in temp.glob(f"{_MADE_METRICS_PREFIX}*"):
+        try:
+            if not folder.is_dir() or folder.is_symlink() or folder.stat().st_uid != os.getuid():
+                continue
+            owner, _, _ = folder.name.removeprefix(_MADE_METRICS_PREFIX).partition("-")
+            if owner.isdigit():
+                writers = [int(owner)]
+            else:
+                writers = [
+                    int(pid)
+                    for file in folder.glob("*_*.db")
+                    if (pid := file.stem.rpartition("_")[2]).isdigit()
+                ]
+                if not writers:
+                    continue  # perhaps a server starting now: nothing says whose it is
+            if any(_alive(pid) for pid in writers):
+                continue
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 async def _prepare(settings: Settings) -> tuple[str, bool]:
@@ -261,6 +314,7 @@ def worker_app() -> Litestar:
     from service.app import create_app
     from service.logs import configure_logging
 
+    _end_with_parent(int(os.environ[_WORKER_PARENT]))
     settings = get_settings()
     configure_logging(settings.server.log_level, settings.server.log_format)
     database = replace(settings.database, url=os.environ[_WORKER_DATABASE_URL])
@@ -269,6 +323,32 @@ def worker_app() -> Litestar:
     )
     _tune_gc()
     return app
+
+
+def _end_with_parent(parent: int) -> None:
+    """Have this worker stopped (SIGTERM: a graceful shutdown) when ``parent``, the
+    ``luc serve`` process that spawned it, dies. A parent killed with SIGKILL stops no
+    worker: they went on serving on the port, on a database nobody watched any more,
+    and the next ``luc serve`` found the port taken. On Linux the kernel sends the signal
+    (``PR_SET_PDEATHSIG``); elsewhere a thread looks for the parent every second."""
+    if sys.platform == "linux":
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0) == 0:
+            # Dead before the signal was asked for: no signal will come.
+            if os.getppid() != parent:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)  # the period of the watch; nothing to wait on instead
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="luc-parent-watch", daemon=True).start()
 
 
 @click.command()

@@ -329,3 +329,60 @@ async def test_every_answer_during_a_fast_shutdown_under_load_is_2xx_or_503_with
     assert {json.loads(text)["detail"] for _, _, _, text in unavailable} == {UNAVAILABLE}
     # Whatever was acknowledged is stored.
     assert acked <= await _stored_ids(url)
+
+
+async def test_the_webhook_dispatcher_says_an_outage_once_then_at_a_backoff_and_its_end(
+    postgres: tuple[Postgres, str],
+) -> None:
+    """It polled every LUC_WEBHOOK_POLL_SECONDS and logged every failed poll: a warning a
+    second for as long as PostgreSQL was down, and nothing when it came back."""
+    from structlog.testing import capture_logs
+
+    from service.budgets.delivery import Dispatcher, make_webhook_client
+    from service.db import create_pool
+    from service.settings import BudgetSettings, DatabaseSettings
+
+    server, url = postgres
+    rounds = 0
+
+    class Counted(Dispatcher):
+        async def deliver_due(self) -> int:
+            nonlocal rounds
+            rounds += 1
+            return await super().deliver_due()
+
+    settings = BudgetSettings(poll_seconds=0.01)
+    pool = await create_pool(url, DatabaseSettings(pool_min_size=1, pool_max_size=1))
+    client = make_webhook_client(settings)
+    dispatcher = Counted(pool, settings, client)
+    with capture_logs() as logged:
+        task = asyncio.create_task(dispatcher.run())
+        try:
+            await wait_until(lambda: rounds >= 3, 30, "the dispatcher to poll")
+            server.stop_immediately()
+            down_from = rounds
+            # Fifty failed polls: half a second at 10 ms a poll, less than the first
+            # reminder's 10 s.
+            await wait_until(lambda: rounds >= down_from + 50, 60, "fifty polls in the outage")
+            said = [e["event"] for e in logged if "database" in e["event"]]
+            assert said == ["dispatcher_database_unavailable"], said
+            server.start()
+            await wait_until(
+                lambda: any(e["event"] == "dispatcher_database_available" for e in logged),
+                60,
+                "the dispatcher to say the outage ended",
+            )
+            settled = rounds
+            await wait_until(lambda: rounds >= settled + 20, 30, "twenty polls after it")
+        finally:
+            dispatcher.stop()
+            await task
+            await client.aclose()
+            await pool.close()
+    said = [e for e in logged if "database" in e["event"]]
+    assert [e["event"] for e in said] == [
+        "dispatcher_database_unavailable",
+        "dispatcher_database_available",
+    ], said
+    assert said[1]["failed_rounds"] >= 50
+    assert said[1]["log_level"] == "info"

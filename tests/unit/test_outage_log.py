@@ -1,0 +1,37 @@
+"""The reminders of a long outage come at 10 s, then 20 s, 40 s, … apart, at most every
+10 minutes, whatever the polling rate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from structlog.testing import capture_logs
+
+from service.db.outage import OutageLog
+
+
+def test_reminders_double_up_to_ten_minutes_and_the_end_is_said_once() -> None:
+    now = 0.0
+    outage = OutageLog(structlog.get_logger("test"), "loop", clock=lambda: now)
+    with capture_logs() as logged:
+        # A failed round every second for an hour.
+        while now <= 3600:
+            outage.failed(OSError("connection refused"))
+            now += 1.0
+        outage.succeeded()
+        outage.succeeded()  # a second success says nothing more
+    lines: list[dict[str, Any]] = logged
+    assert [line["event"] for line in lines[:2]] == [
+        "loop_database_unavailable",
+        "loop_database_still_unavailable",
+    ]
+    reminders = [line["down_seconds"] for line in lines if "still" in line["event"]]
+    # 10, +20, +40, +80, +160, +320, then every 600 s.
+    assert reminders == [10.0, 30.0, 70.0, 150.0, 310.0, 630.0, 1230.0, 1830.0, 2430.0, 3030.0]
+    assert lines[-1] == {
+        "event": "loop_database_available",
+        "down_seconds": 3601.0,
+        "failed_rounds": 3601,
+        "log_level": "info",
+    }
