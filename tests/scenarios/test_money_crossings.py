@@ -252,6 +252,30 @@ async def _settled(client: AsyncTestClient[Any], customer_id: str, job_id: str) 
     return sum(due, D(0)) + granted - D(credits["balance_usd"])
 
 
+async def _haiku_input_lowered_from_october_8(client: AsyncTestClient[Any]) -> Any:
+    """Haiku's input at 0.40 per 1M (the AIMS catalog's 0.80 halved) from 8 October, and
+    the ledger re-rated from then: the answer of ``POST /v1/catalog/rerate``."""
+    await issued(
+        client,
+        "/v1/catalog/versions",
+        effective_from="2026-10-08T00:00:00Z",
+        label="haiku-input-0.40",
+        parent=1,
+        models=[
+            {
+                "id": HAIKU,
+                "name": "Claude Haiku 4.5",
+                "tier": "fast",
+                "input": "0.40",
+                "output": "4.00",
+            }
+        ],
+    )
+    rerated = await client.post("/v1/catalog/rerate", json={"since": "2026-10-08T00:00:00Z"})
+    assert rerated.status_code == 200, rerated.text
+    return rerated
+
+
 async def test_a_document_mixing_rises_and_falls_paid_partly_in_credits_loses_no_money(
     client: AsyncTestClient[Any], db: asyncpg.Connection
 ) -> None:
@@ -306,24 +330,7 @@ async def test_a_document_mixing_rises_and_falls_paid_partly_in_credits_loses_no
     # Before the correction's date: never re-rated; no credits left, paid in money.
     await record_accepted(client, [call("b-2", "job-credit", "credit", 5, **LLAMA_CALL)])
     await issued(client, "/v1/customers/money/credits", amount_usd="5.00")
-    await issued(
-        client,
-        "/v1/catalog/versions",
-        effective_from="2026-10-08T00:00:00Z",
-        label="haiku-input-0.40",
-        parent=1,
-        models=[
-            {
-                "id": HAIKU,
-                "name": "Claude Haiku 4.5",
-                "tier": "fast",
-                "input": "0.40",
-                "output": "4.00",
-            }
-        ],
-    )
-    rerated = await client.post("/v1/catalog/rerate", json={"since": "2026-10-08T00:00:00Z"})
-    assert rerated.status_code == 200, rerated.text
+    rerated = await _haiku_input_lowered_from_october_8(client)
     assert rerated.json()["price_delta_usd"] == "-0.8"
     await record_accepted(client, [call("a-2", "job-money", "money", 12, **HAIKU_CALL)])
 
@@ -392,24 +399,7 @@ async def test_a_call_an_expired_grant_paid_re_rated_lower_stays_paid_by_that_gr
         await asyncio.sleep(0.05)
     credits = (await client.get("/v1/customers/lapse/credits")).json()
     assert credits["balance_usd"] == "5"
-    await issued(
-        client,
-        "/v1/catalog/versions",
-        effective_from="2026-10-08T00:00:00Z",
-        label="haiku-input-0.40",
-        parent=1,
-        models=[
-            {
-                "id": HAIKU,
-                "name": "Claude Haiku 4.5",
-                "tier": "fast",
-                "input": "0.40",
-                "output": "4.00",
-            }
-        ],
-    )
-    rerated = await client.post("/v1/catalog/rerate", json={"since": "2026-10-08T00:00:00Z"})
-    assert rerated.status_code == 200, rerated.text
+    await _haiku_input_lowered_from_october_8(client)
     note = await issued(client, "/v1/jobs/job-x/invoices")
     assert (
         note["kind"],
