@@ -9,8 +9,6 @@ own, and the postmaster that it starts.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ import psutil
 import pytest
 
 from tests.support.commands import luc
+from tests.support.embedded import alive, postmaster_pid, scratch_data_dir
 from tests.support.servers import ServerProcess
 from tests.support.waiting import wait_for
 
@@ -27,28 +26,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def data_dir() -> Iterator[Path]:
-    """LUC_DATA_DIR, outside pytest's tmp_path: as root, PostgreSQL runs as a user of its
-    own, which must be able to traverse the folder's parents, and pytest keeps its base
-    folder private (another pytest session on the machine can make it so at any time)."""
-    folder = Path(tempfile.mkdtemp(prefix="luc-embedded-test-"))
-    yield folder / "data"
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-def _postmaster_pid(pgdata: Path) -> int | None:
-    """The pid in postmaster.pid when that process is alive, else None."""
-    try:
-        pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
-    except (FileNotFoundError, IndexError, ValueError):
-        return None
-    return pid if _alive(pid) else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
+    with scratch_data_dir(prefix="luc-embedded-test-") as folder:
+        yield folder
 
 
 def _postgres_of(pgdata: Path) -> list[int]:
@@ -56,7 +35,7 @@ def _postgres_of(pgdata: Path) -> list[int]:
     found = []
     for proc in psutil.process_iter(["name", "cmdline"]):
         cmdline = proc.info["cmdline"] or []
-        if proc.info["name"] == "postgres" and str(pgdata) in cmdline and _alive(proc.pid):
+        if proc.info["name"] == "postgres" and str(pgdata) in cmdline and alive(proc.pid):
             found.append(proc.pid)
     return found
 
@@ -77,27 +56,27 @@ def test_an_orphaned_embedded_server_is_stopped_at_start_and_a_clean_stop_leaves
     again = ServerProcess(None, tmp_path / "second.log", LUC_DATA_DIR=str(data_dir))
     try:
         server.start()
-        orphan = _postmaster_pid(pgdata)
+        orphan = postmaster_pid(pgdata)
         assert orphan is not None
 
         # LUC dies without its exit hooks; its PostgreSQL is left running.
         server.kill()
-        assert _alive(orphan)
+        assert alive(orphan)
 
         again.start()
         said = [line for line in _log_lines(again.log_path) if "orphan" in line["event"]]
         assert [(line["event"], line["pid"]) for line in said] == [
             ("embedded_postgres_orphan_stopped", orphan)
         ], said
-        assert not _alive(orphan)
-        running = _postmaster_pid(pgdata)
+        assert not alive(orphan)
+        running = postmaster_pid(pgdata)
         assert running is not None and running != orphan
 
         # A clean stop stops the server this LUC runs: no postgres of that folder is left.
         again.stop()
         assert again.process is not None and again.process.returncode == 0
         wait_for(lambda: not _postgres_of(pgdata), 30, "the postmaster to stop")
-        assert _postmaster_pid(pgdata) is None
+        assert postmaster_pid(pgdata) is None
     finally:
         server.kill()
         again.kill()
@@ -115,13 +94,13 @@ def test_a_server_shared_with_a_live_luc_is_joined_not_stopped(
     second = ServerProcess(None, tmp_path / "second.log", LUC_DATA_DIR=str(data_dir))
     try:
         first.start()
-        postmaster = _postmaster_pid(pgdata)
+        postmaster = postmaster_pid(pgdata)
         second.start()
         assert not [line for line in _log_lines(second.log_path) if "orphan" in line["event"]]
-        assert _postmaster_pid(pgdata) == postmaster
+        assert postmaster_pid(pgdata) == postmaster
 
         first.stop()
-        assert _postmaster_pid(pgdata) == postmaster  # still used by the second
+        assert postmaster_pid(pgdata) == postmaster  # still used by the second
         second.stop()
         wait_for(lambda: not _postgres_of(pgdata), 30, "the postmaster to stop")
     finally:

@@ -394,6 +394,7 @@ async def test_keys_and_webhook_secrets_never_show_in_logs_errors_or_the_openapi
         bodies.append(bad_event.text)
 
         # Spend over the budget: an alert whose delivery is attempted (signed) and fails.
+        # A budget's alerts go out in order, so the first one's retries hold back the rest.
         spent = await http.post(
             "/v1/events", json=event("spend-1"), headers={"Authorization": f"Bearer {ingest_key}"}
         )
@@ -401,7 +402,7 @@ async def test_keys_and_webhook_secrets_never_show_in_logs_errors_or_the_openapi
         deadline = time.monotonic() + 10
         while True:
             alerts = (await http.get("/v1/alerts")).json()["items"]
-            if alerts and all(a["attempts"] >= 1 for a in alerts):
+            if any(a["attempts"] >= 1 for a in alerts):
                 break
             assert time.monotonic() < deadline, alerts
             await asyncio.sleep(0.2)

@@ -10,10 +10,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,18 +21,12 @@ import httpx
 import psutil
 import pytest
 
+from tests.support.embedded import alive, postmaster_pid, scratch_data_dir
 from tests.support.events import wire_event
 from tests.support.servers import ServerProcess
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def _workers(parent: psutil.Process) -> list[int] | None:
@@ -43,7 +35,7 @@ def _workers(parent: psutil.Process) -> list[int] | None:
     found = [
         child.pid
         for child in parent.children()
-        if "spawn_main" in " ".join(child.cmdline()) and _alive(child.pid)
+        if "spawn_main" in " ".join(child.cmdline()) and alive(child.pid)
     ]
     return found if len(found) == 2 else None
 
@@ -75,7 +67,7 @@ def test_workers_end_with_a_killed_parent_and_its_metrics_folder_goes_at_the_nex
         assert not legacy.exists()  # removed as the first server started
         server.kill()
 
-        wait_for(lambda: not any(_alive(pid) for pid in workers), 30, "the workers to end with it")
+        wait_for(lambda: not any(alive(pid) for pid in workers), 30, "the workers to end with it")
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{server.base_url}/healthz", timeout=5)
         assert made[0].exists()  # a SIGKILL runs no exit code
@@ -88,26 +80,14 @@ def test_workers_end_with_a_killed_parent_and_its_metrics_folder_goes_at_the_nex
         server.kill()
         again.stop()
         for pid in workers if "workers" in locals() else []:
-            if _alive(pid):
+            if alive(pid):
                 os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture
 def data_dir() -> Iterator[Path]:
-    """LUC_DATA_DIR outside pytest's tmp_path: as root, PostgreSQL runs as a user of its
-    own, which must be able to traverse the folder's parents (tests/integration/
-    test_embedded_postgres.py)."""
-    folder = Path(tempfile.mkdtemp(prefix="luc-resilience-test-"))
-    yield folder / "data"
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-def _postmaster_pid(pgdata: Path) -> int | None:
-    try:
-        pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
-    except (FileNotFoundError, IndexError, ValueError):
-        return None
-    return pid if _alive(pid) else None
+    with scratch_data_dir(prefix="luc-resilience-test-") as folder:
+        yield folder
 
 
 def _logged(path: Path) -> list[dict[str, Any]]:
@@ -136,11 +116,11 @@ def test_an_embedded_postgresql_killed_while_serving_is_started_again(
         server.start()
         before = httpx.post(f"{server.base_url}/v1/events", json=wire_event("before"), timeout=10)
         assert before.status_code == 201, before.text
-        postmaster = _postmaster_pid(pgdata)
+        postmaster = postmaster_pid(pgdata)
         assert postmaster is not None
 
         os.kill(postmaster, signal.SIGKILL)
-        wait_for(lambda: not _alive(postmaster), 30, "the postmaster to die")
+        wait_for(lambda: not alive(postmaster), 30, "the postmaster to die")
 
         restarted = wait_for(
             lambda: [
@@ -151,7 +131,7 @@ def test_an_embedded_postgresql_killed_while_serving_is_started_again(
         )
         wait_for(lambda: _ready(server.base_url), 60, "/readyz to answer 200 again")
         assert server.process is not None and server.process.poll() is None  # the same LUC
-        again = _postmaster_pid(pgdata)
+        again = postmaster_pid(pgdata)
         assert again is not None and again != postmaster
         gone = [e for e in _logged(server.log_path) if e["event"] == "embedded_postgres_gone"]
         assert [(e["pid"], e["data_dir"]) for e in gone] == [(postmaster, str(pgdata))]
@@ -172,7 +152,7 @@ def test_an_embedded_postgresql_killed_while_serving_is_started_again(
 
         server.stop()
         assert server.process.returncode == 0
-        assert _postmaster_pid(pgdata) is None  # the restarted server stops with LUC
+        assert postmaster_pid(pgdata) is None  # the restarted server stops with LUC
     finally:
         server.kill()
         for proc in psutil.process_iter(["name", "cmdline"]):
@@ -276,7 +256,7 @@ def test_a_restart_that_fails_is_tried_again_at_a_backoff_while_healthz_stays_20
         good = conf.read_text()
         # Read at the next start only: the running server does not notice.
         conf.write_text(good + "\nshared_buffers = 'plenty'\n")
-        postmaster = _postmaster_pid(pgdata)
+        postmaster = postmaster_pid(pgdata)
         assert postmaster is not None
         os.kill(postmaster, signal.SIGKILL)
 

@@ -23,7 +23,8 @@ from service.recording.sink import RecordingSink
 from service.settings import DatabaseSettings, IngestSettings
 from tests.support.fake_openrouter import FAST_RETRY, FakeOpenRouter
 from tests.support.fake_vertex import FakeVertex
-from tests.support.scripted_http import Scripted, scripted_server_thread
+from tests.support.relayed import relayed_to_scripted
+from tests.support.scripted_http import Scripted
 from tests.support.settings import settings_for
 
 
@@ -112,14 +113,5 @@ async def proxy(
 
 @pytest.fixture
 async def relayed(database_url: str) -> AsyncIterator[tuple[Scripted, AsyncTestClient[Any]]]:
-    """LUC's proxy to a scripted OpenRouter on a thread of its own (AsyncTestClient blocks
-    the test's loop while the app answers)."""
-    with scripted_server_thread() as upstream:
-        settings = settings_for(
-            database_url,
-            OPENROUTER_API_KEY="sk-or-v1-k",
-            LUC_OPENROUTER_BASE_URL=upstream.url + "/api/v1",
-            LUC_GATEWAY_CHAIN="openrouter",
-        )
-        async with AsyncTestClient(app=create_app(settings)) as client:
-            yield upstream, client
+    async with relayed_to_scripted(database_url) as pair:
+        yield pair

@@ -17,10 +17,9 @@ import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
-from service.app import create_app
 from tests.support.ledger_truth import STORED_EVENT, ledger
-from tests.support.scripted_http import Forever, Scripted, scripted_server_thread
-from tests.support.settings import settings_for
+from tests.support.relayed import relayed_to_scripted
+from tests.support.scripted_http import Forever, Scripted
 from tests.support.waiting import proxied_usage_recorded
 
 pytestmark = pytest.mark.asyncio
@@ -37,16 +36,8 @@ ENDLESS_SSE = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection
 
 @pytest.fixture
 async def bounded(database_url: str) -> AsyncIterator[tuple[Scripted, AsyncTestClient[Any]]]:
-    with scripted_server_thread() as upstream:
-        settings = settings_for(
-            database_url,
-            OPENROUTER_API_KEY="sk-or-v1-k",
-            LUC_OPENROUTER_BASE_URL=upstream.url + "/api/v1",
-            LUC_GATEWAY_CHAIN="openrouter",
-            LUC_GATEWAY_MAX_ANSWER_BYTES="1000",
-        )
-        async with AsyncTestClient(app=create_app(settings)) as client:
-            yield upstream, client
+    async with relayed_to_scripted(database_url, LUC_GATEWAY_MAX_ANSWER_BYTES="1000") as pair:
+        yield pair
 
 
 async def _metered(db: asyncpg.Connection) -> tuple[Any, ...]:
