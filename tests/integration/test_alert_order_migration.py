@@ -11,11 +11,11 @@ from decimal import Decimal
 
 import asyncpg
 
-from service.budgets.models import NewBudget
 from service.budgets.service import create_budget
 from service.catalog.service import CatalogCache
 from service.db.migrations import migrate_sync, schema_revision
 from service.recording.service import record_batch
+from tests.support.budgets import watched_global_budget
 from tests.support.databases import connected
 from tests.support.events import usage_event
 from tests.support.migrations import downgrade_before, revision_before
@@ -33,15 +33,8 @@ async def test_the_upgrade_numbers_waiting_alerts_in_the_order_they_were_raised(
         # lowered, say), inserted here in no particular order.
         await create_budget(
             conn,
-            NewBudget(
-                scope="global",
-                scope_id=None,
-                period="lifetime",
-                limit_usd=Decimal("0.0003"),
-                thresholds=[Decimal("0.5"), Decimal("1")],
-                hard=False,
-                webhook_url="https://hooks.example.com/x",
-                webhook_secret=None,
+            watched_global_budget(
+                "0.0003", [Decimal("0.5"), Decimal("1")], "https://hooks.example.com/x", None
             ),
         )
         await record_batch(conn, CatalogCache(), [usage_event("e1")])

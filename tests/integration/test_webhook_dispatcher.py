@@ -14,13 +14,13 @@ import asyncpg
 import pytest
 
 from service.budgets.delivery import Dispatcher, make_webhook_client, redeliver
-from service.budgets.models import NewBudget
 from service.budgets.service import BudgetChanges, create_budget, update_budget
 from service.budgets.targets import Resolver, system_resolver
 from service.catalog.service import CatalogCache
 from service.db import create_pool
 from service.recording.service import record_batch
 from service.settings import BudgetSettings, DatabaseSettings
+from tests.support.budgets import watched_global_budget
 from tests.support.events import usage_event
 
 pytestmark = pytest.mark.asyncio
@@ -155,17 +155,7 @@ async def _alerts_for(pool: asyncpg.Pool, *webhook_urls: str) -> None:
     async with pool.acquire() as conn:
         for url in webhook_urls:
             await create_budget(
-                conn,
-                NewBudget(
-                    scope="global",
-                    scope_id=None,
-                    period="lifetime",
-                    limit_usd=Decimal("0.0004"),
-                    thresholds=[Decimal("0.5")],
-                    hard=False,
-                    webhook_url=url,
-                    webhook_secret=SECRET,
-                ),
+                conn, watched_global_budget("0.0004", [Decimal("0.5")], url, SECRET)
             )
         await record_batch(conn, CatalogCache(), [usage_event("e1")])
 

@@ -21,12 +21,12 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from service.budgets.delivery import Dispatcher, make_webhook_client
-from service.budgets.models import NewBudget
 from service.budgets.service import create_budget
 from service.catalog.service import CatalogCache
 from service.db import create_pool
 from service.recording.service import record_batch
 from service.settings import BudgetSettings, DatabaseSettings
+from tests.support.budgets import watched_global_budget
 from tests.support.events import usage_event
 from tests.support.waiting import wait_until
 
@@ -108,19 +108,7 @@ async def test_an_endpoint_gets_its_alerts_one_at_a_time_in_order_through_a_retr
     # alert while another still delivers the one before it, nor one another holds.
     async with pool.acquire() as conn:
         # 0.0003 USD, the default event's cost: one event crosses every threshold at once.
-        await create_budget(
-            conn,
-            NewBudget(
-                scope="global",
-                scope_id=None,
-                period="lifetime",
-                limit_usd=Decimal("0.0003"),
-                thresholds=THRESHOLDS,
-                hard=False,
-                webhook_url=receiver.url,
-                webhook_secret=SECRET,
-            ),
-        )
+        await create_budget(conn, watched_global_budget("0.0003", THRESHOLDS, receiver.url, SECRET))
         await record_batch(conn, CatalogCache(), [usage_event("e1")])
     assert await db.fetchval("SELECT count(*) FROM alert_outbox") == 10
 

@@ -79,6 +79,23 @@ def hard_lifetime_budget(scope: str, scope_id: str, limit: str) -> NewBudget:
     )
 
 
+def watched_global_budget(
+    limit: str, thresholds: list[Decimal], webhook_url: str, webhook_secret: str | None
+) -> NewBudget:
+    """A soft lifetime budget of ``limit`` USD on all spend, its alerts sent to
+    ``webhook_url``."""
+    return NewBudget(
+        scope="global",
+        scope_id=None,
+        period="lifetime",
+        limit_usd=Decimal(limit),
+        thresholds=thresholds,
+        hard=False,
+        webhook_url=webhook_url,
+        webhook_secret=webhook_secret,
+    )
+
+
 async def hard_budget(db: asyncpg.Connection, scope: str, scope_id: str, limit: str) -> int:
     """``hard_lifetime_budget`` created; its id."""
     return (await create_budget(db, hard_lifetime_budget(scope, scope_id, limit))).id
