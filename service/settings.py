@@ -443,32 +443,43 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     database = DatabaseSettings(
         url=url,
         data_dir=Path(data_dir).expanduser() if data_dir else DatabaseSettings().data_dir,
-        pool_min_size=_int(env, "LUC_DB_POOL_MIN", 2),
-        pool_max_size=_int(env, "LUC_DB_POOL_MAX", 10),
+        pool_min_size=_int(env, "LUC_DB_POOL_MIN", DatabaseSettings.pool_min_size),
+        pool_max_size=_int(env, "LUC_DB_POOL_MAX", DatabaseSettings.pool_max_size),
         statement_timeout_ms=_int(
-            env, "LUC_DB_STATEMENT_TIMEOUT_MS", 30_000, maximum=POSTGRES_INT_MAX
+            env,
+            "LUC_DB_STATEMENT_TIMEOUT_MS",
+            DatabaseSettings.statement_timeout_ms,
+            maximum=POSTGRES_INT_MAX,
         ),
-        pooler=_choice(env, "LUC_DB_POOLER", "none", ("none", "transaction")),
-        startup_timeout_seconds=_float(env, "LUC_DB_STARTUP_TIMEOUT_SECONDS", 60.0),
-        partition_check_seconds=_float(env, "LUC_PARTITION_CHECK_SECONDS", 3600.0),
+        pooler=_choice(env, "LUC_DB_POOLER", DatabaseSettings.pooler, ("none", "transaction")),
+        startup_timeout_seconds=_float(
+            env, "LUC_DB_STARTUP_TIMEOUT_SECONDS", DatabaseSettings.startup_timeout_seconds
+        ),
+        partition_check_seconds=_float(
+            env, "LUC_PARTITION_CHECK_SECONDS", DatabaseSettings.partition_check_seconds
+        ),
         embedded_port=_port(env, "LUC_EMBEDDED_PG_PORT"),
     )
     if database.pool_min_size > database.pool_max_size:
         raise SettingsError("LUC_DB_POOL_MIN must not exceed LUC_DB_POOL_MAX")
     server = ServerSettings(
-        host=env.get("LUC_HOST") or "127.0.0.1",
+        host=env.get("LUC_HOST") or ServerSettings.host,
         # Above 65535 uvicorn bound the number modulo 65536 (70000: port 4464), without a word.
-        port=_int(env, "LUC_PORT", 8000, minimum=0, maximum=65535),
-        log_level=_choice(env, "LUC_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
+        port=_int(env, "LUC_PORT", ServerSettings.port, minimum=0, maximum=65535),
+        log_level=_choice(
+            env, "LUC_LOG_LEVEL", ServerSettings.log_level, ("debug", "info", "warning", "error")
+        ),
         log_format=(
             _choice(env, "LUC_LOG_FORMAT", "json", ("json", "console"))
             if env.get("LUC_LOG_FORMAT")
             else None
         ),
-        workers=_int(env, "LUC_WORKERS", os.cpu_count() or 1),
+        workers=_int(env, "LUC_WORKERS", ServerSettings().workers),
     )
-    max_batch_events = _int(env, "LUC_MAX_BATCH_EVENTS", 5000)
-    max_attributes_bytes = _int(env, "LUC_MAX_ATTRIBUTES_BYTES", 4096)
+    max_batch_events = _int(env, "LUC_MAX_BATCH_EVENTS", IngestSettings.max_batch_events)
+    max_attributes_bytes = _int(
+        env, "LUC_MAX_ATTRIBUTES_BYTES", IngestSettings.max_attributes_bytes
+    )
     ingest = IngestSettings(
         max_batch_events=max_batch_events,
         max_body_bytes=_int(
@@ -477,10 +488,14 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             default_max_body_bytes(max_batch_events, max_attributes_bytes),
         ),
         max_future_skew_seconds=_int(
-            env, "LUC_MAX_FUTURE_SKEW_SECONDS", 300, minimum=0, maximum=LONGEST_DURATION_SECONDS
+            env,
+            "LUC_MAX_FUTURE_SKEW_SECONDS",
+            IngestSettings.max_future_skew_seconds,
+            minimum=0,
+            maximum=LONGEST_DURATION_SECONDS,
         ),
         max_attributes_bytes=max_attributes_bytes,
-        writers=_int(env, "LUC_INGEST_WRITERS", 2),
+        writers=_int(env, "LUC_INGEST_WRITERS", IngestSettings.writers),
         persist=_choice(env, "LUC_INGEST_PERSIST", "1", ("0", "1")) == "1",
     )
     base_url = env.get("LUC_OPENROUTER_BASE_URL") or OpenRouterSettings.base_url
@@ -488,7 +503,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         raise SettingsError(f"LUC_OPENROUTER_BASE_URL must be an http(s) URL, got {base_url!r}")
     openrouter = OpenRouterSettings(
         base_url=base_url,
-        timeout_seconds=float(_int(env, "LUC_OPENROUTER_TIMEOUT_SECONDS", 30)),
+        timeout_seconds=float(
+            _int(env, "LUC_OPENROUTER_TIMEOUT_SECONDS", int(OpenRouterSettings.timeout_seconds))
+        ),
     )
     secret = env.get("LUC_WEBHOOK_SECRET") or None
     if secret is not None and (problem := webhook_secret_problem(secret)) is not None:
@@ -501,20 +518,32 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         # Set to a list with no host (``,``): none allowed, as README says; unset: any.
         allowed_hosts=hosts,
         retry_window_seconds=_int(
-            env, "LUC_WEBHOOK_RETRY_WINDOW_SECONDS", 72 * 3600, maximum=LONGEST_DURATION_SECONDS
+            env,
+            "LUC_WEBHOOK_RETRY_WINDOW_SECONDS",
+            BudgetSettings.retry_window_seconds,
+            maximum=LONGEST_DURATION_SECONDS,
         ),
-        backoff_base_seconds=_float(env, "LUC_WEBHOOK_BACKOFF_BASE_SECONDS", 5.0),
-        backoff_max_seconds=_float(env, "LUC_WEBHOOK_BACKOFF_MAX_SECONDS", 3600.0),
-        timeout_seconds=_float(env, "LUC_WEBHOOK_TIMEOUT_SECONDS", 10.0),
-        poll_seconds=_float(env, "LUC_WEBHOOK_POLL_SECONDS", 1.0),
+        backoff_base_seconds=_float(
+            env, "LUC_WEBHOOK_BACKOFF_BASE_SECONDS", BudgetSettings.backoff_base_seconds
+        ),
+        backoff_max_seconds=_float(
+            env, "LUC_WEBHOOK_BACKOFF_MAX_SECONDS", BudgetSettings.backoff_max_seconds
+        ),
+        timeout_seconds=_float(env, "LUC_WEBHOOK_TIMEOUT_SECONDS", BudgetSettings.timeout_seconds),
+        poll_seconds=_float(env, "LUC_WEBHOOK_POLL_SECONDS", BudgetSettings.poll_seconds),
         reservation_seconds=_int(
-            env, "LUC_BUDGET_RESERVATION_SECONDS", 300, maximum=LONGEST_DURATION_SECONDS
+            env,
+            "LUC_BUDGET_RESERVATION_SECONDS",
+            BudgetSettings.reservation_seconds,
+            maximum=LONGEST_DURATION_SECONDS,
         ),
     )
     auth = AuthSettings(
         enabled=_choice(env, "LUC_AUTH", "on", ("on", "off")) == "on",
         metrics_public=_choice(env, "LUC_METRICS_PUBLIC", "0", ("0", "1")) == "1",
-        rate_limit_per_second=_int(env, "LUC_RATE_LIMIT_PER_SECOND", 1000, minimum=0),
+        rate_limit_per_second=_int(
+            env, "LUC_RATE_LIMIT_PER_SECOND", AuthSettings.rate_limit_per_second, minimum=0
+        ),
     )
     gateway = _gateway(env)
     reconciliation = ReconciliationSettings(
@@ -603,7 +632,7 @@ def _logo(env: dict[str, str], name: str) -> Logo | None:
 
 
 def _issuer(env: dict[str, str]) -> IssuerSettings:
-    terms = _int(env, "LUC_ISSUER_PAYMENT_TERMS_DAYS", 30, minimum=0)
+    terms = _int(env, "LUC_ISSUER_PAYMENT_TERMS_DAYS", IssuerSettings.payment_terms_days, minimum=0)
     if terms > MAX_PAYMENT_TERMS_DAYS:
         raise SettingsError(
             f"LUC_ISSUER_PAYMENT_TERMS_DAYS must be at most {MAX_PAYMENT_TERMS_DAYS}, got {terms}"
@@ -618,9 +647,13 @@ def _issuer(env: dict[str, str]) -> IssuerSettings:
     )
 
 
+_G = GatewaySettings
+"""Each gateway setting's default, read where the environment leaves it unset."""
+
+
 def _gateway(env: dict[str, str]) -> GatewaySettings:
     chain = tuple(p.strip() for p in (env.get("LUC_GATEWAY_CHAIN") or "").split(",") if p.strip())
-    chain = chain or GATEWAY_PROVIDERS
+    chain = chain or _G.chain
     for name in chain:
         if name not in GATEWAY_PROVIDERS:
             raise SettingsError(
@@ -632,28 +665,38 @@ def _gateway(env: dict[str, str]) -> GatewaySettings:
     if vertex_base_url and not _is_http_url(vertex_base_url):
         raise SettingsError(f"LUC_VERTEX_BASE_URL must be an http(s) URL, got {vertex_base_url!r}")
     prefixes = tuple(
-        p.strip() for p in (env.get("LUC_VERTEX_MODELS") or "google/").split(",") if p.strip()
+        p.strip()
+        for p in (env.get("LUC_VERTEX_MODELS") or ",".join(_G.vertex_models)).split(",")
+        if p.strip()
     )
     return GatewaySettings(
         openrouter_api_key=env.get("OPENROUTER_API_KEY") or None,
         chain=chain,
-        default_model=env.get("LUC_GATEWAY_DEFAULT_MODEL") or GatewaySettings.default_model,
-        timeout_seconds=_float(env, "LUC_GATEWAY_TIMEOUT_SECONDS", 120.0),
-        stream_deadline_seconds=_float(env, "LUC_GATEWAY_STREAM_DEADLINE_SECONDS", 600.0),
-        max_answer_bytes=_int(env, "LUC_GATEWAY_MAX_ANSWER_BYTES", 64 * 1024 * 1024),
-        max_retries=_int(env, "LUC_GATEWAY_MAX_RETRIES", 2, minimum=0),
-        backoff_base_seconds=_float(env, "LUC_GATEWAY_BACKOFF_BASE_SECONDS", 0.5),
-        max_retry_after_seconds=_float(env, "LUC_GATEWAY_MAX_RETRY_AFTER_SECONDS", 60.0),
-        record_timeout_seconds=_float(env, "LUC_GATEWAY_RECORD_TIMEOUT_SECONDS", 5.0),
-        default_max_tokens=_int(env, "LUC_GATEWAY_DEFAULT_MAX_TOKENS", 4096),
+        default_model=env.get("LUC_GATEWAY_DEFAULT_MODEL") or _G.default_model,
+        timeout_seconds=_float(env, "LUC_GATEWAY_TIMEOUT_SECONDS", _G.timeout_seconds),
+        stream_deadline_seconds=_float(
+            env, "LUC_GATEWAY_STREAM_DEADLINE_SECONDS", _G.stream_deadline_seconds
+        ),
+        max_answer_bytes=_int(env, "LUC_GATEWAY_MAX_ANSWER_BYTES", _G.max_answer_bytes),
+        max_retries=_int(env, "LUC_GATEWAY_MAX_RETRIES", _G.max_retries, minimum=0),
+        backoff_base_seconds=_float(
+            env, "LUC_GATEWAY_BACKOFF_BASE_SECONDS", _G.backoff_base_seconds
+        ),
+        max_retry_after_seconds=_float(
+            env, "LUC_GATEWAY_MAX_RETRY_AFTER_SECONDS", _G.max_retry_after_seconds
+        ),
+        record_timeout_seconds=_float(
+            env, "LUC_GATEWAY_RECORD_TIMEOUT_SECONDS", _G.record_timeout_seconds
+        ),
+        default_max_tokens=_int(env, "LUC_GATEWAY_DEFAULT_MAX_TOKENS", _G.default_max_tokens),
         http_referer=env.get("LUC_GATEWAY_HTTP_REFERER") or None,
-        app_title=env.get("LUC_GATEWAY_TITLE") or "LUC",
+        app_title=env.get("LUC_GATEWAY_TITLE") or _G.app_title,
         vertex_project=env.get("LUC_VERTEX_PROJECT") or None,
-        vertex_location=env.get("LUC_VERTEX_LOCATION") or "global",
+        vertex_location=env.get("LUC_VERTEX_LOCATION") or _G.vertex_location,
         vertex_base_url=vertex_base_url,
         vertex_access_token=env.get("LUC_VERTEX_ACCESS_TOKEN") or None,
         vertex_token_command=env.get("LUC_VERTEX_TOKEN_COMMAND") or None,
-        vertex_models=prefixes or ("google/",),
+        vertex_models=prefixes or _G.vertex_models,
     )
 
 

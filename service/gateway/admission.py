@@ -37,11 +37,12 @@ from service.gateway.usage import attribution_problems, estimate_tokens
 from service.pricing.catalog import Catalog
 from service.pricing.cost import event_cost
 from service.pricing.models import ModelPrice
+from service.settings import GatewaySettings
 from service.tokens import TokenCounts
 from service.wire import ESTIMATE_DECIMAL_PLACES, money_ceiling
 
-DEFAULT_MAX_TOKENS = 4096
-"""``LUC_GATEWAY_DEFAULT_MAX_TOKENS``'s default."""
+DEFAULT_MAX_TOKENS = GatewaySettings.default_max_tokens
+"""``LUC_GATEWAY_DEFAULT_MAX_TOKENS``'s default (declared with the setting)."""
 
 IMAGE_TOKENS = 1_600
 """What one image of a prompt is reserved at: the most one image costs under Anthropic's
