@@ -37,7 +37,7 @@ _TYPES = {"stateset": "gauge", "gaugehistogram": "histogram", "unknown": "untype
 
 
 @lru_cache(maxsize=4096)
-def _metric_name(name: str) -> str:
+def metric_name(name: str) -> str:
     return escape_metric_name(name, UNDERSCORES)
 
 
@@ -52,11 +52,11 @@ def _label_value(value: str) -> str:
     return value
 
 
-def _go_float(value: float) -> str:
+def go_float(value: float) -> str:
     return str(floatToGoString(value))  # type: ignore[no-untyped-call]  # untyped in the library
 
 
-def _number(value: float) -> str:
+def number_text(value: float) -> str:
     """``floatToGoString(value)``, its steps for a finite float written out here: token
     counts and costs past a million take its exponent form, half of a scrape's samples,
     and its call, conversion and checks cost three times the formatting."""
@@ -68,10 +68,10 @@ def _number(value: float) -> str:
                 mantissa = f"{number[0]}.{number[1:dot]}{number[dot + 1 :]}".rstrip("0.")
                 return f"{mantissa}e+{dot - 1:02d}"
         return number
-    return _go_float(value)
+    return go_float(value)
 
 
-def _doc(text: str) -> str:
+def doc_text(text: str) -> str:
     return text.replace("\\", r"\\").replace("\n", r"\n")
 
 
@@ -89,9 +89,9 @@ def generate_text(registry: Collector) -> bytes:
                 name, kind = name + "_info", "gauge"
             else:
                 kind = _TYPES.get(kind, kind)
-            doc = _doc(metric.documentation)
-            append(f"# HELP {_metric_name(name)} {doc}\n")
-            append(f"# TYPE {_metric_name(name)} {kind}\n")
+            doc = doc_text(metric.documentation)
+            append(f"# HELP {metric_name(name)} {doc}\n")
+            append(f"# TYPE {metric_name(name)} {kind}\n")
             moved_names = {metric.name + suffix: suffix for suffix in _MOVED}
             moved: dict[str, list[str]] = {}
             names: dict[str, str] = {}
@@ -99,13 +99,13 @@ def generate_text(registry: Collector) -> bytes:
                 sample_name, labels, value, timestamp = sample[:4]
                 name_text = names.get(sample_name)
                 if name_text is None:
-                    name_text = names[sample_name] = _metric_name(sample_name)
-                label_text = _label_text(tuple(labels.items())) if labels else ""
-                number = _number(value)
+                    name_text = names[sample_name] = metric_name(sample_name)
+                labels_text = label_text(tuple(labels.items())) if labels else ""
+                number = number_text(value)
                 if timestamp is None:
-                    line = f"{name_text}{label_text} {number}\n"
+                    line = f"{name_text}{labels_text} {number}\n"
                 else:  # in milliseconds
-                    line = f"{name_text}{label_text} {number} {int(float(timestamp) * 1000):d}\n"
+                    line = f"{name_text}{labels_text} {number} {int(float(timestamp) * 1000):d}\n"
                 suffix = moved_names.get(sample_name)
                 if suffix is None:
                     append(line)
@@ -115,14 +115,14 @@ def generate_text(registry: Collector) -> bytes:
             exception.args = (*(exception.args or ("",)), metric)
             raise
         for suffix, lines in sorted(moved.items()):
-            append(f"# HELP {_metric_name(metric.name + suffix)} {doc}\n")
-            append(f"# TYPE {_metric_name(metric.name + suffix)} gauge\n")
+            append(f"# HELP {metric_name(metric.name + suffix)} {doc}\n")
+            append(f"# TYPE {metric_name(metric.name + suffix)} gauge\n")
             output.extend(lines)
     return "".join(output).encode("utf-8")
 
 
 @lru_cache(maxsize=16384)
-def _label_text(labels: tuple[tuple[str, str], ...]) -> str:
+def label_text(labels: tuple[tuple[str, str], ...]) -> str:
     """``{name="value",…}``, names in order. Kept across scrapes: the ledger's label sets
     (agent × model × provider × tier) and the histograms' change seldom, and formatting
     about 400 of them anew was half of the exposition's time."""
@@ -162,19 +162,21 @@ def gauges_text(series: Iterable[tuple[GaugeFamily, Samples]]) -> str:
     append = output.append
     for gauge, samples in series:
         append(_gauge_header(gauge.name, gauge.documentation))
-        name, labels = _metric_name(gauge.name), gauge.labels
+        name, labels = metric_name(gauge.name), gauge.labels
         for values, value in samples:
-            append(f"{name}{_label_set(labels, values)} {_number(value)}\n")
+            append(f"{name}{_label_set(labels, values)} {number_text(value)}\n")
     return "".join(output)
 
 
 @lru_cache(maxsize=256)
 def _gauge_header(name: str, documentation: str) -> str:
-    return f"# HELP {_metric_name(name)} {_doc(documentation)}\n# TYPE {_metric_name(name)} gauge\n"
+    return (
+        f"# HELP {metric_name(name)} {doc_text(documentation)}\n# TYPE {metric_name(name)} gauge\n"
+    )
 
 
 @lru_cache(maxsize=16384)
 def _label_set(names: tuple[str, ...], values: tuple[str, ...]) -> str:
-    """``_label_text`` of the labels ``names`` = ``values`` ("" when there are none), as a
+    """``label_text`` of the labels ``names`` = ``values`` ("" when there are none), as a
     family made with those names would hold them; kept across scrapes like it."""
-    return _label_text(tuple(zip(names, values, strict=True))) if names else ""
+    return label_text(tuple(zip(names, values, strict=True))) if names else ""

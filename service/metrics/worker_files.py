@@ -26,7 +26,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from service.metrics.exposition import _doc, _go_float, _label_text, _metric_name, _number
+from service.metrics.exposition import doc_text, go_float, label_text, metric_name, number_text
 
 _USED = struct.Struct("i")
 _VALUE = struct.Struct("dd")
@@ -191,11 +191,11 @@ def _text(families: dict[str, _Family]) -> str:
                 group[(name + "_bucket", (*labels, ("le", _bound(bound))))] = count
             group[(name + "_count", labels)] = count
         header = name + "_total" if family.kind == "counter" else name
-        append(f"# HELP {_metric_name(header)} {_doc(family.documentation)}\n")
-        append(f"# TYPE {_metric_name(header)} {family.kind}\n")
+        append(f"# HELP {metric_name(header)} {doc_text(family.documentation)}\n")
+        append(f"# TYPE {metric_name(header)} {family.kind}\n")
         for group in family.samples.values():
             for key, value in group.items():
-                append(f"{_prefix(key)}{_number(value)}\n")
+                append(f"{_prefix(key)}{number_text(value)}\n")
     return "".join(output)
 
 
@@ -204,9 +204,9 @@ def _text(families: dict[str, _Family]) -> str:
 @lru_cache(maxsize=16384)
 def _prefix(key: tuple[str, Labels]) -> str:
     sample, labels = key
-    return f"{_metric_name(sample)}{_label_text(labels) if labels else ''} "
+    return f"{metric_name(sample)}{label_text(labels) if labels else ''} "
 
 
 @lru_cache(maxsize=256)
 def _bound(bound: float) -> str:
-    return _go_float(bound)
+    return go_float(bound)
