@@ -433,3 +433,72 @@ async def test_attribution_the_ledger_would_refuse_is_refused_before_any_upstrea
     await _until("the proxied call's usage on the ledger", recorded)
     [entry] = await ledger(db)
     assert (entry["job_id"], entry["agent"]) == ("j" * 128, "a" * 64)
+
+
+async def test_a_plain_answers_head_goes_out_at_once_and_its_body_only_once_the_usage_is_held(
+    apps: Apps,
+    fake_openrouter: FakeOpenRouter,
+    monkeypatch: pytest.MonkeyPatch,
+    db: asyncpg.Connection,
+) -> None:
+    # The journal's sync runs while the answer's head is built and sent; the body (its
+    # last byte) waits for it. A sink held back shows the order: head sent, no body; the
+    # sink lets go, then the body.
+    client, sink = await apps.start()
+    fake_openrouter.push(Reply(text="Paris."))
+    real_emit = RecordingSink.emit
+    gates: dict[str, asyncio.Event] = {}
+
+    async def held_back(self: RecordingSink, event: UsageEventIn) -> None:
+        gates["emitted"].set()
+        await gates["held"].wait()
+        await real_emit(self, event)
+
+    monkeypatch.setattr(RecordingSink, "emit", held_back)
+    body = msgspec.json.encode(_chat())
+    headers = [(k.lower().encode(), v.encode()) for k, v in client.headers.items()]
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions",
+        "query_string": b"", "root_path": "", "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000), "state": {},
+        "headers": [
+            *headers, (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"x-luc-job", b"job-d"), (b"x-luc-agent", b"ORACLE"),
+        ],
+    }  # fmt: skip
+
+    async def answer() -> tuple[list[str], tuple[int, int], list[dict[str, Any]]]:
+        """On the app's own event loop (the test client runs it in a thread of its own)."""
+        gates.update(held=asyncio.Event(), emitted=asyncio.Event())
+        sent: list[dict[str, Any]] = []
+        requested = asyncio.Event()
+
+        async def receive() -> dict[str, Any]:
+            if requested.is_set():
+                await asyncio.Event().wait()  # no disconnect: the client waits for its answer
+            requested.set()
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        answering = asyncio.create_task(client.app(scope, receive, send))
+        await asyncio.wait_for(gates["emitted"].wait(), 10)
+        for _ in range(50):  # the answer goes as far as it can without the usage
+            await asyncio.sleep(0.01)
+        before = [m["type"] for m in sent]
+        held_counts = await sink.spool_counts()
+        gates["held"].set()
+        await asyncio.wait_for(answering, 10)
+        await sink.idle()
+        return before, held_counts, sent
+
+    before, held_counts, sent = await asyncio.to_thread(client.blocking_portal.call, answer)
+    assert before == ["http.response.start"]
+    assert sent[0]["status"] == 200
+    assert held_counts == (0, 0)  # nothing journaled yet: the sink was held
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert msgspec.json.decode(sent[1]["body"])["choices"][0]["message"]["content"] == "Paris."
+    assert len(await ledger(db)) == 1
