@@ -172,7 +172,8 @@ class BudgetsController(LucController):
             "`credit_stop` and no prepaid credits left (`refused_by`: `credits`). Admitted, the "
             "estimate is held against every hard budget of the call (201, with a "
             "reservation_id) until a usage event naming that "
-            "reservation_id is recorded with the same key (or an admin key), or the reservation expires; with no hard budget "
+            "reservation_id is recorded with the same key (or an admin key), or the "
+            "reservation expires; with no hard budget "
             "nothing is held (200, reservation_id null). Usage without a reservation_id "
             "releases no reservation. Keys of scope ingest or admin only."
         ),
