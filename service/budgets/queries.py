@@ -330,3 +330,21 @@ SELECT EXISTS (
     WHERE reservation_id = $1 AND ($2::bigint IS NULL OR api_key_id = $2)
 )
 """
+
+# Forgets reservations that stopped holding long ago ($1 seconds): settled that long ago,
+# or expired or released that long ago; at most $2 rows a round, each round its own short
+# transaction. A reservation still holding is never among them (settled_at NULL and
+# expires_at past now), nor is anything a later event could still do to one: an expired
+# or released reservation settles nothing, a settled one nothing again, and an event seen
+# before is a duplicate that settles nothing, whether the row is there or not. Rows taken
+# by another pruner are skipped, not waited for.
+PRUNE_RESERVATIONS = """
+WITH gone AS (
+    SELECT id FROM budget_reservations
+    WHERE COALESCE(settled_at, expires_at) < now() - make_interval(secs => $1)
+      AND (settled_at IS NOT NULL OR expires_at <= now())
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM budget_reservations WHERE id IN (SELECT id FROM gone)
+"""

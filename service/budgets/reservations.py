@@ -451,3 +451,25 @@ async def release(conn: Connection, reservation_id: str, api_key_id: int | None 
         raise missing from None
     if not await conn.fetchval(queries.RELEASE_RESERVATION, key, api_key_id):
         raise missing
+
+
+PRUNE_ROUND = 10_000
+"""Rows one pruning transaction deletes at most: a backlog never holds one long lock."""
+
+
+async def prune(conn: Connection, retention_seconds: int, round_rows: int = PRUNE_ROUND) -> int:
+    """Delete the reservations that stopped holding more than ``retention_seconds`` ago
+    (settled, expired or released); returns how many rows went. Nothing that holds
+    headroom goes, and nothing a late event needs (see ``queries.PRUNE_RESERVATIONS``):
+    an event naming a pruned reservation is recorded and settles nothing, as it would have
+    before; only its warning, and a repeated ``release`` (404, no longer 204), tell that
+    LUC forgot it. Runs outside any transaction, one round at a time."""
+    pruned = 0
+    while True:
+        status = await conn.execute(
+            queries.PRUNE_RESERVATIONS, float(retention_seconds), round_rows
+        )
+        rows = int(status.rsplit(" ", 1)[-1])  # "DELETE n"
+        pruned += rows
+        if rows < round_rows:
+            return pruned

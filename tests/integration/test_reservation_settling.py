@@ -22,7 +22,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from service.auth.keys import create_key
-from service.budgets.reservations import reserve
+from service.budgets.reservations import prune, reserve
 from service.catalog.service import CatalogCache
 from service.client.spool import Spool
 from service.db import create_pool
@@ -237,3 +237,47 @@ async def test_the_proxys_spooled_usage_replayed_by_a_later_process_settles_its_
         await spool.close()
     finally:
         await pool.close()
+
+
+async def test_pruning_forgets_only_reservations_that_stopped_holding_past_the_retention(
+    client: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    # Settled, expired and released reservations piled up for ever. Pruning (luc serve,
+    # every LUC_PARTITION_CHECK_SECONDS) deletes those that stopped holding more than
+    # LUC_BUDGET_RESERVATION_RETENTION_SECONDS ago (here 7 days): never one still holding,
+    # however old, and nothing a late event could still settle.
+    budget = await hard_budget(db, "job", "job-p", "1.00")
+    old_open = await _reserve(client, "job-p", "0.10")
+    old_settled = await _reserve(client, "job-p", "0.10")
+    new_settled = await _reserve(client, "job-p", "0.10")
+    old_released = await _reserve(client, "job-p", "0.10")
+    new_expired = await _reserve(client, "job-p", "0.10")
+    await _batch(client, _call("p-1", "0.05", "job-p", old_settled))
+    await _batch(client, _call("p-2", "0.05", "job-p", new_settled))
+    assert (await client.delete(f"/v1/budgets/reservations/{old_released}")).status_code == 204
+    ago = "UPDATE budget_reservations SET {} WHERE reservation_id = $1::uuid"
+    # Made 30 days ago and holding for one more hour (a long hold): it still holds.
+    await db.execute(
+        ago.format("created_at = now() - interval '30 days', expires_at = now() + interval '1h'"),
+        old_open,
+    )
+    await db.execute(ago.format("settled_at = now() - interval '8 days'"), old_settled)
+    await db.execute(ago.format("settled_at = now() - interval '6 days'"), new_settled)
+    await db.execute(ago.format("expires_at = now() - interval '8 days'"), old_released)
+    await db.execute(ago.format("expires_at = now() - interval '6 days'"), new_expired)
+    before = await _held(db, budget)
+    assert before == (Decimal("0.10"), Decimal("0.10"))
+
+    assert await prune(db, 7 * 86_400, round_rows=1) == 2  # two rounds, and an empty one
+    left = await db.fetch("SELECT reservation_id::text FROM budget_reservations")
+    assert sorted(r[0] for r in left) == sorted([old_open, new_settled, new_expired])
+    assert await _held(db, budget) == before
+    assert await prune(db, 7 * 86_400) == 0
+
+    # The event that settled a pruned reservation, sent again: a duplicate, as before.
+    again = await client.post("/v1/events", json=_call("p-1", "0.05", "job-p", old_settled))
+    assert again.json() == {"id": "p-1", "status": "duplicate"}
+    # A late new event naming it: recorded, settling nothing, as when it was only settled.
+    late = await _batch(client, _call("p-3", "0.05", "job-p", old_settled))
+    assert late["warning"].startswith(f"reservation_id: {old_settled!r} is no reservation")
+    assert await _held(db, budget) == (Decimal("0.15"), Decimal("0.10"))
