@@ -281,3 +281,21 @@ async def test_pruning_forgets_only_reservations_that_stopped_holding_past_the_r
     late = await _batch(client, _call("p-3", "0.05", "job-p", old_settled))
     assert late["warning"].startswith(f"reservation_id: {old_settled!r} is no reservation")
     assert await _held(db, budget) == (Decimal("0.15"), Decimal("0.10"))
+
+
+@pytest.mark.parametrize("path", ["/v1/budgets/reservations", "/v1/budgets/check"])
+async def test_an_estimate_with_too_many_places_is_refused_quoting_it_as_sent(
+    client: AsyncTestClient[Any], path: str
+) -> None:
+    # The refusal quoted 0.000…1 (31 places) as 1E-31, an exponent the wire forbids.
+    tiny = "0." + "0" * 30 + "1"
+    query = {"job_id": "job-t", "agent": "ACHEEVY", "model": OPUS, "estimated_cost_usd": tiny}
+    if path.endswith("check"):
+        answer = await client.get(path, params=query)
+    else:
+        answer = await client.post(path, json=query)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"] == (
+        f"estimated_cost_usd: {tiny} is out of range (below 10^18 USD, at most 30 decimal "
+        "places)"
+    )
