@@ -47,8 +47,8 @@ def _estimate(estimated_cost_usd: Decimal | None) -> Decimal:
     ):
         raise InvalidRequestError(
             # money_text: the amount as sent, never an exponent (1E-31).
-            f"estimated_cost_usd: {money_text(value)} is out of range (below 10^{_MAX_DIGITS_BEFORE_POINT}"
-            f" USD, at most {_MAX_DECIMAL_PLACES} decimal places)"
+            f"estimated_cost_usd: {money_text(value)} is out of range (below "
+            f"10^{_MAX_DIGITS_BEFORE_POINT} USD, at most {_MAX_DECIMAL_PLACES} decimal places)"
         )
     return value
 

@@ -296,6 +296,5 @@ async def test_an_estimate_with_too_many_places_is_refused_quoting_it_as_sent(
         answer = await client.post(path, json=query)
     assert answer.status_code == 422, answer.text
     assert answer.json()["detail"] == (
-        f"estimated_cost_usd: {tiny} is out of range (below 10^18 USD, at most 30 decimal "
-        "places)"
+        f"estimated_cost_usd: {tiny} is out of range (below 10^18 USD, at most 30 decimal places)"
     )
