@@ -211,7 +211,7 @@ class BudgetSettings:
     """``LUC_WEBHOOK_POLL_SECONDS``: how often the dispatcher looks for due deliveries."""
     reservation_seconds: int = 300
     """``LUC_BUDGET_RESERVATION_SECONDS``: how long a pre-call reservation holds."""
-    reservation_retention_seconds: int = 7 * 86_400
+    reservation_retention_seconds: int = 86_400
     """``LUC_BUDGET_RESERVATION_RETENTION_SECONDS``: how long a reservation is kept once it
     stopped holding (settled, expired or released) before ``luc serve`` deletes it."""
 
