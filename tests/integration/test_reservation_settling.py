@@ -13,6 +13,8 @@ is 10,000 input tokens.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ import asyncpg
 import pytest
 from litestar.testing import AsyncTestClient
 
+from service.app import prune_reservations
 from service.auth.keys import create_key
 from service.budgets.reservations import prune, reserve
 from service.catalog.service import CatalogCache
@@ -32,6 +35,7 @@ from service.settings import load_settings
 from tests.integration.gateway.test_recording_spool import SwitchedLedger
 from tests.support.budgets import OPUS, hard_budget, opus_event
 from tests.support.events import usage_event, usage_event_in
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.asyncio
 
@@ -298,3 +302,29 @@ async def test_an_estimate_with_too_many_places_is_refused_quoting_it_as_sent(
     assert answer.json()["detail"] == (
         f"estimated_cost_usd: {tiny} is out of range (below 10^18 USD, at most 30 decimal places)"
     )
+
+
+async def test_luc_serves_pruning_task_prunes_each_round(
+    client: AsyncTestClient[Any], db: asyncpg.Connection, database_url: str
+) -> None:
+    # The task luc serve runs every LUC_PARTITION_CHECK_SECONDS, here with no retention.
+    await hard_budget(db, "job", "job-l", "1.00")
+    released = await _reserve(client, "job-l", "0.10")
+    holding = await _reserve(client, "job-l", "0.10")
+    assert (await client.delete(f"/v1/budgets/reservations/{released}")).status_code == 204
+    settings = load_settings({"LUC_DATABASE_URL": database_url})
+    pool = await create_pool(database_url, settings.database)
+    task = asyncio.create_task(prune_reservations(pool, 0, 0.05))
+    try:
+
+        async def pruned() -> bool:
+            return bool(await db.fetchval("SELECT count(*) = 1 FROM budget_reservations"))
+
+        await wait_until(pruned, 30, "the released reservation pruned")
+        left = await db.fetchval("SELECT reservation_id::text FROM budget_reservations")
+        assert left == holding
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await pool.close()
