@@ -58,6 +58,7 @@ from service.api.usage import UsageController
 from service.auth.guard import require_key
 from service.auth.keys import count_admin_keys
 from service.auth.rate_limit import RateLimiter
+from service.budgets import reservations
 from service.budgets.delivery import Dispatcher, make_webhook_client
 from service.catalog.service import CatalogCache, seed_catalog
 from service.client.spool import Spool
@@ -211,6 +212,16 @@ async def _start(
         name="luc-ledger-months",
     )
     stack.push_async_callback(_cancelled, upkeep)
+    # Reservations that stopped holding long ago, at the same pace.
+    pruning = asyncio.create_task(
+        prune_reservations(
+            pool,
+            settings.budgets.reservation_retention_seconds,
+            settings.database.partition_check_seconds,
+        ),
+        name="luc-reservation-pruning",
+    )
+    stack.push_async_callback(_cancelled, pruning)
     # One long-lived client for webhook targets (no redirects, no kept connections).
     webhook_client = make_webhook_client(settings.budgets)
     stack.push_async_callback(webhook_client.aclose)
@@ -320,6 +331,26 @@ async def keep_months_ahead(pool: asyncpg.Pool, every_seconds: float) -> None:
         else:
             if created:
                 log.info("ledger_months_created", partitions=created)
+        await asyncio.sleep(every_seconds)  # the period of the upkeep, not a wait for state
+
+
+async def prune_reservations(
+    pool: asyncpg.Pool, retention_seconds: int, every_seconds: float
+) -> None:
+    """Delete the budget reservations that stopped holding more than ``retention_seconds``
+    ago, now and every ``every_seconds`` (``budgets.reservations.prune``): settled, expired
+    and released ones would otherwise pile up for ever. A failed round is logged and tried
+    again at the next one."""
+    while True:
+        try:
+            pruned = await on_connection(
+                pool, lambda conn: reservations.prune(conn, retention_seconds)
+            )
+        except Exception as exc:  # an outage, a statement timeout: next round
+            log.warning("reservation_pruning_failed", error=f"{type(exc).__name__}: {exc}")
+        else:
+            if pruned:
+                log.info("reservations_pruned", rows=pruned)
         await asyncio.sleep(every_seconds)  # the period of the upkeep, not a wait for state
 
 

@@ -211,6 +211,9 @@ class BudgetSettings:
     """``LUC_WEBHOOK_POLL_SECONDS``: how often the dispatcher looks for due deliveries."""
     reservation_seconds: int = 300
     """``LUC_BUDGET_RESERVATION_SECONDS``: how long a pre-call reservation holds."""
+    reservation_retention_seconds: int = 86_400
+    """``LUC_BUDGET_RESERVATION_RETENTION_SECONDS``: how long a reservation is kept once it
+    stopped holding (settled, expired or released) before ``luc serve`` deletes it."""
 
 
 @dataclass(frozen=True)
@@ -535,6 +538,13 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             env,
             "LUC_BUDGET_RESERVATION_SECONDS",
             BudgetSettings.reservation_seconds,
+            maximum=LONGEST_DURATION_SECONDS,
+        ),
+        reservation_retention_seconds=_int(
+            env,
+            "LUC_BUDGET_RESERVATION_RETENTION_SECONDS",
+            BudgetSettings.reservation_retention_seconds,
+            minimum=0,
             maximum=LONGEST_DURATION_SECONDS,
         ),
     )

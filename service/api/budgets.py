@@ -14,6 +14,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from service.api.deps import LucController, Resources
 from service.api.params import MAX_PAGE, PAGE_RANGE, decode_cursor, page, page_size
+from service.api.request import reservation_owner
 from service.api.schemas.budgets import (
     AlertList,
     AlertOut,
@@ -171,7 +172,8 @@ class BudgetsController(LucController):
             "`credit_stop` and no prepaid credits left (`refused_by`: `credits`). Admitted, the "
             "estimate is held against every hard budget of the call (201, with a "
             "reservation_id) until a usage event naming that "
-            "reservation_id is recorded, or the reservation expires; with no hard budget "
+            "reservation_id is recorded with the same key (or an admin key), or the "
+            "reservation expires; with no hard budget "
             "nothing is held (200, reservation_id null). Usage without a reservation_id "
             "releases no reservation. Keys of scope ingest or admin only."
         ),
@@ -240,9 +242,8 @@ class BudgetsController(LucController):
         reservation_id: FromPath[str],
         request: Request[Any, Any, Any],
     ) -> None:
-        key = request.scope.get("luc_key")  # set by the guard
         # An admin key (or no key: authentication is off) may release any reservation.
-        owner = key.id if isinstance(key, ApiKey) and key.scope != "admin" else None
+        owner = reservation_owner(request)
         await on_connection(
             luc.pool, lambda conn: reservations.release(conn, reservation_id, owner)
         )

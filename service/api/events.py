@@ -3,6 +3,8 @@ records (single events through the group commit); answers come after commit."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,10 +14,11 @@ from litestar.openapi import ResponseSpec
 
 from service.api.deps import LucController, Resources
 from service.api.raw_body import raw_json_body
+from service.api.request import reservation_owner
 from service.api.schemas.common import ErrorBody
 from service.api.schemas.events import BATCH_BODY, EVENT_BODY, BatchResult, EventResult
 from service.auth.guard import INGEST
-from service.ingest.models import UsageEvent
+from service.ingest.models import Rejection, UsageEvent
 from service.ingest.validate import parse_batch, parse_single
 from service.recording.models import ACCEPTED, CONFLICT, DUPLICATE, REJECTED
 
@@ -52,14 +55,16 @@ class EventsController(LucController):
         self, request: Request[Any, Any, Any], luc: NamedDependency[Resources]
     ) -> Response[EventResult]:
         body = await request.body()
-        item = parse_single(body, datetime.now(UTC), luc.settings.ingest)
+        [item] = _keyed([parse_single(body, datetime.now(UTC), luc.settings.ingest)], request)
         if isinstance(item, UsageEvent) and luc.group_writer is not None:
             # Shares a transaction with the single events other requests sent meanwhile.
             result = await luc.group_writer.submit(item)
         else:
             result = (await luc.recorder.record_events([item])).results[0]
         return Response(
-            EventResult(id=result.id, status=result.status, reason=result.reason),
+            EventResult(
+                id=result.id, status=result.status, reason=result.reason, warning=result.warning
+            ),
             status_code=SINGLE_STATUS[result.status],
         )
 
@@ -81,13 +86,29 @@ class EventsController(LucController):
     ) -> BatchResult:
         body = await request.body()
         parsed = parse_batch(body, datetime.now(UTC), luc.settings.ingest)
-        outcome = await luc.recorder.record_events(parsed.items)
+        outcome = await luc.recorder.record_events(_keyed(parsed.items, request))
         return BatchResult(
             accepted=outcome.count(ACCEPTED),
             duplicates=outcome.count(DUPLICATE),
             conflicts=outcome.count(CONFLICT),
             rejected=outcome.count(REJECTED),
             results=[
-                EventResult(id=r.id, status=r.status, reason=r.reason) for r in outcome.results
+                EventResult(id=r.id, status=r.status, reason=r.reason, warning=r.warning)
+                for r in outcome.results
             ],
         )
+
+
+def _keyed(
+    items: Sequence[UsageEvent | Rejection], request: Request[Any, Any, Any]
+) -> list[UsageEvent | Rejection]:
+    """The events, each told the key that sent it: its reservation_id settles only a
+    reservation that key made (an admin key's, or any with authentication off, settles
+    any). Another ingest key naming it must not free the headroom it holds."""
+    owner = reservation_owner(request)
+    if owner is None:
+        return list(items)
+    return [
+        replace(i, reservation_key=owner) if isinstance(i, UsageEvent) and i.reservation_id else i
+        for i in items
+    ]

@@ -8,6 +8,8 @@ from typing import Any
 from litestar import Request
 from litestar.exceptions import SerializationException
 
+from service.auth.keys import ApiKey
+
 
 class LucRequest(Request[Any, Any, Any]):
     async def json(self) -> Any:
@@ -19,3 +21,11 @@ class LucRequest(Request[Any, Any, Any]):
             return await super().json()
         except RecursionError:
             raise SerializationException("it nests too deeply") from None
+
+
+def reservation_owner(request: Request[Any, Any, Any]) -> int | None:
+    """Whose reservations a request may release or settle: the id of its key when that key
+    is not an admin key (only the reservations it made), else None (any: an admin key, or
+    authentication off). The guard set the key."""
+    key = request.scope.get("luc_key")
+    return key.id if isinstance(key, ApiKey) and key.scope != "admin" else None

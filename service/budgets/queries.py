@@ -278,21 +278,35 @@ RETURNING expires_at
 ANY_BUDGETS = "EXISTS (SELECT 1 FROM budgets WHERE deleted_at IS NULL)"
 
 # Settles the reservations that arriving calls name: every row of each, when its job is
-# the call's job (an id copied onto another job's usage releases nothing) and it still
-# holds (an expired or settled one is left as it is). Rows are locked in id order first,
-# so two batches that name rows of the same reservations cannot deadlock.
+# the call's job (an id copied onto another job's usage releases nothing), it was made by
+# the key that sent the call (no key, $3 NULL: LUC's own gateway, an admin key, any), and
+# it still holds (an expired or settled one is left as it is). Rows are locked in id order
+# first, so two batches that name rows of the same reservations cannot deadlock. Returns
+# the reservations settled, each with its job and key, to tell which call settled it.
 SETTLE_RESERVATIONS = """
 WITH named AS (
     SELECT r.id
     FROM budget_reservations AS r
-    JOIN unnest($1::uuid[], $2::text[]) AS c(reservation_id, job_id)
+    JOIN unnest($1::uuid[], $2::text[], $3::bigint[]) AS c(reservation_id, job_id, key_id)
       ON r.reservation_id = c.reservation_id AND r.job_id = c.job_id
+     AND (c.key_id IS NULL OR r.api_key_id = c.key_id)
     WHERE r.settled_at IS NULL AND r.expires_at > now()
     ORDER BY r.id
     FOR UPDATE OF r
 )
 UPDATE budget_reservations SET settled_at = now()
 WHERE id IN (SELECT id FROM named)
+RETURNING reservation_id, job_id, api_key_id
+"""
+
+# What became of reservations that calls named and did not settle (the rows of one
+# reservation share all of these): why each call's answer says nothing was settled.
+SELECT_RESERVATION_STATES = """
+SELECT DISTINCT ON (reservation_id)
+       reservation_id, job_id, api_key_id, settled_at IS NOT NULL AS settled
+FROM budget_reservations
+WHERE reservation_id = ANY($1::uuid[])
+ORDER BY reservation_id
 """
 
 # A budget's spend in one period, which a limit change re-evaluates its thresholds against.
@@ -315,4 +329,22 @@ SELECT EXISTS (
     SELECT 1 FROM budget_reservations
     WHERE reservation_id = $1 AND ($2::bigint IS NULL OR api_key_id = $2)
 )
+"""
+
+# Forgets reservations that stopped holding long ago ($1 seconds): settled that long ago,
+# or expired or released that long ago; at most $2 rows a round, each round its own short
+# transaction. A reservation still holding is never among them (settled_at NULL and
+# expires_at past now), nor is anything a later event could still do to one: an expired
+# or released reservation settles nothing, a settled one nothing again, and an event seen
+# before is a duplicate that settles nothing, whether the row is there or not. Rows taken
+# by another pruner are skipped, not waited for.
+PRUNE_RESERVATIONS = """
+WITH gone AS (
+    SELECT id FROM budget_reservations
+    WHERE COALESCE(settled_at, expires_at) < now() - make_interval(secs => $1)
+      AND (settled_at IS NOT NULL OR expires_at <= now())
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM budget_reservations WHERE id IN (SELECT id FROM gone)
 """

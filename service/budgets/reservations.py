@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+
+import asyncpg
 
 from service.budgets import queries
 from service.budgets.models import BudgetStanding, CheckResult
@@ -43,8 +46,9 @@ def _estimate(estimated_cost_usd: Decimal | None) -> Decimal:
         decimal_places(value) > _MAX_DECIMAL_PLACES
     ):
         raise InvalidRequestError(
-            f"estimated_cost_usd: {value} is out of range (below 10^{_MAX_DIGITS_BEFORE_POINT}"
-            f" USD, at most {_MAX_DECIMAL_PLACES} decimal places)"
+            # money_text: the amount as sent, never an exponent (1E-31).
+            f"estimated_cost_usd: {money_text(value)} is out of range (below "
+            f"10^{_MAX_DIGITS_BEFORE_POINT} USD, at most {_MAX_DECIMAL_PLACES} decimal places)"
         )
     return value
 
@@ -323,24 +327,105 @@ async def reserve(
     )
 
 
-async def settle(conn: Connection, calls: Iterable[tuple[str, str]]) -> None:
-    """Settle the reservations that newly recorded calls name, as (job id, reservation id).
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A newly recorded call that names a reservation: its event id and job, the id it
+    names, and the key that sent it (None: any reservation, see ``settle``)."""
+
+    event_id: str
+    job_id: str
+    reservation_id: str
+    key_id: int | None
+
+
+async def settle(conn: Connection, calls: Sequence[Call]) -> dict[str, str]:
+    """Settle the reservations that newly recorded calls name; returns, by event id, why
+    a call settled nothing.
 
     Runs in the recording transaction, so the spend of a call and the release of its
-    reservation commit together. An id that is no reservation LUC issued (not even a UUID),
-    one of another job, an expired or an already settled one settles nothing: the event is
-    recorded all the same, since the call was paid for.
+    reservation commit together. A call settles its reservation only when it was sent by
+    the key that made it (``key_id``; None is LUC's own gateway, an admin key, or
+    authentication off, and settles any): the headroom another caller holds is its own, as
+    for ``release``. An id that is no reservation of the key's (not even a UUID, or another
+    key's: answered alike, as ``release`` answers), one of another job, one expired or
+    released, or one already settled (by an earlier call, or by an earlier one of the same
+    batch) settles nothing: the event is recorded all the same, since the call was paid for,
+    and its answer says why.
     """
-    job_ids: list[str] = []
-    reservation_ids: list[uuid.UUID] = []
-    for job_id, raw in calls:
+    notes: dict[str, str] = {}
+    named: list[tuple[Call, uuid.UUID]] = []
+    for call in calls:
         try:
-            reservation_ids.append(uuid.UUID(raw))
+            named.append((call, uuid.UUID(call.reservation_id)))
         except ValueError:
-            continue
-        job_ids.append(job_id)
-    if reservation_ids:
-        await conn.execute(queries.SETTLE_RESERVATIONS, reservation_ids, job_ids)
+            notes[call.event_id] = _not_issued(call)
+    if not named:
+        return notes
+    rows = await conn.fetch(
+        queries.SETTLE_RESERVATIONS,
+        [key for _, key in named],
+        [call.job_id for call, _ in named],
+        [call.key_id for call, _ in named],
+    )
+    # A reservation settled by this statement is credited to the first call that could
+    # settle it (its job, its key); any other call naming it settled nothing.
+    owners = {r["reservation_id"]: (r["job_id"], r["api_key_id"]) for r in rows}
+    credited: set[uuid.UUID] = set()
+    unsettled: list[tuple[Call, uuid.UUID]] = []
+    for call, key in named:
+        owner = owners.get(key)
+        if (
+            owner is not None
+            and key not in credited
+            and owner[0] == call.job_id
+            and (call.key_id is None or owner[1] == call.key_id)
+        ):
+            credited.add(key)
+        else:
+            unsettled.append((call, key))
+    if unsettled:
+        states = {
+            r["reservation_id"]: r
+            for r in await conn.fetch(
+                queries.SELECT_RESERVATION_STATES, list({key for _, key in unsettled})
+            )
+        }
+        for call, key in unsettled:
+            notes[call.event_id] = _unsettled(call, states.get(key))
+    return notes
+
+
+_NOTHING_SETTLED = "the usage is recorded and no reservation was settled"
+
+
+def _not_issued(call: Call) -> str:
+    among = "" if call.key_id is None else " among this key's reservations"
+    return (
+        f"reservation_id: {call.reservation_id!r} is no reservation{among} "
+        f"(POST /v1/budgets/reservations issues them); {_NOTHING_SETTLED}"
+    )
+
+
+def _unsettled(call: Call, state: asyncpg.Record | None) -> str:
+    """Why ``call`` settled nothing, given its reservation's row (None: no such id)."""
+    if state is None or (call.key_id is not None and state["api_key_id"] != call.key_id):
+        # Another key's reservation is answered as one LUC never issued.
+        return _not_issued(call)
+    rid = call.reservation_id
+    if state["job_id"] != call.job_id:
+        return (
+            f"reservation_id: reservation {rid} was made for job {state['job_id']!r}, not "
+            f"this event's job; {_NOTHING_SETTLED}"
+        )
+    if state["settled"]:
+        return (
+            f"reservation_id: reservation {rid} was settled already by another usage event; "
+            f"this one's spend is counted besides it and settles nothing"
+        )
+    return (
+        f"reservation_id: reservation {rid} no longer holds anything (it expired, or was "
+        f"released); {_NOTHING_SETTLED}"
+    )
 
 
 async def release(conn: Connection, reservation_id: str, api_key_id: int | None = None) -> None:
@@ -367,3 +452,25 @@ async def release(conn: Connection, reservation_id: str, api_key_id: int | None 
         raise missing from None
     if not await conn.fetchval(queries.RELEASE_RESERVATION, key, api_key_id):
         raise missing
+
+
+PRUNE_ROUND = 10_000
+"""Rows one pruning transaction deletes at most: a backlog never holds one long lock."""
+
+
+async def prune(conn: Connection, retention_seconds: int, round_rows: int = PRUNE_ROUND) -> int:
+    """Delete the reservations that stopped holding more than ``retention_seconds`` ago
+    (settled, expired or released); returns how many rows went. Nothing that holds
+    headroom goes, and nothing a late event needs (see ``queries.PRUNE_RESERVATIONS``):
+    an event naming a pruned reservation is recorded and settles nothing, as it would have
+    before; only its warning, and a repeated ``release`` (404, no longer 204), tell that
+    LUC forgot it. Runs outside any transaction, one round at a time."""
+    pruned = 0
+    while True:
+        status = await conn.execute(
+            queries.PRUNE_RESERVATIONS, float(retention_seconds), round_rows
+        )
+        rows = int(status.rsplit(" ", 1)[-1])  # "DELETE n"
+        pruned += rows
+        if rows < round_rows:
+            return pruned

@@ -202,6 +202,10 @@ class Emitter:
             status = result.get("status")
             if status in SETTLED and result.get("id") == event_id:
                 done.append(seq)
+                if warning := result.get("warning"):
+                    # Recorded, but its reservation_id settled nothing (another key's, one
+                    # expired…): the hold lasts until it expires. Said, not retried.
+                    log.warning("usage_event_warning", event_id=event_id, warning=warning)
             elif status in KEPT_ASIDE:
                 log.error(
                     "usage_event_kept_aside",

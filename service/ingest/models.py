@@ -50,8 +50,10 @@ class UsageEventIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     status: Literal["ok", "error"] = "ok"
     reservation_id: ReservationId | None = None
     """The budget reservation the call was admitted under (``POST /v1/budgets/reservations``);
-    recording the event settles exactly that one. An id LUC does not hold (unknown, expired,
-    settled already) settles nothing and does not reject the event: the call was paid."""
+    recording the event settles exactly that one, when sent with the key that reserved (or
+    an admin key). An id that settles nothing (unknown, another key's, expired, settled
+    already) does not reject the event (the call was paid): its answer's ``warning`` says
+    why."""
     customer_id: CustomerId | None = None
     """The customer the job is done for (kept with the event; customers and their plans
     price it in a later version)."""
@@ -80,6 +82,11 @@ class UsageEvent(TokenCounts):
     attributes: dict[str, Any] | None
     reservation_id: str | None = None
     customer_id: str | None = None
+    reservation_key: int | None = None
+    """Whose reservation ``reservation_id`` may settle: the id of the ingest key that sent
+    the event (only a reservation that key made), or None (any: LUC's own gateway, an admin
+    key, authentication off). Not content: the same event sent by two keys is a duplicate.
+    Every ingest path sets it (``api.events`` from the request's key)."""
 
 
 # The fields that make an event's content; equal content under one id is a duplicate.

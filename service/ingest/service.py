@@ -20,5 +20,6 @@ async def stored_events(conn: Connection, ids: Sequence[str]) -> dict[str, Usage
 
 def event_from_row(r: Any) -> UsageEvent:
     """An event as stored, from a row holding ``queries.event_fields``: its id
-    (``event_id``) and its content fields (re-rating's bookings read it too)."""
-    return from_row(UsageEvent, r, id=r["event_id"])
+    (``event_id``) and its content fields (re-rating's bookings read it too). Who sent it
+    is not kept (``reservation_key``): a stored event settles nothing again."""
+    return from_row(UsageEvent, r, id=r["event_id"], reservation_key=None)

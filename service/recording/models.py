@@ -23,6 +23,9 @@ class EventOutcome:
     id: str | None
     status: str
     reason: str | None = None
+    warning: str | None = None
+    """Of an accepted event: what it asked for and did not get (its reservation_id settled
+    nothing, and why). The event is recorded all the same."""
 
 
 _status = attrgetter("status")

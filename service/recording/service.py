@@ -23,6 +23,7 @@ import asyncpg
 import msgspec
 import structlog
 
+from service.budgets.reservations import Call
 from service.budgets.reservations import settle as settle_reservations
 from service.budgets.service import apply_entries as apply_to_budgets
 from service.catalog.service import CatalogCache
@@ -102,6 +103,7 @@ async def record_batch(
     inserted: set[str] = set()
     known: dict[str, UsageEvent] = {}
     mismatched: dict[str, str] = {}
+    warnings: dict[str, str] = {}
     if fresh:
         inside_longer_transaction = conn.is_in_transaction()
         async with _recording_transaction(conn):
@@ -150,10 +152,11 @@ async def record_batch(
                 )
             # A call admitted under a reservation releases it as its spend lands; a
             # replayed event settled its reservation when it was first recorded.
-            await settle_reservations(
+            # Only the key that reserved (or LUC itself, or an admin key) settles.
+            warnings = await settle_reservations(
                 conn,
                 [
-                    (e.job_id, e.reservation_id)
+                    Call(e.id, e.job_id, e.reservation_id, e.reservation_key)
                     for e in fresh
                     if e.reservation_id and e.id in inserted
                 ],
@@ -169,7 +172,7 @@ async def record_batch(
             outcomes[index] = EventOutcome(item.id, REJECTED, mismatched[item.id])
         elif first_by_id.get(item.id) is item:
             if item.id in inserted:
-                outcomes[index] = EventOutcome(item.id, ACCEPTED)
+                outcomes[index] = EventOutcome(item.id, ACCEPTED, warning=warnings.get(item.id))
             else:
                 outcomes[index] = _compare(item, known[item.id], "an earlier request")
     for index, item in repeats:

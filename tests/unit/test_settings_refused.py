@@ -31,6 +31,7 @@ from service.settings import load_settings
             "3153600001",
             "must be at most 3153600000, got 3153600001",
         ),
+        ("LUC_BUDGET_RESERVATION_RETENTION_SECONDS", "-1", "must be at least 0, got -1"),
         (
             "LUC_WEBHOOK_RETRY_WINDOW_SECONDS",
             "1" + "0" * 17,

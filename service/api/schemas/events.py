@@ -32,6 +32,9 @@ class EventResult(msgspec.Struct, omit_defaults=True):
     id: str | None
     status: str
     reason: str | None = None
+    warning: str | None = None
+    """Of an accepted event: what it asked for and did not get (its reservation_id settled
+    no reservation, and why); the event is recorded all the same."""
 
 
 class BatchResult(msgspec.Struct):
