@@ -271,6 +271,8 @@ class InvoiceSummary:
     kind: str
     job_id: str | None
     customer_id: str | None
+    month: date | None
+    """The first day of the UTC month a monthly invoice covers; None for a job's."""
     issued_at: datetime
     due_date: date | None
     subtotal_usd: Decimal

@@ -651,6 +651,13 @@ def test_every_surface_tells_the_same_story_to_the_cent(database_url: str, tmp_p
             listed = ok(http.get("/v1/invoices", params={"limit": 100}))["items"]
             assert sorted(i["number"] for i in listed) == sorted(i["number"] for i in invoices)
             assert sum(D(i["subtotal_usd"]) for i in invoices) == truth["price_usd"]
+            # Which documents billed a job: its own and its customer's monthly ones.
+            for job_id, which in (("nc-1", [1]), ("gx-2", [1, 4, 6]), ("gx-1", [1, 8])):
+                by_job = ok(http.get("/v1/invoices", params={"job_id": job_id}))["items"]
+                assert [i["number"] for i in by_job] == [invoices[n]["number"] for n in which]
+            assert {i["number"]: i["month"] for i in listed} == {
+                i["number"]: i.get("month") for i in invoices
+            }
             minimum = [line for i in invoices for line in i["lines"] if line["model"] == "minimum"]
             assert sum(D(line["amount_usd"]) for line in minimum) == 0  # October passed it
             for invoice in invoices:

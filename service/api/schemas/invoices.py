@@ -226,6 +226,8 @@ class InvoiceSummaryOut(msgspec.Struct):
     kind: str
     job_id: str | None
     customer_id: str | None
+    month: str | None
+    """The UTC month a monthly invoice covers, YYYY-MM; null for a job's invoice."""
     issued_at: str
     due_date: str | None
     currency: str
@@ -275,5 +277,6 @@ def invoice_summary_out(r: InvoiceSummary) -> InvoiceSummaryOut:
         r,
         currency=CURRENCY,
         total_usd=cents_text(r.total_usd),
+        month=None if r.month is None else f"{r.month:%Y-%m}",
         due_date=None if r.due_date is None else r.due_date.isoformat(),
     )
