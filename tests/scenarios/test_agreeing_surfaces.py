@@ -32,12 +32,12 @@ recorded or changed:
 | g7    | gx-1   | 0.014  | 0.014  |          | 0.028   |
 | g3    | gx-2   | 0.225  | 0.30   | 0.30     | 0.29125 |
 | g5    | gx-2   | 2.00   | 2.00   |          | 2.51    |
-| g6    | gx-3   | 0.014  | 0.014  |          | 0.028   | (October in UTC)
+| g6    | gx-3   | 0.014  | 0.014  |          | 0.0154  | (October in UTC; Acme's)
 | n1    | nc-1   | 0.0014 | 0.0014 |          | 0.0028  |
 | n2    | nc-2   | 0.012  | 0.012  |          | 0.024   |
 | i1    | in-1   | 0.012  | 0.012  |          | 0.024   |
 
-In all: cost 5.4189, actual 5.5374, provider 0.63, price 6.66705 over 17 events.
+In all: cost 5.4189, actual 5.5374, provider 0.63, price 6.65445 over 17 events.
 """
 
 from __future__ import annotations
@@ -138,7 +138,20 @@ def assert_read_side_agrees(http: httpx.Client, entries: list[dict[str, Any]]) -
         assert totals([shown]) == totals(mine_entries), agent
         by_day = grouped(mine_entries, day)
         assert {d["day"]: totals([d]) for d in shown["days"]} == by_day, agent
-    for group_by in ("agent", "model", "provider", "tier", "day", "model,day", "agent,model"):
+    listed_agents = ok(http.get("/v1/agents"))["items"]
+    assert {a["agent"]: totals([a]) for a in listed_agents} == grouped(
+        entries, lambda e: e["agent"]
+    )
+    for group_by in (
+        "agent",
+        "model",
+        "provider",
+        "tier",
+        "day",
+        "job_id",
+        "model,day",
+        "agent,model",
+    ):
         keys = group_by.split(",")
         rows = ok(http.get("/v1/usage", params={"group_by": group_by}))["rows"]
         expected = grouped(
@@ -622,6 +635,16 @@ def test_every_surface_tells_the_same_story_to_the_cent(database_url: str, tmp_p
                 ("gx-3", "0.028")
             ]
 
+            # gx-3 was Acme's all along: g6 leaves Globex (a reversal of 0.028 on October's
+            # follow-up, a credit note) for Acme at 0.014 × 1.1 = 0.0154 on gx-3's invoice.
+            ok(http.patch("/v1/jobs/gx-3", json={"customer_id": "acme"}))
+            invoices.append(
+                ok(http.post("/v1/customers/globex/invoices", json={"month": "2026-10"}), 201)
+            )
+            assert [invoices[-1][k] for k in ("kind", "subtotal_usd")] == ["credit_note", "-0.028"]
+            invoices.append(ok(http.post("/v1/jobs/gx-3/invoices"), 201))
+            assert [invoices[-1][k] for k in ("kind", "subtotal_usd")] == ["invoice", "0.0154"]
+
             # Reconcile.
             entries = ledger(http)
             truth = totals(entries)
@@ -629,7 +652,7 @@ def test_every_surface_tells_the_same_story_to_the_cent(database_url: str, tmp_p
                 "cost_usd": D("5.4189"),
                 "actual_cost_usd": D("5.5374"),
                 "provider_cost_usd": D("0.63"),
-                "price_usd": D("6.66705"),
+                "price_usd": D("6.65445"),
                 "events": D(17),
             }
             for entry in entries:
@@ -662,30 +685,31 @@ def test_every_surface_tells_the_same_story_to_the_cent(database_url: str, tmp_p
             assert sum(D(line["amount_usd"]) for line in minimum) == 0  # October passed it
             for invoice in invoices:
                 assert_invoice_forms_agree(http, invoice)
-            # Per customer: what the invoices bill is the customer's usage price.
-            for customer in ("acme", "globex", "initech"):
-                jobs_of = {e["job_id"] for e in entries if e["customer_id"] == customer}
+            # Per customer: what the invoices bill is the price of the customer's entries (a
+            # moved job's reversal is its former customer's).
+            for customer in ("acme", "globex", "initech", None):
                 billed = [i for i in invoices if (i["customer"] or {}).get("id") == customer]
                 assert sum(D(i["subtotal_usd"]) for i in billed) == sum(
-                    totals([ok(http.get(f"/v1/jobs/{j}"))])["price_usd"] for j in jobs_of
+                    D(e["price_usd"] or 0) for e in entries if e["customer_id"] == customer
                 ), customer
 
             # Credits: what invoices applied is what was drawn. Globex: 3.00 in all, 0 left.
-            # Acme: 0.099 drawn; 4.9505 stays on the expired grant, 0.4505 counts.
+            # Acme: 0.099 (a6, a7) + 0.0154 (g6) = 0.1144 drawn; 4.9505 stays on the expired
+            # grant, 0.50 − 0.0495 − 0.0154 = 0.4351 counts.
             applied = defaultdict(D)
             for i in invoices:
                 if i["customer"]:
                     applied[i["customer"]["id"]] += D(i["credits_applied_usd"])
-            assert (applied["globex"], applied["acme"]) == (D("3.00"), D("0.099"))
+            assert (applied["globex"], applied["acme"]) == (D("3.00"), D("0.1144"))
             globex = ok(http.get("/v1/customers/globex/credits"))
             acme_credits = ok(http.get("/v1/customers/acme/credits"))
-            assert (globex["balance_usd"], acme_credits["balance_usd"]) == ("0", "0.4505")
+            assert (globex["balance_usd"], acme_credits["balance_usd"]) == ("0", "0.4351")
             assert [(g["remaining_usd"], g["expired"]) for g in acme_credits["grants"]] == [
                 ("4.9505", True),
-                ("0.4505", False),
+                ("0.4351", False),
             ]
             metrics = http.get("/metrics").text
-            assert "luc_customer_credit_balance_usd 0.4505" in metrics.splitlines()
+            assert "luc_customer_credit_balance_usd 0.4351" in metrics.splitlines()
 
             # Month to date (November): Globex g4 (price 0.028, actual 0.014), not g6;
             # Acme a6 + a7 (0.099, 0.09).
