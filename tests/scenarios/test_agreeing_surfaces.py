@@ -26,10 +26,10 @@ recorded or changed:
 | a4    | acme-1 | 0.12   | 0.12   |          | 0.132   |
 | a5    | acme-1 | 0.045  | 0.045  |          | 0.0495  |
 | a6 a7 | acme-2 | 0.045  | 0.045  |          | 0.0495  | (each; November)
-| g1    | gx-1   | 0.14   | 0.14   |          | 0.28    |
-| g2    | gx-1   | 0.72   | 0.72   |          | 0.91    |
-| g4    | gx-1   | 0.014  | 0.014  |          | 0.028   | (November)
-| g7    | gx-1   | 0.014  | 0.014  |          | 0.028   |
+| g1    | gx-1   | 0.14   | 0.14   |          | 0.154   | (Acme's in the end)
+| g2    | gx-1   | 0.72   | 0.72   |          | 0.792   |
+| g4    | gx-1   | 0.014  | 0.014  |          | 0.0154  | (November)
+| g7    | gx-1   | 0.014  | 0.014  |          | 0.0154  |
 | g3    | gx-2   | 0.225  | 0.30   | 0.30     | 0.29125 |
 | g5    | gx-2   | 2.00   | 2.00   |          | 2.51    |
 | g6    | gx-3   | 0.014  | 0.014  |          | 0.0154  | (October in UTC; Acme's)
@@ -37,7 +37,7 @@ recorded or changed:
 | n2    | nc-2   | 0.012  | 0.012  |          | 0.024   |
 | i1    | in-1   | 0.012  | 0.012  |          | 0.024   |
 
-In all: cost 5.4189, actual 5.5374, provider 0.63, price 6.65445 over 17 events.
+In all: cost 5.4189, actual 5.5374, provider 0.63, price 6.38525 over 17 events.
 """
 
 from __future__ import annotations
@@ -645,6 +645,29 @@ def test_every_surface_tells_the_same_story_to_the_cent(database_url: str, tmp_p
             invoices.append(ok(http.post("/v1/jobs/gx-3/invoices"), 201))
             assert [invoices[-1][k] for k in ("kind", "subtotal_usd")] == ["invoice", "0.0154"]
 
+            # gx-1 turns out to be Acme's too, after Globex's October invoice and gx-1's own
+            # (g4) billed it: its next document is Globex's credit note for all of it,
+            # 0.28 + 0.028 (g1, g7) + 0.028 (g4) + 0.91 (g2) = 1.246, giving back the 1.218
+            # of credits g1, g2 and g4 drew; then Acme's invoice at 10 % over the actual:
+            # 1.1 × (0.14 + 0.014 + 0.014 + 0.72) = 0.9768, Acme's last 0.4351 of credits
+            # applied, 0.54 due.
+            # Globex's month to date before: g4 (price 0.028, actual 0.014), never g6.
+            shown = ok(http.get("/v1/customers/globex"))
+            assert (shown["price_usd"], shown["actual_cost_usd"]) == ("0.028", "0.014")
+            ok(http.patch("/v1/jobs/gx-1", json={"customer_id": "acme"}))
+            invoices.append(ok(http.post("/v1/jobs/gx-1/invoices"), 201))
+            assert [
+                invoices[-1][k]
+                for k in ("kind", "subtotal_usd", "credits_applied_usd", "amount_due_usd")
+            ] == ["credit_note", "-1.246", "-1.218", "-0.03"]
+            assert invoices[-1]["customer"]["id"] == "globex"
+            invoices.append(ok(http.post("/v1/jobs/gx-1/invoices"), 201))
+            assert [
+                invoices[-1][k]
+                for k in ("kind", "subtotal_usd", "credits_applied_usd", "amount_due_usd")
+            ] == ["invoice", "0.9768", "0.4351", "0.54"]
+            assert invoices[-1]["customer"]["id"] == "acme"
+
             # Reconcile.
             entries = ledger(http)
             truth = totals(entries)
@@ -652,7 +675,7 @@ def test_every_surface_tells_the_same_story_to_the_cent(database_url: str, tmp_p
                 "cost_usd": D("5.4189"),
                 "actual_cost_usd": D("5.5374"),
                 "provider_cost_usd": D("0.63"),
-                "price_usd": D("6.65445"),
+                "price_usd": D("6.38525"),
                 "events": D(17),
             }
             for entry in entries:
@@ -675,7 +698,12 @@ def test_every_surface_tells_the_same_story_to_the_cent(database_url: str, tmp_p
             assert sorted(i["number"] for i in listed) == sorted(i["number"] for i in invoices)
             assert sum(D(i["subtotal_usd"]) for i in invoices) == truth["price_usd"]
             # Which documents billed a job: its own and its customer's monthly ones.
-            for job_id, which in (("nc-1", [1]), ("gx-2", [1, 4, 6]), ("gx-1", [1, 8])):
+            for job_id, which in (
+                ("nc-1", [1]),
+                ("gx-2", [1, 4, 6]),
+                ("gx-1", [1, 8, 14, 15]),
+                ("gx-3", [11, 12, 13]),
+            ):
                 by_job = ok(http.get("/v1/invoices", params={"job_id": job_id}))["items"]
                 assert [i["number"] for i in by_job] == [invoices[n]["number"] for n in which]
             assert {i["number"]: i["month"] for i in listed} == {
@@ -693,30 +721,27 @@ def test_every_surface_tells_the_same_story_to_the_cent(database_url: str, tmp_p
                     D(e["price_usd"] or 0) for e in entries if e["customer_id"] == customer
                 ), customer
 
-            # Credits: what invoices applied is what was drawn. Globex: 3.00 in all, 0 left.
-            # Acme: 0.099 (a6, a7) + 0.0154 (g6) = 0.1144 drawn; 4.9505 stays on the expired
-            # grant, 0.50 − 0.0495 − 0.0154 = 0.4351 counts.
+            # Credits: what invoices applied is what was drawn. Globex: 3.00 less the 1.218
+            # gx-1 gave back = 1.782. Acme: 0.099 (a6, a7) + 0.0154 (g6) + 0.4351 (gx-1) =
+            # 0.5495, all it had but the 4.9505 that stays on the expired grant.
             applied = defaultdict(D)
             for i in invoices:
                 if i["customer"]:
                     applied[i["customer"]["id"]] += D(i["credits_applied_usd"])
-            assert (applied["globex"], applied["acme"]) == (D("3.00"), D("0.1144"))
+            assert (applied["globex"], applied["acme"]) == (D("1.782"), D("0.5495"))
             globex = ok(http.get("/v1/customers/globex/credits"))
             acme_credits = ok(http.get("/v1/customers/acme/credits"))
-            assert (globex["balance_usd"], acme_credits["balance_usd"]) == ("0", "0.4351")
+            assert (globex["balance_usd"], acme_credits["balance_usd"]) == ("1.218", "0")
             assert [(g["remaining_usd"], g["expired"]) for g in acme_credits["grants"]] == [
                 ("4.9505", True),
-                ("0.4351", False),
+                ("0", False),
             ]
             metrics = http.get("/metrics").text
-            assert "luc_customer_credit_balance_usd 0.4351" in metrics.splitlines()
+            assert "luc_customer_credit_balance_usd 1.218" in metrics.splitlines()
 
-            # Month to date (November): Globex g4 (price 0.028, actual 0.014), not g6;
-            # Acme a6 + a7 (0.099, 0.09).
-            for customer, price, actual in (
-                ("globex", "0.028", "0.014"),
-                ("acme", "0.099", "0.09"),
-            ):
+            # Month to date (November): Globex nothing (g4 went with gx-1); Acme a6 + a7 + g4
+            # (0.0495 × 2 + 0.0154 = 0.1144; actual 0.045 × 2 + 0.014 = 0.104).
+            for customer, price, actual in (("globex", "0", "0"), ("acme", "0.1144", "0.104")):
                 shown = ok(http.get(f"/v1/customers/{customer}"))
                 assert (shown["month"], shown["price_usd"], shown["actual_cost_usd"]) == (
                     "2026-11",
