@@ -283,6 +283,12 @@ class InvoiceSummary:
     follow_up_of: str | None
     corrects: str | None
     digest: str
+    credits_applied_usd: str | None
+    """The prepaid credits applied, in the issued document's own words; None on an invoice
+    issued before invoices applied credits (none were)."""
+    amount_due_usd: str | None
+    """What is settled in money, as the issued document writes it; None on an invoice
+    issued before invoices applied credits (its total was due)."""
 
 
 @dataclass(frozen=True, slots=True)

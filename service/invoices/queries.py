@@ -258,7 +258,10 @@ FROM invoices WHERE number = $1
 SELECT_INVOICES = """
 SELECT number, kind, job_id, customer_id, month, issued_at, due_date, subtotal_usd,
        rounding_usd, total_usd, covered_entries, unpriced_events, follow_up_of, corrects,
-       digest
+       digest,
+       -- As the issued document writes them (absent from invoices issued before credits)
+       canonical::jsonb ->> 'credits_applied_usd' AS credits_applied_usd,
+       canonical::jsonb ->> 'amount_due_usd' AS amount_due_usd
 FROM invoices
 WHERE ($1::text IS NULL
        OR job_id = $1

@@ -706,8 +706,9 @@ def test_every_surface_tells_the_same_story_to_the_cent(database_url: str, tmp_p
             ):
                 by_job = ok(http.get("/v1/invoices", params={"job_id": job_id}))["items"]
                 assert [i["number"] for i in by_job] == [invoices[n]["number"] for n in which]
-            assert {i["number"]: i["month"] for i in listed} == {
-                i["number"]: i.get("month") for i in invoices
+            fields = ("month", "total_usd", "credits_applied_usd", "amount_due_usd")
+            assert {i["number"]: [i[k] for k in fields] for i in listed} == {
+                i["number"]: [i.get(k) for k in fields] for i in invoices
             }
             minimum = [line for i in invoices for line in i["lines"] if line["model"] == "minimum"]
             assert sum(D(line["amount_usd"]) for line in minimum) == 0  # October passed it

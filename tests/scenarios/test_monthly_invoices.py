@@ -466,6 +466,14 @@ async def test_a_job_s_invoices_listed_include_the_monthly_ones_that_billed_its_
             (october_bill["number"], None, "2026-10"),
             (own["number"], "job-a", None),
         ]
+        # What each asks in money, as the invoice says: October 5.00 (the minimum), the
+        # job's 0.05625 → 0.06; no credits.
+        assert [
+            (i["total_usd"], i["credits_applied_usd"], i["amount_due_usd"]) for i in listed
+        ] == [
+            ("5.00", "0.00", "5.00"),
+            ("0.06", "0.00", "0.06"),
+        ]
         # job-b's one call is on the month's invoice only.
         listed = (await client.get("/v1/invoices", params={"job_id": "job-b"})).json()["items"]
         assert [i["number"] for i in listed] == [october_bill["number"]]
