@@ -411,6 +411,22 @@ def test_every_surface_tells_the_same_story_to_the_cent(database_url: str, tmp_p
             assert [g["remaining_usd"] for g in credits["grants"]] == ["0", "1.26575"]
             assert [u["id"] for u in ok(http.get("/v1/unpriced"))["items"]] == ["a3", "a4"]
 
+            # Unpriced is never zero: acme-1 knows the cost of a1 + a2 (0.2745 + 1.725 =
+            # 1.9995), the actual of a1–a3 (0.28 + 1.725 + 0.05 = 2.055) and the price of
+            # a1–a3 (0.308 + 1.8975 + 0.055 = 2.2605), and counts what it does not know.
+            before = ok(http.get("/v1/jobs/acme-1"))
+            assert [
+                before[k]
+                for k in (
+                    "cost_usd",
+                    "actual_cost_usd",
+                    "price_usd",
+                    "unpriced_events",
+                    "unknown_actual_events",
+                    "unknown_price_events",
+                )
+            ] == ["1.9995", "2.055", "2.2605", 2, 1, 1]
+            assert 'luc_unpriced_events{model="acme/mystery-1"} 2.0' in http.get("/metrics").text
             # A catalog correction from October: GPT-5.1 output at 6, and the mystery model
             # priced (1 / 2): a4 costs 0.12 (price 0.132), a3 0.012 (actual stays 0.05).
             fix = {
