@@ -531,7 +531,14 @@ def test_every_surface_tells_the_same_story_to_the_cent(database_url: str, tmp_p
                 ),
                 201,
             )
-            ok(http.post("/v1/plans/wholesale/reprice", json={"since": SINCE, "dry_run": False}))
+            reprice = {"since": SINCE, "dry_run": True}
+            dry = ok(http.post("/v1/plans/wholesale/reprice", json=reprice))
+            wet = ok(http.post("/v1/plans/wholesale/reprice", json={**reprice, "dry_run": False}))
+            same = ("price_delta_usd", "events_changed", "customers", "jobs")
+            assert [dry[k] for k in same] == [wet[k] for k in same]
+            assert wet["price_delta_usd"] == "-0.222"
+            again = ok(http.post("/v1/plans/wholesale/reprice", json={**reprice, "dry_run": False}))
+            assert (again["entries_appended"], again["price_delta_usd"]) == (0, "0")
             invoices.append(ok(http.post("/v1/jobs/acme-1/invoices"), 201))
             assert [invoices[-1][k] for k in ("kind", "subtotal_usd", "total_usd")] == [
                 "credit_note",
