@@ -174,7 +174,15 @@ class InvoicesController(LucController):
     tags = ["invoices"]
     opt = READ
 
-    @get("/", operation_id="listInvoices", summary="Issued invoices in number order")
+    @get(
+        "/",
+        operation_id="listInvoices",
+        summary="Issued invoices in number order",
+        description=(
+            "With `job_id`: the job's own invoices and every other invoice that billed "
+            "usage of it (its customer's monthly invoices), in issue order."
+        ),
+    )
     async def list(
         self,
         luc: NamedDependency[Resources],

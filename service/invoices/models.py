@@ -271,6 +271,8 @@ class InvoiceSummary:
     kind: str
     job_id: str | None
     customer_id: str | None
+    month: date | None
+    """The first day of the UTC month a monthly invoice covers; None for a job's."""
     issued_at: datetime
     due_date: date | None
     subtotal_usd: Decimal
@@ -281,6 +283,12 @@ class InvoiceSummary:
     follow_up_of: str | None
     corrects: str | None
     digest: str
+    credits_applied_usd: str | None
+    """The prepaid credits applied, in the issued document's own words; None on an invoice
+    issued before invoices applied credits (none were)."""
+    amount_due_usd: str | None
+    """What is settled in money, as the issued document writes it; None on an invoice
+    issued before invoices applied credits (its total was due)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -253,11 +253,22 @@ FROM invoices WHERE number = $1
 """
 
 # In issue order; keyset on (issued_at, number), the cursor being the last number listed.
+# Of one job ($1): its own invoices and every other that billed an entry of it (its
+# customer's monthly invoices), as the job's preview names them.
 SELECT_INVOICES = """
-SELECT number, kind, job_id, customer_id, issued_at, due_date, subtotal_usd, rounding_usd,
-       total_usd, covered_entries, unpriced_events, follow_up_of, corrects, digest
+SELECT number, kind, job_id, customer_id, month, issued_at, due_date, subtotal_usd,
+       rounding_usd, total_usd, covered_entries, unpriced_events, follow_up_of, corrects,
+       digest,
+       -- As the issued document writes them (absent from invoices issued before credits)
+       canonical::jsonb ->> 'credits_applied_usd' AS credits_applied_usd,
+       canonical::jsonb ->> 'amount_due_usd' AS amount_due_usd
 FROM invoices
-WHERE ($1::text IS NULL OR job_id = $1)
+WHERE ($1::text IS NULL
+       OR job_id = $1
+       OR number IN (SELECT c.invoice_number
+                     FROM ledger_entries AS l
+                     JOIN invoice_entries AS c ON c.ledger_entry_id = l.id
+                     WHERE l.job_id = $1))
   AND ($2::text IS NULL
        OR (issued_at, number) > (SELECT issued_at, number FROM invoices WHERE number = $2))
 ORDER BY issued_at, number

@@ -445,3 +445,36 @@ async def test_the_month_s_csv_names_jobs_whose_ids_hold_spaces_unambiguously(
         ),
     ]
     assert all(r["invoice"] == invoice["number"] and r["customer_id"] == "zoe" for r in rows)
+
+
+async def test_a_job_s_invoices_listed_include_the_monthly_ones_that_billed_its_usage(
+    database_url: str, admin_key: str
+) -> None:
+    """``GET /v1/invoices?job_id=`` answered only the job's own invoices: for a job of a
+    customer invoiced monthly it listed nothing, while the job's preview named the month's
+    invoice that billed it, and its CSV rows named the job."""
+    async with luc(database_url, admin_key) as client:
+        await acme_with_usage(client)
+        october_bill = await created(
+            await client.post("/v1/customers/acme/invoices", json={"month": "2026-10"})
+        )
+        # November's a3 (job-a), billed on a job invoice of its own: 0.045 × 1.25 = 0.05625
+        own = await created(await client.post("/v1/jobs/job-a/invoices"))
+        assert own["subtotal_usd"] == "0.05625"
+        listed = (await client.get("/v1/invoices", params={"job_id": "job-a"})).json()["items"]
+        assert [(i["number"], i["job_id"], i["month"]) for i in listed] == [
+            (october_bill["number"], None, "2026-10"),
+            (own["number"], "job-a", None),
+        ]
+        # What each asks in money, as the invoice says: October 5.00 (the minimum), the
+        # job's 0.05625 → 0.06; no credits.
+        assert [
+            (i["total_usd"], i["credits_applied_usd"], i["amount_due_usd"]) for i in listed
+        ] == [
+            ("5.00", "0.00", "5.00"),
+            ("0.06", "0.00", "0.06"),
+        ]
+        # job-b's one call is on the month's invoice only.
+        listed = (await client.get("/v1/invoices", params={"job_id": "job-b"})).json()["items"]
+        assert [i["number"] for i in listed] == [october_bill["number"]]
+        assert (await client.get("/v1/invoices", params={"job_id": "nobody"})).json()["items"] == []

@@ -226,6 +226,8 @@ class InvoiceSummaryOut(msgspec.Struct):
     kind: str
     job_id: str | None
     customer_id: str | None
+    month: str | None
+    """The UTC month a monthly invoice covers, YYYY-MM; null for a job's invoice."""
     issued_at: str
     due_date: str | None
     currency: str
@@ -237,6 +239,10 @@ class InvoiceSummaryOut(msgspec.Struct):
     follow_up_of: str | None
     corrects: str | None
     digest: str
+    credits_applied_usd: str
+    """Prepaid credits applied, as on the invoice."""
+    amount_due_usd: str
+    """What is settled in money, as on the invoice (negative: owed to the customer)."""
 
 
 class InvoicePage(msgspec.Struct):
@@ -275,5 +281,9 @@ def invoice_summary_out(r: InvoiceSummary) -> InvoiceSummaryOut:
         r,
         currency=CURRENCY,
         total_usd=cents_text(r.total_usd),
+        month=None if r.month is None else f"{r.month:%Y-%m}",
+        # An invoice issued before credits applied none, and its total was due.
+        credits_applied_usd=r.credits_applied_usd or "0.00",
+        amount_due_usd=r.amount_due_usd or cents_text(r.total_usd),
         due_date=None if r.due_date is None else r.due_date.isoformat(),
     )
