@@ -38,6 +38,10 @@ recorded or changed:
 | i1    | in-1   | 0.012  | 0.012  |          | 0.024   |
 
 In all: cost 5.4189, actual 5.5374, provider 0.63, price 6.38525 over 17 events.
+
+The dates follow the day the test runs: "October" above and below is the month before it,
+"November" the month it runs in (its first day, never in the future), "2026-12-31" the 28th
+of the month after; the plans start long before either.
 """
 
 from __future__ import annotations
@@ -68,8 +72,19 @@ GPT = "openai/gpt-5.1"
 FLASH = "google/gemini-3.0-flash"
 HAIKU = "anthropic/claude-haiku-4.5"
 MYSTERY = "acme/mystery-1"
-OCT = "2026-10-10T09:00:00Z"
-SINCE = "2026-10-01T00:00:00Z"
+THIS_MONTH = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+LAST_MONTH = (THIS_MONTH - timedelta(days=1)).replace(day=1)
+NEXT_MONTH = (THIS_MONTH + timedelta(days=32)).replace(day=1)
+
+
+def _at(month: datetime, day: int = 1, hour: int = 0) -> str:
+    return month.replace(day=day, hour=hour).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+OCT = _at(LAST_MONTH, 10, 9)
+SINCE = _at(LAST_MONTH)
+NOV = _at(THIS_MONTH)
+OCTOBER, NOVEMBER = LAST_MONTH.strftime("%Y-%m"), THIS_MONTH.strftime("%Y-%m")
 JOBS = ("acme-1", "acme-2", "gx-1", "gx-2", "gx-3", "nc-1", "nc-2", "in-1")
 AGENTS = ("ORACLE", "ACHEEVY", "Boomer_Ang", "ByteRover")
 MONEY = ("cost_usd", "actual_cost_usd", "provider_cost_usd", "price_usd")
@@ -160,7 +175,7 @@ def assert_read_side_agrees(http: httpx.Client, entries: list[dict[str, Any]]) -
         assert {tuple(r[k] for k in keys): totals([r]) for r in rows} == expected, group_by
     # FOCUS: one row per UTC day × job × agent × model × provider; ListCost is the catalog
     # cost, EffectiveCost and BilledCost the actual cost.
-    focus = http.get("/v1/exports/focus", params={"from": SINCE, "to": "2027-01-01T00:00:00Z"})
+    focus = http.get("/v1/exports/focus", params={"from": SINCE, "to": _at(NEXT_MONTH)})
     assert focus.status_code == 200, focus.text
     expected = grouped(
         entries, lambda e: (day(e), e["job_id"], e["agent"], e["model"], e["provider"])
@@ -252,7 +267,7 @@ def test_every_surface_tells_the_same_story_to_the_cent(database_url: str, tmp_p
     try:
         server.start()
         with httpx.Client(base_url=server.base_url, timeout=60) as http:
-            plan = {"effective_from": "2026-01-01T00:00:00Z", "basis": "catalog"}
+            plan = {"effective_from": "2020-01-01T00:00:00Z", "basis": "catalog"}
             ok(
                 http.post(
                     "/v1/plans", json={**plan, "id": "house", "name": "House", "markup": "0.5"}
@@ -309,7 +324,7 @@ def test_every_surface_tells_the_same_story_to_the_cent(database_url: str, tmp_p
             ok(
                 http.post(
                     "/v1/customers/globex/credits",
-                    json={"amount_usd": "1.00", "expires_at": "2026-12-31T00:00:00Z"},
+                    json={"amount_usd": "1.00", "expires_at": _at(NEXT_MONTH, 28)},
                 ),
                 201,
             )
@@ -371,7 +386,7 @@ def test_every_surface_tells_the_same_story_to_the_cent(database_url: str, tmp_p
                 # November: 100,000 × 0.20 + 10,000 × 0.80 = 0.028 (cost 0.014)
                 wire_event(
                     "g4",
-                    **{**gx, "occurred_at": "2026-11-05T00:00:00Z"},
+                    **{**gx, "occurred_at": NOV},
                     model=FLASH,
                     input_tokens=100_000,
                     output_tokens=10_000,
@@ -482,7 +497,7 @@ def test_every_surface_tells_the_same_story_to_the_cent(database_url: str, tmp_p
             # acme-1 at 20 %: 1.2 × (0.28 + 1.725 + 0.05 + 0.12) = 2.61
             assert invoices[-1]["total_usd"] == "2.61"
             invoices.append(
-                ok(http.post("/v1/customers/globex/invoices", json={"month": "2026-10"}), 201)
+                ok(http.post("/v1/customers/globex/invoices", json={"month": OCTOBER}), 201)
             )
             # October: 0.28 + 0.91 + 0.29125 + 0.0028 = 1.48405, all paid by credits; the
             # minimum line tops it up by 0.51595 to 2.00, due 0.52.
@@ -496,7 +511,7 @@ def test_every_surface_tells_the_same_story_to_the_cent(database_url: str, tmp_p
                 # 10,000 × 3 + 1,000 × 15 = 0.045; × 1.2 = 0.054
                 wire_event(
                     "a5",
-                    **{**acme, "occurred_at": "2026-10-20T00:00:00Z"},
+                    **{**acme, "occurred_at": _at(LAST_MONTH, 20)},
                     model=SONNET,
                     input_tokens=10_000,
                     output_tokens=1_000,
@@ -504,7 +519,7 @@ def test_every_surface_tells_the_same_story_to_the_cent(database_url: str, tmp_p
                 # 1,000,000 × 3 = 3.00; × 1.25 + 0.01 = 3.76, drawing the last 1.48795
                 wire_event(
                     "g5",
-                    **{**gx, "occurred_at": "2026-10-20T00:00:00Z", "job_id": "gx-2"},
+                    **{**gx, "occurred_at": _at(LAST_MONTH, 20), "job_id": "gx-2"},
                     model=GPT,
                     input_tokens=1_000_000,
                     output_tokens=0,
@@ -517,7 +532,7 @@ def test_every_surface_tells_the_same_story_to_the_cent(database_url: str, tmp_p
                 invoices[0]["number"],
             )
             invoices.append(
-                ok(http.post("/v1/customers/globex/invoices", json={"month": "2026-10"}), 201)
+                ok(http.post("/v1/customers/globex/invoices", json={"month": OCTOBER}), 201)
             )
             # 3.76, and the minimum taken back (the month is past it): 3.76 − 0.51595 = 3.24405
             assert [
@@ -548,7 +563,7 @@ def test_every_surface_tells_the_same_story_to_the_cent(database_url: str, tmp_p
             # GPT-5.1 input at 2 from 2026-10-15: g5 costs 2.00, price 2.51 (− 1.25). Credits
             # burn before money: g5 keeps its credits, the credit note owes 1.25 in money.
             cut = {
-                "effective_from": "2026-10-15T00:00:00Z",
+                "effective_from": _at(LAST_MONTH, 15),
                 "parent": 2,
                 "models": [
                     {
@@ -570,7 +585,7 @@ def test_every_surface_tells_the_same_story_to_the_cent(database_url: str, tmp_p
             assert wet["price_delta_usd"] == "-1.25"
             assert ok(http.post("/v1/catalog/rerate", json={"since": SINCE}))["events_changed"] == 0
             invoices.append(
-                ok(http.post("/v1/customers/globex/invoices", json={"month": "2026-10"}), 201)
+                ok(http.post("/v1/customers/globex/invoices", json={"month": OCTOBER}), 201)
             )
             assert [
                 invoices[-1][k]
@@ -591,7 +606,7 @@ def test_every_surface_tells_the_same_story_to_the_cent(database_url: str, tmp_p
             nov = {
                 **acme,
                 "job_id": "acme-2",
-                "occurred_at": "2026-11-29T00:00:00Z",
+                "occurred_at": NOV,
                 "model": SONNET,
                 "input_tokens": 10_000,
                 "output_tokens": 1_000,
@@ -622,7 +637,11 @@ def test_every_surface_tells_the_same_story_to_the_cent(database_url: str, tmp_p
                 # 2026-10-31 23:30 UTC: October's, not November's
                 wire_event(
                     "g6",
-                    **{**gx, "occurred_at": "2026-11-01T01:30:00+02:00", "job_id": "gx-3"},
+                    **{
+                        **gx,
+                        "occurred_at": f"{THIS_MONTH:%Y-%m-%d}T01:30:00+02:00",
+                        "job_id": "gx-3",
+                    },
                     model=FLASH,
                     input_tokens=100_000,
                     output_tokens=10_000,
@@ -652,7 +671,7 @@ def test_every_surface_tells_the_same_story_to_the_cent(database_url: str, tmp_p
             invoices.append(ok(http.post("/v1/jobs/nc-2/invoices"), 201))
             invoices.append(ok(http.post("/v1/jobs/in-1/invoices"), 201))
             invoices.append(
-                ok(http.post("/v1/customers/globex/invoices", json={"month": "2026-10"}), 201)
+                ok(http.post("/v1/customers/globex/invoices", json={"month": OCTOBER}), 201)
             )
             assert [(line["job_id"], line["amount_usd"]) for line in invoices[-1]["lines"]] == [
                 ("gx-3", "0.028")
@@ -662,7 +681,7 @@ def test_every_surface_tells_the_same_story_to_the_cent(database_url: str, tmp_p
             # follow-up, a credit note) for Acme at 0.014 × 1.1 = 0.0154 on gx-3's invoice.
             ok(http.patch("/v1/jobs/gx-3", json={"customer_id": "acme"}))
             invoices.append(
-                ok(http.post("/v1/customers/globex/invoices", json={"month": "2026-10"}), 201)
+                ok(http.post("/v1/customers/globex/invoices", json={"month": OCTOBER}), 201)
             )
             assert [invoices[-1][k] for k in ("kind", "subtotal_usd")] == ["credit_note", "-0.028"]
             invoices.append(ok(http.post("/v1/jobs/gx-3/invoices"), 201))
@@ -768,7 +787,7 @@ def test_every_surface_tells_the_same_story_to_the_cent(database_url: str, tmp_p
             for customer, price, actual in (("globex", "0", "0"), ("acme", "0.1144", "0.104")):
                 shown = ok(http.get(f"/v1/customers/{customer}"))
                 assert (shown["month"], shown["price_usd"], shown["actual_cost_usd"]) == (
-                    "2026-11",
+                    NOVEMBER,
                     price,
                     actual,
                 )
@@ -778,7 +797,7 @@ def test_every_surface_tells_the_same_story_to_the_cent(database_url: str, tmp_p
             rows = ok(
                 http.get(
                     "/v1/reconciliation",
-                    params={"from": SINCE, "to": "2026-12-01T00:00:00Z", "group_by": "model"},
+                    params={"from": SINCE, "to": _at(NEXT_MONTH), "group_by": "model"},
                 )
             )["rows"]
             reported = {
@@ -801,7 +820,7 @@ def test_every_surface_tells_the_same_story_to_the_cent(database_url: str, tmp_p
             # Nothing left to bill for October's Globex or acme-1.
             assert not ok(http.get("/v1/jobs/acme-1/invoice"))["issuable"]
             preview = ok(
-                http.get("/v1/customers/globex/invoices/preview", params={"month": "2026-10"})
+                http.get("/v1/customers/globex/invoices/preview", params={"month": OCTOBER})
             )
             assert not preview["issuable"]
     finally:
