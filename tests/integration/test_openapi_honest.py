@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from litestar.testing import AsyncTestClient
 
 from tests.support.events import record_accepted, wire_event
 
@@ -199,3 +200,51 @@ async def test_every_form_of_an_invoice_is_documented(
         json_schema = content["application/json"]["schema"]
         assert _matching(document, json_schema, customer) == ["InvoiceOut"]
         assert _matching(document, json_schema, internal) == ["InvoiceInternalOut"]
+
+
+async def test_a_body_field_with_a_closed_list_of_values_documents_the_list(
+    client: AsyncTestClient[Any],
+) -> None:
+    # BudgetIn's scope, period and measure and JobPatch's status were plain strings in the
+    # document, though the server takes only a few values of each: a generated client
+    # offered none of them and a fuzzer sent anything.
+    await record_accepted(client, [wire_event("e1")])  # job-1 exists, for its PATCH
+    document = (await client.get("/schema/openapi.json")).json()
+    schemas = document["components"]["schemas"]
+    budget = {"scope": "global", "period": "day", "limit_usd": "10"}
+
+    def budget_with(field: str, value: str) -> dict[str, Any]:
+        scope_id = {"scope_id": "x"} if field == "scope" and value != "global" else {}
+        return {**budget, field: value, **scope_id}
+
+    cases: list[tuple[str, str, str, Callable[[str, str], dict[str, Any]], str]] = [
+        ("post", "/v1/budgets", "BudgetIn", budget_with, "scope"),
+        ("post", "/v1/budgets", "BudgetIn", budget_with, "period"),
+        ("post", "/v1/budgets", "BudgetIn", budget_with, "measure"),
+        ("patch", "/v1/jobs/job-1", "JobPatch", lambda f, v: {f: v}, "status"),
+    ]
+    documented = {}
+    for method, path, schema, body, field in cases:
+        prop = schemas[schema]["properties"][field]
+        # A field that may be absent (JobPatch) documents the list on its text alternative.
+        enum = prop.get("enum") or next(
+            (a["enum"] for a in prop.get("oneOf", []) if "enum" in a), None
+        )
+        documented[f"{schema}.{field}"] = enum
+        refused = await client.request(method, path, json=body(field, "zz"))
+        assert refused.status_code == 422, refused.text
+        found = re.match(
+            rf"{field}: (?:'zz' is not|must be) one of ([a-z_]+(?:, [a-z_]+)*)",
+            refused.json()["detail"],
+        )
+        assert found is not None, refused.text
+        assert found.group(1).split(", ") == enum, (schema, field, refused.text)
+        for value in enum:
+            taken = await client.request(method, path, json=body(field, value))
+            assert taken.is_success, (schema, field, value, taken.text)
+    assert documented == {
+        "BudgetIn.scope": ["global", "agent", "job", "model", "customer"],
+        "BudgetIn.period": ["lifetime", "day", "month"],
+        "BudgetIn.measure": ["cost", "actual_cost", "price"],
+        "JobPatch.status": ["open", "closed"],
+    }
