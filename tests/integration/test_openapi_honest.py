@@ -137,24 +137,33 @@ async def test_a_body_that_refuses_unknown_fields_is_documented_as_closed(
         assert len(closed) >= 14, closed
 
 
-async def test_a_missing_resource_named_in_the_body_is_a_documented_404(
+async def test_a_missing_referent_named_in_the_body_is_a_422_naming_it(
     server_factory: Callable[..., Any],
 ) -> None:
-    # Schemathesis's stateful walk: a catalog version on a parent that does not exist is a
-    # 404 (as test_catalog_versions holds), which the document left out: the operation's
-    # path and query name nothing, and the body's parent was not counted.
+    # A catalog version on a parent that does not exist was a 404 (which Schemathesis's
+    # stateful walk found undocumented), where a customer's unknown plan_id or a job's
+    # unknown customer_id is a 422 naming the field: the route exists, the client's input
+    # names what does not. Now the same 422, and the document no longer offers a 404 for
+    # an operation whose path and query name nothing.
     server = server_factory()
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
         document = (await http.get("/schema/openapi.json")).json()
-        answer = await http.post(
-            "/v1/catalog/versions",
-            json={"effective_from": "2025-01-01T00:00:00Z", "parent": 606, "models": []},
-        )
-        assert answer.status_code == 404
-        assert answer.json()["detail"] == "parent: catalog version 606 does not exist"
+        answers = {
+            "parent": await http.post(
+                "/v1/catalog/versions",
+                json={"effective_from": "2025-01-01T00:00:00Z", "parent": 606, "models": []},
+            ),
+            "plan_id": await http.post(
+                "/v1/customers", json={"id": "c-606", "name": "C", "plan_id": "plan-606"}
+            ),
+        }
+        for field, answer in answers.items():
+            assert answer.status_code == 422, (field, answer.text)
+            assert answer.json()["detail"].startswith(f"{field}: "), answer.text
+        assert answers["parent"].json()["detail"] == "parent: catalog version 606 does not exist"
         create = document["paths"]["/v1/catalog/versions"]["post"]
-        assert "404" in create["responses"]
-        # The catalog in force is another resource a request can miss without naming it.
+        assert "422" in create["responses"] and "404" not in create["responses"]
+        # The catalog in force is a resource a request can miss without naming it.
         assert "404" in document["paths"]["/v1/catalog"]["get"]["responses"]
 
 
