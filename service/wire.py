@@ -47,11 +47,12 @@ _UNDERSCORED = re.compile(r"[+-]?[0-9_]+(\.[0-9_]*)?")
 _LEADING_ZEROS = re.compile(r"[+-]?0[0-9]+(\.[0-9]*)?")
 
 _INSTANT = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})"
+    r"([0-9]{4,})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})"
     r"(?:\.([0-9]+))?([Zz]|[+-][0-9]{2}:[0-9]{2})?"
 )
 _INSTANT_MAX_CHARS = 64  # a valid one has at most 32; longer is refused before matching
 _EDGE_YEARS = ("0001", "9999")
+_YEARS = "outside the years 0001 to 9999 in UTC"
 
 
 class WireValueError(ValueError):
@@ -191,6 +192,10 @@ def parse_instant(field: str, text: str) -> datetime:
             field, f"{_shown(text)} is not an RFC 3339 timestamp (e.g. '2026-11-24T10:00:00.25Z')"
         )
     year, month, day, hour, minute, second, fraction, offset = match.groups()
+    if year == "0000" or len(year) > 4:
+        # Well formed (RFC 3339 writes four digits, ISO 8601 more), and past what a
+        # datetime or PostgreSQL's binary protocol holds: said as the edge years are below.
+        raise WireValueError(field, f"{_shown(text)} is out of range: {_YEARS}")
     if offset is None:
         raise WireValueError(
             field, "timestamp has no UTC offset (RFC 3339 needs one, e.g. 'Z' or '+02:00')"
@@ -229,9 +234,7 @@ def parse_instant(field: str, text: str) -> datetime:
         try:
             value.astimezone(UTC)
         except OverflowError:
-            raise WireValueError(
-                field, f"{_shown(text)} is out of range: outside the years 0001 to 9999 in UTC"
-            ) from None
+            raise WireValueError(field, f"{_shown(text)} is out of range: {_YEARS}") from None
     return value
 
 

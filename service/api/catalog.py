@@ -85,7 +85,8 @@ class CatalogController(LucController):
         summary="Create a catalog version (a full snapshot, or changes against a parent)",
         description=(
             "Without `parent`, `models` is the whole catalog. With it, `models` adds or "
-            "replaces the parent's entries and `remove` drops some. Prices are decimal "
+            "replaces the parent's entries and `remove` drops some (a `parent` that does not "
+            "exist is a 422 naming it). Prices are decimal "
             "strings per 1M tokens; a model's `long_context` entries price every token of a "
             "call whose input reaches their `min_input_tokens`. Unpriced events that the "
             "new version prices are priced at once with adjustment entries; already priced "
@@ -93,7 +94,7 @@ class CatalogController(LucController):
             "re-rating (`POST /v1/catalog/rerate`)."
         ),
         status_code=201,
-        opt={**ADMIN, NOT_FOUND_WITHOUT_PARAMETERS: True},  # a parent that does not exist
+        opt=ADMIN,
     )
     async def create(
         self, luc: NamedDependency[Resources], data: JSONBody[VersionIn]
@@ -106,7 +107,10 @@ class CatalogController(LucController):
         if data.parent is not None:
             parent = catalog.by_id.get(data.parent)
             if parent is None:
-                raise NotFoundError(f"parent: catalog version {data.parent} does not exist")
+                # A referent named in the body, as a customer's plan_id or a job's
+                # customer_id: the client's input, 422 naming the field (the route itself
+                # exists; a 404 would say it does not).
+                raise InvalidRequestError(f"parent: catalog version {data.parent} does not exist")
         new = derive_version(
             parent,
             effective_from=effective_from,

@@ -29,6 +29,7 @@ import msgspec
 import structlog
 from asyncpg.pool import PoolConnectionProxy
 
+from service.db.outage import quiet_pool_floor
 from service.db.urls import describe_url, dsn
 from service.errors import DatabaseSetupError, DatabaseUnavailableError
 from service.settings import DatabaseSettings
@@ -141,6 +142,8 @@ async def _keep_session(conn: PoolConnectionProxy[asyncpg.Record]) -> None:
 
 async def create_pool(url: str, settings: DatabaseSettings) -> asyncpg.Pool:
     """The process's one pool; NUMERIC arrives as ``Decimal`` (asyncpg's default)."""
+    # Its floor's reconnects say nothing of an outage in the log (``outage.PoolFloorFilter``).
+    quiet_pool_floor(is_unavailable)
     server_settings = {"application_name": "luc", "timezone": "UTC"}
     options: dict[str, Any] = {
         "reset": _keep_session,

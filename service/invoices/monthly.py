@@ -45,22 +45,39 @@ from service.pricing.plans import plan_in_force
 from service.settings import IssuerSettings
 from service.wire import cents_text, money_text
 
-# [0-9], not \d: \d matches every script's digits, and int() reads them.
-_MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
+# [0-9], not \d: \d matches every script's digits, and int() reads them. A year of more
+# than four digits is well formed, and out of range.
+_MONTH = re.compile(r"([0-9]{4,})-([0-9]{2})")
+FIRST_MONTH = (1970, 1)
+LAST_MONTH = (9999, 11)
+"""The months LUC invoices: from January 1970 to November 9999 (December 9999 ends at an
+instant of year 10000, past what a date holds)."""
+_MONTH_MAX_CHARS = 32  # longer is refused unread (and quoted cut): int() of it costs
+MONTH_RANGE = f"{FIRST_MONTH[0]}-{FIRST_MONTH[1]:02d} to {LAST_MONTH[0]}-{LAST_MONTH[1]:02d}"
 
 
 def parse_month(text: str) -> date:
-    """``2026-11`` → 2026-11-01; anything else a 400. 9999-12 is refused too: the instant
-    it ends (year 10000) is past what a date holds."""
-    match = _MONTH.fullmatch(text)
-    if (
-        match is None
-        or not 1 <= int(match.group(2)) <= 12
-        or not 1970 <= int(match.group(1)) <= 9999
-        or (int(match.group(1)), int(match.group(2))) == (9999, 12)
-    ):
-        raise InvalidRequestError(f"month: {text!r} is not a month (YYYY-MM)", status_code=400)
-    return date(int(match.group(1)), int(match.group(2)), 1)
+    """``2026-11`` → 2026-11-01, or a 400 naming ``month``, the same on every route and
+    command that takes one: "is not a month (YYYY-MM …)" for what is not written as one,
+    "is out of range" naming the months taken (``MONTH_RANGE``) for one that is."""
+    match = _MONTH.fullmatch(text) if len(text) <= _MONTH_MAX_CHARS else None
+    shown = repr(text) if len(text) <= _MONTH_MAX_CHARS else f"{text[:_MONTH_MAX_CHARS]!r}…"
+    if match is None:
+        raise InvalidRequestError(
+            f"month: {shown} is not a month (YYYY-MM, e.g. '2026-11')", status_code=400
+        )
+    year, month = int(match.group(1)), int(match.group(2))
+    if not 1 <= month <= 12:
+        raise InvalidRequestError(
+            f"month: {shown} is out of range: its month {match.group(2)} is not 01 to 12",
+            status_code=400,
+        )
+    if not FIRST_MONTH <= (year, month) <= LAST_MONTH:
+        raise InvalidRequestError(
+            f"month: {shown} is out of range: LUC takes the months {MONTH_RANGE}",
+            status_code=400,
+        )
+    return date(year, month, 1)
 
 
 def month_bounds(month: date) -> tuple[datetime, datetime]:

@@ -447,3 +447,80 @@ async def test_an_instant_outside_utc_s_years_is_a_client_error_wherever_it_is_g
     )
     assert event.status_code == 422
     assert event.json()["reason"].startswith("occurred_at: ")
+
+
+# Well formed, and beyond what a datetime or PostgreSQL's binary protocol holds: year 0
+# was "year 0 is out of range" and year 10000 "not an RFC 3339 timestamp".
+OUT_OF_YEARS = "is out of range: outside the years 0001 to 9999 in UTC"
+FAR_INSTANTS = {
+    "0000-01-01T00:00:00Z": OUT_OF_YEARS,
+    "10000-01-01T00:00:00Z": OUT_OF_YEARS,
+    "99999999999999999999-12-31T00:00:00Z": OUT_OF_YEARS,
+    "2026-01-01T00:00:00+99:00": (
+        "is not a valid instant: its UTC offset +99:00 is not below 24 hours"
+    ),
+}
+# What a route requires beside the instant under test.
+REQUIRED_QUERY = {"group_by": "model", "month": "2026-11", "estimated_cost_usd": "1"}
+
+
+async def test_every_instant_parameter_far_out_of_range_is_a_400_naming_it(
+    api: AsyncTestClient[Any],
+) -> None:
+    document = (await api.get("/schema/openapi.json")).json()
+    met = []
+    for path, item in document["paths"].items():
+        operation = item.get("get")
+        if operation is None:
+            continue
+        query = {p["name"]: p for p in operation.get("parameters", []) if p["in"] == "query"}
+        # The catalog's diff takes version ids by these names: no instants.
+        instants = [
+            n for n in ("from", "to") if n in query and "integer" not in json.dumps(query[n])
+        ]
+        if not instants:
+            continue
+        url = path.replace("{", "").replace("}", "")  # any value: refused before a lookup
+        bounds = {"from": "2025-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}
+        needed = {
+            n: REQUIRED_QUERY[n] for n, p in query.items() if p.get("required") and n not in bounds
+        }
+        for name in instants:
+            for value, says in FAR_INSTANTS.items():
+                answer = await api.get(url, params={**needed, **bounds, name: value})
+                assert answer.status_code == 400, (path, name, value, answer.text)
+                assert answer.json()["detail"] == f"{name}: {value!r} {says}", (path, answer.text)
+            met.append(f"{path} {name}")
+    assert len(met) == 10, met  # from and to of jobs, agents, usage, reconciliation, FOCUS
+
+
+async def test_every_instant_in_a_body_far_out_of_range_is_refused_naming_it(
+    api: AsyncTestClient[Any],
+) -> None:
+    customer = await api.post("/v1/customers", json={"id": "cust-far", "name": "Far"})
+    assert customer.status_code == 201, customer.text
+    plan = await api.post(
+        "/v1/plans",
+        json={
+            "id": "plan-far",
+            "name": "Far",
+            "effective_from": "2025-01-01T00:00:00Z",
+            "basis": "catalog",
+            "markup": "0",
+        },
+    )
+    assert plan.status_code == 201, plan.text
+    for value, says in FAR_INSTANTS.items():
+        for path, field, body in (
+            ("/v1/customers/cust-far/credits", "expires_at", {"amount_usd": "1"}),
+            ("/v1/catalog/rerate", "since", {"dry_run": True}),
+            ("/v1/catalog/versions", "effective_from", {"models": []}),
+            ("/v1/plans/plan-far/versions", "effective_from", {"basis": "catalog", "markup": "0"}),
+            ("/v1/plans/plan-far/reprice", "since", {"dry_run": True}),
+        ):
+            answer = await api.post(path, json={**body, field: value})
+            assert answer.status_code in (400, 422), (path, value, answer.text)
+            assert answer.json()["detail"] == f"{field}: {value!r} {says}", (path, answer.text)
+        event = await api.post("/v1/events", json=good(f"far-{len(value)}", occurred_at=value))
+        assert event.status_code == 422, event.text
+        assert event.json()["reason"] == f"occurred_at: {value!r} {says}", event.text

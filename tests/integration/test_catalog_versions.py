@@ -675,7 +675,7 @@ def body(**changes: Any) -> dict[str, Any]:
         ),
         pytest.param(
             body(parent=99),
-            404,
+            422,  # a referent named in the body, as a customer's plan_id (it was a 404)
             "parent: catalog version 99 does not exist",
             id="unknown parent",
         ),

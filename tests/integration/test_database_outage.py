@@ -386,3 +386,76 @@ async def test_the_webhook_dispatcher_says_an_outage_once_then_at_a_backoff_and_
     ], said
     assert said[1]["failed_rounds"] >= 50
     assert said[1]["log_level"] == "info"
+
+
+OUTAGE_WORKERS = 2
+POOL_MIN = 2
+
+
+async def test_an_outage_under_a_running_server_is_said_in_one_line_at_its_start_and_its_end(
+    postgres: tuple[Postgres, str], tmp_path: Path
+) -> None:
+    """PostgreSQL stopped for a few seconds under ``luc serve --workers 2`` (at the
+    operator's log level, info). Before the fix each worker wrote asyncpg's "Failed to
+    restore the pool connection floor; retrying" with a traceback after 1 s, 2 s, 4 s, …
+    (ten of them in this outage); now each worker says the outage once when it starts
+    and once when it ends, in structured lines, and no traceback at all."""
+    pg, url = postgres
+    log_path = tmp_path / "luc.log"
+    server = ServerProcess(
+        url,
+        log_path,
+        LUC_LOG_LEVEL="info",
+        LUC_LOG_FORMAT="json",
+        LUC_WORKERS=str(OUTAGE_WORKERS),
+        LUC_DB_POOL_MIN=str(POOL_MIN),
+    )
+    server.start()
+
+    def written() -> list[dict[str, Any]]:
+        with log_path.open("rb") as log:
+            log.seek(offset)
+            return [json.loads(line) for line in log.read().splitlines()]
+
+    def said(event: str) -> int:
+        return sum(1 for line in written() if line["event"] == event)
+
+    async def floor_connections() -> bool:
+        async with connected(url) as conn:
+            open_ = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'luc'"
+            )
+        return bool(open_ >= OUTAGE_WORKERS * POOL_MIN)
+
+    offset = 0
+    try:
+        await wait_until(lambda: said("started") == OUTAGE_WORKERS, 60, "both workers")
+        await wait_until(floor_connections, 30, "each worker's pool floor")
+        offset = log_path.stat().st_size
+        await asyncio.to_thread(pg.stop_immediately)
+        # Long enough for asyncpg's floor to fail to reconnect at 0 s, 1 s and 3 s.
+        await wait_until(
+            lambda: said("dispatcher_database_unavailable") == OUTAGE_WORKERS, 30, "the outage"
+        )
+        await asyncio.sleep(5)  # the outage lasts: nothing more may be said meanwhile
+        await asyncio.to_thread(pg.start)
+        await wait_until(
+            lambda: said("dispatcher_database_available") == OUTAGE_WORKERS, 30, "its end"
+        )
+        # The floors are restored in the background too: their last failures are logged.
+        await wait_until(floor_connections, 90, "each worker's pool floor, again")
+        lines = written()
+    finally:
+        server.stop()
+
+    assert [line for line in lines if "exception" in line or "Traceback" in str(line)] == []
+    assert [line for line in lines if line["logger"] == "asyncpg.pool"] == []
+    # Per worker: the start and the end; PostgreSQL's recovery may take the outage past
+    # the dispatcher's first reminder (10 s), the one line more then allowed.
+    events = [line["event"] for line in lines]
+    reminders = events.count("dispatcher_database_still_unavailable")
+    assert reminders <= OUTAGE_WORKERS, events
+    assert sorted(e for e in events if e != "dispatcher_database_still_unavailable") == [
+        *["dispatcher_database_available"] * OUTAGE_WORKERS,
+        *["dispatcher_database_unavailable"] * OUTAGE_WORKERS,
+    ], events

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from litestar.testing import AsyncTestClient
 
 from tests.support.events import record_accepted, wire_event
 
@@ -136,24 +137,33 @@ async def test_a_body_that_refuses_unknown_fields_is_documented_as_closed(
         assert len(closed) >= 14, closed
 
 
-async def test_a_missing_resource_named_in_the_body_is_a_documented_404(
+async def test_a_missing_referent_named_in_the_body_is_a_422_naming_it(
     server_factory: Callable[..., Any],
 ) -> None:
-    # Schemathesis's stateful walk: a catalog version on a parent that does not exist is a
-    # 404 (as test_catalog_versions holds), which the document left out: the operation's
-    # path and query name nothing, and the body's parent was not counted.
+    # A catalog version on a parent that does not exist was a 404 (which Schemathesis's
+    # stateful walk found undocumented), where a customer's unknown plan_id or a job's
+    # unknown customer_id is a 422 naming the field: the route exists, the client's input
+    # names what does not. Now the same 422, and the document no longer offers a 404 for
+    # an operation whose path and query name nothing.
     server = server_factory()
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
         document = (await http.get("/schema/openapi.json")).json()
-        answer = await http.post(
-            "/v1/catalog/versions",
-            json={"effective_from": "2025-01-01T00:00:00Z", "parent": 606, "models": []},
-        )
-        assert answer.status_code == 404
-        assert answer.json()["detail"] == "parent: catalog version 606 does not exist"
+        answers = {
+            "parent": await http.post(
+                "/v1/catalog/versions",
+                json={"effective_from": "2025-01-01T00:00:00Z", "parent": 606, "models": []},
+            ),
+            "plan_id": await http.post(
+                "/v1/customers", json={"id": "c-606", "name": "C", "plan_id": "plan-606"}
+            ),
+        }
+        for field, answer in answers.items():
+            assert answer.status_code == 422, (field, answer.text)
+            assert answer.json()["detail"].startswith(f"{field}: "), answer.text
+        assert answers["parent"].json()["detail"] == "parent: catalog version 606 does not exist"
         create = document["paths"]["/v1/catalog/versions"]["post"]
-        assert "404" in create["responses"]
-        # The catalog in force is another resource a request can miss without naming it.
+        assert "422" in create["responses"] and "404" not in create["responses"]
+        # The catalog in force is a resource a request can miss without naming it.
         assert "404" in document["paths"]["/v1/catalog"]["get"]["responses"]
 
 
@@ -199,3 +209,51 @@ async def test_every_form_of_an_invoice_is_documented(
         json_schema = content["application/json"]["schema"]
         assert _matching(document, json_schema, customer) == ["InvoiceOut"]
         assert _matching(document, json_schema, internal) == ["InvoiceInternalOut"]
+
+
+async def test_a_body_field_with_a_closed_list_of_values_documents_the_list(
+    client: AsyncTestClient[Any],
+) -> None:
+    # BudgetIn's scope, period and measure and JobPatch's status were plain strings in the
+    # document, though the server takes only a few values of each: a generated client
+    # offered none of them and a fuzzer sent anything.
+    await record_accepted(client, [wire_event("e1")])  # job-1 exists, for its PATCH
+    document = (await client.get("/schema/openapi.json")).json()
+    schemas = document["components"]["schemas"]
+    budget = {"scope": "global", "period": "day", "limit_usd": "10"}
+
+    def budget_with(field: str, value: str) -> dict[str, Any]:
+        scope_id = {"scope_id": "x"} if field == "scope" and value != "global" else {}
+        return {**budget, field: value, **scope_id}
+
+    cases: list[tuple[str, str, str, Callable[[str, str], dict[str, Any]], str]] = [
+        ("post", "/v1/budgets", "BudgetIn", budget_with, "scope"),
+        ("post", "/v1/budgets", "BudgetIn", budget_with, "period"),
+        ("post", "/v1/budgets", "BudgetIn", budget_with, "measure"),
+        ("patch", "/v1/jobs/job-1", "JobPatch", lambda f, v: {f: v}, "status"),
+    ]
+    documented = {}
+    for method, path, schema, body, field in cases:
+        prop = schemas[schema]["properties"][field]
+        # A field that may be absent (JobPatch) documents the list on its text alternative.
+        enum = prop.get("enum") or next(
+            (a["enum"] for a in prop.get("oneOf", []) if "enum" in a), None
+        )
+        documented[f"{schema}.{field}"] = enum
+        refused = await client.request(method, path, json=body(field, "zz"))
+        assert refused.status_code == 422, refused.text
+        found = re.match(
+            rf"{field}: (?:'zz' is not|must be) one of ([a-z_]+(?:, [a-z_]+)*)",
+            refused.json()["detail"],
+        )
+        assert found is not None, refused.text
+        assert found.group(1).split(", ") == enum, (schema, field, refused.text)
+        for value in enum:
+            taken = await client.request(method, path, json=body(field, value))
+            assert taken.is_success, (schema, field, value, taken.text)
+    assert documented == {
+        "BudgetIn.scope": ["global", "agent", "job", "model", "customer"],
+        "BudgetIn.period": ["lifetime", "day", "month"],
+        "BudgetIn.measure": ["cost", "actual_cost", "price"],
+        "JobPatch.status": ["open", "closed"],
+    }

@@ -337,22 +337,41 @@ async def test_a_month_out_of_range_or_in_other_digits_is_a_400_naming_the_field
 ) -> None:
     # December 9999 ends at a year Python's dates cannot hold (it was a 500), and
     # full-width digits matched \d and were read as October 2026 (the invoice was issued).
+    # A well-formed month out of range was "not a month", as a typo was: now it says which
+    # months are taken, in the same words on both routes and the command line.
+    taken = "is out of range: LUC takes the months 1970-01 to 9999-11"
+    refusals = {
+        "9999-12": taken,
+        "10000-01": taken,
+        "0000-01": taken,
+        "1969-12": taken,
+        "2026-13": "is out of range: its month 13 is not 01 to 12",
+        "2026-00": "is out of range: its month 00 is not 01 to 12",
+        "２０２６-10": "is not a month (YYYY-MM, e.g. '2026-11')",
+        "2026-1٠": "is not a month (YYYY-MM, e.g. '2026-11')",
+        "2026-1": "is not a month (YYYY-MM, e.g. '2026-11')",
+    }
     async with luc(database_url, admin_key) as client:
         await acme_with_usage(client)
-        for month in ("9999-12", "２０２６-10", "2026-1٠"):
+        for month, says in refusals.items():
+            detail = f"month: {month!r} {says}"
             issue = await client.post("/v1/customers/acme/invoices", json={"month": month})
-            assert issue.status_code == 400, (month, issue.text)
-            assert issue.json()["detail"].startswith(f"month: {month!r} is not a month")
+            assert (issue.status_code, issue.json()["detail"]) == (400, detail), month
             preview = await client.get(
                 "/v1/customers/acme/invoices/preview", params={"month": month}
             )
-            assert preview.status_code == 400, (month, preview.text)
-            assert preview.json()["detail"].startswith(f"month: {month!r} is not a month")
-        # The last month LUC can name still answers.
-        last = await client.get("/v1/customers/acme/invoices/preview", params={"month": "9999-11"})
-        assert last.status_code == 200, last.text
+            assert (preview.status_code, preview.json()["detail"]) == (400, detail), month
+        # The first and the last month LUC can name still answer.
+        for month in ("1970-01", "9999-11"):
+            edge = await client.get("/v1/customers/acme/invoices/preview", params={"month": month})
+            assert edge.status_code == 200, edge.text
         listed = await client.get("/v1/invoices")
         assert listed.json()["items"] == []
+    refused = await luc_on(
+        database_url, "invoice", "issue", "--customer", "acme", "--month", "9999-12"
+    )
+    assert refused.returncode != 0
+    assert f"month: '9999-12' {taken}" in refused.stderr, refused.stderr
 
 
 async def test_no_minimum_is_owed_for_a_month_over_before_the_customer_was_registered(

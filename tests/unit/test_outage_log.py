@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 from typing import Any
 
+import asyncpg
 import structlog
 from structlog.testing import capture_logs
 
-from service.db.outage import OutageLog
+from service.db import is_unavailable
+from service.db.outage import OutageLog, PoolFloorFilter
 
 
 def test_reminders_double_up_to_ten_minutes_and_the_end_is_said_once() -> None:
@@ -35,3 +39,43 @@ def test_reminders_double_up_to_ten_minutes_and_the_end_is_said_once() -> None:
         "failed_rounds": 3601,
         "log_level": "info",
     }
+
+
+def _floor_warning(exc: BaseException) -> logging.LogRecord:
+    """The record asyncpg's pool logs when it fails to reopen its floor (``exc_info``)."""
+    try:
+        raise exc
+    except BaseException:
+        exc_info = sys.exc_info()
+    return logging.LogRecord(
+        "asyncpg.pool",
+        logging.WARNING,
+        "pool.py",
+        571,
+        "Failed to restore the pool connection floor; retrying",
+        None,
+        exc_info,
+    )
+
+
+def test_asyncpg_floor_warnings_are_dropped_in_an_outage_and_one_line_otherwise() -> None:
+    floor = PoolFloorFilter(is_unavailable)
+    with capture_logs() as logged:
+        # PostgreSQL away (its socket gone, or starting up): the dispatcher says it.
+        assert floor.filter(_floor_warning(FileNotFoundError(2, "No such file"))) is False
+        assert floor.filter(_floor_warning(asyncpg.CannotConnectNowError("starting"))) is False
+        assert logged == []
+        # Another cause: one structured line, without asyncpg's traceback.
+        refused = asyncpg.InvalidPasswordError('password authentication failed for user "luc"')
+        assert floor.filter(_floor_warning(refused)) is False
+        # asyncpg's other lines pass.
+        other = logging.LogRecord("asyncpg.pool", logging.WARNING, "", 0, "other", None, None)
+        assert floor.filter(other) is True
+    assert logged == [
+        {
+            "event": "database_pool_reconnect_failed",
+            "error": 'InvalidPasswordError: password authentication failed for user "luc"',
+            "detail": "asyncpg retries after 1 s, 2 s, 4 s, … at most every 60 s",
+            "log_level": "warning",
+        }
+    ]

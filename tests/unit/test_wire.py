@@ -165,8 +165,11 @@ def test_an_rfc_3339_instant_is_read_to_the_microsecond(text: str, instant: date
         ("2025-11-30T23:59:59", "no UTC offset"),
         ("2025-11-30T23:59:59.5", "no UTC offset"),
         ("2016-12-31T23:59:60Z", "leap second"),
-        ("0000-01-01T00:00:00Z", "year 0 is out of range"),
-        ("10000-01-01T00:00:00Z", "not an RFC 3339 timestamp"),
+        # Well formed, out of range: said as the range (it was "year 0 is out of range",
+        # and "not an RFC 3339 timestamp" for year 10000).
+        ("0000-01-01T00:00:00Z", "is out of range: outside the years 0001 to 9999 in UTC"),
+        ("10000-01-01T00:00:00Z", "is out of range: outside the years 0001 to 9999 in UTC"),
+        ("99999999999999999999-01-01T00:00:00Z", "outside the years 0001 to 9999 in UTC"),
         # In range as written, not in UTC: no datetime, and no PostgreSQL parameter, holds it.
         ("0001-01-01T00:59:59.999999+01:00", "outside the years 0001 to 9999 in UTC"),
         ("9999-12-31T23:00:00-01:00", "outside the years 0001 to 9999 in UTC"),

@@ -7,9 +7,12 @@ from typing import Annotated
 
 import msgspec
 
-from service.api.schemas.common import wire_struct
+from service.api.schemas.common import one_of, wire_struct
 from service.budgets.models import (
     DEFAULT_THRESHOLDS,
+    MEASURES,
+    PERIODS,
+    SCOPES,
     Alert,
     Budget,
     BudgetStanding,
@@ -22,11 +25,11 @@ from service.wire import instant_text, money_text
 
 
 class BudgetIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    scope: str
+    scope: Annotated[str, one_of(SCOPES)]
     """``global``, ``agent``, ``job``, ``model`` or ``customer`` (its jobs)."""
     scope_id: str | None = None
     """The agent, job, model or customer id; absent for ``global``."""
-    period: str
+    period: Annotated[str, one_of(PERIODS)]
     """``lifetime``, ``day`` or ``month`` (calendar periods in UTC, by event time)."""
     limit_usd: str
     """Decimal string."""
@@ -37,7 +40,7 @@ class BudgetIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     webhook_url: str | None = None
     webhook_secret: str | None = None
     """Standard Webhooks secret (``whsec_<base64>``); default LUC_WEBHOOK_SECRET."""
-    measure: str = "cost"
+    measure: Annotated[str, one_of(MEASURES)] = "cost"
     """What it counts: ``cost`` (the catalog's list price), ``actual_cost`` (the provider's
     reported cost where there is one) or ``price`` (what the customers pay)."""
 

@@ -3,17 +3,27 @@ error body. Money is always a decimal string (``service.wire``)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
 from functools import cache
 from typing import Any, TypeVar
 
 import msgspec
+from litestar.params import ParameterKwarg
 
 from service.rollups.models import DERIVED, MEASURE_NAMES, Totals
 from service.wire import day_text, instant_text, money_text
 
 S = TypeVar("S", bound=msgspec.Struct)
+
+
+def one_of(values: Iterable[str]) -> ParameterKwarg:
+    """The OpenAPI metadata of a text field the server takes only from ``values``
+    (``Annotated[str, one_of(…)]``): the document lists them (``enum``). The field stays a
+    ``str`` to msgspec, so that a value outside them is the service's refusal (422, naming
+    the field and the values), as documented, not a decoding error."""
+    return ParameterKwarg(schema_extra={"enum": list(values)})
 
 
 def wire_value(value: Any) -> Any:

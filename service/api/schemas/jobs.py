@@ -3,7 +3,7 @@ and a job's status and invoice metadata."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -11,11 +11,12 @@ from service.api.schemas.common import (
     TotalsOut,
     UnitPrices,
     money,
+    one_of,
     totals_fields,
     unit_prices,
     wire_struct,
 )
-from service.jobs.models import JobChanges, JobInfo
+from service.jobs.models import JOB_STATUSES, JobChanges, JobInfo
 from service.ledger.models import LedgerEntry
 from service.pricing.models import rate_label
 from service.pricing.price import margin
@@ -98,7 +99,7 @@ class LedgerPage(msgspec.Struct):
 class JobPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Absent fields stay as they are; ``null`` clears a metadata field."""
 
-    status: str | msgspec.UnsetType = msgspec.UNSET
+    status: Annotated[str, one_of(JOB_STATUSES)] | msgspec.UnsetType = msgspec.UNSET
     """``open`` or ``closed``. A closed job still records usage; it goes on a follow-up."""
     customer: str | msgspec.UnsetType | None = msgspec.UNSET
     title: str | msgspec.UnsetType | None = msgspec.UNSET
