@@ -18,8 +18,7 @@ generation, which is what the provider bills (the usage comes in the last chunk)
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from typing import Any
 
 import msgspec
@@ -51,7 +50,7 @@ from service.errors import (
     LucError,
     RateLimitedError,
 )
-from service.gateway.metering import USAGE_BEFORE_LAST_BYTE, Gateway
+from service.gateway.metering import Gateway
 from service.gateway.models import CallContext, ChatRequest, StreamHandle
 from service.gateway.usage import attribution_problems
 from service.pricing.catalog import STUB_PROVIDER
@@ -298,64 +297,6 @@ class PassThrough(Stream):
         )
 
 
-async def _usage_held(usage: Sequence[asyncio.Task[None]]) -> None:
-    """Wait until the sink holds each call's usage (its tasks never fail: the gateway logs
-    what a sink lets escape); shielded, so a cancelled answer does not cancel the usage."""
-    for task in usage:
-        await asyncio.shield(task)
-
-
-class _UsageFirst(ASGIResponse):
-    """An answer whose head goes out at once and whose body waits for the call's usage to be
-    durable (SPEC §8: before the answer's last byte), so that the journal's sync runs while
-    the head is built and sent rather than before."""
-
-    __slots__ = ("usage",)
-
-    def __init__(self, usage: Sequence[asyncio.Task[None]], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.usage = usage
-
-    async def send_body(self, send: Send, receive: Receive) -> None:
-        await _usage_held(self.usage)
-        await super().send_body(send, receive)
-
-
-class UsageFirst(Response[bytes]):
-    """A provider's answer as sent, by ``_UsageFirst``."""
-
-    def __init__(self, content: bytes, usage: Sequence[asyncio.Task[None]], **kwargs: Any) -> None:
-        super().__init__(content, **kwargs)
-        self.usage = usage
-
-    def to_asgi_response(
-        self,
-        app: Any,
-        request: Request[Any, Any, Any],
-        *,
-        background: BackgroundTask | BackgroundTasks | None = None,
-        cookies: Iterable[Cookie] | None = None,
-        encoded_headers: Iterable[tuple[bytes, bytes]] | None = None,
-        headers: dict[str, str] | None = None,
-        is_head_response: bool = False,
-        media_type: MediaType | str | None = None,
-        status_code: int | None = None,
-        type_encoders: TypeEncodersMap | None = None,
-    ) -> ASGIResponse:
-        return _UsageFirst(
-            self.usage,
-            background=self.background or background,
-            body=self.content,
-            cookies=list(self.cookies) + list(cookies or ()),
-            encoded_headers=encoded_headers,
-            encoding=self.encoding,
-            headers={**(headers or {}), **self.headers},
-            is_head_response=is_head_response,
-            media_type=get_enum_string_value(self.media_type or media_type or MediaType.JSON),
-            status_code=self.status_code or status_code,
-        )
-
-
 class ChatCompletionsController(LucController):
     path = "/v1/chat/completions"
     tags = ["gateway"]
@@ -413,7 +354,6 @@ class ChatCompletionsController(LucController):
         if isinstance(key, ApiKey):
             attributes["api_key_id"] = key.id
         context = CallContext(job, agent, attributes, customer)
-        usage: list[asyncio.Task[None]] = []
         try:
             if stream:
                 handle = await luc.gateway.open_stream(chat, context)
@@ -427,20 +367,12 @@ class ChatCompletionsController(LucController):
                         **_stub_header(luc, luc.gateway, handle.provider),
                     },
                 )
-            waiting = USAGE_BEFORE_LAST_BYTE.set(usage)
-            try:
-                result, completion = await luc.gateway.complete(chat, context)
-            finally:
-                USAGE_BEFORE_LAST_BYTE.reset(waiting)
+            result, completion = await luc.gateway.complete(chat, context)
         except BudgetExceededError as exc:
             log.info("proxy_call_refused_by_budget", job_id=job, agent=agent, reason=exc.message)
             raise
-        except BaseException:
-            await _usage_held(usage)  # an error answer, too, ends after the usage is held
-            raise
-        return UsageFirst(
+        return Response(
             completion.body,
-            usage,
             media_type="application/json",
             headers={
                 "X-LUC-Provider": result.provider,

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,7 +60,6 @@ from service.gateway.ports import AdmissionLookup, BudgetGate, CatalogSource, Us
 from service.gateway.streaming import read_stream
 from service.gateway.upstream import CALL_PROGRESS, CallProgress
 from service.gateway.usage import estimated_usage, usage_event
-from service.ingest.models import UsageEventIn
 from service.pricing.cost import event_cost
 
 log = structlog.get_logger("luc.gateway")
@@ -85,15 +83,6 @@ STREAM_DEADLINE_SECONDS = 600.0
 CANCELLED_CALLS_SECONDS = 10.0
 """How long ``aclose`` waits for the calls it cancelled to meter what they know (a journal
 append) or release their reservations before it stops waiting."""
-
-USAGE_BEFORE_LAST_BYTE: ContextVar[list[asyncio.Task[None]] | None] = ContextVar(
-    "luc_usage_before_last_byte", default=None
-)
-"""Set by a caller that sends the answer on itself (the proxy) and waits, before the answer's
-last byte, for the tasks ``complete`` adds here: the usage of the call it answered, on its
-way to the sink. Unset, ``complete`` returns only once the sink holds the usage. Set, the
-sink's work (the journal's ``fdatasync``) overlaps the answer's head being built and sent,
-and the usage is still durable before the answer ends (SPEC §8)."""
 
 
 class Gateway:
@@ -124,9 +113,6 @@ class Gateway:
         self.default_model = default_model
         self.clock = clock
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._emitting: set[asyncio.Task[None]] = set()
-        """Usage handed to the sink after its call returned (``USAGE_BEFORE_LAST_BYTE``):
-        never cancelled, waited for by ``aclose``."""
 
     # The client API ---------------------------------------------------------------------------
 
@@ -225,15 +211,8 @@ class Gateway:
         journal keeps it for the next process if the sink cannot record it now) or
         releases its reservation, for up to ``cancelled_seconds``. Call it before closing
         the sink."""
-        if self._tasks:
-            await self._end_calls(grace_seconds, cancelled_seconds)
-        # A call that ended meanwhile may have left its usage on its way to the sink.
-        if self._emitting:
-            _, stuck = await asyncio.wait(list(self._emitting), timeout=cancelled_seconds)
-            if stuck:
-                log.error("gateway_usage_not_emitted_at_shutdown", calls=len(stuck))
-
-    async def _end_calls(self, grace_seconds: float, cancelled_seconds: float) -> None:
+        if not self._tasks:
+            return
         _, pending = await asyncio.wait(list(self._tasks), timeout=grace_seconds)
         if not pending:
             return
@@ -326,7 +305,6 @@ class Gateway:
             finish_reason=completion.finish_reason,
             error=completion.error,
             streamed=False,
-            later=True,
         )
         if cancelled:
             raise asyncio.CancelledError
@@ -473,13 +451,11 @@ class Gateway:
         streamed: bool,
         settles: bool = True,
         outcome: str | None = None,
-        later: bool = False,
     ) -> ChatResult:
         """Emit the attempt's one usage event; price it as the ledger will. ``settles``:
         whether the event carries (and so settles) the call's reservation; ``outcome``:
         ``timeout`` or ``connection_lost`` for an attempt sent whole that got no answer
-        (``attributes.outcome``, beside ``status`` ``error``). ``later``: the call's answer,
-        which its caller may send before the sink holds the usage (``USAGE_BEFORE_LAST_BYTE``)."""
+        (``attributes.outcome``, beside ``status`` ``error``)."""
         catalog, when = admitted.catalog, admitted.occurred_at
         model = admitted.request.model
         attributes: dict[str, Any] = {"streamed": streamed}
@@ -504,13 +480,13 @@ class Gateway:
             attributes=attributes,
             reservation_id=admitted.reservation_id if settles else None,
         )
-        if later and (waiting := USAGE_BEFORE_LAST_BYTE.get()) is not None:
-            task = asyncio.ensure_future(self._emit(event))
-            self._emitting.add(task)
-            task.add_done_callback(self._emitting.discard)
-            waiting.append(task)
-        else:
-            await self._emit(event)
+        try:
+            await self.sink.emit(event)
+        except Exception:
+            # Sinks keep what they cannot deliver (a spool) and should not raise; if one does
+            # anyway, the answer is still delivered (it was paid for) and the usage is logged
+            # whole, to be replayed by hand.
+            log.exception("usage_event_not_emitted", usage=msgspec.json.encode(event).decode())
         # Priced as the ledger prices the event (a stub answer at zero: never billed).
         quote = catalog.quote(model, when).for_provider(provider)
         assert quote.price is not None  # checked in _prepare, or just above
@@ -529,15 +505,6 @@ class Gateway:
             generation_id=event.id,
             finish_reason=finish_reason,
         )
-
-    async def _emit(self, event: UsageEventIn) -> None:
-        try:
-            await self.sink.emit(event)
-        except Exception:
-            # Sinks keep what they cannot deliver (a spool) and should not raise; if one does
-            # anyway, the answer is still delivered (it was paid for) and the usage is logged
-            # whole, to be replayed by hand.
-            log.exception("usage_event_not_emitted", usage=msgspec.json.encode(event).decode())
 
 
 def _storable(text: str, limit: int) -> str:
