@@ -34,7 +34,8 @@ def _run(connection: Connection) -> None:
             {"function": ENSURE_MONTHS_AHEAD_FUNCTION},
         ).scalar():
             connection.execute(
-                text("SELECT luc_ensure_ledger_months(now()::date, :ahead)"),
+                # This UTC month, whatever the server's time zone (ledger.queries).
+                text("SELECT luc_ensure_ledger_months((now() AT TIME ZONE 'UTC')::date, :ahead)"),
                 {"ahead": MONTHS_AHEAD},
             )
     except BaseException:

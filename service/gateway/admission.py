@@ -124,6 +124,9 @@ async def admit(
             model=quote.model_id,
             estimated_cost_usd=estimate,
             customer_id=context.customer_id,
+            # The call's one instant: read again at the reservation, a midnight between
+            # the two readings judged and held the call in the day after the one it spends in.
+            at=now,
         )
         if not verdict.allowed and verdict.refused_by == "credits":
             raise CreditsExhaustedError(

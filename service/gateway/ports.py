@@ -58,7 +58,11 @@ class BudgetGate(Protocol):
         model: str,
         estimated_cost_usd: Decimal,
         customer_id: str | None = None,
-    ) -> BudgetVerdict: ...
+        at: datetime | None = None,
+    ) -> BudgetVerdict:
+        """``at``: the instant the call is admitted at, its usage event's ``occurred_at``:
+        the day and month whose budgets judge and hold the call (else the gate's clock)."""
+        ...
 
     async def release(self, reservation_id: str) -> None:
         """Stop holding ``reservation_id`` (idempotent; a settled one stays settled).

@@ -21,7 +21,10 @@ def _prefixed(alias: str) -> str:
 # The ledger is partitioned by UTC month of occurred_at (migration 0006); this makes the
 # partitions of this month and the next $1 ones when missing, and answers how many it made.
 # It runs with its owner's rights (migration 0009), so the service's role may call it.
-ENSURE_MONTHS_AHEAD = "SELECT luc_ensure_ledger_months(now()::date, $1)"
+# This UTC month: ``now()::date`` is the date in the session's time zone, and connections
+# outside LUC's pool (``luc partitions ensure``, migrations) have the server's. Near a month's
+# end that is the next month in zones east of UTC, and the month still running was skipped.
+ENSURE_MONTHS_AHEAD = "SELECT luc_ensure_ledger_months((now() AT TIME ZONE 'UTC')::date, $1)"
 ENSURE_MONTHS_AHEAD_FUNCTION = "luc_ensure_ledger_months(date,integer)"
 MONTHS_AHEAD = 2
 """Months made ahead of this one: a process that cannot make them for two months running

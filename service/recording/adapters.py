@@ -62,13 +62,15 @@ class DatabaseBudgets:
         model: str,
         estimated_cost_usd: Decimal,
         customer_id: str | None = None,
+        at: datetime | None = None,
     ) -> BudgetVerdict:
-        verdict = await self._reserve(job_id, agent, model, estimated_cost_usd, customer_id)
+        when = at or datetime.now(UTC)
+        verdict = await self._reserve(job_id, agent, model, estimated_cost_usd, customer_id, when)
         if verdict.allowed or self.settled is None:
             return verdict
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.settled(), SETTLING_WAIT_SECONDS)
-        return await self._reserve(job_id, agent, model, estimated_cost_usd, customer_id)
+        return await self._reserve(job_id, agent, model, estimated_cost_usd, customer_id, when)
 
     async def _reserve(
         self,
@@ -77,6 +79,7 @@ class DatabaseBudgets:
         model: str,
         estimated_cost_usd: Decimal,
         customer_id: str | None,
+        at: datetime,
     ) -> BudgetVerdict:
         async def admit(conn: Connection) -> BudgetVerdict:
             # Most calls fall under no hard budget: one look says so, and nothing needs
@@ -89,7 +92,7 @@ class DatabaseBudgets:
                 agent=agent,
                 model=model,
                 estimated_cost_usd=estimated_cost_usd,
-                now=datetime.now(UTC),
+                now=at,
                 reservation_seconds=self.reservation_seconds,
                 customer_id=customer_id,
                 plans=self.plans,

@@ -9,7 +9,6 @@ exact cost, checked against that arithmetic).
 from __future__ import annotations
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -21,6 +20,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from tests.support.budgets import opus_event
+from tests.support.clock import clear_of_end, day_start
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -201,17 +201,6 @@ async def test_day_and_month_budgets_roll_over_at_utc_midnight_and_month_ends(
     assert Decimal(_standing(check, month)["spent_usd"]) == 0
 
 
-def _clear_of_midnight() -> datetime:
-    """Now, at least 15 s before the next UTC midnight (waits if needed), so a test's
-    events and checks fall in one UTC day."""
-    now = datetime.now(UTC)
-    next_midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    if next_midnight - now < timedelta(seconds=15):
-        time.sleep((next_midnight - now).total_seconds() + 0.5)
-        now = datetime.now(UTC)
-    return now
-
-
 async def test_check_counts_the_spend_of_the_day_and_month_containing_now(
     client: AsyncTestClient[Any],
 ) -> None:
@@ -223,9 +212,11 @@ async def test_check_counts_the_spend_of_the_day_and_month_containing_now(
         )
         ids[period] = response.json()["id"]
 
-    now = _clear_of_midnight()
+    # Clear of the UTC day's end, so the events and the check fall in one day; today's call
+    # a second back, or at midnight in the day's first second.
+    now = await clear_of_end("day")
     events = [
-        (now - timedelta(seconds=1), "0.30"),
+        (max(now - timedelta(seconds=1), day_start(now)), "0.30"),
         (now - timedelta(days=1), "0.20"),
         (now - timedelta(days=40), "0.25"),
     ]

@@ -20,6 +20,7 @@ from litestar.testing import AsyncTestClient
 
 from service.app import create_app
 from tests.support.budgets import Receiver, opus_event
+from tests.support.clock import clear_of_end
 from tests.support.settings import settings_for
 
 
@@ -114,7 +115,7 @@ async def test_new_thresholds_already_passed_fire_at_once_in_the_current_period(
         },
     )
     budget = created.json()["id"]
-    now = datetime.now(UTC).replace(microsecond=0)
+    now = (await clear_of_end("day")).replace(microsecond=0)  # today stays today
     yesterday = now.replace(hour=0, minute=0, second=0).timestamp() - 3600
     earlier = datetime.fromtimestamp(yesterday, UTC).isoformat()
     # Yesterday 0.80, today 0.40 (ORACLE): only today's period is re-evaluated.

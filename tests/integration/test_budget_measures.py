@@ -10,12 +10,16 @@ adds 25 %: 0.175 a call.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from litestar.testing import AsyncTestClient
 
 from tests.scenarios.test_customer_prices import FLASH_CALL, make_customer, make_plan
+from tests.support.clock import clear_of_end, earlier_this_month
 from tests.support.events import record_accepted, wire_event
 
 D = Decimal
@@ -34,10 +38,18 @@ async def acme(client: AsyncTestClient[Any]) -> None:
     await make_customer(client, "acme", plan_id="markup25")
 
 
+@pytest.fixture(autouse=True)
+async def clear_of_month_end() -> AsyncIterator[None]:
+    """The budgets here are month budgets, and their spend is this month's: each test runs
+    clear of a UTC month's end, so its calls and the checks that count them share a month."""
+    await clear_of_end("month")
+    yield
+
+
 def call(event_id: str, job_id: str = "job-1", **fields: Any) -> dict[str, Any]:
-    return wire_event(
-        event_id, job_id=job_id, occurred_at="2026-11-10T10:00:00Z", **{**FLASH_CALL, **fields}
-    )
+    """A Flash call of the current UTC month (a month budget counts it)."""
+    occurred_at = earlier_this_month(datetime.now(UTC)).isoformat()
+    return wire_event(event_id, job_id=job_id, occurred_at=occurred_at, **{**FLASH_CALL, **fields})
 
 
 async def test_a_customer_budget_counts_its_jobs_in_each_measure_from_the_ledger_on(

@@ -7,13 +7,14 @@ The default event costs 0.0003 USD (``tests.support.events``).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from litestar.testing import AsyncTestClient
 
+from tests.support.clock import clear_of_end
 from tests.support.events import wire_event
 
 pytestmark = pytest.mark.asyncio
@@ -22,7 +23,9 @@ pytestmark = pytest.mark.asyncio
 async def test_day_and_month_periods_are_utc_whatever_offset_an_event_is_written_in(
     client: AsyncTestClient[Any],
 ) -> None:
-    now = datetime.now(UTC)
+    # Clear of the UTC day's end (a month's end is one): the check below reads the day and
+    # month of the events.
+    now = await clear_of_end("day")
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     ids = {}
     for period in ("day", "month"):

@@ -3,6 +3,7 @@ input a 4xx whose message names the field and the problem."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,6 +11,7 @@ import asyncpg
 import pytest
 from litestar.testing import AsyncTestClient
 
+from tests.support.clock import clear_of_end
 from tests.support.events import record_accepted, wire_event
 
 PLAN = {
@@ -30,21 +32,37 @@ ACME = {
     "low_balance_usd": "25.50",
     "credit_stop": True,
 }
-# What the answer adds: month-to-date money (none yet: zero), the prepaid balance ("0"
-# before any grant) and no webhook target; and money in LUC's form (no trailing zeros).
-NOT_YET = {
-    "month": datetime.now(UTC).strftime("%Y-%m"),
-    "price_usd": "0",
-    "actual_cost_usd": "0",
-    "margin_usd": "0",
-}
-ANSWERED = {
-    **ACME,
-    **NOT_YET,
-    "credit_balance_usd": "0",
-    "low_balance_usd": "25.5",
-    "webhook_url": None,
-}
+
+
+def not_yet() -> dict[str, str]:
+    """What the answer adds: month-to-date money (none yet: zero) of the UTC month the
+    test runs in (read when asked: a run started in the month before must not expect it)."""
+    return {
+        "month": datetime.now(UTC).strftime("%Y-%m"),
+        "price_usd": "0",
+        "actual_cost_usd": "0",
+        "margin_usd": "0",
+    }
+
+
+def answered() -> dict[str, Any]:
+    """Acme as answered: with ``not_yet``, the prepaid balance ("0" before any grant) and
+    no webhook target; and money in LUC's form (no trailing zeros)."""
+    return {
+        **ACME,
+        **not_yet(),
+        "credit_balance_usd": "0",
+        "low_balance_usd": "25.5",
+        "webhook_url": None,
+    }
+
+
+@pytest.fixture(autouse=True)
+async def clear_of_month_end() -> AsyncIterator[None]:
+    """Answers carry the month to date: each test runs clear of a UTC month's end, so the
+    month it expects is the one LUC answers with."""
+    await clear_of_end("month")
+    yield
 
 
 @pytest.fixture
@@ -63,10 +81,10 @@ async def test_a_customer_is_registered_read_back_and_stored_as_given(
 ) -> None:
     created = await client.post("/v1/customers", json=ACME)
     assert created.status_code == 201, created.text
-    assert _without_times(created.json()) == ANSWERED
+    assert _without_times(created.json()) == answered()
     read = await client.get("/v1/customers/acme")
     assert read.status_code == 200
-    assert _without_times(read.json()) == ANSWERED
+    assert _without_times(read.json()) == answered()
     stored = await db.fetchrow("SELECT plan_id, low_balance_usd FROM customers WHERE id = 'acme'")
     assert (stored["plan_id"], str(stored["low_balance_usd"])) == ("standard", "25.50")
 
@@ -84,7 +102,7 @@ async def test_a_customer_needs_only_an_id_and_a_name(client: AsyncTestClient[An
         "invoicing": "per_job",
         "low_balance_usd": None,
         "credit_stop": False,
-        **NOT_YET,
+        **not_yet(),
         "credit_balance_usd": "0",
         "webhook_url": None,
     }
@@ -217,7 +235,7 @@ async def test_a_patch_refuses_bad_input_and_changes_nothing(
         response = await client.patch("/v1/customers/acme", json=body)
         assert response.status_code == 422, response.text
         assert response.json()["detail"] == detail
-    assert _without_times((await client.get("/v1/customers/acme")).json()) == ANSWERED
+    assert _without_times((await client.get("/v1/customers/acme")).json()) == answered()
 
 
 async def test_unknown_fields_and_money_as_numbers_are_refused(

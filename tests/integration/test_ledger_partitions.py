@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import asyncpg
@@ -12,6 +12,7 @@ from service.catalog.service import CatalogCache
 from service.ledger.months import ensure_months
 from service.ledger.service import ensure_months_ahead
 from service.recording.service import record_batch
+from tests.support.clock import clear_of_end, next_month_start
 from tests.support.events import usage_event
 
 # A Sonnet call: where it lands is the point, not what it costs.
@@ -31,7 +32,7 @@ def month_partition(when: datetime) -> str:
 async def test_entries_land_in_their_month_and_far_ones_in_the_default(
     db: asyncpg.Connection,
 ) -> None:
-    now = datetime.now(UTC)
+    now = await clear_of_end("month")  # the month PostgreSQL makes partitions from is now's
     await ensure_months_ahead(db)
     long_ago = datetime(2001, 2, 3, tzinfo=UTC)
     await record_batch(
@@ -80,7 +81,7 @@ async def test_the_cron_command_reports_what_it_made_and_what_waits_in_the_defau
     db: asyncpg.Connection,
 ) -> None:
     """``luc partitions ensure``'s work: run twice, it makes the months once."""
-    now = datetime.now(UTC)
+    now = await clear_of_end("month")  # the months named here are the ones PostgreSQL makes
     coming = [
         f"ledger_entries_{(now.year * 12 + now.month - 1 + n) // 12}_"
         f"{(now.month - 1 + n) % 12 + 1:02d}"
@@ -104,3 +105,31 @@ async def test_the_cron_command_reports_what_it_made_and_what_waits_in_the_defau
     ]
     again = await ensure_months(db, ahead=4)
     assert (again.created, again.months) == (0, first.months)
+
+
+async def test_this_month_is_made_whatever_time_zone_the_session_has(
+    db: asyncpg.Connection,
+) -> None:
+    """``luc partitions ensure`` (cron) and ``luc migrate`` connect without LUC's pool, in
+    the server's default time zone. In the last hour of a UTC month it is already the next
+    month at UTC+14: "this month" read in the session's zone skipped the UTC month still
+    running, whose remaining entries then went to the default partition for good (a month
+    with rows there is never made). The database's clock is pinned to that hour (functions
+    named like PostgreSQL's, in a schema searched first, as in the invoice race tests)."""
+    now = await clear_of_end("month")
+    this_month = month_partition(now)
+    last_hour = next_month_start(now) - timedelta(hours=1)
+    await db.execute(f"DROP TABLE IF EXISTS {this_month}")  # empty: the template is new
+    await db.execute(
+        "CREATE SCHEMA fake_time;"
+        " CREATE FUNCTION fake_time.now() RETURNS timestamptz LANGUAGE sql STABLE"
+        f" AS $$SELECT timestamptz '{last_hour.isoformat()}'$$"
+    )
+    path = await db.fetchval("SHOW search_path")
+    await db.execute(f"SET search_path = fake_time, {path}, pg_catalog")
+    await db.execute("SET TIME ZONE 'Etc/GMT-14'")  # UTC+14 (POSIX signs are reversed)
+    assert str(await db.fetchval("SELECT now()::date")) == f"{next_month_start(now):%Y-%m-%d}"
+
+    await ensure_months_ahead(db)
+
+    assert await db.fetchval("SELECT to_regclass($1) IS NOT NULL", this_month)

@@ -59,6 +59,7 @@ from service.errors import SettingsError
 from service.reconciliation.service import reconcile
 from service.settings import load_settings
 from service.wire import instant_text
+from tests.support.clock import clear_of_end, day_start
 from tests.support.databases import connected, new_database
 from tests.support.events import wire_event
 from tests.support.keys import bearer
@@ -433,7 +434,8 @@ async def test_metrics_carry_the_drift_ratio_of_the_current_and_previous_utc_day
 ) -> None:
     version = await client.post("/v1/catalog/versions", json=VERSION)
     assert version.status_code == 201, version.text
-    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    # Clear of the day's end: the window the metrics read is the one the events were put in.
+    today = day_start(await clear_of_end("day"))
     yesterday, long_ago = today - timedelta(days=1), today - timedelta(days=3)
     events = [
         # today, from midnight on: 20 at −0.48, as on D1 above

@@ -13,12 +13,12 @@ arrives (0.50 / 1.50 per 1M): 1,000 × 0.50/M + 500 × 1.50/M = 0.00125 USD a ca
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from litestar.testing import AsyncTestClient
 
 from tests.support.catalogs import mistral_arrives
+from tests.support.clock import clear_of_end, earlier_this_month
 from tests.support.events import record_accepted, wire_event
 
 UNKNOWN = "mistral-large"
@@ -153,11 +153,12 @@ async def test_a_customer_s_month_of_events_no_one_priced_has_no_price_nor_margi
     globex = {"id": "globex", "name": "Globex", "plan_id": "markup25"}
     assert (await client.post("/v1/customers", json=globex)).status_code == 201
     month = ("month", "price_usd", "actual_cost_usd", "margin_usd")
-    now = datetime.now(UTC)
+    # Clear of the month's end, and calls of this month (in its first minute too).
+    now = await clear_of_end("month")
     this_month = now.strftime("%Y-%m")
     fresh = await _get(client, "/v1/customers/globex")
     assert tuple(fresh[k] for k in month) == (this_month, "0", "0", "0")  # no usage yet
-    at = (now - timedelta(minutes=1)).isoformat()
+    at = earlier_this_month(now).isoformat()
     unknown = {"job_id": "job-g", "model": UNKNOWN, "customer_id": "globex", "occurred_at": at}
     await record_accepted(client, [wire_event("g1", **unknown)])
     known = await _get(client, "/v1/customers/globex")

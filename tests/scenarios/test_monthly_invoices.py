@@ -12,7 +12,6 @@ import csv
 import io
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -21,6 +20,7 @@ from litestar.testing import AsyncTestClient
 
 from service.app import create_app
 from service.invoices.verify import verify_document, verify_stored
+from tests.support.clock import clear_of_end
 from tests.support.commands import luc_on
 from tests.support.events import record_accepted, wire_event
 from tests.support.keys import bearer
@@ -310,7 +310,7 @@ async def test_a_month_is_issued_once_ended_and_only_for_a_customer_invoiced_mon
 ) -> None:
     async with luc(database_url, admin_key) as client:
         await acme_with_usage(client)
-        now = datetime.now(UTC)
+        now = await clear_of_end("month")  # still running when LUC is asked to issue it
         running = await client.post("/v1/customers/acme/invoices", json={"month": f"{now:%Y-%m}"})
         assert running.status_code == 409
         assert "has not ended" in running.json()["detail"]

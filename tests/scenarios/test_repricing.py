@@ -37,6 +37,7 @@ from tests.scenarios.test_customer_prices import (
     make_plan,
     money,
 )
+from tests.support.clock import clear_of_end, earlier_this_month, month_start
 from tests.support.events import record_accepted, wire_event
 from tests.support.ledger_truth import assert_rollups_equal_ledger
 from tests.support.settings import settings_for
@@ -206,9 +207,9 @@ async def test_the_customer_shows_its_month_to_date_price_actual_cost_and_margin
 ) -> None:
     await make_plan(client, "markup25", basis="catalog", markup="0.25")
     await make_customer(client, "acme", plan_id="markup25")
-    now = datetime.now(UTC)
-    this_month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    when = max(now - timedelta(minutes=1), this_month)
+    now = await clear_of_end("month")  # the month it records in is the one it reads
+    this_month = month_start(now)
+    when = earlier_this_month(now)
     await record_accepted(
         client,
         [

@@ -37,6 +37,7 @@ class Recorder:
         model: str,
         estimated_cost_usd: Decimal,
         customer_id: str | None = None,
+        at: datetime | None = None,
     ) -> BudgetVerdict:
         self.estimates.append(estimated_cost_usd)
         return BudgetVerdict(True, reservation_id="r-1")
