@@ -111,9 +111,18 @@ planned afresh for every group of events, ≈ 1.7 ms of PostgreSQL per transacti
 ≈ 0.6 ms to run it, which a single event or a proxied call's batch paid in full."""
 
 
+SESSION_SETTINGS = {"application_name": "luc", "timezone": "UTC"}
+"""Every session's: named in ``pg_stat_activity``, and in UTC, whatever the server's or the
+database's time zone (a day, a month, a budget period are UTC days and months)."""
+
+
 async def connect(url: str) -> asyncpg.Connection:
     """One connection outside the pool (CLI tools, tests), set up like pooled ones."""
-    conn = await asyncpg.connect(dsn(url), max_cacheable_statement_size=STATEMENT_CACHE_MAX_CHARS)
+    conn = await asyncpg.connect(
+        dsn(url),
+        max_cacheable_statement_size=STATEMENT_CACHE_MAX_CHARS,
+        server_settings=SESSION_SETTINGS,
+    )
     await init_connection(conn)
     return conn
 
@@ -144,7 +153,7 @@ async def create_pool(url: str, settings: DatabaseSettings) -> asyncpg.Pool:
     """The process's one pool; NUMERIC arrives as ``Decimal`` (asyncpg's default)."""
     # Its floor's reconnects say nothing of an outage in the log (``outage.PoolFloorFilter``).
     quiet_pool_floor(is_unavailable)
-    server_settings = {"application_name": "luc", "timezone": "UTC"}
+    server_settings = dict(SESSION_SETTINGS)
     options: dict[str, Any] = {
         "reset": _keep_session,
         "max_cacheable_statement_size": STATEMENT_CACHE_MAX_CHARS,
