@@ -112,16 +112,20 @@ planned afresh for every group of events, ≈ 1.7 ms of PostgreSQL per transacti
 
 
 SESSION_SETTINGS = {"application_name": "luc", "timezone": "UTC"}
-"""Every session's: named in ``pg_stat_activity``, and in UTC, whatever the server's or the
-database's time zone (a day, a month, a budget period are UTC days and months)."""
+"""The pool's sessions: named in ``pg_stat_activity``, and in UTC, whatever the server's or
+the database's time zone (a day, a month, a budget period are UTC days and months)."""
+TOOL_SESSION_SETTINGS = {**SESSION_SETTINGS, "application_name": "luc-tool"}
+"""A lone connection's (the command line, migrations' helpers): UTC too, and told apart
+from a running server's sessions in ``pg_stat_activity``."""
 
 
 async def connect(url: str) -> asyncpg.Connection:
-    """One connection outside the pool (CLI tools, tests), set up like pooled ones."""
+    """One connection outside the pool (CLI tools, tests), set up like pooled ones but for its
+    name (``TOOL_SESSION_SETTINGS``)."""
     conn = await asyncpg.connect(
         dsn(url),
         max_cacheable_statement_size=STATEMENT_CACHE_MAX_CHARS,
-        server_settings=SESSION_SETTINGS,
+        server_settings=TOOL_SESSION_SETTINGS,
     )
     await init_connection(conn)
     return conn

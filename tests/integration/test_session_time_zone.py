@@ -24,6 +24,9 @@ async def test_pooled_and_lone_connections_are_in_utc_on_a_database_set_elsewher
     try:
         assert await lone.fetchval("SHOW timezone") == "UTC"
         assert await pool.fetchval("SHOW timezone") == "UTC"
+        # A tool's session is told apart from a server's (which tests and operators count).
+        assert await lone.fetchval("SHOW application_name") == "luc-tool"
+        assert await pool.fetchval("SHOW application_name") == "luc"
         # A session without LUC's settings would have taken the database's.
         plain = await asyncpg.connect(database_url)
         try:
