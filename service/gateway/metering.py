@@ -29,7 +29,8 @@ Nor does it depend on the call ending. A stream still going after its deadline
 cut; and ``aclose`` cancels the calls still running after its grace period. Either way a
 call the provider answered (2xx) is metered with what is known of it, as a broken stream
 is (status ``error``, the provider's usage if it came, else the estimate), and its
-usage event settles its reservation; a call cancelled before any answer releases it.
+usage event settles its reservation; so is one cancelled while waiting for the answer to a
+request it sent whole (metered on its prompt); one cancelled before that releases it.
 """
 
 from __future__ import annotations
@@ -355,9 +356,11 @@ class Gateway:
     async def _run_stream(
         self, admitted: Admitted, context: CallContext, handle: StreamHandle
     ) -> None:
+        progress = CallProgress()
+        CALL_PROGRESS.set(progress)  # this task's context: a request sent whole is noted in it
         try:
             provider, upstream = await self.chain.open_stream(
-                admitted.request, self._billed_meter(admitted, context)
+                admitted.request, self._billed_meter(admitted, context, progress)
             )
         except Exception as exc:  # the caller of open_stream raises it
             # Released before the caller hears of the failure: a retry it makes at once
@@ -368,7 +371,25 @@ class Gateway:
             return
         except BaseException:
             handle.opened.cancel()
-            await asyncio.shield(self._release(admitted))
+            if progress.answered is None:
+                await asyncio.shield(self._release(admitted))
+                raise
+            # Shut down while waiting for the first headers of a request sent whole: the
+            # provider may run it and bill it, so it is metered on its prompt, as a call
+            # that is not streamed is.
+            name, generation_id = progress.answered
+            await self._meter(
+                admitted,
+                context,
+                provider=name,
+                generation_id=generation_id,
+                answered_model=None,
+                usage=estimated_usage(admitted.request.prompt_text(), ""),
+                text="",
+                finish_reason=None,
+                error=SHUTDOWN_ERROR,
+                streamed=True,
+            )
             raise
         handle.opened.set_result(provider.name)
         result: ChatResult | None = None
