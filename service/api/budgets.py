@@ -31,7 +31,6 @@ from service.api.schemas.budgets import (
     reservation_out,
 )
 from service.auth.guard import ADMIN, INGEST, INGEST_OR_READ, READ
-from service.auth.keys import ApiKey
 from service.budgets import reservations
 from service.budgets.delivery import redeliver
 from service.budgets.models import ALERT_TYPES, SCOPES, Alert
@@ -215,7 +214,9 @@ class BudgetsController(LucController):
                 customer_id=data.customer_id,
                 catalog=luc.catalog_cache,
                 plans=luc.plan_cache,
-                api_key_id=_key_id(request),
+                # An operator's hold (an admin key) belongs to no gateway: kept keyless, so
+                # the usage of the call it was made for settles it whatever key sends it.
+                api_key_id=reservation_owner(request),
             ),
         )
         status = 402 if not result.allowed else 201 if result.reservation_id else 200
@@ -365,13 +366,6 @@ class AlertsController(LucController):
             luc.dispatcher.wake()
         alerts = await on_connection(luc.pool, lambda conn: _alerts_by_id(conn, alert_id))
         return Response(alert_out(alerts[0]), status_code=202)
-
-
-def _key_id(request: Request[Any, Any, Any]) -> int | None:
-    """The id of the key a request came with (set by the guard); None with authentication
-    off."""
-    key = request.scope.get("luc_key")
-    return key.id if isinstance(key, ApiKey) else None
 
 
 def _alert_position(cursor: str | None) -> tuple[datetime, str] | None:

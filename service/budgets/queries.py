@@ -279,7 +279,8 @@ ANY_BUDGETS = "EXISTS (SELECT 1 FROM budgets WHERE deleted_at IS NULL)"
 
 # Settles the reservations that arriving calls name: every row of each, when its job is
 # the call's job (an id copied onto another job's usage releases nothing), it was made by
-# the key that sent the call (no key, $3 NULL: LUC's own gateway, an admin key, any), and
+# the key that sent the call (no key, $3 NULL: LUC's own gateway, an admin key, any; a
+# reservation made keyless, by LUC's gateway or an admin key, by any key's call), and
 # it still holds (an expired or settled one is left as it is). Rows are locked in id order
 # first, so two batches that name rows of the same reservations cannot deadlock. Returns
 # the reservations settled, each with its job and key, to tell which call settled it.
@@ -289,7 +290,7 @@ WITH named AS (
     FROM budget_reservations AS r
     JOIN unnest($1::uuid[], $2::text[], $3::bigint[]) AS c(reservation_id, job_id, key_id)
       ON r.reservation_id = c.reservation_id AND r.job_id = c.job_id
-     AND (c.key_id IS NULL OR r.api_key_id = c.key_id)
+     AND (c.key_id IS NULL OR r.api_key_id IS NULL OR r.api_key_id = c.key_id)
     WHERE r.settled_at IS NULL AND r.expires_at > now()
     ORDER BY r.id
     FOR UPDATE OF r

@@ -346,11 +346,13 @@ async def settle(conn: Connection, calls: Sequence[Call]) -> dict[str, str]:
     reservation commit together. A call settles its reservation only when it was sent by
     the key that made it (``key_id``; None is LUC's own gateway, an admin key, or
     authentication off, and settles any): the headroom another caller holds is its own, as
-    for ``release``. An id that is no reservation of the key's (not even a UUID, or another
-    key's: answered alike, as ``release`` answers), one of another job, one expired or
-    released, or one already settled (by an earlier call, or by an earlier one of the same
-    batch) settles nothing: the event is recorded all the same, since the call was paid for,
-    and its answer says why.
+    for ``release``. A reservation made keyless (by LUC's own gateway, or an admin key: an
+    operator's hold belongs to no gateway) is settled by its call's usage whatever the key.
+    An id that is no reservation of the key's (not even a UUID, or another key's: answered
+    alike, as ``release`` answers), one of another job, one expired or released, or one
+    already settled (by an earlier call, or by an earlier one of the same batch) settles
+    nothing: the event is recorded all the same, since the call was paid for, and its
+    answer says why.
     """
     notes: dict[str, str] = {}
     named: list[tuple[Call, uuid.UUID]] = []
@@ -378,7 +380,7 @@ async def settle(conn: Connection, calls: Sequence[Call]) -> dict[str, str]:
             owner is not None
             and key not in credited
             and owner[0] == call.job_id
-            and (call.key_id is None or owner[1] == call.key_id)
+            and (call.key_id is None or owner[1] in (None, call.key_id))
         ):
             credited.add(key)
         else:
@@ -408,7 +410,9 @@ def _not_issued(call: Call) -> str:
 
 def _unsettled(call: Call, state: asyncpg.Record | None) -> str:
     """Why ``call`` settled nothing, given its reservation's row (None: no such id)."""
-    if state is None or (call.key_id is not None and state["api_key_id"] != call.key_id):
+    if state is None or (
+        call.key_id is not None and state["api_key_id"] not in (None, call.key_id)
+    ):
         # Another key's reservation is answered as one LUC never issued.
         return _not_issued(call)
     rid = call.reservation_id

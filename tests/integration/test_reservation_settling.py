@@ -127,6 +127,25 @@ async def test_another_ingest_keys_event_naming_a_reservation_is_recorded_and_se
     assert await _held(db, budget) == (Decimal("0.50"), Decimal(0))
 
 
+@pytest.mark.parametrize("send", [_single, _batch], ids=["single", "batch"])
+async def test_a_hold_an_admin_key_made_is_settled_by_the_calls_usage_whatever_its_key(
+    client: AsyncTestClient[Any], db: asyncpg.Connection, send: Any
+) -> None:
+    # An operator reserves with the admin key, the gateway reports the call with its ingest
+    # key: the hold belongs to no gateway, so the call's usage settles it; the ingest key
+    # still cannot release it (only the admin key that may release any).
+    budget = await hard_budget(db, "job", "job-a", "1.00")
+    _, gateway = await create_key(db, "gateway", "ingest")
+    held = await _reserve(client, "job-a", "0.40")  # the client's admin key
+    released = await client.delete(f"/v1/budgets/reservations/{held}", headers=_as(gateway))
+    assert released.status_code == 404, released.text
+    assert await _held(db, budget) == (Decimal(0), Decimal("0.40"))
+
+    settled = await send(client, _call("reported", "0.25", "job-a", held), gateway)
+    assert "warning" not in settled
+    assert await _held(db, budget) == (Decimal("0.25"), Decimal(0))
+
+
 async def test_an_event_naming_what_it_cannot_settle_is_recorded_with_the_reason(
     client: AsyncTestClient[Any], db: asyncpg.Connection
 ) -> None:
