@@ -257,3 +257,7 @@ async def test_a_body_field_with_a_closed_list_of_values_documents_the_list(
         "BudgetIn.measure": ["cost", "actual_cost", "price"],
         "JobPatch.status": ["open", "closed"],
     }
+    # What comes back names the same values (a budget, and its standing in a check).
+    for answer in ("BudgetOut", "StandingOut"):
+        for field in ("scope", "period", "measure"):
+            assert schemas[answer]["properties"][field]["enum"] == documented[f"BudgetIn.{field}"]

@@ -81,11 +81,11 @@ class BudgetPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class BudgetOut(msgspec.Struct, kw_only=True):
     id: int
-    scope: str
+    scope: Annotated[str, one_of(SCOPES)]
     scope_id: str | None
-    measure: str
+    measure: Annotated[str, one_of(MEASURES)]
     """``cost``, ``actual_cost`` or ``price``: what its spend and limit are figures of."""
-    period: str
+    period: Annotated[str, one_of(PERIODS)]
     limit_usd: str
     thresholds: list[float]
     """Fractions of the limit (ratios, not money)."""
@@ -104,10 +104,10 @@ class BudgetList(msgspec.Struct):
 
 class StandingOut(msgspec.Struct):
     id: int
-    scope: str
+    scope: Annotated[str, one_of(SCOPES)]
     scope_id: str | None
-    measure: str
-    period: str
+    measure: Annotated[str, one_of(MEASURES)]
+    period: Annotated[str, one_of(PERIODS)]
     period_start: str
     hard: bool
     limit_usd: str
