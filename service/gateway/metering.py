@@ -260,24 +260,7 @@ class Gateway:
                 admitted.request, self._billed_meter(admitted, context, progress)
             )
         except asyncio.CancelledError:
-            if progress.answered is None:
-                await asyncio.shield(self._release(admitted))
-                raise
-            # Shut down while reading an answer the provider began (2xx): it is paid for,
-            # and nothing of it is known but the prompt.
-            name, generation_id = progress.answered
-            await self._meter(
-                admitted,
-                context,
-                provider=name,
-                generation_id=generation_id,
-                answered_model=None,
-                usage=estimated_usage(admitted.request.prompt_text(), ""),
-                text="",
-                finish_reason=None,
-                error=SHUTDOWN_ERROR,
-                streamed=False,
-            )
+            await self._cut_short(admitted, context, progress, streamed=False)
             raise
         except BaseException:
             # No answer, so no usage event for the call (a paid attempt the chain gave up on
@@ -310,6 +293,30 @@ class Gateway:
         if cancelled:
             raise asyncio.CancelledError
         return result, completion
+
+    async def _cut_short(
+        self, admitted: Admitted, context: CallContext, progress: CallProgress, *, streamed: bool
+    ) -> None:
+        """A call cancelled (LUC shutting down) before its answer was read: one whose request
+        went out whole, or whose answer had begun (2xx), may be run and billed by the
+        provider, so it is metered on its prompt, all that is known of it; any other frees
+        its hold."""
+        if progress.answered is None:
+            await asyncio.shield(self._release(admitted))
+            return
+        name, generation_id = progress.answered
+        await self._meter(
+            admitted,
+            context,
+            provider=name,
+            generation_id=generation_id,
+            answered_model=None,
+            usage=estimated_usage(admitted.request.prompt_text(), ""),
+            text="",
+            finish_reason=None,
+            error=SHUTDOWN_ERROR,
+            streamed=streamed,
+        )
 
     def _billed_meter(
         self, admitted: Admitted, context: CallContext, progress: CallProgress | None = None
@@ -371,25 +378,7 @@ class Gateway:
             return
         except BaseException:
             handle.opened.cancel()
-            if progress.answered is None:
-                await asyncio.shield(self._release(admitted))
-                raise
-            # Shut down while waiting for the first headers of a request sent whole: the
-            # provider may run it and bill it, so it is metered on its prompt, as a call
-            # that is not streamed is.
-            name, generation_id = progress.answered
-            await self._meter(
-                admitted,
-                context,
-                provider=name,
-                generation_id=generation_id,
-                answered_model=None,
-                usage=estimated_usage(admitted.request.prompt_text(), ""),
-                text="",
-                finish_reason=None,
-                error=SHUTDOWN_ERROR,
-                streamed=True,
-            )
+            await self._cut_short(admitted, context, progress, streamed=True)
             raise
         handle.opened.set_result(provider.name)
         result: ChatResult | None = None
