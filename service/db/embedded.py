@@ -61,20 +61,31 @@ def start_embedded_server(data_dir: Path, port: int | None = None) -> str:
     return f"{url}&port={socket_port}" if socket_port not in (None, 5432) else url
 
 
-def _alive(pid: int) -> bool:
-    """Is process ``pid`` running (a zombie, dead but not yet reaped, is not)?"""
+def _state(pid: int) -> str | None:
+    """Process ``pid``'s state letter from /proc (``Z``: dead, not yet reaped), None when
+    it is gone; ``?`` when it exists but /proc cannot say (macOS, another user's)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return False
+        return None
     except PermissionError:
-        return True  # exists, under another user
+        return "?"  # exists, under another user
     try:
         # /proc/<pid>/stat: "pid (name) state …"; the name may hold spaces or parentheses.
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
     except (OSError, IndexError):
-        return True  # no /proc (macOS): signal 0 is all there is
-    return state != "Z"
+        return "?"  # no /proc (macOS): signal 0 is all there is
+
+
+def _alive(pid: int) -> bool:
+    """Is process ``pid`` running (a zombie, dead but not yet reaped, is not)?"""
+    state = _state(pid)
+    return state is not None and state != "Z"
+
+
+def _zombie(pid: int) -> bool:
+    """Is process ``pid`` dead but not yet reaped by its parent?"""
+    return _state(pid) == "Z"
 
 
 def stop_orphaned_server(pgdata: Path) -> None:

