@@ -87,8 +87,9 @@ def test_a_dead_postmaster_not_yet_reaped_is_waited_for_without_failed_attempts(
     ]
     assert lines[0]["pid"] == dead.pid
     assert lines[1]["attempt"] == 1
-    # Within the watch's period of the reaping (at 0.6 s), not after a backoff (0.5, 1, …).
-    assert 0.6 <= took < 1.0, took
+    # Soon after the reaping (at 0.6 s; the watch looks every 0.02 s), not at the end of a
+    # backoff (attempts at 0, 0.5 and 1.5 s): 0.9 s of slack for a loaded machine.
+    assert 0.6 <= took < 1.5, took
 
 
 def test_an_attempt_that_cannot_get_the_package_lock_fails_saying_so(
