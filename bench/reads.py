@@ -169,13 +169,19 @@ async def measure(
     rng = random.Random(seed)
     cells: Cells = {}
     for kind in KINDS:
-        for ledger in ledgers:  # warm-up: plans, caches, the key
-            assert ledger.server is not None
-            await closed_loop(
-                "warm-up", ledger.server.base_url, read_calls(kind, ledger, 50, rng), 1,
-                CpuMeter(None, None), expect_status(200),
-                {"authorization": f"Bearer {ledger.read_key}"}, max_seconds=cap_seconds,
-            )  # fmt: skip
+        # Warm-up at each connection count measured: plans, caches and the key in every
+        # worker, and each worker's pool grown to what the load keeps open (with only one
+        # connection, one worker was warmed and the pool's growth, a connection and its
+        # prepared statements at a time, fell in the first 16-connection cell's p99).
+        for connections in CONNECTIONS:
+            for ledger in ledgers:
+                assert ledger.server is not None
+                await closed_loop(
+                    "warm-up", ledger.server.base_url,
+                    read_calls(kind, ledger, 50 * connections, rng), connections,
+                    CpuMeter(None, None), expect_status(200),
+                    {"authorization": f"Bearer {ledger.read_key}"}, max_seconds=cap_seconds,
+                )  # fmt: skip
         for connections in CONNECTIONS:
             for _ in range(rounds):
                 for ledger in ledgers:
