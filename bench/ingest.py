@@ -105,9 +105,14 @@ CREATE TABLE {COPY_PAIR_EVENTS} ({EVENT_ROWS});
 CREATE INDEX ON {COPY_PAIR_EVENTS} (occurred_at) WHERE attributes ? 'upstream_model';
 CREATE TABLE {COPY_PAIR_LEDGER} (LIKE ledger_entries INCLUDING ALL);
 """
-# The columns of the event rows are the validated event's fields (its id as event_id), and
-# those of a charge are the ones the service itself inserts.
-EVENT_COLUMNS = ("event_id", *(f.name for f in fields(UsageEvent) if f.name != "id"))
+# The columns of the event rows are the validated event's content (its id as event_id),
+# as ``EVENT_ROWS`` holds it: not ``reservation_key``, which says which key may settle a
+# reservation and is no part of an event row; those of a charge are the ones the service
+# itself inserts.
+EVENT_COLUMNS = (
+    "event_id",
+    *(f.name for f in fields(UsageEvent) if f.name not in ("id", "reservation_key")),
+)
 LEDGER_COLUMNS = INSERT_FIELDS
 
 
