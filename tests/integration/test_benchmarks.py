@@ -21,16 +21,16 @@ import pytest
 from tests.support.paths import PROJECT_ROOT
 
 SMALLEST = {
-    "bench.ingest": ["--batches", "2", "--batch-size", "200", "--concurrency", "1"],
-    "bench.ingest_paths": [
-        "--quick",
-        "--batch-sizes", "200", "--senders", "1", "--batch-events", "400",
-        "--clients", "2", "--single-events", "40", "--noop-requests", "20",
-    ],  # fmt: skip
-    "bench.reads": ["--quick", "--ledger-rows", "4000", "--small-rows", "2000", "--requests", "20"],
-    "bench.metrics": ["--jobs", "20,200", "--events-per-job", "2", "--scrapes", "3"],
-    "bench.proxy": ["--calls", "40", "--rounds", "1", "--clients", "1"],
+    "bench.ingest": "--batches 2 --batch-size 200 --concurrency 1",
+    "bench.ingest_paths": (
+        "--quick --batch-sizes 200 --senders 1 --batch-events 400 --clients 2 "
+        "--single-events 40 --noop-requests 20"
+    ),
+    "bench.reads": "--quick --ledger-rows 4000 --small-rows 2000 --requests 20",
+    "bench.metrics": "--jobs 20,200 --events-per-job 2 --scrapes 3",
+    "bench.proxy": "--calls 40 --rounds 1 --clients 1",
 }
+"""Each benchmark's arguments for its smallest run, one worker."""
 
 
 @pytest.mark.parametrize("module", sorted(SMALLEST))
@@ -40,7 +40,16 @@ def test_a_benchmark_runs_to_its_end_and_its_checks_pass(
     results = tmp_path / "results.json"
     env = {**os.environ, "LUC_DATABASE_URL": admin_url}  # a scratch database there
     done = subprocess.run(
-        [sys.executable, "-m", module, *SMALLEST[module], "--workers", "1", "--json", str(results)],
+        [
+            sys.executable,
+            "-m",
+            module,
+            *SMALLEST[module].split(),
+            "--workers",
+            "1",
+            "--json",
+            str(results),
+        ],
         cwd=PROJECT_ROOT,
         env=env,
         capture_output=True,
