@@ -117,7 +117,10 @@ async def _start_embedded(settings: DatabaseSettings) -> tuple[str, bool]:
         )
     try:
         admin_url = await asyncio.to_thread(
-            start_embedded_server, settings.data_dir, settings.embedded_port
+            start_embedded_server,
+            settings.data_dir,
+            settings.embedded_port,
+            settings.startup_timeout_seconds,
         )
     except EMBEDDED_START_FAILURES as exc:
         raise DatabaseUnavailableError(

