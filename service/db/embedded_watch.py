@@ -21,7 +21,7 @@ from pathlib import Path
 
 import structlog
 
-from service.db.embedded import _alive, _zombie
+from service.db.embedded import _alive, _zombie, lock_held_too_long
 
 log = structlog.get_logger("luc.db")
 
@@ -148,10 +148,7 @@ class EmbeddedWatch:
                 # With a timeout: the lock is one per user, and a process stuck holding it
                 # must be said, not waited on in silence.
                 if not PostgresServer._lock.acquire(timeout=LOCK_WAIT_SECONDS):
-                    raise RuntimeError(
-                        f"another process held the embedded PostgreSQL lock "
-                        f"({PostgresServer.lock_path}) for {LOCK_WAIT_SECONDS:g} s"
-                    )
+                    raise RuntimeError(lock_held_too_long(LOCK_WAIT_SECONDS))
                 try:
                     server.ensure_postgres_running()  # type: ignore[attr-defined]
                 finally:
