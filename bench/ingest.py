@@ -105,14 +105,16 @@ CREATE TABLE {COPY_PAIR_EVENTS} ({EVENT_ROWS});
 CREATE INDEX ON {COPY_PAIR_EVENTS} (occurred_at) WHERE attributes ? 'upstream_model';
 CREATE TABLE {COPY_PAIR_LEDGER} (LIKE ledger_entries INCLUDING ALL);
 """
-# The columns of the event rows are the validated event's content (its id as event_id),
-# as ``EVENT_ROWS`` holds it: not ``reservation_key``, which says which key may settle a
-# reservation and is no part of an event row; those of a charge are the ones the service
-# itself inserts.
-EVENT_COLUMNS = (
-    "event_id",
-    *(f.name for f in fields(UsageEvent) if f.name not in ("id", "reservation_key")),
+# The columns of the event rows are the reference table's own (``EVENT_ROWS``, fixed), each
+# the validated event's field of that name (its id as event_id) but ``received_at``, left
+# to its default: a field the event gains later (``reservation_key``) is no column of it.
+# Those of a charge are the ones the service itself inserts.
+EVENT_COLUMNS = tuple(
+    name
+    for name in (column.split()[0] for column in EVENT_ROWS.split(","))
+    if name != "received_at"
 )
+assert set(EVENT_COLUMNS) - {"event_id"} <= {f.name for f in fields(UsageEvent)}
 LEDGER_COLUMNS = INSERT_FIELDS
 
 
