@@ -31,7 +31,9 @@ from service.errors import DatabaseUnavailableError, LucError
 from service.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    import uvicorn
     from litestar import Litestar
+    from uvicorn.supervisors import Multiprocess
 
 
 # How the parent of ``luc serve --workers N`` hands its work to the workers it spawns (they
@@ -154,7 +156,17 @@ def _serve_workers(settings: Settings, workers: int, host: str, port: int) -> No
     # uvicorn.run() with workers, but the supervisor kept: a worker that could not start
     # (PostgreSQL never answered) ends the whole server with the start-up failure status,
     # as a lone process does, so that a process manager sees a failed start.
-    supervisor = Multiprocess(config, sockets=[_tcp(config.bind_socket())])
+    supervisor: Multiprocess
+    if _REUSE_PORT is None:
+        supervisor = Multiprocess(config, sockets=[_tcp(config.bind_socket())])
+    else:
+        try:
+            supervisor = _worker_sockets_supervisor(config, host, port, workers)
+        except OSError as exc:  # taken since the probe (_unlistenable) found it free
+            structlog.get_logger("luc").error(
+                "startup_failed", error="Listen", detail=f"cannot listen on {host}:{port}: {exc}"
+            )
+            sys.exit(STARTUP_FAILURE)
     watch = None
     if settings.database.url is None:
         # The embedded server is this process's (the workers only use it): started again
@@ -172,6 +184,105 @@ def _serve_workers(settings: Settings, workers: int, host: str, port: int) -> No
             shutil.rmtree(metrics_dir, ignore_errors=True)
     if any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes):
         sys.exit(STARTUP_FAILURE)
+
+
+# One listening socket per worker, all on the port (SO_REUSEPORT), where the kernel spreads
+# new connections over them: Linux only (elsewhere the option exists but does not spread).
+_REUSE_PORT: int | None = getattr(socket, "SO_REUSEPORT", None) if sys.platform == "linux" else None
+
+
+def _bound(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host``:``port`` as uvicorn binds one (``_tcp``), which other
+    sockets may bind too (``SO_REUSEPORT``): one per worker."""
+    assert _REUSE_PORT is not None
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, _REUSE_PORT, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def _worker_sockets_supervisor(
+    config: uvicorn.Config, host: str, port: int, workers: int
+) -> Multiprocess:
+    """uvicorn's supervisor, each worker on a listening socket of its own.
+
+    With one socket shared by every worker, whichever worker wakes first accepts every
+    connection waiting (uvloop accepts until none is left): a client opening its pool of
+    16 keep-alive connections at once found 13 to 15 of them on one worker, measured, and
+    they stayed there, so one core served that client while the other idled. With a
+    socket per worker (``SO_REUSEPORT``) the kernel spreads new connections over the
+    sockets by their addresses and ports. A worker replaced (it died, or SIGHUP) takes
+    over the socket of the one it replaces: the parent keeps every socket open, so
+    connections that arrive meanwhile wait in that socket's queue and none is refused."""
+    import structlog
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors.multiprocess import Multiprocess, Process
+
+    log = structlog.get_logger("luc")
+    first = _bound(host, port)
+    port = first.getsockname()[1]  # the port the kernel chose, for --port 0
+    own = [first, *(_bound(host, port) for _ in range(workers - 1))]
+
+    class WorkerSockets(Multiprocess):
+        def _start(self, index: int) -> Process:
+            process = Process(self.config, [own[index]])
+            process.start()
+            return process
+
+        def init_processes(self) -> None:
+            self.processes = [self._start(i) for i in range(self.processes_num)]
+
+        def keep_subprocess_alive(self) -> None:
+            # uvicorn's own rule, the replacement given the dead worker's socket.
+            for index, process in enumerate(self.processes):
+                if self.should_exit.is_set():
+                    return
+                if process.is_alive(timeout=self.config.timeout_worker_healthcheck):
+                    continue
+                process.kill()  # hung, or already gone
+                process.join()
+                if process.exitcode == STARTUP_FAILURE:
+                    log.error("worker_failed_to_start", pid=process.pid)
+                    self.should_exit.set()  # it would fail the same way every time
+                    return
+                log.warning("worker_died", pid=process.pid, exit_status=process.exitcode)
+                self.processes[index] = self._start(index)
+
+        def restart_all(self) -> None:  # SIGHUP: each replaced by a new one, ready first
+            for index, old in enumerate(self.processes):
+                if self.should_exit.is_set():
+                    return
+                new = self._start(index)
+                if not new.wait_until_ready(self.config.timeout_worker_healthcheck):
+                    new.kill()
+                    new.join()
+                    return
+                old.terminate()
+                old.join()
+                self.processes[index] = new
+
+        def handle_ttin(self) -> None:  # one worker more, on a socket of its own
+            own.append(_bound(host, port))
+            self.processes_num += 1
+            self.processes.append(self._start(len(self.processes)))
+
+        def handle_ttou(self) -> None:  # one worker less, and its socket closed with it
+            if self.processes_num <= 1:
+                return
+            self.processes_num -= 1
+            process = self.processes.pop()
+            process.terminate()
+            process.join()
+            own.pop().close()
+
+    return WorkerSockets(config, sockets=own)
 
 
 def _unlistenable(host: str, port: int, host_setting: str, port_setting: str) -> str | None:
