@@ -75,7 +75,7 @@ from service.ledger.service import ensure_months_ahead
 from service.metrics.instruments import Metrics
 from service.recording.adapters import DatabaseBudgets, DatabaseLookup, database_catalog
 from service.recording.catalog_upgrade import upgrade_aims_catalog
-from service.recording.group_commit import GroupWriter
+from service.recording.group_commit import WRITERS, GroupWriter
 from service.recording.recorder import Recorder
 from service.recording.sink import RecordingSink
 from service.settings import Settings, get_settings
@@ -257,7 +257,10 @@ async def _start(
         / f"gateway-{hashlib.sha256(url.encode()).hexdigest()[:16]}.sqlite"
     )
     stack.push_async_callback(spool.close)
-    resources.group_writer = GroupWriter(recorder.record_events, writers=settings.ingest.writers)
+    resources.group_writer = GroupWriter(
+        recorder.record_events,
+        writers=WRITERS if settings.ingest.writers is None else settings.ingest.writers,
+    )
     resources.group_writer.start()
     stack.push_async_callback(resources.group_writer.stop)
     sink = RecordingSink(

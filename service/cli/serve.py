@@ -432,12 +432,23 @@ def worker_app() -> Litestar:
     _end_with_parent(int(os.environ[_WORKER_PARENT]))
     settings = get_settings()
     configure_logging(settings.server.log_level, settings.server.log_format)
-    database = replace(settings.database, url=os.environ[_WORKER_DATABASE_URL])
     app = create_app(
-        replace(settings, database=database), prepared=os.environ.get(_WORKER_PREPARED) == "1"
+        worker_settings(settings, os.environ[_WORKER_DATABASE_URL]),
+        prepared=os.environ.get(_WORKER_PREPARED) == "1",
     )
     _tune_gc()
     return app
+
+
+def worker_settings(settings: Settings, database_url: str) -> Settings:
+    """What one of several workers runs with: the parent's database, and one group-commit
+    writer unless ``LUC_INGEST_WRITERS`` says how many (``group_commit.WORKER_WRITERS``)."""
+    from service.recording.group_commit import WORKER_WRITERS
+
+    ingest = settings.ingest
+    if ingest.writers is None:
+        ingest = replace(ingest, writers=WORKER_WRITERS)
+    return replace(settings, database=replace(settings.database, url=database_url), ingest=ingest)
 
 
 def _end_with_parent(parent: int) -> None:
