@@ -31,8 +31,8 @@ WORKER_WRITERS = 1
 says otherwise. Each worker commits its own groups, so every writer there sees a share of
 the events; two workers of one writer each (two groups in flight, as one process of two
 writers) measured 1,646–2,075 events/s at 8 clients against 1,446–2,075 with two writers
-each (five alternated pairs: four won by one writer, one level), and less PostgreSQL CPU per event
-(360–418 against 380–593 µs): fewer, fuller groups."""
+each (five alternated pairs: four won by one writer, one level), and less PostgreSQL CPU
+per event (360–418 against 380–593 µs): fewer, fuller groups."""
 
 
 class RecordRequestsFn(Protocol):

@@ -64,8 +64,8 @@ LINGER_SECONDS = 0.2
 durable already, and one transaction for several calls costs a fraction of one each. At
 one client, 20 ms halved what metering added to a call beside 5 ms; with calls at 1–2 ms,
 50 ms halved PostgreSQL's CPU per call again (0.45 → 0.24 ms). With two workers at 16
-clients each, 200 ms instead of 50 took PostgreSQL's CPU per call from 190–245 µs to
-130–160 (bench.proxy, alternated runs), and the metered proxy from 0.69–0.78 to
+clients each, 200 ms instead of 50 took PostgreSQL's CPU per call from 187–244 µs to
+129–158 (bench.proxy, alternated runs), and the metered proxy from 0.69–0.78 to
 0.79–0.88 × the unmetered one's calls/s, where both cores are busy. A refused call that
 waits for this process's usage in flight (``DatabaseBudgets.settled``) waits that much
 longer at most; the ledger shows a proxied call that much later."""
