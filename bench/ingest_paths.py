@@ -204,7 +204,7 @@ async def _run_all(
     def show(run: Run, extra: str = "") -> None:
         print(
             f"  {run.name:<34} ×{run.concurrency:<3} {run.per_s:>10,.0f}/s  "
-            f"p50 {run.ms(0.5):7.2f} ms  p99 {run.ms(0.99):7.2f} ms {extra}",
+            f"p50 {run.ms(0.5):7.2f} ms  p99 {run.ms(0.99):7.2f} ms {extra} {run.spread}",
             flush=True,
         )
 

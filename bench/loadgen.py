@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,6 +71,9 @@ class Run:
     """Seconds per request."""
     cpu: dict[str, float | None] = field(default_factory=dict)
     """server (luc serve), postgres (the whole server), client (this process)."""
+    connections: Counter[int] = field(default_factory=Counter)
+    """The run's connections per process that answered them (the pid ``/readyz`` names):
+    with several workers, how the kernel spread them."""
 
     def add(self, other: Run) -> None:
         """Fold another slice of the same run in (reads are measured in rounds)."""
@@ -76,6 +81,7 @@ class Run:
         self.events += other.events
         self.seconds += other.seconds
         self.latencies += other.latencies
+        self.connections += other.connections
         for who, value in other.cpu.items():
             mine = self.cpu.get(who, 0.0)
             self.cpu[who] = None if value is None or mine is None else mine + value
@@ -118,7 +124,18 @@ class Run:
             "per_core_s": r(self.per_core_s, 1),
             "cpu_seconds": {k: r(v, 3) for k, v in self.cpu.items()},
             "cpu_us": {k: r(self.cpu_us(k)) for k in self.cpu},
+            "connections_per_worker": sorted(self.connections.values(), reverse=True),
         }
+
+    @property
+    def spread(self) -> str:
+        """``connections 9/7``: how the run's connections fell on the workers (empty with
+        one process)."""
+        if len(self.connections) < 2:
+            return ""
+        return "connections " + "/".join(
+            str(n) for n in sorted(self.connections.values(), reverse=True)
+        )
 
 
 class Connection:
@@ -167,9 +184,10 @@ class Connection:
 
 @contextlib.asynccontextmanager
 async def _clients(
-    base_url: str, count: int, headers: dict[str, str]
+    base_url: str, count: int, headers: dict[str, str], run: Run
 ) -> AsyncIterator[list[Connection]]:
-    """``count`` connections, each opened and used once before the clock starts."""
+    """``count`` connections, each opened and used once before the clock starts; which
+    process answers each goes to ``run.connections``."""
     clients = [
         Connection(base_url, {"content-type": "application/json", **headers}) for _ in range(count)
     ]
@@ -177,6 +195,10 @@ async def _clients(
         for c in clients:
             await c.open()
         await asyncio.gather(*(c.request("GET", "/healthz") for c in clients))
+        for answer in await asyncio.gather(*(c.request("GET", "/readyz") for c in clients)):
+            pid = _pid(answer)
+            if pid is not None:  # luc serve says; a fake provider does not
+                run.connections[pid] += 1
         yield clients
     finally:
         for c in clients:
@@ -197,7 +219,7 @@ async def closed_loop(
     until ``calls`` run out (or ``max_seconds`` pass: the calls sent by then count)."""
     pending = iter(calls)
     run = Run(name, concurrency)
-    async with _clients(base_url, concurrency, headers or {}) as clients:
+    async with _clients(base_url, concurrency, headers or {}, run) as clients:
         deadline = None if max_seconds is None else time.perf_counter() + max_seconds
 
         async def worker(client: Connection) -> None:
@@ -232,7 +254,7 @@ async def paced(
     """Send ``calls`` at ``rate`` per second whatever the answers do, over at most
     ``connections`` connections; latency counts from when each call was due."""
     run = Run(name, connections)
-    async with _clients(base_url, connections, headers or {}) as clients:
+    async with _clients(base_url, connections, headers or {}, run) as clients:
         idle: asyncio.Queue[Connection] = asyncio.Queue()
         for c in clients:
             idle.put_nowait(c)
@@ -260,3 +282,13 @@ async def paced(
             run.seconds = time.perf_counter() - started
     run.cpu = {"server": meter.server, "postgres": meter.postgres, "client": meter.client}
     return run
+
+
+def _pid(answer: Answer) -> int | None:
+    if answer.status_code != 200:
+        return None
+    try:
+        pid = json.loads(answer.content).get("pid")
+    except (ValueError, AttributeError):
+        return None
+    return pid if isinstance(pid, int) else None

@@ -398,7 +398,7 @@ async def run_setting_group(
                 run = runs[path]
                 print(
                     f"  {run.name:<44} {run.per_s:>8,.0f} calls/s  "
-                    f"p50 {run.ms(0.5):6.2f} ms  p99 {run.ms(0.99):6.2f} ms",
+                    f"p50 {run.ms(0.5):6.2f} ms  p99 {run.ms(0.99):6.2f} ms  {run.spread}",
                     flush=True,
                 )
             results.append((setting, runs))

@@ -203,7 +203,7 @@ async def measure(
             small, large = (cells[kind, connections, ledger.rows, workers] for ledger in ledgers)
             print(
                 f"  {kind:<20} ×{connections:<3} workers={workers} p99 {small.ms(0.99):8.2f} ms → "
-                f"{large.ms(0.99):8.2f} ms",
+                f"{large.ms(0.99):8.2f} ms  {large.spread}",
                 flush=True,
             )
     return cells
