@@ -66,9 +66,9 @@ one client, 20 ms halved what metering added to a call beside 5 ms; with calls a
 50 ms halved PostgreSQL's CPU per call again (0.45 → 0.24 ms). With two workers at 16
 clients each, 200 ms instead of 50 took PostgreSQL's CPU per call from 187–244 µs to
 129–158 (bench.proxy, alternated runs), and the metered proxy from 0.69–0.78 to
-0.79–0.88 × the unmetered one's calls/s, where both cores are busy. A refused call that
-waits for this process's usage in flight (``DatabaseBudgets.settled``) waits that much
-longer at most; the ledger shows a proxied call that much later."""
+0.79–0.88 × the unmetered one's calls/s, where both cores are busy. The ledger shows a
+proxied call that much later; a refused call that waits for this process's usage in
+flight (``DatabaseBudgets.settled``) does not wait for the linger (``_hurry``)."""
 MAX_BATCH = 500
 RETRY_SECONDS = 2.0
 """How long usage that neither the ledger nor the spool took (PostgreSQL away and the
@@ -218,16 +218,27 @@ class UsageWriter:
 
     async def idle(self) -> None:
         """Wait until the usage added so far, and since, has been recorded (or left in the
-        spool): until the writer has nothing left."""
+        spool): until the writer has nothing left. What waits to share a transaction goes
+        at once (``_hurry``)."""
         while self._writer is not None and not self._writer.done():
+            self._hurry()
             await asyncio.wait([self._writer])
 
     async def settled(self) -> None:
         """Wait until the usage added so far has been recorded (or left in the spool);
-        usage added meanwhile is not waited for, so this ends under steady traffic too."""
+        usage added meanwhile is not waited for, so this ends under steady traffic too.
+        What waits to share a transaction goes at once (``_hurry``)."""
         before = set(self.in_flight)
+        if before:
+            self._hurry()
         async with self._batch_done:
             await self._batch_done.wait_for(lambda: before.isdisjoint(self.in_flight))
+
+    def _hurry(self) -> None:
+        """End the linger of what is queued: someone waits for the ledger (a call refused
+        by a hard budget, to be looked at again once this process's usage has landed), so
+        the next batch is taken now rather than up to ``linger_seconds`` later."""
+        self._full.set()
 
     async def aclose(self, grace_seconds: float) -> None:
         """Record what waits at once (up to ``grace_seconds``); the rest stays spooled, or

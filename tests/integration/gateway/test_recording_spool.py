@@ -390,3 +390,27 @@ async def test_usage_neither_the_ledger_nor_the_spool_took_is_tried_again_by_its
         await sink.aclose(grace_seconds=5)
         await spool.close()
         await pool.close()
+
+
+async def test_settled_takes_the_usage_waiting_to_share_a_transaction_at_once(
+    database_url: str, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    # Usage lingers (LINGER_SECONDS) for company in its transaction; whoever waits for the
+    # ledger (a call a hard budget refused, looked at again once this process's usage has
+    # landed) does not wait for that: here a linger of a minute, settled within seconds.
+    settings = load_settings({"LUC_DATABASE_URL": database_url})
+    pool = await create_pool(database_url, settings.database)
+    spool = Spool(tmp_path / "spool.sqlite")
+    sink = RecordingSink(pool, CatalogCache(), settings.ingest, spool=spool, linger_seconds=60)
+    try:
+        await sink.emit(usage("gen-hurried"))
+        await asyncio.wait_for(sink.settled(), 10)
+        stored = "SELECT count(*) FROM ledger_entries WHERE event_id = 'gen-hurried'"
+        assert await db.fetchval(stored) == 1
+        await sink.emit(usage("gen-idle"))
+        await asyncio.wait_for(sink.idle(), 10)
+        assert await db.fetchval("SELECT count(*) FROM ledger_entries") == 2
+    finally:
+        await sink.aclose(grace_seconds=5)
+        await spool.close()
+        await pool.close()
