@@ -195,8 +195,7 @@ def _bound(host: str, port: int) -> socket.socket:
     """A TCP socket bound to ``host``:``port`` as uvicorn binds one (``_tcp``), which other
     sockets may bind too (``SO_REUSEPORT``): one per worker."""
     assert _REUSE_PORT is not None
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock = socket.socket(_family(host), socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, _REUSE_PORT, 1)
@@ -293,9 +292,10 @@ def _unlistenable(host: str, port: int, host_setting: str, port_setting: str) ->
     """Why the server could not listen on ``host``:``port`` (None: it can), naming the
     setting to change. The probe binds as uvicorn will (IPv6 for a host with a colon, else
     IPv4), and closes at once; uvicorn binds again."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        found = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        found = socket.getaddrinfo(
+            host, port, _family(host), socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
     except (socket.gaierror, UnicodeError) as exc:
         why = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
         return f"{host_setting} {host!r}: not an address, nor a name this machine resolves ({why})"
@@ -312,6 +312,11 @@ def _unlistenable(host: str, port: int, host_setting: str, port_setting: str) ->
             }.get(exc.errno or 0, f"change {host_setting} or {port_setting}")
             return f"cannot listen on {host}:{port} ({exc.strerror}); {change}"
     return None
+
+
+def _family(host: str) -> socket.AddressFamily:
+    """The address family uvicorn binds ``host`` with: IPv6 for a host with a colon."""
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
 def _tcp(sock: socket.socket) -> socket.socket:
