@@ -6,7 +6,8 @@ a JSON completion, or (``"stream": true``) an SSE stream of a few chunks, the us
 and ``data: [DONE]``, each answer with a generation id of its own (so every proxied call
 is one usage event) and usage of 12 prompt and 3 completion tokens. It is a few lines over
 an asyncio protocol rather than an ASGI app: a benchmark's reference must cost as little
-as it can, and uvicorn with an ASGI app spent about ten times the CPU per request.
+as it can, and uvicorn with an ASGI app spent about ten times the CPU per request. It runs
+on the loop the server runs on (uvloop where installed).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import os
 import signal
 
 import msgspec
+
+from bench.harness import run_loop
 
 PROMPT_TOKENS, COMPLETION_TOKENS = 12, 3
 TEXT_PIECES = ("Par", "is", ".")
@@ -141,7 +144,7 @@ async def serve(port: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.fake_upstream")
     parser.add_argument("--port", type=int, required=True)
-    asyncio.run(serve(parser.parse_args().port))
+    run_loop(serve(parser.parse_args().port))
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ from bench.harness import (
     machine,
     positive_numbers,
     print_table,
+    run_loop,
     scratch_database,
 )
 from service.catalog.service import load_catalog
@@ -664,15 +665,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             server.start()
             try:
-                results += asyncio.run(run_all(db, server, args, workers))
+                results += run_loop(run_all(db, server, args, workers))
             except BaseException:
                 print(server.log_tail(), file=sys.stderr)
                 raise
             finally:
                 server.stop()
             sent = args.batch_size * (1 + args.batches * len(args.concurrency))
-            checks[workers] = asyncio.run(check_invariant(db.url, sent))
-            postgres_version = asyncio.run(_server_version(db.url))
+            checks[workers] = run_loop(check_invariant(db.url, sent))
+            postgres_version = run_loop(_server_version(db.url))
             embedded = embedded and db.embedded
 
     ratios = report(results)

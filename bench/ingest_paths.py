@@ -31,7 +31,6 @@ and writes JSON.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import sys
@@ -53,6 +52,7 @@ from bench.harness import (
     print_table,
     print_verdicts,
     relation_sizes,
+    run_loop,
     scratch_database,
     verdict,
     wal_lsn,
@@ -294,7 +294,7 @@ async def _run_all(
     storage["single"].after = await relation_sizes(probe)
     storage["single"].events = len(stored) - first
     runs["single"].append(half)
-    show(half, f"(paced at {best.per_s / 2:,.0f}/s)")
+    show(half, f"(paced at {best.per_s / 2:,.0f}/s, sent {half.late_ms(0.99):.2f} ms late at p99)")
 
     # A tenth of every batch replays stored events: duplicates, counted once.
     seed += 1
@@ -548,7 +548,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = per_worker_count(
         args.workers,
         servers,
-        lambda workers, both: asyncio.run(run_all(databases[workers], *both, args)),
+        lambda workers, both: run_loop(run_all(databases[workers], *both, args)),
     )
     embedded = all(db.embedded for db in databases.values())
 

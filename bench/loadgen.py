@@ -71,6 +71,10 @@ class Run:
     """Seconds per request."""
     cpu: dict[str, float | None] = field(default_factory=dict)
     """server (luc serve), postgres (the whole server), client (this process)."""
+    late: list[float] = field(default_factory=list, repr=False)
+    """A paced run's own lateness, seconds per request: from when it was due until the load
+    generator's loop got to send it (before waiting for a free connection, which counts
+    as latency). Part of every latency measured; shown so that it is not taken for LUC's."""
     connections: Counter[int] = field(default_factory=Counter)
     """The run's connections per process that answered them (the pid ``/readyz`` names):
     with several workers, how the kernel spread them."""
@@ -81,6 +85,7 @@ class Run:
         self.events += other.events
         self.seconds += other.seconds
         self.latencies += other.latencies
+        self.late += other.late
         self.connections += other.connections
         for who, value in other.cpu.items():
             mine = self.cpu.get(who, 0.0)
@@ -94,6 +99,10 @@ class Run:
     def ms(self, q: float) -> float:
         """A latency percentile in milliseconds; NaN when no request was timed (a COPY)."""
         return percentile(self.latencies, q) * 1000 if self.latencies else math.nan
+
+    def late_ms(self, q: float) -> float:
+        """A percentile of a paced run's own lateness in milliseconds (NaN if not paced)."""
+        return percentile(self.late, q) * 1000 if self.late else math.nan
 
     def cpu_us(self, who: str) -> float | None:
         """CPU microseconds per event (per request for reads)."""
@@ -121,6 +130,9 @@ class Run:
             "per_s": r(self.per_s, 1),
             "p50_ms": r(self.ms(0.5), 3) if self.latencies else None,
             "p99_ms": r(self.ms(0.99), 3) if self.latencies else None,
+            "generator_late_p99_ms": r(percentile(self.late, 0.99) * 1000, 3)
+            if self.late
+            else None,
             "per_core_s": r(self.per_core_s, 1),
             "cpu_seconds": {k: r(v, 3) for k, v in self.cpu.items()},
             "cpu_us": {k: r(self.cpu_us(k)) for k in self.cpu},
@@ -260,6 +272,7 @@ async def paced(
             idle.put_nowait(c)
 
         async def one(call: Call, due: float) -> None:
+            run.late.append(time.perf_counter() - due)
             client = await idle.get()  # waiting for a free connection counts as latency
             try:
                 response = await client.request(call.method, call.path, content=call.body)

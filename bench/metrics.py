@@ -22,7 +22,6 @@ ledger entries and that each event has one charge; the exit status is non-zero w
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import sys
@@ -43,6 +42,7 @@ from bench.harness import (
     percentile,
     positive_numbers,
     print_table,
+    run_loop,
     scratch_database,
 )
 from bench.ingest import INVARIANT_CHECKS, _rollup_check, check_invariant
@@ -213,7 +213,7 @@ def scrape_side_by_side(ledgers: Sequence[Ledger], count: int, workers: int) -> 
             for connection in connections:
                 await connection.close()
 
-    asyncio.run(run())
+    run_loop(run())
 
     def per_scrape(cpu: float | None) -> float | None:
         return None if cpu is None else cpu / count * 1000
@@ -341,9 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ledgers = [Ledger(size, stack.enter_context(scratch_database())) for size in args.jobs]
         for ledger in ledgers:
             started = time.perf_counter()
-            ledger.events = asyncio.run(
-                load_jobs(ledger.db.url, 0, ledger.jobs, args.events_per_job)
-            )
+            ledger.events = run_loop(load_jobs(ledger.db.url, 0, ledger.jobs, args.events_per_job))
             ledger.load_seconds = time.perf_counter() - started
             print(
                 f"  loaded {ledger.jobs:>9,} jobs, {ledger.events:>9,} events "
@@ -377,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for m in measured
         ]
         checks = {
-            ledger.jobs: asyncio.run(check_invariant(ledger.db.url, ledger.events, CHECKS))
+            ledger.jobs: run_loop(check_invariant(ledger.db.url, ledger.events, CHECKS))
             for ledger in ledgers
         }
         embedded = all(ledger.db.embedded for ledger in ledgers)

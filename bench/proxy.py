@@ -49,6 +49,7 @@ from bench.harness import (
     positive_numbers,
     print_table,
     print_verdicts,
+    run_loop,
     scratch_database,
     verdict,
 )
@@ -423,12 +424,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         by_workers = per_worker_count(
             args.workers,
             lambda workers, _: servers(db, tmp, upstream, workers),
-            lambda workers, both: asyncio.run(
+            lambda workers, both: run_loop(
                 run_setting_group(db, upstream, *both, workers, args, answered)
             ),
         )
         results = [result for _, group in by_workers for result in group]
-        check = asyncio.run(ledger_check(db.url, answered))
+        check = run_loop(ledger_check(db.url, answered))
         embedded = db.embedded
 
     verdicts = report(results)

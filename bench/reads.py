@@ -45,6 +45,7 @@ from bench.harness import (
     per_worker_count,
     positive_numbers,
     print_table,
+    run_loop,
     scratch_database,
 )
 from bench.ingest import check_invariant
@@ -312,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for rows in (args.small_rows, args.ledger_rows)
         ]
         for ledger in ledgers:
-            asyncio.run(load(ledger))
+            run_loop(load(ledger))
             t = ledger.timings
             print(
                 f"  {ledger.rows:>12,} rows: loaded in {t['load_s']:.1f} s, rollups rebuilt in "
@@ -341,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for _, cells_of_count in per_worker_count(
             args.workers,
             servers,
-            lambda workers, _: asyncio.run(
+            lambda workers, _: run_loop(
                 measure(ledgers, args.requests, args.rounds, args.cap_seconds, args.seed, workers)
             ),
         ):
