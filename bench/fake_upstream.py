@@ -17,6 +17,7 @@ import asyncio
 import itertools
 import os
 import signal
+from typing import cast
 
 import msgspec
 
@@ -97,8 +98,8 @@ class FakeProvider(asyncio.Protocol):
     """One keep-alive HTTP/1.1 connection: requests with a content-length, in order."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
+        self.transport = cast("asyncio.Transport", transport)
         self.buffer = b""
 
     def data_received(self, data: bytes) -> None:
