@@ -65,6 +65,19 @@ wanted AS (
 """Common table expressions (for a ``WITH``) ending in ``locked_jobs``: the statement that
 opens a batch, ``recording.queries.OPEN_BATCH``, holds its jobs with them."""
 
+# Of the jobs of a batch ($1, as for LOCKED_JOBS), those with a customer, as they stand,
+# without locking or making any: a common table expression ``customer_jobs`` (job,
+# customer, plan) for a look before the locks (``recording.queries.PEEK_BATCH``). A job
+# missing from it has no customer, or no row yet.
+CUSTOMER_JOBS = """
+customer_jobs AS (
+    SELECT j.job_id, j.customer_id, c.plan_id
+    FROM unnest($1::text[]) AS w (job_id)
+    JOIN jobs AS j USING (job_id)
+    LEFT JOIN customers AS c ON c.id = j.customer_id
+    WHERE j.customer_id IS NOT NULL
+)"""
+
 LOCK_MADE_JOBS = """
 SELECT j.job_id, j.customer_id, c.plan_id
 FROM jobs AS j

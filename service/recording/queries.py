@@ -36,6 +36,23 @@ SELECT stamp.versions, stamp.newest, plans.plan_versions, plans.newest_plan_vers
 FROM ({catalog.CATALOG_STAMP}) AS stamp, ({customers.PLAN_STAMP}) AS plans
 """
 
+# What a large batch is priced with, read before its jobs are locked, so that its pricing
+# and staging run while another batch holds those jobs (``recording.early``): the stamps
+# as OPEN_BATCH reads them, and the customer and plan of each of its jobs that has one, as
+# they stand (three arrays of one order, or NULL). OPEN_BATCH reads them again under lock;
+# the batch is priced again if any differs.
+PEEK_BATCH = f"""
+WITH {jobs.CUSTOMER_JOBS}
+SELECT stamp.versions, stamp.newest, plans.plan_versions, plans.newest_plan_version,
+       {ledger.STAGING_TABLE_READY} AS staging_table_ready,
+       {ledger.STAGING_TABLE_ALLOWED} AS staging_table_allowed,
+       held.job_ids, held.customer_ids, held.plan_ids
+FROM ({catalog.CATALOG_STAMP}) AS stamp, ({customers.PLAN_STAMP}) AS plans,
+     (SELECT array_agg(job_id) AS job_ids, array_agg(customer_id) AS customer_ids,
+             array_agg(plan_id) AS plan_ids
+      FROM customer_jobs) AS held
+"""
+
 
 def _recording(staged_source: str) -> str:
     return f"""

@@ -32,17 +32,16 @@ from service.db import CONNECTION_ERRORS, Connection
 from service.ingest.models import Rejection, UsageEvent, differing_fields
 from service.ingest.service import stored_events
 from service.jobs.service import (
-    JobCustomer,
     batch_job_ids,
     customer_mismatches,
     lock_job_customers,
 )
-from service.ledger.service import BatchCharges, StagedCharge, stage_charges, staged_price
+from service.ledger.service import BatchCharges, stage_charges, staged_price
 from service.locks import lock_repricing
 from service.pricing.catalog import Catalog
-from service.pricing.plans import Plans
 from service.recording import queries
 from service.recording.credits import burn_charges
+from service.recording.early import price, price_early
 from service.recording.models import (
     ACCEPTED,
     CONFLICT,
@@ -107,12 +106,15 @@ async def record_batch(
     if fresh:
         inside_longer_transaction = conn.is_in_transaction()
         async with _recording_transaction(conn):
+            # A large batch is priced and staged before its jobs are locked, and again
+            # below only if what it was priced with moved meanwhile (service.recording.early).
+            early = (
+                None
+                if inside_longer_transaction
+                else await price_early(conn, catalog_cache, plan_cache, fresh)
+            )
             opened = await conn.fetchrow(queries.OPEN_BATCH, batch_job_ids(fresh))
             assert opened is not None
-            catalog = await catalog_cache.get(conn, (opened["versions"], opened["newest"]))
-            plans = await plan_cache.get(
-                conn, (opened["plan_versions"], opened["newest_plan_version"])
-            )
             # A job has one customer: the first event naming one sets it, race-free (the
             # job's row stays locked until the commit, so its customer cannot change under
             # the prices below); an event naming another is rejected alone.
@@ -123,15 +125,23 @@ async def record_batch(
             fresh = [e for e in fresh if e.id not in mismatched]
             # Every event is priced before knowing which ids are new: replays are rare,
             # and the database tells new from replayed in the statement that stores them.
-            charges = BatchCharges(catalog)
-            staged = [_staged(e, charges, plans, jobs[e.job_id]) for e in fresh]
-            staging = await stage_charges(
-                conn,
-                staged,
-                table_ready=opened["staging_table_ready"],
-                table_allowed=opened["staging_table_allowed"],
-                inside_longer_transaction=inside_longer_transaction,
-            )
+            if early is not None and early.holds(opened, jobs, mismatched):
+                catalog, plans = early.catalog, early.plans
+                staged, staging = early.staged, early.staging
+            else:
+                catalog = await catalog_cache.get(conn, (opened["versions"], opened["newest"]))
+                plans = await plan_cache.get(
+                    conn, (opened["plan_versions"], opened["newest_plan_version"])
+                )
+                staged = price(fresh, catalog, plans, jobs)
+                staging = await stage_charges(
+                    conn,
+                    staged,
+                    table_ready=opened["staging_table_ready"],
+                    table_allowed=opened["staging_table_allowed"],
+                    # What was staged early goes, as a longer transaction's earlier batch.
+                    inside_longer_transaction=inside_longer_transaction or early is not None,
+                )
             rows = await conn.fetch(queries.RECORD_BATCH[staging.source], *staging.arguments)
             inserted = {r["event_id"] for r in rows}
             # Prepaid credits burn down as the charges land, before the re-pricing below
@@ -246,13 +256,6 @@ async def record_apart(record: RecordFn, items: Sequence[UsageEvent | Rejection]
             log.warning("event_refused", event_id=item.id, error=repr(refusal))
             outcomes.append(EventOutcome(item.id, REJECTED, reason))
     return BatchOutcome(outcomes)
-
-
-def _staged(
-    event: UsageEvent, charges: BatchCharges, plans: Plans, job: JobCustomer
-) -> StagedCharge:
-    """An event with its charge: its cost by the catalog, its price for its job's customer."""
-    return charges.row(event, job.customer_id, plans.in_force(job.plan_id, event.occurred_at))
 
 
 def _repeated(one_event_per_request: bool) -> str:
