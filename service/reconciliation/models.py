@@ -44,6 +44,12 @@ class Measure:
         filtered = f" FILTER (WHERE {self.where.format(p=prefix)})" if self.where else ""
         return f"COALESCE(sum({prefix}{self.column}){filtered}, 0)"
 
+    def of_entry(self) -> str:
+        """The measure over one ledger entry: what ``over_ledger`` sums to over it alone."""
+        if self.where is None:
+            return f"COALESCE({self.column}, 0)"
+        return f"CASE WHEN {self.where.format(p='')} THEN COALESCE({self.column}, 0) ELSE 0 END"
+
 
 MEASURES = (
     Measure("events", "event_count", None, "count"),

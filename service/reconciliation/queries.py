@@ -28,10 +28,18 @@ KEYS = {"model": "model", "provider": "provider", "day": "billing_day"}
 _ROLLUP_KEYS = "day, model, provider"  # its primary key, in order
 
 
-def upsert(source: str) -> str:
+def upsert(source: str, *, one_entry: bool = False) -> str:
     """Adds the entries of ``source`` (a relation with the ledger's columns) to the rollup;
-    rows in key order, as every rollup upsert, so concurrent batches cannot deadlock."""
+    rows in key order, as every rollup upsert, so concurrent batches cannot deadlock.
+    ``one_entry``: ``source`` holds at most one entry, added as it is (no grouping)."""
     added = ",\n    ".join(f"{name} = r.{name} + EXCLUDED.{name}" for name in MEASURE_NAMES)
+    if one_entry:
+        return f"""
+INSERT INTO {TABLE} AS r ({_ROLLUP_KEYS}, {", ".join(MEASURE_NAMES)})
+SELECT billing_day, model, provider, {", ".join(m.of_entry() for m in MEASURES)}
+FROM {source}
+ON CONFLICT ({_ROLLUP_KEYS}) DO UPDATE SET {added}
+"""
     return f"""
 INSERT INTO {TABLE} AS r ({_ROLLUP_KEYS}, {", ".join(MEASURE_NAMES)})
 SELECT billing_day, model, provider,
@@ -43,9 +51,10 @@ ON CONFLICT ({_ROLLUP_KEYS}) DO UPDATE SET {added}
 """
 
 
-UPSERT_APPENDED = f"rollup_reconciliation AS ({upsert('appended')})"
-"""The upsert as a common table expression over ``appended``, the entries the statement
-appends (``service.recording.queries``)."""
+def upsert_appended(*, one_entry: bool = False) -> str:
+    """The upsert as a common table expression over ``appended``, the entries the
+    statement appends (``service.recording.queries``)."""
+    return f"rollup_reconciliation AS ({upsert('appended', one_entry=one_entry)})"
 
 
 def _sums() -> str:

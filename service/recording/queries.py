@@ -54,11 +54,11 @@ FROM ({catalog.CATALOG_STAMP}) AS stamp, ({customers.PLAN_STAMP}) AS plans,
 """
 
 
-def _recording(staged_source: str) -> str:
+def _recording(staged_source: str, *, one_entry: bool = False) -> str:
     return f"""
 WITH {ledger.append_staged_charges(staged_source)},
-{rollups.upserts_over("appended")},
-{reconciliation.UPSERT_APPENDED}
+{rollups.upserts_over("appended", one_entry=one_entry)},
+{reconciliation.upsert_appended(one_entry=one_entry)}
 SELECT event_id, id FROM appended
 """
 
@@ -69,11 +69,24 @@ RECORD_BATCH = {
     ledger.STAGED_FROM_JSON: _recording(ledger.STAGED_FROM_JSON),
 }
 
+# The same for a lone event (inline): its rollups take its measures as they are. Most
+# groups of single events are one event when the load is light, and grouping one row in
+# each of the seven rollups was a third of PostgreSQL's work on the statement.
+RECORD_ONE = _recording(ledger.STAGED_FROM_JSON, one_entry=True)
+
+
+def recording(staged_source: str, staged: int) -> str:
+    """The statement that records ``staged`` events staged at ``staged_source``."""
+    if staged == 1 and staged_source == ledger.STAGED_FROM_JSON:
+        return RECORD_ONE
+    return RECORD_BATCH[staged_source]
+
+
 # Re-rating's adjustments, appended and rolled up; answers their ids.
 RECORD_ADJUSTMENTS = f"""
 WITH {ledger.APPEND_ENTRIES},
 {rollups.upserts_over("appended")},
-{reconciliation.UPSERT_APPENDED}
+{reconciliation.upsert_appended()}
 SELECT id FROM appended
 """
 

@@ -142,7 +142,8 @@ async def record_batch(
                     # What was staged early goes, as a longer transaction's earlier batch.
                     inside_longer_transaction=inside_longer_transaction or early is not None,
                 )
-            rows = await conn.fetch(queries.RECORD_BATCH[staging.source], *staging.arguments)
+            statement = queries.recording(staging.source, len(staged))
+            rows = await conn.fetch(statement, *staging.arguments)
             inserted = {r["event_id"] for r in rows}
             # Prepaid credits burn down as the charges land, before the re-pricing below
             # appends its adjustments (ledger order). Asked once per batch: while no

@@ -1,0 +1,74 @@
+"""A lone event is recorded by a statement of its own (``recording.queries.RECORD_ONE``),
+whose rollups add its measures as they are instead of grouping one row. Whatever the
+event (unpriced, with or without the provider's cost, priced for a customer's plan, a
+replay), every rollup must still equal the ledger rebuilt in SQL by the tests."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import pytest
+from litestar.testing import AsyncTestClient
+
+from service.recording import queries
+from tests.support.events import wire_event
+from tests.support.ledger_truth import UNKNOWN_MODEL, make_events, rollup_differences
+
+
+@pytest.fixture
+def statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The recording statement each group was written with."""
+    chosen: list[str] = []
+    original = queries.recording
+
+    def spy(staged_source: str, staged: int) -> str:
+        statement = original(staged_source, staged)
+        chosen.append("one" if statement == queries.RECORD_ONE else "batch")
+        return statement
+
+    monkeypatch.setattr(queries, "recording", spy)
+    return chosen
+
+
+async def test_lone_events_of_every_kind_roll_up_as_the_ledger_holds_them(
+    client: AsyncTestClient[Any], db: asyncpg.Connection, statements: list[str]
+) -> None:
+    plan = {
+        "id": "markup",
+        "name": "Markup",
+        "effective_from": "2026-01-01T00:00:00Z",
+        "basis": "actual",
+        "markup": "0.2",
+        "per_request_usd": "0.001",
+    }
+    assert (await client.post("/v1/plans", json=plan)).status_code == 201
+    customer = {"id": "acme", "name": "Acme", "plan_id": "markup"}
+    assert (await client.post("/v1/customers", json=customer)).status_code == 201
+    events = make_events(
+        "lone", 40, ["job-a", "job-b", "job-c"], seed=11, start=datetime(2026, 11, 19, tzinfo=UTC)
+    )
+    events += [
+        # Unpriced, alone on their job line and job: the rollups' first rows hold no cost.
+        wire_event("unknown-1", job_id="job-u", model=UNKNOWN_MODEL),
+        wire_event("unknown-2", job_id="job-u", model=UNKNOWN_MODEL, provider_cost_usd="0.002"),
+        # A customer's: priced by its plan (the provider's cost plus 20 %, and per request).
+        wire_event("acme-1", job_id="job-p", customer_id="acme", provider_cost_usd="0.01"),
+        wire_event("acme-2", job_id="job-p", provider_cost_usd="0.02", status="error"),
+        wire_event("acme-3", job_id="job-p", model=UNKNOWN_MODEL),
+    ]
+    for event in events:
+        answer = await client.post("/v1/events", json=event)
+        assert answer.status_code == 201, answer.text
+    # Replays and a conflict, one at a time: nothing appended, nothing rolled up.
+    for event in events[:3]:
+        assert (await client.post("/v1/events", json=event)).json()["status"] == "duplicate"
+    conflict = await client.post("/v1/events", json={**events[0], "output_tokens": 1})
+    assert conflict.status_code == 409
+    assert statements == ["one"] * (len(events) + 4)
+    assert await db.fetchval("SELECT count(*) FROM ledger_entries") == len(events)
+    assert await rollup_differences(db) == {}
+    # Spot check by hand: acme-1's price is 0.01 × 1.2 + 0.001 = 0.013 USD.
+    price = await db.fetchval("SELECT price_usd FROM ledger_entries WHERE event_id = 'acme-1'")
+    assert str(price) == "0.013"
