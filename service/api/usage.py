@@ -76,8 +76,8 @@ class UsageController(LucController):
             )
 
         rows = await on_connection(luc.pool, query)
-        # Dicts of UsageRowOut's fields, encoded as they are (a struct per row would only
-        # be copied back into the same JSON).
+        # Structs of UsageRowOut's fields (rollups.service.wire_rows), encoded as they are
+        # (made again as UsageRowOut, field by field, they would encode the same).
         return UsageOut(group_by=keys, rows=cast("list[UsageRowOut]", rows))
 
     @get(

@@ -16,6 +16,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal, TypeAlias
 
+import msgspec
+
 from service.pricing.price import margin
 from service.tokens import TokenCounts
 
@@ -154,10 +156,11 @@ DERIVED: tuple[str, ...] = ("margin_usd",)
 them (``api.schemas.common.totals_fields``)."""
 
 
-WireRow: TypeAlias = dict[str, Any]
+WireRow: TypeAlias = msgspec.Struct
 """A row as the API answers it, written by PostgreSQL (``rollups.queries.wire_totals``):
-money and instants as text (``service.wire``), a day as ``YYYY-MM-DD``, counts as int;
-its totals are ``api.schemas.common.TotalsOut``'s fields."""
+a struct of its columns (``rollups.service.wire_rows``), money and instants as text
+(``service.wire``), a day as ``YYYY-MM-DD``, counts as int; its totals are
+``api.schemas.common.TotalsOut``'s fields."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +177,7 @@ class JobDetail:
     customer_id: str | None
     """The customer the job belongs to (``jobs.models.JobInfo.customer_id``)."""
     totals: WireRow
-    lines: list[WireRow]
+    lines: list[dict[str, Any]]
     """One per agent × model × provider × catalog version × rate, in that order: those
     keys, ``long_context_from`` (the rate of its unit prices; None: base prices), ``tier``,
     ``unit_prices`` (a money text per ``pricing.models.PRICE_CLASSES``; None while

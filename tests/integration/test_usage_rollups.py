@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
+import msgspec
 
 from service.api.schemas.common import totals_fields, wire_value
 from service.rollups.models import DERIVED, MEASURE_NAMES, Totals, WireRow
@@ -136,9 +137,10 @@ async def assert_usage_as_python_wrote_it(db: asyncpg.Connection) -> None:
         upper = None if end is None else datetime.fromisoformat(end)
         every = _filters(filters)
         for use_rollups in (True, False):
-            rows = await usage(
+            answered = await usage(
                 db, group_by=group_by, start=lower, end=upper, **every, use_rollups=use_rollups
             )
+            rows = [msgspec.structs.asdict(r) for r in answered]
             expected = await usage_as_python_wrote_it(
                 db, group_by, lower, upper, every, use_rollups
             )

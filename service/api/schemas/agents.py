@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import msgspec
 
 from service.api.schemas.common import TotalsOut, totals_fields
@@ -30,4 +32,7 @@ def agent_list(agents: list[AgentSummary]) -> AgentList:
 
 def agent_detail_out(found: AgentDetail) -> AgentDetailOut:
     """The agent as ``rollups.service.agent_detail`` read it, in wire form already."""
-    return AgentDetailOut(agent=found.agent, days=[DayOut(**d) for d in found.days], **found.totals)
+    # Each day is a struct of DayOut's fields already (rollups.service.wire_rows), sent as
+    # it is: made again as a DayOut, field by field, it would only be encoded the same.
+    days = cast("list[DayOut]", found.days)
+    return AgentDetailOut(agent=found.agent, days=days, **msgspec.structs.asdict(found.totals))

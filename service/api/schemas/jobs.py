@@ -20,7 +20,7 @@ from service.jobs.models import JOB_STATUSES, JobChanges, JobInfo
 from service.ledger.models import LedgerEntry
 from service.pricing.models import rate_label
 from service.pricing.price import margin
-from service.rollups.models import JobDetail, JobSummary, WireRow
+from service.rollups.models import JobDetail, JobSummary
 
 
 class JobLineOut(TotalsOut, kw_only=True):
@@ -153,11 +153,11 @@ def job_detail_out(job: JobDetail) -> JobDetailOut:
         job_id=job.job_id,
         customer_id=job.customer_id,
         lines=[_job_line_out(line) for line in job.lines],
-        **job.totals,
+        **msgspec.structs.asdict(job.totals),
     )
 
 
-def _job_line_out(line: WireRow) -> JobLineOut:
+def _job_line_out(line: dict[str, Any]) -> JobLineOut:
     prices = line["unit_prices"]
     rate = None if line["catalog_version"] is None else rate_label(line["long_context_from"])
     return JobLineOut(**{**line, "rate": rate, "unit_prices": prices and UnitPrices(**prices)})

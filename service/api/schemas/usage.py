@@ -31,7 +31,8 @@ class UsageOut(msgspec.Struct):
     group_by: list[str]
     rows: list[UsageRowOut]
     """Written by PostgreSQL in wire form (``rollups.service.usage``) and sent as they are:
-    plain dicts of ``UsageRowOut``'s fields, which documents them."""
+    structs of ``UsageRowOut``'s fields (``rollups.service.wire_rows``), which documents
+    them."""
 
 
 class UnpricedEventOut(msgspec.Struct):
