@@ -64,16 +64,50 @@ def price(
 
 
 @dataclass(frozen=True, slots=True)
+class Priced:
+    """A batch's events priced, and staged for the statement that appends them."""
+
+    catalog: Catalog
+    plans: Plans
+    staged: list[StagedCharge]
+    staging: Staging
+
+
+async def price_and_stage(
+    conn: Connection,
+    catalog_cache: CatalogCache,
+    plan_cache: PlanCache,
+    row: asyncpg.Record,
+    events: Sequence[UsageEvent],
+    jobs: Mapping[str, JobCustomer],
+    *,
+    rows_staged_before: bool,
+) -> Priced:
+    """Price ``events`` for ``jobs`` with the catalog and plans of ``row``'s stamps, and stage
+    them (``row`` also says whether the staging table is there and may be made: a row of
+    ``PEEK_BATCH`` or ``OPEN_BATCH``). ``rows_staged_before``: this transaction may have
+    staged an earlier batch, whose rows go first."""
+    catalog = await catalog_cache.get(conn, (row["versions"], row["newest"]))
+    plans = await plan_cache.get(conn, (row["plan_versions"], row["newest_plan_version"]))
+    staged = price(events, catalog, plans, jobs)
+    staging = await stage_charges(
+        conn,
+        staged,
+        table_ready=row["staging_table_ready"],
+        table_allowed=row["staging_table_allowed"],
+        inside_longer_transaction=rows_staged_before,
+    )
+    return Priced(catalog, plans, staged, staging)
+
+
+@dataclass(frozen=True, slots=True)
 class EarlyPricing:
     """A batch priced and staged before its jobs were locked, with what it assumed."""
 
     stamps: Stamps
     jobs: dict[str, JobCustomer]
     """Each job of the batch as its events were priced for it."""
-    catalog: Catalog
-    plans: Plans
-    staged: list[StagedCharge]
-    staging: Staging
+    priced: Priced
 
     def holds(
         self,
@@ -120,14 +154,7 @@ async def price_early(
         jobs[job_id] = JobCustomer(customer_id, plan_id, set_now=False)
     if any(e.customer_id not in (None, jobs[e.job_id].customer_id) for e in events):
         return None
-    catalog = await catalog_cache.get(conn, (peek["versions"], peek["newest"]))
-    plans = await plan_cache.get(conn, (peek["plan_versions"], peek["newest_plan_version"]))
-    staged = price(events, catalog, plans, jobs)
-    staging = await stage_charges(
-        conn,
-        staged,
-        table_ready=peek["staging_table_ready"],
-        table_allowed=peek["staging_table_allowed"],
-        inside_longer_transaction=False,
+    priced = await price_and_stage(
+        conn, catalog_cache, plan_cache, peek, events, jobs, rows_staged_before=False
     )
-    return EarlyPricing(stamps(peek), jobs, catalog, plans, staged, staging)
+    return EarlyPricing(stamps(peek), jobs, priced)

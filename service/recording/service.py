@@ -36,12 +36,12 @@ from service.jobs.service import (
     customer_mismatches,
     lock_job_customers,
 )
-from service.ledger.service import BatchCharges, stage_charges, staged_price
+from service.ledger.service import BatchCharges, staged_price
 from service.locks import lock_repricing
 from service.pricing.catalog import Catalog
 from service.recording import queries
 from service.recording.credits import burn_charges
-from service.recording.early import price, price_early
+from service.recording.early import price_and_stage, price_early
 from service.recording.models import (
     ACCEPTED,
     CONFLICT,
@@ -126,31 +126,27 @@ async def record_batch(
             # Every event is priced before knowing which ids are new: replays are rare,
             # and the database tells new from replayed in the statement that stores them.
             if early is not None and early.holds(opened, jobs, mismatched):
-                catalog, plans = early.catalog, early.plans
-                staged, staging = early.staged, early.staging
+                priced = early.priced
             else:
-                catalog = await catalog_cache.get(conn, (opened["versions"], opened["newest"]))
-                plans = await plan_cache.get(
-                    conn, (opened["plan_versions"], opened["newest_plan_version"])
-                )
-                staged = price(fresh, catalog, plans, jobs)
-                staging = await stage_charges(
+                priced = await price_and_stage(
                     conn,
-                    staged,
-                    table_ready=opened["staging_table_ready"],
-                    table_allowed=opened["staging_table_allowed"],
+                    catalog_cache,
+                    plan_cache,
+                    opened,
+                    fresh,
+                    jobs,
                     # What was staged early goes, as a longer transaction's earlier batch.
-                    inside_longer_transaction=inside_longer_transaction or early is not None,
+                    rows_staged_before=inside_longer_transaction or early is not None,
                 )
-            statement = queries.recording(staging.source, len(staged))
-            rows = await conn.fetch(statement, *staging.arguments)
+            statement = queries.recording(priced.staging.source, len(priced.staged))
+            rows = await conn.fetch(statement, *priced.staging.arguments)
             inserted = {r["event_id"] for r in rows}
             # Prepaid credits burn down as the charges land, before the re-pricing below
             # appends its adjustments (ledger order). Asked once per batch: while no
             # customer holds credits, nothing more happens.
             if opened["credits_exist"]:
                 alerts += await burn_charges(
-                    conn, map(staged_price, staged), {r["event_id"]: r["id"] for r in rows}
+                    conn, map(staged_price, priced.staged), {r["event_id"]: r["id"] for r in rows}
                 )
             # A job given its first customer by this batch: what it recorded before was
             # priced for no customer, and is re-priced now (SPEC §11), in this transaction.
@@ -159,7 +155,11 @@ async def record_batch(
             claimed = sorted(job for job, c in jobs.items() if c.set_now)
             if claimed:
                 alerts += await reprice_jobs(
-                    conn, catalog, plans, claimed, "the job's customer was set by its events"
+                    conn,
+                    priced.catalog,
+                    priced.plans,
+                    claimed,
+                    "the job's customer was set by its events",
                 )
             # A call admitted under a reservation releases it as its spend lands; a
             # replayed event settled its reservation when it was first recorded.

@@ -28,7 +28,7 @@ from service.recording.early import EarlyPricing
 from service.recording.models import ACCEPTED
 from service.recording.service import record_batch
 from tests.support.databases import connected
-from tests.support.events import usage_event, wire_event
+from tests.support.events import customer_on_plan, usage_event, wire_event
 from tests.support.waiting import wait_until
 
 COST = Decimal("0.0003")
@@ -52,9 +52,7 @@ async def acme(client: AsyncTestClient[Any]) -> None:
         "basis": "catalog",
         "markup": "1",
     }
-    assert (await client.post("/v1/plans", json=plan)).status_code == 201
-    customer = {"id": "acme", "name": "Acme", "plan_id": "double"}
-    assert (await client.post("/v1/customers", json=customer)).status_code == 201
+    await customer_on_plan(client, "acme", plan)
 
 
 @pytest.fixture
@@ -120,7 +118,7 @@ async def test_a_batch_priced_before_its_job_got_a_customer_is_priced_again_for_
     # It was priced early for the job as it stood: no customer, the catalog's cost ...
     [early] = early_seen  # the first batch ran inside a longer transaction: never early
     assert early is not None
-    prices = {row[STAGED_NAMES.index("price_usd")] for row in early.staged}
+    prices = {row[STAGED_NAMES.index("price_usd")] for row in early.priced.staged}
     assert (early.jobs["job-r"].customer_id, prices) == (None, {str(COST)})
     # ... and what is on the ledger is priced for acme, as the locked row says.
     assert await _entries(db, "late-") == {("acme", COST, ACME_PRICE)}
@@ -137,13 +135,13 @@ async def test_a_batch_whose_job_s_customer_stood_still_keeps_its_early_prices(
     patched = await client.patch("/v1/jobs/job-s", json={"customer_id": "acme"})
     assert patched.status_code == 200, patched.text
     priced_again: list[int] = []
-    original = recording.price
+    original = recording.price_and_stage
 
-    def counting(events: Any, *args: Any) -> Any:
-        priced_again.append(len(events))
-        return original(events, *args)
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        priced_again.append(len(args[4]))
+        return await original(*args, **kwargs)
 
-    monkeypatch.setattr(recording, "price", counting)
+    monkeypatch.setattr(recording, "price_and_stage", counting)
     events = [wire_event(f"still-{n:02d}", job_id="job-s") for n in range(LARGE)]
     answer = await client.post("/v1/events/batch", json={"events": events})
     assert answer.status_code == 200, answer.text

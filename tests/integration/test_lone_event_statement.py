@@ -13,7 +13,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from service.recording import queries
-from tests.support.events import wire_event
+from tests.support.events import customer_on_plan, wire_event
 from tests.support.ledger_truth import UNKNOWN_MODEL, make_events, rollup_differences
 
 
@@ -43,9 +43,7 @@ async def test_lone_events_of_every_kind_roll_up_as_the_ledger_holds_them(
         "markup": "0.2",
         "per_request_usd": "0.001",
     }
-    assert (await client.post("/v1/plans", json=plan)).status_code == 201
-    customer = {"id": "acme", "name": "Acme", "plan_id": "markup"}
-    assert (await client.post("/v1/customers", json=customer)).status_code == 201
+    await customer_on_plan(client, "acme", plan)
     events = make_events(
         "lone", 40, ["job-a", "job-b", "job-c"], seed=11, start=datetime(2026, 11, 19, tzinfo=UTC)
     )

@@ -117,3 +117,15 @@ def many_calls(
             )
         )
     return events
+
+
+async def customer_on_plan(
+    client: AsyncTestClient[Any] | httpx.AsyncClient, customer_id: str, plan: dict[str, Any]
+) -> None:
+    """``POST /v1/plans`` with ``plan`` (its first version), then customer ``customer_id`` on
+    it; both must be created."""
+    created = await client.post("/v1/plans", json=plan)
+    assert created.status_code == 201, created.text
+    customer = {"id": customer_id, "name": customer_id.title(), "plan_id": plan["id"]}
+    created = await client.post("/v1/customers", json=customer)
+    assert created.status_code == 201, created.text
