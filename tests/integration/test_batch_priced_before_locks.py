@@ -29,7 +29,7 @@ from service.recording.models import ACCEPTED
 from service.recording.service import record_batch
 from tests.support.databases import connected
 from tests.support.events import customer_on_plan, usage_event, wire_event
-from tests.support.waiting import wait_until
+from tests.support.waiting import until_waiting_for_transaction
 
 COST = Decimal("0.0003")
 ACME_PRICE = Decimal("0.0006")
@@ -102,14 +102,8 @@ async def test_a_batch_priced_before_its_job_got_a_customer_is_priced_again_for_
         racing = asyncio.ensure_future(
             record_batch(second, CatalogCache(), events, plan_cache=PlanCache())
         )
-        await wait_until(
-            lambda: db.fetchval(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'transactionid' AND pid = $1 "
-                "AND NOT granted",
-                second.get_server_pid(),
-            ),
-            10,
-            "the second batch to wait for the first one's claim on the job",
+        await until_waiting_for_transaction(
+            db, second, "the second batch to wait for the first one's claim on the job"
         )
     finally:
         await transaction.commit()

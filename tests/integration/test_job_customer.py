@@ -19,7 +19,7 @@ from service.recording.service import record_batch
 from tests.support.databases import connected
 from tests.support.events import usage_event, wire_event
 from tests.support.ledger_truth import STORED_EVENTS
-from tests.support.waiting import wait_until
+from tests.support.waiting import until_waiting_for_transaction
 
 
 def mismatch(job_id: str, owner: str, named: str) -> str:
@@ -199,14 +199,8 @@ async def test_a_batch_naming_another_customer_waits_for_the_first_and_is_refuse
         )
         assert [o.status for o in outcome.results] == [ACCEPTED, ACCEPTED]
         racing = asyncio.ensure_future(record_batch(second, CatalogCache(), globex))
-        await wait_until(
-            lambda: db.fetchval(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'transactionid' AND pid = $1 "
-                "AND NOT granted",
-                second.get_server_pid(),
-            ),
-            10,
-            "the second batch to wait for the first one's claim on the job",
+        await until_waiting_for_transaction(
+            db, second, "the second batch to wait for the first one's claim on the job"
         )
         assert not racing.done()
     finally:

@@ -14,6 +14,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import asyncpg
+
 T = TypeVar("T")
 
 
@@ -69,3 +71,19 @@ async def proxied_usage_recorded(app: Any, within: float = 30.0) -> None:
         return bool(pending == 0)
 
     await wait_until(settled, within, "the proxied calls' usage to reach the ledger")
+
+
+async def until_waiting_for_transaction(
+    db: asyncpg.Connection, waiting: asyncpg.Connection, what: str
+) -> None:
+    """Until PostgreSQL shows ``waiting``'s statement queued on another transaction (a row
+    that transaction locked or wrote), asked on ``db``."""
+    await wait_until(
+        lambda: db.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'transactionid' AND pid = $1 "
+            "AND NOT granted",
+            waiting.get_server_pid(),
+        ),
+        10,
+        what,
+    )
