@@ -11,7 +11,9 @@ open (what the stages need to know, and its jobs locked with their customers and
 a job's first customer claimed apart, once per job), the priced events staged (inline
 for a small group, binary ``COPY`` for a batch), one statement that stores the new
 events, appends their charges and rolls them up, budgets only when some exist, and the
-commit.
+commit. A large batch looks first at what it will be priced with, and is priced and
+staged before it locks its jobs (``recording.early``); a lone event's statement adds it
+to the rollups without grouping (``queries.RECORD_ONE``).
 """
 
 from __future__ import annotations
