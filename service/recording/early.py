@@ -144,12 +144,13 @@ async def price_early(
     re-pricing lock held: the catalog cannot change before the batch commits."""
     if len(events) <= INLINE_LIMIT:
         return None
-    peek = await conn.fetchrow(queries.PEEK_BATCH, batch_job_ids(events))
+    job_ids = batch_job_ids(events)
+    peek = await conn.fetchrow(queries.PEEK_BATCH, job_ids)
     assert peek is not None
     rows = zip(peek["customer_ids"] or (), peek["plan_ids"] or (), strict=True)
     known = dict(zip(peek["job_ids"] or (), rows, strict=True))
     jobs = {}
-    for job_id in batch_job_ids(events):
+    for job_id in job_ids:
         customer_id, plan_id = known.get(job_id, (None, None))
         jobs[job_id] = JobCustomer(customer_id, plan_id, set_now=False)
     if any(e.customer_id not in (None, jobs[e.job_id].customer_id) for e in events):

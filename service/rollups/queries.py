@@ -45,10 +45,9 @@ def _combined(m: Measure) -> str:
 
 
 def _of_entry(m: Measure, *, keep_unknown: bool) -> str:
-    """``m`` over one ledger entry: what ``_from_ledger`` aggregates to over that entry."""
-    if m.combine != "sum":
-        return m.source  # min or max of one value
-    if m.form == "money" and not (keep_unknown and m.unknown_when_null):
+    """``m`` over one ledger entry: what ``_from_ledger`` aggregates to over that entry (the
+    min, max or sum of one value is that value)."""
+    if m.combine == "sum" and m.form == "money" and not (keep_unknown and m.unknown_when_null):
         return f"COALESCE({m.source}, 0)"
     return m.source
 
