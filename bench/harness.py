@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import math
 import os
 import platform
@@ -158,6 +159,25 @@ def postgres_cpu_seconds(postmaster_pid: int) -> float | None:
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
     return float(total)
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """This process's garbage collector off for a measured window, as ``timeit`` does.
+
+    The load generator holds every call it sends and every event it has stored (hundreds
+    of thousands of objects in ``bench.ingest_paths``), so each of its full collections
+    walked them all: a paced run of 12,000 single events saw three, of 82 to 107 ms, each
+    freezing the generator while answers waited to be read, every one of them counted as
+    the server's latency. Collected once before, the window allocates what it needs; the
+    cycles it leaves are collected after. The servers' collectors are theirs (``luc serve``
+    tunes its own) and run as in production."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 @dataclass

@@ -45,6 +45,7 @@ import msgspec
 from bench.harness import (
     BenchDatabase,
     CpuMeter,
+    collector_paused,
     machine,
     positive_numbers,
     print_table,
@@ -283,7 +284,7 @@ async def send_batches(
 
         # Connect every sender before the clock starts.
         await asyncio.gather(*(client.get("/healthz") for _ in range(concurrency)))
-        with meter:
+        with collector_paused(), meter:
             started = time.perf_counter()
             await asyncio.gather(*(sender() for _ in range(concurrency)))
             return time.perf_counter() - started
@@ -333,7 +334,7 @@ async def copy_batches(
                     )
 
     try:
-        with meter:
+        with collector_paused(), meter:
             started = time.perf_counter()
             await asyncio.gather(*(copier(c) for c in connections))
             return time.perf_counter() - started

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from bench.harness import CpuMeter, percentile
+from bench.harness import CpuMeter, collector_paused, percentile
 
 
 @dataclass(frozen=True)
@@ -245,7 +245,7 @@ async def closed_loop(
                 if deadline is not None and time.perf_counter() > deadline:
                     return
 
-        with meter:
+        with collector_paused(), meter:
             started = time.perf_counter()
             await asyncio.gather(*(worker(c) for c in clients))
             run.seconds = time.perf_counter() - started
@@ -284,7 +284,7 @@ async def paced(
             run.events += call.events
 
         tasks = []
-        with meter:
+        with collector_paused(), meter:
             started = time.perf_counter()
             for i, call in enumerate(calls):
                 due = started + i / rate
