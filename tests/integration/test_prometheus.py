@@ -372,9 +372,24 @@ def active_alerts(story: Story) -> set[str]:
     return ACTIVE_ALERTS | ({"LucCatalogDrift"} if drifts else set())
 
 
+def machine_bound(story: Story) -> set[str]:
+    """LucIngestSlow when LUC's own histogram holds an ingest of more than a second in the
+    story: the alert's p99 (``histogram_quantile``, which interpolates within the bucket
+    of 1 to 2.5 s) may then pass its 2 s. Such an ingest is the machine's doing, not the
+    story's: on a CI runner busy with other tests, one of the story's batches once took
+    that long. Its alert is allowed then, never without it."""
+    families = {f.name: f for f in text_string_to_metric_families(story.metrics)}
+    samples = families["luc_ingest_duration_seconds"].samples
+    count = next(s.value for s in samples if s.name.endswith("_count"))
+    within_a_second = next(
+        s.value for s in samples if s.name.endswith("_bucket") and float(s.labels["le"]) == 1.0
+    )
+    return {"LucIngestSlow"} if within_a_second < count else set()
+
+
 def test_every_alert_expression_runs_and_only_the_story_s_alerts_have_data(story: Story) -> None:
     with_data = {r["alert"] for r in rules() if story.prometheus.query(r["expr"])}
-    assert with_data == active_alerts(story)
+    assert with_data - machine_bound(story) == active_alerts(story)
 
 
 def test_every_series_the_alerts_and_dashboards_name_exists_in_prometheus(story: Story) -> None:
@@ -402,7 +417,12 @@ def test_prometheus_loads_the_rules_and_sets_off_the_expected_alerts(story: Stor
         alerts = httpx.get(f"{prometheus.url}/api/v1/alerts").json()["data"]["alerts"]
         return {a["labels"]["alertname"] for a in alerts}
 
-    wait_for(lambda: active() == active_alerts(story), 20, "the story's alerts", 0.2)
+    wait_for(
+        lambda: active() - machine_bound(story) == active_alerts(story),
+        20,
+        "the story's alerts",
+        0.2,
+    )
 
 
 # The exposition and the rule files ---------------------------------------------------------
