@@ -354,6 +354,11 @@ class CatalogCache:
         load. Only ``LUC_INGEST_PERSIST=0`` (a benchmark) prices against it as it is."""
         return None if self._stamp == (0, None) else self._catalog
 
+    @property
+    def stamp(self) -> tuple[int, int | None]:
+        """The ``versions, newest`` of the catalog as last loaded ((0, None) before)."""
+        return self._stamp
+
 
 REQUIRED_PRICES = ("input", "output")
 

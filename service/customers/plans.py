@@ -216,6 +216,13 @@ class PlanCache:
         self.default_plan = default_plan
         self._plans = Plans(default_plan=default_plan)
         self._stamp: PlanStamp = (0, None)
+        self._read = False
+
+    @property
+    def loaded(self) -> tuple[Plans, PlanStamp] | None:
+        """The plans as last read, with their stamp, without asking the database; None
+        before the first read (a stamp of (0, None) is also that of no plan at all)."""
+        return (self._plans, self._stamp) if self._read else None
 
     async def get(self, conn: Connection, stamp: PlanStamp | None = None) -> Plans:
         """The plans as the database holds them; ``stamp`` when the caller just read it."""
@@ -226,6 +233,7 @@ class PlanCache:
         if stamp != self._stamp:
             self._plans = Plans(await load_plans(conn), self.default_plan)
             self._stamp = stamp
+        self._read = True
         return self._plans
 
 

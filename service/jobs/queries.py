@@ -33,6 +33,7 @@ WITH changed AS (
 SELECT {_JOB_COLUMNS} FROM changed
 """
 
+
 # The jobs of a batch ($1), each row locked until the batch commits, in job order (as the
 # rollups are locked), with its customer and that customer's plan: a batch prices its
 # events for the customer its job has when it commits, since a change of the job's customer
@@ -42,9 +43,12 @@ SELECT {_JOB_COLUMNS} FROM changed
 # that one committed. A row another batch made after this statement's snapshot is neither
 # made nor seen here: the caller locks those with LOCK_MADE_JOBS (rare: two batches making
 # one job at once).
-LOCKED_JOBS = """
+def locked_jobs(wanted: str) -> str:
+    """Common table expressions (for a ``WITH``) ending in ``locked_jobs``: the jobs that
+    ``wanted`` (a query of one ``job_id`` column, each once) names, held as above."""
+    return f"""
 wanted AS (
-    SELECT DISTINCT job_id FROM unnest($1::text[]) AS w (job_id)
+    {wanted}
 ), made AS (
     INSERT INTO jobs (job_id)
     SELECT job_id FROM wanted ORDER BY job_id
@@ -62,6 +66,9 @@ wanted AS (
           UNION ALL SELECT job_id, customer_id FROM held) AS l
     LEFT JOIN customers AS c ON c.id = l.customer_id
 )"""
+
+
+LOCKED_JOBS = locked_jobs("SELECT DISTINCT job_id FROM unnest($1::text[]) AS w (job_id)")
 """Common table expressions (for a ``WITH``) ending in ``locked_jobs``: the statement that
 opens a batch, ``recording.queries.OPEN_BATCH``, holds its jobs with them."""
 

@@ -313,6 +313,12 @@ class Staging:
     arguments: tuple[Any, ...]
 
 
+def inline_staging(rows: Sequence[StagedCharge]) -> Staging:
+    """``rows`` as one JSON argument (an array of objects) for ``queries.STAGED_FROM_JSON``."""
+    objects = [dict(zip(queries.STAGED_NAMES, r, strict=True)) for r in rows]
+    return Staging(queries.STAGED_FROM_JSON, (msgspec.json.encode(objects).decode(),))
+
+
 async def stage_charges(
     conn: Connection,
     rows: Sequence[StagedCharge],
@@ -330,9 +336,7 @@ async def stage_charges(
     (``table_allowed``) sends every batch inline.
     """
     if len(rows) <= INLINE_LIMIT or not (table_ready or table_allowed):
-        objects = [dict(zip(queries.STAGED_NAMES, r, strict=True)) for r in rows]
-        document = msgspec.json.encode(objects)
-        return Staging(queries.STAGED_FROM_JSON, (document.decode(),))
+        return inline_staging(rows)
     if not table_ready:
         await conn.execute(queries.CREATE_STAGING_TABLE)
     elif inside_longer_transaction:

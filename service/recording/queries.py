@@ -98,3 +98,74 @@ WHERE id = ANY($1::bigint[]) AND price_usd <> 0
   AND customer_id IN (SELECT customer_id FROM credit_accounts)
 ORDER BY id
 """
+
+# The opening of a group recorded in one round trip (``recording.one_trip``): the
+# re-pricing lock taken shared, then what OPEN_BATCH reads besides the jobs. A function of
+# the connection's own (pg_temp, made by its first such group), so that its second
+# statement reads with a snapshot taken after the lock (a VOLATILE SQL function takes one
+# per statement): a catalog version or a budget committed while the group waited for the
+# lock is seen, as OPEN_BATCH sees it after BEGIN_BATCH.
+CREATE_OPEN_RECORDING = f"""
+CREATE OR REPLACE FUNCTION pg_temp.luc_open_recording()
+RETURNS TABLE (versions bigint, newest bigint, plan_versions bigint,
+               newest_plan_version bigint, budgets_exist boolean, credits_exist boolean)
+LANGUAGE sql VOLATILE AS $body$
+{LOCK_REPRICING_SHARED};
+SELECT stamp.versions, stamp.newest, plans.plan_versions, plans.newest_plan_version,
+       {budgets.ANY_BUDGETS}, {credits.ANY_CREDIT_ACCOUNTS}
+FROM ({catalog.CATALOG_STAMP}) AS stamp, ({customers.PLAN_STAMP}) AS plans
+$body$
+"""
+
+
+def _one_trip(*, one_entry: bool) -> str:
+    # $1 the staged rows (JSON, as STAGED_FROM_JSON); $2, $3, $4 each job of the group with
+    # the customer and plan its events were priced for (arrays of one order); $5–$8 the
+    # catalog's and the plans' stamps they were priced with. Nothing is stored unless every
+    # one of those holds under the locks, and no budget or credit account exists (those
+    # want statements of their own); the answer says which, with what the locks found.
+    wanted = (
+        "SELECT DISTINCT job_id FROM unnest($2::text[]) AS w (job_id) WHERE (SELECT ok FROM fits)"
+    )
+    return f"""
+WITH opened AS MATERIALIZED (SELECT * FROM pg_temp.luc_open_recording()),
+fits AS MATERIALIZED (
+    SELECT o.versions = $5 AND o.newest IS NOT DISTINCT FROM $6
+           AND o.plan_versions = $7 AND o.newest_plan_version IS NOT DISTINCT FROM $8
+           AND NOT o.budgets_exist AND NOT o.credits_exist AS ok
+    FROM opened AS o
+),
+{jobs.locked_jobs(wanted)},
+verdict AS MATERIALIZED (
+    SELECT (SELECT ok FROM fits) AND NOT EXISTS (
+        SELECT 1
+        FROM unnest($2::text[], $3::text[], $4::text[]) AS g (job_id, customer_id, plan_id)
+        LEFT JOIN locked_jobs AS l USING (job_id)
+        WHERE l.job_id IS NULL
+           OR l.customer_id IS DISTINCT FROM g.customer_id
+           OR l.plan_id IS DISTINCT FROM g.plan_id
+    ) AS stored
+),
+{ledger.append_staged_charges(f"{ledger.STAGED_FROM_JSON} WHERE (SELECT stored FROM verdict)")},
+{rollups.upserts_over("appended", one_entry=one_entry)},
+{reconciliation.upsert_appended(one_entry=one_entry)}
+SELECT v.stored, o.*,
+       ARRAY(SELECT job_id FROM locked_jobs ORDER BY job_id) AS job_ids,
+       ARRAY(SELECT customer_id FROM locked_jobs ORDER BY job_id) AS customer_ids,
+       ARRAY(SELECT plan_id FROM locked_jobs ORDER BY job_id) AS plan_ids,
+       ARRAY(SELECT event_id FROM appended ORDER BY id) AS event_ids,
+       ARRAY(SELECT id FROM appended ORDER BY id) AS entry_ids
+FROM verdict AS v, opened AS o
+"""
+
+
+# A group's one statement: opened, checked, stored, appended and rolled up, committed
+# (alone, outside a transaction block) when PostgreSQL answers; a lone event's rollups take
+# its measures as they are, as RECORD_ONE's.
+ONE_TRIP = _one_trip(one_entry=False)
+ONE_TRIP_ONE = _one_trip(one_entry=True)
+
+
+def one_trip(staged: int) -> str:
+    """The one-trip statement for a group of ``staged`` events."""
+    return ONE_TRIP_ONE if staged == 1 else ONE_TRIP

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 
@@ -22,6 +22,7 @@ from service.db import on_connection
 from service.ingest.models import Rejection, UsageEvent
 from service.metrics.instruments import Metrics
 from service.recording.models import STATUSES, BatchOutcome
+from service.recording.one_trip import OneTrip
 from service.recording.service import price_only, record_apart, record_batch, rejected_only
 from service.settings import IngestSettings
 
@@ -38,6 +39,9 @@ class Recorder:
     metrics: Metrics
     dispatcher: Dispatcher | None = None
     """Woken when a batch raised budget alerts, so their webhooks go out at once."""
+    one_trip: OneTrip = field(default_factory=OneTrip)
+    """What this process's openings found: small groups they still describe take one
+    round trip (``recording.one_trip``)."""
 
     async def record_events(
         self, items: Sequence[UsageEvent | Rejection], *, one_event_per_request: bool = False
@@ -65,6 +69,7 @@ class Recorder:
                         part,
                         plan_cache=self.plan_cache,
                         one_event_per_request=one_event_per_request,
+                        one_trip=self.one_trip,
                     ),
                 ),
                 items,

@@ -13,7 +13,10 @@ for a small group, binary ``COPY`` for a batch), one statement that stores the n
 events, appends their charges and rolls them up, budgets only when some exist, and the
 commit. A large batch looks first at what it will be priced with, and is priced and
 staged before it locks its jobs (``recording.early``); a lone event's statement adds it
-to the rollups without grouping (``queries.RECORD_ONE``).
+to the rollups without grouping (``queries.RECORD_ONE``). A small group that what the
+process's last opening found still describes (no budget, no credit account, no claim, no
+reservation) goes in one round trip instead: one statement that opens, checks, stores,
+appends and rolls up, committed as it answers (``recording.one_trip``).
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from service.recording.models import (
     EventOutcome,
     RecordFn,
 )
+from service.recording.one_trip import OneTrip, record_in_one_trip
 from service.recording.repricing import reprice_jobs
 
 log = structlog.get_logger("luc.ingest")
@@ -80,13 +84,16 @@ async def record_batch(
     *,
     plan_cache: PlanCache | None = None,
     one_event_per_request: bool = False,
+    one_trip: OneTrip | None = None,
 ) -> BatchOutcome:
     """Store, price, append and roll up ``items`` in one transaction; outcomes in order.
     Each event is priced for its job's customer under the plan in force at its time
     (``plan_cache``, which knows ``LUC_DEFAULT_PLAN``; the service always passes its own,
     and without one, as tools and tests may, no default plan prices anything).
     ``one_event_per_request``: the items are the single events of as many requests (a
-    group commit), so a repeated id was sent by an earlier request, not by this batch."""
+    group commit), so a repeated id was sent by an earlier request, not by this batch.
+    ``one_trip``: what the process's last openings found; a small group that they still
+    describe is recorded in one round trip (``recording.one_trip``)."""
     plan_cache = plan_cache or PlanCache()
     outcomes: list[EventOutcome | None] = [None] * len(items)
     first_by_id: dict[str, UsageEvent] = {}
@@ -105,7 +112,16 @@ async def record_batch(
     known: dict[str, UsageEvent] = {}
     mismatched: dict[str, str] = {}
     warnings: dict[str, str] = {}
-    if fresh:
+    stored = (
+        None
+        if not fresh or one_trip is None
+        else await record_in_one_trip(conn, catalog_cache, plan_cache, fresh, one_trip)
+    )
+    if stored is not None:
+        inserted = {event_id for event_id, _ in stored}
+        # Committed already: a replayed id's first event is stored for good.
+        known = await stored_events(conn, [e.id for e in fresh if e.id not in inserted])
+    elif fresh:
         inside_longer_transaction = conn.is_in_transaction()
         async with _recording_transaction(conn):
             # A large batch is priced and staged before its jobs are locked, and again
@@ -123,6 +139,8 @@ async def record_batch(
             locked = zip(opened["customer_ids"], opened["plan_ids"], strict=True)
             held = dict(zip(opened["job_ids"], locked, strict=True))
             jobs = await lock_job_customers(conn, fresh, held)
+            if one_trip is not None:
+                one_trip.learn(opened, ((j, (c.customer_id, c.plan_id)) for j, c in jobs.items()))
             mismatched = await customer_mismatches(conn, fresh, jobs)
             fresh = [e for e in fresh if e.id not in mismatched]
             # Every event is priced before knowing which ids are new: replays are rare,

@@ -19,16 +19,23 @@ from tests.support.ledger_truth import UNKNOWN_MODEL, make_events, rollup_differ
 
 @pytest.fixture
 def statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The recording statement each group was written with."""
+    """The recording statement each group was written with: the long way's (``recording``)
+    or one trip's (``one_trip``), for one event or for several."""
     chosen: list[str] = []
-    original = queries.recording
+    long_way, one_trip = queries.recording, queries.one_trip
 
-    def spy(staged_source: str, staged: int) -> str:
-        statement = original(staged_source, staged)
+    def spy_long_way(staged_source: str, staged: int) -> str:
+        statement = long_way(staged_source, staged)
         chosen.append("one" if statement == queries.RECORD_ONE else "batch")
         return statement
 
-    monkeypatch.setattr(queries, "recording", spy)
+    def spy_one_trip(staged: int) -> str:
+        statement = one_trip(staged)
+        chosen.append("one" if statement == queries.ONE_TRIP_ONE else "batch")
+        return statement
+
+    monkeypatch.setattr(queries, "recording", spy_long_way)
+    monkeypatch.setattr(queries, "one_trip", spy_one_trip)
     return chosen
 
 
