@@ -76,6 +76,7 @@ from service.metrics.instruments import Metrics
 from service.recording.adapters import DatabaseBudgets, DatabaseLookup, database_catalog
 from service.recording.catalog_upgrade import upgrade_aims_catalog
 from service.recording.group_commit import WRITERS, GroupWriter
+from service.recording.one_trip import OneTrip
 from service.recording.recorder import Recorder
 from service.recording.sink import RecordingSink
 from service.settings import Settings, get_settings
@@ -236,7 +237,12 @@ async def _start(
     stack.push_async_callback(stop_dispatcher)
     catalog_cache = CatalogCache()
     plan_cache = PlanCache(settings.billing.default_plan)
-    recorder = Recorder(pool, catalog_cache, plan_cache, settings.ingest, metrics, dispatcher)
+    # Behind a transaction pooler a connection's own function (one trip's opening) may not
+    # be on the server session of the next transaction: every group takes the long way.
+    one_trip = OneTrip(enabled=settings.database.pooler != "transaction")
+    recorder = Recorder(
+        pool, catalog_cache, plan_cache, settings.ingest, metrics, dispatcher, one_trip
+    )
     resources = Resources(settings, pool, catalog_cache, recorder, metrics, dispatcher)
     if settings.auth.rate_limit_per_second:
         resources.rate_limiter = RateLimiter(pool, settings.auth.rate_limit_per_second)

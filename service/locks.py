@@ -9,9 +9,9 @@ released by the commit or the rollback, so none can be left behind.
 lock          taken by                              mode       why
 ============  ====================================  =========  ===============================
 re-pricing    ``recording.service.record_batch``    shared     batches record side by side;
-(transaction)                                                  a new catalog version waits
-                                                               until the batches priced with
-                                                               the old one have committed
+(transaction) (and ``recording.one_trip``'s                    a new catalog version waits
+              opening function, for a group in                 until the batches priced with
+              one statement)                                   the old one have committed
               ``invoices.service.issue_invoice``    shared     re-pricing waits until the
                                                                invoice is issued, so the
                                                                entries it covers and the
