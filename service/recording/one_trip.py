@@ -4,7 +4,7 @@ A group recorded the long way (``service.record_batch``) is a transaction of fou
 trips: begin with the re-pricing lock, open (stamps, the jobs locked with their customers),
 the statement that stores, appends and rolls up, commit. Each waits for PostgreSQL and then
 for the worker's event loop, busy with the other requests: with 8 clients sending single
-events, a group of three spent a median 4 ms in them, most of a request's time.
+events, a group of about three spent a median 4 ms in them, most of a request's time.
 
 What the opening reads rarely changes: the catalog and the plans (their stamps), whether
 any budget or credit account exists, and each job's customer. So a small group is priced
@@ -52,8 +52,9 @@ class OneTrip:
     with before it is sent in one trip."""
 
     enabled: bool = True
-    """False once a connection could not keep its opening function (a role without
-    TEMPORARY, a transaction pooler): every group goes the long way from then on."""
+    """False behind a transaction pooler (a connection's function may not be on the next
+    transaction's server session), and once a connection could not make or keep it (a role
+    without TEMPORARY): every group goes the long way from then on."""
     opened: bool = False
     """An opening has been read: the flags below are what it found."""
     budgets_exist: bool = True

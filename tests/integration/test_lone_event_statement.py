@@ -13,7 +13,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from service.recording import queries
-from tests.support.events import customer_on_plan, wire_event
+from tests.support.events import MARKUP_PLAN, customer_on_plan, wire_event
 from tests.support.ledger_truth import UNKNOWN_MODEL, make_events, rollup_differences
 
 
@@ -42,15 +42,7 @@ def statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 async def test_lone_events_of_every_kind_roll_up_as_the_ledger_holds_them(
     client: AsyncTestClient[Any], db: asyncpg.Connection, statements: list[str]
 ) -> None:
-    plan = {
-        "id": "markup",
-        "name": "Markup",
-        "effective_from": "2026-01-01T00:00:00Z",
-        "basis": "actual",
-        "markup": "0.2",
-        "per_request_usd": "0.001",
-    }
-    await customer_on_plan(client, "acme", plan)
+    await customer_on_plan(client, "acme", MARKUP_PLAN)
     events = make_events(
         "lone", 40, ["job-a", "job-b", "job-c"], seed=11, start=datetime(2026, 11, 19, tzinfo=UTC)
     )

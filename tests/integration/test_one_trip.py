@@ -19,17 +19,8 @@ from service.ingest.models import UsageEvent
 from service.locks import LOCK_REPRICING
 from service.recording import queries
 from service.recording.one_trip import OneTrip
-from tests.support.events import customer_on_plan, usage_event, wire_event
+from tests.support.events import MARKUP_PLAN, customer_on_plan, usage_event, wire_event
 from tests.support.ledger_truth import rollup_differences
-
-MARKUP_PLAN = {
-    "id": "markup",
-    "name": "Markup",
-    "effective_from": "2026-01-01T00:00:00Z",
-    "basis": "actual",
-    "markup": "0.2",
-    "per_request_usd": "0.001",
-}
 
 
 @pytest.fixture

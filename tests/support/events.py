@@ -119,6 +119,17 @@ def many_calls(
     return events
 
 
+MARKUP_PLAN: dict[str, Any] = {
+    "id": "markup",
+    "name": "Markup",
+    "effective_from": "2026-01-01T00:00:00Z",
+    "basis": "actual",
+    "markup": "0.2",
+    "per_request_usd": "0.001",
+}
+"""A plan pricing an event at its provider's cost × 1.2 + 0.001 USD (0.01 → 0.013)."""
+
+
 async def customer_on_plan(
     client: AsyncTestClient[Any] | httpx.AsyncClient, customer_id: str, plan: dict[str, Any]
 ) -> None:
