@@ -180,22 +180,48 @@ def collector_paused() -> Iterator[None]:
         gc.enable()
 
 
+PRESSURE_IO = Path("/proc/pressure/io")
+
+
+def full_stall_seconds(pressure: str) -> float | None:
+    """The ``full`` total of a Linux pressure file (``/proc/pressure/io``), in seconds: how
+    long every task that had work to do was waiting for it at once; None without one."""
+    for line in pressure.splitlines():
+        kind, *fields = line.split()
+        if kind == "full":
+            values = dict(field.split("=", 1) for field in fields)
+            return int(values["total"]) / 1_000_000
+    return None
+
+
+def io_stalled_seconds() -> float | None:
+    """The machine's IO ``full`` stall so far (``full_stall_seconds``), None where the kernel
+    does not report pressure."""
+    try:
+        return full_stall_seconds(PRESSURE_IO.read_text())
+    except OSError:
+        return None
+
+
 @dataclass
 class CpuMeter:
     """CPU seconds spent by the server, PostgreSQL and this process over a ``with`` block;
-    ``None`` where a process cannot be read (a remote PostgreSQL, say)."""
+    ``None`` where a process cannot be read (a remote PostgreSQL, say). With them, how long
+    the whole machine stalled on IO meanwhile (``io_stalled``): a stall of every request at
+    once in a run is told from LUC's own latency by it."""
 
     server_pid: int | None
     postmaster_pid: int | None
     server: float | None = None
     postgres: float | None = None
     client: float | None = None
-    _start: tuple[float | None, float | None, float | None] = (None, None, None)
+    io_stalled: float | None = None
+    _start: tuple[float | None, ...] = (None, None, None, None)
 
-    def _read(self) -> tuple[float | None, float | None, float | None]:
+    def _read(self) -> tuple[float | None, ...]:
         server = process_cpu_seconds(self.server_pid) if self.server_pid else None
         postgres = postgres_cpu_seconds(self.postmaster_pid) if self.postmaster_pid else None
-        return server, postgres, time.process_time()
+        return server, postgres, time.process_time(), io_stalled_seconds()
 
     def __enter__(self) -> CpuMeter:
         self._start = self._read()
@@ -203,7 +229,7 @@ class CpuMeter:
 
     def __exit__(self, *exc: object) -> None:
         end = self._read()
-        self.server, self.postgres, self.client = (
+        self.server, self.postgres, self.client, self.io_stalled = (
             None if a is None or b is None else b - a for a, b in zip(self._start, end, strict=True)
         )
 

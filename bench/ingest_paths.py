@@ -294,7 +294,10 @@ async def _run_all(
     storage["single"].after = await relation_sizes(probe)
     storage["single"].events = len(stored) - first
     runs["single"].append(half)
-    show(half, f"(paced at {best.per_s / 2:,.0f}/s, sent {half.late_ms(0.99):.2f} ms late at p99)")
+    late = f"sent {half.late_ms(0.99):.2f} ms late at p99"
+    if half.io_stalled is not None:
+        late += f", the machine stalled on IO {half.io_stalled * 1000:.0f} ms"
+    show(half, f"(paced at {best.per_s / 2:,.0f}/s, {late})")
 
     # A tenth of every batch replays stored events: duplicates, counted once.
     seed += 1

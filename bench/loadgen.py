@@ -78,9 +78,12 @@ class Run:
     connections: Counter[int] = field(default_factory=Counter)
     """The run's connections per process that answered them (the pid ``/readyz`` names):
     with several workers, how the kernel spread them."""
+    io_stalled: float | None = None
+    """Seconds during which the whole machine waited for IO at once (``CpuMeter``)."""
 
     def add(self, other: Run) -> None:
         """Fold another slice of the same run in (reads are measured in rounds)."""
+        first = self.requests == 0 and self.events == 0
         self.requests += other.requests
         self.events += other.events
         self.seconds += other.seconds
@@ -90,6 +93,10 @@ class Run:
         for who, value in other.cpu.items():
             mine = self.cpu.get(who, 0.0)
             self.cpu[who] = None if value is None or mine is None else mine + value
+        if first or self.io_stalled is None or other.io_stalled is None:
+            self.io_stalled = other.io_stalled if first else None
+        else:
+            self.io_stalled += other.io_stalled
 
     @property
     def per_s(self) -> float:
@@ -250,6 +257,7 @@ async def closed_loop(
             await asyncio.gather(*(worker(c) for c in clients))
             run.seconds = time.perf_counter() - started
     run.cpu = {"server": meter.server, "postgres": meter.postgres, "client": meter.client}
+    run.io_stalled = meter.io_stalled
     return run
 
 
@@ -294,6 +302,7 @@ async def paced(
             await asyncio.gather(*tasks)
             run.seconds = time.perf_counter() - started
     run.cpu = {"server": meter.server, "postgres": meter.postgres, "client": meter.client}
+    run.io_stalled = meter.io_stalled
     return run
 
 
