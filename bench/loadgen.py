@@ -93,10 +93,12 @@ class Run:
         for who, value in other.cpu.items():
             mine = self.cpu.get(who, 0.0)
             self.cpu[who] = None if value is None or mine is None else mine + value
-        if first or self.io_stalled is None or other.io_stalled is None:
-            self.io_stalled = other.io_stalled if first else None
-        else:
+        if first:
+            self.io_stalled = other.io_stalled
+        elif self.io_stalled is not None and other.io_stalled is not None:
             self.io_stalled += other.io_stalled
+        else:
+            self.io_stalled = None  # a part the kernel did not report: the sum is unknown
 
     @property
     def per_s(self) -> float:

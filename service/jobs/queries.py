@@ -34,15 +34,15 @@ SELECT {_JOB_COLUMNS} FROM changed
 """
 
 
-# The jobs of a batch ($1), each row locked until the batch commits, in job order (as the
-# rollups are locked), with its customer and that customer's plan: a batch prices its
-# events for the customer its job has when it commits, since a change of the job's customer
-# (a PATCH, another batch's first event naming one) waits for the row, or the row for it.
-# A missing row is made (and so held). FOR NO KEY UPDATE only marks the rows: nothing is
-# rewritten; it waits for a batch holding a row, then answers the row as it stands after
-# that one committed. A row another batch made after this statement's snapshot is neither
-# made nor seen here: the caller locks those with LOCK_MADE_JOBS (rare: two batches making
-# one job at once).
+# The jobs of a batch (``wanted``; $1 for LOCKED_JOBS), each row locked until the batch
+# commits, in job order (as the rollups are locked), with its customer and that customer's
+# plan: a batch prices its events for the customer its job has when it commits, since a
+# change of the job's customer (a PATCH, another batch's first event naming one) waits for
+# the row, or the row for it. A missing row is made (and so held). FOR NO KEY UPDATE only
+# marks the rows: nothing is rewritten; it waits for a batch holding a row, then answers
+# the row as it stands after that one committed. A row another batch made after this
+# statement's snapshot is neither made nor seen here: the caller locks those with
+# LOCK_MADE_JOBS (rare: two batches making one job at once).
 def locked_jobs(wanted: str) -> str:
     """Common table expressions (for a ``WITH``) ending in ``locked_jobs``: the jobs that
     ``wanted`` (a query of one ``job_id`` column, each once) names, held as above."""

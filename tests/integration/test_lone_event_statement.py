@@ -15,28 +15,17 @@ from litestar.testing import AsyncTestClient
 from service.recording import queries
 from tests.support.events import MARKUP_PLAN, customer_on_plan, wire_event
 from tests.support.ledger_truth import UNKNOWN_MODEL, make_events, rollup_differences
+from tests.support.recording_spy import spy_recording_statements
 
 
 @pytest.fixture
 def statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The recording statement each group was written with: the long way's (``recording``)
-    or one trip's (``one_trip``), for one event or for several."""
-    chosen: list[str] = []
-    long_way, one_trip = queries.recording, queries.one_trip
-
-    def spy_long_way(staged_source: str, staged: int) -> str:
-        statement = long_way(staged_source, staged)
-        chosen.append("one" if statement == queries.RECORD_ONE else "batch")
-        return statement
-
-    def spy_one_trip(staged: int) -> str:
-        statement = one_trip(staged)
-        chosen.append("one" if statement == queries.ONE_TRIP_ONE else "batch")
-        return statement
-
-    monkeypatch.setattr(queries, "recording", spy_long_way)
-    monkeypatch.setattr(queries, "one_trip", spy_one_trip)
-    return chosen
+    """The recording statement each group was written with, the long way or in one trip:
+    "one" for a lone event's, "batch" for a group's."""
+    lone = (queries.RECORD_ONE, queries.ONE_TRIP_ONE)
+    return spy_recording_statements(
+        monkeypatch, lambda _, statement: "one" if statement in lone else "batch"
+    )
 
 
 async def test_lone_events_of_every_kind_roll_up_as_the_ledger_holds_them(

@@ -17,30 +17,17 @@ from litestar.testing import AsyncTestClient
 from service.db import connect
 from service.ingest.models import UsageEvent
 from service.locks import LOCK_REPRICING
-from service.recording import queries
 from service.recording.one_trip import OneTrip
 from tests.support.events import MARKUP_PLAN, customer_on_plan, usage_event, wire_event
 from tests.support.ledger_truth import rollup_differences
+from tests.support.recording_spy import spy_recording_statements
 
 
 @pytest.fixture
 def paths(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Each statement a group was sent with: "long" (the long way's recording statement)
     or "trip" (one trip's, which may store nothing and send the group the long way)."""
-    taken: list[str] = []
-    long_way, one_trip = queries.recording, queries.one_trip
-
-    def spy_long_way(staged_source: str, staged: int) -> str:
-        taken.append("long")
-        return long_way(staged_source, staged)
-
-    def spy_one_trip(staged: int) -> str:
-        taken.append("trip")
-        return one_trip(staged)
-
-    monkeypatch.setattr(queries, "recording", spy_long_way)
-    monkeypatch.setattr(queries, "one_trip", spy_one_trip)
-    return taken
+    return spy_recording_statements(monkeypatch, lambda way, _: way)
 
 
 async def post(client: AsyncTestClient[Any], event: dict[str, Any]) -> None:
