@@ -57,7 +57,9 @@ from service.db import Connection
 
 REPRICING_LOCK_KEY = 0x4C55C1
 LOCK_REPRICING = f"SELECT pg_advisory_xact_lock({REPRICING_LOCK_KEY})"
-LOCK_REPRICING_SHARED = f"SELECT pg_advisory_xact_lock_shared({REPRICING_LOCK_KEY})"
+# The shared call alone, for a PL/pgSQL body (PERFORM, where SQL says SELECT).
+REPRICING_SHARED = f"pg_advisory_xact_lock_shared({REPRICING_LOCK_KEY})"
+LOCK_REPRICING_SHARED = f"SELECT {REPRICING_SHARED}"
 
 LOCK_CATALOG_SEED = "SELECT pg_advisory_xact_lock(hashtext('luc.catalog.seed'))"
 
