@@ -62,47 +62,105 @@ WHERE b.id = $1 AND {_AMOUNT} IS NOT NULL
 GROUP BY 1, 2
 """
 
-# Adds the cost of freshly appended ledger entries to every budget they count towards,
-# per period of each entry's occurred_at (event time, not the wall clock). Rows are locked
-# in key order, after the rollups, like every other writer. Returns each touched spend row
-# with the amount this batch added, so the caller knows the value before and after.
-ADD_SPEND = f"""
+
+def _alerts_raised(crossed: str) -> str:
+    """CTEs ``alerted``, an alert for each row of ``crossed`` (budget_id, period_start,
+    threshold, spent_usd, limit_usd, scope, scope_id, webhook_url) not raised before in its
+    period (the unique key makes each fire once), made in key order (``created_at`` is the
+    clock's as each is made, and lists of alerts follow it), and ``alerts_queued``, their deliveries
+    for budgets with a webhook, queued period by period, a budget's thresholds lowest
+    first: the order its endpoint gets them in (``CLAIM_DUE`` follows ``seq``, numbered in
+    this order)."""
+    return f"""
+alerted AS (
+    INSERT INTO alerts (budget_id, period_start, threshold, spent_usd, limit_usd, scope,
+                        scope_id)
+    SELECT DISTINCT budget_id, period_start, threshold, spent_usd, limit_usd, scope, scope_id
+    FROM {crossed}
+    ORDER BY budget_id, period_start, threshold
+    ON CONFLICT (budget_id, period_start, threshold) DO NOTHING
+    RETURNING id, budget_id, period_start, threshold
+),
+alerts_queued AS (
+    INSERT INTO alert_outbox (alert_id, webhook_url)
+    SELECT a.id, hook.webhook_url
+    FROM alerted AS a
+    JOIN (SELECT DISTINCT budget_id, webhook_url FROM {crossed}) AS hook USING (budget_id)
+    WHERE hook.webhook_url IS NOT NULL
+    ORDER BY a.period_start, a.threshold, a.budget_id
+)"""
+
+
+def spend_counted(entries: str, live_budgets: str) -> str:
+    """CTEs adding the cost of freshly appended ledger entries (``entries``, a relation of
+    their columns) to every live budget (``live_budgets``, a relation of ``budgets`` rows)
+    they count towards, per period of each entry's occurred_at (event time, not the wall
+    clock), and raising the alerts of the thresholds this moved past (``alerted``): before
+    < threshold × limit ≤ after, exact (numeric: at 28 digits, a 40-digit limit would round
+    onto the spend itself). Spend rows are locked in key order; the statement that holds
+    these runs them after its rollups, as every writer does."""
+    return f"""
+spend_delta AS (
+    SELECT b.id AS budget_id, luc_period_start(b.period, entry.occurred_at) AS period_start,
+           sum({_AMOUNT}) AS amount
+    FROM {entries} AS entry
+    JOIN {live_budgets} AS b ON {_IN_SCOPE}
+    GROUP BY 1, 2
+    -- Unknown (unpriced) or nothing: no spend row to touch.
+    HAVING COALESCE(sum({_AMOUNT}), 0) <> 0
+),
+spent AS (
+    INSERT INTO budget_spend AS s (budget_id, period_start, spent_usd)
+    SELECT budget_id, period_start, amount FROM spend_delta ORDER BY budget_id, period_start
+    ON CONFLICT (budget_id, period_start) DO UPDATE SET spent_usd = s.spent_usd + EXCLUDED.spent_usd
+    RETURNING s.budget_id, s.period_start, s.spent_usd
+),
+crossed AS (
+    SELECT u.budget_id, u.period_start, t.threshold, u.spent_usd, b.limit_usd, b.scope,
+           b.scope_id, b.webhook_url
+    FROM spent AS u
+    JOIN spend_delta AS d USING (budget_id, period_start)
+    JOIN {live_budgets} AS b ON b.id = u.budget_id
+    CROSS JOIN LATERAL unnest(b.thresholds) AS t (threshold)
+    WHERE u.spent_usd - d.amount < t.threshold * b.limit_usd
+      AND t.threshold * b.limit_usd <= u.spent_usd
+),
+{_alerts_raised("crossed")}"""
+
+
+LIVE_BUDGETS = "(SELECT * FROM budgets WHERE deleted_at IS NULL)"
+# The same as one value (``budgets[]``), for a statement that must read them with a
+# snapshot of its own (``recording.queries.CREATE_OPEN_RECORDING``).
+LIVE_BUDGET_ROWS = "ARRAY(SELECT b FROM budgets AS b WHERE b.deleted_at IS NULL ORDER BY b.id)"
+
+# The long way's: entries appended by an earlier statement of the transaction ($1, their
+# ids), counted after the rollups; answers how many alerts are new.
+APPLY_ENTRIES = f"""
 WITH entry AS (
     SELECT job_id, agent, model, customer_id, occurred_at, cost_usd, actual_cost_usd, price_usd
     FROM ledger_entries
     WHERE id = ANY($1::bigint[])
 ),
-delta AS (
-    SELECT b.id AS budget_id, luc_period_start(b.period, entry.occurred_at) AS period_start,
-           sum({_AMOUNT}) AS amount
-    FROM entry
-    JOIN budgets AS b ON b.deleted_at IS NULL AND {_IN_SCOPE}
-    GROUP BY 1, 2
-    -- Unknown (unpriced) or nothing: no spend row to touch.
-    HAVING COALESCE(sum({_AMOUNT}), 0) <> 0
+{spend_counted("entry", LIVE_BUDGETS)}
+SELECT count(*) FROM alerted
+"""
+
+# Alerts of thresholds a budget's new limit or thresholds put behind its spend, given as
+# arrays of one order; answers how many are new.
+RAISE_ALERTS = f"""
+WITH crossed AS (
+    SELECT *
+    FROM unnest($1::bigint[], $2::timestamptz[], $3::numeric[], $4::numeric[],
+                $5::numeric[], $6::text[], $7::text[], $8::text[])
+         AS c (budget_id, period_start, threshold, spent_usd, limit_usd, scope, scope_id,
+               webhook_url)
 ),
-upserted AS (
-    INSERT INTO budget_spend AS s (budget_id, period_start, spent_usd)
-    SELECT budget_id, period_start, amount FROM delta ORDER BY budget_id, period_start
-    ON CONFLICT (budget_id, period_start) DO UPDATE SET spent_usd = s.spent_usd + EXCLUDED.spent_usd
-    RETURNING s.budget_id, s.period_start, s.spent_usd
-)
-SELECT u.budget_id, u.period_start, u.spent_usd, d.amount,
-       b.scope, b.scope_id, b.limit_usd, b.thresholds, b.webhook_url
-FROM upserted AS u
-JOIN delta AS d USING (budget_id, period_start)
-JOIN budgets AS b ON b.id = u.budget_id
+{_alerts_raised("crossed")}
+SELECT count(*) FROM alerted
 """
 
-INSERT_ALERTS = """
-INSERT INTO alerts (budget_id, period_start, threshold, spent_usd, limit_usd, scope, scope_id)
-SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::numeric[], $4::numeric[],
-                     $5::numeric[], $6::text[], $7::text[])
-ON CONFLICT (budget_id, period_start, threshold) DO NOTHING
-RETURNING id, budget_id, period_start, threshold
-"""
-
-# In the order given: ``seq`` numbers them so (an endpoint gets its alerts in this order).
+# Credit alerts' deliveries, in the order given: ``seq`` numbers them so (an endpoint gets
+# its alerts in this order).
 INSERT_OUTBOX = """
 INSERT INTO alert_outbox (alert_id, webhook_url)
 SELECT alert_id, webhook_url

@@ -294,8 +294,8 @@ async def _passed_thresholds(conn: Connection, budget: Budget, now: datetime) ->
             webhook_url=budget.webhook_url,
         )
         for threshold in budget.thresholds
-        # Exact, as ingest's ``crossings``: at 28 digits a 40-digit limit rounds, and an
-        # alert would fire below (or miss) its threshold.
+        # Exact, as ingest's (``queries.spend_counted``): at 28 digits a 40-digit limit
+        # rounds, and an alert would fire below (or miss) its threshold.
         if spent >= EXACT.multiply(threshold, budget.limit_usd)
     ]
 
@@ -318,43 +318,17 @@ class Crossing:
     webhook_url: str | None
 
 
-def crossings(rows: Sequence[Any]) -> list[Crossing]:
-    """Thresholds that a spend change moved past: before < threshold·limit ≤ after."""
-    found = []
-    for r in rows:
-        after = r["spent_usd"]
-        before = EXACT.subtract(after, r["amount"])
-        for threshold in r["thresholds"]:
-            # Exact: at 28 digits, a 40-digit limit would round onto the spend itself.
-            level = EXACT.multiply(threshold, r["limit_usd"])
-            if before < level <= after:
-                found.append(
-                    Crossing(
-                        budget_id=r["budget_id"],
-                        period_start=r["period_start"],
-                        threshold=threshold,
-                        spent_usd=after,
-                        limit_usd=r["limit_usd"],
-                        scope=r["scope"],
-                        scope_id=r["scope_id"],
-                        webhook_url=r["webhook_url"],
-                    )
-                )
-    return found
-
-
 async def apply_entries(conn: Connection, entry_ids: Sequence[int]) -> int:
     """Count freshly appended ledger entries towards budgets; record alerts and their
-    outbox rows.
+    outbox rows (``queries.spend_counted``).
 
     Runs in the caller's transaction, after the rollups. Returns the number of alerts
     raised (a unique key makes each threshold fire once per budget and period).
     """
     if not entry_ids:
         return 0
-    return await _raise_alerts(
-        conn, crossings(await conn.fetch(queries.ADD_SPEND, list(entry_ids)))
-    )
+    raised: int = await conn.fetchval(queries.APPLY_ENTRIES, list(entry_ids))
+    return raised
 
 
 async def _raise_alerts(conn: Connection, found: Sequence[Crossing]) -> int:
@@ -362,8 +336,8 @@ async def _raise_alerts(conn: Connection, found: Sequence[Crossing]) -> int:
     those with a webhook; returns how many alerts are new."""
     if not found:
         return 0
-    created = await conn.fetch(
-        queries.INSERT_ALERTS,
+    raised: int = await conn.fetchval(
+        queries.RAISE_ALERTS,
         [c.budget_id for c in found],
         [c.period_start for c in found],
         [c.threshold for c in found],
@@ -371,17 +345,9 @@ async def _raise_alerts(conn: Connection, found: Sequence[Crossing]) -> int:
         [c.limit_usd for c in found],
         [c.scope for c in found],
         [c.scope_id for c in found],
+        [c.webhook_url for c in found],
     )
-    urls = {c.budget_id: c.webhook_url for c in found}
-    # Into the outbox period by period, a budget's thresholds lowest first: the order its
-    # endpoint gets them in (``queries.CLAIM_DUE``), whatever order the insert answered in.
-    created = sorted(created, key=lambda r: (r["period_start"], r["threshold"], r["budget_id"]))
-    with_hooks = [(r["id"], urls[r["budget_id"]]) for r in created if urls[r["budget_id"]]]
-    if with_hooks:
-        await conn.execute(
-            queries.INSERT_OUTBOX, [a for a, _ in with_hooks], [u for _, u in with_hooks]
-        )
-    return len(created)
+    return raised
 
 
 def _alert(r: Any) -> Alert:

@@ -1,22 +1,25 @@
 """A small group recorded in one round trip.
 
 A group recorded the long way (``service.record_batch``) is a transaction of four round
-trips: begin with the re-pricing lock, open (stamps, the jobs locked with their customers),
-the statement that stores, appends and rolls up, commit. Each waits for PostgreSQL and then
-for the worker's event loop, busy with the other requests: with 8 clients sending single
-events, a group of about three spent a median 4 ms in them, most of a request's time.
+trips or more: begin with the re-pricing lock, open (stamps, the jobs locked with their
+customers), the statement that stores, appends and rolls up, the budgets' spend and alerts,
+commit. Each waits for PostgreSQL and then for the worker's event loop, busy with the other
+requests: with 8 clients sending single events, a group of about three spent a median 4 ms
+in them, most of a request's time.
 
 What the opening reads rarely changes: the catalog and the plans (their stamps), whether
-any budget or credit account exists, and each job's customer. So a small group is priced
-with what the last opening found (``OneTrip``), and sent as one statement
-(``queries.ONE_TRIP``) that takes the lock, reads all of it again under the locks and
-stores the group only if every assumption holds; outside a transaction block, PostgreSQL
-commits it before it answers. When something moved (a new catalog version, a job's first
-customer, a budget), nothing is stored and the group goes the long way, which then knows.
+any budget or credit account exists, and each job's customer. So a small group is priced with what
+the last opening found (``OneTrip``), and sent as one statement (``queries.ONE_TRIP``)
+that takes the lock, reads all of it again under the locks and stores the group only if
+every assumption holds; outside a transaction block, PostgreSQL commits it before it
+answers. When something moved (a new catalog version, a job's first customer, a credit
+account, a first budget), nothing is stored and the group goes the long way, which then
+knows. Once budgets exist, the statement counts the spend towards the live budgets its
+opening read after the lock, and raises their alerts, as the long way does.
 
 Only what the long way would do with no further statement goes in one trip: no event
 naming a customer its job does not have (a claim or a rejection), no reservation to
-settle, no budget or credit account to update, no caller's transaction around it.
+settle, no credit account to draw on, no caller's transaction around it.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ class OneTrip:
     opened: bool = False
     """An opening has been read: the flags below are what it found."""
     budgets_exist: bool = True
+    """The group's statement then counts the spend towards them (else it expects none)."""
     credits_exist: bool = True
     _jobs: dict[str, JobRow] = field(default_factory=dict)
 
@@ -76,7 +80,7 @@ class OneTrip:
     def assumed(self, events: Sequence[UsageEvent]) -> dict[str, JobCustomer] | None:
         """Each job of ``events`` as they would be priced for it, or None when the group
         must go the long way."""
-        if not (self.enabled and self.opened) or self.budgets_exist or self.credits_exist:
+        if not (self.enabled and self.opened) or self.credits_exist:
             return None
         if len(events) > INLINE_LIMIT:
             return None
@@ -108,7 +112,7 @@ async def record_in_one_trip(
     plans, plan_stamp = plans_read
     staged = price(events, catalog, plans, jobs)
     job_ids = batch_job_ids(events)
-    statement = queries.one_trip(len(staged))
+    statement = queries.one_trip(len(staged), budgets_counted=trip.budgets_exist)
     arguments = (
         *inline_staging(staged).arguments,
         job_ids,

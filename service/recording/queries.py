@@ -100,7 +100,8 @@ ORDER BY id
 """
 
 # The opening of a group recorded in one round trip (``recording.one_trip``): the
-# re-pricing lock taken shared, then what OPEN_BATCH reads besides the jobs. A function of
+# re-pricing lock taken shared, then what OPEN_BATCH reads besides the jobs, and the live
+# budgets (the spend is counted towards those the lock let in). A function of
 # the connection's own (pg_temp, made by its first such group), so that its query reads
 # with a snapshot taken after the lock (a VOLATILE function takes one per statement): a
 # catalog version or a budget committed while the group waited for the lock is seen, as
@@ -111,26 +112,40 @@ ORDER BY id
 CREATE_OPEN_RECORDING = f"""
 CREATE OR REPLACE FUNCTION pg_temp.luc_open_recording()
 RETURNS TABLE (versions bigint, newest bigint, plan_versions bigint,
-               newest_plan_version bigint, budgets_exist boolean, credits_exist boolean)
+               newest_plan_version bigint, budgets_exist boolean, credits_exist boolean,
+               live_budgets budgets[])
 LANGUAGE plpgsql VOLATILE AS $body$
 #variable_conflict use_column
 BEGIN
 PERFORM {REPRICING_SHARED};
 RETURN QUERY
 SELECT stamp.versions, stamp.newest, plans.plan_versions, plans.newest_plan_version,
-       {budgets.ANY_BUDGETS}, {credits.ANY_CREDIT_ACCOUNTS}
+       {budgets.ANY_BUDGETS}, {credits.ANY_CREDIT_ACCOUNTS},
+       {budgets.LIVE_BUDGET_ROWS}
 FROM ({catalog.CATALOG_STAMP}) AS stamp, ({customers.PLAN_STAMP}) AS plans;
 END
 $body$
 """
 
 
-def _one_trip(*, one_entry: bool) -> str:
+def _one_trip(*, one_entry: bool, budgets_counted: bool) -> str:
     # $1 the staged rows (JSON, as STAGED_FROM_JSON); $2, $3, $4 each job of the group with
     # the customer and plan its events were priced for (arrays of one order); $5–$8 the
     # catalog's and the plans' stamps they were priced with. Nothing is stored unless every
-    # one of those holds under the locks, and no budget or credit account exists (those
-    # want statements of their own); the answer says which, with what the locks found.
+    # one of those holds under the locks, and no credit account exists (draws want
+    # statements of their own); the answer says which, with what the locks found.
+    # ``budgets_counted``: the spend is counted towards the live budgets the opening read
+    # (and their alerts raised); without, nothing is stored if a budget exists, so a process
+    # that knows of none sends none of that work. The spend is listed before the rollups:
+    # PostgreSQL runs the data-modifying CTEs that the final SELECT does not read after it,
+    # last listed first, so the spend rows are locked after the rollup rows, as the long way
+    # locks them (a test pins this).
+    spend = (
+        f"{budgets.spend_counted('appended', 'unnest((SELECT live_budgets FROM opened))')},"
+        if budgets_counted
+        else ""
+    )
+    none_expected = "" if budgets_counted else " AND NOT o.budgets_exist"
     wanted = (
         "SELECT DISTINCT job_id FROM unnest($2::text[]) AS w (job_id) WHERE (SELECT ok FROM fits)"
     )
@@ -139,7 +154,7 @@ WITH opened AS MATERIALIZED (SELECT * FROM pg_temp.luc_open_recording()),
 fits AS MATERIALIZED (
     SELECT o.versions = $5 AND o.newest IS NOT DISTINCT FROM $6
            AND o.plan_versions = $7 AND o.newest_plan_version IS NOT DISTINCT FROM $8
-           AND NOT o.budgets_exist AND NOT o.credits_exist AS ok
+           AND NOT o.credits_exist{none_expected} AS ok
     FROM opened AS o
 ),
 {jobs.locked_jobs(wanted)},
@@ -154,9 +169,10 @@ verdict AS MATERIALIZED (
     ) AS stored
 ),
 {ledger.append_staged_charges(f"{ledger.STAGED_FROM_JSON} WHERE (SELECT stored FROM verdict)")},
+{spend}
 {rollups.upserts_over("appended", one_entry=one_entry)},
 {reconciliation.upsert_appended(one_entry=one_entry)}
-SELECT v.stored, o.*,
+SELECT v.stored, o.budgets_exist, o.credits_exist,
        ARRAY(SELECT job_id FROM locked_jobs ORDER BY job_id) AS job_ids,
        ARRAY(SELECT customer_id FROM locked_jobs ORDER BY job_id) AS customer_ids,
        ARRAY(SELECT plan_id FROM locked_jobs ORDER BY job_id) AS plan_ids,
@@ -169,10 +185,15 @@ FROM verdict AS v, opened AS o
 # A group's one statement: opened, checked, stored, appended and rolled up, committed
 # (alone, outside a transaction block) when PostgreSQL answers; a lone event's rollups take
 # its measures as they are, as RECORD_ONE's.
-ONE_TRIP = _one_trip(one_entry=False)
-ONE_TRIP_ONE = _one_trip(one_entry=True)
+# By (one event, budgets counted).
+ONE_TRIPS = {
+    (one, counted): _one_trip(one_entry=one, budgets_counted=counted)
+    for one in (False, True)
+    for counted in (False, True)
+}
 
 
-def one_trip(staged: int) -> str:
-    """The one-trip statement for a group of ``staged`` events."""
-    return ONE_TRIP_ONE if staged == 1 else ONE_TRIP
+def one_trip(staged: int, *, budgets_counted: bool) -> str:
+    """The one-trip statement for a group of ``staged`` events, counting their spend
+    towards budgets or expecting none."""
+    return ONE_TRIPS[(staged == 1, budgets_counted)]

@@ -22,7 +22,7 @@ from tests.support.recording_spy import spy_recording_statements
 def statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The recording statement each group was written with, the long way or in one trip:
     "one" for a lone event's, "batch" for a group's."""
-    lone = (queries.RECORD_ONE, queries.ONE_TRIP_ONE)
+    lone = (queries.RECORD_ONE, *(s for (one, _), s in queries.ONE_TRIPS.items() if one))
     return spy_recording_statements(
         monkeypatch, lambda _, statement: "one" if statement in lone else "batch"
     )

@@ -11,13 +11,16 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 
+from service.budgets.service import create_budget
 from service.db import connect
 from service.ingest.models import UsageEvent
 from service.locks import LOCK_REPRICING
 from service.recording.one_trip import OneTrip
+from tests.support.budgets import opus_event, watched_global_budget
 from tests.support.events import MARKUP_PLAN, customer_on_plan, usage_event, wire_event
 from tests.support.ledger_truth import rollup_differences
 from tests.support.recording_spy import spy_recording_statements
@@ -121,7 +124,8 @@ async def test_a_budget_committed_while_the_trip_waits_for_the_lock_counts_its_s
     assert await asyncio.to_thread(made.wait, 10)
     await post(client, wire_event("b-2", job_id="job-b"))
     budget_id = await maker
-    # The trip stored nothing (a budget exists); the long way counted the spend.
+    # The trip found the budget it did not know of and stored nothing; the long way counted
+    # the spend.
     assert paths == ["long", "trip", "long"]
     cost = await db.fetchval("SELECT cost_usd FROM ledger_entries WHERE event_id = 'b-2'")
     assert cost > 0
@@ -129,9 +133,170 @@ async def test_a_budget_committed_while_the_trip_waits_for_the_lock_counts_its_s
         "SELECT sum(spent_usd) FROM budget_spend WHERE budget_id = $1", budget_id
     )
     assert spent == cost
-    # While a budget exists, every group goes the long way.
+    # Knowing of budgets now, the next trip counts its spend itself.
     await post(client, wire_event("b-3", job_id="job-b"))
-    assert paths[-1] == "long"
+    assert paths[-1] == "trip"
+    spent = await db.fetchval(
+        "SELECT sum(spent_usd) FROM budget_spend WHERE budget_id = $1", budget_id
+    )
+    assert spent == 2 * cost  # b-3 is b-2's call again
+
+
+AT = "2026-11-20T10:00:00Z"
+
+
+async def test_a_trip_raises_the_alerts_its_spend_passes_in_order(
+    client: AsyncTestClient[Any], db: asyncpg.Connection, paths: list[str]
+) -> None:
+    await post(client, opus_event("o-0", "0.0002", occurred_at=AT))
+    budget = await create_budget(
+        db,
+        watched_global_budget("0.0020", [Decimal("0.5"), Decimal("0.8"), Decimal("1")], HOOK, None),
+    )
+    # Made with the ledger's 0.0002 counted; then 0.0006, 0.0016 (past 0.5 × 0.002 = 0.001
+    # and 0.8 × 0.002 = 0.0016, reached exactly), 0.0020 (1 × 0.002, reached exactly).
+    for n, usd in enumerate(["0.0004", "0.0010", "0.0004"], start=1):
+        await post(client, opus_event(f"o-{n}", usd, occurred_at=AT))
+    # The first trip finds the budget and goes the long way; the next two count it.
+    assert paths == ["long", "trip", "long", "trip", "trip"]
+    spent = await db.fetchval("SELECT spent_usd FROM budget_spend WHERE budget_id = $1", budget.id)
+    assert spent == Decimal("0.0020")
+    alerts = await db.fetch(
+        "SELECT a.threshold, a.spent_usd, a.limit_usd, o.webhook_url"
+        " FROM alerts AS a JOIN alert_outbox AS o ON o.alert_id = a.id"
+        " WHERE a.budget_id = $1 ORDER BY o.seq",
+        budget.id,
+    )
+    assert [tuple(a) for a in alerts] == [
+        (Decimal("0.5"), Decimal("0.0016"), Decimal("0.0020"), HOOK),
+        (Decimal("0.8"), Decimal("0.0016"), Decimal("0.0020"), HOOK),
+        (Decimal("1"), Decimal("0.0020"), Decimal("0.0020"), HOOK),
+    ]
+    assert await rollup_differences(db) == {}
+
+
+HOOK = "https://hooks.example.com/one-trip"
+
+# Every row a writer inserts or upserts into the rollups and the budgets' tables, in order
+# (an upsert fires BEFORE INSERT whether it inserts or updates; the webhook dispatcher's
+# updates of the outbox, which no recording makes, are left out).
+_TOUCHES = """
+CREATE TABLE touches (n bigserial PRIMARY KEY, tbl text NOT NULL);
+CREATE FUNCTION touched() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO touches (tbl) VALUES (TG_TABLE_NAME);
+    RETURN NEW;
+END $$;
+"""
+
+
+async def _touched(db: asyncpg.Connection) -> list[str]:
+    """The tables touched since the last call, each run of one table once."""
+    names = [r["tbl"] for r in await db.fetch("DELETE FROM touches RETURNING n, tbl")]
+    return [t for i, t in enumerate(names) if i == 0 or names[i - 1] != t]
+
+
+async def test_a_trip_locks_rows_in_the_long_ways_order(
+    client: AsyncTestClient[Any], db: asyncpg.Connection, paths: list[str]
+) -> None:
+    await db.execute(_TOUCHES)
+    tables = [
+        r["tablename"]
+        for r in await db.fetch("SELECT tablename FROM pg_tables WHERE tablename LIKE 'rollup_%'")
+    ]
+    for table in [*tables, "budget_spend", "alerts", "alert_outbox"]:
+        await db.execute(
+            f"CREATE TRIGGER touched BEFORE INSERT ON {table}"
+            " FOR EACH ROW EXECUTE FUNCTION touched()"
+        )
+    await create_budget(
+        db, watched_global_budget("0.0008", [Decimal("0.5"), Decimal("1")], HOOK, None)
+    )
+    await db.execute("DELETE FROM touches")
+    # The first group goes the long way, the second in one trip; each passes a threshold.
+    await post(client, opus_event("t-1", "0.0004", occurred_at=AT))
+    long_way = await _touched(db)
+    await post(client, opus_event("t-2", "0.0004", occurred_at=AT))
+    one_trip = await _touched(db)
+    assert paths == ["long", "trip"]
+    # The rollups first (PostgreSQL's order of a statement's CTEs, the same in both), then
+    # the budget's spend row, its alert and the alert's delivery: no two writers can each
+    # hold a row the other waits for.
+    assert one_trip == long_way
+    assert long_way[-3:] == ["budget_spend", "alerts", "alert_outbox"]
+    assert set(long_way[:-3]) == set(tables)
+    assert len(long_way) == len(tables) + 3
+
+
+@pytest.mark.slow
+async def test_trips_beside_the_long_way_count_every_spend_once(
+    server_factory: Any, db: asyncpg.Connection
+) -> None:
+    server = server_factory()
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
+        await customer_on_plan(http, "acme", MARKUP_PLAN)
+        limits = {
+            ("global", None): ("0.48", [0.5, 1]),
+            ("agent", "ACHEEVY"): ("0.32", [1]),
+            ("customer", "acme"): ("0.16", [1]),
+        }
+        budgets = {}
+        for (scope, scope_id), (limit, thresholds) in limits.items():
+            made = await http.post(
+                "/v1/budgets",
+                json={
+                    "scope": scope,
+                    "scope_id": scope_id,
+                    "period": "lifetime",
+                    "limit_usd": limit,
+                    "thresholds": thresholds,
+                },
+            )
+            assert made.status_code == 201, made.text
+            budgets[scope] = made.json()["id"]
+        # 48 calls of 0.01 USD at once, on six jobs: two thirds by ACHEEVY; the events of
+        # job-0 and job-1 name customer acme, whose first claims its job the long way.
+        events = []
+        for n in range(48):
+            event = opus_event(
+                f"side-{n}",
+                "0.01",
+                occurred_at=AT,
+                job_id=f"job-{n % 6}",
+                agent="ORACLE" if n % 3 == 2 else "ACHEEVY",
+            )
+            if n % 6 < 2:
+                event["customer_id"] = "acme"
+            events.append(event)
+        answers = await asyncio.gather(*(http.post("/v1/events", json=e) for e in events))
+        assert [a.status_code for a in answers] == [201] * 48
+    spent = {
+        r["budget_id"]: r["spent_usd"]
+        for r in await db.fetch("SELECT budget_id, spent_usd FROM budget_spend")
+    }
+    # 48 × 0.01 in all; 32 by ACHEEVY; 16 on acme's two jobs.
+    assert spent == {
+        budgets["global"]: Decimal("0.48"),
+        budgets["agent"]: Decimal("0.32"),
+        budgets["customer"]: Decimal("0.16"),
+    }
+    alerts = await db.fetch("SELECT budget_id, threshold, spent_usd FROM alerts")
+    assert sorted((a["budget_id"], a["threshold"]) for a in alerts) == sorted(
+        [
+            (budgets["global"], Decimal("0.5")),
+            (budgets["global"], Decimal("1")),
+            (budgets["agent"], Decimal("1")),
+            (budgets["customer"], Decimal("1")),
+        ]
+    )
+    for a in alerts:
+        # The spend after the group that passed it: a limit is reached by the last group.
+        if a["threshold"] == 1:
+            assert a["spent_usd"] == spent[a["budget_id"]]
+        else:
+            assert Decimal("0.24") <= a["spent_usd"] <= Decimal("0.48")
+    assert await db.fetchval("SELECT count(*) FROM ledger_entries") == 48
+    assert await rollup_differences(db) == {}
 
 
 def _events(*events: UsageEvent) -> list[UsageEvent]:
@@ -153,6 +318,8 @@ def test_what_goes_the_long_way_without_a_trip() -> None:
     assert trip.assumed(_events(usage_event("c", job_id="job-new", customer_id="acme"))) is None
     assert trip.assumed(_events(usage_event("d", job_id="job-a", customer_id="globex"))) is None
     assert trip.assumed(_events(usage_event("e", job_id="job-a", reservation_id="r-1"))) is None
-    # Budgets or credit accounts want statements of their own.
+    # Budgets are counted in the trip; credit accounts want statements of their own.
     trip.learn({"budgets_exist": True, "credits_exist": False}, [])  # type: ignore[arg-type]
-    assert trip.assumed(_events(usage_event("f", job_id="job-a"))) is None
+    assert trip.assumed(_events(usage_event("f", job_id="job-a"))) is not None
+    trip.learn({"budgets_exist": False, "credits_exist": True}, [])  # type: ignore[arg-type]
+    assert trip.assumed(_events(usage_event("g", job_id="job-a"))) is None

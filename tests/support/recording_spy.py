@@ -26,8 +26,8 @@ def spy_recording_statements(
         seen.append(label(LONG, statement))
         return statement
 
-    def spy_one_trip(staged: int) -> str:
-        statement = one_trip(staged)
+    def spy_one_trip(staged: int, *, budgets_counted: bool) -> str:
+        statement = one_trip(staged, budgets_counted=budgets_counted)
         seen.append(label(TRIP, statement))
         return statement
 
