@@ -37,6 +37,7 @@ import sys
 import tempfile
 from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,8 @@ from bench.ingest import (
 )
 from bench.loadgen import Answer, Call, Run, closed_loop, expect_status, paced
 from bench.metrics import CHECKS
+from service.budgets.models import NewBudget
+from service.budgets.service import create_budget
 from service.catalog.service import load_catalog
 from service.db import Connection, connect
 from service.pricing.catalog import Catalog
@@ -185,7 +188,13 @@ async def _run_all(
 ) -> dict[str, Any]:
     headers = db.auth_headers
     stored: list[dict[str, Any]] = []  # every event the storing server has accepted
-    runs: dict[str, list[Run]] = {"floor": [], "batch": [], "single": [], "replay": []}
+    runs: dict[str, list[Run]] = {
+        "floor": [],
+        "batch": [],
+        "single": [],
+        "replay": [],
+        "budgeted": [],
+    }
     checks: dict[str, Any] = {}
     storage = {"batch": Storage(), "single": Storage()}
     seed = args.seed * 1000
@@ -316,7 +325,56 @@ async def _run_all(
     stored += [e for b in bodies for e in b[round(size * REPLAY_SHARE) :]]
     checks["after_replays"] = await check_ledger(db.url, len(stored))
     print(f"  check after the replays: {'OK' if checks['after_replays']['ok'] else 'FAILED'}")
+
+    # Single events again with two budgets, a deployment's usual case: each group's spend
+    # is counted, and its thresholds checked, in the transaction that stores it.
+    for budget in BUDGETS:
+        await create_budget(probe, budget)
+    for clients in args.budget_clients:
+        seed += 1
+        fresh = [e for b in make_batches(catalog, 1, args.single_events, seed=seed) for e in
+                 _events(b)]  # fmt: skip
+        calls = [Call("POST", "/v1/events", msgspec.json.encode(e), 1) for e in fresh]
+        run = await closed_loop(BUDGETED, server.base_url, calls, clients, meter(server),
+                                expect_status(201), headers)  # fmt: skip
+        runs["budgeted"].append(run)
+        show(run)
+        stored += fresh
+    if args.budget_clients:
+        checks["with_budgets"] = await check_invariant(
+            db.url, len(stored), {**CHECKS, "budget_spend": BUDGET_SPEND_CHECK}
+        )
+        ok = checks["with_budgets"]["ok"]
+        print(f"  check with budgets (their spend too): {'OK' if ok else 'FAILED'}")
     return {"runs": runs, "checks": checks, "storage": storage}
+
+
+BUDGETED = "(b) single event, two budgets"
+BUDGETS = [
+    NewBudget(scope="global", scope_id=None, period="month", limit_usd=Decimal(1_000_000),
+              thresholds=[Decimal("0.5")], hard=False, webhook_url=None, webhook_secret=None),
+    NewBudget(scope="agent", scope_id="ACHEEVY", period="day", limit_usd=Decimal(1_000_000),
+              thresholds=[Decimal("0.5")], hard=False, webhook_url=None, webhook_secret=None),
+]  # fmt: skip
+"""What ``BUDGETED`` runs under: spend on every event, and on a quarter of them again."""
+
+# Rows where a budget's spend differs from its entries' cost on the ledger, written apart
+# from LUC's own statements (only the two scopes and the one measure BUDGETS use).
+BUDGET_SPEND_CHECK = """
+WITH truth AS (
+    SELECT b.id AS budget_id, luc_period_start(b.period, e.occurred_at) AS period_start,
+           sum(e.cost_usd) AS spent_usd
+    FROM budgets AS b
+    JOIN ledger_entries AS e
+      ON b.scope = 'global' OR (b.scope = 'agent' AND e.agent = b.scope_id)
+    GROUP BY 1, 2
+    HAVING COALESCE(sum(e.cost_usd), 0) <> 0
+), kept AS (
+    SELECT budget_id, period_start, spent_usd FROM budget_spend
+)
+SELECT count(*)
+FROM ((TABLE truth EXCEPT TABLE kept) UNION ALL (TABLE kept EXCEPT TABLE truth)) AS d
+"""
 
 
 # Report -----------------------------------------------------------------------------------
@@ -409,6 +467,9 @@ def report(results: Sequence[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
         )
         for run in runs["replay"]:
             rows.append(_row(run, workers, None, ""))
+        for run in runs["budgeted"]:
+            b2 = next((r for r in single[0:-1:2] if r.concurrency == run.concurrency), None)
+            rows.append(_row(run, workers, None if b2 is None else run.per_s / b2.per_s, "B2"))
     print()
     print_table(
         ["run", "workers", "clients", "events", "events/s", "ratio", "p50 ms", "p99 ms",
@@ -510,6 +571,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clients", type=positive_numbers, default=[1, 8, 64], help="single-event")
     parser.add_argument("--single-events", type=int, default=4000, help="per single run")
     parser.add_argument("--noop-requests", type=int, default=3000)
+    parser.add_argument(
+        "--budget-clients",
+        type=positive_numbers,
+        default=[8],
+        help="single-event clients of the runs with two budgets (after the others; compared "
+        "with B2 at as many clients when --clients has it)",
+    )
     parser.add_argument("--workers", type=positive_numbers, default=[1, 2], help="LUC_WORKERS")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
@@ -580,7 +648,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for workers, result in results
                 for r in result["runs"][group]
             ]
-            for group in ("floor", "batch", "single", "replay")
+            for group in ("floor", "batch", "single", "replay", "budgeted")
         },
         **summary,
         "storage_target_bytes_per_event": TARGET_BYTES_PER_EVENT,
