@@ -67,10 +67,10 @@ def _alerts_raised(crossed: str) -> str:
     """CTEs ``alerted``, an alert for each row of ``crossed`` (budget_id, period_start,
     threshold, spent_usd, limit_usd, scope, scope_id, webhook_url) not raised before in its
     period (the unique key makes each fire once), made in key order (``created_at`` is the
-    clock's as each is made, and lists of alerts follow it), and ``alerts_queued``, their deliveries
-    for budgets with a webhook, queued period by period, a budget's thresholds lowest
-    first: the order its endpoint gets them in (``CLAIM_DUE`` follows ``seq``, numbered in
-    this order)."""
+    clock's as each is made, and lists of alerts follow it); and ``alerts_queued``, their
+    deliveries for budgets with a webhook, queued period by period, a budget's thresholds
+    lowest first: the order its endpoint gets them in (``CLAIM_DUE`` follows ``seq``,
+    numbered in this order)."""
     return f"""
 alerted AS (
     INSERT INTO alerts (budget_id, period_start, threshold, spent_usd, limit_usd, scope,

@@ -8,14 +8,14 @@ requests: with 8 clients sending single events, a group of about three spent a m
 in them, most of a request's time.
 
 What the opening reads rarely changes: the catalog and the plans (their stamps), whether
-any budget or credit account exists, and each job's customer. So a small group is priced with what
-the last opening found (``OneTrip``), and sent as one statement (``queries.ONE_TRIP``)
-that takes the lock, reads all of it again under the locks and stores the group only if
-every assumption holds; outside a transaction block, PostgreSQL commits it before it
-answers. When something moved (a new catalog version, a job's first customer, a credit
-account, a first budget), nothing is stored and the group goes the long way, which then
-knows. Once budgets exist, the statement counts the spend towards the live budgets its
-opening read after the lock, and raises their alerts, as the long way does.
+any budget or credit account exists, and each job's customer. So a small group is priced
+with what the last opening found (``OneTrip``), and sent as one statement
+(``queries.ONE_TRIPS``) that takes the lock, reads all of it again under the locks and
+stores the group only if every assumption holds; outside a transaction block, PostgreSQL
+commits it before it answers. When something moved (a new catalog version, a job's first
+customer, a credit account, a first budget), nothing is stored and the group goes the long
+way, which then knows. Once budgets exist, the statement counts the spend towards the live
+budgets its opening read after the lock, and raises their alerts, as the long way does.
 
 Only what the long way would do with no further statement goes in one trip: no event
 naming a customer its job does not have (a claim or a rejection), no reservation to
@@ -66,7 +66,7 @@ class OneTrip:
     _jobs: dict[str, JobRow] = field(default_factory=dict)
 
     def learn(self, row: asyncpg.Record, jobs: Iterable[tuple[str, JobRow]]) -> None:
-        """Remember an opening's flags (``row``: of OPEN_BATCH or ONE_TRIP) and its jobs'
+        """Remember an opening's flags (``row``: of OPEN_BATCH or ONE_TRIPS) and its jobs'
         customers and plans."""
         self.budgets_exist = bool(row["budgets_exist"])
         self.credits_exist = bool(row["credits_exist"])
