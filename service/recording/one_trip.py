@@ -44,6 +44,10 @@ log = structlog.get_logger("luc.ingest")
 # The connection has no opening function yet (no pg_temp schema, or none in it).
 _NO_FUNCTION = (asyncpg.UndefinedFunctionError, asyncpg.InvalidSchemaNameError)
 
+REMEMBERED_SESSIONS = 10_000
+"""Server sessions the process remembers having made its opening function on (all
+forgotten at once past this: each then makes it again, which costs a statement)."""
+
 REMEMBERED_JOBS = 100_000
 """Jobs whose customer the process remembers (the oldest forgotten first): a forgotten job
 is assumed to have none, and a group that finds otherwise goes the long way once."""
@@ -64,6 +68,8 @@ class OneTrip:
     """The group's statement then counts the spend towards them (else it expects none)."""
     credits_exist: bool = True
     _jobs: dict[str, JobRow] = field(default_factory=dict)
+    _sessions: set[int] = field(default_factory=set)
+    """Backend pids of the server sessions the opening function was made on."""
 
     def learn(self, row: asyncpg.Record, jobs: Iterable[tuple[str, JobRow]]) -> None:
         """Remember an opening's flags (``row``: of OPEN_BATCH or ONE_TRIPS) and its jobs'
@@ -121,25 +127,45 @@ async def record_in_one_trip(
         *catalog_cache.stamp,
         *plan_stamp,
     )
+    if not await _opening_made(conn, trip):
+        return None
     try:
         row = await conn.fetchrow(statement, *arguments)
     except _NO_FUNCTION:
-        # This connection's first group: its opening function is made once, in pg_temp.
-        try:
-            await conn.execute(queries.CREATE_OPEN_RECORDING)
-            row = await conn.fetchrow(statement, *arguments)
-        except (*_NO_FUNCTION, asyncpg.InsufficientPrivilegeError) as exc:
-            trip.enabled = False
-            log.warning(
-                "one_trip_recording_off",
-                error=str(exc),
-                detail="no function of the session's own (no TEMPORARY privilege, or a "
-                "transaction pooler): every group takes four round trips",
-            )
+        # A session taken for one that had the function: a backend pid used again (after
+        # a restart of the server, say). Made now, and the group sent again.
+        trip._sessions.discard(conn.get_server_pid())
+        if not await _opening_made(conn, trip):
             return None
+        row = await conn.fetchrow(statement, *arguments)
     assert row is not None
     held = zip(row["customer_ids"], row["plan_ids"], strict=True)
     trip.learn(row, zip(row["job_ids"], held, strict=True))
     if not row["stored"]:
         return None
     return list(zip(row["event_ids"], row["entry_ids"], strict=True))
+
+
+async def _opening_made(conn: Connection, trip: OneTrip) -> bool:
+    """Make the connection's opening function (in pg_temp) once per server session, before
+    its first group: a first statement left to fail instead would log an ERROR in
+    PostgreSQL's log for every new pooled connection. False, and one trip off for the
+    process, when it cannot be made (a role without TEMPORARY)."""
+    session = conn.get_server_pid()
+    if session in trip._sessions:
+        return True
+    try:
+        await conn.execute(queries.CREATE_OPEN_RECORDING)
+    except (*_NO_FUNCTION, asyncpg.InsufficientPrivilegeError) as exc:
+        trip.enabled = False
+        log.warning(
+            "one_trip_recording_off",
+            error=str(exc),
+            detail="no function of the session's own (no TEMPORARY privilege, or a "
+            "transaction pooler): every group takes four round trips",
+        )
+        return False
+    if len(trip._sessions) >= REMEMBERED_SESSIONS:
+        trip._sessions.clear()
+    trip._sessions.add(session)
+    return True

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import httpx
@@ -16,10 +16,13 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from service.budgets.service import create_budget
-from service.db import connect
+from service.catalog.service import CatalogCache
+from service.customers.plans import PlanCache
+from service.db import Connection, connect
 from service.ingest.models import UsageEvent
 from service.locks import LOCK_REPRICING
 from service.recording.one_trip import OneTrip
+from service.recording.service import record_batch
 from tests.support.budgets import opus_event, watched_global_budget
 from tests.support.events import MARKUP_PLAN, customer_on_plan, usage_event, wire_event
 from tests.support.ledger_truth import rollup_differences
@@ -297,6 +300,47 @@ async def test_trips_beside_the_long_way_count_every_spend_once(
             assert Decimal("0.24") <= a["spent_usd"] <= Decimal("0.48")
     assert await db.fetchval("SELECT count(*) FROM ledger_entries") == 48
     assert await rollup_differences(db) == {}
+
+
+class _Failures:
+    """A connection that keeps every error its ``fetchrow`` raised."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+        self.errors: list[asyncpg.PostgresError] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
+
+    async def fetchrow(self, *args: Any) -> Any:
+        try:
+            return await self.conn.fetchrow(*args)
+        except asyncpg.PostgresError as exc:
+            self.errors.append(exc)
+            raise
+
+
+async def test_a_session_has_its_opening_before_its_first_trip(
+    database_url: str, paths: list[str]
+) -> None:
+    # Left to fail first, a session's first trip logged an ERROR in PostgreSQL's log
+    # (schema "pg_temp" does not exist) for every new pooled connection.
+    trip, cache, plans = OneTrip(), CatalogCache(), PlanCache()
+    for round_ in range(2):
+        conn = await connect(database_url)
+        try:
+            watched = _Failures(conn)
+            for n in range(2):
+                event = usage_event(f"s-{round_}-{n}", job_id="job-s")
+                outcome = await record_batch(
+                    cast(Connection, watched), cache, [event], plan_cache=plans, one_trip=trip
+                )
+                assert [r.status for r in outcome.results] == ["accepted"]
+            assert watched.errors == []
+        finally:
+            await conn.close()
+    # The first opening the long way; then each new session's first group in one trip.
+    assert paths == ["long", "trip", "trip", "trip"]
 
 
 def _events(*events: UsageEvent) -> list[UsageEvent]:
