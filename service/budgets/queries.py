@@ -128,6 +128,24 @@ crossed AS (
 {_alerts_raised("crossed")}"""
 
 
+def alerts_may_follow(live_budgets: str) -> str:
+    """Whether the spend of ``spend_counted``'s ``spend_delta`` may pass a threshold of a
+    budget with a webhook: judged on the spend rows as the statement's snapshot holds them,
+    so a hint (spend committed meanwhile by others can hide a crossing, or show one that
+    was theirs), for a statement that cannot read its ``alerted`` (``recording.queries``):
+    the webhook dispatcher then looks at once, and otherwise at its next poll."""
+    return f"""EXISTS (
+    SELECT 1
+    FROM spend_delta AS d
+    JOIN {live_budgets} AS b ON b.id = d.budget_id
+    CROSS JOIN LATERAL unnest(b.thresholds) AS t (threshold)
+    LEFT JOIN budget_spend AS s USING (budget_id, period_start)
+    WHERE b.webhook_url IS NOT NULL
+      AND COALESCE(s.spent_usd, 0) < t.threshold * b.limit_usd
+      AND t.threshold * b.limit_usd <= COALESCE(s.spent_usd, 0) + d.amount
+)"""
+
+
 LIVE_BUDGETS = "(SELECT * FROM budgets WHERE deleted_at IS NULL)"
 # The same as one value (``budgets[]``), for a statement that must read them with a
 # snapshot of its own (``recording.queries.CREATE_OPEN_RECORDING``).

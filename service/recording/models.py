@@ -35,7 +35,8 @@ _status = attrgetter("status")
 class BatchOutcome:
     results: list[EventOutcome]
     alerts: int = 0
-    """Budget alerts this batch raised (the dispatcher can be woken for them)."""
+    """Budget alerts this batch raised (the dispatcher can be woken for them); for a group
+    recorded in one trip, 1 when it may have raised some (``one_trip.Stored.may_alert``)."""
     _counts: Counter[str] = field(init=False, repr=False, compare=False)
     """Results by status, counted once: the answer and the metrics each ask for all four."""
 

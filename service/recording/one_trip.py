@@ -53,6 +53,17 @@ REMEMBERED_JOBS = 100_000
 is assumed to have none, and a group that finds otherwise goes the long way once."""
 
 
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What a group's one trip stored."""
+
+    entries: list[tuple[str, int]]
+    """Each stored event's id with its charge's entry id."""
+    may_alert: bool
+    """Its spend may have passed a threshold of a budget with a webhook
+    (``budgets.queries.alerts_may_follow``): the dispatcher should look now."""
+
+
 @dataclass
 class OneTrip:
     """What the last openings found, in this process: the assumptions a group is priced
@@ -107,10 +118,10 @@ async def record_in_one_trip(
     plan_cache: PlanCache,
     events: Sequence[UsageEvent],
     trip: OneTrip,
-) -> list[tuple[str, int]] | None:
+) -> Stored | None:
     """Store, append and roll up ``events`` (new ids, each once) in one statement, committed
-    when it returns; answers each stored event with its entry's id, or None when nothing was
-    stored because the group must go the long way (``record_batch``)."""
+    when it returns; answers what it stored, or None when nothing was stored because the
+    group must go the long way (``record_batch``)."""
     catalog, plans_read = catalog_cache.loaded, plan_cache.loaded
     jobs = trip.assumed(events)
     if jobs is None or catalog is None or plans_read is None or conn.is_in_transaction():
@@ -143,7 +154,7 @@ async def record_in_one_trip(
     trip.learn(row, zip(row["job_ids"], held, strict=True))
     if not row["stored"]:
         return None
-    return list(zip(row["event_ids"], row["entry_ids"], strict=True))
+    return Stored(list(zip(row["event_ids"], row["entry_ids"], strict=True)), row["may_alert"])
 
 
 async def _opening_made(conn: Connection, trip: OneTrip) -> bool:

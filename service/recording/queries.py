@@ -146,6 +146,8 @@ def _one_trip(*, one_entry: bool, budgets_counted: bool) -> str:
         else ""
     )
     none_expected = "" if budgets_counted else " AND NOT o.budgets_exist"
+    # Read after everything else the final SELECT reads: it takes no lock.
+    may_alert = budgets.alerts_may_follow("unnest(o.live_budgets)") if budgets_counted else "false"
     wanted = (
         "SELECT DISTINCT job_id FROM unnest($2::text[]) AS w (job_id) WHERE (SELECT ok FROM fits)"
     )
@@ -177,7 +179,8 @@ SELECT v.stored, o.budgets_exist, o.credits_exist,
        ARRAY(SELECT customer_id FROM locked_jobs ORDER BY job_id) AS customer_ids,
        ARRAY(SELECT plan_id FROM locked_jobs ORDER BY job_id) AS plan_ids,
        ARRAY(SELECT event_id FROM appended ORDER BY id) AS event_ids,
-       ARRAY(SELECT id FROM appended ORDER BY id) AS entry_ids
+       ARRAY(SELECT id FROM appended ORDER BY id) AS entry_ids,
+       {may_alert} AS may_alert
 FROM verdict AS v, opened AS o
 """
 

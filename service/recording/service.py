@@ -118,7 +118,9 @@ async def record_batch(
         else await record_in_one_trip(conn, catalog_cache, plan_cache, fresh, one_trip)
     )
     if stored is not None:
-        inserted = {event_id for event_id, _ in stored}
+        inserted = {event_id for event_id, _ in stored.entries}
+        # Its alerts, if any, are committed: the dispatcher is woken for them on a hint.
+        alerts = int(stored.may_alert)
         # Committed already: a replayed id's first event is stored for good.
         known = await stored_events(conn, [e.id for e in fresh if e.id not in inserted])
     elif fresh:

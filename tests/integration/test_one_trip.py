@@ -6,6 +6,8 @@ one trip's (``queries.one_trip``), and checks the money."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import threading
 from decimal import Decimal
 from typing import Any, cast
@@ -23,10 +25,11 @@ from service.ingest.models import UsageEvent
 from service.locks import LOCK_REPRICING
 from service.recording.one_trip import OneTrip
 from service.recording.service import record_batch
-from tests.support.budgets import opus_event, watched_global_budget
+from tests.support.budgets import Receiver, opus_event, watched_global_budget
 from tests.support.events import MARKUP_PLAN, customer_on_plan, usage_event, wire_event
 from tests.support.ledger_truth import rollup_differences
 from tests.support.recording_spy import spy_recording_statements
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture
@@ -300,6 +303,41 @@ async def test_trips_beside_the_long_way_count_every_spend_once(
             assert Decimal("0.24") <= a["spent_usd"] <= Decimal("0.48")
     assert await db.fetchval("SELECT count(*) FROM ledger_entries") == 48
     assert await rollup_differences(db) == {}
+
+
+@pytest.mark.slow
+def test_a_trips_alert_is_delivered_without_waiting_for_the_poll(
+    server_factory: Any, receiver: Receiver
+) -> None:
+    secret = "whsec_" + base64.b64encode(b"luc-one-trip-test-key-0123456789").decode()
+    # A poll a minute apart: a delivery within seconds is one the trip woke.
+    server = server_factory(
+        LUC_WORKERS="1",
+        LUC_WEBHOOK_SECRET=secret,
+        LUC_WEBHOOK_ALLOWED_HOSTS="127.0.0.1",
+        LUC_WEBHOOK_POLL_SECONDS="60",
+    )
+    with httpx.Client(base_url=server.base_url, timeout=30) as http:
+        made = http.post(
+            "/v1/budgets",
+            json={
+                "scope": "global",
+                "period": "lifetime",
+                "limit_usd": "0.0010",
+                "thresholds": [0.5],
+                "webhook_url": receiver.url(),
+            },
+        )
+        assert made.status_code == 201, made.text
+        # The first group opens the long way, below 0.5 × 0.0010; the second, a trip,
+        # takes the spend to 0.0006, past it.
+        for n, usd in enumerate(["0.0002", "0.0004"]):
+            sent = http.post("/v1/events", json=opus_event(f"w-{n}", usd, occurred_at=AT))
+            assert sent.status_code == 201, sent.text
+        wait_for(lambda: len(receiver.received()) == 1, 10, "the alert's delivery")
+        alert = json.loads(receiver.received()[0].body)
+        assert alert["type"] == "budget.threshold_crossed"
+        assert Decimal(alert["data"]["spent_usd"]) == Decimal("0.0006")
 
 
 class _Failures:
