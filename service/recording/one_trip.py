@@ -82,6 +82,34 @@ class OneTrip:
     _sessions: set[int] = field(default_factory=set)
     """Backend pids of the server sessions the opening function was made on."""
 
+    async def opening_on(self, conn: Connection) -> bool:
+        """Make ``conn``'s opening function (in pg_temp) once per server session, before its
+        first group: a first statement left to fail instead would log an ERROR in
+        PostgreSQL's log for every new pooled connection. False, and one trip off for the
+        process, when it cannot be made (a role without TEMPORARY)."""
+        session = conn.get_server_pid()
+        if session in self._sessions:
+            return True
+        try:
+            await conn.execute(queries.CREATE_OPEN_RECORDING)
+        except (*_NO_FUNCTION, asyncpg.InsufficientPrivilegeError) as exc:
+            self.enabled = False
+            log.warning(
+                "one_trip_recording_off",
+                error=str(exc),
+                detail="no function of the session's own (no TEMPORARY privilege, or a "
+                "transaction pooler): every group takes four round trips",
+            )
+            return False
+        if len(self._sessions) >= REMEMBERED_SESSIONS:
+            self._sessions.clear()
+        self._sessions.add(session)
+        return True
+
+    def forget(self, conn: Connection) -> None:
+        """``conn``'s server session has no opening function after all."""
+        self._sessions.discard(conn.get_server_pid())
+
     def learn(self, row: asyncpg.Record, jobs: Iterable[tuple[str, JobRow]]) -> None:
         """Remember an opening's flags (``row``: of OPEN_BATCH or ONE_TRIPS) and its jobs'
         customers and plans."""
@@ -126,6 +154,8 @@ async def record_in_one_trip(
     jobs = trip.assumed(events)
     if jobs is None or catalog is None or plans_read is None or conn.is_in_transaction():
         return None
+    if not await trip.opening_on(conn):
+        return None
     plans, plan_stamp = plans_read
     staged = price(events, catalog, plans, jobs)
     job_ids = batch_job_ids(events)
@@ -138,15 +168,13 @@ async def record_in_one_trip(
         *catalog_cache.stamp,
         *plan_stamp,
     )
-    if not await _opening_made(conn, trip):
-        return None
     try:
         row = await conn.fetchrow(statement, *arguments)
     except _NO_FUNCTION:
         # A session taken for one that had the function: a backend pid used again (after
         # a restart of the server, say). Made now, and the group sent again.
-        trip._sessions.discard(conn.get_server_pid())
-        if not await _opening_made(conn, trip):
+        trip.forget(conn)
+        if not await trip.opening_on(conn):
             return None
         row = await conn.fetchrow(statement, *arguments)
     assert row is not None
@@ -155,28 +183,3 @@ async def record_in_one_trip(
     if not row["stored"]:
         return None
     return Stored(list(zip(row["event_ids"], row["entry_ids"], strict=True)), row["may_alert"])
-
-
-async def _opening_made(conn: Connection, trip: OneTrip) -> bool:
-    """Make the connection's opening function (in pg_temp) once per server session, before
-    its first group: a first statement left to fail instead would log an ERROR in
-    PostgreSQL's log for every new pooled connection. False, and one trip off for the
-    process, when it cannot be made (a role without TEMPORARY)."""
-    session = conn.get_server_pid()
-    if session in trip._sessions:
-        return True
-    try:
-        await conn.execute(queries.CREATE_OPEN_RECORDING)
-    except (*_NO_FUNCTION, asyncpg.InsufficientPrivilegeError) as exc:
-        trip.enabled = False
-        log.warning(
-            "one_trip_recording_off",
-            error=str(exc),
-            detail="no function of the session's own (no TEMPORARY privilege, or a "
-            "transaction pooler): every group takes four round trips",
-        )
-        return False
-    if len(trip._sessions) >= REMEMBERED_SESSIONS:
-        trip._sessions.clear()
-    trip._sessions.add(session)
-    return True
