@@ -14,9 +14,10 @@ events, appends their charges and rolls them up, budgets only when some exist, a
 commit. A large batch looks first at what it will be priced with, and is priced and
 staged before it locks its jobs (``recording.early``); a lone event's statement adds it
 to the rollups without grouping (``queries.RECORD_ONE``). A small group that what the
-process's last opening found still describes (no budget, no credit account, no claim, no
+process's last opening found still describes (no credit account, no claim, no
 reservation) goes in one round trip instead: one statement that opens, checks, stores,
-appends and rolls up, committed as it answers (``recording.one_trip``).
+appends, rolls up and counts the budgets' spend, committed as it answers
+(``recording.one_trip``).
 """
 
 from __future__ import annotations
