@@ -75,7 +75,7 @@ from service.ledger.service import ensure_months_ahead
 from service.metrics.instruments import Metrics
 from service.recording.adapters import DatabaseBudgets, DatabaseLookup, database_catalog
 from service.recording.catalog_upgrade import upgrade_aims_catalog
-from service.recording.group_commit import WRITERS, GroupWriter
+from service.recording.group_commit import GroupWriter
 from service.recording.one_trip import OneTrip
 from service.recording.recorder import Recorder
 from service.recording.sink import RecordingSink
@@ -265,7 +265,7 @@ async def _start(
     stack.push_async_callback(spool.close)
     resources.group_writer = GroupWriter(
         recorder.record_events,
-        writers=WRITERS if settings.ingest.writers is None else settings.ingest.writers,
+        writers=settings.ingest.writers,
     )
     resources.group_writer.start()
     stack.push_async_callback(resources.group_writer.stop)

@@ -77,10 +77,11 @@ class IngestSettings:
     """``LUC_MAX_FUTURE_SKEW_SECONDS``: how far ``occurred_at`` may lie in the future."""
     max_attributes_bytes: int = 4096
     """``LUC_MAX_ATTRIBUTES_BYTES``: largest ``attributes`` object, as compact JSON."""
-    writers: int | None = None
-    """``LUC_INGEST_WRITERS``: group-commit writers per process for single events; while one
-    group waits for its commit, the next is written on another connection. Unset: two in
-    a lone process, one in each of several workers (``recording.group_commit``)."""
+    writers: int = 1
+    """``LUC_INGEST_WRITERS``: group-commit writers per process (each worker) for single
+    events. With more than one, the next group is written on another connection while one
+    waits for its commit; they then split the waiting events into smaller groups that wait
+    for each other's rollup rows (``recording.group_commit``)."""
     persist: bool = True
     """``LUC_INGEST_PERSIST``: ``1`` (default) stores every event. ``0`` is a benchmarking
     switch (issue 9's B2 reference): ingest validates, prices against the catalog loaded
@@ -499,7 +500,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             maximum=LONGEST_DURATION_SECONDS,
         ),
         max_attributes_bytes=max_attributes_bytes,
-        writers=_int(env, "LUC_INGEST_WRITERS", 1) if env.get("LUC_INGEST_WRITERS") else None,
+        writers=_int(env, "LUC_INGEST_WRITERS", IngestSettings.writers),
         persist=_choice(env, "LUC_INGEST_PERSIST", "1", ("0", "1")) == "1",
     )
     base_url = env.get("LUC_OPENROUTER_BASE_URL") or OpenRouterSettings.base_url

@@ -8,6 +8,13 @@ request alone is rejected (``service.record_apart``); any other failed commit
 fails every request in it, so no event is acknowledged without being stored. Under no
 load a lone event commits at once (no waiting for company); under load the group grows
 by itself while the previous commit is in flight.
+
+One writer per process by default (``LUC_INGEST_WRITERS``). A second one writes the next
+group while the first waits for its commit, which paid when a group took four round trips
+or more. Now that most groups are one statement (``recording.one_trip``), a second writer
+only splits the waiting events into smaller groups, each waiting for the other's rollup
+rows: at 8 clients, one writer measured 1,557–1,840 events/s against 1,255–1,385 with two
+(three alternated pairs), with 335–370 µs of PostgreSQL CPU per event against 460–490.
 """
 
 from __future__ import annotations
@@ -25,14 +32,6 @@ from service.recording.models import BatchOutcome, EventOutcome
 log = structlog.get_logger("luc.ingest")
 
 MAX_GROUP = 1000
-WRITERS = 2
-WORKER_WRITERS = 1
-"""Writers in each worker of ``luc serve --workers N`` (N > 1) unless ``LUC_INGEST_WRITERS``
-says otherwise. Each worker commits its own groups, so every writer there sees a share of
-the events; two workers of one writer each (two groups in flight, as one process of two
-writers) measured 1,646–2,075 events/s at 8 clients against 1,446–2,075 with two writers
-each (five alternated pairs: four won by one writer, one level), and less PostgreSQL CPU
-per event (360–418 against 380–593 µs): fewer, fuller groups."""
 
 
 class RecordRequestsFn(Protocol):
@@ -49,7 +48,7 @@ class GroupWriter:
     """Queues single events and records them in groups, one transaction per group."""
 
     def __init__(
-        self, record: RecordRequestsFn, max_group: int = MAX_GROUP, writers: int = WRITERS
+        self, record: RecordRequestsFn, max_group: int = MAX_GROUP, writers: int = 1
     ) -> None:
         self._record = record
         self._max_group = max_group

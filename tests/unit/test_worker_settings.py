@@ -1,6 +1,6 @@
 """What each of several workers of ``luc serve --workers N`` runs with: the parent's
-database, and one group-commit writer unless ``LUC_INGEST_WRITERS`` says how many (each
-worker commits its own groups, so two writers in each grouped less)."""
+settings on the parent's database, so one group-commit writer each unless
+``LUC_INGEST_WRITERS`` says how many."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ def test_a_worker_runs_the_writers_luc_ingest_writers_asks_for() -> None:
     assert settings.ingest.writers == 3
 
 
-def test_a_lone_process_leaves_the_choice_to_the_app() -> None:
-    # Unset, the lone process's app runs group_commit.WRITERS (two) writers.
-    assert load_settings({}).ingest.writers is None
-    assert load_settings({"LUC_INGEST_WRITERS": "1"}).ingest.writers == 1
+def test_a_lone_process_runs_one_writer_unless_told() -> None:
+    assert load_settings({}).ingest.writers == 1
+    assert load_settings({"LUC_INGEST_WRITERS": "2"}).ingest.writers == 2
