@@ -15,10 +15,11 @@ import hashlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
 import structlog
-from litestar import Litestar
+from litestar import Litestar, Request
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
@@ -55,7 +56,7 @@ from service.api.reconciliation import ReconciliationController
 from service.api.reference import ReferencePage
 from service.api.request import LucRequest
 from service.api.usage import UsageController
-from service.auth.guard import require_key
+from service.auth.guard import check_key
 from service.auth.keys import count_admin_keys
 from service.auth.rate_limit import RateLimiter
 from service.budgets import reservations
@@ -369,6 +370,12 @@ async def _cancelled(task: asyncio.Task[None]) -> None:
         await task
 
 
+async def _before_request(request: Request[Any, Any, Any]) -> None:
+    """Every route's: the key first (``auth.guard``), then its query's single values."""
+    await check_key(request)
+    await single_query_values(request)
+
+
 def create_app(settings: Settings | None = None, *, prepared: bool = False) -> Litestar:
     """The app; ``prepared``: the database was migrated and seeded already (by the parent
     of ``luc serve --workers N``), so this process connects and serves."""
@@ -446,8 +453,7 @@ def create_app(settings: Settings | None = None, *, prepared: bool = False) -> L
             observe_requests(metrics, in_flight),
             *([RateLimitMiddleware] if settings.auth.rate_limit_per_second else []),
         ],
-        guards=[require_key],
-        before_request=single_query_values,
+        before_request=_before_request,
         exception_handlers={
             LucError: luc_error_handler,
             HTTPException: http_error_handler,
