@@ -7,9 +7,20 @@ import logging
 import sys
 from typing import Any
 
+import msgspec
 import structlog
 
 access_log = structlog.get_logger("luc.access")
+
+
+# A value JSON has no form for (a path, an exception) is written as its text.
+_json = msgspec.json.Encoder(enc_hook=str)
+
+
+def _json_line(event: dict[str, Any], **_: Any) -> str:
+    # msgspec rather than the json module: 1 µs a line against 5, on a line every request
+    # writes.
+    return _json.encode(event).decode()
 
 
 class _NamedWriteLogger(structlog.WriteLogger):
@@ -35,7 +46,7 @@ def configure_logging(level: str = "info", fmt: str | None = None) -> None:
     renderer: Any = (
         structlog.dev.ConsoleRenderer(colors=terminal)
         if (fmt or ("console" if terminal else "json")) == "console"
-        else structlog.processors.JSONRenderer()
+        else structlog.processors.JSONRenderer(serializer=_json_line)
     )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
