@@ -264,9 +264,11 @@ async def _start(
         / f"gateway-{hashlib.sha256(url.encode()).hexdigest()[:16]}.sqlite"
     )
     stack.push_async_callback(spool.close)
+    # A second group in flight only while groups take the long way (group_commit).
     resources.group_writer = GroupWriter(
         recorder.record_events,
         writers=settings.ingest.writers,
+        overlap=lambda: one_trip.long_way,
     )
     resources.group_writer.start()
     stack.push_async_callback(resources.group_writer.stop)

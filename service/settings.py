@@ -77,11 +77,11 @@ class IngestSettings:
     """``LUC_MAX_FUTURE_SKEW_SECONDS``: how far ``occurred_at`` may lie in the future."""
     max_attributes_bytes: int = 4096
     """``LUC_MAX_ATTRIBUTES_BYTES``: largest ``attributes`` object, as compact JSON."""
-    writers: int = 1
+    writers: int = 2
     """``LUC_INGEST_WRITERS``: group-commit writers per process (each worker) for single
-    events. With more than one, the next group is written on another connection while one
-    waits for its commit; they then split the waiting events into smaller groups that wait
-    for each other's rollup rows (``recording.group_commit``)."""
+    events: while one group waits for its commit, the next is written on another
+    connection, but only while groups take the long way (prepaid credit accounts exist);
+    a group in one round trip goes alone (``recording.group_commit``)."""
     persist: bool = True
     """``LUC_INGEST_PERSIST``: ``1`` (default) stores every event. ``0`` is a benchmarking
     switch (issue 9's B2 reference): ingest validates, prices against the catalog loaded

@@ -122,10 +122,16 @@ class OneTrip:
         while len(self._jobs) > REMEMBERED_JOBS:
             del self._jobs[next(iter(self._jobs))]
 
+    @property
+    def long_way(self) -> bool:
+        """Whether groups take the long way here for now: one trip off, no opening read
+        yet, or credit accounts exist."""
+        return not (self.enabled and self.opened) or self.credits_exist
+
     def assumed(self, events: Sequence[UsageEvent]) -> dict[str, JobCustomer] | None:
         """Each job of ``events`` as they would be priced for it, or None when the group
         must go the long way."""
-        if not (self.enabled and self.opened) or self.credits_exist:
+        if self.long_way:
             return None
         if len(events) > INLINE_LIMIT:
             return None

@@ -11,6 +11,7 @@ import pytest
 from service.ingest.models import Rejection, UsageEvent
 from service.recording.group_commit import GroupWriter
 from service.recording.models import ACCEPTED, REJECTED, BatchOutcome, EventOutcome
+from service.recording.one_trip import OneTrip
 from service.recording.service import record_apart
 from tests.support.events import usage_event
 from tests.support.waiting import wait_until
@@ -105,3 +106,57 @@ async def test_a_failure_that_is_not_the_events_fault_fails_the_group_unsplit() 
     with pytest.raises(asyncpg.DeadlockDetectedError):
         await record_apart(record, [usage_event("a"), usage_event("b"), usage_event("c")])
     assert attempts == 1
+
+
+@pytest.mark.parametrize(("overlap", "flying"), [(False, [1, 1]), (True, [1, 2])])
+async def test_a_second_group_is_in_flight_only_while_groups_overlap(
+    overlap: bool, flying: list[int]
+) -> None:
+    # Two writers. The first group is held in flight; a second event comes meanwhile. With
+    # overlap (groups taking the long way), the second writer sends it at once: two groups
+    # in flight. Without (groups in one round trip), it waits for the first commit, and the
+    # group in flight is always one.
+    in_flight = 0
+    seen: list[int] = []
+    first_taken = asyncio.Event()
+    release = asyncio.Event()
+
+    async def record(events: Sequence[UsageEvent], *, one_event_per_request: bool) -> BatchOutcome:
+        nonlocal in_flight
+        in_flight += 1
+        seen.append(in_flight)
+        if not first_taken.is_set():
+            first_taken.set()
+            await release.wait()
+        await asyncio.sleep(0)
+        in_flight -= 1
+        return BatchOutcome([EventOutcome(e.id, ACCEPTED) for e in events])
+
+    writer = GroupWriter(record, writers=2, overlap=lambda: overlap)
+    writer.start()
+    first = asyncio.ensure_future(writer.submit(usage_event("a")))
+    await first_taken.wait()
+    second = asyncio.ensure_future(writer.submit(usage_event("b")))
+    if overlap:
+        await wait_until(lambda: len(seen) == 2, 5, "the second group to be sent")
+    else:
+        for _ in range(20):  # time enough for a second writer to take it, were it allowed
+            await asyncio.sleep(0)
+        assert seen == [1] and not second.done()
+    release.set()
+    assert [(await first).status, (await second).status] == [ACCEPTED, ACCEPTED]
+    await writer.stop()
+    assert seen == flying
+
+
+def test_groups_take_the_long_way_until_an_opening_says_no_credit_account_exists() -> None:
+    trip = OneTrip()
+    assert trip.long_way  # nothing read yet
+    trip.learn({"budgets_exist": False, "credits_exist": False}, [])  # type: ignore[arg-type]
+    assert not trip.long_way
+    trip.learn({"budgets_exist": True, "credits_exist": True}, [])  # type: ignore[arg-type]
+    assert trip.long_way  # prepaid credits: draws want statements of their own
+    trip.learn({"budgets_exist": True, "credits_exist": False}, [])  # type: ignore[arg-type]
+    assert not trip.long_way  # budgets go in one trip
+    trip.enabled = False  # a transaction pooler, or no TEMPORARY privilege
+    assert trip.long_way
