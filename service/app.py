@@ -76,7 +76,7 @@ from service.ledger.service import ensure_months_ahead
 from service.metrics.instruments import Metrics
 from service.recording.adapters import DatabaseBudgets, DatabaseLookup, database_catalog
 from service.recording.catalog_upgrade import upgrade_aims_catalog
-from service.recording.group_commit import GroupWriter
+from service.recording.group_commit import WRITERS, GroupWriter
 from service.recording.one_trip import OneTrip
 from service.recording.recorder import Recorder
 from service.recording.sink import RecordingSink
@@ -267,7 +267,7 @@ async def _start(
     # A second group in flight only while groups take the long way (group_commit).
     resources.group_writer = GroupWriter(
         recorder.record_events,
-        writers=settings.ingest.writers,
+        writers=WRITERS if settings.ingest.writers is None else settings.ingest.writers,
         overlap=lambda: one_trip.long_way,
     )
     resources.group_writer.start()

@@ -77,11 +77,12 @@ class IngestSettings:
     """``LUC_MAX_FUTURE_SKEW_SECONDS``: how far ``occurred_at`` may lie in the future."""
     max_attributes_bytes: int = 4096
     """``LUC_MAX_ATTRIBUTES_BYTES``: largest ``attributes`` object, as compact JSON."""
-    writers: int = 2
-    """``LUC_INGEST_WRITERS``: group-commit writers per process (each worker) for single
-    events: while one group waits for its commit, the next is written on another
-    connection, but only while groups take the long way (prepaid credit accounts exist);
-    a group in one round trip goes alone (``recording.group_commit``)."""
+    writers: int | None = None
+    """``LUC_INGEST_WRITERS``: group-commit writers per process for single events: while one
+    group waits for its commit, the next is written on another connection, but only while
+    groups take the long way (prepaid credit accounts exist); a group in one round trip
+    goes alone. Unset: two in a lone process, one in each of several workers
+    (``recording.group_commit``)."""
     persist: bool = True
     """``LUC_INGEST_PERSIST``: ``1`` (default) stores every event. ``0`` is a benchmarking
     switch (issue 9's B2 reference): ingest validates, prices against the catalog loaded
@@ -500,7 +501,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             maximum=LONGEST_DURATION_SECONDS,
         ),
         max_attributes_bytes=max_attributes_bytes,
-        writers=_int(env, "LUC_INGEST_WRITERS", IngestSettings.writers),
+        writers=_int(env, "LUC_INGEST_WRITERS", 1) if env.get("LUC_INGEST_WRITERS") else None,
         persist=_choice(env, "LUC_INGEST_PERSIST", "1", ("0", "1")) == "1",
     )
     base_url = env.get("LUC_OPENROUTER_BASE_URL") or OpenRouterSettings.base_url

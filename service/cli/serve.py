@@ -446,9 +446,14 @@ def worker_app() -> Litestar:
 
 
 def worker_settings(settings: Settings, database_url: str) -> Settings:
-    """What one of several workers runs with: the parent's settings on the database the
-    parent made ready."""
-    return replace(settings, database=replace(settings.database, url=database_url))
+    """What one of several workers runs with: the parent's database, and one group-commit
+    writer unless ``LUC_INGEST_WRITERS`` says how many (``group_commit.WORKER_WRITERS``)."""
+    from service.recording.group_commit import WORKER_WRITERS
+
+    ingest = settings.ingest
+    if ingest.writers is None:
+        ingest = replace(ingest, writers=WORKER_WRITERS)
+    return replace(settings, database=replace(settings.database, url=database_url), ingest=ingest)
 
 
 def _end_with_parent(parent: int) -> None:
