@@ -9,7 +9,9 @@ prices and answers, stores nothing), and drives both over loopback from this pro
   same batches to the server that stores nothing), then batch ingest with keys spread as
   in real traffic, and (c) the same with every event on one job and one agent (hot rows);
 - (b) single events (``POST /v1/events``, group commit) at 1, 8 and 64 clients beside B2 at
-  the same concurrency, then paced at half the saturated rate for the latency target;
+  the same concurrency, the two alternating in ``--single-rounds`` slices each so that the
+  machine's changes of pace fall on both alike, then paced at half the saturated rate for
+  the latency target;
 - a run where a tenth of every batch replays events already stored (same content: each
   must come back ``duplicate``).
 
@@ -273,23 +275,28 @@ async def _run_all(
     checks["after_batches"] = await check_ledger(db.url, len(stored))
     print(f"  check after the batch runs: {'OK' if checks['after_batches']['ok'] else 'FAILED'}")
 
-    # Single events: B2 and group commit at each concurrency, then paced at half the best.
+    # Single events: B2 and group commit at each concurrency, in alternating slices (the
+    # machine's pace changes within minutes: a slow spell then falls on both), then paced
+    # at half the best.
     for clients in args.clients:
-        seed += 1
-        fresh = [e for b in make_batches(catalog, 1, args.single_events, seed=seed) for e in
-                 _events(b)]  # fmt: skip
-        calls = [Call("POST", "/v1/events", msgspec.json.encode(e), 1) for e in fresh]
         await _checkpoint(db.url)
-        run = await closed_loop("B2 single, persistence off", dry.base_url, calls, clients,
-                                meter(dry), expect_status(201), headers)  # fmt: skip
-        runs["single"].append(run)
-        show(run)
-        run = await storing(storage["single"], closed_loop(
-            "(b) single event", server.base_url, calls, clients, meter(server),
-            expect_status(201), headers))  # fmt: skip
-        runs["single"].append(run)
-        show(run)
-        stored += fresh
+        reference = Run("B2 single, persistence off", clients)
+        single = Run("(b) single event", clients)
+        per_slice = max(clients, args.single_events // args.single_rounds)
+        for _ in range(args.single_rounds):
+            seed += 1
+            fresh = [e for b in make_batches(catalog, 1, per_slice, seed=seed) for e in
+                     _events(b)]  # fmt: skip
+            calls = [Call("POST", "/v1/events", msgspec.json.encode(e), 1) for e in fresh]
+            reference.add(await closed_loop(reference.name, dry.base_url, calls, clients,
+                                            meter(dry), expect_status(201), headers))  # fmt: skip
+            single.add(await storing(storage["single"], closed_loop(
+                single.name, server.base_url, calls, clients, meter(server),
+                expect_status(201), headers)))  # fmt: skip
+            stored += fresh
+        runs["single"] += [reference, single]
+        show(reference)
+        show(single)
     best = max((r for r in runs["single"] if r.name.startswith("(b)")), key=lambda r: r.per_s)
     seed += 1
     fresh = [e for b in make_batches(catalog, 1, args.single_events, seed=seed) for e in
@@ -570,6 +577,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-events", type=int, default=40_000, help="events per batch run")
     parser.add_argument("--clients", type=positive_numbers, default=[1, 8, 64], help="single-event")
     parser.add_argument("--single-events", type=int, default=4000, help="per single run")
+    parser.add_argument(
+        "--single-rounds",
+        type=int,
+        default=4,
+        help="alternating slices of B2 and (b) at each number of clients",
+    )
     parser.add_argument("--noop-requests", type=int, default=3000)
     parser.add_argument(
         "--budget-clients",
@@ -582,6 +595,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = parser.parse_args(argv)
+    if args.single_rounds < 1:
+        parser.error("--single-rounds must be at least 1")
     if args.quick:
         args.batch_events = min(args.batch_events, 10_000)
         args.single_events = min(args.single_events, 1000)
