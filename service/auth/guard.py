@@ -11,7 +11,6 @@ import hashlib
 import time
 from typing import Any
 
-from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
@@ -137,12 +136,3 @@ async def require_key(
             f"this route needs a key of scope {needed}; this key's scope is {key.scope!r}"
         )
     connection.scope["luc_key"] = key  # type: ignore[typeddict-unknown-key]  # for handlers
-
-
-async def check_key(request: Request[Any, Any, Any]) -> None:
-    """``require_key`` run before each request (the app's first ``before_request``) rather
-    than as a Litestar guard: Litestar hands every guard a copy of the route handler, made
-    anew at each request, and that copy was a twentieth of a single event's CPU (py-spy,
-    8 clients). It runs at the same point, before the request's body and parameters are
-    read."""
-    await require_key(request, request.route_handler)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Protocol
 
 import structlog
@@ -113,12 +113,23 @@ class GroupWriter:
     def _may_fly(self) -> bool:
         return self._flying < (self._writers if self._overlap() else 1)
 
+    @contextlib.asynccontextmanager
+    async def _in_flight(self) -> AsyncIterator[None]:
+        """A place among the groups in flight, from before a group is taken until its
+        commit is answered."""
+        async with self._room:
+            await self._room.wait_for(self._may_fly)
+            self._flying += 1
+        try:
+            yield
+        finally:
+            async with self._room:
+                self._flying -= 1
+                self._room.notify_all()
+
     async def _run(self) -> None:
         while True:
-            async with self._room:
-                await self._room.wait_for(self._may_fly)
-                self._flying += 1
-            try:
+            async with self._in_flight():
                 group = [await self._queue.get()]
                 while len(group) < self._max_group and not self._queue.empty():
                     group.append(self._queue.get_nowait())
@@ -127,10 +138,6 @@ class GroupWriter:
                 finally:
                     for _ in group:
                         self._queue.task_done()
-            finally:
-                async with self._room:
-                    self._flying -= 1
-                    self._room.notify_all()
 
     async def _commit(self, group: list[tuple[UsageEvent, asyncio.Future[EventOutcome]]]) -> None:
         try:
