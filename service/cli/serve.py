@@ -77,6 +77,10 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     # the process would die without running atexit, leaving the embedded PostgreSQL up.
     # (With workers, uvicorn's supervisor handles it and returns: atexit runs all the same.)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    if settings.database.url is None:
+        from service.db.embedded import adopt_orphans
+
+        adopt_orphans()  # before the embedded server starts: its postmaster is ours to reap
     where = ("--host" if host else "LUC_HOST", "--port" if port is not None else "LUC_PORT")
     host = host or settings.server.host
     port = settings.server.port if port is None else port

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -123,6 +125,36 @@ def _state(pid: int) -> str | None:
         return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
     except (OSError, IndexError):
         return "?"  # no /proc (macOS): signal 0 is all there is
+
+
+_PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
+
+
+def adopt_orphans() -> bool:
+    """Make this process the parent of the postmasters it starts (Linux); False elsewhere.
+
+    ``pg_ctl`` daemonises the postmaster: once ``pg_ctl`` exits, the postmaster's parent
+    is the system's init, and only init can reap it when it dies. Until it is reaped its
+    pid in ``postmaster.pid`` passes for a live server's, and no restart can succeed: a
+    VM's init that reaped late held the watch's restart for over 90 s once. As a child
+    subreaper, this process receives its orphaned descendants instead of init, and the
+    watch reaps its dead postmaster itself (``reap``). Only for a process that waits on
+    its own children by pid (uvicorn's supervisor, asyncio, subprocess): an orphan it
+    adopts and never reaps stays a zombie until it exits."""
+    if sys.platform != "linux":
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+
+
+def reap(pid: int) -> bool:
+    """Reap ``pid`` if it is a dead child of this process (an adopted postmaster); False
+    when it is another's, or still running."""
+    try:
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # not this process's child
+        return False
+    return reaped == pid
 
 
 def _alive(pid: int) -> bool:

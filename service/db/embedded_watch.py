@@ -7,6 +7,8 @@ restarted anything. ``EmbeddedWatch`` looks for it every second, from a thread (
 of ``luc serve --workers N`` runs uvicorn's blocking supervisor loop, no event loop), and
 starts it again on the same data folder, as it was started (same socket, same TCP port),
 with a backoff between failed attempts. The pool reconnects by itself once it answers.
+``luc serve`` adopts the postmasters it starts (``adopt_orphans``), so that the watch reaps
+a dead one itself instead of waiting for the system's init to.
 
 Never with ``LUC_DATABASE_URL``: that server is someone else's to run.
 """
@@ -21,7 +23,7 @@ from pathlib import Path
 
 import structlog
 
-from service.db.embedded import _alive, _zombie, lock_held_too_long
+from service.db.embedded import _alive, _zombie, lock_held_too_long, reap
 
 log = structlog.get_logger("luc.db")
 
@@ -101,6 +103,8 @@ class EmbeddedWatch:
                 continue
             if self._server() is None:
                 return  # this process let go of the server (it is exiting)
+            if last is not None:
+                reap(last)  # when it was adopted (``adopt_orphans``): no zombie left behind
             log.error(
                 "embedded_postgres_gone",
                 pid=last,
@@ -123,6 +127,8 @@ class EmbeddedWatch:
             if server is None:
                 return None
             unreaped = self._unreaped()
+            if unreaped is not None and reap(unreaped):
+                unreaped = None  # this process's own (``adopt_orphans``), reaped just now
             if unreaped is not None:
                 # Dead but not reaped: PostgreSQL's lock file check (and the package's) takes
                 # the pid for a live server, so no start can succeed yet. Its parent (init,

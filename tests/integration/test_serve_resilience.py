@@ -127,6 +127,9 @@ def test_an_embedded_postgresql_killed_while_serving_is_started_again(
         assert before.status_code == 201, before.text
         postmaster = postmaster_pid(pgdata)
         assert postmaster is not None
+        # Adopted once pg_ctl has exited: reaped by LUC when it dies, not by the system's
+        # init, which once left it a zombie (its pid taken for a live server's) over 90 s.
+        assert psutil.Process(postmaster).ppid() == server.pid
 
         os.kill(postmaster, signal.SIGKILL)
         wait_for(lambda: not alive(postmaster), 30, "the postmaster to die")
@@ -143,6 +146,11 @@ def test_an_embedded_postgresql_killed_while_serving_is_started_again(
         assert server.process is not None and server.process.poll() is None  # the same LUC
         again = postmaster_pid(pgdata)
         assert again is not None and again != postmaster
+        assert psutil.Process(again).ppid() == server.pid
+        # Reaped at once by the watch: never waited for.
+        assert "embedded_postgres_waiting_for_reap" not in [
+            e["event"] for e in _logged(server.log_path)
+        ]
         gone = [e for e in _logged(server.log_path) if e["event"] == "embedded_postgres_gone"]
         assert [(e["pid"], e["data_dir"]) for e in gone] == [(postmaster, str(pgdata))]
         assert [(e["pid"], e["data_dir"]) for e in restarted] == [(again, str(pgdata))]
