@@ -69,6 +69,8 @@ def test_a_dead_postmaster_not_yet_reaped_is_waited_for_without_failed_attempts(
     package = _Package(tmp_path, live.pid)
     watch = EmbeddedWatch(tmp_path, check_every_seconds=0.02, first_backoff_seconds=0.5)
     monkeypatch.setattr(watch, "_server", lambda: package)
+    # Init's child, not this process's (a LUC that did not adopt it): not its to reap.
+    monkeypatch.setattr(embedded_watch, "reap", lambda pid: False)
     assert watch._postmaster() is None  # dead: the watch's cue to restart
 
     reaper = threading.Timer(0.6, dead.wait)
@@ -91,6 +93,36 @@ def test_a_dead_postmaster_not_yet_reaped_is_waited_for_without_failed_attempts(
     # Soon after the reaping (at 0.6 s; the watch looks every 0.02 s), not at the end of a
     # backoff (attempts at 0, 0.5 and 1.5 s): 0.9 s of slack for a loaded machine.
     assert 0.6 <= took < 1.5, took
+
+
+def test_a_dead_postmaster_of_this_process_is_reaped_and_started_again_at_once(
+    tmp_path: Path, live: subprocess.Popen[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``luc serve`` adopts the postmaster (``adopt_orphans``): a dead one is this process's
+    zombie, which no one else reaps. The watch reaps it itself and starts the server again
+    in its first attempt, without waiting for anyone."""
+    dead = _zombie_postmaster(tmp_path)
+    package = _Package(tmp_path, live.pid)
+    watch = EmbeddedWatch(tmp_path, check_every_seconds=0.02, first_backoff_seconds=0.5)
+    monkeypatch.setattr(watch, "_server", lambda: package)
+
+    guard = threading.Timer(5, watch.stop)  # unreaped, it would wait for ever: None
+    guard.start()
+    with capture_logs() as logged:
+        started = time.monotonic()
+        pid = watch._restart(gone_at=started)
+        took = time.monotonic() - started
+    guard.cancel()
+    lines: list[dict[str, Any]] = logged
+
+    assert pid == live.pid
+    assert not psutil.pid_exists(dead.pid)  # reaped: gone from the process table
+    assert (package.adopted, package.started) == (0, 1)
+    assert [(line["event"], line["attempt"]) for line in lines] == [
+        ("embedded_postgres_restarted", 1)
+    ]
+    assert took < 0.5, took  # no wait at the watch's period, nor a backoff
+    dead.wait()  # already reaped: subprocess takes the missing child for done
 
 
 def test_an_attempt_that_cannot_get_the_package_lock_fails_saying_so(
