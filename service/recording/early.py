@@ -28,9 +28,9 @@ from service.ingest.models import UsageEvent
 from service.jobs.service import JobCustomer, batch_job_ids
 from service.ledger.service import (
     INLINE_LIMIT,
-    BatchCharges,
     StagedCharge,
     Staging,
+    charges_for,
     stage_charges,
 )
 from service.pricing.catalog import Catalog
@@ -53,7 +53,7 @@ def price(
 ) -> list[StagedCharge]:
     """Each event with its charge: its cost by the catalog, its price for its job's
     customer under the plan in force at its time."""
-    charges = BatchCharges(catalog)
+    charges = charges_for(catalog)
     rows = []
     for event in events:
         job = jobs[event.job_id]

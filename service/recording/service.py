@@ -42,7 +42,7 @@ from service.jobs.service import (
     customer_mismatches,
     lock_job_customers,
 )
-from service.ledger.service import BatchCharges, staged_price
+from service.ledger.service import charges_for, staged_price
 from service.locks import lock_repricing
 from service.pricing.catalog import Catalog
 from service.recording import queries
@@ -313,7 +313,7 @@ def price_only(
     """
     first_by_id: dict[str, UsageEvent] = {}
     outcomes = []
-    charges = BatchCharges(catalog)
+    charges = charges_for(catalog)
     for item in items:
         if isinstance(item, Rejection):
             outcomes.append(EventOutcome(item.id, REJECTED, item.reason))

@@ -18,8 +18,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.ingest.models import UsageEvent
+from service.ledger import service as ledger_service
 from service.ledger.queries import STAGED_NAMES
-from service.ledger.service import BatchCharges, StagedCharge, charge_for, staged_price
+from service.ledger.service import (
+    BatchCharges,
+    StagedCharge,
+    charge_for,
+    charges_for,
+    staged_price,
+)
 from service.pricing.catalog import Catalog
 from service.pricing.models import (
     CatalogVersion,
@@ -178,12 +185,45 @@ def expected_row(
 def test_each_staged_row_holds_the_charge_charge_for_makes(
     batch: list[tuple[UsageEvent, str | None, PlanVersion | None]],
 ) -> None:
-    charges = BatchCharges(CATALOG)  # one per batch: its lookups are shared by the events
+    # The process's kept one (``charges_for``): its lookups are shared by the events of
+    # every batch (every example), whatever their versions, models, providers and times.
+    charges = charges_for(CATALOG)
     for event, customer_id, plan in batch:
         row = charges.row(event, customer_id, plan)
         assert row == expected_row(event, customer_id, plan)
         # Equal is not enough for money: the text is what PostgreSQL stores.
         assert [str(v) for v in row] == [str(v) for v in expected_row(event, customer_id, plan)]
+
+
+def test_the_kept_charges_are_the_catalogs_own_and_start_afresh_when_full(
+    monkeypatch: Any,
+) -> None:
+    kept = charges_for(CATALOG)
+    assert charges_for(CATALOG) is kept
+    other = Catalog(CATALOG.versions)  # another catalog loaded: its own lookups
+    assert charges_for(other) is not kept and charges_for(other).catalog is other
+    # Made-up models fill it: at KEPT_TARIFFS lookups it is dropped for a fresh one.
+    monkeypatch.setattr(ledger_service, "KEPT_TARIFFS", 3)
+    fresh = BatchCharges(CATALOG)
+    monkeypatch.setitem(ledger_service._kept, CATALOG, fresh)
+    for n in range(3):
+        base = UsageEvent(
+            id=f"e{n}",
+            occurred_at=JAN,
+            job_id="job-1",
+            agent="ACHEEVY",
+            provider="openrouter",
+            model=f"made-up/model-{n}",
+            input_tokens=1,
+            output_tokens=0,
+            provider_cost_usd=None,
+            status="ok",
+            attributes=None,
+        )
+        assert charges_for(CATALOG) is fresh
+        fresh.row(base)
+    assert len(fresh) == 3
+    assert charges_for(CATALOG) is not fresh and len(charges_for(CATALOG)) == 0
 
 
 def test_a_long_context_call_and_a_base_call_of_one_model_each_have_their_rate() -> None:
