@@ -157,6 +157,41 @@ def reap(pid: int) -> bool:
     return reaped == pid
 
 
+def reap_dead_children(name: str) -> list[int]:
+    """Reap every dead child of this process named ``name`` (Linux; [] elsewhere).
+
+    When an adopted postmaster dies (``adopt_orphans``), its server processes (checkpointer,
+    writers, backends) lose their parent too, and come to this process, the nearest
+    subreaper: a dozen ``postgres <defunct>`` lines under LUC in ``ps`` after each crash,
+    until it exited. Only zombies of that name are waited for, by pid: a worker's status
+    stays uvicorn's to collect."""
+    me = os.getpid()
+    reaped: list[int] = []
+    try:
+        entries = list(os.scandir("/proc"))
+    except OSError:  # no /proc: not Linux, so nothing was adopted
+        return reaped
+    for entry in entries:
+        if not entry.name.isdigit():
+            continue
+        try:
+            # "pid (name) state ppid …"; the name may hold spaces or parentheses.
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        head, _, tail = stat.rpartition(")")
+        fields = tail.split()
+        if (
+            len(fields) > 1
+            and fields[0] == "Z"
+            and fields[1] == str(me)
+            and head.partition("(")[2] == name
+            and reap(int(entry.name))
+        ):
+            reaped.append(int(entry.name))
+    return reaped
+
+
 def _alive(pid: int) -> bool:
     """Is process ``pid`` running (a zombie, dead but not yet reaped, is not)?"""
     state = _state(pid)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import structlog
 
-from service.db.embedded import _alive, _zombie, lock_held_too_long, reap
+from service.db.embedded import _alive, _zombie, lock_held_too_long, reap, reap_dead_children
 
 log = structlog.get_logger("luc.db")
 
@@ -32,6 +32,9 @@ CHECK_EVERY_SECONDS = 1.0
 FIRST_BACKOFF_SECONDS = 1.0
 LONGEST_BACKOFF_SECONDS = 60.0
 """The wait between failed restarts doubles from 1 s up to this, and stays there."""
+ORPHANS_REAPED_FOR_SECONDS = 60.0
+"""After a postmaster is found gone, how long the watch reaps, at each look, the server
+processes it left to this process (``reap_dead_children``): they exit as they notice."""
 LOCK_WAIT_SECONDS = 10.0
 """How long an attempt waits for the package's inter-process lock (one per user, shared by
 every embedded server of that user) before it counts as failed, saying so."""
@@ -95,8 +98,11 @@ class EmbeddedWatch:
 
     def _run(self) -> None:
         last = self._postmaster()
+        reap_orphans_until = 0.0
         # Waiting on the stop event: the period of the watch, and an immediate stop.
         while not self._stopping.wait(self._every):
+            if time.monotonic() < reap_orphans_until:
+                reap_dead_children("postgres")
             pid = self._postmaster()
             if pid is not None:
                 last = pid
@@ -105,6 +111,7 @@ class EmbeddedWatch:
                 return  # this process let go of the server (it is exiting)
             if last is not None:
                 reap(last)  # when it was adopted (``adopt_orphans``): no zombie left behind
+            reap_orphans_until = time.monotonic() + ORPHANS_REAPED_FOR_SECONDS
             log.error(
                 "embedded_postgres_gone",
                 pid=last,
@@ -126,6 +133,7 @@ class EmbeddedWatch:
             server = self._server()
             if server is None:
                 return None
+            reap_dead_children("postgres")  # the dead server's processes, as they exit
             unreaped = self._unreaped()
             if unreaped is not None and reap(unreaped):
                 unreaped = None  # this process's own (``adopt_orphans``), reaped just now

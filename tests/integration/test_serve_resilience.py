@@ -151,6 +151,14 @@ def test_an_embedded_postgresql_killed_while_serving_is_started_again(
         assert "embedded_postgres_waiting_for_reap" not in [
             e["event"] for e in _logged(server.log_path)
         ]
+        # Nor do the dead server's processes, which came to LUC with the postmaster's death
+        # (a dozen of them), stay as zombies under it.
+        wait_for(
+            lambda: not _zombie_children(server.pid),
+            15,
+            "the dead server's processes to be reaped",
+            said=lambda: _zombie_children(server.pid),
+        )
         gone = [e for e in _logged(server.log_path) if e["event"] == "embedded_postgres_gone"]
         assert [(e["pid"], e["data_dir"]) for e in gone] == [(postmaster, str(pgdata))]
         assert [(e["pid"], e["data_dir"]) for e in restarted] == [(again, str(pgdata))]
@@ -184,6 +192,16 @@ def test_an_embedded_postgresql_killed_while_serving_is_started_again(
         for proc in psutil.process_iter(["name", "cmdline"]):
             if proc.info["name"] == "postgres" and str(pgdata) in (proc.info["cmdline"] or []):
                 proc.kill()
+
+
+def _zombie_children(pid: int) -> list[int]:
+    """The children of ``pid`` that have exited and are not reaped."""
+    zombies = []
+    for child in psutil.Process(pid).children():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if child.status() == psutil.STATUS_ZOMBIE:
+                zombies.append(child.pid)
+    return zombies
 
 
 def _rss(pid: int) -> int:

@@ -17,7 +17,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from service.db import embedded_watch
-from service.db.embedded import _zombie
+from service.db.embedded import _zombie, reap_dead_children
 from service.db.embedded_watch import EmbeddedWatch
 from tests.support.package_lock import held_by_another_process, package_lock_path
 from tests.support.waiting import wait_for
@@ -122,6 +122,32 @@ def test_a_dead_postmaster_of_this_process_is_reaped_and_started_again_at_once(
         ("embedded_postgres_restarted", 1)
     ]
     assert took < 0.5, took  # no wait at the watch's period, nor a backoff
+    dead.wait()  # already reaped: subprocess takes the missing child for done
+
+
+def _name(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().partition("(")[2].rpartition(")")[0]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc (Linux)")
+def test_only_the_dead_children_of_the_name_are_reaped(
+    live: subprocess.Popen[bytes],
+) -> None:
+    """The server processes a dead postmaster leaves to LUC are reaped by their name; a
+    live child of that name, and a dead child of another, are left alone."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    wait_for(lambda: _zombie(dead.pid), 10, "the child to become a zombie")
+    other = subprocess.Popen(["sleep", "0"])
+    wait_for(lambda: _zombie(other.pid), 10, "the other child to become a zombie")
+    name = _name(live.pid)  # the interpreter's, as the dead one's
+    assert _name(dead.pid) == name != _name(other.pid) == "sleep"
+
+    reaped = reap_dead_children(name)  # another test's stray child of the name may be there
+    assert dead.pid in reaped and live.pid not in reaped and other.pid not in reaped
+    assert not psutil.pid_exists(dead.pid)
+    assert _zombie(other.pid) and live.poll() is None
+    assert reap_dead_children(name) == []
+    other.wait()
     dead.wait()  # already reaped: subprocess takes the missing child for done
 
 
