@@ -59,6 +59,24 @@ def _zombie_postmaster(pgdata: Path) -> subprocess.Popen[bytes]:
     return dead
 
 
+def _watching(
+    pgdata: Path, package: _Package, monkeypatch: pytest.MonkeyPatch, backoff: float = 0.5
+) -> EmbeddedWatch:
+    """A watch looking every 0.02 s, whose server is ``package``."""
+    watch = EmbeddedWatch(pgdata, check_every_seconds=0.02, first_backoff_seconds=backoff)
+    monkeypatch.setattr(watch, "_server", lambda: package)
+    return watch
+
+
+def _restart_timed(watch: EmbeddedWatch) -> tuple[int | None, float, list[dict[str, Any]]]:
+    """The watch's restart: the pid it answers, the seconds it took, the lines it logged."""
+    with capture_logs() as logged:
+        started = time.monotonic()
+        pid = watch._restart(gone_at=started)
+        took = time.monotonic() - started
+    return pid, took, logged
+
+
 def test_a_dead_postmaster_not_yet_reaped_is_waited_for_without_failed_attempts(
     tmp_path: Path, live: subprocess.Popen[bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -67,20 +85,15 @@ def test_a_dead_postmaster_not_yet_reaped_is_waited_for_without_failed_attempts(
     reaping. Now one line says it waits, and the first attempt is made once it is reaped."""
     dead = _zombie_postmaster(tmp_path)
     package = _Package(tmp_path, live.pid)
-    watch = EmbeddedWatch(tmp_path, check_every_seconds=0.02, first_backoff_seconds=0.5)
-    monkeypatch.setattr(watch, "_server", lambda: package)
+    watch = _watching(tmp_path, package, monkeypatch)
     # Init's child, not this process's (a LUC that did not adopt it): not its to reap.
     monkeypatch.setattr(embedded_watch, "reap", lambda pid: False)
     assert watch._postmaster() is None  # dead: the watch's cue to restart
 
     reaper = threading.Timer(0.6, dead.wait)
     reaper.start()
-    with capture_logs() as logged:
-        started = time.monotonic()
-        pid = watch._restart(gone_at=started)
-        took = time.monotonic() - started
+    pid, took, lines = _restart_timed(watch)
     reaper.join()
-    lines: list[dict[str, Any]] = logged
 
     assert pid == live.pid
     assert (package.adopted, package.started) == (0, 1)
@@ -103,17 +116,12 @@ def test_a_dead_postmaster_of_this_process_is_reaped_and_started_again_at_once(
     in its first attempt, without waiting for anyone."""
     dead = _zombie_postmaster(tmp_path)
     package = _Package(tmp_path, live.pid)
-    watch = EmbeddedWatch(tmp_path, check_every_seconds=0.02, first_backoff_seconds=0.5)
-    monkeypatch.setattr(watch, "_server", lambda: package)
+    watch = _watching(tmp_path, package, monkeypatch)
 
     guard = threading.Timer(5, watch.stop)  # unreaped, it would wait for ever: None
     guard.start()
-    with capture_logs() as logged:
-        started = time.monotonic()
-        pid = watch._restart(gone_at=started)
-        took = time.monotonic() - started
+    pid, took, lines = _restart_timed(watch)
     guard.cancel()
-    lines: list[dict[str, Any]] = logged
 
     assert pid == live.pid
     assert not psutil.pid_exists(dead.pid)  # reaped: gone from the process table
@@ -159,8 +167,7 @@ def test_an_attempt_that_cannot_get_the_package_lock_fails_saying_so(
     with the lock's path, and is tried again at the backoff."""
     (tmp_path / "postmaster.pid").write_text("999999999\n")  # a pid that cannot exist
     package = _Package(tmp_path, live.pid)
-    watch = EmbeddedWatch(tmp_path, check_every_seconds=0.02, first_backoff_seconds=0.05)
-    monkeypatch.setattr(watch, "_server", lambda: package)
+    watch = _watching(tmp_path, package, monkeypatch, backoff=0.05)
     monkeypatch.setattr(embedded_watch, "LOCK_WAIT_SECONDS", 0.3)
 
     # Another process holds the lock for 1 s (a lock is per process: not this one).
