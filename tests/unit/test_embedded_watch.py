@@ -74,7 +74,7 @@ def _restart_timed(watch: EmbeddedWatch) -> tuple[int | None, float, list[dict[s
         started = time.monotonic()
         pid = watch._restart(gone_at=started)
         took = time.monotonic() - started
-    return pid, took, logged
+    return pid, took, [dict(line) for line in logged]
 
 
 def test_a_dead_postmaster_not_yet_reaped_is_waited_for_without_failed_attempts(
