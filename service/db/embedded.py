@@ -138,9 +138,9 @@ def adopt_orphans() -> bool:
     pid in ``postmaster.pid`` passes for a live server's, and no restart can succeed: a
     VM's init that reaped late held the watch's restart for over 90 s once. As a child
     subreaper, this process receives its orphaned descendants instead of init, and the
-    watch reaps its dead postmaster itself (``reap``). Only for a process that waits on
-    its own children by pid (uvicorn's supervisor, asyncio, subprocess): an orphan it
-    adopts and never reaps stays a zombie until it exits."""
+    watch reaps its dead postmaster itself (``reap_dead_children``). Only for a process
+    that waits on its own children by pid (uvicorn's supervisor, asyncio, subprocess): an
+    orphan it adopts and never reaps stays a zombie until it exits."""
     if sys.platform != "linux":
         return False
     libc = ctypes.CDLL(None, use_errno=True)
@@ -148,8 +148,8 @@ def adopt_orphans() -> bool:
 
 
 def reap(pid: int) -> bool:
-    """Reap ``pid`` if it is a dead child of this process (an adopted postmaster); False
-    when it is another's, or still running."""
+    """Reap ``pid`` if it is a dead child of this process; False when it is another's, or
+    still running."""
     try:
         reaped, _ = os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:  # not this process's child
@@ -160,11 +160,11 @@ def reap(pid: int) -> bool:
 def reap_dead_children(name: str) -> list[int]:
     """Reap every dead child of this process named ``name`` (Linux; [] elsewhere).
 
-    When an adopted postmaster dies (``adopt_orphans``), its server processes (checkpointer,
-    writers, backends) lose their parent too, and come to this process, the nearest
-    subreaper: a dozen ``postgres <defunct>`` lines under LUC in ``ps`` after each crash,
-    until it exited. Only zombies of that name are waited for, by pid: a worker's status
-    stays uvicorn's to collect."""
+    An adopted postmaster (``adopt_orphans``) is this process's to reap when it dies, and
+    so are its server processes (checkpointer, writers, backends), which lose their parent
+    with it and come to the nearest subreaper: without this, a dozen ``postgres <defunct>``
+    lines under LUC in ``ps`` after each crash, until it exited. Only zombies of that name
+    are waited for, each by its pid: a worker's status stays uvicorn's to collect."""
     me = os.getpid()
     reaped: list[int] = []
     try:

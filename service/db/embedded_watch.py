@@ -23,7 +23,7 @@ from pathlib import Path
 
 import structlog
 
-from service.db.embedded import _alive, _zombie, lock_held_too_long, reap, reap_dead_children
+from service.db.embedded import _alive, _zombie, lock_held_too_long, reap_dead_children
 
 log = structlog.get_logger("luc.db")
 
@@ -109,8 +109,6 @@ class EmbeddedWatch:
                 continue
             if self._server() is None:
                 return  # this process let go of the server (it is exiting)
-            if last is not None:
-                reap(last)  # when it was adopted (``adopt_orphans``): no zombie left behind
             reap_orphans_until = time.monotonic() + ORPHANS_REAPED_FOR_SECONDS
             log.error(
                 "embedded_postgres_gone",
@@ -133,10 +131,11 @@ class EmbeddedWatch:
             server = self._server()
             if server is None:
                 return None
-            reap_dead_children("postgres")  # the dead server's processes, as they exit
+            # The dead postmaster when it is this process's own (``adopt_orphans``), and the
+            # server processes it left, as they exit. By name: a pid in ``postmaster.pid``
+            # may since name another child of this process, whose status is not the watch's.
+            reap_dead_children("postgres")
             unreaped = self._unreaped()
-            if unreaped is not None and reap(unreaped):
-                unreaped = None  # this process's own (``adopt_orphans``), reaped just now
             if unreaped is not None:
                 # Dead but not reaped: PostgreSQL's lock file check (and the package's) takes
                 # the pid for a live server, so no start can succeed yet. Its parent (init,

@@ -51,9 +51,9 @@ def live() -> Iterator[subprocess.Popen[bytes]]:
     process.wait()
 
 
-def _zombie_postmaster(pgdata: Path) -> subprocess.Popen[bytes]:
+def _zombie_postmaster(pgdata: Path, executable: str = sys.executable) -> subprocess.Popen[bytes]:
     """A child that has exited and is not waited for: a zombie until ``wait()``."""
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead = subprocess.Popen([executable, "-c", "pass"])
     wait_for(lambda: _zombie(dead.pid), 10, "the child to become a zombie")
     (pgdata / "postmaster.pid").write_text(f"{dead.pid}\n{pgdata}\n")
     return dead
@@ -87,7 +87,7 @@ def test_a_dead_postmaster_not_yet_reaped_is_waited_for_without_failed_attempts(
     package = _Package(tmp_path, live.pid)
     watch = _watching(tmp_path, package, monkeypatch)
     # Init's child, not this process's (a LUC that did not adopt it): not its to reap.
-    monkeypatch.setattr(embedded_watch, "reap", lambda pid: False)
+    monkeypatch.setattr(embedded_watch, "reap_dead_children", lambda name: [])
     assert watch._postmaster() is None  # dead: the watch's cue to restart
 
     reaper = threading.Timer(0.6, dead.wait)
@@ -114,7 +114,11 @@ def test_a_dead_postmaster_of_this_process_is_reaped_and_started_again_at_once(
     """``luc serve`` adopts the postmaster (``adopt_orphans``): a dead one is this process's
     zombie, which no one else reaps. The watch reaps it itself and starts the server again
     in its first attempt, without waiting for anyone."""
-    dead = _zombie_postmaster(tmp_path)
+    postgres = tmp_path / "bin" / "postgres"  # the interpreter, named as a postmaster is
+    postgres.parent.mkdir()
+    postgres.symlink_to(sys.executable)
+    dead = _zombie_postmaster(tmp_path, str(postgres))
+    assert _name(dead.pid) == "postgres"
     package = _Package(tmp_path, live.pid)
     watch = _watching(tmp_path, package, monkeypatch)
 
