@@ -120,11 +120,19 @@ def _state(pid: int) -> str | None:
         return None
     except PermissionError:
         return "?"  # exists, under another user
+    stat = _proc_stat(str(pid))
+    return "?" if stat is None else stat[1]  # no /proc (macOS): signal 0 is all there is
+
+
+def _proc_stat(pid: str) -> tuple[str, str, str] | None:
+    """Process ``pid``'s name, state letter and parent's pid from /proc, None without."""
     try:
-        # /proc/<pid>/stat: "pid (name) state …"; the name may hold spaces or parentheses.
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except (OSError, IndexError):
-        return "?"  # no /proc (macOS): signal 0 is all there is
+        # /proc/<pid>/stat: "pid (name) state ppid …"; the name may hold spaces or parentheses.
+        head, _, tail = Path(f"/proc/{pid}/stat").read_text().rpartition(")")
+    except OSError:
+        return None
+    fields = tail.split()
+    return (head.partition("(")[2], fields[0], fields[1]) if len(fields) > 1 else None
 
 
 _PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
@@ -147,16 +155,6 @@ def adopt_orphans() -> bool:
     return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
 
 
-def reap(pid: int) -> bool:
-    """Reap ``pid`` if it is a dead child of this process; False when it is another's, or
-    still running."""
-    try:
-        reaped, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:  # not this process's child
-        return False
-    return reaped == pid
-
-
 def reap_dead_children(name: str) -> list[int]:
     """Reap every dead child of this process named ``name`` (Linux; [] elsewhere).
 
@@ -165,30 +163,19 @@ def reap_dead_children(name: str) -> list[int]:
     with it and come to the nearest subreaper: without this, a dozen ``postgres <defunct>``
     lines under LUC in ``ps`` after each crash, until it exited. Only zombies of that name
     are waited for, each by its pid: a worker's status stays uvicorn's to collect."""
-    me = os.getpid()
+    dead = (name, "Z", str(os.getpid()))
     reaped: list[int] = []
     try:
         entries = list(os.scandir("/proc"))
     except OSError:  # no /proc: not Linux, so nothing was adopted
         return reaped
     for entry in entries:
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or _proc_stat(entry.name) != dead:  # None: gone meanwhile
             continue
-        try:
-            # "pid (name) state ppid …"; the name may hold spaces or parentheses.
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:  # gone meanwhile
-            continue
-        head, _, tail = stat.rpartition(")")
-        fields = tail.split()
-        if (
-            len(fields) > 1
-            and fields[0] == "Z"
-            and fields[1] == str(me)
-            and head.partition("(")[2] == name
-            and reap(int(entry.name))
-        ):
-            reaped.append(int(entry.name))
+        pid = int(entry.name)
+        with contextlib.suppress(ChildProcessError):  # reaped meanwhile by its waiter
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                reaped.append(pid)
     return reaped
 
 
