@@ -127,7 +127,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
 class GatheredWrites:
     """A connection's transport whose writes wait for the end of the event loop's turn
-    while the worker answers other requests too, and then go out as one.
+    while the worker answers other requests too, and then go out as one; a lone answer's
+    head waits for its body.
 
     uvicorn writes an answer's head and its body apart: two ``send`` calls, and on
     loopback, where LUC's gateway and load tests sit, each one runs the receiver's side of
@@ -137,9 +138,13 @@ class GatheredWrites:
     alternated runs: 5,534–7,617 requests/s against 4,355–5,191 written at once, with
     70–80 µs less CPU per request between the two processes.
 
-    With no other request in the worker, waiting gains nothing and would put the rest of
-    the request's work (its access line, its metrics) before its bytes: writes go through
-    at once, as uvicorn makes them.
+    With no other request in the worker, waiting to the end of the turn would put the rest
+    of the request's work (its access line, its metrics) before its bytes. Only the first
+    write waits there, and the next one (in practice the body, which uvicorn writes right
+    after the head) takes it along at once: a plain answer leaves in one ``send``, and a
+    stream's head with its first chunk. ``/healthz`` at one connection, six
+    alternated pairs: p50 0.236 ms against 0.251, the client's CPU 65 µs a request against
+    81.
     """
 
     def __init__(
@@ -152,15 +157,19 @@ class GatheredWrites:
         self._loop = loop
         self._requests = requests  # the worker's requests being answered (uvicorn's tasks)
         self._held: list[bytes] = []
+        self._gathering = False
+        """What is held waits for the turn's end (the worker is busy), not only for the
+        next write."""
 
     def write(self, data: bytes) -> None:
         if self._held:
             self._held.append(data)
-        elif len(self._requests) > 1:
-            self._held.append(data)
-            self._loop.call_soon(self.flush)
-        else:
-            self._transport.write(data)
+            if not self._gathering:
+                self.flush()  # a lone answer's head, and now what follows it
+            return
+        self._gathering = len(self._requests) > 1
+        self._held.append(data)
+        self._loop.call_soon(self.flush)
 
     def flush(self) -> None:
         """Write what is held, in the order it was written."""

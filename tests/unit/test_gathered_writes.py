@@ -1,6 +1,6 @@
-"""``GatheredWrites``: an answer's writes go out at once when the worker answers nothing
-else, and as one write at the end of the loop's turn when it is busy, in order, never lost
-at a close."""
+"""``GatheredWrites``: a lone answer's head waits for its body and no longer, a busy
+worker's writes go out as one at the end of the loop's turn, in order, never lost at a
+close."""
 
 from __future__ import annotations
 
@@ -39,14 +39,25 @@ def _gathered(requests: set[object]) -> tuple[GatheredWrites, Transport]:
     return GatheredWrites(transport, asyncio.get_running_loop(), requests), transport  # type: ignore[arg-type]
 
 
-async def test_a_lone_request_writes_at_once() -> None:
+async def test_a_lone_answers_head_waits_for_its_body_only() -> None:
     writes, transport = _gathered({"this request"})
     writes.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
-    assert transport.calls == [("write", b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")]
-    writes.write(b"{}")
-    assert transport.calls[-1] == ("write", b"{}")
+    assert transport.calls == []
+    writes.write(b"{}")  # the body takes the head along at once, not at the turn's end
+    assert transport.calls == [("write", b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")]
     await asyncio.sleep(0)
-    assert len(transport.calls) == 2
+    assert len(transport.calls) == 1
+
+
+async def test_a_lone_write_with_nothing_after_it_leaves_at_the_turns_end() -> None:
+    writes, transport = _gathered({"this request"})
+    writes.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")  # a stream's head
+    assert writes.get_write_buffer_size() == 47
+    await asyncio.sleep(0)
+    assert transport.calls == [("write", b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")]
+    writes.write(b"5\r\nhello\r\n")  # a chunk come later waits for nothing but the turn
+    writes.write(b"0\r\n\r\n")
+    assert transport.calls[-1] == ("write", b"5\r\nhello\r\n0\r\n\r\n")
 
 
 async def test_a_busy_worker_writes_head_and_body_as_one_at_the_end_of_the_turn() -> None:
@@ -70,7 +81,8 @@ async def test_held_bytes_keep_their_order_when_the_worker_becomes_idle() -> Non
     await asyncio.sleep(0)
     assert transport.calls == [("write", b"firstsecond")]
     writes.write(b"third")
-    assert transport.calls[-1] == ("write", b"third")
+    writes.write(b"fourth")  # idle now: the second write takes the first along at once
+    assert transport.calls[-1] == ("write", b"thirdfourth")
 
 
 async def test_a_close_writes_what_is_held_first() -> None:
