@@ -200,8 +200,11 @@ class UsageJournal:
             self._where[seq] = file
 
         self._queued.append(_Pending(usage_record(seq, event_id, body), True, future, written))
-        self._flush_soon()
-        await future
+        if self._flusher is None or self._flusher.done():
+            self._write_inline()
+        if not future.done():
+            self._flush_soon()
+        await future  # a future written inline is done: no hop to the loop
         return seq
 
     def resolve(self, seqs: Sequence[int]) -> None:
@@ -231,37 +234,72 @@ class UsageJournal:
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="luc-journal-group")
 
+    def _take(self) -> tuple[list[_Pending], list[_File]]:
+        """The next group: what is queued, the resolved notes, the files to remove."""
+        self._retire()
+        group, self._queued = self._queued, []
+        if self._resolved:
+            group.append(_Pending(resolved_record(self._resolved), False, None))
+            self._resolved = []
+        retired, self._retired = self._retired, []
+        return group, retired
+
+    def _write_on_loop(self, group: Sequence[_Pending], retired: Sequence[_File]) -> list[_File]:
+        """``_write`` on the event loop itself, timed (see ``may_block``)."""
+        started = time.monotonic()
+        try:
+            return self._write(group, retired)
+        finally:
+            if time.monotonic() - started > self.slow_sync_seconds:
+                # A slow disk: the loop is not held up again for a while.
+                self._thread_only_until = time.monotonic() + SLOW_SYNC_BACKOFF
+
+    def _written(self, group: Sequence[_Pending], files: Sequence[_File]) -> None:
+        """Tell the group's callers that their records are on disk (in ``files``)."""
+        for item, file in zip(group, files, strict=True):
+            if item.on_written is not None:
+                item.on_written(file)
+            if item.future is not None and not item.future.done():
+                item.future.set_result(None)
+        self._retire()  # a file this group filled may hold nothing unresolved
+
+    @staticmethod
+    def _failed(group: Sequence[_Pending], exc: Exception) -> None:
+        for item in group:  # every caller of the group hears of it
+            if item.future is not None and not item.future.done():
+                item.future.set_exception(exc)
+
+    def _write_inline(self) -> None:
+        """With no group being written, write what is queued now, in the caller's turn, when
+        ``_inline`` allows it (one call in flight): the flusher's task and the turns of the
+        loop it takes were 45–90 µs of the 250–330 a lone append took (a loop of appends on
+        the benchmark machine's disk, alternated runs: 163–282 µs with this)."""
+        group = self._queued + (
+            [_Pending(resolved_record(self._resolved), False, None)] if self._resolved else []
+        )
+        if not self._inline(group):
+            return
+        group, retired = self._take()
+        try:
+            files = self._write_on_loop(group, retired)
+        except Exception as exc:
+            self._failed(group, exc)
+            return
+        self._written(group, files)
+
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()
         while self._queued or self._resolved or self._retired:
-            self._retire()
-            group, self._queued = self._queued, []
-            if self._resolved:
-                group.append(_Pending(resolved_record(self._resolved), False, None))
-                self._resolved = []
-            retired, self._retired = self._retired, []
+            group, retired = self._take()
             try:
                 if self._inline(group):
-                    started = time.monotonic()
-                    try:
-                        files = self._write(group, retired)
-                    finally:
-                        if time.monotonic() - started > self.slow_sync_seconds:
-                            # A slow disk: the loop is not held up again for a while.
-                            self._thread_only_until = time.monotonic() + SLOW_SYNC_BACKOFF
+                    files = self._write_on_loop(group, retired)
                 else:
                     files = await loop.run_in_executor(self._thread, self._write, group, retired)
-            except Exception as exc:  # every caller of the group hears of it
-                for item in group:
-                    if item.future is not None and not item.future.done():
-                        item.future.set_exception(exc)
+            except Exception as exc:
+                self._failed(group, exc)
                 continue
-            for item, file in zip(group, files, strict=True):
-                if item.on_written is not None:
-                    item.on_written(file)
-                if item.future is not None and not item.future.done():
-                    item.future.set_result(None)
-            self._retire()  # a file this group filled may hold nothing unresolved
+            self._written(group, files)
 
     def _inline(self, group: Sequence[_Pending]) -> bool:
         if self.may_block is None or sum(item.durable for item in group) > 1:

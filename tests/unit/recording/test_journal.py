@@ -158,6 +158,23 @@ async def test_one_calls_usage_is_written_on_the_loop_when_nothing_else_waits(
     await journal.aclose()
 
 
+async def test_a_lone_calls_usage_is_written_before_the_loop_turns(tmp_path: Path) -> None:
+    """Alone on the loop, an append writes in its caller's turn: no task of the journal's,
+    no turn of the loop between the call and its usage on disk."""
+    spool_path = tmp_path / "spool.sqlite"
+    journal = UsageJournal(spool_path)
+    journal.may_block = lambda: True
+    await journal.append("gen-first", b"{}")  # makes the file: on the journal's thread
+    turned: list[str] = []
+    asyncio.get_running_loop().call_soon(turned.append, "the loop turned")
+    await journal.append("gen-alone", b"{}")
+    assert turned == []
+    assert journal_ids(spool_path) == ["gen-first", "gen-alone"]
+    await asyncio.sleep(0)
+    assert turned == ["the loop turned"]
+    await journal.aclose()
+
+
 async def test_after_a_slow_write_on_the_loop_the_thread_writes_for_a_while(
     tmp_path: Path,
 ) -> None:
