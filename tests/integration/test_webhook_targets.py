@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import errno
 import ssl
-import subprocess
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from standardwebhooks.webhooks import Webhook
 from service.budgets.delivery import deliver_alert, make_webhook_client
 from service.settings import load_settings
 from tests.support.budgets import Receiver
+from tests.support.certificates import self_signed
 
 SECRET = "whsec_" + base64.b64encode(b"luc-targets-test-key-0123456789!").decode()
 
@@ -140,40 +140,10 @@ async def test_an_unlisted_name_answering_a_loopback_address_is_never_contacted(
     assert checked.received() == other.received() == []
 
 
-def _certificate(folder: Path, name: str) -> tuple[Path, Path]:
-    """A self-signed certificate for ``name`` (and only that name), made with openssl."""
-    cert, key = folder / f"{name}.pem", folder / f"{name}.key"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            f"/CN={name}",
-            "-addext",
-            f"subjectAltName=DNS:{name}",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
-
-
 async def test_over_tls_the_certificate_is_verified_against_the_host_name(
     tmp_path: Path,
 ) -> None:
-    cert, key = _certificate(tmp_path, "hooks.test")
+    cert, key = self_signed(tmp_path, "hooks.test")
     server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_tls.load_cert_chain(cert, key)
     receiver = Receiver(host="127.0.0.2", tls=server_tls)
