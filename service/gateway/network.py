@@ -162,7 +162,8 @@ class _Stream(AsyncNetworkStream):
                 del received[:max_bytes]
             if connection.reading_paused and len(received) < READ_AHEAD_BYTES:
                 connection.reading_paused = False
-                self._transport.resume_reading()
+                if not self._transport.is_closing():  # (the peer gone meanwhile)
+                    self._transport.resume_reading()
             return data
         if connection.lost is not None:
             raise httpcore.ReadError(str(connection.lost) or type(connection.lost).__name__)

@@ -34,7 +34,7 @@ def test_an_answer_read_slowly_is_held_back_by_tcp_and_arrives_whole(run: Run) -
 
     async def scenario() -> None:
         async with scripted_server() as server, upstream_client(timeout_seconds=10) as http:
-            server.answer(ok(answer))
+            server.answer(ok(answer), CLOSE)  # closed once written: the end comes paused
             async with http.stream("GET", f"{server.url}/big") as response:
                 stream = response.extensions["network_stream"]
                 await asyncio.sleep(0.3)  # nothing read: the server has written all it could
