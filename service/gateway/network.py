@@ -252,7 +252,9 @@ def _readable(sock: Any) -> bool:
 
 
 class LoopBackend(AsyncNetworkBackend):
-    """httpcore's network backend on the running loop's transports (uvloop's, under LUC)."""
+    """httpcore's network backend on the running loop's transports (uvloop's, under LUC).
+    TCP only: httpcore's own default refuses a Unix socket, which LUC's client never asks
+    for (it is given no ``uds``)."""
 
     async def connect_tcp(
         self,
@@ -279,24 +281,6 @@ class LoopBackend(AsyncNetworkBackend):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for option in socket_options or ():
             sock.setsockopt(*option)
-        return _Stream(transport, connection)
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[SocketOption] | None = None,
-    ) -> AsyncNetworkStream:
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeout):
-                transport, connection = await loop.create_unix_connection(_Connection, path)
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(str(exc) or "connecting timed out") from exc
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc)) from exc
-        for option in socket_options or ():
-            transport.get_extra_info("socket").setsockopt(*option)
         return _Stream(transport, connection)
 
     async def sleep(self, seconds: float) -> None:
