@@ -52,6 +52,21 @@ def test_an_answer_read_slowly_is_held_back_by_tcp_and_arrives_whole(run: Run) -
 
 
 @LOOPS
+def test_a_request_larger_than_the_kernel_takes_at_once_is_sent_whole(run: Run) -> None:
+    body = bytes(range(256)) * (64 * 1024)  # 16 MiB: the write waits for the kernel to drain
+
+    async def scenario() -> None:
+        async with scripted_server() as server, upstream_client(timeout_seconds=10) as http:
+            server.answer(ok(b"taken"))
+            answer = await http.post(f"{server.url}/big", content=body)
+            assert answer.content == b"taken"
+        [seen] = server.seen
+        assert seen.body == body
+
+    run(scenario())
+
+
+@LOOPS
 def test_no_answer_within_the_timeout_is_a_read_timeout(run: Run) -> None:
     async def scenario() -> None:
         async with scripted_server() as server, upstream_client(timeout_seconds=0.2) as http:
