@@ -5,6 +5,7 @@ over (it decides itself how answers are framed and written)."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 import time
 from collections import deque
@@ -105,11 +106,12 @@ def ok(body: bytes, *headers: bytes) -> bytes:
 
 
 @asynccontextmanager
-async def scripted_server() -> AsyncIterator[Scripted]:
+async def scripted_server(tls: ssl.SSLContext | None = None) -> AsyncIterator[Scripted]:
+    """The server on a loopback port; with ``tls`` (a server context), over TLS."""
     scripted = Scripted()
-    listening = await asyncio.start_server(scripted.serve, "127.0.0.1", 0)
+    listening = await asyncio.start_server(scripted.serve, "127.0.0.1", 0, ssl=tls)
     port = listening.sockets[0].getsockname()[1]
-    scripted.url = f"http://127.0.0.1:{port}"
+    scripted.url = f"{'http' if tls is None else 'https'}://127.0.0.1:{port}"
     async with listening:
         yield scripted
         listening.close()

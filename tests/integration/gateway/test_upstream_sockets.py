@@ -120,34 +120,24 @@ def test_over_tls_the_certificate_is_verified_and_the_answer_read(run: Run, tmp_
     server_tls.load_cert_chain(cert, key)
     trust = ssl.create_default_context(cafile=str(cert))
 
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while head := await reader.readuntil(b"\r\n\r\n"):
-                length = next(
-                    int(line.split(b":")[1])
-                    for line in head.lower().split(b"\r\n")
-                    if line.startswith(b"content-length:")
-                )
-                body = await reader.readexactly(length)
-                writer.write(ok(b"seen " + body))
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
     async def scenario() -> None:
-        server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_tls)
-        port = server.sockets[0].getsockname()[1]
         limits = httpx.Limits(max_connections=4)
-        async with server, httpx.AsyncClient(transport=LoopTransport(limits, trust)) as http:
-            answer = await http.post(f"https://localhost:{port}/chat", content=b"hello")
+        async with (
+            scripted_server(tls=server_tls) as server,
+            httpx.AsyncClient(transport=LoopTransport(limits, trust)) as http,
+        ):
+            by_name = server.url.replace("127.0.0.1", "localhost")
+            server.answer(ok(b"seen hello"))
+            server.answer(ok(b"seen again"))
+            answer = await http.post(f"{by_name}/chat", content=b"hello")
             assert (answer.status_code, answer.content) == (200, b"seen hello")
             assert answer.extensions["network_stream"].get_extra_info("ssl_object") is not None
-            again = await http.post(f"https://localhost:{port}/chat", content=b"again")
+            again = await http.post(f"{by_name}/chat", content=b"again")
             assert again.content == b"seen again"
             # The same server by its address: the certificate names only "localhost".
             with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
-                await http.post(f"https://127.0.0.1:{port}/chat", content=b"hello")
+                await http.post(f"{server.url}/chat", content=b"hello")
+        assert [seen.body for seen in server.seen] == [b"hello", b"again"]
+        assert server.seen[0].port == server.seen[1].port  # one connection, kept
 
     run(scenario())
