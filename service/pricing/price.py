@@ -109,7 +109,10 @@ def price_estimate(
         ratios.append(_UPWARDS.divide(highest, lowest))
     scaled = _UPWARDS.multiply(cost_estimate, max(ratios, default=Decimal(0)))
     bound = EXACT.add(
-        scaled.quantize(_BOUND_PLACES, rounding=decimal.ROUND_CEILING), own.per_request
+        # In a context wide enough for 30 places: under Python's default 28 digits, any
+        # bound of 0.01 USD or more raised InvalidOperation.
+        scaled.quantize(_BOUND_PLACES, rounding=decimal.ROUND_CEILING, context=_UPWARDS),
+        own.per_request,
     )
     return bound
 

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
+from service.catalog.service import bundled_catalog
 from service.pricing.models import ModelPrice, NewModelPrice
 from service.pricing.plans import PlanVersion
-from service.pricing.price import price_of
+from service.pricing.price import price_estimate, price_of
 from service.tokens import TokenCounts
 
 D = Decimal
@@ -125,3 +126,15 @@ def test_prices_keep_every_digit() -> None:
     tiny = D("0.000000000000000000000000000001")
     price = price_of(CALL, tiny, tiny, plan(markup="0.123456789"), FLASH)
     assert price == D("0.000000000000000000000000000001123456789")
+
+
+def test_a_price_budget_bounds_an_estimate_of_cents_under_own_prices() -> None:
+    # The plan's own Sonnet against the catalog's lowest Sonnet rates (3.00 / 15.00 / 0.30 /
+    # 3.75, reasoning at output): every ratio is 0.8 (2.40/3.00, 12/15, 0.24/0.30, 3/3.75),
+    # so an estimate of 0.3 USD is bounded at 0.24, to 30 places. At Python's default 28
+    # digits the 30 places of 0.24 raised InvalidOperation (a 500 on check and reserve).
+    catalog_sonnet = bundled_catalog().quote(SONNET, datetime(2026, 11, 20, tzinfo=UTC)).price
+    assert catalog_sonnet is not None
+    own = plan(models={SONNET: OWN_SONNET})
+    assert price_estimate(D("0.3"), own, catalog_sonnet) == D("0.24")
+    assert price_estimate(D("12345.678"), own, catalog_sonnet) == D("9876.5424")
