@@ -217,6 +217,7 @@ class BudgetsController(LucController):
                 # An operator's hold (an admin key) belongs to no gateway: kept keyless, so
                 # the usage of the call it was made for settles it whatever key sends it.
                 api_key_id=reservation_owner(request),
+                fallback_models=data.fallback_models or (),
             ),
         )
         status = 402 if not result.allowed else 201 if result.reservation_id else 200

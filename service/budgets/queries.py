@@ -302,13 +302,15 @@ FROM budgets AS b
 WHERE b.id = $1
 """
 
+# The budgets a call falls under: its job's, its agent's, its customer's, the global ones,
+# and those of every model that may answer it ($3: its own, and OpenRouter's fallbacks).
 SELECT_APPLICABLE = f"""
 SELECT {BUDGET_COLUMNS} FROM budgets
 WHERE deleted_at IS NULL
   AND (scope = 'global'
        OR (scope = 'job' AND scope_id = $1)
        OR (scope = 'agent' AND scope_id = $2)
-       OR (scope = 'model' AND scope_id = $3)
+       OR (scope = 'model' AND scope_id = ANY($3::text[]))
        OR (scope = 'customer' AND scope_id = $4))
 ORDER BY id
 """

@@ -57,13 +57,17 @@ async def _standings(
     conn: Connection,
     job_id: str | None,
     agent: str | None,
-    model: str | None,
+    models: Sequence[str],
     customer_id: str | None,
     now: datetime,
 ) -> list[BudgetStanding]:
+    """The standing of every budget a call falls under; ``models``: those that may answer
+    it (a model budget of any of them counts)."""
     budgets = [
         budget_from_row(r)
-        for r in await conn.fetch(queries.SELECT_APPLICABLE, job_id, agent, model, customer_id)
+        for r in await conn.fetch(
+            queries.SELECT_APPLICABLE, job_id, agent, list(models), customer_id
+        )
     ]
     standings = []
     for b in budgets:
@@ -193,11 +197,15 @@ async def check(
     model = await _model_id(conn, catalog, model, now)
     stop = await credit_stop(conn, job_id, customer_id)
     customer_id, plan_id = await _customer(conn, job_id, customer_id)
-    standings = await _standings(conn, job_id, agent, model, customer_id, now)
+    standings = await _standings(conn, job_id, agent, _listed(model), customer_id, now)
     if stop is not None:
         return _stopped(stop, standings)
     estimates = await _estimates(conn, estimate, standings, model, plan_id, now, catalog, plans)
     return _judged(standings, _refusing(standings, estimates))
+
+
+def _listed(model: str | None) -> list[str]:
+    return [] if model is None else [model]
 
 
 def _judged(standings: list[BudgetStanding], refusing: list[BudgetStanding]) -> CheckResult:
@@ -235,6 +243,7 @@ async def reserve(
     catalog: CatalogCache | None = None,
     plans: PlanCache | None = None,
     api_key_id: int | None = None,
+    fallback_models: Sequence[str] = (),
 ) -> CheckResult:
     """Admit a call or refuse it: refused while the job's customer (else ``customer_id``)
     has credit_stop and no prepaid credits left. Admitted under hard budgets, its estimate
@@ -244,10 +253,19 @@ async def reserve(
     customer's budgets count too (``customer_id``'s, else the job's customer's); a price
     budget holds the estimate as the customer's plan prices it (``plans``). The
     reservation remembers ``api_key_id``, the key that asked (see ``release``).
+    ``fallback_models``: the other models that may answer the call (OpenRouter's
+    ``models``); a hard budget of any of them must have room for the estimate too, and
+    holds it under the same reservation, or a budget on a model could be spent past its
+    limit by a call that merely names it as a fallback.
     """
     estimate = _estimate(estimated_cost_usd)
     await _refuse_another_customer(conn, job_id, customer_id)
     model = await _model_id(conn, catalog, model, now)
+    models = _listed(model)
+    for other in fallback_models:
+        other_id = await _model_id(conn, catalog, other, now)
+        if other_id is not None and other_id not in models:
+            models.append(other_id)
     # Prepaid credits first: a customer under credit_stop with none left is refused
     # whatever its budgets say. (No lock: a grant that commits meanwhile admits the next
     # call; a batch drawing the last credit meanwhile lets this one through, as a call
@@ -255,7 +273,7 @@ async def reserve(
     # reserve credit.)
     if (stop := await credit_stop(conn, job_id, customer_id)) is not None:
         customer_id, _ = await _customer(conn, job_id, customer_id)
-        return _stopped(stop, await _standings(conn, job_id, agent, model, customer_id, now))
+        return _stopped(stop, await _standings(conn, job_id, agent, models, customer_id, now))
     locked: list[int] | None = None
     while True:
         async with conn.transaction():
@@ -265,7 +283,7 @@ async def reserve(
                 hard_ids = [
                     r["id"]
                     for r in await conn.fetch(
-                        queries.SELECT_APPLICABLE, job_id, agent, model, customer_id
+                        queries.SELECT_APPLICABLE, job_id, agent, models, customer_id
                     )
                     if r["hard"]
                 ]
@@ -274,7 +292,7 @@ async def reserve(
                 # standing (spend and open reservations, in one statement) only once those
                 # before it have committed: together they never promise more than the limit.
                 await conn.execute(queries.LOCK_BUDGETS, hard_ids)
-            standings = await _standings(conn, job_id, agent, model, customer_id, now)
+            standings = await _standings(conn, job_id, agent, models, customer_id, now)
             hard = [s for s in standings if s.budget.hard]
             if any(s.budget.id not in hard_ids for s in hard):
                 # A hard budget that appeared (created, or made hard) while this waited

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -52,6 +53,7 @@ class RemoteBudgets:
         estimated_cost_usd: Decimal,
         customer_id: str | None = None,
         at: datetime | None = None,
+        fallback_models: Sequence[str] = (),
     ) -> BudgetVerdict:
         # ``at`` is not sent: the reservations API takes no instant (a client naming the
         # period it is judged in could pick one with headroom), so LUC judges by its clock.
@@ -67,6 +69,7 @@ class RemoteBudgets:
             # The job's customer decides credit_stop; before an event has named it, the
             # call's own customer does.
             **({"customer_id": customer_id} if customer_id is not None else {}),
+            **({"fallback_models": list(fallback_models)} if fallback_models else {}),
         }
         url = f"{self.base_url}/v1/budgets/reservations"
         attempt = 0

@@ -100,8 +100,11 @@ async def admit(
     quote = prices.quote(request.model, now)
     if quote.price is None:
         raise UnknownModelError(f"LUC cannot price {request.model!r}: {quote.reason}")
+    fallbacks = _fallbacks(request, prices, now)
+    fallback_ids = list(dict.fromkeys(m for m, _ in fallbacks if m != quote.model_id))
     reservation_id = None
-    if budgets is not None and may_reserve:
+    # The one look asked about the call's own model: a fallback's hard budget is the gate's.
+    if budgets is not None and (may_reserve or fallback_ids):
         prompt_tokens = (
             estimate_tokens(request.prompt_text()) + IMAGE_TOKENS * request.prompt_images()
         )
@@ -114,7 +117,7 @@ async def admit(
         estimate = money_ceiling(
             max(
                 event_cost(tokens, price)
-                for price in [quote.price, *_fallback_prices(request, prices, now)]
+                for price in [quote.price, *(price for _, price in fallbacks)]
             ),
             ESTIMATE_DECIMAL_PLACES,
         )
@@ -127,6 +130,7 @@ async def admit(
             # The call's one instant: read again at the reservation, a midnight between
             # the two readings judged and held the call in the day after the one it spends in.
             at=now,
+            fallback_models=fallback_ids,
         )
         if not verdict.allowed and verdict.refused_by == "credits":
             raise CreditsExhaustedError(
@@ -143,19 +147,24 @@ async def admit(
     return Admitted(replace(request, model=quote.model_id), prices, now, reservation_id)
 
 
-def _fallback_prices(request: ChatRequest, prices: Catalog, now: datetime) -> list[ModelPrice]:
-    """The prices of the other models that may answer ``request`` (OpenRouter's ``models``);
-    one LUC cannot price is refused: a reservation must cover the dearest of them."""
+_Fallback = tuple[str, ModelPrice]
+"""A model that may answer a call in place of its own: its catalog id and its price."""
+
+
+def _fallbacks(request: ChatRequest, prices: Catalog, now: datetime) -> list[_Fallback]:
+    """The other models that may answer ``request`` (OpenRouter's ``models``), each with its
+    price. One LUC cannot price is refused, budgets or none: its answer would be booked
+    at the call's own model's price (see ``metering``), and a reservation must cover the
+    dearest model that may answer."""
     found = []
     for model in request.fallback_models():
-        price = prices.quote(model, now).price
-        if price is None:
+        fallback = prices.quote(model, now)
+        if fallback.price is None:
             raise UnknownModelError(
-                f"models: LUC cannot price {model!r}, which may answer this call; a hard "
-                "budget reserves for the dearest model that may answer (add it to the "
-                "catalog, or leave it out of models)"
+                f"models: LUC cannot price {model!r}, which may answer this call (add it to "
+                "the catalog, or leave it out of models)"
             )
-        found.append(price)
+        found.append((fallback.model_id, fallback.price))
     return found
 
 

@@ -17,7 +17,7 @@ and remote budgets) and ``fixed_catalog`` over the catalog LUC ships
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -59,9 +59,12 @@ class BudgetGate(Protocol):
         estimated_cost_usd: Decimal,
         customer_id: str | None = None,
         at: datetime | None = None,
+        fallback_models: Sequence[str] = (),
     ) -> BudgetVerdict:
         """``at``: the instant the call is admitted at, its usage event's ``occurred_at``:
-        the day and month whose budgets judge and hold the call (else the gate's clock)."""
+        the day and month whose budgets judge and hold the call (else the gate's clock).
+        ``fallback_models``: the other models that may answer the call (catalog ids); their
+        hard budgets judge and hold it too."""
         ...
 
     async def release(self, reservation_id: str) -> None:

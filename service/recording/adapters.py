@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -63,14 +63,16 @@ class DatabaseBudgets:
         estimated_cost_usd: Decimal,
         customer_id: str | None = None,
         at: datetime | None = None,
+        fallback_models: Sequence[str] = (),
     ) -> BudgetVerdict:
         when = at or datetime.now(UTC)
-        verdict = await self._reserve(job_id, agent, model, estimated_cost_usd, customer_id, when)
+        call = (job_id, agent, model, estimated_cost_usd, customer_id, when, fallback_models)
+        verdict = await self._reserve(*call)
         if verdict.allowed or self.settled is None:
             return verdict
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.settled(), SETTLING_WAIT_SECONDS)
-        return await self._reserve(job_id, agent, model, estimated_cost_usd, customer_id, when)
+        return await self._reserve(*call)
 
     async def _reserve(
         self,
@@ -80,11 +82,15 @@ class DatabaseBudgets:
         estimated_cost_usd: Decimal,
         customer_id: str | None,
         at: datetime,
+        fallback_models: Sequence[str],
     ) -> BudgetVerdict:
         async def admit(conn: Connection) -> BudgetVerdict:
             # Most calls fall under no hard budget: one look says so, and nothing needs
-            # holding, so no transaction either (``reserve`` would find the same).
-            if not await conn.fetchval(budget_queries.HARD_BUDGET_MAY_APPLY, job_id, agent, model):
+            # holding, so no transaction either (``reserve`` would find the same). The look
+            # asks about the call's own model only: with fallbacks, ``reserve`` decides.
+            if not fallback_models and not await conn.fetchval(
+                budget_queries.HARD_BUDGET_MAY_APPLY, job_id, agent, model
+            ):
                 return BudgetVerdict(True)
             result = await reserve(
                 conn,
@@ -96,6 +102,7 @@ class DatabaseBudgets:
                 reservation_seconds=self.reservation_seconds,
                 customer_id=customer_id,
                 plans=self.plans,
+                fallback_models=fallback_models,
             )
             return BudgetVerdict(
                 result.allowed,

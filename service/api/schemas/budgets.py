@@ -140,6 +140,10 @@ class ReservationIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Decimal string: what the call may cost (prompt and max output at list price)."""
     customer_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
     """The customer the call is for (its budgets count); absent: the job's customer."""
+    fallback_models: Annotated[list[ModelName], msgspec.Meta(max_length=16)] | None = None
+    """The other models that may answer the call (OpenRouter's ``models`` fallbacks), ids
+    or aliases: a hard budget of any of them must have room for the estimate too, and holds
+    it under the same reservation."""
 
 
 class ReservationOut(msgspec.Struct):

@@ -34,7 +34,7 @@ from service.gateway.chain import Chain
 from service.gateway.metering import Gateway
 from service.gateway.openrouter import OpenRouterProvider
 from service.gateway.ports import fixed_catalog
-from tests.support.budgets import hard_budget
+from tests.support.budgets import OPUS, hard_budget
 from tests.support.fake_openrouter import FakeOpenRouter, Reply, failure, usage
 from tests.support.ledger_truth import STORED_EVENTS
 from tests.support.settings import settings_for
@@ -156,6 +156,35 @@ async def test_the_proxy_reserves_and_the_calls_usage_settles_the_reservation(
     assert refused.json()["error"]["code"] == "budget_exceeded"
     assert len(await _reservations(db, "job-p")) == 2
     assert len(fake_openrouter.chat_calls()) == 2
+
+
+async def test_a_model_budget_judges_and_holds_a_call_that_names_its_model_as_a_fallback(
+    proxy: AsyncTestClient[Any], fake_openrouter: FakeOpenRouter, db: asyncpg.Connection
+) -> None:
+    # The call asks for Flash, and lets OpenRouter answer with Opus 4.6 (5.00 in, 25.00 out
+    # per 1M): it is estimated at the dearer, 8·5 + 1000·25 = 25,040 per 1M = 0.02504.
+    tight = await hard_budget(db, "model", OPUS, "0.025")
+    headers = {"X-LUC-Job": "job-fb", "X-LUC-Agent": "ACHEEVY"}
+    body = {"model": FLASH, "models": [FLASH, OPUS], "messages": HELLO, "max_tokens": 1000}
+    refused = await proxy.post("/v1/chat/completions", json=body, headers=headers)
+    assert refused.status_code == 402, refused.text
+    assert refused.json()["error"]["code"] == "budget_exceeded"
+    assert fake_openrouter.chat_calls() == []
+    assert await _reservations(db, "job-fb") == []
+
+    # With room, the one reservation holds the estimate against the Opus budget, and the
+    # answer Opus gave (100 in, 20 out: 500 + 500 = 1,000 per 1M) settles it as spent there.
+    await db.execute("UPDATE budgets SET limit_usd = 1 WHERE id = $1", tight)
+    fake_openrouter.push(Reply(text="Paris.", usage=usage(100, 20, cost="0.001"), model=OPUS))
+    answer = await proxy.post("/v1/chat/completions", json=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    held = await db.fetch(
+        "SELECT budget_id, amount_usd FROM budget_reservations WHERE job_id = 'job-fb'"
+    )
+    assert [(r["budget_id"], r["amount_usd"]) for r in held] == [(tight, Decimal("0.02504"))]
+    await proxied_usage_recorded(proxy.app)
+    assert [r["settled"] for r in await _reservations(db, "job-fb")] == [True]
+    assert await _spent(db, tight) == Decimal("0.001")
 
 
 async def test_a_callers_next_call_is_judged_on_what_the_last_one_spent(

@@ -8,6 +8,7 @@ characters; the output at the call's ``max_tokens``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -28,6 +29,7 @@ class Recorder:
 
     def __init__(self) -> None:
         self.estimates: list[Decimal] = []
+        self.fallbacks: list[list[str]] = []
 
     async def reserve(
         self,
@@ -38,8 +40,10 @@ class Recorder:
         estimated_cost_usd: Decimal,
         customer_id: str | None = None,
         at: datetime | None = None,
+        fallback_models: Sequence[str] = (),
     ) -> BudgetVerdict:
         self.estimates.append(estimated_cost_usd)
+        self.fallbacks.append(list(fallback_models))
         return BudgetVerdict(True, reservation_id="r-1")
 
     async def release(self, reservation_id: str) -> None:
@@ -99,6 +103,44 @@ async def test_the_dearest_model_that_may_answer_is_reserved_for() -> None:
 async def test_a_fallback_model_luc_cannot_price_is_refused_under_a_budget() -> None:
     with pytest.raises(UnknownModelError, match="models: LUC cannot price 'acme/unknown-1'"):
         await estimate(4_000, models=[SONNET, "acme/unknown-1"])
+
+
+async def test_a_fallback_model_luc_cannot_price_is_refused_without_budgets_too() -> None:
+    # Its answer would be booked at Sonnet's price: the call is refused before it is bought.
+    request = ChatRequest(
+        model=SONNET,
+        body={"model": SONNET, "messages": [], "models": [SONNET, "acme/unknown-1"]},
+    )
+    with pytest.raises(UnknownModelError, match="models: LUC cannot price 'acme/unknown-1'"):
+        await admit(
+            request,
+            CallContext(job_id="job-1", agent="ORACLE"),
+            catalog=fixed_catalog(bundled_catalog()),
+            budgets=None,
+            clock=lambda: datetime(2026, 11, 20, tzinfo=UTC),
+        )
+
+
+async def test_the_gate_is_told_every_other_model_that_may_answer_by_its_catalog_id() -> None:
+    gate = Recorder()
+    opus = "anthropic/claude-opus-4.5"
+    request = ChatRequest(
+        model=SONNET,
+        body={
+            "model": SONNET,
+            "messages": [],
+            # Sonnet itself left out; an alias resolved; a model named twice told once.
+            "models": [SONNET, "gemini-3.0-flash", opus, opus],
+        },
+    )
+    await admit(
+        request,
+        CallContext(job_id="job-1", agent="ORACLE"),
+        catalog=fixed_catalog(bundled_catalog()),
+        budgets=gate,
+        clock=lambda: datetime(2026, 11, 20, tzinfo=UTC),
+    )
+    assert gate.fallbacks == [["google/gemini-3.0-flash", opus]]
 
 
 async def test_images_tool_schemas_and_earlier_tool_calls_are_part_of_the_prompt_estimate() -> None:
