@@ -82,3 +82,44 @@ async def test_a_model_budget_by_alias_is_the_models_budget_everywhere(
         json={"job_id": "j", "agent": "a", "model": MODEL_ID, "estimated_cost_usd": "0.0001"},
     )
     assert refused.status_code == 402, refused.text
+
+
+async def test_a_reservation_naming_fallback_models_holds_against_their_budgets_too(
+    client: AsyncTestClient[Any],
+) -> None:
+    opus = await _budget(client, "anthropic/claude-opus-4.6", "0.001")
+    reserve = {"job_id": "j", "agent": "a", "model": "anthropic/claude-sonnet-4.5"}
+    # Opus's budget has no room for 0.002, though the call asks for Sonnet: it may answer.
+    refused = await client.post(
+        "/v1/budgets/reservations",
+        json={
+            **reserve,
+            "estimated_cost_usd": "0.002",
+            "fallback_models": ["anthropic/claude-opus-4.6"],
+        },
+    )
+    assert refused.status_code == 402, refused.text
+    assert [b["id"] for b in refused.json()["budgets"]] == [opus["id"]]
+    # Without the fallback no hard budget applies: allowed, nothing held.
+    alone = await client.post(
+        "/v1/budgets/reservations", json={**reserve, "estimated_cost_usd": "0.002"}
+    )
+    assert alone.status_code == 200, alone.text
+    assert alone.json()["reservation_id"] is None
+    # With room, one reservation holds it there; a fallback named by its alias counts too.
+    held = await client.post(
+        "/v1/budgets/reservations",
+        json={**reserve, "estimated_cost_usd": "0.0004", "fallback_models": [ALIAS, MODEL_ID]},
+    )
+    assert held.status_code == 200, held.text  # no hard budget on Flash or Sonnet
+    made = await client.post(
+        "/v1/budgets/reservations",
+        json={
+            **reserve,
+            "estimated_cost_usd": "0.0004",
+            "fallback_models": ["anthropic/claude-opus-4.6"],
+        },
+    )
+    assert made.status_code == 201, made.text
+    [standing] = made.json()["budgets"]
+    assert (standing["id"], Decimal(standing["reserved_usd"])) == (opus["id"], Decimal("0.0004"))
