@@ -33,7 +33,7 @@ WHEN = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 """``CALL``'s ``occurred_at`` as an instant."""
 
 
-def wire_event(event_id: str, **fields: Any) -> dict[str, Any]:
+def wire_event(event_id: str, /, **fields: Any) -> dict[str, Any]:
     """The JSON object a gateway sends: ``CALL`` with ``fields`` over it. A field given as
     ``...`` is left out (to send an event without a field SPEC §2 requires)."""
     body = {"id": event_id, **CALL, **fields}

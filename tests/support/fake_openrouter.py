@@ -26,7 +26,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs
 
 import msgspec
@@ -238,7 +238,7 @@ class FakeOpenRouter:
         """The path of each request, in order."""
         return [c.path for c in self.calls]
 
-    def start(self) -> FakeOpenRouter:
+    def start(self) -> Self:
         self.server.start()
         return self
 
@@ -284,7 +284,7 @@ class FakeOpenRouter:
                 break
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         path, method = scope["path"], scope["method"]
-        body = msgspec.json.decode(raw) if raw else None
+        body: Any = msgspec.json.decode(raw) if raw else None  # the JSON: any shape a client sent
         client = tuple(scope["client"]) if scope.get("client") else None
         self.calls.append(Call(method, path, headers, body, time.monotonic(), client))
         if path == f"{self.prefix}/models" and method == "GET":

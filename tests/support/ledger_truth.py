@@ -94,7 +94,7 @@ def _load_long_context() -> dict[str, list[tuple[int, dict[str, Decimal]]]]:
                 with_defaults(
                     Decimal(lc["input"]),
                     Decimal(lc["output"]),
-                    *(Decimal(lc[name]) if name in lc else None for name in optional),
+                    **{name: Decimal(lc[name]) for name in optional if name in lc},
                     per_request=PRICES[m["id"]]["per_request"],
                 ),
             )

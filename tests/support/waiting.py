@@ -12,7 +12,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast, overload
 
 import asyncpg
 
@@ -20,7 +20,7 @@ T = TypeVar("T")
 
 
 def wait_for(
-    condition: Callable[[], T],
+    condition: Callable[[], T | None],
     timeout: float,
     what: str,
     every: float = 0.05,
@@ -40,8 +40,20 @@ def wait_for(
         time.sleep(every)
 
 
+@overload
 async def wait_until(
-    condition: Callable[[], Awaitable[T]] | Callable[[], T],
+    condition: Callable[[], Awaitable[T | None]], within: float, what: str, every: float = 0.05
+) -> T: ...
+
+
+@overload
+async def wait_until(
+    condition: Callable[[], T | None], within: float, what: str, every: float = 0.05
+) -> T: ...
+
+
+async def wait_until(
+    condition: Callable[[], Awaitable[T | None]] | Callable[[], T | None],
     within: float,
     what: str,
     every: float = 0.05,
@@ -54,7 +66,7 @@ async def wait_until(
         if inspect.isawaitable(value):
             value = await value
         if value:
-            return value
+            return cast(T, value)
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within} s waiting for {what}")
         await asyncio.sleep(every)
