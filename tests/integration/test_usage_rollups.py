@@ -18,7 +18,7 @@ import asyncpg
 import msgspec
 
 from service.api.schemas.common import totals_fields, wire_value
-from service.rollups.models import DERIVED, MEASURE_NAMES, Totals, WireRow
+from service.rollups.models import DERIVED, MEASURE_NAMES, Totals
 from service.rollups.service import USAGE_GROUPS, usage, usage_groups, usage_rollup_plan
 from tests.support.catalogs import mistral_arrives
 from tests.support.events import many_calls, record_accepted, wire_event
@@ -114,7 +114,7 @@ async def usage_as_python_wrote_it(
     upper: datetime | None,
     filters: dict[str, str | None],
     use_rollups: bool,
-) -> list[WireRow]:
+) -> list[dict[str, Any]]:
     """The rows of the same groups as LUC wrote them before PostgreSQL did: each value read
     as a Decimal, an int or a datetime, then written by ``service.wire``."""
     sql, params = usage_groups(keys, lower, upper, filters, use_rollups=use_rollups)

@@ -83,7 +83,7 @@ async def test_a_short_write_is_finished_before_the_usage_counts_as_durable(
     spool_path = tmp_path / "spool.sqlite"
     async with _lingering_sink(database_url, spool_path) as sink:
         await sink.emit(usage("gen-warm"))  # the journal's file exists: the next is one write
-        monkeypatch.setattr(journal_module.os, "pwrite", _short_writes(lambda real, *a: real(*a)))
+        monkeypatch.setattr(os, "pwrite", _short_writes(lambda real, *a: real(*a)))
         await sink.emit(usage("gen-short"))
         # On disk whole, as a process finding the file after a crash reads it.
         assert journal_ids(spool_path) == ["gen-warm", "gen-short"]
@@ -101,7 +101,7 @@ async def test_a_disk_that_fills_mid_record_sends_the_usage_to_the_ledger_at_onc
     spool_path = tmp_path / "spool.sqlite"
     async with _lingering_sink(database_url, spool_path) as sink:
         await sink.emit(usage("gen-warm"))
-        monkeypatch.setattr(journal_module.os, "pwrite", _short_writes(disk_full))
+        monkeypatch.setattr(os, "pwrite", _short_writes(disk_full))
         await sink.emit(usage("gen-full"))
         # Half a record is in the journal, which does not hold the usage: the ledger took
         # it before ``emit`` returned (the path of a journal that cannot be written).
@@ -148,7 +148,7 @@ async def test_a_crash_after_a_failed_group_records_its_usage_once(
         await sink.emit(usage("gen-warm"))
         await sink.idle()  # recorded, and its note written: the journal is idle
         await wait_until(lambda: journal_ids(spool_path) == [], 30, "the journal resolved")
-        monkeypatch.setattr(journal_module.os, "pwrite", second_fails)
+        monkeypatch.setattr(os, "pwrite", second_fails)
         first, second = usage("gen-a"), usage("gen-b")
         await asyncio.gather(sink.emit(first), sink.emit(second))
         monkeypatch.undo()

@@ -43,7 +43,7 @@ async def test_attribution_headers_in_utf8_are_recorded_as_sent(
     client: AsyncTestClient[Any], db: asyncpg.Connection
 ) -> None:
     # What an HTTP client sends for the text "équipe-7" and "Agent-Ω": its UTF-8 bytes.
-    headers = {"X-LUC-Job": "équipe-7".encode(), "X-LUC-Agent": "Agent-Ω".encode()}
+    headers = {b"X-LUC-Job": "équipe-7".encode(), b"X-LUC-Agent": "Agent-Ω".encode()}
     response = await client.post("/v1/chat/completions", json=BODY, headers=headers)
     assert response.status_code == 200, response.text
     await proxied_usage_recorded(client.app)
@@ -52,7 +52,7 @@ async def test_attribution_headers_in_utf8_are_recorded_as_sent(
     # The length is counted in characters, as the ledger counts it: 64 of "Ω" (128 bytes).
     agent = ("Ω" * 64).encode()
     response = await client.post(
-        "/v1/chat/completions", json=BODY, headers={"X-LUC-Job": "j", "X-LUC-Agent": agent}
+        "/v1/chat/completions", json=BODY, headers={b"X-LUC-Job": b"j", b"X-LUC-Agent": agent}
     )
     assert response.status_code == 200, response.text
 
