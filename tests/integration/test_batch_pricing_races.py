@@ -70,8 +70,12 @@ async def test_each_job_ends_priced_for_its_last_customer(
         # One job after another goes to globex, each once batches have been recorded.
         for n, job_id in enumerate(JOBS):
             due = 2 + 3 * n
+
+            def reached(due: int = due) -> bool:
+                return sent >= due
+
             async with recorded:
-                await recorded.wait_for(lambda due=due: sent >= due)
+                await recorded.wait_for(reached)
             patched = await client.patch(f"/v1/jobs/{job_id}", json={"customer_id": "globex"})
             assert patched.status_code == 200, patched.text
 

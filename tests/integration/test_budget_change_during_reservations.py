@@ -63,6 +63,7 @@ async def test_a_budget_changed_while_reservations_wait_is_judged_as_it_stands(
             )
             now = datetime.now(UTC)
             changer = conns[CALLS]
+            changing: asyncio.Task[object]
             if change == "deleted":
                 changing = asyncio.create_task(delete_budget(changer, budget.id))
             elif change == "lowered":

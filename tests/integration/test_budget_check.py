@@ -159,12 +159,12 @@ async def test_a_check_only_looks_and_reserves_nothing(client: AsyncTestClient[A
         assert looked["allowed"] is True
         assert Decimal(looked["remaining_usd"]) == Decimal("0.50")
         assert "reservation_id" not in looked
-    assert await _held(client, "job-look") == (0, 0)
+    assert await _held(client, "job-look") == (Decimal(0), Decimal(0))
     # A reservation holds; the look then sees it and holds nothing more.
     await _reserve(client, "job-look", "0.40")
     refused = await _check(client, "job-look", "0.40")
     assert refused["allowed"] is False
-    assert await _held(client, "job-look") == (0, Decimal("0.40"))
+    assert await _held(client, "job-look") == (Decimal(0), Decimal("0.40"))
 
 
 async def test_unreserved_usage_never_frees_headroom_another_call_holds(
@@ -199,7 +199,7 @@ async def test_unreserved_usage_never_frees_headroom_another_call_holds(
     ):
         await _record(client, _call(f"call-{n}", usd, "job-o", reservation))
         await promised()
-    assert await _held(client, "job-o") == (limit, 0)
+    assert await _held(client, "job-o") == (limit, Decimal(0))
 
 
 async def test_the_reviewed_overshoot_stops_at_the_unreserved_usage(
@@ -218,7 +218,7 @@ async def test_the_reviewed_overshoot_stops_at_the_unreserved_usage(
     for n, reservation in enumerate(held):
         await _record(client, _call(f"call-{n}", "0.25", "job-r", reservation))
     # What no gate can stop (usage that never asked) is all it went over by.
-    assert await _held(client, "job-r") == (Decimal("1.04"), 0)
+    assert await _held(client, "job-r") == (Decimal("1.04"), Decimal(0))
 
 
 async def test_a_usage_event_settles_exactly_the_reservation_it_names(
@@ -227,7 +227,7 @@ async def test_a_usage_event_settles_exactly_the_reservation_it_names(
     await _hard_budget(client, "job-s", "1.00")
     first = (await _reserve(client, "job-s", "0.20"))["reservation_id"]
     second = (await _reserve(client, "job-s", "0.30"))["reservation_id"]
-    assert await _held(client, "job-s") == (0, Decimal("0.50"))
+    assert await _held(client, "job-s") == (Decimal(0), Decimal("0.50"))
 
     # Another job's call naming the first reservation releases nothing of job-s.
     await _record(client, _call("other-1", "0.05", "job-other", first))
@@ -261,7 +261,7 @@ async def test_a_usage_event_settles_exactly_the_reservation_it_names(
     # A call naming the first, a second time: the second event settles nothing more.
     await _record(client, _call("s-1", "0.20", "job-s", first))
     await _record(client, _call("s-1b", "0.01", "job-s", first))
-    assert await _held(client, "job-s") == (Decimal("0.36"), 0)
+    assert await _held(client, "job-s") == (Decimal("0.36"), Decimal(0))
 
 
 async def test_a_reservation_id_luc_does_not_hold_settles_nothing_and_the_usage_is_kept(
@@ -295,7 +295,7 @@ async def test_a_reservation_made_with_a_model_alias_is_settled_by_its_call(
         reservation_id=made["reservation_id"],
     )
     await _record(client, event)
-    assert await _held(client, "job-alias") == (Decimal("0.10"), 0)
+    assert await _held(client, "job-alias") == (Decimal("0.10"), Decimal(0))
 
 
 @pytest.fixture
@@ -322,7 +322,7 @@ async def test_reservations_expire(short_reservations: AsyncTestClient[Any]) -> 
     assert Decimal(freed["remaining_usd"]) == Decimal("0.50")
     # Its call, arriving late, is recorded and settles nothing (it holds nothing now).
     await _record(client, _call("late-1", "0.30", "job-x", made["reservation_id"]))
-    assert await _held(client, "job-x") == (Decimal("0.30"), 0)
+    assert await _held(client, "job-x") == (Decimal("0.30"), Decimal(0))
     await _reserve(client, "job-x", "0.20")
 
 
@@ -345,7 +345,7 @@ async def test_a_soft_budget_never_denies_and_holds_nothing(
     made = await _reserve(client, "job-soft", "100", expect=200)
     assert (made["allowed"], made["reservation_id"], made["expires_at"]) == (True, None, None)
     assert Decimal(made["budgets"][0]["reserved_usd"]) == 0
-    assert await _held(client, "job-soft") == (Decimal("0.60"), 0)
+    assert await _held(client, "job-soft") == (Decimal("0.60"), Decimal(0))
 
 
 async def test_a_hard_budget_refuses_once_spent_reaches_the_limit(
@@ -362,7 +362,7 @@ async def test_a_hard_budget_refuses_once_spent_reaches_the_limit(
     assert over["allowed"] is False
     assert over["reservation_id"] is None
     assert f"budget {budget}" in over["reason"]
-    assert await _held(client, "job-h") == (Decimal("0.30"), 0)  # a refusal holds nothing
+    assert await _held(client, "job-h") == (Decimal("0.30"), Decimal(0))  # a refusal holds nothing
     made = await _reserve(client, "job-h", "0.20")
     assert made["reason"] is None
     assert Decimal(made["remaining_usd"]) == 0

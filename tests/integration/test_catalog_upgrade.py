@@ -101,9 +101,12 @@ async def old_ledger(admin_url: str) -> AsyncIterator[str]:
                 assert await create_version(conn, aims_catalog(PREVIOUS_AIMS_CATALOG_FILE)) == 1
             outcome = await record_batch(conn, CatalogCache(), events())
             assert [r.status for r in outcome.results] == ["accepted"] * 7
-            costs = dict(
-                await conn.fetch("SELECT event_id, cost_usd FROM ledger_entries ORDER BY id")
-            )
+            costs = {
+                event_id: cost
+                for event_id, cost in await conn.fetch(
+                    "SELECT event_id, cost_usd FROM ledger_entries ORDER BY id"
+                )
+            }
             assert costs == {e[0]: D(e[8]) for e in EVENTS} | {"u1": None}
             await issue_invoice(conn, "job-a", IssuerSettings())
         yield url

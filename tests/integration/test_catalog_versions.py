@@ -38,7 +38,7 @@ PEBBLE = {
     "output": "0.2",
 }
 # Optional prices absent: cache prices default to input, reasoning to output, per call to 0.
-PEBBLE_OUT = {
+PEBBLE_OUT: dict[str, Any] = {
     **PEBBLE,
     "cache_read": "0.05",
     "cache_write": "0.05",
@@ -56,7 +56,7 @@ LONG = {"min_input_tokens": 200001, "input": "25", "output": "75", "cache_read":
 LONG_OUT = {**LONG, "cache_write": "25", "reasoning": "75"}
 
 
-def flash(**prices: str) -> dict[str, Any]:
+def flash(**prices: Any) -> dict[str, Any]:
     """Gemini 3.0 Flash with other prices (the model that the AIMS alias points at)."""
     return {
         "id": "google/gemini-3.0-flash",

@@ -86,6 +86,7 @@ async def test_a_customer_is_registered_read_back_and_stored_as_given(
     assert read.status_code == 200
     assert _without_times(read.json()) == answered()
     stored = await db.fetchrow("SELECT plan_id, low_balance_usd FROM customers WHERE id = 'acme'")
+    assert stored is not None
     assert (stored["plan_id"], str(stored["low_balance_usd"])) == ("standard", "25.50")
 
 

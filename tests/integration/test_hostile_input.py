@@ -215,6 +215,7 @@ async def test_the_last_microsecond_of_a_month_stays_in_its_day_and_month(
     row = await db.fetchrow(
         "SELECT occurred_at, billing_day FROM ledger_entries WHERE event_id = 'h-edge'"
     )
+    assert row is not None
     assert row["occurred_at"] == datetime(2025, 11, 30, 23, 59, 59, 999999, tzinfo=UTC)
     assert row["billing_day"].isoformat() == "2025-11-30"
 
@@ -350,5 +351,6 @@ async def test_any_timestamp_is_kept_to_the_microsecond_or_rejected_never_rounde
         row = await db.fetchrow(
             "SELECT occurred_at, billing_day FROM ledger_entries WHERE event_id = $1", f"ht-{tag}"
         )
+        assert row is not None
         assert row["occurred_at"] == expected
         assert row["billing_day"] == expected.astimezone(UTC).date()

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from litestar.testing import AsyncTestClient
 from pypdf import PdfReader
+from pypdf.generic import DictionaryObject
 
 from service.app import create_app
 from tests.support.events import wire_event
@@ -264,7 +265,9 @@ async def test_a_long_invoice_prints_on_a4_pages_repeating_the_header_and_never_
     assert texts.index(totals) >= max(texts.index(t) for t in with_lines)
     assert "IBAN DE00 1234 5678 9012 3456 78" in texts[-1]
     # The logo is drawn: an image of its size among the first page's resources.
-    objects = pages[0]["/Resources"].get("/XObject", {})
+    resources = pages[0]["/Resources"]
+    assert isinstance(resources, DictionaryObject)  # what a page's /Resources holds
+    objects = resources.get("/XObject", {})
     images = [objects[name].get_object() for name in objects]
     assert [(i["/Width"], i["/Height"]) for i in images if i["/Subtype"] == "/Image"] == [(120, 40)]
 

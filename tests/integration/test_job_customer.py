@@ -144,6 +144,7 @@ async def test_a_patch_naming_a_customer_that_does_not_exist_is_refused(
     )
     # Nothing of the patch is applied.
     row = await db.fetchrow("SELECT customer_id, title FROM jobs WHERE job_id = 'job-1'")
+    assert row is not None
     assert tuple(row) == ("acme", None)
     assert await db.fetchval("SELECT count(*) FROM job_customer_changes") == 0
 

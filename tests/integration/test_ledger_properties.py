@@ -214,8 +214,10 @@ def plan_in_force(versions: list[PlanVersionModel], when: datetime) -> PlanVersi
     return max(candidates, key=lambda v: (v.effective_from, v.id)) if candidates else None
 
 
+# A plan's first version: effective from, basis, markup, per request, its own model prices.
+FirstVersion = tuple[datetime, str, Decimal, Decimal, dict[str, dict[str, Decimal]]]
 # p-acme: 25 % over the catalog cost from before any event; versions come mid-stream.
-ACME_FIRST = (EARLIEST - timedelta(days=1), "catalog", D("0.25"), D(0), {})
+ACME_FIRST: FirstVersion = (EARLIEST - timedelta(days=1), "catalog", D("0.25"), D(0), {})
 # p-beta: 10 % over the actual cost plus 0.001 a request, and its own Sonnet price.
 BETA_OWN = {SONNET: with_defaults(D("2.5"), D("11"), D("0.2"))}
 BETA_FIRST = (EARLIEST - timedelta(days=1), "actual", D("0.10"), D("0.001"), BETA_OWN)
@@ -305,7 +307,7 @@ def wire(sent: Sent) -> dict[str, Any]:
         event["attributes"] = dict(c.attributes)
     if c.customer_id is not None:
         event["customer_id"] = c.customer_id
-    broken = {
+    breakages: dict[str | None, dict[str, Any]] = {
         None: {},
         "negative-output": {"output_tokens": -1},
         "reasoning-above-output": {"reasoning_tokens": c.output_tokens + 1},
@@ -314,8 +316,8 @@ def wire(sent: Sent) -> dict[str, Any]:
         "far-future": {"occurred_at": "2999-01-01T00:00:00Z"},
         "sets-cost": {"cost_usd": "0"},
         "count-as-string": {"input_tokens": str(c.input_tokens)},
-    }[sent.breakage]
-    return {**event, **broken}
+    }
+    return {**event, **breakages[sent.breakage]}
 
 
 def instants() -> st.SearchStrategy[datetime]:

@@ -170,6 +170,7 @@ async def test_a_batch_of_the_most_events_each_at_every_limit_is_taken_at_the_de
         "SELECT events, input_tokens, reasoning_tokens FROM rollup_jobs WHERE job_id = $1",
         events[0]["job_id"],
     )
+    assert job is not None
     assert dict(job) == {
         "events": 5000,
         "input_tokens": 5000 * 10**12,

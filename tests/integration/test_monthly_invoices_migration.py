@@ -33,6 +33,7 @@ async def test_the_downgrade_keeps_a_job_s_invoice_and_the_upgrade_serves_it_as_
     async with connected(database_url) as conn:
         assert await schema_revision(conn) == revision_before(REVISION)
         row = await conn.fetchrow("SELECT job_id, total_usd, digest FROM invoices")
+        assert row is not None
         assert (row["job_id"], str(row["total_usd"])) == ("job-c", "0.06")
         assert row["digest"] == issued["digest"]
         columns = {

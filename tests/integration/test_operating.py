@@ -38,7 +38,7 @@ from tests.support.ledger_truth import (
 from tests.support.paths import PROJECT_ROOT
 from tests.support.ports import closed_port
 from tests.support.postgres import DebianPostgres, PgBouncer, started_postgres
-from tests.support.servers import ServerProcess
+from tests.support.servers import TEST_DEFAULTS, ServerProcess
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
@@ -136,7 +136,13 @@ def months_ahead() -> list[str]:
 
 
 def server(url: str, tmp_path: Path, name: str = "luc", **env: str) -> ServerProcess:
-    return ServerProcess(url, tmp_path / f"{name}.log", LUC_DATA_DIR=str(tmp_path / name), **env)
+    return ServerProcess(
+        url,
+        tmp_path / f"{name}.log",
+        defaults=TEST_DEFAULTS,
+        LUC_DATA_DIR=str(tmp_path / name),
+        **env,
+    )
 
 
 # The runtime role ---------------------------------------------------------------------------

@@ -73,6 +73,7 @@ async def test_upgrading_a_ledger_with_usage_prices_every_entry_at_its_cost(
             (None, "2026-11-01", D("0.042"), D("0.042"), 1),
         ]
         job = await conn.fetchrow("SELECT price_usd FROM rollup_jobs WHERE job_id = 'job-old'")
+        assert job is not None
         assert job["price_usd"] == D("0.084")
         assert await rollup_differences(conn) == {}
 

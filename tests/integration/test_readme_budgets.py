@@ -8,6 +8,7 @@ import json
 import shlex
 from urllib.parse import urlsplit
 
+from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from tests.support.paths import PROJECT_ROOT
@@ -35,7 +36,7 @@ def budget_requests() -> list[tuple[str, str, dict[str, object] | None]]:
 
 
 async def test_the_readme_budget_example_works_without_dns(
-    client: AsyncTestClient[object],
+    client: AsyncTestClient[Litestar],
 ) -> None:
     requests = budget_requests()
     assert [(method, path.split("?")[0]) for method, path, _ in requests] == [

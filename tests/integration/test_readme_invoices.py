@@ -10,6 +10,7 @@ import shlex
 from typing import Any
 from urllib.parse import urlsplit
 
+from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from tests.support.paths import PROJECT_ROOT
@@ -54,7 +55,7 @@ def curls(sh: str) -> list[tuple[str, str, Any]]:
 
 
 async def test_the_readme_invoice_is_addressed_to_the_customer_named_before_it_is_issued(
-    client: AsyncTestClient[object],
+    client: AsyncTestClient[Litestar],
 ) -> None:
     (send,) = curls(block("Try it", "Send an event:"))
     customers = curls(block("Customers and rate plans"))

@@ -264,8 +264,13 @@ async def test_groups_by_day_and_by_all_three_keys(recorded: Any) -> None:
     # rows are ordered by the keys in group_by's order; a repeated key counts once
     all_three = await reconciliation(recorded, group_by="day,model,provider,day")
     assert all_three["group_by"] == ["day", "model", "provider"]
-    expected = [({"day": D1 if "cachey" in k["model"] or "free" in k["model"] else D2, **k}, *rest)
-                for k, *rest in BY_MODEL_AND_PROVIDER]  # fmt: skip
+    expected = [
+        (
+            {"day": D1 if "cachey" in r[0]["model"] or "free" in r[0]["model"] else D2, **r[0]},
+            *r[1:],
+        )
+        for r in BY_MODEL_AND_PROVIDER
+    ]
     assert rows_of(all_three) == sorted(expected, key=lambda r: (r[0]["day"], r[0]["model"]))
 
 

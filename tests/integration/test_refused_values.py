@@ -45,8 +45,10 @@ async def running(app: Litestar) -> AsyncIterator[None]:
     """The app's ASGI lifespan (pool, group-commit writer) in this event loop."""
     to_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     from_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    # Litestar types the scope and messages as its own TypedDicts (its scope has an "app"
+    # key); ASGI's plain dicts are what a server passes, and what this one passes.
     task = asyncio.create_task(
-        app({"type": "lifespan", "asgi": {"version": "3.0"}}, to_app.get, from_app.put)
+        app({"type": "lifespan", "asgi": {"version": "3.0"}}, to_app.get, from_app.put)  # type: ignore[arg-type]
     )
     await to_app.put({"type": "lifespan.startup"})
     assert (await from_app.get())["type"] == "lifespan.startup.complete"
@@ -69,7 +71,8 @@ async def api(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
     """The app served in this event loop, so that requests really run side by side
     (Litestar's test client serves one request at a time)."""
     async with running(app):
-        transport = httpx.ASGITransport(app=app)
+        # httpx types an ASGI app over plain dicts, Litestar its own over TypedDicts.
+        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
         async with httpx.AsyncClient(transport=transport, base_url="http://luc") as client:
             yield client
 

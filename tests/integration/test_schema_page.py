@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import re
 
+from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 
 async def test_schema_is_a_self_contained_page_of_every_operation(
-    client: AsyncTestClient[object],
+    client: AsyncTestClient[Litestar],
 ) -> None:
     del client.headers["Authorization"]  # no key needed, as for the document
     page = await client.get("/schema")
@@ -44,7 +45,7 @@ async def test_schema_is_a_self_contained_page_of_every_operation(
     assert '<span class="method">POST</span>/v1/events</code> <span class="key">key</span>' in html
 
 
-async def test_swagger_stays_for_those_online(client: AsyncTestClient[object]) -> None:
+async def test_swagger_stays_for_those_online(client: AsyncTestClient[Litestar]) -> None:
     swagger = await client.get("/schema/swagger")
     assert swagger.status_code == 200
     assert "swagger-ui" in swagger.text

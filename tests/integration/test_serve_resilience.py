@@ -23,7 +23,7 @@ import pytest
 
 from tests.support.embedded import alive, postmaster_pid, scratch_data_dir
 from tests.support.events import wire_event
-from tests.support.servers import ServerProcess
+from tests.support.servers import TEST_DEFAULTS, ServerProcess
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
@@ -56,8 +56,8 @@ def test_workers_end_with_a_killed_parent_and_its_metrics_folder_goes_at_the_nex
     live = temp / f"luc-metrics-{os.getpid()}-abcdefgh"
     live.mkdir()
     env = {"LUC_WORKERS": "2", "TMPDIR": str(temp)}
-    server = ServerProcess(database_url, tmp_path / "luc.log", **env)
-    again = ServerProcess(database_url, tmp_path / "again.log", **env)
+    server = ServerProcess(database_url, tmp_path / "luc.log", defaults=TEST_DEFAULTS, **env)
+    again = ServerProcess(database_url, tmp_path / "again.log", defaults=TEST_DEFAULTS, **env)
     try:
         server.start()
         parent = psutil.Process(server.pid)

@@ -42,5 +42,6 @@ async def test_the_upgrade_counts_the_events_of_unknown_price_from_the_ledger(
             "SELECT unknown_price_events, unknown_actual_events FROM rollup_jobs"
             " WHERE job_id = 'job-u'"
         )
+        assert counts is not None
         assert tuple(counts) == (2, 1)
     assert (await client.get("/v1/jobs/job-u")).json() == before

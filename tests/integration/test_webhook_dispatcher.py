@@ -62,7 +62,9 @@ async def test_a_host_under_a_wildcard_that_is_no_dns_name_fails_and_dies_with_i
         assert await dispatcher.deliver_due() == 1
     finally:
         await dispatcher.client.aclose()
-    attempts, last_error, locked_until, dead_at = await db.fetchrow(OUTBOX)
+    row = await db.fetchrow(OUTBOX)
+    assert row is not None
+    attempts, last_error, locked_until, dead_at = row
     assert attempts == 1
     assert "has an empty label" in last_error
     assert locked_until is None  # released, not held until the lease runs out
@@ -84,7 +86,9 @@ async def test_any_exception_in_an_attempt_counts_as_a_failed_attempt_with_backo
         assert await dispatcher.deliver_due() == 0  # backed off: not claimed again now
     finally:
         await dispatcher.client.aclose()
-    attempts, last_error, locked_until, dead_at = await db.fetchrow(OUTBOX)
+    row = await db.fetchrow(OUTBOX)
+    assert row is not None
+    attempts, last_error, locked_until, dead_at = row
     assert (attempts, last_error, locked_until, dead_at) == (
         1,
         "RuntimeError: resolver bug",
@@ -197,9 +201,9 @@ async def test_a_2xx_answer_is_a_delivery_however_long_its_body_goes_on(
     finally:
         await dispatcher.client.aclose()
     # The status said the receiver has it; the body is never read (nor held in memory).
-    delivered_at, last_error = await db.fetchrow(
-        "SELECT delivered_at, last_error FROM alert_outbox"
-    )
+    row = await db.fetchrow("SELECT delivered_at, last_error FROM alert_outbox")
+    assert row is not None
+    delivered_at, last_error = row
     assert delivered_at is not None and last_error is None
 
 
@@ -264,7 +268,7 @@ async def test_retries_and_redeliveries_go_to_the_webhook_the_budget_has_now(
         assert await dispatcher.deliver_due() == 1
     finally:
         await dispatcher.client.aclose()
-    delivered_at, last_error = await db.fetchrow(
-        "SELECT delivered_at, last_error FROM alert_outbox"
-    )
+    row = await db.fetchrow("SELECT delivered_at, last_error FROM alert_outbox")
+    assert row is not None
+    delivered_at, last_error = row
     assert delivered_at is not None and last_error is None

@@ -169,9 +169,11 @@ def assert_read_side_agrees(http: httpx.Client, entries: list[dict[str, Any]]) -
     ):
         keys = group_by.split(",")
         rows = ok(http.get("/v1/usage", params={"group_by": group_by}))["rows"]
-        expected = grouped(
-            entries, lambda e, keys=keys: tuple(day(e) if k == "day" else e[k] for k in keys)
-        )
+
+        def key(e: dict[str, Any], keys: list[str] = keys) -> tuple[Any, ...]:
+            return tuple(day(e) if k == "day" else e[k] for k in keys)
+
+        expected = grouped(entries, key)
         assert {tuple(r[k] for k in keys): totals([r]) for r in rows} == expected, group_by
     # FOCUS: one row per UTC day × job × agent × model × provider; ListCost is the catalog
     # cost, EffectiveCost and BilledCost the actual cost.
@@ -767,7 +769,7 @@ def test_every_surface_tells_the_same_story_to_the_cent(database_url: str, tmp_p
             # Credits: what invoices applied is what was drawn. Globex: 3.00 less the 1.218
             # gx-1 gave back = 1.782. Acme: 0.099 (a6, a7) + 0.0154 (g6) + 0.4351 (gx-1) =
             # 0.5495, all it had but the 4.9505 that stays on the expired grant.
-            applied = defaultdict(D)
+            applied: defaultdict[str, D] = defaultdict(D)
             for i in invoices:
                 if i["customer"]:
                     applied[i["customer"]["id"]] += D(i["credits_applied_usd"])

@@ -92,6 +92,7 @@ async def test_an_invoice_of_a_36_digit_cost_rounds_once_on_the_exact_subtotal(
         "SELECT subtotal_usd, rounding_usd, total_usd FROM invoices WHERE number = $1",
         invoice["number"],
     )
+    assert row is not None
     assert (str(row["subtotal_usd"]), str(row["rounding_usd"]), row["total_usd"]) == (
         COST,
         "-" + COST,

@@ -141,5 +141,6 @@ async def test_an_issue_waiting_on_the_counter_across_new_year_is_numbered_and_d
         stored = await db.fetchrow(
             "SELECT year, seq, issued_at FROM invoices WHERE number = $1", invoice.number
         )
+        assert stored is not None
         assert (stored["year"], stored["seq"]) == (2027, 1)
         assert await db.fetchval("SELECT count(*) FROM invoice_counters WHERE year = 2026") == 0

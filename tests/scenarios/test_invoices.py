@@ -431,6 +431,7 @@ async def test_an_issued_invoice_cannot_be_changed_and_still_verifies_after_more
     assert after == invoice
     assert after["digest"] == expected_digest(after)
     stored = await db.fetchrow("SELECT canonical, digest FROM invoices WHERE number = $1", n)
+    assert stored is not None
     assert hashlib.sha256(stored["canonical"].encode()).hexdigest() == stored["digest"]
     assert stored["digest"] == invoice["digest"]
 

@@ -266,6 +266,7 @@ async def test_a_negative_follow_up_is_a_credit_note_numbered_apart_naming_what_
     row = await db.fetchrow(
         "SELECT kind, year, seq, corrects FROM invoices WHERE number = $1", credit["number"]
     )
+    assert row is not None
     assert tuple(row) == ("credit_note", year, 1, first["number"])
     # Its stored text, digest, columns (kind, corrects, due date too) and entries agree.
     verified = await luc_on(database_url, "invoice", "verify", credit["number"])

@@ -175,6 +175,7 @@ def test_the_postgres_datasource_logs_in_as_the_role_the_script_creates() -> Non
 def test_prometheus_scrapes_the_luc_service_with_the_mounted_config_and_rules() -> None:
     prometheus = services()["prometheus"]
     config_path = container_path("prometheus", PROMETHEUS_CONFIG)
+    assert config_path is not None
     assert f"--config.file={config_path}" in prometheus["command"]
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     (job,) = config["scrape_configs"]

@@ -33,7 +33,8 @@ def served() -> dict[str, set[str]]:
     # prometheus-client keeps an instrument's name, type and label names private.
     for instrument in vars(Metrics()).values():
         if isinstance(instrument, MetricWrapperBase):
-            kind: str = instrument._type
+            kind = instrument._type
+            assert kind is not None  # set by each instrument class
             labels = set(instrument._labelnames)
             for suffix in SUFFIXES[kind]:
                 names[instrument._name + suffix] = labels | (

@@ -27,6 +27,6 @@ def test_the_demos_provider_costs_agree_with_the_catalog_within_the_rounding() -
         catalog = expected_cost(event)
         assert catalog is not None
         assert abs(provider - catalog) <= half_a_billionth, event["id"]
-    catalog_total = sum(c for e, _ in reported if (c := expected_cost(e)) is not None)
-    provider_total = sum(p for _, p in reported)
+    catalog_total = sum((c for e, _ in reported if (c := expected_cost(e)) is not None), Decimal(0))
+    provider_total = sum((p for _, p in reported), Decimal(0))
     assert abs(provider_total - catalog_total) <= half_a_billionth * len(reported)

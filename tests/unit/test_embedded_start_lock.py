@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
@@ -28,7 +27,7 @@ def test_a_lock_held_too_long_fails_the_start_naming_it_before_anything_is_made(
         with pytest.raises(DatabaseSetupError) as refused:
             start_embedded_server(tmp_path / "luc", lock_wait_seconds=0.6)
         took = time.monotonic() - started
-    lines: list[dict[str, Any]] = logged
+    lines = logged
 
     assert refused.value.message.startswith(
         f"another process held the embedded PostgreSQL lock ({package_lock_path()}) for 0.6 s: "
@@ -50,7 +49,7 @@ def test_a_lock_let_go_within_the_limit_is_waited_for_and_said(
         started = time.monotonic()
         embedded._wait_for_package_lock(30)
         took = time.monotonic() - started
-    lines: list[dict[str, Any]] = logged
+    lines = logged
 
     assert 0.5 <= took < 10, took  # after the holder's second, not at the limit
     assert [line["event"] for line in lines] == ["embedded_postgres_lock_busy"]

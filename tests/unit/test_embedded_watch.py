@@ -177,7 +177,7 @@ def test_an_attempt_that_cannot_get_the_package_lock_fails_saying_so(
     # Another process holds the lock for 1 s (a lock is per process: not this one).
     with held_by_another_process(1), capture_logs() as logged:
         pid = watch._restart(gone_at=time.monotonic())
-    lines: list[dict[str, Any]] = logged
+    lines = logged
 
     assert pid == live.pid
     failed = [line for line in lines if line["event"] == "embedded_postgres_restart_failed"]

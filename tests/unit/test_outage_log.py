@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
 
 import asyncpg
 import structlog
@@ -25,7 +24,7 @@ def test_reminders_double_up_to_ten_minutes_and_the_end_is_said_once() -> None:
             now += 1.0
         outage.succeeded()
         outage.succeeded()  # a second success says nothing more
-    lines: list[dict[str, Any]] = logged
+    lines = logged
     assert [line["event"] for line in lines[:2]] == [
         "loop_database_unavailable",
         "loop_database_still_unavailable",

@@ -50,7 +50,12 @@ def test_an_unforeseen_failure_is_answered_in_openai_s_error_shape(
     assert error["type"] == "api_error"
     assert message in error["message"]
     # As the SDK reads it.
-    raised = openai.InternalServerError(error["message"], response=response, body=error)
+    # The SDK types its own httpx2.Response; it reads only request, status_code and headers.
+    raised = openai.InternalServerError(
+        error["message"],
+        response=response,  # type: ignore[arg-type]
+        body=error,
+    )
     assert (raised.message, raised.type) == (error["message"], "api_error")
 
 

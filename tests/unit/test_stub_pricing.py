@@ -63,7 +63,11 @@ def test_a_stub_answer_is_charged_zero_with_its_reason_and_a_real_call_its_price
     stub = charge_for(event("stub"), CATALOG.quote("a", AT))
     assert (stub.cost_usd, stub.reason, stub.unpriced_count) == (Decimal(0), NOT_BILLED_STUB, 0)
     assert (stub.catalog_version, stub.model, stub.tier) == (1, "vendor/model-a", "fast")
-    assert (stub.price_input, stub.price_output, stub.price_per_request) == (0, 0, 0)
+    assert (stub.price_input, stub.price_output, stub.price_per_request) == (
+        Decimal(0),
+        Decimal(0),
+        Decimal(0),
+    )
 
 
 def test_a_stub_answer_for_an_unknown_model_stays_unpriced_not_zero() -> None:
@@ -85,7 +89,11 @@ def test_re_rating_moves_a_stub_answer_booked_at_the_catalog_price_to_zero_once(
         -1,
         Decimal("1"),
     )
-    assert (rebooking.cost_usd, rebooking.event_count, rebooking.catalog_version) == (0, 1, 1)
+    assert (rebooking.cost_usd, rebooking.event_count, rebooking.catalog_version) == (
+        Decimal(0),
+        1,
+        1,
+    )
     assert rebooking.reason == f"re-rated since 2026-01-01T00:00:00+00:00; {NOT_BILLED_STUB}"
     assert plan.delta_usd == Decimal("-0.003")
     assert plan.actual_delta_usd == Decimal("-0.003")  # no reported cost: the catalog's moves it

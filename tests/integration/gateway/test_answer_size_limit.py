@@ -42,7 +42,9 @@ async def bounded(database_url: str) -> AsyncIterator[tuple[Scripted, AsyncTestC
 
 async def _metered(db: asyncpg.Connection) -> tuple[Any, ...]:
     [entry] = await ledger(db)
-    status, attributes = await db.fetchrow(STORED_EVENT, entry["event_id"])
+    row = await db.fetchrow(STORED_EVENT, entry["event_id"])
+    assert row is not None
+    status, attributes = row
     return (
         entry["input_tokens"],
         entry["output_tokens"],

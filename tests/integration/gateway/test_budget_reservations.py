@@ -338,7 +338,12 @@ async def test_a_call_that_spends_nothing_releases_its_reservation_at_once(
         failure(400, "Invalid value for temperature"),
         _answer(),
     )
-    call = {"model": FLASH, "messages": HELLO, "job_id": "job-fail", "agent": "ACHEEVY"}
+    call: dict[str, Any] = {
+        "model": FLASH,
+        "messages": HELLO,
+        "job_id": "job-fail",
+        "agent": "ACHEEVY",
+    }
     with pytest.raises(UpstreamRejectedError):
         await gateway.chat(**call, max_tokens=1000)
     assert await db.fetchval(HOLDING, "job-fail") == 0

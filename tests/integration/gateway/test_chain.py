@@ -209,7 +209,9 @@ async def test_without_any_key_the_stub_answers_and_its_usage_is_recorded_but_ne
     assert [tuple(r) for r in reasons] == [
         ("not billed: stub answer (heuristic mode, no LLM was called)", 0, Decimal(0))
     ] * 2
-    status, attributes = await db.fetchrow(STORED_EVENT, entries[0]["event_id"])
+    row = await db.fetchrow(STORED_EVENT, entries[0]["event_id"])
+    assert row is not None
+    status, attributes = row
     assert (status, attributes["usage_source"]) == ("ok", "estimate")
 
 
@@ -234,7 +236,9 @@ async def test_a_200_whose_body_is_cut_short_is_billed_from_its_generation_then_
         8,
     )
     assert paid["cost_usd"] == Decimal("0.0000072")
-    status, attributes = await db.fetchrow(STORED_EVENT, "gen-cut-1")
+    row = await db.fetchrow(STORED_EVENT, "gen-cut-1")
+    assert row is not None
+    status, attributes = row
     assert status == "error"
     assert attributes["usage_source"] == "generation"
     assert "not JSON" in attributes["error"]
@@ -263,7 +267,9 @@ async def test_a_200_carrying_only_an_error_object_is_billed_by_estimate_and_sto
     # No id, no usage: estimated from the prompt, "Hello there" 11 chars → 3 tokens, at 0.10
     assert (paid["provider"], paid["input_tokens"], paid["output_tokens"]) == ("openrouter", 3, 0)
     assert paid["cost_usd"] == Decimal("0.0000003")
-    status, attributes = await db.fetchrow(STORED_EVENT, paid["event_id"])
+    row = await db.fetchrow(STORED_EVENT, paid["event_id"])
+    assert row is not None
+    status, attributes = row
     assert (status, attributes["usage_source"]) == ("error", "estimate")
 
 
@@ -292,6 +298,8 @@ async def test_a_200_whose_body_stalls_past_the_read_timeout_is_billed_not_retri
         ("gen-slow-1", "openrouter", 8),
         (result.generation_id, "stub", 17),
     ]
-    status, attributes = await db.fetchrow(STORED_EVENT, "gen-slow-1")
+    row = await db.fetchrow(STORED_EVENT, "gen-slow-1")
+    assert row is not None
+    status, attributes = row
     assert status == "error"
     assert "stalled beyond the timeout" in attributes["error"]

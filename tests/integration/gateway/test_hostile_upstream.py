@@ -16,6 +16,7 @@ from litestar.testing import AsyncTestClient
 from service.auth.keys import create_key
 from service.errors import UpstreamUnavailableError
 from service.gateway.metering import Gateway
+from service.gateway.models import ChatResult
 from service.gateway.openrouter import OpenRouterProvider
 from tests.support.fake_openrouter import Failure, FakeOpenRouter, Reply, openrouter_at, usage
 from tests.support.ledger_truth import STORED_EVENT, ledger
@@ -40,7 +41,7 @@ async def _proxied_once(
     reply: Reply,
     *,
     stream: bool = False,
-) -> tuple[Any, asyncpg.Record]:
+) -> tuple[Any, dict[str, Any]]:
     """One call through the proxy that the fake OpenRouter answers with ``reply``: its
     answer (a 200) and, once its usage is recorded, the one ledger entry it made."""
     fake_openrouter.push(reply)
@@ -73,7 +74,9 @@ async def test_a_stream_that_ends_without_done_is_an_error_to_the_client_and_on_
     assert "tried the next provider" not in error["message"]
     # From GET /generation: 100·0.10 + 20·0.40 = 18 per 1M
     assert (entry["input_tokens"], entry["output_tokens"]) == (100, 20)
-    status, attributes = await db.fetchrow(STORED_EVENT, entry["event_id"])
+    row = await db.fetchrow(STORED_EVENT, entry["event_id"])
+    assert row is not None
+    status, attributes = row
     assert (status, attributes["usage_source"]) == ("error", "generation")
     assert "ended without [DONE]" in attributes["error"]
 
@@ -112,7 +115,9 @@ async def test_an_answering_model_name_of_any_length_never_keeps_the_usage_off_t
     _, entry = await _proxied_once(proxy, fake_openrouter, db, reply)
     # Billed under the model asked for (LUC cannot price the other): 10·0.10 + 2·0.40
     assert (entry["model"], entry["cost_usd"]) == (FLASH, Decimal("0.0000018"))
-    _, attributes = await db.fetchrow(STORED_EVENT, entry["event_id"])
+    row = await db.fetchrow(STORED_EVENT, entry["event_id"])
+    assert row is not None
+    _, attributes = row
     kept = attributes["upstream_model"]
     assert kept.startswith("vendor/mmm") and kept.endswith("…") and len(kept) <= 400
 
@@ -190,7 +195,9 @@ async def test_nul_characters_in_a_provider_s_model_or_error_never_park_the_usag
     )
     _, entry = await _proxied_once(proxy, fake_openrouter, db, reply, stream=True)
     assert (entry["input_tokens"], entry["output_tokens"]) == (30, 4)
-    status, attributes = await db.fetchrow(STORED_EVENT, entry["event_id"])
+    row = await db.fetchrow(STORED_EVENT, entry["event_id"])
+    assert row is not None
+    status, attributes = row
     assert status == "error"
     assert attributes["upstream_model"] == "vendor/odd\ufffdmodel"
     assert attributes["error"] == "upstream said \ufffd and stopped (code 502)"
@@ -240,7 +247,9 @@ async def test_a_model_and_error_text_of_escaped_characters_stay_within_the_attr
         usage_with_error=True,
     )
     _, entry = await _proxied_once(proxy, fake_openrouter, db, reply, stream=True)
-    _, attributes = await db.fetchrow(STORED_EVENT, entry["event_id"])
+    row = await db.fetchrow(STORED_EVENT, entry["event_id"])
+    assert row is not None
+    _, attributes = row
     assert len(msgspec.json.encode(attributes)) <= 4096
     assert attributes["upstream_model"].startswith("vendor/\x01")
     assert attributes["upstream_model"].endswith("…")
@@ -278,12 +287,15 @@ async def test_a_stream_without_usage_estimates_its_output_from_tool_calls_and_r
         ]
 
     *texts, result = pieces
+    assert isinstance(result, ChatResult)
     assert texts == [] and result.text == ""  # no content: the caller's text stays empty
     [entry] = await ledger(db)
     # "Tell me a story" 15 chars → 4 tokens in; "Let me check." (13) + "get_weather" (11)
     # + '{"city": "Paris"}' (17) = 41 chars → 11 tokens out
     assert (entry["input_tokens"], entry["output_tokens"]) == (4, 11)
-    _, attributes = await db.fetchrow(STORED_EVENT, entry["event_id"])
+    row = await db.fetchrow(STORED_EVENT, entry["event_id"])
+    assert row is not None
+    _, attributes = row
     assert attributes["usage_source"] == "estimate"
 
 
@@ -393,7 +405,9 @@ async def test_a_stream_answered_with_one_json_body_is_metered_and_streamed_to_t
     assert (entry["input_tokens"], entry["output_tokens"]) == (100, 20)
     assert entry["cost_usd"] == Decimal("0.000018")
     assert entry["provider_cost_usd"] == Decimal("0.0000183")
-    status, attributes = await db.fetchrow(STORED_EVENT, "gen-json-1")
+    row = await db.fetchrow(STORED_EVENT, "gen-json-1")
+    assert row is not None
+    status, attributes = row
     assert (status, attributes["usage_source"], attributes["streamed"]) == ("ok", "response", True)
 
 
@@ -421,6 +435,8 @@ async def test_a_streamed_call_answered_with_a_json_error_object_is_an_error_and
         100,
         0,
     )
-    status, attributes = await db.fetchrow(STORED_EVENT, "gen-json-2")
+    row = await db.fetchrow(STORED_EVENT, "gen-json-2")
+    assert row is not None
+    status, attributes = row
     assert (status, attributes["usage_source"]) == ("error", "response")
     assert attributes["error"] == "Upstream overloaded (code 502)"

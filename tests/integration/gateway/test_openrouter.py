@@ -103,7 +103,12 @@ async def test_a_long_context_call_costs_the_long_rate_in_its_result_and_on_the_
     entries = {e["event_id"]: e for e in await ledger(db)}
     assert entries[long.generation_id]["cost_usd"] == long.cost.usd
     assert entries[short.generation_id]["cost_usd"] == short.cost.usd
-    rates = dict(await db.fetch("SELECT event_id, long_context_from FROM ledger_entries"))
+    rates = {
+        event_id: rate
+        for event_id, rate in await db.fetch(
+            "SELECT event_id, long_context_from FROM ledger_entries"
+        )
+    }
     assert rates == {long.generation_id: 200_001, short.generation_id: None}
 
 
@@ -201,7 +206,9 @@ async def test_an_error_after_tokens_bills_them_from_the_generation_record_and_t
     # From GET /generation: 100·0.10 + 20·0.40 = 18 per 1M
     assert (entry["input_tokens"], entry["output_tokens"]) == (100, 20)
     assert entry["cost_usd"] == Decimal("0.000018")
-    status, attributes = await db.fetchrow(STORED_EVENT, entry["event_id"])
+    row = await db.fetchrow(STORED_EVENT, entry["event_id"])
+    assert row is not None
+    status, attributes = row
     assert status == "error"
     assert attributes["usage_source"] == "generation"
 

@@ -13,6 +13,7 @@ import asyncpg
 import openai
 import pytest
 from litestar.testing import AsyncTestClient
+from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolUnionParam
 
 from service.app import create_app
 from service.auth.keys import create_key
@@ -27,7 +28,8 @@ from tests.support.waiting import proxied_usage_recorded, wait_until
 pytestmark = pytest.mark.asyncio
 
 FLASH = "google/gemini-3.0-flash"  # 0.10 in, 0.40 out per 1M
-BODY = {"model": FLASH, "messages": [{"role": "user", "content": "Tell me a story"}]}
+STORY: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Tell me a story"}]
+BODY = {"model": FLASH, "messages": STORY}
 
 HOLDING = """
 SELECT count(*) FROM budget_reservations
@@ -187,7 +189,7 @@ async def test_the_openai_sdk_s_calls_go_upstream_untouched_and_are_metered_by_t
         Reply(text=text, usage=usage(20, 7, cost="5E-7")),
         Reply(text=text, usage=usage(12, 3, cost="0.0000036"), usage_shape=2),
     )
-    tools = [
+    tools: list[ChatCompletionToolUnionParam] = [
         {
             "type": "function",
             "function": {
@@ -204,7 +206,7 @@ async def test_the_openai_sdk_s_calls_go_upstream_untouched_and_are_metered_by_t
     answer = sync.chat.completions.create(
         model=SONNET,
         messages=[{"role": "user", "content": "Wie ist das Wetter in Köln?"}],
-        tools=tools,  # type: ignore[arg-type]
+        tools=tools,
         tool_choice="auto",
         response_format={"type": "json_object"},
         n=2,
@@ -324,11 +326,13 @@ async def test_an_event_whose_data_spans_several_lines_reaches_the_sdk_whole(
     sdk = openai.AsyncOpenAI(
         base_url=f"{proxy.base_url}/v1",
         api_key="unused",
-        http_client=proxy,
+        # The SDK types its own httpx2.AsyncClient; the test client (an httpx.AsyncClient)
+        # has the methods it calls.
+        http_client=proxy,  # type: ignore[arg-type]
         default_headers={"X-LUC-Job": "job-lines", "X-LUC-Agent": "ORACLE"},
         max_retries=0,
     )
-    stream = await sdk.chat.completions.create(model=FLASH, messages=BODY["messages"], stream=True)
+    stream = await sdk.chat.completions.create(model=FLASH, messages=STORY, stream=True)
     chunks = [c async for c in stream]
     assert [c.choices[0].delta.content for c in chunks if c.choices] == ["Hi!"]
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 20

@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from service.auth.keys import create_key
 from tests.support.fake_openrouter import FakeOpenRouter, Reply, failure, usage
@@ -22,7 +23,9 @@ pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
 FLASH = "google/gemini-3.0-flash"  # 0.10 in, 0.40 out per 1M
 SONNET = "anthropic/claude-sonnet-4.5"  # 3.00 in, 15.00 out per 1M
-QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+QUESTION: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "What is the capital of France?"}
+]
 
 
 async def _luc(

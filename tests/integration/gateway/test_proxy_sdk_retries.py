@@ -11,6 +11,7 @@ import asyncpg
 import openai
 import pytest
 from litestar.testing import AsyncTestClient
+from openai.types.chat import ChatCompletionMessageParam
 
 from service.auth.keys import create_key
 from tests.support.fake_openrouter import BrokenAnswer, FakeOpenRouter, failure
@@ -21,7 +22,7 @@ from tests.support.waiting import proxied_usage_recorded
 pytestmark = pytest.mark.asyncio
 
 FLASH = "google/gemini-3.0-flash"
-STORY = [{"role": "user", "content": "Tell me a story"}]
+STORY: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Tell me a story"}]
 BODY = {"model": FLASH, "messages": STORY}
 ATTRIBUTION = {"X-LUC-Job": "job-r", "X-LUC-Agent": "ORACLE"}
 
@@ -33,7 +34,9 @@ async def _sdk(client: AsyncTestClient[Any], db: asyncpg.Connection) -> openai.A
         base_url=f"{client.base_url}/v1",
         api_key=key,
         default_headers=ATTRIBUTION,
-        http_client=client,
+        # The SDK types its own httpx2.AsyncClient; the test client (an httpx.AsyncClient)
+        # has the methods it calls.
+        http_client=client,  # type: ignore[arg-type]
     )
 
 
@@ -47,7 +50,7 @@ async def test_the_sdk_does_not_retry_a_call_whose_attempts_reached_the_provider
     sdk = await _sdk(client, db)
 
     with pytest.raises(openai.InternalServerError) as raised:
-        await sdk.chat.completions.create(model=FLASH, messages=STORY, stream=stream)  # type: ignore[call-overload]
+        await sdk.chat.completions.create(model=FLASH, messages=STORY, stream=stream)
 
     assert raised.value.status_code == 502
     assert raised.value.response.headers["x-should-retry"] == "false"
@@ -65,7 +68,7 @@ async def test_the_sdk_does_not_retry_a_paid_answer_that_is_no_answer(
     sdk = await _sdk(proxy, db)
 
     with pytest.raises(openai.InternalServerError) as raised:
-        await sdk.chat.completions.create(model=FLASH, messages=STORY)  # type: ignore[arg-type]
+        await sdk.chat.completions.create(model=FLASH, messages=STORY)
 
     assert raised.value.status_code == 502
     assert raised.value.response.headers["x-should-retry"] == "false"

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
+from typing import TypedDict
 
 import asyncpg
 import msgspec
@@ -35,7 +36,13 @@ from tests.support.waiting import wait_until
 usage = partial(usage_event_in, job_id="job-spool", agent="ORACLE", provider_cost_usd="0.0003")
 # What a test puts in the spool is replayed at once (a sink leaves fresh usage to the process
 # that spooled it for a second).
-AT_ONCE = {"replay_after_seconds": 0.0}
+
+
+class _Replay(TypedDict):
+    replay_after_seconds: float
+
+
+AT_ONCE: _Replay = {"replay_after_seconds": 0.0}
 
 
 class SwitchedLedger:
@@ -315,7 +322,7 @@ async def test_settled_waits_for_the_usage_emitted_so_far_not_for_what_comes_aft
     pool = await create_pool(database_url, settings.database)
     cache = CatalogCache()
     gates = [asyncio.Event(), asyncio.Event()]
-    batches: list[list[str]] = []
+    batches: list[list[str | None]] = []
 
     async def record(items: Sequence[UsageEvent | Rejection]) -> BatchOutcome:
         batches.append([i.id for i in items])
@@ -371,7 +378,7 @@ async def test_usage_neither_the_ledger_nor_the_spool_took_is_tried_again_by_its
         record.down = False  # PostgreSQL is back; the spool still cannot be written
 
         async def on_the_ledger() -> bool:
-            return await db.fetchval("SELECT count(*) FROM event_keys") == 1
+            return bool(await db.fetchval("SELECT count(*) FROM event_keys") == 1)
 
         await wait_until(on_the_ledger, 30, "the journaled usage on the ledger")
         await wait_until(lambda: journal_ids(spool_path) == [], 30, "the journal resolved")

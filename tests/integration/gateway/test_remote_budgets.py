@@ -168,7 +168,12 @@ async def test_the_calls_customer_goes_to_luc_and_a_credit_refusal_comes_back_as
 ) -> None:
     fake, root = luc
     reason = "customer 'acme' has no prepaid credits left and credit_stop is set"
-    refusal = {"allowed": False, "reservation_id": None, "remaining_usd": None, "budgets": []}
+    refusal: dict[str, Any] = {
+        "allowed": False,
+        "reservation_id": None,
+        "remaining_usd": None,
+        "budgets": [],
+    }
     fake.script.append((402, {**refusal, "reason": reason, "refused_by": "credits"}, {}))
     verdict = await RemoteBudgets(root, "luc_key", http).reserve(
         job_id="job-1",

@@ -61,7 +61,9 @@ async def _unanswered(db: asyncpg.Connection) -> list[tuple[Any, ...]]:
     usage source), in the order they were recorded."""
     rows = []
     for entry in await ledger(db):
-        status, attributes = await db.fetchrow(STORED_EVENT, entry["event_id"])
+        row = await db.fetchrow(STORED_EVENT, entry["event_id"])
+        assert row is not None
+        status, attributes = row
         if "outcome" in attributes:
             rows.append(
                 (

@@ -93,7 +93,9 @@ async def _first_delta(handle: StreamHandle) -> str:
 
 
 async def _stored(db: asyncpg.Connection, event_id: str) -> tuple[str, dict[str, Any]]:
-    status, attributes = await db.fetchrow(STORED_EVENT, event_id)
+    row = await db.fetchrow(STORED_EVENT, event_id)
+    assert row is not None
+    status, attributes = row
     return status, attributes
 
 

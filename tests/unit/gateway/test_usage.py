@@ -58,7 +58,9 @@ def test_missing_or_null_usage_parts_count_as_zero() -> None:
 
 def test_a_tiny_cost_in_exponent_notation_becomes_a_plain_decimal_string() -> None:
     raw = decode_json(b'{"prompt_tokens": 1, "completion_tokens": 1, "cost": 1e-7}')
-    assert money_text(from_openai_usage(raw).provider_cost_usd) == "0.0000001"
+    cost = from_openai_usage(raw).provider_cost_usd
+    assert cost is not None
+    assert money_text(cost) == "0.0000001"
 
 
 def test_cache_tokens_reported_outside_the_prompt_are_added_to_it() -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import cast
 
 import asyncpg
 import pytest
 
 from service.ingest.models import Rejection, UsageEvent
-from service.recording.group_commit import GroupWriter
+from service.recording.group_commit import GroupWriter, RecordRequestsFn
 from service.recording.models import ACCEPTED, REJECTED, BatchOutcome, EventOutcome
 from service.recording.one_trip import OneTrip
 from service.recording.service import record_apart
@@ -24,7 +25,7 @@ async def test_concurrent_events_share_a_commit_and_each_gets_its_own_answer() -
         groups.append([e.id for e in events])
         return BatchOutcome([EventOutcome(e.id, ACCEPTED) for e in events])
 
-    writer = GroupWriter(record)
+    writer = GroupWriter(cast(RecordRequestsFn, record))  # submit() takes only UsageEvents
     answers = asyncio.gather(*(writer.submit(usage_event(f"e{i}")) for i in range(50)))
     # Every request is queued before any writer looks (as under load, while the previous
     # commit is in flight): no scheduling order or sleep decides what a group holds.
@@ -51,7 +52,7 @@ async def test_a_failed_commit_fails_every_request_in_it_and_the_writer_goes_on(
             raise ConnectionError("database went away")
         return BatchOutcome([EventOutcome(e.id, ACCEPTED) for e in events])
 
-    writer = GroupWriter(record)
+    writer = GroupWriter(cast(RecordRequestsFn, record))  # submit() takes only UsageEvents
     writer.start()
     first = asyncio.ensure_future(writer.submit(usage_event("a")))
     await first_taken.wait()  # "a" is taken alone into the commit that will fail
@@ -75,7 +76,7 @@ async def test_a_group_the_database_refuses_is_recorded_without_the_event_at_fau
             raise asyncpg.NumericValueOutOfRangeError("numeric field overflow")
         return BatchOutcome([EventOutcome(i, ACCEPTED) for i in ids])
 
-    writer = GroupWriter(lambda events, **_: record_apart(record, events))
+    writer = GroupWriter(lambda items, **_: record_apart(record, items))
     writer.start()
     ids = [f"e{i}" for i in range(7)] + ["culprit"] + [f"e{i}" for i in range(7, 15)]
     answers = await asyncio.gather(*(writer.submit(usage_event(i)) for i in ids))
@@ -132,7 +133,8 @@ async def test_a_second_group_is_in_flight_only_while_groups_overlap(
         in_flight -= 1
         return BatchOutcome([EventOutcome(e.id, ACCEPTED) for e in events])
 
-    writer = GroupWriter(record, writers=2, overlap=lambda: overlap)
+    # submit() takes only UsageEvents
+    writer = GroupWriter(cast(RecordRequestsFn, record), writers=2, overlap=lambda: overlap)
     writer.start()
     first = asyncio.ensure_future(writer.submit(usage_event("a")))
     await first_taken.wait()
@@ -149,14 +151,20 @@ async def test_a_second_group_is_in_flight_only_while_groups_overlap(
     assert seen == flying
 
 
+def _opening(budgets_exist: bool, credits_exist: bool) -> asyncpg.Record:
+    """An opening's row as ``OneTrip.learn`` reads it, by column name: a dict stands in."""
+    row = {"budgets_exist": budgets_exist, "credits_exist": credits_exist}
+    return row  # type: ignore[return-value]
+
+
 def test_groups_take_the_long_way_until_an_opening_says_no_credit_account_exists() -> None:
     trip = OneTrip()
     assert trip.long_way  # nothing read yet
-    trip.learn({"budgets_exist": False, "credits_exist": False}, [])  # type: ignore[arg-type]
+    trip.learn(_opening(budgets_exist=False, credits_exist=False), [])
     assert not trip.long_way
-    trip.learn({"budgets_exist": True, "credits_exist": True}, [])  # type: ignore[arg-type]
+    trip.learn(_opening(budgets_exist=True, credits_exist=True), [])
     assert trip.long_way  # prepaid credits: draws want statements of their own
-    trip.learn({"budgets_exist": True, "credits_exist": False}, [])  # type: ignore[arg-type]
+    trip.learn(_opening(budgets_exist=True, credits_exist=False), [])
     assert not trip.long_way  # budgets go in one trip
     trip.enabled = False  # a transaction pooler, or no TEMPORARY privilege
     assert trip.long_way
