@@ -35,6 +35,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -403,17 +404,13 @@ async def run_all(
                 reference,
                 concurrency,
                 batches,
-                lambda meter, r=reference, b=batches, c=concurrency: copy_batches(
-                    db.url, b, c, r, meter
-                ),
+                partial(copy_batches, db.url, batches, concurrency, reference),
             )
         await measure(
             "http_batch_ingest",
             concurrency,
             batches,
-            lambda meter, b=batches, c=concurrency: send_batches(
-                server.base_url, b, c, meter, db.auth_headers
-            ),
+            partial(send_batches, server.base_url, batches, concurrency, headers=db.auth_headers),
         )
     return results
 
@@ -569,7 +566,7 @@ def report(results: Sequence[Measurement]) -> list[dict[str, Any]]:
     print("(× COPY: rate over the COPY of event rows with as many senders; Python CPU:")
     print(" luc serve's processes for ingest, the benchmark's COPY client for the references;")
     print(" workers: LUC_WORKERS of the server, the references measured beside it)")
-    ratios = []
+    ratios: list[dict[str, Any]] = []
     for (name, concurrency, workers), ingest in by_key.items():
         if name != "http_batch_ingest":
             continue

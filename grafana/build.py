@@ -161,7 +161,11 @@ Thresholds = list[tuple[float | None, str]]
 
 
 def _datasource(targets: list[Target]) -> models.DataSourceRef:
-    sources = {source.uid: source for source in (t.build().datasource for t in targets)}
+    sources = {}
+    for target in targets:
+        source = target.build().datasource
+        assert source is not None  # each target names its datasource
+        sources[source.uid] = source
     if len(sources) != 1:
         raise ValueError("a panel queries exactly one datasource")
     (source,) = sources.values()
@@ -973,7 +977,7 @@ HTTP = "luc_http_request_duration_seconds"
 
 def operations() -> dict[str, Any]:
     events = "luc_events_total"
-    panels = [
+    panels: list[Item] = [
         row("Health"),
         stat(
             "LUC targets up",
