@@ -45,7 +45,7 @@ format: $(INSTALLED) ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff format service tests bench db grafana
 	$(BIN)/ruff check --fix service tests bench db grafana
 
-typecheck: $(INSTALLED) ## mypy --strict on service/
+typecheck: $(INSTALLED) ## mypy: --strict on service/, db/, grafana/; tests/ and bench/ checked too
 	$(BIN)/mypy
 
 bench: $(INSTALLED) ## Ingest vs COPY, ingest paths, reads at 10k and 10M rows, /metrics, the proxy (long)
