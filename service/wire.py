@@ -280,3 +280,17 @@ def day_text_sql(expr: str) -> str:
     """SQL writing the date ``expr`` as ``day_text`` does, whatever the session's
     DateStyle (``date::text`` follows it)."""
     return f"to_char({expr}, 'YYYY-MM-DD')"
+
+
+_FORMULA_CHARACTERS = frozenset("=+-@")
+
+
+def spreadsheet_text(value: str | None) -> str:
+    """Text for a CSV cell as a spreadsheet will not run it (CSV injection): a cell that
+    starts with a formula character, after any spaces (a spreadsheet skips them), or with a
+    tab or a line break gets a leading quote. None is an empty cell."""
+    if not value:
+        return ""
+    if value[0] in "\t\r\n" or value.lstrip(" ")[:1] in _FORMULA_CHARACTERS:
+        return "'" + value
+    return value

@@ -204,8 +204,12 @@ def _chat_request(raw: bytes, gateway: Gateway) -> tuple[ChatRequest, bool]:
     model = body.get("model") or gateway.default_model
     if not isinstance(model, str):
         raise InvalidRequestError("model: must be a string", status_code=400)
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        # As OpenAI refuses it: "yes" or 1 read as false would answer in another shape.
+        raise InvalidRequestError("stream: must be a boolean (or null)", status_code=400)
     forward = {k: v for k, v in body.items() if k not in _OWN_FIELDS}
-    return ChatRequest(model=model, body=forward), body.get("stream") is True
+    return ChatRequest(model=model, body=forward), stream is True
 
 
 def _stub_header(luc: Resources, gateway: Gateway, provider: str | None) -> dict[str, str]:

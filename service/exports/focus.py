@@ -47,7 +47,7 @@ from decimal import Decimal
 from service.exports.models import ExportRange, FocusRow
 from service.money import EXACT
 from service.tokens import TOKEN_CLASSES, TOTALS
-from service.wire import money_text
+from service.wire import money_text, spreadsheet_text
 
 FOCUS_VERSION = "1.2"
 
@@ -209,11 +209,6 @@ COLUMNS: tuple[Column, ...] = (*FOCUS_COLUMNS, *CUSTOM_COLUMNS)
 HEADER: tuple[str, ...] = tuple(c.name for c in COLUMNS)
 
 
-def _safe(value: str) -> str:
-    """Text as a spreadsheet will not run it: a leading formula character gets a quote."""
-    return "'" + value if value and value[0] in "=+-@\t\r" else value
-
-
 def cells(row: FocusRow, span: ExportRange) -> list[str]:
     """The row's CSV cells, in ``HEADER`` order; a null is an empty cell."""
     out = []
@@ -222,7 +217,7 @@ def cells(row: FocusRow, span: ExportRange) -> list[str]:
         if value is None:
             out.append("")
         else:
-            out.append(_safe(value) if column.text else value)
+            out.append(spreadsheet_text(value) if column.text else value)
     return out
 
 

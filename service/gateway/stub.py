@@ -23,7 +23,9 @@ from service.gateway.models import ChatRequest, Completion, ProviderUsage, Strea
 from service.gateway.usage import CHARS_PER_TOKEN, estimated_usage, from_openai_usage
 from service.pricing.catalog import STUB_PROVIDER
 
-REPLY_PREFIX = "[stub reply: no LLM provider is configured] "
+REPLY_PREFIX = "[stub reply: no LLM provider answered this] "
+"""True in both ways the stub answers: no provider is configured (heuristic mode), or the
+chain's providers failed and it ended here (``cause="fallback"``)."""
 CHUNK_CHARS = 16
 
 

@@ -21,7 +21,7 @@ from service.invoices.pricing import terms_text
 from service.money import CENT, exact_difference, exact_sum, quantize_half_up
 from service.pricing.models import rate_label
 from service.tokens import TOKEN_CLASSES, TOKEN_FIELDS, parts_of
-from service.wire import money_text
+from service.wire import money_text, spreadsheet_text
 
 # Presenting amounts ---------------------------------------------------------------------------
 
@@ -188,13 +188,6 @@ plus the amount due's rounding, to the amount due); ``amount_exact_usd`` keeps e
 and adds up too (the document's figures)."""
 
 
-def _text_cell(value: str | None) -> str:
-    """Text as a spreadsheet will not run it: a leading formula character gets a quote."""
-    if value and value[0] in "=+-@\t\r":
-        return "'" + value
-    return value or ""
-
-
 def _rate(line: dict[str, Any]) -> str:
     """The rate a line's unit prices are; a line issued before long context was at base."""
     return str(line.get("rate") or rate_label(None))
@@ -234,8 +227,8 @@ def to_csv(document: dict[str, Any]) -> str:
     head = [
         document["number"] or "preview",
         kind_of_document(document),
-        _text_cell(customer_id(document)),
-        _text_cell(document["job_id"]),
+        spreadsheet_text(customer_id(document)),
+        spreadsheet_text(document["job_id"]),
     ]
     blank_line = [""] * (len(CSV_COLUMNS) - len(head) - 5)
 
@@ -251,14 +244,14 @@ def to_csv(document: dict[str, Any]) -> str:
                 jobs,
             ]
         # A monthly invoice's lines name their job (the document names none).
-        row_head = [*head[:3], _text_cell(line["job_id"])] if "job_id" in line else head
+        row_head = [*head[:3], spreadsheet_text(line["job_id"])] if "job_id" in line else head
         row_jobs = _jobs_cell([line["job_id"]]) if "job_id" in line else jobs
         return [
             *row_head,
             kind,
-            _text_cell(line["agent"]),
-            _text_cell(line["model"]),
-            _text_cell(line["provider"]),
+            spreadsheet_text(line["agent"]),
+            spreadsheet_text(line["model"]),
+            spreadsheet_text(line["provider"]),
             line["catalog_version"],
             _rate(line),
             line["events"],

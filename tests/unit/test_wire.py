@@ -10,7 +10,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.wire import WireValueError, instant_text, money_text, parse_instant, parse_money
+from service.wire import (
+    WireValueError,
+    instant_text,
+    money_text,
+    parse_instant,
+    parse_money,
+    spreadsheet_text,
+)
 
 D = Decimal
 
@@ -196,3 +203,30 @@ def test_any_other_instant_is_refused_not_rounded(text: str, says: str) -> None:
 @given(st.datetimes(timezones=st.just(UTC)))
 def test_what_luc_writes_as_an_instant_it_reads_back(value: datetime) -> None:
     assert parse_instant("at", instant_text(value)) == value
+
+
+@pytest.mark.parametrize(
+    ("text", "cell"),
+    [
+        ("=HYPERLINK(1)", "'=HYPERLINK(1)"),
+        ("+1", "'+1"),
+        ("-1", "'-1"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\t=1", "'\t=1"),
+        ("\r1", "'\r1"),
+        ("\nx", "'\nx"),
+        # A spreadsheet skips leading spaces before it reads a formula.
+        ("  =1+1", "'  =1+1"),
+        (" -2", "' -2"),
+        # Text that starts otherwise, or only has a formula character inside, is as sent.
+        ("job-42", "job-42"),
+        ("a=b", "a=b"),
+        ("   ", "   "),
+        ("", ""),
+        (None, ""),
+    ],
+)
+def test_a_csv_cell_a_spreadsheet_would_run_gets_a_leading_quote(
+    text: str | None, cell: str
+) -> None:
+    assert spreadsheet_text(text) == cell

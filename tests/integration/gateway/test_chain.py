@@ -192,7 +192,7 @@ async def test_without_any_key_the_stub_answers_and_its_usage_is_recorded_but_ne
         )
     ]
 
-    reply = "[stub reply: no LLM provider is configured] You said: Hello there"  # 65 chars
+    reply = "[stub reply: no LLM provider answered this] You said: Hello there"  # 65 chars
     assert result.text == reply
     assert "".join(i for i in streamed if isinstance(i, str)) == reply
     # "Hello there": 11 chars → 3 tokens; the reply: 65 chars → 17 tokens (4 chars a token)

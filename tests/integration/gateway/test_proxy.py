@@ -96,6 +96,28 @@ async def test_a_body_nested_too_deeply_is_an_openai_shaped_400_and_nothing_is_c
     assert await ledger(db) == []
 
 
+async def test_a_stream_flag_that_is_no_boolean_is_an_openai_shaped_400(
+    client: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    # "yes" was read as false: the caller asked for a stream and got one JSON answer.
+    for flag in ("yes", 1, "true"):
+        response = await client.post(
+            "/v1/chat/completions", json={**BODY, "stream": flag}, headers=ATTRIBUTION
+        )
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert (error["type"], error["message"]) == (
+            "invalid_request_error",
+            "stream: must be a boolean (or null)",
+        )
+    assert await ledger(db) == []
+    answered = await client.post(
+        "/v1/chat/completions", json={**BODY, "stream": None}, headers=ATTRIBUTION
+    )
+    assert answered.status_code == 200, answered.text
+    assert answered.json()["object"] == "chat.completion"
+
+
 async def test_a_call_without_a_key_gets_an_openai_shaped_401(
     client: AsyncTestClient[Any],
 ) -> None:
