@@ -84,42 +84,36 @@ async def test_a_model_budget_by_alias_is_the_models_budget_everywhere(
     assert refused.status_code == 402, refused.text
 
 
+async def _reserve(client: AsyncTestClient[Any], estimate: str, *fallbacks: str) -> dict[str, Any]:
+    """A reservation for a Sonnet 4.5 call that ``fallbacks`` may answer; status and body."""
+    body: dict[str, Any] = {
+        "job_id": "j",
+        "agent": "a",
+        "model": "anthropic/claude-sonnet-4.5",
+        "estimated_cost_usd": estimate,
+    }
+    if fallbacks:
+        body["fallback_models"] = list(fallbacks)
+    response = await client.post("/v1/budgets/reservations", json=body)
+    return {"status": response.status_code, **response.json()}
+
+
 async def test_a_reservation_naming_fallback_models_holds_against_their_budgets_too(
     client: AsyncTestClient[Any],
 ) -> None:
     opus = await _budget(client, "anthropic/claude-opus-4.6", "0.001")
-    reserve = {"job_id": "j", "agent": "a", "model": "anthropic/claude-sonnet-4.5"}
-    # Opus's budget has no room for 0.002, though the call asks for Sonnet: it may answer.
-    refused = await client.post(
-        "/v1/budgets/reservations",
-        json={
-            **reserve,
-            "estimated_cost_usd": "0.002",
-            "fallback_models": ["anthropic/claude-opus-4.6"],
-        },
-    )
-    assert refused.status_code == 402, refused.text
-    assert [b["id"] for b in refused.json()["budgets"]] == [opus["id"]]
+    # Opus's budget has no room for 0.002, though the call asks for Sonnet: Opus may answer.
+    refused = await _reserve(client, "0.002", "anthropic/claude-opus-4.6")
+    assert (refused["status"], [b["id"] for b in refused["budgets"]]) == (402, [opus["id"]])
     # Without the fallback no hard budget applies: allowed, nothing held.
-    alone = await client.post(
-        "/v1/budgets/reservations", json={**reserve, "estimated_cost_usd": "0.002"}
-    )
-    assert alone.status_code == 200, alone.text
-    assert alone.json()["reservation_id"] is None
-    # With room, one reservation holds it there; a fallback named by its alias counts too.
-    held = await client.post(
-        "/v1/budgets/reservations",
-        json={**reserve, "estimated_cost_usd": "0.0004", "fallback_models": [ALIAS, MODEL_ID]},
-    )
-    assert held.status_code == 200, held.text  # no hard budget on Flash or Sonnet
-    made = await client.post(
-        "/v1/budgets/reservations",
-        json={
-            **reserve,
-            "estimated_cost_usd": "0.0004",
-            "fallback_models": ["anthropic/claude-opus-4.6"],
-        },
-    )
-    assert made.status_code == 201, made.text
-    [standing] = made.json()["budgets"]
+    alone = await _reserve(client, "0.002")
+    assert (alone["status"], alone["reservation_id"]) == (200, None)
+    # A fallback named by its alias is the model's: Flash's budget refuses 0.0004.
+    flash = await _budget(client, MODEL_ID, "0.0003")
+    by_alias = await _reserve(client, "0.0004", ALIAS)
+    assert (by_alias["status"], [b["id"] for b in by_alias["budgets"]]) == (402, [flash["id"]])
+    # With room, one reservation holds the estimate against the fallback's budget.
+    made = await _reserve(client, "0.0004", "anthropic/claude-opus-4.6")
+    assert made["status"] == 201, made
+    [standing] = made["budgets"]
     assert (standing["id"], Decimal(standing["reserved_usd"])) == (opus["id"], Decimal("0.0004"))

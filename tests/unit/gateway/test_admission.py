@@ -61,6 +61,12 @@ async def estimate(prompt_characters: int, **more: Any) -> Decimal:
             **more,
         },
     )
+    await _admit(request, gate)
+    [amount] = gate.estimates
+    return amount
+
+
+async def _admit(request: ChatRequest, gate: Recorder | None) -> None:
     await admit(
         request,
         CallContext(job_id="job-1", agent="ORACLE"),
@@ -68,8 +74,6 @@ async def estimate(prompt_characters: int, **more: Any) -> Decimal:
         budgets=gate,
         clock=lambda: datetime(2026, 11, 20, tzinfo=UTC),
     )
-    [amount] = gate.estimates
-    return amount
 
 
 async def test_a_prompt_estimated_below_the_threshold_is_reserved_at_the_base_rate() -> None:
@@ -112,13 +116,7 @@ async def test_a_fallback_model_luc_cannot_price_is_refused_without_budgets_too(
         body={"model": SONNET, "messages": [], "models": [SONNET, "acme/unknown-1"]},
     )
     with pytest.raises(UnknownModelError, match="models: LUC cannot price 'acme/unknown-1'"):
-        await admit(
-            request,
-            CallContext(job_id="job-1", agent="ORACLE"),
-            catalog=fixed_catalog(bundled_catalog()),
-            budgets=None,
-            clock=lambda: datetime(2026, 11, 20, tzinfo=UTC),
-        )
+        await _admit(request, None)
 
 
 async def test_the_gate_is_told_every_other_model_that_may_answer_by_its_catalog_id() -> None:
@@ -133,13 +131,7 @@ async def test_the_gate_is_told_every_other_model_that_may_answer_by_its_catalog
             "models": [SONNET, "gemini-3.0-flash", opus, opus],
         },
     )
-    await admit(
-        request,
-        CallContext(job_id="job-1", agent="ORACLE"),
-        catalog=fixed_catalog(bundled_catalog()),
-        budgets=gate,
-        clock=lambda: datetime(2026, 11, 20, tzinfo=UTC),
-    )
+    await _admit(request, gate)
     assert gate.fallbacks == [["google/gemini-3.0-flash", opus]]
 
 
