@@ -814,9 +814,10 @@ WHERE month = date_trunc('month', {TODAY})::date
         stat(
             "Margin this month (UTC)",
             "Revenue minus actual cost (the provider's reported cost where reported, else the "
-            "catalog's) of this UTC month, from the customer × month rollup.",
+            "catalog's) of this UTC month, over the events whose price and actual cost are "
+            "both known, from the customer × month rollup.",
             sql(f"""
-SELECT COALESCE(sum(price_usd) - sum(actual_cost_usd), 0) AS "margin this month"
+SELECT COALESCE(sum(margin_usd), 0) AS "margin this month"
 FROM rollup_customer_months
 WHERE month = date_trunc('month', {TODAY})::date
 """),
@@ -894,7 +895,7 @@ ORDER BY 1, 2
                 sql(f"""
 SELECT COALESCE(c.plan_id, '(no plan)') AS "plan", count(DISTINCT r.customer_id) AS customers,
        sum(r.price_usd) AS "revenue", sum(r.actual_cost_usd) AS "actual cost",
-       sum(r.price_usd) - sum(r.actual_cost_usd) AS "margin", sum(r.events) AS events
+       sum(r.margin_usd) AS "margin", sum(r.events) AS events
 {CUSTOMER_MONTHS.strip()}
 WHERE r.month BETWEEN {FROM_MONTH} AND {TO_DAY}
 GROUP BY 1
@@ -916,7 +917,7 @@ ORDER BY "margin" DESC, 1
 SELECT COALESCE(r.customer_id, '(no customer)') AS "customer", c.name AS "name",
        COALESCE(c.plan_id, '(no plan)') AS "plan",
        sum(r.price_usd) AS "revenue", sum(r.actual_cost_usd) AS "actual cost",
-       sum(r.price_usd) - sum(r.actual_cost_usd) AS "margin", sum(r.events) AS events
+       sum(r.margin_usd) AS "margin", sum(r.events) AS events
 {CUSTOMER_MONTHS.strip()}
 WHERE r.month BETWEEN {FROM_MONTH} AND {TO_DAY}
 GROUP BY r.customer_id, c.name, c.plan_id

@@ -18,7 +18,6 @@ from typing import Any, Literal, TypeAlias
 
 import msgspec
 
-from service.pricing.price import margin
 from service.tokens import TokenCounts
 
 Combine = Literal["sum", "min", "max"]
@@ -60,6 +59,15 @@ class Totals(TokenCounts):
     """What the customers pay (SPEC §11): per entry its plan's price, else its catalog cost.
     ``None`` only on a job line none of whose entries has a known price (unpriced events
     under a catalog-basis plan, or no plan)."""
+    margin_usd: Decimal | None = field(
+        metadata=_measure("price_usd - actual_cost_usd", "sum", "money", unknown_when_null=True)
+    )
+    """``price_usd − actual_cost_usd`` wherever both are known (SPEC §11): per entry, then
+    summed. Not the difference of the two sums: an event of unknown price and reported cost
+    (an unpriced model under a catalog-basis plan) adds its actual cost to
+    ``actual_cost_usd`` and nothing to ``price_usd``, and took its cost off the margin. An
+    entry that makes an event's price known or unknown comes as a reversal and a new
+    booking (re-rating, re-pricing), so the sum follows each event's net entries."""
     events: int = field(metadata=_measure("event_count", "sum", "count"))
     unpriced_events: int = field(metadata=_measure("unpriced_count", "sum", "count"))
     unknown_price_events: int = field(
@@ -74,6 +82,15 @@ class Totals(TokenCounts):
     )
     """Events whose actual cost is unknown (unpriced, and no cost reported): as
     ``unknown_price_events`` for ``actual_cost_usd``."""
+    unknown_margin_events: int = field(
+        metadata=_measure(
+            "CASE WHEN price_usd IS NULL OR actual_cost_usd IS NULL THEN event_count ELSE 0 END",
+            "sum",
+            "count",
+        )
+    )
+    """Events whose price or actual cost is unknown: as ``unknown_price_events`` for
+    ``margin_usd``."""
     first_event_at: datetime | None = field(metadata=_measure("occurred_at", "min", "instant"))
     last_event_at: datetime | None = field(metadata=_measure("occurred_at", "max", "instant"))
 
@@ -81,16 +98,6 @@ class Totals(TokenCounts):
     def from_row(cls, r: Any) -> Totals:
         """The totals of a row with a column per measure (NULL sums read as zero)."""
         return cls(**{m.name: m.read(r[m.name]) for m in MEASURES})
-
-    @property
-    def margin_usd(self) -> Decimal | None:
-        """``price_usd − actual_cost_usd`` (SPEC §11), derived, never stored: None unless
-        both are known."""
-        unknown = self.unknown_measures
-        return margin(
-            None if "price_usd" in unknown else self.price_usd,
-            None if "actual_cost_usd" in unknown else self.actual_cost_usd,
-        )
 
     @property
     def unknown_measures(self) -> tuple[str, ...]:
@@ -144,6 +151,7 @@ UNKNOWN_WHEN_NO_EVENT_KNOWS: dict[str, str] = {
     "cost_usd": "unpriced_events",
     "price_usd": "unknown_price_events",
     "actual_cost_usd": "unknown_actual_events",
+    "margin_usd": "unknown_margin_events",
 }
 """What the wire says is null (unknown) on totals none of whose events knows it, by the
 measure that counts the events that do not (SPEC §3: unpriced is never silently zero;
@@ -151,9 +159,6 @@ measure that counts the events that do not (SPEC §3: unpriced is never silently
 keeps such a sum NULL; the others add it as zero, so the counts decide it when the totals
 are written out (counts net out under re-rating's reversals, where sums of zeros would
 not). Some events knowing it: the sum of theirs, as on a job line."""
-DERIVED: tuple[str, ...] = ("margin_usd",)
-"""What ``Totals`` derives from its measures (properties, never stored): on the wire beside
-them (``api.schemas.common.totals_fields``)."""
 
 
 WireRow: TypeAlias = msgspec.Struct

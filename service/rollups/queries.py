@@ -14,7 +14,6 @@ from functools import cache
 
 from service.pricing.models import PRICE_CLASSES, RATE_MARKER, TOKEN_PRICES
 from service.rollups.models import (
-    DERIVED,
     MEASURE_NAMES,
     MEASURES,
     UNKNOWN_WHEN_NO_EVENT_KNOWS,
@@ -202,18 +201,11 @@ def _wire(m: Measure, column: str) -> str:
     return f"{_read(m, column)}::text"
 
 
-# What ``Totals`` derives (``DERIVED``), in SQL over its measures as ``Measure.read`` takes
-# them: ``Totals.margin_usd`` (``pricing.price.margin``) is NULL unless both are known.
-_DERIVED_SQL = {"margin_usd": "{price_usd} - {actual_cost_usd}"}
-assert tuple(_DERIVED_SQL) == DERIVED, "each derived field needs its SQL here"
-_BY_NAME = {m.name: m for m in MEASURES}
-
-
 @cache
 def wire_totals(relation: str) -> str:
-    """Every measure of ``relation`` (a row with a column per measure), then what is
-    derived from them, in their wire form (``api.schemas.common.totals_fields``) and named
-    as on the wire; counts as text (``COUNT_NAMES``)."""
+    """Every measure of ``relation`` (a row with a column per measure) in its wire form
+    (``api.schemas.common.totals_fields``) and named as on the wire; counts as text
+    (``COUNT_NAMES``)."""
     # Totals.unknown_measures, as SQL: when each measure is unknown (null on the wire).
     unknown = {
         name: f"{relation}.events > 0 AND {relation}.{count} = {relation}.events"
@@ -223,12 +215,9 @@ def wire_totals(relation: str) -> str:
     def unless_unknown(name: str, sql: str) -> str:
         return f"CASE WHEN {unknown[name]} THEN NULL ELSE {sql} END" if name in unknown else sql
 
-    column = {name: f"{relation}.{name}" for name in _BY_NAME}
-    known = {name: unless_unknown(name, _read(m, column[name])) for name, m in _BY_NAME.items()}
-    written = [unless_unknown(m.name, _wire(m, column[m.name])) for m in MEASURES]
+    written = [unless_unknown(m.name, _wire(m, f"{relation}.{m.name}")) for m in MEASURES]
     return ",\n       ".join(
-        [f"{text} AS {m.name}" for text, m in zip(written, MEASURES, strict=True)]
-        + [f"{money_text_sql(sql.format(**known))} AS {name}" for name, sql in _DERIVED_SQL.items()]
+        f"{text} AS {m.name}" for text, m in zip(written, MEASURES, strict=True)
     )
 
 

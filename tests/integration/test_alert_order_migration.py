@@ -26,18 +26,19 @@ REVISION = "0031_reservation_keys_alert_seq"
 async def test_the_upgrade_numbers_waiting_alerts_in_the_order_they_were_raised(
     database_url: str, db: asyncpg.Connection
 ) -> None:
+    # 1.0 and 0.5 of one batch (raised by today's code, which records into today's
+    # rollups: the downgrade then takes the outbox back to the older schema with them),
+    # 0.8 raised later (a limit lowered, say), inserted in no particular order.
+    await create_budget(
+        db,
+        watched_global_budget(
+            "0.0003", [Decimal("0.5"), Decimal("1")], "https://hooks.example.com/x", None
+        ),
+    )
+    await record_batch(db, CatalogCache(), [usage_event("e1")])
     await downgrade_before(database_url, REVISION)
     async with connected(database_url) as conn:
         assert await schema_revision(conn) == revision_before(REVISION)
-        # As the older schema had them: 1.0 and 0.5 of one batch, 0.8 raised later (a limit
-        # lowered, say), inserted here in no particular order.
-        await create_budget(
-            conn,
-            watched_global_budget(
-                "0.0003", [Decimal("0.5"), Decimal("1")], "https://hooks.example.com/x", None
-            ),
-        )
-        await record_batch(conn, CatalogCache(), [usage_event("e1")])
         budget_id = await conn.fetchval("SELECT id FROM budgets")
         later = await conn.fetchval(
             "INSERT INTO alerts (budget_id, period_start, threshold, spent_usd, limit_usd,"

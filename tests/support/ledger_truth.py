@@ -339,6 +339,17 @@ _HAS_UNKNOWN = """
 SELECT EXISTS (SELECT 1 FROM information_schema.columns
                WHERE table_name = 'rollup_jobs' AND column_name = 'unknown_price_events')
 """
+# The margin over the entries whose price and actual cost are both known, and the events
+# that do not know both (from migration 0032 on).
+_MARGIN_FROM_LEDGER = """
+    {margin},
+    COALESCE(sum(event_count) FILTER (WHERE price_usd IS NULL
+                                      OR COALESCE(provider_cost_usd, cost_usd) IS NULL), 0),"""
+_MARGIN_STORED = " margin_usd, unknown_margin_events,"
+_HAS_MARGIN = """
+SELECT EXISTS (SELECT 1 FROM information_schema.columns
+               WHERE table_name = 'rollup_jobs' AND column_name = 'unknown_margin_events')
+"""
 # table → (its key columns, the same keys over ledger_entries, whether an unknown cost stays
 # NULL: an unpriced job line's cost is unknown, not zero, and so is its actual cost when
 # none of its events reported one, and its price when none of its events has a known one;
@@ -390,7 +401,10 @@ async def rollup_differences(conn: asyncpg.Connection) -> dict[str, list[tuple[A
     """
     differences: dict[str, list[tuple[Any, ...]]] = {}
     counted = await conn.fetchval(_HAS_UNKNOWN)
-    stored_columns = _STORED.format(unknown=_UNKNOWN_STORED if counted else "")
+    margins = await conn.fetchval(_HAS_MARGIN)
+    stored_columns = _STORED.format(
+        unknown=(_UNKNOWN_STORED if counted else "") + (_MARGIN_STORED if margins else "")
+    )
     for table, (keys, ledger_keys, keep_unknown) in ROLLUPS.items():
         # The rule of SPEC §3 spelled out here, not read from the generated column:
         # the provider's reported cost where present, else the catalog's.
@@ -398,7 +412,16 @@ async def rollup_differences(conn: asyncpg.Connection) -> dict[str, list[tuple[A
             cost=_summed("cost_usd", keep_unknown),
             actual=_summed("COALESCE(provider_cost_usd, cost_usd)", keep_unknown),
             price=_summed("price_usd", keep_unknown),
-            unknown=_UNKNOWN_FROM_LEDGER if counted else "",
+            unknown=(_UNKNOWN_FROM_LEDGER if counted else "")
+            + (
+                _MARGIN_FROM_LEDGER.format(
+                    margin=_summed(
+                        "price_usd - COALESCE(provider_cost_usd, cost_usd)", keep_unknown
+                    )
+                )
+                if margins
+                else ""
+            ),
         )
         rebuilt = f"SELECT {ledger_keys}, {sums} FROM ledger_entries GROUP BY {ledger_keys}"
         stored = f"SELECT {keys}, {stored_columns} FROM {table}"

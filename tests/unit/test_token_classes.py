@@ -23,7 +23,7 @@ from service.pricing.models import (
     ModelPrice,
     Rate,
 )
-from service.rollups.models import DERIVED, MEASURE_NAMES, Totals
+from service.rollups.models import MEASURE_NAMES, Totals
 from service.tokens import TOKEN_CLASSES, TOKEN_FIELDS, TokenCounts
 
 
@@ -51,10 +51,8 @@ def test_a_wire_event_requires_the_totals_and_defaults_the_parts_to_zero() -> No
             assert field.default == 0, token_class.name
 
 
-def test_the_totals_on_the_wire_are_exactly_the_rollup_measures_and_what_derives_from_them() -> (
-    None
-):
-    assert set(struct_fields(TotalsOut)) == {*MEASURE_NAMES, *DERIVED}
+def test_the_totals_on_the_wire_are_exactly_the_rollup_measures() -> None:
+    assert set(struct_fields(TotalsOut)) == set(MEASURE_NAMES)
 
 
 def test_records_that_carry_token_counts_get_every_class_from_the_declaration() -> None:

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import msgspec
 from litestar.params import ParameterKwarg
 
-from service.rollups.models import DERIVED, MEASURE_NAMES, Totals
+from service.rollups.models import MEASURE_NAMES, Totals
 from service.wire import day_text, instant_text, money_text
 
 S = TypeVar("S", bound=msgspec.Struct)
@@ -79,7 +79,8 @@ class TotalsOut(msgspec.Struct, kw_only=True):
     """What the customers pay (SPEC §11): each event at its customer's plan, else at its
     catalog cost; null on totals none of whose events has a known price."""
     margin_usd: str | None
-    """``price_usd − actual_cost_usd``; null unless both are known."""
+    """``price_usd − actual_cost_usd`` over the events whose price and actual cost are both
+    known (an event of unknown price takes nothing off it); null when no event's are."""
     events: int
     unpriced_events: int
     unknown_price_events: int
@@ -88,6 +89,9 @@ class TotalsOut(msgspec.Struct, kw_only=True):
     unknown_actual_events: int
     """Events whose actual cost is unknown (unpriced, no cost reported): ``actual_cost_usd``
     is null when that is every event."""
+    unknown_margin_events: int
+    """Events whose price or actual cost is unknown: ``margin_usd`` is null when that is
+    every event."""
     input_tokens: int
     cached_input_tokens: int
     cache_write_tokens: int
@@ -98,12 +102,11 @@ class TotalsOut(msgspec.Struct, kw_only=True):
 
 
 def totals_fields(t: Totals) -> dict[str, Any]:
-    """The fields of ``TotalsOut`` for ``t``: every measure, and what is derived from them,
-    in its wire form; null where no event knows it (``Totals.unknown_measures``)."""
+    """The fields of ``TotalsOut`` for ``t``: every measure in its wire form; null where no
+    event knows it (``Totals.unknown_measures``)."""
     unknown = t.unknown_measures
     return {
-        name: None if name in unknown else wire_value(getattr(t, name))
-        for name in (*MEASURE_NAMES, *DERIVED)
+        name: None if name in unknown else wire_value(getattr(t, name)) for name in MEASURE_NAMES
     }
 
 
