@@ -84,6 +84,14 @@ def ledger_delta(metric: str, labels: str = COST_LABELS, window: str = "$__range
     return f"max by ({labels}) (delta({metric}[{window}]))"
 
 
+def of_known_price(actual: str, price: str) -> str:
+    """``actual`` (a ledger expression by ``COST_LABELS``) only where ``price`` (the same
+    over luc_price_usd) has a series: the actual cost of the usage whose price is known, what
+    a margin subtracts (SPEC §11: price − actual cost wherever both are known). Usage whose
+    price no event knows has no price series (metrics.rollup_series)."""
+    return f"({actual} and on ({COST_LABELS}) {price})"
+
+
 def quantile(q: float, histogram: str, by: str = "le") -> str:
     return f"histogram_quantile({q}, sum by ({by}) (rate({histogram}_bucket[$__rate_interval])))"
 
@@ -832,9 +840,14 @@ WHERE month = date_trunc('month', {TODAY})::date
         ),
         stat(
             "Margin in the selected range",
-            "Change of revenue minus change of actual cost over the time range "
-            f"(negative when usage was sold below its cost). {LEDGER_NOTE}",
-            prom(f"sum({ledger_delta(price)}) - sum({ledger_delta(actual)})", instant=True),
+            "Change of revenue minus change of actual cost over the time range, of the usage "
+            "whose price is known (negative when usage was sold below its cost). "
+            f"{LEDGER_NOTE}",
+            prom(
+                f"sum({ledger_delta(price)})"
+                f" - sum({of_known_price(ledger_delta(actual), ledger_delta(price))})",
+                instant=True,
+            ),
             width=6,
         ),
         timeseries(
@@ -845,7 +858,9 @@ WHERE month = date_trunc('month', {TODAY})::date
                 prom(f"sum({ledger_rate(price)}) {PER_HOUR}", "revenue (price)"),
                 prom(f"sum({ledger_rate(actual)}) {PER_HOUR}", "actual cost"),
                 prom(
-                    f"(sum({ledger_rate(price)}) - sum({ledger_rate(actual)})) {PER_HOUR}",
+                    f"(sum({ledger_rate(price)})"
+                    f" - sum({of_known_price(ledger_rate(actual), ledger_rate(price))}))"
+                    f" {PER_HOUR}",
                     "margin",
                 ),
             ],
@@ -854,11 +869,13 @@ WHERE month = date_trunc('month', {TODAY})::date
         ),
         bargauge(
             "Margin by model",
-            "Everything the ledger holds per model: price minus actual cost (luc_price_usd "
-            f"minus luc_actual_cost_usd). {LEDGER_NOTE}",
+            "Everything the ledger holds per model: price minus actual cost of the usage whose "
+            "price is known (luc_price_usd minus luc_actual_cost_usd where a price series "
+            f"exists). {LEDGER_NOTE}",
             [
                 prom(
-                    f"sum by (model) ({ledger(price)}) - sum by (model) ({ledger(actual)})",
+                    f"sum by (model) ({ledger(price)})"
+                    f" - sum by (model) ({of_known_price(ledger(actual), ledger(price))})",
                     "{{model}}",
                     instant=True,
                 )

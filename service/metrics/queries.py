@@ -19,6 +19,7 @@ _USAGE_COLUMNS = ", ".join(
         "price_usd",
         "events",
         "unpriced_events",
+        "unknown_price_events",
     )
 )
 

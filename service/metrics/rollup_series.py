@@ -123,12 +123,13 @@ PRICE = GaugeFamily(
     "luc_price_usd",
     "What the customers pay in USD, from the ledger: each event at its customer's "
     "rate plan, else at its catalog-priced cost (an event whose price is unknown "
-    f"adds nothing){NET}",
+    f"adds nothing; labels none of whose events has one have no series){NET}",
     USAGE_LABELS,
 )
-# No margin family: it is luc_price_usd - luc_actual_cost_usd on the same labels, exactly
-# as the floats allow, and its series (one per label set) would take /metrics past the
-# 1,000 series a scrape is meant to stay under once tokens carry every cost label.
+# No margin family: it is luc_price_usd - luc_actual_cost_usd on the label sets that have a
+# price series (some event's price known), exactly as the floats allow (the finance
+# dashboard's ``of_known_price``), and its series (one per label set) would take /metrics
+# past the 1,000 series a scrape is meant to stay under once tokens carry every cost label.
 EVENTS = GaugeFamily("luc_ledger_events", f"Events recorded on the ledger{NET}", USAGE_LABELS)
 # By the cost's labels too (SPEC §5: cost and tokens by agent, model, provider, tier).
 TOKENS = GaugeFamily(
@@ -173,7 +174,10 @@ def ledger_series(snap: LedgerSnapshot) -> Iterator[tuple[GaugeFamily, Samples]]
         # Unpriced rows too: an unpriced event's reported cost is known (and one that
         # reported none adds nothing, as it adds nothing to the REST totals).
         actual_cost.append((key, float(r["actual_cost_usd"])))
-        price.append((key, float(r["price_usd"])))
+        if not 0 < r["events"] == r["unknown_price_events"]:
+            # A price no event of the row knows is unknown, not zero: no series, so the
+            # dashboard's margin takes the row's actual cost off nothing (SPEC §11).
+            price.append((key, float(r["price_usd"])))
         events.append((key, float(r["events"])))
         unpriced[model] = unpriced.get(model, 0.0) + float(r["unpriced_events"])
         # One usage row per label set: its tokens are that row's, no sum needed (and in

@@ -92,6 +92,8 @@ class Story:
     drift_window: list[dict[str, Any]]
     """GET /v1/reconciliation by model and provider over /metrics' drift window (the current
     and previous UTC day) after the story."""
+    by_model: list[dict[str, Any]]
+    """GET /v1/usage by model after the story."""
 
 
 def _demo(url: str, key: str, run_id: str, jobs: int) -> None:
@@ -195,7 +197,10 @@ def story(
                         "from": (today - timedelta(days=1)).isoformat(),
                     },
                 ).json()["rows"]
-            yield Story(server.base_url, prometheus, database_url, metrics.text, rows[0], window)
+                by_model = http.get("/v1/usage", params={"group_by": "model"}).json()["rows"]
+            yield Story(
+                server.base_url, prometheus, database_url, metrics.text, rows[0], window, by_model
+            )
         finally:
             if prometheus is not None:
                 prometheus.stop()
@@ -282,9 +287,18 @@ def test_prometheus_price_and_margin_equal_the_rest_totals_as_the_finance_dashbo
         prometheus = Decimal(story.prometheus.value(expr))
         assert abs(prometheus - price) <= Decimal("1e-9"), (expr, prometheus, price)
     # The demo's jobs have no customer and LUC runs without LUC_DEFAULT_PLAN: the price is
-    # the catalog cost, and the margin that cost less the actual cost.
+    # the catalog cost, and the margin that cost less the actual cost of the models that
+    # have one: the unpriced model's reported cost is an actual cost of no known price,
+    # which takes nothing off the margin (SPEC §11).
     assert price == Decimal(story.total["cost_usd"])
-    assert margin == price - Decimal(story.total["actual_cost_usd"])
+    unpriced = [r for r in story.by_model if r["price_usd"] is None]
+    assert len(unpriced) == 1 and Decimal(unpriced[0]["actual_cost_usd"]) > 0, unpriced
+    assert margin == sum(
+        Decimal(r["price_usd"]) - Decimal(r["actual_cost_usd"])
+        for r in story.by_model
+        if r["price_usd"] is not None
+    )
+    assert margin != price - Decimal(story.total["actual_cost_usd"])
     [(_, by_model)] = [
         (where, expr)
         for where, expr in panel_queries("luc-prometheus")

@@ -38,6 +38,7 @@ def _usage(
         "price_usd": price,
         "events": events,
         "unpriced_events": events if tier == "unpriced" else 0,
+        "unknown_price_events": events if tier == "unpriced" else 0,
     }
     for n, token_class in enumerate(TOKEN_CLASSES):
         row[token_class.name] = Decimal(7**n * events + n)
