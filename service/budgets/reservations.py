@@ -170,9 +170,20 @@ async def _model_id(
     """The catalog id of ``model``: the ledger (so model budgets and settling) names models
     by id, so an alias is resolved as pricing will resolve it. Without a catalog, ``model``
     is an id already (the gateway resolved it)."""
-    if model is None or catalog is None:
-        return model
-    return await catalog.model_id(conn, model, now)
+    if model is None:
+        return None
+    [model_id] = await _model_ids(conn, catalog, [model], now)
+    return model_id
+
+
+async def _model_ids(
+    conn: Connection, catalog: CatalogCache | None, models: Sequence[str], now: datetime
+) -> list[str]:
+    """The catalog ids of ``models`` (see ``_model_id``), from one look at the catalog."""
+    if catalog is None or not models:
+        return list(models)
+    prices = await catalog.get(conn)
+    return [prices.quote(model, now).model_id for model in models]
 
 
 async def check(
@@ -261,11 +272,9 @@ async def reserve(
     estimate = _estimate(estimated_cost_usd)
     await _refuse_another_customer(conn, job_id, customer_id)
     model = await _model_id(conn, catalog, model, now)
-    models = _listed(model)
-    for other in fallback_models:
-        other_id = await _model_id(conn, catalog, other, now)
-        if other_id is not None and other_id not in models:
-            models.append(other_id)
+    models = list(
+        dict.fromkeys(_listed(model) + await _model_ids(conn, catalog, fallback_models, now))
+    )
     # Prepaid credits first: a customer under credit_stop with none left is refused
     # whatever its budgets say. (No lock: a grant that commits meanwhile admits the next
     # call; a batch drawing the last credit meanwhile lets this one through, as a call

@@ -12,7 +12,8 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from tests.scenarios.test_unpriced_billing import catalog_version, make_customer, make_plan
+from tests.scenarios.test_customer_prices import make_customer, make_plan
+from tests.scenarios.test_unpriced_billing import catalog_version
 from tests.support.events import record_accepted, wire_event
 
 SONNET = "anthropic/claude-sonnet-4.5"

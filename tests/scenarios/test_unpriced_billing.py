@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 
 from service.invoices.verify import verify_document, verify_stored
+from tests.scenarios.test_customer_prices import make_customer, make_plan
 from tests.support.events import record_accepted, wire_event
 
 SONNET = "anthropic/claude-sonnet-4.5"
@@ -31,16 +32,6 @@ october = partial(wire_event, occurred_at="2026-10-10T09:00:00Z", agent="ACHEEVY
 async def created(response: Any) -> dict[str, Any]:
     assert response.status_code == 201, response.text
     return dict(response.json())
-
-
-async def make_plan(client: Any, plan_id: str, **fields: Any) -> dict[str, Any]:
-    body = {"id": plan_id, "name": plan_id.title(), "effective_from": OCTOBER, **fields}
-    return await created(await client.post("/v1/plans", json=body))
-
-
-async def make_customer(client: Any, customer_id: str, **fields: Any) -> None:
-    body = {"id": customer_id, "name": customer_id.title(), **fields}
-    await created(await client.post("/v1/customers", json=body))
 
 
 async def catalog_version(client: Any, effective_from: str, parent: int, model: str) -> int:
