@@ -20,6 +20,9 @@ import platformdirs
 from service.errors import SettingsError
 from service.wire import WireValueError, parse_money
 
+COMMAND_TIMEOUT_GRACE_SECONDS = 5.0
+"""How much longer than the statement timeout LUC waits for PostgreSQL's answer by default."""
+
 
 @dataclass(frozen=True)
 class DatabaseSettings:
@@ -34,6 +37,14 @@ class DatabaseSettings:
     statement_timeout_ms: int = 30_000
     """``LUC_DB_STATEMENT_TIMEOUT_MS``: PostgreSQL aborts a statement that runs longer.
     Behind a transaction pooler it cannot be sent per connection: set it on the role."""
+    command_timeout_seconds: float = statement_timeout_ms / 1000 + COMMAND_TIMEOUT_GRACE_SECONDS
+    """``LUC_DB_COMMAND_TIMEOUT_SECONDS``: the longest LUC waits for PostgreSQL's answer to
+    one statement, or for a new connection, before it gives the connection up (a request
+    then answers 503). It bounds the wait on a server that answers nothing at all (stopped,
+    hung on its disk, across a network partition), which ``statement_timeout``, the
+    server's own, cannot end. Unset: ``COMMAND_TIMEOUT_GRACE_SECONDS`` past the statement
+    timeout; set, it must be longer than that, so that PostgreSQL cancels a slow statement
+    first (with its own error, not a 503)."""
     pooler: str = "none"
     """``LUC_DB_POOLER``: ``none``, or ``transaction`` when ``LUC_DATABASE_URL`` points at
     PgBouncer (or another pooler) in transaction mode: no prepared-statement cache, no
@@ -446,16 +457,22 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             "postgresql://user:password@host:port/database, "
             + (f"not {scheme}://" if scheme else "with its scheme")
         )
+    statement_timeout_ms = _int(
+        env,
+        "LUC_DB_STATEMENT_TIMEOUT_MS",
+        DatabaseSettings.statement_timeout_ms,
+        maximum=POSTGRES_INT_MAX,
+    )
     database = DatabaseSettings(
         url=url,
         data_dir=Path(data_dir).expanduser() if data_dir else DatabaseSettings().data_dir,
         pool_min_size=_int(env, "LUC_DB_POOL_MIN", DatabaseSettings.pool_min_size),
         pool_max_size=_int(env, "LUC_DB_POOL_MAX", DatabaseSettings.pool_max_size),
-        statement_timeout_ms=_int(
+        statement_timeout_ms=statement_timeout_ms,
+        command_timeout_seconds=_float(
             env,
-            "LUC_DB_STATEMENT_TIMEOUT_MS",
-            DatabaseSettings.statement_timeout_ms,
-            maximum=POSTGRES_INT_MAX,
+            "LUC_DB_COMMAND_TIMEOUT_SECONDS",
+            statement_timeout_ms / 1000 + COMMAND_TIMEOUT_GRACE_SECONDS,
         ),
         pooler=_choice(env, "LUC_DB_POOLER", DatabaseSettings.pooler, ("none", "transaction")),
         startup_timeout_seconds=_float(
@@ -468,6 +485,13 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     )
     if database.pool_min_size > database.pool_max_size:
         raise SettingsError("LUC_DB_POOL_MIN must not exceed LUC_DB_POOL_MAX")
+    if database.command_timeout_seconds * 1000 <= statement_timeout_ms:
+        raise SettingsError(
+            f"LUC_DB_COMMAND_TIMEOUT_SECONDS ({database.command_timeout_seconds:g}) must be "
+            f"longer than LUC_DB_STATEMENT_TIMEOUT_MS ({statement_timeout_ms} ms): PostgreSQL "
+            "cancels a slow statement itself; LUC's own wait is for a server that answers "
+            "nothing"
+        )
     server = ServerSettings(
         host=env.get("LUC_HOST") or ServerSettings.host,
         # Above 65535 uvicorn bound the number modulo 65536 (70000: port 4464), without a word.

@@ -177,6 +177,12 @@ async def create_pool(url: str, settings: DatabaseSettings) -> asyncpg.Pool:
             max_size=settings.pool_max_size,
             init=init_connection,
             server_settings=server_settings,
+            # A server that answers nothing (stopped, a partition) holds a request for
+            # ever otherwise: statement_timeout is the server's, and cannot fire. Past this
+            # wait asyncpg raises TimeoutError (among CONNECTION_ERRORS: a 503), cancels the
+            # statement and gives the connection up; a new one is bounded the same way.
+            command_timeout=settings.command_timeout_seconds,
+            timeout=settings.command_timeout_seconds,
             **options,
         )
     except CONNECTION_ERRORS as exc:
@@ -259,7 +265,7 @@ async def answers(pool: asyncpg.Pool, wait_seconds: float = 2) -> bool:
     within ``wait_seconds`` (the readiness probe)."""
     try:
         async with pool.acquire(timeout=wait_seconds) as conn:
-            await conn.fetchval("SELECT 1")
+            await conn.fetchval("SELECT 1", timeout=wait_seconds)
     except CONNECTION_ERRORS:
         return False
     return True

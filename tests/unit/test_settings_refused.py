@@ -164,3 +164,20 @@ def test_the_longest_durations_are_taken() -> None:
     assert settings.ingest.max_future_skew_seconds == 3_153_600_000
     assert settings.budgets.poll_seconds == 3_153_600_000.0
     assert settings.database.statement_timeout_ms == 2_147_483_647
+
+
+def test_the_wait_for_postgresql_follows_the_statement_timeout_and_must_outlast_it() -> None:
+    # A server that answers nothing is waited for 5 s past the statement timeout, so that a
+    # slow statement is still PostgreSQL's to cancel (with its own error).
+    assert load_settings({}).database.command_timeout_seconds == 35.0
+    derived = load_settings({"LUC_DB_STATEMENT_TIMEOUT_MS": "60000"}).database
+    assert derived.command_timeout_seconds == 65.0
+    given = {"LUC_DB_STATEMENT_TIMEOUT_MS": "1000", "LUC_DB_COMMAND_TIMEOUT_SECONDS": "1.5"}
+    assert load_settings(given).database.command_timeout_seconds == 1.5
+    with pytest.raises(SettingsError) as raised:
+        load_settings({"LUC_DB_COMMAND_TIMEOUT_SECONDS": "30"})
+    assert raised.value.message == (
+        "LUC_DB_COMMAND_TIMEOUT_SECONDS (30) must be longer than LUC_DB_STATEMENT_TIMEOUT_MS "
+        "(30000 ms): PostgreSQL cancels a slow statement itself; LUC's own wait is for a "
+        "server that answers nothing"
+    )
