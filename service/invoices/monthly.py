@@ -121,13 +121,19 @@ async def _minimum(
     has_usage: bool,
 ) -> tuple[DraftLine | None, str | None]:
     """The month's ``minimum`` line for this invoice (None when it has none), and how it
-    was found. ``has_usage``: the customer has entries in the month, billed or not."""
+    was found. ``has_usage``: the customer has entries in the month not billed yet, or
+    invoices of it."""
     start, end = month_bounds(month)
     plan = plan_in_force(await load_plans(conn), customer.plan_id, default_plan, start)
     billed = await conn.fetchrow(queries.SELECT_MONTH_BILLED, customer.id, start, end, month)
     assert billed is not None  # an aggregate without GROUP BY: always one row
     minimum = None if plan is None else plan.minimum_monthly_usd
-    if customer.created_at >= end and not has_usage:
+    if (
+        customer.created_at >= end
+        and not has_usage
+        # Its usage may all be billed already, on its jobs' own invoices.
+        and not await conn.fetchval(queries.MONTH_HAS_ENTRIES, customer.id, start, end)
+    ):
         # A month over before the customer was registered, without its usage: nothing
         # says it was a customer then, so no minimum is owed (a registration that comes
         # after usage already recorded for it still owes that month's minimum).

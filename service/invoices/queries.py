@@ -134,6 +134,11 @@ FROM invoices AS i JOIN invoice_lines AS l ON l.invoice_number = i.number
 WHERE i.customer_id = $1 AND i.month = $4
 """
 
+# Whether the customer has entries in the month at all, billed anywhere or not.
+MONTH_HAS_ENTRIES = f"""
+SELECT EXISTS (SELECT 1 FROM ledger_entries AS l WHERE {_CUSTOMER_MONTH})
+"""
+
 SELECT_MONTH_INVOICE_NUMBERS = """
 SELECT number FROM invoices WHERE customer_id = $1 AND month = $2 ORDER BY issued_at, number
 """

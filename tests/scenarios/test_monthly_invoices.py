@@ -405,6 +405,27 @@ async def test_no_minimum_is_owed_for_a_month_over_before_the_customer_was_regis
         assert (await client.get("/v1/invoices")).json()["items"][-1]["customer_id"] == "acme"
 
 
+async def test_a_month_billed_on_jobs_invoices_before_the_customer_was_registered_owes_its_minimum(
+    database_url: str, admin_key: str
+) -> None:
+    async with luc(database_url, admin_key) as client:
+        await acme_with_usage(client)  # registered today, with October usage recorded for it
+        for job in ("job-a", "job-b", "job-c"):
+            await created(await client.post(f"/v1/jobs/{job}/invoices"))
+        # Every October entry is billed, on the jobs' own invoices: 0.5625 + 0.0525 + 0.175
+        # + 0.05625 = 0.84625. It was a customer in October all the same (its usage says
+        # so), and the month is topped up to the 5.00 minimum: 4.15375. Before, the month
+        # counted as one without usage, and the minimum was never billed.
+        preview = (await client.get("/v1/customers/acme/invoices/preview?month=2026-10")).json()
+        assert [(x.get("line_type"), x["amount_usd"]) for x in preview["lines"]] == [
+            ("minimum", "4.15375")
+        ]
+        october_bill = await created(
+            await client.post("/v1/customers/acme/invoices", json={"month": "2026-10"})
+        )
+        assert (october_bill["subtotal_usd"], october_bill["total_usd"]) == ("4.15375", "4.15")
+
+
 async def test_a_job_whose_usage_a_monthly_invoice_billed_is_refused_naming_that_invoice(
     database_url: str, admin_key: str
 ) -> None:
