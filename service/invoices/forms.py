@@ -2,10 +2,11 @@
 the CSV (the printable page is ``invoices.page``).
 
 Pure functions, no I/O, presented from the stored document (``invoices.render``), so every
-form shows the figures the digest protects. They present amounts to the cent (half up, the
-invoice's own rule) and each line's unit prices as one readable line per price it used;
-the document keeps every digit. A document issued before a field existed (a token class,
-the issuer, the customer as a record, credits) is presented without it.
+form shows the figures the digest protects. They present the lines and the subtotal at
+every digit, the total and the amount due to the cent (rounded once, half up, the
+invoice's own rule), and each line's unit prices as one readable line per price it used.
+A document issued before a field existed (a token class, the issuer, the customer as a
+record, credits) is presented without it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 from service.invoices.models import INVOICE
 from service.invoices.pricing import terms_text
-from service.money import CENT, exact_difference, exact_sum, quantize_half_up
+from service.money import CENT, exact_difference, quantize_half_up
 from service.pricing.models import rate_label
 from service.tokens import TOKEN_CLASSES, TOKEN_FIELDS, parts_of
 from service.wire import money_text, spreadsheet_text
@@ -42,9 +43,11 @@ def cents(text: str) -> str:
 
 
 def price_text(text: str) -> str:
-    """A unit price with at least two decimals and every digit it has (``3`` → ``3.00``,
-    ``0.075`` → ``0.075``)."""
+    """An amount or a unit price with every digit it has and at least two decimals (``3``
+    → ``3.00``, ``0.075`` → ``0.075``, never ``-0.00``)."""
     value = Decimal(text)
+    if value == 0:
+        return "0.00"
     return format(value.quantize(CENT), "f") if value == value.quantize(CENT) else money_text(value)
 
 
@@ -97,21 +100,17 @@ def price_lines(line: dict[str, Any]) -> list[str]:
 
 
 def summary(document: dict[str, Any]) -> list[tuple[str, str, str, str]]:
-    """The summary rows as the forms present them: (row type, label, to the cent, exact).
+    """The summary rows as the forms present them: (row type, label, as shown, exact).
 
-    Lines are shown to the cent, so the subtotal shown is the sum of the lines as shown and
-    the rounding the step from it to the total: the column adds up as printed. The exact
-    figures are the document's (the total is the exact subtotal rounded once)."""
-    shown = exact_sum(Decimal(cents(line["amount_usd"])) for line in document["lines"])
+    Rounding happens once (SPEC §3): the lines and the subtotal are shown at every digit,
+    as billed, and the rounding row is the document's step from the subtotal to the total,
+    its one rounding to the cent. The column adds up as printed, and every figure shown is
+    the document's (lines shown to the cent had a subtotal of their own, the sum of the
+    cents, which was not the invoice's: three lines of 0.005 showed 0.03 for 0.015)."""
     total = Decimal(document["total_usd"])
     rows = [
-        ("subtotal", "Subtotal", format(shown, "f"), document["subtotal_usd"]),
-        (
-            "rounding",
-            "Rounding",
-            cents(str(exact_difference(total, shown))),
-            document["rounding_usd"],
-        ),
+        ("subtotal", "Subtotal", price_text(document["subtotal_usd"]), document["subtotal_usd"]),
+        ("rounding", "Rounding", price_text(document["rounding_usd"]), document["rounding_usd"]),
         ("total", "Total", document["total_usd"], document["total_usd"]),
     ]
     if "amount_due_usd" in document:  # not on invoices issued before credits were shown
@@ -182,10 +181,11 @@ separator could list them unambiguously; JSON's escaping does, and a sheet filte
 (``line``; ``minimum``, a plan's monthly minimum topping a month up) from the summary
 (``subtotal``, ``rounding``, ``total``, ``credits``, ``amount_due_rounding`` where the
 credits have sub-cent digits, ``amount_due``) and from what is listed but not billed
-(``not_billed``). ``amount_usd`` is to the cent and adds up down the column (the lines to
-the subtotal, the total less the credits, shown at every digit they were applied with,
-plus the amount due's rounding, to the amount due); ``amount_exact_usd`` keeps every digit
-and adds up too (the document's figures)."""
+(``not_billed``). ``amount_usd`` is the amount as the invoice presents it and adds up down
+the column: the lines, at every digit, to the subtotal; the subtotal and its one rounding
+to the total, to the cent; the total less the credits, shown at every digit they were
+applied with, plus the amount due's rounding, to the amount due. ``amount_exact_usd`` is
+the document's figure (the same digits, without the padding to two decimals)."""
 
 
 def _rate(line: dict[str, Any]) -> str:
@@ -238,7 +238,7 @@ def to_csv(document: dict[str, Any]) -> str:
                 *head,
                 "minimum",
                 *blank_line,
-                cents(line["amount_usd"]),
+                price_text(line["amount_usd"]),
                 line["amount_usd"],
                 line["description"],
                 jobs,
@@ -257,7 +257,7 @@ def to_csv(document: dict[str, Any]) -> str:
             line["events"],
             *(line.get(k, 0) for k in TOKEN_FIELDS),
             "; ".join(price_lines(line)),
-            cents(line["amount_usd"]),
+            price_text(line["amount_usd"]),
             line["amount_usd"],
             note,
             row_jobs,

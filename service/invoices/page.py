@@ -14,9 +14,9 @@ from typing import Any
 
 from service.invoices.forms import (
     billed_usage,
-    cents,
     customer_id,
     kind_of_document,
+    price_text,
     summary,
 )
 from service.invoices.models import CREDIT_NOTE
@@ -114,7 +114,7 @@ def _line_row(line: dict[str, Any]) -> str:
         return (
             f"<tr class='minimum'><td><strong>Monthly minimum</strong>"
             f"<div class='small'>{_e(line['description'])}</div></td><td class='num'></td>"
-            f"<td></td><td class='num'>{_e(cents(line['amount_usd']))}</td></tr>"
+            f"<td></td><td class='num'>{_e(price_text(line['amount_usd']))}</td></tr>"
         )
     name = line.get("model_name") or line["model"]
     job = f"job {_e(line['job_id'])} · " if "job_id" in line else ""
@@ -131,7 +131,7 @@ def _line_row(line: dict[str, Any]) -> str:
         f"</div>{terms}</td>"
         f"<td class='num'>{int(line['events']):,}</td>"
         f"<td>{_usage(line)}</td>"
-        f"<td class='num'>{_e(cents(line['amount_usd']))}</td>"
+        f"<td class='num'>{_e(price_text(line['amount_usd']))}</td>"
         "</tr>"
     )
 
@@ -243,9 +243,8 @@ def to_html(
     number = d["number"] or "PREVIEW (not issued)"
     rows = "".join(_line_row(line) for line in d["lines"])
     exact = (
-        f"Amounts are shown to the cent. The total is the exact sum of the lines, "
-        f"{d['subtotal_usd']} {d['currency']}, rounded once to the cent, half up; the "
-        "rounding line makes the column add up as printed."
+        "The lines and the subtotal are shown at every digit, as billed; the total is the "
+        "subtotal rounded once to the cent, half up (the rounding line)."
     )
     if any(row[0] == "amount_due_rounding" for row in summary(d)):
         exact += (

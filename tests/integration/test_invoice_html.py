@@ -134,9 +134,11 @@ async def test_the_invoice_page_renders_in_headless_chromium_with_number_and_tot
     # Metadata is shown, escaped, never interpreted as markup.
     assert "Acme &lt;Research&gt; &amp; Co" in rendered
     assert "PO-7731" in rendered
-    # Lines to the cent (0.047205 → 0.05, 0.0022 → 0.00), the exact subtotal in the notes.
-    assert '<td class="num">0.05</td>' in rendered and '<td class="num">0.00</td>' in rendered
-    assert "0.049405" in rendered
+    # Lines and subtotal at every digit; the total, 0.05, is the subtotal rounded once.
+    assert '<td class="num">0.047205</td>' in rendered
+    assert '<td class="num">0.0022</td>' in rendered
+    assert '<td class="num" id="invoice-subtotal">0.049405</td>' in rendered
+    assert '<td class="num" id="invoice-rounding">0.000595</td>' in rendered
     assert invoice["digest"] in rendered
 
 
@@ -172,7 +174,8 @@ async def test_a_long_invoice_prints_on_a4_pages_repeating_the_header_and_never_
         assert created.status_code == 201, created.text
         # One line per agent: 55 lines. Each call: Sonnet 12,345 in (400 cached) and 678 out:
         # 11,945 × 3 + 400 × 0.30 + 678 × 15 = 35,835 + 120 + 10,170 = 46,125 per 1M
-        # → 0.046125, shown 0.05; 55 of them: 2.536875 → 2.54 (the column: 2.75, −0.21).
+        # → 0.046125, shown so; 55 of them: 2.536875 → 2.54, rounded once (+0.003125). To
+        # the cent, each line showed 0.05: a column of 2.75 and a rounding of −0.21.
         events = [
             wire_event(
                 f"long-{agent}",
@@ -255,8 +258,8 @@ async def test_a_long_invoice_prints_on_a4_pages_repeating_the_header_and_never_
     # The totals are whole on one page, after every line; the footer ends the invoice.
     (totals,) = [t for t in texts if "Subtotal (USD)" in t]
     for expected in (
-        "Subtotal (USD) 2.75",
-        "Rounding (USD) -0.21",
+        "Subtotal (USD) 2.536875",
+        "Rounding (USD) 0.003125",
         "Total (USD) 2.54",
         "Prepaid credits applied (USD) 0.00",
         "Amount due (USD) 2.54",

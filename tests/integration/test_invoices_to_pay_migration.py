@@ -245,18 +245,18 @@ async def test_an_invoice_issued_before_is_served_presented_and_verified_as_issu
             None,
             None,
         )
-        # The forms: the customer it named, the issuer it had, lines to the cent, no actual
-        # cost, no credits rows (it had none).
+        # The forms: the customer it named, the issuer it had, lines at every digit, no
+        # actual cost, no credits rows (it had none). 0.049405 rounded once: 0.05 (+0.000595).
         rows = list(
             csv.DictReader(
                 io.StringIO((await client.get("/v1/invoices/LUC-2026-000001?format=csv")).text)
             )
         )
         assert [(r["row_type"], r["amount_usd"]) for r in rows] == [
-            ("line", "0.05"),
-            ("line", "0.00"),
-            ("subtotal", "0.05"),
-            ("rounding", "0.00"),
+            ("line", "0.047205"),
+            ("line", "0.0022"),
+            ("subtotal", "0.049405"),
+            ("rounding", "0.000595"),
             ("total", "0.05"),
         ]
         page = (await client.get("/v1/invoices/LUC-2026-000001?format=html")).text

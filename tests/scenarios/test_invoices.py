@@ -548,7 +548,7 @@ async def test_an_unpriced_event_and_a_price_correction_reach_the_follow_up_as_t
     assert (await client.get(f"/v1/jobs/{job}")).json()["cost_usd"] == "0.039"
 
 
-async def test_the_csv_parses_names_each_row_and_adds_up_to_the_cent_and_exactly(
+async def test_the_csv_parses_names_each_row_and_adds_up_as_shown_and_exactly(
     client: Any,
 ) -> None:
     await record_accepted(client, EVENTS_A)
@@ -564,11 +564,11 @@ async def test_the_csv_parses_names_each_row_and_adds_up_to_the_cent_and_exactly
         (invoice["number"], "invoice", "", JOB_A)
     }
     lines = [r for r in rows if r["row_type"] == "line"]
-    # To the cent: 0.050625 → 0.05, 0.0005 → 0.00, 0.0022 → 0.00; exact beside it.
+    # Every digit, as billed: rounding happens once, at the total.
     assert [(r["agent"], r["model"], r["amount_usd"], r["amount_exact_usd"]) for r in lines] == [
-        ("ACHEEVY", SONNET, "0.05", "0.050625"),
-        ("ByteRover", LLAMA, "0.00", "0.0005"),
-        ("ORACLE", FLASH, "0.00", "0.0022"),
+        ("ACHEEVY", SONNET, "0.050625", "0.050625"),
+        ("ByteRover", LLAMA, "0.0005", "0.0005"),
+        ("ORACLE", FLASH, "0.0022", "0.0022"),
     ]
     summary = {r["row_type"]: r for r in rows if r["row_type"] != "line"}
     assert [r["row_type"] for r in rows if r["row_type"] != "line"] == [
@@ -579,14 +579,14 @@ async def test_the_csv_parses_names_each_row_and_adds_up_to_the_cent_and_exactly
         "amount_due",
         "not_billed",
     ]
-    # The shown column: 0.05 + 0.00 + 0.00 = 0.05, rounding 0.00, total 0.05
+    # The shown column: 0.050625 + 0.0005 + 0.0022 = 0.053325, rounded once to 0.05
     assert (summary["subtotal"]["amount_usd"], summary["subtotal"]["amount_exact_usd"]) == (
-        "0.05",
+        "0.053325",
         "0.053325",
     )
-    assert sum(Decimal(r["amount_exact_usd"]) for r in lines) == Decimal("0.053325")
+    assert sum(Decimal(r["amount_usd"]) for r in lines) == Decimal("0.053325")
     assert (summary["rounding"]["amount_usd"], summary["rounding"]["amount_exact_usd"]) == (
-        "0.00",
+        "-0.003325",
         "-0.003325",
     )
     assert (summary["total"]["amount_usd"], summary["total"]["amount_exact_usd"]) == (

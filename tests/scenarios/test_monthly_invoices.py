@@ -115,7 +115,7 @@ async def test_a_job_invoice_bills_the_customer_s_price_and_explains_it(
         assert row["unit_prices"] == (
             "input 3.00 / 1M tokens; output 15.00 / 1M tokens; catalog price + 25 %"
         )
-        assert (row["amount_usd"], row["amount_exact_usd"]) == ("0.06", "0.05625")
+        assert (row["amount_usd"], row["amount_exact_usd"]) == ("0.05625", "0.05625")
         page = (await client.get(f"/v1/invoices/{invoice['number']}?format=html")).text
         assert "catalog price + 25 %" in page and "0.045" not in page
         # Finance sees cost, actual cost and margin: 0.05625 − 0.045 = 0.01125.
@@ -228,11 +228,16 @@ async def test_a_monthly_invoice_bills_the_month_of_every_job_once_topped_up_to_
         text = (await client.get(f"/v1/invoices/{invoice['number']}?format=csv")).text
         rows = list(csv.DictReader(io.StringIO(text.removeprefix("\ufeff"))))
         assert [(r["row_type"], r["job_id"], r["job_ids"], r["amount_usd"]) for r in rows[:5]] == [
-            ("line", "job-a", '["job-a"]', "0.56"),
-            ("line", "job-a", '["job-a"]', "0.05"),
-            ("line", "job-b", '["job-b"]', "0.18"),
-            ("minimum", "", '["job-a","job-b"]', "4.15"),
-            ("subtotal", "", '["job-a","job-b"]', "4.94"),
+            ("line", "job-a", '["job-a"]', "0.5625"),
+            ("line", "job-a", '["job-a"]', "0.0525"),
+            ("line", "job-b", '["job-b"]', "0.175"),
+            ("minimum", "", '["job-a","job-b"]', "4.15375"),
+            ("subtotal", "", '["job-a","job-b"]', "4.94375"),
+        ]
+        # 4.94375 rounded once, half up: 4.94 (−0.00375)
+        assert [(r["row_type"], r["amount_usd"]) for r in rows[5:7]] == [
+            ("rounding", "-0.00375"),
+            ("total", "4.94"),
         ]
         assert all(r["invoice"] == invoice["number"] and r["customer_id"] == "acme" for r in rows)
         assert all(r["job_ids"] for r in rows)

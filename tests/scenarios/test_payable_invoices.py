@@ -275,11 +275,11 @@ async def test_a_negative_follow_up_is_a_credit_note_numbered_apart_naming_what_
     rows = csv_rows((await client.get(f"/v1/invoices/{credit['number']}?format=csv")).text)
     assert {r["kind"] for r in rows} == {"credit_note"}
     shown = {r["row_type"]: r["amount_usd"] for r in rows if r["row_type"] != "line"}
-    # −0.10 + 0.02 = −0.08 as shown, nothing to round, −0.08 due
-    assert [r["amount_usd"] for r in rows if r["row_type"] == "line"] == ["-0.10", "0.02"]
+    # −0.102 + 0.021 = −0.081, rounded once (half away from zero) to −0.08: +0.001
+    assert [r["amount_usd"] for r in rows if r["row_type"] == "line"] == ["-0.102", "0.021"]
     assert shown == {
-        "subtotal": "-0.08",
-        "rounding": "0.00",
+        "subtotal": "-0.081",
+        "rounding": "0.001",
         "total": "-0.08",
         "credits": "0.00",
         "amount_due": "-0.08",

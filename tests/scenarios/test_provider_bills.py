@@ -296,8 +296,8 @@ async def test_a_call_past_the_long_context_threshold_has_every_token_at_the_lon
             "reasoning 15.00 / 1M tokens",
         ),
     ]
-    # To the cent: 0.225 → 0.23, 0.442506 → 0.44, 0.1575 → 0.16, 0.3050025 → 0.31
-    assert [r["amount_usd"] for r in rows] == ["0.23", "0.44", "0.16", "0.31"]
+    # Every digit, as billed (the total alone is rounded)
+    assert [r["amount_usd"] for r in rows] == ["0.225", "0.442506", "0.1575", "0.3050025"]
     page = await client.get(f"/v1/invoices/{number}", params={"format": "html"})
     assert page.text.count(f"{LONG_RATE} rate") == 2
 

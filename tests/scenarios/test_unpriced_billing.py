@@ -133,7 +133,7 @@ async def test_a_job_invoice_bills_calls_the_catalog_cannot_price_at_the_plan_s_
     rows = [r for r in csv.DictReader(io.StringIO(text)) if r["row_type"] == "line"]
     assert [(r["model"], r["catalog_version"], r["amount_usd"]) for r in rows] == [
         (NEW, "", "0.28"),
-        (SONNET, "1", "0.06"),
+        (SONNET, "1", "0.05625"),
     ]
     assert rows[0]["unit_prices"] == (
         f"input 2.00 / 1M tokens; output 8.00 / 1M tokens; plan own version "

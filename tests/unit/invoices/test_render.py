@@ -12,7 +12,7 @@ import msgspec
 import pytest
 
 from service.api.schemas.invoices import InvoiceLineOut
-from service.invoices.forms import billed_usage, cents, price_lines, summary, to_csv
+from service.invoices.forms import billed_usage, price_lines, summary, to_csv
 from service.invoices.models import round_total
 from service.invoices.page import to_html
 from service.invoices.render import canonical_json, digest_of
@@ -130,7 +130,7 @@ def test_a_document_whose_arithmetic_is_wrong_fails_even_with_a_matching_digest(
     assert result.problems == ["the total is not the subtotal rounded by the stated rule"]
 
 
-def test_the_csv_rows_add_up_to_the_cent_and_exactly_and_text_cannot_become_a_formula() -> None:
+def test_the_csv_rows_add_up_as_shown_and_exactly_and_text_cannot_become_a_formula() -> None:
     rows = list(csv.DictReader(io.StringIO(to_csv(document()).removeprefix("\ufeff"))))
     # An invoice issued before credits were shown: no credits nor amount-due rows.
     assert [r["row_type"] for r in rows] == [
@@ -142,13 +142,15 @@ def test_the_csv_rows_add_up_to_the_cent_and_exactly_and_text_cannot_become_a_fo
         "not_billed",
     ]
     lines = [r for r in rows if r["row_type"] == "line"]
-    # 0.1 → 0.10 and 0.025 → 0.03 (half up): shown 0.13, total 0.13, nothing to round.
+    # 0.1 shown 0.10 and 0.025 at every digit: subtotal 0.125, rounded once, half up, to
+    # 0.13 (+0.005). To the cent, the lines showed 0.10 and 0.03, a subtotal of 0.13 and a
+    # rounding of 0.00, neither the invoice's.
     assert [(r["amount_usd"], r["amount_exact_usd"]) for r in lines] == [
         ("0.10", "0.1"),
-        ("0.03", "0.025"),
+        ("0.025", "0.025"),
     ]
-    assert (rows[2]["amount_usd"], rows[2]["amount_exact_usd"]) == ("0.13", "0.125")
-    assert (rows[3]["amount_usd"], rows[3]["amount_exact_usd"]) == ("0.00", "0.005")
+    assert (rows[2]["amount_usd"], rows[2]["amount_exact_usd"]) == ("0.125", "0.125")
+    assert (rows[3]["amount_usd"], rows[3]["amount_exact_usd"]) == ("0.005", "0.005")
     assert (rows[4]["amount_usd"], rows[4]["amount_exact_usd"]) == ("0.13", "0.13")
     assert sum(D(r["amount_exact_usd"]) for r in lines) == D("0.125")
     assert lines[0]["agent"] == "'@agent"
@@ -292,31 +294,61 @@ def test_a_reversal_line_shows_its_negative_counts_at_the_prices_it_takes_back()
 
 
 @pytest.mark.parametrize(
-    ("amounts", "shown", "rounding", "total"),
+    ("amounts", "shown", "subtotal", "rounding", "total"),
     [
-        # 0.004 × 3 = 0.012 → 0.01: each line shows 0.00, the rounding line adds 0.01
-        (["0.004", "0.004", "0.004"], ["0.00", "0.00", "0.00"], "0.01", "0.01"),
-        # 0.005 + 0.005 = 0.01: each shows 0.01 (half up), the column 0.02, rounding −0.01
-        (["0.005", "0.005"], ["0.01", "0.01"], "-0.01", "0.01"),
-        # a credit: −0.102 + 0.021 = −0.081 → −0.08; −0.10 + 0.02 adds up already
-        (["-0.102", "0.021"], ["-0.10", "0.02"], "0.00", "-0.08"),
+        # 0.004 × 3 = 0.012 → 0.01, rounding −0.002 (to the cent, each line showed 0.00)
+        (["0.004", "0.004", "0.004"], ["0.004", "0.004", "0.004"], "0.012", "-0.002", "0.01"),
+        # 0.005 × 3 = 0.015 → 0.02 half up, rounding +0.005 (to the cent, each line showed
+        # 0.01: a subtotal of 0.03 and a rounding of −0.01, neither the invoice's)
+        (["0.005", "0.005", "0.005"], ["0.005", "0.005", "0.005"], "0.015", "0.005", "0.02"),
+        # whole cents: nothing to round, still two decimals
+        (["0.5", "1"], ["0.50", "1.00"], "1.50", "0.00", "1.50"),
+        # a credit: −0.102 + 0.021 = −0.081 → −0.08, rounding +0.001
+        (["-0.102", "0.021"], ["-0.102", "0.021"], "-0.081", "0.001", "-0.08"),
     ],
 )
-def test_the_cent_column_adds_up_to_the_total_through_its_rounding_line(
-    amounts: list[str], shown: list[str], rounding: str, total: str
+def test_the_lines_and_subtotal_show_every_digit_and_the_total_is_rounded_once(
+    amounts: list[str], shown: list[str], subtotal: str, rounding: str, total: str
 ) -> None:
-    subtotal = sum((D(a) for a in amounts), D(0))
+    exact = sum((D(a) for a in amounts), D(0))
     document = {
-        "lines": [{"amount_usd": a} for a in amounts],
-        "subtotal_usd": money_text(subtotal),
-        "rounding_usd": money_text(round_total(subtotal) - subtotal),
-        "total_usd": cents_text(round_total(subtotal)),
+        "number": "LUC-2026-000001",
+        "kind": "invoice",
+        "job_id": "job-1",
+        "customer": None,
+        "events": len(amounts),
+        "currency": "USD",
+        "rounding_rule": "half up",
+        "unpriced_events": 0,
+        "lines": [
+            {
+                **priced_line(model="m", provider="p", catalog_version=1),
+                "amount_usd": a,
+                "agent": f"A{n}",
+            }
+            for n, a in enumerate(amounts)
+        ],
+        "subtotal_usd": money_text(exact),
+        "rounding_usd": money_text(round_total(exact) - exact),
+        "total_usd": cents_text(round_total(exact)),
     }
-    assert [cents(a) for a in amounts] == shown
-    rows = {row_type: (cent, exact) for row_type, _, cent, exact in summary(document)}
-    assert rows["rounding"][0] == rounding and rows["total"][0] == total
-    assert D(rows["subtotal"][0]) + D(rows["rounding"][0]) == D(total)
-    assert D(rows["subtotal"][1]) + D(rows["rounding"][1]) == D(total)
+    rows = {row_type: (shown, exact) for row_type, _, shown, exact in summary(document)}
+    assert (rows["subtotal"][0], rows["rounding"][0], rows["total"][0]) == (
+        subtotal,
+        rounding,
+        total,
+    )
+    # The CSV shows the same: every line at every digit, and the column adds up.
+    parsed = list(csv.DictReader(io.StringIO(to_csv(document).removeprefix("\ufeff"))))
+    by_type = [(row["row_type"], row["amount_usd"]) for row in parsed]
+    assert by_type == [
+        *(("line", a) for a in shown),
+        ("subtotal", subtotal),
+        ("rounding", rounding),
+        ("total", total),
+    ]
+    assert sum((D(a) for a in shown), D(0)) == D(subtotal)
+    assert D(subtotal) + D(rounding) == D(total)
 
 
 def test_a_number_whose_year_is_not_the_year_of_issue_fails_verification() -> None:
