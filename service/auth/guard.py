@@ -25,7 +25,8 @@ INGEST: dict[str, Any] = {"scope": ("ingest",)}
 ADMIN: dict[str, Any] = {"scope": ("admin",)}
 INGEST_OR_READ: dict[str, Any] = {"scope": ("ingest", "read")}
 
-# A revoked key stops working within this many seconds on every process.
+# A revoked key stops working within this many seconds on every process (at once on
+# routes only an admin key may use: ``require_key``).
 KEY_CACHE_SECONDS = 2.0
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="luc"'}
 
@@ -60,11 +61,11 @@ async def rate_limit_identity(connection: ASGIConnection[Any, Any, Any, Any], lu
     return "addr:" + (client.host if client else "unknown")
 
 
-async def _known_key(luc: Any, token: str) -> ApiKey | None:
+async def _known_key(luc: Any, token: str, *, fresh: bool = False) -> ApiKey | None:
     """The key ``token`` is (revoked or not), ``None`` for no key: from the cache, else
-    looked up and cached."""
+    (or when ``fresh``) looked up and cached."""
     key_cache: KeyCache = luc.key_cache
-    cached, key = key_cache.get(token)
+    cached, key = (False, None) if fresh else key_cache.get(token)
     if not cached:
         try:
             async with luc.pool.acquire() as conn:
@@ -125,7 +126,10 @@ async def require_key(
         raise NotAuthorizedException(
             "missing API key: send Authorization: Bearer <key>", headers=_CHALLENGE
         )
-    key = await _known_key(luc, token)
+    # An admin-only route (keys, plans, customers, credits, catalog versions) reads the key
+    # afresh: another process may have revoked it within KEY_CACHE_SECONDS, and a revoked
+    # admin key must not mint its successor meanwhile. These routes are not a hot path.
+    key = await _known_key(luc, token, fresh=scopes == ADMIN["scope"])
     if key is None:
         raise NotAuthorizedException("invalid API key", headers=_CHALLENGE)
     if key.revoked_at is not None:

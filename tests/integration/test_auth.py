@@ -348,6 +348,37 @@ async def test_a_key_revoked_over_rest_is_refused_at_once_by_the_process_that_re
     assert refused.json()["detail"] == "this API key was revoked"
 
 
+async def test_a_revoked_admin_key_is_refused_at_once_by_another_process_on_admin_routes(
+    database_url: str, admin_key: str
+) -> None:
+    """Two processes (two workers of ``luc serve``) on one database: the key is revoked on
+    one while the other holds it in its cache. Routes only an admin may use read the key
+    afresh, so the other process refuses it at once: before, for up to KEY_CACHE_SECONDS a
+    leaked admin key could mint its successor there, which outlived the revocation."""
+    settings = settings_for(database_url, LUC_AUTH="on")
+    async with (
+        AsyncTestClient(app=create_app(settings)) as one,
+        AsyncTestClient(app=create_app(settings)) as other,
+    ):
+        made = await one.post(
+            "/v1/keys", json={"name": "leaked", "scope": "admin"}, headers=_headers(admin_key)
+        )
+        leaked = made.json()
+        assert (await other.get("/v1/keys", headers=_headers(leaked["key"]))).status_code == 200
+
+        revoked = await one.delete(f"/v1/keys/{leaked['id']}", headers=_headers(admin_key))
+        assert revoked.status_code == 204
+        successor = await other.post(
+            "/v1/keys",
+            json={"name": "successor", "scope": "admin"},
+            headers=_headers(leaked["key"]),
+        )
+        assert successor.status_code == 401, successor.text
+        assert successor.json()["detail"] == "this API key was revoked"
+        listed = (await one.get("/v1/keys", headers=_headers(admin_key))).json()["items"]
+        assert "successor" not in {k["name"] for k in listed}
+
+
 async def test_a_non_admin_key_cannot_create_or_revoke_keys(
     api: AsyncTestClient[Any], db: asyncpg.Connection, admin_key: str
 ) -> None:
