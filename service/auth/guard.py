@@ -126,9 +126,10 @@ async def require_key(
         raise NotAuthorizedException(
             "missing API key: send Authorization: Bearer <key>", headers=_CHALLENGE
         )
-    # An admin-only route (keys, plans, customers, credits, catalog versions) reads the key
-    # afresh: another process may have revoked it within KEY_CACHE_SECONDS, and a revoked
-    # admin key must not mint its successor meanwhile. These routes are not a hot path.
+    # An admin-only route (keys, plans, customers, credits, budgets, issuing invoices,
+    # catalog changes) reads the key afresh: another process may have revoked it within
+    # KEY_CACHE_SECONDS, and a revoked admin key must not mint its successor meanwhile.
+    # These routes are not a hot path.
     key = await _known_key(luc, token, fresh=scopes == ADMIN["scope"])
     if key is None:
         raise NotAuthorizedException("invalid API key", headers=_CHALLENGE)
