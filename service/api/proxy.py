@@ -187,6 +187,10 @@ def _attribution(request: Request[Any, Any, Any]) -> tuple[str, str, str | None]
     return job, agent, customer
 
 
+_WHOLE_FIELDS = ("max_tokens", "max_completion_tokens", "n")
+"""The body's counts: the output bound and how many answers (each one paid for)."""
+
+
 def _chat_request(raw: bytes, gateway: Gateway) -> tuple[ChatRequest, bool]:
     try:
         body = msgspec.json.decode(raw)
@@ -208,6 +212,15 @@ def _chat_request(raw: bytes, gateway: Gateway) -> tuple[ChatRequest, bool]:
     if stream is not None and not isinstance(stream, bool):
         # As OpenAI refuses it: "yes" or 1 read as false would answer in another shape.
         raise InvalidRequestError("stream: must be a boolean (or null)", status_code=400)
+    for name in _WHOLE_FIELDS:
+        value = body.get(name)
+        if value is not None and (type(value) is not int or value < 1):
+            # As OpenAI refuses them. A hard budget's estimate reads these as whole numbers:
+            # n: 4.0 or max_completion_tokens: 2000000.0 beside max_tokens: 100 were left
+            # out of it, and went upstream, where a provider may well read them as numbers.
+            raise InvalidRequestError(
+                f"{name}: must be a whole number of at least 1 (or null)", status_code=400
+            )
     forward = {k: v for k, v in body.items() if k not in _OWN_FIELDS}
     return ChatRequest(model=model, body=forward), stream is True
 

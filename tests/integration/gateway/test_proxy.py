@@ -118,6 +118,39 @@ async def test_a_stream_flag_that_is_no_boolean_is_an_openai_shaped_400(
     assert answered.json()["object"] == "chat.completion"
 
 
+async def test_an_output_bound_or_choice_count_that_is_no_whole_number_is_a_400(
+    client: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    # A hard budget's estimate counted only whole numbers: n: 4.0, or a bound of 2000000.0
+    # beside max_tokens: 100, went upstream outside the reservation.
+    for name, value in (
+        ("n", 4.0),
+        ("n", 0),
+        ("max_completion_tokens", 2_000_000.0),
+        ("max_completion_tokens", "2000000"),
+        ("max_tokens", True),
+        ("max_tokens", -1),
+    ):
+        response = await client.post(
+            "/v1/chat/completions",
+            json={**BODY, "max_tokens": 100, name: value},
+            headers=ATTRIBUTION,
+        )
+        assert response.status_code == 400, (name, value, response.text)
+        error = response.json()["error"]
+        assert (error["type"], error["message"]) == (
+            "invalid_request_error",
+            f"{name}: must be a whole number of at least 1 (or null)",
+        )
+    assert await ledger(db) == []
+    answered = await client.post(
+        "/v1/chat/completions",
+        json={**BODY, "max_tokens": 100, "max_completion_tokens": None, "n": 1},
+        headers=ATTRIBUTION,
+    )
+    assert answered.status_code == 200, answered.text
+
+
 async def test_a_call_without_a_key_gets_an_openai_shaped_401(
     client: AsyncTestClient[Any],
 ) -> None:
