@@ -25,9 +25,13 @@ DRIFT_MIN_EVENTS = 20
 are too few to tell a catalog error from a handful of odd calls (SPEC §5)."""
 
 RATIO_DIGITS = 20
+# Away from zero: a ratio is never shown smaller than it is, so a group whose ratio shows
+# above the tolerance drifts, and one that drifts shows above it (for a tolerance of at
+# most RATIO_DIGITS significant digits). Half-even showed 0.01 for a ratio of
+# 0.0100000000000000000000000001 beside "drift": true at a tolerance of 0.01.
 _RATIO = decimal.Context(
     prec=RATIO_DIGITS,
-    rounding=decimal.ROUND_HALF_EVEN,
+    rounding=decimal.ROUND_UP,
     Emax=decimal.MAX_EMAX,
     Emin=decimal.MIN_EMIN,
     traps=[decimal.InvalidOperation, decimal.Overflow, decimal.DivisionByZero],
@@ -54,7 +58,7 @@ def group_keys(group_by: str | None) -> list[str]:
 
 def difference_ratio(totals: Totals) -> Decimal | None:
     """Provider minus catalog cost over catalog cost, to ``RATIO_DIGITS`` significant
-    digits; None when the catalog cost is zero (no ratio to take)."""
+    digits, rounded away from zero; None when the catalog cost is zero (no ratio to take)."""
     if not totals.cost_usd:
         return None
     return _RATIO.divide(totals.difference_usd, totals.cost_usd)

@@ -242,8 +242,9 @@ async def test_groups_by_provider_sum_their_models_and_count_the_unpriced_apart(
          True, AZURE_REASONS),
         # cachey 20 + free 21 + steady 25 reported and 3 not + unknown 2 (unpriced)
         # cost 0.6 + 0 + 0.125; provider 0.312 + 0.0021 + 0.126; ratio −0.2849 / 0.725
+        # = −0.392965517241379310344…, to 20 digits away from zero
         ({"provider": "openrouter"}, 71, 68, 2, "0.725", "0.4401", "0.001", "-0.2849",
-         "-0.39296551724137931034", True, [(CACHE_REASON, 20)]),
+         "-0.39296551724137931035", True, [(CACHE_REASON, 20)]),
         # cachey 19 + steady 20: −0.2726 / 0.67, to 20 significant digits
         ({"provider": "vertex"}, 39, 39, 0, "0.67", "0.3974", "0", "-0.2726",
          "-0.40686567164179104478", True, [(CACHE_REASON, 19)]),

@@ -49,8 +49,10 @@ def test_drift_is_decided_on_the_exact_amounts(group: Totals, drift: bool) -> No
 
 
 def test_the_ratio_has_twenty_significant_digits_and_none_without_a_catalog_cost() -> None:
-    # 1 / 3 − 1 = −2/3 → −0.66666666666666666667 (half even at the 20th digit)
+    # 1 / 3 − 1 = −2/3 → −0.66666666666666666667 (away from zero at the 20th digit)
     assert difference_ratio(totals(20, "3", "1")) == Decimal("-0.66666666666666666667")
+    # 4 / 3 − 1 = 1/3 → 0.33333333333333333334: away from zero, never shown smaller
+    assert difference_ratio(totals(20, "3", "4")) == Decimal("0.33333333333333333334")
     assert difference_ratio(totals(20, "0.6", "0.312")) == Decimal("-0.48")
     assert difference_ratio(totals(20, "0", "0.5")) is None
 
@@ -106,3 +108,20 @@ def test_a_model_is_checked_against_its_own_long_context_threshold_when_it_has_o
 def test_the_wire_row_spells_every_measure_out() -> None:
     fields = {f.name for f in msgspec.structs.fields(ReconciliationRowOut)}
     assert set(MEASURE_NAMES) <= fields
+
+
+@pytest.mark.parametrize(
+    ("provider", "shown"),
+    [
+        ("1.01", "0.01"),  # exactly the tolerance: no drift, shown at it
+        ("1.010000000000000000000000000000001", "0.010000000000000000001"),  # beyond
+        ("0.989999999999999999999999999999999", "-0.010000000000000000001"),  # below
+        ("1.009999999999999999999999999999999", "0.010000000000000000000"),  # within
+    ],
+)
+def test_a_ratio_shown_beyond_the_tolerance_is_one_that_drifts(provider: str, shown: str) -> None:
+    # Half-even showed 0.01 for the second beside drift: true.
+    group = totals(20, "1", provider)
+    ratio = difference_ratio(group)
+    assert ratio is not None and str(ratio) == shown
+    assert drifts(group, TOLERANCE) is (ratio.copy_abs() > TOLERANCE)
