@@ -92,9 +92,17 @@ class Emitter:
     ) -> None:
         await self.aclose()
 
-    async def emit(self, event: UsageEventIn) -> None:
+    async def emit(self, event: UsageEventIn, supersedes: int | None = None) -> None:
         """Spool one event durably; it is sent in the background."""
         await self.emit_many([event])
+
+    def hold(self, event: UsageEventIn) -> int | None:
+        """No holds here: the spool is written when a call's usage is known (a gateway
+        process that dies mid-call loses that call's usage; LUC's own proxy keeps it)."""
+        return None
+
+    def release(self, held: int) -> None:
+        """Nothing is held (``hold``)."""
 
     async def emit_many(self, events: Sequence[UsageEventIn]) -> None:
         await self.spool.add([(e.id, msgspec.json.encode(e)) for e in events])

@@ -61,6 +61,7 @@ from service.gateway.ports import AdmissionLookup, BudgetGate, CatalogSource, Us
 from service.gateway.streaming import read_stream
 from service.gateway.upstream import CALL_PROGRESS, CallProgress
 from service.gateway.usage import estimated_usage, usage_event
+from service.ingest.models import UsageEventIn
 from service.pricing.cost import event_cost
 
 log = structlog.get_logger("luc.gateway")
@@ -79,6 +80,10 @@ BROKEN_STREAM_ADVICE = (
 may be with the caller already), unlike a failure before any byte."""
 SHUTDOWN_ADVICE = "LUC shut down before the answer ended; its tokens so far are billed; try again"
 SHUTDOWN_ERROR = "LUC shut down before the answer was read"
+PROCESS_ENDED_ERROR = (
+    "LUC's process ended before the answer was read; billed on its prompt, estimated"
+)
+"""The error of a held call booked by the next process (``Gateway._hold``)."""
 STREAM_DEADLINE_SECONDS = 600.0
 """The default of ``LUC_GATEWAY_STREAM_DEADLINE_SECONDS`` (see ``GatewaySettings``)."""
 CANCELLED_CALLS_SECONDS = 10.0
@@ -253,7 +258,7 @@ class Gateway:
     async def _complete(
         self, admitted: Admitted, context: CallContext
     ) -> tuple[ChatResult, Completion]:
-        progress = CallProgress()
+        progress = self._progress(admitted, context, streamed=False)
         CALL_PROGRESS.set(progress)  # this task's context: the providers note a 2xx in it
         try:
             provider, completion = await self.chain.complete(
@@ -265,6 +270,7 @@ class Gateway:
         except BaseException:
             # No answer, so no usage event for the call (a paid attempt the chain gave up on
             # was metered on its own): release the hold (a refusal, an outage).
+            self._drop_hold(progress)
             await asyncio.shield(self._release(admitted))
             raise
         usage = completion.usage
@@ -289,6 +295,7 @@ class Gateway:
             finish_reason=completion.finish_reason,
             error=completion.error,
             streamed=False,
+            held=self._take_hold(progress),
         )
         if cancelled:
             raise asyncio.CancelledError
@@ -302,6 +309,7 @@ class Gateway:
         provider, so it is metered on its prompt, all that is known of it; any other frees
         its hold."""
         if progress.answered is None:
+            self._drop_hold(progress)
             await asyncio.shield(self._release(admitted))
             return
         name, generation_id = progress.answered
@@ -316,6 +324,7 @@ class Gateway:
             finish_reason=None,
             error=SHUTDOWN_ERROR,
             streamed=streamed,
+            held=self._take_hold(progress),
         )
 
     def _billed_meter(
@@ -347,6 +356,7 @@ class Gateway:
                     streamed=False,
                     settles=False,
                     outcome=billed.outcome,
+                    held=None if progress is None else self._take_hold(progress),
                 )
             except Exception:
                 # Metering never decides the call's outcome; the error is logged whole.
@@ -363,7 +373,7 @@ class Gateway:
     async def _run_stream(
         self, admitted: Admitted, context: CallContext, handle: StreamHandle
     ) -> None:
-        progress = CallProgress()
+        progress = self._progress(admitted, context, streamed=True)
         CALL_PROGRESS.set(progress)  # this task's context: a request sent whole is noted in it
         try:
             provider, upstream = await self.chain.open_stream(
@@ -372,6 +382,7 @@ class Gateway:
         except Exception as exc:  # the caller of open_stream raises it
             # Released before the caller hears of the failure: a retry it makes at once
             # finds the headroom free.
+            self._drop_hold(progress)
             await self._release(admitted)
             handle.opened.set_exception(exc)
             handle.opened.exception()  # retrieved even if that caller went away
@@ -384,7 +395,9 @@ class Gateway:
         result: ChatResult | None = None
         cancelled = False
         try:
-            result, cancelled = await self._pump(admitted, context, provider, upstream, handle)
+            result, cancelled = await self._pump(
+                admitted, context, provider, upstream, handle, progress
+            )
         except Exception as exc:  # a bug must not hang the caller
             log.exception("stream_pump_failed", provider=provider.name)
             handle.error = Unavailable(f"the stream failed inside LUC: {exc}")
@@ -395,6 +408,7 @@ class Gateway:
         if result is None:
             # Nothing arrived (or LUC failed before metering): no usage event names the
             # reservation, so nothing would ever settle it.
+            self._drop_hold(progress)
             await self._release(admitted)
         if cancelled:  # metered, now cancelled as asked
             raise asyncio.CancelledError
@@ -406,6 +420,7 @@ class Gateway:
         provider: Provider,
         upstream: UpstreamStream,
         handle: StreamHandle,
+        progress: CallProgress,
     ) -> tuple[ChatResult | None, bool]:
         """The stream's metered result (``None``: nothing to meter), and whether its task
         was cancelled meanwhile (then metered on what it had, and to end cancelled)."""
@@ -443,8 +458,112 @@ class Gateway:
             finish_reason=read.finish_reason,
             error=error,
             streamed=True,
+            held=self._take_hold(progress),
         )
         return result, cancelled
+
+    def _event(
+        self,
+        admitted: Admitted,
+        context: CallContext,
+        *,
+        provider: str,
+        generation_id: str | None,
+        answered_model: str | None,
+        usage: ProviderUsage,
+        error: str | None,
+        streamed: bool,
+        settles: bool,
+        outcome: str | None,
+    ) -> tuple[str, UsageEventIn]:
+        """The attempt's usage event, and the model it is booked under."""
+        catalog, when = admitted.catalog, admitted.occurred_at
+        model = admitted.request.model
+        attributes: dict[str, Any] = {"streamed": streamed}
+        if answered_model and answered_model != model:
+            attributes["upstream_model"] = _storable(answered_model, MAX_MODEL_ATTRIBUTE)
+            # The model that really answered (OpenRouter fallbacks), when LUC can price it.
+            other = catalog.quote(answered_model, when)
+            if other.price is not None:
+                model = other.model_id
+        if error:
+            attributes["error"] = _storable(error, MAX_ERROR_ATTRIBUTE)
+        if outcome:
+            attributes["outcome"] = outcome
+        return model, usage_event(
+            generation_id=generation_id,
+            occurred_at=when,
+            context=context,
+            provider=provider,
+            model=model,
+            usage=usage,
+            status="error" if error else "ok",
+            attributes=attributes,
+            reservation_id=admitted.reservation_id if settles else None,
+        )
+
+    def _progress(
+        self, admitted: Admitted, context: CallContext, *, streamed: bool
+    ) -> CallProgress:
+        """A call's progress, holding its usage in the sink once a provider answers 2xx."""
+        progress = CallProgress()
+
+        def answered(provider: str, generation_id: str | None) -> None:
+            self._hold(admitted, context, progress, provider, generation_id, streamed)
+
+        progress.on_answered = answered
+        return progress
+
+    def _hold(
+        self,
+        admitted: Admitted,
+        context: CallContext,
+        progress: CallProgress,
+        provider: str,
+        generation_id: str | None,
+        streamed: bool,
+    ) -> None:
+        """A provider answered 2xx: from now on the call is paid for. Should this process
+        end before the answer is read and metered (a crash, a ``SIGKILL`` mid-stream), the
+        next one books what is known now (the prompt, estimated; ``outcome``
+        ``process_ended``) from the sink's journal, under the id the call's own usage
+        will have (the generation id, else one fixed here); the call's usage supersedes
+        the hold as it is made durable."""
+        self._drop_hold(progress)  # an earlier attempt's, should it be left (never metered)
+        _, event = self._event(
+            admitted,
+            context,
+            provider=provider,
+            generation_id=generation_id,
+            answered_model=None,
+            usage=estimated_usage(admitted.request.prompt_text(), ""),
+            error=PROCESS_ENDED_ERROR,
+            streamed=streamed,
+            settles=True,
+            outcome="process_ended",
+        )
+        try:
+            held = self.sink.hold(event)
+        except Exception:  # the call goes on; its usage is made durable at its end as ever
+            log.exception("usage_not_held", event_id=event.id)
+            return
+        if held is not None:
+            progress.held = (held, event.id)
+
+    @staticmethod
+    def _take_hold(progress: CallProgress) -> tuple[int, str] | None:
+        held, progress.held = progress.held, None
+        return held
+
+    def _drop_hold(self, progress: CallProgress) -> None:
+        """The held attempt ends without usage of its own (nothing was metered)."""
+        held = self._take_hold(progress)
+        if held is None:
+            return
+        try:
+            self.sink.release(held[0])
+        except Exception:
+            log.exception("usage_hold_not_released", event_id=held[1])
 
     async def _meter(
         self,
@@ -461,37 +580,29 @@ class Gateway:
         streamed: bool,
         settles: bool = True,
         outcome: str | None = None,
+        held: tuple[int, str] | None = None,
     ) -> ChatResult:
         """Emit the attempt's one usage event; price it as the ledger will. ``settles``:
         whether the event carries (and so settles) the call's reservation; ``outcome``:
         ``timeout`` or ``connection_lost`` for an attempt sent whole that got no answer
-        (``attributes.outcome``, beside ``status`` ``error``)."""
-        catalog, when = admitted.catalog, admitted.occurred_at
-        model = admitted.request.model
-        attributes: dict[str, Any] = {"streamed": streamed}
-        if answered_model and answered_model != model:
-            attributes["upstream_model"] = _storable(answered_model, MAX_MODEL_ATTRIBUTE)
-            # The model that really answered (OpenRouter fallbacks), when LUC can price it.
-            other = catalog.quote(answered_model, when)
-            if other.price is not None:
-                model = other.model_id
-        if error:
-            attributes["error"] = _storable(error, MAX_ERROR_ATTRIBUTE)
-        if outcome:
-            attributes["outcome"] = outcome
-        event = usage_event(
-            generation_id=generation_id,
-            occurred_at=when,
-            context=context,
+        (``attributes.outcome``, beside ``status`` ``error``); ``held``: the attempt's hold
+        (``_hold``), which the event supersedes, and whose id it takes when the provider
+        gave none."""
+        model, event = self._event(
+            admitted,
+            context,
             provider=provider,
-            model=model,
+            generation_id=generation_id or (held[1] if held is not None else None),
+            answered_model=answered_model,
             usage=usage,
-            status="error" if error else "ok",
-            attributes=attributes,
-            reservation_id=admitted.reservation_id if settles else None,
+            error=error,
+            streamed=streamed,
+            settles=settles,
+            outcome=outcome,
         )
+        catalog, when = admitted.catalog, admitted.occurred_at
         try:
-            await self.sink.emit(event)
+            await self.sink.emit(event, None if held is None else held[0])
         except Exception:
             # Sinks keep what they cannot deliver (a spool) and should not raise; if one does
             # anyway, the answer is still delivered (it was paid for) and the usage is logged

@@ -30,7 +30,16 @@ from service.pricing.catalog import Catalog
 class UsageSink(Protocol):
     """Where usage events go: the ledger in-process, or the emitter to a remote LUC."""
 
-    async def emit(self, event: UsageEventIn) -> None: ...
+    async def emit(self, event: UsageEventIn, supersedes: int | None = None) -> None:
+        """Make ``event`` durable; ``supersedes``: the hold it replaces (``hold``)."""
+
+    def hold(self, event: UsageEventIn) -> int | None:
+        """Keep ``event``, the usage of a call still in flight, to be booked should the
+        process end before the call's own usage is emitted; a token, or ``None`` when
+        the sink keeps no such thing."""
+
+    def release(self, held: int) -> None:
+        """Drop a hold whose call ended without usage of its own."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -187,6 +187,17 @@ class CallProgress:
     """(provider, generation id from ``X-Generation-Id``) of the attempt a provider has
     answered 2xx, or that was sent to it whole and awaits its answer (so is paid for, or
     may be), and that is neither answered whole nor metered yet."""
+    on_answered: Callable[[str, str | None], None] | None = None
+    """Called with (provider, generation id) when a provider answers 2xx: the gateway
+    holds the call's usage there, for the next process should this one end mid-answer."""
+    held: tuple[int, str] | None = None
+    """The hold the gateway made for the attempt answered 2xx (the sink's token, the event
+    id), until that attempt's usage supersedes it."""
+
+    def answered_2xx(self, provider: str, generation_id: str | None) -> None:
+        self.answered = (provider, generation_id)
+        if self.on_answered is not None:
+            self.on_answered(provider, generation_id)
 
 
 CALL_PROGRESS: ContextVar[CallProgress | None] = ContextVar("luc_call_progress", default=None)
@@ -354,12 +365,9 @@ class HttpProvider:
                 if delivery.progress is not None and response.status_code >= 300:
                     delivery.progress.answered = None  # refused: nothing was generated
                 if response.status_code < 300:
+                    if (progress := CALL_PROGRESS.get()) is not None:
+                        progress.answered_2xx(self.name, response.headers.get("x-generation-id"))
                     if not stream:
-                        if (progress := CALL_PROGRESS.get()) is not None:
-                            progress.answered = (
-                                self.name,
-                                response.headers.get("x-generation-id"),
-                            )
                         await self._read_answer(response)
                     return response
                 try:

@@ -58,7 +58,7 @@ SLOW_SYNC_BACKOFF = 10.0
 """...this many seconds."""
 _MAGIC = b"LUCj"
 _RECORD = struct.Struct("<4sBIQI")  # magic, kind, payload length, seq, crc32
-_USAGE, _RESOLVED = 1, 2
+_USAGE, _RESOLVED, _HELD = 1, 2, 3
 _ID_LENGTH = struct.Struct("<H")
 _SEQ = struct.Struct("<Q")
 _ZEROS = bytes(64 * 1024)
@@ -73,6 +73,11 @@ def _record(kind: int, seq: int, payload: bytes) -> bytes:
 def usage_record(seq: int, event_id: str, body: bytes) -> bytes:
     raw_id = event_id.encode()
     return _record(_USAGE, seq, _ID_LENGTH.pack(len(raw_id)) + raw_id + body)
+
+
+def held_record(seq: int, event_id: str, body: bytes) -> bytes:
+    raw_id = event_id.encode()
+    return _record(_HELD, seq, _ID_LENGTH.pack(len(raw_id)) + raw_id + body)
 
 
 def resolved_record(seqs: Sequence[int]) -> bytes:
@@ -112,16 +117,22 @@ def _usage_id(payload: bytes) -> str:
 def read_records(files: Sequence[bytes]) -> list[tuple[int, str, bytes]]:
     """The usage that the files of one process's journal hold unresolved, (seq, event id,
     body), in order. Each file is read up to its first record that is not whole
-    (``_whole_records``)."""
+    (``_whole_records``). A held call (``UsageJournal.hold``) counts when nothing
+    resolved it and no usage of the same event id followed it: its process ended before
+    the call's answer was read."""
     usage: dict[int, tuple[str, bytes]] = {}
+    held: dict[int, tuple[str, bytes]] = {}
     resolved: set[int] = set()
     for data in files:
         for kind, seq, payload, _ in _whole_records(data):
-            if kind == _USAGE:
+            if kind in (_USAGE, _HELD):
                 (id_length,) = _ID_LENGTH.unpack_from(payload)
-                usage[seq] = (payload[2 : 2 + id_length].decode(), payload[2 + id_length :])
+                record = (payload[2 : 2 + id_length].decode(), payload[2 + id_length :])
+                (usage if kind == _USAGE else held)[seq] = record
             elif kind == _RESOLVED:
                 resolved.update(done for (done,) in _SEQ.iter_unpack(payload))
+    answered = {event_id for event_id, _ in usage.values()}
+    usage.update((seq, r) for seq, r in held.items() if r[0] not in answered)
     return [(seq, i, body) for seq, (i, body) in sorted(usage.items()) if seq not in resolved]
 
 
@@ -169,6 +180,10 @@ class UsageJournal:
         self._where: dict[int, _File] = {}
         """Seq → the file holding it, until it is resolved."""
         self._resolved: list[int] = []
+        self._held_queued: set[int] = set()
+        """Holds not written yet."""
+        self._dropped: set[int] = set()
+        """Holds resolved while still queued: never counted as unresolved once written."""
         self._retired: list[_File] = []
         """Full files with nothing unresolved left: removed by the next group."""
         self._queued: list[_Pending] = []
@@ -186,25 +201,62 @@ class UsageJournal:
 
     # The calls' side ------------------------------------------------------------------------
 
-    async def append(self, event_id: str, body: bytes) -> int:
+    async def append(self, event_id: str, body: bytes, supersedes: int | None = None) -> int:
         """Write one call's usage; on disk when this returns. Concurrent appends share one
-        ``fdatasync``. Returns the usage's seq, for ``resolve``."""
+        ``fdatasync``. Returns the usage's seq, for ``resolve``. ``supersedes``: the seq of
+        the call's hold (``hold``), resolved by the same write, right after the usage (a
+        crash cannot keep the note without the usage; a power cut that tore the write
+        after the usage leaves the hold, which the usage's event id outranks on
+        recovery)."""
         if self._closed:
             raise RuntimeError("the usage journal is closed")
         self._seqs += 1
         seq = self._seqs
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        data = usage_record(seq, event_id, body)
+        if supersedes is not None:
+            data += resolved_record([supersedes])
 
         def written(file: _File) -> None:
             file.unresolved.add(seq)
             self._where[seq] = file
+            if supersedes is not None and (held := self._where.pop(supersedes, None)):
+                held.unresolved.discard(supersedes)
 
-        self._queued.append(_Pending(usage_record(seq, event_id, body), True, future, written))
+        self._queued.append(_Pending(data, True, future, written))
         if self._flusher is None or self._flusher.done():
             self._write_inline()
         if not future.done():
             self._flush_soon()
         await future  # a future written inline is done: no hop to the loop
+        return seq
+
+    def hold(self, event_id: str, body: bytes) -> int:
+        """Note a call in flight whose provider has answered: ``body`` is the usage to book
+        should this process end before the call's own usage is appended (a crash, a
+        ``SIGKILL`` mid-answer), estimated from what is known now. Written with the next
+        group, without waiting for it and without a sync of its own: the page cache keeps
+        it through the process's death (the call's own usage is synced as ever). Returns
+        its seq, which the call's usage supersedes (``append``) or ``resolve`` drops."""
+        if self._closed:
+            raise RuntimeError("the usage journal is closed")
+        self._seqs += 1
+        seq = self._seqs
+
+        def written(file: _File) -> None:
+            self._held_queued.discard(seq)
+            if seq in self._dropped:  # resolved before it was written
+                self._dropped.discard(seq)
+                return
+            file.unresolved.add(seq)
+            self._where[seq] = file
+
+        self._held_queued.add(seq)
+        self._queued.append(_Pending(held_record(seq, event_id, body), False, None, written))
+        if self._flusher is None or self._flusher.done():
+            self._write_inline()
+        if self._queued:
+            self._flush_soon()
         return seq
 
     def resolve(self, seqs: Sequence[int]) -> None:
@@ -214,6 +266,8 @@ class UsageJournal:
             file = self._where.pop(seq, None)
             if file is not None:
                 file.unresolved.discard(seq)
+            elif seq in self._held_queued:
+                self._dropped.add(seq)
         self._resolved.extend(seqs)
         self._flush_soon()
 

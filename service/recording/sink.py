@@ -129,22 +129,41 @@ class RecordingSink:
 
     # One call's usage -----------------------------------------------------------------------
 
-    async def emit(self, event: UsageEventIn) -> None:
+    def hold(self, event: UsageEventIn) -> int | None:
+        """Keep ``event`` in the journal for the next process, should this one end before
+        the call's own usage comes (``journal.hold``); ``None`` without a journal."""
+        if self.journal is None or not self.ingest.persist:
+            return None
+        try:
+            return self.journal.hold(event.id, msgspec.json.encode(event))
+        except Exception as exc:  # the call goes on; its own usage is made durable as ever
+            log.error("usage_hold_failed", event_id=event.id, error=_why(exc))
+            return None
+
+    def release(self, held: int) -> None:
+        """The held call ended without usage of its own: nothing to book for it."""
+        if self.journal is not None:
+            self.journal.resolve([held])
+
+    async def emit(self, event: UsageEventIn, supersedes: int | None = None) -> None:
+        """Make the call's usage durable, and drop its hold (``supersedes``) with it."""
         body = msgspec.json.encode(event)
         checked = self._check(body)
         if isinstance(checked, str):
             await self._park(event.id, body, REJECTED, checked)
-            return
-        if self.journal is None or not self.ingest.persist:
+        elif self.journal is None or not self.ingest.persist:
             await self._record_now(event.id, body, checked)
-            return
-        try:
-            seq = await self.journal.append(event.id, body)
-        except Exception as exc:  # the local disk failed: the ledger it is, before the answer
-            log.error("usage_spool_failed", event_id=event.id, error=_why(exc))
-            await self._record_now(event.id, body, checked)
-            return
-        self._writer.add(seq, event.id, body, checked)
+        else:
+            try:
+                seq = await self.journal.append(event.id, body, supersedes)
+            except Exception as exc:  # the local disk failed: the ledger it is, now
+                log.error("usage_spool_failed", event_id=event.id, error=_why(exc))
+                await self._record_now(event.id, body, checked)
+            else:
+                self._writer.add(seq, event.id, body, checked)
+                return
+        if supersedes is not None:  # parked, recorded or spooled: the hold is done
+            self.release(supersedes)
 
     async def _record_one(self, event: UsageEvent) -> EventOutcome:
         """One attempt at recording ``event``, given up after ``record_timeout_seconds``."""

@@ -361,7 +361,13 @@ async def test_a_parked_event_is_recorded_by_replay_once_its_cause_is_fixed(
 
 
 class _BrokenSink:
-    async def emit(self, event: UsageEventIn) -> None:
+    async def emit(self, event: UsageEventIn, supersedes: int | None = None) -> None:
+        raise RuntimeError("the sink broke")
+
+    def hold(self, event: UsageEventIn) -> int | None:
+        raise RuntimeError("the sink broke")
+
+    def release(self, held: int) -> None:
         raise RuntimeError("the sink broke")
 
 

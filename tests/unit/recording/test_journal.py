@@ -25,6 +25,7 @@ from service.recording.journal import (
     JournalReader,
     UsageJournal,
     damage,
+    held_record,
     journal_ids,
     read_records,
     usage_record,
@@ -53,6 +54,54 @@ async def test_appended_usage_is_on_disk_until_resolved(tmp_path: Path) -> None:
 
     await journal.aclose()  # unresolved usage stays, for the next process
     assert journal_ids(spool_path) == ["gen-1", "gen-2", "gen-4", "gen-5"]
+
+
+def _read(spool_path: Path) -> list[tuple[str, bytes]]:
+    """What a process finding the journal's files would book: (event id, body)."""
+    files = [p.read_bytes() for p in sorted(spool_path.parent.glob(f"{spool_path.name}.journal-*"))]
+    return [(event_id, body) for _, event_id, body in read_records(files)]
+
+
+async def test_a_held_call_is_booked_unless_its_usage_or_a_release_came(tmp_path: Path) -> None:
+    spool_path = tmp_path / "spool.sqlite"
+    journal = UsageJournal(spool_path)
+    answered = journal.hold("gen-a", b'{"held": "a"}')  # its usage comes, superseding it
+    journal.hold("gen-b", b'{"held": "b"}')  # its process dies mid-answer
+    nothing = journal.hold("gen-c", b'{"held": "c"}')  # ends with nothing to meter
+    await journal.append("gen-a", b'{"usage": "a"}', supersedes=answered)
+    journal.resolve([nothing])
+    await journal.append("gen-d", b'{"usage": "d"}')  # the note is written with this group
+    assert _read(spool_path) == [
+        ("gen-b", b'{"held": "b"}'),
+        ("gen-a", b'{"usage": "a"}'),
+        ("gen-d", b'{"usage": "d"}'),
+    ]
+    assert journal.unresolved == 3  # gen-b's hold keeps its file, as usage does
+    # A hold is no usage waiting for the ledger while its process lives.
+    assert journal_ids(spool_path) == ["gen-a", "gen-d"]
+    await journal.aclose()
+
+
+async def test_a_hold_released_before_it_is_written_leaves_nothing_unresolved(
+    tmp_path: Path,
+) -> None:
+    spool_path = tmp_path / "spool.sqlite"
+    journal = UsageJournal(spool_path)
+    held = journal.hold("gen-a", b"{}")  # queued: no group has run yet
+    journal.resolve([held])
+    seq = await journal.append("gen-b", b"{}")
+    assert journal.unresolved == 1
+    journal.resolve([seq])
+    await journal.aclose()
+    assert _read(spool_path) == []
+
+
+async def test_a_call_s_usage_outranks_its_hold_when_the_note_was_torn_off() -> None:
+    # A power cut tore the write after the usage: the hold's note is lost, the usage whole.
+    data = held_record(1, "gen-a", b"held") + usage_record(2, "gen-a", b"usage")
+    assert read_records([data]) == [(2, "gen-a", b"usage")]
+    # A hold whose call's usage never came is booked.
+    assert read_records([held_record(1, "gen-a", b"held")]) == [(1, "gen-a", b"held")]
 
 
 async def test_full_files_give_way_and_go_once_their_usage_is_resolved(tmp_path: Path) -> None:

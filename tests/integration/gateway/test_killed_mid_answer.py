@@ -1,0 +1,126 @@
+"""A proxied call is paid for from the provider's 2xx on (SPEC §8: its usage is never
+lost, whatever fails). When LUC's process is killed (SIGKILL: an OOM kill, a crash) in
+the middle of the answer, before the call's usage is known, the next process books the
+call from the journal: on its prompt, estimated, under the generation id the call's own
+usage would have had, with ``status`` ``error`` and ``attributes.outcome``
+``process_ended``; once, however often it restarts. Before, nothing was written until
+the answer ended, and such a call was never billed.
+
+``luc serve`` is a real process, killed and started again on the same data folder; the
+upstream is the fake OpenRouter on loopback, which keeps each generation it served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from decimal import Decimal
+
+import asyncpg
+import httpx
+import msgspec
+import pytest
+
+from tests.support.fake_openrouter import BrokenAnswer, FakeOpenRouter, Reply
+from tests.support.ledger_truth import STORED_EVENTS, assert_rollups_equal_ledger, ledger
+from tests.support.servers import ServerProcess
+from tests.support.waiting import wait_until
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
+
+FLASH = "google/gemini-3.0-flash"  # 0.10 in, 0.40 out per 1M
+# "Capital of France?": 18 characters, 4 a token → 5 input tokens, estimated; no output
+# is known when the process dies: 5 × 0.10 / 1M = 0.0000005.
+BODY = {"model": FLASH, "messages": [{"role": "user", "content": "Capital of France?"}]}
+HEADERS = {"X-LUC-Job": "job-killed", "X-LUC-Agent": "ORACLE"}
+
+
+@pytest.fixture
+def server(
+    server_factory: Callable[..., ServerProcess], fake_openrouter: FakeOpenRouter
+) -> ServerProcess:
+    return server_factory(
+        LUC_WORKERS="1",
+        OPENROUTER_API_KEY=fake_openrouter.api_key,
+        LUC_OPENROUTER_BASE_URL=fake_openrouter.base_url,
+        LUC_GATEWAY_CHAIN="openrouter",
+    )
+
+
+async def _booked_once_after_restarts(
+    server: ServerProcess, db: asyncpg.Connection, generation_id: str
+) -> None:
+    server.start()  # the same data folder: the dead process's journal is there
+
+    async def booked() -> bool:
+        return len(await ledger(db)) == 1
+
+    await wait_until(booked, 60, "the killed call on the ledger")
+    [event] = await db.fetch(
+        f"""SELECT event_id, status, attributes, input_tokens, output_tokens
+            FROM {STORED_EVENTS}"""
+    )
+    assert (event["event_id"], event["status"]) == (generation_id, "error")
+    assert (event["input_tokens"], event["output_tokens"]) == (5, 0)
+    attributes = event["attributes"]
+    assert attributes["outcome"] == "process_ended"
+    assert attributes["usage_source"] == "estimate"
+    [entry] = await ledger(db)
+    assert (entry["job_id"], entry["cost_usd"]) == ("job-killed", Decimal("0.0000005"))
+
+    # Started again: nothing more is booked for it.
+    server.stop()
+    server.start()
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        answer = await http.post("/v1/chat/completions", json=BODY, headers=HEADERS)
+    assert answer.status_code == 200, answer.text
+
+    async def both() -> bool:
+        return len(await ledger(db)) == 2
+
+    await wait_until(both, 60, "the new call on the ledger")
+    ids = [e["event_id"] for e in await ledger(db)]
+    assert ids.count(generation_id) == 1
+    await assert_rollups_equal_ledger(db)
+
+
+async def test_a_stream_whose_process_is_killed_mid_answer_is_booked_on_its_prompt(
+    server: ServerProcess, fake_openrouter: FakeOpenRouter, db: asyncpg.Connection
+) -> None:
+    # Sixty characters three at a time, a fifth of a second apart: four seconds of answer.
+    fake_openrouter.push(Reply(text="Paris " * 10, chunk_chars=3, delay=0.2))
+    async with (
+        httpx.AsyncClient(base_url=server.base_url, timeout=30) as http,
+        http.stream(
+            "POST", "/v1/chat/completions", json={**BODY, "stream": True}, headers=HEADERS
+        ) as answer,
+    ):
+        assert answer.status_code == 200
+        async for line in answer.aiter_lines():
+            if line.startswith("data: {"):
+                generation_id = msgspec.json.decode(line.removeprefix("data: "))["id"]
+                break
+        server.kill()  # mid-answer: the usage chunk has not come
+    assert len(fake_openrouter.chat_calls()) == 1  # one paid generation
+    assert await ledger(db) == []
+    await _booked_once_after_restarts(server, db, generation_id)
+
+
+async def test_a_plain_call_whose_process_is_killed_mid_answer_is_booked_on_its_prompt(
+    server: ServerProcess, fake_openrouter: FakeOpenRouter, db: asyncpg.Connection
+) -> None:
+    # HTTP 200, part of the body, then nothing: the answer is being read when LUC dies.
+    fake_openrouter.push(BrokenAnswer(id="gen-1767225600-KilledMidAnswer00001", stall=True))
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        call = asyncio.create_task(http.post("/v1/chat/completions", json=BODY, headers=HEADERS))
+
+        async def answering() -> bool:
+            return len(fake_openrouter.chat_calls()) == 1
+
+        await wait_until(answering, 30, "the provider to answer")
+        await asyncio.sleep(0.5)  # its 200 and first bytes read by LUC
+        server.kill()
+        with pytest.raises(httpx.HTTPError):
+            await call
+    assert await ledger(db) == []
+    await _booked_once_after_restarts(server, db, "gen-1767225600-KilledMidAnswer00001")
