@@ -206,7 +206,8 @@ class InvoicesController(LucController):
             "The customer's forms: `format=json` (default) is the invoice with its digest; "
             "`format=csv` has one row per line, then subtotal, rounding, total, credits and "
             "amount-due rows (`row_type`), each naming the invoice, customer and job; "
-            "`format=html` is an A4 page. Amounts in CSV and HTML are presented to the cent. "
+            "`format=html` is an A4 page. CSV and HTML show the lines and the subtotal at "
+            "every digit, the total and the amount due to the cent (rounded once). "
             "`view=internal` (JSON only) adds each line's `cost_usd`, `actual_cost_usd` and "
             "`margin_usd` for finance; the customer's forms never show them."
         ),
