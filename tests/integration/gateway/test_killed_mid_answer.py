@@ -15,12 +15,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 
 import asyncpg
 import httpx
 import msgspec
 import pytest
 
+from service.recording.journal import read_records
 from tests.support.fake_openrouter import BrokenAnswer, FakeOpenRouter, Reply
 from tests.support.ledger_truth import STORED_EVENTS, assert_rollups_equal_ledger, ledger
 from tests.support.servers import ServerProcess
@@ -45,6 +47,14 @@ def server(
         LUC_OPENROUTER_BASE_URL=fake_openrouter.base_url,
         LUC_GATEWAY_CHAIN="openrouter",
     )
+
+
+def _held(server: ServerProcess) -> bool:
+    """Whether the server's journal holds a call (its 200 read by LUC), as the next
+    process would find it."""
+    spool = Path(server.env["LUC_DATA_DIR"]) / "spool"
+    files = [p.read_bytes() for p in sorted(spool.glob("*.journal-*"))]
+    return bool(read_records(files))
 
 
 async def _booked_once_after_restarts(
@@ -118,7 +128,7 @@ async def test_a_plain_call_whose_process_is_killed_mid_answer_is_booked_on_its_
             return len(fake_openrouter.chat_calls()) == 1
 
         await wait_until(answering, 30, "the provider to answer")
-        await asyncio.sleep(0.5)  # its 200 and first bytes read by LUC
+        await wait_until(lambda: _held(server), 30, "LUC to hold the answered call")
         server.kill()
         with pytest.raises(httpx.HTTPError):
             await call
