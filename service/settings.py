@@ -24,6 +24,11 @@ COMMAND_TIMEOUT_GRACE_SECONDS = 5.0
 """How much longer than the statement timeout LUC waits for PostgreSQL's answer by default."""
 
 
+def default_command_timeout(statement_timeout_ms: int) -> float:
+    """``LUC_DB_COMMAND_TIMEOUT_SECONDS`` when unset: the grace past the statement timeout."""
+    return statement_timeout_ms / 1000 + COMMAND_TIMEOUT_GRACE_SECONDS
+
+
 @dataclass(frozen=True)
 class DatabaseSettings:
     url: str | None = None
@@ -37,7 +42,7 @@ class DatabaseSettings:
     statement_timeout_ms: int = 30_000
     """``LUC_DB_STATEMENT_TIMEOUT_MS``: PostgreSQL aborts a statement that runs longer.
     Behind a transaction pooler it cannot be sent per connection: set it on the role."""
-    command_timeout_seconds: float = statement_timeout_ms / 1000 + COMMAND_TIMEOUT_GRACE_SECONDS
+    command_timeout_seconds: float = default_command_timeout(statement_timeout_ms)
     """``LUC_DB_COMMAND_TIMEOUT_SECONDS``: the longest LUC waits for PostgreSQL's answer to
     one statement, or for a new connection, before it gives the connection up (a request
     then answers 503). It bounds the wait on a server that answers nothing at all (stopped,
@@ -472,7 +477,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         command_timeout_seconds=_float(
             env,
             "LUC_DB_COMMAND_TIMEOUT_SECONDS",
-            statement_timeout_ms / 1000 + COMMAND_TIMEOUT_GRACE_SECONDS,
+            default_command_timeout(statement_timeout_ms),
         ),
         pooler=_choice(env, "LUC_DB_POOLER", DatabaseSettings.pooler, ("none", "transaction")),
         startup_timeout_seconds=_float(

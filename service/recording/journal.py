@@ -70,14 +70,17 @@ def _record(kind: int, seq: int, payload: bytes) -> bytes:
     return _RECORD.pack(_MAGIC, kind, len(payload), seq, crc) + payload
 
 
-def usage_record(seq: int, event_id: str, body: bytes) -> bytes:
+def _event_record(kind: int, seq: int, event_id: str, body: bytes) -> bytes:
     raw_id = event_id.encode()
-    return _record(_USAGE, seq, _ID_LENGTH.pack(len(raw_id)) + raw_id + body)
+    return _record(kind, seq, _ID_LENGTH.pack(len(raw_id)) + raw_id + body)
+
+
+def usage_record(seq: int, event_id: str, body: bytes) -> bytes:
+    return _event_record(_USAGE, seq, event_id, body)
 
 
 def held_record(seq: int, event_id: str, body: bytes) -> bytes:
-    raw_id = event_id.encode()
-    return _record(_HELD, seq, _ID_LENGTH.pack(len(raw_id)) + raw_id + body)
+    return _event_record(_HELD, seq, event_id, body)
 
 
 def resolved_record(seqs: Sequence[int]) -> bytes:
@@ -181,9 +184,8 @@ class UsageJournal:
         """Seq → the file holding it, until it is resolved."""
         self._resolved: list[int] = []
         self._held_queued: set[int] = set()
-        """Holds not written yet."""
-        self._dropped: set[int] = set()
-        """Holds resolved while still queued: never counted as unresolved once written."""
+        """Holds not written yet; one resolved meanwhile leaves it, and is never counted as
+        unresolved once written."""
         self._retired: list[_File] = []
         """Full files with nothing unresolved left: removed by the next group."""
         self._queued: list[_Pending] = []
@@ -244,10 +246,9 @@ class UsageJournal:
         seq = self._seqs
 
         def written(file: _File) -> None:
-            self._held_queued.discard(seq)
-            if seq in self._dropped:  # resolved before it was written
-                self._dropped.discard(seq)
+            if seq not in self._held_queued:  # resolved before it was written
                 return
+            self._held_queued.discard(seq)
             file.unresolved.add(seq)
             self._where[seq] = file
 
@@ -266,8 +267,8 @@ class UsageJournal:
             file = self._where.pop(seq, None)
             if file is not None:
                 file.unresolved.discard(seq)
-            elif seq in self._held_queued:
-                self._dropped.add(seq)
+            else:
+                self._held_queued.discard(seq)
         self._resolved.extend(seqs)
         self._flush_soon()
 

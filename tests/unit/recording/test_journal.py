@@ -58,7 +58,7 @@ async def test_appended_usage_is_on_disk_until_resolved(tmp_path: Path) -> None:
 
 def _read(spool_path: Path) -> list[tuple[str, bytes]]:
     """What a process finding the journal's files would book: (event id, body)."""
-    files = [p.read_bytes() for p in sorted(spool_path.parent.glob(f"{spool_path.name}.journal-*"))]
+    files = [(spool_path.parent / name).read_bytes() for name in _files(spool_path)]
     return [(event_id, body) for _, event_id, body in read_records(files)]
 
 
