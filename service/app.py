@@ -304,6 +304,8 @@ async def _start(
         lookup=DatabaseLookup(pool, resources.catalog_cache),
         stream_deadline_seconds=settings.gateway.stream_deadline_seconds,
     )
+    # Set before anything awaits, so the replay's first round has it too.
+    sink.held_usage = resources.gateway.held_usage
     in_flight = app.state.get(IN_FLIGHT)
     if sink.journal is not None and isinstance(in_flight, InFlight):
         # With one request in flight (the call itself), its usage is written without the

@@ -60,7 +60,7 @@ from service.gateway.models import (
 from service.gateway.ports import AdmissionLookup, BudgetGate, CatalogSource, UsageSink
 from service.gateway.streaming import read_stream
 from service.gateway.upstream import CALL_PROGRESS, CallProgress
-from service.gateway.usage import estimated_usage, usage_event
+from service.gateway.usage import LUC_ID_PREFIX, billed_fields, estimated_usage, usage_event
 from service.ingest.models import UsageEventIn
 from service.pricing.cost import event_cost
 
@@ -84,6 +84,10 @@ PROCESS_ENDED_ERROR = (
     "LUC's process ended before the answer was read; billed on its prompt, estimated"
 )
 """The error of a held call booked by the next process (``Gateway._hold``)."""
+PROCESS_ENDED_RECORDED_ERROR = (
+    "LUC's process ended before the answer was read; billed on the provider's record of it"
+)
+"""...when the provider's record of the call was found (``Gateway.held_usage``)."""
 STREAM_DEADLINE_SECONDS = 600.0
 """The default of ``LUC_GATEWAY_STREAM_DEADLINE_SECONDS`` (see ``GatewaySettings``)."""
 CANCELLED_CALLS_SECONDS = 10.0
@@ -549,6 +553,28 @@ class Gateway:
             return
         if held is not None:
             progress.held = (held, event.id)
+
+    async def held_usage(self, held: UsageEventIn) -> UsageEventIn:
+        """What to book for a call held by a process that ended before it read the answer
+        (``_hold``): the provider's own record of the call, when it keeps one under the
+        call's id (OpenRouter's ``/generation``: what it generated before the connection
+        dropped, and what it charged); else the hold as it is, the prompt estimated."""
+        provider = next((p for p in self.chain.providers if p.name == held.provider), None)
+        if provider is None or held.id.startswith(LUC_ID_PREFIX):
+            return held  # no provider's id: nothing to look up
+        usage = await provider.usage_after(held.id)
+        if usage is None:
+            return held
+        attributes = {
+            **(held.attributes or {}),
+            "error": PROCESS_ENDED_RECORDED_ERROR,
+            "usage_source": usage.source,
+        }
+        return msgspec.structs.replace(
+            held,
+            **billed_fields(usage),
+            attributes=attributes,
+        )
 
     @staticmethod
     def _take_hold(progress: CallProgress) -> tuple[int, str] | None:

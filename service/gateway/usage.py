@@ -225,6 +225,16 @@ def attribution_problems(job_id: str, agent: str, customer_id: str | None = None
     return problems
 
 
+LUC_ID_PREFIX = "luc-"
+"""Starts the id of an event whose provider gave none LUC can use (``usage_event``)."""
+
+
+def billed_fields(usage: ProviderUsage) -> dict[str, Any]:
+    """The event's fields that say what a call used and what its provider charged."""
+    cost = usage.provider_cost_usd
+    return {**counts_of(usage), "provider_cost_usd": None if cost is None else money_text(cost)}
+
+
 def usage_event(
     *,
     generation_id: str | None,
@@ -239,11 +249,11 @@ def usage_event(
 ) -> UsageEventIn:
     """The one usage event of one upstream attempt; its id is the generation id."""
     if not generation_id:
-        generation_id = f"luc-{uuid.uuid4().hex}"
+        generation_id = f"{LUC_ID_PREFIX}{uuid.uuid4().hex}"
     elif len(generation_id) > MAX_EVENT_ID or "\x00" in generation_id:
         # Kept stable (the same id again is the same event), within the wire limit and
         # without the NUL that PostgreSQL text cannot hold.
-        generation_id = "luc-" + hashlib.sha256(generation_id.encode()).hexdigest()
+        generation_id = LUC_ID_PREFIX + hashlib.sha256(generation_id.encode()).hexdigest()
     return UsageEventIn(
         id=generation_id,
         occurred_at=instant_text(occurred_at),
@@ -251,10 +261,7 @@ def usage_event(
         agent=context.agent,
         provider=provider,
         model=model,
-        **counts_of(usage),
-        provider_cost_usd=None
-        if usage.provider_cost_usd is None
-        else money_text(usage.provider_cost_usd),
+        **billed_fields(usage),
         status=status,
         reservation_id=reservation_id,
         customer_id=context.customer_id,

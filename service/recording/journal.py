@@ -34,7 +34,7 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +56,10 @@ SLOW_SYNC_SECONDS = 0.02
 a busy shared disk syncs in 0.1–8 ms) sends writes to the journal's thread for..."""
 SLOW_SYNC_BACKOFF = 10.0
 """...this many seconds."""
+SETTLE_SECONDS = 30.0
+"""How long ``recover`` waits for the provider's record of a held call (``settle``)."""
+SettleHeld = Callable[[bytes], Awaitable[bytes]]
+"""A held call's body → the usage to book for it (``recover``)."""
 _MAGIC = b"LUCj"
 _RECORD = struct.Struct("<4sBIQI")  # magic, kind, payload length, seq, crc32
 _USAGE, _RESOLVED, _HELD = 1, 2, 3
@@ -117,26 +121,39 @@ def _usage_id(payload: bytes) -> str:
     return payload[2 : 2 + id_length].decode()
 
 
-def read_records(files: Sequence[bytes]) -> list[tuple[int, str, bytes]]:
-    """The usage that the files of one process's journal hold unresolved, (seq, event id,
-    body), in order. Each file is read up to its first record that is not whole
-    (``_whole_records``). A held call (``UsageJournal.hold``) counts when nothing
-    resolved it and no usage of the same event id followed it: its process ended before
-    the call's answer was read."""
-    usage: dict[int, tuple[str, bytes]] = {}
-    held: dict[int, tuple[str, bytes]] = {}
+@dataclass(frozen=True, slots=True)
+class JournalRecord:
+    """Usage a journal holds unresolved: ``held`` when it is a held call's
+    (``UsageJournal.hold``: its process ended before the call's answer was read)."""
+
+    seq: int
+    event_id: str
+    body: bytes
+    held: bool = False
+
+
+def read_records(files: Sequence[bytes]) -> list[JournalRecord]:
+    """The usage that the files of one process's journal hold unresolved, in order. Each
+    file is read up to its first record that is not whole (``_whole_records``). A held
+    call counts when nothing resolved it and no usage of the same event id followed it."""
+    usage: dict[int, JournalRecord] = {}
+    held: dict[int, JournalRecord] = {}
     resolved: set[int] = set()
     for data in files:
         for kind, seq, payload, _ in _whole_records(data):
             if kind in (_USAGE, _HELD):
                 (id_length,) = _ID_LENGTH.unpack_from(payload)
-                record = (payload[2 : 2 + id_length].decode(), payload[2 + id_length :])
-                (usage if kind == _USAGE else held)[seq] = record
+                event_id = payload[2 : 2 + id_length].decode()
+                body = payload[2 + id_length :]
+                if kind == _USAGE:
+                    usage[seq] = JournalRecord(seq, event_id, body)
+                else:
+                    held[seq] = JournalRecord(seq, event_id, body, held=True)
             elif kind == _RESOLVED:
                 resolved.update(done for (done,) in _SEQ.iter_unpack(payload))
-    answered = {event_id for event_id, _ in usage.values()}
-    usage.update((seq, r) for seq, r in held.items() if r[0] not in answered)
-    return [(seq, i, body) for seq, (i, body) in sorted(usage.items()) if seq not in resolved]
+    answered = {r.event_id for r in usage.values()}
+    usage.update((seq, r) for seq, r in held.items() if r.event_id not in answered)
+    return [r for seq, r in sorted(usage.items()) if seq not in resolved]
 
 
 @dataclass
@@ -485,10 +502,16 @@ class UsageJournal:
                 owners.setdefault(owner, []).append(path)
         return owners
 
-    async def recover(self, spool: Spool) -> int:
+    async def recover(self, spool: Spool, settle: SettleHeld | None = None) -> int:
         """Move the unresolved usage of dead processes' journal files into ``spool``'s
         ``pending`` table (durably, an id already waiting there once), then remove the
         files. Returns how many events were moved.
+
+        A held call's body is first given to ``settle``, which may return the usage to
+        book in its place (the provider's own record of the call); within
+        ``SETTLE_SECONDS``, else (or when it fails) the hold is booked as it was written.
+        The files stay locked and in place meanwhile: a process that dies here leaves
+        them to the next ``recover``.
 
         A file that cannot be read (``EACCES``, ``EIO``) or holds bytes that no crash
         leaves (``damage``) never holds up the rest: it is renamed out of the journal's
@@ -502,7 +525,7 @@ class UsageJournal:
         for owner, paths in self.orphans().items():
             held: list[tuple[Path, int]] = []
             unreadable: dict[Path, str] = {}
-            rows: list[tuple[int, str, bytes]] = []
+            rows: list[JournalRecord] = []
             try:
                 for path in paths:
                     try:
@@ -529,8 +552,10 @@ class UsageJournal:
                         unreadable[path] = f"bytes no crash leaves at offset {at}"
                     files.append(data)  # what is whole before any damage
                 rows = read_records(files)
+                if settle is not None and any(r.held for r in rows):
+                    rows = await _settled(rows, settle)
                 if rows:
-                    await spool.add([(event_id, body) for _, event_id, body in rows])
+                    await spool.add([(r.event_id, r.body) for r in rows])
                 for path, _ in held:
                     if path not in unreadable:
                         await asyncio.to_thread(path.unlink)
@@ -581,6 +606,22 @@ class UsageJournal:
                 with contextlib.suppress(OSError):
                     path.unlink()
                 os.close(fd)
+
+
+async def _settled(rows: Sequence[JournalRecord], settle: SettleHeld) -> list[JournalRecord]:
+    """``rows`` with each held call's body as ``settle`` gives it, asked all at once."""
+
+    async def one(row: JournalRecord) -> JournalRecord:
+        if not row.held:
+            return row
+        try:
+            body = await asyncio.wait_for(settle(row.body), SETTLE_SECONDS)
+        except Exception as exc:  # the hold as written: never worse than before
+            log.warning("held_usage_not_settled", event_id=row.event_id, error=repr(exc))
+            return row
+        return JournalRecord(row.seq, row.event_id, body, held=True)
+
+    return list(await asyncio.gather(*(one(r) for r in rows)))
 
 
 def damage(data: bytes) -> int | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 import asyncpg
@@ -111,6 +111,10 @@ class RecordingSink:
             self.spool, self.journal, self._attempt, self.metrics, linger_seconds, retry_seconds
         )
         self.park_after_failures = park_after_failures
+        self.held_usage: Callable[[UsageEventIn], Awaitable[UsageEventIn]] | None = None
+        """What a held call that a dead process left is booked as: given the hold, the
+        provider's own record of the call (``Gateway.held_usage``, set once the gateway
+        exists); without it, the hold as it was written."""
         self._failures: dict[int, int] = {}
         """Spool seq → replays in a row in which that event failed on its own. Kept in
         memory: a restart only grants an event a few more tries before it is parked."""
@@ -144,6 +148,11 @@ class RecordingSink:
         """The held call ended without usage of its own: nothing to book for it."""
         if self.journal is not None:
             self.journal.resolve([held])
+
+    async def _settle(self, body: bytes) -> bytes:
+        assert self.held_usage is not None
+        held = msgspec.json.decode(body, type=UsageEventIn)
+        return msgspec.json.encode(await self.held_usage(held))
 
     async def emit(self, event: UsageEventIn, supersedes: int | None = None) -> None:
         """Make the call's usage durable, and drop its hold (``supersedes``) with it."""
@@ -253,7 +262,7 @@ class RecordingSink:
             return 0
         if self.journal is not None:
             # What processes that died left in their journals joins the spool first.
-            await self.journal.recover(self.spool)
+            await self.journal.recover(self.spool, self._settle if self.held_usage else None)
         rows = await self.spool.take(limit, added_before=time.time() - self.replay_after_seconds)
         if not rows:
             return 0

@@ -1,13 +1,15 @@
 """A proxied call is paid for from the provider's 2xx on (SPEC §8: its usage is never
 lost, whatever fails). When LUC's process is killed (SIGKILL: an OOM kill, a crash) in
 the middle of the answer, before the call's usage is known, the next process books the
-call from the journal: on its prompt, estimated, under the generation id the call's own
-usage would have had, with ``status`` ``error`` and ``attributes.outcome``
-``process_ended``; once, however often it restarts. Before, nothing was written until
-the answer ended, and such a call was never billed.
+call from the journal, under the generation id the call's own usage would have had, with
+``status`` ``error`` and ``attributes.outcome`` ``process_ended``; once, however often it
+restarts. It books the provider's own record of the call (OpenRouter's ``/generation``)
+when it finds one, else the prompt, estimated. Before, nothing was written until the
+answer ended, and such a call was never billed.
 
 ``luc serve`` is a real process, killed and started again on the same data folder; the
-upstream is the fake OpenRouter on loopback, which keeps each generation it served.
+upstream is the fake OpenRouter on loopback, which keeps each generation it served and
+answers ``/generation`` with it.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from tests.support.waiting import wait_until
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
 FLASH = "google/gemini-3.0-flash"  # 0.10 in, 0.40 out per 1M
-# "Capital of France?": 18 characters, 4 a token → 5 input tokens, estimated; no output
+# The estimate: "Capital of France?", 18 characters, 4 a token → 5 input tokens; no output
 # is known when the process dies: 5 × 0.10 / 1M = 0.0000005.
 BODY = {"model": FLASH, "messages": [{"role": "user", "content": "Capital of France?"}]}
 HEADERS = {"X-LUC-Job": "job-killed", "X-LUC-Agent": "ORACLE"}
@@ -58,8 +60,16 @@ def _held(server: ServerProcess) -> bool:
 
 
 async def _booked_once_after_restarts(
-    server: ServerProcess, db: asyncpg.Connection, generation_id: str
+    server: ServerProcess,
+    db: asyncpg.Connection,
+    generation_id: str,
+    *,
+    tokens: tuple[int, int],
+    source: str,
+    cost: Decimal,
 ) -> None:
+    """Started again, the server books the killed call once: ``tokens`` (input, output)
+    from ``source``, ``cost`` on the ledger."""
     server.start()  # the same data folder: the dead process's journal is there
 
     async def booked() -> bool:
@@ -71,12 +81,12 @@ async def _booked_once_after_restarts(
             FROM {STORED_EVENTS}"""
     )
     assert (event["event_id"], event["status"]) == (generation_id, "error")
-    assert (event["input_tokens"], event["output_tokens"]) == (5, 0)
+    assert (event["input_tokens"], event["output_tokens"]) == tokens
     attributes = event["attributes"]
     assert attributes["outcome"] == "process_ended"
-    assert attributes["usage_source"] == "estimate"
+    assert attributes["usage_source"] == source
     [entry] = await ledger(db)
-    assert (entry["job_id"], entry["cost_usd"]) == ("job-killed", Decimal("0.0000005"))
+    assert (entry["job_id"], entry["cost_usd"]) == ("job-killed", cost)
 
     # Started again: nothing more is booked for it.
     server.stop()
@@ -94,7 +104,7 @@ async def _booked_once_after_restarts(
     await assert_rollups_equal_ledger(db)
 
 
-async def test_a_stream_whose_process_is_killed_mid_answer_is_booked_on_its_prompt(
+async def test_a_stream_whose_process_is_killed_mid_answer_is_booked_from_the_providers_record(
     server: ServerProcess, fake_openrouter: FakeOpenRouter, db: asyncpg.Connection
 ) -> None:
     # Sixty characters three at a time, a fifth of a second apart: four seconds of answer.
@@ -113,7 +123,18 @@ async def test_a_stream_whose_process_is_killed_mid_answer_is_booked_on_its_prom
         server.kill()  # mid-answer: the usage chunk has not come
     assert len(fake_openrouter.chat_calls()) == 1  # one paid generation
     assert await ledger(db) == []
-    await _booked_once_after_restarts(server, db, generation_id)
+    # The fake's record of it (Reply's usage): 12 prompt and 3 completion tokens, cost
+    # 0.0000036 as OpenRouter charged; on the ledger at the catalog's prices,
+    # 12 × 0.10 / 1M + 3 × 0.40 / 1M = 0.0000012 + 0.0000012.
+    await _booked_once_after_restarts(
+        server, db, generation_id, tokens=(12, 3), source="generation", cost=Decimal("0.0000024")
+    )
+    [reported] = await db.fetch(
+        f"SELECT provider_cost_usd, attributes FROM {STORED_EVENTS} WHERE event_id = $1",
+        generation_id,
+    )
+    assert reported["provider_cost_usd"] == Decimal("0.0000036")
+    assert "provider's record" in reported["attributes"]["error"]
 
 
 async def test_a_plain_call_whose_process_is_killed_mid_answer_is_booked_on_its_prompt(
@@ -121,6 +142,7 @@ async def test_a_plain_call_whose_process_is_killed_mid_answer_is_booked_on_its_
 ) -> None:
     # HTTP 200, part of the body, then nothing: the answer is being read when LUC dies.
     fake_openrouter.push(BrokenAnswer(id="gen-1767225600-KilledMidAnswer00001", stall=True))
+    fake_openrouter.generation_misses = 1_000_000  # its record is never found
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
         call = asyncio.create_task(http.post("/v1/chat/completions", json=BODY, headers=HEADERS))
 
@@ -133,4 +155,11 @@ async def test_a_plain_call_whose_process_is_killed_mid_answer_is_booked_on_its_
         with pytest.raises(httpx.HTTPError):
             await call
     assert await ledger(db) == []
-    await _booked_once_after_restarts(server, db, "gen-1767225600-KilledMidAnswer00001")
+    await _booked_once_after_restarts(
+        server,
+        db,
+        "gen-1767225600-KilledMidAnswer00001",
+        tokens=(5, 0),
+        source="estimate",
+        cost=Decimal("0.0000005"),
+    )

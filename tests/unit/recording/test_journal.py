@@ -19,10 +19,12 @@ from typing import Any
 import pytest
 
 from service.client.spool import Spool
+from service.recording import journal as journal_module
 from service.recording.journal import (
     FIRST_READ_BYTES,
     READ_BYTES,
     JournalReader,
+    JournalRecord,
     UsageJournal,
     damage,
     held_record,
@@ -59,7 +61,7 @@ async def test_appended_usage_is_on_disk_until_resolved(tmp_path: Path) -> None:
 def _read(spool_path: Path) -> list[tuple[str, bytes]]:
     """What a process finding the journal's files would book: (event id, body)."""
     files = [(spool_path.parent / name).read_bytes() for name in _files(spool_path)]
-    return [(event_id, body) for _, event_id, body in read_records(files)]
+    return [(r.event_id, r.body) for r in read_records(files)]
 
 
 async def test_a_held_call_is_booked_unless_its_usage_or_a_release_came(tmp_path: Path) -> None:
@@ -99,9 +101,11 @@ async def test_a_hold_released_before_it_is_written_leaves_nothing_unresolved(
 async def test_a_call_s_usage_outranks_its_hold_when_the_note_was_torn_off() -> None:
     # A power cut tore the write after the usage: the hold's note is lost, the usage whole.
     data = held_record(1, "gen-a", b"held") + usage_record(2, "gen-a", b"usage")
-    assert read_records([data]) == [(2, "gen-a", b"usage")]
+    assert read_records([data]) == [JournalRecord(2, "gen-a", b"usage")]
     # A hold whose call's usage never came is booked.
-    assert read_records([held_record(1, "gen-a", b"held")]) == [(1, "gen-a", b"held")]
+    assert read_records([held_record(1, "gen-a", b"held")]) == [
+        JournalRecord(1, "gen-a", b"held", held=True)
+    ]
 
 
 async def test_full_files_give_way_and_go_once_their_usage_is_resolved(tmp_path: Path) -> None:
@@ -122,10 +126,10 @@ async def test_full_files_give_way_and_go_once_their_usage_is_resolved(tmp_path:
 
 async def test_a_record_cut_short_or_garbage_ends_what_is_read() -> None:
     first, second = usage_record(1, "gen-a", b"{}"), usage_record(2, "gen-b", b"{}")
-    assert [i for _, i, _ in read_records([first + second])] == ["gen-a", "gen-b"]
-    assert [i for _, i, _ in read_records([first + second[:-1]])] == ["gen-a"]
+    assert [r.event_id for r in read_records([first + second])] == ["gen-a", "gen-b"]
+    assert [r.event_id for r in read_records([first + second[:-1]])] == ["gen-a"]
     damaged = second[:-2] + b"?" + second[-1:]  # its checksum no longer matches
-    assert [i for _, i, _ in read_records([first + damaged + usage_record(3, "c", b"")])] == [
+    assert [r.event_id for r in read_records([first + damaged + usage_record(3, "c", b"")])] == [
         "gen-a"
     ]
     assert read_records([bytes(4096)]) == []
@@ -393,4 +397,43 @@ async def test_a_replayer_out_of_file_descriptors_sets_nothing_aside(
         assert [i for _, i, _ in await spool.take(10)] == ["gen-d"]
     finally:
         await replayer.aclose()
+        await spool.close()
+
+
+async def test_a_dead_processs_held_calls_are_settled_before_they_are_spooled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each held call is given to ``settle`` (the provider's record, in LUC); a hold whose
+    settling fails or takes too long is spooled as written, and usage is never asked."""
+    monkeypatch.setattr(journal_module, "SETTLE_SECONDS", 0.2)
+    spool_path = tmp_path / "spool.sqlite"
+    (tmp_path / "spool.sqlite.journal-dddd-000001").write_bytes(
+        usage_record(1, "gen-u", b"usage")
+        + held_record(2, "gen-found", b"found")
+        + held_record(3, "gen-fails", b"fails")
+        + held_record(4, "gen-slow", b"slow")
+        + bytes(64)
+    )
+    asked: list[bytes] = []
+
+    async def settle(body: bytes) -> bytes:
+        asked.append(body)
+        if body == b"fails":
+            raise RuntimeError("the provider is away")
+        if body == b"slow":
+            await asyncio.sleep(5)
+        return b"the provider's record"
+
+    spool = Spool(spool_path)
+    try:
+        assert await UsageJournal(spool_path).recover(spool, settle) == 4
+        assert sorted((i, body) for _, i, body in await spool.take(10)) == [
+            ("gen-fails", b"fails"),
+            ("gen-found", b"the provider's record"),
+            ("gen-slow", b"slow"),
+            ("gen-u", b"usage"),
+        ]
+        assert sorted(asked) == [b"fails", b"found", b"slow"]
+        assert journal_ids(spool_path) == []
+    finally:
         await spool.close()
