@@ -20,6 +20,7 @@ _USAGE_COLUMNS = ", ".join(
         "events",
         "unpriced_events",
         "unknown_price_events",
+        "unknown_actual_events",
     )
 )
 

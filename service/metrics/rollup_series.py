@@ -37,6 +37,7 @@ from service.metrics import queries
 from service.metrics.drift_series import drift_series
 from service.metrics.exposition import GaugeFamily, Samples, families, gauges_text
 from service.reconciliation import queries as reconciliation
+from service.rollups.models import UNKNOWN_WHEN_NO_EVENT_KNOWS
 from service.tokens import TOKEN_CLASSES
 
 NET = (
@@ -171,12 +172,12 @@ def ledger_series(snap: LedgerSnapshot) -> Iterator[tuple[GaugeFamily, Samples]]
         if tier != "unpriced":  # unpriced cost is unknown, not zero
             cost.append((key, float(r["cost_usd"])))
         provider_cost.append((key, float(r["provider_cost_usd"])))
-        # Unpriced rows too: an unpriced event's reported cost is known (and one that
-        # reported none adds nothing, as it adds nothing to the REST totals).
-        actual_cost.append((key, float(r["actual_cost_usd"])))
-        if not 0 < r["events"] == r["unknown_price_events"]:
-            # A price no event of the row knows is unknown, not zero: no series, so the
-            # dashboard's margin takes the row's actual cost off nothing (SPEC §11).
+        # A measure no event of the row knows is unknown, not zero: no series, as REST
+        # answers null (so the dashboard's margin takes the row's actual cost off nothing,
+        # SPEC §11). Unpriced rows have an actual cost where their events reported one.
+        if not 0 < r["events"] == r[UNKNOWN_WHEN_NO_EVENT_KNOWS["actual_cost_usd"]]:
+            actual_cost.append((key, float(r["actual_cost_usd"])))
+        if not 0 < r["events"] == r[UNKNOWN_WHEN_NO_EVENT_KNOWS["price_usd"]]:
             price.append((key, float(r["price_usd"])))
         events.append((key, float(r["events"])))
         unpriced[model] = unpriced.get(model, 0.0) + float(r["unpriced_events"])

@@ -170,7 +170,8 @@ async def test_every_reader_shows_list_reported_and_actual_cost(
         ("ACHEEVY", ALPHA, "vertex", "standard"): float(D("0.12")),
         ("ORACLE", BETA, "openrouter", "fast"): float(D("0.0259")),
         ("ORACLE", GAMMA, "openrouter", "unpriced"): float(D("0.0123")),
-        ("ORACLE", GAMMA, "vertex", "unpriced"): 0.0,
+        # u2 alone (vertex, unpriced, no cost reported): its actual cost is unknown, as
+        # REST's null says, so no series rather than a false zero.
     }
     assert "# TYPE luc_actual_cost_usd gauge" in metrics.text  # the net: re-rating lowers it
 

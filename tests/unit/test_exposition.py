@@ -43,6 +43,8 @@ def _usage(agent: str, model: str, tier: str, cost: str, price: str, events: int
         "unpriced_events": events if tier == "unpriced" else 0,
         # No plan: an unpriced event's price is unknown too.
         "unknown_price_events": events if tier == "unpriced" else 0,
+        # ...and its actual cost, as none was reported.
+        "unknown_actual_events": events if tier == "unpriced" else 0,
     }
     for n, token_class in enumerate(TOKEN_CLASSES):
         row[token_class.name] = Decimal(10**n * events)
