@@ -240,10 +240,18 @@ class Draft:
 
     @property
     def rounds_to_zero(self) -> bool:
-        """A follow-up whose total is 0.00 at the cent, though it covers entries: it is not
-        issued (a number would be spent on nothing to pay); its entries carry forward to the
-        job's next follow-up."""
-        return self.follow_up_of is not None and bool(self.entry_ids) and self.total == 0
+        """A follow-up that settles nothing: its total and its amount due are 0.00 at the
+        cent, though it bills something (entries, or a change of the month's minimum). It
+        is not issued (a number would be spent on nothing to pay or to pay back); what it
+        bills carries forward to the next follow-up. One whose amount due is not zero is
+        issued whatever its total: credits drawn by usage that a minimum already paid for
+        are money owed back."""
+        return (
+            self.follow_up_of is not None
+            and bool(self.entry_ids or self.lines)
+            and self.total == 0
+            and self.amount_due == 0
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,13 @@ from service.db import Connection
 from service.errors import ConflictError, InvalidRequestError
 from service.invoices import queries
 from service.invoices.models import BillTo, Draft, DraftLine, Invoice
-from service.invoices.service import draft_lines, not_billed, refusal, store_invoice
+from service.invoices.service import (
+    carried_forward,
+    draft_lines,
+    not_billed,
+    refusal,
+    store_invoice,
+)
 from service.locks import lock_month_invoice, lock_repricing
 from service.money import exact_difference, exact_sum
 from service.pricing.models import PRICE_CLASSES
@@ -233,8 +239,8 @@ def month_refusal(draft: Draft, customer: Customer, now: datetime) -> str | None
             f"the month {draft.month:%Y-%m} has not ended (it ends {end:%Y-%m-%d} 00:00 UTC): "
             "a monthly invoice is issued once the month is whole; the preview shows it so far"
         )
-    if draft.lines and not draft.entry_ids:
-        return None  # a month without usage that owes its minimum
+    if draft.lines and not draft.entry_ids:  # no new usage: a change of the minimum alone
+        return carried_forward(draft) if draft.rounds_to_zero else None
     return refusal(draft)
 
 

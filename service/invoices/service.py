@@ -284,8 +284,16 @@ def _nothing_new(draft: Draft) -> str:
     return message
 
 
-def _carried_forward(draft: Draft) -> str:
+def carried_forward(draft: Draft) -> str:
+    """Why a follow-up that rounds to zero is not issued (``Draft.rounds_to_zero``)."""
     n = len(draft.entry_ids)
+    if not n:
+        return (
+            f"not issued: the month's minimum for {draft.subject} changed by "
+            f"{money_text(draft.subtotal)} USD since {draft.follow_up_of}, which is "
+            f"{cents_text(draft.total)} at the cent, so no invoice or credit note is issued and "
+            "no number is spent; the change carries forward to the month's next follow-up"
+        )
     return (
         f"not issued: the new usage of {draft.subject} since {draft.follow_up_of} "
         f"comes to {money_text(draft.subtotal)} USD, which is {cents_text(draft.total)} at "
@@ -303,7 +311,7 @@ def refusal(draft: Draft) -> str | None:
     if not draft.entry_ids or (draft.not_billed and not draft.lines):
         return _nothing_new(draft)
     if draft.rounds_to_zero:
-        return _carried_forward(draft)
+        return carried_forward(draft)
     return None
 
 

@@ -523,3 +523,122 @@ async def test_a_job_s_invoices_listed_include_the_monthly_ones_that_billed_its_
         listed = (await client.get("/v1/invoices", params={"job_id": "job-b"})).json()["items"]
         assert [i["number"] for i in listed] == [october_bill["number"]]
         assert (await client.get("/v1/invoices", params={"job_id": "nobody"})).json()["items"] == []
+
+
+async def _minimum_ten(client: Any, customer: str, credits: str | None = None) -> None:
+    """Plan ``min10`` (catalog basis, no markup, a monthly minimum of 10.00) and a monthly
+    customer on it, with ``credits`` granted."""
+    plans = (await client.get("/v1/plans")).json()
+    if not any(p["id"] == "min10" for p in plans["items"]):
+        await created(
+            await client.post(
+                "/v1/plans",
+                json={
+                    "id": "min10",
+                    "name": "Minimum 10",
+                    "effective_from": "2026-10-01T00:00:00Z",
+                    "basis": "catalog",
+                    "markup": "0",
+                    "minimum_monthly_usd": "10",
+                },
+            )
+        )
+    await created(
+        await client.post(
+            "/v1/customers",
+            json={"id": customer, "name": customer, "plan_id": "min10", "invoicing": "monthly"},
+        )
+    )
+    if credits is not None:
+        await created(
+            await client.post(f"/v1/customers/{customer}/credits", json={"amount_usd": credits})
+        )
+
+
+# Flash: 10,000,000 input tokens × 0.10 per 1M = 1.00.
+one_dollar = partial(october, model=FLASH, input_tokens=10_000_000, output_tokens=0)
+
+
+async def test_a_follow_up_of_zero_total_that_owes_credits_back_is_issued(
+    database_url: str, admin_key: str
+) -> None:
+    """Usage that a month's minimum already paid for draws credits all the same; the
+    follow-up that takes the top-up back comes to 0.00 but owes the customer the money
+    those credits replace. Before, it was refused as rounding to zero: 1.00 on no
+    document and not in the balance."""
+    async with luc(database_url, admin_key) as client:
+        await _minimum_ten(client, "cm", credits="5")
+        await record_accepted(client, [one_dollar("m1", job_id="job-m", customer_id="cm")])
+        first = await created(
+            await client.post("/v1/customers/cm/invoices", json={"month": "2026-10"})
+        )
+        # 1.00 of usage (paid in credits) topped up by 9.00 to 10.00: 9.00 due in money.
+        assert [x["amount_usd"] for x in first["lines"]] == ["1", "9"]
+        assert (first["total_usd"], first["credits_applied_usd"], first["amount_due_usd"]) == (
+            "10.00",
+            "1.00",
+            "9.00",
+        )
+        # A late October call: 1.00 more of credits (balance 5 − 1 − 1 = 3).
+        await record_accepted(client, [one_dollar("m2", job_id="job-m")])
+        follow_up = await created(
+            await client.post("/v1/customers/cm/invoices", json={"month": "2026-10"})
+        )
+        # The month still costs max(10, 2) = 10: its top-up falls by 1.00. Paid so far:
+        # 9.00 in money and 2.00 in credits, 11.00; so 1.00 of money is owed back.
+        assert follow_up["follow_up_of"] == first["number"]
+        assert [x["amount_usd"] for x in follow_up["lines"]] == ["1", "-1"]
+        assert (
+            follow_up["total_usd"],
+            follow_up["credits_applied_usd"],
+            follow_up["amount_due_usd"],
+        ) == ("0.00", "1.00", "-1.00")
+        again = await client.post("/v1/customers/cm/invoices", json={"month": "2026-10"})
+        assert again.status_code == 409, again.text
+
+
+async def test_a_month_s_follow_up_whose_minimum_changes_by_less_than_a_cent_takes_no_number(
+    database_url: str, admin_key: str
+) -> None:
+    async with luc(database_url, admin_key) as client:
+        await _minimum_ten(client, "cz")
+        await record_accepted(client, [one_dollar("z1", job_id="job-z", customer_id="cz")])
+        first = await created(
+            await client.post("/v1/customers/cz/invoices", json={"month": "2026-10"})
+        )
+        assert first["total_usd"] == "10.00"
+
+        async def minimum(amount: str) -> None:
+            await created(
+                await client.post(
+                    "/v1/plans/min10/versions",
+                    json={
+                        "effective_from": "2026-10-01T00:00:00Z",
+                        "basis": "catalog",
+                        "markup": "0",
+                        "minimum_monthly_usd": amount,
+                    },
+                )
+            )
+
+        # The minimum rises by 0.004: 0.00 at the cent, so no number is spent on it.
+        await minimum("10.004")
+        refused = await client.post("/v1/customers/cz/invoices", json={"month": "2026-10"})
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["detail"] == (
+            "not issued: the month's minimum for customer 'cz' for 2026-10 changed by 0.004 "
+            f"USD since {first['number']}, which is 0.00 at the cent, so no invoice or credit "
+            "note is issued and no number is spent; the change carries forward to the month's "
+            "next follow-up"
+        )
+        preview = (
+            await client.get("/v1/customers/cz/invoices/preview", params={"month": "2026-10"})
+        ).json()
+        assert preview["issuable"] is False
+        # Another 0.006 on top: 0.01 in all, carried forward, is billed.
+        await minimum("10.01")
+        follow_up = await created(
+            await client.post("/v1/customers/cz/invoices", json={"month": "2026-10"})
+        )
+        assert [x["amount_usd"] for x in follow_up["lines"]] == ["0.01"]
+        assert (follow_up["total_usd"], follow_up["follow_up_of"]) == ("0.01", first["number"])
