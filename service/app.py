@@ -54,7 +54,7 @@ from service.api.proxy import ChatCompletionsController
 from service.api.rate_limit import RateLimitMiddleware
 from service.api.reconciliation import ReconciliationController
 from service.api.reference import ReferencePage
-from service.api.request import LucRequest
+from service.api.request import LucRequest, strict_body
 from service.api.usage import UsageController
 from service.auth.guard import require_key
 from service.auth.keys import count_admin_keys
@@ -379,9 +379,11 @@ async def _before_request(request: Request[Any, Any, Any]) -> None:
     key is checked here rather than in a Litestar guard: Litestar hands every guard a copy
     of the route handler, made anew at each request, and that copy was a twentieth of a
     single event's CPU (py-spy, 8 clients). This runs at the same point, before the
-    request's body and parameters are read."""
+    request's body and parameters are read; then a JSON body is checked strictly
+    (``strict_body``) before Litestar's lenient conversion takes it."""
     await require_key(request, request.route_handler)
     await single_query_values(request)
+    await strict_body(request)
 
 
 def create_app(settings: Settings | None = None, *, prepared: bool = False) -> Litestar:

@@ -59,7 +59,9 @@ def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> R
     if isinstance(extra, list) and extra:
         # Litestar's parameter validation: name the parameter and the problem.
         parts = [
-            f"{e.get('key', '?')}: {e.get('message', '')}" for e in extra if isinstance(e, dict)
+            f"{e['key']}: {e.get('message', '')}" if e.get("key") else str(e.get("message", ""))
+            for e in extra
+            if isinstance(e, dict)
         ]
         if parts:
             detail = f"{detail}: {'; '.join(parts)}"

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from litestar import Request
-from litestar.exceptions import SerializationException
+from litestar.exceptions import SerializationException, ValidationException
 
 from service.auth.keys import ApiKey
 
@@ -29,3 +30,49 @@ def reservation_owner(request: Request[Any, Any, Any]) -> int | None:
     authentication off). The guard set the key."""
     key = request.scope.get("luc_key")
     return key.id if isinstance(key, ApiKey) and key.scope != "admin" else None
+
+
+_BODY_TYPES: dict[Any, type | None] = {}
+"""Route handler (by its function: a handler object may be a copy made for one request)
+→ the type of its JSON body, when it takes one as ``data``."""
+
+
+def _body_type(handler: Any) -> type | None:
+    key = handler.fn
+    if key not in _BODY_TYPES:
+        data = handler.parsed_fn_signature.parameters.get("data")
+        kind = None if data is None else data.annotation
+        _BODY_TYPES[key] = (
+            kind if isinstance(kind, type) and issubclass(kind, msgspec.Struct) else None
+        )
+    return _BODY_TYPES[key]
+
+
+async def strict_body(request: Request[Any, Any, Any]) -> None:
+    """A JSON body of the type its route declares, decoded as strictly as an event is
+    (SPEC §2: a wrong type is refused with a message naming the field). Litestar converts
+    bodies leniently: ``"dry_run": "false"`` read as false, ``"true"`` or ``1`` as true,
+    ``"parent": "1"`` as 1, ``1000.0`` as 1000; on a route that moves money a value of the
+    wrong type is a mistake to refuse, not to guess. What is not JSON at all is left to
+    Litestar's own message."""
+    kind = _body_type(request.route_handler)
+    if kind is None:
+        return
+    body = await request.body()
+    if not body.strip():
+        return
+    try:
+        value = msgspec.json.decode(body)
+    except (msgspec.DecodeError, RecursionError):
+        return  # not JSON: Litestar says so, as for any route
+    try:
+        msgspec.convert(value, kind, strict=True)
+    except msgspec.ValidationError as exc:
+        message, _, where = str(exc).partition(" - at `$")
+        key = where.removeprefix(".").removesuffix("`")
+        error: dict[str, str] = {"message": message, "source": "body"}
+        if key:
+            error["key"] = key
+        raise ValidationException(
+            f"Validation failed for {request.method} {request.url.path}", extra=[error]
+        ) from None
