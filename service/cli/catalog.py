@@ -234,6 +234,13 @@ def rerate(since: str, dry_run: bool) -> None:
         f"{summary.entries_appended} entries appended; "
         f"actual cost delta {money_text(summary.actual_delta_usd)} USD; "
         f"price delta {money_text(summary.price_delta_usd)} USD"
+        + (
+            f"; {summary.events_now_unpriced} events now unpriced (the deltas take their cost "
+            "off: it is unknown now, not saved)"
+            if summary.events_now_unpriced
+            else ""
+        )
+        + (f"; {summary.events_now_priced} events now priced" if summary.events_now_priced else "")
     )
     print_changes(
         console,

@@ -193,15 +193,17 @@ def plan_rerating(booking: Booking, catalog: Catalog, plans: Plans, why: str) ->
         **{
             **{f: getattr(target, f) for f in NewLedgerEntry.__dataclass_fields__},
             "kind": "adjustment",
-            "reason": why + (f"; {_why_so(target)}" if target.reason else ""),
+            "reason": why + (f"; {_why_so(booking, target)}" if target.reason else ""),
         }
     )
     return Rerating(booking=booking, entries=(reversal, rebooking))
 
 
-def _why_so(entry: NewLedgerEntry) -> str:
+def _why_so(booking: Booking, entry: NewLedgerEntry) -> str:
     """Why the new booking is unpriced, or why its price is not the catalog's (a stub)."""
-    return f"still unpriced: {entry.reason}" if entry.unpriced_count else str(entry.reason)
+    if not entry.unpriced_count:
+        return str(entry.reason)
+    return f"{'still' if booking.cost_usd is None else 'now'} unpriced: {entry.reason}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,12 @@ class Delta:
     """Change of the actual cost: only events without a reported cost move it."""
     price_delta_usd: Decimal = Decimal(0)
     """Change of the customers' price: where the plan's basis cost moved (SPEC §11)."""
+    events_now_unpriced: int = 0
+    """Events priced before and unpriced now (their model left the catalog): their cost
+    is not known any more, which the deltas, counting an unknown cost as none, do not
+    say."""
+    events_now_priced: int = 0
+    """Events unpriced before and priced now."""
 
 
 @dataclass
@@ -61,6 +67,8 @@ class RerateSummary:
     delta_usd: Decimal = Decimal(0)
     actual_delta_usd: Decimal = Decimal(0)
     price_delta_usd: Decimal = Decimal(0)
+    events_now_unpriced: int = 0
+    events_now_priced: int = 0
     jobs: dict[str, Delta] = field(default_factory=lambda: defaultdict(Delta))
     agents: dict[str, Delta] = field(default_factory=lambda: defaultdict(Delta))
 
@@ -69,10 +77,14 @@ class RerateSummary:
         delta, actual = rerating.delta_usd, rerating.actual_delta_usd
         price = rerating.price_delta_usd
         self.events_changed += 1
+        was_priced = rerating.booking.cost_usd is not None
+        is_priced = rerating.entries[1].cost_usd is not None
         for bucket in (self, self.jobs[event.job_id], self.agents[event.agent]):
             bucket.delta_usd = EXACT.add(bucket.delta_usd, delta)
             bucket.actual_delta_usd = EXACT.add(bucket.actual_delta_usd, actual)
             bucket.price_delta_usd = EXACT.add(bucket.price_delta_usd, price)
+            bucket.events_now_unpriced += was_priced and not is_priced
+            bucket.events_now_priced += is_priced and not was_priced
         for bucket in (self.jobs[event.job_id], self.agents[event.agent]):
             bucket.events += 1
 

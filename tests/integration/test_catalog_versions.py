@@ -852,3 +852,56 @@ async def test_a_bad_version_is_refused_with_a_clear_message_and_nothing_is_writ
     assert await version_count(client) == 1
     assert await db.fetchval("SELECT count(*) FROM catalog_versions") == 1
     assert await db.fetchval("SELECT count(*) FROM catalog_prices") == prices_before
+
+
+async def test_a_rerating_says_which_events_lose_their_price(client: Any) -> None:
+    """A version without the event's model makes its cost unknown, not 0.001 cheaper: the
+    re-rating's deltas count an unknown cost as none, so it names such events apart, and
+    the new booking's reason says the event is now unpriced (it was priced)."""
+    call = partial(
+        wire_event,
+        occurred_at="2026-11-02T00:00:00Z",
+        agent="ORACLE",
+        model="openai/gpt-5.2",
+        input_tokens=200,
+        output_tokens=0,
+    )
+    # GPT-5.2: 200 × 5.00 per 1M = 0.001 each.
+    batch = await client.post(
+        "/v1/events/batch",
+        json={"events": [call("g1", job_id="job-g"), call("g2", job_id="job-h")]},
+    )
+    assert batch.json()["accepted"] == 2, batch.text
+    await create(
+        client,
+        {
+            "effective_from": "2026-11-01T00:00:00Z",
+            "parent": 1,
+            "models": [],
+            "remove": ["openai/gpt-5.2"],
+        },
+    )
+    for dry_run in (True, False):
+        rerated = await client.post(
+            "/v1/catalog/rerate", json={"since": "2026-11-01T00:00:00Z", "dry_run": dry_run}
+        )
+        assert rerated.status_code == 200, rerated.text
+        summary = rerated.json()
+        assert (
+            summary["events_changed"],
+            summary["events_now_unpriced"],
+            summary["events_now_priced"],
+            summary["delta_usd"],
+        ) == (2, 2, 0, "-0.002")
+        assert [(j["key"], j["events_now_unpriced"], j["delta_usd"]) for j in summary["jobs"]] == [
+            ("job-g", 1, "-0.001"),
+            ("job-h", 1, "-0.001"),
+        ]
+        assert [(a["key"], a["events_now_unpriced"]) for a in summary["agents"]] == [("ORACLE", 2)]
+    job = (await client.get("/v1/jobs/job-g")).json()
+    assert (job["cost_usd"], job["unpriced_events"]) == (None, 1)
+    entries = (await client.get("/v1/jobs/job-g/entries")).json()["items"]
+    assert entries[-1]["reason"] == (
+        "re-rated since 2026-11-01T00:00:00+00:00; now unpriced: model 'openai/gpt-5.2' is "
+        "not in catalog version 2"
+    )

@@ -152,6 +152,11 @@ class DeltaOut(msgspec.Struct):
     """Change of the actual cost: events with a provider-reported cost keep theirs."""
     price_delta_usd: str
     """Change of the customers' price, where their plans' basis cost moved."""
+    events_now_unpriced: int
+    """Events priced before and unpriced now (their model left the catalog): the deltas
+    count an unknown cost as none, so their cost leaves the totals but is not saved."""
+    events_now_priced: int
+    """Events unpriced before and priced now."""
 
 
 class RerateOut(msgspec.Struct):
@@ -163,6 +168,10 @@ class RerateOut(msgspec.Struct):
     delta_usd: str
     actual_delta_usd: str
     price_delta_usd: str
+    events_now_unpriced: int
+    """Events priced before and unpriced now: ``delta_usd`` takes their cost off, though it
+    is not saved but unknown (the job's ``cost_usd`` goes null when all its events are)."""
+    events_now_priced: int
     jobs: list[DeltaOut]
     agents: list[DeltaOut]
 
