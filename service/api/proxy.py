@@ -149,8 +149,16 @@ def _text_header(request: Request[Any, Any, Any], name: str) -> str | None:
     """A header's value as UTF-8 text. SPEC §2 lets ids hold any character (but NUL); a
     client sends them as UTF-8 bytes, which the ASGI server hands over as latin-1 text (one
     character per byte): read as given, "job-é" was stored as "job-Ã©". Bytes that are no
-    UTF-8 are refused rather than guessed at (the call is not made)."""
-    value = request.headers.get(name)
+    UTF-8 are refused rather than guessed at (the call is not made), as is a header sent
+    twice: which job or customer to bill is not LUC's to pick."""
+    values = request.headers.getall(name, None)
+    if values is not None and len(values) > 1:
+        raise InvalidRequestError(
+            f"{name}: sent {len(values)} times; send it once (a call is metered to one job, "
+            "agent and customer)",
+            status_code=400,
+        )
+    value = None if values is None else values[0]
     if value is None or value.isascii():
         return value
     try:

@@ -39,6 +39,28 @@ async def test_a_call_without_attribution_headers_is_refused_with_a_clear_messag
     assert await ledger(db) == []
 
 
+@pytest.mark.slow
+async def test_an_attribution_header_sent_twice_is_an_openai_shaped_400(
+    server_factory: Callable[..., Any], db: asyncpg.Connection
+) -> None:
+    # A real server: the test client's transport joins repeated headers into one value.
+    # Before, the first of the two was billed, silently.
+    server = server_factory(LUC_AUTH="off")
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        for name in ("X-LUC-Job", "X-LUC-Agent", "X-LUC-Customer"):
+            once = [(k, v) for k, v in ATTRIBUTION.items() if k != name]
+            headers = [*once, (name, "a"), (name, "b")]
+            response = await http.post("/v1/chat/completions", json=BODY, headers=headers)
+            assert response.status_code == 400, response.text
+            error = response.json()["error"]
+            assert error["type"] == "invalid_request_error"
+            assert error["message"] == (
+                f"{name}: sent 2 times; send it once (a call is metered to one job, agent "
+                "and customer)"
+            )
+    assert await ledger(db) == []
+
+
 async def test_attribution_headers_in_utf8_are_recorded_as_sent(
     client: AsyncTestClient[Any], db: asyncpg.Connection
 ) -> None:
