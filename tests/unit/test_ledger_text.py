@@ -39,6 +39,8 @@ def _usage(
         "events": events,
         "unpriced_events": events if tier == "unpriced" else 0,
         "unknown_price_events": events if tier == "unpriced" else 0,
+        # Unpriced, and no cost reported: the actual cost is unknown too.
+        "unknown_actual_events": events if tier == "unpriced" and not provider_cost else 0,
     }
     for n, token_class in enumerate(TOKEN_CLASSES):
         row[token_class.name] = Decimal(7**n * events + n)
