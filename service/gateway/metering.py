@@ -509,13 +509,17 @@ class Gateway:
     def _progress(
         self, admitted: Admitted, context: CallContext, *, streamed: bool
     ) -> CallProgress:
-        """A call's progress, holding its usage in the sink once a provider answers 2xx."""
+        """A call's progress, holding its usage in the sink once its request went out whole
+        to a provider, and again under the generation id when the provider answers 2xx."""
         progress = CallProgress()
 
         def answered(provider: str, generation_id: str | None) -> None:
+            if generation_id is None and progress.held is not None:
+                return  # answered 2xx without an id: the hold made when it was sent stands
             self._hold(admitted, context, progress, provider, generation_id, streamed)
 
         progress.on_answered = answered
+        progress.on_refused = lambda: self._drop_hold(progress)
         return progress
 
     def _hold(
@@ -527,12 +531,15 @@ class Gateway:
         generation_id: str | None,
         streamed: bool,
     ) -> None:
-        """A provider answered 2xx: from now on the call is paid for. Should this process
-        end before the answer is read and metered (a crash, a ``SIGKILL`` mid-stream), the
-        next one books what is known now (the prompt, estimated; ``outcome``
-        ``process_ended``) from the sink's journal, under the id the call's own usage
-        will have (the generation id, else one fixed here); the call's usage supersedes
-        the hold as it is made durable."""
+        """The request went out whole to ``provider`` (``generation_id`` None), or it
+        answered 2xx: from now on the call is paid for, or may be (a provider may run a
+        request whose answer never comes, as a timeout is billed). Should this process end
+        before the answer is read and metered (a crash, a ``SIGKILL`` while the provider
+        thinks or mid-stream), the next one books what is known now (the prompt,
+        estimated; ``outcome`` ``process_ended``; the provider's own record when it keeps
+        one, ``RecordingSink.held_usage``) from the sink's journal, under the id the call's
+        own usage will have (the generation id, else one fixed here); the call's usage
+        supersedes the hold as it is made durable, and a refusal (no 2xx) drops it."""
         self._drop_hold(progress)  # an earlier attempt's, should it be left (never metered)
         _, event = self._event(
             admitted,

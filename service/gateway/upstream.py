@@ -188,11 +188,27 @@ class CallProgress:
     answered 2xx, or that was sent to it whole and awaits its answer (so is paid for, or
     may be), and that is neither answered whole nor metered yet."""
     on_answered: Callable[[str, str | None], None] | None = None
-    """Called with (provider, generation id) when a provider answers 2xx: the gateway
-    holds the call's usage there, for the next process should this one end mid-answer."""
+    """Called with (provider, None) when an attempt's request went out whole, then with
+    (provider, generation id) when the provider answers 2xx: the gateway holds the call's
+    usage there, for the next process should this one end before the answer is read."""
+    on_refused: Callable[[], None] | None = None
+    """Called when the provider answers an attempt sent whole with no 2xx: nothing was
+    generated, so the hold goes."""
     held: tuple[int, str] | None = None
-    """The hold the gateway made for the attempt answered 2xx (the sink's token, the event
-    id), until that attempt's usage supersedes it."""
+    """The hold the gateway made for the attempt sent whole or answered 2xx (the sink's
+    token, the event id), until that attempt's usage supersedes it."""
+
+    def sent_whole(self, provider: str) -> None:
+        """The attempt's request went out whole: the provider may run (and bill) it from
+        now on, answer or not."""
+        self.answered = (provider, None)
+        if self.on_answered is not None:
+            self.on_answered(provider, None)
+
+    def refused(self) -> None:
+        self.answered = None
+        if self.on_refused is not None:
+            self.on_refused()
 
     def answered_2xx(self, provider: str, generation_id: str | None) -> None:
         self.answered = (provider, generation_id)
@@ -228,9 +244,9 @@ class _Delivery:
         if event.endswith(".send_request_body.complete"):
             self.sent = True
             if self.progress is not None:
-                # Sent whole: if LUC shuts down before the answer, this attempt is paid
-                # for as one answered 2xx would be (its generation id is not known yet).
-                self.progress.answered = (self.name, None)
+                # Sent whole: if LUC shuts down (or dies) before the answer, this attempt
+                # is paid for as one answered 2xx would be (no generation id known yet).
+                self.progress.sent_whole(self.name)
 
 
 class HttpProvider:
@@ -363,7 +379,7 @@ class HttpProvider:
                 error = self._unanswered(exc, sent=delivery.sent)
             else:
                 if delivery.progress is not None and response.status_code >= 300:
-                    delivery.progress.answered = None  # refused: nothing was generated
+                    delivery.progress.refused()  # nothing was generated
                 if response.status_code < 300:
                     if (progress := CALL_PROGRESS.get()) is not None:
                         progress.answered_2xx(self.name, response.headers.get("x-generation-id"))

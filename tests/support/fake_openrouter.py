@@ -156,6 +156,8 @@ class Reply:
     but with no usage, no error event and no ``[DONE]`` (a connection cut behind a proxy)."""
     leading_newlines: bool = False
     """Non-stream only: the body starts with blank lines (seen behind proxies)."""
+    think: float = 0.0
+    """Seconds the provider takes before it answers at all (its status and headers)."""
 
 
 @dataclass
@@ -302,6 +304,8 @@ class FakeOpenRouter:
             model = body.get("model") or "openrouter/auto"
             if isinstance(item, BrokenAnswer):
                 return await self._broken(send, receive, item, model)
+            if item.think:
+                await asyncio.sleep(item.think)
             if body.get("stream"):
                 return await self._stream(send, item, model, body)
             return await self._complete(send, item, model, body)

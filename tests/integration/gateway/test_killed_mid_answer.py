@@ -25,7 +25,7 @@ import msgspec
 import pytest
 
 from service.recording.journal import read_records
-from tests.support.fake_openrouter import BrokenAnswer, FakeOpenRouter, Reply
+from tests.support.fake_openrouter import BrokenAnswer, FakeOpenRouter, Reply, failure
 from tests.support.ledger_truth import STORED_EVENTS, assert_rollups_equal_ledger, ledger
 from tests.support.servers import ServerProcess
 from tests.support.waiting import wait_until
@@ -51,12 +51,16 @@ def server(
     )
 
 
-def _held(server: ServerProcess) -> bool:
-    """Whether the server's journal holds a call (its 200 read by LUC), as the next
-    process would find it."""
+def _holds(server: ServerProcess) -> list[str]:
+    """The event ids of the calls the server's journal holds (sent whole, or answered 2xx),
+    as the next process would find them."""
     spool = Path(server.env["LUC_DATA_DIR"]) / "spool"
     files = [p.read_bytes() for p in sorted(spool.glob("*.journal-*"))]
-    return bool(read_records(files))
+    return [r.event_id for r in read_records(files) if r.held]
+
+
+def _held(server: ServerProcess) -> bool:
+    return bool(_holds(server))
 
 
 async def _booked_once_after_restarts(
@@ -163,3 +167,52 @@ async def test_a_plain_call_whose_process_is_killed_mid_answer_is_booked_on_its_
         source="estimate",
         cost=Decimal("0.0000005"),
     )
+
+
+async def test_a_call_whose_process_is_killed_while_the_provider_thinks_is_booked_on_its_prompt(
+    server: ServerProcess, fake_openrouter: FakeOpenRouter, db: asyncpg.Connection
+) -> None:
+    """The request went out whole; the provider runs it (and will bill it) but has not
+    answered when LUC dies: no generation id is known yet, so the call is booked under the
+    id LUC fixed when it sent the request, on its prompt, as a timeout would be. Before,
+    nothing was noted until the provider's 2xx, and such a call was never billed."""
+    fake_openrouter.push(Reply(think=60))
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=90) as http:
+        call = asyncio.create_task(http.post("/v1/chat/completions", json=BODY, headers=HEADERS))
+
+        async def sent() -> bool:
+            return len(fake_openrouter.chat_calls()) == 1
+
+        await wait_until(sent, 30, "the request to reach the provider")
+        await wait_until(lambda: _held(server), 30, "LUC to hold the call sent whole")
+        [event_id] = _holds(server)
+        assert event_id.startswith("luc-")
+        server.kill()
+        with pytest.raises(httpx.HTTPError):
+            await call
+    assert await ledger(db) == []
+    await _booked_once_after_restarts(
+        server, db, event_id, tokens=(5, 0), source="estimate", cost=Decimal("0.0000005")
+    )
+
+
+async def test_a_call_refused_by_its_provider_leaves_nothing_held(
+    server: ServerProcess, fake_openrouter: FakeOpenRouter, db: asyncpg.Connection
+) -> None:
+    """A request sent whole that the provider refuses (no 2xx: nothing generated) drops
+    the hold made when it was sent: a process dying afterwards leaves nothing to book."""
+    fake_openrouter.push(failure(400))
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        refused = await http.post("/v1/chat/completions", json=BODY, headers=HEADERS)
+        assert refused.status_code == 400, refused.text
+        answered = await http.post("/v1/chat/completions", json=BODY, headers=HEADERS)
+        assert answered.status_code == 200, answered.text
+
+    async def booked() -> bool:
+        return len(await ledger(db)) == 1
+
+    await wait_until(booked, 30, "the answered call on the ledger")
+    # The journal as a process started now would find it: nothing held, nothing to book.
+    assert _holds(server) == []
+    [entry] = await ledger(db)
+    assert entry["event_id"] == answered.json()["id"]
