@@ -53,6 +53,7 @@ from service.errors import (
 from service.gateway.metering import Gateway
 from service.gateway.models import CallContext, ChatRequest, StreamHandle
 from service.gateway.usage import attribution_problems
+from service.ingest.models import MAX_TOKENS
 from service.pricing.catalog import STUB_PROVIDER
 
 log = structlog.get_logger("luc.proxy")
@@ -195,8 +196,9 @@ def _attribution(request: Request[Any, Any, Any]) -> tuple[str, str, str | None]
     return job, agent, customer
 
 
-_WHOLE_FIELDS = ("max_tokens", "max_completion_tokens", "n")
-"""The body's counts: the output bound and how many answers (each one paid for)."""
+_WHOLE_FIELDS = {"max_tokens": MAX_TOKENS, "max_completion_tokens": MAX_TOKENS, "n": 128}
+"""The body's counts: the output bound (at most the ledger's bound on a count) and how many
+answers, each one paid for (at most 128, as OpenAI takes)."""
 
 
 def _chat_request(raw: bytes, gateway: Gateway) -> tuple[ChatRequest, bool]:
@@ -220,14 +222,17 @@ def _chat_request(raw: bytes, gateway: Gateway) -> tuple[ChatRequest, bool]:
     if stream is not None and not isinstance(stream, bool):
         # As OpenAI refuses it: "yes" or 1 read as false would answer in another shape.
         raise InvalidRequestError("stream: must be a boolean (or null)", status_code=400)
-    for name in _WHOLE_FIELDS:
+    for name, most in _WHOLE_FIELDS.items():
         value = body.get(name)
-        if value is not None and (type(value) is not int or value < 1):
+        if value is not None and (type(value) is not int or not 1 <= value <= most):
             # As OpenAI refuses them. A hard budget's estimate reads these as whole numbers:
             # n: 4.0 or max_completion_tokens: 2000000.0 beside max_tokens: 100 were left
             # out of it, and went upstream, where a provider may well read them as numbers.
+            # Past the ledger's bound on a count, the estimate's money overflowed into a
+            # 422 naming estimated_cost_usd, a field the caller never sent.
             raise InvalidRequestError(
-                f"{name}: must be a whole number of at least 1 (or null)", status_code=400
+                f"{name}: must be a whole number from 1 to {most} (or null)",
+                status_code=400,
             )
     forward = {k: v for k, v in body.items() if k not in _OWN_FIELDS}
     return ChatRequest(model=model, body=forward), stream is True

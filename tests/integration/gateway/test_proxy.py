@@ -152,6 +152,10 @@ async def test_an_output_bound_or_choice_count_that_is_no_whole_number_is_a_400(
         ("max_completion_tokens", "2000000"),
         ("max_tokens", True),
         ("max_tokens", -1),
+        # Past the ledger's bound on a count (10^12): a 422 naming estimated_cost_usd.
+        ("max_tokens", 99_999_999_999_999_999_999_999_999),
+        ("max_completion_tokens", 10**12 + 1),
+        ("n", 129),  # OpenAI's bound
     ):
         response = await client.post(
             "/v1/chat/completions",
@@ -162,7 +166,7 @@ async def test_an_output_bound_or_choice_count_that_is_no_whole_number_is_a_400(
         error = response.json()["error"]
         assert (error["type"], error["message"]) == (
             "invalid_request_error",
-            f"{name}: must be a whole number of at least 1 (or null)",
+            f"{name}: must be a whole number from 1 to {128 if name == 'n' else 10**12} (or null)",
         )
     assert await ledger(db) == []
     answered = await client.post(
