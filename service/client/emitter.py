@@ -96,7 +96,7 @@ class Emitter:
         """Spool one event durably; it is sent in the background."""
         await self.emit_many([event])
 
-    def hold(self, event: UsageEventIn) -> int | None:
+    def hold(self, event: UsageEventIn, supersedes: int | None = None) -> int | None:
         """No holds here: the spool is written when a call's usage is known (a gateway
         process that dies mid-call loses that call's usage; LUC's own proxy keeps it)."""
         return None

@@ -540,7 +540,9 @@ class Gateway:
         one, ``RecordingSink.held_usage``) from the sink's journal, under the id the call's
         own usage will have (the generation id, else one fixed here); the call's usage
         supersedes the hold as it is made durable, and a refusal (no 2xx) drops it."""
-        self._drop_hold(progress)  # an earlier attempt's, should it be left (never metered)
+        # The hold made when the request went out (or an earlier attempt's, should one be
+        # left): replaced in the same write.
+        earlier = self._take_hold(progress)
         _, event = self._event(
             admitted,
             context,
@@ -554,12 +556,12 @@ class Gateway:
             outcome="process_ended",
         )
         try:
-            held = self.sink.hold(event)
+            held = self.sink.hold(event, None if earlier is None else earlier[0])
         except Exception:  # the call goes on; its usage is made durable at its end as ever
             log.exception("usage_not_held", event_id=event.id)
+            progress.held = earlier  # still in force
             return
-        if held is not None:
-            progress.held = (held, event.id)
+        progress.held = None if held is None else (held, event.id)
 
     async def held_usage(self, held: UsageEventIn) -> UsageEventIn:
         """What to book for a call held by a process that ended before it read the answer

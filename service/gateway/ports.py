@@ -33,10 +33,10 @@ class UsageSink(Protocol):
     async def emit(self, event: UsageEventIn, supersedes: int | None = None) -> None:
         """Make ``event`` durable; ``supersedes``: the hold it replaces (``hold``)."""
 
-    def hold(self, event: UsageEventIn) -> int | None:
+    def hold(self, event: UsageEventIn, supersedes: int | None = None) -> int | None:
         """Keep ``event``, the usage of a call still in flight, to be booked should the
-        process end before the call's own usage is emitted; a token, or ``None`` when
-        the sink keeps no such thing."""
+        process end before the call's own usage is emitted, in place of the hold
+        ``supersedes``; a token, or ``None`` when the sink keeps no such thing."""
 
     def release(self, held: int) -> None:
         """Drop a hold whose call ended without usage of its own."""

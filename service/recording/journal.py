@@ -250,19 +250,29 @@ class UsageJournal:
         await future  # a future written inline is done: no hop to the loop
         return seq
 
-    def hold(self, event_id: str, body: bytes) -> int:
-        """Note a call in flight whose provider has answered: ``body`` is the usage to book
-        should this process end before the call's own usage is appended (a crash, a
-        ``SIGKILL`` mid-answer), estimated from what is known now. Written with the next
-        group, without waiting for it and without a sync of its own: the page cache keeps
-        it through the process's death (the call's own usage is synced as ever). Returns
-        its seq, which the call's usage supersedes (``append``) or ``resolve`` drops."""
+    def hold(self, event_id: str, body: bytes, supersedes: int | None = None) -> int:
+        """Note a call in flight that its provider may run (and bill): ``body`` is the
+        usage to book should this process end before the call's own usage is appended (a
+        crash, a ``SIGKILL`` mid-answer), estimated from what is known now. Written with
+        the next group, without waiting for it and without a sync of its own: the page
+        cache keeps it through the process's death (the call's own usage is synced as
+        ever). ``supersedes``: the call's earlier hold, noted resolved in the same write,
+        so no death between two writes leaves both (booked twice) or neither. Returns its
+        seq, which the call's usage supersedes (``append``) or ``resolve`` drops."""
         if self._closed:
             raise RuntimeError("the usage journal is closed")
         self._seqs += 1
         seq = self._seqs
+        data = held_record(seq, event_id, body)
+        if supersedes is not None:
+            data += resolved_record([supersedes])
 
         def written(file: _File) -> None:
+            if supersedes is not None:
+                # Written before this (queued first): in ``_where`` now, or resolved.
+                if (earlier := self._where.pop(supersedes, None)) is not None:
+                    earlier.unresolved.discard(supersedes)
+                self._held_queued.discard(supersedes)
             if seq not in self._held_queued:  # resolved before it was written
                 return
             self._held_queued.discard(seq)
@@ -270,7 +280,7 @@ class UsageJournal:
             self._where[seq] = file
 
         self._held_queued.add(seq)
-        self._queued.append(_Pending(held_record(seq, event_id, body), False, None, written))
+        self._queued.append(_Pending(data, False, None, written))
         if self._flusher is None or self._flusher.done():
             self._write_inline()
         if self._queued:

@@ -133,13 +133,14 @@ class RecordingSink:
 
     # One call's usage -----------------------------------------------------------------------
 
-    def hold(self, event: UsageEventIn) -> int | None:
+    def hold(self, event: UsageEventIn, supersedes: int | None = None) -> int | None:
         """Keep ``event`` in the journal for the next process, should this one end before
-        the call's own usage comes (``journal.hold``); ``None`` without a journal."""
+        the call's own usage comes, in place of the hold ``supersedes`` (``journal.hold``);
+        ``None`` without a journal."""
         if self.journal is None or not self.ingest.persist:
             return None
         try:
-            return self.journal.hold(event.id, msgspec.json.encode(event))
+            return self.journal.hold(event.id, msgspec.json.encode(event), supersedes)
         except Exception as exc:  # the call goes on; its own usage is made durable as ever
             log.error("usage_hold_failed", event_id=event.id, error=_why(exc))
             return None

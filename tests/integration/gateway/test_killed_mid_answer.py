@@ -59,10 +59,6 @@ def _holds(server: ServerProcess) -> list[str]:
     return [r.event_id for r in read_records(files) if r.held]
 
 
-def _held(server: ServerProcess) -> bool:
-    return bool(_holds(server))
-
-
 async def _booked_once_after_restarts(
     server: ServerProcess,
     db: asyncpg.Connection,
@@ -124,6 +120,7 @@ async def test_a_stream_whose_process_is_killed_mid_answer_is_booked_from_the_pr
             if line.startswith("data: {"):
                 generation_id = msgspec.json.decode(line.removeprefix("data: "))["id"]
                 break
+        await wait_until(lambda: _holds(server) == [generation_id], 10, "the hold at 2xx")
         server.kill()  # mid-answer: the usage chunk has not come
     assert len(fake_openrouter.chat_calls()) == 1  # one paid generation
     assert await ledger(db) == []
@@ -154,7 +151,12 @@ async def test_a_plain_call_whose_process_is_killed_mid_answer_is_booked_on_its_
             return len(fake_openrouter.chat_calls()) == 1
 
         await wait_until(answering, 30, "the provider to answer")
-        await wait_until(lambda: _held(server), 30, "LUC to hold the answered call")
+        # Held under the generation id at the 2xx (in place of the hold made at sending).
+        await wait_until(
+            lambda: _holds(server) == ["gen-1767225600-KilledMidAnswer00001"],
+            30,
+            "LUC to hold the answered call",
+        )
         server.kill()
         with pytest.raises(httpx.HTTPError):
             await call
@@ -184,7 +186,7 @@ async def test_a_call_whose_process_is_killed_while_the_provider_thinks_is_booke
             return len(fake_openrouter.chat_calls()) == 1
 
         await wait_until(sent, 30, "the request to reach the provider")
-        await wait_until(lambda: _held(server), 30, "LUC to hold the call sent whole")
+        await wait_until(lambda: bool(_holds(server)), 30, "LUC to hold the call sent whole")
         [event_id] = _holds(server)
         assert event_id.startswith("luc-")
         server.kill()

@@ -364,7 +364,7 @@ class _BrokenSink:
     async def emit(self, event: UsageEventIn, supersedes: int | None = None) -> None:
         raise RuntimeError("the sink broke")
 
-    def hold(self, event: UsageEventIn) -> int | None:
+    def hold(self, event: UsageEventIn, supersedes: int | None = None) -> int | None:
         raise RuntimeError("the sink broke")
 
     def release(self, held: int) -> None:

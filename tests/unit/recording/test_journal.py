@@ -84,6 +84,31 @@ async def test_a_held_call_is_booked_unless_its_usage_or_a_release_came(tmp_path
     await journal.aclose()
 
 
+async def test_a_hold_superseded_by_the_call_s_next_hold_is_booked_no_more(
+    tmp_path: Path,
+) -> None:
+    """The hold made when the request went out is replaced, at the provider's 2xx, by one
+    under the generation id, in the same write: a death after it leaves one to book."""
+    spool_path = tmp_path / "spool.sqlite"
+    journal = UsageJournal(spool_path)
+    sent = journal.hold("luc-1", b"sent")
+    await journal.append("gen-x", b"{}")  # a group: the first hold is written
+    answered = journal.hold("gen-1", b"answered", supersedes=sent)
+    queued = journal.hold("luc-2", b"sent")  # replaced before either is written
+    journal.hold("gen-2", b"answered", supersedes=queued)
+    await journal.append("gen-y", b"{}")
+    assert _read(spool_path) == [
+        ("gen-x", b"{}"),
+        ("gen-1", b"answered"),
+        ("gen-2", b"answered"),
+        ("gen-y", b"{}"),
+    ]
+    assert journal.unresolved == 4  # the two usages and the two live holds
+    journal.resolve([answered])
+    await journal.aclose()
+    assert [i for i, _ in _read(spool_path)] == ["gen-x", "gen-2", "gen-y"]
+
+
 async def test_a_hold_released_before_it_is_written_leaves_nothing_unresolved(
     tmp_path: Path,
 ) -> None:
