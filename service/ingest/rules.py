@@ -12,7 +12,6 @@ from operator import attrgetter
 import msgspec
 
 from service.ingest.models import UsageEvent, UsageEventIn
-from service.money import decimal_places
 from service.settings import IngestSettings
 from service.wire import WireValueError, parse_instant, parse_money
 
@@ -33,12 +32,11 @@ _DRIVER_NEGATIVE_INFINITY = datetime.min.replace(tzinfo=UTC)
 # runs out of stack.
 MAX_ATTRIBUTE_DEPTH = 32
 # provider_cost_usd is stored as NUMERIC and summed into rollups: keep it to amounts a
-# bill can hold (below 10^18 USD, at most 30 decimal places) instead of failing the batch.
+# bill can hold (below 10^18 USD) instead of failing the batch. Its digits are the wire's
+# (SPEC §2: at most 40 significant digits; ``parse_money``): NUMERIC keeps every one.
 _MAX_COST_DIGITS_BEFORE_POINT = 18
-_MAX_COST_DECIMAL_PLACES = 30
-# A plain decimal string of n characters has at most n digits before the point and n - 2
-# after it, so one this short is within both bounds without measuring it.
-_SHORT_COST_CHARS = min(_MAX_COST_DIGITS_BEFORE_POINT, _MAX_COST_DECIMAL_PLACES + 2)
+# A plain decimal string this short has fewer digits before the point than that.
+_SHORT_COST_CHARS = _MAX_COST_DIGITS_BEFORE_POINT
 
 
 def _text_problem(text: str) -> str | None:
@@ -175,14 +173,13 @@ def rule_problems(
         except WireValueError as exc:
             problems.append(str(exc))
         else:
-            if len(event.provider_cost_usd) > _SHORT_COST_CHARS and (
-                provider_cost.adjusted() >= _MAX_COST_DIGITS_BEFORE_POINT
-                or decimal_places(provider_cost) > _MAX_COST_DECIMAL_PLACES
+            if (
+                len(event.provider_cost_usd) > _SHORT_COST_CHARS
+                and provider_cost.adjusted() >= _MAX_COST_DIGITS_BEFORE_POINT
             ):
                 problems.append(
                     f"provider_cost_usd: {event.provider_cost_usd!r} is out of range (below "
-                    f"10^{_MAX_COST_DIGITS_BEFORE_POINT} USD, at most "
-                    f"{_MAX_COST_DECIMAL_PLACES} decimal places)"
+                    f"10^{_MAX_COST_DIGITS_BEFORE_POINT} USD)"
                 )
     if event.attributes is not None and (problem := _attributes_size_problem(event, settings)):
         problems.append(f"attributes: {problem}")

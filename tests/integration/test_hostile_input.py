@@ -242,14 +242,14 @@ async def test_a_cost_with_40_significant_digits_is_stored_exactly(
 money_texts = st.one_of(
     st.text(alphabet="0123456789.-+eE_ ٠١٢", min_size=1, max_size=30),
     st.decimals(allow_nan=True, allow_infinity=True).map(str),
-    st.from_regex(r"(0|[1-9][0-9]{0,19})(\.[0-9]{1,32})?", fullmatch=True),
+    st.from_regex(r"(0|[1-9][0-9]{0,19})(\.[0-9]{1,42})?", fullmatch=True),
     st.text(min_size=1, max_size=10),
 )
 
 
 def storable_cost(value: str) -> Decimal | None:
     """SPEC §2's money rule written again here, plus LUC's range for a provider's cost:
-    below 10^18 USD, at most 30 decimal places (trailing zeros aside)."""
+    below 10^18 USD (every digit SPEC allows is kept: 40 significant ones)."""
     whole, point, fraction = value.partition(".")
     if not value.isascii() or not whole.isdigit() or (point and not fraction.isdigit()):
         return None
@@ -257,7 +257,7 @@ def storable_cost(value: str) -> Decimal | None:
         return None
     if len((whole + fraction).lstrip("0")) > 40:
         return None
-    if len(whole.lstrip("0")) > 18 or len(fraction.rstrip("0")) > 30:
+    if len(whole.lstrip("0")) > 18:
         return None
     return Decimal(value)
 
@@ -354,3 +354,20 @@ async def test_any_timestamp_is_kept_to_the_microsecond_or_rejected_never_rounde
         assert row is not None
         assert row["occurred_at"] == expected
         assert row["billing_day"] == expected.astimezone(UTC).date()
+
+
+async def test_a_provider_cost_of_forty_significant_digits_is_kept_to_the_last_digit(
+    api: AsyncTestClient[Any],
+) -> None:
+    """SPEC §2 allows 40 significant digits; LUC refused more than 30 decimal places."""
+    costs = ["0." + "0" * 39 + "1", "1." + "2" * 39]
+    events = [
+        {**good(f"forty-{i}", job_id="job-forty"), "provider_cost_usd": cost}
+        for i, cost in enumerate(costs)
+    ]
+    response = await api.post("/v1/events/batch", json={"events": events})
+    assert response.json()["accepted"] == 2, response.text
+    job = (await api.get("/v1/jobs/job-forty")).json()
+    # 1.2222…2 (39 twos) + 0.000…01 (40th place) = 1.2222…2 then a 1 in the 40th place.
+    assert job["provider_cost_usd"] == "1." + "2" * 39 + "1"
+    assert job["actual_cost_usd"] == job["provider_cost_usd"]
