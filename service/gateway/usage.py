@@ -103,8 +103,9 @@ def _cost(value: Any) -> Decimal | None:
         log.warning("provider_cost_ignored", cost=str(value)[:100])
         return None
     if int(cost.as_tuple().exponent) < -COST_DECIMAL_PLACES:
-        # Finer than the ledger keeps a cost: a float's tail (3.6e-31), not money. Rounded,
-        # rather than the whole paid call's usage parked for an informative figure.
+        # Finer than any provider bills: a float's tail (3.6e-31), not money. Rounded, so
+        # the figure stays within SPEC's 40 significant digits, rather than the whole paid
+        # call's usage parked for an informative figure.
         rounded = cost.quantize(_COST_QUANTUM, rounding=ROUND_HALF_EVEN, context=_WIDE)
         log.info("provider_cost_rounded", cost=str(value)[:100], kept=money_text(rounded))
         return rounded
