@@ -265,12 +265,14 @@ WHERE j.job_id > $1
   AND ($2::timestamptz IS NULL OR j.last_event_at >= $2)
   AND ($3::timestamptz IS NULL OR j.first_event_at < $3)
   -- The span test above is a cheap prefilter; a job whose events fall on both sides of
-  -- the range but none inside it must not match, so look for an entry in the range.
+  -- the range but none inside it must not match, so look for an entry in the range (of
+  -- the agent, when one is asked for: the filters hold of the same events).
   AND (($2::timestamptz IS NULL AND $3::timestamptz IS NULL) OR EXISTS (
         SELECT 1 FROM ledger_entries AS e
         WHERE e.job_id = j.job_id
           AND ($2::timestamptz IS NULL OR e.occurred_at >= $2)
-          AND ($3::timestamptz IS NULL OR e.occurred_at < $3)))
+          AND ($3::timestamptz IS NULL OR e.occurred_at < $3)
+          AND ($4::text IS NULL OR e.agent = $4)))
   AND ($4::text IS NULL OR EXISTS (
         SELECT 1 FROM rollup_job_lines AS l
         WHERE l.agent = $4 AND l.job_id = j.job_id AND l.events <> 0))

@@ -415,7 +415,13 @@ async def test_the_job_list_pages_and_filters_by_agent_and_time(
     assert await job_ids(**window) == []
     window = {"from": "2025-10-01T00:00:00Z", "to": "2025-10-31T00:00:00Z"}
     assert await job_ids(**window) == ["job-scn-1", "job-scn-3"]
-    assert await job_ids(agent="ORACLE", **window) == ["job-scn-1", "job-scn-3"]
+    # Together the filters hold of the same events: ORACLE's event on job-scn-1 is at
+    # 10-31T23:59:59Z, past the window; Boomer_Ang worked on job-scn-1 only on 11-21.
+    # (The filters apart kept job-scn-1 both times.)
+    assert await job_ids(agent="ORACLE", **window) == ["job-scn-3"]
+    assert await job_ids(agent="Boomer_Ang", **window) == []
+    november = {"from": "2025-11-21T00:00:00Z", "to": "2025-11-22T00:00:00Z"}
+    assert await job_ids(agent="Boomer_Ang", **november) == ["job-scn-1"]
 
 
 async def test_a_cursor_this_api_did_not_issue_is_refused_never_read_as_the_start(
