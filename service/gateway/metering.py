@@ -410,7 +410,7 @@ class Gateway:
             if not handle._done.done():
                 handle._done.set_result(result)
         if result is None:
-            # Nothing arrived (or LUC failed before metering): no usage event names the
+            # LUC failed before metering (a bug, logged): no usage event names the
             # reservation, so nothing would ever settle it.
             self._drop_hold(progress)
             await self._release(admitted)
@@ -425,9 +425,9 @@ class Gateway:
         upstream: UpstreamStream,
         handle: StreamHandle,
         progress: CallProgress,
-    ) -> tuple[ChatResult | None, bool]:
-        """The stream's metered result (``None``: nothing to meter), and whether its task
-        was cancelled meanwhile (then metered on what it had, and to end cancelled)."""
+    ) -> tuple[ChatResult, bool]:
+        """The stream's metered result, and whether its task was cancelled meanwhile (then
+        metered on what it had, and to end cancelled)."""
         read = await read_stream(provider, upstream, handle, self.stream_deadline_seconds)
         generation_id, usage, text, error = read.generation_id, read.usage, read.text, read.error
         cancelled = read.cancelled
@@ -446,10 +446,9 @@ class Gateway:
             except asyncio.CancelledError:
                 cancelled = True  # shutting down: no more waiting, the estimate below
         if usage is None:
-            # Nothing arrived: no sign that any token was spent; unless the stream was cut
-            # or cancelled while the provider, having answered, was still at it.
-            if not read.chunks and not (read.cut or read.cancelled or read.billed):
-                return None, cancelled
+            # The provider answered 2xx: the call is paid for even when no chunk came (only
+            # keep-alives, a stall, a body that is no stream), as a plain call's broken
+            # answer is; the prompt, estimated, is all that is known then.
             usage = estimated_usage(admitted.request.prompt_text(), read.generated)
         result = await self._meter(
             admitted,

@@ -81,6 +81,26 @@ async def test_a_stream_that_ends_without_done_is_an_error_to_the_client_and_on_
     assert "ended without [DONE]" in attributes["error"]
 
 
+async def test_a_stream_answered_2xx_that_ends_before_any_chunk_is_billed_on_its_prompt(
+    proxy: AsyncTestClient[Any], fake_openrouter: FakeOpenRouter, db: asyncpg.Connection
+) -> None:
+    """The provider answered 200 (the call is paid for), sent its keep-alives and then
+    nothing: as a plain call's broken answer, it is billed on its prompt. Before, a stream
+    without a chunk was taken for one that spent nothing, and not billed at all, while the
+    client was told its tokens were."""
+    reply = Reply(text="Once upon a time", cut_after=0, usage=None)
+    fake_openrouter.generation_misses = 1_000_000  # nor does /generation know it
+    response, entry = await _proxied_once(proxy, fake_openrouter, db, reply, stream=True)
+    error = msgspec.json.decode(_events(response.text)[-1].removeprefix("data: "))["error"]
+    assert "tokens spent are billed" in error["message"]
+    # "Tell me a story": 15 characters, 4 a token → 4 input tokens; 4 × 0.10 per 1M.
+    assert (entry["input_tokens"], entry["output_tokens"]) == (4, 0)
+    assert entry["cost_usd"] == Decimal("0.0000004")
+    row = await db.fetchrow(STORED_EVENT, entry["event_id"])
+    assert row is not None
+    assert (row[0], row[1]["usage_source"]) == ("error", "estimate")
+
+
 async def test_a_token_count_too_large_to_write_is_parked_and_the_answer_still_delivered(
     proxy: AsyncTestClient[Any], fake_openrouter: FakeOpenRouter, db: asyncpg.Connection
 ) -> None:
