@@ -71,7 +71,11 @@ class Provider(Protocol):
 
     def usage_of(self, usage: Mapping[str, Any]) -> ProviderUsage: ...
 
-    async def usage_after(self, generation_id: str) -> ProviderUsage | None: ...
+    async def usage_after(
+        self, generation_id: str, *, patient: bool = False
+    ) -> ProviderUsage | None:
+        """The provider's record of a generation, asked by its id (None: none kept, or not
+        found); ``patient``: no caller waits (a call a dead process held), so look longer."""
 
     async def complete(self, request: ChatRequest) -> Completion: ...
 

@@ -293,7 +293,7 @@ class Gateway:
             context,
             provider=provider.name,
             generation_id=completion.generation_id,
-            answered_model=completion.model,
+            answered_model=completion.model or usage.model,
             usage=usage,
             text=completion.text,
             finish_reason=completion.finish_reason,
@@ -352,7 +352,7 @@ class Gateway:
                     context,
                     provider=provider.name,
                     generation_id=billed.generation_id,
-                    answered_model=billed.model,
+                    answered_model=billed.model or usage.model,
                     usage=usage,
                     text="",
                     finish_reason=None,
@@ -455,7 +455,7 @@ class Gateway:
             context,
             provider=provider.name,
             generation_id=generation_id,
-            answered_model=read.answered_model,
+            answered_model=read.answered_model or usage.model,
             usage=usage,
             text=text,
             finish_reason=read.finish_reason,
@@ -570,7 +570,7 @@ class Gateway:
         provider = next((p for p in self.chain.providers if p.name == held.provider), None)
         if provider is None or held.id.startswith(LUC_ID_PREFIX):
             return held  # no provider's id: nothing to look up
-        usage = await provider.usage_after(held.id)
+        usage = await provider.usage_after(held.id, patient=True)
         if usage is None:
             return held
         attributes = {
@@ -578,10 +578,17 @@ class Gateway:
             "error": PROCESS_ENDED_RECORDED_ERROR,
             "usage_source": usage.source,
         }
+        model = held.model
+        if usage.model and usage.model != held.model:
+            # The model that really answered (OpenRouter's fallbacks), booked as a call
+            # metered whole is (``_event``): under it when LUC can price it.
+            attributes["upstream_model"] = _storable(usage.model, MAX_MODEL_ATTRIBUTE)
+            when = datetime.fromisoformat(held.occurred_at)
+            other = (await self.catalog()).quote(usage.model, when)
+            if other.price is not None:
+                model = other.model_id
         return msgspec.structs.replace(
-            held,
-            **billed_fields(usage),
-            attributes=attributes,
+            held, model=model, **billed_fields(usage), attributes=attributes
         )
 
     @staticmethod

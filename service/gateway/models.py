@@ -77,6 +77,9 @@ class ProviderUsage(TokenCounts):
     source: str = "response"
     """``response`` (the provider's usage), ``generation`` (OpenRouter's /generation
     record) or ``estimate`` (counted from text length: the stub, or no usage arrived)."""
+    model: str | None = None
+    """The model that answered, when the usage record names it (OpenRouter's
+    /generation): what a call known only by its id is priced under."""
 
     def tokens(self) -> Tokens:
         return Tokens(**counts_of(self))

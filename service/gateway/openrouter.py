@@ -25,6 +25,9 @@ log = structlog.get_logger("luc.gateway")
 
 # Waits before each look-up of /generation: the record appears after ~0.5 s to a few s.
 GENERATION_DELAYS = (0.5, 1.0, 2.0, 4.0)
+HELD_GENERATION_DELAYS = (0.0, 1.0, 2.0, 4.0, 8.0, 14.0)
+"""...and for a call a dead process held (``usage_after(..., patient=True)``): no caller
+waits on it, so the look-ups go on for 29 s."""
 
 
 class OpenRouterProvider(HttpProvider):
@@ -40,6 +43,7 @@ class OpenRouterProvider(HttpProvider):
         http_referer: str | None = None,
         app_title: str | None = "LUC",
         generation_delays: tuple[float, ...] = GENERATION_DELAYS,
+        held_generation_delays: tuple[float, ...] = HELD_GENERATION_DELAYS,
     ) -> None:
         super().__init__(http, base_url, retry)
         self._api_key = api_key
@@ -50,6 +54,7 @@ class OpenRouterProvider(HttpProvider):
             self._attribution["X-Title"] = app_title
             self._attribution["X-OpenRouter-Title"] = app_title
         self.generation_delays = generation_delays
+        self.held_generation_delays = held_generation_delays
 
     async def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._api_key}", **self._attribution}
@@ -57,8 +62,11 @@ class OpenRouterProvider(HttpProvider):
     def usage_of(self, usage: Mapping[str, Any]) -> ProviderUsage:
         return from_openai_usage(usage)
 
-    async def usage_after(self, generation_id: str) -> ProviderUsage | None:
-        for delay in self.generation_delays:
+    async def usage_after(
+        self, generation_id: str, *, patient: bool = False
+    ) -> ProviderUsage | None:
+        delays = self.generation_delays if not patient else self.held_generation_delays
+        for delay in delays:
             await asyncio.sleep(delay)
             try:
                 response = await self.http.get(

@@ -60,7 +60,9 @@ class StubProvider:
     def usage_of(self, usage: Any) -> ProviderUsage:
         return from_openai_usage(usage, source="estimate")
 
-    async def usage_after(self, generation_id: str) -> ProviderUsage | None:
+    async def usage_after(
+        self, generation_id: str, *, patient: bool = False
+    ) -> ProviderUsage | None:
         return None
 
     def _answer(self, request: ChatRequest) -> tuple[str, str, ProviderUsage, int]:

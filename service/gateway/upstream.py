@@ -279,7 +279,9 @@ class HttpProvider:
         """A chance to repair the cause (a stale token) and retry at once."""
         return False
 
-    async def usage_after(self, generation_id: str) -> ProviderUsage | None:
+    async def usage_after(
+        self, generation_id: str, *, patient: bool = False
+    ) -> ProviderUsage | None:
         """Usage of a generation whose answer carried none (after a mid-stream error)."""
         return None
 

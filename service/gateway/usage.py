@@ -182,6 +182,7 @@ def from_generation(data: Mapping[str, Any]) -> ProviderUsage:
         reasoning_tokens=reasoning,
         provider_cost_usd=_cost(data.get("total_cost")),
         source="generation",
+        model=model if isinstance(model := data.get("model"), str) and model else None,
     )
 
 

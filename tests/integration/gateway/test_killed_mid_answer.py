@@ -33,6 +33,7 @@ from tests.support.waiting import wait_until
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
 FLASH = "google/gemini-3.0-flash"  # 0.10 in, 0.40 out per 1M
+SONNET = "anthropic/claude-sonnet-4.5"  # 3 in, 15 out per 1M
 # The estimate: "Capital of France?", 18 characters, 4 a token → 5 input tokens; no output
 # is known when the process dies: 5 × 0.10 / 1M = 0.0000005.
 BODY = {"model": FLASH, "messages": [{"role": "user", "content": "Capital of France?"}]}
@@ -107,8 +108,12 @@ async def _booked_once_after_restarts(
 async def test_a_stream_whose_process_is_killed_mid_answer_is_booked_from_the_providers_record(
     server: ServerProcess, fake_openrouter: FakeOpenRouter, db: asyncpg.Connection
 ) -> None:
-    # Sixty characters three at a time, a fifth of a second apart: four seconds of answer.
-    fake_openrouter.push(Reply(text="Paris " * 10, chunk_chars=3, delay=0.2))
+    # Sixty characters three at a time, a fifth of a second apart: four seconds of answer,
+    # from another model than the one asked for (an OpenRouter fallback).
+    fake_openrouter.push(Reply(text="Paris " * 10, chunk_chars=3, delay=0.2, model=SONNET))
+    # Its record is written late: found by the fifth look-up, 15 s after the restart (a
+    # caller waiting on a call looks four times, over 7.5 s).
+    fake_openrouter.generation_misses = 4
     async with (
         httpx.AsyncClient(base_url=server.base_url, timeout=30) as http,
         http.stream(
@@ -125,17 +130,20 @@ async def test_a_stream_whose_process_is_killed_mid_answer_is_booked_from_the_pr
     assert len(fake_openrouter.chat_calls()) == 1  # one paid generation
     assert await ledger(db) == []
     # The fake's record of it (Reply's usage): 12 prompt and 3 completion tokens, cost
-    # 0.0000036 as OpenRouter charged; on the ledger at the catalog's prices,
-    # 12 × 0.10 / 1M + 3 × 0.40 / 1M = 0.0000012 + 0.0000012.
+    # 0.0000036 as OpenRouter charged, by Sonnet; on the ledger at Sonnet's catalog prices,
+    # 12 × 3 / 1M + 3 × 15 / 1M = 0.000036 + 0.000045 (at Flash's it was 0.0000024).
     await _booked_once_after_restarts(
-        server, db, generation_id, tokens=(12, 3), source="generation", cost=Decimal("0.0000024")
+        server, db, generation_id, tokens=(12, 3), source="generation", cost=Decimal("0.000081")
     )
+    [entry] = [e for e in await ledger(db) if e["event_id"] == generation_id]
+    assert entry["model"] == SONNET
     [reported] = await db.fetch(
         f"SELECT provider_cost_usd, attributes FROM {STORED_EVENTS} WHERE event_id = $1",
         generation_id,
     )
     assert reported["provider_cost_usd"] == Decimal("0.0000036")
     assert "provider's record" in reported["attributes"]["error"]
+    assert reported["attributes"]["upstream_model"] == SONNET
 
 
 async def test_a_plain_call_whose_process_is_killed_mid_answer_is_booked_on_its_prompt(

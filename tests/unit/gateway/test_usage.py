@@ -92,9 +92,11 @@ def test_the_generation_record_maps_native_counts() -> None:
     usage = from_generation(
         decode_json(
             b'{"native_tokens_prompt": 100, "native_tokens_completion": 20,'
-            b' "native_tokens_reasoning": 5, "native_tokens_cached": 40, "total_cost": 0.00002}'
+            b' "native_tokens_reasoning": 5, "native_tokens_cached": 40, "total_cost": 0.00002,'
+            b' "model": "anthropic/claude-sonnet-4.5"}'
         )
     )
+    assert usage.model == "anthropic/claude-sonnet-4.5"  # the model that answered
     assert (usage.input_tokens, usage.output_tokens, usage.reasoning_tokens) == (100, 20, 5)
     assert (usage.cached_input_tokens, usage.provider_cost_usd) == (40, Decimal("0.00002"))
     assert usage.source == "generation"
