@@ -56,8 +56,9 @@ SLOW_SYNC_SECONDS = 0.02
 a busy shared disk syncs in 0.1–8 ms) sends writes to the journal's thread for..."""
 SLOW_SYNC_BACKOFF = 10.0
 """...this many seconds."""
-SETTLE_SECONDS = 30.0
-"""How long ``recover`` waits for the provider's record of a held call (``settle``)."""
+SETTLE_SECONDS = 60.0
+"""How long ``recover`` waits for the provider's record of a held call (``settle``): past
+the look-ups' own 29 s (``HELD_GENERATION_DELAYS``) and their round trips."""
 SettleHeld = Callable[[bytes], Awaitable[bytes]]
 """A held call's body → the usage to book for it (``recover``)."""
 _MAGIC = b"LUCj"
