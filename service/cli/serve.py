@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import errno
 import gc
+import math
 import os
 import shutil
 import signal
@@ -105,8 +106,22 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         http=_HTTP,
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=graceful_seconds(settings),
     )
+
+
+GRACE_SECONDS = 10
+"""How long a clean stop (SIGTERM) waits for requests in flight, beyond proxied calls."""
+
+
+def graceful_seconds(settings: Settings) -> int:
+    """How long a clean stop waits for the requests in flight to finish before it cancels
+    them: a proxied call is let run for as long as its upstream may take
+    (``LUC_GATEWAY_TIMEOUT_SECONDS``), and a few seconds more for its answer. Cancelled at
+    10 s, a call the provider was still answering was billed, and its caller got the
+    server's bare 500, which an OpenAI SDK retries: a second paid call. A stop with
+    nothing in flight is as quick as ever."""
+    return GRACE_SECONDS + math.ceil(settings.gateway.timeout_seconds)
 
 
 def _tune_gc() -> None:
@@ -155,7 +170,7 @@ def _serve_workers(settings: Settings, workers: int, host: str, port: int) -> No
         http=_HTTP,
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=graceful_seconds(settings),
     )
     # uvicorn.run() with workers, but the supervisor kept: a worker that could not start
     # (PostgreSQL never answered) ends the whole server with the start-up failure status,

@@ -226,3 +226,33 @@ async def test_a_call_refused_by_its_provider_leaves_nothing_held(
     assert _holds(server) == []
     [entry] = await ledger(db)
     assert entry["event_id"] == answered.json()["id"]
+
+
+async def test_a_clean_stop_lets_a_proxied_call_finish_and_bills_it_once(
+    server: ServerProcess, fake_openrouter: FakeOpenRouter, db: asyncpg.Connection
+) -> None:
+    """SIGTERM while the provider thinks for 12 s: the call runs to its answer (a clean
+    stop waits as long as an upstream may take), its usage is recorded, once. Before, the
+    server cut it at 10 s with its bare 500 (no OpenAI shape, no x-should-retry: false),
+    which an OpenAI SDK retries: a second paid call for one already billed."""
+    fake_openrouter.push(Reply(text="Paris.", think=12))
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
+        call = asyncio.create_task(http.post("/v1/chat/completions", json=BODY, headers=HEADERS))
+
+        async def sent() -> bool:
+            return len(fake_openrouter.chat_calls()) == 1
+
+        await wait_until(sent, 30, "the request to reach the provider")
+        stopping = asyncio.create_task(asyncio.to_thread(server.stop))
+        answer = await call
+        await stopping
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["choices"][0]["message"]["content"] == "Paris."
+    [entry] = await ledger(db)  # recorded before the process ended
+    assert entry["event_id"] == answer.json()["id"]
+    # The fake's usage for it: 12 in, 3 out at Flash's prices = 0.0000024.
+    assert (entry["input_tokens"], entry["output_tokens"], entry["cost_usd"]) == (
+        12,
+        3,
+        Decimal("0.0000024"),
+    )
