@@ -59,7 +59,9 @@ def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> R
     if isinstance(extra, list) and extra:
         # Litestar's parameter validation: name the parameter and the problem.
         parts = [
-            f"{e['key']}: {e.get('message', '')}" if e.get("key") else str(e.get("message", ""))
+            f"{_wire_name(request, e['key'])}: {e.get('message', '')}"
+            if e.get("key")
+            else str(e.get("message", ""))
             for e in extra
             if isinstance(e, dict)
         ]
@@ -84,6 +86,17 @@ def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> R
         status_code=exc.status_code,
         headers=headers,
     )
+
+
+def _wire_name(request: Request[Any, Any, Any], key: str) -> str:
+    """A parameter as the client names it: Litestar's message names the handler's argument
+    (``from_version``), not the query parameter it reads (``from``)."""
+    try:
+        parameter = request.route_handler.parsed_fn_signature.parameters.get(key)
+    except Exception:  # no route matched: nothing to map
+        return key
+    name = getattr(getattr(parameter, "kwarg_definition", None), "name", None)
+    return name if isinstance(name, str) and name else key
 
 
 def unexpected_error_handler(

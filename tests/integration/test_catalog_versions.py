@@ -289,6 +289,12 @@ async def test_history_and_diff_show_what_changed_between_versions(client: Any) 
     unknown = await client.get("/v1/catalog/diff", params={"from": 1, "to": 99})
     assert unknown.status_code == 404
     assert "catalog version 99 does not exist" in unknown.json()["detail"]
+    # Named as the client wrote it, not as the handler's argument (from_version).
+    bad = await client.get("/v1/catalog/diff", params={"from": "abc", "to": 2})
+    assert bad.status_code == 400
+    assert bad.json()["detail"] == (
+        "Validation failed for GET /v1/catalog/diff?from=abc&to=2: from: Expected `int`, got `str`"
+    )
 
 
 # Every event: 12,000 prompt tokens (2,000 of them cache reads) and 3,000 completion tokens
