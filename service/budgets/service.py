@@ -26,6 +26,7 @@ from service.budgets.models import (
 )
 from service.budgets.targets import check_target
 from service.catalog.service import CatalogCache
+from service.customers.service import customer_exists
 from service.db import Connection, from_row
 from service.errors import InvalidRequestError, NotFoundError
 from service.ingest.models import AgentName, CustomerId, JobId, ModelName
@@ -164,6 +165,13 @@ async def create_budget(
         raise InvalidRequestError(
             f"measure: {new.measure!r} is not one of {', '.join(MEASURES)} (what the budget "
             "counts: the catalog cost, the actual cost, or the customer's price)"
+        )
+    if new.scope == "customer" and not await customer_exists(conn, str(new.scope_id)):
+        # Customers are made on purpose (POST /v1/customers), unlike jobs and agents that
+        # come with their events: an unknown one is a typo, and its budget would never count.
+        raise InvalidRequestError(
+            f"scope_id: customer {new.scope_id!r} does not exist (create it with "
+            "POST /v1/customers first)"
         )
     async with conn.transaction():
         # Exclusive: batches in flight commit first (the backfill sees their spend), and

@@ -38,6 +38,8 @@ BAD_DEFINITIONS: list[tuple[str, dict[str, Any], str]] = [
     ("job scope without scope_id", {"scope": "job", "scope_id": None}, "scope_id"),
     ("agent scope with an empty scope_id", {"scope": "agent", "scope_id": ""}, "scope_id"),
     ("scope_id on a global budget", {"scope": "global", "scope_id": "x"}, "scope_id"),
+    # Customers are made on purpose: an unknown one is a typo, a budget that never counts.
+    ("a customer that does not exist", {"scope": "customer", "scope_id": "acm"}, "acm"),
     # Longer than any event's job_id (128) or agent (64): a budget that never counts.
     ("job scope_id of 129 characters", {"scope": "job", "scope_id": "j" * 129}, "scope_id"),
     ("agent scope_id of 65 characters", {"scope": "agent", "scope_id": "A" * 65}, "scope_id"),

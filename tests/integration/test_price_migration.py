@@ -81,6 +81,8 @@ async def test_upgrading_a_ledger_with_usage_prices_every_entry_at_its_cost(
 async def test_the_downgrade_refuses_while_budgets_of_a_new_scope_or_measure_exist(
     client: Any, database_url: str
 ) -> None:
+    customer = await client.post("/v1/customers", json={"id": "acme", "name": "Acme"})
+    assert customer.status_code == 201, customer.text
     made = await client.post(
         "/v1/budgets",
         json={"scope": "customer", "scope_id": "acme", "period": "month", "limit_usd": "1"},
