@@ -279,7 +279,8 @@ def parse_models(payload: Any, known: dict[str, ModelPrice]) -> ImportResult:
                 cache_write=base["cache_write"],
                 reasoning=base["reasoning"],
                 per_request=per_request,
-                context_tokens=context if isinstance(context, int) and context > 0 else None,
+                # A JSON true is no window (Python's bool is an int: it was stored as 1).
+                context_tokens=context if type(context) is int and 0 < context < 2**31 else None,
                 long_context=long_context,
             )
         )

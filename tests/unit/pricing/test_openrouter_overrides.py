@@ -146,3 +146,23 @@ def test_an_overrides_reasoning_price_is_the_entrys_and_its_zero_means_billed_as
         # "0" prices nothing of its own: the 100,000 override's reasoning still applies.
         (200_001, D(30), D(40)),
     ]
+
+
+@pytest.mark.parametrize(
+    ("context_length", "kept"),
+    [
+        (200_000, 200_000),
+        (True, None),  # a bool is no window (Python's bool is an int: it was stored as 1)
+        (2**31, None),  # past the catalog's integer: imported without a window, not skipped
+        (0, None),
+        ("128000", None),
+    ],
+)
+def test_a_context_length_is_kept_only_as_a_whole_number_the_catalog_holds(
+    context_length: Any, kept: int | None
+) -> None:
+    payload = {
+        "data": [{"id": "v/m", "name": "M", "pricing": BASE, "context_length": context_length}]
+    }
+    [model] = parse_models(payload, {}).models
+    assert model.context_tokens == kept
