@@ -280,7 +280,7 @@ def parse_models(payload: Any, known: dict[str, ModelPrice]) -> ImportResult:
                 reasoning=base["reasoning"],
                 per_request=per_request,
                 # A JSON true is no window (Python's bool is an int: it was stored as 1).
-                context_tokens=context if type(context) is int and 0 < context < 2**31 else None,
+                context_tokens=context if type(context) is int and context > 0 else None,
                 long_context=long_context,
             )
         )
