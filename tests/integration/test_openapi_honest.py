@@ -218,6 +218,8 @@ async def test_a_body_field_with_a_closed_list_of_values_documents_the_list(
     # document, though the server takes only a few values of each: a generated client
     # offered none of them and a fuzzer sent anything.
     await record_accepted(client, [wire_event("e1")])  # job-1 exists, for its PATCH
+    # Customer x exists, for a budget of scope customer.
+    assert (await client.post("/v1/customers", json={"id": "x", "name": "X"})).status_code == 201
     document = (await client.get("/schema/openapi.json")).json()
     schemas = document["components"]["schemas"]
     budget = {"scope": "global", "period": "day", "limit_usd": "10"}
