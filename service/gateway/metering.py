@@ -62,6 +62,7 @@ from service.gateway.streaming import read_stream
 from service.gateway.upstream import CALL_PROGRESS, CallProgress
 from service.gateway.usage import LUC_ID_PREFIX, billed_fields, estimated_usage, usage_event
 from service.ingest.models import UsageEventIn
+from service.pricing.catalog import Catalog
 from service.pricing.cost import event_cost
 
 log = structlog.get_logger("luc.gateway")
@@ -480,22 +481,17 @@ class Gateway:
         outcome: str | None,
     ) -> tuple[str, UsageEventIn]:
         """The attempt's usage event, and the model it is booked under."""
-        catalog, when = admitted.catalog, admitted.occurred_at
-        model = admitted.request.model
-        attributes: dict[str, Any] = {"streamed": streamed}
-        if answered_model and answered_model != model:
-            attributes["upstream_model"] = _storable(answered_model, MAX_MODEL_ATTRIBUTE)
-            # The model that really answered (OpenRouter fallbacks), when LUC can price it.
-            other = catalog.quote(answered_model, when)
-            if other.price is not None:
-                model = other.model_id
+        model, upstream = _booked_model(
+            admitted.catalog, admitted.request.model, answered_model, admitted.occurred_at
+        )
+        attributes: dict[str, Any] = {"streamed": streamed, **upstream}
         if error:
             attributes["error"] = _storable(error, MAX_ERROR_ATTRIBUTE)
         if outcome:
             attributes["outcome"] = outcome
         return model, usage_event(
             generation_id=generation_id,
-            occurred_at=when,
+            occurred_at=admitted.occurred_at,
             context=context,
             provider=provider,
             model=model,
@@ -579,14 +575,10 @@ class Gateway:
             "usage_source": usage.source,
         }
         model = held.model
-        if usage.model and usage.model != held.model:
-            # The model that really answered (OpenRouter's fallbacks), booked as a call
-            # metered whole is (``_event``): under it when LUC can price it.
-            attributes["upstream_model"] = _storable(usage.model, MAX_MODEL_ATTRIBUTE)
+        if usage.model and usage.model != held.model:  # booked as a call metered whole is
             when = datetime.fromisoformat(held.occurred_at)
-            other = (await self.catalog()).quote(usage.model, when)
-            if other.price is not None:
-                model = other.model_id
+            model, upstream = _booked_model(await self.catalog(), held.model, usage.model, when)
+            attributes.update(upstream)
         return msgspec.structs.replace(
             held, model=model, **billed_fields(usage), attributes=attributes
         )
@@ -667,6 +659,19 @@ class Gateway:
             generation_id=event.id,
             finish_reason=finish_reason,
         )
+
+
+def _booked_model(
+    catalog: Catalog, asked: str, answered: str | None, when: datetime
+) -> tuple[str, dict[str, str]]:
+    """The model a call is booked under, and the attribute naming the one that answered
+    when it is not the one asked for (OpenRouter's fallbacks): booked under the answering
+    model when LUC can price it, else under the one asked for."""
+    if not answered or answered == asked:
+        return asked, {}
+    upstream = {"upstream_model": _storable(answered, MAX_MODEL_ATTRIBUTE)}
+    other = catalog.quote(answered, when)
+    return (other.model_id if other.price is not None else asked), upstream
 
 
 def _storable(text: str, limit: int) -> str:

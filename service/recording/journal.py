@@ -240,8 +240,8 @@ class UsageJournal:
         def written(file: _File) -> None:
             file.unresolved.add(seq)
             self._where[seq] = file
-            if supersedes is not None and (held := self._where.pop(supersedes, None)):
-                held.unresolved.discard(supersedes)
+            if supersedes is not None:
+                self._superseded(supersedes)
 
         self._queued.append(_Pending(data, True, future, written))
         if self._flusher is None or self._flusher.done():
@@ -270,10 +270,7 @@ class UsageJournal:
 
         def written(file: _File) -> None:
             if supersedes is not None:
-                # Written before this (queued first): in ``_where`` now, or resolved.
-                if (earlier := self._where.pop(supersedes, None)) is not None:
-                    earlier.unresolved.discard(supersedes)
-                self._held_queued.discard(supersedes)
+                self._superseded(supersedes)
             if seq not in self._held_queued:  # resolved before it was written
                 return
             self._held_queued.discard(seq)
@@ -287,6 +284,14 @@ class UsageJournal:
         if self._queued:
             self._flush_soon()
         return seq
+
+    def _superseded(self, held: int) -> None:
+        """The hold ``held`` is resolved by the record just written after it (its note rode
+        in the same write). Queued before that record, it was written first: in ``_where``
+        now, or resolved already."""
+        if (file := self._where.pop(held, None)) is not None:
+            file.unresolved.discard(held)
+        self._held_queued.discard(held)
 
     def resolve(self, seqs: Sequence[int]) -> None:
         """Note ``seqs`` resolved (recorded, spooled or parked), written with the next group,
