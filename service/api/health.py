@@ -10,13 +10,17 @@ from litestar.openapi import ResponseSpec
 
 from service.api.deps import Resources, started
 from service.api.errors import RETRY_AFTER_SECONDS
+from service.api.params import ANY_QUERY
 from service.api.schemas.health import GatewayReadiness, Health, Readiness
 from service.auth.guard import PUBLIC
 from service.db import answers
 from service.pricing.catalog import STUB_PROVIDER
 
+# Probes (load balancers, orchestrators) may add a query of their own.
+_PROBE = {**PUBLIC, ANY_QUERY: True}
 
-@get("/healthz", operation_id="healthz", summary="The process is up", tags=["health"], opt=PUBLIC)
+
+@get("/healthz", operation_id="healthz", summary="The process is up", tags=["health"], opt=_PROBE)
 async def healthz() -> Health:
     return Health(status="ok")
 
@@ -51,7 +55,7 @@ def gateway_readiness(luc: Resources) -> GatewayReadiness | None:
     description="503 when PostgreSQL cannot be reached. gateway.mode is stub when no LLM "
     "provider is configured: chat completions are then canned answers, never billed.",
     tags=["health"],
-    opt=PUBLIC,
+    opt=_PROBE,
     responses={
         503: ResponseSpec(
             Readiness, description="PostgreSQL cannot be reached, or start-up waits for it"

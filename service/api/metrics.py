@@ -11,6 +11,7 @@ from litestar.di import NamedDependency, Provide
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from service.api.deps import Resources, provide_resources
+from service.api.params import ANY_QUERY
 from service.auth.guard import READ
 from service.db import CONNECTION_ERRORS
 from service.metrics.rollup_series import LedgerSnapshot, read_snapshot
@@ -27,7 +28,7 @@ EXPOSITION_TYPE = CONTENT_TYPE_LATEST.replace("; charset=utf-8", "")
     tags=["metrics"],
     dependencies={"luc": Provide(provide_resources)},
     include_in_schema=True,
-    opt={**READ, "metrics": True},
+    opt={**READ, "metrics": True, ANY_QUERY: True},  # scrapers may add their own
     media_type=MediaType.TEXT,
 )
 async def metrics(luc: NamedDependency[Resources]) -> Response[bytes]:

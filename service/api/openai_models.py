@@ -26,6 +26,7 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath
 
 from service.api.deps import Resources, provide_resources
+from service.api.params import ANY_QUERY
 from service.api.proxy import proxy_http_error, proxy_luc_error, proxy_unexpected_error
 from service.api.schemas.proxy import OpenAIError
 from service.auth.guard import INGEST_OR_READ
@@ -85,7 +86,7 @@ def _in_force(catalog: Catalog) -> CatalogVersion | None:
 class ModelsController(Controller):
     path = "/v1/models"
     tags = ["gateway"]
-    opt = INGEST_OR_READ
+    opt = {**INGEST_OR_READ, ANY_QUERY: True}  # as OpenAI SDKs call it
     dependencies = {"luc": Provide(provide_resources)}
     # As on /v1/chat/completions: OpenAI's error body, which the SDKs turn into exceptions.
     exception_handlers = {

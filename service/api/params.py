@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from litestar import Request
+from litestar.enums import ParamType
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import ParameterKwarg, QueryParameter
 
@@ -30,32 +32,79 @@ Limit = Annotated[
 T = TypeVar("T")
 
 
+ANY_QUERY = "any_query"
+"""A route's ``opt`` key: the route takes query parameters it does not declare (OpenAI's
+protocol, whose SDKs may add their own, such as Azure's ``api-version``)."""
+
+
 async def single_query_values(request: Request[Any, Any, Any]) -> None:
     """``before_request`` of every route: a query parameter given twice (``?from=A&from=B``)
     is a 400 naming it, before the handler reads its parameters (Litestar would keep one of
     the values and drop the other silently). A parameter declared as a list takes repeats.
-    Async though it never waits: Litestar would run a plain function on a worker thread,
-    a thread hop (≈ 0.1 ms) on every request."""
+    A parameter the route does not take is a 400 too: ``?form=`` for ``?from=`` would
+    otherwise read the whole range and answer a total that looks right. Async though it
+    never waits: Litestar would run a plain function on a worker thread, a thread hop
+    (≈ 0.1 ms) on every request."""
+    if not request.query_params:
+        return
+    handler = request.route_handler
+    declared = _query_names(handler)
     seen: set[str] = set()
     for name, _ in request.query_params.multi_items():
-        if name in seen and name not in _list_parameters(request.route_handler):
+        if name not in declared.names and not handler.opt.get(ANY_QUERY):
+            takes = ", ".join(sorted(declared.names)) or "none"
+            raise InvalidRequestError(
+                f"{name}: not a query parameter of this route (it takes: {takes})",
+                status_code=400,
+            )
+        if name in seen and name not in declared.lists:
             raise InvalidRequestError(
                 f"{name}: given more than once; it takes one value", status_code=400
             )
         seen.add(name)
 
 
-def _list_parameters(handler: HTTPRouteHandler) -> set[str]:
-    """The query names of ``handler``'s parameters declared as a list (read on a repeat only:
-    none of LUC's routes has one today)."""
-    names = set()
-    for name, field in handler.parsed_fn_signature.parameters.items():
-        if field.is_non_string_sequence:  # list[str] | None too
+@dataclass(frozen=True, slots=True)
+class _QueryNames:
+    names: frozenset[str]
+    lists: frozenset[str]
+
+
+_DECLARED: dict[Any, _QueryNames] = {}
+"""Route handler (by its function: a handler object may be a copy made for one request)
+→ the query parameters it declares."""
+
+
+def _query_names(handler: HTTPRouteHandler) -> _QueryNames:
+    """The query names of ``handler``'s parameters, as Litestar names them (the parameter's
+    ``name=``, else the argument's), and those of them declared as a list."""
+    key = handler.fn
+    if key not in _DECLARED:
+        names: set[str] = set()
+        lists: set[str] = set()
+        provided = _NOT_QUERY | handler.resolve_dependencies().keys()
+        for name, field in handler.parsed_fn_signature.parameters.items():
             kwarg = field.kwarg_definition
-            # As Litestar names it: the parameter's name=, else the argument's.
-            alias = kwarg.name if isinstance(kwarg, ParameterKwarg) else None
-            names.add(alias or name)
-    return names
+            if name in provided:
+                continue  # a dependency, or a value Litestar provides
+            if isinstance(kwarg, ParameterKwarg):
+                if kwarg.param_type is not ParamType.QUERY:
+                    continue
+                name = kwarg.name or name
+            elif kwarg is not None:
+                continue  # the body
+            # A path parameter's name lands here too: harmless, the path gives its value.
+            names.add(name)
+            if field.is_non_string_sequence:  # list[str] | None too
+                lists.add(name)
+        _DECLARED[key] = _QueryNames(frozenset(names), frozenset(lists))
+    return _DECLARED[key]
+
+
+# Arguments Litestar fills itself rather than from the query (its reserved names).
+_NOT_QUERY = frozenset(
+    {"request", "socket", "state", "scope", "headers", "cookies", "query", "body", "data"}
+)
 
 
 def parse_instant(name: str, value: str | None) -> datetime | None:

@@ -63,3 +63,62 @@ async def test_a_repeated_range_bound_no_longer_picks_one(
         # An empty repeat is a repeat too: which of the two was meant is not known.
         empty = await http.get("/v1/jobs?agent=ACHEEVY&agent=")
         assert empty.json()["detail"] == "agent: given more than once; it takes one value"
+
+
+# Routes that take a query they do not declare: OpenAI's protocol (its SDKs may add their
+# own, Azure's api-version) and what probes and scrapers call.
+OPEN_QUERY = {
+    "POST /v1/chat/completions",
+    "GET /v1/models",
+    "GET /v1/models/{model}",
+    "GET /healthz",
+    "GET /readyz",
+    "GET /metrics",
+}
+
+
+async def test_every_query_parameter_a_route_does_not_take_is_refused_by_name(
+    server_factory: Callable[..., Any],
+) -> None:
+    server = server_factory()
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        document = (await http.get("/schema/openapi.json")).json()
+        refused = []
+        for path, operations in document["paths"].items():
+            for method, operation in operations.items():
+                route = f"{method.upper()} {path}"
+                if route in OPEN_QUERY:
+                    continue
+                names = sorted(
+                    p["name"] for p in operation.get("parameters", []) if p["in"] == "query"
+                )
+                url = path.format_map(PathValues())
+                answer = await http.request(method, url, params={"form": "1"})
+                assert answer.status_code == 400, (route, answer.text)
+                takes = ", ".join(names) or "none"
+                assert answer.json()["detail"] == (
+                    f"form: not a query parameter of this route (it takes: {takes})"
+                ), route
+                refused.append(route)
+        assert "GET /v1/usage" in refused
+        assert "POST /v1/events/batch" in refused
+        assert len(refused) >= 50, refused
+
+
+async def test_a_misspelt_range_bound_no_longer_reads_the_whole_range(
+    server_factory: Callable[..., Any],
+) -> None:
+    server = server_factory()
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        await record_accepted(http, [wire_event("e1")])
+        typo = await http.get("/v1/usage?group_by=agent&form=2026-11-21T00:00:00Z")
+        assert typo.status_code == 400
+        assert typo.json()["detail"] == (
+            "form: not a query parameter of this route (it takes: agent, customer_id, from, "
+            "group_by, job_id, model, provider, to)"
+        )
+        # What probes, scrapers and OpenAI's SDKs add is still taken.
+        assert (await http.get("/healthz?probe=lb")).status_code == 200
+        assert (await http.get("/metrics?name[]=luc_cost_usd_total")).status_code == 200
+        models = await http.get("/v1/models?api-version=2024-06-01")
+        assert models.status_code == 200

@@ -35,3 +35,19 @@ def test_a_list_parameter_takes_repeats_and_a_single_one_does_not() -> None:
         twice = client.get("/tags?tag=a&one=y&one=z")
         assert twice.status_code == 400
         assert twice.json()["detail"] == "one: given more than once; it takes one value"
+
+
+def test_a_parameter_the_route_does_not_take_is_refused_naming_what_it_takes() -> None:
+    app = Litestar(
+        [tags],
+        before_request=single_query_values,
+        exception_handlers={LucError: luc_error_handler},
+    )
+    with TestClient(app) as client:
+        typo = client.get("/tags?tag=a&tga=b")
+        assert typo.status_code == 400
+        assert typo.json()["detail"] == (
+            "tga: not a query parameter of this route (it takes: one, tag, x)"
+        )
+        # The argument's own name is not the query's when the parameter is named.
+        assert client.get("/tags?tag=a&extra=1").status_code == 400
