@@ -1,8 +1,11 @@
 """Turning an OpenRouter ``/models`` payload into a new catalog version, when it changes one.
 
-The import starts from the newest catalog version: imported models replace or join its
-models, models the payload does not list are kept (the gateway may reach them elsewhere,
-e.g. on Vertex AI), aliases and the default model carry over. No change, no version.
+The import starts from the catalog version in force at its ``effective_from`` (SPEC §3:
+what prices an event is the version in force at its instant, so that is what the new
+version changes): imported models replace or join its models, models the payload does not
+list are kept (the gateway may reach them elsewhere, e.g. on Vertex AI), aliases and the
+default model carry over. No change, no version. A version that takes effect later keeps
+its own prices: the import's hold until then.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from service.catalog.service import (
 from service.errors import CatalogError, UpstreamError
 from service.pricing.catalog import Catalog
 from service.pricing.diff import CatalogDiff, diff_models
+from service.pricing.models import CatalogVersion
 from service.pricing.openrouter import (
     NotOpenRouterShapeError,
     SkippedModel,
@@ -41,10 +45,10 @@ class ImportPlan:
     imported: int
     skipped_overrides: list[SkippedOverride] = field(default_factory=list)
     """Conditional prices of imported models that LUC cannot hold (time windows)."""
-
-
-def newest(catalog: Catalog) -> Any:
-    return catalog.versions[-1] if catalog.versions else None
+    base: CatalogVersion | None = None
+    """The version the import changes: the one in force at its ``effective_from``."""
+    later: list[CatalogVersion] = field(default_factory=list)
+    """Versions that take effect after ``effective_from``: they keep their own prices."""
 
 
 def plan_import(
@@ -53,7 +57,10 @@ def plan_import(
     # Before the diff: a dry run must refuse what the import would.
     if problem := storable_instant_problem(effective_from):
         raise CatalogError(f"effective_from: {problem}")
-    base = newest(catalog)
+    # Not the newest version: one scheduled for later (a price rise next month) would leak
+    # its prices into now, and a backdated import would carry today's into the past.
+    base = catalog.version_at(effective_from)
+    later = [v for v in catalog.versions if v.effective_from > effective_from]
     known = base.models if base else {}
     try:
         result = parse_models(payload, known)
@@ -94,6 +101,8 @@ def plan_import(
         skipped=skipped,
         imported=len(models),
         skipped_overrides=result.skipped_overrides,
+        base=base,
+        later=later,
     )
 
 

@@ -126,9 +126,21 @@ def _import_payload(
                 f"{override.reason}; the model is imported without it"
             )
         click.echo(f"{plan.imported} models priced by the source, {len(plan.skipped)} skipped")
+        at = effective_from.isoformat()
+        base = (
+            f"catalog version {plan.base.id}, in force at {at},"
+            if plan.base is not None
+            else f"no catalog version is in force at {at}:"
+        )
+        for later in plan.later:
+            click.echo(
+                f"note: catalog version {later.id} takes effect later, at "
+                f"{later.effective_from.isoformat()}, and keeps its own prices"
+            )
         if plan.version is None:
-            click.echo("no change: the newest catalog version already has these prices")
+            click.echo(f"no change: {base} already has these prices")
             return
+        click.echo(f"changes to {base}" if plan.base is not None else base)
         for line in describe(plan.diff):
             click.echo(line)
         if dry_run:

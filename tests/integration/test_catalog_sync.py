@@ -406,7 +406,8 @@ async def test_sync_creates_a_version_only_when_openrouter_prices_change(
 
     second = await luc_on(database_url, "catalog", "sync", check=False, **env)
     assert second.returncode == 0, second.stderr
-    assert "no change: the newest catalog version already has these prices" in second.stdout
+    assert "no change: catalog version 2, in force at " in second.stdout
+    assert "already has these prices" in second.stdout
     assert "created catalog version" not in second.stdout
     versions = (await client.get("/v1/catalog/versions")).json()["items"]
     assert [v["id"] for v in versions] == [1, 2]
@@ -580,3 +581,82 @@ async def test_a_dry_run_refuses_an_effective_from_the_import_would_refuse(
     assert "effective_from: 0001-01-01T00:00:00+00:00 is the first or last instant" in dry.stderr
     assert "dry run: no version created" not in dry.stdout
     assert await db.fetchval("SELECT count(*) FROM catalog_versions") == 1
+
+
+async def test_an_import_changes_the_version_in_force_at_its_date_not_one_scheduled_later(
+    client: Any, database_url: str, tmp_path: Path
+) -> None:
+    """A price rise scheduled for later (version 2, Opus 5 → 50 from 2099) must not take
+    effect at the import's date: the import changes version 1, in force then, and version 2
+    keeps its own prices from its own date. Built on the newest version, the import copied
+    Opus at 50 into now (every model the payload does not list comes from its base)."""
+    scheduled = await client.post(
+        "/v1/catalog/versions",
+        json={
+            "effective_from": "2099-01-01T00:00:00Z",
+            "label": "opus rise",
+            "parent": 1,
+            "models": [
+                {
+                    "id": "anthropic/claude-opus-4.6",
+                    "name": "Claude Opus 4.6",
+                    "tier": "premium",
+                    "input": "50",
+                    "output": "250",
+                }
+            ],
+        },
+    )
+    assert scheduled.status_code == 201, scheduled.text
+    saved = tmp_path / "openrouter-models.json"
+    saved.write_text(json.dumps(models_payload()))
+
+    dry = await luc_in_process(
+        database_url,
+        "catalog",
+        "import",
+        str(saved),
+        "--effective-from",
+        "2026-11-01T00:00:00Z",
+        "--dry-run",
+    )
+    assert dry.exit_code == 0, dry.output
+    assert "changes to catalog version 1, in force at 2026-11-01T00:00:00+00:00," in dry.stdout
+    assert (
+        "note: catalog version 2 takes effect later, at 2099-01-01T00:00:00+00:00, "
+        "and keeps its own prices"
+    ) in dry.stdout
+    assert "claude-opus" not in dry.stdout
+
+    done = await luc_in_process(
+        database_url, "catalog", "import", str(saved), "--effective-from", "2026-11-01T00:00:00Z"
+    )
+    assert done.exit_code == 0, done.output
+    assert "created catalog version 3 effective 2026-11-01T00:00:00+00:00" in done.stdout
+    imported = (await client.get("/v1/catalog/versions/3")).json()
+    assert imported["parent"] == 1
+    models = models_by_id(imported)
+    assert (
+        models["anthropic/claude-opus-4.6"]["input"],
+        models["anthropic/claude-opus-4.6"]["output"],
+    ) == ("5", "25")
+    assert models["perplexity/sonar-pro"]["input"] == "3"
+    # Version 2 still holds its rise, and takes over at its date.
+    later = models_by_id((await client.get("/v1/catalog/versions/2")).json())
+    assert later["anthropic/claude-opus-4.6"]["input"] == "50"
+    assert "perplexity/sonar-pro" not in later
+
+    # Backdated before the AIMS catalog (2025-01-01): no version is in force then, so the
+    # new one holds the payload's models alone, and says so.
+    early = await luc_in_process(
+        database_url,
+        "catalog",
+        "import",
+        str(saved),
+        "--effective-from",
+        "2024-06-01T00:00:00Z",
+        "--dry-run",
+    )
+    assert early.exit_code == 0, early.output
+    assert "no catalog version is in force at 2024-06-01T00:00:00+00:00:" in early.stdout
+    assert "note: catalog version 1 takes effect later" in early.stdout
