@@ -364,6 +364,10 @@ LONGEST_DURATION_SECONDS = 100 * 365 * 86_400
 leaves the instants Python or PostgreSQL can hold (an event's future skew made every
 event a 500; a reservation or a webhook's retry window, 'timestamp out of range')."""
 
+MAX_RETRIES = 100
+"""The most retries per provider ``LUC_GATEWAY_MAX_RETRIES`` may give: a caller waits
+through every one of them."""
+
 POSTGRES_INT_MAX = 2_147_483_647
 """The largest value of PostgreSQL's integer settings, ``statement_timeout`` among them."""
 
@@ -388,6 +392,20 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
             f"{name} must be at most {LONGEST_DURATION_SECONDS} seconds (100 years), got {raw!r}"
         )
     return value
+
+
+def _database_port_problem(netloc: str) -> str | None:
+    """What is wrong with the ports of a PostgreSQL URL's hosts (libpq's form may list
+    several, ``h1:5432,h2:5433``), if anything: the driver wrapped 99999 to 34463 and
+    connected there, or failed with a traceback."""
+    for host in netloc.rpartition("@")[2].split(","):
+        port = host.rpartition("]")[2] if host.startswith("[") else host
+        _, colon, digits = port.rpartition(":")
+        if not colon or not digits:
+            continue
+        if not digits.isascii() or not digits.isdigit() or not 1 <= int(digits) <= 65535:
+            return f"the port {digits!r} is not a TCP port (1-65535)"
+    return None
 
 
 def _port(env: dict[str, str], name: str) -> int | None:
@@ -455,13 +473,19 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     # Without its scheme the URL was taken, then every connection failed as if PostgreSQL
     # were down: retried for LUC_DB_STARTUP_TIMEOUT_SECONDS, where no wait could help.
     # The URL itself is not repeated: it may hold a password.
-    scheme = urlsplit(url).scheme if url is not None else "postgresql"
+    try:
+        parts = urlsplit(url) if url is not None else None
+    except ValueError as exc:  # an unclosed IPv6 bracket
+        raise SettingsError(f"LUC_DATABASE_URL is not a URL: {exc}") from None
+    scheme = parts.scheme if parts is not None else "postgresql"
     if scheme.split("+")[0] not in ("postgresql", "postgres"):
         raise SettingsError(
             "LUC_DATABASE_URL must be a PostgreSQL URL, "
             "postgresql://user:password@host:port/database, "
             + (f"not {scheme}://" if scheme else "with its scheme")
         )
+    if parts is not None and (problem := _database_port_problem(parts.netloc)):
+        raise SettingsError(f"LUC_DATABASE_URL: {problem}")
     statement_timeout_ms = _int(
         env,
         "LUC_DB_STATEMENT_TIMEOUT_MS",
@@ -539,7 +563,12 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     openrouter = OpenRouterSettings(
         base_url=base_url,
         timeout_seconds=float(
-            _int(env, "LUC_OPENROUTER_TIMEOUT_SECONDS", int(OpenRouterSettings.timeout_seconds))
+            _int(
+                env,
+                "LUC_OPENROUTER_TIMEOUT_SECONDS",
+                int(OpenRouterSettings.timeout_seconds),
+                maximum=LONGEST_DURATION_SECONDS,
+            )
         ),
     )
     secret = env.get("LUC_WEBHOOK_SECRET") or None
@@ -711,7 +740,7 @@ def _gateway(env: dict[str, str]) -> GatewaySettings:
         for p in (env.get("LUC_VERTEX_MODELS") or ",".join(_G.vertex_models)).split(",")
         if p.strip()
     )
-    return GatewaySettings(
+    gateway = GatewaySettings(
         openrouter_api_key=env.get("OPENROUTER_API_KEY") or None,
         chain=chain,
         default_model=env.get("LUC_GATEWAY_DEFAULT_MODEL") or _G.default_model,
@@ -720,7 +749,9 @@ def _gateway(env: dict[str, str]) -> GatewaySettings:
             env, "LUC_GATEWAY_STREAM_DEADLINE_SECONDS", _G.stream_deadline_seconds
         ),
         max_answer_bytes=_int(env, "LUC_GATEWAY_MAX_ANSWER_BYTES", _G.max_answer_bytes),
-        max_retries=_int(env, "LUC_GATEWAY_MAX_RETRIES", _G.max_retries, minimum=0),
+        max_retries=_int(
+            env, "LUC_GATEWAY_MAX_RETRIES", _G.max_retries, minimum=0, maximum=MAX_RETRIES
+        ),
         backoff_base_seconds=_float(
             env, "LUC_GATEWAY_BACKOFF_BASE_SECONDS", _G.backoff_base_seconds
         ),
@@ -740,6 +771,15 @@ def _gateway(env: dict[str, str]) -> GatewaySettings:
         vertex_token_command=env.get("LUC_VERTEX_TOKEN_COMMAND") or None,
         vertex_models=prefixes or _G.vertex_models,
     )
+    # A reservation is held for the longest a call may run; past 100 years its expiry
+    # leaves the instants PostgreSQL holds, and every call under a hard budget failed.
+    if gateway.longest_wait_seconds > LONGEST_DURATION_SECONDS:
+        raise SettingsError(
+            "LUC_GATEWAY_MAX_RETRIES, LUC_GATEWAY_TIMEOUT_SECONDS and "
+            "LUC_GATEWAY_MAX_RETRY_AFTER_SECONDS let a call run longer than 100 years "
+            f"({gateway.longest_wait_seconds:.0f} s): lower them"
+        )
+    return gateway
 
 
 @lru_cache(maxsize=1)

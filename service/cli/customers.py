@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from service.cli.database import run_on_database
+from service.cli.options import option_values
 from service.cli.tsv import cell
 
 if TYPE_CHECKING:
@@ -200,10 +201,12 @@ def credits_grant(
     from service.api.schemas.credits import GrantIn, grant_out
     from service.customers.credits import grant_credits
 
-    new = GrantIn(amount_usd=amount_usd, expires_at=expires_at, reference=reference).new_grant()
+    with option_values({"amount_usd": "--amount-usd", "expires_at": "--expires-at"}):
+        new = GrantIn(amount_usd=amount_usd, expires_at=expires_at, reference=reference)
+        new_grant = new.new_grant()
 
     async def work(conn: Connection) -> tuple[CreditGrant, bool]:
-        return await grant_credits(conn, customer_id, new, datetime.now(UTC))
+        return await grant_credits(conn, customer_id, new_grant, datetime.now(UTC))
 
     grant, made = run_on_database(work)
     if not made:

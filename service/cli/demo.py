@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
@@ -200,6 +200,12 @@ def _parse_until(value: str | None) -> datetime:
         raise click.BadParameter(
             "must not be in the future (LUC refuses future events)", param_hint="--until"
         )
+    try:
+        until.astimezone(UTC) - timedelta(days=DAYS + 1)
+    except OverflowError:  # the traffic's first days would fall before the year 1
+        raise click.BadParameter(
+            f"must leave {DAYS} days of traffic after 0001-01-01", param_hint="--until"
+        ) from None
     return until.astimezone(UTC)
 
 

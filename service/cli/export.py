@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from service.cli.database import run_on_database
+from service.cli.options import option_values
 
 if TYPE_CHECKING:
     from service.db import Connection
@@ -46,7 +47,8 @@ def export_focus(start: str, end: str) -> None:
     from service.money import EXACT
     from service.wire import money_text
 
-    span = export_range(_instant("from", start), _instant("to", end))
+    with option_values({"to": "--from / --to"}):
+        span = export_range(_instant("from", start), _instant("to", end))
     first_day = span.start.date()
     # Every UTC day the range touches (its end is exclusive, on a whole second).
     days = ((span.end - timedelta(seconds=1)).date() - first_day).days + 1

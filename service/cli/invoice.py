@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from service.cli.database import run_on_database
+from service.cli.options import option_values
 from service.errors import LucError
 
 if TYPE_CHECKING:
@@ -73,7 +74,8 @@ def invoice_issue(job_id: str | None, customer: str | None, month: str | None) -
         raise click.UsageError("give JOB_ID, or --customer and --month (not both)")
     settings = get_settings()
     issuer = settings.issuer
-    first_day = None if month is None else parse_month(month)
+    with option_values({"month": "--month"}):
+        first_day = None if month is None else parse_month(month)
 
     async def work(conn: Connection) -> Invoice:
         if customer is not None and first_day is not None:

@@ -58,7 +58,7 @@ def keys_list() -> None:
 
 
 @keys.command(name="revoke")
-@click.argument("key_id", type=int)
+@click.argument("key_id", type=click.IntRange(1, 2**63 - 1))  # a key id is a bigint
 def keys_revoke(key_id: int) -> None:
     """Revoke key KEY_ID (see `luc keys list`); it stops working within seconds."""
     from service.auth.keys import revoke_key

@@ -481,7 +481,7 @@ async def test_the_command_line_writes_the_endpoints_file(client: Any, database_
     refused = await asyncio.to_thread(
         luc_bytes, database_url, "export", "focus", "--from", params["to"], "--to", params["from"]
     )
-    assert refused.returncode == 1
+    assert refused.returncode == 2  # a usage mistake, as README says
     assert refused.stdout == b""
     assert b"must be after from" in refused.stderr
 

@@ -48,6 +48,14 @@ from service.settings import load_settings
             "99999999999",
             "must be at most 2147483647, got 99999999999",
         ),
+        # No bound: a sync waited for ever; a million retries put a reservation's expiry
+        # past the year 9999 and every call under a hard budget was a 500.
+        (
+            "LUC_OPENROUTER_TIMEOUT_SECONDS",
+            "1" + "0" * 20,
+            "must be at most 3153600000, got 100000000000000000000",
+        ),
+        ("LUC_GATEWAY_MAX_RETRIES", "1000000", "must be at most 100, got 1000000"),
         # uvicorn bound 70000 modulo 65536 (port 4464) without a word.
         ("LUC_PORT", "70000", "must be at most 65535, got 70000"),
         ("LUC_PORT", "-1", "must be at least 0, got -1"),
@@ -130,7 +138,42 @@ def test_a_database_url_without_the_postgresql_scheme_is_refused_naming_the_vari
 
 
 @pytest.mark.parametrize(
-    "url", ["postgresql://u@h/luc", "postgres://u@h/luc", "postgresql+asyncpg://u@h/luc"]
+    ("url", "message"),
+    [
+        # The driver wrapped 99999 to 34463 and connected there (another server, maybe).
+        (
+            "postgresql://u:pw@localhost:99999/luc",
+            "LUC_DATABASE_URL: the port '99999' is not a TCP port (1-65535)",
+        ),
+        (
+            "postgresql://u@a:5432,b:0/luc",
+            "LUC_DATABASE_URL: the port '0' is not a TCP port (1-65535)",
+        ),
+        (
+            "postgresql://u@h:54x2/luc",
+            "LUC_DATABASE_URL: the port '54x2' is not a TCP port (1-65535)",
+        ),
+        # urlsplit's ValueError was a traceback from every command.
+        ("postgresql://x@[::1/luc", "LUC_DATABASE_URL is not a URL: Invalid IPv6 URL"),
+    ],
+)
+def test_a_database_url_with_a_port_no_socket_has_is_refused_naming_the_variable(
+    url: str, message: str
+) -> None:
+    with pytest.raises(SettingsError) as raised:
+        load_settings({"LUC_DATABASE_URL": url})
+    assert raised.value.message == message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u@h/luc",
+        "postgres://u@h/luc",
+        "postgresql+asyncpg://u@h/luc",
+        "postgresql://u:p@[::1]:5432/luc",
+        "postgresql://u@h1:5432,h2:65535/luc",  # libpq's list of hosts, asyncpg takes it
+    ],
 )
 def test_the_postgresql_schemes_are_taken(url: str) -> None:
     assert load_settings({"LUC_DATABASE_URL": url}).database.url == url
@@ -180,4 +223,17 @@ def test_the_wait_for_postgresql_follows_the_statement_timeout_and_must_outlast_
         "LUC_DB_COMMAND_TIMEOUT_SECONDS (30) must be longer than LUC_DB_STATEMENT_TIMEOUT_MS "
         "(30000 ms): PostgreSQL cancels a slow statement itself; LUC's own wait is for a "
         "server that answers nothing"
+    )
+
+
+def test_gateway_settings_that_let_a_call_run_past_100_years_are_refused_together() -> None:
+    # Each within its own bound; together a reservation's hold would leave PostgreSQL's
+    # instants: the default chain's two providers, each (100 + 1) × 3e9 s of timeouts and
+    # 100 × 60 s of Retry-After, then one more timeout: 2 × 303,000,006,000 + 3e9 s.
+    with pytest.raises(SettingsError) as raised:
+        load_settings({"LUC_GATEWAY_MAX_RETRIES": "100", "LUC_GATEWAY_TIMEOUT_SECONDS": "3e9"})
+    assert raised.value.message == (
+        "LUC_GATEWAY_MAX_RETRIES, LUC_GATEWAY_TIMEOUT_SECONDS and "
+        "LUC_GATEWAY_MAX_RETRY_AFTER_SECONDS let a call run longer than 100 years "
+        "(609000012000 s): lower them"
     )
