@@ -47,7 +47,7 @@ from service.api.metrics import metrics as metrics_endpoint
 from service.api.observe import InFlight, observe_requests
 from service.api.openai_models import ModelsController
 from service.api.openapi import document_errors
-from service.api.params import single_query_values
+from service.api.params import plain_path_numbers, single_query_values
 from service.api.parked import ParkedUsageController
 from service.api.plans import PlansController
 from service.api.proxy import ChatCompletionsController
@@ -383,6 +383,7 @@ async def _before_request(request: Request[Any, Any, Any]) -> None:
     (``strict_body``) before Litestar's lenient conversion takes it."""
     await require_key(request, request.route_handler)
     await single_query_values(request)
+    await plain_path_numbers(request)
     await strict_body(request)
 
 

@@ -64,6 +64,26 @@ async def single_query_values(request: Request[Any, Any, Any]) -> None:
         seen.add(name)
 
 
+async def plain_path_numbers(request: Request[Any, Any, Any]) -> None:
+    """``before_request`` of every route: a number in the path (``/v1/keys/{key_id:int}``)
+    written as LUC writes it, ASCII digits with no sign, padding or separator. Litestar reads
+    it with ``int()``, which takes ``1_1`` (11), `` 1``, ``+1``, ``001`` and other scripts'
+    digits: ``DELETE /v1/keys/1_1`` revoked key 11."""
+    numbers = [(k, v) for k, v in request.path_params.items() if type(v) is int]
+    if not numbers:
+        return
+    template = request.scope.get("path_template", "").split("/")
+    written = dict(zip(template, request.scope["path"].split("/"), strict=False))
+    for name, value in numbers:
+        text = written.get(f"{{{name}}}")
+        if text is not None and text != str(value):
+            raise InvalidRequestError(
+                f"{name}: {text!r} is not a number as LUC writes one (ASCII digits, "
+                "no sign, leading zeros or separators)",
+                status_code=400,
+            )
+
+
 @dataclass(frozen=True, slots=True)
 class _QueryNames:
     names: frozenset[str]
