@@ -38,11 +38,16 @@ SELECT {_JOB_COLUMNS} FROM changed
 # commits, in job order (as the rollups are locked), with its customer and that customer's
 # plan: a batch prices its events for the customer its job has when it commits, since a
 # change of the job's customer (a PATCH, another batch's first event naming one) waits for
-# the row, or the row for it. A missing row is made (and so held). FOR NO KEY UPDATE only
-# marks the rows: nothing is rewritten; it waits for a batch holding a row, then answers
-# the row as it stands after that one committed. A row another batch made after this
-# statement's snapshot is neither made nor seen here: the caller locks those with
-# LOCK_MADE_JOBS (rare: two batches making one job at once).
+# the row, or the row for it. Every row is taken in job order by the INSERT alone: a
+# missing row is made (and so held), an existing one locked by the conflict's DO UPDATE
+# (whose WHERE false rewrites nothing; PostgreSQL locks the row before it tests the WHERE),
+# also one another batch made after this statement's snapshot. Made first and locked
+# after, as this was, two batches making the same new jobs each held one the other waited
+# for, and PostgreSQL failed one of them (a 500 for valid events). ``held`` then reads the
+# visible rows again FOR NO KEY UPDATE, which waits for nothing now (the rows are this
+# batch's) but answers each as it stands after any change committed while the INSERT
+# waited. A row another batch made after the snapshot is held but not seen here: the
+# caller reads those with LOCK_MADE_JOBS (rare: two batches making one job at once).
 def locked_jobs(wanted: str) -> str:
     """Common table expressions (for a ``WITH``) ending in ``locked_jobs``: the jobs that
     ``wanted`` (a query of one ``job_id`` column, each once) names, held as above."""
@@ -52,7 +57,7 @@ wanted AS (
 ), made AS (
     INSERT INTO jobs (job_id)
     SELECT job_id FROM wanted ORDER BY job_id
-    ON CONFLICT (job_id) DO NOTHING
+    ON CONFLICT (job_id) DO UPDATE SET customer_id = jobs.customer_id WHERE false
     RETURNING job_id, customer_id
 ), held AS (
     SELECT j.job_id, j.customer_id
