@@ -261,7 +261,7 @@ async def record_apart(record: RecordFn, items: Sequence[UsageEvent | Rejection]
     duplicates).
     """
     try:
-        return await record(items)
+        return await _record_again_after_rollbacks(record, items)
     except _REFUSALS as exc:
         refusal = exc
     events = [i for i, item in enumerate(items) if isinstance(item, UsageEvent)]
@@ -280,6 +280,32 @@ async def record_apart(record: RecordFn, items: Sequence[UsageEvent | Rejection]
             log.warning("event_refused", event_id=item.id, error=repr(refusal))
             outcomes.append(EventOutcome(item.id, REJECTED, reason))
     return BatchOutcome(outcomes)
+
+
+ROLLBACK_RETRIES = 3
+"""How often a batch whose transaction PostgreSQL rolled back to break a lock cycle (a
+deadlock, a serialization failure) is recorded again before its client gets the error."""
+
+
+async def _record_again_after_rollbacks(
+    record: RecordFn, items: Sequence[UsageEvent | Rejection]
+) -> BatchOutcome:
+    """``record(items)``, again when PostgreSQL rolled its transaction back to break a cycle
+    of waits: nothing of it was stored, and the next attempt, which finds the other side
+    committed, is the answer the client would get by retrying, without a 500 to retry on.
+    LUC takes its locks in one order so that no cycle forms (``jobs.queries.locked_jobs``);
+    this is for one that would form anyway."""
+    for attempt in range(ROLLBACK_RETRIES):
+        try:
+            return await record(items)
+        except asyncpg.TransactionRollbackError as exc:
+            log.warning(
+                "batch_rolled_back",
+                error=type(exc).__name__,
+                attempt=attempt + 1,
+                events=len(items),
+            )
+    return await record(items)
 
 
 def _repeated(one_event_per_request: bool) -> str:
