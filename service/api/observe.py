@@ -8,6 +8,7 @@ import time
 
 import structlog
 from litestar.enums import ScopeType
+from litestar.exceptions import HTTPException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.metrics.instruments import Metrics
@@ -20,6 +21,10 @@ class InFlight:
 
     def __init__(self) -> None:
         self.count = 0
+
+
+NOT_STARTED = 0
+"""The status of a request no answer has started for yet."""
 
 
 def observe_requests(metrics: Metrics, in_flight: InFlight | None = None) -> type:
@@ -36,7 +41,7 @@ def observe_requests(metrics: Metrics, in_flight: InFlight | None = None) -> typ
                 await self.app(scope, receive, send)
                 return
             started = time.perf_counter()
-            status = 500
+            status = NOT_STARTED
             counter.count += 1
 
             async def send_wrapper(message: Message) -> None:
@@ -47,9 +52,18 @@ def observe_requests(metrics: Metrics, in_flight: InFlight | None = None) -> typ
 
             try:
                 await self.app(scope, receive, send_wrapper)
+            except HTTPException as exc:
+                # Raised past this middleware (the rate limit's 429 is raised inside it);
+                # Litestar's handler outside answers with its status, which is the one to
+                # count: counted as 500, a client over its rate paged as an ingest failure.
+                if status == NOT_STARTED:
+                    status = exc.status_code
+                raise
             finally:
                 counter.count -= 1
                 seconds = time.perf_counter() - started
+                if status == NOT_STARTED:
+                    status = 500  # an error no handler turned into an answer
                 # The route template, never the raw path: label values stay bounded.
                 route = scope.get("path_template") or "unmatched"
                 method = scope.get("method", "")

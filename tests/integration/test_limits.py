@@ -29,6 +29,7 @@ import asyncpg
 import httpx
 import pytest
 from litestar.testing import AsyncTestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import create_app
 from service.auth.keys import create_key
@@ -220,12 +221,26 @@ async def test_150_requests_a_second_on_a_key_limited_to_100_get_429_for_the_exc
         # Another key has its own allowance, even in the same second.
         other = await http.get("/v1/agents", headers={"Authorization": f"Bearer {other_key}"})
         assert other.status_code == 200, other.text
+        # /metrics counts each refusal as the 429 its client got: counted as a 500 (the
+        # limiter's refusal is raised inside the middleware that counts), a client over its
+        # rate fired the ingest-failure alert.
+        exposition = await http.get("/metrics", headers={"Authorization": f"Bearer {other_key}"})
+        served = {
+            s.labels["status"]: s.value
+            for family in text_string_to_metric_families(exposition.text)
+            if family.name == "luc_http_request_duration_seconds"
+            for s in family.samples
+            if s.name.endswith("_count")
+            and s.labels["route"] == "/v1/events"
+            and s.labels["method"] == "POST"
+        }
 
     assert len(answers) == rate * seconds
     statuses = [status for status, _, _ in answers]
     assert set(statuses) <= {201, 429}, set(statuses)
     refused = [a for a in answers if a[0] == 429]
     assert refused, "150 requests a second on a key limited to 100, and no 429"
+    assert served == {"201": statuses.count(201) + 1, "429": len(refused)}
     assert all(retry is not None and int(retry) >= 1 for _, retry, _ in refused)
     assert all(remaining == "0" for _, _, remaining in refused)
     # The limiter counts per wall-clock second (a window opens with its first request and
