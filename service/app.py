@@ -47,7 +47,7 @@ from service.api.metrics import metrics as metrics_endpoint
 from service.api.observe import InFlight, observe_requests
 from service.api.openai_models import ModelsController
 from service.api.openapi import document_errors
-from service.api.params import plain_path_numbers, single_query_values
+from service.api.params import BlankQueryValues, plain_path_numbers, single_query_values
 from service.api.parked import ParkedUsageController
 from service.api.plans import PlansController
 from service.api.proxy import ChatCompletionsController
@@ -461,6 +461,7 @@ def create_app(settings: Settings | None = None, *, prepared: bool = False) -> L
         # a limit set does not even look.
         middleware=[
             DecodePathParams,
+            BlankQueryValues,
             observe_requests(metrics, in_flight),
             *([RateLimitMiddleware] if settings.auth.rate_limit_per_second else []),
         ],

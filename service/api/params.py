@@ -10,9 +10,10 @@ from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from litestar import Request
-from litestar.enums import ParamType
+from litestar.enums import ParamType, ScopeType
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import ParameterKwarg, QueryParameter
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from service import wire
 from service.errors import InvalidRequestError
@@ -35,6 +36,26 @@ T = TypeVar("T")
 ANY_QUERY = "any_query"
 """A route's ``opt`` key: the route takes query parameters it does not declare (OpenAI's
 protocol, whose SDKs may add their own, such as Azure's ``api-version``)."""
+
+
+class BlankQueryValues:
+    """Middleware: a query parameter with an empty value (``?agent=&from=``) is left out, as
+    if not given. SPEC §5 writes its reads with every filter blank (``from=&to=&agent=``),
+    and HTTP clients send a parameter set to None so (httpx writes ``agent=``): ``from=`` was
+    read as absent but ``agent=`` as the agent "", which no event has, so the answer was
+    silently empty. The rest of the query is kept byte for byte."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        query: bytes = scope.get("query_string", b"")
+        if query and scope["type"] == ScopeType.HTTP:
+            pairs = query.split(b"&")
+            kept = [p for p in pairs if p.partition(b"=")[2]]
+            if len(kept) != len(pairs):
+                scope["query_string"] = b"&".join(kept)
+        await self.app(scope, receive, send)
 
 
 async def single_query_values(request: Request[Any, Any, Any]) -> None:

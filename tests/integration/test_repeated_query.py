@@ -60,9 +60,31 @@ async def test_a_repeated_range_bound_no_longer_picks_one(
         )
         assert twice.status_code == 400
         assert twice.json()["detail"] == "from: given more than once; it takes one value"
-        # An empty repeat is a repeat too: which of the two was meant is not known.
+        # An empty value is no value (below): beside a real one it is not a repeat.
         empty = await http.get("/v1/jobs?agent=ACHEEVY&agent=")
-        assert empty.json()["detail"] == "agent: given more than once; it takes one value"
+        assert [j["job_id"] for j in empty.json()["items"]] == ["job-1", "job-2"]
+
+
+async def test_a_filter_left_blank_filters_nothing_as_a_bound_left_blank_does(
+    server_factory: Callable[..., Any],
+) -> None:
+    """SPEC §5 writes ``/v1/usage?group_by=…&from=&to=&agent=&model=&job_id=``, and httpx
+    sends a parameter set to None as ``agent=``: ``from=`` read as no bound, but ``agent=``
+    as the agent "" (which no event has), a silently empty answer."""
+    server = server_factory()
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        await record_accepted(http, [wire_event("e1"), wire_event("e2", job_id="job-2")])
+        plain = await http.get("/v1/usage?group_by=agent")
+        blank = await http.get(
+            "/v1/usage?group_by=agent&from=&to=&agent=&model=&job_id=&provider=&customer_id="
+        )
+        assert blank.status_code == 200, blank.text
+        assert blank.json() == plain.json()
+        assert [r["events"] for r in blank.json()["rows"]] == [2]
+        nones = await http.get("/v1/jobs", params={"agent": None, "from": None, "to": None})
+        assert [j["job_id"] for j in nones.json()["items"]] == ["job-1", "job-2"]
+        # A blank value of a parameter the route does not take is no parameter either.
+        assert (await http.get("/v1/usage?group_by=agent&form=")).json() == plain.json()
 
 
 # Routes that take a query they do not declare: OpenAI's protocol (its SDKs may add their
