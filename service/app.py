@@ -53,7 +53,7 @@ from service.api.plans import PlansController
 from service.api.proxy import ChatCompletionsController
 from service.api.rate_limit import RateLimitMiddleware
 from service.api.reconciliation import ReconciliationController
-from service.api.reference import ReferencePage
+from service.api.reference import ReferencePage, schema_by_accept
 from service.api.request import LucRequest, strict_body
 from service.api.usage import UsageController
 from service.auth.guard import require_key
@@ -492,7 +492,8 @@ def create_app(settings: Settings | None = None, *, prepared: bool = False) -> L
         logging_config=None,
     )
     app.state[IN_FLIGHT] = in_flight
-    # Before routing: an id's encoded "/" stays inside its path segment (api.encoded_ids).
-    app.asgi_handler = route_encoded_ids(app.asgi_handler)
+    # Before routing: an id's encoded "/" stays inside its path segment (api.encoded_ids);
+    # GET /schema is the document unless HTML is asked for (api.reference).
+    app.asgi_handler = route_encoded_ids(schema_by_accept(app.asgi_handler))
     document_errors(app)  # security and error answers in the OpenAPI document
     return app

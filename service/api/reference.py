@@ -16,7 +16,9 @@ from html import escape
 from typing import Any
 
 from litestar import Request
+from litestar.enums import ScopeType
 from litestar.openapi.plugins import OpenAPIRenderPlugin
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 _METHODS = ("get", "post", "put", "patch", "delete")
 
@@ -125,3 +127,33 @@ def _table(headings: tuple[str, str, str], rows: Iterable[tuple[str, str, str]])
     head = "".join(f"<th>{h}</th>" for h in headings)
     body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
+
+
+SCHEMA_PATHS = frozenset({"/schema", "/schema/"})
+DOCUMENT_PATH = "/schema/openapi.json"
+
+
+def schema_by_accept(app: ASGIApp) -> ASGIApp:
+    """``app`` (Litestar's handler, which routes), with ``GET /schema`` answered by the
+    OpenAPI document itself (``/schema/openapi.json``) unless the client asks for HTML: a
+    browser gets this page, a client reading the document where SPEC §5 serves it
+    (``GET /schema``, Accept ``*/*`` or JSON) gets the JSON it can read."""
+
+    async def negotiating(scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == ScopeType.HTTP
+            and scope["path"] in SCHEMA_PATHS
+            and not _wants_html(scope["headers"])
+        ):
+            scope["path"] = DOCUMENT_PATH
+            scope["raw_path"] = DOCUMENT_PATH.encode()
+        await app(scope, receive, send)
+
+    return negotiating
+
+
+def _wants_html(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """Whether the Accept header names HTML (every browser's does)."""
+    return any(
+        name.lower() == b"accept" and b"text/html" in value.lower() for name, value in headers
+    )

@@ -160,8 +160,10 @@ def test_the_try_it_block_works_pasted_into_a_shell_on_a_fresh_clone(scratch: Pa
         # The reference it points at answers, without a key.
         reference = said(len(commands) - 1).strip()
         assert reference == f"API reference: {base}/schema"
-        page = httpx.get(f"{base}/schema", timeout=10)
+        # In a browser (which asks for HTML): the page, and it loads nothing from elsewhere.
+        page = httpx.get(f"{base}/schema", headers={"Accept": "text/html"}, timeout=10)
         assert page.status_code == 200 and "<script" not in page.text
+        assert page.headers["content-type"].startswith("text/html")
     finally:
         # Stop what the block started (make, luc serve): SIGTERM, as `kill %1` does.
         with_pid = living(group)

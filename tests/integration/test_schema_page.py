@@ -9,12 +9,15 @@ import re
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+# What Firefox and Chrome send for a page.
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
 
 async def test_schema_is_a_self_contained_page_of_every_operation(
     client: AsyncTestClient[Litestar],
 ) -> None:
     del client.headers["Authorization"]  # no key needed, as for the document
-    page = await client.get("/schema")
+    page = await client.get("/schema", headers={"Accept": BROWSER_ACCEPT})
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     html = page.text
@@ -43,6 +46,24 @@ async def test_schema_is_a_self_contained_page_of_every_operation(
     # Public probes are not marked as needing a key; the rest are.
     assert '<span class="method">GET</span>/healthz</code></h3>' in html
     assert '<span class="method">POST</span>/v1/events</code> <span class="key">key</span>' in html
+
+
+async def test_schema_is_the_document_itself_for_a_client_that_does_not_ask_for_html(
+    client: AsyncTestClient[Litestar],
+) -> None:
+    """SPEC §5: "OpenAPI served at ``/schema``". A client reading it there (Accept ``*/*``,
+    as httpx, curl and the SDK generators send, or JSON) got the HTML page and could not
+    parse it; a browser still gets the page."""
+    del client.headers["Authorization"]
+    document = (await client.get("/schema/openapi.json")).json()
+    for accept in ("*/*", "application/json", "application/vnd.oai.openapi+json"):
+        answer = await client.get("/schema", headers={"Accept": accept})
+        assert answer.status_code == 200, accept
+        assert answer.headers["content-type"].startswith("application/vnd.oai.openapi+json")
+        assert answer.json() == document
+    assert (await client.get("/schema/", headers={"Accept": "*/*"})).json() == document
+    page = await client.get("/schema", headers={"Accept": BROWSER_ACCEPT})
+    assert page.headers["content-type"].startswith("text/html")
 
 
 async def test_swagger_stays_for_those_online(client: AsyncTestClient[Litestar]) -> None:
