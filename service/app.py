@@ -35,6 +35,7 @@ from service.api.encoded_ids import DecodePathParams, route_encoded_ids
 from service.api.errors import http_error_handler, luc_error_handler, unexpected_error_handler
 from service.api.events import EventsController
 from service.api.exports import ExportsController
+from service.api.head_requests import answer_head_as_get
 from service.api.health import healthz, readyz
 from service.api.invoices import (
     CustomerInvoicesController,
@@ -493,7 +494,8 @@ def create_app(settings: Settings | None = None, *, prepared: bool = False) -> L
     )
     app.state[IN_FLIGHT] = in_flight
     # Before routing: an id's encoded "/" stays inside its path segment (api.encoded_ids);
-    # GET /schema is the document unless HTML is asked for (api.reference).
-    app.asgi_handler = route_encoded_ids(schema_by_accept(app.asgi_handler))
+    # GET /schema is the document unless HTML is asked for (api.reference); HEAD is
+    # answered as GET without the body (api.head_requests).
+    app.asgi_handler = route_encoded_ids(schema_by_accept(answer_head_as_get(app.asgi_handler)))
     document_errors(app)  # security and error answers in the OpenAPI document
     return app
