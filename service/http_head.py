@@ -19,6 +19,7 @@ A body is not bounded here: Litestar's ``request_max_body_size`` does that.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Sized
 from typing import Any
 
@@ -33,11 +34,13 @@ HEAD_TIMEOUT_SECONDS = 10.0
 
 
 def _answer(status: bytes, message: str) -> bytes:
-    body = message.encode("ascii")
+    # The JSON body every other error of LUC's has ({"status_code", "detail"}).
+    code = int(status.split(b" ", 1)[0])
+    body = json.dumps({"status_code": code, "detail": message}).encode("ascii")
     return b"".join(
         [
             b"HTTP/1.1 " + status + b"\r\n",
-            b"content-type: text/plain; charset=utf-8\r\n",
+            b"content-type: application/json\r\n",
             b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
             b"connection: close\r\n\r\n",
             body,
