@@ -138,7 +138,7 @@ class CatalogController(LucController):
     @get(
         "/models/{model_path:path}",
         operation_id="getModelPriceHistory",
-        summary="One model's prices across catalog versions: /v1/catalog/models/{model_id}/history",
+        summary="One model's prices across catalog versions",
     )
     async def history(
         self, luc: NamedDependency[Resources], model_path: FromPath[str]

@@ -23,6 +23,7 @@ from litestar.openapi.spec import (
     OpenAPIResponse,
     OpenAPIType,
     Operation,
+    Parameter,
     Reference,
     RequestBody,
     Schema,
@@ -188,6 +189,7 @@ def document_errors(app: Litestar) -> None:
         return
     components.schemas.setdefault(ERROR_SCHEMA, _error_body_schema())
     _close_request_structs(openapi, components.schemas)
+    _name_history_path(openapi)
     components.security_schemes = {
         SECURITY_SCHEME: SecurityScheme(
             type="http",
@@ -217,3 +219,25 @@ def document_errors(app: Litestar) -> None:
                 if str(status) not in responses or status == 400:
                     responses[str(status)] = _error_response(description, headers, own)
             operation.responses = responses
+
+
+ROUTED_HISTORY_PATH = "/v1/catalog/models/{model_path}"
+HISTORY_PATH = "/v1/catalog/models/{model_id}/history"
+
+
+def _name_history_path(openapi: OpenAPI) -> None:
+    """A model's price history as its clients call it, ``/v1/catalog/models/{model_id}/
+    history``: routed as one path parameter (model ids hold ``/``) that must end in
+    ``/history``, it was documented as ``{model_path}`` alone, which a client built from the
+    document called without the suffix, and every model was a 404."""
+    paths = openapi.paths or {}
+    item = paths.pop(ROUTED_HISTORY_PATH, None)
+    if item is None:
+        return
+    for parameter in (item.get.parameters or []) if item.get is not None else []:
+        if isinstance(parameter, Parameter) and parameter.name == "model_path":
+            parameter.name = "model_id"
+            parameter.description = (
+                "a catalog model id or an alias; its `/` as is or percent-encoded (`%2F`)"
+            )
+    paths[HISTORY_PATH] = item

@@ -110,7 +110,7 @@ class KeyCache:
 async def require_key(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
-    if connection.scope["method"] == "OPTIONS":
+    if connection.scope.get("method") == "OPTIONS":
         return  # Litestar's answer to OPTIONS: the route's Allow header, nothing of its data
     openapi_path = connection.app.openapi_config.path if connection.app.openapi_config else None
     scopes = required_scopes(handler)

@@ -12,6 +12,7 @@ by the id; one call of anthropic/claude-haiku-4.5, which the filter leaves out.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from litestar.testing import AsyncTestClient
 
@@ -59,3 +60,21 @@ async def test_a_models_price_history_is_found_by_its_alias_too(
     assert [v["price"]["input"] for v in by_alias.json()["versions"]] == ["0.1"]
     unknown = await client.get("/v1/catalog/models/gemini/history")
     assert unknown.status_code == 404, unknown.text
+
+
+async def test_the_history_path_the_openapi_document_names_is_the_one_that_answers(
+    client: AsyncTestClient[Any],
+) -> None:
+    """The route is one path parameter that must end in ``/history``; the document named it
+    ``/v1/catalog/models/{model_path}``, and a client built from it got a 404 for every
+    model. Filled in as the document says, the id percent-encoded, it answers."""
+    document = (await client.get("/schema/openapi.json")).json()
+    [template] = [p for p in document["paths"] if p.startswith("/v1/catalog/models/")]
+    assert template == "/v1/catalog/models/{model_id}/history"
+    [parameter] = document["paths"][template]["get"]["parameters"]
+    assert (parameter["name"], parameter["in"]) == ("model_id", "path")
+    url = template.format(model_id=quote("google/gemini-3.0-flash", safe=""))
+    assert url == "/v1/catalog/models/google%2Fgemini-3.0-flash/history"
+    history = await client.get(url)
+    assert history.status_code == 200, history.text
+    assert history.json()["model_id"] == "google/gemini-3.0-flash"
