@@ -121,11 +121,20 @@ def parse_target(url: str, allowed_hosts: tuple[str, ...]) -> tuple[str, int]:
         raise InvalidRequestError(
             f"webhook_url: must be at most {MAX_URL_CHARS} characters, got {len(url)}"
         )
+    # urlsplit keeps them, and the HTTP client refused the URL at every delivery: saved,
+    # then dead. (A CR or LF here could never reach a request: the client refuses it.)
+    if (control := next((c for c in url if c < " " or c == "\x7f"), None)) is not None:
+        raise InvalidRequestError(
+            f"webhook_url: holds the control character {control!r} at position "
+            f"{url.index(control)}; percent-encode it"
+        )
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
         raise InvalidRequestError(f"webhook_url: {url!r} is not a valid URL ({exc})") from None
+    if port == 0:
+        raise InvalidRequestError("webhook_url: port 0 is no port a server listens on")
     if parts.scheme not in ("http", "https"):
         raise InvalidRequestError(
             f"webhook_url: scheme must be http or https, not {parts.scheme!r}"

@@ -189,3 +189,23 @@ async def test_an_answer_that_is_no_address_is_a_refusal() -> None:
     _, resolve = _answers("not-an-address")
     with pytest.raises(InvalidRequestError, match="cannot resolve"):
         await resolve_target("https://hooks.example.com/x", ANY_PUBLIC, resolve)
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        (
+            "http://hooks.internal:8991/a\r\nX-Injected: 1",
+            "holds the control character '\\r' at position 28; percent-encode it",
+        ),
+        ("http://hooks.internal/a\tb", "holds the control character '\\t' at position 23"),
+        ("http://hooks.internal:0/x", "port 0 is no port a server listens on"),
+    ],
+)
+async def test_a_url_no_delivery_could_use_is_refused_when_saved(url: str, reason: str) -> None:
+    """Saved with 201 (the host listed, so not resolved), then every alert to it went dead:
+    the HTTP client refuses a control character, and nothing listens on port 0."""
+    with pytest.raises(InvalidRequestError) as refused:
+        await check_target(url, ("hooks.internal",), system_resolver)
+    assert refused.value.message.startswith("webhook_url: ")
+    assert reason in refused.value.message
