@@ -16,7 +16,7 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.handlers.base import BaseRouteHandler
 
 from service.auth.keys import ApiKey, find_key
-from service.db import CONNECTION_ERRORS, STARTING, UNAVAILABLE
+from service.db import CONNECTION_ERRORS, STARTING, UNAVAILABLE, pooled
 from service.errors import DatabaseUnavailableError
 
 PUBLIC: dict[str, Any] = {"scope": ()}
@@ -51,10 +51,9 @@ async def rate_limit_identity(connection: ASGIConnection[Any, Any, Any, Any], lu
     if token and not luc.settings.auth.enabled:
         return "key:" + hashlib.sha256(token.encode()).hexdigest()[:24]
     if token:
-        try:
-            key = await _known_key(luc, token)
-        except DatabaseUnavailableError:
-            key = None  # the guard answers 503; the address is counted meanwhile
+        # PostgreSQL unavailable: the 503 the guard would answer, now, not after its own
+        # look-up of the same key waited as long again.
+        key = await _known_key(luc, token)
         if key is not None and key.revoked_at is None:
             return f"key:{key.id}"
     client = connection.client
@@ -68,7 +67,7 @@ async def _known_key(luc: Any, token: str, *, fresh: bool = False) -> ApiKey | N
     cached, key = (False, None) if fresh else key_cache.get(token)
     if not cached:
         try:
-            async with luc.pool.acquire() as conn:
+            async with pooled(luc.pool) as conn:
                 key = await find_key(conn, token)
         except CONNECTION_ERRORS as exc:
             raise DatabaseUnavailableError(UNAVAILABLE) from exc

@@ -19,10 +19,15 @@ import asyncpg
 import structlog
 
 from service.auth import queries
+from service.db import gave_up
 
 log = structlog.get_logger("luc.auth")
 
 FORGET_EVERY_SECONDS = 10.0
+COUNT_TIMEOUT_SECONDS = 2.0
+"""How long a count may wait for PostgreSQL before the requests it counts go through
+uncounted (as on any failure to count), rather than each waiting out
+``LUC_DB_COMMAND_TIMEOUT_SECONDS`` on a database that answers nothing."""
 WARN_EVERY_SECONDS = 10.0
 
 
@@ -69,15 +74,21 @@ class RateLimiter:
 
     async def _count(self, hits: Counter[str]) -> dict[str, int]:
         if self._conn is None:
-            self._conn = await self.pool.acquire()
+            self._conn = await self.pool.acquire(timeout=COUNT_TIMEOUT_SECONDS)
         conn = self._conn
         try:
-            rows = await conn.fetch(queries.HIT_RATE_WINDOWS, list(hits), list(hits.values()))
+            rows = await conn.fetch(
+                queries.HIT_RATE_WINDOWS,
+                list(hits),
+                list(hits.values()),
+                timeout=COUNT_TIMEOUT_SECONDS,
+            )
             if (now := time.monotonic()) - self._forgot_at > FORGET_EVERY_SECONDS:
                 self._forgot_at = now
-                await conn.execute(queries.FORGET_RATE_WINDOWS)
-        except BaseException:
+                await conn.execute(queries.FORGET_RATE_WINDOWS, timeout=COUNT_TIMEOUT_SECONDS)
+        except BaseException as exc:
             self._conn = None
+            gave_up(conn, exc)  # closed, not reset: a reset would wait as long again
             await self.pool.release(conn)  # a broken one is closed by the pool
             raise
         return {r["identity"]: r["requests"] for r in rows}

@@ -18,10 +18,11 @@ PostgreSQL in its own:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias, TypeVar, cast
 
 import asyncpg
@@ -191,11 +192,50 @@ async def create_pool(url: str, settings: DatabaseSettings) -> asyncpg.Pool:
     return pool
 
 
+@contextlib.asynccontextmanager
+async def pooled(
+    pool: asyncpg.Pool, wait_seconds: float | None = None
+) -> AsyncIterator[Connection]:
+    """A connection of ``pool`` (waited for at most ``wait_seconds``), given back at the end, or
+    closed when PostgreSQL did not answer one of its statements in time (``TimeoutError``:
+    ``LUC_DB_COMMAND_TIMEOUT_SECONDS``, or a call's own). Given back so, the pool would
+    reset it, and a reset (or a ROLLBACK) waits as long again on a server that answers
+    nothing: each step of a request doubled its wait. Closed, its transaction ends when
+    the server reads the close."""
+    conn = await pool.acquire(timeout=wait_seconds)
+    try:
+        yield conn
+    except BaseException as exc:
+        gave_up(conn, exc)
+        raise
+    finally:
+        await pool.release(conn)
+
+
+def gave_up(conn: Connection, exc: BaseException) -> bool:
+    """Whether ``exc`` is, or was caused by, PostgreSQL not answering in time (also once
+    told as ``DatabaseUnavailableError``), and ``conn`` was closed for it (no ROLLBACK to
+    send: see ``pooled``)."""
+    if caused_by(exc, (TimeoutError,)):
+        conn.terminate()
+        return True
+    return False
+
+
 async def in_transaction(pool: asyncpg.Pool, work: Callable[[Connection], Awaitable[T]]) -> T:
     """Run ``work`` on a pooled connection inside one transaction."""
     try:
-        async with pool.acquire() as conn, conn.transaction():
-            return await work(conn)
+        async with pooled(pool) as conn:
+            transaction = conn.transaction()
+            await transaction.start()
+            try:
+                result = await work(conn)
+            except BaseException as exc:
+                if not gave_up(conn, exc):
+                    await transaction.rollback()
+                raise
+            await transaction.commit()
+            return result
     except CONNECTION_ERRORS as exc:
         raise DatabaseUnavailableError(UNAVAILABLE) from exc
 
@@ -203,7 +243,7 @@ async def in_transaction(pool: asyncpg.Pool, work: Callable[[Connection], Awaita
 async def on_connection(pool: asyncpg.Pool, work: Callable[[Connection], Awaitable[T]]) -> T:
     """Run read-only ``work`` on a pooled connection (no explicit transaction)."""
     try:
-        async with pool.acquire() as conn:
+        async with pooled(pool) as conn:
             return await work(conn)
     except CONNECTION_ERRORS as exc:
         raise DatabaseUnavailableError(UNAVAILABLE) from exc
@@ -264,7 +304,7 @@ async def answers(pool: asyncpg.Pool, wait_seconds: float = 2) -> bool:
     """Whether PostgreSQL answers a trivial query through ``pool``, a connection coming
     within ``wait_seconds`` (the readiness probe)."""
     try:
-        async with pool.acquire(timeout=wait_seconds) as conn:
+        async with pooled(pool, wait_seconds) as conn:
             await conn.fetchval("SELECT 1", timeout=wait_seconds)
     except CONNECTION_ERRORS:
         return False

@@ -34,7 +34,7 @@ from service.budgets.reservations import settle as settle_reservations
 from service.budgets.service import apply_entries as apply_to_budgets
 from service.catalog.service import CatalogCache
 from service.customers.plans import PlanCache
-from service.db import CONNECTION_ERRORS, Connection
+from service.db import CONNECTION_ERRORS, Connection, gave_up
 from service.ingest.models import Rejection, UsageEvent, differing_fields
 from service.ingest.service import stored_events
 from service.jobs.service import (
@@ -241,10 +241,12 @@ async def _recording_transaction(conn: Connection) -> AsyncIterator[None]:
     try:
         await conn.execute(queries.BEGIN_BATCH)
         yield
-    except BaseException:
+    except BaseException as exc:
         # As asyncpg's own transaction does; a connection that broke meanwhile has no
-        # transaction left to end (the pool drops it), and the failure is the caller's.
-        if not conn.is_closed() and conn.is_in_transaction():
+        # transaction left to end (the pool drops it), and the failure is the caller's. One
+        # PostgreSQL did not answer in time is closed instead (db.gave_up): a ROLLBACK
+        # would wait as long again.
+        if not conn.is_closed() and conn.is_in_transaction() and not gave_up(conn, exc):
             with contextlib.suppress(*CONNECTION_ERRORS):
                 await conn.execute("ROLLBACK")
         raise

@@ -57,7 +57,7 @@ def test_every_route_the_readme_names_is_one_luc_serves() -> None:
     document = create_app(settings).openapi_schema.to_schema()
     served = [
         # A model id holds a "/" (anthropic/claude-opus-4.6): its parameter is a path.
-        (method.upper(), re.sub(r"\{\w+\}", "[^/]+", path.replace("{model_path}", ".+")))
+        (method.upper(), re.sub(r"\{\w+\}", "[^/]+", path.replace("{model_id}", ".+")))
         for path, item in document["paths"].items()
         for method in item
     ]

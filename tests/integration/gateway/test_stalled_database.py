@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from service.api.errors import RETRY_AFTER_SECONDS
+from service.auth.keys import create_key
 from service.db import UNAVAILABLE
 from tests.support.events import wire_event
 from tests.support.fake_openrouter import FakeOpenRouter
@@ -64,10 +65,19 @@ async def test_a_database_that_answers_nothing_gives_503s_in_bounded_time_then_s
             OPENROUTER_API_KEY=fake_openrouter.api_key,
             LUC_OPENROUTER_BASE_URL=fake_openrouter.base_url,
             LUC_GATEWAY_CHAIN="openrouter",
+            LUC_AUTH="on",
+            LUC_RATE_LIMIT_PER_SECOND="1000",
         )
         server.start()
+        _, key = await create_key(db, "gateway", "admin")
+        # Not used before the stall: its look-up is one of the steps that waits.
+        _, fresh = await create_key(db, "finance", "read")
         try:
-            async with httpx.AsyncClient(base_url=server.base_url, timeout=CLIENT_TIMEOUT) as http:
+            async with httpx.AsyncClient(
+                base_url=server.base_url,
+                timeout=CLIENT_TIMEOUT,
+                headers={"Authorization": f"Bearer {key}"},
+            ) as http:
                 warm = await http.post("/v1/chat/completions", json=CHAT, headers=ATTRIBUTION)
                 assert warm.status_code == 200, warm.text
                 upstream_calls = len(fake_openrouter.chat_calls())
@@ -76,7 +86,11 @@ async def test_a_database_that_answers_nothing_gives_503s_in_bounded_time_then_s
                 event = wire_event("stalled-1", job_id="stalled-job")
                 answers = await asyncio.gather(
                     _timed(http.post("/v1/chat/completions", json=CHAT, headers=ATTRIBUTION)),
-                    _timed(http.get("/v1/jobs/stalled-proxy")),
+                    _timed(
+                        http.get(
+                            "/v1/jobs/stalled-proxy", headers={"Authorization": f"Bearer {fresh}"}
+                        )
+                    ),
                     _timed(http.post("/v1/events", json=event)),
                     _timed(http.get("/readyz")),
                 )
@@ -93,6 +107,11 @@ async def test_a_database_that_answers_nothing_gives_503s_in_bounded_time_then_s
                     assert answer.headers["Retry-After"] == RETRY_AFTER_SECONDS
                 assert ready.status_code == 503
                 assert max(proxied_s, read_s, posted_s) < ANSWERED_WITHIN, answers
+                # A read with a key not seen yet waits for one step, the key's look-up: the
+                # rate limit's look-up of the same key waited first, then the guard's, and
+                # each timed-out statement's connection was reset (another wait) before it
+                # was given back (10 s here before).
+                assert read_s < COMMAND_TIMEOUT + 3, answers
                 assert ready_s < 2 + 3  # the probe's own bound, and room for a slow machine
 
                 relay.flow()
