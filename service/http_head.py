@@ -25,6 +25,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from service.settings import get_settings
+
 MAX_HEAD_BYTES = 64 * 1024
 """The largest request head accepted: LUC's clients send a bearer key and a few short
 headers (nginx's default allows 4 × 8 KiB per header, Node.js 16 KiB for the head)."""
@@ -58,6 +60,14 @@ TOO_SLOW = _answer(
 )
 
 
+def _body_too_slow(seconds: float) -> bytes:
+    return _answer(
+        b"408 Request Timeout",
+        f"the request body did not arrive within {seconds:g} s of its headers "
+        "(LUC_BODY_TIMEOUT_SECONDS)",
+    )
+
+
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """``HttpToolsProtocol`` that cuts off a request head too large or too slow, and writes
     through ``GatheredWrites``."""
@@ -67,6 +77,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._reading_head = True  # until the first head is complete
         self._head_bytes = 0
         self._head_timer: asyncio.TimerHandle | None = None
+        # A body trickled a byte at a time held its connection (and the request waiting
+        # for it) for ever: bounded in size by Litestar, in time by nothing.
+        self._body_seconds = get_settings().server.body_timeout_seconds
+        self._body_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         gathered = GatheredWrites(transport, self.loop, self.server_state.tasks)
@@ -75,6 +89,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_timer()
+        self._stop_body_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -93,8 +108,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._stop_head_timer()
         super().on_headers_complete()
+        self._body_timer = self.loop.call_later(self._body_seconds, self._body_timed_out)
 
     def on_message_complete(self) -> None:
+        self._stop_body_timer()  # the body is whole (or there was none)
         super().on_message_complete()
         # The next request's head, if one comes: its clock starts at its first byte (the
         # keep-alive timeout covers the wait for it).
@@ -119,6 +136,21 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._start_head_timer()
             return
         self._cut_off(TOO_SLOW)
+
+    def _stop_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_timed_out(self) -> None:
+        self._body_timer = None
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete:
+            return  # answered without the rest of its body: the connection ends with it
+        if cycle.response_started:
+            self.transport.close()  # an answer under way cannot become a 408
+            return
+        self._cut_off(_body_too_slow(self._body_seconds))
 
     def _cut_off(self, answer: bytes) -> None:
         self._stop_head_timer()

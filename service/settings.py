@@ -80,6 +80,9 @@ class ServerSettings:
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     """``LUC_WORKERS``: processes of ``luc serve`` behind its one port, each with its own
     pool and writers (default: the number of CPUs)."""
+    body_timeout_seconds: float = 120.0
+    """``LUC_BODY_TIMEOUT_SECONDS``: how long a request body may take to arrive once its
+    head has (the largest body, ``LUC_MAX_BODY_BYTES``, at 256 KB/s)."""
 
 
 @dataclass(frozen=True)
@@ -534,6 +537,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             else None
         ),
         workers=_int(env, "LUC_WORKERS", ServerSettings().workers),
+        body_timeout_seconds=_float(
+            env, "LUC_BODY_TIMEOUT_SECONDS", ServerSettings.body_timeout_seconds
+        ),
     )
     max_batch_events = _int(env, "LUC_MAX_BATCH_EVENTS", IngestSettings.max_batch_events)
     max_attributes_bytes = _int(

@@ -284,6 +284,55 @@ def test_a_request_head_trickled_forever_is_cut_off_after_the_head_timeout(
         server.stop()
 
 
+def test_a_request_body_trickled_forever_is_cut_off_after_the_body_timeout(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A body promised whole (Content-Length) and sent a byte now and then held its
+    connection, and the request waiting for it, for as long as the client liked: Litestar
+    bounds a body's size, nothing its time. A whole request beside it is answered."""
+    server = ServerProcess(database_url, tmp_path / "luc.log", LUC_BODY_TIMEOUT_SECONDS="3")
+    try:
+        server.start()
+        event = json.dumps(wire_event("slow-body")).encode()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as client:
+            started = time.monotonic()
+            client.sendall(
+                b"POST /v1/events HTTP/1.1\r\nHost: luc\r\nContent-Type: application/json\r\n"
+                b"Content-Length: " + str(len(event)).encode() + b"\r\n\r\n" + event[:10]
+            )
+            client.setblocking(False)
+            answer = b""
+            sent = 10
+            # A slow client, by design: one byte every 0.5 s, until the server closes.
+            while time.monotonic() - started < 20 and sent < len(event):
+                try:
+                    received = client.recv(4096)
+                except BlockingIOError:
+                    time.sleep(0.5)  # the client's pace, not a wait for the server
+                    with contextlib.suppress(BlockingIOError, ConnectionError):
+                        sent += client.send(event[sent : sent + 1])
+                    continue
+                except ConnectionError:
+                    break
+                if not received:
+                    break
+                answer += received
+            took = time.monotonic() - started
+            client.settimeout(30)
+            answer += _read_all(client)
+            # Meanwhile a whole request is answered as ever.
+            assert httpx.get(f"{server.base_url}/healthz", timeout=5).status_code == 200
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+        assert answer.endswith(
+            b'{"status_code": 408, "detail": "the request body did not arrive within 3 s of '
+            b'its headers (LUC_BODY_TIMEOUT_SECONDS)"}'
+        ), answer
+        assert 3 <= took < 15, took
+        assert sent < len(event)  # cut off before the body was whole
+    finally:
+        server.stop()
+
+
 def _read_all(client: socket.socket) -> bytes:
     """What the server sends until it closes the connection."""
     answer = b""
