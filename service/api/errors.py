@@ -80,12 +80,20 @@ def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> R
     if exc.status_code == 429 and "Retry-After" not in headers:
         # Litestar's limiter counts per second; the window is over within a second.
         headers["Retry-After"] = "1"
-        detail = "request rate over the limit of this API key; retry after the Retry-After delay"
+        if detail == "Too Many Requests":  # Litestar's own word: say whose limit it is
+            detail = RATE_LIMITED_KEY
     return Response(
         ErrorBody(status_code=exc.status_code, detail=detail),
         status_code=exc.status_code,
         headers=headers,
     )
+
+
+RATE_LIMITED_KEY = "request rate over the limit of this API key; retry after the Retry-After delay"
+RATE_LIMITED_ADDRESS = (
+    "request rate over the limit of this address (requests without a valid key count per "
+    "address); retry after the Retry-After delay"
+)
 
 
 def _wire_name(request: Request[Any, Any, Any], key: str) -> str:

@@ -16,6 +16,7 @@ from litestar.middleware import AbstractMiddleware
 from litestar.types import Message, Receive, Scope, Send
 
 from service.api.deps import started
+from service.api.errors import RATE_LIMITED_ADDRESS, RATE_LIMITED_KEY
 from service.auth.guard import rate_limit_identity
 
 EXCLUDED = ["/healthz", "/readyz"]
@@ -47,7 +48,10 @@ class RateLimitMiddleware(AbstractMiddleware):
             return
         if number > limiter.limit:
             # Retry-After and the message come with every 429 (``api.errors``).
-            raise TooManyRequestsException(headers=_headers(limiter.limit, 0))
+            raise TooManyRequestsException(
+                RATE_LIMITED_KEY if identity.startswith("key:") else RATE_LIMITED_ADDRESS,
+                headers=_headers(limiter.limit, 0),
+            )
         headers = _headers(limiter.limit, limiter.limit - number)
 
         async def send_with_headers(message: Message) -> None:

@@ -433,10 +433,13 @@ async def test_made_up_keys_share_their_address_allowance_and_a_real_key_keeps_i
     async with AsyncTestClient(app=app) as client:
         statuses = []
         started = time.monotonic()
+        refusals = set()
         for _ in range(40):
             made_up = "luc_" + base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
             response = await client.get("/v1/alerts", headers=bearer(made_up))
             statuses.append(response.status_code)
+            if response.status_code == 429:
+                refusals.add(response.json()["detail"])
         elapsed = time.monotonic() - started
         # A real key is counted on its own, whatever its address has done.
         real = await client.get("/v1/alerts", headers=bearer(admin_key))
@@ -446,3 +449,8 @@ async def test_made_up_keys_share_their_address_allowance_and_a_real_key_keeps_i
     # ceil(elapsed) + 1 windows of ``limit`` each.
     assert statuses.count(401) <= limit * (math.ceil(elapsed) + 1), (elapsed, statuses)
     assert 429 in statuses
+    # Said as what was counted: this address, not "this API key" (a made-up one is none).
+    assert refusals == {
+        "request rate over the limit of this address (requests without a valid key count "
+        "per address); retry after the Retry-After delay"
+    }
