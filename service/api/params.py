@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -71,11 +72,18 @@ async def single_query_values(request: Request[Any, Any, Any]) -> None:
     handler = request.route_handler
     declared = _query_names(handler)
     seen: set[str] = set()
-    for name, _ in request.query_params.multi_items():
+    for name, value in request.query_params.multi_items():
         if name not in declared.names and not handler.opt.get(ANY_QUERY):
             takes = ", ".join(sorted(declared.names)) or "none"
             raise InvalidRequestError(
                 f"{name}: not a query parameter of this route (it takes: {takes})",
+                status_code=400,
+            )
+        if name in declared.numbers and not _PLAIN_NUMBER.fullmatch(value):
+            # Litestar reads 1e3 as 1000, -0 as 0, 1_0 as 10: a number as LUC writes one.
+            raise InvalidRequestError(
+                f"{name}: {value!r} is not a whole number (ASCII digits, no exponent, "
+                "separator or leading zero)",
                 status_code=400,
             )
         if name in seen and name not in declared.lists:
@@ -105,10 +113,15 @@ async def plain_path_numbers(request: Request[Any, Any, Any]) -> None:
             )
 
 
+_PLAIN_NUMBER = re.compile(r"0|-?[1-9][0-9]*")
+
+
 @dataclass(frozen=True, slots=True)
 class _QueryNames:
     names: frozenset[str]
     lists: frozenset[str]
+    numbers: frozenset[str]
+    """Those read as a whole number."""
 
 
 _DECLARED: dict[Any, _QueryNames] = {}
@@ -123,6 +136,7 @@ def _query_names(handler: HTTPRouteHandler) -> _QueryNames:
     if key not in _DECLARED:
         names: set[str] = set()
         lists: set[str] = set()
+        numbers: set[str] = set()
         provided = _NOT_QUERY | handler.resolve_dependencies().keys()
         for name, field in handler.parsed_fn_signature.parameters.items():
             kwarg = field.kwarg_definition
@@ -138,7 +152,9 @@ def _query_names(handler: HTTPRouteHandler) -> _QueryNames:
             names.add(name)
             if field.is_non_string_sequence:  # list[str] | None too
                 lists.add(name)
-        _DECLARED[key] = _QueryNames(frozenset(names), frozenset(lists))
+            if field.annotation is int or int in (t.annotation for t in field.inner_types):
+                numbers.add(name)
+        _DECLARED[key] = _QueryNames(frozenset(names), frozenset(lists), frozenset(numbers))
     return _DECLARED[key]
 
 

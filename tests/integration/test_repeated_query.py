@@ -144,3 +144,30 @@ async def test_a_misspelt_range_bound_no_longer_reads_the_whole_range(
         assert (await http.get("/metrics?name[]=luc_cost_usd_total")).status_code == 200
         models = await http.get("/v1/models?api-version=2024-06-01")
         assert models.status_code == 200
+
+
+async def test_a_number_in_the_query_is_read_only_as_luc_writes_one(
+    server_factory: Callable[..., Any],
+) -> None:
+    """Litestar read ``limit=1e3`` as 1000, ``budget_id=-0`` as 0 and ``from=1_0`` as 10:
+    a value the client may not have meant, answered as if it had."""
+    server = server_factory()
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        for url, name, value in [
+            ("/v1/jobs?limit=1e3", "limit", "1e3"),
+            ("/v1/alerts?budget_id=-0", "budget_id", "-0"),
+            ("/v1/catalog/diff?from=1_0&to=1", "from", "1_0"),
+            ("/v1/catalog/diff?from=1&to=01", "to", "01"),
+            ("/v1/jobs?limit=%2B5", "limit", "+5"),
+        ]:
+            refused = await http.get(url)
+            assert refused.status_code == 400, (url, refused.text)
+            assert refused.json()["detail"] == (
+                f"{name}: {value!r} is not a whole number (ASCII digits, no exponent, "
+                "separator or leading zero)"
+            ), url
+        assert (await http.get("/v1/jobs?limit=2")).status_code == 200
+        assert (await http.get("/v1/catalog/diff?from=1&to=1")).status_code == 200
+        # A negative number is a number: its route says what it takes.
+        negative = await http.get("/v1/jobs?limit=-1")
+        assert negative.json()["detail"] == "limit must be between 1 and 1000"
