@@ -4,8 +4,13 @@ would GET, headers and all), on every route that answers GET: load balancers and
 
 from __future__ import annotations
 
+from typing import cast
+
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
+
+HEAD = "luc_head"
+"""Scope key: the request came as HEAD (its metrics and access line say so)."""
 
 
 def answer_head_as_get(app: ASGIApp) -> ASGIApp:
@@ -15,7 +20,8 @@ def answer_head_as_get(app: ASGIApp) -> ASGIApp:
 
     async def routing(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == ScopeType.HTTP and scope["method"] == "HEAD":
-            scope = {**scope, "method": "GET"}
+            as_get = {**scope, "method": "GET", HEAD: True}
+            scope = cast("Scope", as_get)
         await app(scope, receive, send)
 
     return routing

@@ -11,6 +11,7 @@ from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.api.head_requests import HEAD
 from service.metrics.instruments import Metrics
 
 access_log = structlog.get_logger("luc.access")
@@ -66,7 +67,7 @@ def observe_requests(metrics: Metrics, in_flight: InFlight | None = None) -> typ
                     status = 500  # an error no handler turned into an answer
                 # The route template, never the raw path: label values stay bounded.
                 route = scope.get("path_template") or "unmatched"
-                method = scope.get("method", "")
+                method = "HEAD" if scope.get(HEAD) else scope.get("method", "")
                 metrics.http_seconds.labels(route, method, str(status)).observe(seconds)
                 access_log.info(
                     "request",

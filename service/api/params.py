@@ -73,7 +73,7 @@ async def single_query_values(request: Request[Any, Any, Any]) -> None:
     declared = _query_names(handler)
     seen: set[str] = set()
     for name, value in request.query_params.multi_items():
-        if name not in declared.names and not handler.opt.get(ANY_QUERY):
+        if name not in declared.names and not _takes_any_query(handler):
             takes = ", ".join(sorted(declared.names)) or "none"
             raise InvalidRequestError(
                 f"{name}: not a query parameter of this route (it takes: {takes})",
@@ -114,6 +114,13 @@ async def plain_path_numbers(request: Request[Any, Any, Any]) -> None:
 
 
 _PLAIN_NUMBER = re.compile(r"0|-?[1-9][0-9]*")
+
+
+def _takes_any_query(handler: HTTPRouteHandler) -> bool:
+    """Whether ``handler`` takes query parameters it does not declare: one marked so, or one
+    Litestar made itself (the OpenAPI document and its pages, which browsers and code
+    generators call with cache-busters of their own; the answer to OPTIONS)."""
+    return bool(handler.opt.get(ANY_QUERY)) or handler.fn.__module__.startswith("litestar.")
 
 
 @dataclass(frozen=True, slots=True)

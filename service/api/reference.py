@@ -18,7 +18,7 @@ from typing import Any
 from litestar import Request
 from litestar.enums import ScopeType
 from litestar.openapi.plugins import OpenAPIRenderPlugin
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 _METHODS = ("get", "post", "put", "patch", "delete")
 
@@ -140,20 +140,47 @@ def schema_by_accept(app: ASGIApp) -> ASGIApp:
     (``GET /schema``, Accept ``*/*`` or JSON) gets the JSON it can read."""
 
     async def negotiating(scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == ScopeType.HTTP
-            and scope["path"] in SCHEMA_PATHS
-            and not _wants_html(scope["headers"])
-        ):
+        if scope["type"] != ScopeType.HTTP or scope["path"] not in SCHEMA_PATHS:
+            await app(scope, receive, send)
+            return
+        if not _wants_html(scope["headers"]):
             scope["path"] = DOCUMENT_PATH
             scope["raw_path"] = DOCUMENT_PATH.encode()
-        await app(scope, receive, send)
+
+        async def varying(message: Message) -> None:
+            # One URL, two bodies by Accept: a shared cache must keep them apart.
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"vary", b"accept")]
+            await send(message)
+
+        await app(scope, receive, varying)
 
     return negotiating
 
 
+_HTML = frozenset({"text/html", "application/xhtml+xml"})
+_JSON = frozenset({"application/json", "application/vnd.oai.openapi+json"})
+
+
 def _wants_html(headers: Iterable[tuple[bytes, bytes]]) -> bool:
-    """Whether the Accept header names HTML (every browser's does)."""
-    return any(
-        name.lower() == b"accept" and b"text/html" in value.lower() for name, value in headers
-    )
+    """Whether the Accept header prefers HTML to JSON: names HTML with a weight above 0
+    and at least that of any JSON type it names (a browser's does; ``application/json,
+    text/html;q=0.1`` or ``text/html;q=0`` does not)."""
+    weights: dict[str, float] = {}
+    for name, value in headers:
+        if name.lower() != b"accept":
+            continue
+        for item in value.decode("latin-1").lower().split(","):
+            kind, *params = (part.strip() for part in item.split(";"))
+            weight = 1.0
+            for param in params:
+                key, _, number = param.partition("=")
+                if key.strip() == "q":
+                    try:
+                        weight = float(number)
+                    except ValueError:
+                        weight = 0.0
+            weights[kind] = max(weight, weights.get(kind, 0.0))
+    html = max((weights.get(k, 0.0) for k in _HTML), default=0.0)
+    json = max((weights.get(k, 0.0) for k in _JSON), default=0.0)
+    return html > 0 and html >= json

@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from service.auth.keys import create_key
 
@@ -41,3 +42,15 @@ async def test_head_is_get_without_its_body_and_options_needs_no_key(
             options = await http.options(path)
             assert options.status_code == 204, (path, options.text)
             assert "OPTIONS" in options.headers["allow"]
+
+        # /metrics names a HEAD as HEAD: an operator sees the probes for what they are.
+        exposition = (await http.get("/metrics", headers=read)).text
+        counted = {
+            (s.labels["method"], s.labels["status"]): s.value
+            for family in text_string_to_metric_families(exposition)
+            if family.name == "luc_http_request_duration_seconds"
+            for s in family.samples
+            if s.name.endswith("_count") and s.labels["route"] == "/healthz"
+        }
+        assert counted[("HEAD", "200")] == 1
+        assert counted[("GET", "200")] >= 1

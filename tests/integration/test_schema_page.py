@@ -62,8 +62,17 @@ async def test_schema_is_the_document_itself_for_a_client_that_does_not_ask_for_
         assert answer.headers["content-type"].startswith("application/vnd.oai.openapi+json")
         assert answer.json() == document
     assert (await client.get("/schema/", headers={"Accept": "*/*"})).json() == document
+    # HTML named, but JSON preferred, or HTML refused (q=0): the document.
+    for accept in ("application/json, text/html;q=0.1", "text/html;q=0, application/json"):
+        answer = await client.get("/schema", headers={"Accept": accept})
+        assert answer.json() == document, accept
     page = await client.get("/schema", headers={"Accept": BROWSER_ACCEPT})
     assert page.headers["content-type"].startswith("text/html")
+    # One URL, two bodies: a shared cache keeps them apart by Accept.
+    assert page.headers["vary"] == answer.headers["vary"] == "accept"
+    # What browsers and code generators add to the document's URLs is taken.
+    busted = await client.get("/schema/openapi.json?v=1")
+    assert busted.status_code == 200 and busted.json() == document
 
 
 async def test_swagger_stays_for_those_online(client: AsyncTestClient[Litestar]) -> None:
