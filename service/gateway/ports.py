@@ -52,6 +52,9 @@ class BudgetVerdict:
     usage event carries it, which settles it. ``None`` when nothing is held."""
     refused_by: str | None = None
     """When refused: ``credits`` (the customer's credit_stop at zero) or ``budget``."""
+    reservations_held: bool = False
+    """When refused by a budget: some hard budget holds other calls' reservations, which
+    may be of calls already answered whose usage is on its way (so room may come)."""
 
 
 class BudgetGate(Protocol):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -28,6 +29,7 @@ log = structlog.get_logger("luc.gateway")
 
 
 SETTLING_WAIT_SECONDS = 1.0
+FIRST_PAUSE_SECONDS = 0.05
 
 
 class DatabaseBudgets:
@@ -38,7 +40,8 @@ class DatabaseBudgets:
     sink's ``settled``): a call's usage is recorded just after its answer, and until then its
     reservation still holds the whole estimate. A call refused meanwhile is asked again
     once that usage has settled its reservations (waiting at most a second), so that a
-    caller's next call is judged on what was spent, as it would be a moment later.
+    caller's next call is judged on what was spent, as it would be a moment later. Usage
+    another process answered for is awaited by asking again (``reserve``).
     """
 
     def __init__(
@@ -70,9 +73,24 @@ class DatabaseBudgets:
         verdict = await self._reserve(*call)
         if verdict.allowed or self.settled is None:
             return verdict
+        deadline = time.monotonic() + SETTLING_WAIT_SECONDS
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.settled(), SETTLING_WAIT_SECONDS)
-        return await self._reserve(*call)
+        verdict = await self._reserve(*call)
+        # The other processes of ``luc serve --workers N`` answer calls too, and theirs hold
+        # their estimates until their usage is recorded, moments after: a caller's next call
+        # landing on another worker was refused for the one it had just been answered (no
+        # usage of this process was in flight to wait for). While a refusing budget holds
+        # reservations, the call is asked again, at growing intervals, until the second is up.
+        pause = FIRST_PAUSE_SECONDS
+        while not verdict.allowed and verdict.reservations_held:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            await asyncio.sleep(min(pause, left))
+            pause *= 2
+            verdict = await self._reserve(*call)
+        return verdict
 
     async def _reserve(
         self,
@@ -110,6 +128,9 @@ class DatabaseBudgets:
                 result.reason,
                 result.reservation_id,
                 result.refused_by,
+                reservations_held=any(
+                    s.budget.hard and s.reserved_usd > 0 for s in result.standings
+                ),
             )
 
         return await on_connection(self.pool, admit)

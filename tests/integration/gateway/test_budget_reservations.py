@@ -397,3 +397,40 @@ async def test_the_proxy_forwards_the_configured_default_and_holds_past_the_long
     # Not 60 s: one provider, 3 attempts of up to 100 s and 2 waits of up to 30 s, then a
     # stream read up to its deadline (600 s by default): 3·100 + 2·30 + 600 = 960 s.
     assert round(held["seconds"]) == 960
+
+
+async def test_a_callers_next_call_on_another_worker_is_judged_on_what_the_last_one_spent(
+    proxy: AsyncTestClient[Any],
+    fake_openrouter: FakeOpenRouter,
+    db: asyncpg.Connection,
+    database_url: str,
+) -> None:
+    """As above, each call answered before the next is sent, but alternating between two
+    processes (``luc serve --workers 2`` puts a caller's calls on either): the one that
+    answers a call has nothing of the last one in flight to wait for, and refused it (402)
+    while the last call's reservation still held its whole estimate, its usage moments
+    from the ledger."""
+    budget = await hard_budget(db, "job", "job-two", "0.0007")
+    fake_openrouter.push(*(_answer() for _ in range(6)))
+    headers = {"X-LUC-Job": "job-two", "X-LUC-Agent": "ACHEEVY"}
+    body = {"model": FLASH, "messages": HELLO, "max_tokens": 1000}
+    settings = settings_for(
+        database_url,
+        LUC_AUTH="on",
+        OPENROUTER_API_KEY=fake_openrouter.api_key,
+        LUC_OPENROUTER_BASE_URL=fake_openrouter.base_url,
+        LUC_GATEWAY_CHAIN="openrouter",
+    )
+    async with AsyncTestClient(app=create_app(settings)) as other:
+        other.headers["Authorization"] = proxy.headers["Authorization"]
+        statuses = []
+        for n in range(6):
+            answer = await (proxy, other)[n % 2].post(
+                "/v1/chat/completions", json=body, headers=headers
+            )
+            statuses.append(answer.status_code)
+        await proxied_usage_recorded(other.app)
+    await proxied_usage_recorded(proxy.app)
+    assert statuses == [200] * 6
+    assert await _spent(db, budget) == 6 * COST
+    assert [r["settled"] for r in await _reservations(db, "job-two")] == [True] * 6
