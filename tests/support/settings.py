@@ -9,6 +9,7 @@ from dataclasses import replace
 from functools import cache
 
 from service.settings import Settings, load_settings
+from tests.support.fake_openrouter import FakeOpenRouter
 
 
 @cache
@@ -30,3 +31,14 @@ def settings_for(database_url: str, **env: str) -> Settings:
         {"LUC_DATABASE_URL": database_url, "LUC_AUTH": "off", "LUC_DATA_DIR": _data_dir(), **env}
     )
     return replace(base, database=replace(base.database, pool_min_size=1, pool_max_size=5))
+
+
+def proxy_settings(database_url: str, fake_openrouter: FakeOpenRouter) -> Settings:
+    """A LUC whose proxy calls the fake OpenRouter alone, keys on."""
+    return settings_for(
+        database_url,
+        LUC_AUTH="on",
+        OPENROUTER_API_KEY=fake_openrouter.api_key,
+        LUC_OPENROUTER_BASE_URL=fake_openrouter.base_url,
+        LUC_GATEWAY_CHAIN="openrouter",
+    )

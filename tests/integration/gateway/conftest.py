@@ -25,7 +25,7 @@ from tests.support.fake_openrouter import FAST_RETRY, FakeOpenRouter
 from tests.support.fake_vertex import FakeVertex
 from tests.support.relayed import relayed_to_scripted
 from tests.support.scripted_http import Scripted
-from tests.support.settings import settings_for
+from tests.support.settings import proxy_settings
 
 
 @pytest.fixture
@@ -98,15 +98,10 @@ async def proxy(
 ) -> AsyncIterator[AsyncTestClient[Any]]:
     """LUC's proxy in this process, to the fake OpenRouter alone, keys on, called with an
     ``ingest`` key as a gateway's SDK would."""
-    settings = settings_for(
-        database_url,
-        LUC_AUTH="on",
-        OPENROUTER_API_KEY=fake_openrouter.api_key,
-        LUC_OPENROUTER_BASE_URL=fake_openrouter.base_url,
-        LUC_GATEWAY_CHAIN="openrouter",
-    )
     _, key = await create_key(db, "sdk", "ingest")
-    async with AsyncTestClient(app=create_app(settings)) as client:
+    async with AsyncTestClient(
+        app=create_app(proxy_settings(database_url, fake_openrouter))
+    ) as client:
         client.headers["Authorization"] = f"Bearer {key}"
         yield client
 

@@ -37,7 +37,7 @@ from service.gateway.ports import fixed_catalog
 from tests.support.budgets import OPUS, hard_budget
 from tests.support.fake_openrouter import FakeOpenRouter, Reply, failure, usage
 from tests.support.ledger_truth import STORED_EVENTS
-from tests.support.settings import settings_for
+from tests.support.settings import proxy_settings, settings_for
 from tests.support.waiting import proxied_usage_recorded
 
 pytestmark = pytest.mark.asyncio
@@ -414,14 +414,9 @@ async def test_a_callers_next_call_on_another_worker_is_judged_on_what_the_last_
     fake_openrouter.push(*(_answer() for _ in range(6)))
     headers = {"X-LUC-Job": "job-two", "X-LUC-Agent": "ACHEEVY"}
     body = {"model": FLASH, "messages": HELLO, "max_tokens": 1000}
-    settings = settings_for(
-        database_url,
-        LUC_AUTH="on",
-        OPENROUTER_API_KEY=fake_openrouter.api_key,
-        LUC_OPENROUTER_BASE_URL=fake_openrouter.base_url,
-        LUC_GATEWAY_CHAIN="openrouter",
-    )
-    async with AsyncTestClient(app=create_app(settings)) as other:
+    async with AsyncTestClient(
+        app=create_app(proxy_settings(database_url, fake_openrouter))
+    ) as other:
         other.headers["Authorization"] = proxy.headers["Authorization"]
         statuses = []
         for n in range(6):
