@@ -293,7 +293,7 @@ async def test_history_and_diff_show_what_changed_between_versions(client: Any) 
     bad = await client.get("/v1/catalog/diff", params={"from": "abc", "to": 2})
     assert bad.status_code == 400
     assert bad.json()["detail"] == (
-        "Validation failed for GET /v1/catalog/diff?from=abc&to=2: from: Expected `int`, got `str`"
+        "from: 'abc' is not a whole number (ASCII digits, no exponent, separator or leading zero)"
     )
 
 
