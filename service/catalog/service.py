@@ -27,7 +27,7 @@ from service.pricing.models import (
     NewLongContextPrice,
     NewModelPrice,
 )
-from service.wire import WireValueError, parse_instant, parse_money
+from service.wire import WireValueError, instant_text, parse_instant, parse_money
 
 AIMS_CATALOG_FILE = "aims-v1.json"
 PREVIOUS_AIMS_CATALOG_FILE = "aims-v1-previous.json"
@@ -73,7 +73,7 @@ def storable_instant_problem(instant: datetime) -> str | None:
     if instant not in _DRIVER_INFINITIES:
         return None
     return (
-        f"{instant.astimezone(UTC).isoformat()} is the first or last instant of years "
+        f"{instant_text(instant)} is the first or last instant of years "
         "0001-9999, which PostgreSQL's binary protocol reads as -infinity or infinity; it "
         "cannot be stored as sent"
     )

@@ -14,7 +14,7 @@ import click
 from service.cli.database import run_on_database
 from service.errors import UpstreamError
 from service.settings import get_settings
-from service.wire import WireValueError, money_text, parse_instant
+from service.wire import WireValueError, instant_text, money_text, parse_instant
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -126,7 +126,7 @@ def _import_payload(
                 f"{override.reason}; the model is imported without it"
             )
         click.echo(f"{plan.imported} models priced by the source, {len(plan.skipped)} skipped")
-        at = effective_from.isoformat()
+        at = instant_text(effective_from)
         base = (
             f"catalog version {plan.base.id}, in force at {at},"
             if plan.base is not None
@@ -135,7 +135,7 @@ def _import_payload(
         for later in plan.later:
             click.echo(
                 f"note: catalog version {later.id} takes effect later, at "
-                f"{later.effective_from.isoformat()}, and keeps its own prices"
+                f"{instant_text(later.effective_from)}, and keeps its own prices"
             )
         if plan.version is None:
             click.echo(f"no change: {base} already has these prices")
@@ -150,7 +150,7 @@ def _import_payload(
             conn, plan.version, default_plan=get_settings().billing.default_plan
         )
         click.echo(
-            f"created catalog version {version_id} effective {effective_from.isoformat()}; "
+            f"created catalog version {version_id} effective {instant_text(effective_from)}; "
             f"{summary.events_changed} unpriced events are now priced"
         )
 
@@ -241,7 +241,7 @@ def rerate(since: str, dry_run: bool) -> None:
     summary = run_on_database(work)
     verb = "would change" if dry_run else "changed"
     console.print(
-        f"{summary.events_examined} events since {start.isoformat()}; {verb} "
+        f"{summary.events_examined} events since {instant_text(start)}; {verb} "
         f"{summary.events_changed}, total delta {money_text(summary.delta_usd)} USD; "
         f"{summary.entries_appended} entries appended; "
         f"actual cost delta {money_text(summary.actual_delta_usd)} USD; "

@@ -8,6 +8,7 @@ import click
 
 from service.cli.database import run_on_database
 from service.cli.tsv import cell
+from service.wire import instant_text
 
 if TYPE_CHECKING:
     from service.db import Connection
@@ -50,10 +51,10 @@ def keys_list() -> None:
     rows = run_on_database(list_keys)
     click.echo("\t".join(LIST_COLUMNS))
     for key in rows:
-        status = f"revoked {key.revoked_at.isoformat()}" if key.revoked_at else "active"
+        status = f"revoked {instant_text(key.revoked_at)}" if key.revoked_at else "active"
         click.echo(
             f"{key.id}\t{key.scope}\t{cell(key.name)}\t{key.prefix}…\t"
-            f"{key.created_at.isoformat()}\t{status}"
+            f"{instant_text(key.created_at)}\t{status}"
         )
 
 

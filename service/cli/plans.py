@@ -11,6 +11,7 @@ from service.cli.catalog import parse_time, print_changes, progress_bar, report_
 from service.cli.customers import echo_struct
 from service.cli.database import run_on_database
 from service.cli.tsv import cell
+from service.wire import instant_text, money_text
 
 if TYPE_CHECKING:
     from service.customers.models import NewPlanVersion
@@ -148,7 +149,9 @@ def plans_list() -> None:
     for plan_id, plan in sorted(every.items()):
         current = plan.version_at(now)
         in_force = (
-            "-\t-\t-" if current is None else (f"{current.id}\t{current.basis}\t{current.markup:f}")
+            "-\t-\t-"
+            if current is None
+            else f"{current.id}\t{current.basis}\t{money_text(current.markup)}"
         )
         click.echo(f"{plan_id}\t{cell(plan.name)}\t{len(plan.versions)}\t{in_force}")
 
@@ -205,7 +208,7 @@ def plans_reprice(plan_id: str, since: str, dry_run: bool) -> None:
     verb = "would change" if dry_run else "changed"
     # LUC's one money form (as REST answers): never an exponent, no trailing zeros.
     console.print(
-        f"{summary.events_examined} events of plan {plan_id} since {start.isoformat()}; "
+        f"{summary.events_examined} events of plan {plan_id} since {instant_text(start)}; "
         f"{verb} {summary.events_changed}, price delta {money_text(summary.price_delta_usd)} "
         f"USD; {summary.entries_appended} entries appended"
     )

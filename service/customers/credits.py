@@ -22,7 +22,7 @@ from service.customers.models import Customer
 from service.customers.queries import CUSTOMER_EXISTS
 from service.db import Connection
 from service.errors import ConflictError, InvalidRequestError, NotFoundError
-from service.wire import money_text
+from service.wire import instant_text, money_text
 
 MAX_REFERENCE_CHARS = 200
 
@@ -81,8 +81,8 @@ def check_grant(new: NewGrant, now: datetime) -> None:
         )
     if new.expires_at is not None and new.expires_at <= now:
         raise InvalidRequestError(
-            f"expires_at: {new.expires_at.isoformat()} is not in the future (now is "
-            f"{now.isoformat()}); a grant that has expired would never count"
+            f"expires_at: {instant_text(new.expires_at)} is not in the future (now is "
+            f"{instant_text(now)}); a grant that has expired would never count"
         )
     if new.reference is not None and not 1 <= len(new.reference) <= MAX_REFERENCE_CHARS:
         raise InvalidRequestError(
@@ -130,7 +130,7 @@ def _same_grant(earlier: CreditGrant, new: NewGrant) -> CreditGrant:
     grant; otherwise the reference is taken by another grant: a conflict naming it."""
     if earlier.amount_usd == new.amount_usd and earlier.expires_at == new.expires_at:
         return earlier
-    expiry = earlier.expires_at.isoformat() if earlier.expires_at else "never"
+    expiry = instant_text(earlier.expires_at) if earlier.expires_at else "never"
     raise ConflictError(
         f"reference: {earlier.reference!r} names grant {earlier.id} already "
         f"({money_text(earlier.amount_usd)} USD, expires {expiry}); a reference names one "

@@ -13,7 +13,7 @@ import msgspec
 
 from service.ingest.models import UsageEvent, UsageEventIn
 from service.settings import IngestSettings
-from service.wire import WireValueError, parse_instant, parse_money
+from service.wire import WireValueError, instant_text, parse_instant, parse_money
 
 # PostgreSQL text and jsonb cannot hold U+0000, and no UTF-8 text holds a lone UTF-16
 # surrogate (U+D800–U+DFFF; msgspec refuses their escapes, but an event built in-process
@@ -146,13 +146,13 @@ def rule_problems(
         occurred_at = occurred_at.astimezone(UTC)
         if occurred_at == _DRIVER_NEGATIVE_INFINITY:
             problems.append(
-                f"occurred_at: {occurred_at.isoformat()} is the first instant of year 1, "
+                f"occurred_at: {instant_text(occurred_at)} is the first instant of year 1, "
                 "which PostgreSQL's binary protocol reads as -infinity; it cannot be "
                 "stored as sent"
             )
         if occurred_at > now + timedelta(seconds=settings.max_future_skew_seconds):
             problems.append(
-                f"occurred_at: {occurred_at.isoformat()} is more than "
+                f"occurred_at: {instant_text(occurred_at)} is more than "
                 f"{settings.max_future_skew_seconds} s in the future"
             )
     if event.cached_input_tokens + event.cache_write_tokens > event.input_tokens:

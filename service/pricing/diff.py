@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from service.pricing.models import TOKEN_PRICES, LongContextPrice, ModelPrice
+from service.wire import money_text
 
 COMPARED_FIELDS = tuple(f.name for f in fields(ModelPrice) if f.name != "model_id")
 """Every field of a model entry but its id: prices, name, tier, context, long context."""
@@ -64,7 +65,8 @@ def diff_models(
 def describe(diff: CatalogDiff) -> list[str]:
     """Human lines for a terminal: ``+ id``, ``- id``, ``~ id: input 3 → 2.5``."""
     lines = [
-        f"+ {m.model_id} ({m.tier}): input {m.input:f}, output {m.output:f}" for m in diff.added
+        f"+ {m.model_id} ({m.tier}): input {money_text(m.input)}, output {money_text(m.output)}"
+        for m in diff.added
     ]
     lines += [f"- {m.model_id}" for m in diff.removed]
     for change in diff.changed:
@@ -79,11 +81,12 @@ def describe(diff: CatalogDiff) -> list[str]:
 
 
 def describe_long_context(entries: tuple[LongContextPrice, ...]) -> str:
-    """``≥ 200,001: input 6.00, output 22.50, …; ≥ …`` (``none`` without entries)."""
+    """``≥ 200,001: input 6, output 22.5, …; ≥ …`` (``none`` without entries)."""
     if not entries:
         return "none"
     return "; ".join(
-        f"≥ {lc.min_input_tokens:,}: " + ", ".join(f"{k} {getattr(lc, k):f}" for k in TOKEN_PRICES)
+        f"≥ {lc.min_input_tokens:,}: "
+        + ", ".join(f"{k} {money_text(getattr(lc, k))}" for k in TOKEN_PRICES)
         for lc in entries
     )
 
@@ -91,5 +94,6 @@ def describe_long_context(entries: tuple[LongContextPrice, ...]) -> str:
 def _shown(field: str, value: Any) -> Any:
     if field == "long_context":
         return describe_long_context(value)
-    # Every digit, as the API writes prices: str() of a tiny Decimal is 1E-7.
-    return f"{value:f}" if isinstance(value, Decimal) else value
+    # As the API writes prices: every digit (str() of a tiny Decimal is 1E-7), no
+    # trailing zeros (the stored scale's 6.00 is 6 on the wire).
+    return money_text(value) if isinstance(value, Decimal) else value

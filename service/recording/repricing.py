@@ -49,6 +49,7 @@ from service.recording.bookings import (
     reversal_of,
 )
 from service.recording.rerating import RERATE_CHUNK, record_adjustments
+from service.wire import instant_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +231,7 @@ async def reprice_plan(
     is_default = plan_id == default_plan
     summary = RepriceSummary(plan_id=plan_id, since=since, dry_run=dry_run)
     total = await count_plan_events_since(conn, plan_id, is_default=is_default, since=since)
-    why = f"re-priced by plan {plan_id} since {since.isoformat()}"
+    why = f"re-priced by plan {plan_id} since {instant_text(since)}"
     after: tuple[datetime, str] | None = None
     while True:
         async with conn.transaction():

@@ -34,6 +34,7 @@ from service.recording.bookings import (
     unpriced_bookings,
 )
 from service.recording.credits import burn_appended
+from service.wire import instant_text
 
 RERATE_CHUNK = 2000
 
@@ -148,7 +149,7 @@ async def rerate_since(
     summary = RerateSummary(since=since, dry_run=dry_run)
     total = await count_events_since(conn, since)
     after: tuple[datetime, str] | None = None
-    why = f"re-rated since {since.isoformat()}"
+    why = f"re-rated since {instant_text(since)}"
     while True:
         async with conn.transaction():
             await lock_repricing(conn)

@@ -466,7 +466,7 @@ async def test_import_of_a_saved_payload_matches_what_a_sync_would_create(
     )
     assert done.returncode == 0, done.stderr
     assert "skipped openrouter/auto: pricing.prompt is dynamic (-1)" in done.stdout
-    assert "created catalog version 2 effective 2026-11-01T00:00:00+00:00" in done.stdout
+    assert "created catalog version 2 effective 2026-11-01T00:00:00Z" in done.stdout
     version = (await client.get("/v1/catalog/versions/2")).json()
     assert version["label"] == "saved"
     assert version["effective_from"] == "2026-11-01T00:00:00Z"
@@ -578,7 +578,7 @@ async def test_a_dry_run_refuses_an_effective_from_the_import_would_refuse(
     )
 
     assert dry.exit_code == 1, dry.output
-    assert "effective_from: 0001-01-01T00:00:00+00:00 is the first or last instant" in dry.stderr
+    assert "effective_from: 0001-01-01T00:00:00Z is the first or last instant" in dry.stderr
     assert "dry run: no version created" not in dry.stdout
     assert await db.fetchval("SELECT count(*) FROM catalog_versions") == 1
 
@@ -621,9 +621,9 @@ async def test_an_import_changes_the_version_in_force_at_its_date_not_one_schedu
         "--dry-run",
     )
     assert dry.exit_code == 0, dry.output
-    assert "changes to catalog version 1, in force at 2026-11-01T00:00:00+00:00," in dry.stdout
+    assert "changes to catalog version 1, in force at 2026-11-01T00:00:00Z," in dry.stdout
     assert (
-        "note: catalog version 2 takes effect later, at 2099-01-01T00:00:00+00:00, "
+        "note: catalog version 2 takes effect later, at 2099-01-01T00:00:00Z, "
         "and keeps its own prices"
     ) in dry.stdout
     assert "claude-opus" not in dry.stdout
@@ -632,7 +632,7 @@ async def test_an_import_changes_the_version_in_force_at_its_date_not_one_schedu
         database_url, "catalog", "import", str(saved), "--effective-from", "2026-11-01T00:00:00Z"
     )
     assert done.exit_code == 0, done.output
-    assert "created catalog version 3 effective 2026-11-01T00:00:00+00:00" in done.stdout
+    assert "created catalog version 3 effective 2026-11-01T00:00:00Z" in done.stdout
     imported = (await client.get("/v1/catalog/versions/3")).json()
     assert imported["parent"] == 1
     models = models_by_id(imported)
@@ -658,5 +658,5 @@ async def test_an_import_changes_the_version_in_force_at_its_date_not_one_schedu
         "--dry-run",
     )
     assert early.exit_code == 0, early.output
-    assert "no catalog version is in force at 2024-06-01T00:00:00+00:00:" in early.stdout
+    assert "no catalog version is in force at 2024-06-01T00:00:00Z:" in early.stdout
     assert "note: catalog version 1 takes effect later" in early.stdout

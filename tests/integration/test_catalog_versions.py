@@ -640,13 +640,13 @@ def body(**changes: Any) -> dict[str, Any]:
         pytest.param(
             body(effective_from="0001-01-01T00:00:00Z"),
             422,
-            "effective_from: 0001-01-01T00:00:00+00:00 is the first or last instant",
+            "effective_from: 0001-01-01T00:00:00Z is the first or last instant",
             id="effective_from the driver writes as -infinity",
         ),
         pytest.param(
             body(effective_from="9999-12-31T23:59:59.999999Z"),
             422,
-            "effective_from: 9999-12-31T23:59:59.999999+00:00 is the first or last instant",
+            "effective_from: 9999-12-31T23:59:59.999999Z is the first or last instant",
             id="effective_from the driver writes as infinity",
         ),
         pytest.param(
@@ -908,6 +908,6 @@ async def test_a_rerating_says_which_events_lose_their_price(client: Any) -> Non
     assert (job["cost_usd"], job["unpriced_events"]) == (None, 1)
     entries = (await client.get("/v1/jobs/job-g/entries")).json()["items"]
     assert entries[-1]["reason"] == (
-        "re-rated since 2026-11-01T00:00:00+00:00; now unpriced: model 'openai/gpt-5.2' is "
+        "re-rated since 2026-11-01T00:00:00Z; now unpriced: model 'openai/gpt-5.2' is "
         "not in catalog version 2"
     )

@@ -62,4 +62,4 @@ async def test_rerate_shows_its_progress_on_a_terminal_stderr_not_in_the_report(
     # The bar went to stdout's console: nothing at all when stdout was not a terminal.
     assert "re-rating" in terminal
     assert "re-rating" not in stdout
-    assert stdout.startswith("1 events since 2026-11-01T00:00:00+00:00; would change 0")
+    assert stdout.startswith("1 events since 2026-11-01T00:00:00Z; would change 0")

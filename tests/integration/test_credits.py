@@ -29,6 +29,7 @@ from service.app import create_app
 from service.budgets.credit_alerts import raise_credit_alerts
 from service.customers.credits import draw_credits
 from service.customers.draw_rule import PricedEntry
+from service.wire import instant_text
 from tests.support.budgets import Receiver
 from tests.support.commands import luc_on
 from tests.support.databases import connected
@@ -125,7 +126,7 @@ async def test_a_grant_sent_again_under_its_reference_is_granted_once(
     assert other.status_code == 409
     assert other.json()["detail"] == (
         f"reference: 'stripe-ch_1' names grant {first.json()['id']} already (100 USD, expires "
-        f"{datetime.fromisoformat(expires).isoformat()}); a reference names one grant: send "
+        f"{instant_text(datetime.fromisoformat(expires))}); a reference names one grant: send "
         "that grant again to get it back, or use another reference"
     )
     never = await client.post(

@@ -45,7 +45,7 @@ async def test_plans_are_created_versioned_listed_and_shown_as_rest_shows_them(
     added = await luc_on(
         database_url,
         *("plans", "add-version", "enterprise", "--effective-from", "2025-06-01T00:00:00Z"),
-        *("--basis", "actual", "--markup", "0.1", "--minimum-monthly-usd", "100"),
+        *("--basis", "actual", "--markup", "0.10", "--minimum-monthly-usd", "100"),
         check=True,
     )
     second = json.loads(added.stdout)
@@ -228,7 +228,7 @@ async def test_plans_reprice_reports_the_change_per_customer_and_job_and_appends
     dry = await luc_on(database_url, "plans", "reprice", "std", *since, "--dry-run", check=True)
     # 0.14 × 1.5 = 0.21: 0.035 more.
     assert (
-        "1 events of plan std since 2026-11-01T00:00:00+00:00; would change 1, price delta "
+        "1 events of plan std since 2026-11-01T00:00:00Z; would change 1, price delta "
         in dry.stdout
     )
     assert "0.035 USD; 0 entries appended" in dry.stdout

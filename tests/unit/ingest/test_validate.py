@@ -193,7 +193,7 @@ def test_an_event_breaking_several_rules_is_rejected_with_each_of_them() -> None
         )
     ).reason
     assert reason == (
-        "occurred_at: 2026-11-24T12:05:01+00:00 is more than 300 s in the future; "
+        "occurred_at: 2026-11-24T12:05:01Z is more than 300 s in the future; "
         f"{REASONING}; "
         "provider_cost_usd: '-0.01' has a sign; the amount cannot be negative (a plain "
         "decimal string is expected, e.g. '12.05')"
@@ -366,7 +366,7 @@ def test_text_problems_of_the_optional_ids_come_after_the_other_rules() -> None:
     ).reason
     assert reason == (
         "model: must not contain the NUL character (U+0000); "
-        "occurred_at: 2026-11-24T12:05:01+00:00 is more than 300 s in the future; "
+        "occurred_at: 2026-11-24T12:05:01Z is more than 300 s in the future; "
         "reservation_id: must not contain the NUL character (U+0000); "
         "customer_id: must not contain the NUL character (U+0000)"
     )
