@@ -958,7 +958,7 @@ def drift_table() -> table_panel.Panel:
         "Catalog drift by model and provider",
         "(provider-reported − catalog) / catalog cost of the events whose provider reported a "
         "cost and the catalog priced, over the current and previous UTC day. A model drifts "
-        "beyond LUC_RECONCILIATION_TOLERANCE over at least 20 such events (alert "
+        "beyond LUC_RECONCILIATION_TOLERANCE over at least 20 reported events (alert "
         "LucCatalogDrift); GET /v1/reconciliation?group_by=model,provider says why. "
         f"{LEDGER_NOTE}",
         [

@@ -28,8 +28,9 @@ RATIO = GaugeFamily(
 )
 EVENTS = GaugeFamily(
     "luc_catalog_drift_events",
-    "Events behind luc_catalog_drift_ratio (reported and priced, current and previous "
-    f"UTC day); a model drifts only over at least {DRIFT_MIN_EVENTS}",
+    "Events whose provider reported a cost, priced or not (luc_catalog_drift_ratio is over "
+    "the priced ones), current and previous UTC day; a model drifts only over at least "
+    f"{DRIFT_MIN_EVENTS}",
     LABELS,
 )
 TOLERANCE = GaugeFamily(
@@ -48,8 +49,8 @@ def drift_series(
     for r in rows:
         totals = Totals.from_row(r)
         key = (r["model"], r["provider"])
-        if totals.compared_events:
-            events.append((key, float(totals.compared_events)))
+        if totals.reported_events:
+            events.append((key, float(totals.reported_events)))
         value = difference_ratio(totals)
         if value is not None:
             ratio.append((key, float(value)))

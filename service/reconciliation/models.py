@@ -88,11 +88,6 @@ class Totals:
         return cls(**values)
 
     @property
-    def compared_events(self) -> int:
-        """The events the comparison is over: reported and priced."""
-        return self.reported_events - self.unpriced_reported_events
-
-    @property
     def difference_usd(self) -> Decimal:
         """Provider-reported minus catalog cost, exactly."""
         return exact_difference(self.provider_cost_usd, self.cost_usd)

@@ -21,8 +21,9 @@ GROUP_KEYS = tuple(queries.KEYS)
 """What ``group_by`` may name."""
 
 DRIFT_MIN_EVENTS = 20
-"""Drift is flagged over at least this many compared events (reported and priced): fewer
-are too few to tell a catalog error from a handful of odd calls (SPEC §5)."""
+"""Drift is flagged over at least this many reported events (SPEC §5: "over at least 20
+reported events"), priced or not: fewer are too few to tell a catalog error from a handful
+of odd calls. The ratio itself is over the priced ones (``Totals``)."""
 
 RATIO_DIGITS = 20
 # Away from zero: a ratio is never shown smaller than it is, so a group whose ratio shows
@@ -65,9 +66,12 @@ def difference_ratio(totals: Totals) -> Decimal | None:
 
 
 def drifts(totals: Totals, tolerance: Decimal) -> bool:
-    """|difference| > tolerance × catalog cost over at least ``DRIFT_MIN_EVENTS`` compared
-    events: the exact test behind |difference_ratio| > tolerance (no rounded ratio)."""
-    if totals.compared_events < DRIFT_MIN_EVENTS or not totals.cost_usd:
+    """|difference| > tolerance × catalog cost over at least ``DRIFT_MIN_EVENTS`` reported
+    events: the exact test behind |difference_ratio| > tolerance (no rounded ratio). A
+    group of 19 priced and 1 unpriced reported events answered ``reported_events`` 20, a
+    ratio beyond the tolerance and no drift, which a reader of SPEC's rule takes for a
+    wrong flag."""
+    if totals.reported_events < DRIFT_MIN_EVENTS or not totals.cost_usd:
         return False
     # copy_abs, not abs(): abs() rounds to the context's 28 digits.
     return totals.difference_usd.copy_abs() > EXACT.multiply(tolerance, totals.cost_usd.copy_abs())

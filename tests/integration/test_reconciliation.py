@@ -251,6 +251,36 @@ async def test_groups_by_provider_sum_their_models_and_count_the_unpriced_apart(
     ]  # fmt: skip
 
 
+async def test_drift_counts_every_reported_event_the_unpriced_included(client: Any) -> None:
+    """SPEC §5: drift "over at least 20 reported events", and ``reported_events`` counts
+    those with a provider cost, unpriced or not. 19 steady calls reported at 0.00506
+    against 0.005 (ratio 0.012, beyond 0.01) and 1 unpriced one reported at 0.5: 20
+    reported events, the ratio over the 19 priced ones, and the row drifts (it said 20
+    reported events, ratio 0.012 and no drift)."""
+    assert (await client.post("/v1/catalog/versions", json=VERSION)).status_code == 201
+    events = [
+        *(steady(f"p-{i}", f"{D3}T09:{i:02d}:00Z", "pz", provider_cost_usd="0.00506")
+          for i in range(19)),
+        call("p-unknown", f"{D3}T10:00:00Z", "acme/unknown", "pz", input_tokens=1_000,
+             output_tokens=0, provider_cost_usd="0.5"),
+    ]  # fmt: skip
+    answer = await client.post("/v1/events/batch", json={"events": events[:19]})
+    assert answer.json()["accepted"] == 19
+    # 19 reported events: too few, whatever the ratio
+    before = await reconciliation(client, group_by="provider")
+    assert rows_of(before) == [
+        ({"provider": "pz"}, 19, 19, 0, "0.095", "0.09614", "0", "0.00114", "0.012", False, []),
+    ]
+    answer = await client.post("/v1/events/batch", json={"events": events[19:]})
+    assert answer.json()["accepted"] == 1
+    after = await reconciliation(client, group_by="provider")
+    # the unpriced one is counted and its bill kept apart: the ratio stays the 19's
+    [row] = rows_of(after)
+    assert row[:10] == (
+        {"provider": "pz"}, 20, 20, 1, "0.095", "0.09614", "0.5", "0.00114", "0.012", True,
+    )  # fmt: skip
+
+
 async def test_groups_by_day_and_by_all_three_keys(recorded: Any) -> None:
     by_day = await reconciliation(recorded, group_by="day")
     assert rows_of(by_day) == [

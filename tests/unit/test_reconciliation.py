@@ -39,8 +39,10 @@ def totals(compared: int, cost: str, provider: str, unpriced: int = 0) -> Totals
         (totals(20, "1", "1.01"), False),  # exactly the tolerance
         (totals(20, "1", "1.010000000000000000000000000000001"), True),  # one digit beyond
         (totals(20, "1", "0.989999999999999999999999999999999"), True),  # below, as far
-        (totals(19, "1", "2"), False),  # too few compared events
-        (totals(19, "1", "2", unpriced=5), False),  # unpriced events are not compared ones
+        (totals(19, "1", "2"), False),  # too few reported events
+        # SPEC §5 "over at least 20 reported events": the unpriced count among them
+        (totals(19, "1", "2", unpriced=1), True),
+        (totals(18, "1", "2", unpriced=1), False),
         (totals(20, "0", "2"), False),  # no catalog cost: no ratio to exceed
     ],
 )

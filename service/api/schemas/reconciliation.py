@@ -46,8 +46,8 @@ class ReconciliationRowOut(msgspec.Struct, kw_only=True):
     difference_ratio: str | None
     """``difference_usd / cost_usd`` to 20 significant digits; null when ``cost_usd`` is 0."""
     drift: bool
-    """|difference_ratio| above the tolerance over at least ``min_events`` reported, priced
-    events."""
+    """|difference_ratio| above the tolerance over at least ``min_events`` reported events
+    (``reported_events``)."""
     reasons: list[ReasonOut]
     """What LUC can tell about a drift; empty when the group does not drift."""
 
