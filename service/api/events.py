@@ -14,7 +14,7 @@ from litestar.openapi import ResponseSpec
 
 from service.api.deps import LucController, Resources
 from service.api.raw_body import raw_json_body
-from service.api.request import reservation_owner
+from service.api.request import OWN_BODY, reservation_owner
 from service.api.schemas.common import ErrorBody
 from service.api.schemas.events import BATCH_BODY, EVENT_BODY, BatchResult, EventResult
 from service.auth.guard import INGEST
@@ -28,7 +28,7 @@ SINGLE_STATUS = {ACCEPTED: 201, DUPLICATE: 200, CONFLICT: 409, REJECTED: 422}
 class EventsController(LucController):
     path = "/v1/events"
     tags = ["ingest"]
-    opt = INGEST
+    opt = {**INGEST, OWN_BODY: True}  # read raw, decoded by ingest
 
     @post(
         "/",

@@ -39,6 +39,7 @@ from litestar.utils.helpers import get_enum_string_value
 from service.api.deps import LucController, Resources
 from service.api.errors import RETRY_AFTER_SECONDS, http_error_handler, unexpected_error_handler
 from service.api.params import ANY_QUERY
+from service.api.request import OWN_BODY
 from service.api.schemas.common import money
 from service.api.schemas.proxy import OpenAIError
 from service.auth.guard import INGEST
@@ -331,7 +332,7 @@ class PassThrough(Stream):
 class ChatCompletionsController(LucController):
     path = "/v1/chat/completions"
     tags = ["gateway"]
-    opt = {**INGEST, ANY_QUERY: True}  # OpenAI SDKs may add their own query
+    opt = {**INGEST, ANY_QUERY: True, OWN_BODY: True}  # OpenAI SDKs may add their own query
     exception_handlers = {
         LucError: proxy_luc_error,
         HTTPException: proxy_http_error,

@@ -10,6 +10,7 @@ from litestar import Request
 from litestar.exceptions import SerializationException, ValidationException
 
 from service.auth.keys import ApiKey
+from service.errors import InvalidRequestError
 
 
 class LucRequest(Request[Any, Any, Any]):
@@ -31,6 +32,12 @@ def reservation_owner(request: Request[Any, Any, Any]) -> int | None:
     key = request.scope.get("luc_key")
     return key.id if isinstance(key, ApiKey) and key.scope != "admin" else None
 
+
+OWN_BODY = "own_body"
+"""A route's ``opt`` key: the route reads its body itself, without a ``data`` parameter
+(ingest's events, the proxy's OpenAI request)."""
+
+_NO_BODY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 _BODY_TYPES: dict[Any, type | None] = {}
 """Route handler (by its function: a handler object may be a copy made for one request)
@@ -55,8 +62,10 @@ async def strict_body(request: Request[Any, Any, Any]) -> None:
     ``"parent": "1"`` as 1, ``1000.0`` as 1000; on a route that moves money a value of the
     wrong type is a mistake to refuse, not to guess. What is not JSON at all is left to
     Litestar's own message."""
-    kind = _body_type(request.route_handler)
+    handler = request.route_handler
+    kind = _body_type(handler)
     if kind is None:
+        await _no_body(request, handler)
         return
     body = await request.body()
     if not body.strip():
@@ -76,3 +85,34 @@ async def strict_body(request: Request[Any, Any, Any]) -> None:
         raise ValidationException(
             f"Validation failed for {request.method} {request.url.path}", extra=[error]
         ) from None
+
+
+async def _no_body(request: Request[Any, Any, Any], handler: Any) -> None:
+    """A route that takes no body refuses one (400) rather than ignore it: ``POST
+    /v1/jobs/{id}/invoices`` sent ``{"dry_run": true}`` issued a numbered invoice, which no
+    retry can take back. Nothing, ``{}`` and ``null`` are no body (clients send them)."""
+    if (
+        request.method in _NO_BODY_METHODS
+        or handler.opt.get(OWN_BODY)
+        or handler.fn.__module__.startswith("litestar.")
+    ):
+        return
+    body = await request.body()
+    if not body.strip():
+        return
+    try:
+        value = msgspec.json.decode(body)
+    except (msgspec.DecodeError, RecursionError):
+        value = ...
+    if value is None or value == {}:
+        return
+    sent = (
+        f"fields {', '.join(repr(k) for k in list(value)[:5])}"
+        if isinstance(value, dict)
+        else "a body"
+    )
+    raise InvalidRequestError(
+        f"{request.method} {request.url.path} takes no body; {sent} sent would be ignored, "
+        "so nothing was done: send it without one",
+        status_code=400,
+    )

@@ -524,3 +524,37 @@ async def test_every_instant_in_a_body_far_out_of_range_is_refused_naming_it(
         event = await api.post("/v1/events", json=good(f"far-{len(value)}", occurred_at=value))
         assert event.status_code == 422, event.text
         assert event.json()["reason"] == f"occurred_at: {value!r} {says}", event.text
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        (b'{"dry_run": true, "preview": true}', "fields 'dry_run', 'preview' sent"),
+        (b"not json", "a body sent"),
+        (b"[1]", "a body sent"),
+    ],
+)
+async def test_a_route_that_takes_no_body_refuses_one_and_does_nothing(
+    api: AsyncTestClient[Any], db: asyncpg.Connection, body: bytes, said: str
+) -> None:
+    """``POST /v1/jobs/{id}/invoices`` takes no body: one sent ``{"dry_run": true}`` (a
+    preview, its sender meant) issued a numbered invoice, which nothing takes back."""
+    job = f"job-nobody-{len(body)}-{body[:3].hex()}"
+    event = wire_event(f"ev-{job}", job_id=job)
+    assert (await api.post("/v1/events", json=event)).status_code in (200, 201)
+    refused = await api.post(
+        f"/v1/jobs/{job}/invoices", content=body, headers={"content-type": "application/json"}
+    )
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["detail"] == (
+        f"POST /v1/jobs/{job}/invoices takes no body; {said} would be ignored, so nothing "
+        "was done: send it without one"
+    )
+    assert await db.fetchval("SELECT count(*) FROM invoices WHERE job_id = $1", job) == 0
+    # Nothing, {} and null are no body.
+    for empty in (b"", b" {} ", b"null"):
+        answer = await api.post(
+            f"/v1/jobs/{job}/invoices", content=empty, headers={"content-type": "application/json"}
+        )
+        assert answer.status_code in (201, 409), answer.text
+    assert await db.fetchval("SELECT count(*) FROM invoices WHERE job_id = $1", job) == 1
