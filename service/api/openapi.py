@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import dataclasses
+from decimal import Decimal
+from typing import get_args
 
 import msgspec
 from litestar import Litestar
@@ -162,6 +164,34 @@ def _close_request_structs(openapi: OpenAPI, schemas: dict[str, Schema]) -> None
         todo |= _refs(schema) - seen
 
 
+def _decimals_as_numbers(schemas: dict[str, Schema]) -> None:
+    """A ``Decimal`` field of a request body is a JSON number on the wire (a budget's
+    ``thresholds``, SPEC §10 ``[0.5, 0.8, 1.0]``: decoded from the number's text, exactly);
+    Litestar documents every ``Decimal`` as a string, so a client built from the document
+    sent strings and a validator refused SPEC's own example. Money is never a ``Decimal``
+    field of a body: it is a decimal string, typed ``str``."""
+    for struct in _structs():
+        schema = schemas.get(struct.__name__)
+        if not struct.__module__.startswith("service.") or not isinstance(schema, Schema):
+            continue
+        for field in msgspec.structs.fields(struct):
+            if _holds_decimal(field.type) and schema.properties:
+                _strings_to_numbers(schema.properties.get(field.encode_name))
+
+
+def _holds_decimal(kind: object) -> bool:
+    """Whether ``kind`` is ``Decimal`` or a type made of it (``list[Decimal] | None``)."""
+    return kind is Decimal or any(_holds_decimal(arg) for arg in get_args(kind))
+
+
+def _strings_to_numbers(node: object) -> None:
+    if isinstance(node, Schema):
+        if node.type == OpenAPIType.STRING:
+            node.type = OpenAPIType.NUMBER
+        for child in (node.items, *(node.one_of or ()), *(node.any_of or ())):
+            _strings_to_numbers(child)
+
+
 def _structs(base: type[msgspec.Struct] = msgspec.Struct) -> list[type[msgspec.Struct]]:
     found = []
     for sub in base.__subclasses__():
@@ -189,6 +219,7 @@ def document_errors(app: Litestar) -> None:
         return
     components.schemas.setdefault(ERROR_SCHEMA, _error_body_schema())
     _close_request_structs(openapi, components.schemas)
+    _decimals_as_numbers(components.schemas)
     _name_history_path(openapi)
     components.security_schemes = {
         SECURITY_SCHEME: SecurityScheme(

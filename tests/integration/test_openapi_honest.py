@@ -137,6 +137,29 @@ async def test_a_body_that_refuses_unknown_fields_is_documented_as_closed(
         assert len(closed) >= 14, closed
 
 
+async def test_a_budgets_thresholds_are_documented_as_the_numbers_it_takes(
+    server_factory: Callable[..., Any],
+) -> None:
+    """SPEC §10 writes ``"thresholds": [0.5, 0.8, 1.0]``: numbers, as the answer gives them.
+    The request bodies documented them as strings (a ``Decimal`` field), so a client made
+    from the document sent strings and a validator refused SPEC's own example."""
+    server = server_factory()
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        schemas = (await http.get("/schema/openapi.json")).json()["components"]["schemas"]
+        for name in ("BudgetIn", "BudgetPatch"):
+            [array] = [
+                s for s in schemas[name]["properties"]["thresholds"]["oneOf"] if "items" in s
+            ]
+            assert array == {"type": "array", "items": {"type": "number"}}, name
+        assert schemas["BudgetOut"]["properties"]["thresholds"]["items"] == {"type": "number"}
+        made = await http.post(
+            "/v1/budgets",
+            json={"scope": "global", "period": "day", "limit_usd": "10", "thresholds": [0.5, 1]},
+        )
+        assert made.status_code == 201, made.text
+        assert made.json()["thresholds"] == [0.5, 1.0]
+
+
 async def test_a_missing_referent_named_in_the_body_is_a_422_naming_it(
     server_factory: Callable[..., Any],
 ) -> None:
