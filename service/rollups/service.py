@@ -280,8 +280,10 @@ async def usage(
     """
     unknown = [g for g in group_by if g not in USAGE_GROUPS]
     if unknown:
+        # 400, as every other bad query parameter (and reconciliation's group_by) is.
         raise InvalidRequestError(
-            f"group_by: unknown key {unknown[0]!r}; choose from {', '.join(USAGE_GROUPS)}"
+            f"group_by: unknown key {unknown[0]!r}; choose from {', '.join(USAGE_GROUPS)}",
+            status_code=400,
         )
     keys = list(dict.fromkeys(group_by))
     filters = {

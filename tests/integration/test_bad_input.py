@@ -558,3 +558,14 @@ async def test_a_route_that_takes_no_body_refuses_one_and_does_nothing(
         )
         assert answer.status_code in (201, 409), answer.text
     assert await db.fetchval("SELECT count(*) FROM invoices WHERE job_id = $1", job) == 1
+
+
+async def test_a_group_by_key_no_read_knows_is_a_400_on_usage_as_on_reconciliation(
+    api: AsyncTestClient[Any],
+) -> None:
+    """A bad query parameter is a 400 on every read; usage's unknown group_by key was a 422
+    where reconciliation's was a 400."""
+    for path, key in (("/v1/usage", "colour"), ("/v1/reconciliation", "agent")):
+        answer = await api.get(path, params={"group_by": f"day,{key}"})
+        assert answer.status_code == 400, (path, answer.text)
+        assert answer.json()["detail"].startswith(f"group_by: unknown key {key!r}; choose from")
