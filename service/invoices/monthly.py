@@ -130,7 +130,12 @@ async def _minimum(
     was found. ``has_usage``: the customer has entries in the month not billed yet, or
     invoices of it."""
     start, end = month_bounds(month)
-    plan = plan_in_force(await load_plans(conn), customer.plan_id, default_plan, start)
+    # The plan that prices the month's entries now, not the one the customer is on now: a
+    # change of plan reaches past months through a re-pricing only (SPEC §11), as it
+    # reaches their entries. The customer's plan for a month without entries of its own.
+    latest = await conn.fetchrow(queries.SELECT_MONTH_PLAN, customer.id, start, end)
+    plan_id = customer.plan_id if latest is None else latest["plan_id"]
+    plan = plan_in_force(await load_plans(conn), plan_id, default_plan, start)
     billed = await conn.fetchrow(queries.SELECT_MONTH_BILLED, customer.id, start, end, month)
     assert billed is not None  # an aggregate without GROUP BY: always one row
     minimum = None if plan is None else plan.minimum_monthly_usd

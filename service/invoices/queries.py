@@ -69,6 +69,13 @@ FROM ledger_entries AS l
 WHERE l.id = ANY($1::bigint[])
 """
 
+# A re-pricing's change of price to an event billed before: no event, no token, no cost
+# (``recording.repricing``; every other entry counts its event, +1 or -1). Its own line,
+# after the usage of the same key: folded into a line of new usage at the same plan
+# version, its amount was added to that usage's, and the line's terms (tokens × unit
+# prices, or basis × (1 + markup)) no longer gave its amount.
+_PRICE_CHANGE = "(l.event_count = 0)"
+
 # Lines of a draft: one per job × agent × model × provider × catalog version × rate × plan
 # version × the plan's own rate (lines at a plan's own price are then made one per rate of
 # that price, whatever the catalog's: ``service.draft_lines``) (the rates, the prices and
@@ -91,10 +98,10 @@ FROM ({_WITH_PLAN_RATE}) AS l
 LEFT JOIN catalog_prices AS p ON p.version_id = l.catalog_version AND p.model_id = l.model
 GROUP BY l.job_id, l.agent, l.model, p.name, l.provider, l.catalog_version,
          l.long_context_from, l.tier, l.plan_id, l.plan_version, l.plan_long_context_from,
-         {_PRICES}
+         {_PRICES}, {_PRICE_CHANGE}
 ORDER BY l.job_id, l.agent, l.model, l.provider, l.catalog_version NULLS FIRST,
          l.long_context_from NULLS FIRST, l.plan_id NULLS FIRST, l.plan_version NULLS FIRST,
-         l.plan_long_context_from NULLS FIRST
+         l.plan_long_context_from NULLS FIRST, {_PRICE_CHANGE}
 """
 
 SELECT_PERIOD = """
@@ -132,6 +139,15 @@ SELECT COALESCE(sum(l.amount_usd) FILTER (WHERE l.line_type = 'usage'), 0)
        COALESCE(sum(l.amount_usd) FILTER (WHERE l.line_type = 'minimum'), 0) AS minimum_usd
 FROM invoices AS i JOIN invoice_lines AS l ON l.invoice_number = i.number
 WHERE i.customer_id = $1 AND i.month = $4
+"""
+
+# The plan of the customer's latest entry of the month (NULL: priced by no plan): the plan
+# that prices the month now, moved by a re-pricing, not by the customer's change of plan
+# alone. No row: the customer has no entry of its own in the month.
+SELECT_MONTH_PLAN = """
+SELECT l.plan_id FROM ledger_entries AS l
+WHERE l.customer_id = $1 AND l.occurred_at >= $2 AND l.occurred_at < $3
+ORDER BY l.id DESC LIMIT 1
 """
 
 # Whether the customer has entries in the month at all, billed anywhere or not.

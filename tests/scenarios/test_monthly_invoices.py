@@ -642,3 +642,114 @@ async def test_a_month_s_follow_up_whose_minimum_changes_by_less_than_a_cent_tak
         )
         assert [x["amount_usd"] for x in follow_up["lines"]] == ["0.01"]
         assert (follow_up["total_usd"], follow_up["follow_up_of"]) == ("0.01", first["number"])
+
+
+async def test_a_change_of_price_to_usage_billed_before_is_a_line_apart_from_new_usage(
+    database_url: str, admin_key: str
+) -> None:
+    """A follow-up holding both a re-pricing's change to an event billed before and new
+    usage at the same plan version: they were one line, "1 event, 1,000,000 input at 3,
+    catalog price + 100 %, 7.50", whose terms give 6.00. Now the new usage is its line at
+    its terms and the change of price one of its own."""
+    async with luc(database_url, admin_key) as client:
+        await created(
+            await client.post(
+                "/v1/plans",
+                json={"id": "half", "name": "Half", "effective_from": "2026-01-01T00:00:00Z",
+                      "basis": "catalog", "markup": "0.5"},
+            )
+        )  # fmt: skip
+        await created(
+            await client.post(
+                "/v1/customers",
+                json={"id": "ini", "name": "Ini", "plan_id": "half", "invoicing": "per_job"},
+            )
+        )
+        # GPT-5.1, 1,000,000 input tokens: 3.00 of cost; × 1.5 = 4.50
+        await record_accepted(
+            client,
+            [wire_event("r-a", occurred_at="2026-11-10T10:00:00Z", job_id="job-r",
+                        customer_id="ini", model=GPT, input_tokens=1_000_000, output_tokens=0)],
+        )  # fmt: skip
+        first = await created(await client.post("/v1/jobs/job-r/invoices"))
+        assert first["subtotal_usd"] == "4.5"
+        doubled = await created(
+            await client.post(
+                "/v1/plans/half/versions",
+                json={"effective_from": "2026-11-01T00:00:00Z", "basis": "catalog",
+                      "markup": "1"},
+            )
+        )  # fmt: skip
+        # The same call again, priced by the new version at once: 3.00 × 2 = 6.00
+        await record_accepted(
+            client,
+            [wire_event("r-b", occurred_at="2026-11-11T10:00:00Z", job_id="job-r",
+                        customer_id="ini", model=GPT, input_tokens=1_000_000, output_tokens=0)],
+        )  # fmt: skip
+        repriced = await client.post(
+            "/v1/plans/half/reprice", json={"since": "2026-11-01T00:00:00Z", "dry_run": False}
+        )
+        assert repriced.status_code == 200, repriced.text
+        follow_up = await created(await client.post("/v1/jobs/job-r/invoices"))
+        lines = [
+            (x["events"], x["input_tokens"], x["amount_usd"], x["pricing"])
+            for x in follow_up["lines"]
+        ]
+        terms = {"plan_id": "half", "plan_version": str(doubled["id"])}
+        assert lines == [
+            (1, 1_000_000, "6", {**terms, "method": "markup", "basis": "catalog",
+                                  "basis_usd": "3", "markup": "1", "per_request_usd": "0"}),
+            # r-a, billed at 4.50 on the first invoice, is 6.00 under the new version
+            (0, 0, "1.5", {**terms, "method": "repricing"}),
+        ]  # fmt: skip
+        assert (follow_up["subtotal_usd"], follow_up["total_usd"]) == ("7.5", "7.50")
+
+
+async def test_a_change_of_plan_reaches_a_month_s_minimum_through_a_re_pricing_only(
+    database_url: str, admin_key: str
+) -> None:
+    """SPEC §11: a customer's plan change reaches past entries through a re-pricing. The
+    month's minimum was read from the plan the customer is on now: moved to a plan with no
+    minimum, October, invoiced and untouched, got a credit note giving its top-up back."""
+    async with luc(database_url, admin_key) as client:
+        await acme_with_usage(client)
+        first = await created(
+            await client.post("/v1/customers/acme/invoices", json={"month": "2026-10"})
+        )
+        # October's usage 0.84625 (a1, a2, b1, c1 at + 25 %), topped up to 5.00
+        assert (first["lines"][-1].get("line_type"), first["lines"][-1]["amount_usd"]) == (
+            "minimum",
+            "4.15375",
+        )
+        await created(
+            await client.post(
+                "/v1/plans",
+                json={"id": "flat", "name": "Flat", "effective_from": "2026-01-01T00:00:00Z",
+                      "basis": "catalog", "markup": "0.5"},
+            )
+        )  # fmt: skip
+        moved = await client.patch("/v1/customers/acme", json={"plan_id": "flat"})
+        assert moved.status_code == 200, moved.text
+        again = await client.post("/v1/customers/acme/invoices", json={"month": "2026-10"})
+        assert again.status_code == 409, again.text
+        preview = (await client.get("/v1/customers/acme/invoices/preview?month=2026-10")).json()
+        assert preview["lines"] == []
+        # Re-priced under the new plan (+ 50 %), October's entries name plan flat, which
+        # has no minimum: each call gains another 25 % of its cost (0.1125, 0.0105, 0.035,
+        # 0.01125), and the top-up comes back.
+        done = await client.post(
+            "/v1/plans/flat/reprice", json={"since": "2026-10-01T00:00:00Z", "dry_run": False}
+        )
+        assert done.status_code == 200, done.text
+        back = await created(
+            await client.post("/v1/customers/acme/invoices", json={"month": "2026-10"})
+        )
+        assert [(x.get("line_type"), x["amount_usd"]) for x in back["lines"]] == [
+            (None, "0.1125"),
+            (None, "0.0105"),
+            (None, "0.035"),
+            (None, "0.01125"),
+            ("minimum", "-4.15375"),
+        ]
+        # 0.16925 − 4.15375 = −3.9845 → −3.98
+        assert (back["kind"], back["total_usd"]) == ("credit_note", "-3.98")
