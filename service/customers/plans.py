@@ -57,9 +57,11 @@ def parse_markup(text: str) -> Decimal:
         markup = parse_money("markup", text, signed=True)
     except WireValueError as exc:
         raise InvalidRequestError(str(exc)) from None
-    if markup < 0:
+    # "-0" too: no sign where the value cannot be negative (SPEC §2), as "+0.1" is refused.
+    if markup < 0 or text.lstrip().startswith("-"):
+        said = "is negative" if markup < 0 else "has a sign"
         raise InvalidRequestError(
-            f"markup: {text!r} is negative; a markup is 0 or more (0.25 adds 25 %), and a "
+            f"markup: {text!r} {said}; a markup is 0 or more (0.25 adds 25 %), and a "
             "discount is the plan's own price for a model (models)"
         )
     if markup > MAX_MARKUP:

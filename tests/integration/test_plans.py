@@ -138,6 +138,11 @@ async def test_an_unknown_plan_is_404(client: AsyncTestClient[Any]) -> None:
             "discount is the plan's own price for a model (models)",
         ),
         (
+            {"markup": "-0"},
+            "markup: '-0' has a sign; a markup is 0 or more (0.25 adds 25 %), and a "
+            "discount is the plan's own price for a model (models)",
+        ),
+        (
             {"markup": "10.01"},
             "markup: '10.01' is above 10 (1000 %); a markup is a fraction of the cost "
             "(0.25 adds 25 %)",
