@@ -19,6 +19,7 @@ import httpx
 from service.catalog.service import (
     NewCatalogVersion,
     check_price_entry,
+    check_version,
     derive_version,
     storable_instant_problem,
 )
@@ -71,11 +72,23 @@ def plan_import(
     # refused the whole version after a dry run that showed it fine.
     models = []
     skipped = list(result.skipped)
+    aliases = base.aliases if base else {}
     for model in result.models:
         try:
             check_price_entry(model)
         except CatalogError as exc:
             skipped.append(SkippedModel(model.model_id, exc.message))
+            continue
+        if model.model_id in aliases:
+            # Kept, it refused the whole version after a dry run that showed it fine, and
+            # every sync after it.
+            skipped.append(
+                SkippedModel(
+                    model.model_id,
+                    f"its id is an alias of the catalog ({model.model_id!r} names "
+                    f"{aliases[model.model_id]!r}), and an alias names another model",
+                )
+            )
             continue
         models.append(model)
     if not models:
@@ -93,6 +106,7 @@ def plan_import(
         aliases=None,
         default_model=None,
     )
+    check_version(version)  # what the import would refuse, the dry run refuses too
     after = {m.model_id: m.with_defaults() for m in version.models}
     diff = diff_models(known, after, base.aliases if base else {}, version.aliases)
     return ImportPlan(

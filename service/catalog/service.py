@@ -100,7 +100,8 @@ def _check_text(where: str, value: str) -> None:
         raise CatalogError(f"{where}: {problem}")
 
 
-def _check(version: NewCatalogVersion) -> None:
+def check_version(version: NewCatalogVersion) -> None:
+    """Refuses (``CatalogError``, naming what is wrong) a version the catalog cannot hold."""
     if version.label is not None and (problem := _text_problem(version.label)):
         raise CatalogError(f"label: {problem}")
     if version.effective_from.tzinfo is None:
@@ -257,7 +258,7 @@ def _long_as_new(entry: LongContextPrice) -> NewLongContextPrice:
 
 async def create_version(conn: Connection, version: NewCatalogVersion) -> int:
     """Store ``version`` as a full snapshot and return its id. The caller owns the transaction."""
-    _check(version)
+    check_version(version)
     row = await conn.fetchrow(
         queries.INSERT_VERSION,
         version.label,
@@ -478,4 +479,4 @@ def check_price_entry(model: NewModelPrice) -> None:
     obey exactly the catalog's rules. Raises ``CatalogError``."""
     # Any instant with an offset: a lone entry has no time of its own.
     when = datetime.now().astimezone()
-    _check(NewCatalogVersion(effective_from=when, label=None, models=[model]))
+    check_version(NewCatalogVersion(effective_from=when, label=None, models=[model]))

@@ -561,6 +561,32 @@ async def test_a_model_the_catalog_cannot_hold_is_skipped_with_its_reason_and_it
     assert await db.fetchval("SELECT count(*) FROM catalog_versions") == 2
 
 
+async def test_a_listed_model_named_as_an_alias_of_the_catalog_is_skipped_dry_run_or_not(
+    client: Any, db: asyncpg.Connection, database_url: str, openrouter: FakeOpenRouter
+) -> None:
+    """The AIMS catalog's alias ``gemini-3.0-flash`` names ``google/gemini-3.0-flash``. A
+    listing with a model of that id dry-ran fine, then the import (and every sync after it)
+    failed: "alias 'gemini-3.0-flash' is also the id of a model of the version"."""
+    openrouter.models = [
+        model("acme/fine", "Fine", {"prompt": "0.0000012", "completion": "0.0000048"}, 8000),
+        model("gemini-3.0-flash", "Clash", {"prompt": "0.000001", "completion": "0.000002"}, 8000),
+    ]
+    env = {"LUC_OPENROUTER_BASE_URL": openrouter.base_url}
+    dry = await luc_in_process(database_url, "catalog", "sync", "--dry-run", **env)
+    synced = await luc_in_process(database_url, "catalog", "sync", **env)
+    for result in (dry, synced):
+        assert result.exit_code == 0, result.output
+        assert "1 models priced by the source, 1 skipped" in result.stdout
+        assert (
+            "skipped gemini-3.0-flash: its id is an alias of the catalog ('gemini-3.0-flash' "
+            "names 'google/gemini-3.0-flash'), and an alias names another model"
+        ) in result.stdout
+    assert "created catalog version 2" in synced.stdout
+    version = (await client.get("/v1/catalog/versions/2")).json()
+    assert version["aliases"] == {"gemini-3.0-flash": "google/gemini-3.0-flash"}
+    assert "gemini-3.0-flash" not in models_by_id(version)
+
+
 async def test_a_dry_run_refuses_an_effective_from_the_import_would_refuse(
     db: asyncpg.Connection, database_url: str, tmp_path: Path
 ) -> None:
