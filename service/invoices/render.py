@@ -121,10 +121,12 @@ def bill_to_document(bill_to: BillTo | None) -> dict[str, Any] | None:
 def notes_for(draft: Draft, corrects: str | None = None) -> list[str]:
     notes = []
     if draft.kind == CREDIT_NOTE:
+        scope = "job" if draft.job is not None else "month"
         notes.append(
-            "Credit note: the usage recorded since the last invoice of this job comes to less "
-            "than nothing (re-rated calls billed before at a higher price); the amount is owed "
-            "to the customer" + (f", and corrects invoice {corrects}." if corrects else ".")
+            f"Credit note: what is billed since the last invoice of this {scope} comes to less "
+            "than nothing (calls billed before at a higher price, re-rated or re-priced, or "
+            "a minimum given back); the amount is owed to the customer"
+            + (f", and corrects invoice {corrects}." if corrects else ".")
         )
     if draft.follow_up_of is not None:
         notes.append(

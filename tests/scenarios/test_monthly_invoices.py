@@ -753,3 +753,8 @@ async def test_a_change_of_plan_reaches_a_month_s_minimum_through_a_re_pricing_o
         ]
         # 0.16925 − 4.15375 = −3.9845 → −3.98
         assert (back["kind"], back["total_usd"]) == ("credit_note", "-3.98")
+        # (it said "since the last invoice of this job" on a month's credit note)
+        assert back["notes"][0].startswith(
+            "Credit note: what is billed since the last invoice of this month comes to less "
+            "than nothing"
+        )
