@@ -55,6 +55,22 @@ def _body_type(handler: Any) -> type | None:
     return _BODY_TYPES[key]
 
 
+_ABSENT = object()
+_NOT_JSON = object()
+
+
+async def _decoded_body(request: Request[Any, Any, Any]) -> Any:
+    """The request's body decoded as JSON; ``_ABSENT`` when it is empty (or only
+    whitespace), ``_NOT_JSON`` when it does not decode."""
+    body = await request.body()
+    if not body.strip():
+        return _ABSENT
+    try:
+        return msgspec.json.decode(body)
+    except (msgspec.DecodeError, RecursionError):
+        return _NOT_JSON
+
+
 async def strict_body(request: Request[Any, Any, Any]) -> None:
     """A JSON body of the type its route declares, decoded as strictly as an event is
     (SPEC §2: a wrong type is refused with a message naming the field). Litestar converts
@@ -67,12 +83,8 @@ async def strict_body(request: Request[Any, Any, Any]) -> None:
     if kind is None:
         await _no_body(request, handler)
         return
-    body = await request.body()
-    if not body.strip():
-        return
-    try:
-        value = msgspec.json.decode(body)
-    except (msgspec.DecodeError, RecursionError):
+    value = await _decoded_body(request)
+    if value is _ABSENT or value is _NOT_JSON:
         return  # not JSON: Litestar says so, as for any route
     try:
         msgspec.convert(value, kind, strict=True)
@@ -97,14 +109,8 @@ async def _no_body(request: Request[Any, Any, Any], handler: Any) -> None:
         or handler.fn.__module__.startswith("litestar.")
     ):
         return
-    body = await request.body()
-    if not body.strip():
-        return
-    try:
-        value = msgspec.json.decode(body)
-    except (msgspec.DecodeError, RecursionError):
-        value = ...
-    if value is None or value == {}:
+    value = await _decoded_body(request)
+    if value is _ABSENT or value is None or value == {}:
         return
     sent = (
         f"fields {', '.join(repr(k) for k in list(value)[:5])}"
