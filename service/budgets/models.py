@@ -105,7 +105,8 @@ class CheckResult:
 
     allowed: bool
     remaining_usd: Decimal | None
-    """The least any applicable budget has left (after this reservation, when one was made)."""
+    """The least the deciding budgets have left: the hard ones when any applies, else every
+    one (after this reservation, when one was made)."""
     standings: list[BudgetStanding]
     reason: str | None
     """Why a call was refused: the customer's credits at zero under credit_stop, else the

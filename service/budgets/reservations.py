@@ -146,22 +146,34 @@ async def _estimates(
     return estimates
 
 
-def _reason(refusing: Sequence[BudgetStanding]) -> str | None:
+def _reason(refusing: Sequence[BudgetStanding], estimates: Mapping[str, Decimal]) -> str | None:
     if not refusing:
         return None
     first = refusing[0]
     b = first.budget
+    # A price budget holds the estimate at the customer's price: said, or "10 USD left"
+    # beside a refused estimate of 8 read as a contradiction.
+    priced = (
+        f"; it counts the customer's price, at which the call's estimate is "
+        f"{money_text(estimates['price'])} USD"
+        if b.measure == "price" and estimates["price"] != estimates["cost"]
+        else ""
+    )
     return (
         f"budget {b.id} ({b.scope}"
         + (f" {b.scope_id}" if b.scope_id else "")
         # money_text: str() of a Decimal under 10^-6 has an exponent (1E-7).
         + f", {b.period}) has {money_text(first.remaining_usd)} USD left of "
-        f"{money_text(b.limit_usd)}"
+        f"{money_text(b.limit_usd)}{priced}"
     )
 
 
 def _least_remaining(standings: Iterable[BudgetStanding]) -> Decimal | None:
-    return min((s.remaining_usd for s in standings), default=None)
+    """The least the budgets that decide have left: the hard ones when any applies (a soft
+    budget spent past its limit showed -5 beside "allowed": true), else every one."""
+    standings = list(standings)
+    deciding = [s for s in standings if s.budget.hard] or standings
+    return min((s.remaining_usd for s in deciding), default=None)
 
 
 async def _model_id(
@@ -212,21 +224,25 @@ async def check(
     if stop is not None:
         return _stopped(stop, standings)
     estimates = await _estimates(conn, estimate, standings, model, plan_id, now, catalog, plans)
-    return _judged(standings, _refusing(standings, estimates))
+    return _judged(standings, _refusing(standings, estimates), estimates)
 
 
 def _listed(model: str | None) -> list[str]:
     return [] if model is None else [model]
 
 
-def _judged(standings: list[BudgetStanding], refusing: list[BudgetStanding]) -> CheckResult:
+def _judged(
+    standings: list[BudgetStanding],
+    refusing: list[BudgetStanding],
+    estimates: Mapping[str, Decimal],
+) -> CheckResult:
     """The budgets' answer without a reservation: refused by those with no room left for
     the estimate (``refusing``), else admitted."""
     return CheckResult(
         allowed=not refusing,
         remaining_usd=_least_remaining(standings),
         standings=standings,
-        reason=_reason(refusing),
+        reason=_reason(refusing, estimates),
         refused_by="budget" if refusing else None,
     )
 
@@ -316,7 +332,7 @@ async def reserve(
             )
             refusing = _refusing(standings, estimates)
             if refusing or not hard:
-                return _judged(standings, refusing)
+                return _judged(standings, refusing, estimates)
             reservation_id = uuid.uuid4()
             rows = await conn.fetch(
                 queries.INSERT_RESERVATIONS,

@@ -326,6 +326,30 @@ async def test_reservations_expire(short_reservations: AsyncTestClient[Any]) -> 
     await _reserve(client, "job-x", "0.20")
 
 
+async def test_remaining_is_that_of_the_hard_budgets_when_any_applies(
+    client: AsyncTestClient[Any],
+) -> None:
+    """A soft budget spent past its limit beside a hard one with room: the check answered
+    the soft one's -0.10 beside "allowed": true, which a gateway comparing its estimate
+    with remaining_usd read as a refusal. The hard budget decides, and its 0.90 is what is
+    left; each budget's own standing still says the soft one is past its limit."""
+    for body in (
+        {"scope": "job", "scope_id": "job-mix", "period": "lifetime", "limit_usd": "0.50"},
+        {"scope": "agent", "scope_id": "ACHEEVY", "period": "lifetime", "limit_usd": "1.50",
+         "hard": True},
+    ):  # fmt: skip
+        assert (await client.post("/v1/budgets", json=body)).status_code == 201
+    await _record(client, _call("mix-1", "0.60", "job-mix", None))
+    check = await _check(client, "job-mix", "0.80")
+    assert (check["allowed"], Decimal(check["remaining_usd"])) == (True, Decimal("0.90"))
+    assert sorted(Decimal(b["remaining_usd"]) for b in check["budgets"]) == [
+        Decimal("-0.10"),
+        Decimal("0.90"),
+    ]
+    refused = await _check(client, "job-mix", "0.91")
+    assert (refused["allowed"], Decimal(refused["remaining_usd"])) == (False, Decimal("0.90"))
+
+
 async def test_a_soft_budget_never_denies_and_holds_nothing(
     client: AsyncTestClient[Any],
 ) -> None:

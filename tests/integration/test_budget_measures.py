@@ -152,6 +152,12 @@ async def test_a_reservation_holds_the_estimate_as_the_customer_s_plan_prices_it
         params={"customer_id": "acme", "estimated_cost_usd": "0.08", "model": "gemini-3.0-flash"},
     )
     assert check.json()["allowed"] is False
+    # Said in the budget's own measure: "0.075 USD left" beside a refused 0.08 read as a
+    # contradiction without the price the estimate comes to.
+    assert check.json()["reason"].endswith(
+        "has 0.075 USD left of 0.5; it counts the customer's price, at which the call's "
+        "estimate is 0.1 USD"
+    )
 
 
 async def test_budget_measures_and_scopes_are_refused_precisely(

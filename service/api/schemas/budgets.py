@@ -120,9 +120,10 @@ class StandingOut(msgspec.Struct):
 class CheckOut(msgspec.Struct):
     allowed: bool
     remaining_usd: str | None
-    """The least any applicable budget has left, soft ones included (how close the call is
-    to any limit or alert); null when none applies. Negative past a soft budget's limit
-    while ``allowed`` is true: ``allowed`` alone says whether a call goes ahead."""
+    """The least the budgets that decide have left: the hard ones when any applies, else
+    every (soft) one; null when none applies. Each budget's own standing is in ``budgets``.
+    Negative only past a soft budget's limit when no hard budget applies (``allowed`` is
+    then true: a soft budget never refuses)."""
     budgets: list[StandingOut]
     reason: str | None
     """Why a call would be refused: the customer's credits at zero under credit_stop, else
@@ -152,8 +153,8 @@ class ReservationOut(msgspec.Struct):
     """Put it on the call's usage event (``reservation_id``): that settles this reservation.
     Null when refused, or when no hard budget applies (nothing to hold)."""
     remaining_usd: str | None
-    """The least any applicable budget has left, soft ones included, this reservation
-    deducted (as ``CheckOut.remaining_usd``: ``allowed`` is the verdict)."""
+    """As ``CheckOut.remaining_usd`` (the hard budgets when any applies), this reservation
+    deducted."""
     budgets: list[StandingOut]
     reason: str | None
     """Why the call is refused: the customer's credits at zero under credit_stop, else the
