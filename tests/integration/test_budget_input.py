@@ -212,6 +212,27 @@ async def test_patch_changes_limit_and_thresholds_and_refuses_bad_values(
     assert (await client.patch("/v1/budgets/999999", json={"limit_usd": "1"})).status_code == 404
 
 
+async def test_a_budget_s_webhook_is_kept_when_absent_and_removed_by_null_or_empty(
+    client: AsyncTestClient[Any],
+) -> None:
+    """``null`` removes an optional field as a customer's PATCH does; it answered 200 and
+    kept the webhook."""
+    hook = "http://93.184.215.14/luc"  # a public address: no name to resolve
+    for cleared in (None, ""):
+        made = await client.post(
+            "/v1/budgets",
+            json={"scope": "global", "period": "day", "limit_usd": "1", "webhook_url": hook},
+        )
+        assert made.status_code == 201, made.text
+        url = f"/v1/budgets/{made.json()['id']}"
+        kept = await client.patch(url, json={"limit_usd": "2"})
+        assert kept.json()["webhook_url"] == hook
+        removed = await client.patch(url, json={"webhook_url": cleared})
+        assert removed.status_code == 200, removed.text
+        assert removed.json()["webhook_url"] is None
+        assert (await client.get(url)).json()["webhook_url"] is None
+
+
 async def test_a_lowered_limit_applies_to_the_next_spend(client: AsyncTestClient[Any]) -> None:
     created = (
         await client.post(

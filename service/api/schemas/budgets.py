@@ -64,17 +64,20 @@ class BudgetPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     limit_usd: str | None = None
     thresholds: list[Decimal] | None = None
     hard: bool | None = None
-    webhook_url: str | None = None
-    """An empty string removes the webhook."""
+    webhook_url: str | msgspec.UnsetType | None = msgspec.UNSET
+    """``null`` (or an empty string) removes the webhook, as ``null`` clears an optional
+    field of a customer; absent, it stays."""
     webhook_secret: str | None = None
 
     def changes(self) -> BudgetChanges:
+        url = None if self.webhook_url is msgspec.UNSET else self.webhook_url
         return BudgetChanges(
             limit_usd=None if self.limit_usd is None else parse_amount("limit_usd", self.limit_usd),
             thresholds=self.thresholds,
             hard=self.hard,
-            webhook_url=self.webhook_url or None,
-            clear_webhook=self.webhook_url == "",
+            webhook_url=url or None,
+            # null cleared nothing (200, the webhook kept), where a customer's null clears
+            clear_webhook=self.webhook_url is None or self.webhook_url == "",
             webhook_secret=checked_secret(self.webhook_secret),
         )
 
