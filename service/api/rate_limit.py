@@ -19,7 +19,9 @@ from service.api.deps import started
 from service.api.errors import RATE_LIMITED_ADDRESS, RATE_LIMITED_KEY
 from service.auth.guard import rate_limit_identity
 
-EXCLUDED = ["/healthz", "/readyz"]
+# Litestar reads these as regular expressions searched anywhere in the path: unanchored,
+# /v1/jobs/healthz (a job of that id) and every path holding "readyz" went unlimited.
+EXCLUDED = ["^/healthz$", "^/readyz$"]
 
 
 def _headers(limit: int, remaining: int) -> dict[str, str]:

@@ -454,3 +454,26 @@ async def test_made_up_keys_share_their_address_allowance_and_a_real_key_keeps_i
         "request rate over the limit of this address (requests without a valid key count "
         "per address); retry after the Retry-After delay"
     }
+
+
+async def test_a_path_naming_a_probe_is_rate_limited_as_any_other_only_the_probes_are_not(
+    database_url: str, admin_key: str
+) -> None:
+    """The probes' exclusion was searched anywhere in the path: /v1/jobs/healthz (a job of
+    that id) and /v1/agents/readyz went unlimited, 40 answers of 40."""
+    limit = 5
+    app = create_app(
+        settings_for(database_url, LUC_AUTH="on", LUC_RATE_LIMIT_PER_SECOND=str(limit))
+    )
+    async with AsyncTestClient(app=app) as client:
+        for path in ("/v1/jobs/healthz", "/v1/agents/readyz", "/v1/jobs/x-healthz/entries"):
+            started = time.monotonic()
+            statuses = [
+                (await client.get(path, headers=bearer(admin_key))).status_code for _ in range(40)
+            ]
+            elapsed = time.monotonic() - started
+            assert 429 in statuses, path
+            assert len(statuses) - statuses.count(429) <= limit * (math.ceil(elapsed) + 1), path
+        # The probes themselves stay unlimited.
+        probes = [(await client.get("/healthz")).status_code for _ in range(40)]
+        assert probes == [200] * 40
