@@ -9,7 +9,7 @@ import time
 import structlog
 from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 
 from service.api.head_requests import HEAD
 from service.metrics.instruments import Metrics
@@ -27,6 +27,11 @@ class InFlight:
 NOT_STARTED = 0
 """The status of a request no answer has started for yet."""
 
+CLIENT_CLOSED = 499
+"""The status counted for a request whose client went away before its answer started
+(nginx's "client closed request"): a body cut mid-upload made the framework answer 500 to
+no one, counted as a server error, and ``LucIngestErrors`` paged for a client's timeout."""
+
 
 def observe_requests(metrics: Metrics, in_flight: InFlight | None = None) -> type:
     """A middleware class (Litestar instantiates it with the next app) bound to ``metrics``
@@ -43,16 +48,24 @@ def observe_requests(metrics: Metrics, in_flight: InFlight | None = None) -> typ
                 return
             started = time.perf_counter()
             status = NOT_STARTED
+            gone = False  # the client left before an answer started
             counter.count += 1
 
             async def send_wrapper(message: Message) -> None:
                 nonlocal status
                 if message["type"] == "http.response.start":
-                    status = message["status"]
+                    status = CLIENT_CLOSED if gone else message["status"]
                 await send(message)
 
+            async def receive_wrapper() -> ReceiveMessage:
+                nonlocal gone
+                message = await receive()
+                if message["type"] == "http.disconnect" and status == NOT_STARTED:
+                    gone = True
+                return message
+
             try:
-                await self.app(scope, receive, send_wrapper)
+                await self.app(scope, receive_wrapper, send_wrapper)
             except HTTPException as exc:
                 # Raised past this middleware (the rate limit's 429 is raised inside it);
                 # Litestar's handler outside answers with its status, which is the one to
@@ -64,7 +77,8 @@ def observe_requests(metrics: Metrics, in_flight: InFlight | None = None) -> typ
                 counter.count -= 1
                 seconds = time.perf_counter() - started
                 if status == NOT_STARTED:
-                    status = 500  # an error no handler turned into an answer
+                    # an error no handler turned into an answer, unless no one was left
+                    status = CLIENT_CLOSED if gone else 500
                 # The route template, never the raw path: label values stay bounded.
                 route = scope.get("path_template") or "unmatched"
                 method = "HEAD" if scope.get(HEAD) else scope.get("method", "")

@@ -433,3 +433,36 @@ async def test_keys_and_webhook_secrets_never_show_in_logs_errors_or_the_openapi
         assert secret not in document
         for body in bodies:
             assert secret not in body, body
+
+
+@pytest.mark.slow
+async def test_a_client_gone_mid_upload_is_counted_as_499_not_as_a_server_error(
+    server_factory: Any,
+) -> None:
+    """A body cut mid-upload (a gateway's own timeout) made the framework answer 500 to no
+    one: counted as a server error on /metrics and in the access log, it fired
+    ``LucIngestErrors`` ("usage events are not being recorded")."""
+    server = server_factory()
+    for path in ("/v1/events", "/v1/events/batch"):
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            "Content-Length: 100\r\n\r\n"
+        ).encode()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(head + b'{"id": "x"')
+            await asyncio.sleep(0.3)
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        for _ in range(50):  # the server notices the closed socket on its own time
+            scraped = (await http.get("/metrics")).text
+            counts = {
+                (s.labels["route"], s.labels["status"]): s.value
+                for family in text_string_to_metric_families(scraped)
+                for s in family.samples
+                if s.name == "luc_http_request_duration_seconds_count"
+            }
+            if ("/v1/events/batch", "499") in counts:
+                break
+            await asyncio.sleep(0.1)
+    assert counts.get(("/v1/events", "499")) == 1, counts
+    assert counts.get(("/v1/events/batch", "499")) == 1, counts
+    assert not [k for k in counts if k[1].startswith("5")], counts
