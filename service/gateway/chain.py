@@ -71,6 +71,9 @@ class Provider(Protocol):
 
     def usage_of(self, usage: Mapping[str, Any]) -> ProviderUsage: ...
 
+    def redacted(self, text: str) -> str:
+        """``text`` with LUC's credentials for the provider blanked."""
+
     async def usage_after(
         self, generation_id: str, *, patient: bool = False
     ) -> ProviderUsage | None:

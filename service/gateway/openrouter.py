@@ -59,6 +59,9 @@ class OpenRouterProvider(HttpProvider):
     async def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._api_key}", **self._attribution}
 
+    def secrets(self) -> tuple[str, ...]:
+        return (self._api_key,)
+
     def usage_of(self, usage: Mapping[str, Any]) -> ProviderUsage:
         return from_openai_usage(usage)
 

@@ -80,7 +80,7 @@ async def read_stream(
                 if isinstance(raw_usage, dict):  # whichever chunk carries it, in any shape
                     usage = provider.usage_of(raw_usage)
                 if data.get("error"):
-                    error = error_text(data["error"])
+                    error = provider.redacted(error_text(data["error"]))
                     handle.error_forwarded = True
                     break  # the provider ends the stream here; some never send [DONE]
     except GatewayError as exc:

@@ -57,6 +57,9 @@ class StubProvider:
     def serves(self, model: str) -> bool:
         return True
 
+    def redacted(self, text: str) -> str:
+        return text  # no credentials
+
     def usage_of(self, usage: Any) -> ProviderUsage:
         return from_openai_usage(usage, source="estimate")
 

@@ -279,6 +279,19 @@ class HttpProvider:
         """A chance to repair the cause (a stale token) and retry at once."""
         return False
 
+    def secrets(self) -> tuple[str, ...]:
+        """LUC's own credentials for this provider, as sent: never to leave the server."""
+        return ()
+
+    def redacted(self, text: str) -> str:
+        """``text`` (a provider's error message, relayed to callers and logged) with LUC's
+        credentials blanked: a provider echoing the key it was sent (``invalid key
+        sk-or-v1-…``) handed it to every caller of the proxy (SPEC §10)."""
+        for secret in self.secrets():
+            if len(secret) >= 8:  # a short value would blank ordinary words
+                text = text.replace(secret, "[LUC's key, redacted]")
+        return text
+
     async def usage_after(
         self, generation_id: str, *, patient: bool = False
     ) -> ProviderUsage | None:
@@ -324,6 +337,7 @@ class HttpProvider:
             )
         if "choices" not in data and isinstance(data.get("error"), Mapping):
             message, error = error_object(content)
+            message = self.redacted(message)
             code = error.get("code")
             status = code if isinstance(code, int) and not isinstance(code, bool) else 502
             usage = data.get("usage")
@@ -348,7 +362,7 @@ class HttpProvider:
             text=text if isinstance(text, str) else "",
             finish_reason=_str(choice.get("finish_reason")),
             usage=self.usage_of(usage) if isinstance(usage, Mapping) else None,
-            error=error_text(choice_error) if choice_error else None,
+            error=self.redacted(error_text(choice_error)) if choice_error else None,
             generated=_generated(data),
         )
 
@@ -400,6 +414,7 @@ class HttpProvider:
                     error = redirected(self.name, response)
                 else:
                     message, err = error_object(content)
+                    message = self.redacted(message)
                     error = self.classify(
                         response.status_code,
                         message,

@@ -79,6 +79,9 @@ class VertexProvider(HttpProvider):
     async def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {await self._access_token()}"}
 
+    def secrets(self) -> tuple[str, ...]:
+        return (self._token,) if self._token else ()
+
     async def _access_token(self, *, renew: bool = False) -> str:
         async with self._lock:
             stale = time.monotonic() - self._token_at > TOKEN_LIFETIME_SECONDS

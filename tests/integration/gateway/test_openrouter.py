@@ -246,6 +246,23 @@ async def test_each_provider_error_is_typed_and_carries_its_advice(
     assert await ledger(db) == []  # nothing was generated, nothing is billed
 
 
+async def test_a_provider_echoing_luc_s_key_in_its_error_never_hands_it_on(
+    http: httpx.AsyncClient,
+    make_gateway: Callable[..., Gateway],
+    fake_openrouter: FakeOpenRouter,
+) -> None:
+    """SPEC §10: LUC's own upstream keys never leave the server. A provider's error text
+    is relayed (the proxy's answer, the logs): one naming the key it was sent handed it to
+    every caller."""
+    key = fake_openrouter.api_key
+    provider = OpenRouterProvider(http, fake_openrouter.base_url, key, RetryPolicy(max_retries=0))
+    fake_openrouter.push(failure(401, f"Invalid key {key} (disabled)"))
+    with pytest.raises(AuthenticationFailedError) as raised:
+        await make_gateway(provider).chat(model=FLASH, messages=HELLO, job_id="j", agent="a")
+    assert key not in raised.value.message and key not in raised.value.detail
+    assert "Invalid key [LUC's key, redacted] (disabled)" in raised.value.message
+
+
 async def test_a_rate_limit_is_retried_after_the_retry_after_delay(
     make_gateway: Callable[..., Gateway],
     openrouter: OpenRouterProvider,
