@@ -122,6 +122,11 @@ async def require_key(
         return
     if handler.opt.get("metrics") and luc.settings.auth.metrics_public:
         return
+    if len(connection.headers.getall("authorization", ())) > 1:
+        # Which key acts is not LUC's to pick: the first one won, silently.
+        raise NotAuthorizedException(
+            "Authorization sent more than once: send one key", headers=_CHALLENGE
+        )
     token = bearer_token(connection)
     if token is None:
         raise NotAuthorizedException(

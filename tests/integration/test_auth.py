@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 
@@ -393,6 +394,28 @@ async def test_a_non_admin_key_cannot_create_or_revoke_keys(
         assert gone.status_code in (401, 403)
     assert await db.fetchval("SELECT count(*) FROM api_keys WHERE name = 'escalate'") == 0
     assert (await api.get("/v1/keys", headers=_headers(admin_key))).status_code == 200
+
+
+async def test_two_authorization_headers_are_refused_whichever_comes_first(
+    server_factory: Any, db: asyncpg.Connection, admin_key: str
+) -> None:
+    """The first of two keys acted, silently: admin then read listed the keys, read then
+    admin did not. Which key acts is not LUC's to pick. (A real server: the test client
+    joins repeated headers into one.)"""
+    server = server_factory(LUC_AUTH="on")
+    _, read_key = await create_key(db, "twice", "read")
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        for first, second in ((admin_key, read_key), (read_key, admin_key)):
+            answer = await http.get(
+                "/v1/keys",
+                headers=[
+                    ("Authorization", f"Bearer {first}"),
+                    ("Authorization", f"Bearer {second}"),
+                ],
+            )
+            assert answer.status_code == 401, answer.text
+            assert answer.json()["detail"] == "Authorization sent more than once: send one key"
+        assert (await http.get("/v1/keys", headers=_headers(admin_key))).status_code == 200
 
 
 async def test_healthz_is_open_and_metrics_needs_a_read_key(
