@@ -74,7 +74,10 @@ WHERE l.id = ANY($1::bigint[])
 # after the usage of the same key: folded into a line of new usage at the same plan
 # version, its amount was added to that usage's, and the line's terms (tokens × unit
 # prices, or basis × (1 + markup)) no longer gave its amount.
-_PRICE_CHANGE = "(l.event_count = 0)"
+_PRICE_CHANGE = (
+    "(l.event_count = 0 AND COALESCE(l.cost_usd, 0) = 0 AND l.input_tokens = 0"
+    " AND l.output_tokens = 0)"
+)
 
 # Lines of a draft: one per job × agent × model × provider × catalog version × rate × plan
 # version × the plan's own rate (lines at a plan's own price are then made one per rate of
