@@ -150,12 +150,20 @@ def customer_id(document: dict[str, Any]) -> str | None:
     return customer.get("id") if isinstance(customer, dict) else None
 
 
+def customer_name(document: dict[str, Any]) -> str | None:
+    """Who the document is addressed to: a registered customer's name, or the job's
+    free-text ``customer`` when it has no registered one (then ``customer_id`` is empty)."""
+    customer = document.get("customer")
+    return customer.get("name") if isinstance(customer, dict) else None
+
+
 # CSV ------------------------------------------------------------------------------------------
 
 CSV_COLUMNS = (
     "invoice",
     "kind",
     "customer_id",
+    "customer_name",
     "job_id",
     "row_type",
     "agent",
@@ -171,7 +179,9 @@ CSV_COLUMNS = (
     "note",
     "job_ids",
 )
-"""Every row names the invoice, the customer and the job. ``job_id`` is always one job id
+"""Every row names the invoice, the customer (``customer_id`` and ``customer_name``: a job
+without a registered customer is billed to its free-text ``customer``, which has no id) and
+the job. ``job_id`` is always one job id
 or empty: a job's invoice names its job on every row, a month's invoice each line's job on
 the line and none on its own rows (the minimum, the summary), which bill several.
 ``job_ids`` names the jobs of every row as a JSON array (``["job a","job-b"]``, sorted): a
@@ -228,6 +238,7 @@ def to_csv(document: dict[str, Any]) -> str:
         document["number"] or "preview",
         kind_of_document(document),
         spreadsheet_text(customer_id(document)),
+        spreadsheet_text(customer_name(document)),
         spreadsheet_text(document["job_id"]),
     ]
     blank_line = [""] * (len(CSV_COLUMNS) - len(head) - 5)
@@ -244,7 +255,7 @@ def to_csv(document: dict[str, Any]) -> str:
                 jobs,
             ]
         # A monthly invoice's lines name their job (the document names none).
-        row_head = [*head[:3], spreadsheet_text(line["job_id"])] if "job_id" in line else head
+        row_head = [*head[:-1], spreadsheet_text(line["job_id"])] if "job_id" in line else head
         row_jobs = _jobs_cell([line["job_id"]]) if "job_id" in line else jobs
         return [
             *row_head,

@@ -36,6 +36,7 @@ from service.customers.service import get_customer
 from service.db import Connection
 from service.errors import ConflictError, InvalidRequestError
 from service.invoices import queries
+from service.invoices.forms import price_text
 from service.invoices.models import BillTo, Draft, DraftLine, Invoice
 from service.invoices.service import (
     carried_forward,
@@ -49,7 +50,7 @@ from service.money import exact_difference, exact_sum
 from service.pricing.models import PRICE_CLASSES
 from service.pricing.plans import plan_in_force
 from service.settings import IssuerSettings
-from service.wire import cents_text, money_text
+from service.wire import money_text
 
 # [0-9], not \d: \d matches every script's digits, and int() reads them. A year of more
 # than four digits is well formed, and out of range.
@@ -159,8 +160,9 @@ async def _minimum(
     terms = (
         "no monthly minimum"
         if plan is None or minimum is None
-        else f"Monthly minimum {cents_text(minimum)} USD (plan {plan.plan_id} version {plan.id}"
-        f", in force on {month:%Y-%m}-01)"
+        # Every digit the plan gives (0.999 is not 1.00: the line tops up to 0.999).
+        else f"Monthly minimum {price_text(money_text(minimum))} USD (plan {plan.plan_id} "
+        f"version {plan.id}, in force on {month:%Y-%m}-01)"
     )
     note = (
         f"{terms[0].upper()}{terms[1:]}; the month's usage billed comes to "

@@ -318,6 +318,10 @@ async def test_late_usage_after_issue_goes_on_a_follow_up_with_exactly_the_late_
         "PO-7731",
     )
     assert any(first["number"] in n for n in second["notes"])
+    # So does every row of its CSV (no id to name).
+    sheet = (await client.get(f"/v1/invoices/{second['number']}", params={"format": "csv"})).text
+    rows = list(csv.DictReader(io.StringIO(sheet.removeprefix("\ufeff"))))
+    assert {(r["customer_id"], r["customer_name"]) for r in rows} == {("", "Acme Corp")}
     # The subtotals together are the job's ledger total: 0.049 + 0.0185
     assert (await client.get(f"/v1/jobs/{job}")).json()["cost_usd"] == "0.0675"
 

@@ -635,6 +635,8 @@ async def test_a_month_s_follow_up_whose_minimum_changes_by_less_than_a_cent_tak
             await client.get("/v1/customers/cz/invoices/preview", params={"month": "2026-10"})
         ).json()
         assert preview["issuable"] is False
+        # The plan's minimum with every digit it has: "10.00" would not add up to the line.
+        assert "Monthly minimum 10.004 USD (plan min10" in preview["lines"][-1]["description"]
         # Another 0.006 on top: 0.01 in all, carried forward, is billed.
         await minimum("10.01")
         follow_up = await created(
