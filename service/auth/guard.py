@@ -52,17 +52,21 @@ async def rate_limit_identity(connection: ASGIConnection[Any, Any, Any, Any], lu
         return "key:" + hashlib.sha256(token.encode()).hexdigest()[:24]
     if token:
         # PostgreSQL unavailable: the 503 the guard would answer, now, not after its own
-        # look-up of the same key waited as long again.
-        key = await _known_key(luc, token)
+        # look-up of the same key waited as long again; unless this process has read the
+        # key before (who is counted needs no fresh word: the guard decides what it may do).
+        key = await _known_key(luc, token, last_known=True)
         if key is not None and key.revoked_at is None:
             return f"key:{key.id}"
     client = connection.client
     return "addr:" + (client.host if client else "unknown")
 
 
-async def _known_key(luc: Any, token: str, *, fresh: bool = False) -> ApiKey | None:
+async def _known_key(
+    luc: Any, token: str, *, fresh: bool = False, last_known: bool = False
+) -> ApiKey | None:
     """The key ``token`` is (revoked or not), ``None`` for no key: from the cache, else
-    (or when ``fresh``) looked up and cached."""
+    (or when ``fresh``) looked up and cached. With ``last_known``, PostgreSQL unavailable
+    answers what the cache last knew of the token, however old, where there is something."""
     key_cache: KeyCache = luc.key_cache
     cached, key = (False, None) if fresh else key_cache.get(token)
     if not cached:
@@ -70,7 +74,10 @@ async def _known_key(luc: Any, token: str, *, fresh: bool = False) -> ApiKey | N
             async with pooled(luc.pool) as conn:
                 key = await find_key(conn, token)
         except CONNECTION_ERRORS as exc:
-            raise DatabaseUnavailableError(UNAVAILABLE) from exc
+            known, key = key_cache.last_known(token) if last_known else (False, None)
+            if not known:
+                raise DatabaseUnavailableError(UNAVAILABLE) from exc
+            return key
         key_cache.put(token, key)
     return key
 
@@ -92,6 +99,11 @@ class KeyCache:
         if entry is None or time.monotonic() - entry[0] > KEY_CACHE_SECONDS:
             return False, None
         return True, entry[1]
+
+    def last_known(self, token: str) -> tuple[bool, ApiKey | None]:
+        """What was last read of ``token``, however long ago: (False, None) when nothing."""
+        entry = self._entries.get(token)
+        return (False, None) if entry is None else (True, entry[1])
 
     def forget(self, key_id: int) -> None:
         """Drop key ``key_id`` (revoked here): this process refuses it from the next
@@ -136,7 +148,14 @@ async def require_key(
     # catalog changes) reads the key afresh: another process may have revoked it within
     # KEY_CACHE_SECONDS, and a revoked admin key must not mint its successor meanwhile.
     # These routes are not a hot path.
-    key = await _known_key(luc, token, fresh=scopes == ADMIN["scope"])
+    #
+    # A scrape of /metrics while PostgreSQL is down is checked against what this process
+    # last read of its key: the key's look-up needs PostgreSQL, and its 503 hid
+    # `luc_database_up 0` from Prometheus, so `LucDatabaseDown` never fired for a scraper
+    # with a key (and every process series went dark when they matter most).
+    key = await _known_key(
+        luc, token, fresh=scopes == ADMIN["scope"], last_known=bool(handler.opt.get("metrics"))
+    )
     if key is None:
         raise NotAuthorizedException("invalid API key", headers=_CHALLENGE)
     if key.revoked_at is not None:

@@ -472,3 +472,42 @@ async def test_an_outage_under_a_running_server_is_said_in_one_line_at_its_start
         *["dispatcher_database_available"] * OUTAGE_WORKERS,
         *["dispatcher_database_unavailable"] * OUTAGE_WORKERS,
     ], events
+
+
+async def test_a_scrape_with_a_key_says_the_database_is_down_while_it_is(
+    postgres: tuple[Postgres, str], tmp_path: Path
+) -> None:
+    """``LucDatabaseDown`` fires on ``luc_database_up == 0``. The scrape's key was looked up
+    in PostgreSQL, so with the database down /metrics answered 503 and the gauge was never
+    seen: the alert could not fire for a Prometheus scraping with a read key (the README's
+    advice). A key this process has read before is taken as it last read it; one it never
+    read is still a 503 (nothing says it is a key)."""
+    pg, url = postgres
+    read_key = await new_key(url, "read", "prometheus")
+    unseen_key = await new_key(url, "read", "another-prometheus")
+    server = ServerProcess(url, tmp_path / "luc.log", LUC_AUTH="on")
+    server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+            up = await http.get("/metrics", headers=bearer(read_key))
+            assert up.status_code == 200, up.text
+            assert "\nluc_database_up 1.0\n" in up.text
+            await asyncio.sleep(2.5)  # past the key cache's freshness (KEY_CACHE_SECONDS)
+            await asyncio.to_thread(pg.stop_immediately)
+            down = await http.get("/metrics", headers=bearer(read_key))
+            assert down.status_code == 200, down.text
+            assert "\nluc_database_up 0.0\n" in down.text
+            unseen = await http.get("/metrics", headers=bearer(unseen_key))
+            assert unseen.status_code == 503, unseen.text
+            # Nothing else takes a key on the cache's word: a read route still waits.
+            jobs = await http.get("/v1/jobs", headers=bearer(read_key))
+            assert jobs.status_code == 503, jobs.text
+            await asyncio.to_thread(pg.start)
+
+            async def up_again() -> bool:
+                scraped = await http.get("/metrics", headers=bearer(read_key))
+                return "\nluc_database_up 1.0\n" in scraped.text
+
+            await wait_until(up_again, 60, "luc_database_up 1 again")
+    finally:
+        server.stop()
