@@ -660,6 +660,20 @@ MAX_ISSUER_TEXT_CHARS = 1000
 MAX_PAYMENT_TERMS_DAYS = 365
 
 
+def _secret(env: dict[str, str], name: str) -> str | None:
+    """A provider credential: without the whitespace around it (a key read from a file
+    ends in a newline, which no header may hold: httpx refused it and its error, which
+    quotes the header, reached the caller and the log); blank is none. One that still holds
+    whitespace or a control character is refused, without echoing it."""
+    value = (env.get(name) or "").strip()
+    if any(c.isspace() or not c.isprintable() for c in value):
+        raise SettingsError(
+            f"{name} holds a space or a control character inside it: not a credential "
+            "(its value is not shown)"
+        )
+    return value or None
+
+
 def _text(env: dict[str, str], name: str) -> str | None:
     """Free text printed on invoices: ``\\n`` (as a shell or a ``.env`` file writes it)
     starts a line, as a newline does; surrounding blanks are dropped."""
@@ -747,7 +761,7 @@ def _gateway(env: dict[str, str]) -> GatewaySettings:
         if p.strip()
     )
     gateway = GatewaySettings(
-        openrouter_api_key=env.get("OPENROUTER_API_KEY") or None,
+        openrouter_api_key=_secret(env, "OPENROUTER_API_KEY"),
         chain=chain,
         default_model=env.get("LUC_GATEWAY_DEFAULT_MODEL") or _G.default_model,
         timeout_seconds=_float(env, "LUC_GATEWAY_TIMEOUT_SECONDS", _G.timeout_seconds),
@@ -773,7 +787,7 @@ def _gateway(env: dict[str, str]) -> GatewaySettings:
         vertex_project=env.get("LUC_VERTEX_PROJECT") or None,
         vertex_location=env.get("LUC_VERTEX_LOCATION") or _G.vertex_location,
         vertex_base_url=vertex_base_url,
-        vertex_access_token=env.get("LUC_VERTEX_ACCESS_TOKEN") or None,
+        vertex_access_token=_secret(env, "LUC_VERTEX_ACCESS_TOKEN"),
         vertex_token_command=env.get("LUC_VERTEX_TOKEN_COMMAND") or None,
         vertex_models=prefixes or _G.vertex_models,
     )

@@ -74,6 +74,9 @@ class Provider(Protocol):
     def redacted(self, text: str) -> str:
         """``text`` with LUC's credentials for the provider blanked."""
 
+    def redacted_bytes(self, content: bytes) -> bytes:
+        """What the provider sent, relayed as sent but for LUC's credentials, blanked."""
+
     async def usage_after(
         self, generation_id: str, *, patient: bool = False
     ) -> ProviderUsage | None:

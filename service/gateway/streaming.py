@@ -5,13 +5,17 @@ the usage, an error the provider sent) is gathered for metering."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from service.errors import GatewayError
 from service.gateway.chain import Provider, UpstreamStream
 from service.gateway.models import ProviderUsage, StreamHandle
 from service.gateway.upstream import error_text, first_choice
+
+AFTER_ERROR_SECONDS = 2.0
+"""How long a stream is read on after the provider's error, for the usage that may follow
+it: the provider has ended the answer, so the caller waits no longer than this."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,12 +63,15 @@ async def read_stream(
     usage: ProviderUsage | None = None
     error: str | None = None
     chunks = 0
-    cut = cancelled = paid = False
+    cut = cancelled = paid = after_error = False
     deadline = asyncio.timeout(deadline_seconds)
     try:
         async with deadline:
             async for event in upstream.events():
-                handle._queue.put_nowait(event)
+                relayed = provider.redacted_bytes(event.payload)
+                handle._queue.put_nowait(
+                    event if relayed is event.payload else replace(event, payload=relayed)
+                )
                 data = event.data
                 if data is None:
                     continue
@@ -79,18 +86,27 @@ async def read_stream(
                 raw_usage = data.get("usage")
                 if isinstance(raw_usage, dict):  # whichever chunk carries it, in any shape
                     usage = provider.usage_of(raw_usage)
-                if data.get("error"):
+                if data.get("error") and not after_error:
                     error = provider.redacted(error_text(data["error"]))
                     handle.error_forwarded = True
-                    break  # the provider ends the stream here; some never send [DONE]
+                    # The provider ends the stream here, but its usage may come after the
+                    # error, in a chunk of its own (read to here, it was lost, and the call
+                    # billed on an estimate when the provider's record was not found in
+                    # time); some providers never send [DONE]: read on a little only.
+                    after_error = True
+                    tail = asyncio.get_running_loop().time() + AFTER_ERROR_SECONDS
+                    when = deadline.when()
+                    deadline.reschedule(tail if when is None else min(when, tail))
     except GatewayError as exc:
-        error = exc.detail
+        if not after_error:  # after one, the stream's end without [DONE] is no news
+            error = exc.detail
         paid = exc.billed is not None
     except TimeoutError:
         if not deadline.expired():  # not the deadline's (the upstream's come as GatewayError)
             raise
-        cut = True
-        error = f"the stream went on past LUC's deadline of {deadline_seconds:g} s and was cut"
+        if not after_error:  # after an error, the stream's end was waited for long enough
+            cut = True
+            error = f"the stream went on past LUC's deadline of {deadline_seconds:g} s and was cut"
     except asyncio.CancelledError:
         # Swallowed here only to meter what was read; the caller cancels itself again.
         cancelled = True

@@ -60,6 +60,9 @@ class StubProvider:
     def redacted(self, text: str) -> str:
         return text  # no credentials
 
+    def redacted_bytes(self, content: bytes) -> bytes:
+        return content
+
     def usage_of(self, usage: Any) -> ProviderUsage:
         return from_openai_usage(usage, source="estimate")
 

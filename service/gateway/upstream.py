@@ -65,6 +65,11 @@ _MODEL_NOT_FOUND = (
 )
 
 
+REDACTED = "[LUC's key, redacted]"
+"""What stands for LUC's own credential in anything a provider sent that LUC relays."""
+MIN_SECRET_CHARS = 8
+"""A credential shorter than this is not looked for: it would blank ordinary words."""
+
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
 """The default of ``LUC_GATEWAY_MAX_ANSWER_BYTES``: far above a chat answer (a 128k-token
 answer is about 0.5 MB), room for images inline in base64."""
@@ -288,9 +293,19 @@ class HttpProvider:
         credentials blanked: a provider echoing the key it was sent (``invalid key
         sk-or-v1-…``) handed it to every caller of the proxy (SPEC §10)."""
         for secret in self.secrets():
-            if len(secret) >= 8:  # a short value would blank ordinary words
-                text = text.replace(secret, "[LUC's key, redacted]")
+            if len(secret) >= MIN_SECRET_CHARS:
+                text = text.replace(secret, REDACTED)
         return text
+
+    def redacted_bytes(self, content: bytes) -> bytes:
+        """An answer relayed as sent (a 2xx body, a stream's chunk) but for LUC's
+        credentials: a provider's error inside a 2xx answer or a stream went to the caller
+        as sent, key and all. A look for each credential per chunk; copied only when one is
+        there."""
+        for secret in self.secrets():
+            if len(secret) >= MIN_SECRET_CHARS and (raw := secret.encode()) in content:
+                content = content.replace(raw, REDACTED.encode())
+        return content
 
     async def usage_after(
         self, generation_id: str, *, patient: bool = False
@@ -356,7 +371,7 @@ class HttpProvider:
         usage = data.get("usage")
         return Completion(
             provider=self.name,
-            body=content,
+            body=self.redacted_bytes(content),
             generation_id=_str(data.get("id")) or response.headers.get("x-generation-id"),
             model=_str(data.get("model")),
             text=text if isinstance(text, str) else "",

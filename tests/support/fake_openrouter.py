@@ -150,6 +150,8 @@ class Reply:
     error_after: int | None = None
     """Stream only: characters sent before a mid-stream error event (HTTP stays 200)."""
     usage_with_error: bool = False
+    usage_after_error: bool = False
+    """Stream only: the usage in a chunk of its own after the error event."""
     error_message: str = "Provider disconnected unexpectedly"
     cut_after: int | None = None
     """Stream only: characters sent before the body just ends, cleanly at the HTTP level
@@ -438,6 +440,8 @@ class FakeOpenRouter:
             if reply.usage_with_error and reply.usage is not None:
                 fields["usage"] = reply.usage
             await event(chunk(**fields))
+            if reply.usage_after_error and reply.usage is not None:
+                await event(chunk(choices=[], usage=reply.usage))
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             self.streams_finished += 1
             return

@@ -237,3 +237,21 @@ def test_gateway_settings_that_let_a_call_run_past_100_years_are_refused_togethe
         "LUC_GATEWAY_MAX_RETRY_AFTER_SECONDS let a call run longer than 100 years "
         "(609000012000 s): lower them"
     )
+
+
+def test_a_provider_key_read_from_a_file_loses_its_newline_and_blank_is_none() -> None:
+    # httpx refused "Bearer sk-…\n" as a header and quoted it in its error, which reached
+    # the proxy's caller and the log: the key left the server.
+    settings = load_settings(
+        {"OPENROUTER_API_KEY": "sk-or-v1-abc\n", "LUC_VERTEX_ACCESS_TOKEN": " ya29.tok\r\n"}
+    )
+    assert settings.gateway.openrouter_api_key == "sk-or-v1-abc"
+    assert settings.gateway.vertex_access_token == "ya29.tok"
+    assert load_settings({"OPENROUTER_API_KEY": " \n"}).gateway.openrouter_api_key is None
+
+
+@pytest.mark.parametrize("name", ["OPENROUTER_API_KEY", "LUC_VERTEX_ACCESS_TOKEN"])
+def test_a_provider_key_with_whitespace_inside_is_refused_without_showing_it(name: str) -> None:
+    with pytest.raises(SettingsError, match=f"^{name} holds a space") as refused:
+        load_settings({name: "sk-or-v1-se cret"})
+    assert "cret" not in str(refused.value)

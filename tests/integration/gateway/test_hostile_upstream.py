@@ -18,7 +18,14 @@ from service.errors import UpstreamUnavailableError
 from service.gateway.metering import Gateway
 from service.gateway.models import ChatResult
 from service.gateway.openrouter import OpenRouterProvider
-from tests.support.fake_openrouter import Failure, FakeOpenRouter, Reply, openrouter_at, usage
+from tests.support.fake_openrouter import (
+    BrokenAnswer,
+    Failure,
+    FakeOpenRouter,
+    Reply,
+    openrouter_at,
+    usage,
+)
 from tests.support.ledger_truth import STORED_EVENT, ledger
 from tests.support.scripted_http import Scripted, ok, scripted_server
 from tests.support.waiting import proxied_usage_recorded
@@ -221,6 +228,47 @@ async def test_nul_characters_in_a_provider_s_model_or_error_never_park_the_usag
     assert status == "error"
     assert attributes["upstream_model"] == "vendor/odd\ufffdmodel"
     assert attributes["error"] == "upstream said \ufffd and stopped (code 502)"
+
+
+async def test_a_stream_s_error_is_relayed_without_luc_s_key_and_its_later_usage_is_booked(
+    proxy: AsyncTestClient[Any], fake_openrouter: FakeOpenRouter, db: asyncpg.Connection
+) -> None:
+    # The provider's error event names the key LUC sent (SPEC §10: LUC's keys never leave
+    # the server); its usage comes in a chunk after it, and its /generation record is not
+    # there (read to the error only, the call was billed on a tiny estimate).
+    fake_openrouter.generation_misses = 1_000
+    reply = Reply(
+        text="Once upon a time",
+        error_after=4,
+        error_message=f"upstream refused key {fake_openrouter.api_key}",
+        usage=usage(3_000, 400, cost="0.0005"),
+        usage_after_error=True,
+    )
+    response, entry = await _proxied_once(proxy, fake_openrouter, db, reply, stream=True)
+    assert fake_openrouter.api_key not in response.text
+    assert "upstream refused key [LUC's key, redacted]" in response.text
+    assert '"prompt_tokens":3000' in response.text  # the chunk after the error, relayed
+    # 3,000 × 0.10 + 400 × 0.40 = 460 per 1M; the provider's own figure beside it.
+    assert (entry["input_tokens"], entry["output_tokens"]) == (3_000, 400)
+    assert entry["cost_usd"] == Decimal("0.00046")
+    assert entry["provider_cost_usd"] == Decimal("0.0005")
+
+
+async def test_a_2xx_answer_whose_choice_error_names_luc_s_key_is_relayed_without_it(
+    proxy: AsyncTestClient[Any], fake_openrouter: FakeOpenRouter, db: asyncpg.Connection
+) -> None:
+    key = fake_openrouter.api_key
+    body = (
+        b'{"id":"gen-ce","model":"google/gemini-3.0-flash","choices":[{"index":0,'
+        b'"finish_reason":"error","message":{"role":"assistant","content":"Hel"},'
+        b'"error":{"code":502,"message":"bad key ' + key.encode() + b'"}}],'
+        b'"usage":{"prompt_tokens":40,"completion_tokens":8,"total_tokens":48}}'
+    )
+    fake_openrouter.push(BrokenAnswer(body=body))
+    response = await proxy.post("/v1/chat/completions", json=BODY, headers=ATTRIBUTION)
+    assert response.status_code == 200, response.text
+    assert key not in response.text
+    assert response.json()["choices"][0]["error"]["message"] == "bad key [LUC's key, redacted]"
 
 
 async def _chat_answered_with(
