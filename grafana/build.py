@@ -80,8 +80,21 @@ def ledger_rate(metric: str, labels: str = COST_LABELS, window: str = "$__rate_i
 
 
 def ledger_delta(metric: str, labels: str = COST_LABELS, window: str = "$__range") -> str:
-    """What a ledger total gained over the window, net of the corrections booked in it."""
-    return f"max by ({labels}) (delta({metric}[{window}]))"
+    """What a ledger total gained over the window, net of the corrections booked in it:
+    its value now less its value at the window's start, per series, a series born inside
+    the window counting from zero (when Prometheus was scraping as the window began).
+    delta() over the window saw nothing of a series' first value (a new agent's spend of
+    the day was 0) and stretched the rest to the window's edges; a re-rating that moved
+    events to another tier read as the old tier's whole total lost, the new tier's never
+    gained."""
+    now = ledger(metric, labels)
+    then = ledger(f"{metric} offset {window}", labels)
+    # Prometheus scraped LUC as the window began: a series it has no value of then was born
+    # in the window. Otherwise (Prometheus itself started within it) nothing tells, and the
+    # window's first sample is the baseline, as delta() takes it.
+    scraped_then = f"max(luc_database_up offset {window})"
+    since_first_sample = f"max by ({labels}) (delta({metric}[{window}]))"
+    return f"(({now} - {then}) or ({now} and on () {scraped_then}) or {since_first_sample})"
 
 
 def of_known_price(actual: str, price: str) -> str:
@@ -677,21 +690,28 @@ ORDER BY 2 DESC, 1
         ),
         stat(
             "Provider-reported minus catalog",
-            "Over the series where the provider reports a cost and the catalog priced it: "
-            f"positive when the provider charged more than the catalog says. {LEDGER_NOTE}",
-            prom(f"sum(({provider_cost} > 0) - {catalog_cost})", instant=True),
+            "Over the UTC days of the time range, the events whose provider reported a cost "
+            "and the catalog priced: what the providers billed less the catalog's cost of "
+            "the same events, positive when they charged more (GET /v1/reconciliation's "
+            "difference_usd). From the reconciliation rollup: the ledger's series hold the "
+            "catalog cost of every event, reported or not, which read as a gap.",
+            sql(f"""
+SELECT COALESCE(sum(provider_cost_usd) - sum(cost_usd), 0) AS "provider − catalog"
+FROM rollup_reconciliation_days
+WHERE day BETWEEN {FROM_DAY} AND {TO_DAY}
+"""),
             width=6,
             height=6,
             decimals=4,
         ),
         stat(
             "Provider-reported / catalog",
-            "The same series as a ratio: 100 % when the catalog matches the provider's bill.",
-            prom(
-                f"sum(({provider_cost} > 0) and {catalog_cost}) "
-                f"/ sum({catalog_cost} and ({provider_cost} > 0))",
-                instant=True,
-            ),
+            "The same events as a ratio: 100 % when the catalog matches the provider's bill.",
+            sql(f"""
+SELECT sum(provider_cost_usd) / NULLIF(sum(cost_usd), 0) AS "provider / catalog"
+FROM rollup_reconciliation_days
+WHERE day BETWEEN {FROM_DAY} AND {TO_DAY}
+"""),
             unit="percentunit",
             width=6,
             height=6,

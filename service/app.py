@@ -45,7 +45,7 @@ from service.api.invoices import (
 from service.api.jobs import JobsController
 from service.api.keys import KeysController
 from service.api.metrics import metrics as metrics_endpoint
-from service.api.observe import InFlight, observe_requests
+from service.api.observe import InFlight, observe_requests, observe_unrouted
 from service.api.openai_models import ModelsController
 from service.api.openapi import document_errors
 from service.api.params import BlankQueryValues, plain_path_numbers, single_query_values
@@ -64,7 +64,7 @@ from service.budgets import reservations
 from service.budgets.delivery import Dispatcher, make_webhook_client
 from service.catalog.service import CatalogCache, seed_catalog
 from service.client.spool import Spool
-from service.customers.plans import PlanCache, check_default_plan
+from service.customers.plans import PlanCache, check_default_plan, record_default_plan
 from service.db import create_pool, is_unavailable, on_connection, wait_for_database
 from service.db.embedded import resolve_database_url
 from service.db.embedded_watch import EmbeddedWatch
@@ -173,6 +173,8 @@ async def prepare_database(url: str, settings: Settings, pool: asyncpg.Pool) -> 
             )
         if await seed_catalog(conn):
             log.info("catalog_seeded", label="aims-v1")
+        # Before anything is priced with it (the catalog's upgrade below re-rates).
+        await check_default_plan(conn, settings.billing.default_plan)
         # A ledger seeded with the AIMS catalog before its cache and long-context prices
         # gets the completed one, once (recording.catalog_upgrade).
         if upgrade := await upgrade_aims_catalog(conn, default_plan=settings.billing.default_plan):
@@ -183,7 +185,8 @@ async def prepare_database(url: str, settings: Settings, pool: asyncpg.Pool) -> 
                 events_rerated=upgrade.summary.events_changed,
                 delta_usd=str(upgrade.summary.delta_usd),
             )
-        await check_default_plan(conn, settings.billing.default_plan)
+        # For the commands that price beside the server (customers.plans.servers_default_plan).
+        await record_default_plan(conn, settings.billing.default_plan)
         if settings.auth.enabled and not await count_admin_keys(conn):
             log.warning(
                 "no_admin_key",
@@ -496,6 +499,9 @@ def create_app(settings: Settings | None = None, *, prepared: bool = False) -> L
     # Before routing: an id's encoded "/" stays inside its path segment (api.encoded_ids);
     # GET /schema is the document unless HTML is asked for (api.reference); HEAD is
     # answered as GET without the body (api.head_requests).
-    app.asgi_handler = route_encoded_ids(schema_by_accept(answer_head_as_get(app.asgi_handler)))
+    # Outermost, requests no route takes are observed (api.observe).
+    app.asgi_handler = observe_unrouted(
+        route_encoded_ids(schema_by_accept(answer_head_as_get(app.asgi_handler))), metrics
+    )
     document_errors(app)  # security and error answers in the OpenAPI document
     return app

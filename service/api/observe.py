@@ -33,6 +33,66 @@ CLIENT_CLOSED = 499
 no one, counted as a server error, and ``LucIngestErrors`` paged for a client's timeout."""
 
 
+OBSERVED = "luc_observed"
+"""Scope key: a one-item list the routed requests' observer sets (``observe_unrouted``)."""
+
+_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"))
+
+
+def _access_line(
+    metrics: Metrics, scope: Scope, route: str, method: str, status: int, seconds: float
+) -> None:
+    metrics.http_seconds.labels(route, method, str(status)).observe(seconds)
+    access_log.info(
+        "request",
+        method=method,
+        route=route,
+        path=scope.get("path"),
+        status=status,
+        duration_ms=round(seconds * 1000, 2),
+    )
+
+
+def observe_unrouted(app: ASGIApp, metrics: Metrics) -> ASGIApp:
+    """``app`` (Litestar's handler) with the requests no route took observed too: a 404 for
+    a path no route has, a 405 for a method the route lacks. Litestar answers those before
+    any middleware runs, so they left no access line and no series: a gateway posting to a
+    mistyped path was invisible. Routed requests are ``observe_requests``'s, which marks
+    them in the list this puts in the scope (scopes are copied on the way in; the list is
+    shared)."""
+
+    async def observing(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        seen = [False]
+        status = NOT_STARTED
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        scope[OBSERVED] = seen  # type: ignore[literal-required]
+        try:
+            await app(scope, receive, send_wrapper)
+        finally:
+            if not seen[0]:
+                method = scope.get("method", "")
+                _access_line(
+                    metrics,
+                    scope,
+                    "unmatched",
+                    method if method in _METHODS else "other",  # a bounded label
+                    status or 500,
+                    time.perf_counter() - started,
+                )
+
+    return observing
+
+
 def observe_requests(metrics: Metrics, in_flight: InFlight | None = None) -> type:
     """A middleware class (Litestar instantiates it with the next app) bound to ``metrics``
     (and counting requests in ``in_flight``)."""
@@ -50,6 +110,8 @@ def observe_requests(metrics: Metrics, in_flight: InFlight | None = None) -> typ
             status = NOT_STARTED
             gone = False  # the client left before an answer started
             counter.count += 1
+            if (seen := scope.get(OBSERVED)) is not None:
+                seen[0] = True  # type: ignore[index]  # observed here, not by observe_unrouted
 
             async def send_wrapper(message: Message) -> None:
                 nonlocal status
@@ -82,14 +144,6 @@ def observe_requests(metrics: Metrics, in_flight: InFlight | None = None) -> typ
                 # The route template, never the raw path: label values stay bounded.
                 route = scope.get("path_template") or "unmatched"
                 method = "HEAD" if scope.get(HEAD) else scope.get("method", "")
-                metrics.http_seconds.labels(route, method, str(status)).observe(seconds)
-                access_log.info(
-                    "request",
-                    method=method,
-                    route=route,
-                    path=scope.get("path"),
-                    status=status,
-                    duration_ms=round(seconds * 1000, 2),
-                )
+                _access_line(metrics, scope, route, method, status, seconds)
 
     return ObserveRequests

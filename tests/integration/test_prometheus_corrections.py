@@ -106,6 +106,31 @@ def test_a_re_rating_is_spend_taken_back_on_prometheus_not_a_counter_reset(
         # The ledger's net, before and after, as exact as the float is.
         assert abs(D(prometheus.value(TOTAL, at=before)) - D("0.84")) < D("1e-12")
         assert abs(D(prometheus.value(TOTAL)) - D("0.72")) < D("1e-12")
+
+        # A range that began while Prometheus scraped: usage of a series born in it counts
+        # whole. At version 2 a call is 100,000 × 3 + 10,000 × 6 = 0.36; one for ORACLE on
+        # openrouter (a series before) and one for an agent new to the ledger: 0.72. With
+        # delta() the new agent's series added nothing (its first value is its baseline).
+        window_start = time.time()
+        time.sleep(2)  # samples of the range's start on each side of it
+        with httpx.Client(base_url=server.base_url, timeout=30) as http:
+            later = {"occurred_at": "2026-10-11T12:00:00Z", "model": GPT, **tokens}
+            events = [
+                wire_event("g3", **later, agent="ORACLE"),
+                wire_event("g4", **later, agent="NEWCOMER"),
+            ]
+            answer = http.post("/v1/events/batch", json={"events": events}).json()
+            assert answer["accepted"] == 2, answer
+        added = time.time()
+        wait_for(lambda: scraped_since(added), 30, "scrapes of the new usage", 0.2)
+        (raw,) = [
+            e
+            for where, e in panel_queries("luc-prometheus")
+            if " / Spend in the selected range / " in where
+        ]
+        window = f"{int(time.time() - window_start) + 1}s"
+        spend = D(prometheus.value(raw.replace("$__range", window)))
+        assert abs(spend - D("0.72")) < D("1e-12"), spend
     finally:
         if prometheus is not None:
             prometheus.stop()
