@@ -10,6 +10,7 @@ its own prices: the import's hold until then.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -120,16 +121,28 @@ def plan_import(
     )
 
 
-async def fetch_openrouter_models(client: httpx.AsyncClient, base_url: str) -> Any:
-    """``GET {base_url}/models``: the public model list (no key needed)."""
+async def fetch_openrouter_models(
+    client: httpx.AsyncClient, base_url: str, timeout_seconds: float | None = None
+) -> Any:
+    """``GET {base_url}/models``: the public model list (no key needed), whole within
+    ``timeout_seconds`` (httpx's own timeout bounds each read: a list trickled a little at
+    a time was waited for without end)."""
     url = f"{base_url.rstrip('/')}/models"
     try:
-        response = await client.get(url)
-        response.raise_for_status()
-        return response.json()
+        async with asyncio.timeout(timeout_seconds):
+            response = await client.get(url)
+            response.raise_for_status()
+            return response.json()
+    except TimeoutError as exc:
+        raise UpstreamError(
+            f"cannot fetch {url}: no whole answer within {timeout_seconds:g} s"
+        ) from exc
     except httpx.HTTPStatusError as exc:
         raise UpstreamError(f"{url} answered {exc.response.status_code}") from exc
+    except httpx.TimeoutException as exc:
+        # Its text is often empty ("cannot fetch …: ;" said nothing).
+        raise UpstreamError(f"cannot fetch {url}: {type(exc).__name__} (timed out)") from exc
     except httpx.HTTPError as exc:
-        raise UpstreamError(f"cannot fetch {url}: {exc}") from exc
+        raise UpstreamError(f"cannot fetch {url}: {exc or type(exc).__name__}") from exc
     except ValueError as exc:
         raise UpstreamError(f"{url} did not answer JSON") from exc

@@ -51,6 +51,14 @@ class LucGroup(click.Group):
             message = "; ".join(line.strip() for line in exc.message.splitlines() if line.strip())
             # ClickException: "Error: <message>" on stderr, exit status 1 (usage errors: 2).
             raise click.ClickException(message) from exc
+        except RecursionError as exc:
+            # A JSON document nested deeper than Python's parsers go (a file given to
+            # `catalog import`, `invoice verify` or `--models`, or what `catalog sync`
+            # fetched): a traceback said it. The API refuses such nesting the same way.
+            raise click.ClickException(
+                "the input is nested too deeply to read (JSON arrays or objects inside one "
+                "another thousands of levels deep): no document LUC reads is"
+            ) from exc
 
 
 @click.group(cls=LucGroup, context_settings={"help_option_names": ["-h", "--help"]})

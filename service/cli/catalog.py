@@ -111,6 +111,7 @@ def _import_payload(
 ) -> None:
     from service.catalog.importer import plan_import
     from service.catalog.service import load_catalog
+    from service.customers.plans import servers_default_plan
     from service.pricing.diff import describe
     from service.recording.rerating import create_version_and_price_unpriced
 
@@ -146,8 +147,9 @@ def _import_payload(
         if dry_run:
             click.echo("dry run: no version created")
             return
+        default_plan = await servers_default_plan(conn, get_settings().billing.default_plan)
         version_id, summary = await create_version_and_price_unpriced(
-            conn, plan.version, default_plan=get_settings().billing.default_plan
+            conn, plan.version, default_plan=default_plan
         )
         click.echo(
             f"created catalog version {version_id} effective {instant_text(effective_from)}; "
@@ -197,7 +199,9 @@ def sync(effective_from: str | None, label: str | None, dry_run: bool) -> None:
 
     async def fetch() -> Any:
         async with httpx.AsyncClient(timeout=settings.timeout_seconds) as client:
-            return await fetch_openrouter_models(client, settings.base_url)
+            return await fetch_openrouter_models(
+                client, settings.base_url, settings.timeout_seconds
+            )
 
     try:
         payload = asyncio.run(fetch())
@@ -223,17 +227,19 @@ def rerate(since: str, dry_run: bool) -> None:
     re-booking adjustment entries (the ledger is never edited); a second run appends nothing.
     """
 
+    from service.customers.plans import servers_default_plan
     from service.recording.rerating import rerate_since
 
     start = parse_time(since, "--since")
     console = report_console()
 
     async def work(conn: Connection) -> Any:
+        default_plan = await servers_default_plan(conn, get_settings().billing.default_plan)
         with progress_bar("re-rating") as advance:
             return await rerate_since(
                 conn,
                 start,
-                default_plan=get_settings().billing.default_plan,
+                default_plan=default_plan,
                 dry_run=dry_run,
                 progress=advance,
             )

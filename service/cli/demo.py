@@ -24,7 +24,7 @@ from rich.table import Table
 from service.demo_traffic import DAYS, TrafficPlan, plan_traffic
 from service.money import exact_sum
 from service.settings import ServerSettings, get_settings
-from service.wire import money_text
+from service.wire import WireValueError, money_text, parse_instant
 
 # What a client dials to reach a server bound to every address.
 LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
@@ -182,20 +182,31 @@ def _is_http_url(url: str) -> bool:
         return False
 
 
+MAX_RUN_ID_CHARS = 64
+"""The run id goes into event and job ids, which hold at most 128 characters (SPEC §2),
+beside a workflow's name and numbers."""
+
+
+def _check_run_id(value: str | None) -> str | None:
+    if value is not None and not 1 <= len(value) <= MAX_RUN_ID_CHARS:
+        raise click.BadParameter(
+            f"must be 1 to {MAX_RUN_ID_CHARS} characters (it goes into every event and job "
+            f"id), got {len(value)}",
+            param_hint="--run-id",
+        )
+    return value
+
+
 def _parse_until(value: str | None) -> datetime:
     now = datetime.now(UTC)
     if value is None:
         return now.replace(minute=0, second=0, microsecond=0)
     try:
-        until = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is not an RFC 3339 timestamp", param_hint="--until"
-        ) from None
-    if until.tzinfo is None:
-        raise click.BadParameter(
-            "add a UTC offset, e.g. 2026-11-24T00:00:00Z", param_hint="--until"
-        )
+        # The rule every instant LUC takes follows (at most 6 fractional digits: more
+        # were cut to microseconds here, where the API refuses them).
+        until = parse_instant("--until", value)
+    except WireValueError as exc:
+        raise click.BadParameter(str(exc).removeprefix("--until: "), param_hint="--until") from None
     if until > now:
         raise click.BadParameter(
             "must not be in the future (LUC refuses future events)", param_hint="--until"
@@ -229,7 +240,9 @@ def _parse_until(value: str | None) -> datetime:
 @click.option(
     "--run-id",
     default=None,
-    help="Names this run in event and job ids (default: random, so every run adds new usage).",
+    callback=lambda _ctx, _param, value: _check_run_id(value),
+    help=f"Names this run in event and job ids, at most {MAX_RUN_ID_CHARS} characters "
+    "(default: random, so every run adds new usage).",
 )
 @click.option(
     "--until",
@@ -302,3 +315,9 @@ def demo(
             )
         answers = send(http, plan, batch_size, console)
         report(http, plan, answers, console)
+    if answers.rejected:
+        # Every event the demo makes is valid: a rejection is a problem to see (a run id
+        # too long for the ids built from it, a server's stricter limits), not a success.
+        raise click.ClickException(
+            f"LUC rejected {answers.rejected} of the {len(plan.events)} events sent (reasons above)"
+        )

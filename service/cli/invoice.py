@@ -9,7 +9,7 @@ import click
 
 from service.cli.database import run_on_database
 from service.cli.options import option_values
-from service.errors import LucError
+from service.errors import NotFoundError
 
 if TYPE_CHECKING:
     from service.db import Connection
@@ -65,6 +65,7 @@ def invoice_issue(job_id: str | None, customer: str | None, month: str | None) -
     A follow-up whose total is negative is a credit note (LUC-CN-…); one that comes to 0.00
     at the cent is not issued (exit 1, no number spent): its usage carries forward.
     """
+    from service.customers.plans import servers_default_plan
     from service.invoices.models import CREDIT_NOTE, Invoice
     from service.invoices.monthly import issue_month_invoice, parse_month
     from service.invoices.service import issue_invoice
@@ -79,9 +80,8 @@ def invoice_issue(job_id: str | None, customer: str | None, month: str | None) -
 
     async def work(conn: Connection) -> Invoice:
         if customer is not None and first_day is not None:
-            return await issue_month_invoice(
-                conn, customer, first_day, issuer, settings.billing.default_plan
-            )
+            default_plan = await servers_default_plan(conn, settings.billing.default_plan)
+            return await issue_month_invoice(conn, customer, first_day, issuer, default_plan)
         assert job_id is not None
         return await issue_invoice(conn, job_id, issuer)
 
@@ -184,9 +184,11 @@ def invoice_verify(source: str, against_stored: bool) -> None:
 
             try:
                 extra = run_on_database(compare)
-            except LucError as exc:
-                # Here a missing stored invoice (or database) is a verification failure,
-                # reported with the file's other problems, not the command's error.
+            except NotFoundError as exc:
+                # Here a missing stored invoice is a verification failure, reported with the
+                # file's other problems. A database that cannot be reached says nothing of
+                # the invoice: that stays the command's error ("does not verify" said a
+                # valid invoice was not).
                 extra = [exc.message]
             result = Verification(result.number, result.ok and not extra, result.problems + extra)
     else:

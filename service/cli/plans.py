@@ -184,7 +184,7 @@ def plans_reprice(plan_id: str, since: str, dry_run: bool) -> None:
     ledger is never edited); a second run appends nothing.
     """
 
-    from service.customers.plans import get_plan
+    from service.customers.plans import get_plan, servers_default_plan
     from service.recording.repricing import RepriceSummary, reprice_plan
     from service.settings import get_settings
     from service.wire import money_text
@@ -194,12 +194,13 @@ def plans_reprice(plan_id: str, since: str, dry_run: bool) -> None:
 
     async def work(conn: Connection) -> RepriceSummary:
         await get_plan(conn, plan_id)  # a plan that does not exist: said before any work
+        default_plan = await servers_default_plan(conn, get_settings().billing.default_plan)
         with progress_bar("re-pricing") as advance:
             return await reprice_plan(
                 conn,
                 plan_id,
                 start,
-                default_plan=get_settings().billing.default_plan,
+                default_plan=default_plan,
                 dry_run=dry_run,
                 progress=advance,
             )

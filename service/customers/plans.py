@@ -35,7 +35,7 @@ from service.errors import (
 from service.pricing.catalog import Catalog
 from service.pricing.models import TOKEN_PRICES, LongContextPrice, ModelPrice
 from service.pricing.plans import BASES, MAX_MARKUP, Plans, PlanVersion, RatePlan
-from service.wire import WireValueError, money_text, parse_money
+from service.wire import WireValueError, instant_text, money_text, parse_money
 
 MAX_PLAN_ID_CHARS = 128
 # Plan ids go in URLs and in LUC_DEFAULT_PLAN: letters, digits and . _ : - only.
@@ -254,6 +254,36 @@ class PlanCache:
             self._stamp = stamp
         self._read = True
         return self._plans
+
+
+async def record_default_plan(conn: Connection, plan_id: str | None) -> None:
+    """Write the default plan this server prices with, for the commands run beside it."""
+    await conn.execute(queries.RECORD_SERVERS_DEFAULT_PLAN, plan_id)
+
+
+async def servers_default_plan(conn: Connection, configured: str | None) -> str | None:
+    """The default plan a command that prices entries (re-rating, re-pricing, a monthly
+    invoice) must use: the one ``luc serve`` last started with, so that the command prices
+    as the server does. An operator's shell rarely carries the server's environment: a
+    re-rating run without ``LUC_DEFAULT_PLAN`` priced every job without a customer at its
+    catalog cost. ``configured`` (this process's ``LUC_DEFAULT_PLAN``) unset takes the
+    server's; set to another, it is refused rather than picked between. With no server
+    started yet, ``configured`` is the one, and it must exist."""
+    row = await conn.fetchrow(queries.SELECT_SERVERS_DEFAULT_PLAN)
+    if row is None:
+        await check_default_plan(conn, configured)
+        return configured
+    recorded: str | None = row["plan_id"]
+    if configured is not None and configured != recorded:
+        said = "no default plan" if recorded is None else f"default plan {recorded!r}"
+        raise SettingsError(
+            f"LUC_DEFAULT_PLAN: luc serve prices with {said} (since it started at "
+            f"{instant_text(row['recorded_at'])}) and this command was given {configured!r}: "
+            "run it with the server's setting (or unset), or restart the server with the "
+            "new one first"
+        )
+    await check_default_plan(conn, recorded)
+    return recorded
 
 
 async def check_default_plan(conn: Connection, plan_id: str | None) -> None:

@@ -36,6 +36,14 @@ INSERT_PLAN = "INSERT INTO plans (id, name) VALUES ($1, $2) RETURNING id, name, 
 
 PLAN_EXISTS = "SELECT EXISTS (SELECT 1 FROM plans WHERE id = $1)"
 
+# The default plan ``luc serve`` started with (one row; NULL plan: none), for the commands
+# that price entries outside the server (``customers.plans.servers_default_plan``).
+RECORD_SERVERS_DEFAULT_PLAN = """
+INSERT INTO servers_default_plan (one, plan_id, recorded_at) VALUES (true, $1, now())
+ON CONFLICT (one) DO UPDATE SET plan_id = EXCLUDED.plan_id, recorded_at = EXCLUDED.recorded_at
+"""
+SELECT_SERVERS_DEFAULT_PLAN = "SELECT plan_id, recorded_at FROM servers_default_plan"
+
 INSERT_PLAN_VERSION = """
 INSERT INTO plan_versions (plan_id, effective_from, basis, markup, per_request_usd,
                            minimum_monthly_usd, models)

@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from tests.support.commands import luc
 from tests.support.databases import new_database
 from tests.support.paths import PROJECT_ROOT
 from tests.support.ports import free_port
+from tests.support.scripted_http import Forever, scripted_server_thread
 from tests.support.servers import ServerProcess
 
 
@@ -277,6 +279,27 @@ def test_catalog_sync_without_openrouter_suggests_importing_a_saved_file(
     )
 
 
+def test_catalog_sync_gives_up_on_a_list_trickled_past_its_timeout_and_says_so(
+    database_url: str,
+) -> None:
+    # Each read came within the timeout, so httpx's own never fired: 4.7 s for 2.
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n"
+    with scripted_server_thread() as upstream:
+        upstream.answer(head, Forever(b" ", every=0.2, until=20))
+        started = time.monotonic()
+        result = luc(
+            "catalog", "sync", "--dry-run",
+            LUC_DATABASE_URL=database_url,
+            LUC_OPENROUTER_BASE_URL=upstream.url,
+            LUC_OPENROUTER_TIMEOUT_SECONDS="1",
+        )  # fmt: skip
+        took = time.monotonic() - started
+    assert error_line(result).startswith(
+        f"cannot fetch {upstream.url}/models: no whole answer within 1 s; "
+    )
+    assert took < 15  # the process's start included; the trickle went on for 20 s
+
+
 def test_migrate_to_a_revision_luc_does_not_have_is_a_usage_error_that_creates_nothing(
     tmp_path: Path,
 ) -> None:
@@ -365,6 +388,15 @@ def test_invoice_verify_of_a_file_that_is_no_invoice_is_one_error_line(
     exported.write_bytes(content)
     result = luc("invoice", "verify", str(exported), LUC_DATA_DIR=str(tmp_path / "luc"))
     assert error_line(result).startswith(f"{exported} {error}"), result.stderr
+
+
+def test_a_document_nested_too_deeply_is_one_error_line_not_a_traceback(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    result = luc("invoice", "verify", str(deep), LUC_DATA_DIR=str(tmp_path / "luc"))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert error_line(result).startswith("the input is nested too deeply to read")
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])

@@ -242,6 +242,44 @@ async def test_plans_reprice_reports_the_change_per_customer_and_job_and_appends
     assert error_line(missing) == "plan 'ghost' does not exist"
 
 
+async def test_a_command_that_prices_uses_the_server_s_default_plan_not_the_shell_s(
+    database_url: str,
+) -> None:
+    # luc serve runs with LUC_DEFAULT_PLAN=house; an operator's shell rarely has it. Run
+    # without it, the re-pricing priced every job without a customer at its catalog cost.
+    await luc_on(
+        database_url, "plans", "create", "house", "--name", "House", "--markup", "0.1",
+        "--effective-from", "2026-01-01T00:00:00Z", check=True,
+    )  # fmt: skip
+    app = create_app(settings_for(database_url, LUC_DEFAULT_PLAN="house"))
+    async with AsyncTestClient(app=app) as client:
+        # 1,000,000 Flash input tokens and 100,000 output: 0.14; + 10 % = 0.154.
+        event = {
+            "id": "h1", "occurred_at": "2026-11-10T10:00:00Z", "job_id": "job-h",
+            "agent": "ORACLE", "provider": "openrouter", "model": FLASH,
+            "input_tokens": 1_000_000, "output_tokens": 100_000,
+        }  # fmt: skip
+        batch = await client.post("/v1/events/batch", json={"events": [event]})
+        assert batch.json()["accepted"] == 1
+        assert (await client.get("/v1/jobs/job-h")).json()["price_usd"] == "0.154"
+    await luc_on(
+        database_url, "plans", "add-version", "house", "--markup", "0.5",
+        "--effective-from", "2026-11-01T00:00:00Z", check=True,
+    )  # fmt: skip
+    since = ("--since", "2026-11-01T00:00:00Z")
+    # Another default plan named in the shell: refused, nothing priced.
+    other = await luc_on(database_url, "plans", "reprice", "house", *since, LUC_DEFAULT_PLAN="x")
+    assert other.returncode == 1
+    assert error_line(other).startswith(
+        "LUC_DEFAULT_PLAN: luc serve prices with default plan 'house' (since it started at "
+    )
+    # None named: the server's. 0.14 × 1.5 = 0.21, 0.056 more.
+    done = await luc_on(database_url, "plans", "reprice", "house", *since, check=True)
+    assert "changed 1, price delta 0.056 USD; 1 entries appended" in done.stdout
+    async with AsyncTestClient(app=create_app(settings_for(database_url))) as client:
+        assert (await client.get("/v1/jobs/job-h")).json()["price_usd"] == "0.21"
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 async def test_a_refused_start_is_one_json_line_naming_the_setting_not_a_traceback(
     database_url: str, tmp_path: Path, workers: str

@@ -155,6 +155,19 @@ def test_the_demo_draws_no_progress_bar_into_output_that_is_not_a_terminal(
     assert "sending usage events" not in done.stdout + done.stderr
 
 
+def test_a_demo_whose_events_luc_rejects_ends_in_an_error(server_factory: Any) -> None:
+    # A server that takes no attributes (every demo event carries some): each is rejected,
+    # and the demo printed its table and exited 0.
+    server = server_factory(LUC_MAX_ATTRIBUTES_BYTES="2")
+    result = CliRunner().invoke(main, ["demo", "--url", server.base_url, "--jobs", "1"])
+    assert result.exit_code == 1, result.output
+    sent = SENT.search(result.output)
+    assert sent, result.output
+    assert f"Error: LUC rejected {sent.group(1)} of the {sent.group(1)} events sent" in (
+        " ".join(result.output.split())
+    )
+
+
 def test_a_malformed_until_is_a_usage_error_naming_the_option() -> None:
     with closed_port() as port:
         result = CliRunner().invoke(
@@ -164,6 +177,28 @@ def test_a_malformed_until_is_a_usage_error_naming_the_option() -> None:
     assert "Invalid value for --until: 'tomorrow' is not an RFC 3339 timestamp" in result.output, (
         result.output
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        # Cut to microseconds here, where every other command and the API refuse it.
+        (
+            ("--until", "2026-11-02T00:00:00.1234567Z"),
+            "Invalid value for --until: '2026-11-02T00:00:00.1234567Z' has 7 fractional "
+            "second digits",
+        ),
+        # Every id built from it was too long: all rejected, and the demo said success.
+        (("--run-id", "y" * 65), "Invalid value for --run-id: must be 1 to 64 characters"),
+    ],
+)
+def test_an_until_or_run_id_luc_would_refuse_is_a_usage_error(
+    args: tuple[str, str], message: str
+) -> None:
+    with closed_port() as port:
+        result = CliRunner().invoke(main, ["demo", "--url", f"http://127.0.0.1:{port}", *args])
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split()), result.output
 
 
 @pytest.mark.parametrize("url", ["localhost:8000", "127.0.0.1:8000", "http://", "ftp://h/"])

@@ -29,6 +29,7 @@ import pytest
 from tests.support.commands import luc_on
 from tests.support.events import record_accepted, wire_event
 from tests.support.ledger_truth import TOKEN_FIELDS
+from tests.support.ports import free_port
 
 SONNET = "anthropic/claude-sonnet-4.5"
 HAIKU = "anthropic/claude-haiku-4.5"
@@ -747,6 +748,12 @@ async def test_luc_invoice_verify_accepts_an_export_and_fails_on_a_tampered_one(
     against = await luc_on(database_url, "invoice", "verify", str(forged), "--against-stored")
     assert against.returncode == 1  # ...but not the invoice that was issued
     assert "stored invoice" in against.stderr
+    # A database that cannot be reached says nothing of the invoice: the command's error,
+    # not "does not verify".
+    unreachable = f"postgresql://luc@127.0.0.1:{free_port()}/luc"
+    cannot = await luc_on(unreachable, "invoice", "verify", str(forged), "--against-stored")
+    assert cannot.returncode == 1
+    assert "FAILED" not in cannot.stderr and "Error: " in cannot.stderr, cannot.stderr
 
     csv_out = await luc_on(database_url, "invoice", "show", invoice["number"], "--format", "csv")
     assert csv_out.returncode == 0
