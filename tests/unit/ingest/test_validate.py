@@ -13,7 +13,7 @@ from service.errors import InvalidRequestError, PayloadTooLargeError
 from service.ingest.models import Rejection, UsageEvent, UsageEventIn, differing_fields
 from service.ingest.rules import check_event
 from service.ingest.validate import parse_batch, parse_event, parse_single
-from service.settings import IngestSettings
+from service.settings import IngestSettings, load_settings
 from tests.support.events import wire_event
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -374,3 +374,28 @@ def test_text_problems_of_the_optional_ids_come_after_the_other_rules() -> None:
     assert rejected(event_json(customer_id="cust\u0000")).reason == (
         "customer_id: must not contain the NUL character (U+0000)"
     )
+
+
+def test_a_batch_of_the_largest_valid_events_in_utf_8_fits_the_default_body_limit() -> None:
+    # Limits count characters; a 4-byte character each (an emoji) makes a valid event of
+    # about 8 KB. 5,000 of them (40.3 MB) were refused whole with a 413 at 30.7 MB.
+    e = "😀"
+    largest = {
+        "id": e * 128, "occurred_at": "2026-11-24T11:00:00.123456+00:00", "job_id": e * 128,
+        "agent": e * 64, "provider": e * 64, "model": e * 256, "customer_id": e * 128,
+        "reservation_id": e * 128, "provider_cost_usd": "1" * 12 + "." + "1" * 28,
+        "input_tokens": 10**12, "cached_input_tokens": 10**12, "cache_write_tokens": 0,
+        "output_tokens": 10**12, "reasoning_tokens": 10**12,
+        # exactly LUC_MAX_ATTRIBUTES_BYTES (4,096) as compact UTF-8: 8 + 2,044 two-byte "é"
+        "attributes": {"k": "é" * 2044},
+    }  # fmt: skip
+    raw = json.dumps(largest, ensure_ascii=False, separators=(",", ":")).encode()
+    defaults = IngestSettings()
+    event = parse_event(raw, 0, NOW, defaults)
+    assert isinstance(event, UsageEvent), event
+    assert (
+        len(json.dumps(largest["attributes"], ensure_ascii=False, separators=(",", ":")).encode())
+        == 4096
+    )
+    batch = b'{"events":[' + b",".join([raw] * defaults.max_batch_events) + b"]}"
+    assert len(batch) <= defaults.max_body_bytes == load_settings({}).ingest.max_body_bytes
