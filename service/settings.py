@@ -342,8 +342,9 @@ bytes each: such batches may need a higher ``LUC_MAX_BODY_BYTES``, or fewer even
 
 def default_max_body_bytes(max_batch_events: int, max_attributes_bytes: int) -> int:
     """The body limit when ``LUC_MAX_BODY_BYTES`` is unset: a batch the batch and field
-    limits allow must not be refused for its size (5,000 events at every limit are 25 MB
-    of compact JSON: the old fixed 16 MiB refused them whole), and never under 16 MiB."""
+    limits allow must not be refused for its size (5,000 events at every limit are 40 MB
+    of compact UTF-8 JSON: the old fixed 16 MiB refused them whole), and never under
+    16 MiB."""
     per_event = max_attributes_bytes + EVENT_BYTES_BESIDE_ATTRIBUTES
     return max(16 * 1024 * 1024, max_batch_events * per_event)
 
