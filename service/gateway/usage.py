@@ -35,6 +35,7 @@ import structlog
 
 from service.gateway.models import CallContext, ProviderUsage
 from service.ingest.models import AgentName, CustomerId, JobId, UsageEventIn
+from service.money import exact_sum
 from service.tokens import counts_of
 from service.wire import WireValueError, instant_text, money_text, parse_money
 
@@ -112,6 +113,19 @@ def _cost(value: Any) -> Decimal | None:
     return cost
 
 
+def _billed(fee_or_cost: Any, is_byok: Any, upstream: Any) -> Decimal | None:
+    """What the call cost AIMS, from OpenRouter's figures. With a key of AIMS's own at the
+    provider (BYOK), OpenRouter's ``cost`` is only its fee (5 % of list) and the provider
+    bills ``upstream_inference_cost`` to that key: the call cost both. Booked as the fee
+    alone, a BYOK call's actual cost was a twentieth of it, and an ``actual``-basis plan
+    sold it at that. Otherwise ``cost`` is the whole bill (the upstream figure then
+    repeats it, or is null: never added)."""
+    cost = _cost(fee_or_cost)
+    if is_byok is True and cost is not None and (provider := _cost(upstream)) is not None:
+        return exact_sum([cost, provider])
+    return cost
+
+
 def _consistent(
     input_tokens: int, cached: int, cache_write: int, output: int, reasoning: int
 ) -> tuple[int, int]:
@@ -142,7 +156,11 @@ def from_openai_usage(usage: Mapping[str, Any], source: str = "response") -> Pro
         cached_input_tokens=cached,
         cache_write_tokens=cache_write,
         reasoning_tokens=reasoning,
-        provider_cost_usd=_cost(usage.get("cost")),
+        provider_cost_usd=_billed(
+            usage.get("cost"),
+            usage.get("is_byok"),
+            _sub(usage, "cost_details").get("upstream_inference_cost"),
+        ),
         source=source,
     )
 
@@ -180,7 +198,9 @@ def from_generation(data: Mapping[str, Any]) -> ProviderUsage:
         output_tokens=output,
         cached_input_tokens=cached,
         reasoning_tokens=reasoning,
-        provider_cost_usd=_cost(data.get("total_cost")),
+        provider_cost_usd=_billed(
+            data.get("total_cost"), data.get("is_byok"), data.get("upstream_inference_cost")
+        ),
         source="generation",
         model=model if isinstance(model := data.get("model"), str) and model else None,
     )

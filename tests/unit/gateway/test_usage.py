@@ -102,6 +102,30 @@ def test_the_generation_record_maps_native_counts() -> None:
     assert usage.source == "generation"
 
 
+def test_a_byok_call_costs_openrouter_s_fee_and_the_provider_s_bill() -> None:
+    # With AIMS's own key at the provider, OpenRouter's cost is its 5 % fee (0.0000009) and
+    # the provider bills its key 0.000018: the call cost 0.0000189, not the fee alone.
+    byok = decode_json(
+        b'{"prompt_tokens": 100, "completion_tokens": 10, "cost": 0.0000009, "is_byok": true,'
+        b' "cost_details": {"upstream_inference_cost": 0.000018}}'
+    )
+    assert from_openai_usage(byok).provider_cost_usd == Decimal("0.0000189")
+    # Not BYOK: cost is the whole bill, and the upstream figure repeats it (2026 answers).
+    plain = decode_json(
+        b'{"prompt_tokens": 100, "completion_tokens": 10, "cost": 0.000018, "is_byok": false,'
+        b' "cost_details": {"upstream_inference_cost": 0.000018}}'
+    )
+    assert from_openai_usage(plain).provider_cost_usd == Decimal("0.000018")
+    # BYOK without the upstream figure: the fee is all that is known.
+    unknown = decode_json(b'{"prompt_tokens": 1, "cost": 0.0000009, "is_byok": true}')
+    assert from_openai_usage(unknown).provider_cost_usd == Decimal("0.0000009")
+    record = decode_json(
+        b'{"native_tokens_prompt": 100, "native_tokens_completion": 10, "total_cost": 0.0000009,'
+        b' "is_byok": true, "upstream_inference_cost": 0.000018}'
+    )
+    assert from_generation(record).provider_cost_usd == Decimal("0.0000189")
+
+
 def test_sse_reader_skips_nothing_but_comments_and_joins_multiline_data() -> None:
     body = (
         b": OPENROUTER PROCESSING\r\n\r\n"
