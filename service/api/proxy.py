@@ -45,6 +45,7 @@ from service.api.schemas.proxy import OpenAIError
 from service.auth.guard import INGEST
 from service.auth.keys import ApiKey
 from service.errors import (
+    AuthenticationFailedError,
     BudgetExceededError,
     DatabaseUnavailableError,
     GatewayError,
@@ -108,9 +109,10 @@ def paid_for(exc: LucError) -> bool:
 
 def proxy_luc_error(request: Request[Any, Any, Any], exc: LucError) -> Response[Any]:
     headers: dict[str, str] = {}
-    if paid_for(exc):
+    if paid_for(exc) or isinstance(exc, AuthenticationFailedError):
         # Only here: a 429, or a 503 before any upstream call, is safe to retry, and the
-        # SDK's own backoff (Retry-After honoured) is what its caller expects.
+        # SDK's own backoff (Retry-After honoured) is what its caller expects. A provider
+        # refusing LUC's own key is an operator's to fix: retried twice, it failed thrice.
         headers[SHOULD_RETRY_HEADER] = "false"
     if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
         headers["Retry-After"] = str(max(1, round(exc.retry_after)))

@@ -93,3 +93,20 @@ async def test_a_rate_limit_and_an_unpaid_outage_leave_the_retry_to_the_sdk(
     assert "x-should-retry" not in down.headers
     assert len(fake_openrouter.chat_calls()) == 6
     assert await ledger(db) == []
+
+
+async def test_the_sdk_does_not_retry_a_provider_s_refusal_of_luc_s_own_key(
+    proxy: AsyncTestClient[Any], fake_openrouter: FakeOpenRouter, db: asyncpg.Connection
+) -> None:
+    # LUC's OpenRouter key refused (401): nothing was generated, and a retry meets the same
+    # key. The SDK retried the 502 twice: three refusals per call, until an operator acts.
+    fake_openrouter.push(*(failure(401) for _ in range(3)))
+    sdk = await _sdk(proxy, db)
+
+    with pytest.raises(openai.InternalServerError) as raised:
+        await sdk.chat.completions.create(model=FLASH, messages=STORY)
+
+    assert raised.value.status_code == 502
+    assert raised.value.response.headers["x-should-retry"] == "false"
+    assert len(fake_openrouter.chat_calls()) == 1
+    assert await ledger(db) == []
