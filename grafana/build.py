@@ -1084,8 +1084,9 @@ def operations() -> dict[str, Any]:
         ),
         timeseries(
             "Ingest latency",
-            "Time to validate, price and commit one ingest request (a batch or one event). "
-            f"{PROCESS_NOTE}",
+            "Time to price and commit one ingest transaction: a batch request, or single "
+            "events and proxied calls committed together (a single event's wait for its "
+            f"group is in the HTTP latency). {PROCESS_NOTE}",
             [
                 prom(quantile(0.5, "luc_ingest_duration_seconds"), "p50"),
                 prom(quantile(0.99, "luc_ingest_duration_seconds"), "p99"),
@@ -1093,8 +1094,9 @@ def operations() -> dict[str, Any]:
             unit="s",
         ),
         timeseries(
-            "Events per ingest request",
-            f"Batch size: how many events each ingest request carried. {PROCESS_NOTE}",
+            "Events per ingest transaction",
+            "How many events each ingest transaction committed: a batch request's, or the "
+            f"single events and proxied calls grouped together. {PROCESS_NOTE}",
             [
                 prom(quantile(0.5, "luc_ingest_batch_events"), "p50"),
                 prom(quantile(0.99, "luc_ingest_batch_events"), "p99"),

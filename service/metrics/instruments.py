@@ -46,13 +46,15 @@ class Metrics:
             self.events.labels(outcome)
         self.batch_events = Histogram(
             "luc_ingest_batch_events",
-            "Events per ingest request",
+            "Events per ingest transaction: a batch request, or single events and proxied calls "
+            "committed together by the group commit",
             buckets=BATCH_SIZE_BUCKETS,
             registry=self.process,
         )
         self.ingest_seconds = Histogram(
             "luc_ingest_duration_seconds",
-            "Time to validate, price and commit one ingest request",
+            "Time to price and commit one ingest transaction (the wait of a single event for its "
+            "group is in luc_http_request_duration_seconds)",
             registry=self.process,
         )
         self.http_seconds = Histogram(
