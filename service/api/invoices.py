@@ -39,6 +39,7 @@ from service.invoices.monthly import (
 from service.invoices.page import to_html
 from service.invoices.render import invoice_document
 from service.invoices.service import (
+    corrected_by,
     get_invoice,
     internal_view,
     issue_invoice,
@@ -71,8 +72,12 @@ class JobInvoicesController(LucController):
     async def preview(
         self, luc: NamedDependency[Resources], job_id: FromPath[str]
     ) -> InvoicePreviewOut:
-        draft = await on_connection(luc.pool, lambda conn: preview_invoice(conn, job_id))
-        document = invoice_document(draft, luc.settings.issuer, None, None)
+        async def work(conn: Connection) -> tuple[Draft, str | None]:
+            draft = await preview_invoice(conn, job_id)
+            return draft, await corrected_by(conn, draft)
+
+        draft, corrects = await on_connection(luc.pool, work)
+        document = invoice_document(draft, luc.settings.issuer, None, None, corrects=corrects)
         return invoice_preview_out(
             document, None if draft.job is None else draft.job.status, draft.earlier, refusal(draft)
         )
@@ -131,13 +136,14 @@ class CustomerInvoicesController(LucController):
         first_day = parse_month(month)
         default_plan = luc.settings.billing.default_plan
 
-        async def work(conn: Connection) -> tuple[Draft, str | None]:
+        async def work(conn: Connection) -> tuple[Draft, str | None, str | None]:
             draft = await draft_month(conn, customer_id, first_day, default_plan)
             now = await conn.fetchval("SELECT clock_timestamp()")
-            return draft, month_refusal(draft, await get_customer(conn, customer_id), now)
+            reason = month_refusal(draft, await get_customer(conn, customer_id), now)
+            return draft, reason, await corrected_by(conn, draft)
 
-        draft, reason = await on_connection(luc.pool, work)
-        document = invoice_document(draft, luc.settings.issuer, None, None)
+        draft, reason, corrects = await on_connection(luc.pool, work)
+        document = invoice_document(draft, luc.settings.issuer, None, None, corrects=corrects)
         return invoice_preview_out(document, None, draft.earlier, reason)
 
     @post(

@@ -36,12 +36,13 @@ def _echo_json(document: dict[str, Any]) -> None:
 def invoice_preview(job_id: str) -> None:
     """Print, as JSON, what issuing an invoice for JOB_ID would issue now."""
     from service.invoices.render import invoice_document
-    from service.invoices.service import preview_invoice, refusal
+    from service.invoices.service import corrected_by, preview_invoice, refusal
     from service.settings import get_settings
 
     async def work(conn: Connection) -> dict[str, Any]:
         draft = await preview_invoice(conn, job_id)
-        document = invoice_document(draft, get_settings().issuer, None, None)
+        corrects = await corrected_by(conn, draft)
+        document = invoice_document(draft, get_settings().issuer, None, None, corrects=corrects)
         reason = refusal(draft)
         return {
             **document,

@@ -345,7 +345,7 @@ async def store_invoice(conn: Connection, draft: Draft, issuer: IssuerSettings) 
     caller's transaction (which holds the locks that make the draft current)."""
     job_id = None if draft.job is None else draft.job.job_id
     kind = draft.kind
-    corrects = await _corrected(conn, draft) if kind == CREDIT_NOTE else None
+    corrects = await corrected_by(conn, draft)
     # The counters' lock first, then one instant for both the number's year and
     # ``issued_at``: an issue that waited on the lock across New Year's midnight is numbered
     # and dated in the new year (a year read before the wait, at the transaction's start,
@@ -403,6 +403,12 @@ async def store_invoice(conn: Connection, draft: Draft, issuer: IssuerSettings) 
             f"of {draft.subject}; issue again to bill what it left"
         ) from None
     return Invoice(number, kind, job_id, issued_at, total, document, canonical, digest)
+
+
+async def corrected_by(conn: Connection, draft: Draft) -> str | None:
+    """The invoice ``draft`` corrects when it is a credit note (issued or previewed: a
+    preview is what issuing would issue, its ``corrects`` included), else None."""
+    return await _corrected(conn, draft) if draft.kind == CREDIT_NOTE else None
 
 
 async def _corrected(conn: Connection, draft: Draft) -> str | None:

@@ -244,6 +244,8 @@ async def test_a_negative_follow_up_is_a_credit_note_numbered_apart_naming_what_
         True,
         "-0.08",
     )
+    # The preview is what issuing issues: the invoice it corrects too (it said null).
+    assert preview["corrects"] == first["number"]
     credit = await issue(client, "job-cn")
     assert credit["number"] == f"LUC-CN-{year}-000001"
     assert credit["kind"] == "credit_note"
