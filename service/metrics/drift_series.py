@@ -16,7 +16,7 @@ from typing import Any
 
 from service.metrics.exposition import GaugeFamily, Samples
 from service.reconciliation.models import Totals
-from service.reconciliation.service import DRIFT_MIN_EVENTS, difference_ratio
+from service.reconciliation.service import DRIFT_MIN_EVENTS, difference_ratio, drifts
 
 LABELS = ("model", "provider")
 RATIO = GaugeFamily(
@@ -33,6 +33,13 @@ EVENTS = GaugeFamily(
     f"{DRIFT_MIN_EVENTS}",
     LABELS,
 )
+DRIFTING = GaugeFamily(
+    "luc_catalog_drifting",
+    "1 when the model drifts on the provider over the current and previous UTC day, as GET "
+    "/v1/reconciliation decides it (exact decimals: beyond the tolerance over at least "
+    f"{DRIFT_MIN_EVENTS} reported events), else 0; what LucCatalogDrift fires on",
+    LABELS,
+)
 TOLERANCE = GaugeFamily(
     "luc_reconciliation_tolerance",
     "LUC_RECONCILIATION_TOLERANCE: the share by which provider-reported cost may differ "
@@ -46,14 +53,21 @@ def drift_series(
     """The drift series of the window's rows (``queries.DRIFT_WINDOW``)."""
     ratio: Samples = []
     events: Samples = []
+    drifting: Samples = []
     for r in rows:
         totals = Totals.from_row(r)
         key = (r["model"], r["provider"])
         if totals.reported_events:
             events.append((key, float(totals.reported_events)))
+            if tolerance is not None:
+                # Decided here on the exact figures: the ratio as a float compared with the
+                # tolerance as a float disagreed with REST at the boundary (a ratio of
+                # 0.01000000000000000002 drifts at 0.01, its float does not).
+                drifting.append((key, 1.0 if drifts(totals, tolerance) else 0.0))
         value = difference_ratio(totals)
         if value is not None:
             ratio.append((key, float(value)))
     yield RATIO, ratio
     yield EVENTS, events
+    yield DRIFTING, drifting
     yield TOLERANCE, [] if tolerance is None else [((), float(tolerance))]

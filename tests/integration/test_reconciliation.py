@@ -506,6 +506,12 @@ async def test_metrics_carry_the_drift_ratio_of_the_current_and_previous_utc_day
         free: 1.0,
     }
     assert samples(scraped.text, "luc_reconciliation_tolerance") == {(): 0.01}
+    # REST's drift flag, beside: openrouter drifts (20 events), vertex has too few.
+    assert samples(scraped.text, "luc_catalog_drifting") == {
+        cachey_openrouter: 1.0,
+        cachey_vertex: 0.0,
+        free: 0.0,
+    }
 
     # The same window over REST: the same figures, exactly, and the drift with its reason.
     window = await reconciliation(

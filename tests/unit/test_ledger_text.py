@@ -205,3 +205,23 @@ def test_with_workers_a_scrape_is_their_series_then_the_ledger_s(
     text = metrics.render(snapshot)
     assert text == generate_latest(registry)
     assert b'\nluc_events_total{outcome="accepted"} 4.0\n' in text
+
+
+def test_drifting_is_decided_on_the_exact_figures_as_rest_decides_it() -> None:
+    # 20 events, catalog 5, reported 5.0500000000000000001: a ratio of
+    # 0.01000000000000000002, over the tolerance of 0.01 by 2e-20. As floats both are 0.01,
+    # and the alert compared them: no drift, where GET /v1/reconciliation said drift.
+    snapshot = LedgerSnapshot(
+        database_up=True,
+        drift=[
+            _drift("edge", "over", "5", "5.0500000000000000001", 20),
+            _drift("edge", "at", "5", "5.05", 20),  # at the tolerance: no drift
+            _drift("edge", "few", "5", "6", 19),  # too few events to drift
+        ],
+        tolerance=Decimal("0.01"),
+    )
+    lines = LedgerCollector.text(snapshot).splitlines()
+    assert 'luc_catalog_drifting{model="edge",provider="over"} 1.0' in lines
+    assert 'luc_catalog_drifting{model="edge",provider="at"} 0.0' in lines
+    assert 'luc_catalog_drifting{model="edge",provider="few"} 0.0' in lines
+    assert 'luc_catalog_drift_ratio{model="edge",provider="over"} 0.01' in lines
