@@ -70,7 +70,10 @@ def verify_document(document: dict[str, Any]) -> Verification:
         due = _amount("amount_due_usd", document.get("amount_due_usd", document["total_usd"]))
         # Stated only where the credits carry sub-cent digits (else it is zero).
         due_step = _amount("amount_due_rounding_usd", document.get("amount_due_rounding_usd", "0"))
-    except (KeyError, TypeError, ValueError) as exc:
+    except KeyError as exc:
+        # A bare KeyError reads "'lines'": say what is missing.
+        problems.append(f"the document's amounts cannot be read: it has no {exc.args[0]!r}")
+    except (TypeError, ValueError) as exc:
         problems.append(f"the document's amounts cannot be read: {exc}")
     else:
         # Exactly, at every digit the document holds: a 28-digit sum would agree with a

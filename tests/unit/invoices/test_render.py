@@ -175,6 +175,12 @@ def test_verify_reads_amounts_with_more_digits_than_any_input_has() -> None:
         "the document's amounts cannot be read: subtotal_usd: '1e12' has an exponent; "
         "write every digit (a plain decimal string is expected, e.g. '12.05')"
     ]
+    # A document without lines says so (it read "cannot be read: 'lines'").
+    bare = {k: v for k, v in document.items() if k != "lines"}
+    assert (
+        "the document's amounts cannot be read: it has no 'lines'"
+        in verify_document({**bare, "digest": digest_of(bare)}).problems
+    )
 
 
 def old_page(old: dict[str, Any]) -> dict[str, Any]:
