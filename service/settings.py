@@ -587,6 +587,13 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     hosts = tuple(
         h.strip() for h in (env.get("LUC_WEBHOOK_ALLOWED_HOSTS") or "*").split(",") if h.strip()
     )
+    for host in hosts:
+        if "/" in host:
+            # A URL matched no webhook's host: every delivery was refused, silently.
+            raise SettingsError(
+                f"LUC_WEBHOOK_ALLOWED_HOSTS: {host!r} is not a host name (give "
+                "hooks.example.com, not https://hooks.example.com/path)"
+            )
     budgets = BudgetSettings(
         webhook_secret=secret,
         # Set to a list with no host (``,``): none allowed, as README says; unset: any.

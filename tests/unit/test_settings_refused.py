@@ -255,3 +255,9 @@ def test_a_provider_key_with_whitespace_inside_is_refused_without_showing_it(nam
     with pytest.raises(SettingsError, match=f"^{name} holds a space") as refused:
         load_settings({name: "sk-or-v1-se cret"})
     assert "cret" not in str(refused.value)
+
+
+@pytest.mark.parametrize("value", ["https://hooks.example.com", "hooks.example.com/alerts"])
+def test_a_webhook_host_given_as_a_url_is_refused(value: str) -> None:
+    with pytest.raises(SettingsError, match=r"^LUC_WEBHOOK_ALLOWED_HOSTS: .* is not a host name"):
+        load_settings({"LUC_WEBHOOK_ALLOWED_HOSTS": f"ok.example.com, {value}"})
