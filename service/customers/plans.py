@@ -33,9 +33,9 @@ from service.errors import (
     SettingsError,
 )
 from service.pricing.catalog import Catalog
-from service.pricing.models import TOKEN_PRICES, LongContextPrice, ModelPrice
+from service.pricing.models import ModelPrice
 from service.pricing.plans import BASES, MAX_MARKUP, Plans, PlanVersion, RatePlan
-from service.wire import WireValueError, instant_text, money_text, parse_money
+from service.wire import WireValueError, instant_text, parse_money
 
 MAX_PLAN_ID_CHARS = 128
 # Plan ids go in URLs and in LUC_DEFAULT_PLAN: letters, digits and . _ : - only.
@@ -90,14 +90,7 @@ def own_prices(
 ) -> dict[str, dict[str, Any]]:
     """A version's own prices as stored: by catalog model id, each entry as given (its
     decimal strings) with the model's catalog name and tier; every entry checked as the
-    catalog checks its own.
-
-    An entry that does not say ``long_context`` takes the catalog entry's (SPEC §11: the
-    plan's own prices "with the catalog formula, long context included when the catalog
-    entry has it"): a provider bills a long call's every token at its long rate, and a
-    plan's own base price does not change that. Written into the version, so it shows on
-    ``GET /v1/plans/{id}`` and never moves with a later catalog; ``"long_context": []``
-    says the plan sells long calls at its base prices."""
+    catalog checks its own."""
     stored: dict[str, dict[str, Any]] = {}
     given_as: dict[str, str] = {}
     for name, entry in models.items():
@@ -109,8 +102,6 @@ def own_prices(
             )
         given_as[model.model_id] = name
         raw = {**entry, "id": model.model_id, "name": model.name, "tier": model.tier}
-        if "long_context" not in raw and model.long_context:
-            raw["long_context"] = [_long_context_entry(lc) for lc in model.long_context]
         try:
             check_price_entry(new_model_price(raw))
         except WireValueError as exc:  # names the price: models[<model id>].<price>
@@ -121,14 +112,6 @@ def own_prices(
             raise InvalidRequestError(exc.message) from None
         stored[model.model_id] = {k: v for k, v in raw.items() if k != "id"}
     return stored
-
-
-def _long_context_entry(lc: LongContextPrice) -> dict[str, Any]:
-    """A catalog long-context entry in the form a plan's entry is given and stored in."""
-    return {
-        "min_input_tokens": lc.min_input_tokens,
-        **{name: money_text(getattr(lc, name)) for name in TOKEN_PRICES},
-    }
 
 
 def _model_price(model_id: str, stored: Mapping[str, Any]) -> ModelPrice:

@@ -205,62 +205,6 @@ async def test_a_plan_s_own_price_for_one_model_cache_and_long_context_and_marku
     await assert_rollups_equal_ledger(db)
 
 
-async def test_an_own_price_without_long_context_takes_the_catalog_entry_s_long_rates(
-    client: AsyncTestClient[Any], db: asyncpg.Connection
-) -> None:
-    # SPEC §11: the plan's own prices "with the catalog formula (long context included when
-    # the catalog entry has it)". Sonnet's catalog entry has a tier from 200,001 tokens.
-    plan = await make_plan(
-        client,
-        "own-base",
-        basis="catalog",
-        markup="0",
-        models={
-            SONNET: {"input": "2.40", "output": "12.00"},
-            # Said outright: no long rate; long calls at the plan's base prices.
-            "google/gemini-3-pro-preview": {"input": "1", "output": "8", "long_context": []},
-        },
-    )
-    own = plan["versions"][0]["models"]
-    sonnet, pro = own[SONNET], own["google/gemini-3-pro-preview"]
-    assert sonnet["long_context"] == [
-        {
-            "min_input_tokens": 200_001,
-            "input": "6",
-            "output": "22.5",
-            "cache_read": "0.6",
-            "cache_write": "7.5",
-            "reasoning": "22.5",
-        }
-    ]
-    assert pro["long_context"] == []
-    await make_customer(client, "delta", plan_id="own-base")
-    pro_long = {**SONNET_LONG_CALL, "model": "google/gemini-3-pro-preview"}
-    await record_accepted(
-        client,
-        [
-            wire_event("s1", job_id="job-s", customer_id="delta", **SONNET_CALL),
-            wire_event("s2", job_id="job-s", **SONNET_LONG_CALL),
-            wire_event("s3", job_id="job-s", **pro_long),
-        ],
-    )
-    short, long, pro_entry = await entries(client, "job-s")
-    # Below the threshold, the plan's own base prices (cache prices default to its input):
-    # 70,000 × 2.40 + 20,000 × 2.40 + 10,000 × 2.40 + 10,000 × 12 = 240,000 + 120,000 = 0.36.
-    assert (money(short["price_usd"]), short["long_context_from"]) == (D("0.36"), None)
-    # From 200,001 tokens, the catalog entry's long rates price every token, as the catalog
-    # cost does: 1.2525.
-    assert (money(long["price_usd"]), long["long_context_from"]) == (SONNET_LONG_COST, 200_001)
-    # "long_context": [] kept the plan's base: 200,000 × 1 + 50,000 × 1 + 1,000 × 8 = 0.258
-    # (its cost is at the catalog's long rate: 200,000 × 2.50 + 50,000 × 0.25 + 1,000 × 15
-    # = 0.5275).
-    assert (money(pro_entry["price_usd"]), money(pro_entry["cost_usd"])) == (
-        D("0.258"),
-        D("0.5275"),
-    )
-    await assert_rollups_equal_ledger(db)
-
-
 async def test_an_unpriced_event_is_unpriced_for_a_catalog_basis_customer_too(
     client: AsyncTestClient[Any], db: asyncpg.Connection
 ) -> None:

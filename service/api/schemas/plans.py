@@ -37,8 +37,7 @@ class PlanPriceIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     per_request: PriceString | None = None
     long_context: list[LongContextIn] | None = None
     """As in the catalog: the plan's prices for every token of a call that reaches a
-    threshold. Absent: the catalog entry's long-context entries, copied into the version;
-    ``[]``: long calls at the plan's base prices."""
+    threshold."""
 
 
 class PlanVersionIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
