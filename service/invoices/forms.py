@@ -19,7 +19,7 @@ from typing import Any
 
 from service.invoices.models import INVOICE
 from service.invoices.pricing import terms_text
-from service.money import CENT, exact_difference, quantize_half_up
+from service.money import CENT, decimal_places, exact_difference, quantize_half_up
 from service.pricing.models import rate_label
 from service.tokens import TOKEN_CLASSES, TOKEN_FIELDS, parts_of
 from service.wire import money_text, spreadsheet_text
@@ -48,7 +48,11 @@ def price_text(text: str) -> str:
     value = Decimal(text)
     if value == 0:
         return "0.00"
-    return format(value.quantize(CENT), "f") if value == value.quantize(CENT) else money_text(value)
+    # Measured and padded at any size: quantize() in the default 28-digit context raised
+    # for an amount of 10^26 or more (a CSV or page of such an invoice was a 500).
+    if decimal_places(value) <= 2:
+        return format(quantize_half_up(value, CENT), "f")
+    return money_text(value)
 
 
 NO_UNIT_PRICE = "no catalog price"

@@ -760,3 +760,42 @@ async def test_a_change_of_plan_reaches_a_month_s_minimum_through_a_re_pricing_o
             "Credit note: what is billed since the last invoice of this month comes to less "
             "than nothing"
         )
+
+
+async def test_a_minimum_of_thirty_one_digits_is_issued_and_shown_in_every_form(
+    database_url: str, admin_key: str
+) -> None:
+    # Padding an amount to the cent in the default 28-digit context raised: the preview,
+    # the issue and the CSV and page of such an invoice were 500s.
+    minimum = "1234567890123456789012345678901.5"
+    async with luc(database_url, admin_key) as client:
+        await created(
+            await client.post(
+                "/v1/plans",
+                json={
+                    "id": "huge", "name": "Huge", "effective_from": "2026-10-01T00:00:00Z",
+                    "basis": "catalog", "markup": "0", "minimum_monthly_usd": minimum,
+                },
+            )
+        )  # fmt: skip
+        await created(
+            await client.post(
+                "/v1/customers",
+                json={"id": "cb", "name": "Big", "plan_id": "huge", "invoicing": "monthly"},
+            )
+        )
+        await record_accepted(client, [one_dollar("h1", job_id="job-h", customer_id="cb")])
+        preview = await client.get("/v1/customers/cb/invoices/preview", params={"month": "2026-10"})
+        assert preview.status_code == 200, preview.text
+        invoice = await created(
+            await client.post("/v1/customers/cb/invoices", json={"month": "2026-10"})
+        )
+        # 1.00 of usage, topped up to the minimum: the line is the minimum less 1.
+        top_up = invoice["lines"][-1]
+        assert top_up["amount_usd"] == "1234567890123456789012345678900.5"
+        assert f"Monthly minimum {minimum}0 USD (plan huge" in top_up["description"]
+        assert invoice["total_usd"] == minimum + "0"
+        for form in ("csv", "html"):
+            shown = await client.get(f"/v1/invoices/{invoice['number']}", params={"format": form})
+            assert shown.status_code == 200, (form, shown.text[:300])
+            assert minimum + "0" in shown.text
