@@ -677,10 +677,11 @@ def _secret(env: dict[str, str], name: str) -> str | None:
     quotes the header, reached the caller and the log); blank is none. One that still holds
     whitespace or a control character is refused, without echoing it."""
     value = (env.get(name) or "").strip()
-    if any(c.isspace() or not c.isprintable() for c in value):
+    if not value.isascii() or any(c.isspace() or not c.isprintable() for c in value):
+        # An HTTP header holds ASCII: a key with "é" made every proxied call a 500.
         raise SettingsError(
-            f"{name} holds a space or a control character inside it: not a credential "
-            "(its value is not shown)"
+            f"{name} holds a space, a control character or a character outside ASCII: not "
+            "a credential (its value is not shown)"
         )
     return value or None
 

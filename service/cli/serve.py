@@ -510,7 +510,7 @@ def migrate(revision: str) -> None:
     the server once) before them on a new database.
     """
     from service.catalog.service import seed_catalog
-    from service.customers.plans import servers_default_plan
+    from service.customers.plans import check_default_plan
     from service.db.embedded import resolve_database_url
     from service.db.migrations import migrate as migrate_schema
     from service.db.migrations import schema_revision
@@ -536,9 +536,11 @@ def migrate(revision: str) -> None:
             await migrate_schema(url, revision)
             after = await schema_revision(conn)
             seeded = await seed_catalog(conn)
-            upgrade = await upgrade_aims_catalog(
-                conn, default_plan=await servers_default_plan(conn, settings.billing.default_plan)
-            )
+            # The setting of the server this migration precedes (a deploy that changes the
+            # default plan migrates before it restarts the servers): checked, not compared
+            # with the one the running servers recorded.
+            await check_default_plan(conn, settings.billing.default_plan)
+            upgrade = await upgrade_aims_catalog(conn, default_plan=settings.billing.default_plan)
         finally:
             with contextlib.suppress(*CONNECTION_ERRORS):
                 await conn.close()

@@ -347,3 +347,18 @@ async def test_a_name_holding_a_tab_or_a_newline_stays_one_field_of_one_row_in_t
     await luc_on(database_url, "plans", "create", "std", "--name", "Std\tplan", "--markup", "0.1")
     plans = (await luc_on(database_url, "plans", "list", check=True)).stdout.splitlines()
     assert plans[1].split("\t")[:3] == ["std", "Std\\tplan", "1"]
+
+
+async def test_migrate_takes_its_own_default_plan_and_refuses_one_that_does_not_exist(
+    database_url: str,
+) -> None:
+    # A deploy migrates before it restarts the servers: a default plan new to this deploy
+    # is not the running servers' yet, and was refused after the schema had moved.
+    await luc_on(database_url, "plans", "create", "gold", "--name", "Gold", "--markup", "0.2")
+    async with AsyncTestClient(app=create_app(settings_for(database_url))) as client:
+        assert (await client.get("/readyz")).status_code == 200  # recorded: no default plan
+    done = await luc_on(database_url, "migrate", LUC_DEFAULT_PLAN="gold")
+    assert done.returncode == 0, done.stderr[-2000:]
+    missing = await luc_on(database_url, "migrate", LUC_DEFAULT_PLAN="ghost")
+    assert missing.returncode == 1
+    assert error_line(missing).startswith("LUC_DEFAULT_PLAN: plan 'ghost' does not exist")

@@ -255,6 +255,8 @@ def test_a_provider_key_with_whitespace_inside_is_refused_without_showing_it(nam
     with pytest.raises(SettingsError, match=f"^{name} holds a space") as refused:
         load_settings({name: "sk-or-v1-se cret"})
     assert "cret" not in str(refused.value)
+    with pytest.raises(SettingsError, match=f"^{name} holds a space"):
+        load_settings({name: "sk-or-v1-SECRETéKEY12345"})
 
 
 @pytest.mark.parametrize("value", ["https://hooks.example.com", "hooks.example.com/alerts"])
