@@ -288,9 +288,11 @@ _FORMULA_CHARACTERS = frozenset("=+-@")
 def spreadsheet_text(value: str | None) -> str:
     """Text for a CSV cell as a spreadsheet will not run it (CSV injection): a cell that
     starts with a formula character, after any spaces (a spreadsheet skips them), or with a
-    tab or a line break gets a leading quote. None is an empty cell."""
+    tab or a line break gets a leading quote. So does a cell that starts with a quote: the
+    mapping must be reversible (without it, job ``=x`` and job ``'=x`` were both written
+    ``'=x``, one row key for two jobs' money). None is an empty cell."""
     if not value:
         return ""
-    if value[0] in "\t\r\n" or value.lstrip(" ")[:1] in _FORMULA_CHARACTERS:
+    if value[0] in "\t\r\n'" or value.lstrip(" ")[:1] in _FORMULA_CHARACTERS:
         return "'" + value
     return value

@@ -218,6 +218,9 @@ def test_what_luc_writes_as_an_instant_it_reads_back(value: datetime) -> None:
         # A spreadsheet skips leading spaces before it reads a formula.
         ("  =1+1", "'  =1+1"),
         (" -2", "' -2"),
+        # A quote is quoted too: "'=x" and "=x" stay two cells ("''=x" and "'=x").
+        ("'=x", "''=x"),
+        ("'", "''"),
         # Text that starts otherwise, or only has a formula character inside, is as sent.
         ("job-42", "job-42"),
         ("a=b", "a=b"),
