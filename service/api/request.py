@@ -11,6 +11,7 @@ from litestar.exceptions import SerializationException, ValidationException
 
 from service.auth.keys import ApiKey
 from service.errors import InvalidRequestError
+from service.ingest.repeats import REPEAT_REASON, distinct_names, may_repeat, path_text, repeated
 
 
 class LucRequest(Request[Any, Any, Any]):
@@ -76,7 +77,8 @@ async def strict_body(request: Request[Any, Any, Any]) -> None:
     (SPEC §2: a wrong type is refused with a message naming the field). Litestar converts
     bodies leniently: ``"dry_run": "false"`` read as false, ``"true"`` or ``1`` as true,
     ``"parent": "1"`` as 1, ``1000.0`` as 1000; on a route that moves money a value of the
-    wrong type is a mistake to refuse, not to guess. What is not JSON at all is left to
+    wrong type is a mistake to refuse, not to guess, and so is a name given twice (the
+    decoder keeps the last value). What is not JSON at all is left to
     Litestar's own message."""
     handler = request.route_handler
     kind = _body_type(handler)
@@ -86,6 +88,19 @@ async def strict_body(request: Request[Any, Any, Any]) -> None:
     value = await _decoded_body(request)
     if value is _ABSENT or value is _NOT_JSON:
         return  # not JSON: Litestar says so, as for any route
+    body = await request.body()
+    if may_repeat(body, distinct_names(value)) and (paths := repeated(body)):
+        raise ValidationException(
+            f"Validation failed for {request.method} {request.url.path}",
+            extra=[
+                {
+                    "message": f"given more than once; {REPEAT_REASON}",
+                    "key": path_text(path),
+                    "source": "body",
+                }
+                for path in paths
+            ],
+        )
     try:
         msgspec.convert(value, kind, strict=True)
     except msgspec.ValidationError as exc:

@@ -12,6 +12,15 @@ import msgspec
 
 from service.errors import InvalidRequestError, PayloadTooLargeError
 from service.ingest.models import BatchIn, Rejection, UsageEvent, UsageEventIn
+from service.ingest.repeats import (
+    REPEAT_REASON,
+    Path,
+    distinct_names,
+    may_repeat,
+    path_text,
+    repeat_problem,
+    repeated,
+)
 from service.ingest.rules import SURROGATE_ESCAPE, check_event, json_depth, rule_problems
 from service.ingest.scan import batch_events, object_members
 from service.settings import IngestSettings
@@ -28,6 +37,14 @@ class _TypedBatch(msgspec.Struct, forbid_unknown_fields=True):
 _typed_batch_decoder = msgspec.json.Decoder(_TypedBatch)
 _batch_decoder = msgspec.json.Decoder(BatchIn)
 _any_decoder = msgspec.json.Decoder()
+
+
+class _MemberNames(msgspec.Struct):
+    events: list[dict[str, msgspec.Raw]]
+
+
+# Each event's members as undecoded bytes: the cheapest decoding that counts their names.
+_member_names_decoder = msgspec.json.Decoder(_MemberNames)
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +266,8 @@ def parse_single(body: bytes, now: datetime, settings: IngestSettings) -> UsageE
         raise InvalidRequestError(f"body is not valid JSON: {exc}", status_code=400) from exc
     if not isinstance(value, dict):
         raise InvalidRequestError("body must be a JSON object: one usage event")
+    if may_repeat(body, distinct_names(value)) and (paths := repeated(body)):
+        return _repeats_rejection(body, 0, paths)
     return parse_event(body, 0, now, settings)
 
 
@@ -262,8 +281,18 @@ def parse_batch(body: bytes, now: datetime, settings: IngestSettings) -> ParsedB
         pass  # the slow path below finds and names the problem
     else:
         _check_count(len(typed.events), settings)
+        # The names each event gives, counted in C: the typed events cannot tell a field
+        # sent with its default value from one not sent. Only attributes hold objects.
+        names = 1 + sum(map(len, _member_names_decoder.decode(body).events))
+        names += sum(distinct_names(w.attributes) for w in typed.events if w.attributes)
+        repeats = _batch_repeats(body, names=names)
         return ParsedBatch(
-            [_checked(wire, i, now, settings) for i, wire in enumerate(typed.events)]
+            [
+                _repeats_rejection(wire.id, i, repeats[i])
+                if i in repeats
+                else _checked(wire, i, now, settings)
+                for i, wire in enumerate(typed.events)
+            ]
         )
     events: Sequence[bytes | msgspec.Raw]
     try:
@@ -282,7 +311,53 @@ def parse_batch(body: bytes, now: datetime, settings: IngestSettings) -> ParsedB
             raise InvalidRequestError(f"body is not valid JSON: {exc}", status_code=400) from exc
         events = split
     _check_count(len(events), settings)
-    return ParsedBatch([parse_event(raw, i, now, settings) for i, raw in enumerate(events)])
+    repeats = _batch_repeats(body, events)
+    return ParsedBatch(
+        [
+            _repeats_rejection(raw, i, repeats[i])
+            if i in repeats
+            else parse_event(raw, i, now, settings)
+            for i, raw in enumerate(events)
+        ]
+    )
+
+
+def _batch_repeats(
+    body: bytes, events: Sequence[bytes | msgspec.Raw] = (), names: int | None = None
+) -> dict[int, list[Path]]:
+    """Event position → the names its objects give more than once (paths from the event);
+    a body whose envelope names ``events`` twice is refused whole. A body that decodes is
+    screened at once (``names``: the distinct names of its decoding, when known); one that
+    does not (an event nests too deeply, say) is read event by event (``events``, its raw
+    events)."""
+    by_event: dict[int, list[Path]] = {}
+    if names is None:
+        try:
+            names = distinct_names(_any_decoder.decode(body))
+        except (msgspec.DecodeError, RecursionError):
+            for i, raw in enumerate(events):
+                if paths := repeated(bytes(raw)):
+                    by_event[i] = paths
+            return by_event
+    if not may_repeat(body, names):
+        return by_event
+    for path in repeated(body):
+        if len(path) == 1:
+            raise InvalidRequestError(
+                f"{path_text(path)}: given more than once in the body; {REPEAT_REASON}"
+            )
+        if len(path) > 2 and path[0] == "events" and isinstance(path[1], int):
+            by_event.setdefault(path[1], []).append(path[2:])
+    return by_event
+
+
+def _repeats_rejection(
+    event: str | bytes | msgspec.Raw, index: int, paths: list[Path]
+) -> Rejection:
+    """The rejection of an event that names a member twice: ``event`` is its id, or its
+    bytes to read the id from."""
+    event_id = event if isinstance(event, str) else _recover_id(event)
+    return Rejection(index, event_id, "; ".join(repeat_problem(p) for p in paths))
 
 
 def _check_count(count: int, settings: IngestSettings) -> None:

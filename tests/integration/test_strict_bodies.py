@@ -80,3 +80,26 @@ async def test_a_body_value_of_the_wrong_type_is_a_400_naming_its_field(
     assert refused.json()["detail"] == f"Validation failed for POST {path}: {detail}"
     assert (await client.get("/v1/catalog")).json() == before
     assert (await client.get("/v1/customers")).json()["items"] == []
+
+
+async def test_a_name_given_twice_in_a_body_is_a_400_naming_it_and_nothing_is_created(
+    client: AsyncTestClient[Litestar],
+) -> None:
+    # Litestar's decoder keeps the last value: this customer would have been created with
+    # credit_stop false, though the body also says true.
+    body = b'{"id": "c1", "name": "C", "credit_stop": true, "credit_stop": false}'
+    refused = await client.post(
+        "/v1/customers", content=body, headers={"content-type": "application/json"}
+    )
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["detail"] == (
+        "Validation failed for POST /v1/customers: credit_stop: given more than once; a JSON "
+        "object's names must be unique, and LUC will not guess which value was meant"
+    )
+    assert (await client.get("/v1/customers")).json()["items"] == []
+    # The same body with each name once is taken.
+    created = await client.post(
+        "/v1/customers", content=body.replace(b', "credit_stop": false', b"")
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["credit_stop"] is True

@@ -399,3 +399,74 @@ def test_a_batch_of_the_largest_valid_events_in_utf_8_fits_the_default_body_limi
     )
     batch = b'{"events":[' + b",".join([raw] * defaults.max_batch_events) + b"]}"
     assert len(batch) <= defaults.max_body_bytes == load_settings({}).ingest.max_body_bytes
+
+
+def _given_twice(event: dict[str, Any], name: str, first: Any) -> bytes:
+    """``event`` as JSON whose member ``name`` is given twice: ``first`` then its value."""
+    text = json.dumps(event)
+    member = f'"{name}": '
+    assert text.count(member) == 1
+    return text.replace(member, f"{member}{json.dumps(first)}, {member}").encode()
+
+
+REPEAT = "given more than once"
+
+
+def test_an_event_that_names_a_field_twice_is_rejected_naming_it() -> None:
+    # The decoder keeps the last value: this event would have been booked at 0.001 though
+    # it also says 5.
+    raw = _given_twice({**GOOD, "provider_cost_usd": "0.001"}, "provider_cost_usd", "5")
+    result = parse_single(raw, NOW, SETTINGS)
+    assert isinstance(result, Rejection)
+    assert (result.index, result.id) == (0, "gen-1")
+    assert result.reason == (
+        "provider_cost_usd: the name 'provider_cost_usd' is given more than once; a JSON "
+        "object's names must be unique, and LUC will not guess which value was meant"
+    )
+
+
+def test_a_batch_rejects_the_events_with_a_repeated_name_alone() -> None:
+    events = [GOOD, {**GOOD, "id": "gen-2"}, {**GOOD, "id": "gen-3", "attributes": {"k": 1}}]
+    body = json.dumps({"events": events}).encode()
+    body = body.replace(b'"id": "gen-2", ', b'"model": "x/y", "id": "gen-2", ')
+    body = body.replace(b'{"k": 1}', b'{"k": 0, "k": 1}')
+    items = parse_batch(body, NOW, SETTINGS).items
+    assert isinstance(items[0], UsageEvent)
+    assert [(r.index, r.id, r.reason.split(";")[0]) for r in items[1:]] == [  # type: ignore[union-attr]
+        (1, "gen-2", f"model: the name 'model' is {REPEAT}"),
+        (2, "gen-3", f"attributes: the name 'k' is {REPEAT} (at attributes.k)"),
+    ]
+
+
+def test_a_repeat_in_a_batch_with_an_event_of_the_wrong_type_is_still_seen() -> None:
+    # The batch is decoded event by event (gen-2's type is wrong), and still screened.
+    body = json.dumps(
+        {"events": [GOOD, {**GOOD, "id": "gen-2", "input_tokens": "1"}, {**GOOD, "id": "gen-3"}]}
+    ).encode()
+    body = body.replace(b'"id": "gen-3", ', b'"id": "gen-3", "agent": "a", ')
+    items = parse_batch(body, NOW, SETTINGS).items
+    assert isinstance(items[0], UsageEvent)
+    assert isinstance(items[1], Rejection) and items[1].reason.startswith("input_tokens")
+    assert isinstance(items[2], Rejection)
+    assert items[2].reason.startswith(f"agent: the name 'agent' is {REPEAT}")
+
+
+def test_a_batch_that_names_events_twice_fails_whole() -> None:
+    body = b'{"events": [], "events": [' + json.dumps(GOOD).encode() + b"]}"
+    with pytest.raises(InvalidRequestError) as caught:
+        parse_batch(body, NOW, SETTINGS)
+    assert caught.value.status_code == 422
+    assert caught.value.message.startswith(f"events: {REPEAT} in the body")
+
+
+def test_a_repeat_beside_an_event_nested_too_deeply_is_still_seen() -> None:
+    # The body does not decode as a whole: each event is read on its own.
+    deep = {**GOOD, "id": "gen-2", "attributes": {"a": "NEST"}}
+    body = json.dumps({"events": [GOOD, deep, {**GOOD, "id": "gen-3"}]}).encode()
+    body = body.replace(b'"NEST"', b"[" * 3000 + b"]" * 3000)
+    body = body.replace(b'"id": "gen-3", ', b'"id": "gen-3", "job_id": "j", ')
+    items = parse_batch(body, NOW, SETTINGS).items
+    assert isinstance(items[0], UsageEvent)
+    assert isinstance(items[1], Rejection) and "nests JSON too deeply" in items[1].reason
+    assert isinstance(items[2], Rejection)
+    assert items[2].reason.startswith(f"job_id: the name 'job_id' is {REPEAT}")
