@@ -291,11 +291,10 @@ class HttpProvider:
     def redacted(self, text: str) -> str:
         """``text`` (a provider's error message, relayed to callers and logged) with LUC's
         credentials blanked: a provider echoing the key it was sent (``invalid key
-        sk-or-v1-…``) handed it to every caller of the proxy (SPEC §10)."""
-        for secret in self.secrets():
-            if len(secret) >= MIN_SECRET_CHARS:
-                text = text.replace(secret, REDACTED)
-        return text
+        sk-or-v1-…``) handed it to every caller of the proxy (SPEC §10). Surrogates pass
+        through: a provider's JSON may escape a lone one."""
+        raw = text.encode("utf-8", "surrogatepass")
+        return self.redacted_bytes(raw).decode("utf-8", "surrogatepass")
 
     def redacted_bytes(self, content: bytes) -> bytes:
         """An answer relayed as sent (a 2xx body, a stream's chunk) but for LUC's

@@ -42,10 +42,11 @@ def cents(text: str) -> str:
     return format(value if value != 0 else Decimal("0.00"), "f")
 
 
-def price_text(text: str) -> str:
-    """An amount or a unit price with every digit it has and at least two decimals (``3``
-    → ``3.00``, ``0.075`` → ``0.075``, never ``-0.00``)."""
-    value = Decimal(text)
+def price_text(amount: str | Decimal) -> str:
+    """An amount or a unit price (a document's decimal string, or the value) with every
+    digit it has and at least two decimals (``3`` → ``3.00``, ``0.075`` → ``0.075``, never
+    ``-0.00``)."""
+    value = Decimal(amount)
     if value == 0:
         return "0.00"
     # Measured and padded at any size: quantize() in the default 28-digit context raised

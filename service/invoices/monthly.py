@@ -161,7 +161,7 @@ async def _minimum(
         "no monthly minimum"
         if plan is None or minimum is None
         # Every digit the plan gives (0.999 is not 1.00: the line tops up to 0.999).
-        else f"Monthly minimum {price_text(money_text(minimum))} USD (plan {plan.plan_id} "
+        else f"Monthly minimum {price_text(minimum)} USD (plan {plan.plan_id} "
         f"version {plan.id}, in force on {month:%Y-%m}-01)"
     )
     note = (
