@@ -48,6 +48,18 @@ SELECT count(*) FROM (
 
 SELECT_UNINVOICED_ENTRY_IDS = _UNINVOICED_ENTRY_IDS.format(scope="l.job_id = $1")
 
+# Who the job's entries priced for no customer (before it had one) were last billed to: the
+# document of the latest invoice covering one of them. None when none was billed.
+SELECT_NO_CUSTOMER_BILLEE = """
+SELECT i.canonical
+FROM ledger_entries AS l
+JOIN invoice_entries AS c ON c.ledger_entry_id = l.id
+JOIN invoices AS i ON i.number = c.invoice_number
+WHERE l.job_id = $1 AND l.customer_id IS NULL
+ORDER BY i.issued_at DESC, i.number DESC
+LIMIT 1
+"""
+
 # The entries ``$1`` with the rate of their plan version's own price for the model
 # (``plan_long_context_from``): the highest threshold of its long-context entries that the
 # event's input tokens reach, as ``pricing.models.ModelPrice.rate_for`` chooses it when
@@ -117,13 +129,21 @@ COUNT_UNPRICED_EVENTS = _COUNT_UNPRICED_EVENTS.format(scope="l.job_id = $1")
 # A customer's month: the entries priced for the customer (``customer_id``), and entries
 # priced for no customer of the jobs it owns now (recorded before the job had one: their
 # re-pricing reversals are priced for no customer too, so they net out here, and the job's
-# entries re-booked for the customer come with them). $2, $3: the month's bounds, which
-# prune the ledger's monthly partitions.
+# entries re-booked for the customer come with them), unless one of the job's entries
+# priced for no customer was billed already: the reversal of what was billed is then owed
+# to whoever paid it, on the job's credit note (``service._draft``), never netted against
+# the customer's re-booking (which would bill the customer nothing and hand back the credits
+# the re-booking drew as money). $2, $3: the month's bounds, which prune the ledger's
+# monthly partitions.
 _CUSTOMER_MONTH = """
   l.occurred_at >= $2 AND l.occurred_at < $3
   AND (l.customer_id = $1
        OR (l.customer_id IS NULL
-           AND EXISTS (SELECT 1 FROM jobs AS j WHERE j.job_id = l.job_id AND j.customer_id = $1)))
+           AND EXISTS (SELECT 1 FROM jobs AS j WHERE j.job_id = l.job_id AND j.customer_id = $1)
+           AND NOT EXISTS (
+               SELECT 1 FROM ledger_entries AS b
+               JOIN invoice_entries AS c ON c.ledger_entry_id = b.id
+               WHERE b.job_id = l.job_id AND b.customer_id IS NULL)))
 """
 
 SELECT_UNINVOICED_MONTH_ENTRY_IDS = _UNINVOICED_ENTRY_IDS.format(scope=_CUSTOMER_MONTH)

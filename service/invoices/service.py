@@ -176,25 +176,49 @@ async def _draft(conn: Connection, job: JobInfo) -> Draft:
     entries, which are owed to (or by) that customer, never netted against the new one's
     charges on the new one's invoice. So while entries priced for a former customer are
     unbilled, the job's next document is that customer's (former customers in id order);
-    then the current customer's, with the entries priced for no customer (before the job
-    had one). A former customer's part that comes to 0.00 at the cent (a charge never
-    invoiced and its reversal) is no document of its own: it goes with the current one's."""
+    then, when entries priced for no customer (before the job had one) were billed already,
+    the rest of those (the reversals of what was billed) go to whoever they were billed to;
+    then the current customer's. A former billee's part that comes to 0.00 at the cent (a
+    charge never invoiced and its reversal) is no document of its own: it goes with the
+    current one's, as do the entries priced for no customer when none was billed."""
     rows = await conn.fetch(queries.SELECT_UNINVOICED_ENTRY_IDS, job.job_id)
     former: dict[str, list[int]] = {}
+    no_customer: list[int] = []
     current: list[int] = []
     for r in rows:
-        if r["customer_id"] is None or r["customer_id"] == job.customer_id:
+        if r["customer_id"] == job.customer_id:
             current.append(r["id"])
+        elif r["customer_id"] is None:
+            no_customer.append(r["id"])
         else:
             former.setdefault(r["customer_id"], []).append(r["id"])
     for customer_id in sorted(former):
-        draft = await _draft_of(
-            conn, job, former[customer_id], await _former_customer(conn, customer_id)
-        )
+        billee = await _former_customer(conn, customer_id)
+        draft = await _draft_of(conn, job, former[customer_id], billee, former=True)
         if draft.total != 0:
             return draft
         current.extend(former[customer_id])
-    return await _draft_of(conn, job, sorted(current), await bill_to(conn, job))
+    if no_customer:
+        billed = await conn.fetchval(queries.SELECT_NO_CUSTOMER_BILLEE, job.job_id)
+        if billed is not None:
+            paid_by = _billee_of(json.loads(billed)["customer"])
+            draft = await _draft_of(conn, job, no_customer, paid_by, former=True)
+            if draft.total != 0:
+                return draft
+        current.extend(no_customer)
+    return await _draft_of(conn, job, sorted(current), await bill_to(conn, job), former=False)
+
+
+def _billee_of(customer: dict[str, Any] | None) -> BillTo | None:
+    """The customer an issued document was addressed to, as it was then."""
+    if customer is None:
+        return None
+    return BillTo(
+        id=customer["id"],
+        name=customer["name"],
+        address=customer.get("address"),
+        tax_id=customer.get("tax_id"),
+    )
 
 
 async def _former_customer(conn: Connection, customer_id: str) -> BillTo:
@@ -207,9 +231,12 @@ async def _former_customer(conn: Connection, customer_id: str) -> BillTo:
     )
 
 
-async def _draft_of(conn: Connection, job: JobInfo, ids: list[int], billed: BillTo | None) -> Draft:
-    """The draft of the job's entries ``ids``, addressed to ``billed``."""
-    former = billed is not None and billed.id is not None and billed.id != job.customer_id
+async def _draft_of(
+    conn: Connection, job: JobInfo, ids: list[int], billed: BillTo | None, *, former: bool
+) -> Draft:
+    """The draft of the job's entries ``ids``, addressed to ``billed``: the job's current
+    customer, or (``former``) whoever entries priced before the job's customer was set or
+    changed were billed to."""
     lines = await draft_lines(conn, ids, name_jobs=False)
     period = await conn.fetchrow(queries.SELECT_PERIOD, ids) if ids else None
     return Draft(

@@ -562,3 +562,70 @@ async def test_a_job_moved_to_another_customer_credits_the_former_and_bills_the_
     assert only["total_usd"] == "1.20"
     assert only["covered_entries"] == 3
     assert (await client.post("/v1/jobs/job-mv2/invoices")).status_code == 409
+
+
+async def test_usage_billed_before_the_job_had_a_customer_is_credited_to_who_paid_it(
+    client: Any,
+) -> None:
+    # Globex holds 5.00 of prepaid credits. Haiku: 1,000,000 × 0.80 = 0.80 at the catalog.
+    customer = {"id": "globex", "name": "Globex"}
+    assert (await client.post("/v1/customers", json=customer)).status_code == 201
+    grant = await client.post("/v1/customers/globex/credits", json={"amount_usd": "5"})
+    assert grant.status_code == 201, grant.text
+    haiku = partial(event, model=HAIKU, input_tokens=1_000_000, output_tokens=0)
+    await record_accepted(client, [haiku("nc1", job_id="job-nc")])
+    # No registered customer yet: the free-text one the job names is billed, and pays.
+    named = await client.patch("/v1/jobs/job-nc", json={"customer": "Some Other Ltd"})
+    assert named.status_code == 200, named.text
+    first = await issue(client, "job-nc")
+    assert (first["customer"]["name"], first["total_usd"]) == ("Some Other Ltd", "0.80")
+
+    moved = await client.patch("/v1/jobs/job-nc", json={"customer_id": "globex"})
+    assert moved.status_code == 200, moved.text
+    # The move re-booked the call for Globex, drawing 0.80 of its credits. Netted on one
+    # document to Globex (the reversal of what Some Other Ltd paid against Globex's
+    # re-booking), Globex was billed nothing and handed its 0.80 of credits back as money,
+    # and Some Other Ltd never got its 0.80 back.
+    credit = await issue(client, "job-nc")
+    assert (credit["kind"], credit["customer"]) == (
+        "credit_note",
+        {"id": None, "name": "Some Other Ltd", "address": None, "tax_id": None},
+    )
+    assert (credit["total_usd"], credit["corrects"]) == ("-0.80", first["number"])
+    assert (credit["credits_applied_usd"], credit["amount_due_usd"]) == ("0.00", "-0.80")
+    assert [(x["events"], x["amount_usd"]) for x in credit["lines"]] == [(-1, "-0.8")]
+    billed = await issue(client, "job-nc")
+    assert (billed["kind"], billed["customer"]["id"]) == ("invoice", "globex")
+    assert (billed["total_usd"], billed["credits_applied_usd"]) == ("0.80", "0.80")
+    assert billed["amount_due_usd"] == "0.00"
+    assert [(x["events"], x["amount_usd"]) for x in billed["lines"]] == [(1, "0.8")]
+    assert (await client.post("/v1/jobs/job-nc/invoices")).status_code == 409
+    balance = (await client.get("/v1/customers/globex/credits")).json()["balance_usd"]
+    assert balance == "4.2"
+
+
+async def test_a_monthly_customer_is_not_billed_the_reversal_of_what_another_paid(
+    client: Any,
+) -> None:
+    customer = {"id": "initech", "name": "Initech", "invoicing": "monthly"}
+    assert (await client.post("/v1/customers", json=customer)).status_code == 201
+    haiku = partial(event, model=HAIKU, input_tokens=1_000_000, output_tokens=0)
+    call = haiku("nm1", job_id="job-nm")
+    await record_accepted(client, [call])
+    first = await issue(client, "job-nm")  # to nobody: the job has no customer yet
+    assert (first["customer"], first["total_usd"]) == (None, "0.80")
+    assert (await client.patch("/v1/jobs/job-nm", json={"customer_id": "initech"})).is_success
+    month = call["occurred_at"][:7]
+    # Initech's month bills its re-booking of the call, not 0.00 (the re-booking netted
+    # against the reversal of what the job's first invoice billed).
+    monthly = await client.post("/v1/customers/initech/invoices", json={"month": month})
+    assert monthly.status_code == 201, monthly.text
+    assert (monthly.json()["total_usd"], monthly.json()["covered_entries"]) == ("0.80", 1)
+    # The reversal is credited on the job's own document, to whoever paid it.
+    credit = await issue(client, "job-nm")
+    assert (credit["kind"], credit["customer"], credit["total_usd"]) == (
+        "credit_note",
+        None,
+        "-0.80",
+    )
+    assert (await client.post("/v1/jobs/job-nm/invoices")).status_code == 409
