@@ -86,17 +86,16 @@ def _not_money(text: str, signed: bool) -> str:
     return f"{shown} {problem} (a plain decimal string is expected, e.g. '12.05')"
 
 
-def parse_money(
-    field: str, text: str, *, signed: bool = False, written_by_luc: bool = False
-) -> Decimal:
+def parse_money(field: str, text: str, *, signed: bool = False, any_size: bool = False) -> Decimal:
     """``text`` as an exact Decimal, or ``WireValueError`` naming ``field`` and the reason.
 
     ``signed`` allows a leading minus sign (a credit, a difference); amounts that cannot be
-    negative are written without any sign. ``written_by_luc`` reads an amount LUC wrote
-    (an invoice's subtotal, say): the same form, but an exact sum may have more digits
-    than any amount LUC takes.
+    negative are written without any sign. ``any_size`` reads the same form without the
+    bounds of an amount LUC takes: an amount LUC wrote (an invoice's subtotal, say: an
+    exact sum may have more digits than any of its terms), or a fraction that has bounds
+    of its own (a budget's threshold).
     """
-    if written_by_luc:
+    if any_size:
         if len(text) <= _WRITTEN_MAX_CHARS and (match := _MONEY.fullmatch(text)):
             if match.group(1) and not signed:
                 raise WireValueError(field, _not_money(text, signed))

@@ -15,6 +15,7 @@ from decimal import Decimal, InvalidOperation
 import msgspec
 
 from service.errors import InvalidRequestError
+from service.wire import WireValueError, parse_money
 
 MAX_THRESHOLD_PLACES = 50
 """More decimal places than any amount LUC holds (40) and then some: a finer fraction is
@@ -44,11 +45,17 @@ def thresholds_as_sent(body: bytes) -> list[Decimal] | None:
 def _threshold(text: str) -> Decimal:
     shown = text
     if text.startswith('"'):
-        text = msgspec.json.decode(text, type=str)
-    try:
-        value = Decimal(text.strip())
-    except InvalidOperation:
-        raise InvalidRequestError(f"thresholds: {shown} is not a number") from None
+        # A decimal string is in money's form: ASCII digits and a point, nothing else
+        # (``Decimal()`` also reads "١", "0.0_5", " 0.5" and "5e-1").
+        try:
+            value = parse_money("thresholds", msgspec.json.decode(text, type=str), any_size=True)
+        except WireValueError as exc:
+            raise InvalidRequestError(str(exc)) from None
+    else:
+        try:
+            value = Decimal(text)  # a JSON number, exponent and all
+        except InvalidOperation:
+            raise InvalidRequestError(f"thresholds: {shown} is not a number") from None
     if not value.is_finite() or not Decimal(0) < value <= Decimal(1):
         raise InvalidRequestError(
             f"thresholds: {shown} is outside (0, 1]; a threshold is a fraction of the limit"

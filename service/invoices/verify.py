@@ -27,7 +27,7 @@ from service.wire import parse_money
 
 
 def _amount(field: str, text: str) -> Decimal:
-    return parse_money(field, text, signed=True, written_by_luc=True)
+    return parse_money(field, text, signed=True, any_size=True)
 
 
 def _year_problems(document: dict[str, Any]) -> list[str]:

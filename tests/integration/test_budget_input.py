@@ -32,6 +32,11 @@ BAD_DEFINITIONS: list[tuple[str, dict[str, Any], str]] = [
     ("threshold 1.5", {"thresholds": [0.5, 1.5]}, "thresholds"),
     ("threshold -0.1", {"thresholds": [-0.1]}, "thresholds"),
     ("no thresholds at all", {"thresholds": []}, "thresholds"),
+    # A threshold written as a string is a plain decimal string, as every amount is.
+    ("threshold in Arabic-Indic digits", {"thresholds": ["٠.٥"]}, "thresholds"),
+    ("threshold with underscores", {"thresholds": ["0.0_5"]}, "thresholds"),
+    ("threshold with spaces", {"thresholds": [" 0.5"]}, "thresholds"),
+    ("threshold string with an exponent", {"thresholds": ["5e-1"]}, "thresholds"),
     # Each is checked on every spend: one per 0.5 % of the limit is too many.
     ("201 thresholds", {"thresholds": [n / 200 for n in range(1, 201)]}, "thresholds"),
     ("unknown scope", {"scope": "team"}, "scope"),
@@ -191,6 +196,7 @@ async def test_patch_changes_limit_and_thresholds_and_refuses_bad_values(
         ({"limit_usd": "0"}, "limit_usd"),
         ({"thresholds": [0.5, 2]}, "thresholds"),
         ({"thresholds": [0]}, "thresholds"),
+        ({"thresholds": ["٠.٥", "0.0_9"]}, "thresholds"),
         ({"webhook_url": "http://10.0.0.5/hook"}, "webhook_url"),
         ({"webhook_url": "ftp://example.com/"}, "webhook_url"),
         ({"scope": "global"}, "scope"),  # scope and period are fixed once created
@@ -208,6 +214,10 @@ async def test_patch_changes_limit_and_thresholds_and_refuses_bad_values(
     assert changed["thresholds"] == [0.25, 1.0]
     assert (changed["scope"], changed["scope_id"], changed["period"]) == ("job", "job-1", "day")
     assert (await client.get(url)).json() == changed
+    # A threshold as a plain decimal string is taken, exactly.
+    response = await client.patch(url, json={"thresholds": ["0.5", 1]})
+    assert response.status_code == 200, response.text
+    assert response.json()["thresholds"] == [0.5, 1.0]
 
     assert (await client.patch("/v1/budgets/999999", json={"limit_usd": "1"})).status_code == 404
 
