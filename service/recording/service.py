@@ -209,9 +209,16 @@ async def record_batch(
                 outcomes[index] = EventOutcome(item.id, ACCEPTED, warning=warnings.get(item.id))
             else:
                 outcomes[index] = _compare(item, known[item.id], "an earlier request")
+    # The repeats of an id whose first event named another customer than its job's: that
+    # event stored nothing, so they are recorded as if it had never been sent (the next
+    # one of them first), never rejected for its reason. Another transaction, after this
+    # one: each is an event of its own, and a request retried whole finds this one's
+    # events stored (rare: a gateway resending a corrected event, or two requests with
+    # the same id in one group commit).
+    after_rejected: list[tuple[int, UsageEvent]] = []
     for index, item in repeats:
-        if item.id in mismatched:  # a repeat of an event naming another customer
-            outcomes[index] = EventOutcome(item.id, REJECTED, mismatched[item.id])
+        if item.id in mismatched:
+            after_rejected.append((index, item))
             continue
         # Compare with what is kept under the id: this batch's first event when it was
         # inserted, else the stored one (a repeat of a conflicting event is a conflict too).
@@ -219,6 +226,17 @@ async def record_batch(
             outcomes[index] = _compare(item, first_by_id[item.id], _repeated(one_event_per_request))
         else:
             outcomes[index] = _compare(item, known[item.id], "an earlier request")
+    if after_rejected:
+        again = await record_batch(
+            conn,
+            catalog_cache,
+            [item for _, item in after_rejected],
+            plan_cache=plan_cache,
+            one_event_per_request=one_event_per_request,
+        )
+        alerts += again.alerts
+        for (index, _), outcome in zip(after_rejected, again.results, strict=True):
+            outcomes[index] = outcome
     return BatchOutcome([o for o in outcomes if o is not None], alerts=alerts)
 
 

@@ -88,6 +88,52 @@ async def test_an_event_naming_another_customer_is_rejected_alone_naming_both(
     )
 
 
+async def test_an_event_sent_again_after_one_rejected_for_its_customer_is_judged_on_its_own(
+    client: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    assert await _batch(client, wire_event("own", customer_id="acme")) == {
+        "own": ("accepted", None)
+    }
+    # The first x-1 names another customer and stores nothing; the next x-1s in the same
+    # batch are judged as if it had never been sent: the first of them is recorded (naming
+    # no customer, or acme), and a later different one conflicts with it, as a replay of a
+    # stored event does whatever customer it names. They were all rejected with the first
+    # one's reason ("names customer 'globex'").
+    response = await client.post(
+        "/v1/events/batch",
+        json={
+            "events": [
+                wire_event("x-1", customer_id="globex"),
+                wire_event("x-1"),
+                wire_event("x-1", customer_id="globex"),
+                wire_event("x-1", input_tokens=7),
+                wire_event("x-2", customer_id="globex"),
+                wire_event("x-2", customer_id="acme"),
+            ]
+        },
+    )
+    assert response.status_code == 200, response.text
+    results = [(r["id"], r["status"]) for r in response.json()["results"]]
+    assert results == [
+        ("x-1", "rejected"),
+        ("x-1", "accepted"),
+        ("x-1", "conflict"),
+        ("x-1", "conflict"),
+        ("x-2", "rejected"),
+        ("x-2", "accepted"),
+    ]
+    reasons = [r.get("reason") for r in response.json()["results"]]
+    assert reasons[0] == reasons[4] == mismatch("job-1", "acme", "globex")
+    stored = await db.fetch("SELECT event_id FROM event_keys ORDER BY event_id")
+    assert [r["event_id"] for r in stored] == ["own", "x-1", "x-2"]
+    entries = await db.fetch(
+        "SELECT event_id, input_tokens FROM ledger_entries WHERE event_id LIKE 'x-%' "
+        "ORDER BY event_id"
+    )
+    default_input = wire_event("x-1")["input_tokens"]
+    assert [tuple(r) for r in entries] == [("x-1", default_input), ("x-2", default_input)]
+
+
 async def test_a_patch_sets_and_changes_a_job_s_customer_and_each_change_is_recorded(
     client: AsyncTestClient[Any], db: asyncpg.Connection
 ) -> None:
@@ -246,3 +292,26 @@ async def test_concurrent_batches_for_a_new_job_give_it_one_customer(
         owner,
     )
     assert (stored, await db.fetchval("SELECT count(*) FROM event_keys")) == (20, 20)
+
+
+async def test_two_requests_with_one_id_in_a_group_commit_are_judged_apart(
+    writers: tuple[asyncpg.Connection, asyncpg.Connection], db: asyncpg.Connection
+) -> None:
+    # A group commit records the single events of several requests together: the request
+    # naming the job's customer was refused with the other one's reason (a 422, which a
+    # gateway does not retry: its paid call lost).
+    conn, _ = writers
+    cache = CatalogCache()
+    owned = await record_batch(conn, cache, [usage_event("own", customer_id="acme")])
+    assert [o.status for o in owned.results] == [ACCEPTED]
+    outcome = await record_batch(
+        conn,
+        cache,
+        [usage_event("x", customer_id="globex"), usage_event("x", customer_id="acme")],
+        one_event_per_request=True,
+    )
+    assert [(o.status, o.reason) for o in outcome.results] == [
+        (REJECTED, mismatch("job-1", "acme", "globex")),
+        (ACCEPTED, None),
+    ]
+    assert await db.fetchval("SELECT count(*) FROM event_keys WHERE event_id = 'x'") == 1
