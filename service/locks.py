@@ -25,6 +25,8 @@ re-pricing    ``recording.service.record_batch``    shared     batches record si
               catalog version pricing unpriced                 every batch in flight, before
               events, ``rerate_since``; and                    every later one
               ``recording.repricing.reprice_plan``
+              the last two as dry runs              shared     they write nothing: ingest
+                                                               goes on beside them
               ``recording.catalog_upgrade``: the    exclusive  one start adds the completed
               completed AIMS catalog at start-up               catalog and re-rates; another
                                                                waits, then finds it done

@@ -235,7 +235,9 @@ async def reprice_plan(
     after: tuple[datetime, str] | None = None
     while True:
         async with conn.transaction():
-            await lock_repricing(conn)
+            # A dry run writes nothing: it holds the lock shared, as ingest does, so that
+            # it waits only for a re-pricing being applied, never stalls ingest.
+            await lock_repricing(conn, shared=dry_run)
             plans = Plans(await load_plans(conn), default_plan)
             if plan_id not in plans.plans:
                 raise NotFoundError(f"plan {plan_id!r} does not exist")

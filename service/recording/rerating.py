@@ -152,7 +152,9 @@ async def rerate_since(
     why = f"re-rated since {instant_text(since)}"
     while True:
         async with conn.transaction():
-            await lock_repricing(conn)
+            # A dry run writes nothing: it holds the lock shared, as ingest does, so that
+            # it waits only for a re-pricing being applied, never stalls ingest.
+            await lock_repricing(conn, shared=dry_run)
             catalog = await load_catalog(conn)
             plans = Plans(await load_plans(conn), default_plan)
             page = await bookings_since(conn, since, after, chunk)

@@ -12,6 +12,7 @@ per 1M tokens (cache read $0.30, cache write $3.75), Gemini 3.0 Flash at $0.10 /
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -21,11 +22,13 @@ import asyncpg
 
 from service.catalog.service import load_catalog
 from service.customers.plans import load_plans
+from service.locks import LOCK_REPRICING_SHARED
 from service.pricing.plans import Plans
 from service.recording.bookings import job_bookings, plan_rerating
 from service.recording.rerating import record_adjustments, rerate_since
 from tests.support import catalogs
 from tests.support.commands import luc_on
+from tests.support.databases import connected
 from tests.support.events import record_accepted, wire_event
 from tests.support.ledger_truth import assert_rollups_equal_ledger
 
@@ -595,3 +598,27 @@ async def test_an_event_left_without_a_live_booking_does_not_end_the_pages_early
     assert (done.events_examined, done.events_changed, done.entries_appended) == (5, 4, 8)
     # 10,000 × 0.20 + 1,000 × 0.40 = 2,400 per 1M, for o1, o3, o4 and o5 (o2 nets to 0).
     assert Decimal((await job(client, "job-o"))["cost_usd"]) == 4 * Decimal("0.0024")
+
+
+async def test_a_dry_run_goes_on_beside_ingest_and_an_applied_run_waits_for_it(
+    client: Any, db: asyncpg.Connection, database_url: str
+) -> None:
+    # A dry run took the re-pricing lock exclusively, chunk after chunk: every batch waited
+    # for it (seconds per batch on a large ledger) though it writes nothing.
+    await record_accepted(client, [wire_event("d1", occurred_at="2026-10-10T09:00:00Z")])
+    async with connected(database_url) as ingest:
+        # An ingest transaction in flight holds the lock shared.
+        async with ingest.transaction():
+            await ingest.execute(LOCK_REPRICING_SHARED)
+            dry = await asyncio.wait_for(
+                rerate_since(db, datetime(2026, 1, 1, tzinfo=UTC), default_plan=None, dry_run=True),
+                timeout=20,
+            )
+            assert (dry.dry_run, dry.events_examined, dry.entries_appended) == (True, 1, 0)
+            # An applied run still runs alone: it waits for the batch in flight.
+            applied = asyncio.ensure_future(
+                rerate_since(db, datetime(2026, 1, 1, tzinfo=UTC), default_plan=None, dry_run=False)
+            )
+            await asyncio.sleep(0.5)
+            assert not applied.done()
+        assert (await asyncio.wait_for(applied, timeout=20)).dry_run is False
