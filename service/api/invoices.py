@@ -214,8 +214,9 @@ class InvoicesController(LucController):
             "amount-due rows (`row_type`), each naming the invoice, customer and job; "
             "`format=html` is an A4 page. CSV and HTML show the lines and the subtotal at "
             "every digit, the total and the amount due to the cent (rounded once). "
-            "`view=internal` (JSON only) adds each line's `cost_usd`, `actual_cost_usd` and "
-            "`margin_usd` for finance; the customer's forms never show them."
+            "`view=internal` (JSON only) adds each line's `cost_usd`, `provider_cost_usd`, "
+            "`actual_cost_usd` and `margin_usd` for finance; the customer's forms never show "
+            "them."
         ),
         responses={
             200: ResponseSpec(

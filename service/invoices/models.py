@@ -131,6 +131,9 @@ class DraftLine(TokenCounts):
     cost_usd: Decimal | None
     """Internal, never on the customer's forms: the catalog cost of its entries; None on a
     line of events no catalog version prices."""
+    provider_cost_usd: Decimal | None
+    """Internal, never on the customer's forms: what the providers reported its entries
+    cost, summed over those that reported one; None when none did."""
     actual_cost_usd: Decimal | None
     """Internal, never on the customer's forms: what the calls actually cost (each entry's
     provider cost where reported, else its catalog cost). Known on every line of priced
@@ -305,6 +308,9 @@ class InternalLine:
 
     cost_usd: Decimal | None
     """None on a line of events no catalog version prices."""
+    provider_cost_usd: Decimal | None
+    """None where no entry of the line reported one (and on lines issued before LUC kept
+    it)."""
     actual_cost_usd: Decimal | None
     """None on lines issued before actual costs were recorded, and where unknown (a line
     of events no catalog version prices whose providers reported no cost)."""

@@ -113,6 +113,7 @@ def _minimum_line(amount: Decimal, note: str) -> DraftLine:
         unit_prices=dict.fromkeys(PRICE_CLASSES, Decimal(0)),
         amount_usd=amount,
         cost_usd=Decimal(0),
+        provider_cost_usd=None,
         actual_cost_usd=Decimal(0),
         line_type="minimum",
     )

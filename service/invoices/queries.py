@@ -108,7 +108,7 @@ SELECT l.job_id, l.agent, l.model, p.name AS model_name, l.provider, l.catalog_v
        l.long_context_from, l.tier, l.plan_id, l.plan_version, l.plan_long_context_from,
        sum(l.event_count) AS events, {_TOKEN_SUMS}, {_PRICES},
        COALESCE(sum(l.price_usd), 0) AS amount_usd, sum(l.cost_usd) AS cost_usd,
-       sum(l.actual_cost_usd) AS actual_cost_usd
+       sum(l.provider_cost_usd) AS provider_cost_usd, sum(l.actual_cost_usd) AS actual_cost_usd
 FROM ({_WITH_PLAN_RATE}) AS l
 LEFT JOIN catalog_prices AS p ON p.version_id = l.catalog_version AND p.model_id = l.model
 GROUP BY l.job_id, l.agent, l.model, p.name, l.provider, l.catalog_version,
@@ -277,6 +277,7 @@ LINE_COLUMNS = (
     ("job_id", "text"),
     ("plan_id", "text"),
     ("plan_version", "bigint"),
+    ("provider_cost_usd", "numeric"),
 )
 INSERT_LINES = f"""
 INSERT INTO invoice_lines (invoice_number, {", ".join(name for name, _ in LINE_COLUMNS)})
@@ -336,7 +337,7 @@ SELECT_INTERNAL_LINES = """
 SELECT position,
        CASE WHEN line_type IS NULL THEN COALESCE(cost_usd, amount_usd) ELSE cost_usd END
            AS cost_usd,
-       actual_cost_usd, amount_usd, line_type
+       provider_cost_usd, actual_cost_usd, amount_usd, line_type
 FROM invoice_lines WHERE invoice_number = $1 ORDER BY position
 """
 

@@ -129,6 +129,7 @@ def _sum_lines(a: DraftLine, b: DraftLine) -> DraftLine:
         **{k: getattr(a, k) + getattr(b, k) for k in TOKEN_FIELDS},
         amount_usd=exact_sum((a.amount_usd, b.amount_usd)),
         cost_usd=known(a.cost_usd, b.cost_usd),
+        provider_cost_usd=known(a.provider_cost_usd, b.provider_cost_usd),
         actual_cost_usd=known(a.actual_cost_usd, b.actual_cost_usd),
     )
 
@@ -472,6 +473,7 @@ async def _insert_lines(conn: Connection, number: str, lines: list[DraftLine]) -
         [x.job_id for x in lines],
         [x.plan_id for x in lines],
         [x.plan_version for x in lines],
+        [x.provider_cost_usd for x in lines],
     ]
     await conn.execute(queries.INSERT_LINES, number, *columns)
 
@@ -521,6 +523,7 @@ async def internal_lines(conn: Connection, number: str) -> list[InternalLine]:
     return [
         InternalLine(
             r["cost_usd"],
+            r["provider_cost_usd"],
             r["actual_cost_usd"],
             None
             if r["line_type"] is None or r["actual_cost_usd"] is None
@@ -537,14 +540,20 @@ async def internal_view(conn: Connection, number: str) -> dict[str, Any]:
 
 
 def with_costs(document: dict[str, Any], lines: list[InternalLine]) -> dict[str, Any]:
-    """The document with each line's cost, actual cost and margin, and their totals: for
-    finance, never sent to the customer. No digest: it is not the issued document."""
+    """The document with each line's cost, providers' reported cost, actual cost and
+    margin, and their totals: for finance, never sent to the customer. No digest: it is
+    not the issued document."""
 
     def text(value: Decimal | None) -> str | None:
         return None if value is None else money_text(value)
 
     def total(values: list[Decimal | None]) -> str | None:
         return None if any(v is None for v in values) else text(exact_sum(v for v in values if v))
+
+    def reported(values: list[Decimal | None]) -> str | None:
+        # Summed over the lines that have one, as over the entries of a line.
+        known = [v for v in values if v is not None]
+        return text(exact_sum(known)) if known else None
 
     return {
         **document,
@@ -553,12 +562,14 @@ def with_costs(document: dict[str, Any], lines: list[InternalLine]) -> dict[str,
             {
                 **line,
                 "cost_usd": text(x.cost_usd),
+                "provider_cost_usd": text(x.provider_cost_usd),
                 "actual_cost_usd": text(x.actual_cost_usd),
                 "margin_usd": text(x.margin_usd),
             }
             for line, x in zip(document["lines"], lines, strict=True)
         ],
         "cost_usd": total([x.cost_usd for x in lines]),
+        "provider_cost_usd": reported([x.provider_cost_usd for x in lines]),
         "actual_cost_usd": total([x.actual_cost_usd for x in lines]),
         "margin_usd": total([x.margin_usd for x in lines]),
     }

@@ -203,34 +203,43 @@ async def test_invoices_bill_the_catalog_cost_and_show_the_actual_cost_only_to_f
     stored = await get(client, f"/v1/invoices/{number}")
     assert stored == invoice
     columns = await db.fetch(
-        "SELECT amount_usd, cost_usd, actual_cost_usd FROM invoice_lines"
+        "SELECT amount_usd, cost_usd, provider_cost_usd, actual_cost_usd FROM invoice_lines"
         " WHERE invoice_number = $1 ORDER BY position",
         number,
     )
     assert [tuple(r) for r in columns] == [
-        (D("0.3"), D("0.3"), D("0.29")),
-        (D("0.12"), D("0.12"), D("0.12")),
-        (D("0.026"), D("0.026"), D("0.0259")),
+        (D("0.3"), D("0.3"), D("0.29"), D("0.29")),
+        (D("0.12"), D("0.12"), None, D("0.12")),
+        (D("0.026"), D("0.026"), D("0.0259"), D("0.0259")),
     ]
-    # Finance's view: each line's catalog cost, actual cost and margin (amount − actual
-    # cost; without a customer or plan the amount is the catalog cost).
+    # Finance's view: each line's catalog cost, the providers' bill (a2's provider reported
+    # none), actual cost and margin (amount − actual cost; without a customer or plan the
+    # amount is the catalog cost).
     internal = await get(client, f"/v1/invoices/{number}", view="internal")
     assert internal["view"] == "internal" and "digest" not in internal
     assert [
-        (x["model"], x["provider"], x["amount_usd"], x["cost_usd"], x["actual_cost_usd"])
+        (
+            x["model"],
+            x["provider"],
+            x["amount_usd"],
+            x["cost_usd"],
+            x["provider_cost_usd"],
+            x["actual_cost_usd"],
+        )
         for x in internal["lines"]
     ] == [
-        (ALPHA, "openrouter", "0.3", "0.3", "0.29"),
-        (ALPHA, "vertex", "0.12", "0.12", "0.12"),
-        (BETA, "openrouter", "0.026", "0.026", "0.0259"),
+        (ALPHA, "openrouter", "0.3", "0.3", "0.29", "0.29"),
+        (ALPHA, "vertex", "0.12", "0.12", None, "0.12"),
+        (BETA, "openrouter", "0.026", "0.026", "0.0259", "0.0259"),
     ]
     assert [x["margin_usd"] for x in internal["lines"]] == ["0.01", "0", "0.0001"]
-    # 0.29 + 0.12 + 0.0259 = 0.4359; margin 0.446 − 0.4359 = 0.0101
-    assert (internal["cost_usd"], internal["actual_cost_usd"], internal["margin_usd"]) == (
-        "0.446",
-        "0.4359",
-        "0.0101",
-    )
+    # 0.29 + 0.12 + 0.0259 = 0.4359; margin 0.446 − 0.4359 = 0.0101; reported 0.29 + 0.0259
+    assert (
+        internal["cost_usd"],
+        internal["provider_cost_usd"],
+        internal["actual_cost_usd"],
+        internal["margin_usd"],
+    ) == ("0.446", "0.3159", "0.4359", "0.0101")
     response = await client.get(f"/v1/invoices/{number}", params={"format": "csv"})
     assert "0.29" not in response.text and "actual" not in response.text
     html = (await client.get(f"/v1/invoices/{number}", params={"format": "html"})).text

@@ -201,6 +201,9 @@ class InternalLineOut(InvoiceLineOut, kw_only=True):
     cost_usd: str | None
     """The catalog cost of the line's entries; null on a line of calls no catalog version
     priced."""
+    provider_cost_usd: str | None
+    """What the providers reported the line's calls cost, over those that reported it;
+    null when none did (and on lines issued before LUC kept it)."""
     margin_usd: str | None
     """amount − actual cost, once invoices bill the customer's price; null until then."""
 
@@ -215,6 +218,8 @@ class InvoiceInternalOut(InvoiceBody, kw_only=True):
     lines: list[InternalLineOut]  # type: ignore[assignment]  # the lines with their costs
     cost_usd: str | None
     """Null when a line has none (calls no catalog version priced)."""
+    provider_cost_usd: str | None
+    """The lines' reported costs summed; null when no line has one."""
     actual_cost_usd: str | None
     """Null when a line has none (issued before actual costs were recorded, or calls no
     catalog version priced whose providers reported no cost)."""
