@@ -102,11 +102,20 @@ def repeated(text: bytes) -> list[Path]:
     return _paths(value, ())
 
 
+def _shown(name: str) -> str:
+    """A member name as a message may quote it: a lone surrogate (``"\\ud800"``, which no
+    UTF-8 answer can hold) written as its escape."""
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def path_text(path: Path) -> str:
     """``("attributes", "tags", 0, "x")`` as ``attributes.tags[0].x``."""
     text = ""
     for part in path:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else part
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{_shown(part)}" if text else _shown(part)
     return text
 
 
@@ -117,4 +126,6 @@ def repeat_problem(path: Path) -> str:
     """The rejection of a name given twice, named as a field's problem is: its top-level
     field first, then the whole path when the name is deeper."""
     where = f" (at {path_text(path)})" if len(path) > 1 else ""
-    return f"{path[0]}: the name {path[-1]!r} is given more than once{where}; {REPEAT_REASON}"
+    field, name = path[0], path[-1]
+    assert isinstance(field, str) and isinstance(name, str)  # names, not positions
+    return f"{_shown(field)}: the name {name!r} is given more than once{where}; {REPEAT_REASON}"

@@ -344,7 +344,8 @@ def _batch_repeats(
     for path in repeated(body):
         if len(path) == 1:
             raise InvalidRequestError(
-                f"{path_text(path)}: given more than once in the body; {REPEAT_REASON}"
+                f"{path_text(path)}: given more than once in the body; {REPEAT_REASON}",
+                status_code=400,
             )
         if len(path) > 2 and path[0] == "events" and isinstance(path[1], int):
             by_event.setdefault(path[1], []).append(path[2:])

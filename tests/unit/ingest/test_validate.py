@@ -455,7 +455,7 @@ def test_a_batch_that_names_events_twice_fails_whole() -> None:
     body = b'{"events": [], "events": [' + json.dumps(GOOD).encode() + b"]}"
     with pytest.raises(InvalidRequestError) as caught:
         parse_batch(body, NOW, SETTINGS)
-    assert caught.value.status_code == 422
+    assert caught.value.status_code == 400
     assert caught.value.message.startswith(f"events: {REPEAT} in the body")
 
 
@@ -470,3 +470,17 @@ def test_a_repeat_beside_an_event_nested_too_deeply_is_still_seen() -> None:
     assert isinstance(items[1], Rejection) and "nests JSON too deeply" in items[1].reason
     assert isinstance(items[2], Rejection)
     assert items[2].reason.startswith(f"job_id: the name 'job_id' is {REPEAT}")
+
+
+def test_a_repeated_name_that_is_a_lone_surrogate_is_named_by_its_escape() -> None:
+    # The name went into the reason as it was: no UTF-8 answer could hold it (a 500, after
+    # the batch's good events were committed).
+    body = json.dumps({"events": [GOOD, {**GOOD, "id": "gen-2", "attributes": {"K": 1}}]})
+    raw = body.encode().replace(b'{"K": 1}', b'{"\\ud800": 1, "\\ud800": 2}')
+    items = parse_batch(raw, NOW, SETTINGS).items
+    assert isinstance(items[0], UsageEvent)
+    assert isinstance(items[1], Rejection)
+    assert items[1].reason.startswith(
+        f"attributes: the name '\\ud800' is {REPEAT} (at attributes.\\ud800)"
+    )
+    items[1].reason.encode("utf-8")
