@@ -146,21 +146,20 @@ async def customer_mismatches(
     ``lock_job_customers``), by id, with the reason naming both: those are rejected alone,
     the rest of their batch recorded. An event already stored is left out: a replay is a
     duplicate or a conflict of what it named the first time."""
-    others = {
-        e.id: e
-        for e in events
-        if e.customer_id is not None and jobs[e.job_id].customer_id != e.customer_id
-    }
+    others = {e.id: reason for e in events if (reason := customer_mismatch(e, jobs[e.job_id]))}
     if not others:
         return {}
     stored = await stored_events(conn, list(others))
-    return {
-        event_id: (
-            f"customer_id: job {e.job_id!r} belongs to customer "
-            f"{jobs[e.job_id].customer_id!r}, and this event names customer "
-            f"{e.customer_id!r}; a job has one customer (send its own, or change it with "
-            f"PATCH /v1/jobs/{quote(e.job_id, safe='')} first)"
-        )
-        for event_id, e in others.items()
-        if event_id not in stored
-    }
+    return {event_id: reason for event_id, reason in others.items() if event_id not in stored}
+
+
+def customer_mismatch(event: UsageEvent, job: JobCustomer) -> str | None:
+    """Why ``event`` is refused when it names another customer than its job's (``job``,
+    locked); None when it names none or the job's own."""
+    if event.customer_id is None or event.customer_id == job.customer_id:
+        return None
+    return (
+        f"customer_id: job {event.job_id!r} belongs to customer {job.customer_id!r}, and "
+        f"this event names customer {event.customer_id!r}; a job has one customer (send its "
+        f"own, or change it with PATCH /v1/jobs/{quote(event.job_id, safe='')} first)"
+    )

@@ -38,7 +38,9 @@ from service.db import CONNECTION_ERRORS, Connection, gave_up
 from service.ingest.models import Rejection, UsageEvent, differing_fields
 from service.ingest.service import stored_events
 from service.jobs.service import (
+    JobCustomer,
     batch_job_ids,
+    customer_mismatch,
     customer_mismatches,
     lock_job_customers,
 )
@@ -86,6 +88,7 @@ async def record_batch(
     plan_cache: PlanCache | None = None,
     one_event_per_request: bool = False,
     one_trip: OneTrip | None = None,
+    retry_rejected: bool = True,
 ) -> BatchOutcome:
     """Store, price, append and roll up ``items`` in one transaction; outcomes in order.
     Each event is priced for its job's customer under the plan in force at its time
@@ -112,6 +115,7 @@ async def record_batch(
     inserted: set[str] = set()
     known: dict[str, UsageEvent] = {}
     mismatched: dict[str, str] = {}
+    jobs: dict[str, JobCustomer] = {}
     warnings: dict[str, str] = {}
     stored = (
         None
@@ -210,15 +214,25 @@ async def record_batch(
             else:
                 outcomes[index] = _compare(item, known[item.id], "an earlier request")
     # The repeats of an id whose first event named another customer than its job's: that
-    # event stored nothing, so they are recorded as if it had never been sent (the next
-    # one of them first), never rejected for its reason. Another transaction, after this
-    # one: each is an event of its own, and a request retried whole finds this one's
-    # events stored (rare: a gateway resending a corrected event, or two requests with
-    # the same id in one group commit).
+    # event stored nothing, so a repeat that differs from it is recorded as if it had never
+    # been sent (the next one of them first), never rejected for its reason; one the same
+    # as it is rejected as it was. Another transaction, after this one: each is an event of
+    # its own, and a request retried whole finds this one's events stored (rare: a gateway
+    # resending a corrected event, or two requests with the same id in one group commit).
+    # A repeat that names another customer of its job too is rejected for that at once, and
+    # the second round is the last (a repeat that mismatches again there keeps its first's
+    # reason): a batch of one id thousands of times takes two rounds, not one per copy.
     after_rejected: list[tuple[int, UsageEvent]] = []
     for index, item in repeats:
         if item.id in mismatched:
-            after_rejected.append((index, item))
+            job = jobs.get(item.job_id)
+            own = None if job is None else customer_mismatch(item, job)
+            if own is not None:  # it names another customer of its (locked) job too
+                outcomes[index] = EventOutcome(item.id, REJECTED, own)
+            elif retry_rejected and differing_fields(item, first_by_id[item.id]):
+                after_rejected.append((index, item))
+            else:
+                outcomes[index] = EventOutcome(item.id, REJECTED, mismatched[item.id])
             continue
         # Compare with what is kept under the id: this batch's first event when it was
         # inserted, else the stored one (a repeat of a conflicting event is a conflict too).
@@ -233,6 +247,7 @@ async def record_batch(
             [item for _, item in after_rejected],
             plan_cache=plan_cache,
             one_event_per_request=one_event_per_request,
+            retry_rejected=False,
         )
         alerts += again.alerts
         for (index, _), outcome in zip(after_rejected, again.results, strict=True):
