@@ -111,7 +111,10 @@ def invoice_issue(job_id: str | None, customer: str | None, month: str | None) -
 @click.option(
     "--internal",
     is_flag=True,
-    help="JSON with each line's cost, actual cost and margin (for finance, not the customer).",
+    help=(
+        "JSON with each line's cost, providers' reported cost, actual cost and margin "
+        "(for finance, not the customer)."
+    ),
 )
 def invoice_show(number: str, fmt: str, internal: bool) -> None:
     """Print issued invoice or credit note NUMBER (e.g. LUC-2026-000042)."""

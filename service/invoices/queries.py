@@ -48,17 +48,28 @@ SELECT count(*) FROM (
 
 SELECT_UNINVOICED_ENTRY_IDS = _UNINVOICED_ENTRY_IDS.format(scope="l.job_id = $1")
 
-# Who the job's entries priced for no customer (before it had one) were last billed to: the
-# document of the latest invoice covering one of them. None when none was billed.
-SELECT_NO_CUSTOMER_BILLEE = """
-SELECT i.canonical
+# The entries ``$1`` (priced for no customer: before their job had one) with the invoice
+# that last billed their event's entries priced for no customer: what a reversal among them
+# takes back was paid on that invoice, by whoever it addressed. NULL: their event's entries
+# were never billed (a charge and its reversal, which net to nothing).
+SELECT_NO_CUSTOMER_BILLED_IN = """
+SELECT l.id, billed.number AS billed_in, billed.issued_at AS billed_at
 FROM ledger_entries AS l
-JOIN invoice_entries AS c ON c.ledger_entry_id = l.id
-JOIN invoices AS i ON i.number = c.invoice_number
-WHERE l.job_id = $1 AND l.customer_id IS NULL
-ORDER BY i.issued_at DESC, i.number DESC
-LIMIT 1
+LEFT JOIN LATERAL (
+    SELECT i.number, i.issued_at
+    FROM ledger_entries AS b
+    JOIN invoice_entries AS c ON c.ledger_entry_id = b.id
+    JOIN invoices AS i ON i.number = c.invoice_number
+    WHERE b.event_id = l.event_id AND b.occurred_at = l.occurred_at
+      AND b.customer_id IS NULL
+    ORDER BY i.issued_at DESC, i.number DESC
+    LIMIT 1
+) AS billed ON true
+WHERE l.id = ANY($1::bigint[])
+ORDER BY billed.issued_at, billed.number, l.id
 """
+
+SELECT_INVOICE_DOCUMENT = "SELECT canonical FROM invoices WHERE number = $1"
 
 # The entries ``$1`` with the rate of their plan version's own price for the model
 # (``plan_long_context_from``): the highest threshold of its long-context entries that the
@@ -129,7 +140,7 @@ COUNT_UNPRICED_EVENTS = _COUNT_UNPRICED_EVENTS.format(scope="l.job_id = $1")
 # A customer's month: the entries priced for the customer (``customer_id``), and entries
 # priced for no customer of the jobs it owns now (recorded before the job had one: their
 # re-pricing reversals are priced for no customer too, so they net out here, and the job's
-# entries re-booked for the customer come with them), unless one of the job's entries
+# entries re-booked for the customer come with them), unless an entry of their event
 # priced for no customer was billed already: the reversal of what was billed is then owed
 # to whoever paid it, on the job's credit note (``service._draft``), never netted against
 # the customer's re-booking (which would bill the customer nothing and hand back the credits
@@ -143,7 +154,8 @@ _CUSTOMER_MONTH = """
            AND NOT EXISTS (
                SELECT 1 FROM ledger_entries AS b
                JOIN invoice_entries AS c ON c.ledger_entry_id = b.id
-               WHERE b.job_id = l.job_id AND b.customer_id IS NULL)))
+               WHERE b.event_id = l.event_id AND b.occurred_at = l.occurred_at
+                 AND b.customer_id IS NULL)))
 """
 
 SELECT_UNINVOICED_MONTH_ENTRY_IDS = _UNINVOICED_ENTRY_IDS.format(scope=_CUSTOMER_MONTH)
@@ -217,6 +229,9 @@ JOIN ledger_entries AS earlier
 JOIN invoice_entries AS c ON c.ledger_entry_id = earlier.id
 JOIN invoices AS i ON i.number = c.invoice_number AND i.kind = 'invoice'
 WHERE mine.id = ANY($1::bigint[])
+  -- The same party's booking: a job moved to another customer has the event billed to
+  -- both, and the credit note corrects the invoice of the party it credits.
+  AND earlier.customer_id IS NOT DISTINCT FROM mine.customer_id
 ORDER BY i.issued_at DESC, i.number DESC
 LIMIT 1
 """

@@ -200,20 +200,31 @@ async def _draft(conn: Connection, job: JobInfo) -> Draft:
             return draft
         current.extend(former[customer_id])
     if no_customer:
-        billed = await conn.fetchval(queries.SELECT_NO_CUSTOMER_BILLEE, job.job_id)
-        if billed is not None:
-            paid_by = _billee_of(json.loads(billed)["customer"])
-            draft = await _draft_of(conn, job, no_customer, paid_by, former=True)
+        # By the invoice that billed their event before the job had a customer: each of
+        # those invoices' parties is credited what it paid (in the order they were issued).
+        by_invoice: dict[str, list[int]] = {}
+        for r in await conn.fetch(queries.SELECT_NO_CUSTOMER_BILLED_IN, no_customer):
+            if r["billed_in"] is None:
+                current.append(r["id"])
+            else:
+                by_invoice.setdefault(r["billed_in"], []).append(r["id"])
+        for number in by_invoice:  # in the order they were issued (the query's)
+            document = await conn.fetchval(queries.SELECT_INVOICE_DOCUMENT, number)
+            paid_by = _billee_of(json.loads(document)["customer"])
+            draft = await _draft_of(conn, job, by_invoice[number], paid_by, former=True)
             if draft.total != 0:
                 return draft
-        current.extend(no_customer)
+            current.extend(by_invoice[number])
     return await _draft_of(conn, job, sorted(current), await bill_to(conn, job), former=False)
 
 
-def _billee_of(customer: dict[str, Any] | None) -> BillTo | None:
-    """The customer an issued document was addressed to, as it was then."""
+def _billee_of(customer: dict[str, Any] | str | None) -> BillTo | None:
+    """The customer an issued document was addressed to, as it was then (a name alone on
+    invoices issued before customers were registered)."""
     if customer is None:
         return None
+    if isinstance(customer, str):
+        return BillTo(id=None, name=customer)
     return BillTo(
         id=customer["id"],
         name=customer["name"],

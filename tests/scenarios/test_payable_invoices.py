@@ -621,11 +621,43 @@ async def test_a_monthly_customer_is_not_billed_the_reversal_of_what_another_pai
     monthly = await client.post("/v1/customers/initech/invoices", json={"month": month})
     assert monthly.status_code == 201, monthly.text
     assert (monthly.json()["total_usd"], monthly.json()["covered_entries"]) == ("0.80", 1)
-    # The reversal is credited on the job's own document, to whoever paid it.
+    # The reversal is credited on the job's own document, to whoever paid it, correcting
+    # the invoice it paid (not Initech's month, which billed the same call to Initech).
     credit = await issue(client, "job-nm")
     assert (credit["kind"], credit["customer"], credit["total_usd"]) == (
         "credit_note",
         None,
         "-0.80",
     )
+    assert credit["corrects"] == first["number"]
     assert (await client.post("/v1/jobs/job-nm/invoices")).status_code == 409
+
+
+async def test_each_party_billed_before_the_job_had_a_customer_is_credited_what_it_paid(
+    client: Any,
+) -> None:
+    assert (await client.post("/v1/customers", json={"id": "umbrella", "name": "U"})).is_success
+    haiku = partial(event, model=HAIKU, input_tokens=1_000_000, output_tokens=0)
+    billed = []
+    for n, name in ((1, "Acme Ltd"), (2, "Beta Ltd")):
+        await record_accepted(client, [haiku(f"mp{n}", job_id="job-mp")])
+        assert (await client.patch("/v1/jobs/job-mp", json={"customer": name})).is_success
+        billed.append(await issue(client, "job-mp"))
+    assert [(b["customer"]["name"], b["total_usd"]) for b in billed] == [
+        ("Acme Ltd", "0.80"),
+        ("Beta Ltd", "0.80"),
+    ]
+    assert (await client.patch("/v1/jobs/job-mp", json={"customer_id": "umbrella"})).is_success
+    # Beta was credited both calls (1.60) though it paid one, and Acme nothing.
+    credits = [await issue(client, "job-mp") for _ in billed]
+    assert [(c["kind"], c["customer"]["name"], c["total_usd"], c["corrects"]) for c in credits] == [
+        ("credit_note", "Acme Ltd", "-0.80", billed[0]["number"]),
+        ("credit_note", "Beta Ltd", "-0.80", billed[1]["number"]),
+    ]
+    last = await issue(client, "job-mp")
+    assert (last["kind"], last["customer"]["id"], last["total_usd"]) == (
+        "invoice",
+        "umbrella",
+        "1.60",
+    )
+    assert (await client.post("/v1/jobs/job-mp/invoices")).status_code == 409
