@@ -53,10 +53,11 @@ SELECT_UNINVOICED_ENTRY_IDS = _UNINVOICED_ENTRY_IDS.format(scope="l.job_id = $1"
 # takes back was paid on that invoice, by whoever it addressed. NULL: their event's entries
 # were never billed (a charge and its reversal, which net to nothing).
 SELECT_NO_CUSTOMER_BILLED_IN = """
-SELECT l.id, billed.number AS billed_in, billed.issued_at AS billed_at
+SELECT l.id, billed.number AS billed_in, billed.issued_at AS billed_at,
+       billed.customer AS billed_to
 FROM ledger_entries AS l
 LEFT JOIN LATERAL (
-    SELECT i.number, i.issued_at
+    SELECT i.number, i.issued_at, i.canonical::jsonb -> 'customer' AS customer
     FROM ledger_entries AS b
     JOIN invoice_entries AS c ON c.ledger_entry_id = b.id
     JOIN invoices AS i ON i.number = c.invoice_number
@@ -68,8 +69,6 @@ LEFT JOIN LATERAL (
 WHERE l.id = ANY($1::bigint[])
 ORDER BY billed.issued_at, billed.number, l.id
 """
-
-SELECT_INVOICE_DOCUMENT = "SELECT canonical FROM invoices WHERE number = $1"
 
 # The entries ``$1`` with the rate of their plan version's own price for the model
 # (``plan_long_context_from``): the highest threshold of its long-context entries that the

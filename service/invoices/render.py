@@ -118,6 +118,21 @@ def bill_to_document(bill_to: BillTo | None) -> dict[str, Any] | None:
     }
 
 
+def bill_to_of_document(customer: dict[str, Any] | str | None) -> BillTo | None:
+    """The inverse of ``bill_to_document``: who an issued document was addressed to, as it
+    was then (a name alone on invoices issued before customers were registered)."""
+    if customer is None:
+        return None
+    if isinstance(customer, str):
+        return BillTo(id=None, name=customer)
+    return BillTo(
+        id=customer["id"],
+        name=customer["name"],
+        address=customer.get("address"),
+        tax_id=customer.get("tax_id"),
+    )
+
+
 def notes_for(draft: Draft, corrects: str | None = None) -> list[str]:
     notes = []
     if draft.kind == CREDIT_NOTE:

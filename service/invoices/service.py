@@ -42,6 +42,7 @@ from service.invoices.models import (
 )
 from service.invoices.pricing import OWN_PRICES, priced_by_plan
 from service.invoices.render import (
+    bill_to_of_document,
     canonical_json,
     invoice_document,
     sha256_hex,
@@ -193,44 +194,39 @@ async def _draft(conn: Connection, job: JobInfo) -> Draft:
             no_customer.append(r["id"])
         else:
             former.setdefault(r["customer_id"], []).append(r["id"])
-    for customer_id in sorted(former):
-        billee = await _former_customer(conn, customer_id)
-        draft = await _draft_of(conn, job, former[customer_id], billee, former=True)
+    parts: list[tuple[BillTo | None, list[int]]] = [
+        (await _former_customer(conn, customer_id), former[customer_id])
+        for customer_id in sorted(former)
+    ]
+    if no_customer:
+        billed, never_billed = await _no_customer_billees(conn, no_customer)
+        parts += billed
+        current += never_billed
+    for billee, ids in parts:
+        draft = await _draft_of(conn, job, ids, billee, former=True)
         if draft.total != 0:
             return draft
-        current.extend(former[customer_id])
-    if no_customer:
-        # By the invoice that billed their event before the job had a customer: each of
-        # those invoices' parties is credited what it paid (in the order they were issued).
-        by_invoice: dict[str, list[int]] = {}
-        for r in await conn.fetch(queries.SELECT_NO_CUSTOMER_BILLED_IN, no_customer):
-            if r["billed_in"] is None:
-                current.append(r["id"])
-            else:
-                by_invoice.setdefault(r["billed_in"], []).append(r["id"])
-        for number in by_invoice:  # in the order they were issued (the query's)
-            document = await conn.fetchval(queries.SELECT_INVOICE_DOCUMENT, number)
-            paid_by = _billee_of(json.loads(document)["customer"])
-            draft = await _draft_of(conn, job, by_invoice[number], paid_by, former=True)
-            if draft.total != 0:
-                return draft
-            current.extend(by_invoice[number])
+        current += ids
     return await _draft_of(conn, job, sorted(current), await bill_to(conn, job), former=False)
 
 
-def _billee_of(customer: dict[str, Any] | str | None) -> BillTo | None:
-    """The customer an issued document was addressed to, as it was then (a name alone on
-    invoices issued before customers were registered)."""
-    if customer is None:
-        return None
-    if isinstance(customer, str):
-        return BillTo(id=None, name=customer)
-    return BillTo(
-        id=customer["id"],
-        name=customer["name"],
-        address=customer.get("address"),
-        tax_id=customer.get("tax_id"),
-    )
+async def _no_customer_billees(
+    conn: Connection, ids: list[int]
+) -> tuple[list[tuple[BillTo | None, list[int]]], list[int]]:
+    """The entries ``ids`` (priced for no customer) by the party of the invoice that billed
+    their event, in the order those invoices were issued: each party is credited what it
+    paid. Second, the entries whose event was never billed (they go with the current
+    customer's)."""
+    by_invoice: dict[str, tuple[BillTo | None, list[int]]] = {}
+    never_billed: list[int] = []
+    for r in await conn.fetch(queries.SELECT_NO_CUSTOMER_BILLED_IN, ids):
+        if r["billed_in"] is None:
+            never_billed.append(r["id"])
+            continue
+        if r["billed_in"] not in by_invoice:
+            by_invoice[r["billed_in"]] = (bill_to_of_document(r["billed_to"]), [])
+        by_invoice[r["billed_in"]][1].append(r["id"])
+    return list(by_invoice.values()), never_billed
 
 
 async def _former_customer(conn: Connection, customer_id: str) -> BillTo:

@@ -4,18 +4,20 @@ note goes to that party when a job's usage billed before it had a customer is re
 from __future__ import annotations
 
 from service.invoices.models import BillTo
-from service.invoices.service import _billee_of
+from service.invoices.render import bill_to_of_document
 
 
 def test_a_registered_customer_a_free_text_one_and_none_are_read_back() -> None:
     document = {"id": "acme", "name": "Acme", "address": "1 Road", "tax_id": "X1"}
-    assert _billee_of(document) == BillTo(id="acme", name="Acme", address="1 Road", tax_id="X1")
+    assert bill_to_of_document(document) == BillTo(
+        id="acme", name="Acme", address="1 Road", tax_id="X1"
+    )
     free = {"id": None, "name": "Some Ltd", "address": None, "tax_id": None}
-    assert _billee_of(free) == BillTo(id=None, name="Some Ltd")
-    assert _billee_of(None) is None
+    assert bill_to_of_document(free) == BillTo(id=None, name="Some Ltd")
+    assert bill_to_of_document(None) is None
 
 
 def test_an_invoice_issued_before_customers_were_registered_names_its_customer_as_text() -> None:
     # Those documents hold the job's free-text customer as a string: reading it as an
     # object made every later invoice of the job a 500.
-    assert _billee_of("Old Co") == BillTo(id=None, name="Old Co")
+    assert bill_to_of_document("Old Co") == BillTo(id=None, name="Old Co")
