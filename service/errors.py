@@ -72,6 +72,13 @@ class DatabaseSetupError(LucError):
     status_code = 503
 
 
+class ClientGoneError(LucError):
+    """The client disconnected before the answer, and the work it asked for was dropped
+    (a dry run nobody waits for). Nobody reads the answer: 499 is for the access log."""
+
+    status_code = 499
+
+
 class NotFoundError(LucError):
     status_code = 404
 

@@ -13,6 +13,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from service.api.deps import LucController, Resources
 from service.api.openapi import NOT_FOUND_WITHOUT_PARAMETERS
 from service.api.params import parse_instant
+from service.api.request import LucRequest, unless_client_leaves
 from service.api.schemas.catalog import (
     DiffOut,
     ModelHistoryOut,
@@ -191,7 +192,9 @@ class CatalogController(LucController):
         status_code=200,
         opt=ADMIN,
     )
-    async def rerate(self, luc: NamedDependency[Resources], data: JSONBody[RerateIn]) -> RerateOut:
+    async def rerate(
+        self, request: LucRequest, luc: NamedDependency[Resources], data: JSONBody[RerateIn]
+    ) -> RerateOut:
         since = parse_instant("since", data.since)
         if since is None:
             raise InvalidRequestError("since: required")
@@ -201,4 +204,6 @@ class CatalogController(LucController):
                 conn, since, default_plan=luc.settings.billing.default_plan, dry_run=data.dry_run
             )
 
-        return rerate_out(await on_connection(luc.pool, run))
+        work = on_connection(luc.pool, run)
+        # An applied run finishes whoever waits: what it appends is the correction asked for.
+        return rerate_out(await (unless_client_leaves(request, work) if data.dry_run else work))

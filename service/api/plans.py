@@ -7,6 +7,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
 from service.api.deps import LucController, Resources
+from service.api.request import LucRequest, unless_client_leaves
 from service.api.schemas.plans import (
     PlanIn,
     PlanList,
@@ -101,7 +102,11 @@ class PlansController(LucController):
         opt=ADMIN,
     )
     async def reprice(
-        self, luc: NamedDependency[Resources], plan_id: FromPath[str], data: JSONBody[RepriceIn]
+        self,
+        request: LucRequest,
+        luc: NamedDependency[Resources],
+        plan_id: FromPath[str],
+        data: JSONBody[RepriceIn],
     ) -> RepriceOut:
         try:
             since = parse_instant("since", data.since)
@@ -118,4 +123,6 @@ class PlansController(LucController):
                 dry_run=data.dry_run,
             )
 
-        return reprice_out(await on_connection(luc.pool, run))
+        work = on_connection(luc.pool, run)
+        # An applied run finishes whoever waits: what it appends is the correction asked for.
+        return reprice_out(await (unless_client_leaves(request, work) if data.dry_run else work))

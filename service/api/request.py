@@ -3,14 +3,17 @@ the decoder a client error like any other malformed body."""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import contextlib
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import msgspec
 from litestar import Request
 from litestar.exceptions import SerializationException, ValidationException
 
 from service.auth.keys import ApiKey
-from service.errors import InvalidRequestError
+from service.errors import ClientGoneError, InvalidRequestError
 from service.ingest.repeats import REPEAT_REASON, distinct_names, may_repeat, path_text, repeated
 
 
@@ -24,6 +27,40 @@ class LucRequest(Request[Any, Any, Any]):
             return await super().json()
         except RecursionError:
             raise SerializationException("it nests too deeply") from None
+
+
+T = TypeVar("T")
+
+
+async def _left(request: Request[Any, Any, Any]) -> None:
+    try:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+    except Exception:  # a server that cannot tell: the client stays
+        await asyncio.Event().wait()
+
+
+async def unless_client_leaves(request: Request[Any, Any, Any], work: Awaitable[T]) -> T:
+    """``work``'s result; cancelled, with ``ClientGoneError``, when the client disconnects
+    first. For work that only answers (a dry run): a dry run of a re-rating reads the whole
+    ledger since its instant under the re-pricing lock, which keeps catalog versions and
+    applied runs waiting; its client gone (a CLI interrupted, a proxy's timeout), it ran on
+    for as long as minutes. The request's body must have been read: the server's next
+    message is then its disconnect."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_left(request))
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            # Its connection goes back to the pool once PostgreSQL has stopped the statement.
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if task.cancelled():
+        raise ClientGoneError("the client disconnected; the work it asked for was dropped")
+    return task.result()
 
 
 def reservation_owner(request: Request[Any, Any, Any]) -> int | None:
