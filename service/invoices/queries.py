@@ -175,13 +175,20 @@ FROM invoices AS i JOIN invoice_lines AS l ON l.invoice_number = i.number
 WHERE i.customer_id = $1 AND i.month = $4
 """
 
-# The plan of the customer's latest entry of the month (NULL: priced by no plan): the plan
-# that prices the month now, moved by a re-pricing, not by the customer's change of plan
-# alone. No row: the customer has no entry of its own in the month.
+# The plan that prices the month now (NULL: priced by no plan): the plan of the latest
+# entry, for the customer, of the month's first event recorded (of those still the
+# customer's, when any is). A re-pricing moves it, as it moves that event's price; the
+# customer's change of plan alone does not, nor does a late call of the month priced under
+# the new plan: read from the month's latest entry, one such call made the month follow the
+# new plan's minimum (giving back, or charging, a whole top-up). No row: the customer has no
+# entry of its own in the month.
 SELECT_MONTH_PLAN = """
-SELECT l.plan_id FROM ledger_entries AS l
+SELECT (array_agg(l.plan_id ORDER BY l.id DESC))[1] AS plan_id
+FROM ledger_entries AS l
 WHERE l.customer_id = $1 AND l.occurred_at >= $2 AND l.occurred_at < $3
-ORDER BY l.id DESC LIMIT 1
+GROUP BY l.event_id, l.occurred_at
+ORDER BY sum(l.event_count) > 0 DESC, min(l.id)
+LIMIT 1
 """
 
 # Whether the customer has entries in the month at all, billed anywhere or not.

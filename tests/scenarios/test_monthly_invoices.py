@@ -799,3 +799,142 @@ async def test_a_minimum_of_thirty_one_digits_is_issued_and_shown_in_every_form(
             shown = await client.get(f"/v1/invoices/{invoice['number']}", params={"format": form})
             assert shown.status_code == 200, (form, shown.text[:300])
             assert minimum + "0" in shown.text
+
+
+async def _flat_plan(client: Any, minimum: str | None = None) -> None:
+    await created(
+        await client.post(
+            "/v1/plans",
+            json={
+                "id": "flat",
+                "name": "Flat",
+                "effective_from": "2026-01-01T00:00:00Z",
+                "basis": "catalog",
+                "markup": "0.5",
+                **({"minimum_monthly_usd": minimum} if minimum is not None else {}),
+            },
+        )
+    )
+
+
+async def test_a_late_call_priced_under_a_new_plan_leaves_the_month_s_minimum_as_it_was(
+    database_url: str, admin_key: str
+) -> None:
+    """README: a customer moved to another plan keeps its past months' minimums until a
+    re-pricing moves their entries. The month's plan was read from its latest entry: one
+    late call, priced under the new plan (no minimum), gave October's whole 4.15375 top-up
+    back on a credit note."""
+    async with luc(database_url, admin_key) as client:
+        await acme_with_usage(client)
+        first = await created(
+            await client.post("/v1/customers/acme/invoices", json={"month": "2026-10"})
+        )
+        assert first["lines"][-1]["amount_usd"] == "4.15375"
+        await _flat_plan(client)
+        moved = await client.patch("/v1/customers/acme", json={"plan_id": "flat"})
+        assert moved.status_code == 200, moved.text
+        # Flash, 1,000 input tokens: 0.0001, + 50 % under flat = 0.00015.
+        await record_accepted(
+            client,
+            [october("late", job_id="job-b", model=FLASH, input_tokens=1000, output_tokens=0)],
+        )
+        preview = (await client.get("/v1/customers/acme/invoices/preview?month=2026-10")).json()
+        # Still markup25's 5.00: the month's usage 0.84625 + 0.00015 = 0.8464 owes a top-up
+        # of 4.1536, 0.00015 less than billed; 0.00015 − 0.00015 = 0.00, carried forward.
+        assert [(x.get("line_type"), x["amount_usd"]) for x in preview["lines"]] == [
+            (None, "0.00015"),
+            ("minimum", "-0.00015"),
+        ]
+        assert "plan markup25" in preview["lines"][-1]["model_name"]
+        again = await client.post("/v1/customers/acme/invoices", json={"month": "2026-10"})
+        assert again.status_code == 409, again.text
+
+
+async def test_a_late_call_priced_under_a_plan_with_a_minimum_adds_none_to_a_past_month(
+    database_url: str, admin_key: str
+) -> None:
+    """The other way: a customer without a minimum moved to a plan with one, no
+    re-pricing; a late October call made October follow the new plan's 7.00 minimum."""
+    async with luc(database_url, admin_key) as client:
+        await created(
+            await client.post(
+                "/v1/plans",
+                json={"id": "plain", "name": "Plain", "effective_from": "2026-01-01T00:00:00Z",
+                      "basis": "catalog", "markup": "0"},
+            )
+        )  # fmt: skip
+        await created(
+            await client.post(
+                "/v1/customers",
+                json={"id": "beta", "name": "Beta", "plan_id": "plain", "invoicing": "monthly"},
+            )
+        )
+        # Flash: 1,000,000 × 0.10 + 100,000 × 0.40 = 0.14
+        await record_accepted(
+            client,
+            [october("b-1", job_id="job-beta", customer_id="beta", model=FLASH,
+                     input_tokens=1_000_000, output_tokens=100_000)],
+        )  # fmt: skip
+        first = await created(
+            await client.post("/v1/customers/beta/invoices", json={"month": "2026-10"})
+        )
+        assert (first["total_usd"], len(first["lines"])) == ("0.14", 1)
+        await _flat_plan(client, minimum="7.00")
+        moved = await client.patch("/v1/customers/beta", json={"plan_id": "flat"})
+        assert moved.status_code == 200, moved.text
+        # 1,000,000 Flash input tokens under flat: 0.10 × 1.5 = 0.15
+        await record_accepted(
+            client,
+            [october("b-2", job_id="job-beta", model=FLASH, input_tokens=1_000_000,
+                     output_tokens=0)],
+        )  # fmt: skip
+        follow_up = await created(
+            await client.post("/v1/customers/beta/invoices", json={"month": "2026-10"})
+        )
+        # The late call alone: no minimum line (before: a top-up of 7 − 0.29 = 6.71).
+        assert [(x.get("line_type"), x["amount_usd"]) for x in follow_up["lines"]] == [
+            (None, "0.15")
+        ]
+        assert follow_up["total_usd"] == "0.15"
+
+
+async def test_a_month_invoiced_before_the_customer_went_per_job_gives_its_top_up_back(
+    database_url: str, admin_key: str
+) -> None:
+    """October was invoiced monthly (0.84625 topped up by 4.15375 to 5.00); the customer
+    then went per job, and a late October call was billed on its job's invoice. The
+    month's follow-up, which gives back what that call covers of the top-up, was refused
+    (409: invoiced per job) and no route could issue it: October billed 5.56."""
+    async with luc(database_url, admin_key) as client:
+        await acme_with_usage(client)
+        await created(await client.post("/v1/customers/acme/invoices", json={"month": "2026-10"}))
+        switched = await client.patch("/v1/customers/acme", json={"invoicing": "per_job"})
+        assert switched.status_code == 200, switched.text
+        # Sonnet, 150,000 input tokens: 0.45, + 25 % = 0.5625
+        await record_accepted(
+            client,
+            [october("late", job_id="job-late", customer_id="acme", model=SONNET,
+                     input_tokens=150_000, output_tokens=0)],
+        )  # fmt: skip
+        # Its usage goes on the job's invoice first.
+        early = await client.post("/v1/customers/acme/invoices", json={"month": "2026-10"})
+        assert early.status_code == 409, early.text
+        assert "goes on its jobs' invoices" in early.json()["detail"]
+        job = await created(await client.post("/v1/jobs/job-late/invoices"))
+        assert [x["amount_usd"] for x in job["lines"]] == ["0.5625"]
+        back = await created(
+            await client.post("/v1/customers/acme/invoices", json={"month": "2026-10"})
+        )
+        # The month's usage 0.84625 + 0.5625 = 1.40875 owes 3.59125 of top-up: 0.5625
+        # back, −0.56 at the cent.
+        assert [(x.get("line_type"), x["amount_usd"]) for x in back["lines"]] == [
+            ("minimum", "-0.5625")
+        ]
+        assert (back["kind"], back["total_usd"], back["amount_due_usd"]) == (
+            "credit_note",
+            "-0.56",
+            "-0.56",
+        )
+        # October: 5.00 + 0.56 − 0.56 = 5.00, the minimum.
+        nothing = await client.post("/v1/customers/acme/invoices", json={"month": "2026-10"})
+        assert nothing.status_code == 409, nothing.text
