@@ -16,9 +16,10 @@ from litestar.response import Stream
 from service.api.deps import LucController, Resources
 from service.api.params import parse_instant
 from service.auth.guard import READ
+from service.db import snapshot
 from service.exports.focus import FOCUS_VERSION, MEDIA_TYPE
 from service.exports.models import ExportRange
-from service.exports.service import MAX_DAYS, export_range, focus_csv, snapshot
+from service.exports.service import MAX_DAYS, export_range, focus_csv
 
 # Required, but checked by the handler so that a missing bound is told like a wrong one.
 From = Annotated[

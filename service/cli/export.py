@@ -42,8 +42,9 @@ def export_focus(start: str, end: str) -> None:
 
         luc export focus --from 2026-11-01T00:00:00Z --to 2026-12-01T00:00:00Z > nov.csv
     """
+    from service.db import snapshot
     from service.exports.focus import header_csv, rows_csv
-    from service.exports.service import export_range, focus_batches, snapshot
+    from service.exports.service import export_range, focus_batches
     from service.money import EXACT
     from service.wire import money_text
 

@@ -20,7 +20,7 @@ from service.customers import credit_queries as queries
 from service.customers.draw_rule import Grant, PricedEntry, balance, plan_draws
 from service.customers.models import Customer
 from service.customers.queries import CUSTOMER_EXISTS
-from service.db import Connection
+from service.db import Connection, snapshot
 from service.errors import ConflictError, InvalidRequestError, NotFoundError
 from service.wire import instant_text, money_text
 
@@ -152,8 +152,11 @@ async def credits_of(conn: Connection, customer_id: str) -> Credits:
     """A registered customer's balance and grants (404 for an unknown customer)."""
     if not await conn.fetchval(CUSTOMER_EXISTS, customer_id):
         raise NotFoundError(f"customer {customer_id!r} does not exist")
-    grants = [_grant(r) for r in await conn.fetch(queries.SELECT_GRANTS, customer_id)]
-    return Credits(await balance_of(conn, customer_id), grants)
+    # The balance is the sum of the grants' remainders: read in two statements, a batch
+    # drawing credits between them gave an answer whose balance its grants did not hold.
+    async with snapshot(conn):
+        grants = [_grant(r) for r in await conn.fetch(queries.SELECT_GRANTS, customer_id)]
+        return Credits(await balance_of(conn, customer_id), grants)
 
 
 async def draw_credits(conn: Connection, entries: Sequence[PricedEntry]) -> list[CreditStanding]:

@@ -29,6 +29,7 @@ import asyncpg
 import msgspec
 import structlog
 from asyncpg.pool import PoolConnectionProxy
+from asyncpg.transaction import Transaction
 
 from service.db.outage import quiet_pool_floor
 from service.db.urls import describe_url, dsn
@@ -238,6 +239,13 @@ async def in_transaction(pool: asyncpg.Pool, work: Callable[[Connection], Awaita
             return result
     except CONNECTION_ERRORS as exc:
         raise DatabaseUnavailableError(UNAVAILABLE) from exc
+
+
+def snapshot(conn: Connection) -> Transaction:
+    """A read-only transaction whose statements all read one snapshot (the caller opens
+    it): an answer read in several statements (an export's months, a balance beside its
+    grants) holds a batch committed meanwhile whole or not at all."""
+    return conn.transaction(isolation="repeatable_read", readonly=True)
 
 
 async def on_connection(pool: asyncpg.Pool, work: Callable[[Connection], Awaitable[T]]) -> T:

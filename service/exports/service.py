@@ -7,8 +7,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from datetime import MAXYEAR, UTC, datetime, timedelta
 
-from asyncpg.transaction import Transaction
-
 from service.db import Connection
 from service.errors import InvalidRequestError
 from service.exports import queries
@@ -53,12 +51,6 @@ def export_range(start: datetime | None, end: datetime | None) -> ExportRange:
             status_code=400,
         )
     return ExportRange(start.astimezone(UTC), end.astimezone(UTC))
-
-
-def snapshot(conn: Connection) -> Transaction:
-    """The transaction an export reads in (the caller opens it): one snapshot for the whole
-    range, so a batch recorded meanwhile is in the file whole or not at all; read only."""
-    return conn.transaction(isolation="repeatable_read", readonly=True)
 
 
 def month_slices(span: ExportRange) -> Iterator[tuple[datetime, datetime]]:

@@ -39,8 +39,9 @@ import asyncpg
 import httpx
 import pytest
 
+from service.db import snapshot
 from service.exports.models import ExportRange
-from service.exports.service import focus_csv, snapshot
+from service.exports.service import focus_csv
 from service.wire import parse_instant
 from tests.support.catalogs import ALPHA, BETA, CATALOG, CORRECTION, EFFECTIVE, GAMMA
 from tests.support.databases import connected
