@@ -9,9 +9,9 @@ Choices made here, where the contract is silent:
   shows a month in progress.
 - A customer invoiced ``per_job`` is refused (409): its jobs are invoiced one by one, and
   a month's minimum is no term of its contract. PATCH its ``invoicing`` to ``monthly``.
-  A month invoiced while it was ``monthly`` keeps its follow-ups, for the minimum alone
-  (late usage billed on its jobs' invoices gives back part of a top-up): refused while the
-  month holds usage no invoice billed, which its jobs' invoices bill first.
+  A month invoiced while it was ``monthly`` keeps its follow-ups, for the minimum alone:
+  late usage, billed on its jobs' invoices, gives back part of a top-up as it is billed
+  (usage not billed yet counts once it is; the stub's answers, never billed, never do).
 - A second issue for the same month is a follow-up of the month's invoice, as a job's
   is (late usage, re-pricing): a credit note when negative, not issued when 0.00.
 - A month that was over before the customer was registered owes no minimum unless the
@@ -189,12 +189,18 @@ async def draft_month(
     """What the customer's invoice for ``month`` would hold now."""
     customer = await get_customer(conn, customer_id)
     start, end = month_bounds(month)
-    ids = [
-        r["id"]
-        for r in await conn.fetch(
-            queries.SELECT_UNINVOICED_MONTH_ENTRY_IDS, customer_id, start, end
-        )
-    ]
+    # A customer invoiced per job has its usage billed on its jobs' invoices: a month
+    # invoiced while it was monthly keeps follow-ups for its minimum alone.
+    ids = (
+        []
+        if customer.invoicing != "monthly"
+        else [
+            r["id"]
+            for r in await conn.fetch(
+                queries.SELECT_UNINVOICED_MONTH_ENTRY_IDS, customer_id, start, end
+            )
+        ]
+    )
     lines = await draft_lines(conn, ids, name_jobs=True)
     period = await conn.fetchrow(queries.SELECT_PERIOD, ids) if ids else None
     not_billed = [line for line in lines if _stub(line)]
@@ -243,15 +249,6 @@ def month_refusal(draft: Draft, customer: Customer, now: datetime) -> str | None
         return (
             f"customer {customer.id!r} is invoiced per job: its jobs' invoices bill its "
             "usage one job at a time (PATCH its invoicing to monthly for one invoice a month)"
-        )
-    if customer.invoicing != "monthly" and draft.entry_ids:
-        # A month invoiced before the customer went per job keeps its follow-ups, for its
-        # minimum: usage its jobs' invoices bill later gives back part of the top-up. Its
-        # usage itself goes on those invoices.
-        return (
-            f"customer {customer.id!r} is invoiced per job: the month's usage not billed yet "
-            "goes on its jobs' invoices; issue those first, and then this follow-up of "
-            f"{draft.earlier[-1]} settles the month's minimum"
         )
     _, end = month_bounds(draft.month)
     if now < end:

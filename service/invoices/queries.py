@@ -1,5 +1,6 @@
 """SQL owned by invoices (tables ``invoice_*`` and ``invoices``)."""
 
+from service.pricing.catalog import STUB_PROVIDER
 from service.pricing.models import PRICE_CLASSES, RATE_MARKER
 from service.tokens import TOKEN_FIELDS
 
@@ -177,15 +178,17 @@ WHERE i.customer_id = $1 AND i.month = $4
 
 # The plan that prices the month now (NULL: priced by no plan): the plan of the latest
 # entry, for the customer, of the month's first event recorded (of those still the
-# customer's, when any is). A re-pricing moves it, as it moves that event's price; the
-# customer's change of plan alone does not, nor does a late call of the month priced under
-# the new plan: read from the month's latest entry, one such call made the month follow the
-# new plan's minimum (giving back, or charging, a whole top-up). No row: the customer has no
-# entry of its own in the month.
-SELECT_MONTH_PLAN = """
+# customer's, when any is; the stub's answers aside). A re-pricing moves it, as it moves
+# that event's price; the customer's change of plan alone does not, nor does a late call of
+# the month priced under the new plan: read from the month's latest entry, one such call
+# made the month follow the new plan's minimum (giving back, or charging, a whole top-up).
+# No row: the customer has no entry of its own in the month.
+SELECT_MONTH_PLAN = f"""
 SELECT (array_agg(l.plan_id ORDER BY l.id DESC))[1] AS plan_id
 FROM ledger_entries AS l
 WHERE l.customer_id = $1 AND l.occurred_at >= $2 AND l.occurred_at < $3
+  -- The stub's answers are priced by no plan (never billed): they say nothing of one.
+  AND l.provider <> '{STUB_PROVIDER}'
 GROUP BY l.event_id, l.occurred_at
 ORDER BY sum(l.event_count) > 0 DESC, min(l.id)
 LIMIT 1

@@ -910,16 +910,20 @@ async def test_a_month_invoiced_before_the_customer_went_per_job_gives_its_top_u
         await created(await client.post("/v1/customers/acme/invoices", json={"month": "2026-10"}))
         switched = await client.patch("/v1/customers/acme", json={"invoicing": "per_job"})
         assert switched.status_code == 200, switched.text
-        # Sonnet, 150,000 input tokens: 0.45, + 25 % = 0.5625
+        # Sonnet, 150,000 input tokens: 0.45, + 25 % = 0.5625; and a stub's answer on
+        # another job, which no invoice ever bills.
         await record_accepted(
             client,
             [october("late", job_id="job-late", customer_id="acme", model=SONNET,
-                     input_tokens=150_000, output_tokens=0)],
+                     input_tokens=150_000, output_tokens=0),
+             october("stub", job_id="job-stub", customer_id="acme", model=FLASH,
+                     provider="stub", input_tokens=1000, output_tokens=500)],
         )  # fmt: skip
-        # Its usage goes on the job's invoice first.
+        # Its usage goes on the job's invoice: until it is billed, the month's minimum is
+        # what it was, and the follow-up holds nothing.
         early = await client.post("/v1/customers/acme/invoices", json={"month": "2026-10"})
         assert early.status_code == 409, early.text
-        assert "goes on its jobs' invoices" in early.json()["detail"]
+        assert "nothing new" in early.json()["detail"]
         job = await created(await client.post("/v1/jobs/job-late/invoices"))
         assert [x["amount_usd"] for x in job["lines"]] == ["0.5625"]
         back = await created(
@@ -938,3 +942,36 @@ async def test_a_month_invoiced_before_the_customer_went_per_job_gives_its_top_u
         # October: 5.00 + 0.56 − 0.56 = 5.00, the minimum.
         nothing = await client.post("/v1/customers/acme/invoices", json={"month": "2026-10"})
         assert nothing.status_code == 409, nothing.text
+
+
+async def test_a_stub_s_answer_first_in_the_month_leaves_the_minimum_to_the_customer_s_plan(
+    database_url: str, admin_key: str
+) -> None:
+    """The stub's answers are priced by no plan: the month's first event being one made
+    the month's plan none, and its 5.00 minimum was not billed."""
+    async with luc(database_url, admin_key) as client:
+        await acme_with_usage(client)
+        await created(
+            await client.post(
+                "/v1/customers",
+                json={"id": "stubco", "name": "Stub Co", "plan_id": "markup25",
+                      "invoicing": "monthly"},
+            )
+        )  # fmt: skip
+        await record_accepted(
+            client,
+            [october("first", job_id="job-s", customer_id="stubco", model=FLASH,
+                     provider="stub", input_tokens=1000, output_tokens=500),
+             # Flash: 1,000,000 × 0.10 = 0.10, + 25 % = 0.125
+             october("second", job_id="job-s", model=FLASH, input_tokens=1_000_000,
+                     output_tokens=0)],
+        )  # fmt: skip
+        october_invoice = await created(
+            await client.post("/v1/customers/stubco/invoices", json={"month": "2026-10"})
+        )
+        # 0.125 topped up by 4.875 to 5.00
+        assert [(x.get("line_type"), x["amount_usd"]) for x in october_invoice["lines"]] == [
+            (None, "0.125"),
+            ("minimum", "4.875"),
+        ]
+        assert october_invoice["total_usd"] == "5.00"
