@@ -23,7 +23,8 @@ Choices made here, where the contract is silent:
   Its line tops what the month's invoices billed, this one included, up to the minimum,
   less the top-ups the month's earlier invoices already billed: a follow-up with late
   usage gives back part of the top-up, so the month always comes to at least the minimum
-  and never more than its usage or the minimum.
+  and never more than its usage or the minimum (exactly: each document rounds its own
+  total, so a month billed partly on a job's invoice may come to a cent more at the cent).
 """
 
 from __future__ import annotations
