@@ -99,6 +99,16 @@ GROUP BY event_id, grant_id
 ORDER BY event_id, max(id)
 """
 
+# The price of each event $1 for each customer $2 before the entries $3 (those being drawn
+# for): a fall of price leaves the event a price, which its credits pay first.
+SELECT_PRICED_BEFORE = """
+SELECT event_id, customer_id, COALESCE(sum(price_usd), 0) AS price_usd
+FROM ledger_entries
+WHERE event_id = ANY($1::text[]) AND customer_id = ANY($2::text[])
+  AND id <> ALL($3::bigint[])
+GROUP BY event_id, customer_id
+"""
+
 # The grants a recording transaction may change: the live ones with credit left, and those
 # its events may give credit back to. ``now()`` is the transaction's start, the instant its
 # entries are recorded at (``ledger_entries.recorded_at``).

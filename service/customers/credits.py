@@ -176,9 +176,17 @@ async def draw_credits(conn: Connection, entries: Sequence[PricedEntry]) -> list
     mine = [e for e in entries if e.customer_id in held_by and e.price_usd != 0]
     giving_back = sorted({e.event_id for e in mine if e.price_usd < 0})
     drawn: dict[str, list[tuple[int, Decimal]]] = {}
+    priced_before: dict[tuple[str, str], Decimal] = {}
     if giving_back:
         for r in await conn.fetch(queries.SELECT_HELD, giving_back):
             drawn.setdefault(r["event_id"], []).append((r["grant_id"], r["held_usd"]))
+        for r in await conn.fetch(
+            queries.SELECT_PRICED_BEFORE,
+            giving_back,
+            sorted(held_by),
+            [e.entry_id for e in entries],
+        ):
+            priced_before[(r["event_id"], r["customer_id"])] = r["price_usd"]
     rows = await conn.fetch(
         queries.SELECT_DRAWABLE,
         sorted(held_by),
@@ -197,7 +205,7 @@ async def draw_credits(conn: Connection, entries: Sequence[PricedEntry]) -> list
     ]
     # The transaction's start: when its entries are recorded. (No grant: no row, no draw.)
     at = rows[0]["at"] if rows else await conn.fetchval(queries.NOW)
-    plan = plan_draws(mine, grants, drawn, at)
+    plan = plan_draws(mine, grants, drawn, at, priced_before)
     if plan.draws:
         d = plan.draws
         moved = await conn.fetch(

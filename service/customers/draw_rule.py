@@ -13,6 +13,11 @@ locked.
   it came from, and counts again only if that grant is live. Beyond what the event drew,
   nothing is given back: that part of the change was paid as money, and the invoice's
   credit note owes it as money.
+- A negative price that leaves the event a price (a re-pricing's change of price: 0.50 to
+  0.25) is drawn as a re-rating books the same fall, a reversal and a new booking: the
+  event's whole price given back, then the price it keeps drawn by the rules below. So
+  the credits pay what the event still costs before any money does (a 0.50 call paid half
+  by credits, fallen to 0.25, stays paid by them), whichever of the two made the fall.
 - A positive price of an event whose negative entry, earlier in the same batch, could not
   give everything back (a re-rating's reversal and new booking of a call paid in money)
   first takes up that part: what was paid in money stays paid in money, and only the rest
@@ -108,13 +113,17 @@ def plan_draws(
     grants: Sequence[Grant],
     drawn: Mapping[str, Sequence[tuple[int, Decimal]]],
     at: datetime,
+    priced_before: Mapping[tuple[str, str], Decimal] | None = None,
 ) -> DrawPlan:
     """The draws of ``entries`` on ``grants`` (every grant of their customers).
 
     ``drawn`` holds, for the events whose entries give credit back, what each event holds
     of each grant so far (its draws net of what it gave back), oldest draw first. ``at`` is
     the instant the entries are recorded: it decides which grants are live.
+    ``priced_before``: those events' price for each customer before these entries (event,
+    customer) → price; none: zero.
     """
+    priced_before = priced_before or {}
     remaining = {g.id: g.remaining_usd for g in grants}
     amounts = {g.id: g.amount_usd for g in grants}
     owners = {g.id: g.customer_id for g in grants}
@@ -136,75 +145,100 @@ def plan_draws(
     # What each event's negative entries of this batch gave back to grants no longer live
     # (event, customer) → grant → amount: its new booking draws on them again first.
     back_to_expired: dict[tuple[str, str], dict[int, Decimal]] = {}
-    draws: list[Draw] = []
-    for entry in sorted(entries, key=lambda e: e.entry_id):
+    # Each entry's draw on each grant (negative: given back), in the order first drawn.
+    net: dict[tuple[int, int], Draw] = {}
+
+    def record(entry: PricedEntry, grant_id: int, amount: Decimal) -> None:
+        earlier = net.get((entry.entry_id, grant_id))
+        total = amount if earlier is None else EXACT.add(earlier.amount_usd, amount)
+        net[(entry.entry_id, grant_id)] = _draw(entry, grant_id, total)
+
+    def take(entry: PricedEntry, price: Decimal) -> None:
         held = holding.setdefault(entry.event_id, {})
         key = (entry.event_id, entry.customer_id)
+        # A re-booking of a call its expired grant paid is paid by that grant again, as
+        # far as its reversal gave back to it: the call was made while the grant was
+        # live. Otherwise a fall in price would draw the new price from live credits
+        # (or ask it in money) for a call the expired credits had paid.
+        expired_back = back_to_expired.get(key, {})
+        for grant_id in list(expired_back):
+            if price == 0:
+                break
+            part = min(price, expired_back[grant_id], remaining[grant_id])
+            if part <= 0:
+                continue
+            remaining[grant_id] = EXACT.subtract(remaining[grant_id], part)
+            expired_back[grant_id] = EXACT.subtract(expired_back[grant_id], part)
+            price = EXACT.subtract(price, part)
+            held[grant_id] = EXACT.add(held.pop(grant_id, Decimal(0)), part)
+            record(entry, grant_id, part)
+        in_money = min(price, paid_in_money.get(key, Decimal(0)))
+        if in_money:
+            paid_in_money[key] = EXACT.subtract(paid_in_money[key], in_money)
+        owed = EXACT.subtract(price, in_money)
+        # The price's own part draws first, and takes up freed credits as it goes.
+        left = freed.get(entry.customer_id, Decimal(0))
+        owed = EXACT.add(owed, min(in_money, max(Decimal(0), EXACT.subtract(left, owed))))
+        drawn_now = Decimal(0)
+        for grant in live_in_order.get(entry.customer_id, []):
+            if owed == 0:
+                break
+            part = min(owed, remaining[grant.id])
+            if part == 0:
+                continue
+            remaining[grant.id] = EXACT.subtract(remaining[grant.id], part)
+            owed = EXACT.subtract(owed, part)
+            drawn_now = EXACT.add(drawn_now, part)
+            held[grant.id] = EXACT.add(held.pop(grant.id, Decimal(0)), part)
+            record(entry, grant.id, part)
+        if left:
+            freed[entry.customer_id] = max(Decimal(0), EXACT.subtract(left, drawn_now))
+
+    def give(entry: PricedEntry, owed: Decimal) -> None:
+        held = holding.setdefault(entry.event_id, {})
+        key = (entry.event_id, entry.customer_id)
+        for grant_id in reversed(list(held)):
+            if owed == 0:
+                break
+            if owners.get(grant_id) != entry.customer_id:
+                continue  # what the event drew for another customer stays theirs
+            room = EXACT.subtract(amounts[grant_id], remaining[grant_id])
+            part = min(owed, held[grant_id], room)
+            if part <= 0:
+                continue
+            remaining[grant_id] = EXACT.add(remaining[grant_id], part)
+            owed = EXACT.subtract(owed, part)
+            held[grant_id] = EXACT.subtract(held[grant_id], part)
+            if held[grant_id] == 0:
+                del held[grant_id]
+            if grant_id in live:  # given back to an expired grant, it pays nothing
+                freed[entry.customer_id] = EXACT.add(freed.get(entry.customer_id, Decimal(0)), part)
+            else:  # but the event's own new booking, which it paid before
+                returned = back_to_expired.setdefault(key, {})
+                returned[grant_id] = EXACT.add(returned.get(grant_id, Decimal(0)), part)
+            record(entry, grant_id, part.copy_negate())
+        if owed > 0:
+            paid_in_money[key] = EXACT.add(paid_in_money.get(key, Decimal(0)), owed)
+
+    # Each event's price for its customer so far (before the batch: ``priced_before``).
+    running: dict[tuple[str, str], Decimal] = {}
+    for entry in sorted(entries, key=lambda e: e.entry_id):
+        key = (entry.event_id, entry.customer_id)
+        before = running.get(key, priced_before.get(key, Decimal(0)))
+        after = EXACT.add(before, entry.price_usd)
+        running[key] = after
         if entry.price_usd > 0:
-            price = entry.price_usd
-            # A re-booking of a call its expired grant paid is paid by that grant again, as
-            # far as its reversal gave back to it: the call was made while the grant was
-            # live. Otherwise a fall in price would draw the new price from live credits
-            # (or ask it in money) for a call the expired credits had paid.
-            expired_back = back_to_expired.get(key, {})
-            for grant_id in list(expired_back):
-                if price == 0:
-                    break
-                take = min(price, expired_back[grant_id], remaining[grant_id])
-                if take <= 0:
-                    continue
-                remaining[grant_id] = EXACT.subtract(remaining[grant_id], take)
-                expired_back[grant_id] = EXACT.subtract(expired_back[grant_id], take)
-                price = EXACT.subtract(price, take)
-                held[grant_id] = EXACT.add(held.pop(grant_id, Decimal(0)), take)
-                draws.append(_draw(entry, grant_id, take))
-            in_money = min(price, paid_in_money.get(key, Decimal(0)))
-            if in_money:
-                paid_in_money[key] = EXACT.subtract(paid_in_money[key], in_money)
-            owed = EXACT.subtract(price, in_money)
-            # The price's own part draws first, and takes up freed credits as it goes.
-            left = freed.get(entry.customer_id, Decimal(0))
-            owed = EXACT.add(owed, min(in_money, max(Decimal(0), EXACT.subtract(left, owed))))
-            drawn_now = Decimal(0)
-            for grant in live_in_order.get(entry.customer_id, []):
-                if owed == 0:
-                    break
-                take = min(owed, remaining[grant.id])
-                if take == 0:
-                    continue
-                remaining[grant.id] = EXACT.subtract(remaining[grant.id], take)
-                owed = EXACT.subtract(owed, take)
-                drawn_now = EXACT.add(drawn_now, take)
-                held[grant.id] = EXACT.add(held.pop(grant.id, Decimal(0)), take)
-                draws.append(_draw(entry, grant.id, take))
-            if left:
-                freed[entry.customer_id] = max(Decimal(0), EXACT.subtract(left, drawn_now))
+            take(entry, entry.price_usd)
+        elif entry.price_usd < 0 and before > 0 and after > 0:
+            # A fall that leaves a price (a re-pricing's change of price) is drawn as a
+            # re-rating books the same fall, a reversal and a new booking: the whole price
+            # given back, the new one drawn. Giving back only the fall, up to what the
+            # event drew, returned credits that the remaining price then asked in money.
+            give(entry, before)
+            take(entry, after)
         elif entry.price_usd < 0:
-            owed = entry.price_usd.copy_negate()
-            for grant_id in reversed(list(held)):
-                if owed == 0:
-                    break
-                if owners.get(grant_id) != entry.customer_id:
-                    continue  # what the event drew for another customer stays theirs
-                room = EXACT.subtract(amounts[grant_id], remaining[grant_id])
-                give = min(owed, held[grant_id], room)
-                if give <= 0:
-                    continue
-                remaining[grant_id] = EXACT.add(remaining[grant_id], give)
-                owed = EXACT.subtract(owed, give)
-                held[grant_id] = EXACT.subtract(held[grant_id], give)
-                if held[grant_id] == 0:
-                    del held[grant_id]
-                if grant_id in live:  # given back to an expired grant, it pays nothing
-                    freed[entry.customer_id] = EXACT.add(
-                        freed.get(entry.customer_id, Decimal(0)), give
-                    )
-                else:  # but the event's own new booking, which it paid before
-                    returned = back_to_expired.setdefault(key, {})
-                    returned[grant_id] = EXACT.add(returned.get(grant_id, Decimal(0)), give)
-                draws.append(_draw(entry, grant_id, give.copy_negate()))
-            if owed > 0:
-                paid_in_money[key] = EXACT.add(paid_in_money.get(key, Decimal(0)), owed)
+            give(entry, entry.price_usd.copy_negate())
+    draws = [d for d in net.values() if d.amount_usd != 0]
     return DrawPlan(draws=draws, remaining=remaining)
 
 

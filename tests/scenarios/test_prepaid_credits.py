@@ -63,8 +63,7 @@ def opus(
         model=OPUS,
         input_tokens=input_tokens,
         output_tokens=0,
-        customer_id="acme",
-        **more,
+        **{"customer_id": "acme", **more},
     )
 
 
@@ -159,10 +158,15 @@ async def test_a_markup_customer_s_credits_burn_down_batch_by_batch(
     assert (await verify_stored(db, number)).problems == []
 
     # A version from October at 10 % instead of 25 %, re-priced: each event's price falls by
-    # 0.15 × its cost, 0.78 in all (5.20 × 0.15). Each gives back what it drew, up to that:
-    # b1 0.15, b2 0.225, b3a 0.045, b3b 0.03, b4 0.30 (it holds 1.25), b5 nothing (it drew
-    # nothing): 0.75 back. b2 drew last from the later grant: 0.125 goes back there first,
-    # then 0.10 to the sooner one.
+    # 0.15 × its cost, 0.78 in all (5.20 × 0.15), to 5.72. Each fall is drawn as a
+    # re-rating books it (the price given back, the new one drawn; credits burn before
+    # money): b1, b2, b3a and b3b, paid by credits, free 0.15 + 0.225 + 0.045 + 0.03 =
+    # 0.45; b4 (2.50, of which credits paid 1.25) now costs 2.20 and draws those 0.45
+    # (1.70 by credits), b5 (paid in money) nothing. The credits still pay 5.00 of the
+    # 5.72, and the fall comes off the money: the credit note owes 0.78 as money. (Given
+    # back up to what each event drew, 0.75 came back as credit while b4's and b5's prices
+    # stayed owed in money: a plan's re-pricing and a catalog's re-rating of the same fall
+    # ended apart.)
     added = await client.post(
         "/v1/plans/markup25/versions",
         json={"effective_from": "2026-10-01T00:00:00Z", "basis": "catalog", "markup": "0.10"},
@@ -173,15 +177,14 @@ async def test_a_markup_customer_s_credits_burn_down_batch_by_batch(
     )
     assert repriced.json()["events_changed"] == 6, repriced.text
     shown = (await client.get("/v1/customers/acme/credits")).json()
-    assert shown["balance_usd"] == "0.75"
-    assert [g["remaining_usd"] for g in shown["grants"]] == ["0.25", "0.5"]
-    # The follow-up is a credit note of 0.78: 0.75 of it returned as credit, 0.03 owed to
-    # Acme as money.
+    assert shown["balance_usd"] == "0"
+    assert [g["remaining_usd"] for g in shown["grants"]] == ["0", "0"]
+    # The follow-up is a credit note of 0.78, all of it owed to Acme as money.
     follow_up = await client.post("/v1/jobs/job-acme/invoices")
     assert follow_up.status_code == 201, follow_up.text
     note = follow_up.json()
     assert (note["kind"], note["total_usd"], note["corrects"]) == ("credit_note", "-0.78", number)
-    assert (note["credits_applied_usd"], note["amount_due_usd"]) == ("-0.75", "-0.03")
+    assert (D(note["credits_applied_usd"]), note["amount_due_usd"]) == (D(0), "-0.78")
     assert (await verify_stored(db, note["number"])).problems == []
     assert await credit_alerts(client) == alerts  # credit given back re-arms nothing
     await assert_rollups_equal_ledger(db)
@@ -348,3 +351,73 @@ async def test_credits_applied_are_shown_as_drawn_and_the_column_still_adds_up(
     assert "id='invoice-amount-due'>0.40<" in html
     assert "Prepaid credits are shown as applied, at every digit" in html
     assert (await verify_stored(db, number)).problems == []
+
+
+async def test_a_fall_of_price_leaves_the_same_credits_whether_re_priced_or_re_rated(
+    client: AsyncTestClient[Any],
+) -> None:
+    """One call priced 0.50, of which a 0.25 grant paid half, falls to 0.25, never invoiced:
+    the credits pay the 0.25 it now costs, nothing is owed in money. A catalog's re-rating
+    did so (a reversal and a new booking); a plan's re-pricing gave the 0.25 back as credit
+    and asked the 0.25 in money."""
+    # Re-priced: Opus 10,000 output tokens cost 0.25 (25.00 per 1M), + 100 % = 0.50; then
+    # + 0 % (the re-rating below changes the input price only).
+    await make_plan(client, "double", basis="catalog", markup="1")
+    await make_customer(client, "pco", plan_id="double")
+    # Re-rated: Opus 100,000 input tokens at 5.00 per 1M = 0.50; then at 2.50.
+    await make_plan(client, "plain", basis="catalog", markup="0")
+    await make_customer(client, "rco", plan_id="plain")
+    for customer in ("pco", "rco"):
+        response = await client.post(
+            f"/v1/customers/{customer}/credits", json={"amount_usd": "0.25"}
+        )
+        assert response.status_code == 201, response.text
+    await record_accepted(
+        client,
+        [
+            wire_event(
+                "p1",
+                occurred_at=AT,
+                job_id="job-p",
+                agent="ORACLE",
+                model=OPUS,
+                input_tokens=0,
+                output_tokens=10_000,
+                customer_id="pco",
+            ),
+            opus("r1", 100_000, job_id="job-r", customer_id="rco"),
+        ],
+    )
+    added = await client.post(
+        "/v1/plans/double/versions",
+        json={"effective_from": "2026-10-01T00:00:00Z", "basis": "catalog", "markup": "0"},
+    )
+    assert added.status_code == 201, added.text
+    repriced = await client.post("/v1/plans/double/reprice", json={"since": "2026-10-01T00:00:00Z"})
+    assert repriced.status_code == 200, repriced.text
+    catalog = (await client.get("/v1/catalog")).json()
+    (entry,) = [m for m in catalog["models"] if m["id"] == OPUS]
+    version = await client.post(
+        "/v1/catalog/versions",
+        json={
+            "effective_from": "2026-10-01T00:00:00Z",
+            "label": "opus halved",
+            "parent": catalog["id"],
+            "models": [{**entry, "input": "2.50"}],
+        },
+    )
+    assert version.status_code == 201, version.text
+    rerated = await client.post("/v1/catalog/rerate", json={"since": "2026-10-01T00:00:00Z"})
+    assert rerated.status_code == 200, rerated.text
+
+    for customer, job_id in (("pco", "job-p"), ("rco", "job-r")):
+        credits = (await client.get(f"/v1/customers/{customer}/credits")).json()
+        assert credits["balance_usd"] == "0", (customer, credits)
+        response = await client.post(f"/v1/jobs/{job_id}/invoices")
+        assert response.status_code == 201, response.text
+        invoice = response.json()
+        assert (
+            invoice["total_usd"],
+            invoice["credits_applied_usd"],
+            invoice["amount_due_usd"],
+        ) == ("0.25", "0.25", "0.00"), customer

@@ -268,3 +268,29 @@ def test_a_re_booking_of_a_call_an_expired_grant_paid_draws_that_grant_again() -
         AT,
     )
     assert amounts(plan.draws) == [(80, 1, "-1.00"), (81, 1, "0.50")]
+
+
+def test_a_fall_that_leaves_a_price_is_paid_by_the_credits_first() -> None:
+    # A 0.50 call paid 0.25 by credits (the grant's all) and 0.25 in money falls to 0.25.
+    # Given back as a re-rating books it (0.50 back, 0.25 drawn again), the credits still
+    # pay the 0.25 it costs: nothing changes. Before, 0.25 came back as credit and the
+    # call's 0.25 was owed in money.
+    grants = [grant(1, "0.25", remaining="0")]
+    priced = {("ev-f", "acme"): Decimal("0.50")}
+    plan = plan_draws(
+        [entry(60, "-0.25", event="ev-f")], grants, {"ev-f": [(1, Decimal("0.25"))]}, AT, priced
+    )
+    assert plan.draws == []
+    assert plan.remaining == {1: Decimal(0)}
+
+
+def test_a_fall_below_what_the_credits_paid_gives_the_difference_back() -> None:
+    # A 1.25 call paid 1.25 by credits falls to 1.10: 0.15 comes back (1.25 back, 1.10
+    # drawn again, from the same grant: the only live one).
+    grants = [grant(1, "3", remaining="1.75", expires_in_days=10)]
+    priced = {("ev-g", "acme"): Decimal("1.25")}
+    plan = plan_draws(
+        [entry(61, "-0.15", event="ev-g")], grants, {"ev-g": [(1, Decimal("1.25"))]}, AT, priced
+    )
+    assert amounts(plan.draws) == [(61, 1, "-0.15")]
+    assert plan.remaining == {1: Decimal("1.90")}
