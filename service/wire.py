@@ -237,6 +237,25 @@ def parse_instant(field: str, text: str) -> datetime:
     return value
 
 
+# asyncpg writes the first and last instants a datetime holds as PostgreSQL's -infinity and
+# infinity, which read back as naive datetimes: stored, every later read of them failed
+# (a catalog version, a grant's expiry); compared, they stand for no instant at all.
+_DRIVER_INFINITIES = (datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
+
+
+def storable_instant_problem(instant: datetime) -> str | None:
+    """Why ``instant`` (with an offset) cannot be stored, or compared as sent, or None:
+    what ``parse_instant`` gives a route that keeps the instant (an ``effective_from``, a
+    grant's ``expires_at``, an event's ``occurred_at``, a re-pricing's ``since``)."""
+    if instant not in _DRIVER_INFINITIES:
+        return None
+    return (
+        f"{instant_text(instant)} is the first or last instant of years "
+        "0001-9999, which PostgreSQL's binary protocol reads as -infinity or infinity; it "
+        "cannot be stored as sent"
+    )
+
+
 def _shown(text: str) -> str:
     """An instant as a refusal quotes it (written only when one is refused)."""
     return repr(text) if len(text) <= _INSTANT_MAX_CHARS else f"{text[:_INSTANT_MAX_CHARS]!r}…"

@@ -39,6 +39,7 @@ from service.recording.rerating import (
     create_version_and_price_unpriced,
     rerate_since,
 )
+from service.wire import storable_instant_problem
 
 
 async def _catalog(luc: Resources) -> Catalog:
@@ -198,6 +199,8 @@ class CatalogController(LucController):
         since = parse_instant("since", data.since)
         if since is None:
             raise InvalidRequestError("since: required")
+        if problem := storable_instant_problem(since):
+            raise InvalidRequestError(f"since: {problem}", status_code=400)
 
         async def run(conn: Connection) -> RerateSummary:
             return await rerate_since(

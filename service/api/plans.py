@@ -26,7 +26,7 @@ from service.db import Connection, on_connection
 from service.errors import InvalidRequestError
 from service.pricing.plans import PlanVersion, RatePlan
 from service.recording.repricing import RepriceSummary, reprice_plan
-from service.wire import WireValueError, parse_instant
+from service.wire import WireValueError, parse_instant, storable_instant_problem
 
 
 class PlansController(LucController):
@@ -112,6 +112,8 @@ class PlansController(LucController):
             since = parse_instant("since", data.since)
         except WireValueError as exc:
             raise InvalidRequestError(str(exc)) from None
+        if problem := storable_instant_problem(since):
+            raise InvalidRequestError(f"since: {problem}")
 
         async def run(conn: Connection) -> RepriceSummary:
             await get_plan(conn, plan_id)  # 404 before any work

@@ -22,7 +22,6 @@ from service.catalog.service import (
     check_price_entry,
     check_version,
     derive_version,
-    storable_instant_problem,
 )
 from service.errors import CatalogError, UpstreamError
 from service.pricing.catalog import Catalog
@@ -34,6 +33,7 @@ from service.pricing.openrouter import (
     SkippedOverride,
     parse_models,
 )
+from service.wire import storable_instant_problem
 
 DEFAULT_OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
 

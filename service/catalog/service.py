@@ -6,7 +6,7 @@ import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Context, Decimal
 from importlib import resources
 from typing import Any
@@ -27,7 +27,12 @@ from service.pricing.models import (
     NewLongContextPrice,
     NewModelPrice,
 )
-from service.wire import WireValueError, instant_text, parse_instant, parse_money
+from service.wire import (
+    WireValueError,
+    parse_instant,
+    parse_money,
+    storable_instant_problem,
+)
 
 AIMS_CATALOG_FILE = "aims-v1.json"
 PREVIOUS_AIMS_CATALOG_FILE = "aims-v1-previous.json"
@@ -59,24 +64,6 @@ class NewCatalogVersion:
     aliases: dict[str, str] = field(default_factory=dict)
     default_model: str | None = None
     parent_id: int | None = None
-
-
-# asyncpg's binary encoding turns these two instants into PostgreSQL's -infinity and
-# infinity, which read back as naive datetimes: a version stored at either could not be
-# compared with any other, and every later load of the catalog failed.
-_DRIVER_INFINITIES = (datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
-
-
-def storable_instant_problem(instant: datetime) -> str | None:
-    """Why ``instant`` (with an offset) cannot be stored as sent, or None: a version's, a
-    rate plan version's ``effective_from``."""
-    if instant not in _DRIVER_INFINITIES:
-        return None
-    return (
-        f"{instant_text(instant)} is the first or last instant of years "
-        "0001-9999, which PostgreSQL's binary protocol reads as -infinity or infinity; it "
-        "cannot be stored as sent"
-    )
 
 
 MAX_NAME_CHARS = 256

@@ -19,7 +19,6 @@ import asyncpg
 from service.catalog.service import (
     check_price_entry,
     new_model_price,
-    storable_instant_problem,
 )
 from service.customers import queries
 from service.customers.models import NewPlanVersion
@@ -35,7 +34,7 @@ from service.errors import (
 from service.pricing.catalog import Catalog
 from service.pricing.models import ModelPrice
 from service.pricing.plans import BASES, MAX_MARKUP, Plans, PlanVersion, RatePlan
-from service.wire import WireValueError, instant_text, parse_money
+from service.wire import WireValueError, instant_text, parse_money, storable_instant_problem
 
 MAX_PLAN_ID_CHARS = 128
 # Plan ids go in URLs and in LUC_DEFAULT_PLAN: letters, digits and . _ : - only.

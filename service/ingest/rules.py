@@ -13,7 +13,13 @@ import msgspec
 
 from service.ingest.models import UsageEvent, UsageEventIn
 from service.settings import IngestSettings
-from service.wire import WireValueError, instant_text, parse_instant, parse_money
+from service.wire import (
+    WireValueError,
+    instant_text,
+    parse_instant,
+    parse_money,
+    storable_instant_problem,
+)
 
 # PostgreSQL text and jsonb cannot hold U+0000, and no UTF-8 text holds a lone UTF-16
 # surrogate (U+D800–U+DFFF; msgspec refuses their escapes, but an event built in-process
@@ -24,9 +30,6 @@ _SURROGATES = re.compile("[\ud800-\udfff]")
 SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _TEXT_FIELDS = ("id", "job_id", "agent", "provider", "model")
 _text_fields = attrgetter(*_TEXT_FIELDS)
-# asyncpg's binary encoding (the COPY that stages large batches) turns this one instant into
-# PostgreSQL's -infinity: refused, rather than stored as another instant than was sent.
-_DRIVER_NEGATIVE_INFINITY = datetime.min.replace(tzinfo=UTC)
 # Attributes are a small free-form object (request id, route, customer, …); deeper nesting
 # is refused with a reason, well before any decoder or encoder on the way to PostgreSQL
 # runs out of stack.
@@ -144,12 +147,8 @@ def rule_problems(
     if occurred_at is not None:
         # parse_instant refused every instant that leaves the years 0001-9999 in UTC.
         occurred_at = occurred_at.astimezone(UTC)
-        if occurred_at == _DRIVER_NEGATIVE_INFINITY:
-            problems.append(
-                f"occurred_at: {instant_text(occurred_at)} is the first instant of year 1, "
-                "which PostgreSQL's binary protocol reads as -infinity; it cannot be "
-                "stored as sent"
-            )
+        if problem := storable_instant_problem(occurred_at):
+            problems.append(f"occurred_at: {problem}")
         if occurred_at > now + timedelta(seconds=settings.max_future_skew_seconds):
             problems.append(
                 f"occurred_at: {instant_text(occurred_at)} is more than "

@@ -524,6 +524,24 @@ async def test_every_instant_in_a_body_far_out_of_range_is_refused_naming_it(
         event = await api.post("/v1/events", json=good(f"far-{len(value)}", occurred_at=value))
         assert event.status_code == 422, event.text
         assert event.json()["reason"] == f"occurred_at: {value!r} {says}", event.text
+    # The two ends, which PostgreSQL's binary protocol reads as -infinity and infinity: a
+    # grant expiring at the last was stored as infinity (its retry then a conflict), and a
+    # re-pricing since either ran.
+    for value in ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z"):
+        for path, field, body in (
+            ("/v1/customers/cust-far/credits", "expires_at", {"amount_usd": "1"}),
+            ("/v1/catalog/rerate", "since", {"dry_run": True}),
+            ("/v1/catalog/versions", "effective_from", {"models": []}),
+            ("/v1/plans/plan-far/versions", "effective_from", {"basis": "catalog", "markup": "0"}),
+            ("/v1/plans/plan-far/reprice", "since", {"dry_run": True}),
+        ):
+            if (path, value) == ("/v1/customers/cust-far/credits", "0001-01-01T00:00:00Z"):
+                continue  # in the past: refused as such
+            answer = await api.post(path, json={**body, field: value})
+            assert answer.status_code in (400, 422), (path, value, answer.text)
+            assert answer.json()["detail"].startswith(
+                f"{field}: {value} is the first or last instant of years 0001-9999"
+            ), (path, answer.text)
 
 
 @pytest.mark.parametrize(

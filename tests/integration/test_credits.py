@@ -176,6 +176,13 @@ async def test_a_bad_grant_is_refused_with_a_message_that_names_the_field(
             "expires_at: '2030-01-01T00:00:00+25:00' is not a valid instant: its UTC offset "
             "+25:00 is not below 24 hours",
         ),
+        # Stored as PostgreSQL's infinity: the same grant sent again was a conflict.
+        (
+            {"amount_usd": "5", "expires_at": "9999-12-31T23:59:59.999999Z"},
+            422,
+            "expires_at: 9999-12-31T23:59:59.999999Z is the first or last instant of years "
+            "0001-9999, which PostgreSQL's binary protocol reads as -infinity or infinity",
+        ),
         ({"amount_usd": "5", "reference": ""}, 422, "reference: must be 1 to 200"),
         ({"amount_usd": "5", "colour": "red"}, 400, "colour"),
     ):

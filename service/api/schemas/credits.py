@@ -10,7 +10,7 @@ from service.api.schemas.common import wire_struct
 from service.customers.credits import CreditGrant, Credits, NewGrant
 from service.customers.service import parse_amount
 from service.errors import InvalidRequestError
-from service.wire import WireValueError, money_text, parse_instant
+from service.wire import WireValueError, money_text, parse_instant, storable_instant_problem
 
 
 class GrantIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -28,6 +28,9 @@ class GrantIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
                 expires_at = parse_instant("expires_at", self.expires_at)
             except WireValueError as exc:
                 raise InvalidRequestError(str(exc)) from None
+            # Stored as infinity, the grant's retry under its reference was a conflict.
+            if problem := storable_instant_problem(expires_at):
+                raise InvalidRequestError(f"expires_at: {problem}")
         return NewGrant(
             amount_usd=parse_amount("amount_usd", self.amount_usd),
             expires_at=expires_at,
