@@ -147,6 +147,12 @@ _PRICE_RULE = (
 )
 
 
+def price_problem(price: Decimal) -> str | None:
+    """Why ``price`` cannot be a price (a catalog's or a plan's, per 1M tokens or per call),
+    or None."""
+    return None if _storable(price) else f"{_PRICE_RULE} (it is {price:f})"
+
+
 def _check_long_context(model: NewModelPrice) -> None:
     """Thresholds positive integers an event can reach, unique within the model; prices
     like any price."""

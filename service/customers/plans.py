@@ -16,10 +16,7 @@ from typing import Any
 
 import asyncpg
 
-from service.catalog.service import (
-    check_price_entry,
-    new_model_price,
-)
+from service.catalog.service import check_price_entry, new_model_price, price_problem
 from service.customers import queries
 from service.customers.models import NewPlanVersion
 from service.customers.service import MAX_NAME_CHARS, check_text
@@ -131,6 +128,9 @@ def _check_version(version: NewPlanVersion) -> None:
         amount = getattr(version, name)
         if amount is not None and amount < 0:
             raise InvalidRequestError(f"{name}: must not be negative")
+    # A price per call, as a model's own per_request is: 40 nines billed every call 10^40.
+    if problem := price_problem(version.per_request_usd):
+        raise InvalidRequestError(f"per_request_usd: {problem}")
 
 
 async def _insert_version(

@@ -176,6 +176,18 @@ async def test_an_unknown_plan_is_404(client: AsyncTestClient[Any]) -> None:
             "per_request_usd: '-0.01' has a sign; the amount cannot be negative (a plain "
             "decimal string is expected, e.g. '12.05')",
         ),
+        # A price per call, held to the price rule as a model's own per_request is: 40
+        # nines were taken, and billed on every call of the plan.
+        (
+            {"per_request_usd": "9" * 40},
+            "per_request_usd: prices must be finite, not negative, below 1000000000000 and "
+            f"have at most 30 decimal places (it is {'9' * 40})",
+        ),
+        (
+            {"per_request_usd": "0." + "0" * 39 + "1"},
+            "per_request_usd: prices must be finite, not negative, below 1000000000000 and "
+            f"have at most 30 decimal places (it is 0.{'0' * 39}1)",
+        ),
         (
             {"minimum_monthly_usd": "1,000"},
             "minimum_monthly_usd: '1,000' is not a decimal string (a plain decimal string is "
