@@ -449,6 +449,15 @@ async def test_an_instant_outside_utc_s_years_is_a_client_error_wherever_it_is_g
     assert event.json()["reason"].startswith("occurred_at: ")
 
 
+# Every route that takes an instant in its body: the route, the field, the rest of a body.
+INSTANTS_IN_BODIES: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("/v1/customers/cust-far/credits", "expires_at", {"amount_usd": "1"}),
+    ("/v1/catalog/rerate", "since", {"dry_run": True}),
+    ("/v1/catalog/versions", "effective_from", {"models": []}),
+    ("/v1/plans/plan-far/versions", "effective_from", {"basis": "catalog", "markup": "0"}),
+    ("/v1/plans/plan-far/reprice", "since", {"dry_run": True}),
+)
+
 # Well formed, and beyond what a datetime or PostgreSQL's binary protocol holds: year 0
 # was "year 0 is out of range" and year 10000 "not an RFC 3339 timestamp".
 OUT_OF_YEARS = "is out of range: outside the years 0001 to 9999 in UTC"
@@ -511,13 +520,7 @@ async def test_every_instant_in_a_body_far_out_of_range_is_refused_naming_it(
     )
     assert plan.status_code == 201, plan.text
     for value, says in FAR_INSTANTS.items():
-        for path, field, body in (
-            ("/v1/customers/cust-far/credits", "expires_at", {"amount_usd": "1"}),
-            ("/v1/catalog/rerate", "since", {"dry_run": True}),
-            ("/v1/catalog/versions", "effective_from", {"models": []}),
-            ("/v1/plans/plan-far/versions", "effective_from", {"basis": "catalog", "markup": "0"}),
-            ("/v1/plans/plan-far/reprice", "since", {"dry_run": True}),
-        ):
+        for path, field, body in INSTANTS_IN_BODIES:
             answer = await api.post(path, json={**body, field: value})
             assert answer.status_code in (400, 422), (path, value, answer.text)
             assert answer.json()["detail"] == f"{field}: {value!r} {says}", (path, answer.text)
@@ -528,13 +531,7 @@ async def test_every_instant_in_a_body_far_out_of_range_is_refused_naming_it(
     # grant expiring at the last was stored as infinity (its retry then a conflict), and a
     # re-pricing since either ran.
     for value in ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z"):
-        for path, field, body in (
-            ("/v1/customers/cust-far/credits", "expires_at", {"amount_usd": "1"}),
-            ("/v1/catalog/rerate", "since", {"dry_run": True}),
-            ("/v1/catalog/versions", "effective_from", {"models": []}),
-            ("/v1/plans/plan-far/versions", "effective_from", {"basis": "catalog", "markup": "0"}),
-            ("/v1/plans/plan-far/reprice", "since", {"dry_run": True}),
-        ):
+        for path, field, body in INSTANTS_IN_BODIES:
             if (path, value) == ("/v1/customers/cust-far/credits", "0001-01-01T00:00:00Z"):
                 continue  # in the past: refused as such
             answer = await api.post(path, json={**body, field: value})
