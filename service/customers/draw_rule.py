@@ -25,8 +25,9 @@ locked.
   re-rated, draw its whole price again from the new credits, and the follow-up would apply
   credits far beyond its total (an invoice's amount due is never below zero: lost). That
   part may still draw the credits the batch's own negative entries gave back and no draw
-  of it took again: credits burn before money, so a re-rating that frees credits of some
-  calls pays the customer's other calls of it with them, as they were before (a month's
+  of it took again, whichever comes first in the batch: credits burn before money, so a
+  re-rating that frees credits of some calls pays the customer's other calls of it with
+  them, as they were before (a month's
   re-rating that its minimum line partly offsets must not leave credits back and money
   owed on a credit note, which never asks for money).
 - A positive price of an event whose negative entry, earlier in the same batch, gave
@@ -147,6 +148,8 @@ def plan_draws(
     back_to_expired: dict[tuple[str, str], dict[int, Decimal]] = {}
     # Each entry's draw on each grant (negative: given back), in the order first drawn.
     net: dict[tuple[int, int], Draw] = {}
+    # The part of a re-booking that stayed paid in money while no freed credit was left.
+    unconverted: list[tuple[PricedEntry, Decimal]] = []
 
     def record(entry: PricedEntry, grant_id: int, amount: Decimal) -> None:
         earlier = net.get((entry.entry_id, grant_id))
@@ -175,10 +178,19 @@ def plan_draws(
         in_money = min(price, paid_in_money.get(key, Decimal(0)))
         if in_money:
             paid_in_money[key] = EXACT.subtract(paid_in_money[key], in_money)
-        owed = EXACT.subtract(price, in_money)
+        own = EXACT.subtract(price, in_money)
         # The price's own part draws first, and takes up freed credits as it goes.
         left = freed.get(entry.customer_id, Decimal(0))
-        owed = EXACT.add(owed, min(in_money, max(Decimal(0), EXACT.subtract(left, owed))))
+        converted = min(in_money, max(Decimal(0), EXACT.subtract(left, own)))
+        drawn_now = draw_live(entry, EXACT.add(own, converted))
+        if left:
+            freed[entry.customer_id] = max(Decimal(0), EXACT.subtract(left, drawn_now))
+        if in_money > converted:
+            unconverted.append((entry, EXACT.subtract(in_money, converted)))
+
+    def draw_live(entry: PricedEntry, owed: Decimal) -> Decimal:
+        """Draw ``owed`` on the customer's live grants in order; what was drawn."""
+        held = holding.setdefault(entry.event_id, {})
         drawn_now = Decimal(0)
         for grant in live_in_order.get(entry.customer_id, []):
             if owed == 0:
@@ -191,8 +203,7 @@ def plan_draws(
             drawn_now = EXACT.add(drawn_now, part)
             held[grant.id] = EXACT.add(held.pop(grant.id, Decimal(0)), part)
             record(entry, grant.id, part)
-        if left:
-            freed[entry.customer_id] = max(Decimal(0), EXACT.subtract(left, drawn_now))
+        return drawn_now
 
     def give(entry: PricedEntry, owed: Decimal) -> None:
         held = holding.setdefault(entry.event_id, {})
@@ -238,6 +249,14 @@ def plan_draws(
             take(entry, after)
         elif entry.price_usd < 0:
             give(entry, entry.price_usd.copy_negate())
+    # A call paid in money and booked again before the batch freed credits (a fall of
+    # another call after it in ledger order) is paid by them too, as it would be had it
+    # come after: credits burn before money, whatever order the batch's ids give.
+    for entry, amount in unconverted:
+        left = freed.get(entry.customer_id, Decimal(0))
+        if left > 0:
+            drawn_now = draw_live(entry, min(amount, left))
+            freed[entry.customer_id] = max(Decimal(0), EXACT.subtract(left, drawn_now))
     draws = [d for d in net.values() if d.amount_usd != 0]
     return DrawPlan(draws=draws, remaining=remaining)
 

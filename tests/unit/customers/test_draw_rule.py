@@ -294,3 +294,24 @@ def test_a_fall_below_what_the_credits_paid_gives_the_difference_back() -> None:
     )
     assert amounts(plan.draws) == [(61, 1, "-0.15")]
     assert plan.remaining == {1: Decimal("1.90")}
+
+
+def test_credits_a_fall_frees_pay_a_call_paid_in_money_whichever_comes_first() -> None:
+    # Two 0.50 calls, the first paid by the 0.50 grant, the second in money; one re-pricing
+    # halves both. The credits freed (0.25 of the first's) pay the second's 0.25, whether
+    # its entry comes before or after the first's: before, the second stayed paid in money
+    # and 0.25 of credit sat unused when its id came first.
+    drawn = {"ev-credit": [(1, Decimal("0.50"))]}
+    priced = {("ev-credit", "acme"): Decimal("0.50"), ("ev-money", "acme"): Decimal("0.50")}
+    for credit_id, money_id in ((70, 71), (71, 70)):
+        grants = [grant(1, "0.50", remaining="0")]
+        falls = [
+            entry(credit_id, "-0.25", event="ev-credit"),
+            entry(money_id, "-0.25", event="ev-money"),
+        ]
+        plan = plan_draws(falls, grants, drawn, AT, priced)
+        assert plan.remaining == {1: Decimal(0)}, (credit_id, money_id)
+        # The credit-paid call gives back 0.25; the money-paid one draws it.
+        assert sorted(amounts(plan.draws)) == sorted(
+            [(credit_id, 1, "-0.25"), (money_id, 1, "0.25")]
+        )
