@@ -14,7 +14,13 @@ import click
 from service.cli.database import run_on_database
 from service.errors import UpstreamError
 from service.settings import get_settings
-from service.wire import WireValueError, instant_text, money_text, parse_instant
+from service.wire import (
+    WireValueError,
+    instant_text,
+    money_text,
+    parse_instant,
+    storable_instant_problem,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -95,6 +101,15 @@ def parse_time(value: str | None, name: str) -> datetime:
         return parse_instant(name, value)
     except WireValueError as exc:
         raise click.BadParameter(exc.reason, param_hint=name) from None
+
+
+def parse_since(value: str) -> datetime:
+    """``--since`` of a re-rating or re-pricing: an instant, and not one of the two that
+    PostgreSQL's binary protocol reads as infinities (refused as over REST)."""
+    since = parse_time(value, "--since")
+    if problem := storable_instant_problem(since):
+        raise click.BadParameter(problem, param_hint="--since")
+    return since
 
 
 @click.group()
@@ -230,7 +245,7 @@ def rerate(since: str, dry_run: bool) -> None:
     from service.customers.plans import servers_default_plan
     from service.recording.rerating import rerate_since
 
-    start = parse_time(since, "--since")
+    start = parse_since(since)
     console = report_console()
 
     async def work(conn: Connection) -> Any:

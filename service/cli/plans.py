@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from service.cli.catalog import parse_time, print_changes, progress_bar, report_console
+from service.cli.catalog import (
+    parse_since,
+    parse_time,
+    print_changes,
+    progress_bar,
+    report_console,
+)
 from service.cli.customers import echo_struct
 from service.cli.database import run_on_database
 from service.cli.tsv import cell
@@ -189,7 +195,7 @@ def plans_reprice(plan_id: str, since: str, dry_run: bool) -> None:
     from service.settings import get_settings
     from service.wire import money_text
 
-    start = parse_time(since, "--since")
+    start = parse_since(since)
     console = report_console()
 
     async def work(conn: Connection) -> RepriceSummary:

@@ -38,6 +38,15 @@ NOWHERE = {"LUC_DATABASE_URL": "postgresql://luc@127.0.0.1:9/luc"}
             ["customers", "credits", "grant", "acme", "--amount-usd", "-1"],
             "Invalid value for --amount-usd: '-1' has a sign; the amount cannot be negative",
         ),
+        # Refused as over REST: PostgreSQL's binary protocol reads them as infinities.
+        (
+            ["catalog", "rerate", "--since", "0001-01-01T00:00:00Z", "--dry-run"],
+            "Invalid value for --since: 0001-01-01T00:00:00Z is the first or last instant",
+        ),
+        (
+            ["plans", "reprice", "gold", "--since", "9999-12-31T23:59:59.999999Z"],
+            "Invalid value for --since: 9999-12-31T23:59:59.999999Z is the first or last",
+        ),
         (
             ["export", "focus", "--from", "2026-12-01T00:00:00Z", "--to", "2026-11-01T00:00:00Z"],
             "Invalid value for --from / --to: to (2026-11-01T00:00:00Z) must be after from "
