@@ -148,7 +148,7 @@ def plan_draws(
     back_to_expired: dict[tuple[str, str], dict[int, Decimal]] = {}
     # Each entry's draw on each grant (negative: given back), in the order first drawn.
     net: dict[tuple[int, int], Draw] = {}
-    # The part of a re-booking that stayed paid in money while no freed credit was left.
+    # What each entry's price left to money (paid in money before, or no grant covered).
     unconverted: list[tuple[PricedEntry, Decimal]] = []
 
     def record(entry: PricedEntry, grant_id: int, amount: Decimal) -> None:
@@ -185,8 +185,9 @@ def plan_draws(
         drawn_now = draw_live(entry, EXACT.add(own, converted))
         if left:
             freed[entry.customer_id] = max(Decimal(0), EXACT.subtract(left, drawn_now))
-        if in_money > converted:
-            unconverted.append((entry, EXACT.subtract(in_money, converted)))
+        # Left to money: the part paid in money before, and what no live grant covered.
+        if (short := EXACT.subtract(price, drawn_now)) > 0:
+            unconverted.append((entry, short))
 
     def draw_live(entry: PricedEntry, owed: Decimal) -> Decimal:
         """Draw ``owed`` on the customer's live grants in order; what was drawn."""
@@ -249,9 +250,10 @@ def plan_draws(
             take(entry, after)
         elif entry.price_usd < 0:
             give(entry, entry.price_usd.copy_negate())
-    # A call paid in money and booked again before the batch freed credits (a fall of
-    # another call after it in ledger order) is paid by them too, as it would be had it
-    # come after: credits burn before money, whatever order the batch's ids give.
+    # A price left to money before the batch freed credits (a call paid in money booked
+    # again, a rise no grant covered, before a fall of another call in ledger order) is
+    # paid by them too, as it would be had it come after: credits burn before money,
+    # whatever order the batch's ids give.
     for entry, amount in unconverted:
         left = freed.get(entry.customer_id, Decimal(0))
         if left > 0:

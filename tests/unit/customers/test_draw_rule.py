@@ -315,3 +315,18 @@ def test_credits_a_fall_frees_pay_a_call_paid_in_money_whichever_comes_first() -
         assert sorted(amounts(plan.draws)) == sorted(
             [(credit_id, 1, "-0.25"), (money_id, 1, "0.25")]
         )
+
+
+def test_credits_a_fall_frees_pay_a_rise_whichever_comes_first() -> None:
+    # Two calls paid by a 1.00 grant (0.60 and 0.40); one re-pricing doubles the first
+    # (+0.60) and takes the second to 0.10. Price 1.30: the credits pay 1.00 of it, 0.30 is
+    # money, whichever entry comes first. Before, the rise met an empty grant when its entry
+    # came first, and 0.30 of the credits the fall gave back sat unused (0.60 in money).
+    drawn = {"ev-up": [(1, Decimal("0.60"))], "ev-down": [(1, Decimal("0.40"))]}
+    priced = {("ev-up", "acme"): Decimal("0.60"), ("ev-down", "acme"): Decimal("0.40")}
+    for up_id, down_id in ((80, 81), (81, 80)):
+        grants = [grant(1, "1.00", remaining="0")]
+        changes = [entry(up_id, "0.60", event="ev-up"), entry(down_id, "-0.30", event="ev-down")]
+        plan = plan_draws(changes, grants, drawn, AT, priced)
+        assert plan.remaining == {1: Decimal(0)}, (up_id, down_id)
+        assert sorted(amounts(plan.draws)) == sorted([(up_id, 1, "0.30"), (down_id, 1, "-0.30")])
