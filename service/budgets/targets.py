@@ -58,7 +58,9 @@ def is_internal(address: IPAddress) -> bool:
     """Is ``address`` loopback, private, link-local or otherwise no public target, itself
     or through the IPv4 address it carries?"""
     if isinstance(address, ipaddress.IPv6Address):
-        if address in _NAT64_LOCAL_USE:
+        # Site-local fec0::/10: deprecated (RFC 3879) but still routed inside the networks
+        # that use it, and the ipaddress module counts it neither private nor reserved.
+        if address in _NAT64_LOCAL_USE or address.is_site_local:
             return True
         if any(is_internal(carried) for carried in embedded_ipv4(address)):
             return True

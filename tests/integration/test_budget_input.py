@@ -86,6 +86,7 @@ BAD_WEBHOOKS: list[tuple[str, str]] = [
     ("CGNAT 100.64/10", "http://100.64.0.1/hook"),
     ("unspecified 0.0.0.0", "http://0.0.0.0/hook"),
     ("IPv6 unique local", "http://[fd00::1]/hook"),
+    ("IPv6 site-local", "http://[fec0::1]:8741/hook"),
     ("localhost by name", "http://localhost:8000/hook"),
     ("localhost, fully qualified", "http://localhost.:8000/hook"),
     # Not IP literals to Python, so these go through DNS, which answers 127.0.0.1.

@@ -34,6 +34,7 @@ ADDRESS_FORMS: list[tuple[str, str, bool]] = [
     ("link-local (cloud metadata)", "169.254.169.254", True),
     ("IPv6 unique local", "fd00::1", True),
     ("IPv6 link-local", "fe80::1", True),
+    ("IPv6 site-local (deprecated, still internal)", "fec0::1", True),
     ("unspecified", "0.0.0.0", True),
     # 6to4: 2002:WWXX:YYZZ::/48 carries W.X.Y.Z.
     ("6to4 of 127.0.0.1", "2002:7f00:1::", True),
