@@ -149,6 +149,32 @@ async def strict_body(request: Request[Any, Any, Any]) -> None:
         raise ValidationException(
             f"Validation failed for {request.method} {request.url.path}", extra=[error]
         ) from None
+    if (path := nul_path(value)) is not None:
+        # PostgreSQL text (and jsonb) cannot hold U+0000: found here, the refusal names the
+        # field; found by the database, it could only say that some parameter held one.
+        raise InvalidRequestError(
+            f"{path_text(path) or 'the body'}: must not contain the NUL character (U+0000)"
+        )
+
+
+def nul_path(value: Any) -> tuple[str | int, ...] | None:
+    """Where decoded JSON ``value`` first holds the NUL character, in a string or a name of
+    an object; ``None`` when it holds none. (A loop, not a recursion: a body may nest as
+    deep as the decoder allows, beyond Python's recursion limit.)"""
+    stack: list[tuple[tuple[str | int, ...], Any]] = [((), value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return path
+        elif isinstance(item, dict):
+            for name in item:
+                if "\x00" in name:
+                    return (*path, name)
+            stack.extend(((*path, name), member) for name, member in reversed(item.items()))
+        elif isinstance(item, list):
+            stack.extend(((*path, i), member) for i, member in reversed(list(enumerate(item))))
+    return None
 
 
 async def _no_body(request: Request[Any, Any, Any], handler: Any) -> None:

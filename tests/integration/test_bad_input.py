@@ -575,6 +575,54 @@ async def test_a_route_that_takes_no_body_refuses_one_and_does_nothing(
     assert await db.fetchval("SELECT count(*) FROM invoices WHERE job_id = $1", job) == 1
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("PATCH", "/v1/jobs/job-nul", {"title": "a\u0000b"}, "title"),
+        ("PATCH", "/v1/jobs/job-nul", {"customer_id": "c\u0000"}, "customer_id"),
+        (
+            "POST",
+            "/v1/budgets",
+            {"scope": "job", "scope_id": "j\u0000", "period": "day", "limit_usd": "1"},
+            "scope_id",
+        ),
+        (
+            "POST",
+            "/v1/budgets/reservations",
+            {"job_id": "j\u0000", "agent": "A", "model": "m", "estimated_cost_usd": "1"},
+            "job_id",
+        ),
+        (
+            "POST",
+            "/v1/plans",
+            {
+                "id": "p-nul",
+                "name": "P",
+                "effective_from": "2026-01-01T00:00:00Z",
+                "basis": "catalog",
+                "markup": "0",
+                "models": {"m\u0000": {"input": "1", "output": "1"}},
+            },
+            "models.m\u0000",
+        ),
+    ],
+)
+async def test_text_holding_the_nul_character_is_refused_naming_its_field(
+    api: AsyncTestClient[Any], method: str, path: str, body: dict[str, Any], field: str
+) -> None:
+    """PostgreSQL text cannot hold U+0000. Found by the database, the refusal could only say
+    that some parameter held one (or a number beyond 64 bits); found in the body, it names
+    the field, as every other refusal of a value does."""
+    answer = await api.request(
+        method,
+        path,
+        content=json.dumps(body),
+        headers={"content-type": "application/json"},
+    )
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"] == f"{field}: must not contain the NUL character (U+0000)"
+
+
 async def test_a_group_by_key_no_read_knows_is_a_400_on_usage_as_on_reconciliation(
     api: AsyncTestClient[Any],
 ) -> None:
