@@ -176,26 +176,66 @@ def _least_remaining(standings: Iterable[BudgetStanding]) -> Decimal | None:
     return min((s.remaining_usd for s in deciding), default=None)
 
 
-async def _model_id(
-    conn: Connection, catalog: CatalogCache | None, model: str | None, now: datetime
-) -> str | None:
-    """The catalog id of ``model``: the ledger (so model budgets and settling) names models
-    by id, so an alias is resolved as pricing will resolve it. Without a catalog, ``model``
-    is an id already (the gateway resolved it)."""
-    if model is None:
-        return None
-    [model_id] = await _model_ids(conn, catalog, [model], now)
-    return model_id
+@dataclass(frozen=True, slots=True)
+class _Models:
+    """The models that may answer a call, by catalog id (the ledger, so model budgets and
+    settling, names models by id: an alias is resolved as pricing will resolve it), and
+    those of them the catalog cannot price now."""
+
+    model: str | None
+    """The call's own model."""
+    ids: list[str]
+    """It and its fallbacks, each once."""
+    unpriced: list[str]
 
 
-async def _model_ids(
-    conn: Connection, catalog: CatalogCache | None, models: Sequence[str], now: datetime
-) -> list[str]:
-    """The catalog ids of ``models`` (see ``_model_id``), from one look at the catalog."""
-    if catalog is None or not models:
-        return list(models)
+async def _models(
+    conn: Connection,
+    catalog: CatalogCache | None,
+    model: str | None,
+    now: datetime,
+    fallback_models: Sequence[str] = (),
+) -> _Models:
+    """The call's models, from one look at the catalog. Without a catalog, ``model`` and
+    ``fallback_models`` are ids already (LUC's gateway resolved them, and refused one it
+    cannot price)."""
+    named = _listed(model) + list(fallback_models)
+    if catalog is None:
+        return _Models(model, list(dict.fromkeys(named)), [])
     prices = await catalog.get(conn)
-    return [prices.quote(model, now).model_id for model in models]
+    quotes = [prices.quote(name, now) for name in named]
+    ids = [quote.model_id for quote in quotes]
+    return _Models(
+        ids[0] if model is not None else None,
+        list(dict.fromkeys(ids)),
+        list(dict.fromkeys(q.model_id for q in quotes if q.price is None)),
+    )
+
+
+_COUNTS_NOTHING_UNPRICED = frozenset({"cost", "price"})
+"""The measures that count nothing for a call the catalog cannot price: its cost is unknown,
+and so is a price made from it. (``actual_cost`` counts the provider's reported cost.)"""
+
+
+def _blind(standings: Iterable[BudgetStanding], models: _Models) -> list[BudgetStanding]:
+    """Hard budgets that could not count the call at all: it may be answered by a model
+    the catalog cannot price, and they measure what such an event leaves unknown (SPEC §3:
+    kept, listed, never counted as zero). Admitted, its usage settled the reservation and
+    added nothing: a 1 USD budget let through calls the provider billed 15 USD for."""
+    if not models.unpriced:
+        return []
+    return [s for s in standings if s.budget.hard and s.budget.measure in _COUNTS_NOTHING_UNPRICED]
+
+
+def _blind_reason(blind: Sequence[BudgetStanding], models: _Models) -> str:
+    b = blind[0].budget
+    return (
+        f"budget {b.id} ({b.scope}"
+        + (f" {b.scope_id}" if b.scope_id else "")
+        + f", {b.period}) is hard and counts {b.measure.replace('_', ' ')}, which the call "
+        f"would leave unknown: the catalog prices no {', '.join(map(repr, models.unpriced))} "
+        "now (add it to the catalog, or count the budget's actual_cost)"
+    )
 
 
 async def check(
@@ -212,18 +252,22 @@ async def check(
 ) -> CheckResult:
     """Would a call of this estimate be admitted now? Only looks: holds nothing.
 
-    With ``catalog``, ``model`` may be an alias (see ``_model_id``). The customer's budgets
+    With ``catalog``, ``model`` may be an alias (see ``_models``). The customer's budgets
     count too: ``customer_id``'s, else the job's customer's. The job's customer (else
     ``customer_id``) refuses it under credit_stop while its prepaid credits are at zero."""
     estimate = _estimate(estimated_cost_usd)
     await _refuse_another_customer(conn, job_id, customer_id)
-    model = await _model_id(conn, catalog, model, now)
+    models = await _models(conn, catalog, model, now)
     stop = await credit_stop(conn, job_id, customer_id)
     customer_id, plan_id = await _customer(conn, job_id, customer_id)
-    standings = await _standings(conn, job_id, agent, _listed(model), customer_id, now)
+    standings = await _standings(conn, job_id, agent, models.ids, customer_id, now)
     if stop is not None:
         return _stopped(stop, standings)
-    estimates = await _estimates(conn, estimate, standings, model, plan_id, now, catalog, plans)
+    if blind := _blind(standings, models):
+        return _judged(standings, blind, {}, _blind_reason(blind, models))
+    estimates = await _estimates(
+        conn, estimate, standings, models.model, plan_id, now, catalog, plans
+    )
     return _judged(standings, _refusing(standings, estimates), estimates)
 
 
@@ -235,14 +279,16 @@ def _judged(
     standings: list[BudgetStanding],
     refusing: list[BudgetStanding],
     estimates: Mapping[str, Decimal],
+    reason: str | None = None,
 ) -> CheckResult:
     """The budgets' answer without a reservation: refused by those with no room left for
-    the estimate (``refusing``), else admitted."""
+    the estimate (``refusing``; or that could not count the call, with its ``reason``),
+    else admitted."""
     return CheckResult(
         allowed=not refusing,
         remaining_usd=_least_remaining(standings),
         standings=standings,
-        reason=_reason(refusing, estimates),
+        reason=reason or _reason(refusing, estimates),
         refused_by="budget" if refusing else None,
     )
 
@@ -276,7 +322,7 @@ async def reserve(
     has credit_stop and no prepaid credits left. Admitted under hard budgets, its estimate
     is held against each of them under one new reservation id until the call's usage names
     that id, or the reservation expires. Without a hard budget nothing needs holding (no
-    reservation id). With ``catalog``, ``model`` may be an alias (see ``_model_id``). The
+    reservation id). With ``catalog``, ``model`` may be an alias (see ``_models``). The
     customer's budgets count too (``customer_id``'s, else the job's customer's); a price
     budget holds the estimate as the customer's plan prices it (``plans``). The
     reservation remembers ``api_key_id``, the key that asked (see ``release``).
@@ -287,10 +333,8 @@ async def reserve(
     """
     estimate = _estimate(estimated_cost_usd)
     await _refuse_another_customer(conn, job_id, customer_id)
-    model = await _model_id(conn, catalog, model, now)
-    models = list(
-        dict.fromkeys(_listed(model) + await _model_ids(conn, catalog, fallback_models, now))
-    )
+    called = await _models(conn, catalog, model, now, fallback_models)
+    models, model = called.ids, called.model
     # Prepaid credits first: a customer under credit_stop with none left is refused
     # whatever its budgets say. (No lock: a grant that commits meanwhile admits the next
     # call; a batch drawing the last credit meanwhile lets this one through, as a call
@@ -327,6 +371,8 @@ async def reserve(
                 # lock the whole set, in id order as every reservation does.
                 locked = sorted(s.budget.id for s in hard)
                 continue
+            if blind := _blind(standings, called):
+                return _judged(standings, blind, {}, _blind_reason(blind, called))
             estimates = await _estimates(
                 conn, estimate, standings, model, plan_id, now, catalog, plans
             )

@@ -225,3 +225,53 @@ async def test_a_call_naming_another_customer_than_its_job_s_is_refused_not_coun
         json={**body, "job_id": "job-new", "estimated_cost_usd": "0.01", "customer_id": "globex"},
     )
     assert fresh.status_code == 200, fresh.text
+
+
+async def test_a_hard_budget_that_could_not_count_a_call_to_an_unpriced_model_refuses_it(
+    client: AsyncTestClient[Any],
+) -> None:
+    """A model the catalog lacks leaves an event's cost unknown (kept, listed, never zero):
+    a hard budget of cost or price would count such a call as nothing, so it refuses it, in
+    the look and in the reservation, and names the model. One of actual_cost counts the
+    provider's reported cost, and admits it."""
+    cost = await budget(client, scope="job", scope_id="job-u", limit_usd="1", hard=True)
+    reserve = {"job_id": "job-u", "agent": "ORACLE", "estimated_cost_usd": "0.9"}
+    refused = await client.post(
+        "/v1/budgets/reservations", json={**reserve, "model": "acme/unknown"}
+    )
+    assert refused.status_code == 402, refused.text
+    body = refused.json()
+    assert (body["allowed"], body["reservation_id"], body["refused_by"]) == (
+        False,
+        None,
+        "budget",
+    )
+    assert body["reason"] == (
+        f"budget {cost['id']} (job job-u, month) is hard and counts cost, which the call would "
+        "leave unknown: the catalog prices no 'acme/unknown' now (add it to the catalog, or "
+        "count the budget's actual_cost)"
+    )
+    look = await client.get(
+        "/v1/budgets/check",
+        params={"job_id": "job-u", "model": "acme/unknown", "estimated_cost_usd": "0.9"},
+    )
+    assert (look.json()["allowed"], look.json()["reason"]) == (False, body["reason"])
+    # As a fallback too: the call may be answered by it.
+    fallback = await client.post(
+        "/v1/budgets/reservations",
+        json={**reserve, "model": "gemini-3.0-flash", "fallback_models": ["acme/unknown"]},
+    )
+    assert fallback.status_code == 402, fallback.text
+    # A priced model is admitted (0.9 of 1 held), and so, by a budget of actual_cost, is
+    # the unpriced one: the provider's cost counts there.
+    priced = await client.post(
+        "/v1/budgets/reservations", json={**reserve, "model": "gemini-3.0-flash"}
+    )
+    assert (priced.status_code, priced.json()["remaining_usd"]) == (201, "0.1")
+    await budget(
+        client, scope="job", scope_id="job-a", limit_usd="1", hard=True, measure="actual_cost"
+    )
+    admitted = await client.post(
+        "/v1/budgets/reservations", json={**reserve, "job_id": "job-a", "model": "acme/unknown"}
+    )
+    assert (admitted.status_code, admitted.json()["remaining_usd"]) == (201, "0.1")
