@@ -69,7 +69,9 @@ class Provider(Protocol):
 
     def serves(self, model: str) -> bool: ...
 
-    def usage_of(self, usage: Mapping[str, Any]) -> ProviderUsage: ...
+    def usage_of(self, usage: Mapping[str, Any]) -> ProviderUsage | None:
+        """The call's usage from the provider's ``usage`` object; ``None`` when it holds no
+        readable counts (the call is then billed as one whose usage is unknown)."""
 
     def redacted(self, text: str) -> str:
         """``text`` with LUC's credentials for the provider blanked."""

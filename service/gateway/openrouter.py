@@ -62,7 +62,7 @@ class OpenRouterProvider(HttpProvider):
     def secrets(self) -> tuple[str, ...]:
         return (self._api_key,)
 
-    def usage_of(self, usage: Mapping[str, Any]) -> ProviderUsage:
+    def usage_of(self, usage: Mapping[str, Any]) -> ProviderUsage | None:
         return from_openai_usage(usage)
 
     async def usage_after(

@@ -84,8 +84,13 @@ async def read_stream(
                     text_or_none(first_choice(data).get("finish_reason")) or finish_reason
                 )
                 raw_usage = data.get("usage")
-                if isinstance(raw_usage, dict):  # whichever chunk carries it, in any shape
-                    usage = provider.usage_of(raw_usage)
+                # Whichever chunk carries it, in any shape; one whose counts cannot be read
+                # replaces none read before it.
+                if (
+                    isinstance(raw_usage, dict)
+                    and (read := provider.usage_of(raw_usage)) is not None
+                ):
+                    usage = read
                 if data.get("error") and not after_error:
                     error = provider.redacted(error_text(data["error"]))
                     handle.error_forwarded = True

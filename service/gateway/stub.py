@@ -63,7 +63,7 @@ class StubProvider:
     def redacted_bytes(self, content: bytes) -> bytes:
         return content
 
-    def usage_of(self, usage: Any) -> ProviderUsage:
+    def usage_of(self, usage: Any) -> ProviderUsage | None:
         return from_openai_usage(usage, source="estimate")
 
     async def usage_after(

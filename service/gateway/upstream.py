@@ -271,7 +271,7 @@ class HttpProvider:
     async def headers(self) -> dict[str, str]:
         raise NotImplementedError
 
-    def usage_of(self, usage: Mapping[str, Any]) -> ProviderUsage:
+    def usage_of(self, usage: Mapping[str, Any]) -> ProviderUsage | None:
         raise NotImplementedError
 
     def serves(self, model: str) -> bool:

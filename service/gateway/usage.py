@@ -53,26 +53,59 @@ above SPEC's 10^12, it still puts the event out of the ledger's range: parked, f
 operator to see, with the count it was given in the log."""
 
 
-def _count(value: Any) -> int:
-    """A token count from JSON (a number, or a string of digits); anything else (null,
-    negative, other text) counts as 0."""
+def _readable_count(value: Any) -> int | None:
+    """A token count from JSON (a number, or a string of digits); ``None`` for anything
+    else (null, a fraction, a negative number, other text)."""
     if isinstance(value, bool):
-        return 0
+        return None
     if isinstance(value, str):  # some relays write counts as text; digits only are counted
         if not (value.isascii() and value.isdigit()):
             log.warning("provider_count_ignored", count=value[:100])
-            return 0
+            return None
         # Past 19 digits it is above the cap below anyway (and Python reads at most 4,300).
         value = int(value) if len(value) <= 19 else MAX_REPORTED_COUNT + 1
     if isinstance(value, Decimal):
         if not value.is_finite() or value != value.to_integral_value():
-            return 0
+            return None
     elif not isinstance(value, int):
-        return 0
+        return None
+    if value < 0:
+        return None
     if value > MAX_REPORTED_COUNT:
         log.warning("provider_count_too_large", kept=MAX_REPORTED_COUNT)
         return MAX_REPORTED_COUNT
-    return max(int(value), 0)
+    return int(value)
+
+
+def _count(value: Any) -> int:
+    """A count of a detail (cached, reasoning, …): one missing or unreadable is 0."""
+    count = _readable_count(value)
+    return 0 if count is None else count
+
+
+def _main_counts(
+    usage: Mapping[str, Any],
+    prompt_key: str = "prompt_tokens",
+    completion_key: str = "completion_tokens",
+) -> tuple[int, int] | None:
+    """The prompt's and the completion's counts, or ``None`` when the object says nothing
+    of what the call used: either given but unreadable (``null``, a fraction, text), or
+    both left out. (One left out is 0, as OpenAI's conventions read it.) Read as zeros, a
+    paid call whose usage came as ``{"prompt_tokens": null, …}`` was booked at 0 tokens and
+    0 USD, where a call whose usage is unknown is billed on the provider's record, else on
+    an estimate."""
+    counts = []
+    for key in (prompt_key, completion_key):
+        value = usage.get(key)
+        count = 0 if key not in usage else _readable_count(value)
+        if count is None:
+            log.warning("provider_usage_unreadable", usage=repr(dict(usage))[:300])
+            return None
+        counts.append(count)
+    if prompt_key not in usage and completion_key not in usage:
+        log.warning("provider_usage_unreadable", usage=repr(dict(usage))[:300])
+        return None
+    return counts[0], counts[1]
 
 
 def _sub(usage: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -136,20 +169,17 @@ def _consistent(
     return input_tokens, output
 
 
-def from_openai_usage(usage: Mapping[str, Any], source: str = "response") -> ProviderUsage:
-    """OpenRouter's (and the stub's) ``usage`` object."""
+def from_openai_usage(usage: Mapping[str, Any], source: str = "response") -> ProviderUsage | None:
+    """OpenRouter's (and the stub's) ``usage`` object; ``None`` when its counts cannot be
+    read (``_main_counts``)."""
+    if (counts := _main_counts(usage)) is None:
+        return None
     prompt = _sub(usage, "prompt_tokens_details")
     completion = _sub(usage, "completion_tokens_details")
     cached = _count(prompt.get("cached_tokens"))
     cache_write = _count(prompt.get("cache_write_tokens"))
     reasoning = _count(completion.get("reasoning_tokens"))
-    input_tokens, output = _consistent(
-        _count(usage.get("prompt_tokens")),
-        cached,
-        cache_write,
-        _count(usage.get("completion_tokens")),
-        reasoning,
-    )
+    input_tokens, output = _consistent(counts[0], cached, cache_write, counts[1], reasoning)
     return ProviderUsage(
         input_tokens=input_tokens,
         output_tokens=output,
@@ -165,10 +195,12 @@ def from_openai_usage(usage: Mapping[str, Any], source: str = "response") -> Pro
     )
 
 
-def from_vertex_usage(usage: Mapping[str, Any]) -> ProviderUsage:
-    """Vertex AI's ``usage``: no cost; thinking tokens may sit outside completion_tokens."""
-    prompt_tokens = _count(usage.get("prompt_tokens"))
-    completion_tokens = _count(usage.get("completion_tokens"))
+def from_vertex_usage(usage: Mapping[str, Any]) -> ProviderUsage | None:
+    """Vertex AI's ``usage``: no cost; thinking tokens may sit outside completion_tokens.
+    ``None`` when its counts cannot be read (``_main_counts``)."""
+    if (counts := _main_counts(usage)) is None:
+        return None
+    prompt_tokens, completion_tokens = counts
     total = _count(usage.get("total_tokens"))
     cached = _count(_sub(usage, "prompt_tokens_details").get("cached_tokens"))
     reasoning = _count(_sub(usage, "completion_tokens_details").get("reasoning_tokens"))
@@ -182,17 +214,15 @@ def from_vertex_usage(usage: Mapping[str, Any]) -> ProviderUsage:
     )
 
 
-def from_generation(data: Mapping[str, Any]) -> ProviderUsage:
-    """OpenRouter's ``GET /generation`` record (native counts, which is what it bills)."""
+def from_generation(data: Mapping[str, Any]) -> ProviderUsage | None:
+    """OpenRouter's ``GET /generation`` record (native counts, which is what it bills);
+    ``None`` when its counts cannot be read (``_main_counts``)."""
+    counts = _main_counts(data, "native_tokens_prompt", "native_tokens_completion")
+    if counts is None:
+        return None
     cached = _count(data.get("native_tokens_cached"))
     reasoning = _count(data.get("native_tokens_reasoning"))
-    input_tokens, output = _consistent(
-        _count(data.get("native_tokens_prompt")),
-        cached,
-        0,
-        _count(data.get("native_tokens_completion")),
-        reasoning,
-    )
+    input_tokens, output = _consistent(counts[0], cached, 0, counts[1], reasoning)
     return ProviderUsage(
         input_tokens=input_tokens,
         output_tokens=output,

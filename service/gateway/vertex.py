@@ -73,7 +73,7 @@ class VertexProvider(HttpProvider):
             body["stream_options"] = {**kept, "include_usage": True}
         return body
 
-    def usage_of(self, usage: Mapping[str, Any]) -> ProviderUsage:
+    def usage_of(self, usage: Mapping[str, Any]) -> ProviderUsage | None:
         return from_vertex_usage(usage)
 
     async def headers(self) -> dict[str, str]:

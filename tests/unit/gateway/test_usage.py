@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import msgspec
 import pytest
 
-from service.gateway.models import CallContext, decode_json
+from service.gateway.models import (
+    CallContext,
+    ProviderUsage,
+    StreamEvent,
+    StreamHandle,
+    decode_json,
+)
 from service.gateway.sse import DONE, EventTooLarge, SSEMessage, SSEParser
+from service.gateway.streaming import read_stream
 from service.gateway.usage import (
     from_generation,
     from_openai_usage,
@@ -19,13 +28,19 @@ from service.gateway.usage import (
 from service.wire import money_text
 
 
+def read(usage: ProviderUsage | None) -> ProviderUsage:
+    """A usage object whose counts were read."""
+    assert usage is not None
+    return usage
+
+
 def test_openrouter_usage_maps_every_token_class_and_keeps_the_cost_exact() -> None:
     raw = decode_json(
         b'{"prompt_tokens": 2150, "completion_tokens": 40, "total_tokens": 2190,'
         b' "cost": 0.0009804, "prompt_tokens_details": {"cached_tokens": 2000,'
         b' "cache_write_tokens": 100}, "completion_tokens_details": {"reasoning_tokens": 30}}'
     )
-    usage = from_openai_usage(raw)
+    usage = read(from_openai_usage(raw))
     assert (usage.input_tokens, usage.cached_input_tokens, usage.cache_write_tokens) == (
         2150,
         2000,
@@ -46,8 +61,10 @@ def test_openrouter_usage_maps_every_token_class_and_keeps_the_cost_exact() -> N
 
 
 def test_missing_or_null_usage_parts_count_as_zero() -> None:
-    usage = from_openai_usage(
-        {"prompt_tokens": 5, "completion_tokens": 1, "prompt_tokens_details": None}
+    usage = read(
+        from_openai_usage(
+            {"prompt_tokens": 5, "completion_tokens": 1, "prompt_tokens_details": None}
+        )
     )
     assert (usage.cached_input_tokens, usage.reasoning_tokens, usage.provider_cost_usd) == (
         0,
@@ -56,44 +73,122 @@ def test_missing_or_null_usage_parts_count_as_zero() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"prompt_tokens": None, "completion_tokens": None, "cost": None},
+        {"prompt_tokens": 1000, "completion_tokens": None},
+        {"prompt_tokens": Decimal("1000.5"), "completion_tokens": 100},
+        {"prompt_tokens": "about 1000", "completion_tokens": 100},
+        {"prompt_tokens": -1, "completion_tokens": 100},
+        {"total_tokens": 1100, "cost": Decimal("0.002")},
+    ],
+)
+def test_a_usage_object_whose_counts_cannot_be_read_is_no_usage(raw: dict[str, object]) -> None:
+    """Read as zeros, a paid call whose usage said ``"prompt_tokens": null`` was booked at 0
+    tokens and 0 USD: such an object says nothing of what the call used, so the call is
+    billed as one without usage (the provider's record, else an estimate)."""
+    assert from_openai_usage(raw) is None
+    assert from_vertex_usage(raw) is None
+    native = {f"native_tokens_{k.removesuffix('_tokens')}": v for k, v in raw.items()}
+    assert from_generation(native) is None
+
+
+def test_a_count_left_out_is_zero_when_the_other_is_given() -> None:
+    # OpenAI's conventions: a prompt-only usage (an answer that generated nothing).
+    usage = read(from_openai_usage({"prompt_tokens": 7, "cost": Decimal("0.0000007")}))
+    assert (usage.input_tokens, usage.output_tokens) == (7, 0)
+    assert usage.provider_cost_usd == Decimal("0.0000007")
+
+
+class _Provider:
+    """What ``read_stream`` asks of a provider: OpenRouter's usage, nothing to redact."""
+
+    name = "openrouter"
+
+    def usage_of(self, usage: dict[str, object]) -> ProviderUsage | None:
+        return from_openai_usage(usage)
+
+    def redacted(self, text: str) -> str:
+        return text
+
+    def redacted_bytes(self, content: bytes) -> bytes:
+        return content
+
+
+class _Upstream:
+    def __init__(self, chunks: list[dict[str, object]]) -> None:
+        self.generation_id = "gen-1"
+        self._chunks = chunks
+
+    async def events(self) -> AsyncIterator[StreamEvent]:
+        for chunk in self._chunks:
+            yield StreamEvent(msgspec.json.encode(chunk), chunk)
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_a_stream_s_unreadable_usage_chunk_does_not_replace_the_usage_read_before() -> None:
+    chunks: list[dict[str, object]] = [
+        {"id": "gen-1", "choices": [{"delta": {"content": "Hi"}, "finish_reason": "stop"}]},
+        {"id": "gen-1", "choices": [], "usage": {"prompt_tokens": 1000, "completion_tokens": 100}},
+        {"id": "gen-1", "choices": [], "usage": {"prompt_tokens": None, "completion_tokens": None}},
+    ]
+    read_ = await read_stream(_Provider(), _Upstream(chunks), StreamHandle())  # type: ignore[arg-type]
+    assert read_.usage is not None
+    assert (read_.usage.input_tokens, read_.usage.output_tokens) == (1000, 100)
+    # Alone, it leaves the stream without usage: billed as such a stream is.
+    alone = await read_stream(_Provider(), _Upstream([chunks[0], chunks[2]]), StreamHandle())  # type: ignore[arg-type]
+    assert alone.usage is None
+
+
 def test_a_tiny_cost_in_exponent_notation_becomes_a_plain_decimal_string() -> None:
     raw = decode_json(b'{"prompt_tokens": 1, "completion_tokens": 1, "cost": 1e-7}')
-    cost = from_openai_usage(raw).provider_cost_usd
+    cost = read(from_openai_usage(raw)).provider_cost_usd
     assert cost is not None
     assert money_text(cost) == "0.0000001"
 
 
 def test_cache_tokens_reported_outside_the_prompt_are_added_to_it() -> None:
-    usage = from_openai_usage(
-        {
-            "prompt_tokens": 10,
-            "completion_tokens": 1,
-            "prompt_tokens_details": {"cached_tokens": 90},
-        }
+    usage = read(
+        from_openai_usage(
+            {
+                "prompt_tokens": 10,
+                "completion_tokens": 1,
+                "prompt_tokens_details": {"cached_tokens": 90},
+            }
+        )
     )
     assert (usage.input_tokens, usage.cached_input_tokens) == (100, 90)
 
 
 def test_vertex_output_is_the_larger_of_completion_and_total_minus_prompt() -> None:
-    thinking = from_vertex_usage(
-        {
-            "prompt_tokens": 100,
-            "completion_tokens": 20,
-            "total_tokens": 150,
-            "completion_tokens_details": {"reasoning_tokens": 30},
-        }
+    thinking = read(
+        from_vertex_usage(
+            {
+                "prompt_tokens": 100,
+                "completion_tokens": 20,
+                "total_tokens": 150,
+                "completion_tokens_details": {"reasoning_tokens": 30},
+            }
+        )
     )
     assert (thinking.output_tokens, thinking.reasoning_tokens) == (50, 30)
-    plain = from_vertex_usage({"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120})
+    plain = read(
+        from_vertex_usage({"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120})
+    )
     assert plain.output_tokens == 20 and plain.provider_cost_usd is None
 
 
 def test_the_generation_record_maps_native_counts() -> None:
-    usage = from_generation(
-        decode_json(
-            b'{"native_tokens_prompt": 100, "native_tokens_completion": 20,'
-            b' "native_tokens_reasoning": 5, "native_tokens_cached": 40, "total_cost": 0.00002,'
-            b' "model": "anthropic/claude-sonnet-4.5"}'
+    usage = read(
+        from_generation(
+            decode_json(
+                b'{"native_tokens_prompt": 100, "native_tokens_completion": 20,'
+                b' "native_tokens_reasoning": 5, "native_tokens_cached": 40, "total_cost": 0.00002,'
+                b' "model": "anthropic/claude-sonnet-4.5"}'
+            )
         )
     )
     assert usage.model == "anthropic/claude-sonnet-4.5"  # the model that answered
@@ -109,21 +204,21 @@ def test_a_byok_call_costs_openrouter_s_fee_and_the_provider_s_bill() -> None:
         b'{"prompt_tokens": 100, "completion_tokens": 10, "cost": 0.0000009, "is_byok": true,'
         b' "cost_details": {"upstream_inference_cost": 0.000018}}'
     )
-    assert from_openai_usage(byok).provider_cost_usd == Decimal("0.0000189")
+    assert read(from_openai_usage(byok)).provider_cost_usd == Decimal("0.0000189")
     # Not BYOK: cost is the whole bill, and the upstream figure repeats it (2026 answers).
     plain = decode_json(
         b'{"prompt_tokens": 100, "completion_tokens": 10, "cost": 0.000018, "is_byok": false,'
         b' "cost_details": {"upstream_inference_cost": 0.000018}}'
     )
-    assert from_openai_usage(plain).provider_cost_usd == Decimal("0.000018")
+    assert read(from_openai_usage(plain)).provider_cost_usd == Decimal("0.000018")
     # BYOK without the upstream figure: the fee is all that is known.
     unknown = decode_json(b'{"prompt_tokens": 1, "cost": 0.0000009, "is_byok": true}')
-    assert from_openai_usage(unknown).provider_cost_usd == Decimal("0.0000009")
+    assert read(from_openai_usage(unknown)).provider_cost_usd == Decimal("0.0000009")
     record = decode_json(
         b'{"native_tokens_prompt": 100, "native_tokens_completion": 10, "total_cost": 0.0000009,'
         b' "is_byok": true, "upstream_inference_cost": 0.000018}'
     )
-    assert from_generation(record).provider_cost_usd == Decimal("0.0000189")
+    assert read(from_generation(record)).provider_cost_usd == Decimal("0.0000189")
 
 
 def test_sse_reader_skips_nothing_but_comments_and_joins_multiline_data() -> None:
