@@ -86,7 +86,11 @@ async def admit(
         prices, may_reserve = await catalog(), True
     else:
         outlook = await lookup(
-            job_id=context.job_id, agent=context.agent, model=request.model, at=now
+            job_id=context.job_id,
+            agent=context.agent,
+            model=request.model,
+            at=now,
+            customer_id=context.customer_id,
         )
         prices, may_reserve = outlook.catalog, outlook.may_reserve
         owner = outlook.job_customer_id

@@ -104,7 +104,14 @@ class AdmissionLookup(Protocol):
     or an alias, resolved at ``at``); as exact as asking ``CatalogSource`` and then the
     budget gate, in one look."""
 
-    async def __call__(self, *, job_id: str, agent: str, model: str, at: datetime) -> Outlook: ...
+    async def __call__(
+        self, *, job_id: str, agent: str, model: str, at: datetime, customer_id: str | None = None
+    ) -> Outlook:
+        """``customer_id``: the customer the call names. A job LUC has not seen yet becomes
+        that customer's at once (its usage would make it so when recorded, up to a usage
+        writer's round later: meanwhile a call naming another customer was let through,
+        paid, and its usage refused by the ledger)."""
+        ...
 
 
 CatalogSource = Callable[[], Awaitable[Catalog]]

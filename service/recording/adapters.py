@@ -162,6 +162,18 @@ FROM ({catalog_queries.CATALOG_STAMP}) AS stamp
 """
 
 
+# A job not seen yet, made with the customer a call names ($2); nothing for a job that
+# exists (whatever its customer: its usage claims it as a batch does, re-pricing what was
+# recorded before). A job being made by a batch not yet committed is waited for.
+_CLAIM_NEW_JOB = """
+INSERT INTO jobs (job_id, customer_id) VALUES ($1, $2)
+ON CONFLICT (job_id) DO NOTHING
+RETURNING customer_id
+"""
+
+_JOB_CUSTOMER = "SELECT customer_id FROM jobs WHERE job_id = $1"
+
+
 class DatabaseLookup:
     """Admission's two look-ups, the catalog (``database_catalog``) and whether a hard budget
     may hold anything (the first question ``DatabaseBudgets.reserve`` asks), in one round
@@ -178,7 +190,9 @@ class DatabaseLookup:
         self.pool = pool
         self.cache = cache
 
-    async def __call__(self, *, job_id: str, agent: str, model: str, at: datetime) -> Outlook:
+    async def __call__(
+        self, *, job_id: str, agent: str, model: str, at: datetime, customer_id: str | None = None
+    ) -> Outlook:
         async def look(conn: Connection) -> Outlook:
             known = self.cache.loaded
             asked = model if known is None else known.quote(model, at).model_id
@@ -192,6 +206,11 @@ class DatabaseLookup:
                         budget_queries.HARD_BUDGET_MAY_APPLY, job_id, agent, model_id
                     )
                 )
-            return Outlook(catalog, may_reserve, row["job_customer_id"])
+            owner = row["job_customer_id"]
+            if owner is None and customer_id is not None:
+                owner = await conn.fetchval(_CLAIM_NEW_JOB, job_id, customer_id)
+                if owner is None:  # the job exists: as it stands now (a new statement)
+                    owner = await conn.fetchval(_JOB_CUSTOMER, job_id)
+            return Outlook(catalog, may_reserve, owner)
 
         return await on_connection(self.pool, look)

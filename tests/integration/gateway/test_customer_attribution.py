@@ -151,3 +151,34 @@ async def test_a_customer_other_than_the_job_s_is_refused_before_any_upstream_ca
     )
     assert len(fake_openrouter.chat_calls()) == 1
     assert len(await ledger(db)) == 1
+
+
+async def test_a_new_job_is_its_first_calls_customer_before_that_calls_usage_is_recorded(
+    proxy: AsyncTestClient[Any], fake_openrouter: FakeOpenRouter, db: asyncpg.Connection
+) -> None:
+    """A call naming another customer right after the first call's answer, before the
+    usage writer recorded that call, went to the provider (paid) and its usage was parked,
+    billed to no one: the job had no customer yet. Admission gives a new job the customer
+    its first call names, at once."""
+    fake_openrouter.push(Reply(text="Paris."), Reply(text="Paris, again."))
+    first = await proxy.post(
+        "/v1/chat/completions", json=CHAT, headers={**ATTRIBUTION, "X-LUC-Customer": "acme"}
+    )
+    assert first.status_code == 200, first.text
+    # Not waited for: the first call's usage may still be on its way to the ledger.
+    other = await proxy.post(
+        "/v1/chat/completions", json=CHAT, headers={**ATTRIBUTION, "X-LUC-Customer": "globex"}
+    )
+    assert other.status_code == 400, other.text
+    assert "job 'job-c' belongs to customer 'acme'" in other.json()["error"]["message"]
+    assert len(fake_openrouter.chat_calls()) == 1
+    # The same customer again goes ahead; both calls' usage is the job's, acme's.
+    again = await proxy.post(
+        "/v1/chat/completions", json=CHAT, headers={**ATTRIBUTION, "X-LUC-Customer": "acme"}
+    )
+    assert again.status_code == 200, again.text
+    await proxied_usage_recorded(proxy.app)
+    assert await _event_customers(db) == [("job-c", "acme"), ("job-c", "acme")]
+    assert await db.fetchval(
+        "SELECT array_agg(customer_id ORDER BY id) FROM ledger_entries WHERE job_id = 'job-c'"
+    ) == ["acme", "acme"]
