@@ -27,6 +27,7 @@ from service.customers.plans import PlanCache
 from service.db import Connection
 from service.errors import InvalidRequestError, NotFoundError
 from service.money import EXACT, decimal_places
+from service.pricing.plans import PlanVersion
 from service.pricing.price import price_estimate
 from service.wire import money_text
 
@@ -212,19 +213,39 @@ async def _models(
     )
 
 
-_COUNTS_NOTHING_UNPRICED = frozenset({"cost", "price"})
-"""The measures that count nothing for a call the catalog cannot price: its cost is unknown,
-and so is a price made from it. (``actual_cost`` counts the provider's reported cost.)"""
+def _price_unknown(plan: PlanVersion | None, model_id: str) -> bool:
+    """Whether a call to ``model_id``, which the catalog cannot price, leaves its price under
+    ``plan`` unknown: the plan prices it from the catalog's cost (or there is no plan, and
+    the price is that cost), and does not list the model with prices of its own. On the
+    ``actual`` basis the provider's reported cost makes the price, as it makes the spend of
+    an ``actual_cost`` budget."""
+    if plan is None:
+        return True
+    return model_id not in plan.models and plan.basis == "catalog"
 
 
-def _blind(standings: Iterable[BudgetStanding], models: _Models) -> list[BudgetStanding]:
+async def _blind(
+    conn: Connection,
+    standings: Sequence[BudgetStanding],
+    models: _Models,
+    plan_id: str | None,
+    now: datetime,
+    plans: PlanCache | None,
+) -> list[BudgetStanding]:
     """Hard budgets that could not count the call at all: it may be answered by a model
     the catalog cannot price, and they measure what such an event leaves unknown (SPEC §3:
-    kept, listed, never counted as zero). Admitted, its usage settled the reservation and
-    added nothing: a 1 USD budget let through calls the provider billed 15 USD for."""
+    kept, listed, never counted as zero): its cost, or a price made from it. Admitted, its
+    usage settled the reservation and added nothing: a 1 USD budget let through calls the
+    provider billed 15 USD for. (``actual_cost`` counts the provider's reported cost.)"""
     if not models.unpriced:
         return []
-    return [s for s in standings if s.budget.hard and s.budget.measure in _COUNTS_NOTHING_UNPRICED]
+    hard = [s for s in standings if s.budget.hard]
+    blind = [s for s in hard if s.budget.measure == "cost"]
+    if any(s.budget.measure == "price" for s in hard):
+        plan = (await (plans or PlanCache()).get(conn)).in_force(plan_id, now)
+        if any(_price_unknown(plan, model_id) for model_id in models.unpriced):
+            blind += [s for s in hard if s.budget.measure == "price"]
+    return sorted(blind, key=lambda s: s.budget.id)
 
 
 def _blind_reason(blind: Sequence[BudgetStanding], models: _Models) -> str:
@@ -263,7 +284,7 @@ async def check(
     standings = await _standings(conn, job_id, agent, models.ids, customer_id, now)
     if stop is not None:
         return _stopped(stop, standings)
-    if blind := _blind(standings, models):
+    if blind := await _blind(conn, standings, models, plan_id, now, plans):
         return _judged(standings, blind, {}, _blind_reason(blind, models))
     estimates = await _estimates(
         conn, estimate, standings, models.model, plan_id, now, catalog, plans
@@ -371,7 +392,7 @@ async def reserve(
                 # lock the whole set, in id order as every reservation does.
                 locked = sorted(s.budget.id for s in hard)
                 continue
-            if blind := _blind(standings, called):
+            if blind := await _blind(conn, standings, called, plan_id, now, plans):
                 return _judged(standings, blind, {}, _blind_reason(blind, called))
             estimates = await _estimates(
                 conn, estimate, standings, model, plan_id, now, catalog, plans

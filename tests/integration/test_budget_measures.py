@@ -275,3 +275,46 @@ async def test_a_hard_budget_that_could_not_count_a_call_to_an_unpriced_model_re
         "/v1/budgets/reservations", json={**reserve, "job_id": "job-a", "model": "acme/unknown"}
     )
     assert (admitted.status_code, admitted.json()["remaining_usd"]) == (201, "0.1")
+
+
+async def test_a_hard_price_budget_admits_an_unpriced_model_whose_price_its_plan_knows(
+    client: AsyncTestClient[Any],
+) -> None:
+    """A price budget is blind to such a call only when the price is made from the
+    catalog's cost: a plan listing the model with prices of its own, or one on the actual
+    basis (the provider's reported cost), knows it."""
+    # A model the catalog priced once (so a plan may list it), then removed.
+    gone = {"id": "acme/unknown", "name": "Gone", "tier": "fast", "input": "1", "output": "1"}
+    for version in (
+        {"effective_from": "2026-09-01T00:00:00Z", "parent": 1, "models": [gone]},
+        {"effective_from": "2026-11-01T00:00:00Z", "parent": 2, "remove": ["acme/unknown"]},
+    ):
+        made = await client.post("/v1/catalog/versions", json=version)
+        assert made.status_code == 201, made.text
+    await make_plan(
+        client,
+        "own",
+        basis="catalog",
+        markup="0",
+        models={"acme/unknown": {"input": "1", "output": "2"}},
+    )
+    await make_plan(client, "actual", basis="actual", markup="0.1")
+    await make_plan(client, "listprice", basis="catalog", markup="0.1")
+    reserve = {"agent": "ORACLE", "model": "acme/unknown", "estimated_cost_usd": "0.01"}
+    answers = {}
+    for plan in ("own", "actual", "listprice"):
+        await make_customer(client, f"c-{plan}", plan_id=plan)
+        await budget(
+            client,
+            scope="customer",
+            scope_id=f"c-{plan}",
+            limit_usd="100",
+            hard=True,
+            measure="price",
+        )
+        answer = await client.post(
+            "/v1/budgets/reservations",
+            json={**reserve, "job_id": f"job-{plan}", "customer_id": f"c-{plan}"},
+        )
+        answers[plan] = answer.status_code
+    assert answers == {"own": 201, "actual": 201, "listprice": 402}
