@@ -60,7 +60,14 @@ from service.gateway.models import (
 from service.gateway.ports import AdmissionLookup, BudgetGate, CatalogSource, UsageSink
 from service.gateway.streaming import read_stream
 from service.gateway.upstream import CALL_PROGRESS, CallProgress
-from service.gateway.usage import LUC_ID_PREFIX, billed_fields, estimated_usage, usage_event
+from service.gateway.usage import (
+    LUC_ID_PREFIX,
+    billed_fields,
+    completed,
+    counted,
+    estimated_usage,
+    usage_event,
+)
 from service.ingest.models import UsageEventIn
 from service.pricing.catalog import Catalog
 from service.pricing.cost import event_cost
@@ -278,7 +285,7 @@ class Gateway:
             self._drop_hold(progress)
             await asyncio.shield(self._release(admitted))
             raise
-        usage = completion.usage
+        usage = counted(completion.usage)
         cancelled = False
         if usage is None and completion.generation_id:
             try:
@@ -289,6 +296,7 @@ class Gateway:
             usage = estimated_usage(
                 admitted.request.prompt_text(), completion.generated or completion.text
             )
+        usage = completed(completion.usage, usage)
         result = await self._meter(
             admitted,
             context,
@@ -341,11 +349,13 @@ class Gateway:
             billed = error.billed
             assert billed is not None
             try:
-                usage = provider.usage_of(billed.usage) if billed.usage is not None else None
+                reported = provider.usage_of(billed.usage) if billed.usage is not None else None
+                usage = counted(reported)
                 if usage is None and billed.generation_id:
                     usage = await provider.usage_after(billed.generation_id)
                 if usage is None:  # no answer text: the prompt is all that is known
                     usage = estimated_usage(admitted.request.prompt_text(), "")
+                usage = completed(reported, usage)
                 # No reservation_id: the call goes on (or fails), and whatever answers
                 # last settles the reservation that holds its estimate.
                 await self._meter(
@@ -430,7 +440,8 @@ class Gateway:
         """The stream's metered result, and whether its task was cancelled meanwhile (then
         metered on what it had, and to end cancelled)."""
         read = await read_stream(provider, upstream, handle, self.stream_deadline_seconds)
-        generation_id, usage, text, error = read.generation_id, read.usage, read.text, read.error
+        generation_id, text, error = read.generation_id, read.text, read.error
+        usage = counted(read.usage)
         cancelled = read.cancelled
         if error is not None:
             failed = (
@@ -451,6 +462,7 @@ class Gateway:
             # keep-alives, a stall, a body that is no stream), as a plain call's broken
             # answer is; the prompt, estimated, is all that is known then.
             usage = estimated_usage(admitted.request.prompt_text(), read.generated)
+        usage = completed(read.usage, usage)
         result = await self._meter(
             admitted,
             context,

@@ -80,6 +80,9 @@ class ProviderUsage(TokenCounts):
     model: str | None = None
     """The model that answered, when the usage record names it (OpenRouter's
     /generation): what a call known only by its id is priced under."""
+    counted: bool = True
+    """False: the provider's usage block said what the call cost but gave no token counts
+    LUC could read (``usage.counted``); the counts are to be found elsewhere."""
 
     def tokens(self) -> Tokens:
         return Tokens(**counts_of(self))

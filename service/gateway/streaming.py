@@ -85,10 +85,11 @@ async def read_stream(
                 )
                 raw_usage = data.get("usage")
                 # Whichever chunk carries it, in any shape; one whose counts cannot be read
-                # replaces none read before it.
+                # (its cost alone: ``ProviderUsage.counted``) replaces none read before it.
                 if (
                     isinstance(raw_usage, dict)
                     and (read := provider.usage_of(raw_usage)) is not None
+                    and (read.counted or usage is None or not usage.counted)
                 ):
                     usage = read
                 if data.get("error") and not after_error:

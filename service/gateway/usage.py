@@ -27,6 +27,7 @@ import hashlib
 import math
 import uuid
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, ROUND_HALF_EVEN, Context, Decimal
 from typing import Any, Literal
@@ -172,8 +173,25 @@ def _consistent(
 def from_openai_usage(usage: Mapping[str, Any], source: str = "response") -> ProviderUsage | None:
     """OpenRouter's (and the stub's) ``usage`` object; ``None`` when its counts cannot be
     read (``_main_counts``)."""
+    cost = _billed(
+        usage.get("cost"),
+        usage.get("is_byok"),
+        _sub(usage, "cost_details").get("upstream_inference_cost"),
+    )
     if (counts := _main_counts(usage)) is None:
-        return None
+        # The reported bill is kept all the same: dropped with the counts, the call's
+        # actual cost (and a price made from it) fell to an estimate's list price.
+        return (
+            None
+            if cost is None
+            else ProviderUsage(
+                input_tokens=0,
+                output_tokens=0,
+                provider_cost_usd=cost,
+                counted=False,
+                source=source,
+            )
+        )
     prompt = _sub(usage, "prompt_tokens_details")
     completion = _sub(usage, "completion_tokens_details")
     cached = _count(prompt.get("cached_tokens"))
@@ -186,11 +204,7 @@ def from_openai_usage(usage: Mapping[str, Any], source: str = "response") -> Pro
         cached_input_tokens=cached,
         cache_write_tokens=cache_write,
         reasoning_tokens=reasoning,
-        provider_cost_usd=_billed(
-            usage.get("cost"),
-            usage.get("is_byok"),
-            _sub(usage, "cost_details").get("upstream_inference_cost"),
-        ),
+        provider_cost_usd=cost,
         source=source,
     )
 
@@ -234,6 +248,24 @@ def from_generation(data: Mapping[str, Any]) -> ProviderUsage | None:
         source="generation",
         model=model if isinstance(model := data.get("model"), str) and model else None,
     )
+
+
+def counted(usage: ProviderUsage | None) -> ProviderUsage | None:
+    """``usage`` when its token counts were read; None when they are to be found elsewhere
+    (the provider's record, else an estimate)."""
+    return usage if usage is not None and usage.counted else None
+
+
+def completed(reported: ProviderUsage | None, found: ProviderUsage) -> ProviderUsage:
+    """The usage to bill: ``found`` (``reported`` itself, the provider's record or an
+    estimate), with the cost ``reported`` gave where ``found`` has none of its own."""
+    if (
+        reported is None
+        or reported.provider_cost_usd is None
+        or found.provider_cost_usd is not None
+    ):
+        return found
+    return replace(found, provider_cost_usd=reported.provider_cost_usd)
 
 
 def estimate_tokens(text: str) -> int:

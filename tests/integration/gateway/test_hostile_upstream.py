@@ -108,24 +108,29 @@ async def test_a_stream_answered_2xx_that_ends_before_any_chunk_is_billed_on_its
     assert (row[0], row[1]["usage_source"]) == ("error", "estimate")
 
 
+@pytest.mark.parametrize("cost", [None, "0.77"], ids=["no cost", "cost"])
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
 async def test_a_usage_whose_counts_are_null_is_billed_as_a_call_without_usage(
     proxy: AsyncTestClient[Any],
     fake_openrouter: FakeOpenRouter,
     db: asyncpg.Connection,
     stream: bool,
+    cost: str | None,
 ) -> None:
     """``"usage": {"prompt_tokens": null, "completion_tokens": null, "cost": null}`` says
     nothing of what the paid call used: read as zeros, it was booked at 0 tokens and 0 USD.
     Billed as a call without usage: the provider's record (here as empty), else an
-    estimate from the text."""
-    empty = {"prompt_tokens": None, "completion_tokens": None, "cost": None}
+    estimate from the text; a cost it did report is the call's bill all the same."""
+    empty = {"prompt_tokens": None, "completion_tokens": None, "cost": cost}
     reply = Reply(text="Paid for.", usage=empty)
     _, entry = await _proxied_once(proxy, fake_openrouter, db, reply, stream=stream)
     # "Tell me a story": 15 characters → 4 tokens; "Paid for.": 9 → 3. 4 × 0.10 + 3 × 0.40
     # = 1.6 per 1M.
     assert (entry["input_tokens"], entry["output_tokens"]) == (4, 3)
-    assert (entry["cost_usd"], entry["provider_cost_usd"]) == (Decimal("0.0000016"), None)
+    assert (entry["cost_usd"], entry["provider_cost_usd"]) == (
+        Decimal("0.0000016"),
+        None if cost is None else Decimal(cost),
+    )
     row = await db.fetchrow(STORED_EVENT, entry["event_id"])
     assert row is not None
     assert row[1]["usage_source"] == "estimate"

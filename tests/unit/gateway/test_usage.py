@@ -20,6 +20,8 @@ from service.gateway.models import (
 from service.gateway.sse import DONE, EventTooLarge, SSEMessage, SSEParser
 from service.gateway.streaming import read_stream
 from service.gateway.usage import (
+    completed,
+    counted,
     from_generation,
     from_openai_usage,
     from_vertex_usage,
@@ -88,10 +90,32 @@ def test_a_usage_object_whose_counts_cannot_be_read_is_no_usage(raw: dict[str, o
     """Read as zeros, a paid call whose usage said ``"prompt_tokens": null`` was booked at 0
     tokens and 0 USD: such an object says nothing of what the call used, so the call is
     billed as one without usage (the provider's record, else an estimate)."""
-    assert from_openai_usage(raw) is None
+    usage = from_openai_usage(raw)
+    # Its counts are unknown; a cost it reports is kept (the call's bill), the counts to be
+    # found elsewhere (``counted``).
+    assert counted(usage) is None
+    if raw.get("cost") is None:
+        assert usage is None
+    else:
+        assert usage is not None
+        assert (usage.provider_cost_usd, usage.counted) == (raw["cost"], False)
     assert from_vertex_usage(raw) is None
     native = {f"native_tokens_{k.removesuffix('_tokens')}": v for k, v in raw.items()}
     assert from_generation(native) is None
+
+
+def test_the_cost_a_usage_without_counts_reported_is_kept_unless_the_record_has_its_own() -> None:
+    reported = read(from_openai_usage({"prompt_tokens": None, "cost": "0.77"}))
+    estimate = ProviderUsage(input_tokens=8, output_tokens=3, source="estimate")
+    assert completed(reported, estimate) == ProviderUsage(
+        input_tokens=8, output_tokens=3, source="estimate", provider_cost_usd=Decimal("0.77")
+    )
+    record = ProviderUsage(
+        input_tokens=1000, output_tokens=100, provider_cost_usd=Decimal("0"), source="generation"
+    )
+    assert completed(reported, record) == record  # the record's own figure, even 0
+    whole = read(from_openai_usage({"prompt_tokens": 5, "completion_tokens": 1}))
+    assert completed(whole, whole) == whole and completed(None, estimate) == estimate
 
 
 def test_a_count_left_out_is_zero_when_the_other_is_given() -> None:
