@@ -17,11 +17,13 @@ tier (and display name) the catalog already gives them.
 ``min_prompt_tokens`` is long-context pricing: it applies when a request's prompt tokens
 are strictly greater than the threshold, so it becomes the ``long_context`` entry from
 ``min_prompt_tokens + 1`` (LUC's threshold is inclusive). OpenRouter's keys left out of an
-override inherit the base price, and every override that applies at a size counts, the
-later one winning per key; the importer writes the result out, every price explicit, so
-the entry means the same in LUC. An override with any other condition (a UTC time window)
-is skipped, and the dry run says why: LUC prices an event by its tokens, never by the time
-of day.
+override inherit the base price (never another override's: a lower threshold listed after
+a higher one took its explicit prices, by list order); overrides of one threshold are one
+entry, the later winning per key. The importer writes each entry out, every price
+explicit, so it means the same in LUC; a ``"0"`` ``internal_reasoning`` in an override is
+"billed as completion", that entry's output price. An override with any other condition
+(a UTC time window) is skipped, and the dry run says why: LUC prices an event by its
+tokens, never by the time of day.
 """
 
 from __future__ import annotations
@@ -191,19 +193,21 @@ def _long_context(
         except ValueError as exc:
             skipped.append(SkippedOverride(model_id, index, str(exc)))
             continue
-        # A "0" internal_reasoning is "billed as completion", as in the base pricing: no
-        # price of its own, so the entry's reasoning follows the base's rule.
+        own: dict[str, Decimal | None] = {
+            k: per_million(v) for k, v in prices.items() if v is not None
+        }
+        # A "0" internal_reasoning is "billed as completion", as in the base pricing: this
+        # entry's output price (None: the entry's default), whatever the base's reasoning.
         if prices["reasoning"] == 0:
-            prices["reasoning"] = None
-        tiers.append((threshold, {k: per_million(v) for k, v in prices.items() if v is not None}))
+            own["reasoning"] = None
+        tiers.append((threshold, own))
     entries = []
     for threshold in sorted({t for t, _ in tiers}):
-        # Every override that applies to a prompt just past this threshold, later ones
-        # winning per key, over the base prices.
+        # The overrides of this threshold (later ones winning per key) over the base prices.
         merged = dict(base)
-        for other, prices in tiers:
-            if other <= threshold:
-                merged.update(prices)
+        for other, own_prices in tiers:
+            if other == threshold:
+                merged.update(own_prices)
         input_price, output_price = merged["input"], merged["output"]
         assert input_price is not None and output_price is not None  # the base has both
         entries.append(

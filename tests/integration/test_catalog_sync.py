@@ -89,8 +89,8 @@ def models_payload(deepseek_completion: str = "0.000002") -> dict[str, Any]:
                 "image": "0",
                 "web_search": "0",
                 # Two tiers: past 64,000 the prompt price, past 128,000 the completion price
-                # too (both overrides apply there, the later one winning per key); and a
-                # night-time discount LUC cannot hold: prices by the time of day.
+                # (each override's left-out keys at the base price, not the other tier's);
+                # and a night-time discount LUC cannot hold: prices by the time of day.
                 "overrides": [
                     {"min_prompt_tokens": 64000, "prompt": "0.0000008"},
                     {"utc_start": 1630, "utc_end": 30, "prompt": "0.0000002"},
@@ -223,10 +223,10 @@ EXPECTED_IMPORTED = {
             },
             {
                 "min_input_tokens": 128001,
-                "input": "0.8",
+                "input": "0.4",
                 "output": "4",
-                "cache_read": "0.8",
-                "cache_write": "0.8",
+                "cache_read": "0.4",
+                "cache_write": "0.4",
                 "reasoning": "3.5",
             },
         ],
@@ -434,7 +434,7 @@ async def test_sync_creates_a_version_only_when_openrouter_prices_change(
     assert [lc["output"] for lc in change["after"]["long_context"]] == ["2.19", "4"]
     assert (
         "long_context ≥ 64,001: input 0.8, output 2, cache_read 0.8, cache_write 0.8, "
-        "reasoning 3.5; ≥ 128,001: input 0.8, output 4, cache_read 0.8, cache_write 0.8, "
+        "reasoning 3.5; ≥ 128,001: input 0.4, output 4, cache_read 0.4, cache_write 0.4, "
         "reasoning 3.5 → ≥ 64,001: input 0.8, output 2.19,"
     ) in third.stdout
     # The separately priced reasoning does not follow the output price.

@@ -1,9 +1,9 @@
 """OpenRouter's conditional prices (``pricing.overrides``) as LUC's long-context entries.
 
 OpenRouter: an override applies when a request's prompt tokens are strictly greater than
-its ``min_prompt_tokens``; its keys left out inherit the base price; among the overrides
-that apply, the later one wins per key. LUC: an entry applies from ``min_input_tokens``
-(inclusive) and prices every token, each price written out.
+its ``min_prompt_tokens``; its keys left out inherit the base price (SPEC §3), never
+another override's. LUC: an entry applies from ``min_input_tokens`` (inclusive) and prices
+every token, each price written out.
 """
 
 from __future__ import annotations
@@ -103,7 +103,10 @@ def test_an_override_luc_cannot_hold_is_skipped_with_its_reason_and_the_model_ke
     assert reason in skipped.reason
 
 
-def test_tiers_merge_every_override_that_applies_later_ones_winning_per_key() -> None:
+def test_each_override_is_an_entry_whose_left_out_keys_are_the_base_prices() -> None:
+    """Listed after the 300,000 one, the 200,000 override once gave its prompt price to the
+    300,001 entry, whose own left-out prompt is the base's: a call past 300,000 tokens was
+    billed the 200,000 tier's input rate, by list order alone."""
     result = imported(
         {
             **BASE,
@@ -111,8 +114,9 @@ def test_tiers_merge_every_override_that_applies_later_ones_winning_per_key() ->
             "overrides": [
                 {"min_prompt_tokens": 100000, "prompt": "0.000003", "completion": "0.000015"},
                 {"min_prompt_tokens": 300000, "completion": "0.00002"},
-                # Given after the 300,000 one: at 300,001 it applies too and wins the prompt.
                 {"min_prompt_tokens": 200000, "prompt": "0.000005"},
+                # The same threshold again: one entry, the later one winning its keys.
+                {"min_prompt_tokens": 300000, "input_cache_read": "0.0000004"},
             ],
         }
     )
@@ -121,8 +125,8 @@ def test_tiers_merge_every_override_that_applies_later_ones_winning_per_key() ->
         (lc.min_input_tokens, lc.input, lc.output, lc.cache_read, lc.reasoning) for lc in entries
     ] == [
         (100_001, D(3), D(15), D("0.2"), D(30)),
-        (200_001, D(5), D(15), D("0.2"), D(30)),
-        (300_001, D(5), D(20), D("0.2"), D(30)),
+        (200_001, D(5), D(10), D("0.2"), D(30)),
+        (300_001, D(2), D(20), D("0.4"), D(30)),
     ]
 
 
@@ -143,8 +147,9 @@ def test_an_overrides_reasoning_price_is_the_entrys_and_its_zero_means_billed_as
     assert result.skipped_overrides == []
     assert [(lc.min_input_tokens, lc.output, lc.reasoning) for lc in model.long_context] == [
         (100_001, D(10), D(40)),
-        # "0" prices nothing of its own: the 100,000 override's reasoning still applies.
-        (200_001, D(30), D(40)),
+        # "0": billed as completion, this entry's output (None: the entry's default), not
+        # the base's reasoning price of 20.
+        (200_001, D(30), None),
     ]
 
 
