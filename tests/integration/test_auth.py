@@ -299,7 +299,9 @@ async def test_a_key_name_with_a_control_character_is_refused_and_the_list_stays
         "/v1/keys", json={"name": name, "scope": "read"}, headers=_headers(admin_key)
     )
     assert response.status_code == 422, response.text
-    assert response.json()["detail"] == reason
+    # A NUL is refused where any body is read, as on every route.
+    nul = "name: must not contain the NUL character (U+0000)"
+    assert response.json()["detail"] == (nul if "\x00" in name else reason)
     if "\x00" not in name:  # no command line argument holds a NUL
         created = await luc_on(database_url, "keys", "create", "--scope", "read", "--name", name)
         assert created.returncode == 1, created.stderr
