@@ -63,14 +63,15 @@ from service.gateway.upstream import CALL_PROGRESS, CallProgress
 from service.gateway.usage import (
     LUC_ID_PREFIX,
     billed_fields,
-    completed,
     counted,
     estimated_usage,
+    merged,
     usage_event,
 )
 from service.ingest.models import UsageEventIn
 from service.pricing.catalog import Catalog
 from service.pricing.cost import event_cost
+from service.wire import money_text
 
 log = structlog.get_logger("luc.gateway")
 
@@ -285,18 +286,17 @@ class Gateway:
             self._drop_hold(progress)
             await asyncio.shield(self._release(admitted))
             raise
-        usage = counted(completion.usage)
+        reported = completion.usage
         cancelled = False
-        if usage is None and completion.generation_id:
+        if counted(reported) is None and completion.generation_id:
             try:
-                usage = await provider.usage_after(completion.generation_id)
+                reported = merged(reported, await provider.usage_after(completion.generation_id))
             except asyncio.CancelledError:
                 cancelled = True  # shutting down: the answer is metered on its estimate
-        if usage is None:
-            usage = estimated_usage(
-                admitted.request.prompt_text(), completion.generated or completion.text
-            )
-        usage = completed(completion.usage, usage)
+        usage = counted(reported) or estimated_usage(
+            admitted.request.prompt_text(), completion.generated or completion.text
+        )
+        usage = merged(reported, usage) or usage
         result = await self._meter(
             admitted,
             context,
@@ -350,12 +350,11 @@ class Gateway:
             assert billed is not None
             try:
                 reported = provider.usage_of(billed.usage) if billed.usage is not None else None
-                usage = counted(reported)
-                if usage is None and billed.generation_id:
-                    usage = await provider.usage_after(billed.generation_id)
-                if usage is None:  # no answer text: the prompt is all that is known
-                    usage = estimated_usage(admitted.request.prompt_text(), "")
-                usage = completed(reported, usage)
+                if counted(reported) is None and billed.generation_id:
+                    reported = merged(reported, await provider.usage_after(billed.generation_id))
+                # No answer text: the prompt is all that is known.
+                usage = counted(reported) or estimated_usage(admitted.request.prompt_text(), "")
+                usage = merged(reported, usage) or usage
                 # No reservation_id: the call goes on (or fails), and whatever answers
                 # last settles the reservation that holds its estimate.
                 await self._meter(
@@ -441,7 +440,7 @@ class Gateway:
         metered on what it had, and to end cancelled)."""
         read = await read_stream(provider, upstream, handle, self.stream_deadline_seconds)
         generation_id, text, error = read.generation_id, read.text, read.error
-        usage = counted(read.usage)
+        reported = read.usage
         cancelled = read.cancelled
         if error is not None:
             failed = (
@@ -452,17 +451,16 @@ class Gateway:
             else:
                 advice = SHUTDOWN_ADVICE if read.cancelled else BROKEN_STREAM_ADVICE
                 handle.error = Unavailable(failed, provider=provider.name, advice=advice)
-        if usage is None and generation_id and not cancelled:
+        if counted(reported) is None and generation_id and not cancelled:
             try:
-                usage = await provider.usage_after(generation_id)
+                reported = merged(reported, await provider.usage_after(generation_id))
             except asyncio.CancelledError:
                 cancelled = True  # shutting down: no more waiting, the estimate below
-        if usage is None:
-            # The provider answered 2xx: the call is paid for even when no chunk came (only
-            # keep-alives, a stall, a body that is no stream), as a plain call's broken
-            # answer is; the prompt, estimated, is all that is known then.
-            usage = estimated_usage(admitted.request.prompt_text(), read.generated)
-        usage = completed(read.usage, usage)
+        # The provider answered 2xx: the call is paid for even when no chunk came (only
+        # keep-alives, a stall, a body that is no stream), as a plain call's broken answer
+        # is; the prompt, estimated, is all that is known then.
+        usage = counted(reported) or estimated_usage(admitted.request.prompt_text(), read.generated)
+        usage = merged(reported, usage) or usage
         result = await self._meter(
             admitted,
             context,
@@ -581,6 +579,11 @@ class Gateway:
         usage = await provider.usage_after(held.id, patient=True)
         if usage is None:
             return held
+        if not usage.counted:  # the record's bill without its counts: the hold's estimate
+            cost = usage.provider_cost_usd
+            return msgspec.structs.replace(
+                held, provider_cost_usd=None if cost is None else money_text(cost)
+            )
         attributes = {
             **(held.attributes or {}),
             "error": PROCESS_ENDED_RECORDED_ERROR,

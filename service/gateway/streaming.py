@@ -12,6 +12,7 @@ from service.errors import GatewayError
 from service.gateway.chain import Provider, UpstreamStream
 from service.gateway.models import ProviderUsage, StreamHandle
 from service.gateway.upstream import error_text, first_choice
+from service.gateway.usage import merged
 
 AFTER_ERROR_SECONDS = 2.0
 """How long a stream is read on after the provider's error, for the usage that may follow
@@ -85,13 +86,9 @@ async def read_stream(
                 )
                 raw_usage = data.get("usage")
                 # Whichever chunk carries it, in any shape; one whose counts cannot be read
-                # (its cost alone: ``ProviderUsage.counted``) replaces none read before it.
-                if (
-                    isinstance(raw_usage, dict)
-                    and (read := provider.usage_of(raw_usage)) is not None
-                    and (read.counted or usage is None or not usage.counted)
-                ):
-                    usage = read
+                # (its cost alone: ``ProviderUsage.counted``) keeps those read before it.
+                if isinstance(raw_usage, dict):
+                    usage = merged(usage, provider.usage_of(raw_usage))
                 if data.get("error") and not after_error:
                     error = provider.redacted(error_text(data["error"]))
                     handle.error_forwarded = True

@@ -231,9 +231,20 @@ def from_vertex_usage(usage: Mapping[str, Any]) -> ProviderUsage | None:
 def from_generation(data: Mapping[str, Any]) -> ProviderUsage | None:
     """OpenRouter's ``GET /generation`` record (native counts, which is what it bills);
     ``None`` when its counts cannot be read (``_main_counts``)."""
+    cost = _billed(data.get("total_cost"), data.get("is_byok"), data.get("upstream_inference_cost"))
     counts = _main_counts(data, "native_tokens_prompt", "native_tokens_completion")
-    if counts is None:
-        return None
+    if counts is None:  # its bill kept all the same, as a usage block's (``counted``)
+        return (
+            None
+            if cost is None
+            else ProviderUsage(
+                input_tokens=0,
+                output_tokens=0,
+                provider_cost_usd=cost,
+                counted=False,
+                source="generation",
+            )
+        )
     cached = _count(data.get("native_tokens_cached"))
     reasoning = _count(data.get("native_tokens_reasoning"))
     input_tokens, output = _consistent(counts[0], cached, 0, counts[1], reasoning)
@@ -242,9 +253,7 @@ def from_generation(data: Mapping[str, Any]) -> ProviderUsage | None:
         output_tokens=output,
         cached_input_tokens=cached,
         reasoning_tokens=reasoning,
-        provider_cost_usd=_billed(
-            data.get("total_cost"), data.get("is_byok"), data.get("upstream_inference_cost")
-        ),
+        provider_cost_usd=cost,
         source="generation",
         model=model if isinstance(model := data.get("model"), str) and model else None,
     )
@@ -256,16 +265,16 @@ def counted(usage: ProviderUsage | None) -> ProviderUsage | None:
     return usage if usage is not None and usage.counted else None
 
 
-def completed(reported: ProviderUsage | None, found: ProviderUsage) -> ProviderUsage:
-    """The usage to bill: ``found`` (``reported`` itself, the provider's record or an
-    estimate), with the cost ``reported`` gave where ``found`` has none of its own."""
-    if (
-        reported is None
-        or reported.provider_cost_usd is None
-        or found.provider_cost_usd is not None
-    ):
-        return found
-    return replace(found, provider_cost_usd=reported.provider_cost_usd)
+def merged(earlier: ProviderUsage | None, later: ProviderUsage | None) -> ProviderUsage | None:
+    """Two reports of one call, ``later`` the more recent (a stream's chunks in order; its
+    usage block, then the provider's record): the later one's counts when it has any, else
+    the earlier's; the later one's cost when it gives one (even 0), else the earlier's. A
+    cost and the counts sent apart were each a call's whole usage, and one of them lost."""
+    if later is None or earlier is None:
+        return earlier if later is None else later
+    kept = later if later.counted or not earlier.counted else earlier
+    cost = later.provider_cost_usd
+    return replace(kept, provider_cost_usd=earlier.provider_cost_usd if cost is None else cost)
 
 
 def estimate_tokens(text: str) -> int:

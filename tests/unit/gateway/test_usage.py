@@ -20,11 +20,11 @@ from service.gateway.models import (
 from service.gateway.sse import DONE, EventTooLarge, SSEMessage, SSEParser
 from service.gateway.streaming import read_stream
 from service.gateway.usage import (
-    completed,
     counted,
     from_generation,
     from_openai_usage,
     from_vertex_usage,
+    merged,
     usage_event,
 )
 from service.wire import money_text
@@ -104,18 +104,33 @@ def test_a_usage_object_whose_counts_cannot_be_read_is_no_usage(raw: dict[str, o
     assert from_generation(native) is None
 
 
-def test_the_cost_a_usage_without_counts_reported_is_kept_unless_the_record_has_its_own() -> None:
+def test_the_cost_a_usage_without_counts_reported_is_kept_unless_a_later_report_has_its_own() -> (
+    None
+):
     reported = read(from_openai_usage({"prompt_tokens": None, "cost": "0.77"}))
     estimate = ProviderUsage(input_tokens=8, output_tokens=3, source="estimate")
-    assert completed(reported, estimate) == ProviderUsage(
+    assert merged(reported, estimate) == ProviderUsage(
         input_tokens=8, output_tokens=3, source="estimate", provider_cost_usd=Decimal("0.77")
     )
     record = ProviderUsage(
         input_tokens=1000, output_tokens=100, provider_cost_usd=Decimal("0"), source="generation"
     )
-    assert completed(reported, record) == record  # the record's own figure, even 0
+    assert merged(reported, record) == record  # the record's own figure, even 0
     whole = read(from_openai_usage({"prompt_tokens": 5, "completion_tokens": 1}))
-    assert completed(whole, whole) == whole and completed(None, estimate) == estimate
+    assert merged(whole, whole) == whole and merged(None, estimate) == estimate
+    assert merged(whole, None) == whole and merged(None, None) is None
+    # A record with a bill but no counts: its bill, the counts still to be found.
+    billed = read(
+        from_generation(
+            {
+                "native_tokens_prompt": None,
+                "native_tokens_completion": None,
+                "total_cost": Decimal("0.4"),
+            }
+        )
+    )
+    assert (billed.counted, billed.provider_cost_usd) == (False, Decimal("0.4"))
+    assert merged(reported, billed).provider_cost_usd == Decimal("0.4")  # type: ignore[union-attr]
 
 
 def test_a_count_left_out_is_zero_when_the_other_is_given() -> None:
@@ -162,6 +177,13 @@ async def test_a_stream_s_unreadable_usage_chunk_does_not_replace_the_usage_read
     read_ = await read_stream(_Provider(), _Upstream(chunks), StreamHandle())  # type: ignore[arg-type]
     assert read_.usage is not None
     assert (read_.usage.input_tokens, read_.usage.output_tokens) == (1000, 100)
+    # Its cost apart from its counts, in either order: both kept.
+    cost_only = {"id": "gen-1", "choices": [], "usage": {"cost": "0.5"}}
+    for chunks_in_order in ([chunks[0], chunks[1], cost_only], [chunks[0], cost_only, chunks[1]]):
+        both = await read_stream(_Provider(), _Upstream(chunks_in_order), StreamHandle())  # type: ignore[arg-type]
+        assert both.usage is not None
+        assert (both.usage.input_tokens, both.usage.output_tokens) == (1000, 100)
+        assert (both.usage.provider_cost_usd, both.usage.counted) == (Decimal("0.5"), True)
     # Alone, it leaves the stream without usage: billed as such a stream is.
     alone = await read_stream(_Provider(), _Upstream([chunks[0], chunks[2]]), StreamHandle())  # type: ignore[arg-type]
     assert alone.usage is None
