@@ -15,9 +15,10 @@ A counter that goes down is a reset to Prometheus: ``increase()`` and ``rate()``
 its whole value again. The alternative, two counters per total (what was booked and what
 was taken back), doubles these series: past the 1,000 a scrape is meant to stay under
 (the README's Performance section), and a companion that only appears with its first
-correction is a new series whose first value ``increase()`` never counts. Read them with
-``delta()`` and ``deriv()``; the net of a label set is its value, to the last digit the
-float allows.
+correction is a new series whose first value ``increase()`` never counts. What a range
+added is the value now less the value at the range's start (``offset``: ``delta()`` sees
+nothing of a series born inside the range); the net of a label set is its value, to the
+last digit the float allows.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ from service.tokens import TOKEN_CLASSES
 
 NET = (
     ": the net of its entries, lower after a correction takes some back or moves it to "
-    "another label set (read it with delta(), not increase())"
+    "another label set (what a range added: its value now less its value at the range's "
+    "start, with offset; not increase(), nor delta(), which misses a new series' first value)"
 )
 
 

@@ -5,8 +5,8 @@ resets.
 Before, the ledger's totals were counters: the re-rating lowered ``luc_cost_usd_total``,
 Prometheus read the drop as a reset, and ``increase()`` over the range added the whole
 total again (the dashboard's spend in range jumped by everything the ledger holds). Now
-they are gauges of the ledger's net and the dashboard reads them with ``delta()`` and
-``deriv()``.
+they are gauges of the ledger's net and the dashboard reads them with ``deriv()`` and
+as the value now less the value at the range's start (``offset``).
 
 Money by hand: openai/gpt-5.1 at 3 in / 12 out per 1M tokens (AIMS, version 1), two calls
 of 100,000 input and 10,000 output tokens at 0.42 each; version 2 (effective 2026-10-01)
