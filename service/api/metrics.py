@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+from typing import Any
 
-from litestar import MediaType, Response, get
+from litestar import MediaType, Request, Response, get
 from litestar.di import NamedDependency, Provide
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from service.api.deps import Resources, provide_resources
 from service.api.params import ANY_QUERY
-from service.auth.guard import READ
-from service.db import CONNECTION_ERRORS
+from service.auth.guard import READ, found_database_away
+from service.db import CONNECTION_ERRORS, PROBE_WAIT_SECONDS, pooled
 from service.metrics.rollup_series import LedgerSnapshot, read_snapshot
 from service.recording.sink import RecordingSink
 
@@ -31,15 +32,23 @@ EXPOSITION_TYPE = CONTENT_TYPE_LATEST.replace("; charset=utf-8", "")
     opt={**READ, "metrics": True, ANY_QUERY: True},  # scrapers may add their own
     media_type=MediaType.TEXT,
 )
-async def metrics(luc: NamedDependency[Resources]) -> Response[bytes]:
+async def metrics(
+    luc: NamedDependency[Resources], request: Request[Any, Any, Any]
+) -> Response[bytes]:
     # The spool is counted (on threads) while PostgreSQL answers, not after it.
     spooled = None if luc.recording is None else asyncio.ensure_future(_spool_counts(luc.recording))
     try:
-        try:
-            async with luc.pool.acquire(timeout=5) as conn:
-                snapshot = await read_snapshot(conn, luc.settings.reconciliation.tolerance)
-        except CONNECTION_ERRORS:
-            snapshot = LedgerSnapshot(database_up=False)  # still serve this process's series
+        # Without the ledger the answer still holds this process's series and says
+        # `luc_database_up 0`: it must come before Prometheus gives the scrape up (10 s by
+        # default), or `LucDatabaseDown` never fires for a database that answers nothing.
+        # The connection is closed, not reset, when PostgreSQL did not answer (``pooled``).
+        snapshot = LedgerSnapshot(database_up=False)
+        if not found_database_away(request.scope):  # the key's look-up just found it away
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                async with pooled(luc.pool, PROBE_WAIT_SECONDS) as conn:
+                    snapshot = await read_snapshot(
+                        conn, luc.settings.reconciliation.tolerance, within=2 * PROBE_WAIT_SECONDS
+                    )
         counts = None if spooled is None else await spooled
     finally:
         if spooled is not None and not spooled.done():

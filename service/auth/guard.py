@@ -16,7 +16,7 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.handlers.base import BaseRouteHandler
 
 from service.auth.keys import ApiKey, find_key
-from service.db import CONNECTION_ERRORS, STARTING, UNAVAILABLE, pooled
+from service.db import CONNECTION_ERRORS, PROBE_WAIT_SECONDS, STARTING, UNAVAILABLE, pooled
 from service.errors import DatabaseUnavailableError
 
 PUBLIC: dict[str, Any] = {"scope": ()}
@@ -54,31 +54,58 @@ async def rate_limit_identity(connection: ASGIConnection[Any, Any, Any, Any], lu
         # PostgreSQL unavailable: the 503 the guard would answer, now, not after its own
         # look-up of the same key waited as long again; unless this process has read the
         # key before (who is counted needs no fresh word: the guard decides what it may do).
-        key = await _known_key(luc, token, last_known=True)
+        key = await _known_key(luc, token, connection.scope, last_known=True)
         if key is not None and key.revoked_at is None:
             return f"key:{key.id}"
     client = connection.client
     return "addr:" + (client.host if client else "unknown")
 
 
+# Set on a request's scope when a key's look-up found PostgreSQL away: the guard's look-up
+# of the same key, after the rate limit's, goes straight to what it does then instead of
+# waiting as long again.
+_DATABASE_AWAY = "luc_database_away"
+
+
+def found_database_away(scope: Any) -> bool:
+    """Whether a key's look-up for this request found PostgreSQL away."""
+    return bool(scope.get(_DATABASE_AWAY))
+
+
+def _scrape(scope: Any) -> bool:
+    handler = scope.get("route_handler")
+    return handler is not None and bool(handler.opt.get("metrics"))
+
+
 async def _known_key(
-    luc: Any, token: str, *, fresh: bool = False, last_known: bool = False
+    luc: Any, token: str, scope: Any, *, fresh: bool = False, last_known: bool = False
 ) -> ApiKey | None:
     """The key ``token`` is (revoked or not), ``None`` for no key: from the cache, else
     (or when ``fresh``) looked up and cached. With ``last_known``, PostgreSQL unavailable
-    answers what the cache last knew of the token, however old, where there is something."""
+    answers what the cache last knew of the token, however old, where there is something.
+
+    A scrape's look-up waits at most ``PROBE_WAIT_SECONDS`` for each step: its answer
+    without PostgreSQL (``luc_database_up 0``) must reach Prometheus before its scrape
+    timeout, and ``LUC_DB_COMMAND_TIMEOUT_SECONDS`` (35 s by default) outlasts it."""
     key_cache: KeyCache = luc.key_cache
     cached, key = (False, None) if fresh else key_cache.get(token)
-    if not cached:
+    if cached:
+        return key
+    cause: BaseException | None = None
+    if not found_database_away(scope):
+        wait = PROBE_WAIT_SECONDS if _scrape(scope) else None
         try:
-            async with pooled(luc.pool) as conn:
-                key = await find_key(conn, token)
+            async with pooled(luc.pool, wait) as conn:
+                key = await find_key(conn, token, wait)
         except CONNECTION_ERRORS as exc:
-            known, key = key_cache.last_known(token) if last_known else (False, None)
-            if not known:
-                raise DatabaseUnavailableError(UNAVAILABLE) from exc
+            scope[_DATABASE_AWAY] = True
+            cause = exc
+        else:
+            key_cache.put(token, key)
             return key
-        key_cache.put(token, key)
+    known, key = key_cache.last_known(token) if last_known else (False, None)
+    if not known:
+        raise DatabaseUnavailableError(UNAVAILABLE) from cause
     return key
 
 
@@ -154,7 +181,11 @@ async def require_key(
     # `luc_database_up 0` from Prometheus, so `LucDatabaseDown` never fired for a scraper
     # with a key (and every process series went dark when they matter most).
     key = await _known_key(
-        luc, token, fresh=scopes == ADMIN["scope"], last_known=bool(handler.opt.get("metrics"))
+        luc,
+        token,
+        connection.scope,
+        fresh=scopes == ADMIN["scope"],
+        last_known=bool(handler.opt.get("metrics")),
     )
     if key is None:
         raise NotAuthorizedException("invalid API key", headers=_CHALLENGE)

@@ -60,9 +60,12 @@ async def create_key(conn: Connection, name: str, scope: str) -> tuple[ApiKey, s
     return _key(row), secret
 
 
-async def find_key(conn: Connection, secret: str) -> ApiKey | None:
-    """The key whose secret this is, revoked or not; None for an unknown secret."""
-    row = await conn.fetchrow(queries.SELECT_KEY_BY_HASH, key_hash(secret))
+async def find_key(
+    conn: Connection, secret: str, wait_seconds: float | None = None
+) -> ApiKey | None:
+    """The key whose secret this is, revoked or not; None for an unknown secret. PostgreSQL's
+    answer is waited for ``wait_seconds`` (the connection's command timeout if None)."""
+    row = await conn.fetchrow(queries.SELECT_KEY_BY_HASH, key_hash(secret), timeout=wait_seconds)
     return None if row is None else _key(row)
 
 

@@ -308,7 +308,14 @@ def from_row(record: type[R], row: Any, **given: Any) -> R:
     return record(**{name: row[name] for name in names}, **given)
 
 
-async def answers(pool: asyncpg.Pool, wait_seconds: float = 2) -> bool:
+PROBE_WAIT_SECONDS = 2.0
+"""How long a probe or a scrape waits for each step it takes on PostgreSQL (a connection, a
+statement): ``/readyz``, and ``/metrics``, whose answer without the ledger is still an
+answer (``luc_database_up 0``) and must come within Prometheus's scrape timeout (10 s by
+default), not after ``LUC_DB_COMMAND_TIMEOUT_SECONDS``."""
+
+
+async def answers(pool: asyncpg.Pool, wait_seconds: float = PROBE_WAIT_SECONDS) -> bool:
     """Whether PostgreSQL answers a trivial query through ``pool``, a connection coming
     within ``wait_seconds`` (the readiness probe)."""
     try:

@@ -23,6 +23,7 @@ last digit the float allows.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -62,14 +63,25 @@ class LedgerSnapshot:
     database_up: bool = False
 
 
-async def read_snapshot(conn: Connection, tolerance: Decimal | None = None) -> LedgerSnapshot:
+async def read_snapshot(
+    conn: Connection, tolerance: Decimal | None = None, within: float | None = None
+) -> LedgerSnapshot:
+    """The ledger's series as PostgreSQL has them now, its statements answered within
+    ``within`` seconds all told (each within the connection's command timeout if None);
+    past it asyncpg raises ``TimeoutError``."""
+    loop = asyncio.get_running_loop()
+    ends = None if within is None else loop.time() + within
+
+    def left() -> float | None:
+        return None if ends is None else max(ends - loop.time(), 0.001)
+
     return LedgerSnapshot(
-        usage=list(await conn.fetch(queries.USAGE)),
-        catalog=await conn.fetchrow(queries.CATALOG_IN_FORCE),
-        budgets=list(await conn.fetch(queries.BUDGET_SPEND)),
-        drift=list(await conn.fetch(reconciliation.DRIFT_WINDOW)),
+        usage=list(await conn.fetch(queries.USAGE, timeout=left())),
+        catalog=await conn.fetchrow(queries.CATALOG_IN_FORCE, timeout=left()),
+        budgets=list(await conn.fetch(queries.BUDGET_SPEND, timeout=left())),
+        drift=list(await conn.fetch(reconciliation.DRIFT_WINDOW, timeout=left())),
         tolerance=tolerance,
-        credits=await conn.fetchrow(CREDIT_STANDINGS),
+        credits=await conn.fetchrow(CREDIT_STANDINGS, timeout=left()),
         database_up=True,
     )
 

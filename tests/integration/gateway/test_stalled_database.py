@@ -141,3 +141,73 @@ async def test_a_database_that_answers_nothing_gives_503s_in_bounded_time_then_s
     )
     assert {r["job_id"]: r["n"] for r in charges} == {"stalled-job": 1, "stalled-proxy": 2}
     await assert_rollups_equal_ledger(db)
+
+
+# As LUC runs by default: a statement waited for far longer than Prometheus waits for a
+# scrape (10 s unless configured).
+PATIENT_COMMAND_TIMEOUT = 30.0
+SCRAPE_TIMEOUT = 10.0
+
+
+async def test_a_scrape_says_the_database_is_down_before_prometheus_gives_it_up(
+    database_url: str, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """Before, a scrape waited for the key's look-up (twice: the rate limit's, then the
+    guard's) and for the ledger's statements, each up to ``LUC_DB_COMMAND_TIMEOUT_SECONDS``
+    (35 s by default): Prometheus gave every scrape up first, so `luc_database_up 0` never
+    reached it, `LucDatabaseDown` never fired and every process series went dark. Now each
+    of a scrape's steps waits a probe's two seconds, and a key seen before is taken as last
+    read (a key never seen is refused: nothing says what it may do)."""
+    with stalling_relay(database_url) as relay:
+        server = ServerProcess(
+            relay.url,
+            tmp_path / "server.log",
+            LUC_DB_STATEMENT_TIMEOUT_MS="25000",
+            LUC_DB_COMMAND_TIMEOUT_SECONDS=str(PATIENT_COMMAND_TIMEOUT),
+            LUC_AUTH="on",
+            LUC_RATE_LIMIT_PER_SECOND="1000",
+        )
+        server.start()
+        _, known = await create_key(db, "prometheus", "read")
+        _, unseen = await create_key(db, "another-scraper", "read")
+        try:
+            async with httpx.AsyncClient(base_url=server.base_url, timeout=CLIENT_TIMEOUT) as http:
+
+                async def scrape(key: str) -> tuple[httpx.Response, float]:
+                    return await _timed(
+                        http.get("/metrics", headers={"Authorization": f"Bearer {key}"})
+                    )
+
+                warm, _ = await scrape(known)
+                assert warm.status_code == 200, warm.text
+                assert "luc_database_up 1.0" in warm.text
+
+                relay.stall()
+                # At once (the key still in this process's cache: the ledger's statements
+                # are what wait), and again once the cache has let the key go (its look-up
+                # waits, and what was last read of it answers).
+                cached, cached_s = await scrape(known)
+                await asyncio.sleep(2.5)  # past KEY_CACHE_SECONDS
+                (looked_up, looked_up_s), (refused, refused_s) = await asyncio.gather(
+                    scrape(known), scrape(unseen)
+                )
+                for answer, seconds in ((cached, cached_s), (looked_up, looked_up_s)):
+                    assert answer.status_code == 200, answer.text
+                    assert "luc_database_up 0.0" in answer.text
+                    assert "luc_cost_usd" not in answer.text  # no ledger series
+                    # This process's series are still there: the warm scrape's timing.
+                    assert "luc_http_request_duration_seconds_count{" in answer.text
+                    assert seconds < SCRAPE_TIMEOUT, (cached_s, looked_up_s)
+                assert refused.status_code == 503, refused.text
+                assert refused.json()["detail"] == UNAVAILABLE
+                assert refused_s < SCRAPE_TIMEOUT, refused_s
+
+                relay.flow()
+
+                async def up_again() -> bool:
+                    answer, _ = await scrape(known)
+                    return answer.status_code == 200 and "luc_database_up 1.0" in answer.text
+
+                await wait_until(up_again, 30, "luc_database_up 1 once PostgreSQL answers")
+        finally:
+            server.stop()
