@@ -269,12 +269,22 @@ def merged(earlier: ProviderUsage | None, later: ProviderUsage | None) -> Provid
     """Two reports of one call, ``later`` the more recent (a stream's chunks in order; its
     usage block, then the provider's record): the later one's counts when it has any, else
     the earlier's; the later one's cost when it gives one (even 0), else the earlier's. A
-    cost and the counts sent apart were each a call's whole usage, and one of them lost."""
+    cost and the counts sent apart were each a call's whole usage, and one of them lost.
+
+    A later report of no tokens and no cost after one that counted tokens is the earlier's
+    empty echo (a stream's closing chunk with a zeroed usage block), never a correction to
+    nothing: the earlier stands, or the call was billed nothing."""
     if later is None or earlier is None:
         return earlier if later is None else later
+    if _counted_tokens(earlier) and not _counted_tokens(later) and not later.provider_cost_usd:
+        return earlier
     kept = later if later.counted or not earlier.counted else earlier
     cost = later.provider_cost_usd
     return replace(kept, provider_cost_usd=earlier.provider_cost_usd if cost is None else cost)
+
+
+def _counted_tokens(usage: ProviderUsage) -> bool:
+    return usage.counted and bool(usage.input_tokens or usage.output_tokens)
 
 
 def estimate_tokens(text: str) -> int:

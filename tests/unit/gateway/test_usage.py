@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -133,6 +134,27 @@ def test_the_cost_a_usage_without_counts_reported_is_kept_unless_a_later_report_
     assert merged(reported, billed).provider_cost_usd == Decimal("0.4")  # type: ignore[union-attr]
 
 
+def test_a_later_report_of_nothing_leaves_the_tokens_counted_before_it() -> None:
+    # A stream's usage chunk, then a closing chunk whose usage block is zeroed: before, the
+    # call was billed on the zeros (0.00 for 1,200 tokens). A later count that says
+    # something still wins, and so does a later cost of its own.
+    real = read(
+        from_openai_usage({"prompt_tokens": 1000, "completion_tokens": 200, "cost": "0.0042"})
+    )
+    zeroed = read(from_openai_usage({"prompt_tokens": 0, "completion_tokens": 0}))
+    zeroed_free = read(from_openai_usage({"prompt_tokens": 0, "completion_tokens": 0, "cost": 0}))
+    assert merged(real, zeroed) == real
+    assert merged(real, zeroed_free) == real
+    assert merged(zeroed, real) == real
+    assert merged(zeroed, zeroed_free) == zeroed_free  # nothing counted before: the later
+    recount = read(from_openai_usage({"prompt_tokens": 1000, "completion_tokens": 250}))
+    assert merged(real, recount) == replace(recount, provider_cost_usd=Decimal("0.0042"))
+    billed_zero_tokens = read(
+        from_openai_usage({"prompt_tokens": 0, "completion_tokens": 0, "cost": "0.001"})
+    )
+    assert merged(real, billed_zero_tokens) == billed_zero_tokens  # its own cost: a report
+
+
 def test_a_count_left_out_is_zero_when_the_other_is_given() -> None:
     # OpenAI's conventions: a prompt-only usage (an answer that generated nothing).
     usage = read(from_openai_usage({"prompt_tokens": 7, "cost": Decimal("0.0000007")}))
@@ -187,6 +209,15 @@ async def test_a_stream_s_unreadable_usage_chunk_does_not_replace_the_usage_read
     # Alone, it leaves the stream without usage: billed as such a stream is.
     alone = await read_stream(_Provider(), _Upstream([chunks[0], chunks[2]]), StreamHandle())  # type: ignore[arg-type]
     assert alone.usage is None
+    # A closing chunk with a zeroed usage block after the real one: the real one stands.
+    zeroed: dict[str, object] = {
+        "id": "gen-1",
+        "choices": [],
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0},
+    }
+    echoed = await read_stream(_Provider(), _Upstream([*chunks[:2], zeroed]), StreamHandle())  # type: ignore[arg-type]
+    assert echoed.usage is not None
+    assert (echoed.usage.input_tokens, echoed.usage.output_tokens) == (1000, 100)
 
 
 def test_a_tiny_cost_in_exponent_notation_becomes_a_plain_decimal_string() -> None:
