@@ -170,6 +170,17 @@ def _consistent(
     return input_tokens, output
 
 
+def _cost_only(cost: Decimal | None, source: str) -> ProviderUsage | None:
+    """A report whose counts cannot be read: its bill is kept all the same (``counted``
+    False), for dropped with the counts, the call's actual cost (and a price made from it)
+    fell to an estimate's list price. ``None`` when it gives no bill either."""
+    if cost is None:
+        return None
+    return ProviderUsage(
+        input_tokens=0, output_tokens=0, provider_cost_usd=cost, counted=False, source=source
+    )
+
+
 def from_openai_usage(usage: Mapping[str, Any], source: str = "response") -> ProviderUsage | None:
     """OpenRouter's (and the stub's) ``usage`` object; ``None`` when its counts cannot be
     read (``_main_counts``)."""
@@ -179,19 +190,7 @@ def from_openai_usage(usage: Mapping[str, Any], source: str = "response") -> Pro
         _sub(usage, "cost_details").get("upstream_inference_cost"),
     )
     if (counts := _main_counts(usage)) is None:
-        # The reported bill is kept all the same: dropped with the counts, the call's
-        # actual cost (and a price made from it) fell to an estimate's list price.
-        return (
-            None
-            if cost is None
-            else ProviderUsage(
-                input_tokens=0,
-                output_tokens=0,
-                provider_cost_usd=cost,
-                counted=False,
-                source=source,
-            )
-        )
+        return _cost_only(cost, source)
     prompt = _sub(usage, "prompt_tokens_details")
     completion = _sub(usage, "completion_tokens_details")
     cached = _count(prompt.get("cached_tokens"))
@@ -233,18 +232,8 @@ def from_generation(data: Mapping[str, Any]) -> ProviderUsage | None:
     ``None`` when its counts cannot be read (``_main_counts``)."""
     cost = _billed(data.get("total_cost"), data.get("is_byok"), data.get("upstream_inference_cost"))
     counts = _main_counts(data, "native_tokens_prompt", "native_tokens_completion")
-    if counts is None:  # its bill kept all the same, as a usage block's (``counted``)
-        return (
-            None
-            if cost is None
-            else ProviderUsage(
-                input_tokens=0,
-                output_tokens=0,
-                provider_cost_usd=cost,
-                counted=False,
-                source="generation",
-            )
-        )
+    if counts is None:
+        return _cost_only(cost, "generation")
     cached = _count(data.get("native_tokens_cached"))
     reasoning = _count(data.get("native_tokens_reasoning"))
     input_tokens, output = _consistent(counts[0], cached, 0, counts[1], reasoning)
