@@ -19,6 +19,7 @@ from service.api.schemas.customers import (
     customer_out,
 )
 from service.auth.guard import ADMIN, READ
+from service.budgets.credit_alerts import update_customer_deciding_alerts
 from service.budgets.targets import check_target
 from service.customers.credits import balances_of
 from service.customers.models import Customer
@@ -26,7 +27,6 @@ from service.customers.service import (
     create_customer,
     get_customer,
     list_customers,
-    update_customer,
 )
 from service.db import Connection, on_connection
 from service.rollups.models import Totals
@@ -142,6 +142,8 @@ class CustomersController(LucController):
             await check_target(changes.webhook_url, luc.settings.budgets.allowed_hosts)
 
         async def update(conn: Connection) -> CustomerOut:
-            return await _answer(conn, await update_customer(conn, customer_id, changes))
+            return await _answer(
+                conn, await update_customer_deciding_alerts(conn, customer_id, changes)
+            )
 
         return await on_connection(luc.pool, update)

@@ -156,8 +156,9 @@ def customers_show(customer_id: str) -> None:
 )
 def customers_update(customer_id: str, clear: tuple[str, ...], **options: Any) -> None:
     """Change customer CUSTOMER_ID: the options given; the rest stays. Print it as JSON."""
+    from service.budgets.credit_alerts import update_customer_deciding_alerts
     from service.customers.models import CustomerChanges
-    from service.customers.service import parse_amount, update_customer
+    from service.customers.service import parse_amount
 
     for field in clear:
         # Both given, the clear won and the value was dropped without a word.
@@ -173,7 +174,9 @@ def customers_update(customer_id: str, clear: tuple[str, ...], **options: Any) -
     _checked_target(changes.webhook_url)
 
     async def work(conn: Connection) -> Any:
-        return await _answer(conn, await update_customer(conn, customer_id, changes))
+        return await _answer(
+            conn, await update_customer_deciding_alerts(conn, customer_id, changes)
+        )
 
     echo_struct(run_on_database(work))
 

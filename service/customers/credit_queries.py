@@ -66,11 +66,11 @@ SET low_alert_armed = low_alert_armed OR $2, exhausted_alert_armed = exhausted_a
 WHERE customer_id = $1
 """
 
-# Disarms the alerts that just fired, in the transaction that records them.
-DISARM_ALERTS = """
+# Sets whether each alert is armed, in the transaction that decided it (the accounts
+# locked): disarmed as it fires, armed again once its condition no longer holds.
+SET_ALERT_ARMING = """
 UPDATE credit_accounts AS a
-SET low_alert_armed = a.low_alert_armed AND NOT f.low,
-    exhausted_alert_armed = a.exhausted_alert_armed AND NOT f.exhausted
+SET low_alert_armed = f.low, exhausted_alert_armed = f.exhausted
 FROM unnest($1::text[], $2::boolean[], $3::boolean[]) AS f(customer_id, low, exhausted)
 WHERE a.customer_id = f.customer_id
 """

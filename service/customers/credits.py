@@ -58,8 +58,8 @@ class Credits:
 
 @dataclass(frozen=True, slots=True)
 class CreditStanding:
-    """A customer's credit after a recording transaction drew on it: what its alerts
-    are decided on (``budgets.credit_alerts``)."""
+    """A customer's credit after a recording transaction drew on it, or after its low
+    balance changed: what its alerts are decided on (``budgets.credit_alerts``)."""
 
     customer_id: str
     balance_usd: Decimal
@@ -239,13 +239,30 @@ async def draw_credits(conn: Connection, entries: Sequence[PricedEntry]) -> list
     ]
 
 
-async def disarm_alerts(conn: Connection, fired: dict[str, tuple[bool, bool]]) -> None:
-    """Disarm the alerts that fired: customer id → (low fired, exhausted fired)."""
-    if fired:
-        ids = sorted(fired)
+async def set_alert_arming(conn: Connection, arming: dict[str, tuple[bool, bool]]) -> None:
+    """Arm or disarm the customers' alerts: customer id → (low armed, exhausted armed)."""
+    if arming:
+        ids = sorted(arming)
         await conn.execute(
-            queries.DISARM_ALERTS, ids, [fired[c][0] for c in ids], [fired[c][1] for c in ids]
+            queries.SET_ALERT_ARMING, ids, [arming[c][0] for c in ids], [arming[c][1] for c in ids]
         )
+
+
+async def standing_of(conn: Connection, customer_id: str) -> CreditStanding | None:
+    """The customer's credit as it stands, its account locked as a recording transaction
+    locks it; ``None`` for a customer that never held credits."""
+    accounts = await conn.fetch(queries.LOCK_ACCOUNTS, [customer_id])
+    if not accounts:
+        return None
+    a = accounts[0]
+    return CreditStanding(
+        customer_id=customer_id,
+        balance_usd=await balance_of(conn, customer_id),
+        low_balance_usd=a["low_balance_usd"],
+        low_alert_armed=a["low_alert_armed"],
+        exhausted_alert_armed=a["exhausted_alert_armed"],
+        webhook_url=a["webhook_url"],
+    )
 
 
 async def credits_applied(conn: Connection, entry_ids: Sequence[int]) -> Decimal:

@@ -33,6 +33,7 @@ from service.wire import instant_text
 from tests.support.budgets import Receiver
 from tests.support.commands import luc_on
 from tests.support.databases import connected
+from tests.support.events import wire_event
 from tests.support.settings import settings_for
 from tests.support.waiting import wait_until
 
@@ -268,6 +269,53 @@ async def test_credit_alerts_fire_once_per_crossing_and_a_grant_re_arms_them(
     assert len(low["items"]) == 2
     bad = await client.get("/v1/alerts", params={"type": "credits"})
     assert bad.status_code == 422 and "type: 'credits' is not one of" in bad.text
+
+
+async def test_credit_given_back_or_a_lower_low_balance_re_arms_and_a_higher_one_fires_at_once(
+    client: AsyncTestClient[Any],
+) -> None:
+    """Once per crossing, whatever lifted the balance back: before, only a grant re-armed
+    the alerts, so a balance raised by credit given back (a job moved to another customer)
+    and drawn down again crossed both marks in silence, and so did one drawn below a low
+    balance set lower after it fired. Google's gemini-3.0-flash at 0.10 per 1M input
+    tokens; no plan: each event's price is its cost, 5M tokens 0.50."""
+
+    async def spend(event_id: str, job_id: str, tokens: int) -> None:
+        event = wire_event(
+            event_id, job_id=job_id, customer_id="acme", input_tokens=tokens, output_tokens=0
+        )
+        response = await client.post("/v1/events", json=event)
+        assert response.status_code == 201, response.text
+
+    await _customer(client, low_balance_usd="0.3")
+    await _customer(client, "other")
+    await _grant(client, "0.5")
+    await spend("e1", "j1", 5_000_000)  # 0.50: 0 left, below 0.3 and exhausted
+    moved = await client.patch("/v1/jobs/j1", json={"customer_id": "other"})
+    assert moved.status_code == 200, moved.text
+    assert await _balance(client) == "0.5"  # given back
+    await spend("e2", "j2", 5_000_000)  # 0 again: both crossed again
+    assert await _credit_alerts(client) == [
+        ("customer.credits_low", "0", "0.3"),
+        ("customer.credits_exhausted", "0", "0.3"),
+        ("customer.credits_low", "0", "0.3"),
+        ("customer.credits_exhausted", "0", "0.3"),
+    ]
+    await _grant(client, "1")  # 1 left: both re-armed
+    # A low balance set above the balance is crossed now, and told now (once: the next
+    # draw below it tells nothing more).
+    raised = await client.patch("/v1/customers/acme", json={"low_balance_usd": "1.5"})
+    assert raised.status_code == 200, raised.text
+    assert (await _credit_alerts(client))[4:] == [("customer.credits_low", "1", "1.5")]
+    await spend("e3", "j2", 1_000_000)  # 0.90: still below 1.5, told already
+    assert len(await _credit_alerts(client)) == 5
+    # Set below the balance, the low alert is armed again: 0.90 - 0.60 = 0.30 < 0.5.
+    lowered = await client.patch("/v1/customers/acme", json={"low_balance_usd": "0.5"})
+    assert lowered.status_code == 200, lowered.text
+    assert len(await _credit_alerts(client)) == 5
+    await spend("e4", "j2", 6_000_000)
+    assert (await _credit_alerts(client))[5:] == [("customer.credits_low", "0.3", "0.5")]
+    assert await _balance(client) == "0.3"
 
 
 async def test_an_expired_grant_stops_counting_and_is_never_drawn(
