@@ -3,7 +3,10 @@ back to, its customer's grants. Pure: no I/O; ``customers.credits`` runs it on r
 locked.
 
 - A positive price draws on the customer's grants that are live when the entry is recorded
-  (no expiry, or an expiry after that instant), the earliest expiry first, grants without
+  (no expiry, or an expiry after that instant) and were when its call was made (an event
+  stamped ahead of the clock, as far as ingest allows, is no call a grant that expires
+  before it pays for: "expired grants stop counting at their expiry"), the earliest expiry
+  first, grants without
   expiry last, ties by creation; from each as much as it holds, so a balance is never
   negative. What no grant covers is simply not drawn: the invoice asks for it.
 - A negative price (an adjustment that lowers what an event is billed: a re-pricing, a
@@ -76,6 +79,8 @@ class PricedEntry:
     event_id: str
     customer_id: str
     price_usd: Decimal
+    occurred_at: datetime
+    """When its event's call was made."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +201,8 @@ def plan_draws(
         for grant in live_in_order.get(entry.customer_id, []):
             if owed == 0:
                 break
+            if not grant.live_at(entry.occurred_at):
+                continue  # expired before the call was made
             part = min(owed, remaining[grant.id])
             if part == 0:
                 continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from operator import attrgetter
 from typing import Any
@@ -200,6 +201,7 @@ _NO_RATE = (None,) * (1 + len(PRICE_CLASSES))
 _STAGED_EVENT_ID = queries.STAGED_NAMES.index("event_id")
 _STAGED_CUSTOMER = queries.STAGED_NAMES.index("job_customer_id")
 _STAGED_PRICE = queries.STAGED_NAMES.index("price_usd")
+_STAGED_OCCURRED_AT = queries.STAGED_NAMES.index("occurred_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,12 +323,17 @@ def charges_for(catalog: Catalog) -> BatchCharges:
     return charges
 
 
-def staged_price(row: StagedCharge) -> tuple[str, str | None, Decimal | None]:
-    """A staged charge's event id, customer and price for that customer (what credits
-    draw on); the price as exact as it was computed (the text of a Decimal reads back as
-    the same Decimal)."""
+def staged_price(row: StagedCharge) -> tuple[str, str | None, Decimal | None, datetime]:
+    """A staged charge's event id, customer, price for that customer and when the call was
+    made (what credits draw on); the price as exact as it was computed (the text of a
+    Decimal reads back as the same Decimal)."""
     price = row[_STAGED_PRICE]
-    return row[_STAGED_EVENT_ID], row[_STAGED_CUSTOMER], None if price is None else Decimal(price)
+    return (
+        row[_STAGED_EVENT_ID],
+        row[_STAGED_CUSTOMER],
+        None if price is None else Decimal(price),
+        row[_STAGED_OCCURRED_AT],
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ in ledger order: a batch's charges before the re-pricing its events cause.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from decimal import Decimal
 
 from service.budgets.credit_alerts import raise_credit_alerts
@@ -29,17 +30,17 @@ async def burn(conn: Connection, entries: Sequence[PricedEntry]) -> int:
 
 async def burn_charges(
     conn: Connection,
-    charges: Iterable[tuple[str, str | None, Decimal | None]],
+    charges: Iterable[tuple[str, str | None, Decimal | None, datetime]],
     entry_ids: dict[str, int],
 ) -> int:
-    """``burn`` the charges a batch appended, each as (event id, customer, price:
+    """``burn`` the charges a batch appended, each as (event id, customer, price, when:
     ``ledger.service.staged_price``); ``entry_ids``: event id → the id of its new charge;
     a replayed event has none and draws nothing again."""
     return await burn(
         conn,
         [
-            PricedEntry(entry_ids[event_id], event_id, customer_id, price_usd)
-            for event_id, customer_id, price_usd in charges
+            PricedEntry(entry_ids[event_id], event_id, customer_id, price_usd, occurred_at)
+            for event_id, customer_id, price_usd, occurred_at in charges
             if event_id in entry_ids and customer_id is not None and price_usd
         ],
     )
@@ -52,5 +53,8 @@ async def burn_appended(conn: Connection, entry_ids: Sequence[int]) -> int:
     rows = await conn.fetch(queries.CREDIT_ENTRIES, list(entry_ids))
     return await burn(
         conn,
-        [PricedEntry(r["id"], r["event_id"], r["customer_id"], r["price_usd"]) for r in rows],
+        [
+            PricedEntry(r["id"], r["event_id"], r["customer_id"], r["price_usd"], r["occurred_at"])
+            for r in rows
+        ],
     )

@@ -92,7 +92,7 @@ SELECT id FROM appended
 
 # Appended entries that draw on prepaid credits: priced, for a customer holding credits.
 CREDIT_ENTRIES = """
-SELECT id, event_id, customer_id, price_usd
+SELECT id, event_id, customer_id, price_usd, occurred_at
 FROM ledger_entries
 WHERE id = ANY($1::bigint[]) AND price_usd <> 0
   AND customer_id IN (SELECT customer_id FROM credit_accounts)

@@ -68,7 +68,8 @@ async def _record(db: asyncpg.Connection, entries: Sequence[PricedEntry]) -> int
 
 
 def _charge(entry_id: int, price: str, customer: str = "acme") -> PricedEntry:
-    return PricedEntry(entry_id, f"ev-{entry_id}", customer, Decimal(price))
+    made = datetime.now(UTC) - timedelta(minutes=1)
+    return PricedEntry(entry_id, f"ev-{entry_id}", customer, Decimal(price), made)
 
 
 async def _balance(client: AsyncTestClient[Any], customer_id: str = "acme") -> str:
@@ -316,6 +317,37 @@ async def test_credit_given_back_or_a_lower_low_balance_re_arms_and_a_higher_one
     await spend("e4", "j2", 6_000_000)
     assert (await _credit_alerts(client))[5:] == [("customer.credits_low", "0.3", "0.5")]
     assert await _balance(client) == "0.3"
+
+
+async def test_a_call_made_after_a_grant_expires_is_not_paid_by_it_though_recorded_before(
+    client: AsyncTestClient[Any],
+) -> None:
+    """Ingest takes events stamped up to 5 minutes ahead of its clock: one stamped 4
+    minutes ahead, recorded while a grant expiring in 2 minutes was live, drew on it.
+    gemini-3.0-flash at 0.10 per 1M input tokens, no plan: 2M tokens, 0.20."""
+    await _customer(client)
+    now = datetime.now(UTC)
+    await _grant(client, "1", expires_at=(now + timedelta(minutes=2)).isoformat())
+    event = wire_event(
+        "ahead",
+        occurred_at=instant_text(now + timedelta(minutes=4)),
+        customer_id="acme",
+        input_tokens=2_000_000,
+        output_tokens=0,
+    )
+    response = await client.post("/v1/events", json=event)
+    assert response.status_code == 201, response.text
+    assert await _balance(client) == "1"
+    made_now = wire_event(
+        "now",
+        occurred_at=instant_text(now),
+        customer_id="acme",
+        input_tokens=2_000_000,
+        output_tokens=0,
+    )
+    response = await client.post("/v1/events", json=made_now)
+    assert response.status_code == 201, response.text
+    assert await _balance(client) == "0.8"
 
 
 async def test_an_expired_grant_stops_counting_and_is_never_drawn(

@@ -5,6 +5,7 @@ never more than the event holds of it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -41,13 +42,30 @@ def grant(
 
 
 def entry(
-    entry_id: int, price: str, event: str | None = None, customer: str = "acme"
+    entry_id: int,
+    price: str,
+    event: str | None = None,
+    customer: str = "acme",
+    occurred_at: datetime = AT - timedelta(minutes=1),
 ) -> PricedEntry:
-    return PricedEntry(entry_id, event or f"ev-{entry_id}", customer, Decimal(price))
+    return PricedEntry(entry_id, event or f"ev-{entry_id}", customer, Decimal(price), occurred_at)
 
 
 def amounts(draws: list[Draw]) -> list[tuple[int, int, str]]:
     return [(d.entry_id, d.grant_id, str(d.amount_usd)) for d in draws]
+
+
+def test_a_call_stamped_after_a_grant_expires_draws_nothing_from_it() -> None:
+    # Recorded at AT, while the grant is live (it expires 2 minutes later), but made 4
+    # minutes after AT (ingest takes events up to 5 minutes ahead of its clock): before,
+    # the grant paid for a call made after its expiry. The grant without expiry pays.
+    expiring = replace(grant(1, "5"), expires_at=AT + timedelta(minutes=2))
+    spare = grant(2, "5")
+    ahead = entry(1, "0.20", occurred_at=AT + timedelta(minutes=4))
+    before = entry(2, "0.30", occurred_at=AT + timedelta(minutes=1))
+    plan = plan_draws([ahead, before], [expiring, spare], {}, AT)
+    assert amounts(plan.draws) == [(1, 2, "0.20"), (2, 1, "0.30")]
+    assert plan.remaining == {1: Decimal("4.70"), 2: Decimal("4.80")}
 
 
 def test_grants_are_drawn_earliest_expiry_first_then_without_expiry_ties_by_creation() -> None:

@@ -271,5 +271,5 @@ def test_a_staged_price_reads_back_as_the_very_decimal_priced() -> None:
         attributes=None,
     )
     row = BatchCharges(CATALOG).row(event, "cust-1", PLANS[1])
-    event_id, customer_id, price = staged_price(row)
-    assert (event_id, customer_id, str(price)) == ("e1", "cust-1", "0.000125")
+    event_id, customer_id, price, occurred_at = staged_price(row)
+    assert (event_id, customer_id, str(price), occurred_at) == ("e1", "cust-1", "0.000125", JUN)
