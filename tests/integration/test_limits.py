@@ -3,7 +3,7 @@
 - a body over LUC_MAX_BODY_BYTES gets 413 before the server has read it (a raw socket
   announces a huge body and sends almost nothing);
 - a batch over LUC_MAX_BATCH_EVENTS, a page over 1,000 rows: refused, nothing stored;
-- 150 requests per second on a key limited to 100: the excess gets 429 with Retry-After;
+- 150 requests per second on a key limited to 30: the excess gets 429 with Retry-After;
 - fields that try to set cost, price or catalog version are refused per event, and no
   ledger entry ever carries a client-supplied cost;
 - keys and webhook secrets never show in the log, in error bodies or in the OpenAPI
