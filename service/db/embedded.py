@@ -190,6 +190,23 @@ def _zombie(pid: int) -> bool:
     return _state(pid) == "Z"
 
 
+def _postmaster_of(pid: int, pgdata: Path) -> bool:
+    """Whether process ``pid`` may be the PostgreSQL server of ``pgdata``: named
+    ``postgres`` and working in that folder (the postmaster changes into its data
+    directory as it starts). Without /proc (macOS) nothing tells: taken as it is."""
+    if not Path("/proc/self").is_dir():
+        return True
+    stat = _proc_stat(str(pid))
+    if stat is None or stat[0] != "postgres":
+        return False
+    try:
+        return Path(os.readlink(f"/proc/{pid}/cwd")) == pgdata
+    except PermissionError:  # another user's: the embedded server runs as this one's
+        return False
+    except OSError:  # gone meanwhile
+        return False
+
+
 def stop_orphaned_server(pgdata: Path) -> None:
     """Stop the postmaster of ``pgdata`` when no live process uses it any more.
 
@@ -200,7 +217,9 @@ def stop_orphaned_server(pgdata: Path) -> None:
     package's own lock: dead pids leave the list, and a server that nobody alive uses is
     stopped (fast: nobody is connected that could lose work), to be started afresh by
     this process, which then owns it. If it will not stop, it is adopted instead: with the
-    dead pids gone, this process stops it at exit.
+    dead pids gone, this process stops it at exit. A ``postmaster.pid`` whose pid is not
+    this folder's PostgreSQL (its server died with the machine, and the pid went to
+    another program) is removed: stopping or adopting that pid would kill a bystander.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -217,7 +236,28 @@ def stop_orphaned_server(pgdata: Path) -> None:
         if living != users:
             handles.put(living)
         info = PostmasterInfo.read_from_pgdata(pgdata)
-        if info is None or not info.is_running() or living:
+        if info is None or not info.is_running():
+            return
+        if not _postmaster_of(info.pid, pgdata):
+            # The file outlived its server (a crash, a reboot) and its pid is another
+            # program's now: the package would join that program, and at exit terminate
+            # it, and PostgreSQL refuses to start while the file names a live process.
+            # So does the socket's lock file beside it (the server's sockets are in
+            # pgdata), which names the same pid. No server of this folder runs: a
+            # running one is the pid its postmaster.pid names.
+            for stale in (pgdata / "postmaster.pid", *pgdata.glob(".s.PGSQL.*.lock")):
+                stale.unlink(missing_ok=True)
+            stat = _proc_stat(str(info.pid))
+            log.warning(
+                "embedded_postgres_stale_pid_file",
+                pid=info.pid,
+                process=None if stat is None else stat[0],
+                data_dir=str(pgdata),
+                detail="postmaster.pid names a process that is not this folder's "
+                "PostgreSQL; removed, and a server is started afresh",
+            )
+            return
+        if living:
             return
         # As the package does: as root, PostgreSQL runs as its own user, and so must pg_ctl.
         user = "embedded_postgres" if os.name == "posix" and os.geteuid() == 0 else None

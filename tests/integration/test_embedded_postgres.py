@@ -9,6 +9,7 @@ own, and the postmaster that it starts.
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,51 @@ def test_an_orphaned_embedded_server_is_stopped_at_start_and_a_clean_stop_leaves
         server.kill()
         again.kill()
         for pid in _postgres_of(pgdata):  # a failed run leaves nothing behind either
+            psutil.Process(pid).kill()
+
+
+def test_a_pid_file_naming_another_program_is_removed_and_that_program_left_alone(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    """After a crash and a reboot, postmaster.pid stays and its pid may be another
+    program's. Before, the start took that program for an orphaned server: pg_ctl could
+    not stop it, it was adopted, the start failed, and the exit hook killed it."""
+    pgdata = (data_dir / "pgdata").resolve()
+    server = ServerProcess(None, tmp_path / "first.log", LUC_DATA_DIR=str(data_dir))
+    again = ServerProcess(None, tmp_path / "second.log", LUC_DATA_DIR=str(data_dir))
+    bystander = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    try:
+        server.start()
+        postmaster = postmaster_pid(pgdata)
+        assert postmaster is not None
+        # The machine goes down: LUC and its PostgreSQL die at once, the file stays.
+        server.kill()
+        psutil.Process(postmaster).kill()
+        wait_for(lambda: not _postgres_of(pgdata), 30, "the server processes to exit")
+        pid_file = pgdata / "postmaster.pid"
+        lines = pid_file.read_text().splitlines()
+        pid_file.write_text("\n".join([str(bystander.pid), *lines[1:]]) + "\n")
+
+        again.start()
+        said = [
+            (line["event"], line["pid"], line.get("process"))
+            for line in _log_lines(again.log_path)
+            if line["event"].startswith("embedded_postgres_")
+        ]
+        assert said == [("embedded_postgres_stale_pid_file", bystander.pid, "sleep")], said
+        running = postmaster_pid(pgdata)
+        assert running is not None and running != bystander.pid
+        assert alive(bystander.pid)
+        again.stop()
+        assert again.process is not None and again.process.returncode == 0
+        wait_for(lambda: not _postgres_of(pgdata), 30, "the postmaster to stop")
+        assert alive(bystander.pid)  # nor at exit
+    finally:
+        server.kill()
+        again.kill()
+        bystander.kill()
+        bystander.wait()
+        for pid in _postgres_of(pgdata):
             psutil.Process(pid).kill()
 
 
