@@ -406,7 +406,10 @@ def create_app(settings: Settings | None = None, *, prepared: bool = False) -> L
             try:
                 if url is not None:  # the embedded server is LUC's own: started, not waited for
                     await wait_for_database(url, within=0)  # one attempt
-            except DatabaseSetupError as exc:  # a URL no wait makes right
+            # A URL no wait makes right; or PostgreSQL refused LUC itself (a wrong password,
+            # an unknown role or database): one line, as with several workers, not the
+            # lifespan's traceback.
+            except (DatabaseSetupError, asyncpg.PostgresError) as exc:
                 _log_startup_failure(exc)
                 raise
             except DatabaseUnavailableError as exc:

@@ -503,6 +503,57 @@ def test_a_database_url_that_cannot_be_right_stops_the_start_at_once(
     assert "Traceback" not in output
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize(
+    ("user", "password", "database", "error", "says"),
+    [
+        (APP, "wrong-secret", None, "InvalidPasswordError", "password authentication failed"),
+        # PostgreSQL does not tell an unknown role from a wrong password.
+        ("luc_nobody", "x", None, "InvalidPasswordError", 'for user \\"luc_nobody\\"'),
+        (APP, APP_PASSWORD, "luc_no_such_db", "InvalidCatalogNameError", "luc_no_such_db"),
+    ],
+)
+def test_a_database_that_refuses_luc_stops_the_start_with_one_line(
+    postgres: DebianPostgres,
+    tmp_path: Path,
+    workers: str,
+    user: str,
+    password: str,
+    database: str | None,
+    error: str,
+    says: str,
+) -> None:
+    """A wrong password, an unknown role or database: with one worker (the default on a
+    one-CPU host) the refusal escaped the start as a traceback; with several, the parent
+    said it in one line. Both say it in one line now, and exit 3 at once."""
+    from tests.support.postgres import url
+
+    existing = set_up_database(postgres)
+    refused = url(postgres.port, user, password, database or existing)
+    done = subprocess.run(
+        [sys.executable, "-m", "service", "serve", "--workers", workers],
+        env={
+            **os.environ,
+            "LUC_DATABASE_URL": refused,
+            "LUC_DB_STARTUP_TIMEOUT_SECONDS": "600",
+            "LUC_PORT": "0",
+            "LUC_DATA_DIR": str(tmp_path / "luc"),
+        },
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 3, done.stderr[-2000:]
+    output = done.stdout + done.stderr
+    failed = [line for line in output.splitlines() if '"startup_failed"' in line]
+    assert len(failed) == 1, output[-3000:]
+    assert f'"error":"{error}"' in failed[0] and says in failed[0], failed[0]
+    assert "Traceback" not in output
+    assert "database_waiting" not in output
+    assert "wrong-secret" not in output
+
+
 # PgBouncer ----------------------------------------------------------------------------------
 
 
