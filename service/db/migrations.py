@@ -71,9 +71,21 @@ def migrate_sync(url: str, revision: str = "head") -> None:
     """Bring the schema to ``revision``, then make the ledger's coming month partitions.
     Blocking; safe to call from several processes."""
     from alembic import command
+    from alembic.util.exc import CommandError
 
     try:
         command.upgrade(_alembic_config(url), revision)
+    except CommandError as exc:
+        # The revision asked for is checked before (``luc migrate --revision``): the one
+        # Alembic cannot find is the database's, a newer LUC's (a rolled-back deploy).
+        # Before, a traceback of 124 lines said so in Alembic's words.
+        if "Can't locate revision" not in str(exc):
+            raise
+        raise DatabaseSetupError(
+            f"migrations failed: {exc}: the schema was migrated by a newer LUC (this one's "
+            f"newest revision is {head_revision()}); run the newer LUC, or restore the "
+            "database from before its migration"
+        ) from exc
     except Exception as exc:
         translated = migration_error(exc, url)
         if translated is exc:

@@ -329,6 +329,29 @@ async def test_migrate_to_an_older_revision_says_where_the_schema_stays(
     assert older.stdout.splitlines()[0] == f"schema at {head} (was {head}); AIMS catalog loaded"
 
 
+async def test_migrate_on_a_schema_a_newer_luc_migrated_says_so_in_one_line(
+    bare_database: str,
+) -> None:
+    """A rolled-back deploy: the database is at a revision this LUC does not have. Before,
+    `luc migrate` printed Alembic's traceback (124 lines)."""
+    import asyncio
+
+    await asyncio.to_thread(migrate_sync, bare_database)
+    conn = await asyncpg.connect(bare_database)
+    try:
+        await conn.execute("UPDATE alembic_version SET version_num = '0999_from_the_future'")
+    finally:
+        await conn.close()
+    result = await asyncio.to_thread(luc, "migrate", LUC_DATABASE_URL=bare_database)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert error_line(result) == (
+        "migrations failed: Can't locate revision identified by '0999_from_the_future': the "
+        f"schema was migrated by a newer LUC (this one's newest revision is {head_revision()}); "
+        "run the newer LUC, or restore the database from before its migration"
+    )
+
+
 def test_serve_refuses_a_port_outside_the_tcp_range() -> None:
     result = luc("serve", "--port", "70000")
     assert result.returncode == 2, result.stderr
