@@ -137,10 +137,16 @@ async def connect_to(settings: DatabaseSettings, url: str) -> asyncpg.Connection
         # dsn(): TLS set in the URL read as the server reads it (``ssl=`` as ``sslmode``).
         conn = await asyncpg.connect(dsn(url), timeout=CONNECT_TIMEOUT_SECONDS)
     except asyncpg.InvalidCatalogNameError as exc:
+        if settings.url is None:
+            todo = "start `luc serve` once or run `luc migrate`"
+        else:  # LUC makes the embedded server's database, never one on a server of yours
+            todo = (
+                "create it (`CREATE DATABASE … OWNER …`: README, Operating LUC), then run "
+                "`luc migrate`"
+            )
         where = settings.data_dir if settings.url is None else describe(settings)
         raise DatabaseNotReadyError(
-            f"no LUC database at {where} ({exc}); start `luc serve` once or run "
-            f"`luc migrate`, {POINT_AT_THE_SERVER}"
+            f"no LUC database at {where} ({exc}); {todo}, {POINT_AT_THE_SERVER}"
         ) from exc
     except CONNECT_FAILURES as exc:
         raise DatabaseUnavailableError(

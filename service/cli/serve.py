@@ -504,10 +504,11 @@ def _end_with_parent(parent: int) -> None:
 @click.command()
 @click.option("--revision", default="head", show_default=True, help="Alembic revision to reach.")
 def migrate(revision: str) -> None:
-    """Create the database if needed, apply migrations and load the AIMS catalog.
+    """Apply migrations and load the AIMS catalog (creating the embedded database first).
 
     `luc serve` does the same at start; the other commands never do, so run this (or start
-    the server once) before them on a new database.
+    the server once) before them on a new database. With LUC_DATABASE_URL the database
+    must exist: create it as README, Operating LUC, says.
     """
     from service.catalog.service import seed_catalog
     from service.customers.plans import check_default_plan

@@ -256,7 +256,11 @@ async def test_a_database_url_naming_no_database_is_refused_not_created(admin_ur
     result = await asyncio.to_thread(luc, "keys", "list", LUC_DATABASE_URL=missing)
     message = error_line(result)
     assert message.startswith(f"no LUC database at {hide_password(missing)} ("), message
-    assert message.endswith("or set LUC_DATABASE_URL / LUC_DATA_DIR to the server's")
+    # Not "run `luc migrate`" alone: it creates no database on the operator's server.
+    assert message.endswith(
+        "; create it (`CREATE DATABASE … OWNER …`: README, Operating LUC), then run "
+        "`luc migrate`, or set LUC_DATABASE_URL / LUC_DATA_DIR to the server's"
+    ), message
     conn = await asyncpg.connect(admin_url)
     try:
         assert not await conn.fetchval(
