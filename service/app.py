@@ -68,7 +68,7 @@ from service.customers.plans import PlanCache, check_default_plan, record_defaul
 from service.db import create_pool, is_unavailable, on_connection, wait_for_database
 from service.db.embedded import resolve_database_url
 from service.db.embedded_watch import EmbeddedWatch
-from service.db.migrations import check_schema_revision, migrate
+from service.db.migrations import check_schema_revision, migrate, schema_revision
 from service.db.privileges import check_privileges
 from service.errors import DatabaseSetupError, DatabaseUnavailableError, LucError
 from service.gateway.chain import build_chain, upstream_client
@@ -155,11 +155,15 @@ async def prepare_database(url: str, settings: Settings, pool: asyncpg.Pool) -> 
     runs it once in the parent process; a lone process runs it as it starts."""
     if settings.database.pooler != "transaction":
         try:
+            before = await on_connection(pool, schema_revision)
             await migrate(url)
+            after = await on_connection(pool, schema_revision)
         except Exception as exc:
             if is_unavailable(exc):
                 raise DatabaseUnavailableError(f"cannot migrate: {exc}") from exc
             raise
+        if after != before:  # a deploy's migration is said, not done in silence
+            log.info("schema_migrated", from_revision=before, to_revision=after)
     else:
         # Migrations hold a session lock that a transaction pooler cannot keep: they run
         # apart, on a direct connection (`luc migrate`); here the schema is only checked.
@@ -190,8 +194,9 @@ async def prepare_database(url: str, settings: Settings, pool: asyncpg.Pool) -> 
         if settings.auth.enabled and not await count_admin_keys(conn):
             log.warning(
                 "no_admin_key",
-                detail="every route but /healthz needs an API key; create the first one "
-                "with: luc keys create --scope admin --name <you>",
+                detail="every route but the probes (/healthz, /readyz) and the API's "
+                "description needs an API key; create the first one with: "
+                "luc keys create --scope admin --name <you>",
             )
 
 

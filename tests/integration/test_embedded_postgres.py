@@ -17,6 +17,7 @@ from typing import Any
 import psutil
 import pytest
 
+from service.db.migrations import head_revision
 from tests.support.commands import luc
 from tests.support.embedded import alive, postmaster_pid, scratch_data_dir
 from tests.support.servers import ServerProcess
@@ -92,8 +93,12 @@ def test_a_pid_file_naming_another_program_is_removed_and_that_program_left_alon
     program's. Before, the start took that program for an orphaned server: pg_ctl could
     not stop it, it was adopted, the start failed, and the exit hook killed it."""
     pgdata = (data_dir / "pgdata").resolve()
-    server = ServerProcess(None, tmp_path / "first.log", LUC_DATA_DIR=str(data_dir))
-    again = ServerProcess(None, tmp_path / "second.log", LUC_DATA_DIR=str(data_dir))
+    server = ServerProcess(
+        None, tmp_path / "first.log", LUC_DATA_DIR=str(data_dir), LUC_LOG_LEVEL="info"
+    )
+    again = ServerProcess(
+        None, tmp_path / "second.log", LUC_DATA_DIR=str(data_dir), LUC_LOG_LEVEL="info"
+    )
     bystander = subprocess.Popen(["sleep", "600"], start_new_session=True)
     try:
         server.start()
@@ -114,6 +119,14 @@ def test_a_pid_file_naming_another_program_is_removed_and_that_program_left_alon
             if line["event"].startswith("embedded_postgres_")
         ]
         assert said == [("embedded_postgres_stale_pid_file", bystander.pid, "sleep")], said
+        # The first start migrated the new database, and said so; the second had nothing to.
+        migrated = [
+            (line["from_revision"], line["to_revision"])
+            for path in (server.log_path, again.log_path)
+            for line in _log_lines(path)
+            if line["event"] == "schema_migrated"
+        ]
+        assert migrated == [(None, head_revision())], migrated
         running = postmaster_pid(pgdata)
         assert running is not None and running != bystander.pid
         assert alive(bystander.pid)
