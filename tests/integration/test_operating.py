@@ -145,6 +145,26 @@ def server(url: str, tmp_path: Path, name: str = "luc", **env: str) -> ServerPro
     )
 
 
+def failed_start(url: str, tmp_path: Path, workers: str, startup_timeout: str) -> str:
+    """``luc serve`` on ``url``, expected to stop at start: its output, once it exited 3."""
+    done = subprocess.run(
+        [sys.executable, "-m", "service", "serve", "--workers", workers],
+        env={
+            **os.environ,
+            "LUC_DATABASE_URL": url,
+            "LUC_DB_STARTUP_TIMEOUT_SECONDS": startup_timeout,
+            "LUC_PORT": "0",
+            "LUC_DATA_DIR": str(tmp_path / "luc"),
+        },
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 3, done.stderr[-2000:]
+    return done.stdout + done.stderr
+
+
 # The runtime role ---------------------------------------------------------------------------
 
 
@@ -443,22 +463,7 @@ def test_start_up_gives_up_after_its_timeout_with_a_failure_status(
 ) -> None:
     with closed_port() as port:
         url = f"postgresql://{APP}:{APP_PASSWORD}@127.0.0.1:{port}/luc"
-        done = subprocess.run(
-            [sys.executable, "-m", "service", "serve", "--workers", workers],
-            env={
-                **os.environ,
-                "LUC_DATABASE_URL": url,
-                "LUC_DB_STARTUP_TIMEOUT_SECONDS": "1",
-                "LUC_PORT": "0",
-                "LUC_DATA_DIR": str(tmp_path / "luc"),
-            },
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-    assert done.returncode == 3, done.stderr[-2000:]
-    output = done.stdout + done.stderr
+        output = failed_start(url, tmp_path, workers, startup_timeout="1")
     assert '"startup_failed"' in output
     assert "did not answer within 1 s" in output
     assert APP_PASSWORD not in output
@@ -480,22 +485,8 @@ def test_a_database_url_that_cannot_be_right_stops_the_start_at_once(
     # Retried for LUC_DB_STARTUP_TIMEOUT_SECONDS as if PostgreSQL were down, then a traceback:
     # no wait makes a malformed URL right.
     with closed_port() as port:
-        done = subprocess.run(
-            [sys.executable, "-m", "service", "serve", "--workers", "1"],
-            env={
-                **os.environ,
-                "LUC_DATABASE_URL": f"postgresql://127.0.0.1:{port}/luc?{query}",
-                "LUC_DB_STARTUP_TIMEOUT_SECONDS": "600",
-                "LUC_PORT": "0",
-                "LUC_DATA_DIR": str(tmp_path / "luc"),
-            },
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    assert done.returncode == 3, done.stderr[-2000:]
-    output = done.stdout + done.stderr
+        url = f"postgresql://127.0.0.1:{port}/luc?{query}"
+        output = failed_start(url, tmp_path, "1", startup_timeout="600")
     assert '"startup_failed"' in output
     assert problem in output
     assert "LUC_DATABASE_URL" in output
@@ -530,22 +521,7 @@ def test_a_database_that_refuses_luc_stops_the_start_with_one_line(
 
     existing = set_up_database(postgres)
     refused = url(postgres.port, user, password, database or existing)
-    done = subprocess.run(
-        [sys.executable, "-m", "service", "serve", "--workers", workers],
-        env={
-            **os.environ,
-            "LUC_DATABASE_URL": refused,
-            "LUC_DB_STARTUP_TIMEOUT_SECONDS": "600",
-            "LUC_PORT": "0",
-            "LUC_DATA_DIR": str(tmp_path / "luc"),
-        },
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 3, done.stderr[-2000:]
-    output = done.stdout + done.stderr
+    output = failed_start(refused, tmp_path, workers, startup_timeout="600")
     failed = [line for line in output.splitlines() if '"startup_failed"' in line]
     assert len(failed) == 1, output[-3000:]
     assert f'"error":"{error}"' in failed[0] and says in failed[0], failed[0]
