@@ -9,6 +9,7 @@ import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, SerializationException
 
+from service.api.observe import request_id
 from service.api.schemas.common import ErrorBody
 from service.db import UNAVAILABLE, caused_by, is_unavailable, missing_privilege
 from service.errors import DatabaseUnavailableError, LucError
@@ -26,6 +27,16 @@ PRIVILEGE_MISSING = (
 )
 
 
+def _about(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """What a line about a failed request says of it: its method, path and id (the id its
+    answer and its access line carry)."""
+    return {
+        "method": request.method,
+        "path": request.url.path,
+        "request_id": request_id(request.scope),
+    }
+
+
 def luc_error_handler(request: Request[Any, Any, Any], exc: LucError) -> Response[ErrorBody]:
     headers = (
         {"Retry-After": RETRY_AFTER_SECONDS} if isinstance(exc, DatabaseUnavailableError) else None
@@ -37,6 +48,7 @@ def luc_error_handler(request: Request[Any, Any, Any], exc: LucError) -> Respons
             error=type(exc).__name__,
             detail=exc.message,
             cause=None if cause is None else f"{type(cause).__name__}: {cause}",
+            **_about(request),
         )
     return Response(
         ErrorBody(status_code=exc.status_code, detail=exc.message),
@@ -111,7 +123,12 @@ def unexpected_error_handler(
     request: Request[Any, Any, Any], exc: Exception
 ) -> Response[ErrorBody]:
     if _is_unstorable_parameter(exc):
-        log.warning("unstorable_parameter", error=type(exc).__name__, detail=str(exc)[:200])
+        log.warning(
+            "unstorable_parameter",
+            error=type(exc).__name__,
+            detail=str(exc)[:200],
+            **_about(request),
+        )
         detail = (
             "a parameter cannot be used: a number beyond 64 bits, or text holding the NUL "
             "character (U+0000)"
@@ -120,15 +137,13 @@ def unexpected_error_handler(
     if is_unavailable(exc):
         # A database outage that reached here untranslated (every path through service.db
         # translates it): still the client's cue to retry, never a 500.
-        log.warning(
-            "database_unavailable", path=request.url.path, error=f"{type(exc).__name__}: {exc}"
-        )
+        log.warning("database_unavailable", error=f"{type(exc).__name__}: {exc}", **_about(request))
         return _unavailable(UNAVAILABLE)
     if _is_timed_out(exc):
         # PostgreSQL cancelled the statement (LUC_DB_STATEMENT_TIMEOUT_MS, or a lock it
         # waited on): its transaction rolled back, and the same request can succeed later.
         # As for an outage, the client's cue to retry; a 500 would tell it nothing.
-        log.warning("database_timeout", path=request.url.path, error=f"{type(exc).__name__}")
+        log.warning("database_timeout", error=f"{type(exc).__name__}", **_about(request))
         return _unavailable(TIMED_OUT)
     if isinstance(exc, asyncpg.InsufficientPrivilegeError):
         # The service's role lacks a grant (start-up checks them, but an operator can
@@ -137,12 +152,12 @@ def unexpected_error_handler(
         privilege = missing_privilege(str(exc))
         log.error(
             "database_privilege_missing",
-            path=request.url.path,
             privilege=privilege,
             error=f"{type(exc).__name__}: {exc}",
+            **_about(request),
         )
         return _unavailable(PRIVILEGE_MISSING)
-    log.exception("unhandled_error", error=type(exc).__name__)
+    log.exception("unhandled_error", error=type(exc).__name__, **_about(request))
     return Response(ErrorBody(status_code=500, detail="internal error"), status_code=500)
 
 

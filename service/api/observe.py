@@ -1,10 +1,19 @@
 """One ASGI middleware observing every routed request: a structured log line (method,
-route, status, duration) and the request-duration histogram, from one measurement; and
-how many requests the process is answering now (``InFlight``)."""
+route, status, duration, request id) and the request-duration histogram, from one
+measurement; and how many requests the process is answering now (``InFlight``).
+
+Every request has an id: the client's ``X-Request-ID`` when it sends a usable one (a
+gateway or load balancer tracing its calls), else one made here. It is sent back in the
+answer's ``X-Request-ID`` and written in the access line and in every line the error
+handlers write about the request, so that a 503's cause is found from the client's id.
+"""
 
 from __future__ import annotations
 
+import re
 import time
+import uuid
+from typing import Any
 
 import structlog
 from litestar.enums import ScopeType
@@ -38,6 +47,28 @@ OBSERVED = "luc_observed"
 
 _METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"))
 
+REQUEST_ID = "luc_request_id"
+"""Scope key: the request's id (``observe_unrouted`` sets it before any route runs)."""
+_REQUEST_ID_HEADER = b"x-request-id"
+# An id a client sends is taken when it is a token a log line can hold as it is.
+_USABLE_ID = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
+
+
+def request_id(scope: Any) -> str | None:
+    """The id of the request of ``scope`` (None outside an HTTP request)."""
+    found = scope.get(REQUEST_ID)
+    return found if isinstance(found, str) else None
+
+
+def _request_id_of(scope: Scope) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == _REQUEST_ID_HEADER:
+            text = value.decode("latin-1")
+            if _USABLE_ID.fullmatch(text):
+                return text
+            break
+    return uuid.uuid4().hex
+
 
 def _access_line(
     metrics: Metrics, scope: Scope, route: str, method: str, status: int, seconds: float
@@ -50,6 +81,7 @@ def _access_line(
         path=scope.get("path"),
         status=status,
         duration_ms=round(seconds * 1000, 2),
+        request_id=request_id(scope),
     )
 
 
@@ -68,14 +100,18 @@ def observe_unrouted(app: ASGIApp, metrics: Metrics) -> ASGIApp:
         started = time.perf_counter()
         seen = [False]
         status = NOT_STARTED
+        rid = _request_id_of(scope)
+        echoed = (_REQUEST_ID_HEADER, rid.encode())
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = [*message.get("headers", ()), echoed]
             await send(message)
 
         scope[OBSERVED] = seen  # type: ignore[literal-required]
+        scope[REQUEST_ID] = rid  # type: ignore[literal-required]
         try:
             await app(scope, receive, send_wrapper)
         finally:
