@@ -40,11 +40,11 @@ def arming(standing: CreditStanding) -> tuple[bool, bool]:
 def due_alerts(standing: CreditStanding) -> list[str]:
     """The alert types ``standing`` fires now (low first: a balance that drops from above
     the low balance to zero has passed both)."""
+    low_clear, funded = arming(standing)  # the conditions, declared there once
     due = []
-    low = standing.low_balance_usd
-    if standing.low_alert_armed and low is not None and standing.balance_usd < low:
+    if standing.low_alert_armed and not low_clear:
         due.append(CREDITS_LOW)
-    if standing.exhausted_alert_armed and standing.balance_usd <= 0:
+    if standing.exhausted_alert_armed and not funded:
         due.append(CREDITS_EXHAUSTED)
     return due
 
