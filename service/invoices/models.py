@@ -183,7 +183,8 @@ class Draft:
     period_start: datetime | None
     period_end: datetime | None
     earlier: list[str]
-    """Numbers of the job's issued invoices and credit notes, in issue order."""
+    """Numbers of the job's (or the month's) issued invoices and credit notes, in issue
+    order."""
     bill_to: BillTo | None = None
     """Who the invoice is addressed to (the job's customer), as of now."""
     not_billed: list[DraftLine] = field(default_factory=list)
@@ -199,6 +200,10 @@ class Draft:
     billed_elsewhere: list[str] = field(default_factory=list)
     """When a job's draft covers nothing: the customer's monthly invoices that billed the
     job's usage, so that a refusal can say where it went."""
+    follows: str | None = None
+    """With no ``earlier`` invoice: the document of the other route (a month's for a job,
+    a job's for a month) that billed calls this draft re-books (re-rating, re-pricing), so
+    that the draft is its follow-up (``queries.SELECT_FOLLOWED_INVOICE``)."""
 
     @property
     def subject(self) -> str:
@@ -239,7 +244,7 @@ class Draft:
 
     @property
     def follow_up_of(self) -> str | None:
-        return self.earlier[-1] if self.earlier else None
+        return self.earlier[-1] if self.earlier else self.follows
 
     @property
     def rounds_to_zero(self) -> bool:

@@ -45,6 +45,7 @@ from service.invoices.models import BillTo, Draft, DraftLine, Invoice
 from service.invoices.service import (
     carried_forward,
     draft_lines,
+    followed,
     not_billed,
     refusal,
     store_invoice,
@@ -229,6 +230,7 @@ async def draft_month(
         period_start=period["period_start"] if period else None,
         period_end=period["period_end"] if period else None,
         earlier=earlier,
+        follows=await followed(conn, ids, earlier),
         bill_to=BillTo(
             id=customer.id, name=customer.name, address=customer.address, tax_id=customer.tax_id
         ),

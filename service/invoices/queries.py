@@ -226,17 +226,19 @@ SELECT_JOB_INVOICE_NUMBERS = """
 SELECT number FROM invoices WHERE job_id = $1 ORDER BY issued_at, number
 """
 
-# The invoice a credit note corrects: the latest invoice that billed an entry of an event
-# whose later entries (re-rating reversals and re-bookings) the credit note covers. Every
-# entry of an event has its instant: each probe reads one month partition.
-SELECT_CORRECTED_INVOICE = """
+
+def _billed_before(kinds: str) -> str:
+    """The latest document of ``kinds`` that billed an entry of an event whose later entries
+    (re-rating reversals and re-bookings) $1 holds, booked to the same party. Every entry
+    of an event has its instant: each probe reads one month partition."""
+    return f"""
 SELECT i.number
 FROM ledger_entries AS mine
 JOIN ledger_entries AS earlier
   ON earlier.event_id = mine.event_id AND earlier.occurred_at = mine.occurred_at
  AND earlier.id <> mine.id
 JOIN invoice_entries AS c ON c.ledger_entry_id = earlier.id
-JOIN invoices AS i ON i.number = c.invoice_number AND i.kind = 'invoice'
+JOIN invoices AS i ON i.number = c.invoice_number{kinds}
 WHERE mine.id = ANY($1::bigint[])
   -- The same party's booking: a job moved to another customer has the event billed to
   -- both, and the credit note corrects the invoice of the party it credits.
@@ -244,6 +246,15 @@ WHERE mine.id = ANY($1::bigint[])
 ORDER BY i.issued_at DESC, i.number DESC
 LIMIT 1
 """
+
+
+# The invoice a credit note corrects.
+SELECT_CORRECTED_INVOICE = _billed_before(" AND i.kind = 'invoice'")
+
+# The document a draft with no earlier invoice of its own follows up (an invoice or a
+# credit note of the other route: a job's usage billed on its customer's monthly invoice,
+# or a month's on its jobs' invoices), when it re-books calls that document billed.
+SELECT_FOLLOWED_INVOICE = _billed_before("")
 
 SELECT_LATEST_JOB_INVOICE = """
 SELECT number FROM invoices WHERE job_id = $1 AND kind = 'invoice'

@@ -247,6 +247,9 @@ async def _draft_of(
     changed were billed to."""
     lines = await draft_lines(conn, ids, name_jobs=False)
     period = await conn.fetchrow(queries.SELECT_PERIOD, ids) if ids else None
+    earlier = [
+        r["number"] for r in await conn.fetch(queries.SELECT_JOB_INVOICE_NUMBERS, job.job_id)
+    ]
     return Draft(
         job=job,
         entry_ids=ids,
@@ -258,9 +261,8 @@ async def _draft_of(
         else int(await conn.fetchval(queries.COUNT_UNPRICED_EVENTS, job.job_id)),
         period_start=period["period_start"] if period else None,
         period_end=period["period_end"] if period else None,
-        earlier=[
-            r["number"] for r in await conn.fetch(queries.SELECT_JOB_INVOICE_NUMBERS, job.job_id)
-        ],
+        earlier=earlier,
+        follows=await followed(conn, ids, earlier),
         bill_to=billed,
         # The credits its entries drew: committed with them, so this is exactly theirs.
         credits_drawn=await credits_applied(conn, ids),
@@ -271,6 +273,14 @@ async def _draft_of(
             r["number"] for r in await conn.fetch(queries.SELECT_JOB_BILLED_ELSEWHERE, job.job_id)
         ],
     )
+
+
+async def followed(conn: Connection, ids: list[int], earlier: list[str]) -> str | None:
+    """``Draft.follows``: looked for only when the draft has no invoice of its own before."""
+    if earlier or not ids:
+        return None
+    found = await conn.fetchval(queries.SELECT_FOLLOWED_INVOICE, ids)
+    return None if found is None else str(found)
 
 
 async def _require_usage(conn: Connection, job_id: str) -> None:

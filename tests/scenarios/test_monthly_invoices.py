@@ -975,3 +975,99 @@ async def test_a_stub_s_answer_first_in_the_month_leaves_the_minimum_to_the_cust
             ("minimum", "4.875"),
         ]
         assert october_invoice["total_usd"] == "5.00"
+
+
+# Gemini 3.0 Flash re-rated from October: input 0.100004 instead of 0.10 USD per 1M.
+FLASH_A_HAIR_DEARER = {
+    "id": FLASH,
+    "name": "Gemini 3.0 Flash",
+    "tier": "fast",
+    "input": "0.100004",
+    "output": "0.40",
+    "cache_read": "0.01",
+    "context_tokens": 1000000,
+}
+
+
+async def _rerate_flash_from_october(client: Any) -> None:
+    await created(
+        await client.post(
+            "/v1/catalog/versions",
+            json={
+                "effective_from": "2026-10-01T00:00:00Z",
+                "parent": 1,
+                "models": [FLASH_A_HAIR_DEARER],
+            },
+        )
+    )
+    done = await client.post(
+        "/v1/catalog/rerate", json={"since": "2026-10-01T00:00:00Z", "dry_run": False}
+    )
+    assert done.status_code == 200, done.text
+
+
+async def test_a_job_s_re_rating_of_less_than_a_cent_after_a_monthly_invoice_takes_no_number(
+    database_url: str, admin_key: str
+) -> None:
+    async with luc(database_url, admin_key) as client:
+        await acme_with_usage(client)
+        month = await created(
+            await client.post("/v1/customers/acme/invoices", json={"month": "2026-10"})
+        )
+        await _rerate_flash_from_october(client)
+        # b1 (job-b), billed on the month's invoice: 1,000,000 × 0.000004 per 1M = 0.000004
+        # more cost, × 1.25 = 0.000005 more price: a reversal of 0.175 and a re-booking of
+        # 0.175005. The job's first invoice of its own re-books a call the month billed: a
+        # follow-up of that invoice, 0.00 at the cent, so not issued.
+        preview = (await client.get("/v1/jobs/job-b/invoice")).json()
+        assert [x["amount_usd"] for x in preview["lines"]] == ["-0.175", "0.175005"]
+        assert (preview["subtotal_usd"], preview["total_usd"]) == ("0.000005", "0.00")
+        assert preview["follow_up_of"] == month["number"]
+        response = await client.post("/v1/jobs/job-b/invoices")
+        assert response.status_code == 409, response.text
+        assert response.json()["detail"] == (
+            f"not issued: the new usage of job 'job-b' since {month['number']} comes to "
+            "0.000005 USD, which is 0.00 at the cent, so no invoice or credit note is issued "
+            "and no number is spent; its 2 ledger entries stay unbilled and carry forward to "
+            "the job's next follow-up"
+        )
+        assert preview["not_issued_because"] == response.json()["detail"]
+        listed = (await client.get("/v1/invoices")).json()["items"]
+        assert [x["number"] for x in listed] == [month["number"]]
+
+
+async def test_a_month_s_re_rating_of_less_than_a_cent_after_its_jobs_invoices_takes_no_number(
+    database_url: str, admin_key: str
+) -> None:
+    async with luc(database_url, admin_key) as client:
+        # No plan: the price is the catalog cost, and no minimum tops a month up.
+        await created(
+            await client.post(
+                "/v1/customers", json={"id": "bee", "name": "Bee", "invoicing": "monthly"}
+            )
+        )
+        # 1,000,000 × 0.10 + 100,000 × 0.40 = 0.14, billed on the job's own invoice.
+        await record_accepted(
+            client,
+            [october("b1", job_id="bee-job", customer_id="bee", model=FLASH,
+                     input_tokens=1_000_000, output_tokens=100_000)],
+        )  # fmt: skip
+        job_invoice = await created(await client.post("/v1/jobs/bee-job/invoices"))
+        assert job_invoice["total_usd"] == "0.14"
+        await _rerate_flash_from_october(client)
+        # The month's first invoice would hold only b1's reversal (−0.14) and re-booking
+        # (0.140004): it re-books the call the job's invoice billed, so it is that invoice's
+        # follow-up, 0.00 at the cent: not issued.
+        preview = (await client.get("/v1/customers/bee/invoices/preview?month=2026-10")).json()
+        assert [x["amount_usd"] for x in preview["lines"]] == ["-0.14", "0.140004"]
+        assert preview["follow_up_of"] == job_invoice["number"]
+        response = await client.post("/v1/customers/bee/invoices", json={"month": "2026-10"})
+        assert response.status_code == 409, response.text
+        assert response.json()["detail"] == (
+            f"not issued: the new usage of customer 'bee' for 2026-10 since "
+            f"{job_invoice['number']} comes to 0.000004 USD, which is 0.00 at the cent, so no "
+            "invoice or credit note is issued and no number is spent; its 2 ledger entries "
+            "stay unbilled and carry forward to the month's next follow-up"
+        )
+        listed = (await client.get("/v1/invoices")).json()["items"]
+        assert [x["number"] for x in listed] == [job_invoice["number"]]
