@@ -2,7 +2,9 @@
 prices that explain it and the plan's terms stated on the line. Pure, no I/O.
 
 A plan's own price for the model replaces the catalog's unit prices on the line (the
-amount is then usage × those prices, as a catalog cost is). Otherwise the line keeps the
+amount is then usage × those prices, as a catalog cost is), but on a line the catalog
+prices at a long-context rate when the own price has no long-context entries: those are
+the catalog's (``pricing.price.own_rate``). Otherwise the line keeps the
 catalog's unit prices and states the markup: amount = basis cost × (1 + markup) +
 per-request fee × calls, the basis cost being the catalog cost of the usage (recomputable
 from the line) or, on an ``actual`` plan, the providers' reported cost, stated on the line.
@@ -15,7 +17,9 @@ from decimal import Decimal
 
 from service.invoices.models import DraftLine
 from service.money import exact
+from service.pricing.models import PRICE_CLASSES, Rate
 from service.pricing.plans import ACTUAL_BASIS, PlanVersion
+from service.pricing.price import own_rate
 from service.wire import money_text
 
 OWN_PRICES = "plan_prices"
@@ -44,9 +48,10 @@ def priced_by_plan(line: DraftLine, plan: PlanVersion | None) -> DraftLine:
         return dataclasses.replace(line, pricing={**terms, "method": REPRICING})
     own = plan.models.get(line.model)
     if own is not None:
-        # The plan's own rate, which its thresholds set (``queries._WITH_PLAN_RATE``): the
-        # line's rate is then the one its unit prices are at.
-        rate = own.rate_from(line.plan_long_context_from)
+        # The plan's own rate, which its thresholds set (``queries._WITH_PLAN_RATE``), or
+        # the catalog's long rate the line is at (``pricing.price.own_rate``): the line's
+        # rate is then the one its unit prices are at.
+        rate = own_rate(own, own.rate_from(line.plan_long_context_from), _catalog_rate(line))
         prices: dict[str, Decimal | None] = {**rate.unit_prices()}
         return dataclasses.replace(
             line,
@@ -86,3 +91,13 @@ def terms_text(pricing: dict[str, str]) -> list[str]:
     if Decimal(pricing["per_request_usd"]):
         texts.append(f"plus {pricing['per_request_usd']} USD per call")
     return texts
+
+
+def _catalog_rate(line: DraftLine) -> Rate | None:
+    """The catalog's rate of ``line`` (its entries' unit prices; a line holds one rate),
+    None when no catalog version prices its entries."""
+    prices = {k: line.unit_prices.get(k) for k in PRICE_CLASSES}
+    known = {k: v for k, v in prices.items() if v is not None}
+    if len(known) < len(prices):
+        return None
+    return Rate(long_context_from=line.long_context_from, **known)

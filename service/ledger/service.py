@@ -43,11 +43,13 @@ def customer_pricing(
     provider: str,
     customer_id: str | None,
     plan: PlanVersion | None,
+    catalog_rate: Rate | None,
 ) -> dict[str, Any]:
     """An entry's price for its customer (``pricing.price.customer_price``), and who set
-    it, as keyword arguments of ``NewLedgerEntry``."""
+    it, as keyword arguments of ``NewLedgerEntry``; ``catalog_rate``: the rate the catalog
+    priced the call at (None: unpriced)."""
     price_usd, setter = _customer_price(
-        tokens, cost_usd, provider_cost_usd, model_id, provider, plan
+        tokens, cost_usd, provider_cost_usd, model_id, provider, plan, catalog_rate
     )
     return {
         "price_usd": price_usd,
@@ -64,12 +66,15 @@ def _customer_price(
     model_id: str,
     provider: str,
     plan: PlanVersion | None,
+    catalog_rate: Rate | None,
 ) -> tuple[Decimal | None, PlanVersion | None]:
     """The price for the customer, and the plan version that set it. A stub answer names
     no plan: none priced it (it costs nothing, and is never billed)."""
     setter = None if provider == STUB_PROVIDER else plan
     actual = actual_cost(cost_usd, provider_cost_usd)
-    return customer_price(tokens, cost_usd, actual, setter, model_id, provider), setter
+    return customer_price(
+        tokens, cost_usd, actual, setter, model_id, provider, catalog_rate
+    ), setter
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +159,7 @@ def charge_for(
             event.provider,
             customer_id,
             plan,
+            rate,
         ),
     )
 
@@ -260,7 +266,7 @@ class BatchCharges:
         quote = tariff.quote
         price = quote.price
         if price is None:
-            cost, rate_columns = None, _NO_RATE
+            cost, rate_columns, rate = None, _NO_RATE, None
         else:
             # The marker of the rate ``price.rate_for`` picks: the last long-context entry
             # the call reaches (thresholds are unique within a model: it names one rate).
@@ -271,9 +277,9 @@ class BatchCharges:
             staged = rates.get(marker)
             if staged is None:
                 staged = rates[marker] = _StagedRate.of(price.rate_for(event.input_tokens))
-            cost, rate_columns = staged.terms.cost(event), staged.columns
+            cost, rate_columns, rate = staged.terms.cost(event), staged.columns, staged.rate
         price_usd, setter = _customer_price(
-            event, cost, event.provider_cost_usd, quote.model_id, event.provider, plan
+            event, cost, event.provider_cost_usd, quote.model_id, event.provider, plan, rate
         )
         return (
             event.id,

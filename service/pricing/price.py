@@ -1,7 +1,7 @@
 """The price of one event for its customer: f(cost, rate plan version), pure and exact.
 
 When the plan version has its own price for the event's model, that price with the
-catalog's formula (``pricing.cost.event_cost``); otherwise the basis cost × (1 + markup)
+catalog's formula, long context included (``own_rate``); otherwise the basis cost × (1 + markup)
 + ``per_request_usd``. An unknown basis cost leaves the price unknown too (``None``):
 unpriced is never silently zero, for the customer either. Without a plan version (no
 customer, no plan, no ``LUC_DEFAULT_PLAN``) the price is the catalog cost.
@@ -11,12 +11,13 @@ Stub answers are the caller's to exclude: this rule prices what it is given.
 
 from __future__ import annotations
 
+import dataclasses
 import decimal
 from decimal import Decimal
 
 from service.money import EXACT
 from service.pricing.catalog import STUB_PROVIDER
-from service.pricing.cost import event_cost
+from service.pricing.cost import rate_cost
 from service.pricing.models import TOKEN_PRICES, ModelPrice, Rate
 from service.pricing.plans import ACTUAL_BASIS, CATALOG_BASIS, PlanVersion
 from service.tokens import TokenCounts
@@ -28,14 +29,16 @@ def price_of(
     actual_cost_usd: Decimal | None,
     plan: PlanVersion | None,
     model_id: str,
+    catalog_rate: Rate | None,
 ) -> Decimal | None:
     """USD the customer pays for one event of ``model_id`` (a catalog id, aliases already
-    resolved) with these ``tokens``, under ``plan`` (the version in force at the event)."""
+    resolved) with these ``tokens``, under ``plan`` (the version in force at the event);
+    ``catalog_rate``: the rate the catalog priced the event at (None: unpriced)."""
     if plan is None:
         return cost_usd
     own = plan.models.get(model_id)
     if own is not None:
-        return event_cost(tokens, own)
+        return rate_cost(tokens, own_rate(own, own.rate_for(tokens.input_tokens), catalog_rate))
     if plan.basis == CATALOG_BASIS:
         basis = cost_usd
     elif plan.basis == ACTUAL_BASIS:
@@ -49,6 +52,19 @@ def price_of(
     return EXACT.add(marked_up, plan.per_request_usd)
 
 
+def own_rate(own: ModelPrice, rate: Rate, catalog_rate: Rate | None) -> Rate:
+    """The rate a plan's own price for a model charges a call that its own entries price at
+    ``rate`` and the catalog at ``catalog_rate``: SPEC §11's "the catalog formula, long
+    context included when the catalog entry has it". An own price with long-context
+    entries of its own prices long calls by them (``rate``); one without them charges a
+    call the catalog prices at a long-context rate that rate's unit prices, with its own
+    price per request (SPEC §3: ``per_request`` stays the model's), rather than its base
+    prices: a discount on Claude Sonnet 4.5's 3 USD sold its 6 USD long calls below cost."""
+    if own.long_context or catalog_rate is None or catalog_rate.long_context_from is None:
+        return rate
+    return dataclasses.replace(catalog_rate, per_request=own.per_request)
+
+
 def customer_price(
     tokens: TokenCounts,
     cost_usd: Decimal | None,
@@ -56,12 +72,13 @@ def customer_price(
     plan: PlanVersion | None,
     model_id: str,
     provider: str,
+    catalog_rate: Rate | None,
 ) -> Decimal | None:
     """``price_of`` for a recorded event: a stub answer (no LLM called, never billed) costs
     its customer what it cost, nothing; no plan's per-request fee or own price applies."""
     if provider == STUB_PROVIDER:
         return cost_usd
-    return price_of(tokens, cost_usd, actual_cost_usd, plan, model_id)
+    return price_of(tokens, cost_usd, actual_cost_usd, plan, model_id, catalog_rate)
 
 
 def margin(price_usd: Decimal | None, actual_cost_usd: Decimal | None) -> Decimal | None:
@@ -98,9 +115,11 @@ def price_estimate(
     )
     if own is None or catalog_price is None:
         return marked_up
+    # Without long-context entries of its own, it charges the catalog's long rates.
+    charged = _rates(own) if own.long_context else [*_rates(own), *_rates(catalog_price)[1:]]
     ratios = []
     for name in TOKEN_PRICES:
-        highest = max(getattr(rate, name) for rate in _rates(own))
+        highest = max(getattr(rate, name) for rate in charged)
         lowest = min(getattr(rate, name) for rate in _rates(catalog_price))
         if lowest == 0:
             if highest > 0:

@@ -86,6 +86,7 @@ def plan_repricing(booking: Booking, catalog: Catalog, plans: Plans, why: str) -
     charges the same keeps the booking's, as a catalog version that costs the same does)."""
     event = booking.event
     customer = booking.job_customer_id
+    booked = booked_rate(booking, catalog)
     target = customer_pricing(
         event,
         booking.cost_usd,
@@ -94,11 +95,12 @@ def plan_repricing(booking: Booking, catalog: Catalog, plans: Plans, why: str) -
         event.provider,
         customer,
         plans.in_force(booking.customer_plan_id, event.occurred_at),
+        booked,
     )
     price: Decimal | None = target["price_usd"]
     if customer == booking.customer_id and price == booking.price_usd:
         return None
-    rate = price_columns(booked_rate(booking, catalog))
+    rate = price_columns(booked)
     if customer == booking.customer_id and price is not None and booking.price_usd is not None:
         change = NewLedgerEntry(
             kind="adjustment",

@@ -205,6 +205,63 @@ async def test_a_plan_s_own_price_for_one_model_cache_and_long_context_and_marku
     await assert_rollups_equal_ledger(db)
 
 
+async def test_an_own_price_without_long_context_bills_long_calls_at_the_catalog_s_long_rate(
+    client: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    # SPEC §11: a plan's own price, "with the catalog formula (§3, long context included
+    # when the catalog entry has it)". This own Sonnet price has no long-context entries of
+    # its own (the shape SPEC gives a plan's model price): a call the catalog bills at its
+    # long rate (from 200,001 input tokens) is billed at that rate, with the own price's
+    # per_request; shorter calls at the own prices.
+    await make_plan(
+        client,
+        "discount",
+        basis="catalog",
+        markup="0",
+        models={SONNET: {"input": "2.40", "output": "12.00", "per_request": "0.001"}},
+    )
+    await make_customer(client, "zeta", plan_id="discount")
+    await record_accepted(
+        client,
+        [
+            wire_event("z1", job_id="job-z", customer_id="zeta", model=SONNET,
+                       input_tokens=200_000, output_tokens=1_000),
+            wire_event("z2", job_id="job-z", **SONNET_LONG_CALL),
+        ],
+    )  # fmt: skip
+    short, long = await entries(client, "job-z")
+    # z1, the own prices (cache reads at input, by the catalog's default rule):
+    # 200,000 × 2.40 + 1,000 × 12 = 492,000 per 1M = 0.492, + 0.001 = 0.493.
+    assert money(short["price_usd"]) == D("0.493")
+    # z2 at the catalog's long rate: 1,252,500 per 1M = 1.2525 (its cost), + 0.001 = 1.2535;
+    # at the own base prices it was 200,000 × 2.40 + 50,000 × 2.40 + 1,000 × 12 = 0.612,
+    # + 0.001 = 0.613.
+    assert (money(long["cost_usd"]), money(long["price_usd"])) == (SONNET_LONG_COST, D("1.2535"))
+    found = await job(client, "job-z")
+    # Cost 200,000 × 3 + 1,000 × 15 = 0.615 and 1.2525: margin 1.7465 − 1.8675 = −0.121.
+    assert (money(found["price_usd"]), money(found["margin_usd"])) == (D("1.7465"), D("-0.121"))
+    # The invoice states each line's rate and unit prices: they give its amount.
+    response = await client.get("/v1/jobs/job-z/invoice")
+    assert response.status_code == 200, response.text
+    lines = [
+        (
+            x["rate"],
+            x["unit_prices"]["input"],
+            x["unit_prices"]["cache_read"],
+            x["unit_prices"]["output"],
+            x["unit_prices"]["per_request"],
+            x["amount_usd"],
+        )
+        for x in response.json()["lines"]
+    ]
+    assert lines == [
+        ("base", "2.4", "2.4", "12", "0.001", "0.493"),
+        ("long context ≥ 200,001 input tokens", "6", "0.6", "22.5", "0.001", "1.2535"),
+    ]
+    assert response.json()["subtotal_usd"] == "1.7465"
+    await assert_rollups_equal_ledger(db)
+
+
 async def test_an_unpriced_event_is_unpriced_for_a_catalog_basis_customer_too(
     client: AsyncTestClient[Any], db: asyncpg.Connection
 ) -> None:
