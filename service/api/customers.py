@@ -20,7 +20,7 @@ from service.api.schemas.customers import (
 )
 from service.auth.guard import ADMIN, READ
 from service.budgets.credit_alerts import update_customer_deciding_alerts
-from service.budgets.targets import check_target
+from service.budgets.targets import check_credit_alert_target
 from service.customers.credits import balances_of
 from service.customers.models import Customer
 from service.customers.service import (
@@ -65,7 +65,7 @@ class CustomersController(LucController):
     ) -> CustomerOut:
         new = data.new_customer()
         if new.webhook_url is not None:
-            await check_target(new.webhook_url, luc.settings.budgets.allowed_hosts)
+            await check_credit_alert_target(new.webhook_url, luc.settings.budgets)
 
         async def create(conn: Connection) -> CustomerOut:
             return await _answer(conn, await create_customer(conn, new))
@@ -139,7 +139,7 @@ class CustomersController(LucController):
     ) -> CustomerOut:
         changes = data.changes()
         if changes.webhook_url is not None:
-            await check_target(changes.webhook_url, luc.settings.budgets.allowed_hosts)
+            await check_credit_alert_target(changes.webhook_url, luc.settings.budgets)
 
         async def update(conn: Connection) -> CustomerOut:
             return await _answer(

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from service.customers.service import MAX_URL_CHARS
 from service.errors import InvalidRequestError
+from service.settings import BudgetSettings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -219,3 +220,20 @@ async def check_target(
     host, _ = parse_target(url, allowed_hosts)
     if not _listed(host, allowed_hosts):
         await resolve_target(url, allowed_hosts, resolve)
+
+
+async def check_credit_alert_target(
+    url: str, settings: BudgetSettings, resolve: Resolver = system_resolver
+) -> None:
+    """The check when a customer's ``webhook_url`` is saved. Its credit alerts have no
+    secret of their own (a budget's may: ``webhook_secret``): they are signed with
+    ``LUC_WEBHOOK_SECRET`` or not sent at all, so while it is unset every delivery would
+    fail until the alert died, unseen by the customer."""
+    if settings.webhook_secret is None:
+        raise InvalidRequestError(
+            "webhook_url: a customer's credit alerts are signed with LUC_WEBHOOK_SECRET, "
+            "which is not set, so none could be delivered; set it (and restart LUC) before "
+            "giving a customer a webhook_url. Without one its alerts are still listed by "
+            "GET /v1/alerts"
+        )
+    await check_target(url, settings.allowed_hosts, resolve)

@@ -43,15 +43,16 @@ async def _answer(conn: Connection, customer: Customer) -> Any:
 
 
 def _checked_target(url: str | None) -> None:
-    """A webhook target is checked against LUC_WEBHOOK_ALLOWED_HOSTS as REST checks it."""
+    """A webhook target is checked (LUC_WEBHOOK_SECRET set, the target allowed by
+    LUC_WEBHOOK_ALLOWED_HOSTS) as REST checks it."""
     if url is None:
         return
     import asyncio
 
-    from service.budgets.targets import check_target
+    from service.budgets.targets import check_credit_alert_target
     from service.settings import get_settings
 
-    asyncio.run(check_target(url, get_settings().budgets.allowed_hosts))
+    asyncio.run(check_credit_alert_target(url, get_settings().budgets))
 
 
 @click.group()

@@ -415,6 +415,30 @@ async def hooked(
         yield client
 
 
+async def test_a_customer_webhook_is_refused_while_no_webhook_secret_is_set(
+    client: AsyncTestClient[Any],
+) -> None:
+    # Credit alerts are signed with LUC_WEBHOOK_SECRET alone: without it each delivery
+    # failed until the alert died, the customer never told. The default settings set none.
+    detail = (
+        "webhook_url: a customer's credit alerts are signed with LUC_WEBHOOK_SECRET, which "
+        "is not set, so none could be delivered; set it (and restart LUC) before giving a "
+        "customer a webhook_url. Without one its alerts are still listed by GET /v1/alerts"
+    )
+    refused = await client.post(
+        "/v1/customers",
+        json={"id": "acme", "name": "Acme", "webhook_url": "https://hooks.example.com/c"},
+    )
+    assert (refused.status_code, refused.json()["detail"]) == (422, detail)
+    assert (await client.get("/v1/customers")).json()["items"] == []
+    await _customer(client, low_balance_usd="2.5")
+    patched = await client.patch(
+        "/v1/customers/acme", json={"webhook_url": "https://hooks.example.com/c"}
+    )
+    assert (patched.status_code, patched.json()["detail"]) == (422, detail)
+    assert (await client.get("/v1/customers/acme")).json()["webhook_url"] is None
+
+
 async def test_a_credit_alert_is_posted_signed_to_the_customers_webhook(
     hooked: AsyncTestClient[Any], db: asyncpg.Connection, receiver: Receiver
 ) -> None:
