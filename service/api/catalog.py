@@ -12,7 +12,6 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 
 from service.api.deps import LucController, Resources
 from service.api.openapi import NOT_FOUND_WITHOUT_PARAMETERS
-from service.api.params import parse_instant
 from service.api.request import LucRequest, unless_client_leaves
 from service.api.schemas.catalog import (
     DiffOut,
@@ -28,6 +27,7 @@ from service.api.schemas.catalog import (
     version_out,
     version_summary_out,
 )
+from service.api.schemas.common import body_instant
 from service.auth.guard import ADMIN, READ
 from service.catalog.service import catalog_version, checked_model_price, derive_version
 from service.db import Connection, on_connection
@@ -101,9 +101,7 @@ class CatalogController(LucController):
     async def create(
         self, luc: NamedDependency[Resources], data: JSONBody[VersionIn]
     ) -> VersionOut:
-        effective_from = parse_instant("effective_from", data.effective_from)
-        if effective_from is None:
-            raise InvalidRequestError("effective_from: give an RFC 3339 timestamp with offset")
+        effective_from = body_instant("effective_from", data.effective_from)
         catalog = await _catalog(luc)
         parent = None
         if data.parent is not None:
@@ -196,11 +194,9 @@ class CatalogController(LucController):
     async def rerate(
         self, request: LucRequest, luc: NamedDependency[Resources], data: JSONBody[RerateIn]
     ) -> RerateOut:
-        since = parse_instant("since", data.since)
-        if since is None:
-            raise InvalidRequestError("since: required")
+        since = body_instant("since", data.since)
         if problem := storable_instant_problem(since):
-            raise InvalidRequestError(f"since: {problem}", status_code=400)
+            raise InvalidRequestError(f"since: {problem}")
 
         async def run(conn: Connection) -> RerateSummary:
             return await rerate_since(

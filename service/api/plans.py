@@ -8,6 +8,7 @@ from litestar.params import FromPath, JSONBody
 
 from service.api.deps import LucController, Resources
 from service.api.request import LucRequest, unless_client_leaves
+from service.api.schemas.common import body_instant
 from service.api.schemas.plans import (
     PlanIn,
     PlanList,
@@ -26,7 +27,7 @@ from service.db import Connection, on_connection
 from service.errors import InvalidRequestError
 from service.pricing.plans import PlanVersion, RatePlan
 from service.recording.repricing import RepriceSummary, reprice_plan
-from service.wire import WireValueError, parse_instant, storable_instant_problem
+from service.wire import storable_instant_problem
 
 
 class PlansController(LucController):
@@ -108,10 +109,7 @@ class PlansController(LucController):
         plan_id: FromPath[str],
         data: JSONBody[RepriceIn],
     ) -> RepriceOut:
-        try:
-            since = parse_instant("since", data.since)
-        except WireValueError as exc:
-            raise InvalidRequestError(str(exc)) from None
+        since = body_instant("since", data.since)
         if problem := storable_instant_problem(since):
             raise InvalidRequestError(f"since: {problem}")
 

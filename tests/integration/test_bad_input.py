@@ -440,7 +440,7 @@ async def test_an_instant_outside_utc_s_years_is_a_client_error_wherever_it_is_g
     rerate = await api.post(
         "/v1/catalog/rerate", json={"since": "0001-01-01T00:00:00+01:00", "dry_run": True}
     )
-    assert rerate.status_code in (400, 422), rerate.text
+    assert rerate.status_code == 422, rerate.text
     assert rerate.json()["detail"].startswith("since: ")
     event = await api.post(
         "/v1/events", json=good("utc-1", occurred_at="0001-01-01T00:00:00+01:00")
@@ -522,7 +522,7 @@ async def test_every_instant_in_a_body_far_out_of_range_is_refused_naming_it(
     for value, says in FAR_INSTANTS.items():
         for path, field, body in INSTANTS_IN_BODIES:
             answer = await api.post(path, json={**body, field: value})
-            assert answer.status_code in (400, 422), (path, value, answer.text)
+            assert answer.status_code == 422, (path, value, answer.text)
             assert answer.json()["detail"] == f"{field}: {value!r} {says}", (path, answer.text)
         event = await api.post("/v1/events", json=good(f"far-{len(value)}", occurred_at=value))
         assert event.status_code == 422, event.text
@@ -535,7 +535,7 @@ async def test_every_instant_in_a_body_far_out_of_range_is_refused_naming_it(
             if (path, value) == ("/v1/customers/cust-far/credits", "0001-01-01T00:00:00Z"):
                 continue  # in the past: refused as such
             answer = await api.post(path, json={**body, field: value})
-            assert answer.status_code in (400, 422), (path, value, answer.text)
+            assert answer.status_code == 422, (path, value, answer.text)
             assert answer.json()["detail"].startswith(
                 f"{field}: {value} is the first or last instant of years 0001-9999"
             ), (path, answer.text)
@@ -632,3 +632,34 @@ async def test_a_group_by_key_no_read_knows_is_a_400_on_usage_as_on_reconciliati
         answer = await api.get(path, params={"group_by": f"day,{key}"})
         assert answer.status_code == 400, (path, answer.text)
         assert answer.json()["detail"].startswith(f"group_by: unknown key {key!r}; choose from")
+
+
+async def test_an_instant_in_a_body_is_read_as_written_a_space_is_no_offset_sign(
+    api: AsyncTestClient[Any],
+) -> None:
+    # A query's "+" arrives as a space when a client does not encode it, and is taken for
+    # one there; in JSON nothing is decoded so, and the catalog's two fields took a space
+    # for "+": a version started five hours early, for good, and a re-rating ran from there.
+    # The module's app and database are shared: the customer and plan may be there.
+    customer = await api.post("/v1/customers", json={"id": "cust-far", "name": "Far"})
+    assert customer.status_code in (201, 409), customer.text
+    plan = await api.post(
+        "/v1/plans",
+        json={
+            "id": "plan-far",
+            "name": "Far",
+            "effective_from": "2025-01-01T00:00:00Z",
+            "basis": "catalog",
+            "markup": "0",
+        },
+    )
+    assert plan.status_code in (201, 409), plan.text
+    value = "2031-01-01T00:00:00 05:00"
+    for path, field, body in INSTANTS_IN_BODIES:
+        answer = await api.post(path, json={**body, field: value})
+        assert answer.status_code == 422, (path, answer.text)
+        assert answer.json()["detail"] == (
+            f"{field}: {value!r} is not an RFC 3339 timestamp (e.g. '2026-11-24T10:00:00.25Z')"
+        ), (path, answer.text)
+    versions = (await api.get("/v1/catalog/versions")).json()["items"]
+    assert "2030-12-31T19:00:00Z" not in [v["effective_from"] for v in versions]

@@ -631,9 +631,17 @@ def body(**changes: Any) -> dict[str, Any]:
         ),
         pytest.param(
             body(effective_from="2026-06-01T00:00:00"),
-            400,
+            422,
             "effective_from: timestamp has no UTC offset",
             id="effective_from without offset",
+        ),
+        # A space is no offset sign in JSON: it was read as "+", so this version started
+        # at 2026-05-31T19:00:00Z, for good.
+        pytest.param(
+            body(effective_from="2026-06-01T00:00:00 05:00"),
+            422,
+            "effective_from: '2026-06-01T00:00:00 05:00' is not an RFC 3339 timestamp",
+            id="effective_from with a space for its offset's sign",
         ),
         # asyncpg writes these two instants as PostgreSQL's -infinity and infinity, read
         # back naive: stored, every later load of the catalog failed (a 500).
@@ -651,7 +659,7 @@ def body(**changes: Any) -> dict[str, Any]:
         ),
         pytest.param(
             body(effective_from="June 1st"),
-            400,
+            422,
             "effective_from: 'June 1st' is not an RFC 3339 timestamp",
             id="effective_from not a timestamp",
         ),

@@ -12,8 +12,9 @@ from typing import Any, TypeVar
 import msgspec
 from litestar.params import ParameterKwarg
 
+from service.errors import InvalidRequestError
 from service.rollups.models import MEASURE_NAMES, Totals
-from service.wire import day_text, instant_text, money_text
+from service.wire import WireValueError, day_text, instant_text, money_text, parse_instant
 
 S = TypeVar("S", bound=msgspec.Struct)
 
@@ -24,6 +25,17 @@ def one_of(values: Iterable[str]) -> ParameterKwarg:
     ``str`` to msgspec, so that a value outside them is the service's refusal (422, naming
     the field and the values), as documented, not a decoding error."""
     return ParameterKwarg(schema_extra={"enum": list(values)})
+
+
+def body_instant(name: str, text: str) -> datetime:
+    """A timestamp of a JSON body, exactly as written, or 422 naming ``name``. A query's
+    are read otherwise (``api.params.parse_instant``: 400, and a space where an offset's
+    "+" goes is taken for it, as an unencoded "+" arrives so); in JSON a space is a space,
+    and a guessed offset would move the instant for good (a catalog version's start)."""
+    try:
+        return parse_instant(name, text)
+    except WireValueError as exc:
+        raise InvalidRequestError(str(exc)) from None
 
 
 def wire_value(value: Any) -> Any:

@@ -6,11 +6,11 @@ from datetime import datetime
 
 import msgspec
 
-from service.api.schemas.common import wire_struct
+from service.api.schemas.common import body_instant, wire_struct
 from service.customers.credits import CreditGrant, Credits, NewGrant
 from service.customers.service import parse_amount
 from service.errors import InvalidRequestError
-from service.wire import WireValueError, money_text, parse_instant, storable_instant_problem
+from service.wire import money_text, storable_instant_problem
 
 
 class GrantIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -24,10 +24,7 @@ class GrantIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     def new_grant(self) -> NewGrant:
         expires_at: datetime | None = None
         if self.expires_at is not None:
-            try:
-                expires_at = parse_instant("expires_at", self.expires_at)
-            except WireValueError as exc:
-                raise InvalidRequestError(str(exc)) from None
+            expires_at = body_instant("expires_at", self.expires_at)
             # Stored as infinity, the grant's retry under its reference was a conflict.
             if problem := storable_instant_problem(expires_at):
                 raise InvalidRequestError(f"expires_at: {problem}")

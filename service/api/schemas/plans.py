@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from service.api.schemas.catalog import LongContextIn, LongContextOut, PriceString, long_context_out
-from service.api.schemas.common import money, timestamp, wire_struct
+from service.api.schemas.common import body_instant, money, timestamp, wire_struct
 from service.customers.models import NewPlanVersion
 from service.customers.plans import parse_markup
 from service.customers.service import parse_amount
@@ -22,7 +22,7 @@ from service.errors import InvalidRequestError
 from service.pricing.models import ModelPrice
 from service.pricing.plans import PlanVersion, RatePlan
 from service.recording.repricing import RepriceSummary
-from service.wire import WireValueError, money_text, parse_instant
+from service.wire import money_text
 
 
 class PlanPriceIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -57,10 +57,7 @@ class PlanVersionIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     priced at it, without markup."""
 
     def new_version(self) -> NewPlanVersion:
-        try:
-            effective_from = parse_instant("effective_from", self.effective_from)
-        except WireValueError as exc:
-            raise InvalidRequestError(str(exc)) from None
+        effective_from = body_instant("effective_from", self.effective_from)
         return NewPlanVersion(
             effective_from=effective_from,
             basis=self.basis,
