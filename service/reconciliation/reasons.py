@@ -105,8 +105,10 @@ def _in_versions(where: Iterable[tuple[int, str]]) -> str:
     return _named(f"{model} in catalog version {version}" for version, model in where)
 
 
-def reasons(findings: Findings, catalog: Catalog) -> list[Reason]:
-    """The reasons of one drifting group, in the order of the module docstring."""
+def reasons(findings: Findings, catalog: Catalog, compared: int) -> list[Reason]:
+    """The reasons of one drifting group, in the order of the module docstring;
+    ``compared``: the group's compared events (reported and priced), all of which an
+    ``unexplained`` reason concerns."""
     found: list[Reason] = []
     counts = findings.counts
     if cache := counts.get("cache_read_at_input"):
@@ -153,7 +155,7 @@ def reasons(findings: Findings, catalog: Catalog) -> list[Reason]:
         found.append(
             Reason(
                 "unexplained",
-                0,
+                compared,
                 "no cached tokens at the input rate, no long context, no other answering "
                 "model and no reasoning tokens: compare the catalog's prices for these models "
                 "with the provider's price list",

@@ -134,8 +134,11 @@ async def reconcile(
     rows = []
     for r, totals, drift in flagged:
         group = tuple(r[k] for k in keys)
+        compared = totals.reported_events - totals.unpriced_reported_events
         explained = (
-            reasons.reasons(findings.get(group, reasons.Findings()), catalog) if drift else []
+            reasons.reasons(findings.get(group, reasons.Findings()), catalog, compared)
+            if drift
+            else []
         )
         rows.append(
             ReconciliationRow(

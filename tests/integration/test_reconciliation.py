@@ -279,6 +279,9 @@ async def test_drift_counts_every_reported_event_the_unpriced_included(client: A
     assert row[:10] == (
         {"provider": "pz"}, 20, 20, 1, "0.095", "0.09614", "0.5", "0.00114", "0.012", True,
     )  # fmt: skip
+    # Nothing in the 19 compared events explains it: the reason concerns all 19 (it said 0).
+    [reason] = after["rows"][0]["reasons"]
+    assert (reason["code"], reason["events"]) == ("unexplained", 19)
 
 
 async def test_groups_by_day_and_by_all_three_keys(recorded: Any) -> None:
