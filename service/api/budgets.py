@@ -33,7 +33,7 @@ from service.api.schemas.budgets import (
 from service.auth.guard import ADMIN, INGEST, INGEST_OR_READ, READ
 from service.budgets import reservations
 from service.budgets.delivery import redeliver
-from service.budgets.models import ALERT_TYPES, SCOPES, Alert
+from service.budgets.models import ALERT_TYPES, DELIVERIES, SCOPES, Alert
 from service.budgets.service import (
     create_budget,
     delete_budget,
@@ -306,7 +306,8 @@ class AlertsController(LucController):
             "Oldest first, a page at a time (`next_cursor`; `limit` 1–1000, default 1000). "
             "Filters: `budget_id`, `customer_id` (its credit alerts), `type` "
             "(`budget.threshold_crossed`, `customer.credits_low`, "
-            "`customer.credits_exhausted`)."
+            "`customer.credits_exhausted`), `delivery` (`none`, `pending`, `delivered`, "
+            "`dead`: the alerts whose webhook was never delivered, say)."
         ),
     )
     async def list(
@@ -317,6 +318,9 @@ class AlertsController(LucController):
         alert_type: Annotated[
             str | None, QueryParameter(name="type", schema_extra={"enum": list(ALERT_TYPES)})
         ] = None,
+        delivery: Annotated[
+            str | None, QueryParameter(schema_extra={"enum": list(DELIVERIES)})
+        ] = None,
         cursor: FromQuery[str | None] = None,
         limit: Annotated[
             int | None,
@@ -326,6 +330,10 @@ class AlertsController(LucController):
         if alert_type is not None and alert_type not in ALERT_TYPES:
             raise InvalidRequestError(
                 f"type: {alert_type!r} is not one of {', '.join(ALERT_TYPES)}"
+            )
+        if delivery is not None and delivery not in DELIVERIES:
+            raise InvalidRequestError(
+                f"delivery: {delivery!r} is not one of {', '.join(DELIVERIES)}"
             )
         # 1000 by default: the most the list ever answered, now with a way to the rest.
         size = MAX_PAGE if limit is None else page_size(limit)
@@ -339,6 +347,7 @@ class AlertsController(LucController):
                 customer_id=customer_id,
                 alert_type=alert_type,
                 after=after,
+                delivery=delivery,
             ),
         )
         items, next_cursor = page(alerts, size, lambda a: f"{a.created_at.isoformat()}|{a.id}")

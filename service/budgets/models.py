@@ -52,6 +52,12 @@ ALERT_TYPES = ("budget.threshold_crossed", "customer.credits_low", "customer.cre
 exhausted (SPEC §12). The type is the webhook body's ``type``."""
 BUDGET_ALERT, CREDITS_LOW, CREDITS_EXHAUSTED = ALERT_TYPES
 
+DELIVERIES = ("none", "pending", "delivered", "dead")
+"""Where an alert's webhook delivery stands: ``none`` (no webhook), ``pending`` (being
+retried, or waiting behind its budget's older alert), ``delivered``, ``dead`` (its retry
+window spent, or a 410: re-sent only by ``redeliver``)."""
+NO_WEBHOOK, PENDING, DELIVERED, DEAD = DELIVERIES
+
 
 @dataclass(frozen=True, slots=True)
 class Alert:
@@ -73,7 +79,7 @@ class Alert:
     """The customer's low balance then (null: none set)."""
     created_at: datetime
     delivery: str
-    """``none`` (no webhook), ``pending``, ``delivered`` or ``dead``."""
+    """One of ``DELIVERIES``."""
     attempts: int
     last_error: str | None
     delivered_at: datetime | None

@@ -259,21 +259,38 @@ SET dead_at = NULL, delivered_at = NULL, attempts = 0, next_attempt_at = now(),
 WHERE alert_id = $1
 """
 
+# The outbox as an operator watches it (/metrics): deliveries pending (not delivered, not
+# dead: being retried, or waiting behind their budget's older alert), the age of the oldest
+# of them, and deliveries that died (their retry window spent, or a 410). Each count reads
+# a partial index.
+OUTBOX_STANDING = """
+SELECT (SELECT count(*) FROM alert_outbox
+        WHERE delivered_at IS NULL AND dead_at IS NULL) AS pending,
+       (SELECT COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - min(a.created_at)), 0)
+        FROM alert_outbox AS o JOIN alerts AS a ON a.id = o.alert_id
+        WHERE o.delivered_at IS NULL AND o.dead_at IS NULL) AS oldest_pending_seconds,
+       (SELECT count(*) FROM alert_outbox WHERE dead_at IS NOT NULL) AS dead
+"""
+
 SELECT_ALERTS = """
 SELECT a.id, a.type, a.budget_id, a.scope, a.scope_id, a.period_start, a.threshold,
        a.spent_usd, a.limit_usd, a.customer_id, a.balance_usd, a.low_balance_usd, a.created_at,
-       CASE WHEN o.alert_id IS NULL THEN 'none'
-            WHEN o.delivered_at IS NOT NULL THEN 'delivered'
-            WHEN o.dead_at IS NOT NULL THEN 'dead'
-            ELSE 'pending' END AS delivery,
-       COALESCE(o.attempts, 0) AS attempts, o.last_error, o.delivered_at, b.measure
+       d.delivery, COALESCE(o.attempts, 0) AS attempts, o.last_error, o.delivered_at, b.measure
 FROM alerts AS a
 LEFT JOIN budgets AS b ON b.id = a.budget_id  -- credit alerts have none
 LEFT JOIN alert_outbox AS o ON o.alert_id = a.id
+-- ``models.DELIVERIES``
+CROSS JOIN LATERAL (
+    SELECT CASE WHEN o.alert_id IS NULL THEN 'none'
+                WHEN o.delivered_at IS NOT NULL THEN 'delivered'
+                WHEN o.dead_at IS NOT NULL THEN 'dead'
+                ELSE 'pending' END AS delivery
+) AS d
 WHERE ($1::bigint IS NULL OR a.budget_id = $1)
   AND ($2::uuid IS NULL OR a.id = $2)
   AND ($4::text IS NULL OR a.customer_id = $4)
   AND ($5::text IS NULL OR a.type = $5)
+  AND ($8::text IS NULL OR d.delivery = $8)
   -- The page after the alert ($6, $7) a cursor names, in the listing's order.
   AND ($6::timestamptz IS NULL OR (a.created_at, a.id) > ($6, $7::uuid))
 ORDER BY a.created_at, a.id

@@ -371,6 +371,7 @@ async def list_alerts(
     customer_id: str | None = None,
     alert_type: str | None = None,
     after: tuple[datetime, str] | None = None,
+    delivery: str | None = None,
 ) -> list[Alert]:
     """Alerts (budget and credit alerts), oldest first (by ``created_at``, then id), from
     the one after ``after`` (an alert's ``created_at`` and id) on; an ``alert_id`` that is
@@ -390,5 +391,6 @@ async def list_alerts(
         alert_type,
         after_at,
         after_id,
+        delivery,
     )
     return [_alert(r) for r in rows]

@@ -33,6 +33,8 @@ from typing import Any
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
+from service.budgets import queries as budget_queries
+from service.budgets.models import DEAD, PENDING
 from service.customers.credit_queries import CREDIT_STANDINGS
 from service.db import Connection
 from service.metrics import queries
@@ -60,6 +62,8 @@ class LedgerSnapshot:
     """``LUC_RECONCILIATION_TOLERANCE``, shown beside the drift ratios."""
     credits: Any | None = None
     """Prepaid credits across customers: the balance, and customers by state."""
+    outbox: Any | None = None
+    """The alert outbox: deliveries pending, the oldest one's age, deliveries dead."""
     database_up: bool = False
 
 
@@ -82,6 +86,7 @@ async def read_snapshot(
         drift=list(await conn.fetch(reconciliation.DRIFT_WINDOW, timeout=left())),
         tolerance=tolerance,
         credits=await conn.fetchrow(CREDIT_STANDINGS, timeout=left()),
+        outbox=await conn.fetchrow(budget_queries.OUTBOX_STANDING, timeout=left()),
         database_up=True,
     )
 
@@ -217,6 +222,7 @@ def ledger_series(snap: LedgerSnapshot) -> Iterator[tuple[GaugeFamily, Samples]]
     yield BUDGET_LIMIT, limit
     yield from drift_series(snap.drift, snap.tolerance)
     yield from _credit_series(snap.credits)
+    yield from _outbox_series(snap.outbox)
 
 
 # Credit state of a customer holding credits: at zero, below its low_balance_usd, or not.
@@ -243,3 +249,31 @@ def _credit_series(row: Any | None) -> Iterator[tuple[GaugeFamily, Samples]]:
         return
     yield CREDIT_BALANCE, [((), float(row["balance_usd"]))]
     yield CREDIT_STATE, [((state,), float(row[state])) for state in CREDIT_STATES]
+
+
+# Alerts whose webhook delivery is under way or failed for good. Delivered ones are not
+# counted (the outbox keeps them all: an ever-growing figure that says nothing).
+DELIVERY_STATES = (PENDING, DEAD)
+WEBHOOK_DELIVERIES = GaugeFamily(
+    "luc_webhook_deliveries",
+    "Alerts in the webhook outbox by delivery state: pending (being retried, or waiting "
+    "behind their budget's older alert), dead (retries spent or the target answered 410: "
+    "never delivered; GET /v1/alerts?delivery=dead lists them, POST "
+    "/v1/alerts/{id}/redeliver sends one again)",
+    ("state",),
+)
+WEBHOOK_OLDEST_PENDING = GaugeFamily(
+    "luc_webhook_oldest_pending_seconds",
+    "Age of the oldest alert whose webhook delivery is pending, in seconds (0: none)",
+)
+
+
+def _outbox_series(row: Any | None) -> Iterator[tuple[GaugeFamily, Samples]]:
+    """Both states always, zero included: a rule on the dead count's growth compares it
+    with its value an hour before, which must exist."""
+    if row is None:
+        yield WEBHOOK_DELIVERIES, []
+        yield WEBHOOK_OLDEST_PENDING, []
+        return
+    yield WEBHOOK_DELIVERIES, [((state,), float(row[state])) for state in DELIVERY_STATES]
+    yield WEBHOOK_OLDEST_PENDING, [((), float(row["oldest_pending_seconds"]))]

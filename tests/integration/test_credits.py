@@ -543,3 +543,39 @@ async def test_metrics_carry_the_balance_across_customers_and_customers_by_state
         if s.name == "luc_customers_by_credit_state"
     }
     assert states == {"exhausted": 1.0, "low": 1.0, "ok": 1.0}
+
+
+async def test_metrics_carry_the_age_of_the_oldest_alert_waiting_for_its_webhook(
+    client: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    await _customer(client)
+
+    async def outbox() -> dict[str, float]:
+        scraped = (await client.get("/metrics")).text
+        return {
+            s.name + "".join(s.labels.values()): s.value
+            for f in text_string_to_metric_families(scraped)
+            for s in f.samples
+            if s.name.startswith("luc_webhook_")
+        }
+
+    assert await outbox() == {
+        "luc_webhook_deliveriespending": 0.0,
+        "luc_webhook_deliveriesdead": 0.0,
+        "luc_webhook_oldest_pending_seconds": 0.0,
+    }
+    # Two credit alerts raised 100 and 40 seconds ago, waiting for their webhook.
+    for age in (100, 40):
+        alert_id = await db.fetchval(
+            "INSERT INTO alerts (type, customer_id, balance_usd, created_at) "
+            "VALUES ('customer.credits_low', 'acme', 1, clock_timestamp() - $1::interval) "
+            "RETURNING id",
+            timedelta(seconds=age),
+        )
+        await db.execute(
+            "INSERT INTO alert_outbox (alert_id, webhook_url) VALUES ($1, 'https://h.example/')",
+            alert_id,
+        )
+    found = await outbox()
+    assert found["luc_webhook_deliveriespending"] == 2.0
+    assert 100 <= found["luc_webhook_oldest_pending_seconds"] < 160

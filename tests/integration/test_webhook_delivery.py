@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.budgets import Receiver, always, opus_event
 from tests.support.waiting import wait_for
@@ -50,6 +51,18 @@ def _send(http: httpx.Client, *events: dict[str, Any]) -> None:
     response = http.post("/v1/events/batch", json={"events": list(events)})
     assert response.status_code == 200, response.text
     assert response.json()["accepted"] == len(events), response.text
+
+
+def _outbox_series(http: httpx.Client) -> dict[tuple[str, ...], float]:
+    """The outbox's series on /metrics: deliveries by state, and the oldest pending age."""
+    scraped = http.get("/metrics")
+    assert scraped.status_code == 200, scraped.text
+    return {
+        tuple(s.labels.values()): s.value
+        for f in text_string_to_metric_families(scraped.text)
+        for s in f.samples
+        if s.name in ("luc_webhook_deliveries", "luc_webhook_oldest_pending_seconds")
+    }
 
 
 def _alerts(http: httpx.Client) -> list[dict[str, Any]]:
@@ -273,6 +286,20 @@ def test_a_delivery_failing_past_its_retry_window_is_dead_and_can_be_sent_again(
     assert {d.status for d in receiver.received("/moved")} == {302}
     assert receiver.received("/landing") == []
 
+    # An operator sees them: on /metrics (what LucWebhookDeliveryDead fires on) and listed
+    # by their delivery.
+    assert _outbox_series(http) == {("dead",): 2.0, ("pending",): 0.0, (): 0.0}
+    listed = http.get("/v1/alerts", params={"delivery": "dead"}).json()["items"]
+    assert sorted(a["alert_id"] for a in listed) == sorted(
+        [dead["alert_id"], redirected["alert_id"]]
+    )
+    assert http.get("/v1/alerts", params={"delivery": "delivered"}).json()["items"] == []
+    bad = http.get("/v1/alerts", params={"delivery": "lost"})
+    assert (bad.status_code, bad.json()["detail"]) == (
+        422,
+        "delivery: 'lost' is not one of none, pending, delivered, dead",
+    )
+
     # Dead means no more attempts: the dispatcher is still at work (a later alert arrives)
     # and longer than any backoff (1 s at most here) has passed since the last attempt,
     # yet the dead one was not tried again.
@@ -309,6 +336,10 @@ def test_a_delivery_failing_past_its_retry_window_is_dead_and_can_be_sent_again(
     ok = [d for d in receiver.received("/broken") if d.status == 200]
     assert [d.headers["webhook-id"] for d in ok] == [dead["alert_id"]]
     assert http.get(f"/v1/alerts/{redirected['alert_id']}").json()["delivery"] == "dead"
+    assert _outbox_series(http) == {("dead",): 1.0, ("pending",): 0.0, (): 0.0}
+    assert [
+        a["alert_id"] for a in http.get("/v1/alerts", params={"delivery": "dead"}).json()["items"]
+    ] == [redirected["alert_id"]]
 
     missing = http.post("/v1/alerts/00000000-0000-0000-0000-000000000000/redeliver")
     assert missing.status_code == 404

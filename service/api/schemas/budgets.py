@@ -186,7 +186,8 @@ class AlertOut(msgspec.Struct):
     """What the budget counts (``spent_usd`` and ``limit_usd`` are figures of it)."""
     created_at: str
     delivery: str
-    """``none`` (no webhook), ``pending``, ``delivered`` or ``dead``."""
+    """``none`` (no webhook), ``pending`` (being retried, or waiting behind the budget's
+    older alert), ``delivered`` or ``dead`` (never delivered: ``redeliver`` sends it again)."""
     attempts: int
     last_error: str | None
     delivered_at: str | None
