@@ -291,6 +291,20 @@ WHERE ($1::bigint IS NULL OR a.budget_id = $1)
   AND ($4::text IS NULL OR a.customer_id = $4)
   AND ($5::text IS NULL OR a.type = $5)
   AND ($8::text IS NULL OR d.delivery = $8)
+  -- A list holds only alerts no open transaction can still precede. ``created_at`` is
+  -- the clock at the alert's insert, not at its commit: an alert inserted at 10:00:01 by
+  -- a batch that commits at 10:00:05 appears behind alerts committed in between, and a
+  -- client paging with the cursor of one of those never saw it. A transaction can only
+  -- insert alerts stamped after it began, so alerts before the start of the oldest open
+  -- writing transaction of this database are all there is below that instant. Not one
+  -- older than five minutes (an idle session left open would hold every new alert back):
+  -- LUC's writing transactions are far shorter.
+  AND ($2::uuid IS NOT NULL OR a.created_at < (
+      SELECT least(now(), min(xact_start))
+      FROM pg_stat_activity
+      WHERE datname = current_database() AND backend_xid IS NOT NULL
+        AND pid <> pg_backend_pid() AND xact_start > now() - interval '5 minutes'
+  ))
   -- The page after the alert ($6, $7) a cursor names, in the listing's order.
   AND ($6::timestamptz IS NULL OR (a.created_at, a.id) > ($6, $7::uuid))
 ORDER BY a.created_at, a.id

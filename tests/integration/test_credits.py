@@ -579,3 +579,43 @@ async def test_metrics_carry_the_age_of_the_oldest_alert_waiting_for_its_webhook
     found = await outbox()
     assert found["luc_webhook_deliveriespending"] == 2.0
     assert 100 <= found["luc_webhook_oldest_pending_seconds"] < 160
+
+
+async def test_paging_alerts_by_cursor_misses_none_committed_out_of_order(
+    client: AsyncTestClient[Any], db: asyncpg.Connection, database_url: str
+) -> None:
+    # An alert is stamped when inserted, not when committed: a batch that raised one and
+    # had not committed yet let alerts stamped after it commit first. A client paging by
+    # cursor past those never saw it. The list holds back what an open transaction could
+    # still precede.
+    await _customer(client)
+    insert = (
+        "INSERT INTO alerts (type, customer_id, balance_usd) "
+        "VALUES ('customer.credits_low', 'acme', $1) RETURNING id"
+    )
+    slow = await asyncpg.connect(database_url)
+    try:
+        open_batch = slow.transaction()
+        await open_batch.start()
+        late = str(await slow.fetchval(insert, 1))
+        first = str(await db.fetchval(insert, 2))
+        second = str(await db.fetchval(insert, 3))
+
+        async def page(cursor: str | None) -> dict[str, Any]:
+            params = {"limit": "1", **({"cursor": cursor} if cursor else {})}
+            response = await client.get("/v1/alerts", params=params)
+            assert response.status_code == 200, response.text
+            return dict(response.json())
+
+        # While the batch is open, alerts stamped after its start are held back.
+        assert (await page(None))["items"] == []
+        await open_batch.commit()
+        seen, cursor = [], None
+        while True:
+            answer = await page(cursor)
+            seen += [a["alert_id"] for a in answer["items"]]
+            if (cursor := answer["next_cursor"]) is None:
+                break
+        assert seen == [late, first, second]
+    finally:
+        await slow.close()
