@@ -169,14 +169,8 @@ def test_a_price_budget_bounds_an_estimate_of_cents_under_own_prices() -> None:
 def test_own_long_context_entries_bound_an_estimate_by_their_own_rates() -> None:
     # With its own long rates (4.80 / 24 from 200,001), the largest ratio is 24/15 = 1.6
     # (input 4.80/3 = 1.6, cache read 0.48/0.30 = 1.6, cache write 6/3.75 = 1.6).
-    long_own = NewModelPrice(
-        model_id=SONNET,
-        name="Claude Sonnet 4.5",
-        tier="standard",
-        input=D("2.40"),
-        output=D("12.00"),
-        cache_read=D("0.24"),
-        cache_write=D("3.00"),
+    long_own = dataclasses.replace(
+        OWN_SONNET,
         long_context=(
             NewLongContextPrice(
                 min_input_tokens=200_001,
@@ -184,9 +178,9 @@ def test_own_long_context_entries_bound_an_estimate_by_their_own_rates() -> None
                 output=D("24"),
                 cache_read=D("0.48"),
                 cache_write=D("6"),
-            ),
+            ).with_defaults(),
         ),
-    ).with_defaults()
+    )
     own = plan(models={SONNET: long_own})
     assert price_estimate(D("0.3"), own, catalog_price(SONNET)) == D("0.48")
 
