@@ -1062,6 +1062,27 @@ def operations() -> dict[str, Any]:
             thresholds=[(None, "green"), (0.01, "orange"), (0.05, "red")],
         ),
         stat(
+            "Alert webhooks dead",
+            "Budget and credit alerts whose webhook delivery died (retry window spent, or the "
+            "receiver answered 410): the receiver never heard of them. GET "
+            "/v1/alerts?delivery=dead lists them; POST /v1/alerts/{id}/redeliver sends one "
+            "again. LucWebhookDeliveryDead fires when one dies.",
+            prom(ledger('luc_webhook_deliveries{state="dead"}', "state"), instant=True),
+            unit="short",
+            decimals=0,
+            thresholds=[(None, "green"), (1, "orange")],
+        ),
+        stat(
+            "Oldest alert waiting for its webhook",
+            "How long the oldest alert whose webhook delivery is pending has waited: its "
+            "receiver keeps failing, or answers slowly (LucWebhookDeliveryStuck fires past "
+            "15 minutes). GET /v1/alerts?delivery=pending lists them.",
+            prom(ledger("luc_webhook_oldest_pending_seconds", ""), instant=True),
+            unit="s",
+            decimals=0,
+            thresholds=[(None, "green"), (900, "orange")],
+        ),
+        stat(
             "Catalog version in force",
             "The price catalog version that prices events happening now.",
             prom(

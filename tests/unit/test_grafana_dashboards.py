@@ -29,6 +29,8 @@ LEDGER_SERIES = (
     "luc_budget_limit_usd",
     "luc_customer_credit_balance_usd",
     "luc_customers_by_credit_state",
+    "luc_webhook_deliveries",
+    "luc_webhook_oldest_pending_seconds",
 )
 
 
