@@ -39,7 +39,7 @@ from service.db import CONNECTION_ERRORS, Connection
 from service.db.outage import OutageLog
 from service.errors import InvalidRequestError, NotFoundError
 from service.settings import BudgetSettings
-from service.wire import instant_text, money_text
+from service.wire import instant_text, money_text, number_json
 
 log = structlog.get_logger("luc.webhooks")
 
@@ -65,7 +65,7 @@ def webhook_body(alert: Any) -> bytes:
                 "scope_id": alert["scope_id"],
                 "period_start": instant_text(alert["period_start"]),
                 # A threshold is a fraction of the limit, not money: a JSON number.
-                "threshold": float(alert["threshold"]),
+                "threshold": number_json(alert["threshold"]),
                 "spent_usd": money_text(alert["spent_usd"]),
                 "limit_usd": money_text(alert["limit_usd"]),
                 # What the budget counts: spent and limit are figures of it.

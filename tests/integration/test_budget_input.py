@@ -337,6 +337,11 @@ async def test_thresholds_are_taken_exactly_as_sent(
     assert created.status_code == 201, created.text
     stored = await db.fetchval("SELECT thresholds FROM budgets WHERE scope_id = 'job-exact'")
     assert stored == [Decimal("0.1234567890123456789012345678901234567890123"), Decimal(1)]
+    # And written back so, every digit a JSON number (a float showed 0.12345678901234568).
+    exact = '"thresholds":[0.1234567890123456789012345678901234567890123,1]'
+    assert exact in created.text
+    listed = await client.get("/v1/budgets")
+    assert exact in listed.text
 
     # 1e-400 is no float at all (it underflows to 0.0): refused, named as sent.
     tiny = raw.replace(b"job-exact", b"job-tiny").replace(

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import msgspec
 
-from service.api.schemas.common import one_of, wire_struct
+from service.api.schemas.common import ExactNumber, one_of, wire_struct
 from service.budgets.models import (
     DEFAULT_THRESHOLDS,
     MEASURES,
@@ -21,7 +21,7 @@ from service.budgets.models import (
 )
 from service.budgets.service import BudgetChanges, checked_secret, parse_amount
 from service.ingest.models import AgentName, JobId, ModelName
-from service.wire import instant_text, money_text
+from service.wire import instant_text, money_text, number_json
 
 
 class BudgetIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -90,8 +90,8 @@ class BudgetOut(msgspec.Struct, kw_only=True):
     """``cost``, ``actual_cost`` or ``price``: what its spend and limit are figures of."""
     period: Annotated[str, one_of(PERIODS)]
     limit_usd: str
-    thresholds: list[float]
-    """Fractions of the limit (ratios, not money)."""
+    thresholds: list[ExactNumber]
+    """Fractions of the limit (ratios, not money), every digit as given."""
     hard: bool
     webhook_url: str | None
     created_at: str
@@ -178,8 +178,8 @@ class AlertOut(msgspec.Struct):
     scope: str | None
     scope_id: str | None
     period_start: str | None
-    threshold: float | None
-    """Fraction of the limit (a ratio, not money)."""
+    threshold: ExactNumber | None
+    """Fraction of the limit (a ratio, not money), every digit as given."""
     spent_usd: str | None
     limit_usd: str | None
     measure: str | None
@@ -205,12 +205,12 @@ class AlertList(msgspec.Struct):
     """Pass it as ``cursor`` for the next page; null on the last one."""
 
 
-# Thresholds are fractions of the limit (ratios, not money): JSON numbers.
+# Thresholds are fractions of the limit (ratios, not money): JSON numbers, every digit.
 
 
 def budget_out(b: Budget, secret: str | None = None) -> BudgetOut:
     return wire_struct(
-        BudgetOut, b, thresholds=[float(t) for t in b.thresholds], webhook_secret=secret
+        BudgetOut, b, thresholds=[number_json(t) for t in b.thresholds], webhook_secret=secret
     )
 
 
@@ -237,7 +237,7 @@ def alert_out(a: Alert) -> AlertOut:
         AlertOut,
         a,
         alert_id=a.id,
-        threshold=None if a.threshold is None else float(a.threshold),
+        threshold=None if a.threshold is None else number_json(a.threshold),
     )
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
 from functools import cache
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from litestar.params import ParameterKwarg
@@ -25,6 +25,10 @@ def one_of(values: Iterable[str]) -> ParameterKwarg:
     ``str`` to msgspec, so that a value outside them is the service's refusal (422, naming
     the field and the values), as documented, not a decoding error."""
     return ParameterKwarg(schema_extra={"enum": list(values)})
+
+
+ExactNumber = Annotated[msgspec.Raw, ParameterKwarg(schema_extra={"type": "number"})]
+"""A JSON number written with every digit (``wire.number_json``): a fraction, not money."""
 
 
 def body_instant(name: str, text: str) -> datetime:
