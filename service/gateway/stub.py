@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from service.gateway.models import ChatRequest, Completion, ProviderUsage, StreamEvent
-from service.gateway.usage import CHARS_PER_TOKEN, estimated_usage, from_openai_usage
+from service.gateway.usage import CHARS_PER_TOKEN, ESTIMATE, estimated_usage, from_openai_usage
 from service.pricing.catalog import STUB_PROVIDER
 
 REPLY_PREFIX = "[stub reply: no LLM provider answered this] "
@@ -64,7 +64,7 @@ class StubProvider:
         return content
 
     def usage_of(self, usage: Any) -> ProviderUsage | None:
-        return from_openai_usage(usage, source="estimate")
+        return from_openai_usage(usage, source=ESTIMATE)
 
     async def usage_after(
         self, generation_id: str, *, patient: bool = False

@@ -281,11 +281,15 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(len(text) / CHARS_PER_TOKEN) if text else 0
 
 
+ESTIMATE = "estimate"
+"""The ``usage_source`` of usage LUC estimated from the text (no provider's count)."""
+
+
 def estimated_usage(prompt: str, reply: str) -> ProviderUsage:
     return ProviderUsage(
         input_tokens=estimate_tokens(prompt),
         output_tokens=estimate_tokens(reply),
-        source="estimate",
+        source=ESTIMATE,
     )
 
 

@@ -87,6 +87,13 @@ class Metrics:
             "Proxied calls whose usage could be neither recorded nor spooled (only in the log)",
             registry=self.process,
         )
+        self.gateway_calls_estimated = Counter(
+            "luc_gateway_calls_estimated",
+            "Proxied calls a process ended before reading their answer (a crash, a SIGKILL "
+            "while the provider thought), booked by the replay on the prompt's estimate: no "
+            "output and no provider cost known, so the provider's bill for them may be higher",
+            registry=self.process,
+        )
         self.gateway_replay_failures = Counter(
             "luc_gateway_spool_replay_failures",
             "Attempts to replay the spool that placed nothing (each is retried with backoff)",

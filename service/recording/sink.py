@@ -25,6 +25,7 @@ from service.client.spool import Parked, Spool
 from service.customers.plans import PlanCache
 from service.db import on_connection
 from service.errors import DatabaseUnavailableError, LucError, NotFoundError
+from service.gateway.usage import ESTIMATE
 from service.ingest.models import Rejection, UsageEvent, UsageEventIn
 from service.ingest.validate import parse_event
 from service.metrics.instruments import Metrics
@@ -153,7 +154,11 @@ class RecordingSink:
     async def _settle(self, body: bytes) -> bytes:
         assert self.held_usage is not None
         held = msgspec.json.decode(body, type=UsageEventIn)
-        return msgspec.json.encode(await self.held_usage(held))
+        settled = await self.held_usage(held)
+        if (settled.attributes or {}).get("usage_source") == ESTIMATE:
+            # Booked below what the provider may bill: finance is told (a counter, an alert).
+            self.metrics.gateway_calls_estimated.inc()
+        return msgspec.json.encode(settled)
 
     async def emit(self, event: UsageEventIn, supersedes: int | None = None) -> None:
         """Make the call's usage durable, and drop its hold (``supersedes``) with it."""

@@ -23,6 +23,7 @@ import asyncpg
 import httpx
 import msgspec
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from service.recording.journal import read_records
 from tests.support.fake_openrouter import BrokenAnswer, FakeOpenRouter, Reply, failure
@@ -88,6 +89,16 @@ async def _booked_once_after_restarts(
     assert attributes["usage_source"] == source
     [entry] = await ledger(db)
     assert (entry["job_id"], entry["cost_usd"]) == ("job-killed", cost)
+    # A call booked on its prompt alone is counted, for finance to compare with the bill.
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        scraped = (await http.get("/metrics")).text
+    [estimated] = [
+        s.value
+        for f in text_string_to_metric_families(scraped)
+        for s in f.samples
+        if s.name == "luc_gateway_calls_estimated_total"
+    ]
+    assert estimated == (1.0 if source == "estimate" else 0.0)
 
     # Started again: nothing more is booked for it.
     server.stop()
