@@ -40,14 +40,16 @@ class MonthsReport:
         out = [f"{self.created} month partitions created; {len(self.months)} present ({span})"]
         if self.default_rows:
             out.append(
-                f"{self.default_rows} ledger entries wait in ledger_entries_default (months "
-                "without a partition when they were recorded: late or far-off events)"
+                f"{self.default_rows} ledger entries are in ledger_entries_default (months "
+                "without a partition when they were recorded: late or far-off events); they "
+                "count as any other, nothing needs doing"
             )
         return out
 
 
 async def ensure_months(conn: Connection, ahead: int = queries.MONTHS_AHEAD) -> MonthsReport:
-    """Make the partitions of this month and the next ``ahead`` when missing; report."""
+    """Make the partitions of the month before, this month and the next ``ahead`` when
+    missing; report."""
     created = await ensure_months_ahead(conn, ahead)
     months = [r["name"] for r in await conn.fetch(MONTH_PARTITIONS)]
     return MonthsReport(created, months, int(await conn.fetchval(DEFAULT_ROWS)))

@@ -19,12 +19,17 @@ def _prefixed(alias: str) -> str:
 
 
 # The ledger is partitioned by UTC month of occurred_at (migration 0006); this makes the
-# partitions of this month and the next $1 ones when missing, and answers how many it made.
-# It runs with its owner's rights (migration 0009), so the service's role may call it.
-# This UTC month: ``now()::date`` is the date in the session's time zone, and connections
+# partitions of the month before this one, this one and the next $1 when missing, and
+# answers how many it made. It runs with its owner's rights (migration 0009), so the
+# service's role may call it. The month before: a new installation's first events are
+# often of it (stragglers of a month's end, a spool replayed after an outage, a demo's
+# last days), and in the default partition they kept that month from ever having its own.
+# UTC months: ``now()::date`` is the date in the session's time zone, and connections
 # outside LUC's pool (``luc partitions ensure``, migrations) have the server's. Near a month's
 # end that is the next month in zones east of UTC, and the month still running was skipped.
-ENSURE_MONTHS_AHEAD = "SELECT luc_ensure_ledger_months((now() AT TIME ZONE 'UTC')::date, $1)"
+ENSURE_MONTHS_AHEAD = """
+SELECT luc_ensure_ledger_months(((now() AT TIME ZONE 'UTC') - interval '1 month')::date, $1)
+"""
 ENSURE_MONTHS_AHEAD_FUNCTION = "luc_ensure_ledger_months(date,integer)"
 MONTHS_AHEAD = 2
 """Months made ahead of this one: a process that cannot make them for two months running

@@ -177,9 +177,10 @@ def _decimal_text(value: Decimal | None) -> str | None:
 
 
 async def ensure_months_ahead(conn: Connection, months: int = queries.MONTHS_AHEAD) -> int:
-    """Create the ledger partitions of this month and the next ``months``; returns how many
-    were missing. Run by ``luc migrate``, at start-up and periodically by ``luc serve``
-    (``keep_months_ahead``), and by an operator's cron job; several at once are safe.
+    """Create the ledger partitions of the month before, this month and the next
+    ``months``; returns how many were missing. Run at start-up and periodically by ``luc
+    serve`` (``keep_months_ahead``), and by an operator's cron job (``luc partitions
+    ensure``); several at once are safe.
     Gives up (``asyncpg.LockNotAvailableError``) rather than hold up ingest while a long
     reader keeps the ledger."""
     async with conn.transaction():

@@ -54,6 +54,21 @@ async def test_months_ahead_are_made_once(db: asyncpg.Connection) -> None:
     assert await ensure_months_ahead(db, months=4) == 2  # two more months ahead
 
 
+async def test_the_month_before_this_one_is_made_too(db: asyncpg.Connection) -> None:
+    # A new installation's first events are often of the month before (a month's
+    # stragglers, a demo's last days): in the default partition, that month could never
+    # have its own.
+    now = await clear_of_end("month")
+    before = now.replace(day=1) - timedelta(days=1)
+    await db.execute(f"DROP TABLE IF EXISTS {month_partition(before)}")  # empty: a new one
+    assert await ensure_months_ahead(db) == 1
+    await record_batch(db, CatalogCache(), [event("late", occurred_at=before)])
+    part = await db.fetchval(
+        "SELECT tableoid::regclass::text FROM ledger_entries WHERE event_id = 'late'"
+    )
+    assert part == month_partition(before)
+
+
 async def test_a_month_with_rows_in_the_default_is_left_alone(db: asyncpg.Connection) -> None:
     long_ago = datetime(2001, 2, 3, tzinfo=UTC)
     await record_batch(db, CatalogCache(), [event("old", occurred_at=long_ago)])
@@ -87,6 +102,7 @@ async def test_the_cron_command_reports_what_it_made_and_what_waits_in_the_defau
         f"{(now.month - 1 + n) % 12 + 1:02d}"
         for n in range(5)
     ]
+    await ensure_months_ahead(db, months=0)  # the month before, whatever the template had
     for name in coming[:3]:
         await db.execute(f"DROP TABLE IF EXISTS {name}")  # empty: the template is new
     await record_batch(
@@ -100,8 +116,9 @@ async def test_the_cron_command_reports_what_it_made_and_what_waits_in_the_defau
     assert first.lines() == [
         f"5 month partitions created; {len(first.months)} present "
         f"({first.months[0]} … {coming[-1]})",
-        "1 ledger entries wait in ledger_entries_default (months without a partition when "
-        "they were recorded: late or far-off events)",
+        "1 ledger entries are in ledger_entries_default (months without a partition when "
+        "they were recorded: late or far-off events); they count as any other, nothing "
+        "needs doing",
     ]
     again = await ensure_months(db, ahead=4)
     assert (again.created, again.months) == (0, first.months)
