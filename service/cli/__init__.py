@@ -70,9 +70,10 @@ def main() -> None:
 
     Configuration comes from LUC_* environment variables, the same for every command:
     with LUC_DATABASE_URL unset, LUC runs its own embedded PostgreSQL in LUC_DATA_DIR.
-    Only `luc serve` and `luc migrate` create or migrate a database; keys, catalog,
-    customers, plans and invoice work on the server's database, say which one on stderr,
-    and refuse one that does not exist. `luc demo` finds the server at LUC_HOST:LUC_PORT,
+    Only `luc serve` and `luc migrate` create or migrate a database; the other commands
+    but `demo` (keys, catalog, customers, plans, invoice, export, partitions, grafana)
+    work on the server's database, say which one on stderr, and refuse one that does not
+    exist. `luc demo` finds the server at LUC_HOST:LUC_PORT,
     as `luc serve` binds.
     """
 

@@ -139,14 +139,23 @@ def customers_show(customer_id: str) -> None:
 
 @customers.command(name="update")
 @click.argument("customer_id")
-@click.option("--name", default=None)
-@click.option("--email", default=None)
-@click.option("--address", default=None)
-@click.option("--tax-id", default=None)
+@click.option("--name", default=None, help="The name invoices are addressed to.")
+@click.option("--email", default=None, help="Billing e-mail address.")
+@click.option("--address", default=None, help="Postal address (may span lines).")
+@click.option("--tax-id", default=None, help="VAT or tax number.")
 @click.option("--plan", "plan_id", default=None, help="Another rate plan: it prices from now on.")
-@click.option("--invoicing", type=click.Choice(["per_job", "monthly"]), default=None)
-@click.option("--low-balance-usd", default=None)
-@click.option("--credit-stop/--no-credit-stop", default=None)
+@click.option(
+    "--invoicing",
+    type=click.Choice(["per_job", "monthly"]),
+    default=None,
+    help="An invoice per job, or one per UTC month.",
+)
+@click.option("--low-balance-usd", default=None, help="Warn when prepaid credits fall below (USD).")
+@click.option(
+    "--credit-stop/--no-credit-stop",
+    default=None,
+    help="Refuse (or admit again) its calls while credits are at zero.",
+)
 @click.option("--webhook-url", default=None, help="Where its credit alerts are posted (signed).")
 @click.option(
     "--clear",

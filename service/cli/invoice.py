@@ -17,10 +17,11 @@ if TYPE_CHECKING:
 
 @click.group()
 def invoice() -> None:
-    """Per-job invoices: preview, issue, show (JSON, CSV, HTML), verify a digest.
+    """Invoices of a job or of a customer's month: preview, issue, show (JSON, CSV, HTML),
+    verify a digest.
 
-    An issued invoice never changes: usage recorded after it goes on the job's next
-    (follow-up) invoice. Lines keep full precision; the total is rounded once to cents,
+    An issued invoice never changes: usage recorded after it goes on the next (follow-up)
+    invoice. Lines keep full precision; the total is rounded once to cents,
     half up.
     """
 
@@ -117,7 +118,7 @@ def invoice_issue(job_id: str | None, customer: str | None, month: str | None) -
     ),
 )
 def invoice_show(number: str, fmt: str, internal: bool) -> None:
-    """Print issued invoice or credit note NUMBER (e.g. LUC-2026-000042)."""
+    """Print an issued invoice or credit note by its NUMBER, such as LUC-2026-000042."""
     from service.invoices.forms import to_csv
     from service.invoices.page import to_html
     from service.invoices.service import get_invoice, internal_view, logo_of

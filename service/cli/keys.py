@@ -58,8 +58,25 @@ def keys_list() -> None:
         )
 
 
+class KeyId(click.ParamType[int]):
+    """A key's id as `luc keys list` shows it: a positive whole number (a bigint)."""
+
+    name = "key_id"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        text = str(value)
+        if text.isascii() and text.isdigit() and 1 <= int(text) < 2**63:
+            return int(text)
+        self.fail(
+            f"{value!r} is no key id: give the number `luc keys list` shows first on the "
+            "key's line (not its name or its prefix)",
+            param,
+            ctx,
+        )
+
+
 @keys.command(name="revoke")
-@click.argument("key_id", type=click.IntRange(1, 2**63 - 1))  # a key id is a bigint
+@click.argument("key_id", type=KeyId())
 def keys_revoke(key_id: int) -> None:
     """Revoke key KEY_ID (see `luc keys list`); it stops working within seconds."""
     from service.auth.keys import revoke_key

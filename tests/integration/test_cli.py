@@ -356,6 +356,27 @@ async def test_migrate_on_a_schema_a_newer_luc_migrated_says_so_in_one_line(
     )
 
 
+@pytest.mark.parametrize("given", ["abc", "0", "99999999999999999999"])
+def test_keys_revoke_of_no_key_id_says_where_the_id_is(given: str) -> None:
+    # Refused before any database is looked for: click said "not a valid integer range".
+    result = luc("keys", "revoke", given)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: Invalid value for 'KEY_ID': {given!r} is no key id: give the number "
+        "`luc keys list` shows first on the key's line (not its name or its prefix)"
+    )
+
+
+def test_the_short_help_of_every_command_is_a_whole_sentence() -> None:
+    # click cuts a command's first line at "e.g." in its group's list: "show  Print issued
+    # invoice or credit note NUMBER (e.g.".
+    listed = luc("invoice", "--help").stdout
+    assert "Print an issued invoice or credit note by its NUMBER, such as" in listed
+    for command in ("invoice", "customers", "catalog", "keys", "plans", "export", "partitions"):
+        for line in luc(command, "--help").stdout.splitlines():
+            assert not line.rstrip().endswith("(e.g."), (command, line)
+
+
 def test_serve_refuses_a_port_outside_the_tcp_range() -> None:
     result = luc("serve", "--port", "70000")
     assert result.returncode == 2, result.stderr
