@@ -19,8 +19,8 @@ NOWHERE = {"LUC_DATABASE_URL": "postgresql://luc@127.0.0.1:9/luc"}
     [
         (
             ["keys", "revoke", "9223372036854775808"],
-            "Invalid value for 'KEY_ID': 9223372036854775808 is not in the range "
-            "1<=x<=9223372036854775807.",
+            "Invalid value for 'KEY_ID': '9223372036854775808' is no key id: give the number "
+            "`luc keys list` shows first on the key's line (not its name or its prefix)",
         ),
         (
             ["demo", "--until", "0001-01-01T00:00:00Z", "--jobs", "1"],
