@@ -35,7 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -89,20 +89,27 @@ def ledger_delta(metric: str, labels: str = COST_LABELS, window: str = "$__range
     gained."""
     now = ledger(metric, labels)
     then = ledger(f"{metric} offset {window}", labels)
-    # Prometheus scraped LUC as the window began: a series it has no value of then was born
-    # in the window. Otherwise (Prometheus itself started within it) nothing tells, and the
-    # window's first sample is the baseline, as delta() takes it.
-    scraped_then = f"max(luc_database_up offset {window})"
+    # Prometheus read the ledger as the window began (luc_database_up 1: during an outage
+    # it is 0 and no ledger series is served, which said every series was born in the
+    # window, the whole ledger): a series it has no value of then was born in the window.
+    # Otherwise (Prometheus itself started within the window, or kept less) nothing tells
+    # what the ledger held then: the window's first sample is the baseline, as delta()
+    # takes it, an approximation (stretched to the window's edges, a series born later
+    # counted from its first sample) that the panels' descriptions and README own.
+    scraped_then = f"(max(luc_database_up offset {window}) == 1)"
     since_first_sample = f"max by ({labels}) (delta({metric}[{window}]))"
     return f"(({now} - {then}) or ({now} and on () {scraped_then}) or {since_first_sample})"
 
 
-def of_known_price(actual: str, price: str) -> str:
-    """``actual`` (a ledger expression by ``COST_LABELS``) only where ``price`` (the same
-    over luc_price_usd) has a series: the actual cost of the usage whose price is known, what
-    a margin subtracts (SPEC §11: price − actual cost wherever both are known). Usage whose
-    price no event knows has no price series (metrics.rollup_series)."""
-    return f"({actual} and on ({COST_LABELS}) {price})"
+def margin_of(over: Callable[[str], str]) -> str:
+    """The margin per ``COST_LABELS`` set, each series read through ``over`` (``ledger``,
+    ``ledger_rate``, ``ledger_delta``): SPEC §11's price − actual cost wherever both are
+    known. luc_margin_usd where the ledger exports it (label sets some of whose events do
+    not know both: an unpriced model sold on an actual-basis plan and on a catalog-basis
+    one), else luc_price_usd − luc_actual_cost_usd, which is then the margin (a label set
+    with no price series, or no actual cost series, has none)."""
+    price, actual = "luc_price_usd", "luc_actual_cost_usd"
+    return f"({over('luc_margin_usd')} or ({over(price)} - {over(actual)}))"
 
 
 def quantile(q: float, histogram: str, by: str = "le") -> str:
@@ -449,6 +456,10 @@ def dashboard(
 # Finance -----------------------------------------------------------------------------------
 
 LEDGER_NOTE = "From the ledger (read by every replica at scrape time; replicas folded by max)."
+RANGE_NOTE = (
+    "A range that begins before Prometheus's first sample of the ledger counts from that "
+    "sample, approximately; the ledger panels below (PostgreSQL) are exact for any range."
+)
 PER_HOUR = "* 3600"
 BUDGET_STEPS: list[tuple[float | None, str]] = [(None, "green"), (0.8, "orange"), (1, "red")]
 
@@ -482,7 +493,8 @@ WHERE day >= date_trunc('month', {TODAY})::date
         stat(
             "Spend in the selected range",
             "Change of the ledger's cost over the dashboard's time range, as Prometheus saw "
-            f"it: the usage booked, less what corrections (re-rating) took back. {LEDGER_NOTE}",
+            "it: the usage booked, less what corrections (re-rating) took back. "
+            f"{LEDGER_NOTE} {RANGE_NOTE}",
             prom(f"sum({ledger_delta(cost)})", instant=True),
         ),
         stat(
@@ -580,7 +592,7 @@ ORDER BY 1
         bargauge(
             "Spend in the selected range by model",
             "Change of each model's catalog-priced cost over the time range, net of "
-            f"re-rating. {LEDGER_NOTE}",
+            f"re-rating. {LEDGER_NOTE} {RANGE_NOTE}",
             [prom(f"sum by (model) ({ledger_delta(cost)})", "{{model}}", instant=True)],
         ),
         timeseries(
@@ -604,11 +616,13 @@ ORDER BY 1, 2
         ),
         timeseries(
             "Daily spend by model (ledger)",
-            "Catalog-priced cost per UTC day and model, from the model × day rollup.",
+            "Catalog-priced cost per UTC day and model, from the model × day rollup (a model "
+            "no catalog version prices has no cost that day: unknown, not zero).",
             [
                 sql(
                     f"""
-SELECT (day::timestamp AT TIME ZONE 'UTC') AS time, model AS metric, cost_usd AS value
+SELECT (day::timestamp AT TIME ZONE 'UTC') AS time, model AS metric,
+       CASE WHEN unpriced_events = events AND events > 0 THEN NULL ELSE cost_usd END AS value
 FROM rollup_model_days
 WHERE day BETWEEN {FROM_DAY} AND {TO_DAY}
 ORDER BY 1, 2
@@ -673,15 +687,19 @@ LIMIT 25
         table(
             "Catalog vs provider-reported cost by model (ledger)",
             "Per model over the UTC days of the time range, from the model × day rollup. "
-            "Provider-reported cost counts only the events whose provider reported one.",
+            "Provider-reported cost counts only the events whose provider reported one; the "
+            "catalog cost of a model no catalog version priced is empty (unknown, not zero).",
             [
                 sql(f"""
-SELECT model, sum(cost_usd) AS "catalog", sum(provider_cost_usd) AS "provider-reported",
+SELECT model,
+       CASE WHEN sum(unpriced_events) = sum(events) AND sum(events) > 0 THEN NULL
+            ELSE sum(cost_usd) END AS "catalog",
+       sum(provider_cost_usd) AS "provider-reported",
        sum(events) AS events, sum(unpriced_events) AS "unpriced events"
 FROM rollup_model_days
 WHERE day BETWEEN {FROM_DAY} AND {TO_DAY}
 GROUP BY model
-ORDER BY 2 DESC, 1
+ORDER BY 2 DESC NULLS LAST, 1
 """)
             ],
             money_columns=("catalog", "provider-reported"),
@@ -718,8 +736,8 @@ WHERE day BETWEEN {FROM_DAY} AND {TO_DAY}
         ),
         bargauge(
             "Unpriced events by model",
-            "Events whose model no catalog version prices. Add the model to the catalog, "
-            f"then re-rate (luc catalog rerate). {LEDGER_NOTE}",
+            "Events whose model no catalog version prices. Add the model to a catalog "
+            f"version: the events it prices are priced at once. {LEDGER_NOTE}",
             [prom(ledger("luc_unpriced_events", "model"), "{{model}}", instant=True)],
             unit="short",
             height=6,
@@ -854,20 +872,16 @@ WHERE month = date_trunc('month', {TODAY})::date
         stat(
             "Revenue in the selected range",
             "Change of what the customers pay over the dashboard's time range, net of "
-            f"re-rating and re-pricing. {LEDGER_NOTE}",
+            f"re-rating and re-pricing. {LEDGER_NOTE} {RANGE_NOTE}",
             prom(f"sum({ledger_delta(price)})", instant=True),
             width=6,
         ),
         stat(
             "Margin in the selected range",
             "Change of revenue minus change of actual cost over the time range, of the usage "
-            "whose price is known (negative when usage was sold below its cost). "
-            f"{LEDGER_NOTE}",
-            prom(
-                f"sum({ledger_delta(price)})"
-                f" - sum({of_known_price(ledger_delta(actual), ledger_delta(price))})",
-                instant=True,
-            ),
+            "that knows both (negative when usage was sold below its cost). "
+            f"{LEDGER_NOTE} {RANGE_NOTE}",
+            prom(f"sum({margin_of(ledger_delta)})", instant=True),
             width=6,
         ),
         timeseries(
@@ -877,29 +891,17 @@ WHERE month = date_trunc('month', {TODAY})::date
             [
                 prom(f"sum({ledger_rate(price)}) {PER_HOUR}", "revenue (price)"),
                 prom(f"sum({ledger_rate(actual)}) {PER_HOUR}", "actual cost"),
-                prom(
-                    f"(sum({ledger_rate(price)})"
-                    f" - sum({of_known_price(ledger_rate(actual), ledger_rate(price))}))"
-                    f" {PER_HOUR}",
-                    "margin",
-                ),
+                prom(f"sum({margin_of(ledger_rate)}) {PER_HOUR}", "margin"),
             ],
             unit="currencyUSD",
             width=16,
         ),
         bargauge(
             "Margin by model",
-            "Everything the ledger holds per model: price minus actual cost of the usage whose "
-            "price is known (luc_price_usd minus luc_actual_cost_usd where a price series "
-            f"exists). {LEDGER_NOTE}",
-            [
-                prom(
-                    f"sum by (model) ({ledger(price)})"
-                    f" - sum by (model) ({of_known_price(ledger(actual), ledger(price))})",
-                    "{{model}}",
-                    instant=True,
-                )
-            ],
+            "Everything the ledger holds per model: price minus actual cost of the usage that "
+            "knows both (luc_margin_usd where the ledger exports it, else luc_price_usd minus "
+            f"luc_actual_cost_usd). {LEDGER_NOTE}",
+            [prom(f"sum by (model) ({margin_of(ledger)})", "{{model}}", instant=True)],
             width=8,
         ),
         timeseries(

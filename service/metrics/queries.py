@@ -21,6 +21,8 @@ _USAGE_COLUMNS = ", ".join(
         "unpriced_events",
         "unknown_price_events",
         "unknown_actual_events",
+        "margin_usd",
+        "unknown_margin_events",
     )
 )
 

@@ -146,10 +146,19 @@ PRICE = GaugeFamily(
     f"adds nothing; labels none of whose events has one have no series){NET}",
     USAGE_LABELS,
 )
-# No margin family: it is luc_price_usd - luc_actual_cost_usd on the label sets that have a
-# price series (some event's price known), exactly as the floats allow (the finance
-# dashboard's ``of_known_price``), and its series (one per label set) would take /metrics
-# past the 1,000 series a scrape is meant to stay under once tokens carry every cost label.
+# The margin (SPEC §11: price − actual cost wherever both are known) only where it is not
+# luc_price_usd − luc_actual_cost_usd: on the label sets some of whose events know both
+# and some not (an unpriced model used by customers of an actual-basis plan, whose price
+# is known, and of a catalog-basis one, whose price is not). Elsewhere the difference is
+# the margin, and a series per label set would take /metrics past the 1,000 series a
+# scrape is meant to stay under. The dashboards read it first, the difference otherwise.
+MARGIN = GaugeFamily(
+    "luc_margin_usd",
+    "Margin in USD (price less actual cost, over the events that know both), only for "
+    "label sets where some events do not know both; elsewhere it is luc_price_usd less "
+    f"luc_actual_cost_usd{NET}",
+    USAGE_LABELS,
+)
 EVENTS = GaugeFamily("luc_ledger_events", f"Events recorded on the ledger{NET}", USAGE_LABELS)
 # By the cost's labels too (SPEC §5: cost and tokens by agent, model, provider, tier).
 TOKENS = GaugeFamily(
@@ -181,6 +190,7 @@ def ledger_series(snap: LedgerSnapshot) -> Iterator[tuple[GaugeFamily, Samples]]
     provider_cost: Samples = []
     actual_cost: Samples = []
     price: Samples = []
+    margin: Samples = []
     events: Samples = []
     unpriced: dict[str, float] = {}
     tokens: Samples = []
@@ -198,6 +208,8 @@ def ledger_series(snap: LedgerSnapshot) -> Iterator[tuple[GaugeFamily, Samples]]
             actual_cost.append((key, float(r["actual_cost_usd"])))
         if not 0 < r["events"] == r[UNKNOWN_WHEN_NO_EVENT_KNOWS["price_usd"]]:
             price.append((key, float(r["price_usd"])))
+        if 0 < r["unknown_margin_events"] < r["events"]:
+            margin.append((key, float(r["margin_usd"])))
         events.append((key, float(r["events"])))
         unpriced[model] = unpriced.get(model, 0.0) + float(r["unpriced_events"])
         # One usage row per label set: its tokens are that row's, no sum needed (and in
@@ -207,6 +219,7 @@ def ledger_series(snap: LedgerSnapshot) -> Iterator[tuple[GaugeFamily, Samples]]
     yield PROVIDER_COST, provider_cost
     yield ACTUAL_COST, actual_cost
     yield PRICE, price
+    yield MARGIN, margin
     yield EVENTS, events
     yield TOKENS, tokens
     yield UNPRICED, [((model,), count) for model, count in sorted(unpriced.items()) if count]

@@ -239,3 +239,48 @@ async def test_tokens_are_by_agent_model_provider_and_tier_as_the_cost_is(
         ("openrouter", 100_000, 10_000),
         ("vertex", 40_000, 4_000),
     ]
+
+
+async def test_the_margin_of_a_label_set_mixing_known_and_unknown_prices_is_on_metrics(
+    client: Any, db: asyncpg.Connection
+) -> None:
+    # A model no catalog version prices, reported at 0.01 a call: acme's plan marks up the
+    # catalog cost (unknown, so its price is unknown), globex's the reported cost (0.01 ×
+    # 1.2 = 0.012). One label set holds both: price 0.024, actual cost 0.04, but the margin
+    # is over globex's calls alone, 2 × (0.012 − 0.01) = 0.004; price − actual said −0.016.
+    await make_plan(client, "on-catalog", basis="catalog", markup="0.5")
+    await make_plan(client, "on-actual", basis="actual", markup="0.2")
+    await make_customer(client, "acme", plan_id="on-catalog")
+    await make_customer(client, "globex", plan_id="on-actual")
+    call = {"model": "vendor/not-in-the-catalog", "input_tokens": 1_000, "output_tokens": 100,
+            "provider_cost_usd": "0.01"}  # fmt: skip
+    await record_accepted(
+        client,
+        [
+            wire_event("m1", job_id="job-a", customer_id="acme", **call),
+            wire_event("m2", job_id="job-a", **call),
+            wire_event("m3", job_id="job-g", customer_id="globex", **call),
+            wire_event("m4", job_id="job-g", **call),
+        ],
+    )
+    rows = (await client.get("/v1/usage", params={"group_by": "model"})).json()["rows"]
+    [row] = [r for r in rows if r["model"] == "vendor/not-in-the-catalog"]
+    assert (row["price_usd"], row["actual_cost_usd"], row["margin_usd"]) == (
+        "0.024",
+        "0.04",
+        "0.004",
+    )
+    samples = await scrape(client)
+    labels = {"model": "vendor/not-in-the-catalog", "tier": "unpriced"}
+    [margin] = [
+        D(repr(v))
+        for (name, sample_labels), (_, v) in samples.items()
+        if name == "luc_margin_usd" and labels.items() <= dict(sample_labels).items()
+    ]
+    assert margin == D("0.004")
+    # A label set whose events all know both has no margin series: the difference is it.
+    await record_accepted(client, [wire_event("g1", job_id="job-g", **GPT_CALL)])
+    assert [
+        dict(labels)["model"] for name, labels in (await scrape(client)) if name == "luc_margin_usd"
+    ] == ["vendor/not-in-the-catalog"]
+    await assert_rollups_equal_ledger(db)

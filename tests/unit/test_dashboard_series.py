@@ -2,7 +2,7 @@
 
 Without Prometheus or a database: the names and labels come from LUC's own definitions of
 its /metrics (the ledger's gauge families and each process's instruments), so a renamed or
-removed series (``luc_margin_usd`` once was one) or a label a series does not carry fails
+removed series (``luc_cost_usd_total`` once was one) or a label a series does not carry fails
 here, not on a dashboard that silently shows "No data".
 """
 
@@ -91,8 +91,8 @@ def test_every_series_and_label_of_the_dashboards_and_alerts_is_served() -> None
 
 def test_the_check_catches_what_a_dashboard_can_get_wrong() -> None:
     series = served()
-    margin = "sum(max by (agent, model, provider, tier) (luc_margin_usd))"
-    assert problems(margin, series)[0] == "no series luc_margin_usd"
+    gone = "sum(max by (agent, model, provider, tier) (luc_cost_usd_total))"
+    assert problems(gone, series)[0] == "no series luc_cost_usd_total"
     assert problems("sum by (customer) (max by (model) (luc_unpriced_events))", series) == [
         "no label customer"
     ]

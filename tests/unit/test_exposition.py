@@ -45,6 +45,8 @@ def _usage(agent: str, model: str, tier: str, cost: str, price: str, events: int
         "unknown_price_events": events if tier == "unpriced" else 0,
         # ...and its actual cost, as none was reported.
         "unknown_actual_events": events if tier == "unpriced" else 0,
+        "margin_usd": Decimal(price) - Decimal(cost) if tier != "unpriced" else Decimal(0),
+        "unknown_margin_events": events if tier == "unpriced" else 0,
     }
     for n, token_class in enumerate(TOKEN_CLASSES):
         row[token_class.name] = Decimal(10**n * events)

@@ -21,6 +21,7 @@ LEDGER_SERIES = (
     "luc_provider_cost_usd",
     "luc_actual_cost_usd",
     "luc_price_usd",
+    "luc_margin_usd",
     "luc_ledger_events",
     "luc_tokens",
     "luc_unpriced_events",

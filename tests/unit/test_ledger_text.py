@@ -41,6 +41,9 @@ def _usage(
         "unknown_price_events": events if tier == "unpriced" else 0,
         # Unpriced, and no cost reported: the actual cost is unknown too.
         "unknown_actual_events": events if tier == "unpriced" and not provider_cost else 0,
+        # No plan: a price is known where the cost is; the margin with both.
+        "margin_usd": price - actual if tier != "unpriced" else Decimal(0),
+        "unknown_margin_events": events if tier == "unpriced" else 0,
     }
     for n, token_class in enumerate(TOKEN_CLASSES):
         row[token_class.name] = Decimal(7**n * events + n)
