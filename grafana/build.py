@@ -461,6 +461,9 @@ RANGE_NOTE = (
     "sample, approximately; the ledger panels below (PostgreSQL) are exact for any range."
 )
 PER_HOUR = "* 3600"
+USD_PER_HOUR = "suffix: USD/h"
+"""The unit of a rate of spend: Grafana's currencyUSD wrote "$0.50", which read as an
+amount, not as one per hour."""
 BUDGET_STEPS: list[tuple[float | None, str]] = [(None, "green"), (0.8, "orange"), (1, "red")]
 
 
@@ -534,7 +537,7 @@ WHERE day >= date_trunc('month', {TODAY})::date
                 prom(f"sum({ledger_rate(cost)}) {PER_HOUR}", "list (catalog)"),
                 prom(f"sum({ledger_rate(actual)}) {PER_HOUR}", "actual"),
             ],
-            unit="currencyUSD",
+            unit=USD_PER_HOUR,
             width=8,
         ),
         timeseries(
@@ -572,21 +575,21 @@ ORDER BY 1
             "Spend rate by tier",
             f"Catalog-priced spend per hour, by model tier. {LEDGER_NOTE}",
             [prom(f"sum by (tier) ({ledger_rate(cost)}) {PER_HOUR}", "{{tier}}")],
-            unit="currencyUSD",
+            unit=USD_PER_HOUR,
             stacked=True,
         ),
         timeseries(
             "Spend rate by agent",
             f"Catalog-priced spend per hour, by agent. {LEDGER_NOTE}",
             [prom(f"sum by (agent) ({ledger_rate(cost)}) {PER_HOUR}", "{{agent}}")],
-            unit="currencyUSD",
+            unit=USD_PER_HOUR,
             stacked=True,
         ),
         timeseries(
             "Spend rate by model",
             f"Catalog-priced spend per hour, by model. {LEDGER_NOTE}",
             [prom(f"sum by (model) ({ledger_rate(cost)}) {PER_HOUR}", "{{model}}")],
-            unit="currencyUSD",
+            unit=USD_PER_HOUR,
             stacked=True,
         ),
         bargauge(
@@ -893,7 +896,7 @@ WHERE month = date_trunc('month', {TODAY})::date
                 prom(f"sum({ledger_rate(actual)}) {PER_HOUR}", "actual cost"),
                 prom(f"sum({margin_of(ledger_rate)}) {PER_HOUR}", "margin"),
             ],
-            unit="currencyUSD",
+            unit=USD_PER_HOUR,
             width=16,
         ),
         bargauge(
@@ -1131,7 +1134,9 @@ def operations() -> dict[str, Any]:
             f"How many events of each outcome arrived over the time range. {PROCESS_NOTE}",
             [
                 prom(
-                    f"sum by (outcome) (increase({events}[$__range]))",
+                    # increase() extrapolates to the range's edges (139.64 of 140 events):
+                    # counts are whole.
+                    f"round(sum by (outcome) (increase({events}[$__range])))",
                     "{{outcome}}",
                     instant=True,
                 )
