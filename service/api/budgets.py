@@ -80,7 +80,7 @@ class BudgetsController(LucController):
         if (exact := thresholds_as_sent(await request.body())) is not None:
             new = replace(new, thresholds=exact)  # as sent, not via a float
         budget = await on_connection(
-            luc.pool, lambda conn: create_budget(conn, new, luc.catalog_cache)
+            luc.pool, lambda conn: create_budget(conn, new, luc.catalog_cache, luc.plan_cache)
         )
         return budget_out(budget, generated)
 
@@ -276,7 +276,15 @@ class BudgetsController(LucController):
             # Taken only if the budget has no secret of its own; shown once, as at creation.
             changes = replace(changes, secret_if_none=new_webhook_secret())
         budget, alerts, generated = await on_connection(
-            luc.pool, lambda conn: update_budget(conn, budget_id, changes, datetime.now(UTC))
+            luc.pool,
+            lambda conn: update_budget(
+                conn,
+                budget_id,
+                changes,
+                datetime.now(UTC),
+                catalog=luc.catalog_cache,
+                plans=luc.plan_cache,
+            ),
         )
         if alerts and luc.dispatcher is not None:
             luc.dispatcher.wake()  # a threshold the new limit puts behind the spend fires now

@@ -375,11 +375,52 @@ SELECT_JOB_CUSTOMER_ID = "SELECT customer_id FROM jobs WHERE job_id = $1"
 # Each row holds the estimate in its budget's measure (a price budget the price estimate).
 INSERT_RESERVATIONS = """
 INSERT INTO budget_reservations (reservation_id, budget_id, period_start, job_id, agent, model,
-                                 customer_id, amount_usd, expires_at, api_key_id)
+                                 customer_id, amount_usd, expires_at, api_key_id, estimate_usd)
 SELECT $1, budget_id, period_start, $4, $5, $6, $7, amount, now() + make_interval(secs => $9),
-       $10
+       $10, $11
 FROM unnest($2::bigint[], $3::timestamptz[], $8::numeric[]) AS r(budget_id, period_start, amount)
 RETURNING expires_at
+"""
+
+# Every hard budget but $1, locked as reservations lock theirs (id order): a reservation
+# still being made holds some of them until it commits, so that once these are locked,
+# every open reservation is committed and readable (see ``holds``).
+LOCK_OTHER_HARD_BUDGETS = """
+SELECT id FROM budgets WHERE deleted_at IS NULL AND hard AND id <> $1
+ORDER BY id FOR NO KEY UPDATE
+"""
+
+# The reservations still holding whose calls fall under budget $1 and that hold nothing
+# against it yet, one row each: what it joins (its period of the call's instant), the
+# call's estimate (the largest row's amount for a reservation made without one), and the
+# plan of its customer (what a price budget's hold is made with).
+OPEN_RESERVATIONS_IN_SCOPE = f"""
+SELECT DISTINCT ON (entry.reservation_id)
+       entry.reservation_id, entry.job_id, entry.agent, entry.model, entry.customer_id,
+       entry.expires_at, entry.api_key_id,
+       luc_period_start(b.period, entry.created_at) AS period_start,
+       COALESCE(entry.estimate_usd,
+                max(entry.amount_usd) OVER (PARTITION BY entry.reservation_id)) AS estimate_usd,
+       (SELECT plan_id FROM customers AS c WHERE c.id = entry.customer_id) AS plan_id
+FROM budgets AS b
+JOIN budget_reservations AS entry ON {_IN_SCOPE}
+WHERE b.id = $1 AND entry.settled_at IS NULL AND entry.expires_at > now()
+  AND NOT EXISTS (SELECT 1 FROM budget_reservations AS held
+                  WHERE held.reservation_id = entry.reservation_id AND held.budget_id = b.id)
+ORDER BY entry.reservation_id
+"""
+
+# Budget $1's rows of those reservations: each settles, is released and expires with the
+# rest of its reservation (by its id), as if the call had been admitted under it.
+INSERT_HOLDS = """
+INSERT INTO budget_reservations (reservation_id, budget_id, period_start, job_id, agent, model,
+                                 customer_id, amount_usd, expires_at, api_key_id, estimate_usd)
+SELECT r.reservation_id, $1, r.period_start, r.job_id, r.agent, r.model, r.customer_id,
+       r.amount, r.expires_at, r.api_key_id, r.estimate
+FROM unnest($2::uuid[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[],
+            $8::numeric[], $9::timestamptz[], $10::bigint[], $11::numeric[])
+     AS r(reservation_id, period_start, job_id, agent, model, customer_id, amount, expires_at,
+          api_key_id, estimate)
 """
 
 # Whether a batch has budget work at all: asked in the query that opens the recorder's

@@ -413,6 +413,7 @@ async def reserve(
                 [estimates[s.budget.measure] for s in hard],
                 float(reservation_seconds),  # an interval length in seconds, not money
                 api_key_id,
+                estimate,  # as asked: what a hard budget made later holds (``holds``)
             )
         break
     held = [

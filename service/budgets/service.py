@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from service.budgets import queries
+from service.budgets.holds import hold_open_reservations
 from service.budgets.models import (
     MEASURES,
     PERIODS,
@@ -26,6 +27,7 @@ from service.budgets.models import (
 )
 from service.budgets.targets import check_target
 from service.catalog.service import CatalogCache
+from service.customers.plans import PlanCache
 from service.customers.service import customer_exists
 from service.db import Connection, from_row
 from service.errors import InvalidRequestError, NotFoundError
@@ -145,12 +147,17 @@ def budget_from_row(r: Any) -> Budget:
 
 
 async def create_budget(
-    conn: Connection, new: NewBudget, catalog: CatalogCache | None = None
+    conn: Connection,
+    new: NewBudget,
+    catalog: CatalogCache | None = None,
+    plans: PlanCache | None = None,
 ) -> Budget:
     """Store a budget and count the spend already on the ledger towards it; a threshold
     that spend has already reached fires now, in this transaction, as when a limit is
     changed (a budget created past its limit would otherwise stay silent all period: the
-    spend that passed it came before the budget, and no later event crosses it).
+    spend that passed it came before the budget, and no later event crosses it). A hard
+    one also holds the calls its scope has running (``holds``; a price budget with
+    ``plans``' prices).
 
     With ``catalog``, a model budget given an alias is stored under the model's catalog id,
     as pricing resolves the alias now: the ledger names models by id, so a budget on an
@@ -193,7 +200,10 @@ async def create_budget(
         assert row is not None
         await conn.execute(queries.BACKFILL_SPEND, row["id"])
         budget = budget_from_row(row)
-        await _raise_alerts(conn, await _passed_thresholds(conn, budget, datetime.now(UTC)))
+        now = datetime.now(UTC)
+        if budget.hard:
+            await hold_open_reservations(conn, budget, now, catalog=catalog, plans=plans)
+        await _raise_alerts(conn, await _passed_thresholds(conn, budget, now))
     return budget
 
 
@@ -235,14 +245,21 @@ class BudgetChanges:
 
 
 async def update_budget(
-    conn: Connection, budget_id: int, changes: BudgetChanges, now: datetime
+    conn: Connection,
+    budget_id: int,
+    changes: BudgetChanges,
+    now: datetime,
+    *,
+    catalog: CatalogCache | None = None,
+    plans: PlanCache | None = None,
 ) -> tuple[Budget, int, str | None]:
     """Change limit, thresholds, hardness or webhook; scope and period stay fixed.
 
     A new limit or new thresholds are evaluated at once against the spend of the period
     that contains ``now``: a threshold the spend has already passed fires then, in this
-    transaction, unless it fired before in the period. Returns the budget, the number
-    of alerts raised, and ``changes.secret_if_none`` when the budget took it.
+    transaction, unless it fired before in the period. A budget made hard holds the calls
+    its scope has running, as a new hard one does. Returns the budget, the number of
+    alerts raised, and ``changes.secret_if_none`` when the budget took it.
     """
     async with conn.transaction():
         reevaluate = changes.limit_usd is not None or changes.thresholds is not None
@@ -278,6 +295,8 @@ async def update_budget(
         if row is None:
             raise NotFoundError(f"budget {budget_id} does not exist")
         budget = budget_from_row(row)
+        if budget.hard and not current.hard:
+            await hold_open_reservations(conn, budget, now, catalog=catalog, plans=plans)
         alerts = 0
         if reevaluate:
             alerts = await _raise_alerts(conn, await _passed_thresholds(conn, budget, now))
