@@ -93,15 +93,27 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._reading_head:
-            # The whole chunk counts, though the head may end inside it: checked only if
-            # the head is still incomplete once it is parsed, so a body never counts.
+        if not self._reading_head:
+            super().data_received(data)
+            return
+        if self._head_timer is None:
+            self._start_head_timer()  # a next request's first byte
+        room = MAX_HEAD_BYTES - self._head_bytes
+        if len(data) <= room:
             self._head_bytes += len(data)
-            if self._head_timer is None:
-                self._start_head_timer()  # a next request's first byte
-        super().data_received(data)
-        if self._reading_head and self._head_bytes > MAX_HEAD_BYTES:
+            super().data_received(data)
+            return
+        # httptools does not say where in a chunk a head ends: counted whole, a chunk
+        # crossing the bound let through a head that ended inside it (up to twice the
+        # bound). The parser gets what the bound leaves of the chunk first: a head still
+        # incomplete then is too large, and a complete one is followed by the rest.
+        self._head_bytes = MAX_HEAD_BYTES
+        super().data_received(data[:room])
+        if self._reading_head and self._head_bytes == MAX_HEAD_BYTES:
+            # The same head (a head completed, or a next one begun, counts from 0).
             self._cut_off(TOO_LARGE)
+        if not self.transport.is_closing():
+            super().data_received(data[room:])
 
     def on_headers_complete(self) -> None:
         self._reading_head = False

@@ -1,5 +1,5 @@
 """``luc serve`` when what it stands on misbehaves: its parent killed, its embedded
-PostgreSQL killed, a client that never finishes its request head.
+PostgreSQL killed, a client whose request head never ends or is too large.
 
 Real processes throughout: ``luc serve`` in a child process, the PostgreSQL it runs or
 the test's own, and raw sockets for the clients.
@@ -238,6 +238,52 @@ def test_a_request_head_without_end_is_cut_off_and_the_worker_stays_small(
         ), answer
         assert _rss(server.pid) - before < 20 * 1024 * 1024
         assert httpx.get(f"{server.base_url}/healthz", timeout=5).status_code == 200
+    finally:
+        server.stop()
+
+
+MAX_HEAD = 64 * 1024  # README, Operating LUC: "larger than 64 KiB get 431"
+
+
+def _head(size: int, connection: bytes = b"close") -> bytes:
+    """A request head of ``size`` bytes (its last header padded), complete."""
+    start = b"GET /healthz HTTP/1.1\r\nHost: luc\r\nConnection: " + connection + b"\r\nX-Big: "
+    return start + b"a" * (size - len(start) - 4) + b"\r\n\r\n"
+
+
+def _send_in(client: socket.socket, request: bytes, writes: int) -> None:
+    """``request`` in ``writes`` writes, the first 60,000 bytes (under the bound) alone."""
+    if writes == 2:
+        client.sendall(request[:60_000])
+        time.sleep(0.2)  # the client's pace: two writes apart, as a slow network sends them
+        request = request[60_000:]
+    client.sendall(request)
+
+
+@pytest.mark.parametrize("writes", [1, 2], ids=["one-write", "two-writes"])
+def test_a_request_head_over_64_kib_gets_431_however_its_bytes_arrive(
+    database_url: str, tmp_path: Path, writes: int
+) -> None:
+    """A head that ended in the chunk crossing 64 KiB got through (only a head still
+    incomplete was checked): 100,000 bytes in one write, 130,043 in two, answered 200."""
+    server = ServerProcess(database_url, tmp_path / "luc.log")
+    try:
+        server.start()
+        for size in (MAX_HEAD + 1, 100_000, 130_043):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=30) as client:
+                _send_in(client, _head(size), writes)
+                answer = _read_all(client)
+            assert answer.startswith(b"HTTP/1.1 431 "), (size, answer[:200])
+            assert answer.endswith(
+                b'{"status_code": 431, "detail": "the request line and headers exceed 65536 bytes"}'
+            ), answer
+        # A head of 64 KiB exactly is taken, and what follows it in the same write (here
+        # a next request) is read as ever.
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as client:
+            _send_in(client, _head(MAX_HEAD, b"keep-alive") + _head(100), writes)
+            answer = _read_all(client)
+        assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+        assert answer.count(b"HTTP/1.1 200 ") == 2, answer
     finally:
         server.stop()
 
