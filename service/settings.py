@@ -7,6 +7,7 @@ variable, so a typo stops the service at start instead of misbehaving later.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import math
 import os
 from dataclasses import dataclass, field
@@ -83,6 +84,10 @@ class ServerSettings:
     body_timeout_seconds: float = 120.0
     """``LUC_BODY_TIMEOUT_SECONDS``: how long a request body may take to arrive once its
     head has (the largest body, ``LUC_MAX_BODY_BYTES``, at 256 KB/s)."""
+    forwarded_allow_ips: tuple[str, ...] = ()
+    """``LUC_FORWARDED_ALLOW_IPS``: comma-separated addresses or networks of the reverse
+    proxies whose ``X-Forwarded-For`` and ``X-Forwarded-Proto`` name the client (``*``
+    alone: any peer); unset, none: a request's address is its connection's."""
 
 
 @dataclass(frozen=True)
@@ -424,6 +429,25 @@ def _port(env: dict[str, str], name: str) -> int | None:
     return port
 
 
+def _forwarded_allow_ips(env: dict[str, str]) -> tuple[str, ...]:
+    """The proxies of ``LUC_FORWARDED_ALLOW_IPS``, each as uvicorn reads it: an entry that
+    is no address or network (``10.0.0.1/8``, host bits set) would be kept as a name no
+    peer has, and its proxy's clients all counted as the proxy's one address."""
+    name = "LUC_FORWARDED_ALLOW_IPS"
+    proxies = tuple(p.strip() for p in (env.get(name) or "").split(",") if p.strip())
+    if proxies == ("*",):
+        return proxies
+    for proxy in proxies:
+        try:
+            ipaddress.ip_network(proxy)
+        except ValueError:
+            raise SettingsError(
+                f"{name}: {proxy!r} is not an address or a network (10.0.0.5, 10.0.0.0/8; "
+                "* alone for any peer)"
+            ) from None
+    return proxies
+
+
 WEBHOOK_SECRET_BYTES = (24, 64)
 """Standard Webhooks: a symmetric signing secret is random, at least 24 bytes, at most 64."""
 
@@ -544,6 +568,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         body_timeout_seconds=_float(
             env, "LUC_BODY_TIMEOUT_SECONDS", ServerSettings.body_timeout_seconds
         ),
+        forwarded_allow_ips=_forwarded_allow_ips(env),
     )
     max_batch_events = _int(env, "LUC_MAX_BATCH_EVENTS", IngestSettings.max_batch_events)
     max_attributes_bytes = _int(

@@ -16,7 +16,7 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -98,16 +98,27 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         _serve_workers(settings, workers, host, port)
         return
     _tune_gc()
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        loop="auto",  # uvloop (see _serve_workers)
-        http=_HTTP,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=graceful_seconds(settings),
-    )
+    uvicorn.run(create_app(settings), host=host, port=port, **_uvicorn_options(settings))
+
+
+def _uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How uvicorn runs ``luc serve``, in one process or in each of several workers."""
+    proxies = settings.server.forwarded_allow_ips
+    return {
+        # uvloop's event loop (uvicorn's default; LUC's dependency, pyproject.toml) and
+        # httptools' HTTP parser with bounded request heads (_HTTP). Checked by
+        # tests/integration/test_serve_speed_ups.py.
+        "loop": "auto",
+        "http": _HTTP,
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": graceful_seconds(settings),
+        # X-Forwarded-For only from the proxies the operator names: uvicorn believes
+        # 127.0.0.1 unless told otherwise, so any process on the host named its own address
+        # with each request, and got a fresh per-address rate limit with each.
+        "proxy_headers": bool(proxies),
+        "forwarded_allow_ips": list(proxies),
+    }
 
 
 GRACE_SECONDS = 10
@@ -163,14 +174,7 @@ def _serve_workers(settings: Settings, workers: int, host: str, port: int) -> No
         workers=workers,
         host=host,
         port=port,
-        # uvloop's event loop (uvicorn's default; LUC's dependency, pyproject.toml) and
-        # httptools' HTTP parser with bounded request heads (_HTTP). Checked by
-        # tests/integration/test_serve_speed_ups.py.
-        loop="auto",
-        http=_HTTP,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=graceful_seconds(settings),
+        **_uvicorn_options(settings),
     )
     # uvicorn.run() with workers, but the supervisor kept: a worker that could not start
     # (PostgreSQL never answered) ends the whole server with the start-up failure status,

@@ -4,6 +4,8 @@
   announces a huge body and sends almost nothing);
 - a batch over LUC_MAX_BATCH_EVENTS, a page over 1,000 rows: refused, nothing stored;
 - 150 requests per second on a key limited to 30: the excess gets 429 with Retry-After;
+- X-Forwarded-For names the address a keyless request counts under only from a proxy
+  LUC_FORWARDED_ALLOW_IPS lists;
 - fields that try to set cost, price or catalog version are refused per event, and no
   ledger entry ever carries a client-supplied cost;
 - keys and webhook secrets never show in the log, in error bodies or in the OpenAPI
@@ -20,7 +22,7 @@ import os
 import socket
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -36,6 +38,7 @@ from service.auth.keys import create_key
 from tests.support.events import wire_event
 from tests.support.ledger_truth import expected_cost
 from tests.support.ports import closed_port
+from tests.support.servers import ServerProcess
 from tests.support.settings import settings_for
 
 MAX_BODY = 64 * 1024
@@ -269,6 +272,46 @@ async def test_150_requests_a_second_on_a_key_limited_to_30_get_429_for_the_exce
     # Exactly the acknowledged events are stored; refused ones are not.
     stored = await db.fetchval("SELECT count(*) FROM event_keys WHERE event_id LIKE 'rate-%'")
     assert stored == accepted
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", ["1", "2"])  # uvicorn run alone, or its supervisor's
+async def test_x_forwarded_for_names_the_client_only_from_a_proxy_the_operator_lists(
+    server_factory: Any, workers: str
+) -> None:
+    # uvicorn believed X-Forwarded-For from 127.0.0.1 unless told otherwise: any process on
+    # the host named a new address with each request, and keyless requests far over the
+    # per-address limit got 401 after 401, never 429.
+    limit = 5
+    settings = {"LUC_AUTH": "on", "LUC_RATE_LIMIT_PER_SECOND": str(limit), "LUC_WORKERS": workers}
+    direct = server_factory(**settings)
+    behind_proxy = server_factory(**settings, LUC_FORWARDED_ALLOW_IPS="127.0.0.1")
+
+    async def keyless(server: ServerProcess, client: Callable[[int], str]) -> tuple[list[int], int]:
+        """The statuses of 40 keyless requests, the i-th forwarded for ``client(i)``, and
+        the most of them the limit lets through in the seconds they took."""
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+            started = time.monotonic()
+            statuses = [
+                (await http.get("/v1/alerts", headers={"X-Forwarded-For": client(i)})).status_code
+                for i in range(40)
+            ]
+        # The count opens with each wall-clock second: at most ceil(elapsed) + 1 windows.
+        allowed = limit * (math.ceil(time.monotonic() - started) + 1)
+        assert set(statuses) <= {401, 429}
+        return statuses, allowed
+
+    # By default the header names no one: the connection's address is counted.
+    statuses, allowed = await keyless(direct, lambda i: f"203.0.113.{i}")
+    assert 429 in statuses
+    assert statuses.count(401) <= allowed, statuses
+    # From a listed proxy, each client it names has an allowance of its own ...
+    statuses, _ = await keyless(behind_proxy, lambda i: f"198.51.100.{i}")
+    assert statuses == [401] * 40
+    # ... and one client's requests share theirs.
+    statuses, allowed = await keyless(behind_proxy, lambda i: "198.51.100.200")
+    assert 429 in statuses
+    assert statuses.count(401) <= allowed, statuses
 
 
 FORGED_FIELDS: list[tuple[str, Any]] = [

@@ -263,3 +263,23 @@ def test_a_provider_key_with_whitespace_inside_is_refused_without_showing_it(nam
 def test_a_webhook_host_given_as_a_url_is_refused(value: str) -> None:
     with pytest.raises(SettingsError, match=r"^LUC_WEBHOOK_ALLOWED_HOSTS: .* is not a host name"):
         load_settings({"LUC_WEBHOOK_ALLOWED_HOSTS": f"ok.example.com, {value}"})
+
+
+@pytest.mark.parametrize("proxies", ["10.0.0.1/8", "proxy.internal", "10.0.0.300", "*, 10.0.0.5"])
+def test_a_forwarded_allow_ips_entry_no_peer_can_have_is_refused_naming_the_variable(
+    proxies: str,
+) -> None:
+    # uvicorn keeps such an entry as a name no peer has: the proxy's clients would all be
+    # counted as the proxy's one address, without a word.
+    with pytest.raises(SettingsError) as raised:
+        load_settings({"LUC_FORWARDED_ALLOW_IPS": proxies})
+    assert raised.value.message.startswith("LUC_FORWARDED_ALLOW_IPS: ")
+    assert "is not an address or a network" in raised.value.message
+
+
+def test_forwarded_allow_ips_takes_addresses_networks_or_any_peer_alone() -> None:
+    given = " 10.0.0.5, 10.1.0.0/16 ,::1,"
+    read = load_settings({"LUC_FORWARDED_ALLOW_IPS": given}).server.forwarded_allow_ips
+    assert read == ("10.0.0.5", "10.1.0.0/16", "::1")
+    assert load_settings({"LUC_FORWARDED_ALLOW_IPS": "*"}).server.forwarded_allow_ips == ("*",)
+    assert load_settings({}).server.forwarded_allow_ips == ()
