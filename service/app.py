@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncpg
 import structlog
-from litestar import Litestar, Request
+from litestar import Litestar, Request, Response
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
@@ -48,6 +48,7 @@ from service.api.metrics import metrics as metrics_endpoint
 from service.api.observe import InFlight, observe_requests, observe_unrouted
 from service.api.openai_models import ModelsController
 from service.api.openapi import document_errors
+from service.api.options_requests import ALLOW, allow_by_route, options_answer
 from service.api.params import BlankQueryValues, plain_path_numbers, single_query_values
 from service.api.parked import ParkedUsageController
 from service.api.plans import PlansController
@@ -383,17 +384,21 @@ async def _cancelled(task: asyncio.Task[None]) -> None:
         await task
 
 
-async def _before_request(request: Request[Any, Any, Any]) -> None:
+async def _before_request(request: Request[Any, Any, Any]) -> Response[None] | None:
     """Every route's: the key first (``auth.guard``), then its query's single values. The
     key is checked here rather than in a Litestar guard: Litestar hands every guard a copy
     of the route handler, made anew at each request, and that copy was a twentieth of a
     single event's CPU (py-spy, 8 clients). This runs at the same point, before the
-    request's body and parameters are read; then a JSON body is checked strictly
+    request's body and parameters are read. OPTIONS is answered here, with every method of
+    its route (``api.options_requests``); any other request's JSON body is checked strictly
     (``strict_body``) before Litestar's lenient conversion takes it."""
     await require_key(request, request.route_handler)
     await single_query_values(request)
     await plain_path_numbers(request)
+    if request.method == "OPTIONS":
+        return options_answer(request)
     await strict_body(request)
+    return None
 
 
 def create_app(settings: Settings | None = None, *, prepared: bool = False) -> Litestar:
@@ -504,6 +509,7 @@ def create_app(settings: Settings | None = None, *, prepared: bool = False) -> L
         logging_config=None,
     )
     app.state[IN_FLIGHT] = in_flight
+    app.state[ALLOW] = allow_by_route(app)
     # Before routing: an id's encoded "/" stays inside its path segment (api.encoded_ids);
     # GET /schema is the document unless HTML is asked for (api.reference); HEAD is
     # answered as GET without the body (api.head_requests).

@@ -10,6 +10,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, SerializationException
 
 from service.api.observe import request_id
+from service.api.options_requests import allow_header
 from service.api.schemas.common import ErrorBody
 from service.db import UNAVAILABLE, caused_by, is_unavailable, missing_privilege
 from service.errors import DatabaseUnavailableError, LucError
@@ -86,6 +87,9 @@ def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> R
             f"no route {request.method} {request.url.path}: the OpenAPI document at /schema "
             "lists LUC's routes"
         )
+    if exc.status_code == 405 and "allow" in headers:
+        # The router's: the methods its route serves, said as OPTIONS says them.
+        headers["allow"] = allow_header(headers["allow"].split(", "))
     if exc.status_code == 413:
         limit = request.app.state.luc.settings.ingest.max_body_bytes  # set: a route ran
         detail = f"request body is over the limit of {limit} bytes (LUC_MAX_BODY_BYTES)"

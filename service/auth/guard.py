@@ -149,7 +149,7 @@ async def require_key(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
     if connection.scope.get("method") == "OPTIONS":
-        return  # Litestar's answer to OPTIONS: the route's Allow header, nothing of its data
+        return  # the answer to OPTIONS: the route's Allow header, nothing of its data
     openapi_path = connection.app.openapi_config.path if connection.app.openapi_config else None
     scopes = required_scopes(handler)
     if scopes == () or (openapi_path and connection.scope["path"].startswith(openapi_path)):

@@ -16,6 +16,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
+    allow_header_conformance,
     content_type_conformance,
     ignored_auth,
     response_headers_conformance,
@@ -60,11 +61,11 @@ schema = schemathesis.openapi.from_dict(DOCUMENT)
 # What "every answer matches the schema" means, plus: every guarded route really asks for the
 # key its document declares. Left out on purpose: positive_data_acceptance (a schema cannot
 # say "cached_input_tokens ≤ input_tokens" or which cursors exist, so valid-looking requests
-# are refused by design) and allow_header_conformance (Litestar 2 lists only one method in the
-# Allow header of its automatic OPTIONS answer: litestar-org/litestar#4169, fixed in v3) and
-# negative_data_rejection (a batch answers a bad event inside a 200, per event, by design).
+# are refused by design) and negative_data_rejection (a batch answers a bad event inside a
+# 200, per event, by design).
 CHECKS = [
     not_a_server_error,
+    allow_header_conformance,
     status_code_conformance,
     content_type_conformance,
     response_headers_conformance,
