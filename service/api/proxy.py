@@ -57,6 +57,7 @@ from service.gateway.metering import Gateway
 from service.gateway.models import CallContext, ChatRequest, StreamHandle
 from service.gateway.usage import attribution_problems
 from service.ingest.models import MAX_TOKENS
+from service.ingest.validate import body_not_json
 from service.pricing.catalog import STUB_PROVIDER
 
 log = structlog.get_logger("luc.proxy")
@@ -209,7 +210,7 @@ def _chat_request(raw: bytes, gateway: Gateway) -> tuple[ChatRequest, bool]:
     try:
         body = msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
-        raise InvalidRequestError(f"body is not valid JSON: {exc}", status_code=400) from exc
+        raise body_not_json(raw, exc) from exc
     except RecursionError:  # msgspec decodes nesting by recursion (service.api.request)
         raise InvalidRequestError(
             "body is not valid JSON: it nests too deeply", status_code=400

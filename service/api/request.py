@@ -15,6 +15,7 @@ from litestar.exceptions import SerializationException, ValidationException
 from service.auth.keys import ApiKey
 from service.errors import ClientGoneError, InvalidRequestError
 from service.ingest.repeats import REPEAT_REASON, distinct_names, may_repeat, path_text, repeated
+from service.ingest.validate import body_not_json
 
 
 class LucRequest(Request[Any, Any, Any]):
@@ -94,19 +95,18 @@ def _body_type(handler: Any) -> type | None:
 
 
 _ABSENT = object()
-_NOT_JSON = object()
 
 
 async def _decoded_body(request: Request[Any, Any, Any]) -> Any:
     """The request's body decoded as JSON; ``_ABSENT`` when it is empty (or only
-    whitespace), ``_NOT_JSON`` when it does not decode."""
+    whitespace), the decoder's error when it does not decode (no JSON value is one)."""
     body = await request.body()
     if not body.strip():
         return _ABSENT
     try:
         return msgspec.json.decode(body)
-    except (msgspec.DecodeError, RecursionError):
-        return _NOT_JSON
+    except (msgspec.DecodeError, RecursionError) as exc:
+        return exc
 
 
 async def strict_body(request: Request[Any, Any, Any]) -> None:
@@ -115,17 +115,20 @@ async def strict_body(request: Request[Any, Any, Any]) -> None:
     bodies leniently: ``"dry_run": "false"`` read as false, ``"true"`` or ``1`` as true,
     ``"parent": "1"`` as 1, ``1000.0`` as 1000; on a route that moves money a value of the
     wrong type is a mistake to refuse, not to guess, and so is a name given twice (the
-    decoder keeps the last value). What is not JSON at all is left to
-    Litestar's own message."""
+    decoder keeps the last value). What is not JSON is refused as ingest refuses it
+    (``body_not_json``: msgspec's "Input data was truncated" for a lone surrogate's
+    escape said as such); what nests too deeply is left to ``LucRequest.json``."""
     handler = request.route_handler
     kind = _body_type(handler)
     if kind is None:
         await _no_body(request, handler)
         return
     value = await _decoded_body(request)
-    if value is _ABSENT or value is _NOT_JSON:
-        return  # not JSON: Litestar says so, as for any route
     body = await request.body()
+    if isinstance(value, msgspec.DecodeError):
+        raise body_not_json(body, value) from None
+    if value is _ABSENT or isinstance(value, RecursionError):
+        return  # Litestar says what is missing or too deep, as for any route
     if may_repeat(body, distinct_names(value)) and (paths := repeated(body)):
         raise ValidationException(
             f"Validation failed for {request.method} {request.url.path}",

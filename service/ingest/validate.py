@@ -39,6 +39,25 @@ _batch_decoder = msgspec.json.Decoder(BatchIn)
 _any_decoder = msgspec.json.Decoder()
 
 
+LONE_SURROGATE_ESCAPE = (
+    "holds a string escape for a lone UTF-16 surrogate (\\ud800–\\udfff without its pair), "
+    "which is not Unicode text"
+)
+"""Why JSON holding such an escape is refused: msgspec says "Input data was truncated",
+which sends a client looking for a cut body."""
+
+
+def _lone_surrogate_escape(raw: bytes, error: msgspec.DecodeError) -> bool:
+    """Whether msgspec could not decode ``raw`` for a string escape of a lone surrogate."""
+    return "surrogate" in str(error) or SURROGATE_ESCAPE.search(raw) is not None
+
+
+def body_not_json(body: bytes, error: msgspec.DecodeError) -> InvalidRequestError:
+    """The 400 for a request body msgspec could not decode, on every route that reads one."""
+    why = f"it {LONE_SURROGATE_ESCAPE}" if _lone_surrogate_escape(body, error) else error
+    return InvalidRequestError(f"body is not valid JSON: {why}", status_code=400)
+
+
 class _MemberNames(msgspec.Struct):
     events: list[dict[str, msgspec.Raw]]
 
@@ -156,11 +175,8 @@ def _member_problems(
             problems.append(f"{name}: nests JSON too deeply")
             undecodable.add(name)
         except msgspec.DecodeError as error:
-            if "surrogate" in str(error) or SURROGATE_ESCAPE.search(value_raw):
-                problems.append(
-                    f"{name}: holds a string escape for a lone UTF-16 surrogate "
-                    "(\\ud800–\\udfff without its pair), which is not Unicode text"
-                )
+            if _lone_surrogate_escape(value_raw, error):
+                problems.append(f"{name}: {LONE_SURROGATE_ESCAPE}")
             else:
                 problems.append(f"{name}: not valid JSON: {error}")
             undecodable.add(name)
@@ -263,7 +279,7 @@ def parse_single(body: bytes, now: datetime, settings: IngestSettings) -> UsageE
             return _undecodable(body, 0, exc)  # an object with one bad field: rejected
         if isinstance(exc, RecursionError):
             raise InvalidRequestError("body nests JSON too deeply", status_code=400) from exc
-        raise InvalidRequestError(f"body is not valid JSON: {exc}", status_code=400) from exc
+        raise body_not_json(body, exc) from exc
     if not isinstance(value, dict):
         raise InvalidRequestError("body must be a JSON object: one usage event")
     if may_repeat(body, distinct_names(value)) and (paths := repeated(body)):
@@ -308,7 +324,7 @@ def parse_batch(body: bytes, now: datetime, settings: IngestSettings) -> ParsedB
         if split is None:
             if isinstance(exc, RecursionError):
                 raise InvalidRequestError("body nests JSON too deeply", status_code=400) from exc
-            raise InvalidRequestError(f"body is not valid JSON: {exc}", status_code=400) from exc
+            raise body_not_json(body, exc) from exc
         events = split
     _check_count(len(events), settings)
     repeats = _batch_repeats(body, events)

@@ -274,6 +274,30 @@ async def test_a_json_body_nested_too_deeply_is_a_400_that_says_so(
     assert answer.json()["detail"] == "body is not valid JSON: it nests too deeply"
 
 
+LONE_SURROGATE = (
+    "body is not valid JSON: it holds a string escape for a lone UTF-16 surrogate "
+    "(\\ud800–\\udfff without its pair), which is not Unicode text"
+)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/keys", b'{"scope": "read", "name": "\\ud800"}'),
+        ("/v1/customers", b'{"id": "c-1", "name": "\\udfff"}'),
+        ("/v1/events", b'["\\ud800"]'),
+    ],
+)
+async def test_a_json_body_with_a_lone_surrogate_escape_is_a_400_that_names_it(
+    api: AsyncTestClient[Any], path: str, body: bytes
+) -> None:
+    # Outside an event's fields it said msgspec's "Input data was truncated": the body was
+    # whole, its string escape the matter.
+    answer = await api.post(path, **raw(body))
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["detail"] == LONE_SURROGATE
+
+
 async def test_a_batch_at_the_limit_is_accepted(api: AsyncTestClient[Any]) -> None:
     events = FOUR["events"][:MAX_BATCH]
     response = await api.post("/v1/events/batch", json={"events": events})

@@ -118,6 +118,26 @@ async def test_a_body_nested_too_deeply_is_an_openai_shaped_400_and_nothing_is_c
     assert await ledger(db) == []
 
 
+async def test_a_body_with_a_lone_surrogate_escape_is_an_openai_shaped_400_that_names_it(
+    client: AsyncTestClient[Any], db: asyncpg.Connection
+) -> None:
+    # It said msgspec's "Input data was truncated": the body was whole.
+    body = b'{"model": "x", "messages": [{"role": "user", "content": "\\ud800"}]}'
+    response = await client.post(
+        "/v1/chat/completions",
+        content=body,
+        headers={**ATTRIBUTION, "content-type": "application/json"},
+    )
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["message"] == (
+        "body is not valid JSON: it holds a string escape for a lone UTF-16 surrogate "
+        "(\\ud800–\\udfff without its pair), which is not Unicode text"
+    )
+    assert await ledger(db) == []
+
+
 async def test_a_stream_flag_that_is_no_boolean_is_an_openai_shaped_400(
     client: AsyncTestClient[Any], db: asyncpg.Connection
 ) -> None:
