@@ -33,10 +33,11 @@ from service.api.schemas.budgets import (
 from service.auth.guard import ADMIN, INGEST, INGEST_OR_READ, READ
 from service.budgets import reservations
 from service.budgets.delivery import redeliver
-from service.budgets.models import ALERT_TYPES, DELIVERIES, SCOPES, Alert
+from service.budgets.models import ALERT_TYPES, DELIVERIES, SCOPES
 from service.budgets.service import (
     create_budget,
     delete_budget,
+    get_alert,
     get_budget,
     list_alerts,
     list_budgets,
@@ -47,8 +48,8 @@ from service.budgets.service import (
 )
 from service.budgets.targets import check_target
 from service.budgets.thresholds import thresholds_as_sent
-from service.db import Connection, on_connection
-from service.errors import InvalidRequestError, NotFoundError
+from service.db import on_connection
+from service.errors import InvalidRequestError
 
 
 class BudgetsController(LucController):
@@ -363,10 +364,7 @@ class AlertsController(LucController):
 
     @get("/{alert_id:str}", operation_id="getAlert", summary="One alert")
     async def one(self, luc: NamedDependency[Resources], alert_id: FromPath[str]) -> AlertOut:
-        alerts = await on_connection(luc.pool, lambda conn: _alerts_by_id(conn, alert_id))
-        if not alerts:
-            raise NotFoundError(f"alert {alert_id!r} does not exist")
-        return alert_out(alerts[0])
+        return alert_out(await on_connection(luc.pool, lambda conn: get_alert(conn, alert_id)))
 
     @post(
         "/{alert_id:str}/redeliver",
@@ -382,8 +380,8 @@ class AlertsController(LucController):
         await on_connection(luc.pool, lambda conn: redeliver(conn, alert_id, window))
         if luc.dispatcher is not None:
             luc.dispatcher.wake()
-        alerts = await on_connection(luc.pool, lambda conn: _alerts_by_id(conn, alert_id))
-        return Response(alert_out(alerts[0]), status_code=202)
+        alert = await on_connection(luc.pool, lambda conn: get_alert(conn, alert_id))
+        return Response(alert_out(alert), status_code=202)
 
 
 def _alert_position(cursor: str | None) -> tuple[datetime, str] | None:
@@ -396,7 +394,3 @@ def _alert_position(cursor: str | None) -> tuple[datetime, str] | None:
         return datetime.fromisoformat(at), str(uuid.UUID(alert_id))
     except ValueError:
         raise InvalidRequestError("cursor is not one this API issued", status_code=400) from None
-
-
-async def _alerts_by_id(conn: Connection, alert_id: str) -> list[Alert]:
-    return await list_alerts(conn, alert_id=alert_id)

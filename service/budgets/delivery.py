@@ -34,6 +34,7 @@ import structlog
 from standardwebhooks.webhooks import Webhook
 
 from service.budgets import queries
+from service.budgets.service import get_alert
 from service.budgets.targets import Resolver, Target, resolve_target, system_resolver
 from service.db import CONNECTION_ERRORS, Connection
 from service.db.outage import OutageLog
@@ -292,9 +293,7 @@ async def deliver_alert(
 
 async def redeliver(conn: Connection, alert_id: str, retry_window_seconds: int) -> None:
     """Put a dead (or delivered) alert back in the outbox for another round."""
-    try:
-        result = await conn.execute(queries.REDELIVER, alert_id, float(retry_window_seconds))
-    except asyncpg.DataError:
-        raise NotFoundError(f"alert {alert_id!r} does not exist") from None
+    alert = await get_alert(conn, alert_id)  # no such alert: "does not exist", as GET says
+    result = await conn.execute(queries.REDELIVER, alert.id, float(retry_window_seconds))
     if result == "UPDATE 0":
         raise NotFoundError(f"alert {alert_id!r} has no webhook delivery")

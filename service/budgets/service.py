@@ -413,3 +413,10 @@ async def list_alerts(
         delivery,
     )
     return [_alert(r) for r in rows]
+
+
+async def get_alert(conn: Connection, alert_id: str) -> Alert:
+    alerts = await list_alerts(conn, alert_id=alert_id)
+    if not alerts:
+        raise NotFoundError(f"alert {alert_id!r} does not exist")
+    return alerts[0]

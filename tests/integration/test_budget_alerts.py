@@ -282,6 +282,39 @@ async def test_a_budget_created_after_spend_counts_that_spend_in_each_period(
     assert Decimal(_standing(check, life)["spent_usd"]) == Decimal("1.10")
 
 
+async def test_redelivering_a_missing_alert_says_it_does_not_exist_as_reading_it_does(
+    client: AsyncTestClient[Any],
+) -> None:
+    # A missing alert was said to have "no webhook delivery", as if it existed.
+    budget = await client.post(
+        "/v1/budgets",
+        json={
+            "scope": "job",
+            "scope_id": "job-quiet",
+            "period": "lifetime",
+            "limit_usd": "1.00",
+            "thresholds": [1],
+        },
+    )
+    assert budget.status_code == 201, budget.text
+    event = opus_event("quiet-1", "1.00", occurred_at="2026-01-31T10:00:00Z", job_id="job-quiet")
+    assert (await client.post("/v1/events", json=event)).status_code in (200, 201)
+    [alert] = (await client.get("/v1/alerts")).json()["items"]
+    assert alert["delivery"] == "none"  # the budget has no webhook
+
+    quiet = await client.post(f"/v1/alerts/{alert['alert_id']}/redeliver")
+    assert (quiet.status_code, quiet.json()["detail"]) == (
+        404,
+        f"alert '{alert['alert_id']}' has no webhook delivery",
+    )
+    for missing in ("00000000-0000-0000-0000-000000000000", "xyz"):
+        read = await client.get(f"/v1/alerts/{missing}")
+        resent = await client.post(f"/v1/alerts/{missing}/redeliver")
+        said = f"alert '{missing}' does not exist"
+        assert (read.status_code, read.json()["detail"]) == (404, said)
+        assert (resent.status_code, resent.json()["detail"]) == (404, said)
+
+
 async def test_alerts_past_a_thousand_are_listed_page_by_page_oldest_first(
     client: AsyncTestClient[Any],
 ) -> None:
