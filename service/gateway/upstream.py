@@ -466,7 +466,10 @@ class HttpProvider:
             if timed_out:
                 detail = f"no answer within the timeout ({kind}), the request not sent"
             else:
-                detail = f"cannot reach {self.base_url} ({kind}: {exc})"
+                # The address without what may be credentials in it (a proxy's user and
+                # password, a query's key): this text reaches callers and the log.
+                shown = httpx.URL(self.base_url).copy_with(username=None, password=None, query=None)
+                detail = f"cannot reach {shown} ({kind}: {exc})"
             return UpstreamUnavailableError(detail, provider=self.name)
         if timed_out:
             detail = f"no answer within the timeout after the request was sent ({kind})"

@@ -154,3 +154,19 @@ async def test_an_attempt_that_never_reached_the_provider_is_not_metered(
     # Released at once: nothing was spent.
     [(amount, settled, holding)] = await db.fetch(RESERVATIONS, "job-t")
     assert (amount, settled, holding) == (ESTIMATE, False, False)
+
+
+async def test_an_unreachable_provider_is_named_without_the_credentials_in_its_address(
+    make_gateway: Callable[..., Gateway], impatient: Any
+) -> None:
+    """An address's user, password and query (a proxy's credentials, a key) never leave the
+    server (SPEC §10): the message reaches the proxy's callers and the log."""
+    with closed_port() as port:
+        address = f"http://luc:SECRETPW9@127.0.0.1:{port}/api/v1?key=SECRETKEY"
+        gateway = make_gateway(openrouter_at(impatient, address))
+        request = gateway.request(messages=STORY, model=FLASH, max_tokens=100)
+        with pytest.raises(UpstreamUnavailableError) as raised:
+            await gateway.complete(request, CONTEXT)
+
+    assert f"cannot reach http://127.0.0.1:{port}/api/v1 (" in raised.value.message
+    assert "SECRET" not in raised.value.message
