@@ -33,7 +33,7 @@ from service.api.schemas.budgets import (
 from service.auth.guard import ADMIN, INGEST, INGEST_OR_READ, READ
 from service.budgets import reservations
 from service.budgets.delivery import redeliver
-from service.budgets.models import ALERT_TYPES, DELIVERIES, SCOPES
+from service.budgets.models import ALERT_TYPES, DELIVERIES, SCOPES, Alert
 from service.budgets.service import (
     create_budget,
     delete_budget,
@@ -48,8 +48,8 @@ from service.budgets.service import (
 )
 from service.budgets.targets import check_target
 from service.budgets.thresholds import thresholds_as_sent
-from service.db import on_connection
-from service.errors import InvalidRequestError
+from service.db import Connection, on_connection
+from service.errors import InvalidRequestError, NotFoundError
 
 
 class BudgetsController(LucController):
@@ -316,7 +316,9 @@ class AlertsController(LucController):
             "Filters: `budget_id`, `customer_id` (its credit alerts), `type` "
             "(`budget.threshold_crossed`, `customer.credits_low`, "
             "`customer.credits_exhausted`), `delivery` (`none`, `pending`, `delivered`, "
-            "`dead`: the alerts whose webhook was never delivered, say)."
+            "`dead`: the alerts whose webhook was never delivered, say). To follow new "
+            "alerts, ask `after` the id of the last alert read: the alerts listed after it "
+            "(the last page's `next_cursor` is null)."
         ),
     )
     async def list(
@@ -331,6 +333,10 @@ class AlertsController(LucController):
             str | None, QueryParameter(schema_extra={"enum": list(DELIVERIES)})
         ] = None,
         cursor: FromQuery[str | None] = None,
+        after_alert: Annotated[
+            str | None,
+            QueryParameter(name="after", description="an alert's id: the alerts listed after it"),
+        ] = None,
         limit: Annotated[
             int | None,
             QueryParameter(description="page size, 1–1000 (1000)", schema_extra=PAGE_RANGE),
@@ -346,10 +352,17 @@ class AlertsController(LucController):
             )
         # 1000 by default: the most the list ever answered, now with a way to the rest.
         size = MAX_PAGE if limit is None else page_size(limit)
-        after = _alert_position(cursor)
-        alerts = await on_connection(
-            luc.pool,
-            lambda conn: list_alerts(
+        if cursor is not None and after_alert is not None:
+            raise InvalidRequestError(
+                "send cursor or after, not both (each says where the page starts)",
+                status_code=400,
+            )
+
+        async def listed(conn: Connection) -> list[Alert]:
+            after = _alert_position(cursor)
+            if after_alert is not None:
+                after = await _alert_named(conn, after_alert)
+            return await list_alerts(
                 conn,
                 budget_id,
                 limit=size + 1,
@@ -357,8 +370,9 @@ class AlertsController(LucController):
                 alert_type=alert_type,
                 after=after,
                 delivery=delivery,
-            ),
-        )
+            )
+
+        alerts = await on_connection(luc.pool, listed)
         items, next_cursor = page(alerts, size, lambda a: f"{a.created_at.isoformat()}|{a.id}")
         return AlertList(items=[alert_out(a) for a in items], next_cursor=next_cursor)
 
@@ -382,6 +396,16 @@ class AlertsController(LucController):
             luc.dispatcher.wake()
         alert = await on_connection(luc.pool, lambda conn: get_alert(conn, alert_id))
         return Response(alert_out(alert), status_code=202)
+
+
+async def _alert_named(conn: Connection, alert_id: str) -> tuple[datetime, str]:
+    """The position in the alert list of the alert ``after`` names: a client following new
+    alerts holds the last one it read, where the last page gives no cursor."""
+    try:
+        alert = await get_alert(conn, alert_id)
+    except NotFoundError as exc:
+        raise InvalidRequestError(f"after: {exc.message}", status_code=400) from None
+    return alert.created_at, str(alert.id)
 
 
 def _alert_position(cursor: str | None) -> tuple[datetime, str] | None:

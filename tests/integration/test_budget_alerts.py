@@ -376,3 +376,48 @@ async def test_alerts_past_a_thousand_are_listed_page_by_page_oldest_first(
     assert rest["next_cursor"] is None
     bad = await client.get("/v1/alerts", params={"cursor": "not-one-of-ours"})
     assert bad.status_code == 400, bad.text
+
+
+async def test_new_alerts_are_followed_after_the_last_one_read(
+    client: AsyncTestClient[Any],
+) -> None:
+    # The last page has no cursor: a client that had read every alert held nothing to ask
+    # for the new ones with, though README promised following them missing none.
+    budget = await client.post(
+        "/v1/budgets",
+        json={
+            "scope": "job",
+            "scope_id": "job-follow",
+            "period": "lifetime",
+            "limit_usd": "1.00",
+            "thresholds": [0.25, 0.5, 1],
+        },
+    )
+    assert budget.status_code == 201, budget.text
+
+    async def spend(n: int, usd: str) -> None:
+        at = "2026-01-31T10:00:00Z"
+        event = opus_event(f"follow-{n}", usd, occurred_at=at, job_id="job-follow")
+        assert (await client.post("/v1/events", json=event)).status_code in (200, 201)
+
+    await spend(1, "0.30")  # 0.30: past 25 %
+    read = (await client.get("/v1/alerts")).json()
+    assert [a["threshold"] for a in read["items"]] == [0.25] and read["next_cursor"] is None
+    last = read["items"][-1]["alert_id"]
+    assert (await client.get("/v1/alerts", params={"after": last})).json()["items"] == []
+
+    await spend(2, "0.75")  # 1.05: past 50 % and 100 %
+    new = (await client.get("/v1/alerts", params={"after": last})).json()
+    assert [a["threshold"] for a in new["items"]] == [0.5, 1.0]
+    assert new["next_cursor"] is None
+    one = (await client.get("/v1/alerts", params={"after": last, "limit": 1})).json()
+    assert [a["threshold"] for a in one["items"]] == [0.5] and one["next_cursor"] is not None
+
+    unknown = await client.get("/v1/alerts", params={"after": "xyz"})
+    assert unknown.status_code == 400
+    assert unknown.json()["detail"] == "after: alert 'xyz' does not exist"
+    both = await client.get("/v1/alerts", params={"after": last, "cursor": one["next_cursor"]})
+    assert both.status_code == 400
+    assert both.json()["detail"] == (
+        "send cursor or after, not both (each says where the page starts)"
+    )
